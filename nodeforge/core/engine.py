@@ -1,0 +1,316 @@
+"""The engine: validate a workflow, plan what the requested outputs need, run it with a cache.
+
+One engine serves the editor and the command line.
+
+Threading contract: `run()` blocks and may be called from any thread, one run at a time per
+engine (a second caller waits for the first). `cancel()` may be called from any thread; the
+running node stops at its next progress point and the run raises `Cancelled`. Listeners are
+called on the running thread (see `nodeforge.core.events`). `run_async()` runs on a worker
+thread and delivers events on the event loop's thread, for asyncio and qasync callers.
+"""
+from __future__ import annotations
+
+import asyncio
+import itertools
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from nodeforge.core import events as ev
+from nodeforge.core.cache import OutputCache, make_key
+from nodeforge.core.context import NodeContext
+from nodeforge.core.errors import Cancelled, NodeError, NodeExecutionError, Problem, ValidationError, WorkflowError
+from nodeforge.core.models import ModelPaths, file_identity
+from nodeforge.core.registry import Registry, default_registry
+from nodeforge.core.validate import Checked, check_workflow
+from nodeforge.core.workflow import Workflow
+
+_run_ids = itertools.count(1)
+
+
+@dataclass
+class RunResult:
+    """What a run did. `outputs[node_id]` is what an output node (or a requested node) returned."""
+
+    executed: list[str] = field(default_factory=list)
+    cached: list[str] = field(default_factory=list)
+    outputs: dict[str, Any] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+@dataclass
+class Plan:
+    """A validated workflow ready to run: what is needed, in order, and every node's cache key."""
+
+    checked: Checked
+    targets: list[str]
+    needed: list[str]            # ancestors of the targets, topological order
+    keys: dict[str, str]
+
+
+def _resolve_device(name: str) -> str:
+    from nodeforge.devices import resolve_device
+
+    return resolve_device(name)
+
+
+class Engine:
+    """Runs workflows. See the module docstring for the threading contract."""
+
+    def __init__(self, device: str = "auto", output_dir: str | Path = "output", *,
+                 registry: Registry | None = None, cache_budget: int | None = None,
+                 model_paths: ModelPaths | None = None, settings: dict[str, Any] | None = None) -> None:
+        if device not in ("auto", "cpu", "cuda", "mps") and not device.startswith("cuda:"):
+            raise ValueError(f"unknown device {device!r}: use auto, cpu, cuda, cuda:N or mps")
+        self.device = device
+        self.output_dir = Path(output_dir)
+        self.registry = registry if registry is not None else default_registry()
+        self.cache = OutputCache(cache_budget)
+        self.model_paths = model_paths if model_paths is not None else ModelPaths.default()
+        self.settings: dict[str, Any] = dict(settings or {})
+        self._listeners: list[ev.Listener] = []
+        self._run_lock = threading.Lock()
+        self._cancel = threading.Event()
+        self._resolved_device: str | None = None
+        self._shared: dict[str, Any] = {}   # per-engine state nodes may keep (loaded model registry)
+
+    # -- events ------------------------------------------------------------------------------------
+    def subscribe(self, listener: ev.Listener) -> Callable[[], None]:
+        """Call `listener(event)` for every event of every run; returns a function to unsubscribe."""
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener) if listener in self._listeners else None
+
+    def _emit(self, event: ev.Event, extra: ev.Listener | None) -> None:
+        for listener in list(self._listeners):
+            listener(event)
+        if extra is not None:
+            extra(event)
+
+    # -- device -------------------------------------------------------------------------------------
+    def resolved_device(self) -> str:
+        """The concrete device ("auto" resolved; imports torch the first time)."""
+        if self._resolved_device is None:
+            self._resolved_device = _resolve_device(self.device)
+        return self._resolved_device
+
+    # -- validation and planning ----------------------------------------------------------------------
+    def validate(self, workflow: Workflow, *, check_files: bool = True) -> list[Problem]:
+        """Every problem in the workflow (empty when it can run)."""
+        checked = check_workflow(workflow, self.registry, self.model_paths, check_files=check_files)
+        problems = list(checked.problems)
+        if checked.ok and not self._default_targets(workflow, checked):
+            problems.append(Problem("nothing to run: the workflow has no output node; add a SaveImage or Preview node"))
+        return problems
+
+    def plan(self, workflow: Workflow, outputs: Iterable[str] | None = None) -> Plan:
+        """Validate and work out what to run; raises ValidationError listing every problem."""
+        checked = check_workflow(workflow, self.registry, self.model_paths)
+        if outputs is None:
+            targets = self._default_targets(workflow, checked)
+            if checked.ok and not targets:
+                checked.problems.append(Problem("nothing to run: the workflow has no output node; "
+                                                "add a SaveImage or Preview node"))
+        else:
+            targets = [str(t) for t in outputs]
+            for target in targets:
+                if target not in workflow.nodes:
+                    checked.problems.append(Problem(f"requested output node {target!r} is not in the workflow", target))
+        if checked.problems:
+            raise ValidationError(checked.problems)
+        needed = self._ancestors(workflow, targets, checked.order)
+        keys = self._keys(workflow, checked, needed)
+        return Plan(checked, targets, needed, keys)
+
+    @staticmethod
+    def _default_targets(workflow: Workflow, checked: Checked) -> list[str]:
+        return [nid for nid in workflow.nodes if nid in checked.specs and checked.specs[nid].output_node]
+
+    @staticmethod
+    def _ancestors(workflow: Workflow, targets: list[str], order: list[str]) -> list[str]:
+        wanted: set[str] = set()
+        stack = list(targets)
+        while stack:
+            nid = stack.pop()
+            if nid in wanted:
+                continue
+            wanted.add(nid)
+            stack.extend(src for src, _ in workflow.nodes[nid].inputs.values())
+        return [nid for nid in order if nid in wanted]
+
+    def _keys(self, workflow: Workflow, checked: Checked, needed: list[str]) -> dict[str, str]:
+        keys: dict[str, str] = {}
+        identities: dict[Path, tuple] = {}
+        for nid in needed:
+            spec = checked.specs[nid]
+            params = checked.params[nid]
+            extra: list[Any] = []
+            for name, path in checked.files.get(nid, {}).items():
+                if path not in identities:
+                    identities[path] = file_identity(path)
+                extra.append((name, identities[path]))
+            if spec.is_changed is not None:
+                extra.append(spec.is_changed(**params))
+            if not spec.cacheable:
+                extra.append(("run", next(_run_ids), time.monotonic_ns()))
+            input_keys = [(name, keys[src], out) for name, (src, out) in workflow.nodes[nid].inputs.items()]
+            keys[nid] = make_key(spec.type, params, input_keys, extra)
+        return keys
+
+    # -- running ------------------------------------------------------------------------------------------
+    def cancel(self) -> None:
+        """Ask the running workflow to stop at its next progress point (any thread)."""
+        self._cancel.set()
+
+    def run(self, workflow: Workflow, outputs: Iterable[str] | None = None,
+            on_event: ev.Listener | None = None) -> RunResult:
+        """Run what the outputs need (all output nodes by default). Raises WorkflowError subclasses."""
+        with self._run_lock:
+            self._cancel.clear()
+            run_id = next(_run_ids)
+            try:
+                return self._run_locked(run_id, workflow, outputs, on_event)
+            except WorkflowError as exc:
+                self._emit(ev.RunFailed(run_id, exc.node_id, str(exc), exc), on_event)
+                raise
+
+    def _run_locked(self, run_id: int, workflow: Workflow, outputs: Iterable[str] | None,
+                    on_event: ev.Listener | None) -> RunResult:
+        started = time.perf_counter()
+        plan = self.plan(workflow, outputs)
+        nodes = workflow.nodes
+        cache = self.cache
+        keys = plan.keys
+
+        # Walk back from the targets: a node runs only if its key is not cached and something
+        # that runs (or a target) needs its value. A cached node's ancestors are not touched.
+        to_run: set[str] = set()
+        to_fetch: set[str] = set()
+        stack = list(plan.targets)
+        visited: set[str] = set()
+        while stack:
+            nid = stack.pop()
+            if nid in visited:
+                continue
+            visited.add(nid)
+            if keys[nid] in cache:
+                to_fetch.add(nid)
+                continue
+            to_run.add(nid)
+            stack.extend(src for src, _ in nodes[nid].inputs.values())
+
+        # How many runs still need each value, so it can be dropped as soon as it is consumed.
+        pending_uses: dict[str, int] = {}
+        for nid in to_run:
+            for src, _ in nodes[nid].inputs.values():
+                pending_uses[src] = pending_uses.get(src, 0) + 1
+        targets = set(plan.targets)
+
+        order = [nid for nid in plan.needed if nid in to_run or nid in to_fetch]
+        self._emit(ev.RunStarted(run_id, tuple(order)), on_event)
+        result = RunResult()
+        values: dict[str, Any] = {}
+        for nid in order:
+            spec = plan.checked.specs[nid]
+            if nid in to_fetch:
+                values[nid] = cache.get(keys[nid])
+                result.cached.append(nid)
+                self._emit(ev.NodeFinished(run_id, nid, spec.type, 0.0, True,
+                                           values[nid] if spec.output_node else None), on_event)
+                continue
+            kwargs = dict(plan.checked.params[nid])
+            for name, (src, out) in nodes[nid].inputs.items():
+                kwargs[name] = values[src][out]
+            for declared in spec.inputs:
+                kwargs.setdefault(declared.name, None)
+            self._emit(ev.NodeStarted(run_id, nid, spec.type), on_event)
+            ctx = self._context(run_id, nid, spec.type, workflow, on_event)
+            t0 = time.perf_counter()
+            output = self._call(spec, nid, ctx, kwargs)
+            seconds = time.perf_counter() - t0
+            cache.put(keys[nid], output, spec.type)
+            values[nid] = output
+            result.executed.append(nid)
+            result.timings[nid] = seconds
+            self._emit(ev.NodeFinished(run_id, nid, spec.type, seconds, False,
+                                       output if spec.output_node else None), on_event)
+            for src, _ in nodes[nid].inputs.values():
+                pending_uses[src] -= 1
+                if pending_uses[src] == 0 and src not in targets:
+                    values.pop(src, None)
+        for nid in plan.needed:
+            if nid not in to_run and nid not in result.cached:
+                result.cached.append(nid)   # up to date: something it feeds was served from cache
+        for nid in plan.targets:
+            if nid in values:
+                result.outputs[nid] = values[nid]
+        result.seconds = time.perf_counter() - started
+        self._emit(ev.RunFinished(run_id, result), on_event)
+        return result
+
+    def _context(self, run_id: int, nid: str, node_type: str, workflow: Workflow,
+                 on_event: ev.Listener | None) -> NodeContext:
+        def emit_progress(step: int, total: int, preview: Any) -> None:
+            self._emit(ev.NodeProgress(run_id, nid, step, total, preview), on_event)
+
+        return NodeContext(
+            node_id=nid, node_type=node_type, workflow=workflow, output_dir=self.output_dir,
+            model_paths=self.model_paths, settings=self.settings, _device=self.device,
+            _resolve_device=lambda _name: self.resolved_device(), _cancel=self._cancel,
+            _emit_progress=emit_progress, title=workflow.nodes[nid].title, shared=self._shared)
+
+    @staticmethod
+    def _call(spec: Any, nid: str, ctx: NodeContext, kwargs: dict[str, Any]) -> Any:
+        try:
+            output = spec.run(ctx, **kwargs)
+        except Cancelled as exc:
+            raise Cancelled("run cancelled", node_id=exc.node_id or nid, node_type=spec.type) from None
+        except NodeError as exc:
+            raise NodeExecutionError(str(exc), node_id=nid, node_type=spec.type, field=exc.field,
+                                     original=exc) from exc
+        except WorkflowError:
+            raise
+        except MemoryError as exc:
+            raise NodeExecutionError("ran out of memory; try a smaller size or batch", node_id=nid,
+                                     node_type=spec.type, original=exc) from exc
+        except Exception as exc:
+            message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            if "out of memory" in message.lower():
+                message = f"ran out of memory ({message}); try a smaller size or batch"
+            else:
+                message = f"{type(exc).__name__}: {message}"
+            raise NodeExecutionError(message, node_id=nid, node_type=spec.type, original=exc) from exc
+        if spec.outputs:
+            if not isinstance(output, dict):
+                raise NodeExecutionError(f"returned {type(output).__name__}, expected a dict of outputs "
+                                         "(a bug in the node pack)", node_id=nid, node_type=spec.type)
+            missing = [o.name for o in spec.outputs if o.name not in output]
+            if missing:
+                raise NodeExecutionError(f"returned no value for output {', '.join(missing)} (a bug in the node pack)",
+                                         node_id=nid, node_type=spec.type)
+        return output
+
+    async def run_async(self, workflow: Workflow, outputs: Iterable[str] | None = None,
+                        on_event: ev.Listener | None = None) -> RunResult:
+        """Run on a worker thread; `on_event` is called on the event loop's thread.
+
+        Cancelling the awaiting task cancels the run.
+        """
+        loop = asyncio.get_running_loop()
+
+        def forward(event: ev.Event) -> None:
+            if on_event is not None:
+                loop.call_soon_threadsafe(on_event, event)
+
+        future = loop.run_in_executor(None, lambda: self.run(workflow, outputs, forward))
+        try:
+            return await asyncio.shield(future)
+        except asyncio.CancelledError:
+            self.cancel()
+            try:
+                await future
+            except WorkflowError:
+                pass
+            raise

@@ -1,0 +1,94 @@
+"""Errors a user can act on. Each names the node, the field and what to do.
+
+Raised where the fact is known and shown once, at the edge (a CLI line, an editor dialog).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a workflow: where it is and what to do about it."""
+
+    message: str
+    node_id: str | None = None
+    node_type: str | None = None
+    field: str | None = None
+
+    def __str__(self) -> str:
+        where = ""
+        if self.node_id is not None:
+            where = f"node {self.node_id}"
+            if self.node_type:
+                where += f" ({self.node_type})"
+            if self.field:
+                where += f", {self.field}"
+            where += ": "
+        return where + self.message
+
+
+class WorkflowError(Exception):
+    """Base of every error a user can cause with a workflow."""
+
+    def __init__(self, message: str, *, node_id: str | None = None, node_type: str | None = None,
+                 field: str | None = None) -> None:
+        self.problem = Problem(message, node_id, node_type, field)
+        super().__init__(str(self.problem))
+
+    @property
+    def node_id(self) -> str | None:
+        return self.problem.node_id
+
+    @property
+    def field(self) -> str | None:
+        return self.problem.field
+
+
+class WorkflowFileError(WorkflowError):
+    """The file cannot be read as a workflow (not found, not JSON, not a workflow, too new)."""
+
+
+class ValidationError(WorkflowError):
+    """The graph is not runnable. `problems` lists every problem found, not only the first."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = list(problems)
+        first = self.problems[0]
+        more = len(self.problems) - 1
+        suffix = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
+        super().__init__(first.message + suffix, node_id=first.node_id, node_type=first.node_type,
+                         field=first.field)
+        self.args = (str(first) + suffix,)
+
+    def __str__(self) -> str:
+        return self.args[0]
+
+    def report(self) -> str:
+        """Every problem, one a line."""
+        return "\n".join(str(p) for p in self.problems)
+
+
+class NodeExecutionError(WorkflowError):
+    """A node raised while running. The cache holds only what finished before it."""
+
+    def __init__(self, message: str, *, node_id: str, node_type: str, field: str | None = None,
+                 original: BaseException | None = None) -> None:
+        super().__init__(message, node_id=node_id, node_type=node_type, field=field)
+        self.original = original
+
+
+class NodeError(Exception):
+    """Raised by a node's own code for a user mistake it detects while running.
+
+    The engine turns it into a NodeExecutionError naming the node; `field` names the input or
+    param at fault. Use this instead of a bare exception so the user sees no traceback.
+    """
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class Cancelled(WorkflowError):
+    """The run was cancelled. Finished nodes stay cached; the interrupted node is not cached."""

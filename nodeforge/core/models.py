@@ -1,0 +1,127 @@
+"""Where model files are found: the bundled folder, the user's folder, and NODEFORGE_MODELS.
+
+A checkpoint or LoRA param holds a name found in these folders (a diffusers folder name, or a
+file name with or without its extension) or a path. No torch here: only files and names.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from nodeforge.core.types import FileKind
+from nodeforge.paths import builtin_dir
+
+# Sub-folder of each models root per kind, as in ComfyUI's models/ layout.
+SUBFOLDERS = {FileKind.CHECKPOINT: "checkpoints", FileKind.LORA: "loras", FileKind.IMAGE: "images"}
+EXTENSIONS = {
+    FileKind.CHECKPOINT: (".safetensors", ".ckpt", ".pt", ".pth", ".bin"),
+    FileKind.LORA: (".safetensors", ".ckpt", ".pt", ".bin"),
+    FileKind.IMAGE: (".png", ".jpg", ".jpeg", ".webp", ".bmp"),
+}
+# Folders inside the bundled resources/ for each kind.
+BUILTIN = {FileKind.CHECKPOINT: "models", FileKind.LORA: "loras", FileKind.IMAGE: "images"}
+
+
+def user_data_dir() -> Path:
+    """The platform's per-user data folder for NodeForge (models, autosave, settings)."""
+    env = os.environ.get("NODEFORGE_HOME")
+    if env:
+        return Path(env)
+    try:
+        from platformdirs import user_data_dir as _udd
+
+        return Path(_udd("NodeForge", "NodeForge"))
+    except ImportError:  # pragma: no cover - platformdirs is a dependency
+        if sys.platform == "win32":
+            return Path(os.environ.get("APPDATA", Path.home())) / "NodeForge"
+        if sys.platform == "darwin":
+            return Path.home() / "Library" / "Application Support" / "NodeForge"
+        return Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local" / "share")) / "nodeforge"
+
+
+class ModelNotFound(LookupError):
+    """A model name or path that is not there; the message lists where we looked."""
+
+
+@dataclass
+class ModelPaths:
+    """The ordered list of model roots. Earlier roots win when two hold the same name."""
+
+    roots: list[Path] = field(default_factory=list)
+    include_builtin: bool = True
+
+    @classmethod
+    def default(cls) -> "ModelPaths":
+        roots = [user_data_dir() / "models"]
+        for part in os.environ.get("NODEFORGE_MODELS", "").split(os.pathsep):
+            if part.strip():
+                roots.append(Path(part.strip()).expanduser())
+        return cls(roots=roots)
+
+    def folders(self, kind: FileKind | str) -> list[Path]:
+        kind = FileKind(kind)
+        found: list[Path] = []
+        if self.include_builtin:
+            found.append(builtin_dir("resources") / BUILTIN[kind])
+        for root in self.roots:
+            found.append(root / SUBFOLDERS[kind])
+            found.append(root)  # a flat folder of models also works
+        return found
+
+    def names(self, kind: FileKind | str) -> list[str]:
+        """Names the editor lists for a kind: diffusers folders and files with a known extension."""
+        kind = FileKind(kind)
+        names: dict[str, None] = {}
+        for folder in self.folders(kind):
+            if not folder.is_dir():
+                continue
+            for entry in sorted(folder.iterdir()):
+                if entry.name.startswith("."):
+                    continue
+                if entry.is_dir() and kind is FileKind.CHECKPOINT and (entry / "model_index.json").exists():
+                    names.setdefault(entry.name)
+                elif entry.is_file() and entry.suffix.lower() in EXTENSIONS[kind]:
+                    names.setdefault(entry.name)
+        return list(names)
+
+    def resolve(self, kind: FileKind | str, name: str) -> Path:
+        """The path for a name or path; raises ModelNotFound naming the folders searched."""
+        kind = FileKind(kind)
+        if not name:
+            raise ModelNotFound(f"no {kind.value} chosen")
+        candidate = Path(name).expanduser()
+        if candidate.is_absolute() or os.sep in name or "/" in name:
+            if candidate.exists():
+                return candidate
+            raise ModelNotFound(f"{kind.value} file {name!r} does not exist")
+        for folder in self.folders(kind):
+            for option in [folder / name] + [folder / (name + ext) for ext in EXTENSIONS[kind]]:
+                if option.exists():
+                    return option
+        if candidate.exists():  # a bare relative file name in the working folder
+            return candidate
+        searched = ", ".join(str(f) for f in self.folders(kind) if f.is_dir()) or "no model folders exist"
+        raise ModelNotFound(
+            f"{kind.value} {name!r} not found (searched {searched}); put it in "
+            f"{self.roots[0] / SUBFOLDERS[kind] if self.roots else 'a models folder'}, "
+            "add its folder to NODEFORGE_MODELS, or give a path"
+        )
+
+
+def file_identity(path: Path) -> tuple:
+    """What the cache key records of a file: path, size and modification time.
+
+    For a folder (a diffusers model) every file below it counts, so retraining it re-runs.
+    """
+    path = Path(path).resolve()
+    if path.is_dir():
+        parts = []
+        for sub in sorted(path.rglob("*")):
+            if sub.is_file():
+                st = sub.stat()
+                parts.append((str(sub.relative_to(path)), st.st_size, st.st_mtime_ns))
+        return (str(path), tuple(parts))
+    st = path.stat()
+    return (str(path), st.st_size, st.st_mtime_ns)
