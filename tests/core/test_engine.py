@@ -240,3 +240,18 @@ def test_evicted_values_are_recomputed_when_needed(engine, arith):
     result = engine.run(wf)
     assert sorted(result.executed) == ["1", "2", "3", "4", "5"]
     assert result.outputs["5"] == {"label": "again", "value": 16.0}
+
+
+def test_a_file_deleted_between_runs_is_reported_not_crashed_on(engine, tmp_path):
+    from nodeforge import ValidationError
+
+    data = tmp_path / "data.png"
+    data.write_bytes(b"123")
+    wf = Workflow()
+    wf.add("ReadFile", {"path": str(data)})
+    wf.add("Show", {}, {"value": ("1", "value")})
+    engine.run(wf)
+    data.unlink()
+    with pytest.raises(ValidationError) as info:
+        engine.run(wf)
+    assert info.value.problems[0].field == "path" and "does not exist" in str(info.value)
