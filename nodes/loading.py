@@ -118,13 +118,12 @@ def _finish(modules: list[Any], device: str, dtype: torch.dtype) -> None:
     for module in modules:
         if module is None:
             continue
-        module.to(device=device, dtype=dtype)
+        first = next(module.parameters())
+        if first.device != torch.device(device) or first.dtype != dtype:
+            module.to(device=device, dtype=dtype)
         module.eval()
         module.requires_grad_(False)
-    if device.startswith("cuda"):
-        for module in modules:
-            if module is not None and hasattr(module, "set_default_attn_processor"):
-                pass  # diffusers uses SDPA (AttnProcessor2_0) by default on torch >= 2
+    # Attention: diffusers and transformers use torch's SDPA by default on torch >= 2.
 
 
 # -- tokenizers -----------------------------------------------------------------------------------------
