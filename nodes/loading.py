@@ -118,8 +118,8 @@ def _finish(modules: list[Any], device: str, dtype: torch.dtype) -> None:
     for module in modules:
         if module is None:
             continue
-        first = next(module.parameters())
-        if first.device != torch.device(device) or first.dtype != dtype:
+        target = torch.device(device)
+        if any(p.device.type != target.type or p.dtype != dtype for p in module.parameters()):
             module.to(device=device, dtype=dtype)
         module.eval()
         module.requires_grad_(False)
@@ -220,53 +220,62 @@ def load_single_file(path: Path, device: str) -> LoadedCheckpoint:
     prediction = _yaml_prediction(path) or prediction
     cfg = _config_folder(path, family, prediction)
     dtype = pick_dtype(device)
-
-    unet_config = UNet2DConditionModel.load_config(str(cfg / "unet"))
-    unet = UNet2DConditionModel.from_config(unet_config)
-    _load_into(unet, sfu.convert_ldm_unet_checkpoint(state, unet.config), "UNet")
-    vae = AutoencoderKL.from_config(AutoencoderKL.load_config(str(cfg / "vae")))
-    _load_into(vae, sfu.convert_ldm_vae_checkpoint(state, vae.config), "VAE")
-
-    te_config = CLIPTextConfig.from_pretrained(str(cfg / "text_encoder"))
-    te2 = tok2 = None
-    if family == "sd1":
-        te = CLIPTextModel(te_config)
-        _load_into(te, sfu.convert_ldm_clip_checkpoint(state), "text encoder")
-    elif family == "sd2":
-        te = CLIPTextModel(te_config)
-        _load_into(te, sfu.convert_open_clip_checkpoint(te, state, prefix=SD2_CLIP_PREFIX), "text encoder")
-    else:
-        te = CLIPTextModel(te_config)
-        _load_into(te, sfu.convert_ldm_clip_checkpoint(state, remove_prefix=XL_CLIP1_PREFIX), "text encoder")
-        te2 = CLIPTextModelWithProjection(CLIPTextConfig.from_pretrained(str(cfg / "text_encoder_2")))
-        _load_into(te2, sfu.convert_open_clip_checkpoint(te2, state, prefix=XL_CLIP2_PREFIX), "second text encoder")
-    del state
-
+    # The tokenizer first: a missing vocabulary should fail before gigabytes are read.
     pad = json.loads((cfg / "tokenizer" / "tokenizer_config.json").read_text()).get("pad_token") \
         if (cfg / "tokenizer" / "tokenizer_config.json").exists() else None
     tok = load_tokenizer([cfg / "tokenizer", path.parent / "tokenizer"], pad, "text encoder")
+    tok2 = None
     if family == "sdxl":
         tok2 = load_tokenizer([cfg / "tokenizer_2", path.parent / "tokenizer_2", cfg / "tokenizer"], "!",
                               "second text encoder")
+
+    # Modules are built on the meta device (no random init of a billion weights) and take the
+    # file's tensors as they are.
+    with torch.device("meta"):
+        unet = UNet2DConditionModel.from_config(UNet2DConditionModel.load_config(str(cfg / "unet")))
+        vae = AutoencoderKL.from_config(AutoencoderKL.load_config(str(cfg / "vae")))
+        te = CLIPTextModel(CLIPTextConfig.from_pretrained(str(cfg / "text_encoder")))
+        te2 = CLIPTextModelWithProjection(CLIPTextConfig.from_pretrained(str(cfg / "text_encoder_2"))) \
+            if family == "sdxl" else None
+    _load_into(unet, sfu.convert_ldm_unet_checkpoint(state, unet.config), "UNet")
+    _load_into(vae, sfu.convert_ldm_vae_checkpoint(state, vae.config), "VAE")
+    if family == "sd1":
+        _load_into(te, sfu.convert_ldm_clip_checkpoint(state), "text encoder")
+    elif family == "sd2":
+        _load_into(te, sfu.convert_open_clip_checkpoint(te, state, prefix=SD2_CLIP_PREFIX), "text encoder")
+    else:
+        _load_into(te, sfu.convert_ldm_clip_checkpoint(state, remove_prefix=XL_CLIP1_PREFIX), "text encoder")
+        _load_into(te2, sfu.convert_open_clip_checkpoint(te2, state, prefix=XL_CLIP2_PREFIX), "second text encoder")
+    del state
+
     sched = json.loads((cfg / "scheduler" / "scheduler_config.json").read_text())
     sched["prediction_type"] = prediction
     return _assemble(path.stem, family, sched, unet, vae, te, tok, te2, tok2, device, dtype)
 
 
 def _load_into(module: torch.nn.Module, state: dict[str, torch.Tensor], what: str) -> None:
+    """Give a meta-device module the checkpoint's tensors, refusing a checkpoint of another shape."""
     expected = module.state_dict()
-    # Non-persistent differences (position_ids) are harmless; anything else means a wrong config.
+    # position_ids are derived, not learned: old files carry them, new models rebuild them.
     state = {k: v for k, v in state.items() if k in expected or not k.endswith("position_ids")}
     missing = [k for k in expected if k not in state and not k.endswith("position_ids")]
     unexpected = [k for k in state if k not in expected]
     wrong = [k for k in state if k in expected and tuple(state[k].shape) != tuple(expected[k].shape)]
     if missing or unexpected or wrong:
-        sample = (missing or unexpected or wrong)[:3]
+        sample = (wrong or missing or unexpected)[:3]
         raise NodeError(f"the checkpoint's {what} does not match the expected model shape "
                         f"({len(missing)} missing, {len(unexpected)} unexpected, {len(wrong)} mis-shaped keys, "
                         f"e.g. {', '.join(sample)}); for a model of non-standard shape put a diffusers-layout "
                         "config folder named '<checkpoint name>.config' beside the file", field="checkpoint")
-    module.load_state_dict(state, strict=False)
+    module.load_state_dict(state, strict=False, assign=True)
+    for name, buffer in list(module.named_buffers()):
+        if buffer.is_meta:
+            if not name.endswith("position_ids"):
+                raise NodeError(f"the checkpoint's {what} lacks {name}", field="checkpoint")
+            owner_path, _, attr = name.rpartition(".")
+            owner = module.get_submodule(owner_path)
+            owner.register_buffer(attr, torch.arange(buffer.shape[-1]).expand(buffer.shape).clone(),
+                                  persistent=False)
 
 
 # -- the node -------------------------------------------------------------------------------------------------

@@ -52,7 +52,9 @@ def _encode_chunk(encoder: Any, ids: list[int], weights: list[float], penultimat
     if not torch.all(w == 1):
         original_mean = hidden.mean()
         hidden = hidden * w[None, :, None]
-        hidden = hidden * (original_mean / hidden.mean())
+        new_mean = hidden.mean()
+        if new_mean.abs() > 1e-6:   # a mean of ~0 (untrained layer norm) cannot be restored by scaling
+            hidden = hidden * (original_mean / new_mean)
     return hidden, (pooled.float() if pooled is not None else None)
 
 

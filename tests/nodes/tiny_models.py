@@ -59,6 +59,11 @@ def make_components(seed: int = 0, *, sdxl: bool = False, cross_dim: int = 32):
                        projection_class_embeddings_input_dim=8 * 6 + 24, use_linear_projection=True,
                        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
                        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"))
+    for encoder in (te, te2):   # trained CLIPs have non-zero layer-norm biases; a fresh one has none
+        if encoder is not None:
+            for module in encoder.modules():
+                if isinstance(module, torch.nn.LayerNorm):
+                    torch.nn.init.normal_(module.bias, 0.0, 0.2)
     unet = UNet2DConditionModel(**unet_kw)
     vae = AutoencoderKL(block_out_channels=(16, 32, 32), layers_per_block=1, latent_channels=4, norm_num_groups=8,
                         down_block_types=("DownEncoderBlock2D",) * 3, up_block_types=("UpDecoderBlock2D",) * 3,
