@@ -138,6 +138,8 @@ def load_tokenizer(candidates: list[Path], pad_token: str | None, what: str) -> 
     else:
         try:
             tok = CLIPTokenizer.from_pretrained(HUB_TOKENIZER, local_files_only=True)
+            if not tokenizer_works(tok):   # transformers 5 returns an empty tokenizer instead of raising
+                raise FileNotFoundError(HUB_TOKENIZER)
         except Exception:
             places = ", ".join(str(c) for c in candidates[:2])
             raise NodeError(
@@ -148,6 +150,12 @@ def load_tokenizer(candidates: list[Path], pad_token: str | None, what: str) -> 
         if pad_token:
             tok.pad_token = pad_token
     return tok
+
+
+def tokenizer_works(tok: Any) -> bool:
+    """False for the empty tokenizer transformers builds when the vocabulary files are missing."""
+    ids = tok("a photo", add_special_tokens=False)["input_ids"]
+    return bool(ids) and any(i != tok.unk_token_id for i in ids)
 
 
 # -- diffusers folders ------------------------------------------------------------------------------------
@@ -165,6 +173,9 @@ def load_diffusers_folder(path: Path, device: str) -> LoadedCheckpoint:
     vae = AutoencoderKL.from_pretrained(str(path), subfolder="vae", **kw)
     te = CLIPTextModel.from_pretrained(str(path), subfolder="text_encoder", **kw)
     tok = CLIPTokenizer.from_pretrained(str(path), subfolder="tokenizer", **kw)
+    if not tokenizer_works(tok):
+        raise NodeError(f"{path.name}/tokenizer holds no usable vocabulary (tokenizer.json, or vocab.json "
+                        "and merges.txt)", field="checkpoint")
     te2 = tok2 = None
     if (path / "text_encoder_2").is_dir():
         te2 = CLIPTextModelWithProjection.from_pretrained(str(path), subfolder="text_encoder_2", **kw)
@@ -256,6 +267,9 @@ def load_single_file(path: Path, device: str) -> LoadedCheckpoint:
 def _load_into(module: torch.nn.Module, state: dict[str, torch.Tensor], what: str) -> None:
     """Give a meta-device module the checkpoint's tensors, refusing a checkpoint of another shape."""
     expected = module.state_dict()
+    # transformers 5 dropped the "text_model." prefix from CLIPTextModel's own keys; files keep it.
+    state = {(k[len("text_model."):] if k.startswith("text_model.") and k not in expected
+              and k[len("text_model."):] in expected else k): v for k, v in state.items()}
     # position_ids are derived, not learned: old files carry them, new models rebuild them.
     state = {k: v for k, v in state.items() if k in expected or not k.endswith("position_ids")}
     missing = [k for k in expected if k not in state and not k.endswith("position_ids")]

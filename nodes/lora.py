@@ -101,6 +101,10 @@ def _lookup(root: torch.nn.Module, unet_config: Any = None) -> dict[str, str]:
     for path, module in root.named_modules():
         if isinstance(getattr(module, "weight", None), torch.Tensor) and module.weight.ndim in (2, 4):
             table[path.replace(".", "_")] = path
+            # CLIP layers are named with or without "text_model." depending on the transformers
+            # version; LoRA files use the prefixed form.
+            if path.startswith("encoder.") or path.startswith("embeddings.") or path == "final_layer_norm":
+                table["text_model_" + path.replace(".", "_")] = path
             if unet_config is not None:
                 table[unet_ldm_name(path, unet_config).replace(".", "_")] = path
     return table

@@ -110,10 +110,20 @@ def vae_ldm_state(vae) -> dict[str, torch.Tensor]:
     return out
 
 
+def hf_clip_state(te) -> dict[str, torch.Tensor]:
+    """A CLIP text model's weights under the names files use ("text_model.*", "text_projection.weight")."""
+    return {(k if k.startswith(("text_model.", "text_projection")) else "text_model." + k): v
+            for k, v in te.state_dict().items()}
+
+
+def hf_clip_name(name: str) -> str:
+    return name if name.startswith("text_model.") else "text_model." + name
+
+
 def open_clip_state(te, prefix: str) -> dict[str, torch.Tensor]:
     """A CLIPTextModel's weights in OpenCLIP names (SD2 and SDXL's second encoder)."""
     out = {}
-    sd = te.state_dict()
+    sd = hf_clip_state(te)
     layers = te.config.num_hidden_layers
     for i in range(layers):
         src, dst = f"text_model.encoder.layers.{i}.", f"{prefix}transformer.resblocks.{i}."
@@ -144,11 +154,11 @@ def ldm_state(parts: dict, family: str) -> dict[str, torch.Tensor]:
     state.update(vae_ldm_state(parts["vae"]))
     te = parts["text_encoder"]
     if family == "sd1":
-        state.update({"cond_stage_model.transformer." + k: v for k, v in te.state_dict().items()})
+        state.update({"cond_stage_model.transformer." + k: v for k, v in hf_clip_state(te).items()})
     elif family == "sd2":
         state.update(open_clip_state(te, "cond_stage_model.model."))
     else:
-        state.update({"conditioner.embedders.0.transformer." + k: v for k, v in te.state_dict().items()})
+        state.update({"conditioner.embedders.0.transformer." + k: v for k, v in hf_clip_state(te).items()})
         state.update(open_clip_state(parts["text_encoder_2"], "conditioner.embedders.1.model."))
     return {k: v.contiguous() for k, v in state.items()}
 
@@ -198,6 +208,8 @@ def kohya_lora(unet, te, path: Path, *, ldm_names: bool = False, seed: int = 1) 
         for name in names:
             down, up = _pair(root.get_submodule(name), 4, gen)
             written = ldm.unet_ldm_name(name, unet.config) if ldm_names and root is unet else name
+            if root is te:
+                written = hf_clip_name(name)
             key = prefix + written.replace(".", "_")
             state[key + ".lora_down.weight"] = down
             state[key + ".lora_up.weight"] = up
@@ -217,6 +229,8 @@ def peft_lora(unet, te, path: Path, seed: int = 2) -> Path:
             if root.get_submodule(name).weight.ndim == 4:
                 continue
             down, up = _pair(root.get_submodule(name), 4, gen)
+            if root is te:
+                name = hf_clip_name(name)
             state[f"{prefix}{name}.lora_A.weight"] = down
             state[f"{prefix}{name}.lora_B.weight"] = up
     save_file(state, str(path), metadata={"lora_adapter_metadata": json.dumps({"lora_alpha": 8, "r": 4})})
