@@ -172,3 +172,36 @@ def test_latent_size_is_checked_against_the_models_vae_factor():
     with pytest.raises(NodeError) as info:
         latent_shape(lazy, 4, 8)
     assert info.value.field == "width" and "multiple of 8" in str(info.value)
+
+
+def test_txt2img_matches_the_diffusers_pipeline(engine, models_dir, make_txt2img):
+    from diffusers import StableDiffusionPipeline
+
+    ours = _latent(engine, make_txt2img(text="a red circle", seed=21, steps=4, cfg=5.0))
+    pipe = StableDiffusionPipeline.from_pretrained(str(models_dir / "checkpoints" / "tiny-sd"), local_files_only=True,
+                                                   safety_checker=None, requires_safety_checker=False)
+    pipe.set_progress_bar_config(disable=True)
+    theirs = pipe("a red circle", negative_prompt="", num_inference_steps=4, guidance_scale=5.0, height=32,
+                  width=32, generator=torch.Generator().manual_seed(21), output_type="latent").images
+    torch.testing.assert_close(ours, theirs, atol=1e-4, rtol=1e-4)
+
+
+def test_progress_reports_every_step_with_a_preview(fresh_engine, make_txt2img):
+    events = []
+    fresh_engine.run(make_txt2img(steps=3), on_event=lambda e: events.append(e))
+    progress = [e for e in events if type(e).__name__ == "NodeProgress" and e.node_id == "denoise"]
+    assert [e.step for e in progress] == [0, 1, 2, 3] and progress[-1].total == 3
+    assert progress[-1].preview is not None and progress[-1].preview.size == (8, 8)
+
+
+def test_out_of_memory_becomes_advice():
+    from nodeforge.core.errors import NodeError
+
+    memory = builtin_module("memory")
+    with pytest.raises(NodeError) as info:
+        with memory.memory_advice():
+            raise RuntimeError("CUDA out of memory. Tried to allocate 20.00 GiB")
+    assert "smaller" in str(info.value)
+    with pytest.raises(ValueError):
+        with memory.memory_advice():
+            raise ValueError("something else")
