@@ -142,3 +142,28 @@ def _wf(checkpoint):
     wf = Workflow()
     wf.add("CheckpointLoader", {"checkpoint": checkpoint}, node_id="ckpt")
     return wf
+
+
+def test_sdxl_kohya_lora_patches_both_text_encoders(family_engine, family_models):
+    from safetensors.torch import save_file
+
+    clip = family_engine.run(_wf("tiny-xl"), outputs=["ckpt"]).outputs["ckpt"]["clip"]
+    state = {}
+    for prefix, te in (("lora_te1_", clip.text_encoder), ("lora_te2_", clip.text_encoder_2)):
+        layer = te.get_submodule(next(n for n, _ in te.named_modules() if n.endswith("layers.0.self_attn.q_proj")))
+        name = prefix + "text_model_encoder_layers_0_self_attn_q_proj"
+        state[name + ".lora_down.weight"] = torch.randn(2, layer.weight.shape[1])
+        state[name + ".lora_up.weight"] = torch.randn(layer.weight.shape[0], 2)
+    save_file(state, str(family_models / "xl-lora.safetensors"))
+    wf = _wf("tiny-xl")
+    wf.add("LoRALoader", {"lora": str(family_models / "xl-lora.safetensors"), "strength_unet": 1.0,
+                          "strength_clip": 1.0}, {"unet": ("ckpt", "unet"), "clip": ("ckpt", "clip")}, node_id="lora")
+    wf.add("TextEncoder", {"text": "a red circle"}, {"clip": ("lora", "clip")}, node_id="pos")
+    wf.add("TextEncoder", {"text": "a red circle"}, {"clip": ("ckpt", "clip")}, node_id="base")
+    out = family_engine.run(wf, outputs=["lora", "pos", "base"]).outputs
+    assert [part for part, _ in out["lora"]["clip"].loras] == ["te", "te2"]
+    patched, base = out["pos"]["conditioning"], out["base"]["conditioning"]
+    assert patched["embeds"].shape == base["embeds"].shape == (1, 77, 32 + 48)
+    assert not torch.allclose(patched["embeds"][..., :32], base["embeds"][..., :32])
+    assert not torch.allclose(patched["embeds"][..., 32:], base["embeds"][..., 32:])
+    assert not torch.allclose(patched["pooled"], base["pooled"])

@@ -101,3 +101,15 @@ def test_partly_matching_lora_warns_with_a_count():
                "missing": {"down": torch.ones(2, 8), "up": torch.ones(8, 2)}}
     patch, unmatched = lora.resolve(entries, unet, "x", 1.0)
     assert list(patch.deltas) == ["0"] and unmatched == 1
+
+
+def test_a_lora_with_some_unknown_modules_warns_and_applies_the_rest(engine, models_dir, make_txt2img):
+    from safetensors.torch import load_file, save_file
+
+    state = load_file(str(models_dir / "loras" / "kohya.safetensors"))
+    state["lora_unet_not_a_layer.lora_down.weight"] = torch.ones(2, 8)
+    state["lora_unet_not_a_layer.lora_up.weight"] = torch.ones(8, 2)
+    save_file(state, str(models_dir / "loras" / "kohya-partial.safetensors"))
+    with pytest.warns(UserWarning, match="1 of .* modules matched no layer"):
+        out = engine.run(make_txt2img(lora=[("kohya-partial", 1.0, 1.0)]), outputs=["lora0"]).outputs["lora0"]
+    assert len(out["unet"].loras[0].deltas) >= 5
