@@ -168,9 +168,9 @@ def load_diffusers_folder(path: Path, device: str) -> LoadedCheckpoint:
         if not (path / part).is_dir():
             raise NodeError(f"{path.name} is not a complete diffusers model: it has no '{part}' folder",
                             field="checkpoint")
-    kw = {"local_files_only": True}
+    kw = {"local_files_only": True, "torch_dtype": dtype}
     unet = UNet2DConditionModel.from_pretrained(str(path), subfolder="unet", **kw)
-    vae = AutoencoderKL.from_pretrained(str(path), subfolder="vae", **kw)
+    vae = AutoencoderKL.from_pretrained(str(path), subfolder="vae", local_files_only=True)
     te = CLIPTextModel.from_pretrained(str(path), subfolder="text_encoder", **kw)
     tok = CLIPTokenizer.from_pretrained(str(path), subfolder="tokenizer", **kw)
     if not tokenizer_works(tok):

@@ -89,7 +89,10 @@ def denoise_latent(ctx: Any, model: UNetModel, positive: dict, negative: dict, l
                         "encode it with this model's VAE", field="latent")
     batch, device = shape[0], model.device
     sched = make_scheduler(scheduler, model.scheduler_config, seed)
-    sched.set_timesteps(steps, device=device)
+    try:
+        sched.set_timesteps(steps, device=device)
+    except ValueError as exc:   # e.g. LCM refuses more steps than it was distilled for
+        raise NodeError(f"{scheduler} cannot run {steps} steps: {exc}", field="steps") from None
     start = steps - min(max(int(steps * denoise), 1), steps)       # skip the first (1 - denoise)
     timesteps = sched.timesteps[start * sched.order:]
     if hasattr(sched, "set_begin_index"):
@@ -97,14 +100,14 @@ def denoise_latent(ctx: Any, model: UNetModel, positive: dict, negative: dict, l
 
     noise = initial_noise(shape, seed).to(device)
     original = latent["samples"].to(device, torch.float32) if latent.get("samples") is not None else None
+    mask = latent.get("noise_mask")
+    if original is None and (denoise < 1 or mask is not None):
+        original = torch.zeros(shape, device=device)   # what an empty latent stands for
     if original is None:
         latents = noise * sched.init_noise_sigma
     else:
         latents = sched.add_noise(original, noise, timesteps[:1])
-    mask = latent.get("noise_mask")
     if mask is not None:
-        if original is None:
-            original = torch.zeros(shape, device=device)
         mask = resize_mask(mask, batch, shape[2], shape[3]).to(device)
 
     use_cfg = cfg != 1.0
