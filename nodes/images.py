@@ -12,6 +12,8 @@ from nodeforge.core.errors import NodeError
 from nodeforge.core.types import FileKind
 from nodeforge.core.workflow import PNG_PARAMETERS_KEY, PNG_WORKFLOW_KEY, Workflow
 
+MODEL_SUFFIXES = {".safetensors", ".ckpt", ".pt", ".pth", ".bin"}
+
 
 def run_load_image(ctx: Any, path: str) -> dict[str, Any]:
     from PIL import Image, ImageOps, UnidentifiedImageError
@@ -109,7 +111,8 @@ def generation_parameters(workflow: Workflow, node_id: str, size: tuple[int, int
               ("CFG scale", params.get("cfg", 7.0)), ("Seed", params.get("seed", 0)),
               ("Size", f"{size[0]}x{size[1]}")]
     if model:
-        fields.append(("Model", Path(str(model)).stem if "/" in str(model) or "\\" in str(model) else model))
+        name = Path(str(model).replace("\\", "/")).name
+        fields.append(("Model", Path(name).stem if Path(name).suffix.lower() in MODEL_SUFFIXES else name))
     if params.get("denoise", 1.0) != 1.0:
         fields.append(("Denoising strength", params["denoise"]))
     line = ", ".join(f"{k}: {v:g}" if isinstance(v, float) else f"{k}: {v}" for k, v in fields)

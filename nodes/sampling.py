@@ -1,7 +1,8 @@
 """UNetDenoise: the denoising loop (txt2img, img2img with denoise < 1, inpainting with a mask).
 
 Noise comes from CPU generators seeded per batch item (seed + i), so a seed gives the same image
-on any device and item i of a batch equals a batch of one with seed + i.
+on any device and item i of a batch equals a batch of one with seed + i (ancestral schedulers
+included: their step noise continues each item's generator).
 """
 from __future__ import annotations
 
@@ -48,10 +49,13 @@ def make_scheduler(name: str, config: dict[str, Any], seed: int) -> Any:
     return getattr(diffusers, class_name).from_config({**config, **overrides})
 
 
-def initial_noise(shape: tuple[int, ...], seed: int) -> torch.Tensor:
-    items = [torch.randn(shape[1:], generator=torch.Generator().manual_seed((seed + i) % SEED_SPACE))
-             for i in range(shape[0])]
-    return torch.stack(items)
+def seeded_generators(seed: int, batch: int) -> list[torch.Generator]:
+    """One CPU generator per batch item (seed + i): the initial noise, then the ancestral noise."""
+    return [torch.Generator().manual_seed((seed + i) % SEED_SPACE) for i in range(batch)]
+
+
+def initial_noise(shape: tuple[int, ...], generators: list[torch.Generator]) -> torch.Tensor:
+    return torch.stack([torch.randn(shape[1:], generator=g) for g in generators])
 
 
 def _match_length(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -98,7 +102,8 @@ def denoise_latent(ctx: Any, model: UNetModel, positive: dict, negative: dict, l
     if hasattr(sched, "set_begin_index"):
         sched.set_begin_index(start * sched.order)
 
-    noise = initial_noise(shape, seed).to(device)
+    generators = seeded_generators(seed, batch)
+    noise = initial_noise(shape, generators).to(device)
     original = latent["samples"].to(device, torch.float32) if latent.get("samples") is not None else None
     mask = latent.get("noise_mask")
     if original is None and (denoise < 1 or mask is not None):
@@ -114,7 +119,8 @@ def denoise_latent(ctx: Any, model: UNetModel, positive: dict, negative: dict, l
     embeds, added = _conditioning(model, positive, negative, batch, (shape[2] * model.vae_factor,
                                                                     shape[3] * model.vae_factor), use_cfg)
     takes_generator = "generator" in inspect.signature(sched.step).parameters
-    step_kwargs = {"generator": torch.Generator().manual_seed(seed % SEED_SPACE)} if takes_generator else {}
+    # The same generators continue into the steps (as diffusers' pipelines do), item by item.
+    step_kwargs = {"generator": generators} if takes_generator else {}
     total = len(timesteps)
     ctx.progress(0, total)
     with torch.inference_mode(), model.patched(), memory_advice():

@@ -40,9 +40,10 @@ def test_same_seed_reproduces_and_another_seed_differs(engine, make_txt2img):
     assert not torch.allclose(a, c)
 
 
-def test_batch_items_are_the_seeds_of_single_runs(engine, make_txt2img):
-    batch = _latent(engine, make_txt2img(seed=10, batch_size=2))
-    second = _latent(engine, make_txt2img(seed=11))
+@pytest.mark.parametrize("scheduler", ["euler", "euler_ancestral"])
+def test_batch_items_are_the_seeds_of_single_runs(engine, make_txt2img, scheduler):
+    batch = _latent(engine, make_txt2img(seed=10, batch_size=2, scheduler=scheduler))
+    second = _latent(engine, make_txt2img(seed=11, scheduler=scheduler))
     assert batch.shape[0] == 2
     torch.testing.assert_close(batch[1:], second, atol=1e-5, rtol=1e-4)
 
@@ -174,12 +175,16 @@ def test_latent_size_is_checked_against_the_models_vae_factor():
     assert info.value.field == "width" and "multiple of 8" in str(info.value)
 
 
-def test_txt2img_matches_the_diffusers_pipeline(engine, models_dir, make_txt2img):
+@pytest.mark.parametrize("scheduler", ["euler", "euler_ancestral", "dpmpp_2m"])
+def test_txt2img_matches_the_diffusers_pipeline(engine, models_dir, make_txt2img, scheduler):
     from diffusers import StableDiffusionPipeline
 
-    ours = _latent(engine, make_txt2img(text="a red circle", seed=21, steps=4, cfg=5.0))
+    from nodeforge.core.registry import builtin_module
+
+    ours = _latent(engine, make_txt2img(text="a red circle", seed=21, steps=4, cfg=5.0, scheduler=scheduler))
     pipe = StableDiffusionPipeline.from_pretrained(str(models_dir / "checkpoints" / "tiny-sd"), local_files_only=True,
                                                    safety_checker=None, requires_safety_checker=False)
+    pipe.scheduler = builtin_module("sampling").make_scheduler(scheduler, dict(pipe.scheduler.config), 21)
     pipe.set_progress_bar_config(disable=True)
     theirs = pipe("a red circle", negative_prompt="", num_inference_steps=4, guidance_scale=5.0, height=32,
                   width=32, generator=torch.Generator().manual_seed(21), output_type="latent").images
