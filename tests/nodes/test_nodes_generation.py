@@ -210,3 +210,11 @@ def test_out_of_memory_becomes_advice():
     with pytest.raises(ValueError):
         with memory.memory_advice():
             raise ValueError("something else")
+
+
+def test_denoise_does_not_mutate_its_input_latent(engine):
+    wf = _img2img_workflow(0.6)
+    source = engine.run(wf, outputs=["enc"]).outputs["enc"]["latent"]
+    kept = source["samples"].clone()
+    engine.run(wf, outputs=["denoise"])   # "enc" comes from the cache: the same tensor goes in
+    assert torch.equal(source["samples"], kept) and set(source) == {"samples"}

@@ -113,3 +113,32 @@ def test_a_lora_with_some_unknown_modules_warns_and_applies_the_rest(engine, mod
     with pytest.warns(UserWarning, match="1 of .* modules matched no layer"):
         out = engine.run(make_txt2img(lora=[("kohya-partial", 1.0, 1.0)]), outputs=["lora0"]).outputs["lora0"]
     assert len(out["unet"].loras[0].deltas) >= 5
+
+
+def test_peft_alpha_comes_from_the_file_metadata(engine, make_txt2img):
+    out = engine.run(make_txt2img(lora=[("peft", 1.0, 1.0)]), outputs=["lora0"]).outputs["lora0"]
+    scales = {scale for _, _, scale in out["unet"].loras[0].deltas.values()}
+    assert scales == {8 / 4}
+    assert out["clip"].loras[0][1].deltas
+
+
+def test_other_lora_spellings_are_understood():
+    lora = builtin_module("lora")
+    t = torch.zeros(1)
+    state = {
+        "base_model.model.down_blocks.0.attentions.0.proj_in.lora_A.weight": t,
+        "base_model.model.down_blocks.0.attentions.0.proj_in.lora_B.weight": t,
+        "base_model.model.text_model.encoder.layers.0.self_attn.q_proj.lora_A.weight": t,
+        "unet.mid_block.attentions.0.transformer_blocks.0.attn1.processor.to_q_lora.down.weight": t,
+        "unet.mid_block.attentions.0.transformer_blocks.0.attn1.processor.to_q_lora.up.weight": t,
+        "lora_te2_text_model_encoder_layers_0_mlp_fc1.lora_down.weight": t,
+        "lora_te2_text_model_encoder_layers_0_mlp_fc1.alpha": t,
+        "something_else.weight": t,
+    }
+    parts, ignored = lora.parse_lora(state)
+    assert set(parts["unet"]) == {"down_blocks.0.attentions.0.proj_in",
+                                  "mid_block.attentions.0.transformer_blocks.0.attn1.to_q"}
+    assert set(parts["unet"]["mid_block.attentions.0.transformer_blocks.0.attn1.to_q"]) == {"down", "up"}
+    assert list(parts["te"]) == ["text_model.encoder.layers.0.self_attn.q_proj"]
+    assert set(parts["te2"]["text_model_encoder_layers_0_mlp_fc1"]) == {"down", "alpha"}
+    assert ignored == ["something_else.weight"]
