@@ -144,3 +144,13 @@ def test_the_command_starts_without_torch_or_qt(tmp_path):
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().endswith("[]")
+
+
+def test_asking_for_a_gpu_that_is_not_there_is_a_one_line_error(tmp_path, capsys):
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    path = write(tmp_path, simple())
+    assert main(["run", str(path), "--device", "cuda", "--out", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: --device cuda: device 'cuda' is not available") and err.count("\n") == 1
