@@ -158,12 +158,22 @@ def tokenizer_works(tok: Any) -> bool:
     return bool(ids) and any(i != tok.unk_token_id for i in ids)
 
 
+def _quiet_progress_bars() -> None:
+    # The engine reports progress itself; library bars would only clutter the CLI and the log.
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_progress_bar()
+    diffusers_logging.disable_progress_bar()
+
+
 # -- diffusers folders ------------------------------------------------------------------------------------
 def load_diffusers_folder(path: Path, device: str) -> LoadedCheckpoint:
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
     dtype = pick_dtype(device)
+    _quiet_progress_bars()
     for part in ("unet", "vae", "text_encoder", "tokenizer"):
         if not (path / part).is_dir():
             raise NodeError(f"{path.name} is not a complete diffusers model: it has no '{part}' folder",
