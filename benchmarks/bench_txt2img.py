@@ -104,8 +104,12 @@ def main() -> None:
         theirs.append(run_pipeline(100 + i))
         print(f"repeat {i + 1}: engine {ours[-1]:.3f} s   pipeline {theirs[-1]:.3f} s")
     ratio = statistics.median(ours) / statistics.median(theirs)
+    pairs = sorted(o / t for o, t in zip(ours, theirs))
     print(f"median engine {statistics.median(ours):.3f} s, pipeline {statistics.median(theirs):.3f} s, "
           f"ratio engine/pipeline = {ratio:.3f} (target <= 1.05)")
+    # On a shared machine the fastest run of each is the least disturbed estimate.
+    print(f"best engine {min(ours):.3f} s, best pipeline {min(theirs):.3f} s, ratio of bests = "
+          f"{min(ours) / min(theirs):.3f}; median of per-repeat ratios = {statistics.median(pairs):.3f}")
 
 
 if __name__ == "__main__":
