@@ -103,3 +103,26 @@ def test_tiled_decode_matches_full_decode(engine, make_txt2img):
     tiled = (tiled / 2 + 0.5).clamp(0, 1).permute(0, 2, 3, 1)
     assert tiled.shape == full.shape == (1, 96, 160, 3)
     assert (tiled - full).abs().mean() < 0.05
+
+
+def test_concurrent_savers_get_distinct_numbers(tmp_path):
+    import threading
+
+    from nodeforge.core.registry import builtin_module
+
+    images = builtin_module("images")
+    paths, lock = [], threading.Lock()
+
+    def save():
+        handle, path = images.next_free_path(tmp_path, "race")
+        with handle:
+            handle.write(b"x")
+        with lock:
+            paths.append(path.name)
+
+    threads = [threading.Thread(target=save) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(set(paths)) == 8 and all(p.startswith("race_") for p in paths)
