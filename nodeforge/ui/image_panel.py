@@ -1,0 +1,127 @@
+"""The image panel: the latest results at full size, with what made them and a click-to-copy seed."""
+from __future__ import annotations
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QGuiApplication, QPixmap
+from PySide6.QtWidgets import QDockWidget, QLabel, QScrollArea, QVBoxLayout, QWidget
+
+from nodeforge.ui.runner import RunImage
+
+KEEP = 12
+
+
+class ClickLabel(QLabel):
+    clicked = Signal()
+
+    def mousePressEvent(self, event) -> None:  # noqa: N802
+        self.clicked.emit()
+
+
+class ImageView(QLabel):
+    """Scales its pixmap to the panel's width, keeping the aspect ratio."""
+
+    def __init__(self, pixmap: QPixmap) -> None:
+        super().__init__()
+        self._pixmap = pixmap
+        self.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.setMinimumSize(64, 64)
+        self.setStyleSheet("background: #111214; border: 1px solid #30333a;")
+
+    def resizeEvent(self, event) -> None:  # noqa: N802
+        super().resizeEvent(event)
+        self._rescale()
+
+    def _rescale(self) -> None:
+        w = max(64, self.width() - 2)
+        scaled = self._pixmap.scaledToWidth(w, Qt.TransformationMode.SmoothTransformation
+                                            if self._pixmap.width() > w else Qt.TransformationMode.FastTransformation)
+        self.setPixmap(scaled)
+        self.setFixedHeight(min(scaled.height() + 2, 2000))
+
+
+class ImagePanel(QDockWidget):
+    seedCopied = Signal(str)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__("Images", parent)
+        self.setObjectName("imagePanel")
+        self.records: list[RunImage] = []
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        self.body = QWidget()
+        self.layout_ = QVBoxLayout(self.body)
+        self.layout_.setContentsMargins(8, 8, 8, 8)
+        self.layout_.setSpacing(6)
+        self.empty = QLabel("Run the graph (Ctrl+Enter) to see images here.")
+        self.empty.setObjectName("panelCaption")
+        self.empty.setWordWrap(True)
+        self.layout_.addWidget(self.empty)
+        self.layout_.addStretch(1)
+        scroll.setWidget(self.body)
+        self.setWidget(scroll)
+        self.setMinimumWidth(280)
+
+    def add_images(self, records: list[RunImage]) -> None:
+        if not records:
+            return
+        self.records = (list(records) + self.records)[:KEEP]
+        self._render()
+
+    def clear(self) -> None:
+        self.records = []
+        self._render()
+
+    def _render(self) -> None:
+        while self.layout_.count():
+            item = self.layout_.takeAt(0)
+            if item.widget() is not None and item.widget() is not self.empty:
+                item.widget().deleteLater()
+        self.empty.setVisible(not self.records)
+        self.layout_.addWidget(self.empty)
+        for record in self.records:
+            self.layout_.addWidget(ImageView(QPixmap.fromImage(record.image)))
+            self.layout_.addWidget(self._caption(record))
+        self.layout_.addStretch(1)
+
+    def _caption(self, record: RunImage) -> QWidget:
+        box = QWidget()
+        lay = QVBoxLayout(box)
+        lay.setContentsMargins(0, 0, 0, 10)
+        lay.setSpacing(2)
+        info = record.info
+        img = record.image
+        head = f"{img.width()}×{img.height()}"
+        if record.path:
+            head += f" · {record.path}"
+        top = QLabel(head)
+        top.setObjectName("panelCaption")
+        top.setWordWrap(True)
+        top.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        lay.addWidget(top)
+        if "seed" in info:
+            seed = ClickLabel(f"seed {info['seed']}  (click to copy)")
+            seed.setObjectName("seedLabel")
+            seed.setCursor(Qt.CursorShape.PointingHandCursor)
+            seed.setToolTip("Copy the seed to the clipboard")
+            seed.clicked.connect(lambda s=str(info["seed"]): self.copy_seed(s))
+            lay.addWidget(seed)
+        rest = [f"{k}: {v}" for k, v in info.items() if k not in ("seed", "prompts")]
+        if rest:
+            label = QLabel(" · ".join(rest))
+            label.setObjectName("panelCaption")
+            label.setWordWrap(True)
+            lay.addWidget(label)
+        for title, text in info.get("prompts", []):
+            label = QLabel(f"<b>{_esc(title)}</b>: {_esc(text)}")
+            label.setWordWrap(True)
+            label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+            lay.addWidget(label)
+        return box
+
+    def copy_seed(self, seed: str) -> None:
+        QGuiApplication.clipboard().setText(seed)
+        self.seedCopied.emit(seed)
+
+
+def _esc(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
