@@ -186,7 +186,7 @@ class MainWindow(QMainWindow):
         bar.addPermanentWidget(self.cache_label)
 
     def _connect(self) -> None:
-        self.stack.cleanChanged.connect(lambda clean: self.setWindowModified(not clean))
+        self.stack.cleanChanged.connect(self._clean_changed)
         self.view.searchRequested.connect(self.open_search)
         self.view.filesDropped.connect(self.drop_files)
         self.view.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
@@ -196,16 +196,25 @@ class MainWindow(QMainWindow):
         self.scene.groupRenameRequested.connect(self.rename_group)
         self.search.chosen.connect(self._search_chosen)
         self.runner.runningChanged.connect(self._running_changed)
-        self.runner.queuedChanged.connect(lambda q: self.statusBar().showMessage(
-            "Next run queued: it starts when this one ends" if q else "", 4000))
+        self.runner.queuedChanged.connect(self._queued_changed)
         self.runner.runStarted.connect(self._run_started)
         self.runner.nodeStarted.connect(self._node_started)
         self.runner.nodeProgress.connect(self._node_progress)
         self.runner.nodeFinished.connect(self._node_finished)
         self.runner.runFinished.connect(self._run_finished)
         self.runner.runFailed.connect(self._run_failed)
-        self.images.seedCopied.connect(lambda s: self.statusBar().showMessage(f"Seed {s} copied", 3000))
-        self.stack.indexChanged.connect(lambda _i: self._clear_errors())
+        self.images.seedCopied.connect(self._seed_copied)
+        self.stack.indexChanged.connect(self._clear_errors)
+
+    def _clean_changed(self, clean: bool) -> None:
+        self.setWindowModified(not clean)
+
+    def _queued_changed(self, queued: bool) -> None:
+        if queued:
+            self.statusBar().showMessage("Next run queued: it starts when this one ends", 4000)
+
+    def _seed_copied(self, seed: str) -> None:
+        self.statusBar().showMessage(f"Seed {seed} copied", 3000)
 
     # -- title and state ------------------------------------------------------------------------------
     def _update_title(self) -> None:
@@ -643,7 +652,7 @@ class MainWindow(QMainWindow):
         where = f" ({self.model.title(first.node_id)})" if first and first.node_id in self.model.nodes else ""
         self.statusBar().showMessage(f"Run failed{where}: {message}", 15000)
 
-    def _clear_errors(self) -> None:
+    def _clear_errors(self, *_: Any) -> None:
         for item in self.scene.nodes.values():
             if item.error:
                 item.set_error(None)
