@@ -201,7 +201,8 @@ class GraphController:
     # -- clipboard -------------------------------------------------------------------------------
     def copy_text(self, node_ids: Iterable[str]) -> str:
         """The selection as workflow JSON: nodes, the links among them, positions and flags."""
-        ids = [n for n in node_ids if n in self.model.nodes]
+        wanted = set(node_ids)
+        ids = [n for n in self.model.nodes if n in wanted]   # document order, whatever the selection order
         wf = Workflow()
         ui_src = self.model.workflow.ui
         wf.ui = {"positions": {}, "sizes": {}}
