@@ -1,0 +1,68 @@
+"""Keys typed into a node's text fields belong to the field, not to the canvas shortcuts."""
+from __future__ import annotations
+
+from PySide6.QtCore import QEvent, QPoint, QPointF, Qt
+from PySide6.QtGui import QMouseEvent
+from PySide6.QtTest import QTest
+from PySide6.QtWidgets import QApplication
+
+from tests.ui.conftest import add
+
+
+def mouse_drag(widget, start: QPoint, end: QPoint, steps: int = 4) -> None:
+    """Press, move with the button held (QTest.mouseMove cannot hold a button), release."""
+    QTest.mousePress(widget, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, start)
+    for i in range(1, steps + 1):
+        p = QPointF(start + (end - start) * (i / steps))
+        QApplication.sendEvent(widget, QMouseEvent(QEvent.Type.MouseMove, p, widget.mapToGlobal(p),
+                                                   Qt.MouseButton.NoButton, Qt.MouseButton.LeftButton,
+                                                   Qt.KeyboardModifier.NoModifier))
+    QTest.mouseRelease(widget, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, end)
+
+
+def test_typing_in_a_prompt_does_not_trigger_canvas_shortcuts(window, qtbot):
+    window.show()
+    qtbot.waitExposed(window)
+    nid = add(window, "Prompt", 0, 0)
+    window.view.centerOn(window.scene.nodes[nid])
+    edit = window.scene.nodes[nid].panel.editors["text"].edit
+    proxy = window.scene.nodes[nid].proxy
+    window.view.setFocus()
+    window.scene.setFocusItem(proxy)
+    edit.setFocus()
+    zoom = window.view.zoom()
+    QTest.keyClicks(window.view, "fat cat")
+    QTest.keyClick(window.view, Qt.Key.Key_Backspace)
+    QTest.keyClick(window.view, Qt.Key.Key_Delete)
+    assert window.model.nodes[nid].params["text"] == "fat ca"
+    assert nid in window.model.nodes            # Delete/Backspace did not delete the node
+    assert window.view.zoom() == zoom          # "f" did not fit the view
+
+
+def test_real_mouse_drag_from_port_to_port_connects(window, qtbot):
+    window.show()
+    qtbot.waitExposed(window)
+    a = add(window, "SolidImage", 0, 0)
+    b = add(window, "Invert", 400, 0)
+    view = window.view
+    view.centerOn(350, 60)
+    start = view.mapFromScene(window.scene.nodes[a].outputs["image"].scenePos())
+    end = view.mapFromScene(window.scene.nodes[b].inputs["image"].scenePos())
+    mouse_drag(view.viewport(), start, end)
+    assert window.model.nodes[b].inputs == {"image": (a, "image")}
+
+
+def test_real_mouse_drag_of_a_node_moves_it_in_one_undo_step(window, qtbot):
+    window.show()
+    qtbot.waitExposed(window)
+    a = add(window, "Invert", 0, 0)
+    view = window.view
+    view.centerOn(100, 50)
+    vp = view.viewport()
+    start = view.mapFromScene(60, 12)             # on the title bar
+    end = start + QPoint(80, 40)
+    count = window.stack.count()
+    mouse_drag(vp, start, end)
+    x, y = window.model.position(a)
+    assert abs(x - 80 / view.zoom()) < 2 and abs(y - 40 / view.zoom()) < 2
+    assert window.stack.count() == count + 1
