@@ -67,8 +67,10 @@ class IntEditor(ParamEditor):
         self.spin.valueChanged.connect(lambda v: self._emit(int(v), ("spin", id(self))))
         layout.addWidget(self.spin, 1)
         if param.name == "seed":
+            from nodeforge.ui.theme import icon
+
             dice = QToolButton()
-            dice.setText("🎲")
+            dice.setIcon(icon("dice"))
             dice.setToolTip("New random seed")
             dice.clicked.connect(self._randomize)
             layout.addWidget(dice)

@@ -51,7 +51,8 @@ def icon(name: str) -> QIcon:
 def stylesheet() -> str:
     path = resources_dir() / "styles" / "dark.qss"
     try:
-        return path.read_text(encoding="utf-8")
+        # url() in the sheet refers to the resources folder wherever it is installed.
+        return path.read_text(encoding="utf-8").replace("RESOURCES/", resources_dir().as_posix() + "/")
     except OSError:
         return ""
 
