@@ -32,7 +32,7 @@ def test_save_and_load_round_trip_keeps_layout_titles_params_and_unknown_keys(wi
     assert saved["nodes"]["5"]["note"] == "keep me"
     assert saved["nodes"]["5"]["params"]["seed"] == 7
     assert saved["nodes"]["2"]["title"] == "positive"
-    assert saved["ui"]["positions"]["5"] == [700, 120]
+    assert saved["ui"]["positions"]["5"] == [720, 150]
     assert saved["ui"]["collapsed"] == ["6"] and saved["ui"]["bypassed"] == ["3"]
     assert saved["ui"]["custom_panel"] == {"open": True}
     assert saved["ui"]["groups"][0]["title"] == "Prompt"
