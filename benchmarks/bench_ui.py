@@ -81,7 +81,8 @@ def main() -> int:
 
     theme.apply(app)
     registry = load_registry(builtin=False, node_path=[ROOT / "tests" / "ui" / "packs"], entry_points=False)
-    engine = Engine(device="cpu", output_dir="/tmp/nodeforge-bench", registry=registry)
+    # fake_work: matrix products per denoising step, about 50 ms a step on 2 cores.
+    engine = Engine(device="cpu", output_dir="/tmp/nodeforge-bench", registry=registry, settings={"fake_work": 40})
     win = MainWindow(engine)
     win.confirm_close = False
     win.resize(1600, 1000)
@@ -92,9 +93,19 @@ def main() -> int:
     t0 = time.perf_counter()
     win.set_document(wf, None)
     app.processEvents()
+    win.view.viewport().repaint()
     load_s = time.perf_counter() - t0
     print(f"nodes: {len(wf.nodes)}, wires: {sum(len(n.inputs) for n in wf.nodes.values())}")
-    print(f"load {args.nodes}-node graph into the scene: {load_s * 1000:.0f} ms (target < 1000 ms)")
+    print(f"load {args.nodes}-node graph into the scene, first frame drawn: {load_s * 1000:.0f} ms (target < 1000 ms)")
+    # Param editors of off-screen nodes are built in the background, 4 per event-loop turn.
+    t1 = time.perf_counter()
+    longest = 0.0
+    while win.scene.panels_pending():
+        t = time.perf_counter()
+        app.processEvents()
+        longest = max(longest, time.perf_counter() - t)
+    print(f"  then every node's editors built in the background: {(time.perf_counter() - t1) * 1000:.0f} ms, "
+          f"longest event-loop turn {longest * 1000:.1f} ms")
 
     view = win.view
     for zoom in (1.0, 0.6, 0.3):

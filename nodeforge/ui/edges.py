@@ -41,6 +41,8 @@ class PortItem(QGraphicsItem):
         return QRectF(-r, -r, 2 * r, 2 * r)
 
     def paint(self, painter: QPainter, option: QStyleOptionGraphicsItem, widget: QWidget | None = None) -> None:
+        if option.levelOfDetailFromTransform(painter.worldTransform()) < 0.3:
+            return   # too small to see or hit
         color = theme.port_color(self.port_type)
         r = PORT_RADIUS + (1.5 if self.hovered else 0)
         painter.setRenderHint(QPainter.RenderHint.Antialiasing)

@@ -23,6 +23,7 @@ ROW = 22.0
 WIDTH = 260.0
 IMAGE_MAX = 240.0
 RADIUS = 7.0
+TINY = 0.3   # below this zoom a node is drawn as a coloured block with its title only
 
 
 class NodeItem(QGraphicsItem):
@@ -39,8 +40,9 @@ class NodeItem(QGraphicsItem):
         self.setZValue(0)
         self.inputs: dict[str, PortItem] = {}
         self.outputs: dict[str, PortItem] = {}
-        self.panel: ParamPanel | None = None
+        self._panel: ParamPanel | None = None
         self.proxy: QGraphicsProxyWidget | None = None
+        self._panel_scheduled = False
         self.width = WIDTH
         self.height = HEADER
         # Run state, shown while and after a run.
@@ -84,15 +86,44 @@ class NodeItem(QGraphicsItem):
             self.outputs[name] = PortItem(self, name, port_type, True)
         fm = QFontMetricsF(self._title_font)
         self.width = max(WIDTH, fm.horizontalAdvance(self.model.title(self.node_id)) + 90)
-        if self.spec is not None and self.spec.params:
-            self.panel = ParamPanel(self.spec.params, self._edited, int(self.width))
-            self.proxy = QGraphicsProxyWidget(self)
-            self.proxy.setWidget(self.panel)
-            self.proxy.setZValue(1)
-            for name in self.panel.editors:
-                self.sync_param(name)
-        self.sync_connections()
+        self.sync_connections(self.graph.used_outputs.get(self.node_id) if self.graph.used_outputs else None)
         self.relayout()
+
+    # -- the param editors, created when the node is first shown ------------------------------------
+    @property
+    def has_params(self) -> bool:
+        return self.spec is not None and bool(self.spec.params)
+
+    @property
+    def panel(self) -> ParamPanel | None:
+        """The param editors (created on first use: building widgets for 500 nodes at load is slow)."""
+        self.ensure_panel()
+        return self._panel
+
+    def ensure_panel(self) -> None:
+        if self._panel is not None or not self.has_params:
+            return
+        self._panel = ParamPanel(self.spec.params, self._edited, int(self.width))
+        for name in self._panel.editors:
+            self.sync_param(name)
+        self.proxy = QGraphicsProxyWidget(self)
+        self.proxy.setWidget(self._panel)
+        self.proxy.setZValue(1)
+        # Panning then blits a cached pixmap instead of repainting every widget.
+        self.proxy.setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)
+        self.relayout()
+
+    def _schedule_panel(self) -> None:
+        if not self._panel_scheduled and self._panel is None and self.has_params:
+            self._panel_scheduled = True
+            self.graph.want_panel(self)
+
+    def _panel_height(self) -> float:
+        if self.proxy is not None:
+            return self.proxy.size().height()
+        if not self.has_params:
+            return 0.0
+        return ParamPanel.estimate_height(self.spec.params)
 
     def rebuild_ports(self) -> None:
         """For placeholders, whose ports follow their links."""
@@ -143,8 +174,7 @@ class NodeItem(QGraphicsItem):
 
     def _images_top(self) -> float:
         top = HEADER + self._body_rows() * ROW + 4
-        if self.proxy is not None:
-            top += self.proxy.size().height()
+        top += self._panel_height()
         top += len(self._placeholder_lines()) * 16
         return top
 
@@ -185,6 +215,9 @@ class NodeItem(QGraphicsItem):
 
     # -- painting --------------------------------------------------------------------------------
     def paint(self, painter: QPainter, option: QStyleOptionGraphicsItem, widget: QWidget | None = None) -> None:
+        if option.levelOfDetailFromTransform(painter.worldTransform()) < TINY:
+            self._paint_tiny(painter)
+            return
         painter.setRenderHint(QPainter.RenderHint.Antialiasing)
         rect = self.body_rect()
         bypassed = self.model.flag(self.node_id, "bypassed")
@@ -225,6 +258,10 @@ class NodeItem(QGraphicsItem):
             painter.drawText(QRectF(self.width - 90, 0, 82, HEADER),
                              Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignRight, text)
         if not self.collapsed:
+            if self.proxy is None or not self.proxy.isVisible():
+                self._paint_param_text(painter)
+                if self.proxy is None and not self.graph.low_detail:
+                    self._schedule_panel()
             self._paint_ports(painter)
             self._paint_placeholder(painter)
             self._paint_images(painter)
@@ -243,6 +280,22 @@ class NodeItem(QGraphicsItem):
         painter.drawRoundedRect(rect, RADIUS, RADIUS)
         if self.error:
             self._paint_error(painter)
+
+    def _paint_tiny(self, painter: QPainter) -> None:
+        """Zoomed far out: no text, no ports, so a whole large graph pans smoothly."""
+        rect = self.body_rect()
+        bypassed = self.model.flag(self.node_id, "bypassed")
+        painter.fillRect(rect, QColor("#3b2d45" if bypassed else theme.NODE_BG))
+        header = QColor(theme.PLACEHOLDER if self.is_placeholder else theme.BYPASSED if bypassed else theme.NODE_HEADER)
+        painter.fillRect(QRectF(0, 0, self.width, HEADER), header)
+        if self.error or self.isSelected() or self.state == "running":
+            color = theme.ERROR if self.error else theme.RUNNING if self.state == "running" else theme.SELECTED
+            painter.setPen(QPen(QColor(color), 6))
+            painter.setBrush(Qt.BrushStyle.NoBrush)
+            painter.drawRect(rect)
+        rect_img = self.image_rect()
+        if rect_img is not None:
+            painter.drawImage(rect_img, self.images[-1])
 
     def _badge(self) -> tuple[str, str] | None:
         if self.model.flag(self.node_id, "muted"):
@@ -274,6 +327,29 @@ class NodeItem(QGraphicsItem):
             label = fm.elidedText(port.name, Qt.TextElideMode.ElideRight, half)
             painter.drawText(QRectF(self.width - 12 - half, y - ROW / 2, half, ROW),
                              Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignRight, label)
+
+    def _paint_param_text(self, painter: QPainter) -> None:
+        """Params as text, where the editors are not shown (zoomed far out, or not built yet)."""
+        if not self.has_params:
+            return
+        painter.setFont(self._small_font)
+        params = self.model.nodes[self.node_id].params
+        y = HEADER + self._body_rows() * ROW + 4
+        for row_top, row_h, param in ParamPanel.row_layout(self.spec.params):
+            value = params.get(param.name, param.default)
+            rect = QRectF(8, y + row_top, self.width - 16, row_h)
+            painter.fillRect(rect.adjusted(0, 1, 0, -1), QColor("#1f2024"))
+            painter.setPen(QColor(theme.NODE_SUBTEXT))
+            painter.drawText(rect.adjusted(6, 0, -6, 0), Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop
+                             if param.multiline else Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
+                             param.name.replace("_", " "))
+            painter.setPen(QColor(theme.NODE_TEXT))
+            text = str(value).replace("\n", " ")
+            fm = QFontMetricsF(self._small_font)
+            painter.drawText(rect.adjusted(6, 16 if param.multiline else 0, -6, 0),
+                             (Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop) if param.multiline
+                             else (Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter),
+                             fm.elidedText(text, Qt.TextElideMode.ElideRight, rect.width() - 12))
 
     def _paint_placeholder(self, painter: QPainter) -> None:
         lines = self._placeholder_lines()
@@ -327,12 +403,12 @@ class NodeItem(QGraphicsItem):
 
     # -- model → item ---------------------------------------------------------------------------
     def sync_param(self, name: str) -> None:
-        if self.panel is None or name not in self.panel.editors:
+        if self._panel is None or name not in self._panel.editors:
             self.update()
             return
         params = self.model.nodes[self.node_id].params
         value = params[name] if name in params else self.spec.param(name).default
-        self.panel.editors[name].set_value(value)
+        self._panel.editors[name].set_value(value)
 
     def sync_title(self) -> None:
         self.setToolTip(self._tooltip())
@@ -342,12 +418,13 @@ class NodeItem(QGraphicsItem):
         self.setOpacity(0.45 if self.model.flag(self.node_id, "muted") else 1.0)
         self.relayout()
 
-    def sync_connections(self) -> None:
+    def sync_connections(self, used: set[str] | None = None) -> None:
         node = self.model.nodes[self.node_id]
         for name, port in self.inputs.items():
             port.connected = name in node.inputs
             port.update()
-        used = {out for _d, _n, out in self.model.consumers(self.node_id)} if self.outputs else set()
+        if used is None:
+            used = {out for _d, _n, out in self.model.consumers(self.node_id)} if self.outputs else set()
         for name, port in self.outputs.items():
             port.connected = name in used
             port.update()

@@ -182,7 +182,7 @@ class TextEditor(ParamEditor):
         if param.multiline:
             self.edit = _PromptEdit(self)
             self.edit.setPlaceholderText(param.description or param.name)
-            self.edit.setFixedHeight(84)
+            self.edit.setFixedHeight(PROMPT_HEIGHT)
             self.edit.setTabChangesFocus(True)
             self.edit.textChanged.connect(lambda: self._emit(self.edit.toPlainText(), self.session))
             layout.addWidget(self.edit)
@@ -305,8 +305,38 @@ def make_editor(param: Param, on_edit: EditCallback) -> ParamEditor:
     return TextEditor(param, on_edit)
 
 
+EDITOR_HEIGHT = 22
+PROMPT_HEIGHT = 84
+LABEL_HEIGHT = 16
+MARGINS = (2, 6)      # top, bottom
+SPACING = 4
+
+
 class ParamPanel(QWidget):
-    """The params of one node in a two-column grid: a label and its editor per row."""
+    """The params of one node in a two-column grid: a label and its editor per row.
+
+    Rows have fixed heights, so a node can be laid out (and drawn as text) before its widgets
+    exist: see `row_layout` and `estimate_height`.
+    """
+
+    @staticmethod
+    def row_layout(params: tuple[Param, ...]) -> list[tuple[float, float, Param]]:
+        """(top, height, param) of each param's row, relative to the panel."""
+        rows = []
+        y = MARGINS[0]
+        for param in params:
+            h = LABEL_HEIGHT + SPACING + PROMPT_HEIGHT if param.multiline else EDITOR_HEIGHT
+            rows.append((y, h, param))
+            y += h + SPACING
+        return rows
+
+    @staticmethod
+    def estimate_height(params: tuple[Param, ...]) -> float:
+        rows = ParamPanel.row_layout(params)
+        if not rows:
+            return 0.0
+        top, h, _ = rows[-1]
+        return top + h + MARGINS[1]
 
     def __init__(self, params: tuple[Param, ...], on_edit: Callable[[str, Any, Any], None],
                  width: int) -> None:
@@ -314,9 +344,9 @@ class ParamPanel(QWidget):
         self.setObjectName("nodeBody")
         self.setAttribute(Qt.WidgetAttribute.WA_TranslucentBackground, True)
         grid = QGridLayout(self)
-        grid.setContentsMargins(8, 2, 8, 6)
+        grid.setContentsMargins(8, MARGINS[0], 8, MARGINS[1])
         grid.setHorizontalSpacing(6)
-        grid.setVerticalSpacing(4)
+        grid.setVerticalSpacing(SPACING)
         self.editors: dict[str, ParamEditor] = {}
         row = 0
         for param in params:
@@ -324,10 +354,14 @@ class ParamPanel(QWidget):
             editor.setToolTip(param.description or param.name)
             label = QLabel(param.name.replace("_", " "))
             if param.multiline:
+                label.setFixedHeight(LABEL_HEIGHT)
+                editor.setFixedHeight(PROMPT_HEIGHT)
                 grid.addWidget(label, row, 0, 1, 2)
                 row += 1
                 grid.addWidget(editor, row, 0, 1, 2)
             else:
+                editor.setFixedHeight(EDITOR_HEIGHT)
+                label.setFixedHeight(EDITOR_HEIGHT)
                 label.setAlignment(Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignLeft)
                 grid.addWidget(label, row, 0)
                 grid.addWidget(editor, row, 1)

@@ -5,9 +5,10 @@ file loading all draw through the same path.
 """
 from __future__ import annotations
 
+import time
 from typing import Any
 
-from PySide6.QtCore import QPointF, Qt, Signal
+from PySide6.QtCore import QPointF, Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QPen
 from PySide6.QtWidgets import QGraphicsItem, QGraphicsPathItem, QGraphicsScene
 
@@ -57,6 +58,11 @@ class GraphScene(QGraphicsScene):
         self._outgoing: dict[str, set[EdgeKey]] = {}
         self.low_detail = False
         self.drag: WireDrag | None = None
+        self.used_outputs: dict[str, set[str]] = {}    # during rebuild only: node -> outputs in use
+        self._panel_queue: list[NodeItem] = []
+        self._panel_timer = QTimer(self)
+        self._panel_timer.setInterval(0)
+        self._panel_timer.timeout.connect(self._build_some_panels)
         self.setSceneRect(-20000, -20000, 40000, 40000)
         self.setItemIndexMethod(QGraphicsScene.ItemIndexMethod.BspTreeIndex)
         model.reset.connect(self.rebuild)
@@ -80,20 +86,51 @@ class GraphScene(QGraphicsScene):
         self.reroute_items.clear()
         self.group_items.clear()
         self._outgoing.clear()
+        self._panel_queue.clear()
+        self.used_outputs = {}
+        for node in self.model.nodes.values():
+            for src, out in node.inputs.values():
+                self.used_outputs.setdefault(src, set()).add(out)
         for nid in self.model.nodes:
             item = NodeItem(self, nid)
             self.nodes[nid] = item
             self.addItem(item)
+        self.used_outputs = {}
         for nid, node in self.model.nodes.items():
             for name in node.inputs:
                 self._refresh_edge((nid, name))
         self._rebuild_reroutes()
         self._rebuild_groups()
+        self.queue_all_panels()
+
+    # -- param editors are built lazily: first for nodes being drawn, then the rest when idle ----------
+    def want_panel(self, item: NodeItem) -> None:
+        self._panel_queue.insert(0, item)
+        self._panel_timer.start()
+
+    def queue_all_panels(self) -> None:
+        self._panel_queue.extend(i for i in self.nodes.values() if i.has_params and i.proxy is None)
+        if self._panel_queue:
+            self._panel_timer.start()
+
+    def _build_some_panels(self) -> None:
+        # A small time budget per event-loop turn keeps the canvas responsive meanwhile.
+        start = time.perf_counter()
+        while self._panel_queue and time.perf_counter() - start < 0.008:
+            item = self._panel_queue.pop(0)
+            if item.proxy is None and self.nodes.get(item.node_id) is item:
+                item.ensure_panel()
+        if not self._panel_queue:
+            self._panel_timer.stop()
+
+    def panels_pending(self) -> int:
+        return sum(1 for i in self.nodes.values() if i.has_params and i.proxy is None)
 
     def _on_node_added(self, nid: str) -> None:
         item = NodeItem(self, nid)
         self.nodes[nid] = item
         self.addItem(item)
+        item.ensure_panel()
         for name in self.model.nodes[nid].inputs:
             self._refresh_edge((nid, name))
 

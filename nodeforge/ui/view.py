@@ -12,7 +12,7 @@ from nodeforge.ui.scene import GraphScene
 
 MIN_ZOOM = 0.1
 MAX_ZOOM = 3.0
-LOW_DETAIL_BELOW = 0.45
+LOW_DETAIL_BELOW = 0.6    # as ComfyUI: below this, editors are drawn as text
 
 
 class GraphView(QGraphicsView):

@@ -48,7 +48,10 @@ def _picture(seed: int, text: str, size: int, t: float) -> Image.Image:
 
 def _denoise(ctx, unet, positive, negative, latent, seed, steps, cfg, scheduler, denoise, **_):
     size = latent.shape[-1] * 8
+    work = np.random.default_rng(0).random((320, 320), dtype=np.float32)
     for i in range(1, steps + 1):
+        for _ in range(int(ctx.settings.get("fake_work", 0))):   # stands in for a UNet step
+            work = np.tanh(work @ work.T * 0.01)
         ctx.progress(i, steps, _picture(seed, positive, 64, i / steps))
     return {"latent": {"seed": seed, "text": positive, "size": size}}
 
