@@ -1,9 +1,9 @@
 """The image panel: the latest results at full size, with what made them and a click-to-copy seed."""
 from __future__ import annotations
 
-from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QGuiApplication, QPixmap
-from PySide6.QtWidgets import QDockWidget, QLabel, QScrollArea, QVBoxLayout, QWidget
+from PySide6.QtCore import QRect, QSize, Qt, Signal
+from PySide6.QtGui import QColor, QGuiApplication, QImage, QPainter
+from PySide6.QtWidgets import QDockWidget, QLabel, QScrollArea, QSizePolicy, QVBoxLayout, QWidget
 
 from nodeforge.ui.runner import RunImage
 
@@ -17,26 +17,35 @@ class ClickLabel(QLabel):
         self.clicked.emit()
 
 
-class ImageView(QLabel):
-    """Scales its pixmap to the panel's width, keeping the aspect ratio."""
+class ImageView(QWidget):
+    """Draws its image at the panel's width, keeping the aspect ratio (height follows width)."""
 
-    def __init__(self, pixmap: QPixmap) -> None:
+    def __init__(self, image: QImage) -> None:
         super().__init__()
-        self._pixmap = pixmap
-        self.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.image = image
+        policy = QSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
+        policy.setHeightForWidth(True)
+        self.setSizePolicy(policy)
         self.setMinimumSize(64, 64)
-        self.setStyleSheet("background: #111214; border: 1px solid #30333a;")
 
-    def resizeEvent(self, event) -> None:  # noqa: N802
-        super().resizeEvent(event)
-        self._rescale()
+    def hasHeightForWidth(self) -> bool:  # noqa: N802
+        return True
 
-    def _rescale(self) -> None:
-        w = max(64, self.width() - 2)
-        scaled = self._pixmap.scaledToWidth(w, Qt.TransformationMode.SmoothTransformation
-                                            if self._pixmap.width() > w else Qt.TransformationMode.FastTransformation)
-        self.setPixmap(scaled)
-        self.setFixedHeight(min(scaled.height() + 2, 2000))
+    def heightForWidth(self, width: int) -> int:  # noqa: N802
+        return max(32, round(width * self.image.height() / max(1, self.image.width())))
+
+    def sizeHint(self) -> QSize:  # noqa: N802
+        return QSize(256, self.heightForWidth(256))
+
+    def paintEvent(self, event) -> None:  # noqa: N802
+        painter = QPainter(self)
+        painter.fillRect(self.rect(), QColor("#111214"))
+        painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, True)
+        size = self.image.size().scaled(self.size(), Qt.AspectRatioMode.KeepAspectRatio)
+        x = (self.width() - size.width()) // 2
+        y = (self.height() - size.height()) // 2
+        painter.drawImage(QRect(x, y, size.width(), size.height()), self.image)
+        painter.end()
 
 
 class ImagePanel(QDockWidget):
@@ -48,6 +57,9 @@ class ImagePanel(QDockWidget):
         self.records: list[RunImage] = []
         scroll = QScrollArea()
         scroll.setWidgetResizable(True)
+        # A scroll bar that comes and goes changes the width, hence every image's height: keep it.
+        scroll.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOn)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.body = QWidget()
         self.layout_ = QVBoxLayout(self.body)
         self.layout_.setContentsMargins(8, 8, 8, 8)
@@ -79,7 +91,7 @@ class ImagePanel(QDockWidget):
         self.empty.setVisible(not self.records)
         self.layout_.addWidget(self.empty)
         for record in self.records:
-            self.layout_.addWidget(ImageView(QPixmap.fromImage(record.image)))
+            self.layout_.addWidget(ImageView(record.image))
             self.layout_.addWidget(self._caption(record))
         self.layout_.addStretch(1)
 

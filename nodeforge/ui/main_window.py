@@ -80,7 +80,8 @@ class MainWindow(QMainWindow):
         if icon:
             action.setIcon(theme.icon(icon))
         if tip:
-            action.setToolTip(tip)
+            keys = action.shortcut().toString(QKeySequence.SequenceFormat.NativeText)
+            action.setToolTip(f"{tip} ({keys})" if keys and keys not in tip else tip)
             action.setStatusTip(tip)
         action.triggered.connect(slot)
         self.addAction(action)
@@ -157,7 +158,7 @@ class MainWindow(QMainWindow):
         tools = self.addToolBar("Main")
         tools.setObjectName("mainToolbar")
         tools.setMovable(False)
-        tools.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        tools.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonIconOnly)
         tools.addActions([self.act_new, self.act_open, self.act_save])
         tools.addSeparator()
         tools.addActions([self.act_undo, self.act_redo])
@@ -170,6 +171,7 @@ class MainWindow(QMainWindow):
             button = tools.widgetForAction(action)
             if isinstance(button, QToolButton):
                 button.setObjectName(name)
+                button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
 
     def _build_status(self) -> None:
         bar = self.statusBar()

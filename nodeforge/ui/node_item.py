@@ -215,8 +215,9 @@ class NodeItem(QGraphicsItem):
 
     # -- painting --------------------------------------------------------------------------------
     def paint(self, painter: QPainter, option: QStyleOptionGraphicsItem, widget: QWidget | None = None) -> None:
-        if option.levelOfDetailFromTransform(painter.worldTransform()) < TINY:
-            self._paint_tiny(painter)
+        lod = option.levelOfDetailFromTransform(painter.worldTransform())
+        if lod < TINY:
+            self._paint_tiny(painter, lod)
             return
         painter.setRenderHint(QPainter.RenderHint.Antialiasing)
         rect = self.body_rect()
@@ -281,8 +282,8 @@ class NodeItem(QGraphicsItem):
         if self.error:
             self._paint_error(painter)
 
-    def _paint_tiny(self, painter: QPainter) -> None:
-        """Zoomed far out: no text, no ports, so a whole large graph pans smoothly."""
+    def _paint_tiny(self, painter: QPainter, lod: float) -> None:
+        """Zoomed far out: a block with a large title, no ports, so a whole large graph pans smoothly."""
         rect = self.body_rect()
         bypassed = self.model.flag(self.node_id, "bypassed")
         painter.fillRect(rect, QColor("#3b2d45" if bypassed else theme.NODE_BG))
@@ -296,6 +297,13 @@ class NodeItem(QGraphicsItem):
         rect_img = self.image_rect()
         if rect_img is not None:
             painter.drawImage(rect_img, self.images[-1])
+        if lod > 0.12 and rect_img is None:
+            font = QFont(self._title_font)
+            font.setPointSizeF(min(40.0, 8.0 / lod))
+            painter.setFont(font)
+            painter.setPen(QColor(theme.NODE_TEXT))
+            painter.drawText(rect.adjusted(8, 0, -8, 0), Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap,
+                             self.model.title(self.node_id))
 
     def _badge(self) -> tuple[str, str] | None:
         if self.model.flag(self.node_id, "muted"):
@@ -305,7 +313,7 @@ class NodeItem(QGraphicsItem):
         if self.state == "cached":
             return "cached", theme.CACHED
         if self.state == "done" and self.seconds is not None:
-            return f"✓ {self.seconds:.2f}s", "#8bc34a"
+            return (f"✓ {self.seconds:.1f}s" if self.seconds >= 0.05 else "✓"), "#8bc34a"
         if self.state == "running":
             return "running…", theme.RUNNING
         if self.state == "queued":
@@ -370,7 +378,7 @@ class NodeItem(QGraphicsItem):
         scaled = img.size().scaled(rect.size().toSize(), Qt.AspectRatioMode.KeepAspectRatio)
         target = QRectF(rect.x() + (rect.width() - scaled.width()) / 2, rect.y() + (rect.height() - scaled.height()) / 2,
                         scaled.width(), scaled.height())
-        painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, img.width() > target.width())
+        painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, True)
         painter.drawImage(target, img)
         if len(self.images) > 1:
             painter.setFont(self._small_font)
