@@ -1,0 +1,301 @@
+"""The `nodeforge` command: the editor, `run`, `validate`, `nodes` and `train-lora`.
+
+User mistakes end in one line per problem naming the node, the field and the fix, and exit
+status 1; `--debug` adds the traceback. Nothing here imports torch or Qt until a command needs it.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any, Sequence, TextIO
+
+from nodeforge.core import events as ev
+from nodeforge.core.errors import Cancelled, ValidationError, WorkflowError
+
+COMMANDS = ("run", "validate", "nodes", "train-lora", "gui")
+
+
+class UsageError(Exception):
+    """A command-line mistake (bad --set, bad device); shown as one line, exit status 1."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="nodeforge",
+        description="NodeForge: a node-graph studio for Stable Diffusion. "
+                    "With no command (or with a FILE) it opens the editor.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run a workflow (JSON, or a PNG saved by NodeForge) headless")
+    run.add_argument("file", help="workflow .json or a NodeForge .png")
+    run.add_argument("--out", default="output", help="folder for saved images (default: ./output)")
+    run.add_argument("--set", dest="overrides", action="append", default=[], metavar="ID.param=VALUE",
+                     help="change a param before running; ID is a node id or a node's unique title (repeatable)")
+    run.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps")
+    run.add_argument("--previews", action="store_true", help="also write Preview nodes' images to the output folder")
+    run.add_argument("--cache-budget", type=_size, default=None, metavar="BYTES",
+                     help="memory budget of the output cache (e.g. 4G); default 40%% of RAM")
+    run.add_argument("-v", "--verbose", action="store_true", help="show progress even when output is piped")
+    run.add_argument("-q", "--quiet", action="store_true", help="print only where outputs went")
+    run.add_argument("--debug", action="store_true", help="show tracebacks")
+
+    val = sub.add_parser("validate", help="check a workflow without running it")
+    val.add_argument("file")
+    val.add_argument("--debug", action="store_true", help="show tracebacks")
+
+    nodes = sub.add_parser("nodes", help="list node types with their ports and params")
+    nodes.add_argument("--json", action="store_true", help="machine-readable output")
+
+    sub.add_parser("train-lora", help="train a LoRA on a folder of captioned images (see train-lora --help)",
+                   add_help=False)
+    gui = sub.add_parser("gui", help="open the editor (the default)")
+    gui.add_argument("file", nargs="?")
+    return parser
+
+
+def _version() -> str:
+    from nodeforge import __version__
+
+    return __version__
+
+
+def _size(text: str) -> int:
+    units = {"k": 1024, "m": 1024 ** 2, "g": 1024 ** 3, "t": 1024 ** 4}
+    text = text.strip().lower().rstrip("b")
+    try:
+        if text and text[-1] in units:
+            return int(float(text[:-1]) * units[text[-1]])
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (use bytes or 512M, 4G)") from None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # `nodeforge FILE` and plain `nodeforge` open the editor.
+    if not argv or (argv[0] not in COMMANDS and not argv[0].startswith("-")):
+        return _open_editor(argv[0] if argv else None)
+    if argv[0] == "train-lora":
+        try:
+            from nodeforge.training.lora import main as train_lora
+        except ImportError as exc:
+            print(f"error: the LoRA trainer is not available ({exc})", file=sys.stderr)
+            return 1
+        return int(train_lora(argv[1:]) or 0)
+    args = build_parser().parse_args(argv)
+    if args.command == "gui":
+        return _open_editor(args.file)
+    if args.command is None:
+        return _open_editor(None)
+    debug = getattr(args, "debug", False)
+    try:
+        if args.command == "run":
+            return cmd_run(args)
+        if args.command == "validate":
+            return cmd_validate(args)
+        if args.command == "nodes":
+            return cmd_nodes(args)
+    except Cancelled:
+        print("cancelled", file=sys.stderr)
+        return 130
+    except ValidationError as exc:
+        for problem in exc.problems:
+            print(f"error: {problem}", file=sys.stderr)
+        return 1
+    except (WorkflowError, UsageError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        if debug:
+            original = getattr(exc, "original", None)
+            traceback.print_exception(original or exc)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return 2  # pragma: no cover - argparse restricts commands
+
+
+def _open_editor(path: str | None) -> int:
+    try:
+        from nodeforge.ui.app import main as gui_main
+    except ImportError as exc:
+        print(f"error: the editor is not available ({exc}); install PySide6 or use `nodeforge run`",
+              file=sys.stderr)
+        return 1
+    return int(gui_main(path) or 0)
+
+
+# -- run ---------------------------------------------------------------------------------------------
+def apply_overrides(workflow: Any, overrides: Sequence[str], registry: Any) -> None:
+    """Apply `ID.param=VALUE` strings; raise UsageError naming what is wrong."""
+    for item in overrides:
+        target, eq, value = item.partition("=")
+        node_ref, dot, param = target.rpartition(".")
+        if not eq or not dot or not node_ref or not param:
+            raise UsageError(f"--set {item!r}: expected ID.param=VALUE, e.g. --set 5.seed=7 or --set positive.text=\"a cat\"")
+        nid = workflow.find(node_ref)
+        if nid is None:
+            titles = sorted({n.title for n in workflow.nodes.values() if n.title})
+            hint = f"; titles: {', '.join(titles)}" if titles else ""
+            raise UsageError(f"--set {item!r}: no node with id or unique title {node_ref!r}{hint}")
+        node = workflow.nodes[nid]
+        spec = registry.get(node.type)
+        if spec is not None and spec.param(param) is None:
+            known = ", ".join(p.name for p in spec.params) or "none"
+            raise UsageError(f"--set {item!r}: node {nid} ({node.type}) has no param {param!r} (params: {known})")
+        node.params[param] = value  # the engine coerces "7" to 7 and reports a bad value by field
+
+
+class ProgressPrinter:
+    """Prints run events: a line per node and a step bar for long nodes (terminal only)."""
+
+    def __init__(self, stream: TextIO, interactive: bool, workflow: Any) -> None:
+        self.stream = stream
+        self.interactive = interactive
+        self.workflow = workflow
+        self.total = 0
+        self.done = 0
+        self._bar_open = False
+
+    def _label(self, nid: str, node_type: str) -> str:
+        title = self.workflow.nodes[nid].title if nid in self.workflow.nodes else None
+        return f"{nid} {node_type}" + (f" ({title})" if title else "")
+
+    def __call__(self, event: ev.Event) -> None:
+        out = self.stream
+        if isinstance(event, ev.RunStarted):
+            self.total = len(event.order)
+        elif isinstance(event, ev.NodeProgress):
+            if self.interactive:
+                width = 24
+                filled = int(width * event.step / max(event.total, 1))
+                out.write(f"\r    [{'#' * filled}{'.' * (width - filled)}] step {event.step}/{event.total}")
+                out.flush()
+                self._bar_open = True
+            elif event.step == event.total or event.step % max(1, event.total // 4) == 0:
+                out.write(f"    step {event.step}/{event.total}\n")
+        elif isinstance(event, ev.NodeStarted):
+            self._end_bar()
+            out.write(f"[{self.done + 1}/{self.total}] {self._label(event.node_id, event.node_type)} ...\n")
+            out.flush()
+        elif isinstance(event, ev.NodeFinished):
+            self._end_bar()
+            self.done += 1
+            if event.cached:
+                out.write(f"[{self.done}/{self.total}] {self._label(event.node_id, event.node_type)}: cached\n")
+            else:
+                out.write(f"      done in {event.seconds:.2f} s\n")
+            out.flush()
+        elif isinstance(event, ev.RunFinished):
+            self._end_bar()
+            result = event.result
+            out.write(f"finished in {result.seconds:.2f} s: {len(result.executed)} ran, "
+                      f"{len(result.cached)} from cache\n")
+            out.flush()
+
+    def _end_bar(self) -> None:
+        if self._bar_open:
+            self.stream.write("\n")
+            self._bar_open = False
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from nodeforge.core.engine import Engine
+    from nodeforge.core.workflow import load_workflow
+
+    workflow = load_workflow(args.file)
+    engine = Engine(device=args.device if args.device else "auto", output_dir=args.out,
+                    cache_budget=args.cache_budget, settings={"previews": args.previews})
+    for failure in engine.registry.failures:
+        print(f"warning: {failure}", file=sys.stderr)
+    apply_overrides(workflow, args.overrides, engine.registry)
+    engine.plan(workflow)  # validate everything before loading torch
+    try:
+        engine.resolved_device()
+    except ValueError as exc:
+        raise UsageError(f"--device {args.device}: {exc}") from None
+    interactive = sys.stderr.isatty()
+    show = (interactive or args.verbose) and not args.quiet
+    listener = ProgressPrinter(sys.stderr, interactive, workflow) if show else None
+    result = engine.run(workflow, on_event=listener)
+    for nid in result.outputs:
+        for path in _paths_in(result.outputs[nid]):
+            print(path)
+    return 0
+
+
+def _paths_in(value: Any) -> list[str]:
+    """File paths an output node returned (SaveImage: its PNGs; Preview with --previews)."""
+    if isinstance(value, (str, os.PathLike)):
+        return [str(value)] if Path(value).suffix else []
+    if isinstance(value, dict):
+        return [p for v in value.values() for p in _paths_in(v)]
+    if isinstance(value, (list, tuple)):
+        return [p for v in value for p in _paths_in(v)]
+    return []
+
+
+# -- validate ---------------------------------------------------------------------------------------------
+def cmd_validate(args: argparse.Namespace) -> int:
+    from nodeforge.core.engine import Engine
+    from nodeforge.core.workflow import load_workflow
+
+    started = time.perf_counter()
+    workflow = load_workflow(args.file)
+    engine = Engine(device="cpu")
+    problems = engine.validate(workflow)
+    for failure in engine.registry.failures:
+        print(f"warning: {failure}", file=sys.stderr)
+    if problems:
+        for problem in problems:
+            print(f"error: {problem}", file=sys.stderr)
+        return 1
+    elapsed = (time.perf_counter() - started) * 1000
+    print(f"ok: {args.file}: {len(workflow.nodes)} nodes, valid ({elapsed:.0f} ms)")
+    return 0
+
+
+# -- nodes --------------------------------------------------------------------------------------------------
+def cmd_nodes(args: argparse.Namespace) -> int:
+    from nodeforge.core.registry import default_registry
+
+    registry = default_registry()
+    for failure in registry.failures:
+        print(f"warning: {failure}", file=sys.stderr)
+    if args.json:
+        json.dump([spec.to_json() for spec in registry], sys.stdout, indent=2, default=str)
+        sys.stdout.write("\n")
+        return 0
+    for category, specs in sorted(registry.categories().items()):
+        print(f"{category}:")
+        for spec in specs:
+            print(f"  {spec.type}")
+            for port in spec.inputs:
+                print(f"      in   {port.name}: {port.type}{' (optional)' if port.optional else ''}")
+            for param in spec.params:
+                print(f"      param {param.name}: {_describe_param(param)}")
+            for port in spec.outputs:
+                print(f"      out  {port.name}: {port.type}")
+    return 0
+
+
+def _describe_param(param: Any) -> str:
+    text = param.kind.value
+    if param.choices is not None and param.file is None:
+        text += " [" + ", ".join(param.choice_list()) + "]"
+    elif param.file is not None:
+        text += f" ({param.file.value} name or path)"
+    bounds = [f"{k} {getattr(param, k)}" for k in ("min", "max", "multiple_of") if getattr(param, k) is not None]
+    if bounds:
+        text += " (" + ", ".join(bounds) + ")"
+    return text + f" = {param.default!r}"
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,51 @@
+"""Shared fixtures: the pure-Python test pack and engines built on it."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+TESTS = Path(__file__).resolve().parent
+ARITH_PACK = TESTS / "packs" / "arith"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_user_dir(tmp_path_factory, monkeypatch):
+    """Never touch the real user data folder (models, autosave, settings)."""
+    home = tmp_path_factory.mktemp("nodeforge-home")
+    monkeypatch.setenv("NODEFORGE_HOME", str(home))
+    yield home
+
+
+@pytest.fixture
+def arith_registry():
+    from nodeforge.core.registry import load_registry
+
+    registry = load_registry(builtin=False, node_path=[ARITH_PACK], entry_points=False)
+    assert not registry.failures, registry.failures
+    return registry
+
+
+@pytest.fixture
+def arith():
+    """The test pack's module, with its run counter reset."""
+    from nodeforge.core.registry import load_registry
+
+    load_registry(builtin=False, node_path=[ARITH_PACK], entry_points=False)
+    import sys
+
+    module = sys.modules["nodeforge_packs.arith"]
+    module.RUNS.clear()
+    return module
+
+
+@pytest.fixture
+def engine(arith_registry, tmp_path):
+    from nodeforge import Engine
+    from nodeforge.core.models import ModelPaths
+
+    return Engine(device="cpu", output_dir=tmp_path / "out", registry=arith_registry,
+                  model_paths=ModelPaths(roots=[tmp_path / "models"], include_builtin=False))

@@ -1,0 +1,156 @@
+"""The command line: run, validate, nodes; one-line errors and exit codes; --set; PNG input."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from nodeforge import Workflow, save_workflow
+from nodeforge.cli import main
+
+ROOT = Path(__file__).resolve().parents[2]
+ARITH = ROOT / "tests" / "packs"
+
+
+@pytest.fixture(autouse=True)
+def arith_on_node_path(monkeypatch):
+    from nodeforge.core import registry
+
+    monkeypatch.setenv("NODEFORGE_NODE_PATH", str(ARITH))
+    registry.reset_default_registry()
+    yield
+    registry.reset_default_registry()
+
+
+def write(tmp_path, wf: Workflow, name="wf.json") -> Path:
+    return save_workflow(wf, tmp_path / name)
+
+
+def simple() -> Workflow:
+    wf = Workflow()
+    wf.add("Number", {"value": 3}, title="start")
+    wf.add("Scale", {"factor": 2}, {"value": ("1", "value")})
+    wf.add("WriteText", {"prefix": "result"}, {"value": ("2", "value")})
+    return wf
+
+
+def test_run_prints_where_each_output_went_and_exits_0(tmp_path, capsys):
+    path = write(tmp_path, simple())
+    assert main(["run", str(path), "--out", str(tmp_path / "o"), "--device", "cpu"]) == 0
+    out, err = capsys.readouterr()
+    written = Path(out.strip())
+    assert written == tmp_path / "o" / "result_3.txt" and written.read_text() == "6.0\n"
+    assert err == "", "quiet when not on a terminal"
+
+
+def test_run_verbose_shows_progress_node_by_node(tmp_path, capsys):
+    path = write(tmp_path, simple())
+    assert main(["run", str(path), "--out", str(tmp_path), "--device", "cpu", "-v"]) == 0
+    err = capsys.readouterr().err
+    assert "[1/3] 1 Number (start) ..." in err and "[3/3] 3 WriteText ..." in err
+    assert "finished in" in err and "3 ran" in err
+
+
+def test_set_changes_params_by_id_or_title(tmp_path, capsys):
+    path = write(tmp_path, simple())
+    assert main(["run", str(path), "--out", str(tmp_path), "--device", "cpu",
+                 "--set", "start.value=10", "--set", "2.factor=3"]) == 0
+    assert Path(capsys.readouterr().out.strip()).read_text() == "30.0\n"
+
+
+@pytest.mark.parametrize("override, needle", [
+    ("nobody.value=1", "no node with id or unique title 'nobody'"),
+    ("2.speed=1", "node 2 (Scale) has no param 'speed' (params: factor)"),
+    ("2.factor=abc", "node 2 (Scale), factor: expected a whole number, got 'abc'"),
+    ("2.factor=1000", "node 2 (Scale), factor: 1000 is above the maximum 100"),
+    ("garbage", "expected ID.param=VALUE"),
+])
+def test_user_errors_are_one_line_and_exit_1(tmp_path, capsys, override, needle):
+    path = write(tmp_path, simple())
+    code = main(["run", str(path), "--out", str(tmp_path), "--device", "cpu", "--set", override])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert needle in err
+    assert err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_a_failing_node_is_one_line_unless_debug(tmp_path, capsys):
+    wf = simple()
+    wf.add("Fail", {"message": "kaput"}, {"value": ("2", "value")})
+    wf.add("WriteText", {}, {"value": ("4", "value")})
+    path = write(tmp_path, wf)
+    assert main(["run", str(path), "--out", str(tmp_path)]) == 1
+    assert capsys.readouterr().err == "error: node 4 (Fail): RuntimeError: kaput\n"
+    assert main(["run", str(path), "--out", str(tmp_path), "--debug"]) == 1
+    assert "Traceback" in capsys.readouterr().err
+
+
+def test_bad_files_and_unknown_nodes(tmp_path, capsys):
+    bad = tmp_path / "bad.json"
+    bad.write_text("{oops")
+    assert main(["run", str(bad)]) == 1
+    assert "not valid JSON" in capsys.readouterr().err
+    wf = simple()
+    wf.add("Mystery", {}, {})
+    path = write(tmp_path, wf)
+    assert main(["validate", str(path)]) == 1
+    assert "node 4 (Mystery), type: unknown node type 'Mystery'" in capsys.readouterr().err
+    assert main(["run", str(tmp_path / "missing.json")]) == 1
+    assert "no such file" in capsys.readouterr().err
+
+
+def test_validate_ok(tmp_path, capsys):
+    path = write(tmp_path, simple())
+    assert main(["validate", str(path)]) == 0
+    assert "3 nodes, valid" in capsys.readouterr().out
+
+
+def test_run_accepts_a_png_with_an_embedded_workflow(tmp_path, capsys):
+    from tests.core.test_workflow_file import _png_with_text
+
+    png = tmp_path / "made.png"
+    png.write_bytes(_png_with_text({"workflow": simple().dumps()}, itxt=True))
+    assert main(["run", str(png), "--out", str(tmp_path / "o")]) == 0
+    assert Path(capsys.readouterr().out.strip()).read_text() == "6.0\n"
+
+
+def test_unknown_device_is_a_usage_error(tmp_path, capsys):
+    path = write(tmp_path, simple())
+    with pytest.raises(SystemExit):
+        main(["run", str(path), "--device"])
+    capsys.readouterr()
+
+
+def test_nodes_lists_types_with_ports_and_params(capsys):
+    assert main(["nodes"]) == 0
+    out = capsys.readouterr().out
+    assert "  Scale" in out and "in   value: NUMBER" in out and "param factor: INT (min -100, max 100) = 2" in out
+    assert main(["nodes", "--json"]) == 0
+    specs = {s["type"]: s for s in json.loads(capsys.readouterr().out)}
+    assert specs["Choose"]["params"][0]["choices"] == ["keep", "negate"]
+    assert specs["Show"]["output_node"] is True
+
+
+def test_the_command_starts_without_torch_or_qt(tmp_path):
+    path = write(tmp_path, simple())
+    code = ("import sys; from nodeforge.cli import main; rc = main(['validate', %r]); "
+            "bad = [m for m in ('torch', 'PySide6', 'diffusers') if m in sys.modules]; "
+            "print(bad); sys.exit(rc)") % str(path)
+    env = {**os.environ, "NODEFORGE_NODE_PATH": str(ARITH), "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().endswith("[]")
+
+
+def test_asking_for_a_gpu_that_is_not_there_is_a_one_line_error(tmp_path, capsys):
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    path = write(tmp_path, simple())
+    assert main(["run", str(path), "--device", "cuda", "--out", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: --device cuda: device 'cuda' is not available") and err.count("\n") == 1
