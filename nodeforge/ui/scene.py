@@ -403,22 +403,15 @@ class GraphScene(QGraphicsScene):
         if drag.detaching and drag.detaching in self.edges:
             self.edges[drag.detaching].setVisible(True)
         port = self.port_at(scene_pos)
-        stack = self.controller.stack
-        if port is not None and port.is_output == (drag.source is None):
-            if drag.source is not None:
-                if drag.detaching and drag.detaching == (port.node_id, port.name):
-                    return   # put back where it was
-                stack.beginMacro("Connect")
-                ok = self.controller.connect(drag.source[0], drag.source[1], port.node_id, port.name,
-                                             via_reroute=drag.via_reroute)
-                if ok and drag.detaching:
-                    self.controller.disconnect(*drag.detaching)
-                stack.endMacro()
-            else:
-                self.controller.connect(port.node_id, port.name, drag.target[0], drag.target[1])
-            return
+        on_node = any(isinstance(i, NodeItem) for i in self.items(scene_pos))
+        if port is None and on_node:
+            port = self._first_free_port(scene_pos, drag)
         if port is not None:
-            return   # dropped on a port of the wrong direction: nothing happens
+            if port.is_output == (drag.source is None):
+                self._connect_dropped(drag, port)
+            return   # a port of the wrong direction: nothing happens
+        if on_node:
+            return   # a node with no compatible port: nothing happens
         if drag.detaching:
             self.controller.disconnect(*drag.detaching)
             return
@@ -428,6 +421,30 @@ class GraphScene(QGraphicsScene):
         else:
             context["connect_to"] = drag.target
         self.wireDropped.emit(scene_pos, context)
+
+    def _connect_dropped(self, drag: WireDrag, port: PortItem) -> None:
+        if drag.source is None:
+            self.controller.connect(port.node_id, port.name, drag.target[0], drag.target[1])
+            return
+        if drag.detaching == (port.node_id, port.name):
+            return   # put back where it was
+        stack = self.controller.stack
+        stack.beginMacro("Connect")
+        ok = self.controller.connect(drag.source[0], drag.source[1], port.node_id, port.name,
+                                     via_reroute=drag.via_reroute)
+        if ok and drag.detaching:
+            self.controller.disconnect(*drag.detaching)
+        stack.endMacro()
+
+    def _first_free_port(self, scene_pos: QPointF, drag: WireDrag) -> PortItem | None:
+        """Dropped on a node's body: its first compatible port, preferring an unconnected one."""
+        node = next((i for i in self.items(scene_pos) if isinstance(i, NodeItem)), None)
+        if node is None:
+            return None
+        ports = node.outputs.values() if drag.source is None else node.inputs.values()
+        fits = [p for p in ports if self._compatible(p)]
+        free = [p for p in fits if not p.connected]
+        return (free or fits or [None])[0]
 
     def cancel_wire(self) -> None:
         if self.drag is not None:

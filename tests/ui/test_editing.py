@@ -364,3 +364,18 @@ def test_zoom_and_fit(window):
     assert window.scene.low_detail          # editors are hidden when zoomed far out
     window.view.set_zoom(1.0)
     assert not window.scene.low_detail
+
+
+def test_a_wire_dropped_on_a_node_body_takes_its_first_free_compatible_input(window):
+    a = add(window, "SolidImage")
+    b = add(window, "Mix", 400)
+    scene = window.scene
+    scene.begin_wire(scene.nodes[a].outputs["image"])
+    body = scene.nodes[b].pos() + QPointF(scene.nodes[b].width / 2, 12)   # the title bar
+    scene.finish_wire(body)
+    assert window.model.nodes[b].inputs == {"image": (a, "image")}
+    m = add(window, "Prompt", 0, 300)
+    scene.begin_wire(scene.nodes[m].outputs["conditioning"])
+    scene.finish_wire(body)                      # nothing there takes CONDITIONING
+    assert window.model.nodes[b].inputs == {"image": (a, "image")}
+    assert not window.search.isVisible()
