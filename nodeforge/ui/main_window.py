@@ -124,6 +124,10 @@ class MainWindow(QMainWindow):
         self.act_run = a("&Run", self.run, ["Ctrl+Return", "Ctrl+Enter"], "run", "Run the graph (Ctrl+Enter)")
         self.act_cancel = a("&Cancel", self.cancel, "Esc", "cancel", "Cancel the run (Esc)")
         self.act_cancel.setEnabled(False)
+        self.act_auto = a("&Auto-Queue on Change", self._auto_toggled, None, None,
+                          "Run again after every change (a change during a run queues the next one)")
+        self.act_auto.setCheckable(True)
+        self.act_auto.setChecked(self.settings().value("autoQueue", False, type=bool))
         aligns = {}
         for mode, label in (("left", "Align &Left"), ("right", "Align &Right"), ("top", "Align &Top"),
                             ("bottom", "Align &Bottom"), ("hdistribute", "Distribute &Horizontally"),
@@ -154,6 +158,8 @@ class MainWindow(QMainWindow):
         m.addAction(self.images.toggleViewAction())
         m = bar.addMenu("&Run")
         m.addActions([self.act_run, self.act_cancel])
+        m.addSeparator()
+        m.addAction(self.act_auto)
 
         tools = self.addToolBar("Main")
         tools.setObjectName("mainToolbar")
@@ -207,6 +213,27 @@ class MainWindow(QMainWindow):
         self.runner.runFailed.connect(self._run_failed)
         self.images.seedCopied.connect(self._seed_copied)
         self.stack.indexChanged.connect(self._clear_errors)
+        self.stack.indexChanged.connect(self._graph_edited)
+        self._auto_timer = QTimer(self)
+        self._auto_timer.setSingleShot(True)
+        self._auto_timer.setInterval(350)    # a slider drag is one run, not one per step
+        self._auto_timer.timeout.connect(self.run)
+        self.scene.imageActivated.connect(self._show_images)
+
+    def _auto_toggled(self, on: bool) -> None:
+        self.settings().setValue("autoQueue", bool(on))
+        if on and self.model.nodes:
+            self._auto_timer.start()
+
+    def _graph_edited(self, *_: Any) -> None:
+        if self.act_auto.isChecked() and self.model.nodes:
+            self._auto_timer.start()
+        elif self.runner.running:
+            self.statusBar().showMessage("Changes apply to the next run (Ctrl+Enter queues it)", 4000)
+
+    def _show_images(self, _nid: str) -> None:
+        self.images.show()
+        self.images.raise_()
 
     def _clean_changed(self, clean: bool) -> None:
         self.setWindowModified(not clean)

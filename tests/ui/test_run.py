@@ -140,3 +140,24 @@ def test_the_editor_starts_without_torch(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], cwd=root, env=env, capture_output=True, text=True,
                          timeout=120)
     assert "NO-TORCH" in out.stdout, out.stdout + out.stderr
+
+
+def test_auto_queue_runs_after_a_change_and_queues_during_a_run(window, qtbot, gate):
+    solid, slow, preview = chain(window, "SolidImage", "Slow", "PreviewOut")
+    window.controller.set_param(slow, "hold", True)
+    window.act_auto.setChecked(True)
+    try:
+        with qtbot.waitSignal(window.runner.nodeProgress, timeout=TIMEOUT):
+            window.controller.set_param(solid, "width", 64)      # starts a run by itself
+        window.controller.set_param(solid, "color", "green")     # during the run: queued
+        qtbot.waitUntil(lambda: window.runner.pending is not None, timeout=TIMEOUT)
+        assert window.runner.current.nodes[solid].params["color"] == "red"
+        window.controller.set_param(slow, "hold", False)
+        finished = []
+        window.runner.runFinished.connect(finished.append)
+        gate.set()
+        qtbot.waitUntil(lambda: bool(finished) and not window.runner.running and window.runner.pending is None,
+                        timeout=TIMEOUT)
+        assert window.scene.nodes[preview].images[0].pixelColor(0, 0).green() > 150
+    finally:
+        window.act_auto.setChecked(False)
