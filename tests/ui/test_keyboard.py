@@ -66,3 +66,18 @@ def test_real_mouse_drag_of_a_node_moves_it_in_one_undo_step(window, qtbot):
     x, y = window.model.position(a)
     assert abs(x - 80 / view.zoom()) < 2 and abs(y - 40 / view.zoom()) < 2
     assert window.stack.count() == count + 1
+
+
+def test_a_node_can_be_dragged_by_a_param_label(window, qtbot):
+    window.show()
+    qtbot.waitExposed(window)
+    a = add(window, "SolidImage", 0, 0)
+    item = window.scene.nodes[a]
+    view = window.view
+    view.set_zoom(1.0)
+    view.centerOn(130, 80)
+    label_y = item.proxy.pos().y() + 12          # the "color" label, left column
+    start = view.mapFromScene(item.pos() + QPointF(20, label_y))
+    mouse_drag(view.viewport(), start, start + QPoint(60, 30))
+    x, y = window.model.position(a)
+    assert abs(x - 60) < 2 and abs(y - 30) < 2
