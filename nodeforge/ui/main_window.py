@@ -20,6 +20,7 @@ from nodeforge.ui.autosave import Autosaver
 from nodeforge.ui.controller import CLIPBOARD_MIME, GraphController, looks_like_workflow
 from nodeforge.ui.edges import EdgeItem, RerouteItem
 from nodeforge.ui.image_panel import ImagePanel
+from nodeforge.ui.layout import arrange, overlapping
 from nodeforge.ui.model import GraphModel
 from nodeforge.ui.node_item import NodeItem
 from nodeforge.ui.runner import RunController, RunImage
@@ -120,6 +121,8 @@ class MainWindow(QMainWindow):
         self.act_mute = a("&Mute", lambda: self.controller.toggle_flag(self.scene.selected_node_ids(), "muted"),
                           "Ctrl+M", None, "Mute: the node and what needs it do not run")
         self.act_group = a("&Group Selection", self.group_selection, "Ctrl+G")
+        self.act_arrange = a("A&rrange Graph", self.arrange, "Ctrl+Shift+L", None,
+                             "Lay the nodes (or the selection) out in columns along the wires")
         self.act_fit = a("&Fit View", self.view.fit_selection, "F", "fit", "Fit the graph (or the selection) in view")
         self.act_run = a("&Run", self.run, ["Ctrl+Return", "Ctrl+Enter"], "run", "Run the graph (Ctrl+Enter)")
         self.act_cancel = a("&Cancel", self.cancel, "Esc", "cancel", "Cancel the run (Esc)")
@@ -150,7 +153,8 @@ class MainWindow(QMainWindow):
         m.addSeparator()
         m.addAction(self.act_select_all)
         m = bar.addMenu("&Node")
-        m.addActions([self.act_add, self.act_rename, self.act_collapse, self.act_bypass, self.act_mute, self.act_group])
+        m.addActions([self.act_add, self.act_rename, self.act_collapse, self.act_bypass, self.act_mute, self.act_group,
+                      self.act_arrange])
         align = m.addMenu("A&lign")
         align.addActions(list(aligns.values()))
         m = bar.addMenu("&View")
@@ -276,8 +280,13 @@ class MainWindow(QMainWindow):
         self.path = path
         self._update_title()
         vp = workflow.ui.get("viewport") if isinstance(workflow.ui, dict) else None
-        QTimer.singleShot(0, lambda: self._restore_viewport(vp))
         self._report_unknown_types()
+        if self._nodes_overlap():
+            # Files written by hand or by scripts often stack nodes; untangle them as an undoable step.
+            self.arrange()
+            self.statusBar().showMessage("The nodes overlapped, so they were arranged (Ctrl+Z puts them back)", 10000)
+            vp = None
+        QTimer.singleShot(0, lambda: self._restore_viewport(vp))
 
     def _restore_viewport(self, vp: Any) -> None:
         try:
@@ -518,6 +527,24 @@ class MainWindow(QMainWindow):
         ids = self.scene.selected_node_ids()
         sizes = {n: self.scene.nodes[n].size() for n in ids}
         self.controller.align(ids, mode, sizes)
+
+    def _nodes_overlap(self) -> bool:
+        rects = {}
+        for nid, item in self.scene.nodes.items():
+            x, y = self.model.position(nid)
+            rects[nid] = (x, y, item.width, item.height)
+        return overlapping(rects)
+
+    def arrange(self) -> None:
+        ids = self.scene.selected_node_ids() or list(self.model.nodes)
+        if not ids:
+            return
+        chosen = set(ids)
+        links = [(src, nid) for nid in ids for src, _ in self.model.nodes[nid].inputs.values() if src in chosen]
+        sizes = {n: self.scene.nodes[n].size() for n in ids}
+        origin = (min(self.model.position(n)[0] for n in ids), min(self.model.position(n)[1] for n in ids))
+        positions = arrange(ids, links, sizes, origin)
+        self.controller.move({n: (self.model.position(n), positions[n]) for n in ids})
 
     def group_selection(self) -> None:
         items = [self.scene.nodes[n] for n in self.scene.selected_node_ids()]
