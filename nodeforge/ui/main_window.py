@@ -702,7 +702,9 @@ class MainWindow(QMainWindow):
         for problem in problems:
             item = self.scene.nodes.get(problem.node_id) if problem.node_id else None
             if item is not None:
-                text = (f"{problem.field}: " if problem.field else "") + problem.message
+                text = problem.message
+                if problem.field and not text.startswith(problem.field):
+                    text = f"{problem.field}: {text}"
                 item.set_error(text if not item.error else f"{item.error}; {text}")
         first = problems[0] if problems else None
         where = f" ({self.model.title(first.node_id)})" if first and first.node_id in self.model.nodes else ""

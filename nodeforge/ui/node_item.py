@@ -204,7 +204,7 @@ class NodeItem(QGraphicsItem):
         self.graph.node_geometry_changed(self)
 
     def boundingRect(self) -> QRectF:  # noqa: N802
-        extra = 34.0 if self.error else 0.0
+        extra = self._error_height() + 8 if self.error else 0.0
         return QRectF(-6, -6, self.width + 12, self.height + 12 + extra)
 
     def body_rect(self) -> QRectF:
@@ -398,16 +398,21 @@ class NodeItem(QGraphicsItem):
         frac = step / total if total else 0
         painter.drawRoundedRect(QRectF(bar.x(), bar.y(), bar.width() * min(1.0, frac), bar.height()), 2, 2)
 
+    def _error_height(self) -> float:
+        """The message band under a failed node: the whole message, wrapped, up to 6 lines."""
+        fm = QFontMetricsF(self._small_font)
+        text = fm.boundingRect(QRectF(0, 0, self.width - 12, 1000), int(Qt.TextFlag.TextWordWrap), self.error or "")
+        return min(text.height(), fm.lineSpacing() * 6) + 10
+
     def _paint_error(self, painter: QPainter) -> None:
-        rect = QRectF(0, self.height + 4, self.width, 28)
+        rect = QRectF(0, self.height + 4, self.width, self._error_height())
         painter.setPen(Qt.PenStyle.NoPen)
-        painter.setBrush(QColor(120, 20, 20, 230))
+        painter.setBrush(QColor(120, 20, 20, 235))
         painter.drawRoundedRect(rect, 4, 4)
         painter.setPen(QColor("#ffffff"))
         painter.setFont(self._small_font)
-        fm = QFontMetricsF(self._small_font)
-        painter.drawText(rect.adjusted(6, 0, -6, 0), Qt.AlignmentFlag.AlignVCenter,
-                         fm.elidedText(self.error or "", Qt.TextElideMode.ElideRight, rect.width() - 12))
+        painter.drawText(rect.adjusted(6, 5, -6, -5), int(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
+                         | int(Qt.TextFlag.TextWordWrap), self.error or "")
 
     # -- model → item ---------------------------------------------------------------------------
     def sync_param(self, name: str) -> None:
