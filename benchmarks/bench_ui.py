@@ -74,6 +74,9 @@ def describe(times: list[float]) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--nodes", type=int, default=500)
+    parser.add_argument("--real-nodes", action="store_true",
+                        help="time the run with the built-in (torch) pack; needs --checkpoint")
+    parser.add_argument("--checkpoint", default="nodeforge-shapes")
     args = parser.parse_args()
     app = QApplication.instance() or QApplication([])
     from nodeforge.ui import theme
@@ -128,6 +131,13 @@ def main() -> int:
     small = Workflow.loads((ROOT / "tests" / "ui" / "data" / "txt2img.json").read_text())
     small.nodes["7"].type = "Preview"
     small.nodes["7"].params = {}
+    if args.real_nodes:
+        small.nodes["1"].params["checkpoint"] = args.checkpoint
+        win.engine = engine = Engine(device="cpu", output_dir="/tmp/nodeforge-bench",
+                                     registry=load_registry(entry_points=False))
+        win.runner.engine = engine
+        win.registry = engine.registry
+        win.model.registry = engine.registry
     win.set_document(small, None)
     app.processEvents()
     timer = QTimer()

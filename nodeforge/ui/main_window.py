@@ -257,8 +257,14 @@ class MainWindow(QMainWindow):
 
     def update_stats(self) -> None:
         device = self.engine.device
-        if "torch" in sys.modules and device == "auto" and self.engine._resolved_device:
-            device = self.engine._resolved_device
+        if "torch" in sys.modules and not self.runner.running:
+            # torch is loaded once a graph has run; before that, naming the device would load it.
+            try:
+                from nodeforge.devices import describe_device
+
+                device = describe_device(self.engine.resolved_device())
+            except Exception:
+                pass
         self.device_label.setText(f"Device: {device}")
         try:
             import psutil
@@ -268,8 +274,7 @@ class MainWindow(QMainWindow):
         except Exception:
             self.memory_label.setText("")
         stats = self.engine.cache.stats()
-        self.cache_label.setText(f"Cache: {stats.entries} items, {stats.nbytes / 2**20:.0f} / "
-                                 f"{stats.budget / 2**30:.1f} GB")
+        self.cache_label.setText(f"Cache: {stats.entries} items, {_size(stats.nbytes)} of {_size(stats.budget)}")
 
     # -- documents ------------------------------------------------------------------------------------------
     def set_document(self, workflow: Workflow, path: Path | None) -> None:
@@ -714,6 +719,14 @@ class MainWindow(QMainWindow):
         for item in self.scene.nodes.values():
             if item.error:
                 item.set_error(None)
+
+
+def _size(nbytes: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if nbytes < 1024 or unit == "GB":
+            return f"{nbytes:.0f} {unit}" if unit in ("B", "KB", "MB") else f"{nbytes:.1f} {unit}"
+        nbytes /= 1024
+    return f"{nbytes:.1f} TB"  # pragma: no cover
 
 
 def _explain(exc: WorkflowError) -> str:
