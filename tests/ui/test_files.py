@@ -163,3 +163,43 @@ def test_new_document_clears_the_graph(window):
     window.new_document()
     assert window.model.nodes == {} and window.scene.nodes == {}
     assert not window.isWindowModified()
+
+
+def test_a_real_drop_event_on_the_canvas_opens_the_file(window, qtbot):
+    from PySide6.QtCore import QMimeData, QPoint, Qt, QUrl
+    from PySide6.QtGui import QDragEnterEvent, QDropEvent
+    from PySide6.QtWidgets import QApplication
+
+    window.show()
+    qtbot.waitExposed(window)
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(DATA / "txt2img.json"))])
+    vp = window.view.viewport()
+    pos = QPoint(200, 200)
+    enter = QDragEnterEvent(pos, Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
+                            Qt.KeyboardModifier.NoModifier)
+    QApplication.sendEvent(vp, enter)
+    assert enter.isAccepted()
+    drop = QDropEvent(pos.toPointF(), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
+                      Qt.KeyboardModifier.NoModifier)
+    QApplication.sendEvent(vp, drop)
+    assert len(window.model.nodes) == 7
+
+
+def test_recovery_after_a_crash_restores_the_autosaved_graph(window, monkeypatch, tmp_path):
+    from PySide6.QtWidgets import QMessageBox
+
+    from nodeforge.ui import app as app_module
+
+    folder = tmp_path / "autosave"
+    saver = Autosaver(folder)
+    wf = window.model.snapshot()
+    wf.add("SolidImage", {"color": "blue"})
+    saver.save(wf)
+    saver.path.rename(folder / "999999998-dead.json")
+    monkeypatch.setattr(app_module, "find_recoverable", lambda: find_recoverable(folder))
+    monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: QMessageBox.StandardButton.Yes)
+    app_module.offer_recovery(window)
+    assert window.model.nodes["1"].params == {"color": "blue"}
+    assert window.isWindowModified()              # recovered work is not saved work
+    assert list(folder.glob("*.json")) == []      # offered once
