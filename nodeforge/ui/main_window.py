@@ -8,7 +8,7 @@ from typing import Any
 from PySide6.QtCore import QMimeData, QPointF, QSettings, Qt, QTimer
 from PySide6.QtGui import QAction, QGuiApplication, QKeySequence, QUndoStack
 from PySide6.QtWidgets import (
-    QApplication, QFileDialog, QInputDialog, QLabel, QMainWindow, QMenu, QMessageBox, QProgressBar, QToolButton,
+    QFileDialog, QInputDialog, QLabel, QMainWindow, QMenu, QMessageBox, QProgressBar, QToolButton,
 )
 
 from nodeforge.core.engine import Engine
@@ -455,9 +455,6 @@ class MainWindow(QMainWindow):
                                        connect_to=ctx.get("connect_to"), via_reroute=ctx.get("via_reroute"))
         self.scene.select_nodes([nid])
 
-    def selected_or_all(self) -> list[str]:
-        return self.scene.selected_node_ids()
-
     def delete_selection(self) -> None:
         if self.view.hasFocus() is False and self.scene.focusItem() is not None:
             return
@@ -741,6 +738,3 @@ def _explain(exc: WorkflowError) -> str:
 def register_window(win: MainWindow) -> None:
     _windows.append(win)
 
-
-def app_instance() -> QApplication | None:
-    return QApplication.instance()

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QPointF, QRectF, Qt
-from PySide6.QtGui import QBrush, QColor, QFont, QFontMetricsF, QImage, QPainter, QPainterPath, QPen
+from PySide6.QtGui import QColor, QFont, QFontMetricsF, QImage, QPainter, QPainterPath, QPen
 from PySide6.QtWidgets import QGraphicsItem, QGraphicsProxyWidget, QStyleOptionGraphicsItem, QWidget
 
 from nodeforge.ui import theme
@@ -510,10 +510,3 @@ class NodeItem(QGraphicsItem):
                 return port
         return None
 
-
-def center_of(item: NodeItem) -> QPointF:
-    return item.pos() + QPointF(item.width / 2, item.height / 2)
-
-
-def brush(color: str) -> QBrush:
-    return QBrush(QColor(color))

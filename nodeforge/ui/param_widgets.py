@@ -10,7 +10,7 @@ import itertools
 import random
 from typing import Any, Callable
 
-from PySide6.QtCore import Qt, QTimer
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
     QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog, QGridLayout, QHBoxLayout, QLabel, QLineEdit,
     QPlainTextEdit, QSizePolicy, QSlider, QToolButton, QWidget,
@@ -372,6 +372,3 @@ class ParamPanel(QWidget):
         self.setSizePolicy(QSizePolicy.Policy.Fixed, QSizePolicy.Policy.Fixed)
         self.adjustSize()
 
-
-def defer(fn: Callable[[], None]) -> None:
-    QTimer.singleShot(0, fn)

@@ -9,7 +9,7 @@ import time
 from typing import Any
 
 from PySide6.QtCore import QPointF, Qt, QTimer, Signal
-from PySide6.QtGui import QColor, QPen
+from PySide6.QtGui import QPen
 from PySide6.QtWidgets import QGraphicsItem, QGraphicsPathItem, QGraphicsScene
 
 from nodeforge.core.types import ports_compatible
@@ -500,9 +500,3 @@ class GraphScene(QGraphicsScene):
                 return
         super().mouseDoubleClickEvent(event)
 
-    def drawForeground(self, painter, rect) -> None:  # noqa: N802
-        super().drawForeground(painter, rect)
-
-
-def error_color() -> QColor:
-    return QColor(theme.ERROR)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import math
 
-from PySide6.QtCore import QPointF, QRectF, Qt, Signal
+from PySide6.QtCore import QLineF, QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import QColor, QPainter, QPen
 from PySide6.QtWidgets import QGraphicsView
 
@@ -186,7 +186,6 @@ class GraphView(QGraphicsView):
         major = QPen(QColor(theme.GRID_MAJOR), 0)
         lines_minor, lines_major = [], []
         x = left
-        from PySide6.QtCore import QLineF
         while x < rect.right():
             (lines_major if round(x / step) % 4 == 0 else lines_minor).append(QLineF(x, rect.top(), x, rect.bottom()))
             x += step

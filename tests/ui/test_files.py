@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
 
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
