@@ -164,6 +164,9 @@ class MainWindow(QMainWindow):
         m.addActions([self.act_run, self.act_cancel])
         m.addSeparator()
         m.addAction(self.act_auto)
+        m = bar.addMenu("&Help")
+        m.addAction("&Canvas and Shortcuts", self.show_shortcuts)
+        m.addAction("&About NodeForge", self.show_about)
 
         tools = self.addToolBar("Main")
         tools.setObjectName("mainToolbar")
@@ -388,6 +391,21 @@ class MainWindow(QMainWindow):
         box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         box.open()   # window-modal, never blocks the event loop
         self.statusBar().showMessage(text.splitlines()[0], 10000)
+
+    def show_shortcuts(self) -> None:
+        box = QMessageBox(QMessageBox.Icon.NoIcon, "Canvas and shortcuts", SHORTCUTS_HTML,
+                          QMessageBox.StandardButton.Close, self)
+        box.setTextFormat(Qt.TextFormat.RichText)
+        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        box.open()
+
+    def show_about(self) -> None:
+        from nodeforge import __version__
+
+        QMessageBox.about(self, "About NodeForge",
+                          f"<b>NodeForge {__version__}</b><br>A native node-graph studio for Stable Diffusion."
+                          f"<br><br>Node packs: {', '.join(self.registry.packs) or 'none'}"
+                          f"<br>Node types: {len(self.registry)}")
 
     # -- recent files ---------------------------------------------------------------------------------
     def settings(self) -> QSettings:
@@ -716,6 +734,28 @@ class MainWindow(QMainWindow):
         for item in self.scene.nodes.values():
             if item.error:
                 item.set_error(None)
+
+
+SHORTCUTS_HTML = """
+<table cellspacing="4">
+<tr><td><b>Tab</b>, double-click</td><td>add a node (fuzzy search by name and category)</td></tr>
+<tr><td>drag port to port</td><td>connect; incompatible ports dim; an input takes one wire</td></tr>
+<tr><td>drop a wire on the canvas</td><td>add a node that fits, already connected</td></tr>
+<tr><td>drag from a connected input</td><td>pick its wire up (drop on the canvas to remove it)</td></tr>
+<tr><td>double-click a wire</td><td>add a reroute dot (Shift+drag a dot to wire from it)</td></tr>
+<tr><td>middle drag, Space+drag</td><td>pan</td></tr>
+<tr><td>wheel</td><td>zoom at the cursor</td></tr>
+<tr><td><b>F</b></td><td>fit the graph (or the selection)</td></tr>
+<tr><td><b>Ctrl+Enter</b> / <b>Esc</b></td><td>run / cancel (Run during a run queues the next)</td></tr>
+<tr><td><b>Ctrl+C, X, V, D</b></td><td>copy, cut, paste (workflow JSON, works between windows), duplicate</td></tr>
+<tr><td><b>Delete</b></td><td>delete the selection</td></tr>
+<tr><td><b>Ctrl+G</b></td><td>group the selection (drag the group's title to move it with its nodes)</td></tr>
+<tr><td><b>Ctrl+B</b> / <b>Ctrl+M</b></td><td>bypass (pass the input through) / mute (do not run)</td></tr>
+<tr><td><b>Alt+C</b>, <b>F2</b></td><td>collapse, rename</td></tr>
+<tr><td><b>Ctrl+Shift+L</b></td><td>arrange the graph in columns</td></tr>
+<tr><td><b>Ctrl+Z</b> / <b>Ctrl+Shift+Z</b></td><td>undo / redo every edit</td></tr>
+</table>
+"""
 
 
 def _size(nbytes: float) -> str:
