@@ -5,7 +5,7 @@ import math
 
 from PySide6.QtCore import QLineF, QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import QColor, QPainter, QPen
-from PySide6.QtWidgets import QGraphicsView
+from PySide6.QtWidgets import QGraphicsProxyWidget, QGraphicsView, QPlainTextEdit
 
 from nodeforge.ui import theme
 from nodeforge.ui.scene import GraphScene
@@ -92,11 +92,25 @@ class GraphView(QGraphicsView):
         self.fit(rect)
 
     def wheelEvent(self, event) -> None:  # noqa: N802
+        if self._wheel_scrolls_text(event):
+            super().wheelEvent(event)
+            return
         delta = event.angleDelta().y() or event.angleDelta().x()
         if delta == 0:
             return
         self.set_zoom(self.zoom() * math.pow(1.0015, delta), event.position())
         event.accept()
+
+    def _wheel_scrolls_text(self, event) -> bool:
+        """The wheel zooms everywhere, except over a prompt being edited, which it scrolls."""
+        item = self.itemAt(event.position().toPoint())
+        if not isinstance(item, QGraphicsProxyWidget) or self.graph.focusItem() is not item:
+            return False
+        local = item.mapFromScene(self.mapToScene(event.position().toPoint())).toPoint()
+        widget = item.widget().childAt(local)
+        while widget is not None and not isinstance(widget, QPlainTextEdit):
+            widget = widget.parentWidget()
+        return widget is not None and widget.hasFocus()
 
     def mousePressEvent(self, event) -> None:  # noqa: N802
         if event.button() == Qt.MouseButton.MiddleButton or (
