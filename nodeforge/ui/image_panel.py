@@ -1,9 +1,11 @@
 """The image panel: the latest results at full size, with what made them and a click-to-copy seed."""
 from __future__ import annotations
 
-from PySide6.QtCore import QRect, QSize, Qt, Signal
-from PySide6.QtGui import QColor, QGuiApplication, QImage, QPainter
-from PySide6.QtWidgets import QDockWidget, QLabel, QScrollArea, QSizePolicy, QVBoxLayout, QWidget
+from pathlib import Path
+
+from PySide6.QtCore import QRect, QSize, Qt, QUrl, Signal
+from PySide6.QtGui import QColor, QDesktopServices, QGuiApplication, QImage, QPainter
+from PySide6.QtWidgets import QDockWidget, QLabel, QMenu, QScrollArea, QSizePolicy, QVBoxLayout, QWidget
 
 from nodeforge.ui.runner import RunImage
 
@@ -18,11 +20,18 @@ class ClickLabel(QLabel):
 
 
 class ImageView(QWidget):
-    """Draws its image at the panel's width, keeping the aspect ratio (height follows width)."""
+    """Draws its image at the panel's width, keeping the aspect ratio (height follows width).
 
-    def __init__(self, image: QImage) -> None:
+    Right-click: copy the image, open its folder, or load the workflow saved in it.
+    """
+
+    openWorkflow = Signal(str)
+
+    def __init__(self, image: QImage, path: str | None = None) -> None:
         super().__init__()
         self.image = image
+        self.path = path
+        self.setToolTip("Right-click: copy, open folder, load its workflow")
         policy = QSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
         policy.setHeightForWidth(True)
         self.setSizePolicy(policy)
@@ -47,9 +56,20 @@ class ImageView(QWidget):
         painter.drawImage(QRect(x, y, size.width(), size.height()), self.image)
         painter.end()
 
+    def contextMenuEvent(self, event) -> None:  # noqa: N802
+        menu = QMenu(self)
+        menu.addAction("Copy Image", lambda: QGuiApplication.clipboard().setImage(self.image))
+        if self.path:
+            menu.addAction("Copy Path", lambda: QGuiApplication.clipboard().setText(self.path))
+            menu.addAction("Open Containing Folder", lambda: QDesktopServices.openUrl(
+                QUrl.fromLocalFile(str(Path(self.path).parent))))
+            menu.addAction("Load Workflow From Image", lambda: self.openWorkflow.emit(self.path))
+        menu.exec(event.globalPos())
+
 
 class ImagePanel(QDockWidget):
     seedCopied = Signal(str)
+    openWorkflow = Signal(str)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__("Images", parent)
@@ -91,7 +111,9 @@ class ImagePanel(QDockWidget):
         self.empty.setVisible(not self.records)
         self.layout_.addWidget(self.empty)
         for record in self.records:
-            self.layout_.addWidget(ImageView(record.image))
+            view = ImageView(record.image, record.path)
+            view.openWorkflow.connect(self.openWorkflow)
+            self.layout_.addWidget(view)
             self.layout_.addWidget(self._caption(record))
         self.layout_.addStretch(1)
 

@@ -219,6 +219,7 @@ class MainWindow(QMainWindow):
         self.runner.runFinished.connect(self._run_finished)
         self.runner.runFailed.connect(self._run_failed)
         self.images.seedCopied.connect(self._seed_copied)
+        self.images.openWorkflow.connect(self._open_from_image)
         self.stack.indexChanged.connect(self._clear_errors)
         self.stack.indexChanged.connect(self._graph_edited)
         self._auto_timer = QTimer(self)
@@ -237,6 +238,10 @@ class MainWindow(QMainWindow):
             self._auto_timer.start()
         elif self.runner.running:
             self.statusBar().showMessage("Changes apply to the next run (Ctrl+Enter queues it)", 4000)
+
+    def _open_from_image(self, path: str) -> None:
+        if self._maybe_save():
+            self.open_path(path)
 
     def _show_images(self, _nid: str) -> None:
         self.images.show()

@@ -161,3 +161,20 @@ def test_auto_queue_runs_after_a_change_and_queues_during_a_run(window, qtbot, g
         assert window.scene.nodes[preview].images[0].pixelColor(0, 0).green() > 150
     finally:
         window.act_auto.setChecked(False)
+
+
+def test_the_image_panel_shows_the_seed_and_copies_it_on_click(window, qtbot):
+    from PySide6.QtCore import Qt
+    from PySide6.QtGui import QGuiApplication
+    from PySide6.QtWidgets import QLabel
+
+    solid, mix, preview = chain(window, "SolidImage", "Mix", "PreviewOut")
+    window.controller.set_param(mix, "seed", 1234)
+    with qtbot.waitSignal(window.runner.runFinished, timeout=TIMEOUT):
+        window.run()
+    (record,) = window.images.records
+    assert record.info["seed"] == 1234 and record.info["strength"] == 0.5
+    seed_label = window.images.findChild(QLabel, "seedLabel")
+    assert "1234" in seed_label.text()
+    qtbot.mouseClick(seed_label, Qt.MouseButton.LeftButton)
+    assert QGuiApplication.clipboard().text() == "1234"
