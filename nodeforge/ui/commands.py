@@ -163,6 +163,23 @@ class SetParamCommand(QUndoCommand):
             self.model.unset_param(self.node_id, self.name)
 
 
+class SetSizeCommand(QUndoCommand):
+    """Resize a node (its width; the height follows its content)."""
+
+    def __init__(self, model: GraphModel, node_id: str, size: tuple[float, float] | None) -> None:
+        super().__init__("Resize")
+        self.model = model
+        self.node_id = node_id
+        self.old = model.size(node_id)
+        self.new = size
+
+    def redo(self) -> None:
+        self.model.set_size(self.node_id, self.new)
+
+    def undo(self) -> None:
+        self.model.set_size(self.node_id, self.old)
+
+
 class SetTitleCommand(QUndoCommand):
     def __init__(self, model: GraphModel, node_id: str, title: str | None) -> None:
         super().__init__("Rename")

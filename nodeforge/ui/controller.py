@@ -102,6 +102,10 @@ class GraphController:
             return
         self.stack.push(cmd.SetParamCommand(self.model, node_id, name, value, merge_key))
 
+    def resize(self, node_id: str, size: tuple[float, float] | None) -> None:
+        if size != self.model.size(node_id):
+            self.stack.push(cmd.SetSizeCommand(self.model, node_id, size))
+
     def set_title(self, node_id: str, title: str | None) -> None:
         spec = self.model.spec(node_id)
         if spec is not None and title == spec.title:

@@ -30,6 +30,7 @@ class GraphModel(QObject):
     titleChanged = Signal(str)
     positionChanged = Signal(str)
     flagChanged = Signal(str, str)           # node id, flag name ("collapsed", "bypassed", "muted")
+    sizeChanged = Signal(str)
     groupsChanged = Signal()
     reroutesChanged = Signal()
     reset = Signal()                         # the whole workflow was replaced
@@ -198,6 +199,13 @@ class GraphModel(QObject):
             self.workflow.ui["sizes"].pop(node_id, None)
         else:
             self.workflow.ui["sizes"][node_id] = [float(size[0]), float(size[1])]
+        self.sizeChanged.emit(node_id)
+
+    def size(self, node_id: str) -> tuple[float, float] | None:
+        value = self.workflow.ui["sizes"].get(node_id)
+        if _is_point(value):
+            return float(value[0]), float(value[1])
+        return None
 
     def set_flag(self, node_id: str, name: str, on: bool) -> None:
         flags = self.workflow.ui[name]

@@ -23,6 +23,8 @@ ROW = 22.0
 WIDTH = 260.0
 IMAGE_MAX = 240.0
 RADIUS = 7.0
+MIN_WIDTH = 160.0
+GRIP = 12.0   # the resize grip in the bottom-right corner
 TINY = 0.3   # below this zoom a node is drawn as a coloured block with its title only
 
 
@@ -37,6 +39,7 @@ class NodeItem(QGraphicsItem):
         self.setFlag(QGraphicsItem.GraphicsItemFlag.ItemIsSelectable, True)
         self.setFlag(QGraphicsItem.GraphicsItemFlag.ItemSendsGeometryChanges, True)
         self.setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)
+        self.setAcceptHoverEvents(True)
         self.setZValue(0)
         self.inputs: dict[str, PortItem] = {}
         self.outputs: dict[str, PortItem] = {}
@@ -84,9 +87,30 @@ class NodeItem(QGraphicsItem):
             self.inputs[name] = PortItem(self, name, port_type, False, optional)
         for name, port_type in outs:
             self.outputs[name] = PortItem(self, name, port_type, True)
-        fm = QFontMetricsF(self._title_font)
-        self.width = max(WIDTH, fm.horizontalAdvance(self.model.title(self.node_id)) + 90)
+        self.width = self._wanted_width()
         self.sync_connections(self.graph.used_outputs.get(self.node_id) if self.graph.used_outputs else None)
+        self.relayout()
+
+    def _natural_width(self) -> float:
+        fm = QFontMetricsF(self._title_font)
+        return max(WIDTH, fm.horizontalAdvance(self.model.title(self.node_id)) + 90)
+
+    def _wanted_width(self) -> float:
+        size = self.model.size(self.node_id)
+        return max(MIN_WIDTH, size[0]) if size else self._natural_width()
+
+    def sync_size(self) -> None:
+        self.set_width(self._wanted_width())
+
+    def set_width(self, width: float) -> None:
+        width = max(MIN_WIDTH, float(width))
+        if width == self.width:
+            return
+        self.prepareGeometryChange()
+        self.width = width
+        if self._panel is not None:
+            self._panel.setFixedWidth(int(width))
+            self.proxy.resize(width, self.proxy.size().height())
         self.relayout()
 
     # -- the param editors, created when the node is first shown ------------------------------------
@@ -281,6 +305,10 @@ class NodeItem(QGraphicsItem):
         painter.drawRoundedRect(rect, RADIUS, RADIUS)
         if self.error:
             self._paint_error(painter)
+        if not self.collapsed:
+            painter.setPen(QPen(QColor(theme.NODE_SUBTEXT), 1.2))
+            for i in (4.0, 8.0):
+                painter.drawLine(QPointF(self.width - i, self.height - 2), QPointF(self.width - 2, self.height - i))
 
     def _paint_tiny(self, painter: QPainter, lod: float) -> None:
         """Zoomed far out: a block with a large title, no ports, so a whole large graph pans smoothly."""
@@ -425,6 +453,8 @@ class NodeItem(QGraphicsItem):
 
     def sync_title(self) -> None:
         self.setToolTip(self._tooltip())
+        if self.model.size(self.node_id) is None:
+            self.set_width(self._natural_width())   # a long title widens a node that was not resized
         self.update()
 
     def sync_flags(self) -> None:
@@ -485,12 +515,40 @@ class NodeItem(QGraphicsItem):
             self.setZValue(0.5 if value else 0)
         return super().itemChange(change, value)
 
+    def _on_grip(self, pos: QPointF) -> bool:
+        return (not self.collapsed and pos.x() > self.width - GRIP and pos.y() > self.height - GRIP
+                and pos.x() <= self.width and pos.y() <= self.height)
+
+    def hoverMoveEvent(self, event) -> None:  # noqa: N802
+        self.setCursor(Qt.CursorShape.SizeHorCursor if self._on_grip(event.pos()) else Qt.CursorShape.ArrowCursor)
+        super().hoverMoveEvent(event)
+
     def mousePressEvent(self, event) -> None:  # noqa: N802
         if event.button() == Qt.MouseButton.LeftButton and event.pos().y() < HEADER and event.pos().x() < 22:
             self.graph.controller.toggle_flag([self.node_id], "collapsed")
             event.accept()
             return
+        if event.button() == Qt.MouseButton.LeftButton and self._on_grip(event.pos()):
+            self._resizing = (event.scenePos().x(), self.width)
+            event.accept()
+            return
         super().mousePressEvent(event)
+
+    def mouseMoveEvent(self, event) -> None:  # noqa: N802
+        if getattr(self, "_resizing", None):
+            start_x, start_w = self._resizing
+            self.set_width(start_w + event.scenePos().x() - start_x)
+            event.accept()
+            return
+        super().mouseMoveEvent(event)
+
+    def mouseReleaseEvent(self, event) -> None:  # noqa: N802
+        if getattr(self, "_resizing", None):
+            self._resizing = None
+            self.graph.controller.resize(self.node_id, (round(self.width, 1), round(self.height, 1)))
+            event.accept()
+            return
+        super().mouseReleaseEvent(event)
 
     def mouseDoubleClickEvent(self, event) -> None:  # noqa: N802
         if event.pos().y() < HEADER:

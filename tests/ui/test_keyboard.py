@@ -81,3 +81,25 @@ def test_a_node_can_be_dragged_by_a_param_label(window, qtbot):
     mouse_drag(view.viewport(), start, start + QPoint(60, 30))
     x, y = window.model.position(a)
     assert abs(x - 60) < 2 and abs(y - 30) < 2
+
+
+def test_dragging_the_corner_grip_resizes_a_node_in_one_undo_step(window, qtbot):
+    window.show()
+    qtbot.waitExposed(window)
+    a = add(window, "Mix", 0, 0)
+    item = window.scene.nodes[a]
+    view = window.view
+    view.set_zoom(1.0)
+    view.centerOn(item.width, item.height)
+    start = view.mapFromScene(item.pos() + QPointF(item.width - 4, item.height - 4))
+    count = window.stack.count()
+    old_width = item.width
+    mouse_drag(view.viewport(), start, start + QPoint(100, 0))
+    assert abs(item.width - (old_width + 100)) < 2
+    assert item.panel.width() == int(item.width)
+    assert item.outputs["image"].pos().x() == item.width
+    assert window.model.size(a)[0] == round(item.width, 1)
+    assert window.stack.count() == count + 1
+    assert window.model.position(a) == (0, 0)      # resizing did not move it
+    window.stack.undo()
+    assert item.width == old_width and window.model.size(a) is None
