@@ -103,3 +103,25 @@ def test_dragging_the_corner_grip_resizes_a_node_in_one_undo_step(window, qtbot)
     assert window.model.position(a) == (0, 0)      # resizing did not move it
     window.stack.undo()
     assert item.width == old_width and window.model.size(a) is None
+
+
+def test_clipboard_and_select_all_keys_in_a_text_field_act_on_the_text(window, qtbot):
+    from PySide6.QtGui import QGuiApplication
+
+    window.show()
+    qtbot.waitExposed(window)
+    nid = add(window, "Prompt", 0, 0)
+    window.view.centerOn(window.scene.nodes[nid])
+    edit = window.scene.nodes[nid].panel.editors["text"].edit
+    window.view.setFocus()
+    window.scene.setFocusItem(window.scene.nodes[nid].proxy)
+    edit.setFocus()
+    QTest.keyClicks(window.view, "red fox")
+    QTest.keyClick(window.view, Qt.Key.Key_A, Qt.KeyboardModifier.ControlModifier)
+    QTest.keyClick(window.view, Qt.Key.Key_C, Qt.KeyboardModifier.ControlModifier)
+    assert QGuiApplication.clipboard().text() == "red fox"
+    assert window.scene.selected_node_ids() == []          # Ctrl+A selected text, not nodes
+    QTest.keyClick(window.view, Qt.Key.Key_End)
+    QTest.keyClick(window.view, Qt.Key.Key_V, Qt.KeyboardModifier.ControlModifier)
+    assert window.model.nodes[nid].params["text"] == "red foxred fox"
+    assert len(window.model.nodes) == 1                     # Ctrl+V pasted text, not nodes
