@@ -19,6 +19,7 @@ from nodeforge.ui import theme
 from nodeforge.ui.autosave import Autosaver
 from nodeforge.ui.controller import CLIPBOARD_MIME, GraphController, looks_like_workflow
 from nodeforge.ui.edges import EdgeItem, RerouteItem
+from nodeforge.ui.group_item import GroupItem
 from nodeforge.ui.image_panel import ImagePanel
 from nodeforge.ui.layout import arrange, overlapping
 from nodeforge.ui.model import GraphModel
@@ -581,6 +582,18 @@ class MainWindow(QMainWindow):
         rect = rect.adjusted(-20, -50, 20, 20)
         self.controller.add_group((rect.x(), rect.y(), rect.width(), rect.height()), "Group")
 
+    def fit_group(self, index: int) -> None:
+        group = self.scene.group_items[index]
+        members = [m for m in self.scene.items_in_group(group) if isinstance(m, NodeItem)]
+        if not members:
+            return
+        rect = members[0].sceneBoundingRect()
+        for m in members[1:]:
+            rect = rect.united(m.sceneBoundingRect())
+        rect = rect.adjusted(-20, -50, 20, 20)
+        self.controller.edit_group(index, bounding=[round(v, 1) for v in (rect.x(), rect.y(), rect.width(),
+                                                                           rect.height())])
+
     def rename_selected(self) -> None:
         ids = self.scene.selected_node_ids()
         if len(ids) == 1:
@@ -631,7 +644,8 @@ class MainWindow(QMainWindow):
 
     def _context_menu(self, pos) -> None:
         scene_pos = self.view.mapToScene(pos)
-        item = next((i for i in self.scene.items(scene_pos) if isinstance(i, (NodeItem, EdgeItem, RerouteItem))), None)
+        item = next((i for i in self.scene.items(scene_pos)
+                     if isinstance(i, (NodeItem, EdgeItem, RerouteItem, GroupItem))), None)
         menu = QMenu(self)
         if isinstance(item, NodeItem):
             if not item.isSelected():
@@ -645,6 +659,14 @@ class MainWindow(QMainWindow):
                 item.dst, item.input_name, (scene_pos.x(), scene_pos.y())))
         elif isinstance(item, RerouteItem):
             menu.addAction("Remove Reroute Dot", lambda: self.controller.remove_reroutes([item.rid]))
+        elif isinstance(item, GroupItem):
+            index = item.index
+            menu.addAction("Rename Group…", lambda: self.rename_group(index))
+            colors = menu.addMenu("Color")
+            for name, color in GROUP_COLORS.items():
+                colors.addAction(name, lambda c=color: self.controller.edit_group(index, color=c))
+            menu.addAction("Fit Group to Its Nodes", lambda: self.fit_group(index))
+            menu.addAction("Remove Group (Keep Nodes)", lambda: self.controller.remove_group(index))
         else:
             add = menu.addMenu("Add Node")
             for category, specs in sorted(self.registry.categories().items()):
@@ -741,6 +763,8 @@ class MainWindow(QMainWindow):
                 item.set_error(None)
 
 
+GROUP_COLORS = {"Slate": "#3f5a7a", "Green": "#3d6b45", "Red": "#7a3f3f", "Purple": "#5d3f7a",
+                "Amber": "#7a633f", "Teal": "#3f717a", "Grey": "#55585f"}
 SHORTCUTS_HTML = """
 <table cellspacing="4">
 <tr><td><b>Tab</b>, double-click</td><td>add a node (fuzzy search by name and category)</td></tr>
