@@ -125,3 +125,30 @@ def test_clipboard_and_select_all_keys_in_a_text_field_act_on_the_text(window, q
     QTest.keyClick(window.view, Qt.Key.Key_V, Qt.KeyboardModifier.ControlModifier)
     assert window.model.nodes[nid].params["text"] == "red foxred fox"
     assert len(window.model.nodes) == 1                     # Ctrl+V pasted text, not nodes
+
+
+def test_the_wheel_zooms_at_the_cursor_and_middle_drag_pans(window, qtbot):
+    from PySide6.QtGui import QWheelEvent
+
+    window.show()
+    qtbot.waitExposed(window)
+    add(window, "SolidImage", 0, 0)
+    view = window.view
+    vp = view.viewport()
+    at = QPointF(300, 200)
+    before = view.mapToScene(at.toPoint())
+    wheel = QWheelEvent(at, vp.mapToGlobal(at), QPoint(0, 0), QPoint(0, 240), Qt.MouseButton.NoButton,
+                        Qt.KeyboardModifier.NoModifier, Qt.ScrollPhase.NoScrollPhase, False)
+    QApplication.sendEvent(vp, wheel)
+    assert view.zoom() > 1.3
+    after = view.mapToScene(at.toPoint())
+    assert abs(after.x() - before.x()) < 2 and abs(after.y() - before.y()) < 2
+    center = view.center()
+    QTest.mousePress(vp, Qt.MouseButton.MiddleButton, Qt.KeyboardModifier.NoModifier, QPoint(400, 300))
+    QApplication.sendEvent(vp, QMouseEvent(QEvent.Type.MouseMove, QPointF(300, 250), vp.mapToGlobal(QPointF(300, 250)),
+                                           Qt.MouseButton.NoButton, Qt.MouseButton.MiddleButton,
+                                           Qt.KeyboardModifier.NoModifier))
+    QTest.mouseRelease(vp, Qt.MouseButton.MiddleButton, Qt.KeyboardModifier.NoModifier, QPoint(300, 250))
+    moved = view.center() - center
+    assert moved.x() > 50 and moved.y() > 20
+    assert window.stack.count() == 1           # panning and zooming are not edits
