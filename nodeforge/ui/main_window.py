@@ -1,18 +1,17 @@
 """The main window: canvas, toolbar, menus, image panel and status bar, and the file commands."""
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QMimeData, QPointF, QSettings, Qt, QTimer
 from PySide6.QtGui import QAction, QGuiApplication, QKeySequence, QUndoStack
 from PySide6.QtWidgets import (
-    QFileDialog, QInputDialog, QLabel, QMainWindow, QMenu, QMessageBox, QProgressBar, QToolButton,
+    QFileDialog, QInputDialog, QMainWindow, QMenu, QMessageBox, QToolButton,
 )
 
 from nodeforge.core.engine import Engine
-from nodeforge.core.errors import Problem, WorkflowError
+from nodeforge.core.errors import WorkflowError
 from nodeforge.core.types import FileKind
 from nodeforge.core.workflow import Workflow, load_workflow, save_workflow
 from nodeforge.ui import theme
@@ -24,9 +23,11 @@ from nodeforge.ui.image_panel import ImagePanel
 from nodeforge.ui.layout import arrange, overlapping
 from nodeforge.ui.model import GraphModel
 from nodeforge.ui.node_item import NodeItem
-from nodeforge.ui.runner import RunController, RunImage
+from nodeforge.ui.run_presenter import RunPresenter
+from nodeforge.ui.runner import RunController
 from nodeforge.ui.scene import GraphScene
 from nodeforge.ui.search import NodeSearchPopup
+from nodeforge.ui.status_bar import StatusBar
 from nodeforge.ui.view import GraphView
 
 AUTOSAVE_MS = 60_000
@@ -55,18 +56,20 @@ class MainWindow(QMainWindow):
         self._search_context: dict[str, Any] = {}
         self._search_pos = QPointF()
         self.autosaver = Autosaver()
+        self.status = StatusBar(engine, self)
+        self.setStatusBar(self.status)
+        self.presenter = RunPresenter(self.runner, self.model, self.scene, self.status, self.images, self)
         self._build_actions()
-        self._build_status()
         self._connect()
         self.autosave_timer = QTimer(self)
         self.autosave_timer.timeout.connect(self.autosave)
         self.autosave_timer.start(autosave_ms)
         self.stats_timer = QTimer(self)
-        self.stats_timer.timeout.connect(self.update_stats)
+        self.stats_timer.timeout.connect(self._tick_stats)
         self.stats_timer.start(2000)
         self.resize(1500, 920)
         self._update_title()
-        self.update_stats()
+        self.status.update_stats()
         for failure in getattr(self.registry, "failures", []):
             self.statusBar().showMessage(str(failure), 15000)
 
@@ -187,20 +190,6 @@ class MainWindow(QMainWindow):
                 button.setObjectName(name)
                 button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
 
-    def _build_status(self) -> None:
-        bar = self.statusBar()
-        self.progress = QProgressBar()
-        self.progress.setMaximumWidth(220)
-        self.progress.setMaximumHeight(16)
-        self.progress.setVisible(False)
-        self.device_label = QLabel()
-        self.memory_label = QLabel()
-        self.cache_label = QLabel()
-        bar.addPermanentWidget(self.progress)
-        bar.addPermanentWidget(self.device_label)
-        bar.addPermanentWidget(self.memory_label)
-        bar.addPermanentWidget(self.cache_label)
-
     def _connect(self) -> None:
         self.stack.cleanChanged.connect(self._clean_changed)
         self.view.searchRequested.connect(self.open_search)
@@ -211,17 +200,10 @@ class MainWindow(QMainWindow):
         self.scene.renameRequested.connect(self.rename_node)
         self.scene.groupRenameRequested.connect(self.rename_group)
         self.search.chosen.connect(self._search_chosen)
-        self.runner.runningChanged.connect(self._running_changed)
-        self.runner.queuedChanged.connect(self._queued_changed)
-        self.runner.runStarted.connect(self._run_started)
-        self.runner.nodeStarted.connect(self._node_started)
-        self.runner.nodeProgress.connect(self._node_progress)
-        self.runner.nodeFinished.connect(self._node_finished)
-        self.runner.runFinished.connect(self._run_finished)
-        self.runner.runFailed.connect(self._run_failed)
+        self.runner.runningChanged.connect(self.act_cancel.setEnabled)
         self.images.seedCopied.connect(self._seed_copied)
         self.images.openWorkflow.connect(self._open_from_image)
-        self.stack.indexChanged.connect(self._clear_errors)
+        self.stack.indexChanged.connect(self.presenter.clear_errors)
         self.stack.indexChanged.connect(self._graph_edited)
         self._auto_timer = QTimer(self)
         self._auto_timer.setSingleShot(True)
@@ -251,9 +233,8 @@ class MainWindow(QMainWindow):
     def _clean_changed(self, clean: bool) -> None:
         self.setWindowModified(not clean)
 
-    def _queued_changed(self, queued: bool) -> None:
-        if queued:
-            self.statusBar().showMessage("Next run queued: it starts when this one ends", 4000)
+    def _tick_stats(self) -> None:
+        self.status.update_stats(self.runner.running)
 
     def _seed_copied(self, seed: str) -> None:
         self.statusBar().showMessage(f"Seed {seed} copied", 3000)
@@ -263,27 +244,6 @@ class MainWindow(QMainWindow):
         name = self.path.name if self.path else "Untitled"
         self.setWindowTitle(f"{name}[*] — NodeForge")
         self.setWindowModified(not self.stack.isClean())
-
-    def update_stats(self) -> None:
-        device = self.engine.device
-        if "torch" in sys.modules and not self.runner.running:
-            # torch is loaded once a graph has run; before that, naming the device would load it.
-            try:
-                from nodeforge.devices import describe_device
-
-                device = describe_device(self.engine.resolved_device())
-            except Exception:
-                pass
-        self.device_label.setText(f"Device: {device}")
-        try:
-            import psutil
-
-            rss = psutil.Process().memory_info().rss
-            self.memory_label.setText(f"Memory: {rss / 2**30:.2f} GB")
-        except Exception:
-            self.memory_label.setText("")
-        stats = self.engine.cache.stats()
-        self.cache_label.setText(f"Cache: {stats.entries} items, {_size(stats.nbytes)} of {_size(stats.budget)}")
 
     # -- documents ------------------------------------------------------------------------------------------
     def set_document(self, workflow: Workflow, path: Path | None) -> None:
@@ -681,7 +641,7 @@ class MainWindow(QMainWindow):
 
     # -- running ------------------------------------------------------------------------------------------
     def run(self) -> None:
-        self._clear_errors()
+        self.presenter.clear_errors()
         self.runner.run(self.model.snapshot())
 
     def cancel(self) -> None:
@@ -694,74 +654,6 @@ class MainWindow(QMainWindow):
         if self.runner.running:
             self.runner.cancel()
             self.statusBar().showMessage("Cancelling…")
-
-    def _running_changed(self, running: bool) -> None:
-        self.act_cancel.setEnabled(running)
-        if running:
-            self.progress.setRange(0, 0)
-            self.progress.setVisible(True)
-            self.statusBar().showMessage("Running…")
-        else:
-            self.progress.setVisible(False)
-            self.update_stats()
-
-    def _run_started(self, order: list[str]) -> None:
-        for nid, item in self.scene.nodes.items():
-            item.set_state("queued" if nid in order else None)
-
-    def _node_started(self, nid: str) -> None:
-        item = self.scene.nodes.get(nid)
-        if item is not None:
-            item.set_state("running")
-        self.statusBar().showMessage(f"Running {self.model.title(nid) if nid in self.model.nodes else nid}…")
-
-    def _node_progress(self, nid: str, step: int, total: int, preview: Any) -> None:
-        item = self.scene.nodes.get(nid)
-        if item is not None:
-            item.set_progress(step, total)
-            if preview is not None:
-                item.set_images([preview])
-        self.progress.setRange(0, max(1, total))
-        self.progress.setValue(step)
-        self.progress.setFormat(f"{step}/{total}")
-
-    def _node_finished(self, nid: str, cached: bool, seconds: float, images: list[RunImage]) -> None:
-        item = self.scene.nodes.get(nid)
-        if item is not None:
-            item.set_state("cached" if cached else "done", seconds)
-            if images:
-                item.set_images([r.image for r in images])
-        if images:
-            self.images.add_images(images)
-
-    def _run_finished(self, result: Any) -> None:
-        self.statusBar().showMessage(f"Done in {result.seconds:.2f}s: {len(result.executed)} ran, "
-                                     f"{len(result.cached)} from cache", 8000)
-
-    def _run_failed(self, nid: Any, message: str, problems: list[Problem]) -> None:
-        for item in self.scene.nodes.values():
-            if item.state in ("running", "queued"):
-                item.set_state(None)
-        if message == "cancelled":
-            self.statusBar().showMessage("Run cancelled", 5000)
-            return
-        self.errors = problems
-        for problem in problems:
-            item = self.scene.nodes.get(problem.node_id) if problem.node_id else None
-            if item is not None:
-                text = problem.message
-                if problem.field and not text.startswith(problem.field):
-                    text = f"{problem.field}: {text}"
-                item.set_error(text if not item.error else f"{item.error}; {text}")
-        first = problems[0] if problems else None
-        where = f" ({self.model.title(first.node_id)})" if first and first.node_id in self.model.nodes else ""
-        self.statusBar().showMessage(f"Run failed{where}: {message}", 15000)
-
-    def _clear_errors(self, *_: Any) -> None:
-        for item in self.scene.nodes.values():
-            if item.error:
-                item.set_error(None)
-
 
 GROUP_COLORS = {"Slate": "#3f5a7a", "Green": "#3d6b45", "Red": "#7a3f3f", "Purple": "#5d3f7a",
                 "Amber": "#7a633f", "Teal": "#3f717a", "Grey": "#55585f"}
@@ -785,14 +677,6 @@ SHORTCUTS_HTML = """
 <tr><td><b>Ctrl+Z</b> / <b>Ctrl+Shift+Z</b></td><td>undo / redo every edit</td></tr>
 </table>
 """
-
-
-def _size(nbytes: float) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if nbytes < 1024 or unit == "GB":
-            return f"{nbytes:.0f} {unit}" if unit in ("B", "KB", "MB") else f"{nbytes:.1f} {unit}"
-        nbytes /= 1024
-    return f"{nbytes:.1f} TB"  # pragma: no cover
 
 
 def _explain(exc: WorkflowError) -> str:

@@ -178,3 +178,16 @@ def test_the_image_panel_shows_the_seed_and_copies_it_on_click(window, qtbot):
     assert "1234" in seed_label.text()
     qtbot.mouseClick(seed_label, Qt.MouseButton.LeftButton)
     assert QGuiApplication.clipboard().text() == "1234"
+
+
+def test_the_status_bar_shows_device_memory_and_cache(window, qtbot):
+    from nodeforge.ui.status_bar import human_size
+
+    assert human_size(4 * 2**20) == "4 MB" and human_size(9.4 * 2**30) == "9.4 GB" and human_size(512) == "512 B"
+    chain(window, "SolidImage", "PreviewOut")
+    with qtbot.waitSignal(window.runner.runFinished, timeout=TIMEOUT):
+        window.run()
+    window.status.update_stats()
+    assert window.status.device_label.text().startswith("Device:")
+    assert window.status.memory_label.text().startswith("Memory:")
+    assert window.status.cache_label.text().startswith("Cache: 2 items")
