@@ -152,3 +152,27 @@ def test_the_wheel_zooms_at_the_cursor_and_middle_drag_pans(window, qtbot):
     moved = view.center() - center
     assert moved.x() > 50 and moved.y() > 20
     assert window.stack.count() == 1           # panning and zooming are not edits
+
+
+def test_box_select_and_space_drag(window, qtbot):
+    window.show()
+    qtbot.waitExposed(window)
+    a = add(window, "Invert", 0, 0)
+    b = add(window, "Invert", 400, 0)
+    view = window.view
+    view.set_zoom(1.0)
+    view.centerOn(300, 60)
+    vp = view.viewport()
+    # A rubber band from empty canvas around the first node only.
+    start = view.mapFromScene(-30, -30)
+    end = view.mapFromScene(window.scene.nodes[a].width + 20, window.scene.nodes[a].height + 20)
+    mouse_drag(vp, start, end)
+    assert window.scene.selected_node_ids() == [a]
+    assert window.model.position(a) == (0, 0)
+    # Space held: a left drag pans instead of selecting or moving.
+    center = view.center()
+    QTest.keyPress(view, Qt.Key.Key_Space)
+    mouse_drag(vp, view.mapFromScene(420, 10), view.mapFromScene(420, 10) + QPoint(-100, 0))
+    QTest.keyRelease(view, Qt.Key.Key_Space)
+    assert view.center().x() - center.x() > 80
+    assert window.model.position(b) == (400, 0)
