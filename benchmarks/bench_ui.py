@@ -5,7 +5,10 @@
 Frames are timed by forcing a synchronous repaint of the viewport (`viewport().repaint()`),
 which renders every visible item, so the number is what a user would wait per frame. The stall
 is the longest gap a 5 ms timer sees on the UI thread while a 20-step run goes on a worker.
-Uses the numpy stand-in pack from tests/ui/packs (no torch), so it runs anywhere.
+Uses the numpy stand-in pack from tests/ui/packs (no torch), so it runs anywhere. FAKE_WORK
+(default 40) sets the matrix products per denoising step; FAKE_WORK=0 leaves only the UI's own
+work, which separates the editor's stalls from CPU contention with the run (and other programs).
+`--real-nodes --checkpoint NAME` times the run with the built-in torch pack instead.
 """
 from __future__ import annotations
 
@@ -122,7 +125,7 @@ def main() -> int:
     theme.apply(app)
     registry = load_registry(builtin=False, node_path=[ROOT / "tests" / "ui" / "packs"], entry_points=False)
     # fake_work: matrix products per denoising step, about 50 ms a step on 2 cores.
-    engine = Engine(device="cpu", output_dir="/tmp/nodeforge-bench", registry=registry, settings={"fake_work": 40})
+    engine = Engine(device="cpu", output_dir="/tmp/nodeforge-bench", registry=registry, settings={"fake_work": int(os.environ.get("FAKE_WORK", "40"))})
     win = MainWindow(engine)
     win.confirm_close = False
     win.resize(1600, 1000)
