@@ -70,10 +70,15 @@ class GraphModel(QObject):
         for key in LIST_FLAGS:
             if not isinstance(ui.get(key), list):
                 ui[key] = []
-        if not isinstance(ui.get("groups"), list):
-            ui["groups"] = []
-        if not isinstance(ui.get("reroutes"), dict):
-            ui["reroutes"] = {}
+        # Layout written by other tools may be malformed: keep what can be drawn, drop the rest.
+        groups = ui.get("groups") if isinstance(ui.get("groups"), list) else []
+        ui["groups"] = [g for g in groups if isinstance(g, dict) and _is_rect(g.get("bounding"))]
+        reroutes = ui.get("reroutes") if isinstance(ui.get("reroutes"), dict) else {}
+        ui["reroutes"] = {str(k): v for k, v in reroutes.items()
+                          if isinstance(v, dict) and _is_point(v.get("pos")) and isinstance(v.get("links"), list)
+                          and all(isinstance(x, (list, tuple)) and len(x) == 2 for x in v["links"])}
+        for key in LIST_FLAGS:
+            ui[key] = [str(x) for x in ui[key] if isinstance(x, (str, int))]
         # Lay out nodes that came without positions (headless files) in a simple grid.
         missing = [nid for nid in self.workflow.nodes if not _is_point(ui["positions"].get(nid))]
         for i, nid in enumerate(missing):
@@ -227,6 +232,11 @@ class GraphModel(QObject):
         # Not an edit: the view remembers where it was, without touching the undo stack.
         self.workflow.ui["viewport"] = {"center": [round(center[0], 1), round(center[1], 1)],
                                         "zoom": round(zoom, 4)}
+
+
+def _is_rect(value: Any) -> bool:
+    return (isinstance(value, (list, tuple)) and len(value) == 4
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value))
 
 
 def _is_point(value: Any) -> bool:

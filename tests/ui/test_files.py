@@ -202,3 +202,28 @@ def test_recovery_after_a_crash_restores_the_autosaved_graph(window, monkeypatch
     assert window.model.nodes["1"].params == {"color": "blue"}
     assert window.isWindowModified()              # recovered work is not saved work
     assert list(folder.glob("*.json")) == []      # offered once
+
+
+def test_malformed_layout_and_params_never_crash_the_editor(window, tmp_path):
+    wf = {"nodeforge": 1, "nodes": {
+        "1": {"type": "SolidImage", "params": {"width": "wide", "color": 7, "height": None}},
+        "2": {"type": "Mix", "params": {"strength": "lots", "seed": [1]}, "inputs": {"image": ["1", "nope"]}},
+        "3": {"type": "PreviewOut", "inputs": {"image": ["99", "image"]}}},
+        "ui": {"positions": {"1": "here", "2": [1, 2, 3]}, "sizes": {"1": "big"}, "collapsed": [None, "2"],
+               "groups": [{"title": "ok", "bounding": [0, 0, 100, 100]}, {"bounding": "x"}, 5],
+               "reroutes": {"r1": {"pos": [1, 1], "links": [["2", "image"]]}, "r2": "bad"},
+               "viewport": {"center": "middle", "zoom": "far"}}}
+    path = tmp_path / "odd.json"
+    path.write_text(json.dumps(wf))
+    assert window.open_path(path)
+    assert set(window.scene.nodes) == {"1", "2", "3"}
+    assert window.scene.nodes["2"].collapsed
+    assert len(window.scene.group_items) == 1 and list(window.scene.reroute_items) == ["r1"]
+    window.scene.nodes["1"].ensure_panel()
+    window.scene.nodes["2"].ensure_panel()
+    window.view.viewport().repaint()
+    out = tmp_path / "odd-saved.json"
+    assert window.save_to(out)
+    saved = json.loads(out.read_text())
+    assert saved["nodes"]["1"]["params"]["width"] == "wide"      # node data is kept as it was
+    assert saved["nodes"]["3"]["inputs"] == {"image": ["99", "image"]}
