@@ -180,6 +180,24 @@ class SetSizeCommand(QUndoCommand):
         self.model.set_size(self.node_id, self.old)
 
 
+class SetNodeUiCommand(QUndoCommand):
+    """Change a per-node editor setting kept in `ui` (how the seed changes after each run)."""
+
+    def __init__(self, model: GraphModel, key: str, node_id: str, value: Any, text: str = "Change setting") -> None:
+        super().__init__(text)
+        self.model = model
+        self.key = key
+        self.node_id = node_id
+        self.old = copy.deepcopy(model.node_ui(key, node_id))
+        self.new = copy.deepcopy(value)
+
+    def redo(self) -> None:
+        self.model.set_node_ui(self.key, self.node_id, self.new)
+
+    def undo(self) -> None:
+        self.model.set_node_ui(self.key, self.node_id, self.old)
+
+
 class SetTitleCommand(QUndoCommand):
     def __init__(self, model: GraphModel, node_id: str, title: str | None) -> None:
         super().__init__("Rename")

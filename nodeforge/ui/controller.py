@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import json
+import random
 from typing import Any, Iterable
 
 from PySide6.QtGui import QUndoStack
@@ -15,7 +16,7 @@ from nodeforge.core.errors import WorkflowFileError
 from nodeforge.core.types import ports_compatible
 from nodeforge.core.workflow import NodeRef, Workflow
 from nodeforge.ui import commands as cmd
-from nodeforge.ui.model import LIST_FLAGS, GraphModel
+from nodeforge.ui.model import LIST_FLAGS, NODE_UI_KEYS, GraphModel
 
 CLIPBOARD_MIME = "application/x-nodeforge-workflow"
 
@@ -105,6 +106,34 @@ class GraphController:
     def resize(self, node_id: str, size: tuple[float, float] | None) -> None:
         if size != self.model.size(node_id):
             self.stack.push(cmd.SetSizeCommand(self.model, node_id, size))
+
+    def set_seed_control(self, node_id: str, mode: str) -> None:
+        """"fixed", "increment" or "randomize": what happens to the node's seed after each run."""
+        value = None if mode == "fixed" else mode
+        if value != self.model.node_ui("seed_control", node_id):
+            self.stack.push(cmd.SetNodeUiCommand(self.model, "seed_control", node_id, value, "Seed after run"))
+
+    def advance_seeds(self) -> list[str]:
+        """Apply every node's seed control (after a run was queued, as ComfyUI does)."""
+        changed = []
+        for nid, mode in list(self.model.workflow.ui["seed_control"].items()):
+            spec = self.model.spec(nid)
+            param = spec.param("seed") if spec else None
+            if param is None or mode not in ("increment", "randomize"):
+                continue
+            seed = self.model.nodes[nid].params.get("seed", param.default)
+            low = int(param.min) if param.min is not None else 0
+            high = min(int(param.max) if param.max is not None else 2 ** 32 - 1, 2 ** 53)
+            try:
+                seed = int(seed)
+            except (TypeError, ValueError):
+                seed = low
+            new = seed + 1 if mode == "increment" else random.randint(low, min(high, 2 ** 32 - 1))
+            if new > high:
+                new = low
+            self.stack.push(cmd.SetParamCommand(self.model, nid, "seed", new))
+            changed.append(nid)
+        return changed
 
     def set_title(self, node_id: str, title: str | None) -> None:
         spec = self.model.spec(node_id)
@@ -219,6 +248,8 @@ class GraphController:
                 wf.ui["sizes"][nid] = list(ui_src["sizes"][nid])
         for flag in LIST_FLAGS:
             wf.ui[flag] = [n for n in ui_src[flag] if n in ids]
+        for key in NODE_UI_KEYS:
+            wf.ui[key] = {n: v for n, v in ui_src[key].items() if n in ids}
         return wf.dumps()
 
     def paste_text(self, text: str, at: tuple[float, float] | None = None, text_label: str = "Paste") -> list[str]:
@@ -245,8 +276,10 @@ class GraphController:
                 p = [left + (i % 4) * 300, top + (i // 4) * 250]
             flags = [f for f in LIST_FLAGS if old in (wf.ui.get(f) or [])]
             size = (wf.ui.get("sizes") or {}).get(old)
+            node_ui = {k: (wf.ui.get(k) or {})[old] for k in NODE_UI_KEYS
+                       if isinstance(wf.ui.get(k), dict) and old in wf.ui[k]}
             records.append({"id": mapping[old], "node": node, "position": [p[0] + dx, p[1] + dy],
-                            "size": size, "flags": flags})
+                            "size": size, "flags": flags, "node_ui": node_ui})
         self.stack.push(cmd.AddNodesCommand(self.model, records, text_label))
         return [r["id"] for r in records]
 

@@ -217,6 +217,8 @@ class MainWindow(QMainWindow):
             self._auto_timer.start()
 
     def _graph_edited(self, *_: Any) -> None:
+        if getattr(self, "_advancing_seeds", False):
+            return
         if self.act_auto.isChecked() and self.model.nodes:
             self._auto_timer.start()
         elif self.runner.running:
@@ -643,6 +645,13 @@ class MainWindow(QMainWindow):
     def run(self) -> None:
         self.presenter.clear_errors()
         self.runner.run(self.model.snapshot())
+        # Seeds set to increment or randomize change once the run has its copy, as in ComfyUI;
+        # that change must not start another run by itself.
+        self._advancing_seeds = True
+        try:
+            self.controller.advance_seeds()
+        finally:
+            self._advancing_seeds = False
 
     def cancel(self) -> None:
         if self.search.isVisible():

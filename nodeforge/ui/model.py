@@ -18,6 +18,8 @@ from nodeforge.core.workflow import NodeRef, Workflow
 
 # Keys of the `ui` dict this editor reads and writes. Others are kept as they are.
 LIST_FLAGS = ("collapsed", "bypassed", "muted")
+# Per-node editor settings kept in `ui` as {key: {node id: value}}.
+NODE_UI_KEYS = ("seed_control",)
 
 
 class GraphModel(QObject):
@@ -31,6 +33,7 @@ class GraphModel(QObject):
     positionChanged = Signal(str)
     flagChanged = Signal(str, str)           # node id, flag name ("collapsed", "bypassed", "muted")
     sizeChanged = Signal(str)
+    nodeUiChanged = Signal(str, str)         # node id, key of NODE_UI_KEYS
     groupsChanged = Signal()
     reroutesChanged = Signal()
     reset = Signal()                         # the whole workflow was replaced
@@ -56,7 +59,7 @@ class GraphModel(QObject):
         for key in LIST_FLAGS + ("groups",):
             if not ui.get(key):
                 ui.pop(key, None)
-        for key in ("sizes", "reroutes"):
+        for key in ("sizes", "reroutes") + NODE_UI_KEYS:
             if not ui.get(key):
                 ui.pop(key, None)
         return wf
@@ -79,6 +82,9 @@ class GraphModel(QObject):
                           and all(isinstance(x, (list, tuple)) and len(x) == 2 for x in v["links"])}
         for key in LIST_FLAGS:
             ui[key] = [str(x) for x in ui[key] if isinstance(x, (str, int))]
+        for key in NODE_UI_KEYS:
+            if not isinstance(ui.get(key), dict):
+                ui[key] = {}
         # Lay out nodes that came without positions (headless files) in a simple grid.
         missing = [nid for nid in self.workflow.nodes if not _is_point(ui["positions"].get(nid))]
         for i, nid in enumerate(missing):
@@ -150,6 +156,7 @@ class GraphModel(QObject):
             "position": list(ui["positions"].get(node_id, [0.0, 0.0])),
             "size": copy.deepcopy(ui["sizes"].get(node_id)),
             "flags": [f for f in LIST_FLAGS if node_id in ui[f]],
+            "node_ui": {k: copy.deepcopy(ui[k][node_id]) for k in NODE_UI_KEYS if node_id in ui[k]},
         }
 
     # -- mutators (called by undo commands only) ----------------------------------------------------
@@ -163,6 +170,9 @@ class GraphModel(QObject):
         for flag in record.get("flags", ()):
             if nid not in ui[flag]:
                 ui[flag].append(nid)
+        for key, value in (record.get("node_ui") or {}).items():
+            if key in NODE_UI_KEYS:
+                ui[key][nid] = copy.deepcopy(value)
         self.nodeAdded.emit(nid)
 
     def remove_node(self, node_id: str) -> None:
@@ -173,6 +183,8 @@ class GraphModel(QObject):
         for flag in LIST_FLAGS:
             if node_id in ui[flag]:
                 ui[flag].remove(node_id)
+        for key in NODE_UI_KEYS:
+            ui[key].pop(node_id, None)
         self.nodeRemoved.emit(node_id)
 
     def set_input(self, node_id: str, name: str, link: tuple[str, str] | None) -> None:
@@ -219,6 +231,16 @@ class GraphModel(QObject):
         elif not on and node_id in flags:
             flags.remove(node_id)
         self.flagChanged.emit(node_id, name)
+
+    def node_ui(self, key: str, node_id: str, default: Any = None) -> Any:
+        return self.workflow.ui[key].get(node_id, default)
+
+    def set_node_ui(self, key: str, node_id: str, value: Any) -> None:
+        if value is None:
+            self.workflow.ui[key].pop(node_id, None)
+        else:
+            self.workflow.ui[key][node_id] = copy.deepcopy(value)
+        self.nodeUiChanged.emit(node_id, key)
 
     def set_groups(self, groups: list[dict[str, Any]]) -> None:
         self.workflow.ui["groups"] = copy.deepcopy(groups)

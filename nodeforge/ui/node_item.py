@@ -130,6 +130,10 @@ class NodeItem(QGraphicsItem):
         self._panel = ParamPanel(self.spec.params, self._edited, int(self.width))
         for name in self._panel.editors:
             self.sync_param(name)
+        seed = self._panel.editors.get("seed")
+        if getattr(seed, "dice", None) is not None:
+            seed.seedModeChosen.connect(self._seed_mode_chosen)
+            seed.show_seed_mode(self.model.node_ui("seed_control", self.node_id))
         self.proxy = QGraphicsProxyWidget(self)
         self.proxy.setWidget(self._panel)
         self.proxy.setZValue(1)
@@ -505,6 +509,16 @@ class NodeItem(QGraphicsItem):
         self.update()
 
     # -- interaction ------------------------------------------------------------------------------
+    def _seed_mode_chosen(self, mode: str) -> None:
+        self.graph.controller.set_seed_control(self.node_id, mode)
+
+    def sync_node_ui(self, key: str) -> None:
+        if key == "seed_control" and self._panel is not None and "seed" in self._panel.editors:
+            editor = self._panel.editors["seed"]
+            if hasattr(editor, "show_seed_mode"):
+                editor.show_seed_mode(self.model.node_ui("seed_control", self.node_id))
+        self.update()
+
     def _edited(self, name: str, value: Any, merge_key: Any) -> None:
         self.graph.controller.set_param(self.node_id, name, value, merge_key)
 

@@ -10,10 +10,11 @@ import itertools
 import random
 from typing import Any, Callable
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QActionGroup
 from PySide6.QtWidgets import (
     QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog, QGridLayout, QHBoxLayout, QLabel, QLineEdit,
-    QPlainTextEdit, QSizePolicy, QSlider, QToolButton, QWidget,
+    QMenu, QPlainTextEdit, QSizePolicy, QSlider, QToolButton, QWidget,
 )
 
 from nodeforge.core.spec import Param
@@ -50,7 +51,13 @@ class ParamEditor(QWidget):
             self.on_edit(value, merge_key)
 
 
+SEED_MODES = (("fixed", "Keep the seed after each run"), ("increment", "Increment after each run"),
+              ("randomize", "Randomize after each run"))
+
+
 class IntEditor(ParamEditor):
+    seedModeChosen = Signal(str)
+
     def __init__(self, param: Param, on_edit: EditCallback, parent: QWidget | None = None) -> None:
         super().__init__(param, on_edit, parent)
         layout = QHBoxLayout(self)
@@ -66,14 +73,39 @@ class IntEditor(ParamEditor):
         self.spin.setKeyboardTracking(False)
         self.spin.valueChanged.connect(lambda v: self._emit(int(v), ("spin", id(self))))
         layout.addWidget(self.spin, 1)
+        self.dice: QToolButton | None = None
+        self._mode_actions: dict[str, Any] = {}
         if param.name == "seed":
             from nodeforge.ui.theme import icon
 
-            dice = QToolButton()
-            dice.setIcon(icon("dice"))
-            dice.setToolTip("New random seed")
-            dice.clicked.connect(self._randomize)
-            layout.addWidget(dice)
+            self.dice = QToolButton()
+            self.dice.setIcon(icon("dice"))
+            self.dice.setPopupMode(QToolButton.ToolButtonPopupMode.MenuButtonPopup)
+            self.dice.clicked.connect(self._randomize)
+            menu = QMenu(self.dice)
+            menu.addAction("New Random Seed Now", self._randomize)
+            menu.addSeparator()
+            group = QActionGroup(menu)
+            for mode, text in SEED_MODES:
+                action = menu.addAction(text, lambda m=mode: self.seedModeChosen.emit(m))
+                action.setCheckable(True)
+                group.addAction(action)
+                self._mode_actions[mode] = action
+            self.dice.setMenu(menu)
+            self.show_seed_mode(None)
+            layout.addWidget(self.dice)
+
+    def show_seed_mode(self, mode: str | None) -> None:
+        mode = mode or "fixed"
+        if self.dice is None or mode not in self._mode_actions:
+            return
+        self._mode_actions[mode].setChecked(True)
+        text = dict(SEED_MODES)[mode]
+        self.dice.setToolTip(f"Click: new random seed. After each run: {mode} (menu to change)")
+        self.dice.setProperty("seedMode", mode)
+        self.dice.setText(text)
+        self.dice.style().unpolish(self.dice)
+        self.dice.style().polish(self.dice)
 
     def _randomize(self) -> None:
         self.spin.setValue(random.randint(int(max(0, self.spin.minimum())), int(min(self.spin.maximum(), 2 ** 32 - 1))))

@@ -73,6 +73,7 @@ class GraphScene(QGraphicsScene):
         model.titleChanged.connect(lambda nid: self.nodes[nid].sync_title() if nid in self.nodes else None)
         model.positionChanged.connect(self._on_position_changed)
         model.flagChanged.connect(lambda nid, _f: self.nodes[nid].sync_flags() if nid in self.nodes else None)
+        model.nodeUiChanged.connect(lambda nid, key: self.nodes[nid].sync_node_ui(key) if nid in self.nodes else None)
         model.sizeChanged.connect(lambda nid: self.nodes[nid].sync_size() if nid in self.nodes else None)
         model.groupsChanged.connect(self._rebuild_groups)
         model.reroutesChanged.connect(self._rebuild_reroutes)

@@ -191,3 +191,22 @@ def test_the_status_bar_shows_device_memory_and_cache(window, qtbot):
     assert window.status.device_label.text().startswith("Device:")
     assert window.status.memory_label.text().startswith("Memory:")
     assert window.status.cache_label.text().startswith("Cache: 2 items")
+
+
+def test_a_seed_set_to_randomize_changes_after_each_run_not_before(window, qtbot):
+    solid, mix, preview = chain(window, "SolidImage", "Mix", "PreviewOut")
+    window.controller.set_param(mix, "seed", 5)
+    editor = window.scene.nodes[mix].panel.editors["seed"]
+    editor.seedModeChosen.emit("increment")            # the dice button's menu
+    assert window.model.workflow.ui["seed_control"] == {mix: "increment"}
+    assert editor.dice.property("seedMode") == "increment"
+    with qtbot.waitSignal(window.runner.runFinished, timeout=TIMEOUT):
+        window.run()
+    assert window.runner.current.nodes[mix].params["seed"] == 5      # the run used the old seed
+    assert window.model.nodes[mix].params["seed"] == 6
+    assert editor.spin.value() == 6
+    window.scene.select_nodes([mix])
+    (copy,) = window.duplicate()
+    assert window.model.node_ui("seed_control", copy) == "increment"
+    editor.seedModeChosen.emit("fixed")
+    assert window.model.workflow.ui["seed_control"] == {copy: "increment"}
