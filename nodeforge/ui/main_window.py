@@ -7,7 +7,7 @@ from typing import Any
 from PySide6.QtCore import QMimeData, QPointF, QSettings, Qt, QTimer
 from PySide6.QtGui import QAction, QGuiApplication, QKeySequence, QUndoStack
 from PySide6.QtWidgets import (
-    QFileDialog, QInputDialog, QMainWindow, QMenu, QMessageBox, QToolButton,
+    QDockWidget, QFileDialog, QInputDialog, QMainWindow, QMenu, QMessageBox, QToolButton, QUndoView,
 )
 
 from nodeforge.core.engine import Engine
@@ -50,6 +50,11 @@ class MainWindow(QMainWindow):
         self.runner = RunController(engine, self)
         self.images = ImagePanel(self)
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.images)
+        self.history = QDockWidget("History", self)
+        self.history.setObjectName("historyPanel")
+        self.history.setWidget(QUndoView(self.stack))
+        self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.history)
+        self.history.hide()
         self.path: Path | None = None
         self.last_error: str | None = None
         self.confirm_close = True
@@ -70,8 +75,12 @@ class MainWindow(QMainWindow):
         self.resize(1500, 920)
         self._update_title()
         self.status.update_stats()
-        for failure in getattr(self.registry, "failures", []):
-            self.statusBar().showMessage(str(failure), 15000)
+        failures = list(getattr(self.registry, "failures", []))
+        if failures:
+            QTimer.singleShot(0, lambda: self.show_error(
+                "Some node packs did not load",
+                "These node packs failed to load; their nodes show as placeholders until fixed:\n\n"
+                + "\n".join(str(f) for f in failures)))
 
     # -- construction ----------------------------------------------------------------------------------
     def _action(self, text: str, slot, shortcut: Any = None, icon: str | None = None, tip: str = "") -> QAction:
@@ -164,6 +173,7 @@ class MainWindow(QMainWindow):
         m = bar.addMenu("&View")
         m.addAction(self.act_fit)
         m.addAction(self.images.toggleViewAction())
+        m.addAction(self.history.toggleViewAction())
         m = bar.addMenu("&Run")
         m.addActions([self.act_run, self.act_cancel])
         m.addSeparator()

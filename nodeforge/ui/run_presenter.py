@@ -5,6 +5,7 @@ bar and the image panel. Knows nothing of how the run is done.
 """
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from PySide6.QtCore import QObject
@@ -27,6 +28,7 @@ class RunPresenter(QObject):
         self.status = status
         self.images = images
         self.problems: list[Problem] = []
+        self._steps_from: tuple[str, int, float] = ("", 0, 0.0)
         runner.runningChanged.connect(self._running_changed)
         runner.queuedChanged.connect(self._queued_changed)
         runner.runStarted.connect(self._run_started)
@@ -68,6 +70,16 @@ class RunPresenter(QObject):
             if preview is not None:
                 item.set_images([preview])
         self.status.set_steps(step, total)
+        # Speed and time left, as artists read them from samplers: it/s and seconds to go.
+        now = time.perf_counter()
+        if step <= 1 or self._steps_from[0] != nid:
+            self._steps_from = (nid, step, now)
+        _, first, since = self._steps_from
+        if step > first and now > since:
+            rate = (step - first) / (now - since)
+            left = (total - step) / rate if rate > 0 else 0
+            self.status.showMessage(f"{self._title(nid)}: step {step}/{total} · {rate:.2f} it/s · "
+                                    f"{left:.0f}s left")
 
     def _node_finished(self, nid: str, cached: bool, seconds: float, images: list[RunImage]) -> None:
         item = self.scene.nodes.get(nid)

@@ -227,3 +227,17 @@ def test_malformed_layout_and_params_never_crash_the_editor(window, tmp_path):
     saved = json.loads(out.read_text())
     assert saved["nodes"]["1"]["params"]["width"] == "wide"      # node data is kept as it was
     assert saved["nodes"]["3"]["inputs"] == {"image": ["99", "image"]}
+
+
+def test_node_packs_that_fail_to_load_are_reported_at_start(tmp_path, qtbot):
+    from nodeforge.core.engine import Engine
+    from nodeforge.core.registry import load_registry
+    from nodeforge.ui.main_window import MainWindow
+
+    (tmp_path / "broken_pack.py").write_text("raise RuntimeError('needs a newer torch')\n")
+    registry = load_registry(builtin=False, node_path=[tmp_path], entry_points=False)
+    win = MainWindow(Engine(device="cpu", registry=registry))
+    qtbot.addWidget(win)
+    qtbot.waitUntil(lambda: win.last_error is not None, timeout=5000)
+    assert "broken_pack" in win.last_error and "needs a newer torch" in win.last_error
+    win.autosaver.discard()
