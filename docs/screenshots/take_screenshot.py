@@ -23,6 +23,7 @@ def main() -> int:
     parser.add_argument("--out", default=str(ROOT / "docs" / "screenshots" / "editor.png"))
     parser.add_argument("--workflow", default=str(ROOT / "tests" / "ui" / "data" / "txt2img.json"))
     parser.add_argument("--no-run", action="store_true")
+    parser.add_argument("--zoom", type=float, default=None, help="zoom after fitting (centred on UNet Denoise)")
     args = parser.parse_args()
     os.environ["QT_SCALE_FACTOR"] = args.scale
     os.environ.setdefault("NODEFORGE_HOME", "/tmp/nodeforge-shot-home")
@@ -52,6 +53,9 @@ def main() -> int:
 
     def fit_then_run() -> None:
         win.view.fit()
+        if args.zoom and "5" in win.scene.nodes:
+            win.view.set_zoom(args.zoom)
+            win.view.centerOn(win.scene.nodes["5"])
         if not args.no_run:
             win.run()
         else:
