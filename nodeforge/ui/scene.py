@@ -132,7 +132,8 @@ class GraphScene(QGraphicsScene):
         item = NodeItem(self, nid)
         self.nodes[nid] = item
         self.addItem(item)
-        item.ensure_panel()
+        # Editors come on the next event-loop turns, so pasting a hundred nodes does not freeze.
+        self.want_panel(item)
         for name in self.model.nodes[nid].inputs:
             self._refresh_edge((nid, name))
 

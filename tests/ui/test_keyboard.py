@@ -76,6 +76,7 @@ def test_a_node_can_be_dragged_by_a_param_label(window, qtbot):
     view = window.view
     view.set_zoom(1.0)
     view.centerOn(130, 80)
+    item.ensure_panel()
     label_y = item.proxy.pos().y() + 12          # the "color" label, left column
     start = view.mapFromScene(item.pos() + QPointF(20, label_y))
     mouse_drag(view.viewport(), start, start + QPoint(60, 30))
