@@ -1,0 +1,83 @@
+"""Starting the editor: `nodeforge`, `nodeforge FILE`, `python -m nodeforge.ui`.
+
+Nothing here imports torch: the node packs import it inside their run functions, so the window
+opens fast and torch loads with the first run.
+"""
+from __future__ import annotations
+
+import sys
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QApplication, QMessageBox
+
+from nodeforge.core.engine import Engine
+from nodeforge.ui import theme
+from nodeforge.ui.autosave import find_recoverable, load_recoverable
+from nodeforge.ui.main_window import MainWindow, register_window
+
+
+def make_app(argv: list[str] | None = None) -> QApplication:
+    app = QApplication.instance()
+    if app is None:
+        QApplication.setHighDpiScaleFactorRoundingPolicy(Qt.HighDpiScaleFactorRoundingPolicy.PassThrough)
+        app = QApplication(argv if argv is not None else sys.argv[:1])
+    app.setApplicationName("NodeForge")
+    app.setOrganizationName("NodeForge")
+    app.setApplicationDisplayName("NodeForge")
+    app.setDesktopFileName("nodeforge")
+    theme.apply(app)
+    return app
+
+
+def build_window(path: str | None = None, engine: Engine | None = None) -> MainWindow:
+    win = MainWindow(engine or Engine())
+    register_window(win)
+    if path:
+        win.open_path(path)
+    return win
+
+
+def offer_recovery(win: MainWindow) -> None:
+    """After a crash, offer the autosaved graph (the newest one) back."""
+    found = find_recoverable()
+    if not found:
+        return
+    newest = found[0]
+    answer = QMessageBox.question(
+        win, "Recover unsaved work?",
+        f"NodeForge did not close cleanly. Recover the graph autosaved at {_when(newest.mtime)}"
+        + (f" (from {newest.source})" if newest.source else "") + "?",
+        QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No)
+    for item in found:
+        if item is newest and answer == QMessageBox.StandardButton.Yes:
+            try:
+                wf = load_recoverable(item)
+            except Exception as exc:
+                win.show_error("Cannot recover", str(exc))
+                continue
+            win.set_document(wf, None)
+            win.stack.resetClean()   # recovered work is unsaved work
+            win._update_title()
+        try:
+            item.path.unlink()
+        except OSError:
+            pass
+
+
+def _when(mtime: float) -> str:
+    import time
+
+    return time.strftime("%H:%M on %d %b", time.localtime(mtime))
+
+
+def main(path: str | None = None) -> int:
+    app = make_app()
+    win = build_window(path)
+    win.show()
+    if not path:
+        offer_recovery(win)
+    return app.exec()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main(sys.argv[1] if len(sys.argv) > 1 else None))

@@ -1,0 +1,406 @@
+"""Inline editors for node params, built from each Param's declaration.
+
+An editor shows a value (`set_value`, which never emits) and reports user edits through
+`on_edit(value, merge_key)`. Edits that belong together (one slider drag, one typing session
+in a prompt) share a merge key so they become one undo step.
+"""
+from __future__ import annotations
+
+import itertools
+import random
+from typing import Any, Callable
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QActionGroup
+from PySide6.QtWidgets import (
+    QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog, QGridLayout, QHBoxLayout, QLabel, QLineEdit,
+    QMenu, QPlainTextEdit, QSizePolicy, QSlider, QToolButton, QWidget,
+)
+
+from nodeforge.core.spec import Param
+from nodeforge.core.types import FileKind, ParamKind
+
+EditCallback = Callable[[Any, Any], None]
+_sessions = itertools.count(1)
+INT_LIMIT = float(2 ** 53)
+SLIDER_STEPS = 1000
+
+
+class ParamEditor(QWidget):
+    """Base: a row widget for one param."""
+
+    def __init__(self, param: Param, on_edit: EditCallback, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.param = param
+        self.on_edit = on_edit
+        self._setting = False
+        self.setAttribute(Qt.WidgetAttribute.WA_StyledBackground, False)
+
+    def set_value(self, value: Any) -> None:
+        self._setting = True
+        try:
+            self._show(value)
+        finally:
+            self._setting = False
+
+    def _show(self, value: Any) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _emit(self, value: Any, merge_key: Any = None) -> None:
+        if not self._setting:
+            self.on_edit(value, merge_key)
+
+
+SEED_MODES = (("fixed", "Keep the seed after each run"), ("increment", "Increment after each run"),
+              ("randomize", "Randomize after each run"))
+
+
+class IntEditor(ParamEditor):
+    seedModeChosen = Signal(str)
+
+    def __init__(self, param: Param, on_edit: EditCallback, parent: QWidget | None = None) -> None:
+        super().__init__(param, on_edit, parent)
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(3)
+        # A double spin box with no decimals holds whole numbers up to 2**53 (64-bit-ish seeds),
+        # where QSpinBox stops at 2**31.
+        self.spin = QDoubleSpinBox()
+        self.spin.setDecimals(0)
+        self.spin.setRange(max(float(param.min), -INT_LIMIT) if param.min is not None else -INT_LIMIT,
+                           min(float(param.max), INT_LIMIT) if param.max is not None else INT_LIMIT)
+        self.spin.setSingleStep(int(param.step or param.multiple_of or 1))
+        self.spin.setKeyboardTracking(False)
+        self.spin.valueChanged.connect(lambda v: self._emit(int(v), ("spin", id(self))))
+        layout.addWidget(self.spin, 1)
+        self.dice: QToolButton | None = None
+        self._mode_actions: dict[str, Any] = {}
+        if param.name == "seed":
+            from nodeforge.ui.theme import icon
+
+            self.dice = QToolButton()
+            self.dice.setIcon(icon("dice"))
+            self.dice.setPopupMode(QToolButton.ToolButtonPopupMode.MenuButtonPopup)
+            self.dice.clicked.connect(self._randomize)
+            menu = QMenu(self.dice)
+            menu.addAction("New Random Seed Now", self._randomize)
+            menu.addSeparator()
+            group = QActionGroup(menu)
+            for mode, text in SEED_MODES:
+                action = menu.addAction(text, lambda m=mode: self.seedModeChosen.emit(m))
+                action.setCheckable(True)
+                group.addAction(action)
+                self._mode_actions[mode] = action
+            self.dice.setMenu(menu)
+            self.show_seed_mode(None)
+            layout.addWidget(self.dice)
+
+    def show_seed_mode(self, mode: str | None) -> None:
+        mode = mode or "fixed"
+        if self.dice is None or mode not in self._mode_actions:
+            return
+        self._mode_actions[mode].setChecked(True)
+        text = dict(SEED_MODES)[mode]
+        self.dice.setToolTip(f"Click: new random seed. After each run: {mode} (menu to change)")
+        self.dice.setProperty("seedMode", mode)
+        self.dice.setText(text)
+        self.dice.style().unpolish(self.dice)
+        self.dice.style().polish(self.dice)
+
+    def _randomize(self) -> None:
+        self.spin.setValue(random.randint(int(max(0, self.spin.minimum())), int(min(self.spin.maximum(), 2 ** 32 - 1))))
+
+    def _show(self, value: Any) -> None:
+        try:
+            self.spin.setValue(int(value))
+        except (TypeError, ValueError):
+            pass
+
+
+class FloatEditor(ParamEditor):
+    """A spin box, plus a slider when the param has a range. A drag merges into one undo step."""
+
+    def __init__(self, param: Param, on_edit: EditCallback, parent: QWidget | None = None) -> None:
+        super().__init__(param, on_edit, parent)
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(4)
+        step = param.step or 0.01
+        decimals = max(1, min(4, len(f"{step:.6f}".rstrip("0").split(".")[1])))
+        self.spin = QDoubleSpinBox()
+        self.spin.setDecimals(decimals)
+        self.spin.setRange(param.min if param.min is not None else -1e9, param.max if param.max is not None else 1e9)
+        self.spin.setSingleStep(step)
+        self.spin.setKeyboardTracking(False)
+        self.spin.valueChanged.connect(self._spin_changed)
+        self.slider: QSlider | None = None
+        self._session: Any = None
+        if param.min is not None and param.max is not None and param.max > param.min:
+            self.slider = QSlider(Qt.Orientation.Horizontal)
+            self.slider.setRange(0, SLIDER_STEPS)
+            self.slider.setMinimumWidth(60)
+            self.slider.sliderPressed.connect(self._begin_drag)
+            self.slider.sliderReleased.connect(self._end_drag)
+            self.slider.valueChanged.connect(self._slider_changed)
+            layout.addWidget(self.slider, 3)
+            self.spin.setMaximumWidth(72)
+        layout.addWidget(self.spin, 2)
+
+    def _to_slider(self, value: float) -> int:
+        lo, hi = self.param.min, self.param.max
+        return round((value - lo) / (hi - lo) * SLIDER_STEPS)
+
+    def _from_slider(self, pos: int) -> float:
+        lo, hi = self.param.min, self.param.max
+        value = lo + (hi - lo) * pos / SLIDER_STEPS
+        step = self.param.step
+        if step:
+            value = lo + round((value - lo) / step) * step
+        return round(min(hi, max(lo, value)), 6)
+
+    def _begin_drag(self) -> None:
+        self._session = ("slider", id(self), next(_sessions))
+
+    def _end_drag(self) -> None:
+        self._session = None
+
+    def _slider_changed(self, pos: int) -> None:
+        if self._setting:
+            return
+        value = self._from_slider(pos)
+        self._setting = True
+        self.spin.setValue(value)
+        self._setting = False
+        self._emit(value, self._session or ("slider", id(self), next(_sessions)))
+
+    def _spin_changed(self, value: float) -> None:
+        if self._setting:
+            return
+        if self.slider is not None:
+            self._setting = True
+            self.slider.setValue(self._to_slider(value))
+            self._setting = False
+        self._emit(round(float(value), 6), ("spin", id(self)))
+
+    def _show(self, value: Any) -> None:
+        try:
+            value = float(value)
+        except (TypeError, ValueError):
+            return
+        self.spin.setValue(value)
+        if self.slider is not None:
+            self.slider.setValue(self._to_slider(value))
+
+
+class _PromptEdit(QPlainTextEdit):
+    """Typing between focus-in and focus-out is one undo step."""
+
+    def __init__(self, owner: "TextEditor") -> None:
+        super().__init__()
+        self.owner = owner
+
+    def focusInEvent(self, event) -> None:  # noqa: N802 - Qt's name
+        self.owner.session = ("text", id(self.owner), next(_sessions))
+        super().focusInEvent(event)
+
+
+class TextEditor(ParamEditor):
+    def __init__(self, param: Param, on_edit: EditCallback, parent: QWidget | None = None) -> None:
+        super().__init__(param, on_edit, parent)
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(3)
+        self.session: Any = ("text", id(self), next(_sessions))
+        if param.multiline:
+            self.edit = _PromptEdit(self)
+            self.edit.setPlaceholderText(param.description or param.name)
+            self.edit.setFixedHeight(PROMPT_HEIGHT)
+            self.edit.setTabChangesFocus(True)
+            self.edit.textChanged.connect(lambda: self._emit(self.edit.toPlainText(), self.session))
+            layout.addWidget(self.edit)
+        else:
+            self.edit = QLineEdit()
+            self.edit.setPlaceholderText(param.description or "")
+            self.edit.editingFinished.connect(lambda: self._emit(self.edit.text()))
+            layout.addWidget(self.edit, 1)
+            if param.file is not None:
+                browse = QToolButton()
+                browse.setText("…")
+                browse.setToolTip("Choose a file")
+                browse.clicked.connect(self._browse)
+                layout.addWidget(browse)
+
+    def _browse(self) -> None:
+        pattern = "Images (*.png *.jpg *.jpeg *.webp *.bmp);;All files (*)" if self.param.file is FileKind.IMAGE \
+            else "All files (*)"
+        path, _ = QFileDialog.getOpenFileName(self, f"Choose {self.param.name}", self.edit.text(), pattern)
+        if path:
+            self.edit.setText(path)
+            self._emit(path)
+
+    def _show(self, value: Any) -> None:
+        text = "" if value is None else str(value)
+        if isinstance(self.edit, QPlainTextEdit):
+            if self.edit.toPlainText() != text:
+                self.edit.setPlainText(text)
+        elif self.edit.text() != text:
+            self.edit.setText(text)
+
+
+class BoolEditor(ParamEditor):
+    def __init__(self, param: Param, on_edit: EditCallback, parent: QWidget | None = None) -> None:
+        super().__init__(param, on_edit, parent)
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        self.box = QCheckBox()
+        self.box.toggled.connect(lambda on: self._emit(bool(on)))
+        layout.addWidget(self.box)
+        layout.addStretch(1)
+
+    def _show(self, value: Any) -> None:
+        self.box.setChecked(bool(value))
+
+
+class _ChoiceCombo(QComboBox):
+    """Refreshes dynamic choices (model names) each time it opens."""
+
+    def __init__(self, editor: "ChoiceEditor") -> None:
+        super().__init__()
+        self.editor = editor
+
+    def showPopup(self) -> None:  # noqa: N802 - Qt's name
+        self.editor.refresh()
+        super().showPopup()
+
+
+class ChoiceEditor(ParamEditor):
+    def __init__(self, param: Param, on_edit: EditCallback, parent: QWidget | None = None) -> None:
+        super().__init__(param, on_edit, parent)
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(3)
+        self.combo = _ChoiceCombo(self)
+        self.combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.combo.setMinimumContentsLength(8)
+        self.combo.currentTextChanged.connect(lambda text: self._emit(text) if text else None)
+        layout.addWidget(self.combo, 1)
+        self._value: str = str(param.default or "")
+        if param.file is not None:
+            browse = QToolButton()
+            browse.setText("…")
+            browse.setToolTip(f"Choose a {param.file.value} file")
+            browse.clicked.connect(self._browse)
+            layout.addWidget(browse)
+        self.refresh()
+
+    def choices(self) -> list[str]:
+        try:
+            return list(self.param.choice_list())
+        except Exception:  # a provider that fails must not break the editor
+            return []
+
+    def refresh(self) -> None:
+        options = self.choices()
+        if self._value and self._value not in options:
+            options.append(self._value)
+        current = [self.combo.itemText(i) for i in range(self.combo.count())]
+        if current != options:
+            was = self._setting
+            self._setting = True
+            self.combo.clear()
+            self.combo.addItems(options)
+            self.combo.setCurrentText(self._value)
+            self._setting = was
+        if not options:
+            self.combo.setPlaceholderText(f"no {self.param.file.value if self.param.file else 'choices'} found")
+
+    def _browse(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, f"Choose {self.param.name}")
+        if path:
+            self._emit(path)
+
+    def _show(self, value: Any) -> None:
+        self._value = "" if value is None else str(value)
+        self.refresh()
+        self.combo.setCurrentText(self._value)
+
+
+def make_editor(param: Param, on_edit: EditCallback) -> ParamEditor:
+    if param.kind is ParamKind.INT:
+        return IntEditor(param, on_edit)
+    if param.kind is ParamKind.FLOAT:
+        return FloatEditor(param, on_edit)
+    if param.kind is ParamKind.BOOL:
+        return BoolEditor(param, on_edit)
+    if param.kind is ParamKind.CHOICE:
+        return ChoiceEditor(param, on_edit)
+    return TextEditor(param, on_edit)
+
+
+EDITOR_HEIGHT = 22
+PROMPT_HEIGHT = 84
+LABEL_HEIGHT = 16
+MARGINS = (2, 6)      # top, bottom
+SPACING = 4
+
+
+class ParamPanel(QWidget):
+    """The params of one node in a two-column grid: a label and its editor per row.
+
+    Rows have fixed heights, so a node can be laid out (and drawn as text) before its widgets
+    exist: see `row_layout` and `estimate_height`.
+    """
+
+    @staticmethod
+    def row_layout(params: tuple[Param, ...]) -> list[tuple[float, float, Param]]:
+        """(top, height, param) of each param's row, relative to the panel."""
+        rows = []
+        y = MARGINS[0]
+        for param in params:
+            h = LABEL_HEIGHT + SPACING + PROMPT_HEIGHT if param.multiline else EDITOR_HEIGHT
+            rows.append((y, h, param))
+            y += h + SPACING
+        return rows
+
+    @staticmethod
+    def estimate_height(params: tuple[Param, ...]) -> float:
+        rows = ParamPanel.row_layout(params)
+        if not rows:
+            return 0.0
+        top, h, _ = rows[-1]
+        return top + h + MARGINS[1]
+
+    def __init__(self, params: tuple[Param, ...], on_edit: Callable[[str, Any, Any], None],
+                 width: int) -> None:
+        super().__init__()
+        self.setObjectName("nodeBody")
+        self.setAttribute(Qt.WidgetAttribute.WA_TranslucentBackground, True)
+        grid = QGridLayout(self)
+        grid.setContentsMargins(8, MARGINS[0], 8, MARGINS[1])
+        grid.setHorizontalSpacing(6)
+        grid.setVerticalSpacing(SPACING)
+        self.editors: dict[str, ParamEditor] = {}
+        row = 0
+        for param in params:
+            editor = make_editor(param, lambda value, key, name=param.name: on_edit(name, value, key))
+            editor.setToolTip(param.description or param.name)
+            label = QLabel(param.name.replace("_", " "))
+            if param.multiline:
+                label.setFixedHeight(LABEL_HEIGHT)
+                editor.setFixedHeight(PROMPT_HEIGHT)
+                grid.addWidget(label, row, 0, 1, 2)
+                row += 1
+                grid.addWidget(editor, row, 0, 1, 2)
+            else:
+                editor.setFixedHeight(EDITOR_HEIGHT)
+                label.setFixedHeight(EDITOR_HEIGHT)
+                label.setAlignment(Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignLeft)
+                grid.addWidget(label, row, 0)
+                grid.addWidget(editor, row, 1)
+            row += 1
+            self.editors[param.name] = editor
+        grid.setColumnStretch(1, 1)
+        self.setFixedWidth(width)
+        self.setSizePolicy(QSizePolicy.Policy.Fixed, QSizePolicy.Policy.Fixed)
+        self.adjustSize()
+

@@ -1,0 +1,304 @@
+"""Running graphs from the editor: a worker thread, engine events forwarded as Qt signals.
+
+The UI thread never waits on the engine. Run takes a copy of the workflow, so edits made while a
+run goes on cannot corrupt it; pressing Run during a run queues the next one (the latest copy).
+Bypassed and muted nodes are an editor notion (kept in `ui`): they are removed from the copy
+that runs, a bypassed node passing its matching-type input through to its consumers.
+"""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QObject, Signal
+from PySide6.QtGui import QImage
+
+from nodeforge.core import events as ev
+from nodeforge.core.engine import Engine
+from nodeforge.core.errors import Cancelled, Problem, ValidationError, WorkflowError
+from nodeforge.core.registry import Registry
+from nodeforge.core.workflow import Workflow
+
+
+def runnable_copy(workflow: Workflow, registry: Registry) -> Workflow:
+    """The workflow the engine should run: bypassed nodes passed through, muted ones left out."""
+    wf = workflow.copy()
+    ui = wf.ui or {}
+    bypassed = set(ui.get("bypassed") or ()) & set(wf.nodes)
+    muted = set(ui.get("muted") or ()) & set(wf.nodes)
+
+    def passthrough(src: str, output: str, seen: frozenset[str] = frozenset()) -> tuple[str, str] | None:
+        """Where a link from a bypassed node really comes from (None: nowhere)."""
+        if src not in bypassed:
+            return (src, output)
+        if src in seen:
+            return None
+        node = wf.nodes[src]
+        spec = registry.get(node.type)
+        out_type = None
+        if spec is not None and spec.output(output) is not None:
+            out_type = str(spec.output(output).type)
+        for name, (up, up_out) in node.inputs.items():
+            decl = spec.input(name) if spec is not None else None
+            if decl is not None and str(decl.type) == out_type:
+                return passthrough(up, up_out, seen | {src})
+        return None
+
+    for nid, node in wf.nodes.items():
+        if nid in bypassed:
+            continue
+        new_inputs = {}
+        for name, (src, output) in node.inputs.items():
+            link = passthrough(src, output)
+            if link is not None:
+                new_inputs[name] = link
+        node.inputs = new_inputs
+    for nid in bypassed:
+        del wf.nodes[nid]
+    # A muted node does not run, and neither does anything that needs its output.
+    removed = set(muted)
+    changed = True
+    while changed:
+        changed = False
+        for nid, node in list(wf.nodes.items()):
+            if nid in removed:
+                continue
+            if any(src in removed for src, _ in node.inputs.values()):
+                spec = registry.get(node.type)
+                needed = [name for name, (src, _) in node.inputs.items() if src in removed
+                          and not (spec and spec.input(name) and spec.input(name).optional)]
+                if needed:
+                    removed.add(nid)
+                    changed = True
+                else:
+                    node.inputs = {k: v for k, v in node.inputs.items() if v[0] not in removed}
+    for nid in removed:
+        wf.nodes.pop(nid, None)
+    return wf
+
+
+def to_qimage(value: Any) -> QImage | None:
+    """A QImage from a PIL image, an HxWxC uint8 array or a path to an image file."""
+    if isinstance(value, QImage):
+        return value
+    if isinstance(value, (str, Path)):
+        img = QImage(str(value))
+        return None if img.isNull() else img
+    if hasattr(value, "mode") and hasattr(value, "tobytes") and hasattr(value, "size"):
+        img = value.convert("RGBA")
+        w, h = img.size
+        data = img.tobytes("raw", "RGBA")
+        return QImage(data, w, h, 4 * w, QImage.Format.Format_RGBA8888).copy()
+    shape = getattr(value, "shape", None)
+    if shape is not None and len(shape) == 3 and shape[2] in (3, 4):
+        try:
+            import numpy as np
+
+            arr = np.ascontiguousarray(value)
+            if arr.dtype != np.uint8:
+                arr = (np.clip(arr, 0, 1) * 255).astype(np.uint8)
+            h, w, c = arr.shape
+            fmt = QImage.Format.Format_RGB888 if c == 3 else QImage.Format.Format_RGBA8888
+            return QImage(arr.tobytes(), w, h, c * w, fmt).copy()
+        except Exception:
+            return None
+    return None
+
+
+def collect_images(output: Any) -> list[tuple[QImage, str | None]]:
+    """Every image an output node returned, with its file path when it was saved."""
+    found: list[tuple[QImage, str | None]] = []
+
+    def walk(value: Any, depth: int = 0) -> None:
+        if depth > 4 or value is None:
+            return
+        if isinstance(value, (list, tuple)):
+            for v in value:
+                walk(v, depth + 1)
+            return
+        if isinstance(value, dict):
+            for v in value.values():
+                walk(v, depth + 1)
+            return
+        if isinstance(value, (str, Path)) and str(value).lower().endswith((".png", ".jpg", ".jpeg", ".webp")):
+            img = to_qimage(value)
+            if img is not None:
+                found.append((img, str(value)))
+            return
+        img = to_qimage(value) if not isinstance(value, (str, bytes)) else None
+        if img is not None:
+            found.append((img, None))
+
+    walk(output)
+    return found
+
+
+@dataclass
+class RunImage:
+    image: QImage
+    path: str | None
+    node_id: str
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def generation_info(workflow: Workflow, registry: Registry) -> dict[str, Any]:
+    """What an artist wants beside an image: the seed and sampler settings, and the prompts."""
+    info: dict[str, Any] = {}
+    prompts: list[tuple[str, str]] = []
+    for nid, node in workflow.nodes.items():
+        spec = registry.get(node.type)
+        if spec is None:
+            continue
+        values = {**spec.default_params(), **node.params}
+        if "seed" in values:
+            for key, value in values.items():
+                info.setdefault(key, value)
+        for p in spec.params:
+            if p.multiline and values.get(p.name):
+                prompts.append((node.title or spec.title, str(values[p.name])))
+        for p in spec.params:
+            if p.file is not None and values.get(p.name):
+                info.setdefault(p.name, values[p.name])
+    if prompts:
+        info["prompts"] = prompts
+    return info
+
+
+def _lower_thread_priority() -> None:
+    """Let the UI thread win the CPU from the run (and the math threads it starts) on Linux.
+
+    Niceness is per thread there and inherited by threads the worker creates (torch's and
+    OpenBLAS's pools), so the canvas stays smooth while all cores compute.
+    """
+    import os
+    import sys
+
+    level = int(os.environ.get("NODEFORGE_RUN_NICE", "5"))
+    if sys.platform.startswith("linux") and level > 0:
+        try:
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), level)
+        except (OSError, AttributeError):
+            pass
+
+
+class RunController(QObject):
+    """Runs on a worker thread; all signals arrive on the UI thread."""
+
+    _event = Signal(object)
+    _done = Signal()
+
+    runStarted = Signal(list)                   # node ids in run order
+    nodeStarted = Signal(str)
+    nodeProgress = Signal(str, int, int, object)  # node, step, total, QImage or None
+    nodeFinished = Signal(str, bool, float, list)  # node, cached, seconds, [RunImage]
+    runFinished = Signal(object)                # RunResult
+    runFailed = Signal(object, str, list)       # node id or None, message, [Problem]
+    runningChanged = Signal(bool)
+    queuedChanged = Signal(bool)
+
+    def __init__(self, engine: Engine, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.engine = engine
+        self.running = False
+        self.pending: Workflow | None = None
+        self.current: Workflow | None = None
+        self._thread: threading.Thread | None = None
+        self._info: dict[str, Any] = {}
+        self._event.connect(self._on_event)
+        self._done.connect(self._on_done)
+
+    def run(self, workflow: Workflow) -> None:
+        """Run a copy of `workflow`, or queue it if a run is going."""
+        copy = runnable_copy(workflow, self.engine.registry)
+        if self.running:
+            self.pending = copy
+            self.queuedChanged.emit(True)
+            return
+        self._start(copy)
+
+    def cancel(self) -> None:
+        if self.pending is not None:
+            self.pending = None
+            self.queuedChanged.emit(False)
+        if self.running:
+            self.engine.cancel()
+
+    def _start(self, workflow: Workflow) -> None:
+        self.running = True
+        self.current = workflow
+        self._info = generation_info(workflow, self.engine.registry)
+        self.runningChanged.emit(True)
+        self._thread = threading.Thread(target=self._work, args=(workflow,), name="nodeforge-run", daemon=True)
+        self._thread.start()
+
+    def _work(self, workflow: Workflow) -> None:
+        _lower_thread_priority()
+        try:
+            self.engine.run(workflow, on_event=self._forward)
+        except WorkflowError:
+            pass   # the engine already sent RunFailed
+        except BaseException as exc:  # a bug must reach the user, not kill the thread silently
+            self._event.emit(("failed", None, f"{type(exc).__name__}: {exc}", []))
+        finally:
+            self._done.emit()
+
+    def _forward(self, event: ev.Event) -> None:
+        """On the worker thread: turn heavy payloads into QImages, then hand over to the UI."""
+        if isinstance(event, ev.NodeProgress):
+            preview = to_qimage(event.preview) if event.preview is not None else None
+            self._event.emit(("progress", event.node_id, event.step, event.total, preview))
+        elif isinstance(event, ev.NodeFinished):
+            images = collect_images(event.output) if event.output is not None else []
+            self._event.emit(("finished", event.node_id, event.cached, event.seconds, images))
+        elif isinstance(event, ev.NodeStarted):
+            self._event.emit(("started", event.node_id))
+        elif isinstance(event, ev.RunStarted):
+            self._event.emit(("run", list(event.order)))
+        elif isinstance(event, ev.RunFinished):
+            self._event.emit(("done", event.result))
+        elif isinstance(event, ev.RunFailed):
+            error = event.error
+            if isinstance(error, ValidationError):
+                problems = list(error.problems)
+            elif isinstance(error, Cancelled):
+                problems = []
+            else:
+                problems = [error.problem] if getattr(error, "problem", None) else [Problem(event.message, event.node_id)]
+            kind = "cancelled" if isinstance(error, Cancelled) else "failed"
+            self._event.emit((kind, event.node_id, event.message, problems))
+
+    def _on_event(self, payload: tuple) -> None:
+        kind = payload[0]
+        if kind == "run":
+            self.runStarted.emit(payload[1])
+        elif kind == "started":
+            self.nodeStarted.emit(payload[1])
+        elif kind == "progress":
+            self.nodeProgress.emit(payload[1], payload[2], payload[3], payload[4])
+        elif kind == "finished":
+            _, nid, cached, seconds, images = payload
+            records = [RunImage(img, path, nid, dict(self._info)) for img, path in images]
+            self.nodeFinished.emit(nid, cached, seconds, records)
+        elif kind == "done":
+            self.runFinished.emit(payload[1])
+        elif kind == "cancelled":
+            self.runFailed.emit(payload[1], "cancelled", [])
+        elif kind == "failed":
+            self.runFailed.emit(payload[1], payload[2], payload[3])
+
+    def _on_done(self) -> None:
+        self.running = False
+        self._thread = None
+        self.runningChanged.emit(False)
+        if self.pending is not None:
+            nxt, self.pending = self.pending, None
+            self.queuedChanged.emit(False)
+            self._start(nxt)
+
+    def wait(self, timeout: float | None = None) -> None:
+        """Block until the worker ends (for shutdown)."""
+        thread = self._thread
+        if thread is not None:
+            thread.join(timeout)

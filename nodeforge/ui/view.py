@@ -1,0 +1,235 @@
+"""The canvas view: grid, pan (middle drag, Space+drag), zoom to cursor, fit, box select, drops."""
+from __future__ import annotations
+
+import math
+
+from PySide6.QtCore import QLineF, QPointF, QRectF, Qt, Signal
+from PySide6.QtGui import QColor, QPainter, QPen
+from PySide6.QtWidgets import QGraphicsProxyWidget, QGraphicsView, QPlainTextEdit
+
+from nodeforge.ui import theme
+from nodeforge.ui.scene import GraphScene
+
+MIN_ZOOM = 0.1
+MAX_ZOOM = 3.0
+LOW_DETAIL_BELOW = 0.6    # as ComfyUI: below this, editors are drawn as text
+
+
+class GraphView(QGraphicsView):
+    searchRequested = Signal(QPointF)     # scene pos where a node should be added
+    filesDropped = Signal(list, QPointF)  # local paths, scene pos
+    zoomChanged = Signal(float)
+
+    def __init__(self, scene: GraphScene, parent=None) -> None:
+        super().__init__(scene, parent)
+        self.graph = scene
+        self.setRenderHints(QPainter.RenderHint.Antialiasing | QPainter.RenderHint.TextAntialiasing)
+        self.setViewportUpdateMode(QGraphicsView.ViewportUpdateMode.SmartViewportUpdate)
+        self.setOptimizationFlag(QGraphicsView.OptimizationFlag.DontSavePainterState, True)
+        self.setCacheMode(QGraphicsView.CacheModeFlag.CacheBackground)
+        self.setTransformationAnchor(QGraphicsView.ViewportAnchor.AnchorUnderMouse)
+        self.setResizeAnchor(QGraphicsView.ViewportAnchor.AnchorViewCenter)
+        self.setDragMode(QGraphicsView.DragMode.RubberBandDrag)
+        self.setRubberBandSelectionMode(Qt.ItemSelectionMode.IntersectsItemShape)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.setAcceptDrops(True)
+        self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
+        self._panning = False
+        self._pan_last = QPointF()
+        self._space = False
+        self.last_scene_pos = QPointF(0, 0)
+
+    # -- zoom and pan -------------------------------------------------------------------------------
+    def zoom(self) -> float:
+        return self.transform().m11()
+
+    def set_zoom(self, value: float, anchor_view_pos: QPointF | None = None) -> None:
+        value = max(MIN_ZOOM, min(MAX_ZOOM, value))
+        factor = value / self.zoom()
+        if abs(factor - 1) < 1e-6:
+            return
+        if anchor_view_pos is not None:
+            before = self.mapToScene(anchor_view_pos.toPoint())
+            self.scale(factor, factor)
+            after = self.mapToScene(anchor_view_pos.toPoint())
+            delta = after - before
+            self.translate_view(-delta.x() * self.zoom(), -delta.y() * self.zoom())
+        else:
+            self.scale(factor, factor)
+        self.graph.set_low_detail(self.zoom() < LOW_DETAIL_BELOW)
+        self.zoomChanged.emit(self.zoom())
+
+    def translate_view(self, dx: float, dy: float) -> None:
+        """Scroll by (dx, dy) view pixels."""
+        self.horizontalScrollBar().setValue(int(self.horizontalScrollBar().value() + dx))
+        self.verticalScrollBar().setValue(int(self.verticalScrollBar().value() + dy))
+
+    def center(self) -> QPointF:
+        return self.mapToScene(self.viewport().rect().center())
+
+    def fit(self, rect: QRectF | None = None) -> None:
+        if rect is None:
+            rect = QRectF()
+            for item in list(self.graph.nodes.values()) + self.graph.group_items:
+                rect = rect.united(item.sceneBoundingRect())
+        if rect.isNull() or rect.isEmpty():
+            rect = QRectF(-200, -150, 400, 300)
+        rect = rect.adjusted(-60, -60, 60, 60)
+        view = self.viewport().rect()
+        zoom = min(view.width() / rect.width(), view.height() / rect.height(), 1.25)
+        self.set_zoom(zoom)
+        self.centerOn(rect.center())
+
+    def fit_selection(self) -> None:
+        items = self.graph.selectedItems()
+        if not items:
+            self.fit()
+            return
+        rect = QRectF()
+        for item in items:
+            rect = rect.united(item.sceneBoundingRect())
+        self.fit(rect)
+
+    def wheelEvent(self, event) -> None:  # noqa: N802
+        if self._wheel_scrolls_text(event):
+            super().wheelEvent(event)
+            return
+        delta = event.angleDelta().y() or event.angleDelta().x()
+        if delta == 0:
+            return
+        self.set_zoom(self.zoom() * math.pow(1.0015, delta), event.position())
+        event.accept()
+
+    def _wheel_scrolls_text(self, event) -> bool:
+        """The wheel zooms everywhere, except over a prompt being edited, which it scrolls."""
+        item = self.itemAt(event.position().toPoint())
+        if not isinstance(item, QGraphicsProxyWidget) or self.graph.focusItem() is not item:
+            return False
+        local = item.mapFromScene(self.mapToScene(event.position().toPoint())).toPoint()
+        widget = item.widget().childAt(local)
+        while widget is not None and not isinstance(widget, QPlainTextEdit):
+            widget = widget.parentWidget()
+        return widget is not None and widget.hasFocus()
+
+    def mousePressEvent(self, event) -> None:  # noqa: N802
+        if event.button() == Qt.MouseButton.MiddleButton or (
+                event.button() == Qt.MouseButton.LeftButton and self._space):
+            self._panning = True
+            self._pan_last = event.position()
+            self.viewport().setCursor(Qt.CursorShape.ClosedHandCursor)
+            event.accept()
+            return
+        super().mousePressEvent(event)
+
+    def mouseMoveEvent(self, event) -> None:  # noqa: N802
+        self.last_scene_pos = self.mapToScene(event.position().toPoint())
+        if self._panning:
+            delta = event.position() - self._pan_last
+            self._pan_last = event.position()
+            self.translate_view(-delta.x(), -delta.y())
+            event.accept()
+            return
+        super().mouseMoveEvent(event)
+
+    def mouseReleaseEvent(self, event) -> None:  # noqa: N802
+        if self._panning and event.button() in (Qt.MouseButton.MiddleButton, Qt.MouseButton.LeftButton):
+            self._panning = False
+            self.viewport().setCursor(Qt.CursorShape.OpenHandCursor if self._space else Qt.CursorShape.ArrowCursor)
+            event.accept()
+            return
+        super().mouseReleaseEvent(event)
+
+    def mouseDoubleClickEvent(self, event) -> None:  # noqa: N802
+        pos = self.mapToScene(event.position().toPoint())
+        items = [i for i in self.graph.items(pos) if i.zValue() > -10]
+        if event.button() == Qt.MouseButton.LeftButton and not items:
+            self.searchRequested.emit(pos)
+            event.accept()
+            return
+        super().mouseDoubleClickEvent(event)
+
+    def keyPressEvent(self, event) -> None:  # noqa: N802
+        if event.key() == Qt.Key.Key_Space and not event.isAutoRepeat() and not self._focus_in_widget():
+            self._space = True
+            self.viewport().setCursor(Qt.CursorShape.OpenHandCursor)
+            event.accept()
+            return
+        if event.key() == Qt.Key.Key_Tab and not self._focus_in_widget():
+            self.searchRequested.emit(self.cursor_scene_pos())
+            event.accept()
+            return
+        if event.key() == Qt.Key.Key_Escape and self.graph.drag is not None:
+            self.graph.cancel_wire()
+            event.accept()
+            return
+        super().keyPressEvent(event)
+
+    def keyReleaseEvent(self, event) -> None:  # noqa: N802
+        if event.key() == Qt.Key.Key_Space and not event.isAutoRepeat():
+            self._space = False
+            self.viewport().setCursor(Qt.CursorShape.ArrowCursor)
+            event.accept()
+            return
+        super().keyReleaseEvent(event)
+
+    def focusNextPrevChild(self, next: bool) -> bool:  # noqa: N802, A002 - Tab opens the search
+        if self._focus_in_widget():
+            return super().focusNextPrevChild(next)
+        return False
+
+    def _focus_in_widget(self) -> bool:
+        return self.graph.focusItem() is not None
+
+    def cursor_scene_pos(self) -> QPointF:
+        pos = self.viewport().mapFromGlobal(self.cursor().pos())
+        if self.viewport().rect().contains(pos):
+            return self.mapToScene(pos)
+        return self.center()
+
+    # -- drawing ----------------------------------------------------------------------------------------
+    def drawBackground(self, painter: QPainter, rect: QRectF) -> None:  # noqa: N802
+        painter.fillRect(rect, QColor(theme.CANVAS_BG))
+        zoom = self.zoom()
+        step = 25.0
+        while step * zoom < 12:
+            step *= 4
+        left = math.floor(rect.left() / step) * step
+        top = math.floor(rect.top() / step) * step
+        minor = QPen(QColor(theme.GRID_MINOR), 0)
+        major = QPen(QColor(theme.GRID_MAJOR), 0)
+        lines_minor, lines_major = [], []
+        x = left
+        while x < rect.right():
+            (lines_major if round(x / step) % 4 == 0 else lines_minor).append(QLineF(x, rect.top(), x, rect.bottom()))
+            x += step
+        y = top
+        while y < rect.bottom():
+            (lines_major if round(y / step) % 4 == 0 else lines_minor).append(QLineF(rect.left(), y, rect.right(), y))
+            y += step
+        painter.setPen(minor)
+        painter.drawLines(lines_minor)
+        painter.setPen(major)
+        painter.drawLines(lines_major)
+
+    # -- drag and drop of files -------------------------------------------------------------------------
+    def dragEnterEvent(self, event) -> None:  # noqa: N802
+        if event.mimeData().hasUrls():
+            event.acceptProposedAction()
+        else:
+            super().dragEnterEvent(event)
+
+    def dragMoveEvent(self, event) -> None:  # noqa: N802
+        if event.mimeData().hasUrls():
+            event.acceptProposedAction()
+        else:
+            super().dragMoveEvent(event)
+
+    def dropEvent(self, event) -> None:  # noqa: N802
+        if event.mimeData().hasUrls():
+            paths = [u.toLocalFile() for u in event.mimeData().urls() if u.isLocalFile()]
+            if paths:
+                self.filesDropped.emit(paths, self.mapToScene(event.position().toPoint()))
+                event.acceptProposedAction()
+                return
+        super().dropEvent(event)

@@ -1,0 +1,212 @@
+"""Running from the editor: progress, results, cancel, errors, queued runs, bypass."""
+from __future__ import annotations
+
+import sys
+
+from nodeforge.ui.runner import runnable_copy
+from tests.ui.conftest import add
+
+TIMEOUT = 30_000
+
+
+def chain(win, *types):
+    ids = [add(win, t, 300 * i, 0) for i, t in enumerate(types)]
+    for a, b in zip(ids, ids[1:]):
+        assert win.controller.connect(a, "image", b, "image")
+    return ids
+
+
+def test_a_run_shows_progress_states_and_result_images(window, qtbot):
+    solid, slow, preview = chain(window, "SolidImage", "Slow", "PreviewOut")
+    save = add(window, "SaveOut", 900, 300)
+    window.controller.connect(slow, "image", save, "image")
+    steps = []
+    window.runner.nodeProgress.connect(lambda nid, s, t, img: steps.append((nid, s, t, img is not None)))
+    with qtbot.waitSignal(window.runner.runFinished, timeout=TIMEOUT):
+        window.act_run.trigger()
+    assert [s[1] for s in steps] == list(range(1, 21))
+    assert all(s[0] == slow and s[2] == 20 and s[3] for s in steps)
+    assert window.scene.nodes[slow].state == "done"
+    assert window.scene.nodes[preview].images and window.scene.nodes[preview].images[0].width() == 32
+    assert window.scene.nodes[save].images
+    assert len(window.images.records) == 2
+    assert any(r.path and r.path.endswith(".png") for r in window.images.records)
+    assert "Done" in window.statusBar().currentMessage()
+    # The same graph again: everything but the uncacheable save comes from the cache.
+    with qtbot.waitSignal(window.runner.runFinished, timeout=TIMEOUT):
+        window.run()
+    assert window.scene.nodes[slow].state == "cached"
+    assert window.scene.nodes[save].state == "done"
+
+
+def test_cancel_stops_a_run(window, qtbot, gate):
+    solid, slow, preview = chain(window, "SolidImage", "Slow", "PreviewOut")
+    window.controller.set_param(slow, "hold", True)
+    with qtbot.waitSignal(window.runner.nodeProgress, timeout=TIMEOUT):
+        window.run()
+    assert window.act_cancel.isEnabled()
+    assert window.scene.nodes[slow].state == "running"
+    with qtbot.waitSignal(window.runner.runningChanged, timeout=TIMEOUT):
+        window.act_cancel.trigger()
+    assert not window.runner.running
+    assert not window.act_cancel.isEnabled()
+    assert window.scene.nodes[slow].state is None
+    assert "cancelled" in window.statusBar().currentMessage()
+
+
+def test_a_failing_node_is_highlighted_with_its_message(window, qtbot):
+    solid, fail, preview = chain(window, "SolidImage", "Fail", "PreviewOut")
+    window.controller.set_param(fail, "message", "the brush is dry")
+    with qtbot.waitSignal(window.runner.runFailed, timeout=TIMEOUT):
+        window.run()
+    item = window.scene.nodes[fail]
+    assert "the brush is dry" in item.error
+    assert window.scene.nodes[solid].error is None
+    assert "the brush is dry" in window.statusBar().currentMessage()
+    window.controller.set_param(fail, "message", "x")   # an edit clears the highlight
+    assert item.error is None
+
+
+def test_validation_problems_highlight_every_node_at_fault(window, qtbot):
+    a = add(window, "Invert")
+    b = add(window, "PreviewOut", 300)
+    c = add(window, "Slow", 0, 300)
+    window.controller.connect(a, "image", b, "image")
+    window.controller.connect(a, "image", c, "image")
+    d = add(window, "PreviewOut", 300, 300)
+    window.controller.connect(c, "image", d, "image")
+    with qtbot.waitSignal(window.runner.runFailed, timeout=TIMEOUT):
+        window.run()
+    assert "image" in window.scene.nodes[a].error and "not connected" in window.scene.nodes[a].error
+    assert window.scene.nodes[b].error is None
+
+
+def test_editing_during_a_run_queues_the_next_run_on_a_fresh_copy(window, qtbot, gate):
+    solid, slow, preview = chain(window, "SolidImage", "Slow", "PreviewOut")
+    window.controller.set_param(slow, "hold", True)
+    with qtbot.waitSignal(window.runner.nodeProgress, timeout=TIMEOUT):
+        window.run()
+    window.controller.set_param(solid, "color", "blue")
+    window.controller.set_param(slow, "hold", False)
+    window.run()
+    assert window.runner.pending is not None
+    assert window.runner.current.nodes[solid].params["color"] == "red"   # the running copy is untouched
+    finished = []
+    window.runner.runFinished.connect(finished.append)
+    gate.set()
+    qtbot.waitUntil(lambda: len(finished) == 2, timeout=TIMEOUT)
+    img = window.scene.nodes[preview].images[0]
+    assert img.pixelColor(0, 0).blue() > 200     # the second run used the new colour
+
+
+def test_bypassed_nodes_pass_their_input_through_and_muted_ones_do_not_run(window, registry, qtbot):
+    solid, inv, preview = chain(window, "SolidImage", "Invert", "PreviewOut")
+    other = add(window, "PreviewOut", 600, 300)
+    window.controller.connect(inv, "image", other, "image")
+    window.controller.toggle_flag([inv], "bypassed")
+    wf = runnable_copy(window.model.snapshot(), registry)
+    assert inv not in wf.nodes
+    assert wf.nodes[preview].inputs == {"image": (solid, "image")}
+    window.controller.toggle_flag([inv], "bypassed")
+    window.controller.toggle_flag([inv], "muted")
+    wf = runnable_copy(window.model.snapshot(), registry)
+    assert set(wf.nodes) == {solid}
+    window.controller.toggle_flag([inv], "muted")
+    window.controller.toggle_flag([inv], "bypassed")
+    with qtbot.waitSignal(window.runner.runFinished, timeout=TIMEOUT):
+        window.run()
+    img = window.scene.nodes[preview].images[0]
+    assert img.pixelColor(0, 0).red() > 200       # red, not inverted
+
+
+def test_the_editor_starts_without_torch(tmp_path):
+    """In a fresh interpreter (other test modules may have imported torch in this one)."""
+    import os
+    import subprocess
+    from pathlib import Path
+
+    code = (
+        "import sys\n"
+        "from nodeforge.ui.app import make_app, build_window\n"
+        "app = make_app(['nodeforge'])\n"
+        "win = build_window()\n"
+        "win.show(); app.processEvents()\n"
+        "print('TORCH' if 'torch' in sys.modules else 'NO-TORCH')\n"
+        "win.confirm_close = False; win.close()\n"
+    )
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "NODEFORGE_HOME": str(tmp_path),
+           "PYTHONPATH": str(root)}
+    out = subprocess.run([sys.executable, "-c", code], cwd=root, env=env, capture_output=True, text=True,
+                         timeout=120)
+    assert "NO-TORCH" in out.stdout, out.stdout + out.stderr
+
+
+def test_auto_queue_runs_after_a_change_and_queues_during_a_run(window, qtbot, gate):
+    solid, slow, preview = chain(window, "SolidImage", "Slow", "PreviewOut")
+    window.controller.set_param(slow, "hold", True)
+    window.act_auto.setChecked(True)
+    try:
+        with qtbot.waitSignal(window.runner.nodeProgress, timeout=TIMEOUT):
+            window.controller.set_param(solid, "width", 64)      # starts a run by itself
+        window.controller.set_param(solid, "color", "green")     # during the run: queued
+        qtbot.waitUntil(lambda: window.runner.pending is not None, timeout=TIMEOUT)
+        assert window.runner.current.nodes[solid].params["color"] == "red"
+        window.controller.set_param(slow, "hold", False)
+        finished = []
+        window.runner.runFinished.connect(finished.append)
+        gate.set()
+        qtbot.waitUntil(lambda: bool(finished) and not window.runner.running and window.runner.pending is None,
+                        timeout=TIMEOUT)
+        assert window.scene.nodes[preview].images[0].pixelColor(0, 0).green() > 150
+    finally:
+        window.act_auto.setChecked(False)
+
+
+def test_the_image_panel_shows_the_seed_and_copies_it_on_click(window, qtbot):
+    from PySide6.QtCore import Qt
+    from PySide6.QtGui import QGuiApplication
+    from PySide6.QtWidgets import QLabel
+
+    solid, mix, preview = chain(window, "SolidImage", "Mix", "PreviewOut")
+    window.controller.set_param(mix, "seed", 1234)
+    with qtbot.waitSignal(window.runner.runFinished, timeout=TIMEOUT):
+        window.run()
+    (record,) = window.images.records
+    assert record.info["seed"] == 1234 and record.info["strength"] == 0.5
+    seed_label = window.images.findChild(QLabel, "seedLabel")
+    assert "1234" in seed_label.text()
+    qtbot.mouseClick(seed_label, Qt.MouseButton.LeftButton)
+    assert QGuiApplication.clipboard().text() == "1234"
+
+
+def test_the_status_bar_shows_device_memory_and_cache(window, qtbot):
+    from nodeforge.ui.status_bar import human_size
+
+    assert human_size(4 * 2**20) == "4 MB" and human_size(9.4 * 2**30) == "9.4 GB" and human_size(512) == "512 B"
+    chain(window, "SolidImage", "PreviewOut")
+    with qtbot.waitSignal(window.runner.runFinished, timeout=TIMEOUT):
+        window.run()
+    window.status.update_stats()
+    assert window.status.device_label.text().startswith("Device:")
+    assert window.status.memory_label.text().startswith("Memory:")
+    assert window.status.cache_label.text().startswith("Cache: 2 items")
+
+
+def test_a_seed_set_to_randomize_changes_after_each_run_not_before(window, qtbot):
+    solid, mix, preview = chain(window, "SolidImage", "Mix", "PreviewOut")
+    window.controller.set_param(mix, "seed", 5)
+    editor = window.scene.nodes[mix].panel.editors["seed"]
+    editor.seedModeChosen.emit("increment")            # the dice button's menu
+    assert window.model.workflow.ui["seed_control"] == {mix: "increment"}
+    assert editor.dice.property("seedMode") == "increment"
+    with qtbot.waitSignal(window.runner.runFinished, timeout=TIMEOUT):
+        window.run()
+    assert window.runner.current.nodes[mix].params["seed"] == 5      # the run used the old seed
+    assert window.model.nodes[mix].params["seed"] == 6
+    assert editor.spin.value() == 6
+    window.scene.select_nodes([mix])
+    (copy,) = window.duplicate()
+    assert window.model.node_ui("seed_control", copy) == "increment"
+    editor.seedModeChosen.emit("fixed")
+    assert window.model.workflow.ui["seed_control"] == {copy: "increment"}
