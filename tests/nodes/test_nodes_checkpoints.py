@@ -201,7 +201,9 @@ def test_ldm_names_of_full_size_unets_agree_with_diffusers_converter(family):
     with torch.device("meta"):
         unet = UNet2DConditionModel.from_config(config)
     state = unet.state_dict()
-    ldm = {"model.diffusion_model." + names.unet_ldm_name(k, unet.config): v for k, v in state.items()}
+    tags = {k: torch.tensor([i]) for i, k in enumerate(state)}   # each weight tagged with its own name
+    ldm = {"model.diffusion_model." + names.unet_ldm_name(k, unet.config): v for k, v in tags.items()}
     assert len(ldm) == len(state)
     back = sfu.convert_ldm_unet_checkpoint(ldm, unet.config)
     assert set(back) == set(state)
+    assert all(torch.equal(back[k], tags[k]) for k in state)   # every name lands on its own layer
