@@ -124,3 +124,34 @@ def caption_corpus() -> list[str]:
     """Every word the captions use, for building the tokenizer's vocabulary."""
     words = ["a", "on", "background", "shape", *COLOURS, *SHAPES, *SIZES]
     return [" ".join(words)]
+
+
+def write_folder(folder, n: int, seed: int, shapes: tuple[str, ...] = SHAPES) -> None:
+    """Write n images as PNGs with same-named .txt captions ("a <colour> <shape> on a <colour>
+    background"), the layout `nodeforge train-lora` reads."""
+    from pathlib import Path
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    images, samples = generate(n, seed, shapes)
+    for i, (image, sample) in enumerate(zip(images, samples)):
+        Image.fromarray(image).save(folder / f"{i:05d}.png")
+        (folder / f"{i:05d}.txt").write_text(full_caption(sample) + "\n", encoding="utf-8")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """python -m nodeforge.training.data OUT_DIR --n 400 --shapes star --seed 0"""
+    import argparse
+
+    p = argparse.ArgumentParser(description="Write generated shape images with .txt captions.")
+    p.add_argument("out")
+    p.add_argument("--n", type=int, default=400)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--shapes", nargs="+", default=list(SHAPES), choices=[*SHAPES, "star"])
+    args = p.parse_args(argv)
+    write_folder(args.out, args.n, args.seed, tuple(args.shapes))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
