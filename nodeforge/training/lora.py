@@ -113,8 +113,8 @@ def load_folder(folder: Path, resolution: int) -> tuple[np.ndarray, list[str]]:
 class Progress:
     """A one-line progress bar on stderr (no tqdm dependency)."""
 
-    def __init__(self, total: int, stream=sys.stderr):
-        self.total, self.stream, self.t0 = total, stream, time.time()
+    def __init__(self, total: int, stream=None):
+        self.total, self.stream, self.t0 = total, stream or sys.stderr, time.time()
 
     def update(self, done: int, loss: float) -> None:
         width = 30

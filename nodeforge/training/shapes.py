@@ -102,7 +102,7 @@ def train_vae(args, images: np.ndarray, held_out: np.ndarray, device, work: Path
         done = step + 1
         if done % args.log_every == 0 or done == args.vae_steps:
             log(f"vae step {done}/{args.vae_steps} loss {loss.item():.5f} kl {kl.item():.4f} "
-                f"{(time.time() - t0) / max(1, done - start if start else done):.2f}s/step")
+                f"{(time.time() - t0) / done:.2f}s/step (avg incl. any resumed part)")
         if done % args.ckpt_every == 0 or done == args.vae_steps:
             vae.eval()
             with torch.no_grad():
@@ -178,7 +178,9 @@ def train_unet(args, latents: torch.Tensor, samples, tokenizer, device, work: Pa
         weight = torch.clamp(snr[t], max=5.0) / snr[t]
         loss = (weight * (pred - noise).pow(2).mean(dim=(1, 2, 3))).mean()
         for group in opt.param_groups:
-            group["lr"] = lr_at(step, args.unet_steps, args.unet_lr, 200)
+            # Warm-up, then constant (EMA does the annealing): a run stopped at step N equals a
+            # run with --unet-steps N, so a time-boxed run stays reproducible.
+            group["lr"] = args.unet_lr * min(1.0, (step + 1) / 200)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -231,22 +233,22 @@ def parse_args(argv: list[str] | None):
     p.add_argument("--device", default="auto")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--images", type=int, default=20000, help="training images")
+    p.add_argument("--images", type=int, default=12000, help="training images")
     p.add_argument("--eval-images", type=int, default=256, help="held-out images for the VAE's PSNR")
-    p.add_argument("--vae-steps", type=int, default=1300)
+    p.add_argument("--vae-steps", type=int, default=500)
     p.add_argument("--vae-batch", type=int, default=16)
     p.add_argument("--vae-lr", type=float, default=1e-3)
     p.add_argument("--vae-kl", type=float, default=1e-4)
     p.add_argument("--vae-channels", type=int, nargs="+", default=[32, 64, 64])
-    p.add_argument("--unet-steps", type=int, default=3000)
+    p.add_argument("--unet-steps", type=int, default=2400)
     p.add_argument("--unet-batch", type=int, default=32)
-    p.add_argument("--unet-lr", type=float, default=6e-4)
-    p.add_argument("--unet-channels", type=int, nargs="+", default=[64, 128, 128])
+    p.add_argument("--unet-lr", type=float, default=8e-4)
+    p.add_argument("--unet-channels", type=int, nargs="+", default=[32, 64, 64])
     p.add_argument("--unet-layers", type=int, default=1)
     p.add_argument("--text-layers", type=int, default=3)
     p.add_argument("--ema-decay", type=float, default=0.999)
     p.add_argument("--log-every", type=int, default=50)
-    p.add_argument("--ckpt-every", type=int, default=300)
+    p.add_argument("--ckpt-every", type=int, default=100)
     p.add_argument("--save-partial", action="store_true", help="also save the pipeline at each UNet checkpoint")
     return p.parse_args(argv)
 
