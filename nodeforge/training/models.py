@@ -86,3 +86,11 @@ def make_unet(channels: tuple[int, ...] = (64, 128, 128), layers_per_block: int 
 def make_scheduler_config() -> dict:
     """A DDPM-style config that Euler, DDIM, DPM++ etc. can all be created from."""
     return dict(NOISE_SCHEDULE, steps_offset=1, timestep_spacing="trailing", clip_sample=False, set_alpha_to_one=False)
+
+
+def make_scheduler():
+    """The shipped default sampler: Euler over SD's training noise schedule."""
+    from diffusers import EulerDiscreteScheduler
+
+    config = {k: v for k, v in make_scheduler_config().items() if k not in ("clip_sample", "set_alpha_to_one")}
+    return EulerDiscreteScheduler(**config)

@@ -206,15 +206,14 @@ def train_unet(args, latents: torch.Tensor, samples, tokenizer, device, work: Pa
 def save_pipeline(out: Path, vae, unet, text_encoder, tokenizer, ema: EMA | None, report: dict) -> None:
     import copy
 
-    from diffusers import EulerDiscreteScheduler, StableDiffusionPipeline
+    from diffusers import StableDiffusionPipeline
 
     unet_s, te_s = copy.deepcopy(unet).cpu().eval(), copy.deepcopy(text_encoder).cpu().eval()
     if ema is not None:
         ema_cpu = EMA([unet_s, te_s], ema.decay)
         ema_cpu.shadow = [s.detach().cpu() for s in ema.shadow]
         ema_cpu.copy_to([unet_s, te_s])
-    scheduler = EulerDiscreteScheduler(**{k: v for k, v in models.make_scheduler_config().items()
-                                          if k not in ("clip_sample", "set_alpha_to_one")})
+    scheduler = models.make_scheduler()
     pipe = StableDiffusionPipeline(
         vae=copy.deepcopy(vae).cpu().eval(), text_encoder=te_s, tokenizer=tokenizer, unet=unet_s,
         scheduler=scheduler, safety_checker=None, feature_extractor=None, image_encoder=None,

@@ -14,7 +14,7 @@ from nodeforge.training.vocab import build_tokenizer  # noqa: E402
 @pytest.fixture(scope="module")
 def tiny_base(tmp_path_factory):
     """A random diffusers folder with the demo model's layout but tiny sizes."""
-    from diffusers import EulerDiscreteScheduler, StableDiffusionPipeline
+    from diffusers import StableDiffusionPipeline
 
     folder = tmp_path_factory.mktemp("tiny-base")
     torch.manual_seed(0)
@@ -24,7 +24,7 @@ def tiny_base(tmp_path_factory):
         text_encoder=models.make_text_encoder(len(tokenizer), tokenizer.bos_token_id, tokenizer.eos_token_id, 1),
         tokenizer=tokenizer,
         unet=models.make_unet((16, 16, 16)),
-        scheduler=EulerDiscreteScheduler(**models.NOISE_SCHEDULE),
+        scheduler=models.make_scheduler(),
         safety_checker=None, feature_extractor=None, requires_safety_checker=False,
     )
     pipe.save_pretrained(folder)
@@ -67,3 +67,33 @@ def test_strength_zero_leaves_the_weights_exactly_as_they_were(tiny_base, tmp_pa
     assert lora.apply_kohya_lora(patched, tensors, lora.UNET_PREFIX, 0.0) > 0
     for a, b in zip(base.state_dict().values(), patched.state_dict().values()):
         assert torch.equal(a, b)
+
+
+def test_diffusers_reads_the_file_the_same_way_as_the_kohya_merge(tiny_base, tmp_path):
+    """The layout is the standard one: diffusers' own kohya loader gives the same UNet output
+    as merging W + up @ down * alpha / rank."""
+    from diffusers import StableDiffusionPipeline
+    from safetensors.torch import save_file
+
+    images = tmp_path / "imgs"
+    data.write_folder(images, 2, seed=0, shapes=("star",))
+    out = tmp_path / "l.safetensors"
+    lora.main([str(images), "--base", str(tiny_base), "--out", str(out), "--steps", "1", "--batch", "2",
+               "--rank", "4", "--alpha", "2"])
+    tensors, metadata = lora.load_kohya(out)
+    torch.manual_seed(0)  # make the update big enough to see
+    tensors = {k: (torch.randn_like(v) * 0.1 if k.endswith("lora_up.weight") else v) for k, v in tensors.items()}
+    save_file(tensors, str(out), metadata=metadata)
+
+    pipe = StableDiffusionPipeline.from_pretrained(tiny_base, safety_checker=None)
+    merged = StableDiffusionPipeline.from_pretrained(tiny_base, safety_checker=None).unet
+    lora.apply_kohya_lora(merged, tensors, lora.UNET_PREFIX, 1.0)
+    pipe.load_lora_weights(str(out))
+    x, t, cond = torch.randn(1, 4, 16, 16), torch.tensor([500]), torch.randn(1, 77, 64)
+    with torch.no_grad():
+        expected = merged(x, t, encoder_hidden_states=cond).sample
+        got = pipe.unet(x, t, encoder_hidden_states=cond).sample
+        base = StableDiffusionPipeline.from_pretrained(tiny_base, safety_checker=None).unet(
+            x, t, encoder_hidden_states=cond).sample
+    assert not torch.allclose(base, expected, atol=1e-3)
+    torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-3)
