@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QObject, Signal
+from PySide6.QtCore import QObject, QTimer, Signal
 from PySide6.QtGui import QImage
 
 from nodeforge.core import events as ev
@@ -206,6 +206,12 @@ class RunController(QObject):
         self.current: Workflow | None = None
         self._thread: threading.Thread | None = None
         self._info: dict[str, Any] = {}
+        # Step events can arrive faster than the screen refreshes: only the latest per node is shown.
+        self._progress: dict[str, tuple] = {}
+        self._flush = QTimer(self)
+        self._flush.setSingleShot(True)
+        self._flush.setInterval(0)
+        self._flush.timeout.connect(self._flush_progress)
         self._event.connect(self._on_event)
         self._done.connect(self._on_done)
 
@@ -269,14 +275,27 @@ class RunController(QObject):
             kind = "cancelled" if isinstance(error, Cancelled) else "failed"
             self._event.emit((kind, event.node_id, event.message, problems))
 
+    def _flush_progress(self) -> None:
+        pending, self._progress = self._progress, {}
+        for nid, (step, total, preview) in pending.items():
+            self.nodeProgress.emit(nid, step, total, preview)
+
     def _on_event(self, payload: tuple) -> None:
         kind = payload[0]
+        if kind == "progress":
+            _, nid, step, total, preview = payload
+            if preview is None and nid in self._progress:
+                preview = self._progress[nid][2]   # keep the newest preview of the batch
+            self._progress[nid] = (step, total, preview)
+            if not self._flush.isActive():
+                self._flush.start()
+            return
+        self._flush.stop()
+        self._flush_progress()
         if kind == "run":
             self.runStarted.emit(payload[1])
         elif kind == "started":
             self.nodeStarted.emit(payload[1])
-        elif kind == "progress":
-            self.nodeProgress.emit(payload[1], payload[2], payload[3], payload[4])
         elif kind == "finished":
             _, nid, cached, seconds, images = payload
             records = [RunImage(img, path, nid, dict(self._info)) for img, path in images]

@@ -24,7 +24,8 @@ def test_a_run_shows_progress_states_and_result_images(window, qtbot):
     window.runner.nodeProgress.connect(lambda nid, s, t, img: steps.append((nid, s, t, img is not None)))
     with qtbot.waitSignal(window.runner.runFinished, timeout=TIMEOUT):
         window.act_run.trigger()
-    assert [s[1] for s in steps] == list(range(1, 21))
+    shown = [s[1] for s in steps]          # steps that arrive together are shown once, the latest
+    assert shown == sorted(shown) and shown[-1] == 20
     assert all(s[0] == slow and s[2] == 20 and s[3] for s in steps)
     assert window.scene.nodes[slow].state == "done"
     assert window.scene.nodes[preview].images and window.scene.nodes[preview].images[0].width() == 32
