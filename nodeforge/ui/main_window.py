@@ -7,7 +7,7 @@ from typing import Any
 from PySide6.QtCore import QMimeData, QPointF, QSettings, Qt, QTimer
 from PySide6.QtGui import QAction, QGuiApplication, QKeySequence, QUndoStack
 from PySide6.QtWidgets import (
-    QDockWidget, QFileDialog, QInputDialog, QMainWindow, QMenu, QMessageBox, QToolButton, QUndoView,
+    QDockWidget, QFileDialog, QInputDialog, QMainWindow, QMenu, QMessageBox, QSpinBox, QToolButton, QUndoView,
 )
 
 from nodeforge.core.engine import Engine
@@ -137,7 +137,7 @@ class MainWindow(QMainWindow):
         self.act_arrange = a("A&rrange Graph", self.arrange, "Ctrl+Shift+L", None,
                              "Lay the nodes (or the selection) out in columns along the wires")
         self.act_fit = a("&Fit View", self.view.fit_selection, "F", "fit", "Fit the graph (or the selection) in view")
-        self.act_run = a("&Run", self.run, ["Ctrl+Return", "Ctrl+Enter"], "run", "Run the graph (Ctrl+Enter)")
+        self.act_run = a("&Run", lambda: self.run(), ["Ctrl+Return", "Ctrl+Enter"], "run", "Run the graph (Ctrl+Enter)")
         self.act_cancel = a("&Cancel", self.cancel, "Esc", "cancel", "Cancel the run (Esc)")
         self.act_cancel.setEnabled(False)
         self.act_auto = a("&Auto-Queue on Change", self._auto_toggled, None, None,
@@ -193,6 +193,13 @@ class MainWindow(QMainWindow):
         tools.addActions([self.act_add, self.act_fit])
         tools.addSeparator()
         tools.addAction(self.act_run)
+        self.batch = QSpinBox()
+        self.batch.setRange(1, 100)
+        self.batch.setPrefix("× ")
+        self.batch.setToolTip("Batch count: how many runs one Run queues (seeds set to increment or "
+                              "randomize change between them)")
+        self.batch.setKeyboardTracking(False)
+        tools.addWidget(self.batch)
         tools.addAction(self.act_cancel)
         for action, name in ((self.act_run, "runButton"), (self.act_cancel, "cancelButton")):
             button = tools.widgetForAction(action)
@@ -218,7 +225,7 @@ class MainWindow(QMainWindow):
         self._auto_timer = QTimer(self)
         self._auto_timer.setSingleShot(True)
         self._auto_timer.setInterval(350)    # a slider drag is one run, not one per step
-        self._auto_timer.timeout.connect(self.run)
+        self._auto_timer.timeout.connect(self._auto_run)
         self.scene.imageActivated.connect(self._show_images)
 
     def _auto_toggled(self, on: bool) -> None:
@@ -652,16 +659,21 @@ class MainWindow(QMainWindow):
         menu.popup(self.view.viewport().mapToGlobal(pos))
 
     # -- running ------------------------------------------------------------------------------------------
-    def run(self) -> None:
+    def run(self, *, count: int | None = None, replace_last: bool = False) -> None:
+        """Queue `count` runs (the batch count box by default), each on a copy of the graph."""
         self.presenter.clear_errors()
-        self.runner.run(self.model.snapshot())
-        # Seeds set to increment or randomize change once the run has its copy, as in ComfyUI;
-        # that change must not start another run by itself.
-        self._advancing_seeds = True
-        try:
-            self.controller.advance_seeds()
-        finally:
-            self._advancing_seeds = False
+        for _ in range(count or self.batch.value()):
+            self.runner.run(self.model.snapshot(), replace_last=replace_last)
+            # Seeds set to increment or randomize change once the run has its copy, as in ComfyUI;
+            # that change must not start another run by itself.
+            self._advancing_seeds = True
+            try:
+                self.controller.advance_seeds()
+            finally:
+                self._advancing_seeds = False
+
+    def _auto_run(self) -> None:
+        self.run(count=1, replace_last=True)
 
     def cancel(self) -> None:
         if self.search.isVisible():

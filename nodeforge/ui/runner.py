@@ -196,13 +196,13 @@ class RunController(QObject):
     runFinished = Signal(object)                # RunResult
     runFailed = Signal(object, str, list)       # node id or None, message, [Problem]
     runningChanged = Signal(bool)
-    queuedChanged = Signal(bool)
+    queuedChanged = Signal(int)                 # how many runs wait
 
     def __init__(self, engine: Engine, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.engine = engine
         self.running = False
-        self.pending: Workflow | None = None
+        self.pending: list[Workflow] = []
         self.current: Workflow | None = None
         self._thread: threading.Thread | None = None
         self._info: dict[str, Any] = {}
@@ -215,19 +215,27 @@ class RunController(QObject):
         self._event.connect(self._on_event)
         self._done.connect(self._on_done)
 
-    def run(self, workflow: Workflow) -> None:
-        """Run a copy of `workflow`, or queue it if a run is going."""
+    def run(self, workflow: Workflow, *, replace_last: bool = False) -> None:
+        """Run a copy of `workflow`, or queue it behind the current run.
+
+        `replace_last` puts it in place of the last queued run instead (auto-queue: only the
+        newest state of the graph is worth running).
+        """
         copy = runnable_copy(workflow, self.engine.registry)
         if self.running:
-            self.pending = copy
-            self.queuedChanged.emit(True)
+            if replace_last and self.pending:
+                self.pending[-1] = copy
+            else:
+                self.pending.append(copy)
+            self.queuedChanged.emit(len(self.pending))
             return
         self._start(copy)
 
     def cancel(self) -> None:
-        if self.pending is not None:
-            self.pending = None
-            self.queuedChanged.emit(False)
+        """Stop the current run and drop the queued ones."""
+        if self.pending:
+            self.pending = []
+            self.queuedChanged.emit(0)
         if self.running:
             self.engine.cancel()
 
@@ -311,9 +319,9 @@ class RunController(QObject):
         self.running = False
         self._thread = None
         self.runningChanged.emit(False)
-        if self.pending is not None:
-            nxt, self.pending = self.pending, None
-            self.queuedChanged.emit(False)
+        if self.pending:
+            nxt = self.pending.pop(0)
+            self.queuedChanged.emit(len(self.pending))
             self._start(nxt)
 
     def wait(self, timeout: float | None = None) -> None:

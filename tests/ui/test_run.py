@@ -90,7 +90,7 @@ def test_editing_during_a_run_queues_the_next_run_on_a_fresh_copy(window, qtbot,
     window.controller.set_param(solid, "color", "blue")
     window.controller.set_param(slow, "hold", False)
     window.run()
-    assert window.runner.pending is not None
+    assert len(window.runner.pending) == 1
     assert window.runner.current.nodes[solid].params["color"] == "red"   # the running copy is untouched
     finished = []
     window.runner.runFinished.connect(finished.append)
@@ -151,13 +151,13 @@ def test_auto_queue_runs_after_a_change_and_queues_during_a_run(window, qtbot, g
         with qtbot.waitSignal(window.runner.nodeProgress, timeout=TIMEOUT):
             window.controller.set_param(solid, "width", 64)      # starts a run by itself
         window.controller.set_param(solid, "color", "green")     # during the run: queued
-        qtbot.waitUntil(lambda: window.runner.pending is not None, timeout=TIMEOUT)
+        qtbot.waitUntil(lambda: len(window.runner.pending) == 1, timeout=TIMEOUT)
         assert window.runner.current.nodes[solid].params["color"] == "red"
         window.controller.set_param(slow, "hold", False)
         finished = []
         window.runner.runFinished.connect(finished.append)
         gate.set()
-        qtbot.waitUntil(lambda: bool(finished) and not window.runner.running and window.runner.pending is None,
+        qtbot.waitUntil(lambda: bool(finished) and not window.runner.running and not window.runner.pending,
                         timeout=TIMEOUT)
         assert window.scene.nodes[preview].images[0].pixelColor(0, 0).green() > 150
     finally:
@@ -211,3 +211,33 @@ def test_a_seed_set_to_randomize_changes_after_each_run_not_before(window, qtbot
     assert window.model.node_ui("seed_control", copy) == "increment"
     editor.seedModeChosen.emit("fixed")
     assert window.model.workflow.ui["seed_control"] == {copy: "increment"}
+
+
+def test_batch_count_queues_runs_with_advancing_seeds(window, qtbot, gate):
+    solid, mix, preview = chain(window, "SolidImage", "Mix", "PreviewOut")
+    window.controller.set_param(mix, "seed", 10)
+    window.controller.set_seed_control(mix, "increment")
+    window.batch.setValue(3)
+    seeds = []
+    window.runner.runningChanged.connect(
+        lambda running: seeds.append(window.runner.current.nodes[mix].params["seed"]) if running else None)
+    finished = []
+    window.runner.runFinished.connect(finished.append)
+    window.act_run.trigger()
+    qtbot.waitUntil(lambda: len(finished) == 3 and not window.runner.running, timeout=TIMEOUT)
+    assert seeds == [10, 11, 12]
+    assert window.model.nodes[mix].params["seed"] == 13
+    assert window.status.queue_label.isHidden()
+
+
+def test_cancel_drops_queued_runs(window, qtbot, gate):
+    solid, slow, preview = chain(window, "SolidImage", "Slow", "PreviewOut")
+    window.controller.set_param(slow, "hold", True)
+    window.batch.setValue(3)
+    with qtbot.waitSignal(window.runner.nodeProgress, timeout=TIMEOUT):
+        window.run()
+    assert len(window.runner.pending) == 2
+    assert window.status.queue_label.text() == "Queue: 2"
+    with qtbot.waitSignal(window.runner.runningChanged, timeout=TIMEOUT):
+        window.cancel()
+    assert window.runner.pending == [] and not window.runner.running
