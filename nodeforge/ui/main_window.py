@@ -155,6 +155,8 @@ class MainWindow(QMainWindow):
         m.addActions([self.act_new, self.act_new_window, self.act_open])
         self.recent_menu = m.addMenu("Open &Recent")
         self.recent_menu.aboutToShow.connect(self._fill_recent)
+        self.examples_menu = m.addMenu("&Examples")
+        self.examples_menu.aboutToShow.connect(self._fill_examples)
         m.addSeparator()
         m.addActions([self.act_save, self.act_save_as])
         m.addSeparator()
@@ -199,6 +201,7 @@ class MainWindow(QMainWindow):
         self.batch.setToolTip("Batch count: how many runs one Run queues (seeds set to increment or "
                               "randomize change between them)")
         self.batch.setKeyboardTracking(False)
+        self.batch.setFixedWidth(64)
         tools.addWidget(self.batch)
         tools.addAction(self.act_cancel)
         for action, name in ((self.act_run, "runButton"), (self.act_cancel, "cancelButton")):
@@ -406,6 +409,31 @@ class MainWindow(QMainWindow):
         path_s = str(Path(path).resolve())
         recent = [p for p in self.recent_files() if p != path_s]
         self.settings().setValue("recentFiles", [path_s] + recent[:MAX_RECENT - 1])
+
+    def example_files(self) -> list[Path]:
+        from nodeforge.paths import builtin_dir
+
+        folder = builtin_dir("workflows")
+        return sorted(folder.glob("*.json")) if folder.is_dir() else []
+
+    def _fill_examples(self) -> None:
+        self.examples_menu.clear()
+        examples = self.example_files()
+        if not examples:
+            self.examples_menu.addAction("(none installed)").setEnabled(False)
+        for path in examples:
+            self.examples_menu.addAction(path.stem, lambda p=path: self.open_example(p))
+
+    def open_example(self, path: Path) -> bool:
+        """An example opens as a new, unsaved graph, so Save does not overwrite the bundled file."""
+        if not self._maybe_save():
+            return False
+        if not self.open_path(path):
+            return False
+        self.path = None
+        self.model.workflow.source = None
+        self._update_title()
+        return True
 
     def _fill_recent(self) -> None:
         self.recent_menu.clear()
