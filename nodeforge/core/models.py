@@ -102,9 +102,10 @@ class ModelPaths:
                     return option
         if candidate.exists():  # a bare relative file name in the working folder
             return candidate
-        searched = ", ".join(str(f) for f in self.folders(kind) if f.is_dir()) or "no model folders exist"
+        existing = [str(f) for f in self.folders(kind) if f.is_dir()]
+        searched = f"searched {', '.join(existing)}" if existing else "no model folder exists yet"
         raise ModelNotFound(
-            f"{kind.value} {name!r} not found (searched {searched}); put it in "
+            f"{kind.value} {name!r} not found ({searched}); put it in "
             f"{self.roots[0] / SUBFOLDERS[kind] if self.roots else 'a models folder'}, "
             "add its folder to NODEFORGE_MODELS, or give a path"
         )

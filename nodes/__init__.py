@@ -1,0 +1,187 @@
+"""The built-in diffusion node pack: loaders, text encoding, latents, denoising, LoRA, images.
+
+This module only declares the nodes. torch, diffusers, transformers, peft and PIL are imported
+inside the run functions (from the sibling modules), so listing and validating stay fast.
+"""
+from __future__ import annotations
+
+import importlib.util
+from typing import Any
+
+from nodeforge.core.spec import Input, NodeSpec, Output, Param
+from nodeforge.core.types import FileKind, PortType
+
+SEED_MAX = 0xFFFFFFFFFFFFFFFF
+SCHEDULERS = ("euler", "euler_ancestral", "heun", "lms", "ddim", "ddpm", "pndm", "dpmpp_2m",
+              "dpmpp_2m_karras") + (("dpmpp_sde",) if importlib.util.find_spec("torchsde") else ()) + \
+             ("unipc", "lcm")
+
+
+def _names(kind: FileKind) -> Any:
+    def list_names() -> list[str]:
+        from nodeforge.core.models import ModelPaths
+
+        return ModelPaths.default().names(kind)
+    return list_names
+
+
+# Thin run wrappers: each imports its heavy module only when a graph actually runs.
+def _checkpoint_loader(ctx: Any, **kw: Any) -> dict:
+    from . import loading
+    return loading.run_checkpoint_loader(ctx, **kw)
+
+
+def _lora_loader(ctx: Any, **kw: Any) -> dict:
+    from . import lora
+    return lora.run_lora_loader(ctx, **kw)
+
+
+def _text_encoder(ctx: Any, **kw: Any) -> dict:
+    from . import prompt
+    return prompt.run_text_encoder(ctx, **kw)
+
+
+def _empty_latent(ctx: Any, width: int, height: int, batch_size: int) -> dict:
+    # No model here, so the latent stays lazy: UNetDenoise gives it the model's channels and factor.
+    return {"latent": {"samples": None, "width": width, "height": height, "batch_size": batch_size}}
+
+
+def _load_image(ctx: Any, **kw: Any) -> dict:
+    from . import images
+    return images.run_load_image(ctx, **kw)
+
+
+def _vae_encode(ctx: Any, **kw: Any) -> dict:
+    from . import vae
+    return vae.run_vae_encode(ctx, **kw)
+
+
+def _vae_decode(ctx: Any, **kw: Any) -> dict:
+    from . import vae
+    return vae.run_vae_decode(ctx, **kw)
+
+
+def _set_latent_mask(ctx: Any, **kw: Any) -> dict:
+    from . import latents
+    return latents.run_set_latent_mask(ctx, **kw)
+
+
+def _unet_denoise(ctx: Any, **kw: Any) -> dict:
+    from . import sampling
+    return sampling.run_unet_denoise(ctx, **kw)
+
+
+def _preview(ctx: Any, **kw: Any) -> Any:
+    from . import images
+    return images.run_preview(ctx, **kw)
+
+
+def _save_image(ctx: Any, **kw: Any) -> Any:
+    from . import images
+    return images.run_save_image(ctx, **kw)
+
+
+def _check_prefix(prefix: str, **_: Any) -> list[str]:
+    if not prefix.strip():
+        return ["prefix: give a file name prefix such as 'nodeforge'"]
+    parts = prefix.replace("\\", "/").split("/")
+    if prefix.startswith(("/", "\\")) or ".." in parts or ":" in prefix:
+        return ["prefix: must stay inside the output folder (no absolute path, drive or '..')"]
+    return []
+
+
+def _check_denoise(steps: int, denoise: float, **_: Any) -> list[str]:
+    if 0 < denoise < 1 and int(steps * denoise) < 1:
+        return [f"denoise: {denoise} of {steps} steps leaves no step to run; raise steps or denoise"]
+    return []
+
+
+MODEL, CLIP, VAE = PortType.MODEL.value, PortType.CLIP.value, PortType.VAE.value
+COND, LATENT = PortType.CONDITIONING.value, PortType.LATENT.value
+IMAGE, MASK = PortType.IMAGE.value, PortType.MASK.value
+
+NODES: list[NodeSpec] = [
+    NodeSpec(
+        "CheckpointLoader", "loaders", _checkpoint_loader,
+        params=(Param.choice("checkpoint", _names(FileKind.CHECKPOINT), default="nodeforge-shapes",
+                             file=FileKind.CHECKPOINT,
+                             description="a diffusers folder or a single .safetensors (SD 1.x, 2.x, XL)"),),
+        outputs=(Output("unet", MODEL), Output("clip", CLIP), Output("vae", VAE)),
+        description="Load a Stable Diffusion model: denoising UNet, text encoder and VAE.",
+        display_name="Load Checkpoint"),
+    NodeSpec(
+        "LoRALoader", "loaders", _lora_loader,
+        inputs=(Input("unet", MODEL), Input("clip", CLIP)),
+        params=(Param.choice("lora", _names(FileKind.LORA), default="shapes-star", file=FileKind.LORA),
+                Param.float("strength_unet", 1.0, min=-10.0, max=10.0, step=0.05),
+                Param.float("strength_clip", 1.0, min=-10.0, max=10.0, step=0.05)),
+        outputs=(Output("unet", MODEL), Output("clip", CLIP)),
+        description="Apply a LoRA (kohya or diffusers/PEFT format) without changing the input model.",
+        display_name="Load LoRA"),
+    NodeSpec(
+        "TextEncoder", "conditioning", _text_encoder,
+        inputs=(Input("clip", CLIP),),
+        params=(Param.string("text", "", multiline=True,
+                             description="prompt; (word:1.3) emphasises, [word] de-emphasises"),),
+        outputs=(Output("conditioning", COND),),
+        description="Encode a prompt (any length, with (emphasis:1.2)) for the UNet.",
+        display_name="Text Encoder"),
+    NodeSpec(
+        "EmptyLatent", "latent", _empty_latent,
+        params=(Param.int("width", 512, min=16, max=8192, step=4, multiple_of=4),
+                Param.int("height", 512, min=16, max=8192, step=4, multiple_of=4),
+                Param.int("batch_size", 1, min=1, max=64)),
+        outputs=(Output("latent", LATENT),),
+        description="A blank latent of an image size (checked against the model's VAE factor when denoising).",
+        display_name="Empty Latent"),
+    NodeSpec(
+        "LoadImage", "image", _load_image,
+        params=(Param.string("path", "", file=FileKind.IMAGE, description="PNG, JPEG or WebP"),),
+        outputs=(Output("image", IMAGE), Output("mask", MASK)),
+        description="Load an image; its transparent pixels become the mask (1 = repaint).",
+        display_name="Load Image"),
+    NodeSpec(
+        "VAEEncode", "latent", _vae_encode,
+        inputs=(Input("vae", VAE), Input("image", IMAGE)),
+        outputs=(Output("latent", LATENT),),
+        description="Encode an image into the model's latent space.",
+        display_name="VAE Encode"),
+    NodeSpec(
+        "SetLatentMask", "latent", _set_latent_mask,
+        inputs=(Input("latent", LATENT), Input("mask", MASK)),
+        outputs=(Output("latent", LATENT),),
+        description="Restrict denoising to the masked area (inpainting).",
+        display_name="Set Latent Mask"),
+    NodeSpec(
+        "UNetDenoise", "sampling", _unet_denoise,
+        inputs=(Input("unet", MODEL), Input("positive", COND), Input("negative", COND),
+                Input("latent", LATENT)),
+        params=(Param.int("seed", 0, min=0, max=SEED_MAX),
+                Param.int("steps", 20, min=1, max=1000),
+                Param.float("cfg", 7.0, min=0.0, max=100.0, step=0.5),
+                Param.choice("scheduler", SCHEDULERS, default="euler"),
+                Param.float("denoise", 1.0, min=0.0, max=1.0, step=0.01)),
+        outputs=(Output("latent", LATENT),),
+        validate=_check_denoise,
+        description="Denoise a latent with the UNet, guided by the prompts (txt2img, img2img, inpainting).",
+        display_name="UNet Denoise"),
+    NodeSpec(
+        "VAEDecode", "latent", _vae_decode,
+        inputs=(Input("vae", VAE), Input("latent", LATENT)),
+        outputs=(Output("image", IMAGE),),
+        description="Decode a latent into an image (tiled for large sizes).",
+        display_name="VAE Decode"),
+    NodeSpec(
+        "Preview", "image", _preview,
+        inputs=(Input("image", IMAGE),),
+        output_node=True,
+        description="Show the images (written to the output folder only with --previews).",
+        display_name="Preview Image"),
+    NodeSpec(
+        "SaveImage", "image", _save_image,
+        inputs=(Input("image", IMAGE),),
+        params=(Param.string("prefix", "nodeforge"),),
+        output_node=True, cacheable=False, validate=_check_prefix,
+        description="Save PNGs (prefix_00001.png, ...) carrying the workflow that made them.",
+        display_name="Save Image"),
+]

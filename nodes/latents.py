@@ -1,0 +1,74 @@
+"""LATENT values: materialising EmptyLatent's lazy latents, masks, and cheap previews.
+
+LATENT is a dict: {"samples": [B, C, h, w] float tensor already multiplied by the VAE scaling
+factor, optional "noise_mask": [B, 1, h, w] (1 = repaint)}. EmptyLatent gives
+{"samples": None, "width", "height", "batch_size"}: it has no model, so UNetDenoise fills in
+the model's latent channels and VAE factor.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from nodeforge.core.errors import NodeError
+
+# Linear latent -> RGB approximations (ComfyUI's published factors) for step previews.
+_SD_RGB = [[0.3512, 0.2297, 0.3227], [0.3250, 0.4974, 0.2350], [-0.2829, 0.1762, 0.2721], [-0.2120, -0.2616, -0.7177]]
+_XL_RGB = [[0.3651, 0.4232, 0.4341], [-0.2533, -0.0042, 0.1068], [0.1076, 0.1111, -0.0362], [-0.3165, -0.2492, -0.2188]]
+
+
+def latent_shape(latent: dict[str, Any], channels: int, factor: int) -> tuple[int, int, int, int]:
+    """[B, C, h, w] of a latent; a lazy one is checked against the model's VAE factor."""
+    if latent.get("samples") is not None:
+        return tuple(latent["samples"].shape)  # type: ignore[return-value]
+    for field in ("width", "height"):
+        if latent[field] % factor:
+            raise NodeError(f"{field} {latent[field]} is not a multiple of this model's VAE factor {factor}; "
+                            f"use a multiple of {factor} such as {latent[field] // factor * factor or factor}",
+                            field=field)
+    return (latent["batch_size"], channels, latent["height"] // factor, latent["width"] // factor)
+
+
+def resize_mask(mask: torch.Tensor, batch: int, height: int, width: int) -> torch.Tensor:
+    """A MASK [B, H, W] (or [H, W]) as [batch, 1, height, width] in 0..1."""
+    mask = mask.float()
+    if mask.ndim == 4:
+        mask = mask[:, 0]
+    if mask.ndim == 2:
+        mask = mask[None]
+    mask = mask[:, None]
+    if tuple(mask.shape[-2:]) != (height, width):
+        mask = F.interpolate(mask, size=(height, width), mode="bilinear", align_corners=False)
+    if mask.shape[0] != batch:
+        mask = mask.repeat((batch + mask.shape[0] - 1) // mask.shape[0], 1, 1, 1)[:batch]
+    return mask.clamp(0, 1)
+
+
+def run_set_latent_mask(ctx: Any, latent: dict[str, Any], mask: torch.Tensor) -> dict[str, Any]:
+    out = dict(latent)
+    if latent.get("samples") is not None:
+        b, _, h, w = latent["samples"].shape
+        out["noise_mask"] = resize_mask(mask, b, h, w)
+    else:   # lazy latent: UNetDenoise resizes it once the latent size is known
+        out["noise_mask"] = mask.float()
+    return {"latent": out}
+
+
+def preview_image(latents: torch.Tensor, family: str) -> Any:
+    """A small PIL image of the first latent from a linear approximation (no VAE call)."""
+    from PIL import Image
+
+    x = latents[0].float()
+    if x.shape[0] == 4:
+        factors = torch.tensor(_XL_RGB if family == "sdxl" else _SD_RGB, device=x.device)
+        rgb = torch.einsum("chw,cr->hwr", x, factors)
+        rgb = (rgb + 1) / 2
+    else:   # other channel counts: show the first three, normalised
+        rgb = x[:3].permute(1, 2, 0)
+        if rgb.shape[-1] < 3:
+            rgb = rgb[..., :1].repeat(1, 1, 3)
+        rgb = (rgb - rgb.min()) / (rgb.max() - rgb.min() + 1e-6)
+    array = (rgb.clamp(0, 1) * 255).to(torch.uint8).cpu().numpy()
+    return Image.fromarray(array)

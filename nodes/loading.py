@@ -1,0 +1,333 @@
+"""CheckpointLoader: diffusers folders and single-file checkpoints (SD 1.x, SD 2.x, SDXL), offline.
+
+A single file is recognised from its keys; its model configs come from the shipped
+`resources/configs/<family>/` (or a `<name>.config/` diffusers-layout folder beside it for models
+of other shapes). Loaded checkpoints are kept in the engine's shared registry by file identity,
+so a graph that asks for the same file again reuses the modules instead of reading the disk.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import re
+import threading
+import weakref
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from nodeforge.core.errors import NodeError
+from nodeforge.core.models import file_identity
+from nodeforge.core.types import FileKind
+from nodeforge.paths import builtin_dir
+
+from .wrappers import ClipModel, LoadedCheckpoint, UNetModel, VAEModel
+
+log = logging.getLogger(__name__)
+_REGISTRY_KEY = "nodes.checkpoints"
+_lock = threading.Lock()
+load_count = 0   # checkpoints read from disk in this process (benchmarks and tests watch it)
+
+# Key prefixes of the original (LDM) layout.
+UNET_PREFIX = "model.diffusion_model."
+SD1_CLIP_PREFIX = "cond_stage_model.transformer."
+SD2_CLIP_PREFIX = "cond_stage_model.model."
+XL_CLIP1_PREFIX = "conditioner.embedders.0.transformer."
+XL_CLIP2_PREFIX = "conditioner.embedders.1.model."
+VAE_PREFIX = "first_stage_model."
+HUB_TOKENIZER = "openai/clip-vit-large-patch14"   # the BPE every SD family uses
+
+
+def configs_dir() -> Path:
+    return builtin_dir("resources") / "configs"
+
+
+# -- detection -------------------------------------------------------------------------------------
+def detect_family(state_dict: dict[str, Any], metadata: dict[str, str] | None = None) -> tuple[str, str]:
+    """(family, prediction type) from an original-layout state dict: sd1, sd2 or sdxl.
+
+    SD 2.x v-prediction cannot be told from shapes: a `v_pred` key (ComfyUI's marker), the
+    file's metadata, or else ComfyUI's heuristic on the final layer norm of OpenCLIP decide.
+    """
+    keys = state_dict.keys()
+    has = lambda prefix: any(k.startswith(prefix) for k in keys)  # noqa: E731
+    if not has(UNET_PREFIX):
+        raise NodeError("this file holds no Stable Diffusion UNet (no 'model.diffusion_model.' keys); "
+                        "it may be a LoRA, a VAE or another kind of model", field="checkpoint")
+    if has(XL_CLIP2_PREFIX) or has("conditioner.embedders.0.model."):
+        return "sdxl", "epsilon"
+    if has(SD2_CLIP_PREFIX):
+        meta = {k.lower(): str(v).lower() for k, v in (metadata or {}).items()}
+        if "v_pred" in keys or "v" in (meta.get("modelspec.prediction_type", ""), meta.get("prediction_type", "")) \
+                or "v_prediction" in meta.values():
+            return "sd2", "v_prediction"
+        bias = state_dict.get(SD2_CLIP_PREFIX + "ln_final.bias")
+        if bias is not None and float(torch.std(bias.float(), unbiased=False)) > 0.09:
+            return "sd2", "v_prediction"
+        return "sd2", "epsilon"
+    if has(SD1_CLIP_PREFIX):
+        return "sd1", "epsilon"
+    raise NodeError("cannot tell which Stable Diffusion version this checkpoint is (no known text encoder "
+                    "keys); only SD 1.x, SD 2.x and SDXL single files are supported", field="checkpoint")
+
+
+# -- reading files -----------------------------------------------------------------------------------
+def read_state_dict(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Tensors and metadata of a .safetensors file, or of a .ckpt read without running its code."""
+    if path.suffix.lower() == ".safetensors":
+        from safetensors import safe_open
+
+        tensors: dict[str, torch.Tensor] = {}
+        with safe_open(str(path), framework="pt") as f:
+            metadata = f.metadata() or {}
+            for key in f.keys():
+                tensors[key] = f.get_tensor(key)
+        return tensors, metadata
+    try:
+        data = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise NodeError(f"cannot read {path.name} safely ({type(exc).__name__}); .ckpt files that need "
+                        "to run code are refused; convert it to .safetensors", field="checkpoint") from None
+    if isinstance(data, dict) and isinstance(data.get("state_dict"), dict):
+        data = data["state_dict"]
+    if not isinstance(data, dict):
+        raise NodeError(f"{path.name} holds no state dict", field="checkpoint")
+    return {k: v for k, v in data.items() if isinstance(v, torch.Tensor)}, {}
+
+
+# -- devices and dtypes ---------------------------------------------------------------------------------
+def pick_dtype(device: str) -> torch.dtype:
+    """fp32 on CPU; bf16 on CUDA GPUs that support it, else fp16; fp16 on MPS."""
+    if device.startswith("cuda"):
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if device == "mps":
+        return torch.float16
+    return torch.float32
+
+
+def vae_dtype(device: str, force_upcast: bool) -> torch.dtype:
+    # The SDXL VAE overflows in fp16 (its config says force_upcast); bf16 has fp32's range.
+    dtype = pick_dtype(device)
+    if dtype == torch.float16 and force_upcast:
+        return torch.float32
+    return dtype
+
+
+def _finish(modules: list[Any], device: str, dtype: torch.dtype) -> None:
+    for module in modules:
+        if module is None:
+            continue
+        target = torch.device(device)
+        if any(p.device.type != target.type or p.dtype != dtype for p in module.parameters()):
+            module.to(device=device, dtype=dtype)
+        module.eval()
+        module.requires_grad_(False)
+    # Attention: diffusers and transformers use torch's SDPA by default on torch >= 2.
+
+
+# -- tokenizers -----------------------------------------------------------------------------------------
+def load_tokenizer(candidates: list[Path], pad_token: str | None, what: str) -> Any:
+    """A CLIP tokenizer from the first folder holding its vocabulary, else from the HF cache."""
+    from transformers import CLIPTokenizer
+
+    for folder in candidates:
+        if (folder / "tokenizer.json").exists() or (folder / "vocab.json").exists():
+            tok = CLIPTokenizer.from_pretrained(str(folder), local_files_only=True)
+            break
+    else:
+        try:
+            tok = CLIPTokenizer.from_pretrained(HUB_TOKENIZER, local_files_only=True)
+            if not tokenizer_works(tok):   # transformers 5 returns an empty tokenizer instead of raising
+                raise FileNotFoundError(HUB_TOKENIZER)
+        except Exception:
+            places = ", ".join(str(c) for c in candidates[:2])
+            raise NodeError(
+                f"no CLIP tokenizer vocabulary found for the {what}: the checkpoint file holds none and "
+                f"it cannot be downloaded offline. Put a CLIP tokenizer (tokenizer.json, or vocab.json + "
+                f"merges.txt) in {places}, or download '{HUB_TOKENIZER}' into the Hugging Face cache once",
+                field="checkpoint") from None
+        if pad_token:
+            tok.pad_token = pad_token
+    return tok
+
+
+def tokenizer_works(tok: Any) -> bool:
+    """False for the empty tokenizer transformers builds when the vocabulary files are missing."""
+    ids = tok("a photo", add_special_tokens=False)["input_ids"]
+    return bool(ids) and any(i != tok.unk_token_id for i in ids)
+
+
+def _quiet_progress_bars() -> None:
+    # The engine reports progress itself; library bars would only clutter the CLI and the log.
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_progress_bar()
+    diffusers_logging.disable_progress_bar()
+
+
+# -- diffusers folders ------------------------------------------------------------------------------------
+def load_diffusers_folder(path: Path, device: str) -> LoadedCheckpoint:
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
+
+    dtype = pick_dtype(device)
+    _quiet_progress_bars()
+    for part in ("unet", "vae", "text_encoder", "tokenizer"):
+        if not (path / part).is_dir():
+            raise NodeError(f"{path.name} is not a complete diffusers model: it has no '{part}' folder",
+                            field="checkpoint")
+    kw = {"local_files_only": True, "torch_dtype": dtype}
+    unet = UNet2DConditionModel.from_pretrained(str(path), subfolder="unet", **kw)
+    vae = AutoencoderKL.from_pretrained(str(path), subfolder="vae", local_files_only=True)
+    te = CLIPTextModel.from_pretrained(str(path), subfolder="text_encoder", **kw)
+    tok = CLIPTokenizer.from_pretrained(str(path), subfolder="tokenizer", **kw)
+    if not tokenizer_works(tok):
+        raise NodeError(f"{path.name}/tokenizer holds no usable vocabulary (tokenizer.json, or vocab.json "
+                        "and merges.txt)", field="checkpoint")
+    te2 = tok2 = None
+    if (path / "text_encoder_2").is_dir():
+        te2 = CLIPTextModelWithProjection.from_pretrained(str(path), subfolder="text_encoder_2", **kw)
+        tok2 = CLIPTokenizer.from_pretrained(str(path), subfolder="tokenizer_2", **kw)
+    sched_file = path / "scheduler" / "scheduler_config.json"
+    sched = json.loads(sched_file.read_text()) if sched_file.exists() else \
+        json.loads((configs_dir() / "sd1" / "scheduler" / "scheduler_config.json").read_text())
+    family = "sdxl" if te2 is not None else "sd2" if unet.config.cross_attention_dim == 1024 else "sd1"
+    return _assemble(path.name, family, sched, unet, vae, te, tok, te2, tok2, device, dtype)
+
+
+def _assemble(name: str, family: str, sched: dict, unet: Any, vae: Any, te: Any, tok: Any, te2: Any,
+              tok2: Any, device: str, dtype: torch.dtype) -> LoadedCheckpoint:
+    _finish([unet, te, te2], device, dtype)
+    _finish([vae], device, vae_dtype(device, bool(getattr(vae.config, "force_upcast", False))))
+    factor = 2 ** (len(vae.config.block_out_channels) - 1)
+    shift = getattr(vae.config, "shift_factor", None) or 0.0
+    model = UNetModel(unet, dict(sched), sched.get("prediction_type", "epsilon"), unet.config.in_channels,
+                      factor, family, name)
+    clip = ClipModel(tok, te, family, tok2, te2)
+    vae_w = VAEModel(vae, float(vae.config.scaling_factor), float(shift), factor, vae.config.latent_channels)
+    loaded = LoadedCheckpoint(model, clip, vae_w)
+    # Each wrapper keeps its checkpoint alive, so the weak registry holds it exactly while in use.
+    for wrapper in (model, clip, vae_w):
+        object.__setattr__(wrapper, "owner", loaded)
+    return loaded
+
+
+# -- single files -------------------------------------------------------------------------------------------
+def _config_folder(path: Path, family: str, prediction: str) -> Path:
+    beside = path.with_name(path.stem + ".config")
+    if beside.is_dir():
+        return beside
+    name = "sd2-v" if family == "sd2" and prediction == "v_prediction" else family
+    return configs_dir() / name
+
+
+def _yaml_prediction(path: Path) -> str | None:
+    # A1111 convention: model.yaml beside model.safetensors; `parameterization: "v"` means v-prediction.
+    yaml = path.with_suffix(".yaml")
+    if yaml.exists() and re.search(r"parameterization:\s*['\"]?v['\"]?\s*$", yaml.read_text(errors="replace"), re.M):
+        return "v_prediction"
+    return None
+
+
+def load_single_file(path: Path, device: str) -> LoadedCheckpoint:
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from diffusers.loaders import single_file_utils as sfu
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+    state, metadata = read_state_dict(path)
+    family, prediction = detect_family(state, metadata)
+    prediction = _yaml_prediction(path) or prediction
+    cfg = _config_folder(path, family, prediction)
+    dtype = pick_dtype(device)
+    # The tokenizer first: a missing vocabulary should fail before gigabytes are read.
+    pad = json.loads((cfg / "tokenizer" / "tokenizer_config.json").read_text()).get("pad_token") \
+        if (cfg / "tokenizer" / "tokenizer_config.json").exists() else None
+    tok = load_tokenizer([cfg / "tokenizer", path.parent / "tokenizer"], pad, "text encoder")
+    tok2 = None
+    if family == "sdxl":
+        tok2 = load_tokenizer([cfg / "tokenizer_2", path.parent / "tokenizer_2", cfg / "tokenizer"], "!",
+                              "second text encoder")
+
+    # Modules are built on the meta device (no random init of a billion weights) and take the
+    # file's tensors as they are.
+    with torch.device("meta"):
+        unet = UNet2DConditionModel.from_config(UNet2DConditionModel.load_config(str(cfg / "unet")))
+        vae = AutoencoderKL.from_config(AutoencoderKL.load_config(str(cfg / "vae")))
+        te = CLIPTextModel(CLIPTextConfig.from_pretrained(str(cfg / "text_encoder")))
+        te2 = CLIPTextModelWithProjection(CLIPTextConfig.from_pretrained(str(cfg / "text_encoder_2"))) \
+            if family == "sdxl" else None
+    _load_into(unet, sfu.convert_ldm_unet_checkpoint(state, unet.config), "UNet")
+    _load_into(vae, sfu.convert_ldm_vae_checkpoint(state, vae.config), "VAE")
+    if family == "sd1":
+        _load_into(te, sfu.convert_ldm_clip_checkpoint(state), "text encoder")
+    elif family == "sd2":
+        _load_into(te, sfu.convert_open_clip_checkpoint(te, state, prefix=SD2_CLIP_PREFIX), "text encoder")
+    else:
+        _load_into(te, sfu.convert_ldm_clip_checkpoint(state, remove_prefix=XL_CLIP1_PREFIX), "text encoder")
+        _load_into(te2, sfu.convert_open_clip_checkpoint(te2, state, prefix=XL_CLIP2_PREFIX), "second text encoder")
+    del state
+
+    sched = json.loads((cfg / "scheduler" / "scheduler_config.json").read_text())
+    sched["prediction_type"] = prediction
+    return _assemble(path.stem, family, sched, unet, vae, te, tok, te2, tok2, device, dtype)
+
+
+def _load_into(module: torch.nn.Module, state: dict[str, torch.Tensor], what: str) -> None:
+    """Give a meta-device module the checkpoint's tensors, refusing a checkpoint of another shape."""
+    expected = module.state_dict()
+    # transformers 5 dropped the "text_model." prefix from CLIPTextModel's own keys; files keep it.
+    state = {(k[len("text_model."):] if k.startswith("text_model.") and k not in expected
+              and k[len("text_model."):] in expected else k): v for k, v in state.items()}
+    # position_ids are derived, not learned: old files carry them, new models rebuild them.
+    state = {k: v for k, v in state.items() if k in expected or not k.endswith("position_ids")}
+    missing = [k for k in expected if k not in state and not k.endswith("position_ids")]
+    unexpected = [k for k in state if k not in expected]
+    wrong = [k for k in state if k in expected and tuple(state[k].shape) != tuple(expected[k].shape)]
+    if missing or unexpected or wrong:
+        sample = (wrong or missing or unexpected)[:3]
+        raise NodeError(f"the checkpoint's {what} does not match the expected model shape "
+                        f"({len(missing)} missing, {len(unexpected)} unexpected, {len(wrong)} mis-shaped keys, "
+                        f"e.g. {', '.join(sample)}); for a model of non-standard shape put a diffusers-layout "
+                        "config folder named '<checkpoint name>.config' beside the file", field="checkpoint")
+    module.load_state_dict(state, strict=False, assign=True)
+    for name, buffer in list(module.named_buffers()):
+        if buffer.is_meta:
+            if not name.endswith("position_ids"):
+                raise NodeError(f"the checkpoint's {what} lacks {name}", field="checkpoint")
+            owner_path, _, attr = name.rpartition(".")
+            owner = module.get_submodule(owner_path)
+            owner.register_buffer(attr, torch.arange(buffer.shape[-1]).expand(buffer.shape).clone(),
+                                  persistent=False)
+
+
+# -- the node -------------------------------------------------------------------------------------------------
+def load_checkpoint(path: Path, device: str, shared: dict[str, Any] | None = None) -> LoadedCheckpoint:
+    """Load (or reuse from `shared`) the checkpoint at `path` onto `device`."""
+    key = (file_identity(path), device)
+    with _lock:
+        registry = (shared if shared is not None else {}).setdefault(_REGISTRY_KEY, weakref.WeakValueDictionary())
+        found = registry.get(key)
+        if found is not None:
+            return found
+        if path.is_dir():
+            if not (path / "model_index.json").exists() and not (path / "unet").is_dir():
+                raise NodeError(f"{path} is a folder but not a diffusers model (no model_index.json)",
+                                field="checkpoint")
+            loaded = load_diffusers_folder(path, device)
+        elif path.suffix.lower() in (".safetensors", ".ckpt", ".pt", ".pth", ".bin"):
+            loaded = load_single_file(path, device)
+        else:
+            raise NodeError(f"{path.name}: unknown checkpoint format; use a diffusers folder or .safetensors",
+                            field="checkpoint")
+        registry[key] = loaded
+        global load_count
+        load_count += 1
+        return loaded
+
+
+def run_checkpoint_loader(ctx: Any, checkpoint: str) -> dict[str, Any]:
+    path = ctx.resolve_file(FileKind.CHECKPOINT, checkpoint)
+    loaded = load_checkpoint(Path(path), ctx.device, ctx.shared)
+    return {"unet": loaded.unet, "clip": loaded.clip, "vae": loaded.vae}

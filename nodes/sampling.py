@@ -1,0 +1,151 @@
+"""UNetDenoise: the denoising loop (txt2img, img2img with denoise < 1, inpainting with a mask).
+
+Noise comes from CPU generators seeded per batch item (seed + i), so a seed gives the same image
+on any device and item i of a batch equals a batch of one with seed + i (ancestral schedulers
+included: their step noise continues each item's generator).
+"""
+from __future__ import annotations
+
+import inspect
+import math
+from typing import Any
+
+import torch
+
+from nodeforge.core.errors import NodeError
+
+from .latents import latent_shape, preview_image, resize_mask
+from .memory import memory_advice
+from .wrappers import UNetModel
+
+SEED_SPACE = 2 ** 64
+
+
+def make_scheduler(name: str, config: dict[str, Any], seed: int) -> Any:
+    """A diffusers scheduler of the named kind built from the model's scheduler config."""
+    import diffusers
+
+    config = {k: v for k, v in config.items() if not k.startswith("_")}
+    kinds: dict[str, tuple[str, dict[str, Any]]] = {
+        "ddpm": ("DDPMScheduler", {}),
+        "ddim": ("DDIMScheduler", {}),
+        "euler": ("EulerDiscreteScheduler", {}),
+        "euler_ancestral": ("EulerAncestralDiscreteScheduler", {}),
+        "heun": ("HeunDiscreteScheduler", {}),
+        "lms": ("LMSDiscreteScheduler", {}),
+        "pndm": ("PNDMScheduler", {"skip_prk_steps": True}),
+        "dpmpp_2m": ("DPMSolverMultistepScheduler", {"algorithm_type": "dpmsolver++", "solver_order": 2}),
+        "dpmpp_2m_karras": ("DPMSolverMultistepScheduler", {"algorithm_type": "dpmsolver++", "solver_order": 2,
+                                                            "use_karras_sigmas": True}),
+        "dpmpp_sde": ("DPMSolverSDEScheduler", {"use_karras_sigmas": True, "noise_sampler_seed": seed % 2 ** 63}),
+        "unipc": ("UniPCMultistepScheduler", {}),
+        "lcm": ("LCMScheduler", {}),
+    }
+    if name not in kinds:
+        raise NodeError(f"unknown scheduler {name!r}; choose one of {', '.join(kinds)}", field="scheduler")
+    class_name, overrides = kinds[name]
+    if name != "dpmpp_2m_karras":
+        config.pop("use_karras_sigmas", None)
+    return getattr(diffusers, class_name).from_config({**config, **overrides})
+
+
+def seeded_generators(seed: int, batch: int) -> list[torch.Generator]:
+    """One CPU generator per batch item (seed + i): the initial noise, then the ancestral noise."""
+    return [torch.Generator().manual_seed((seed + i) % SEED_SPACE) for i in range(batch)]
+
+
+def initial_noise(shape: tuple[int, ...], generators: list[torch.Generator]) -> torch.Tensor:
+    return torch.stack([torch.randn(shape[1:], generator=g) for g in generators])
+
+
+def _match_length(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    # Prompts of different chunk counts: repeat both to the least common multiple (as ComfyUI).
+    if a.shape[1] == b.shape[1]:
+        return a, b
+    n = math.lcm(a.shape[1], b.shape[1])
+    return a.repeat(1, n // a.shape[1], 1), b.repeat(1, n // b.shape[1], 1)
+
+
+def _conditioning(model: UNetModel, positive: dict, negative: dict, batch: int, size: tuple[int, int],
+                  use_cfg: bool) -> tuple[torch.Tensor, dict[str, torch.Tensor] | None]:
+    pos, neg = _match_length(positive["embeds"], negative["embeds"])
+    embeds = torch.cat([neg, pos]) if use_cfg else pos
+    embeds = embeds.repeat_interleave(batch, dim=0).to(model.device, model.dtype)
+    if model.unet.config.addition_embed_type != "text_time":
+        return embeds, None
+    if positive.get("pooled") is None or negative.get("pooled") is None:
+        raise NodeError("this is an SDXL model: connect prompts encoded with its own CLIP", field="positive")
+    pooled = torch.cat([negative["pooled"], positive["pooled"]]) if use_cfg else positive["pooled"]
+    height, width = size
+    time_ids = torch.tensor([[height, width, 0, 0, height, width]], dtype=torch.float32)
+    added = {"text_embeds": pooled.repeat_interleave(batch, dim=0).to(model.device, model.dtype),
+             "time_ids": time_ids.repeat(embeds.shape[0], 1).to(model.device, model.dtype)}
+    return embeds, added
+
+
+def denoise_latent(ctx: Any, model: UNetModel, positive: dict, negative: dict, latent: dict, seed: int,
+                   steps: int, cfg: float, scheduler: str, denoise: float) -> dict[str, Any]:
+    if denoise <= 0:
+        return latent
+    shape = latent_shape(latent, model.latent_channels, model.vae_factor)
+    if shape[1] != model.latent_channels:
+        raise NodeError(f"the latent has {shape[1]} channels but this model expects {model.latent_channels}; "
+                        "encode it with this model's VAE", field="latent")
+    batch, device = shape[0], model.device
+    sched = make_scheduler(scheduler, model.scheduler_config, seed)
+    try:
+        sched.set_timesteps(steps, device=device)
+    except ValueError as exc:   # e.g. LCM refuses more steps than it was distilled for
+        raise NodeError(f"{scheduler} cannot run {steps} steps: {exc}", field="steps") from None
+    start = steps - min(max(int(steps * denoise), 1), steps)       # skip the first (1 - denoise)
+    timesteps = sched.timesteps[start * sched.order:]
+    if hasattr(sched, "set_begin_index"):
+        sched.set_begin_index(start * sched.order)
+
+    generators = seeded_generators(seed, batch)
+    noise = initial_noise(shape, generators).to(device)
+    original = latent["samples"].to(device, torch.float32) if latent.get("samples") is not None else None
+    mask = latent.get("noise_mask")
+    if original is None and (denoise < 1 or mask is not None):
+        original = torch.zeros(shape, device=device)   # what an empty latent stands for
+    if original is None:
+        latents = noise * sched.init_noise_sigma
+    else:
+        latents = sched.add_noise(original, noise, timesteps[:1])
+    if mask is not None:
+        mask = resize_mask(mask, batch, shape[2], shape[3]).to(device)
+
+    use_cfg = cfg != 1.0
+    embeds, added = _conditioning(model, positive, negative, batch, (shape[2] * model.vae_factor,
+                                                                    shape[3] * model.vae_factor), use_cfg)
+    takes_generator = "generator" in inspect.signature(sched.step).parameters
+    # The same generators continue into the steps (as diffusers' pipelines do), item by item.
+    step_kwargs = {"generator": generators} if takes_generator else {}
+    total = len(timesteps)
+    ctx.progress(0, total)
+    with torch.inference_mode(), model.patched(), memory_advice():
+        for i, t in enumerate(timesteps):
+            x = torch.cat([latents] * 2) if use_cfg else latents
+            x = sched.scale_model_input(x, t).to(model.dtype)
+            pred = model.unet(x, t, encoder_hidden_states=embeds, added_cond_kwargs=added).sample.float()
+            if use_cfg:
+                uncond, cond = pred.chunk(2)
+                pred = uncond + cfg * (cond - uncond)
+            latents = sched.step(pred, t, latents, **step_kwargs).prev_sample
+            if mask is not None:   # keep the unmasked area on the original's noise trajectory
+                if i + 1 < total:
+                    known = sched.add_noise(original, noise, timesteps[i + 1:i + 2])
+                else:
+                    known = original
+                latents = (1 - mask) * known + mask * latents
+            ctx.progress(i + 1, total, preview_image(latents, model.family))
+    out = {k: v for k, v in latent.items() if k not in ("width", "height", "batch_size")}
+    out["samples"] = latents.float().cpu()
+    if mask is not None:
+        out["noise_mask"] = mask.cpu()
+    return out
+
+
+def run_unet_denoise(ctx: Any, unet: UNetModel, positive: dict, negative: dict, latent: dict, seed: int,
+                     steps: int, cfg: float, scheduler: str, denoise: float) -> dict[str, Any]:
+    return {"latent": denoise_latent(ctx, unet, positive, negative, latent, seed, steps, cfg, scheduler, denoise)}

@@ -1,0 +1,98 @@
+"""VAEEncode and VAEDecode, with tiled decoding so large images fit in memory.
+
+IMAGE is a float tensor [B, H, W, 3] in 0..1 on the CPU (as ComfyUI); latents are scaled by the
+VAE's scaling factor (and shift) so UNetDenoise sees what the UNet was trained on.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from nodeforge.core.errors import NodeError
+
+from .latents import latent_shape
+from .memory import memory_advice
+from .wrappers import VAEModel
+
+TILE_ABOVE = 96 * 96      # latent pixels; larger latents decode in tiles (SD: above 768x768)
+TILE = 64                 # latent pixels per tile side
+OVERLAP = 16              # latent pixels shared by neighbouring tiles, blended linearly
+
+
+def _decode(vae: VAEModel, z: torch.Tensor) -> torch.Tensor:
+    z = z.to(vae.device, vae.dtype) / vae.scaling_factor + vae.shift_factor
+    return vae.vae.decode(z).sample.float()
+
+
+def _ramp(length: int, overlap: int, at_start: bool, at_end: bool) -> torch.Tensor:
+    w = torch.ones(length)
+    if overlap:
+        ramp = torch.linspace(0, 1, overlap + 2)[1:-1]
+        if not at_start:
+            w[:overlap] = ramp
+        if not at_end:
+            w[-overlap:] = ramp.flip(0)
+    return w
+
+
+def _starts(size: int, tile: int, overlap: int) -> list[int]:
+    if size <= tile:
+        return [0]
+    stride = tile - overlap
+    starts = list(range(0, size - tile, stride)) + [size - tile]
+    return sorted(set(starts))
+
+
+def decode_tiled(vae: VAEModel, latents: torch.Tensor, tile: int = TILE, overlap: int = OVERLAP) -> torch.Tensor:
+    """Decode in overlapping tiles weighted by linear ramps, so seams do not show."""
+    b, _, h, w = latents.shape
+    f = vae.factor
+    out = torch.zeros(b, 3, h * f, w * f)
+    weight = torch.zeros(1, 1, h * f, w * f)
+    ys, xs = _starts(h, tile, overlap), _starts(w, tile, overlap)
+    for y in ys:
+        for x in xs:
+            th, tw = min(tile, h - y), min(tile, w - x)
+            pixels = _decode(vae, latents[:, :, y:y + th, x:x + tw]).cpu()
+            wy = _ramp(th * f, overlap * f, y == 0, y + th >= h)
+            wx = _ramp(tw * f, overlap * f, x == 0, x + tw >= w)
+            mask = (wy[:, None] * wx[None, :])[None, None]
+            out[:, :, y * f:(y + th) * f, x * f:(x + tw) * f] += pixels * mask
+            weight[:, :, y * f:(y + th) * f, x * f:(x + tw) * f] += mask
+    return out / weight
+
+
+def decode(vae: VAEModel, latents: torch.Tensor, tiled: bool | None = None) -> torch.Tensor:
+    """IMAGE [B, H, W, 3] in 0..1 from scaled latents."""
+    if tiled is None:
+        tiled = latents.shape[-2] * latents.shape[-1] > TILE_ABOVE
+    with torch.inference_mode(), memory_advice("image size or batch size, or decode fewer images at once"):
+        pixels = decode_tiled(vae, latents) if tiled else _decode(vae, latents).cpu()
+    return (pixels / 2 + 0.5).clamp(0, 1).permute(0, 2, 3, 1).contiguous()
+
+
+def encode(vae: VAEModel, image: torch.Tensor) -> torch.Tensor:
+    """Scaled latents of an IMAGE, centre-cropped to a multiple of the VAE factor."""
+    f = vae.factor
+    _, h, w, _ = image.shape
+    nh, nw = h // f * f, w // f * f
+    if nh == 0 or nw == 0:
+        raise NodeError(f"the image ({w}x{h}) is smaller than the VAE factor {f}", field="image")
+    top, left = (h - nh) // 2, (w - nw) // 2
+    pixels = image[:, top:top + nh, left:left + nw, :3].permute(0, 3, 1, 2) * 2 - 1
+    with torch.inference_mode(), memory_advice():
+        dist = vae.vae.encode(pixels.to(vae.device, vae.dtype)).latent_dist
+        z = dist.mode().float()
+    return ((z - vae.shift_factor) * vae.scaling_factor).cpu()
+
+
+def run_vae_encode(ctx: Any, vae: VAEModel, image: torch.Tensor) -> dict[str, Any]:
+    return {"latent": {"samples": encode(vae, image)}}
+
+
+def run_vae_decode(ctx: Any, vae: VAEModel, latent: dict[str, Any]) -> dict[str, Any]:
+    samples = latent.get("samples")
+    if samples is None:   # an EmptyLatent straight into the decoder: decode zeros
+        samples = torch.zeros(latent_shape(latent, vae.latent_channels, vae.factor))
+    return {"image": decode(vae, samples)}

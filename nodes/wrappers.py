@@ -1,0 +1,161 @@
+"""The values that travel on MODEL, CLIP and VAE wires: loaded modules plus what running them needs.
+
+A wrapper shares its modules with every wrapper derived from it. LoRAs are recorded as patches
+(`with_lora` returns a new wrapper) and applied to the shared weights only inside `patched()`,
+which restores the exact original tensors when it exits, so a model is never changed by a node.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+import torch
+
+
+@dataclass(frozen=True)
+class LoraPatch:
+    """One LoRA's low-rank deltas for one model part: module path -> (down, up, scale)."""
+
+    name: str
+    deltas: dict[str, tuple[torch.Tensor, torch.Tensor, float]]
+    strength: float
+
+    def nbytes(self) -> int:
+        return sum(d.nbytes + u.nbytes for d, u, _ in self.deltas.values())
+
+
+def _module_nbytes(*modules: Any) -> int:
+    total = 0
+    for module in modules:
+        if module is not None:
+            total += sum(t.nelement() * t.element_size() for t in module.parameters())
+            total += sum(t.nelement() * t.element_size() for t in module.buffers())
+    return total
+
+
+@contextlib.contextmanager
+def apply_patches(modules: dict[str, torch.nn.Module], patches: tuple[tuple[str, LoraPatch], ...]) -> Iterator[None]:
+    """Add every patch's `strength * scale * up @ down` to the named weights; restore them on exit.
+
+    `patches` holds (part, patch) where part keys `modules` ("unet", "te", "te2"). Strength 0
+    patches are skipped, so they give bitwise the base model's output.
+    """
+    originals: dict[tuple[str, str], tuple[torch.Tensor, torch.Tensor]] = {}
+    try:
+        with torch.no_grad():
+            for part, patch in patches:
+                if patch.strength == 0 or part not in modules:
+                    continue
+                root = modules[part]
+                for path, (down, up, scale) in patch.deltas.items():
+                    weight = root.get_submodule(path).weight
+                    if (part, path) not in originals:
+                        originals[(part, path)] = (weight, weight.detach().clone())
+                    delta = (up.flatten(1).float() @ down.flatten(1).float()).reshape(weight.shape)
+                    weight.add_((patch.strength * scale * delta).to(device=weight.device, dtype=weight.dtype))
+        yield
+    finally:
+        with torch.no_grad():
+            for weight, saved in originals.values():
+                weight.copy_(saved)
+
+
+@dataclass(frozen=True)
+class UNetModel:
+    """MODEL: the denoising UNet and what sampling needs to drive it."""
+
+    unet: Any                         # diffusers UNet2DConditionModel
+    scheduler_config: dict[str, Any]
+    prediction_type: str              # "epsilon" or "v_prediction"
+    latent_channels: int
+    vae_factor: int                   # pixels per latent pixel
+    family: str                       # "sd1", "sd2", "sdxl" or "custom"
+    name: str
+    loras: tuple[LoraPatch, ...] = ()
+    owner: Any = field(default=None, compare=False, repr=False)   # the LoadedCheckpoint, kept alive
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.unet.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.unet.parameters()).dtype
+
+    def with_lora(self, patch: LoraPatch) -> "UNetModel":
+        return dataclasses.replace(self, loras=self.loras + (patch,))
+
+    def patched(self) -> contextlib.AbstractContextManager:
+        return apply_patches({"unet": self.unet}, tuple(("unet", p) for p in self.loras))
+
+    def nodeforge_nbytes(self) -> int:
+        # A LoRA'd wrapper shares the base weights; count only what it adds.
+        if self.loras:
+            return sum(p.nbytes() for p in self.loras)
+        return _module_nbytes(self.unet)
+
+
+@dataclass(frozen=True)
+class ClipModel:
+    """CLIP: one tokenizer and text encoder (two for SDXL: `te2` gives the pooled embedding)."""
+
+    tokenizer: Any
+    text_encoder: Any
+    family: str
+    tokenizer_2: Any = None
+    text_encoder_2: Any = None
+    loras: tuple[tuple[str, LoraPatch], ...] = ()   # (part "te"/"te2", patch)
+    owner: Any = field(default=None, compare=False, repr=False)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.text_encoder.parameters()).device
+
+    def with_lora(self, patches: tuple[tuple[str, LoraPatch], ...]) -> "ClipModel":
+        return dataclasses.replace(self, loras=self.loras + tuple(patches))
+
+    def patched(self) -> contextlib.AbstractContextManager:
+        modules = {"te": self.text_encoder}
+        if self.text_encoder_2 is not None:
+            modules["te2"] = self.text_encoder_2
+        return apply_patches(modules, self.loras)
+
+    def nodeforge_nbytes(self) -> int:
+        if self.loras:
+            return sum(p.nbytes() for _, p in self.loras)
+        return _module_nbytes(self.text_encoder, self.text_encoder_2)
+
+
+@dataclass(frozen=True)
+class VAEModel:
+    """VAE: the autoencoder and its latent scaling."""
+
+    vae: Any                          # diffusers AutoencoderKL
+    scaling_factor: float
+    shift_factor: float
+    factor: int                       # pixels per latent pixel
+    latent_channels: int
+    owner: Any = field(default=None, compare=False, repr=False)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.vae.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.vae.parameters()).dtype
+
+    def nodeforge_nbytes(self) -> int:
+        return _module_nbytes(self.vae)
+
+
+@dataclass
+class LoadedCheckpoint:
+    """What one checkpoint file gives; kept in the engine's shared registry while in use."""
+
+    unet: UNetModel
+    clip: ClipModel
+    vae: VAEModel
+    extra: dict[str, Any] = field(default_factory=dict)

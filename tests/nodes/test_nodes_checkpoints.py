@@ -1,0 +1,169 @@
+"""Single-file checkpoints: detection of SD 1.x / 2.x (eps and v) / SDXL from keys, and loading."""
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import nodeforge
+from nodeforge.core.errors import NodeError
+from nodeforge.core.registry import builtin_module
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import tiny_models as tm  # noqa: E402
+
+loading = builtin_module("loading")
+
+
+@pytest.fixture(scope="module")
+def family_models(tmp_path_factory):
+    """Tiny SD2 (v-prediction) and SDXL models as diffusers folders and single files."""
+    root = tmp_path_factory.mktemp("families")
+    ckpts = root / "checkpoints"
+    ckpts.mkdir()
+    sd2 = tm.make_components(3)
+    folder = tm.save_diffusers(sd2, root / "sd2-folder")
+    tm.save_single_file(sd2, folder, ckpts / "tiny-sd2-v.safetensors", "sd2", extra={"v_pred": torch.tensor([])})
+    xl = tm.make_components(4, sdxl=True)
+    xl_folder = tm.save_diffusers(xl, ckpts / "tiny-xl")
+    tm.save_single_file(xl, xl_folder, ckpts / "tiny-xl-single.safetensors", "sdxl")
+    sd1 = tm.make_components(0)
+    torch.save({"state_dict": tm.ldm_state(sd1, "sd1")}, ckpts / "tiny-sd1.ckpt")
+    shutil.copytree(folder, ckpts / "tiny-sd1.config", ignore=shutil.ignore_patterns("*.safetensors"))
+    return root
+
+
+@pytest.fixture(scope="module")
+def family_engine(family_models, registry, tmp_path_factory):
+    from nodeforge.core.models import ModelPaths
+
+    return nodeforge.Engine(device="cpu", output_dir=tmp_path_factory.mktemp("out"), registry=registry,
+                            model_paths=ModelPaths(roots=[family_models]))
+
+
+def _keys(*names, shape=(4,)):
+    return {n: torch.zeros(shape) for n in names}
+
+
+def test_families_are_detected_from_keys():
+    unet = "model.diffusion_model.input_blocks.0.0.weight"
+    assert loading.detect_family(_keys(unet, "cond_stage_model.transformer.text_model.final_layer_norm.bias")) \
+        == ("sd1", "epsilon")
+    assert loading.detect_family(_keys(unet, "cond_stage_model.model.ln_final.bias")) == ("sd2", "epsilon")
+    assert loading.detect_family(_keys(unet, "cond_stage_model.model.ln_final.bias", "v_pred")) \
+        == ("sd2", "v_prediction")
+    assert loading.detect_family(_keys(unet, "cond_stage_model.model.ln_final.bias"),
+                                 {"modelspec.prediction_type": "v"}) == ("sd2", "v_prediction")
+    xl = _keys(unet, "conditioner.embedders.0.transformer.text_model.final_layer_norm.bias",
+               "conditioner.embedders.1.model.ln_final.bias")
+    assert loading.detect_family(xl) == ("sdxl", "epsilon")
+    with pytest.raises(NodeError) as info:
+        loading.detect_family(_keys("lora_unet_x.lora_down.weight"))
+    assert info.value.field == "checkpoint"
+
+
+def test_shipped_configs_describe_every_family():
+    for name, cross in (("sd1", 768), ("sd2", 1024), ("sd2-v", 1024), ("sdxl", 2048)):
+        import json
+
+        folder = loading.configs_dir() / name
+        unet = json.loads((folder / "unet" / "config.json").read_text())
+        assert unet["cross_attention_dim"] == cross
+        for part in ("vae", "text_encoder", "scheduler", "tokenizer"):
+            assert (folder / part).is_dir(), (name, part)
+    assert "v_prediction" in (loading.configs_dir() / "sd2-v" / "scheduler" / "scheduler_config.json").read_text()
+
+
+def _run(engine, checkpoint, text="a red circle", seed=5):
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from conftest import txt2img
+
+    result = engine.run(txt2img(checkpoint, text=text, seed=seed, steps=2))
+    return np.stack([np.asarray(i) for i in result.outputs["preview"]])
+
+
+def test_sd2_v_prediction_single_file_loads_as_v_prediction(family_engine):
+    model = family_engine.run(_wf("tiny-sd2-v.safetensors"), outputs=["ckpt"]).outputs["ckpt"]["unet"]
+    assert model.family == "sd2" and model.prediction_type == "v_prediction"
+    assert _run(family_engine, "tiny-sd2-v.safetensors").std() > 0
+
+
+def test_sdxl_single_file_matches_its_diffusers_folder(family_engine):
+    model = family_engine.run(_wf("tiny-xl-single.safetensors"), outputs=["ckpt"]).outputs["ckpt"]
+    assert model["unet"].family == "sdxl" and model["clip"].text_encoder_2 is not None
+    single = _run(family_engine, "tiny-xl-single.safetensors")
+    folder = _run(family_engine, "tiny-xl")
+    np.testing.assert_allclose(single.astype(float), folder.astype(float), atol=1)
+
+
+def test_ckpt_files_load_through_weights_only(family_engine, family_models):
+    model = family_engine.run(_wf("tiny-sd1.ckpt"), outputs=["ckpt"]).outputs["ckpt"]["unet"]
+    assert model.family == "sd1"
+    evil = family_models / "checkpoints" / "evil.ckpt"
+
+    class Boom:
+        def __reduce__(self):
+            return (print, ("this must never run",))
+
+    torch.save({"state_dict": {"x": Boom()}}, evil)
+    with pytest.raises(nodeforge.NodeExecutionError) as info:
+        family_engine.run(_wf("evil.ckpt"), outputs=["ckpt"])
+    assert info.value.field == "checkpoint" and "safetensors" in str(info.value)
+
+
+def test_missing_tokenizer_vocabulary_is_a_clear_error(family_engine, family_models, monkeypatch):
+    target = family_models / "checkpoints" / "no-vocab.safetensors"
+    shutil.copy(family_models / "checkpoints" / "tiny-sd2-v.safetensors", target)
+    shutil.copytree(family_models / "checkpoints" / "tiny-sd2-v.config", target.with_name("no-vocab.config"),
+                    ignore=shutil.ignore_patterns("tokenizer*", "vocab*", "merges*", "special_tokens*"))
+    monkeypatch.setattr(loading, "HUB_TOKENIZER", "nodeforge-tests/no-such-tokenizer")
+    with pytest.raises(nodeforge.NodeExecutionError) as info:
+        family_engine.run(_wf("no-vocab.safetensors"), outputs=["ckpt"])
+    assert info.value.field == "checkpoint" and "tokenizer" in str(info.value)
+
+
+def test_checkpoint_of_unexpected_shape_says_what_to_do(family_models):
+    state = {"model.diffusion_model.input_blocks.0.0.weight": torch.zeros(4, 4, 3, 3),
+             "cond_stage_model.transformer.text_model.final_layer_norm.bias": torch.zeros(4)}
+    module = torch.nn.Linear(2, 2)
+    with pytest.raises(NodeError) as info:
+        loading._load_into(module, {"weight": torch.zeros(3, 3)}, "UNet")
+    assert ".config" in str(info.value) and info.value.field == "checkpoint"
+    assert loading.detect_family(state)[0] == "sd1"
+
+
+def _wf(checkpoint):
+    from nodeforge import Workflow
+
+    wf = Workflow()
+    wf.add("CheckpointLoader", {"checkpoint": checkpoint}, node_id="ckpt")
+    return wf
+
+
+def test_sdxl_kohya_lora_patches_both_text_encoders(family_engine, family_models):
+    from safetensors.torch import save_file
+
+    clip = family_engine.run(_wf("tiny-xl"), outputs=["ckpt"]).outputs["ckpt"]["clip"]
+    state = {}
+    for prefix, te in (("lora_te1_", clip.text_encoder), ("lora_te2_", clip.text_encoder_2)):
+        layer = te.get_submodule(next(n for n, _ in te.named_modules() if n.endswith("layers.0.self_attn.q_proj")))
+        name = prefix + "text_model_encoder_layers_0_self_attn_q_proj"
+        state[name + ".lora_down.weight"] = torch.randn(2, layer.weight.shape[1])
+        state[name + ".lora_up.weight"] = torch.randn(layer.weight.shape[0], 2)
+    save_file(state, str(family_models / "xl-lora.safetensors"))
+    wf = _wf("tiny-xl")
+    wf.add("LoRALoader", {"lora": str(family_models / "xl-lora.safetensors"), "strength_unet": 1.0,
+                          "strength_clip": 1.0}, {"unet": ("ckpt", "unet"), "clip": ("ckpt", "clip")}, node_id="lora")
+    wf.add("TextEncoder", {"text": "a red circle"}, {"clip": ("lora", "clip")}, node_id="pos")
+    wf.add("TextEncoder", {"text": "a red circle"}, {"clip": ("ckpt", "clip")}, node_id="base")
+    out = family_engine.run(wf, outputs=["lora", "pos", "base"]).outputs
+    assert [part for part, _ in out["lora"]["clip"].loras] == ["te", "te2"]
+    patched, base = out["pos"]["conditioning"], out["base"]["conditioning"]
+    assert patched["embeds"].shape == base["embeds"].shape == (1, 77, 32 + 48)
+    assert not torch.allclose(patched["embeds"][..., :32], base["embeds"][..., :32])
+    assert not torch.allclose(patched["embeds"][..., 32:], base["embeds"][..., 32:])
+    assert not torch.allclose(patched["pooled"], base["pooled"])

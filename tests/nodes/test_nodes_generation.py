@@ -1,0 +1,220 @@
+"""Generation through the real Engine on tiny random-weight models."""
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+import torch
+
+import nodeforge
+from nodeforge import Workflow
+from nodeforge.core.errors import NodeExecutionError, ValidationError
+from nodeforge.core.registry import builtin_module
+
+
+def _image(engine, wf) -> np.ndarray:
+    result = engine.run(wf)
+    images = result.outputs["preview"]
+    return np.stack([np.asarray(im) for im in images])
+
+
+def _latent(engine, wf):
+    return engine.run(wf, outputs=["denoise"]).outputs["denoise"]["latent"]["samples"]
+
+
+def test_diffusers_folder_and_single_file_give_the_same_image(engine, make_txt2img):
+    folder = _image(engine, make_txt2img("tiny-sd"))
+    single = _image(engine, make_txt2img("tiny-sd-single.safetensors"))
+    assert folder.shape == (1, 32, 32, 3)
+    assert folder.std() > 0
+    np.testing.assert_allclose(folder.astype(float), single.astype(float), atol=1)
+
+
+def test_same_seed_reproduces_and_another_seed_differs(engine, make_txt2img):
+    a = _latent(engine, make_txt2img(seed=1))
+    engine.cache.clear()
+    b = _latent(engine, make_txt2img(seed=1))
+    c = _latent(engine, make_txt2img(seed=2))
+    assert torch.equal(a, b)
+    assert not torch.allclose(a, c)
+
+
+@pytest.mark.parametrize("scheduler", ["euler", "euler_ancestral"])
+def test_batch_items_are_the_seeds_of_single_runs(engine, make_txt2img, scheduler):
+    batch = _latent(engine, make_txt2img(seed=10, batch_size=2, scheduler=scheduler))
+    second = _latent(engine, make_txt2img(seed=11, scheduler=scheduler))
+    assert batch.shape[0] == 2
+    torch.testing.assert_close(batch[1:], second, atol=1e-5, rtol=1e-4)
+
+
+def test_changing_the_prompt_changes_the_image(engine, make_txt2img):
+    a = _latent(engine, make_txt2img(text="a red circle"))
+    b = _latent(engine, make_txt2img(text="a green square"))
+    assert not torch.allclose(a, b)
+
+
+def test_changing_seed_reruns_only_denoise_and_after(engine, make_txt2img):
+    engine.run(make_txt2img(seed=100))
+    result = engine.run(make_txt2img(seed=101))
+    assert set(result.executed) == {"denoise", "decode", "preview"}
+
+
+@pytest.mark.parametrize("scheduler", ["ddpm", "ddim", "euler", "euler_ancestral", "heun", "lms", "pndm",
+                                       "dpmpp_2m", "dpmpp_2m_karras", "dpmpp_sde", "unipc", "lcm"])
+def test_every_scheduler_runs(engine, make_txt2img, scheduler):
+    samples = _latent(engine, make_txt2img(scheduler=scheduler, steps=3))
+    assert samples.shape == (1, 4, 8, 8)
+    assert torch.isfinite(samples).all()
+
+
+def test_cfg_one_calls_the_unet_once_per_step(engine, make_txt2img):
+    unet = engine.run(make_txt2img(), outputs=["ckpt"]).outputs["ckpt"]["unet"].unet
+    batches = []
+    hook = unet.register_forward_pre_hook(lambda m, args: batches.append(args[0].shape[0]))
+    try:
+        _latent(engine, make_txt2img(cfg=1.0, seed=5, steps=2))
+        _latent(engine, make_txt2img(cfg=4.0, seed=5, steps=2))
+    finally:
+        hook.remove()
+    assert batches == [1, 1, 2, 2]
+
+
+
+
+def test_width_not_a_multiple_of_the_vae_factor_is_refused(engine, make_txt2img):
+    with pytest.raises(ValidationError) as info:
+        engine.run(make_txt2img(width=34))
+    assert "width" in str(info.value)
+
+
+def test_missing_checkpoint_names_node_and_field(engine, make_txt2img):
+    with pytest.raises(ValidationError) as info:
+        engine.run(make_txt2img(checkpoint="no-such-model"))
+    problems = [p for p in info.value.problems if p.field == "checkpoint"]
+    assert problems and problems[0].node_id == "ckpt"
+
+
+def test_denoise_zero_keeps_the_latent(engine, make_txt2img):
+    wf = _img2img_workflow(denoise=0.0)
+    out = engine.run(wf, outputs=["enc", "denoise"]).outputs
+    assert torch.equal(out["denoise"]["latent"]["samples"], out["enc"]["latent"]["samples"])
+
+
+def _img2img_workflow(denoise: float, mask=None) -> Workflow:
+    wf = Workflow()
+    wf.add("CheckpointLoader", {"checkpoint": "tiny-sd"}, node_id="ckpt")
+    wf.add("TextEncoder", {"text": "a red circle"}, {"clip": ("ckpt", "clip")}, node_id="pos")
+    wf.add("TextEncoder", {"text": ""}, {"clip": ("ckpt", "clip")}, node_id="neg")
+    wf.add("EmptyLatent", {"width": 32, "height": 32, "batch_size": 1}, node_id="empty")
+    wf.add("VAEDecode", {}, {"vae": ("ckpt", "vae"), "latent": ("empty", "latent")}, node_id="blank")
+    wf.add("VAEEncode", {}, {"vae": ("ckpt", "vae"), "image": ("blank", "image")}, node_id="enc")
+    latent = ("enc", "latent")
+    if mask is not None:
+        wf.add("LoadImage", {"path": str(mask)}, node_id="load")
+        wf.add("SetLatentMask", {}, {"latent": latent, "mask": ("load", "mask")}, node_id="masked")
+        latent = ("masked", "latent")
+    wf.add("UNetDenoise", {"seed": 3, "steps": 4, "cfg": 5.0, "scheduler": "euler", "denoise": denoise},
+           {"unet": ("ckpt", "unet"), "positive": ("pos", "conditioning"), "negative": ("neg", "conditioning"),
+            "latent": latent}, node_id="denoise")
+    wf.add("VAEDecode", {}, {"vae": ("ckpt", "vae"), "latent": ("denoise", "latent")}, node_id="decode")
+    wf.add("Preview", {}, {"image": ("decode", "image")}, node_id="preview")
+    return wf
+
+
+def test_img2img_changes_the_latent_less_with_lower_denoise(engine):
+    out_low = engine.run(_img2img_workflow(0.3), outputs=["enc", "denoise"]).outputs
+    out_high = engine.run(_img2img_workflow(1.0), outputs=["denoise"]).outputs
+    source = out_low["enc"]["latent"]["samples"]
+    low = (out_low["denoise"]["latent"]["samples"] - source).abs().mean()
+    high = (out_high["denoise"]["latent"]["samples"] - source).abs().mean()
+    assert 0 < low < high
+
+
+def test_inpainting_leaves_unmasked_latent_pixels_unchanged(engine, tmp_path):
+    from PIL import Image
+
+    rgba = np.full((32, 32, 4), 255, np.uint8)
+    rgba[8:24, 8:24, 3] = 0        # transparent square = repaint; aligned to the 4-pixel latent grid
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "mask.png")
+    out = engine.run(_img2img_workflow(1.0, mask=tmp_path / "mask.png"), outputs=["enc", "denoise"]).outputs
+    before = out["enc"]["latent"]["samples"]
+    after = out["denoise"]["latent"]["samples"]
+    keep = torch.ones_like(before, dtype=torch.bool)
+    keep[:, :, 2:6, 2:6] = False
+    assert torch.equal(after[keep], before[keep])
+    assert not torch.allclose(after[~keep], before[~keep])
+
+
+def test_cancelling_mid_denoise_stops_within_a_step_and_the_next_run_works(fresh_engine, make_txt2img):
+    steps_seen = []
+
+    def listener(event):
+        if type(event).__name__ == "NodeProgress":
+            steps_seen.append(event.step)
+            if event.step == 2:
+                fresh_engine.cancel()
+
+    unsubscribe = fresh_engine.subscribe(listener)
+    with pytest.raises(nodeforge.Cancelled):
+        fresh_engine.run(make_txt2img(steps=10, seed=9))
+    unsubscribe()
+    assert max(steps_seen) == 2
+    result = fresh_engine.run(make_txt2img(steps=2, seed=9))
+    assert "denoise" in result.executed
+
+
+def test_latent_size_is_checked_against_the_models_vae_factor():
+    from nodeforge.core.errors import NodeError
+
+    latent_shape = builtin_module("latents").latent_shape
+    lazy = {"samples": None, "width": 516, "height": 512, "batch_size": 2}
+    assert latent_shape(lazy, 4, 4) == (2, 4, 128, 129)
+    with pytest.raises(NodeError) as info:
+        latent_shape(lazy, 4, 8)
+    assert info.value.field == "width" and "multiple of 8" in str(info.value)
+
+
+@pytest.mark.parametrize("scheduler", ["euler", "euler_ancestral", "dpmpp_2m"])
+def test_txt2img_matches_the_diffusers_pipeline(engine, models_dir, make_txt2img, scheduler):
+    from diffusers import StableDiffusionPipeline
+
+    from nodeforge.core.registry import builtin_module
+
+    ours = _latent(engine, make_txt2img(text="a red circle", seed=21, steps=4, cfg=5.0, scheduler=scheduler))
+    pipe = StableDiffusionPipeline.from_pretrained(str(models_dir / "checkpoints" / "tiny-sd"), local_files_only=True,
+                                                   safety_checker=None, requires_safety_checker=False)
+    pipe.scheduler = builtin_module("sampling").make_scheduler(scheduler, dict(pipe.scheduler.config), 21)
+    pipe.set_progress_bar_config(disable=True)
+    theirs = pipe("a red circle", negative_prompt="", num_inference_steps=4, guidance_scale=5.0, height=32,
+                  width=32, generator=torch.Generator().manual_seed(21), output_type="latent").images
+    torch.testing.assert_close(ours, theirs, atol=1e-4, rtol=1e-4)
+
+
+def test_progress_reports_every_step_with_a_preview(fresh_engine, make_txt2img):
+    events = []
+    fresh_engine.run(make_txt2img(steps=3), on_event=lambda e: events.append(e))
+    progress = [e for e in events if type(e).__name__ == "NodeProgress" and e.node_id == "denoise"]
+    assert [e.step for e in progress] == [0, 1, 2, 3] and progress[-1].total == 3
+    assert progress[-1].preview is not None and progress[-1].preview.size == (8, 8)
+
+
+def test_out_of_memory_becomes_advice():
+    from nodeforge.core.errors import NodeError
+
+    memory = builtin_module("memory")
+    with pytest.raises(NodeError) as info:
+        with memory.memory_advice():
+            raise RuntimeError("CUDA out of memory. Tried to allocate 20.00 GiB")
+    assert "smaller" in str(info.value)
+    with pytest.raises(ValueError):
+        with memory.memory_advice():
+            raise ValueError("something else")
+
+
+def test_denoise_does_not_mutate_its_input_latent(engine):
+    wf = _img2img_workflow(0.6)
+    source = engine.run(wf, outputs=["enc"]).outputs["enc"]["latent"]
+    kept = source["samples"].clone()
+    engine.run(wf, outputs=["denoise"])   # "enc" comes from the cache: the same tensor goes in
+    assert torch.equal(source["samples"], kept) and set(source) == {"samples"}

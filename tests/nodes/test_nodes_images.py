@@ -1,0 +1,105 @@
+"""Images in and out: SaveImage numbering and embedded workflow, LoadImage orientation and alpha."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import nodeforge
+from nodeforge import Workflow
+from nodeforge.core.workflow import PNG_PARAMETERS_KEY, PNG_WORKFLOW_KEY
+
+
+def test_save_image_numbers_files_and_never_overwrites(fresh_engine, make_txt2img):
+    out = fresh_engine.output_dir
+    out.mkdir(parents=True)
+    (out / "test_00003.png").write_bytes(b"keep me")
+    wf = make_txt2img(save=True, text="a red circle, ünïcödé ☆")
+    first = fresh_engine.run(wf).outputs["save"]
+    second = fresh_engine.run(wf).outputs["save"]   # SaveImage is not cached: it writes again
+    assert [p.split("/")[-1] for p in first + second] == ["test_00004.png", "test_00005.png"]
+    assert (out / "test_00003.png").read_bytes() == b"keep me"
+
+
+def test_saved_png_restores_its_workflow_and_says_how_it_was_made(fresh_engine, make_txt2img):
+    wf = make_txt2img(save=True, text="a (red:1.2) circle ☆", seed=1234, steps=2, cfg=4.5)
+    path = fresh_engine.run(wf).outputs["save"][0]
+    restored = nodeforge.load_workflow(path)
+    assert restored.nodes["pos"].params["text"] == "a (red:1.2) circle ☆"
+    assert restored.to_json()["nodes"] == wf.to_json()["nodes"]
+    text = Image.open(path).text
+    assert PNG_WORKFLOW_KEY in text
+    params = text[PNG_PARAMETERS_KEY]
+    assert params.startswith("a (red:1.2) circle ☆\n")
+    assert "Steps: 2, Sampler: euler, CFG scale: 4.5, Seed: 1234, Size: 32x32, Model: tiny-sd" in params
+    assert "Negative prompt" not in params   # the negative prompt is empty
+
+
+def test_save_image_rejects_a_prefix_outside_the_output_folder(fresh_engine, make_txt2img):
+    wf = make_txt2img(save=True)
+    wf.nodes["save"].params["prefix"] = "../escape"
+    with pytest.raises(nodeforge.ValidationError) as info:
+        fresh_engine.run(wf)
+    assert info.value.field == "prefix"
+
+
+def test_preview_writes_files_only_when_asked(fresh_engine, make_txt2img):
+    images = fresh_engine.run(make_txt2img()).outputs["preview"]
+    assert isinstance(images[0], Image.Image) and images[0].size == (32, 32)
+    assert not fresh_engine.output_dir.exists() or not list(fresh_engine.output_dir.glob("*.png"))
+    fresh_engine.settings["previews"] = True
+    fresh_engine.cache.clear()
+    fresh_engine.run(make_txt2img())
+    assert len(list(fresh_engine.output_dir.glob("preview_*.png"))) == 1
+
+
+def _load(engine, path):
+    wf = Workflow()
+    wf.add("LoadImage", {"path": str(path)}, node_id="load")
+    wf.add("Preview", {}, {"image": ("load", "image")}, node_id="preview")
+    return engine.run(wf, outputs=["load"]).outputs["load"]
+
+
+def test_load_image_applies_exif_orientation(fresh_engine, tmp_path):
+    pixels = np.zeros((20, 40, 3), np.uint8)
+    pixels[:, :20] = (255, 0, 0)   # left half red
+    img = Image.fromarray(pixels)
+    exif = Image.Exif()
+    exif[0x0112] = 6               # rotate 90 degrees clockwise to display
+    img.save(tmp_path / "rotated.jpg", exif=exif, quality=95)
+    out = _load(fresh_engine, tmp_path / "rotated.jpg")
+    image = out["image"]
+    assert image.shape == (1, 40, 20, 3)
+    assert image[0, 5, 10, 0] > 0.8 and image[0, 35, 10, 0] < 0.2   # red on top after rotation
+    assert torch.equal(out["mask"], torch.zeros(1, 40, 20))
+
+
+def test_load_image_alpha_becomes_a_repaint_mask(fresh_engine, tmp_path):
+    rgba = np.full((16, 16, 4), 255, np.uint8)
+    rgba[:8, :, 3] = 0
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "alpha.png")
+    out = _load(fresh_engine, tmp_path / "alpha.png")
+    assert out["image"].shape == (1, 16, 16, 3) and out["mask"].shape == (1, 16, 16)
+    assert torch.all(out["mask"][0, :8] == 1) and torch.all(out["mask"][0, 8:] == 0)
+
+
+def test_load_image_of_a_non_image_is_a_clear_error(fresh_engine, tmp_path):
+    (tmp_path / "bad.png").write_text("not an image")
+    with pytest.raises(nodeforge.NodeExecutionError) as info:
+        _load(fresh_engine, tmp_path / "bad.png")
+    assert info.value.field == "path"
+
+
+def test_tiled_decode_matches_full_decode(engine, make_txt2img):
+    from nodeforge.core.registry import builtin_module
+
+    vae_mod = builtin_module("vae")
+    vae = engine.run(make_txt2img(), outputs=["ckpt"]).outputs["ckpt"]["vae"]
+    latents = torch.randn(1, 4, 24, 40, generator=torch.Generator().manual_seed(0))
+    full = vae_mod.decode(vae, latents, tiled=False)
+    with torch.inference_mode():
+        tiled = vae_mod.decode_tiled(vae, latents, tile=16, overlap=6)
+    tiled = (tiled / 2 + 0.5).clamp(0, 1).permute(0, 2, 3, 1)
+    assert tiled.shape == full.shape == (1, 96, 160, 3)
+    assert (tiled - full).abs().mean() < 0.05

@@ -1,0 +1,144 @@
+"""LoRAs: formats, strengths, stacking, and the base model left as it was."""
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+
+from nodeforge.core.errors import NodeExecutionError
+from nodeforge.core.registry import builtin_module
+
+
+def _latent(engine, wf):
+    return engine.run(wf, outputs=["denoise"]).outputs["denoise"]["latent"]["samples"]
+
+
+def _weights(engine, make_txt2img):
+    out = engine.run(make_txt2img(), outputs=["ckpt"]).outputs["ckpt"]
+    return {k: v.clone() for k, v in out["unet"].unet.state_dict().items()}, \
+        {k: v.clone() for k, v in out["clip"].text_encoder.state_dict().items()}
+
+
+def test_strength_zero_is_bitwise_the_base_model(engine, make_txt2img):
+    base = _latent(engine, make_txt2img(seed=4))
+    zero = _latent(engine, make_txt2img(seed=4, lora=[("kohya", 0.0, 0.0)]))
+    assert torch.equal(base, zero)
+
+
+@pytest.mark.parametrize("lora", ["kohya", "kohya-ldm", "peft"])
+def test_a_lora_changes_the_image_and_leaves_the_base_as_it_was(engine, make_txt2img, lora):
+    unet_before, te_before = _weights(engine, make_txt2img)
+    base = _latent(engine, make_txt2img(seed=4))
+    patched = _latent(engine, make_txt2img(seed=4, lora=[(lora, 1.0, 1.0)]))
+    assert not torch.allclose(base, patched)
+    unet_after, te_after = _weights(engine, make_txt2img)
+    assert all(torch.equal(unet_before[k], unet_after[k]) for k in unet_before)
+    assert all(torch.equal(te_before[k], te_after[k]) for k in te_before)
+    engine.cache.clear()   # a branch without the LoRA, run afresh, is unaffected
+    assert torch.equal(_latent(engine, make_txt2img(seed=4)), base)
+
+
+def test_kohya_ldm_names_match_the_same_layers_as_diffusers_names(engine, make_txt2img):
+    out = engine.run(make_txt2img(lora=[("kohya", 1.0, 1.0)]), outputs=["lora0"]).outputs["lora0"]
+    out_ldm = engine.run(make_txt2img(lora=[("kohya-ldm", 1.0, 1.0)]), outputs=["lora0"]).outputs["lora0"]
+    a, b = out["unet"].loras[0].deltas, out_ldm["unet"].loras[0].deltas
+    assert set(a) == set(b) and len(a) >= 5
+    assert any(d.ndim == 4 and d.shape[-1] == 3 for d, _, _ in a.values())   # a LoCon 3x3 conv
+    assert out["clip"].loras and out["clip"].loras[0][0] == "te"
+
+
+def test_unet_and_clip_strengths_are_independent(engine, make_txt2img):
+    base = _latent(engine, make_txt2img(seed=4))
+    unet_only = _latent(engine, make_txt2img(seed=4, lora=[("kohya", 1.0, 0.0)]))
+    clip_only = _latent(engine, make_txt2img(seed=4, lora=[("kohya", 0.0, 1.0)]))
+    both = _latent(engine, make_txt2img(seed=4, lora=[("kohya", 1.0, 1.0)]))
+    assert not torch.allclose(base, unet_only) and not torch.allclose(base, clip_only)
+    assert not torch.allclose(unet_only, both) and not torch.allclose(clip_only, both)
+    cond = engine.run(make_txt2img(lora=[("kohya", 1.0, 0.0)]), outputs=["pos", "ckpt"]).outputs
+    base_cond = engine.run(make_txt2img(), outputs=["pos"]).outputs["pos"]["conditioning"]["embeds"]
+    assert torch.equal(cond["pos"]["conditioning"]["embeds"], base_cond)
+
+
+def test_stacked_loras_add_up(engine, make_txt2img):
+    one = _latent(engine, make_txt2img(seed=4, lora=[("kohya", 1.0, 1.0)]))
+    two = _latent(engine, make_txt2img(seed=4, lora=[("kohya", 1.0, 1.0), ("kohya-b", 1.0, 1.0)]))
+    assert not torch.allclose(one, two)
+
+
+def test_changing_lora_strength_does_not_reload_the_checkpoint(engine, make_txt2img):
+    loading = builtin_module("loading")
+    engine.run(make_txt2img(lora=[("kohya", 0.5, 1.0)]))
+    loads = loading.load_count
+    result = engine.run(make_txt2img(lora=[("kohya", 0.8, 1.0)]))
+    assert "ckpt" not in result.executed
+    assert {"lora0", "denoise"} <= set(result.executed)
+    assert loading.load_count == loads
+
+
+def test_lora_delta_is_strength_times_alpha_over_rank_up_down(engine, make_txt2img):
+    out = engine.run(make_txt2img(lora=[("kohya", 0.5, 1.0)]), outputs=["lora0"]).outputs["lora0"]
+    unet = out["unet"]
+    path, (down, up, scale) = next((p, d) for p, d in unet.loras[0].deltas.items() if d[0].ndim == 2)
+    assert scale == 2.0 / 4   # alpha 2, rank 4
+    weight = unet.unet.get_submodule(path).weight
+    before = weight.detach().clone()
+    with unet.patched():
+        torch.testing.assert_close(weight - before, 0.5 * scale * (up @ down))
+    assert torch.equal(weight, before)
+
+
+def test_lora_for_another_model_is_an_error_naming_the_field(engine, make_txt2img):
+    with pytest.raises(NodeExecutionError) as info:
+        engine.run(make_txt2img(lora=[("foreign", 1.0, 1.0)]))
+    assert info.value.field == "lora" and info.value.node_id == "lora0"
+
+
+def test_partly_matching_lora_warns_with_a_count():
+    lora = builtin_module("lora")
+    unet = torch.nn.Sequential(torch.nn.Linear(8, 8))
+    entries = {"0": {"down": torch.ones(2, 8), "up": torch.ones(8, 2)},
+               "missing": {"down": torch.ones(2, 8), "up": torch.ones(8, 2)}}
+    patch, unmatched = lora.resolve(entries, unet, "x", 1.0)
+    assert list(patch.deltas) == ["0"] and unmatched == 1
+
+
+def test_a_lora_with_some_unknown_modules_warns_and_applies_the_rest(engine, models_dir, make_txt2img):
+    from safetensors.torch import load_file, save_file
+
+    state = load_file(str(models_dir / "loras" / "kohya.safetensors"))
+    state["lora_unet_not_a_layer.lora_down.weight"] = torch.ones(2, 8)
+    state["lora_unet_not_a_layer.lora_up.weight"] = torch.ones(8, 2)
+    save_file(state, str(models_dir / "loras" / "kohya-partial.safetensors"))
+    with pytest.warns(UserWarning, match="1 of .* modules matched no layer"):
+        out = engine.run(make_txt2img(lora=[("kohya-partial", 1.0, 1.0)]), outputs=["lora0"]).outputs["lora0"]
+    assert len(out["unet"].loras[0].deltas) >= 5
+
+
+def test_peft_alpha_comes_from_the_file_metadata(engine, make_txt2img):
+    out = engine.run(make_txt2img(lora=[("peft", 1.0, 1.0)]), outputs=["lora0"]).outputs["lora0"]
+    scales = {scale for _, _, scale in out["unet"].loras[0].deltas.values()}
+    assert scales == {8 / 4}
+    assert out["clip"].loras[0][1].deltas
+
+
+def test_other_lora_spellings_are_understood():
+    lora = builtin_module("lora")
+    t = torch.zeros(1)
+    state = {
+        "base_model.model.down_blocks.0.attentions.0.proj_in.lora_A.weight": t,
+        "base_model.model.down_blocks.0.attentions.0.proj_in.lora_B.weight": t,
+        "base_model.model.text_model.encoder.layers.0.self_attn.q_proj.lora_A.weight": t,
+        "unet.mid_block.attentions.0.transformer_blocks.0.attn1.processor.to_q_lora.down.weight": t,
+        "unet.mid_block.attentions.0.transformer_blocks.0.attn1.processor.to_q_lora.up.weight": t,
+        "lora_te2_text_model_encoder_layers_0_mlp_fc1.lora_down.weight": t,
+        "lora_te2_text_model_encoder_layers_0_mlp_fc1.alpha": t,
+        "something_else.weight": t,
+    }
+    parts, ignored = lora.parse_lora(state)
+    assert set(parts["unet"]) == {"down_blocks.0.attentions.0.proj_in",
+                                  "mid_block.attentions.0.transformer_blocks.0.attn1.to_q"}
+    assert set(parts["unet"]["mid_block.attentions.0.transformer_blocks.0.attn1.to_q"]) == {"down", "up"}
+    assert list(parts["te"]) == ["text_model.encoder.layers.0.self_attn.q_proj"]
+    assert set(parts["te2"]["text_model_encoder_layers_0_mlp_fc1"]) == {"down", "alpha"}
+    assert ignored == ["something_else.weight"]

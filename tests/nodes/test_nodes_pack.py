@@ -1,0 +1,65 @@
+"""The pack's declarations: cheap to import, names as DESIGN.md fixes them."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_importing_the_pack_leaves_torch_out():
+    code = ("import sys, time; t = time.perf_counter()\n"
+            "from nodeforge.core.registry import load_registry\n"
+            "r = load_registry(entry_points=False)\n"
+            "assert not r.failures, r.failures\n"
+            "heavy = [m for m in ('torch', 'diffusers', 'transformers', 'peft', 'PIL') if m in sys.modules]\n"
+            "print(len(r), heavy, time.perf_counter() - t)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    count, heavy, _ = out.stdout.split(" ", 2)
+    assert heavy.startswith("[]"), out.stdout
+    assert int(count) >= 11
+
+
+def test_node_table_matches_the_design(registry):
+    table = {
+        "CheckpointLoader": ([], ["checkpoint"], ["unet", "clip", "vae"]),
+        "LoRALoader": (["unet", "clip"], ["lora", "strength_unet", "strength_clip"], ["unet", "clip"]),
+        "TextEncoder": (["clip"], ["text"], ["conditioning"]),
+        "EmptyLatent": ([], ["width", "height", "batch_size"], ["latent"]),
+        "LoadImage": ([], ["path"], ["image", "mask"]),
+        "VAEEncode": (["vae", "image"], [], ["latent"]),
+        "SetLatentMask": (["latent", "mask"], [], ["latent"]),
+        "UNetDenoise": (["unet", "positive", "negative", "latent"], ["seed", "steps", "cfg", "scheduler", "denoise"],
+                        ["latent"]),
+        "VAEDecode": (["vae", "latent"], [], ["image"]),
+        "Preview": (["image"], [], []),
+        "SaveImage": (["image"], ["prefix"], []),
+    }
+    for name, (inputs, params, outputs) in table.items():
+        spec = registry.get(name)
+        assert spec is not None, name
+        assert [i.name for i in spec.inputs] == inputs, name
+        assert [p.name for p in spec.params] == params, name
+        assert [o.name for o in spec.outputs] == outputs, name
+    assert registry.get("Preview").output_node and registry.get("SaveImage").output_node
+    assert not registry.get("SaveImage").cacheable
+    empty = registry.get("EmptyLatent")
+    assert empty.param("width").multiple_of == 4 and empty.param("width").min == 16
+    schedulers = registry.get("UNetDenoise").param("scheduler").choice_list()
+    for s in ("ddpm", "ddim", "euler", "euler_ancestral", "heun", "lms", "pndm", "dpmpp_2m", "dpmpp_2m_karras",
+              "dpmpp_sde", "unipc", "lcm"):
+        assert s in schedulers
+    assert registry.get("UNetDenoise").param("seed").max >= 2 ** 63 - 1
+
+
+def test_prompt_weights_parse_like_a1111():
+    from nodeforge.core.registry import builtin_module
+
+    parse = builtin_module("prompt_syntax").parse_weights
+    assert parse("a (red:1.5) circle") == [("a ", 1.0), ("red", 1.5), (" circle", 1.0)]
+    assert parse("(a)") == [("a", 1.1)]
+    assert parse("[a]")[0][1] == 1 / 1.1
+    assert parse(r"\(literal\)") == [("(literal)", 1.0)]
+    assert parse("((a))")[0][1] == 1.1 * 1.1
+    assert parse("") == [("", 1.0)]
