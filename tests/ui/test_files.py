@@ -9,7 +9,7 @@ from PySide6.QtCore import QPointF
 
 from nodeforge.core.workflow import load_workflow
 from nodeforge.ui.autosave import Autosaver, find_recoverable, load_recoverable
-from tests.ui.conftest import DATA, add
+from tests.ui.helpers import DATA, add
 
 
 def test_save_and_load_round_trip_keeps_layout_titles_params_and_unknown_keys(window, tmp_path, engine, qtbot):

@@ -6,7 +6,7 @@ from PySide6.QtGui import QMouseEvent
 from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QApplication
 
-from tests.ui.conftest import add
+from tests.ui.helpers import add
 
 
 def mouse_drag(widget, start: QPoint, end: QPoint, steps: int = 4) -> None:

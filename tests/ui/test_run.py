@@ -4,7 +4,7 @@ from __future__ import annotations
 import sys
 
 from nodeforge.ui.runner import runnable_copy
-from tests.ui.conftest import add
+from tests.ui.helpers import add
 
 TIMEOUT = 30_000
 
