@@ -5,12 +5,15 @@ opens fast and torch loads with the first run.
 """
 from __future__ import annotations
 
+import os
 import sys
+from pathlib import Path
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QStandardPaths, Qt
 from PySide6.QtWidgets import QApplication, QMessageBox
 
 from nodeforge.core.engine import Engine
+from nodeforge.core.models import user_data_dir
 from nodeforge.ui import theme
 from nodeforge.ui.autosave import find_recoverable, load_recoverable
 from nodeforge.ui.main_window import MainWindow, register_window
@@ -29,8 +32,22 @@ def make_app(argv: list[str] | None = None) -> QApplication:
     return app
 
 
+def default_output_dir() -> Path:
+    """Where the editor saves images: NODEFORGE_OUTPUT, else Pictures/NodeForge, else the data folder.
+
+    Not the working folder: a desktop launcher starts programs in the home folder.
+    """
+    env = os.environ.get("NODEFORGE_OUTPUT")
+    if env:
+        return Path(env).expanduser()
+    pictures = QStandardPaths.writableLocation(QStandardPaths.StandardLocation.PicturesLocation)
+    if pictures:
+        return Path(pictures) / "NodeForge"
+    return user_data_dir() / "output"
+
+
 def build_window(path: str | None = None, engine: Engine | None = None) -> MainWindow:
-    win = MainWindow(engine or Engine())
+    win = MainWindow(engine or Engine(output_dir=default_output_dir()))
     register_window(win)
     if path:
         win.open_path(path)

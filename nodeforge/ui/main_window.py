@@ -4,10 +4,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QMimeData, QPointF, QSettings, Qt, QTimer
-from PySide6.QtGui import QAction, QGuiApplication, QKeySequence, QUndoStack
+from PySide6.QtCore import QMimeData, QPointF, QSettings, Qt, QTimer, QUrl
+from PySide6.QtGui import QAction, QDesktopServices, QGuiApplication, QKeySequence, QUndoStack
 from PySide6.QtWidgets import (
-    QDockWidget, QFileDialog, QInputDialog, QMainWindow, QMenu, QMessageBox, QToolButton, QUndoView,
+    QDockWidget, QFileDialog, QInputDialog, QMainWindow, QMenu, QMessageBox, QSpinBox, QToolButton, QUndoView,
 )
 
 from nodeforge.core.engine import Engine
@@ -137,7 +137,7 @@ class MainWindow(QMainWindow):
         self.act_arrange = a("A&rrange Graph", self.arrange, "Ctrl+Shift+L", None,
                              "Lay the nodes (or the selection) out in columns along the wires")
         self.act_fit = a("&Fit View", self.view.fit_selection, "F", "fit", "Fit the graph (or the selection) in view")
-        self.act_run = a("&Run", self.run, ["Ctrl+Return", "Ctrl+Enter"], "run", "Run the graph (Ctrl+Enter)")
+        self.act_run = a("&Run", lambda: self.run(), ["Ctrl+Return", "Ctrl+Enter"], "run", "Run the graph (Ctrl+Enter)")
         self.act_cancel = a("&Cancel", self.cancel, "Esc", "cancel", "Cancel the run (Esc)")
         self.act_cancel.setEnabled(False)
         self.act_auto = a("&Auto-Queue on Change", self._auto_toggled, None, None,
@@ -155,8 +155,12 @@ class MainWindow(QMainWindow):
         m.addActions([self.act_new, self.act_new_window, self.act_open])
         self.recent_menu = m.addMenu("Open &Recent")
         self.recent_menu.aboutToShow.connect(self._fill_recent)
+        self.examples_menu = m.addMenu("&Examples")
+        self.examples_menu.aboutToShow.connect(self._fill_examples)
         m.addSeparator()
         m.addActions([self.act_save, self.act_save_as])
+        m.addSeparator()
+        m.addAction("Open &Output Folder", self.open_output_folder)
         m.addSeparator()
         m.addAction(self.act_quit)
         m = bar.addMenu("&Edit")
@@ -193,6 +197,14 @@ class MainWindow(QMainWindow):
         tools.addActions([self.act_add, self.act_fit])
         tools.addSeparator()
         tools.addAction(self.act_run)
+        self.batch = QSpinBox()
+        self.batch.setRange(1, 100)
+        self.batch.setPrefix("× ")
+        self.batch.setToolTip("Batch count: how many runs one Run queues (seeds set to increment or "
+                              "randomize change between them)")
+        self.batch.setKeyboardTracking(False)
+        self.batch.setFixedWidth(64)
+        tools.addWidget(self.batch)
         tools.addAction(self.act_cancel)
         for action, name in ((self.act_run, "runButton"), (self.act_cancel, "cancelButton")):
             button = tools.widgetForAction(action)
@@ -218,7 +230,7 @@ class MainWindow(QMainWindow):
         self._auto_timer = QTimer(self)
         self._auto_timer.setSingleShot(True)
         self._auto_timer.setInterval(350)    # a slider drag is one run, not one per step
-        self._auto_timer.timeout.connect(self.run)
+        self._auto_timer.timeout.connect(self._auto_run)
         self.scene.imageActivated.connect(self._show_images)
 
     def _auto_toggled(self, on: bool) -> None:
@@ -363,6 +375,11 @@ class MainWindow(QMainWindow):
             return self.save()
         return answer == QMessageBox.StandardButton.Discard
 
+    def open_output_folder(self) -> None:
+        folder = self.engine.output_dir.resolve()
+        folder.mkdir(parents=True, exist_ok=True)
+        QDesktopServices.openUrl(QUrl.fromLocalFile(str(folder)))
+
     def show_error(self, title: str, text: str) -> None:
         self.last_error = text
         box = QMessageBox(QMessageBox.Icon.Warning, title, text, QMessageBox.StandardButton.Ok, self)
@@ -399,6 +416,31 @@ class MainWindow(QMainWindow):
         path_s = str(Path(path).resolve())
         recent = [p for p in self.recent_files() if p != path_s]
         self.settings().setValue("recentFiles", [path_s] + recent[:MAX_RECENT - 1])
+
+    def example_files(self) -> list[Path]:
+        from nodeforge.paths import builtin_dir
+
+        folder = builtin_dir("workflows")
+        return sorted(folder.glob("*.json")) if folder.is_dir() else []
+
+    def _fill_examples(self) -> None:
+        self.examples_menu.clear()
+        examples = self.example_files()
+        if not examples:
+            self.examples_menu.addAction("(none installed)").setEnabled(False)
+        for path in examples:
+            self.examples_menu.addAction(path.stem, lambda p=path: self.open_example(p))
+
+    def open_example(self, path: Path) -> bool:
+        """An example opens as a new, unsaved graph, so Save does not overwrite the bundled file."""
+        if not self._maybe_save():
+            return False
+        if not self.open_path(path):
+            return False
+        self.path = None
+        self.model.workflow.source = None
+        self._update_title()
+        return True
 
     def _fill_recent(self) -> None:
         self.recent_menu.clear()
@@ -652,16 +694,21 @@ class MainWindow(QMainWindow):
         menu.popup(self.view.viewport().mapToGlobal(pos))
 
     # -- running ------------------------------------------------------------------------------------------
-    def run(self) -> None:
+    def run(self, *, count: int | None = None, replace_last: bool = False) -> None:
+        """Queue `count` runs (the batch count box by default), each on a copy of the graph."""
         self.presenter.clear_errors()
-        self.runner.run(self.model.snapshot())
-        # Seeds set to increment or randomize change once the run has its copy, as in ComfyUI;
-        # that change must not start another run by itself.
-        self._advancing_seeds = True
-        try:
-            self.controller.advance_seeds()
-        finally:
-            self._advancing_seeds = False
+        for _ in range(count or self.batch.value()):
+            self.runner.run(self.model.snapshot(), replace_last=replace_last)
+            # Seeds set to increment or randomize change once the run has its copy, as in ComfyUI;
+            # that change must not start another run by itself.
+            self._advancing_seeds = True
+            try:
+                self.controller.advance_seeds()
+            finally:
+                self._advancing_seeds = False
+
+    def _auto_run(self) -> None:
+        self.run(count=1, replace_last=True)
 
     def cancel(self) -> None:
         if self.search.isVisible():

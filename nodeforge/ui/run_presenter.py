@@ -48,9 +48,10 @@ class RunPresenter(QObject):
         else:
             self.status.update_stats()
 
-    def _queued_changed(self, queued: bool) -> None:
-        if queued:
-            self.status.showMessage("Next run queued: it starts when this one ends", 4000)
+    def _queued_changed(self, count: int) -> None:
+        self.status.set_queued(count)
+        if count:
+            self.status.showMessage(f"{count} run{'s' if count > 1 else ''} queued", 4000)
 
     def _run_started(self, order: list[str]) -> None:
         wanted = set(order)

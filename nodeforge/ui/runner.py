@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QObject, Signal
+from PySide6.QtCore import QObject, QTimer, Signal
 from PySide6.QtGui import QImage
 
 from nodeforge.core import events as ev
@@ -196,32 +196,46 @@ class RunController(QObject):
     runFinished = Signal(object)                # RunResult
     runFailed = Signal(object, str, list)       # node id or None, message, [Problem]
     runningChanged = Signal(bool)
-    queuedChanged = Signal(bool)
+    queuedChanged = Signal(int)                 # how many runs wait
 
     def __init__(self, engine: Engine, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.engine = engine
         self.running = False
-        self.pending: Workflow | None = None
+        self.pending: list[Workflow] = []
         self.current: Workflow | None = None
         self._thread: threading.Thread | None = None
         self._info: dict[str, Any] = {}
+        # Step events can arrive faster than the screen refreshes: only the latest per node is shown.
+        self._progress: dict[str, tuple] = {}
+        self._flush = QTimer(self)
+        self._flush.setSingleShot(True)
+        self._flush.setInterval(0)
+        self._flush.timeout.connect(self._flush_progress)
         self._event.connect(self._on_event)
         self._done.connect(self._on_done)
 
-    def run(self, workflow: Workflow) -> None:
-        """Run a copy of `workflow`, or queue it if a run is going."""
+    def run(self, workflow: Workflow, *, replace_last: bool = False) -> None:
+        """Run a copy of `workflow`, or queue it behind the current run.
+
+        `replace_last` puts it in place of the last queued run instead (auto-queue: only the
+        newest state of the graph is worth running).
+        """
         copy = runnable_copy(workflow, self.engine.registry)
         if self.running:
-            self.pending = copy
-            self.queuedChanged.emit(True)
+            if replace_last and self.pending:
+                self.pending[-1] = copy
+            else:
+                self.pending.append(copy)
+            self.queuedChanged.emit(len(self.pending))
             return
         self._start(copy)
 
     def cancel(self) -> None:
-        if self.pending is not None:
-            self.pending = None
-            self.queuedChanged.emit(False)
+        """Stop the current run and drop the queued ones."""
+        if self.pending:
+            self.pending = []
+            self.queuedChanged.emit(0)
         if self.running:
             self.engine.cancel()
 
@@ -269,14 +283,27 @@ class RunController(QObject):
             kind = "cancelled" if isinstance(error, Cancelled) else "failed"
             self._event.emit((kind, event.node_id, event.message, problems))
 
+    def _flush_progress(self) -> None:
+        pending, self._progress = self._progress, {}
+        for nid, (step, total, preview) in pending.items():
+            self.nodeProgress.emit(nid, step, total, preview)
+
     def _on_event(self, payload: tuple) -> None:
         kind = payload[0]
+        if kind == "progress":
+            _, nid, step, total, preview = payload
+            if preview is None and nid in self._progress:
+                preview = self._progress[nid][2]   # keep the newest preview of the batch
+            self._progress[nid] = (step, total, preview)
+            if not self._flush.isActive():
+                self._flush.start()
+            return
+        self._flush.stop()
+        self._flush_progress()
         if kind == "run":
             self.runStarted.emit(payload[1])
         elif kind == "started":
             self.nodeStarted.emit(payload[1])
-        elif kind == "progress":
-            self.nodeProgress.emit(payload[1], payload[2], payload[3], payload[4])
         elif kind == "finished":
             _, nid, cached, seconds, images = payload
             records = [RunImage(img, path, nid, dict(self._info)) for img, path in images]
@@ -292,9 +319,9 @@ class RunController(QObject):
         self.running = False
         self._thread = None
         self.runningChanged.emit(False)
-        if self.pending is not None:
-            nxt, self.pending = self.pending, None
-            self.queuedChanged.emit(False)
+        if self.pending:
+            nxt = self.pending.pop(0)
+            self.queuedChanged.emit(len(self.pending))
             self._start(nxt)
 
     def wait(self, timeout: float | None = None) -> None:

@@ -30,13 +30,19 @@ class StatusBar(QStatusBar):
         self.device_label = QLabel()
         self.memory_label = QLabel()
         self.cache_label = QLabel()
-        for widget in (self.progress, self.device_label, self.memory_label, self.cache_label):
+        self.queue_label = QLabel()
+        self.queue_label.setVisible(False)
+        for widget in (self.queue_label, self.progress, self.device_label, self.memory_label, self.cache_label):
             self.addPermanentWidget(widget)
 
     def set_busy(self, busy: bool) -> None:
         if busy:
             self.progress.setRange(0, 0)
         self.progress.setVisible(busy)
+
+    def set_queued(self, count: int) -> None:
+        self.queue_label.setText(f"Queue: {count}")
+        self.queue_label.setVisible(count > 0)
 
     def set_steps(self, step: int, total: int) -> None:
         self.progress.setRange(0, max(1, total))

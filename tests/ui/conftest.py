@@ -2,14 +2,12 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 import pytest  # noqa: E402
 
-PACKS = Path(__file__).parent / "packs"
-DATA = Path(__file__).parent / "data"
+from tests.ui.helpers import PACKS  # noqa: E402
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -65,7 +63,3 @@ def window(qtbot, engine):
     win.runner.cancel()
     win.runner.wait(10)
     win.autosaver.discard()
-
-
-def add(win, node_type, x=0.0, y=0.0):
-    return win.controller.add_node(node_type, (x, y))

@@ -7,7 +7,7 @@ from PySide6.QtCore import QPointF
 from PySide6.QtGui import QGuiApplication
 
 from nodeforge.ui.search import search
-from tests.ui.conftest import add
+from tests.ui.helpers import add
 
 
 def test_adding_a_node_draws_it_and_undo_removes_it(window):

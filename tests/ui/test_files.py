@@ -9,7 +9,7 @@ from PySide6.QtCore import QPointF
 
 from nodeforge.core.workflow import load_workflow
 from nodeforge.ui.autosave import Autosaver, find_recoverable, load_recoverable
-from tests.ui.conftest import DATA, add
+from tests.ui.helpers import DATA, add
 
 
 def test_save_and_load_round_trip_keeps_layout_titles_params_and_unknown_keys(window, tmp_path, engine, qtbot):
@@ -241,3 +241,15 @@ def test_node_packs_that_fail_to_load_are_reported_at_start(tmp_path, qtbot):
     qtbot.waitUntil(lambda: win.last_error is not None, timeout=5000)
     assert "broken_pack" in win.last_error and "needs a newer torch" in win.last_error
     win.autosaver.discard()
+
+
+def test_examples_open_as_new_unsaved_graphs(window, monkeypatch, tmp_path):
+    example = tmp_path / "txt2img.json"
+    example.write_text((DATA / "txt2img.json").read_text())
+    monkeypatch.setattr(window, "example_files", lambda: [example])
+    window._fill_examples()
+    (action,) = window.examples_menu.actions()
+    assert action.text() == "txt2img"
+    action.trigger()
+    assert len(window.model.nodes) == 7
+    assert window.path is None and "Untitled" in window.windowTitle()

@@ -6,7 +6,7 @@ from PySide6.QtGui import QMouseEvent
 from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QApplication
 
-from tests.ui.conftest import add
+from tests.ui.helpers import add
 
 
 def mouse_drag(widget, start: QPoint, end: QPoint, steps: int = 4) -> None:
@@ -177,3 +177,30 @@ def test_box_select_and_space_drag(window, qtbot):
     QTest.keyRelease(view, Qt.Key.Key_Space)
     assert view.center().x() - center.x() > 80
     assert window.model.position(b) == (400, 0)
+
+
+def test_dragging_a_group_by_its_title_moves_its_nodes_in_one_step(window, qtbot):
+    window.show()
+    qtbot.waitExposed(window)
+    a = add(window, "Invert", 0, 0)
+    outside = add(window, "Invert", 0, 600)
+    window.scene.select_nodes([a])
+    window.group_selection()
+    view = window.view
+    view.set_zoom(1.0)
+    view.centerOn(150, 100)
+    x, y, w, h = window.model.groups[0]["bounding"]
+    start = view.mapFromScene(x + 60, y + 12)              # the group's title bar
+    count = window.stack.count()
+    mouse_drag(view.viewport(), start, start + QPoint(50, 40))
+    assert window.model.position(a) == (50, 40)
+    assert window.model.position(outside) == (0, 600)
+    assert window.model.groups[0]["bounding"][:2] == [x + 50, y + 40]
+    assert window.stack.count() == count + 1
+    # Resize from the corner grip.
+    corner = view.mapFromScene(x + 50 + w - 3, y + 40 + h - 3)
+    mouse_drag(view.viewport(), corner, corner + QPoint(100, 0))
+    assert abs(window.model.groups[0]["bounding"][2] - (w + 100)) < 2
+    window.stack.undo()
+    window.stack.undo()
+    assert window.model.position(a) == (0, 0) and window.model.groups[0]["bounding"] == [x, y, w, h]

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 
 from nodeforge.ui.layout import arrange, overlapping
-from tests.ui.conftest import add
+from tests.ui.helpers import add
 
 
 def test_arrange_puts_each_node_right_of_its_sources_without_overlap():

@@ -4,7 +4,7 @@ from __future__ import annotations
 import sys
 
 from nodeforge.ui.runner import runnable_copy
-from tests.ui.conftest import add
+from tests.ui.helpers import add
 
 TIMEOUT = 30_000
 
@@ -24,7 +24,8 @@ def test_a_run_shows_progress_states_and_result_images(window, qtbot):
     window.runner.nodeProgress.connect(lambda nid, s, t, img: steps.append((nid, s, t, img is not None)))
     with qtbot.waitSignal(window.runner.runFinished, timeout=TIMEOUT):
         window.act_run.trigger()
-    assert [s[1] for s in steps] == list(range(1, 21))
+    shown = [s[1] for s in steps]          # steps that arrive together are shown once, the latest
+    assert shown == sorted(shown) and shown[-1] == 20
     assert all(s[0] == slow and s[2] == 20 and s[3] for s in steps)
     assert window.scene.nodes[slow].state == "done"
     assert window.scene.nodes[preview].images and window.scene.nodes[preview].images[0].width() == 32
@@ -89,7 +90,7 @@ def test_editing_during_a_run_queues_the_next_run_on_a_fresh_copy(window, qtbot,
     window.controller.set_param(solid, "color", "blue")
     window.controller.set_param(slow, "hold", False)
     window.run()
-    assert window.runner.pending is not None
+    assert len(window.runner.pending) == 1
     assert window.runner.current.nodes[solid].params["color"] == "red"   # the running copy is untouched
     finished = []
     window.runner.runFinished.connect(finished.append)
@@ -150,13 +151,13 @@ def test_auto_queue_runs_after_a_change_and_queues_during_a_run(window, qtbot, g
         with qtbot.waitSignal(window.runner.nodeProgress, timeout=TIMEOUT):
             window.controller.set_param(solid, "width", 64)      # starts a run by itself
         window.controller.set_param(solid, "color", "green")     # during the run: queued
-        qtbot.waitUntil(lambda: window.runner.pending is not None, timeout=TIMEOUT)
+        qtbot.waitUntil(lambda: len(window.runner.pending) == 1, timeout=TIMEOUT)
         assert window.runner.current.nodes[solid].params["color"] == "red"
         window.controller.set_param(slow, "hold", False)
         finished = []
         window.runner.runFinished.connect(finished.append)
         gate.set()
-        qtbot.waitUntil(lambda: bool(finished) and not window.runner.running and window.runner.pending is None,
+        qtbot.waitUntil(lambda: bool(finished) and not window.runner.running and not window.runner.pending,
                         timeout=TIMEOUT)
         assert window.scene.nodes[preview].images[0].pixelColor(0, 0).green() > 150
     finally:
@@ -210,3 +211,33 @@ def test_a_seed_set_to_randomize_changes_after_each_run_not_before(window, qtbot
     assert window.model.node_ui("seed_control", copy) == "increment"
     editor.seedModeChosen.emit("fixed")
     assert window.model.workflow.ui["seed_control"] == {copy: "increment"}
+
+
+def test_batch_count_queues_runs_with_advancing_seeds(window, qtbot, gate):
+    solid, mix, preview = chain(window, "SolidImage", "Mix", "PreviewOut")
+    window.controller.set_param(mix, "seed", 10)
+    window.controller.set_seed_control(mix, "increment")
+    window.batch.setValue(3)
+    seeds = []
+    window.runner.runningChanged.connect(
+        lambda running: seeds.append(window.runner.current.nodes[mix].params["seed"]) if running else None)
+    finished = []
+    window.runner.runFinished.connect(finished.append)
+    window.act_run.trigger()
+    qtbot.waitUntil(lambda: len(finished) == 3 and not window.runner.running, timeout=TIMEOUT)
+    assert seeds == [10, 11, 12]
+    assert window.model.nodes[mix].params["seed"] == 13
+    assert window.status.queue_label.isHidden()
+
+
+def test_cancel_drops_queued_runs(window, qtbot, gate):
+    solid, slow, preview = chain(window, "SolidImage", "Slow", "PreviewOut")
+    window.controller.set_param(slow, "hold", True)
+    window.batch.setValue(3)
+    with qtbot.waitSignal(window.runner.nodeProgress, timeout=TIMEOUT):
+        window.run()
+    assert len(window.runner.pending) == 2
+    assert window.status.queue_label.text() == "Queue: 2"
+    with qtbot.waitSignal(window.runner.runningChanged, timeout=TIMEOUT):
+        window.cancel()
+    assert window.runner.pending == [] and not window.runner.running

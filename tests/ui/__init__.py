@@ -1,0 +1,1 @@
+"""The editor's tests (a package, so its conftest does not shadow other suites' `conftest`)."""
