@@ -71,7 +71,7 @@ def measure(steps: int, size: int, checkpoint: str | None = None) -> None:
     import psutil
     import torch
 
-    from conftest import txt2img
+    from tiny_models import txt2img
     from nodeforge import Engine
     from nodeforge.core.models import ModelPaths
     from nodeforge.core.registry import load_registry

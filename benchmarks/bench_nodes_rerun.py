@@ -17,7 +17,7 @@ sys.path.insert(0, str(ROOT / "tests" / "nodes"))
 
 def main() -> None:
     import tiny_models as tm
-    from conftest import txt2img
+    from tiny_models import txt2img
 
     from nodeforge import Engine
     from nodeforge.core.models import ModelPaths

@@ -47,7 +47,7 @@ def small_sd_model(folder: Path) -> Path:
 
 
 def workflow(checkpoint: str, seed: int, steps: int, cfg: float, size: int, scheduler: str):
-    from conftest import txt2img
+    from tiny_models import txt2img
 
     return txt2img(checkpoint, "a red circle on a blue background", seed=seed, steps=steps, cfg=cfg,
                    scheduler=scheduler, width=size, height=size)

@@ -80,7 +80,7 @@ def test_shipped_configs_describe_every_family():
 
 def _run(engine, checkpoint, text="a red circle", seed=5):
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from conftest import txt2img
+    from tiny_models import txt2img
 
     result = engine.run(txt2img(checkpoint, text=text, seed=seed, steps=2))
     return np.stack([np.asarray(i) for i in result.outputs["preview"]])

@@ -244,3 +244,31 @@ def foreign_lora(path: Path) -> Path:
     save_file({"lora_unet_some_other_block_proj.lora_down.weight": torch.ones(4, 16),
                "lora_unet_some_other_block_proj.lora_up.weight": torch.ones(16, 4)}, str(path))
     return path
+
+
+# -- workflows ------------------------------------------------------------------------------------------
+def txt2img(checkpoint: str = "tiny-sd", text: str = "a red circle", *, seed: int = 42, steps: int = 3,
+            cfg: float = 5.0, scheduler: str = "euler", width: int = 32, height: int = 32, lora=None,
+            save: bool = False, batch_size: int = 1):
+    """A txt2img workflow; `lora` is a list of (name, strength_unet, strength_clip)."""
+    from nodeforge import Workflow
+
+    wf = Workflow()
+    wf.add("CheckpointLoader", {"checkpoint": checkpoint}, node_id="ckpt")
+    unet, clip = ("ckpt", "unet"), ("ckpt", "clip")
+    for i, (name, su, sc) in enumerate(lora or []):
+        nid = wf.add("LoRALoader", {"lora": name, "strength_unet": su, "strength_clip": sc},
+                     {"unet": unet, "clip": clip}, node_id=f"lora{i}")
+        unet, clip = (nid, "unet"), (nid, "clip")
+    wf.add("TextEncoder", {"text": text}, {"clip": clip}, node_id="pos", title="positive")
+    wf.add("TextEncoder", {"text": ""}, {"clip": clip}, node_id="neg", title="negative")
+    wf.add("EmptyLatent", {"width": width, "height": height, "batch_size": batch_size}, node_id="empty")
+    wf.add("UNetDenoise", {"seed": seed, "steps": steps, "cfg": cfg, "scheduler": scheduler, "denoise": 1.0},
+           {"unet": unet, "positive": ("pos", "conditioning"), "negative": ("neg", "conditioning"),
+            "latent": ("empty", "latent")}, node_id="denoise")
+    wf.add("VAEDecode", {}, {"vae": ("ckpt", "vae"), "latent": ("denoise", "latent")}, node_id="decode")
+    if save:
+        wf.add("SaveImage", {"prefix": "test"}, {"image": ("decode", "image")}, node_id="save")
+    else:
+        wf.add("Preview", {}, {"image": ("decode", "image")}, node_id="preview")
+    return wf
