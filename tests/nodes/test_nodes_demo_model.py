@@ -38,3 +38,17 @@ def test_demo_lora_changes_the_image(demo_engine, make_txt2img):
     a = np.asarray(demo_engine.run(base).outputs["preview"][0]).astype(float)
     b = np.asarray(demo_engine.run(star).outputs["preview"][0]).astype(float)
     assert np.abs(a - b).mean() > 1
+
+
+def test_demo_model_txt2img_equals_the_diffusers_pipeline(demo_engine, make_txt2img):
+    import torch
+    from diffusers import StableDiffusionPipeline
+
+    wf = make_txt2img("nodeforge-shapes", "a red circle on a blue background", width=64, height=64, steps=6, seed=42)
+    ours = demo_engine.run(wf, outputs=["denoise"]).outputs["denoise"]["latent"]["samples"]
+    pipe = StableDiffusionPipeline.from_pretrained(str(DEMO), local_files_only=True, safety_checker=None,
+                                                   requires_safety_checker=False)
+    pipe.set_progress_bar_config(disable=True)
+    theirs = pipe("a red circle on a blue background", negative_prompt="", num_inference_steps=6, guidance_scale=5.0,
+                  height=64, width=64, generator=torch.Generator().manual_seed(42), output_type="latent").images
+    torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=1e-5)
