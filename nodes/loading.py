@@ -55,7 +55,15 @@ def detect_family(state_dict: dict[str, Any], metadata: dict[str, str] | None = 
     if not has(UNET_PREFIX):
         raise NodeError("this file holds no Stable Diffusion UNet (no 'model.diffusion_model.' keys); "
                         "it may be a LoRA, a VAE or another kind of model", field="checkpoint")
-    if has(XL_CLIP2_PREFIX) or has("conditioner.embedders.0.model."):
+    first_conv = state_dict.get(UNET_PREFIX + "input_blocks.0.0.weight")
+    if first_conv is not None and first_conv.ndim == 4 and first_conv.shape[1] != 4:
+        raise NodeError(f"this is an inpainting or other special model (its UNet takes {first_conv.shape[1]} "
+                        "input channels); only standard 4-channel models are supported: for inpainting use "
+                        "a standard model with SetLatentMask", field="checkpoint")
+    if has("conditioner.embedders.0.model.") and not has(XL_CLIP1_PREFIX):
+        raise NodeError("this is an SDXL refiner, which is not supported; use an SDXL base model",
+                        field="checkpoint")
+    if has(XL_CLIP2_PREFIX):
         return "sdxl", "epsilon"
     if has(SD2_CLIP_PREFIX):
         meta = {k.lower(): str(v).lower() for k, v in (metadata or {}).items()}

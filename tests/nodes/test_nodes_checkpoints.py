@@ -66,6 +66,15 @@ def test_families_are_detected_from_keys():
     assert info.value.field == "checkpoint"
 
 
+def test_unsupported_kinds_of_checkpoint_are_named():
+    unet = "model.diffusion_model.input_blocks.0.0.weight"
+    inpainting = {unet: torch.zeros(320, 9, 3, 3), "cond_stage_model.transformer.x": torch.zeros(1)}
+    with pytest.raises(NodeError, match="inpainting"):
+        loading.detect_family(inpainting)
+    with pytest.raises(NodeError, match="refiner"):
+        loading.detect_family(_keys(unet, "conditioner.embedders.0.model.ln_final.bias"))
+
+
 def test_shipped_configs_describe_every_family():
     for name, cross in (("sd1", 768), ("sd2", 1024), ("sd2-v", 1024), ("sdxl", 2048)):
         import json
