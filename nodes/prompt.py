@@ -1,12 +1,14 @@
 """TextEncoder: prompts of any length, with emphasis weights, into CONDITIONING.
 
 Long prompts are split into windows of 75 tokens, each encoded as BOS + tokens + EOS + padding
-(77) and concatenated along the sequence axis, as A1111 and ComfyUI do. Weights scale token
+(77) and concatenated along the sequence axis, as A1111 and ComfyUI do; `BREAK` starts a new
+window (A1111). Weights scale token
 embeddings and then the mean is restored (A1111's method). CONDITIONING is a dict:
 {"embeds": [1, T, D] float tensor, "pooled": [1, P] tensor or None (SDXL), "family": str}.
 """
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import torch
@@ -50,6 +52,16 @@ def chunk_tokens(tokenizer: Any, ids: list[int], weights: list[float]) -> list[t
     return chunks
 
 
+def prompt_chunks(tokenizer: Any, text: str) -> list[tuple[list[int], list[float]]]:
+    """The windows of a prompt; A1111's `BREAK` (a whole upper-case word) starts a new window."""
+    chunks = []
+    for segment in re.split(r"\bBREAK\b", text):
+        ids, weights = tokenize_weighted(tokenizer, segment)
+        if ids:
+            chunks.extend(chunk_tokens(tokenizer, ids, weights))
+    return chunks or chunk_tokens(tokenizer, [], [])
+
+
 def _encode_chunk(encoder: Any, ids: list[int], weights: list[float], penultimate: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
     device = next(encoder.parameters()).device
     out = encoder(torch.tensor([ids], device=device), output_hidden_states=penultimate)
@@ -69,25 +81,22 @@ def _encode_chunk(encoder: Any, ids: list[int], weights: list[float], penultimat
 def encode(clip: ClipModel, text: str) -> dict[str, Any]:
     """CONDITIONING for `text` (empty text gives the model's unconditional embedding)."""
     with torch.inference_mode(), clip.patched():
-        ids, weights = tokenize_weighted(clip.tokenizer, text)
-        chunks = chunk_tokens(clip.tokenizer, ids, weights)
+        chunks = prompt_chunks(clip.tokenizer, text)
         sdxl = clip.text_encoder_2 is not None
         embeds = torch.cat([_encode_chunk(clip.text_encoder, i, w, sdxl)[0] for i, w in chunks], dim=1)
         pooled = None
         if sdxl:
-            ids2, weights2 = tokenize_weighted(clip.tokenizer_2, text)
-            parts = [_encode_chunk(clip.text_encoder_2, i, w, True) for i, w in chunks_for(clip.tokenizer_2, ids2, weights2, len(chunks))]
+            chunks2 = same_count(clip.tokenizer_2, prompt_chunks(clip.tokenizer_2, text), len(chunks))
+            parts = [_encode_chunk(clip.text_encoder_2, i, w, True) for i, w in chunks2]
             embeds = torch.cat([embeds, torch.cat([p[0] for p in parts], dim=1)], dim=-1)
             pooled = parts[0][1]
     return {"embeds": embeds.cpu(), "pooled": pooled.cpu() if pooled is not None else None, "family": clip.family}
 
 
-def chunks_for(tokenizer: Any, ids: list[int], weights: list[float], count: int) -> list:
+def same_count(tokenizer: Any, chunks: list, count: int) -> list:
     """The second encoder's windows, as many as the first's so the two concatenate."""
-    chunks = chunk_tokens(tokenizer, ids, weights)
-    while len(chunks) < count:
-        chunks.append(chunk_tokens(tokenizer, [], [])[0])
-    return chunks[:count]
+    empty = chunk_tokens(tokenizer, [], [])[0]
+    return (chunks + [empty] * count)[:count]
 
 
 def run_text_encoder(ctx: Any, clip: ClipModel, text: str) -> dict[str, Any]:

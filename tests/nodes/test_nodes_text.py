@@ -51,3 +51,12 @@ def test_long_and_short_prompts_mix_in_one_denoise(engine, make_txt2img):
     wf = make_txt2img(text=" ".join(["red circle"] * 60), steps=2)
     samples = engine.run(wf, outputs=["denoise"]).outputs["denoise"]["latent"]["samples"]
     assert torch.isfinite(samples).all()
+
+
+def test_break_starts_a_new_window(engine, make_txt2img):
+    prompt = builtin_module("prompt")
+    clip = _clip(engine, make_txt2img)
+    assert prompt.encode(clip, "red BREAK circle")["embeds"].shape == (1, 154, 32)
+    assert prompt.encode(clip, "red circle BREAK")["embeds"].shape == (1, 77, 32)
+    torch.testing.assert_close(prompt.encode(clip, "red BREAK circle")["embeds"][:, 77:],
+                               prompt.encode(clip, "circle")["embeds"])
