@@ -4,7 +4,7 @@ Runs both in one process, interleaved, several repeats, and prints the median ti
 (engine / pipeline; the target is 1.05 or less). Uses the bundled demo model when present,
 else a small random-weight SD-shaped model written to bench_out/.
 
-    python benchmarks/bench_txt2img.py [--repeats 5] [--steps 10] [--size 128]
+    python benchmarks/bench_txt2img.py [--repeats 5] [--steps 10] [--size 128] [--model auto|demo|small]
 """
 from __future__ import annotations
 
@@ -60,6 +60,8 @@ def main() -> None:
     parser.add_argument("--cfg", type=float, default=5.0)
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--scheduler", default="euler")
+    parser.add_argument("--model", choices=("auto", "demo", "small"), default="auto",
+                        help="auto: the demo model when bundled, else the small random SD-shaped one")
     args = parser.parse_args()
 
     import torch
@@ -70,7 +72,7 @@ def main() -> None:
     from nodeforge.core.registry import load_registry
 
     demo = ROOT / "resources" / "models" / "nodeforge-shapes"
-    if (demo / "model_index.json").exists():
+    if args.model == "demo" or (args.model == "auto" and (demo / "model_index.json").exists()):
         folder, size = demo, 64
     else:
         folder, size = small_sd_model(ROOT / "bench_out" / "small-sd"), args.size
