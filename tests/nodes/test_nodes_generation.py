@@ -217,3 +217,30 @@ def test_denoise_does_not_mutate_its_input_latent(engine):
     kept = source["samples"].clone()
     engine.run(wf, outputs=["denoise"])   # "enc" comes from the cache: the same tensor goes in
     assert torch.equal(source["samples"], kept) and set(source) == {"samples"}
+
+
+def test_half_precision_weights_run_as_on_a_gpu(models_dir):
+    """bf16 weights (what CUDA gets) with fp32 latents, LoRA patches and VAE: no dtype mismatch."""
+    import copy
+    import threading
+
+    from nodeforge.core.context import NodeContext
+
+    loading, sampling, vae_mod, prompt, lora = (builtin_module(m) for m in ("loading", "sampling", "vae", "prompt", "lora"))
+    loaded = loading.load_checkpoint(models_dir / "checkpoints" / "tiny-sd", "cpu", {})
+    unet, clip, vae = loaded.wrappers()
+    unet = type(unet)(**{**loaded.unet_fields, "unet": copy.deepcopy(unet.unet).to(torch.bfloat16)})
+    vae = type(vae)(**{**loaded.vae_fields, "vae": copy.deepcopy(vae.vae).to(torch.bfloat16)})
+    state, _ = loading.read_state_dict(models_dir / "loras" / "kohya.safetensors")
+    patch, _ = lora.resolve(lora.parse_lora(state)[0]["unet"], unet.unet, "kohya", 1.0, unet.unet.config)
+    unet = unet.with_lora(patch)
+    ctx = NodeContext("n", "UNetDenoise", None, models_dir, None, {}, "cpu", lambda d: d, threading.Event(),
+                      lambda *a: None)
+    cond, uncond = prompt.encode(clip, "a red circle"), prompt.encode(clip, "")
+    latent = {"samples": None, "width": 32, "height": 32, "batch_size": 1}
+    before = {k: v.clone() for k, v in unet.unet.state_dict().items()}
+    out = sampling.denoise_latent(ctx, unet, cond, uncond, latent, 1, 2, 5.0, "euler_ancestral", 1.0)
+    assert out["samples"].dtype == torch.float32 and torch.isfinite(out["samples"]).all()
+    assert all(torch.equal(before[k], v) for k, v in unet.unet.state_dict().items())
+    image = vae_mod.decode(vae, out["samples"])
+    assert image.dtype == torch.float32 and image.shape == (1, 32, 32, 3)
