@@ -44,6 +44,7 @@ class MainWindow(QMainWindow):
         self.model = GraphModel(self.registry, self)
         self.controller = GraphController(self.model, self.stack)
         self.scene = GraphScene(self.model, self.controller, self)
+        self.scene.file_resolver = engine.model_paths.resolve
         self.view = GraphView(self.scene, self)
         self.setCentralWidget(self.view)
         self.search = NodeSearchPopup(self.registry, self)
@@ -651,8 +652,10 @@ class MainWindow(QMainWindow):
         for spec in self.registry:
             for param in spec.params:
                 if param.file is FileKind.IMAGE:
+                    self.stack.beginMacro(f"Add {path.name}")
                     nid = self.controller.add_node(spec.type, (scene_pos.x(), scene_pos.y()))
                     self.controller.set_param(nid, param.name, str(path))
+                    self.stack.endMacro()
                     return True
         return False
 

@@ -122,6 +122,13 @@ def test_dropping_a_plain_image_makes_an_image_node(window, tmp_path):
     assert window.drop_file(png, QPointF(10, 10))
     (node,) = window.model.nodes.values()
     assert node.params.get("path") == str(png)
+    (item,) = window.scene.nodes.values()
+    assert item.images and item.images[0].width() == 8        # the node shows the picture
+    window.stack.undo()                                         # one step: node and path
+    assert window.model.nodes == {}
+    window.stack.redo()
+    (item,) = window.scene.nodes.values()
+    assert item.images
 
 
 def test_autosave_writes_the_graph_and_a_clean_exit_removes_it(window):
