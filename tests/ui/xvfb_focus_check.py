@@ -54,4 +54,29 @@ assert QApplication.clipboard().text() == "cat do" and win2.scene.selected_node_
 QTest.keyClick(v, Qt.Key.Key_Escape)
 assert nid in win2.model.nodes
 win2.close()
+
+# Third: drop a wire on the canvas, pick a node in the popup by typing, Enter connects it.
+from PySide6.QtCore import QEvent, QPointF
+from PySide6.QtGui import QMouseEvent
+win3 = MainWindow(Engine(device='cpu', registry=reg)); win3.confirm_close=False; win3.resize(1200,800); win3.show(); win3.activateWindow()
+for _ in range(30): app.processEvents(); QTest.qWait(10)
+src = win3.controller.add_node("SolidImage", (0, 0))
+v = win3.view; v.set_zoom(1.0); v.centerOn(300, 100)
+for _ in range(10): app.processEvents()
+vp = v.viewport()
+start = v.mapFromScene(win3.scene.nodes[src].outputs["image"].scenePos())
+end = v.mapFromScene(500, 150)
+QTest.mousePress(vp, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, start)
+for t in (0.5, 1.0):
+    p = QPointF(start + (end - start) * t)
+    QApplication.sendEvent(vp, QMouseEvent(QEvent.Type.MouseMove, p, vp.mapToGlobal(p), Qt.MouseButton.NoButton,
+                                           Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier))
+QTest.mouseRelease(vp, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, end)
+for _ in range(10): app.processEvents(); QTest.qWait(10)
+assert win3.search.isVisible() and win3.search.edit.hasFocus(), "the search did not open with the keyboard in it"
+QTest.keyClicks(win3.search.edit, "tomask")
+QTest.keyClick(win3.search.edit, Qt.Key.Key_Return)
+new = [n for n, node in win3.model.nodes.items() if node.type == "ToMask"]
+assert new and win3.model.nodes[new[0]].inputs == {"image": (src, "image")}, "the new node is not connected"
+win3.close()
 print("real-window focus checks passed")
