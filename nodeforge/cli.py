@@ -149,7 +149,11 @@ def apply_overrides(workflow: Any, overrides: Sequence[str], registry: Any) -> N
         if spec is not None and spec.param(param) is None:
             known = ", ".join(p.name for p in spec.params) or "none"
             raise UsageError(f"--set {item!r}: node {nid} ({node.type}) has no param {param!r} (params: {known})")
-        node.params[param] = value  # the engine coerces "7" to 7 and reports a bad value by field
+        declared = spec.param(param) if spec is not None else None
+        try:  # store "7" as 7 so that the workflow saved in the PNG is typed
+            node.params[param] = declared.coerce(value) if declared is not None else value
+        except ValueError:
+            node.params[param] = value  # validation reports it, naming the node and the field
 
 
 class ProgressPrinter:

@@ -90,12 +90,6 @@ def _check_prefix(prefix: str, **_: Any) -> list[str]:
     return []
 
 
-def _check_denoise(steps: int, denoise: float, **_: Any) -> list[str]:
-    if 0 < denoise < 1 and int(steps * denoise) < 1:
-        return [f"denoise: {denoise} of {steps} steps leaves no step to run; raise steps or denoise"]
-    return []
-
-
 MODEL, CLIP, VAE = PortType.MODEL.value, PortType.CLIP.value, PortType.VAE.value
 COND, LATENT = PortType.CONDITIONING.value, PortType.LATENT.value
 IMAGE, MASK = PortType.IMAGE.value, PortType.MASK.value
@@ -162,7 +156,6 @@ NODES: list[NodeSpec] = [
                 Param.choice("scheduler", SCHEDULERS, default="euler"),
                 Param.float("denoise", 1.0, min=0.0, max=1.0, step=0.01)),
         outputs=(Output("latent", LATENT),),
-        validate=_check_denoise,
         description="Denoise a latent with the UNet, guided by the prompts (txt2img, img2img, inpainting).",
         display_name="UNet Denoise"),
     NodeSpec(

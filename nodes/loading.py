@@ -22,7 +22,7 @@ from nodeforge.core.models import file_identity
 from nodeforge.core.types import FileKind
 from nodeforge.paths import builtin_dir
 
-from .wrappers import ClipModel, LoadedCheckpoint, UNetModel, VAEModel
+from .wrappers import LoadedCheckpoint
 
 log = logging.getLogger(__name__)
 _REGISTRY_KEY = "nodes.checkpoints"
@@ -203,15 +203,12 @@ def _assemble(name: str, family: str, sched: dict, unet: Any, vae: Any, te: Any,
     _finish([vae], device, vae_dtype(device, bool(getattr(vae.config, "force_upcast", False))))
     factor = 2 ** (len(vae.config.block_out_channels) - 1)
     shift = getattr(vae.config, "shift_factor", None) or 0.0
-    model = UNetModel(unet, dict(sched), sched.get("prediction_type", "epsilon"), unet.config.in_channels,
-                      factor, family, name)
-    clip = ClipModel(tok, te, family, tok2, te2)
-    vae_w = VAEModel(vae, float(vae.config.scaling_factor), float(shift), factor, vae.config.latent_channels)
-    loaded = LoadedCheckpoint(model, clip, vae_w)
-    # Each wrapper keeps its checkpoint alive, so the weak registry holds it exactly while in use.
-    for wrapper in (model, clip, vae_w):
-        object.__setattr__(wrapper, "owner", loaded)
-    return loaded
+    return LoadedCheckpoint(
+        dict(unet=unet, scheduler_config=dict(sched), prediction_type=sched.get("prediction_type", "epsilon"),
+             latent_channels=unet.config.in_channels, vae_factor=factor, family=family, name=name),
+        dict(tokenizer=tok, text_encoder=te, family=family, tokenizer_2=tok2, text_encoder_2=te2),
+        dict(vae=vae, scaling_factor=float(vae.config.scaling_factor), shift_factor=float(shift), factor=factor,
+             latent_channels=vae.config.latent_channels))
 
 
 # -- single files -------------------------------------------------------------------------------------------
@@ -330,4 +327,5 @@ def load_checkpoint(path: Path, device: str, shared: dict[str, Any] | None = Non
 def run_checkpoint_loader(ctx: Any, checkpoint: str) -> dict[str, Any]:
     path = ctx.resolve_file(FileKind.CHECKPOINT, checkpoint)
     loaded = load_checkpoint(Path(path), ctx.device, ctx.shared)
-    return {"unet": loaded.unet, "clip": loaded.clip, "vae": loaded.vae}
+    unet, clip, vae = loaded.wrappers()
+    return {"unet": unet, "clip": clip, "vae": vae}

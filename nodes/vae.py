@@ -1,4 +1,4 @@
-"""VAEEncode and VAEDecode, with tiled decoding so large images fit in memory.
+"""VAEEncode and VAEDecode, tiled for large images so they fit in memory.
 
 IMAGE is a float tensor [B, H, W, 3] in 0..1 on the CPU (as ComfyUI); latents are scaled by the
 VAE's scaling factor (and shift) so UNetDenoise sees what the UNet was trained on.
@@ -44,23 +44,33 @@ def _starts(size: int, tile: int, overlap: int) -> list[int]:
     return sorted(set(starts))
 
 
-def decode_tiled(vae: VAEModel, latents: torch.Tensor, tile: int = TILE, overlap: int = OVERLAP) -> torch.Tensor:
-    """Decode in overlapping tiles weighted by linear ramps, so seams do not show."""
-    b, _, h, w = latents.shape
-    f = vae.factor
-    out = torch.zeros(b, 3, h * f, w * f)
-    weight = torch.zeros(1, 1, h * f, w * f)
-    ys, xs = _starts(h, tile, overlap), _starts(w, tile, overlap)
-    for y in ys:
-        for x in xs:
-            th, tw = min(tile, h - y), min(tile, w - x)
-            pixels = _decode(vae, latents[:, :, y:y + th, x:x + tw]).cpu()
-            wy = _ramp(th * f, overlap * f, y == 0, y + th >= h)
-            wx = _ramp(tw * f, overlap * f, x == 0, x + tw >= w)
+def tiled(fn: Any, x: torch.Tensor, tile: int, overlap: int, scale: float, channels: int) -> torch.Tensor:
+    """Apply `fn` (decode: scale = factor, encode: 1 / factor) to overlapping tiles of `x` and blend
+    the results with linear ramps, so seams do not show and memory stays that of one tile."""
+    b, _, h, w = x.shape
+    oh, ow = round(h * scale), round(w * scale)
+    out = torch.zeros(b, channels, oh, ow)
+    weight = torch.zeros(1, 1, oh, ow)
+    for y in _starts(h, tile, overlap):
+        for x0 in _starts(w, tile, overlap):
+            th, tw = min(tile, h - y), min(tile, w - x0)
+            result = fn(x[:, :, y:y + th, x0:x0 + tw]).float().cpu()
+            ys, xs, rh, rw = round(y * scale), round(x0 * scale), result.shape[-2], result.shape[-1]
+            ramp = round(overlap * scale)
+            wy = _ramp(rh, ramp, y == 0, y + th >= h)
+            wx = _ramp(rw, ramp, x0 == 0, x0 + tw >= w)
             mask = (wy[:, None] * wx[None, :])[None, None]
-            out[:, :, y * f:(y + th) * f, x * f:(x + tw) * f] += pixels * mask
-            weight[:, :, y * f:(y + th) * f, x * f:(x + tw) * f] += mask
+            out[:, :, ys:ys + rh, xs:xs + rw] += result * mask
+            weight[:, :, ys:ys + rh, xs:xs + rw] += mask
     return out / weight
+
+
+def decode_tiled(vae: VAEModel, latents: torch.Tensor, tile: int = TILE, overlap: int = OVERLAP) -> torch.Tensor:
+    return tiled(lambda z: _decode(vae, z), latents, tile, overlap, vae.factor, 3)
+
+
+def _encode(vae: VAEModel, pixels: torch.Tensor) -> torch.Tensor:
+    return vae.vae.encode(pixels.to(vae.device, vae.dtype)).latent_dist.mode().float()
 
 
 def decode(vae: VAEModel, latents: torch.Tensor, tiled: bool | None = None) -> torch.Tensor:
@@ -68,7 +78,7 @@ def decode(vae: VAEModel, latents: torch.Tensor, tiled: bool | None = None) -> t
     if tiled is None:
         tiled = latents.shape[-2] * latents.shape[-1] > TILE_ABOVE
     with torch.inference_mode(), memory_advice("image size or batch size, or decode fewer images at once"):
-        pixels = decode_tiled(vae, latents) if tiled else _decode(vae, latents).cpu()
+        pixels = decode_tiled(vae, latents, TILE, OVERLAP) if tiled else _decode(vae, latents).cpu()
     return (pixels / 2 + 0.5).clamp(0, 1).permute(0, 2, 3, 1).contiguous()
 
 
@@ -81,10 +91,13 @@ def encode(vae: VAEModel, image: torch.Tensor) -> torch.Tensor:
         raise NodeError(f"the image ({w}x{h}) is smaller than the VAE factor {f}", field="image")
     top, left = (h - nh) // 2, (w - nw) // 2
     pixels = image[:, top:top + nh, left:left + nw, :3].permute(0, 3, 1, 2) * 2 - 1
+    large = nh * nw > TILE_ABOVE * f * f
     with torch.inference_mode(), memory_advice():
-        dist = vae.vae.encode(pixels.to(vae.device, vae.dtype)).latent_dist
-        z = dist.mode().float()
-    return ((z - vae.shift_factor) * vae.scaling_factor).cpu()
+        if large:
+            z = tiled(lambda p: _encode(vae, p), pixels, TILE * f, OVERLAP * f, 1 / f, vae.latent_channels)
+        else:
+            z = _encode(vae, pixels).cpu()
+    return (z - vae.shift_factor) * vae.scaling_factor
 
 
 def run_vae_encode(ctx: Any, vae: VAEModel, image: torch.Tensor) -> dict[str, Any]:

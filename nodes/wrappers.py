@@ -153,9 +153,17 @@ class VAEModel:
 
 @dataclass
 class LoadedCheckpoint:
-    """What one checkpoint file gives; kept in the engine's shared registry while in use."""
+    """What one checkpoint file gives; the engine's shared registry holds it weakly.
 
-    unet: UNetModel
-    clip: ClipModel
-    vae: VAEModel
+    It holds the base wrappers' fields, not the wrappers: each wrapper points back here (`owner`)
+    to keep it alive, and a reference cycle would delay freeing gigabytes until a gc pass.
+    """
+
+    unet_fields: dict[str, Any]
+    clip_fields: dict[str, Any]
+    vae_fields: dict[str, Any]
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def wrappers(self) -> tuple[UNetModel, ClipModel, VAEModel]:
+        return (UNetModel(**self.unet_fields, owner=self), ClipModel(**self.clip_fields, owner=self),
+                VAEModel(**self.vae_fields, owner=self))

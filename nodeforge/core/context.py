@@ -55,4 +55,5 @@ class NodeContext:
 
     def resolve_file(self, kind: str, name: str) -> Path:
         """The path a file param names (a model name from the search paths, or a path)."""
-        return self.model_paths.resolve(kind, name)
+        source = self.workflow.source
+        return self.model_paths.resolve(kind, name, source.parent if source is not None else None)

@@ -86,16 +86,23 @@ class ModelPaths:
                     names.setdefault(entry.name)
         return list(names)
 
-    def resolve(self, kind: FileKind | str, name: str) -> Path:
-        """The path for a name or path; raises ModelNotFound naming the folders searched."""
+    def resolve(self, kind: FileKind | str, name: str, base: Path | None = None) -> Path:
+        """The path for a name or path; raises ModelNotFound naming the folders searched.
+
+        A relative path is tried against `base` (the folder of the workflow file, so shared
+        workflows find the images shipped beside them) and then the working folder.
+        """
         kind = FileKind(kind)
         if not name:
             raise ModelNotFound(f"no {kind.value} chosen")
         candidate = Path(name).expanduser()
+        if not candidate.is_absolute() and base is not None and (Path(base) / candidate).exists():
+            return Path(base) / candidate
         if candidate.is_absolute() or os.sep in name or "/" in name:
             if candidate.exists():
                 return candidate
-            raise ModelNotFound(f"{kind.value} file {name!r} does not exist")
+            beside = f" or beside the workflow in {base}" if base is not None else ""
+            raise ModelNotFound(f"{kind.value} file {name!r} does not exist (looked in the working folder{beside})")
         for folder in self.folders(kind):
             for option in [folder / name] + [folder / (name + ext) for ext in EXTENSIONS[kind]]:
                 if option.exists():

@@ -7,6 +7,7 @@ cycles. Produces the coerced params of every node so the engine does not check t
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Iterable
 
 from nodeforge.core.errors import Problem
@@ -37,13 +38,14 @@ def check_workflow(workflow: Workflow, registry: Registry, model_paths: ModelPat
     result = Checked()
     problems = result.problems
     nodes = workflow.nodes
+    base = workflow.source.parent if workflow.source is not None else None
     for nid, node in nodes.items():
         spec = registry.get(node.type)
         if spec is None:
             problems.append(Problem(_unknown_type_message(node.type, registry), nid, node.type, "type"))
             continue
         result.specs[nid] = spec
-        _check_params(nid, node.params, spec, model_paths if check_files else None, result)
+        _check_params(nid, node.params, spec, model_paths if check_files else None, result, base)
 
     for nid, node in nodes.items():
         spec = result.specs.get(nid)
@@ -85,7 +87,7 @@ def check_workflow(workflow: Workflow, registry: Registry, model_paths: ModelPat
 
 
 def _check_params(nid: str, given: dict[str, Any], spec: NodeSpec, model_paths: ModelPaths | None,
-                  result: Checked) -> None:
+                  result: Checked, base: Path | None) -> None:
     values: dict[str, Any] = {}
     for name in given:
         if spec.param(name) is None and spec.input(name) is None:
@@ -101,7 +103,7 @@ def _check_params(nid: str, given: dict[str, Any], spec: NodeSpec, model_paths: 
         values[param.name] = value
         if param.file is not None and model_paths is not None:
             try:
-                result.files.setdefault(nid, {})[param.name] = model_paths.resolve(param.file, value)
+                result.files.setdefault(nid, {})[param.name] = model_paths.resolve(param.file, value, base)
             except ModelNotFound as exc:
                 result.problems.append(Problem(str(exc), nid, spec.type, param.name))
     if spec.validate is not None and len(values) == len(spec.params):

@@ -255,3 +255,19 @@ def test_a_file_deleted_between_runs_is_reported_not_crashed_on(engine, tmp_path
     with pytest.raises(ValidationError) as info:
         engine.run(wf)
     assert info.value.problems[0].field == "path" and "does not exist" in str(info.value)
+
+
+def test_relative_file_paths_are_found_beside_the_workflow_file(engine, tmp_path, monkeypatch):
+    from nodeforge import load_workflow, save_workflow
+
+    shared = tmp_path / "shared"
+    (shared / "inputs").mkdir(parents=True)
+    (shared / "inputs" / "pic.png").write_bytes(b"1234")
+    wf = Workflow()
+    wf.add("ReadFile", {"path": "inputs/pic.png"})
+    wf.add("Show", {}, {"value": ("1", "value")})
+    save_workflow(wf, shared / "wf.json")
+    monkeypatch.chdir(tmp_path)          # somewhere else entirely
+    assert engine.run(load_workflow(shared / "wf.json")).outputs["2"]["value"] == 4.0
+    problems = engine.validate(wf)       # not loaded from a file: looked up from the working folder
+    assert problems and "does not exist" in problems[0].message

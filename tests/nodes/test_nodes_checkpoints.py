@@ -167,3 +167,23 @@ def test_sdxl_kohya_lora_patches_both_text_encoders(family_engine, family_models
     assert not torch.allclose(patched["embeds"][..., :32], base["embeds"][..., :32])
     assert not torch.allclose(patched["embeds"][..., 32:], base["embeds"][..., 32:])
     assert not torch.allclose(patched["pooled"], base["pooled"])
+
+
+def test_a_loaded_checkpoint_is_reused_while_used_and_freed_right_after(models_dir):
+    import gc
+
+    shared: dict = {}
+    path = models_dir / "checkpoints" / "tiny-sd"
+    gc.disable()   # freed by reference counting alone: no cycle keeps the weights alive
+    try:
+        unet, clip, vae = loading.load_checkpoint(path, "cpu", shared).wrappers()
+        loads = loading.load_count
+        assert loading.load_checkpoint(path, "cpu", shared).wrappers()[0].unet is unet.unet
+        assert loading.load_count == loads
+        patched = unet.with_lora(builtin_module("wrappers").LoraPatch("x", {}, 1.0))
+        del unet, clip, vae
+        assert len(shared["nodes.checkpoints"]) == 1   # the LoRA'd model still uses it
+        del patched
+        assert len(shared["nodes.checkpoints"]) == 0
+    finally:
+        gc.enable()

@@ -103,3 +103,58 @@ def test_tiled_decode_matches_full_decode(engine, make_txt2img):
     tiled = (tiled / 2 + 0.5).clamp(0, 1).permute(0, 2, 3, 1)
     assert tiled.shape == full.shape == (1, 96, 160, 3)
     assert (tiled - full).abs().mean() < 0.05
+
+
+def test_concurrent_savers_get_distinct_numbers(tmp_path):
+    import threading
+
+    from nodeforge.core.registry import builtin_module
+
+    images = builtin_module("images")
+    paths, lock = [], threading.Lock()
+
+    def save():
+        handle, path = images.next_free_path(tmp_path, "race")
+        with handle:
+            handle.write(b"x")
+        with lock:
+            paths.append(path.name)
+
+    threads = [threading.Thread(target=save) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(set(paths)) == 8 and all(p.startswith("race_") for p in paths)
+
+
+def test_tiled_encode_matches_full_encode(engine, make_txt2img):
+    from nodeforge.core.registry import builtin_module
+
+    vae_mod = builtin_module("vae")
+    vae = engine.run(make_txt2img(), outputs=["ckpt"]).outputs["ckpt"]["vae"]
+    image = torch.rand(1, 96, 160, 3, generator=torch.Generator().manual_seed(0))
+    pixels = image.permute(0, 3, 1, 2) * 2 - 1
+    with torch.inference_mode():
+        full = vae_mod._encode(vae, pixels)
+        tiled = vae_mod.tiled(lambda p: vae_mod._encode(vae, p), pixels, 64, 24, 1 / 4, 4)
+    assert tiled.shape == full.shape == (1, 4, 24, 40)
+    assert (tiled - full).abs().mean() < 0.1 * full.abs().mean()
+
+
+def test_large_latents_decode_in_tiles_automatically(engine, make_txt2img, monkeypatch):
+    from nodeforge.core.registry import builtin_module
+
+    vae_mod = builtin_module("vae")
+    vae = engine.run(make_txt2img(), outputs=["ckpt"]).outputs["ckpt"]["vae"]
+    calls = []
+    original = vae_mod._decode
+    monkeypatch.setattr(vae_mod, "_decode", lambda v, z: calls.append(z.shape[-1]) or original(v, z))
+    monkeypatch.setattr(vae_mod, "TILE_ABOVE", 16 * 16)
+    monkeypatch.setattr(vae_mod, "TILE", 16)
+    monkeypatch.setattr(vae_mod, "OVERLAP", 4)
+    image = vae_mod.decode(vae, torch.randn(1, 4, 32, 32))
+    assert image.shape == (1, 128, 128, 3) and len(calls) == 9 and max(calls) == 16
+    calls.clear()
+    vae_mod.decode(vae, torch.randn(1, 4, 8, 8))
+    assert calls == [8]

@@ -142,3 +142,15 @@ def test_other_lora_spellings_are_understood():
     assert list(parts["te"]) == ["text_model.encoder.layers.0.self_attn.q_proj"]
     assert set(parts["te2"]["text_model_encoder_layers_0_mlp_fc1"]) == {"down", "alpha"}
     assert ignored == ["something_else.weight"]
+
+
+def test_cache_sizes_count_shared_weights_once(engine, make_txt2img):
+    from nodeforge.core.cache import estimate_nbytes
+
+    out = engine.run(make_txt2img(lora=[("kohya", 1.0, 1.0)]), outputs=["ckpt", "lora0"]).outputs
+    base, patched = out["ckpt"]["unet"], out["lora0"]["unet"]
+    params = sum(p.numel() * p.element_size() for p in base.unet.parameters())
+    assert estimate_nbytes(base) >= params
+    assert 0 < estimate_nbytes(patched) < params / 4
+    assert 0 < estimate_nbytes(out["lora0"]["clip"]) < estimate_nbytes(out["ckpt"]["clip"])
+    assert estimate_nbytes(out["ckpt"]["vae"]) > 0

@@ -1,0 +1,192 @@
+"""Measure the demo model with the pixel judge: prompt following, VAE PSNR, negative prompts, LoRA.
+
+    python -m nodeforge.training.evaluate --model resources/models/nodeforge-shapes [--lora FILE]
+
+Sampling uses diffusers' StableDiffusionPipeline with the Euler scheduler, 20 steps, CFG 5, 64x64.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import itertools
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from nodeforge.training import data
+from nodeforge.training.judge import judge
+
+STEPS = 20
+CFG = 5.0
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def load_pipeline(model: Path, lora: Path | None = None, strength: float = 1.0):
+    from diffusers import EulerDiscreteScheduler, StableDiffusionPipeline
+
+    pipe = StableDiffusionPipeline.from_pretrained(model, local_files_only=True, safety_checker=None)
+    pipe.scheduler = EulerDiscreteScheduler.from_config(pipe.scheduler.config)
+    pipe.set_progress_bar_config(disable=True)
+    if lora is not None:
+        from nodeforge.training.lora import TEXT_PREFIX, UNET_PREFIX, apply_kohya_lora, load_kohya
+
+        tensors, _ = load_kohya(lora)
+        apply_kohya_lora(pipe.unet, tensors, UNET_PREFIX, strength)
+        apply_kohya_lora(pipe.text_encoder, tensors, TEXT_PREFIX, strength)
+    return pipe
+
+
+def sample(pipe, prompts: list[str], seeds: list[int], negative: list[str] | None = None,
+           batch: int = 48) -> np.ndarray:
+    """(n, 64, 64, 3) uint8 images; each image's noise comes from its own seeded generator."""
+    out = []
+    for i in range(0, len(prompts), batch):
+        gens = [torch.Generator().manual_seed(s) for s in seeds[i:i + batch]]
+        with torch.no_grad():
+            images = pipe(prompts[i:i + batch], negative_prompt=None if negative is None else negative[i:i + batch],
+                          num_inference_steps=STEPS, guidance_scale=CFG, height=64, width=64,
+                          generator=gens, output_type="np").images
+        out.append(np.clip(np.rint(images * 255), 0, 255).astype(np.uint8))
+    return np.concatenate(out)
+
+
+def grid(images: np.ndarray, columns: int = 12) -> "Image.Image":
+    from PIL import Image
+
+    n = len(images)
+    rows = math.ceil(n / columns)
+    canvas = np.full((rows * 66, columns * 66, 3), 128, np.uint8)
+    for k, im in enumerate(images):
+        r, c = divmod(k, columns)
+        canvas[r * 66 + 1:r * 66 + 65, c * 66 + 1:c * 66 + 65] = im
+    return Image.fromarray(canvas)
+
+
+def prompt_following(pipe, n: int, seed: int) -> tuple[dict, np.ndarray]:
+    """Accuracy over n (colour, shape, background) combos, each with its own seed."""
+    combos = [(c, s, b) for c, s, b in itertools.product(data.COLOURS, data.SHAPES, data.COLOURS) if c != b]
+    rng = np.random.default_rng(seed)
+    picks = [combos[i] for i in rng.permutation(len(combos))[:n]] if n <= len(combos) else \
+        [combos[i % len(combos)] for i in range(n)]
+    prompts = [f"a {c} {s} on a {b} background" for c, s, b in picks]
+    seeds = [seed * 10_000 + i for i in range(len(picks))]
+    images = sample(pipe, prompts, seeds)
+    verdicts = [judge(im) for im in images]
+    ok_colour = [v.colour == c for v, (c, s, b) in zip(verdicts, picks)]
+    ok_shape = [v.shape == s for v, (c, s, b) in zip(verdicts, picks)]
+    ok_bg = [v.background == b for v, (c, s, b) in zip(verdicts, picks)]
+    per_shape = {s: round(float(np.mean([o for o, p in zip(ok_shape, picks) if p[1] == s])), 3) for s in data.SHAPES}
+    result = {
+        "samples": len(picks),
+        "colour_accuracy": round(float(np.mean(ok_colour)), 3),
+        "shape_accuracy": round(float(np.mean(ok_shape)), 3),
+        "background_accuracy": round(float(np.mean(ok_bg)), 3),
+        "all_three_accuracy": round(float(np.mean([a and b and c for a, b, c in zip(ok_colour, ok_shape, ok_bg)])), 3),
+        "shape_accuracy_by_shape": per_shape,
+    }
+    return result, images
+
+
+def vae_psnr(pipe, n: int, seed: int) -> float:
+    images, _ = data.generate(n, seed)
+    x = torch.from_numpy(images).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
+    with torch.no_grad():
+        rec = torch.cat([pipe.vae.decode(pipe.vae.encode(x[i:i + 64]).latent_dist.mode()).sample
+                         for i in range(0, n, 64)])
+    mse = ((rec.clamp(-1, 1) - x) / 2).pow(2).mean().item()
+    return round(10 * math.log10(1 / mse), 2)
+
+
+def negative_prompt_rate(pipe, n: int, seed: int) -> dict:
+    """'a circle on a white background' with and without negative 'red', same seeds."""
+    prompts = ["a circle on a white background"] * n
+    seeds = [seed * 10_000 + 5000 + i for i in range(n)]
+    plain = [judge(im).colour == "red" for im in sample(pipe, prompts, seeds)]
+    negated = [judge(im).colour == "red" for im in sample(pipe, prompts, seeds, negative=["red"] * n)]
+    red_seeds = [i for i in range(n) if plain[i]]
+    return {
+        "seeds": n,
+        "red_without_negative": round(float(np.mean(plain)), 3),
+        "red_with_negative": round(float(np.mean(negated)), 3),
+        "seeds_red_without": len(red_seeds),
+        "still_red_with_negative_on_those_seeds": round(float(np.mean([negated[i] for i in red_seeds])), 3)
+        if red_seeds else None,
+    }
+
+
+def lora_star_rate(model: Path, lora: Path, n: int, seed: int) -> tuple[dict, np.ndarray]:
+    prompt = "a yellow star on a blue background"
+    seeds = [seed * 10_000 + 7000 + i for i in range(n)]
+    base = load_pipeline(model)
+    with_lora = load_pipeline(model, lora, 1.0)
+    zero = load_pipeline(model, lora, 0.0)
+    base_images = sample(base, [prompt] * n, seeds)
+    lora_images = sample(with_lora, [prompt] * n, seeds)
+    zero_images = sample(zero, [prompt] * n, seeds[:8])
+    weights_equal = all(torch.equal(a, b) for a, b in zip(
+        itertools.chain(base.unet.state_dict().values(), base.text_encoder.state_dict().values()),
+        itertools.chain(zero.unet.state_dict().values(), zero.text_encoder.state_dict().values())))
+    lora_v = [judge(im) for im in lora_images]
+    base_v = [judge(im) for im in base_images]
+    result = {
+        "prompt": prompt,
+        "seeds": n,
+        "star_rate_with_lora": round(float(np.mean([v.shape == "star" for v in lora_v])), 3),
+        "star_rate_without_lora": round(float(np.mean([v.shape == "star" for v in base_v])), 3),
+        "yellow_on_blue_rate_with_lora": round(float(np.mean([v.colour == "yellow" and v.background == "blue"
+                                                              for v in lora_v])), 3),
+        "strength0_weights_identical": weights_equal,
+        "strength0_images_identical": bool(np.array_equal(zero_images, base_images[:8])),
+    }
+    return result, np.concatenate([base_images[:12], lora_images[:12]])
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", type=Path, default=Path("resources/models/nodeforge-shapes"))
+    p.add_argument("--lora", type=Path, help="also measure this LoRA's star rate and strength-0 equality")
+    p.add_argument("--samples", type=int, default=120, help="prompt x seed combos (>= 96)")
+    p.add_argument("--negative-seeds", type=int, default=96)
+    p.add_argument("--lora-seeds", type=int, default=48)
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--only-lora", action="store_true", help="skip the base-model measurements")
+    p.add_argument("--json", type=Path, help="write the results here")
+    p.add_argument("--grid", type=Path, help="write a PNG grid of the prompt-following samples")
+    p.add_argument("--threads", type=int, default=2)
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    results: dict = {"model": str(args.model), "sampler": f"euler, {STEPS} steps, cfg {CFG}, 64x64"}
+    t0 = time.time()
+    if not args.only_lora:
+        pipe = load_pipeline(args.model)
+        results["prompt_following"], images = prompt_following(pipe, args.samples, args.seed)
+        log(f"prompt following: {results['prompt_following']}")
+        if args.grid:
+            grid(images[:96]).save(args.grid)
+        results["vae_psnr_db"] = vae_psnr(pipe, 256, 99_999)
+        log(f"VAE PSNR (held out): {results['vae_psnr_db']} dB")
+        results["negative_prompt"] = negative_prompt_rate(pipe, args.negative_seeds, args.seed)
+        log(f"negative prompt: {results['negative_prompt']}")
+    if args.lora:
+        results["lora"], lora_images = lora_star_rate(args.model, args.lora, args.lora_seeds, args.seed)
+        log(f"lora: {results['lora']}")
+        if args.grid:
+            grid(lora_images).save(args.grid.with_name(args.grid.stem + "-lora.png"))
+    results["seconds"] = round(time.time() - t0, 1)
+    text = json.dumps(results, indent=2)
+    print(text)
+    if args.json:
+        args.json.write_text(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,266 @@
+"""Train a LoRA on a folder of captioned images and save it in the kohya layout artists share.
+
+    nodeforge train-lora IMAGES_DIR --base CHECKPOINT --out FILE.safetensors [--rank 4 --alpha 4
+        --steps N --lr X --text-encoder --seed S --resolution R]
+    python -m nodeforge.training.lora IMAGES_DIR --base resources/models/nodeforge-shapes --out x.safetensors
+
+IMAGES_DIR holds images (png, jpg, webp) with same-named .txt captions. CHECKPOINT is a diffusers
+folder (a path, or a name under resources/models). Keys of the saved file:
+`lora_unet_<module path with _>.lora_down.weight` (rank x in), `.lora_up.weight` (out x rank),
+`.alpha`; `lora_te_<text model module path with _>...` for the text encoder. Applying it as
+W + strength * up @ down * alpha / rank makes strength 0 exactly the base model.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+UNET_TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]
+TEXT_TARGETS = ["q_proj", "k_proj", "v_proj", "out_proj"]
+UNET_PREFIX = "lora_unet_"
+TEXT_PREFIX = "lora_te_"
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp"}
+BUNDLED_MODELS = Path(__file__).resolve().parents[2] / "resources" / "models"
+
+
+# ---------------------------------------------------------------------------------------------
+# kohya key layout: reading and applying
+
+
+def kohya_key(prefix: str, module_name: str) -> str:
+    """kohya's key for a module: text-encoder paths are those of the original CLIPTextModel, which
+    wraps everything in `text_model` (transformers 5 dropped that wrapper; the keys keep it)."""
+    if prefix == TEXT_PREFIX and not module_name.startswith("text_model."):
+        module_name = "text_model." + module_name
+    return prefix + module_name.replace(".", "_")
+
+
+def load_kohya(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    from safetensors import safe_open
+
+    tensors = {}
+    with safe_open(str(path), framework="pt") as f:
+        metadata = f.metadata() or {}
+        for key in f.keys():
+            tensors[key] = f.get_tensor(key)
+    return tensors, metadata
+
+
+@torch.no_grad()
+def apply_kohya_lora(model: torch.nn.Module, tensors: dict[str, torch.Tensor], prefix: str, strength: float) -> int:
+    """Merge the LoRA's `prefix` entries into `model`'s Linear weights in place:
+    W += strength * up @ down * alpha / rank. Returns the number of patched modules."""
+    by_key = {kohya_key(prefix, name): m for name, m in model.named_modules() if isinstance(m, torch.nn.Linear)}
+    patched = 0
+    for key in tensors:
+        if not (key.startswith(prefix) and key.endswith(".lora_down.weight")):
+            continue
+        base = key[: -len(".lora_down.weight")]
+        module = by_key.get(base)
+        if module is None:
+            raise KeyError(f"LoRA key {base} matches no Linear layer of the model")
+        down = tensors[key].float()
+        up = tensors[base + ".lora_up.weight"].float()
+        rank = down.shape[0]
+        alpha = float(tensors[base + ".alpha"]) if base + ".alpha" in tensors else float(rank)
+        delta = (up @ down) * (alpha / rank) * strength
+        module.weight.add_(delta.to(module.weight.dtype))
+        patched += 1
+    return patched
+
+
+# ---------------------------------------------------------------------------------------------
+# training
+
+
+def resolve_base(base: str) -> Path:
+    path = Path(base)
+    if path.is_dir():
+        return path
+    bundled = BUNDLED_MODELS / base
+    if bundled.is_dir():
+        return bundled
+    raise SystemExit(f"train-lora: --base {base!r} is neither a diffusers folder nor a bundled model name")
+
+
+def load_folder(folder: Path, resolution: int) -> tuple[np.ndarray, list[str]]:
+    from PIL import Image
+
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise SystemExit(f"train-lora: no images in {folder}")
+    images, captions = [], []
+    for path in files:
+        img = Image.open(path).convert("RGB")
+        side = min(img.size)  # centre crop to a square, then resize
+        left, top = (img.width - side) // 2, (img.height - side) // 2
+        img = img.crop((left, top, left + side, top + side))
+        if img.size != (resolution, resolution):
+            img = img.resize((resolution, resolution), Image.BICUBIC)
+        images.append(np.asarray(img))
+        txt = path.with_suffix(".txt")
+        captions.append(txt.read_text(encoding="utf-8").strip() if txt.exists() else "")
+    return np.stack(images), captions
+
+
+class Progress:
+    """A one-line progress bar on stderr (no tqdm dependency)."""
+
+    def __init__(self, total: int, stream=None):
+        self.total, self.stream, self.t0 = total, stream or sys.stderr, time.time()
+
+    def update(self, done: int, loss: float) -> None:
+        width = 30
+        filled = int(width * done / self.total)
+        rate = done / max(time.time() - self.t0, 1e-9)
+        eta = (self.total - done) / max(rate, 1e-9)
+        self.stream.write(f"\rtrain-lora [{'#' * filled}{'.' * (width - filled)}] {done}/{self.total} "
+                          f"loss {loss:.4f} {rate:.2f} it/s eta {eta:.0f}s ")
+        if done == self.total:
+            self.stream.write("\n")
+        self.stream.flush()
+
+
+def lora_state(model: torch.nn.Module, prefix: str, alpha: float) -> dict[str, torch.Tensor]:
+    """peft's lora_A/lora_B of each wrapped layer as kohya lora_down/lora_up/alpha."""
+    state = {}
+    for name, module in model.named_modules():
+        if not hasattr(module, "lora_A") or "default" not in getattr(module, "lora_A", {}):
+            continue
+        key = kohya_key(prefix, name)
+        state[key + ".lora_down.weight"] = module.lora_A["default"].weight.detach().cpu().contiguous().clone()
+        state[key + ".lora_up.weight"] = module.lora_B["default"].weight.detach().cpu().contiguous().clone()
+        state[key + ".alpha"] = torch.tensor(float(alpha))
+    return state
+
+
+def parse_args(argv: list[str] | None):
+    p = argparse.ArgumentParser(prog="nodeforge train-lora", description="Train a LoRA on captioned images.")
+    p.add_argument("images_dir", type=Path, help="folder of images with same-named .txt captions")
+    p.add_argument("--base", required=True, help="diffusers folder (or bundled model name) to train on")
+    p.add_argument("--out", required=True, type=Path, help="output .safetensors (kohya layout)")
+    p.add_argument("--rank", type=int, default=4)
+    p.add_argument("--alpha", type=float, default=4.0)
+    p.add_argument("--steps", type=int, default=500)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--text-encoder", action="store_true", help="also train a LoRA on the text encoder")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--resolution", type=int, default=64)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--threads", type=int, default=2)
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
+    from peft import LoraConfig, inject_adapter_in_model
+    from safetensors.torch import save_file
+    from transformers import CLIPTextModel, CLIPTokenizer
+
+    from nodeforge.training.models import pick_device
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    device = pick_device(args.device)
+    base = resolve_base(args.base)
+    images, captions = load_folder(args.images_dir, args.resolution)
+    print(f"train-lora: {len(images)} images from {args.images_dir}, base {base}, device {device}", file=sys.stderr)
+
+    vae = AutoencoderKL.from_pretrained(base, subfolder="vae").to(device).eval()
+    unet = UNet2DConditionModel.from_pretrained(base, subfolder="unet").to(device)
+    text_encoder = CLIPTextModel.from_pretrained(base, subfolder="text_encoder").to(device)
+    tokenizer = CLIPTokenizer.from_pretrained(base, subfolder="tokenizer")
+    noise_scheduler = DDPMScheduler.from_pretrained(base, subfolder="scheduler")
+    for m in (vae, unet, text_encoder):
+        m.requires_grad_(False)
+
+    with torch.no_grad():
+        x = torch.from_numpy(images).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
+        latents = torch.cat([vae.encode(x[i:i + 64].to(device)).latent_dist.mode()
+                             for i in range(0, len(x), 64)]) * vae.config.scaling_factor
+    ids = tokenizer(captions, padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
+                    return_tensors="pt").input_ids
+
+    unet = inject_adapter_in_model(
+        LoraConfig(r=args.rank, lora_alpha=args.alpha, target_modules=UNET_TARGETS, init_lora_weights="gaussian"), unet)
+    trainable = [p for n, p in unet.named_parameters() if "lora_" in n]
+    if args.text_encoder:
+        text_encoder = inject_adapter_in_model(
+            LoraConfig(r=args.rank, lora_alpha=args.alpha, target_modules=TEXT_TARGETS, init_lora_weights="gaussian"),
+            text_encoder)
+        trainable += [p for n, p in text_encoder.named_parameters() if "lora_" in n]
+    for p in trainable:
+        p.requires_grad_(True)
+    unet.train()
+    text_encoder.train(args.text_encoder)
+    opt = torch.optim.AdamW(trainable, lr=args.lr, weight_decay=0.0)
+    gen = torch.Generator().manual_seed(args.seed)
+    alphas = noise_scheduler.alphas_cumprod.to(device)
+    snr = alphas / (1 - alphas)
+    progress = Progress(args.steps)
+    t0 = time.time()
+    for step in range(args.steps):
+        idx = torch.randint(len(latents), (min(args.batch, len(latents)),), generator=gen)
+        z0 = latents[idx]
+        noise = torch.randn(z0.shape, generator=gen).to(device)
+        t = torch.randint(0, noise_scheduler.config.num_train_timesteps, (len(z0),), generator=gen).to(device)
+        zt = noise_scheduler.add_noise(z0, noise, t)
+        with torch.set_grad_enabled(args.text_encoder):
+            cond = text_encoder(ids[idx].to(device))[0]
+        pred = unet(zt, t, encoder_hidden_states=cond).sample
+        weight = torch.clamp(snr[t], max=5.0) / snr[t]
+        loss = (weight * (pred - noise).pow(2).mean(dim=(1, 2, 3))).mean()
+        for group in opt.param_groups:  # short warm-up, then constant
+            group["lr"] = args.lr * min(1.0, (step + 1) / 20)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(trainable, 1.0)
+        opt.step()
+        progress.update(step + 1, loss.item())
+
+    state = lora_state(unet, UNET_PREFIX, args.alpha)
+    if args.text_encoder:
+        state.update(lora_state(text_encoder, TEXT_PREFIX, args.alpha))
+    metadata = {
+        "ss_network_module": "networks.lora",
+        "ss_network_dim": str(args.rank),
+        "ss_network_alpha": str(args.alpha),
+        "ss_base_model": base.name,
+        "ss_sd_model_name": base.name,
+        "ss_base_model_version": "nodeforge-shapes" if base.name == "nodeforge-shapes" else "unknown",
+        "ss_resolution": f"({args.resolution}, {args.resolution})",
+        "ss_max_train_steps": str(args.steps),
+        "ss_learning_rate": str(args.lr),
+        "ss_seed": str(args.seed),
+        "ss_num_train_images": str(len(images)),
+        "ss_text_encoder_lr": str(args.lr if args.text_encoder else 0),
+        "ss_network_train_unet_only": str(not args.text_encoder),
+        "ss_training_time_s": f"{time.time() - t0:.1f}",
+        "ss_tag_frequency": json.dumps({args.images_dir.name: _word_counts(captions)}),
+        "nodeforge_trainer": "nodeforge.training.lora",
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    save_file(state, str(args.out), metadata=metadata)
+    print(f"train-lora: wrote {len(state)} tensors to {args.out} in {time.time() - t0:.0f} s", file=sys.stderr)
+    return 0
+
+
+def _word_counts(captions: list[str]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for c in captions:
+        for w in c.split():
+            counts[w] = counts.get(w, 0) + 1
+    return counts
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,96 @@
+"""Architectures of the demo model's components, as diffusers/transformers configs.
+
+The sizes are picked from measured CPU speeds (STACK.md) so the whole model trains on two cores.
+"""
+from __future__ import annotations
+
+import torch
+
+LATENT_CHANNELS = 4
+VAE_FACTOR = 4  # 64x64 RGB <-> 16x16x4 latents
+TEXT_HIDDEN = 64
+NOISE_SCHEDULE = dict(
+    num_train_timesteps=1000,
+    beta_start=0.00085,
+    beta_end=0.012,
+    beta_schedule="scaled_linear",
+    prediction_type="epsilon",
+)
+
+
+def pick_device(device: str = "auto") -> torch.device:
+    if device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        return torch.device("cpu")
+    return torch.device(device)
+
+
+def make_vae(channels: tuple[int, ...] = (32, 64, 64)):
+    from diffusers import AutoencoderKL
+
+    blocks = len(channels)
+    assert 2 ** (blocks - 1) == VAE_FACTOR
+    return AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D",) * blocks,
+        up_block_types=("UpDecoderBlock2D",) * blocks,
+        block_out_channels=tuple(channels),
+        layers_per_block=1,
+        latent_channels=LATENT_CHANNELS,
+        norm_num_groups=min(32, channels[0]),
+        sample_size=64,
+    )
+
+
+def make_text_encoder(vocab_size: int, bos_id: int, eos_id: int, layers: int = 3):
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    config = CLIPTextConfig(
+        vocab_size=vocab_size,
+        hidden_size=TEXT_HIDDEN,
+        intermediate_size=4 * TEXT_HIDDEN,
+        projection_dim=TEXT_HIDDEN,
+        num_hidden_layers=layers,
+        num_attention_heads=4,
+        max_position_embeddings=77,
+        hidden_act="quick_gelu",
+        bos_token_id=bos_id,
+        eos_token_id=eos_id,
+        pad_token_id=eos_id,
+    )
+    return CLIPTextModel(config)
+
+
+def make_unet(channels: tuple[int, ...] = (64, 128, 128), layers_per_block: int = 1, heads: int = 4):
+    from diffusers import UNet2DConditionModel
+
+    blocks = len(channels)
+    down = ("CrossAttnDownBlock2D",) * (blocks - 1) + ("DownBlock2D",)
+    up = ("UpBlock2D",) + ("CrossAttnUpBlock2D",) * (blocks - 1)
+    return UNet2DConditionModel(
+        sample_size=64 // VAE_FACTOR,
+        in_channels=LATENT_CHANNELS,
+        out_channels=LATENT_CHANNELS,
+        down_block_types=down,
+        up_block_types=up,
+        block_out_channels=tuple(channels),
+        layers_per_block=layers_per_block,
+        cross_attention_dim=TEXT_HIDDEN,
+        attention_head_dim=heads,  # diffusers reads this as the number of heads (SD 1.x quirk)
+        norm_num_groups=min(32, channels[0]),
+    )
+
+
+def make_scheduler_config() -> dict:
+    """A DDPM-style config that Euler, DDIM, DPM++ etc. can all be created from."""
+    return dict(NOISE_SCHEDULE, steps_offset=1, timestep_spacing="trailing", clip_sample=False, set_alpha_to_one=False)
+
+
+def make_scheduler():
+    """The shipped default sampler: Euler over SD's training noise schedule."""
+    from diffusers import EulerDiscreteScheduler
+
+    config = {k: v for k, v in make_scheduler_config().items() if k not in ("clip_sample", "set_alpha_to_one")}
+    return EulerDiscreteScheduler(**config)

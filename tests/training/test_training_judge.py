@@ -1,0 +1,32 @@
+"""The pixel judge classifies generated images (the ground truth) correctly."""
+import numpy as np
+import pytest
+from PIL import Image
+
+from nodeforge.training import data
+from nodeforge.training.judge import judge
+
+
+@pytest.mark.parametrize("shape", [*data.SHAPES, "star"])
+def test_judge_classifies_at_least_98_percent_of_200_generated_images(shape):
+    images, samples = data.generate(200, seed=21, shapes=(shape,))
+    verdicts = [judge(im) for im in images]
+    correct = [v.shape == s.shape and v.colour == s.colour and v.background == s.background
+               for v, s in zip(verdicts, samples)]
+    assert np.mean(correct) >= 0.98
+
+
+def test_judge_accepts_pil_images_paths_and_float_arrays(tmp_path):
+    images, samples = data.generate(1, seed=5)
+    path = tmp_path / "x.png"
+    Image.fromarray(images[0]).save(path)
+    expected = judge(images[0])
+    assert judge(Image.open(path)) == expected
+    assert judge(path) == expected
+    assert judge(images[0].astype(np.float32) / 255).shape == expected.shape
+
+
+def test_an_empty_background_has_no_shape():
+    flat = np.full((64, 64, 3), data.PALETTE["green"], np.uint8)
+    verdict = judge(flat)
+    assert verdict.shape == "none" and verdict.background == "green"

@@ -1,0 +1,99 @@
+"""A few LoRA training steps on a tiny random model write the kohya layout artists share."""
+import json
+
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("diffusers")
+pytest.importorskip("peft")
+
+from nodeforge.training import data, lora, models  # noqa: E402
+from nodeforge.training.vocab import build_tokenizer  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def tiny_base(tmp_path_factory):
+    """A random diffusers folder with the demo model's layout but tiny sizes."""
+    from diffusers import StableDiffusionPipeline
+
+    folder = tmp_path_factory.mktemp("tiny-base")
+    torch.manual_seed(0)
+    tokenizer = build_tokenizer()
+    pipe = StableDiffusionPipeline(
+        vae=models.make_vae((8, 8, 8)),
+        text_encoder=models.make_text_encoder(len(tokenizer), tokenizer.bos_token_id, tokenizer.eos_token_id, 1),
+        tokenizer=tokenizer,
+        unet=models.make_unet((16, 16, 16)),
+        scheduler=models.make_scheduler(),
+        safety_checker=None, feature_extractor=None, requires_safety_checker=False,
+    )
+    pipe.save_pretrained(folder)
+    return folder
+
+
+def test_train_lora_writes_kohya_keys_with_down_up_alpha_and_metadata(tiny_base, tmp_path, capsys):
+    images = tmp_path / "stars"
+    data.write_folder(images, 4, seed=0, shapes=("star",))
+    out = tmp_path / "star.safetensors"
+    assert lora.main([str(images), "--base", str(tiny_base), "--out", str(out), "--steps", "2", "--batch", "2",
+                      "--rank", "4", "--alpha", "2", "--text-encoder", "--seed", "1"]) == 0
+    assert "train-lora [" in capsys.readouterr().err  # the progress bar
+
+    tensors, metadata = lora.load_kohya(out)
+    q = "lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn2_to_k"
+    assert tensors[q + ".lora_down.weight"].shape == (4, 64)  # rank x in (cross-attention dim)
+    assert tensors[q + ".lora_up.weight"].shape == (16, 4)  # out x rank
+    assert float(tensors[q + ".alpha"]) == 2.0
+    assert "lora_unet_mid_block_attentions_0_transformer_blocks_0_attn1_to_out_0.lora_up.weight" in tensors
+    te = "lora_te_text_model_encoder_layers_0_self_attn_q_proj"
+    assert tensors[te + ".lora_down.weight"].shape == (4, 64)
+    assert {k.split(".")[0].rsplit("_", 1)[-1] for k in tensors if k.startswith("lora_te_")} == {"proj"}
+    assert all(k.startswith(("lora_unet_", "lora_te_")) for k in tensors)
+    assert metadata["ss_network_dim"] == "4" and metadata["ss_network_alpha"] == "2.0"
+    assert metadata["ss_base_model"] == tiny_base.name
+    assert json.loads(metadata["ss_tag_frequency"])["stars"]["star"] == 4
+
+
+def test_strength_zero_leaves_the_weights_exactly_as_they_were(tiny_base, tmp_path):
+    from diffusers import UNet2DConditionModel
+
+    images = tmp_path / "imgs"
+    data.write_folder(images, 2, seed=0, shapes=("star",))
+    out = tmp_path / "l.safetensors"
+    lora.main([str(images), "--base", str(tiny_base), "--out", str(out), "--steps", "1", "--batch", "2"])
+    tensors, _ = lora.load_kohya(out)
+    base = UNet2DConditionModel.from_pretrained(tiny_base, subfolder="unet")
+    patched = UNet2DConditionModel.from_pretrained(tiny_base, subfolder="unet")
+    assert lora.apply_kohya_lora(patched, tensors, lora.UNET_PREFIX, 0.0) > 0
+    for a, b in zip(base.state_dict().values(), patched.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+def test_diffusers_reads_the_file_the_same_way_as_the_kohya_merge(tiny_base, tmp_path):
+    """The layout is the standard one: diffusers' own kohya loader gives the same UNet output
+    as merging W + up @ down * alpha / rank."""
+    from diffusers import StableDiffusionPipeline
+    from safetensors.torch import save_file
+
+    images = tmp_path / "imgs"
+    data.write_folder(images, 2, seed=0, shapes=("star",))
+    out = tmp_path / "l.safetensors"
+    lora.main([str(images), "--base", str(tiny_base), "--out", str(out), "--steps", "1", "--batch", "2",
+               "--rank", "4", "--alpha", "2"])
+    tensors, metadata = lora.load_kohya(out)
+    torch.manual_seed(0)  # make the update big enough to see
+    tensors = {k: (torch.randn_like(v) * 0.1 if k.endswith("lora_up.weight") else v) for k, v in tensors.items()}
+    save_file(tensors, str(out), metadata=metadata)
+
+    pipe = StableDiffusionPipeline.from_pretrained(tiny_base, safety_checker=None)
+    merged = StableDiffusionPipeline.from_pretrained(tiny_base, safety_checker=None).unet
+    lora.apply_kohya_lora(merged, tensors, lora.UNET_PREFIX, 1.0)
+    pipe.load_lora_weights(str(out))
+    x, t, cond = torch.randn(1, 4, 16, 16), torch.tensor([500]), torch.randn(1, 77, 64)
+    with torch.no_grad():
+        expected = merged(x, t, encoder_hidden_states=cond).sample
+        got = pipe.unet(x, t, encoder_hidden_states=cond).sample
+        base = StableDiffusionPipeline.from_pretrained(tiny_base, safety_checker=None).unet(
+            x, t, encoder_hidden_states=cond).sample
+    assert not torch.allclose(base, expected, atol=1e-3)
+    torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-3)
