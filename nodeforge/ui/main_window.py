@@ -44,7 +44,7 @@ class MainWindow(QMainWindow):
         self.model = GraphModel(self.registry, self)
         self.controller = GraphController(self.model, self.stack)
         self.scene = GraphScene(self.model, self.controller, self)
-        self.scene.file_resolver = engine.model_paths.resolve
+        self.scene.file_resolver = self._resolve_file
         self.view = GraphView(self.scene, self)
         self.setCentralWidget(self.view)
         self.search = NodeSearchPopup(self.registry, self)
@@ -258,6 +258,11 @@ class MainWindow(QMainWindow):
     def _clean_changed(self, clean: bool) -> None:
         self.setWindowModified(not clean)
 
+    def _resolve_file(self, kind: Any, name: str) -> Path:
+        """As the engine resolves it: relative paths from the workflow file's folder first."""
+        source = self.model.workflow.source
+        return self.engine.model_paths.resolve(kind, name, source.parent if source is not None else None)
+
     def _tick_stats(self) -> None:
         self.status.update_stats(self.runner.running)
 
@@ -438,8 +443,8 @@ class MainWindow(QMainWindow):
             return False
         if not self.open_path(path):
             return False
+        # Save asks where; `source` stays, so paths relative to the example's folder still resolve.
         self.path = None
-        self.model.workflow.source = None
         self._update_title()
         return True
 

@@ -260,3 +260,15 @@ def test_examples_open_as_new_unsaved_graphs(window, monkeypatch, tmp_path):
     action.trigger()
     assert len(window.model.nodes) == 7
     assert window.path is None and "Untitled" in window.windowTitle()
+
+
+def test_relative_image_paths_resolve_from_the_workflow_folder(window, tmp_path):
+    (tmp_path / "inputs").mkdir()
+    Image.new("RGB", (12, 10), "red").save(tmp_path / "inputs" / "start.png")
+    wf = {"nodeforge": 1, "nodes": {"1": {"type": "LoadPicture", "params": {"path": "inputs/start.png"}}}}
+    path = tmp_path / "flow.json"
+    path.write_text(json.dumps(wf))
+    window.open_path(path)
+    item = window.scene.nodes["1"]
+    assert item.images and item.images[0].width() == 12
+    assert window.model.snapshot().source == path       # what the engine resolves against
