@@ -19,7 +19,7 @@ from nodeforge.ui.autosave import Autosaver
 from nodeforge.ui.controller import CLIPBOARD_MIME, GraphController, looks_like_workflow
 from nodeforge.ui.edges import EdgeItem, RerouteItem
 from nodeforge.ui.group_item import GroupItem
-from nodeforge.ui.image_panel import ImagePanel
+from nodeforge.ui.image_panel import ImagePanel, ImageViewer
 from nodeforge.ui.layout import arrange, overlapping
 from nodeforge.ui.model import GraphModel
 from nodeforge.ui.node_item import NodeItem
@@ -251,9 +251,13 @@ class MainWindow(QMainWindow):
         if self._maybe_save():
             self.open_path(path)
 
-    def _show_images(self, _nid: str) -> None:
-        self.images.show()
-        self.images.raise_()
+    def _show_images(self, nid: str) -> None:
+        """Double-click on a node's picture: see it at full size."""
+        item = self.scene.nodes.get(nid)
+        if item is not None and item.images:
+            viewer = ImageViewer(item.images[-1], self.model.title(nid), self)
+            viewer.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+            viewer.show()
 
     def _clean_changed(self, clean: bool) -> None:
         self.setWindowModified(not clean)
