@@ -6,10 +6,11 @@ opens fast and torch loads with the first run.
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from pathlib import Path
 
-from PySide6.QtCore import QStandardPaths, Qt
+from PySide6.QtCore import QStandardPaths, Qt, QTimer
 from PySide6.QtWidgets import QApplication, QMessageBox
 
 from nodeforge.core.engine import Engine
@@ -87,12 +88,23 @@ def _when(mtime: float) -> str:
     return time.strftime("%H:%M on %d %b", time.localtime(mtime))
 
 
+def _quit_on_ctrl_c(app: QApplication) -> QTimer:
+    """Ctrl+C in the terminal closes the windows (asking about unsaved work) instead of being
+    swallowed by the Qt event loop, which gives Python no chance to see the signal."""
+    signal.signal(signal.SIGINT, lambda *_: app.closeAllWindows())
+    timer = QTimer()
+    timer.timeout.connect(lambda: None)
+    timer.start(300)
+    return timer
+
+
 def main(path: str | None = None) -> int:
     app = make_app()
     win = build_window(path)
     win.show()
     if not path:
         offer_recovery(win)
+    win.signal_timer = _quit_on_ctrl_c(app)   # kept alive as long as the window
     return app.exec()
 
 

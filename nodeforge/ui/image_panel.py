@@ -4,8 +4,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from PySide6.QtCore import QRect, QSize, Qt, QUrl, Signal
-from PySide6.QtGui import QColor, QDesktopServices, QGuiApplication, QImage, QPainter
-from PySide6.QtWidgets import QDockWidget, QLabel, QMenu, QScrollArea, QSizePolicy, QVBoxLayout, QWidget
+from PySide6.QtGui import QColor, QDesktopServices, QGuiApplication, QImage, QPainter, QPixmap
+from PySide6.QtWidgets import (
+    QDialog, QDockWidget, QLabel, QMenu, QScrollArea, QSizePolicy, QVBoxLayout, QWidget,
+)
 
 from nodeforge.ui.runner import RunImage
 
@@ -27,11 +29,12 @@ class ImageView(QWidget):
 
     openWorkflow = Signal(str)
 
-    def __init__(self, image: QImage, path: str | None = None) -> None:
+    def __init__(self, image: QImage, path: str | None = None) -> None:  # noqa: D107
         super().__init__()
         self.image = image
         self.path = path
-        self.setToolTip("Right-click: copy, open folder, load its workflow")
+        self.setToolTip("Double-click: view at full size. Right-click: copy, open folder, load its workflow")
+        self.viewer: ImageViewer | None = None
         policy = QSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
         policy.setHeightForWidth(True)
         self.setSizePolicy(policy)
@@ -56,8 +59,18 @@ class ImageView(QWidget):
         painter.drawImage(QRect(x, y, size.width(), size.height()), self.image)
         painter.end()
 
+    def open_viewer(self) -> "ImageViewer":
+        self.viewer = ImageViewer(self.image, Path(self.path).name if self.path else "Image", self.window())
+        self.viewer.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        self.viewer.show()
+        return self.viewer
+
+    def mouseDoubleClickEvent(self, event) -> None:  # noqa: N802
+        self.open_viewer()
+
     def contextMenuEvent(self, event) -> None:  # noqa: N802
         menu = QMenu(self)
+        menu.addAction("View at Full Size", self.open_viewer)
         menu.addAction("Copy Image", lambda: QGuiApplication.clipboard().setImage(self.image))
         if self.path:
             menu.addAction("Copy Path", lambda: QGuiApplication.clipboard().setText(self.path))
@@ -65,6 +78,54 @@ class ImageView(QWidget):
                 QUrl.fromLocalFile(str(Path(self.path).parent))))
             menu.addAction("Load Workflow From Image", lambda: self.openWorkflow.emit(self.path))
         menu.exec(event.globalPos())
+
+
+class ImageViewer(QDialog):
+    """An image at 100% (scroll to see it all) or fitted to the window; F toggles, Esc closes."""
+
+    def __init__(self, image: QImage, title: str, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle(title)
+        self.image = image
+        self.fit = image.width() > 1400 or image.height() > 900
+        self.label = QLabel()
+        self.label.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.scroll = QScrollArea()
+        self.scroll.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.scroll.setWidget(self.label)
+        self.scroll.setStyleSheet("background: #111214;")
+        self.info = QLabel()
+        self.info.setObjectName("panelCaption")
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 4)
+        layout.addWidget(self.scroll, 1)
+        layout.addWidget(self.info)
+        self.resize(min(1400, max(480, image.width() + 40)), min(900, max(360, image.height() + 70)))
+        self._show()
+
+    def _show(self) -> None:
+        if self.fit:
+            area = self.scroll.viewport().size()
+            pixmap = QPixmap.fromImage(self.image).scaled(area, Qt.AspectRatioMode.KeepAspectRatio,
+                                                          Qt.TransformationMode.SmoothTransformation)
+        else:
+            pixmap = QPixmap.fromImage(self.image)
+        self.label.setPixmap(pixmap)
+        self.label.resize(pixmap.size())
+        self.info.setText(f"  {self.image.width()}×{self.image.height()} · "
+                          f"{'fitted' if self.fit else '100%'} (F toggles)")
+
+    def resizeEvent(self, event) -> None:  # noqa: N802
+        super().resizeEvent(event)
+        if self.fit:
+            self._show()
+
+    def keyPressEvent(self, event) -> None:  # noqa: N802
+        if event.key() == Qt.Key.Key_F:
+            self.fit = not self.fit
+            self._show()
+            return
+        super().keyPressEvent(event)
 
 
 class ImagePanel(QDockWidget):

@@ -19,7 +19,7 @@ from nodeforge.ui.autosave import Autosaver
 from nodeforge.ui.controller import CLIPBOARD_MIME, GraphController, looks_like_workflow
 from nodeforge.ui.edges import EdgeItem, RerouteItem
 from nodeforge.ui.group_item import GroupItem
-from nodeforge.ui.image_panel import ImagePanel
+from nodeforge.ui.image_panel import ImagePanel, ImageViewer
 from nodeforge.ui.layout import arrange, overlapping
 from nodeforge.ui.model import GraphModel
 from nodeforge.ui.node_item import NodeItem
@@ -44,6 +44,7 @@ class MainWindow(QMainWindow):
         self.model = GraphModel(self.registry, self)
         self.controller = GraphController(self.model, self.stack)
         self.scene = GraphScene(self.model, self.controller, self)
+        self.scene.file_resolver = self._resolve_file
         self.view = GraphView(self.scene, self)
         self.setCentralWidget(self.view)
         self.search = NodeSearchPopup(self.registry, self)
@@ -250,12 +251,21 @@ class MainWindow(QMainWindow):
         if self._maybe_save():
             self.open_path(path)
 
-    def _show_images(self, _nid: str) -> None:
-        self.images.show()
-        self.images.raise_()
+    def _show_images(self, nid: str) -> None:
+        """Double-click on a node's picture: see it at full size."""
+        item = self.scene.nodes.get(nid)
+        if item is not None and item.images:
+            viewer = ImageViewer(item.images[-1], self.model.title(nid), self)
+            viewer.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+            viewer.show()
 
     def _clean_changed(self, clean: bool) -> None:
         self.setWindowModified(not clean)
+
+    def _resolve_file(self, kind: Any, name: str) -> Path:
+        """As the engine resolves it: relative paths from the workflow file's folder first."""
+        source = self.model.workflow.source
+        return self.engine.model_paths.resolve(kind, name, source.parent if source is not None else None)
 
     def _tick_stats(self) -> None:
         self.status.update_stats(self.runner.running)
@@ -437,8 +447,8 @@ class MainWindow(QMainWindow):
             return False
         if not self.open_path(path):
             return False
+        # Save asks where; `source` stays, so paths relative to the example's folder still resolve.
         self.path = None
-        self.model.workflow.source = None
         self._update_title()
         return True
 
@@ -651,8 +661,10 @@ class MainWindow(QMainWindow):
         for spec in self.registry:
             for param in spec.params:
                 if param.file is FileKind.IMAGE:
+                    self.stack.beginMacro(f"Add {path.name}")
                     nid = self.controller.add_node(spec.type, (scene_pos.x(), scene_pos.y()))
                     self.controller.set_param(nid, param.name, str(path))
+                    self.stack.endMacro()
                     return True
         return False
 

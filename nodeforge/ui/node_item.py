@@ -11,6 +11,7 @@ from PySide6.QtCore import QPointF, QRectF, Qt
 from PySide6.QtGui import QColor, QFont, QFontMetricsF, QImage, QPainter, QPainterPath, QPen
 from PySide6.QtWidgets import QGraphicsItem, QGraphicsProxyWidget, QStyleOptionGraphicsItem, QWidget
 
+from nodeforge.core.types import FileKind
 from nodeforge.ui import theme
 from nodeforge.ui.edges import PortItem
 from nodeforge.ui.param_widgets import ParamPanel
@@ -60,6 +61,8 @@ class NodeItem(QGraphicsItem):
         self._small_font = QFont()
         self._small_font.setPointSizeF(8.5)
         self._build()
+        if self.spec is not None and any(p.file is FileKind.IMAGE for p in self.spec.params):
+            self.show_input_image()
         self.setPos(*self.model.position(node_id))
 
     # -- building -----------------------------------------------------------------------------------
@@ -448,12 +451,32 @@ class NodeItem(QGraphicsItem):
 
     # -- model → item ---------------------------------------------------------------------------
     def sync_param(self, name: str) -> None:
+        param = self.spec.param(name) if self.spec is not None else None
+        if param is not None and param.file is FileKind.IMAGE:
+            self.show_input_image()
         if self._panel is None or name not in self._panel.editors:
             self.update()
             return
         params = self.model.nodes[self.node_id].params
         value = params[name] if name in params else self.spec.param(name).default
         self._panel.editors[name].set_value(value)
+
+    def show_input_image(self) -> None:
+        """An image-loading node shows the picture its path names, as in ComfyUI's LoadImage."""
+        for param in self.spec.params:
+            if param.file is not FileKind.IMAGE:
+                continue
+            value = self.model.nodes[self.node_id].params.get(param.name, param.default)
+            path = self.graph.resolve_file(param.file, value) if value else None
+            image = QImage(str(path)) if path is not None else QImage()
+            if not image.isNull():
+                if image.width() > 512 or image.height() > 512:
+                    image = image.scaled(512, 512, Qt.AspectRatioMode.KeepAspectRatio,
+                                         Qt.TransformationMode.SmoothTransformation)
+                self.set_images([image])
+            elif self.images:
+                self.set_images([])
+            return
 
     def sync_title(self) -> None:
         self.setToolTip(self._tooltip())

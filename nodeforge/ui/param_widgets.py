@@ -81,6 +81,7 @@ class IntEditor(ParamEditor):
             self.dice = QToolButton()
             self.dice.setIcon(icon("dice"))
             self.dice.setPopupMode(QToolButton.ToolButtonPopupMode.MenuButtonPopup)
+            self.dice.setFixedWidth(38)
             self.dice.clicked.connect(self._randomize)
             menu = QMenu(self.dice)
             menu.addAction("New Random Seed Now", self._randomize)

@@ -6,6 +6,7 @@ file loading all draw through the same path.
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QPointF, Qt, QTimer, Signal
@@ -58,7 +59,9 @@ class GraphScene(QGraphicsScene):
         self._outgoing: dict[str, set[EdgeKey]] = {}
         self.low_detail = False
         self.drag: WireDrag | None = None
-        self.used_outputs: dict[str, set[str]] = {}    # during rebuild only: node -> outputs in use
+        self.used_outputs: dict[str, set[str]] = {}
+        # How a file param's value becomes a path (the window sets the engine's model paths).
+        self.file_resolver: Any = None    # during rebuild only: node -> outputs in use
         self._panel_queue: list[NodeItem] = []
         self._panel_timer = QTimer(self)
         self._panel_timer.setInterval(0)
@@ -300,6 +303,15 @@ class GraphScene(QGraphicsScene):
         for item in self.nodes.values():
             if item.proxy is not None:
                 item.proxy.setVisible(not low and not item.collapsed)
+
+    def resolve_file(self, kind: Any, name: str) -> Path | None:
+        try:
+            if self.file_resolver is not None:
+                return Path(self.file_resolver(kind, name))
+            path = Path(name).expanduser()
+            return path if path.is_file() else None
+        except Exception:   # not found: nothing to show
+            return None
 
     def request_rename(self, nid: str) -> None:
         self.renameRequested.emit(nid)

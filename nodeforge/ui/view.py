@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import math
 
-from PySide6.QtCore import QLineF, QPointF, QRectF, Qt, Signal
+from PySide6.QtCore import QEvent, QLineF, QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import QColor, QPainter, QPen
 from PySide6.QtWidgets import QGraphicsProxyWidget, QGraphicsView, QPlainTextEdit
 
@@ -113,6 +113,12 @@ class GraphView(QGraphicsView):
         return widget is not None and widget.hasFocus()
 
     def mousePressEvent(self, event) -> None:  # noqa: N802
+        scene_pos = self.mapToScene(event.position().toPoint())
+        if self.graph.focusItem() is not None and not any(
+                isinstance(i, QGraphicsProxyWidget) for i in self.graph.items(scene_pos)):
+            # A click outside a node's text field ends typing in it, so canvas keys work again.
+            self.graph.setFocusItem(None)
+            self.setFocus()
         if event.button() == Qt.MouseButton.MiddleButton or (
                 event.button() == Qt.MouseButton.LeftButton and self._space):
             self._panning = True
@@ -149,6 +155,16 @@ class GraphView(QGraphicsView):
             return
         super().mouseDoubleClickEvent(event)
 
+    def event(self, event) -> bool:  # noqa: A003 - Qt's name
+        # QGraphicsView hands Tab to the scene, which would move focus into a node's widgets;
+        # on the canvas, Tab opens the node search instead (as in ComfyUI).
+        if (event.type() == QEvent.Type.KeyPress and event.key() == Qt.Key.Key_Tab
+                and not event.modifiers() & (Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.AltModifier)
+                and not self._focus_in_widget()):
+            self.searchRequested.emit(self.cursor_scene_pos())
+            return True
+        return super().event(event)
+
     def keyPressEvent(self, event) -> None:  # noqa: N802
         if event.key() == Qt.Key.Key_Space and not event.isAutoRepeat() and not self._focus_in_widget():
             self._space = True
@@ -179,7 +195,12 @@ class GraphView(QGraphicsView):
         return False
 
     def _focus_in_widget(self) -> bool:
-        return self.graph.focusItem() is not None
+        """Whether the keyboard is in a field inside a node (typing there must not reach the canvas)."""
+        item = self.graph.focusItem()
+        if not isinstance(item, QGraphicsProxyWidget) or item.widget() is None:
+            return item is not None
+        inner = item.widget().focusWidget()
+        return inner is not None and (inner.hasFocus() or not self.graph.isActive())
 
     def cursor_scene_pos(self) -> QPointF:
         pos = self.viewport().mapFromGlobal(self.cursor().pos())

@@ -122,6 +122,13 @@ def test_dropping_a_plain_image_makes_an_image_node(window, tmp_path):
     assert window.drop_file(png, QPointF(10, 10))
     (node,) = window.model.nodes.values()
     assert node.params.get("path") == str(png)
+    (item,) = window.scene.nodes.values()
+    assert item.images and item.images[0].width() == 8        # the node shows the picture
+    window.stack.undo()                                         # one step: node and path
+    assert window.model.nodes == {}
+    window.stack.redo()
+    (item,) = window.scene.nodes.values()
+    assert item.images
 
 
 def test_autosave_writes_the_graph_and_a_clean_exit_removes_it(window):
@@ -253,3 +260,15 @@ def test_examples_open_as_new_unsaved_graphs(window, monkeypatch, tmp_path):
     action.trigger()
     assert len(window.model.nodes) == 7
     assert window.path is None and "Untitled" in window.windowTitle()
+
+
+def test_relative_image_paths_resolve_from_the_workflow_folder(window, tmp_path):
+    (tmp_path / "inputs").mkdir()
+    Image.new("RGB", (12, 10), "red").save(tmp_path / "inputs" / "start.png")
+    wf = {"nodeforge": 1, "nodes": {"1": {"type": "LoadPicture", "params": {"path": "inputs/start.png"}}}}
+    path = tmp_path / "flow.json"
+    path.write_text(json.dumps(wf))
+    window.open_path(path)
+    item = window.scene.nodes["1"]
+    assert item.images and item.images[0].width() == 12
+    assert window.model.snapshot().source == path       # what the engine resolves against

@@ -204,3 +204,16 @@ def test_dragging_a_group_by_its_title_moves_its_nodes_in_one_step(window, qtbot
     window.stack.undo()
     window.stack.undo()
     assert window.model.position(a) == (0, 0) and window.model.groups[0]["bounding"] == [x, y, w, h]
+
+
+def test_tab_opens_the_search_even_when_nodes_have_focusable_widgets(window, qtbot):
+    # QGraphicsView gives Tab to the scene, which would move focus into a node's editors.
+    window.show()
+    qtbot.waitExposed(window)
+    nid = add(window, "Prompt", 0, 0)
+    window.scene.nodes[nid].ensure_panel()
+    window.view.set_zoom(1.0)
+    window.view.setFocus()
+    QTest.keyClick(window.view, Qt.Key.Key_Tab)
+    assert window.search.isVisible()
+    window.search.hide()

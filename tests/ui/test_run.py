@@ -241,3 +241,16 @@ def test_cancel_drops_queued_runs(window, qtbot, gate):
     with qtbot.waitSignal(window.runner.runningChanged, timeout=TIMEOUT):
         window.cancel()
     assert window.runner.pending == [] and not window.runner.running
+
+
+def test_an_image_opens_at_full_size_from_the_panel(window, qtbot):
+    from nodeforge.ui.image_panel import ImageView
+
+    solid, preview = chain(window, "SolidImage", "PreviewOut")
+    window.controller.set_param(solid, "width", 200)
+    with qtbot.waitSignal(window.runner.runFinished, timeout=TIMEOUT):
+        window.run()
+    view = window.images.findChild(ImageView)
+    viewer = view.open_viewer()
+    assert not viewer.fit and viewer.label.pixmap().width() == 200      # 100%: every pixel
+    viewer.close()
