@@ -174,17 +174,21 @@ def test_latent_size_is_checked_against_the_models_vae_factor():
     assert info.value.field == "width" and "multiple of 8" in str(info.value)
 
 
-@pytest.mark.parametrize("scheduler", ["euler", "euler_ancestral", "dpmpp_2m"])
-def test_txt2img_matches_the_diffusers_pipeline(engine, models_dir, make_txt2img, scheduler):
+@pytest.fixture(scope="module")
+def pipeline(models_dir):
     from diffusers import StableDiffusionPipeline
 
-    from nodeforge.core.registry import builtin_module
-
-    ours = _latent(engine, make_txt2img(text="a red circle", seed=21, steps=4, cfg=5.0, scheduler=scheduler))
     pipe = StableDiffusionPipeline.from_pretrained(str(models_dir / "checkpoints" / "tiny-sd"), local_files_only=True,
                                                    safety_checker=None, requires_safety_checker=False)
-    pipe.scheduler = builtin_module("sampling").make_scheduler(scheduler, dict(pipe.scheduler.config), 21)
     pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+@pytest.mark.parametrize("scheduler", ["euler", "euler_ancestral", "dpmpp_2m"])
+def test_txt2img_matches_the_diffusers_pipeline(engine, pipeline, make_txt2img, scheduler):
+    ours = _latent(engine, make_txt2img(text="a red circle", seed=21, steps=4, cfg=5.0, scheduler=scheduler))
+    pipe = pipeline
+    pipe.scheduler = builtin_module("sampling").make_scheduler(scheduler, dict(pipe.scheduler.config), 21)
     theirs = pipe("a red circle", negative_prompt="", num_inference_steps=4, guidance_scale=5.0, height=32,
                   width=32, generator=torch.Generator().manual_seed(21), output_type="latent").images
     torch.testing.assert_close(ours, theirs, atol=1e-4, rtol=1e-4)
