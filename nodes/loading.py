@@ -176,6 +176,13 @@ def _quiet_progress_bars() -> None:
 
 
 # -- diffusers folders ------------------------------------------------------------------------------------
+def _from_pretrained(cls: Any, path: Path, part: str, **kw: Any) -> Any:
+    """A component of a diffusers folder; folders that only hold fp16 variant files work too."""
+    files = list((path / part).glob("*.safetensors"))
+    variant = "fp16" if files and all(f.name.endswith(".fp16.safetensors") for f in files) else None
+    return cls.from_pretrained(str(path), subfolder=part, local_files_only=True, variant=variant, **kw)
+
+
 def load_diffusers_folder(path: Path, device: str) -> LoadedCheckpoint:
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
@@ -186,17 +193,17 @@ def load_diffusers_folder(path: Path, device: str) -> LoadedCheckpoint:
         if not (path / part).is_dir():
             raise NodeError(f"{path.name} is not a complete diffusers model: it has no '{part}' folder",
                             field="checkpoint")
-    kw = {"local_files_only": True, "torch_dtype": dtype}
-    unet = UNet2DConditionModel.from_pretrained(str(path), subfolder="unet", **kw)
-    vae = AutoencoderKL.from_pretrained(str(path), subfolder="vae", local_files_only=True)
-    te = CLIPTextModel.from_pretrained(str(path), subfolder="text_encoder", **kw)
+    unet = _from_pretrained(UNet2DConditionModel, path, "unet", torch_dtype=dtype)
+    vae = _from_pretrained(AutoencoderKL, path, "vae")
+    te = _from_pretrained(CLIPTextModel, path, "text_encoder", torch_dtype=dtype)
+    kw = {"local_files_only": True}
     tok = CLIPTokenizer.from_pretrained(str(path), subfolder="tokenizer", **kw)
     if not tokenizer_works(tok):
         raise NodeError(f"{path.name}/tokenizer holds no usable vocabulary (tokenizer.json, or vocab.json "
                         "and merges.txt)", field="checkpoint")
     te2 = tok2 = None
     if (path / "text_encoder_2").is_dir():
-        te2 = CLIPTextModelWithProjection.from_pretrained(str(path), subfolder="text_encoder_2", **kw)
+        te2 = _from_pretrained(CLIPTextModelWithProjection, path, "text_encoder_2", torch_dtype=dtype)
         tok2 = CLIPTokenizer.from_pretrained(str(path), subfolder="tokenizer_2", **kw)
     sched_file = path / "scheduler" / "scheduler_config.json"
     sched = json.loads(sched_file.read_text()) if sched_file.exists() else \

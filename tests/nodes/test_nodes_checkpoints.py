@@ -216,3 +216,12 @@ def test_ldm_names_of_full_size_unets_agree_with_diffusers_converter(family):
     back = sfu.convert_ldm_unet_checkpoint(ldm, unet.config)
     assert set(back) == set(state)
     assert all(torch.equal(back[k], tags[k]) for k in state)   # every name lands on its own layer
+
+
+def test_diffusers_folder_with_only_fp16_variant_files_loads(models_dir, tmp_path):
+    folder = shutil.copytree(models_dir / "checkpoints" / "tiny-sd", tmp_path / "fp16-only")
+    for file in folder.rglob("*.safetensors"):
+        file.rename(file.with_name(file.name.replace(".safetensors", ".fp16.safetensors")))
+    unet, clip, vae = loading.load_checkpoint(folder, "cpu", {}).wrappers()
+    reference = loading.load_checkpoint(models_dir / "checkpoints" / "tiny-sd", "cpu", {}).wrappers()[0]
+    assert torch.equal(unet.unet.conv_in.weight, reference.unet.conv_in.weight)
