@@ -8,7 +8,6 @@ so a graph that asks for the same file again reuses the modules instead of readi
 from __future__ import annotations
 
 import json
-import logging
 import re
 import threading
 import weakref
@@ -24,7 +23,6 @@ from nodeforge.paths import builtin_dir
 
 from .wrappers import LoadedCheckpoint
 
-log = logging.getLogger(__name__)
 _REGISTRY_KEY = "nodes.checkpoints"
 _lock = threading.Lock()
 load_count = 0   # checkpoints read from disk in this process (benchmarks and tests watch it)
@@ -81,26 +79,30 @@ def detect_family(state_dict: dict[str, Any], metadata: dict[str, str] | None = 
 
 
 # -- reading files -----------------------------------------------------------------------------------
-def read_state_dict(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+def read_state_dict(path: Path, field: str = "checkpoint") -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """Tensors and metadata of a .safetensors file, or of a .ckpt read without running its code."""
     if path.suffix.lower() == ".safetensors":
         from safetensors import safe_open
 
         tensors: dict[str, torch.Tensor] = {}
-        with safe_open(str(path), framework="pt") as f:
-            metadata = f.metadata() or {}
-            for key in f.keys():
-                tensors[key] = f.get_tensor(key)
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                metadata = f.metadata() or {}
+                for key in f.keys():
+                    tensors[key] = f.get_tensor(key)
+        except Exception as exc:   # truncated download, not a safetensors file
+            raise NodeError(f"cannot read {path.name}: {exc}; the file may be incomplete or damaged",
+                            field=field) from None
         return tensors, metadata
     try:
         data = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as exc:
         raise NodeError(f"cannot read {path.name} safely ({type(exc).__name__}); .ckpt files that need "
-                        "to run code are refused; convert it to .safetensors", field="checkpoint") from None
+                        "to run code are refused; convert it to .safetensors", field=field) from None
     if isinstance(data, dict) and isinstance(data.get("state_dict"), dict):
         data = data["state_dict"]
     if not isinstance(data, dict):
-        raise NodeError(f"{path.name} holds no state dict", field="checkpoint")
+        raise NodeError(f"{path.name} holds no state dict", field=field)
     return {k: v for k, v in data.items() if isinstance(v, torch.Tensor)}, {}
 
 

@@ -136,7 +136,7 @@ def resolve(entries: dict[str, dict[str, Any]], root: torch.nn.Module, name: str
 def run_lora_loader(ctx: Any, unet: UNetModel, clip: ClipModel, lora: str, strength_unet: float,
                     strength_clip: float) -> dict[str, Any]:
     path = Path(ctx.resolve_file(FileKind.LORA, lora))
-    state, metadata = read_state_dict(path)
+    state, metadata = read_state_dict(path, field="lora")
     parts, ignored = parse_lora(state, _alpha_settings(path, metadata))
     if not parts:
         raise NodeError(f"{path.name} holds no LoRA weights in a known format (kohya or diffusers/PEFT)",

@@ -153,3 +153,10 @@ def test_cache_sizes_count_shared_weights_once(engine, make_txt2img):
     assert 0 < estimate_nbytes(patched) < params / 4
     assert 0 < estimate_nbytes(out["lora0"]["clip"]) < estimate_nbytes(out["ckpt"]["clip"])
     assert estimate_nbytes(out["ckpt"]["vae"]) > 0
+
+
+def test_a_damaged_lora_file_is_an_error_on_the_lora_field(engine, models_dir, make_txt2img):
+    (models_dir / "loras" / "damaged.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json")
+    with pytest.raises(NodeExecutionError) as info:
+        engine.run(make_txt2img(lora=[("damaged", 1.0, 1.0)]))
+    assert info.value.field == "lora" and "damaged" in str(info.value)
