@@ -19,14 +19,22 @@ WINDOW = 75
 
 def tokenize_weighted(tokenizer: Any, text: str) -> tuple[list[int], list[float]]:
     """Token ids (without BOS/EOS) and one weight per token."""
+    from transformers.utils import logging as transformers_logging
+
     ids: list[int] = []
     weights: list[float] = []
-    for fragment, weight in parse_weights(text):
-        if not fragment.strip():
-            continue
-        tokens = tokenizer(fragment, add_special_tokens=False, truncation=False)["input_ids"]
-        ids.extend(tokens)
-        weights.extend([weight] * len(tokens))
+    # Long prompts are expected here (they are windowed below): silence the "longer than 77" warning.
+    level = transformers_logging.get_verbosity()
+    transformers_logging.set_verbosity_error()
+    try:
+        for fragment, weight in parse_weights(text):
+            if not fragment.strip():
+                continue
+            tokens = tokenizer(fragment, add_special_tokens=False, truncation=False)["input_ids"]
+            ids.extend(tokens)
+            weights.extend([weight] * len(tokens))
+    finally:
+        transformers_logging.set_verbosity(level)
     return ids, weights
 
 

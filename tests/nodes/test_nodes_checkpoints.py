@@ -187,3 +187,23 @@ def test_a_loaded_checkpoint_is_reused_while_used_and_freed_right_after(models_d
         assert len(shared["nodes.checkpoints"]) == 0
     finally:
         gc.enable()
+
+
+@pytest.mark.parametrize("family", ["sd1", "sd2", "sdxl"])
+def test_ldm_names_of_full_size_unets_agree_with_diffusers_converter(family):
+    import json
+
+    from diffusers import UNet2DConditionModel
+    from diffusers.loaders import single_file_utils as sfu
+
+    names = builtin_module("ldm_names")
+    config = json.loads((loading.configs_dir() / family / "unet" / "config.json").read_text())
+    with torch.device("meta"):
+        unet = UNet2DConditionModel.from_config(config)
+    state = unet.state_dict()
+    tags = {k: torch.tensor([i]) for i, k in enumerate(state)}   # each weight tagged with its own name
+    ldm = {"model.diffusion_model." + names.unet_ldm_name(k, unet.config): v for k, v in tags.items()}
+    assert len(ldm) == len(state)
+    back = sfu.convert_ldm_unet_checkpoint(ldm, unet.config)
+    assert set(back) == set(state)
+    assert all(torch.equal(back[k], tags[k]) for k in state)   # every name lands on its own layer

@@ -1,7 +1,6 @@
 """Generation through the real Engine on tiny random-weight models."""
 from __future__ import annotations
 
-import threading
 
 import numpy as np
 import pytest
@@ -9,7 +8,7 @@ import torch
 
 import nodeforge
 from nodeforge import Workflow
-from nodeforge.core.errors import NodeExecutionError, ValidationError
+from nodeforge.core.errors import ValidationError
 from nodeforge.core.registry import builtin_module
 
 

@@ -1,7 +1,6 @@
 """LoRAs: formats, strengths, stacking, and the base model left as it was."""
 from __future__ import annotations
 
-import warnings
 
 import pytest
 import torch
