@@ -3,6 +3,3 @@ controller (edits), scene/items (drawing), main window (files, running, panels).
 
 Nothing in this package imports torch; `nodeforge.ui.app.main(path)` starts the editor.
 """
-from nodeforge.ui.compat import pin_singletons
-
-pin_singletons()

@@ -49,6 +49,7 @@ def default_output_dir() -> Path:
 
 def build_window(path: str | None = None, engine: Engine | None = None) -> MainWindow:
     win = MainWindow(engine or Engine(output_dir=default_output_dir()))
+    win.restore_layout()
     register_window(win)
     if path:
         win.open_path(path)

@@ -466,10 +466,26 @@ class MainWindow(QMainWindow):
             return False
         return self.autosaver.save(self.model.snapshot())
 
+    def restore_layout(self) -> None:
+        """The window's size and panels as the user left them."""
+        settings = self.settings()
+        geometry = settings.value("windowGeometry")
+        state = settings.value("windowState")
+        if geometry is not None:
+            self.restoreGeometry(geometry)
+        if state is not None:
+            self.restoreState(state)
+
+    def save_layout(self) -> None:
+        settings = self.settings()
+        settings.setValue("windowGeometry", self.saveGeometry())
+        settings.setValue("windowState", self.saveState())
+
     def closeEvent(self, event) -> None:  # noqa: N802
         if not self._maybe_save():
             event.ignore()
             return
+        self.save_layout()
         self.runner.cancel()
         self.runner.wait(5)
         self.autosave_timer.stop()

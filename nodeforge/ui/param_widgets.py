@@ -10,9 +10,10 @@ import itertools
 import random
 from typing import Any, Callable
 
-from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QActionGroup
+from PySide6.QtCore import QSize, Qt, Signal
+from PySide6.QtGui import QActionGroup, QValidator
 from PySide6.QtWidgets import (
+    QAbstractSpinBox,
     QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog, QGridLayout, QHBoxLayout, QLabel, QLineEdit,
     QMenu, QPlainTextEdit, QSizePolicy, QSlider, QToolButton, QWidget,
 )
@@ -22,7 +23,7 @@ from nodeforge.core.types import FileKind, ParamKind
 
 EditCallback = Callable[[Any, Any], None]
 _sessions = itertools.count(1)
-INT_LIMIT = float(2 ** 53)
+INT_LIMIT = 2 ** 63 - 1
 SLIDER_STEPS = 1000
 
 
@@ -51,6 +52,73 @@ class ParamEditor(QWidget):
             self.on_edit(value, merge_key)
 
 
+class BigIntSpinBox(QAbstractSpinBox):
+    """A spin box over Python ints: exact for 64-bit seeds, where QSpinBox stops at 2**31 and a
+    double spin box rounds above 2**53."""
+
+    valueChanged = Signal(object)     # a Python int: Signal(int) would overflow above 2**31
+
+    def __init__(self, minimum: int, maximum: int, step: int = 1) -> None:
+        super().__init__()
+        self._min, self._max, self._step = int(minimum), int(maximum), max(1, int(step))
+        self._value = max(self._min, min(self._max, 0))
+        self.lineEdit().setText(str(self._value))
+        self.editingFinished.connect(self._commit_text)
+
+    def value(self) -> int:
+        return self._value
+
+    def minimum(self) -> int:
+        return self._min
+
+    def maximum(self) -> int:
+        return self._max
+
+    def setValue(self, value: int) -> None:  # noqa: N802 - Qt's name
+        value = max(self._min, min(self._max, int(value)))
+        changed = value != self._value
+        self._value = value
+        if self.lineEdit().text() != str(value):
+            self.lineEdit().setText(str(value))
+        if changed:
+            self.valueChanged.emit(value)
+
+    def stepBy(self, steps: int) -> None:  # noqa: N802
+        self.setValue(self._value + steps * self._step)
+
+    def stepEnabled(self):  # noqa: N802
+        flags = QAbstractSpinBox.StepEnabledFlag.StepNone
+        if self._value < self._max:
+            flags |= QAbstractSpinBox.StepEnabledFlag.StepUpEnabled
+        if self._value > self._min:
+            flags |= QAbstractSpinBox.StepEnabledFlag.StepDownEnabled
+        return flags
+
+    def validate(self, text: str, pos: int):  # noqa: D102
+        stripped = text.strip()
+        if stripped in ("", "-", "+"):
+            return QValidator.State.Intermediate
+        try:
+            number = int(stripped)
+        except ValueError:
+            return QValidator.State.Invalid
+        if self._min <= number <= self._max:
+            return QValidator.State.Acceptable
+        return QValidator.State.Intermediate
+
+    def fixup(self, text: str) -> str:
+        return str(self._value)
+
+    def _commit_text(self) -> None:
+        try:
+            self.setValue(int(self.lineEdit().text().strip()))
+        except ValueError:
+            self.lineEdit().setText(str(self._value))
+
+    def sizeHint(self) -> QSize:  # noqa: N802
+        return QSize(90, super().sizeHint().height())
+
+
 SEED_MODES = (("fixed", "Keep the seed after each run"), ("increment", "Increment after each run"),
               ("randomize", "Randomize after each run"))
 
@@ -63,14 +131,9 @@ class IntEditor(ParamEditor):
         layout = QHBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(3)
-        # A double spin box with no decimals holds whole numbers up to 2**53 (64-bit-ish seeds),
-        # where QSpinBox stops at 2**31.
-        self.spin = QDoubleSpinBox()
-        self.spin.setDecimals(0)
-        self.spin.setRange(max(float(param.min), -INT_LIMIT) if param.min is not None else -INT_LIMIT,
-                           min(float(param.max), INT_LIMIT) if param.max is not None else INT_LIMIT)
-        self.spin.setSingleStep(int(param.step or param.multiple_of or 1))
-        self.spin.setKeyboardTracking(False)
+        self.spin = BigIntSpinBox(int(param.min) if param.min is not None else -INT_LIMIT,
+                                  int(param.max) if param.max is not None else INT_LIMIT,
+                                  int(param.step or param.multiple_of or 1))
         self.spin.valueChanged.connect(lambda v: self._emit(int(v), ("spin", id(self))))
         layout.addWidget(self.spin, 1)
         self.dice: QToolButton | None = None
@@ -109,7 +172,7 @@ class IntEditor(ParamEditor):
         self.dice.style().polish(self.dice)
 
     def _randomize(self) -> None:
-        self.spin.setValue(random.randint(int(max(0, self.spin.minimum())), int(min(self.spin.maximum(), 2 ** 32 - 1))))
+        self.spin.setValue(random.randint(max(0, self.spin.minimum()), min(self.spin.maximum(), 2 ** 32 - 1)))
 
     def _show(self, value: Any) -> None:
         try:

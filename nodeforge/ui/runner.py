@@ -1,9 +1,10 @@
 """Running graphs from the editor: a worker thread, engine events forwarded as Qt signals.
 
 The UI thread never waits on the engine. Run takes a copy of the workflow, so edits made while a
-run goes on cannot corrupt it; pressing Run during a run queues the next one (the latest copy).
+run goes on cannot corrupt it; pressing Run during a run queues another behind it.
 Bypassed and muted nodes are an editor notion (kept in `ui`): they are removed from the copy
-that runs, a bypassed node passing its matching-type input through to its consumers.
+that runs, a bypassed node passing its matching-type input through to its consumers. Nodes no
+output node needs are left out of the copy too.
 """
 from __future__ import annotations
 
@@ -76,6 +77,21 @@ def runnable_copy(workflow: Workflow, registry: Registry) -> Workflow:
                     node.inputs = {k: v for k, v in node.inputs.items() if v[0] not in removed}
     for nid in removed:
         wf.nodes.pop(nid, None)
+    # Only what the output nodes need runs, so a half-built branch elsewhere on the canvas (or a
+    # node whose pack is missing) does not stop the finished part from running, as in ComfyUI.
+    outputs = [nid for nid, node in wf.nodes.items()
+               if registry.get(node.type) is not None and registry.get(node.type).output_node]
+    if outputs:
+        needed: set[str] = set()
+        stack = list(outputs)
+        while stack:
+            nid = stack.pop()
+            if nid in needed or nid not in wf.nodes:
+                continue
+            needed.add(nid)
+            stack.extend(src for src, _ in wf.nodes[nid].inputs.values())
+        for nid in [n for n in wf.nodes if n not in needed]:
+            del wf.nodes[nid]
     return wf
 
 

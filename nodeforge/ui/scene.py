@@ -58,6 +58,7 @@ class GraphScene(QGraphicsScene):
         self.group_items: list[GroupItem] = []
         self._outgoing: dict[str, set[EdgeKey]] = {}
         self.low_detail = False
+        self.fast_zoom = False
         self.drag: WireDrag | None = None
         self.used_outputs: dict[str, set[str]] = {}
         # How a file param's value becomes a path (the window sets the engine's model paths).
@@ -312,6 +313,19 @@ class GraphScene(QGraphicsScene):
             return path if path.is_file() else None
         except Exception:   # not found: nothing to show
             return None
+
+    def set_fast_zoom(self, on: bool) -> None:
+        """During a zoom gesture, draw nodes and their editors from bitmaps cached at one scale
+        (fast, slightly soft) instead of re-rendering every widget at every step."""
+        if on == self.fast_zoom:
+            return
+        self.fast_zoom = on
+        mode = (QGraphicsItem.CacheMode.ItemCoordinateCache if on
+                else QGraphicsItem.CacheMode.DeviceCoordinateCache)
+        for item in self.nodes.values():
+            item.setCacheMode(mode)
+            if item.proxy is not None:
+                item.proxy.setCacheMode(mode)
 
     def request_rename(self, nid: str) -> None:
         self.renameRequested.emit(nid)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import math
 
-from PySide6.QtCore import QEvent, QLineF, QPointF, QRectF, Qt, Signal
+from PySide6.QtCore import QEvent, QLineF, QPointF, QRectF, Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QPainter, QPen
 from PySide6.QtWidgets import QGraphicsProxyWidget, QGraphicsView, QPlainTextEdit
 
@@ -39,6 +39,11 @@ class GraphView(QGraphicsView):
         self._pan_last = QPointF()
         self._space = False
         self.last_scene_pos = QPointF(0, 0)
+        # While the wheel zooms, editors are drawn from a scaled bitmap; crisp again once it stops.
+        self._zoom_settle = QTimer(self)
+        self._zoom_settle.setSingleShot(True)
+        self._zoom_settle.setInterval(180)
+        self._zoom_settle.timeout.connect(lambda: self.graph.set_fast_zoom(False))
 
     # -- zoom and pan -------------------------------------------------------------------------------
     def zoom(self) -> float:
@@ -50,12 +55,17 @@ class GraphView(QGraphicsView):
         if abs(factor - 1) < 1e-6:
             return
         if anchor_view_pos is not None:
+            # Only where editors show: far out, nodes are cheap drawings and caching 500 of them
+            # at full size would cost more than it saves.
+            self.graph.set_fast_zoom(value >= LOW_DETAIL_BELOW)
+            self._zoom_settle.start()
             before = self.mapToScene(anchor_view_pos.toPoint())
             self.scale(factor, factor)
             after = self.mapToScene(anchor_view_pos.toPoint())
             delta = after - before
             self.translate_view(-delta.x() * self.zoom(), -delta.y() * self.zoom())
         else:
+            self.graph.set_fast_zoom(False)
             self.scale(factor, factor)
         self.graph.set_low_detail(self.zoom() < LOW_DETAIL_BELOW)
         self.zoomChanged.emit(self.zoom())

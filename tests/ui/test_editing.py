@@ -379,3 +379,23 @@ def test_a_wire_dropped_on_a_node_body_takes_its_first_free_compatible_input(win
     scene.finish_wire(body)                      # nothing there takes CONDITIONING
     assert window.model.nodes[b].inputs == {"image": (a, "image")}
     assert not window.search.isVisible()
+
+
+def test_a_64_bit_seed_is_shown_and_edited_exactly(window, qtbot):
+    from PySide6.QtCore import Qt
+
+    nid = add(window, "Mix")
+    big = 2 ** 63 - 25                                     # doubles would round this
+    window.controller.set_param(nid, "seed", big)
+    spin = window.scene.nodes[nid].panel.editors["seed"].spin
+    assert spin.value() == big and spin.text() == str(big)
+    spin.stepBy(1)
+    assert window.model.nodes[nid].params["seed"] == big + 1
+    spin.lineEdit().setText("12345678901234567890")        # above the param's max: refused
+    spin.lineEdit().editingFinished.emit()
+    assert window.model.nodes[nid].params["seed"] <= 2 ** 63 - 1
+    spin.lineEdit().setText("777")
+    spin.editingFinished.emit()
+    assert window.model.nodes[nid].params["seed"] == 777
+    qtbot.keyClick(spin, Qt.Key.Key_Up)
+    assert window.model.nodes[nid].params["seed"] == 778

@@ -272,3 +272,20 @@ def test_relative_image_paths_resolve_from_the_workflow_folder(window, tmp_path)
     item = window.scene.nodes["1"]
     assert item.images and item.images[0].width() == 12
     assert window.model.snapshot().source == path       # what the engine resolves against
+
+
+def test_the_window_layout_is_remembered(window, engine, qtbot):
+    from nodeforge.ui.main_window import MainWindow
+
+    window.show()
+    window.resize(900, 700)
+    window.images.hide()
+    window.close()
+    again = MainWindow(engine)
+    qtbot.addWidget(again)
+    again.restore_layout()
+    again.show()
+    assert again.size().width() < 1000 and again.images.isHidden()    # not the default 1500
+    again.images.show()
+    again.save_layout()
+    again.autosaver.discard()

@@ -254,3 +254,26 @@ def test_an_image_opens_at_full_size_from_the_panel(window, qtbot):
     viewer = view.open_viewer()
     assert not viewer.fit and viewer.label.pixmap().width() == 200      # 100%: every pixel
     viewer.close()
+
+
+def test_a_half_built_branch_or_a_missing_pack_does_not_block_the_rest(window, registry, qtbot):
+    solid, preview = chain(window, "SolidImage", "PreviewOut")
+    add(window, "Invert", 0, 400)                          # its input is not connected
+    wf = window.model.snapshot()
+    wf.add("FancyUpscaler", {"scale": 2}, {"image": (solid, "image")})   # a pack that is not installed
+    window.set_document(wf, None)
+    assert set(runnable_copy(window.model.snapshot(), registry).nodes) == {solid, preview}
+    with qtbot.waitSignal(window.runner.runFinished, timeout=TIMEOUT):
+        window.run()
+    assert window.scene.nodes[preview].images
+
+
+def test_an_unknown_node_that_an_output_needs_is_reported(window, qtbot):
+    wf = window.model.snapshot()
+    up = wf.add("FancyUpscaler", {"scale": 2})
+    out = wf.add("PreviewOut", {}, {"image": (up, "upscaled")})
+    window.set_document(wf, None)
+    with qtbot.waitSignal(window.runner.runFailed, timeout=TIMEOUT):
+        window.run()
+    assert "FancyUpscaler" in window.scene.nodes[up].error
+    assert out in window.scene.nodes
