@@ -225,3 +225,29 @@ def test_diffusers_folder_with_only_fp16_variant_files_loads(models_dir, tmp_pat
     unet, clip, vae = loading.load_checkpoint(folder, "cpu", {}).wrappers()
     reference = loading.load_checkpoint(models_dir / "checkpoints" / "tiny-sd", "cpu", {}).wrappers()[0]
     assert torch.equal(unet.unet.conv_in.weight, reference.unet.conv_in.weight)
+
+
+@pytest.mark.parametrize("family,part,prefix", [
+    ("sd1", "text_encoder", "cond_stage_model.transformer."),
+    ("sd2", "text_encoder", "cond_stage_model.model."),
+    ("sdxl", "text_encoder", "conditioner.embedders.0.transformer."),
+    ("sdxl", "text_encoder_2", "conditioner.embedders.1.model."),
+])
+def test_shipped_text_encoder_configs_take_original_layout_weights(family, part, prefix):
+    """Full-size text encoders on the meta device: every original key lands on a same-shaped weight."""
+    from diffusers.loaders import single_file_utils as sfu
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+    config = CLIPTextConfig.from_pretrained(str(loading.configs_dir() / family / part))
+    cls = CLIPTextModelWithProjection if part == "text_encoder_2" else CLIPTextModel
+    with torch.device("meta"):
+        model = cls(config)
+    if prefix.endswith("transformer."):
+        original = {prefix + k: v for k, v in tm.hf_clip_state(model).items()}
+        converted = sfu.convert_ldm_clip_checkpoint(original, remove_prefix=prefix)
+    else:
+        original = tm.open_clip_state(model, prefix)
+        converted = sfu.convert_open_clip_checkpoint(model, original, prefix=prefix)
+    expected = tm.hf_clip_state(model)
+    assert set(converted) == set(expected)
+    assert all(converted[k].shape == expected[k].shape for k in expected)
