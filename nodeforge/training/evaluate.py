@@ -130,7 +130,7 @@ def lora_star_rate(model: Path, lora: Path, n: int, seed: int) -> tuple[dict, np
     zero = load_pipeline(model, lora, 0.0)
     base_images = sample(base, [prompt] * n, seeds)
     lora_images = sample(with_lora, [prompt] * n, seeds)
-    zero_images = sample(zero, [prompt] * n, seeds[:8])
+    zero_images = sample(zero, [prompt] * 8, seeds[:8])
     weights_equal = all(torch.equal(a, b) for a, b in zip(
         itertools.chain(base.unet.state_dict().values(), base.text_encoder.state_dict().values()),
         itertools.chain(zero.unet.state_dict().values(), zero.text_encoder.state_dict().values())))

@@ -3,8 +3,10 @@
     python -m nodeforge.training.shapes --out resources/models/nodeforge-shapes
 
 Stages: generate data -> build tokenizer -> train VAE -> encode latents once -> train UNet and
-text encoder jointly (EMA) -> save a diffusers folder. Seeded and resumable: each stage keeps a
-checkpoint in --workdir, so a killed run continues where it stopped.
+text encoder jointly (EMA) -> save a diffusers folder -> fine-tune the VAE decoder only.
+Tiny pilot: --images 512 --vae-steps 30 --unet-steps 40 --decoder-steps 4 --workdir /tmp/pilot.
+Seeded and resumable: each stage keeps a checkpoint in --workdir, so a killed run continues
+where it stopped.
 """
 from __future__ import annotations
 
@@ -239,10 +241,10 @@ def parse_args(argv: list[str] | None):
     p.add_argument("--vae-lr", type=float, default=1e-3)
     p.add_argument("--vae-kl", type=float, default=1e-4)
     p.add_argument("--vae-channels", type=int, nargs="+", default=[32, 64, 64])
-    p.add_argument("--decoder-steps", type=int, default=0, help="final decoder-only fine-tune steps")
+    p.add_argument("--decoder-steps", type=int, default=400, help="final decoder-only fine-tune steps (0: none)")
     p.add_argument("--decoder-lr", type=float, default=3e-4)
     p.add_argument("--decoder-only", action="store_true", help="only fine-tune the decoder of the saved --out")
-    p.add_argument("--unet-steps", type=int, default=2400)
+    p.add_argument("--unet-steps", type=int, default=2800)
     p.add_argument("--unet-batch", type=int, default=32)
     p.add_argument("--unet-lr", type=float, default=8e-4)
     p.add_argument("--unet-channels", type=int, nargs="+", default=[32, 64, 64])
