@@ -5,8 +5,9 @@ inside the run functions (from the sibling modules), so listing and validating s
 """
 from __future__ import annotations
 
+import importlib
 import importlib.util
-from typing import Any
+from typing import Any, Callable
 
 from nodeforge.core.spec import Input, NodeSpec, Output, Param
 from nodeforge.core.types import FileKind, PortType
@@ -25,60 +26,31 @@ def _names(kind: FileKind) -> Any:
     return list_names
 
 
-# Thin run wrappers: each imports its heavy module only when a graph actually runs.
-def _checkpoint_loader(ctx: Any, **kw: Any) -> dict:
-    from . import loading
-    return loading.run_checkpoint_loader(ctx, **kw)
-
-
-def _lora_loader(ctx: Any, **kw: Any) -> dict:
-    from . import lora
-    return lora.run_lora_loader(ctx, **kw)
-
-
-def _text_encoder(ctx: Any, **kw: Any) -> dict:
-    from . import prompt
-    return prompt.run_text_encoder(ctx, **kw)
-
-
 def _empty_latent(ctx: Any, width: int, height: int, batch_size: int) -> dict:
     # No model here, so the latent stays lazy: UNetDenoise gives it the model's channels and factor.
     return {"latent": {"samples": None, "width": width, "height": height, "batch_size": batch_size}}
 
 
-def _load_image(ctx: Any, **kw: Any) -> dict:
-    from . import images
-    return images.run_load_image(ctx, **kw)
+def _lazy(module: str, function: str) -> Callable[..., Any]:
+    """A run function that imports `.module` (and with it torch) only when the node first runs."""
+    def run(ctx: Any, **kw: Any) -> Any:
+        return getattr(importlib.import_module(f"{__name__}.{module}"), function)(ctx, **kw)
+
+    run.__name__ = function
+    return run
 
 
-def _vae_encode(ctx: Any, **kw: Any) -> dict:
-    from . import vae
-    return vae.run_vae_encode(ctx, **kw)
-
-
-def _vae_decode(ctx: Any, **kw: Any) -> dict:
-    from . import vae
-    return vae.run_vae_decode(ctx, **kw)
-
-
-def _set_latent_mask(ctx: Any, **kw: Any) -> dict:
-    from . import latents
-    return latents.run_set_latent_mask(ctx, **kw)
-
-
-def _unet_denoise(ctx: Any, **kw: Any) -> dict:
-    from . import sampling
-    return sampling.run_unet_denoise(ctx, **kw)
-
-
-def _preview(ctx: Any, **kw: Any) -> Any:
-    from . import images
-    return images.run_preview(ctx, **kw)
-
-
-def _save_image(ctx: Any, **kw: Any) -> Any:
-    from . import images
-    return images.run_save_image(ctx, **kw)
+# Each imports its heavy module only when a graph actually runs.
+_checkpoint_loader = _lazy("loading", "run_checkpoint_loader")
+_lora_loader = _lazy("lora", "run_lora_loader")
+_text_encoder = _lazy("prompt", "run_text_encoder")
+_load_image = _lazy("images", "run_load_image")
+_vae_encode = _lazy("vae", "run_vae_encode")
+_vae_decode = _lazy("vae", "run_vae_decode")
+_set_latent_mask = _lazy("latents", "run_set_latent_mask")
+_unet_denoise = _lazy("sampling", "run_unet_denoise")
+_preview = _lazy("images", "run_preview")
+_save_image = _lazy("images", "run_save_image")
 
 
 def _check_prefix(prefix: str, **_: Any) -> list[str]:
