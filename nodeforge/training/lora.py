@@ -1,14 +1,16 @@
 """Train a LoRA on a folder of captioned images and save it in the kohya layout artists share.
 
     nodeforge train-lora IMAGES_DIR --base CHECKPOINT --out FILE.safetensors [--rank 4 --alpha 4
-        --steps N --lr X --text-encoder --seed S --resolution R]
+        --steps N --lr X --text-encoder --conv --seed S --resolution R]
     python -m nodeforge.training.lora IMAGES_DIR --base resources/models/nodeforge-shapes --out x.safetensors
 
 IMAGES_DIR holds images (png, jpg, webp) with same-named .txt captions. CHECKPOINT is a diffusers
 folder (a path, or a name under resources/models). Keys of the saved file:
 `lora_unet_<module path with _>.lora_down.weight` (rank x in), `.lora_up.weight` (out x rank),
-`.alpha`; `lora_te_<text model module path with _>...` for the text encoder. Applying it as
-W + strength * up @ down * alpha / rank makes strength 0 exactly the base model.
+`.alpha`; `lora_te_<text model module path with _>...` for the text encoder. With --conv the UNet's
+ResNet convolutions get a LoRA too, in kohya's LoCon layout (down: rank x in x 3 x 3, up:
+out x rank x 1 x 1). Applying it as W + strength * up @ down * alpha / rank makes strength 0
+exactly the base model.
 """
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ import numpy as np
 import torch
 
 UNET_TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]
+UNET_CONV_TARGETS = ["conv1", "conv2"]  # the ResNet blocks' 3x3 convolutions (LoCon)
 TEXT_TARGETS = ["q_proj", "k_proj", "v_proj", "out_proj"]
 UNET_PREFIX = "lora_unet_"
 TEXT_PREFIX = "lora_te_"
@@ -55,9 +58,10 @@ def load_kohya(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str
 
 @torch.no_grad()
 def apply_kohya_lora(model: torch.nn.Module, tensors: dict[str, torch.Tensor], prefix: str, strength: float) -> int:
-    """Merge the LoRA's `prefix` entries into `model`'s Linear weights in place:
+    """Merge the LoRA's `prefix` entries into `model`'s Linear and Conv2d weights in place:
     W += strength * up @ down * alpha / rank. Returns the number of patched modules."""
-    by_key = {kohya_key(prefix, name): m for name, m in model.named_modules() if isinstance(m, torch.nn.Linear)}
+    by_key = {kohya_key(prefix, name): m for name, m in model.named_modules()
+              if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d))}
     patched = 0
     for key in tensors:
         if not (key.startswith(prefix) and key.endswith(".lora_down.weight")):
@@ -65,12 +69,12 @@ def apply_kohya_lora(model: torch.nn.Module, tensors: dict[str, torch.Tensor], p
         base = key[: -len(".lora_down.weight")]
         module = by_key.get(base)
         if module is None:
-            raise KeyError(f"LoRA key {base} matches no Linear layer of the model")
+            raise KeyError(f"LoRA key {base} matches no Linear or Conv2d layer of the model")
         down = tensors[key].float()
         up = tensors[base + ".lora_up.weight"].float()
         rank = down.shape[0]
         alpha = float(tensors[base + ".alpha"]) if base + ".alpha" in tensors else float(rank)
-        delta = (up @ down) * (alpha / rank) * strength
+        delta = (up.flatten(1) @ down.flatten(1)).reshape(module.weight.shape) * (alpha / rank) * strength
         module.weight.add_(delta.to(module.weight.dtype))
         patched += 1
     return patched
@@ -152,6 +156,8 @@ def parse_args(argv: list[str] | None):
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--text-encoder", action="store_true", help="also train a LoRA on the text encoder")
+    p.add_argument("--conv", action="store_true",
+                   help="also train the UNet's ResNet convolutions (LoCon): needed to teach new shapes")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--resolution", type=int, default=64)
     p.add_argument("--device", default="auto")
@@ -191,7 +197,8 @@ def main(argv: list[str] | None = None) -> int:
                     return_tensors="pt").input_ids
 
     unet = inject_adapter_in_model(
-        LoraConfig(r=args.rank, lora_alpha=args.alpha, target_modules=UNET_TARGETS, init_lora_weights="gaussian"), unet)
+        LoraConfig(r=args.rank, lora_alpha=args.alpha, init_lora_weights="gaussian",
+                   target_modules=UNET_TARGETS + (UNET_CONV_TARGETS if args.conv else [])), unet)
     trainable = [p for n, p in unet.named_parameters() if "lora_" in n]
     if args.text_encoder:
         text_encoder = inject_adapter_in_model(
@@ -244,6 +251,7 @@ def main(argv: list[str] | None = None) -> int:
         "ss_num_train_images": str(len(images)),
         "ss_text_encoder_lr": str(args.lr if args.text_encoder else 0),
         "ss_network_train_unet_only": str(not args.text_encoder),
+        "ss_network_args": json.dumps({"conv_dim": str(args.rank), "conv_alpha": str(args.alpha)} if args.conv else {}),
         "ss_training_time_s": f"{time.time() - t0:.1f}",
         "ss_tag_frequency": json.dumps({args.images_dir.name: _word_counts(captions)}),
         "nodeforge_trainer": "nodeforge.training.lora",

@@ -97,3 +97,40 @@ def test_diffusers_reads_the_file_the_same_way_as_the_kohya_merge(tiny_base, tmp
             x, t, encoder_hidden_states=cond).sample
     assert not torch.allclose(base, expected, atol=1e-3)
     torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-3)
+
+
+def test_conv_lora_uses_locon_layout_and_the_node_pack_applies_it_like_the_merge(tiny_base, tmp_path):
+    """--conv adds the ResNet convolutions (kohya LoCon: 3x3 down, 1x1 up). The editor's
+    LoRALoader patch and the trainer's own merge give the same UNet output."""
+    from diffusers import UNet2DConditionModel
+
+    from nodeforge.core.registry import builtin_module
+
+    images = tmp_path / "imgs"
+    data.write_folder(images, 2, seed=0, shapes=("star",))
+    out = tmp_path / "locon.safetensors"
+    lora.main([str(images), "--base", str(tiny_base), "--out", str(out), "--steps", "1", "--batch", "2",
+               "--rank", "4", "--alpha", "2", "--conv"])
+    tensors, metadata = lora.load_kohya(out)
+    conv = "lora_unet_down_blocks_0_resnets_0_conv1"
+    assert tensors[conv + ".lora_down.weight"].shape == (4, 16, 3, 3)
+    assert tensors[conv + ".lora_up.weight"].shape == (16, 4, 1, 1)
+    assert json.loads(metadata["ss_network_args"]) == {"conv_dim": "4", "conv_alpha": "2.0"}
+    torch.manual_seed(0)  # make the update big enough to see
+    tensors = {k: (torch.randn_like(v) * 0.1 if k.endswith("lora_up.weight") else v) for k, v in tensors.items()}
+
+    merged = UNet2DConditionModel.from_pretrained(tiny_base, subfolder="unet")
+    assert lora.apply_kohya_lora(merged, tensors, lora.UNET_PREFIX, 1.0) > 0
+    node_lora, wrappers = builtin_module("lora"), builtin_module("wrappers")
+    parts, ignored = node_lora.parse_lora(tensors)
+    unet = UNet2DConditionModel.from_pretrained(tiny_base, subfolder="unet")
+    patch, unmatched = node_lora.resolve(parts["unet"], unet, "locon", 1.0, unet.config)
+    assert not ignored and unmatched == 0 and "down_blocks.0.resnets.0.conv1" in patch.deltas
+    x, t, cond = torch.randn(1, 4, 16, 16), torch.tensor([500]), torch.randn(1, 77, 64)
+    with torch.no_grad():
+        base = unet(x, t, encoder_hidden_states=cond).sample
+        expected = merged(x, t, encoder_hidden_states=cond).sample
+        with wrappers.apply_patches({"unet": unet}, (("unet", patch),)):
+            got = unet(x, t, encoder_hidden_states=cond).sample
+    assert not torch.allclose(base, expected, atol=1e-3)
+    torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-3)
