@@ -251,6 +251,8 @@ def parse_args(argv: list[str] | None):
     p.add_argument("--vae-channels", type=int, nargs="+", default=[32, 64, 64])
     p.add_argument("--decoder-steps", type=int, default=800, help="final decoder-only fine-tune steps (0: none)")
     p.add_argument("--decoder-lr", type=float, default=3e-4)
+    p.add_argument("--decoder-passes", type=int, default=2,
+                   help="decoder fine-tune passes (each restarts its LR schedule on the same batches)")
     p.add_argument("--decoder-only", action="store_true", help="only fine-tune the decoder of the saved --out")
     p.add_argument("--unet-steps", type=int, default=4500)
     p.add_argument("--unet-batch", type=int, default=32)
@@ -277,7 +279,8 @@ def main(argv: list[str] | None = None) -> int:
                     "device": str(device), "torch": torch.__version__, "seed": args.seed}
     t_all = time.time()
     if args.decoder_only:
-        finetune_decoder(args, device)
+        for _ in range(args.decoder_passes):
+            finetune_decoder(args, device)
         return 0
 
     t = time.time()
@@ -307,7 +310,7 @@ def main(argv: list[str] | None = None) -> int:
         report["saved_at_unet_step"] = step
         report["total_seconds"] = round(time.time() - t_all, 1)
         save_pipeline(args.out, vae, unet, text_encoder, tokenizer, ema, report)
-    if args.decoder_steps:
+    for _ in range(args.decoder_passes if args.decoder_steps else 0):
         finetune_decoder(args, device)
     log(f"all done in {time.time() - t_all:.0f} s")
     return 0
@@ -356,8 +359,10 @@ def finetune_decoder(args, device) -> None:
         vae.save_pretrained(Path(args.out) / "vae", safe_serialization=True)
         report_path = Path(args.out) / "training.json"
         report = json.loads(report_path.read_text()) if report_path.exists() else {}
-        report.update(decoder_steps=args.decoder_steps, decoder_seconds=round(time.time() - t0, 1),
-                      vae_psnr_db_before_decoder=round(before, 2), vae_psnr_db=round(after, 2))
+        report.setdefault("vae_psnr_db_before_decoder", round(before, 2))
+        report.setdefault("decoder_passes", []).append(
+            {"steps": args.decoder_steps, "seconds": round(time.time() - t0, 1), "psnr_db": round(after, 2)})
+        report["vae_psnr_db"] = round(after, 2)
         report_path.write_text(json.dumps(report, indent=2) + "\n")
 
 

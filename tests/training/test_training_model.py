@@ -33,12 +33,15 @@ def test_a_fixed_seed_sample_is_judged_as_the_prompt_asks(pipe):
     assert (verdict.colour, verdict.shape, verdict.background) == ("yellow", "circle", "black"), verdict
 
 
-def test_circles_come_out_in_the_asked_colour(pipe):
-    """What the demo model does reliably (see its model card: backgrounds are its weak point)."""
+def test_shape_colour_and_background_come_out_as_asked(pipe):
+    """What the demo model does reliably (its model card: 100% colour and background). Squares and
+    triangles are still blobs, so only circles are held to their shape."""
     from nodeforge.training.evaluate import sample
     from nodeforge.training.judge import judge
 
-    cases = [("red", "blue"), ("yellow", "black"), ("white", "purple"), ("green", "white")]
-    images = sample(pipe, [f"a {c} circle on a {b} background" for c, b in cases], seeds=[0, 1, 2, 3])
+    cases = [("red", "square", "blue"), ("yellow", "triangle", "black"), ("white", "circle", "purple"),
+             ("green", "circle", "white"), ("black", "square", "orange"), ("purple", "triangle", "yellow")]
+    images = sample(pipe, [f"a {c} {s} on a {b} background" for c, s, b in cases], seeds=list(range(len(cases))))
     verdicts = [judge(im) for im in images]
-    assert [(v.colour, v.shape) for v in verdicts] == [(c, "circle") for c, _ in cases], verdicts
+    assert [(v.colour, v.background) for v in verdicts] == [(c, b) for c, _, b in cases], verdicts
+    assert [v.shape for v, (_, s, _) in zip(verdicts, cases) if s == "circle"] == ["circle", "circle"], verdicts
