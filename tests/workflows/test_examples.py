@@ -93,10 +93,12 @@ def test_inpaint_changes_only_the_masked_latent_pixels(engine):
     assert error[opaque].mean() < error[~opaque].mean()
 
 
-def test_the_lora_changes_the_image_and_strength_zero_is_the_base_model(engine):
-    # Whether it draws stars is a quality figure of the demo LoRA (see resources/loras/README.md);
-    # what must hold for any LoRA is tested here.
+def test_the_lora_draws_a_star_and_strength_zero_is_the_base_model(engine):
+    from nodeforge.training.judge import judge
+
     _, _, with_lora = run(engine, "lora")
+    verdict = judge(with_lora)
+    assert (verdict.shape, verdict.colour, verdict.background) == ("star", "yellow", "blue"), verdict
     _, _, at_zero = run(engine, "lora", **{"8__strength_unet": 0.0, "8__strength_clip": 0.0})
     wf = load_workflow(WORKFLOWS / "lora.json")
     # The same graph without the LoRA node: wire the checkpoint straight through.
