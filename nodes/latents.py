@@ -56,12 +56,16 @@ def run_set_latent_mask(ctx: Any, latent: dict[str, Any], mask: torch.Tensor) ->
     return {"latent": out}
 
 
-def preview_image(latents: torch.Tensor, family: str) -> Any:
-    """A small PIL image of the first latent from a linear approximation (no VAE call)."""
+def preview_image(latents: torch.Tensor, family: str, own_rgb: Any = None) -> Any:
+    """A small PIL image of the first latent from a linear approximation (no VAE call): the model's
+    own map (UNetModel.preview_rgb) when it has one, else the family's table."""
     from PIL import Image
 
     x = latents[0].float()
-    if x.shape[0] == 4:
+    if own_rgb is not None and x.shape[0] == len(own_rgb[0]):
+        factors, bias = (torch.tensor(v, device=x.device) for v in own_rgb)
+        rgb = (torch.einsum("chw,cr->hwr", x, factors) + bias + 1) / 2
+    elif x.shape[0] == 4:
         factors = torch.tensor(_XL_RGB if family == "sdxl" else _SD_RGB, device=x.device)
         rgb = torch.einsum("chw,cr->hwr", x, factors)
         rgb = (rgb + 1) / 2

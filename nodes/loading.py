@@ -8,6 +8,7 @@ so a graph that asks for the same file again reuses the modules instead of readi
 from __future__ import annotations
 
 import json
+import logging
 import re
 import threading
 import weakref
@@ -22,6 +23,8 @@ from nodeforge.core.types import FileKind
 from nodeforge.paths import builtin_dir
 
 from .wrappers import LoadedCheckpoint
+
+log = logging.getLogger(__name__)
 
 _REGISTRY_KEY = "nodes.checkpoints"
 _lock = threading.Lock()
@@ -211,7 +214,26 @@ def load_diffusers_folder(path: Path, device: str) -> LoadedCheckpoint:
     sched = json.loads(sched_file.read_text()) if sched_file.exists() else \
         json.loads((configs_dir() / "sd1" / "scheduler" / "scheduler_config.json").read_text())
     family = "sdxl" if te2 is not None else "sd2" if unet.config.cross_attention_dim == 1024 else "sd1"
-    return _assemble(path.name, family, sched, unet, vae, te, tok, te2, tok2, device, dtype)
+    loaded = _assemble(path.name, family, sched, unet, vae, te, tok, te2, tok2, device, dtype)
+    loaded.unet_fields["preview_rgb"] = read_preview_rgb(path / "latent_preview.json", unet.config.in_channels)
+    return loaded
+
+
+def read_preview_rgb(file: Path, channels: int) -> tuple | None:
+    """A model's own latent -> RGB preview map: {"rgb_factors": [[r, g, b] per latent channel],
+    "rgb_bias": [r, g, b]}, for values in -1..1. Missing or malformed: None (the family's table)."""
+    if not file.is_file():
+        return None
+    try:
+        spec = json.loads(file.read_text(encoding="utf-8"))
+        factors = tuple(tuple(float(v) for v in row) for row in spec["rgb_factors"])
+        bias = tuple(float(v) for v in spec.get("rgb_bias", (0.0, 0.0, 0.0)))
+        if len(factors) != channels or any(len(row) != 3 for row in factors) or len(bias) != 3:
+            raise ValueError(f"expected {channels} rows of 3 factors and 3 biases")
+    except (ValueError, KeyError, TypeError) as exc:
+        log.warning("ignoring %s: %s", file, exc)
+        return None
+    return factors, bias
 
 
 def _assemble(name: str, family: str, sched: dict, unet: Any, vae: Any, te: Any, tok: Any, te2: Any,

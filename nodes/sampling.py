@@ -138,7 +138,7 @@ def denoise_latent(ctx: Any, model: UNetModel, positive: dict, negative: dict, l
                 else:
                     known = original
                 latents = (1 - mask) * known + mask * latents
-            ctx.progress(i + 1, total, preview_image(latents, model.family))
+            ctx.progress(i + 1, total, preview_image(latents, model.family, model.preview_rgb))
     out = {k: v for k, v in latent.items() if k not in ("width", "height", "batch_size")}
     out["samples"] = latents.float().cpu()
     if mask is not None:

@@ -75,6 +75,9 @@ class UNetModel:
     name: str
     loras: tuple[LoraPatch, ...] = ()
     owner: Any = field(default=None, compare=False, repr=False)   # the LoadedCheckpoint, kept alive
+    # The model's own latent -> RGB preview map, ((factors per channel), (bias)), from the optional
+    # latent_preview.json of a diffusers folder; None: the family's table.
+    preview_rgb: Any = field(default=None, compare=False, repr=False)
 
     @property
     def device(self) -> torch.device:

@@ -131,6 +131,19 @@ def encode_latents(vae, images: np.ndarray, device, batch: int = 256) -> torch.T
     return torch.cat(out)
 
 
+def write_preview_rgb(out: Path, latents: torch.Tensor, images: np.ndarray) -> None:
+    """latent_preview.json: the least-squares linear map from scaled latents to the 4x4-averaged
+    image, which NodeForge's step previews use instead of SD's table."""
+    n = min(len(images), 2048)
+    small = F.avg_pool2d(to_tensor(images[:n]), models.VAE_FACTOR).permute(0, 2, 3, 1).reshape(-1, 3)
+    z = latents[:n].float().permute(0, 2, 3, 1).reshape(-1, latents.shape[1])
+    solution = torch.linalg.lstsq(torch.cat([z, torch.ones(len(z), 1)], 1), small).solution
+    spec = {"rgb_factors": [[round(v, 4) for v in row] for row in solution[:-1].tolist()],
+            "rgb_bias": [round(v, 4) for v in solution[-1].tolist()]}
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "latent_preview.json").write_text(json.dumps(spec, indent=2) + "\n")
+
+
 def encode_prompts(tokenizer, text_encoder, prompts: list[str], device) -> torch.Tensor:
     ids = tokenizer(prompts, padding="max_length", max_length=tokenizer.model_max_length,
                     truncation=True, return_tensors="pt").input_ids.to(device)
@@ -306,6 +319,7 @@ def main(argv: list[str] | None = None) -> int:
     log(f"latents {tuple(latents.shape)} std {std:.4f} -> scaling_factor {vae.config.scaling_factor} "
         f"({report['latents_seconds']} s)")
 
+    write_preview_rgb(args.out, latents, images)
     for unet, text_encoder, ema, step in train_unet(args, latents, samples, tokenizer, device, work, report):
         report["saved_at_unet_step"] = step
         report["total_seconds"] = round(time.time() - t_all, 1)

@@ -251,3 +251,17 @@ def test_shipped_text_encoder_configs_take_original_layout_weights(family, part,
     expected = tm.hf_clip_state(model)
     assert set(converted) == set(expected)
     assert all(converted[k].shape == expected[k].shape for k in expected)
+
+
+def test_a_models_own_preview_map_is_read_and_a_malformed_one_is_ignored(tmp_path, caplog):
+    from nodeforge.core.registry import builtin_module
+
+    read = builtin_module("loading").read_preview_rgb
+    good = tmp_path / "good.json"
+    good.write_text('{"rgb_factors": [[1, 0, 0], [0, 1, 0], [0, 0, 1], [0, 0, 0]], "rgb_bias": [0.1, 0, 0]}')
+    assert read(good, 4) == (((1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0), (0.0, 0.0, 0.0)), (0.1, 0.0, 0.0))
+    assert read(good, 16) is None            # made for another latent size: the family's table is used
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"rgb_factors": "red"}')
+    assert read(bad, 4) is None and "ignoring" in caplog.text
+    assert read(tmp_path / "missing.json", 4) is None

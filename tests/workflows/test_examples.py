@@ -56,6 +56,28 @@ def test_txt2img_draws_what_the_prompt_asks(engine):
     assert load_workflow(Path(result.outputs["7"][0])).nodes["5"].params["seed"] == 42
 
 
+def test_the_last_step_preview_has_the_colours_of_the_final_image(tmp_path):
+    """The demo model ships its own latent -> RGB map (latent_preview.json); SD's table would
+    preview a red circle on blue as a cyan blob on olive."""
+    from nodeforge.core.events import NodeProgress
+    from nodeforge.core.models import ModelPaths
+    from nodeforge.training.judge import nearest_colour
+
+    previews = []
+    fresh = Engine(device="cpu", output_dir=tmp_path, model_paths=ModelPaths(roots=[]))
+    result = fresh.run(load_workflow(WORKFLOWS / "txt2img.json"),
+                       on_event=lambda e: previews.append(e.preview) if isinstance(e, NodeProgress) and e.preview else None)
+    image = np.asarray(Image.open(result.outputs["7"][0]).convert("RGB"))
+    last = np.asarray(previews[-1].convert("RGB"))
+    assert last.shape[:2] == (16, 16) and len(previews) == 20
+    assert nearest_colour(image[32, 32]) == "red" and nearest_colour(image[0, 0]) == "blue"
+    # A linear map is approximate (its green is the weakest fit): the shape previews warm, red
+    # the strongest channel, and the background previews blue.
+    centre, corner = last[7:9, 7:9].reshape(-1, 3).mean(0), last[0, 0]
+    assert centre[0] > centre[1] + 30 and centre[0] > centre[2] + 60, centre
+    assert nearest_colour(corner) == "blue", corner
+
+
 def test_changing_the_prompt_changes_the_image_and_reruns_only_what_depends_on_it(engine):
     _, _, before = run(engine, "txt2img")
     wf, result, image = run(engine, "txt2img", **{"2__text": "a yellow square on a black background"})
