@@ -71,20 +71,31 @@ def lr_at(step: int, total: int, base: float, warmup: int, floor: float = 0.1) -
     return base * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
+def load_checkpoint(path: Path, device) -> dict | None:
+    """A stage's resume state, or None. Tensors and plain values only: never unpickles code."""
+    return torch.load(path, map_location=device, weights_only=True) if path.exists() else None
+
+
+def batch_sampler(seed: int, done: int, n: int, batch: int) -> torch.Generator:
+    """The generator that draws batch indices, advanced past `done` steps, so a resumed run sees
+    the same batches as an uninterrupted one."""
+    gen = torch.Generator().manual_seed(seed)
+    for _ in range(done):
+        torch.randint(n, (batch,), generator=gen)
+    return gen
+
+
 def train_vae(args, images: np.ndarray, held_out: np.ndarray, device, work: Path, report: dict):
     vae = models.make_vae(tuple(args.vae_channels)).to(device)
     opt = torch.optim.AdamW(vae.parameters(), lr=args.vae_lr, weight_decay=0.0)
     ckpt = work / "vae.pt"
     start, elapsed = 0, 0.0
-    if ckpt.exists():
-        state = torch.load(ckpt, map_location=device)
+    if state := load_checkpoint(ckpt, device):
         vae.load_state_dict(state["model"])
         opt.load_state_dict(state["opt"])
         start, elapsed = state["step"], state["elapsed"]
         log(f"vae: resumed at step {start}")
-    gen = torch.Generator().manual_seed(args.seed + 1)
-    for _ in range(start):  # keep the batch order identical on resume
-        torch.randint(len(images), (args.vae_batch,), generator=gen)
+    gen = batch_sampler(args.seed + 1, start, len(images), args.vae_batch)
     test = to_tensor(held_out[: args.eval_images]).to(device)
     t0 = time.time() - elapsed
     vae.train()
@@ -163,8 +174,7 @@ def train_unet(args, latents: torch.Tensor, samples, tokenizer, device, work: Pa
     ema = EMA([unet, text_encoder], args.ema_decay)
     ckpt = work / "unet.pt"
     start, elapsed = 0, 0.0
-    if ckpt.exists():
-        state = torch.load(ckpt, map_location=device)
+    if state := load_checkpoint(ckpt, device):
         unet.load_state_dict(state["unet"])
         text_encoder.load_state_dict(state["text_encoder"])
         opt.load_state_dict(state["opt"])
@@ -173,9 +183,7 @@ def train_unet(args, latents: torch.Tensor, samples, tokenizer, device, work: Pa
         start, elapsed = state["step"], state["elapsed"]
         log(f"unet: resumed at step {start}")
     rng = np.random.default_rng(args.seed + 3 + start)  # captions differ after a resume; data order does not
-    gen = torch.Generator().manual_seed(args.seed + 4)
-    for _ in range(start):
-        torch.randint(len(latents), (args.unet_batch,), generator=gen)
+    gen = batch_sampler(args.seed + 4, start, len(latents), args.unet_batch)
     alphas = noise_scheduler.alphas_cumprod.to(device)
     snr = alphas / (1 - alphas)
     t0 = time.time() - elapsed
