@@ -18,15 +18,30 @@ from nodeforge.core.registry import load_registry
 from nodeforge.core.engine import Engine
 app = make_app(['x'])
 reg = load_registry(builtin=False, node_path=[Path(__file__).parent / 'packs'], entry_points=False)
-win = MainWindow(Engine(device='cpu', registry=reg)); win.confirm_close=False; win.resize(1200,800); win.show(); win.activateWindow()
-for _ in range(50): app.processEvents(); QTest.qWait(10)
-nid = win.controller.add_node("Prompt", (0, 0))
-view = win.view; view.set_zoom(1.0); view.centerOn(win.scene.nodes[nid])
-item = win.scene.nodes[nid]; item.ensure_panel()
-for _ in range(10): app.processEvents()
-edit = item.panel.editors["text"].edit
-pos = view.mapFromScene(item.proxy.scenePos() + edit.geometry().center().toPointF())
-QTest.mouseClick(view.viewport(), Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, pos)
+
+
+def open_window(settle=30):
+    """A shown, active editor window on the test packs."""
+    w = MainWindow(Engine(device='cpu', registry=reg)); w.confirm_close = False; w.resize(1200, 800)
+    w.show(); w.activateWindow()
+    for _ in range(settle): app.processEvents(); QTest.qWait(10)
+    return w
+
+
+def click_into_new_prompt(w):
+    """Add a Prompt node at 100% zoom and click into its text field: (node id, view, text edit)."""
+    nid = w.controller.add_node("Prompt", (0, 0))
+    view = w.view; view.set_zoom(1.0); view.centerOn(w.scene.nodes[nid])
+    item = w.scene.nodes[nid]; item.ensure_panel()
+    for _ in range(10): app.processEvents()
+    edit = item.panel.editors["text"].edit
+    pos = view.mapFromScene(item.proxy.scenePos() + edit.geometry().center().toPointF())
+    QTest.mouseClick(view.viewport(), Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, pos)
+    return nid, view, edit
+
+
+win = open_window(settle=50)
+nid, view, edit = click_into_new_prompt(win)
 assert win.isActiveWindow() and edit.hasFocus(), "the window did not activate (is this a real display?)"
 QTest.keyClicks(view, "abc f")
 assert win.model.nodes[nid].params.get("text") == "abc f" and view.zoom() == 1.0, "typing reached the canvas"
@@ -36,14 +51,8 @@ QTest.keyClick(view, Qt.Key.Key_Tab)
 assert win.search.isVisible(), "Tab did not open the search"
 win.close()
 # second round in a fresh window: keys inside a field
-win2 = MainWindow(Engine(device='cpu', registry=reg)); win2.confirm_close=False; win2.resize(1200,800); win2.show(); win2.activateWindow()
-for _ in range(30): app.processEvents(); QTest.qWait(10)
-nid = win2.controller.add_node("Prompt", (0, 0))
-v = win2.view; v.set_zoom(1.0); v.centerOn(win2.scene.nodes[nid])
-it = win2.scene.nodes[nid]; it.ensure_panel()
-for _ in range(10): app.processEvents()
-ed = it.panel.editors["text"].edit
-QTest.mouseClick(v.viewport(), Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, v.mapFromScene(it.proxy.scenePos() + ed.geometry().center().toPointF()))
+win2 = open_window()
+nid, v, _ = click_into_new_prompt(win2)
 QTest.keyClicks(v, "cat dog")
 QTest.keyClick(v, Qt.Key.Key_Backspace)
 QTest.keyClick(v, Qt.Key.Key_Delete)
@@ -58,8 +67,7 @@ win2.close()
 # Third: drop a wire on the canvas, pick a node in the popup by typing, Enter connects it.
 from PySide6.QtCore import QEvent, QPointF
 from PySide6.QtGui import QMouseEvent
-win3 = MainWindow(Engine(device='cpu', registry=reg)); win3.confirm_close=False; win3.resize(1200,800); win3.show(); win3.activateWindow()
-for _ in range(30): app.processEvents(); QTest.qWait(10)
+win3 = open_window()
 src = win3.controller.add_node("SolidImage", (0, 0))
 v = win3.view; v.set_zoom(1.0); v.centerOn(300, 100)
 for _ in range(10): app.processEvents()
