@@ -141,6 +141,7 @@ def lora_star_rate(model: Path, lora: Path, n: int, seed: int) -> tuple[dict, np
         "seeds": n,
         "star_rate_with_lora": round(float(np.mean([v.shape == "star" for v in lora_v])), 3),
         "star_rate_without_lora": round(float(np.mean([v.shape == "star" for v in base_v])), 3),
+        "five_point_rate_with_lora": round(float(np.mean([v.shape == "star" and v.points == 5 for v in lora_v])), 3),
         "yellow_on_blue_rate_with_lora": round(float(np.mean([v.colour == "yellow" and v.background == "blue"
                                                               for v in lora_v])), 3),
         "strength0_weights_identical": weights_equal,

@@ -6,6 +6,9 @@ pixels far from the background colour; its largest connected blob is the shape. 
 median of the blob's inner pixels, snapped to the palette. Shape class: solidity (area / convex hull
 area) separates stars (non-convex, ~0.5) from convex shapes; among those, the fill ratio of the
 minimum-area bounding rectangle is ~1.0 for squares, pi/4 for circles and 0.5 for triangles.
+A non-convex blob is a star only when its outline has five points, give or take one for a
+model's wobbly outlines (points: maxima of the distance from the centroid); any other non-convex
+blob is a "blob", which no prompt asks for. Drawn stars have exactly five.
 """
 from __future__ import annotations
 
@@ -23,12 +26,13 @@ _COLOURS = np.array([PALETTE[n] for n in _NAMES], dtype=np.float32)
 
 @dataclass(frozen=True)
 class Verdict:
-    shape: str  # "circle", "square", "triangle", "star" or "none"
+    shape: str  # "circle", "square", "triangle", "star", "blob" (non-convex, not a star) or "none"
     colour: str | None  # palette name of the shape, None when no shape was found
     background: str  # palette name of the background
     solidity: float = 0.0
     rect_fill: float = 0.0
     area: int = 0
+    points: int = 0  # counted only for non-convex blobs
 
 
 def nearest_colour(rgb) -> str:
@@ -114,6 +118,40 @@ def _min_rect_area(hull: np.ndarray, grow: float = 0.0) -> float:
     return best
 
 
+def count_points(blob: np.ndarray, bins: int = 72) -> int:
+    """How many points the blob's outline has: prominent maxima of the outline's distance from
+    the centroid, taken over `bins` angles. 5 for a five-pointed star, 3 or 4 for convex
+    polygons at this size, 0 or noise-level wobbles for a round blob."""
+    ys, xs = np.nonzero(blob)
+    cy, cx = ys.mean(), xs.mean()
+    inner = blob.copy()
+    inner[1:, :] &= blob[:-1, :]
+    inner[:-1, :] &= blob[1:, :]
+    inner[:, 1:] &= blob[:, :-1]
+    inner[:, :-1] &= blob[:, 1:]
+    by, bx = np.nonzero(blob & ~inner)
+    angle = np.arctan2(by - cy, bx - cx)
+    radius = np.hypot(by - cy, bx - cx) + 0.5
+    index = ((angle + np.pi) / (2 * np.pi) * bins).astype(int) % bins
+    profile = np.full(bins, np.nan)
+    np.fmax.at(profile, index, radius)
+    known = np.flatnonzero(~np.isnan(profile))
+    if len(known) < 3:
+        return 0
+    profile = np.interp(np.arange(bins), known, profile[known], period=bins)
+    profile = (np.roll(profile, 1) + 2 * profile + np.roll(profile, -1)) / 4
+    half = bins // 14  # about 25 degrees each side: points of a star are 72 degrees apart
+    wide = bins // 10  # about 36 degrees: down to the star's inner corners
+    points = 0
+    for i in range(bins):
+        left = [profile[(i - k) % bins] for k in range(1, half + 1)]
+        right = [profile[(i + k) % bins] for k in range(1, half + 1)]
+        valley = min(profile[(i + k) % bins] for k in range(-wide, wide + 1))
+        if profile[i] > max(left) and profile[i] >= max(right) and profile[i] - valley > 0.2 * profile.max():
+            points += 1
+    return points
+
+
 def judge(image) -> Verdict:
     """Classify a rendered image (PIL image, path, HWC uint8 or float array in [0, 1])."""
     a = _as_array(image).astype(np.float32)
@@ -144,12 +182,14 @@ def judge(image) -> Verdict:
     # rotated squares better than the corner hull, which overshoots on diagonal edges.
     centres = _convex_hull(np.stack([xs, ys], axis=1).astype(np.float64))
     rect_fill = area / max(_min_rect_area(centres, grow=1.0), 1e-6) if len(centres) >= 3 else 1.0
+    points = 0
     if solidity < 0.8:
-        shape = "star"
+        points = count_points(blob)
+        shape = "star" if 4 <= points <= 6 else "blob"
     elif rect_fill > 0.855:
         shape = "square"
     elif rect_fill > 0.655:
         shape = "circle"
     else:
         shape = "triangle"
-    return Verdict(shape, colour, background, round(solidity, 3), round(rect_fill, 3), area)
+    return Verdict(shape, colour, background, round(solidity, 3), round(rect_fill, 3), area, points)

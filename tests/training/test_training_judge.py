@@ -30,3 +30,17 @@ def test_an_empty_background_has_no_shape():
     flat = np.full((64, 64, 3), data.PALETTE["green"], np.uint8)
     verdict = judge(flat)
     assert verdict.shape == "none" and verdict.background == "green"
+
+
+def test_generated_stars_have_exactly_five_points():
+    images, samples = data.generate(100, seed=4, shapes=("star",))
+    assert [judge(im).points for im in images] == [5] * 100
+
+
+def test_a_non_convex_blob_without_five_points_is_a_blob_not_a_star():
+    """A crescent is non-convex but has two points (its horns), not five."""
+    yy, xx = np.mgrid[:64, :64]
+    crescent = ((yy - 32) ** 2 + (xx - 32) ** 2 < 16**2) & ((yy - 32) ** 2 + (xx - 40) ** 2 >= 14**2)
+    image = np.where(crescent[..., None], np.uint8(data.PALETTE["yellow"]), np.uint8(data.PALETTE["blue"]))
+    verdict = judge(image.astype(np.uint8))
+    assert verdict.shape == "blob" and verdict.solidity < 0.8 and verdict.points == 2, verdict
