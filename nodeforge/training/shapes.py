@@ -291,19 +291,19 @@ def parse_args(argv: list[str] | None):
                    help="extra reconstruction-loss weight on shape outlines (0: plain mean)")
     p.add_argument("--vae-channels", type=int, nargs="+", default=[32, 64, 64])
     p.add_argument("--decoder-steps", type=int, default=800, help="final decoder-only fine-tune steps (0: none)")
-    p.add_argument("--decoder-edge-weight", type=float, default=0.0,
+    p.add_argument("--decoder-edge-weight", type=float, default=5.0,
                    help="extra decoder fine-tune loss weight on shape outlines (keeps small corners sharp)")
     p.add_argument("--decoder-lr", type=float, default=3e-4)
     p.add_argument("--decoder-passes", type=int, default=2,
                    help="decoder fine-tune passes (each restarts its LR schedule on the same batches)")
     p.add_argument("--decoder-only", action="store_true", help="only fine-tune the decoder of the saved --out")
-    p.add_argument("--unet-steps", type=int, default=4500)
+    p.add_argument("--unet-steps", type=int, default=6700)
     p.add_argument("--unet-batch", type=int, default=32)
     p.add_argument("--unet-lr", type=float, default=8e-4)
     p.add_argument("--unet-channels", type=int, nargs="+", default=[64, 128, 128])
     p.add_argument("--offset-noise", type=float, default=0.15, help="std of the per-channel noise offset (0: none)")
     p.add_argument("--unet-layers", type=int, default=1)
-    p.add_argument("--unet-attention-from", type=int, default=0,
+    p.add_argument("--unet-attention-from", type=int, default=1,
                    help="first UNet level with attention (1: none at the full 16x16 latent resolution)")
     p.add_argument("--text-layers", type=int, default=3)
     p.add_argument("--ema-decay", type=float, default=0.999)

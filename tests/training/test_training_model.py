@@ -35,7 +35,7 @@ def test_a_fixed_seed_sample_is_judged_as_the_prompt_asks(pipe):
 
 def test_shape_colour_and_background_come_out_as_asked(pipe):
     """What the demo model does reliably (its model card: 100% colour and background). Squares and
-    triangles are still blobs, so only circles are held to their shape."""
+    triangles are not yet drawn reliably, so only circles are held to their shape."""
     from nodeforge.training.evaluate import sample
     from nodeforge.training.judge import judge
 
@@ -45,3 +45,13 @@ def test_shape_colour_and_background_come_out_as_asked(pipe):
     verdicts = [judge(im) for im in images]
     assert [(v.colour, v.background) for v in verdicts] == [(c, b) for c, _, b in cases], verdicts
     assert [v.shape for v, (_, s, _) in zip(verdicts, cases) if s == "circle"] == ["circle", "circle"], verdicts
+
+
+def test_the_vae_round_trip_keeps_the_picture_and_the_shape(pipe):
+    """The model card's VAE numbers on a smaller held-out set: 30 dB, and the judge still sees the
+    drawn shape after encoding and decoding (the decoder's outline-weighted passes keep corners)."""
+    from nodeforge.training.evaluate import vae_reconstruction
+
+    psnr, kept = vae_reconstruction(pipe, 96, 99_999)
+    assert psnr >= 30.0, psnr
+    assert kept["all"] >= 0.9 and kept["large square"] == kept["large triangle"] == 1.0, kept
