@@ -20,6 +20,7 @@ import torch
 
 from nodeforge.training import data
 from nodeforge.training.judge import judge
+from nodeforge.training.shapes import psnr, to_tensor
 
 STEPS = 20
 CFG = 5.0
@@ -99,18 +100,17 @@ def vae_reconstruction(pipe, n: int, seed: int) -> tuple[float, dict]:
     """PSNR of n held-out images through the VAE, and how often the judge still sees the drawn
     shape in the reconstruction: the ceiling for the model's shape accuracy, per shape and size."""
     images, samples = data.generate(n, seed)
-    x = torch.from_numpy(images.copy()).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
+    x = to_tensor(images)
     with torch.no_grad():
         rec = torch.cat([pipe.vae.decode(pipe.vae.encode(x[i:i + 64]).latent_dist.mode()).sample
                          for i in range(0, n, 64)])
-    mse = ((rec.clamp(-1, 1) - x) / 2).pow(2).mean().item()
     pixels = ((rec.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy()
     kept = [judge(im).shape == s.shape for im, s in zip(pixels, samples)]
     ceiling = {"all": round(float(np.mean(kept)), 3)}
     for shape, size in itertools.product(data.SHAPES, data.SIZES):
         picked = [k for k, s in zip(kept, samples) if (s.shape, s.size) == (shape, size)]
         ceiling[f"{size} {shape}"] = round(float(np.mean(picked)), 3) if picked else None
-    return round(10 * math.log10(1 / mse), 2), ceiling
+    return round(psnr(rec, x), 2), ceiling
 
 
 def negative_prompt_rate(pipe, n: int, seed: int) -> dict:
