@@ -214,9 +214,8 @@ def load_diffusers_folder(path: Path, device: str) -> LoadedCheckpoint:
     sched = json.loads(sched_file.read_text()) if sched_file.exists() else \
         json.loads((configs_dir() / "sd1" / "scheduler" / "scheduler_config.json").read_text())
     family = "sdxl" if te2 is not None else "sd2" if unet.config.cross_attention_dim == 1024 else "sd1"
-    loaded = _assemble(path.name, family, sched, unet, vae, te, tok, te2, tok2, device, dtype)
-    loaded.unet_fields["preview_rgb"] = read_preview_rgb(path / "latent_preview.json", unet.config.in_channels)
-    return loaded
+    return _assemble(path.name, family, sched, unet, vae, te, tok, te2, tok2, device, dtype,
+                     preview_rgb=read_preview_rgb(path / "latent_preview.json", unet.config.in_channels))
 
 
 def read_preview_rgb(file: Path, channels: int) -> tuple | None:
@@ -237,14 +236,15 @@ def read_preview_rgb(file: Path, channels: int) -> tuple | None:
 
 
 def _assemble(name: str, family: str, sched: dict, unet: Any, vae: Any, te: Any, tok: Any, te2: Any,
-              tok2: Any, device: str, dtype: torch.dtype) -> LoadedCheckpoint:
+              tok2: Any, device: str, dtype: torch.dtype, preview_rgb: tuple | None = None) -> LoadedCheckpoint:
     _finish([unet, te, te2], device, dtype)
     _finish([vae], device, vae_dtype(device, bool(getattr(vae.config, "force_upcast", False))))
     factor = 2 ** (len(vae.config.block_out_channels) - 1)
     shift = getattr(vae.config, "shift_factor", None) or 0.0
     return LoadedCheckpoint(
         dict(unet=unet, scheduler_config=dict(sched), prediction_type=sched.get("prediction_type", "epsilon"),
-             latent_channels=unet.config.in_channels, vae_factor=factor, family=family, name=name),
+             latent_channels=unet.config.in_channels, vae_factor=factor, family=family, name=name,
+             preview_rgb=preview_rgb),
         dict(tokenizer=tok, text_encoder=te, family=family, tokenizer_2=tok2, text_encoder_2=te2),
         dict(vae=vae, scaling_factor=float(vae.config.scaling_factor), shift_factor=float(shift), factor=factor,
              latent_channels=vae.config.latent_channels))
