@@ -96,21 +96,69 @@ def prompt_following(pipe, n: int, seed: int) -> tuple[dict, np.ndarray]:
     return result, images
 
 
-def vae_reconstruction(pipe, n: int, seed: int) -> tuple[float, dict]:
-    """PSNR of n held-out images through the VAE, and how often the judge still sees the drawn
-    shape in the reconstruction: the ceiling for the model's shape accuracy, per shape and size."""
-    images, samples = data.generate(n, seed)
-    x = to_tensor(images)
-    with torch.no_grad():
-        rec = torch.cat([pipe.vae.decode(pipe.vae.encode(x[i:i + 64]).latent_dist.mode()).sample
-                         for i in range(0, n, 64)])
-    pixels = ((rec.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy()
+def _to_pixels(decoded: torch.Tensor) -> np.ndarray:
+    return ((decoded.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy()
+
+
+def _shape_kept(pixels: np.ndarray, samples: list[data.ShapeSample]) -> dict:
+    """How often the judge still sees each drawn shape: overall and per size and shape."""
     kept = [judge(im).shape == s.shape for im, s in zip(pixels, samples)]
-    ceiling = {"all": round(float(np.mean(kept)), 3)}
+    rates = {"all": round(float(np.mean(kept)), 3)}
     for shape, size in itertools.product(data.SHAPES, data.SIZES):
         picked = [k for k, s in zip(kept, samples) if (s.shape, s.size) == (shape, size)]
-        ceiling[f"{size} {shape}"] = round(float(np.mean(picked)), 3) if picked else None
-    return round(psnr(rec, x), 2), ceiling
+        if picked:
+            rates[f"{size} {shape}"] = round(float(np.mean(picked)), 3)
+    return rates
+
+
+def vae_reconstruction(pipe, n: int, seed: int, latent_noise: float = 0.0) -> tuple[float, dict]:
+    """PSNR of n held-out images through the VAE, and how often the judge still sees the drawn
+    shape in the reconstruction: the ceiling for the model's shape accuracy, per shape and size.
+    With `latent_noise` (std in scaled latent units) the latents are perturbed before decoding,
+    as a sampler's never-quite-right latents are: how forgiving the decoder is."""
+    images, samples = data.generate(n, seed)
+    x = to_tensor(images)
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        rec = []
+        for i in range(0, n, 64):
+            z = pipe.vae.encode(x[i:i + 64]).latent_dist.mode()
+            z = z + latent_noise / pipe.vae.config.scaling_factor * torch.randn(z.shape, generator=gen)
+            rec.append(pipe.vae.decode(z).sample)
+        rec = torch.cat(rec)
+    return round(psnr(rec, x), 2), _shape_kept(_to_pixels(rec), samples)
+
+
+def denoiser_shape_kept(pipe, n: int, seed: int, timesteps=(50, 200, 400)) -> dict:
+    """Where the UNet loses shapes: noise held-out squares and triangles to timestep t, predict
+    the clean latent in one step (with the full caption, no CFG), decode it and judge it.
+    Compare with `vae_reconstruction` at the same noise level: a denoiser should do better than
+    decoding the noisy latent as it is."""
+    from diffusers import DDPMScheduler
+
+    from nodeforge.training.shapes import encode_prompts
+
+    images, samples = data.generate(3 * n, seed)
+    keep = [i for i, s in enumerate(samples) if s.shape != "circle"][:n]
+    samples = [samples[i] for i in keep]
+    scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
+    alphas = scheduler.alphas_cumprod
+    scale = pipe.vae.config.scaling_factor
+    gen = torch.Generator().manual_seed(seed)
+    result = {}
+    with torch.no_grad():
+        z0 = pipe.vae.encode(to_tensor(images[keep])).latent_dist.mode() * scale
+        cond = encode_prompts(pipe.tokenizer, pipe.text_encoder, [data.full_caption(s) for s in samples], "cpu")
+        for t in timesteps:
+            noise = torch.randn(z0.shape, generator=gen)
+            ts = torch.full((len(z0),), t)
+            zt = scheduler.add_noise(z0, noise, ts)
+            eps = pipe.unet(zt, ts, encoder_hidden_states=cond).sample
+            x0 = (zt - (1 - alphas[t]).sqrt() * eps) / alphas[t].sqrt()
+            rates = _shape_kept(_to_pixels(pipe.vae.decode(x0 / scale).sample), samples)
+            sigma = float(((1 - alphas[t]) / alphas[t]).sqrt())
+            result[f"t={t} (noise std {sigma:.2f})"] = rates
+    return result
 
 
 def negative_prompt_rate(pipe, n: int, seed: int) -> dict:
@@ -183,6 +231,10 @@ def main(argv: list[str] | None = None) -> int:
         results["vae_psnr_db"], results["vae_shape_kept"] = vae_reconstruction(pipe, 256, 99_999)
         log(f"VAE PSNR (held out): {results['vae_psnr_db']} dB; shape still judged right after "
             f"the VAE round trip: {results['vae_shape_kept']}")
+        _, results["vae_shape_kept_latent_noise_0.2"] = vae_reconstruction(pipe, 256, 99_999, latent_noise=0.2)
+        results["denoiser_shape_kept"] = denoiser_shape_kept(pipe, 96, 99_999)
+        log(f"with latent noise 0.2: {results['vae_shape_kept_latent_noise_0.2']}; "
+            f"one-step denoising: {results['denoiser_shape_kept']}")
         results["negative_prompt"] = negative_prompt_rate(pipe, args.negative_seeds, args.seed)
         log(f"negative prompt: {results['negative_prompt']}")
     if args.lora:
