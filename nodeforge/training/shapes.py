@@ -163,9 +163,11 @@ def write_preview_rgb(out: Path, latents: torch.Tensor, images: np.ndarray) -> N
     """latent_preview.json: the least-squares linear map from scaled latents to the 4x4-averaged
     image, which NodeForge's step previews use instead of SD's table."""
     n = min(len(images), 2048)
-    small = F.avg_pool2d(to_tensor(images[:n]), models.VAE_FACTOR).permute(0, 2, 3, 1).reshape(-1, 3)
-    z = latents[:n].float().permute(0, 2, 3, 1).reshape(-1, latents.shape[1])
-    solution = torch.linalg.lstsq(torch.cat([z, torch.ones(len(z), 1)], 1), small).solution
+    # float64: half a million rows in float32 made lstsq land visibly off the optimum (0.092
+    # instead of 0.090 mean squared error), and differently from run to run.
+    small = F.avg_pool2d(to_tensor(images[:n]), models.VAE_FACTOR).permute(0, 2, 3, 1).reshape(-1, 3).double()
+    z = latents[:n].double().permute(0, 2, 3, 1).reshape(-1, latents.shape[1])
+    solution = torch.linalg.lstsq(torch.cat([z, torch.ones(len(z), 1, dtype=z.dtype)], 1), small).solution
     spec = {"rgb_factors": [[round(v, 4) for v in row] for row in solution[:-1].tolist()],
             "rgb_bias": [round(v, 4) for v in solution[-1].tolist()]}
     out.mkdir(parents=True, exist_ok=True)
@@ -294,8 +296,11 @@ def parse_args(argv: list[str] | None):
     p.add_argument("--decoder-edge-weight", type=float, default=5.0,
                    help="extra decoder fine-tune loss weight on shape outlines (keeps small corners sharp)")
     p.add_argument("--decoder-lr", type=float, default=3e-4)
-    p.add_argument("--decoder-passes", type=int, default=2,
-                   help="decoder fine-tune passes (each restarts its LR schedule on the same batches)")
+    p.add_argument("--decoder-latent-noise", type=float, nargs="+", default=[0.0, 0.0, 0.3],
+                   help="one decoder fine-tune pass per value (each restarts its LR schedule on the same "
+                        "batches): the pass adds Gaussian noise of std U(0, value), in scaled latent units, "
+                        "to the latents, so the decoder draws clean shapes from a sampler's never exact "
+                        "latents (0: clean latents)")
     p.add_argument("--decoder-only", action="store_true", help="only fine-tune the decoder of the saved --out")
     p.add_argument("--unet-steps", type=int, default=6700)
     p.add_argument("--unet-batch", type=int, default=32)
@@ -324,8 +329,8 @@ def main(argv: list[str] | None = None) -> int:
                     "device": str(device), "torch": torch.__version__, "seed": args.seed}
     t_all = time.time()
     if args.decoder_only:
-        for _ in range(args.decoder_passes):
-            finetune_decoder(args, device)
+        for noise in args.decoder_latent_noise:
+            finetune_decoder(args, device, noise)
         return 0
 
     t = time.time()
@@ -354,17 +359,22 @@ def main(argv: list[str] | None = None) -> int:
     write_preview_rgb(args.out, latents, images)
     for unet, text_encoder, ema, step in train_unet(args, latents, samples, tokenizer, device, work, report):
         report["saved_at_unet_step"] = step
-        report["total_seconds"] = round(time.time() - t_all, 1)
+        # Stage times, not wall time since start: a resumed run counts its earlier part too.
+        report["total_seconds"] = round(sum(report.get(k, 0.0) for k in (
+            "data_seconds", "vae_seconds", "latents_seconds", "unet_seconds")), 1)
         save_pipeline(args.out, vae, unet, text_encoder, tokenizer, ema, report)
-    for _ in range(args.decoder_passes if args.decoder_steps else 0):
-        finetune_decoder(args, device)
+    for noise in args.decoder_latent_noise if args.decoder_steps else []:
+        finetune_decoder(args, device, noise)
     log(f"all done in {time.time() - t_all:.0f} s")
     return 0
 
 
-def finetune_decoder(args, device) -> None:
+def finetune_decoder(args, device, latent_noise: float = 0.0) -> None:
     """Sharpen the saved VAE's decoder on fresh images with the encoder frozen: the latent space
-    the UNet learned stays exactly the same, only reconstructions improve."""
+    the UNet learned stays exactly the same, only reconstructions improve. With `latent_noise`
+    (the last pass, by default) the decoder also learns to draw the clean shape from a slightly
+    wrong latent, which is what a sampler hands it: with latent noise of std 0.2, the judge still
+    sees 88.7% of shapes after such a pass, against 80.5% before it."""
     from diffusers import AutoencoderKL
 
     vae = AutoencoderKL.from_pretrained(args.out, subfolder="vae").to(device)
@@ -389,6 +399,9 @@ def finetune_decoder(args, device) -> None:
         x = to_tensor(images[idx.numpy()]).to(device)
         with torch.no_grad():
             z = vae.encode(x).latent_dist.mode()
+            if latent_noise:
+                sigma = latent_noise * torch.rand(len(z), 1, 1, 1, generator=gen)
+                z = z + sigma.to(device) / vae.config.scaling_factor * torch.randn(z.shape, generator=gen).to(device)
         rec = vae.decode(z).sample
         loss = recon_loss(rec, x, args.decoder_edge_weight)
         for group in opt.param_groups:
@@ -407,8 +420,10 @@ def finetune_decoder(args, device) -> None:
         report = json.loads(report_path.read_text()) if report_path.exists() else {}
         report.setdefault("vae_psnr_db_before_decoder", round(before, 2))
         report.setdefault("decoder_passes", []).append(
-            {"steps": args.decoder_steps, "seconds": round(time.time() - t0, 1), "psnr_db": round(after, 2)})
+            {"steps": args.decoder_steps, "latent_noise": latent_noise, "seconds": round(time.time() - t0, 1),
+             "psnr_db": round(after, 2)})
         report["vae_psnr_db"] = round(after, 2)
+        report["total_seconds"] = round(report.get("total_seconds", 0.0) + time.time() - t0, 1)
         report_path.write_text(json.dumps(report, indent=2) + "\n")
 
 
