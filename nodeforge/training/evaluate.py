@@ -123,7 +123,8 @@ def vae_reconstruction(pipe, n: int, seed: int, latent_noise: float = 0.0) -> tu
         rec = []
         for i in range(0, n, 64):
             z = pipe.vae.encode(x[i:i + 64]).latent_dist.mode()
-            z = z + latent_noise / pipe.vae.config.scaling_factor * torch.randn(z.shape, generator=gen)
+            if latent_noise:
+                z = z + latent_noise / pipe.vae.config.scaling_factor * torch.randn(z.shape, generator=gen)
             rec.append(pipe.vae.decode(z).sample)
         rec = torch.cat(rec)
     return round(psnr(rec, x), 2), _shape_kept(_to_pixels(rec), samples)
