@@ -24,7 +24,7 @@ PALETTE: dict[str, tuple[int, int, int]] = {
 COLOURS: tuple[str, ...] = tuple(PALETTE)
 SHAPES: tuple[str, ...] = ("circle", "square", "triangle")
 # Radius of the circle / circumradius of the polygon, in pixels of the 64x64 image.
-SIZES: dict[str, tuple[float, float]] = {"small": (10.0, 14.0), "large": (16.0, 24.0)}
+SIZES: dict[str, tuple[float, float]] = {"small": (12.5, 16.0), "large": (18.0, 24.0)}
 IMAGE_SIZE = 64
 SUPERSAMPLE = 4
 STAR_INNER_RATIO = 0.42  # inner/outer radius of the five-pointed star (0.38 is a pentagram)

@@ -283,7 +283,7 @@ def parse_args(argv: list[str] | None):
     p.add_argument("--device", default="auto")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--images", type=int, default=12000, help="training images")
+    p.add_argument("--images", type=int, default=24000, help="training images")
     p.add_argument("--eval-images", type=int, default=256, help="held-out images for the VAE's PSNR")
     p.add_argument("--vae-steps", type=int, default=1500)
     p.add_argument("--vae-batch", type=int, default=8)
@@ -302,7 +302,7 @@ def parse_args(argv: list[str] | None):
                         "to the latents, so the decoder draws clean shapes from a sampler's never exact "
                         "latents (0: clean latents)")
     p.add_argument("--decoder-only", action="store_true", help="only fine-tune the decoder of the saved --out")
-    p.add_argument("--unet-steps", type=int, default=6700)
+    p.add_argument("--unet-steps", type=int, default=11500)
     p.add_argument("--unet-batch", type=int, default=32)
     p.add_argument("--unet-lr", type=float, default=8e-4)
     p.add_argument("--unet-channels", type=int, nargs="+", default=[64, 128, 128])

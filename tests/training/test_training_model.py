@@ -34,8 +34,8 @@ def test_a_fixed_seed_sample_is_judged_as_the_prompt_asks(pipe):
 
 
 def test_shape_colour_and_background_come_out_as_asked(pipe):
-    """What the demo model does reliably (its model card: 100% colour and background). Squares and
-    triangles are not yet drawn reliably, so only circles are held to their shape."""
+    """Six fixed prompt x seed combos, two of each shape (the model card: 100% colour and
+    background, 95.8% shape over 120 combos)."""
     from nodeforge.training.evaluate import sample
     from nodeforge.training.judge import judge
 
@@ -43,8 +43,7 @@ def test_shape_colour_and_background_come_out_as_asked(pipe):
              ("green", "circle", "white"), ("black", "square", "orange"), ("purple", "triangle", "yellow")]
     images = sample(pipe, [f"a {c} {s} on a {b} background" for c, s, b in cases], seeds=list(range(len(cases))))
     verdicts = [judge(im) for im in images]
-    assert [(v.colour, v.background) for v in verdicts] == [(c, b) for c, _, b in cases], verdicts
-    assert [v.shape for v, (_, s, _) in zip(verdicts, cases) if s == "circle"] == ["circle", "circle"], verdicts
+    assert [(v.colour, v.shape, v.background) for v in verdicts] == cases, verdicts
 
 
 def test_the_vae_round_trip_keeps_the_picture_and_the_shape(pipe):
