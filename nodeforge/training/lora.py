@@ -158,6 +158,8 @@ def parse_args(argv: list[str] | None):
     p.add_argument("--text-encoder", action="store_true", help="also train a LoRA on the text encoder")
     p.add_argument("--conv", action="store_true",
                    help="also train the UNet's ResNet convolutions (LoCon): needed to teach new shapes")
+    p.add_argument("--noise-offset", type=float, default=0.0,
+                   help="std of a per-channel noise offset, as the base model was trained (nodeforge-shapes: 0.15)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--resolution", type=int, default=64)
     p.add_argument("--device", default="auto")
@@ -218,7 +220,13 @@ def main(argv: list[str] | None = None) -> int:
     for step in range(args.steps):
         idx = torch.randint(len(latents), (min(args.batch, len(latents)),), generator=gen)
         z0 = latents[idx]
-        noise = torch.randn(z0.shape, generator=gen).to(device)
+        noise = torch.randn(z0.shape, generator=gen)
+        if args.noise_offset:
+            # kohya's --noise_offset: a per-image, per-channel shift of the noise. Use the value
+            # the base model was trained with (0.15 for nodeforge-shapes), or the LoRA teaches the
+            # model again to copy the background colour from the seed instead of the prompt.
+            noise = noise + args.noise_offset * torch.randn(z0.shape[:2] + (1, 1), generator=gen)
+        noise = noise.to(device)
         t = torch.randint(0, noise_scheduler.config.num_train_timesteps, (len(z0),), generator=gen).to(device)
         zt = noise_scheduler.add_noise(z0, noise, t)
         with torch.set_grad_enabled(args.text_encoder):
@@ -248,6 +256,7 @@ def main(argv: list[str] | None = None) -> int:
         "ss_max_train_steps": str(args.steps),
         "ss_learning_rate": str(args.lr),
         "ss_seed": str(args.seed),
+        "ss_noise_offset": str(args.noise_offset),
         "ss_num_train_images": str(len(images)),
         "ss_text_encoder_lr": str(args.lr if args.text_encoder else 0),
         "ss_network_train_unet_only": str(not args.text_encoder),
