@@ -36,7 +36,7 @@ def test_train_lora_writes_kohya_keys_with_down_up_alpha_and_metadata(tiny_base,
     data.write_folder(images, 4, seed=0, shapes=("star",))
     out = tmp_path / "star.safetensors"
     assert lora.main([str(images), "--base", str(tiny_base), "--out", str(out), "--steps", "2", "--batch", "2",
-                      "--rank", "4", "--alpha", "2", "--text-encoder", "--seed", "1"]) == 0
+                      "--rank", "4", "--alpha", "2", "--text-encoder", "--noise-offset", "0.15", "--seed", "1"]) == 0
     assert "train-lora [" in capsys.readouterr().err  # the progress bar
 
     tensors, metadata = lora.load_kohya(out)
@@ -51,6 +51,7 @@ def test_train_lora_writes_kohya_keys_with_down_up_alpha_and_metadata(tiny_base,
     assert all(k.startswith(("lora_unet_", "lora_te_")) for k in tensors)
     assert metadata["ss_network_dim"] == "4" and metadata["ss_network_alpha"] == "2.0"
     assert metadata["ss_base_model"] == tiny_base.name
+    assert metadata["ss_noise_offset"] == "0.15"  # kohya's name for the base model's offset noise
     assert json.loads(metadata["ss_tag_frequency"])["stars"]["star"] == 4
 
 
