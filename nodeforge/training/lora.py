@@ -174,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     from safetensors.torch import save_file
     from transformers import CLIPTextModel, CLIPTokenizer
 
-    from nodeforge.training.models import pick_device
+    from nodeforge.training.models import pick_device, training_noise
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -220,13 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     for step in range(args.steps):
         idx = torch.randint(len(latents), (min(args.batch, len(latents)),), generator=gen)
         z0 = latents[idx]
-        noise = torch.randn(z0.shape, generator=gen)
-        if args.noise_offset:
-            # kohya's --noise_offset: a per-image, per-channel shift of the noise. Use the value
-            # the base model was trained with (0.15 for nodeforge-shapes), or the LoRA teaches the
-            # model again to copy the background colour from the seed instead of the prompt.
-            noise = noise + args.noise_offset * torch.randn(z0.shape[:2] + (1, 1), generator=gen)
-        noise = noise.to(device)
+        noise = training_noise(z0.shape, gen, args.noise_offset).to(device)
         t = torch.randint(0, noise_scheduler.config.num_train_timesteps, (len(z0),), generator=gen).to(device)
         zt = noise_scheduler.add_noise(z0, noise, t)
         with torch.set_grad_enabled(args.text_encoder):

@@ -18,6 +18,19 @@ NOISE_SCHEDULE = dict(
 )
 
 
+def training_noise(shape: torch.Size, generator: torch.Generator, offset: float = 0.0) -> torch.Tensor:
+    """Gaussian noise for a training step, with an optional offset: a per-image, per-channel shift
+    of std `offset` (kohya's noise_offset). Without it the mean colour of a 16x16 latent stays
+    readable from the noisy latent even at t=999 (SD's schedule keeps sqrt(alpha_bar) = 0.068 of
+    the signal), so the model never has to take the background colour from the prompt and copies
+    it from the seed instead. A LoRA must train with the offset its base model was trained with,
+    or it teaches the model that habit again."""
+    noise = torch.randn(shape, generator=generator)
+    if offset:
+        noise = noise + offset * torch.randn(tuple(shape[:2]) + (1, 1), generator=generator)
+    return noise
+
+
 def pick_device(device: str = "auto") -> torch.device:
     if device == "auto":
         if torch.cuda.is_available():

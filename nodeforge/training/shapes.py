@@ -213,14 +213,7 @@ def train_unet(args, latents: torch.Tensor, samples, tokenizer, device, work: Pa
         idx = torch.randint(len(latents), (args.unet_batch,), generator=gen)
         z0 = latents[idx].to(device)
         prompts = [data.caption(samples[i], rng) for i in idx.tolist()]
-        noise = torch.randn(z0.shape, generator=gen)
-        if args.offset_noise:
-            # Offset noise: a per-image, per-channel shift of the noise. Without it the mean
-            # colour of a 16x16 latent stays readable from the noisy latent even at t=999 (SD's
-            # schedule keeps sqrt(alpha_bar) = 0.068 of the signal), so the model never has to
-            # take the background colour from the prompt and copies it from the seed instead.
-            noise = noise + args.offset_noise * torch.randn(z0.shape[:2] + (1, 1), generator=gen)
-        noise = noise.to(device)
+        noise = models.training_noise(z0.shape, gen, args.offset_noise).to(device)
         t = torch.randint(0, noise_scheduler.config.num_train_timesteps, (len(z0),), generator=gen).to(device)
         zt = noise_scheduler.add_noise(z0, noise, t)
         cond = encode_prompts(tokenizer, text_encoder, prompts, device)
