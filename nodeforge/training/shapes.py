@@ -366,8 +366,8 @@ def finetune_decoder(args, device, latent_noise: float = 0.0) -> None:
     """Sharpen the saved VAE's decoder on fresh images with the encoder frozen: the latent space
     the UNet learned stays exactly the same, only reconstructions improve. With `latent_noise`
     (the last pass, by default) the decoder also learns to draw the clean shape from a slightly
-    wrong latent, which is what a sampler hands it: with latent noise of std 0.2, the judge still
-    sees 88.7% of shapes after such a pass, against 80.5% before it."""
+    wrong latent, which is what a sampler hands it: with latent noise of std 0.2, the judge saw
+    88.7% of the previous model's shapes after such a pass, against 80.5% before it."""
     from diffusers import AutoencoderKL
 
     vae = AutoencoderKL.from_pretrained(args.out, subfolder="vae").to(device)
