@@ -8,7 +8,7 @@ from __future__ import annotations
 import copy
 import json
 import random
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from PySide6.QtGui import QUndoStack
 
@@ -21,10 +21,42 @@ from nodeforge.ui.model import LIST_FLAGS, NODE_UI_KEYS, GraphModel
 CLIPBOARD_MIME = "application/x-nodeforge-workflow"
 
 
+def cannot_encode(text: str) -> str | None:
+    """Why `text` cannot be written as UTF-8 (a lone surrogate such as U+D800), or None."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return f"holds a character that cannot be saved (U+{ord(text[exc.start]):04X} at position {exc.start})"
+    return None
+
+
+def unencodable_text(workflow: Workflow) -> str | None:
+    """The first title or string param that cannot be saved, named by node and field."""
+    for nid, node in workflow.nodes.items():
+        fields = [("title", node.title)] + list(node.params.items())
+        for field, value in fields:
+            why = cannot_encode(value) if isinstance(value, str) else None
+            if why:
+                return f"node {nid} ({node.type}), {field}: the text {why}; remove it or retype the text"
+    return None
+
+
 class GraphController:
     def __init__(self, model: GraphModel, stack: QUndoStack) -> None:
         self.model = model
         self.stack = stack
+        # Told (with a message naming the node and field) when an edit is refused.
+        self.refused: Callable[[str], None] | None = None
+
+    def _refuse_unencodable(self, node_id: str, field: str, value: Any) -> bool:
+        why = cannot_encode(value) if isinstance(value, str) else None
+        if why is None:
+            return False
+        node = self.model.nodes[node_id]
+        message = f"node {node_id} ({node.type}), {field}: the text {why}, so it was not applied"
+        if self.refused is not None:
+            self.refused(message)
+        return True
 
     # -- nodes -------------------------------------------------------------------------------------
     def new_node_record(self, node_type: str, pos: tuple[float, float], node_id: str | None = None) -> dict[str, Any]:
@@ -99,6 +131,9 @@ class GraphController:
 
     # -- params, titles, flags -----------------------------------------------------------------------
     def set_param(self, node_id: str, name: str, value: Any, merge_key: Any = None) -> None:
+        if self._refuse_unencodable(node_id, name, value):
+            self.model.paramChanged.emit(node_id, name)   # the editor shows the value kept
+            return
         if self.model.nodes[node_id].params.get(name) == value and name in self.model.nodes[node_id].params:
             return
         self.stack.push(cmd.SetParamCommand(self.model, node_id, name, value, merge_key))
@@ -139,6 +174,8 @@ class GraphController:
         spec = self.model.spec(node_id)
         if spec is not None and title == spec.title:
             title = None
+        if self._refuse_unencodable(node_id, "title", title):
+            return
         if (title or None) != self.model.nodes[node_id].title:
             self.stack.push(cmd.SetTitleCommand(self.model, node_id, title))
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from PySide6.QtCore import QObject
+from PySide6.QtCore import QObject, Signal
 
 from nodeforge.core.errors import Problem
 from nodeforge.ui.image_panel import ImagePanel
@@ -19,6 +19,8 @@ from nodeforge.ui.status_bar import StatusBar
 
 
 class RunPresenter(QObject):
+    problemsChanged = Signal(list)      # [Problem] of the last failed run; [] once cleared
+
     def __init__(self, runner: RunController, model: GraphModel, scene: GraphScene, status: StatusBar,
                  images: ImagePanel, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -103,6 +105,7 @@ class RunPresenter(QObject):
             self.status.showMessage("Run cancelled", 5000)
             return
         self.problems = problems
+        self.problemsChanged.emit(list(problems))
         for problem in problems:
             item = self.scene.nodes.get(problem.node_id) if problem.node_id else None
             if item is not None:
@@ -118,3 +121,6 @@ class RunPresenter(QObject):
         for item in self.scene.nodes.values():
             if item.error:
                 item.set_error(None)
+        if self.problems:
+            self.problems = []
+            self.problemsChanged.emit([])

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import sys
 
+from PySide6.QtCore import QSize, Qt, QTimer, Signal
+from PySide6.QtGui import QPainter
 from PySide6.QtWidgets import QLabel, QProgressBar, QStatusBar, QWidget
 
 from nodeforge.core.engine import Engine
@@ -19,10 +21,58 @@ def human_size(nbytes: float) -> str:
     return f"{nbytes:.0f} B"
 
 
+class MessageLabel(QLabel):
+    """The status message: elided to the room there is, in full in its tooltip, clickable."""
+
+    clicked = Signal()
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.full_text = ""
+        self.setCursor(Qt.CursorShape.PointingHandCursor)
+        self.setMinimumWidth(40)
+
+    def set_message(self, text: str) -> None:
+        self.full_text = text
+        self.setToolTip(text if text else "")
+        self.update()
+
+    def elided(self) -> str:
+        line = " ".join(self.full_text.split())
+        return self.fontMetrics().elidedText(line, Qt.TextElideMode.ElideRight, max(0, self.width() - 8))
+
+    def sizeHint(self) -> QSize:  # noqa: N802 - grows with the window, never pushes the stats out
+        return QSize(40, super().sizeHint().height())
+
+    def minimumSizeHint(self) -> QSize:  # noqa: N802
+        return QSize(40, super().minimumSizeHint().height())
+
+    def paintEvent(self, event) -> None:  # noqa: N802
+        painter = QPainter(self)
+        painter.setPen(self.palette().color(self.foregroundRole()))
+        painter.drawText(self.rect().adjusted(4, 0, -4, 0), int(Qt.AlignmentFlag.AlignVCenter
+                                                               | Qt.AlignmentFlag.AlignLeft), self.elided())
+        painter.end()
+
+    def mousePressEvent(self, event) -> None:  # noqa: N802
+        if event.button() == Qt.MouseButton.LeftButton:
+            self.clicked.emit()
+        super().mousePressEvent(event)
+
+
 class StatusBar(QStatusBar):
+    messageClicked = Signal()
+
     def __init__(self, engine: Engine, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.engine = engine
+        # Qt's own message area neither elides nor can be clicked: ours replaces it.
+        self.message = MessageLabel()
+        self.message.clicked.connect(self.messageClicked)
+        self.addWidget(self.message, 1)
+        self._expire = QTimer(self)
+        self._expire.setSingleShot(True)
+        self._expire.timeout.connect(self.clearMessage)
         self.progress = QProgressBar()
         self.progress.setMaximumWidth(220)
         self.progress.setMaximumHeight(16)
@@ -34,6 +84,19 @@ class StatusBar(QStatusBar):
         self.queue_label.setVisible(False)
         for widget in (self.queue_label, self.progress, self.device_label, self.memory_label, self.cache_label):
             self.addPermanentWidget(widget)
+
+    def showMessage(self, text: str, timeout: int = 0) -> None:  # noqa: N802 - Qt's name
+        self.message.set_message(text)
+        if timeout > 0:
+            self._expire.start(timeout)
+        else:
+            self._expire.stop()
+
+    def clearMessage(self) -> None:  # noqa: N802
+        self.message.set_message("")
+
+    def currentMessage(self) -> str:  # noqa: N802
+        return self.message.full_text
 
     def set_busy(self, busy: bool) -> None:
         if busy:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 from PySide6.QtCore import QEvent, QLineF, QPointF, QRectF, Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QPainter, QPen
@@ -12,7 +13,10 @@ from nodeforge.ui.scene import GraphScene
 
 MIN_ZOOM = 0.1
 MAX_ZOOM = 3.0
-LOW_DETAIL_BELOW = 0.6    # as ComfyUI: below this, editors are drawn as text
+LOW_DETAIL_BELOW = 0.6    # as ComfyUI: below this, editors are not shown (titles and ports only)
+READABLE_ZOOM = LOW_DETAIL_BELOW   # fit stops here when the graph fits at it
+MAX_FIT_ZOOM = 1.25
+FIT_MARGIN_PX = 40
 
 
 class GraphView(QGraphicsView):
@@ -78,18 +82,55 @@ class GraphView(QGraphicsView):
     def center(self) -> QPointF:
         return self.mapToScene(self.viewport().rect().center())
 
+    def graph_rect(self) -> QRectF:
+        rect = QRectF()
+        for item in list(self.graph.nodes.values()) + self.graph.group_items:
+            rect = rect.united(item.sceneBoundingRect())
+        return rect
+
     def fit(self, rect: QRectF | None = None) -> None:
+        """Show `rect` (the graph by default) whole, but never below a readable zoom when the
+        graph fits at that zoom with a thinner margin."""
         if rect is None:
-            rect = QRectF()
-            for item in list(self.graph.nodes.values()) + self.graph.group_items:
-                rect = rect.united(item.sceneBoundingRect())
+            rect = self.graph_rect()
         if rect.isNull() or rect.isEmpty():
             rect = QRectF(-200, -150, 400, 300)
-        rect = rect.adjusted(-60, -60, 60, 60)
         view = self.viewport().rect()
-        zoom = min(view.width() / rect.width(), view.height() / rect.height(), 1.25)
+        margin = FIT_MARGIN_PX
+        zoom = min((view.width() - 2 * margin) / rect.width(), (view.height() - 2 * margin) / rect.height(),
+                   MAX_FIT_ZOOM)
+        if zoom < READABLE_ZOOM:
+            tight = min((view.width() - 8) / rect.width(), (view.height() - 8) / rect.height())
+            if tight >= READABLE_ZOOM:
+                zoom = READABLE_ZOOM
         self.set_zoom(zoom)
         self.centerOn(rect.center())
+
+    def shows_graph(self) -> bool:
+        """Whether most of the graph (or, for a graph larger than the view, a view full of it) is in view."""
+        graph = self.graph_rect()
+        if graph.isNull() or graph.isEmpty():
+            return True
+        visible = self.mapToScene(self.viewport().rect()).boundingRect()
+        shared = graph.intersected(visible)
+        area = shared.width() * shared.height()
+        return area >= 0.6 * min(graph.width() * graph.height(), visible.width() * visible.height())
+
+    def restore_viewport(self, viewport: Any) -> None:
+        """The centre and zoom a file stored; a fit when there is none, or when it would not show
+        the graph (a viewport saved before the nodes moved)."""
+        try:
+            center = viewport["center"]
+            zoom = float(viewport["zoom"])
+            if not math.isfinite(zoom) or zoom <= 0:
+                raise ValueError(zoom)
+            self.set_zoom(zoom)
+            self.centerOn(float(center[0]), float(center[1]))
+        except (TypeError, KeyError, ValueError, IndexError):
+            self.fit()
+            return
+        if not self.shows_graph():
+            self.fit()
 
     def fit_selection(self) -> None:
         items = self.graph.selectedItems()

@@ -159,14 +159,14 @@ def test_recent_files_are_remembered(window, tmp_path):
     path = tmp_path / "a.json"
     path.write_text((DATA / "txt2img.json").read_text())
     window.open_path(path)
-    assert window.recent_files()[0] == str(path.resolve())
-    window._fill_recent()
-    assert str(path.resolve()) in [a.text() for a in window.recent_menu.actions()]
+    assert window.document.recent_files()[0] == str(path.resolve())
+    window.document.fill_recent(window.acts.recent_menu)
+    assert str(path.resolve()) in [a.text() for a in window.acts.recent_menu.actions()]
 
 
 def test_new_document_clears_the_graph(window):
     add(window, "SolidImage")
-    window.new_document()
+    window.document.new_document()
     assert window.model.nodes == {} and window.scene.nodes == {}
     assert not window.isWindowModified()
 
@@ -253,9 +253,9 @@ def test_node_packs_that_fail_to_load_are_reported_at_start(tmp_path, qtbot):
 def test_examples_open_as_new_unsaved_graphs(window, monkeypatch, tmp_path):
     example = tmp_path / "txt2img.json"
     example.write_text((DATA / "txt2img.json").read_text())
-    monkeypatch.setattr(window, "example_files", lambda: [example])
-    window._fill_examples()
-    (action,) = window.examples_menu.actions()
+    monkeypatch.setattr(window.document, "example_files", lambda: [example])
+    window.document.fill_examples(window.acts.examples_menu)
+    (action,) = window.acts.examples_menu.actions()
     assert action.text() == "txt2img"
     action.trigger()
     assert len(window.model.nodes) == 7

@@ -31,14 +31,19 @@ def test_a_file_with_stacked_nodes_is_arranged_as_one_undoable_step(window, tmp_
     xs = [window.model.position(n)[0] for n in "123"]
     assert xs[0] < xs[1] < xs[2]
     assert "arranged" in window.statusBar().currentMessage()
+    assert window.stack.undoText() == "Arrange overlapping nodes (on opening)"   # a step the user sees
+    assert not window.isWindowModified() and not window.document.is_modified()   # opening is not an edit
     window.stack.undo()
     assert window.model.position("2") == (10, 10)
     assert not window.isWindowModified()
+    window.stack.redo()
+    window.controller.set_title("2", "edited")
+    assert window.isWindowModified() and window.document.is_modified()
 
 
 def test_arrange_action_lays_out_the_selection(window):
     a = add(window, "SolidImage", 500, 500)
     b = add(window, "Invert", 500, 500)
     window.controller.connect(a, "image", b, "image")
-    window.act_arrange.trigger()
+    window.acts.arrange.trigger()
     assert window.model.position(a)[0] < window.model.position(b)[0]

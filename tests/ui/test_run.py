@@ -23,7 +23,7 @@ def test_a_run_shows_progress_states_and_result_images(window, qtbot):
     steps = []
     window.runner.nodeProgress.connect(lambda nid, s, t, img: steps.append((nid, s, t, img is not None)))
     with qtbot.waitSignal(window.runner.runFinished, timeout=TIMEOUT):
-        window.act_run.trigger()
+        window.acts.run.trigger()
     shown = [s[1] for s in steps]          # steps that arrive together are shown once, the latest
     assert shown == sorted(shown) and shown[-1] == 20
     assert all(s[0] == slow and s[2] == 20 and s[3] for s in steps)
@@ -45,12 +45,12 @@ def test_cancel_stops_a_run(window, qtbot, gate):
     window.controller.set_param(slow, "hold", True)
     with qtbot.waitSignal(window.runner.nodeProgress, timeout=TIMEOUT):
         window.run()
-    assert window.act_cancel.isEnabled()
+    assert window.acts.cancel.isEnabled()
     assert window.scene.nodes[slow].state == "running"
     with qtbot.waitSignal(window.runner.runningChanged, timeout=TIMEOUT):
-        window.act_cancel.trigger()
+        window.acts.cancel.trigger()
     assert not window.runner.running
-    assert not window.act_cancel.isEnabled()
+    assert not window.acts.cancel.isEnabled()
     assert window.scene.nodes[slow].state is None
     assert "cancelled" in window.statusBar().currentMessage()
 
@@ -146,7 +146,7 @@ def test_the_editor_starts_without_torch(tmp_path):
 def test_auto_queue_runs_after_a_change_and_queues_during_a_run(window, qtbot, gate):
     solid, slow, preview = chain(window, "SolidImage", "Slow", "PreviewOut")
     window.controller.set_param(slow, "hold", True)
-    window.act_auto.setChecked(True)
+    window.acts.auto.setChecked(True)
     try:
         with qtbot.waitSignal(window.runner.nodeProgress, timeout=TIMEOUT):
             window.controller.set_param(solid, "width", 64)      # starts a run by itself
@@ -161,7 +161,7 @@ def test_auto_queue_runs_after_a_change_and_queues_during_a_run(window, qtbot, g
                         timeout=TIMEOUT)
         assert window.scene.nodes[preview].images[0].pixelColor(0, 0).green() > 150
     finally:
-        window.act_auto.setChecked(False)
+        window.acts.auto.setChecked(False)
 
 
 def test_the_image_panel_shows_the_seed_and_copies_it_on_click(window, qtbot):
@@ -223,7 +223,7 @@ def test_batch_count_queues_runs_with_advancing_seeds(window, qtbot, gate):
         lambda running: seeds.append(window.runner.current.nodes[mix].params["seed"]) if running else None)
     finished = []
     window.runner.runFinished.connect(finished.append)
-    window.act_run.trigger()
+    window.acts.run.trigger()
     qtbot.waitUntil(lambda: len(finished) == 3 and not window.runner.running, timeout=TIMEOUT)
     assert seeds == [10, 11, 12]
     assert window.model.nodes[mix].params["seed"] == 13

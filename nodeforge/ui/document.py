@@ -1,0 +1,335 @@
+"""The open document: opening, saving, recent files, examples, autosave, drops and the clipboard.
+
+One DocumentController per main window. It owns the file path and decides when the graph
+counts as modified; every way of writing the graph (save, save as, autosave) reports every
+failure to the user, because a silent failure there loses work.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from PySide6.QtCore import QMimeData, QObject, QPointF, Qt, QTimer, QUrl
+from PySide6.QtGui import QDesktopServices, QGuiApplication
+from PySide6.QtWidgets import QFileDialog, QMenu, QMessageBox
+
+from nodeforge.core.errors import WorkflowError
+from nodeforge.core.types import FileKind
+from nodeforge.core.workflow import Workflow, load_workflow, save_workflow
+from nodeforge.ui.autosave import Autosaver
+from nodeforge.ui.controller import CLIPBOARD_MIME, looks_like_workflow, unencodable_text
+
+if TYPE_CHECKING:  # pragma: no cover
+    from nodeforge.ui.main_window import MainWindow
+
+MAX_RECENT = 10
+# The undo step that untangles a file whose nodes overlap: an edit the user can undo, but not one
+# that makes the document "modified" (neither it nor its undo differs from what the user opened).
+AUTO_ARRANGE = "Arrange overlapping nodes (on opening)"
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
+
+
+def explain(exc: BaseException) -> str:
+    """An error as the user should read it: what, where (node, field), what to do."""
+    if not isinstance(exc, WorkflowError):
+        if isinstance(exc, OSError):
+            where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
+            return f"{where}{exc.strerror or exc}"
+        return f"{type(exc).__name__}: {exc}"
+    text = str(exc)
+    problem = getattr(exc, "problem", None)
+    if problem is not None and problem.node_id and f"node {problem.node_id}" not in text:
+        text += f"\n\nNode: {problem.node_id}" + (f", field: {problem.field}" if problem.field else "")
+    return text
+
+
+class DocumentController(QObject):
+    def __init__(self, win: "MainWindow", autosave_ms: int) -> None:
+        super().__init__(win)
+        self.win = win
+        self.path: Path | None = None
+        self.autosaver = Autosaver()
+        self.autosave_failure: str | None = None     # the last autosave error, until one succeeds
+        self.autosave_notice: QMessageBox | None = None
+        self.autosave_timer = QTimer(self)
+        self.autosave_timer.timeout.connect(self.autosave)
+        self.autosave_timer.start(autosave_ms)
+
+    # -- title and state --------------------------------------------------------------------------
+    def update_title(self) -> None:
+        name = self.path.name if self.path else "Untitled"
+        self.win.setWindowTitle(f"{name}[*] — NodeForge")
+        self.win.setWindowModified(self.is_modified())
+
+    def is_modified(self) -> bool:
+        """Whether closing would lose an edit of the user's (the layout fix on opening is none)."""
+        stack = self.win.stack
+        if stack.isClean():
+            return False
+        return not (stack.cleanIndex() == 0 and stack.index() == 1 and stack.count() >= 1
+                    and stack.command(0).text() == AUTO_ARRANGE)
+
+    # -- opening ----------------------------------------------------------------------------------
+    def set_document(self, workflow: Workflow, path: Path | None) -> None:
+        """Show `workflow` as an unmodified document; a layout fix it needs is one undoable step."""
+        win = self.win
+        win.runner.cancel()
+        win.presenter.clear_errors()
+        win.model.set_workflow(workflow)
+        win.stack.clear()
+        win.stack.setClean()
+        self.path = path
+        vp = workflow.ui.get("viewport") if isinstance(workflow.ui, dict) else None
+        self._report_unknown_types()
+        if win.nodes_overlap():
+            # Files written by hand or by scripts often stack nodes; untangle them as a step the
+            # user sees and can undo, but opening a file is not an edit: the result counts as saved.
+            win.arrange(AUTO_ARRANGE)
+            win.statusBar().showMessage("The nodes overlapped, so they were arranged (Ctrl+Z puts them back)", 10000)
+            vp = None
+        self.update_title()
+        QTimer.singleShot(0, lambda: win.view.restore_viewport(vp))
+
+    def _report_unknown_types(self) -> None:
+        registry = self.win.registry
+        unknown = sorted({n.type for n in self.win.model.nodes.values() if registry.get(n.type) is None})
+        if unknown:
+            self.win.statusBar().showMessage(f"Unknown node types kept as placeholders: {', '.join(unknown)}", 15000)
+
+    def new_document(self) -> None:
+        if self.maybe_save():
+            self.set_document(Workflow(), None)
+
+    def open_dialog(self) -> None:
+        if not self.maybe_save():
+            return
+        start = str(self.path.parent) if self.path else ""
+        path, _ = QFileDialog.getOpenFileName(self.win, "Open workflow", start,
+                                              "Workflows (*.json *.png);;All files (*)")
+        if path:
+            self.open_path(path)
+
+    def open_path(self, path: str | Path) -> bool:
+        """Open a workflow file; on failure, say which node and field, and keep the current graph."""
+        path = Path(path)
+        try:
+            workflow = load_workflow(path)
+            bad = unencodable_text(workflow)
+            if bad:
+                raise WorkflowError(f"{path}: {bad}")
+        except Exception as exc:  # never crash on a bad file
+            self.win.show_error("Cannot open workflow", explain(exc))
+            return False
+        self.set_document(workflow, path if path.suffix.lower() == ".json" else None)
+        self.add_recent(path)
+        return True
+
+    def open_example(self, path: Path) -> bool:
+        """An example opens as a new, unsaved graph, so Save does not overwrite the bundled file."""
+        if not self.maybe_save() or not self.open_path(path):
+            return False
+        # Save asks where; `source` stays, so paths relative to the example's folder still resolve.
+        self.path = None
+        self.update_title()
+        return True
+
+    # -- saving -----------------------------------------------------------------------------------
+    def save(self) -> bool:
+        if self.path is None:
+            return self.save_as()
+        return self.save_to(self.path)
+
+    def save_as(self) -> bool:
+        path, _ = QFileDialog.getSaveFileName(self.win, "Save workflow", str(self.path or "workflow.json"),
+                                              "Workflows (*.json)")
+        if not path:
+            return False
+        if not path.lower().endswith(".json"):
+            path += ".json"
+        return self.save_to(Path(path))
+
+    def save_to(self, path: Path) -> bool:
+        win = self.win
+        c = win.view.center()
+        win.model.set_viewport((c.x(), c.y()), win.view.zoom())
+        try:
+            snapshot = win.model.snapshot()
+            bad = unencodable_text(snapshot)
+            if bad:
+                raise WorkflowError(bad)
+            save_workflow(snapshot, path)
+        except Exception as exc:  # every failure is the user's to see: a silent one loses work
+            win.show_error("Cannot save", f"{path}:\n{explain(exc)}")
+            return False
+        self.path = Path(path)
+        win.model.workflow.source = self.path
+        win.stack.setClean()
+        self.update_title()
+        self.add_recent(self.path)
+        win.statusBar().showMessage(f"Saved {path}", 4000)
+        return True
+
+    def maybe_save(self) -> bool:
+        """Before the graph goes away: True to go on (saved, discarded or unmodified)."""
+        if not self.is_modified() or not self.win.confirm_close:
+            return True
+        answer = QMessageBox.question(self.win, "Unsaved changes", "Save the changes to this graph first?",
+                                      QMessageBox.StandardButton.Save | QMessageBox.StandardButton.Discard
+                                      | QMessageBox.StandardButton.Cancel)
+        if answer == QMessageBox.StandardButton.Save:
+            return self.save()
+        return answer == QMessageBox.StandardButton.Discard
+
+    # -- autosave ---------------------------------------------------------------------------------
+    def autosave(self) -> bool:
+        """Write the crash-recovery copy; a failure shows a notice and the timer keeps retrying."""
+        if not self.is_modified() and not self.win.model.nodes:
+            return False
+        try:
+            snapshot = self.win.model.snapshot()
+            bad = unencodable_text(snapshot)
+            if bad:
+                raise WorkflowError(bad)
+            written = self.autosaver.save(snapshot)
+        except Exception as exc:
+            self._autosave_failed(explain(exc))
+            return False
+        if self.autosave_failure is not None:
+            self.autosave_failure = None
+            self.win.statusBar().showMessage("Autosave works again", 4000)
+        return written
+
+    def _autosave_failed(self, message: str) -> None:
+        first = self.autosave_failure != message
+        self.autosave_failure = message
+        if not first and self.autosave_notice is not None and self.autosave_notice.isVisible():
+            return
+        # Non-modal: the user can go on working (and fix the cause) while it shows.
+        box = QMessageBox(QMessageBox.Icon.Warning, "Autosave failed",
+                          f"The crash-recovery copy could not be written; NodeForge keeps trying every "
+                          f"minute.\n\n{message}", QMessageBox.StandardButton.Ok, self.win)
+        box.setWindowModality(Qt.WindowModality.NonModal)
+        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        box.destroyed.connect(lambda *_: setattr(self, "autosave_notice", None))
+        self.autosave_notice = box
+        box.show()
+        self.win.statusBar().showMessage(f"Autosave failed: {message.splitlines()[0]}", 10000)
+
+    # -- recent files and examples -----------------------------------------------------------------
+    def recent_files(self) -> list[str]:
+        value = self.win.settings().value("recentFiles", [])
+        if isinstance(value, str):
+            value = [value]
+        return [str(v) for v in (value or [])]
+
+    def add_recent(self, path: Path) -> None:
+        path_s = str(Path(path).resolve())
+        recent = [p for p in self.recent_files() if p != path_s]
+        self.win.settings().setValue("recentFiles", [path_s] + recent[:MAX_RECENT - 1])
+
+    @staticmethod
+    def example_files() -> list[Path]:
+        from nodeforge.paths import builtin_dir
+
+        folder = builtin_dir("workflows")
+        return sorted(folder.glob("*.json")) if folder.is_dir() else []
+
+    def fill_examples(self, menu: QMenu) -> None:
+        menu.clear()
+        examples = self.example_files()
+        if not examples:
+            menu.addAction("(none installed)").setEnabled(False)
+        for path in examples:
+            menu.addAction(path.stem, lambda p=path: self.open_example(p))
+
+    def fill_recent(self, menu: QMenu) -> None:
+        menu.clear()
+        recent = self.recent_files()
+        if not recent:
+            menu.addAction("(none)").setEnabled(False)
+        for p in recent:
+            menu.addAction(p, lambda p=p: self.maybe_save() and self.open_path(p))
+
+    def open_output_folder(self) -> None:
+        folder = self.win.engine.output_dir.resolve()
+        folder.mkdir(parents=True, exist_ok=True)
+        QDesktopServices.openUrl(QUrl.fromLocalFile(str(folder)))
+
+    # -- drops ------------------------------------------------------------------------------------
+    def drop_files(self, paths: list[str], scene_pos: QPointF) -> None:
+        for path in paths:
+            self.drop_file(path, scene_pos)
+
+    def drop_file(self, path: str | Path, scene_pos: QPointF) -> bool:
+        """A dropped workflow opens (or, on a non-empty canvas, is added at the drop point);
+        a plain image becomes an image-loading node."""
+        win = self.win
+        path = Path(path)
+        try:
+            workflow = load_workflow(path)
+        except WorkflowError as exc:
+            if path.suffix.lower() in IMAGE_SUFFIXES and self._add_image_node(path, scene_pos):
+                return True
+            win.show_error("Cannot open dropped file", explain(exc))
+            return False
+        if not win.model.nodes:
+            self.set_document(workflow, path if path.suffix.lower() == ".json" else None)
+            return True
+        ids = win.controller.paste_text(workflow.dumps(), (scene_pos.x(), scene_pos.y()), f"Drop {path.name}")
+        win.scene.select_nodes(ids)
+        return True
+
+    def _add_image_node(self, path: Path, scene_pos: QPointF) -> bool:
+        win = self.win
+        for spec in win.registry:
+            for param in spec.params:
+                if param.file is FileKind.IMAGE:
+                    win.stack.beginMacro(f"Add {path.name}")
+                    nid = win.controller.add_node(spec.type, (scene_pos.x(), scene_pos.y()))
+                    win.controller.set_param(nid, param.name, str(path))
+                    win.stack.endMacro()
+                    return True
+        return False
+
+    # -- clipboard --------------------------------------------------------------------------------
+    def copy(self) -> bool:
+        win = self.win
+        if win.scene.focusItem() is not None:
+            return False   # a text field inside a node has the keyboard: let it copy text
+        ids = win.scene.selected_node_ids()
+        if not ids:
+            return False
+        text = win.controller.copy_text(ids)
+        mime = QMimeData()
+        mime.setText(text)
+        mime.setData(CLIPBOARD_MIME, text.encode("utf-8", "surrogatepass"))
+        QGuiApplication.clipboard().setMimeData(mime)
+        win.statusBar().showMessage(f"Copied {len(ids)} node{'s' if len(ids) > 1 else ''}", 2000)
+        return True
+
+    def cut(self) -> None:
+        if self.copy():
+            self.win.controller.remove_nodes(self.win.scene.selected_node_ids())
+
+    def paste(self) -> list[str]:
+        win = self.win
+        if win.scene.focusItem() is not None:
+            return []
+        mime = QGuiApplication.clipboard().mimeData()
+        text = ""
+        if mime is not None and mime.hasFormat(CLIPBOARD_MIME):
+            text = bytes(mime.data(CLIPBOARD_MIME)).decode("utf-8", "replace")
+        elif mime is not None and mime.hasText():
+            text = mime.text()
+        if not text or not looks_like_workflow(text):
+            win.statusBar().showMessage("Nothing to paste: the clipboard holds no nodes", 3000)
+            return []
+        try:
+            pos = win.view.cursor_scene_pos()
+            ids = win.controller.paste_text(text, (pos.x(), pos.y()))
+        except WorkflowError as exc:
+            win.show_error("Cannot paste", explain(exc))
+            return []
+        win.scene.select_nodes(ids)
+        return ids
+
