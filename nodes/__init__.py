@@ -51,6 +51,18 @@ _set_latent_mask = _lazy("latents", "run_set_latent_mask")
 _unet_denoise = _lazy("sampling", "run_unet_denoise")
 _preview = _lazy("images", "run_preview")
 _save_image = _lazy("images", "run_save_image")
+_clip_set_last_layer = _lazy("prompt", "run_clip_set_last_layer")
+_latent_upscale = _lazy("geometry", "run_latent_upscale")
+_latent_upscale_by = _lazy("geometry", "run_latent_upscale_by")
+_image_scale = _lazy("geometry", "run_image_scale")
+_image_scale_by = _lazy("geometry", "run_image_scale_by")
+_image_pad_for_outpaint = _lazy("geometry", "run_image_pad_for_outpaint")
+_vae_encode_for_inpaint = _lazy("geometry", "run_vae_encode_for_inpaint")
+
+# Resampling methods of the scale nodes (ComfyUI's names; its "bislerp" is not offered).
+LATENT_METHODS = ("nearest-exact", "bilinear", "area", "bicubic")
+IMAGE_METHODS = ("nearest-exact", "bilinear", "area", "bicubic", "lanczos")
+CROPS = ("disabled", "center")
 
 
 def _check_prefix(prefix: str, **_: Any) -> list[str]:
@@ -149,4 +161,70 @@ NODES: list[NodeSpec] = [
         output_node=True, cacheable=False, validate=_check_prefix,
         description="Save PNGs (prefix_00001.png, ...) carrying the workflow that made them.",
         display_name="Save Image"),
+    NodeSpec(
+        "CLIPSetLastLayer", "conditioning", _clip_set_last_layer,
+        inputs=(Input("clip", CLIP),),
+        params=(Param.int("stop_at_layer", -1, min=-24, max=-1,
+                          description="-1: the last layer (no clip skip); -2: the one before (A1111's clip skip 2)"),),
+        outputs=(Output("clip", CLIP),),
+        description="Clip skip: read the prompt from an earlier layer of the text encoder.",
+        display_name="CLIP Set Last Layer"),
+    NodeSpec(
+        "LatentUpscale", "latent", _latent_upscale,
+        inputs=(Input("latent", LATENT),),
+        params=(Param.choice("upscale_method", LATENT_METHODS, default="nearest-exact"),
+                Param.int("width", 1024, min=0, max=16384, step=8,
+                          description="image width in pixels; 0 keeps the aspect ratio"),
+                Param.int("height", 1024, min=0, max=16384, step=8,
+                          description="image height in pixels; 0 keeps the aspect ratio"),
+                Param.choice("crop", CROPS, default="disabled")),
+        outputs=(Output("latent", LATENT),),
+        description="Resize a latent to an image size (hires fix: upscale, then denoise again below 1).",
+        display_name="Upscale Latent"),
+    NodeSpec(
+        "LatentUpscaleBy", "latent", _latent_upscale_by,
+        inputs=(Input("latent", LATENT),),
+        params=(Param.choice("upscale_method", LATENT_METHODS, default="nearest-exact"),
+                Param.float("scale_by", 1.5, min=0.01, max=8.0, step=0.01)),
+        outputs=(Output("latent", LATENT),),
+        description="Resize a latent by a factor.",
+        display_name="Upscale Latent By"),
+    NodeSpec(
+        "ImageScale", "image", _image_scale,
+        inputs=(Input("image", IMAGE),),
+        params=(Param.choice("upscale_method", IMAGE_METHODS, default="nearest-exact"),
+                Param.int("width", 512, min=0, max=16384, description="0 keeps the aspect ratio"),
+                Param.int("height", 512, min=0, max=16384, description="0 keeps the aspect ratio"),
+                Param.choice("crop", CROPS, default="disabled")),
+        outputs=(Output("image", IMAGE),),
+        description="Resize images to a size (center crop keeps the aspect ratio).",
+        display_name="Scale Image"),
+    NodeSpec(
+        "ImageScaleBy", "image", _image_scale_by,
+        inputs=(Input("image", IMAGE),),
+        params=(Param.choice("upscale_method", IMAGE_METHODS, default="nearest-exact"),
+                Param.float("scale_by", 1.0, min=0.01, max=8.0, step=0.01)),
+        outputs=(Output("image", IMAGE),),
+        description="Resize images by a factor.",
+        display_name="Scale Image By"),
+    NodeSpec(
+        "ImagePadForOutpaint", "image", _image_pad_for_outpaint,
+        inputs=(Input("image", IMAGE),),
+        params=(Param.int("left", 0, min=0, max=8192, step=8),
+                Param.int("top", 0, min=0, max=8192, step=8),
+                Param.int("right", 0, min=0, max=8192, step=8),
+                Param.int("bottom", 0, min=0, max=8192, step=8),
+                Param.int("feathering", 40, min=0, max=8192,
+                          description="pixels inside the old edge that blend into the new area")),
+        outputs=(Output("image", IMAGE), Output("mask", MASK)),
+        description="Grow the canvas for outpainting: grey margins, and a mask of what to paint.",
+        display_name="Pad Image for Outpainting"),
+    NodeSpec(
+        "VAEEncodeForInpaint", "latent", _vae_encode_for_inpaint,
+        inputs=(Input("vae", VAE), Input("image", IMAGE), Input("mask", MASK)),
+        params=(Param.int("grow_mask_by", 6, min=0, max=64,
+                          description="pixels the mask grows by, so the seam is repainted too"),),
+        outputs=(Output("latent", LATENT),),
+        description="Encode for inpainting: the masked area is greyed out and becomes the latent's noise mask.",
+        display_name="VAE Encode for Inpainting"),
 ]

@@ -8,10 +8,13 @@ embeddings and then the mean is restored (A1111's method). CONDITIONING is a dic
 """
 from __future__ import annotations
 
+import dataclasses
 import re
 from typing import Any
 
 import torch
+
+from nodeforge.core.errors import NodeError
 
 from .prompt_syntax import parse_weights
 from .wrappers import ClipModel
@@ -62,10 +65,28 @@ def prompt_chunks(tokenizer: Any, text: str) -> list[tuple[list[int], list[float
     return chunks or chunk_tokens(tokenizer, [], [])
 
 
-def _encode_chunk(encoder: Any, ids: list[int], weights: list[float], penultimate: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+def _hidden(encoder: Any, ids: list[int], layer: int | None, norm: bool) -> tuple[torch.Tensor, Any]:
+    """The encoder's output for one window: the last hidden state (layer None), or the hidden state
+    after layer `layer` (-1 = the last), through the final layer norm when `norm` (SD 1.x/2.x)."""
     device = next(encoder.parameters()).device
-    out = encoder(torch.tensor([ids], device=device), output_hidden_states=penultimate)
-    hidden = out.hidden_states[-2] if penultimate else out.last_hidden_state
+    out = encoder(torch.tensor([ids], device=device), output_hidden_states=layer is not None)
+    if layer is None:
+        return out.last_hidden_state, out
+    hidden = out.hidden_states[layer]
+    if norm:
+        hidden = final_layer_norm(encoder)(hidden)
+    return hidden, out
+
+
+def final_layer_norm(encoder: Any) -> Any:
+    # transformers 5 flattened CLIPTextModel (no .text_model); CLIPTextModelWithProjection keeps it.
+    return getattr(encoder, "text_model", encoder).final_layer_norm
+
+
+def _encode_chunk(encoder: Any, ids: list[int], weights: list[float], layer: int | None,
+                  norm: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+    device = next(encoder.parameters()).device
+    hidden, out = _hidden(encoder, ids, layer, norm)
     hidden = hidden.float()
     pooled = getattr(out, "text_embeds", None)
     w = torch.tensor(weights, device=device, dtype=hidden.dtype)
@@ -83,14 +104,25 @@ def encode(clip: ClipModel, text: str) -> dict[str, Any]:
     with torch.inference_mode(), clip.patched():
         chunks = prompt_chunks(clip.tokenizer, text)
         sdxl = clip.text_encoder_2 is not None
-        embeds = torch.cat([_encode_chunk(clip.text_encoder, i, w, sdxl)[0] for i, w in chunks], dim=1)
+        layer = encoder_layer(clip)
+        embeds = torch.cat([_encode_chunk(clip.text_encoder, i, w, layer, not sdxl)[0] for i, w in chunks], dim=1)
         pooled = None
         if sdxl:
             chunks2 = same_count(clip.tokenizer_2, prompt_chunks(clip.tokenizer_2, text), len(chunks))
-            parts = [_encode_chunk(clip.text_encoder_2, i, w, True) for i, w in chunks2]
+            parts = [_encode_chunk(clip.text_encoder_2, i, w, layer) for i, w in chunks2]
             embeds = torch.cat([embeds, torch.cat([p[0] for p in parts], dim=1)], dim=-1)
             pooled = parts[0][1]
     return {"embeds": embeds.cpu(), "pooled": pooled.cpu() if pooled is not None else None, "family": clip.family}
+
+
+def encoder_layer(clip: ClipModel) -> int | None:
+    """Which hidden state the prompt is read from: SD 1.x/2.x the last (None) unless clip skip says
+    otherwise; SDXL the penultimate of both encoders by default, or the one CLIPSetLastLayer chose."""
+    if clip.stop_at_layer is None:
+        return -2 if clip.text_encoder_2 is not None else None
+    if clip.stop_at_layer == -1 and clip.text_encoder_2 is None:
+        return None   # the last layer through the final norm is exactly last_hidden_state
+    return clip.stop_at_layer
 
 
 def same_count(tokenizer: Any, chunks: list, count: int) -> list:
@@ -101,3 +133,12 @@ def same_count(tokenizer: Any, chunks: list, count: int) -> list:
 
 def run_text_encoder(ctx: Any, clip: ClipModel, text: str) -> dict[str, Any]:
     return {"conditioning": encode(clip, text)}
+
+
+def run_clip_set_last_layer(ctx: Any, clip: ClipModel, stop_at_layer: int) -> dict[str, Any]:
+    """Clip skip as ComfyUI defines it: -1 reads the last layer, -2 the one before, and so on."""
+    layers = min(enc.config.num_hidden_layers for enc in (clip.text_encoder, clip.text_encoder_2) if enc is not None)
+    if -stop_at_layer > layers:
+        raise NodeError(f"this text encoder has {layers} layers: choose a value from -1 to -{layers}",
+                        field="stop_at_layer")
+    return {"clip": dataclasses.replace(clip, stop_at_layer=stop_at_layer)}

@@ -141,6 +141,7 @@ def denoise_latent(ctx: Any, model: UNetModel, positive: dict, negative: dict, l
             ctx.progress(i + 1, total, preview_image(latents, model.family, model.preview_rgb))
     out = {k: v for k, v in latent.items() if k not in ("width", "height", "batch_size")}
     out["samples"] = latents.float().cpu()
+    out["factor"] = model.vae_factor   # pixels per latent pixel, for LatentUpscale
     if mask is not None:
         out["noise_mask"] = mask.cpu()
     return out

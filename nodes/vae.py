@@ -101,7 +101,7 @@ def encode(vae: VAEModel, image: torch.Tensor) -> torch.Tensor:
 
 
 def run_vae_encode(ctx: Any, vae: VAEModel, image: torch.Tensor) -> dict[str, Any]:
-    return {"latent": {"samples": encode(vae, image)}}
+    return {"latent": {"samples": encode(vae, image), "factor": vae.factor}}
 
 
 def run_vae_decode(ctx: Any, vae: VAEModel, latent: dict[str, Any]) -> dict[str, Any]:

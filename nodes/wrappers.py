@@ -110,6 +110,7 @@ class ClipModel:
     tokenizer_2: Any = None
     text_encoder_2: Any = None
     loras: tuple[tuple[str, LoraPatch], ...] = ()   # (part "te"/"te2", patch)
+    stop_at_layer: int | None = None   # clip skip (CLIPSetLastLayer); None: the family's default
     owner: Any = field(default=None, compare=False, repr=False)
 
     @property
@@ -126,7 +127,7 @@ class ClipModel:
         return apply_patches(modules, self.loras)
 
     def nodeforge_nbytes(self) -> int:
-        if self.loras:
+        if self.loras or self.stop_at_layer is not None:   # shares the base weights
             return sum(p.nbytes() for _, p in self.loras)
         return _module_nbytes(self.text_encoder, self.text_encoder_2)
 

@@ -1,0 +1,184 @@
+"""Resizing and padding of latents and images: hires fix, outpainting, inpainting with a grey fill.
+
+Methods and defaults follow ComfyUI's nodes of the same names, so that imported graphs give the
+same sizes: width/height 0 keeps the aspect ratio from the other side, "center" crops to the
+target aspect before scaling, and sizes are rounded to whole latent or image pixels.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from nodeforge.core.errors import NodeError
+
+from .latents import resize_mask
+from .vae import encode
+from .wrappers import VAEModel
+
+LATENT_FACTOR = 8   # pixels per latent pixel when a latent does not say (SD's VAEs)
+
+
+def _interpolate(x: torch.Tensor, size: tuple[int, int], method: str) -> torch.Tensor:
+    """[B, C, H, W] resized with one of the methods the scale nodes offer."""
+    if tuple(x.shape[-2:]) == size:
+        return x
+    if method == "lanczos":
+        return _lanczos(x, size)
+    mode = {"nearest-exact": "nearest-exact", "bilinear": "bilinear", "bicubic": "bicubic",
+            "area": "area"}[method]
+    kwargs = {"align_corners": False} if mode in ("bilinear", "bicubic") else {}
+    if mode in ("bilinear", "bicubic") and (size[0] < x.shape[-2] or size[1] < x.shape[-1]):
+        kwargs["antialias"] = True
+    return F.interpolate(x.float(), size=size, mode=mode, **kwargs)
+
+
+def _lanczos(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    # PIL's Lanczos works on 8-bit images; the scale nodes take IMAGE values in 0..1.
+    import numpy as np
+    from PIL import Image
+
+    out = []
+    for item in x.clamp(0, 1):
+        array = (item.permute(1, 2, 0).cpu().numpy() * 255).round().astype(np.uint8)
+        image = Image.fromarray(array).resize((size[1], size[0]), Image.Resampling.LANCZOS)
+        out.append(torch.from_numpy(np.asarray(image).astype(np.float32) / 255).permute(2, 0, 1))
+    return torch.stack(out)
+
+
+def _center_crop(x: torch.Tensor, width: int, height: int) -> torch.Tensor:
+    """Crop [.., H, W] to the aspect ratio of width x height, keeping the centre."""
+    h, w = x.shape[-2:]
+    target = width / height
+    if w / h > target:
+        new_w = max(1, round(h * target))
+        left = (w - new_w) // 2
+        return x[..., :, left:left + new_w]
+    new_h = max(1, round(w / target))
+    top = (h - new_h) // 2
+    return x[..., top:top + new_h, :]
+
+
+def target_size(width: int, height: int, current: tuple[int, int]) -> tuple[int, int]:
+    """(width, height) with a 0 side following the other side's aspect ratio (0 and 0: unchanged)."""
+    cur_h, cur_w = current
+    if width == 0 and height == 0:
+        return cur_w, cur_h
+    if width == 0:
+        width = max(1, round(cur_w * height / cur_h))
+    if height == 0:
+        height = max(1, round(cur_h * width / cur_w))
+    return width, height
+
+
+def _factor(latent: dict[str, Any]) -> int:
+    return int(latent.get("factor") or LATENT_FACTOR)
+
+
+def scale_latent(latent: dict[str, Any], width: int, height: int, method: str, crop: str) -> dict[str, Any]:
+    """A latent resized to an image size of width x height pixels."""
+    factor = _factor(latent)
+    samples = latent.get("samples")
+    if samples is None:    # an EmptyLatent: nothing to resample, only its size changes
+        width, height = target_size(width, height, (latent["height"], latent["width"]))
+        return {**latent, "width": width, "height": height}
+    width, height = target_size(width, height, (samples.shape[-2] * factor, samples.shape[-1] * factor))
+    size = (max(1, height // factor), max(1, width // factor))
+    if crop == "center":
+        samples = _center_crop(samples, size[1], size[0])
+    out = {**latent, "samples": _interpolate(samples, size, method)}
+    if latent.get("noise_mask") is not None:
+        out["noise_mask"] = resize_mask(latent["noise_mask"], samples.shape[0], *size)
+    return out
+
+
+def run_latent_upscale(ctx: Any, latent: dict[str, Any], upscale_method: str, width: int, height: int,
+                       crop: str) -> dict[str, Any]:
+    return {"latent": scale_latent(latent, width, height, upscale_method, crop)}
+
+
+def run_latent_upscale_by(ctx: Any, latent: dict[str, Any], upscale_method: str,
+                          scale_by: float) -> dict[str, Any]:
+    factor = _factor(latent)
+    samples = latent.get("samples")
+    if samples is None:
+        h, w = latent["height"], latent["width"]
+    else:
+        h, w = samples.shape[-2] * factor, samples.shape[-1] * factor
+    return {"latent": scale_latent(latent, round(w * scale_by), round(h * scale_by), upscale_method, "disabled")}
+
+
+def scale_image(image: torch.Tensor, width: int, height: int, method: str, crop: str) -> torch.Tensor:
+    """IMAGE [B, H, W, C] resized to width x height (0 keeps the aspect ratio)."""
+    width, height = target_size(width, height, tuple(image.shape[1:3]))
+    x = image.permute(0, 3, 1, 2)
+    if crop == "center":
+        x = _center_crop(x, width, height)
+    return _interpolate(x, (height, width), method).clamp(0, 1).permute(0, 2, 3, 1).contiguous()
+
+
+def run_image_scale(ctx: Any, image: torch.Tensor, upscale_method: str, width: int, height: int,
+                    crop: str) -> dict[str, Any]:
+    return {"image": scale_image(image, width, height, upscale_method, crop)}
+
+
+def run_image_scale_by(ctx: Any, image: torch.Tensor, upscale_method: str, scale_by: float) -> dict[str, Any]:
+    h, w = image.shape[1:3]
+    return {"image": scale_image(image, max(1, round(w * scale_by)), max(1, round(h * scale_by)),
+                                 upscale_method, "disabled")}
+
+
+def pad_for_outpaint(image: torch.Tensor, left: int, top: int, right: int, bottom: int,
+                     feathering: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The image on a grey canvas grown by the margins, and the mask of what to paint (1 = new).
+
+    Inside the original, the mask fades from 1 at a padded edge to 0 `feathering` pixels in
+    (squared falloff), so the painted border blends into what was there.
+    """
+    b, h, w, c = image.shape
+    canvas = torch.full((b, h + top + bottom, w + left + right, c), 0.5)
+    canvas[:, top:top + h, left:left + w] = image
+    mask = torch.ones(h + top + bottom, w + left + right)
+    inner = torch.zeros(h, w)
+    if feathering > 0 and (left or top or right or bottom):
+        ys = torch.arange(h, dtype=torch.float32)[:, None].expand(h, w)
+        xs = torch.arange(w, dtype=torch.float32)[None, :].expand(h, w)
+        far = torch.full((h, w), float(feathering))
+        distances = [d for d, padded in ((xs, left), (ys, top), (w - 1 - xs, right), (h - 1 - ys, bottom)) if padded]
+        nearest = torch.minimum(torch.stack(distances).min(0).values, far)
+        inner = ((feathering - nearest) / feathering).clamp(0, 1) ** 2
+    mask[top:top + h, left:left + w] = inner
+    return canvas, mask[None].repeat(b, 1, 1)
+
+
+def run_image_pad_for_outpaint(ctx: Any, image: torch.Tensor, left: int, top: int, right: int, bottom: int,
+                               feathering: int) -> dict[str, Any]:
+    canvas, mask = pad_for_outpaint(image, left, top, right, bottom, feathering)
+    return {"image": canvas, "mask": mask}
+
+
+def grow_mask(mask: torch.Tensor, pixels: int) -> torch.Tensor:
+    """A [B, 1, H, W] mask dilated by `pixels` (a square kernel), values kept in 0..1."""
+    if pixels <= 0:
+        return mask
+    return F.max_pool2d(mask, kernel_size=2 * pixels + 1, stride=1, padding=pixels)
+
+
+def run_vae_encode_for_inpaint(ctx: Any, vae: VAEModel, image: torch.Tensor, mask: torch.Tensor,
+                               grow_mask_by: int) -> dict[str, Any]:
+    """Encode with the area to repaint set to grey, so the model does not copy what was there."""
+    b, h, w, _ = image.shape
+    f = vae.factor
+    nh, nw = h // f * f, w // f * f
+    if nh == 0 or nw == 0:
+        raise NodeError(f"the image ({w}x{h}) is smaller than the VAE factor {f}", field="image")
+    top, left = (h - nh) // 2, (w - nw) // 2
+    image = image[:, top:top + nh, left:left + nw, :3]
+    pixel_mask = resize_mask(mask, b, h, w)[:, :, top:top + nh, left:left + nw]
+    grown = grow_mask(pixel_mask.round(), grow_mask_by)
+    keep = (1 - grown.round()).permute(0, 2, 3, 1)
+    grey = (image - 0.5) * keep + 0.5
+    latents = encode(vae, grey)
+    noise_mask = resize_mask(grown[:, 0], b, latents.shape[-2], latents.shape[-1])
+    return {"latent": {"samples": latents, "noise_mask": noise_mask, "factor": f}}
