@@ -141,3 +141,26 @@ def test_the_headless_command_runs_an_example_from_another_folder(tmp_path, monk
     written = Path(capsys.readouterr().out.strip())
     assert (tmp_path / written).exists()
     assert json.loads(Image.open(tmp_path / written).text["workflow"])["nodes"]["6"]["params"]["steps"] == 4
+
+
+def test_hires_fix_draws_small_then_refines_at_the_full_size(engine):
+    from nodeforge.training.judge import judge
+
+    wf, result, image = run(engine, "hires-fix")
+    first, upscaled = (engine.run(wf, outputs=[n]).outputs[n]["latent"]["samples"] for n in ("5", "6"))
+    assert first.shape[-2:] == (12, 12) and upscaled.shape[-2:] == (16, 16)   # 48 px, then 64 px (factor 4)
+    assert image.size == (64, 64)
+    verdict = judge(image)
+    assert (verdict.colour, verdict.shape, verdict.background) == ("red", "circle", "blue"), verdict
+
+
+def test_outpaint_extends_the_canvas_with_the_prompts_background(engine):
+    from nodeforge.training.judge import judge, nearest_colour
+
+    _, _, image = run(engine, "outpaint")
+    assert image.size == (96, 64)
+    pixels = np.asarray(image)
+    new_area = pixels[:, 72:].reshape(-1, 3)       # beyond the feathered seam
+    assert nearest_colour(np.median(new_area, axis=0)) == "blue"
+    verdict = judge(image.crop((0, 0, 64, 64)))
+    assert (verdict.colour, verdict.shape, verdict.background) == ("red", "circle", "blue"), verdict
