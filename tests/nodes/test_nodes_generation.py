@@ -220,7 +220,7 @@ def test_denoise_does_not_mutate_its_input_latent(engine):
     source = engine.run(wf, outputs=["enc"]).outputs["enc"]["latent"]
     kept = source["samples"].clone()
     engine.run(wf, outputs=["denoise"])   # "enc" comes from the cache: the same tensor goes in
-    assert torch.equal(source["samples"], kept) and set(source) == {"samples"}
+    assert torch.equal(source["samples"], kept) and set(source) == {"samples", "factor"}
 
 
 def test_half_precision_weights_run_as_on_a_gpu(models_dir):
