@@ -1,14 +1,16 @@
 """LoadImage, Preview and SaveImage: images in and out, PNGs that carry their workflow."""
 from __future__ import annotations
 
+import itertools
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import torch
 
 from nodeforge.core.errors import NodeError
+from nodeforge.core.files import write_new_file
 from nodeforge.core.types import FileKind
 from nodeforge.core.workflow import PNG_PARAMETERS_KEY, PNG_WORKFLOW_KEY, Workflow
 
@@ -45,20 +47,14 @@ def to_pil(image: torch.Tensor) -> list[Any]:
     return [Image.fromarray(a[..., :3] if a.shape[-1] >= 3 else a[..., 0]) for a in arrays]
 
 
-def next_free_path(folder: Path, prefix: str) -> tuple[Any, Path]:
-    """Open `prefix_NNNNN.png` exclusively at the first number after those already there."""
+def free_png_names(folder: Path, prefix: str) -> Iterator[Path]:
+    """`prefix_NNNNN.png` names from the first number after those already there, upwards."""
     stem = Path(prefix).name
     target = folder / Path(prefix).parent
     target.mkdir(parents=True, exist_ok=True)
     pattern = re.compile(re.escape(stem) + r"_(\d+)\.png$")
     taken = [int(m.group(1)) for p in target.iterdir() if (m := pattern.match(p.name))]
-    number = max(taken, default=0) + 1
-    while True:
-        path = target / f"{stem}_{number:05d}.png"
-        try:
-            return open(path, "xb"), path
-        except FileExistsError:   # another writer took it between the scan and now
-            number += 1
+    return (target / f"{stem}_{number:05d}.png" for number in itertools.count(max(taken, default=0) + 1))
 
 
 def generation_parameters(workflow: Workflow, node_id: str, size: tuple[int, int]) -> str:
@@ -134,9 +130,9 @@ def save_pngs(ctx: Any, image: torch.Tensor, prefix: str) -> list[str]:
         info.add_itxt(PNG_PARAMETERS_KEY, generation_parameters(ctx.workflow, ctx.node_id, (width, height)))
     written = []
     for pil in to_pil(image):
-        handle, path = next_free_path(folder, prefix)
-        with handle:
-            pil.save(handle, format="PNG", pnginfo=info, compress_level=4)
+        # Complete or absent: a kill or a full disk mid-write never leaves a truncated PNG.
+        path = write_new_file(free_png_names(folder, prefix),
+                              lambda handle, pil=pil: pil.save(handle, format="PNG", pnginfo=info, compress_level=4))
         written.append(str(path))
     return written
 

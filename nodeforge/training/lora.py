@@ -171,9 +171,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
     from peft import LoraConfig, inject_adapter_in_model
-    from safetensors.torch import save_file
+    from safetensors.torch import save
     from transformers import CLIPTextModel, CLIPTokenizer
 
+    from nodeforge.core.files import atomic_write_bytes
     from nodeforge.training.models import pick_device, training_noise
 
     torch.set_num_threads(args.threads)
@@ -259,8 +260,8 @@ def main(argv: list[str] | None = None) -> int:
         "ss_tag_frequency": json.dumps({args.images_dir.name: _word_counts(captions)}),
         "nodeforge_trainer": "nodeforge.training.lora",
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    save_file(state, str(args.out), metadata=metadata)
+    # Whole or absent: an interrupted or failed write never leaves a truncated LoRA under the name.
+    atomic_write_bytes(args.out, save(state, metadata=metadata))
     print(f"train-lora: wrote {len(state)} tensors to {args.out} in {time.time() - t0:.0f} s", file=sys.stderr)
     return 0
 

@@ -110,13 +110,13 @@ def test_concurrent_savers_get_distinct_numbers(tmp_path):
 
     from nodeforge.core.registry import builtin_module
 
+    from nodeforge.core.files import write_new_file
+
     images = builtin_module("images")
     paths, lock = [], threading.Lock()
 
     def save():
-        handle, path = images.next_free_path(tmp_path, "race")
-        with handle:
-            handle.write(b"x")
+        path = write_new_file(images.free_png_names(tmp_path, "race"), lambda handle: handle.write(b"x"))
         with lock:
             paths.append(path.name)
 
@@ -126,6 +126,7 @@ def test_concurrent_savers_get_distinct_numbers(tmp_path):
     for t in threads:
         t.join()
     assert len(set(paths)) == 8 and all(p.startswith("race_") for p in paths)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(paths), "no temporary file is left"
 
 
 def test_tiled_encode_matches_full_encode(engine, make_txt2img):
