@@ -105,6 +105,7 @@ class OutputCache:
         self.budget = default_budget() if budget is None else int(budget)
         self.nbytes = 0
         self.hits = self.misses = self.evictions = 0
+        self._pins: dict[str, int] = {}   # key -> how many runs hold it (never evicted meanwhile)
 
     def __contains__(self, key: str) -> bool:
         with self._lock:
@@ -125,6 +126,34 @@ class OutputCache:
             self.hits += 1
             return entry.outputs
 
+    def lookup(self, key: str) -> tuple[bool, Any]:
+        """(True, outputs) marking them recently used, or (False, None): one step, no race."""
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None:
+                self.misses += 1
+                return False, None
+            self._entries.move_to_end(key)
+            self.hits += 1
+            return True, entry.outputs
+
+    def pin(self, keys: Iterable[str]) -> None:
+        """Keep these entries until `unpin`, even over the budget (a run is about to use them)."""
+        with self._lock:
+            for key in keys:
+                self._pins[key] = self._pins.get(key, 0) + 1
+
+    def unpin(self, keys: Iterable[str]) -> None:
+        with self._lock:
+            for key in keys:
+                count = self._pins.get(key, 0) - 1
+                if count > 0:
+                    self._pins[key] = count
+                else:
+                    self._pins.pop(key, None)
+            # As after a put, the newest entry stays even when it alone is over the budget.
+            self._evict(keep=next(reversed(self._entries), None))
+
     def put(self, key: str, outputs: Any, node_type: str = "") -> None:
         size = estimate_nbytes(outputs)
         with self._lock:
@@ -141,12 +170,15 @@ class OutputCache:
             self._evict(keep=None)
 
     def _evict(self, keep: str | None) -> None:
-        while self.nbytes > self.budget and len(self._entries) > (1 if keep else 0):
-            key, entry = next(iter(self._entries.items()))
-            if key == keep:
-                self._entries.move_to_end(key)
+        """Drop least recently used entries until under budget, sparing `keep` and pinned ones."""
+        if self.nbytes <= self.budget:
+            return
+        for key in list(self._entries):
+            if self.nbytes <= self.budget:
+                break
+            if key == keep or key in self._pins:
                 continue
-            del self._entries[key]
+            entry = self._entries.pop(key)
             self.nbytes -= entry.nbytes
             self.evictions += 1
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -25,10 +26,12 @@ from nodeforge.core.context import NodeContext
 from nodeforge.core.errors import Cancelled, NodeError, NodeExecutionError, Problem, ValidationError, WorkflowError
 from nodeforge.core.models import ModelPaths, file_identity
 from nodeforge.core.registry import Registry, default_registry
+from nodeforge.core.types import PortType
 from nodeforge.core.validate import Checked, check_workflow
 from nodeforge.core.workflow import Workflow
 
 _run_ids = itertools.count(1)
+_STRUCTURED_PORTS = {t.value for t in PortType} | {"COND", "CONDITIONING"}
 
 
 @dataclass
@@ -58,6 +61,27 @@ def _resolve_device(name: str) -> str:
     return resolve_device(name)
 
 
+_PLAIN = (str, bytes, bytearray, bool, int, float)
+_PRIMITIVE_PORTS = {"INT": (int,), "FLOAT": (int, float), "STRING": (str,), "BOOLEAN": (bool,), "BOOL": (bool,)}
+
+
+def _fits_port(value: Any, port_type: str) -> bool:
+    """Whether an output value can be what its port declares, checked without importing torch.
+
+    Structured types (models, latents, images...) are never a plain number or text; primitive
+    port types must be their Python type. Other types a pack defines are its own business, and
+    None is allowed anywhere (an absent optional value).
+    """
+    if value is None or port_type == "*":
+        return True
+    if port_type in _PRIMITIVE_PORTS:
+        return isinstance(value, _PRIMITIVE_PORTS[port_type]) and not (
+            isinstance(value, bool) and port_type in ("INT", "FLOAT"))
+    if port_type in _STRUCTURED_PORTS:
+        return not isinstance(value, _PLAIN)
+    return True
+
+
 def _same_file(path: Path, identity: tuple) -> bool:
     try:
         return file_identity(path) == identity
@@ -81,6 +105,8 @@ class Engine:
         self.settings: dict[str, Any] = dict(settings or {})
         self._listeners: list[ev.Listener] = []
         self._run_lock = threading.Lock()
+        self._ticket_lock = threading.Lock()
+        self._current_ticket: _Ticket | None = None
         self._cancel = threading.Event()
         self._resolved_device: str | None = None
         self._shared: dict[str, Any] = {}   # per-engine state nodes may keep (loaded model registry)
@@ -128,14 +154,20 @@ class Engine:
             if all(_same_file(path, ident) for path, ident in identities.items()):
                 return plan
         plan = self._plan_uncached(workflow, outputs)
-        if not any(not plan.checked.specs[n].cacheable for n in plan.needed):
+        # A plan whose keys depend on more than the graph and its declared files (an
+        # uncacheable node, or an is_changed answer that may differ next time) is rebuilt each run.
+        if not any(not plan.checked.specs[n].cacheable or plan.checked.specs[n].is_changed is not None
+                   for n in plan.needed):
             self._last_plan = (fingerprint, plan, self._identities)
         return plan
 
     def _fingerprint(self, workflow: Workflow, outputs: Iterable[str] | None) -> str:
         nodes = {nid: (n.type, n.params, n.inputs) for nid, n in workflow.nodes.items()}
+        # Relative paths resolve against the workflow's folder (or the working folder), so the
+        # same graph saved in two folders is two plans reading two different files.
+        base = str(workflow.source.parent.resolve()) if workflow.source is not None else os.getcwd()
         return json.dumps([nodes, None if outputs is None else list(outputs), id(self.registry),
-                           len(self.registry)], sort_keys=True, default=repr)
+                           len(self.registry), base], sort_keys=True, default=repr)
 
     def _plan_uncached(self, workflow: Workflow, outputs: Iterable[str] | None) -> Plan:
         checked = check_workflow(workflow, self.registry, self.model_paths)
@@ -184,12 +216,24 @@ class Engine:
                     identities[path] = file_identity(path)
                 extra.append((name, identities[path]))
             if spec.is_changed is not None:
-                extra.append(spec.is_changed(**params))
+                extra.append(self._is_changed(spec, nid, workflow, params))
             if not spec.cacheable:
                 extra.append(("run", next(_run_ids), time.monotonic_ns()))
             input_keys = [(name, keys[src], out) for name, (src, out) in workflow.nodes[nid].inputs.items()]
             keys[nid] = make_key(spec.type, params, input_keys, extra)
         return keys
+
+    def _is_changed(self, spec: Any, nid: str, workflow: Workflow, params: dict[str, Any]) -> Any:
+        """The node's own cache-key contribution: `spec.is_changed(ctx, **params)` (see spec.py)."""
+        ctx = self._context(0, nid, spec.type, workflow, None)
+        try:
+            return spec.is_changed(ctx, **params)
+        except NodeError as exc:
+            raise NodeExecutionError(str(exc), node_id=nid, node_type=spec.type, field=exc.field,
+                                     original=exc) from exc
+        except Exception as exc:
+            raise NodeExecutionError(f"is_changed failed: {type(exc).__name__}: {exc} (a bug in the node pack)",
+                                     node_id=nid, node_type=spec.type, original=exc) from exc
 
     # -- running ------------------------------------------------------------------------------------------
     def cancel(self) -> None:
@@ -200,13 +244,19 @@ class Engine:
             on_event: ev.Listener | None = None) -> RunResult:
         """Run what the outputs need (all output nodes by default). Raises WorkflowError subclasses."""
         with self._run_lock:
-            self._cancel.clear()
-            run_id = next(_run_ids)
-            try:
-                return self._run_locked(run_id, workflow, outputs, on_event)
-            except WorkflowError as exc:
-                self._emit(ev.RunFailed(run_id, exc.node_id, str(exc), exc), on_event)
-                raise
+            return self._run_holding_lock(workflow, outputs, on_event)
+
+    def _run_holding_lock(self, workflow: Workflow, outputs: Iterable[str] | None,
+                          on_event: ev.Listener | None) -> RunResult:
+        with self._ticket_lock:   # a cancel of this run's ticket may already be waiting
+            if self._current_ticket is None or not self._current_ticket.cancelled:
+                self._cancel.clear()
+        run_id = next(_run_ids)
+        try:
+            return self._run_locked(run_id, workflow, outputs, on_event)
+        except WorkflowError as exc:
+            self._emit(ev.RunFailed(run_id, exc.node_id, str(exc), exc), on_event)
+            raise
 
     def _run_locked(self, run_id: int, workflow: Workflow, outputs: Iterable[str] | None,
                     on_event: ev.Listener | None) -> RunResult:
@@ -218,8 +268,11 @@ class Engine:
 
         # Walk back from the targets: a node runs only if its key is not cached and something
         # that runs (or a target) needs its value. A cached node's ancestors are not touched.
+        # Cached values are taken out now, not when their turn comes: a put of this run could
+        # evict them meanwhile (a budget near the model size). Their entries stay pinned for the
+        # run, so they are still cached for the next one.
         to_run: set[str] = set()
-        to_fetch: set[str] = set()
+        fetched: dict[str, Any] = {}
         stack = list(plan.targets)
         visited: set[str] = set()
         while stack:
@@ -227,11 +280,24 @@ class Engine:
             if nid in visited:
                 continue
             visited.add(nid)
-            if keys[nid] in cache:
-                to_fetch.add(nid)
+            found, value = cache.lookup(keys[nid])
+            if found:
+                fetched[nid] = value
                 continue
             to_run.add(nid)
             stack.extend(src for src, _ in nodes[nid].inputs.values())
+        pinned = [keys[nid] for nid in fetched]
+        cache.pin(pinned)
+        try:
+            return self._execute(run_id, workflow, plan, to_run, fetched, on_event, started)
+        finally:
+            cache.unpin(pinned)
+
+    def _execute(self, run_id: int, workflow: Workflow, plan: Plan, to_run: set[str],
+                 fetched: dict[str, Any], on_event: ev.Listener | None, started: float) -> RunResult:
+        nodes = workflow.nodes
+        cache = self.cache
+        keys = plan.keys
 
         # How many runs still need each value, so it can be dropped as soon as it is consumed.
         pending_uses: dict[str, int] = {}
@@ -240,14 +306,14 @@ class Engine:
                 pending_uses[src] = pending_uses.get(src, 0) + 1
         targets = set(plan.targets)
 
-        order = [nid for nid in plan.needed if nid in to_run or nid in to_fetch]
+        order = [nid for nid in plan.needed if nid in to_run or nid in fetched]
         self._emit(ev.RunStarted(run_id, tuple(order)), on_event)
         result = RunResult()
         values: dict[str, Any] = {}
         for nid in order:
             spec = plan.checked.specs[nid]
-            if nid in to_fetch:
-                values[nid] = cache.get(keys[nid])
+            if nid in fetched:
+                values[nid] = fetched.pop(nid)
                 result.cached.append(nid)
                 self._emit(ev.NodeFinished(run_id, nid, spec.type, 0.0, True,
                                            values[nid] if spec.output_node else None), on_event)
@@ -321,13 +387,19 @@ class Engine:
             if missing:
                 raise NodeExecutionError(f"returned no value for output {', '.join(missing)} (a bug in the node pack)",
                                          node_id=nid, node_type=spec.type)
+            for port in spec.outputs:
+                if not _fits_port(output[port.name], str(port.type)):
+                    raise NodeExecutionError(
+                        f"returned {type(output[port.name]).__name__} on output {port.name}, expected "
+                        f"{port.type} (a bug in the node pack)", node_id=nid, node_type=spec.type, field=port.name)
         return output
 
     async def run_async(self, workflow: Workflow, outputs: Iterable[str] | None = None,
                         on_event: ev.Listener | None = None) -> RunResult:
         """Run on a worker thread; `on_event` is called on the event loop's thread.
 
-        Cancelling the awaiting task cancels the run.
+        Cancelling the awaiting task cancels this run only: a run still waiting for the engine
+        never starts, and a run of another task goes on.
         """
         loop = asyncio.get_running_loop()
 
@@ -335,13 +407,39 @@ class Engine:
             if on_event is not None:
                 loop.call_soon_threadsafe(on_event, event)
 
-        future = loop.run_in_executor(None, lambda: self.run(workflow, outputs, forward))
+        ticket = _Ticket()
+        future = loop.run_in_executor(None, lambda: self._run_ticket(ticket, workflow, outputs, forward))
         try:
             return await asyncio.shield(future)
         except asyncio.CancelledError:
-            self.cancel()
+            self._cancel_ticket(ticket)
             try:
                 await future
             except WorkflowError:
                 pass
             raise
+
+    def _run_ticket(self, ticket: "_Ticket", workflow: Workflow, outputs: Iterable[str] | None,
+                    on_event: ev.Listener) -> RunResult:
+        with self._run_lock:
+            with self._ticket_lock:
+                if ticket.cancelled:
+                    raise Cancelled("run cancelled before it started")
+                self._current_ticket = ticket
+            try:
+                return self._run_holding_lock(workflow, outputs, on_event)
+            finally:
+                with self._ticket_lock:
+                    self._current_ticket = None
+
+    def _cancel_ticket(self, ticket: "_Ticket") -> None:
+        with self._ticket_lock:
+            ticket.cancelled = True
+            if self._current_ticket is ticket:
+                self._cancel.set()
+
+
+class _Ticket:
+    """One run_async call, so that cancelling its task cancels that run and no other."""
+
+    cancelled = False

@@ -190,7 +190,9 @@ class NodeSpec:
     Output nodes are what a run asks for when no outputs are named.
 
     `is_changed(ctx, **params) -> hashable` lets a node add to its cache key something only it
-    knows (for example a file's contents); `validate(**params) -> list[str]` adds
+    knows (for example a file's contents). The engine calls it while planning every run, with a
+    NodeContext (`resolve_file`, `workflow`, `settings`) and the node's params (not its inputs);
+    a different answer from last time re-runs the node. `validate(**params) -> list[str]` adds
     cross-param checks (messages name the field themselves, "width: ...").
     `cacheable=False` runs the node every time (SaveImage writes new files on each run).
     """
