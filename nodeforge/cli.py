@@ -231,7 +231,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     for nid in result.outputs:
         for path in _paths_in(result.outputs[nid]):
             print(path)
-    return 0
+    # As ComfyUI: the outputs whose ancestry is valid ran; the others fail the command.
+    for nid, problems in result.skipped.items():
+        print(f"error: output node {nid} ({workflow.nodes[nid].type}) was not run:", file=sys.stderr)
+        for problem in problems:
+            print(f"  {problem}", file=sys.stderr)
+    return 1 if result.skipped else 0
 
 
 def _paths_in(value: Any) -> list[str]:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from nodeforge.core import events as ev
+from nodeforge.core import graph
 from nodeforge.core.cache import OutputCache, make_key
 from nodeforge.core.context import NodeContext
 from nodeforge.core.errors import Cancelled, NodeError, NodeExecutionError, Problem, ValidationError, WorkflowError
@@ -31,6 +32,7 @@ from nodeforge.core.validate import Checked, check_workflow
 from nodeforge.core.workflow import Workflow
 
 _run_ids = itertools.count(1)
+_NOTHING_TO_RUN = "nothing to run: the workflow has no output node; add a SaveImage or Preview node"
 _STRUCTURED_PORTS = {t.value for t in PortType} | {"COND", "CONDITIONING"}
 
 
@@ -43,6 +45,8 @@ class RunResult:
     outputs: dict[str, Any] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
     seconds: float = 0.0
+    # Output nodes not run because something in their ancestry is invalid, with the problems.
+    skipped: dict[str, list[Problem]] = field(default_factory=dict)
 
 
 @dataclass
@@ -53,6 +57,8 @@ class Plan:
     targets: list[str]
     needed: list[str]            # ancestors of the targets, topological order
     keys: dict[str, str]
+    skipped: dict[str, list[Problem]] = field(default_factory=dict)   # outputs that cannot run
+    workflow: Workflow | None = None   # the graph to run (bypass and mute applied)
 
 
 def _resolve_device(name: str) -> str:
@@ -80,6 +86,21 @@ def _fits_port(value: Any, port_type: str) -> bool:
     if port_type in _STRUCTURED_PORTS:
         return not isinstance(value, _PLAIN)
     return True
+
+
+def _problems_per_output(workflow: Workflow, targets: list[str],
+                         problems: list[Problem]) -> dict[str, list[Problem]]:
+    """For each output that cannot run, the problems in its ancestry (a problem naming no node
+    blocks every output)."""
+    if not problems:
+        return {}
+    blocked: dict[str, list[Problem]] = {}
+    for target in targets:
+        needed = graph.ancestors(workflow, [target])
+        mine = [p for p in problems if p.node_id is None or p.node_id in needed]
+        if mine:
+            blocked[target] = mine
+    return blocked
 
 
 def _same_file(path: Path, identity: tuple) -> bool:
@@ -134,24 +155,42 @@ class Engine:
 
     # -- validation and planning ----------------------------------------------------------------------
     def validate(self, workflow: Workflow, *, check_files: bool = True) -> list[Problem]:
-        """Every problem in the workflow (empty when it can run)."""
+        """Every problem in the workflow as it runs (bypassed and muted nodes switched off).
+
+        This is the whole graph's report; a run still runs the outputs whose own ancestry is
+        valid (see `plan`).
+        """
+        workflow = self._effective(workflow)
         checked = check_workflow(workflow, self.registry, self.model_paths, check_files=check_files)
         problems = list(checked.problems)
         if checked.ok and not self._default_targets(workflow, checked):
-            problems.append(Problem("nothing to run: the workflow has no output node; add a SaveImage or Preview node"))
+            problems.append(Problem(_NOTHING_TO_RUN))
         return problems
 
+    def _effective(self, workflow: Workflow) -> Workflow:
+        """The graph that runs: the editor's bypass and mute applied (graph.apply_switches)."""
+        if graph.switched_off(workflow, graph.BYPASSED) or graph.switched_off(workflow, graph.MUTED):
+            return graph.apply_switches(workflow, self.registry)
+        return workflow
+
     def plan(self, workflow: Workflow, outputs: Iterable[str] | None = None) -> Plan:
-        """Validate and work out what to run; raises ValidationError listing every problem.
+        """Validate and work out what to run, per output as ComfyUI does.
+
+        With no `outputs` named, every output node whose ancestry is valid is planned and the
+        others are listed in `Plan.skipped` with their problems; ValidationError (listing every
+        problem) only when none can run. Named `outputs` must all be valid. Bypassed and muted
+        nodes are switched off first. `Plan.workflow` is the graph to run.
 
         The last plan is reused when the graph, the requested outputs and the files it reads are
         unchanged, so re-running an unchanged graph costs a fingerprint and a few stat calls.
         """
+        workflow = self._effective(workflow)
         fingerprint = self._fingerprint(workflow, outputs)
         last = self._last_plan
         if last is not None and last[0] == fingerprint:
             plan, identities = last[1], last[2]
             if all(_same_file(path, ident) for path, ident in identities.items()):
+                plan.workflow = workflow
                 return plan
         plan = self._plan_uncached(workflow, outputs)
         # A plan whose keys depend on more than the graph and its declared files (an
@@ -173,35 +212,26 @@ class Engine:
         checked = check_workflow(workflow, self.registry, self.model_paths)
         if outputs is None:
             targets = self._default_targets(workflow, checked)
-            if checked.ok and not targets:
-                checked.problems.append(Problem("nothing to run: the workflow has no output node; "
-                                                "add a SaveImage or Preview node"))
         else:
             targets = [str(t) for t in outputs]
-            for target in targets:
-                if target not in workflow.nodes:
-                    checked.problems.append(Problem(f"requested output node {target!r} is not in the workflow", target))
-        if checked.problems:
-            raise ValidationError(checked.problems)
-        needed = self._ancestors(workflow, targets, checked.order)
+            missing = [Problem(f"requested output node {t!r} is not in the workflow", t)
+                       for t in targets if t not in workflow.nodes]
+            if missing:
+                raise ValidationError(missing + checked.problems)
+        skipped = _problems_per_output(workflow, targets, checked.problems)
+        runnable = [t for t in targets if t not in skipped]
+        if not targets:
+            raise ValidationError(checked.problems or [Problem(_NOTHING_TO_RUN)])
+        if not runnable or (outputs is not None and skipped):
+            relevant = {id(p) for problems in skipped.values() for p in problems}
+            raise ValidationError([p for p in checked.problems if id(p) in relevant])
+        needed = graph.needed_for(workflow, runnable, checked.order)
         keys = self._keys(workflow, checked, needed)
-        return Plan(checked, targets, needed, keys)
+        return Plan(checked, runnable, needed, keys, skipped, workflow)
 
     @staticmethod
     def _default_targets(workflow: Workflow, checked: Checked) -> list[str]:
         return [nid for nid in workflow.nodes if nid in checked.specs and checked.specs[nid].output_node]
-
-    @staticmethod
-    def _ancestors(workflow: Workflow, targets: list[str], order: list[str]) -> list[str]:
-        wanted: set[str] = set()
-        stack = list(targets)
-        while stack:
-            nid = stack.pop()
-            if nid in wanted:
-                continue
-            wanted.add(nid)
-            stack.extend(src for src, _ in workflow.nodes[nid].inputs.values())
-        return [nid for nid in order if nid in wanted]
 
     def _keys(self, workflow: Workflow, checked: Checked, needed: list[str]) -> dict[str, str]:
         keys: dict[str, str] = {}
@@ -262,8 +292,7 @@ class Engine:
                     on_event: ev.Listener | None) -> RunResult:
         started = time.perf_counter()
         plan = self.plan(workflow, outputs)
-        nodes = workflow.nodes
-        cache = self.cache
+        workflow = plan.workflow if plan.workflow is not None else workflow
         keys = plan.keys
 
         # Walk back from the targets: a node runs only if its key is not cached and something
@@ -271,21 +300,16 @@ class Engine:
         # Cached values are taken out now, not when their turn comes: a put of this run could
         # evict them meanwhile (a budget near the model size). Their entries stay pinned for the
         # run, so they are still cached for the next one.
-        to_run: set[str] = set()
         fetched: dict[str, Any] = {}
-        stack = list(plan.targets)
-        visited: set[str] = set()
-        while stack:
-            nid = stack.pop()
-            if nid in visited:
-                continue
-            visited.add(nid)
-            found, value = cache.lookup(keys[nid])
+
+        def served_from_cache(nid: str) -> bool:
+            found, value = self.cache.lookup(keys[nid])
             if found:
                 fetched[nid] = value
-                continue
-            to_run.add(nid)
-            stack.extend(src for src, _ in nodes[nid].inputs.values())
+            return found
+
+        to_run = graph.ancestors(workflow, plan.targets, stop=served_from_cache) - set(fetched)
+        cache = self.cache
         pinned = [keys[nid] for nid in fetched]
         cache.pin(pinned)
         try:
@@ -343,6 +367,7 @@ class Engine:
         for nid in plan.targets:
             if nid in values:
                 result.outputs[nid] = values[nid]
+        result.skipped = dict(plan.skipped)
         result.seconds = time.perf_counter() - started
         self._emit(ev.RunFinished(run_id, result), on_event)
         return result

@@ -12,6 +12,7 @@ from typing import Any, Callable, Iterable
 
 from PySide6.QtGui import QUndoStack
 
+from nodeforge.core import graph
 from nodeforge.core.errors import WorkflowFileError
 from nodeforge.core.types import ports_compatible
 from nodeforge.core.workflow import NodeRef, Workflow
@@ -104,16 +105,7 @@ class GraphController:
 
     def _reaches(self, start: str, goal: str) -> bool:
         """Whether `goal` depends on `start` already (so start <- goal would close a loop)."""
-        stack, seen = [goal], set()
-        while stack:
-            nid = stack.pop()
-            if nid == start:
-                return True
-            if nid in seen or nid not in self.model.nodes:
-                continue
-            seen.add(nid)
-            stack.extend(src for src, _ in self.model.nodes[nid].inputs.values())
-        return False
+        return start == goal or graph.reaches(self.model.workflow, start, goal)
 
     def connect(self, src: str, output: str, dst: str, input_name: str, via_reroute: str | None = None) -> bool:
         """Wire an output to an input, replacing the input's old wire. False if the types differ."""

@@ -2,9 +2,9 @@
 
 The UI thread never waits on the engine. Run takes a copy of the workflow, so edits made while a
 run goes on cannot corrupt it; pressing Run during a run queues another behind it.
-Bypassed and muted nodes are an editor notion (kept in `ui`): they are removed from the copy
-that runs, a bypassed node passing its matching-type input through to its consumers. Nodes no
-output node needs are left out of the copy too.
+Bypassed and muted nodes are kept in `ui`; what they mean is defined once in the core
+(`nodeforge.core.graph`), so a file runs the same here and from the command line. Nodes no
+output node needs are left out of the copy that runs.
 """
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from PySide6.QtCore import QObject, QTimer, Signal
 from PySide6.QtGui import QImage
 
 from nodeforge.core import events as ev
+from nodeforge.core import graph
 from nodeforge.core.engine import Engine
 from nodeforge.core.errors import Cancelled, Problem, ValidationError, WorkflowError
 from nodeforge.core.registry import Registry
@@ -24,72 +25,18 @@ from nodeforge.core.workflow import Workflow
 
 
 def runnable_copy(workflow: Workflow, registry: Registry) -> Workflow:
-    """The workflow the engine should run: bypassed nodes passed through, muted ones left out."""
-    wf = workflow.copy()
-    ui = wf.ui or {}
-    bypassed = set(ui.get("bypassed") or ()) & set(wf.nodes)
-    muted = set(ui.get("muted") or ()) & set(wf.nodes)
+    """The workflow the engine should run: bypass and mute applied as the core defines them
+    (`graph.apply_switches`), and only what the output nodes need.
 
-    def passthrough(src: str, output: str, seen: frozenset[str] = frozenset()) -> tuple[str, str] | None:
-        """Where a link from a bypassed node really comes from (None: nowhere)."""
-        if src not in bypassed:
-            return (src, output)
-        if src in seen:
-            return None
-        node = wf.nodes[src]
-        spec = registry.get(node.type)
-        out_type = None
-        if spec is not None and spec.output(output) is not None:
-            out_type = str(spec.output(output).type)
-        for name, (up, up_out) in node.inputs.items():
-            decl = spec.input(name) if spec is not None else None
-            if decl is not None and str(decl.type) == out_type:
-                return passthrough(up, up_out, seen | {src})
-        return None
-
-    for nid, node in wf.nodes.items():
-        if nid in bypassed:
-            continue
-        new_inputs = {}
-        for name, (src, output) in node.inputs.items():
-            link = passthrough(src, output)
-            if link is not None:
-                new_inputs[name] = link
-        node.inputs = new_inputs
-    for nid in bypassed:
-        del wf.nodes[nid]
-    # A muted node does not run, and neither does anything that needs its output.
-    removed = set(muted)
-    changed = True
-    while changed:
-        changed = False
-        for nid, node in list(wf.nodes.items()):
-            if nid in removed:
-                continue
-            if any(src in removed for src, _ in node.inputs.values()):
-                spec = registry.get(node.type)
-                needed = [name for name, (src, _) in node.inputs.items() if src in removed
-                          and not (spec and spec.input(name) and spec.input(name).optional)]
-                if needed:
-                    removed.add(nid)
-                    changed = True
-                else:
-                    node.inputs = {k: v for k, v in node.inputs.items() if v[0] not in removed}
-    for nid in removed:
-        wf.nodes.pop(nid, None)
-    # Only what the output nodes need runs, so a half-built branch elsewhere on the canvas (or a
-    # node whose pack is missing) does not stop the finished part from running, as in ComfyUI.
+    Only what the output nodes need is kept, so a half-built branch elsewhere on the canvas
+    does not stop the finished part from running; the engine also skips outputs whose own
+    ancestry is invalid and reports them (`RunResult.skipped`), as ComfyUI does.
+    """
+    wf = graph.apply_switches(workflow, registry)
     outputs = [nid for nid, node in wf.nodes.items()
                if registry.get(node.type) is not None and registry.get(node.type).output_node]
     if outputs:
-        needed: set[str] = set()
-        stack = list(outputs)
-        while stack:
-            nid = stack.pop()
-            if nid in needed or nid not in wf.nodes:
-                continue
-            needed.add(nid)
-            stack.extend(src for src, _ in wf.nodes[nid].inputs.values())
+        needed = graph.ancestors(wf, outputs)
         for nid in [n for n in wf.nodes if n not in needed]:
             del wf.nodes[nid]
     return wf
@@ -288,6 +235,12 @@ class RunController(QObject):
             self._event.emit(("run", list(event.order)))
         elif isinstance(event, ev.RunFinished):
             self._event.emit(("done", event.result))
+            skipped = getattr(event.result, "skipped", None)
+            if skipped:   # the outputs that could not run, with their reasons
+                problems = [p for found in skipped.values() for p in found]
+                names = ", ".join(skipped)
+                self._event.emit(("failed", problems[0].node_id, f"output {names} not run: {problems[0]}",
+                                  problems))
         elif isinstance(event, ev.RunFailed):
             error = event.error
             if isinstance(error, ValidationError):

@@ -39,8 +39,8 @@ def test_every_problem_is_reported_at_once_with_node_and_field(engine):
 def test_running_an_invalid_workflow_raises_before_anything_runs(engine, arith):
     wf = Workflow()
     a = wf.add("Number", {"value": 1})
-    wf.add("Show", inputs={"value": (a, "value")})
-    wf.add("Scale", {"factor": 0}, inputs={"value": (a, "value")})
+    s = wf.add("Scale", {"factor": 0}, inputs={"value": (a, "value")})
+    wf.add("Show", inputs={"value": (s, "value")})
     with pytest.raises(ValidationError) as info:
         engine.run(wf)
     assert info.value.problems[0].field == "factor"
