@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from nodeforge.paths import builtin_dir
 from nodeforge.training import data
 from nodeforge.training.judge import judge
 from nodeforge.training.shapes import psnr, to_tensor
@@ -209,7 +210,7 @@ def lora_star_rate(model: Path, lora: Path, n: int, seed: int) -> tuple[dict, np
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--model", type=Path, default=Path("resources/models/nodeforge-shapes"))
+    p.add_argument("--model", type=Path, default=builtin_dir("resources") / "models" / "nodeforge-shapes")
     p.add_argument("--lora", type=Path, help="also measure this LoRA's star rate and strength-0 equality")
     p.add_argument("--samples", type=int, default=120, help="prompt x seed combos (>= 96)")
     p.add_argument("--negative-seeds", type=int, default=96)

@@ -24,13 +24,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from nodeforge.paths import builtin_dir
+
 UNET_TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]
 UNET_CONV_TARGETS = ["conv1", "conv2"]  # the ResNet blocks' 3x3 convolutions (LoCon)
 TEXT_TARGETS = ["q_proj", "k_proj", "v_proj", "out_proj"]
 UNET_PREFIX = "lora_unet_"
 TEXT_PREFIX = "lora_te_"
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp"}
-BUNDLED_MODELS = Path(__file__).resolve().parents[2] / "resources" / "models"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -88,10 +89,13 @@ def resolve_base(base: str) -> Path:
     path = Path(base)
     if path.is_dir():
         return path
-    bundled = BUNDLED_MODELS / base
+    # builtin_dir finds resources/ in a checkout, an installed wheel and the desktop bundle alike.
+    bundled = builtin_dir("resources") / "models" / base
     if bundled.is_dir():
         return bundled
-    raise SystemExit(f"train-lora: --base {base!r} is neither a diffusers folder nor a bundled model name")
+    names = sorted(p.name for p in bundled.parent.iterdir() if p.is_dir()) if bundled.parent.is_dir() else []
+    raise SystemExit(f"train-lora: --base {base!r} is neither a diffusers folder nor a bundled model name"
+                     f" (bundled: {', '.join(names) or 'none'})")
 
 
 def load_folder(folder: Path, resolution: int) -> tuple[np.ndarray, list[str]]:

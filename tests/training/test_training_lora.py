@@ -135,3 +135,23 @@ def test_conv_lora_uses_locon_layout_and_the_node_pack_applies_it_like_the_merge
             got = unet(x, t, encoder_hidden_states=cond).sample
     assert not torch.allclose(base, expected, atol=1e-3)
     torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-3)
+
+
+def test_the_bundled_model_is_a_base_by_name_from_any_folder(tmp_path, monkeypatch, capsys):
+    """`nodeforge train-lora --base nodeforge-shapes` as the README says, run outside the checkout:
+    the name resolves where the package keeps its resources (the wheel and bundle too)."""
+    from nodeforge.cli import main
+    from nodeforge.paths import builtin_dir
+
+    bundled = builtin_dir("resources") / "models" / "nodeforge-shapes"
+    assert (bundled / "model_index.json").exists(), f"the bundled demo model is missing: {bundled}"
+    images = tmp_path / "stars"
+    data.write_folder(images, 2, seed=0, shapes=("star",))
+    monkeypatch.chdir(tmp_path)
+    assert main(["train-lora", "stars", "--base", "nodeforge-shapes", "--out", "star.safetensors",
+                 "--steps", "1", "--batch", "1", "--rank", "2"]) == 0
+    tensors, metadata = lora.load_kohya(tmp_path / "star.safetensors")
+    assert metadata["ss_base_model"] == "nodeforge-shapes"
+    assert any(k.startswith("lora_unet_") for k in tensors)
+    with pytest.raises(SystemExit, match="bundled: nodeforge-shapes"):
+        lora.resolve_base("no-such-model")
