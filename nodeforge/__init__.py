@@ -27,4 +27,6 @@ __all__ = [
     "load_workflow",
     "save_workflow",
 ]
+# The one place the version is written: pyproject.toml, `nodeforge --version`, the About box and
+# the bundle all read it. Bump it with a CHANGELOG.md entry.
 __version__ = "0.1.0"

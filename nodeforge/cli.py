@@ -30,7 +30,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="NodeForge: a node-graph studio for Stable Diffusion. "
                     "With no command (or with a FILE) it opens the editor.",
     )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    parser.add_argument("--version", action=_VersionAction, nargs=0,
+                        help="show the version and which devices torch can use, then exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     run = sub.add_parser("run", help="run a workflow (JSON, or a PNG saved by NodeForge) headless")
@@ -64,6 +65,16 @@ def _version() -> str:
     from nodeforge import __version__
 
     return __version__
+
+
+class _VersionAction(argparse.Action):
+    """--version: torch is imported only when asked, so other commands do not pay for it."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: Any, values: Any, option: Any = None) -> None:
+        from nodeforge.devices import torch_support
+
+        print(f"nodeforge {_version()} (Python {sys.version.split()[0]})\n{torch_support()}")
+        parser.exit()
 
 
 def _size(text: str) -> int:

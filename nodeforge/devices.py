@@ -37,3 +37,30 @@ def describe_device(name: str) -> str:
     if name == "mps":
         return "Apple GPU (MPS)"
     return f"CPU ({torch.get_num_threads()} threads)"
+
+
+def torch_support() -> str:
+    """One line for `nodeforge --version`: the torch build and which devices it can use here.
+
+    A CPU-only torch wheel and a CUDA build on a machine without a GPU both say "CUDA no", so the
+    line names which of the two it is: that is the first thing to know when a GPU goes unused.
+    """
+    try:
+        import torch
+    except ImportError as exc:
+        return f"torch: not importable ({exc}); `nodeforge run` needs it"
+    parts = [f"torch {torch.__version__}", "CPU yes"]
+    # ROCm builds drive AMD GPUs through the same torch.cuda API.
+    hip = getattr(torch.version, "hip", None)
+    build = f"CUDA {torch.version.cuda}" if torch.version.cuda else f"CUDA (ROCm {hip})" if hip else None
+    if build is None:
+        parts.append("CUDA no (CPU-only torch build)")
+    elif torch.cuda.is_available():
+        count = torch.cuda.device_count()
+        names = sorted({torch.cuda.get_device_name(i) for i in range(count)})
+        parts.append(f"{build} yes ({count} GPU: {', '.join(names)})")
+    else:
+        parts.append(f"{build} build, but no usable GPU or driver found")
+    mps = getattr(torch.backends, "mps", None)
+    parts.append("MPS yes" if mps is not None and mps.is_available() else "MPS no")
+    return ", ".join(parts)

@@ -154,3 +154,20 @@ def test_asking_for_a_gpu_that_is_not_there_is_a_one_line_error(tmp_path, capsys
     assert main(["run", str(path), "--device", "cuda", "--out", str(tmp_path)]) == 1
     err = capsys.readouterr().err
     assert err.startswith("error: --device cuda: device 'cuda' is not available") and err.count("\n") == 1
+
+
+def test_version_names_the_release_and_what_torch_can_use_here(capsys):
+    import torch
+
+    import nodeforge
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0
+    first, second = capsys.readouterr().out.strip().splitlines()
+    assert first.startswith(f"nodeforge {nodeforge.__version__} ")
+    assert second.startswith(f"torch {torch.__version__}, CPU yes, ")
+    cuda_usable = "yes (" in second.split("CUDA", 1)[1].split(",")[0]
+    assert cuda_usable == torch.cuda.is_available()
+    if torch.version.cuda is None and not getattr(torch.version, "hip", None):
+        assert "CUDA no (CPU-only torch build)" in second
