@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import time
 import traceback
 from pathlib import Path
-from typing import Any, Sequence, TextIO
+from typing import Any, NoReturn, Sequence, TextIO
 
 from nodeforge.core import events as ev
 from nodeforge.core.errors import Cancelled, ValidationError, WorkflowError
@@ -24,8 +25,18 @@ class UsageError(Exception):
     """A command-line mistake (bad --set, bad device); shown as one line, exit status 1."""
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: `error: nodeforge run: argument --device: ...` (exit status 2).
+
+    Sub-command parsers inherit this class, so every command gets it.
+    """
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="nodeforge",
         description="NodeForge: a node-graph studio for Stable Diffusion. "
                     "With no command (or with a FILE) it opens the editor.",
@@ -39,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", default="output", help="folder for saved images (default: ./output)")
     run.add_argument("--set", dest="overrides", action="append", default=[], metavar="ID.param=VALUE",
                      help="change a param before running; ID is a node id or a node's unique title (repeatable)")
-    run.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps")
+    run.add_argument("--device", default="auto", type=_device, help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps")
     run.add_argument("--previews", action="store_true", help="also write Preview nodes' images to the output folder")
     run.add_argument("--cache-budget", type=_size, default=None, metavar="BYTES",
                      help="memory budget of the output cache (e.g. 4G); default 40%% of RAM")
@@ -79,20 +90,63 @@ class _VersionAction(argparse.Action):
 
 def _size(text: str) -> int:
     units = {"k": 1024, "m": 1024 ** 2, "g": 1024 ** 3, "t": 1024 ** 4}
+    shown = text if len(text) <= 40 else text[:40] + "..."
     text = text.strip().lower().rstrip("b")
     try:
-        if text and text[-1] in units:
-            return int(float(text[:-1]) * units[text[-1]])
-        return int(text)
+        number = float(text[:-1]) * units[text[-1]] if text and text[-1] in units else float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"not a size: {text!r} (use bytes or 512M, 4G)") from None
+        number = math.nan
+    # float() also takes "inf" and "nan"; a budget is a finite number of bytes.
+    if not math.isfinite(number) or number < 0:
+        raise argparse.ArgumentTypeError(f"not a size: {shown!r} (use bytes or 512M, 4G)")
+    return int(number)
+
+
+def _device(text: str) -> str:
+    from nodeforge.devices import parse_device
+
+    try:
+        return parse_device(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _command_names(parser: argparse.ArgumentParser) -> list[str]:
+    """The sub-commands the parser knows (so a command added there is known everywhere)."""
+    for action in parser._actions:  # argparse offers no public accessor for sub-parsers
+        if isinstance(action, argparse._SubParsersAction):
+            return list(action.choices)
+    return list(COMMANDS)  # pragma: no cover - build_parser always adds sub-commands
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        return _main(list(sys.argv[1:] if argv is None else argv))
+    except BrokenPipeError:
+        # `nodeforge nodes --json | head`: the reader left. Say nothing (as `yes | head`), and
+        # point stdout at devnull so the interpreter's final flush cannot raise again.
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        except (OSError, ValueError):
+            pass
+        return 141  # 128 + SIGPIPE, what a shell reports for a writer whose pipe closed
+
+
+def _main(argv: list[str]) -> int:
     # `nodeforge FILE` and plain `nodeforge` open the editor.
-    if not argv or (argv[0] not in COMMANDS and not argv[0].startswith("-")):
-        return _open_editor(argv[0] if argv else None)
+    if not argv:
+        return _open_editor(None)
+    known = set(COMMANDS) | set(_command_names(build_parser()))
+    if argv[0] not in known and not argv[0].startswith("-"):
+        if not os.path.exists(argv[0]):
+            # A typo or a newer version's command must not open the editor (it would hang in
+            # a script or under QT_QPA_PLATFORM=offscreen).
+            shown = argv[0] if len(argv[0]) <= 60 else argv[0][:60] + "..."
+            print(f"error: {shown!r} is neither a command nor a file; commands: "
+                  f"{', '.join(sorted(known))} (see nodeforge --help)", file=sys.stderr)
+            return 2
+        return _open_editor(argv[0])
     if argv[0] == "train-lora":
         try:
             from nodeforge.training.lora import main as train_lora

@@ -5,6 +5,25 @@ torch is imported inside the functions, never at module import, so the editor st
 from __future__ import annotations
 
 import functools
+import re
+
+DEVICE_NAMES = "auto, cpu, cuda, cuda:N or mps"
+# Names people type for a device NodeForge knows under another name.
+_ALIASES = {"gpu": "cuda", "nvidia": "cuda", "metal": "mps", "apple": "mps"}
+
+
+def parse_device(text: str) -> str:
+    """A device name as the engine takes it ("CPU" -> "cpu", " cuda:1 " -> "cuda:1").
+
+    No torch here: this only checks the spelling. Unknown names raise ValueError listing the
+    known ones, so `--device gpu` is a one-line error and not a traceback from deep in torch.
+    """
+    name = str(text).strip().lower()
+    if name in ("auto", "cpu", "cuda", "mps") or re.fullmatch(r"cuda:\d{1,4}", name):
+        return name
+    hint = f" (did you mean {_ALIASES[name]!r}?)" if name in _ALIASES else ""
+    shown = text if len(str(text)) <= 40 else str(text)[:40] + "..."
+    raise ValueError(f"unknown device {shown!r}{hint}: use {DEVICE_NAMES}")
 
 
 @functools.lru_cache(maxsize=None)

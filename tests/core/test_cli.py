@@ -171,3 +171,104 @@ def test_version_names_the_release_and_what_torch_can_use_here(capsys):
     assert cuda_usable == torch.cuda.is_available()
     if torch.version.cuda is None and not getattr(torch.version, "hip", None):
         assert "CUDA no (CPU-only torch build)" in second
+
+
+# -- hostile command lines: one line on stderr, never a traceback or a hang ------------------------------
+def _one_line_error(capsys, call) -> tuple[int, str]:
+    with pytest.raises(SystemExit) as info:
+        call()
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err, err
+    return info.value.code, err
+
+
+@pytest.mark.parametrize("device, needle", [
+    ("gpu", "unknown device 'gpu' (did you mean 'cuda'?): use auto, cpu, cuda, cuda:N or mps"),
+    ("TPU", "unknown device 'TPU': use auto, cpu, cuda, cuda:N or mps"),
+    ("cuda:zero", "unknown device 'cuda:zero'"),
+])
+def test_an_unknown_device_is_a_one_line_usage_error_naming_the_devices(tmp_path, capsys, device, needle):
+    path = write(tmp_path, simple())
+    code, err = _one_line_error(capsys, lambda: main(["run", str(path), "--device", device, "--out", str(tmp_path)]))
+    assert code == 2 and needle in err and "--device" in err
+    assert not (tmp_path / "result_3.txt").exists()
+
+
+def test_device_names_ignore_case(tmp_path, capsys):
+    path = write(tmp_path, simple())
+    assert main(["run", str(path), "--device", "CPU", "--out", str(tmp_path / "o")]) == 0
+    assert Path(capsys.readouterr().out.strip()).read_text() == "6.0\n"
+
+
+@pytest.mark.parametrize("budget", ["infG", "inf", "nanM", "1e999", "lots"])
+def test_a_cache_budget_that_is_not_a_size_is_a_one_line_error(tmp_path, capsys, budget):
+    path = write(tmp_path, simple())
+    code, err = _one_line_error(capsys, lambda: main(["run", str(path), "--cache-budget", budget]))
+    assert code == 2 and f"not a size: {budget!r}" in err
+
+
+def test_a_cache_budget_with_a_unit_is_accepted(tmp_path, capsys):
+    path = write(tmp_path, simple())
+    assert main(["run", str(path), "--cache-budget", "1.5M", "--out", str(tmp_path / "o")]) == 0
+    capsys.readouterr()
+
+
+def test_a_5000_digit_seed_is_one_short_line(tmp_path, capsys):
+    path = write(tmp_path, simple())
+    huge = "9" * 5000
+    assert main(["run", str(path), "--set", f"2.factor={huge}", "--out", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert err == "error: node 2 (Scale), factor: a 5000-digit number is far out of range; the maximum is 100\n"
+
+
+def test_a_5000_digit_number_in_the_file_is_a_one_line_error(tmp_path, capsys):
+    path = tmp_path / "huge.json"
+    path.write_text('{"nodeforge": 1, "nodes": {"1": {"type": "Number", "params": {"value": %s}}}}' % ("9" * 5000))
+    assert main(["validate", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert "5000 digits" in err and err.count("\n") == 1 and len(err) < 300, err
+
+
+def test_a_symlink_loop_as_the_workflow_is_a_one_line_error(tmp_path, capsys):
+    loop = tmp_path / "loop.json"
+    loop.symlink_to(loop.name)
+    for command in ("run", "validate"):
+        assert main([command, str(loop)]) == 1
+        err = capsys.readouterr().err
+        assert err.startswith(f"error: {loop}: ") and "symbolic links" in err and err.count("\n") == 1
+
+
+def test_a_word_that_is_neither_command_nor_file_is_an_error_naming_the_commands(tmp_path, capsys, monkeypatch):
+    import nodeforge.cli as cli
+
+    opened = []
+    monkeypatch.setattr(cli, "_open_editor", lambda path: opened.append(path) or 0)
+    monkeypatch.chdir(tmp_path)
+    assert main(["rnu", "workflows/txt2img.json"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: 'rnu' is neither a command nor a file; commands: ") and err.count("\n") == 1
+    for command in ("run", "validate", "nodes", "train-lora"):
+        assert command in err
+    assert opened == [], "the editor must not open (it would hang in a script)"
+    (tmp_path / "mine.json").write_text("{}")
+    assert main(["mine.json"]) == 0 and opened == ["mine.json"], "an existing file still opens the editor"
+
+
+def test_an_unknown_word_in_a_script_exits_instead_of_hanging(tmp_path):
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, "-m", "nodeforge.cli", "frobnicate"], capture_output=True, text=True,
+                          env=env, cwd=tmp_path, timeout=120)
+    assert proc.returncode == 2 and "neither a command nor a file" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_nodes_json_into_a_closed_pipe_is_silent(tmp_path):
+    # The reader end is closed before the command writes: every write gets EPIPE, as `| head` does.
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    env = {**os.environ, "NODEFORGE_NODE_PATH": str(ARITH), "PYTHONPATH": str(ROOT)}
+    try:
+        proc = subprocess.run([sys.executable, "-m", "nodeforge.cli", "nodes", "--json"], stdout=write_end,
+                              stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path, timeout=120)
+    finally:
+        os.close(write_end)
+    assert proc.stderr == "" and proc.returncode == 141
