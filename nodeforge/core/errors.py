@@ -46,7 +46,34 @@ class WorkflowError(Exception):
 
 
 class WorkflowFileError(WorkflowError):
-    """The file cannot be read as a workflow (not found, not JSON, not a workflow, too new)."""
+    """The file cannot be read as a workflow (not found, not JSON, not a workflow, too new).
+
+    With `source` the message starts with the file: "wf.json: node 3 (TextEncoder), text: ...".
+    """
+
+    def __init__(self, message: str, *, node_id: str | None = None, node_type: str | None = None,
+                 field: str | None = None, source: object | None = None) -> None:
+        super().__init__(message, node_id=node_id, node_type=node_type, field=field)
+        self.source = source
+        if source is not None:
+            self.args = (f"{source}: {self.problem}",)
+
+
+class WorkflowSaveError(WorkflowFileError):
+    """The workflow cannot be written as standard UTF-8 JSON; nothing was written.
+
+    Raised by `save_workflow` before it touches the disk, for text UTF-8 cannot hold (a lone
+    surrogate such as "\\ud800") or a param that is NaN or infinite. `problems` lists each one
+    with its node and field. Disk failures stay OSError.
+    """
+
+    def __init__(self, problems: list[Problem], *, source: object | None = None) -> None:
+        self.problems = list(problems)
+        first = self.problems[0]
+        more = len(self.problems) - 1
+        suffix = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
+        super().__init__(first.message + suffix, node_id=first.node_id, node_type=first.node_type,
+                         field=first.field, source=source)
 
 
 class ValidationError(WorkflowError):

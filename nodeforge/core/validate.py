@@ -6,16 +6,18 @@ cycles. Produces the coerced params of every node so the engine does not check t
 """
 from __future__ import annotations
 
+import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
 from nodeforge.core.errors import Problem
-from nodeforge.core.models import ModelNotFound, ModelPaths
+from nodeforge.core.models import EXTENSIONS, ModelNotFound, ModelPaths
 from nodeforge.core.registry import Registry
-from nodeforge.core.spec import NodeSpec
-from nodeforge.core.types import ports_compatible
-from nodeforge.core.workflow import Workflow
+from nodeforge.core.spec import NodeSpec, Param
+from nodeforge.core.types import FileKind, ParamKind, ports_compatible
+from nodeforge.core.workflow import MAX_INT_DIGITS, Workflow, _short, text_problems
 
 
 @dataclass
@@ -37,6 +39,7 @@ def check_workflow(workflow: Workflow, registry: Registry, model_paths: ModelPat
                    *, check_files: bool = True) -> Checked:
     result = Checked()
     problems = result.problems
+    problems.extend(text_problems(workflow))   # `run` would fail only when SaveImage writes the PNG
     nodes = workflow.nodes
     base = workflow.source.parent if workflow.source is not None else None
     for nid, node in nodes.items():
@@ -95,25 +98,98 @@ def _check_params(nid: str, given: dict[str, Any], spec: NodeSpec, model_paths: 
             result.problems.append(Problem(f"{spec.type} has no param {name!r} (params: {known})", nid, spec.type, name))
     for param in spec.params:
         raw = given.get(param.name, param.default)
-        try:
-            value = param.coerce(raw)
-        except ValueError as exc:
-            result.problems.append(Problem(str(exc), nid, spec.type, param.name))
+        message, value = _coerce(param, raw, spec)
+        if message is not None:
+            result.problems.append(Problem(message, nid, spec.type, param.name))
             continue
         values[param.name] = value
         if param.file is not None and model_paths is not None:
             try:
-                result.files.setdefault(nid, {})[param.name] = model_paths.resolve(param.file, value, base)
+                path = model_paths.resolve(param.file, value, base)
             except ModelNotFound as exc:
                 result.problems.append(Problem(str(exc), nid, spec.type, param.name))
-    if spec.validate is not None and len(values) == len(spec.params):
-        for message in spec.validate(**values) or []:
-            field_name, sep, text = message.partition(": ")
-            if sep and spec.param(field_name) is not None:
-                result.problems.append(Problem(text, nid, spec.type, field_name))
+                continue
+            wrong = file_problem(param.file, path)
+            if wrong is not None:
+                result.problems.append(Problem(wrong, nid, spec.type, param.name))
             else:
-                result.problems.append(Problem(message, nid, spec.type, None))
+                result.files.setdefault(nid, {})[param.name] = path
+    if spec.validate is not None and len(values) == len(spec.params):
+        _cross_check(nid, spec, values, result)
     result.params[nid] = values
+
+
+def _coerce(param: Param, raw: Any, spec: NodeSpec) -> tuple[str | None, Any]:
+    """(problem, None) or (None, value). Long values are shortened; a pack's own bug is named."""
+    if param.kind in (ParamKind.INT, ParamKind.FLOAT) and isinstance(raw, (str, int)) and not isinstance(raw, bool):
+        digits = _digit_count(raw)
+        if digits > MAX_INT_DIGITS:
+            bound = f"; the maximum is {param.max}" if param.max is not None else ""
+            return f"a {digits}-digit number is far out of range{bound}", None
+    try:
+        return None, param.coerce(raw)
+    except ValueError as exc:
+        message = str(exc)
+        if len(message) > 200:
+            message = message.replace(repr(raw), _short(raw)).replace(str(raw), _short(raw))
+        return message, None
+    except Exception as exc:  # a choices callable of the pack raised
+        return _pack_bug(spec, f"listing the choices of {param.name!r}", exc), None
+
+
+def _digit_count(raw: str | int) -> int:
+    if isinstance(raw, int):
+        return len(str(abs(raw))) if raw.bit_length() < 13_000 else int(raw.bit_length() * 0.30103) + 1
+    text = raw.strip().lstrip("+-")
+    return len(text) if text.isdigit() else 0
+
+
+def _pack_bug(spec: NodeSpec, doing: str, exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    detail = f"{type(exc).__name__}: {_short(text, 120)[1:-1] if len(text) > 120 else text}".rstrip(": ")
+    return f"the node pack {spec.pack or '?'!r} failed while {doing} ({detail}); this is a bug in that pack"
+
+
+def _cross_check(nid: str, spec: NodeSpec, values: dict[str, Any], result: Checked) -> None:
+    """The node's own `validate(**params)` messages, each at its field when it names one."""
+    try:
+        messages = list(spec.validate(**values) or [])  # type: ignore[misc]
+    except Exception as exc:
+        result.problems.append(Problem(_pack_bug(spec, "checking the params", exc), nid, spec.type, None))
+        return
+    for message in messages:
+        message = str(message)
+        field_name, sep, text = message.partition(": ")
+        if sep and spec.param(field_name) is not None:
+            result.problems.append(Problem(text, nid, spec.type, field_name))
+        else:
+            result.problems.append(Problem(message, nid, spec.type, None))
+
+
+def file_problem(kind: FileKind, path: Path) -> str | None:
+    """Why `path` cannot be the file a param names, or None. Looks at the path only, never below it.
+
+    A checkpoint may be a diffusers folder (model_index.json or unet/ inside) or a weights file;
+    anything else a node reads must be a regular file: "/" or "/usr" is not a model (and must
+    not be walked for its cache key), a FIFO or /dev/zero is not an image.
+    """
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as exc:
+        return f"{path} cannot be read ({exc.strerror or exc})"
+    if stat.S_ISDIR(mode):
+        if kind is FileKind.CHECKPOINT:
+            if (path / "model_index.json").is_file() or (path / "unet").is_dir():
+                return None
+            return (f"{path} is a folder but not a model (no model_index.json or unet/ in it); choose a "
+                    "diffusers model folder or a .safetensors file")
+        return f"{path} is a folder, not {'a LoRA file' if kind is FileKind.LORA else 'an image file'}"
+    if not stat.S_ISREG(mode):
+        return f"{path} is not a regular file (a pipe or a device); choose a {kind.value} file"
+    if kind is FileKind.CHECKPOINT and path.suffix.lower() not in EXTENSIONS[kind]:
+        return (f"{path.name} is not a model file (known kinds: {', '.join(EXTENSIONS[kind])}, "
+                "or a diffusers folder)")
+    return None
 
 
 def _unknown_type_message(type_name: str, registry: Registry) -> str:

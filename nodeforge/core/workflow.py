@@ -9,20 +9,28 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import os
+import stat
 import struct
+import sys
 import tempfile
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from nodeforge.core.errors import WorkflowFileError
+from nodeforge.core.errors import Problem, WorkflowFileError, WorkflowSaveError
 
 FORMAT_VERSION = 1
 PNG_WORKFLOW_KEY = "workflow"          # text chunk holding the workflow JSON
 PNG_PARAMETERS_KEY = "parameters"      # text chunk with A1111-style generation parameters
 MAX_FILE_BYTES = 64 * 1024 * 1024
+# Decompressed PNG text: a 1 MB zTXt chunk can inflate to gigabytes. A workflow of 10,000 nodes
+# is a few MB, so these caps refuse only hostile files (Pillow's own caps are 1 MB and 64 MB).
+MAX_PNG_TEXT_CHUNK_BYTES = 16 * 1024 * 1024
+MAX_PNG_TEXT_TOTAL_BYTES = 64 * 1024 * 1024
+MAX_INT_DIGITS = 100                   # a seed has 20 digits; Python refuses over 4,300
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
@@ -92,7 +100,7 @@ class Workflow:
         data: dict[str, Any] = {"nodeforge": FORMAT_VERSION,
                                 "nodes": {nid: node.to_json() for nid, node in self.nodes.items()}}
         if self.ui:
-            data["ui"] = self.ui
+            data["ui"] = finite_layout(self.ui)
         for key, value in self.extra.items():
             data.setdefault(key, value)
         return data
@@ -113,12 +121,19 @@ class Workflow:
             raise WorkflowFileError(f"{where}\"nodes\" must be an object mapping node ids to nodes")
         nodes: dict[str, NodeRef] = {}
         for nid, raw in raw_nodes.items():
-            nodes[str(nid)] = _node_from_json(str(nid), raw, where)
+            nodes[str(nid)] = _node_from_json(str(nid), raw, source)
         ui = data.get("ui") or {}
         if not isinstance(ui, dict):
             raise WorkflowFileError(f"{where}\"ui\" must be an object")
         extra = {k: v for k, v in data.items() if k not in ("nodeforge", "nodes", "ui")}
-        return cls(nodes=nodes, ui=ui, extra=extra, source=source)
+        # NaN in the layout is a glitch of whatever wrote it: drop it rather than refuse the file.
+        workflow = cls(nodes=nodes, ui=finite_layout(ui), extra=extra, source=source)
+        bad = text_problems(workflow)
+        if bad:
+            first = bad[0]
+            raise WorkflowFileError(first.message, node_id=first.node_id, node_type=first.node_type,
+                                    field=first.field, source=source or "workflow")
+        return workflow
 
     @classmethod
     def loads(cls, text: str, *, source: Path | None = None) -> "Workflow":
@@ -130,29 +145,31 @@ def _json_kind(value: Any) -> str:
             type(None): "null"}.get(type(value), type(value).__name__)
 
 
-def _node_from_json(nid: str, raw: Any, where: str) -> NodeRef:
+def _node_from_json(nid: str, raw: Any, source: Path | None) -> NodeRef:
     if not isinstance(raw, dict):
-        raise WorkflowFileError(f"{where}node {nid}: must be an object with a \"type\"", node_id=nid)
+        raise WorkflowFileError("must be an object with a \"type\"", node_id=nid, source=source)
     node_type = raw.get("type")
     if not isinstance(node_type, str) or not node_type:
-        raise WorkflowFileError(f"{where}node {nid}: \"type\" must be a node type name", node_id=nid, field="type")
+        raise WorkflowFileError("\"type\" must be a node type name", node_id=nid, field="type", source=source)
     params = raw.get("params") or {}
     if not isinstance(params, dict):
-        raise WorkflowFileError(f"{where}node {nid}: \"params\" must be an object", node_id=nid, field="params")
+        raise WorkflowFileError("\"params\" must be an object", node_id=nid, node_type=node_type,
+                                field="params", source=source)
     raw_inputs = raw.get("inputs") or {}
     if not isinstance(raw_inputs, dict):
-        raise WorkflowFileError(f"{where}node {nid}: \"inputs\" must be an object", node_id=nid, field="inputs")
+        raise WorkflowFileError("\"inputs\" must be an object", node_id=nid, node_type=node_type,
+                                field="inputs", source=source)
     inputs: dict[str, tuple[str, str]] = {}
     for name, link in raw_inputs.items():
         if (not isinstance(link, (list, tuple)) or len(link) != 2
                 or not isinstance(link[1], str) or not isinstance(link[0], (str, int))):
-            raise WorkflowFileError(
-                f"{where}node {nid}, input {name}: a link must be [source_node_id, output_name], got {link!r}",
-                node_id=nid, field=name)
+            raise WorkflowFileError(f"a link must be [source_node_id, output_name], got {_short(link)}",
+                                    node_id=nid, node_type=node_type, field=name, source=source)
         inputs[str(name)] = (str(link[0]), link[1])
     title = raw.get("title")
     if title is not None and not isinstance(title, str):
-        raise WorkflowFileError(f"{where}node {nid}: \"title\" must be text", node_id=nid, field="title")
+        raise WorkflowFileError("\"title\" must be text", node_id=nid, node_type=node_type, field="title",
+                                source=source)
     extra = {k: v for k, v in raw.items() if k not in ("type", "params", "inputs", "title")}
     return NodeRef(node_type, dict(params), inputs, title or None, extra)
 
@@ -197,32 +214,117 @@ def migrate(data: dict[str, Any], source: Path | None = None) -> dict[str, Any]:
     return data
 
 
+class _DuplicateKey(ValueError):
+    def __init__(self, key: str, node_like: bool) -> None:
+        super().__init__(key)
+        self.key = key
+        self.node_like = node_like
+
+
+class _LongNumber(ValueError):
+    def __init__(self, digits: int) -> None:
+        super().__init__(digits)
+        self.digits = digits
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """json's object_pairs_hook: a key given twice is an error (plain json keeps the last)."""
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise _DuplicateKey(key, isinstance(value, dict) and "type" in value)
+        out[key] = value
+    return out
+
+
+def _bounded_int(text: str) -> int:
+    digits = len(text.lstrip("-"))
+    if digits > MAX_INT_DIGITS:
+        raise _LongNumber(digits)
+    return int(text)
+
+
 def parse_json(text: str, source: Path | None = None) -> Any:
+    """Parse workflow JSON; duplicate keys and absurdly long numbers are errors, not silent."""
     where = f"{source}: " if source else ""
     try:
-        return json.loads(text)
+        return json.loads(text, object_pairs_hook=_unique_keys, parse_int=_bounded_int)
     except json.JSONDecodeError as exc:
         raise WorkflowFileError(f"{where}not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from None
+    except _DuplicateKey as exc:
+        if exc.node_like:
+            raise WorkflowFileError(f"{where}node id {_short(exc.key)} is used twice; give each node its own id "
+                                    "(only the last would be kept)", node_id=exc.key) from None
+        raise WorkflowFileError(f"{where}the key {_short(exc.key)} appears twice in one object; keep one "
+                                "(only the last would be kept)") from None
+    except _LongNumber as exc:
+        raise WorkflowFileError(f"{where}a number in the file has {exc.digits} digits; no workflow value "
+                                f"needs more than {MAX_INT_DIGITS}") from None
     except RecursionError:
         raise WorkflowFileError(f"{where}the JSON is nested too deeply to be a workflow") from None
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    """repr() for messages, cut short: a 5,000-character value must not make a 5,000-character line."""
+    try:
+        text = repr(value)
+    except ValueError:  # an int over Python's 4,300-digit limit has no repr
+        return f"a number of about {int(value.bit_length() * 0.30103) + 1} digits"
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit // 2]}...{text[-8:]} ({len(text)} characters)"
+
+
+def read_regular_file(path: Path, limit: int = MAX_FILE_BYTES, what: str = "a workflow") -> bytes:
+    """The bytes of a regular file of at most `limit` bytes; anything else is refused at once.
+
+    Opened without blocking and checked with fstat, so a FIFO, /dev/zero, a device, a folder or
+    a symlink loop is an error now instead of a hang or a read until memory runs out.
+    """
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+    try:
+        fd = os.open(path, flags)
+    except FileNotFoundError:
+        raise WorkflowFileError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise WorkflowFileError(f"{path}: is a folder, not {what} file") from None
+    except PermissionError:
+        raise WorkflowFileError(f"{path}: permission denied") from None
+    except OSError as exc:
+        raise WorkflowFileError(f"{path}: cannot open it ({exc.strerror or exc})") from None
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise WorkflowFileError(f"{path}: is a folder, not {what} file")
+        if not stat.S_ISREG(mode):
+            raise WorkflowFileError(f"{path}: is {_file_type(mode)}, not a regular file; save {what} to a file "
+                                    "and open that")
+    except BaseException:
+        os.close(fd)
+        raise
+    with os.fdopen(fd, "rb") as handle:
+        data = handle.read(limit + 1)
+    if len(data) > limit:
+        raise WorkflowFileError(f"{path}: more than {limit // (1024 * 1024)} MB is too large for {what}")
+    return data
+
+
+def _file_type(mode: int) -> str:
+    if stat.S_ISFIFO(mode):
+        return "a pipe (FIFO)"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "a special file"
 
 
 def load_workflow(path: str | os.PathLike[str]) -> Workflow:
     """Read a workflow from a .json file or a PNG saved by NodeForge."""
     path = Path(path)
-    try:
-        size = path.stat().st_size
-        if size > MAX_FILE_BYTES:
-            raise WorkflowFileError(f"{path}: {size // (1024 * 1024)} MB is too large for a workflow")
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise WorkflowFileError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise WorkflowFileError(f"{path}: is a folder, not a workflow file") from None
-    except PermissionError:
-        raise WorkflowFileError(f"{path}: permission denied") from None
+    raw = read_regular_file(path)
     if raw.startswith(_PNG_SIGNATURE):
-        chunks = read_png_text(raw)
+        chunks = read_png_text(raw, source=path)
         text = chunks.get(PNG_WORKFLOW_KEY)
         if text is None:
             raise WorkflowFileError(f"{path}: this PNG holds no NodeForge workflow (it was not saved by NodeForge "
@@ -235,22 +337,151 @@ def load_workflow(path: str | os.PathLike[str]) -> Workflow:
     return Workflow.loads(text, source=path)
 
 
+# -- what standard UTF-8 JSON cannot hold ------------------------------------------------------------
+_DROP = object()
+
+
+def finite_layout(value: Any) -> Any:
+    """`ui` without the NaN and infinities JSON cannot store (`[NaN, 0]` as a whole goes)."""
+    cleaned = _finite(value)
+    return {} if cleaned is _DROP else cleaned
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return _DROP
+    if isinstance(value, dict):
+        out = {k: _finite(v) for k, v in value.items()}
+        return {k: v for k, v in out.items() if v is not _DROP}
+    if isinstance(value, (list, tuple)):
+        items = [_finite(v) for v in value]
+        if _DROP in items and all(isinstance(v, (int, float)) for v in value):
+            return _DROP  # a point or rectangle with a NaN is no point at all
+        return [v for v in items if v is not _DROP]
+    return value
+
+
+def _bad_text(value: Any) -> str | None:
+    """Where the first string UTF-8 cannot encode (a lone surrogate) is in `value`, keys included."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                return (f"text that cannot be saved as UTF-8 ({item[exc.start]!a} at character {exc.start} "
+                        "is a lone surrogate); retype this text")
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, (list, tuple)):
+            stack.extend(item)
+    return None
+
+
+def _not_finite(value: Any) -> bool:
+    if isinstance(value, float):
+        return not math.isfinite(value)
+    if isinstance(value, dict):
+        return any(_not_finite(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return any(_not_finite(v) for v in value)
+    return False
+
+
+def text_problems(workflow: Workflow) -> list[Problem]:
+    """Every string in the workflow that UTF-8 cannot store, naming its node and field."""
+    problems: list[Problem] = []
+    for nid, node in workflow.nodes.items():
+        fields: list[tuple[str | None, Any]] = [(None, nid), ("type", node.type), ("title", node.title)]
+        fields += [(name, (name, value)) for name, value in node.params.items()]
+        fields += [(name, (name, link)) for name, link in node.inputs.items()]
+        fields += [(key, (key, value)) for key, value in node.extra.items()]
+        for field_name, value in fields:
+            message = _bad_text(value)
+            if message is not None:
+                problems.append(Problem(message if field_name else "the node id holds " + message,
+                                        _printable(nid), _printable(node.type), _printable(field_name)))
+    for where, value in (("ui (the layout)", workflow.ui), ("top-level keys", workflow.extra)):
+        message = _bad_text(value)
+        if message is not None:
+            problems.append(Problem(f"{where}: {message}"))
+    return problems
+
+
+def _printable(text: str | None) -> str | None:
+    """`text` with unencodable characters as escapes, so the message itself can be shown."""
+    return None if text is None else text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def unsaveable_problems(workflow: Workflow) -> list[Problem]:
+    """What `save_workflow` refuses: unencodable text and NaN or infinite params."""
+    problems = text_problems(workflow)
+    for nid, node in workflow.nodes.items():
+        for name, value in list(node.params.items()) + list(node.extra.items()):
+            if _not_finite(value):
+                problems.append(Problem(f"{value!r} is not a number JSON can store; enter a finite number",
+                                        nid, node.type, name))
+    if _not_finite(workflow.extra):
+        problems.append(Problem("top-level keys hold NaN or infinity, which JSON cannot store"))
+    return problems
+
+
 def save_workflow(workflow: Workflow, path: str | os.PathLike[str]) -> Path:
-    """Write atomically: a temporary file in the same folder, flushed, then renamed over `path`."""
+    """Write standard UTF-8 JSON atomically: a temporary file beside the target, then a rename.
+
+    Raises WorkflowSaveError (nothing written) for content JSON or UTF-8 cannot hold, naming the
+    node and field; disk failures raise OSError. The file keeps its permissions, and a symlink
+    is written through to its target.
+    """
     path = Path(path)
-    text = workflow.dumps()
-    atomic_write_bytes(path, (text + "\n").encode("utf-8"))
+    problems = unsaveable_problems(workflow)
+    if problems:
+        raise WorkflowSaveError(problems, source=path)
+    try:
+        text = json.dumps(workflow.to_json(), indent=2, ensure_ascii=False, allow_nan=False)
+        data = (text + "\n").encode("utf-8")
+    except (ValueError, TypeError) as exc:  # anything the checks above missed
+        raise WorkflowSaveError([Problem(f"cannot be written as JSON ({exc})")], source=path) from None
+    atomic_write_bytes(path, data)
     return path
 
 
+def _umask() -> int:
+    try:  # Linux tells without changing it
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Replace `path` with `data` so that a crash leaves the old file or the new one, never half.
+
+    A symlink is followed (its target is replaced, the link stays); an existing file keeps its
+    permission bits, a new one gets the usual 0666 less the umask (mkstemp alone would give 0600).
+    """
+    path = Path(path)
+    if path.is_symlink():
+        path = Path(os.path.realpath(path))
     path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        mode = stat.S_IMODE(path.stat().st_mode)
+    except OSError:
+        mode = 0o666 & ~_umask()
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
+        os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -258,11 +489,33 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         except FileNotFoundError:
             pass
         raise
+    _fsync_folder(path.parent)
 
 
-def read_png_text(data: bytes) -> dict[str, str]:
-    """The tEXt/zTXt/iTXt chunks of a PNG, without decoding pixels (and without Pillow)."""
+def _fsync_folder(folder: Path) -> None:
+    """Make the rename itself durable (POSIX); harmless to skip where folders cannot be opened."""
+    if sys.platform == "win32":
+        return
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def read_png_text(data: bytes, source: Path | None = None) -> dict[str, str]:
+    """The tEXt/zTXt/iTXt chunks of a PNG, without decoding pixels (and without Pillow).
+
+    Compressed text is inflated with a cap (MAX_PNG_TEXT_CHUNK_BYTES a chunk, MAX_PNG_TEXT_TOTAL_BYTES
+    in all): a zTXt bomb is refused with a WorkflowFileError after at most that much work.
+    """
     out: dict[str, str] = {}
+    budget = [MAX_PNG_TEXT_TOTAL_BYTES]
     pos = len(_PNG_SIGNATURE)
     while pos + 8 <= len(data):
         length, kind = struct.unpack(">I4s", data[pos:pos + 8])
@@ -274,15 +527,30 @@ def read_png_text(data: bytes) -> dict[str, str]:
                 out[key.decode("latin-1")] = value.decode("latin-1")
             elif kind == b"zTXt":
                 key, _, rest = body.partition(b"\0")
-                out[key.decode("latin-1")] = zlib.decompress(rest[1:]).decode("latin-1")
+                name = key.decode("latin-1")
+                out[name] = _inflate_text(rest[1:], name, budget, source).decode("latin-1")
             elif kind == b"iTXt":
                 key, _, rest = body.partition(b"\0")
+                name = key.decode("latin-1")
                 compressed, _method = rest[0], rest[1]
                 _lang, _, rest = rest[2:].partition(b"\0")
                 _tkey, _, text = rest.partition(b"\0")
-                out[key.decode("latin-1")] = (zlib.decompress(text) if compressed else text).decode("utf-8")
+                raw = _inflate_text(text, name, budget, source) if compressed else text
+                out[name] = raw.decode("utf-8")
             elif kind == b"IEND":
                 break
         except (zlib.error, UnicodeDecodeError, IndexError):
             continue
     return out
+
+
+def _inflate_text(compressed: bytes, name: str, budget: list[int], source: Path | None) -> bytes:
+    limit = min(MAX_PNG_TEXT_CHUNK_BYTES, budget[0])
+    inflated = zlib.decompressobj().decompress(compressed, limit + 1)  # stops after limit + 1 bytes
+    if len(inflated) > limit:
+        where = f"{source}: " if source else ""
+        raise WorkflowFileError(f"{where}the PNG text chunk {_short(name)} inflates to more than "
+                                f"{limit // (1024 * 1024)} MB, the limit for PNG metadata; refusing it "
+                                "(the file may be a decompression bomb)")
+    budget[0] -= len(inflated)
+    return inflated

@@ -130,3 +130,169 @@ def test_ids_titles_and_building():
     assert wf.find("first") == "1" and wf.find("2") == "2" and wf.find("nope") is None
     wf.add("Number", title="first")
     assert wf.find("first") is None, "an ambiguous title finds nothing"
+
+
+# -- hostile files ------------------------------------------------------------------------------------------
+def test_duplicate_node_ids_are_an_error_naming_the_id(tmp_path):
+    path = tmp_path / "dup.json"
+    path.write_text('{"nodeforge": 1, "nodes": {"7": {"type": "Number"}, "8": {"type": "Show"},'
+                    ' "7": {"type": "Add"}}}')
+    with pytest.raises(WorkflowFileError, match="node id '7' is used twice") as info:
+        load_workflow(path)
+    assert str(path) in str(info.value) and info.value.node_id == "7"
+
+
+def test_a_key_given_twice_anywhere_is_an_error(tmp_path):
+    path = tmp_path / "dup.json"
+    path.write_text('{"nodeforge": 1, "nodes": {"1": {"type": "Number", "params": {"value": 1, "value": 2}}}}')
+    with pytest.raises(WorkflowFileError, match="the key 'value' appears twice"):
+        load_workflow(path)
+
+
+def test_nan_in_the_layout_is_dropped_and_never_written_back(tmp_path):
+    path = tmp_path / "nan.json"
+    path.write_text('{"nodeforge": 1, "nodes": {"1": {"type": "Number"}, "2": {"type": "Show"}},'
+                    ' "ui": {"positions": {"1": [NaN, 0], "2": [5, 6]}, "viewport": {"zoom": Infinity,'
+                    ' "center": [0, 0]}}}')
+    wf = load_workflow(path)
+    assert wf.ui == {"positions": {"2": [5, 6]}, "viewport": {"center": [0, 0]}}
+    wf.ui["viewport"]["zoom"] = float("nan")   # the editor computed one after loading
+    save_workflow(wf, path)
+    text = path.read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    assert json.loads(text, parse_constant=lambda c: pytest.fail(f"non-standard {c}"))["ui"]["viewport"] == {
+        "center": [0, 0]}
+
+
+def test_a_nan_param_is_refused_on_save_naming_node_and_field(tmp_path):
+    from nodeforge.core.errors import WorkflowSaveError
+
+    wf = Workflow()
+    wf.add("Number", {"value": float("nan")})
+    with pytest.raises(WorkflowSaveError) as info:
+        save_workflow(wf, tmp_path / "x.json")
+    assert (info.value.node_id, info.value.field) == ("1", "value")
+    assert not (tmp_path / "x.json").exists()
+
+
+LONE = "a cat \ud800 on a mat"
+
+
+def test_a_lone_surrogate_in_a_file_is_refused_when_loaded_naming_node_and_field(tmp_path):
+    path = tmp_path / "s.json"
+    path.write_text('{"nodeforge": 1, "nodes": {"1": {"type": "Number"},'
+                    ' "2": {"type": "Label", "params": {"text": "a cat \\ud800 on a mat"}}}}')
+    assert json.loads(path.read_text())["nodes"]["2"]["params"]["text"] == LONE, "it is valid JSON"
+    with pytest.raises(WorkflowFileError) as info:
+        load_workflow(path)
+    message = str(info.value)
+    assert (info.value.node_id, info.value.field) == ("2", "text")
+    assert message.startswith(f"{path}: node 2 (Label), text: ") and "'\\ud800' at character 6" in message
+    message.encode("utf-8")  # the message itself can be shown
+
+
+@pytest.mark.parametrize("where", ["title", "param", "group"])
+def test_save_refuses_unencodable_text_with_a_workflow_error_and_writes_nothing(tmp_path, where):
+    from nodeforge.core.errors import WorkflowError, WorkflowSaveError
+
+    wf = Workflow()
+    wf.add("Label", {"text": LONE if where == "param" else "ok"}, title=LONE if where == "title" else None)
+    if where == "group":
+        wf.ui["groups"] = [{"title": LONE, "bounding": [0, 0, 10, 10]}]
+    path = tmp_path / "s.json"
+    path.write_text("old")
+    with pytest.raises(WorkflowSaveError) as info:
+        save_workflow(wf, path)
+    assert isinstance(info.value, WorkflowError) and not isinstance(info.value, UnicodeError)
+    if where != "group":
+        assert (info.value.node_id, info.value.field) == ("1", "title" if where == "title" else "text")
+    else:
+        assert "ui (the layout)" in str(info.value)
+    assert "lone surrogate" in str(info.value)
+    assert path.read_text() == "old" and sorted(p.name for p in tmp_path.iterdir()) == ["s.json"]
+
+
+def test_save_keeps_the_file_permissions(tmp_path):
+    path = tmp_path / "shared.json"
+    path.write_text("{}")
+    path.chmod(0o644)
+    save_workflow(Workflow.from_json(EXAMPLE), path)
+    assert path.stat().st_mode & 0o777 == 0o644
+    path.chmod(0o640)
+    save_workflow(Workflow.from_json(EXAMPLE), path)
+    assert path.stat().st_mode & 0o777 == 0o640
+
+
+def test_a_new_file_gets_the_usual_permissions_not_0600(tmp_path):
+    old = os.umask(0o022)
+    try:
+        save_workflow(Workflow.from_json(EXAMPLE), tmp_path / "new.json")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "new.json").stat().st_mode & 0o777 == 0o644
+
+
+def test_save_writes_through_a_symlink_to_its_target(tmp_path):
+    target = tmp_path / "real" / "wf.json"
+    target.parent.mkdir()
+    target.write_text("{}")
+    link = tmp_path / "link.json"
+    link.symlink_to(target)
+    save_workflow(Workflow.from_json(EXAMPLE), link)
+    assert link.is_symlink() and os.readlink(link) == str(target)
+    assert json.loads(target.read_text()) == EXAMPLE
+    assert sorted(p.name for p in target.parent.iterdir()) == ["wf.json"]
+
+
+def test_a_fifo_is_refused_at_once_instead_of_hanging(tmp_path):
+    fifo = tmp_path / "wf.json"
+    os.mkfifo(fifo)   # nobody writes to it: reading it would block forever
+    with pytest.raises(WorkflowFileError, match="is a pipe \\(FIFO\\), not a regular file"):
+        load_workflow(fifo)
+
+
+@pytest.mark.parametrize("device", ["/dev/zero", "/dev/null"])
+def test_a_device_is_refused_at_once(device):
+    if not os.path.exists(device):
+        pytest.skip(f"no {device} here")
+    with pytest.raises(WorkflowFileError, match="is a device, not a regular file"):
+        load_workflow(device)
+
+
+def test_a_folder_is_refused(tmp_path):
+    with pytest.raises(WorkflowFileError, match="is a folder"):
+        load_workflow(tmp_path)
+
+
+def _png_with_chunk(kind: bytes, body: bytes) -> bytes:
+    def chunk(k: bytes, b: bytes) -> bytes:
+        return struct.pack(">I", len(b)) + k + b + struct.pack(">I", zlib.crc32(k + b))
+
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 1, 1, 8, 2, 0, 0, 0)) + chunk(kind, body)
+            + chunk(b"IDAT", zlib.compress(b"\0\0\0\0")) + chunk(b"IEND", b""))
+
+
+@pytest.mark.parametrize("kind", [b"zTXt", b"iTXt"])
+def test_a_ztxt_bomb_is_refused_after_the_cap_and_says_so(tmp_path, kind):
+    from nodeforge.core import workflow as wf_module
+
+    # 40 MB of spaces compress to 40 KB (a 1 MB chunk inflating to 1 GB took 2 GB and 14 s).
+    compressor = zlib.compressobj(9)
+    block = b" " * (1 << 20)
+    bomb = b"".join(compressor.compress(block) for _ in range(40)) + compressor.flush()
+    header = b"workflow\0\0" if kind == b"zTXt" else b"workflow\0\x01\x00\0\0"
+    path = tmp_path / "bomb.png"
+    path.write_bytes(_png_with_chunk(kind, header + bomb))
+    assert path.stat().st_size < 100_000
+    limit_mb = wf_module.MAX_PNG_TEXT_CHUNK_BYTES // (1024 * 1024)
+    with pytest.raises(WorkflowFileError, match=f"inflates to more than {limit_mb} MB") as info:
+        load_workflow(path)
+    assert "decompression bomb" in str(info.value) and str(path) in str(info.value)
+
+
+def test_png_text_under_the_cap_still_loads(tmp_path):
+    wf = Workflow.from_json(EXAMPLE)
+    wf.nodes["1"].extra["note"] = "x" * (2 * 1024 * 1024)   # 2 MB of text, well under the cap
+    path = tmp_path / "big.png"
+    path.write_bytes(_png_with_text({"workflow": wf.dumps()}, itxt=True))
+    assert load_workflow(path) == wf
