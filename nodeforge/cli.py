@@ -18,7 +18,7 @@ from typing import Any, NoReturn, Sequence, TextIO
 from nodeforge.core import events as ev
 from nodeforge.core.errors import Cancelled, ValidationError, WorkflowError
 
-COMMANDS = ("run", "validate", "nodes", "train-lora", "gui")
+COMMANDS = ("run", "batch", "validate", "nodes", "train-lora", "gui")
 
 
 class UsageError(Exception):
@@ -57,6 +57,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("-v", "--verbose", action="store_true", help="show progress even when output is piped")
     run.add_argument("-q", "--quiet", action="store_true", help="print only where outputs went")
     run.add_argument("--debug", action="store_true", help="show tracebacks")
+
+    from nodeforge.batch.command import add_parser as add_batch_parser
+
+    add_batch_parser(sub)
 
     val = sub.add_parser("validate", help="check a workflow without running it")
     val.add_argument("file")
@@ -163,6 +167,10 @@ def _main(argv: list[str]) -> int:
     try:
         if args.command == "run":
             return cmd_run(args)
+        if args.command == "batch":
+            from nodeforge.batch.command import cmd_batch
+
+            return cmd_batch(args)
         if args.command == "validate":
             return cmd_validate(args)
         if args.command == "nodes":
