@@ -57,8 +57,12 @@ def free_png_names(folder: Path, prefix: str) -> Iterator[Path]:
     return (target / f"{stem}_{number:05d}.png" for number in itertools.count(max(taken, default=0) + 1))
 
 
-def generation_parameters(workflow: Workflow, node_id: str, size: tuple[int, int]) -> str:
-    """A1111-style parameters, gathered by walking the workflow upstream from `node_id`."""
+def generation_parameters(workflow: Workflow, node_id: str, size: tuple[int, int], index: int = 0) -> str:
+    """A1111-style parameters, gathered by walking the workflow upstream from `node_id`.
+
+    `index` is the image's place in its batch: item i was drawn from seed + i (see sampling.py),
+    so that is the seed that reproduces it as a batch of one.
+    """
     nodes = workflow.nodes
     seen: set[str] = set()
     queue = [node_id]
@@ -104,7 +108,7 @@ def generation_parameters(workflow: Workflow, node_id: str, size: tuple[int, int
     if loras:
         positive = (positive + " " + " ".join(reversed(loras))).strip()
     fields = [("Steps", params.get("steps", 20)), ("Sampler", params.get("scheduler", "euler")),
-              ("CFG scale", params.get("cfg", 7.0)), ("Seed", params.get("seed", 0)),
+              ("CFG scale", params.get("cfg", 7.0)), ("Seed", (int(params.get("seed", 0)) + index) % 2 ** 64),
               ("Size", f"{size[0]}x{size[1]}")]
     if model:
         name = Path(str(model).replace("\\", "/")).name
@@ -123,16 +127,18 @@ def save_pngs(ctx: Any, image: torch.Tensor, prefix: str) -> list[str]:
 
     folder = Path(ctx.output_dir)
     folder.mkdir(parents=True, exist_ok=True)
-    info = PngInfo()
-    if ctx.workflow is not None:
-        info.add_itxt(PNG_WORKFLOW_KEY, ctx.workflow.dumps())
-        height, width = image.shape[1], image.shape[2]
-        info.add_itxt(PNG_PARAMETERS_KEY, generation_parameters(ctx.workflow, ctx.node_id, (width, height)))
+    workflow_text = ctx.workflow.dumps() if ctx.workflow is not None else None
+    height, width = image.shape[1], image.shape[2]
     written = []
-    for pil in to_pil(image):
+    for index, pil in enumerate(to_pil(image)):
+        info = PngInfo()
+        if workflow_text is not None:   # each image names its own seed, seed + index
+            info.add_itxt(PNG_WORKFLOW_KEY, workflow_text)
+            info.add_itxt(PNG_PARAMETERS_KEY,
+                          generation_parameters(ctx.workflow, ctx.node_id, (width, height), index))
         # Complete or absent: a kill or a full disk mid-write never leaves a truncated PNG.
         path = write_new_file(free_png_names(folder, prefix),
-                              lambda handle, pil=pil: pil.save(handle, format="PNG", pnginfo=info, compress_level=4))
+                              lambda handle, pil=pil, info=info: pil.save(handle, format="PNG", pnginfo=info, compress_level=4))
         written.append(str(path))
     return written
 

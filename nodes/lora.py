@@ -110,6 +110,26 @@ def _lookup(root: torch.nn.Module, unet_config: Any = None) -> dict[str, str]:
     return table
 
 
+def _check_shapes(module_name: str, down: torch.Tensor, up: torch.Tensor, weight: tuple[int, ...]) -> None:
+    """Refuse up/down that do not make exactly this layer's shape.
+
+    Comparing only element counts let transposed matrices (same count, wrong layout) through,
+    and they were applied as noise; a file like that is broken, so it is an error, not a warning.
+    """
+    rank = down.shape[0]
+    expected_down, expected_up = (rank, *weight[1:]), (weight[0], rank)
+    if _squeezed(tuple(down.shape)) != _squeezed(expected_down) or _squeezed(tuple(up.shape)) != expected_up:
+        raise NodeError(f"LoRA module {module_name}: down {tuple(down.shape)} and up {tuple(up.shape)} do not "
+                        f"fit the layer's weight {weight} (expected down {expected_down}, up {expected_up}); "
+                        f"the file is damaged, has its matrices swapped or was made for another base model",
+                        field="lora")
+
+
+def _squeezed(shape: tuple[int, ...]) -> tuple[int, ...]:
+    """A shape without trailing 1x1 kernel dims: a 1x1 conv and a linear layer hold the same matrix."""
+    return shape[:2] if all(d == 1 for d in shape[2:]) else shape
+
+
 def resolve(entries: dict[str, dict[str, Any]], root: torch.nn.Module, name: str, strength: float,
             unet_config: Any = None) -> tuple[LoraPatch, int]:
     """A patch for `root` and the number of LoRA modules that matched nothing in it."""
@@ -124,9 +144,7 @@ def resolve(entries: dict[str, dict[str, Any]], root: torch.nn.Module, name: str
             continue
         down, up = entry["down"].float(), entry["up"].float()
         weight = root.get_submodule(path).weight
-        if up.shape[0] * down[0].numel() != weight.numel() or up.flatten(1).shape[1] != down.shape[0]:
-            unmatched += 1
-            continue
+        _check_shapes(module_name, down, up, tuple(weight.shape))
         rank = down.shape[0]
         alpha = float(entry["alpha"]) if "alpha" in entry else float(rank)
         deltas[path] = (down.to(device), up.to(device), alpha / rank)

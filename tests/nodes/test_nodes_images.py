@@ -36,6 +36,15 @@ def test_saved_png_restores_its_workflow_and_says_how_it_was_made(fresh_engine, 
     assert "Negative prompt" not in params   # the negative prompt is empty
 
 
+def test_each_image_of_a_batch_names_its_own_seed(fresh_engine, make_txt2img):
+    # Item i of a batch is drawn from seed + i; the PNG must say so, or "reuse seed" gives another image.
+    wf = make_txt2img(save=True, seed=100, steps=1, batch_size=4)
+    paths = fresh_engine.run(wf).outputs["save"]
+    assert len(paths) == 4
+    seeds = [Image.open(p).text[PNG_PARAMETERS_KEY].split("Seed: ")[1].split(",")[0] for p in paths]
+    assert seeds == ["100", "101", "102", "103"]
+
+
 def test_save_image_rejects_a_prefix_outside_the_output_folder(fresh_engine, make_txt2img):
     wf = make_txt2img(save=True)
     wf.nodes["save"].params["prefix"] = "../escape"

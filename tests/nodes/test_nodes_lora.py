@@ -38,11 +38,38 @@ def test_a_lora_changes_the_image_and_leaves_the_base_as_it_was(engine, make_txt
     assert torch.equal(_latent(engine, make_txt2img(seed=4)), base)
 
 
+def _file_deltas(models_dir, name, strength):
+    """Expected weight deltas by module path, from the tensors in the file (not the parsed patch)."""
+    from safetensors.torch import load_file
+
+    state = load_file(str(models_dir / "loras" / f"{name}.safetensors"))
+    out = {}
+    for key, down in state.items():
+        if key.startswith("lora_unet_") and key.endswith(".lora_down.weight"):
+            stem = key[:-len(".lora_down.weight")]
+            up, alpha = state[stem + ".lora_up.weight"], float(state[stem + ".alpha"])
+            delta = strength * alpha / down.shape[0] * (up.flatten(1) @ down.flatten(1))
+            out[stem[len("lora_unet_"):]] = delta
+    return out
+
+
+def _patched_deltas(unet_model):
+    """The actual weight change of every patched UNet layer, by underscored module path."""
+    paths = {p for patch in unet_model.loras for p in patch.deltas}
+    before = {p: unet_model.unet.get_submodule(p).weight.detach().clone() for p in paths}
+    with unet_model.patched():
+        after = {p: unet_model.unet.get_submodule(p).weight.detach().clone() for p in paths}
+    return {p.replace(".", "_"): (after[p] - before[p]).flatten(1) for p in paths}
+
+
 def test_kohya_ldm_names_match_the_same_layers_as_diffusers_names(engine, make_txt2img):
     out = engine.run(make_txt2img(lora=[("kohya", 1.0, 1.0)]), outputs=["lora0"]).outputs["lora0"]
     out_ldm = engine.run(make_txt2img(lora=[("kohya-ldm", 1.0, 1.0)]), outputs=["lora0"]).outputs["lora0"]
     a, b = out["unet"].loras[0].deltas, out_ldm["unet"].loras[0].deltas
     assert set(a) == set(b) and len(a) >= 5
+    # Both files hold the same tensors under the two spellings: each must land on the same layer.
+    for path, (down, up, scale) in a.items():
+        assert torch.equal(down, b[path][0]) and torch.equal(up, b[path][1]) and scale == b[path][2], path
     assert any(d.ndim == 4 and d.shape[-1] == 3 for d, _, _ in a.values())   # a LoCon 3x3 conv
     assert out["clip"].loras and out["clip"].loras[0][0] == "te"
 
@@ -59,10 +86,17 @@ def test_unet_and_clip_strengths_are_independent(engine, make_txt2img):
     assert torch.equal(cond["pos"]["conditioning"]["embeds"], base_cond)
 
 
-def test_stacked_loras_add_up(engine, make_txt2img):
+def test_stacked_loras_add_up(engine, models_dir, make_txt2img):
     one = _latent(engine, make_txt2img(seed=4, lora=[("kohya", 1.0, 1.0)]))
-    two = _latent(engine, make_txt2img(seed=4, lora=[("kohya", 1.0, 1.0), ("kohya-b", 1.0, 1.0)]))
+    wf = make_txt2img(seed=4, lora=[("kohya", 0.7, 1.0), ("kohya-b", 0.4, 1.0)])
+    two = _latent(engine, wf)
     assert not torch.allclose(one, two)
+    unet = engine.run(wf, outputs=["lora1"]).outputs["lora1"]["unet"]
+    actual = _patched_deltas(unet)
+    first, second = _file_deltas(models_dir, "kohya", 0.7), _file_deltas(models_dir, "kohya-b", 0.4)
+    assert set(actual) == set(first) == set(second) and len(actual) >= 5
+    for path, delta in actual.items():
+        torch.testing.assert_close(delta, first[path] + second[path], rtol=1e-4, atol=1e-6)
 
 
 def test_changing_lora_strength_does_not_reload_the_checkpoint(engine, make_txt2img):
@@ -75,16 +109,43 @@ def test_changing_lora_strength_does_not_reload_the_checkpoint(engine, make_txt2
     assert loading.load_count == loads
 
 
-def test_lora_delta_is_strength_times_alpha_over_rank_up_down(engine, make_txt2img):
+def test_lora_delta_is_strength_times_alpha_over_rank_up_down(engine, models_dir, make_txt2img):
     out = engine.run(make_txt2img(lora=[("kohya", 0.5, 1.0)]), outputs=["lora0"]).outputs["lora0"]
     unet = out["unet"]
-    path, (down, up, scale) = next((p, d) for p, d in unet.loras[0].deltas.items() if d[0].ndim == 2)
-    assert scale == 2.0 / 4   # alpha 2, rank 4
+    expected = _file_deltas(models_dir, "kohya", 0.5)   # 0.5 * alpha 2 / rank 4 * up @ down, from the file
+    actual = _patched_deltas(unet)
+    assert set(actual) == set(expected)
+    for path, delta in actual.items():
+        torch.testing.assert_close(delta, expected[path], rtol=1e-4, atol=1e-6)
+    path = next(iter(unet.loras[0].deltas))
     weight = unet.unet.get_submodule(path).weight
     before = weight.detach().clone()
     with unet.patched():
-        torch.testing.assert_close(weight - before, 0.5 * scale * (up @ down))
-    assert torch.equal(weight, before)
+        pass
+    assert torch.equal(weight, before)   # restored on exit
+
+
+@pytest.mark.parametrize("damage", ["conv_down_permuted", "linear_transposed"])
+def test_a_lora_with_wrongly_shaped_matrices_is_refused_naming_the_key(engine, models_dir, make_txt2img,
+                                                                        damage):
+    from safetensors.torch import load_file, save_file
+
+    state = load_file(str(models_dir / "loras" / "kohya.safetensors"))
+    want = 4 if damage == "conv_down_permuted" else 2
+    stem = next(k[:-len(".lora_down.weight")] for k, v in state.items()
+                if k.startswith("lora_unet_") and k.endswith(".lora_down.weight") and v.ndim == want
+                and (want == 2 or v.shape[-1] == 3))
+    down, up = state[stem + ".lora_down.weight"], state[stem + ".lora_up.weight"]
+    if damage == "conv_down_permuted":   # same element count, kernel dims moved in front of channels
+        state[stem + ".lora_down.weight"] = down.permute(0, 2, 3, 1).contiguous()
+    else:
+        state[stem + ".lora_down.weight"] = down.t().contiguous()
+        state[stem + ".lora_up.weight"] = up.t().contiguous()
+    save_file(state, str(models_dir / "loras" / f"kohya-{damage}.safetensors"))
+    with pytest.raises(NodeExecutionError) as info:
+        engine.run(make_txt2img(lora=[(f"kohya-{damage}", 1.0, 1.0)]), outputs=["lora0"])
+    assert info.value.field == "lora" and info.value.node_id == "lora0"
+    assert stem[len("lora_unet_"):] in str(info.value)
 
 
 def test_lora_for_another_model_is_an_error_naming_the_field(engine, make_txt2img):
