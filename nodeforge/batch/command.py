@@ -30,6 +30,9 @@ def add_parser(sub: Any) -> None:
     batch.add_argument("--out", default="output", help="folder for images, manifest and contact sheet")
     batch.add_argument("--resume", action="store_true", help="continue the batch already in --out")
     batch.add_argument("--save", action="store_true", help="also save the spec beside the workflow as NAME.batch.json")
+    batch.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
+                       help="run on a Ray cluster (ADDRESS, or a local one); needs pip install \"nodeforge[ray]\"")
+    batch.add_argument("--workers", type=int, default=None, help="Ray workers, one engine each (default 2)")
     batch.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     batch.add_argument("--cache-budget", type=int, default=None, metavar="BYTES", help="output cache budget")
     batch.add_argument("-v", "--verbose", action="store_true", help="show progress even when output is piped")
@@ -102,6 +105,20 @@ class BatchProgress:
                 f" | {per_minute:.1f} images/min | {int(left // 60)}:{int(left % 60):02d} left")
 
 
+def _runner(args: argparse.Namespace, engine: Any) -> Any:
+    """The Ray runner when --ray is given (None: in-process on `engine`)."""
+    if args.ray is None:
+        if args.workers is not None:
+            raise BatchSpecError("--workers needs --ray (in-process batches run on one engine)")
+        return None
+    if args.workers is not None and args.workers < 1:
+        raise BatchSpecError(f"--workers {args.workers}: must be at least 1")
+    from nodeforge.batch.ray_runner import ray_runner
+
+    return ray_runner(args.ray or None, workers=args.workers or 2, device=args.device,
+                      cache_budget=args.cache_budget, registry=engine.registry)
+
+
 def cmd_batch(args: argparse.Namespace) -> int:
     from nodeforge.core.engine import Engine
 
@@ -118,7 +135,7 @@ def cmd_batch(args: argparse.Namespace) -> int:
         atomic_write_bytes(target, spec.dumps().encode("utf-8"))
         print(f"spec saved: {target}")
     show = (sys.stderr.isatty() or args.verbose) and not args.quiet
-    summary = rn.run_batch(plan, args.out, engine=engine, resume=args.resume,
+    summary = rn.run_batch(plan, args.out, engine=engine, runner=_runner(args, engine), resume=args.resume,
                            on_event=BatchProgress(sys.stderr, show))
     print(f"{summary.done} done, {summary.failed} failed of {summary.total} jobs "
           f"({summary.resumed} already done) in {summary.seconds:.1f} s")

@@ -60,3 +60,14 @@ def test_batch_mistakes_are_one_line(tmp_path, capsys, extra, message):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(message), err
     assert not (tmp_path / "o").exists()
+
+
+def test_ray_without_ray_installed_says_how_to_install_it(tmp_path, capsys, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "ray", None)       # as if ray were not installed
+    assert main(["batch", str(workflow(tmp_path)), "--out", str(tmp_path / "o"), "--ray"]) == 1
+    assert capsys.readouterr().err.strip().splitlines() == [
+        'error: --ray: Ray is not installed; install it with: pip install "nodeforge[ray]"']
+    assert main(["batch", str(workflow(tmp_path)), "--out", str(tmp_path / "o"), "--workers", "2"]) == 1
+    assert "--workers needs --ray" in capsys.readouterr().err
