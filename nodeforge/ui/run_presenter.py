@@ -106,6 +106,11 @@ class RunPresenter(QObject):
             return
         self.problems = problems
         self.problemsChanged.emit(list(problems))
+        failed = {p.node_id for p in problems if p.node_id} | ({nid} if nid else set())
+        for failed_id in failed:
+            item = self.scene.nodes.get(failed_id)
+            if item is not None:
+                item.set_state("failed")   # not the green tick of an earlier run
         for problem in problems:
             item = self.scene.nodes.get(problem.node_id) if problem.node_id else None
             if item is not None:
@@ -115,7 +120,8 @@ class RunPresenter(QObject):
                 item.set_error(text if not item.error else f"{item.error}; {text}")
         first = problems[0] if problems else None
         where = f" ({self._title(first.node_id)})" if first and first.node_id in self.model.nodes else ""
-        self.status.showMessage(f"Run failed{where}: {message}", 15000)
+        more = f" (+{len(problems) - 1} more: click for the list)" if len(problems) > 1 else ""
+        self.status.showMessage(f"Run failed{where}: {message}{more}", 30000)
 
     def clear_errors(self, *_: Any) -> None:
         for item in self.scene.nodes.values():

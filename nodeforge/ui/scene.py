@@ -146,6 +146,7 @@ class GraphScene(QGraphicsScene):
             self._drop_edge(key)
         item = self.nodes.pop(nid, None)
         if item is not None:
+            item.remove_note()
             self.removeItem(item)
 
     def _on_input_changed(self, nid: str, name: str) -> None:

@@ -61,3 +61,154 @@ def test_examples_open_laid_out_and_unmodified(real_window, qtbot, path):
     assert not win.isWindowModified() and not win.document.is_modified()
     assert wires_through_bodies(win) == []               # no wire seems to plug into a node it skips
     qtbot.waitUntil(lambda: win.view.shows_graph())
+
+
+# -- error notes, the status bar and the Problems panel (item 2; item 12's failed tick) ----------------
+def _fail_run(window, qtbot, message="the brush is dry"):
+    from tests.ui.helpers import add
+
+    solid = add(window, "SolidImage", 0, 0)
+    fail = add(window, "Fail", 300, 0)
+    out = add(window, "PreviewOut", 600, 0)
+    window.controller.connect(solid, "image", fail, "image")
+    window.controller.connect(fail, "image", out, "image")
+    window.controller.set_param(fail, "message", message)
+    with qtbot.waitSignal(window.runner.runFailed, timeout=30_000):
+        window.run()
+    return solid, fail, out
+
+
+def test_an_error_note_draws_above_a_node_placed_under_it(window, qtbot):
+    from tests.ui.helpers import add
+
+    below = add(window, "SolidImage", 300, 100)    # sits where the note of the node above goes
+    window.scene.nodes[below].setZValue(0.5)      # even above the failed node itself
+    _solid, fail, _out = _fail_run(window, qtbot)
+    item = window.scene.nodes[fail]
+    note = item.note
+    assert note is not None and "the brush is dry" in note.text
+    centre = note.sceneBoundingRect().center()
+    assert window.scene.nodes[below].sceneBoundingRect().contains(centre)
+    assert window.scene.items(centre)[0] is note                 # the topmost item there is the note
+    item.setPos(320, 40)                                         # the note follows its node
+    assert note.scenePos() == item.scenePos() + QPointF(0, item.height + 4)
+    window.controller.set_param(fail, "message", "x")            # an edit clears it
+    assert item.note is None and note.scene() is None
+
+
+def test_a_failed_node_shows_that_it_failed_not_its_earlier_tick(window, qtbot):
+    from tests.ui.helpers import add
+
+    solid, invert, out = add(window, "SolidImage"), add(window, "Invert", 300), add(window, "PreviewOut", 600)
+    window.controller.connect(solid, "image", invert, "image")
+    window.controller.connect(invert, "image", out, "image")
+    with qtbot.waitSignal(window.runner.runFinished, timeout=30_000):
+        window.run()
+    item = window.scene.nodes[invert]
+    assert item.state == "done" and item._badge()[0].startswith("✓")
+    window.controller.disconnect(invert, "image")
+    with qtbot.waitSignal(window.runner.runFailed, timeout=30_000):
+        window.run()
+    assert item.state == "failed" and "✓" not in item._badge()[0] and "failed" in item._badge()[0]
+
+
+def test_the_status_message_is_elided_with_a_tooltip_and_opens_the_problems(window, qtbot):
+    from PySide6.QtCore import Qt
+
+    long = "the checkpoint is not installed; put nodeforge-shapes.safetensors into " + "/very/long/folder" * 12
+    solid, fail, _out = _fail_run(window, qtbot, message=long)
+    window.show()
+    label = window.status.message
+    assert long in label.full_text and long in label.toolTip()
+    assert label.elided() != " ".join(label.full_text.split()) and label.elided().endswith("…")
+    assert window.problems.isHidden()
+    qtbot.mouseClick(label, Qt.MouseButton.LeftButton)
+    assert window.problems.isVisible() and window.problems.count() == 1
+    assert long in window.problems.text(0) and f"node {fail}" in window.problems.text(0)
+    window.view.centerOn(5000, 5000)
+    window.problems.list.itemClicked.emit(window.problems.list.item(0))
+    centre = window.view.mapToScene(window.view.viewport().rect().center())
+    assert window.scene.nodes[fail].sceneBoundingRect().contains(centre)
+    assert window.scene.selected_node_ids() == [fail]
+
+
+# -- issue 13 item 2: every save path reports every failure ------------------------------------------
+def test_save_refuses_text_that_cannot_be_encoded_naming_node_and_field(window, tmp_path):
+    from tests.ui.helpers import add
+
+    nid = add(window, "Prompt")
+    window.model.nodes[nid].params["text"] = "a \ud800 cat"      # as a file could hold it (valid JSON)
+    out = tmp_path / "bad.json"
+    assert not window.save_to(out)
+    assert not out.exists() and not list(tmp_path.iterdir())      # no file, no temporary left
+    assert f"node {nid}" in window.last_error and "text" in window.last_error
+    assert "U+D800" in window.last_error
+    assert window.isWindowModified()                               # still unsaved
+
+
+def test_save_reports_os_errors_and_unexpected_ones(window, tmp_path, monkeypatch):
+    from tests.ui.helpers import add
+
+    add(window, "SolidImage")
+    (tmp_path / "file").write_text("x")
+    assert not window.save_to(tmp_path / "file" / "inside.json")   # a folder that is a file
+    assert "inside.json" in window.last_error and "Not a directory" in window.last_error
+    window.last_error = None
+
+    def broken(*_a, **_k):
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr("nodeforge.ui.document.save_workflow", broken)
+    assert not window.save_to(tmp_path / "ok.json")
+    assert "disk on fire" in window.last_error
+
+
+def test_typing_text_that_cannot_be_encoded_is_refused_naming_node_and_field(window):
+    from tests.ui.helpers import add
+
+    nid = add(window, "Prompt")
+    before = window.stack.count()
+    editor = window.scene.nodes[nid].panel.editors["text"]
+    editor.on_edit("a \udc80 dog", None)                        # what the editor reports as typed
+    assert window.stack.count() == before                        # not applied
+    assert "a \udc80" not in window.model.nodes[nid].params.get("text", "")
+    assert f"node {nid}" in window.last_error and "text" in window.last_error
+    window.controller.set_title(nid, "bad \ud800")
+    assert window.model.nodes[nid].title is None and "title" in window.last_error
+
+
+def test_autosave_failure_shows_a_non_modal_notice_and_keeps_retrying(window, monkeypatch):
+    from PySide6.QtCore import Qt
+
+    from tests.ui.helpers import add
+
+    add(window, "SolidImage")
+    calls = []
+
+    def full_disk(workflow):
+        calls.append(1)
+        raise OSError(28, "No space left on device")
+
+    real = window.autosaver.save
+    monkeypatch.setattr(window.autosaver, "save", full_disk)
+    assert not window.autosave()
+    notice = window.document.autosave_notice
+    assert notice is not None and notice.isVisible()
+    assert notice.windowModality() == Qt.WindowModality.NonModal
+    assert "No space left" in notice.text()
+    assert not window.autosave()                                  # tried again, one notice
+    assert len(calls) == 2 and window.document.autosave_notice is notice
+    assert window.document.autosave_timer.isActive()
+    monkeypatch.setattr(window.autosaver, "save", real)
+    assert window.autosave()
+    assert window.document.autosave_failure is None
+    assert window.autosaver.path.exists()
+
+
+def test_autosave_of_unencodable_text_is_reported_not_raised(window):
+    from tests.ui.helpers import add
+
+    nid = add(window, "Prompt")
+    window.model.nodes[nid].params["text"] = "\ud800"
+    assert not window.autosave()
+    assert f"node {nid}" in window.document.autosave_failure
