@@ -152,7 +152,7 @@ def test_save_reports_os_errors_and_unexpected_ones(window, tmp_path, monkeypatc
     add(window, "SolidImage")
     (tmp_path / "file").write_text("x")
     assert not window.save_to(tmp_path / "file" / "inside.json")   # a folder that is a file
-    assert "inside.json" in window.last_error and "Not a directory" in window.last_error
+    assert "inside.json" in window.last_error and "File exists" in window.last_error   # mkdir of the folder
     window.last_error = None
 
     def broken(*_a, **_k):
