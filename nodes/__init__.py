@@ -12,10 +12,10 @@ from typing import Any, Callable
 from nodeforge.core.spec import Input, NodeSpec, Output, Param
 from nodeforge.core.types import FileKind, PortType
 
+from .schedulers import SCHEDULERS as SCHEDULER_NAMES
+
 SEED_MAX = 0xFFFFFFFFFFFFFFFF
-SCHEDULERS = ("euler", "euler_ancestral", "heun", "lms", "ddim", "ddpm", "pndm", "dpmpp_2m",
-              "dpmpp_2m_karras") + (("dpmpp_sde",) if importlib.util.find_spec("torchsde") else ()) + \
-             ("unipc", "lcm")
+SCHEDULERS = tuple(name for name in SCHEDULER_NAMES if name != "dpmpp_sde" or importlib.util.find_spec("torchsde"))
 
 
 def _names(kind: FileKind) -> Any:

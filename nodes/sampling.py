@@ -16,37 +16,10 @@ from nodeforge.core.errors import NodeError
 
 from .latents import latent_shape, preview_image, resize_mask
 from .memory import memory_advice
+from .schedulers import make_scheduler
 from .wrappers import UNetModel
 
 SEED_SPACE = 2 ** 64
-
-
-def make_scheduler(name: str, config: dict[str, Any], seed: int) -> Any:
-    """A diffusers scheduler of the named kind built from the model's scheduler config."""
-    import diffusers
-
-    config = {k: v for k, v in config.items() if not k.startswith("_")}
-    kinds: dict[str, tuple[str, dict[str, Any]]] = {
-        "ddpm": ("DDPMScheduler", {}),
-        "ddim": ("DDIMScheduler", {}),
-        "euler": ("EulerDiscreteScheduler", {}),
-        "euler_ancestral": ("EulerAncestralDiscreteScheduler", {}),
-        "heun": ("HeunDiscreteScheduler", {}),
-        "lms": ("LMSDiscreteScheduler", {}),
-        "pndm": ("PNDMScheduler", {"skip_prk_steps": True}),
-        "dpmpp_2m": ("DPMSolverMultistepScheduler", {"algorithm_type": "dpmsolver++", "solver_order": 2}),
-        "dpmpp_2m_karras": ("DPMSolverMultistepScheduler", {"algorithm_type": "dpmsolver++", "solver_order": 2,
-                                                            "use_karras_sigmas": True}),
-        "dpmpp_sde": ("DPMSolverSDEScheduler", {"use_karras_sigmas": True, "noise_sampler_seed": seed % 2 ** 63}),
-        "unipc": ("UniPCMultistepScheduler", {}),
-        "lcm": ("LCMScheduler", {}),
-    }
-    if name not in kinds:
-        raise NodeError(f"unknown scheduler {name!r}; choose one of {', '.join(kinds)}", field="scheduler")
-    class_name, overrides = kinds[name]
-    if name != "dpmpp_2m_karras":
-        config.pop("use_karras_sigmas", None)
-    return getattr(diffusers, class_name).from_config({**config, **overrides})
 
 
 def seeded_generators(seed: int, batch: int) -> list[torch.Generator]:
