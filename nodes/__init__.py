@@ -6,7 +6,6 @@ inside the run functions (from the sibling modules), so listing and validating s
 from __future__ import annotations
 
 import importlib
-import importlib.util
 from typing import Any, Callable
 
 from nodeforge.core.spec import Input, NodeSpec, Output, Param
@@ -15,7 +14,7 @@ from nodeforge.core.types import FileKind, PortType
 from .schedulers import SCHEDULERS as SCHEDULER_NAMES
 
 SEED_MAX = 0xFFFFFFFFFFFFFFFF
-SCHEDULERS = tuple(name for name in SCHEDULER_NAMES if name != "dpmpp_sde" or importlib.util.find_spec("torchsde"))
+SCHEDULERS = tuple(SCHEDULER_NAMES)
 
 
 def _names(kind: FileKind) -> Any:

@@ -59,8 +59,7 @@ def test_changing_seed_reruns_only_denoise_and_after(engine, make_txt2img):
     assert set(result.executed) == {"denoise", "decode", "preview"}
 
 
-@pytest.mark.parametrize("scheduler", ["ddpm", "ddim", "euler", "euler_ancestral", "heun", "lms", "pndm",
-                                       "dpmpp_2m", "dpmpp_2m_karras", "dpmpp_sde", "unipc", "lcm"])
+@pytest.mark.parametrize("scheduler", list(builtin_module("schedulers").SCHEDULERS))
 def test_every_scheduler_runs(engine, make_txt2img, scheduler):
     samples = _latent(engine, make_txt2img(scheduler=scheduler, steps=3))
     assert samples.shape == (1, 4, 8, 8)

@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from nodeforge.core.registry import builtin_module
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -47,6 +49,8 @@ def test_node_table_matches_the_design(registry):
     empty = registry.get("EmptyLatent")
     assert empty.param("width").multiple_of == 4 and empty.param("width").min == 16
     schedulers = registry.get("UNetDenoise").param("scheduler").choice_list()
+    # The declaration is the table (nodes/schedulers.py), dpmpp_sde included (torchsde is a dependency).
+    assert list(schedulers) == list(builtin_module("schedulers").SCHEDULERS)
     for s in ("ddpm", "ddim", "euler", "euler_ancestral", "heun", "lms", "pndm", "dpmpp_2m", "dpmpp_2m_karras",
               "dpmpp_sde", "unipc", "lcm"):
         assert s in schedulers
