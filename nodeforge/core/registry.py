@@ -87,13 +87,19 @@ class Registry:
         nodes = getattr(module, "NODES", None)
         if nodes is None:
             raise ImportError("the pack defines no NODES list")
-        added = []
+        # All or nothing: a pack that fails registers none of its nodes.
+        nodes = list(nodes)
+        seen: set[str] = set()
         for spec in nodes:
             if not isinstance(spec, NodeSpec):
                 raise TypeError(f"NODES holds {type(spec).__name__}, not NodeSpec")
+            if spec.type in self._specs or spec.type in seen:
+                other = self._specs[spec.type].pack if spec.type in self._specs else pack
+                raise DuplicateNodeType(f"node type {spec.type!r} is defined by packs {other or '?'!r} and {pack!r}")
+            seen.add(spec.type)
+        for spec in nodes:
             object.__setattr__(spec, "pack", spec.pack or pack)
             self.register(spec)
-            added.append(spec.type)
         self.packs.append(pack)
 
     def load_folder_pack(self, folder: Path) -> None:
@@ -103,9 +109,10 @@ class Registry:
         try:
             module = _import_path(folder)
             self.add_pack_module(module, pack, str(folder))
-        except Exception as exc:  # a broken pack must not stop the others
-            self.failures.append(PackFailure(pack, str(folder), f"{type(exc).__name__}: {exc}",
-                                             traceback.format_exc()))
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:  # a broken pack (even sys.exit() in it) must not stop the others
+            self.failures.append(_failure(pack, str(folder), exc))
 
     def load_search_path(self, folder: Path) -> None:
         """A NODEFORGE_NODE_PATH entry: a pack itself, or a folder of packs."""
@@ -129,9 +136,19 @@ class Registry:
             try:
                 module = ep.load()
                 self.add_pack_module(module, ep.name, f"entry point {ep.value}")
-            except Exception as exc:
-                self.failures.append(PackFailure(ep.name, f"entry point {ep.value}",
-                                                 f"{type(exc).__name__}: {exc}", traceback.format_exc()))
+            except KeyboardInterrupt:
+                raise
+            except BaseException as exc:
+                self.failures.append(_failure(ep.name, f"entry point {ep.value}", exc))
+
+
+def _failure(pack: str, source: str, exc: BaseException) -> PackFailure:
+    """A pack's import error as one line; SystemExit says the pack tried to end the program."""
+    if isinstance(exc, SystemExit):
+        message = f"the pack called sys.exit({exc.code!r}) while importing"
+    else:
+        message = f"{type(exc).__name__}: {exc}"
+    return PackFailure(pack, source, message, traceback.format_exc())
 
 
 def _import_path(path: Path) -> object:

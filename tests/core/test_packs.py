@@ -77,3 +77,42 @@ def test_core_imports_neither_qt_nor_torch():
             "print([m for m in ('torch', 'PySide6', 'numpy', 'PIL', 'diffusers') if m in sys.modules])")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert proc.stdout.strip() == "[]", proc.stdout + proc.stderr
+
+
+def test_a_pack_calling_sys_exit_or_raising_baseexception_is_a_reported_failure(tmp_path):
+    (tmp_path / "exits.py").write_text("import sys\nsys.exit(0)\n")
+    (tmp_path / "raises.py").write_text("class Boom(BaseException):\n    pass\nraise Boom('at import')\n")
+    (tmp_path / "good.py").write_text(GOOD)
+    registry = load_registry(builtin=False, node_path=[tmp_path], entry_points=False)
+    failed = {f.pack: f.message for f in registry.failures}
+    assert set(failed) == {"exits", "raises"}
+    assert "sys.exit(0)" in failed["exits"]
+    assert failed["raises"] == "Boom: at import"
+    assert registry.types() == ["Hello"]
+
+
+def test_a_pack_that_fails_registers_none_of_its_nodes(tmp_path):
+    (tmp_path / "first.py").write_text(GOOD)
+    # Its first node is fine, its second collides with first's: nothing of it is usable.
+    (tmp_path / "second.py").write_text(GOOD.replace('NODES = [', 'NODES = [NodeSpec("Mine", "demo", '
+                                                     'lambda ctx: {}, outputs=(Output("t", "TEXT"),)), '))
+    (tmp_path / "third.py").write_text(GOOD.replace("Hello", "Third") + "NODES.append(42)\n")
+    registry = load_registry(builtin=False, node_path=[tmp_path], entry_points=False)
+    assert registry.types() == ["Hello"]
+    assert registry.packs == ["first"]
+    failed = {f.pack: f.message for f in registry.failures}
+    assert "defined by packs 'first' and 'second'" in failed["second"]
+    assert "not NodeSpec" in failed["third"]
+
+
+def test_validate_with_a_pack_calling_sys_exit_does_not_succeed_silently(tmp_path):
+    (tmp_path / "exits.py").write_text("import sys\nsys.exit(0)\n")
+    workflow = tmp_path / "w.json"
+    workflow.write_text('{"format": "nodeforge.workflow", "version": 1, "nodes": '
+                        '{"1": {"type": "FromExits", "inputs": {}}}}')
+    env = {**__import__("os").environ, "NODEFORGE_NODE_PATH": str(tmp_path), "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, "-m", "nodeforge", "validate", str(workflow)],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 1, proc.stderr
+    assert "node pack 'exits'" in proc.stderr and "sys.exit(0)" in proc.stderr
+    assert "unknown node type 'FromExits'" in proc.stderr
