@@ -100,6 +100,12 @@ def _quit_on_ctrl_c(app: QApplication) -> QTimer:
 
 
 def main(path: str | None = None) -> int:
+    from nodeforge.ui.platform_check import xcb_problem
+
+    problem = xcb_problem()   # before QApplication: Qt aborts (status 134) when its plugin cannot load
+    if problem:
+        print(problem, file=sys.stderr)
+        return 1
     app = make_app()
     win = build_window(path)
     win.show()
