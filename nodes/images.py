@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import itertools
+import os
 import re
+import warnings
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -17,15 +19,45 @@ from nodeforge.core.workflow import PNG_PARAMETERS_KEY, PNG_WORKFLOW_KEY, Workfl
 MODEL_SUFFIXES = {".safetensors", ".ckpt", ".pt", ".pth", ".bin"}
 
 
+MAX_IMAGE_PIXELS = 8192 * 8192
+"""Default for the `max_image_pixels` setting (or NODEFORGE_MAX_IMAGE_PIXELS): a 140 KB PNG can
+claim 12000x12000 pixels, which decodes to gigabytes; such images are refused before decoding."""
+
+
+def max_image_pixels(settings: dict[str, Any]) -> int:
+    value = settings.get("max_image_pixels") or os.environ.get("NODEFORGE_MAX_IMAGE_PIXELS") or MAX_IMAGE_PIXELS
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise NodeError(f"the max_image_pixels setting must be a whole number, got {value!r}") from None
+
+
+def _too_large(name: str, size: str, limit: int) -> NodeError:
+    return NodeError(f"{name} is {size} pixels, over the limit of {limit:,} pixels ({limit / 1e6:.1f} megapixels); "
+                     "use a smaller image, or raise the limit with the max_image_pixels setting "
+                     "(environment variable NODEFORGE_MAX_IMAGE_PIXELS)", field="path")
+
+
 def run_load_image(ctx: Any, path: str) -> dict[str, Any]:
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     file = ctx.resolve_file(FileKind.IMAGE, path)
+    limit = max_image_pixels(ctx.settings)
     try:
-        with Image.open(file) as opened:
+        with warnings.catch_warnings():
+            # Pillow's own bomb check warns (or raises at twice its limit); ours comes first and says what to do.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            opened_file = Image.open(file)
+        with opened_file as opened:
+            width, height = opened.size
+            if width * height > limit:
+                raise _too_large(Path(file).name, f"{width}x{height}", limit)
             opened.seek(0)   # first frame of an animation
             img = ImageOps.exif_transpose(opened)
             img.load()
+    except Image.DecompressionBombError:
+        raise _too_large(Path(file).name, "more than twice Pillow's limit of "
+                         f"{Image.MAX_IMAGE_PIXELS:,}", limit) from None
     except (UnidentifiedImageError, OSError) as exc:
         raise NodeError(f"cannot read {Path(file).name} as an image ({exc})", field="path") from None
     has_alpha = "A" in img.getbands() or (img.mode == "P" and "transparency" in img.info)

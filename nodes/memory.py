@@ -7,12 +7,22 @@ from typing import Iterator
 from nodeforge.core.errors import NodeError
 
 
+# CUDA/MPS say "out of memory"; torch's CPU allocator says "DefaultCPUAllocator: can't allocate memory"
+# (or "not enough memory"): the same user error, so the same advice.
+_OOM_PHRASES = ("out of memory", "can't allocate memory", "not enough memory", "cannot allocate memory")
+
+
+def is_out_of_memory(message: str) -> bool:
+    text = message.lower()
+    return any(phrase in text for phrase in _OOM_PHRASES)
+
+
 @contextlib.contextmanager
 def memory_advice(what: str = "image size or batch size") -> Iterator[None]:
     try:
         yield
     except (MemoryError, RuntimeError) as exc:
-        if not isinstance(exc, MemoryError) and "out of memory" not in str(exc).lower():
+        if not isinstance(exc, MemoryError) and not is_out_of_memory(str(exc)):
             raise
         import torch
 

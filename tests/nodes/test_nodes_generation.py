@@ -209,6 +209,10 @@ def test_out_of_memory_becomes_advice():
         with memory.memory_advice():
             raise RuntimeError("CUDA out of memory. Tried to allocate 20.00 GiB")
     assert "smaller" in str(info.value)
+    with pytest.raises(NodeError) as info:   # torch's CPU allocator words it differently: same advice
+        with memory.memory_advice():
+            torch.empty(1 << 62, dtype=torch.uint8)
+    assert "ran out of memory; try a smaller image size or batch size" in str(info.value)
     with pytest.raises(ValueError):
         with memory.memory_advice():
             raise ValueError("something else")

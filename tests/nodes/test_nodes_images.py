@@ -168,3 +168,42 @@ def test_large_latents_decode_in_tiles_automatically(engine, make_txt2img, monke
     calls.clear()
     vae_mod.decode(vae, torch.randn(1, 4, 8, 8))
     assert calls == [8]
+
+
+def _png_header_only(path, width, height):
+    """A PNG that claims width x height (a bomb's header: the size is known before decoding)."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)   # 8-bit greyscale
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+                     + chunk(b"IEND", b""))
+
+
+@pytest.mark.parametrize("side", [12000, 20000])   # under and over twice Pillow's own limit
+def test_load_image_over_the_pixel_limit_is_refused_naming_the_limit_and_setting(fresh_engine, tmp_path, side):
+    import warnings
+
+    _png_header_only(tmp_path / "huge.png", side, side)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")   # no raw DecompressionBombWarning either
+        with pytest.raises(nodeforge.NodeExecutionError) as info:
+            _load(fresh_engine, tmp_path / "huge.png")
+    message = str(info.value)
+    assert info.value.field == "path"
+    assert "67,108,864 pixels" in message and "max_image_pixels" in message and "NODEFORGE_MAX_IMAGE_PIXELS" in message
+    if side == 12000:
+        assert "12000x12000" in message
+
+
+def test_the_pixel_limit_is_a_setting(fresh_engine, tmp_path):
+    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(tmp_path / "small.png")
+    fresh_engine.settings["max_image_pixels"] = 255
+    with pytest.raises(nodeforge.NodeExecutionError) as info:
+        _load(fresh_engine, tmp_path / "small.png")
+    assert "16x16 pixels, over the limit of 255 pixels" in str(info.value)
+    fresh_engine.settings["max_image_pixels"] = 256
+    assert _load(fresh_engine, tmp_path / "small.png")["image"].shape == (1, 16, 16, 3)
