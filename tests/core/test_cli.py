@@ -120,9 +120,11 @@ def test_run_accepts_a_png_with_an_embedded_workflow(tmp_path, capsys):
 
 def test_unknown_device_is_a_usage_error(tmp_path, capsys):
     path = write(tmp_path, simple())
-    with pytest.raises(SystemExit):
-        main(["run", str(path), "--device"])
-    capsys.readouterr()
+    code, err = _one_line_error(capsys, lambda: main(["run", str(path), "--device"]))
+    assert code == 2 and "argument --device: expected one argument" in err
+    code, err = _one_line_error(capsys, lambda: main(["run", str(path), "--device", "npu", "--out", str(tmp_path)]))
+    assert code == 2 and "argument --device: unknown device 'npu': use auto, cpu, cuda, cuda:N or mps" in err, err
+    assert not (tmp_path / "result_3.txt").exists()
 
 
 def test_nodes_lists_types_with_ports_and_params(capsys):

@@ -1,4 +1,4 @@
-"""The bundled demo model (trained elsewhere in the project); skipped until it is in the tree."""
+"""The bundled demo model and LoRA: part of the project, so these tests FAIL (not skip) when they are missing."""
 from __future__ import annotations
 
 import numpy as np
@@ -9,12 +9,16 @@ from nodeforge.paths import builtin_dir
 DEMO = builtin_dir("resources") / "models" / "nodeforge-shapes"
 LORA = builtin_dir("resources") / "loras"
 
-pytestmark = pytest.mark.skipif(not (DEMO / "model_index.json").exists(),
-                                reason="the demo model resources/models/nodeforge-shapes is not bundled yet")
+
+
+def test_the_demo_model_and_lora_are_bundled():
+    assert (DEMO / "model_index.json").is_file(), f"the demo model {DEMO} is missing (it ships with NodeForge)"
+    assert any(LORA.glob("shapes-star.*")), f"the demo LoRA shapes-star is missing from {LORA}"
 
 
 @pytest.fixture(scope="module")
 def demo_engine(registry, tmp_path_factory):
+    assert (DEMO / "model_index.json").is_file(), f"the demo model {DEMO} is missing (it ships with NodeForge)"
     from nodeforge import Engine
     from nodeforge.core.models import ModelPaths
 
@@ -31,8 +35,8 @@ def test_demo_model_makes_a_64px_image_with_vae_factor_4(demo_engine, make_txt2i
     assert image.shape == (64, 64, 3) and image.std() > 5
 
 
-@pytest.mark.skipif(not any(LORA.glob("shapes-star.*")), reason="the demo LoRA shapes-star is not bundled yet")
 def test_demo_lora_changes_the_image(demo_engine, make_txt2img):
+    assert any(LORA.glob("shapes-star.*")), f"the demo LoRA shapes-star is missing from {LORA}"
     base = make_txt2img("nodeforge-shapes", "a star", width=64, height=64, steps=6)
     star = make_txt2img("nodeforge-shapes", "a star", width=64, height=64, steps=6, lora=[("shapes-star", 1.0, 1.0)])
     a = np.asarray(demo_engine.run(base).outputs["preview"][0]).astype(float)
