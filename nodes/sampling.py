@@ -1,5 +1,12 @@
 """UNetDenoise: the denoising loop (txt2img, img2img with denoise < 1, inpainting with a mask).
 
+Stages (ComfyUI's KSamplerAdvanced): `start_at_step`/`end_at_step` run a slice of a `steps`-step
+schedule, `add_noise` off takes the latent as it is (the leftover noise of an earlier stage) and
+`return_with_leftover_noise` off denoises fully at the slice's last step. Two stages of one model
+(0..20 of 25 with leftover noise, then 20..25 without adding noise) give the single 25-step run:
+the second stage starts the scheduler at step 20 and, for schedulers that draw step noise, moves
+each item's generator past the draws of the skipped steps.
+
 Noise comes from CPU generators seeded per batch item (seed + i), so a seed gives the same image
 on any device and item i of a batch equals a batch of one with seed + i (ancestral schedulers
 included: their step noise continues each item's generator).
@@ -39,6 +46,30 @@ def _match_length(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch
     return a.repeat(1, n // a.shape[1], 1), b.repeat(1, n // b.shape[1], 1)
 
 
+# Schedulers whose step draws noise from the generators, and how many draws of the latent's size
+# each step takes (for moving the generators past the steps a later stage skips).
+STEP_NOISE_DRAWS = {"euler_ancestral": 1, "ddpm": 1}
+# SDXL refiner conditioning: aesthetic scores in place of the target size (diffusers' defaults).
+AESTHETIC_SCORE, NEGATIVE_AESTHETIC_SCORE = 6.0, 2.5
+
+
+def _time_ids(model: UNetModel, pooled_dim: int, size: tuple[int, int], positive: dict, negative: dict,
+              use_cfg: bool) -> torch.Tensor:
+    """SDXL's micro-conditioning: (size, crop, target size) for a base, (size, crop, aesthetic
+    score) for a refiner, told apart by how many ids the UNet's add-embedding takes."""
+    config = model.unet.config
+    height, width = size
+    n_ids = (config.projection_class_embeddings_input_dim - pooled_dim) // config.addition_time_embed_dim
+    if n_ids == 5:
+        scores = [float(negative.get("aesthetic_score", NEGATIVE_AESTHETIC_SCORE))] if use_cfg else []
+        scores.append(float(positive.get("aesthetic_score", AESTHETIC_SCORE)))
+        return torch.tensor([[height, width, 0, 0, score] for score in scores], dtype=torch.float32)
+    if n_ids != 6:
+        raise NodeError(f"this UNet takes {n_ids} micro-conditioning ids (SDXL base takes 6, refiner 5); "
+                        "its text encoder does not match it", field="unet")
+    return torch.tensor([[height, width, 0, 0, height, width]], dtype=torch.float32)
+
+
 def _conditioning(model: UNetModel, positive: dict, negative: dict, batch: int, size: tuple[int, int],
                   use_cfg: bool) -> tuple[torch.Tensor, dict[str, torch.Tensor] | None]:
     pos, neg = _match_length(positive["embeds"], negative["embeds"])
@@ -49,16 +80,18 @@ def _conditioning(model: UNetModel, positive: dict, negative: dict, batch: int, 
     if positive.get("pooled") is None or negative.get("pooled") is None:
         raise NodeError("this is an SDXL model: connect prompts encoded with its own CLIP", field="positive")
     pooled = torch.cat([negative["pooled"], positive["pooled"]]) if use_cfg else positive["pooled"]
-    height, width = size
-    time_ids = torch.tensor([[height, width, 0, 0, height, width]], dtype=torch.float32)
+    time_ids = _time_ids(model, pooled.shape[-1], size, positive, negative, use_cfg)
+    time_ids = time_ids.repeat_interleave(embeds.shape[0] // time_ids.shape[0], dim=0)
     added = {"text_embeds": pooled.repeat_interleave(batch, dim=0).to(model.device, model.dtype),
-             "time_ids": time_ids.repeat(embeds.shape[0], 1).to(model.device, model.dtype)}
+             "time_ids": time_ids.to(model.device, model.dtype)}
     return embeds, added
 
 
 def denoise_latent(ctx: Any, model: UNetModel, positive: dict, negative: dict, latent: dict, seed: int,
-                   steps: int, cfg: float, scheduler: str, denoise: float) -> dict[str, Any]:
-    if denoise <= 0:
+                   steps: int, cfg: float, scheduler: str, denoise: float, start_at_step: int = 0,
+                   end_at_step: int = 10000, add_noise: bool = True,
+                   return_with_leftover_noise: bool = False) -> dict[str, Any]:
+    if denoise <= 0 or start_at_step >= min(end_at_step, steps):
         return latent
     shape = latent_shape(latent, model.latent_channels, model.vae_factor)
     if shape[1] != model.latent_channels:
@@ -71,17 +104,25 @@ def denoise_latent(ctx: Any, model: UNetModel, positive: dict, negative: dict, l
     except ValueError as exc:   # e.g. LCM refuses more steps than it was distilled for
         raise NodeError(f"{scheduler} cannot run {steps} steps: {exc}", field="steps") from None
     start = steps - min(max(int(steps * denoise), 1), steps)       # skip the first (1 - denoise)
-    timesteps = sched.timesteps[start * sched.order:]
+    start = max(start, start_at_step)
+    end = min(end_at_step, steps)
+    leftover = end < steps and return_with_leftover_noise
+    timesteps = sched.timesteps[start * sched.order:end * sched.order]
+    next_timestep = sched.timesteps[end * sched.order:end * sched.order + 1] if leftover else None
     if hasattr(sched, "set_begin_index"):
         sched.set_begin_index(start * sched.order)
 
     generators = seeded_generators(seed, batch)
     noise = initial_noise(shape, generators).to(device)
+    for _ in range(start_at_step * STEP_NOISE_DRAWS.get(scheduler, 0)):   # the skipped steps' draws
+        initial_noise(shape, generators)
     original = latent["samples"].to(device, torch.float32) if latent.get("samples") is not None else None
     mask = latent.get("noise_mask")
-    if original is None and (denoise < 1 or mask is not None):
+    if original is None and (denoise < 1 or start > 0 or mask is not None or not add_noise):
         original = torch.zeros(shape, device=device)   # what an empty latent stands for
-    if original is None:
+    if not add_noise:
+        latents = original.clone()
+    elif original is None:
         latents = noise * sched.init_noise_sigma
     else:
         latents = sched.add_noise(original, noise, timesteps[:1])
@@ -104,10 +145,15 @@ def denoise_latent(ctx: Any, model: UNetModel, positive: dict, negative: dict, l
             if use_cfg:
                 uncond, cond = pred.chunk(2)
                 pred = uncond + cfg * (cond - uncond)
-            latents = sched.step(pred, t, latents, **step_kwargs).prev_sample
+            result = sched.step(pred, t, latents, **step_kwargs)
+            latents = result.prev_sample
+            if i + 1 == total and end < steps and not leftover:   # a cut schedule still ends clean
+                latents = _denoised(result, latents)
             if mask is not None:   # keep the unmasked area on the original's noise trajectory
                 if i + 1 < total:
                     known = sched.add_noise(original, noise, timesteps[i + 1:i + 2])
+                elif leftover:
+                    known = sched.add_noise(original, noise, next_timestep)
                 else:
                     known = original
                 latents = (1 - mask) * known + mask * latents
@@ -120,6 +166,17 @@ def denoise_latent(ctx: Any, model: UNetModel, positive: dict, negative: dict, l
     return out
 
 
+def _denoised(result: Any, latents: torch.Tensor) -> torch.Tensor:
+    """The step's prediction of the clean latent (ComfyUI sets the cut schedule's last sigma to 0)."""
+    x0 = getattr(result, "pred_original_sample", None)
+    if x0 is None:
+        x0 = getattr(result, "denoised", None)
+    return latents if x0 is None else x0.to(latents.dtype)
+
+
 def run_unet_denoise(ctx: Any, unet: UNetModel, positive: dict, negative: dict, latent: dict, seed: int,
-                     steps: int, cfg: float, scheduler: str, denoise: float) -> dict[str, Any]:
-    return {"latent": denoise_latent(ctx, unet, positive, negative, latent, seed, steps, cfg, scheduler, denoise)}
+                     steps: int, cfg: float, scheduler: str, denoise: float, start_at_step: int = 0,
+                     end_at_step: int = 10000, add_noise: bool = True,
+                     return_with_leftover_noise: bool = False) -> dict[str, Any]:
+    return {"latent": denoise_latent(ctx, unet, positive, negative, latent, seed, steps, cfg, scheduler, denoise,
+                                     start_at_step, end_at_step, add_noise, return_with_leftover_noise)}
