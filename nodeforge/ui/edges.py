@@ -13,6 +13,14 @@ if TYPE_CHECKING:  # pragma: no cover
     from nodeforge.ui.node_item import NodeItem
 
 PORT_RADIUS = 5.5
+CROSSING_Z = 10.0        # above every node (0, 0.5 selected), below error notes (20)
+CROSSING_OPACITY = 0.35
+_layout_generation = [0]
+
+
+def node_layout_changed() -> None:
+    """A node moved, resized, appeared or went: every wire crossing recomputes at its next paint."""
+    _layout_generation[0] += 1
 
 
 class PortItem(QGraphicsItem):
@@ -86,6 +94,8 @@ class EdgeItem(QGraphicsPathItem):
         self.setFlag(QGraphicsItem.GraphicsItemFlag.ItemIsSelectable, True)
         self.setAcceptHoverEvents(True)
         self.hovered = False
+        self.src: str | None = None
+        self.crossing = WireCrossing(self)
         self.set_type(port_type)
 
     def set_type(self, port_type: str) -> None:
@@ -98,6 +108,7 @@ class EdgeItem(QGraphicsPathItem):
         if self.isSelected():
             color = color.lighter(140)
         self.setPen(QPen(color, width, Qt.PenStyle.SolidLine, Qt.PenCapStyle.RoundCap))
+        self.crossing.update()
 
     def set_points(self, start: QPointF, end: QPointF, via: QPointF | None = None) -> None:
         if via is None:
@@ -106,6 +117,7 @@ class EdgeItem(QGraphicsPathItem):
             path = wire_path(start, via)
             path.connectPath(wire_path(via, end))
             self.setPath(path)
+        self.crossing.path_changed()
 
     def shape(self) -> QPainterPath:
         stroker = QPainterPathStroker()
@@ -115,6 +127,15 @@ class EdgeItem(QGraphicsPathItem):
     def itemChange(self, change, value):  # noqa: N802
         if change == QGraphicsItem.GraphicsItemChange.ItemSelectedHasChanged:
             self.update_pen()
+        elif change == QGraphicsItem.GraphicsItemChange.ItemSceneHasChanged:
+            # The crossing overlay lives in the same scene as its wire, as a top-level item.
+            old = self.crossing.scene()
+            if old is not None and old is not value:
+                old.removeItem(self.crossing)
+            if value is not None and self.crossing.scene() is not value:
+                value.addItem(self.crossing)
+        elif change == QGraphicsItem.GraphicsItemChange.ItemVisibleHasChanged:
+            self.crossing.setVisible(bool(value))
         return super().itemChange(change, value)
 
     def hoverEnterEvent(self, event) -> None:  # noqa: N802
@@ -124,6 +145,78 @@ class EdgeItem(QGraphicsPathItem):
     def hoverLeaveEvent(self, event) -> None:  # noqa: N802
         self.hovered = False
         self.update_pen()
+
+
+class WireCrossing(QGraphicsItem):
+    """Where a wire passes behind a node it does not connect: the wire drawn faintly over that
+    node's body, with a gap around each port. So a wire that only passes behind a node can no
+    longer seem to end at one of its ports (the vae wire into an unconnected "positive"), and the
+    ports stay crisp on top.
+
+    A top-level item above every node (CROSSING_Z) that takes no clicks and has no shape, so
+    picking, rubber bands and drops see only the real wire below the nodes. Which nodes it
+    crosses is read at paint time from the scene's index: a node moved over a wire repaints
+    that area, and the crossing follows.
+    """
+
+    def __init__(self, edge: EdgeItem) -> None:
+        super().__init__()
+        self.edge = edge
+        self.setZValue(CROSSING_Z)
+        self.setAcceptedMouseButtons(Qt.MouseButton.NoButton)
+        self.setAcceptHoverEvents(False)
+        self._rect = QRectF()
+        self._cache: tuple = (None, QPainterPath())   # (layout generation it was computed at, area)
+
+    def path_changed(self) -> None:
+        self.prepareGeometryChange()
+        self._rect = self.edge.path().boundingRect().adjusted(-4, -4, 4, 4)
+        self._cache = (None, QPainterPath())
+        self.update()
+
+    def boundingRect(self) -> QRectF:  # noqa: N802
+        return self._rect
+
+    def shape(self) -> QPainterPath:
+        return QPainterPath()   # never hit: clicks go to the node or the wire underneath
+
+    def crossed(self) -> QPainterPath:
+        """The scene area where this wire is drawn over nodes: the bodies of the nodes it passes
+        over (not its own two), less a disc around each of their ports."""
+        scene = self.scene()
+        area = QPainterPath()
+        if scene is None or self._rect.isEmpty():
+            return area
+        if self._cache[0] == ("generation", _layout_generation[0]):
+            return self._cache[1]   # panning and repainting: nothing moved, nothing to recompute
+        from nodeforge.ui.node_item import NodeItem
+
+        path = self.edge.path()
+        ends = (self.edge.src, self.edge.dst)
+        ports = QPainterPath()
+        nodes = [(item, item.mapRectToScene(item.body_rect()))
+                 for item in scene.items(self._rect, Qt.ItemSelectionMode.IntersectsItemBoundingRect)
+                 if isinstance(item, NodeItem) and item.node_id not in ends and item.isVisible()]
+        for item, body in nodes:
+            if not path.intersects(body):
+                continue
+            area.addRoundedRect(body, 7, 7)
+            for port in list(item.inputs.values()) + list(item.outputs.values()):
+                if port.isVisible():
+                    ports.addEllipse(port.scenePos(), PORT_RADIUS + 3.5, PORT_RADIUS + 3.5)
+        if not ports.isEmpty():
+            area = area.subtracted(ports)
+        self._cache = (("generation", _layout_generation[0]), area)
+        return area
+
+    def paint(self, painter: QPainter, option: QStyleOptionGraphicsItem, widget: QWidget | None = None) -> None:
+        area = self.crossed()
+        if area.isEmpty():
+            return
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+        painter.setClipPath(area)
+        painter.setOpacity(CROSSING_OPACITY)
+        painter.strokePath(self.edge.path(), self.edge.pen())
 
 
 class RerouteItem(QGraphicsItem):

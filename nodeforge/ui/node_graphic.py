@@ -13,7 +13,7 @@ from PySide6.QtGui import QColor, QFont, QFontMetricsF, QImage, QPainter, QPaint
 from PySide6.QtWidgets import QGraphicsItem, QGraphicsProxyWidget, QStyleOptionGraphicsItem, QWidget
 
 from nodeforge.ui import theme
-from nodeforge.ui.edges import PortItem
+from nodeforge.ui.edges import PortItem, node_layout_changed
 from nodeforge.ui.param_widgets import ParamPanel
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -167,6 +167,7 @@ class NodeGraphic(QGraphicsItem):
             self.height = max(height + 6, HEADER + ROW)
         self.update()
         self.place_note()
+        node_layout_changed()
         self.graph.node_geometry_changed(self)
 
     def boundingRect(self) -> QRectF:  # noqa: N802

@@ -13,7 +13,7 @@ from PySide6.QtGui import QFontMetricsF, QImage
 from PySide6.QtWidgets import QGraphicsItem, QGraphicsProxyWidget
 
 from nodeforge.core.types import FileKind
-from nodeforge.ui.edges import PortItem
+from nodeforge.ui.edges import PortItem, node_layout_changed
 from nodeforge.ui.node_graphic import GRIP, HEADER, MIN_WIDTH, WIDTH, NodeGraphic
 from nodeforge.ui.param_widgets import ParamPanel
 
@@ -21,6 +21,11 @@ if TYPE_CHECKING:  # pragma: no cover
     from nodeforge.ui.scene import GraphScene
 
 __all__ = ["NodeItem", "HEADER"]
+
+
+_LAYOUT_CHANGES = (QGraphicsItem.GraphicsItemChange.ItemPositionHasChanged,
+                   QGraphicsItem.GraphicsItemChange.ItemSceneHasChanged,
+                   QGraphicsItem.GraphicsItemChange.ItemVisibleHasChanged)
 
 
 class NodeItem(NodeGraphic):
@@ -206,6 +211,8 @@ class NodeItem(NodeGraphic):
         self.graph.controller.set_param(self.node_id, name, value, merge_key)
 
     def itemChange(self, change, value):  # noqa: N802
+        if change in _LAYOUT_CHANGES:
+            node_layout_changed()   # wire crossings recompute what they pass over
         if change == QGraphicsItem.GraphicsItemChange.ItemPositionHasChanged and self.scene() is not None:
             self.place_note()
             self.graph.node_moved(self)

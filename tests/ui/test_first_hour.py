@@ -212,3 +212,53 @@ def test_autosave_of_unencodable_text_is_reported_not_raised(window):
     window.model.nodes[nid].params["text"] = "\ud800"
     assert not window.autosave()
     assert f"node {nid}" in window.document.autosave_failure
+
+
+# -- wires behind nodes (item 5) ---------------------------------------------------------------------
+def test_a_wire_passing_behind_a_node_is_drawn_faintly_over_it_with_a_gap_at_its_ports(window, qtbot):
+    """SolidImage -> PreviewOut runs straight through Invert's unconnected input port: drawn only
+    behind Invert it would seem to plug into it."""
+    from PySide6.QtGui import QColor
+
+    from nodeforge.ui.edges import WireCrossing
+    from tests.ui.helpers import add
+
+    win = window
+    solid = add(win, "SolidImage", 0, 0)
+    invert = add(win, "Invert", 400, 0)
+    out = add(win, "PreviewOut", 900, 0)
+    win.controller.connect(solid, "image", out, "image")
+    win.show()
+    qtbot.waitUntil(lambda: win.scene.panels_pending() == 0)
+    edge = win.scene.edges[(out, "image")]
+    port = win.scene.nodes[invert].inputs["image"].scenePos()
+    assert edge.path().contains(port) or abs(edge.path().pointAtPercent(0.5).y() - port.y()) < 1
+    crossing = edge.crossing
+    assert crossing.scene() is win.scene and crossing.zValue() > win.scene.nodes[invert].zValue()
+    body = win.scene.nodes[invert].mapRectToScene(win.scene.nodes[invert].body_rect())
+    on_wire = QPointF(body.center().x(), port.y())
+    area = crossing.crossed()
+    assert area.contains(on_wire)                      # drawn over Invert's body
+    assert not area.contains(port)                     # but never over its port
+    assert not area.contains(win.scene.nodes[solid].mapRectToScene(win.scene.nodes[solid].body_rect()).center())
+    # it takes no clicks: what is under the cursor there is still Invert
+    assert not any(isinstance(i, WireCrossing) for i in win.scene.items(on_wire))
+
+    win.view.set_zoom(1.0)
+    win.view.centerOn(on_wire)
+    image = win.view.grab().toImage()
+    at = win.view.mapFromScene(on_wire)
+    off = win.view.mapFromScene(QPointF(on_wire.x(), on_wire.y() - 7))
+    wire_px, body_px = QColor(image.pixel(at)), QColor(image.pixel(off))
+    assert wire_px != body_px                          # the wire shows across the body
+    wire_color = edge.pen().color()
+    full = abs(wire_px.red() - wire_color.red()) + abs(wire_px.green() - wire_color.green()) + abs(
+        wire_px.blue() - wire_color.blue())
+    assert full > 30                                   # faintly, not at full strength
+
+    # moving Invert away: nothing crossed, nothing drawn
+    win.controller.move({invert: ((400, 0), (400, 400))})
+    assert crossing.crossed().isEmpty()
+    # removing the wire removes its overlay
+    win.controller.disconnect(out, "image")
+    assert crossing.scene() is None
