@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from PySide6.QtCore import QPoint, Qt, Signal
-from PySide6.QtGui import QColor, QKeyEvent
+from PySide6.QtGui import QColor, QGuiApplication, QKeyEvent
 from PySide6.QtWidgets import QFrame, QLabel, QLineEdit, QListWidget, QListWidgetItem, QVBoxLayout, QWidget
 
 from nodeforge.core.registry import Registry
@@ -17,6 +17,15 @@ def fuzzy_score(query: str, text: str) -> float | None:
     t = text.lower()
     if not q:
         return 0.0
+    # An exact word start ranks first ("lat": Empty Latent above Set Latent Mask, where "lat"
+    # is only inside "Latent" of a longer title); the title's own start and shorter titles win ties.
+    compact, starts = "", []
+    for word in t.replace("_", " ").replace("/", " ").split():
+        starts.append(len(compact))
+        compact += word
+    for index, start in enumerate(starts):
+        if compact.startswith(q, start):
+            return 200.0 + (20 if index == 0 else 0) - len(compact) / 2
     if q in t.replace(" ", ""):
         start = t.replace(" ", "").find(q)
         return 100.0 - start + (20 if start == 0 else 0)
@@ -59,6 +68,21 @@ def search(registry: Registry, query: str, want: tuple[str, str] | None = None) 
     return [s[-1] for s in scored]
 
 
+def on_screen(pos: QPoint, size) -> QPoint:
+    """Where a popup of `size` opened at `pos` stays whole on the screen under `pos`: pushed
+    left from the right edge, and opened upwards from the bottom edge (as menus are)."""
+    screen = QGuiApplication.screenAt(pos) or QGuiApplication.primaryScreen()
+    if screen is None:
+        return pos
+    area = screen.availableGeometry()
+    x = min(max(pos.x(), area.left()), area.right() + 1 - size.width())
+    y = pos.y()
+    if y + size.height() > area.bottom() + 1:
+        y = pos.y() - size.height()
+    y = min(max(y, area.top()), area.bottom() + 1 - size.height())
+    return QPoint(max(x, area.left()), max(y, area.top()))
+
+
 class NodeSearchPopup(QFrame):
     chosen = Signal(str)
 
@@ -89,8 +113,13 @@ class NodeSearchPopup(QFrame):
         self.hint.setVisible(True)
         self.edit.clear()
         self.refresh()
-        self.move(global_pos)
+        self.move(on_screen(global_pos, self.size()))
         self.show()
+        # The platform may place the shown window a few pixels off (frame margins): correct it.
+        want = on_screen(global_pos, self.frameGeometry().size())
+        shift = want - self.frameGeometry().topLeft()
+        if shift.x() or shift.y():
+            self.move(self.pos() + shift)
         self.edit.setFocus()
 
     def refresh(self) -> None:

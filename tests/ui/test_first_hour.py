@@ -262,3 +262,44 @@ def test_a_wire_passing_behind_a_node_is_drawn_faintly_over_it_with_a_gap_at_its
     # removing the wire removes its overlay
     win.controller.disconnect(out, "image")
     assert crossing.scene() is None
+
+
+# -- popups and quick add (item 4) ---------------------------------------------------------------------
+def test_quick_add_ranks_exact_word_starts_first(real_registry):
+    from nodeforge.ui.search import search
+
+    titles = [s.title for s in search(real_registry, "lat")]
+    assert titles.index("Empty Latent") < titles.index("Set Latent Mask")
+    assert set(titles[:4]) == {"Empty Latent", "Set Latent Mask", "Upscale Latent", "Upscale Latent By"}
+    assert [s.title for s in search(real_registry, "vae")][:2] == ["VAE Encode", "VAE Decode"]
+
+
+def test_quick_add_near_the_screen_edges_stays_on_the_screen(window, qtbot):
+    from PySide6.QtCore import QPoint
+    from PySide6.QtGui import QGuiApplication
+
+    area = QGuiApplication.primaryScreen().availableGeometry()
+    popup = window.search
+    for corner in (QPoint(area.right() - 5, area.bottom() - 5), QPoint(area.left() + 3, area.bottom() - 2),
+                   QPoint(area.right() - 2, area.top() + 4)):
+        popup.open_at(corner)
+        qtbot.waitUntil(popup.isVisible)
+        assert area.contains(popup.frameGeometry()), (corner, popup.frameGeometry(), area)
+        popup.hide()
+    popup.open_at(QPoint(area.left() + 50, area.bottom() - 10))
+    assert popup.frameGeometry().bottom() <= area.bottom() and popup.y() < area.bottom() - 10  # opened upwards
+    popup.hide()
+
+
+def test_the_canvas_context_menu_near_the_bottom_right_corner_stays_on_the_screen(window, qtbot):
+    from PySide6.QtCore import QPoint
+    from PySide6.QtGui import QGuiApplication
+
+    from nodeforge.ui.actions import context_menu
+
+    area = QGuiApplication.primaryScreen().availableGeometry()
+    menu = context_menu(window, window.acts, None, QPointF(0, 0))
+    menu.popup(QPoint(area.right() - 3, area.bottom() - 3))
+    qtbot.waitUntil(menu.isVisible)
+    assert area.contains(menu.frameGeometry())
+    menu.close()
