@@ -152,6 +152,23 @@ def count_points(blob: np.ndarray, bins: int = 72) -> int:
     return points
 
 
+def shape_mask(image) -> np.ndarray:
+    """Where the shape is: the largest blob of pixels far from the background (as `judge` finds it)."""
+    a = _as_array(image).astype(np.float32)
+    border = np.concatenate([a[0], a[-1], a[1:-1, 0], a[1:-1, -1]])
+    distance = np.sqrt(((a - np.median(border, axis=0)) ** 2).sum(axis=-1))
+    far = np.percentile(distance, 99.5)
+    if far < 40:
+        return np.zeros(distance.shape, bool)
+    return _largest_blob(distance > far / 2)
+
+
+def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
+    """Intersection over union of two boolean masks (0 when both are empty)."""
+    union = np.logical_or(a, b).sum()
+    return float(np.logical_and(a, b).sum() / union) if union else 0.0
+
+
 def judge(image) -> Verdict:
     """Classify a rendered image (PIL image, path, HWC uint8 or float array in [0, 1])."""
     a = _as_array(image).astype(np.float32)

@@ -126,7 +126,9 @@ def test_img2img_changes_the_latent_less_with_lower_denoise(engine):
     source = out_low["enc"]["latent"]["samples"]
     low = (out_low["denoise"]["latent"]["samples"] - source).abs().mean()
     high = (out_high["denoise"]["latent"]["samples"] - source).abs().mean()
-    assert 0 < low < high
+    # Measured: 0.034 at denoise 0.3, 3.52 at 1.0 (the source latent's mean magnitude is 0.143).
+    # Absolute bounds, so a denoise 0.3 that noises as far as 1.0 (or not at all) fails.
+    assert 0.005 < low < 0.1 and high > 1.0, (float(low), float(high))
 
 
 def test_inpainting_leaves_unmasked_latent_pixels_unchanged(engine, tmp_path):
