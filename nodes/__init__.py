@@ -57,6 +57,8 @@ _image_scale = _lazy("geometry", "run_image_scale")
 _image_scale_by = _lazy("geometry", "run_image_scale_by")
 _image_pad_for_outpaint = _lazy("geometry", "run_image_pad_for_outpaint")
 _vae_encode_for_inpaint = _lazy("geometry", "run_vae_encode_for_inpaint")
+_conditioning_set_area = _lazy("conditioning", "run_conditioning_set_area")
+_conditioning_combine = _lazy("conditioning", "run_conditioning_combine")
 
 # Resampling methods of the scale nodes (ComfyUI's names; its "bislerp" is not offered).
 LATENT_METHODS = ("nearest-exact", "bilinear", "area", "bicubic")
@@ -234,4 +236,22 @@ NODES: list[NodeSpec] = [
         outputs=(Output("latent", LATENT),),
         description="Encode for inpainting: the masked area is greyed out and becomes the latent's noise mask.",
         display_name="VAE Encode for Inpainting"),
+    NodeSpec(
+        "ConditioningSetArea", "conditioning", _conditioning_set_area,
+        inputs=(Input("conditioning", COND),),
+        params=(Param.int("width", 64, min=8, max=16384, step=8, multiple_of=8, description="area width in pixels"),
+                Param.int("height", 64, min=8, max=16384, step=8, multiple_of=8, description="area height in pixels"),
+                Param.int("x", 0, min=0, max=16384, step=8, multiple_of=8, description="area left edge in pixels"),
+                Param.int("y", 0, min=0, max=16384, step=8, multiple_of=8, description="area top edge in pixels"),
+                Param.float("strength", 1.0, min=0.0, max=10.0, step=0.01,
+                            description="weight against other prompts where areas overlap")),
+        outputs=(Output("conditioning", COND),),
+        description="Regional prompt: the conditioning applies only to a rectangle of the image.",
+        display_name="Conditioning (Set Area)"),
+    NodeSpec(
+        "ConditioningCombine", "conditioning", _conditioning_combine,
+        inputs=(Input("conditioning_1", COND), Input("conditioning_2", COND)),
+        outputs=(Output("conditioning", COND),),
+        description="Use both prompts (each in its area): the UNet's predictions are blended by area weights.",
+        display_name="Conditioning (Combine)"),
 ]

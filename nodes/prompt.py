@@ -3,8 +3,9 @@
 Long prompts are split into windows of 75 tokens, each encoded as BOS + tokens + EOS + padding
 (77) and concatenated along the sequence axis, as A1111 and ComfyUI do; `BREAK` starts a new
 window (A1111). Weights scale token
-embeddings and then the mean is restored (A1111's method). CONDITIONING is a dict:
-{"embeds": [1, T, D] float tensor, "pooled": [1, P] tensor or None (SDXL), "family": str}.
+embeddings and then the mean is restored (A1111's method). CONDITIONING is a list of entries
+(nodes/conditioning.py); TextEncoder gives one: {"embeds": [1, T, D] float tensor, "pooled": [1, P]
+tensor or None (SDXL), "family": str}.
 """
 from __future__ import annotations
 
@@ -132,7 +133,7 @@ def same_count(tokenizer: Any, chunks: list, count: int) -> list:
 
 
 def run_text_encoder(ctx: Any, clip: ClipModel, text: str) -> dict[str, Any]:
-    return {"conditioning": encode(clip, text)}
+    return {"conditioning": [encode(clip, text)]}
 
 
 def run_clip_set_last_layer(ctx: Any, clip: ClipModel, stop_at_layer: int) -> dict[str, Any]:

@@ -14,13 +14,13 @@ included: their step noise continues each item's generator).
 from __future__ import annotations
 
 import inspect
-import math
 from typing import Any
 
 import torch
 
 from nodeforge.core.errors import NodeError
 
+from .conditioning import Guidance
 from .latents import latent_shape, preview_image, resize_mask
 from .memory import memory_advice
 from .schedulers import make_scheduler
@@ -38,54 +38,9 @@ def initial_noise(shape: tuple[int, ...], generators: list[torch.Generator]) -> 
     return torch.stack([torch.randn(shape[1:], generator=g) for g in generators])
 
 
-def _match_length(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    # Prompts of different chunk counts: repeat both to the least common multiple (as ComfyUI).
-    if a.shape[1] == b.shape[1]:
-        return a, b
-    n = math.lcm(a.shape[1], b.shape[1])
-    return a.repeat(1, n // a.shape[1], 1), b.repeat(1, n // b.shape[1], 1)
-
-
 # Schedulers whose step draws noise from the generators, and how many draws of the latent's size
 # each step takes (for moving the generators past the steps a later stage skips).
 STEP_NOISE_DRAWS = {"euler_ancestral": 1, "ddpm": 1}
-# SDXL refiner conditioning: aesthetic scores in place of the target size (diffusers' defaults).
-AESTHETIC_SCORE, NEGATIVE_AESTHETIC_SCORE = 6.0, 2.5
-
-
-def _time_ids(model: UNetModel, pooled_dim: int, size: tuple[int, int], positive: dict, negative: dict,
-              use_cfg: bool) -> torch.Tensor:
-    """SDXL's micro-conditioning: (size, crop, target size) for a base, (size, crop, aesthetic
-    score) for a refiner, told apart by how many ids the UNet's add-embedding takes."""
-    config = model.unet.config
-    height, width = size
-    n_ids = (config.projection_class_embeddings_input_dim - pooled_dim) // config.addition_time_embed_dim
-    if n_ids == 5:
-        scores = [float(negative.get("aesthetic_score", NEGATIVE_AESTHETIC_SCORE))] if use_cfg else []
-        scores.append(float(positive.get("aesthetic_score", AESTHETIC_SCORE)))
-        return torch.tensor([[height, width, 0, 0, score] for score in scores], dtype=torch.float32)
-    if n_ids != 6:
-        raise NodeError(f"this UNet takes {n_ids} micro-conditioning ids (SDXL base takes 6, refiner 5); "
-                        "its text encoder does not match it", field="unet")
-    return torch.tensor([[height, width, 0, 0, height, width]], dtype=torch.float32)
-
-
-def _conditioning(model: UNetModel, positive: dict, negative: dict, batch: int, size: tuple[int, int],
-                  use_cfg: bool) -> tuple[torch.Tensor, dict[str, torch.Tensor] | None]:
-    pos, neg = _match_length(positive["embeds"], negative["embeds"])
-    embeds = torch.cat([neg, pos]) if use_cfg else pos
-    embeds = embeds.repeat_interleave(batch, dim=0).to(model.device, model.dtype)
-    if model.unet.config.addition_embed_type != "text_time":
-        return embeds, None
-    if positive.get("pooled") is None or negative.get("pooled") is None:
-        raise NodeError("this is an SDXL model: connect prompts encoded with its own CLIP", field="positive")
-    pooled = torch.cat([negative["pooled"], positive["pooled"]]) if use_cfg else positive["pooled"]
-    time_ids = _time_ids(model, pooled.shape[-1], size, positive, negative, use_cfg)
-    time_ids = time_ids.repeat_interleave(embeds.shape[0] // time_ids.shape[0], dim=0)
-    added = {"text_embeds": pooled.repeat_interleave(batch, dim=0).to(model.device, model.dtype),
-             "time_ids": time_ids.to(model.device, model.dtype)}
-    return embeds, added
-
 
 def denoise_latent(ctx: Any, model: UNetModel, positive: dict, negative: dict, latent: dict, seed: int,
                    steps: int, cfg: float, scheduler: str, denoise: float, start_at_step: int = 0,
@@ -129,9 +84,7 @@ def denoise_latent(ctx: Any, model: UNetModel, positive: dict, negative: dict, l
     if mask is not None:
         mask = resize_mask(mask, batch, shape[2], shape[3]).to(device)
 
-    use_cfg = cfg != 1.0
-    embeds, added = _conditioning(model, positive, negative, batch, (shape[2] * model.vae_factor,
-                                                                    shape[3] * model.vae_factor), use_cfg)
+    guidance = Guidance(model, positive, negative, batch, (shape[2], shape[3]), cfg)
     takes_generator = "generator" in inspect.signature(sched.step).parameters
     # The same generators continue into the steps (as diffusers' pipelines do), item by item.
     step_kwargs = {"generator": generators} if takes_generator else {}
@@ -139,12 +92,7 @@ def denoise_latent(ctx: Any, model: UNetModel, positive: dict, negative: dict, l
     ctx.progress(0, total)
     with torch.inference_mode(), model.patched(), memory_advice():
         for i, t in enumerate(timesteps):
-            x = torch.cat([latents] * 2) if use_cfg else latents
-            x = sched.scale_model_input(x, t).to(model.dtype)
-            pred = model.unet(x, t, encoder_hidden_states=embeds, added_cond_kwargs=added).sample.float()
-            if use_cfg:
-                uncond, cond = pred.chunk(2)
-                pred = uncond + cfg * (cond - uncond)
+            pred = guidance.predict(sched.scale_model_input(latents, t), t)
             result = sched.step(pred, t, latents, **step_kwargs)
             latents = result.prev_sample
             if i + 1 == total and end < steps and not leftover:   # a cut schedule still ends clean

@@ -171,7 +171,7 @@ def test_sdxl_kohya_lora_patches_both_text_encoders(family_engine, family_models
     wf.add("TextEncoder", {"text": "a red circle"}, {"clip": ("ckpt", "clip")}, node_id="base")
     out = family_engine.run(wf, outputs=["lora", "pos", "base"]).outputs
     assert [part for part, _ in out["lora"]["clip"].loras] == ["te", "te2"]
-    patched, base = out["pos"]["conditioning"], out["base"]["conditioning"]
+    [patched], [base] = out["pos"]["conditioning"], out["base"]["conditioning"]
     assert patched["embeds"].shape == base["embeds"].shape == (1, 77, 32 + 48)
     assert not torch.allclose(patched["embeds"][..., :32], base["embeds"][..., :32])
     assert not torch.allclose(patched["embeds"][..., 32:], base["embeds"][..., 32:])

@@ -82,8 +82,8 @@ def test_unet_and_clip_strengths_are_independent(engine, make_txt2img):
     assert not torch.allclose(base, unet_only) and not torch.allclose(base, clip_only)
     assert not torch.allclose(unet_only, both) and not torch.allclose(clip_only, both)
     cond = engine.run(make_txt2img(lora=[("kohya", 1.0, 0.0)]), outputs=["pos", "ckpt"]).outputs
-    base_cond = engine.run(make_txt2img(), outputs=["pos"]).outputs["pos"]["conditioning"]["embeds"]
-    assert torch.equal(cond["pos"]["conditioning"]["embeds"], base_cond)
+    base_cond = engine.run(make_txt2img(), outputs=["pos"]).outputs["pos"]["conditioning"][0]["embeds"]
+    assert torch.equal(cond["pos"]["conditioning"][0]["embeds"], base_cond)
 
 
 def test_stacked_loras_add_up(engine, models_dir, make_txt2img):

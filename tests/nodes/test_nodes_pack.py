@@ -38,6 +38,8 @@ def test_node_table_matches_the_design(registry):
         "VAEDecode": (["vae", "latent"], [], ["image"]),
         "Preview": (["image"], [], []),
         "SaveImage": (["image"], ["prefix"], []),
+        "ConditioningSetArea": (["conditioning"], ["width", "height", "x", "y", "strength"], ["conditioning"]),
+        "ConditioningCombine": (["conditioning_1", "conditioning_2"], [], ["conditioning"]),
     }
     for name, (inputs, params, outputs) in table.items():
         spec = registry.get(name)

@@ -79,24 +79,30 @@ def _tiny_sdxl_unet(n_ids: int):
         addition_time_embed_dim=8, projection_class_embeddings_input_dim=8 * n_ids + 24, use_linear_projection=True)
 
 
+def _sdxl_inputs(model, positive, negative, batch, cfg):
+    """The UNet inputs UNetDenoise builds for full-frame prompts: (embeds, added_cond_kwargs)."""
+    guidance = builtin_module("conditioning").Guidance(model, [positive], [negative], batch, (8, 6), cfg)
+    [(_, embeds, added)] = guidance.groups
+    return embeds, added
+
+
 def test_refiner_unet_gets_aesthetic_scores_instead_of_the_target_size():
-    sampling = builtin_module("sampling")
     unet = _tiny_sdxl_unet(5)
-    model = SimpleNamespace(unet=unet, device=torch.device("cpu"), dtype=torch.float32)
+    model = SimpleNamespace(unet=unet, device=torch.device("cpu"), dtype=torch.float32, vae_factor=8)
     pos = {"embeds": torch.randn(1, 77, 48), "pooled": torch.randn(1, 24)}
     neg = {"embeds": torch.randn(1, 77, 48), "pooled": torch.randn(1, 24)}
-    embeds, added = sampling._conditioning(model, pos, neg, 2, (64, 48), True)
+    embeds, added = _sdxl_inputs(model, pos, neg, 2, 5.0)
     assert added["time_ids"].tolist() == [[64, 48, 0, 0, 2.5]] * 2 + [[64, 48, 0, 0, 6.0]] * 2
     with torch.inference_mode():
         pred = unet(torch.randn(4, 4, 8, 6), 10, encoder_hidden_states=embeds, added_cond_kwargs=added).sample
     assert pred.shape == (4, 4, 8, 6) and torch.isfinite(pred).all()
     # the score is read from the conditioning when a node sets it, and changes the prediction
-    _, higher = sampling._conditioning(model, dict(pos, aesthetic_score=9.0), neg, 2, (64, 48), True)
+    _, higher = _sdxl_inputs(model, dict(pos, aesthetic_score=9.0), neg, 2, 5.0)
     assert higher["time_ids"][-1, 4] == 9.0
     with torch.inference_mode():
         other = unet(torch.randn(4, 4, 8, 6), 10, encoder_hidden_states=embeds, added_cond_kwargs=higher).sample
     assert not torch.allclose(other, pred)
     # a base UNet keeps the target-size ids
-    base = SimpleNamespace(unet=_tiny_sdxl_unet(6), device=torch.device("cpu"), dtype=torch.float32)
-    _, added = sampling._conditioning(base, pos, neg, 1, (64, 48), False)
+    base = SimpleNamespace(unet=_tiny_sdxl_unet(6), device=torch.device("cpu"), dtype=torch.float32, vae_factor=8)
+    _, added = _sdxl_inputs(base, pos, neg, 1, 1.0)
     assert added["time_ids"].tolist() == [[64, 48, 0, 0, 64, 48]]

@@ -185,3 +185,23 @@ def test_outpaint_extends_the_canvas_with_the_prompts_background(engine):
     assert nearest_colour(np.median(new_area, axis=0)) == "blue"
     verdict = judge(image.crop((0, 0, 64, 64)))
     assert (verdict.colour, verdict.shape, verdict.background) == ("red", "circle", "blue"), verdict
+
+
+def test_regions_draws_each_areas_prompt_in_its_half_and_follows_the_areas(engine):
+    """Two 64x64 areas of a 128x64 image: a red circle on the left, a green square on the right
+    (on 24 seeds: colours 100%, circles 100%, squares 83%, the model's own square rate). Moving
+    the areas swaps what each half shows, so the halves follow the areas, not the prompt order."""
+    from nodeforge.training.judge import judge
+
+    shapes = []
+    for seed in (1, 2, 4, 5):
+        for left, right in ((("red", "circle"), ("green", "square")), (("green", "square"), ("red", "circle"))):
+            swap = left[0] == "green"
+            _, _, image = run(engine, "regions", **{"12__seed": seed, "5__x": 64 if swap else 0,
+                                                    "6__x": 0 if swap else 64})
+            assert image.size == (128, 64)
+            for (colour, shape), half in ((left, image.crop((0, 0, 64, 64))), (right, image.crop((64, 0, 128, 64)))):
+                verdict = judge(half)
+                assert (verdict.colour, verdict.background) == (colour, "white"), (seed, swap, verdict)
+                shapes.append(verdict.shape == shape)
+    assert sum(shapes) >= 14, shapes

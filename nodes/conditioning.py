@@ -1,0 +1,174 @@
+"""CONDITIONING as a list of entries, area prompts, and how UNetDenoise evaluates them.
+
+A CONDITIONING value is a list of entries (ComfyUI's design), each a dict {"embeds", "pooled",
+"family"} plus optional "area" (height, width, y, x in image pixels), "strength" and
+"aesthetic_score". TextEncoder gives one entry; ConditioningCombine concatenates lists;
+ConditioningSetArea marks every entry with an area. A lone dict (a pack written before lists) is
+read as one entry.
+
+Each step, `Guidance.predict` crops the latent to every entry's area, runs the UNet once per
+distinct area size (all entries of that size, negative and positive, batched), and blends the
+predictions as ComfyUI does: each entry adds prediction x weight over its area, where the weight is
+its strength ramped down over 8 latent pixels at area edges inside the frame, and every pixel is
+divided by the sum of the weights that cover it. One full-frame entry per side is therefore
+exactly the plain two-prompt batch.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from nodeforge.core.errors import NodeError
+
+FEATHER = 8          # latent pixels an area's weight ramps over at edges inside the frame (ComfyUI's)
+EMPTY_WEIGHT = 1e-37  # what a pixel no entry covers divides by (ComfyUI's), so it stays 0, not NaN
+# SDXL refiner conditioning: aesthetic scores in place of the target size (diffusers' defaults).
+AESTHETIC_SCORE, NEGATIVE_AESTHETIC_SCORE = 6.0, 2.5
+
+
+def entries(conditioning: Any) -> list[dict[str, Any]]:
+    """The entries of a CONDITIONING value (a list; a lone dict is one entry)."""
+    if isinstance(conditioning, dict):
+        return [conditioning]
+    return list(conditioning)
+
+
+# -- the nodes ----------------------------------------------------------------------------------------------
+def run_conditioning_set_area(ctx: Any, conditioning: Any, width: int, height: int, x: int, y: int,
+                              strength: float) -> dict[str, Any]:
+    """Every entry applies to the rectangle (x, y, width, height) in image pixels only."""
+    area = (int(height), int(width), int(y), int(x))
+    return {"conditioning": [dict(e, area=area, strength=float(strength)) for e in entries(conditioning)]}
+
+
+def run_conditioning_combine(ctx: Any, conditioning_1: Any, conditioning_2: Any) -> dict[str, Any]:
+    """Both prompts at once: the UNet's predictions for them are averaged (by area weights)."""
+    return {"conditioning": entries(conditioning_1) + entries(conditioning_2)}
+
+
+# -- evaluation ---------------------------------------------------------------------------------------------
+@dataclass
+class _Unit:
+    side: int                           # 0: negative (unconditional), 1: positive
+    entry: dict[str, Any]
+    box: tuple[int, int, int, int]      # (h, w, y, x) in latent pixels, clipped to the frame
+    weight: torch.Tensor | float        # [1, 1, h, w] ramped strength, or the strength of a full frame
+
+
+def _box(entry: dict[str, Any], factor: int, frame: tuple[int, int], field: str) -> tuple[int, int, int, int]:
+    height, width = frame
+    if entry.get("area") is None:
+        return (height, width, 0, 0)
+    h, w, y, x = (int(v) // factor for v in entry["area"])
+    if y >= height or x >= width or h <= 0 or w <= 0:
+        ph, pw, py, px = entry["area"]
+        raise NodeError(f"an area ({pw}x{ph} at x={px}, y={py}) lies outside the {width * factor}x"
+                        f"{height * factor} image; move it inside or enlarge the image", field=field)
+    return (min(h, height - y), min(w, width - x), y, x)
+
+
+def _weight(box: tuple[int, int, int, int], frame: tuple[int, int], strength: float) -> torch.Tensor | float:
+    """The entry's weight over its area: ComfyUI's linear ramp of FEATHER pixels at inner edges."""
+    h, w, y, x = box
+    if (h, w) == frame:
+        return strength
+    weight = torch.full((1, 1, h, w), strength)
+    ramp = lambda n: torch.arange(1, n + 1, dtype=torch.float32) / FEATHER  # noqa: E731
+    for dim, (size, offset, whole) in enumerate(((h, y, frame[0]), (w, x, frame[1]))):
+        n = min(FEATHER, size)
+        shape = [1, 1, 1, 1]
+        shape[2 + dim] = n
+        if offset != 0:
+            weight.narrow(2 + dim, 0, n).mul_(ramp(n).reshape(shape))
+        if offset + size < whole:
+            weight.narrow(2 + dim, size - n, n).mul_(ramp(n).flip(0).reshape(shape))
+    return weight
+
+
+def _repeat_to(embeds: torch.Tensor, length: int) -> torch.Tensor:
+    # Prompts of different window counts: repeat each to a common length (as ComfyUI).
+    return embeds if embeds.shape[1] == length else embeds.repeat(1, length // embeds.shape[1], 1)
+
+
+class Guidance:
+    """The classifier-free-guided prediction of a UNet for a negative and a positive CONDITIONING."""
+
+    def __init__(self, model: Any, positive: Any, negative: Any, batch: int, frame: tuple[int, int],
+                 cfg: float) -> None:
+        self.model, self.batch, self.frame, self.cfg = model, batch, frame, cfg
+        self.use_cfg = cfg != 1.0
+        sides = [(0, negative, "negative"), (1, positive, "positive")] if self.use_cfg else [(1, positive, "positive")]
+        units: list[_Unit] = []
+        for side, value, field in sides:
+            found = entries(value)
+            if not found:
+                raise NodeError("this conditioning has no prompt in it", field=field)
+            for entry in found:
+                box = _box(entry, model.vae_factor, frame, field)
+                units.append(_Unit(side, entry, box, _weight(box, frame, float(entry.get("strength", 1.0)))))
+        self.sdxl = model.unet.config.addition_embed_type == "text_time"
+        size = (frame[0] * model.vae_factor, frame[1] * model.vae_factor)
+        # One UNet call per area size, in the order the sizes first appear (negative first).
+        self.groups: list[tuple[list[_Unit], torch.Tensor, dict[str, torch.Tensor] | None]] = []
+        by_size: dict[tuple[int, int], list[_Unit]] = {}
+        for unit in units:
+            by_size.setdefault(unit.box[:2], []).append(unit)
+        for group in by_size.values():
+            self.groups.append((group, *self._inputs(group, size)))
+
+    def _inputs(self, group: list[_Unit], size: tuple[int, int]) -> tuple[torch.Tensor, dict | None]:
+        model, batch = self.model, self.batch
+        length = math.lcm(*(u.entry["embeds"].shape[1] for u in group))
+        embeds = torch.cat([_repeat_to(u.entry["embeds"], length) for u in group])
+        embeds = embeds.repeat_interleave(batch, dim=0).to(model.device, model.dtype)
+        if not self.sdxl:
+            return embeds, None
+        if any(u.entry.get("pooled") is None for u in group):
+            raise NodeError("this is an SDXL model: connect prompts encoded with its own CLIP",
+                            field="positive" if any(u.side for u in group if u.entry.get("pooled") is None)
+                            else "negative")
+        pooled = torch.cat([u.entry["pooled"] for u in group])
+        time_ids = torch.cat([time_ids_for(model, pooled.shape[-1], size, u) for u in group])
+        return embeds, {"text_embeds": pooled.repeat_interleave(batch, dim=0).to(model.device, model.dtype),
+                        "time_ids": time_ids.repeat_interleave(batch, dim=0).to(model.device, model.dtype)}
+
+    def unet_calls_per_step(self) -> int:
+        return len(self.groups)
+
+    def predict(self, x: torch.Tensor, t: Any) -> torch.Tensor:
+        """The guided prediction for scaled latents `x` [B, C, H, W] at timestep `t` (float32)."""
+        model = self.model
+        sums = [torch.zeros(x.shape, device=x.device) for _ in range(2)]
+        weights = [torch.full((1, 1, *x.shape[2:]), EMPTY_WEIGHT, device=x.device) for _ in range(2)]
+        for group, embeds, added in self.groups:
+            crops = [x[:, :, y:y + h, xx:xx + w] for h, w, y, xx in (u.box for u in group)]
+            pred = model.unet(torch.cat(crops).to(model.dtype), t, encoder_hidden_states=embeds,
+                              added_cond_kwargs=added).sample.float()
+            for unit, part in zip(group, pred.split(self.batch)):
+                h, w, y, xx = unit.box
+                weight = unit.weight if isinstance(unit.weight, float) else unit.weight.to(x.device)
+                sums[unit.side][:, :, y:y + h, xx:xx + w] += part * weight
+                weights[unit.side][:, :, y:y + h, xx:xx + w] += weight
+        cond = sums[1] / weights[1]
+        if not self.use_cfg:
+            return cond
+        uncond = sums[0] / weights[0]
+        return uncond + self.cfg * (cond - uncond)
+
+
+def time_ids_for(model: Any, pooled_dim: int, size: tuple[int, int], unit: _Unit) -> torch.Tensor:
+    """SDXL's micro-conditioning: (size, crop, target size) for a base, (size, crop, aesthetic
+    score) for a refiner, told apart by how many ids the UNet's add-embedding takes."""
+    config = model.unet.config
+    height, width = size
+    n_ids = (config.projection_class_embeddings_input_dim - pooled_dim) // config.addition_time_embed_dim
+    if n_ids == 5:
+        default = AESTHETIC_SCORE if unit.side else NEGATIVE_AESTHETIC_SCORE
+        return torch.tensor([[height, width, 0, 0, float(unit.entry.get("aesthetic_score", default))]])
+    if n_ids != 6:
+        raise NodeError(f"this UNet takes {n_ids} micro-conditioning ids (SDXL base takes 6, refiner 5); "
+                        "its text encoder does not match it", field="unet")
+    return torch.tensor([[height, width, 0, 0, height, width]], dtype=torch.float32)
