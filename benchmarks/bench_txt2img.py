@@ -50,7 +50,7 @@ def workflow(checkpoint: str, seed: int, steps: int, cfg: float, size: int, sche
     from tiny_models import txt2img
 
     return txt2img(checkpoint, "a red circle on a blue background", seed=seed, steps=steps, cfg=cfg,
-                   scheduler=scheduler, width=size, height=size)
+                   sampler=scheduler, width=size, height=size)
 
 
 def main() -> None:
@@ -59,7 +59,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--cfg", type=float, default=5.0)
     parser.add_argument("--size", type=int, default=128)
-    parser.add_argument("--scheduler", default="euler")
+    parser.add_argument("--sampler", dest="scheduler", default="euler")
     parser.add_argument("--model", choices=("auto", "demo", "small"), default="auto",
                         help="auto: the demo model when bundled, else the small random SD-shaped one")
     args = parser.parse_args()
@@ -77,7 +77,7 @@ def main() -> None:
     else:
         folder, size = small_sd_model(ROOT / "bench_out" / "small-sd"), args.size
     print(f"model: {folder}  size: {size}x{size}  steps: {args.steps}  cfg: {args.cfg}  "
-          f"scheduler: {args.scheduler}  threads: {torch.get_num_threads()}")
+          f"sampler: {args.scheduler}  threads: {torch.get_num_threads()}")
 
     engine = Engine(device="cpu", output_dir=ROOT / "bench_out" / "images", registry=load_registry(entry_points=False),
                     model_paths=ModelPaths(roots=[folder.parent]))

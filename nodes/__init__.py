@@ -11,10 +11,9 @@ from typing import Any, Callable
 from nodeforge.core.spec import Input, NodeSpec, Output, Param
 from nodeforge.core.types import FileKind, PortType
 
-from .schedulers import SCHEDULERS as SCHEDULER_NAMES
+from .schedulers import SAMPLERS, SCHEDULES, check_pair
 
 SEED_MAX = 0xFFFFFFFFFFFFFFFF
-SCHEDULERS = tuple(SCHEDULER_NAMES)
 
 
 def _names(kind: FileKind) -> Any:
@@ -73,6 +72,10 @@ def _check_prefix(prefix: str, **_: Any) -> list[str]:
     if prefix.startswith(("/", "\\")) or ".." in parts or ":" in prefix:
         return ["prefix: must stay inside the output folder (no absolute path, drive or '..')"]
     return []
+
+
+def _check_sampler(sampler: str = "euler", schedule: str = "default", **_: Any) -> list[str]:
+    return check_pair(sampler, schedule)
 
 
 MODEL, CLIP, VAE = PortType.MODEL.value, PortType.CLIP.value, PortType.VAE.value
@@ -138,7 +141,11 @@ NODES: list[NodeSpec] = [
         params=(Param.int("seed", 0, min=0, max=SEED_MAX),
                 Param.int("steps", 20, min=1, max=1000),
                 Param.float("cfg", 7.0, min=0.0, max=100.0, step=0.5),
-                Param.choice("scheduler", SCHEDULERS, default="euler"),
+                Param.choice("sampler", tuple(SAMPLERS), default="euler",
+                             description="the stepping method (ComfyUI's sampler_name)"),
+                Param.choice("schedule", tuple(SCHEDULES), default="default",
+                             description="where the steps fall on the noise levels (ComfyUI's scheduler); "
+                                         "default: the model's own"),
                 Param.float("denoise", 1.0, min=0.0, max=1.0, step=0.01),
                 Param.int("start_at_step", 0, min=0, max=10000,
                           description="first step of the schedule to run (a refiner stage starts where the base stopped)"),
@@ -148,7 +155,7 @@ NODES: list[NodeSpec] = [
                            description="off: take the latent as it is (an earlier stage's leftover noise)"),
                 Param.bool("return_with_leftover_noise", False,
                            description="on: stop at end_at_step without denoising fully, for a next stage")),
-        outputs=(Output("latent", LATENT),),
+        outputs=(Output("latent", LATENT),), validate=_check_sampler,
         description="Denoise a latent with the UNet, guided by the prompts (txt2img, img2img, inpainting).",
         display_name="UNet Denoise"),
     NodeSpec(

@@ -16,6 +16,8 @@ from nodeforge.core.files import write_new_file
 from nodeforge.core.types import FileKind
 from nodeforge.core.workflow import PNG_PARAMETERS_KEY, PNG_WORKFLOW_KEY, Workflow
 
+from .schedulers import SAMPLERS, SCHEDULES
+
 MODEL_SUFFIXES = {".safetensors", ".ckpt", ".pt", ".pth", ".bin"}
 
 
@@ -139,8 +141,12 @@ def generation_parameters(workflow: Workflow, node_id: str, size: tuple[int, int
             stack.extend(src for src, _ in nodes[nid].inputs.values())
     if loras:
         positive = (positive + " " + " ".join(reversed(loras))).strip()
-    fields = [("Steps", params.get("steps", 20)), ("Sampler", params.get("scheduler", "euler")),
-              ("CFG scale", params.get("cfg", 7.0)), ("Seed", (int(params.get("seed", 0)) + index) % 2 ** 64),
+    sampler = SAMPLERS.get(str(params.get("sampler", "euler")))
+    schedule = SCHEDULES.get(str(params.get("schedule", "default")))
+    fields = [("Steps", params.get("steps", 20)), ("Sampler", sampler.a1111 if sampler else params.get("sampler"))]
+    if schedule is not None and schedule.a1111:
+        fields.append(("Schedule type", schedule.a1111))
+    fields += [("CFG scale", params.get("cfg", 7.0)), ("Seed", (int(params.get("seed", 0)) + index) % 2 ** 64),
               ("Size", f"{size[0]}x{size[1]}")]
     if model:
         name = Path(str(model).replace("\\", "/")).name

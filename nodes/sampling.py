@@ -23,7 +23,7 @@ from nodeforge.core.errors import NodeError
 from .conditioning import Guidance
 from .latents import latent_shape, preview_image, resize_mask
 from .memory import memory_advice
-from .schedulers import make_scheduler
+from .schedulers import SAMPLERS, make_scheduler
 from .wrappers import UNetModel
 
 SEED_SPACE = 2 ** 64
@@ -38,12 +38,9 @@ def initial_noise(shape: tuple[int, ...], generators: list[torch.Generator]) -> 
     return torch.stack([torch.randn(shape[1:], generator=g) for g in generators])
 
 
-# Schedulers whose step draws noise from the generators, and how many draws of the latent's size
-# each step takes (for moving the generators past the steps a later stage skips).
-STEP_NOISE_DRAWS = {"euler_ancestral": 1, "ddpm": 1}
 
 def denoise_latent(ctx: Any, model: UNetModel, positive: dict, negative: dict, latent: dict, seed: int,
-                   steps: int, cfg: float, scheduler: str, denoise: float, start_at_step: int = 0,
+                   steps: int, cfg: float, sampler: str, schedule: str, denoise: float, start_at_step: int = 0,
                    end_at_step: int = 10000, add_noise: bool = True,
                    return_with_leftover_noise: bool = False) -> dict[str, Any]:
     if denoise <= 0 or start_at_step >= min(end_at_step, steps):
@@ -53,23 +50,26 @@ def denoise_latent(ctx: Any, model: UNetModel, positive: dict, negative: dict, l
         raise NodeError(f"the latent has {shape[1]} channels but this model expects {model.latent_channels}; "
                         "encode it with this model's VAE", field="latent")
     batch, device = shape[0], model.device
-    sched = make_scheduler(scheduler, model.scheduler_config, seed)
+    sched = make_scheduler(sampler, schedule, model.scheduler_config, seed)
     try:
         sched.set_timesteps(steps, device=device)
     except ValueError as exc:   # e.g. LCM refuses more steps than it was distilled for
-        raise NodeError(f"{scheduler} cannot run {steps} steps: {exc}", field="steps") from None
+        raise NodeError(f"{sampler} cannot run {steps} steps: {exc}", field="steps") from None
     start = steps - min(max(int(steps * denoise), 1), steps)       # skip the first (1 - denoise)
     start = max(start, start_at_step)
     end = min(end_at_step, steps)
     leftover = end < steps and return_with_leftover_noise
-    timesteps = sched.timesteps[start * sched.order:end * sched.order]
-    next_timestep = sched.timesteps[end * sched.order:end * sched.order + 1] if leftover else None
+    # PNDM's schedule has one timestep more than steps x order (it repeats an early one): a run to
+    # the end takes it too, as diffusers' pipelines do (without it PLMS stops one step short).
+    stop = len(sched.timesteps) if end == steps else end * sched.order
+    timesteps = sched.timesteps[start * sched.order:stop]
+    next_timestep = sched.timesteps[stop:stop + 1] if leftover else None
     if hasattr(sched, "set_begin_index"):
         sched.set_begin_index(start * sched.order)
 
     generators = seeded_generators(seed, batch)
     noise = initial_noise(shape, generators).to(device)
-    for _ in range(start_at_step * STEP_NOISE_DRAWS.get(scheduler, 0)):   # the skipped steps' draws
+    for _ in range(start_at_step * SAMPLERS[sampler].step_noise_draws):   # the skipped steps' draws
         initial_noise(shape, generators)
     original = latent["samples"].to(device, torch.float32) if latent.get("samples") is not None else None
     mask = latent.get("noise_mask")
@@ -88,6 +88,7 @@ def denoise_latent(ctx: Any, model: UNetModel, positive: dict, negative: dict, l
     takes_generator = "generator" in inspect.signature(sched.step).parameters
     # The same generators continue into the steps (as diffusers' pipelines do), item by item.
     step_kwargs = {"generator": generators} if takes_generator else {}
+    step_kwargs.update(SAMPLERS[sampler].step_kwargs)
     total = len(timesteps)
     ctx.progress(0, total)
     with torch.inference_mode(), model.patched(), memory_advice():
@@ -123,8 +124,8 @@ def _denoised(result: Any, latents: torch.Tensor) -> torch.Tensor:
 
 
 def run_unet_denoise(ctx: Any, unet: UNetModel, positive: dict, negative: dict, latent: dict, seed: int,
-                     steps: int, cfg: float, scheduler: str, denoise: float, start_at_step: int = 0,
+                     steps: int, cfg: float, sampler: str, schedule: str, denoise: float, start_at_step: int = 0,
                      end_at_step: int = 10000, add_noise: bool = True,
                      return_with_leftover_noise: bool = False) -> dict[str, Any]:
-    return {"latent": denoise_latent(ctx, unet, positive, negative, latent, seed, steps, cfg, scheduler, denoise,
-                                     start_at_step, end_at_step, add_noise, return_with_leftover_noise)}
+    return {"latent": denoise_latent(ctx, unet, positive, negative, latent, seed, steps, cfg, sampler, schedule,
+                                     denoise, start_at_step, end_at_step, add_noise, return_with_leftover_noise)}

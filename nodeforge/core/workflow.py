@@ -1,6 +1,6 @@
-"""The workflow file (format version 1): load, save, migrate. Opening a file never runs code.
+"""The workflow file (format version 2): load, save, migrate. Opening a file never runs code.
 
-A workflow is UTF-8 JSON: `{"nodeforge": 1, "nodes": {...}, "ui": {...}}`. Unknown top-level keys
+A workflow is UTF-8 JSON: `{"nodeforge": 2, "nodes": {...}, "ui": {...}}`. Unknown top-level keys
 are kept on save, layout lives in `ui`, a newer version is refused and older ones are migrated.
 Saving writes a temporary file beside the target and renames it, so a crash never leaves a
 half-written workflow. PNGs saved by NodeForge carry the workflow in a text chunk.
@@ -22,7 +22,16 @@ from typing import Any, Mapping
 
 from nodeforge.core.errors import Problem, WorkflowFileError, WorkflowSaveError
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+# Format 2 split UNetDenoise's `scheduler` (format 1) into `sampler` and `schedule` (ComfyUI's
+# sampler_name and scheduler). Each old name and the pair that gives the same pixels:
+V1_SCHEDULERS: dict[str, tuple[str, str]] = {
+    "euler": ("euler", "default"), "euler_ancestral": ("euler_ancestral", "default"),
+    "heun": ("heun", "default"), "lms": ("lms", "default"), "ddim": ("ddim", "default"),
+    "ddpm": ("ddpm", "default"), "pndm": ("pndm", "default"), "dpmpp_2m": ("dpmpp_2m", "default"),
+    "dpmpp_2m_karras": ("dpmpp_2m", "karras"), "dpmpp_sde": ("dpmpp_sde", "karras"),
+    "unipc": ("uni_pc_bh2", "default"), "lcm": ("lcm", "default"),
+}
 PNG_WORKFLOW_KEY = "workflow"          # text chunk holding the workflow JSON
 PNG_PARAMETERS_KEY = "parameters"      # text chunk with A1111-style generation parameters
 MAX_FILE_BYTES = 64 * 1024 * 1024
@@ -210,8 +219,31 @@ def migrate(data: dict[str, Any], source: Path | None = None) -> dict[str, Any]:
             ui = dict(data.get("ui") or {})
             ui.setdefault("positions", {}).update(positions)
             data["ui"] = ui
+    if version < 2:
+        data["nodes"] = _split_schedulers(data.get("nodes"))
     data["nodeforge"] = FORMAT_VERSION
     return data
+
+
+def _split_schedulers(nodes: Any) -> Any:
+    """Format 1 -> 2: UNetDenoise's `scheduler` becomes `sampler` + `schedule`."""
+    if not isinstance(nodes, dict):
+        return nodes   # the node checks report it
+    out = {}
+    for nid, node in nodes.items():
+        params = node.get("params") if isinstance(node, dict) else None
+        if isinstance(params, dict) and node.get("type") == "UNetDenoise" and "scheduler" in params:
+            new: dict[str, Any] = {}
+            for key, value in params.items():   # in place of `scheduler`, keeping the order
+                if key == "scheduler":
+                    # An unknown old name stays as the sampler, so validate names it.
+                    pair = V1_SCHEDULERS.get(value) if isinstance(value, str) else None
+                    new["sampler"], new["schedule"] = pair or (value, "default")
+                else:
+                    new[key] = value
+            node = {**node, "params": new}
+        out[nid] = node
+    return out
 
 
 class _DuplicateKey(ValueError):

@@ -12,7 +12,7 @@ from nodeforge import Workflow, WorkflowFileError, load_workflow, save_workflow
 from nodeforge.core.workflow import FORMAT_VERSION, read_png_text
 
 EXAMPLE = {
-    "nodeforge": 1,
+    "nodeforge": FORMAT_VERSION,
     "nodes": {
         "1": {"type": "Number", "params": {"value": 2}},
         "2": {"type": "Add", "inputs": {"a": ["1", "value"], "b": ["1", "value"]}, "title": "sum"},
@@ -46,6 +46,29 @@ def test_version_0_files_are_migrated():
     assert wf.nodes["1"].params == {"value": 3}
     assert wf.ui["positions"] == {"1": [5, 6]}
     assert wf.to_json()["nodeforge"] == FORMAT_VERSION
+
+
+@pytest.mark.parametrize("old, sampler, schedule", [
+    ("euler", "euler", "default"), ("euler_ancestral", "euler_ancestral", "default"), ("heun", "heun", "default"),
+    ("lms", "lms", "default"), ("ddim", "ddim", "default"), ("ddpm", "ddpm", "default"),
+    ("pndm", "pndm", "default"), ("dpmpp_2m", "dpmpp_2m", "default"), ("dpmpp_2m_karras", "dpmpp_2m", "karras"),
+    ("dpmpp_sde", "dpmpp_sde", "karras"), ("unipc", "uni_pc_bh2", "default"), ("lcm", "lcm", "default"),
+    ("no_such_sampler", "no_such_sampler", "default"),   # kept, so validate names it
+])
+def test_format_1_scheduler_becomes_sampler_and_schedule_in_place(tmp_path, old, sampler, schedule):
+    v1 = {"nodeforge": 1, "nodes": {
+        "5": {"type": "UNetDenoise", "params": {"seed": 1, "steps": 20, "cfg": 5.0, "scheduler": old, "denoise": 1.0}},
+        "6": {"type": "Other", "params": {"scheduler": old}}}}   # another node's param of that name stays
+    path = tmp_path / "old.json"
+    path.write_text(json.dumps(v1))
+    wf = load_workflow(path)
+    assert FORMAT_VERSION == 2
+    assert list(wf.nodes["5"].params.items()) == [("seed", 1), ("steps", 20), ("cfg", 5.0), ("sampler", sampler),
+                                                   ("schedule", schedule), ("denoise", 1.0)]
+    assert wf.nodes["6"].params == {"scheduler": old}
+    saved = json.loads(save_workflow(wf, tmp_path / "new.json").read_text())
+    assert saved["nodeforge"] == 2 and "scheduler" not in saved["nodes"]["5"]["params"]
+    assert load_workflow(tmp_path / "new.json") == wf
 
 
 @pytest.mark.parametrize("text, needle", [

@@ -41,8 +41,8 @@ def test_same_seed_reproduces_and_another_seed_differs(engine, make_txt2img):
 
 @pytest.mark.parametrize("scheduler", ["euler", "euler_ancestral"])
 def test_batch_items_are_the_seeds_of_single_runs(engine, make_txt2img, scheduler):
-    batch = _latent(engine, make_txt2img(seed=10, batch_size=2, scheduler=scheduler))
-    second = _latent(engine, make_txt2img(seed=11, scheduler=scheduler))
+    batch = _latent(engine, make_txt2img(seed=10, batch_size=2, sampler=scheduler))
+    second = _latent(engine, make_txt2img(seed=11, sampler=scheduler))
     assert batch.shape[0] == 2
     torch.testing.assert_close(batch[1:], second, atol=1e-5, rtol=1e-4)
 
@@ -59,11 +59,85 @@ def test_changing_seed_reruns_only_denoise_and_after(engine, make_txt2img):
     assert set(result.executed) == {"denoise", "decode", "preview"}
 
 
-@pytest.mark.parametrize("scheduler", list(builtin_module("schedulers").SCHEDULERS))
-def test_every_scheduler_runs(engine, make_txt2img, scheduler):
-    samples = _latent(engine, make_txt2img(scheduler=scheduler, steps=3))
-    assert samples.shape == (1, 4, 8, 8)
-    assert torch.isfinite(samples).all()
+# Each sampler's diffusers class and the config it must have, written out here (not read from the
+# table under test). Latent models never clip the predicted sample.
+EXPECTED_SAMPLERS = {
+    "euler": ("EulerDiscreteScheduler", {}),
+    "euler_ancestral": ("EulerAncestralDiscreteScheduler", {}),
+    "heun": ("HeunDiscreteScheduler", {"clip_sample": False}),
+    "dpm_2": ("KDPM2DiscreteScheduler", {}),
+    "dpm_2_ancestral": ("KDPM2AncestralDiscreteScheduler", {}),
+    "lms": ("LMSDiscreteScheduler", {}),
+    "dpmpp_2m": ("DPMSolverMultistepScheduler", {"algorithm_type": "dpmsolver++", "solver_order": 2}),
+    "dpmpp_2m_sde": ("DPMSolverMultistepScheduler", {"algorithm_type": "sde-dpmsolver++", "solver_order": 2}),
+    "dpmpp_sde": ("DPMSolverSDEScheduler", {}),
+    "deis": ("DEISMultistepScheduler", {}),
+    "uni_pc": ("UniPCMultistepScheduler", {"solver_type": "bh1", "final_sigmas_type": "sigma_min"}),
+    "uni_pc_bh2": ("UniPCMultistepScheduler", {"solver_type": "bh2"}),
+    "ddim": ("DDIMScheduler", {"clip_sample": False}),
+    "ddpm": ("DDPMScheduler", {"clip_sample": False}),
+    "pndm": ("PNDMScheduler", {"skip_prk_steps": True}),
+    "lcm": ("LCMScheduler", {"clip_sample": False}),
+}
+EXPECTED_SCHEDULES = {
+    "default": {"timestep_spacing": "leading", "use_karras_sigmas": False},   # the tiny model's own
+    "normal": {"timestep_spacing": "linspace"},
+    "karras": {"use_karras_sigmas": True},
+    "exponential": {"use_exponential_sigmas": True},
+    "beta": {"use_beta_sigmas": True},
+    "simple": {"timestep_spacing": "trailing"},
+    "sgm_uniform": {"timestep_spacing": "trailing"},
+    "ddim_uniform": {"timestep_spacing": "leading", "steps_offset": 1},
+}
+
+
+def _reference_scheduler(pipe, sampler: str, schedule: str = "default", seed: int = 0):
+    """The scheduler built straight from diffusers, as a diffusers user would for this sampler."""
+    import diffusers
+
+    class_name, overrides = EXPECTED_SAMPLERS[sampler]
+    extra = dict(EXPECTED_SCHEDULES[schedule]) if schedule != "default" else {}
+    if sampler == "dpmpp_sde":
+        extra["noise_sampler_seed"] = seed
+    return getattr(diffusers, class_name).from_config(pipe.original_scheduler_config, **overrides, **extra)
+
+
+def test_the_sampler_list_is_comfyuis():
+    assert set(builtin_module("schedulers").SAMPLERS) == set(EXPECTED_SAMPLERS)
+    assert set(builtin_module("schedulers").SCHEDULES) == set(EXPECTED_SCHEDULES)
+
+
+@pytest.mark.parametrize("sampler", list(EXPECTED_SAMPLERS))
+def test_every_sampler_builds_its_diffusers_scheduler(engine, make_txt2img, sampler):
+    config = engine.run(make_txt2img(), outputs=["ckpt"]).outputs["ckpt"]["unet"].scheduler_config
+    built = builtin_module("schedulers").make_scheduler(sampler, "default", config, 0)
+    class_name, overrides = EXPECTED_SAMPLERS[sampler]
+    assert type(built).__name__ == class_name
+    for key, value in overrides.items():
+        assert built.config[key] == value, (sampler, key)
+    assert built.config.get("clip_sample", False) is False
+    samples = _latent(engine, make_txt2img(sampler=sampler, steps=3))
+    assert samples.shape == (1, 4, 8, 8) and torch.isfinite(samples).all()
+    # A name that silently fell back to Euler would give Euler's latent. (DDIM with eta 0 is the
+    # same ODE step as Euler, so its latent equals Euler's: its class is what tells them apart.)
+    if sampler not in ("euler", "ddim"):
+        assert not torch.allclose(samples, _latent(engine, make_txt2img(sampler="euler", steps=3)), atol=1e-3)
+
+
+@pytest.mark.parametrize("schedule", list(EXPECTED_SCHEDULES))
+def test_every_schedule_sets_its_spacing_or_sigmas(engine, make_txt2img, schedule):
+    config = engine.run(make_txt2img(), outputs=["ckpt"]).outputs["ckpt"]["unet"].scheduler_config
+    built = builtin_module("schedulers").make_scheduler("dpmpp_2m", schedule, config, 0)
+    for key, value in EXPECTED_SCHEDULES[schedule].items():
+        assert built.config[key] == value, (schedule, key)
+
+
+def test_a_sampler_that_cannot_follow_a_sigma_schedule_is_refused_at_validate(engine, make_txt2img):
+    wf = make_txt2img(sampler="ddim", schedule="karras")
+    problems = engine.validate(wf)
+    assert any(p.node_id == "denoise" and p.field == "schedule" and "ddim cannot follow karras" in p.message
+               for p in problems), problems
+    assert engine.validate(make_txt2img(sampler="ddim", schedule="ddim_uniform")) == []
 
 
 def test_cfg_one_calls_the_unet_once_per_step(engine, make_txt2img):
@@ -112,7 +186,7 @@ def _img2img_workflow(denoise: float, mask=None) -> Workflow:
         wf.add("LoadImage", {"path": str(mask)}, node_id="load")
         wf.add("SetLatentMask", {}, {"latent": latent, "mask": ("load", "mask")}, node_id="masked")
         latent = ("masked", "latent")
-    wf.add("UNetDenoise", {"seed": 3, "steps": 4, "cfg": 5.0, "scheduler": "euler", "denoise": denoise},
+    wf.add("UNetDenoise", {"seed": 3, "steps": 4, "cfg": 5.0, "sampler": "euler", "schedule": "default", "denoise": denoise},
            {"unet": ("ckpt", "unet"), "positive": ("pos", "conditioning"), "negative": ("neg", "conditioning"),
             "latent": latent}, node_id="denoise")
     wf.add("VAEDecode", {}, {"vae": ("ckpt", "vae"), "latent": ("denoise", "latent")}, node_id="decode")
@@ -182,14 +256,21 @@ def pipeline(models_dir):
     pipe = StableDiffusionPipeline.from_pretrained(str(models_dir / "checkpoints" / "tiny-sd"), local_files_only=True,
                                                    safety_checker=None, requires_safety_checker=False)
     pipe.set_progress_bar_config(disable=True)
+    pipe.original_scheduler_config = dict(pipe.scheduler.config)   # the tests swap pipe.scheduler
     return pipe
 
 
-@pytest.mark.parametrize("scheduler", ["euler", "euler_ancestral", "dpmpp_2m"])
-def test_txt2img_matches_the_diffusers_pipeline(engine, pipeline, make_txt2img, scheduler):
-    ours = _latent(engine, make_txt2img(text="a red circle", seed=21, steps=4, cfg=5.0, scheduler=scheduler))
+@pytest.mark.parametrize("sampler, schedule", [(name, "default") for name in EXPECTED_SAMPLERS]
+                         + [("dpmpp_2m", "karras"), ("euler", "exponential"), ("dpmpp_sde", "karras"),
+                            ("euler", "normal"), ("ddim", "ddim_uniform")])
+def test_txt2img_matches_the_diffusers_pipeline(engine, pipeline, make_txt2img, sampler, schedule):
+    ours = _latent(engine, make_txt2img(text="a red circle", seed=21, steps=4, cfg=5.0, sampler=sampler,
+                                        schedule=schedule))
     pipe = pipeline
-    pipe.scheduler = builtin_module("sampling").make_scheduler(scheduler, dict(pipe.scheduler.config), 21)
+    pipe.scheduler = _reference_scheduler(pipe, sampler, schedule, seed=21)
+    if sampler == "lms":   # UNetDenoise runs LMS at 3rd order (4th overshoots at few steps)
+        step = pipe.scheduler.step
+        pipe.scheduler.step = lambda *a, **k: step(*a, order=3, **k)
     theirs = pipe("a red circle", negative_prompt="", num_inference_steps=4, guidance_scale=5.0, height=32,
                   width=32, generator=torch.Generator().manual_seed(21), output_type="latent").images
     torch.testing.assert_close(ours, theirs, atol=1e-4, rtol=1e-4)
@@ -248,7 +329,7 @@ def test_half_precision_weights_run_as_on_a_gpu(models_dir):
     cond, uncond = prompt.encode(clip, "a red circle"), prompt.encode(clip, "")
     latent = {"samples": None, "width": 32, "height": 32, "batch_size": 1}
     before = {k: v.clone() for k, v in unet.unet.state_dict().items()}
-    out = sampling.denoise_latent(ctx, unet, cond, uncond, latent, 1, 2, 5.0, "euler_ancestral", 1.0)
+    out = sampling.denoise_latent(ctx, unet, cond, uncond, latent, 1, 2, 5.0, "euler_ancestral", "default", 1.0)
     assert out["samples"].dtype == torch.float32 and torch.isfinite(out["samples"]).all()
     assert all(torch.equal(before[k], v) for k, v in unet.unet.state_dict().items())
     image = vae_mod.decode(vae, out["samples"])

@@ -44,7 +44,7 @@ def test_hires_fix_denoises_the_upscaled_latent_into_a_larger_image(engine, make
     wf, _ = _denoised(engine, make_txt2img)
     wf.add("LatentUpscaleBy", {"upscale_method": "bilinear", "scale_by": 2.0}, {"latent": ("denoise", "latent")},
            node_id="up")
-    wf.add("UNetDenoise", {"seed": 1, "steps": 4, "cfg": 5.0, "scheduler": "euler", "denoise": 0.5},
+    wf.add("UNetDenoise", {"seed": 1, "steps": 4, "cfg": 5.0, "sampler": "euler", "schedule": "default", "denoise": 0.5},
            {"unet": ("ckpt", "unet"), "positive": ("pos", "conditioning"), "negative": ("neg", "conditioning"),
             "latent": ("up", "latent")}, node_id="second")
     wf.add("VAEDecode", {}, {"vae": ("ckpt", "vae"), "latent": ("second", "latent")}, node_id="big")

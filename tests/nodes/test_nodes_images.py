@@ -32,7 +32,7 @@ def test_saved_png_restores_its_workflow_and_says_how_it_was_made(fresh_engine, 
     assert PNG_WORKFLOW_KEY in text
     params = text[PNG_PARAMETERS_KEY]
     assert params.startswith("a (red:1.2) circle ☆\n")
-    assert "Steps: 2, Sampler: euler, CFG scale: 4.5, Seed: 1234, Size: 32x32, Model: tiny-sd" in params
+    assert "Steps: 2, Sampler: Euler, CFG scale: 4.5, Seed: 1234, Size: 32x32, Model: tiny-sd" in params
     assert "Negative prompt" not in params   # the negative prompt is empty
 
 

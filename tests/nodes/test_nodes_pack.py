@@ -32,7 +32,7 @@ def test_node_table_matches_the_design(registry):
         "LoadImage": ([], ["path"], ["image", "mask"]),
         "VAEEncode": (["vae", "image"], [], ["latent"]),
         "SetLatentMask": (["latent", "mask"], [], ["latent"]),
-        "UNetDenoise": (["unet", "positive", "negative", "latent"], ["seed", "steps", "cfg", "scheduler", "denoise",
+        "UNetDenoise": (["unet", "positive", "negative", "latent"], ["seed", "steps", "cfg", "sampler", "schedule", "denoise",
                          "start_at_step", "end_at_step", "add_noise", "return_with_leftover_noise"],
                         ["latent"]),
         "VAEDecode": (["vae", "latent"], [], ["image"]),
@@ -51,12 +51,15 @@ def test_node_table_matches_the_design(registry):
     assert not registry.get("SaveImage").cacheable
     empty = registry.get("EmptyLatent")
     assert empty.param("width").multiple_of == 4 and empty.param("width").min == 16
-    schedulers = registry.get("UNetDenoise").param("scheduler").choice_list()
+    denoise = registry.get("UNetDenoise")
     # The declaration is the table (nodes/schedulers.py), dpmpp_sde included (torchsde is a dependency).
-    assert list(schedulers) == list(builtin_module("schedulers").SCHEDULERS)
-    for s in ("ddpm", "ddim", "euler", "euler_ancestral", "heun", "lms", "pndm", "dpmpp_2m", "dpmpp_2m_karras",
-              "dpmpp_sde", "unipc", "lcm"):
-        assert s in schedulers
+    assert list(denoise.param("sampler").choice_list()) == list(builtin_module("schedulers").SAMPLERS)
+    for s in ("euler", "euler_ancestral", "heun", "dpm_2", "lms", "dpmpp_2m", "dpmpp_sde", "dpmpp_2m_sde",
+              "uni_pc", "uni_pc_bh2", "ddim", "ddpm", "pndm", "lcm"):
+        assert s in denoise.param("sampler").choice_list()
+    assert list(denoise.param("schedule").choice_list()) == ["default", "normal", "karras", "exponential",
+                                                             "sgm_uniform", "simple", "ddim_uniform", "beta"]
+    assert denoise.param("sampler").default == "euler" and denoise.param("schedule").default == "default"
     assert registry.get("UNetDenoise").param("seed").max >= 2 ** 63 - 1
 
 

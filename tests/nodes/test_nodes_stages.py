@@ -11,14 +11,14 @@ from nodeforge import Workflow
 from nodeforge.core.registry import builtin_module
 
 
-def _two_stage(scheduler: str, steps: int = 25, split: int = 20, *, leftover: bool = True,
+def _two_stage(sampler: str, steps: int = 25, split: int = 20, *, leftover: bool = True,
                add_noise_second: bool = False) -> Workflow:
     wf = Workflow()
     wf.add("CheckpointLoader", {"checkpoint": "tiny-sd"}, node_id="ckpt")
     wf.add("TextEncoder", {"text": "a red circle"}, {"clip": ("ckpt", "clip")}, node_id="pos")
     wf.add("TextEncoder", {"text": ""}, {"clip": ("ckpt", "clip")}, node_id="neg")
     wf.add("EmptyLatent", {"width": 32, "height": 32, "batch_size": 2}, node_id="empty")
-    common = {"seed": 5, "steps": steps, "cfg": 5.0, "scheduler": scheduler, "denoise": 1.0}
+    common = {"seed": 5, "steps": steps, "cfg": 5.0, "sampler": sampler, "schedule": "default", "denoise": 1.0}
     conds = {"unet": ("ckpt", "unet"), "positive": ("pos", "conditioning"), "negative": ("neg", "conditioning")}
     wf.add("UNetDenoise", dict(common, end_at_step=split, return_with_leftover_noise=leftover),
            dict(conds, latent=("empty", "latent")), node_id="base")
@@ -32,9 +32,9 @@ def _samples(out, node):
     return out[node]["latent"]["samples"]
 
 
-@pytest.mark.parametrize("scheduler", ["euler", "euler_ancestral", "ddim", "ddpm"])
-def test_base_and_refiner_stages_of_one_model_equal_the_single_run(engine, scheduler):
-    out = engine.run(_two_stage(scheduler), outputs=["base", "refine", "single"]).outputs
+@pytest.mark.parametrize("sampler", ["euler", "euler_ancestral", "ddim", "ddpm", "dpm_2_ancestral", "lcm"])
+def test_base_and_refiner_stages_of_one_model_equal_the_single_run(engine, sampler):
+    out = engine.run(_two_stage(sampler), outputs=["base", "refine", "single"]).outputs
     single, refined = _samples(out, "single"), _samples(out, "refine")
     assert torch.equal(refined, single)
     # the hand-over really is partial: the base stage's latent still carries noise

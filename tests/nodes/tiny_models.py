@@ -248,7 +248,7 @@ def foreign_lora(path: Path) -> Path:
 
 # -- workflows ------------------------------------------------------------------------------------------
 def txt2img(checkpoint: str = "tiny-sd", text: str = "a red circle", *, seed: int = 42, steps: int = 3,
-            cfg: float = 5.0, scheduler: str = "euler", width: int = 32, height: int = 32, lora=None,
+            cfg: float = 5.0, sampler: str = "euler", schedule: str = "default", width: int = 32, height: int = 32, lora=None,
             save: bool = False, batch_size: int = 1):
     """A txt2img workflow; `lora` is a list of (name, strength_unet, strength_clip)."""
     from nodeforge import Workflow
@@ -263,7 +263,8 @@ def txt2img(checkpoint: str = "tiny-sd", text: str = "a red circle", *, seed: in
     wf.add("TextEncoder", {"text": text}, {"clip": clip}, node_id="pos", title="positive")
     wf.add("TextEncoder", {"text": ""}, {"clip": clip}, node_id="neg", title="negative")
     wf.add("EmptyLatent", {"width": width, "height": height, "batch_size": batch_size}, node_id="empty")
-    wf.add("UNetDenoise", {"seed": seed, "steps": steps, "cfg": cfg, "scheduler": scheduler, "denoise": 1.0},
+    wf.add("UNetDenoise", {"seed": seed, "steps": steps, "cfg": cfg, "sampler": sampler, "schedule": schedule,
+                           "denoise": 1.0},
            {"unet": unet, "positive": ("pos", "conditioning"), "negative": ("neg", "conditioning"),
             "latent": ("empty", "latent")}, node_id="denoise")
     wf.add("VAEDecode", {}, {"vae": ("ckpt", "vae"), "latent": ("denoise", "latent")}, node_id="decode")

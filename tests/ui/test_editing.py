@@ -6,6 +6,7 @@ import json
 from PySide6.QtCore import QPointF
 from PySide6.QtGui import QGuiApplication
 
+from nodeforge.core.workflow import FORMAT_VERSION
 from nodeforge.ui.search import search
 from tests.ui.helpers import add
 
@@ -174,7 +175,7 @@ def test_copy_puts_workflow_json_on_the_clipboard_and_paste_makes_new_nodes(wind
     window.scene.select_nodes([a, b])
     assert window.copy()
     data = json.loads(QGuiApplication.clipboard().text())
-    assert data["nodeforge"] == 1 and set(data["nodes"]) == {a, b}
+    assert data["nodeforge"] == FORMAT_VERSION and set(data["nodes"]) == {a, b}
     ids = window.paste()
     assert len(ids) == 2 and not set(ids) & {a, b}
     new_a, new_b = ids

@@ -9,7 +9,7 @@ from PIL import Image, ImageDraw
 from nodeforge.core.spec import Input, NodeSpec, Output, Param
 from nodeforge.core.types import FileKind
 
-SCHEDULERS = ("euler", "euler_a", "ddim", "dpm++_2m", "lms")
+SAMPLERS = ("euler", "euler_a", "ddim", "dpm++_2m", "lms")
 
 
 def _checkpoints():
@@ -46,7 +46,7 @@ def _picture(seed: int, text: str, size: int, t: float) -> Image.Image:
     return Image.fromarray(np.clip(arr + noise * (1 - t), 0, 255).astype(np.uint8))
 
 
-def _denoise(ctx, unet, positive, negative, latent, seed, steps, cfg, scheduler, denoise, **_):
+def _denoise(ctx, unet, positive, negative, latent, seed, steps, cfg, sampler, schedule, denoise, **_):
     size = latent.shape[-1] * 8
     work = np.random.default_rng(0).random((320, 320), dtype=np.float32)
     for i in range(1, steps + 1):
@@ -114,7 +114,7 @@ NODES = [
                      Input("latent", "LATENT")),
              params=(Param.int("seed", 42, min=0, max=2**32 - 1), Param.int("steps", 20, min=1, max=150),
                      Param.float("cfg", 5.0, min=0.0, max=30.0, step=0.5),
-                     Param.choice("scheduler", SCHEDULERS, "euler"),
+                     Param.choice("sampler", SAMPLERS, "euler"), Param.choice("schedule", ("default", "karras"), "default"),
                      Param.float("denoise", 1.0, min=0.0, max=1.0, step=0.01)),
              outputs=(Output("latent", "LATENT"),), display_name="UNet Denoise"),
     NodeSpec("VAEDecode", "latent", _decode, inputs=(Input("vae", "VAE"), Input("latent", "LATENT")),
