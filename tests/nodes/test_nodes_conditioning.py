@@ -36,7 +36,8 @@ def test_a_full_frame_area_and_a_prompt_combined_with_itself_equal_the_plain_pro
     wf = make_txt2img(seed=3, batch_size=2)
     _combine(wf, "twice", _area(wf, "full", "pos", 32, 32), "pos")
     wf.nodes["denoise"].inputs["positive"] = ("twice", "conditioning")
-    torch.testing.assert_close(_latent(engine, wf), plain, atol=1e-5, rtol=0)
+    # Two equal weighted predictions summed and divided: float32 rounding, 1e-5 of the latent's range.
+    torch.testing.assert_close(_latent(engine, wf), plain, atol=1e-5, rtol=1e-4)
     # ...while a second, different prompt over the whole frame does change the result
     wf = make_txt2img(seed=3, batch_size=2)
     wf.add("TextEncoder", {"text": "green square"}, {"clip": ("ckpt", "clip")}, node_id="other")
