@@ -56,6 +56,7 @@ _image_scale = _lazy("geometry", "run_image_scale")
 _image_scale_by = _lazy("geometry", "run_image_scale_by")
 _image_pad_for_outpaint = _lazy("geometry", "run_image_pad_for_outpaint")
 _vae_encode_for_inpaint = _lazy("geometry", "run_vae_encode_for_inpaint")
+_vae_loader = _lazy("vae_loading", "run_vae_loader")
 _conditioning_set_area = _lazy("conditioning", "run_conditioning_set_area")
 _conditioning_combine = _lazy("conditioning", "run_conditioning_combine")
 
@@ -243,6 +244,13 @@ NODES: list[NodeSpec] = [
         outputs=(Output("latent", LATENT),),
         description="Encode for inpainting: the masked area is greyed out and becomes the latent's noise mask.",
         display_name="VAE Encode for Inpainting"),
+    NodeSpec(
+        "VAELoader", "loaders", _vae_loader,
+        params=(Param.choice("vae", _names(FileKind.VAE), default="", file=FileKind.VAE,
+                             description="a diffusers VAE folder or a single file (.safetensors) from the vae folder"),),
+        outputs=(Output("vae", VAE),),
+        description="Load a VAE on its own, to decode and encode with it instead of the checkpoint's.",
+        display_name="Load VAE"),
     NodeSpec(
         "ConditioningSetArea", "conditioning", _conditioning_set_area,
         inputs=(Input("conditioning", COND),),

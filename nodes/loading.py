@@ -310,7 +310,7 @@ def load_single_file(path: Path, device: str) -> LoadedCheckpoint:
     return _assemble(path.stem, family, sched, unet, vae, te, tok, te2, tok2, device, dtype)
 
 
-def _load_into(module: torch.nn.Module, state: dict[str, torch.Tensor], what: str) -> None:
+def _load_into(module: torch.nn.Module, state: dict[str, torch.Tensor], what: str, field: str = "checkpoint") -> None:
     """Give a meta-device module the checkpoint's tensors, refusing a checkpoint of another shape."""
     expected = module.state_dict()
     # transformers 5 dropped the "text_model." prefix from CLIPTextModel's own keys; files keep it.
@@ -323,15 +323,17 @@ def _load_into(module: torch.nn.Module, state: dict[str, torch.Tensor], what: st
     wrong = [k for k in state if k in expected and tuple(state[k].shape) != tuple(expected[k].shape)]
     if missing or unexpected or wrong:
         sample = (wrong or missing or unexpected)[:3]
-        raise NodeError(f"the checkpoint's {what} does not match the expected model shape "
+        owner = "the checkpoint" if field == "checkpoint" else f"the {field} file"
+        raise NodeError(f"{owner}'s {what} does not match the expected model shape "
                         f"({len(missing)} missing, {len(unexpected)} unexpected, {len(wrong)} mis-shaped keys, "
                         f"e.g. {', '.join(sample)}); for a model of non-standard shape put a diffusers-layout "
-                        "config folder named '<checkpoint name>.config' beside the file", field="checkpoint")
+                        f"config folder named '<{field} name>.config' beside the file", field=field)
     module.load_state_dict(state, strict=False, assign=True)
     for name, buffer in list(module.named_buffers()):
         if buffer.is_meta:
             if not name.endswith("position_ids"):
-                raise NodeError(f"the checkpoint's {what} lacks {name}", field="checkpoint")
+                raise NodeError(f"{'the checkpoint' if field == 'checkpoint' else f'the {field} file'}'s {what} "
+                                f"lacks {name}", field=field)
             owner_path, _, attr = name.rpartition(".")
             owner = module.get_submodule(owner_path)
             owner.register_buffer(attr, torch.arange(buffer.shape[-1]).expand(buffer.shape).clone(),

@@ -108,4 +108,7 @@ def run_vae_decode(ctx: Any, vae: VAEModel, latent: dict[str, Any]) -> dict[str,
     samples = latent.get("samples")
     if samples is None:   # an EmptyLatent straight into the decoder: decode zeros
         samples = torch.zeros(latent_shape(latent, vae.latent_channels, vae.factor))
+    if samples.shape[1] != vae.latent_channels:
+        raise NodeError(f"the latent has {samples.shape[1]} channels but this VAE takes {vae.latent_channels}; "
+                        "use the VAE that belongs to the model that made the latent", field="latent")
     return {"image": decode(vae, samples)}

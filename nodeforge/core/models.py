@@ -14,14 +14,34 @@ from nodeforge.core.types import FileKind
 from nodeforge.paths import builtin_dir
 
 # Sub-folder of each models root per kind, as in ComfyUI's models/ layout.
-SUBFOLDERS = {FileKind.CHECKPOINT: "checkpoints", FileKind.LORA: "loras", FileKind.IMAGE: "images"}
+SUBFOLDERS = {FileKind.CHECKPOINT: "checkpoints", FileKind.LORA: "loras", FileKind.IMAGE: "images",
+              FileKind.VAE: "vae", FileKind.EMBEDDING: "embeddings", FileKind.CONTROLNET: "controlnet",
+              FileKind.UPSCALE_MODEL: "upscale_models"}
 EXTENSIONS = {
     FileKind.CHECKPOINT: (".safetensors", ".ckpt", ".pt", ".pth", ".bin"),
     FileKind.LORA: (".safetensors", ".ckpt", ".pt", ".bin"),
     FileKind.IMAGE: (".png", ".jpg", ".jpeg", ".webp", ".bmp"),
+    FileKind.VAE: (".safetensors", ".ckpt", ".pt", ".pth", ".bin"),
+    FileKind.EMBEDDING: (".safetensors", ".pt", ".bin"),
+    FileKind.CONTROLNET: (".safetensors", ".ckpt", ".pt", ".pth", ".bin"),
+    FileKind.UPSCALE_MODEL: (".safetensors", ".pth", ".pt"),
 }
 # Folders inside the bundled resources/ for each kind.
-BUILTIN = {FileKind.CHECKPOINT: "models", FileKind.LORA: "loras", FileKind.IMAGE: "images"}
+BUILTIN = {FileKind.CHECKPOINT: "models", FileKind.LORA: "loras", FileKind.IMAGE: "images",
+           FileKind.VAE: "vae", FileKind.EMBEDDING: "embeddings", FileKind.CONTROLNET: "controlnet",
+           FileKind.UPSCALE_MODEL: "upscale_models"}
+# Kinds that may also be a folder (diffusers layout), and what such a folder holds (any one).
+FOLDER_MARKERS = {
+    FileKind.CHECKPOINT: ("model_index.json", "unet"),
+    FileKind.VAE: ("config.json", "vae"),
+    FileKind.CONTROLNET: ("config.json",),
+    FileKind.EMBEDDING: ("learned_embeds.safetensors", "learned_embeds.bin"),
+}
+
+
+def is_model_folder(kind: FileKind, path: Path) -> bool:
+    """Whether `path` is a folder that a param of `kind` may name (a diffusers-layout model)."""
+    return any((path / marker).exists() for marker in FOLDER_MARKERS.get(kind, ()))
 
 
 def user_data_dir() -> Path:
@@ -78,9 +98,11 @@ class ModelPaths:
             if not folder.is_dir():
                 continue
             for entry in sorted(folder.iterdir()):
-                if entry.name.startswith("."):
-                    continue
-                if entry.is_dir() and kind is FileKind.CHECKPOINT and (entry / "model_index.json").exists():
+                if entry.name.startswith(".") or (entry.is_dir() and entry.suffix == ".config"):
+                    continue   # hidden, or the config folder that sits beside a single-file model
+                if entry.is_dir() and kind is not FileKind.CHECKPOINT and is_model_folder(kind, entry):
+                    names.setdefault(entry.name)
+                elif entry.is_dir() and kind is FileKind.CHECKPOINT and (entry / "model_index.json").exists():
                     names.setdefault(entry.name)
                 elif entry.is_file() and entry.suffix.lower() in EXTENSIONS[kind]:
                     names.setdefault(entry.name)

@@ -38,6 +38,10 @@ class FileKind(str, Enum):
     CHECKPOINT = "checkpoint"
     LORA = "lora"
     IMAGE = "image"
+    VAE = "vae"
+    EMBEDDING = "embedding"
+    CONTROLNET = "controlnet"
+    UPSCALE_MODEL = "upscale_model"
 
     def __str__(self) -> str:
         return self.value

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from nodeforge.core.errors import Problem
-from nodeforge.core.models import EXTENSIONS, ModelNotFound, ModelPaths
+from nodeforge.core.models import EXTENSIONS, FOLDER_MARKERS, ModelNotFound, ModelPaths, is_model_folder
 from nodeforge.core.registry import Registry
 from nodeforge.core.spec import NodeSpec, Param
 from nodeforge.core.types import FileKind, ParamKind, ports_compatible
@@ -183,7 +183,13 @@ def file_problem(kind: FileKind, path: Path) -> str | None:
                 return None
             return (f"{path} is a folder but not a model (no model_index.json or unet/ in it); choose a "
                     "diffusers model folder or a .safetensors file")
-        return f"{path} is a folder, not {'a LoRA file' if kind is FileKind.LORA else 'an image file'}"
+        if kind in FOLDER_MARKERS and kind is not FileKind.CHECKPOINT:
+            if is_model_folder(kind, path):
+                return None
+            return (f"{path} is a folder but not a {kind.value} (none of {', '.join(FOLDER_MARKERS[kind])} "
+                    "in it); choose a diffusers-layout folder or a weights file")
+        what = {FileKind.LORA: "a LoRA file", FileKind.IMAGE: "an image file"}.get(kind, "a model file")
+        return f"{path} is a folder, not {what}"
     if not stat.S_ISREG(mode):
         return f"{path} is not a regular file (a pipe or a device); choose a {kind.value} file"
     if kind is FileKind.CHECKPOINT and path.suffix.lower() not in EXTENSIONS[kind]:

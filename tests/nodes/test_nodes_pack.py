@@ -39,6 +39,7 @@ def test_node_table_matches_the_design(registry):
         "Preview": (["image"], [], []),
         "SaveImage": (["image"], ["prefix"], []),
         "ConditioningSetArea": (["conditioning"], ["width", "height", "x", "y", "strength"], ["conditioning"]),
+        "VAELoader": ([], ["vae"], ["vae"]),
         "ConditioningCombine": (["conditioning_1", "conditioning_2"], [], ["conditioning"]),
     }
     for name, (inputs, params, outputs) in table.items():

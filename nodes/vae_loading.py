@@ -1,0 +1,125 @@
+"""VAELoader: a separate VAE (diffusers folder or single file) in place of a checkpoint's own.
+
+A single file may be in the original (LDM) layout, bare or with the `first_stage_model.` / `vae.`
+prefix it has inside a checkpoint (so a full checkpoint gives its VAE too), or in diffusers'
+layout. A file has no config, and the config carries the latent scaling factor, which SD 1.x/2.x
+(0.18215) and SDXL (0.13025) VAEs of the same shape do not share: a `<name>.config/` diffusers
+folder beside the file decides; otherwise a standard-shaped VAE is SDXL's when its metadata or file
+name says "xl" (sdxl_vae.safetensors, sdxl-vae-fp16-fix), else SD's.
+"""
+from __future__ import annotations
+
+import threading
+import weakref
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from nodeforge.core.errors import NodeError
+from nodeforge.core.models import file_identity
+from nodeforge.core.types import FileKind
+
+from .loading import _finish, _load_into, configs_dir, read_state_dict, vae_dtype
+from .wrappers import VAEModel
+
+_REGISTRY_KEY = "nodes.vaes"
+_lock = threading.Lock()
+PREFIXES = ("first_stage_model.", "vae.")
+PARTS = ("encoder.", "decoder.", "quant_conv.", "post_quant_conv.")
+
+
+class LoadedVAE:
+    """What one VAE file gives; the shared registry holds it weakly, wrappers keep it alive."""
+
+    def __init__(self, fields: dict[str, Any]) -> None:
+        self.fields = fields
+
+    def wrapper(self) -> VAEModel:
+        return VAEModel(**self.fields, owner=self)
+
+
+def vae_tensors(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The VAE's tensors of a file, without the prefix a checkpoint gives them."""
+    for prefix in PREFIXES:
+        if any(k.startswith(prefix + "encoder.") for k in state):
+            state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+            break
+    return {k: v for k, v in state.items() if k.startswith(PARTS)}
+
+
+def standard_config(path: Path, state: dict[str, torch.Tensor], metadata: dict[str, str]) -> Path:
+    """The shipped config folder for a VAE of SD's standard shape: SDXL's or SD's (see the module)."""
+    conv_in = state.get("encoder.conv_in.weight")
+    conv_out = state.get("encoder.conv_out.weight")
+    if conv_in is None or conv_out is None or conv_in.shape[0] != 128 or conv_out.shape[0] != 8:
+        channels = "?" if conv_out is None else conv_out.shape[0] // 2
+        raise NodeError(f"{path.name} is not a VAE of Stable Diffusion's standard shape (latent channels "
+                        f"{channels}); put a diffusers-layout config folder named '{path.stem}.config' beside it",
+                        field="vae")
+    said = " ".join([path.stem, *(f"{k} {v}" for k, v in metadata.items())]).lower()
+    return configs_dir() / ("sdxl" if "xl" in said else "sd1") / "vae"
+
+
+def _config_beside(path: Path) -> Path | None:
+    beside = path.with_name(path.stem + ".config")
+    for folder in (beside, beside / "vae"):
+        if (folder / "config.json").is_file():
+            return folder
+    return None
+
+
+def load_vae_file(path: Path) -> Any:
+    from diffusers import AutoencoderKL
+    from diffusers.loaders import single_file_utils as sfu
+
+    state, metadata = read_state_dict(path, field="vae")
+    state = vae_tensors(state)
+    if not any(k.startswith("decoder.") for k in state):
+        raise NodeError(f"{path.name} holds no VAE (no encoder/decoder weights); it may be a LoRA, an "
+                        "embedding or another kind of model", field="vae")
+    config = _config_beside(path) or standard_config(path, state, metadata)
+    with torch.device("meta"):
+        vae = AutoencoderKL.from_config(AutoencoderKL.load_config(str(config)))
+    if not any(k.startswith("encoder.down_blocks.") for k in state):   # the original layout
+        state = sfu.convert_ldm_vae_checkpoint(state, vae.config)
+    _load_into(vae, state, "VAE", field="vae")
+    return vae
+
+
+def load_vae_folder(path: Path) -> Any:
+    from diffusers import AutoencoderKL
+
+    folder = path if (path / "config.json").is_file() else path / "vae"
+    if not (folder / "config.json").is_file():
+        raise NodeError(f"{path.name} is a folder without a VAE config.json (nor a vae/ folder with one)",
+                        field="vae")
+    files = list(folder.glob("*.safetensors"))
+    variant = "fp16" if files and all(f.name.endswith(".fp16.safetensors") for f in files) else None
+    try:
+        return AutoencoderKL.from_pretrained(str(folder), local_files_only=True, variant=variant)
+    except (OSError, ValueError) as exc:
+        raise NodeError(f"cannot load the VAE in {path.name}: {exc}", field="vae") from None
+
+
+def load_vae(path: Path, device: str, shared: dict[str, Any] | None = None) -> LoadedVAE:
+    """Load (or reuse from `shared`) the VAE at `path` onto `device`."""
+    key = (file_identity(path), device)
+    with _lock:
+        registry = (shared if shared is not None else {}).setdefault(_REGISTRY_KEY, weakref.WeakValueDictionary())
+        found = registry.get(key)
+        if found is not None:
+            return found
+        vae = load_vae_folder(path) if path.is_dir() else load_vae_file(path)
+        _finish([vae], device, vae_dtype(device, bool(getattr(vae.config, "force_upcast", False))))
+        shift = getattr(vae.config, "shift_factor", None) or 0.0
+        loaded = LoadedVAE(dict(vae=vae, scaling_factor=float(vae.config.scaling_factor), shift_factor=float(shift),
+                                factor=2 ** (len(vae.config.block_out_channels) - 1),
+                                latent_channels=vae.config.latent_channels))
+        registry[key] = loaded
+        return loaded
+
+
+def run_vae_loader(ctx: Any, vae: str) -> dict[str, Any]:
+    path = ctx.resolve_file(FileKind.VAE, vae)
+    return {"vae": load_vae(Path(path), ctx.device, ctx.shared).wrapper()}
