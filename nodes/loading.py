@@ -44,6 +44,11 @@ def configs_dir() -> Path:
     return builtin_dir("resources") / "configs"
 
 
+def bundled_clip_vocabulary() -> Path:
+    """OpenAI's CLIP BPE (vocab.json + merges.txt, MIT): every SD family's tokenizers use it."""
+    return builtin_dir("resources") / "tokenizers" / "clip"
+
+
 # -- detection -------------------------------------------------------------------------------------
 def detect_family(state_dict: dict[str, Any], metadata: dict[str, str] | None = None) -> tuple[str, str]:
     """(family, prediction type) from an original-layout state dict: sd1, sd2 or sdxl.
@@ -141,16 +146,23 @@ def _finish(modules: list[Any], device: str, dtype: torch.dtype) -> None:
 
 # -- tokenizers -----------------------------------------------------------------------------------------
 def load_tokenizer(candidates: list[Path], pad_token: str | None, what: str) -> Any:
-    """A CLIP tokenizer from the first folder holding its vocabulary, else from the HF cache."""
+    """A CLIP tokenizer from the first folder holding its vocabulary, else the bundled CLIP BPE
+    (so a single-file checkpoint needs no other file), else the HF cache."""
     from transformers import CLIPTokenizer
 
+    bundled = bundled_clip_vocabulary()
     for folder in candidates:
         if (folder / "tokenizer.json").exists() or (folder / "vocab.json").exists():
             tok = CLIPTokenizer.from_pretrained(str(folder), local_files_only=True)
             break
     else:
         try:
-            tok = CLIPTokenizer.from_pretrained(HUB_TOKENIZER, local_files_only=True)
+            if (bundled / "vocab.json").is_file() and (bundled / "merges.txt").is_file():
+                # transformers 5 names these `vocab` and `merges` (`vocab_file=` is silently ignored).
+                tok = CLIPTokenizer(vocab=str(bundled / "vocab.json"), merges=str(bundled / "merges.txt"),
+                                    model_max_length=77)
+            else:
+                tok = CLIPTokenizer.from_pretrained(HUB_TOKENIZER, local_files_only=True)
             if not tokenizer_works(tok):   # transformers 5 returns an empty tokenizer instead of raising
                 raise FileNotFoundError(HUB_TOKENIZER)
         except Exception:
@@ -163,6 +175,19 @@ def load_tokenizer(candidates: list[Path], pad_token: str | None, what: str) -> 
         if pad_token:
             tok.pad_token = pad_token
     return tok
+
+
+def family_tokenizers(cfg: Path, family: str, beside: Path) -> tuple[Any, Any]:
+    """The tokenizer(s) of a single-file checkpoint: the config folder's settings (SD 1.x and
+    SDXL's first encoder pad with <|endoftext|>, SD 2.x and SDXL's second with "!", id 0)."""
+    config = cfg / "tokenizer" / "tokenizer_config.json"
+    pad = json.loads(config.read_text()).get("pad_token") if config.exists() else None
+    tok = load_tokenizer([cfg / "tokenizer", beside / "tokenizer"], pad, "text encoder")
+    tok2 = None
+    if family == "sdxl":
+        tok2 = load_tokenizer([cfg / "tokenizer_2", beside / "tokenizer_2", cfg / "tokenizer"], "!",
+                              "second text encoder")
+    return tok, tok2
 
 
 def tokenizer_works(tok: Any) -> bool:
@@ -278,13 +303,7 @@ def load_single_file(path: Path, device: str) -> LoadedCheckpoint:
     cfg = _config_folder(path, family, prediction)
     dtype = pick_dtype(device)
     # The tokenizer first: a missing vocabulary should fail before gigabytes are read.
-    pad = json.loads((cfg / "tokenizer" / "tokenizer_config.json").read_text()).get("pad_token") \
-        if (cfg / "tokenizer" / "tokenizer_config.json").exists() else None
-    tok = load_tokenizer([cfg / "tokenizer", path.parent / "tokenizer"], pad, "text encoder")
-    tok2 = None
-    if family == "sdxl":
-        tok2 = load_tokenizer([cfg / "tokenizer_2", path.parent / "tokenizer_2", cfg / "tokenizer"], "!",
-                              "second text encoder")
+    tok, tok2 = family_tokenizers(cfg, family, path.parent)
 
     # Modules are built on the meta device (no random init of a billion weights) and take the
     # file's tensors as they are.

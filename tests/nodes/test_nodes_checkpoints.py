@@ -130,9 +130,42 @@ def test_missing_tokenizer_vocabulary_is_a_clear_error(family_engine, family_mod
     shutil.copytree(family_models / "checkpoints" / "tiny-sd2-v.config", target.with_name("no-vocab.config"),
                     ignore=shutil.ignore_patterns("tokenizer*", "vocab*", "merges*", "special_tokens*"))
     monkeypatch.setattr(loading, "HUB_TOKENIZER", "nodeforge-tests/no-such-tokenizer")
+    monkeypatch.setattr(loading, "bundled_clip_vocabulary", lambda: family_models / "no-such-folder")
     with pytest.raises(nodeforge.NodeExecutionError) as info:
         family_engine.run(_wf("no-vocab.safetensors"), outputs=["ckpt"])
     assert info.value.field == "checkpoint" and "tokenizer" in str(info.value)
+
+
+@pytest.mark.parametrize("family, pads", [("sd1", [49407]), ("sd2", [0]), ("sd2-v", [0]), ("sdxl", [49407, 0])])
+def test_a_single_file_needs_no_tokenizer_files_the_bundled_clip_bpe_tokenizes_and_pads_per_family(
+        tmp_path, monkeypatch, family, pads):
+    # No vocabulary beside the checkpoint, none in the config folders, no hub cache.
+    monkeypatch.setattr(loading, "HUB_TOKENIZER", "nodeforge-tests/no-such-tokenizer")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    tokenizers = [t for t in loading.family_tokenizers(loading.configs_dir() / family, family.split("-")[0], tmp_path)
+                  if t is not None]
+    assert len(tokenizers) == len(pads)
+    for tok, pad in zip(tokenizers, pads):
+        assert tok("a photo of a cat")["input_ids"] == [49406, 320, 1125, 539, 320, 2368, 49407]
+        padded = tok("a photo of a cat", padding="max_length", max_length=tok.model_max_length)["input_ids"]
+        assert len(padded) == 77 and padded[:7] == [49406, 320, 1125, 539, 320, 2368, 49407]
+        assert set(padded[7:]) == {pad}, (family, padded[7:10])
+        assert tok.model_max_length == 77 and tok.pad_token_id == pad
+        # Lower-cased and split like OpenAI's tokenizer; a long word becomes several BPE pieces.
+        assert tok("A PHOTO")["input_ids"] == tok("a photo")["input_ids"]
+        assert len(tok("photorealistic")["input_ids"]) > 3
+
+
+def test_the_bundled_clip_vocabulary_is_openais_with_its_licence():
+    import json
+
+    folder = loading.bundled_clip_vocabulary()
+    vocab = json.loads((folder / "vocab.json").read_text(encoding="utf-8"))
+    assert len(vocab) == 49408 and vocab["<|startoftext|>"] == 49406 and vocab["<|endoftext|>"] == 49407
+    assert vocab["!"] == 0 and vocab["cat</w>"] == 2368
+    merges = (folder / "merges.txt").read_text(encoding="utf-8").splitlines()
+    assert merges[0] == "#version: 0.2" and len(merges) == 1 + 48894
+    assert "MIT" in (folder / "LICENSE").read_text() or "Permission is hereby granted" in (folder / "LICENSE").read_text()
 
 
 def test_checkpoint_of_unexpected_shape_says_what_to_do(family_models):
