@@ -147,21 +147,28 @@ def test_cancel_from_another_thread_stops_at_the_next_progress_point(engine, ari
     wf.add("Number", {"value": 1})
     wf.add("Slow", {"steps": 1000}, {"value": ("1", "value")})
     wf.add("Show", {}, {"value": ("2", "value")})
-    reached = threading.Event()
     steps: list[int] = []
+    cancellers: list[int] = []
+
+    def cancel_from_a_thread() -> None:
+        cancellers.append(threading.get_ident())
+        engine.cancel()
 
     def listener(event):
         if isinstance(event, ev.NodeProgress):
             steps.append(event.step)
             if event.step == 5:
-                reached.set()
-                threading.Thread(target=engine.cancel).start()
-                assert reached.wait(5)
+                # Another thread cancels; joining it (no sleep, no timeout) makes the order certain:
+                # the cancel lands before step 5's progress call returns to the node.
+                thread = threading.Thread(target=cancel_from_a_thread)
+                thread.start()
+                thread.join()
 
     with pytest.raises(Cancelled) as info:
         engine.run(wf, on_event=listener)
     assert info.value.node_id == "2"
-    assert max(steps) <= 6, "stopped within one step of the cancel"
+    assert cancellers and cancellers[0] != threading.get_ident()
+    assert steps == list(range(steps[0], 6)), "stopped at the progress point where the cancel came"
     # The cache is consistent: Number is cached, Slow is not, and the next run completes.
     result = engine.run(wf)
     assert result.executed == ["2", "3"] and result.cached == ["1"]

@@ -238,6 +238,39 @@ def test_cancelling_mid_denoise_stops_within_a_step_and_the_next_run_works(fresh
     assert "denoise" in result.executed
 
 
+def test_cancelling_a_lora_run_mid_denoise_leaves_the_base_weights_and_the_rerun_is_bit_equal(
+        fresh_engine, make_txt2img):
+    wf = make_txt2img(steps=6, seed=9, lora=[("kohya", 0.8, 1.0)])
+    loaded = fresh_engine.run(make_txt2img(), outputs=["ckpt"]).outputs["ckpt"]
+    base_unet = {k: v.clone() for k, v in loaded["unet"].unet.state_dict().items()}
+    base_te = {k: v.clone() for k, v in loaded["clip"].text_encoder.state_dict().items()}
+    steps_seen = []
+
+    def listener(event):
+        if type(event).__name__ == "NodeProgress" and event.node_id == "denoise":
+            steps_seen.append(event.step)
+            if event.step == 3:   # inside the LoRA-patched UNet loop
+                fresh_engine.cancel()
+
+    with pytest.raises(nodeforge.Cancelled) as info:
+        fresh_engine.run(wf, on_event=listener)
+    assert info.value.node_id == "denoise" and max(steps_seen) == 3
+    # The patch was undone: the shared base model is bitwise what was loaded.
+    for name, tensor in loaded["unet"].unet.state_dict().items():
+        assert torch.equal(tensor, base_unet[name]), name
+    for name, tensor in loaded["clip"].text_encoder.state_dict().items():
+        assert torch.equal(tensor, base_te[name]), name
+    # The same workflow again (same cache keys: the cancelled node left nothing half-made in the
+    # cache) equals an uncancelled run in a fresh engine, bit for bit.
+    again = fresh_engine.run(wf, outputs=["denoise"])
+    assert "denoise" in again.executed and "ckpt" in again.cached
+    from nodeforge import Engine
+
+    clean = Engine(device="cpu", output_dir=fresh_engine.output_dir, registry=fresh_engine.registry,
+                   model_paths=fresh_engine.model_paths).run(wf, outputs=["denoise"])
+    assert torch.equal(again.outputs["denoise"]["latent"]["samples"], clean.outputs["denoise"]["latent"]["samples"])
+
+
 def test_latent_size_is_checked_against_the_models_vae_factor():
     from nodeforge.core.errors import NodeError
 

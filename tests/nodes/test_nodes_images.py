@@ -36,6 +36,19 @@ def test_saved_png_restores_its_workflow_and_says_how_it_was_made(fresh_engine, 
     assert "Negative prompt" not in params   # the negative prompt is empty
 
 
+def test_a_pngs_embedded_workflow_run_in_a_fresh_engine_gives_identical_pixels(fresh_engine, make_txt2img, tmp_path):
+    from nodeforge import Engine
+
+    path = fresh_engine.run(make_txt2img(save=True, text="a blue square", seed=77, steps=3)).outputs["save"][0]
+    other = Engine(device="cpu", output_dir=tmp_path / "again", registry=fresh_engine.registry,
+                   model_paths=fresh_engine.model_paths)
+    again = other.run(nodeforge.load_workflow(path)).outputs["save"][0]
+    assert again != path
+    first, second = np.asarray(Image.open(path)), np.asarray(Image.open(again))
+    assert first.shape == (32, 32, 3) and first.std() > 0
+    assert np.array_equal(first, second)
+
+
 def test_each_image_of_a_batch_names_its_own_seed(fresh_engine, make_txt2img):
     # Item i of a batch is drawn from seed + i; the PNG must say so, or "reuse seed" gives another image.
     wf = make_txt2img(save=True, seed=100, steps=1, batch_size=4)
