@@ -1,4 +1,7 @@
-"""The `nodeforge` command: the editor, `run`, `validate`, `nodes` and `train-lora`.
+"""The `nodeforge` command: the editor, `run`, `validate`, `import`, `export`, `nodes` and `train-lora`.
+
+`run`, `validate`, `import` and the editor read NodeForge files and other tools' files alike
+(ComfyUI workflows, API prompts and PNGs; A1111 parameters), detected from their content.
 
 User mistakes end in one line per problem naming the node, the field and the fix, and exit
 status 1; `--debug` adds the traceback. Nothing here imports torch or Qt until a command needs it.
@@ -16,9 +19,9 @@ from pathlib import Path
 from typing import Any, NoReturn, Sequence, TextIO
 
 from nodeforge.core import events as ev
-from nodeforge.core.errors import Cancelled, ValidationError, WorkflowError
+from nodeforge.core.errors import Cancelled, ValidationError, WorkflowError, WorkflowFileError
 
-COMMANDS = ("run", "batch", "validate", "nodes", "train-lora", "gui")
+COMMANDS = ("run", "batch", "validate", "import", "export", "nodes", "train-lora", "gui")
 
 
 class UsageError(Exception):
@@ -45,8 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="show the version and which devices torch can use, then exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    run = sub.add_parser("run", help="run a workflow (JSON, or a PNG saved by NodeForge) headless")
-    run.add_argument("file", help="workflow .json or a NodeForge .png")
+    run = sub.add_parser("run", help="run a workflow headless (NodeForge, ComfyUI or A1111; JSON or PNG)")
+    run.add_argument("file", help="workflow .json or .png (NodeForge, ComfyUI workflow or API prompt, A1111)")
     run.add_argument("--out", default="output", help="folder for saved images (default: ./output)")
     run.add_argument("--set", dest="overrides", action="append", default=[], metavar="ID.param=VALUE",
                      help="change a param before running; ID is a node id or a node's unique title (repeatable)")
@@ -57,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("-v", "--verbose", action="store_true", help="show progress even when output is piped")
     run.add_argument("-q", "--quiet", action="store_true", help="print only where outputs went")
     run.add_argument("--debug", action="store_true", help="show tracebacks")
+    _add_model_map(run)
 
     from nodeforge.batch.command import add_parser as add_batch_parser
 
@@ -65,6 +69,22 @@ def build_parser() -> argparse.ArgumentParser:
     val = sub.add_parser("validate", help="check a workflow without running it")
     val.add_argument("file")
     val.add_argument("--debug", action="store_true", help="show tracebacks")
+    _add_model_map(val)
+
+    imp = sub.add_parser("import", help="convert a ComfyUI or A1111 file into a NodeForge workflow")
+    imp.add_argument("file", help="ComfyUI workflow or API prompt (.json or .png), or an A1111 .png")
+    imp.add_argument("-o", "--output", metavar="OUT.json",
+                     help="where to write it (default: FILE's name with .nodeforge.json, beside it)")
+    imp.add_argument("--debug", action="store_true", help="show tracebacks")
+    _add_model_map(imp)
+
+    exp = sub.add_parser("export", help="write a workflow in another tool's format")
+    exp.add_argument("file", help="a workflow (any format NodeForge reads)")
+    exp.add_argument("--to", required=True, choices=["comfyui-api"],
+                     help="comfyui-api: the prompt JSON ComfyUI's /prompt endpoint takes")
+    exp.add_argument("-o", "--output", metavar="OUT.json", help="where to write it (default: standard output)")
+    exp.add_argument("--debug", action="store_true", help="show tracebacks")
+    _add_model_map(exp)
 
     nodes = sub.add_parser("nodes", help="list node types with their ports and params")
     nodes.add_argument("--json", action="store_true", help="machine-readable output")
@@ -74,6 +94,11 @@ def build_parser() -> argparse.ArgumentParser:
     gui = sub.add_parser("gui", help="open the editor (the default)")
     gui.add_argument("file", nargs="?")
     return parser
+
+
+def _add_model_map(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model-map", dest="model_map", action="append", default=[], metavar="OLD=NEW",
+                        help="use the model NEW wherever the file names OLD (a file name, path or stem; repeatable)")
 
 
 def _version() -> str:
@@ -173,6 +198,10 @@ def _main(argv: list[str]) -> int:
             return cmd_batch(args)
         if args.command == "validate":
             return cmd_validate(args)
+        if args.command == "import":
+            return cmd_import(args)
+        if args.command == "export":
+            return cmd_export(args)
         if args.command == "nodes":
             return cmd_nodes(args)
     except Cancelled:
@@ -183,6 +212,11 @@ def _main(argv: list[str]) -> int:
             print(f"error: {problem}", file=sys.stderr)
         return 1
     except (WorkflowError, UsageError) as exc:
+        problems = getattr(exc, "problems", None)   # an export refused: every node at fault
+        if isinstance(exc, WorkflowError) and problems and not isinstance(exc, WorkflowFileError):
+            for problem in problems:
+                print(f"error: {problem}", file=sys.stderr)
+            return 1
         print(f"error: {exc}", file=sys.stderr)
         if debug:
             original = getattr(exc, "original", None)
@@ -282,15 +316,28 @@ class ProgressPrinter:
             self._bar_open = False
 
 
+def read_any(path: str, model_map: Sequence[str], registry: Any) -> Any:
+    """A workflow from any format NodeForge reads, printing the import's warnings (one a line)."""
+    from nodeforge.interop import parse_model_map, read_workflow
+
+    try:
+        mapping = parse_model_map(model_map)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    imported = read_workflow(path, registry=registry, model_map=mapping)
+    for line in imported.warnings:
+        print(f"warning: {line}", file=sys.stderr)
+    return imported
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from nodeforge.core.engine import Engine
-    from nodeforge.core.workflow import load_workflow
 
-    workflow = load_workflow(args.file)
     engine = Engine(device=args.device if args.device else "auto", output_dir=args.out,
                     cache_budget=args.cache_budget, settings={"previews": args.previews})
     for failure in engine.registry.failures:
         print(f"warning: {failure}", file=sys.stderr)
+    workflow = read_any(args.file, args.model_map, engine.registry).workflow
     apply_overrides(workflow, args.overrides, engine.registry)
     engine.plan(workflow)  # validate everything before loading torch
     try:
@@ -326,20 +373,66 @@ def _paths_in(value: Any) -> list[str]:
 # -- validate ---------------------------------------------------------------------------------------------
 def cmd_validate(args: argparse.Namespace) -> int:
     from nodeforge.core.engine import Engine
-    from nodeforge.core.workflow import load_workflow
 
     started = time.perf_counter()
-    workflow = load_workflow(args.file)
     engine = Engine(device="cpu")
-    problems = engine.validate(workflow)
     for failure in engine.registry.failures:
         print(f"warning: {failure}", file=sys.stderr)
+    workflow = read_any(args.file, args.model_map, engine.registry).workflow
+    problems = engine.validate(workflow)
     if problems:
         for problem in problems:
             print(f"error: {problem}", file=sys.stderr)
         return 1
     elapsed = (time.perf_counter() - started) * 1000
     print(f"ok: {args.file}: {len(workflow.nodes)} nodes, valid ({elapsed:.0f} ms)")
+    return 0
+
+
+# -- import / export ------------------------------------------------------------------------------------
+def cmd_import(args: argparse.Namespace) -> int:
+    from nodeforge.core.registry import default_registry
+    from nodeforge.core.workflow import save_workflow
+
+    source = Path(args.file)
+    imported = read_any(args.file, args.model_map, default_registry())
+    out = Path(args.output) if args.output else source.with_name(_stem(source) + ".nodeforge.json")
+    if out.resolve() == source.resolve():
+        raise UsageError(f"-o {out}: that is the file being imported; choose another name")
+    save_workflow(imported.workflow, out)
+    print(f"{out}: {len(imported.workflow.nodes)} nodes from a {imported.format}"
+          + (f", {len(imported.warnings)} warning{'s' if len(imported.warnings) != 1 else ''}"
+             if imported.warnings else ""))
+    return 0
+
+
+def _stem(path: Path) -> str:
+    name = path.name
+    for suffix in (".nodeforge.json", ".json", ".png", ".txt"):
+        if name.lower().endswith(suffix) and len(name) > len(suffix):
+            return name[: -len(suffix)]
+    return path.stem or "workflow"
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from nodeforge.core.files import atomic_write_bytes as write
+    from nodeforge.core.registry import default_registry
+    from nodeforge.interop import export_comfyui_api
+
+    registry = default_registry()
+    imported = read_any(args.file, args.model_map, registry)
+    notes: list[str] = []
+    prompt = export_comfyui_api(imported.workflow, registry=registry, warnings=notes)
+    for line in notes:
+        print(f"warning: {line}", file=sys.stderr)
+    text = json.dumps(prompt, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+    if args.output:
+        if Path(args.output).resolve() == Path(args.file).resolve():
+            raise UsageError(f"-o {args.output}: that is the file being exported; choose another name")
+        write(Path(args.output), text.encode("utf-8"))
+        print(f"{args.output}: ComfyUI API prompt with {len(prompt)} nodes")
+    else:
+        sys.stdout.write(text)
     return 0
 
 

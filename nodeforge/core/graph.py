@@ -19,9 +19,11 @@ from __future__ import annotations
 from collections import deque
 from typing import TYPE_CHECKING, Callable, Iterable
 
+from nodeforge.core import placeholder
+
 if TYPE_CHECKING:  # pragma: no cover
     from nodeforge.core.registry import Registry
-    from nodeforge.core.workflow import Workflow
+    from nodeforge.core.workflow import NodeRef, Workflow
 
 BYPASSED = "bypassed"
 MUTED = "muted"
@@ -171,13 +173,12 @@ def _pass_through(wf: "Workflow", registry: "Registry", bypassed: set[str]) -> N
                 return None
             seen.add(src)
             node = wf.nodes[src]
-            spec = registry.get(node.type)
-            declared = spec.output(output) if spec is not None else None
+            ins, outs = _port_types(node, registry)
+            declared = outs.get(output)
             if declared is None:
                 return None
             match = next(((up, up_out) for name, (up, up_out) in node.inputs.items()
-                          if spec.input(name) is not None and str(spec.input(name).type) == str(declared.type)),
-                         None)
+                          if ins.get(name) == declared), None)
             if match is None:
                 return None
             src, output = match
@@ -189,6 +190,16 @@ def _pass_through(wf: "Workflow", registry: "Registry", bypassed: set[str]) -> N
             node.inputs = {name: link for name, link in links.items() if link is not None}
     for nid in bypassed:
         del wf.nodes[nid]
+
+
+def _port_types(node: "NodeRef", registry: "Registry") -> tuple[dict[str, str], dict[str, str]]:
+    """Input and output port types of a node: from its spec, or as a placeholder recorded them."""
+    spec = registry.get(node.type)
+    if spec is not None:
+        return ({i.name: str(i.type) for i in spec.inputs}, {o.name: str(o.type) for o in spec.outputs})
+    if placeholder.is_placeholder(node):
+        return placeholder.input_types(node), placeholder.output_types(node)
+    return {}, {}
 
 
 def _leave_out(wf: "Workflow", registry: "Registry", muted: set[str]) -> None:

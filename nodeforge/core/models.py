@@ -123,6 +123,11 @@ class ModelPaths:
         if candidate.is_absolute() or os.sep in name or "/" in name:
             if candidate.exists():
                 return candidate
+            if not candidate.is_absolute():  # "SDXL/base.safetensors": a sub-folder of a model folder
+                for folder in self.folders(kind):
+                    for option in [folder / candidate] + [folder / (name + ext) for ext in EXTENSIONS[kind]]:
+                        if option.exists():
+                            return option
             beside = f" or beside the workflow in {base}" if base is not None else ""
             raise ModelNotFound(f"{kind.value} file {name!r} does not exist (looked in the working folder{beside})")
         for folder in self.folders(kind):

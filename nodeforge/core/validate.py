@@ -14,6 +14,7 @@ from typing import Any, Iterable
 
 from nodeforge.core.errors import Problem
 from nodeforge.core.models import EXTENSIONS, FOLDER_MARKERS, ModelNotFound, ModelPaths, is_model_folder
+from nodeforge.core.placeholder import is_placeholder, original_class, placeholder_message
 from nodeforge.core.registry import Registry
 from nodeforge.core.spec import NodeSpec, Param
 from nodeforge.core.types import FileKind, ParamKind, ports_compatible
@@ -44,6 +45,9 @@ def check_workflow(workflow: Workflow, registry: Registry, model_paths: ModelPat
     base = workflow.source.parent if workflow.source is not None else None
     for nid, node in nodes.items():
         spec = registry.get(node.type)
+        if spec is None and is_placeholder(node):
+            problems.append(Problem(placeholder_message(node), nid, original_class(node)))
+            continue
         if spec is None:
             problems.append(Problem(_unknown_type_message(node.type, registry), nid, node.type, "type"))
             continue

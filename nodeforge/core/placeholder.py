@@ -1,0 +1,52 @@
+"""Placeholder nodes: another tool's node that NodeForge cannot run, kept so nothing is lost.
+
+An imported ComfyUI node with no NodeForge equivalent becomes a node of the reserved type
+PLACEHOLDER_TYPE. Its params hold what re-export needs (the original `class_type` and its
+widget values by name, or by position where the file did not name them); its outputs are named
+by slot (`output_0`, ...). The node's `comfyui` record keeps its port types, so bypassing one
+passes an input of the same type through, as in ComfyUI. Validation reports each placeholder by
+its original class; nothing here runs it.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover
+    from nodeforge.core.workflow import NodeRef
+
+PLACEHOLDER_TYPE = "comfyui.Placeholder"
+RECORD_KEY = "comfyui"           # per-node record (NodeRef.extra) of what only ComfyUI needs
+
+
+def output_name(slot: int) -> str:
+    return f"output_{slot}"
+
+
+def is_placeholder(node: "NodeRef") -> bool:
+    return node.type == PLACEHOLDER_TYPE
+
+
+def original_class(node: "NodeRef") -> str:
+    name = node.params.get("class_type")
+    return name if isinstance(name, str) and name else "unknown ComfyUI node"
+
+
+def placeholder_message(node: "NodeRef") -> str:
+    return ("ComfyUI node with no NodeForge equivalent; install a node pack that provides it, or replace "
+            "or bypass it (its widgets and links are kept, so exporting back to ComfyUI keeps it)")
+
+
+def _record(node: "NodeRef") -> dict[str, Any]:
+    record = node.extra.get(RECORD_KEY)
+    return record if isinstance(record, dict) else {}
+
+
+def output_types(node: "NodeRef") -> dict[str, str]:
+    """Output name -> port type, as the placeholder recorded them ("*" where unknown)."""
+    types = _record(node).get("outputs")
+    return {output_name(i): str(t) for i, t in enumerate(types)} if isinstance(types, list) else {}
+
+
+def input_types(node: "NodeRef") -> dict[str, str]:
+    types = _record(node).get("inputs")
+    return {str(k): str(v) for k, v in types.items()} if isinstance(types, dict) else {}

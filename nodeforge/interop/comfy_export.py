@@ -1,0 +1,181 @@
+"""A NodeForge workflow as a ComfyUI API prompt (what ComfyUI's /prompt endpoint takes).
+
+The graph as it runs is exported: bypassed nodes passed through, muted ones left out. Each node
+keeps its id and title; placeholders go back as the ComfyUI node they came from. A node with no
+ComfyUI equivalent is refused, every one named at once.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from nodeforge.core import graph
+from nodeforge.core.errors import Problem, WorkflowError
+from nodeforge.core.placeholder import PLACEHOLDER_TYPE, original_class, output_name, output_types
+from nodeforge.core.workflow import NodeRef, Workflow
+from nodeforge.interop import comfy_table as table
+from nodeforge.interop import samplers
+from nodeforge.interop.comfy_import import COMFY_KEY
+
+
+class ExportError(WorkflowError):
+    """The workflow cannot be exported as it is; `problems` names every node at fault."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = list(problems)
+        more = len(self.problems) - 1
+        suffix = f" (and {more} more)" if more else ""
+        first = self.problems[0]
+        super().__init__(first.message + suffix, node_id=first.node_id, node_type=first.node_type, field=first.field)
+        self.args = (f"{first}{suffix}",)
+
+    def __str__(self) -> str:
+        return self.args[0]
+
+
+_STAGE_DEFAULTS = {"start_at_step": 0, "end_at_step": 10000, "add_noise": True, "return_with_leftover_noise": False}
+
+
+def choose_row(nid: str, node: NodeRef, workflow: Workflow) -> table.ClassMap | None:
+    rows = table.rows_for(node.type)
+    if len(rows) <= 1:
+        return rows[0] if rows else None
+    hint = (node.extra.get(COMFY_KEY) or {}).get("class_type") if isinstance(node.extra.get(COMFY_KEY), dict) else None
+    by_name = {row.comfy: row for row in rows}
+    if node.type == "UNetDenoise":
+        staged = any(node.params.get(k, v) != v for k, v in _STAGE_DEFAULTS.items())
+        return by_name["KSamplerAdvanced" if staged or hint == "KSamplerAdvanced" else "KSampler"]
+    if node.type == "LoRALoader":
+        clip_used = any(src == nid and out == "clip" for other in workflow.nodes.values()
+                        for src, out in other.inputs.values())
+        model_only = not clip_used and float(node.params.get("strength_clip", 1.0) or 0.0) == 0.0
+        if hint == "LoraLoader":
+            model_only = False
+        return by_name["LoraLoaderModelOnly" if model_only else "LoraLoader"]
+    return by_name.get(hint) or rows[0]  # pragma: no cover - every shared type is handled above
+
+
+def export_api(workflow: Workflow, registry: Any | None = None, warnings: list[str] | None = None) -> dict[str, Any]:
+    if registry is None:
+        from nodeforge.core.registry import default_registry
+
+        registry = default_registry()
+    wf = graph.apply_switches(workflow, registry)
+    problems: list[Problem] = []
+    rows: dict[str, table.ClassMap] = {}
+    outputs: dict[str, list[str]] = {}
+    for nid, node in wf.nodes.items():
+        if node.type == PLACEHOLDER_TYPE:
+            outputs[nid] = list(output_types(node)) or _outputs_used(nid, wf)
+            continue
+        row = choose_row(nid, node, wf)
+        if row is None:
+            problems.append(Problem("has no ComfyUI equivalent; remove it or replace it with a node ComfyUI has",
+                                    nid, node.type))
+            continue
+        rows[nid] = row
+        outputs[nid] = list(row.outputs)
+    prompt: dict[str, Any] = {}
+    for nid, node in wf.nodes.items():
+        if node.type == PLACEHOLDER_TYPE:
+            entry = _placeholder_entry(nid, node, problems)
+        elif nid in rows:
+            entry = _mapped_entry(nid, node, rows[nid], registry, problems, warnings)
+        else:
+            continue
+        if entry is None:
+            continue
+        for name, (src, out) in node.inputs.items():
+            comfy_name = rows[nid].comfy_input(name) if nid in rows else name
+            if comfy_name is None:
+                continue       # LoraLoaderModelOnly takes no CLIP
+            if src not in outputs:
+                if src in wf.nodes and src not in rows:
+                    continue   # reported at that node
+                problems.append(Problem(f"linked to node {src!r}, which is not in the workflow", nid, node.type, name))
+                continue
+            if out not in outputs[src]:
+                problems.append(Problem(f"linked to output {out!r} of node {src}, which has no such output",
+                                        nid, node.type, name))
+                continue
+            entry["inputs"][comfy_name] = [src, outputs[src].index(out)]
+        prompt[nid] = entry
+    if problems:
+        raise ExportError(problems)
+    resolve_widget_links(prompt, outputs)
+    return prompt
+
+
+def _outputs_used(nid: str, workflow: Workflow) -> list[str]:
+    """A placeholder's outputs when it recorded none: every `output_N` a consumer links to."""
+    slots = [int(out.rsplit("_", 1)[1]) for node in workflow.nodes.values() for src, out in node.inputs.values()
+             if src == nid and out.startswith("output_") and out.rsplit("_", 1)[1].isdigit()]
+    return [output_name(i) for i in range(max(slots, default=-1) + 1)]
+
+
+def _mapped_entry(nid: str, node: NodeRef, row: table.ClassMap, registry: Any, problems: list[Problem],
+                  warnings: list[str] | None) -> dict[str, Any] | None:
+    spec = registry.get(node.type) if registry is not None else None
+    notes = table.Notes()
+    inputs: dict[str, Any] = {}
+    params = dict(node.params)
+    if isinstance(params.get("scheduler"), str) and "sampler" not in params and \
+            (spec is None or spec.param("sampler") is None):
+        # A NodeForge from before the sampler/schedule split folds both into `scheduler`.
+        params["sampler"], params["schedule"] = samplers.unfold(params.pop("scheduler"))
+    for widget in row.widgets:
+        target = widget.target
+        if target is None:
+            if widget.export_default is not None:
+                inputs[widget.comfy] = widget.export_default
+            continue
+        if target in params:
+            value = params[target]
+        elif spec is not None and spec.param(target) is not None:
+            value = spec.param(target).default
+        elif target == "schedule" and "sampler" in params:
+            value = "normal"
+        else:
+            continue
+        inputs[widget.comfy] = widget.save(value, notes)
+    if row.comfy == "KSamplerAdvanced":
+        denoise = node.params.get("denoise", 1.0)
+        if isinstance(denoise, (int, float)) and denoise != 1.0:
+            problems.append(Problem(f"denoise {denoise} with start/end steps has no ComfyUI equivalent "
+                                    "(KSamplerAdvanced has no denoise); set denoise to 1 or the steps to the "
+                                    "whole schedule", nid, node.type, "denoise"))
+            return None
+    links = (node.extra.get(COMFY_KEY) or {}).get("widget_links") if isinstance(node.extra.get(COMFY_KEY), dict) else None
+    for name, link in (links or {}).items():
+        if isinstance(link, (list, tuple)) and len(link) == 2:
+            inputs[name] = ("widget-link", str(link[0]), str(link[1]))
+    for message in notes.messages:
+        if warnings is not None:
+            warnings.append(f"node {nid} ({node.type}): {message}")
+    return {"inputs": inputs, "class_type": row.comfy, "_meta": {"title": node.title or row.display}}
+
+
+def _placeholder_entry(nid: str, node: NodeRef, problems: list[Problem]) -> dict[str, Any] | None:
+    params = node.params
+    class_type = original_class(node)
+    inputs: dict[str, Any] = {}
+    if isinstance(params.get("widgets"), dict):
+        inputs.update(params["widgets"])
+    elif params.get("widgets_values"):
+        problems.append(Problem("its widget values cannot be named from the ComfyUI workflow file it came from "
+                                "(older ComfyUI versions save them by position only); export the workflow from "
+                                "ComfyUI in API format and import that instead", nid, class_type))
+        return None
+    return {"inputs": inputs, "class_type": class_type, "_meta": {"title": node.title or class_type}}
+
+
+def resolve_widget_links(prompt: dict[str, Any], outputs_of: dict[str, list[str]]) -> None:
+    """Turn ("widget-link", src, output) markers into [src, slot] once every node's outputs are known."""
+    for entry in prompt.values():
+        for name, value in list(entry["inputs"].items()):
+            if isinstance(value, tuple) and value and value[0] == "widget-link":
+                src, out = value[1], value[2]
+                names = outputs_of.get(src)
+                if names is not None and out in names:
+                    entry["inputs"][name] = [src, names.index(out)]
+                else:
+                    del entry["inputs"][name]

@@ -1,0 +1,350 @@
+"""A ComfyGraph (see comfy_graph) as a NodeForge workflow, through the node table.
+
+Mapped classes become their NodeForge node with the same id and title; reroutes become direct
+wires (and NodeForge reroute dots where they were); PrimitiveNodes and constant nodes become the
+params they feed; notes and groups go to the layout; any other class becomes a placeholder that
+keeps its class, widgets and links. Everything approximated is reported as a warning line that
+names the node.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from nodeforge.core.placeholder import PLACEHOLDER_TYPE, RECORD_KEY, output_name
+from nodeforge.core.workflow import NodeRef, Workflow
+from nodeforge.interop import comfy_table as table
+from nodeforge.interop.comfy_graph import ComfyGraph, ComfyNode
+
+MUTED, BYPASSED = 2, 4
+# The editor's view: the ComfyUI offset is the canvas translation; NodeForge stores the centre.
+_VIEW_HALF = (800.0, 450.0)
+COMFY_KEY = RECORD_KEY     # per-node record of what only re-export needs (class, widget links, port types)
+
+
+class _Warnings:
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def add(self, node: ComfyNode | None, message: str, field: str | None = None) -> None:
+        if node is None:
+            self.lines.append(message)
+            return
+        where = f"node {node.id} ({node.class_type})" + (f", {field}" if field else "")
+        line = f"{where}: {message}"
+        if line not in self.lines:
+            self.lines.append(line)
+
+
+def to_workflow(graph: ComfyGraph, registry: Any | None = None) -> tuple[Workflow, list[str]]:
+    return _Converter(graph, registry).run()
+
+
+class _Converter:
+    def __init__(self, graph: ComfyGraph, registry: Any | None) -> None:
+        self.graph = graph
+        self.registry = registry
+        self.warnings = _Warnings()
+        self.rows: dict[str, table.ClassMap | None] = {}
+        self.output_names: dict[str, list[str]] = {}
+        self.workflow = Workflow()
+        self.dots: dict[str, dict[str, Any]] = {}
+
+    # -- what each node becomes ------------------------------------------------------------------------
+    def row(self, node: ComfyNode) -> table.ClassMap | None:
+        row = table.BY_COMFY.get(node.class_type)
+        if row is not None and self.registry is not None and row.nodeforge not in self.registry:
+            return None
+        return row
+
+    @staticmethod
+    def folded(node: ComfyNode) -> bool:
+        return node.class_type in (table.REROUTE, table.PRIMITIVE) or node.class_type in table.CONSTANTS \
+            or node.class_type in table.NOTES
+
+    def run(self) -> tuple[Workflow, list[str]]:
+        nodes = self.graph.nodes
+        for node in nodes.values():
+            if not self.folded(node):
+                row = self.row(node)
+                self.rows[node.id] = row
+                self.output_names[node.id] = list(row.outputs) if row is not None else self._placeholder_outputs(node)
+        for node in nodes.values():
+            if node.class_type in table.NOTES:
+                self._note(node)
+            elif node.id in self.rows:
+                row = self.rows[node.id]
+                ref = self._mapped(node, row) if row is not None else self._placeholder(node)
+                self.workflow.nodes[node.id] = ref
+                self._layout(node)
+        self._model_only_clips()
+        self._placeholder_types()
+        self._finish_layout()
+        return self.workflow, self.warnings.lines
+
+    def _placeholder_outputs(self, node: ComfyNode) -> list[str]:
+        # Named by slot, whatever the file called them, so a UI file and its API prompt agree.
+        used = [slot for other in self.graph.nodes.values() for src, slot in other.links.values() if src == node.id]
+        return [output_name(slot) for slot in range(max(len(node.outputs), max(used, default=-1) + 1))]
+
+    # -- sources ------------------------------------------------------------------------------------------
+    def source(self, consumer: ComfyNode, input_name: str) -> tuple[str, Any, str | None]:
+        """("node", (id, output), dot) | ("value", value, dot) | ("none", reason, dot) for a linked input.
+
+        Reroutes are walked through; the reroute nearest the consumer becomes its dot.
+        """
+        src, slot = consumer.links[input_name]
+        nodes = self.graph.nodes
+        dot = None
+        seen: set[str] = set()
+        native = self.graph.via.get((consumer.id, input_name))
+        if native is not None:
+            dot = f"r{native}"
+            self._dot(dot, self.graph.reroutes[native])
+        while src in nodes and nodes[src].class_type == table.REROUTE:
+            if src in seen:
+                return ("none", "its reroutes form a loop", dot)
+            seen.add(src)
+            reroute = nodes[src]
+            if dot is None:
+                dot = f"r{reroute.id}"
+                if reroute.pos is not None:
+                    w, h = reroute.size or [75.0, 26.0]
+                    self._dot(dot, [reroute.pos[0] + w / 2, reroute.pos[1] + h / 2])
+            if not reroute.links:
+                return ("none", f"reroute {reroute.id} has no input", dot)
+            src, slot = next(iter(reroute.links.values()))
+        origin = nodes.get(src)
+        if origin is None:
+            return ("none", f"linked to node {src}, which is not in the file", dot)
+        if origin.class_type == table.PRIMITIVE or origin.class_type in table.CONSTANTS:
+            return ("value", self._constant(origin), dot)
+        names = self.output_names.get(src)
+        if names is None:
+            return ("none", f"linked to node {src} ({origin.class_type}), which has no output here", dot)
+        if not 0 <= slot < len(names):
+            return ("none", f"linked to output slot {slot} of node {src} ({origin.class_type}), which has "
+                            f"{len(names)} output{'s' if len(names) != 1 else ''}", dot)
+        return ("node", (src, names[slot]), dot)
+
+    @staticmethod
+    def _constant(origin: ComfyNode) -> Any:
+        if isinstance(origin.widgets, list) and origin.widgets:
+            return origin.widgets[0]
+        if isinstance(origin.widgets, dict) and origin.widgets:
+            return origin.widgets.get("value", next(iter(origin.widgets.values())))
+        if origin.values:
+            return origin.values.get("value", next(iter(origin.values.values())))
+        return None
+
+    def _dot(self, rid: str, pos: list[float]) -> None:
+        self.dots.setdefault(rid, {"pos": [float(pos[0]), float(pos[1])], "links": []})
+
+    # -- mapped nodes -------------------------------------------------------------------------------------
+    def _named_values(self, node: ComfyNode, row: table.ClassMap) -> dict[str, Any]:
+        if node.values is not None:
+            return dict(node.values)
+        raw = node.widgets
+        if isinstance(raw, dict):
+            return dict(raw)
+        values: dict[str, Any] = {}
+        raw = raw or []
+        i = 0
+        for widget in row.widgets:
+            if i >= len(raw):
+                break
+            values[widget.comfy] = raw[i]
+            i += 1
+            if widget.seed and i < len(raw) and (isinstance(raw[i], bool) or raw[i] in table.CONTROL_VALUES):
+                i += 1   # control_after_generate: how the editor changes the seed, not a value
+        return values
+
+    def _mapped(self, node: ComfyNode, row: table.ClassMap) -> NodeRef:
+        values = self._named_values(node, row)
+        ref = NodeRef(row.nodeforge, title=self._title(node, row))
+        comfy_extra: dict[str, Any] = {}
+        for name in list(node.links):
+            nf_input = row.nf_input(name)
+            kind, found, dot = self.source(node, name)
+            if nf_input is not None:
+                if kind == "node":
+                    ref.inputs[nf_input] = found
+                    if dot is not None:
+                        self.dots[dot]["links"].append([node.id, nf_input])
+                elif kind == "none":
+                    self.warnings.add(node, f"{found}; the input is left unconnected", name)
+                continue
+            widget = row.widget(name)
+            if widget is None:
+                if name not in row.optional_inputs:
+                    self.warnings.add(node, f"NodeForge's {row.nodeforge} has no input for this; its link is dropped",
+                                      name)
+                continue
+            if kind == "value":
+                values[name] = found
+            elif kind == "node":
+                src, out = found
+                comfy_extra.setdefault("widget_links", {})[name] = [src, out]
+                shown = f"{values[name]!r}" if name in values else "NodeForge's default"
+                self.warnings.add(node, f"its value comes from node {src}, which NodeForge cannot run; using "
+                                        f"{shown} (the link is kept for export)", name)
+        notes = table.Notes()
+        for widget in row.widgets:
+            target = widget.target
+            if target is None:
+                continue
+            if widget.comfy in values:
+                ref.params[target] = widget.load(values[widget.comfy], notes)
+            elif node.values is None or widget.comfy not in node.links:
+                self.warnings.add(node, "no value in the file; NodeForge's default is used", widget.comfy)
+        known = {w.comfy for w in row.widgets} | {c for c, _ in row.inputs} | set(row.optional_inputs)
+        for name in values:
+            if name not in known:
+                self.warnings.add(node, f"{row.comfy}'s {name!r} has no NodeForge equivalent; it is ignored")
+        for message in notes.messages:
+            self.warnings.add(node, message)
+        ref.params.update(row.fixed)
+        order = [nf for _c, nf in row.inputs]
+        ref.inputs = dict(sorted(ref.inputs.items(), key=lambda item: order.index(item[0])))
+        if len(table.rows_for(row.nodeforge)) > 1:
+            comfy_extra["class_type"] = row.comfy
+        if comfy_extra:
+            ref.extra[COMFY_KEY] = comfy_extra
+        return ref
+
+    def _title(self, node: ComfyNode, row: table.ClassMap | None) -> str | None:
+        title = node.title
+        if title is None or title == node.class_type or (row is not None and title == row.display):
+            return None
+        return title
+
+    # -- placeholders -------------------------------------------------------------------------------------
+    def _placeholder(self, node: ComfyNode) -> NodeRef:
+        params: dict[str, Any] = {"class_type": node.class_type}
+        params.update(_placeholder_widgets(node))
+        count = len(self.output_names[node.id])
+        types = [t for _n, t in node.outputs] + ["*"] * count
+        record = {"inputs": {name: node.input_types.get(name, "*") for name in node.links},
+                  "outputs": types[:count]}
+        ref = NodeRef(PLACEHOLDER_TYPE, params, title=self._title(node, None), extra={COMFY_KEY: record})
+        for name in node.links:
+            kind, found, dot = self.source(node, name)
+            if kind == "node":
+                ref.inputs[name] = found
+                if dot is not None:
+                    self.dots[dot]["links"].append([node.id, name])
+            elif kind == "value":
+                if "widgets" in params:
+                    params["widgets"][name] = found
+            else:
+                self.warnings.add(node, f"{found}; the input is left unconnected", name)
+        self.warnings.add(node, "ComfyUI node with no NodeForge equivalent; kept as a placeholder (its widgets "
+                                "and links are kept for export, but the graph cannot run until it is replaced "
+                                "or bypassed)")
+        return ref
+
+    def _placeholder_types(self) -> None:
+        """Port types an API prompt does not record, read from the NodeForge nodes on the other end."""
+        if self.registry is None:
+            return
+        nodes = self.workflow.nodes
+        for nid, ref in nodes.items():
+            if ref.type != PLACEHOLDER_TYPE:
+                continue
+            record = ref.extra[COMFY_KEY]
+            for name, (src, out) in ref.inputs.items():
+                spec = self.registry.get(nodes[src].type) if src in nodes else None
+                if record["inputs"].get(name) == "*" and spec is not None and spec.output(out) is not None:
+                    record["inputs"][name] = str(spec.output(out).type)
+            for consumer in nodes.values():
+                spec = self.registry.get(consumer.type)
+                for name, (src, out) in consumer.inputs.items():
+                    slot = int(out.rsplit("_", 1)[1]) if src == nid and out.startswith("output_") else -1
+                    if 0 <= slot < len(record["outputs"]) and record["outputs"][slot] == "*" \
+                            and spec is not None and spec.input(name) is not None:
+                        record["outputs"][slot] = str(spec.input(name).type)
+
+    # -- LoraLoaderModelOnly: NodeForge's LoRA node takes the model's own CLIP at strength 0 -------------------
+    def _model_only_clips(self) -> None:
+        nodes = self.workflow.nodes
+        for nid, ref in nodes.items():
+            if ref.extra.get(COMFY_KEY, {}).get("class_type") != "LoraLoaderModelOnly" or "clip" in ref.inputs:
+                continue
+            seen: set[str] = set()
+            link = ref.inputs.get("unet")
+            while link is not None and link[0] in nodes and link[0] not in seen:
+                seen.add(link[0])
+                up = nodes[link[0]]
+                if up.type in ("CheckpointLoader", "LoRALoader"):
+                    ref.inputs["clip"] = (link[0], "clip")
+                    break
+                link = up.inputs.get("unet")
+
+    # -- layout ----------------------------------------------------------------------------------------------
+    def _layout(self, node: ComfyNode) -> None:
+        ui = self.workflow.ui
+        if node.pos is not None:
+            ui.setdefault("positions", {})[node.id] = node.pos
+        if node.size is not None:
+            ui.setdefault("sizes", {})[node.id] = node.size
+        if node.collapsed:
+            ui.setdefault("collapsed", []).append(node.id)
+        if node.mode == MUTED:
+            ui.setdefault("muted", []).append(node.id)
+        elif node.mode == BYPASSED:
+            ui.setdefault("bypassed", []).append(node.id)
+
+    def _note(self, node: ComfyNode) -> None:
+        text = self._constant(node)
+        note: dict[str, Any] = {"id": node.id, "text": text if isinstance(text, str) else "",
+                                "markdown": node.class_type == "MarkdownNote"}
+        if node.title and node.title not in table.NOTES:
+            note["title"] = node.title
+        if node.pos is not None:
+            note["pos"] = node.pos
+        if node.size is not None:
+            note["size"] = node.size
+        if node.color:
+            note["color"] = node.color
+        self.workflow.ui.setdefault("notes", []).append(note)
+
+    def _finish_layout(self) -> None:
+        ui = self.workflow.ui
+        if self.graph.groups:
+            ui["groups"] = [dict(g) for g in self.graph.groups]
+        dots = {rid: dot for rid, dot in self.dots.items() if dot["links"]}
+        if dots:
+            ui["reroutes"] = dots
+        ds = self.graph.viewport
+        if ds is not None:
+            scale, offset = ds.get("scale"), ds.get("offset")
+            if isinstance(offset, dict):
+                offset = [offset.get("0"), offset.get("1")]
+            if (isinstance(scale, (int, float)) and not isinstance(scale, bool) and 0.01 <= scale <= 100
+                    and isinstance(offset, list) and len(offset) == 2
+                    and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in offset)):
+                ui["viewport"] = {"center": [round(-offset[0] + _VIEW_HALF[0] / scale, 1),
+                                             round(-offset[1] + _VIEW_HALF[1] / scale, 1)],
+                                  "zoom": float(scale)}
+
+
+def _placeholder_widgets(node: ComfyNode) -> dict[str, Any]:
+    """{"widgets": {name: value}}, or {"widgets_values": [...]} where the file does not name them.
+
+    An API prompt names every value. A UI file lists them by position; newer ComfyUI editors also
+    list each widget among the node's inputs, which names them (the control_after_generate value
+    after a seed is not a widget of the node and is dropped).
+    """
+    if node.values is not None:
+        return {"widgets": dict(node.values)}
+    if isinstance(node.widgets, dict):
+        return {"widgets": dict(node.widgets)}
+    values = list(node.widgets or [])
+    names = [name for name in node.input_order if name in node.widget_inputs]
+    if len(names) == len(values):
+        return {"widgets": dict(zip(names, values))}
+    kept = [v for i, v in enumerate(values)
+            if not (i > 0 and isinstance(v, str) and v in table.CONTROL_VALUES
+                    and isinstance(values[i - 1], int) and not isinstance(values[i - 1], bool))]
+    if len(names) == len(kept):
+        return {"widgets": dict(zip(names, kept))}
+    return {"widgets_values": values}

@@ -1,0 +1,216 @@
+"""The ComfyUI <-> NodeForge node table: one row per ComfyUI class, as data.
+
+A row names the NodeForge type, the ComfyUI widgets in the order a UI file's `widgets_values`
+lists them (each with the NodeForge param it fills and, where the spellings differ, a value
+conversion each way), the ComfyUI input names with the NodeForge input each feeds, and the
+NodeForge output behind each ComfyUI output slot. The importer and the exporter both read it;
+adding a node is one row.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from nodeforge.interop import samplers
+
+Convert = Callable[[Any, "Notes"], Any]
+
+
+class Notes:
+    """Where a conversion reports what it changed (the importer turns these into warnings)."""
+
+    def __init__(self) -> None:
+        self.messages: list[str] = []
+
+    def warn(self, message: str) -> None:
+        self.messages.append(message)
+
+
+def _same(value: Any, notes: Notes) -> Any:
+    return value
+
+
+@dataclass(frozen=True)
+class Widget:
+    """One ComfyUI widget and the NodeForge param it fills (None: nothing in NodeForge)."""
+
+    comfy: str
+    param: str | None = ""
+    model: str | None = None          # a model name resolved against the model folders: its kind
+    seed: bool = False                # UI files list control_after_generate after it
+    load: Convert = _same             # ComfyUI value -> NodeForge value
+    save: Convert = _same             # NodeForge value -> ComfyUI value
+    export_default: Any = None        # written on export when NodeForge has no such param
+
+    @property
+    def target(self) -> str | None:
+        return self.comfy if self.param == "" else self.param
+
+
+@dataclass(frozen=True)
+class ClassMap:
+    comfy: str
+    nodeforge: str
+    display: str                                   # ComfyUI's default title
+    widgets: tuple[Widget, ...] = ()
+    inputs: tuple[tuple[str, str], ...] = ()       # (ComfyUI input, NodeForge input), slot order
+    outputs: tuple[str, ...] = ()                  # NodeForge output per ComfyUI output slot
+    fixed: dict[str, Any] = field(default_factory=dict)   # NodeForge params the class implies
+    optional_inputs: tuple[str, ...] = ()          # ComfyUI inputs NodeForge does without
+
+    def nf_input(self, comfy_name: str) -> str | None:
+        return next((nf for c, nf in self.inputs if c == comfy_name), None)
+
+    def comfy_input(self, nf_name: str) -> str | None:
+        return next((c for c, nf in self.inputs if nf == nf_name), None)
+
+    def widget(self, comfy_name: str) -> Widget | None:
+        return next((w for w in self.widgets if w.comfy == comfy_name), None)
+
+
+# -- value conversions --------------------------------------------------------------------------------
+def _sampler_in(value: Any, notes: Notes) -> str:
+    mapped = samplers.sampler_from_comfy(value)
+    if mapped.note:
+        notes.warn(mapped.note)
+    return mapped.name
+
+
+def _schedule_in(value: Any, notes: Notes) -> str:
+    mapped = samplers.schedule_from_comfy(value)
+    if mapped.note:
+        notes.warn(mapped.note)
+    return mapped.name
+
+
+def _sampler_out(value: Any, notes: Notes) -> str:
+    mapped = samplers.sampler_to_comfy(str(value))
+    if mapped.note:
+        notes.warn(mapped.note)
+    return mapped.name
+
+
+def _schedule_out(value: Any, notes: Notes) -> str:
+    return samplers.schedule_to_comfy(str(value)).name
+
+
+def _enable_in(value: Any, notes: Notes) -> Any:
+    if isinstance(value, str) and value.lower() in ("enable", "disable"):
+        return value.lower() == "enable"
+    return value
+
+
+def _enable_out(value: Any, notes: Notes) -> str:
+    return "enable" if value else "disable"
+
+
+_LATENT_METHODS = ("nearest-exact", "bilinear", "area", "bicubic")
+_IMAGE_METHODS = ("nearest-exact", "bilinear", "area", "bicubic", "lanczos")
+
+
+def _method(allowed: tuple[str, ...]) -> Convert:
+    def load(value: Any, notes: Notes) -> Any:
+        if isinstance(value, str) and value not in allowed:
+            notes.warn(f"upscale method {value[:40]!r} is not in NodeForge; using 'bilinear'")
+            return "bilinear"
+        return value
+    return load
+
+
+_ANNOTATION = re.compile(r"\s*\[(input|output|temp)\]\s*$")
+
+
+def _image_in(value: Any, notes: Notes) -> Any:
+    # ComfyUI annotates uploaded images with the folder they came from: "cat.png [input]".
+    return _ANNOTATION.sub("", value) if isinstance(value, str) else value
+
+
+_TOKEN = re.compile(r"%[^%]*%")
+
+
+def _prefix_in(value: Any, notes: Notes) -> Any:
+    # ComfyUI expands %date:...% and %Node.widget% in prefixes; NodeForge takes a plain prefix.
+    if isinstance(value, str) and _TOKEN.search(value):
+        plain = _TOKEN.sub("", value).replace("//", "/").strip("/_- ") or "ComfyUI"
+        notes.warn(f"file name prefix {value[:60]!r} uses ComfyUI's %...% tokens, which NodeForge does not "
+                   f"expand; using {plain!r}")
+        return plain
+    return value
+
+
+# -- the table ----------------------------------------------------------------------------------------
+_SAMPLER_WIDGETS = (Widget("steps"), Widget("cfg"),
+                    Widget("sampler_name", "sampler", load=_sampler_in, save=_sampler_out),
+                    Widget("scheduler", "schedule", load=_schedule_in, save=_schedule_out))
+_SAMPLER_INPUTS = (("model", "unet"), ("positive", "positive"), ("negative", "negative"),
+                   ("latent_image", "latent"))
+
+ROWS: tuple[ClassMap, ...] = (
+    ClassMap("CheckpointLoaderSimple", "CheckpointLoader", "Load Checkpoint",
+             (Widget("ckpt_name", "checkpoint", model="checkpoint"),), (), ("unet", "clip", "vae")),
+    ClassMap("CLIPTextEncode", "TextEncoder", "CLIP Text Encode (Prompt)",
+             (Widget("text"),), (("clip", "clip"),), ("conditioning",)),
+    ClassMap("EmptyLatentImage", "EmptyLatent", "Empty Latent Image",
+             (Widget("width"), Widget("height"), Widget("batch_size")), (), ("latent",)),
+    ClassMap("KSampler", "UNetDenoise", "KSampler",
+             (Widget("seed", seed=True),) + _SAMPLER_WIDGETS + (Widget("denoise"),),
+             _SAMPLER_INPUTS, ("latent",)),
+    ClassMap("KSamplerAdvanced", "UNetDenoise", "KSampler (Advanced)",
+             (Widget("add_noise", load=_enable_in, save=_enable_out), Widget("noise_seed", "seed", seed=True))
+             + _SAMPLER_WIDGETS
+             + (Widget("start_at_step"), Widget("end_at_step"),
+                Widget("return_with_leftover_noise", load=_enable_in, save=_enable_out)),
+             _SAMPLER_INPUTS, ("latent",)),
+    ClassMap("VAEDecode", "VAEDecode", "VAE Decode", (), (("samples", "latent"), ("vae", "vae")), ("image",)),
+    ClassMap("VAEEncode", "VAEEncode", "VAE Encode", (), (("pixels", "image"), ("vae", "vae")), ("latent",)),
+    ClassMap("VAEEncodeForInpaint", "VAEEncodeForInpaint", "VAE Encode (for Inpainting)",
+             (Widget("grow_mask_by"),), (("pixels", "image"), ("vae", "vae"), ("mask", "mask")), ("latent",)),
+    ClassMap("SetLatentNoiseMask", "SetLatentMask", "Set Latent Noise Mask", (),
+             (("samples", "latent"), ("mask", "mask")), ("latent",)),
+    ClassMap("LoadImage", "LoadImage", "Load Image",
+             (Widget("image", "path", model="image", load=_image_in), Widget("upload", None)), (),
+             ("image", "mask")),
+    ClassMap("SaveImage", "SaveImage", "Save Image",
+             (Widget("filename_prefix", "prefix", load=_prefix_in),), (("images", "image"),), ()),
+    ClassMap("PreviewImage", "Preview", "Preview Image", (), (("images", "image"),), ()),
+    ClassMap("LoraLoader", "LoRALoader", "Load LoRA",
+             (Widget("lora_name", "lora", model="lora"), Widget("strength_model", "strength_unet"),
+              Widget("strength_clip")), (("model", "unet"), ("clip", "clip")), ("unet", "clip")),
+    # NodeForge's LoRA node always takes a CLIP: the importer wires the model's own (strength 0).
+    ClassMap("LoraLoaderModelOnly", "LoRALoader", "LoraLoaderModelOnly",
+             (Widget("lora_name", "lora", model="lora"), Widget("strength_model", "strength_unet")),
+             (("model", "unet"),), ("unet",), fixed={"strength_clip": 0.0}),
+    ClassMap("CLIPSetLastLayer", "CLIPSetLastLayer", "CLIP Set Last Layer",
+             (Widget("stop_at_clip_layer", "stop_at_layer"),), (("clip", "clip"),), ("clip",)),
+    ClassMap("LatentUpscale", "LatentUpscale", "Upscale Latent",
+             (Widget("upscale_method", load=_method(_LATENT_METHODS)), Widget("width"), Widget("height"),
+              Widget("crop")), (("samples", "latent"),), ("latent",)),
+    ClassMap("LatentUpscaleBy", "LatentUpscaleBy", "Upscale Latent By",
+             (Widget("upscale_method", load=_method(_LATENT_METHODS)), Widget("scale_by")),
+             (("samples", "latent"),), ("latent",)),
+    ClassMap("ImageScale", "ImageScale", "Upscale Image",
+             (Widget("upscale_method", load=_method(_IMAGE_METHODS)), Widget("width"), Widget("height"),
+              Widget("crop")), (("image", "image"),), ("image",)),
+    ClassMap("ImageScaleBy", "ImageScaleBy", "Upscale Image By",
+             (Widget("upscale_method", load=_method(_IMAGE_METHODS)), Widget("scale_by")),
+             (("image", "image"),), ("image",)),
+    ClassMap("ImagePadForOutpaint", "ImagePadForOutpaint", "Pad Image for Outpainting",
+             (Widget("left"), Widget("top"), Widget("right"), Widget("bottom"), Widget("feathering")),
+             (("image", "image"),), ("image", "mask")),
+)
+
+BY_COMFY: dict[str, ClassMap] = {row.comfy: row for row in ROWS}
+
+# ComfyUI nodes that only exist in its editor or hold a constant: folded away on import.
+REROUTE = "Reroute"
+PRIMITIVE = "PrimitiveNode"
+NOTES = ("Note", "MarkdownNote")
+# Constant nodes (comfy_extras) whose one widget is the value they output.
+CONSTANTS = ("PrimitiveInt", "PrimitiveFloat", "PrimitiveString", "PrimitiveStringMultiline",
+             "PrimitiveBoolean")
+CONTROL_VALUES = ("fixed", "increment", "decrement", "randomize")
+
+
+def rows_for(nodeforge_type: str) -> list[ClassMap]:
+    return [row for row in ROWS if row.nodeforge == nodeforge_type]

@@ -1,0 +1,246 @@
+"""The sender's model names against the receiver's model folders.
+
+Each model a shared file names (checkpoint, LoRA, VAE, ControlNet, upscaler, embedding, input
+image) is looked up in the user's folders: the exact name or relative path, then a file of the
+same name in any sub-folder, then the same stem with another extension (or a diffusers folder of
+that name). `--model-map OLD=NEW` substitutes names first. What is still missing is listed once
+per file, with its kind and the folder it belongs in.
+"""
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Iterable
+
+from nodeforge.core.models import EXTENSIONS, ModelNotFound, ModelPaths
+from nodeforge.core.types import FileKind
+from nodeforge.paths import builtin_dir
+
+MAX_WALK_ENTRIES = 50_000      # a models folder of a few thousand files is normal; stop well past that
+MAX_WALK_DEPTH = 6
+
+
+@dataclass(frozen=True)
+class ModelKind:
+    name: str                  # as the messages say it
+    subfolder: str             # in a models root, as ComfyUI names it
+    extensions: tuple[str, ...]
+    file_kinds: tuple[str, ...] = ()     # FileKind values that mean this kind, when NodeForge has one
+    folders_too: bool = False            # a diffusers folder counts
+
+
+_WEIGHTS = (".safetensors", ".ckpt", ".pt", ".pth", ".bin")
+KINDS: dict[str, ModelKind] = {
+    "checkpoint": ModelKind("checkpoint", "checkpoints", EXTENSIONS[FileKind.CHECKPOINT], ("checkpoint",), True),
+    "lora": ModelKind("LoRA", "loras", EXTENSIONS[FileKind.LORA], ("lora",)),
+    "vae": ModelKind("VAE", "vae", _WEIGHTS, ("vae",), True),
+    "controlnet": ModelKind("ControlNet", "controlnet", _WEIGHTS, ("controlnet", "control_net"), True),
+    "upscaler": ModelKind("upscale model", "upscale_models", _WEIGHTS, ("upscaler", "upscale_model")),
+    "embedding": ModelKind("embedding", "embeddings", (".safetensors", ".pt", ".bin"), ("embedding",)),
+    "image": ModelKind("image", "images", EXTENSIONS[FileKind.IMAGE], ("image",)),
+}
+
+
+def parse_model_map(items: Iterable[str]) -> dict[str, str]:
+    """`OLD=NEW` strings as a dict; ValueError naming the bad one."""
+    out: dict[str, str] = {}
+    for item in items:
+        old, eq, new = item.partition("=")
+        if not eq or not old.strip() or not new.strip():
+            raise ValueError(f"--model-map {item!r}: expected OLD=NEW, e.g. --model-map "
+                             "sd_xl_base_1.0.safetensors=nodeforge-shapes")
+        out[old.strip()] = new.strip()
+    return out
+
+
+def _variants(name: str) -> list[str]:
+    """A name as written, with forward slashes, its file name and its stem (for --model-map keys)."""
+    slashed = name.replace("\\", "/")
+    base = slashed.rsplit("/", 1)[-1]
+    stem = base.rsplit(".", 1)[0] if "." in base else base
+    out: list[str] = []
+    for item in (name, slashed, base, stem):
+        if item and item not in out:
+            out.append(item)
+    return out
+
+
+@dataclass
+class Missing:
+    kind: str
+    name: str
+    nodes: list[str] = field(default_factory=list)
+
+
+class ModelResolver:
+    """Resolves names for one import; remembers what is missing (each file once)."""
+
+    def __init__(self, model_paths: ModelPaths | None = None, model_map: dict[str, str] | None = None,
+                 base: Path | None = None) -> None:
+        self.paths = model_paths if model_paths is not None else ModelPaths.default()
+        self.model_map = dict(model_map or {})
+        self.base = base
+        self.missing: dict[tuple[str, str], Missing] = {}
+        self.used_map: set[str] = set()
+        self._index: dict[str, tuple[dict[str, str], dict[str, str]]] = {}
+
+    # -- folders ----------------------------------------------------------------------------------------
+    def _file_kind(self, kind: str) -> FileKind | None:
+        for value in KINDS[kind].file_kinds:
+            try:
+                return FileKind(value)
+            except ValueError:
+                continue
+        return None
+
+    def folders(self, kind: str) -> list[Path]:
+        file_kind = self._file_kind(kind)
+        if file_kind is not None:
+            return self.paths.folders(file_kind)
+        spec = KINDS[kind]
+        found = []
+        if self.paths.include_builtin:
+            found.append(builtin_dir("resources") / spec.subfolder)
+        for root in self.paths.roots:
+            found += [root / spec.subfolder, root]
+        return found
+
+    def target_folder(self, kind: str) -> str:
+        spec = KINDS[kind]
+        if self.paths.roots:
+            return str(self.paths.roots[0] / spec.subfolder)
+        return f"a models folder's {spec.subfolder}/ (set NODEFORGE_MODELS)"
+
+    # -- looking up ------------------------------------------------------------------------------------------
+    def mapped(self, name: str) -> str:
+        for variant in _variants(name):
+            if variant in self.model_map:
+                self.used_map.add(variant)
+                return self.model_map[variant]
+        return name
+
+    def resolve(self, kind: str, name: str, node_id: str | None = None) -> str:
+        """The name to store: mapped, then found as is, in a sub-folder, or by stem; else the name (missing)."""
+        if not isinstance(name, str) or not name.strip():
+            return name
+        name = self.mapped(name)
+        if self._exists(kind, name):
+            return name
+        relative = name.replace("\\", "/")
+        base = relative.rsplit("/", 1)[-1]
+        names, stems = self._files(kind)
+        hit = names.get(base.lower())
+        if hit is None:
+            stem = base.rsplit(".", 1)[0] if "." in base else base
+            hit = stems.get(stem.lower())
+        if hit is not None:
+            return hit
+        entry = self.missing.setdefault((kind, name), Missing(kind, name))
+        if node_id is not None and node_id not in entry.nodes:
+            entry.nodes.append(node_id)
+        return name
+
+    def _exists(self, kind: str, name: str) -> bool:
+        file_kind = self._file_kind(kind)
+        if file_kind is not None:
+            try:
+                self.paths.resolve(file_kind, name, self.base)
+                return True
+            except (ModelNotFound, OSError, ValueError):
+                return False
+        candidate = Path(name).expanduser()
+        if candidate.is_absolute():
+            return candidate.exists()
+        options = [folder / name for folder in self.folders(kind)]
+        if self.base is not None:
+            options.append(self.base / name)
+        return any(option.exists() for option in options)
+
+    def _files(self, kind: str) -> tuple[dict[str, str], dict[str, str]]:
+        """{file name: stored name} and {stem: stored name} of every model of a kind, walked once."""
+        if kind in self._index:
+            return self._index[kind]
+        spec = KINDS[kind]
+        names: dict[str, str] = {}
+        stems: dict[str, str] = {}
+        budget = [MAX_WALK_ENTRIES]
+        for folder in self.folders(kind):
+            if folder.is_dir():
+                self._walk(folder, folder, spec, names, stems, 0, budget)
+        self._index[kind] = (names, stems)
+        return names, stems
+
+    def _walk(self, root: Path, folder: Path, spec: ModelKind, names: dict[str, str], stems: dict[str, str],
+              depth: int, budget: list[int]) -> None:
+        try:
+            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        except OSError:
+            return
+        subfolders = []
+        for entry in entries:
+            budget[0] -= 1
+            if budget[0] < 0:
+                return
+            if entry.name.startswith("."):
+                continue
+            stored = str(PurePosixPath(Path(entry.path).relative_to(root)))
+            try:
+                is_dir = entry.is_dir(follow_symlinks=False)
+            except OSError:
+                continue
+            if is_dir:
+                if spec.folders_too and _is_diffusers_folder(Path(entry.path)):
+                    stems.setdefault(entry.name.lower(), stored)
+                    continue
+                if depth < MAX_WALK_DEPTH:
+                    subfolders.append(entry)
+                continue
+            suffix = os.path.splitext(entry.name)[1].lower()
+            if suffix in spec.extensions:
+                names.setdefault(entry.name.lower(), stored)
+                stems.setdefault(os.path.splitext(entry.name)[0].lower(), stored)
+        for entry in subfolders:
+            self._walk(root, Path(entry.path), spec, names, stems, depth + 1, budget)
+
+    # -- what to tell the user -----------------------------------------------------------------------------
+    def missing_lines(self) -> list[str]:
+        lines = []
+        for item in self.missing.values():
+            spec = KINDS[item.kind]
+            nodes = ", ".join(item.nodes[:5]) + (" ..." if len(item.nodes) > 5 else "")
+            used = f" (node{'s' if len(item.nodes) > 1 else ''} {nodes})" if item.nodes else ""
+            if item.kind == "image":
+                lines.append(f"missing image {item.name!r}{used}: put it beside the workflow file or in "
+                             f"{self.target_folder(item.kind)}")
+            else:
+                lines.append(f"missing {spec.name} {item.name!r}{used}: put it in {self.target_folder(item.kind)}, "
+                             f"or map it to one you have with --model-map {_quote(item.name)}=NAME")
+        return lines
+
+    def unused_map_lines(self) -> list[str]:
+        return [f"--model-map {old}: no model in the file is named {old!r}" for old in self.model_map
+                if old not in self.used_map]
+
+
+def _is_diffusers_folder(path: Path) -> bool:
+    # A whole model (model_index.json) or one component such as a VAE or ControlNet (config.json).
+    return (path / "model_index.json").is_file() or (path / "config.json").is_file()
+
+
+def _quote(name: str) -> str:
+    return name if re.fullmatch(r"[\w.\-/]+", name) else f'"{name}"'
+
+
+EMBEDDING = re.compile(r"embedding:([\w\-.\\/ ]+?)(?=[\s,()\[\]:|>]|$)", re.IGNORECASE)
+
+
+def embeddings_in(text: str) -> list[str]:
+    """The `embedding:NAME` references of a prompt (ComfyUI's syntax), each once."""
+    out: list[str] = []
+    for match in EMBEDDING.finditer(text or ""):
+        name = match.group(1).strip().rstrip(".")
+        if name and name not in out:
+            out.append(name)
+    return out

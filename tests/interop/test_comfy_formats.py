@@ -1,0 +1,239 @@
+"""ComfyUI's three forms of one graph (UI 0.4, UI 1, API prompt) read into the same NodeForge nodes.
+
+The all-nodes fixtures are written by hand from the format descriptions; between them they use
+every ComfyUI class the table maps, a Reroute, a PrimitiveNode, notes, a group, a muted and a
+bypassed node and one class NodeForge does not have.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from interop_expected import all_nodes, unet_params
+from nodeforge.core.errors import WorkflowFileError
+from nodeforge.interop import comfy_table
+
+DATA = Path(__file__).resolve().parent / "data"
+FORMATS = ["all-nodes-0.4.json", "all-nodes-1.json", "all-nodes-api.json"]
+
+
+def nodes_of(workflow):
+    return {nid: (n.type, n.params, n.inputs, n.title) for nid, n in workflow.nodes.items()}
+
+
+def test_the_fixtures_use_every_class_the_table_maps():
+    ui = json.loads((DATA / "all-nodes-0.4.json").read_text())
+    api = json.loads((DATA / "all-nodes-api.json").read_text())
+    assert set(comfy_table.BY_COMFY) <= {n["type"] for n in ui["nodes"]}
+    assert set(comfy_table.BY_COMFY) <= {n["class_type"] for n in api.values()}
+
+
+@pytest.mark.parametrize("name", FORMATS)
+def test_every_mapped_node_keeps_its_id_values_links_and_title(read, registry, name):
+    imported = read(name)
+    expected = all_nodes(registry)
+    got = nodes_of(imported.workflow)
+    assert list(got) == list(expected), "node ids are kept, folded nodes (reroute, primitive, notes) go"
+    for nid, (node_type, params, inputs, title) in expected.items():
+        assert got[nid][0] == node_type, nid
+        assert got[nid][1] == params, nid
+        assert got[nid][2] == inputs, nid
+        assert got[nid][3] == title, nid
+
+
+@pytest.mark.parametrize("name", FORMATS)
+def test_each_approximation_is_one_warning_naming_the_node(read, name):
+    lines = read(name).warnings
+    assert "node 22 (KSampler): sampler 'dpmpp_2s_ancestral' is not in NodeForge; using the nearest, " \
+           "'euler_ancestral'" in lines
+    assert "node 22 (KSampler): schedule 'kl_optimal' is not in NodeForge; using the nearest, 'normal'" in lines
+    assert any(line.startswith("node 24 (SaveImage): file name prefix '%date:yyyy-MM-dd%/inpaint'") for line in lines)
+    assert any(line.startswith("node 25 (FooSharpen): ComfyUI node with no NodeForge equivalent") for line in lines)
+    missing = [line for line in lines if line.startswith("missing ")]
+    assert [line.split(":")[0] for line in missing] == [
+        "missing checkpoint 'sd15/v1-5-pruned-emaonly.safetensors' (node 1)",
+        "missing LoRA 'detail-tweaker.safetensors' (node 2)",
+        "missing LoRA 'style.safetensors' (node 3)",
+        "missing embedding 'goodstyle' (node 5)",
+        "missing image 'photo.png' (node 15)",
+    ]
+    assert len(lines) == len(set(lines))
+
+
+@pytest.mark.parametrize("name", ["all-nodes-0.4.json", "all-nodes-1.json"])
+def test_the_ui_files_keep_the_canvas(read, name):
+    ui = read(name).workflow.ui
+    assert ui["positions"]["8"] == [1160.0, 0.0] and ui["sizes"]["8"] == [315.0, 262.0]
+    assert ui["positions"]["15"] == [0.0, 800.0] and ui["sizes"]["15"] == [315.0, 314.0]
+    assert ui["collapsed"] == ["6"]
+    assert ui["muted"] == ["14"] and ui["bypassed"] == ["17"]
+    assert ui["groups"] == [{"title": "Inpaint", "bounding": [-20.0, 740.0, 3000.0, 420.0], "color": "#3f789e",
+                             "font_size": 24}]
+    assert ui["notes"] == [
+        {"id": "27", "text": "Models: put the checkpoint in models/checkpoints.", "markdown": False,
+         "pos": [0.0, 400.0], "size": [300.0, 120.0], "color": "#432"},
+        {"id": "28", "text": "# Hires fix\nTwo passes.", "markdown": True, "pos": [0.0, 560.0], "size": [300.0, 120.0]},
+    ]
+    # The reroute on the second sampler's model wire is a NodeForge reroute dot at the same place.
+    [(rid, dot)] = ui["reroutes"].items()
+    assert dot == {"pos": [1637.5, 313.0], "links": [["10", "unet"]]}
+    assert ui["viewport"] == {"center": [1500.0, 950.0], "zoom": 0.5}
+
+
+def test_the_api_prompt_has_no_layout(read):
+    assert read("all-nodes-api.json").workflow.ui == {}
+
+
+@pytest.mark.parametrize("name", FORMATS)
+def test_validate_names_the_placeholder_by_its_comfyui_class(read, registry, name):
+    from nodeforge import Engine
+    from nodeforge.core.models import ModelPaths
+
+    engine = Engine(device="cpu", registry=registry, model_paths=ModelPaths(roots=[], include_builtin=False))
+    problems = [str(p) for p in engine.validate(read(name).workflow, check_files=False)]
+    assert problems == ["node 25 (FooSharpen): ComfyUI node with no NodeForge equivalent; install a node pack that "
+                        "provides it, or replace or bypass it (its widgets and links are kept, so exporting back "
+                        "to ComfyUI keeps it)"]
+
+
+@pytest.mark.parametrize("name", FORMATS)
+def test_a_bypassed_placeholder_passes_its_image_through_as_in_comfyui(read, registry, name):
+    from nodeforge import Engine
+    from nodeforge.core import graph
+    from nodeforge.core.models import ModelPaths
+
+    workflow = read(name).workflow
+    workflow.ui.setdefault("bypassed", []).append("25")
+    engine = Engine(device="cpu", registry=registry, model_paths=ModelPaths(roots=[], include_builtin=False))
+    assert engine.validate(workflow, check_files=False) == []
+    running = graph.apply_switches(workflow, registry)
+    assert running.nodes["26"].inputs == {"image": ("23", "image")}
+
+
+def test_subgraphs_are_expanded_into_plain_nodes(read, registry):
+    imported = read("subgraph-1.json")
+    wf = imported.workflow
+    assert list(wf.nodes) == ["1", "10:1", "10:2", "10:3", "10:4", "11", "12"]
+    assert wf.nodes["10:1"].inputs == {"clip": ("1", "clip")} and wf.nodes["10:1"].title == "positive"
+    sampler = wf.nodes["10:4"]
+    assert sampler.params == unet_params(registry, "euler", "normal", seed=77, steps=20, cfg=5, denoise=1), \
+        "the instance's promoted seed widget (77) wins over the inner default"
+    assert sampler.inputs == {"unet": ("1", "unet"), "positive": ("10:1", "conditioning"),
+                              "negative": ("10:2", "conditioning"), "latent": ("10:3", "latent")}
+    assert wf.nodes["11"].inputs == {"latent": ("10:4", "latent"), "vae": ("1", "vae")}
+    assert wf.ui["groups"][0]["title"] == "Prompt and sample"
+    assert wf.ui["positions"]["10:1"] == [400.0, 0.0], "the subgraph's nodes sit where its instance was"
+
+
+def _ui(nodes, links, **extra):
+    return {"last_node_id": 9, "last_link_id": 9, "nodes": nodes, "links": links, "version": 0.4, **extra}
+
+
+def _node(nid, class_type, widgets=None, inputs=(), outputs=(), **extra):
+    node = {"id": nid, "type": class_type, "pos": [0, 0], "size": [100, 50], "flags": {}, "order": 0, "mode": 0,
+            "inputs": [{"name": n, "type": t, "link": link} for n, t, link in inputs],
+            "outputs": [{"name": n, "type": t, "links": links} for n, t, links in outputs], "properties": {}}
+    if widgets is not None:
+        node["widgets_values"] = widgets
+    node.update(extra)
+    return node
+
+
+def test_old_files_with_a_boolean_control_after_generate(registry):
+    from nodeforge.interop import read_workflow
+
+    data = _ui([_node(3, "KSampler", [5, True, 30, 6.5, "heun", "karras", 0.5])], [])
+    params = read_workflow(data, registry=registry).workflow.nodes["3"].params
+    assert params == unet_params(registry, "heun", "karras", seed=5, steps=30, cfg=6.5, denoise=0.5)
+
+
+def test_files_without_control_after_generate(registry):
+    from nodeforge.interop import read_workflow
+
+    data = {"3": {"class_type": "KSamplerAdvanced", "inputs": {
+        "add_noise": "disable", "noise_seed": 9, "steps": 8, "cfg": 1.5, "sampler_name": "lcm", "scheduler": "simple",
+        "start_at_step": 2, "end_at_step": 6, "return_with_leftover_noise": "enable"}}}
+    params = read_workflow(data, registry=registry).workflow.nodes["3"].params
+    assert params == unet_params(registry, "lcm", "simple", add_noise=False, seed=9, steps=8, cfg=1.5,
+                                 start_at_step=2, end_at_step=6, return_with_leftover_noise=True)
+
+
+def test_a_stale_link_the_node_does_not_record_is_ignored(registry):
+    from nodeforge.interop import read_workflow
+
+    nodes = [_node(1, "EmptyLatentImage", [64, 64, 1], outputs=[("LATENT", "LATENT", [1])]),
+             _node(2, "EmptyLatentImage", [32, 32, 1], outputs=[("LATENT", "LATENT", [2])]),
+             _node(3, "LatentUpscaleBy", ["bilinear", 2], inputs=[("samples", "LATENT", 2)])]
+    links = [[1, 1, 0, 3, 0, "LATENT"], [2, 2, 0, 3, 0, "LATENT"], [3, 1, 0, 99, 0, "LATENT"]]
+    wf = read_workflow(_ui(nodes, links), registry=registry).workflow
+    assert wf.nodes["3"].inputs == {"latent": ("2", "latent")}
+
+
+def test_a_widget_fed_by_a_node_nodeforge_cannot_run_keeps_its_value_and_the_link(registry):
+    from nodeforge.interop import export_comfyui_api, read_workflow
+
+    prompt = {"1": {"class_type": "SeedGenerator", "inputs": {"seed": 5}},
+              "2": {"class_type": "EmptyLatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 1}},
+              "3": {"class_type": "LatentUpscaleBy", "inputs": {"upscale_method": "area", "scale_by": ["1", 0],
+                                                                "samples": ["2", 0]}}}
+    imported = read_workflow(prompt, registry=registry)
+    assert imported.workflow.nodes["3"].params == {"upscale_method": "area"}
+    assert any(line.startswith("node 3 (LatentUpscaleBy), scale_by: its value comes from node 1") for line in
+               imported.warnings)
+    assert export_comfyui_api(imported.workflow, registry=registry)["3"]["inputs"]["scale_by"] == ["1", 0]
+
+
+BAD_FILES = [
+    ({"nodes": "x", "links": []}, "\"nodes\" must be a list"),
+    ({"nodes": [{"id": 1}], "links": []}, "node 1, type: \"type\" must be the ComfyUI node class"),
+    ({"nodes": [{"id": [1], "type": "X"}], "links": []}, "a node's \"id\" must be a node id"),
+    ({"nodes": [_node(1, "X", widgets=5)], "links": []}, "\"widgets_values\" must be a list"),
+    ({"nodes": [_node(1, "X")], "links": [[1, 2, 3]]}, "a link must be [id, from_node, from_slot, to_node"),
+    ({"nodes": [_node(1, "X")], "links": [[1, 1, "zero", 1, 0, "X"]]}, "a link's source slot must be a slot number"),
+    ({"nodes": [_node(1, "X"), _node(1, "Y")], "links": []}, "node id 1 is used twice"),
+    ({"nodes": [_node(1, "S")], "links": [], "definitions": {"subgraphs": [{"id": "S", "name": "loop",
+      "nodes": [_node(2, "S")], "links": []}]}}, "subgraph 'loop' contains itself"),
+    ({"nodes": [], "definitions": {"subgraphs": 3}}, "\"definitions\" must hold a list of \"subgraphs\""),
+    ({"3": {"class_type": "KSampler", "inputs": []}}, "node 3 (KSampler), inputs: \"inputs\" must be an object"),
+    ({"3": {"class_type": 5, "inputs": {}}}, "node 3, class_type: \"class_type\" must be the ComfyUI node class"),
+    ({"3": "KSampler", "4": {"class_type": "X"}}, "node 3: must be an object with \"class_type\""),
+    ({"hello": "world"}, "not a workflow NodeForge knows (found hello"),
+    ([1, 2], "not a workflow NodeForge knows (found a list"),
+]
+
+
+@pytest.mark.parametrize("data,message", BAD_FILES)
+def test_malformed_files_are_one_line_errors(registry, tmp_path, data, message):
+    from nodeforge.interop import read_workflow
+
+    path = tmp_path / "shared.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(WorkflowFileError) as caught:
+        read_workflow(path, registry=registry)
+    text = str(caught.value)
+    assert message in text and "\n" not in text
+    assert text.startswith(f"{path}: ")
+
+
+def test_a_reroute_loop_is_a_warning_not_a_hang(registry):
+    from nodeforge.interop import read_workflow
+
+    nodes = [_node(1, "Reroute", inputs=[("", "*", 2)], outputs=[("", "*", [1])]),
+             _node(2, "Reroute", inputs=[("", "*", 1)], outputs=[("", "*", [2, 3])]),
+             _node(3, "SaveImage", ["x"], inputs=[("images", "IMAGE", 3)])]
+    links = [[1, 1, 0, 2, 0, "*"], [2, 2, 0, 1, 0, "*"], [3, 2, 0, 3, 0, "IMAGE"]]
+    imported = read_workflow(_ui(nodes, links), registry=registry)
+    assert imported.workflow.nodes["3"].inputs == {}
+    assert "node 3 (SaveImage), images: its reroutes form a loop; the input is left unconnected" in imported.warnings
+
+
+def test_deeply_nested_json_is_refused_in_one_line(registry, tmp_path):
+    from nodeforge.interop import read_workflow
+
+    path = tmp_path / "deep.json"
+    path.write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(WorkflowFileError) as caught:
+        read_workflow(path, registry=registry)
+    assert "nested too deeply" in str(caught.value)

@@ -1,0 +1,101 @@
+"""`nodeforge import`, `export`, and `validate` on other tools' files."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from nodeforge.cli import main
+
+DATA = Path(__file__).resolve().parent / "data"
+
+
+def test_import_writes_a_nodeforge_workflow_and_one_line_per_warning(tmp_path, capsys):
+    out = tmp_path / "mine.json"
+    assert main(["import", str(DATA / "all-nodes-0.4.json"), "-o", str(out)]) == 0
+    captured = capsys.readouterr()
+    warnings = captured.err.splitlines()
+    assert all(line.startswith("warning: ") for line in warnings)
+    assert "warning: node 22 (KSampler): schedule 'kl_optimal' is not in NodeForge; using the nearest, 'normal'" \
+        in warnings
+    assert captured.out.startswith(f"{out}: 26 nodes from a ComfyUI workflow, ")
+    saved = json.loads(out.read_text())
+    assert saved["nodeforge"] >= 1 and saved["nodes"]["22"]["params"]["seed"] == 1234
+    assert saved["ui"]["groups"][0]["title"] == "Inpaint"
+
+
+def test_import_without_o_writes_beside_the_file_and_never_over_it(tmp_path, capsys):
+    source = tmp_path / "shared.json"
+    source.write_text((DATA / "txt2img-0.4.json").read_text())
+    assert main(["import", str(source), "--model-map", "v1-5-pruned-emaonly.safetensors=nodeforge-shapes"]) == 0
+    written = tmp_path / "shared.nodeforge.json"
+    assert json.loads(written.read_text())["nodes"]["4"]["params"] == {"checkpoint": "nodeforge-shapes"}
+    assert json.loads(source.read_text())["version"] == 0.4
+    assert capsys.readouterr().err == ""
+    assert main(["import", str(source), "-o", str(source)]) == 1
+    assert "that is the file being imported" in capsys.readouterr().err
+
+
+def test_validate_takes_a_comfyui_file_and_model_maps(capsys):
+    assert main(["validate", str(DATA / "txt2img-0.4.json"),
+                 "--model-map", "v1-5-pruned-emaonly.safetensors=nodeforge-shapes"]) == 0
+    assert capsys.readouterr().out.startswith("ok: ")
+    assert main(["validate", str(DATA / "txt2img-0.4.json")]) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert err[0].startswith("warning: missing checkpoint 'v1-5-pruned-emaonly.safetensors' (node 4): put it in ")
+    assert err[1].startswith("error: node 4 (CheckpointLoader), checkpoint: checkpoint "
+                             "'v1-5-pruned-emaonly.safetensors' not found")
+
+
+def test_validate_names_each_placeholder(capsys):
+    assert main(["validate", str(DATA / "all-nodes-api.json")]) == 1
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error: ")]
+    assert "error: node 25 (FooSharpen): ComfyUI node with no NodeForge equivalent; install a node pack that " \
+           "provides it, or replace or bypass it (its widgets and links are kept, so exporting back to ComfyUI " \
+           "keeps it)" in errors
+
+
+def test_export_writes_an_api_prompt(tmp_path, capsys):
+    out = tmp_path / "api.json"
+    assert main(["export", str(Path(__file__).parents[2] / "workflows" / "txt2img.json"), "--to", "comfyui-api",
+                 "-o", str(out)]) == 0
+    prompt = json.loads(out.read_text())
+    assert prompt["5"]["class_type"] == "KSampler" and prompt["5"]["inputs"]["seed"] == 42
+    assert prompt["7"] == {"class_type": "SaveImage", "_meta": {"title": "Save Image"},
+                           "inputs": {"filename_prefix": "txt2img", "images": ["6", 0]}}
+
+
+def test_export_to_stdout_is_json(capsys):
+    assert main(["export", str(DATA / "txt2img-0.4.json"), "--to", "comfyui-api"]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["3"]["inputs"]["sampler_name"] == "euler"
+
+
+def test_export_refusal_names_every_node(tmp_path, capsys):
+    path = tmp_path / "wf.json"
+    path.write_text(json.dumps({"nodeforge": 1, "nodes": {
+        "1": {"type": "EmptyLatent", "params": {"width": 64, "height": 64, "batch_size": 1}},
+        "2": {"type": "Sharpen", "inputs": {"latent": ["1", "latent"]}},
+        "3": {"type": "Glow", "inputs": {"latent": ["2", "latent"]}}}}))
+    assert main(["export", str(path), "--to", "comfyui-api"]) == 1
+    assert capsys.readouterr().err.splitlines() == [
+        "error: node 2 (Sharpen): has no ComfyUI equivalent; remove it or replace it with a node ComfyUI has",
+        "error: node 3 (Glow): has no ComfyUI equivalent; remove it or replace it with a node ComfyUI has"]
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["import", "missing.json"], "missing.json: no such file"),
+    (["run", "x.json", "--model-map", "nonsense"], "--model-map 'nonsense': expected OLD=NEW"),
+    (["export", "x.json", "--to", "a1111"], "argument --to: invalid choice"),
+])
+def test_mistakes_are_one_line(tmp_path, monkeypatch, capsys, argv, message):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "x.json").write_text((DATA / "txt2img-0.4.json").read_text())
+    try:
+        code = main(argv)
+    except SystemExit as exc:
+        code = exc.code
+    assert code in (1, 2)
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1

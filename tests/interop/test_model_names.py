@@ -1,0 +1,94 @@
+"""A shared file's model names found in the receiver's folders, mapped with --model-map, or listed."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from nodeforge.core.models import ModelPaths
+from nodeforge.interop import parse_model_map, read_workflow
+
+
+def checkpoint_file(name, lora=None):
+    nodes = {"4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": name}}}
+    if lora:
+        nodes["5"] = {"class_type": "LoraLoader", "inputs": {"lora_name": lora, "strength_model": 1,
+                                                             "strength_clip": 1, "model": ["4", 0], "clip": ["4", 1]}}
+    return nodes
+
+
+@pytest.fixture
+def models(tmp_path):
+    root = tmp_path / "models"
+    (root / "checkpoints" / "SDXL").mkdir(parents=True)
+    (root / "checkpoints" / "SDXL" / "juggernaut.safetensors").write_bytes(b"x")
+    (root / "checkpoints" / "dreamshaper.ckpt").write_bytes(b"x")
+    (root / "checkpoints" / "exact.safetensors").write_bytes(b"x")
+    (root / "checkpoints" / "my-diffusers").mkdir()
+    (root / "checkpoints" / "my-diffusers" / "model_index.json").write_text("{}")
+    (root / "loras" / "styles").mkdir(parents=True)
+    (root / "loras" / "styles" / "ink.safetensors").write_bytes(b"x")
+    return ModelPaths(roots=[root], include_builtin=False)
+
+
+@pytest.mark.parametrize("name,found", [
+    ("exact.safetensors", "exact.safetensors"),                        # as written
+    ("SDXL/juggernaut.safetensors", "SDXL/juggernaut.safetensors"),    # the same relative path
+    ("SDXL\\juggernaut.safetensors", "SDXL/juggernaut.safetensors"),   # a Windows sender's path
+    ("other/juggernaut.safetensors", "SDXL/juggernaut.safetensors"),   # the same file name, another sub-folder
+    ("dreamshaper.safetensors", "dreamshaper.ckpt"),                   # the same stem, another extension
+    ("my-diffusers.safetensors", "my-diffusers"),                      # a diffusers folder of that name
+])
+def test_a_model_is_found_by_path_then_file_name_then_stem(registry, models, name, found):
+    imported = read_workflow(checkpoint_file(name), registry=registry, model_paths=models)
+    assert imported.workflow.nodes["4"].params["checkpoint"] == found
+    assert imported.warnings == []
+
+
+def test_what_is_found_runs_where_it_was_found(registry, models):
+    """The stored name must be one the engine resolves to that same file."""
+    imported = read_workflow(checkpoint_file("other/juggernaut.safetensors"), registry=registry, model_paths=models)
+    path = models.resolve("checkpoint", imported.workflow.nodes["4"].params["checkpoint"])
+    assert path == models.roots[0] / "checkpoints" / "SDXL" / "juggernaut.safetensors"
+
+
+def test_missing_models_are_listed_once_each_with_their_folder(registry, models):
+    prompt = checkpoint_file("nowhere.safetensors", lora="gone.safetensors")
+    prompt["6"] = dict(prompt["4"])
+    imported = read_workflow(prompt, registry=registry, model_paths=models)
+    root = models.roots[0]
+    assert imported.warnings == [
+        f"missing checkpoint 'nowhere.safetensors' (nodes 4, 6): put it in {root / 'checkpoints'}, or map it to one "
+        "you have with --model-map nowhere.safetensors=NAME",
+        f"missing LoRA 'gone.safetensors' (node 5): put it in {root / 'loras'}, or map it to one you have with "
+        "--model-map gone.safetensors=NAME"]
+
+
+def test_model_map_substitutes_by_name_path_or_stem(registry, models):
+    for old in ("SD15/v1-5.safetensors", "v1-5.safetensors", "v1-5"):
+        imported = read_workflow(checkpoint_file("SD15/v1-5.safetensors", lora="Styles\\ink-v2.safetensors"),
+                                 registry=registry, model_paths=models,
+                                 model_map={old: "dreamshaper", "ink-v2.safetensors": "ink"})
+        assert imported.workflow.nodes["4"].params["checkpoint"] == "dreamshaper", old   # as NodeForge finds it
+        assert imported.workflow.nodes["5"].params["lora"] == "styles/ink.safetensors"
+        assert imported.warnings == []
+
+
+def test_a_model_map_that_matches_nothing_is_reported(registry, models):
+    imported = read_workflow(checkpoint_file("exact.safetensors"), registry=registry, model_paths=models,
+                             model_map={"typo.safetensors": "exact"})
+    assert imported.warnings == ["--model-map typo.safetensors: no model in the file is named 'typo.safetensors'"]
+
+
+def test_model_map_applies_to_nodeforge_files_too(registry, models, tmp_path):
+    path = tmp_path / "wf.json"
+    path.write_text(json.dumps({"nodeforge": 1, "nodes": {"1": {"type": "CheckpointLoader",
+                                                                 "params": {"checkpoint": "theirs"}}}}))
+    imported = read_workflow(path, registry=registry, model_paths=models, model_map={"theirs": "exact.safetensors"})
+    assert imported.workflow.nodes["1"].params["checkpoint"] == "exact.safetensors"
+
+
+@pytest.mark.parametrize("item", ["nodeforge-shapes", "=x", "x=", " = "])
+def test_a_malformed_model_map_says_how_to_write_it(item):
+    with pytest.raises(ValueError, match="expected OLD=NEW"):
+        parse_model_map([item])
