@@ -198,6 +198,11 @@ ROWS: tuple[ClassMap, ...] = (
     ClassMap("ImagePadForOutpaint", "ImagePadForOutpaint", "Pad Image for Outpainting",
              (Widget("left"), Widget("top"), Widget("right"), Widget("bottom"), Widget("feathering")),
              (("image", "image"),), ("image", "mask")),
+    ClassMap("ConditioningSetArea", "ConditioningSetArea", "Conditioning (Set Area)",
+             (Widget("width"), Widget("height"), Widget("x"), Widget("y"), Widget("strength")),
+             (("conditioning", "conditioning"),), ("conditioning",)),
+    ClassMap("ConditioningCombine", "ConditioningCombine", "Conditioning (Combine)", (),
+             (("conditioning_1", "conditioning_1"), ("conditioning_2", "conditioning_2")), ("conditioning",)),
 )
 
 BY_COMFY: dict[str, ClassMap] = {row.comfy: row for row in ROWS}

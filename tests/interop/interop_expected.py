@@ -60,4 +60,8 @@ def all_nodes(registry):
         "25": ("comfyui.Placeholder", {"class_type": "FooSharpen", "widgets": {"radius": 3, "mode": "strong"}},
                {"image": ("23", "image")}, None),
         "26": ("Preview", {}, {"image": ("25", "output_0")}, None),
+        "32": ("ConditioningSetArea", {"width": 32, "height": 64, "x": 0, "y": 0, "strength": 1.5},
+               {"conditioning": ("5", "conditioning")}, None),
+        "33": ("ConditioningCombine", {}, {"conditioning_1": ("32", "conditioning"),
+                                           "conditioning_2": ("6", "conditioning")}, None),
     }
