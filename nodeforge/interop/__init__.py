@@ -23,7 +23,7 @@ from nodeforge.core.workflow import (
     read_regular_file,
     unsaveable_problems,
 )
-from nodeforge.interop import a1111, comfy_graph, comfy_import, samplers
+from nodeforge.interop import a1111, comfy_graph, comfy_import
 from nodeforge.interop.comfy_export import ExportError, export_api
 from nodeforge.interop.comfy_table import ROWS
 from nodeforge.interop.model_names import ModelResolver, embeddings_in, parse_model_map
@@ -140,7 +140,7 @@ def read_workflow(source: str | os.PathLike[str] | Mapping[str, Any], *, registr
                 imported = _from_text(raw, path, registry)
     except RecursionError:
         raise WorkflowFileError("the file nests too deeply to be a workflow") from None
-    _fit_sampler_params(imported, registry)
+    _fit_sampler_pairs(imported, registry)
     _resolve_models(imported, model_map, model_paths)
     bad = unsaveable_problems(imported.workflow)
     if bad:
@@ -180,17 +180,26 @@ def export_comfyui_api(workflow: Workflow, *, registry: Any | None = None,
     return export_api(workflow, registry, warnings)
 
 
-def _fit_sampler_params(imported: Imported, registry: Any) -> None:
-    """Until UNetDenoise takes `sampler` and `schedule`, fold the pair into its one `scheduler`."""
+def _fit_sampler_pairs(imported: Imported, registry: Any) -> None:
+    """ComfyUI lets any sampler follow any schedule; NodeForge's ancestral, DDIM-like and LCM samplers
+    cannot follow Karras, exponential or beta sigmas. Those keep the sampler on the 'normal' schedule."""
     spec = registry.get("UNetDenoise") if registry is not None else None
-    if spec is None or spec.param("sampler") is not None or spec.param("scheduler") is None:
+    if spec is None or spec.validate is None or spec.param("schedule") is None or not imported.foreign:
         return
-    choices = spec.param("scheduler").choice_list()
     for nid, node in imported.workflow.nodes.items():
-        if node.type == "UNetDenoise" and "sampler" in node.params:
-            note = samplers.fold(node.params, choices)
-            if note:
-                imported.warnings.append(f"node {nid} (UNetDenoise): {note}")
+        if node.type != "UNetDenoise" or not isinstance(node.params.get("schedule"), str):
+            continue
+        values = {p.name: node.params.get(p.name, p.default) for p in spec.params}
+        try:
+            messages = [str(m) for m in spec.validate(**values) or []]
+        except Exception:  # the pack's own check failing is the validator's to report
+            continue
+        if any(m.startswith("schedule: ") for m in messages):
+            record = node.extra.get("comfyui")
+            shown = record.get("class_type") if isinstance(record, dict) and record.get("class_type") else node.type
+            imported.warnings.append(f"node {nid} ({shown}): NodeForge's {values['sampler']} cannot follow "
+                                     f"{values['schedule']} sigmas; using the 'normal' schedule")
+            node.params["schedule"] = "normal"
 
 
 def _resolve_models(imported: Imported, model_map: Mapping[str, str] | None, model_paths: Any | None) -> None:

@@ -13,7 +13,6 @@ from nodeforge.core.errors import Problem, WorkflowError
 from nodeforge.core.placeholder import PLACEHOLDER_TYPE, original_class, output_name, output_types
 from nodeforge.core.workflow import NodeRef, Workflow
 from nodeforge.interop import comfy_table as table
-from nodeforge.interop import samplers
 from nodeforge.interop.comfy_import import COMFY_KEY
 
 
@@ -117,11 +116,7 @@ def _mapped_entry(nid: str, node: NodeRef, row: table.ClassMap, registry: Any, p
     spec = registry.get(node.type) if registry is not None else None
     notes = table.Notes()
     inputs: dict[str, Any] = {}
-    params = dict(node.params)
-    if isinstance(params.get("scheduler"), str) and "sampler" not in params and \
-            (spec is None or spec.param("sampler") is None):
-        # A NodeForge from before the sampler/schedule split folds both into `scheduler`.
-        params["sampler"], params["schedule"] = samplers.unfold(params.pop("scheduler"))
+    params = node.params
     for widget in row.widgets:
         target = widget.target
         if target is None:
@@ -132,8 +127,6 @@ def _mapped_entry(nid: str, node: NodeRef, row: table.ClassMap, registry: Any, p
             value = params[target]
         elif spec is not None and spec.param(target) is not None:
             value = spec.param(target).default
-        elif target == "schedule" and "sampler" in params:
-            value = "normal"
         else:
             continue
         inputs[widget.comfy] = widget.save(value, notes)

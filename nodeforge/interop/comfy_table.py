@@ -198,6 +198,7 @@ ROWS: tuple[ClassMap, ...] = (
     ClassMap("ImagePadForOutpaint", "ImagePadForOutpaint", "Pad Image for Outpainting",
              (Widget("left"), Widget("top"), Widget("right"), Widget("bottom"), Widget("feathering")),
              (("image", "image"),), ("image", "mask")),
+    ClassMap("VAELoader", "VAELoader", "Load VAE", (Widget("vae_name", "vae", model="vae"),), (), ("vae",)),
     ClassMap("ConditioningSetArea", "ConditioningSetArea", "Conditioning (Set Area)",
              (Widget("width"), Widget("height"), Widget("x"), Widget("y"), Widget("strength")),
              (("conditioning", "conditioning"),), ("conditioning",)),

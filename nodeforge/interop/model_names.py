@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Iterable
 
-from nodeforge.core.models import EXTENSIONS, ModelNotFound, ModelPaths
+from nodeforge.core.models import EXTENSIONS, ModelNotFound, ModelPaths, is_model_folder
 from nodeforge.core.types import FileKind
 from nodeforge.paths import builtin_dir
 
@@ -38,7 +38,7 @@ KINDS: dict[str, ModelKind] = {
     "vae": ModelKind("VAE", "vae", _WEIGHTS, ("vae",), True),
     "controlnet": ModelKind("ControlNet", "controlnet", _WEIGHTS, ("controlnet", "control_net"), True),
     "upscaler": ModelKind("upscale model", "upscale_models", _WEIGHTS, ("upscaler", "upscale_model")),
-    "embedding": ModelKind("embedding", "embeddings", (".safetensors", ".pt", ".bin"), ("embedding",)),
+    "embedding": ModelKind("embedding", "embeddings", (".safetensors", ".pt", ".bin"), ("embedding",), True),
     "image": ModelKind("image", "images", EXTENSIONS[FileKind.IMAGE], ("image",)),
 }
 
@@ -191,7 +191,7 @@ class ModelResolver:
             except OSError:
                 continue
             if is_dir:
-                if spec.folders_too and _is_diffusers_folder(Path(entry.path)):
+                if spec.folders_too and self._is_model_folder(spec, Path(entry.path)):
                     stems.setdefault(entry.name.lower(), stored)
                     continue
                 if depth < MAX_WALK_DEPTH:
@@ -203,6 +203,14 @@ class ModelResolver:
                 stems.setdefault(os.path.splitext(entry.name)[0].lower(), stored)
         for entry in subfolders:
             self._walk(root, Path(entry.path), spec, names, stems, depth + 1, budget)
+
+    def _is_model_folder(self, spec: ModelKind, path: Path) -> bool:
+        for value in spec.file_kinds:
+            try:
+                return is_model_folder(FileKind(value), path)
+            except ValueError:
+                continue
+        return (path / "model_index.json").is_file() or (path / "config.json").is_file()
 
     # -- what to tell the user -----------------------------------------------------------------------------
     def missing_lines(self) -> list[str]:
@@ -222,11 +230,6 @@ class ModelResolver:
     def unused_map_lines(self) -> list[str]:
         return [f"--model-map {old}: no model in the file is named {old!r}" for old in self.model_map
                 if old not in self.used_map]
-
-
-def _is_diffusers_folder(path: Path) -> bool:
-    # A whole model (model_index.json) or one component such as a VAE or ControlNet (config.json).
-    return (path / "model_index.json").is_file() or (path / "config.json").is_file()
 
 
 def _quote(name: str) -> str:

@@ -1,16 +1,10 @@
 """What the all-nodes fixtures (one graph in ComfyUI's three forms) become in NodeForge."""
 from __future__ import annotations
 
-from nodeforge.interop import samplers
 
 
 def unet_params(registry, sampler, schedule, **params):
-    """UNetDenoise params as this NodeForge spells the sampler (one folded name before the split)."""
-    params = dict(params, sampler=sampler, schedule=schedule)
-    spec = registry.get("UNetDenoise")
-    if spec.param("sampler") is None:
-        samplers.fold(params, spec.param("scheduler").choice_list())
-    return params
+    return dict(params, sampler=sampler, schedule=schedule)
 
 
 def all_nodes(registry):
@@ -55,7 +49,7 @@ def all_nodes(registry):
                                           denoise=0.75),
                {"unet": ("1", "unet"), "positive": ("5", "conditioning"), "negative": ("6", "conditioning"),
                 "latent": ("20", "latent")}, "inpaint pass"),
-        "23": ("VAEDecode", {}, {"latent": ("22", "latent"), "vae": ("1", "vae")}, None),
+        "23": ("VAEDecode", {}, {"latent": ("22", "latent"), "vae": ("34", "vae")}, None),
         "24": ("SaveImage", {"prefix": "inpaint"}, {"image": ("23", "image")}, None),
         "25": ("comfyui.Placeholder", {"class_type": "FooSharpen", "widgets": {"radius": 3, "mode": "strong"}},
                {"image": ("23", "image")}, None),
@@ -64,4 +58,5 @@ def all_nodes(registry):
                {"conditioning": ("5", "conditioning")}, None),
         "33": ("ConditioningCombine", {}, {"conditioning_1": ("32", "conditioning"),
                                            "conditioning_2": ("6", "conditioning")}, None),
+        "34": ("VAELoader", {"vae": "vae-ft-mse-840000.safetensors"}, {}, None),
     }

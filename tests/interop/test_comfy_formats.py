@@ -58,6 +58,7 @@ def test_each_approximation_is_one_warning_naming_the_node(read, name):
         "missing LoRA 'style.safetensors' (node 3)",
         "missing embedding 'goodstyle' (node 5)",
         "missing image 'photo.png' (node 15)",
+        "missing VAE 'vae-ft-mse-840000.safetensors' (node 34)",
     ]
     assert len(lines) == len(set(lines))
 
@@ -237,3 +238,15 @@ def test_deeply_nested_json_is_refused_in_one_line(registry, tmp_path):
     with pytest.raises(WorkflowFileError) as caught:
         read_workflow(path, registry=registry)
     assert "nested too deeply" in str(caught.value)
+
+
+def test_an_ancestral_sampler_on_karras_sigmas_keeps_the_sampler_on_the_normal_schedule(registry):
+    from nodeforge.interop import read_workflow
+
+    prompt = {"3": {"class_type": "KSampler", "inputs": {"seed": 1, "steps": 20, "cfg": 7, "sampler_name": "euler_ancestral",
+                                                         "scheduler": "karras", "denoise": 1}}}
+    imported = read_workflow(prompt, registry=registry)
+    assert imported.workflow.nodes["3"].params["sampler"] == "euler_ancestral"
+    assert imported.workflow.nodes["3"].params["schedule"] == "normal"
+    assert imported.warnings == ["node 3 (KSampler): NodeForge's euler_ancestral cannot follow karras sigmas; "
+                                 "using the 'normal' schedule"]

@@ -19,7 +19,7 @@ def test_import_writes_a_nodeforge_workflow_and_one_line_per_warning(tmp_path, c
     assert all(line.startswith("warning: ") for line in warnings)
     assert "warning: node 22 (KSampler): schedule 'kl_optimal' is not in NodeForge; using the nearest, 'normal'" \
         in warnings
-    assert captured.out.startswith(f"{out}: 28 nodes from a ComfyUI workflow, ")
+    assert captured.out.startswith(f"{out}: 29 nodes from a ComfyUI workflow, ")
     saved = json.loads(out.read_text())
     assert saved["nodeforge"] >= 1 and saved["nodes"]["22"]["params"]["seed"] == 1234
     assert saved["ui"]["groups"][0]["title"] == "Inpaint"

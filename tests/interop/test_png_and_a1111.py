@@ -37,7 +37,7 @@ def test_a_comfyui_png_opens_its_workflow_with_the_layout(tmp_path, read):
 
 def test_a_png_with_only_the_prompt_opens_the_prompt(tmp_path, read):
     imported = read(png(tmp_path / "api.png", prompt=(DATA / "all-nodes-api.json").read_text()))
-    assert imported.format == COMFY_API and len(imported.workflow.nodes) == 28
+    assert imported.format == COMFY_API and len(imported.workflow.nodes) == 29
 
 
 def test_a_broken_workflow_chunk_falls_back_to_the_prompt(tmp_path, read):
