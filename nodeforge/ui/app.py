@@ -6,17 +6,17 @@ opens fast and torch loads with the first run.
 from __future__ import annotations
 
 import os
-import signal
 import sys
 from pathlib import Path
 
-from PySide6.QtCore import QStandardPaths, Qt, QTimer
+from PySide6.QtCore import QStandardPaths, Qt
 from PySide6.QtWidgets import QApplication, QMessageBox
 
 from nodeforge.core.engine import Engine
 from nodeforge.core.models import user_data_dir
 from nodeforge.ui import theme
 from nodeforge.ui.autosave import find_recoverable, load_recoverable
+from nodeforge.ui.interrupt import TerminalInterrupt
 from nodeforge.ui.main_window import MainWindow, register_window
 
 
@@ -89,14 +89,8 @@ def _when(mtime: float) -> str:
     return time.strftime("%H:%M on %d %b", time.localtime(mtime))
 
 
-def _quit_on_ctrl_c(app: QApplication) -> QTimer:
-    """Ctrl+C in the terminal closes the windows (asking about unsaved work) instead of being
-    swallowed by the Qt event loop, which gives Python no chance to see the signal."""
-    signal.signal(signal.SIGINT, lambda *_: app.closeAllWindows())
-    timer = QTimer()
-    timer.timeout.connect(lambda: None)
-    timer.start(300)
-    return timer
+def open_windows() -> list[MainWindow]:
+    return [w for w in QApplication.topLevelWidgets() if isinstance(w, MainWindow) and w.isVisible()]
 
 
 def main(path: str | None = None) -> int:
@@ -111,8 +105,11 @@ def main(path: str | None = None) -> int:
     win.show()
     if not path:
         offer_recovery(win)
-    win.signal_timer = _quit_on_ctrl_c(app)   # kept alive as long as the window
-    return app.exec()
+    interrupt = TerminalInterrupt(app, open_windows)   # Ctrl+C in the terminal
+    try:
+        return app.exec()
+    finally:
+        interrupt.uninstall()
 
 
 if __name__ == "__main__":  # pragma: no cover
