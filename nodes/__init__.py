@@ -29,6 +29,13 @@ def _empty_latent(ctx: Any, width: int, height: int, batch_size: int) -> dict:
     return {"latent": {"samples": None, "width": width, "height": height, "batch_size": batch_size}}
 
 
+def _text_encoder_changed(ctx: Any, text: str) -> Any:
+    # The embedding files a prompt names are part of its cache key (torch-free: only file names).
+    from .embeddings import referenced_files
+
+    return referenced_files(ctx, text)
+
+
 def _lazy(module: str, function: str) -> Callable[..., Any]:
     """A run function that imports `.module` (and with it torch) only when the node first runs."""
     def run(ctx: Any, **kw: Any) -> Any:
@@ -105,8 +112,9 @@ NODES: list[NodeSpec] = [
         "TextEncoder", "conditioning", _text_encoder,
         inputs=(Input("clip", CLIP),),
         params=(Param.string("text", "", multiline=True,
-                             description="prompt; (word:1.3) emphasises, [word] de-emphasises"),),
-        outputs=(Output("conditioning", COND),),
+                             description="prompt; (word:1.3) emphasises, [word] de-emphasises; "
+                                         "embedding:NAME uses a textual-inversion embedding"),),
+        outputs=(Output("conditioning", COND),), is_changed=_text_encoder_changed,
         description="Encode a prompt (any length, with (emphasis:1.2)) for the UNet.",
         display_name="Text Encoder"),
     NodeSpec(

@@ -3,32 +3,48 @@
 Long prompts are split into windows of 75 tokens, each encoded as BOS + tokens + EOS + padding
 (77) and concatenated along the sequence axis, as A1111 and ComfyUI do; `BREAK` starts a new
 window (A1111). Weights scale token
-embeddings and then the mean is restored (A1111's method). CONDITIONING is a list of entries
+embeddings and then the mean is restored (A1111's method). Textual-inversion embeddings
+(`embedding:NAME`, or an embedding's file stem as a bare word) take one position per vector, kept
+within one window, their vectors substituted for the token embeddings there (nodes/embeddings.py). CONDITIONING is a list of entries
 (nodes/conditioning.py); TextEncoder gives one: {"embeds": [1, T, D] float tensor, "pooled": [1, P]
 tensor or None (SDXL), "family": str}.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import re
-from typing import Any
+import threading
+from typing import Any, Iterator
 
 import torch
 
 from nodeforge.core.errors import NodeError
 
-from .prompt_syntax import parse_weights
+from .embeddings import EmbeddingLookup
+from .prompt_syntax import parse_weights, split_embeddings
 from .wrappers import ClipModel
 
 WINDOW = 75
 
 
-def tokenize_weighted(tokenizer: Any, text: str) -> tuple[list[int], list[float]]:
-    """Token ids (without BOS/EOS) and one weight per token."""
+@dataclasses.dataclass
+class Tokens:
+    """A prompt's tokens without BOS/EOS: ids, one weight each, and for embedding positions the
+    vector to use there (`groups` numbers each embedding's positions so windows keep them whole)."""
+
+    ids: list[int] = dataclasses.field(default_factory=list)
+    weights: list[float] = dataclasses.field(default_factory=list)
+    vectors: list[torch.Tensor | None] = dataclasses.field(default_factory=list)
+    groups: list[int] = dataclasses.field(default_factory=list)
+
+
+def tokenize_prompt(tokenizer: Any, text: str, embeddings: EmbeddingLookup | None = None, width: int = 0,
+                    what: str = "text encoder") -> Tokens:
+    """The tokens of `text`; `embedding:NAME` (and A1111's bare names) become one position per vector."""
     from transformers.utils import logging as transformers_logging
 
-    ids: list[int] = []
-    weights: list[float] = []
+    out = Tokens()
     # Long prompts are expected here (they are windowed below): silence the "longer than 77" warning.
     level = transformers_logging.get_verbosity()
     transformers_logging.set_verbosity_error()
@@ -36,34 +52,109 @@ def tokenize_weighted(tokenizer: Any, text: str) -> tuple[list[int], list[float]
         for fragment, weight in parse_weights(text):
             if not fragment.strip():
                 continue
-            tokens = tokenizer(fragment, add_special_tokens=False, truncation=False)["input_ids"]
-            ids.extend(tokens)
-            weights.extend([weight] * len(tokens))
+            pieces = split_embeddings(fragment, embeddings.bare_words) if embeddings else [(fragment, False)]
+            for piece, is_embedding in pieces:
+                if is_embedding and embeddings is not None:
+                    rows = embeddings.get(piece).for_width(width, what)
+                    group = max(out.groups, default=0) + 1
+                    # a placeholder id (BOS: never the EOS the pooled output is read at); the vector replaces it
+                    out.ids.extend([tokenizer.bos_token_id] * len(rows))
+                    out.vectors.extend(rows)
+                    out.groups.extend([group] * len(rows))
+                    out.weights.extend([weight] * len(rows))
+                elif piece.strip():
+                    tokens = tokenizer(piece, add_special_tokens=False, truncation=False)["input_ids"]
+                    out.ids.extend(tokens)
+                    out.vectors.extend([None] * len(tokens))
+                    out.groups.extend([0] * len(tokens))
+                    out.weights.extend([weight] * len(tokens))
     finally:
         transformers_logging.set_verbosity(level)
-    return ids, weights
+    return out
 
 
-def chunk_tokens(tokenizer: Any, ids: list[int], weights: list[float]) -> list[tuple[list[int], list[float]]]:
-    """Windows of 75 tokens framed as BOS + tokens + EOS + padding = 77 (at least one window)."""
+def tokenize_weighted(tokenizer: Any, text: str) -> tuple[list[int], list[float]]:
+    """Token ids (without BOS/EOS) and one weight per token."""
+    tokens = tokenize_prompt(tokenizer, text)
+    return tokens.ids, tokens.weights
+
+
+Chunk = tuple[list[int], list[float], dict[int, torch.Tensor]]   # 77 ids, weights, embedding vectors by position
+
+
+def chunk_tokens(tokenizer: Any, ids: list[int], weights: list[float], tokens: Tokens | None = None) -> list[Chunk]:
+    """Windows of 75 tokens framed as BOS + tokens + EOS + padding = 77 (at least one window). An
+    embedding that would straddle two windows moves whole to the next one (as ComfyUI keeps words)."""
     bos, eos = tokenizer.bos_token_id, tokenizer.eos_token_id
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos
+    groups = tokens.groups if tokens is not None else [0] * len(ids)
+    vectors = tokens.vectors if tokens is not None else [None] * len(ids)
+    windows: list[list[int]] = []
+    current: list[int] = []
+    i = 0
+    while i < len(ids):
+        j = i + 1
+        while groups[i] and j < len(ids) and groups[j] == groups[i]:
+            j += 1
+        if current and len(current) + (j - i) > WINDOW >= j - i:
+            windows.append(current)
+            current = []
+        for k in range(i, j):
+            current.append(k)
+            if len(current) == WINDOW:
+                windows.append(current)
+                current = []
+        i = j
+    if current or not windows:
+        windows.append(current)
     chunks = []
-    for start in range(0, max(len(ids), 1), WINDOW):
-        part, part_w = ids[start:start + WINDOW], weights[start:start + WINDOW]
-        fill = WINDOW - len(part)
-        chunks.append(([bos] + part + [eos] + [pad] * fill, [1.0] + part_w + [1.0] + [1.0] * fill))
+    for window in windows:
+        fill = WINDOW - len(window)
+        rows = {1 + n: vectors[k] for n, k in enumerate(window) if vectors[k] is not None}
+        chunks.append(([bos] + [ids[k] for k in window] + [eos] + [pad] * fill,
+                       [1.0] + [weights[k] for k in window] + [1.0] + [1.0] * fill, rows))
     return chunks
 
 
-def prompt_chunks(tokenizer: Any, text: str) -> list[tuple[list[int], list[float]]]:
+def prompt_chunks(tokenizer: Any, text: str, embeddings: EmbeddingLookup | None = None, width: int = 0,
+                  what: str = "text encoder") -> list[Chunk]:
     """The windows of a prompt; A1111's `BREAK` (a whole upper-case word) starts a new window."""
     chunks = []
     for segment in re.split(r"\bBREAK\b", text):
-        ids, weights = tokenize_weighted(tokenizer, segment)
-        if ids:
-            chunks.extend(chunk_tokens(tokenizer, ids, weights))
+        tokens = tokenize_prompt(tokenizer, segment, embeddings, width, what)
+        if tokens.ids:
+            chunks.extend(chunk_tokens(tokenizer, tokens.ids, tokens.weights, tokens))
     return chunks or chunk_tokens(tokenizer, [], [])
+
+
+@contextlib.contextmanager
+def substituted(encoder: Any, rows: dict[int, torch.Tensor]) -> Iterator[None]:
+    """While encoding one window in this thread, the token embeddings at `rows`' positions are the
+    embedding's vectors. A forward hook, removed on exit: the shared encoder's weights and
+    vocabulary stay as they are, and other threads' calls are not affected."""
+    if not rows:
+        yield
+        return
+    thread = threading.get_ident()
+    positions = torch.tensor(list(rows))
+    values = torch.stack(list(rows.values()))
+
+    def replace(module: Any, args: Any, output: torch.Tensor) -> torch.Tensor | None:
+        if threading.get_ident() != thread:
+            return None
+        output = output.clone()
+        output[:, positions.to(output.device)] = values.to(output.device, output.dtype)
+        return output
+
+    handle = encoder.get_input_embeddings().register_forward_hook(replace)
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
+def embedding_width(encoder: Any) -> int:
+    return encoder.get_input_embeddings().weight.shape[1]
 
 
 def _hidden(encoder: Any, ids: list[int], layer: int | None, norm: bool) -> tuple[torch.Tensor, Any]:
@@ -85,9 +176,10 @@ def final_layer_norm(encoder: Any) -> Any:
 
 
 def _encode_chunk(encoder: Any, ids: list[int], weights: list[float], layer: int | None,
-                  norm: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+                  norm: bool = False, rows: dict[int, torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
     device = next(encoder.parameters()).device
-    hidden, out = _hidden(encoder, ids, layer, norm)
+    with substituted(encoder, rows or {}):
+        hidden, out = _hidden(encoder, ids, layer, norm)
     hidden = hidden.float()
     pooled = getattr(out, "text_embeds", None)
     w = torch.tensor(weights, device=device, dtype=hidden.dtype)
@@ -100,17 +192,21 @@ def _encode_chunk(encoder: Any, ids: list[int], weights: list[float], layer: int
     return hidden, (pooled.float() if pooled is not None else None)
 
 
-def encode(clip: ClipModel, text: str) -> dict[str, Any]:
-    """CONDITIONING for `text` (empty text gives the model's unconditional embedding)."""
+def encode(clip: ClipModel, text: str, embeddings: EmbeddingLookup | None = None) -> dict[str, Any]:
+    """One CONDITIONING entry for `text` (empty text gives the model's unconditional embedding);
+    `embeddings` finds the textual-inversion embeddings the prompt names."""
     with torch.inference_mode(), clip.patched():
-        chunks = prompt_chunks(clip.tokenizer, text)
         sdxl = clip.text_encoder_2 is not None
+        chunks = prompt_chunks(clip.tokenizer, text, embeddings, embedding_width(clip.text_encoder), "text encoder")
         layer = encoder_layer(clip)
-        embeds = torch.cat([_encode_chunk(clip.text_encoder, i, w, layer, not sdxl)[0] for i, w in chunks], dim=1)
+        embeds = torch.cat([_encode_chunk(clip.text_encoder, i, w, layer, not sdxl, r)[0] for i, w, r in chunks],
+                           dim=1)
         pooled = None
         if sdxl:
-            chunks2 = same_count(clip.tokenizer_2, prompt_chunks(clip.tokenizer_2, text), len(chunks))
-            parts = [_encode_chunk(clip.text_encoder_2, i, w, layer) for i, w in chunks2]
+            chunks2 = same_count(clip.tokenizer_2, prompt_chunks(clip.tokenizer_2, text, embeddings,
+                                                                 embedding_width(clip.text_encoder_2),
+                                                                 "second text encoder"), len(chunks))
+            parts = [_encode_chunk(clip.text_encoder_2, i, w, layer, rows=r) for i, w, r in chunks2]
             embeds = torch.cat([embeds, torch.cat([p[0] for p in parts], dim=1)], dim=-1)
             pooled = parts[0][1]
     return {"embeds": embeds.cpu(), "pooled": pooled.cpu() if pooled is not None else None, "family": clip.family}
@@ -133,7 +229,7 @@ def same_count(tokenizer: Any, chunks: list, count: int) -> list:
 
 
 def run_text_encoder(ctx: Any, clip: ClipModel, text: str) -> dict[str, Any]:
-    return {"conditioning": [encode(clip, text)]}
+    return {"conditioning": [encode(clip, text, EmbeddingLookup.for_context(ctx))]}
 
 
 def run_clip_set_last_layer(ctx: Any, clip: ClipModel, stop_at_layer: int) -> dict[str, Any]:

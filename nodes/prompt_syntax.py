@@ -52,3 +52,59 @@ def parse_weights(text: str) -> list[tuple[str, float]]:
         else:
             merged.append((fragment, weight))
     return [(f, w) for f, w in merged if f] or [("", 1.0)]
+
+
+# -- textual-inversion embeddings in prompts ----------------------------------------------------------------
+EMBEDDING_PREFIX = "embedding:"
+# ComfyUI's `embedding:NAME`: at the start of a word; the name runs to a space or a comma.
+_EMBEDDING_REF = re.compile(r"(?:(?<=^)|(?<=[\s,(\[]))embedding:([^\s,]+)", re.I)
+_STRIPPABLE = ".;:!?)]"
+
+
+def split_embeddings(fragment: str, bare_names: frozenset[str] | set[str] = frozenset()) -> list[tuple[str, bool]]:
+    """`fragment` as (text, False) and (embedding name, True) pieces, in order.
+
+    `embedding:NAME` always names an embedding (ComfyUI); a whole word equal to one of
+    `bare_names` (lower-case file stems of the embeddings folders) does too (A1111).
+    """
+    pieces: list[tuple[str, bool]] = []
+
+    def bare(text: str) -> None:
+        if not bare_names or not text:
+            if text:
+                pieces.append((text, False))
+            return
+        pattern = re.compile(r"(?<![\w-])(" + "|".join(re.escape(n) for n in sorted(bare_names, key=len, reverse=True))
+                             + r")(?![\w-])", re.I)
+        at = 0
+        for match in pattern.finditer(text):
+            if match.start() > at:
+                pieces.append((text[at:match.start()], False))
+            pieces.append((match.group(1), True))
+            at = match.end()
+        if at < len(text):
+            pieces.append((text[at:], False))
+
+    at = 0
+    for match in _EMBEDDING_REF.finditer(fragment):
+        bare(fragment[at:match.start()])
+        pieces.append((match.group(1), True))
+        at = match.end()
+    bare(fragment[at:])
+    return pieces
+
+
+def name_candidates(name: str) -> list[str]:
+    """The names to try for a reference: as written, then without trailing punctuation ("name.")."""
+    stripped = name.rstrip(_STRIPPABLE)
+    return [name] + ([stripped] if stripped and stripped != name else [])
+
+
+def embedding_references(text: str, bare_names: frozenset[str] | set[str] = frozenset()) -> list[str]:
+    """Every embedding name a prompt uses, in order, each once."""
+    found: dict[str, None] = {}
+    for fragment, _ in parse_weights(text):
+        for piece, is_embedding in split_embeddings(fragment, bare_names):
+            if is_embedding:
+                found.setdefault(piece)
+    return list(found)

@@ -125,7 +125,7 @@ def test_clip_skip_minus_one_is_no_clip_skip_and_minus_two_reads_the_layer_befor
     plain = prompt.encode(clip, "a red circle")["embeds"]
     assert torch.equal(prompt.encode(_run(engine, wf, "skip1")["clip"], "a red circle")["embeds"], plain)
     skipped = prompt.encode(_run(engine, wf, "skip2")["clip"], "a red circle")["embeds"]
-    ids = [i for i, _ in prompt.prompt_chunks(clip.tokenizer, "a red circle")][0]
+    ids = [i for i, *_ in prompt.prompt_chunks(clip.tokenizer, "a red circle")][0]
     with torch.inference_mode():
         out = clip.text_encoder(torch.tensor([ids]), output_hidden_states=True)
         expected = prompt.final_layer_norm(clip.text_encoder)(out.hidden_states[-2])
