@@ -182,7 +182,10 @@ def _main(argv: list[str]) -> int:
         except ImportError as exc:
             print(f"error: the LoRA trainer is not available ({exc})", file=sys.stderr)
             return 1
-        return int(train_lora(argv[1:]) or 0)
+        try:
+            return int(train_lora(argv[1:]) or 0)
+        except KeyboardInterrupt:
+            return interrupted()
     args = build_parser().parse_args(argv)
     if args.command == "gui":
         return _open_editor(args.file)
@@ -223,9 +226,23 @@ def _main(argv: list[str]) -> int:
             traceback.print_exception(original or exc)
         return 1
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+        return interrupted()
     return 2  # pragma: no cover - argparse restricts commands
+
+
+def interrupted() -> int:
+    """Ctrl+C: the terminal echoed ^C where the cursor was (after a progress bar, often), so the
+    message starts a line of its own."""
+    lead = "\n" if _isatty(sys.stderr) else ""
+    print(f"{lead}interrupted", file=sys.stderr, flush=True)
+    return 130
+
+
+def _isatty(stream: Any) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):
+        return False
 
 
 def _open_editor(path: str | None) -> int:

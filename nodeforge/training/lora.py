@@ -149,25 +149,43 @@ def lora_state(model: torch.nn.Module, prefix: str, alpha: float) -> dict[str, t
     return state
 
 
+class _DefaultsShown(argparse.HelpFormatter):
+    """Every option's default in its help, except for flags and required options (no default)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if (action.default is not None and action.default is not argparse.SUPPRESS and action.nargs != 0
+                and "%(default)" not in text):
+            text += " (default: %(default)s)"
+        return text
+
+
 def parse_args(argv: list[str] | None):
-    p = argparse.ArgumentParser(prog="nodeforge train-lora", description="Train a LoRA on captioned images.")
+    p = argparse.ArgumentParser(
+        prog="nodeforge train-lora", formatter_class=_DefaultsShown,
+        description="Train a LoRA on a folder of captioned images; writes a kohya-layout .safetensors "
+                    "that the LoRA node (and ComfyUI, A1111) load.")
     p.add_argument("images_dir", type=Path, help="folder of images with same-named .txt captions")
     p.add_argument("--base", required=True, help="diffusers folder (or bundled model name) to train on")
     p.add_argument("--out", required=True, type=Path, help="output .safetensors (kohya layout)")
-    p.add_argument("--rank", type=int, default=4)
-    p.add_argument("--alpha", type=float, default=4.0)
-    p.add_argument("--steps", type=int, default=500)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--rank", metavar="N", type=int, default=4, help="LoRA rank: the size of each low-rank update (more "
+                   "learns more and makes a bigger file)")
+    p.add_argument("--alpha", metavar="A", type=float, default=4.0, help="LoRA alpha: the update is scaled by alpha/rank")
+    p.add_argument("--steps", metavar="N", type=int, default=500, help="optimizer steps to train for")
+    p.add_argument("--lr", metavar="RATE", type=float, default=1e-3, help="AdamW learning rate (after a 20-step warm-up)")
+    p.add_argument("--batch", metavar="N", type=int, default=16, help="images per step (at most the number of images)")
     p.add_argument("--text-encoder", action="store_true", help="also train a LoRA on the text encoder")
     p.add_argument("--conv", action="store_true",
                    help="also train the UNet's ResNet convolutions (LoCon): needed to teach new shapes")
-    p.add_argument("--noise-offset", type=float, default=0.0,
+    p.add_argument("--noise-offset", metavar="STD", type=float, default=0.0,
                    help="std of a per-channel noise offset, as the base model was trained (nodeforge-shapes: 0.15)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--resolution", type=int, default=64)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--seed", metavar="N", type=int, default=0, help="seed of the LoRA's initial weights, batches and noise "
+                   "(the same seed and inputs give the same LoRA)")
+    p.add_argument("--resolution", metavar="PX", type=int, default=64, help="images are centre-cropped square and resized "
+                   "to this many pixels a side")
+    p.add_argument("--device", metavar="DEVICE", default="auto", help="cpu, cuda, cuda:N or mps; auto: cuda when available, "
+                   "else cpu")
+    p.add_argument("--threads", metavar="N", type=int, default=2, help="CPU threads torch may use")
     return p.parse_args(argv)
 
 

@@ -274,3 +274,52 @@ def test_nodes_json_into_a_closed_pipe_is_silent(tmp_path):
     finally:
         os.close(write_end)
     assert proc.stderr == "" and proc.returncode == 141
+
+
+class _Terminal(__import__("io").StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize("tty", [True, False], ids=["terminal", "piped"])
+def test_ctrl_c_during_a_run_says_interrupted_on_a_line_of_its_own(tmp_path, monkeypatch, tty):
+    import io
+
+    import nodeforge.cli as cli
+
+    err = _Terminal() if tty else io.StringIO()
+
+    def run_until_ctrl_c(args):
+        err.write("\r    [######..................] step 6/24")    # the progress bar, no newline yet
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(sys, "stderr", err)
+    monkeypatch.setattr(cli, "cmd_run", run_until_ctrl_c)
+    assert main(["run", str(write(tmp_path, simple()))]) == 130
+    # The terminal echoes ^C after the bar: the message must not join it ("^Cinterrupted").
+    expected = "step 6/24\ninterrupted\n" if tty else "step 6/24interrupted\n"
+    assert err.getvalue().endswith(expected)
+
+
+def test_ctrl_c_in_train_lora_is_interrupted_not_a_traceback(monkeypatch):
+    import nodeforge.training.lora as lora
+
+    err = _Terminal()
+    monkeypatch.setattr(sys, "stderr", err)
+    monkeypatch.setattr(lora, "main", lambda argv: (_ for _ in ()).throw(KeyboardInterrupt))
+    assert main(["train-lora", "x", "--base", "b", "--out", "o.safetensors"]) == 130
+    assert err.getvalue() == "\ninterrupted\n"
+
+
+def test_train_lora_help_explains_each_option_with_its_default(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["train-lora", "--help"])
+    assert exit_.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    for option, default in (("--rank N", "4"), ("--alpha A", "4.0"), ("--steps N", "500"), ("--lr RATE", "0.001"),
+                            ("--batch N", "16"), ("--seed N", "0"), ("--resolution PX", "64"),
+                            ("--device DEVICE", "auto"), ("--threads N", "2")):
+        start = text.index(option + " ")
+        described = text[start + len(option):].split(" --", 1)[0]
+        assert f"(default: {default})" in described, (option, described)
+        assert len(described.replace(f"(default: {default})", "").split()) >= 3, (option, described)   # says what it is
