@@ -2,7 +2,8 @@
 
     xvfb-run -s "-screen 0 1600x1000x24" python docs/screenshots/take_first_hour.py SHOT [SHOT...]
 
-Shots: wires (a wire passing behind a node's unconnected port), more are added below. Each writes
+Shots: wires (a wire passing behind a node's unconnected port), clamp (0 typed into steps),
+shortcuts (Help > Canvas and Shortcuts), run-menu (the run key's name). Each writes
 docs/screenshots/first-hour-SHOT.png. Uses the built-in pack's declarations (no model is loaded).
 """
 from __future__ import annotations
@@ -68,11 +69,67 @@ def shot_wires(app, registry, done) -> None:
     QTimer.singleShot(600, later)
 
 
-SHOTS = {"wires": shot_wires}
+def shot_clamp(app, registry, done) -> None:
+    """Typing 0 into steps: the field says it became 1, and so does the status bar."""
+    from PySide6.QtCore import Qt
+    from PySide6.QtTest import QTest
+
+    win = window(app, registry)
+    win.open_path(EXAMPLE)
+    nid = next(n for n, node in win.model.nodes.items() if node.type == "UNetDenoise")
+    item = win.scene.nodes[nid]
+
+    def later():
+        win.view.set_zoom(1.0)
+        win.view.centerOn(item.sceneBoundingRect().center())
+        spin = item.panel.editors["steps"].spin
+        spin.setFocus()
+        spin.lineEdit().selectAll()
+        QTest.keyClicks(spin.lineEdit(), "0")
+        QTest.keyClick(spin, Qt.Key.Key_Return)
+        QTimer.singleShot(500, lambda: (grab(win, "clamp"), win.close(), done()))
+
+    QTimer.singleShot(600, later)
+
+
+def shot_shortcuts(app, registry, done) -> None:
+    """Help > Canvas and Shortcuts: the key column is spaced from its descriptions."""
+    from PySide6.QtWidgets import QMessageBox
+
+    win = window(app, registry)
+    win.open_path(EXAMPLE)
+
+    def later():
+        win.show_shortcuts()
+        box = next(w for w in app.topLevelWidgets() if isinstance(w, QMessageBox) and w.isVisible())
+        box.move(300, 150)
+        QTimer.singleShot(400, lambda: (grab(win, "shortcuts", box.frameGeometry().adjusted(-10, -10, 10, 10)),
+                                        box.close(), win.close(), done()))
+
+    QTimer.singleShot(600, later)
+
+
+def shot_run_menu(app, registry, done) -> None:
+    """The Run menu names the run key as the README and Help do: Ctrl+Enter."""
+    win = window(app, registry)
+    win.open_path(EXAMPLE)
+    bar = win.menuBar()
+    action = next(a for a in bar.actions() if a.text() == "&Run")
+
+    def later():
+        bar.setActiveAction(action)
+        QTimer.singleShot(400, lambda: (grab(win, "run-menu", QRect(0, 0, 520, 200)),
+                                        action.menu().close(), win.close(), done()))
+
+    QTimer.singleShot(600, later)
+
+
+SHOTS = {"wires": shot_wires, "clamp": shot_clamp, "shortcuts": shot_shortcuts, "run-menu": shot_run_menu}
 
 
 def main(names: list[str]) -> int:
     app = make_app(["nodeforge"])
+    app.setQuitOnLastWindowClosed(False)   # one window per shot
     registry = load_registry(entry_points=False)
     queue = list(names or SHOTS)
 

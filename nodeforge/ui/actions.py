@@ -40,6 +40,7 @@ SHORTCUTS = [
     ("Alt+C, F2", "collapse, rename"),
     ("Ctrl+Shift+L", "arrange the graph in columns"),
     ("Ctrl+Z / Ctrl+Shift+Z", "undo / redo every edit"),
+    ("Ctrl+C in the terminal", "cancel the run and close (asking only about unsaved changes)"),
 ]
 
 

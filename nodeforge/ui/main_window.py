@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QPointF, QSettings, Qt, QTimer
+from PySide6.QtCore import QPoint, QPointF, QSettings, Qt, QTimer
 from PySide6.QtGui import QUndoStack
-from PySide6.QtWidgets import QDockWidget, QInputDialog, QMainWindow, QMessageBox, QUndoView
+from PySide6.QtWidgets import QDockWidget, QInputDialog, QMainWindow, QMessageBox, QToolTip, QUndoView
 
 from nodeforge.core.engine import Engine
 from nodeforge.core.workflow import Workflow
@@ -113,6 +113,7 @@ class MainWindow(QMainWindow):
         self._auto_timer.setInterval(350)    # a slider drag is one run, not one per step
         self._auto_timer.timeout.connect(self._auto_run)
         self.scene.imageActivated.connect(self._show_images)
+        self.scene.paramClamped.connect(self._param_clamped)
 
     # -- what tests, scripts and the app call on the window; the document does the work ----------------
     @property
@@ -186,6 +187,18 @@ class MainWindow(QMainWindow):
             viewer.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
             viewer.show()
 
+    def _param_clamped(self, nid: str, name: str, text: str) -> None:
+        """A typed value outside the param's range was clamped: say so at the field and below."""
+        message = f"{self.model.title(nid)}: {text}"
+        self.statusBar().showMessage(message, 8000)
+        item = self.scene.nodes.get(nid)
+        editor = item.panel.editors.get(name) if item is not None and item.panel is not None else None
+        if editor is None or item.proxy is None:
+            return
+        below = editor.mapTo(item.panel, QPoint(0, editor.height()))
+        at = self.view.mapFromScene(item.proxy.mapToScene(QPointF(below)))
+        QToolTip.showText(self.view.viewport().mapToGlobal(at), text, self.view.viewport())
+
     def _resolve_file(self, kind: Any, name: str) -> Path:
         """As the engine resolves it: relative paths from the workflow file's folder first."""
         source = self.model.workflow.source
@@ -219,6 +232,7 @@ class MainWindow(QMainWindow):
         box = QMessageBox(QMessageBox.Icon.NoIcon, "Canvas and shortcuts", shortcuts_html(),
                           QMessageBox.StandardButton.Close, self)
         box.setTextFormat(Qt.TextFormat.RichText)
+        box.setStyleSheet("QLabel { min-width: 700px; }")   # one line per shortcut, not wrapped ones
         box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         box.open()
 

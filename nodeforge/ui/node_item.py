@@ -102,6 +102,7 @@ class NodeItem(NodeGraphic):
         if self._panel is not None or not self.has_params:
             return
         self._panel = ParamPanel(self.spec.params, self._edited, int(self.width))
+        self._panel.clamped.connect(self._clamped)
         for name in self._panel.editors:
             self.sync_param(name)
         seed = self._panel.editors.get("seed")
@@ -114,6 +115,9 @@ class NodeItem(NodeGraphic):
         # Panning then blits a cached pixmap instead of repainting every widget.
         self.proxy.setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)
         self.relayout()
+
+    def _clamped(self, name: str, text: str) -> None:
+        self.graph.paramClamped.emit(self.node_id, name, text)
 
     def _schedule_panel(self) -> None:
         if not self._panel_scheduled and self._panel is None and self.has_params:

@@ -28,7 +28,10 @@ SLIDER_STEPS = 1000
 
 
 class ParamEditor(QWidget):
-    """Base: a row widget for one param."""
+    """Base: a row widget for one param. `clamped` says, in words, that a typed value was out
+    of the param's range and what it became (typing 0 into steps must not silently be 1)."""
+
+    clamped = Signal(str)
 
     def __init__(self, param: Param, on_edit: EditCallback, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -57,6 +60,7 @@ class BigIntSpinBox(QAbstractSpinBox):
     double spin box rounds above 2**53."""
 
     valueChanged = Signal(object)     # a Python int: Signal(int) would overflow above 2**31
+    clamped = Signal(object, object)  # what was typed, what it became
 
     def __init__(self, minimum: int, maximum: int, step: int = 1) -> None:
         super().__init__()
@@ -111,12 +115,66 @@ class BigIntSpinBox(QAbstractSpinBox):
 
     def _commit_text(self) -> None:
         try:
-            self.setValue(int(self.lineEdit().text().strip()))
+            typed = int(self.lineEdit().text().strip())
         except ValueError:
             self.lineEdit().setText(str(self._value))
+            return
+        self.setValue(typed)
+        if typed != self._value:
+            self.clamped.emit(typed, self._value)
 
     def sizeHint(self) -> QSize:  # noqa: N802
         return QSize(90, super().sizeHint().height())
+
+
+class ClampingDoubleSpinBox(QDoubleSpinBox):
+    """A double spin box that takes an out-of-range number, clamps it and says so (`clamped`),
+    where QDoubleSpinBox refuses the key or silently puts the previous value back."""
+
+    clamped = Signal(float, float)
+
+    def _number(self, text: str) -> float | None:
+        text = text.strip()
+        if self.prefix() and text.startswith(self.prefix()):
+            text = text[len(self.prefix()):]
+        if self.suffix() and text.endswith(self.suffix()):
+            text = text[:-len(self.suffix())]
+        value, ok = self.locale().toDouble(text.strip())
+        if ok:
+            return float(value)
+        try:
+            return float(text.strip())
+        except ValueError:
+            return None
+
+    def validate(self, text: str, pos: int):  # noqa: D102 - Qt's
+        result = super().validate(text, pos)
+        state = result[0] if isinstance(result, tuple) else result
+        if state == QValidator.State.Invalid and self._number(text) is not None:
+            return QValidator.State.Intermediate, text, pos   # out of range: clamped on Enter
+        return result
+
+    def fixup(self, text: str) -> str:
+        typed = self._number(text)
+        if typed is None:
+            return text
+        bound = min(self.maximum(), max(self.minimum(), typed))
+        if bound != typed:
+            self.clamped.emit(typed, bound)
+        return self.textFromValue(bound)
+
+
+def clamp_message(param: Param, typed: Any, became: Any) -> str:
+    name = param.name.replace("_", " ")
+    side = "minimum" if typed < became else "maximum"
+    return f"{name}: {_number_text(typed)} is {'below' if side == 'minimum' else 'above'} the {side}, " \
+           f"so it is {_number_text(became)}"
+
+
+def _number_text(value: Any) -> str:
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
+        return str(int(value))
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 SEED_MODES = (("fixed", "Keep the seed after each run"), ("increment", "Increment after each run"),
@@ -135,6 +193,7 @@ class IntEditor(ParamEditor):
                                   int(param.max) if param.max is not None else INT_LIMIT,
                                   int(param.step or param.multiple_of or 1))
         self.spin.valueChanged.connect(lambda v: self._emit(int(v), ("spin", id(self))))
+        self.spin.clamped.connect(lambda typed, became: self.clamped.emit(clamp_message(param, typed, became)))
         layout.addWidget(self.spin, 1)
         self.dice: QToolButton | None = None
         self._mode_actions: dict[str, Any] = {}
@@ -191,7 +250,8 @@ class FloatEditor(ParamEditor):
         layout.setSpacing(4)
         step = param.step or 0.01
         decimals = max(1, min(4, len(f"{step:.6f}".rstrip("0").split(".")[1])))
-        self.spin = QDoubleSpinBox()
+        self.spin = ClampingDoubleSpinBox()
+        self.spin.clamped.connect(lambda typed, became: self.clamped.emit(clamp_message(param, typed, became)))
         self.spin.setDecimals(decimals)
         self.spin.setRange(param.min if param.min is not None else -1e9, param.max if param.max is not None else 1e9)
         self.spin.setSingleStep(step)
@@ -415,6 +475,8 @@ class ParamPanel(QWidget):
     exist: see `row_layout` and `estimate_height`.
     """
 
+    clamped = Signal(str, str)     # param name, what happened in words
+
     @staticmethod
     def row_layout(params: tuple[Param, ...]) -> list[tuple[float, float, Param]]:
         """(top, height, param) of each param's row, relative to the panel."""
@@ -448,6 +510,7 @@ class ParamPanel(QWidget):
         for param in params:
             editor = make_editor(param, lambda value, key, name=param.name: on_edit(name, value, key))
             editor.setToolTip(param.description or param.name)
+            editor.clamped.connect(lambda text, name=param.name: self.clamped.emit(name, text))
             label = QLabel(param.name.replace("_", " "))
             if param.multiline:
                 label.setFixedHeight(LABEL_HEIGHT)

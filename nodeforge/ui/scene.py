@@ -47,6 +47,7 @@ class GraphScene(QGraphicsScene):
     renameRequested = Signal(str)
     groupRenameRequested = Signal(int)
     imageActivated = Signal(str)
+    paramClamped = Signal(str, str, str)      # node id, param, what the typed value became (in words)
 
     def __init__(self, model: GraphModel, controller: GraphController, parent=None) -> None:
         super().__init__(parent)

@@ -3,6 +3,7 @@ popups, wires, fitting, first start, small things."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from PySide6.QtCore import QPointF, QRectF
@@ -303,3 +304,74 @@ def test_the_canvas_context_menu_near_the_bottom_right_corner_stays_on_the_scree
     qtbot.waitUntil(menu.isVisible)
     assert area.contains(menu.frameGeometry())
     menu.close()
+
+
+# -- small things (item 12) ----------------------------------------------------------------------------
+def _type_into(qtbot, spin, text):
+    from PySide6.QtCore import Qt
+
+    spin.lineEdit().selectAll()
+    spin.lineEdit().setText(text)
+    qtbot.keyClick(spin, Qt.Key.Key_Return)
+
+
+@pytest.mark.parametrize("typed, became, words", [("0", 1, "steps: 0 is below the minimum, so it is 1"),
+                                                  ("5000", 1000, "steps: 5000 is above the maximum, so it is 1000")])
+def test_typing_a_number_out_of_range_says_it_was_clamped(window, qtbot, typed, became, words):
+    from PySide6.QtWidgets import QToolTip
+
+    from tests.ui.helpers import add
+
+    window.show()
+    nid = add(window, "Slow")
+    spin = window.scene.nodes[nid].panel.editors["steps"].spin
+    _type_into(qtbot, spin, typed)
+    assert window.model.nodes[nid].params["steps"] == became and spin.lineEdit().text() == str(became)
+    assert window.statusBar().currentMessage() == f"Slow: {words}"
+    assert QToolTip.text() == words
+
+
+def test_a_float_out_of_range_is_clamped_and_said_too(window, qtbot):
+    from tests.ui.helpers import add
+
+    window.show()
+    nid = add(window, "Mix")
+    spin = window.scene.nodes[nid].panel.editors["strength"].spin
+    _type_into(qtbot, spin, "3")           # QDoubleSpinBox would refuse the key
+    assert window.model.nodes[nid].params["strength"] == 1.0
+    assert window.statusBar().currentMessage() == "Mix: strength: 3 is above the maximum, so it is 1"
+    _type_into(qtbot, spin, "-0.5")
+    assert window.model.nodes[nid].params["strength"] == 0.0
+    assert "strength: -0.5 is below the minimum, so it is 0" in window.statusBar().currentMessage()
+    _type_into(qtbot, spin, "0.25")        # in range: no message
+    assert window.model.nodes[nid].params["strength"] == 0.25
+    assert "0.25" not in window.statusBar().currentMessage()
+
+
+def test_the_run_shortcut_has_one_name_everywhere(window):
+    from PySide6.QtGui import QKeySequence
+
+    from nodeforge.ui.actions import shortcuts_html
+
+    run = window.acts.run
+    shown = run.shortcut().toString(QKeySequence.SequenceFormat.NativeText)   # what the Run menu shows
+    assert shown == "Ctrl+Enter"
+    assert "Ctrl+Enter" in run.toolTip() and "Ctrl+Enter" in shortcuts_html()
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    assert "Ctrl+Enter" in readme
+    for text in (run.toolTip(), shortcuts_html(), readme, window.images.empty.text()):
+        assert "Ctrl+Return" not in text
+    assert QKeySequence("Ctrl+Return") in run.shortcuts()    # the main keyboard's Enter key works too
+
+
+def test_the_shortcuts_table_pads_its_columns(window, qtbot):
+    from PySide6.QtGui import QTextDocument
+
+    from nodeforge.ui.actions import SHORTCUTS, shortcuts_html
+
+    doc = QTextDocument()
+    doc.setHtml(shortcuts_html())
+    doc.setTextWidth(900)
+    table = doc.rootFrame().childFrames()[0]
+    cell = table.cellAt(0, 0).format().toTableCellFormat()
+    assert cell.rightPadding() >= 12 and table.rows() == len(SHORTCUTS)
