@@ -64,6 +64,9 @@ _image_scale_by = _lazy("geometry", "run_image_scale_by")
 _image_pad_for_outpaint = _lazy("geometry", "run_image_pad_for_outpaint")
 _vae_encode_for_inpaint = _lazy("geometry", "run_vae_encode_for_inpaint")
 _vae_loader = _lazy("vae_loading", "run_vae_loader")
+_controlnet_loader = _lazy("controlnet", "run_controlnet_loader")
+_controlnet_apply = _lazy("controlnet", "run_controlnet_apply")
+_image_to_edges = _lazy("edges", "run_image_to_edges")
 _conditioning_set_area = _lazy("conditioning", "run_conditioning_set_area")
 _conditioning_combine = _lazy("conditioning", "run_conditioning_combine")
 
@@ -89,6 +92,7 @@ def _check_sampler(sampler: str = "euler", schedule: str = "default", **_: Any) 
 MODEL, CLIP, VAE = PortType.MODEL.value, PortType.CLIP.value, PortType.VAE.value
 COND, LATENT = PortType.CONDITIONING.value, PortType.LATENT.value
 IMAGE, MASK = PortType.IMAGE.value, PortType.MASK.value
+CONTROLNET = PortType.CONTROLNET.value
 
 NODES: list[NodeSpec] = [
     NodeSpec(
@@ -259,6 +263,35 @@ NODES: list[NodeSpec] = [
         outputs=(Output("vae", VAE),),
         description="Load a VAE on its own, to decode and encode with it instead of the checkpoint's.",
         display_name="Load VAE"),
+    NodeSpec(
+        "ControlNetLoader", "loaders", _controlnet_loader,
+        params=(Param.choice("controlnet", _names(FileKind.CONTROLNET), default="", file=FileKind.CONTROLNET,
+                             description="a diffusers ControlNet folder or a single file (control_*.safetensors)"),),
+        outputs=(Output("controlnet", CONTROLNET),),
+        description="Load a ControlNet (SD 1.x, 2.x or XL; diffusers folder or original single file).",
+        display_name="Load ControlNet"),
+    NodeSpec(
+        "ControlNetApply", "conditioning", _controlnet_apply,
+        inputs=(Input("positive", COND), Input("negative", COND), Input("controlnet", CONTROLNET),
+                Input("image", IMAGE)),
+        params=(Param.float("strength", 1.0, min=0.0, max=10.0, step=0.01),
+                Param.float("start_percent", 0.0, min=0.0, max=1.0, step=0.001,
+                            description="where in the schedule it starts acting (0: from pure noise)"),
+                Param.float("end_percent", 1.0, min=0.0, max=1.0, step=0.001,
+                            description="where it stops (1: to the end)")),
+        outputs=(Output("positive", COND), Output("negative", COND)),
+        description="Steer composition with a ControlNet and a control image; several stack.",
+        display_name="Apply ControlNet"),
+    NodeSpec(
+        "ImageToEdges", "image", _image_to_edges,
+        inputs=(Input("image", IMAGE),),
+        params=(Param.float("low_threshold", 0.4, min=0.01, max=0.99, step=0.01,
+                            description="weaker edges count where they touch strong ones"),
+                Param.float("high_threshold", 0.8, min=0.01, max=0.99, step=0.01,
+                            description="edges at least this strong always count")),
+        outputs=(Output("image", IMAGE),),
+        description="Canny edges: white outlines on black, a control image for an edges ControlNet.",
+        display_name="Image to Edges (Canny)"),
     NodeSpec(
         "ConditioningSetArea", "conditioning", _conditioning_set_area,
         inputs=(Input("conditioning", COND),),

@@ -7,7 +7,8 @@ ConditioningSetArea marks every entry with an area. A lone dict (a pack written 
 read as one entry.
 
 Each step, `Guidance.predict` crops the latent to every entry's area, runs the UNet once per
-distinct area size (all entries of that size, negative and positive, batched), and blends the
+distinct area size and set of ControlNets (all entries of that size, negative and positive,
+batched; each active ControlNet called once on that batch, its residuals summed), and blends the
 predictions as ComfyUI does: each entry adds prediction x weight over its area, where the weight is
 its strength ramped down over 8 latent pixels at area edges inside the frame, and every pixel is
 divided by the sum of the weights that cover it. One full-frame entry per side is therefore
@@ -111,13 +112,16 @@ class Guidance:
                 units.append(_Unit(side, entry, box, _weight(box, frame, float(entry.get("strength", 1.0)))))
         self.sdxl = model.unet.config.addition_embed_type == "text_time"
         size = (frame[0] * model.vae_factor, frame[1] * model.vae_factor)
-        # One UNet call per area size, in the order the sizes first appear (negative first).
+        # One UNet call per area size and set of ControlNets, in the order they first appear
+        # (negative first); ControlNetApply gives the negative and positive the same controls.
         self.groups: list[tuple[list[_Unit], torch.Tensor, dict[str, torch.Tensor] | None]] = []
-        by_size: dict[tuple[int, int], list[_Unit]] = {}
+        by_key: dict[tuple, list[_Unit]] = {}
         for unit in units:
-            by_size.setdefault(unit.box[:2], []).append(unit)
-        for group in by_size.values():
+            controls = tuple(id(c) for c in unit.entry.get("control", ()))
+            by_key.setdefault((unit.box[:2], controls), []).append(unit)
+        for group in by_key.values():
             self.groups.append((group, *self._inputs(group, size)))
+        self._hints: dict[int, torch.Tensor] = {}   # id(control) -> its image at the frame's size
 
     def _inputs(self, group: list[_Unit], size: tuple[int, int]) -> tuple[torch.Tensor, dict | None]:
         model, batch = self.model, self.batch
@@ -144,9 +148,10 @@ class Guidance:
         sums = [torch.zeros(x.shape, device=x.device) for _ in range(2)]
         weights = [torch.full((1, 1, *x.shape[2:]), EMPTY_WEIGHT, device=x.device) for _ in range(2)]
         for group, embeds, added in self.groups:
-            crops = [x[:, :, y:y + h, xx:xx + w] for h, w, y, xx in (u.box for u in group)]
-            pred = model.unet(torch.cat(crops).to(model.dtype), t, encoder_hidden_states=embeds,
-                              added_cond_kwargs=added).sample.float()
+            crops = torch.cat([x[:, :, y:y + h, xx:xx + w] for h, w, y, xx in (u.box for u in group)])
+            residuals = self._control_residuals(group, crops, t, embeds, added)
+            pred = model.unet(crops.to(model.dtype), t, encoder_hidden_states=embeds,
+                              added_cond_kwargs=added, **residuals).sample.float()
             for unit, part in zip(group, pred.split(self.batch)):
                 h, w, y, xx = unit.box
                 weight = unit.weight if isinstance(unit.weight, float) else unit.weight.to(x.device)
@@ -157,6 +162,42 @@ class Guidance:
             return cond
         uncond = sums[0] / weights[0]
         return uncond + self.cfg * (cond - uncond)
+
+
+    def _control_residuals(self, group: list[_Unit], x: torch.Tensor, t: Any, embeds: torch.Tensor,
+                           added: dict[str, torch.Tensor] | None) -> dict[str, Any]:
+        """The summed residuals of the group's active ControlNets (one call each on the whole
+        batch), as UNet keyword arguments; none when no control acts at this step."""
+        controls = group[0].entry.get("control", ())
+        timestep = float(t)
+        down: list[torch.Tensor] | None = None
+        mid: torch.Tensor | None = None
+        for index, control in enumerate(controls):
+            if not control.active(timestep):
+                continue
+            net = control.controlnet
+            hints = torch.cat([self._hint(control, unit) for unit in group])
+            cast = {k: v.to(net.device, net.dtype) for k, v in added.items()} if added else None
+            d, m = net.model(x.to(net.device, net.dtype), t, encoder_hidden_states=embeds.to(net.device, net.dtype),
+                             controlnet_cond=hints.to(net.device, net.dtype), conditioning_scale=control.strength,
+                             added_cond_kwargs=cast, return_dict=False)
+            if down is None:
+                down, mid = list(d), m
+            else:
+                down, mid = [a + b for a, b in zip(down, d)], mid + m
+        if down is None:
+            return {}
+        device, dtype = self.model.device, self.model.dtype
+        return {"down_block_additional_residuals": [r.to(device, dtype) for r in down],
+                "mid_block_additional_residual": mid.to(device, dtype)}
+
+    def _hint(self, control: Any, unit: _Unit) -> torch.Tensor:
+        """The control image over a unit's area, at the ControlNet's resolution (prepared once)."""
+        factor = control.controlnet.hint_factor
+        if id(control) not in self._hints:
+            self._hints[id(control)] = control.hint(self.batch, self.frame[0] * factor, self.frame[1] * factor)
+        h, w, y, x = unit.box
+        return self._hints[id(control)][:, :, y * factor:(y + h) * factor, x * factor:(x + w) * factor]
 
 
 def time_ids_for(model: Any, pooled_dim: int, size: tuple[int, int], unit: _Unit) -> torch.Tensor:

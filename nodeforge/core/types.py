@@ -14,6 +14,8 @@ class PortType(str, Enum):
     LATENT = "LATENT"
     IMAGE = "IMAGE"
     MASK = "MASK"
+    CONTROLNET = "CONTROLNET"
+    UPSCALE_MODEL = "UPSCALE_MODEL"
 
     def __str__(self) -> str:
         return self.value

@@ -17,6 +17,8 @@ PORT_COLORS = {
     "LATENT": "#f48fb1",
     "IMAGE": "#64b5f6",
     "MASK": "#81c784",
+    "CONTROLNET": "#00d78d",
+    "UPSCALE_MODEL": "#a1887f",
 }
 CANVAS_BG = "#1b1c1f"
 GRID_MINOR = "#222327"

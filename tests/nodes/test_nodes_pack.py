@@ -40,6 +40,10 @@ def test_node_table_matches_the_design(registry):
         "SaveImage": (["image"], ["prefix"], []),
         "ConditioningSetArea": (["conditioning"], ["width", "height", "x", "y", "strength"], ["conditioning"]),
         "VAELoader": ([], ["vae"], ["vae"]),
+        "ControlNetLoader": ([], ["controlnet"], ["controlnet"]),
+        "ControlNetApply": (["positive", "negative", "controlnet", "image"], ["strength", "start_percent", "end_percent"],
+                            ["positive", "negative"]),
+        "ImageToEdges": (["image"], ["low_threshold", "high_threshold"], ["image"]),
         "ConditioningCombine": (["conditioning_1", "conditioning_2"], [], ["conditioning"]),
     }
     for name, (inputs, params, outputs) in table.items():
