@@ -2,7 +2,9 @@
 
 One DocumentController per main window. It owns the file path and decides when the graph
 counts as modified; every way of writing the graph (save, save as, autosave) reports every
-failure to the user, because a silent failure there loses work.
+failure to the user, because a silent failure there loses work. Other tools' files (ComfyUI,
+A1111) open through nodeforge.interop: the title says where they came from and Save asks for a
+new NodeForge file, so the original is never written over.
 """
 from __future__ import annotations
 
@@ -15,7 +17,8 @@ from PySide6.QtWidgets import QFileDialog, QMenu, QMessageBox
 
 from nodeforge.core.errors import WorkflowError
 from nodeforge.core.types import FileKind
-from nodeforge.core.workflow import Workflow, load_workflow, save_workflow
+from nodeforge.core.placeholder import is_placeholder, original_class
+from nodeforge.core.workflow import Workflow, save_workflow
 from nodeforge.ui.autosave import Autosaver
 from nodeforge.ui.controller import CLIPBOARD_MIME, looks_like_workflow, unencodable_text
 
@@ -27,6 +30,13 @@ MAX_RECENT = 10
 # that makes the document "modified" (neither it nor its undo differs from what the user opened).
 AUTO_ARRANGE = "Arrange overlapping nodes (on opening)"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve() or (a.exists() and b.exists() and a.samefile(b))
+    except OSError:
+        return False
 
 
 def explain(exc: BaseException) -> str:
@@ -48,6 +58,10 @@ class DocumentController(QObject):
         super().__init__(win)
         self.win = win
         self.path: Path | None = None
+        self.imported_from: Path | None = None       # the ComfyUI/A1111 file on screen, never saved over
+        self.imported_format: str | None = None
+        self.import_warnings: list[str] = []
+        self.import_notice: QMessageBox | None = None
         self.autosaver = Autosaver()
         self.autosave_failure: str | None = None     # the last autosave error, until one succeeds
         self.autosave_notice: QMessageBox | None = None
@@ -58,6 +72,9 @@ class DocumentController(QObject):
     # -- title and state --------------------------------------------------------------------------
     def update_title(self) -> None:
         name = self.path.name if self.path else "Untitled"
+        if self.path is None and self.imported_from is not None:
+            tool = "A1111" if (self.imported_format or "").startswith("A1111") else "ComfyUI"
+            name = f"{self.imported_from.name} (imported from {tool})"
         self.win.setWindowTitle(f"{name}[*] — NodeForge")
         self.win.setWindowModified(self.is_modified())
 
@@ -70,7 +87,7 @@ class DocumentController(QObject):
                     and stack.command(0).text() == AUTO_ARRANGE)
 
     # -- opening ----------------------------------------------------------------------------------
-    def set_document(self, workflow: Workflow, path: Path | None) -> None:
+    def set_document(self, workflow: Workflow, path: Path | None, *, untangle: bool = True) -> None:
         """Show `workflow` as an unmodified document; a layout fix it needs is one undoable step."""
         win = self.win
         win.runner.cancel()
@@ -79,9 +96,11 @@ class DocumentController(QObject):
         win.stack.clear()
         win.stack.setClean()
         self.path = path
+        self.imported_from = self.imported_format = None
+        self.import_warnings = []
         vp = workflow.ui.get("viewport") if isinstance(workflow.ui, dict) else None
         self._report_unknown_types()
-        if win.nodes_overlap():
+        if untangle and win.nodes_overlap():
             # Files written by hand or by scripts often stack nodes; untangle them as a step the
             # user sees and can undo, but opening a file is not an edit: the result counts as saved.
             win.arrange(AUTO_ARRANGE)
@@ -92,9 +111,16 @@ class DocumentController(QObject):
 
     def _report_unknown_types(self) -> None:
         registry = self.win.registry
-        unknown = sorted({n.type for n in self.win.model.nodes.values() if registry.get(n.type) is None})
+        nodes = self.win.model.nodes.values()
+        comfy = sorted({original_class(n) for n in nodes if is_placeholder(n)})
+        unknown = sorted({n.type for n in nodes if registry.get(n.type) is None and not is_placeholder(n)})
+        parts = []
+        if comfy:
+            parts.append(f"ComfyUI nodes with no NodeForge equivalent kept as placeholders: {', '.join(comfy)}")
         if unknown:
-            self.win.statusBar().showMessage(f"Unknown node types kept as placeholders: {', '.join(unknown)}", 15000)
+            parts.append(f"Unknown node types kept as placeholders: {', '.join(unknown)}")
+        if parts:
+            self.win.statusBar().showMessage("; ".join(parts), 15000)
 
     def new_document(self) -> None:
         if self.maybe_save():
@@ -105,24 +131,79 @@ class DocumentController(QObject):
             return
         start = str(self.path.parent) if self.path else ""
         path, _ = QFileDialog.getOpenFileName(self.win, "Open workflow", start,
-                                              "Workflows (*.json *.png);;All files (*)")
+                                              "Workflows: NodeForge, ComfyUI, A1111 (*.json *.png *.txt);;"
+                                              "All files (*)")
         if path:
             self.open_path(path)
+
+    def read(self, path: Path) -> Any:
+        """The file as an interop.Imported (NodeForge, ComfyUI or A1111); raises WorkflowError."""
+        from nodeforge.interop import read_workflow
+
+        imported = read_workflow(path, registry=self.win.registry, model_paths=self.win.engine.model_paths)
+        bad = unencodable_text(imported.workflow)
+        if bad:
+            raise WorkflowError(f"{path}: {bad}")
+        return imported
 
     def open_path(self, path: str | Path) -> bool:
         """Open a workflow file; on failure, say which node and field, and keep the current graph."""
         path = Path(path)
         try:
-            workflow = load_workflow(path)
-            bad = unencodable_text(workflow)
-            if bad:
-                raise WorkflowError(f"{path}: {bad}")
+            imported = self.read(path)
         except Exception as exc:  # never crash on a bad file
             self.win.show_error("Cannot open workflow", explain(exc))
             return False
-        self.set_document(workflow, path if path.suffix.lower() == ".json" else None)
+        self.show_imported(imported, path)
         self.add_recent(path)
         return True
+
+    def show_imported(self, imported: Any, path: Path) -> None:
+        if not imported.foreign:
+            self.set_document(imported.workflow, path if path.suffix.lower() == ".json" else None)
+            return
+        # Another tool's file: a new, unsaved NodeForge document. `source` stays the original, so
+        # images named relative to it are found; Save asks where (never over the original).
+        imported.workflow.source = path
+        self._set_imported_layout(imported.workflow)
+        self.imported_from, self.imported_format = path, imported.format
+        self.import_warnings = list(imported.warnings)
+        self.update_title()
+        if imported.warnings:
+            self._show_import_notes(path, imported.warnings)
+
+    def _set_imported_layout(self, workflow: Workflow) -> None:
+        """Keep the sender's layout; where our (larger) nodes would overlap, give it room by
+        scaling it, and only when that is not enough arrange it as any overlapping file."""
+        from nodeforge.ui.layout import spread
+
+        self.set_document(workflow, None, untangle=False)
+        if not self.win.nodes_overlap():
+            return
+        for factor in (1.25, 1.5, 1.75, 2.0):
+            roomier = workflow.copy()
+            roomier.source = workflow.source
+            roomier.ui = spread(workflow.ui, factor)
+            self.set_document(roomier, None, untangle=False)
+            if not self.win.nodes_overlap():
+                return
+        self.set_document(workflow, None)
+
+    def _show_import_notes(self, path: Path, warnings: list[str]) -> None:
+        if self.import_notice is not None:
+            self.import_notice.close()
+        shown = warnings[:30] + ([f"... and {len(warnings) - 30} more"] if len(warnings) > 30 else [])
+        box = QMessageBox(QMessageBox.Icon.Information, "Imported with notes",
+                          f"{path.name} was imported; {len(warnings)} thing{'s' if len(warnings) != 1 else ''} "
+                          "to know:\n\n" + "\n".join(f"• {line}" for line in shown),
+                          QMessageBox.StandardButton.Ok, self.win)
+        box.setWindowModality(Qt.WindowModality.NonModal)
+        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        box.destroyed.connect(lambda *_: setattr(self, "import_notice", None))
+        self.import_notice = box
+        box.show()
+        self.win.statusBar().showMessage(f"Imported {path.name} with {len(warnings)} note"
+                                         f"{'s' if len(warnings) != 1 else ''}", 10000)
 
     def open_example(self, path: Path) -> bool:
         """An example opens as a new, unsaved graph, so Save does not overwrite the bundled file."""
@@ -139,8 +220,16 @@ class DocumentController(QObject):
             return self.save_as()
         return self.save_to(self.path)
 
+    def suggested_path(self) -> str:
+        if self.path is not None:
+            return str(self.path)
+        if self.imported_from is not None:
+            stem = self.imported_from.name.rsplit(".", 1)[0]
+            return str(self.imported_from.with_name(f"{stem}.nodeforge.json"))
+        return "workflow.json"
+
     def save_as(self) -> bool:
-        path, _ = QFileDialog.getSaveFileName(self.win, "Save workflow", str(self.path or "workflow.json"),
+        path, _ = QFileDialog.getSaveFileName(self.win, "Save workflow", self.suggested_path(),
                                               "Workflows (*.json)")
         if not path:
             return False
@@ -150,6 +239,10 @@ class DocumentController(QObject):
 
     def save_to(self, path: Path) -> bool:
         win = self.win
+        if self.imported_from is not None and _same_file(Path(path), self.imported_from):
+            win.show_error("Cannot save", f"{path}:\nthat is the {self.imported_format or 'file'} this graph was "
+                                          "imported from; NodeForge does not write over it. Choose another name.")
+            return False
         c = win.view.center()
         win.model.set_viewport((c.x(), c.y()), win.view.zoom())
         try:
@@ -162,6 +255,7 @@ class DocumentController(QObject):
             win.show_error("Cannot save", f"{path}:\n{explain(exc)}")
             return False
         self.path = Path(path)
+        self.imported_from = self.imported_format = None
         win.model.workflow.source = self.path
         win.stack.setClean()
         self.update_title()
@@ -266,16 +360,19 @@ class DocumentController(QObject):
         win = self.win
         path = Path(path)
         try:
-            workflow = load_workflow(path)
+            imported = self.read(path)
         except WorkflowError as exc:
             if path.suffix.lower() in IMAGE_SUFFIXES and self._add_image_node(path, scene_pos):
                 return True
             win.show_error("Cannot open dropped file", explain(exc))
             return False
         if not win.model.nodes:
-            self.set_document(workflow, path if path.suffix.lower() == ".json" else None)
+            self.show_imported(imported, path)
             return True
-        ids = win.controller.paste_text(workflow.dumps(), (scene_pos.x(), scene_pos.y()), f"Drop {path.name}")
+        if imported.warnings:
+            self._show_import_notes(path, imported.warnings)
+        ids = win.controller.paste_text(imported.workflow.dumps(), (scene_pos.x(), scene_pos.y()),
+                                        f"Drop {path.name}")
         win.scene.select_nodes(ids)
         return True
 

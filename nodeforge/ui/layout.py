@@ -62,3 +62,32 @@ def overlapping(rects: dict[str, tuple[float, float, float, float]], share: floa
             if ix > 0 and iy > 0 and ix * iy > share * min(w1 * h1, w2 * h2):
                 return True
     return False
+
+
+def spread(ui: dict, factor: float) -> dict:
+    """A copy of a workflow's layout with every position (and group, reroute dot and note) scaled
+    by `factor` from the top-left node: the same picture with more room, for files drawn by an
+    editor whose nodes are smaller than ours."""
+    positions = ui.get("positions") or {}
+    points = [p for p in positions.values() if isinstance(p, (list, tuple)) and len(p) == 2]
+    if not points:
+        return dict(ui)
+    ox, oy = min(p[0] for p in points), min(p[1] for p in points)
+
+    def move(p: list) -> list:
+        return [round(ox + (p[0] - ox) * factor, 1), round(oy + (p[1] - oy) * factor, 1)]
+
+    out = dict(ui)
+    out["positions"] = {k: move(p) if p in points else p for k, p in positions.items()}
+    if isinstance(ui.get("groups"), list):
+        out["groups"] = [dict(g, bounding=move(g["bounding"][:2]) + [g["bounding"][2] * factor, g["bounding"][3] * factor])
+                         if isinstance(g, dict) and isinstance(g.get("bounding"), list) and len(g["bounding"]) == 4
+                         else g for g in ui["groups"]]
+    if isinstance(ui.get("reroutes"), dict):
+        out["reroutes"] = {k: dict(r, pos=move(r["pos"])) if isinstance(r, dict) and isinstance(r.get("pos"), list)
+                           and len(r["pos"]) == 2 else r for k, r in ui["reroutes"].items()}
+    if isinstance(ui.get("notes"), list):
+        out["notes"] = [dict(n, pos=move(n["pos"])) if isinstance(n, dict) and isinstance(n.get("pos"), list)
+                        and len(n["pos"]) == 2 else n for n in ui["notes"]]
+    out.pop("viewport", None)
+    return out

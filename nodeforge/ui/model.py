@@ -12,6 +12,7 @@ from typing import Any
 
 from PySide6.QtCore import QObject, Signal
 
+from nodeforge.core import placeholder
 from nodeforge.core.registry import Registry
 from nodeforge.core.spec import NodeSpec
 from nodeforge.core.workflow import NodeRef, Workflow
@@ -111,6 +112,8 @@ class GraphModel(QObject):
         if node.title:
             return node.title
         spec = self.registry.get(node.type)
+        if spec is None and placeholder.is_placeholder(node):
+            return placeholder.original_class(node)
         return spec.title if spec is not None else node.type
 
     def consumers(self, node_id: str) -> list[tuple[str, str, str]]:

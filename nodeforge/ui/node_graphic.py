@@ -12,6 +12,7 @@ from PySide6.QtCore import QPointF, QRectF, Qt
 from PySide6.QtGui import QColor, QFont, QFontMetricsF, QImage, QPainter, QPainterPath, QPen
 from PySide6.QtWidgets import QGraphicsItem, QGraphicsProxyWidget, QStyleOptionGraphicsItem, QWidget
 
+from nodeforge.core import placeholder
 from nodeforge.ui import theme
 from nodeforge.ui.edges import PortItem, node_layout_changed
 from nodeforge.ui.param_widgets import ParamPanel
@@ -123,7 +124,13 @@ class NodeGraphic(QGraphicsItem):
             return []
         node = self.model.nodes[self.node_id]
         lines = [f"unknown node type “{node.type}”", "kept as is; install its node pack to run it"]
-        for key, value in list(node.params.items())[:8]:
+        params = node.params
+        if placeholder.is_placeholder(node):
+            lines = [f"ComfyUI node “{placeholder.original_class(node)}”", "no NodeForge equivalent; bypass or replace it",
+                     "(kept as is for export)"]
+            widgets = params.get("widgets")
+            params = widgets if isinstance(widgets, dict) else {"widgets": params.get("widgets_values")}
+        for key, value in list(params.items())[:8]:
             text = repr(value) if not isinstance(value, str) else value
             lines.append(f"{key} = {text[:40]}")
         return lines

@@ -12,6 +12,7 @@ from PySide6.QtCore import QPointF, Qt
 from PySide6.QtGui import QFontMetricsF, QImage
 from PySide6.QtWidgets import QGraphicsItem, QGraphicsProxyWidget
 
+from nodeforge.core import placeholder
 from nodeforge.core.types import FileKind
 from nodeforge.ui.edges import PortItem, node_layout_changed
 from nodeforge.ui.node_graphic import GRIP, HEADER, MIN_WIDTH, WIDTH, NodeGraphic
@@ -52,6 +53,14 @@ class NodeItem(NodeGraphic):
             return ins, outs
         # An unknown type: keep whatever ports its links use, so nothing is lost.
         node = self.model.nodes[self.node_id]
+        if placeholder.is_placeholder(node):   # a ComfyUI node: it recorded its ports' types
+            in_types, out_types = placeholder.input_types(node), placeholder.output_types(node)
+            ins = [(name, in_types.get(name, "*"), False) for name in node.inputs]
+            outs = list(out_types.items())
+            for _dst, _name, output in self.model.consumers(self.node_id):
+                if output not in out_types:
+                    outs.append((output, "*"))
+            return ins, outs
         ins = [(name, "*", False) for name in node.inputs]
         outs: list[tuple[str, str]] = []
         for _dst, _name, output in self.model.consumers(self.node_id):

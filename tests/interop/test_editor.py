@@ -1,0 +1,159 @@
+"""The editor opens ComfyUI and A1111 files, says so in the title, and never saves over them."""
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from PIL.PngImagePlugin import PngInfo
+from PySide6.QtCore import QPointF
+
+from nodeforge.interop import read_workflow
+
+DATA = Path(__file__).resolve().parent / "data"
+
+
+@pytest.fixture
+def window(qtbot, registry, tmp_path, monkeypatch):
+    from PySide6.QtCore import QSettings
+
+    from nodeforge.core.engine import Engine
+    from nodeforge.core.models import ModelPaths
+    from nodeforge.ui.main_window import MainWindow
+
+    QSettings.setDefaultFormat(QSettings.Format.IniFormat)
+    QSettings.setPath(QSettings.Format.IniFormat, QSettings.Scope.UserScope, str(tmp_path / "settings"))
+    engine = Engine(device="cpu", output_dir=tmp_path / "out", registry=registry,
+                    model_paths=ModelPaths(roots=[tmp_path / "models"]))
+    win = MainWindow(engine)
+    win.confirm_close = False
+    qtbot.addWidget(win)
+    yield win
+    win.runner.cancel()
+    win.runner.wait(10)
+    win.autosaver.discard()
+
+
+@pytest.fixture
+def shared(tmp_path):
+    folder = tmp_path / "from-a-friend"
+    folder.mkdir()
+    for name in ("all-nodes-0.4.json", "txt2img-0.4.json", "all-nodes-api.json"):
+        shutil.copy(DATA / name, folder / name)
+    return folder
+
+
+def test_file_open_takes_a_comfyui_workflow_and_the_title_says_so(window, shared):
+    assert window.open_path(shared / "all-nodes-0.4.json")
+    assert window.windowTitle() == "all-nodes-0.4.json (imported from ComfyUI)[*] — NodeForge"
+    assert not window.isWindowModified()
+    model = window.model
+    assert model.nodes["22"].params["seed"] == 1234
+    # The sender's layout, given room where NodeForge's larger nodes would overlap: every position
+    # scaled by one factor from the top-left node, so the canvas looks like the original.
+    original = read_workflow(shared / "all-nodes-0.4.json", registry=window.registry).workflow.ui["positions"]
+    factor = model.position("8")[0] / 1160.0
+    assert factor in (1.0, 1.25, 1.5, 1.75, 2.0)
+    for nid, (x, y) in original.items():
+        assert model.position(nid) == pytest.approx((x * factor, y * factor), abs=0.1), nid
+    assert not window.nodes_overlap()
+    assert model.groups[0]["title"] == "Inpaint"
+    assert model.groups[0]["bounding"] == pytest.approx([-20 * factor, 740 * factor, 3000 * factor, 420 * factor])
+    assert model.flag("14", "muted") and model.flag("17", "bypassed")
+    assert model.title("25") == "FooSharpen"
+    item = window.scene.nodes["25"]
+    assert list(item.inputs) == ["image"] and list(item.outputs) == ["output_0"]
+    assert item.inputs["image"].port_type == "IMAGE" and item.outputs["output_0"].port_type == "IMAGE"
+    # The import's notes (approximations, missing models) are told, not hidden.
+    assert any("dpmpp_2s_ancestral" in line for line in window.document.import_warnings)
+    assert "ComfyUI nodes with no NodeForge equivalent kept as placeholders: FooSharpen" \
+        in window.statusBar().currentMessage() or window.document.import_notice is not None
+
+
+def test_save_on_an_imported_file_asks_for_a_new_name_and_never_overwrites_it(window, shared, monkeypatch, tmp_path):
+    from PySide6.QtWidgets import QFileDialog
+
+    original = (shared / "txt2img-0.4.json").read_bytes()
+    assert window.open_path(shared / "txt2img-0.4.json")
+    asked = []
+
+    def dialog(parent, caption, start, filters):
+        asked.append(start)
+        return str(tmp_path / "mine.json"), filters
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", dialog)
+    assert window.save()
+    assert asked == [str(shared / "txt2img-0.4.nodeforge.json")]
+    assert (shared / "txt2img-0.4.json").read_bytes() == original
+    from nodeforge import load_workflow
+
+    assert load_workflow(tmp_path / "mine.json").nodes["3"].params["seed"] == 42
+    assert window.windowTitle() == "mine.json[*] — NodeForge"
+
+
+def test_choosing_the_original_in_save_as_is_refused(window, shared, monkeypatch):
+    from PySide6.QtWidgets import QFileDialog
+
+    original = (shared / "txt2img-0.4.json").read_bytes()
+    errors = []
+    monkeypatch.setattr(window, "show_error", lambda title, text: errors.append(text))
+    assert window.open_path(shared / "txt2img-0.4.json")
+    monkeypatch.setattr(QFileDialog, "getSaveFileName",
+                        lambda *a: (str(shared / "txt2img-0.4.json"), "Workflows (*.json)"))
+    assert not window.save()
+    assert (shared / "txt2img-0.4.json").read_bytes() == original
+    assert "imported from; NodeForge does not write over it" in errors[0]
+
+
+def test_dropping_a_comfyui_png_opens_its_graph(window, tmp_path):
+    info = PngInfo()
+    info.add_text("prompt", (DATA / "all-nodes-api.json").read_text())
+    info.add_text("workflow", (DATA / "all-nodes-0.4.json").read_text())
+    path = tmp_path / "ComfyUI_00007_.png"
+    Image.new("RGB", (8, 8)).save(path, pnginfo=info)
+    assert window.drop_file(path, QPointF(0, 0))
+    assert window.model.nodes["22"].params["seed"] == 1234 and window.model.groups[0]["title"] == "Inpaint"
+    assert window.windowTitle().startswith("ComfyUI_00007_.png (imported from ComfyUI)")
+
+
+def test_dropping_an_api_prompt_on_a_graph_adds_its_nodes(window, shared):
+    assert window.open_path(Path(__file__).parents[2] / "workflows" / "txt2img.json")
+    before = len(window.model.nodes)
+    assert window.drop_file(shared / "all-nodes-api.json", QPointF(500, 500))
+    assert len(window.model.nodes) == before + 29
+    assert window.windowTitle().startswith("txt2img.json")
+
+
+def test_an_a1111_png_opens_as_an_imported_graph(window, tmp_path):
+    info = PngInfo()
+    info.add_text("parameters", "a red circle <lora:shapes-star:0.7>\nNegative prompt: blur\n"
+                                "Steps: 12, Sampler: Euler a, CFG scale: 5, Seed: 9, Size: 64x64, Model: nodeforge-shapes")
+    path = tmp_path / "00001-9.png"
+    Image.new("RGB", (8, 8)).save(path, pnginfo=info)
+    assert window.open_path(path)
+    assert window.windowTitle() == "00001-9.png (imported from A1111)[*] — NodeForge"
+    types = sorted(n.type for n in window.model.nodes.values())
+    assert types.count("LoRALoader") == 1 and types.count("UNetDenoise") == 1
+
+
+def test_a_broken_comfyui_file_is_one_message_and_the_graph_stays(window, tmp_path, monkeypatch):
+    errors = []
+    monkeypatch.setattr(window, "show_error", lambda title, text: errors.append((title, text)))
+    path = tmp_path / "bad.json"
+    path.write_text('{"nodes": [{"id": 1}], "links": []}')
+    assert not window.open_path(path)
+    assert errors == [("Cannot open workflow", f"{path}: node 1, type: \"type\" must be the ComfyUI node class")]
+    assert window.windowTitle().startswith("Untitled")
+
+
+def test_the_command_line_file_argument_opens_comfyui_files(qtbot, shared, monkeypatch, registry, tmp_path):
+    from nodeforge.core.engine import Engine
+    from nodeforge.ui import app
+
+    engine = Engine(device="cpu", output_dir=tmp_path / "out", registry=registry)
+    win = app.build_window(str(shared / "txt2img-0.4.json"), engine=engine)
+    qtbot.addWidget(win)
+    win.confirm_close = False
+    assert win.windowTitle() == "txt2img-0.4.json (imported from ComfyUI)[*] — NodeForge"
+    win.autosaver.discard()
