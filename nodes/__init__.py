@@ -67,6 +67,8 @@ _vae_loader = _lazy("vae_loading", "run_vae_loader")
 _controlnet_loader = _lazy("controlnet", "run_controlnet_loader")
 _controlnet_apply = _lazy("controlnet", "run_controlnet_apply")
 _image_to_edges = _lazy("edges", "run_image_to_edges")
+_upscale_model_loader = _lazy("upscale", "run_upscale_model_loader")
+_image_upscale_with_model = _lazy("upscale", "run_image_upscale_with_model")
 _conditioning_set_area = _lazy("conditioning", "run_conditioning_set_area")
 _conditioning_combine = _lazy("conditioning", "run_conditioning_combine")
 
@@ -92,7 +94,7 @@ def _check_sampler(sampler: str = "euler", schedule: str = "default", **_: Any) 
 MODEL, CLIP, VAE = PortType.MODEL.value, PortType.CLIP.value, PortType.VAE.value
 COND, LATENT = PortType.CONDITIONING.value, PortType.LATENT.value
 IMAGE, MASK = PortType.IMAGE.value, PortType.MASK.value
-CONTROLNET = PortType.CONTROLNET.value
+CONTROLNET, UPSCALE_MODEL = PortType.CONTROLNET.value, PortType.UPSCALE_MODEL.value
 
 NODES: list[NodeSpec] = [
     NodeSpec(
@@ -292,6 +294,23 @@ NODES: list[NodeSpec] = [
         outputs=(Output("image", IMAGE),),
         description="Canny edges: white outlines on black, a control image for an edges ControlNet.",
         display_name="Image to Edges (Canny)"),
+    NodeSpec(
+        "UpscaleModelLoader", "loaders", _upscale_model_loader,
+        params=(Param.choice("upscale_model", _names(FileKind.UPSCALE_MODEL), default="", file=FileKind.UPSCALE_MODEL,
+                             description="an ESRGAN-family upscaler (.safetensors, or .pth read safely)"),),
+        outputs=(Output("upscale_model", UPSCALE_MODEL),),
+        description="Load an image upscaler (ESRGAN, Real-ESRGAN Compact; others through spandrel).",
+        display_name="Load Upscale Model"),
+    NodeSpec(
+        "ImageUpscaleWithModel", "image", _image_upscale_with_model,
+        inputs=(Input("upscale_model", UPSCALE_MODEL), Input("image", IMAGE)),
+        params=(Param.int("tile", 512, min=32, max=4096, step=32,
+                          description="input pixels per tile side: smaller tiles use less memory"),
+                Param.int("overlap", 32, min=0, max=512, step=8,
+                          description="pixels neighbouring tiles share, blended so no seams show")),
+        outputs=(Output("image", IMAGE),),
+        description="Upscale images with a model (x2, x4...), tile by tile.",
+        display_name="Upscale Image (using Model)"),
     NodeSpec(
         "ConditioningSetArea", "conditioning", _conditioning_set_area,
         inputs=(Input("conditioning", COND),),

@@ -44,6 +44,8 @@ def test_node_table_matches_the_design(registry):
         "ControlNetApply": (["positive", "negative", "controlnet", "image"], ["strength", "start_percent", "end_percent"],
                             ["positive", "negative"]),
         "ImageToEdges": (["image"], ["low_threshold", "high_threshold"], ["image"]),
+        "UpscaleModelLoader": ([], ["upscale_model"], ["upscale_model"]),
+        "ImageUpscaleWithModel": (["upscale_model", "image"], ["tile", "overlap"], ["image"]),
         "ConditioningCombine": (["conditioning_1", "conditioning_2"], [], ["conditioning"]),
     }
     for name, (inputs, params, outputs) in table.items():
