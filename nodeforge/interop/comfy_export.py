@@ -50,7 +50,7 @@ def choose_row(nid: str, node: NodeRef, workflow: Workflow) -> table.ClassMap | 
         if hint == "LoraLoader":
             model_only = False
         return by_name["LoraLoaderModelOnly" if model_only else "LoraLoader"]
-    return by_name.get(hint) or rows[0]  # pragma: no cover - every shared type is handled above
+    return by_name.get(hint) or rows[0]     # ControlNetApply: always the advanced form
 
 
 def export_api(workflow: Workflow, registry: Any | None = None, warnings: list[str] | None = None) -> dict[str, Any]:

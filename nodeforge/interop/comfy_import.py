@@ -48,6 +48,7 @@ class _Converter:
         self.output_names: dict[str, list[str]] = {}
         self.workflow = Workflow()
         self.dots: dict[str, dict[str, Any]] = {}
+        self.old_controlnets: list[str] = []
 
     # -- what each node becomes ------------------------------------------------------------------------
     def row(self, node: ComfyNode) -> table.ClassMap | None:
@@ -77,6 +78,7 @@ class _Converter:
                 self.workflow.nodes[node.id] = ref
                 self._layout(node)
         self._model_only_clips()
+        self._old_controlnet_negatives()
         self._placeholder_types()
         self._finish_layout()
         return self.workflow, self.warnings.lines
@@ -205,8 +207,10 @@ class _Converter:
         ref.params.update(row.fixed)
         order = [nf for _c, nf in row.inputs]
         ref.inputs = dict(sorted(ref.inputs.items(), key=lambda item: order.index(item[0])))
-        if len(table.rows_for(row.nodeforge)) > 1:
+        if len(table.rows_for(row.nodeforge)) > 1 and row.remember:
             comfy_extra["class_type"] = row.comfy
+        if row.comfy == "ControlNetApply":
+            self.old_controlnets.append(node.id)
         if comfy_extra:
             ref.extra[COMFY_KEY] = comfy_extra
         return ref
@@ -278,6 +282,23 @@ class _Converter:
                     ref.inputs["clip"] = (link[0], "clip")
                     break
                 link = up.inputs.get("unet")
+
+    # -- ControlNetApply (one prompt): NodeForge's takes both, so the negative is wired through it ------
+    def _old_controlnet_negatives(self) -> None:
+        from nodeforge.core.validate import topological_order
+
+        nodes = self.workflow.nodes
+        order, _cycle = topological_order(self.workflow)
+        later = [nid for nid in reversed(order) if nid in self.old_controlnets]   # nearest the sampler first
+        for nid in later:
+            consumer = next((c for c in nodes.values() if c.inputs.get("positive") == (nid, "positive")
+                             and "negative" in c.inputs), None)
+            if consumer is None:
+                self.warnings.add(self.graph.nodes[nid], "no sampler after it takes a negative prompt; connect one "
+                                                         "to its negative input")
+                continue
+            nodes[nid].inputs["negative"] = consumer.inputs["negative"]
+            consumer.inputs["negative"] = (nid, "negative")
 
     # -- layout ----------------------------------------------------------------------------------------------
     def _layout(self, node: ComfyNode) -> None:

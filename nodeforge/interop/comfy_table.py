@@ -58,6 +58,7 @@ class ClassMap:
     outputs: tuple[str, ...] = ()                  # NodeForge output per ComfyUI output slot
     fixed: dict[str, Any] = field(default_factory=dict)   # NodeForge params the class implies
     optional_inputs: tuple[str, ...] = ()          # ComfyUI inputs NodeForge does without
+    remember: bool = True                          # record the class when several share a NodeForge type
 
     def nf_input(self, comfy_name: str) -> str | None:
         return next((nf for c, nf in self.inputs if c == comfy_name), None)
@@ -199,6 +200,19 @@ ROWS: tuple[ClassMap, ...] = (
              (Widget("left"), Widget("top"), Widget("right"), Widget("bottom"), Widget("feathering")),
              (("image", "image"),), ("image", "mask")),
     ClassMap("VAELoader", "VAELoader", "Load VAE", (Widget("vae_name", "vae", model="vae"),), (), ("vae",)),
+    ClassMap("ControlNetLoader", "ControlNetLoader", "Load ControlNet Model",
+             (Widget("control_net_name", "controlnet", model="controlnet"),), (), ("controlnet",)),
+    ClassMap("ControlNetApplyAdvanced", "ControlNetApply", "Apply ControlNet",
+             (Widget("strength"), Widget("start_percent"), Widget("end_percent")),
+             (("positive", "positive"), ("negative", "negative"), ("control_net", "controlnet"), ("image", "image")),
+             ("positive", "negative"), optional_inputs=("vae",), remember=False),
+    # The older one-prompt form also steers the negative pass (ComfyUI applies it to both): the
+    # importer wires the negative through it, which is the advanced form at full range.
+    ClassMap("ControlNetApply", "ControlNetApply", "Apply ControlNet (OLD)", (Widget("strength"),),
+             (("conditioning", "positive"), ("control_net", "controlnet"), ("image", "image")), ("positive",),
+             fixed={"start_percent": 0.0, "end_percent": 1.0}, optional_inputs=("vae",), remember=False),
+    ClassMap("Canny", "ImageToEdges", "Canny", (Widget("low_threshold"), Widget("high_threshold")),
+             (("image", "image"),), ("image",)),
     ClassMap("ConditioningSetArea", "ConditioningSetArea", "Conditioning (Set Area)",
              (Widget("width"), Widget("height"), Widget("x"), Widget("y"), Widget("strength")),
              (("conditioning", "conditioning"),), ("conditioning",)),

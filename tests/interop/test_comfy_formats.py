@@ -24,10 +24,40 @@ def nodes_of(workflow):
 
 
 def test_the_fixtures_use_every_class_the_table_maps():
-    ui = json.loads((DATA / "all-nodes-0.4.json").read_text())
-    api = json.loads((DATA / "all-nodes-api.json").read_text())
-    assert set(comfy_table.BY_COMFY) <= {n["type"] for n in ui["nodes"]}
-    assert set(comfy_table.BY_COMFY) <= {n["class_type"] for n in api.values()}
+    ui = [n["type"] for f in ("all-nodes-0.4.json", "controlnet-0.4.json")
+          for n in json.loads((DATA / f).read_text())["nodes"]]
+    api = [n["class_type"] for f in ("all-nodes-api.json", "controlnet-api.json")
+           for n in json.loads((DATA / f).read_text()).values()]
+    assert set(comfy_table.BY_COMFY) <= set(ui)
+    assert set(comfy_table.BY_COMFY) <= set(api)
+
+
+CONTROLNET = {
+    "4": ("LoadImage", {"path": "pose.png"}, {}),
+    "5": ("ImageToEdges", {"low_threshold": 0.3, "high_threshold": 0.7}, {"image": ("4", "image")}),
+    "6": ("ControlNetLoader", {"controlnet": "control_v11p_sd15_canny.safetensors"}, {}),
+    "7": ("ControlNetApply", {"strength": 0.9, "start_percent": 0.0, "end_percent": 0.8},
+          {"positive": ("2", "conditioning"), "negative": ("3", "conditioning"), "controlnet": ("6", "controlnet"),
+           "image": ("5", "image")}),
+    # The one-prompt form also steers the negative pass in ComfyUI: the negative runs through it.
+    "8": ("ControlNetApply", {"strength": 0.5, "start_percent": 0.0, "end_percent": 1.0},
+          {"positive": ("7", "positive"), "negative": ("7", "negative"), "controlnet": ("6", "controlnet"),
+           "image": ("5", "image")}),
+    "10": ("UNetDenoise", {"seed": 1, "steps": 20, "cfg": 5, "sampler": "euler", "schedule": "normal", "denoise": 1},
+           {"unet": ("1", "unet"), "positive": ("8", "positive"), "negative": ("8", "negative"),
+            "latent": ("9", "latent")}),
+}
+
+
+@pytest.mark.parametrize("name", ["controlnet-0.4.json", "controlnet-api.json"])
+def test_controlnets_and_canny_field_by_field(read, name):
+    imported = read(name)
+    nodes = imported.workflow.nodes
+    for nid, (node_type, params, inputs) in CONTROLNET.items():
+        assert (nodes[nid].type, nodes[nid].params, nodes[nid].inputs) == (node_type, params, inputs), nid
+    assert [line.split(":")[0] for line in imported.warnings] == [
+        "missing checkpoint 'v1-5-pruned-emaonly.safetensors' (node 1)", "missing image 'pose.png' (node 4)",
+        "missing ControlNet 'control_v11p_sd15_canny.safetensors' (node 6)"]
 
 
 @pytest.mark.parametrize("name", FORMATS)

@@ -21,7 +21,8 @@ def comfy_records(workflow):
 
 
 @pytest.mark.parametrize("name", ["all-nodes-0.4.json", "all-nodes-1.json", "all-nodes-api.json",
-                                  "txt2img-0.4.json", "subgraph-1.json"])
+                                  "txt2img-0.4.json", "subgraph-1.json", "controlnet-0.4.json",
+                                  "controlnet-api.json"])
 def test_import_export_import_is_identical(read, registry, no_models, name):
     first = read(name).workflow
     prompt = export_comfyui_api(first, registry=registry)
