@@ -14,6 +14,7 @@ from PIL import Image
 
 from nodeforge import Engine, load_workflow
 from nodeforge.paths import builtin_dir
+from nodeforge.core.registry import builtin_module
 
 WORKFLOWS = builtin_dir("workflows")
 MODEL = builtin_dir("resources") / "models" / "nodeforge-shapes"
@@ -216,7 +217,7 @@ PROMPTS = [("red", "circle", "blue"), ("yellow", "square", "green"), ("blue", "t
            ("green", "circle", "red")]
 
 
-@pytest.mark.parametrize("sampler", list(__import__("nodes.schedulers", fromlist=["SAMPLERS"]).SAMPLERS))
+@pytest.mark.parametrize("sampler", list(builtin_module("schedulers").SAMPLERS))
 def test_every_sampler_draws_the_prompt_on_the_demo_model(engine, sampler):
     """Colour and background right for every prompt, the shape for at least 3 of 4 (the model's
     targets are 95% and 90%). DDIM and DDPM drew nothing while they clipped the latent."""
