@@ -9,7 +9,7 @@ import importlib
 from typing import Any, Callable
 
 from nodeforge.core.spec import Input, NodeSpec, Output, Param
-from nodeforge.core.types import FileKind, PortType
+from nodeforge.core.types import FileKind, InputRole, ParamRole, PortType
 
 from .schedulers import SAMPLERS, SCHEDULES, check_pair
 
@@ -109,7 +109,7 @@ NODES: list[NodeSpec] = [
         "LoRALoader", "loaders", _lora_loader,
         inputs=(Input("unet", MODEL), Input("clip", CLIP)),
         params=(Param.choice("lora", _names(FileKind.LORA), default="shapes-star", file=FileKind.LORA),
-                Param.float("strength_unet", 1.0, min=-10.0, max=10.0, step=0.05),
+                Param.float("strength_unet", 1.0, min=-10.0, max=10.0, step=0.05, role=ParamRole.LORA_STRENGTH),
                 Param.float("strength_clip", 1.0, min=-10.0, max=10.0, step=0.05)),
         outputs=(Output("unet", MODEL), Output("clip", CLIP)),
         description="Apply a LoRA (kohya or diffusers/PEFT format) without changing the input model.",
@@ -117,7 +117,7 @@ NODES: list[NodeSpec] = [
     NodeSpec(
         "TextEncoder", "conditioning", _text_encoder,
         inputs=(Input("clip", CLIP),),
-        params=(Param.string("text", "", multiline=True,
+        params=(Param.string("text", "", multiline=True, role=ParamRole.PROMPT,
                              description="prompt; (word:1.3) emphasises, [word] de-emphasises; "
                                          "embedding:NAME uses a textual-inversion embedding"),),
         outputs=(Output("conditioning", COND),), is_changed=_text_encoder_changed,
@@ -125,9 +125,9 @@ NODES: list[NodeSpec] = [
         display_name="Text Encoder"),
     NodeSpec(
         "EmptyLatent", "latent", _empty_latent,
-        params=(Param.int("width", 512, min=16, max=8192, step=4, multiple_of=4),
-                Param.int("height", 512, min=16, max=8192, step=4, multiple_of=4),
-                Param.int("batch_size", 1, min=1, max=64)),
+        params=(Param.int("width", 512, min=16, max=8192, step=4, multiple_of=4, role=ParamRole.WIDTH),
+                Param.int("height", 512, min=16, max=8192, step=4, multiple_of=4, role=ParamRole.HEIGHT),
+                Param.int("batch_size", 1, min=1, max=64, role=ParamRole.BATCH_SIZE)),
         outputs=(Output("latent", LATENT),),
         description="A blank latent of an image size (checked against the model's VAE factor when denoising).",
         display_name="Empty Latent"),
@@ -151,17 +151,17 @@ NODES: list[NodeSpec] = [
         display_name="Set Latent Mask"),
     NodeSpec(
         "UNetDenoise", "sampling", _unet_denoise,
-        inputs=(Input("unet", MODEL), Input("positive", COND), Input("negative", COND),
-                Input("latent", LATENT)),
-        params=(Param.int("seed", 0, min=0, max=SEED_MAX),
-                Param.int("steps", 20, min=1, max=1000),
-                Param.float("cfg", 7.0, min=0.0, max=100.0, step=0.5),
-                Param.choice("sampler", tuple(SAMPLERS), default="euler",
+        inputs=(Input("unet", MODEL), Input("positive", COND, role=InputRole.POSITIVE),
+                Input("negative", COND, role=InputRole.NEGATIVE), Input("latent", LATENT)),
+        params=(Param.int("seed", 0, min=0, max=SEED_MAX, role=ParamRole.SEED),
+                Param.int("steps", 20, min=1, max=1000, role=ParamRole.STEPS),
+                Param.float("cfg", 7.0, min=0.0, max=100.0, step=0.5, role=ParamRole.CFG),
+                Param.choice("sampler", tuple(SAMPLERS), default="euler", role=ParamRole.SAMPLER,
                              description="the stepping method (ComfyUI's sampler_name)"),
-                Param.choice("schedule", tuple(SCHEDULES), default="default",
+                Param.choice("schedule", tuple(SCHEDULES), default="default", role=ParamRole.SCHEDULE,
                              description="where the steps fall on the noise levels (ComfyUI's scheduler); "
                                          "default: the model's own"),
-                Param.float("denoise", 1.0, min=0.0, max=1.0, step=0.01),
+                Param.float("denoise", 1.0, min=0.0, max=1.0, step=0.01, role=ParamRole.DENOISE),
                 Param.int("start_at_step", 0, min=0, max=10000,
                           description="first step of the schedule to run (a refiner stage starts where the base stopped)"),
                 Param.int("end_at_step", 10000, min=0, max=10000,
@@ -204,9 +204,9 @@ NODES: list[NodeSpec] = [
         "LatentUpscale", "latent", _latent_upscale,
         inputs=(Input("latent", LATENT),),
         params=(Param.choice("upscale_method", LATENT_METHODS, default="nearest-exact"),
-                Param.int("width", 1024, min=0, max=16384, step=8,
+                Param.int("width", 1024, min=0, max=16384, step=8, role=ParamRole.WIDTH,
                           description="image width in pixels; 0 keeps the aspect ratio"),
-                Param.int("height", 1024, min=0, max=16384, step=8,
+                Param.int("height", 1024, min=0, max=16384, step=8, role=ParamRole.HEIGHT,
                           description="image height in pixels; 0 keeps the aspect ratio"),
                 Param.choice("crop", CROPS, default="disabled")),
         outputs=(Output("latent", LATENT),),
@@ -274,8 +274,8 @@ NODES: list[NodeSpec] = [
         display_name="Load ControlNet"),
     NodeSpec(
         "ControlNetApply", "conditioning", _controlnet_apply,
-        inputs=(Input("positive", COND), Input("negative", COND), Input("controlnet", CONTROLNET),
-                Input("image", IMAGE)),
+        inputs=(Input("positive", COND, role=InputRole.POSITIVE), Input("negative", COND, role=InputRole.NEGATIVE),
+                Input("controlnet", CONTROLNET), Input("image", IMAGE)),
         params=(Param.float("strength", 1.0, min=0.0, max=10.0, step=0.01),
                 Param.float("start_percent", 0.0, min=0.0, max=1.0, step=0.001,
                             description="where in the schedule it starts acting (0: from pure noise)"),

@@ -13,8 +13,9 @@ import torch
 
 from nodeforge.core.errors import NodeError
 from nodeforge.core.files import write_new_file
+from nodeforge.core.metadata import GenerationInfo, generation_info
 from nodeforge.core.types import FileKind
-from nodeforge.core.workflow import PNG_PARAMETERS_KEY, PNG_WORKFLOW_KEY, Workflow
+from nodeforge.core.workflow import PNG_PARAMETERS_KEY, PNG_WORKFLOW_KEY
 
 from .schedulers import SAMPLERS, SCHEDULES
 
@@ -91,72 +92,33 @@ def free_png_names(folder: Path, prefix: str) -> Iterator[Path]:
     return (target / f"{stem}_{number:05d}.png" for number in itertools.count(max(taken, default=0) + 1))
 
 
-def generation_parameters(workflow: Workflow, node_id: str, size: tuple[int, int], index: int = 0) -> str:
-    """A1111-style parameters, gathered by walking the workflow upstream from `node_id`.
+def a1111_parameters(info: GenerationInfo, size: tuple[int, int]) -> str:
+    """The A1111 `parameters` text for an image of `size` made as `info` says.
 
-    `index` is the image's place in its batch: item i was drawn from seed + i (see sampling.py),
-    so that is the seed that reproduces it as a batch of one.
+    The prompt line carries the LoRAs as <lora:name:strength> tags (in the order applied), as
+    A1111 writes them; sampler and schedule use A1111's names (nodes/schedulers.py).
     """
-    nodes = workflow.nodes
-    seen: set[str] = set()
-    queue = [node_id]
-    denoise = None
-    while queue and denoise is None:
-        nid = queue.pop(0)
-        if nid in seen or nid not in nodes:
-            continue
-        seen.add(nid)
-        if nodes[nid].type == "UNetDenoise":
-            denoise = nid
-        queue.extend(src for src, _ in nodes[nid].inputs.values())
-
-    def upstream_param(start: str | None, input_name: str, node_type: str, param: str) -> Any:
-        if start is None or input_name not in nodes[start].inputs:
-            return None
-        stack, visited = [nodes[start].inputs[input_name][0]], set()
-        while stack:
-            nid = stack.pop()
-            if nid in visited or nid not in nodes:
-                continue
-            visited.add(nid)
-            if nodes[nid].type == node_type:
-                return nodes[nid].params.get(param)
-            stack.extend(src for src, _ in nodes[nid].inputs.values())
-        return None
-
-    if denoise is None:
+    if info.sampler_node is None:
         return f"Size: {size[0]}x{size[1]}"
-    params = nodes[denoise].params
-    positive = upstream_param(denoise, "positive", "TextEncoder", "text") or ""
-    negative = upstream_param(denoise, "negative", "TextEncoder", "text") or ""
-    model = upstream_param(denoise, "unet", "CheckpointLoader", "checkpoint")
-    loras = []
-    stack = [nodes[denoise].inputs["unet"][0]] if "unet" in nodes[denoise].inputs else []
-    while stack:
-        nid = stack.pop()
-        if nid in nodes and nodes[nid].type == "LoRALoader":
-            p = nodes[nid].params
-            loras.append(f"<lora:{Path(str(p.get('lora', ''))).stem}:{p.get('strength_unet', 1.0):g}>")
-        if nid in nodes:
-            stack.extend(src for src, _ in nodes[nid].inputs.values())
-    if loras:
-        positive = (positive + " " + " ".join(reversed(loras))).strip()
-    sampler = SAMPLERS.get(str(params.get("sampler", "euler")))
-    schedule = SCHEDULES.get(str(params.get("schedule", "default")))
-    fields = [("Steps", params.get("steps", 20)), ("Sampler", sampler.a1111 if sampler else params.get("sampler"))]
+    loras = [f"<lora:{Path(lora.name).stem}:{1.0 if lora.strength is None else lora.strength:g}>"
+             for lora in info.loras]
+    positive = " ".join([info.prompt, *loras]).strip()
+    sampler = SAMPLERS.get(str(info.sampler))
+    schedule = SCHEDULES.get(str(info.schedule))
+    fields: list[tuple[str, Any]] = [("Steps", info.steps),
+                                     ("Sampler", sampler.a1111 if sampler else info.sampler)]
     if schedule is not None and schedule.a1111:
         fields.append(("Schedule type", schedule.a1111))
-    fields += [("CFG scale", params.get("cfg", 7.0)), ("Seed", (int(params.get("seed", 0)) + index) % 2 ** 64),
-              ("Size", f"{size[0]}x{size[1]}")]
-    if model:
-        name = Path(str(model).replace("\\", "/")).name
+    fields += [("CFG scale", info.cfg), ("Seed", info.seed), ("Size", f"{size[0]}x{size[1]}")]
+    if info.model:
+        name = Path(info.model.replace("\\", "/")).name
         fields.append(("Model", Path(name).stem if Path(name).suffix.lower() in MODEL_SUFFIXES else name))
-    if params.get("denoise", 1.0) != 1.0:
-        fields.append(("Denoising strength", params["denoise"]))
-    line = ", ".join(f"{k}: {v:g}" if isinstance(v, float) else f"{k}: {v}" for k, v in fields)
+    if info.denoise is not None and info.denoise != 1.0:
+        fields.append(("Denoising strength", info.denoise))
+    line = ", ".join(f"{k}: {v:g}" if isinstance(v, float) else f"{k}: {v}" for k, v in fields if v is not None)
     text = positive + "\n"
-    if negative:
-        text += f"Negative prompt: {negative}\n"
+    if info.negative:
+        text += f"Negative prompt: {info.negative}\n"
     return text + line
 
 
@@ -166,14 +128,15 @@ def save_pngs(ctx: Any, image: torch.Tensor, prefix: str) -> list[str]:
     folder = Path(ctx.output_dir)
     folder.mkdir(parents=True, exist_ok=True)
     workflow_text = ctx.workflow.dumps() if ctx.workflow is not None else None
+    known = workflow_text is not None and ctx.registry is not None
+    made = generation_info(ctx.workflow, ctx.registry, ctx.node_id) if known else GenerationInfo()
     height, width = image.shape[1], image.shape[2]
     written = []
     for index, pil in enumerate(to_pil(image)):
         info = PngInfo()
         if workflow_text is not None:   # each image names its own seed, seed + index
             info.add_itxt(PNG_WORKFLOW_KEY, workflow_text)
-            info.add_itxt(PNG_PARAMETERS_KEY,
-                          generation_parameters(ctx.workflow, ctx.node_id, (width, height), index))
+            info.add_itxt(PNG_PARAMETERS_KEY, a1111_parameters(made.for_item(index), (width, height)))
         # Complete or absent: a kill or a full disk mid-write never leaves a truncated PNG.
         path = write_new_file(free_png_names(folder, prefix),
                               lambda handle, pil=pil, info=info: pil.save(handle, format="PNG", pnginfo=info, compress_level=4))

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from nodeforge.core.errors import WorkflowError
+from nodeforge.core.metadata import seed_params
 from nodeforge.core.workflow import Workflow, load_workflow, parse_json
 
 SPEC_VERSION = 1
@@ -301,22 +302,6 @@ def _resolve_axis(workflow: Workflow, axis: Axis, registry: Any) -> tuple[str, s
         except ValueError as exc:
             raise BatchSpecError(str(exc), node_id=nid, node_type=node.type, field=param) from None
     return nid, param, tuple(values)
-
-
-def seed_params(workflow: Workflow, registry: Any) -> list[tuple[str, str]]:
-    """The (node id, param) pairs that hold a seed: the one place that decides what a seed is.
-
-    Until node declarations carry roles, a seed is an INT param named "seed".
-    """
-    found = []
-    for nid, node in workflow.nodes.items():
-        spec = registry.get(node.type)
-        if spec is None:
-            continue
-        for param in spec.params:
-            if param.name == "seed" and param.kind.value == "INT":
-                found.append((nid, param.name))
-    return found
 
 
 def _seed_targets(spec: BatchSpec, registry: Any) -> list[tuple[str, str]]:

@@ -10,6 +10,7 @@ from nodeforge.core.errors import Cancelled
 
 if TYPE_CHECKING:  # pragma: no cover
     from nodeforge.core.models import ModelPaths
+    from nodeforge.core.registry import Registry
     from nodeforge.core.workflow import Workflow
 
 
@@ -33,6 +34,7 @@ class NodeContext:
     _emit_progress: Callable[[int, int, Any], None]
     title: str | None = None
     shared: dict[str, Any] = field(default_factory=dict)
+    registry: "Registry | None" = None   # the node types of the run (to read declared roles)
 
     @property
     def device(self) -> str:

@@ -381,7 +381,8 @@ class Engine:
             node_id=nid, node_type=node_type, workflow=workflow, output_dir=self.output_dir,
             model_paths=self.model_paths, settings=self.settings, _device=self.device,
             _resolve_device=lambda _name: self.resolved_device(), _cancel=self._cancel,
-            _emit_progress=emit_progress, title=workflow.nodes[nid].title, shared=self._shared)
+            _emit_progress=emit_progress, title=workflow.nodes[nid].title, shared=self._shared,
+            registry=self.registry)
 
     @staticmethod
     def _call(spec: Any, nid: str, ctx: NodeContext, kwargs: dict[str, Any]) -> Any:

@@ -17,7 +17,7 @@ The lists live in the workflow's `ui` as `bypassed` and `muted` (node ids).
 from __future__ import annotations
 
 from collections import deque
-from typing import TYPE_CHECKING, Callable, Iterable
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator
 
 from nodeforge.core import placeholder
 
@@ -115,16 +115,17 @@ def needed_for(workflow: "Workflow", outputs: Iterable[str], order: Iterable[str
     return [nid for nid in order if nid in wanted]
 
 
-def nearest_upstream(workflow: "Workflow", start: str, node_type: str, *,
-                     via_input: str | None = None) -> str | None:
-    """The closest node of `node_type` upstream of `start` (breadth first, inputs in order).
+def walk_upstream(workflow: "Workflow", start: str, *, via_input: str | None = None,
+                  follow: Callable[[str, str], bool] | None = None) -> Iterator[str]:
+    """The nodes upstream of `start`, nearest first (breadth first, inputs in order), each once.
 
-    `via_input` starts the search at that input's source (the prompt feeding "positive");
-    `start` itself counts only when no input is named.
+    `via_input` starts the walk at that input's source (the prompt feeding "positive");
+    `start` itself comes first only when no input is named. `follow(node_id, input_name)`
+    false does not walk through that input (the metadata follows only MODEL wires to LoRAs).
     """
     nodes = workflow.nodes
     if start not in nodes:
-        return None
+        return
     if via_input is not None:
         link = nodes[start].inputs.get(via_input)
         queue = deque([link[0]] if link else [])
@@ -136,10 +137,21 @@ def nearest_upstream(workflow: "Workflow", start: str, node_type: str, *,
         if nid in seen or nid not in nodes:
             continue
         seen.add(nid)
-        if nodes[nid].type == node_type:
-            return nid
-        queue.extend(src for src, _ in nodes[nid].inputs.values())
-    return None
+        yield nid
+        queue.extend(src for name, (src, _) in nodes[nid].inputs.items()
+                     if follow is None or follow(nid, name))
+
+
+def nearest_upstream(workflow: "Workflow", start: str, match: str | Callable[[str], bool], *,
+                     via_input: str | None = None,
+                     follow: Callable[[str, str], bool] | None = None) -> str | None:
+    """The closest node upstream of `start` that is of type `match` (or for which `match(node_id)`
+    holds), walked as `walk_upstream` does; None if there is none."""
+    if isinstance(match, str):
+        node_type = match
+        match = lambda nid: workflow.nodes[nid].type == node_type  # noqa: E731
+    return next((nid for nid in walk_upstream(workflow, start, via_input=via_input, follow=follow)
+                 if match(nid)), None)
 
 
 def switched_off(workflow: "Workflow", flag: str) -> set[str]:
@@ -173,7 +185,7 @@ def _pass_through(wf: "Workflow", registry: "Registry", bypassed: set[str]) -> N
                 return None
             seen.add(src)
             node = wf.nodes[src]
-            ins, outs = _port_types(node, registry)
+            ins, outs = port_types(node, registry)
             declared = outs.get(output)
             if declared is None:
                 return None
@@ -192,7 +204,7 @@ def _pass_through(wf: "Workflow", registry: "Registry", bypassed: set[str]) -> N
         del wf.nodes[nid]
 
 
-def _port_types(node: "NodeRef", registry: "Registry") -> tuple[dict[str, str], dict[str, str]]:
+def port_types(node: "NodeRef", registry: "Registry") -> tuple[dict[str, str], dict[str, str]]:
     """Input and output port types of a node: from its spec, or as a placeholder recorded them."""
     spec = registry.get(node.type)
     if spec is not None:

@@ -9,7 +9,7 @@ import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
-from nodeforge.core.types import FileKind, ParamKind, PortType
+from nodeforge.core.types import FileKind, InputRole, ParamKind, ParamRole, PortType, file_role
 
 if TYPE_CHECKING:  # pragma: no cover
     from nodeforge.core.context import NodeContext
@@ -19,12 +19,17 @@ RunFunction = Callable[..., Mapping[str, Any] | Any]
 
 @dataclass(frozen=True)
 class Input:
-    """A typed input port. Optional inputs may be left unconnected (the run gets None)."""
+    """A typed input port. Optional inputs may be left unconnected (the run gets None).
+
+    `role` says what the port means where that matters to others: the metadata extractor finds
+    a sampler's prompt through its POSITIVE input and the negative prompt through NEGATIVE.
+    """
 
     name: str
     type: str
     optional: bool = False
     description: str = ""
+    role: InputRole | None = None
 
 
 @dataclass(frozen=True)
@@ -44,6 +49,10 @@ class Param:
     returning them. A `file` param names a file (checkpoint, LoRA, image) that the engine resolves
     through the model search paths, checks for existence before running and hashes by identity
     into the cache key, so that replacing the file re-runs the node.
+
+    `role` declares what the param means to the editor, the batch layer and the image metadata
+    (`ParamRole`: the seed, the prompt, steps...), so none of them goes by the param's name. A
+    file param's role defaults from its kind (MODEL, or IMAGE_PATH for an image).
     """
 
     name: str
@@ -57,39 +66,45 @@ class Param:
     multiline: bool = False
     file: FileKind | None = None
     description: str = ""
+    role: ParamRole | None = None
+
+    def __post_init__(self) -> None:
+        if self.role is None and self.file is not None:
+            object.__setattr__(self, "role", file_role(self.file))
 
     # -- constructors -------------------------------------------------------------------------
     @classmethod
     def int(cls, name: str, default: int, *, min: int | None = None, max: int | None = None,
-            step: int | None = None, multiple_of: int | None = None, description: str = "") -> "Param":
+            step: int | None = None, multiple_of: int | None = None, description: str = "",
+            role: ParamRole | None = None) -> "Param":
         return cls(name, ParamKind.INT, default, min=min, max=max, step=step,
-                   multiple_of=multiple_of, description=description)
+                   multiple_of=multiple_of, description=description, role=role)
 
     @classmethod
     def float(cls, name: str, default: float, *, min: float | None = None, max: float | None = None,
-              step: float | None = None, description: str = "") -> "Param":
+              step: float | None = None, description: str = "", role: ParamRole | None = None) -> "Param":
         return cls(name, ParamKind.FLOAT, float(default), min=min, max=max, step=step,
-                   description=description)
+                   description=description, role=role)
 
     @classmethod
     def string(cls, name: str, default: str = "", *, multiline: bool = False,
-               file: FileKind | None = None, description: str = "") -> "Param":
+               file: FileKind | None = None, description: str = "", role: ParamRole | None = None) -> "Param":
         return cls(name, ParamKind.STRING, default, multiline=multiline, file=file,
-                   description=description)
+                   description=description, role=role)
 
     @classmethod
-    def bool(cls, name: str, default: bool, *, description: str = "") -> "Param":
-        return cls(name, ParamKind.BOOL, bool(default), description=description)
+    def bool(cls, name: str, default: bool, *, description: str = "", role: ParamRole | None = None) -> "Param":
+        return cls(name, ParamKind.BOOL, bool(default), description=description, role=role)
 
     @classmethod
     def choice(cls, name: str, choices: Sequence[str] | Callable[[], Sequence[str]],
                default: str | None = None, *, file: FileKind | None = None,
-               description: str = "") -> "Param":
+               description: str = "", role: ParamRole | None = None) -> "Param":
         fixed = None if callable(choices) else tuple(choices)
         if default is None:
             default = fixed[0] if fixed else ""
         return cls(name, ParamKind.CHOICE, default, choices=fixed if fixed is not None else choices,
-                   file=file, description=description)
+                   file=file, description=description, role=role)
 
     # -- reading ------------------------------------------------------------------------------
     def choice_list(self) -> tuple[str, ...]:
@@ -177,6 +192,8 @@ class Param:
             data["multiline"] = True
         if self.file is not None:
             data["file"] = self.file.value
+        if self.role is not None:
+            data["role"] = self.role.value
         return data
 
 
@@ -224,6 +241,8 @@ class NodeSpec:
                     param.coerce(param.default)
                 except ValueError as exc:
                     raise ValueError(f"{self.type}.{param.name}: bad default: {exc}") from None
+            if param.role is ParamRole.SEED and param.kind is not ParamKind.INT:
+                raise ValueError(f"{self.type}.{param.name}: a seed must be an INT param")
 
     @property
     def title(self) -> str:
@@ -238,6 +257,14 @@ class NodeSpec:
     def output(self, name: str) -> Output | None:
         return next((o for o in self.outputs if o.name == name), None)
 
+    def param_with(self, role: ParamRole) -> Param | None:
+        """The first param declared with `role` (the node's seed, its prompt...), or None."""
+        return next((p for p in self.params if p.role is role), None)
+
+    def input_with(self, role: InputRole) -> Input | None:
+        """The first input declared with `role` (a sampler's positive prompt...), or None."""
+        return next((i for i in self.inputs if i.role is role), None)
+
     def default_params(self) -> dict[str, Any]:
         return {p.name: p.default for p in self.params}
 
@@ -249,10 +276,11 @@ class NodeSpec:
             "description": self.description,
             "pack": self.pack,
             "output_node": self.output_node,
-            "inputs": [{"name": i.name, "type": str(i.type), "optional": i.optional} for i in self.inputs],
+            "inputs": [{"name": i.name, "type": str(i.type), "optional": i.optional,
+                        **({"role": i.role.value} if i.role is not None else {})} for i in self.inputs],
             "params": [p.to_json() for p in self.params],
             "outputs": [{"name": o.name, "type": str(o.type)} for o in self.outputs],
         }
 
 
-__all__ = ["FileKind", "Input", "NodeSpec", "Output", "Param", "ParamKind", "PortType"]
+__all__ = ["FileKind", "Input", "InputRole", "NodeSpec", "Output", "Param", "ParamKind", "ParamRole", "PortType"]

@@ -14,7 +14,7 @@ from PySide6.QtGui import QUndoStack
 
 from nodeforge.core import graph
 from nodeforge.core.errors import WorkflowFileError
-from nodeforge.core.types import ports_compatible
+from nodeforge.core.types import ParamRole, ports_compatible
 from nodeforge.core.workflow import NodeRef, Workflow
 from nodeforge.ui import commands as cmd
 from nodeforge.ui.model import LIST_FLAGS, NODE_UI_KEYS, GraphModel
@@ -145,10 +145,10 @@ class GraphController:
         changed = []
         for nid, mode in list(self.model.workflow.ui["seed_control"].items()):
             spec = self.model.spec(nid)
-            param = spec.param("seed") if spec else None
+            param = spec.param_with(ParamRole.SEED) if spec else None
             if param is None or mode not in ("increment", "randomize"):
                 continue
-            seed = self.model.nodes[nid].params.get("seed", param.default)
+            seed = self.model.nodes[nid].params.get(param.name, param.default)
             low = int(param.min) if param.min is not None else 0
             high = min(int(param.max) if param.max is not None else 2 ** 32 - 1, 2 ** 53)
             try:
@@ -158,7 +158,7 @@ class GraphController:
             new = seed + 1 if mode == "increment" else random.randint(low, min(high, 2 ** 32 - 1))
             if new > high:
                 new = low
-            self.stack.push(cmd.SetParamCommand(self.model, nid, "seed", new))
+            self.stack.push(cmd.SetParamCommand(self.model, nid, param.name, new))
             changed.append(nid)
         return changed
 

@@ -9,6 +9,7 @@ from PySide6.QtWidgets import (
     QDialog, QDockWidget, QLabel, QMenu, QScrollArea, QSizePolicy, QVBoxLayout, QWidget,
 )
 
+from nodeforge.core.metadata import GenerationInfo
 from nodeforge.ui.runner import RunImage
 
 KEEP = 12
@@ -193,20 +194,20 @@ class ImagePanel(QDockWidget):
         top.setWordWrap(True)
         top.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         lay.addWidget(top)
-        if "seed" in info:
-            seed = ClickLabel(f"seed {info['seed']}  (click to copy)")
+        if info.seed is not None:
+            seed = ClickLabel(f"seed {info.seed}  (click to copy)")
             seed.setObjectName("seedLabel")
             seed.setCursor(Qt.CursorShape.PointingHandCursor)
             seed.setToolTip("Copy the seed to the clipboard")
-            seed.clicked.connect(lambda s=str(info["seed"]): self.copy_seed(s))
+            seed.clicked.connect(lambda s=str(info.seed): self.copy_seed(s))
             lay.addWidget(seed)
-        rest = [f"{k}: {v}" for k, v in info.items() if k not in ("seed", "prompts")]
+        rest = settings_line(info)
         if rest:
             label = QLabel(" · ".join(rest))
             label.setObjectName("panelCaption")
             label.setWordWrap(True)
             lay.addWidget(label)
-        for title, text in info.get("prompts", []):
+        for title, text in record.prompts:
             label = QLabel(f"<b>{_esc(title)}</b>: {_esc(text)}")
             label.setWordWrap(True)
             label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
@@ -216,6 +217,16 @@ class ImagePanel(QDockWidget):
     def copy_seed(self, seed: str) -> None:
         QGuiApplication.clipboard().setText(seed)
         self.seedCopied.emit(seed)
+
+
+def settings_line(info: GenerationInfo) -> list[str]:
+    """The sampler's other params, the model and the LoRAs, as "name: value" items."""
+    rest = [f"{k}: {v}" for k, v in info.params.items() if k != info.seed_param]
+    if info.model:
+        rest.append(f"model: {info.model}")
+    rest += [f"LoRA {lora.name}: {lora.strength:g}" if lora.strength is not None else f"LoRA {lora.name}"
+             for lora in info.loras]
+    return rest
 
 
 def _esc(text: str) -> str:

@@ -114,8 +114,8 @@ class NodeItem(NodeGraphic):
         self._panel.clamped.connect(self._clamped)
         for name in self._panel.editors:
             self.sync_param(name)
-        seed = self._panel.editors.get("seed")
-        if getattr(seed, "dice", None) is not None:
+        seed = self._panel.seed_editor
+        if seed is not None:
             seed.seedModeChosen.connect(self._seed_mode_chosen)
             seed.show_seed_mode(self.model.node_ui("seed_control", self.node_id))
         self.proxy = QGraphicsProxyWidget(self)
@@ -214,10 +214,8 @@ class NodeItem(NodeGraphic):
         self.graph.controller.set_seed_control(self.node_id, mode)
 
     def sync_node_ui(self, key: str) -> None:
-        if key == "seed_control" and self._panel is not None and "seed" in self._panel.editors:
-            editor = self._panel.editors["seed"]
-            if hasattr(editor, "show_seed_mode"):
-                editor.show_seed_mode(self.model.node_ui("seed_control", self.node_id))
+        if key == "seed_control" and self._panel is not None and self._panel.seed_editor is not None:
+            self._panel.seed_editor.show_seed_mode(self.model.node_ui("seed_control", self.node_id))
         self.update()
 
     def _edited(self, name: str, value: Any, merge_key: Any) -> None:

@@ -19,7 +19,7 @@ from PySide6.QtWidgets import (
 )
 
 from nodeforge.core.spec import Param
-from nodeforge.core.types import FileKind, ParamKind
+from nodeforge.core.types import FileKind, ParamKind, ParamRole
 
 EditCallback = Callable[[Any, Any], None]
 _sessions = itertools.count(1)
@@ -197,7 +197,7 @@ class IntEditor(ParamEditor):
         layout.addWidget(self.spin, 1)
         self.dice: QToolButton | None = None
         self._mode_actions: dict[str, Any] = {}
-        if param.name == "seed":
+        if param.role is ParamRole.SEED:
             from nodeforge.ui.theme import icon
 
             self.dice = QToolButton()
@@ -530,4 +530,10 @@ class ParamPanel(QWidget):
         self.setFixedWidth(width)
         self.setSizePolicy(QSizePolicy.Policy.Fixed, QSizePolicy.Policy.Fixed)
         self.adjustSize()
+
+    @property
+    def seed_editor(self) -> "IntEditor | None":
+        """The editor of the node's seed (the param declared with role SEED), with its seed control."""
+        editor = next((e for e in self.editors.values() if e.param.role is ParamRole.SEED), None)
+        return editor if getattr(editor, "dice", None) is not None else None
 

@@ -20,6 +20,7 @@ from nodeforge.core import events as ev
 from nodeforge.core import graph
 from nodeforge.core.engine import Engine
 from nodeforge.core.errors import Cancelled, Problem, ValidationError, WorkflowError
+from nodeforge.core.metadata import GenerationInfo, generation_info
 from nodeforge.core.registry import Registry
 from nodeforge.core.workflow import Workflow
 
@@ -100,33 +101,24 @@ def collect_images(output: Any) -> list[tuple[QImage, str | None]]:
 
 @dataclass
 class RunImage:
+    """One result image, with what made it (`nodeforge.core.metadata`) and its prompts titled."""
+
     image: QImage
     path: str | None
     node_id: str
-    info: dict[str, Any] = field(default_factory=dict)
+    info: GenerationInfo = field(default_factory=GenerationInfo)
+    prompts: list[tuple[str, str]] = field(default_factory=list)   # (node title, text)
 
 
-def generation_info(workflow: Workflow, registry: Registry) -> dict[str, Any]:
-    """What an artist wants beside an image: the seed and sampler settings, and the prompts."""
-    info: dict[str, Any] = {}
-    prompts: list[tuple[str, str]] = []
-    for nid, node in workflow.nodes.items():
-        spec = registry.get(node.type)
-        if spec is None:
-            continue
-        values = {**spec.default_params(), **node.params}
-        if "seed" in values:
-            for key, value in values.items():
-                info.setdefault(key, value)
-        for p in spec.params:
-            if p.multiline and values.get(p.name):
-                prompts.append((node.title or spec.title, str(values[p.name])))
-        for p in spec.params:
-            if p.file is not None and values.get(p.name):
-                info.setdefault(p.name, values[p.name])
-    if prompts:
-        info["prompts"] = prompts
-    return info
+def titled_prompts(workflow: Workflow, registry: Registry, info: GenerationInfo) -> list[tuple[str, str]]:
+    """The prompt and the negative prompt of `info`, each with the title of the node holding it."""
+    found = []
+    for nid, text in ((info.prompt_node, info.prompt), (info.negative_node, info.negative)):
+        if nid is not None and text and nid in workflow.nodes:
+            node = workflow.nodes[nid]
+            spec = registry.get(node.type)
+            found.append((node.title or (spec.title if spec else node.type), text))
+    return found
 
 
 def _lower_thread_priority() -> None:
@@ -168,7 +160,6 @@ class RunController(QObject):
         self.pending: list[Workflow] = []
         self.current: Workflow | None = None
         self._thread: threading.Thread | None = None
-        self._info: dict[str, Any] = {}
         # Step events can arrive faster than the screen refreshes: only the latest per node is shown.
         self._progress: dict[str, tuple] = {}
         self._flush = QTimer(self)
@@ -205,7 +196,6 @@ class RunController(QObject):
     def _start(self, workflow: Workflow) -> None:
         self.running = True
         self.current = workflow
-        self._info = generation_info(workflow, self.engine.registry)
         self.runningChanged.emit(True)
         self._thread = threading.Thread(target=self._work, args=(workflow,), name="nodeforge-run", daemon=True)
         self._thread.start()
@@ -275,7 +265,7 @@ class RunController(QObject):
             self.nodeStarted.emit(payload[1])
         elif kind == "finished":
             _, nid, cached, seconds, images = payload
-            records = [RunImage(img, path, nid, dict(self._info)) for img, path in images]
+            records = self._records(nid, images)
             self.nodeFinished.emit(nid, cached, seconds, records)
         elif kind == "done":
             self.runFinished.emit(payload[1])
@@ -283,6 +273,14 @@ class RunController(QObject):
             self.runFailed.emit(payload[1], "cancelled", [])
         elif kind == "failed":
             self.runFailed.emit(payload[1], payload[2], payload[3])
+
+    def _records(self, nid: str, images: list[tuple[QImage, str | None]]) -> list[RunImage]:
+        """The images of output `nid`, item i of a batch with its own seed (seed + i)."""
+        if not images or self.current is None:
+            return []
+        made = generation_info(self.current, self.engine.registry, nid)
+        prompts = titled_prompts(self.current, self.engine.registry, made)
+        return [RunImage(img, path, nid, made.for_item(i), prompts) for i, (img, path) in enumerate(images)]
 
     def _on_done(self) -> None:
         self.running = False

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from nodeforge.core.spec import Input, NodeSpec, Output, Param
-from nodeforge.core.types import FileKind
+from nodeforge.core.types import FileKind, ParamRole
 
 RUNS: Counter = Counter()
 
@@ -20,7 +20,7 @@ def _seeded(ctx, value, seed):
 def batch_specs() -> list[NodeSpec]:
     return [
         NodeSpec("Seeded", "math", _seeded, inputs=(Input("value", "NUMBER"),),
-                 params=(Param.int("seed", 0, min=0, max=2 ** 32 - 1),), outputs=(Output("value", "NUMBER"),)),
+                 params=(Param.int("seed", 0, min=0, max=2 ** 32 - 1, role=ParamRole.SEED),), outputs=(Output("value", "NUMBER"),)),
         NodeSpec("Model", "loaders", lambda ctx, checkpoint: {"value": float(len(checkpoint))},
                  params=(Param.choice("checkpoint", lambda: ["a", "b"], file=FileKind.CHECKPOINT),),
                  outputs=(Output("value", "NUMBER"),)),

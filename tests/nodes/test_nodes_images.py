@@ -220,3 +220,40 @@ def test_the_pixel_limit_is_a_setting(fresh_engine, tmp_path):
     assert "16x16 pixels, over the limit of 255 pixels" in str(info.value)
     fresh_engine.settings["max_image_pixels"] = 256
     assert _load(fresh_engine, tmp_path / "small.png")["image"].shape == (1, 16, 16, 3)
+
+
+def test_png_parameters_name_the_loras_negative_schedule_and_strength_in_a1111_form(registry, make_txt2img):
+    from nodeforge.core.metadata import generation_info
+    from nodeforge.core.registry import builtin_module
+
+    wf = make_txt2img(save=True, text="a red circle", seed=9, sampler="dpmpp_2m", schedule="karras",
+                      lora=[("kohya.safetensors", 0.8, 1.0), ("kohya-b", 0.5, 0.25)])
+    wf.nodes["neg"].params["text"] = "blurry"
+    wf.nodes["denoise"].params["denoise"] = 0.75
+    wf.nodes["ckpt"].params["checkpoint"] = "sd/dream.safetensors"
+    text = builtin_module("images").a1111_parameters(generation_info(wf, registry, "save", index=1), (32, 32))
+    assert text == ("a red circle <lora:kohya:0.8> <lora:kohya-b:0.5>\nNegative prompt: blurry\n"
+                    "Steps: 3, Sampler: DPM++ 2M, Schedule type: Karras, CFG scale: 5, Seed: 10, Size: 32x32, "
+                    "Model: dream, Denoising strength: 0.75")
+
+
+def test_a_seed_param_not_named_seed_is_in_the_png_parameters(registry, tmp_path):
+    # A third-party node whose seed and prompt have other names: the roles alone make them metadata.
+    from nodeforge import Engine
+    from nodeforge.core.registry import Registry
+    from nodeforge.core.spec import NodeSpec, Output, Param
+    from nodeforge.core.types import ParamRole
+
+    def speckle(ctx, noise_seed, caption):
+        return {"image": torch.rand(2, 8, 8, 3, generator=torch.Generator().manual_seed(noise_seed))}
+
+    spec = NodeSpec("Speckle", "test", speckle, outputs=(Output("image", "IMAGE"),),
+                    params=(Param.int("noise_seed", 0, min=0, max=2 ** 32 - 1, role=ParamRole.SEED),
+                            Param.string("caption", "", multiline=True, role=ParamRole.PROMPT)))
+    engine = Engine(device="cpu", output_dir=tmp_path, registry=Registry([*registry, spec]))
+    wf = Workflow()
+    wf.add("Speckle", {"noise_seed": 77, "caption": "grey speckles"}, node_id="noise")
+    wf.add("SaveImage", {"prefix": "speckle"}, {"image": ("noise", "image")}, node_id="save")
+    paths = engine.run(wf).outputs["save"]
+    texts = [Image.open(p).text[PNG_PARAMETERS_KEY] for p in paths]
+    assert texts == ["grey speckles\nSeed: 77, Size: 8x8", "grey speckles\nSeed: 78, Size: 8x8"]

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import sys
 
+from PySide6.QtWidgets import QLabel
+
 from nodeforge.ui.runner import runnable_copy
 from tests.ui.helpers import add
 
@@ -174,7 +176,7 @@ def test_the_image_panel_shows_the_seed_and_copies_it_on_click(window, qtbot):
     with qtbot.waitSignal(window.runner.runFinished, timeout=TIMEOUT):
         window.run()
     (record,) = window.images.records
-    assert record.info["seed"] == 1234 and record.info["strength"] == 0.5
+    assert record.info.seed == 1234 and record.info.params["strength"] == 0.5
     seed_label = window.images.findChild(QLabel, "seedLabel")
     assert "1234" in seed_label.text()
     qtbot.mouseClick(seed_label, Qt.MouseButton.LeftButton)
@@ -211,6 +213,23 @@ def test_a_seed_set_to_randomize_changes_after_each_run_not_before(window, qtbot
     assert window.model.node_ui("seed_control", copy) == "increment"
     editor.seedModeChosen.emit("fixed")
     assert window.model.workflow.ui["seed_control"] == {copy: "increment"}
+
+
+def test_a_seed_param_is_found_by_its_declared_role_not_its_name(window, qtbot):
+    solid, grain, preview = chain(window, "SolidImage", "Grain", "PreviewOut")
+    window.controller.set_param(grain, "noise_seed", 70)
+    panel = window.scene.nodes[grain].panel
+    editor = panel.editors["noise_seed"]
+    assert panel.seed_editor is editor and editor.dice is not None      # the dice button and its menu
+    assert window.scene.nodes[solid].panel.seed_editor is None           # width and height are no seeds
+    editor.seedModeChosen.emit("increment")
+    with qtbot.waitSignal(window.runner.runFinished, timeout=TIMEOUT):
+        window.run()
+    assert window.runner.current.nodes[grain].params["noise_seed"] == 70
+    assert window.model.nodes[grain].params["noise_seed"] == 71 and editor.spin.value() == 71
+    (record,) = window.images.records
+    assert record.info.seed == 70 and record.prompts == [("Grain", "film grain")]
+    assert "70" in window.images.findChild(QLabel, "seedLabel").text()
 
 
 def test_batch_count_queues_runs_with_advancing_seeds(window, qtbot, gate):

@@ -7,7 +7,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from nodeforge.core.spec import Input, NodeSpec, Output, Param
-from nodeforge.core.types import FileKind
+from nodeforge.core.types import FileKind, InputRole, ParamRole
 
 SAMPLERS = ("euler", "euler_a", "ddim", "dpm++_2m", "lms")
 
@@ -25,7 +25,7 @@ def _lora(ctx, unet, clip, lora, strength_unet, strength_clip, **_):
 
 
 def _encode(ctx, clip, text, **_):
-    return {"conditioning": text}
+    return {"conditioning": [{"text": text}]}
 
 
 def _latent(ctx, width, height, batch_size, **_):
@@ -92,16 +92,16 @@ NODES = [
              display_name="Load Checkpoint"),
     NodeSpec("LoRALoader", "loaders", _lora, inputs=(Input("unet", "MODEL"), Input("clip", "CLIP")),
              params=(Param.choice("lora", lambda: ["shapes-style.safetensors"], "shapes-style.safetensors"),
-                     Param.float("strength_unet", 1.0, min=-2.0, max=2.0, step=0.05),
+                     Param.float("strength_unet", 1.0, min=-2.0, max=2.0, step=0.05, role=ParamRole.LORA_STRENGTH),
                      Param.float("strength_clip", 1.0, min=-2.0, max=2.0, step=0.05)),
              outputs=(Output("unet", "MODEL"), Output("clip", "CLIP")), display_name="Load LoRA"),
     NodeSpec("TextEncoder", "conditioning", _encode, inputs=(Input("clip", "CLIP"),),
-             params=(Param.string("text", "", multiline=True),), outputs=(Output("conditioning", "CONDITIONING"),),
+             params=(Param.string("text", "", multiline=True, role=ParamRole.PROMPT),), outputs=(Output("conditioning", "CONDITIONING"),),
              display_name="Text Encoder"),
     NodeSpec("EmptyLatent", "latent", _latent,
-             params=(Param.int("width", 64, min=64, max=2048, step=8, multiple_of=8),
-                     Param.int("height", 64, min=64, max=2048, step=8, multiple_of=8),
-                     Param.int("batch_size", 1, min=1, max=16)),
+             params=(Param.int("width", 64, min=64, max=2048, step=8, multiple_of=8, role=ParamRole.WIDTH),
+                     Param.int("height", 64, min=64, max=2048, step=8, multiple_of=8, role=ParamRole.HEIGHT),
+                     Param.int("batch_size", 1, min=1, max=16, role=ParamRole.BATCH_SIZE)),
              outputs=(Output("latent", "LATENT"),), display_name="Empty Latent"),
     NodeSpec("LoadImage", "image", _load, params=(Param.string("path", "", file=FileKind.IMAGE),),
              outputs=(Output("image", "IMAGE"), Output("mask", "MASK")), display_name="Load Image"),
@@ -110,12 +110,15 @@ NODES = [
     NodeSpec("SetLatentMask", "latent", _set_mask, inputs=(Input("latent", "LATENT"), Input("mask", "MASK")),
              outputs=(Output("latent", "LATENT"),), display_name="Set Latent Mask"),
     NodeSpec("UNetDenoise", "sampling", _denoise,
-             inputs=(Input("unet", "MODEL"), Input("positive", "CONDITIONING"), Input("negative", "CONDITIONING"),
+             inputs=(Input("unet", "MODEL"), Input("positive", "CONDITIONING", role=InputRole.POSITIVE),
+                     Input("negative", "CONDITIONING", role=InputRole.NEGATIVE),
                      Input("latent", "LATENT")),
-             params=(Param.int("seed", 42, min=0, max=2**32 - 1), Param.int("steps", 20, min=1, max=150),
-                     Param.float("cfg", 5.0, min=0.0, max=30.0, step=0.5),
-                     Param.choice("sampler", SAMPLERS, "euler"), Param.choice("schedule", ("default", "karras"), "default"),
-                     Param.float("denoise", 1.0, min=0.0, max=1.0, step=0.01)),
+             params=(Param.int("seed", 42, min=0, max=2**32 - 1, role=ParamRole.SEED),
+                     Param.int("steps", 20, min=1, max=150, role=ParamRole.STEPS),
+                     Param.float("cfg", 5.0, min=0.0, max=30.0, step=0.5, role=ParamRole.CFG),
+                     Param.choice("sampler", SAMPLERS, "euler", role=ParamRole.SAMPLER),
+                     Param.choice("schedule", ("default", "karras"), "default", role=ParamRole.SCHEDULE),
+                     Param.float("denoise", 1.0, min=0.0, max=1.0, step=0.01, role=ParamRole.DENOISE)),
              outputs=(Output("latent", "LATENT"),), display_name="UNet Denoise"),
     NodeSpec("VAEDecode", "latent", _decode, inputs=(Input("vae", "VAE"), Input("latent", "LATENT")),
              outputs=(Output("image", "IMAGE"),), display_name="VAE Decode"),

@@ -11,7 +11,7 @@ from PIL import Image
 
 from nodeforge.core.errors import NodeError
 from nodeforge.core.spec import Input, NodeSpec, Output, Param
-from nodeforge.core.types import FileKind
+from nodeforge.core.types import FileKind, ParamRole
 
 GATE = threading.Event()
 COLORS = {"red": (220, 40, 40), "green": (40, 200, 80), "blue": (40, 90, 230)}
@@ -62,6 +62,10 @@ def _mix(ctx, image, strength, mask=None, **_):
     return {"image": image}
 
 
+def _grain(ctx, image, noise_seed, caption, **_):
+    return {"image": image}
+
+
 def _load(ctx, path, **_):
     return {"image": Image.open(path).convert("RGB")}
 
@@ -85,7 +89,12 @@ NODES = [
     NodeSpec("Prompt", "test/text", _prompt, params=(Param.string("text", "", multiline=True),),
              outputs=(Output("conditioning", "CONDITIONING"),)),
     NodeSpec("Mix", "test/image", _mix, inputs=(Input("image", "IMAGE"), Input("mask", "MASK", optional=True)),
-             params=(Param.float("strength", 0.5, min=0.0, max=1.0, step=0.01), Param.int("seed", 0, min=0)),
+             params=(Param.float("strength", 0.5, min=0.0, max=1.0, step=0.01), Param.int("seed", 0, min=0, role=ParamRole.SEED)),
+             outputs=(Output("image", "IMAGE"),)),
+    # A seed and a prompt named unlike the built-in pack's: only their declared roles say what they are.
+    NodeSpec("Grain", "test/image", _grain, inputs=(Input("image", "IMAGE"),),
+             params=(Param.int("noise_seed", 3, min=0, max=2 ** 32 - 1, role=ParamRole.SEED),
+                     Param.string("caption", "film grain", multiline=True, role=ParamRole.PROMPT)),
              outputs=(Output("image", "IMAGE"),)),
     NodeSpec("LoadPicture", "test/image", _load, params=(Param.string("path", "", file=FileKind.IMAGE),),
              outputs=(Output("image", "IMAGE"),)),
