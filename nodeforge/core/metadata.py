@@ -5,8 +5,9 @@ pack writes into PNGs (nodes/images.py) and the editor's image panel. From an ou
 walks upstream to the nearest node with a SEED param, the sampler, and reads:
 - the sampler's own roles: seed, steps, cfg, sampler, schedule, denoise;
 - the prompt: the nearest PROMPT param through the sampler's POSITIVE input, along
-  CONDITIONING wires (area and combine nodes pass through); the negative likewise through
-  NEGATIVE;
+  CONDITIONING wires (area and combine nodes pass through; a node that carries both prompts,
+  such as a ControlNet, is passed through its own POSITIVE input); the negative likewise
+  through NEGATIVE;
 - the checkpoint and the LoRAs along its MODEL wires (params naming a checkpoint or a LoRA file,
   each LoRA with its LORA_STRENGTH);
 - the size and batch size along its LATENT wires (WIDTH, HEIGHT, BATCH_SIZE).
@@ -161,7 +162,15 @@ class _Reader:
         if port is None:
             own = role is InputRole.POSITIVE and self.param(sampler, ParamRole.PROMPT) is not None
             return sampler if own else None
-        return self.nearest(sampler, ParamRole.PROMPT, PortType.CONDITIONING, via_input=port.name)
+        along = self.along(PortType.CONDITIONING)
+
+        def follow(nid: str, input_name: str) -> bool:
+            # Through a node that passes both prompts on (a ControlNet), keep to this one's side.
+            side = self.spec(nid).input_with(role) if self.spec(nid) is not None else None
+            return input_name == side.name if side is not None else along(nid, input_name)
+
+        return graph.nearest_upstream(self.workflow, sampler, lambda nid: self.param(nid, ParamRole.PROMPT) is not None,
+                                      via_input=port.name, follow=follow)
 
     def loras(self, sampler: str) -> Iterator[LoraUse]:
         """The LoRAs on the sampler's MODEL wires, in the order they are applied (farthest first)."""

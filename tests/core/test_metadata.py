@@ -30,6 +30,10 @@ REGISTRY = Registry([
              outputs=(Output("cond", "CONDITIONING"),)),
     NodeSpec("Region", "t", _run, inputs=(Input("cond", "CONDITIONING"),),
              params=(Param.int("w", 8),), outputs=(Output("cond", "CONDITIONING"),)),
+    NodeSpec("Guide", "t", _run,   # carries both prompts, as a ControlNet does; negative declared first
+             inputs=(Input("minus", "CONDITIONING", role=InputRole.NEGATIVE),
+                     Input("plus", "CONDITIONING", role=InputRole.POSITIVE)),
+             outputs=(Output("plus", "CONDITIONING"), Output("minus", "CONDITIONING"))),
     NodeSpec("Canvas", "t", _run,
              params=(Param.int("across", 64, role=ParamRole.WIDTH), Param.int("down", 32, role=ParamRole.HEIGHT),
                      Param.int("count", 1, role=ParamRole.BATCH_SIZE)),
@@ -152,3 +156,11 @@ def test_roles_are_part_of_the_declaration_everyone_reads():
     # A file param is a model reference (or an image path) by its file kind alone.
     assert REGISTRY["Loader"].params[0].role is ParamRole.MODEL
     assert Param.string("picture", file=FileKind.IMAGE).role is ParamRole.IMAGE_PATH
+
+
+def test_a_node_carrying_both_prompts_is_passed_through_on_each_prompts_own_side():
+    wf, out = txt2img(loras=0)
+    wf.add("Guide", {}, {"minus": ("neg", "cond"), "plus": ("area", "cond")}, node_id="guide")
+    wf.nodes["sample"].inputs.update(wanted=("guide", "plus"), unwanted=("guide", "minus"))
+    info = metadata.generation_info(wf, REGISTRY, out)
+    assert (info.prompt, info.negative) == ("a red fox", "blurry")
