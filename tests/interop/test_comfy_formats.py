@@ -46,18 +46,21 @@ CONTROLNET = {
     "10": ("UNetDenoise", {"seed": 1, "steps": 20, "cfg": 5, "sampler": "euler", "schedule": "normal", "denoise": 1},
            {"unet": ("1", "unet"), "positive": ("8", "positive"), "negative": ("8", "negative"),
             "latent": ("9", "latent")}),
+    "13": ("UpscaleModelLoader", {"upscale_model": "4x-UltraSharp.pth"}, {}),
+    "14": ("ImageUpscaleWithModel", {}, {"upscale_model": ("13", "upscale_model"), "image": ("11", "image")}),
 }
 
 
 @pytest.mark.parametrize("name", ["controlnet-0.4.json", "controlnet-api.json"])
-def test_controlnets_and_canny_field_by_field(read, name):
+def test_controlnets_canny_and_upscale_models_field_by_field(read, name):
     imported = read(name)
     nodes = imported.workflow.nodes
     for nid, (node_type, params, inputs) in CONTROLNET.items():
         assert (nodes[nid].type, nodes[nid].params, nodes[nid].inputs) == (node_type, params, inputs), nid
     assert [line.split(":")[0] for line in imported.warnings] == [
         "missing checkpoint 'v1-5-pruned-emaonly.safetensors' (node 1)", "missing image 'pose.png' (node 4)",
-        "missing ControlNet 'control_v11p_sd15_canny.safetensors' (node 6)"]
+        "missing ControlNet 'control_v11p_sd15_canny.safetensors' (node 6)",
+        "missing upscale model '4x-UltraSharp.pth' (node 13)"]
 
 
 @pytest.mark.parametrize("name", FORMATS)
