@@ -333,8 +333,12 @@ class ProgressPrinter:
             self._bar_open = False
 
 
-def read_any(path: str, model_map: Sequence[str], registry: Any) -> Any:
-    """A workflow from any format NodeForge reads, printing the import's warnings (one a line)."""
+def read_any(path: str, model_map: Sequence[str], registry: Any, *, missing_is_error: bool = False) -> Any:
+    """A workflow from any format NodeForge reads, printing the import's warnings (one a line).
+
+    With `missing_is_error` (run, validate) a model the import could not find is not a warning:
+    `report_problems` says it in place of the validator's line for that node and field (so it
+    is said once, and not at all when `--set` has fixed it)."""
     from nodeforge.interop import parse_model_map, read_workflow
 
     try:
@@ -343,8 +347,19 @@ def read_any(path: str, model_map: Sequence[str], registry: Any) -> Any:
         raise UsageError(str(exc)) from None
     imported = read_workflow(path, registry=registry, model_map=mapping)
     for line in imported.warnings:
-        print(f"warning: {line}", file=sys.stderr)
+        if not (missing_is_error and line in imported.missing):
+            print(f"warning: {line}", file=sys.stderr)
     return imported
+
+
+def report_problems(problems: Sequence[Any], imported: Any) -> None:
+    """Every problem, one an error line; a model the import could not find by its import line."""
+    said = set()
+    for problem in problems:
+        line = imported.missing_params.get((problem.node_id, problem.field)) or str(problem)
+        if line not in said:
+            said.add(line)
+            print(f"error: {line}", file=sys.stderr)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -354,9 +369,14 @@ def cmd_run(args: argparse.Namespace) -> int:
                     cache_budget=args.cache_budget, settings={"previews": args.previews})
     for failure in engine.registry.failures:
         print(f"warning: {failure}", file=sys.stderr)
-    workflow = read_any(args.file, args.model_map, engine.registry).workflow
+    imported = read_any(args.file, args.model_map, engine.registry, missing_is_error=True)
+    workflow = imported.workflow
     apply_overrides(workflow, args.overrides, engine.registry)
-    engine.plan(workflow)  # validate everything before loading torch
+    try:
+        engine.plan(workflow)  # validate everything before loading torch
+    except ValidationError as exc:
+        report_problems(exc.problems, imported)
+        return 1
     try:
         engine.resolved_device()
     except ValueError as exc:
@@ -395,11 +415,11 @@ def cmd_validate(args: argparse.Namespace) -> int:
     engine = Engine(device="cpu")
     for failure in engine.registry.failures:
         print(f"warning: {failure}", file=sys.stderr)
-    workflow = read_any(args.file, args.model_map, engine.registry).workflow
+    imported = read_any(args.file, args.model_map, engine.registry, missing_is_error=True)
+    workflow = imported.workflow
     problems = engine.validate(workflow)
     if problems:
-        for problem in problems:
-            print(f"error: {problem}", file=sys.stderr)
+        report_problems(problems, imported)
         return 1
     elapsed = (time.perf_counter() - started) * 1000
     print(f"ok: {args.file}: {len(workflow.nodes)} nodes, valid ({elapsed:.0f} ms)")

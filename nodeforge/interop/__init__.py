@@ -46,6 +46,10 @@ class Imported:
     workflow: Workflow
     warnings: list[str] = field(default_factory=list)
     format: str = NODEFORGE
+    # The model files the import could not find: their lines (also in `warnings`), and for each
+    # (node id, param) it leaves unresolved its line, so `run`/`validate` say it once, not twice.
+    missing: list[str] = field(default_factory=list)
+    missing_params: dict[tuple[str, str], str] = field(default_factory=dict)
 
     @property
     def foreign(self) -> bool:
@@ -214,10 +218,14 @@ def _resolve_models(imported: Imported, model_map: Mapping[str, str] | None, mod
                 continue
             if imported.foreign:
                 node.params[param] = resolver.resolve(kind, node.params[param], nid)
+                if (kind, node.params[param]) in resolver.missing:
+                    imported.missing_params[(nid, param)] = (kind, node.params[param])
             else:
                 node.params[param] = resolver.mapped(node.params[param])
         if imported.foreign and node.type == "TextEncoder" and isinstance(node.params.get("text"), str):
             for name in embeddings_in(node.params["text"]):
                 resolver.resolve("embedding", name, nid)
-    imported.warnings.extend(resolver.missing_lines())
+    imported.missing_params = {key: resolver.missing_line(*item) for key, item in imported.missing_params.items()}
+    imported.missing = resolver.missing_lines()
+    imported.warnings.extend(imported.missing)
     imported.warnings.extend(resolver.unused_map_lines())

@@ -214,18 +214,19 @@ class ModelResolver:
 
     # -- what to tell the user -----------------------------------------------------------------------------
     def missing_lines(self) -> list[str]:
-        lines = []
-        for item in self.missing.values():
-            spec = KINDS[item.kind]
-            nodes = ", ".join(item.nodes[:5]) + (" ..." if len(item.nodes) > 5 else "")
-            used = f" (node{'s' if len(item.nodes) > 1 else ''} {nodes})" if item.nodes else ""
-            if item.kind == "image":
-                lines.append(f"missing image {item.name!r}{used}: put it beside the workflow file or in "
-                             f"{self.target_folder(item.kind)}")
-            else:
-                lines.append(f"missing {spec.name} {item.name!r}{used}: put it in {self.target_folder(item.kind)}, "
-                             f"or map it to one you have with --model-map {_quote(item.name)}=NAME")
-        return lines
+        return [self.missing_line(kind, name) for kind, name in self.missing]
+
+    def missing_line(self, kind: str, name: str) -> str:
+        """The one line that says a missing file, the nodes using it and where it should go."""
+        item = self.missing[(kind, name)]
+        spec = KINDS[item.kind]
+        nodes = ", ".join(item.nodes[:5]) + (" ..." if len(item.nodes) > 5 else "")
+        used = f" (node{'s' if len(item.nodes) > 1 else ''} {nodes})" if item.nodes else ""
+        if item.kind == "image":
+            return (f"missing image {item.name!r}{used}: put it beside the workflow file or in "
+                    f"{self.target_folder(item.kind)}")
+        return (f"missing {spec.name} {item.name!r}{used}: put it in {self.target_folder(item.kind)}, "
+                f"or map it to one you have with --model-map {_quote(item.name)}=NAME")
 
     def unused_map_lines(self) -> list[str]:
         return [f"--model-map {old}: no model in the file is named {old!r}" for old in self.model_map

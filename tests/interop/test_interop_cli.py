@@ -43,9 +43,19 @@ def test_validate_takes_a_comfyui_file_and_model_maps(capsys):
     assert capsys.readouterr().out.startswith("ok: ")
     assert main(["validate", str(DATA / "txt2img-0.4.json")]) == 1
     err = capsys.readouterr().err.splitlines()
-    assert err[0].startswith("warning: missing checkpoint 'v1-5-pruned-emaonly.safetensors' (node 4): put it in ")
-    assert err[1].startswith("error: node 4 (CheckpointLoader), checkpoint: checkpoint "
-                             "'v1-5-pruned-emaonly.safetensors' not found")
+    # Said once, as the error it is for validate, with where to put it and the --model-map fix.
+    assert len(err) == 1, err
+    assert err[0].startswith("error: missing checkpoint 'v1-5-pruned-emaonly.safetensors' (node 4): put it in ")
+    assert err[0].endswith("--model-map v1-5-pruned-emaonly.safetensors=NAME")
+
+
+def test_run_says_a_missing_model_once_and_not_at_all_when_set_fixes_it(tmp_path, capsys):
+    source = str(DATA / "txt2img-0.4.json")
+    assert main(["run", source, "--out", str(tmp_path)]) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith("error: missing checkpoint 'v1-5-pruned-emaonly.safetensors'"), err
+    assert main(["validate", source, "--model-map", "v1-5-pruned-emaonly.safetensors=nodeforge-shapes"]) == 0
+    assert "missing" not in capsys.readouterr().err
 
 
 def test_validate_names_each_placeholder(capsys):
