@@ -7,7 +7,8 @@ Formats read:
 - diffusers/PEFT: `unet.<path>.lora_A.weight / .lora_B.weight`, `text_encoder.` / `text_encoder_2.`,
   plain PEFT `base_model.model.<path>`, and the older `.lora.down.weight` spelling. lora_alpha
   comes from the file's metadata or an adapter_config.json beside it (else alpha = rank).
-The delta is W' = W + strength * (alpha / rank) * up @ down.
+The delta is W' = W + strength * (alpha / rank) * up @ down. LoHa, LoKr, DoRA and full diffs, in
+kohya (LyCORIS) or PEFT names, are read too (nodes/lora_variants.py).
 """
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ from nodeforge.core.types import FileKind
 
 from .ldm_names import unet_ldm_name
 from .loading import read_state_dict
+from .lora_variants import VariantDelta, make_variant
 from .wrappers import ClipModel, LoraPatch, UNetModel
 
 log = logging.getLogger(__name__)
@@ -33,6 +35,12 @@ _SUFFIXES = (  # (suffix, role)
     (".lora_down.weight", "down"), (".lora_up.weight", "up"), (".lora_A.weight", "down"),
     (".lora_B.weight", "up"), (".lora.down.weight", "down"), (".lora.up.weight", "up"),
     (".down.weight", "down"), (".up.weight", "up"), (".alpha", "alpha"),
+    # LoRA variants (nodes/lora_variants.py), named alike by LyCORIS/kohya and PEFT
+    *((f".{n}", n) for n in ("hada_w1_a", "hada_w1_b", "hada_w2_a", "hada_w2_b", "hada_t1", "hada_t2",
+                             "lokr_w1", "lokr_w1_a", "lokr_w1_b", "lokr_w2", "lokr_w2_a", "lokr_w2_b", "lokr_t2",
+                             "diff", "diff_b")),
+    (".dora_scale", "magnitude"), (".lora_magnitude_vector.weight", "magnitude"),
+    (".lora_magnitude_vector", "magnitude"),
 )
 _PREFIXES = (  # (key prefix, part, names are underscored)
     ("lora_unet_", "unet", True), ("lora_te1_", "te", True), ("lora_te2_", "te2", True),
@@ -60,8 +68,8 @@ def _alpha_settings(path: Path, metadata: dict[str, str]) -> dict[str, float]:
     for key, value in found.items():
         part = key.rsplit(".", 1)[0] if "." in key else ""
         name = key.rsplit(".", 1)[-1]
-        if name in ("lora_alpha", "r") and isinstance(value, (int, float)):
-            out[f"{part}:{name}"] = float(value)
+        if name in ("lora_alpha", "alpha", "r") and isinstance(value, (int, float)):   # alpha: LoHa/LoKr
+            out[f"{part}:{'lora_alpha' if name == 'alpha' else name}"] = float(value)
     return out
 
 
@@ -92,6 +100,10 @@ def parse_lora(state: dict[str, torch.Tensor], settings: dict[str, float] | None
                 alpha = settings.get(f"{peft_part}:lora_alpha", settings.get(":lora_alpha"))
                 if alpha is not None:
                     entry["alpha"] = torch.tensor(alpha)
+                    entry["alpha_from_config"] = True
+                rank = settings.get(f"{peft_part}:r", settings.get(":r"))
+                if rank is not None:
+                    entry["config_rank"] = rank
     return parts, ignored
 
 
@@ -139,6 +151,11 @@ def resolve(entries: dict[str, dict[str, Any]], root: torch.nn.Module, name: str
     unmatched = 0
     for module_name, entry in entries.items():
         path = table.get(module_name.replace(".", "_"))
+        variant = make_variant(module_name, entry, entry.get("config_rank")) if path is not None else None
+        if variant is not None:
+            variant.diff(tuple(root.get_submodule(path).weight.shape))   # refuses a layer of another shape
+            deltas[path] = _on_device(variant, device)
+            continue
         if path is None or "down" not in entry or "up" not in entry:
             unmatched += 1
             continue
@@ -149,6 +166,11 @@ def resolve(entries: dict[str, dict[str, Any]], root: torch.nn.Module, name: str
         alpha = float(entry["alpha"]) if "alpha" in entry else float(rank)
         deltas[path] = (down.to(device), up.to(device), alpha / rank)
     return LoraPatch(name, deltas, strength), unmatched
+
+
+def _on_device(variant: VariantDelta, device: torch.device) -> VariantDelta:
+    return VariantDelta(variant.kind, {k: v.to(device) for k, v in variant.tensors.items()}, variant.scale,
+                        variant.name)
 
 
 def run_lora_loader(ctx: Any, unet: UNetModel, clip: ClipModel, lora: str, strength_unet: float,

@@ -16,14 +16,16 @@ import torch
 
 @dataclass(frozen=True)
 class LoraPatch:
-    """One LoRA's low-rank deltas for one model part: module path -> (down, up, scale)."""
+    """One LoRA's deltas for one model part: module path -> (down, up, scale) for a plain LoRA or
+    LoCon, or a lora_variants.VariantDelta (LoHa, LoKr, DoRA, full diff)."""
 
     name: str
     deltas: dict[str, tuple[torch.Tensor, torch.Tensor, float]]
     strength: float
 
     def nbytes(self) -> int:
-        return sum(d.nbytes + u.nbytes for d, u, _ in self.deltas.values())
+        return sum(v.nbytes() if hasattr(v, "nbytes") and not isinstance(v, tuple) else v[0].nbytes + v[1].nbytes
+                   for v in self.deltas.values())
 
 
 def _module_nbytes(*modules: Any) -> int:
@@ -49,10 +51,18 @@ def apply_patches(modules: dict[str, torch.nn.Module], patches: tuple[tuple[str,
                 if patch.strength == 0 or part not in modules:
                     continue
                 root = modules[part]
-                for path, (down, up, scale) in patch.deltas.items():
-                    weight = root.get_submodule(path).weight
+                for path, value in patch.deltas.items():
+                    module = root.get_submodule(path)
+                    weight = module.weight
                     if (part, path) not in originals:
                         originals[(part, path)] = (weight, weight.detach().clone())
+                    if not isinstance(value, tuple):   # a LoRA variant (lora_variants.VariantDelta)
+                        bias = getattr(module, "bias", None)
+                        if value.touches_bias and bias is not None and (part, path, "bias") not in originals:
+                            originals[(part, path, "bias")] = (bias, bias.detach().clone())
+                        value.apply(module, patch.strength)
+                        continue
+                    down, up, scale = value
                     delta = (up.flatten(1).float() @ down.flatten(1).float()).reshape(weight.shape)
                     weight.add_((patch.strength * scale * delta).to(device=weight.device, dtype=weight.dtype))
         yield
