@@ -1,7 +1,9 @@
 """Import speed of a large ComfyUI workflow: a generated UI file of 500 nodes (50 txt2img chains,
 each with a LoRA, a reroute and a note-free hires pass) read into a NodeForge workflow.
 
-    python benchmarks/bench_import.py [--nodes 500] [--repeat 5]
+    python benchmarks/bench_import.py [--nodes 500] [--repeat 5] [--custom]
+
+--custom renames every class so that each becomes a placeholder (a graph of custom nodes).
 
 Prints the seconds of the best of the runs (target: under 0.5 s for 500 nodes), with and
 without the one-time node-pack registry load, and the seconds of exporting it back to API form.
@@ -61,12 +63,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--nodes", type=int, default=500)
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--custom", action="store_true", help="every node a class NodeForge lacks")
     args = parser.parse_args()
     from nodeforge.core.models import ModelPaths
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "big.json"
-        path.write_text(json.dumps(generate(args.nodes)))
+        data = generate(args.nodes)
+        if args.custom:
+            for node in data["nodes"]:
+                node["type"] = node["type"] if node["type"] == "Reroute" else "Custom" + node["type"]
+        path.write_text(json.dumps(data))
         started = time.perf_counter()
         from nodeforge.core.registry import default_registry
         from nodeforge.interop import export_comfyui_api, read_workflow

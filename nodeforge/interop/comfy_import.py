@@ -24,6 +24,7 @@ COMFY_KEY = RECORD_KEY     # per-node record of what only re-export needs (class
 class _Warnings:
     def __init__(self) -> None:
         self.lines: list[str] = []
+        self._seen: set[str] = set()
 
     def add(self, node: ComfyNode | None, message: str, field: str | None = None) -> None:
         if node is None:
@@ -31,7 +32,8 @@ class _Warnings:
             return
         where = f"node {node.id} ({node.class_type})" + (f", {field}" if field else "")
         line = f"{where}: {message}"
-        if line not in self.lines:
+        if line not in self._seen:
+            self._seen.add(line)
             self.lines.append(line)
 
 
@@ -64,6 +66,10 @@ class _Converter:
 
     def run(self) -> tuple[Workflow, list[str]]:
         nodes = self.graph.nodes
+        self.top_slot: dict[str, int] = {}      # the highest output slot anything links to, per node
+        for node in nodes.values():
+            for src, slot in node.links.values():
+                self.top_slot[src] = max(self.top_slot.get(src, -1), slot)
         for node in nodes.values():
             if not self.folded(node):
                 row = self.row(node)
@@ -85,8 +91,7 @@ class _Converter:
 
     def _placeholder_outputs(self, node: ComfyNode) -> list[str]:
         # Named by slot, whatever the file called them, so a UI file and its API prompt agree.
-        used = [slot for other in self.graph.nodes.values() for src, slot in other.links.values() if src == node.id]
-        return [output_name(slot) for slot in range(max(len(node.outputs), max(used, default=-1) + 1))]
+        return [output_name(slot) for slot in range(max(len(node.outputs), self.top_slot.get(node.id, -1) + 1))]
 
     # -- sources ------------------------------------------------------------------------------------------
     def source(self, consumer: ComfyNode, input_name: str) -> tuple[str, Any, str | None]:
@@ -251,6 +256,11 @@ class _Converter:
         if self.registry is None:
             return
         nodes = self.workflow.nodes
+        consumers: dict[str, list[NodeRef]] = {}
+        for consumer in nodes.values():
+            for src, _out in consumer.inputs.values():
+                if src in nodes and nodes[src].type == PLACEHOLDER_TYPE:
+                    consumers.setdefault(src, []).append(consumer)
         for nid, ref in nodes.items():
             if ref.type != PLACEHOLDER_TYPE:
                 continue
@@ -259,7 +269,7 @@ class _Converter:
                 spec = self.registry.get(nodes[src].type) if src in nodes else None
                 if record["inputs"].get(name) == "*" and spec is not None and spec.output(out) is not None:
                     record["inputs"][name] = str(spec.output(out).type)
-            for consumer in nodes.values():
+            for consumer in consumers.get(nid, []):
                 spec = self.registry.get(consumer.type)
                 for name, (src, out) in consumer.inputs.items():
                     slot = int(out.rsplit("_", 1)[1]) if src == nid and out.startswith("output_") else -1
