@@ -57,12 +57,15 @@ def run_set_latent_mask(ctx: Any, latent: dict[str, Any], mask: torch.Tensor) ->
 
 
 def preview_image(latents: torch.Tensor, family: str, own_rgb: Any = None) -> Any:
-    """A small PIL image of the first latent from a linear approximation (no VAE call): the model's
-    own map (UNetModel.preview_rgb) when it has one, else the family's table."""
+    """A small PIL image of the first latent without a VAE call: the model's own map
+    (UNetModel.preview_rgb: its tiny decoder when it has one, else its linear map), else the
+    family's linear table."""
     from PIL import Image
 
     x = latents[0].float()
-    if own_rgb is not None and x.shape[0] == len(own_rgb[0]):
+    if own_rgb is not None and len(own_rgb) > 2 and own_rgb[2]:
+        rgb = (_run_layers(x[None], own_rgb[2])[0].permute(1, 2, 0) + 1) / 2
+    elif own_rgb is not None and x.shape[0] == len(own_rgb[0]):
         factors, bias = (torch.tensor(v, device=x.device) for v in own_rgb)
         rgb = (torch.einsum("chw,cr->hwr", x, factors) + bias + 1) / 2
     elif x.shape[0] == 4:
@@ -76,3 +79,19 @@ def preview_image(latents: torch.Tensor, family: str, own_rgb: Any = None) -> An
         rgb = (rgb - rgb.min()) / (rgb.max() - rgb.min() + 1e-6)
     array = (rgb.clamp(0, 1) * 255).to(torch.uint8).cpu().numpy()
     return Image.fromarray(array)
+
+
+def _run_layers(x: torch.Tensor, layers: tuple) -> torch.Tensor:
+    """A latent_preview.json decoder (loading.preview_layers): convolutions, each with its
+    padding and activation."""
+    for weight, bias, padding, activation in layers:
+        weight, bias = weight.to(x.device), bias.to(x.device)
+        pad = weight.shape[-1] // 2
+        if pad:
+            x = F.pad(x, (pad, pad, pad, pad), mode="replicate" if padding == "replicate" else "constant")
+        x = F.conv2d(x, weight, bias)
+        if activation == "silu":
+            x = F.silu(x)
+        elif activation == "relu":
+            x = F.relu(x)
+    return x

@@ -245,7 +245,9 @@ def load_diffusers_folder(path: Path, device: str) -> LoadedCheckpoint:
 
 def read_preview_rgb(file: Path, channels: int) -> tuple | None:
     """A model's own latent -> RGB preview map: {"rgb_factors": [[r, g, b] per latent channel],
-    "rgb_bias": [r, g, b]}, for values in -1..1. Missing or malformed: None (the family's table)."""
+    "rgb_bias": [r, g, b]}, for values in -1..1, and optionally "layers": a tiny decoder that
+    previews use instead (see latents.preview_image). Missing or malformed: None (the family's
+    table). Returns (factors, bias), or (factors, bias, layers)."""
     if not file.is_file():
         return None
     try:
@@ -254,10 +256,31 @@ def read_preview_rgb(file: Path, channels: int) -> tuple | None:
         bias = tuple(float(v) for v in spec.get("rgb_bias", (0.0, 0.0, 0.0)))
         if len(factors) != channels or any(len(row) != 3 for row in factors) or len(bias) != 3:
             raise ValueError(f"expected {channels} rows of 3 factors and 3 biases")
-    except (ValueError, KeyError, TypeError) as exc:
+        layers = preview_layers(spec["layers"], channels) if "layers" in spec else None
+    except (ValueError, KeyError, TypeError, RuntimeError) as exc:
         log.warning("ignoring %s: %s", file, exc)
         return None
-    return factors, bias
+    return (factors, bias) if layers is None else (factors, bias, layers)
+
+
+def preview_layers(layers: list, channels: int) -> tuple:
+    """latent_preview.json's "layers" as (weight, bias, padding, activation) tensors, checked to
+    chain from `channels` latent channels to 3 (RGB)."""
+    built, into = [], channels
+    for layer in layers:
+        weight = torch.tensor(layer["weight"], dtype=torch.float32)
+        bias = torch.tensor(layer["bias"], dtype=torch.float32)
+        k = int(layer.get("kernel", 1))
+        if weight.shape[1:] != (into, k, k) or bias.shape != (weight.shape[0],) or k % 2 != 1:
+            raise ValueError(f"a layer of shape {tuple(weight.shape)} does not follow {into} channels")
+        padding, activation = layer.get("padding", "replicate"), layer.get("activation")
+        if padding not in ("replicate", "zeros") or activation not in (None, "silu", "relu"):
+            raise ValueError(f"unknown padding {padding!r} or activation {activation!r}")
+        built.append((weight, bias, padding, activation))
+        into = weight.shape[0]
+    if into != 3:
+        raise ValueError(f"the last layer gives {into} channels, not 3 (RGB)")
+    return tuple(built)
 
 
 def _assemble(name: str, family: str, sched: dict, unet: Any, vae: Any, te: Any, tok: Any, te2: Any,

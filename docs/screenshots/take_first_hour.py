@@ -3,7 +3,8 @@
     xvfb-run -s "-screen 0 1600x1000x24" python docs/screenshots/take_first_hour.py SHOT [SHOT...]
 
 Shots: wires (a wire passing behind a node's unconnected port), clamp (0 typed into steps),
-shortcuts (Help > Canvas and Shortcuts), run-menu (the run key's name). Each writes
+shortcuts (Help > Canvas and Shortcuts), run-menu (the run key's name), preview (a
+run on the demo model: the step preview's colours are the decoded image's). Each writes
 docs/screenshots/first-hour-SHOT.png. Uses the built-in pack's declarations (no model is loaded).
 """
 from __future__ import annotations
@@ -124,7 +125,26 @@ def shot_run_menu(app, registry, done) -> None:
     QTimer.singleShot(600, later)
 
 
-SHOTS = {"wires": shot_wires, "clamp": shot_clamp, "shortcuts": shot_shortcuts, "run-menu": shot_run_menu}
+def shot_preview(app, registry, done) -> None:
+    """A run on the demo model: the last step preview in UNet Denoise has the colours of the
+    decoded image in Save Image (a green circle on black; the old linear map drew it grey)."""
+    win = window(app, registry)
+    win.open_path(EXAMPLE)
+    positive = next(n for n, node in win.model.nodes.items() if node.title == "positive")
+    win.controller.set_param(positive, "text", "a large green circle on a black background")
+    denoise = next(n for n, node in win.model.nodes.items() if node.type == "UNetDenoise")
+    save = next(n for n, node in win.model.nodes.items() if node.type == "SaveImage")
+
+    def finished(*_):
+        rect = win.scene.nodes[denoise].sceneBoundingRect().united(win.scene.nodes[save].sceneBoundingRect())
+        win.view.fit(rect.adjusted(-20, -20, 20, 20))
+        QTimer.singleShot(500, lambda: (grab(win, "preview"), win.close(), done()))
+
+    win.runner.runFinished.connect(finished)
+    QTimer.singleShot(600, win.run)
+
+
+SHOTS = {"preview": shot_preview, "wires": shot_wires, "clamp": shot_clamp, "shortcuts": shot_shortcuts, "run-menu": shot_run_menu}
 
 
 def main(names: list[str]) -> int:

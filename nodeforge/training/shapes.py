@@ -159,21 +159,6 @@ def encode_latents(vae, images: np.ndarray, device, batch: int = 256) -> torch.T
     return torch.cat(out)
 
 
-def write_preview_rgb(out: Path, latents: torch.Tensor, images: np.ndarray) -> None:
-    """latent_preview.json: the least-squares linear map from scaled latents to the 4x4-averaged
-    image, which NodeForge's step previews use instead of SD's table."""
-    n = min(len(images), 2048)
-    # float64: half a million rows in float32 made lstsq land visibly off the optimum (0.092
-    # instead of 0.090 mean squared error), and differently from run to run.
-    small = F.avg_pool2d(to_tensor(images[:n]), models.VAE_FACTOR).permute(0, 2, 3, 1).reshape(-1, 3).double()
-    z = latents[:n].double().permute(0, 2, 3, 1).reshape(-1, latents.shape[1])
-    solution = torch.linalg.lstsq(torch.cat([z, torch.ones(len(z), 1, dtype=z.dtype)], 1), small).solution
-    spec = {"rgb_factors": [[round(v, 4) for v in row] for row in solution[:-1].tolist()],
-            "rgb_bias": [round(v, 4) for v in solution[-1].tolist()]}
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "latent_preview.json").write_text(json.dumps(spec, indent=2) + "\n")
-
-
 def encode_prompts(tokenizer, text_encoder, prompts: list[str], device) -> torch.Tensor:
     ids = tokenizer(prompts, padding="max_length", max_length=tokenizer.model_max_length,
                     truncation=True, return_tensors="pt").input_ids.to(device)
@@ -349,7 +334,6 @@ def main(argv: list[str] | None = None) -> int:
     log(f"latents {tuple(latents.shape)} std {std:.4f} -> scaling_factor {vae.config.scaling_factor} "
         f"({report['latents_seconds']} s)")
 
-    write_preview_rgb(args.out, latents, images)
     for unet, text_encoder, ema, step in train_unet(args, latents, samples, tokenizer, device, work, report):
         report["saved_at_unet_step"] = step
         # Stage times, not wall time since start: a resumed run counts its earlier part too.
@@ -358,6 +342,10 @@ def main(argv: list[str] | None = None) -> int:
         save_pipeline(args.out, vae, unet, text_encoder, tokenizer, ema, report)
     for noise in args.decoder_latent_noise if args.decoder_steps else []:
         finetune_decoder(args, device, noise)
+    # Step previews are fitted last, on what the finished UNet and decoder make.
+    from nodeforge.training.preview import write_latent_preview
+
+    write_latent_preview(Path(args.out), seed=args.seed, log=log)
     log(f"all done in {time.time() - t_all:.0f} s")
     return 0
 

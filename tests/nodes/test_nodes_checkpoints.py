@@ -298,3 +298,36 @@ def test_a_models_own_preview_map_is_read_and_a_malformed_one_is_ignored(tmp_pat
     bad.write_text('{"rgb_factors": "red"}')
     assert read(bad, 4) is None and "ignoring" in caplog.text
     assert read(tmp_path / "missing.json", 4) is None
+
+
+def test_a_models_preview_decoder_is_read_run_and_checked(tmp_path, caplog):
+    import json
+
+    import torch
+
+    from nodeforge.core.registry import builtin_module
+
+    read, latents = builtin_module("loading").read_preview_rgb, builtin_module("latents")
+    linear = {"rgb_factors": [[0, 0, 0]] * 4, "rgb_bias": [0, 0, 0]}
+    # 3x3 to 2 channels (SiLU), then 1x1 to RGB: red from the first latent channel, blue from minus it
+    first = torch.zeros(2, 4, 3, 3)
+    first[0, 0, 1, 1], first[1, 0, 1, 1] = 1.0, -1.0
+    last = torch.tensor([[1.0, 0.0], [0.0, 0.0], [0.0, 1.0]]).reshape(3, 2, 1, 1) * 2
+    layers = [{"kernel": 3, "activation": "silu", "weight": first.tolist(), "bias": [0, 0]},
+              {"kernel": 1, "weight": last.tolist(), "bias": [-1, -1, -1]}]
+    good = tmp_path / "good.json"
+    good.write_text(json.dumps({**linear, "layers": layers}))
+    own = read(good, 4)
+    assert own is not None and len(own) == 3
+    x = torch.zeros(1, 4, 4, 4)
+    x[0, 0, :, :2], x[0, 0, :, 2:] = 3.0, -3.0
+    pixels = latents.preview_image(x, "sd1", own).load()
+    assert pixels[0, 0][0] > 200 and pixels[0, 0][2] < 40           # left: red
+    assert pixels[3, 0][2] > 200 and pixels[3, 0][0] < 40           # right: blue
+    for broken in ([{**layers[0], "weight": first[:, :3].tolist()}, layers[1]],   # does not take 4 channels
+                   layers[:1],                                                   # ends at 2 channels, not RGB
+                   [{**layers[0], "activation": "gelu-ish"}, layers[1]]):
+        bad = tmp_path / "bad.json"
+        bad.write_text(json.dumps({**linear, "layers": broken}))
+        assert read(bad, 4) is None
+    assert "ignoring" in caplog.text

@@ -59,26 +59,36 @@ def test_txt2img_draws_what_the_prompt_asks(engine):
     assert load_workflow(Path(result.outputs["7"][0])).nodes["5"].params["seed"] == 42
 
 
-def test_the_last_step_preview_has_the_colours_of_the_final_image(tmp_path):
-    """The demo model ships its own latent -> RGB map (latent_preview.json); SD's table would
-    preview a red circle on blue as a cyan blob on olive."""
+def _last_preview(engine, prompt):
     from nodeforge.core.events import NodeProgress
-    from nodeforge.core.models import ModelPaths
+
+    wf = load_workflow(WORKFLOWS / "txt2img.json")
+    wf.nodes["2"].params["text"] = prompt
+    previews = []
+    result = engine.run(wf, on_event=lambda e: previews.append(e.preview)
+                        if isinstance(e, NodeProgress) and e.preview else None)
+    image = np.asarray(Image.open(result.outputs["7"][0]).convert("RGB"), dtype=np.float32)
+    return previews, image, np.asarray(previews[-1].convert("RGB"), dtype=np.float32)
+
+
+@pytest.mark.parametrize("colour, background", [("white", "black"), ("green", "black"), ("red", "black"),
+                                                ("blue", "black"), ("yellow", "black"), ("white", "blue"),
+                                                ("green", "blue"), ("red", "blue"), ("yellow", "blue")])
+def test_the_last_step_preview_has_the_colours_of_the_decoded_image(engine, colour, background):
+    """The demo model's latent_preview.json holds a tiny decoder fitted on its own final latents:
+    the linear map it had before previewed white as pink, green as dark grey and red as orange,
+    and SD's table would preview a red circle on blue as a cyan blob on olive."""
     from nodeforge.training.judge import nearest_colour
 
-    previews = []
-    fresh = Engine(device="cpu", output_dir=tmp_path, model_paths=ModelPaths(roots=[]))
-    result = fresh.run(load_workflow(WORKFLOWS / "txt2img.json"),
-                       on_event=lambda e: previews.append(e.preview) if isinstance(e, NodeProgress) and e.preview else None)
-    image = np.asarray(Image.open(result.outputs["7"][0]).convert("RGB"))
-    last = np.asarray(previews[-1].convert("RGB"))
+    previews, image, last = _last_preview(engine, f"a large {colour} circle on a {background} background")
     assert last.shape[:2] == (16, 16) and len(previews) == 20
-    assert nearest_colour(image[32, 32]) == "red" and nearest_colour(image[0, 0]) == "blue"
-    # A linear map is approximate (its green is the weakest fit): the shape previews warm, red
-    # the strongest channel, and the background previews blue.
-    centre, corner = last[7:9, 7:9].reshape(-1, 3).mean(0), last[0, 0]
-    assert centre[0] > centre[1] + 30 and centre[0] > centre[2] + 60, centre
-    assert nearest_colour(corner) == "blue", corner
+    pooled = image.reshape(16, 4, 16, 4, 3).mean(axis=(1, 3))      # the preview's pixel size
+    centre = lambda a: a[7:9, 7:9].reshape(-1, 3).mean(0)           # noqa: E731
+    assert nearest_colour(centre(pooled)) == colour and nearest_colour(pooled[1, 1]) == background
+    assert nearest_colour(centre(last)) == colour, centre(last)
+    assert nearest_colour(last[1, 1]) == background, last[1, 1]
+    assert np.abs(centre(last) - centre(pooled)).max() < 30, (centre(last), centre(pooled))
+    assert np.abs(last - pooled).mean() < 16          # 7 to 11 of 255 measured; the linear map: 15 to 34
 
 
 def test_changing_the_prompt_changes_the_image_and_reruns_only_what_depends_on_it(engine):
