@@ -98,8 +98,9 @@ class Guidance:
     """The classifier-free-guided prediction of a UNet for a negative and a positive CONDITIONING."""
 
     def __init__(self, model: Any, positive: Any, negative: Any, batch: int, frame: tuple[int, int],
-                 cfg: float) -> None:
+                 cfg: float, concat: torch.Tensor | None = None) -> None:
         self.model, self.batch, self.frame, self.cfg = model, batch, frame, cfg
+        self.concat = concat   # an inpainting UNet's extra input channels (inpainting_inputs)
         self.use_cfg = cfg != 1.0
         sides = [(0, negative, "negative"), (1, positive, "positive")] if self.use_cfg else [(1, positive, "positive")]
         units: list[_Unit] = []
@@ -148,9 +149,14 @@ class Guidance:
         sums = [torch.zeros(x.shape, device=x.device) for _ in range(2)]
         weights = [torch.full((1, 1, *x.shape[2:]), EMPTY_WEIGHT, device=x.device) for _ in range(2)]
         for group, embeds, added in self.groups:
-            crops = torch.cat([x[:, :, y:y + h, xx:xx + w] for h, w, y, xx in (u.box for u in group)])
+            boxes = [u.box for u in group]
+            crops = torch.cat([x[:, :, y:y + h, xx:xx + w] for h, w, y, xx in boxes])
             residuals = self._control_residuals(group, crops, t, embeds, added)
-            pred = model.unet(crops.to(model.dtype), t, encoder_hidden_states=embeds,
+            inputs = crops
+            if self.concat is not None:   # after the scheduler's input scaling, as diffusers' inpaint pipeline
+                extra = self.concat.to(x.device, x.dtype)
+                inputs = torch.cat([crops, torch.cat([extra[:, :, y:y + h, xx:xx + w] for h, w, y, xx in boxes])], 1)
+            pred = model.unet(inputs.to(model.dtype), t, encoder_hidden_states=embeds,
                               added_cond_kwargs=added, **residuals).sample.float()
             for unit, part in zip(group, pred.split(self.batch)):
                 h, w, y, xx = unit.box
@@ -198,6 +204,18 @@ class Guidance:
             self._hints[id(control)] = control.hint(self.batch, self.frame[0] * factor, self.frame[1] * factor)
         h, w, y, x = unit.box
         return self._hints[id(control)][:, :, y * factor:(y + h) * factor, x * factor:(x + w) * factor]
+
+
+def inpainting_inputs(original: torch.Tensor | None, mask: torch.Tensor | None,
+                      shape: tuple[int, int, int, int]) -> torch.Tensor:
+    """What an inpainting UNet (9 input channels) takes after the latent: the mask (1 = repaint) and
+    the masked image's latent. As ComfyUI: with a noise mask, the input latent itself is the masked
+    image (VAEEncodeForInpaint greys the masked pixels before encoding); without one, the whole
+    image is to be painted: a mask of ones and an empty (zero) latent."""
+    batch, _, height, width = shape
+    if mask is None or original is None:
+        return torch.cat([torch.ones(batch, 1, height, width), torch.zeros(shape)], 1)
+    return torch.cat([mask[:, :1].float().cpu(), original.float().cpu()], 1)
 
 
 def time_ids_for(model: Any, pooled_dim: int, size: tuple[int, int], unit: _Unit) -> torch.Tensor:

@@ -62,10 +62,9 @@ def detect_family(state_dict: dict[str, Any], metadata: dict[str, str] | None = 
         raise NodeError("this file holds no Stable Diffusion UNet (no 'model.diffusion_model.' keys); "
                         "it may be a LoRA, a VAE or another kind of model", field="checkpoint")
     first_conv = state_dict.get(UNET_PREFIX + "input_blocks.0.0.weight")
-    if first_conv is not None and first_conv.ndim == 4 and first_conv.shape[1] != 4:
-        raise NodeError(f"this is an inpainting or other special model (its UNet takes {first_conv.shape[1]} "
-                        "input channels); only standard 4-channel models are supported: for inpainting use "
-                        "a standard model with SetLatentMask", field="checkpoint")
+    if first_conv is not None and first_conv.ndim == 4 and first_conv.shape[1] not in (4, 9):
+        raise NodeError(f"this is a special model (its UNet takes {first_conv.shape[1]} input channels); "
+                        "standard (4) and inpainting (9) models are supported", field="checkpoint")
     if has("conditioner.embedders.0.model.") and not has(XL_CLIP1_PREFIX):
         raise NodeError("this is an SDXL refiner, which is not supported; use an SDXL base model",
                         field="checkpoint")
@@ -240,7 +239,7 @@ def load_diffusers_folder(path: Path, device: str) -> LoadedCheckpoint:
         json.loads((configs_dir() / "sd1" / "scheduler" / "scheduler_config.json").read_text())
     family = "sdxl" if te2 is not None else "sd2" if unet.config.cross_attention_dim == 1024 else "sd1"
     return _assemble(path.name, family, sched, unet, vae, te, tok, te2, tok2, device, dtype,
-                     preview_rgb=read_preview_rgb(path / "latent_preview.json", unet.config.in_channels))
+                     preview_rgb=read_preview_rgb(path / "latent_preview.json", unet.config.out_channels))
 
 
 def read_preview_rgb(file: Path, channels: int) -> tuple | None:
@@ -291,7 +290,7 @@ def _assemble(name: str, family: str, sched: dict, unet: Any, vae: Any, te: Any,
     shift = getattr(vae.config, "shift_factor", None) or 0.0
     return LoadedCheckpoint(
         dict(unet=unet, scheduler_config=dict(sched), prediction_type=sched.get("prediction_type", "epsilon"),
-             latent_channels=unet.config.in_channels, vae_factor=factor, family=family, name=name,
+             latent_channels=unet.config.out_channels, vae_factor=factor, family=family, name=name,
              preview_rgb=preview_rgb),
         dict(tokenizer=tok, text_encoder=te, family=family, tokenizer_2=tok2, text_encoder_2=te2),
         dict(vae=vae, scaling_factor=float(vae.config.scaling_factor), shift_factor=float(shift), factor=factor,
@@ -330,8 +329,12 @@ def load_single_file(path: Path, device: str) -> LoadedCheckpoint:
 
     # Modules are built on the meta device (no random init of a billion weights) and take the
     # file's tensors as they are.
+    first_conv = state.get(UNET_PREFIX + "input_blocks.0.0.weight")
+    unet_config = UNet2DConditionModel.load_config(str(cfg / "unet"))
+    if first_conv is not None and first_conv.ndim == 4:   # an inpainting model takes 9 (latent, mask, image)
+        unet_config = dict(unet_config, in_channels=int(first_conv.shape[1]))
     with torch.device("meta"):
-        unet = UNet2DConditionModel.from_config(UNet2DConditionModel.load_config(str(cfg / "unet")))
+        unet = UNet2DConditionModel.from_config(unet_config)
         vae = AutoencoderKL.from_config(AutoencoderKL.load_config(str(cfg / "vae")))
         te = CLIPTextModel(CLIPTextConfig.from_pretrained(str(cfg / "text_encoder")))
         te2 = CLIPTextModelWithProjection(CLIPTextConfig.from_pretrained(str(cfg / "text_encoder_2"))) \

@@ -20,7 +20,7 @@ import torch
 
 from nodeforge.core.errors import NodeError
 
-from .conditioning import Guidance
+from .conditioning import Guidance, inpainting_inputs
 from .latents import latent_shape, preview_image, resize_mask
 from .memory import memory_advice
 from .schedulers import SAMPLERS, make_scheduler
@@ -84,7 +84,8 @@ def denoise_latent(ctx: Any, model: UNetModel, positive: dict, negative: dict, l
     if mask is not None:
         mask = resize_mask(mask, batch, shape[2], shape[3]).to(device)
 
-    guidance = Guidance(model, positive, negative, batch, (shape[2], shape[3]), cfg)
+    concat = inpainting_inputs(original, mask, shape) if model.is_inpainting else None
+    guidance = Guidance(model, positive, negative, batch, (shape[2], shape[3]), cfg, concat)
     takes_generator = "generator" in inspect.signature(sched.step).parameters
     # The same generators continue into the steps (as diffusers' pipelines do), item by item.
     step_kwargs = {"generator": generators} if takes_generator else {}

@@ -97,6 +97,11 @@ class UNetModel:
     def dtype(self) -> torch.dtype:
         return next(self.unet.parameters()).dtype
 
+    @property
+    def is_inpainting(self) -> bool:
+        """An inpainting UNet (SD 1.5/2 inpaint): it also takes the mask and the masked image's latent."""
+        return self.unet.config.in_channels == 2 * self.latent_channels + 1
+
     def with_lora(self, patch: LoraPatch) -> "UNetModel":
         return dataclasses.replace(self, loras=self.loras + (patch,))
 
