@@ -6,6 +6,10 @@ from __future__ import annotations
 
 import functools
 import re
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
 
 DEVICE_NAMES = "auto, cpu, cuda, cuda:N or mps"
 # Names people type for a device NodeForge knows under another name.
@@ -45,6 +49,15 @@ def resolve_device(name: str = "auto") -> str:
     if name == "mps" and not mps:
         raise ValueError("device 'mps' is not available here; use --device cpu")
     return name
+
+
+def torch_device(name: str = "auto") -> "torch.device":
+    """The torch.device for a device name as typed (`parse_device`), "auto" resolved as the engine
+    does (CUDA, then MPS, then CPU). The trainers use it too; unknown or absent devices raise
+    ValueError naming what to use instead."""
+    import torch
+
+    return torch.device(resolve_device(parse_device(name)))
 
 
 def describe_device(name: str) -> str:

@@ -1,20 +1,14 @@
 """LoRALoader: kohya and diffusers/PEFT LoRA files as patches on a model, never on the model itself.
 
-Formats read:
-- kohya: `lora_unet_<module path with _>.lora_down.weight / .lora_up.weight / .alpha`, `lora_te_`,
-  and `lora_te1_` / `lora_te2_` for SDXL; LoCon conv layers (3x3 down, 1x1 up); UNet names in
-  either diffusers or original-SD (LDM, `lora_unet_input_blocks_4_1_proj_in`) form.
-- diffusers/PEFT: `unet.<path>.lora_A.weight / .lora_B.weight`, `text_encoder.` / `text_encoder_2.`,
-  plain PEFT `base_model.model.<path>`, and the older `.lora.down.weight` spelling. lora_alpha
-  comes from the file's metadata or an adapter_config.json beside it (else alpha = rank).
-The delta is W' = W + strength * (alpha / rank) * up @ down. LoHa, LoKr, DoRA and full diffs, in
-kohya (LyCORIS) or PEFT names, are read too (nodes/lora_variants.py).
+The formats (key names, the alpha/rank scale, LDM names) are `nodeforge.lora_format`, shared
+with the trainer. For diffusers/PEFT files lora_alpha comes from the file's metadata or an
+adapter_config.json beside it (else alpha = rank). LoHa, LoKr, DoRA and full diffs, in kohya
+(LyCORIS) or PEFT names, are read too (nodes/lora_variants.py).
 """
 from __future__ import annotations
 
 import json
 import logging
-import re
 import warnings
 from pathlib import Path
 from typing import Any
@@ -23,31 +17,13 @@ import torch
 
 from nodeforge.core.errors import NodeError
 from nodeforge.core.types import FileKind
+from nodeforge.lora_format import PARTS, read_key, scale, underscored, unet_ldm_name
 
-from .ldm_names import unet_ldm_name
 from .loading import read_state_dict
 from .lora_variants import VariantDelta, make_variant
 from .wrappers import ClipModel, LoraPatch, UNetModel
 
 log = logging.getLogger(__name__)
-
-_SUFFIXES = (  # (suffix, role)
-    (".lora_down.weight", "down"), (".lora_up.weight", "up"), (".lora_A.weight", "down"),
-    (".lora_B.weight", "up"), (".lora.down.weight", "down"), (".lora.up.weight", "up"),
-    (".down.weight", "down"), (".up.weight", "up"), (".alpha", "alpha"),
-    # LoRA variants (nodes/lora_variants.py), named alike by LyCORIS/kohya and PEFT
-    *((f".{n}", n) for n in ("hada_w1_a", "hada_w1_b", "hada_w2_a", "hada_w2_b", "hada_t1", "hada_t2",
-                             "lokr_w1", "lokr_w1_a", "lokr_w1_b", "lokr_w2", "lokr_w2_a", "lokr_w2_b", "lokr_t2",
-                             "diff", "diff_b")),
-    (".dora_scale", "magnitude"), (".lora_magnitude_vector.weight", "magnitude"),
-    (".lora_magnitude_vector", "magnitude"),
-)
-_PREFIXES = (  # (key prefix, part, names are underscored)
-    ("lora_unet_", "unet", True), ("lora_te1_", "te", True), ("lora_te2_", "te2", True),
-    ("lora_te_", "te", True), ("unet.", "unet", False), ("text_encoder_2.", "te2", False),
-    ("text_encoder.", "te", False), ("base_model.model.", "auto", False),
-)
-
 
 def _alpha_settings(path: Path, metadata: dict[str, str]) -> dict[str, float]:
     """lora_alpha and r by part ("" for all) from safetensors metadata or adapter_config.json."""
@@ -80,21 +56,13 @@ def parse_lora(state: dict[str, torch.Tensor], settings: dict[str, float] | None
     parts: dict[str, dict[str, dict[str, Any]]] = {}
     ignored = []
     for key, tensor in state.items():
-        role = next(((s, r) for s, r in _SUFFIXES if key.endswith(s)), None)
-        prefix = next(((p, part, u) for p, part, u in _PREFIXES if key.startswith(p)), None)
-        if role is None or prefix is None:
+        read = read_key(key)
+        if read is None:
             ignored.append(key)
             continue
-        name = key[len(prefix[0]):-len(role[0])]
-        name = re.sub(r"\.processor\.(to_(?:q|k|v|out))_lora$", r".\1", name)   # old diffusers attn procs
-        name = name.replace("to_out_lora", "to_out.0")
-        part = prefix[1]
-        if part == "auto":
-            part = "te" if name.startswith("text_model.") else "unet"
-        entry = parts.setdefault(part, {}).setdefault(name, {})
-        entry[role[1]] = tensor
+        parts.setdefault(read.part, {}).setdefault(read.module, {})[read.tensor] = tensor
     for part, entries in parts.items():
-        peft_part = {"unet": "unet", "te": "text_encoder", "te2": "text_encoder_2"}[part]
+        peft_part = PARTS[part]
         for entry in entries.values():
             if "alpha" not in entry:
                 alpha = settings.get(f"{peft_part}:lora_alpha", settings.get(":lora_alpha"))
@@ -112,13 +80,13 @@ def _lookup(root: torch.nn.Module, unet_config: Any = None) -> dict[str, str]:
     table = {}
     for path, module in root.named_modules():
         if isinstance(getattr(module, "weight", None), torch.Tensor) and module.weight.ndim in (2, 4):
-            table[path.replace(".", "_")] = path
+            table[underscored(path)] = path
             # CLIP layers are named with or without "text_model." depending on the transformers
             # version; LoRA files use the prefixed form.
             if path.startswith("encoder.") or path.startswith("embeddings.") or path == "final_layer_norm":
-                table["text_model_" + path.replace(".", "_")] = path
+                table["text_model_" + underscored(path)] = path
             if unet_config is not None:
-                table[unet_ldm_name(path, unet_config).replace(".", "_")] = path
+                table[underscored(unet_ldm_name(path, unet_config))] = path
     return table
 
 
@@ -150,7 +118,7 @@ def resolve(entries: dict[str, dict[str, Any]], root: torch.nn.Module, name: str
     deltas = {}
     unmatched = 0
     for module_name, entry in entries.items():
-        path = table.get(module_name.replace(".", "_"))
+        path = table.get(underscored(module_name))
         variant = make_variant(module_name, entry, entry.get("config_rank")) if path is not None else None
         if variant is not None:
             variant.diff(tuple(root.get_submodule(path).weight.shape))   # refuses a layer of another shape
@@ -162,9 +130,8 @@ def resolve(entries: dict[str, dict[str, Any]], root: torch.nn.Module, name: str
         down, up = entry["down"].float(), entry["up"].float()
         weight = root.get_submodule(path).weight
         _check_shapes(module_name, down, up, tuple(weight.shape))
-        rank = down.shape[0]
-        alpha = float(entry["alpha"]) if "alpha" in entry else float(rank)
-        deltas[path] = (down.to(device), up.to(device), alpha / rank)
+        alpha = float(entry["alpha"]) if "alpha" in entry else None
+        deltas[path] = (down.to(device), up.to(device), scale(alpha, down.shape[0]))
     return LoraPatch(name, deltas, strength), unmatched
 
 

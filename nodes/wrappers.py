@@ -13,6 +13,8 @@ from typing import Any, Iterator
 
 import torch
 
+from nodeforge.lora_format import delta as lora_delta
+
 
 @dataclass(frozen=True)
 class LoraPatch:
@@ -63,8 +65,8 @@ def apply_patches(modules: dict[str, torch.nn.Module], patches: tuple[tuple[str,
                         value.apply(module, patch.strength)
                         continue
                     down, up, scale = value
-                    delta = (up.flatten(1).float() @ down.flatten(1).float()).reshape(weight.shape)
-                    weight.add_((patch.strength * scale * delta).to(device=weight.device, dtype=weight.dtype))
+                    change = lora_delta(down, up, tuple(weight.shape))
+                    weight.add_((patch.strength * scale * change).to(device=weight.device, dtype=weight.dtype))
         yield
     finally:
         with torch.no_grad():

@@ -5,10 +5,10 @@
     python -m nodeforge.training.lora IMAGES_DIR --base resources/models/nodeforge-shapes --out x.safetensors
 
 IMAGES_DIR holds images (png, jpg, webp) with same-named .txt captions. CHECKPOINT is a diffusers
-folder (a path, or a name under resources/models). Keys of the saved file:
-`lora_unet_<module path with _>.lora_down.weight` (rank x in), `.lora_up.weight` (out x rank),
-`.alpha`; `lora_te_<text model module path with _>...` for the text encoder. With --conv the UNet's
-ResNet convolutions get a LoRA too, in kohya's LoCon layout (down: rank x in x 3 x 3, up:
+folder (a path, or a name under resources/models). The file is in kohya's layout, written
+through `nodeforge.lora_format` (the module the LoRA node reads with): `lora_unet_...` and, with
+--text-encoder, `lora_te_...` keys with down, up and alpha. With --conv the UNet's ResNet
+convolutions get a LoRA too, in kohya's LoCon layout (down: rank x in x 3 x 3, up:
 out x rank x 1 x 1). Applying it as W + strength * up @ down * alpha / rank makes strength 0
 exactly the base model.
 """
@@ -16,34 +16,25 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
+from nodeforge.lora_format import ALPHA, DOWN, TEXT_PREFIX, UNET_PREFIX, UP, delta, kohya_key, kohya_tensors, scale
 from nodeforge.paths import builtin_dir
 
 UNET_TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]
 UNET_CONV_TARGETS = ["conv1", "conv2"]  # the ResNet blocks' 3x3 convolutions (LoCon)
 TEXT_TARGETS = ["q_proj", "k_proj", "v_proj", "out_proj"]
-UNET_PREFIX = "lora_unet_"
-TEXT_PREFIX = "lora_te_"
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp"}
 
 
 # ---------------------------------------------------------------------------------------------
 # kohya key layout: reading and applying
-
-
-def kohya_key(prefix: str, module_name: str) -> str:
-    """kohya's key for a module: text-encoder paths are those of the original CLIPTextModel, which
-    wraps everything in `text_model` (transformers 5 dropped that wrapper; the keys keep it)."""
-    if prefix == TEXT_PREFIX and not module_name.startswith("text_model."):
-        module_name = "text_model." + module_name
-    return prefix + module_name.replace(".", "_")
 
 
 def load_kohya(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
@@ -65,18 +56,16 @@ def apply_kohya_lora(model: torch.nn.Module, tensors: dict[str, torch.Tensor], p
               if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d))}
     patched = 0
     for key in tensors:
-        if not (key.startswith(prefix) and key.endswith(".lora_down.weight")):
+        if not (key.startswith(prefix) and key.endswith(DOWN)):
             continue
-        base = key[: -len(".lora_down.weight")]
+        base = key[: -len(DOWN)]
         module = by_key.get(base)
         if module is None:
             raise KeyError(f"LoRA key {base} matches no Linear or Conv2d layer of the model")
-        down = tensors[key].float()
-        up = tensors[base + ".lora_up.weight"].float()
-        rank = down.shape[0]
-        alpha = float(tensors[base + ".alpha"]) if base + ".alpha" in tensors else float(rank)
-        delta = (up.flatten(1) @ down.flatten(1)).reshape(module.weight.shape) * (alpha / rank) * strength
-        module.weight.add_(delta.to(module.weight.dtype))
+        down, up = tensors[key], tensors[base + UP]
+        alpha = float(tensors[base + ALPHA]) if base + ALPHA in tensors else None
+        change = delta(down, up, tuple(module.weight.shape)) * scale(alpha, down.shape[0]) * strength
+        module.weight.add_(change.to(module.weight.dtype))
         patched += 1
     return patched
 
@@ -142,10 +131,9 @@ def lora_state(model: torch.nn.Module, prefix: str, alpha: float) -> dict[str, t
     for name, module in model.named_modules():
         if not hasattr(module, "lora_A") or "default" not in getattr(module, "lora_A", {}):
             continue
-        key = kohya_key(prefix, name)
-        state[key + ".lora_down.weight"] = module.lora_A["default"].weight.detach().cpu().contiguous().clone()
-        state[key + ".lora_up.weight"] = module.lora_B["default"].weight.detach().cpu().contiguous().clone()
-        state[key + ".alpha"] = torch.tensor(float(alpha))
+        state.update(kohya_tensors(prefix, name, module.lora_A["default"].weight.detach().cpu().contiguous().clone(),
+                                   module.lora_B["default"].weight.detach().cpu().contiguous().clone(),
+                                   torch.tensor(float(alpha))))
     return state
 
 
@@ -183,43 +171,72 @@ def parse_args(argv: list[str] | None):
                    "(the same seed and inputs give the same LoRA)")
     p.add_argument("--resolution", metavar="PX", type=int, default=64, help="images are centre-cropped square and resized "
                    "to this many pixels a side")
-    p.add_argument("--device", metavar="DEVICE", default="auto", help="cpu, cuda, cuda:N or mps; auto: cuda when available, "
-                   "else cpu")
+    p.add_argument("--device", metavar="DEVICE", default="auto", help="cpu, cuda, cuda:N or mps; auto: CUDA when "
+                   "available, then MPS, else cpu")
     p.add_argument("--threads", metavar="N", type=int, default=2, help="CPU threads torch may use")
     return p.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
-    from peft import LoraConfig, inject_adapter_in_model
     from safetensors.torch import save
-    from transformers import CLIPTextModel, CLIPTokenizer
 
     from nodeforge.core.files import atomic_write_bytes
-    from nodeforge.training.models import pick_device, training_noise
+    from nodeforge.devices import torch_device
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-    device = pick_device(args.device)
+    try:
+        device = torch_device(args.device)
+    except ValueError as exc:
+        raise SystemExit(f"train-lora: {exc}") from None
     base = resolve_base(args.base)
     images, captions = load_folder(args.images_dir, args.resolution)
     print(f"train-lora: {len(images)} images from {args.images_dir}, base {base}, device {device}", file=sys.stderr)
-
-    vae = AutoencoderKL.from_pretrained(base, subfolder="vae").to(device).eval()
-    unet = UNet2DConditionModel.from_pretrained(base, subfolder="unet").to(device)
-    text_encoder = CLIPTextModel.from_pretrained(base, subfolder="text_encoder").to(device)
-    tokenizer = CLIPTokenizer.from_pretrained(base, subfolder="tokenizer")
-    noise_scheduler = DDPMScheduler.from_pretrained(base, subfolder="scheduler")
-    for m in (vae, unet, text_encoder):
-        m.requires_grad_(False)
-
+    parts = load_base(base, device)
     with torch.no_grad():
-        x = torch.from_numpy(images).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
-        latents = torch.cat([vae.encode(x[i:i + 64].to(device)).latent_dist.mode()
-                             for i in range(0, len(x), 64)]) * vae.config.scaling_factor
+        latents = encode_images(parts["vae"], images, device)
+    tokenizer = parts["tokenizer"]
     ids = tokenizer(captions, padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
                     return_tensors="pt").input_ids
+    unet, text_encoder, trainable = add_adapters(parts["unet"], parts["text_encoder"], args)
+    t0 = time.time()
+    train(unet, text_encoder, trainable, latents, ids, parts["scheduler"], args, device)
+    state = lora_state(unet, UNET_PREFIX, args.alpha)
+    if args.text_encoder:
+        state.update(lora_state(text_encoder, TEXT_PREFIX, args.alpha))
+    metadata = kohya_metadata(args, base, captions, time.time() - t0)
+    # Whole or absent: an interrupted or failed write never leaves a truncated LoRA under the name.
+    atomic_write_bytes(args.out, save(state, metadata=metadata))
+    print(f"train-lora: wrote {len(state)} tensors to {args.out} in {time.time() - t0:.0f} s", file=sys.stderr)
+    return 0
+
+
+def load_base(base: Path, device: torch.device) -> dict[str, Any]:
+    """The base model's parts, frozen: vae, unet, text_encoder, tokenizer and the DDPM scheduler."""
+    from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
+    from transformers import CLIPTextModel, CLIPTokenizer
+
+    parts = {"vae": AutoencoderKL.from_pretrained(base, subfolder="vae").to(device).eval(),
+             "unet": UNet2DConditionModel.from_pretrained(base, subfolder="unet").to(device),
+             "text_encoder": CLIPTextModel.from_pretrained(base, subfolder="text_encoder").to(device),
+             "tokenizer": CLIPTokenizer.from_pretrained(base, subfolder="tokenizer"),
+             "scheduler": DDPMScheduler.from_pretrained(base, subfolder="scheduler")}
+    for name in ("vae", "unet", "text_encoder"):
+        parts[name].requires_grad_(False)
+    return parts
+
+
+def encode_images(vae: Any, images: np.ndarray, device: torch.device) -> torch.Tensor:
+    """Scaled VAE latents (the distribution's mode) of uint8 HxWx3 images, 64 at a time."""
+    x = torch.from_numpy(images).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
+    return torch.cat([vae.encode(x[i:i + 64].to(device)).latent_dist.mode()
+                      for i in range(0, len(x), 64)]) * vae.config.scaling_factor
+
+
+def add_adapters(unet: Any, text_encoder: Any, args: argparse.Namespace) -> tuple[Any, Any, list[torch.nn.Parameter]]:
+    """peft LoRA layers on the UNet (and the text encoder with --text-encoder); their parameters."""
+    from peft import LoraConfig, inject_adapter_in_model
 
     unet = inject_adapter_in_model(
         LoraConfig(r=args.rank, lora_alpha=args.alpha, init_lora_weights="gaussian",
@@ -232,6 +249,14 @@ def main(argv: list[str] | None = None) -> int:
         trainable += [p for n, p in text_encoder.named_parameters() if "lora_" in n]
     for p in trainable:
         p.requires_grad_(True)
+    return unet, text_encoder, trainable
+
+
+def train(unet: Any, text_encoder: Any, trainable: list[torch.nn.Parameter], latents: torch.Tensor,
+          ids: torch.Tensor, noise_scheduler: Any, args: argparse.Namespace, device: torch.device) -> None:
+    """`args.steps` AdamW steps on the noise-prediction loss (min-SNR 5 weighting, 20-step warm-up)."""
+    from nodeforge.training.models import training_noise
+
     unet.train()
     text_encoder.train(args.text_encoder)
     opt = torch.optim.AdamW(trainable, lr=args.lr, weight_decay=0.0)
@@ -239,7 +264,6 @@ def main(argv: list[str] | None = None) -> int:
     alphas = noise_scheduler.alphas_cumprod.to(device)
     snr = alphas / (1 - alphas)
     progress = Progress(args.steps)
-    t0 = time.time()
     for step in range(args.steps):
         idx = torch.randint(len(latents), (min(args.batch, len(latents)),), generator=gen)
         z0 = latents[idx]
@@ -259,10 +283,10 @@ def main(argv: list[str] | None = None) -> int:
         opt.step()
         progress.update(step + 1, loss.item())
 
-    state = lora_state(unet, UNET_PREFIX, args.alpha)
-    if args.text_encoder:
-        state.update(lora_state(text_encoder, TEXT_PREFIX, args.alpha))
-    metadata = {
+
+def kohya_metadata(args: argparse.Namespace, base: Path, captions: list[str], seconds: float) -> dict[str, str]:
+    """The `ss_*` training metadata kohya's scripts write, which LoRA browsers show."""
+    return {
         "ss_network_module": "networks.lora",
         "ss_network_dim": str(args.rank),
         "ss_network_alpha": str(args.alpha),
@@ -274,18 +298,14 @@ def main(argv: list[str] | None = None) -> int:
         "ss_learning_rate": str(args.lr),
         "ss_seed": str(args.seed),
         "ss_noise_offset": str(args.noise_offset),
-        "ss_num_train_images": str(len(images)),
+        "ss_num_train_images": str(len(captions)),
         "ss_text_encoder_lr": str(args.lr if args.text_encoder else 0),
         "ss_network_train_unet_only": str(not args.text_encoder),
         "ss_network_args": json.dumps({"conv_dim": str(args.rank), "conv_alpha": str(args.alpha)} if args.conv else {}),
-        "ss_training_time_s": f"{time.time() - t0:.1f}",
+        "ss_training_time_s": f"{seconds:.1f}",
         "ss_tag_frequency": json.dumps({args.images_dir.name: _word_counts(captions)}),
         "nodeforge_trainer": "nodeforge.training.lora",
     }
-    # Whole or absent: an interrupted or failed write never leaves a truncated LoRA under the name.
-    atomic_write_bytes(args.out, save(state, metadata=metadata))
-    print(f"train-lora: wrote {len(state)} tensors to {args.out} in {time.time() - t0:.0f} s", file=sys.stderr)
-    return 0
 
 
 def _word_counts(captions: list[str]) -> dict[str, int]:

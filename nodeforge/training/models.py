@@ -31,14 +31,6 @@ def training_noise(shape: torch.Size, generator: torch.Generator, offset: float 
     return noise
 
 
-def pick_device(device: str = "auto") -> torch.device:
-    if device == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        return torch.device("cpu")
-    return torch.device(device)
-
-
 def make_vae(channels: tuple[int, ...] = (32, 64, 64)):
     from diffusers import AutoencoderKL
 

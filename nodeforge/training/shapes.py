@@ -22,6 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from nodeforge.devices import torch_device
 from nodeforge.training import data, models, vocab
 
 
@@ -300,7 +301,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-    device = models.pick_device(args.device)
+    try:
+        device = torch_device(args.device)
+    except ValueError as exc:
+        raise SystemExit(f"shapes: {exc}") from None
     work = args.workdir
     work.mkdir(parents=True, exist_ok=True)
     report: dict = {"command": "python -m nodeforge.training.shapes " + " ".join(argv if argv is not None else sys.argv[1:]),

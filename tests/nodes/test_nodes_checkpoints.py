@@ -238,7 +238,8 @@ def test_ldm_names_of_full_size_unets_agree_with_diffusers_converter(family):
     from diffusers import UNet2DConditionModel
     from diffusers.loaders import single_file_utils as sfu
 
-    names = builtin_module("ldm_names")
+    from nodeforge import lora_format as names
+
     config = json.loads((loading.configs_dir() / family / "unet" / "config.json").read_text())
     with torch.device("meta"):
         unet = UNet2DConditionModel.from_config(config)

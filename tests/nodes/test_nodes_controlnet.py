@@ -32,7 +32,8 @@ def _controlnet(unet, seed, channels):
 
 def original_layout(net) -> dict[str, torch.Tensor]:
     """A diffusers ControlNet's weights under ControlNet 1.1's names (without the prefix)."""
-    ldm_names = builtin_module("ldm_names")
+    from nodeforge import lora_format as ldm_names
+
     out = {}
     blocks = len(net.config.conditioning_embedding_out_channels)
     for name, value in net.state_dict().items():

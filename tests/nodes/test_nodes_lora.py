@@ -221,3 +221,23 @@ def test_a_damaged_lora_file_is_an_error_on_the_lora_field(engine, models_dir, m
     with pytest.raises(NodeExecutionError) as info:
         engine.run(make_txt2img(lora=[("damaged", 1.0, 1.0)]))
     assert info.value.field == "lora" and "damaged" in str(info.value)
+
+
+def test_one_format_module_names_the_keys_the_trainer_writes_and_the_loader_reads():
+    from nodeforge import lora_format as fmt
+
+    written = fmt.kohya_tensors(fmt.TEXT_PREFIX, "encoder.layers.0.self_attn.q_proj", "d", "u", "a")
+    assert list(written) == ["lora_te_text_model_encoder_layers_0_self_attn_q_proj" + s
+                             for s in (".lora_down.weight", ".lora_up.weight", ".alpha")]
+    assert [fmt.read_key(k) for k in written] == [
+        fmt.LoraKey("te", "text_model_encoder_layers_0_self_attn_q_proj", t) for t in ("down", "up", "alpha")]
+    assert fmt.read_key("lora_te2_text_model_encoder_layers_0_mlp_fc1.lora_up.weight").part == "te2"
+    assert fmt.read_key("unet.down_blocks.0.attentions.0.proj_in.lora_A.weight") == \
+        fmt.LoraKey("unet", "down_blocks.0.attentions.0.proj_in", "down")
+    assert fmt.read_key("base_model.model.text_model.encoder.layers.0.mlp.fc1.lora_B.weight").part == "te"
+    assert fmt.read_key("unet.mid_block.attentions.0.processor.to_out_lora.down.weight").module == \
+        "mid_block.attentions.0.to_out.0"
+    assert fmt.read_key("model.diffusion_model.input_blocks.0.0.weight") is None
+    assert fmt.scale(2.0, 4) == 0.5 and fmt.scale(None, 4) == 1.0
+    down, up = torch.randn(4, 8, 3, 3), torch.randn(16, 4, 1, 1)       # LoCon: 3x3 down, 1x1 up
+    assert torch.equal(fmt.delta(down, up, (16, 8, 3, 3)), (up.flatten(1) @ down.flatten(1)).reshape(16, 8, 3, 3))

@@ -145,9 +145,8 @@ def open_clip_state(te, prefix: str) -> dict[str, torch.Tensor]:
 
 
 def ldm_state(parts: dict, family: str) -> dict[str, torch.Tensor]:
-    from nodeforge.core.registry import builtin_module
+    from nodeforge import lora_format as ldm_names
 
-    ldm_names = builtin_module("ldm_names")
     unet = parts["unet"]
     state = {"model.diffusion_model." + ldm_names.unet_ldm_name(k, unet.config): v
              for k, v in unet.state_dict().items()}
@@ -198,9 +197,8 @@ def _pair(module, rank: int, gen: torch.Generator):
 def kohya_lora(unet, te, path: Path, *, ldm_names: bool = False, seed: int = 1) -> Path:
     from safetensors.torch import save_file
 
-    from nodeforge.core.registry import builtin_module
+    from nodeforge import lora_format as ldm
 
-    ldm = builtin_module("ldm_names")
     gen = torch.Generator().manual_seed(seed)
     state = {}
     unet_names, te_names = lora_targets(unet, te)
