@@ -20,6 +20,7 @@ from typing import Any
 import torch
 
 from nodeforge.core.errors import NodeError
+from nodeforge.lora_format import scale
 
 
 def _cp(t: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -99,21 +100,21 @@ def make_variant(module_name: str, entry: dict[str, Any], peft_rank: float | Non
     alpha = float(entry["alpha"]) if "alpha" in entry else None
     if any(k.startswith("hada_") for k in tensors):
         rank = tensors["hada_w1_b"].shape[0]
-        return VariantDelta("loha", tensors, (alpha if alpha is not None else rank) / rank, module_name)
+        return VariantDelta("loha", tensors, scale(alpha, rank), module_name)
     if any(k.startswith("lokr_") for k in tensors):
         factored = [tensors[k] for k in ("lokr_w1_b", "lokr_w2_b") if k in tensors]
         if entry.get("alpha_from_config") and peft_rank:    # PEFT: alpha / r always
-            scale = (alpha if alpha is not None else peft_rank) / peft_rank
+            factor = scale(alpha, peft_rank)
         elif alpha is not None and factored:                # LyCORIS: alpha / dim of the factored matrix
-            scale = alpha / factored[0].shape[0]
+            factor = scale(alpha, factored[0].shape[0])
         else:
-            scale = 1.0
-        return VariantDelta("lokr", tensors, scale, module_name)
+            factor = 1.0
+        return VariantDelta("lokr", tensors, factor, module_name)
     if "diff" in tensors or "diff_b" in tensors:
         if "diff" not in tensors:
             tensors["diff"] = torch.zeros(0)
         return VariantDelta("full", tensors, 1.0, module_name)
     if "magnitude" in tensors and "down" in tensors and "up" in tensors:
         rank = tensors["down"].shape[0]
-        return VariantDelta("dora", tensors, (alpha if alpha is not None else rank) / rank, module_name)
+        return VariantDelta("dora", tensors, scale(alpha, rank), module_name)
     return None
