@@ -69,8 +69,10 @@ def test_families_are_detected_from_keys():
 def test_unsupported_kinds_of_checkpoint_are_named():
     unet = "model.diffusion_model.input_blocks.0.0.weight"
     inpainting = {unet: torch.zeros(320, 9, 3, 3), "cond_stage_model.transformer.x": torch.zeros(1)}
-    with pytest.raises(NodeError, match="inpainting"):
-        loading.detect_family(inpainting)
+    assert loading.detect_family(inpainting) == ("sd1", "epsilon")   # 9 channels: an inpainting model
+    other = {unet: torch.zeros(320, 8, 3, 3), "cond_stage_model.transformer.x": torch.zeros(1)}
+    with pytest.raises(NodeError, match="takes 8 input channels.*standard \\(4\\) and inpainting \\(9\\)"):
+        loading.detect_family(other)
     with pytest.raises(NodeError, match="refiner"):
         loading.detect_family(_keys(unet, "conditioner.embedders.0.model.ln_final.bias"))
 
