@@ -425,8 +425,8 @@ class MainWindow(QMainWindow):
         if self.search.isVisible():
             self.search.hide()
             return
-        if self.scene.drag is not None:
-            self.scene.cancel_wire()
+        if self.scene.wires.drag is not None:
+            self.scene.wires.cancel()
             return
         if self.runner.running:
             self.runner.cancel()

@@ -1,7 +1,8 @@
-"""The canvas scene: mirrors the graph model as items and turns wire drags into controller calls.
+"""The canvas scene: mirrors the graph model as items and hands mouse gestures to the controller.
 
 Items are created and removed only in response to model signals, so undo, redo, paste and
-file loading all draw through the same path.
+file loading all draw through the same path. Wire drags are their own state machine
+(`nodeforge.ui.wiring.WireDragger`, the scene's `wires`).
 """
 from __future__ import annotations
 
@@ -10,36 +11,16 @@ from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QPointF, Qt, QTimer, Signal
-from PySide6.QtGui import QPen
-from PySide6.QtWidgets import QGraphicsItem, QGraphicsPathItem, QGraphicsScene
+from PySide6.QtWidgets import QGraphicsItem, QGraphicsScene
 
-from nodeforge.core.types import ports_compatible
-from nodeforge.ui import theme
 from nodeforge.ui.controller import GraphController
-from nodeforge.ui.edges import EdgeItem, PortItem, RerouteItem, wire_path
+from nodeforge.ui.edges import EdgeItem, PortItem, RerouteItem
 from nodeforge.ui.group_item import GroupItem
 from nodeforge.ui.model import GraphModel
 from nodeforge.ui.node_item import NodeItem
+from nodeforge.ui.wiring import WireDragger
 
 EdgeKey = tuple[str, str]   # (consumer node id, input name)
-
-
-class WireDrag:
-    """A wire being dragged: from an output (forwards) or from an input (backwards)."""
-
-    def __init__(self, start: PortItem | None, *, source: tuple[str, str] | None = None,
-                 target: tuple[str, str] | None = None, port_type: str, detaching: EdgeKey | None = None,
-                 via_reroute: str | None = None, anchor: QPointF) -> None:
-        self.start = start
-        self.source = source            # (node, output) the wire comes from, if known
-        self.target = target            # (node, input) the wire goes into, when dragging backwards
-        self.port_type = port_type
-        self.detaching = detaching
-        self.via_reroute = via_reroute
-        self.anchor = anchor
-        self.path = QGraphicsPathItem()
-        self.path.setZValue(5)
-        self.path.setPen(QPen(theme.port_color(port_type), 2.4, Qt.PenStyle.DashLine))
 
 
 class GraphScene(QGraphicsScene):
@@ -60,7 +41,7 @@ class GraphScene(QGraphicsScene):
         self._outgoing: dict[str, set[EdgeKey]] = {}
         self.low_detail = False
         self.fast_zoom = False
-        self.drag: WireDrag | None = None
+        self.wires = WireDragger(self)
         self.used_outputs: dict[str, set[str]] = {}
         # How a file param's value becomes a path (the window sets the engine's model paths).
         self.file_resolver: Any = None    # during rebuild only: node -> outputs in use
@@ -86,7 +67,7 @@ class GraphScene(QGraphicsScene):
 
     # -- building from the model --------------------------------------------------------------------
     def rebuild(self) -> None:
-        self.drag = None
+        self.wires.drag = None
         self.clear()
         self.nodes.clear()
         self.edges.clear()
@@ -354,7 +335,7 @@ class GraphScene(QGraphicsScene):
                 reroutes_after[rid]["pos"] = new
         self.controller.move(moves, groups_after, reroutes_after)
 
-    # -- wire dragging ----------------------------------------------------------------------------------
+    # -- ports under the cursor (the wire drag asks too) ---------------------------------------------------
     def port_at(self, scene_pos: QPointF) -> PortItem | None:
         for item in self.items(scene_pos):
             if isinstance(item, PortItem):
@@ -364,154 +345,32 @@ class GraphScene(QGraphicsScene):
                 return item.port_at(scene_pos)
         return None
 
-    def begin_wire(self, port: PortItem) -> WireDrag:
-        nid = port.node_id
-        if port.is_output:
-            drag = WireDrag(port, source=(nid, port.name), port_type=port.port_type, anchor=port.scenePos())
-        else:
-            link = self.model.nodes[nid].inputs.get(port.name)
-            if link is not None and link[0] in self.nodes and link[1] in self.nodes[link[0]].outputs:
-                # Pick the existing wire up by its input end, as in ComfyUI.
-                src_port = self.nodes[link[0]].outputs[link[1]]
-                rid = self.model.reroute_of(nid, port.name)
-                anchor = self.reroute_items[rid].scenePos() if rid in self.reroute_items else src_port.scenePos()
-                drag = WireDrag(src_port, source=link, port_type=src_port.port_type, detaching=(nid, port.name),
-                                via_reroute=rid, anchor=anchor)
-            else:
-                drag = WireDrag(port, target=(nid, port.name), port_type=port.port_type, anchor=port.scenePos())
-        self._start_drag(drag)
-        return drag
-
-    def begin_wire_from_reroute(self, item: RerouteItem) -> WireDrag | None:
-        source = self.controller.reroute_source(item.rid)
-        if source is None:
-            return None
-        drag = WireDrag(None, source=source, port_type=item.port_type, via_reroute=item.rid, anchor=item.scenePos())
-        self._start_drag(drag)
-        return drag
-
-    def _start_drag(self, drag: WireDrag) -> None:
-        self.drag = drag
-        self.addItem(drag.path)
-        drag.path.setPath(wire_path(drag.anchor, drag.anchor))
-        if drag.detaching and drag.detaching in self.edges:
-            self.edges[drag.detaching].setVisible(False)
-        self._dim_incompatible(True)
-
-    def _compatible(self, port: PortItem) -> bool:
-        drag = self.drag
-        if drag is None:
-            return True
-        if drag.source is not None:
-            return (not port.is_output and port.node_id != drag.source[0]
-                    and ports_compatible(drag.port_type, port.port_type))
-        return port.is_output and port.node_id != drag.target[0] and ports_compatible(port.port_type, drag.port_type)
-
-    def _dim_incompatible(self, on: bool) -> None:
-        for item in self.nodes.values():
-            for port in list(item.inputs.values()) + list(item.outputs.values()):
-                port.setOpacity(1.0 if not on or self._compatible(port) else 0.2)
-
-    def move_wire(self, scene_pos: QPointF) -> None:
-        drag = self.drag
-        if drag is None:
-            return
-        port = self.port_at(scene_pos)
-        end = port.scenePos() if port is not None and self._compatible(port) else scene_pos
-        if drag.source is not None:
-            drag.path.setPath(wire_path(drag.anchor, end))
-        else:
-            drag.path.setPath(wire_path(end, drag.anchor))
-
-    def finish_wire(self, scene_pos: QPointF) -> None:
-        """Drop the dragged wire: connect to a compatible port, or ask what to add there."""
-        drag = self.drag
-        if drag is None:
-            return
-        self.drag = None
-        self._dim_incompatible(False)
-        self.removeItem(drag.path)
-        if drag.detaching and drag.detaching in self.edges:
-            self.edges[drag.detaching].setVisible(True)
-        port = self.port_at(scene_pos)
-        on_node = any(isinstance(i, NodeItem) for i in self.items(scene_pos))
-        if port is None and on_node:
-            port = self._first_free_port(scene_pos, drag)
-        if port is not None:
-            if port.is_output == (drag.source is None):
-                self._connect_dropped(drag, port)
-            return   # a port of the wrong direction: nothing happens
-        if on_node:
-            return   # a node with no compatible port: nothing happens
-        if drag.detaching:
-            self.controller.disconnect(*drag.detaching)
-            return
-        context: dict[str, Any] = {"type": drag.port_type, "via_reroute": drag.via_reroute}
-        if drag.source is not None:
-            context["connect_from"] = drag.source
-        else:
-            context["connect_to"] = drag.target
-        self.wireDropped.emit(scene_pos, context)
-
-    def _connect_dropped(self, drag: WireDrag, port: PortItem) -> None:
-        if drag.source is None:
-            self.controller.connect(port.node_id, port.name, drag.target[0], drag.target[1])
-            return
-        if drag.detaching == (port.node_id, port.name):
-            return   # put back where it was
-        stack = self.controller.stack
-        stack.beginMacro("Connect")
-        ok = self.controller.connect(drag.source[0], drag.source[1], port.node_id, port.name,
-                                     via_reroute=drag.via_reroute)
-        if ok and drag.detaching:
-            self.controller.disconnect(*drag.detaching)
-        stack.endMacro()
-
-    def _first_free_port(self, scene_pos: QPointF, drag: WireDrag) -> PortItem | None:
-        """Dropped on a node's body: its first compatible port, preferring an unconnected one."""
-        node = next((i for i in self.items(scene_pos) if isinstance(i, NodeItem)), None)
-        if node is None:
-            return None
-        ports = node.outputs.values() if drag.source is None else node.inputs.values()
-        fits = [p for p in ports if self._compatible(p)]
-        free = [p for p in fits if not p.connected]
-        return (free or fits or [None])[0]
-
-    def cancel_wire(self) -> None:
-        if self.drag is not None:
-            drag = self.drag
-            self.drag = None
-            self._dim_incompatible(False)
-            self.removeItem(drag.path)
-            if drag.detaching and drag.detaching in self.edges:
-                self.edges[drag.detaching].setVisible(True)
-
     # -- mouse --------------------------------------------------------------------------------------------
     def mousePressEvent(self, event) -> None:  # noqa: N802
         if event.button() == Qt.MouseButton.LeftButton:
             pos = event.scenePos()
             port = self.port_at(pos)
             if port is not None:
-                self.begin_wire(port)
+                self.wires.begin(port)
                 event.accept()
                 return
             if event.modifiers() & Qt.KeyboardModifier.ShiftModifier:
                 for item in self.items(pos):
-                    if isinstance(item, RerouteItem) and self.begin_wire_from_reroute(item):
+                    if isinstance(item, RerouteItem) and self.wires.begin_from_reroute(item):
                         event.accept()
                         return
         super().mousePressEvent(event)
 
     def mouseMoveEvent(self, event) -> None:  # noqa: N802
-        if self.drag is not None:
-            self.move_wire(event.scenePos())
+        if self.wires.drag is not None:
+            self.wires.move(event.scenePos())
             event.accept()
             return
         super().mouseMoveEvent(event)
 
     def mouseReleaseEvent(self, event) -> None:  # noqa: N802
-        if self.drag is not None and event.button() == Qt.MouseButton.LeftButton:
-            self.finish_wire(event.scenePos())
+        if self.wires.drag is not None and event.button() == Qt.MouseButton.LeftButton:
+            self.wires.finish(event.scenePos())
             event.accept()
             return
         super().mouseReleaseEvent(event)

@@ -226,8 +226,8 @@ class GraphView(QGraphicsView):
             self.searchRequested.emit(self.cursor_scene_pos())
             event.accept()
             return
-        if event.key() == Qt.Key.Key_Escape and self.graph.drag is not None:
-            self.graph.cancel_wire()
+        if event.key() == Qt.Key.Key_Escape and self.graph.wires.drag is not None:
+            self.graph.wires.cancel()
             event.accept()
             return
         super().keyPressEvent(event)

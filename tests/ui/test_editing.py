@@ -295,16 +295,16 @@ def test_dragging_a_wire_dims_incompatible_ports_and_connects_on_release(window)
     b = add(window, "Mix", 400)
     scene = window.scene
     out = scene.nodes[a].outputs["image"]
-    scene.begin_wire(out)
+    scene.wires.begin(out)
     assert scene.nodes[b].inputs["image"].opacity() == 1.0
     assert scene.nodes[b].inputs["mask"].opacity() < 0.5       # MASK cannot take an IMAGE
     target = scene.nodes[b].inputs["mask"].scenePos()
-    scene.move_wire(target)
-    scene.finish_wire(target)
+    scene.wires.move(target)
+    scene.wires.finish(target)
     assert window.model.nodes[b].inputs == {}
     assert scene.nodes[b].inputs["mask"].opacity() == 1.0
-    scene.begin_wire(out)
-    scene.finish_wire(scene.nodes[b].inputs["image"].scenePos())
+    scene.wires.begin(out)
+    scene.wires.finish(scene.nodes[b].inputs["image"].scenePos())
     assert window.model.nodes[b].inputs == {"image": (a, "image")}
 
 
@@ -313,16 +313,16 @@ def test_dragging_from_a_connected_input_detaches_the_wire(window):
     b = add(window, "Invert", 400)
     window.controller.connect(a, "image", b, "image")
     scene = window.scene
-    scene.begin_wire(scene.nodes[b].inputs["image"])
-    scene.finish_wire(QPointF(900, 900))   # empty canvas
+    scene.wires.begin(scene.nodes[b].inputs["image"])
+    scene.wires.finish(QPointF(900, 900))   # empty canvas
     assert window.model.nodes[b].inputs == {}
 
 
 def test_a_wire_dropped_on_empty_canvas_opens_a_filtered_search_and_connects(window, qtbot):
     a = add(window, "SolidImage")
     scene = window.scene
-    scene.begin_wire(scene.nodes[a].outputs["image"])
-    scene.finish_wire(QPointF(600, 300))
+    scene.wires.begin(scene.nodes[a].outputs["image"])
+    scene.wires.finish(QPointF(600, 300))
     assert window.search.isVisible()
     results = window.search.results()
     assert "Invert" in results and "ToMask" in results
@@ -371,15 +371,20 @@ def test_a_wire_dropped_on_a_node_body_takes_its_first_free_compatible_input(win
     a = add(window, "SolidImage")
     b = add(window, "Mix", 400)
     scene = window.scene
-    scene.begin_wire(scene.nodes[a].outputs["image"])
+    scene.wires.begin(scene.nodes[a].outputs["image"])
     body = scene.nodes[b].pos() + QPointF(scene.nodes[b].width / 2, 12)   # the title bar
-    scene.finish_wire(body)
+    scene.wires.finish(body)
     assert window.model.nodes[b].inputs == {"image": (a, "image")}
     m = add(window, "Prompt", 0, 300)
-    scene.begin_wire(scene.nodes[m].outputs["conditioning"])
-    scene.finish_wire(body)                      # nothing there takes CONDITIONING
+    scene.wires.begin(scene.nodes[m].outputs["conditioning"])
+    scene.wires.finish(body)                      # nothing there takes CONDITIONING
     assert window.model.nodes[b].inputs == {"image": (a, "image")}
     assert not window.search.isVisible()
+    mask = add(window, "ToMask", 0, 600)
+    c = add(window, "Mix", 400, 600)
+    scene.wires.begin(scene.nodes[mask].outputs["mask"])
+    scene.wires.finish(scene.nodes[c].pos() + QPointF(scene.nodes[c].width / 2, 12))
+    assert window.model.nodes[c].inputs == {"mask": (mask, "mask")}   # past the free image input it cannot take
 
 
 def test_a_64_bit_seed_is_shown_and_edited_exactly(window, qtbot):
