@@ -1,4 +1,5 @@
-"""The `nodeforge` command: the editor, `run`, `validate`, `import`, `export`, `nodes` and `train-lora`.
+"""The `nodeforge` command: the editor, `run`, `validate`, `import`, `export`, `nodes` and the trainers
+(`train-lora`, `train-upscaler`, `train-embedding`).
 
 `run`, `validate`, `import` and the editor read NodeForge files and other tools' files alike
 (ComfyUI workflows, API prompts and PNGs; A1111 parameters), detected from their content.
@@ -21,7 +22,13 @@ from typing import Any, NoReturn, Sequence, TextIO
 from nodeforge.core import events as ev
 from nodeforge.core.errors import Cancelled, ValidationError, WorkflowError, WorkflowFileError
 
-COMMANDS = ("run", "batch", "validate", "import", "export", "nodes", "train-lora", "gui")
+COMMANDS = ("run", "batch", "validate", "import", "export", "nodes", "train-lora", "train-upscaler", "train-embedding",
+            "gui")
+# Trainers: command -> (module of nodeforge.training with a main(argv), what it trains). Each parses its own
+# arguments, so `nodeforge train-X --help` is the trainer's own help.
+TRAINERS = {"train-lora": ("lora", "a LoRA on a folder of captioned images"),
+            "train-upscaler": ("upscaler", "the demo 4x upscaler (shapes-x4) on generated shapes"),
+            "train-embedding": ("embedding", "the demo textual-inversion embedding (shapes-sunset)")}
 
 
 class UsageError(Exception):
@@ -89,8 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
     nodes = sub.add_parser("nodes", help="list node types with their ports and params")
     nodes.add_argument("--json", action="store_true", help="machine-readable output")
 
-    sub.add_parser("train-lora", help="train a LoRA on a folder of captioned images (see train-lora --help)",
-                   add_help=False)
+    for command, (_, what) in TRAINERS.items():
+        sub.add_parser(command, help=f"train {what} (see {command} --help)", add_help=False)
     gui = sub.add_parser("gui", help="open the editor (the default)")
     gui.add_argument("file", nargs="?")
     return parser
@@ -176,14 +183,17 @@ def _main(argv: list[str]) -> int:
                   f"{', '.join(sorted(known))} (see nodeforge --help)", file=sys.stderr)
             return 2
         return _open_editor(argv[0])
-    if argv[0] == "train-lora":
+    if argv[0] in TRAINERS:
+        import importlib
+
+        module, _ = TRAINERS[argv[0]]
         try:
-            from nodeforge.training.lora import main as train_lora
+            train = importlib.import_module(f"nodeforge.training.{module}").main
         except ImportError as exc:
-            print(f"error: the LoRA trainer is not available ({exc})", file=sys.stderr)
+            print(f"error: {argv[0]} is not available ({exc})", file=sys.stderr)
             return 1
         try:
-            return int(train_lora(argv[1:]) or 0)
+            return int(train(argv[1:]) or 0)
         except KeyboardInterrupt:
             return interrupted()
     args = build_parser().parse_args(argv)

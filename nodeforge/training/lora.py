@@ -110,15 +110,15 @@ def load_folder(folder: Path, resolution: int) -> tuple[np.ndarray, list[str]]:
 class Progress:
     """A one-line progress bar on stderr (no tqdm dependency)."""
 
-    def __init__(self, total: int, stream=None):
-        self.total, self.stream, self.t0 = total, stream or sys.stderr, time.time()
+    def __init__(self, total: int, stream=None, name: str = "train-lora"):
+        self.total, self.stream, self.t0, self.name = total, stream or sys.stderr, time.time(), name
 
     def update(self, done: int, loss: float) -> None:
         width = 30
         filled = int(width * done / self.total)
         rate = done / max(time.time() - self.t0, 1e-9)
         eta = (self.total - done) / max(rate, 1e-9)
-        self.stream.write(f"\rtrain-lora [{'#' * filled}{'.' * (width - filled)}] {done}/{self.total} "
+        self.stream.write(f"\r{self.name} [{'#' * filled}{'.' * (width - filled)}] {done}/{self.total} "
                           f"loss {loss:.4f} {rate:.2f} it/s eta {eta:.0f}s ")
         if done == self.total:
             self.stream.write("\n")

@@ -1,0 +1,64 @@
+"""The demo-asset trainers (train-upscaler, train-embedding) run end to end on tiny settings and write
+files the nodes load. The bundled assets' quality is tested in tests/workflows/test_demo_assets.py."""
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("diffusers")
+
+from nodeforge.core.registry import builtin_module  # noqa: E402
+from nodeforge.paths import builtin_dir  # noqa: E402
+from nodeforge.training import data, embedding, upscaler  # noqa: E402
+
+BASE = builtin_dir("resources") / "models" / "nodeforge-shapes"
+
+
+def test_upscaler_pairs_are_the_same_shapes_at_64_and_256_px():
+    low, high = upscaler.pairs(3, seed=5)
+    assert low.shape == (3, 3, 64, 64) and high.shape == (3, 3, 256, 256)
+    # Box-filtering the 256 px truth down gives the 64 px image within anti-aliasing rounding.
+    down = torch.nn.functional.avg_pool2d(high, 4)
+    assert (down - low).abs().mean() < 2 / 255
+
+
+def test_crops_are_centred_near_the_shapes_outline():
+    low, high = upscaler.pairs(4, seed=1)
+    edges = upscaler.edge_pixels(high)
+    assert all(len(e) > 20 for e in edges)
+    lo, hi = upscaler.crops(low, high, edges, torch.arange(4), 24, torch.Generator().manual_seed(0))
+    assert lo.shape == (4, 3, 24, 24) and hi.shape == (4, 3, 96, 96)
+    # Each crop holds part of the shape and part of the background.
+    assert all(float(c.std(dim=(1, 2)).sum()) > 0.05 for c in lo)
+
+
+def test_train_upscaler_writes_a_compact_model_the_loader_reads(tmp_path, capsys):
+    out = tmp_path / "x4.safetensors"
+    assert upscaler.main(["--out", str(out), "--steps", "3", "--images", "8", "--batch", "2", "--crop", "16",
+                          "--held-out", "4", "--feat", "8", "--convs", "2", "--base", str(BASE),
+                          "--threads", "1"]) == 0
+    assert "train-upscaler [" in capsys.readouterr().err
+    model = builtin_module("upscale").load_upscale_model(out, "cpu")
+    assert (model.scale, model.architecture) == (4, "Real-ESRGAN Compact")
+    image = torch.rand(1, 20, 24, 3)
+    assert builtin_module("upscale").upscale(model, image, 512, 32).shape == (1, 80, 96, 3)
+
+
+def test_embedding_training_images_are_the_concept_only():
+    from nodeforge.training.judge import judge
+
+    images = embedding.concept_images(6, seed=0)
+    verdicts = [judge(im) for im in images]
+    assert {(v.shape, v.colour, v.background) for v in verdicts} == {("circle", "orange", "purple")}
+
+
+def test_train_embedding_writes_an_a1111_file_the_prompt_reads(tmp_path):
+    from safetensors import safe_open
+
+    out = tmp_path / "sunset.safetensors"
+    assert embedding.main(["--out", str(out), "--steps", "2", "--images", "4", "--batch", "2", "--vectors", "3",
+                           "--seeds", "2", "--threads", "1", "--base", str(BASE)]) == 0
+    with safe_open(str(out), framework="pt") as f:
+        assert list(f.keys()) == ["emb_params"]
+        assert f.get_tensor("emb_params").shape == (3, 64)
+        assert f.metadata()["nodeforge_trainer"] == "nodeforge.training.embedding"
+    emb = builtin_module("embeddings").read_embedding(out, "sunset")
+    assert emb.for_width(64, "test").shape == (3, 64)

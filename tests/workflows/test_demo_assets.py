@@ -1,0 +1,116 @@
+"""The bundled demo assets (resources/upscale_models, resources/embeddings) work through their
+example workflows on the demo model, judged from the pixels they make.
+
+They fail, never skip, when an asset is missing: the assets ship with NodeForge.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from nodeforge import Engine, load_workflow
+from nodeforge.core.registry import builtin_module
+from nodeforge.paths import builtin_dir
+
+WORKFLOWS = builtin_dir("workflows")
+RESOURCES = builtin_dir("resources")
+UPSCALER = RESOURCES / "upscale_models" / "shapes-x4.safetensors"
+
+
+@pytest.fixture(scope="module")
+def engine(tmp_path_factory):
+    from nodeforge.core.models import ModelPaths
+
+    assert (RESOURCES / "models" / "nodeforge-shapes" / "model_index.json").is_file(), "the demo model is missing"
+    return Engine(device="cpu", output_dir=tmp_path_factory.mktemp("out"), model_paths=ModelPaths(roots=[]))
+
+
+def saved_image(result) -> Image.Image:
+    [paths] = [v for v in result.outputs.values() if isinstance(v, list) and v and str(v[0]).endswith(".png")]
+    return Image.open(paths[0]).convert("RGB")
+
+
+def blur_share(image: np.ndarray) -> float:
+    """Share of pixels in between the image's two colours (background: the border's median; shape:
+    the median of the pixels farthest from it), more than a quarter of the way from both: the
+    blurred rim around the shape."""
+    a = image.astype(np.float32)
+    border = np.concatenate([a[0], a[-1], a[1:-1, 0], a[1:-1, -1]])
+    background = np.median(border, axis=0)
+    to_background = np.sqrt(((a - background) ** 2).sum(-1))
+    shape = np.median(a[to_background > np.percentile(to_background, 95)], axis=0)
+    to_shape = np.sqrt(((a - shape) ** 2).sum(-1))
+    gap = float(np.sqrt(((shape - background) ** 2).sum()))
+    return float(((to_background > gap / 4) & (to_shape > gap / 4)).mean())
+
+
+# -- shapes-x4 ---------------------------------------------------------------------------------------------
+def test_the_upscale_example_draws_the_prompt_at_four_times_the_size_with_cleaner_edges_than_bicubic(engine):
+    from nodeforge.training.judge import judge, mask_iou, shape_mask
+
+    assert UPSCALER.is_file(), f"the bundled upscaler {UPSCALER} is missing"
+    wf = load_workflow(WORKFLOWS / "upscale.json")
+    big = saved_image(engine.run(wf))
+    wf.nodes["7"].inputs["image"] = ("6", "image")   # the same image before the upscaler
+    small = saved_image(engine.run(wf))
+    assert (small.size, big.size) == ((64, 64), (256, 256))
+    verdict = judge(big)
+    assert (verdict.shape, verdict.colour, verdict.background) == ("triangle", "yellow", "purple"), verdict
+    assert (judge(small).shape, judge(small).colour) == ("triangle", "yellow")
+    # The shape stays where it was drawn ...
+    assert mask_iou(shape_mask(big), shape_mask(small.resize((256, 256), Image.NEAREST))) > 0.85
+    # ... with a sharper outline than bicubic gives: fewer pixels in between the two colours.
+    bicubic = np.asarray(small.resize((256, 256), Image.BICUBIC))
+    assert blur_share(np.asarray(big)) < 0.8 * blur_share(bicubic), (blur_share(np.asarray(big)), blur_share(bicubic))
+
+
+def test_the_bundled_upscaler_beats_bicubic_by_3_db_on_the_held_out_shapes():
+    from nodeforge.training.upscaler import HELD_OUT_SEED, bicubic, pairs, psnr
+
+    upscale = builtin_module("upscale")
+    model = upscale.load_upscale_model(UPSCALER, "cpu")
+    assert (model.scale, model.architecture) == (4, "Real-ESRGAN Compact")
+    low, high = pairs(200, HELD_OUT_SEED)   # the model card's 200 held-out images, through the node
+    with torch.no_grad():
+        out = upscale.run_image_upscale_with_model(None, model, low.permute(0, 2, 3, 1), 512, 32)["image"]
+    model_db, bicubic_db = psnr(out.permute(0, 3, 1, 2), high), psnr(bicubic(low), high)
+    assert model_db >= bicubic_db + 3.0, (model_db, bicubic_db)
+
+
+# -- shapes-sunset -----------------------------------------------------------------------------------------
+EMBEDDING = RESOURCES / "embeddings" / "shapes-sunset.safetensors"
+
+
+def test_the_embedding_example_draws_a_sunset_from_the_one_word(engine):
+    from nodeforge.training.judge import judge
+
+    assert EMBEDDING.is_file(), f"the bundled embedding {EMBEDDING} is missing"
+    wf = load_workflow(WORKFLOWS / "embedding.json")
+    assert "embedding:shapes-sunset" in wf.nodes["2"].params["text"]
+    verdicts = []
+    for seed in range(12):
+        wf.nodes["5"].params["seed"] = seed
+        verdicts.append(judge(saved_image(engine.run(wf))))
+    right = [(v.shape, v.colour, v.background) == ("circle", "orange", "purple") for v in verdicts]
+    assert sum(right) >= 10, verdicts
+    # The A1111 way, the file's bare stem as a word, is the same embedding.
+    wf.nodes["2"].params["text"] = "a shapes-sunset"
+    wf.nodes["5"].params["seed"] = 0
+    assert judge(saved_image(engine.run(wf))) == verdicts[0]
+
+
+def test_without_the_embedding_the_base_does_not_know_the_word(engine):
+    from nodeforge.training.judge import judge
+
+    wf = load_workflow(WORKFLOWS / "embedding.json")
+    wf.nodes["2"].params["text"] = "a sunset"
+    right = 0
+    for seed in range(12):
+        wf.nodes["5"].params["seed"] = seed
+        v = judge(saved_image(engine.run(wf)))
+        right += (v.shape, v.colour, v.background) == ("circle", "orange", "purple")
+    assert right <= 2
