@@ -4,7 +4,8 @@
 
 Shots: wires (a wire passing behind a node's unconnected port), clamp (0 typed into steps),
 shortcuts (Help > Canvas and Shortcuts), run-menu (the run key's name), preview (a
-run on the demo model: the step preview's colours are the decoded image's). Each writes
+run on the demo model: the step preview's colours are the decoded image's), png-open (a PNG
+with a stale viewport is fitted), fit (readable zoom), first-start (the example and its hint). Each writes
 docs/screenshots/first-hour-SHOT.png. Uses the built-in pack's declarations (no model is loaded).
 """
 from __future__ import annotations
@@ -144,7 +145,51 @@ def shot_preview(app, registry, done) -> None:
     QTimer.singleShot(600, win.run)
 
 
-SHOTS = {"preview": shot_preview, "wires": shot_wires, "clamp": shot_clamp, "shortcuts": shot_shortcuts, "run-menu": shot_run_menu}
+def shot_png_open(app, registry, done) -> None:
+    """A NodeForge PNG whose stored viewport predates its positions (it looks at empty canvas far
+    to the upper left): opening it fits the graph."""
+    from PIL import Image
+    from PIL.PngImagePlugin import PngInfo
+
+    from nodeforge.core.workflow import load_workflow
+
+    wf = load_workflow(EXAMPLE)
+    wf.ui["viewport"] = {"center": [-2400, -1600], "zoom": 1.0}
+    info = PngInfo()
+    info.add_text("workflow", wf.dumps())
+    png = os.path.join(tempfile.mkdtemp(), "stale-viewport.png")
+    Image.new("RGB", (64, 64), (220, 40, 40)).save(png, pnginfo=info)
+    win = window(app, registry)
+    win.open_path(png)
+    QTimer.singleShot(800, lambda: (grab(win, "png-open"), win.close(), done()))
+
+
+def shot_fit(app, registry, done) -> None:
+    """F on the txt2img example in a smaller window: fitted at the readable zoom (0.6, editors
+    shown) since it fits there, not at the 0.5 a plain fit with margins would choose."""
+    win = window(app, registry)
+    win.setGeometry(0, 0, 1280, 800)
+    win.open_path(EXAMPLE)
+
+    def later():
+        win.view.fit()
+        QTimer.singleShot(500, lambda: (print("fit zoom", round(win.view.zoom(), 3)), grab(win, "fit", QRect(0, 0, 1280, 800)),
+                                        win.close(), done()))
+
+    QTimer.singleShot(700, later)
+
+
+def shot_first_start(app, registry, done) -> None:
+    """The first start: the txt2img example, and one line on how to run it."""
+    from nodeforge.ui.app import open_start_graph
+
+    win = window(app, registry)
+    win.settings().remove("lastSession")
+    open_start_graph(win)
+    QTimer.singleShot(800, lambda: (grab(win, "first-start"), win.close(), done()))
+
+
+SHOTS = {"png-open": shot_png_open, "fit": shot_fit, "first-start": shot_first_start, "preview": shot_preview, "wires": shot_wires, "clamp": shot_clamp, "shortcuts": shot_shortcuts, "run-menu": shot_run_menu}
 
 
 def main(names: list[str]) -> int:

@@ -56,11 +56,33 @@ def build_window(path: str | None = None, engine: Engine | None = None) -> MainW
     return win
 
 
-def offer_recovery(win: MainWindow) -> None:
-    """After a crash, offer the autosaved graph (the newest one) back."""
+def open_start_graph(win: MainWindow) -> bool:
+    """Started without a file: the last session's graph, else the txt2img example, as ComfyUI
+    opens with a working graph, and one line over the canvas on how to run it."""
+    from html import escape
+
+    from nodeforge.paths import builtin_dir
+    from nodeforge.ui.actions import RUN_KEYS
+
+    last = str(win.settings().value("lastSession", "") or "")
+    if last and Path(last).is_file() and win.open_path(last):
+        win.show_hint(f"Reopened <b>{escape(Path(last).name)}</b> from your last session · "
+                      f"<b>{RUN_KEYS}</b> (or Run) runs it")
+        return True
+    example = builtin_dir("workflows") / "txt2img.json"
+    if example.is_file() and win.document.open_example(example):
+        win.show_hint(f"This is the <b>txt2img</b> example: press <b>{RUN_KEYS}</b> (or Run) to make an "
+                      f"image · Tab adds a node · File › Examples has more")
+        return True
+    return False
+
+
+def offer_recovery(win: MainWindow) -> bool:
+    """After a crash, offer the autosaved graph (the newest one) back; True if it was taken."""
     found = find_recoverable()
     if not found:
-        return
+        return False
+    recovered = False
     newest = found[0]
     answer = QMessageBox.question(
         win, "Recover unsaved work?",
@@ -77,10 +99,12 @@ def offer_recovery(win: MainWindow) -> None:
             win.set_document(wf, None)
             win.stack.resetClean()   # recovered work is unsaved work
             win._update_title()
+            recovered = True
         try:
             item.path.unlink()
         except OSError:
             pass
+    return recovered
 
 
 def _when(mtime: float) -> str:
@@ -103,8 +127,8 @@ def main(path: str | None = None) -> int:
     app = make_app()
     win = build_window(path)
     win.show()
-    if not path:
-        offer_recovery(win)
+    if not path and not offer_recovery(win):
+        open_start_graph(win)
     interrupt = TerminalInterrupt(app, open_windows)   # Ctrl+C in the terminal
     try:
         return app.exec()

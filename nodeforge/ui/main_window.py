@@ -16,6 +16,7 @@ from nodeforge.ui.controller import GraphController
 from nodeforge.ui.document import DocumentController, explain
 from nodeforge.ui.edges import EdgeItem, RerouteItem
 from nodeforge.ui.group_item import GroupItem
+from nodeforge.ui.hint import CanvasHint
 from nodeforge.ui.image_panel import ImagePanel, ImageViewer
 from nodeforge.ui.layout import arrange, overlapping
 from nodeforge.ui.model import GraphModel
@@ -71,6 +72,7 @@ class MainWindow(QMainWindow):
         self.scene.file_resolver = self._resolve_file
         self.view = GraphView(self.scene, self)
         self.setCentralWidget(self.view)
+        self.hint = CanvasHint(self.view)
         self.search = NodeSearchPopup(self.registry, self)
         self.runner = RunController(self.engine, self)
 
@@ -101,6 +103,8 @@ class MainWindow(QMainWindow):
         self.scene.groupRenameRequested.connect(self.rename_group)
         self.search.chosen.connect(self._search_chosen)
         self.runner.runningChanged.connect(self.acts.cancel.setEnabled)
+        self.runner.runningChanged.connect(self._running_changed)
+        self.model.reset.connect(self.hint.hide)           # another graph
         self.images.seedCopied.connect(self._seed_copied)
         self.images.openWorkflow.connect(self._open_from_image)
         self.stack.indexChanged.connect(self.presenter.clear_errors)
@@ -152,6 +156,10 @@ class MainWindow(QMainWindow):
     # -- small reactions (bound methods, not lambdas: Qt drops these when the window goes) ------------
     def _clean_changed(self, *_: Any) -> None:
         self.setWindowModified(self.document.is_modified())
+
+    def _running_changed(self, running: bool) -> None:
+        if running:
+            self.hint.hide()     # it said how to run: done
 
     def _tick_stats(self) -> None:
         self.status.update_stats(self.runner.running)
@@ -227,6 +235,10 @@ class MainWindow(QMainWindow):
         box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         box.open()   # window-modal, never blocks the event loop
         self.statusBar().showMessage(text.splitlines()[0], 10000)
+
+    def show_hint(self, html: str) -> None:
+        """One line over the canvas until the user runs or opens another graph."""
+        self.hint.show_text(html)
 
     def show_shortcuts(self) -> None:
         box = QMessageBox(QMessageBox.Icon.NoIcon, "Canvas and shortcuts", shortcuts_html(),

@@ -375,3 +375,183 @@ def test_the_shortcuts_table_pads_its_columns(window, qtbot):
     table = doc.rootFrame().childFrames()[0]
     cell = table.cellAt(0, 0).format().toTableCellFormat()
     assert cell.rightPadding() >= 12 and table.rows() == len(SHORTCUTS)
+
+
+# -- opening files: the stored viewport, fit (items 6 and 7) --------------------------------------------
+def _far_graph(tmp_path, viewport, suffix=".png"):
+    """Four nodes around (3000, 2000) in a file whose stored viewport looks elsewhere."""
+    from PIL import Image
+    from PIL.PngImagePlugin import PngInfo
+
+    from nodeforge.core.workflow import Workflow
+
+    wf = Workflow()
+    a = wf.add("SolidImage", {"color": "green"})
+    b = wf.add("Invert", {}, {"image": (a, "image")})
+    c = wf.add("Slow", {}, {"image": (b, "image")})
+    wf.add("PreviewOut", {}, {"image": (c, "image")})
+    wf.ui = {"positions": {nid: [3000 + 300 * i, 2000 + 40 * i] for i, nid in enumerate(wf.nodes)},
+             "viewport": viewport}
+    path = tmp_path / f"far{suffix}"
+    if suffix == ".png":
+        info = PngInfo()
+        info.add_text("workflow", wf.dumps())
+        Image.new("RGB", (8, 8), "red").save(path, pnginfo=info)
+    else:
+        path.write_text(wf.dumps(), encoding="utf-8")
+    return path
+
+
+def _visible(win):
+    return win.view.mapToScene(win.view.viewport().rect()).boundingRect()
+
+
+@pytest.mark.parametrize("suffix", [".png", ".json"])
+def test_opening_a_file_whose_viewport_misses_the_graph_fits_it(window, qtbot, tmp_path, suffix):
+    path = _far_graph(tmp_path, {"center": [0, 0], "zoom": 1.0}, suffix)
+    window.show()
+    assert window.open_path(path)
+    qtbot.waitUntil(lambda: _visible(window).contains(window.view.graph_rect()))
+    assert not window.document.is_modified()
+
+
+def test_opening_before_the_window_shows_fits_the_shown_window(qtbot, engine, tmp_path):
+    """`nodeforge FILE.png` opens the file before the window is shown (and sized)."""
+    from nodeforge.ui.main_window import MainWindow
+
+    win = MainWindow(engine)
+    win.confirm_close = False
+    qtbot.addWidget(win)
+    win.resize(1200, 800)
+    assert win.open_path(_far_graph(tmp_path, {"center": [0, 0], "zoom": 1.0}))
+    win.show()
+    qtbot.waitUntil(lambda: _visible(win).contains(win.view.graph_rect()))
+    from nodeforge.ui.view import READABLE_ZOOM
+
+    assert win.view.zoom() >= READABLE_ZOOM          # fitted in the real window, not a 100-pixel one
+    win.autosaver.discard()
+
+
+def test_a_stored_viewport_that_shows_the_graph_is_kept(window, qtbot, tmp_path):
+    path = _far_graph(tmp_path, {"center": [3450, 2060], "zoom": 0.9}, ".json")
+    window.show()
+    assert window.open_path(path)
+    qtbot.waitUntil(lambda: abs(window.view.zoom() - 0.9) < 1e-6)
+    centre = window.view.center()
+    assert abs(centre.x() - 3450) < 2 and abs(centre.y() - 2060) < 2
+
+
+# -- first start (item 11) -----------------------------------------------------------------------------
+@pytest.fixture
+def no_last_session(real_window):
+    real_window.settings().remove("lastSession")
+    yield
+    real_window.settings().remove("lastSession")
+
+
+def test_first_start_opens_the_txt2img_example_with_how_to_run_it(real_window, qtbot, no_last_session):
+    from nodeforge.ui.app import open_start_graph
+
+    win = real_window
+    win.show()
+    assert open_start_graph(win)
+    types = {n.type for n in win.model.nodes.values()}
+    assert {"CheckpointLoader", "UNetDenoise", "VAEDecode", "SaveImage"} <= types
+    assert win.path is None and not win.document.is_modified()     # Save asks where: not over the example
+    assert win.hint.isVisible() and "Ctrl+Enter" in win.hint.text() and "txt2img" in win.hint.text()
+    qtbot.waitUntil(lambda: win.view.shows_graph())
+    hint = win.hint.geometry()
+    assert win.view.viewport().geometry().contains(hint) and hint.top() < 40     # one line at the top
+    win.view.translate_view(300, 200)                                           # it stays when the canvas pans
+    assert win.hint.geometry() == hint
+
+
+def test_start_reopens_the_last_sessions_graph(real_window, qtbot, tmp_path, no_last_session):
+    from nodeforge.paths import builtin_dir
+    from nodeforge.ui.app import open_start_graph
+
+    win = real_window
+    win.show()
+    saved = tmp_path / "mine.json"
+    saved.write_text((builtin_dir("workflows") / "img2img.json").read_text(encoding="utf-8"), encoding="utf-8")
+    assert win.open_path(saved)
+    win.save_layout()                        # what closing the window does
+    win.set_document(__import__("nodeforge").Workflow(), None)
+    assert open_start_graph(win)
+    assert win.path == saved and "mine.json" in win.hint.text() and "last session" in win.hint.text()
+    saved.unlink()                           # gone since: the example instead
+    assert open_start_graph(win) and win.path is None and "txt2img" in win.hint.text()
+
+
+def test_the_hint_goes_when_the_user_runs_or_opens_another_graph(window, qtbot, tmp_path):
+    from tests.ui.helpers import add
+
+    window.show()
+    window.show_hint("press <b>Ctrl+Enter</b>")
+    assert window.hint.isVisible()
+    solid, out = add(window, "SolidImage"), add(window, "PreviewOut", 300)
+    window.controller.connect(solid, "image", out, "image")
+    with qtbot.waitSignal(window.runner.runFinished, timeout=30_000):
+        window.run()
+    assert not window.hint.isVisible()
+    window.show_hint("again")
+    window.document.new_document()
+    assert not window.hint.isVisible()
+    window.show_hint("and the close button")
+    window.hint.close_button.click()
+    assert not window.hint.isVisible()
+
+
+def _spread(win, width, height=0):
+    from tests.ui.helpers import add
+
+    win.set_document(__import__("nodeforge").Workflow(), None)
+    add(win, "SolidImage", 0, 0)
+    add(win, "PreviewOut", width, height)
+
+
+def test_fit_never_goes_below_a_readable_zoom_for_a_graph_that_fits_at_it(window, qtbot):
+    from nodeforge.ui.view import READABLE_ZOOM
+
+    window.show()
+    view = window.view
+    qtbot.waitUntil(lambda: view.viewport().width() > 600)
+    room = view.viewport().width()
+    readable, low = 0, 0
+    for width in range(200, 4000, 150):
+        _spread(window, width)
+        view.fit()
+        graph = view.graph_rect()
+        assert _visible(window).contains(graph), width                      # fit shows it all, always
+        fits_readable = graph.width() * READABLE_ZOOM <= room - 8 and \
+            graph.height() * READABLE_ZOOM <= view.viewport().height() - 8
+        if fits_readable:
+            assert view.zoom() >= READABLE_ZOOM - 1e-9, (width, view.zoom())
+            readable += 1
+        else:
+            assert view.zoom() < READABLE_ZOOM
+            low += 1
+    assert readable >= 3 and low >= 3        # both cases were met
+    # the band just below the normal margin: fits tightly at 0.6, so 0.6 with a thin margin
+    _spread(window, int((room - 40) / READABLE_ZOOM) - 260)
+    view.fit()
+    assert abs(view.zoom() - READABLE_ZOOM) < 1e-9 and _visible(window).contains(view.graph_rect())
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.stem)
+def test_each_example_fits_readable_when_it_can(real_window, qtbot, path):
+    """At the default window size the small examples fit at a readable zoom; the larger ones
+    (hires-fix, outpaint, regions) are fitted whole in the level of detail for low zoom."""
+    from nodeforge.ui.view import READABLE_ZOOM
+
+    win = real_window
+    win.show()
+    assert win.open_path(path)
+    qtbot.waitUntil(lambda: win.scene.panels_pending() == 0)
+    win.view.fit()
+    graph, room = win.view.graph_rect(), win.view.viewport().rect()
+    assert _visible(win).contains(graph)
+    if graph.width() * READABLE_ZOOM <= room.width() - 8 and graph.height() * READABLE_ZOOM <= room.height() - 8:
+        assert win.view.zoom() >= READABLE_ZOOM
+    if path.stem in ("txt2img", "img2img", "inpaint", "lora"):
+        assert win.view.zoom() >= READABLE_ZOOM, path.stem
