@@ -50,6 +50,9 @@ class Imported:
     # (node id, param) it leaves unresolved its line, so `run`/`validate` say it once, not twice.
     missing: list[str] = field(default_factory=list)
     missing_params: dict[tuple[str, str], str] = field(default_factory=dict)
+    # Each missing model file, (kind, name), and the (node id, param) places that name it: what
+    # the editor's Missing models dialog offers to replace.
+    missing_models: dict[tuple[str, str], list[tuple[str, str]]] = field(default_factory=dict)
 
     @property
     def foreign(self) -> bool:
@@ -220,6 +223,7 @@ def _resolve_models(imported: Imported, model_map: Mapping[str, str] | None, mod
                 node.params[param] = resolver.resolve(kind, node.params[param], nid)
                 if (kind, node.params[param]) in resolver.missing:
                     imported.missing_params[(nid, param)] = (kind, node.params[param])
+                    imported.missing_models.setdefault((kind, node.params[param]), []).append((nid, param))
             else:
                 node.params[param] = resolver.mapped(node.params[param])
         if imported.foreign and node.type == "TextEncoder" and isinstance(node.params.get("text"), str):

@@ -248,3 +248,13 @@ def embeddings_in(text: str) -> list[str]:
         if name and name not in out:
             out.append(name)
     return out
+
+
+def local_models(kind: str, model_paths: ModelPaths | None = None) -> list[str]:
+    """The user's models of a kind, by the names a workflow stores (for choosing a replacement)."""
+    resolver = ModelResolver(model_paths)
+    found = set(resolver._files(kind)[0].values())    # files in sub-folders too, as resolution finds them
+    file_kind = resolver._file_kind(kind)
+    if file_kind is not None:
+        found.update(resolver.paths.names(file_kind))   # what the editor lists (diffusers folders included)
+    return sorted(found, key=str.lower)

@@ -62,6 +62,7 @@ class DocumentController(QObject):
         self.imported_format: str | None = None
         self.import_warnings: list[str] = []
         self.import_notice: QMessageBox | None = None
+        self.missing_dialog: Any = None
         self.autosaver = Autosaver()
         self.autosave_failure: str | None = None     # the last autosave error, until one succeeds
         self.autosave_notice: QMessageBox | None = None
@@ -140,7 +141,15 @@ class DocumentController(QObject):
         """The file as an interop.Imported (NodeForge, ComfyUI or A1111); raises WorkflowError."""
         from nodeforge.interop import read_workflow
 
-        imported = read_workflow(path, registry=self.win.registry, model_paths=self.win.engine.model_paths)
+        from nodeforge.ui.missing_models import remembered
+
+        paths = self.win.engine.model_paths
+        imported = read_workflow(path, registry=self.win.registry, model_paths=paths)
+        mapping = remembered(self.win.settings())
+        if imported.foreign and mapping:   # names chosen in an earlier import's Missing models dialog
+            imported = read_workflow(path, registry=self.win.registry, model_paths=paths, model_map=mapping)
+            # The remembered pairs are not the user's typing: no "no model is named" notes for them.
+            imported.warnings = [w for w in imported.warnings if not w.startswith("--model-map ")]
         bad = unencodable_text(imported.workflow)
         if bad:
             raise WorkflowError(f"{path}: {bad}")
@@ -159,6 +168,9 @@ class DocumentController(QObject):
         return True
 
     def show_imported(self, imported: Any, path: Path) -> None:
+        if self.missing_dialog is not None:   # the last file's choices do not apply to this one
+            self.missing_dialog.close()
+            self.missing_dialog = None
         if not imported.foreign:
             self.set_document(imported.workflow, path if path.suffix.lower() == ".json" else None)
             return
@@ -171,6 +183,45 @@ class DocumentController(QObject):
         self.update_title()
         if imported.warnings:
             self._show_import_notes(path, imported.warnings)
+        self.offer_missing_models(imported)
+
+    def offer_missing_models(self, imported: Any) -> None:
+        """The Missing models dialog (not modal: the graph stays usable), when another tool's file
+        names models this machine lacks and the user has models of those kinds to pick from. OK
+        puts each choice on its nodes as one undoable step, and remembers the pairs."""
+        from nodeforge.interop.model_names import local_models
+        from nodeforge.ui.missing_models import MissingModelsDialog
+
+        missing = {key: places for key, places in imported.missing_models.items() if key[0] != "image"}
+        choices = {kind: local_models(kind, self.win.engine.model_paths) for kind, _ in missing}
+        if not any(choices.values()):
+            return
+        dialog = MissingModelsDialog(missing, choices, self.win)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.accepted.connect(lambda: self._use_chosen_models(dialog, imported))
+        dialog.destroyed.connect(lambda *_: setattr(self, "missing_dialog", None))
+        self.missing_dialog = dialog
+        dialog.show()
+
+    def _use_chosen_models(self, dialog: Any, imported: Any) -> None:
+        from nodeforge.ui.missing_models import apply_choices, remember
+
+        self.missing_dialog = None
+        chosen = dialog.chosen()
+        if not chosen:
+            return
+        places = [(nid, param, replacement) for key, replacement in chosen.items()
+                  for nid, param in imported.missing_models.get(key, []) if nid in self.win.model.nodes]
+        stack = self.win.controller.stack
+        stack.beginMacro("Use chosen models")
+        for nid, param, replacement in places:
+            self.win.controller.set_param(nid, param, replacement)
+        stack.endMacro()
+        apply_choices(imported, chosen)
+        self.import_warnings = list(imported.warnings)
+        if dialog.remember.isChecked():
+            remember(self.win.settings(), chosen)
+        self.win.statusBar().showMessage(f"Using {len(chosen)} of your models in place of the missing ones", 8000)
 
     def _set_imported_layout(self, workflow: Workflow) -> None:
         """Keep the sender's layout; where our (larger) nodes would overlap, give it room by

@@ -2,6 +2,7 @@
 (document.py), and holds the editing commands that work on the selection and the run."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -258,6 +259,12 @@ class MainWindow(QMainWindow):
 
     # -- window state -------------------------------------------------------------------------------
     def settings(self) -> QSettings:
+        """The editor's settings (recent files, window state, remembered model choices). With
+        NODEFORGE_HOME set (a portable install, the tests) they live there, not in the user's
+        platform settings."""
+        home = os.environ.get("NODEFORGE_HOME")
+        if home:
+            return QSettings(str(Path(home) / "settings.ini"), QSettings.Format.IniFormat)
         return QSettings("NodeForge", "NodeForge")
 
     def new_window(self) -> "MainWindow":

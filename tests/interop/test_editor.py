@@ -157,3 +157,37 @@ def test_the_command_line_file_argument_opens_comfyui_files(qtbot, shared, monke
     win.confirm_close = False
     assert win.windowTitle() == "txt2img-0.4.json (imported from ComfyUI)[*] — NodeForge"
     win.autosaver.discard()
+
+
+def test_missing_models_dialog_picks_a_local_model_and_the_next_import_remembers_it(window, shared):
+    from nodeforge.ui.missing_models import LEAVE
+
+    assert window.open_path(shared / "txt2img-0.4.json")
+    dialog = window.document.missing_dialog
+    assert dialog is not None and dialog.isVisible() and not dialog.isModal()   # the graph stays usable
+    options = [dialog.combos[("checkpoint", "v1-5-pruned-emaonly.safetensors")].itemText(i)
+               for i in range(dialog.combos[("checkpoint", "v1-5-pruned-emaonly.safetensors")].count())]
+    assert options[0] == LEAVE and "nodeforge-shapes" in options   # the user's (here: bundled) checkpoints
+    dialog.choose("checkpoint", "v1-5-pruned-emaonly.safetensors", "nodeforge-shapes")
+    dialog.accept()
+    assert window.model.nodes["4"].params["checkpoint"] == "nodeforge-shapes"
+    assert not any("missing checkpoint" in w for w in window.document.import_warnings)
+    assert [p for p in window.engine.validate(window.model.snapshot()) if p.field == "checkpoint"] == []
+    window.stack.undo()   # one undoable step
+    assert window.model.nodes["4"].params["checkpoint"] == "v1-5-pruned-emaonly.safetensors"
+
+    again = shared / "copy.json"
+    again.write_text((shared / "txt2img-0.4.json").read_text())
+    assert window.open_path(again)
+    # Remembered: mapped at once, nothing missing, no dialog and no note about it.
+    assert window.model.nodes["4"].params["checkpoint"] == "nodeforge-shapes"
+    assert window.document.missing_dialog is None
+    assert not any("model-map" in w or "missing" in w for w in window.document.import_warnings)
+
+
+def test_leaving_a_model_missing_keeps_its_name_and_says_where_it_goes(window, shared):
+    assert window.open_path(shared / "txt2img-0.4.json")
+    window.document.missing_dialog.accept()   # everything left at "(leave it missing)"
+    assert window.model.nodes["4"].params["checkpoint"] == "v1-5-pruned-emaonly.safetensors"
+    assert any(w.startswith("missing checkpoint 'v1-5-pruned-emaonly.safetensors'")
+               for w in window.document.import_warnings)
