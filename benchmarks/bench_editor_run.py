@@ -10,7 +10,7 @@ meanwhile, as on the loaded 2-core machine where the editor took 61 s against 29
     python benchmarks/bench_editor_run.py [--repeats 3] [--steps 20] [--size 128] [--load 2] [--nice N]
 
 `--nice N` runs the editor with NODEFORGE_RUN_NICE=N (the worker thread's niceness: the cause
-of the slowdown was a default of 5).
+of the slowdown was a default of 5; the default is now 0).
 """
 from __future__ import annotations
 

@@ -122,15 +122,21 @@ def titled_prompts(workflow: Workflow, registry: Registry, info: GenerationInfo)
 
 
 def _lower_thread_priority() -> None:
-    """Let the UI thread win the CPU from the run (and the math threads it starts) on Linux.
+    """Lower the run's priority on Linux when NODEFORGE_RUN_NICE asks for it (default 0: none).
 
-    Niceness is per thread there and inherited by threads the worker creates (torch's and
-    OpenBLAS's pools), so the canvas stays smooth while all cores compute.
+    Niceness is per thread there and inherited by the threads the worker creates (torch's and
+    OpenBLAS's pools). A default of 5 made a run in the editor take twice as long as `nodeforge
+    run` on a loaded machine (61 s against 29 s: every other process won the cores from it),
+    while the UI thread, idle between events, does not need it to stay smooth (issue 18.9;
+    benchmarks/bench_editor_run.py measures both).
     """
     import os
     import sys
 
-    level = int(os.environ.get("NODEFORGE_RUN_NICE", "5"))
+    try:
+        level = int(os.environ.get("NODEFORGE_RUN_NICE", "0"))
+    except ValueError:
+        level = 0
     if sys.platform.startswith("linux") and level > 0:
         try:
             os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), level)
