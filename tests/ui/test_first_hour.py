@@ -555,3 +555,38 @@ def test_each_example_fits_readable_when_it_can(real_window, qtbot, path):
         assert win.view.zoom() >= READABLE_ZOOM
     if path.stem in ("txt2img", "img2img", "inpaint", "lora"):
         assert win.view.zoom() >= READABLE_ZOOM, path.stem
+
+
+def _niceness_of_a_run_thread(monkeypatch, value: str | None) -> tuple[int, int]:
+    """(niceness of the calling thread, niceness a run worker thread gives itself)."""
+    import os
+    import threading
+
+    from nodeforge.ui import runner
+
+    if value is None:
+        monkeypatch.delenv("NODEFORGE_RUN_NICE", raising=False)
+    else:
+        monkeypatch.setenv("NODEFORGE_RUN_NICE", value)
+    seen: list[int] = []
+
+    def work() -> None:
+        runner._lower_thread_priority()
+        seen.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+
+    thread = threading.Thread(target=work)
+    thread.start()
+    thread.join()
+    return os.getpriority(os.PRIO_PROCESS, threading.get_native_id()), seen[0]
+
+
+@pytest.mark.skipif(not __import__("sys").platform.startswith("linux"), reason="per-thread niceness is Linux's")
+def test_a_run_in_the_editor_keeps_the_priority_a_command_line_run_has(monkeypatch):
+    """Issue 18.9: a niceness of 5 made an editor run lose the cores to every other busy process
+    (76.9 s against 33.3 s for `nodeforge run` in benchmarks/bench_editor_run.py --load 1)."""
+    ui_level, run_level = _niceness_of_a_run_thread(monkeypatch, None)
+    assert run_level == ui_level
+    ui_level, run_level = _niceness_of_a_run_thread(monkeypatch, "not a number")
+    assert run_level == ui_level
+    ui_level, run_level = _niceness_of_a_run_thread(monkeypatch, "3")
+    assert run_level == max(ui_level, 3)   # asked for: lowered to that level
