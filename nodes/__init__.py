@@ -71,6 +71,7 @@ _upscale_model_loader = _lazy("upscale", "run_upscale_model_loader")
 _image_upscale_with_model = _lazy("upscale", "run_image_upscale_with_model")
 _conditioning_set_area = _lazy("conditioning", "run_conditioning_set_area")
 _conditioning_combine = _lazy("conditioning", "run_conditioning_combine")
+_conditioning_set_aesthetic_score = _lazy("conditioning", "run_conditioning_set_aesthetic_score")
 
 # Resampling methods of the scale nodes (ComfyUI's names; its "bislerp" is not offered).
 LATENT_METHODS = ("nearest-exact", "bilinear", "area", "bicubic")
@@ -101,7 +102,7 @@ NODES: list[NodeSpec] = [
         "CheckpointLoader", "loaders", _checkpoint_loader,
         params=(Param.choice("checkpoint", _names(FileKind.CHECKPOINT), default="nodeforge-shapes",
                              file=FileKind.CHECKPOINT,
-                             description="a diffusers folder or a single .safetensors (SD 1.x, 2.x, XL)"),),
+                             description="a diffusers folder or a single .safetensors (SD 1.x, 2.x, XL base or refiner)"),),
         outputs=(Output("unet", MODEL), Output("clip", CLIP), Output("vae", VAE)),
         description="Load a Stable Diffusion model: denoising UNet, text encoder and VAE.",
         display_name="Load Checkpoint"),
@@ -329,4 +330,13 @@ NODES: list[NodeSpec] = [
         outputs=(Output("conditioning", COND),),
         description="Use both prompts (each in its area): the UNet's predictions are blended by area weights.",
         display_name="Conditioning (Combine)"),
+    NodeSpec(
+        "ConditioningSetAestheticScore", "conditioning", _conditioning_set_aesthetic_score,
+        inputs=(Input("conditioning", COND),),
+        params=(Param.float("aesthetic_score", 6.0, min=0.0, max=1000.0, step=0.5,
+                            description="what an SDXL refiner aims for (diffusers' default: 6.0 for the positive, "
+                                        "2.5 for the negative)"),),
+        outputs=(Output("conditioning", COND),),
+        description="SDXL refiner: the aesthetic score its micro-conditioning takes (other models ignore it).",
+        display_name="Conditioning (Aesthetic Score)"),
 ]

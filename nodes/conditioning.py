@@ -2,7 +2,7 @@
 
 A CONDITIONING value is a list of entries (ComfyUI's design), each a dict {"embeds", "pooled",
 "family"} plus optional "area" (height, width, y, x in image pixels), "strength" and
-"aesthetic_score". TextEncoder gives one entry; ConditioningCombine concatenates lists;
+"aesthetic_score" (ConditioningSetAestheticScore; an SDXL refiner's, else 6.0 / negative 2.5). TextEncoder gives one entry; ConditioningCombine concatenates lists;
 ConditioningSetArea marks every entry with an area. A lone dict (a pack written before lists) is
 read as one entry.
 
@@ -43,6 +43,11 @@ def run_conditioning_set_area(ctx: Any, conditioning: Any, width: int, height: i
     """Every entry applies to the rectangle (x, y, width, height) in image pixels only."""
     area = (int(height), int(width), int(y), int(x))
     return {"conditioning": [dict(e, area=area, strength=float(strength)) for e in entries(conditioning)]}
+
+
+def run_conditioning_set_aesthetic_score(ctx: Any, conditioning: Any, aesthetic_score: float) -> dict[str, Any]:
+    """Every entry conditions an SDXL refiner on this aesthetic score (other UNets ignore it)."""
+    return {"conditioning": [dict(e, aesthetic_score=float(aesthetic_score)) for e in entries(conditioning)]}
 
 
 def run_conditioning_combine(ctx: Any, conditioning_1: Any, conditioning_2: Any) -> dict[str, Any]:
@@ -126,6 +131,14 @@ class Guidance:
 
     def _inputs(self, group: list[_Unit], size: tuple[int, int]) -> tuple[torch.Tensor, dict | None]:
         model, batch = self.model, self.batch
+        width = getattr(model.unet.config, "cross_attention_dim", None)
+        for u in group:
+            got = u.entry["embeds"].shape[-1]
+            if isinstance(width, int) and got != width:
+                raise NodeError(f"this prompt was encoded {got} values wide but the UNet takes {width}: encode it "
+                                "with the CLIP of the checkpoint this UNet comes from (an SDXL refiner's prompts "
+                                "with the refiner's CLIP, the base's with the base's)",
+                                field="positive" if u.side else "negative")
         length = math.lcm(*(u.entry["embeds"].shape[1] for u in group))
         embeds = torch.cat([_repeat_to(u.entry["embeds"], length) for u in group])
         embeds = embeds.repeat_interleave(batch, dim=0).to(model.device, model.dtype)

@@ -1,4 +1,5 @@
-"""CheckpointLoader: diffusers folders and single-file checkpoints (SD 1.x, SD 2.x, SDXL), offline.
+"""CheckpointLoader: diffusers folders and single-file checkpoints (SD 1.x, SD 2.x, SDXL base and
+refiner), offline.
 
 A single file is recognised from its keys; its model configs come from the shipped
 `resources/configs/<family>/` (or a `<name>.config/` diffusers-layout folder beside it for models
@@ -36,6 +37,7 @@ SD1_CLIP_PREFIX = "cond_stage_model.transformer."
 SD2_CLIP_PREFIX = "cond_stage_model.model."
 XL_CLIP1_PREFIX = "conditioner.embedders.0.transformer."
 XL_CLIP2_PREFIX = "conditioner.embedders.1.model."
+REFINER_CLIP_PREFIX = "conditioner.embedders.0.model."   # an SDXL refiner's only encoder (OpenCLIP bigG)
 VAE_PREFIX = "first_stage_model."
 HUB_TOKENIZER = "openai/clip-vit-large-patch14"   # the BPE every SD family uses
 
@@ -51,7 +53,8 @@ def bundled_clip_vocabulary() -> Path:
 
 # -- detection -------------------------------------------------------------------------------------
 def detect_family(state_dict: dict[str, Any], metadata: dict[str, str] | None = None) -> tuple[str, str]:
-    """(family, prediction type) from an original-layout state dict: sd1, sd2 or sdxl.
+    """(family, prediction type) from an original-layout state dict: sd1, sd2, sdxl or sdxl-refiner
+    (OpenCLIP bigG as its first and only embedder; its config set is configs/sdxl-refiner).
 
     SD 2.x v-prediction cannot be told from shapes: a `v_pred` key (ComfyUI's marker), the
     file's metadata, or else ComfyUI's heuristic on the final layer norm of OpenCLIP decide.
@@ -65,9 +68,8 @@ def detect_family(state_dict: dict[str, Any], metadata: dict[str, str] | None = 
     if first_conv is not None and first_conv.ndim == 4 and first_conv.shape[1] not in (4, 9):
         raise NodeError(f"this is a special model (its UNet takes {first_conv.shape[1]} input channels); "
                         "standard (4) and inpainting (9) models are supported", field="checkpoint")
-    if has("conditioner.embedders.0.model.") and not has(XL_CLIP1_PREFIX):
-        raise NodeError("this is an SDXL refiner, which is not supported; use an SDXL base model",
-                        field="checkpoint")
+    if has(REFINER_CLIP_PREFIX) and not has(XL_CLIP1_PREFIX):
+        return "sdxl-refiner", "epsilon"
     if has(XL_CLIP2_PREFIX):
         return "sdxl", "epsilon"
     if has(SD2_CLIP_PREFIX):
@@ -82,7 +84,8 @@ def detect_family(state_dict: dict[str, Any], metadata: dict[str, str] | None = 
     if has(SD1_CLIP_PREFIX):
         return "sd1", "epsilon"
     raise NodeError("cannot tell which Stable Diffusion version this checkpoint is (no known text encoder "
-                    "keys); only SD 1.x, SD 2.x and SDXL single files are supported", field="checkpoint")
+                    "keys); only SD 1.x, SD 2.x and SDXL (base and refiner) single files are supported",
+                    field="checkpoint")
 
 
 # -- reading files -----------------------------------------------------------------------------------
@@ -178,7 +181,10 @@ def load_tokenizer(candidates: list[Path], pad_token: str | None, what: str) -> 
 
 def family_tokenizers(cfg: Path, family: str, beside: Path) -> tuple[Any, Any]:
     """The tokenizer(s) of a single-file checkpoint: the config folder's settings (SD 1.x and
-    SDXL's first encoder pad with <|endoftext|>, SD 2.x and SDXL's second with "!", id 0)."""
+    SDXL's first encoder pad with <|endoftext|>, SD 2.x and SDXL's second with "!", id 0). An
+    SDXL refiner has only the second: (None, tokenizer_2)."""
+    if family == "sdxl-refiner":
+        return None, load_tokenizer([cfg / "tokenizer_2", beside / "tokenizer_2"], "!", "text encoder")
     config = cfg / "tokenizer" / "tokenizer_config.json"
     pad = json.loads(config.read_text()).get("pad_token") if config.exists() else None
     tok = load_tokenizer([cfg / "tokenizer", beside / "tokenizer"], pad, "text encoder")
@@ -218,22 +224,27 @@ def load_diffusers_folder(path: Path, device: str) -> LoadedCheckpoint:
 
     dtype = pick_dtype(device)
     _quiet_progress_bars()
-    for part in ("unet", "vae", "text_encoder", "tokenizer"):
+    # An SDXL refiner (StableDiffusionXLImg2ImgPipeline) has only text_encoder_2 and tokenizer_2.
+    refiner = not (path / "text_encoder").is_dir() and (path / "text_encoder_2").is_dir()
+    needed = ("unet", "vae", "text_encoder_2", "tokenizer_2") if refiner else ("unet", "vae", "text_encoder", "tokenizer")
+    for part in needed:
         if not (path / part).is_dir():
             raise NodeError(f"{path.name} is not a complete diffusers model: it has no '{part}' folder",
                             field="checkpoint")
     unet = _from_pretrained(UNet2DConditionModel, path, "unet", torch_dtype=dtype)
     vae = _from_pretrained(AutoencoderKL, path, "vae")
-    te = _from_pretrained(CLIPTextModel, path, "text_encoder", torch_dtype=dtype)
     kw = {"local_files_only": True}
-    tok = CLIPTokenizer.from_pretrained(str(path), subfolder="tokenizer", **kw)
-    if not tokenizer_works(tok):
-        raise NodeError(f"{path.name}/tokenizer holds no usable vocabulary (tokenizer.json, or vocab.json "
-                        "and merges.txt)", field="checkpoint")
-    te2 = tok2 = None
+    te = tok = te2 = tok2 = None
+    if not refiner:
+        te = _from_pretrained(CLIPTextModel, path, "text_encoder", torch_dtype=dtype)
+        tok = CLIPTokenizer.from_pretrained(str(path), subfolder="tokenizer", **kw)
     if (path / "text_encoder_2").is_dir():
         te2 = _from_pretrained(CLIPTextModelWithProjection, path, "text_encoder_2", torch_dtype=dtype)
         tok2 = CLIPTokenizer.from_pretrained(str(path), subfolder="tokenizer_2", **kw)
+    for part, found in (("tokenizer", tok), ("tokenizer_2", tok2)):
+        if found is not None and not tokenizer_works(found):
+            raise NodeError(f"{path.name}/{part} holds no usable vocabulary (tokenizer.json, or vocab.json "
+                            "and merges.txt)", field="checkpoint")
     sched_file = path / "scheduler" / "scheduler_config.json"
     sched = json.loads(sched_file.read_text()) if sched_file.exists() else \
         json.loads((configs_dir() / "sd1" / "scheduler" / "scheduler_config.json").read_text())
@@ -336,15 +347,18 @@ def load_single_file(path: Path, device: str) -> LoadedCheckpoint:
     with torch.device("meta"):
         unet = UNet2DConditionModel.from_config(unet_config)
         vae = AutoencoderKL.from_config(AutoencoderKL.load_config(str(cfg / "vae")))
-        te = CLIPTextModel(CLIPTextConfig.from_pretrained(str(cfg / "text_encoder")))
+        te = CLIPTextModel(CLIPTextConfig.from_pretrained(str(cfg / "text_encoder"))) \
+            if family != "sdxl-refiner" else None
         te2 = CLIPTextModelWithProjection(CLIPTextConfig.from_pretrained(str(cfg / "text_encoder_2"))) \
-            if family == "sdxl" else None
+            if family in ("sdxl", "sdxl-refiner") else None
     _load_into(unet, sfu.convert_ldm_unet_checkpoint(state, unet.config), "UNet")
     _load_into(vae, sfu.convert_ldm_vae_checkpoint(state, vae.config), "VAE")
     if family == "sd1":
         _load_into(te, sfu.convert_ldm_clip_checkpoint(state), "text encoder")
     elif family == "sd2":
         _load_into(te, sfu.convert_open_clip_checkpoint(te, state, prefix=SD2_CLIP_PREFIX), "text encoder")
+    elif family == "sdxl-refiner":
+        _load_into(te2, sfu.convert_open_clip_checkpoint(te2, state, prefix=REFINER_CLIP_PREFIX), "text encoder")
     else:
         _load_into(te, sfu.convert_ldm_clip_checkpoint(state, remove_prefix=XL_CLIP1_PREFIX), "text encoder")
         _load_into(te2, sfu.convert_open_clip_checkpoint(te2, state, prefix=XL_CLIP2_PREFIX), "second text encoder")
@@ -352,7 +366,9 @@ def load_single_file(path: Path, device: str) -> LoadedCheckpoint:
 
     sched = json.loads((cfg / "scheduler" / "scheduler_config.json").read_text())
     sched["prediction_type"] = prediction
-    return _assemble(path.stem, family, sched, unet, vae, te, tok, te2, tok2, device, dtype)
+    # A refiner is an SDXL model (same latent space and VAE); its UNet and CLIP tell it apart.
+    return _assemble(path.stem, "sdxl" if family == "sdxl-refiner" else family, sched, unet, vae, te, tok, te2,
+                     tok2, device, dtype)
 
 
 def _load_into(module: torch.nn.Module, state: dict[str, torch.Tensor], what: str, field: str = "checkpoint") -> None:

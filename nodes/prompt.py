@@ -7,7 +7,8 @@ embeddings and then the mean is restored (A1111's method). Textual-inversion emb
 (`embedding:NAME`, or an embedding's file stem as a bare word) take one position per vector, kept
 within one window, their vectors substituted for the token embeddings there (nodes/embeddings.py). CONDITIONING is a list of entries
 (nodes/conditioning.py); TextEncoder gives one: {"embeds": [1, T, D] float tensor, "pooled": [1, P]
-tensor or None (SDXL), "family": str}.
+tensor or None (SDXL), "family": str}. An SDXL refiner's CLIP (bigG alone) gives bigG's penultimate
+hidden states and its pooled projection, as diffusers' StableDiffusionXLImg2ImgPipeline.
 """
 from __future__ import annotations
 
@@ -197,17 +198,21 @@ def encode(clip: ClipModel, text: str, embeddings: EmbeddingLookup | None = None
     `embeddings` finds the textual-inversion embeddings the prompt names."""
     with torch.inference_mode(), clip.patched():
         sdxl = clip.text_encoder_2 is not None
-        chunks = prompt_chunks(clip.tokenizer, text, embeddings, embedding_width(clip.text_encoder), "text encoder")
         layer = encoder_layer(clip)
-        embeds = torch.cat([_encode_chunk(clip.text_encoder, i, w, layer, not sdxl, r)[0] for i, w, r in chunks],
-                           dim=1)
-        pooled = None
+        embeds = pooled = None
+        if clip.text_encoder is not None:   # None for an SDXL refiner: its bigG encoder gives both
+            chunks = prompt_chunks(clip.tokenizer, text, embeddings, embedding_width(clip.text_encoder),
+                                   "text encoder")
+            embeds = torch.cat([_encode_chunk(clip.text_encoder, i, w, layer, not sdxl, r)[0] for i, w, r in chunks],
+                               dim=1)
         if sdxl:
-            chunks2 = same_count(clip.tokenizer_2, prompt_chunks(clip.tokenizer_2, text, embeddings,
-                                                                 embedding_width(clip.text_encoder_2),
-                                                                 "second text encoder"), len(chunks))
+            chunks2 = prompt_chunks(clip.tokenizer_2, text, embeddings, embedding_width(clip.text_encoder_2),
+                                    "second text encoder" if embeds is not None else "text encoder")
+            if embeds is not None:
+                chunks2 = same_count(clip.tokenizer_2, chunks2, len(chunks))
             parts = [_encode_chunk(clip.text_encoder_2, i, w, layer, rows=r) for i, w, r in chunks2]
-            embeds = torch.cat([embeds, torch.cat([p[0] for p in parts], dim=1)], dim=-1)
+            second = torch.cat([p[0] for p in parts], dim=1)
+            embeds = second if embeds is None else torch.cat([embeds, second], dim=-1)
             pooled = parts[0][1]
     return {"embeds": embeds.cpu(), "pooled": pooled.cpu() if pooled is not None else None, "family": clip.family}
 

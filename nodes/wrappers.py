@@ -119,7 +119,8 @@ class UNetModel:
 
 @dataclass(frozen=True)
 class ClipModel:
-    """CLIP: one tokenizer and text encoder (two for SDXL: `te2` gives the pooled embedding)."""
+    """CLIP: one tokenizer and text encoder (two for SDXL: `te2` gives the pooled embedding; an SDXL
+    refiner has only the second, OpenCLIP bigG, and None as the first, as diffusers' refiner)."""
 
     tokenizer: Any
     text_encoder: Any
@@ -132,13 +133,16 @@ class ClipModel:
 
     @property
     def device(self) -> torch.device:
-        return next(self.text_encoder.parameters()).device
+        encoder = self.text_encoder if self.text_encoder is not None else self.text_encoder_2
+        return next(encoder.parameters()).device
 
     def with_lora(self, patches: tuple[tuple[str, LoraPatch], ...]) -> "ClipModel":
         return dataclasses.replace(self, loras=self.loras + tuple(patches))
 
     def patched(self) -> contextlib.AbstractContextManager:
-        modules = {"te": self.text_encoder}
+        modules = {}
+        if self.text_encoder is not None:
+            modules["te"] = self.text_encoder
         if self.text_encoder_2 is not None:
             modules["te2"] = self.text_encoder_2
         return apply_patches(modules, self.loras)

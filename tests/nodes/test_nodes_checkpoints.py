@@ -73,18 +73,21 @@ def test_unsupported_kinds_of_checkpoint_are_named():
     other = {unet: torch.zeros(320, 8, 3, 3), "cond_stage_model.transformer.x": torch.zeros(1)}
     with pytest.raises(NodeError, match="takes 8 input channels.*standard \\(4\\) and inpainting \\(9\\)"):
         loading.detect_family(other)
-    with pytest.raises(NodeError, match="refiner"):
-        loading.detect_family(_keys(unet, "conditioner.embedders.0.model.ln_final.bias"))
+    # OpenCLIP bigG as the only embedder: an SDXL refiner (tests/nodes/test_nodes_refiner.py)
+    assert loading.detect_family(_keys(unet, "conditioner.embedders.0.model.ln_final.bias")) == \
+        ("sdxl-refiner", "epsilon")
 
 
 def test_shipped_configs_describe_every_family():
-    for name, cross in (("sd1", 768), ("sd2", 1024), ("sd2-v", 1024), ("sdxl", 2048)):
+    for name, cross in (("sd1", 768), ("sd2", 1024), ("sd2-v", 1024), ("sdxl", 2048), ("sdxl-refiner", 1280)):
         import json
 
         folder = loading.configs_dir() / name
         unet = json.loads((folder / "unet" / "config.json").read_text())
         assert unet["cross_attention_dim"] == cross
-        for part in ("vae", "text_encoder", "scheduler", "tokenizer"):
+        parts = ("vae", "text_encoder_2", "scheduler", "tokenizer_2") if name == "sdxl-refiner" else \
+            ("vae", "text_encoder", "scheduler", "tokenizer")
+        for part in parts:
             assert (folder / part).is_dir(), (name, part)
     assert "v_prediction" in (loading.configs_dir() / "sd2-v" / "scheduler" / "scheduler_config.json").read_text()
 
@@ -138,14 +141,15 @@ def test_missing_tokenizer_vocabulary_is_a_clear_error(family_engine, family_mod
     assert info.value.field == "checkpoint" and "tokenizer" in str(info.value)
 
 
-@pytest.mark.parametrize("family, pads", [("sd1", [49407]), ("sd2", [0]), ("sd2-v", [0]), ("sdxl", [49407, 0])])
+@pytest.mark.parametrize("family, pads", [("sd1", [49407]), ("sd2", [0]), ("sd2-v", [0]), ("sdxl", [49407, 0]),
+                                          ("sdxl-refiner", [0])])
 def test_a_single_file_needs_no_tokenizer_files_the_bundled_clip_bpe_tokenizes_and_pads_per_family(
         tmp_path, monkeypatch, family, pads):
     # No vocabulary beside the checkpoint, none in the config folders, no hub cache.
     monkeypatch.setattr(loading, "HUB_TOKENIZER", "nodeforge-tests/no-such-tokenizer")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    tokenizers = [t for t in loading.family_tokenizers(loading.configs_dir() / family, family.split("-")[0], tmp_path)
-                  if t is not None]
+    tokenizers = [t for t in loading.family_tokenizers(loading.configs_dir() / family, {"sd2-v": "sd2"}.get(family, family),
+                                                       tmp_path) if t is not None]
     assert len(tokenizers) == len(pads)
     for tok, pad in zip(tokenizers, pads):
         assert tok("a photo of a cat")["input_ids"] == [49406, 320, 1125, 539, 320, 2368, 49407]
@@ -233,7 +237,7 @@ def test_a_loaded_checkpoint_is_reused_while_used_and_freed_right_after(models_d
         gc.enable()
 
 
-@pytest.mark.parametrize("family", ["sd1", "sd2", "sdxl"])
+@pytest.mark.parametrize("family", ["sd1", "sd2", "sdxl", "sdxl-refiner"])
 def test_ldm_names_of_full_size_unets_agree_with_diffusers_converter(family):
     import json
 
@@ -268,6 +272,7 @@ def test_diffusers_folder_with_only_fp16_variant_files_loads(models_dir, tmp_pat
     ("sd2", "text_encoder", "cond_stage_model.model."),
     ("sdxl", "text_encoder", "conditioner.embedders.0.transformer."),
     ("sdxl", "text_encoder_2", "conditioner.embedders.1.model."),
+    ("sdxl-refiner", "text_encoder_2", "conditioner.embedders.0.model."),
 ])
 def test_shipped_text_encoder_configs_take_original_layout_weights(family, part, prefix):
     """Full-size text encoders on the meta device: every original key lands on a same-shaped weight."""

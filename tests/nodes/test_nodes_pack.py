@@ -47,6 +47,7 @@ def test_node_table_matches_the_design(registry):
         "UpscaleModelLoader": ([], ["upscale_model"], ["upscale_model"]),
         "ImageUpscaleWithModel": (["upscale_model", "image"], ["tile", "overlap"], ["image"]),
         "ConditioningCombine": (["conditioning_1", "conditioning_2"], [], ["conditioning"]),
+        "ConditioningSetAestheticScore": (["conditioning"], ["aesthetic_score"], ["conditioning"]),
     }
     for name, (inputs, params, outputs) in table.items():
         spec = registry.get(name)

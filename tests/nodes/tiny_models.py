@@ -74,10 +74,41 @@ def make_components(seed: int = 0, *, sdxl: bool = False, cross_dim: int = 32):
                 text_encoder_2=te2, tokenizer_2=tok2)
 
 
-def save_diffusers(parts: dict, folder: Path) -> Path:
-    from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
+def make_refiner_components(seed: int = 0):
+    """A tiny SDXL refiner: OpenCLIP-bigG-shaped encoder alone (penultimate hidden states + pooled
+    projection), a UNet of 4 levels (no attention at the first and last, 4 transformer layers at the
+    others, as sd_xl_refiner_1.0) taking 5 micro-conditioning ids, and the base's VAE shape."""
+    from diffusers import UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModelWithProjection
 
-    if parts["text_encoder_2"] is not None:
+    base = make_components(seed, sdxl=True)
+    torch.manual_seed(seed + 100)
+    tok2 = base["tokenizer_2"]
+    te2 = CLIPTextModelWithProjection(CLIPTextConfig(
+        hidden_size=48, intermediate_size=37, num_attention_heads=4, num_hidden_layers=3, vocab_size=len(tok2),
+        max_position_embeddings=77, projection_dim=24, hidden_act="gelu", bos_token_id=tok2.bos_token_id,
+        eos_token_id=tok2.eos_token_id, pad_token_id=tok2.pad_token_id))
+    for module in te2.modules():
+        if isinstance(module, torch.nn.LayerNorm):
+            torch.nn.init.normal_(module.bias, 0.0, 0.2)
+    unet = UNet2DConditionModel(
+        block_out_channels=(16, 32, 32, 32), layers_per_block=2, sample_size=8, in_channels=4, out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+        transformer_layers_per_block=4, cross_attention_dim=48, attention_head_dim=(2, 4, 4, 4), norm_num_groups=8,
+        addition_embed_type="text_time", addition_time_embed_dim=8, projection_class_embeddings_input_dim=8 * 5 + 24,
+        use_linear_projection=True)
+    return dict(unet=unet, vae=base["vae"], text_encoder=None, tokenizer=None, scheduler=base["scheduler"],
+                text_encoder_2=te2, tokenizer_2=tok2)
+
+
+def save_diffusers(parts: dict, folder: Path) -> Path:
+    from diffusers import StableDiffusionPipeline, StableDiffusionXLImg2ImgPipeline, StableDiffusionXLPipeline
+
+    if parts["text_encoder"] is None:   # an SDXL refiner
+        pipe = StableDiffusionXLImg2ImgPipeline(**parts, requires_aesthetics_score=True,
+                                                force_zeros_for_empty_prompt=False)
+    elif parts["text_encoder_2"] is not None:
         pipe = StableDiffusionXLPipeline(**parts)
     else:
         pipe = StableDiffusionPipeline(**{k: v for k, v in parts.items() if not k.endswith("_2")},
@@ -152,7 +183,9 @@ def ldm_state(parts: dict, family: str) -> dict[str, torch.Tensor]:
              for k, v in unet.state_dict().items()}
     state.update(vae_ldm_state(parts["vae"]))
     te = parts["text_encoder"]
-    if family == "sd1":
+    if family == "sdxl-refiner":   # sd_xl_refiner_1.0: OpenCLIP bigG is embedder 0, there is no CLIP-L
+        state.update(open_clip_state(parts["text_encoder_2"], "conditioner.embedders.0.model."))
+    elif family == "sd1":
         state.update({"cond_stage_model.transformer." + k: v for k, v in hf_clip_state(te).items()})
     elif family == "sd2":
         state.update(open_clip_state(te, "cond_stage_model.model."))
