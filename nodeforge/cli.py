@@ -1,5 +1,5 @@
 """The `nodeforge` command: the editor, `run`, `validate`, `import`, `export`, `nodes` and the trainers
-(`train-lora`, `train-upscaler`, `train-embedding`).
+(`train-lora`, `train-upscaler`, `train-embedding`, `train-controlnet`).
 
 `run`, `validate`, `import` and the editor read NodeForge files and other tools' files alike
 (ComfyUI workflows, API prompts and PNGs; A1111 parameters), detected from their content.
@@ -23,12 +23,13 @@ from nodeforge.core import events as ev
 from nodeforge.core.errors import Cancelled, ValidationError, WorkflowError, WorkflowFileError
 
 COMMANDS = ("run", "batch", "validate", "import", "export", "nodes", "train-lora", "train-upscaler", "train-embedding",
-            "gui")
+            "train-controlnet", "gui")
 # Trainers: command -> (module of nodeforge.training with a main(argv), what it trains). Each parses its own
 # arguments, so `nodeforge train-X --help` is the trainer's own help.
 TRAINERS = {"train-lora": ("lora", "a LoRA on a folder of captioned images"),
             "train-upscaler": ("upscaler", "the demo 4x upscaler (shapes-x4) on generated shapes"),
-            "train-embedding": ("embedding", "the demo textual-inversion embedding (shapes-sunset)")}
+            "train-embedding": ("embedding", "the demo textual-inversion embedding (shapes-sunset)"),
+            "train-controlnet": ("controlnet", "the demo outline ControlNet (shapes-outline) on generated shapes")}
 
 
 class UsageError(Exception):

@@ -62,3 +62,32 @@ def test_train_embedding_writes_an_a1111_file_the_prompt_reads(tmp_path):
         assert f.metadata()["nodeforge_trainer"] == "nodeforge.training.embedding"
     emb = builtin_module("embeddings").read_embedding(out, "sunset")
     assert emb.for_width(64, "test").shape == (3, 64)
+
+
+def test_controlnet_outlines_are_what_image_to_edges_makes_and_fill_to_the_shape():
+    from nodeforge.training import controlnet
+    from nodeforge.training.judge import mask_iou, shape_mask
+
+    images, captions = controlnet.training_set(6, seed=3, empty_rate=0.0)
+    assert all(captions) and images.shape == (6, 64, 64, 3)
+    edges = controlnet.outlines(images)
+    node = builtin_module("edges").run_image_to_edges(None, torch.from_numpy(images).float() / 255, 0.4, 0.8)["image"]
+    assert torch.equal(edges, node[..., 0])          # the node's own output, one channel
+    for image, edge in zip(images, edges.numpy() > 0.5):
+        assert 40 < edge.sum() < 200                   # a one-pixel line around the shape
+        assert mask_iou(controlnet.filled(edge), shape_mask(image)) > 0.8
+
+
+def test_train_controlnet_writes_a_folder_the_loader_reads_and_evaluate_measures_it(tmp_path, capsys):
+    from nodeforge.training import controlnet
+
+    out = tmp_path / "outline"
+    assert controlnet.main(["--out", str(out), "--images", "8", "--steps", "2", "--batch", "2", "--no-evaluate",
+                            "--threads", "1", "--base", str(BASE)]) == 0
+    assert "train-controlnet [" in capsys.readouterr().err
+    assert {"config.json", "diffusion_pytorch_model.safetensors", "training.json"} <= {p.name for p in out.iterdir()}
+    net = builtin_module("controlnet").load_controlnet(out, "cpu")
+    assert net.hint_factor == 4                        # 64 px control image for a 16x16 latent
+    result = controlnet.evaluate(out, BASE, cases=3, steps=2)
+    assert result["cases"] == 3 and len(result["controlnet"]["ious"]) == len(result["base"]["ious"]) == 3
+    assert [c["shape"] for c in result["cases_detail"]] == ["circle", "square", "triangle"]
