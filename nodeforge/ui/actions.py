@@ -39,6 +39,7 @@ SHORTCUTS = [
     ("Ctrl+B / Ctrl+M", "bypass (pass the input through) / mute (do not run)"),
     ("Alt+C, F2", "collapse, rename"),
     ("Ctrl+Shift+L", "arrange the graph in columns"),
+    ("Ctrl+Shift+B", "batch: a grid or list of param values (right-click a param: Add to Batch Grid)"),
     ("Ctrl+Z / Ctrl+Shift+Z", "undo / redo every edit"),
     ("Ctrl+C in the terminal", "cancel the run and close (asking only about unsaved changes)"),
 ]
@@ -134,6 +135,8 @@ class WindowActions:
         self.cancel.setEnabled(False)
         self.auto = a("&Auto-Queue on Change", win.auto_toggled, None, None,
                       "Run again after every change (a change during a run queues the next one)")
+        self.batch_action = a("&Batch…", lambda: win.open_batch(), "Ctrl+Shift+B", None,
+                              "Run a grid or a list of param values through the queue, with a contact sheet")
         self.auto.setCheckable(True)
         self.auto.setChecked(win.settings().value("autoQueue", False, type=bool))
 
@@ -169,8 +172,11 @@ class WindowActions:
         m.addAction(win.images.toggleViewAction())
         m.addAction(win.history.toggleViewAction())
         m.addAction(win.problems.toggleViewAction())
+        m.addAction(win.queue.toggleViewAction())
         m = bar.addMenu("&Run")
         m.addActions([self.run, self.cancel])
+        m.addSeparator()
+        m.addAction(self.batch_action)
         m.addSeparator()
         m.addAction(self.auto)
         m = bar.addMenu("&Help")
@@ -213,6 +219,13 @@ def context_menu(win: "MainWindow", acts: WindowActions, item: Any, scene_pos: Q
     if isinstance(item, NodeItem):
         if not item.isSelected():
             win.scene.select_nodes([item.node_id])
+        param = item.param_at(scene_pos)
+        if param is not None:
+            nid = item.node_id
+            grid = menu.addAction(f"Add “{param.replace('_', ' ')}” to Batch Grid",
+                                  lambda: win.add_to_grid(nid, param))
+            grid.setObjectName("addToGrid")
+            menu.addSeparator()
         menu.addActions([acts.rename, acts.collapse, acts.bypass, acts.mute])
         menu.addSeparator()
         menu.addActions([acts.copy, acts.cut, acts.duplicate, acts.group, acts.delete])

@@ -23,6 +23,7 @@ from nodeforge.ui.layout import arrange, overlapping
 from nodeforge.ui.model import GraphModel
 from nodeforge.ui.node_item import NodeItem
 from nodeforge.ui.problems_panel import ProblemsPanel
+from nodeforge.ui.queue_panel import QueuePanel
 from nodeforge.ui.run_presenter import RunPresenter
 from nodeforge.ui.runner import RunController
 from nodeforge.ui.scene import GraphScene
@@ -88,6 +89,10 @@ class MainWindow(QMainWindow):
         self.problems = ProblemsPanel(self)
         self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, self.problems)
         self.problems.hide()
+        self.queue = QueuePanel(self.runner, self)
+        self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.queue)
+        self.queue.hide()
+        self.batch_dialog = None      # BatchDialog, made on first use
         self.status = StatusBar(self.engine, self)
         self.setStatusBar(self.status)
         self.presenter = RunPresenter(self.runner, self.model, self.scene, self.status, self.images, self)
@@ -113,6 +118,7 @@ class MainWindow(QMainWindow):
         self.presenter.problemsChanged.connect(self._problems_changed)
         self.status.messageClicked.connect(self.show_problems)
         self.problems.nodeActivated.connect(self.centre_node)
+        self.queue.imagesRequested.connect(self._show_job_images)
         self._auto_timer = QTimer(self)
         self._auto_timer.setSingleShot(True)
         self._auto_timer.setInterval(350)    # a slider drag is one run, not one per step
@@ -221,6 +227,39 @@ class MainWindow(QMainWindow):
         if self.problems.count():
             self.problems.show()
             self.problems.raise_()
+
+    def show_queue(self) -> None:
+        self.queue.show()
+        self.queue.raise_()
+
+    def _show_job_images(self, job) -> None:  # noqa: ANN001 - QueueJob
+        """Double-click on a done job in the Queue panel: its images first in the Images panel."""
+        self.images.add_images(list(job.images))
+        self.images.show()
+        self.images.raise_()
+
+    def open_batch(self, target: str | None = None, value: str = ""):  # noqa: ANN201 - BatchDialog
+        """Open (or raise) the Batch dialog, with an axis for `target` ("ID.param") when given."""
+        from nodeforge.ui.batch_dialog import BatchDialog
+
+        if self.batch_dialog is None:
+            self.batch_dialog = BatchDialog(self)
+        if target:
+            self.batch_dialog.add_axis(target, value)
+        self.batch_dialog.show()
+        self.batch_dialog.raise_()
+        self.batch_dialog.activateWindow()
+        return self.batch_dialog
+
+    def add_to_grid(self, nid: str, param: str):  # noqa: ANN201 - BatchDialog
+        """Right-click a param, "Add to Batch Grid": the dialog with ID.param and its current value."""
+        from nodeforge.ui.batch_dialog import value_text
+
+        node = self.model.nodes[nid]
+        spec = self.registry.get(node.type)
+        declared = spec.param(param) if spec is not None else None
+        value = node.params.get(param, declared.default if declared is not None else None)
+        return self.open_batch(f"{nid}.{param}", value_text(value))
 
     def centre_node(self, nid: str) -> None:
         item = self.scene.nodes.get(nid)

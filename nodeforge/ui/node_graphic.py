@@ -386,6 +386,16 @@ class NodeGraphic(QGraphicsItem):
         return [(QRectF(8, y + top, self.width - 16, height), param)
                 for top, height, param in ParamPanel.row_layout(self.spec.params)]
 
+    def param_at(self, scene_pos: QPointF) -> str | None:
+        """The name of the param whose row (label or editor) is under `scene_pos`, if any."""
+        if self.collapsed or not self.has_params:
+            return None
+        pos = self.mapFromScene(scene_pos)
+        for rect, param in self._param_rows():
+            if rect.adjusted(-8, -2, 8, 2).contains(pos):
+                return param.name
+        return None
+
     def _paint_param_bars(self, painter: QPainter) -> None:
         """Below the readable zoom: where each editor is, without text nobody could read."""
         if not self.has_params:

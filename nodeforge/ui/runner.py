@@ -1,14 +1,19 @@
 """Running graphs from the editor: a worker thread, engine events forwarded as Qt signals.
 
 The UI thread never waits on the engine. Run takes a copy of the workflow, so edits made while a
-run goes on cannot corrupt it; pressing Run during a run queues another behind it.
+run goes on cannot corrupt it; pressing Run during a run queues another behind it. Every run is a
+`QueueJob` in `RunController.jobs` (pending, running with its progress, done with its images,
+failed with its reason, cancelled), which the Queue panel shows: pending jobs can be reordered or
+cancelled one by one, finished ones cleared.
 Bypassed and muted nodes are kept in `ui`; what they mean is defined once in the core
 (`nodeforge.core.graph`), so a file runs the same here and from the command line. Nodes no
 output node needs are left out of the copy that runs.
 """
 from __future__ import annotations
 
+import itertools
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,7 +25,7 @@ from nodeforge.core import events as ev
 from nodeforge.core import graph
 from nodeforge.core.engine import Engine
 from nodeforge.core.errors import Cancelled, Problem, ValidationError, WorkflowError
-from nodeforge.core.metadata import GenerationInfo, generation_info
+from nodeforge.core.metadata import GenerationInfo, generation_info, seed_params
 from nodeforge.core.registry import Registry
 from nodeforge.core.workflow import Workflow
 
@@ -144,6 +149,59 @@ def _lower_thread_priority() -> None:
             pass
 
 
+PENDING, RUNNING, DONE, FAILED, CANCELLED = "pending", "running", "done", "failed", "cancelled"
+FINISHED = (DONE, FAILED, CANCELLED)
+KEEP_FINISHED = 200       # finished jobs kept in the queue (the oldest go first)
+_job_ids = itertools.count(1)
+
+
+@dataclass(eq=False)
+class QueueJob:
+    """One run in the queue: the copy of the graph it runs, where it stands and what it made.
+
+    `progress` is the whole run's, 0..1 (nodes finished plus the running node's steps);
+    `error` is the one-line reason of a failed job; `tag` belongs to whoever queued it (the
+    Batch dialog keeps its job there); `output_dir`, when set, is where its output nodes write.
+    """
+
+    id: int
+    label: str
+    workflow: Workflow
+    state: str = PENDING
+    progress: float = 0.0
+    step: int = 0
+    total: int = 0
+    images: list["RunImage"] = field(default_factory=list)
+    error: str | None = None
+    seconds: float = 0.0
+    output_dir: Path | None = None
+    tag: Any = None
+    order: list[str] = field(default_factory=list)
+    nodes_done: set[str] = field(default_factory=set)
+    started_at: float = 0.0
+
+    @property
+    def finished(self) -> bool:
+        return self.state in FINISHED
+
+    @property
+    def thumbnail(self) -> QImage | None:
+        """The first image the job made (None before it made one)."""
+        return self.images[0].image if self.images else None
+
+    def _update_progress(self, node_fraction: float = 0.0) -> None:
+        if self.order:
+            self.progress = min(1.0, (len(self.nodes_done) + node_fraction) / len(self.order))
+
+
+def describe(workflow: Workflow, registry: Registry) -> str:
+    """A queue label for a run: "Run", with its seeds when the graph has any ("Run · seed 12")."""
+    seeds = [workflow.nodes[nid].params.get(param) for nid, param in seed_params(workflow, registry)
+             if nid in workflow.nodes]
+    shown = [str(s) for s in seeds if s is not None][:2]
+    return "Run" + (f" · seed {', '.join(shown)}" if shown else "")
+
+
 class RunController(QObject):
     """Runs on a worker thread; all signals arrive on the UI thread."""
 
@@ -158,12 +216,16 @@ class RunController(QObject):
     runFailed = Signal(object, str, list)       # node id or None, message, [Problem]
     runningChanged = Signal(bool)
     queuedChanged = Signal(int)                 # how many runs wait
+    queueChanged = Signal()                     # jobs added, removed, reordered, or one changed state
+    jobProgress = Signal(object)                # QueueJob whose progress moved
+    jobFinished = Signal(object)                # QueueJob, done, failed or cancelled
 
     def __init__(self, engine: Engine, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.engine = engine
         self.running = False
-        self.pending: list[Workflow] = []
+        self.jobs: list[QueueJob] = []          # in queue order: finished, running, pending
+        self.active: QueueJob | None = None     # the running job
         self.current: Workflow | None = None
         self._thread: threading.Thread | None = None
         # Step events can arrive faster than the screen refreshes: only the latest per node is shown.
@@ -175,39 +237,120 @@ class RunController(QObject):
         self._event.connect(self._on_event)
         self._done.connect(self._on_done)
 
-    def run(self, workflow: Workflow, *, replace_last: bool = False) -> None:
-        """Run a copy of `workflow`, or queue it behind the current run.
+    @property
+    def pending(self) -> list[Workflow]:
+        """The graphs waiting to run, in the order they will."""
+        return [job.workflow for job in self.pending_jobs()]
+
+    def pending_jobs(self) -> list[QueueJob]:
+        return [job for job in self.jobs if job.state == PENDING]
+
+    def job(self, job_id: int) -> QueueJob | None:
+        return next((job for job in self.jobs if job.id == job_id), None)
+
+    def run(self, workflow: Workflow, *, replace_last: bool = False, label: str | None = None,
+            output_dir: Path | None = None, tag: Any = None) -> QueueJob:
+        """Run a copy of `workflow`, or queue it behind the current run; returns its job.
 
         `replace_last` puts it in place of the last queued run instead (auto-queue: only the
-        newest state of the graph is worth running).
+        newest state of the graph is worth running); a batch's jobs are never replaced.
         """
         copy = runnable_copy(workflow, self.engine.registry)
+        label = label or describe(copy, self.engine.registry)
+        waiting = self.pending_jobs()
+        if self.running and replace_last and waiting and waiting[-1].tag is None and tag is None:
+            job = waiting[-1]
+            job.workflow, job.label, job.output_dir = copy, label, output_dir
+            self.queueChanged.emit()
+            return job
+        job = QueueJob(next(_job_ids), label, copy, output_dir=output_dir, tag=tag)
+        self.jobs.append(job)
+        self._trim()
         if self.running:
-            if replace_last and self.pending:
-                self.pending[-1] = copy
-            else:
-                self.pending.append(copy)
-            self.queuedChanged.emit(len(self.pending))
-            return
-        self._start(copy)
+            self.queuedChanged.emit(len(self.pending_jobs()))
+            self.queueChanged.emit()
+        else:
+            self._start(job)
+        return job
 
     def cancel(self) -> None:
         """Stop the current run and drop the queued ones."""
-        if self.pending:
-            self.pending = []
-            self.queuedChanged.emit(0)
+        if self.pending_jobs():
+            self.clear_pending()
         if self.running:
             self.engine.cancel()
 
-    def _start(self, workflow: Workflow) -> None:
+    def cancel_job(self, job_id: int) -> bool:
+        """A pending job leaves the queue; the running one is cancelled (the next one then starts)."""
+        job = self.job(job_id)
+        if job is None:
+            return False
+        if job.state == PENDING:
+            self.jobs.remove(job)
+            self.queuedChanged.emit(len(self.pending_jobs()))
+            self.queueChanged.emit()
+            return True
+        if job.state == RUNNING and job is self.active:
+            self.engine.cancel()
+            return True
+        return False
+
+    def move_job(self, job_id: int, delta: int) -> bool:
+        """Move a pending job `delta` places among the pending ones (negative: sooner)."""
+        job = self.job(job_id)
+        waiting = self.pending_jobs()
+        if job is None or job not in waiting:
+            return False
+        index = waiting.index(job)
+        target = max(0, min(len(waiting) - 1, index + delta))
+        if target == index:
+            return False
+        slots = [i for i, j in enumerate(self.jobs) if j.state == PENDING]
+        waiting.insert(target, waiting.pop(index))
+        for slot, moved in zip(slots, waiting):
+            self.jobs[slot] = moved
+        self.queueChanged.emit()
+        return True
+
+    def clear_finished(self) -> int:
+        """Remove the done, failed and cancelled jobs from the queue; how many went."""
+        before = len(self.jobs)
+        self.jobs = [job for job in self.jobs if not job.finished]
+        if len(self.jobs) != before:
+            self.queueChanged.emit()
+        return before - len(self.jobs)
+
+    def clear_pending(self) -> int:
+        """Remove every job that has not started; how many went."""
+        before = len(self.jobs)
+        self.jobs = [job for job in self.jobs if job.state != PENDING]
+        if len(self.jobs) != before:
+            self.queuedChanged.emit(0)
+            self.queueChanged.emit()
+        return before - len(self.jobs)
+
+    def _trim(self) -> None:
+        finished = [job for job in self.jobs if job.finished]
+        for job in finished[:max(0, len(finished) - KEEP_FINISHED)]:
+            self.jobs.remove(job)
+
+    def _start(self, job: QueueJob) -> None:
         self.running = True
-        self.current = workflow
+        self.active = job
+        self.current = job.workflow
+        job.state = RUNNING
+        job.started_at = time.perf_counter()
         self.runningChanged.emit(True)
-        self._thread = threading.Thread(target=self._work, args=(workflow,), name="nodeforge-run", daemon=True)
+        self.queueChanged.emit()
+        self._thread = threading.Thread(target=self._work, args=(job.workflow, job.output_dir),
+                                        name="nodeforge-run", daemon=True)
         self._thread.start()
 
-    def _work(self, workflow: Workflow) -> None:
+    def _work(self, workflow: Workflow, output_dir: Path | None) -> None:
         _lower_thread_priority()
+        previous = self.engine.output_dir
+        if output_dir is not None:
+            self.engine.output_dir = Path(output_dir)   # one run at a time: the engine is ours now
         try:
             self.engine.run(workflow, on_event=self._forward)
         except WorkflowError:
@@ -215,6 +358,7 @@ class RunController(QObject):
         except BaseException as exc:  # a bug must reach the user, not kill the thread silently
             self._event.emit(("failed", None, f"{type(exc).__name__}: {exc}", []))
         finally:
+            self.engine.output_dir = previous
             self._done.emit()
 
     def _forward(self, event: ev.Event) -> None:
@@ -252,6 +396,12 @@ class RunController(QObject):
         pending, self._progress = self._progress, {}
         for nid, (step, total, preview) in pending.items():
             self.nodeProgress.emit(nid, step, total, preview)
+        job = self.active
+        if pending and job is not None:
+            step, total, _ = list(pending.values())[-1]
+            job.step, job.total = step, total
+            job._update_progress(step / total if total else 0.0)
+            self.jobProgress.emit(job)
 
     def _on_event(self, payload: tuple) -> None:
         kind = payload[0]
@@ -265,19 +415,35 @@ class RunController(QObject):
             return
         self._flush.stop()
         self._flush_progress()
+        job = self.active
         if kind == "run":
+            if job is not None:
+                job.order = list(payload[1])
             self.runStarted.emit(payload[1])
         elif kind == "started":
             self.nodeStarted.emit(payload[1])
         elif kind == "finished":
             _, nid, cached, seconds, images = payload
             records = self._records(nid, images)
+            if job is not None:
+                job.nodes_done.add(nid)
+                job.step = job.total = 0
+                job.images.extend(records)
+                job._update_progress()
+                self.jobProgress.emit(job)
             self.nodeFinished.emit(nid, cached, seconds, records)
         elif kind == "done":
+            if job is not None and job.state == RUNNING:
+                job.state, job.progress, job.seconds = DONE, 1.0, float(payload[1].seconds)
             self.runFinished.emit(payload[1])
         elif kind == "cancelled":
+            if job is not None:
+                job.state, job.error = CANCELLED, "cancelled"
             self.runFailed.emit(payload[1], "cancelled", [])
         elif kind == "failed":
+            if job is not None:
+                job.state = FAILED
+                job.error = _one_line(payload[2])
             self.runFailed.emit(payload[1], payload[2], payload[3])
 
     def _records(self, nid: str, images: list[tuple[QImage, str | None]]) -> list[RunImage]:
@@ -289,16 +455,31 @@ class RunController(QObject):
         return [RunImage(img, path, nid, made.for_item(i), prompts) for i, (img, path) in enumerate(images)]
 
     def _on_done(self) -> None:
+        job, self.active = self.active, None
         self.running = False
         self._thread = None
+        if job is not None:
+            if job.state == RUNNING:     # ended without a word (cannot happen; never leave it running)
+                job.state = DONE
+            if not job.seconds:
+                job.seconds = time.perf_counter() - job.started_at
         self.runningChanged.emit(False)
-        if self.pending:
-            nxt = self.pending.pop(0)
-            self.queuedChanged.emit(len(self.pending))
-            self._start(nxt)
+        self.queueChanged.emit()
+        if job is not None:
+            self.jobFinished.emit(job)
+        waiting = self.pending_jobs()
+        if waiting and not self.running:    # a jobFinished listener may have started one
+            self.queuedChanged.emit(len(waiting) - 1)
+            self._start(waiting[0])
 
     def wait(self, timeout: float | None = None) -> None:
         """Block until the worker ends (for shutdown)."""
         thread = self._thread
         if thread is not None:
             thread.join(timeout)
+
+
+def _one_line(message: str) -> str:
+    """The first line of an error, for a row that has room for one."""
+    lines = [line.strip() for line in str(message).splitlines() if line.strip()]
+    return lines[0] if lines else "failed"
