@@ -118,102 +118,129 @@ def to_workflow(text: str, source: object | None = None) -> tuple[Workflow, list
     negative, negative_loras = loras_in(negative, warnings)
     if negative_loras:
         warnings.append("A1111 parameters: LoRA tags in the negative prompt are ignored")
-    wf = Workflow()
+    build = _Builder(settings, warnings)
+    build.models(loras)
+    build.prompts(prompt, negative)
+    build.latent()
+    first = build.sampler()
+    last = build.hires_pass(first)
+    build.output(last)
+    ignored = [k for k in settings if k.lower() not in _METADATA]
+    if ignored:
+        warnings.append("A1111 parameters NodeForge does not use: " + ", ".join(k[:40] for k in ignored[:12]))
+    return build.wf, warnings
 
-    def place(nid: str, col: float, row: float) -> None:
-        wf.ui.setdefault("positions", {})[nid] = [col * 340.0, row * 220.0]
 
-    model = settings.get("Model")
-    ckpt_params = {"checkpoint": model} if model else {}
-    if not model:
-        warnings.append("A1111 parameters: no Model named; the checkpoint loader keeps NodeForge's default")
-    ckpt = wf.add("CheckpointLoader", ckpt_params)
-    place(ckpt, 0, 0)
-    unet, clip = (ckpt, "unet"), (ckpt, "clip")
-    col = 1.0
-    for name, strength_unet, strength_clip in loras:
-        nid = wf.add("LoRALoader", {"lora": name, "strength_unet": strength_unet, "strength_clip": strength_clip},
-                     {"unet": unet, "clip": clip})
-        place(nid, col, 0)
-        col += 1
-        unet, clip = (nid, "unet"), (nid, "clip")
-    clip_skip = _number(settings, "Clip skip", int, warnings)
-    if clip_skip is not None and clip_skip > 1:
-        nid = wf.add("CLIPSetLastLayer", {"stop_at_layer": -min(clip_skip, 24)}, {"clip": clip})
-        place(nid, col, 1)
-        col += 1
-        clip = (nid, "clip")
-    positive = wf.add("TextEncoder", {"text": prompt}, {"clip": clip}, title="positive")
-    place(positive, col, 1)
-    negative_id = wf.add("TextEncoder", {"text": negative}, {"clip": clip}, title="negative")
-    place(negative_id, col, 2)
-    col += 1
-    latent_params: dict[str, Any] = {"batch_size": 1}
-    size = settings.get("Size")
-    match = _SIZE.match(size or "")
-    if match:
-        latent_params["width"], latent_params["height"] = int(match.group(1)), int(match.group(2))
-    elif size:
-        warnings.append(f"A1111 parameters: Size {size[:40]!r} is not WIDTHxHEIGHT; NodeForge's default is used")
-    latent = wf.add("EmptyLatent", latent_params)
-    place(latent, col - 1, 3)
-    sampler, schedule = samplers.from_a1111(settings.get("Sampler", "Euler"), settings.get("Schedule type"))
-    for mapped in (sampler, schedule):
-        if mapped.note:
-            warnings.append(f"A1111 parameters: {mapped.note}")
-    denoise_params: dict[str, Any] = {"sampler": sampler.name, "schedule": schedule.name, "denoise": 1.0}
-    for key, param, kind in (("Seed", "seed", int), ("Steps", "steps", int), ("CFG scale", "cfg", float)):
-        value = _number(settings, key, kind, warnings)
-        if value is not None:
-            denoise_params[param] = value
-    first = wf.add("UNetDenoise", denoise_params, {"unet": unet, "positive": (positive, "conditioning"),
-                                                   "negative": (negative_id, "conditioning"),
-                                                   "latent": (latent, "latent")})
-    place(first, col, 1)
-    col += 1
-    last = first
-    hires = _number(settings, "Hires upscale", float, warnings)
-    resize = _SIZE.match(settings.get("Hires resize", ""))
-    if hires is not None or resize:
-        upscaler = settings.get("Hires upscaler", "Latent")
+class _Builder:
+    """Adds the txt2img nodes left to right, one column each, in the order A1111 applies the settings."""
+
+    def __init__(self, settings: dict[str, str], warnings: list[str]):
+        self.wf = Workflow()
+        self.settings = settings
+        self.warnings = warnings
+        self.col = 0.0
+        self.denoise_params: dict[str, Any] = {}
+
+    def number(self, key: str, kind: type) -> Any:
+        return _number(self.settings, key, kind, self.warnings)
+
+    def add(self, node_type: str, params: dict[str, Any], inputs: dict[str, tuple[str, str]] | None = None,
+            row: float = 1, title: str | None = None, col: float | None = None) -> str:
+        """A node at (this column, row); the column moves on unless col is given."""
+        nid = self.wf.add(node_type, params, inputs or {}, title=title)
+        self.wf.ui.setdefault("positions", {})[nid] = [(self.col if col is None else col) * 340.0, row * 220.0]
+        if col is None:
+            self.col += 1
+        return nid
+
+    def models(self, loras: list[tuple[str, float, float]]) -> None:
+        """Checkpoint, then one LoRALoader a tag, then CLIPSetLastLayer for Clip skip."""
+        model = self.settings.get("Model")
+        if not model:
+            self.warnings.append("A1111 parameters: no Model named; the checkpoint loader keeps NodeForge's default")
+        self.ckpt = self.add("CheckpointLoader", {"checkpoint": model} if model else {}, row=0)
+        self.unet, self.clip = (self.ckpt, "unet"), (self.ckpt, "clip")
+        for name, strength_unet, strength_clip in loras:
+            nid = self.add("LoRALoader", {"lora": name, "strength_unet": strength_unet,
+                                          "strength_clip": strength_clip},
+                           {"unet": self.unet, "clip": self.clip}, row=0)
+            self.unet, self.clip = (nid, "unet"), (nid, "clip")
+        clip_skip = self.number("Clip skip", int)
+        if clip_skip is not None and clip_skip > 1:
+            nid = self.add("CLIPSetLastLayer", {"stop_at_layer": -min(clip_skip, 24)}, {"clip": self.clip})
+            self.clip = (nid, "clip")
+
+    def prompts(self, prompt: str, negative: str) -> None:
+        self.positive = self.add("TextEncoder", {"text": prompt}, {"clip": self.clip}, title="positive",
+                                 col=self.col)
+        self.negative = self.add("TextEncoder", {"text": negative}, {"clip": self.clip}, row=2, title="negative")
+
+    def latent(self) -> None:
+        params: dict[str, Any] = {"batch_size": 1}
+        size = self.settings.get("Size")
+        match = _SIZE.match(size or "")
+        if match:
+            params["width"], params["height"] = int(match.group(1)), int(match.group(2))
+        elif size:
+            self.warnings.append(f"A1111 parameters: Size {size[:40]!r} is not WIDTHxHEIGHT; NodeForge's default "
+                                 "is used")
+        self.empty_latent = self.add("EmptyLatent", params, row=3, col=self.col - 1)
+
+    def denoise(self, params: dict[str, Any], latent: str, title: str | None = None) -> str:
+        return self.add("UNetDenoise", params, {"unet": self.unet, "positive": (self.positive, "conditioning"),
+                                                "negative": (self.negative, "conditioning"),
+                                                "latent": (latent, "latent")}, title=title)
+
+    def sampler(self) -> str:
+        sampler, schedule = samplers.from_a1111(self.settings.get("Sampler", "Euler"),
+                                                self.settings.get("Schedule type"))
+        for mapped in (sampler, schedule):
+            if mapped.note:
+                self.warnings.append(f"A1111 parameters: {mapped.note}")
+        params: dict[str, Any] = {"sampler": sampler.name, "schedule": schedule.name, "denoise": 1.0}
+        for key, param, kind in (("Seed", "seed", int), ("Steps", "steps", int), ("CFG scale", "cfg", float)):
+            value = self.number(key, kind)
+            if value is not None:
+                params[param] = value
+        self.denoise_params = params
+        return self.denoise(params, self.empty_latent)
+
+    def hires_pass(self, first: str) -> str:
+        """A latent upscale and a second UNetDenoise for A1111's hires fix; `first` when there is none."""
+        hires = self.number("Hires upscale", float)
+        resize = _SIZE.match(self.settings.get("Hires resize", ""))
+        if hires is None and not resize:
+            if "Denoising strength" in self.settings:
+                self.warnings.append("A1111 parameters: these are img2img settings, but the source image is not "
+                                     "in the file; built as txt2img")
+            return first
+        upscaler = self.settings.get("Hires upscaler", "Latent")
         if not upscaler.lower().startswith("latent"):
-            warnings.append(f"A1111 parameters: Hires upscaler {upscaler[:40]!r} is an image upscaler; NodeForge "
-                            "builds the hires fix with a latent upscale instead")
+            self.warnings.append(f"A1111 parameters: Hires upscaler {upscaler[:40]!r} is an image upscaler; "
+                                 "NodeForge builds the hires fix with a latent upscale instead")
         method = "bilinear"
         if "nearest" in upscaler.lower():
             method = "nearest-exact"
         elif "bicubic" in upscaler.lower():
             method = "bicubic"
         if resize:
-            up = wf.add("LatentUpscale", {"upscale_method": method, "width": int(resize.group(1)),
-                                          "height": int(resize.group(2)), "crop": "disabled"},
-                        {"latent": (first, "latent")})
+            up = self.add("LatentUpscale", {"upscale_method": method, "width": int(resize.group(1)),
+                                            "height": int(resize.group(2)), "crop": "disabled"},
+                          {"latent": (first, "latent")})
         else:
-            up = wf.add("LatentUpscaleBy", {"upscale_method": method, "scale_by": hires}, {"latent": (first, "latent")})
-        place(up, col, 1)
-        col += 1
-        second_params = dict(denoise_params)
-        hires_steps = _number(settings, "Hires steps", int, warnings)
+            up = self.add("LatentUpscaleBy", {"upscale_method": method, "scale_by": hires},
+                          {"latent": (first, "latent")})
+        second = dict(self.denoise_params)
+        hires_steps = self.number("Hires steps", int)
         if hires_steps:
-            second_params["steps"] = hires_steps
-        strength = _number(settings, "Denoising strength", float, warnings)
-        second_params["denoise"] = strength if strength is not None else 0.7
-        last = wf.add("UNetDenoise", second_params, {"unet": unet, "positive": (positive, "conditioning"),
-                                                     "negative": (negative_id, "conditioning"),
-                                                     "latent": (up, "latent")}, title="hires pass")
-        place(last, col, 1)
-        col += 1
-    elif "Denoising strength" in settings:
-        warnings.append("A1111 parameters: these are img2img settings, but the source image is not in the file; "
-                        "built as txt2img")
-    if settings.get("VAE"):
-        warnings.append(f"A1111 parameters: VAE {settings['VAE'][:60]!r} is not loaded; the checkpoint's own VAE "
-                        "is used")
-    decode = wf.add("VAEDecode", {}, {"vae": (ckpt, "vae"), "latent": (last, "latent")})
-    place(decode, col, 1)
-    save = wf.add("SaveImage", {"prefix": "a1111"}, {"image": (decode, "image")})
-    place(save, col + 1, 1)
-    ignored = [k for k in settings if k.lower() not in _METADATA]
-    if ignored:
-        warnings.append("A1111 parameters NodeForge does not use: " + ", ".join(k[:40] for k in ignored[:12]))
-    return wf, warnings
+            second["steps"] = hires_steps
+        strength = self.number("Denoising strength", float)
+        second["denoise"] = strength if strength is not None else 0.7
+        return self.denoise(second, up, title="hires pass")
+
+    def output(self, last: str) -> None:
+        if self.settings.get("VAE"):
+            self.warnings.append(f"A1111 parameters: VAE {self.settings['VAE'][:60]!r} is not loaded; the "
+                                 "checkpoint's own VAE is used")
+        decode = self.add("VAEDecode", {}, {"vae": (self.ckpt, "vae"), "latent": (last, "latent")})
+        self.add("SaveImage", {"prefix": "a1111"}, {"image": (decode, "image")})
