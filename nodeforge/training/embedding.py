@@ -31,7 +31,8 @@ import numpy as np
 import torch
 
 from nodeforge.training import data
-from nodeforge.training.lora import Progress, _DefaultsShown, resolve_base
+from nodeforge.training.common import report, start
+from nodeforge.training.lora import Progress, _DefaultsShown, encode_images, load_base, resolve_base
 
 SUNSET = dict(shape="circle", colour="orange", background="purple", size="large")
 INIT_WORD = "shape"
@@ -147,38 +148,38 @@ def measure(base: Path, vectors: torch.Tensor, seeds: int) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
-    from safetensors.torch import save
-    from transformers import CLIPTextModel, CLIPTokenizer
-
-    from nodeforge.core.files import atomic_write_bytes
-    from nodeforge.training.models import training_noise
-
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(args.seed)
+    start(args.threads, args.seed)
     base = resolve_base(args.base)
     if args.measure_only:
-        numbers = measure(base, load_vectors(args.out), args.seeds)
-        print(json.dumps(numbers, indent=1))
-        if args.json:
-            args.json.write_text(json.dumps(numbers, indent=1) + "\n", encoding="utf-8")
+        report(measure(base, load_vectors(args.out), args.seeds), args.json)
         return 0
 
     t0 = time.time()
-    vae = AutoencoderKL.from_pretrained(base, subfolder="vae").eval()
-    unet = UNet2DConditionModel.from_pretrained(base, subfolder="unet").eval()
-    text_encoder = CLIPTextModel.from_pretrained(base, subfolder="text_encoder").eval()
-    tokenizer = CLIPTokenizer.from_pretrained(base, subfolder="tokenizer")
-    noise_scheduler = DDPMScheduler.from_pretrained(base, subfolder="scheduler")
-    for m in (vae, unet, text_encoder):
-        m.requires_grad_(False)
-
-    images = concept_images(args.images, args.seed)
+    cpu = torch.device("cpu")
+    parts = load_base(base, cpu)
+    for name in ("unet", "text_encoder"):
+        parts[name].eval()
     with torch.no_grad():
-        x = torch.from_numpy(images).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
-        latents = torch.cat([vae.encode(x[i:i + 64]).latent_dist.mode() for i in range(0, len(x), 64)])
-        latents = latents * vae.config.scaling_factor
+        latents = encode_images(parts["vae"], concept_images(args.images, args.seed), cpu)
+    t1 = time.time()
+    final = train_vectors(parts, latents, args)
+    train_s = time.time() - t1
 
+    numbers = measure(base, final, args.seeds)
+    numbers.update(steps=args.steps, vectors=args.vectors, lr=args.lr, images=args.images, train_s=round(train_s, 1))
+    save_embedding(args, base, final, numbers)
+    report(numbers, args.json)
+    print(f"train-embedding: wrote {args.out} in {time.time() - t0:.0f} s", file=sys.stderr)
+    return 0
+
+
+def train_vectors(parts: dict, latents: torch.Tensor, args) -> torch.Tensor:
+    """`args.vectors` vectors, started at INIT_WORD's, after `args.steps` AdamW steps (20-step warm-up)
+    on the frozen base's min-SNR denoising loss, through the frozen text encoder."""
+    from nodeforge.training.models import min_snr_loss, training_noise
+
+    text_encoder, tokenizer, unet = parts["text_encoder"], parts["tokenizer"], parts["unet"]
+    noise_scheduler = parts["scheduler"]
     table = text_encoder.get_input_embeddings()
     [init_id] = tokenizer(INIT_WORD, add_special_tokens=False).input_ids
     vectors = torch.nn.Parameter(table.weight[init_id].detach().clone().repeat(args.vectors, 1))
@@ -188,7 +189,6 @@ def main(argv: list[str] | None = None) -> int:
     alphas = noise_scheduler.alphas_cumprod
     snr = alphas / (1 - alphas)
     progress = Progress(args.steps, name="train-embedding")
-    t1 = time.time()
     for step in range(args.steps):
         idx = torch.randint(len(latents), (args.batch,), generator=gen)
         z0 = latents[idx]
@@ -197,29 +197,27 @@ def main(argv: list[str] | None = None) -> int:
         texts = [TEMPLATES[int(i)] for i in torch.randint(len(TEMPLATES), (len(z0),), generator=gen)]
         cond = encode(text_encoder, tokenizer, sub, texts, args.vectors)
         pred = unet(noise_scheduler.add_noise(z0, noise, t), t, encoder_hidden_states=cond).sample
-        weight = torch.clamp(snr[t], max=5.0) / snr[t]
-        loss = (weight * (pred - noise).pow(2).mean(dim=(1, 2, 3))).mean()
+        loss = min_snr_loss(pred, noise, snr[t])
         for group in opt.param_groups:
             group["lr"] = args.lr * min(1.0, (step + 1) / 20)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         progress.update(step + 1, loss.item())
-    train_s = time.time() - t1
     sub.handle.remove()
+    return vectors.detach().clone().contiguous()
 
-    final = vectors.detach().clone().contiguous()
-    numbers = measure(base, final, args.seeds)
-    numbers.update(steps=args.steps, vectors=args.vectors, lr=args.lr, images=args.images, train_s=round(train_s, 1))
+
+def save_embedding(args, base: Path, vectors: torch.Tensor, numbers: dict) -> None:
+    """The A1111 file (`emb_params`), with what it was trained from and how it was judged as metadata."""
+    from safetensors.torch import save
+
+    from nodeforge.core.files import atomic_write_bytes
+
     metadata = {"nodeforge_trainer": "nodeforge.training.embedding", "name": args.out.stem, "base_model": base.name,
                 "concept": json.dumps(SUNSET), "init_word": INIT_WORD, "steps": str(args.steps),
                 "vectors": str(args.vectors), "seed": str(args.seed), "judged": json.dumps(numbers)}
-    atomic_write_bytes(args.out, save({"emb_params": final}, metadata=metadata))
-    print(json.dumps(numbers, indent=1))
-    if args.json:
-        args.json.write_text(json.dumps(numbers, indent=1) + "\n", encoding="utf-8")
-    print(f"train-embedding: wrote {args.out} in {time.time() - t0:.0f} s", file=sys.stderr)
-    return 0
+    atomic_write_bytes(args.out, save({"emb_params": vectors}, metadata=metadata))
 
 
 if __name__ == "__main__":

@@ -182,14 +182,9 @@ def main(argv: list[str] | None = None) -> int:
     from safetensors.torch import save
 
     from nodeforge.core.files import atomic_write_bytes
-    from nodeforge.devices import torch_device
+    from nodeforge.training.common import start
 
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(args.seed)
-    try:
-        device = torch_device(args.device)
-    except ValueError as exc:
-        raise SystemExit(f"train-lora: {exc}") from None
+    device = start(args.threads, args.seed, args.device, "train-lora")
     base = resolve_base(args.base)
     images, captions = load_folder(args.images_dir, args.resolution)
     print(f"train-lora: {len(images)} images from {args.images_dir}, base {base}, device {device}", file=sys.stderr)
@@ -255,7 +250,7 @@ def add_adapters(unet: Any, text_encoder: Any, args: argparse.Namespace) -> tupl
 def train(unet: Any, text_encoder: Any, trainable: list[torch.nn.Parameter], latents: torch.Tensor,
           ids: torch.Tensor, noise_scheduler: Any, args: argparse.Namespace, device: torch.device) -> None:
     """`args.steps` AdamW steps on the noise-prediction loss (min-SNR 5 weighting, 20-step warm-up)."""
-    from nodeforge.training.models import training_noise
+    from nodeforge.training.models import min_snr_loss, training_noise
 
     unet.train()
     text_encoder.train(args.text_encoder)
@@ -273,8 +268,7 @@ def train(unet: Any, text_encoder: Any, trainable: list[torch.nn.Parameter], lat
         with torch.set_grad_enabled(args.text_encoder):
             cond = text_encoder(ids[idx].to(device))[0]
         pred = unet(zt, t, encoder_hidden_states=cond).sample
-        weight = torch.clamp(snr[t], max=5.0) / snr[t]
-        loss = (weight * (pred - noise).pow(2).mean(dim=(1, 2, 3))).mean()
+        loss = min_snr_loss(pred, noise, snr[t])
         for group in opt.param_groups:  # short warm-up, then constant
             group["lr"] = args.lr * min(1.0, (step + 1) / 20)
         opt.zero_grad(set_to_none=True)

@@ -16,7 +16,6 @@ the last convolution's width. Quality is PSNR on held-out images against bicubic
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 import time
@@ -27,6 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from nodeforge.training import data
+from nodeforge.training.common import report, start
 from nodeforge.training.lora import Progress, _DefaultsShown, resolve_base
 
 SCALE = 4
@@ -172,14 +172,10 @@ def main(argv: list[str] | None = None) -> int:
 
     from nodeforge.core.files import atomic_write_bytes
 
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(args.seed)
+    start(args.threads, args.seed)
     base = resolve_base(args.base)
     if args.measure_only:
-        numbers = measure(load(args.out), args.held_out, base)
-        print(json.dumps(numbers, indent=1))
-        if args.json:
-            args.json.write_text(json.dumps(numbers, indent=1) + "\n", encoding="utf-8")
+        report(measure(load(args.out), args.held_out, base), args.json)
         return 0
 
     t0 = time.time()
@@ -220,9 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     metadata = {"nodeforge_trainer": "nodeforge.training.upscaler", "architecture": "SRVGGNetCompact",
                 "scale": str(SCALE), **{k: str(v) for k, v in numbers.items()}}
     atomic_write_bytes(args.out, save(state, metadata=metadata))
-    print(json.dumps(numbers, indent=1))
-    if args.json:
-        args.json.write_text(json.dumps(numbers, indent=1) + "\n", encoding="utf-8")
+    report(numbers, args.json)
     print(f"train-upscaler: wrote {args.out} ({args.out.stat().st_size // 1024} KiB) in {time.time() - t0:.0f} s",
           file=sys.stderr)
     return 0
