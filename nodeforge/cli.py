@@ -21,6 +21,7 @@ from typing import Any, NoReturn, Sequence, TextIO
 
 from nodeforge.core import events as ev
 from nodeforge.core.errors import Cancelled, ValidationError, WorkflowError, WorkflowFileError
+from nodeforge.core.files import output_paths
 
 COMMANDS = ("run", "batch", "validate", "import", "export", "nodes", "train-lora", "train-upscaler", "train-embedding",
             "train-controlnet", "gui")
@@ -185,60 +186,70 @@ def _main(argv: list[str]) -> int:
             return 2
         return _open_editor(argv[0])
     if argv[0] in TRAINERS:
-        import importlib
-
-        module, _ = TRAINERS[argv[0]]
-        try:
-            train = importlib.import_module(f"nodeforge.training.{module}").main
-        except ImportError as exc:
-            print(f"error: {argv[0]} is not available ({exc})", file=sys.stderr)
-            return 1
-        try:
-            return int(train(argv[1:]) or 0)
-        except KeyboardInterrupt:
-            return interrupted()
+        return _train(argv[0], argv[1:])
     args = build_parser().parse_args(argv)
     if args.command == "gui":
         return _open_editor(args.file)
     if args.command is None:
         return _open_editor(None)
-    debug = getattr(args, "debug", False)
     try:
-        if args.command == "run":
-            return cmd_run(args)
-        if args.command == "batch":
-            from nodeforge.batch.command import cmd_batch
-
-            return cmd_batch(args)
-        if args.command == "validate":
-            return cmd_validate(args)
-        if args.command == "import":
-            return cmd_import(args)
-        if args.command == "export":
-            return cmd_export(args)
-        if args.command == "nodes":
-            return cmd_nodes(args)
+        return _dispatch(args)
     except Cancelled:
         print("cancelled", file=sys.stderr)
         return 130
-    except ValidationError as exc:
-        for problem in exc.problems:
-            print(f"error: {problem}", file=sys.stderr)
-        return 1
     except (WorkflowError, UsageError) as exc:
-        problems = getattr(exc, "problems", None)   # an export refused: every node at fault
-        if isinstance(exc, WorkflowError) and problems and not isinstance(exc, WorkflowFileError):
-            for problem in problems:
-                print(f"error: {problem}", file=sys.stderr)
-            return 1
-        print(f"error: {exc}", file=sys.stderr)
-        if debug:
-            original = getattr(exc, "original", None)
-            traceback.print_exception(original or exc)
-        return 1
+        return _print_error(exc, getattr(args, "debug", False))
     except KeyboardInterrupt:
         return interrupted()
+
+
+def _train(command: str, argv: list[str]) -> int:
+    """A trainer's own main(argv), imported only now (it needs torch)."""
+    import importlib
+
+    module, _ = TRAINERS[command]
+    try:
+        train = importlib.import_module(f"nodeforge.training.{module}").main
+    except ImportError as exc:
+        print(f"error: {command} is not available ({exc})", file=sys.stderr)
+        return 1
+    try:
+        return int(train(argv) or 0)
+    except KeyboardInterrupt:
+        return interrupted()
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "run":
+        return cmd_run(args)
+    if args.command == "batch":
+        from nodeforge.batch.command import cmd_batch
+
+        return cmd_batch(args)
+    if args.command == "validate":
+        return cmd_validate(args)
+    if args.command == "import":
+        return cmd_import(args)
+    if args.command == "export":
+        return cmd_export(args)
+    if args.command == "nodes":
+        return cmd_nodes(args)
     return 2  # pragma: no cover - argparse restricts commands
+
+
+def _print_error(exc: WorkflowError | UsageError, debug: bool) -> int:
+    """One `error:` line per problem (a failed validation, an export refused for every node at
+    fault), else one for the error; with --debug the traceback of what caused it. Exit status 1."""
+    problems = getattr(exc, "problems", None)
+    if isinstance(exc, WorkflowError) and problems and not isinstance(exc, WorkflowFileError):
+        for problem in problems:
+            print(f"error: {problem}", file=sys.stderr)
+        return 1
+    print(f"error: {exc}", file=sys.stderr)
+    if debug:
+        original = getattr(exc, "original", None)
+        traceback.print_exception(original or exc)
+    return 1
 
 
 def interrupted() -> int:
@@ -274,17 +285,11 @@ def apply_overrides(workflow: Any, overrides: Sequence[str], registry: Any) -> N
         node_ref, dot, param = target.rpartition(".")
         if not eq or not dot or not node_ref or not param:
             raise UsageError(f"--set {item!r}: expected ID.param=VALUE, e.g. --set 5.seed=7 or --set positive.text=\"a cat\"")
-        nid = workflow.find(node_ref)
-        if nid is None:
-            titles = sorted({n.title for n in workflow.nodes.values() if n.title})
-            hint = f"; titles: {', '.join(titles)}" if titles else ""
-            raise UsageError(f"--set {item!r}: no node with id or unique title {node_ref!r}{hint}")
+        try:
+            nid, declared = workflow.find_param(node_ref, param, registry)
+        except LookupError as exc:
+            raise UsageError(f"--set {item!r}: {exc}") from None
         node = workflow.nodes[nid]
-        spec = registry.get(node.type)
-        if spec is not None and spec.param(param) is None:
-            known = ", ".join(p.name for p in spec.params) or "none"
-            raise UsageError(f"--set {item!r}: node {nid} ({node.type}) has no param {param!r} (params: {known})")
-        declared = spec.param(param) if spec is not None else None
         try:  # store "7" as 7 so that the workflow saved in the PNG is typed
             node.params[param] = declared.coerce(value) if declared is not None else value
         except ValueError:
@@ -397,7 +402,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     listener = ProgressPrinter(sys.stderr, interactive, workflow) if show else None
     result = engine.run(workflow, on_event=listener)
     for nid in result.outputs:
-        for path in _paths_in(result.outputs[nid]):
+        for path in output_paths(result.outputs[nid]):
             print(path)
     # As ComfyUI: the outputs whose ancestry is valid ran; the others fail the command.
     for nid, problems in result.skipped.items():
@@ -405,17 +410,6 @@ def cmd_run(args: argparse.Namespace) -> int:
         for problem in problems:
             print(f"  {problem}", file=sys.stderr)
     return 1 if result.skipped else 0
-
-
-def _paths_in(value: Any) -> list[str]:
-    """File paths an output node returned (SaveImage: its PNGs; Preview with --previews)."""
-    if isinstance(value, (str, os.PathLike)):
-        return [str(value)] if Path(value).suffix else []
-    if isinstance(value, dict):
-        return [p for v in value.values() for p in _paths_in(v)]
-    if isinstance(value, (list, tuple)):
-        return [p for v in value for p in _paths_in(v)]
-    return []
 
 
 # -- validate ---------------------------------------------------------------------------------------------

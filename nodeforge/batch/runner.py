@@ -8,7 +8,6 @@ therefore overwrites its own file under the same name: nothing is duplicated or 
 """
 from __future__ import annotations
 
-import os
 import re
 import tempfile
 import time
@@ -20,7 +19,7 @@ from nodeforge.batch.manifest import DONE, FAILED, RETRY, Manifest
 from nodeforge.batch.order import order_jobs
 from nodeforge.batch.spec import BatchSpec, Job, expand, fingerprint
 from nodeforge.core.errors import Cancelled, Problem, ValidationError, WorkflowError
-from nodeforge.core.files import atomic_write_bytes
+from nodeforge.core.files import atomic_write_bytes, output_paths
 from nodeforge.core.workflow import Workflow
 
 SPEC_COPY_NAME = "batch.json"
@@ -102,7 +101,7 @@ def _skipped_text(skipped: dict[str, list[Problem]]) -> str:
 
 def _read_outputs(staging: Path, outputs: dict[str, Any]) -> list[tuple[str, bytes]]:
     files = []
-    for path in _paths_in(outputs):
+    for path in output_paths(outputs):
         path = Path(path)
         try:
             relative = path.resolve().relative_to(staging.resolve())
@@ -111,16 +110,6 @@ def _read_outputs(staging: Path, outputs: dict[str, Any]) -> list[tuple[str, byt
         if path.is_file():
             files.append((relative.as_posix(), path.read_bytes()))
     return files
-
-
-def _paths_in(value: Any) -> list[str]:
-    if isinstance(value, (str, os.PathLike)):
-        return [str(value)] if Path(value).suffix else []
-    if isinstance(value, dict):
-        return [p for v in value.values() for p in _paths_in(v)]
-    if isinstance(value, (list, tuple)):
-        return [p for v in value for p in _paths_in(v)]
-    return []
 
 
 def final_name(staged: str, number: int, index: int) -> str:

@@ -284,17 +284,11 @@ def expand(spec: BatchSpec, registry: Any) -> list[Job]:
 def _resolve_axis(workflow: Workflow, axis: Axis, registry: Any) -> tuple[str, str, tuple[Any, ...]]:
     """(node id, param, values coerced to the param's kind); BatchSpecError naming what is wrong."""
     node_ref, _, param = axis.target.rpartition(".")
-    nid = workflow.find(node_ref)
-    if nid is None:
-        titles = sorted({n.title for n in workflow.nodes.values() if n.title})
-        hint = f"; titles: {', '.join(titles)}" if titles else ""
-        raise BatchSpecError(f"{axis.target}: no node with id or unique title {node_ref!r}{hint}")
+    try:
+        nid, declared = workflow.find_param(node_ref, param, registry)
+    except LookupError as exc:
+        raise BatchSpecError(f"{axis.target}: {exc}") from None
     node = workflow.nodes[nid]
-    spec = registry.get(node.type)
-    declared = spec.param(param) if spec is not None else None
-    if spec is not None and declared is None:
-        known = ", ".join(p.name for p in spec.params) or "none"
-        raise BatchSpecError(f"{axis.target}: node {nid} ({node.type}) has no param {param!r} (params: {known})")
     values = []
     for value in axis.values:
         try:

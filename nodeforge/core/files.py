@@ -9,9 +9,8 @@ The temporary file is in the same folder because a rename is atomic only within 
 from __future__ import annotations
 
 import os
-import secrets
 from pathlib import Path
-from typing import BinaryIO, Callable, Iterable
+from typing import Any, BinaryIO, Callable, Iterable
 
 Writer = Callable[[BinaryIO], None]
 
@@ -20,7 +19,7 @@ def _write_temp(folder: Path, name: str, write: Writer) -> Path:
     """Write into a new temporary file in `folder` and fsync it; remove it if anything fails."""
     # os.open with 0o666 (not mkstemp's 0o600) so the file gets the user's usual permissions.
     while True:
-        tmp = folder / f".{name}.{secrets.token_hex(6)}.part"
+        tmp = folder / f".{name}.{os.urandom(6).hex()}.part"
         try:
             fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY | getattr(os, "O_BINARY", 0), 0o666)
             break
@@ -58,12 +57,17 @@ def _sync_folder(folder: Path) -> None:
         os.close(fd)
 
 
-def atomic_write(path: str | os.PathLike[str], write: Writer) -> Path:
-    """Write `path` through `write(handle)`, replacing any file there only once it is complete."""
+def atomic_write(path: str | os.PathLike[str], write: Writer, *, mode: int | None = None) -> Path:
+    """Write `path` through `write(handle)`, replacing any file there only once it is complete.
+
+    The new file gets the usual 0666 less the umask, or the permission bits `mode` when given.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _write_temp(path.parent, path.name, write)
     try:
+        if mode is not None:
+            os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
         _remove(tmp)
@@ -75,6 +79,18 @@ def atomic_write(path: str | os.PathLike[str], write: Writer) -> Path:
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
     """`atomic_write` for bytes already in memory."""
     return atomic_write(path, lambda handle: handle.write(data))
+
+
+def output_paths(value: Any) -> list[str]:
+    """The file paths in a node's output value (SaveImage: its PNGs), in order: strings and
+    os.PathLike objects whose name has a suffix, found through dicts, lists and tuples."""
+    if isinstance(value, (str, os.PathLike)):
+        return [str(value)] if Path(value).suffix else []
+    if isinstance(value, dict):
+        return [p for v in value.values() for p in output_paths(v)]
+    if isinstance(value, (list, tuple)):
+        return [p for v in value for p in output_paths(v)]
+    return []
 
 
 def write_new_file(candidates: Iterable[Path], write: Writer) -> Path:

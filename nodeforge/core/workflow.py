@@ -13,14 +13,13 @@ import math
 import os
 import stat
 import struct
-import sys
-import tempfile
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
 from nodeforge.core.errors import Problem, WorkflowFileError, WorkflowSaveError
+from nodeforge.core.files import atomic_write
 
 FORMAT_VERSION = 2
 # Format 2 split UNetDenoise's `scheduler` (format 1) into `sampler` and `schedule` (ComfyUI's
@@ -100,6 +99,23 @@ class Workflow:
             return id_or_title
         matches = [nid for nid, node in self.nodes.items() if node.title == id_or_title]
         return matches[0] if len(matches) == 1 else None
+
+    def find_param(self, id_or_title: str, param: str, registry: Any) -> tuple[str, Any]:
+        """The node id `id_or_title` names and the Param `param` of its type (None for a type the
+        registry does not know), for `--set ID.param=...` and batch axes; LookupError saying
+        which of the two is wrong and what there is instead."""
+        nid = self.find(id_or_title)
+        if nid is None:
+            titles = sorted({n.title for n in self.nodes.values() if n.title})
+            hint = f"; titles: {', '.join(titles)}" if titles else ""
+            raise LookupError(f"no node with id or unique title {id_or_title!r}{hint}")
+        node_type = self.nodes[nid].type
+        spec = registry.get(node_type)
+        declared = spec.param(param) if spec is not None else None
+        if spec is not None and declared is None:
+            known = ", ".join(p.name for p in spec.params) or "none"
+            raise LookupError(f"node {nid} ({node_type}) has no param {param!r} (params: {known})")
+        return nid, declared
 
     def copy(self) -> "Workflow":
         return copy.deepcopy(self)
@@ -480,64 +496,21 @@ def save_workflow(workflow: Workflow, path: str | os.PathLike[str]) -> Path:
     return path
 
 
-def _umask() -> int:
-    try:  # Linux tells without changing it
-        with open("/proc/self/status", encoding="ascii") as status:
-            for line in status:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError, IndexError):
-        pass
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Replace `path` with `data` so that a crash leaves the old file or the new one, never half.
+    """Replace `path` with `data` so that a crash leaves the old file or the new one, never half
+    (`nodeforge.core.files.atomic_write`).
 
     A symlink is followed (its target is replaced, the link stays); an existing file keeps its
-    permission bits, a new one gets the usual 0666 less the umask (mkstemp alone would give 0600).
+    permission bits, a new one gets the usual 0666 less the umask.
     """
     path = Path(path)
     if path.is_symlink():
         path = Path(os.path.realpath(path))
-    path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        mode = stat.S_IMODE(path.stat().st_mode)
+        mode: int | None = stat.S_IMODE(path.stat().st_mode)
     except OSError:
-        mode = 0o666 & ~_umask()
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    _fsync_folder(path.parent)
-
-
-def _fsync_folder(folder: Path) -> None:
-    """Make the rename itself durable (POSIX); harmless to skip where folders cannot be opened."""
-    if sys.platform == "win32":
-        return
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+        mode = None
+    atomic_write(path, lambda handle: handle.write(data), mode=mode)
 
 
 def read_png_text(data: bytes, source: Path | None = None) -> dict[str, str]:
