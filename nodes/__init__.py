@@ -42,6 +42,7 @@ def _lazy(module: str, function: str) -> Callable[..., Any]:
         return getattr(importlib.import_module(f"{__name__}.{module}"), function)(ctx, **kw)
 
     run.__name__ = function
+    run.lazy_target = (module, function)  # type: ignore[attr-defined]  # tests import every target
     return run
 
 
