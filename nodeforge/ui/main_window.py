@@ -229,6 +229,9 @@ class MainWindow(QMainWindow):
             self.problems.raise_()
 
     def show_queue(self) -> None:
+        if self.queue.isHidden() and not self.queue.isFloating():
+            self.queue.show()   # room for a dozen jobs beside the Images panel
+            self.resizeDocks([self.queue], [max(320, self.height() // 2)], Qt.Orientation.Vertical)
         self.queue.show()
         self.queue.raise_()
 

@@ -26,6 +26,7 @@ class JobRow(QWidget):
     def __init__(self, job: QueueJob) -> None:
         super().__init__()
         self.setObjectName("queueRow")
+        self.setStyleSheet("QLabel { background: transparent; }")
         self.thumb = QLabel()
         self.thumb.setObjectName("queueThumb")
         self.thumb.setFixedSize(THUMB, THUMB)
@@ -64,12 +65,14 @@ class JobRow(QWidget):
                 line += f" · step {job.step}/{job.total}"
         elif job.state == DONE:
             count = len(job.images)
-            line = f"Done in {job.seconds:.1f}s" + (f" · {count} image{'s' if count != 1 else ''}" if count else "")
+            line = f"Done in {job.seconds:.2f}s" if job.seconds < 1 else f"Done in {job.seconds:.1f}s"
+            line = line + (f" · {count} image{'s' if count != 1 else ''}" if count else "")
         elif job.state == FAILED:
             line = f"Failed: {job.error or 'failed'}"
         else:
             line = STATE_TEXT.get(job.state, job.state)
         self.state.setText(line)
+        self.state.setWordWrap(job.state == FAILED)     # the whole reason, on two lines if need be
         self.state.setToolTip(job.error or "")
         self.state.setStyleSheet(f"color: {color};")
         self.bar.setVisible(job.state == RUNNING)
@@ -109,7 +112,6 @@ class QueuePanel(QDockWidget):
         self.list = QListWidget()
         self.list.setObjectName("queueList")
         self.list.setSelectionMode(QListWidget.SelectionMode.SingleSelection)
-        self.list.setAlternatingRowColors(True)
         self.list.itemDoubleClicked.connect(self._activated)
         self.list.itemActivated.connect(self._activated)
         self.list.currentItemChanged.connect(self._update_buttons)

@@ -443,8 +443,22 @@ class RunController(QObject):
         elif kind == "failed":
             if job is not None:
                 job.state = FAILED
-                job.error = _one_line(payload[2])
+                job.error = self._reason(job.workflow, payload[2], payload[3])
             self.runFailed.emit(payload[1], payload[2], payload[3])
+
+    def _reason(self, workflow: Workflow, message: str, problems: list[Problem]) -> str:
+        """A failed job's reason in one line, naming the node by its title as the canvas does:
+        "Load Checkpoint, checkpoint: ... not found" (+N more when several things are wrong)."""
+        first = problems[0] if problems else None
+        if first is None or first.node_id is None or first.node_id not in workflow.nodes:
+            return _one_line(message)
+        node = workflow.nodes[first.node_id]
+        spec = self.engine.registry.get(node.type)
+        where = node.title or (spec.title if spec is not None else node.type)
+        if first.field:
+            where += f", {first.field}"
+        more = f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""
+        return f"{where}: {_one_line(first.message)}{more}"
 
     def _records(self, nid: str, images: list[tuple[QImage, str | None]]) -> list[RunImage]:
         """The images of output `nid`, item i of a batch with its own seed (seed + i)."""
