@@ -1,6 +1,6 @@
 """NodeForge: a node-graph studio for Stable Diffusion.
 
-The public Python API (DESIGN.md section 4) is re-exported here. Nothing imported at this level
+The public Python API (README.md, "The Python API"; docs/architecture.md) is re-exported here. Nothing imported at this level
 pulls in Qt or torch, so scripts and `nodeforge validate` start fast.
 """
 from nodeforge.core.engine import Engine, RunResult

@@ -1,6 +1,7 @@
 """Architectures of the demo model's components, as diffusers/transformers configs.
 
-The sizes are picked from measured CPU speeds (STACK.md) so the whole model trains on two cores.
+The sizes are picked from measured CPU speeds so the whole model trains on two cores (fp32, batch 32,
+AdamW step with backward: the (64, 128, 128) UNet about 0.75 s, the (32, 64, 64) VAE about 0.9 s).
 """
 from __future__ import annotations
 

@@ -52,7 +52,8 @@ def build_tokenizer(corpus: list[str] | None = None):
     from transformers import CLIPTokenizer
 
     vocab, merges = build_vocab(corpus)
-    # transformers 5: vocab/merges must be passed as objects, merges as tuples (see STACK.md).
+    # transformers 5: vocab/merges must be passed as objects, merges as tuples; the old
+    # vocab_file=/merges_file= keywords silently give an empty tokenizer.
     return CLIPTokenizer(
         vocab=vocab,
         merges=merges,

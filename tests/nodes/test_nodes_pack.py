@@ -1,4 +1,4 @@
-"""The pack's declarations: cheap to import, names as DESIGN.md fixes them."""
+"""The pack's declarations: cheap to import, names as the file format fixes them (docs/architecture.md)."""
 from __future__ import annotations
 
 import subprocess

@@ -1,5 +1,5 @@
-"""A stand-in for the diffusion pack with the real node types' ports and params (DESIGN.md
-section 3), computed with numpy so screenshots and benchmarks run anywhere in seconds.
+"""A stand-in for the diffusion pack with the real node types' ports and params (nodes/__init__.py,
+nodes/README.md), computed with numpy so screenshots and benchmarks run anywhere in seconds.
 """
 from __future__ import annotations
 
