@@ -270,9 +270,10 @@ NODES: list[NodeSpec] = [
     NodeSpec(
         "ControlNetLoader", "loaders", _controlnet_loader,
         params=(Param.choice("controlnet", _names(FileKind.CONTROLNET), default="", file=FileKind.CONTROLNET,
-                             description="a diffusers ControlNet folder or a single file (control_*.safetensors)"),),
+                             description="a diffusers ControlNet or T2I-Adapter folder, or a single file "
+                                         "(control_*.safetensors, t2iadapter_*)"),),
         outputs=(Output("controlnet", CONTROLNET),),
-        description="Load a ControlNet (SD 1.x, 2.x or XL; diffusers folder or original single file).",
+        description="Load a ControlNet (SD 1.x, 2.x or XL; diffusers folder or original single file) or a T2I-Adapter.",
         display_name="Load ControlNet"),
     NodeSpec(
         "ControlNetApply", "conditioning", _controlnet_apply,
@@ -284,7 +285,7 @@ NODES: list[NodeSpec] = [
                 Param.float("end_percent", 1.0, min=0.0, max=1.0, step=0.001,
                             description="where it stops (1: to the end)")),
         outputs=(Output("positive", COND), Output("negative", COND)),
-        description="Steer composition with a ControlNet and a control image; several stack.",
+        description="Steer composition with a ControlNet or T2I-Adapter and a control image; several stack.",
         display_name="Apply ControlNet"),
     NodeSpec(
         "ImageToEdges", "image", _image_to_edges,

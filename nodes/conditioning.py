@@ -8,7 +8,8 @@ read as one entry.
 
 Each step, `Guidance.predict` crops the latent to every entry's area, runs the UNet once per
 distinct area size and set of ControlNets (all entries of that size, negative and positive,
-batched; each active ControlNet called once on that batch, its residuals summed), and blends the
+batched; each active ControlNet called once on that batch, its residuals summed; each T2I-Adapter
+run once per denoise on that batch's images, its features added in the down blocks), and blends the
 predictions as ComfyUI does: each entry adds prediction x weight over its area, where the weight is
 its strength ramped down over 8 latent pixels at area edges inside the frame, and every pixel is
 divided by the sum of the weights that cover it. One full-frame entry per side is therefore
@@ -128,6 +129,7 @@ class Guidance:
         for group in by_key.values():
             self.groups.append((group, *self._inputs(group, size)))
         self._hints: dict[int, torch.Tensor] = {}   # id(control) -> its image at the frame's size
+        self._features: dict[tuple, list[torch.Tensor]] = {}   # (id(adapter control), boxes) -> its features
 
     def _inputs(self, group: list[_Unit], size: tuple[int, int]) -> tuple[torch.Tensor, dict | None]:
         model, batch = self.model, self.batch
@@ -186,15 +188,21 @@ class Guidance:
     def _control_residuals(self, group: list[_Unit], x: torch.Tensor, t: Any, embeds: torch.Tensor,
                            added: dict[str, torch.Tensor] | None) -> dict[str, Any]:
         """The summed residuals of the group's active ControlNets (one call each on the whole
-        batch), as UNet keyword arguments; none when no control acts at this step."""
+        batch) and the summed features of its active T2I-Adapters, as UNet keyword arguments;
+        none when no control acts at this step."""
         controls = group[0].entry.get("control", ())
         timestep = float(t)
         down: list[torch.Tensor] | None = None
         mid: torch.Tensor | None = None
+        intrablock: list[torch.Tensor] | None = None
         for index, control in enumerate(controls):
             if not control.active(timestep):
                 continue
             net = control.controlnet
+            if net.is_adapter:
+                features = self._adapter_features(control, group)
+                intrablock = features if intrablock is None else [a + b for a, b in zip(intrablock, features)]
+                continue
             hints = torch.cat([self._hint(control, unit) for unit in group])
             cast = {k: v.to(net.device, net.dtype) for k, v in added.items()} if added else None
             d, m = net.model(x.to(net.device, net.dtype), t, encoder_hidden_states=embeds.to(net.device, net.dtype),
@@ -204,11 +212,23 @@ class Guidance:
                 down, mid = list(d), m
             else:
                 down, mid = [a + b for a, b in zip(down, d)], mid + m
-        if down is None:
-            return {}
         device, dtype = self.model.device, self.model.dtype
-        return {"down_block_additional_residuals": [r.to(device, dtype) for r in down],
-                "mid_block_additional_residual": mid.to(device, dtype)}
+        residuals: dict[str, Any] = {}
+        if down is not None:
+            residuals.update(down_block_additional_residuals=[r.to(device, dtype) for r in down],
+                             mid_block_additional_residual=mid.to(device, dtype))
+        if intrablock is not None:   # a new list each call: the UNet pops from it
+            residuals["down_intrablock_additional_residuals"] = [f.to(device, dtype) for f in intrablock]
+        return residuals
+
+    def _adapter_features(self, control: Any, group: list[_Unit]) -> list[torch.Tensor]:
+        """A T2I-Adapter's features for a group's batch, times its strength: computed on the first
+        step it acts in and kept for the rest of the denoise (they depend on the image only)."""
+        key = (id(control), tuple(u.box for u in group))
+        if key not in self._features:
+            hints = torch.cat([self._hint(control, unit) for unit in group])
+            self._features[key] = control.controlnet.features(hints, control.strength)
+        return self._features[key]
 
     def _hint(self, control: Any, unit: _Unit) -> torch.Tensor:
         """The control image over a unit's area, at the ControlNet's resolution (prepared once)."""

@@ -1,19 +1,28 @@
-"""ControlNetLoader and ControlNetApply: ControlNets that travel with the conditioning.
+"""ControlNetLoader and ControlNetApply: ControlNets and T2I-Adapters that travel with the conditioning.
 
-ControlNetApply adds a `Control` (the ControlNet, its image, strength and the part of the schedule
-it acts in) to every entry of the positive and the negative conditioning, after any it already
-has, so several ControlNets stack (ComfyUI's design). UNetDenoise (conditioning.Guidance) runs each
-active control once per batched UNet call and adds the residuals of all of them.
+ControlNetApply adds a `Control` (the ControlNet or T2I-Adapter, its image, strength and the part of
+the schedule it acts in) to every entry of the positive and the negative conditioning, after any it
+already has, so several stack (ComfyUI's design). UNetDenoise (conditioning.Guidance) runs each
+active ControlNet once per batched UNet call and adds the residuals of all of them; a T2I-Adapter
+runs once per denoise on its image, and its features, times the strength, are added inside the
+UNet's down blocks (`down_intrablock_additional_residuals`) at the steps where it is active.
 
-Files: a diffusers folder (config.json), or a single file in the original layout
+ControlNet files: a diffusers folder (config.json), or a single file in the original layout
 (`control_model.*` as in ControlNet 1.0/1.1, or bare `input_blocks.*` / `zero_convs.*`) or in
 diffusers' layout. A single file's config is `<name>.config/` beside it, else the standard
 ControlNet of the family its cross-attention width gives (768 SD 1.x, 1024 SD 2.x, 2048 SDXL).
+
+T2I-Adapter files: a diffusers T2IAdapter folder (config.json, any adapter type), or a single file in
+diffusers' layout (`adapter.*`) or TencentARC's original one (`conv_in`, `body.N.block1`, as the
+t2iadapter_*_sd14v1 files). Without a `<name>.config/` beside it, a single file is read as a full
+adapter whose shape the weights give (channels, blocks; 8x pixel unshuffle for SD, 16x for SDXL).
 """
 from __future__ import annotations
 
 import inspect
 import json
+import math
+import re
 import threading
 import weakref
 from dataclasses import dataclass, field
@@ -42,6 +51,7 @@ class ControlNet:
     model: Any
     name: str
     owner: Any = field(default=None, repr=False)
+    is_adapter = False
 
     @property
     def device(self) -> torch.device:
@@ -61,10 +71,50 @@ class ControlNet:
 
 
 @dataclass(frozen=True, eq=False)
-class Control:
-    """One ControlNetApply: which ControlNet, on which image, how strongly, when."""
+class T2IAdapter:
+    """CONTROLNET holding a diffusers T2IAdapter: run once on the control image, not per step."""
 
-    controlnet: ControlNet
+    model: Any
+    name: str
+    owner: Any = field(default=None, repr=False)
+    is_adapter = True
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.model.parameters()).dtype
+
+    @property
+    def hint_factor(self) -> int:
+        """Control image pixels per latent pixel: the adapter's first features are at the latent's
+        size (full and light adapters), or half of it (SDXL's, which unshuffle 16x)."""
+        factor = self.model.config.downscale_factor
+        return factor // 2 if self.model.config.adapter_type == "full_adapter_xl" else factor
+
+    def features(self, hints: torch.Tensor, strength: float) -> list[torch.Tensor]:
+        """The adapter's features for control images [B, 3, H, W] in 0..1, times `strength`."""
+        channels = self.model.config.in_channels
+        if channels == 1:   # a greyscale adapter (canny, sketch) takes one channel
+            hints = hints.mean(dim=1, keepdim=True)
+        factor = self.model.config.downscale_factor
+        if hints.shape[-2] % factor or hints.shape[-1] % factor:
+            raise NodeError(f"T2I-Adapter {self.name} needs an image whose sides are multiples of {factor} pixels "
+                            f"(this one is {hints.shape[-1]}x{hints.shape[-2]}); change the image size",
+                            field="latent")
+        return [f * strength for f in self.model(hints.to(self.device, self.dtype))]
+
+    def nodeforge_nbytes(self) -> int:
+        return sum(p.nelement() * p.element_size() for p in self.model.parameters())
+
+
+@dataclass(frozen=True, eq=False)
+class Control:
+    """One ControlNetApply: which ControlNet or T2I-Adapter, on which image, how strongly, when."""
+
+    controlnet: ControlNet | T2IAdapter
     image: torch.Tensor            # IMAGE [B, H, W, 3] in 0..1
     strength: float
     start_percent: float
@@ -124,12 +174,14 @@ def load_controlnet_file(path: Path) -> Any:
     from diffusers.loaders import single_file_utils as sfu
 
     state, _ = read_state_dict(path, field="controlnet")
+    if is_adapter_state(state):
+        return load_adapter_state(path, state)
     if any(k.startswith(ORIGINAL_PREFIX) for k in state):
         state = {k[len(ORIGINAL_PREFIX):]: v for k, v in state.items() if k.startswith(ORIGINAL_PREFIX)}
     original = "input_hint_block.0.weight" in state
     if not original and "controlnet_cond_embedding.conv_in.weight" not in state:
         raise NodeError(f"{path.name} holds no ControlNet (no input_hint_block or controlnet_cond_embedding "
-                        "weights); it may be a checkpoint, a LoRA or a T2I-Adapter", field="controlnet")
+                        "weights, nor T2I-Adapter ones); it may be a checkpoint or a LoRA", field="controlnet")
     config = _config_beside(path) or standard_config(path, state)
     with torch.device("meta"):
         model = ControlNetModel.from_config(config)
@@ -147,17 +199,100 @@ def load_controlnet(path: Path, device: str, shared: dict[str, Any] | None = Non
         registry = (shared if shared is not None else {}).setdefault(_REGISTRY_KEY, weakref.WeakValueDictionary())
         found = registry.get(key)
         if found is not None:
-            return ControlNet(found.model, path.stem if path.is_file() else path.name, owner=found)
+            return _wrap(found.model, path.stem if path.is_file() else path.name, found)
         if path.is_dir():
             if not (path / "config.json").is_file():
                 raise NodeError(f"{path.name} is a folder without a ControlNet config.json", field="controlnet")
-            model = ControlNetModel.from_pretrained(str(path), local_files_only=True)
+            if json.loads((path / "config.json").read_text()).get("_class_name") == "T2IAdapter":
+                from diffusers import T2IAdapter as DiffusersT2IAdapter
+
+                model = DiffusersT2IAdapter.from_pretrained(str(path), local_files_only=True)
+            else:
+                model = ControlNetModel.from_pretrained(str(path), local_files_only=True)
         else:
             model = load_controlnet_file(path)
         _finish([model], device, pick_dtype(device))
         holder = _Loaded(model)
         registry[key] = holder
-        return ControlNet(model, path.stem if path.is_file() else path.name, owner=holder)
+        return _wrap(model, path.stem if path.is_file() else path.name, holder)
+
+
+def _wrap(model: Any, name: str, holder: "_Loaded") -> ControlNet | T2IAdapter:
+    from diffusers import T2IAdapter as DiffusersT2IAdapter
+
+    return (T2IAdapter if isinstance(model, DiffusersT2IAdapter) else ControlNet)(model, name, owner=holder)
+
+
+# -- T2I-Adapters ---------------------------------------------------------------------------------------------
+_BODY = re.compile(r"body\.(\d+)\.(block1|block2|in_conv|skep|down_opt)\.(weight|bias)$")
+
+
+def is_adapter_state(state: dict[str, torch.Tensor]) -> bool:
+    return "adapter.conv_in.weight" in state or ("conv_in.weight" in state and "body.0.block1.weight" in state)
+
+
+def adapter_from_original(state: dict[str, torch.Tensor], num_res_blocks: int) -> dict[str, torch.Tensor]:
+    """TencentARC's full-adapter names in diffusers' layout: body[i * blocks + j] is the j-th
+    resnet of level i, the first of a level carrying the 1x1 in_conv when the width changes."""
+    out = {}
+    for key, value in state.items():
+        if key.startswith("conv_in."):
+            out["adapter." + key] = value
+            continue
+        m = _BODY.match(key)
+        if m is None or m.group(2) in ("skep", "down_opt"):
+            raise NodeError(f"a T2I-Adapter key {key!r} has no diffusers equivalent (only full adapters with "
+                            "identity skips, as TencentARC's sd14v1 files, convert); use its diffusers folder",
+                            field="controlnet")
+        level, j = divmod(int(m.group(1)), num_res_blocks)
+        if m.group(2) == "in_conv":
+            out[f"adapter.body.{level}.in_conv.{m.group(3)}"] = value
+        else:
+            out[f"adapter.body.{level}.resnets.{j}.{m.group(2)}.{m.group(3)}"] = value
+    return out
+
+
+def adapter_config(path: Path, state: dict[str, torch.Tensor], original: bool) -> dict[str, Any]:
+    """A full adapter's config from its weights (channels per level, resnets per level, and the
+    pixel unshuffle from conv_in's input: channels x factor^2, with 3 or 1 image channels)."""
+    if original:
+        blocks = sorted({int(m.group(1)) for m in map(_BODY.match, state) if m})
+        widths = [int(state[f"body.{b}.block1.weight"].shape[0]) for b in blocks]
+        starts = {i for i, b in enumerate(blocks) if f"body.{b}.in_conv.weight" in state}
+        # resnets per level: the most that keeps every level one width and starts a level wherever
+        # the width changes (sd14v1: 320 320 640 640 1280 1280 1280 1280 is 4 levels of 2)
+        per = max(n for n in range(1, len(blocks) + 1) if len(blocks) % n == 0
+                  and all(widths[i] == widths[i - i % n] for i in range(len(blocks)))
+                  and all(i % n == 0 for i in starts))
+        channels = widths[::per]
+    else:
+        levels = sorted({int(k.split(".")[2]) for k in state if k.startswith("adapter.body.")})
+        channels = [state[f"adapter.body.{i}.resnets.0.block1.weight"].shape[0] for i in levels]
+        per = len({k.split(".")[4] for k in state if k.startswith("adapter.body.0.resnets.")})
+    conv_in = state["adapter.conv_in.weight" if not original else "conv_in.weight"].shape[1]
+    for image_channels in (3, 1):
+        factor = math.isqrt(conv_in // image_channels)
+        if conv_in % image_channels == 0 and factor * factor * image_channels == conv_in and factor & (factor - 1) == 0:
+            break
+    else:
+        raise NodeError(f"{path.name}: cannot tell this T2I-Adapter's image channels from its first layer "
+                        f"({conv_in} inputs); put a diffusers-layout config folder named '{path.stem}.config' "
+                        "beside it", field="controlnet")
+    return {"in_channels": image_channels, "channels": [int(c) for c in channels], "num_res_blocks": per,
+            "downscale_factor": factor, "adapter_type": "full_adapter_xl" if factor == 16 else "full_adapter"}
+
+
+def load_adapter_state(path: Path, state: dict[str, torch.Tensor]) -> Any:
+    from diffusers import T2IAdapter as DiffusersT2IAdapter
+
+    original = "adapter.conv_in.weight" not in state
+    config = _config_beside(path) or adapter_config(path, state, original)
+    with torch.device("meta"):
+        model = DiffusersT2IAdapter.from_config(config)
+    if original:
+        state = adapter_from_original(state, model.config.num_res_blocks)
+    _load_into(model, state, "T2I-Adapter", field="controlnet")
+    return model
 
 
 class _Loaded:
