@@ -228,7 +228,8 @@ _BODY = re.compile(r"body\.(\d+)\.(block1|block2|in_conv|skep|down_opt)\.(weight
 
 
 def is_adapter_state(state: dict[str, torch.Tensor]) -> bool:
-    return "adapter.conv_in.weight" in state or ("conv_in.weight" in state and "body.0.block1.weight" in state)
+    return any(k.startswith("adapter.body.") for k in state) or \
+        ("conv_in.weight" in state and "body.0.block1.weight" in state)
 
 
 def adapter_from_original(state: dict[str, torch.Tensor], num_res_blocks: int) -> dict[str, torch.Tensor]:
@@ -265,6 +266,9 @@ def adapter_config(path: Path, state: dict[str, torch.Tensor], original: bool) -
                   and all(widths[i] == widths[i - i % n] for i in range(len(blocks)))
                   and all(i % n == 0 for i in starts))
         channels = widths[::per]
+    elif "adapter.conv_in.weight" not in state:
+        raise NodeError(f"{path.name} is a light T2I-Adapter, whose shape its weights do not give; put its "
+                        f"diffusers config.json in a folder named '{path.stem}.config' beside it", field="controlnet")
     else:
         levels = sorted({int(k.split(".")[2]) for k in state if k.startswith("adapter.body.")})
         channels = [state[f"adapter.body.{i}.resnets.0.block1.weight"].shape[0] for i in levels]
@@ -285,7 +289,7 @@ def adapter_config(path: Path, state: dict[str, torch.Tensor], original: bool) -
 def load_adapter_state(path: Path, state: dict[str, torch.Tensor]) -> Any:
     from diffusers import T2IAdapter as DiffusersT2IAdapter
 
-    original = "adapter.conv_in.weight" not in state
+    original = not any(k.startswith("adapter.") for k in state)
     config = _config_beside(path) or adapter_config(path, state, original)
     with torch.device("meta"):
         model = DiffusersT2IAdapter.from_config(config)

@@ -60,6 +60,12 @@ def adapter_root(tmp_path_factory):
     save_file({k: v.contiguous() for k, v in a.state_dict().items()}, str(folder / "t2i-a-diffusers-file.safetensors"))
     broken = dict(original_layout(a), **{"body.0.skep.weight": torch.zeros(32, 32, 1, 1)})
     save_file(broken, str(folder / "t2iadapter_skep.safetensors"))
+    light = _adapter(4, adapter_type="light_adapter", channels=[32, 64], num_res_blocks=1)
+    light.save_pretrained(str(folder / "t2i-light"))
+    for name in ("t2i-light-file", "t2i-light-bare"):
+        save_file({k: v.contiguous() for k, v in light.state_dict().items()}, str(folder / f"{name}.safetensors"))
+    (folder / "t2i-light-file.config").mkdir()
+    (folder / "t2i-light-file.config" / "config.json").write_text(json.dumps(dict(light.config)))
     unet = tm.make_components(0)["unet"]
     from diffusers import ControlNetModel
 
@@ -232,6 +238,20 @@ def test_a_greyscale_adapter_takes_the_mean_of_the_colours(adapter_engine, tmp_p
 def test_an_original_adapter_that_does_not_convert_is_refused_naming_the_key(adapter_engine, tmp_path):
     wf = _workflow(tmp_path, [("t2iadapter_skep", _hint(1), 1.0, 0.0, 1.0)])
     with pytest.raises(WorkflowError, match="skep.*diffusers folder"):
+        _latent(adapter_engine, wf)
+
+
+def test_a_light_adapter_loads_from_its_folder_or_a_file_with_its_config_and_else_says_so(adapter_engine, tmp_path):
+    image = _hint(7)
+    wf = _workflow(tmp_path, [("t2i-light", image, 1.0, 0.0, 1.0)])
+    folder = _latent(adapter_engine, wf)
+    model = _loaded(adapter_engine, wf, "cn0")["controlnet"].model
+    assert model.config.adapter_type == "light_adapter"
+    torch.testing.assert_close(folder, _by_hand(adapter_engine, tmp_path, [(model, image, 1.0)]), atol=1e-4, rtol=1e-4)
+    wf.nodes["cn0"].params["controlnet"] = "t2i-light-file"
+    assert torch.equal(_latent(adapter_engine, wf), folder)
+    wf.nodes["cn0"].params["controlnet"] = "t2i-light-bare"
+    with pytest.raises(WorkflowError, match="light T2I-Adapter.*'t2i-light-bare.config'"):
         _latent(adapter_engine, wf)
 
 
