@@ -57,6 +57,7 @@ def adapter_root(tmp_path_factory):
     b.save_pretrained(str(folder / "t2i-b"))
     _adapter(3, in_channels=1).save_pretrained(str(folder / "t2i-grey"))
     save_file(original_layout(a), str(folder / "t2iadapter_a_original.safetensors"))
+    torch.save(original_layout(a), folder / "t2iadapter_a_sd14v1.pth")   # as TencentARC ships them, read weights_only
     save_file({k: v.contiguous() for k, v in a.state_dict().items()}, str(folder / "t2i-a-diffusers-file.safetensors"))
     broken = dict(original_layout(a), **{"body.0.skep.weight": torch.zeros(32, 32, 1, 1)})
     save_file(broken, str(folder / "t2iadapter_skep.safetensors"))
@@ -214,7 +215,7 @@ def test_the_adapter_runs_once_per_denoise_on_the_whole_cfg_batch(adapter_engine
     assert calls == [(6, 3, 32, 32)]   # once, not once per step; negative and positive of 3 images
 
 
-@pytest.mark.parametrize("name", ["t2iadapter_a_original", "t2i-a-diffusers-file"])
+@pytest.mark.parametrize("name", ["t2iadapter_a_original", "t2iadapter_a_sd14v1.pth", "t2i-a-diffusers-file"])
 def test_single_files_in_tencentarcs_and_diffusers_layouts_load_the_same_adapter(adapter_engine, tmp_path, name):
     wf = _workflow(tmp_path, [("t2i-a", _hint(5), 1.0, 0.0, 1.0)])
     reference = _latent(adapter_engine, wf)
