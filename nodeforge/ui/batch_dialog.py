@@ -388,6 +388,13 @@ class BatchDialog(QDialog):
         self.progress.setText(f"Contact sheet: {path}" + (f" ({failed} failed: see the Queue panel)" if failed else ""))
         self.win.images.add_images([RunImage(image, str(path), "batch")])
 
+    def discard(self) -> None:
+        """The window closes: the running batch stops here (its folder keeps what finished, and
+        `nodeforge batch DIR/batch.json --out DIR --resume` can complete it); staged files go."""
+        if self.current is not None:
+            shutil.rmtree(self.current.staging, ignore_errors=True)
+            self.current = None
+
     # -- small things --------------------------------------------------------------------------------
     def _browse(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Batch output folder", self.folder.text())

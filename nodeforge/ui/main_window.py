@@ -117,6 +117,7 @@ class MainWindow(QMainWindow):
         self.stack.indexChanged.connect(self._graph_edited)
         self.presenter.problemsChanged.connect(self._problems_changed)
         self.status.messageClicked.connect(self.show_problems)
+        self.status.queueClicked.connect(self.show_queue)
         self.problems.nodeActivated.connect(self.centre_node)
         self.queue.imagesRequested.connect(self._show_job_images)
         self._auto_timer = QTimer(self)
@@ -338,6 +339,8 @@ class MainWindow(QMainWindow):
         self.save_layout()
         self.runner.cancel()
         self.runner.wait(5)
+        if self.batch_dialog is not None:
+            self.batch_dialog.discard()
         self.document.autosave_timer.stop()
         self.autosaver.discard()
         if self in _windows:

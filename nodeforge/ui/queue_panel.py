@@ -13,7 +13,7 @@ from PySide6.QtWidgets import (
     QDockWidget, QHBoxLayout, QLabel, QListWidget, QListWidgetItem, QProgressBar, QToolButton, QVBoxLayout, QWidget,
 )
 
-from nodeforge.ui.runner import CANCELLED, DONE, FAILED, PENDING, RUNNING, QueueJob, RunController
+from nodeforge.ui.runner import CANCELLED, DONE, FAILED, KEEP_IMAGES, PENDING, RUNNING, QueueJob, RunController
 
 THUMB = 44
 STATE_TEXT = {PENDING: "Pending", RUNNING: "Running", DONE: "Done", FAILED: "Failed", CANCELLED: "Cancelled"}
@@ -52,7 +52,7 @@ class JobRow(QWidget):
         row.addWidget(self.thumb)
         row.addLayout(text, 1)
         self.job_id = job.id
-        self._thumb_of: int | None = None
+        self._thumb_of: tuple | None = None
         self.update_job(job)
 
     def update_job(self, job: QueueJob) -> None:
@@ -81,8 +81,8 @@ class JobRow(QWidget):
 
     def _show_thumb(self, job: QueueJob, color: str) -> None:
         image = job.thumbnail
-        key = id(image) if image is not None else None
-        if image is not None and key == self._thumb_of:
+        key = (id(image) if image is not None else None, job.state)
+        if key == self._thumb_of:
             return
         self._thumb_of = key
         if image is not None:
@@ -157,6 +157,14 @@ class QueuePanel(QDockWidget):
     # -- what the list shows --------------------------------------------------------------------------
     def refresh(self) -> None:
         """Rebuild the rows from the runner's jobs, keeping the selected job selected."""
+        order = [job.id for job in self.runner.jobs]
+        if order == [self._id(i) for i in range(self.list.count())]:
+            for i, job in enumerate(self.runner.jobs):     # the same jobs in the same order: update in place
+                row = self.rows[job.id]
+                row.update_job(job)
+                self.list.item(i).setSizeHint(QSize(200, max(THUMB + 8, row.sizeHint().height())))
+            self._update_header()
+            return
         selected = self.selected_id()
         self.list.clear()
         self.rows = {}
@@ -170,6 +178,9 @@ class QueuePanel(QDockWidget):
             self.rows[job.id] = row
             if job.id == selected:
                 self.list.setCurrentItem(item)
+        self._update_header()
+
+    def _update_header(self) -> None:
         pending = len(self.runner.pending_jobs())
         running = 1 if self.runner.active is not None else 0
         parts = ([f"{running} running"] if running else []) + ([f"{pending} pending"] if pending else [])
@@ -232,3 +243,7 @@ class QueuePanel(QDockWidget):
         job = self.runner.job(int(item.data(Qt.ItemDataRole.UserRole)))
         if job is not None and job.images:
             self.imagesRequested.emit(job)
+        elif job is not None and job.thumbnail is not None:
+            self.window().statusBar().showMessage(
+                f"Job #{job.id}'s full-size images are no longer kept (only the newest "
+                f"{KEEP_IMAGES} jobs keep theirs); its files are in the output folder", 6000)

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QObject, QTimer, Signal
+from PySide6.QtCore import QObject, Qt, QTimer, Signal
 from PySide6.QtGui import QImage
 
 from nodeforge.core import events as ev
@@ -152,6 +152,8 @@ def _lower_thread_priority() -> None:
 PENDING, RUNNING, DONE, FAILED, CANCELLED = "pending", "running", "done", "failed", "cancelled"
 FINISHED = (DONE, FAILED, CANCELLED)
 KEEP_FINISHED = 200       # finished jobs kept in the queue (the oldest go first)
+KEEP_IMAGES = 24          # finished jobs that keep their full-size images; older ones keep a thumbnail
+THUMB_SIDE = 128
 _job_ids = itertools.count(1)
 
 
@@ -179,15 +181,20 @@ class QueueJob:
     order: list[str] = field(default_factory=list)
     nodes_done: set[str] = field(default_factory=set)
     started_at: float = 0.0
+    thumbnail: QImage | None = None      # the first image, at most THUMB_SIDE px (kept when images go)
 
     @property
     def finished(self) -> bool:
         return self.state in FINISHED
 
-    @property
-    def thumbnail(self) -> QImage | None:
-        """The first image the job made (None before it made one)."""
-        return self.images[0].image if self.images else None
+    def add_images(self, records: list["RunImage"]) -> None:
+        if records and self.thumbnail is None:
+            image = records[0].image
+            if max(image.width(), image.height()) > THUMB_SIDE:
+                image = image.scaled(THUMB_SIDE, THUMB_SIDE, Qt.AspectRatioMode.KeepAspectRatio,
+                                     Qt.TransformationMode.SmoothTransformation)
+            self.thumbnail = image
+        self.images.extend(records)
 
     def _update_progress(self, node_fraction: float = 0.0) -> None:
         if self.order:
@@ -329,6 +336,12 @@ class RunController(QObject):
             self.queueChanged.emit()
         return before - len(self.jobs)
 
+    def _drop_old_images(self) -> None:
+        """Full-size images only for the newest finished jobs: a long batch must not fill memory."""
+        finished = [job for job in self.jobs if job.finished and job.images]
+        for job in finished[:max(0, len(finished) - KEEP_IMAGES)]:
+            job.images = []
+
     def _trim(self) -> None:
         finished = [job for job in self.jobs if job.finished]
         for job in finished[:max(0, len(finished) - KEEP_FINISHED)]:
@@ -428,7 +441,7 @@ class RunController(QObject):
             if job is not None:
                 job.nodes_done.add(nid)
                 job.step = job.total = 0
-                job.images.extend(records)
+                job.add_images(records)
                 job._update_progress()
                 self.jobProgress.emit(job)
             self.nodeFinished.emit(nid, cached, seconds, records)
@@ -481,6 +494,7 @@ class RunController(QObject):
         self.queueChanged.emit()
         if job is not None:
             self.jobFinished.emit(job)
+            self._drop_old_images()
         waiting = self.pending_jobs()
         if waiting and not self.running:    # a jobFinished listener may have started one
             self.queuedChanged.emit(len(waiting) - 1)

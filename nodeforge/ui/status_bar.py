@@ -60,8 +60,18 @@ class MessageLabel(QLabel):
         super().mousePressEvent(event)
 
 
+class ClickableLabel(QLabel):
+    clicked = Signal()
+
+    def mousePressEvent(self, event) -> None:  # noqa: N802
+        if event.button() == Qt.MouseButton.LeftButton:
+            self.clicked.emit()
+        super().mousePressEvent(event)
+
+
 class StatusBar(QStatusBar):
     messageClicked = Signal()
+    queueClicked = Signal()
 
     def __init__(self, engine: Engine, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -80,7 +90,10 @@ class StatusBar(QStatusBar):
         self.device_label = QLabel()
         self.memory_label = QLabel()
         self.cache_label = QLabel()
-        self.queue_label = QLabel()
+        self.queue_label = ClickableLabel()
+        self.queue_label.setCursor(Qt.CursorShape.PointingHandCursor)
+        self.queue_label.setToolTip("Runs waiting: click to see the Queue panel")
+        self.queue_label.clicked.connect(self.queueClicked)
         self.queue_label.setVisible(False)
         for widget in (self.queue_label, self.progress, self.device_label, self.memory_label, self.cache_label):
             self.addPermanentWidget(widget)

@@ -94,6 +94,9 @@ def test_cancel_one_pending_job_then_the_running_one_and_the_queue_goes_on(windo
     qtbot.mouseClick(panel.cancel, Qt.MouseButton.LeftButton)      # a pending job leaves the queue
     assert [j.id for j in window.runner.jobs] == [running.id, b.id, d.id]
     assert window.status.queue_label.text() == "Queue: 2"
+    assert window.queue.isHidden()
+    qtbot.mouseClick(window.status.queue_label, Qt.MouseButton.LeftButton)   # the count opens the panel
+    assert not window.queue.isHidden()
     finished = []
     window.runner.jobFinished.connect(lambda job: finished.append((job.id, job.state)))
     panel.select(running.id)
@@ -225,6 +228,10 @@ def test_a_2x2_grid_runs_through_the_queue_and_ends_with_a_contact_sheet_of_4_ce
     lines = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
     assert [(r["job"], r["status"]) for r in lines[1:]] == [(n, "done") for n in (1, 2, 3, 4)]
     assert json.loads((out / "batch.json").read_text())["grid"][0]["values"] == ["red", "green"]
+    # The folder is a batch `nodeforge batch DIR/batch.json --out DIR --resume` recognises as its own.
+    from nodeforge.batch import load_spec, plan_batch
+
+    assert plan_batch(load_spec(out / "batch.json"), window.registry).fingerprint == lines[0]["batch"]
     layout = dialog.last.layout
     assert len(layout.cells) == 4
     assert layout.column_labels == [f"{solid}.color=red", f"{solid}.color=green"]
@@ -254,3 +261,67 @@ def test_a_preview_only_grid_keeps_each_first_image_with_its_workflow_and_a_seco
         assert [p.name for p in pngs] == ["preview_00001.png", "preview_00002.png"]
         embedded = json.loads(read_png_text(pngs[1].read_bytes())["workflow"])
         assert embedded["nodes"][solid]["params"]["color"] == "blue"
+
+
+def test_a_right_click_on_a_param_editor_offers_add_to_batch_grid(window, qtbot):
+    """Through the real event path: a context-menu event on the canvas over the cfg editor."""
+    from PySide6.QtGui import QContextMenuEvent
+    from PySide6.QtWidgets import QApplication, QMenu
+
+    solid, mix, _ = solid_graph(window)
+    window.show()
+    qtbot.waitExposed(window)
+    item = window.scene.nodes[mix]
+    item.ensure_panel()
+    window.view.centerOn(item)
+    editor = item.panel.editors["seed"]
+    centre = item.proxy.mapToScene(QPointF(editor.geometry().center()))
+    pos = window.view.mapFromScene(centre)
+    event = QContextMenuEvent(QContextMenuEvent.Reason.Mouse, pos, window.view.viewport().mapToGlobal(pos))
+    QApplication.sendEvent(window.view.viewport(), event)
+    menu = next(m for m in window.findChildren(QMenu) if m.isVisible())
+    (grid,) = [a for a in menu.actions() if a.objectName() == "addToGrid"]
+    assert grid.text() == "Add “seed” to Batch Grid"
+    menu.hide()
+    grid.trigger()
+    qtbot.addWidget(window.batch_dialog)
+    assert window.batch_dialog.axis_rows() == [(f"{mix}.seed", "0")]
+
+
+def test_only_the_newest_finished_jobs_keep_full_size_images_the_rest_keep_a_thumbnail(
+        window, qtbot, monkeypatch):
+    import nodeforge.ui.runner as runner_module
+
+    monkeypatch.setattr(runner_module, "KEEP_IMAGES", 2)
+    solid, mix, _ = solid_graph(window)
+    window.controller.set_param(solid, "width", 256)
+    window.controller.set_seed_control(mix, "increment")
+    window.run(count=4)
+    qtbot.waitUntil(lambda: states(window) == [DONE] * 4, timeout=TIMEOUT)
+    assert [len(job.images) for job in window.runner.jobs] == [0, 0, 1, 1]
+    assert [job.thumbnail.width() for job in window.runner.jobs] == [128] * 4
+    assert window.runner.jobs[3].images[0].image.width() == 256
+
+
+def test_a_batch_job_cancelled_in_the_queue_is_left_out_and_the_core_resumes_just_that_one(
+        window, qtbot, gate, tmp_path):
+    from nodeforge.batch import load_spec, plan_batch, run_batch
+
+    solid, slow, save = chain(window, "SolidImage", "Slow", "SaveOut")
+    window.controller.set_param(slow, "hold", True)
+    dialog = window.open_batch(f"{solid}.color", "red,green,blue")
+    qtbot.addWidget(dialog)
+    dialog.folder.setText(str(tmp_path / "b"))
+    with qtbot.waitSignal(window.runner.nodeProgress, timeout=TIMEOUT):
+        dialog.run_batch()
+    first, second, third = window.runner.jobs
+    assert window.runner.cancel_job(third.id)
+    with qtbot.waitSignal(dialog.batchFinished, timeout=TIMEOUT) as finished:
+        gate.set()
+    assert [j.state for j in window.runner.jobs] == [DONE, DONE]
+    assert len(dialog.last.layout.cells) == 2 and finished.args[0].is_file()
+    summary = run_batch(plan_batch(load_spec(tmp_path / "b" / "batch.json"), window.registry), tmp_path / "b",
+                        engine=window.engine, resume=True)
+    assert (summary.resumed, summary.ran, summary.done, summary.failed) == (2, 1, 3, 0)
+    assert sorted(p.name for p in (tmp_path / "b").glob("test_*.png")) == [
+        "test_00001.png", "test_00002.png", "test_00003.png"]
