@@ -297,7 +297,10 @@ class BatchDialog(QDialog):
             shape = f"{len(spec.zip[0].values)} together"
         if spec.count > 1:
             shape = f"{shape} × {spec.count}" if shape else f"{spec.count} repeats"
-        self.summary.setText(f"{len(jobs)} job{'s' if len(jobs) != 1 else ''}" + (f" ({shape})" if shape else ""))
+        text = f"{len(jobs)} job{'s' if len(jobs) != 1 else ''}" + (f" ({shape})" if shape else "")
+        if not spec.grid and not spec.zip:
+            text += " · no axis yet: right-click a param on a node, Add to Batch Grid, or Add Axis"
+        self.summary.setText(text)
         self.summary.setStyleSheet("")
         self.run_button.setText(f"Run {len(jobs)} Job{'s' if len(jobs) != 1 else ''}")
         self.run_button.setEnabled(bool(jobs))

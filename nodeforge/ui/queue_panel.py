@@ -8,7 +8,7 @@ panel only shows `RunController.jobs` and calls its methods; the runner owns the
 from __future__ import annotations
 
 from PySide6.QtCore import QSize, Qt, Signal
-from PySide6.QtGui import QColor, QPixmap
+from PySide6.QtGui import QColor, QPainter, QPixmap
 from PySide6.QtWidgets import (
     QDockWidget, QHBoxLayout, QLabel, QListWidget, QListWidgetItem, QProgressBar, QToolButton, QVBoxLayout, QWidget,
 )
@@ -18,6 +18,24 @@ from nodeforge.ui.runner import CANCELLED, DONE, FAILED, KEEP_IMAGES, PENDING, R
 THUMB = 44
 STATE_TEXT = {PENDING: "Pending", RUNNING: "Running", DONE: "Done", FAILED: "Failed", CANCELLED: "Cancelled"}
 STATE_COLOR = {PENDING: "#9aa0a6", RUNNING: "#7fb3ff", DONE: "#7ccf8a", FAILED: "#ff7b72", CANCELLED: "#c9a86a"}
+
+
+class ElidedLabel(QLabel):
+    """One line, cut with "…" to the room there is; the whole text in the tooltip."""
+
+    def sizeHint(self) -> QSize:  # noqa: N802 - never widens the panel
+        return QSize(40, super().sizeHint().height())
+
+    def minimumSizeHint(self) -> QSize:  # noqa: N802
+        return QSize(40, super().minimumSizeHint().height())
+
+    def paintEvent(self, event) -> None:  # noqa: N802, ANN001
+        painter = QPainter(self)
+        painter.setPen(self.palette().color(self.foregroundRole()))
+        line = " ".join(self.text().split())
+        shown = self.fontMetrics().elidedText(line, Qt.TextElideMode.ElideRight, self.width())
+        painter.drawText(self.rect(), int(Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignLeft), shown)
+        painter.end()
 
 
 class JobRow(QWidget):
@@ -31,11 +49,10 @@ class JobRow(QWidget):
         self.thumb.setObjectName("queueThumb")
         self.thumb.setFixedSize(THUMB, THUMB)
         self.thumb.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        self.title = QLabel()
+        self.title = ElidedLabel()
         self.title.setObjectName("queueTitle")
-        self.state = QLabel()
+        self.state = ElidedLabel()
         self.state.setObjectName("panelCaption")
-        self.state.setWordWrap(False)
         self.bar = QProgressBar()
         self.bar.setRange(0, 1000)
         self.bar.setTextVisible(False)
@@ -72,9 +89,8 @@ class JobRow(QWidget):
         else:
             line = STATE_TEXT.get(job.state, job.state)
         self.state.setText(line)
-        self.state.setWordWrap(job.state == FAILED)     # the whole reason, on two lines if need be
-        self.state.setToolTip(job.error or "")
-        self.state.setStyleSheet(f"color: {color};")
+        self.state.setToolTip(line if job.state == FAILED else "")   # the whole reason
+        self.state.setStyleSheet(f"color: {color}; background: transparent;")
         self.bar.setVisible(job.state == RUNNING)
         self.bar.setValue(round(job.progress * 1000))
         self._show_thumb(job, color)
@@ -162,7 +178,6 @@ class QueuePanel(QDockWidget):
             for i, job in enumerate(self.runner.jobs):     # the same jobs in the same order: update in place
                 row = self.rows[job.id]
                 row.update_job(job)
-                self.list.item(i).setSizeHint(QSize(200, max(THUMB + 8, row.sizeHint().height())))
             self._update_header()
             return
         selected = self.selected_id()
@@ -172,8 +187,8 @@ class QueuePanel(QDockWidget):
             item = QListWidgetItem()
             item.setData(Qt.ItemDataRole.UserRole, job.id)
             row = JobRow(job)
-            item.setSizeHint(QSize(200, max(THUMB + 8, row.sizeHint().height())))
             self.list.addItem(item)
+            item.setSizeHint(QSize(200, max(THUMB + 8, row.sizeHint().height())))
             self.list.setItemWidget(item, row)
             self.rows[job.id] = row
             if job.id == selected:

@@ -145,6 +145,7 @@ def test_the_batch_dialog_builds_the_exact_job_list_for_a_grid_and_a_zip(window,
     dialog = window.open_batch()
     qtbot.addWidget(dialog)
     assert dialog.isVisible() and not dialog.isModal()
+    assert dialog.summary.text().startswith("1 job · no axis yet")
     dialog.add_axis(f"{solid}.color", "red,green")
     dialog.add_axis(f"{solid}.width", "16..32..16")
     assert [j.overrides_json() for j in dialog.jobs()] == [
