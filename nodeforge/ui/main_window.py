@@ -8,7 +8,7 @@ from typing import Any
 
 from PySide6.QtCore import QPoint, QPointF, QSettings, Qt, QTimer
 from PySide6.QtGui import QUndoStack
-from PySide6.QtWidgets import QDockWidget, QInputDialog, QMainWindow, QMessageBox, QToolTip, QUndoView
+from PySide6.QtWidgets import QApplication, QDockWidget, QInputDialog, QMainWindow, QMessageBox, QToolTip, QUndoView
 
 from nodeforge.core.engine import Engine
 from nodeforge.core.workflow import Workflow
@@ -370,6 +370,10 @@ class MainWindow(QMainWindow):
         self.scene.select_nodes([nid])
 
     def delete_selection(self) -> None:
+        focus = QApplication.focusWidget()
+        if focus is not None and self.queue.isAncestorOf(focus):
+            self.queue.cancel_selected()     # Delete in the Queue panel is about its jobs, not the nodes
+            return
         if self.view.hasFocus() is False and self.scene.focusItem() is not None:
             return
         nodes = self.scene.selected_node_ids()

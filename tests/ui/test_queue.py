@@ -326,3 +326,20 @@ def test_a_batch_job_cancelled_in_the_queue_is_left_out_and_the_core_resumes_jus
     assert (summary.resumed, summary.ran, summary.done, summary.failed) == (2, 1, 3, 0)
     assert sorted(p.name for p in (tmp_path / "b").glob("test_*.png")) == [
         "test_00001.png", "test_00002.png", "test_00003.png"]
+
+
+def test_delete_in_the_queue_panel_cancels_the_selected_job_not_the_selected_nodes(window, qtbot, gate):
+    solid, slow, preview = start_held(window, qtbot)
+    window.run(count=1)
+    running, waiting = window.runner.jobs
+    window.scene.select_nodes([solid, slow])
+    window.show()
+    window.show_queue()
+    qtbot.waitExposed(window)
+    window.activateWindow()
+    window.queue.list.setFocus()
+    qtbot.waitUntil(lambda: window.queue.list.hasFocus(), timeout=TIMEOUT)
+    window.queue.select(waiting.id)
+    window.acts.delete.trigger()
+    assert [j.id for j in window.runner.jobs] == [running.id]
+    assert solid in window.model.nodes and slow in window.model.nodes
