@@ -374,6 +374,8 @@ class MainWindow(QMainWindow):
         if focus is not None and self.queue.isAncestorOf(focus):
             self.queue.cancel_selected()     # Delete in the Queue panel is about its jobs, not the nodes
             return
+        if focus is not None and focus is not self.view and not self.view.isAncestorOf(focus):
+            return                           # typing in another panel or the toolbar: not the canvas
         if self.view.hasFocus() is False and self.scene.focusItem() is not None:
             return
         nodes = self.scene.selected_node_ids()

@@ -343,3 +343,20 @@ def test_delete_in_the_queue_panel_cancels_the_selected_job_not_the_selected_nod
     window.acts.delete.trigger()
     assert [j.id for j in window.runner.jobs] == [running.id]
     assert solid in window.model.nodes and slow in window.model.nodes
+
+
+def test_delete_with_the_focus_in_another_panel_leaves_the_canvas_alone(window, qtbot):
+    solid = add(window, "SolidImage")
+    window.scene.select_nodes([solid])
+    window.show()
+    qtbot.waitExposed(window)
+    window.activateWindow()
+    window.problems.show()
+    window.problems.list.setFocus()
+    qtbot.waitUntil(lambda: window.problems.list.hasFocus(), timeout=TIMEOUT)
+    window.acts.delete.trigger()
+    assert solid in window.model.nodes
+    window.view.setFocus()
+    qtbot.waitUntil(lambda: window.view.hasFocus(), timeout=TIMEOUT)
+    window.acts.delete.trigger()
+    assert solid not in window.model.nodes
