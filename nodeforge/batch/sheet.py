@@ -16,6 +16,8 @@ from nodeforge.batch.spec import BatchSpec, Job
 
 SHEET_NAME = "contact_sheet.png"
 MAX_CELL = 192          # largest thumbnail side, px
+MIN_CELL = 128          # images smaller than this are enlarged by a whole factor (pixels kept sharp)
+MAX_COLUMN = 260        # widest column: a long column label widens its column up to this
 PAD = 4
 LABEL_H = 18            # height of a column label / caption band
 MAX_ROW_LABEL = 260     # widest row label band, px
@@ -72,7 +74,8 @@ def grid_labels(spec: BatchSpec, jobs: Sequence[Job]) -> tuple[list[str], list[t
     return columns, keys, labels
 
 
-def _thumbnail(path: Path | None, cell: int) -> Any:
+def _thumbnail(path: Path | None, cell: int, factor: int = 1) -> Any:
+    """The image at `path` enlarged `factor` times (nearest neighbour), then fitted into `cell`."""
     from PIL import Image
 
     if path is None:
@@ -80,13 +83,18 @@ def _thumbnail(path: Path | None, cell: int) -> Any:
     try:
         with Image.open(path) as img:
             img = img.convert("RGB")
+            if factor > 1:
+                img = img.resize((img.width * factor, img.height * factor), Image.Resampling.NEAREST)
             img.thumbnail((cell, cell))
             return img
     except OSError:
         return None
 
 
-def _cell_size(images: Mapping[int, Path | None]) -> int:
+def _cell_size(images: Mapping[int, Path | None]) -> tuple[int, int]:
+    """(cell side, enlargement): the largest image's side, capped at MAX_CELL; a batch of small
+    images (the demo model's 64 px) is enlarged by one whole factor for all, so their sizes stay
+    comparable and their labels have room."""
     from PIL import Image
 
     side = 32
@@ -97,7 +105,8 @@ def _cell_size(images: Mapping[int, Path | None]) -> int:
                     side = max(side, *img.size)
             except OSError:
                 continue
-    return min(side, MAX_CELL)
+    factor = max(1, -(-MIN_CELL // side)) if side < MIN_CELL else 1
+    return min(side * factor, max(MAX_CELL, MIN_CELL)), factor
 
 
 def _paste(sheet: Any, draw: Any, box: tuple[int, int, int, int], thumb: Any, font: Any) -> None:
@@ -115,17 +124,18 @@ def grid_sheet(spec: BatchSpec, jobs: Sequence[Job], images: Mapping[int, Path |
 
     font = _font()
     columns, keys, row_texts = grid_labels(spec, jobs)
-    cell = _cell_size(images)
+    cell, factor = _cell_size(images)
     probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
     left = min(MAX_ROW_LABEL, max((int(probe.textlength(t, font=font)) + 2 * PAD for t in row_texts), default=0))
-    width = left + len(columns) * (cell + PAD) + PAD
+    column = max(cell, min(MAX_COLUMN, max((int(probe.textlength(t, font=font)) + PAD for t in columns), default=0)))
+    width = left + len(columns) * (column + PAD) + PAD
     height = LABEL_H + len(keys) * (cell + PAD) + PAD
     sheet = Image.new("RGB", (width, height), BACKGROUND)
     draw = ImageDraw.Draw(sheet)
     layout = SheetLayout((width, height))
     for c, text in enumerate(columns):
-        x = left + PAD + c * (cell + PAD)
-        shown = _fit(draw, text, cell, font)
+        x = left + PAD + c * (column + PAD)
+        shown = _fit(draw, text, column, font)
         draw.text((x, 2), shown, fill=TEXT, font=font)
         layout.column_labels.append(shown)
     row_of = {key: r for r, key in enumerate(keys)}
@@ -135,10 +145,10 @@ def grid_sheet(spec: BatchSpec, jobs: Sequence[Job], images: Mapping[int, Path |
         draw.text((PAD, y + cell // 2 - 7), shown, fill=TEXT, font=font)
         layout.row_labels.append(shown)
     for job in jobs:
-        x = left + PAD + job.coords[0] * (cell + PAD)
+        x = left + PAD + job.coords[0] * (column + PAD) + (column - cell) // 2
         y = LABEL_H + PAD + row_of[job.coords[1:]] * (cell + PAD)
         box = (x, y, x + cell, y + cell)
-        _paste(sheet, draw, box, _thumbnail(images.get(job.number), cell), font)
+        _paste(sheet, draw, box, _thumbnail(images.get(job.number), cell, factor), font)
         layout.cells[job.number] = box
     return sheet, layout
 
@@ -151,7 +161,7 @@ def list_sheet(jobs: Sequence[Job], images: Mapping[int, Path | None]) -> tuple[
     ordered = sorted(jobs, key=lambda j: j.number)
     cols = max(1, math.ceil(math.sqrt(len(ordered))))
     rows = max(1, math.ceil(len(ordered) / cols))
-    cell = _cell_size(images)
+    cell, factor = _cell_size(images)
     width = cols * (cell + PAD) + PAD
     height = rows * (cell + LABEL_H + PAD) + PAD
     sheet = Image.new("RGB", (width, height), BACKGROUND)
@@ -161,7 +171,7 @@ def list_sheet(jobs: Sequence[Job], images: Mapping[int, Path | None]) -> tuple[
         x = PAD + (i % cols) * (cell + PAD)
         y = PAD + (i // cols) * (cell + LABEL_H + PAD)
         box = (x, y, x + cell, y + cell)
-        _paste(sheet, draw, box, _thumbnail(images.get(job.number), cell), font)
+        _paste(sheet, draw, box, _thumbnail(images.get(job.number), cell, factor), font)
         caption = f"#{job.number}"
         draw.text((x, y + cell + 2), caption, fill=TEXT, font=font)
         layout.cells[job.number] = box

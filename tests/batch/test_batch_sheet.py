@@ -46,3 +46,22 @@ def test_list_sheet_is_thumbnails_captioned_by_job_number(batch_registry, tmp_pa
     assert len({box[0] for box in layout.cells.values()}) == 3      # 5 thumbnails: 3 columns, 2 rows
     x0, y0, _, _ = layout.cells[4]
     assert sheet.getpixel((x0 + 10, y0 + 10)) == (80, 175, 7)
+
+
+def test_small_images_are_enlarged_alike_and_their_column_labels_are_not_cut(batch_registry, tmp_path):
+    """The demo model's 64 px images: a 64 px column cut '2.seed=1' style labels to '2.s…'."""
+    spec = BatchSpec(seeded_workflow(), grid=[parse_axis("start.value=0.125,0.25"), parse_axis("2.seed=1,2")])
+    jobs = expand(spec, batch_registry)
+    images = coloured(tmp_path, jobs)
+    small = tmp_path / "small.png"
+    Image.new("RGB", (32, 32), (200, 10, 10)).save(small)      # half the size of the others
+    images[jobs[-1].number] = small
+    sheet, layout = contact_sheet(spec, jobs, images)
+    assert layout.column_labels == ["start.value=0.125", "start.value=0.25"]
+    assert not any("…" in text for text in layout.column_labels + layout.row_labels)
+    x0, y0, x1, y1 = layout.cells[1]
+    assert x1 - x0 == 128 and y1 - y0 == 128                     # 64 px enlarged twice
+    assert sheet.getpixel((x0 + 1, y0 + 1)) == sheet.getpixel((x1 - 2, y1 - 2)) == (20, 235, 7)
+    sx, sy, _, _ = layout.cells[jobs[-1].number]                 # 32 px: 64 px, centred, sizes comparable
+    assert sheet.getpixel((sx + 64, sy + 64)) == (200, 10, 10)
+    assert sheet.getpixel((sx + 10, sy + 10)) == (30, 30, 30)
