@@ -220,21 +220,15 @@ def _train(command: str, argv: list[str]) -> int:
 
 
 def _dispatch(args: argparse.Namespace) -> int:
-    if args.command == "run":
-        return cmd_run(args)
     if args.command == "batch":
         from nodeforge.batch.command import cmd_batch
 
         return cmd_batch(args)
-    if args.command == "validate":
-        return cmd_validate(args)
-    if args.command == "import":
-        return cmd_import(args)
-    if args.command == "export":
-        return cmd_export(args)
-    if args.command == "nodes":
-        return cmd_nodes(args)
-    return 2  # pragma: no cover - argparse restricts commands
+    commands = {"run": cmd_run, "validate": cmd_validate, "import": cmd_import, "export": cmd_export,
+                "nodes": cmd_nodes}
+    if args.command not in commands:  # pragma: no cover - argparse restricts commands
+        return 2
+    return commands[args.command](args)
 
 
 def _print_error(exc: WorkflowError | UsageError, debug: bool) -> int:

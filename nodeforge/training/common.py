@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -28,3 +29,18 @@ def report(numbers: dict, json_path: Path | None) -> None:
     print(text)
     if json_path:
         json_path.write_text(text + "\n", encoding="utf-8")
+
+
+def optimizer_step(opt: torch.optim.Optimizer, loss: torch.Tensor, clip: Any = None, max_norm: float = 1.0) -> None:
+    """One step on `loss`: gradients cleared, back-propagated, clipped to `max_norm` over the
+    parameters `clip` when given, applied."""
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    if clip is not None:
+        torch.nn.utils.clip_grad_norm_(clip, max_norm)
+    opt.step()
+
+
+def due(done: int, every: int, last: int) -> bool:
+    """Whether step `done` (counted from 1) logs or checkpoints: every `every` steps and at the last."""
+    return done % every == 0 or done == last

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from nodeforge.training import data
-from nodeforge.training.common import report, start
+from nodeforge.training.common import optimizer_step, report, start
 from nodeforge.training.lora import Progress, _DefaultsShown, encode_images, load_base, resolve_base
 
 SUNSET = dict(shape="circle", colour="orange", background="purple", size="large")
@@ -200,9 +200,7 @@ def train_vectors(parts: dict, latents: torch.Tensor, args) -> torch.Tensor:
         loss = min_snr_loss(pred, noise, snr[t])
         for group in opt.param_groups:
             group["lr"] = args.lr * min(1.0, (step + 1) / 20)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        optimizer_step(opt, loss)
         progress.update(step + 1, loss.item())
     sub.handle.remove()
     return vectors.detach().clone().contiguous()

@@ -250,6 +250,7 @@ def add_adapters(unet: Any, text_encoder: Any, args: argparse.Namespace) -> tupl
 def train(unet: Any, text_encoder: Any, trainable: list[torch.nn.Parameter], latents: torch.Tensor,
           ids: torch.Tensor, noise_scheduler: Any, args: argparse.Namespace, device: torch.device) -> None:
     """`args.steps` AdamW steps on the noise-prediction loss (min-SNR 5 weighting, 20-step warm-up)."""
+    from nodeforge.training.common import optimizer_step
     from nodeforge.training.models import min_snr_loss, training_noise
 
     unet.train()
@@ -271,10 +272,7 @@ def train(unet: Any, text_encoder: Any, trainable: list[torch.nn.Parameter], lat
         loss = min_snr_loss(pred, noise, snr[t])
         for group in opt.param_groups:  # short warm-up, then constant
             group["lr"] = args.lr * min(1.0, (step + 1) / 20)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(trainable, 1.0)
-        opt.step()
+        optimizer_step(opt, loss, clip=trainable)
         progress.update(step + 1, loss.item())
 
 

@@ -24,6 +24,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from nodeforge.training.common import optimizer_step
+
 HIDDEN = 32
 FIT_STEPS = 6000
 
@@ -74,9 +76,7 @@ def fit_decoder(latents: torch.Tensor, pooled: torch.Tensor, seed: int, steps: i
         if step == int(steps * 0.7):
             for group in opt.param_groups:
                 group["lr"] = 2e-3
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        optimizer_step(opt, loss)
     return net.eval()
 
 

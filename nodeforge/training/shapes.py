@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from nodeforge.training import data, models, vocab
-from nodeforge.training.common import start
+from nodeforge.training.common import due, optimizer_step, start
 
 
 def log(msg: str) -> None:
@@ -126,15 +126,12 @@ def train_vae(args, images: np.ndarray, held_out: np.ndarray, device, work: Path
         rec_loss = recon_loss(rec, x, args.vae_edge_weight)
         kl = posterior.kl().mean() / x[0].numel()
         loss = rec_loss + args.vae_kl * kl
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
-        opt.step()
+        optimizer_step(opt, loss, clip=vae.parameters())
         done = step + 1
-        if done % args.log_every == 0 or done == args.vae_steps:
+        if due(done, args.log_every, args.vae_steps):
             log(f"vae step {done}/{args.vae_steps} loss {loss.item():.5f} kl {kl.item():.4f} "
                 f"{(time.time() - t0) / done:.2f}s/step (avg incl. any resumed part)")
-        if done % args.ckpt_every == 0 or done == args.vae_steps:
+        if due(done, args.ckpt_every, args.vae_steps):
             vae.eval()
             with torch.no_grad():
                 p = psnr(vae.decode(vae.encode(test).latent_dist.mode()).sample, test)
@@ -220,16 +217,13 @@ def train_unet(args, latents: torch.Tensor, samples, tokenizer, device, work: Pa
             # Warm-up, then a cosine decay to 5% over --unet-steps. (A constant LR, annealed by
             # the EMA alone, measured no better at 3,400 steps than at 2,800.)
             group["lr"] = lr_at(step, args.unet_steps, args.unet_lr, 200, floor=0.05)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
+        optimizer_step(opt, loss, clip=params)
         ema.update()
         done = step + 1
-        if done % args.log_every == 0 or done == args.unet_steps:
+        if due(done, args.log_every, args.unet_steps):
             log(f"unet step {done}/{args.unet_steps} loss {loss.item():.4f} "
                 f"{(time.time() - t0) / max(1, done):.2f}s/step (avg)")
-        if done % args.ckpt_every == 0 or done == args.unet_steps:
+        if due(done, args.ckpt_every, args.unet_steps):
             torch.save({"unet": unet.state_dict(), "text_encoder": text_encoder.state_dict(),
                         "opt": opt.state_dict(), "ema": ema.shadow, "step": done,
                         "elapsed": time.time() - t0}, ckpt)
@@ -395,9 +389,7 @@ def finetune_decoder(args, device, latent_noise: float = 0.0) -> None:
         loss = recon_loss(rec, x, args.decoder_edge_weight)
         for group in opt.param_groups:
             group["lr"] = lr_at(step, args.decoder_steps, args.decoder_lr, 20)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        optimizer_step(opt, loss)
         if (step + 1) % args.log_every == 0:
             log(f"decoder step {step + 1}/{args.decoder_steps} loss {loss.item():.5f}")
     vae.eval()

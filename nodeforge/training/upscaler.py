@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from nodeforge.training import data
-from nodeforge.training.common import report, start
+from nodeforge.training.common import optimizer_step, report, start
 from nodeforge.training.lora import Progress, _DefaultsShown, resolve_base
 
 SCALE = 4
@@ -202,10 +202,7 @@ def main(argv: list[str] | None = None) -> int:
         loss = F.mse_loss(model(lo), hi)
         for group in opt.param_groups:
             group["lr"] = args.lr * min(1.0, (step + 1) / 50) * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * step / args.steps)))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)   # at 3e-3 without it the loss blew up at step 200
-        opt.step()
+        optimizer_step(opt, loss, clip=model.parameters())   # at 3e-3 without it the loss blew up at step 200
         progress.update(step + 1, loss.item())
     train_s = time.time() - t1
 
