@@ -85,20 +85,19 @@ class MoveCommand(QUndoCommand):
         self.reroutes_after = copy.deepcopy(reroutes_after)
 
     def redo(self) -> None:
-        for nid, (_old, new) in self.moves.items():
-            self.model.set_position(nid, new)
-        if self.groups_after is not None:
-            self.model.set_groups(self.groups_after)
-        if self.reroutes_after is not None:
-            self.model.set_reroutes(self.reroutes_after)
+        self._apply(1, self.groups_after, self.reroutes_after)
 
     def undo(self) -> None:
-        for nid, (old, _new) in self.moves.items():
-            self.model.set_position(nid, old)
+        self._apply(0, self.groups_before, self.reroutes_before)
+
+    def _apply(self, end: int, groups: Any, reroutes: Any) -> None:
+        """Each node at its old (end 0) or new (end 1) position; groups and reroutes when moved."""
+        for nid, positions in self.moves.items():
+            self.model.set_position(nid, positions[end])
         if self.groups_after is not None:
-            self.model.set_groups(self.groups_before)
+            self.model.set_groups(groups)
         if self.reroutes_after is not None:
-            self.model.set_reroutes(self.reroutes_before)
+            self.model.set_reroutes(reroutes)
 
 
 class SetInputCommand(QUndoCommand):
@@ -232,34 +231,34 @@ class SetFlagCommand(QUndoCommand):
             self.model.set_flag(nid, self.flag, was)
 
 
-class SetGroupsCommand(QUndoCommand):
+class _ReplacePartCommand(QUndoCommand):
+    """Replace one part of the layout as a whole: deep copies of it before and after."""
+
+    part = ""   # the GraphModel attribute, set through its set_<part> method
+
+    def __init__(self, model: GraphModel, after: Any, text: str) -> None:
+        super().__init__(text)
+        self.model = model
+        self.before = copy.deepcopy(getattr(model, self.part))
+        self.after = copy.deepcopy(after)
+
+    def redo(self) -> None:
+        getattr(self.model, f"set_{self.part}")(self.after)
+
+    def undo(self) -> None:
+        getattr(self.model, f"set_{self.part}")(self.before)
+
+
+class SetGroupsCommand(_ReplacePartCommand):
     """Add, remove, rename or resize groups (the whole list before and after)."""
 
-    def __init__(self, model: GraphModel, groups_after: list[dict[str, Any]], text: str = "Edit group") -> None:
-        super().__init__(text)
-        self.model = model
-        self.before = copy.deepcopy(model.groups)
-        self.after = copy.deepcopy(groups_after)
-
-    def redo(self) -> None:
-        self.model.set_groups(self.after)
-
-    def undo(self) -> None:
-        self.model.set_groups(self.before)
+    part = "groups"
 
 
-class SetReroutesCommand(QUndoCommand):
-    def __init__(self, model: GraphModel, reroutes_after: dict[str, dict[str, Any]], text: str = "Reroute") -> None:
-        super().__init__(text)
-        self.model = model
-        self.before = copy.deepcopy(model.reroutes)
-        self.after = copy.deepcopy(reroutes_after)
+class SetReroutesCommand(_ReplacePartCommand):
+    """Add or remove reroute dots (all of them before and after)."""
 
-    def redo(self) -> None:
-        self.model.set_reroutes(self.after)
-
-    def undo(self) -> None:
-        self.model.set_reroutes(self.before)
+    part = "reroutes"
 
 
 def _drop_reroute_links(reroutes: dict[str, dict[str, Any]], drop) -> dict[str, dict[str, Any]]:

@@ -380,20 +380,12 @@ class DocumentController(QObject):
         return sorted(folder.glob("*.json")) if folder.is_dir() else []
 
     def fill_examples(self, menu: QMenu) -> None:
-        menu.clear()
-        examples = self.example_files()
-        if not examples:
-            menu.addAction("(none installed)").setEnabled(False)
-        for path in examples:
-            menu.addAction(path.stem, lambda p=path: self.open_example(p))
+        _fill_menu(menu, [(path.stem, lambda p=path: self.open_example(p)) for path in self.example_files()],
+                   "(none installed)")
 
     def fill_recent(self, menu: QMenu) -> None:
-        menu.clear()
-        recent = self.recent_files()
-        if not recent:
-            menu.addAction("(none)").setEnabled(False)
-        for p in recent:
-            menu.addAction(p, lambda p=p: self.maybe_save() and self.open_path(p))
+        _fill_menu(menu, [(p, lambda p=p: self.maybe_save() and self.open_path(p)) for p in self.recent_files()],
+                   "(none)")
 
     def open_output_folder(self) -> None:
         folder = self.win.engine.output_dir.resolve()
@@ -481,3 +473,11 @@ class DocumentController(QObject):
         win.scene.select_nodes(ids)
         return ids
 
+
+def _fill_menu(menu: QMenu, entries: list[tuple[str, Any]], empty: str) -> None:
+    """`menu` anew: an action per (text, slot), or one disabled line saying `empty`."""
+    menu.clear()
+    if not entries:
+        menu.addAction(empty).setEnabled(False)
+    for text, slot in entries:
+        menu.addAction(text, slot)

@@ -23,7 +23,24 @@ def node_layout_changed() -> None:
     _layout_generation[0] += 1
 
 
-class PortItem(QGraphicsItem):
+class Hovered:
+    """`hovered` follows the mouse over the item; `hover_changed()` shows it."""
+
+    hovered = False
+
+    def hoverEnterEvent(self, event) -> None:  # noqa: N802
+        self.hovered = True
+        self.hover_changed()
+
+    def hoverLeaveEvent(self, event) -> None:  # noqa: N802
+        self.hovered = False
+        self.hover_changed()
+
+    def hover_changed(self) -> None:  # pragma: no cover - each item says how it shows it
+        raise NotImplementedError
+
+
+class PortItem(Hovered, QGraphicsItem):
     """A typed input or output socket on a node. Drags from it are handled by the scene."""
 
     def __init__(self, node: "NodeItem", name: str, port_type: str, is_output: bool, optional: bool = False) -> None:
@@ -62,12 +79,7 @@ class PortItem(QGraphicsItem):
             painter.setPen(QPen(color, 2))
             painter.drawEllipse(QPointF(0, 0), r - 1, r - 1)
 
-    def hoverEnterEvent(self, event) -> None:  # noqa: N802
-        self.hovered = True
-        self.update()
-
-    def hoverLeaveEvent(self, event) -> None:  # noqa: N802
-        self.hovered = False
+    def hover_changed(self) -> None:
         self.update()
 
     def anchor(self) -> QPointF:
@@ -82,7 +94,7 @@ def wire_path(start: QPointF, end: QPointF) -> QPainterPath:
     return path
 
 
-class EdgeItem(QGraphicsPathItem):
+class EdgeItem(Hovered, QGraphicsPathItem):
     """The wire into one input: from the source output, through a reroute dot if it has one."""
 
     def __init__(self, dst: str, input_name: str, port_type: str) -> None:
@@ -138,12 +150,7 @@ class EdgeItem(QGraphicsPathItem):
             self.crossing.setVisible(bool(value))
         return super().itemChange(change, value)
 
-    def hoverEnterEvent(self, event) -> None:  # noqa: N802
-        self.hovered = True
-        self.update_pen()
-
-    def hoverLeaveEvent(self, event) -> None:  # noqa: N802
-        self.hovered = False
+    def hover_changed(self) -> None:
         self.update_pen()
 
 

@@ -50,6 +50,14 @@ class ParamEditor(QWidget):
     def _show(self, value: Any) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def _row(self, spacing: int | None = None) -> QHBoxLayout:
+        """The editor's own layout: one row without margins."""
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        if spacing is not None:
+            layout.setSpacing(spacing)
+        return layout
+
     def _emit(self, value: Any, merge_key: Any = None) -> None:
         if not self._setting:
             self.on_edit(value, merge_key)
@@ -186,9 +194,7 @@ class IntEditor(ParamEditor):
 
     def __init__(self, param: Param, on_edit: EditCallback, parent: QWidget | None = None) -> None:
         super().__init__(param, on_edit, parent)
-        layout = QHBoxLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
-        layout.setSpacing(3)
+        layout = self._row(3)
         self.spin = BigIntSpinBox(int(param.min) if param.min is not None else -INT_LIMIT,
                                   int(param.max) if param.max is not None else INT_LIMIT,
                                   int(param.step or param.multiple_of or 1))
@@ -245,9 +251,7 @@ class FloatEditor(ParamEditor):
 
     def __init__(self, param: Param, on_edit: EditCallback, parent: QWidget | None = None) -> None:
         super().__init__(param, on_edit, parent)
-        layout = QHBoxLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
-        layout.setSpacing(4)
+        layout = self._row(4)
         step = param.step or 0.01
         decimals = max(1, min(4, len(f"{step:.6f}".rstrip("0").split(".")[1])))
         self.spin = ClampingDoubleSpinBox()
@@ -331,9 +335,7 @@ class _PromptEdit(QPlainTextEdit):
 class TextEditor(ParamEditor):
     def __init__(self, param: Param, on_edit: EditCallback, parent: QWidget | None = None) -> None:
         super().__init__(param, on_edit, parent)
-        layout = QHBoxLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
-        layout.setSpacing(3)
+        layout = self._row(3)
         self.session: Any = ("text", id(self), next(_sessions))
         if param.multiline:
             self.edit = _PromptEdit(self)
@@ -374,8 +376,7 @@ class TextEditor(ParamEditor):
 class BoolEditor(ParamEditor):
     def __init__(self, param: Param, on_edit: EditCallback, parent: QWidget | None = None) -> None:
         super().__init__(param, on_edit, parent)
-        layout = QHBoxLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
+        layout = self._row()
         self.box = QCheckBox()
         self.box.toggled.connect(lambda on: self._emit(bool(on)))
         layout.addWidget(self.box)
@@ -400,9 +401,7 @@ class _ChoiceCombo(QComboBox):
 class ChoiceEditor(ParamEditor):
     def __init__(self, param: Param, on_edit: EditCallback, parent: QWidget | None = None) -> None:
         super().__init__(param, on_edit, parent)
-        layout = QHBoxLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
-        layout.setSpacing(3)
+        layout = self._row(3)
         self.combo = _ChoiceCombo(self)
         self.combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
         self.combo.setMinimumContentsLength(8)
