@@ -402,28 +402,40 @@ def _load_into(module: torch.nn.Module, state: dict[str, torch.Tensor], what: st
 
 
 # -- the node -------------------------------------------------------------------------------------------------
+def load_shared(shared: dict[str, Any] | None, registry_key: str, path: Path, device: str,
+                lock: threading.Lock, load: Any) -> Any:
+    """What `load()` makes of the file at `path` for `device`, kept weakly (by file identity and
+    device) in the engine's `shared[registry_key]`, so that the same file is read once while
+    anything uses it. `lock` serialises the loads of one kind."""
+    key = (file_identity(path), device)
+    with lock:
+        registry = (shared if shared is not None else {}).setdefault(registry_key, weakref.WeakValueDictionary())
+        found = registry.get(key)
+        if found is None:
+            found = load()
+            registry[key] = found
+        return found
+
+
 def load_checkpoint(path: Path, device: str, shared: dict[str, Any] | None = None) -> LoadedCheckpoint:
     """Load (or reuse from `shared`) the checkpoint at `path` onto `device`."""
-    key = (file_identity(path), device)
-    with _lock:
-        registry = (shared if shared is not None else {}).setdefault(_REGISTRY_KEY, weakref.WeakValueDictionary())
-        found = registry.get(key)
-        if found is not None:
-            return found
-        if path.is_dir():
-            if not (path / "model_index.json").exists() and not (path / "unet").is_dir():
-                raise NodeError(f"{path} is a folder but not a diffusers model (no model_index.json)",
-                                field="checkpoint")
-            loaded = load_diffusers_folder(path, device)
-        elif path.suffix.lower() in (".safetensors", ".ckpt", ".pt", ".pth", ".bin"):
-            loaded = load_single_file(path, device)
-        else:
-            raise NodeError(f"{path.name}: unknown checkpoint format; use a diffusers folder or .safetensors",
+    return load_shared(shared, _REGISTRY_KEY, path, device, _lock, lambda: _read_checkpoint(path, device))
+
+
+def _read_checkpoint(path: Path, device: str) -> LoadedCheckpoint:
+    if path.is_dir():
+        if not (path / "model_index.json").exists() and not (path / "unet").is_dir():
+            raise NodeError(f"{path} is a folder but not a diffusers model (no model_index.json)",
                             field="checkpoint")
-        registry[key] = loaded
-        global load_count
-        load_count += 1
-        return loaded
+        loaded = load_diffusers_folder(path, device)
+    elif path.suffix.lower() in (".safetensors", ".ckpt", ".pt", ".pth", ".bin"):
+        loaded = load_single_file(path, device)
+    else:
+        raise NodeError(f"{path.name}: unknown checkpoint format; use a diffusers folder or .safetensors",
+                        field="checkpoint")
+    global load_count
+    load_count += 1
+    return loaded
 
 
 def run_checkpoint_loader(ctx: Any, checkpoint: str) -> dict[str, Any]:

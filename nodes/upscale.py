@@ -27,12 +27,13 @@ from nodeforge.core.types import FileKind
 from .loading import pick_dtype, read_state_dict
 from .memory import memory_advice
 from .vae import tiled
+from .wrappers import OnModule
 
 WRAPPERS = ("params_ema", "params-ema", "params", "state_dict", "model_state_dict", "model", "net")
 
 
 @dataclass(frozen=True, eq=False)
-class UpscaleModel:
+class UpscaleModel(OnModule):
     """UPSCALE_MODEL: a module mapping [B, 3, H, W] in 0..1 to [B, 3, H*scale, W*scale]."""
 
     module: Any
@@ -40,14 +41,6 @@ class UpscaleModel:
     architecture: str
     name: str
     owner: Any = field(default=None, repr=False)
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.module.parameters()).device
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return next(self.module.parameters()).dtype
 
     def nodeforge_nbytes(self) -> int:
         return sum(p.nelement() * p.element_size() for p in self.module.parameters())

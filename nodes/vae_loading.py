@@ -10,17 +10,15 @@ name says "xl" (sdxl_vae.safetensors, sdxl-vae-fp16-fix), else SD's.
 from __future__ import annotations
 
 import threading
-import weakref
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from nodeforge.core.errors import NodeError
-from nodeforge.core.models import file_identity
 from nodeforge.core.types import FileKind
 
-from .loading import _finish, _load_into, configs_dir, read_state_dict, vae_dtype
+from .loading import _finish, _load_into, configs_dir, load_shared, read_state_dict, vae_dtype
 from .wrappers import VAEModel
 
 _REGISTRY_KEY = "nodes.vaes"
@@ -104,20 +102,16 @@ def load_vae_folder(path: Path) -> Any:
 
 def load_vae(path: Path, device: str, shared: dict[str, Any] | None = None) -> LoadedVAE:
     """Load (or reuse from `shared`) the VAE at `path` onto `device`."""
-    key = (file_identity(path), device)
-    with _lock:
-        registry = (shared if shared is not None else {}).setdefault(_REGISTRY_KEY, weakref.WeakValueDictionary())
-        found = registry.get(key)
-        if found is not None:
-            return found
-        vae = load_vae_folder(path) if path.is_dir() else load_vae_file(path)
-        _finish([vae], device, vae_dtype(device, bool(getattr(vae.config, "force_upcast", False))))
-        shift = getattr(vae.config, "shift_factor", None) or 0.0
-        loaded = LoadedVAE(dict(vae=vae, scaling_factor=float(vae.config.scaling_factor), shift_factor=float(shift),
-                                factor=2 ** (len(vae.config.block_out_channels) - 1),
-                                latent_channels=vae.config.latent_channels))
-        registry[key] = loaded
-        return loaded
+    return load_shared(shared, _REGISTRY_KEY, path, device, _lock, lambda: _read_vae(path, device))
+
+
+def _read_vae(path: Path, device: str) -> LoadedVAE:
+    vae = load_vae_folder(path) if path.is_dir() else load_vae_file(path)
+    _finish([vae], device, vae_dtype(device, bool(getattr(vae.config, "force_upcast", False))))
+    shift = getattr(vae.config, "shift_factor", None) or 0.0
+    return LoadedVAE(dict(vae=vae, scaling_factor=float(vae.config.scaling_factor), shift_factor=float(shift),
+                          factor=2 ** (len(vae.config.block_out_channels) - 1),
+                          latent_channels=vae.config.latent_channels))
 
 
 def run_vae_loader(ctx: Any, vae: str) -> dict[str, Any]:

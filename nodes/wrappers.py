@@ -30,6 +30,21 @@ class LoraPatch:
                    for v in self.deltas.values())
 
 
+class OnModule:
+    """`device` and `dtype` of a wrapper: its module's (the field `module_field` names), read from
+    the first parameter."""
+
+    module_field = "module"
+
+    @property
+    def device(self) -> torch.device:
+        return next(getattr(self, self.module_field).parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(getattr(self, self.module_field).parameters()).dtype
+
+
 def _module_nbytes(*modules: Any) -> int:
     total = 0
     for module in modules:
@@ -75,8 +90,10 @@ def apply_patches(modules: dict[str, torch.nn.Module], patches: tuple[tuple[str,
 
 
 @dataclass(frozen=True)
-class UNetModel:
+class UNetModel(OnModule):
     """MODEL: the denoising UNet and what sampling needs to drive it."""
+
+    module_field = "unet"
 
     unet: Any                         # diffusers UNet2DConditionModel
     scheduler_config: dict[str, Any]
@@ -90,14 +107,6 @@ class UNetModel:
     # The model's own latent -> RGB preview map, ((factors per channel), (bias)), from the optional
     # latent_preview.json of a diffusers folder; None: the family's table.
     preview_rgb: Any = field(default=None, compare=False, repr=False)
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.unet.parameters()).device
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return next(self.unet.parameters()).dtype
 
     @property
     def is_inpainting(self) -> bool:
@@ -154,8 +163,10 @@ class ClipModel:
 
 
 @dataclass(frozen=True)
-class VAEModel:
+class VAEModel(OnModule):
     """VAE: the autoencoder and its latent scaling."""
+
+    module_field = "vae"
 
     vae: Any                          # diffusers AutoencoderKL
     scaling_factor: float
@@ -163,14 +174,6 @@ class VAEModel:
     factor: int                       # pixels per latent pixel
     latent_channels: int
     owner: Any = field(default=None, compare=False, repr=False)
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.vae.parameters()).device
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return next(self.vae.parameters()).dtype
 
     def nodeforge_nbytes(self) -> int:
         return _module_nbytes(self.vae)
