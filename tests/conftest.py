@@ -21,6 +21,17 @@ def _isolated_user_dir(tmp_path_factory, monkeypatch):
 
 
 @pytest.fixture
+def packs_on_node_path(monkeypatch):
+    """The default registry (what `nodeforge` commands load) with tests/packs on NODEFORGE_NODE_PATH."""
+    from nodeforge.core import registry
+
+    monkeypatch.setenv("NODEFORGE_NODE_PATH", str(TESTS / "packs"))
+    registry.reset_default_registry()
+    yield
+    registry.reset_default_registry()
+
+
+@pytest.fixture
 def arith_registry():
     from nodeforge.core.registry import load_registry
 

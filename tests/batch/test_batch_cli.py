@@ -8,19 +8,7 @@ import pytest
 from nodeforge import Workflow, save_workflow
 from nodeforge.cli import main
 
-from pathlib import Path
-
-ARITH = Path(__file__).resolve().parents[1] / "packs"
-
-
-@pytest.fixture(autouse=True)
-def arith_on_node_path(monkeypatch):
-    from nodeforge.core import registry
-
-    monkeypatch.setenv("NODEFORGE_NODE_PATH", str(ARITH))
-    registry.reset_default_registry()
-    yield
-    registry.reset_default_registry()
+pytestmark = pytest.mark.usefixtures("packs_on_node_path")
 
 
 def workflow(tmp_path):

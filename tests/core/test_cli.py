@@ -16,14 +16,7 @@ ROOT = Path(__file__).resolve().parents[2]
 ARITH = ROOT / "tests" / "packs"
 
 
-@pytest.fixture(autouse=True)
-def arith_on_node_path(monkeypatch):
-    from nodeforge.core import registry
-
-    monkeypatch.setenv("NODEFORGE_NODE_PATH", str(ARITH))
-    registry.reset_default_registry()
-    yield
-    registry.reset_default_registry()
+pytestmark = pytest.mark.usefixtures("packs_on_node_path")
 
 
 def write(tmp_path, wf: Workflow, name="wf.json") -> Path:

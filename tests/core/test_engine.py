@@ -90,12 +90,18 @@ def test_uncacheable_nodes_run_every_time_and_print_paths(engine, arith, tmp_pat
     assert open(path).read() == "4.0\n"
 
 
+def read_file(path: str) -> Workflow:
+    """1 ReadFile (`path`) -> 2 Show: the file's length."""
+    wf = Workflow()
+    wf.add("ReadFile", {"path": path})
+    wf.add("Show", {}, {"value": ("1", "value")})
+    return wf
+
+
 def test_replacing_a_file_reruns_the_node_that_reads_it(engine, tmp_path):
     data = tmp_path / "data.png"
     data.write_bytes(b"12345")
-    wf = Workflow()
-    wf.add("ReadFile", {"path": str(data)})
-    wf.add("Show", {}, {"value": ("1", "value")})
+    wf = read_file(str(data))
     assert engine.run(wf).outputs["2"]["value"] == 5.0
     assert engine.run(wf).executed == []
     data.write_bytes(b"1234567")
@@ -254,9 +260,7 @@ def test_a_file_deleted_between_runs_is_reported_not_crashed_on(engine, tmp_path
 
     data = tmp_path / "data.png"
     data.write_bytes(b"123")
-    wf = Workflow()
-    wf.add("ReadFile", {"path": str(data)})
-    wf.add("Show", {}, {"value": ("1", "value")})
+    wf = read_file(str(data))
     engine.run(wf)
     data.unlink()
     with pytest.raises(ValidationError) as info:
@@ -270,9 +274,7 @@ def test_relative_file_paths_are_found_beside_the_workflow_file(engine, tmp_path
     shared = tmp_path / "shared"
     (shared / "inputs").mkdir(parents=True)
     (shared / "inputs" / "pic.png").write_bytes(b"1234")
-    wf = Workflow()
-    wf.add("ReadFile", {"path": "inputs/pic.png"})
-    wf.add("Show", {}, {"value": ("1", "value")})
+    wf = read_file("inputs/pic.png")
     save_workflow(wf, shared / "wf.json")
     monkeypatch.chdir(tmp_path)          # somewhere else entirely
     assert engine.run(load_workflow(shared / "wf.json")).outputs["2"]["value"] == 4.0

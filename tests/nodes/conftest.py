@@ -41,22 +41,26 @@ def registry():
 
 
 @pytest.fixture(scope="session")
-def engine(models_dir, registry, tmp_path_factory):
-    """One engine for the session (its cache and loaded models are shared across tests)."""
+def make_engine(models_dir, registry):
+    """`make_engine(output_dir, *roots)`: a CPU engine over the tiny models and any more model folders."""
     from nodeforge import Engine
     from nodeforge.core.models import ModelPaths
 
-    return Engine(device="cpu", output_dir=tmp_path_factory.mktemp("out"), registry=registry,
-                  model_paths=ModelPaths(roots=[models_dir]))
+    def make(output_dir, *roots):
+        return Engine(device="cpu", output_dir=output_dir, registry=registry,
+                      model_paths=ModelPaths(roots=[models_dir, *roots]))
+    return make
+
+
+@pytest.fixture(scope="session")
+def engine(make_engine, tmp_path_factory):
+    """One engine for the session (its cache and loaded models are shared across tests)."""
+    return make_engine(tmp_path_factory.mktemp("out"))
 
 
 @pytest.fixture
-def fresh_engine(models_dir, registry, tmp_path):
-    from nodeforge import Engine
-    from nodeforge.core.models import ModelPaths
-
-    return Engine(device="cpu", output_dir=tmp_path / "out", registry=registry,
-                  model_paths=ModelPaths(roots=[models_dir]))
+def fresh_engine(make_engine, tmp_path):
+    return make_engine(tmp_path / "out")
 
 
 @pytest.fixture

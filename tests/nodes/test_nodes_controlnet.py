@@ -84,12 +84,8 @@ def cn_root(models_dir, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def cn_engine(models_dir, cn_root, registry, tmp_path_factory):
-    from nodeforge import Engine
-    from nodeforge.core.models import ModelPaths
-
-    return Engine(device="cpu", output_dir=tmp_path_factory.mktemp("out"), registry=registry,
-                  model_paths=ModelPaths(roots=[models_dir, cn_root]))
+def cn_engine(make_engine, cn_root, tmp_path_factory):
+    return make_engine(tmp_path_factory.mktemp("out"), cn_root)
 
 
 def _hint(seed, size=32):

@@ -44,12 +44,8 @@ def vae_root(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def vae_engine(models_dir, vae_root, registry, tmp_path_factory):
-    from nodeforge import Engine
-    from nodeforge.core.models import ModelPaths
-
-    return Engine(device="cpu", output_dir=tmp_path_factory.mktemp("out"), registry=registry,
-                  model_paths=ModelPaths(roots=[models_dir, vae_root]))
+def vae_engine(make_engine, vae_root, tmp_path_factory):
+    return make_engine(tmp_path_factory.mktemp("out"), vae_root)
 
 
 def _decoded_with(engine, make_txt2img, vae_name):
