@@ -54,7 +54,7 @@ def outlines(images: np.ndarray, low: float = EDGE_THRESHOLDS[0], high: float = 
     from nodeforge.core.registry import builtin_module
 
     edges = builtin_module("edges")
-    x = torch.from_numpy(images).float().div(255.0)
+    x = torch.from_numpy(np.ascontiguousarray(images).copy()).float().div(255.0)
     return torch.cat([edges.canny(x[i:i + 256], low, high) for i in range(0, len(x), 256)])
 
 
@@ -167,7 +167,7 @@ def parse_args(argv: list[str] | None):
         description="Train the demo ControlNet shapes-outline for nodeforge-shapes: a white outline on black "
                     "(what ImageToEdges makes of a demo image) decides where the shape is drawn. Writes a "
                     "diffusers ControlNet folder (config.json + safetensors) that ControlNetLoader reads.")
-    p.add_argument("--out", type=Path, help="output folder (replaced when training ends)")
+    p.add_argument("--out", type=Path, help="output folder (replaced when training ends; a README.md in it is kept)")
     p.add_argument("--evaluate", metavar="FOLDER", type=Path,
                    help="only measure the saved ControlNet in FOLDER (no training)")
     p.add_argument("--base", default="nodeforge-shapes", help="diffusers folder (or bundled model name)")
@@ -298,6 +298,8 @@ def main(argv: list[str] | None = None) -> int:
     controlnet.save_pretrained(str(tmp), safe_serialization=True)
     (tmp / "training.json").write_text(json.dumps(numbers, indent=1) + "\n", encoding="utf-8")
     if args.out.exists():
+        if (args.out / "README.md").is_file():                  # keep the model card
+            shutil.copy2(args.out / "README.md", tmp / "README.md")
         shutil.rmtree(args.out)
     tmp.rename(args.out)
     print(f"train-controlnet: wrote {args.out} after {train_s:.0f} s of training "

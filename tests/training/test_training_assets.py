@@ -1,5 +1,5 @@
-"""The demo-asset trainers (train-upscaler, train-embedding) run end to end on tiny settings and write
-files the nodes load. The bundled assets' quality is tested in tests/workflows/test_demo_assets.py."""
+"""The demo-asset trainers (train-upscaler, train-embedding, train-controlnet) run end to end on tiny
+settings and write files the nodes load. The bundled assets' quality is tested in tests/workflows/test_demo_assets.py."""
 import pytest
 
 torch = pytest.importorskip("torch")

@@ -1,5 +1,5 @@
-"""The bundled demo assets (resources/upscale_models, resources/embeddings) work through their
-example workflows on the demo model, judged from the pixels they make.
+"""The bundled demo assets (resources/upscale_models, resources/embeddings, resources/controlnet) work
+through their example workflows on the demo model, judged from the pixels they make.
 
 They fail, never skip, when an asset is missing: the assets ship with NodeForge.
 """
@@ -114,3 +114,58 @@ def test_without_the_embedding_the_base_does_not_know_the_word(engine):
         v = judge(saved_image(engine.run(wf)))
         right += (v.shape, v.colour, v.background) == ("circle", "orange", "purple")
     assert right <= 2
+
+
+# -- shapes-outline ----------------------------------------------------------------------------------------
+CONTROLNET = RESOURCES / "controlnet" / "shapes-outline"
+
+
+def _outline_iou(image: Image.Image, source: Path) -> float:
+    """IoU of the drawn shape with the filled outline ImageToEdges finds in `source`."""
+    from nodeforge.training.controlnet import filled, outlines
+    from nodeforge.training.judge import mask_iou, shape_mask
+
+    edge = outlines(np.asarray(Image.open(source).convert("RGB"))[None])[0].numpy() > 0.5
+    return mask_iou(shape_mask(image), filled(edge))
+
+
+def test_the_bundled_controlnet_is_found_by_name_at_the_demo_vaes_factor(engine):
+    from nodeforge.core.models import ModelPaths
+    from nodeforge.core.types import FileKind
+
+    assert (CONTROLNET / "config.json").is_file(), f"the bundled ControlNet {CONTROLNET} is missing"
+    wf = load_workflow(WORKFLOWS / "controlnet.json")
+    assert wf.nodes["10"].params["controlnet"] == "shapes-outline"
+    paths = ModelPaths(roots=[])                       # the bundled folders only, as ControlNetLoader sees them
+    assert "shapes-outline" in paths.names(FileKind.CONTROLNET)
+    path = paths.resolve(FileKind.CONTROLNET, "shapes-outline")
+    net = builtin_module("controlnet").load_controlnet(path, "cpu")
+    assert net.hint_factor == 4     # the 64 px outline for the 16x16 latent
+
+
+def test_the_controlnet_example_draws_the_prompt_inside_the_outline(engine):
+    from nodeforge.training.judge import judge
+
+    wf = load_workflow(WORKFLOWS / "controlnet.json")
+    source = WORKFLOWS / wf.nodes["8"].params["path"]
+    controlled = saved_image(engine.run(wf))
+    verdict = judge(controlled)
+    assert (verdict.shape, verdict.colour, verdict.background) == ("triangle", "red", "blue"), verdict
+    assert _outline_iou(controlled, source) >= 0.8
+    wf.nodes["5"].inputs.update(positive=("2", "conditioning"), negative=("3", "conditioning"))   # no ControlNet
+    assert _outline_iou(saved_image(engine.run(wf)), source) < 0.5
+
+
+@pytest.mark.parametrize("shape, radius, centre", [("circle", 13.0, (17.0, 46.0)), ("square", 15.0, (45.0, 19.0))])
+def test_the_controlnet_moves_the_shape_to_an_outline_anywhere_in_the_frame(engine, tmp_path, shape, radius, centre):
+    from nodeforge.training import data
+
+    source = tmp_path / f"{shape}.png"
+    Image.fromarray(data.render(data.ShapeSample(shape, "white", "black", "small", radius, centre, 0.4))).save(source)
+    wf = load_workflow(WORKFLOWS / "controlnet.json")
+    wf.nodes["8"].params["path"] = str(source)
+    wf.nodes["5"].params["steps"] = 10
+    with_control = _outline_iou(saved_image(engine.run(wf)), source)
+    wf.nodes["5"].inputs.update(positive=("2", "conditioning"), negative=("3", "conditioning"))
+    without = _outline_iou(saved_image(engine.run(wf)), source)
+    assert with_control >= 0.7 and with_control > without + 0.3, (with_control, without)
