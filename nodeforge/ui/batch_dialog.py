@@ -130,6 +130,28 @@ class BatchDialog(QDialog):
         self.current: BatchRun | None = None
         self.last: BatchRun | None = None
 
+        axis_buttons, hint = self._build_axes()
+        form = self._build_options(win)
+        self._build_results()
+        self._build_buttons()
+
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.axes, 1)
+        layout.addLayout(axis_buttons)
+        layout.addWidget(hint)
+        layout.addLayout(form)
+        layout.addWidget(self.summary)
+        layout.addWidget(self.progress)
+        layout.addWidget(self.sheet_scroll, 2)
+        layout.addWidget(self.buttons)
+        self.resize(620, 460)
+        win.runner.jobFinished.connect(self._job_finished)
+        win.runner.queueChanged.connect(self._queue_changed)
+        self.update_summary()
+
+    # -- construction -----------------------------------------------------------------------------------
+    def _build_axes(self) -> tuple[QHBoxLayout, QLabel]:
+        """The axes table, its Add/Remove buttons and the hint on what values may be."""
         self.axes = QTableWidget(0, 2)
         self.axes.setObjectName("batchAxes")
         self.axes.setHorizontalHeaderLabels(["Param (ID.param)", "Values"])
@@ -151,7 +173,10 @@ class BatchDialog(QDialog):
                       "@prompts.txt (one a line); a comma inside a value: \\,")
         hint.setObjectName("panelCaption")
         hint.setWordWrap(True)
+        return axis_buttons, hint
 
+    def _build_options(self, win: "MainWindow") -> QFormLayout:
+        """Combine (grid or list), repeat count and seed policy, output folder."""
         self.mode = QComboBox()
         self.mode.addItem("Grid: every combination of the axes", GRID)
         self.mode.addItem("List: the axes' values taken together (zip)", ZIP)
@@ -183,7 +208,10 @@ class BatchDialog(QDialog):
         form.addRow("Combine", self.mode)
         form.addRow("Repeat", repeat)
         form.addRow("Output folder", folder)
+        return form
 
+    def _build_results(self) -> None:
+        """The summary, progress line and contact sheet (hidden until a batch made one)."""
         self.summary = QLabel()
         self.summary.setObjectName("batchSummary")
         self.summary.setWordWrap(True)
@@ -199,6 +227,7 @@ class BatchDialog(QDialog):
         self.sheet_scroll.setStyleSheet("background: #111214;")
         self.sheet_scroll.hide()
 
+    def _build_buttons(self) -> None:
         self.buttons = QDialogButtonBox()
         self.run_button = self.buttons.addButton("Run", QDialogButtonBox.ButtonRole.AcceptRole)
         self.run_button.setObjectName("batchRun")
@@ -209,20 +238,6 @@ class BatchDialog(QDialog):
         self.open_folder.setEnabled(False)
         close = self.buttons.addButton(QDialogButtonBox.StandardButton.Close)
         close.clicked.connect(self.hide)
-
-        layout = QVBoxLayout(self)
-        layout.addWidget(self.axes, 1)
-        layout.addLayout(axis_buttons)
-        layout.addWidget(hint)
-        layout.addLayout(form)
-        layout.addWidget(self.summary)
-        layout.addWidget(self.progress)
-        layout.addWidget(self.sheet_scroll, 2)
-        layout.addWidget(self.buttons)
-        self.resize(620, 460)
-        win.runner.jobFinished.connect(self._job_finished)
-        win.runner.queueChanged.connect(self._queue_changed)
-        self.update_summary()
 
     # -- axes -------------------------------------------------------------------------------------------
     def add_axis(self, target: str, values: str) -> int:
