@@ -36,6 +36,16 @@ def _text_encoder_changed(ctx: Any, text: str) -> Any:
     return referenced_files(ctx, text)
 
 
+def _text_encoder_sdxl_changed(ctx: Any, text_g: str, text_l: str, **_: Any) -> Any:
+    from .embeddings import referenced_files
+
+    return (referenced_files(ctx, text_g), referenced_files(ctx, text_l))
+
+
+def _text_encoder_refiner_changed(ctx: Any, text: str, **_: Any) -> Any:
+    return _text_encoder_changed(ctx, text)
+
+
 def _lazy(module: str, function: str) -> Callable[..., Any]:
     """A run function that imports `.module` (and with it torch) only when the node first runs."""
     def run(ctx: Any, **kw: Any) -> Any:
@@ -73,6 +83,17 @@ _image_upscale_with_model = _lazy("upscale", "run_image_upscale_with_model")
 _conditioning_set_area = _lazy("conditioning", "run_conditioning_set_area")
 _conditioning_combine = _lazy("conditioning", "run_conditioning_combine")
 _conditioning_set_aesthetic_score = _lazy("conditioning", "run_conditioning_set_aesthetic_score")
+_text_encoder_sdxl = _lazy("prompt", "run_text_encoder_sdxl")
+_text_encoder_sdxl_refiner = _lazy("prompt", "run_text_encoder_sdxl_refiner")
+_conditioning_set_area_percentage = _lazy("conditioning", "run_conditioning_set_area_percentage")
+_conditioning_zero_out = _lazy("conditioning", "run_conditioning_zero_out")
+_conditioning_average = _lazy("conditioning", "run_conditioning_average")
+_conditioning_concat = _lazy("conditioning", "run_conditioning_concat")
+_repeat_latent_batch = _lazy("latents", "run_repeat_latent_batch")
+_latent_from_batch = _lazy("latents", "run_latent_from_batch")
+_load_image_mask = _lazy("images", "run_load_image_mask")
+_invert_mask = _lazy("images", "run_invert_mask")
+_image_invert = _lazy("images", "run_image_invert")
 
 # Resampling methods of the scale nodes (ComfyUI's names; its "bislerp" is not offered).
 LATENT_METHODS = ("nearest-exact", "bilinear", "area", "bicubic")
@@ -341,4 +362,102 @@ NODES: list[NodeSpec] = [
         outputs=(Output("conditioning", COND),),
         description="SDXL refiner: the aesthetic score its micro-conditioning takes (other models ignore it).",
         display_name="Conditioning (Aesthetic Score)"),
+    NodeSpec(
+        "TextEncoderSDXL", "conditioning", _text_encoder_sdxl,
+        inputs=(Input("clip", CLIP),),
+        params=(Param.string("text_g", "", multiline=True, role=ParamRole.PROMPT,
+                             description="prompt for the big OpenCLIP encoder (bigG), which also gives the pooled vector"),
+                Param.string("text_l", "", multiline=True,
+                             description="prompt for the CLIP-L encoder (often the same text)"),
+                Param.int("width", 1024, min=0, max=16384, step=8,
+                          description="the size the image is said to have (SDXL's original_size)"),
+                Param.int("height", 1024, min=0, max=16384, step=8,
+                          description="the size the image is said to have (SDXL's original_size)"),
+                Param.int("crop_w", 0, min=0, max=16384, step=8, description="left edge of the crop (crops_coords_top_left)"),
+                Param.int("crop_h", 0, min=0, max=16384, step=8, description="top edge of the crop (crops_coords_top_left)"),
+                Param.int("target_width", 1024, min=0, max=16384, step=8, description="SDXL's target_size"),
+                Param.int("target_height", 1024, min=0, max=16384, step=8, description="SDXL's target_size")),
+        outputs=(Output("conditioning", COND),), is_changed=_text_encoder_sdxl_changed,
+        description="SDXL prompt with its micro-conditioning: one text per encoder, the size, crop and target size "
+                    "the UNet is told (TextEncoder uses the image size, no crop).",
+        display_name="Text Encoder (SDXL)"),
+    NodeSpec(
+        "TextEncoderSDXLRefiner", "conditioning", _text_encoder_sdxl_refiner,
+        inputs=(Input("clip", CLIP),),
+        params=(Param.string("text", "", multiline=True, role=ParamRole.PROMPT,
+                             description="prompt; (word:1.3) emphasises, embedding:NAME as in TextEncoder"),
+                Param.float("aesthetic_score", 6.0, min=0.0, max=1000.0, step=0.5,
+                            description="what the refiner aims for (6 for a positive, 2.5 for a negative is usual)"),
+                Param.int("width", 1024, min=0, max=16384, step=8, description="the size the image is said to have"),
+                Param.int("height", 1024, min=0, max=16384, step=8, description="the size the image is said to have")),
+        outputs=(Output("conditioning", COND),), is_changed=_text_encoder_refiner_changed,
+        description="SDXL refiner prompt with its micro-conditioning: aesthetic score and image size.",
+        display_name="Text Encoder (SDXL Refiner)"),
+    NodeSpec(
+        "ConditioningSetAreaPercentage", "conditioning", _conditioning_set_area_percentage,
+        inputs=(Input("conditioning", COND),),
+        params=(Param.float("width", 1.0, min=0.0, max=1.0, step=0.01, description="area width, a fraction of the image"),
+                Param.float("height", 1.0, min=0.0, max=1.0, step=0.01, description="area height, a fraction of the image"),
+                Param.float("x", 0.0, min=0.0, max=1.0, step=0.01, description="left edge, a fraction of the image"),
+                Param.float("y", 0.0, min=0.0, max=1.0, step=0.01, description="top edge, a fraction of the image"),
+                Param.float("strength", 1.0, min=0.0, max=10.0, step=0.01,
+                            description="weight against other prompts where areas overlap")),
+        outputs=(Output("conditioning", COND),),
+        description="Regional prompt on a rectangle given in fractions of the image (any image size).",
+        display_name="Conditioning (Set Area with Percentage)"),
+    NodeSpec(
+        "ConditioningZeroOut", "conditioning", _conditioning_zero_out,
+        inputs=(Input("conditioning", COND),),
+        outputs=(Output("conditioning", COND),),
+        description="The conditioning with its prompt and pooled vector set to zeros (a 'nothing' prompt).",
+        display_name="Conditioning (Zero Out)"),
+    NodeSpec(
+        "ConditioningAverage", "conditioning", _conditioning_average,
+        inputs=(Input("conditioning_to", COND), Input("conditioning_from", COND)),
+        params=(Param.float("conditioning_to_strength", 1.0, min=0.0, max=1.0, step=0.01,
+                            description="1: conditioning_to alone; 0: conditioning_from's prompt alone"),),
+        outputs=(Output("conditioning", COND),),
+        description="Blend two prompts' embeddings: to x strength + from x (1 - strength).",
+        display_name="Conditioning (Average)"),
+    NodeSpec(
+        "ConditioningConcat", "conditioning", _conditioning_concat,
+        inputs=(Input("conditioning_to", COND), Input("conditioning_from", COND)),
+        outputs=(Output("conditioning", COND),),
+        description="Append conditioning_from's tokens to conditioning_to's (one longer prompt, encoded in parts).",
+        display_name="Conditioning (Concat)"),
+    NodeSpec(
+        "RepeatLatentBatch", "latent", _repeat_latent_batch,
+        inputs=(Input("latent", LATENT),),
+        params=(Param.int("amount", 1, min=1, max=64, description="copies of the batch"),),
+        outputs=(Output("latent", LATENT),),
+        description="Repeat a latent batch; each copy denoises with its own noise.",
+        display_name="Repeat Latent Batch"),
+    NodeSpec(
+        "LatentFromBatch", "latent", _latent_from_batch,
+        inputs=(Input("latent", LATENT),),
+        params=(Param.int("batch_index", 0, min=0, max=63, description="first item to take (0 = the first)"),
+                Param.int("length", 1, min=1, max=64, description="how many items")),
+        outputs=(Output("latent", LATENT),),
+        description="Take some items of a latent batch; they keep their noise, so one image re-runs alone the same.",
+        display_name="Latent From Batch"),
+    NodeSpec(
+        "LoadImageMask", "image", _load_image_mask,
+        params=(Param.string("path", "", file=FileKind.IMAGE, description="PNG, JPEG or WebP"),
+                Param.choice("channel", ("alpha", "red", "green", "blue"), default="alpha",
+                             description="alpha: transparent = 1 (repaint); a colour channel as it is")),
+        outputs=(Output("mask", MASK),),
+        description="Load one channel of an image as a mask.",
+        display_name="Load Image (as Mask)"),
+    NodeSpec(
+        "InvertMask", "image", _invert_mask,
+        inputs=(Input("mask", MASK),),
+        outputs=(Output("mask", MASK),),
+        description="1 - mask: repaint what was kept and keep what was repainted.",
+        display_name="Invert Mask"),
+    NodeSpec(
+        "ImageInvert", "image", _image_invert,
+        inputs=(Input("image", IMAGE),),
+        outputs=(Output("image", IMAGE),),
+        description="Invert the colours of images (1 - image).",
+        display_name="Invert Image"),
 ]

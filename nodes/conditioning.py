@@ -1,8 +1,10 @@
 """CONDITIONING as a list of entries, area prompts, and how UNetDenoise evaluates them.
 
 A CONDITIONING value is a list of entries (ComfyUI's design), each a dict {"embeds", "pooled",
-"family"} plus optional "area" (height, width, y, x in image pixels), "strength" and
-"aesthetic_score" (ConditioningSetAestheticScore; an SDXL refiner's, else 6.0 / negative 2.5). TextEncoder gives one entry; ConditioningCombine concatenates lists;
+"family"} plus optional "area" (height, width, y, x in image pixels), "area_fraction" (the same in
+fractions of the image, ConditioningSetAreaPercentage), "strength", "aesthetic_score"
+(ConditioningSetAestheticScore; an SDXL refiner's, else 6.0 / negative 2.5) and SDXL's "size",
+"crop" and "target_size" (TextEncoderSDXL; else the image size, no crop, the size). TextEncoder gives one entry; ConditioningCombine concatenates lists;
 ConditioningSetArea marks every entry with an area. A lone dict (a pack written before lists) is
 read as one entry.
 
@@ -43,7 +45,79 @@ def run_conditioning_set_area(ctx: Any, conditioning: Any, width: int, height: i
                               strength: float) -> dict[str, Any]:
     """Every entry applies to the rectangle (x, y, width, height) in image pixels only."""
     area = (int(height), int(width), int(y), int(x))
-    return {"conditioning": [dict(e, area=area, strength=float(strength)) for e in entries(conditioning)]}
+    return {"conditioning": [dict(_without(e, "area_fraction"), area=area, strength=float(strength))
+                             for e in entries(conditioning)]}
+
+
+def run_conditioning_set_area_percentage(ctx: Any, conditioning: Any, width: float, height: float, x: float,
+                                         y: float, strength: float) -> dict[str, Any]:
+    """ConditioningSetArea in fractions of the image (0..1), resolved against the latent when it is
+    denoised: ComfyUI's rounding, max(1, round(height x latent height)) and so on."""
+    fraction = (float(height), float(width), float(y), float(x))
+    return {"conditioning": [dict(_without(e, "area"), area_fraction=fraction, strength=float(strength))
+                             for e in entries(conditioning)]}
+
+
+def _without(entry: dict[str, Any], key: str) -> dict[str, Any]:
+    return {k: v for k, v in entry.items() if k != key}
+
+
+def run_conditioning_zero_out(ctx: Any, conditioning: Any) -> dict[str, Any]:
+    """Every entry's prompt and pooled vector set to zeros (what SD3/Flux-style negatives and
+    some SDXL graphs use in place of an encoded empty prompt); areas and other keys stay."""
+    out = []
+    for e in entries(conditioning):
+        zeroed = dict(e, embeds=torch.zeros_like(e["embeds"]))
+        if e.get("pooled") is not None:
+            zeroed["pooled"] = torch.zeros_like(e["pooled"])
+        out.append(zeroed)
+    return {"conditioning": out}
+
+
+def _first_of(conditioning: Any, field: str) -> dict[str, Any]:
+    found = entries(conditioning)
+    if not found:
+        raise NodeError("this conditioning has no prompt in it", field=field)
+    return found[0]   # ComfyUI also reads only the first entry of conditioning_from
+
+
+def run_conditioning_average(ctx: Any, conditioning_to: Any, conditioning_from: Any,
+                             conditioning_to_strength: float) -> dict[str, Any]:
+    """ComfyUI's ConditioningAverage: each entry of conditioning_to becomes to x s + from x (1 - s),
+    from being the first entry of conditioning_from cut or zero-padded to the same length; the
+    pooled vectors (SDXL) mix the same way (an entry without one takes from's)."""
+    source = _first_of(conditioning_from, "conditioning_from")
+    s = float(conditioning_to_strength)
+    out = []
+    for e in entries(conditioning_to):
+        target = e["embeds"]
+        if source["embeds"].shape[-1] != target.shape[-1]:
+            raise NodeError(f"the prompts are {target.shape[-1]} and {source['embeds'].shape[-1]} values wide: "
+                            "encode both with the same CLIP", field="conditioning_from")
+        other = source["embeds"][:, :target.shape[1]].to(target.dtype)
+        if other.shape[1] < target.shape[1]:
+            other = torch.cat([other, other.new_zeros(1, target.shape[1] - other.shape[1], target.shape[2])], 1)
+        mixed = dict(e, embeds=target * s + other * (1.0 - s))
+        pooled_from, pooled_to = source.get("pooled"), e.get("pooled", source.get("pooled"))
+        if pooled_from is not None and pooled_to is not None:
+            mixed["pooled"] = pooled_to * s + pooled_from * (1.0 - s)
+        elif pooled_from is not None:
+            mixed["pooled"] = pooled_from
+        out.append(mixed)
+    return {"conditioning": out}
+
+
+def run_conditioning_concat(ctx: Any, conditioning_to: Any, conditioning_from: Any) -> dict[str, Any]:
+    """ComfyUI's ConditioningConcat: the first entry of conditioning_from's tokens appended to each
+    entry of conditioning_to (its pooled vector, area and other keys stay)."""
+    source = _first_of(conditioning_from, "conditioning_from")
+    out = []
+    for e in entries(conditioning_to):
+        if source["embeds"].shape[-1] != e["embeds"].shape[-1]:
+            raise NodeError(f"the prompts are {e['embeds'].shape[-1]} and {source['embeds'].shape[-1]} values "
+                            "wide: encode both with the same CLIP", field="conditioning_from")
+        out.append(dict(e, embeds=torch.cat([e["embeds"], source["embeds"].to(e["embeds"].dtype)], 1)))
+    return {"conditioning": out}
 
 
 def run_conditioning_set_aesthetic_score(ctx: Any, conditioning: Any, aesthetic_score: float) -> dict[str, Any]:
@@ -67,6 +141,14 @@ class _Unit:
 
 def _box(entry: dict[str, Any], factor: int, frame: tuple[int, int], field: str) -> tuple[int, int, int, int]:
     height, width = frame
+    fraction = entry.get("area_fraction")
+    if fraction is not None:   # ConditioningSetAreaPercentage: ComfyUI's rounding in latent pixels
+        fh, fw, fy, fx = fraction
+        h, w, y, x = max(1, round(fh * height)), max(1, round(fw * width)), round(fy * height), round(fx * width)
+        if y >= height or x >= width:
+            raise NodeError(f"an area at x={fx:g}, y={fy:g} (fractions of the image) starts outside it; use "
+                            "fractions below 1", field=field)
+        return (min(h, height - y), min(w, width - x), y, x)
     if entry.get("area") is None:
         return (height, width, 0, 0)
     h, w, y, x = (int(v) // factor for v in entry["area"])
@@ -253,14 +335,20 @@ def inpainting_inputs(original: torch.Tensor | None, mask: torch.Tensor | None,
 
 def time_ids_for(model: Any, pooled_dim: int, size: tuple[int, int], unit: _Unit) -> torch.Tensor:
     """SDXL's micro-conditioning: (size, crop, target size) for a base, (size, crop, aesthetic
-    score) for a refiner, told apart by how many ids the UNet's add-embedding takes."""
+    score) for a refiner, told apart by how many ids the UNet's add-embedding takes. An entry's
+    "size" and "crop" ((height, width), (top, left) in pixels; TextEncoderSDXL, TextEncoderSDXLRefiner)
+    override the image size and no crop; its "target_size" defaults to its size (ComfyUI's)."""
     config = model.unet.config
-    height, width = size
+    entry = unit.entry
+    height, width = entry.get("size") or size
+    crop_top, crop_left = entry.get("crop") or (0, 0)
     n_ids = (config.projection_class_embeddings_input_dim - pooled_dim) // config.addition_time_embed_dim
     if n_ids == 5:
         default = AESTHETIC_SCORE if unit.side else NEGATIVE_AESTHETIC_SCORE
-        return torch.tensor([[height, width, 0, 0, float(unit.entry.get("aesthetic_score", default))]])
+        return torch.tensor([[height, width, crop_top, crop_left, float(entry.get("aesthetic_score", default))]],
+                            dtype=torch.float32)
     if n_ids != 6:
         raise NodeError(f"this UNet takes {n_ids} micro-conditioning ids (SDXL base takes 6, refiner 5); "
                         "its text encoder does not match it", field="unet")
-    return torch.tensor([[height, width, 0, 0, height, width]], dtype=torch.float32)
+    target_height, target_width = entry.get("target_size") or (height, width)
+    return torch.tensor([[height, width, crop_top, crop_left, target_height, target_width]], dtype=torch.float32)

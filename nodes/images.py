@@ -41,7 +41,8 @@ def _too_large(name: str, size: str, limit: int) -> NodeError:
                      "(environment variable NODEFORGE_MAX_IMAGE_PIXELS)", field="path")
 
 
-def run_load_image(ctx: Any, path: str) -> dict[str, Any]:
+def _open_image(ctx: Any, path: str) -> Any:
+    """The image file `path` names, decoded (first frame, EXIF orientation applied), within the size limit."""
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     file = ctx.resolve_file(FileKind.IMAGE, path)
@@ -63,6 +64,11 @@ def run_load_image(ctx: Any, path: str) -> dict[str, Any]:
                          f"{Image.MAX_IMAGE_PIXELS:,}", limit) from None
     except (UnidentifiedImageError, OSError) as exc:
         raise NodeError(f"cannot read {Path(file).name} as an image ({exc})", field="path") from None
+    return img
+
+
+def run_load_image(ctx: Any, path: str) -> dict[str, Any]:
+    img = _open_image(ctx, path)
     has_alpha = "A" in img.getbands() or (img.mode == "P" and "transparency" in img.info)
     rgba = img.convert("RGBA") if has_alpha else None
     rgb = np.asarray(img.convert("RGB"), dtype=np.float32) / 255.0
@@ -73,6 +79,32 @@ def run_load_image(ctx: Any, path: str) -> dict[str, Any]:
     else:
         mask = torch.zeros(image.shape[:3])
     return {"image": image, "mask": mask}
+
+
+_CHANNEL_INDEX = {"red": 0, "green": 1, "blue": 2, "alpha": 3}
+
+
+def run_load_image_mask(ctx: Any, path: str, channel: str) -> dict[str, Any]:
+    """ComfyUI's LoadImageMask: one channel of an image as a MASK; alpha is inverted (transparent =
+    1 = repaint, as LoadImage's mask), an image without alpha has alpha 1 everywhere (a mask of 0)."""
+    img = _open_image(ctx, path)
+    if img.mode in ("I", "I;16", "I;16B", "I;16L"):   # 16-bit greyscale: scaled to 8 bits first (ComfyUI's)
+        img = img.point(lambda v: v * (1 / 255))
+    rgba = np.asarray(img.convert("RGBA"), dtype=np.float32) / 255.0
+    if channel not in _CHANNEL_INDEX:
+        raise NodeError(f"unknown channel {channel!r}; choose alpha, red, green or blue", field="channel")
+    values = torch.from_numpy(rgba[..., _CHANNEL_INDEX[channel]].copy())[None]
+    return {"mask": 1.0 - values if channel == "alpha" else values}
+
+
+def run_invert_mask(ctx: Any, mask: torch.Tensor) -> dict[str, Any]:
+    """1 - mask: what was repainted is kept and the other way round."""
+    return {"mask": 1.0 - mask.float()}
+
+
+def run_image_invert(ctx: Any, image: torch.Tensor) -> dict[str, Any]:
+    """1 - image: a negative."""
+    return {"image": 1.0 - image}
 
 
 def to_pil(image: torch.Tensor) -> list[Any]:

@@ -95,3 +95,51 @@ def _run_layers(x: torch.Tensor, layers: tuple) -> torch.Tensor:
         elif activation == "relu":
             x = F.relu(x)
     return x
+
+
+def _batch_size(latent: dict[str, Any]) -> int:
+    return latent["samples"].shape[0] if latent.get("samples") is not None else int(latent["batch_size"])
+
+
+def _mask_items(mask: torch.Tensor, count: int) -> torch.Tensor:
+    """A noise mask with one item per latent item (a shorter one repeats, as ComfyUI)."""
+    if mask.shape[0] < count:
+        mask = mask.repeat((count + mask.shape[0] - 1) // mask.shape[0], *([1] * (mask.ndim - 1)))
+    return mask[:count]
+
+
+def run_repeat_latent_batch(ctx: Any, latent: dict[str, Any], amount: int) -> dict[str, Any]:
+    """ComfyUI's RepeatLatentBatch: the batch `amount` times over; copies of an item denoise with
+    their own noise (batch_index continues past the last one)."""
+    count = _batch_size(latent)
+    out = dict(latent)
+    if latent.get("samples") is not None:
+        out["samples"] = latent["samples"].repeat(amount, 1, 1, 1)
+    else:
+        out["batch_size"] = count * amount
+    mask = latent.get("noise_mask")
+    if mask is not None and mask.shape[0] > 1:
+        out["noise_mask"] = _mask_items(mask, count).repeat(amount, *([1] * (mask.ndim - 1)))
+    indices = list(latent.get("batch_index") or range(count))
+    step = max(indices) + 1
+    out["batch_index"] = [i + step * k for k in range(amount) for i in indices]
+    return {"latent": out}
+
+
+def run_latent_from_batch(ctx: Any, latent: dict[str, Any], batch_index: int, length: int) -> dict[str, Any]:
+    """ComfyUI's LatentFromBatch: `length` items from `batch_index` on (clipped to the batch); they
+    keep their place in the batch for their noise, so item 2 of a 4-image batch re-run alone is
+    the same image."""
+    count = _batch_size(latent)
+    start = min(count - 1, int(batch_index))
+    length = min(count - start, int(length))
+    out = dict(latent)
+    if latent.get("samples") is not None:
+        out["samples"] = latent["samples"][start:start + length].clone()
+    else:
+        out["batch_size"] = length
+    mask = latent.get("noise_mask")
+    if mask is not None and mask.shape[0] > 1:
+        out["noise_mask"] = _mask_items(mask, count)[start:start + length].clone()
+    out["batch_index"] = list(latent.get("batch_index") or range(count))[start:start + length]
+    return {"latent": out}

@@ -193,16 +193,24 @@ def _encode_chunk(encoder: Any, ids: list[int], weights: list[float], layer: int
     return hidden, (pooled.float() if pooled is not None else None)
 
 
-def encode(clip: ClipModel, text: str, embeddings: EmbeddingLookup | None = None) -> dict[str, Any]:
+def encode(clip: ClipModel, text: str, embeddings: EmbeddingLookup | None = None,
+           text_l: str | None = None) -> dict[str, Any]:
     """One CONDITIONING entry for `text` (empty text gives the model's unconditional embedding);
-    `embeddings` finds the textual-inversion embeddings the prompt names."""
+    `embeddings` finds the textual-inversion embeddings the prompt names. With `text_l` (ComfyUI's
+    CLIPTextEncodeSDXL) an SDXL base's CLIP-L reads `text_l` and bigG `text`, the one with fewer
+    windows padded with empty ones; a CLIP without bigG reads `text_l`, a refiner's `text`."""
     with torch.inference_mode(), clip.patched():
         sdxl = clip.text_encoder_2 is not None
         layer = encoder_layer(clip)
         embeds = pooled = None
         if clip.text_encoder is not None:   # None for an SDXL refiner: its bigG encoder gives both
-            chunks = prompt_chunks(clip.tokenizer, text, embeddings, embedding_width(clip.text_encoder),
+            first = text if text_l is None else text_l
+            chunks = prompt_chunks(clip.tokenizer, first, embeddings, embedding_width(clip.text_encoder),
                                    "text encoder")
+            if sdxl and text_l is not None:   # each encoder its own prompt: pad the shorter (ComfyUI's)
+                chunks2 = prompt_chunks(clip.tokenizer_2, text, embeddings, embedding_width(clip.text_encoder_2),
+                                        "second text encoder")
+                chunks = same_count(clip.tokenizer, chunks, max(len(chunks), len(chunks2)))
             embeds = torch.cat([_encode_chunk(clip.text_encoder, i, w, layer, not sdxl, r)[0] for i, w, r in chunks],
                                dim=1)
         if sdxl:
@@ -235,6 +243,26 @@ def same_count(tokenizer: Any, chunks: list, count: int) -> list:
 
 def run_text_encoder(ctx: Any, clip: ClipModel, text: str) -> dict[str, Any]:
     return {"conditioning": [encode(clip, text, EmbeddingLookup.for_context(ctx))]}
+
+
+def run_text_encoder_sdxl(ctx: Any, clip: ClipModel, text_g: str, text_l: str, width: int, height: int,
+                          crop_w: int, crop_h: int, target_width: int, target_height: int) -> dict[str, Any]:
+    """ComfyUI's CLIPTextEncodeSDXL: text_g for bigG, text_l for CLIP-L, and the micro-conditioning
+    an SDXL base UNet takes (the size the image is taken to have, the crop's top-left corner, the
+    target size), in place of the image size, no crop and the image size."""
+    entry = encode(clip, text_g, EmbeddingLookup.for_context(ctx), text_l=text_l)
+    entry.update(size=(int(height), int(width)), crop=(int(crop_h), int(crop_w)),
+                 target_size=(int(target_height), int(target_width)))
+    return {"conditioning": [entry]}
+
+
+def run_text_encoder_sdxl_refiner(ctx: Any, clip: ClipModel, text: str, aesthetic_score: float, width: int,
+                                  height: int) -> dict[str, Any]:
+    """ComfyUI's CLIPTextEncodeSDXLRefiner: the prompt with a refiner's micro-conditioning (size and
+    aesthetic score)."""
+    entry = encode(clip, text, EmbeddingLookup.for_context(ctx))
+    entry.update(size=(int(height), int(width)), aesthetic_score=float(aesthetic_score))
+    return {"conditioning": [entry]}
 
 
 def run_clip_set_last_layer(ctx: Any, clip: ClipModel, stop_at_layer: int) -> dict[str, Any]:

@@ -29,9 +29,13 @@ from .wrappers import UNetModel
 SEED_SPACE = 2 ** 64
 
 
-def seeded_generators(seed: int, batch: int) -> list[torch.Generator]:
-    """One CPU generator per batch item (seed + i): the initial noise, then the ancestral noise."""
-    return [torch.Generator().manual_seed((seed + i) % SEED_SPACE) for i in range(batch)]
+def seeded_generators(seed: int, batch: int, indices: Any = None) -> list[torch.Generator]:
+    """One CPU generator per batch item (seed + i): the initial noise, then the ancestral noise. A
+    latent cut from a batch (LatentFromBatch, RepeatLatentBatch) carries its items' `batch_index`,
+    so item i gets seed + its index in the batch it came from, as ComfyUI keeps their noise."""
+    if indices is None or len(indices) != batch:
+        indices = range(batch)
+    return [torch.Generator().manual_seed((seed + int(i)) % SEED_SPACE) for i in indices]
 
 
 def initial_noise(shape: tuple[int, ...], generators: list[torch.Generator]) -> torch.Tensor:
@@ -67,7 +71,7 @@ def denoise_latent(ctx: Any, model: UNetModel, positive: dict, negative: dict, l
     if hasattr(sched, "set_begin_index"):
         sched.set_begin_index(start * sched.order)
 
-    generators = seeded_generators(seed, batch)
+    generators = seeded_generators(seed, batch, latent.get("batch_index"))
     noise = initial_noise(shape, generators).to(device)
     for _ in range(start_at_step * SAMPLERS[sampler].step_noise_draws):   # the skipped steps' draws
         initial_noise(shape, generators)

@@ -209,6 +209,8 @@ class _Converter:
                 self.warnings.add(node, f"{row.comfy}'s {name!r} has no NodeForge equivalent; it is ignored")
         for message in notes.messages:
             self.warnings.add(node, message)
+        if row.note:
+            self.warnings.add(node, row.note)
         ref.params.update(row.fixed)
         order = [nf for _c, nf in row.inputs]
         ref.inputs = dict(sorted(ref.inputs.items(), key=lambda item: order.index(item[0])))

@@ -59,6 +59,7 @@ class ClassMap:
     fixed: dict[str, Any] = field(default_factory=dict)   # NodeForge params the class implies
     optional_inputs: tuple[str, ...] = ()          # ComfyUI inputs NodeForge does without
     remember: bool = True                          # record the class when several share a NodeForge type
+    note: str | None = None                        # a warning every import of the class gives
 
     def nf_input(self, comfy_name: str) -> str | None:
         return next((nf for c, nf in self.inputs if c == comfy_name), None)
@@ -163,8 +164,11 @@ ROWS: tuple[ClassMap, ...] = (
              + (Widget("start_at_step"), Widget("end_at_step"),
                 Widget("return_with_leftover_noise", load=_enable_in, save=_enable_out)),
              _SAMPLER_INPUTS, ("latent",)),
-    ClassMap("VAEDecode", "VAEDecode", "VAE Decode", (), (("samples", "latent"), ("vae", "vae")), ("image",)),
-    ClassMap("VAEEncode", "VAEEncode", "VAE Encode", (), (("pixels", "image"), ("vae", "vae")), ("latent",)),
+    # The plain forms are what a NodeForge VAE node exports as; the tiled ones are remembered.
+    ClassMap("VAEDecode", "VAEDecode", "VAE Decode", (), (("samples", "latent"), ("vae", "vae")), ("image",),
+             remember=False),
+    ClassMap("VAEEncode", "VAEEncode", "VAE Encode", (), (("pixels", "image"), ("vae", "vae")), ("latent",),
+             remember=False),
     ClassMap("VAEEncodeForInpaint", "VAEEncodeForInpaint", "VAE Encode (for Inpainting)",
              (Widget("grow_mask_by"),), (("pixels", "image"), ("vae", "vae"), ("mask", "mask")), ("latent",)),
     ClassMap("SetLatentNoiseMask", "SetLatentMask", "Set Latent Noise Mask", (),
@@ -201,7 +205,7 @@ ROWS: tuple[ClassMap, ...] = (
              (("image", "image"),), ("image", "mask")),
     ClassMap("VAELoader", "VAELoader", "Load VAE", (Widget("vae_name", "vae", model="vae"),), (), ("vae",)),
     ClassMap("ControlNetLoader", "ControlNetLoader", "Load ControlNet Model",
-             (Widget("control_net_name", "controlnet", model="controlnet"),), (), ("controlnet",)),
+             (Widget("control_net_name", "controlnet", model="controlnet"),), (), ("controlnet",), remember=False),
     ClassMap("ControlNetApplyAdvanced", "ControlNetApply", "Apply ControlNet",
              (Widget("strength"), Widget("start_percent"), Widget("end_percent")),
              (("positive", "positive"), ("negative", "negative"), ("control_net", "controlnet"), ("image", "image")),
@@ -222,6 +226,52 @@ ROWS: tuple[ClassMap, ...] = (
              (("conditioning", "conditioning"),), ("conditioning",)),
     ClassMap("ConditioningCombine", "ConditioningCombine", "Conditioning (Combine)", (),
              (("conditioning_1", "conditioning_1"), ("conditioning_2", "conditioning_2")), ("conditioning",)),
+    # SDXL's own prompt nodes (comfy_extras/nodes_clip_sdxl): one text per encoder, micro-conditioning.
+    ClassMap("CLIPTextEncodeSDXL", "TextEncoderSDXL", "CLIPTextEncodeSDXL",
+             (Widget("width"), Widget("height"), Widget("crop_w"), Widget("crop_h"), Widget("target_width"),
+              Widget("target_height"), Widget("text_g"), Widget("text_l")), (("clip", "clip"),), ("conditioning",)),
+    ClassMap("CLIPTextEncodeSDXLRefiner", "TextEncoderSDXLRefiner", "CLIPTextEncodeSDXLRefiner",
+             (Widget("ascore", "aesthetic_score"), Widget("width"), Widget("height"), Widget("text")),
+             (("clip", "clip"),), ("conditioning",)),
+    ClassMap("ConditioningZeroOut", "ConditioningZeroOut", "ConditioningZeroOut", (),
+             (("conditioning", "conditioning"),), ("conditioning",)),
+    ClassMap("ConditioningAverage", "ConditioningAverage", "ConditioningAverage",
+             (Widget("conditioning_to_strength"),),
+             (("conditioning_to", "conditioning_to"), ("conditioning_from", "conditioning_from")), ("conditioning",)),
+    ClassMap("ConditioningConcat", "ConditioningConcat", "Conditioning (Concat)", (),
+             (("conditioning_to", "conditioning_to"), ("conditioning_from", "conditioning_from")), ("conditioning",)),
+    ClassMap("ConditioningSetAreaPercentage", "ConditioningSetAreaPercentage",
+             "Conditioning (Set Area with Percentage)",
+             (Widget("width"), Widget("height"), Widget("x"), Widget("y"), Widget("strength")),
+             (("conditioning", "conditioning"),), ("conditioning",)),
+    ClassMap("RepeatLatentBatch", "RepeatLatentBatch", "Repeat Latent Batch", (Widget("amount"),),
+             (("samples", "latent"),), ("latent",)),
+    ClassMap("LatentFromBatch", "LatentFromBatch", "Latent From Batch", (Widget("batch_index"), Widget("length")),
+             (("samples", "latent"),), ("latent",)),
+    ClassMap("VAEDecodeTiled", "VAEDecode", "VAE Decode (Tiled)",
+             (Widget("tile_size", None, export_default=512), Widget("overlap", None, export_default=64),
+              Widget("temporal_size", None, export_default=64), Widget("temporal_overlap", None, export_default=8)),
+             (("samples", "latent"), ("vae", "vae")), ("image",),
+             note="NodeForge's VAE Decode tiles by itself when the image is large (above 768x768 for SD, 64-latent-"
+                  "pixel tiles); the file's tile_size and overlap are not used"),
+    ClassMap("VAEEncodeTiled", "VAEEncode", "VAE Encode (Tiled)",
+             (Widget("tile_size", None, export_default=512), Widget("overlap", None, export_default=64),
+              Widget("temporal_size", None, export_default=64), Widget("temporal_overlap", None, export_default=8)),
+             (("pixels", "image"), ("vae", "vae")), ("latent",),
+             note="NodeForge's VAE Encode tiles by itself when the image is large (above 768x768 for SD); the "
+                  "file's tile_size and overlap are not used"),
+    ClassMap("InvertMask", "InvertMask", "InvertMask", (), (("mask", "mask"),), ("mask",)),
+    ClassMap("LoadImageMask", "LoadImageMask", "Load Image (as Mask)",
+             (Widget("image", "path", model="image", load=_image_in), Widget("channel"), Widget("upload", None)), (),
+             ("mask",)),
+    ClassMap("ImageInvert", "ImageInvert", "Invert Image", (), (("image", "image"),), ("image",)),
+    # A diff ControlNet adds its weights to the model's; NodeForge loads it as a plain ControlNet.
+    ClassMap("DiffControlNetLoader", "ControlNetLoader", "Load ControlNet Model (diff)",
+             (Widget("control_net_name", "controlnet", model="controlnet"),), (), ("controlnet",),
+             optional_inputs=("model",), remember=False,
+             note="loaded as a plain ControlNet (NodeForge's Load ControlNet); the model input is ignored, so a "
+                  "diff ControlNet, whose weights are differences to its base model, does not work as intended: "
+                  "use the full ControlNet file"),
 )
 
 BY_COMFY: dict[str, ClassMap] = {row.comfy: row for row in ROWS}

@@ -24,9 +24,9 @@ def nodes_of(workflow):
 
 
 def test_the_fixtures_use_every_class_the_table_maps():
-    ui = [n["type"] for f in ("all-nodes-0.4.json", "controlnet-0.4.json")
+    ui = [n["type"] for f in ("all-nodes-0.4.json", "controlnet-0.4.json", "comfy-extras-0.4.json")
           for n in json.loads((DATA / f).read_text())["nodes"]]
-    api = [n["class_type"] for f in ("all-nodes-api.json", "controlnet-api.json")
+    api = [n["class_type"] for f in ("all-nodes-api.json", "controlnet-api.json", "comfy-extras-api.json")
            for n in json.loads((DATA / f).read_text()).values()]
     assert set(comfy_table.BY_COMFY) <= set(ui)
     assert set(comfy_table.BY_COMFY) <= set(api)
@@ -61,6 +61,56 @@ def test_controlnets_canny_and_upscale_models_field_by_field(read, name):
         "missing checkpoint 'v1-5-pruned-emaonly.safetensors' (node 1)", "missing image 'pose.png' (node 4)",
         "missing ControlNet 'control_v11p_sd15_canny.safetensors' (node 6)",
         "missing upscale model '4x-UltraSharp.pth' (node 13)"]
+
+
+SDXL_SIZES = {"width": 4096, "height": 4096, "crop_w": 64, "crop_h": 32, "target_width": 1024, "target_height": 768}
+EXTRAS = {
+    "2": ("TextEncoderSDXL", dict(SDXL_SIZES, text_g="a red circle", text_l="a circle"), {"clip": ("1", "clip")}),
+    "5": ("TextEncoderSDXLRefiner", {"aesthetic_score": 6.5, "width": 2048, "height": 1536, "text": "a red circle"},
+          {"clip": ("4", "clip")}),
+    "6": ("ConditioningZeroOut", {}, {"conditioning": ("3", "conditioning")}),
+    "7": ("ConditioningAverage", {"conditioning_to_strength": 0.75},
+          {"conditioning_to": ("2", "conditioning"), "conditioning_from": ("8", "conditioning")}),
+    "9": ("ConditioningConcat", {}, {"conditioning_to": ("7", "conditioning"), "conditioning_from": ("8", "conditioning")}),
+    "10": ("ConditioningSetAreaPercentage", {"width": 0.5, "height": 1.0, "x": 0.25, "y": 0.0, "strength": 1.2},
+           {"conditioning": ("9", "conditioning")}),
+    "12": ("RepeatLatentBatch", {"amount": 4}, {"latent": ("11", "latent")}),
+    "14": ("LatentFromBatch", {"batch_index": 2, "length": 1}, {"latent": ("13", "latent")}),
+    "15": ("VAEDecode", {}, {"latent": ("14", "latent"), "vae": ("1", "vae")}),
+    "16": ("ImageInvert", {}, {"image": ("15", "image")}),
+    "17": ("VAEEncode", {}, {"image": ("16", "image"), "vae": ("1", "vae")}),
+    "18": ("LoadImageMask", {"path": "mask.png", "channel": "red"}, {}),
+    "19": ("InvertMask", {}, {"mask": ("18", "mask")}),
+    "20": ("SetLatentMask", {}, {"latent": ("17", "latent"), "mask": ("19", "mask")}),
+    "21": ("ControlNetLoader", {"controlnet": "diff_control_sd15_canny_fp16.safetensors"}, {}),
+}
+
+
+@pytest.mark.parametrize("name", ["comfy-extras-0.4.json", "comfy-extras-api.json"])
+def test_sdxl_prompts_and_utility_classes_field_by_field(read, name):
+    imported = read(name)
+    nodes = imported.workflow.nodes
+    for nid, (node_type, params, inputs) in EXTRAS.items():
+        assert (nodes[nid].type, nodes[nid].params, nodes[nid].inputs) == (node_type, params, inputs), nid
+    assert nodes["15"].extra == {"comfyui": {"class_type": "VAEDecodeTiled"}}
+    assert nodes["17"].extra == {"comfyui": {"class_type": "VAEEncodeTiled"}}
+    assert nodes["21"].extra == {} and nodes["24"].extra == {}
+    notes = [line for line in imported.warnings if not line.startswith("missing ")]
+    assert [line.split(":")[0] for line in notes] == ["node 15 (VAEDecodeTiled)", "node 17 (VAEEncodeTiled)",
+                                                      "node 21 (DiffControlNetLoader)"]
+    assert "tile_size and overlap are not used" in notes[0] and "tile_size and overlap are not used" in notes[1]
+    assert "the model input is ignored" in notes[2] and "use the full ControlNet file" in notes[2]
+
+
+def test_sdxl_prompts_and_utility_classes_validate_without_placeholders(read, registry):
+    from nodeforge import Engine
+    from nodeforge.core.models import ModelPaths
+
+    engine = Engine(device="cpu", registry=registry, model_paths=ModelPaths(roots=[], include_builtin=False))
+    for name in ("comfy-extras-0.4.json", "comfy-extras-api.json", "sdxl-refiner-0.4.json", "sdxl-refiner-api.json"):
+        workflow = read(name).workflow
+        assert all(n.type != "comfyui.Placeholder" for n in workflow.nodes.values()), name
+        assert engine.validate(workflow, check_files=False) == [], name
 
 
 @pytest.mark.parametrize("name", FORMATS)

@@ -83,6 +83,30 @@ def test_comfyui_inpaint_repaints_only_the_masked_half(tmp_path, capsys):
     assert verdict.background == "white", verdict
 
 
+def test_comfyui_utility_nodes_a_picked_batch_item_is_that_seed_alone(tmp_path, capsys):
+    """RepeatLatentBatch x2 -> KSampler (seed 41) -> LatentFromBatch(1) -> VAEDecodeTiled, on an
+    averaged prompt over a full-frame percentage area: the image is the one seed 42 draws alone."""
+    import json
+
+    mapping = "v1-5-pruned-emaonly.safetensors=nodeforge-shapes"
+    image, err = run(tmp_path, capsys, "comfy-batch-api.json", mapping)
+    assert err.startswith("warning: node 13 (VAEDecodeTiled): NodeForge's VAE Decode tiles by itself")
+    verdict = judge(image)
+    assert (verdict.colour, verdict.shape, verdict.background) == ("red", "circle", "blue"), verdict
+    prompt = json.loads((DATA / "comfy-batch-api.json").read_text())
+    for nid in ("11", "12"):
+        del prompt[nid]
+    prompt["3"]["inputs"].update(seed=42, latent_image=["5", 0])
+    prompt["13"]["inputs"]["samples"] = ["3", 0]
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    (alone / "alone.json").write_text(json.dumps(prompt))
+    assert main(["run", str(alone / "alone.json"), "--out", str(alone / "out"), "-q", "--model-map", mapping]) == 0
+    [path] = capsys.readouterr().out.split()
+    single = np.asarray(Image.open(path).convert("RGB"), dtype=np.int16)
+    assert np.abs(np.asarray(image, dtype=np.int16) - single).max() <= 1
+
+
 @pytest.fixture(scope="module")
 def engine(tmp_path_factory):
     from nodeforge import Engine

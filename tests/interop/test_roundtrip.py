@@ -2,12 +2,15 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
 from nodeforge.core.errors import WorkflowError
 from nodeforge.interop import ExportError, export_comfyui_api, read_workflow
 from nodeforge.paths import builtin_dir
+
+DATA = Path(__file__).resolve().parent / "data"
 
 
 def graph_of(workflow):
@@ -22,7 +25,8 @@ def comfy_records(workflow):
 
 @pytest.mark.parametrize("name", ["all-nodes-0.4.json", "all-nodes-1.json", "all-nodes-api.json",
                                   "txt2img-0.4.json", "subgraph-1.json", "controlnet-0.4.json",
-                                  "controlnet-api.json"])
+                                  "controlnet-api.json", "comfy-extras-0.4.json", "comfy-extras-api.json",
+                                  "sdxl-refiner-0.4.json", "sdxl-refiner-api.json", "comfy-batch-api.json"])
 def test_import_export_import_is_identical(read, registry, no_models, name):
     first = read(name).workflow
     prompt = export_comfyui_api(first, registry=registry)
@@ -63,6 +67,21 @@ def test_the_api_prompt_carries_comfyui_names_and_values(read, registry):
     assert prompt["26"]["inputs"] == {"images": ["25", 0]}
     assert prompt["15"]["inputs"] == {"image": "photo.png"}
     assert prompt["5"]["_meta"] == {"title": "positive"}
+
+
+@pytest.mark.parametrize("name", ["comfy-extras-0.4.json", "comfy-extras-api.json"])
+def test_sdxl_prompts_and_utility_classes_export_under_their_comfyui_names(read, registry, name):
+    prompt = export_comfyui_api(read(name).workflow, registry=registry)
+    original = json.loads((DATA / "comfy-extras-api.json").read_text())
+    for nid in ("2", "3", "5", "6", "7", "9", "10", "12", "14", "15", "16", "17", "19", "20"):
+        assert prompt[nid]["class_type"] == original[nid]["class_type"], nid
+        assert prompt[nid]["inputs"] == original[nid]["inputs"], nid
+    assert prompt["18"] == {"class_type": "LoadImageMask", "_meta": {"title": "Load Image (as Mask)"},
+                            "inputs": {"image": "mask.png", "channel": "red"}}
+    # NodeForge loads a diff ControlNet as a plain one, and exports it so (without the model input)
+    assert prompt["21"] == {"class_type": "ControlNetLoader", "_meta": {"title": "Load ControlNet Model"},
+                            "inputs": {"control_net_name": "diff_control_sd15_canny_fp16.safetensors"}}
+    assert prompt["24"]["class_type"] == "VAEDecode"
 
 
 def test_export_names_every_node_without_a_comfyui_equivalent(registry):

@@ -48,6 +48,20 @@ def test_node_table_matches_the_design(registry):
         "ImageUpscaleWithModel": (["upscale_model", "image"], ["tile", "overlap"], ["image"]),
         "ConditioningCombine": (["conditioning_1", "conditioning_2"], [], ["conditioning"]),
         "ConditioningSetAestheticScore": (["conditioning"], ["aesthetic_score"], ["conditioning"]),
+        "TextEncoderSDXL": (["clip"], ["text_g", "text_l", "width", "height", "crop_w", "crop_h", "target_width",
+                                       "target_height"], ["conditioning"]),
+        "TextEncoderSDXLRefiner": (["clip"], ["text", "aesthetic_score", "width", "height"], ["conditioning"]),
+        "ConditioningSetAreaPercentage": (["conditioning"], ["width", "height", "x", "y", "strength"],
+                                          ["conditioning"]),
+        "ConditioningZeroOut": (["conditioning"], [], ["conditioning"]),
+        "ConditioningAverage": (["conditioning_to", "conditioning_from"], ["conditioning_to_strength"],
+                                ["conditioning"]),
+        "ConditioningConcat": (["conditioning_to", "conditioning_from"], [], ["conditioning"]),
+        "RepeatLatentBatch": (["latent"], ["amount"], ["latent"]),
+        "LatentFromBatch": (["latent"], ["batch_index", "length"], ["latent"]),
+        "LoadImageMask": ([], ["path", "channel"], ["mask"]),
+        "InvertMask": (["mask"], [], ["mask"]),
+        "ImageInvert": (["image"], [], ["image"]),
     }
     for name, (inputs, params, outputs) in table.items():
         spec = registry.get(name)

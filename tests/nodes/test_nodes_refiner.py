@@ -5,6 +5,7 @@ diffusers' ensemble-of-experts pipelines (base with denoising_end, refiner with 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -218,3 +219,99 @@ def test_the_shipped_refiner_unet_config_is_what_diffusers_derives_from_stabilit
     assert shipped["block_out_channels"] == [384, 768, 1536, 1536] and shipped["addition_time_embed_dim"] == 256
     index = json.loads((loading.configs_dir() / "sdxl-refiner" / "model_index.json").read_text())
     assert index["requires_aesthetics_score"] is True and index["text_encoder"] == [None, None]
+
+
+# -- ComfyUI's SDXL prompt nodes: CLIPTextEncodeSDXL / CLIPTextEncodeSDXLRefiner -> TextEncoderSDXL(Refiner) ----
+COMFY_DATA = Path(__file__).resolve().parents[1] / "interop" / "data"
+COMFY_MODELS = {"sd_xl_base_1.0.safetensors": "tiny-xl", "sd_xl_refiner_1.0.safetensors": "tiny-refiner"}
+
+
+def _comfy(refiner_engine, refiner_root, source):
+    from nodeforge.core.models import ModelPaths
+    from nodeforge.interop import read_workflow
+
+    imported = read_workflow(source, registry=refiner_engine.registry, model_map=COMFY_MODELS,
+                             model_paths=ModelPaths(roots=[refiner_root[0]]))
+    assert not [line for line in imported.warnings if line.startswith("missing")], imported.warnings
+    assert refiner_engine.validate(imported.workflow) == []
+    return imported.workflow
+
+
+def _normal(wf):
+    for nid in ("first", "second"):   # the fixture's KSamplerAdvanced use ComfyUI's "normal" scheduler
+        wf.nodes[nid].params["schedule"] = "normal"
+    return wf
+
+
+@pytest.mark.parametrize("name", ["sdxl-refiner-0.4.json", "sdxl-refiner-api.json"])
+def test_a_comfyui_sdxl_base_and_refiner_graph_runs_and_at_the_image_size_is_bitwise_the_plain_prompts(
+        refiner_engine, refiner_root, name):
+    wf = _comfy(refiner_engine, refiner_root, COMFY_DATA / name)
+    assert [wf.nodes[n].type for n in ("6", "7", "15", "16")] == ["TextEncoderSDXL"] * 2 + ["TextEncoderSDXLRefiner"] * 2
+    out = refiner_engine.run(wf, outputs=["10", "11", "17"]).outputs
+    plain = refiner_engine.run(_normal(_hand_over("tiny-refiner")), outputs=["first", "second"]).outputs
+    # size = target = the 32 px image, no crop, one text for both encoders, scores 6 / 2.5: what TextEncoder implies
+    assert torch.equal(out["10"]["latent"]["samples"], plain["first"]["latent"]["samples"])
+    assert torch.equal(out["11"]["latent"]["samples"], plain["second"]["latent"]["samples"])
+    assert out["17"]["image"].shape == (1, SIZE, SIZE, 3)
+
+
+def _time_ids(monkeypatch):
+    from diffusers import UNet2DConditionModel
+
+    seen: list[torch.Tensor] = []
+    forward = UNet2DConditionModel.forward
+
+    def spy(self, *args, **kw):
+        seen.append(kw["added_cond_kwargs"]["time_ids"].clone())
+        return forward(self, *args, **kw)
+    monkeypatch.setattr(UNet2DConditionModel, "forward", spy)
+    return seen
+
+
+def test_the_micro_conditioning_reaches_the_unets_time_ids_and_changes_the_image(refiner_engine, refiner_root,
+                                                                                monkeypatch):
+    prompt = json.loads((COMFY_DATA / "sdxl-refiner-api.json").read_text())
+    default = refiner_engine.run(_comfy(refiner_engine, refiner_root, prompt), outputs=["10", "11"]).outputs
+    prompt["6"]["inputs"].update(width=64, height=48, crop_w=8, crop_h=16, target_width=40, target_height=24)
+    prompt["15"]["inputs"].update(ascore=9.0, width=128, height=96)
+    prompt["16"]["inputs"].update(ascore=1.0)
+    seen = _time_ids(monkeypatch)
+    out = refiner_engine.run(_comfy(refiner_engine, refiner_root, prompt), outputs=["10", "11"]).outputs
+    base, refiner = [t for t in seen if t.shape[1] == 6], [t for t in seen if t.shape[1] == 5]
+    assert len(base) == SPLIT and len(refiner) == STEPS - SPLIT
+    # the UNet batch is negative then positive: [height, width, crop top, crop left, target height, target width]
+    assert base[0].tolist() == [[SIZE, SIZE, 0, 0, SIZE, SIZE], [48, 64, 16, 8, 24, 40]]
+    # refiner: [height, width, crop top, crop left, aesthetic score]
+    assert refiner[0].tolist() == [[SIZE, SIZE, 0, 0, 1.0], [96, 128, 0, 0, 9.0]]
+    assert (out["10"]["latent"]["samples"] - default["10"]["latent"]["samples"]).abs().max() > 1e-3
+    # the refiner node's score is ConditioningSetAestheticScore's (bitwise), the size aside
+    prompt["15"]["inputs"].update(width=SIZE, height=SIZE)
+    monkeypatch.undo()
+    scored = refiner_engine.run(_comfy(refiner_engine, refiner_root, prompt), outputs=["11"]).outputs["11"]
+    wf = _comfy(refiner_engine, refiner_root, prompt)
+    alone = _normal(_hand_over("tiny-refiner", 9.0, 1.0))   # its refiner stage on the imported base's latent
+    alone.nodes.update({nid: wf.nodes[nid] for nid in ("4", "5", "6", "7", "10")})
+    alone.nodes["second"].inputs["latent"] = ("10", "latent")
+    reference = refiner_engine.run(alone, outputs=["second"]).outputs["second"]["latent"]["samples"]
+    assert torch.equal(scored["latent"]["samples"], reference)
+
+
+def test_text_g_goes_to_big_g_and_text_l_to_clip_l(refiner_engine):
+    wf = Workflow()
+    wf.add("CheckpointLoader", {"checkpoint": "tiny-xl"}, node_id="ckpt")
+    long_l = ", ".join(["a small blue square"] * 25)    # two windows for CLIP-L, one for bigG
+    wf.add("TextEncoderSDXL", {"text_g": "a red circle", "text_l": long_l}, {"clip": ("ckpt", "clip")}, node_id="both")
+    wf.add("TextEncoder", {"text": "a red circle"}, {"clip": ("ckpt", "clip")}, node_id="g")
+    wf.add("TextEncoder", {"text": long_l}, {"clip": ("ckpt", "clip")}, node_id="l")
+    wf.add("TextEncoder", {"text": ""}, {"clip": ("ckpt", "clip")}, node_id="empty")
+    out = refiner_engine.run(wf, outputs=["ckpt", "both", "g", "l", "empty"]).outputs
+    width_l = out["ckpt"]["clip"].text_encoder.config.hidden_size
+    [both], [g], [l], [empty] = (out[n]["conditioning"] for n in ("both", "g", "l", "empty"))
+    assert both["embeds"].shape[1] == 154 and l["embeds"].shape[1] == 154 and g["embeds"].shape[1] == 77
+    assert torch.equal(both["embeds"][..., :width_l], l["embeds"][..., :width_l])
+    # bigG: the short prompt's window, then an empty one (ComfyUI pads the shorter side)
+    assert torch.equal(both["embeds"][:, :77, width_l:], g["embeds"][..., width_l:])
+    assert torch.equal(both["embeds"][:, 77:, width_l:], empty["embeds"][..., width_l:])
+    assert torch.equal(both["pooled"], g["pooled"])
+    assert both["size"] == (1024, 1024) and both["crop"] == (0, 0) and both["target_size"] == (1024, 1024)

@@ -1,0 +1,182 @@
+"""ComfyUI's small utility nodes, numerically as ComfyUI defines them: ConditioningZeroOut,
+ConditioningAverage, ConditioningConcat, ConditioningSetAreaPercentage, RepeatLatentBatch,
+LatentFromBatch, LoadImageMask, InvertMask, ImageInvert."""
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from nodeforge import Workflow
+from nodeforge.core.errors import NodeError
+from nodeforge.core.registry import builtin_module
+
+conditioning = builtin_module("conditioning")
+
+
+def _entry(length, width=8, pooled=True, seed=0, **extra):
+    gen = torch.Generator().manual_seed(seed)
+    return dict({"embeds": torch.randn(1, length, width, generator=gen),
+                 "pooled": torch.randn(1, 4, generator=gen) if pooled else None, "family": "sdxl"}, **extra)
+
+
+def test_zero_out_zeros_the_prompt_and_the_pooled_vector_and_keeps_the_rest():
+    entry = _entry(77, area=(16, 16, 0, 0), strength=0.5)
+    [out] = conditioning.run_conditioning_zero_out(None, [entry])["conditioning"]
+    assert torch.equal(out["embeds"], torch.zeros(1, 77, 8)) and torch.equal(out["pooled"], torch.zeros(1, 4))
+    assert out["area"] == (16, 16, 0, 0) and out["strength"] == 0.5
+    assert entry["embeds"].abs().sum() > 0   # the input is not changed
+    [sd] = conditioning.run_conditioning_zero_out(None, [_entry(77, pooled=False)])["conditioning"]
+    assert sd["pooled"] is None
+
+
+def test_average_mixes_to_and_from_as_comfyui_cutting_or_padding_from():
+    to = [_entry(154, seed=1, area=(8, 8, 0, 0)), _entry(77, seed=2)]
+    source = [_entry(77, seed=3), _entry(77, seed=4)]   # only the first entry of conditioning_from counts
+    out = conditioning.run_conditioning_average(None, to, source, 0.3)["conditioning"]
+    f = source[0]["embeds"]
+    padded = torch.cat([f, torch.zeros(1, 77, 8)], 1)   # from is shorter: zeros after it
+    torch.testing.assert_close(out[0]["embeds"], to[0]["embeds"] * 0.3 + padded * 0.7, atol=0, rtol=0)
+    torch.testing.assert_close(out[1]["embeds"], to[1]["embeds"] * 0.3 + f * 0.7, atol=0, rtol=0)
+    torch.testing.assert_close(out[0]["pooled"], to[0]["pooled"] * 0.3 + source[0]["pooled"] * 0.7, atol=0, rtol=0)
+    assert out[0]["area"] == (8, 8, 0, 0)
+    # a longer from is cut to to's length; strength 1 is to itself
+    [cut] = conditioning.run_conditioning_average(None, [_entry(77, seed=5)], [_entry(154, seed=6)], 1.0)["conditioning"]
+    assert torch.equal(cut["embeds"], _entry(77, seed=5)["embeds"])
+    # to without a pooled vector takes from's (SD 1.x entries carry None)
+    [sd] = conditioning.run_conditioning_average(None, [_entry(77, pooled=False)], [_entry(77, seed=7)],
+                                                 0.5)["conditioning"]
+    assert torch.equal(sd["pooled"], _entry(77, seed=7)["pooled"])
+    with pytest.raises(NodeError) as info:
+        conditioning.run_conditioning_average(None, [_entry(77)], [_entry(77, width=16)], 0.5)
+    assert info.value.field == "conditioning_from"
+
+
+def test_concat_appends_the_first_from_entry_to_each_to_entry():
+    to, source = [_entry(77, seed=1, strength=2.0)], [_entry(154, seed=2), _entry(77, seed=3)]
+    [out] = conditioning.run_conditioning_concat(None, to, source)["conditioning"]
+    assert out["embeds"].shape == (1, 231, 8)
+    assert torch.equal(out["embeds"], torch.cat([to[0]["embeds"], source[0]["embeds"]], 1))
+    assert torch.equal(out["pooled"], to[0]["pooled"]) and out["strength"] == 2.0
+
+
+def test_area_percentage_rounds_in_latent_pixels_as_comfyui():
+    [entry] = conditioning.run_conditioning_set_area_percentage(None, [_entry(77, area=(8, 8, 8, 8))], 0.25, 0.5,
+                                                                0.35, 0.125, 1.5)["conditioning"]
+    assert "area" not in entry and entry["strength"] == 1.5
+    # frame 8 x 10 latent pixels: h max(1, round(4.0)), w round(2.5) = 2 (Python's rounding, ComfyUI's), y 1, x round(3.5) = 4
+    assert conditioning._box(entry, 8, (8, 10), "positive") == (4, 2, 1, 4)
+    [tiny] = conditioning.run_conditioning_set_area_percentage(None, [_entry(77)], 0.01, 0.01, 0.0, 0.0,
+                                                               1.0)["conditioning"]
+    assert conditioning._box(tiny, 8, (8, 10), "positive") == (1, 1, 0, 0)   # at least one latent pixel
+    [outside] = conditioning.run_conditioning_set_area_percentage(None, [_entry(77)], 0.5, 0.5, 1.0, 0.0,
+                                                                  1.0)["conditioning"]
+    with pytest.raises(NodeError):
+        conditioning._box(outside, 8, (8, 10), "positive")
+    # a later ConditioningSetArea replaces it (as ComfyUI's one "area" key)
+    [pixels] = conditioning.run_conditioning_set_area(None, [entry], 16, 16, 0, 0, 1.0)["conditioning"]
+    assert "area_fraction" not in pixels and conditioning._box(pixels, 8, (8, 10), "positive") == (2, 2, 0, 0)
+
+
+def _latent(engine, wf, node="denoise"):
+    return engine.run(wf, outputs=[node]).outputs[node]["latent"]["samples"]
+
+
+def test_an_area_in_fractions_denoises_as_the_same_area_in_pixels(engine, make_txt2img):
+    def halves(node_type, params):
+        wf = make_txt2img(seed=5)
+        wf.add("TextEncoder", {"text": "green square"}, {"clip": ("ckpt", "clip")}, node_id="right")
+        wf.add(node_type, params, {"conditioning": ("right", "conditioning")}, node_id="area")
+        wf.add("ConditioningCombine", {}, {"conditioning_1": ("pos", "conditioning"),
+                                           "conditioning_2": ("area", "conditioning")}, node_id="both")
+        wf.nodes["denoise"].inputs["positive"] = ("both", "conditioning")
+        return wf
+    fraction = _latent(engine, halves("ConditioningSetAreaPercentage",
+                                      {"width": 0.5, "height": 1.0, "x": 0.5, "y": 0.0, "strength": 1.0}))
+    pixels = _latent(engine, halves("ConditioningSetArea", {"width": 16, "height": 32, "x": 16, "y": 0, "strength": 1.0}))
+    assert torch.equal(fraction, pixels)
+    assert (fraction - _latent(engine, make_txt2img(seed=5))).abs().max() > 1e-3
+
+
+def test_repeat_latent_batch_gives_each_copy_its_own_seed(engine, make_txt2img):
+    three = _latent(engine, make_txt2img(seed=20, batch_size=3))
+    wf = make_txt2img(seed=20, batch_size=1)
+    wf.add("RepeatLatentBatch", {"amount": 3}, {"latent": ("empty", "latent")}, node_id="repeat")
+    wf.nodes["denoise"].inputs["latent"] = ("repeat", "latent")
+    repeated = _latent(engine, wf)
+    assert repeated.shape[0] == 3
+    torch.testing.assert_close(repeated, three, atol=1e-5, rtol=1e-4)
+
+
+def test_latent_from_batch_keeps_an_items_noise_so_it_reruns_alone_the_same(engine, make_txt2img):
+    batch = _latent(engine, make_txt2img(seed=30, batch_size=3))
+    wf = make_txt2img(seed=30, batch_size=3)
+    wf.add("LatentFromBatch", {"batch_index": 1, "length": 5}, {"latent": ("empty", "latent")}, node_id="pick")
+    wf.nodes["denoise"].inputs["latent"] = ("pick", "latent")
+    picked = _latent(engine, wf)
+    assert picked.shape[0] == 2    # length clipped to what the batch has
+    torch.testing.assert_close(picked, batch[1:], atol=1e-5, rtol=1e-4)
+    # on denoised samples it is a slice; batch_index past the end takes the last item
+    wf = make_txt2img(seed=30, batch_size=3)
+    wf.add("LatentFromBatch", {"batch_index": 9, "length": 1}, {"latent": ("denoise", "latent")}, node_id="last")
+    out = engine.run(wf, outputs=["last"]).outputs["last"]["latent"]
+    assert torch.equal(out["samples"], batch[2:]) and out["batch_index"] == [2]
+
+
+def test_repeat_then_pick_on_samples_and_masks():
+    latents = builtin_module("latents")
+    samples = torch.arange(2 * 4 * 2 * 2, dtype=torch.float32).reshape(2, 4, 2, 2)
+    mask = torch.rand(2, 1, 2, 2)
+    out = latents.run_repeat_latent_batch(None, {"samples": samples, "noise_mask": mask}, 2)["latent"]
+    assert torch.equal(out["samples"], torch.cat([samples, samples]))
+    assert torch.equal(out["noise_mask"], torch.cat([mask, mask])) and out["batch_index"] == [0, 1, 2, 3]
+    again = latents.run_repeat_latent_batch(None, out, 2)["latent"]
+    assert again["batch_index"] == [0, 1, 2, 3, 4, 5, 6, 7]
+    one = latents.run_latent_from_batch(None, out, 3, 1)["latent"]
+    assert torch.equal(one["samples"], samples[1:]) and torch.equal(one["noise_mask"], mask[1:])
+    assert one["batch_index"] == [3]
+
+
+def _run(engine, node_type, params, inputs=None, output="mask"):
+    wf = Workflow()
+    wf.add(node_type, params, inputs or {}, node_id="n")
+    return engine.run(wf, outputs=["n"]).outputs["n"][output]
+
+
+def test_load_image_mask_takes_one_channel_and_inverts_alpha(engine, tmp_path):
+    rgba = np.zeros((4, 6, 4), dtype=np.uint8)
+    rgba[..., 0] = np.arange(24).reshape(4, 6) * 10
+    rgba[..., 1] = 7
+    rgba[..., 3] = 255
+    rgba[0, :, 3] = 0
+    path = tmp_path / "mask.png"
+    Image.fromarray(rgba, "RGBA").save(path)
+    red = _run(engine, "LoadImageMask", {"path": str(path), "channel": "red"})
+    assert red.shape == (1, 4, 6)
+    torch.testing.assert_close(red[0], torch.from_numpy(rgba[..., 0] / 255.0).float(), atol=1e-7, rtol=0)
+    assert torch.allclose(_run(engine, "LoadImageMask", {"path": str(path), "channel": "green"}), torch.tensor(7 / 255))
+    alpha = _run(engine, "LoadImageMask", {"path": str(path), "channel": "alpha"})
+    assert torch.equal(alpha[0, 0], torch.ones(6)) and torch.equal(alpha[0, 1:], torch.zeros(3, 6))   # transparent = 1
+    rgb = tmp_path / "rgb.png"
+    Image.fromarray(rgba[..., :3], "RGB").save(rgb)
+    assert torch.equal(_run(engine, "LoadImageMask", {"path": str(rgb), "channel": "alpha"}), torch.zeros(1, 4, 6))
+
+
+def test_invert_mask_and_image_invert_are_one_minus(engine, tmp_path):
+    rgba = np.zeros((2, 2, 4), dtype=np.uint8)
+    rgba[..., 0] = [[0, 51], [102, 255]]
+    rgba[..., 3] = 255
+    path = tmp_path / "m.png"
+    Image.fromarray(rgba, "RGBA").save(path)
+    wf = Workflow()
+    wf.add("LoadImage", {"path": str(path)}, node_id="load")
+    wf.add("LoadImageMask", {"path": str(path), "channel": "red"}, node_id="mask")
+    wf.add("InvertMask", {}, {"mask": ("mask", "mask")}, node_id="inv")
+    wf.add("ImageInvert", {}, {"image": ("load", "image")}, node_id="neg")
+    out = engine.run(wf, outputs=["load", "mask", "inv", "neg"]).outputs
+    torch.testing.assert_close(out["inv"]["mask"], 1 - out["mask"]["mask"], atol=0, rtol=0)
+    torch.testing.assert_close(out["neg"]["image"], 1 - out["load"]["image"], atol=0, rtol=0)
+    assert float(out["neg"]["image"][0, 1, 1, 0]) == 0.0 and float(out["neg"]["image"][0, 0, 0, 2]) == 1.0
