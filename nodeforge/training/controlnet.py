@@ -32,12 +32,13 @@ import shutil
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
-from nodeforge.training import data
-from nodeforge.training.lora import Progress, _DefaultsShown, resolve_base
+from nodeforge.training import common, data
+from nodeforge.training.lora import Progress, _DefaultsShown, encode_images, load_base, resolve_base
 
 CONDITIONING_CHANNELS = (16, 32, 64)   # three widths: two stride-2 convolutions, 64 px -> 16 latent px
 EDGE_THRESHOLDS = (0.4, 0.8)           # ImageToEdges' defaults
@@ -198,10 +199,7 @@ def parse_args(argv: list[str] | None):
 
 def report(result: dict, args) -> None:
     numbers = public(result)
-    text = json.dumps(numbers, indent=1)
-    print(text)
-    if args.json:
-        args.json.write_text(text + "\n", encoding="utf-8")
+    common.report(numbers, args.json)
     if args.sheet:
         contact_sheet(result, args.sheet)
     for name in ("controlnet", "base"):
@@ -212,8 +210,7 @@ def report(result: dict, args) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(args.seed)
+    common.start(args.threads, args.seed)
     base = resolve_base(args.base)
     if args.evaluate is not None:
         if not (args.evaluate / "config.json").is_file():
@@ -221,37 +218,62 @@ def main(argv: list[str] | None = None) -> int:
         report(evaluate(args.evaluate, base, args.cases), args)
         return 0
 
-    from diffusers import AutoencoderKL, ControlNetModel, DDPMScheduler, UNet2DConditionModel
-    from transformers import CLIPTextModel, CLIPTokenizer
-
-    from nodeforge.training.models import training_noise
-
     t0 = time.time()
-    vae = AutoencoderKL.from_pretrained(base, subfolder="vae").eval()
-    unet = UNet2DConditionModel.from_pretrained(base, subfolder="unet").eval()
-    text_encoder = CLIPTextModel.from_pretrained(base, subfolder="text_encoder").eval()
-    tokenizer = CLIPTokenizer.from_pretrained(base, subfolder="tokenizer")
-    noise_scheduler = DDPMScheduler.from_pretrained(base, subfolder="scheduler")
-    for m in (vae, unet, text_encoder):
-        m.requires_grad_(False)
-
-    images, captions = training_set(args.images, 1000 + args.seed, args.empty_rate)
-    with torch.no_grad():
-        hints = (outlines(images) > 0.5).to(torch.uint8)          # [n, 64, 64], 1 byte a pixel
-        x = torch.from_numpy(images).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
-        latents = torch.cat([vae.encode(x[i:i + 64]).latent_dist.mode() for i in range(0, len(x), 64)])
-        latents = latents * vae.config.scaling_factor
-        del x
-        unique = sorted(set(captions))
-        ids = tokenizer(unique, padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
-                        return_tensors="pt").input_ids
-        table = torch.cat([text_encoder(ids[i:i + 64])[0] for i in range(0, len(ids), 64)])
-        caption_index = torch.tensor([unique.index(c) for c in captions])
+    parts = load_base(base, torch.device("cpu"))
+    for name in ("unet", "text_encoder"):
+        parts[name].eval()
+    prepared = prepare_data(args, parts)
     prep_s = time.time() - t0
-    print(f"train-controlnet: {len(images)} images, {len(unique)} distinct captions, latents and outlines "
-          f"in {prep_s:.0f} s", file=sys.stderr)
-    del images
+    print(f"train-controlnet: {prepared['images']} images, {prepared['captions']} distinct captions, latents and "
+          f"outlines in {prep_s:.0f} s", file=sys.stderr)
+    controlnet, losses, train_s = train_controlnet(args, parts, prepared)
 
+    controlnet.eval()
+    numbers = {"steps": args.steps, "batch": args.batch, "lr": args.lr, "warmup": args.warmup, "images": args.images,
+               "empty_rate": args.empty_rate, "noise_offset": args.noise_offset, "seed": args.seed,
+               "conditioning_channels": list(args.conditioning_channels), "threads": args.threads,
+               "prepare_s": round(prep_s, 1), "train_s": round(train_s, 1),
+               "s_per_step": round(train_s / max(args.steps, 1), 3),
+               "loss_first_100": round(float(np.mean(losses[:100])), 4),
+               "loss_last_100": round(float(np.mean(losses[-100:])), 4)}
+    save_controlnet(controlnet, numbers, args.out)
+    print(f"train-controlnet: wrote {args.out} after {train_s:.0f} s of training "
+          f"({numbers['s_per_step']} s a step)", file=sys.stderr)
+    if not args.no_evaluate:
+        result = evaluate(None, base, args.cases, model=controlnet)
+        result["training"] = numbers
+        report(result, args)
+        (args.out / "evaluation.json").write_text(json.dumps(public(result), indent=1) + "\n", encoding="utf-8")
+    return 0
+
+
+@torch.no_grad()
+def prepare_data(args, parts: dict) -> dict:
+    """The training set as tensors: outlines (1 byte a pixel), scaled latents, and each distinct
+    caption's text states encoded once (`table`, indexed by `caption_index`)."""
+    images, captions = training_set(args.images, 1000 + args.seed, args.empty_rate)
+    tokenizer, text_encoder = parts["tokenizer"], parts["text_encoder"]
+    hints = (outlines(images) > 0.5).to(torch.uint8)          # [n, 64, 64], 1 byte a pixel
+    latents = encode_images(parts["vae"], images, torch.device("cpu"))
+    unique = sorted(set(captions))
+    ids = tokenizer(unique, padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
+                    return_tensors="pt").input_ids
+    table = torch.cat([text_encoder(ids[i:i + 64])[0] for i in range(0, len(ids), 64)])
+    caption_index = torch.tensor([unique.index(c) for c in captions])
+    return {"hints": hints, "latents": latents, "table": table, "caption_index": caption_index,
+            "images": len(images), "captions": len(unique)}
+
+
+def train_controlnet(args, parts: dict, prepared: dict) -> tuple[Any, list[float], float]:
+    """A ControlNet made from the frozen UNet (`ControlNetModel.from_unet`), after `args.steps` AdamW
+    steps on the base model's min-SNR denoising loss with its residuals added; the loss of each
+    step, and the seconds the steps took."""
+    from diffusers import ControlNetModel
+
+    from nodeforge.training.models import min_snr_loss, training_noise
+
+    unet, noise_scheduler = parts["unet"], parts["scheduler"]
+    latents, hints, table, caption_index = (prepared[k] for k in ("latents", "hints", "table", "caption_index"))
     controlnet = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=tuple(args.conditioning_channels))
     controlnet.train()
     opt = torch.optim.AdamW(controlnet.parameters(), lr=args.lr, weight_decay=1e-2)
@@ -259,7 +281,7 @@ def main(argv: list[str] | None = None) -> int:
     alphas = noise_scheduler.alphas_cumprod
     snr = alphas / (1 - alphas)
     progress = Progress(args.steps, name="train-controlnet")
-    losses = []
+    losses: list[float] = []
     t1 = time.time()
     for step in range(args.steps):
         idx = torch.randint(len(latents), (args.batch,), generator=gen)
@@ -272,44 +294,28 @@ def main(argv: list[str] | None = None) -> int:
         down, mid = controlnet(noisy, t, encoder_hidden_states=cond, controlnet_cond=hint, return_dict=False)
         pred = unet(noisy, t, encoder_hidden_states=cond, down_block_additional_residuals=down,
                     mid_block_additional_residual=mid).sample
-        weight = torch.clamp(snr[t], max=5.0) / snr[t]             # Min-SNR-5, as the base model was trained
-        loss = (weight * (pred - noise).pow(2).mean(dim=(1, 2, 3))).mean()
+        loss = min_snr_loss(pred, noise, snr[t])              # Min-SNR-5, as the base model was trained
         decay = 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / args.steps))
         for group in opt.param_groups:
             group["lr"] = args.lr * min(1.0, (step + 1) / max(args.warmup, 1)) * decay
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(controlnet.parameters(), 1.0)
-        opt.step()
+        common.optimizer_step(opt, loss, clip=controlnet.parameters())
         losses.append(loss.item())
         progress.update(step + 1, float(np.mean(losses[-50:])))
-    train_s = time.time() - t1
+    return controlnet, losses, time.time() - t1
 
-    controlnet.eval()
-    numbers = {"steps": args.steps, "batch": args.batch, "lr": args.lr, "warmup": args.warmup, "images": args.images,
-               "empty_rate": args.empty_rate, "noise_offset": args.noise_offset, "seed": args.seed,
-               "conditioning_channels": list(args.conditioning_channels), "threads": args.threads,
-               "prepare_s": round(prep_s, 1), "train_s": round(train_s, 1),
-               "s_per_step": round(train_s / max(args.steps, 1), 3),
-               "loss_first_100": round(float(np.mean(losses[:100])), 4),
-               "loss_last_100": round(float(np.mean(losses[-100:])), 4)}
-    tmp = args.out.with_name(args.out.name + ".tmp")
+
+def save_controlnet(controlnet: Any, numbers: dict, out: Path) -> None:
+    """The diffusers folder with training.json, written beside `out` and then put in its place (a
+    README.md already there is kept)."""
+    tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     controlnet.save_pretrained(str(tmp), safe_serialization=True)
     (tmp / "training.json").write_text(json.dumps(numbers, indent=1) + "\n", encoding="utf-8")
-    if args.out.exists():
-        if (args.out / "README.md").is_file():                  # keep the model card
-            shutil.copy2(args.out / "README.md", tmp / "README.md")
-        shutil.rmtree(args.out)
-    tmp.rename(args.out)
-    print(f"train-controlnet: wrote {args.out} after {train_s:.0f} s of training "
-          f"({numbers['s_per_step']} s a step)", file=sys.stderr)
-    if not args.no_evaluate:
-        result = evaluate(None, base, args.cases, model=controlnet)
-        result["training"] = numbers
-        report(result, args)
-        (args.out / "evaluation.json").write_text(json.dumps(public(result), indent=1) + "\n", encoding="utf-8")
-    return 0
+    if out.exists():
+        if (out / "README.md").is_file():                  # keep the model card
+            shutil.copy2(out / "README.md", tmp / "README.md")
+        shutil.rmtree(out)
+    tmp.rename(out)
 
 
 if __name__ == "__main__":

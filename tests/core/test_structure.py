@@ -1,14 +1,35 @@
-"""The source stays readable as it grows: every file path docs/architecture.md names is there."""
+"""The source stays readable as it grows: no function in nodeforge/ over 60 lines, and every file
+path docs/architecture.md names is there."""
 from __future__ import annotations
 
+import ast
 import re
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
+MAX_FUNCTION_LINES = 60
 _PATH = re.compile(r"^(nodeforge|nodes|tests|docs|workflows|resources|benchmarks|packaging)(/[\w.*-]+)*/?$"
                    r"|^[\w-]+\.(py|md|toml)$")
+
+
+def _functions(path: Path):
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            yield node.name, node.lineno, node.end_lineno - node.lineno + 1
+
+
+def test_no_function_in_nodeforge_is_longer_than_60_lines():
+    package = ROOT / "nodeforge"
+    if not (package / "core").is_dir():
+        pytest.skip("no source tree here")
+    files = sorted(package.rglob("*.py"))
+    assert len(files) > 50
+    too_long = [f"{path.relative_to(ROOT)}:{line} {name} ({count} lines)"
+                for path in files for name, line, count in _functions(path) if count > MAX_FUNCTION_LINES]
+    assert not too_long, "split these by responsibility: " + "; ".join(too_long)
 
 
 def test_every_path_docs_architecture_names_exists():
