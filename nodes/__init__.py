@@ -94,6 +94,11 @@ _latent_from_batch = _lazy("latents", "run_latent_from_batch")
 _load_image_mask = _lazy("images", "run_load_image_mask")
 _invert_mask = _lazy("images", "run_invert_mask")
 _image_invert = _lazy("images", "run_image_invert")
+_image_to_mask = _lazy("images", "run_image_to_mask")
+_mask_to_image = _lazy("images", "run_mask_to_image")
+_solid_mask = _lazy("images", "run_solid_mask")
+_grow_mask = _lazy("images", "run_grow_mask")
+_image_scale_to_total_pixels = _lazy("geometry", "run_image_scale_to_total_pixels")
 
 # Resampling methods of the scale nodes (ComfyUI's names; its "bislerp" is not offered).
 LATENT_METHODS = ("nearest-exact", "bilinear", "area", "bicubic")
@@ -460,4 +465,43 @@ NODES: list[NodeSpec] = [
         outputs=(Output("image", IMAGE),),
         description="Invert the colours of images (1 - image).",
         display_name="Invert Image"),
+    NodeSpec(
+        "ImageToMask", "image", _image_to_mask,
+        inputs=(Input("image", IMAGE),),
+        params=(Param.choice("channel", ("red", "green", "blue"), default="red"),),
+        outputs=(Output("mask", MASK),),
+        description="One colour channel of images as a mask (white = 1 = repaint).",
+        display_name="Convert Image to Mask"),
+    NodeSpec(
+        "MaskToImage", "image", _mask_to_image,
+        inputs=(Input("mask", MASK),),
+        outputs=(Output("image", IMAGE),),
+        description="A mask as a grey image (1 = white), to preview or process it as an image.",
+        display_name="Convert Mask to Image"),
+    NodeSpec(
+        "SolidMask", "image", _solid_mask,
+        params=(Param.float("value", 1.0, min=0.0, max=1.0, step=0.01),
+                Param.int("width", 512, min=1, max=16384, step=8),
+                Param.int("height", 512, min=1, max=16384, step=8)),
+        outputs=(Output("mask", MASK),),
+        description="A mask of one value everywhere.",
+        display_name="Solid Mask"),
+    NodeSpec(
+        "GrowMask", "image", _grow_mask,
+        inputs=(Input("mask", MASK),),
+        params=(Param.int("expand", 0, min=-16384, max=16384, description="pixels to grow by (negative: shrink)"),
+                Param.bool("tapered_corners", True, description="grow diagonally more slowly (rounder corners)")),
+        outputs=(Output("mask", MASK),),
+        description="Grow or shrink a mask by whole pixels.",
+        display_name="Grow Mask"),
+    NodeSpec(
+        "ImageScaleToTotalPixels", "image", _image_scale_to_total_pixels,
+        inputs=(Input("image", IMAGE),),
+        params=(Param.choice("upscale_method", IMAGE_METHODS, default="nearest-exact"),
+                Param.float("megapixels", 1.0, min=0.01, max=16.0, step=0.01,
+                            description="target size in millions of pixels (x 1024 x 1024)"),
+                Param.int("resolution_steps", 1, min=1, max=256, description="each side a multiple of this")),
+        outputs=(Output("image", IMAGE),),
+        description="Resize images to a number of pixels, keeping the aspect ratio.",
+        display_name="Scale Image to Total Pixels"),
 ]

@@ -129,6 +129,19 @@ def run_image_scale_by(ctx: Any, image: torch.Tensor, upscale_method: str, scale
                                  upscale_method, "disabled")}
 
 
+def run_image_scale_to_total_pixels(ctx: Any, image: torch.Tensor, upscale_method: str, megapixels: float,
+                                    resolution_steps: int = 1) -> dict[str, Any]:
+    """ComfyUI's ImageScaleToTotalPixels: the aspect ratio kept, about megapixels x 1024 x 1024 pixels,
+    each side rounded to a multiple of resolution_steps."""
+    import math
+
+    h, w = image.shape[1:3]
+    scale = math.sqrt(int(megapixels * 1024 * 1024) / (w * h))
+    steps = max(1, int(resolution_steps))
+    width, height = max(steps, round(w * scale / steps) * steps), max(steps, round(h * scale / steps) * steps)
+    return {"image": scale_image(image, width, height, upscale_method, "disabled")}
+
+
 def pad_for_outpaint(image: torch.Tensor, left: int, top: int, right: int, bottom: int,
                      feathering: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The image on a grey canvas grown by the margins, and the mask of what to paint (1 = new).

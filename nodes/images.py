@@ -184,3 +184,47 @@ def run_preview(ctx: Any, image: torch.Tensor) -> list[Any]:
     if ctx.settings.get("previews"):
         save_pngs(ctx, image, "preview")
     return to_pil(image)
+
+
+_IMAGE_CHANNELS = {"red": 0, "green": 1, "blue": 2}
+
+
+def run_image_to_mask(ctx: Any, image: torch.Tensor, channel: str) -> dict[str, Any]:
+    """ComfyUI's ImageToMask: one colour channel of the images as a MASK (values as they are)."""
+    if channel not in _IMAGE_CHANNELS:
+        raise NodeError(f"images carry no {channel!r} channel here; choose red, green or blue (LoadImage gives "
+                        "an image's transparency as its mask output)", field="channel")
+    return {"mask": image[..., _IMAGE_CHANNELS[channel]].clone()}
+
+
+def run_mask_to_image(ctx: Any, mask: torch.Tensor) -> dict[str, Any]:
+    """ComfyUI's MaskToImage: a grey image of the mask (1 = white)."""
+    mask = mask.float()
+    if mask.ndim == 2:
+        mask = mask[None]
+    return {"image": mask[..., None].expand(*mask.shape, 3).clone()}
+
+
+def run_solid_mask(ctx: Any, value: float, width: int, height: int) -> dict[str, Any]:
+    """ComfyUI's SolidMask: a width x height mask of one value."""
+    return {"mask": torch.full((1, int(height), int(width)), float(value))}
+
+
+def run_grow_mask(ctx: Any, mask: torch.Tensor, expand: int, tapered_corners: bool) -> dict[str, Any]:
+    """ComfyUI's GrowMask: |expand| steps of grey dilation (expand > 0) or erosion (< 0) with a 3x3
+    footprint, a cross when tapered_corners; edges repeat the border pixel."""
+    import torch.nn.functional as F
+
+    out = mask.float()
+    squeeze = out.ndim == 2
+    if squeeze:
+        out = out[None]
+    out = out[:, None]
+    offsets = [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if not (tapered_corners and dy and dx)]
+    for _ in range(abs(int(expand))):
+        padded = F.pad(out, (1, 1, 1, 1), mode="replicate")
+        h, w = out.shape[-2:]
+        shifted = torch.stack([padded[:, :, 1 + dy:1 + dy + h, 1 + dx:1 + dx + w] for dy, dx in offsets])
+        out = shifted.amax(0) if expand > 0 else shifted.amin(0)
+    out = out[:, 0]
+    return {"mask": out[0] if squeeze else out}

@@ -83,6 +83,12 @@ EXTRAS = {
     "19": ("InvertMask", {}, {"mask": ("18", "mask")}),
     "20": ("SetLatentMask", {}, {"latent": ("17", "latent"), "mask": ("19", "mask")}),
     "21": ("ControlNetLoader", {"controlnet": "diff_control_sd15_canny_fp16.safetensors"}, {}),
+    "26": ("ImageScaleToTotalPixels", {"upscale_method": "bicubic", "megapixels": 0.25, "resolution_steps": 8},
+           {"image": ("24", "image")}),
+    "27": ("ImageToMask", {"channel": "green"}, {"image": ("26", "image")}),
+    "28": ("GrowMask", {"expand": -3, "tapered_corners": False}, {"mask": ("27", "mask")}),
+    "29": ("MaskToImage", {}, {"mask": ("28", "mask")}),
+    "30": ("SolidMask", {"value": 0.25, "width": 64, "height": 48}, {}),
 }
 
 

@@ -1,6 +1,7 @@
 """ComfyUI's small utility nodes, numerically as ComfyUI defines them: ConditioningZeroOut,
 ConditioningAverage, ConditioningConcat, ConditioningSetAreaPercentage, RepeatLatentBatch,
-LatentFromBatch, LoadImageMask, InvertMask, ImageInvert."""
+LatentFromBatch, LoadImageMask, InvertMask, ImageInvert, ImageToMask, MaskToImage, SolidMask, GrowMask,
+ImageScaleToTotalPixels."""
 from __future__ import annotations
 
 from types import SimpleNamespace
@@ -180,3 +181,42 @@ def test_invert_mask_and_image_invert_are_one_minus(engine, tmp_path):
     torch.testing.assert_close(out["inv"]["mask"], 1 - out["mask"]["mask"], atol=0, rtol=0)
     torch.testing.assert_close(out["neg"]["image"], 1 - out["load"]["image"], atol=0, rtol=0)
     assert float(out["neg"]["image"][0, 1, 1, 0]) == 0.0 and float(out["neg"]["image"][0, 0, 0, 2]) == 1.0
+
+
+def test_image_to_mask_mask_to_image_and_solid_mask():
+    images = builtin_module("images")
+    image = torch.rand(2, 3, 4, 3)
+    assert torch.equal(images.run_image_to_mask(None, image, "green")["mask"], image[..., 1])
+    with pytest.raises(NodeError) as info:
+        images.run_image_to_mask(None, image, "alpha")
+    assert info.value.field == "channel"
+    mask = torch.rand(2, 3, 4)
+    grey = images.run_mask_to_image(None, mask)["image"]
+    assert grey.shape == (2, 3, 4, 3) and all(torch.equal(grey[..., c], mask) for c in range(3))
+    assert torch.equal(images.run_solid_mask(None, 0.25, 5, 3)["mask"], torch.full((1, 3, 5), 0.25))
+
+
+def test_grow_mask_dilates_and_erodes_one_pixel_a_step_as_scipys_grey_morphology():
+    images = builtin_module("images")
+    mask = torch.zeros(1, 7, 7)
+    mask[0, 3, 3] = 1.0
+    cross = images.run_grow_mask(None, mask, 1, True)["mask"]
+    square = images.run_grow_mask(None, mask, 1, False)["mask"]
+    assert cross[0, 2:5, 2:5].tolist() == [[0, 1, 0], [1, 1, 1], [0, 1, 0]]
+    assert torch.equal(square[0, 2:5, 2:5], torch.ones(3, 3)) and square.sum() == 9
+    two = images.run_grow_mask(None, mask, 2, True)["mask"]
+    assert two.sum() == 13 and two[0, 1, 3] == 1 and two[0, 1, 2] == 0   # a diamond of radius 2
+    assert torch.equal(images.run_grow_mask(None, square, -1, False)["mask"], mask)   # erosion undoes it
+    edge = torch.ones(1, 4, 4)
+    assert torch.equal(images.run_grow_mask(None, edge, -1, True)["mask"], edge)   # borders repeat, so no shrink there
+    assert torch.equal(images.run_grow_mask(None, mask, 0, True)["mask"], mask)
+
+
+def test_scale_to_total_pixels_keeps_the_aspect_and_rounds_to_the_steps():
+    geometry = builtin_module("geometry")
+    image = torch.rand(1, 300, 400, 3)
+    # 0.25 MP = 262144 px: scale sqrt(262144 / 120000) = 1.478 -> 591 x 443
+    out = geometry.run_image_scale_to_total_pixels(None, image, "bilinear", 0.25)["image"]
+    assert out.shape == (1, 443, 591, 3)
+    stepped = geometry.run_image_scale_to_total_pixels(None, image, "nearest-exact", 0.25, 64)["image"]
+    assert stepped.shape == (1, 448, 576, 3)

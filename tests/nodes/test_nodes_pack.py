@@ -62,6 +62,11 @@ def test_node_table_matches_the_design(registry):
         "LoadImageMask": ([], ["path", "channel"], ["mask"]),
         "InvertMask": (["mask"], [], ["mask"]),
         "ImageInvert": (["image"], [], ["image"]),
+        "ImageToMask": (["image"], ["channel"], ["mask"]),
+        "MaskToImage": (["mask"], [], ["image"]),
+        "SolidMask": ([], ["value", "width", "height"], ["mask"]),
+        "GrowMask": (["mask"], ["expand", "tapered_corners"], ["mask"]),
+        "ImageScaleToTotalPixels": (["image"], ["upscale_method", "megapixels", "resolution_steps"], ["image"]),
     }
     for name, (inputs, params, outputs) in table.items():
         spec = registry.get(name)
