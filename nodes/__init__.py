@@ -95,6 +95,7 @@ _load_image_mask = _lazy("images", "run_load_image_mask")
 _invert_mask = _lazy("images", "run_invert_mask")
 _image_invert = _lazy("images", "run_image_invert")
 _image_to_mask = _lazy("images", "run_image_to_mask")
+_conditioning_set_timestep_range = _lazy("conditioning", "run_conditioning_set_timestep_range")
 _mask_to_image = _lazy("images", "run_mask_to_image")
 _solid_mask = _lazy("images", "run_solid_mask")
 _grow_mask = _lazy("images", "run_grow_mask")
@@ -410,6 +411,16 @@ NODES: list[NodeSpec] = [
         outputs=(Output("conditioning", COND),),
         description="Regional prompt on a rectangle given in fractions of the image (any image size).",
         display_name="Conditioning (Set Area with Percentage)"),
+    NodeSpec(
+        "ConditioningSetTimestepRange", "conditioning", _conditioning_set_timestep_range,
+        inputs=(Input("conditioning", COND),),
+        params=(Param.float("start", 0.0, min=0.0, max=1.0, step=0.001,
+                            description="where in the schedule it starts acting (0: from pure noise)"),
+                Param.float("end", 1.0, min=0.0, max=1.0, step=0.001, description="where it stops (1: to the end)")),
+        outputs=(Output("conditioning", COND),),
+        description="The prompt acts only in part of the schedule (e.g. one prompt for the composition, "
+                    "another for the details: combine both).",
+        display_name="Conditioning (Set Timestep Range)"),
     NodeSpec(
         "ConditioningZeroOut", "conditioning", _conditioning_zero_out,
         inputs=(Input("conditioning", COND),),

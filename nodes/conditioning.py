@@ -3,7 +3,8 @@
 A CONDITIONING value is a list of entries (ComfyUI's design), each a dict {"embeds", "pooled",
 "family"} plus optional "area" (height, width, y, x in image pixels), "area_fraction" (the same in
 fractions of the image, ConditioningSetAreaPercentage), "strength", "aesthetic_score"
-(ConditioningSetAestheticScore; an SDXL refiner's, else 6.0 / negative 2.5) and SDXL's "size",
+(ConditioningSetAestheticScore; an SDXL refiner's, else 6.0 / negative 2.5), "timestep_range"
+(ConditioningSetTimestepRange: (start, end) percent of the schedule it acts in) and SDXL's "size",
 "crop" and "target_size" (TextEncoderSDXL; else the image size, no crop, the size). TextEncoder gives one entry; ConditioningCombine concatenates lists;
 ConditioningSetArea marks every entry with an area. A lone dict (a pack written before lists) is
 read as one entry.
@@ -60,6 +61,24 @@ def run_conditioning_set_area_percentage(ctx: Any, conditioning: Any, width: flo
 
 def _without(entry: dict[str, Any], key: str) -> dict[str, Any]:
     return {k: v for k, v in entry.items() if k != key}
+
+
+def run_conditioning_set_timestep_range(ctx: Any, conditioning: Any, start: float, end: float) -> dict[str, Any]:
+    """ComfyUI's ConditioningSetTimestepRange: the entries act only from `start` to `end` of the
+    schedule (0 = pure noise, 1 = clean; the same percent rule as ControlNetApply's)."""
+    return {"conditioning": [dict(e, timestep_range=(float(start), float(end))) for e in entries(conditioning)]}
+
+
+def in_timestep_range(percent_range: tuple[float, float] | None, timestep: float) -> bool:
+    """Whether an entry acts at this timestep: (1 - end) x 999 <= t <= (1 - start) x 999, open at 0 and 1."""
+    if percent_range is None:
+        return True
+    start, end = percent_range
+    if end <= 0 or start >= end:
+        return False
+    first = float("inf") if start <= 0 else (1 - start) * 999
+    last = float("-inf") if end >= 1 else (1 - end) * 999
+    return last <= timestep <= first
 
 
 def run_conditioning_zero_out(ctx: Any, conditioning: Any) -> dict[str, Any]:
@@ -207,7 +226,10 @@ class Guidance:
         by_key: dict[tuple, list[_Unit]] = {}
         for unit in units:
             controls = tuple(id(c) for c in unit.entry.get("control", ()))
-            by_key.setdefault((unit.box[:2], controls), []).append(unit)
+            key = (unit.box[:2], controls)
+            if unit.entry.get("timestep_range") is not None:   # ConditioningSetTimestepRange: its own call
+                key += (tuple(unit.entry["timestep_range"]),)
+            by_key.setdefault(key, []).append(unit)
         for group in by_key.values():
             self.groups.append((group, *self._inputs(group, size)))
         self._hints: dict[int, torch.Tensor] = {}   # id(control) -> its image at the frame's size
@@ -246,6 +268,8 @@ class Guidance:
         sums = [torch.zeros(x.shape, device=x.device) for _ in range(2)]
         weights = [torch.full((1, 1, *x.shape[2:]), EMPTY_WEIGHT, device=x.device) for _ in range(2)]
         for group, embeds, added in self.groups:
+            if not in_timestep_range(group[0].entry.get("timestep_range"), float(t)):
+                continue
             boxes = [u.box for u in group]
             crops = torch.cat([x[:, :, y:y + h, xx:xx + w] for h, w, y, xx in boxes])
             residuals = self._control_residuals(group, crops, t, embeds, added)

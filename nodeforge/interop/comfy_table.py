@@ -233,6 +233,8 @@ ROWS: tuple[ClassMap, ...] = (
     ClassMap("CLIPTextEncodeSDXLRefiner", "TextEncoderSDXLRefiner", "CLIPTextEncodeSDXLRefiner",
              (Widget("ascore", "aesthetic_score"), Widget("width"), Widget("height"), Widget("text")),
              (("clip", "clip"),), ("conditioning",)),
+    ClassMap("ConditioningSetTimestepRange", "ConditioningSetTimestepRange", "ConditioningSetTimestepRange",
+             (Widget("start"), Widget("end")), (("conditioning", "conditioning"),), ("conditioning",)),
     ClassMap("ConditioningZeroOut", "ConditioningZeroOut", "ConditioningZeroOut", (),
              (("conditioning", "conditioning"),), ("conditioning",)),
     ClassMap("ConditioningAverage", "ConditioningAverage", "ConditioningAverage",

@@ -89,6 +89,7 @@ EXTRAS = {
     "28": ("GrowMask", {"expand": -3, "tapered_corners": False}, {"mask": ("27", "mask")}),
     "29": ("MaskToImage", {}, {"mask": ("28", "mask")}),
     "30": ("SolidMask", {"value": 0.25, "width": 64, "height": 48}, {}),
+    "32": ("ConditioningSetTimestepRange", {"start": 0.1, "end": 0.9}, {"conditioning": ("8", "conditioning")}),
 }
 
 

@@ -220,3 +220,42 @@ def test_scale_to_total_pixels_keeps_the_aspect_and_rounds_to_the_steps():
     assert out.shape == (1, 443, 591, 3)
     stepped = geometry.run_image_scale_to_total_pixels(None, image, "nearest-exact", 0.25, 64)["image"]
     assert stepped.shape == (1, 448, 576, 3)
+
+
+def _ranged(wf, nid, src, start, end):
+    wf.add("ConditioningSetTimestepRange", {"start": start, "end": end}, {"conditioning": (src, "conditioning")},
+           node_id=nid)
+    return nid
+
+
+def test_timestep_ranges_switch_prompts_mid_schedule_like_two_stages(engine, make_txt2img):
+    """Prompt A for the first half of the schedule, B for the rest, equals denoising A's steps
+    then B's from A's leftover noise (euler hands over exactly)."""
+    wf = make_txt2img(seed=8, steps=4)
+    wf.add("TextEncoder", {"text": "green square"}, {"clip": ("ckpt", "clip")}, node_id="b")
+    wf.add("ConditioningCombine", {}, {"conditioning_1": (_ranged(wf, "ra", "pos", 0.0, 0.5), "conditioning"),
+                                       "conditioning_2": (_ranged(wf, "rb", "b", 0.5, 1.0), "conditioning")},
+           node_id="both")
+    wf.nodes["denoise"].inputs["positive"] = ("both", "conditioning")
+    switched = _latent(engine, wf)
+    stages = make_txt2img(seed=8, steps=4)
+    stages.add("TextEncoder", {"text": "green square"}, {"clip": ("ckpt", "clip")}, node_id="b")
+    stages.nodes["denoise"].params.update(end_at_step=2, return_with_leftover_noise=True)
+    stages.add("UNetDenoise", dict(stages.nodes["denoise"].params, start_at_step=2, end_at_step=10000,
+                                   add_noise=False, return_with_leftover_noise=False),
+               {"unet": ("ckpt", "unet"), "positive": ("b", "conditioning"), "negative": ("neg", "conditioning"),
+                "latent": ("denoise", "latent")}, node_id="second")
+    torch.testing.assert_close(switched, _latent(engine, stages, "second"), atol=1e-5, rtol=1e-4)
+    plain = _latent(engine, make_txt2img(seed=8, steps=4))
+    assert (switched - plain).abs().max() > 1e-3
+    # the whole range is the plain prompt (in its own UNet call, so float rounding only)
+    full = make_txt2img(seed=8, steps=4)
+    full.nodes["denoise"].inputs["positive"] = (_ranged(full, "r", "pos", 0.0, 1.0), "conditioning")
+    torch.testing.assert_close(_latent(engine, full), plain, atol=1e-5, rtol=1e-4)
+
+
+def test_timestep_range_rule_is_controlnets_percent_rule():
+    assert conditioning.in_timestep_range(None, 500.0)
+    assert conditioning.in_timestep_range((0.0, 0.5), 999.0) and not conditioning.in_timestep_range((0.0, 0.5), 499.0)
+    assert conditioning.in_timestep_range((0.5, 1.0), 0.0) and not conditioning.in_timestep_range((0.5, 1.0), 500.0)
+    assert not conditioning.in_timestep_range((0.3, 0.3), 699.3) and not conditioning.in_timestep_range((0.0, 0.0), 999)

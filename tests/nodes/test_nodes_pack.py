@@ -54,6 +54,7 @@ def test_node_table_matches_the_design(registry):
         "ConditioningSetAreaPercentage": (["conditioning"], ["width", "height", "x", "y", "strength"],
                                           ["conditioning"]),
         "ConditioningZeroOut": (["conditioning"], [], ["conditioning"]),
+        "ConditioningSetTimestepRange": (["conditioning"], ["start", "end"], ["conditioning"]),
         "ConditioningAverage": (["conditioning_to", "conditioning_from"], ["conditioning_to_strength"],
                                 ["conditioning"]),
         "ConditioningConcat": (["conditioning_to", "conditioning_from"], [], ["conditioning"]),
