@@ -37,6 +37,7 @@ from nodeforge.core.types import FileKind
 
 from .conditioning import entries
 from .loading import _finish, _load_into, configs_dir, pick_dtype, read_state_dict
+from .wrappers import OnModule
 
 _REGISTRY_KEY = "nodes.controlnets"
 _lock = threading.Lock()
@@ -45,21 +46,14 @@ FAMILY_BY_CONTEXT = {768: "sd1", 1024: "sd2", 2048: "sdxl"}
 
 
 @dataclass(frozen=True, eq=False)
-class ControlNet:
+class ControlNet(OnModule):
     """CONTROLNET: a diffusers ControlNetModel and what driving it needs."""
 
     model: Any
     name: str
     owner: Any = field(default=None, repr=False)
     is_adapter = False
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.model.parameters()).device
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return next(self.model.parameters()).dtype
+    module_field = "model"
 
     @property
     def hint_factor(self) -> int:
@@ -71,21 +65,14 @@ class ControlNet:
 
 
 @dataclass(frozen=True, eq=False)
-class T2IAdapter:
+class T2IAdapter(OnModule):
     """CONTROLNET holding a diffusers T2IAdapter: run once on the control image, not per step."""
 
     model: Any
     name: str
     owner: Any = field(default=None, repr=False)
     is_adapter = True
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.model.parameters()).device
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return next(self.model.parameters()).dtype
+    module_field = "model"
 
     @property
     def hint_factor(self) -> int:

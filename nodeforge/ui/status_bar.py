@@ -21,10 +21,19 @@ def human_size(nbytes: float) -> str:
     return f"{nbytes:.0f} B"
 
 
-class MessageLabel(QLabel):
-    """The status message: elided to the room there is, in full in its tooltip, clickable."""
+class ClickableLabel(QLabel):
+    """A label that says when the left button presses it (`clicked`)."""
 
     clicked = Signal()
+
+    def mousePressEvent(self, event) -> None:  # noqa: N802
+        if event.button() == Qt.MouseButton.LeftButton:
+            self.clicked.emit()
+        super().mousePressEvent(event)
+
+
+class MessageLabel(ClickableLabel):
+    """The status message: elided to the room there is, in full in its tooltip, clickable."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -53,20 +62,6 @@ class MessageLabel(QLabel):
         painter.drawText(self.rect().adjusted(4, 0, -4, 0), int(Qt.AlignmentFlag.AlignVCenter
                                                                | Qt.AlignmentFlag.AlignLeft), self.elided())
         painter.end()
-
-    def mousePressEvent(self, event) -> None:  # noqa: N802
-        if event.button() == Qt.MouseButton.LeftButton:
-            self.clicked.emit()
-        super().mousePressEvent(event)
-
-
-class ClickableLabel(QLabel):
-    clicked = Signal()
-
-    def mousePressEvent(self, event) -> None:  # noqa: N802
-        if event.button() == Qt.MouseButton.LeftButton:
-            self.clicked.emit()
-        super().mousePressEvent(event)
 
 
 class StatusBar(QStatusBar):

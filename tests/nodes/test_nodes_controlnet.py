@@ -104,25 +104,13 @@ def _workflow(image_node, controls=(), seed=5, batch_size=1, cfg=5.0):
     """txt2img on tiny-sd with ControlNetApply for each (controlnet, image, strength, start, end)."""
     import tiny_models as tm
 
-    wf = tm.txt2img(seed=seed, steps=STEPS, cfg=cfg, batch_size=batch_size)
-    pos, neg = ("pos", "conditioning"), ("neg", "conditioning")
-    for i, (name, image, strength, start, end) in enumerate(controls):
-        from PIL import Image
-
-        path = image_node / f"control-{i}-{hash(image.numpy().tobytes())}.png"
-        Image.fromarray((image[0].numpy() * 255).round().astype(np.uint8)).save(path)
-        wf.add("LoadImage", {"path": str(path)}, node_id=f"img{i}")
-        wf.add("ControlNetLoader", {"controlnet": name}, node_id=f"cn{i}")
-        wf.add("ControlNetApply", {"strength": strength, "start_percent": start, "end_percent": end},
-               {"positive": pos, "negative": neg, "controlnet": (f"cn{i}", "controlnet"), "image": (f"img{i}", "image")},
-               node_id=f"apply{i}")
-        pos, neg = (f"apply{i}", "positive"), (f"apply{i}", "negative")
-    wf.nodes["denoise"].inputs.update(positive=pos, negative=neg)
-    return wf
+    return tm.with_controls(tm.txt2img(seed=seed, steps=STEPS, cfg=cfg, batch_size=batch_size), image_node, controls)
 
 
 def _latent(engine, wf):
-    return engine.run(wf, outputs=["denoise"]).outputs["denoise"]["latent"]["samples"]
+    import tiny_models as tm
+
+    return tm.denoised(engine, wf)
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
 import torch
 from safetensors.torch import save_file
@@ -96,25 +95,10 @@ def _hint(seed, size=32):
 
 def _workflow(folder, controls=(), batch_size=1):
     """txt2img on tiny-sd with ControlNetApply for each (controlnet or adapter, image, strength, start, end)."""
-    from PIL import Image
-
-    wf = tm.txt2img(seed=SEED, steps=STEPS, cfg=CFG, batch_size=batch_size)
-    pos, neg = ("pos", "conditioning"), ("neg", "conditioning")
-    for i, (name, image, strength, start, end) in enumerate(controls):
-        path = folder / f"control-{i}-{hash(image.numpy().tobytes())}.png"
-        Image.fromarray((image[0].numpy() * 255).round().astype(np.uint8)).save(path)
-        wf.add("LoadImage", {"path": str(path)}, node_id=f"img{i}")
-        wf.add("ControlNetLoader", {"controlnet": name}, node_id=f"cn{i}")
-        wf.add("ControlNetApply", {"strength": strength, "start_percent": start, "end_percent": end},
-               {"positive": pos, "negative": neg, "controlnet": (f"cn{i}", "controlnet"), "image": (f"img{i}", "image")},
-               node_id=f"apply{i}")
-        pos, neg = (f"apply{i}", "positive"), (f"apply{i}", "negative")
-    wf.nodes["denoise"].inputs.update(positive=pos, negative=neg)
-    return wf
+    return tm.with_controls(tm.txt2img(seed=SEED, steps=STEPS, cfg=CFG, batch_size=batch_size), folder, controls)
 
 
-def _latent(engine, wf):
-    return engine.run(wf, outputs=["denoise"]).outputs["denoise"]["latent"]["samples"]
+_latent = tm.denoised
 
 
 def _loaded(engine, wf, node):

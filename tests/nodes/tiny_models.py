@@ -304,3 +304,28 @@ def txt2img(checkpoint: str = "tiny-sd", text: str = "a red circle", *, seed: in
     else:
         wf.add("Preview", {}, {"image": ("decode", "image")}, node_id="preview")
     return wf
+
+
+def with_controls(wf, folder: Path, controls=()):
+    """`wf` (a txt2img) with a LoadImage, ControlNetLoader and ControlNetApply for each (controlnet or
+    adapter name, control image [1, H, W, 3], strength, start, end), chained on both prompts."""
+    import numpy as np
+    from PIL import Image
+
+    pos, neg = ("pos", "conditioning"), ("neg", "conditioning")
+    for i, (name, image, strength, start, end) in enumerate(controls):
+        path = folder / f"control-{i}-{hash(image.numpy().tobytes())}.png"
+        Image.fromarray((image[0].numpy() * 255).round().astype(np.uint8)).save(path)
+        wf.add("LoadImage", {"path": str(path)}, node_id=f"img{i}")
+        wf.add("ControlNetLoader", {"controlnet": name}, node_id=f"cn{i}")
+        wf.add("ControlNetApply", {"strength": strength, "start_percent": start, "end_percent": end},
+               {"positive": pos, "negative": neg, "controlnet": (f"cn{i}", "controlnet"), "image": (f"img{i}", "image")},
+               node_id=f"apply{i}")
+        pos, neg = (f"apply{i}", "positive"), (f"apply{i}", "negative")
+    wf.nodes["denoise"].inputs.update(positive=pos, negative=neg)
+    return wf
+
+
+def denoised(engine, wf):
+    """The latent UNetDenoise ("denoise") makes, running only what it needs."""
+    return engine.run(wf, outputs=["denoise"]).outputs["denoise"]["latent"]["samples"]
