@@ -46,14 +46,20 @@ FAMILY_BY_CONTEXT = {768: "sd1", 1024: "sd2", 2048: "sdxl"}
 
 
 @dataclass(frozen=True, eq=False)
-class ControlNet(OnModule):
-    """CONTROLNET: a diffusers ControlNetModel and what driving it needs."""
+class _Control(OnModule):
+    """What travels on a CONTROLNET wire: the loaded model, its name, and what keeps it loaded."""
 
     model: Any
     name: str
     owner: Any = field(default=None, repr=False)
-    is_adapter = False
     module_field = "model"
+
+
+@dataclass(frozen=True, eq=False)
+class ControlNet(_Control):
+    """CONTROLNET: a diffusers ControlNetModel and what driving it needs."""
+
+    is_adapter = False
 
     @property
     def hint_factor(self) -> int:
@@ -65,14 +71,10 @@ class ControlNet(OnModule):
 
 
 @dataclass(frozen=True, eq=False)
-class T2IAdapter(OnModule):
+class T2IAdapter(_Control):
     """CONTROLNET holding a diffusers T2IAdapter: run once on the control image, not per step."""
 
-    model: Any
-    name: str
-    owner: Any = field(default=None, repr=False)
     is_adapter = True
-    module_field = "model"
 
     @property
     def hint_factor(self) -> int:
