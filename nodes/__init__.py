@@ -96,6 +96,11 @@ _invert_mask = _lazy("images", "run_invert_mask")
 _image_invert = _lazy("images", "run_image_invert")
 _image_to_mask = _lazy("images", "run_image_to_mask")
 _conditioning_set_timestep_range = _lazy("conditioning", "run_conditioning_set_timestep_range")
+_conditioning_set_area_strength = _lazy("conditioning", "run_conditioning_set_area_strength")
+_image_crop = _lazy("geometry", "run_image_crop")
+_image_batch = _lazy("geometry", "run_image_batch")
+_latent_blend = _lazy("geometry", "run_latent_blend")
+_empty_image = _lazy("images", "run_empty_image")
 _mask_to_image = _lazy("images", "run_mask_to_image")
 _solid_mask = _lazy("images", "run_solid_mask")
 _grow_mask = _lazy("images", "run_grow_mask")
@@ -515,4 +520,42 @@ NODES: list[NodeSpec] = [
         outputs=(Output("image", IMAGE),),
         description="Resize images to a number of pixels, keeping the aspect ratio.",
         display_name="Scale Image to Total Pixels"),
+    NodeSpec(
+        "ConditioningSetAreaStrength", "conditioning", _conditioning_set_area_strength,
+        inputs=(Input("conditioning", COND),),
+        params=(Param.float("strength", 1.0, min=0.0, max=10.0, step=0.01,
+                            description="weight against other prompts where areas overlap"),),
+        outputs=(Output("conditioning", COND),),
+        description="Set a prompt's weight against the others where areas overlap.",
+        display_name="Conditioning (Set Area Strength)"),
+    NodeSpec(
+        "ImageCrop", "image", _image_crop,
+        inputs=(Input("image", IMAGE),),
+        params=(Param.int("width", 512, min=1, max=16384, step=8), Param.int("height", 512, min=1, max=16384, step=8),
+                Param.int("x", 0, min=0, max=16384, step=8), Param.int("y", 0, min=0, max=16384, step=8)),
+        outputs=(Output("image", IMAGE),),
+        description="Cut a rectangle out of images (cut at their edges).",
+        display_name="Crop Image"),
+    NodeSpec(
+        "ImageBatch", "image", _image_batch,
+        inputs=(Input("image1", IMAGE), Input("image2", IMAGE)),
+        outputs=(Output("image", IMAGE),),
+        description="One batch of both inputs' images (the second resized to the first's size).",
+        display_name="Batch Images"),
+    NodeSpec(
+        "LatentBlend", "latent", _latent_blend,
+        inputs=(Input("latent_1", LATENT), Input("latent_2", LATENT)),
+        params=(Param.float("blend_factor", 0.5, min=0.0, max=1.0, step=0.01,
+                            description="1: latent_1 alone; 0: latent_2 alone"),),
+        outputs=(Output("latent", LATENT),),
+        description="Mix two latents: latent_1 x factor + latent_2 x (1 - factor).",
+        display_name="Latent Blend"),
+    NodeSpec(
+        "EmptyImage", "image", _empty_image,
+        params=(Param.int("width", 512, min=1, max=16384, step=8), Param.int("height", 512, min=1, max=16384, step=8),
+                Param.int("batch_size", 1, min=1, max=4096),
+                Param.int("color", 0, min=0, max=0xFFFFFF, description="0xRRGGBB as a number (white: 16777215)")),
+        outputs=(Output("image", IMAGE),),
+        description="Images of one colour.",
+        display_name="Empty Image"),
 ]

@@ -63,6 +63,11 @@ def _without(entry: dict[str, Any], key: str) -> dict[str, Any]:
     return {k: v for k, v in entry.items() if k != key}
 
 
+def run_conditioning_set_area_strength(ctx: Any, conditioning: Any, strength: float) -> dict[str, Any]:
+    """ComfyUI's ConditioningSetAreaStrength: every entry's weight where prompts overlap."""
+    return {"conditioning": [dict(e, strength=float(strength)) for e in entries(conditioning)]}
+
+
 def run_conditioning_set_timestep_range(ctx: Any, conditioning: Any, start: float, end: float) -> dict[str, Any]:
     """ComfyUI's ConditioningSetTimestepRange: the entries act only from `start` to `end` of the
     schedule (0 = pure noise, 1 = clean; the same percent rule as ControlNetApply's)."""

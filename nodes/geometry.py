@@ -195,3 +195,32 @@ def run_vae_encode_for_inpaint(ctx: Any, vae: VAEModel, image: torch.Tensor, mas
     latents = encode(vae, grey)
     noise_mask = resize_mask(grown[:, 0], b, latents.shape[-2], latents.shape[-1])
     return {"latent": {"samples": latents, "noise_mask": noise_mask, "factor": f}}
+
+
+def run_image_crop(ctx: Any, image: torch.Tensor, width: int, height: int, x: int, y: int) -> dict[str, Any]:
+    """ComfyUI's ImageCrop: a width x height window from (x, y), the corner kept inside the image
+    and the window cut at its edges."""
+    h, w = image.shape[1:3]
+    x, y = min(int(x), w - 1), min(int(y), h - 1)
+    return {"image": image[:, y:y + int(height), x:x + int(width)].clone()}
+
+
+def run_image_batch(ctx: Any, image1: torch.Tensor, image2: torch.Tensor) -> dict[str, Any]:
+    """ComfyUI's ImageBatch: image2 after image1, resized to image1's size first (bilinear, centre
+    crop to its aspect) when the sizes differ."""
+    if image2.shape[1:3] != image1.shape[1:3]:
+        image2 = scale_image(image2, image1.shape[2], image1.shape[1], "bilinear", "center")
+    return {"image": torch.cat([image1, image2.to(image1.dtype)])}
+
+
+def run_latent_blend(ctx: Any, latent_1: dict[str, Any], latent_2: dict[str, Any], blend_factor: float) -> dict[str, Any]:
+    """ComfyUI's LatentBlend: latent_1 x f + latent_2 x (1 - f), latent_2 resized (bicubic, centre
+    crop) to latent_1's size when they differ; latent_1's other keys (noise mask) are kept."""
+    for field, latent in (("latent_1", latent_1), ("latent_2", latent_2)):
+        if latent.get("samples") is None:
+            raise NodeError("an empty latent has no values to blend yet; denoise or encode it first", field=field)
+    a, b = latent_1["samples"], latent_2["samples"]
+    if a.shape != b.shape:
+        b = _interpolate(_center_crop(b, a.shape[-1], a.shape[-2]), tuple(a.shape[-2:]), "bicubic")
+    f = float(blend_factor)
+    return {"latent": {**latent_1, "samples": a * f + b * (1 - f)}}

@@ -228,3 +228,9 @@ def run_grow_mask(ctx: Any, mask: torch.Tensor, expand: int, tapered_corners: bo
         out = shifted.amax(0) if expand > 0 else shifted.amin(0)
     out = out[:, 0]
     return {"mask": out[0] if squeeze else out}
+
+
+def run_empty_image(ctx: Any, width: int, height: int, batch_size: int, color: int) -> dict[str, Any]:
+    """ComfyUI's EmptyImage: images of one colour (0xRRGGBB)."""
+    rgb = torch.tensor([(int(color) >> shift) & 0xFF for shift in (16, 8, 0)], dtype=torch.float32) / 255.0
+    return {"image": rgb.expand(int(batch_size), int(height), int(width), 3).clone()}

@@ -90,6 +90,11 @@ EXTRAS = {
     "29": ("MaskToImage", {}, {"mask": ("28", "mask")}),
     "30": ("SolidMask", {"value": 0.25, "width": 64, "height": 48}, {}),
     "32": ("ConditioningSetTimestepRange", {"start": 0.1, "end": 0.9}, {"conditioning": ("8", "conditioning")}),
+    "33": ("ConditioningSetAreaStrength", {"strength": 0.7}, {"conditioning": ("8", "conditioning")}),
+    "34": ("EmptyImage", {"width": 64, "height": 48, "batch_size": 2, "color": 16711680}, {}),
+    "35": ("ImageCrop", {"width": 32, "height": 32, "x": 8, "y": 8}, {"image": ("34", "image")}),
+    "36": ("ImageBatch", {}, {"image1": ("35", "image"), "image2": ("26", "image")}),
+    "37": ("LatentBlend", {"blend_factor": 0.3}, {"latent_1": ("17", "latent"), "latent_2": ("20", "latent")}),
 }
 
 

@@ -1,7 +1,8 @@
 """ComfyUI's small utility nodes, numerically as ComfyUI defines them: ConditioningZeroOut,
 ConditioningAverage, ConditioningConcat, ConditioningSetAreaPercentage, RepeatLatentBatch,
 LatentFromBatch, LoadImageMask, InvertMask, ImageInvert, ImageToMask, MaskToImage, SolidMask, GrowMask,
-ImageScaleToTotalPixels."""
+ImageScaleToTotalPixels, ConditioningSetTimestepRange, ConditioningSetAreaStrength, ImageCrop, ImageBatch,
+LatentBlend, EmptyImage."""
 from __future__ import annotations
 
 from types import SimpleNamespace
@@ -259,3 +260,27 @@ def test_timestep_range_rule_is_controlnets_percent_rule():
     assert conditioning.in_timestep_range((0.0, 0.5), 999.0) and not conditioning.in_timestep_range((0.0, 0.5), 499.0)
     assert conditioning.in_timestep_range((0.5, 1.0), 0.0) and not conditioning.in_timestep_range((0.5, 1.0), 500.0)
     assert not conditioning.in_timestep_range((0.3, 0.3), 699.3) and not conditioning.in_timestep_range((0.0, 0.0), 999)
+
+
+def test_area_strength_crop_batch_blend_and_empty_image():
+    geometry, images = builtin_module("geometry"), builtin_module("images")
+    [entry] = conditioning.run_conditioning_set_area_strength(None, [_entry(77, area=(8, 8, 0, 0))], 0.7)["conditioning"]
+    assert entry["strength"] == 0.7 and entry["area"] == (8, 8, 0, 0)
+    image = torch.rand(2, 10, 12, 3)
+    assert torch.equal(geometry.run_image_crop(None, image, 4, 3, 5, 6)["image"], image[:, 6:9, 5:9])
+    assert torch.equal(geometry.run_image_crop(None, image, 8, 8, 20, 20)["image"], image[:, 9:, 11:])  # corner kept inside
+    other = torch.rand(1, 10, 12, 3)
+    assert torch.equal(geometry.run_image_batch(None, image, other)["image"], torch.cat([image, other]))
+    wide = torch.rand(1, 10, 24, 3)   # resized to 10 x 12 after a centre crop to its aspect
+    batch = geometry.run_image_batch(None, image, wide)["image"]
+    assert batch.shape == (3, 10, 12, 3)
+    torch.testing.assert_close(batch[2:], geometry.scale_image(wide[:, :, 6:18], 12, 10, "bilinear", "disabled"))
+    a, b = {"samples": torch.rand(1, 4, 8, 8), "noise_mask": torch.ones(1, 1, 8, 8)}, {"samples": torch.rand(1, 4, 8, 8)}
+    out = geometry.run_latent_blend(None, a, b, 0.3)["latent"]
+    torch.testing.assert_close(out["samples"], a["samples"] * 0.3 + b["samples"] * 0.7, atol=0, rtol=0)
+    assert out["noise_mask"] is a["noise_mask"]
+    with pytest.raises(NodeError) as info:
+        geometry.run_latent_blend(None, a, {"samples": None, "width": 64, "height": 64, "batch_size": 1}, 0.5)
+    assert info.value.field == "latent_2"
+    red = images.run_empty_image(None, 5, 3, 2, 0xFF8000)["image"]
+    assert red.shape == (2, 3, 5, 3) and torch.equal(red[1, 2, 4], torch.tensor([255, 128, 0]) / 255.0)

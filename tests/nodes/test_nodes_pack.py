@@ -68,6 +68,11 @@ def test_node_table_matches_the_design(registry):
         "SolidMask": ([], ["value", "width", "height"], ["mask"]),
         "GrowMask": (["mask"], ["expand", "tapered_corners"], ["mask"]),
         "ImageScaleToTotalPixels": (["image"], ["upscale_method", "megapixels", "resolution_steps"], ["image"]),
+        "ConditioningSetAreaStrength": (["conditioning"], ["strength"], ["conditioning"]),
+        "ImageCrop": (["image"], ["width", "height", "x", "y"], ["image"]),
+        "ImageBatch": (["image1", "image2"], [], ["image"]),
+        "LatentBlend": (["latent_1", "latent_2"], ["blend_factor"], ["latent"]),
+        "EmptyImage": ([], ["width", "height", "batch_size", "color"], ["image"]),
     }
     for name, (inputs, params, outputs) in table.items():
         spec = registry.get(name)
