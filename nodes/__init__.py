@@ -101,6 +101,8 @@ _image_crop = _lazy("geometry", "run_image_crop")
 _image_batch = _lazy("geometry", "run_image_batch")
 _latent_blend = _lazy("geometry", "run_latent_blend")
 _empty_image = _lazy("images", "run_empty_image")
+_image_composite_masked = _lazy("geometry", "run_image_composite_masked")
+_latent_composite_masked = _lazy("geometry", "run_latent_composite_masked")
 _mask_to_image = _lazy("images", "run_mask_to_image")
 _solid_mask = _lazy("images", "run_solid_mask")
 _grow_mask = _lazy("images", "run_grow_mask")
@@ -558,4 +560,21 @@ NODES: list[NodeSpec] = [
         outputs=(Output("image", IMAGE),),
         description="Images of one colour.",
         display_name="Empty Image"),
+    NodeSpec(
+        "ImageCompositeMasked", "image", _image_composite_masked,
+        inputs=(Input("destination", IMAGE), Input("source", IMAGE), Input("mask", MASK, optional=True)),
+        params=(Param.int("x", 0, min=0, max=16384), Param.int("y", 0, min=0, max=16384),
+                Param.bool("resize_source", False, description="resize source to destination's size first")),
+        outputs=(Output("image", IMAGE),),
+        description="Paste source onto destination at (x, y) through the mask (all of it without one).",
+        display_name="Composite Images (Masked)"),
+    NodeSpec(
+        "LatentCompositeMasked", "latent", _latent_composite_masked,
+        inputs=(Input("destination", LATENT), Input("source", LATENT), Input("mask", MASK, optional=True)),
+        params=(Param.int("x", 0, min=0, max=16384, step=8, description="in image pixels"),
+                Param.int("y", 0, min=0, max=16384, step=8, description="in image pixels"),
+                Param.bool("resize_source", False, description="resize source to destination's size first")),
+        outputs=(Output("latent", LATENT),),
+        description="Paste one latent onto another at (x, y) through the mask.",
+        display_name="Composite Latents (Masked)"),
 ]

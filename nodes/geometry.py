@@ -224,3 +224,51 @@ def run_latent_blend(ctx: Any, latent_1: dict[str, Any], latent_2: dict[str, Any
         b = _interpolate(_center_crop(b, a.shape[-1], a.shape[-2]), tuple(a.shape[-2:]), "bicubic")
     f = float(blend_factor)
     return {"latent": {**latent_1, "samples": a * f + b * (1 - f)}}
+
+
+def _to_batch(x: torch.Tensor, batch: int) -> torch.Tensor:
+    if x.shape[0] < batch:
+        x = x.repeat((batch + x.shape[0] - 1) // x.shape[0], *([1] * (x.ndim - 1)))
+    return x[:batch]
+
+
+def composite(destination: torch.Tensor, source: torch.Tensor, x: int, y: int, mask: torch.Tensor | None,
+              multiplier: int, resize_source: bool) -> torch.Tensor:
+    """ComfyUI's masked paste on [B, C, H, W]: source (resized to destination's size when asked,
+    repeated to its batch) at (x, y) // multiplier, blended by the mask (resized bilinear to the
+    source; all ones without one), cut at destination's edges."""
+    if resize_source:
+        source = F.interpolate(source, size=tuple(destination.shape[-2:]), mode="bilinear")
+    source = _to_batch(source.to(destination.dtype), destination.shape[0])
+    height, width = destination.shape[-2:]
+    left, top = min(int(x), width * multiplier) // multiplier, min(int(y), height * multiplier) // multiplier
+    visible_h, visible_w = min(height - top, source.shape[-2]), min(width - left, source.shape[-1])
+    if mask is None:
+        weight = torch.ones_like(source)
+    else:
+        weight = F.interpolate(mask.float().reshape(-1, 1, *mask.shape[-2:]), size=tuple(source.shape[-2:]),
+                               mode="bilinear")
+        weight = _to_batch(weight, source.shape[0])
+    weight = weight[..., :visible_h, :visible_w]
+    out = destination.clone()
+    region = out[..., top:top + visible_h, left:left + visible_w]
+    out[..., top:top + visible_h, left:left + visible_w] = weight * source[..., :visible_h, :visible_w] \
+        + (1 - weight) * region
+    return out
+
+
+def run_image_composite_masked(ctx: Any, destination: torch.Tensor, source: torch.Tensor, x: int, y: int,
+                               resize_source: bool, mask: torch.Tensor | None = None) -> dict[str, Any]:
+    """ComfyUI's ImageCompositeMasked: paste source onto destination at (x, y) pixels through the mask."""
+    out = composite(destination.permute(0, 3, 1, 2), source.permute(0, 3, 1, 2), x, y, mask, 1, resize_source)
+    return {"image": out.permute(0, 2, 3, 1).contiguous()}
+
+
+def run_latent_composite_masked(ctx: Any, destination: dict[str, Any], source: dict[str, Any], x: int, y: int,
+                                resize_source: bool, mask: torch.Tensor | None = None) -> dict[str, Any]:
+    """ComfyUI's LatentCompositeMasked: the same in latent space, x and y in image pixels (// the VAE factor)."""
+    for field, latent in (("destination", destination), ("source", source)):
+        if latent.get("samples") is None:
+            raise NodeError("an empty latent has no values to paste yet; denoise or encode it first", field=field)
+    out = composite(destination["samples"], source["samples"], x, y, mask, _factor(destination), resize_source)
+    return {"latent": {**destination, "samples": out}}

@@ -287,6 +287,12 @@ ROWS: tuple[ClassMap, ...] = (
              (("samples1", "latent_1"), ("samples2", "latent_2")), ("latent",)),
     ClassMap("EmptyImage", "EmptyImage", "EmptyImage",
              (Widget("width"), Widget("height"), Widget("batch_size"), Widget("color")), (), ("image",)),
+    ClassMap("ImageCompositeMasked", "ImageCompositeMasked", "ImageCompositeMasked",
+             (Widget("x"), Widget("y"), Widget("resize_source")),
+             (("destination", "destination"), ("source", "source"), ("mask", "mask")), ("image",)),
+    ClassMap("LatentCompositeMasked", "LatentCompositeMasked", "LatentCompositeMasked",
+             (Widget("x"), Widget("y"), Widget("resize_source")),
+             (("destination", "destination"), ("source", "source"), ("mask", "mask")), ("latent",)),
     # A diff ControlNet adds its weights to the model's; NodeForge loads it as a plain ControlNet.
     ClassMap("DiffControlNetLoader", "ControlNetLoader", "Load ControlNet Model (diff)",
              (Widget("control_net_name", "controlnet", model="controlnet"),), (), ("controlnet",),

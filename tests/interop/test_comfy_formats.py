@@ -95,6 +95,10 @@ EXTRAS = {
     "35": ("ImageCrop", {"width": 32, "height": 32, "x": 8, "y": 8}, {"image": ("34", "image")}),
     "36": ("ImageBatch", {}, {"image1": ("35", "image"), "image2": ("26", "image")}),
     "37": ("LatentBlend", {"blend_factor": 0.3}, {"latent_1": ("17", "latent"), "latent_2": ("20", "latent")}),
+    "39": ("ImageCompositeMasked", {"x": 16, "y": 8, "resize_source": False},
+           {"destination": ("34", "image"), "source": ("35", "image"), "mask": ("28", "mask")}),
+    "40": ("LatentCompositeMasked", {"x": 64, "y": 0, "resize_source": True},
+           {"destination": ("37", "latent"), "source": ("17", "latent")}),
 }
 
 

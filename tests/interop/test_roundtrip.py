@@ -74,7 +74,7 @@ def test_sdxl_prompts_and_utility_classes_export_under_their_comfyui_names(read,
     prompt = export_comfyui_api(read(name).workflow, registry=registry)
     original = json.loads((DATA / "comfy-extras-api.json").read_text())
     for nid in ("2", "3", "5", "6", "7", "9", "10", "12", "14", "15", "16", "17", "19", "20", "26", "27", "28", "29",
-                "30", "32", "33", "34", "35", "36", "37"):
+                "30", "32", "33", "34", "35", "36", "37", "39", "40"):
         assert prompt[nid]["class_type"] == original[nid]["class_type"], nid
         assert prompt[nid]["inputs"] == original[nid]["inputs"], nid
     assert prompt["18"] == {"class_type": "LoadImageMask", "_meta": {"title": "Load Image (as Mask)"},

@@ -2,7 +2,7 @@
 ConditioningAverage, ConditioningConcat, ConditioningSetAreaPercentage, RepeatLatentBatch,
 LatentFromBatch, LoadImageMask, InvertMask, ImageInvert, ImageToMask, MaskToImage, SolidMask, GrowMask,
 ImageScaleToTotalPixels, ConditioningSetTimestepRange, ConditioningSetAreaStrength, ImageCrop, ImageBatch,
-LatentBlend, EmptyImage."""
+LatentBlend, EmptyImage, ImageCompositeMasked, LatentCompositeMasked."""
 from __future__ import annotations
 
 from types import SimpleNamespace
@@ -284,3 +284,34 @@ def test_area_strength_crop_batch_blend_and_empty_image():
     assert info.value.field == "latent_2"
     red = images.run_empty_image(None, 5, 3, 2, 0xFF8000)["image"]
     assert red.shape == (2, 3, 5, 3) and torch.equal(red[1, 2, 4], torch.tensor([255, 128, 0]) / 255.0)
+
+
+def test_composite_masked_pastes_through_the_mask_and_cuts_at_the_edges(engine):
+    geometry = builtin_module("geometry")
+    destination, source = torch.zeros(1, 6, 8, 3), torch.ones(1, 4, 4, 3)
+    out = geometry.run_image_composite_masked(None, destination, source, 6, 3, False)["image"]
+    expected = destination.clone()
+    expected[:, 3:6, 6:8] = 1.0          # the 4x4 source cut to the 3x2 that fits
+    assert torch.equal(out, expected) and destination.abs().sum() == 0
+    mask = torch.tensor([[[0.0, 1.0], [0.5, 0.0]]])   # resized bilinear to the source's 4x4
+    half = geometry.run_image_composite_masked(None, destination, source, 0, 0, False, mask)["image"]
+    weight = torch.nn.functional.interpolate(mask[None], size=(4, 4), mode="bilinear")[0, 0]
+    assert torch.equal(half[0, :4, :4, 0], weight) and half[0, 4:].abs().sum() == 0
+    stretched = geometry.run_image_composite_masked(None, destination, source, 0, 0, True)["image"]
+    assert torch.equal(stretched, torch.ones(1, 6, 8, 3))
+    latent_to = {"samples": torch.zeros(2, 4, 8, 8), "factor": 8}
+    pasted = geometry.run_latent_composite_masked(None, latent_to, {"samples": torch.ones(1, 4, 2, 2)}, 16, 40,
+                                                  False)["latent"]
+    assert pasted["samples"][:, :, 5:7, 2:4].eq(1).all() and pasted["samples"].sum() == 2 * 4 * 4   # (16, 40) px = (2, 5)
+    with pytest.raises(NodeError) as info:
+        geometry.run_latent_composite_masked(None, {"samples": None, "width": 64, "height": 64, "batch_size": 1},
+                                             latent_to, 0, 0, False)
+    assert info.value.field == "destination"
+    wf = Workflow()   # the mask input is optional in a graph too
+    wf.add("EmptyImage", {"width": 8, "height": 6, "batch_size": 1, "color": 0}, node_id="d")
+    wf.add("EmptyImage", {"width": 4, "height": 4, "batch_size": 1, "color": 0xFFFFFF}, node_id="s")
+    wf.add("ImageCompositeMasked", {"x": 6, "y": 3, "resize_source": False},
+           {"destination": ("d", "image"), "source": ("s", "image")}, node_id="c")
+    wf.add("Preview", {}, {"image": ("c", "image")}, node_id="p")
+    assert engine.validate(wf) == []
+    assert torch.equal(engine.run(wf, outputs=["c"]).outputs["c"]["image"], expected)

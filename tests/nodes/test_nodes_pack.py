@@ -73,6 +73,8 @@ def test_node_table_matches_the_design(registry):
         "ImageBatch": (["image1", "image2"], [], ["image"]),
         "LatentBlend": (["latent_1", "latent_2"], ["blend_factor"], ["latent"]),
         "EmptyImage": ([], ["width", "height", "batch_size", "color"], ["image"]),
+        "ImageCompositeMasked": (["destination", "source", "mask"], ["x", "y", "resize_source"], ["image"]),
+        "LatentCompositeMasked": (["destination", "source", "mask"], ["x", "y", "resize_source"], ["latent"]),
     }
     for name, (inputs, params, outputs) in table.items():
         spec = registry.get(name)
