@@ -44,7 +44,10 @@ def test_batch_items_are_the_seeds_of_single_runs(engine, make_txt2img, schedule
     batch = _latent(engine, make_txt2img(seed=10, batch_size=2, sampler=scheduler))
     second = _latent(engine, make_txt2img(seed=11, sampler=scheduler))
     assert batch.shape[0] == 2
-    torch.testing.assert_close(batch[1:], second, atol=1e-5, rtol=1e-4)
+    # A batch of 2 and a batch of 1 take different BLAS paths: float noise of ~1e-5, which an
+    # ancestral sampler's fresh noise per step can grow (1.3e-5 seen once); another seed is O(1) away.
+    torch.testing.assert_close(batch[1:], second, atol=1e-4, rtol=1e-3)
+    assert (batch[1:] - batch[:1]).abs().max() > 0.1
 
 
 def test_changing_the_prompt_changes_the_image(engine, make_txt2img):
