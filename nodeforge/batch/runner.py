@@ -221,6 +221,27 @@ class BatchSummary:
 Runner = Callable[[BatchPlan, Sequence[Job], BatchWriter], None]
 
 
+def open_batch(plan: BatchPlan, out_dir: Path, *, resume: bool = False,
+               on_event: BatchListener | None = None) -> tuple[Manifest, BatchWriter]:
+    """The folder's manifest and writer; the spec, with its workflow embedded, is copied to
+    `out_dir/batch.json` so the folder alone can re-make any job (the editor's Batch dialog too)."""
+    manifest = Manifest.open(out_dir, plan.fingerprint, len(plan.jobs), resume=resume)
+    atomic_write_bytes(out_dir / SPEC_COPY_NAME, plan.spec.dumps(embed_workflow=True).encode("utf-8"))
+    return manifest, BatchWriter(out_dir, manifest, len(plan.jobs), on_event)
+
+
+def write_sheet(plan: BatchPlan, out_dir: Path, latest: dict[int, dict[str, Any]]) -> tuple[Path, Any] | None:
+    """The contact sheet of the jobs in `latest` (the manifest's newest records) and its layout."""
+    from nodeforge.batch.sheet import SHEET_NAME, contact_sheet, first_images
+
+    if not latest:
+        return None
+    path = out_dir / SHEET_NAME
+    jobs = [job for job in plan.jobs if job.number in latest]
+    _, layout = contact_sheet(plan.spec, jobs, first_images(out_dir, latest), path)
+    return path, layout
+
+
 def run_batch(plan: BatchPlan, out_dir: str | Path, *, engine: Any = None, runner: Runner | None = None,
               resume: bool = False, on_event: BatchListener | None = None, sheet: bool = True) -> BatchSummary:
     """Run the jobs not yet finished in `out_dir`, then write the contact sheet.
@@ -228,14 +249,10 @@ def run_batch(plan: BatchPlan, out_dir: str | Path, *, engine: Any = None, runne
     In-process on `engine` unless a `runner` (the Ray runner) is given. The spec, with its
     workflow embedded, is copied to `out_dir/batch.json` so the folder alone can re-make any job.
     """
-    from nodeforge.batch.sheet import SHEET_NAME, contact_sheet, first_images
-
     out_dir = Path(out_dir)
-    manifest = Manifest.open(out_dir, plan.fingerprint, len(plan.jobs), resume=resume)
-    atomic_write_bytes(out_dir / SPEC_COPY_NAME, plan.spec.dumps(embed_workflow=True).encode("utf-8"))
+    manifest, writer = open_batch(plan, out_dir, resume=resume, on_event=on_event)
     finished = manifest.finished()
     pending = [job for job in plan.jobs if job.number not in finished]
-    writer = BatchWriter(out_dir, manifest, len(plan.jobs), on_event)
     writer.emit(BatchStarted(len(plan.jobs), len(finished)))
     started = time.perf_counter()
     if runner is not None:
@@ -243,11 +260,8 @@ def run_batch(plan: BatchPlan, out_dir: str | Path, *, engine: Any = None, runne
     else:
         run_in_process(plan, pending, writer, engine)
     latest = manifest.latest()
-    sheet_path = None
-    if sheet and latest:
-        sheet_path = out_dir / SHEET_NAME
-        jobs = [job for job in plan.jobs if job.number in latest]
-        contact_sheet(plan.spec, jobs, first_images(out_dir, latest), sheet_path)
+    written = write_sheet(plan, out_dir, latest) if sheet else None
+    sheet_path = written[0] if written else None
     done = sum(1 for r in latest.values() if r["status"] == DONE)
     return BatchSummary(out_dir, len(plan.jobs), done, len(latest) - done, len(finished), len(pending),
                         time.perf_counter() - started, manifest.path, sheet_path)

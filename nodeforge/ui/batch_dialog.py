@@ -23,12 +23,10 @@ from PySide6.QtWidgets import (
     QLabel, QLineEdit, QPushButton, QScrollArea, QSpinBox, QTableWidget, QTableWidgetItem, QVBoxLayout,
 )
 
-from nodeforge.batch.manifest import Manifest
-from nodeforge.batch.runner import SPEC_COPY_NAME, BatchPlan, BatchWriter, JobOutcome, plan_batch
-from nodeforge.batch.sheet import SHEET_NAME, SheetLayout, contact_sheet, first_images
-from nodeforge.batch.spec import Axis, BatchSpec, BatchSpecError, Job, SeedPolicy, expand, parse_axis
+from nodeforge.batch.runner import BatchPlan, JobOutcome, open_batch, plan_batch, write_sheet
+from nodeforge.batch.sheet import SheetLayout
+from nodeforge.batch.spec import Axis, BatchSpec, Job, SeedPolicy, expand, parse_axis
 from nodeforge.core.errors import WorkflowError
-from nodeforge.core.files import atomic_write_bytes
 from nodeforge.core.workflow import PNG_WORKFLOW_KEY
 from nodeforge.ui.runner import CANCELLED, FAILED, QueueJob, RunImage
 
@@ -74,9 +72,7 @@ class BatchRun:
     def __init__(self, plan: BatchPlan, out_dir: Path) -> None:
         self.plan = plan
         self.out_dir = out_dir
-        self.manifest = Manifest.open(out_dir, plan.fingerprint, len(plan.jobs), resume=False)
-        atomic_write_bytes(out_dir / SPEC_COPY_NAME, plan.spec.dumps(embed_workflow=True).encode("utf-8"))
-        self.writer = BatchWriter(out_dir, self.manifest, len(plan.jobs), None)
+        self.manifest, self.writer = open_batch(plan, out_dir)
         self.staging = Path(tempfile.mkdtemp(prefix="nodeforge-batch-"))
         self.queued: dict[int, Job] = {}            # queue job id -> batch job
         self.recorded: dict[int, dict[str, Any]] = {}
@@ -105,12 +101,10 @@ class BatchRun:
         """Draw the contact sheet of the jobs that ran; its path (None when none ran)."""
         self.done = True
         shutil.rmtree(self.staging, ignore_errors=True)
-        latest = self.manifest.latest()
-        if not latest:
+        written = write_sheet(self.plan, self.out_dir, self.manifest.latest())
+        if written is None:
             return None
-        jobs = [job for job in self.plan.jobs if job.number in latest]
-        self.sheet = self.out_dir / SHEET_NAME
-        _, self.layout = contact_sheet(self.plan.spec, jobs, first_images(self.out_dir, latest), self.sheet)
+        self.sheet, self.layout = written
         return self.sheet
 
 
