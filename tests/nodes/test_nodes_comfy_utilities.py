@@ -246,13 +246,14 @@ def test_timestep_ranges_switch_prompts_mid_schedule_like_two_stages(engine, mak
                                    add_noise=False, return_with_leftover_noise=False),
                {"unet": ("ckpt", "unet"), "positive": ("b", "conditioning"), "negative": ("neg", "conditioning"),
                 "latent": ("denoise", "latent")}, node_id="second")
-    torch.testing.assert_close(switched, _latent(engine, stages, "second"), atol=1e-5, rtol=1e-4)
+    # Ranged entries get their own UNet call (another batch shape): float noise up to ~1.4e-5 on 2 threads.
+    torch.testing.assert_close(switched, _latent(engine, stages, "second"), atol=1e-4, rtol=1e-3)
     plain = _latent(engine, make_txt2img(seed=8, steps=4))
     assert (switched - plain).abs().max() > 1e-3
     # the whole range is the plain prompt (in its own UNet call, so float rounding only)
     full = make_txt2img(seed=8, steps=4)
     full.nodes["denoise"].inputs["positive"] = (_ranged(full, "r", "pos", 0.0, 1.0), "conditioning")
-    torch.testing.assert_close(_latent(engine, full), plain, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(_latent(engine, full), plain, atol=1e-4, rtol=1e-3)
 
 
 def test_timestep_range_rule_is_controlnets_percent_rule():
