@@ -38,7 +38,6 @@ SD2_CLIP_PREFIX = "cond_stage_model.model."
 XL_CLIP1_PREFIX = "conditioner.embedders.0.transformer."
 XL_CLIP2_PREFIX = "conditioner.embedders.1.model."
 REFINER_CLIP_PREFIX = "conditioner.embedders.0.model."   # an SDXL refiner's only encoder (OpenCLIP bigG)
-VAE_PREFIX = "first_stage_model."
 HUB_TOKENIZER = "openai/clip-vit-large-patch14"   # the BPE every SD family uses
 
 

@@ -55,7 +55,6 @@ def parse_weights(text: str) -> list[tuple[str, float]]:
 
 
 # -- textual-inversion embeddings in prompts ----------------------------------------------------------------
-EMBEDDING_PREFIX = "embedding:"
 # ComfyUI's `embedding:NAME`: at the start of a word; the name runs to a space or a comma.
 _EMBEDDING_REF = re.compile(r"(?:(?<=^)|(?<=[\s,(\[]))embedding:([^\s,]+)", re.I)
 _STRIPPABLE = ".;:!?)]"

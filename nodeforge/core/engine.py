@@ -33,7 +33,7 @@ from nodeforge.core.workflow import Workflow
 
 _run_ids = itertools.count(1)
 _NOTHING_TO_RUN = "nothing to run: the workflow has no output node; add a SaveImage or Preview node"
-_STRUCTURED_PORTS = {t.value for t in PortType} | {"COND", "CONDITIONING"}
+_STRUCTURED_PORTS = {t.value for t in PortType}
 
 
 @dataclass

@@ -13,7 +13,6 @@ from PySide6.QtGui import QUndoCommand
 from nodeforge.ui.model import GraphModel
 
 PARAM_COMMAND_ID = 1001
-MOVE_COMMAND_ID = 1002
 
 
 class AddNodesCommand(QUndoCommand):

@@ -14,7 +14,7 @@ from nodeforge.core.engine import Engine
 from nodeforge.core.workflow import Workflow
 from nodeforge.ui.actions import WindowActions, context_menu, shortcuts_html
 from nodeforge.ui.controller import GraphController
-from nodeforge.ui.document import DocumentController, explain
+from nodeforge.ui.document import DocumentController
 from nodeforge.ui.edges import EdgeItem, RerouteItem
 from nodeforge.ui.group_item import GroupItem
 from nodeforge.ui.hint import CanvasHint
@@ -33,7 +33,6 @@ from nodeforge.ui.view import GraphView
 
 AUTOSAVE_MS = 60_000
 _windows: list["MainWindow"] = []
-_explain = explain   # the name other modules imported before the split
 
 
 class MainWindow(QMainWindow):
