@@ -15,7 +15,7 @@ from nodeforge.core.errors import NodeError
 from nodeforge.core.files import write_new_file
 from nodeforge.core.metadata import GenerationInfo, generation_info
 from nodeforge.core.types import FileKind
-from nodeforge.core.workflow import PNG_PARAMETERS_KEY, PNG_WORKFLOW_KEY
+from nodeforge.core.png_text import PNG_PARAMETERS_KEY, PNG_WORKFLOW_KEY
 
 from .schedulers import SAMPLERS, SCHEDULES
 

@@ -119,3 +119,14 @@ class NodeError(Exception):
 
 class Cancelled(WorkflowError):
     """The run was cancelled. Finished nodes stay cached; the interrupted node is not cached."""
+
+
+def short_repr(value: object, limit: int = 60) -> str:
+    """repr() for messages, cut short: a 5,000-character value must not make a 5,000-character line."""
+    try:
+        text = repr(value)
+    except ValueError:  # an int over Python's 4,300-digit limit has no repr
+        return f"a number of about {int(value.bit_length() * 0.30103) + 1} digits"  # type: ignore[attr-defined]
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit // 2]}...{text[-8:]} ({len(text)} characters)"

@@ -9,6 +9,7 @@ The temporary file is in the same folder because a rename is atomic only within 
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, Iterable
 
@@ -57,12 +58,20 @@ def _sync_folder(folder: Path) -> None:
         os.close(fd)
 
 
-def atomic_write(path: str | os.PathLike[str], write: Writer, *, mode: int | None = None) -> Path:
+def atomic_write(path: str | os.PathLike[str], write: Writer) -> Path:
     """Write `path` through `write(handle)`, replacing any file there only once it is complete.
 
-    The new file gets the usual 0666 less the umask, or the permission bits `mode` when given.
+    One behaviour for every caller: a symlink is written through (its target is replaced, the
+    link stays a link, even a dangling one), an existing file keeps its permission bits, and a
+    new one gets the usual 0666 less the umask. Returns the path actually written.
     """
     path = Path(path)
+    if path.is_symlink():
+        path = Path(os.path.realpath(path))
+    try:
+        mode: int | None = stat.S_IMODE(path.stat().st_mode)
+    except OSError:
+        mode = None
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _write_temp(path.parent, path.name, write)
     try:

@@ -12,13 +12,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-from nodeforge.core.errors import Problem
+from nodeforge.core.errors import Problem, short_repr
 from nodeforge.core.models import EXTENSIONS, FOLDER_MARKERS, ModelNotFound, ModelPaths, is_model_folder
 from nodeforge.core.placeholder import is_placeholder, original_class, placeholder_message
 from nodeforge.core.registry import Registry
 from nodeforge.core.spec import NodeSpec, Param
 from nodeforge.core.types import FileKind, ParamKind, ports_compatible
-from nodeforge.core.workflow import MAX_INT_DIGITS, Workflow, _short, text_problems
+from nodeforge.core.workflow import MAX_INT_DIGITS, Workflow, text_problems
 
 
 @dataclass
@@ -135,7 +135,7 @@ def _coerce(param: Param, raw: Any, spec: NodeSpec) -> tuple[str | None, Any]:
     except ValueError as exc:
         message = str(exc)
         if len(message) > 200:
-            message = message.replace(repr(raw), _short(raw)).replace(str(raw), _short(raw))
+            message = message.replace(repr(raw), short_repr(raw)).replace(str(raw), short_repr(raw))
         return message, None
     except Exception as exc:  # a choices callable of the pack raised
         return _pack_bug(spec, f"listing the choices of {param.name!r}", exc), None
@@ -150,7 +150,7 @@ def _digit_count(raw: str | int) -> int:
 
 def _pack_bug(spec: NodeSpec, doing: str, exc: BaseException) -> str:
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    detail = f"{type(exc).__name__}: {_short(text, 120)[1:-1] if len(text) > 120 else text}".rstrip(": ")
+    detail = f"{type(exc).__name__}: {short_repr(text, 120)[1:-1] if len(text) > 120 else text}".rstrip(": ")
     return f"the node pack {spec.pack or '?'!r} failed while {doing} ({detail}); this is a bug in that pack"
 
 

@@ -2,8 +2,9 @@
 
 A workflow is UTF-8 JSON: `{"nodeforge": 2, "nodes": {...}, "ui": {...}}`. Unknown top-level keys
 are kept on save, layout lives in `ui`, a newer version is refused and older ones are migrated.
-Saving writes a temporary file beside the target and renames it, so a crash never leaves a
-half-written workflow. PNGs saved by NodeForge carry the workflow in a text chunk.
+Saving goes through `nodeforge.core.files.atomic_write_bytes`, so a crash never leaves a
+half-written workflow. PNGs saved by NodeForge carry the workflow in a text chunk
+(`nodeforge.core.png_text`).
 """
 from __future__ import annotations
 
@@ -12,14 +13,13 @@ import json
 import math
 import os
 import stat
-import struct
-import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from nodeforge.core.errors import Problem, WorkflowFileError, WorkflowSaveError
-from nodeforge.core.files import atomic_write
+from nodeforge.core.errors import Problem, WorkflowFileError, WorkflowSaveError, short_repr
+from nodeforge.core.files import atomic_write_bytes
+from nodeforge.core.png_text import PNG_SIGNATURE, PNG_WORKFLOW_KEY, read_png_text
 
 FORMAT_VERSION = 2
 # Format 2 split UNetDenoise's `scheduler` (format 1) into `sampler` and `schedule` (ComfyUI's
@@ -31,15 +31,8 @@ V1_SCHEDULERS: dict[str, tuple[str, str]] = {
     "dpmpp_2m_karras": ("dpmpp_2m", "karras"), "dpmpp_sde": ("dpmpp_sde", "karras"),
     "unipc": ("uni_pc_bh2", "default"), "lcm": ("lcm", "default"),
 }
-PNG_WORKFLOW_KEY = "workflow"          # text chunk holding the workflow JSON
-PNG_PARAMETERS_KEY = "parameters"      # text chunk with A1111-style generation parameters
 MAX_FILE_BYTES = 64 * 1024 * 1024
-# Decompressed PNG text: a 1 MB zTXt chunk can inflate to gigabytes. A workflow of 10,000 nodes
-# is a few MB, so these caps refuse only hostile files (Pillow's own caps are 1 MB and 64 MB).
-MAX_PNG_TEXT_CHUNK_BYTES = 16 * 1024 * 1024
-MAX_PNG_TEXT_TOTAL_BYTES = 64 * 1024 * 1024
 MAX_INT_DIGITS = 100                   # a seed has 20 digits; Python refuses over 4,300
-_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 @dataclass
@@ -188,7 +181,7 @@ def _node_from_json(nid: str, raw: Any, source: Path | None) -> NodeRef:
     for name, link in raw_inputs.items():
         if (not isinstance(link, (list, tuple)) or len(link) != 2
                 or not isinstance(link[1], str) or not isinstance(link[0], (str, int))):
-            raise WorkflowFileError(f"a link must be [source_node_id, output_name], got {_short(link)}",
+            raise WorkflowFileError(f"a link must be [source_node_id, output_name], got {short_repr(link)}",
                                     node_id=nid, node_type=node_type, field=name, source=source)
         inputs[str(name)] = (str(link[0]), link[1])
     title = raw.get("title")
@@ -301,26 +294,15 @@ def parse_json(text: str, source: Path | None = None) -> Any:
         raise WorkflowFileError(f"{where}not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from None
     except _DuplicateKey as exc:
         if exc.node_like:
-            raise WorkflowFileError(f"{where}node id {_short(exc.key)} is used twice; give each node its own id "
+            raise WorkflowFileError(f"{where}node id {short_repr(exc.key)} is used twice; give each node its own id "
                                     "(only the last would be kept)", node_id=exc.key) from None
-        raise WorkflowFileError(f"{where}the key {_short(exc.key)} appears twice in one object; keep one "
+        raise WorkflowFileError(f"{where}the key {short_repr(exc.key)} appears twice in one object; keep one "
                                 "(only the last would be kept)") from None
     except _LongNumber as exc:
         raise WorkflowFileError(f"{where}a number in the file has {exc.digits} digits; no workflow value "
                                 f"needs more than {MAX_INT_DIGITS}") from None
     except RecursionError:
         raise WorkflowFileError(f"{where}the JSON is nested too deeply to be a workflow") from None
-
-
-def _short(value: Any, limit: int = 60) -> str:
-    """repr() for messages, cut short: a 5,000-character value must not make a 5,000-character line."""
-    try:
-        text = repr(value)
-    except ValueError:  # an int over Python's 4,300-digit limit has no repr
-        return f"a number of about {int(value.bit_length() * 0.30103) + 1} digits"
-    if len(text) <= limit:
-        return text
-    return f"{text[:limit // 2]}...{text[-8:]} ({len(text)} characters)"
 
 
 def read_regular_file(path: Path, limit: int = MAX_FILE_BYTES, what: str = "a workflow") -> bytes:
@@ -371,7 +353,7 @@ def load_workflow(path: str | os.PathLike[str]) -> Workflow:
     """Read a workflow from a .json file or a PNG saved by NodeForge."""
     path = Path(path)
     raw = read_regular_file(path)
-    if raw.startswith(_PNG_SIGNATURE):
+    if raw.startswith(PNG_SIGNATURE):
         chunks = read_png_text(raw, source=path)
         text = chunks.get(PNG_WORKFLOW_KEY)
         if text is None:
@@ -481,7 +463,7 @@ def save_workflow(workflow: Workflow, path: str | os.PathLike[str]) -> Path:
 
     Raises WorkflowSaveError (nothing written) for content JSON or UTF-8 cannot hold, naming the
     node and field; disk failures raise OSError. The file keeps its permissions, and a symlink
-    is written through to its target.
+    is written through to its target (`nodeforge.core.files.atomic_write`).
     """
     path = Path(path)
     problems = unsaveable_problems(workflow)
@@ -494,68 +476,3 @@ def save_workflow(workflow: Workflow, path: str | os.PathLike[str]) -> Path:
         raise WorkflowSaveError([Problem(f"cannot be written as JSON ({exc})")], source=path) from None
     atomic_write_bytes(path, data)
     return path
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Replace `path` with `data` so that a crash leaves the old file or the new one, never half
-    (`nodeforge.core.files.atomic_write`).
-
-    A symlink is followed (its target is replaced, the link stays); an existing file keeps its
-    permission bits, a new one gets the usual 0666 less the umask.
-    """
-    path = Path(path)
-    if path.is_symlink():
-        path = Path(os.path.realpath(path))
-    try:
-        mode: int | None = stat.S_IMODE(path.stat().st_mode)
-    except OSError:
-        mode = None
-    atomic_write(path, lambda handle: handle.write(data), mode=mode)
-
-
-def read_png_text(data: bytes, source: Path | None = None) -> dict[str, str]:
-    """The tEXt/zTXt/iTXt chunks of a PNG, without decoding pixels (and without Pillow).
-
-    Compressed text is inflated with a cap (MAX_PNG_TEXT_CHUNK_BYTES a chunk, MAX_PNG_TEXT_TOTAL_BYTES
-    in all): a zTXt bomb is refused with a WorkflowFileError after at most that much work.
-    """
-    out: dict[str, str] = {}
-    budget = [MAX_PNG_TEXT_TOTAL_BYTES]
-    pos = len(_PNG_SIGNATURE)
-    while pos + 8 <= len(data):
-        length, kind = struct.unpack(">I4s", data[pos:pos + 8])
-        body = data[pos + 8:pos + 8 + length]
-        pos += 12 + length
-        try:
-            if kind == b"tEXt":
-                key, _, value = body.partition(b"\0")
-                out[key.decode("latin-1")] = value.decode("latin-1")
-            elif kind == b"zTXt":
-                key, _, rest = body.partition(b"\0")
-                name = key.decode("latin-1")
-                out[name] = _inflate_text(rest[1:], name, budget, source).decode("latin-1")
-            elif kind == b"iTXt":
-                key, _, rest = body.partition(b"\0")
-                name = key.decode("latin-1")
-                compressed, _method = rest[0], rest[1]
-                _lang, _, rest = rest[2:].partition(b"\0")
-                _tkey, _, text = rest.partition(b"\0")
-                raw = _inflate_text(text, name, budget, source) if compressed else text
-                out[name] = raw.decode("utf-8")
-            elif kind == b"IEND":
-                break
-        except (zlib.error, UnicodeDecodeError, IndexError):
-            continue
-    return out
-
-
-def _inflate_text(compressed: bytes, name: str, budget: list[int], source: Path | None) -> bytes:
-    limit = min(MAX_PNG_TEXT_CHUNK_BYTES, budget[0])
-    inflated = zlib.decompressobj().decompress(compressed, limit + 1)  # stops after limit + 1 bytes
-    if len(inflated) > limit:
-        where = f"{source}: " if source else ""
-        raise WorkflowFileError(f"{where}the PNG text chunk {_short(name)} inflates to more than "
-                                f"{limit // (1024 * 1024)} MB, the limit for PNG metadata; refusing it "
-                                "(the file may be a decompression bomb)")
-    budget[0] -= len(inflated)
-    return inflated

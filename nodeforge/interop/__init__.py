@@ -14,15 +14,8 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from nodeforge.core.errors import WorkflowFileError
-from nodeforge.core.workflow import (
-    PNG_PARAMETERS_KEY,
-    Workflow,
-    _PNG_SIGNATURE,
-    parse_json,
-    read_png_text,
-    read_regular_file,
-    unsaveable_problems,
-)
+from nodeforge.core.png_text import PNG_PARAMETERS_KEY, PNG_SIGNATURE, read_png_text
+from nodeforge.core.workflow import Workflow, parse_json, read_regular_file, unsaveable_problems
 from nodeforge.interop import a1111, comfy_graph, comfy_import
 from nodeforge.interop.comfy_export import ExportError, export_api
 from nodeforge.interop.comfy_table import ROWS
@@ -141,7 +134,7 @@ def read_workflow(source: str | os.PathLike[str] | Mapping[str, Any], *, registr
         else:
             path = Path(source)
             raw = read_regular_file(path)
-            if raw.startswith(_PNG_SIGNATURE):
+            if raw.startswith(PNG_SIGNATURE):
                 imported = _from_png(raw, path, registry)
             else:
                 imported = _from_text(raw, path, registry)

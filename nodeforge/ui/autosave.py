@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nodeforge.core.models import user_data_dir
-from nodeforge.core.workflow import Workflow, atomic_write_bytes, load_workflow
+from nodeforge.core.files import atomic_write_bytes
+from nodeforge.core.workflow import Workflow, load_workflow
 
 
 def autosave_dir() -> Path:

@@ -27,7 +27,7 @@ from nodeforge.batch.runner import BatchPlan, JobOutcome, open_batch, plan_batch
 from nodeforge.batch.sheet import SheetLayout
 from nodeforge.batch.spec import Axis, BatchSpec, Job, SeedPolicy, expand, parse_axis
 from nodeforge.core.errors import WorkflowError
-from nodeforge.core.workflow import PNG_WORKFLOW_KEY
+from nodeforge.core.png_text import PNG_WORKFLOW_KEY
 from nodeforge.ui.runner import CANCELLED, FAILED, QueueJob, RunImage
 
 if TYPE_CHECKING:

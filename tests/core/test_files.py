@@ -52,6 +52,31 @@ def test_new_files_get_the_usual_permissions_not_private_temp_ones(tmp_path):
     assert path.stat().st_mode & 0o777 == 0o644
 
 
+def test_every_replacing_write_keeps_permissions_and_writes_through_symlinks(tmp_path):
+    """One writer, one behaviour: trained weights, batch manifests and workflows alike."""
+    import os
+
+    target = tmp_path / "real" / "lora.safetensors"
+    atomic_write_bytes(target, b"v1")
+    os.chmod(target, 0o640)
+    link = tmp_path / "current.safetensors"
+    link.symlink_to(target)
+    written = atomic_write(link, lambda h: h.write(b"v2"))
+    assert written == target and target.read_bytes() == b"v2"
+    assert link.is_symlink() and os.readlink(link) == str(target)
+    assert target.stat().st_mode & 0o777 == 0o640
+
+
+def test_a_dangling_symlink_is_written_through_to_its_target(tmp_path):
+    import os
+
+    link = tmp_path / "out.json"
+    link.symlink_to(tmp_path / "store" / "out.json")
+    atomic_write_bytes(link, b"{}")
+    assert link.is_symlink() and (tmp_path / "store" / "out.json").read_bytes() == b"{}"
+    assert sorted(os.listdir(tmp_path)) == ["out.json", "store"]
+
+
 def test_concurrent_writers_of_new_files_never_collide(tmp_path):
     paths, lock = [], threading.Lock()
 

@@ -8,7 +8,7 @@ from PIL import Image
 
 import nodeforge
 from nodeforge import Workflow
-from nodeforge.core.workflow import PNG_PARAMETERS_KEY, PNG_WORKFLOW_KEY
+from nodeforge.core.png_text import PNG_PARAMETERS_KEY, PNG_WORKFLOW_KEY
 
 
 def test_save_image_numbers_files_and_never_overwrites(fresh_engine, make_txt2img):

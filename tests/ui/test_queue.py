@@ -249,7 +249,7 @@ def test_a_2x2_grid_runs_through_the_queue_and_ends_with_a_contact_sheet_of_4_ce
 
 def test_a_preview_only_grid_keeps_each_first_image_with_its_workflow_and_a_second_run_gets_a_new_folder(
         window, qtbot, tmp_path):
-    from nodeforge.core.workflow import read_png_text
+    from nodeforge.core.png_text import read_png_text
 
     solid, mix, _ = solid_graph(window)
     dialog = window.open_batch(f"{solid}.color", "red,blue")
