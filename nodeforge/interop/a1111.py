@@ -18,7 +18,9 @@ from nodeforge.interop import samplers
 _PAIR = re.compile(r'\s*([A-Za-z][\w \-/+.()]*?):\s*("(?:\\.|[^\\"])*"|[^,]*)(?:,|$)')
 _LORA = re.compile(r"<(lora|lyco):([^:>]+)((?::[^:>]*)*)>", re.IGNORECASE)
 _OTHER_TAG = re.compile(r"<(hypernet):([^>]*)>", re.IGNORECASE)
-_SIZE = re.compile(r"^\s*(\d{1,5})\s*x\s*(\d{1,5})\s*$")
+_SIZE = re.compile(r"^\s*(\d+)\s*x\s*(\d+)\s*$")
+# EmptyLatent's width/height range (tests/interop/test_png_and_a1111.py keeps it equal to the pack's).
+MIN_SIDE, MAX_SIDE = 16, 8192
 # Keys that describe the file rather than the picture.
 _METADATA = {"model hash", "version", "lora hashes", "ti hashes", "vae hash", "hashes", "schedule type",
              "hires upscale", "hires steps", "hires upscaler", "hires resize", "denoising strength", "size",
@@ -131,6 +133,15 @@ def to_workflow(text: str, source: object | None = None) -> tuple[Workflow, list
     return build.wf, warnings
 
 
+def _sides(text: str | None) -> tuple[int, int] | None:
+    """(width, height) of "WxH"; a side of more than 9 digits reads as 10^9 or more (not a slow int())."""
+    match = _SIZE.match(text or "")
+    if match is None:
+        return None
+    width, height = (int(g[:9]) * 10 ** min(len(g) - 9, 9) if len(g) > 9 else int(g) for g in match.groups())
+    return width, height
+
+
 class _Builder:
     """Adds the txt2img nodes left to right, one column each, in the order A1111 applies the settings."""
 
@@ -178,9 +189,13 @@ class _Builder:
     def latent(self) -> None:
         params: dict[str, Any] = {"batch_size": 1}
         size = self.settings.get("Size")
-        match = _SIZE.match(size or "")
-        if match:
-            params["width"], params["height"] = int(match.group(1)), int(match.group(2))
+        sides = _sides(size)
+        if sides and not all(MIN_SIDE <= side <= MAX_SIDE for side in sides):
+            self.warnings.append(f"A1111 parameters: Size {size[:40]!r} is {'larger' if max(sides) > MAX_SIDE else 'smaller'}"
+                                 f" than NodeForge makes ({MIN_SIDE} to {MAX_SIDE} pixels a side); NodeForge's "
+                                 "default is used - set EmptyLatent's width and height")
+        elif sides:
+            params["width"], params["height"] = sides[0], sides[1]
         elif size:
             self.warnings.append(f"A1111 parameters: Size {size[:40]!r} is not WIDTHxHEIGHT; NodeForge's default "
                                  "is used")
@@ -208,7 +223,7 @@ class _Builder:
     def hires_pass(self, first: str) -> str:
         """A latent upscale and a second UNetDenoise for A1111's hires fix; `first` when there is none."""
         hires = self.number("Hires upscale", float)
-        resize = _SIZE.match(self.settings.get("Hires resize", ""))
+        resize = _sides(self.settings.get("Hires resize"))
         if hires is None and not resize:
             if "Denoising strength" in self.settings:
                 self.warnings.append("A1111 parameters: these are img2img settings, but the source image is not "
@@ -224,8 +239,8 @@ class _Builder:
         elif "bicubic" in upscaler.lower():
             method = "bicubic"
         if resize:
-            up = self.add("LatentUpscale", {"upscale_method": method, "width": int(resize.group(1)),
-                                            "height": int(resize.group(2)), "crop": "disabled"},
+            up = self.add("LatentUpscale", {"upscale_method": method, "width": resize[0],
+                                            "height": resize[1], "crop": "disabled"},
                           {"latent": (first, "latent")})
         else:
             up = self.add("LatentUpscaleBy", {"upscale_method": method, "scale_by": hires},

@@ -14,6 +14,8 @@ from typing import Any
 from nodeforge.core.errors import WorkflowFileError
 
 MAX_SUBGRAPH_DEPTH = 16
+# Nested instances multiply (a 14 KB file can ask for 10^9 nodes); no real workflow comes near this.
+MAX_EXPANDED_NODES = 20_000
 SUBGRAPH_INPUT, SUBGRAPH_OUTPUT = "-10", "-20"     # the ids of a subgraph's own input and output nodes
 
 
@@ -45,6 +47,7 @@ class ComfyGraph:
     reroutes: dict[str, list[float]] = field(default_factory=dict)      # native reroute id -> position
     via: dict[tuple[str, str], str] = field(default_factory=dict)       # (node, input) -> nearest reroute
     viewport: dict[str, Any] | None = None
+    warnings: list[str] = field(default_factory=list)     # what reading dropped (a link not in the file)
 
 
 def _fail(message: str, node: str | None = None, node_type: str | None = None, field_name: str | None = None,
@@ -192,13 +195,18 @@ class _Level:
             self.nodes[node.id] = node
         recorded = _input_link_ids(raw_nodes)
         self.parents: dict[tuple[str, str], str] = {}
-        for link in _links(raw.get("links"), source, where):
+        self.warnings: list[str] = []
+        links = _links(raw.get("links"), source, where)
+        for link in links:
             node = self.nodes.get(link.target)
             if link.target == SUBGRAPH_OUTPUT:
                 continue
             if node is None or not 0 <= link.target_slot < len(node.input_order):
                 continue  # a dangling link: ComfyUI's editor drops these too
             if link.origin != SUBGRAPH_INPUT and link.origin not in self.nodes:
+                mark = recorded.get((link.target, link.target_slot), link.id)
+                if mark is None or str(mark) == link.id:
+                    self._warn(where, node, link.target_slot, f"linked to node {link.origin}, which is not in the file")
                 continue
             mark = recorded.get((link.target, link.target_slot), link.id)
             if mark is not None and str(mark) != link.id:
@@ -208,9 +216,23 @@ class _Level:
             if link.parent is not None:
                 self.parents[(link.target, name)] = link.parent
         self.outputs: dict[int, tuple[str, int]] = {}
-        for link in _links(raw.get("links"), source, where):
+        for link in links:
             if link.target == SUBGRAPH_OUTPUT:
                 self.outputs[link.target_slot] = (link.origin, link.origin_slot)
+        self._unlisted_links(where, recorded, {link.id for link in links})
+
+    def _warn(self, where: str, node: ComfyNode, slot: int, why: str) -> None:
+        self.warnings.append(f"{where}node {node.id} ({node.class_type}), {node.input_order[slot]}: {why}; "
+                             "the input is left unconnected")
+
+    def _unlisted_links(self, where: str, recorded: dict[tuple[str, int], Any], known: set[str]) -> None:
+        """An input that names a link the file's "links" does not hold is said, as for an API prompt."""
+        for (nid, slot), mark in recorded.items():
+            node = self.nodes.get(nid)
+            if mark is None or isinstance(mark, (bool, dict, list)) or node is None or str(mark) in known:
+                continue
+            if 0 <= slot < len(node.input_order) and node.input_order[slot] not in node.links:
+                self._warn(where, node, slot, f"its link {_kind(mark)} is not in the file's \"links\"")
 
 
 def read_ui_workflow(data: dict[str, Any], source: object = None) -> ComfyGraph:
@@ -218,7 +240,9 @@ def read_ui_workflow(data: dict[str, Any], source: object = None) -> ComfyGraph:
     definitions = _subgraph_definitions(data, source)
     top = _Level(data, source, "")
     graph.groups = _groups(data.get("groups"))
-    graph.nodes = _expand(top, definitions, source, [], graph)
+    tally = _Tally()
+    graph.nodes = _expand(top, definitions, source, [], graph, tally)
+    graph.warnings = list(tally.warnings)
     extra = data.get("extra") if isinstance(data.get("extra"), dict) else {}
     ds = extra.get("ds")
     if isinstance(ds, dict):
@@ -276,10 +300,27 @@ def _subgraph_definitions(data: dict[str, Any], source: object) -> dict[str, dic
     return out
 
 
+@dataclass
+class _Tally:
+    """What an expansion has placed so far (refused before it multiplies past the cap) and dropped."""
+    nodes: int = 0
+    warnings: dict[str, None] = field(default_factory=dict)     # ordered, each line once
+
+
+def _count(tally: _Tally, level: _Level, source: object) -> None:
+    tally.nodes += len(level.nodes)      # instances too: empty subgraphs nested 16 deep still cost time
+    tally.warnings.update(dict.fromkeys(level.warnings))
+    if tally.nodes > MAX_EXPANDED_NODES:
+        raise _fail(f"the workflow expands to more than {MAX_EXPANDED_NODES} nodes once its subgraph instances "
+                    "are placed (nested subgraphs multiply); NodeForge imports at most that many - unpack or "
+                    "split the subgraphs in ComfyUI", field_name="subgraph", source=source)
+
+
 def _expand(level: _Level, definitions: dict[str, dict[str, Any]], source: object, stack: list[str],
-            graph: ComfyGraph | None) -> dict[str, ComfyNode]:
+            graph: ComfyGraph | None, tally: _Tally) -> dict[str, ComfyNode]:
     """The level's nodes with every subgraph instance replaced by its (prefixed) inner nodes."""
     nodes = level.nodes
+    _count(tally, level, source)
     if not any(n.class_type in definitions for n in nodes.values()):
         return nodes
     out: dict[str, ComfyNode] = {}
@@ -294,7 +335,7 @@ def _expand(level: _Level, definitions: dict[str, dict[str, Any]], source: objec
                         f"(or subgraphs nest deeper than {MAX_SUBGRAPH_DEPTH})", node.id, "subgraph", source=source)
         name = str(definition.get("name") or "subgraph")
         inner = _Level(definition, source, f"subgraph {name[:60]!r}: ")
-        inner_nodes = _expand(inner, definitions, source, stack + [node.class_type], None)
+        inner_nodes = _expand(inner, definitions, source, stack + [node.class_type], None, tally)
         prefix = f"{node.id}:"
 
         def outer(src: str, slot: int) -> tuple[str, int] | None:

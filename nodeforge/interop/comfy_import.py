@@ -66,6 +66,8 @@ class _Converter:
 
     def run(self) -> tuple[Workflow, list[str]]:
         nodes = self.graph.nodes
+        for line in self.graph.warnings:
+            self.warnings.add(None, line)
         self.top_slot: dict[str, int] = {}      # the highest output slot anything links to, per node
         for node in nodes.values():
             for src, slot in node.links.values():
