@@ -5,8 +5,11 @@ A *sampler* is the stepping method (ComfyUI's `sampler_name`: euler, dpmpp_2m, u
 ...). Each sampler row names the diffusers class, the config overrides on top of the model's own
 scheduler config, which schedules the class can follow and how many noise draws a step takes;
 each schedule row names its config overrides. The node declaration (nodes/__init__.py),
-`make_scheduler`, the workflow migration and the tests all read these tables, so adding a
-sampler is one row. Importing this module does not import torch or diffusers.
+`make_scheduler`, the PNG parameters and the tests read these tables. The names themselves are
+`nodeforge/core/samplers.py`, which core (format migration) and interop read without importing
+the pack; `tests/nodes/test_sampler_names.py` fails unless the rows here cover exactly those names,
+so adding a sampler is its name there and one row here. Importing this module does not import
+torch or diffusers.
 
 Latent models never clip the predicted sample: DDIM, DDPM and LCM default to `clip_sample=True`
 (meant for pixel-space models), which clips the latent to [-1, 1] and destroys it; SD's own

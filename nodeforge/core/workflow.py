@@ -23,7 +23,8 @@ from nodeforge.core.png_text import PNG_SIGNATURE, PNG_WORKFLOW_KEY, read_png_te
 
 FORMAT_VERSION = 2
 # Format 2 split UNetDenoise's `scheduler` (format 1) into `sampler` and `schedule` (ComfyUI's
-# sampler_name and scheduler). Each old name and the pair that gives the same pixels:
+# sampler_name and scheduler). Each old name and the pair that gives the same pixels (a fixed fact
+# of format 1; tests/nodes/test_sampler_names.py checks the pack still runs every pair):
 V1_SCHEDULERS: dict[str, tuple[str, str]] = {
     "euler": ("euler", "default"), "euler_ancestral": ("euler_ancestral", "default"),
     "heun": ("heun", "default"), "lms": ("lms", "default"), "ddim": ("ddim", "default"),

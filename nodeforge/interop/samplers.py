@@ -1,17 +1,20 @@
 """ComfyUI and A1111 sampler names onto NodeForge's `sampler` and `schedule` params.
 
 NodeForge spells samplers and sigma schedules as ComfyUI does, so most names map to
-themselves. A name NodeForge lacks maps to the nearest one it has, and the caller is told so
-(a warning naming the node). Tables are data: adding a sampler is one entry.
+themselves; which names exist is `nodeforge.core.samplers` (the list the pack's table is tested
+against). A ComfyUI name NodeForge lacks maps to the nearest one it has (the curated table below,
+else the closest spelling by difflib) and the caller is told so: a warning naming the node, the
+name and what it became. Nothing becomes euler without a warning saying so.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
-# What UNetDenoise offers (ComfyUI's spellings).
-SAMPLERS = ("euler", "euler_ancestral", "heun", "dpm_2", "dpm_2_ancestral", "lms", "dpmpp_2m",
-            "dpmpp_2m_sde", "dpmpp_sde", "ddim", "ddpm", "pndm", "uni_pc", "uni_pc_bh2", "lcm", "deis")
-SCHEDULES = ("default", "normal", "karras", "exponential", "sgm_uniform", "simple", "ddim_uniform", "beta")
+from nodeforge.core.samplers import SAMPLER_NAMES, SCHEDULE_NAMES, nearest_name
+
+SAMPLERS = SAMPLER_NAMES
+SCHEDULES = SCHEDULE_NAMES
 
 # ComfyUI samplers NodeForge lacks -> the nearest it has. `*_gpu` variants differ only in where
 # the SDE noise is drawn, so they map without a warning.
@@ -52,7 +55,7 @@ def sampler_from_comfy(name: object) -> Mapped:
     if key in NEAREST_SAMPLER:
         near = NEAREST_SAMPLER[key]
         return Mapped(near, f"sampler {text!r} is not in NodeForge; using the nearest, {near!r}")
-    return Mapped("euler", f"unknown sampler {text[:60]!r}; using 'euler'")
+    return _nearest("sampler", text, key, SAMPLERS, {**SAME_SAMPLER, **NEAREST_SAMPLER}, "euler")
 
 
 def schedule_from_comfy(name: object) -> Mapped:
@@ -63,7 +66,21 @@ def schedule_from_comfy(name: object) -> Mapped:
     if key in NEAREST_SCHEDULE:
         near = NEAREST_SCHEDULE[key]
         return Mapped(near, f"schedule {text!r} is not in NodeForge; using the nearest, {near!r}")
-    return Mapped("normal", f"unknown schedule {text[:60]!r}; using 'normal'")
+    return _nearest("schedule", text, key, SCHEDULES, NEAREST_SCHEDULE, "normal")
+
+
+def _nearest(what: str, text: str, key: str, names: tuple[str, ...], approximations: dict[str, str],
+             fallback: str) -> Mapped:
+    """An unknown name as the closest-spelled one NodeForge has or approximates (difflib), said in a
+    note; `fallback` only when nothing is close, and the note says that too."""
+    shown = text[:60]
+    close = nearest_name(key, (*names, *approximations))
+    if close is None:
+        return Mapped(fallback, f"unknown {what} {shown!r} (no {what} NodeForge has is spelled like it); "
+                                f"using {fallback!r}")
+    near = approximations.get(close, close)
+    via = f" (as {close!r})" if near != close else ""
+    return Mapped(near, f"unknown {what} {shown!r}; using the nearest NodeForge has, {near!r}{via}")
 
 
 def sampler_to_comfy(name: str) -> Mapped:
@@ -106,14 +123,26 @@ def from_a1111(sampler: str, schedule_type: str | None = None) -> tuple[Mapped, 
             break
     if schedule_type:
         schedule = " ".join(schedule_type.split()).lower()
-    comfy = A1111_SAMPLERS.get(text)
-    mapped = sampler_from_comfy(comfy) if comfy else Mapped("euler", f"unknown A1111 sampler {sampler[:60]!r}; using 'euler'")
-    if mapped.note and comfy:
-        mapped = Mapped(mapped.name, f"sampler {sampler!r} is not in NodeForge; using the nearest, {mapped.name!r}")
+    mapped = _a1111_name("sampler", sampler, text, A1111_SAMPLERS, sampler_from_comfy, "euler")
     if schedule is None:
         schedule = "ddim" if text == "ddim" else "automatic"
-    sched_comfy = A1111_SCHEDULES.get(schedule)
-    sched = (schedule_from_comfy(sched_comfy) if sched_comfy
-             else Mapped("normal", f"unknown schedule type {schedule[:60]!r}; using 'normal'"))
+    sched = _a1111_name("schedule type", schedule, schedule, A1111_SCHEDULES, schedule_from_comfy, "normal")
     return mapped, sched
 
+
+def _a1111_name(what: str, shown: str, key: str, table: dict[str, str],
+                from_comfy: Callable[[object], Mapped], fallback: str) -> Mapped:
+    """An A1111 name through its ComfyUI name; an unknown one as the closest-spelled A1111 name."""
+    comfy = table.get(key)
+    if comfy is not None:
+        mapped = from_comfy(comfy)
+        if mapped.note and what == "sampler":   # name the A1111 spelling the user wrote
+            return Mapped(mapped.name, f"sampler {shown!r} is not in NodeForge; using the nearest, {mapped.name!r}")
+        return mapped
+    close = nearest_name(key, table)
+    if close is None:
+        return Mapped(fallback, f"unknown A1111 {what} {shown[:60]!r} (no {what} NodeForge knows is spelled "
+                                f"like it); using {fallback!r}")
+    near = from_comfy(table[close]).name
+    via = f" (as {close!r})" if close != near else ""
+    return Mapped(near, f"unknown A1111 {what} {shown[:60]!r}; using the nearest NodeForge has, {near!r}{via}")

@@ -111,7 +111,7 @@ def test_a1111_names_with_a_separate_schedule_type_and_hires_fix(registry):
     ("DPM++ SDE Karras", ("dpmpp_sde", "karras"), False), ("DPM++ 2M SDE Exponential", ("dpmpp_2m_sde", "exponential"), False),
     ("DDIM", ("ddim", "ddim_uniform"), False), ("UniPC", ("uni_pc", "normal"), False), ("LMS Karras", ("lms", "karras"), False),
     ("DPM++ 2S a Karras", ("euler_ancestral", "karras"), True), ("DPM++ 3M SDE", ("dpmpp_2m_sde", "normal"), True),
-    ("Mystery", ("euler", "normal"), True)])
+    ("Mystery", ("euler", "normal"), True), ("Euler A2", ("euler_ancestral", "normal"), True)])
 def test_a1111_sampler_names(sampler, expected, warned):
     from nodeforge.interop.samplers import from_a1111
 
