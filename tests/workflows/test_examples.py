@@ -15,6 +15,7 @@ from PIL import Image
 from nodeforge import Engine, load_workflow
 from nodeforge.paths import builtin_dir
 from nodeforge.core.registry import builtin_module
+from tests.workflows.golden import GOLDEN, check_golden
 
 WORKFLOWS = builtin_dir("workflows")
 MODEL = builtin_dir("resources") / "models" / "nodeforge-shapes"
@@ -46,6 +47,28 @@ def test_every_example_is_a_valid_workflow(engine):
     assert {"txt2img", "img2img", "inpaint", "lora"} <= set(names)
     for name in names:
         assert engine.validate(load_workflow(WORKFLOWS / f"{name}.json")) == [], name
+
+
+EXAMPLES = sorted(p.stem for p in WORKFLOWS.glob("*.json"))
+
+
+@pytest.mark.parametrize("name", EXAMPLES)
+def test_every_example_draws_its_golden_image(engine, name):
+    """Same seed, same image, after an update: each saved image of each example, as committed
+    in tests/workflows/golden/ (tolerance and how to regenerate: tests/workflows/golden.py)."""
+    result = engine.run(load_workflow(WORKFLOWS / f"{name}.json"))
+    saved = [path for paths in result.outputs.values() if isinstance(paths, list)
+             for path in paths if str(path).endswith(".png")]
+    assert saved, f"{name} saved no image"
+    for index, path in enumerate(saved):
+        check_golden(Image.open(path), name, index)
+
+
+def test_every_golden_image_belongs_to_a_shipped_example():
+    """A renamed or deleted example leaves no stale golden image behind to be trusted."""
+    owners = {path.stem.rsplit("-", 1)[0] if path.stem not in EXAMPLES else path.stem
+              for path in GOLDEN.glob("*.png")}
+    assert owners == set(EXAMPLES)
 
 
 def test_txt2img_draws_what_the_prompt_asks(engine):
