@@ -18,9 +18,8 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from nodeforge.core.errors import NodeError
 from nodeforge.core.models import EXTENSIONS, ModelNotFound, ModelPaths, SUBFOLDERS, file_identity
+from nodeforge.core.prompt_syntax import name_candidates
 from nodeforge.core.types import FileKind
-
-from .prompt_syntax import name_candidates
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -174,7 +173,7 @@ class EmbeddingLookup:
 def referenced_files(ctx: Any, text: str) -> tuple:
     """What TextEncoder's cache key adds: the identity of every embedding file the prompt names
     (so a retrained embedding re-runs it), or None when it names none."""
-    from .prompt_syntax import embedding_references
+    from nodeforge.core.prompt_syntax import embedding_references
 
     lookup = EmbeddingLookup.for_context(ctx)
     names = embedding_references(text, lookup.bare_words)

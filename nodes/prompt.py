@@ -21,9 +21,9 @@ from typing import Any, Iterator
 import torch
 
 from nodeforge.core.errors import NodeError
+from nodeforge.core.prompt_syntax import parse_weights, split_embeddings
 
 from .embeddings import EmbeddingLookup
-from .prompt_syntax import parse_weights, split_embeddings
 from .wrappers import ClipModel
 
 WINDOW = 75

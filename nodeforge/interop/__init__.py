@@ -19,7 +19,7 @@ from nodeforge.core.workflow import Workflow, parse_json, read_regular_file, uns
 from nodeforge.interop import a1111, comfy_graph, comfy_import
 from nodeforge.interop.comfy_export import ExportError, export_api
 from nodeforge.interop.comfy_table import ROWS
-from nodeforge.interop.model_names import ModelResolver, embeddings_in, parse_model_map
+from nodeforge.interop.model_names import ModelResolver, parse_model_map, resolve_embeddings
 
 __all__ = ["A1111", "COMFY_API", "COMFY_WORKFLOW", "NODEFORGE", "ExportError", "Imported", "detect_format", "export_comfyui_api", "import_workflow",
            "parse_model_map", "read_workflow"]
@@ -220,8 +220,7 @@ def _resolve_models(imported: Imported, model_map: Mapping[str, str] | None, mod
             else:
                 node.params[param] = resolver.mapped(node.params[param])
         if imported.foreign and node.type == "TextEncoder" and isinstance(node.params.get("text"), str):
-            for name in embeddings_in(node.params["text"]):
-                resolver.resolve("embedding", name, nid)
+            resolve_embeddings(resolver, node.params["text"], nid)
     imported.missing_params = {key: resolver.missing_line(*item) for key, item in imported.missing_params.items()}
     imported.missing = resolver.missing_lines()
     imported.warnings.extend(imported.missing)

@@ -15,6 +15,7 @@ from pathlib import Path, PurePosixPath
 from typing import Iterable
 
 from nodeforge.core.models import EXTENSIONS, ModelNotFound, ModelPaths, is_model_folder
+from nodeforge.core.prompt_syntax import embedding_references, name_candidates
 from nodeforge.core.types import FileKind
 from nodeforge.paths import builtin_dir
 
@@ -126,21 +127,25 @@ class ModelResolver:
         if not isinstance(name, str) or not name.strip():
             return name
         name = self.mapped(name)
-        if self._exists(kind, name):
-            return name
-        relative = name.replace("\\", "/")
-        base = relative.rsplit("/", 1)[-1]
-        names, stems = self._files(kind)
-        hit = names.get(base.lower())
-        if hit is None:
-            stem = base.rsplit(".", 1)[0] if "." in base else base
-            hit = stems.get(stem.lower())
+        hit = self.find(kind, name)
         if hit is not None:
             return hit
         entry = self.missing.setdefault((kind, name), Missing(kind, name))
         if node_id is not None and node_id not in entry.nodes:
             entry.nodes.append(node_id)
         return name
+
+    def find(self, kind: str, name: str) -> str | None:
+        """The stored name of the model `name` means (as is, in a sub-folder, or by stem), or None."""
+        if self._exists(kind, name):
+            return name
+        base = name.replace("\\", "/").rsplit("/", 1)[-1]
+        names, stems = self._files(kind)
+        hit = names.get(base.lower())
+        if hit is None:
+            stem = base.rsplit(".", 1)[0] if "." in base else base
+            hit = stems.get(stem.lower())
+        return hit
 
     def _exists(self, kind: str, name: str) -> bool:
         file_kind = self._file_kind(kind)
@@ -237,17 +242,14 @@ def _quote(name: str) -> str:
     return name if re.fullmatch(r"[\w.\-/]+", name) else f'"{name}"'
 
 
-EMBEDDING = re.compile(r"embedding:([\w\-.\\/ ]+?)(?=[\s,()\[\]:|>]|$)", re.IGNORECASE)
-
-
-def embeddings_in(text: str) -> list[str]:
-    """The `embedding:NAME` references of a prompt (ComfyUI's syntax), each once."""
-    out: list[str] = []
-    for match in EMBEDDING.finditer(text or ""):
-        name = match.group(1).strip().rstrip(".")
-        if name and name not in out:
-            out.append(name)
-    return out
+def resolve_embeddings(resolver: ModelResolver, text: str, node_id: str | None = None) -> None:
+    """Look up every `embedding:NAME` a prompt names, as TextEncoder will (one parser,
+    `nodeforge.core.prompt_syntax`): as written, then without trailing punctuation; a name found
+    neither way is recorded missing (without the punctuation)."""
+    for name in embedding_references(text or ""):
+        candidates = name_candidates(name)
+        if not any(resolver.find("embedding", resolver.mapped(candidate)) for candidate in candidates):
+            resolver.resolve("embedding", candidates[-1], node_id)
 
 
 def local_models(kind: str, model_paths: ModelPaths | None = None) -> list[str]:

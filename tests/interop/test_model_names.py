@@ -92,3 +92,35 @@ def test_model_map_applies_to_nodeforge_files_too(registry, models, tmp_path):
 def test_a_malformed_model_map_says_how_to_write_it(item):
     with pytest.raises(ValueError, match="expected OLD=NEW"):
         parse_model_map([item])
+
+
+# Where interop's own `embedding:` regex disagreed with TextEncoder's (issue 26); both now use
+# nodeforge.core.prompt_syntax, so an import reports missing exactly what a run would miss.
+@pytest.mark.parametrize("prompt, missing", [
+    ("a cat, myembedding:ink", []),                           # not at the start of a word: no reference
+    ("a cat, embedding:my+style", ["my+style"]),              # any character but a space or comma
+    ("a cat, embedding:ink|soft", ["ink|soft"]),              # `|` is part of the name, as TextEncoder reads it
+    ("a cat, embedding:ink:0.8", ["ink:0.8"]),                # no brackets: the weight is not syntax
+    ("a cat, (embedding:ink:1.2)", ["ink"]),                  # the weighted form
+    ("a cat with embedding:ink.", ["ink"]),                   # trailing punctuation: tried without it
+    ("embedding:Ink, EMBEDDING:ink", ["Ink", "ink"]),
+])
+def test_an_imported_prompt_names_the_embeddings_textencoder_would_look_up(registry, tmp_path, prompt, missing):
+    from nodeforge.core.prompt_syntax import embedding_references, name_candidates
+
+    prompt_file = {"6": {"class_type": "CLIPTextEncode", "inputs": {"text": prompt, "clip": ["4", 1]}},
+                   **checkpoint_file("x.safetensors")}
+    empty = ModelPaths(roots=[tmp_path], include_builtin=False)
+    imported = read_workflow(prompt_file, registry=registry, model_paths=empty)
+    reported = [line.split("'")[1] for line in imported.missing if line.startswith("missing embedding")]
+    assert reported == missing
+    assert [name_candidates(n)[-1] for n in embedding_references(prompt)] == missing
+
+
+def test_an_embedding_found_without_its_trailing_punctuation_is_not_reported(registry, tmp_path):
+    (tmp_path / "embeddings").mkdir()
+    (tmp_path / "embeddings" / "ink.pt").write_bytes(b"x")
+    prompt_file = {"6": {"class_type": "CLIPTextEncode", "inputs": {"text": "drawn in embedding:ink.", "clip": ["4", 1]}},
+                   **checkpoint_file("x.safetensors")}
+    imported = read_workflow(prompt_file, registry=registry, model_paths=ModelPaths(roots=[tmp_path], include_builtin=False))
+    assert not [line for line in imported.missing if line.startswith("missing embedding")]

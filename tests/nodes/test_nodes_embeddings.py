@@ -97,7 +97,7 @@ def test_bare_file_stems_weights_and_punctuation_work_as_in_a1111_and_comfyui(em
     assert not torch.equal(weighted["embeds"], written["embeds"])
     assert comma["embeds"].shape == written["embeds"].shape
     # "rc" inside another word or a longer stem is not the embedding
-    syntax = builtin_module("prompt_syntax")
+    from nodeforge.core import prompt_syntax as syntax
     assert syntax.split_embeddings("arc rc-st rc", {"rc", "rc-st"}) == [("arc ", False), ("rc-st", True),
                                                                        (" ", False), ("rc", True)]
 

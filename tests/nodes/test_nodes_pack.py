@@ -99,9 +99,7 @@ def test_node_table_matches_the_design(registry):
 
 
 def test_prompt_weights_parse_like_a1111():
-    from nodeforge.core.registry import builtin_module
-
-    parse = builtin_module("prompt_syntax").parse_weights
+    from nodeforge.core.prompt_syntax import parse_weights as parse
     assert parse("a (red:1.5) circle") == [("a ", 1.0), ("red", 1.5), (" circle", 1.0)]
     assert parse("(a)") == [("a", 1.1)]
     assert parse("[a]")[0][1] == 1 / 1.1

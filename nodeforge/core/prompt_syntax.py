@@ -1,4 +1,8 @@
-"""Prompt emphasis syntax, as in A1111 and ComfyUI: pure text, no torch.
+"""Prompt syntax, as in A1111 and ComfyUI: emphasis weights and `embedding:NAME`; pure text, no torch.
+
+The one parser of both: the pack's TextEncoder (`nodes/prompt.py`, `nodes/embeddings.py`) reads
+prompts with it, and interop (`nodeforge/interop/model_names.py`) finds the embeddings an imported
+prompt names with the same function, so what an import reports missing is what a run would miss.
 
 `(word)` multiplies the weight by 1.1, `[word]` divides it by 1.1, `(word:1.3)` sets 1.3 times,
 nesting multiplies, and `\\(` `\\)` `\\[` `\\]` are literal brackets. Unbalanced brackets are
@@ -55,7 +59,8 @@ def parse_weights(text: str) -> list[tuple[str, float]]:
 
 
 # -- textual-inversion embeddings in prompts ----------------------------------------------------------------
-# ComfyUI's `embedding:NAME`: at the start of a word; the name runs to a space or a comma.
+# ComfyUI's `embedding:NAME`: at the start of a word (or after `(`/`[`); the name runs to a space or a
+# comma, and is looked up as written, then without trailing punctuation (`name_candidates`).
 _EMBEDDING_REF = re.compile(r"(?:(?<=^)|(?<=[\s,(\[]))embedding:([^\s,]+)", re.I)
 _STRIPPABLE = ".;:!?)]"
 
