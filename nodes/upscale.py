@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from nodeforge.core.errors import NodeError
+from nodeforge.core.models import EXTENSIONS
 from nodeforge.core.types import FileKind
 
 from .loading import pick_dtype, read_state_dict
@@ -192,7 +193,7 @@ def _spandrel(state: dict[str, torch.Tensor], name: str) -> tuple[nn.Module, int
 
 
 def read_upscale_state(path: Path) -> dict[str, torch.Tensor]:
-    if path.suffix.lower() not in (".safetensors", ".pth", ".pt", ".ckpt", ".bin"):
+    if path.suffix.lower() not in EXTENSIONS[FileKind.UPSCALE_MODEL]:
         raise NodeError(f"{path.name}: use a .safetensors or .pth upscale model", field="upscale_model")
     if path.suffix.lower() == ".safetensors":
         state, _ = read_state_dict(path, field="upscale_model")

@@ -1,5 +1,9 @@
 """Where model files are found: the bundled folder, the user's folder, and NODEFORGE_MODELS.
 
+The one vocabulary of model kinds: each `FileKind` has its sub-folder, file extensions, bundled
+folder, folder markers and display name here, and the engine, the editor and the importers
+(`nodeforge/interop/model_names.py`) all read these tables.
+
 A checkpoint or LoRA param holds a name found in these folders (a diffusers folder name, or a
 file name with or without its extension) or a path. No torch here: only files and names.
 """
@@ -24,8 +28,12 @@ EXTENSIONS = {
     FileKind.VAE: (".safetensors", ".ckpt", ".pt", ".pth", ".bin"),
     FileKind.EMBEDDING: (".safetensors", ".pt", ".bin"),
     FileKind.CONTROLNET: (".safetensors", ".ckpt", ".pt", ".pth", ".bin"),
-    FileKind.UPSCALE_MODEL: (".safetensors", ".pth", ".pt"),
+    FileKind.UPSCALE_MODEL: (".safetensors", ".pth", ".pt", ".ckpt", ".bin"),
 }
+# What messages and dialogs call each kind ("missing upscale model ...").
+KIND_NAMES = {FileKind.CHECKPOINT: "checkpoint", FileKind.LORA: "LoRA", FileKind.IMAGE: "image",
+              FileKind.VAE: "VAE", FileKind.EMBEDDING: "embedding", FileKind.CONTROLNET: "ControlNet",
+              FileKind.UPSCALE_MODEL: "upscale model"}
 # Folders inside the bundled resources/ for each kind.
 BUILTIN = {FileKind.CHECKPOINT: "models", FileKind.LORA: "loras", FileKind.IMAGE: "images",
            FileKind.VAE: "vae", FileKind.EMBEDDING: "embeddings", FileKind.CONTROLNET: "controlnet",

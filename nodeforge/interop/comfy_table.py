@@ -37,7 +37,7 @@ class Widget:
 
     comfy: str
     param: str | None = ""
-    model: str | None = None          # a model name resolved against the model folders: its kind
+    model: str | None = None          # a model name resolved against the model folders: its FileKind value
     seed: bool = False                # UI files list control_after_generate after it
     load: Convert = _same             # ComfyUI value -> NodeForge value
     save: Convert = _same             # NodeForge value -> ComfyUI value
@@ -216,7 +216,7 @@ ROWS: tuple[ClassMap, ...] = (
              (("conditioning", "positive"), ("control_net", "controlnet"), ("image", "image")), ("positive",),
              fixed={"start_percent": 0.0, "end_percent": 1.0}, optional_inputs=("vae",), remember=False),
     ClassMap("UpscaleModelLoader", "UpscaleModelLoader", "Load Upscale Model",
-             (Widget("model_name", "upscale_model", model="upscaler"),), (), ("upscale_model",)),
+             (Widget("model_name", "upscale_model", model="upscale_model"),), (), ("upscale_model",)),
     ClassMap("ImageUpscaleWithModel", "ImageUpscaleWithModel", "Upscale Image (using Model)", (),
              (("upscale_model", "upscale_model"), ("image", "image")), ("image",)),
     ClassMap("Canny", "ImageToEdges", "Canny", (Widget("low_threshold"), Widget("high_threshold")),

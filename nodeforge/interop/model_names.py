@@ -14,34 +14,13 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Iterable
 
-from nodeforge.core.models import EXTENSIONS, ModelNotFound, ModelPaths, is_model_folder
+from nodeforge.core.models import (EXTENSIONS, FOLDER_MARKERS, KIND_NAMES, SUBFOLDERS, ModelNotFound, ModelPaths,
+                                   is_model_folder)
 from nodeforge.core.prompt_syntax import embedding_references, name_candidates
 from nodeforge.core.types import FileKind
-from nodeforge.paths import builtin_dir
 
 MAX_WALK_ENTRIES = 50_000      # a models folder of a few thousand files is normal; stop well past that
 MAX_WALK_DEPTH = 6
-
-
-@dataclass(frozen=True)
-class ModelKind:
-    name: str                  # as the messages say it
-    subfolder: str             # in a models root, as ComfyUI names it
-    extensions: tuple[str, ...]
-    file_kinds: tuple[str, ...] = ()     # FileKind values that mean this kind, when NodeForge has one
-    folders_too: bool = False            # a diffusers folder counts
-
-
-_WEIGHTS = (".safetensors", ".ckpt", ".pt", ".pth", ".bin")
-KINDS: dict[str, ModelKind] = {
-    "checkpoint": ModelKind("checkpoint", "checkpoints", EXTENSIONS[FileKind.CHECKPOINT], ("checkpoint",), True),
-    "lora": ModelKind("LoRA", "loras", EXTENSIONS[FileKind.LORA], ("lora",)),
-    "vae": ModelKind("VAE", "vae", _WEIGHTS, ("vae",), True),
-    "controlnet": ModelKind("ControlNet", "controlnet", _WEIGHTS, ("controlnet", "control_net"), True),
-    "upscaler": ModelKind("upscale model", "upscale_models", _WEIGHTS, ("upscaler", "upscale_model")),
-    "embedding": ModelKind("embedding", "embeddings", (".safetensors", ".pt", ".bin"), ("embedding",), True),
-    "image": ModelKind("image", "images", EXTENSIONS[FileKind.IMAGE], ("image",)),
-}
 
 
 def parse_model_map(items: Iterable[str]) -> dict[str, str]:
@@ -88,31 +67,14 @@ class ModelResolver:
         self._index: dict[str, tuple[dict[str, str], dict[str, str]]] = {}
 
     # -- folders ----------------------------------------------------------------------------------------
-    def _file_kind(self, kind: str) -> FileKind | None:
-        for value in KINDS[kind].file_kinds:
-            try:
-                return FileKind(value)
-            except ValueError:
-                continue
-        return None
+    def folders(self, kind: FileKind | str) -> list[Path]:
+        return self.paths.folders(kind)
 
-    def folders(self, kind: str) -> list[Path]:
-        file_kind = self._file_kind(kind)
-        if file_kind is not None:
-            return self.paths.folders(file_kind)
-        spec = KINDS[kind]
-        found = []
-        if self.paths.include_builtin:
-            found.append(builtin_dir("resources") / spec.subfolder)
-        for root in self.paths.roots:
-            found += [root / spec.subfolder, root]
-        return found
-
-    def target_folder(self, kind: str) -> str:
-        spec = KINDS[kind]
+    def target_folder(self, kind: FileKind | str) -> str:
+        subfolder = SUBFOLDERS[FileKind(kind)]
         if self.paths.roots:
-            return str(self.paths.roots[0] / spec.subfolder)
-        return f"a models folder's {spec.subfolder}/ (set NODEFORGE_MODELS)"
+            return str(self.paths.roots[0] / subfolder)
+        return f"a models folder's {subfolder}/ (set NODEFORGE_MODELS)"
 
     # -- looking up ------------------------------------------------------------------------------------------
     def mapped(self, name: str) -> str:
@@ -122,10 +84,11 @@ class ModelResolver:
                 return self.model_map[variant]
         return name
 
-    def resolve(self, kind: str, name: str, node_id: str | None = None) -> str:
+    def resolve(self, kind: FileKind | str, name: str, node_id: str | None = None) -> str:
         """The name to store: mapped, then found as is, in a sub-folder, or by stem; else the name (missing)."""
         if not isinstance(name, str) or not name.strip():
             return name
+        kind = FileKind(kind).value
         name = self.mapped(name)
         hit = self.find(kind, name)
         if hit is not None:
@@ -135,7 +98,7 @@ class ModelResolver:
             entry.nodes.append(node_id)
         return name
 
-    def find(self, kind: str, name: str) -> str | None:
+    def find(self, kind: FileKind | str, name: str) -> str | None:
         """The stored name of the model `name` means (as is, in a sub-folder, or by stem), or None."""
         if self._exists(kind, name):
             return name
@@ -147,37 +110,28 @@ class ModelResolver:
             hit = stems.get(stem.lower())
         return hit
 
-    def _exists(self, kind: str, name: str) -> bool:
-        file_kind = self._file_kind(kind)
-        if file_kind is not None:
-            try:
-                self.paths.resolve(file_kind, name, self.base)
-                return True
-            except (ModelNotFound, OSError, ValueError):
-                return False
-        candidate = Path(name).expanduser()
-        if candidate.is_absolute():
-            return candidate.exists()
-        options = [folder / name for folder in self.folders(kind)]
-        if self.base is not None:
-            options.append(self.base / name)
-        return any(option.exists() for option in options)
+    def _exists(self, kind: FileKind | str, name: str) -> bool:
+        try:
+            self.paths.resolve(kind, name, self.base)
+            return True
+        except (ModelNotFound, OSError, ValueError):
+            return False
 
-    def _files(self, kind: str) -> tuple[dict[str, str], dict[str, str]]:
+    def _files(self, kind: FileKind | str) -> tuple[dict[str, str], dict[str, str]]:
         """{file name: stored name} and {stem: stored name} of every model of a kind, walked once."""
+        kind = FileKind(kind)
         if kind in self._index:
             return self._index[kind]
-        spec = KINDS[kind]
         names: dict[str, str] = {}
         stems: dict[str, str] = {}
         budget = [MAX_WALK_ENTRIES]
         for folder in self.folders(kind):
             if folder.is_dir():
-                self._walk(folder, folder, spec, names, stems, 0, budget)
+                self._walk(folder, folder, kind, names, stems, 0, budget)
         self._index[kind] = (names, stems)
         return names, stems
 
-    def _walk(self, root: Path, folder: Path, spec: ModelKind, names: dict[str, str], stems: dict[str, str],
+    def _walk(self, root: Path, folder: Path, kind: FileKind, names: dict[str, str], stems: dict[str, str],
               depth: int, budget: list[int]) -> None:
         try:
             entries = sorted(os.scandir(folder), key=lambda e: e.name)
@@ -196,26 +150,18 @@ class ModelResolver:
             except OSError:
                 continue
             if is_dir:
-                if spec.folders_too and self._is_model_folder(spec, Path(entry.path)):
+                if kind in FOLDER_MARKERS and is_model_folder(kind, Path(entry.path)):
                     stems.setdefault(entry.name.lower(), stored)
                     continue
                 if depth < MAX_WALK_DEPTH:
                     subfolders.append(entry)
                 continue
             suffix = os.path.splitext(entry.name)[1].lower()
-            if suffix in spec.extensions:
+            if suffix in EXTENSIONS[kind]:
                 names.setdefault(entry.name.lower(), stored)
                 stems.setdefault(os.path.splitext(entry.name)[0].lower(), stored)
         for entry in subfolders:
-            self._walk(root, Path(entry.path), spec, names, stems, depth + 1, budget)
-
-    def _is_model_folder(self, spec: ModelKind, path: Path) -> bool:
-        for value in spec.file_kinds:
-            try:
-                return is_model_folder(FileKind(value), path)
-            except ValueError:
-                continue
-        return (path / "model_index.json").is_file() or (path / "config.json").is_file()
+            self._walk(root, Path(entry.path), kind, names, stems, depth + 1, budget)
 
     # -- what to tell the user -----------------------------------------------------------------------------
     def missing_lines(self) -> list[str]:
@@ -224,13 +170,13 @@ class ModelResolver:
     def missing_line(self, kind: str, name: str) -> str:
         """The one line that says a missing file, the nodes using it and where it should go."""
         item = self.missing[(kind, name)]
-        spec = KINDS[item.kind]
+        shown = KIND_NAMES[FileKind(item.kind)]
         nodes = ", ".join(item.nodes[:5]) + (" ..." if len(item.nodes) > 5 else "")
         used = f" (node{'s' if len(item.nodes) > 1 else ''} {nodes})" if item.nodes else ""
         if item.kind == "image":
             return (f"missing image {item.name!r}{used}: put it beside the workflow file or in "
                     f"{self.target_folder(item.kind)}")
-        return (f"missing {spec.name} {item.name!r}{used}: put it in {self.target_folder(item.kind)}, "
+        return (f"missing {shown} {item.name!r}{used}: put it in {self.target_folder(item.kind)}, "
                 f"or map it to one you have with --model-map {_quote(item.name)}=NAME")
 
     def unused_map_lines(self) -> list[str]:
@@ -252,11 +198,9 @@ def resolve_embeddings(resolver: ModelResolver, text: str, node_id: str | None =
             resolver.resolve("embedding", candidates[-1], node_id)
 
 
-def local_models(kind: str, model_paths: ModelPaths | None = None) -> list[str]:
+def local_models(kind: FileKind | str, model_paths: ModelPaths | None = None) -> list[str]:
     """The user's models of a kind, by the names a workflow stores (for choosing a replacement)."""
     resolver = ModelResolver(model_paths)
     found = set(resolver._files(kind)[0].values())    # files in sub-folders too, as resolution finds them
-    file_kind = resolver._file_kind(kind)
-    if file_kind is not None:
-        found.update(resolver.paths.names(file_kind))   # what the editor lists (diffusers folders included)
+    found.update(resolver.paths.names(kind))          # what the editor lists (diffusers folders included)
     return sorted(found, key=str.lower)

@@ -20,7 +20,8 @@ class MissingModelsDialog(QDialog):
     def __init__(self, missing: dict[tuple[str, str], list[tuple[str, str]]], choices: dict[str, list[str]],
                  parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        from nodeforge.interop.model_names import KINDS
+        from nodeforge.core.models import KIND_NAMES
+        from nodeforge.core.types import FileKind
 
         self.setWindowTitle("Missing models")
         layout = QVBoxLayout(self)
@@ -36,9 +37,9 @@ class MissingModelsDialog(QDialog):
             combo.addItems(choices.get(kind, []))
             combo.setEnabled(bool(choices.get(kind)))
             if not choices.get(kind):
-                combo.setToolTip(f"you have no {KINDS[kind].name} in your model folders")
+                combo.setToolTip(f"you have no {KIND_NAMES[FileKind(kind)]} in your model folders")
             nodes = ", ".join(sorted({nid for nid, _ in places}))
-            label = QLabel(f"{KINDS[kind].name} <b>{name}</b> (node{'s' if len(places) > 1 else ''} {nodes})")
+            label = QLabel(f"{KIND_NAMES[FileKind(kind)]} <b>{name}</b> (node{'s' if len(places) > 1 else ''} {nodes})")
             label.setToolTip(name)
             form.addRow(label, combo)
             self.combos[(kind, name)] = combo

@@ -124,3 +124,25 @@ def test_an_embedding_found_without_its_trailing_punctuation_is_not_reported(reg
                    **checkpoint_file("x.safetensors")}
     imported = read_workflow(prompt_file, registry=registry, model_paths=ModelPaths(roots=[tmp_path], include_builtin=False))
     assert not [line for line in imported.missing if line.startswith("missing embedding")]
+
+
+def test_the_importer_speaks_the_engines_model_kinds():
+    """One vocabulary (issue 26): every model a ComfyUI widget names is a FileKind, with core's folders."""
+    from nodeforge.core.types import FileKind
+    from nodeforge.interop.comfy_table import ROWS
+
+    kinds = {w.model for row in ROWS for w in row.widgets if w.model}
+    assert kinds <= {k.value for k in FileKind} and "upscale_model" in kinds
+
+
+@pytest.mark.parametrize("file_name", ["4x-Ultra.pth", "4x-Ultra.ckpt", "4x-Ultra.bin"])
+def test_an_upscale_model_the_editor_lists_is_the_one_an_import_finds(registry, tmp_path, file_name):
+    from nodeforge.interop.model_names import local_models
+
+    (tmp_path / "upscale_models").mkdir()
+    (tmp_path / "upscale_models" / file_name).write_bytes(b"x")
+    paths = ModelPaths(roots=[tmp_path], include_builtin=False)
+    prompt = {"1": {"class_type": "UpscaleModelLoader", "inputs": {"model_name": "4x-Ultra.safetensors"}}}
+    imported = read_workflow(prompt, registry=registry, model_paths=paths)
+    assert imported.workflow.nodes["1"].params["upscale_model"] == file_name
+    assert paths.names("upscale_model") == [file_name] == local_models("upscale_model", paths)
