@@ -365,7 +365,8 @@ def test_half_precision_weights_run_as_on_a_gpu(models_dir):
     cond, uncond = prompt.encode(clip, "a red circle"), prompt.encode(clip, "")
     latent = {"samples": None, "width": 32, "height": 32, "batch_size": 1}
     before = {k: v.clone() for k, v in unet.unet.state_dict().items()}
-    out = sampling.denoise_latent(ctx, unet, cond, uncond, latent, 1, 2, 5.0, "euler_ancestral", "default", 1.0)
+    request = sampling.DenoiseRequest(seed=1, steps=2, cfg=5.0, sampler="euler_ancestral", schedule="default")
+    out = sampling.denoise_latent(ctx, model=unet, positive=cond, negative=uncond, latent=latent, request=request)
     assert out["samples"].dtype == torch.float32 and torch.isfinite(out["samples"]).all()
     assert all(torch.equal(before[k], v) for k, v in unet.unet.state_dict().items())
     image = vae_mod.decode(vae, out["samples"])
