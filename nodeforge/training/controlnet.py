@@ -30,6 +30,7 @@ import json
 import math
 import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -38,7 +39,7 @@ import numpy as np
 import torch
 
 from nodeforge.training import common, data
-from nodeforge.training.lora import Progress, _DefaultsShown, encode_images, load_base, resolve_base
+from nodeforge.training.common import TrainingInputError
 
 CONDITIONING_CHANNELS = (16, 32, 64)   # three widths: two stride-2 convolutions, 64 px -> 16 latent px
 EDGE_THRESHOLDS = (0.4, 0.8)           # ImageToEdges' defaults
@@ -47,6 +48,8 @@ EVAL_SEED = 4_242_000                  # never used for training images
 EVAL_CASES = 48
 STEPS, CFG = 20, 5.0
 IOU_TARGET, SHARE_TARGET = 0.8, 0.9
+# What train-controlnet writes into --out; anything else there (a model card, pictures) is the user's.
+OWN_FILES = ("config.json", "diffusion_pytorch_model.safetensors", "training.json", "evaluation.json")
 
 
 # -- data ---------------------------------------------------------------------------------------------------
@@ -162,39 +165,101 @@ def public(result: dict) -> dict:
 
 
 # -- training -----------------------------------------------------------------------------------------------
-def parse_args(argv: list[str] | None):
-    p = argparse.ArgumentParser(
-        prog="nodeforge train-controlnet", formatter_class=_DefaultsShown,
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = common.TrainerParser(
+        prog="nodeforge train-controlnet",
         description="Train the demo ControlNet shapes-outline for nodeforge-shapes: a white outline on black "
                     "(what ImageToEdges makes of a demo image) decides where the shape is drawn. Writes a "
                     "diffusers ControlNet folder (config.json + safetensors) that ControlNetLoader reads.")
-    p.add_argument("--out", type=Path, help="output folder (replaced when training ends; a README.md in it is kept)")
+    p.add_argument("--out", type=Path, help="output folder: new, empty, or one train-controlnet wrote before "
+                   "(replaced in one step when training ends; other files in it, such as README.md, are kept)")
     p.add_argument("--evaluate", metavar="FOLDER", type=Path,
                    help="only measure the saved ControlNet in FOLDER (no training)")
     p.add_argument("--base", default="nodeforge-shapes", help="diffusers folder (or bundled model name)")
-    p.add_argument("--images", metavar="N", type=int, default=6000, help="generated training images")
-    p.add_argument("--steps", metavar="N", type=int, default=2300, help="optimizer steps")
-    p.add_argument("--batch", metavar="N", type=int, default=8, help="images per step")
-    p.add_argument("--lr", metavar="RATE", type=float, default=5e-4,
+    p.add_argument("--images", metavar="N", type=common.COUNT, default=6000, help="generated training images")
+    p.add_argument("--steps", metavar="N", type=common.COUNT, default=2300, help="optimizer steps")
+    p.add_argument("--batch", metavar="N", type=common.COUNT, default=8, help="images per step")
+    p.add_argument("--lr", metavar="RATE", type=common.RATE, default=5e-4,
                    help="AdamW learning rate (after a linear warm-up, cosine decay to a tenth)")
-    p.add_argument("--warmup", metavar="N", type=int, default=50, help="warm-up steps")
-    p.add_argument("--empty-rate", metavar="F", type=float, default=0.1,
+    p.add_argument("--warmup", metavar="N", type=common.whole(0), default=50, help="warm-up steps")
+    p.add_argument("--empty-rate", metavar="F", type=common.SHARE, default=0.1,
                    help="share of empty captions (the ControlNet also steers the unconditional half of CFG)")
-    p.add_argument("--noise-offset", metavar="STD", type=float, default=0.15,
+    p.add_argument("--noise-offset", metavar="STD", type=common.STD, default=0.15,
                    help="per-channel noise offset, as the base model was trained")
-    p.add_argument("--conditioning-channels", metavar="N", type=int, nargs="+", default=list(CONDITIONING_CHANNELS),
+    p.add_argument("--conditioning-channels", metavar="N", type=common.whole(1, 1024), nargs="+",
+                   default=list(CONDITIONING_CHANNELS),
                    help="widths of the control image's embedding; each after the first halves the resolution, "
                         "so 3 widths give the demo VAE's factor 4")
-    p.add_argument("--cases", metavar="N", type=int, default=EVAL_CASES, help="held-out outlines evaluated")
+    p.add_argument("--cases", metavar="N", type=common.COUNT, default=EVAL_CASES, help="held-out outlines evaluated")
     p.add_argument("--no-evaluate", action="store_true", help="skip the evaluation after training")
-    p.add_argument("--seed", metavar="N", type=int, default=0, help="seed of the images, batches and noise")
-    p.add_argument("--threads", metavar="N", type=int, default=2, help="CPU threads torch may use")
+    p.add_argument("--seed", metavar="N", type=common.SEED, default=0, help="seed of the images, batches and noise")
+    p.add_argument("--threads", metavar="N", type=common.COUNT, default=2, help="CPU threads torch may use")
     p.add_argument("--json", type=Path, help="write the measured numbers here too")
     p.add_argument("--sheet", type=Path, help="write a PNG of outlines and drawn images (first 12 cases)")
     args = p.parse_args(argv)
     if (args.out is None) == (args.evaluate is None):
         p.error("give --out (train) or --evaluate FOLDER (measure)")
     return args
+
+
+def check_inputs(args: argparse.Namespace) -> Path:
+    """The base model's folder, after every argument and file is checked (before anything loads)."""
+    base = common.resolve_base(args.base, "train-controlnet", common.PIPELINE_PARTS + ("model_index.json",))
+    common.writable_output(args.json, "numbers (JSON)", "--json")
+    common.writable_output(args.sheet, "contact sheet (PNG)", "--sheet")
+    if args.evaluate is not None:
+        saved_controlnet(args.evaluate)
+        return base
+    check_out(args.out)
+    factor = _vae_factor(base)
+    widths = len(args.conditioning_channels)
+    if factor and 2 ** (widths - 1) != factor:
+        raise TrainingInputError(f"--conditioning-channels: {widths} widths shrink the control image "
+                                 f"{2 ** (widths - 1)}x, but {base.name}'s latents are 1/{factor} of the image: "
+                                 f"give {factor.bit_length()} widths")
+    return base
+
+
+def _vae_factor(base: Path) -> int | None:
+    try:
+        channels = json.loads((base / "vae" / "config.json").read_text(encoding="utf-8"))["block_out_channels"]
+        return 2 ** (len(channels) - 1)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None   # the VAE's loader says what is wrong with it
+
+
+def saved_controlnet(folder: Path) -> Path:
+    """`folder` when it holds a diffusers ControlNet with safetensors weights (for --evaluate)."""
+    if not folder.is_dir():
+        raise TrainingInputError(f"--evaluate {folder}: no such folder; give a ControlNet folder train-controlnet "
+                                 "wrote")
+    if not _is_controlnet_config(folder / "config.json"):
+        raise TrainingInputError(f"--evaluate {folder} is not a ControlNet folder (no config.json of a "
+                                 "ControlNetModel)")
+    common.read_tensors(folder / "diffusion_pytorch_model.safetensors", "ControlNet")
+    return folder
+
+
+def _is_controlnet_config(path: Path) -> bool:
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(config, dict) and config.get("_class_name") == "ControlNetModel"
+
+
+def check_out(out: Path) -> None:
+    """Refuse an --out that training would replace but train-controlnet did not write: a file, a
+    symbolic link, or a folder with things in it that is not a ControlNet with its training.json."""
+    if out.is_symlink():
+        raise TrainingInputError(f"--out {out} is a symbolic link; give the folder itself")
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise TrainingInputError(f"--out {out} is a file; give a new folder (or one train-controlnet wrote)")
+    if any(out.iterdir()) and not ((out / "training.json").is_file() and _is_controlnet_config(out / "config.json")):
+        raise TrainingInputError(f"--out {out} holds files and is not a ControlNet train-controlnet wrote (no "
+                                 "training.json beside a ControlNetModel config.json); give a new or empty folder")
 
 
 def report(result: dict, args) -> None:
@@ -208,18 +273,17 @@ def report(result: dict, args) -> None:
               f"{numbers['cases']} cases, mean IoU {r['mean_iou']:.3f}", file=sys.stderr)
 
 
+@common.guarded("train-controlnet")
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     common.start(args.threads, args.seed)
-    base = resolve_base(args.base)
+    base = check_inputs(args)
     if args.evaluate is not None:
-        if not (args.evaluate / "config.json").is_file():
-            raise SystemExit(f"train-controlnet: {args.evaluate} is not a ControlNet folder (no config.json)")
         report(evaluate(args.evaluate, base, args.cases), args)
         return 0
 
     t0 = time.time()
-    parts = load_base(base, torch.device("cpu"))
+    parts = common.load_base(base, torch.device("cpu"))
     for name in ("unet", "text_encoder"):
         parts[name].eval()
     prepared = prepare_data(args, parts)
@@ -254,7 +318,7 @@ def prepare_data(args, parts: dict) -> dict:
     images, captions = training_set(args.images, 1000 + args.seed, args.empty_rate)
     tokenizer, text_encoder = parts["tokenizer"], parts["text_encoder"]
     hints = (outlines(images) > 0.5).to(torch.uint8)          # [n, 64, 64], 1 byte a pixel
-    latents = encode_images(parts["vae"], images, torch.device("cpu"))
+    latents = common.encode_images(parts["vae"], images, torch.device("cpu"))
     unique = sorted(set(captions))
     ids = tokenizer(unique, padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
                     return_tensors="pt").input_ids
@@ -280,7 +344,7 @@ def train_controlnet(args, parts: dict, prepared: dict) -> tuple[Any, list[float
     gen = torch.Generator().manual_seed(args.seed)
     alphas = noise_scheduler.alphas_cumprod
     snr = alphas / (1 - alphas)
-    progress = Progress(args.steps, name="train-controlnet")
+    progress = common.Progress(args.steps, name="train-controlnet")
     losses: list[float] = []
     t1 = time.time()
     for step in range(args.steps):
@@ -305,17 +369,27 @@ def train_controlnet(args, parts: dict, prepared: dict) -> tuple[Any, list[float
 
 
 def save_controlnet(controlnet: Any, numbers: dict, out: Path) -> None:
-    """The diffusers folder with training.json, written beside `out` and then put in its place (a
-    README.md already there is kept)."""
-    tmp = out.with_name(out.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    controlnet.save_pretrained(str(tmp), safe_serialization=True)
-    (tmp / "training.json").write_text(json.dumps(numbers, indent=1) + "\n", encoding="utf-8")
-    if out.exists():
-        if (out / "README.md").is_file():                  # keep the model card
-            shutil.copy2(out / "README.md", tmp / "README.md")
-        shutil.rmtree(out)
-    tmp.rename(out)
+    """The diffusers folder with training.json, written into a new hidden folder beside `out` and
+    then put in its place in one step (`common.replace_folder`): a kill leaves the old model or the
+    new one. Files in `out` that train-controlnet does not write (README.md, samples.png) are copied
+    into the new folder first; nothing else is touched (no fixed `OUT.tmp` name is ever removed)."""
+    check_out(out)   # again: the folder may have changed during the hours of training
+    out.parent.mkdir(parents=True, exist_ok=True)
+    new = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".new", dir=out.parent))
+    try:
+        controlnet.save_pretrained(str(new), safe_serialization=True)
+        (new / "training.json").write_text(json.dumps(numbers, indent=1) + "\n", encoding="utf-8")
+        for entry in sorted(out.iterdir()) if out.is_dir() else []:
+            if entry.name in OWN_FILES:
+                continue
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.copytree(entry, new / entry.name, symlinks=True)
+            else:
+                shutil.copy2(entry, new / entry.name, follow_symlinks=False)
+        common.replace_folder(new, out)
+    except BaseException:
+        shutil.rmtree(new, ignore_errors=True)
+        raise
 
 
 if __name__ == "__main__":

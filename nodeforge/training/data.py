@@ -141,12 +141,13 @@ def write_folder(folder, n: int, seed: int, shapes: tuple[str, ...] = SHAPES) ->
 
 def main(argv: list[str] | None = None) -> int:
     """python -m nodeforge.training.data OUT_DIR --n 400 --shapes star --seed 0"""
-    import argparse
+    from nodeforge.training import common
 
-    p = argparse.ArgumentParser(description="Write generated shape images with .txt captions.")
+    p = common.TrainerParser(prog="python -m nodeforge.training.data",
+                             description="Write generated shape images with .txt captions.")
     p.add_argument("out")
-    p.add_argument("--n", type=int, default=400)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--n", type=common.whole(0), default=400)
+    p.add_argument("--seed", type=common.SEED, default=0)
     p.add_argument("--shapes", nargs="+", default=list(SHAPES), choices=[*SHAPES, "star"])
     args = p.parse_args(argv)
     write_folder(args.out, args.n, args.seed, tuple(args.shapes))

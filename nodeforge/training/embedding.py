@@ -30,15 +30,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from nodeforge.training import data
-from nodeforge.training.common import optimizer_step, report, start
-from nodeforge.training.lora import Progress, _DefaultsShown, encode_images, load_base, resolve_base
+from nodeforge.training import common, data
 
 SUNSET = dict(shape="circle", colour="orange", background="purple", size="large")
 INIT_WORD = "shape"
 PLACEHOLDER = "shape"   # the token whose positions the vectors replace while training
 TEMPLATES = ("a {}", "{}")
 STEPS, CFG = 20, 5.0
+CONTEXT = 77                         # the text encoder's tokens: start, end, the word "a", the vectors
+MAX_VECTORS = CONTEXT - 3
 
 
 def concept_images(n: int, seed: int, concept: dict[str, str] = SUNSET) -> np.ndarray:
@@ -84,33 +84,54 @@ def encode(text_encoder, tokenizer, sub: Substitution, texts: list[str], vectors
         sub.mask = None
 
 
-def parse_args(argv: list[str] | None):
-    p = argparse.ArgumentParser(
-        prog="nodeforge train-embedding", formatter_class=_DefaultsShown,
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = common.TrainerParser(
+        prog="nodeforge train-embedding",
         description="Train a textual-inversion embedding of the demo concept 'sunset' (a large orange circle "
                     "on a purple background) from generated images only; writes an A1111 .safetensors that "
                     "prompts use as embedding:NAME.")
     p.add_argument("--out", required=True, type=Path, help="output .safetensors (A1111 emb_params)")
     p.add_argument("--base", default="nodeforge-shapes", help="diffusers folder (or bundled model name)")
-    p.add_argument("--vectors", metavar="N", type=int, default=4, help="token positions the embedding takes")
-    p.add_argument("--images", metavar="N", type=int, default=400, help="generated images of the concept")
-    p.add_argument("--steps", metavar="N", type=int, default=600, help="optimizer steps")
-    p.add_argument("--lr", metavar="RATE", type=float, default=5e-3, help="AdamW learning rate (after a 20-step warm-up)")
-    p.add_argument("--batch", metavar="N", type=int, default=16, help="images per step")
-    p.add_argument("--noise-offset", metavar="STD", type=float, default=0.15,
+    p.add_argument("--vectors", metavar="N", type=common.whole(1, MAX_VECTORS, why=(
+                   f" (the text encoder's {CONTEXT} tokens also hold the start and end tokens and the word 'a')")),
+                   default=4, help="token positions the embedding takes")
+    p.add_argument("--images", metavar="N", type=common.COUNT, default=400, help="generated images of the concept")
+    p.add_argument("--steps", metavar="N", type=common.COUNT, default=600, help="optimizer steps")
+    p.add_argument("--lr", metavar="RATE", type=common.RATE, default=5e-3,
+                   help="AdamW learning rate (after a 20-step warm-up)")
+    p.add_argument("--batch", metavar="N", type=common.COUNT, default=16, help="images per step")
+    p.add_argument("--noise-offset", metavar="STD", type=common.STD, default=0.15,
                    help="per-channel noise offset, as the base model was trained")
-    p.add_argument("--seed", metavar="N", type=int, default=0, help="seed of the images, batches and noise")
-    p.add_argument("--seeds", metavar="N", type=int, default=48, help="sampling seeds judged after training")
-    p.add_argument("--threads", metavar="N", type=int, default=2, help="CPU threads torch may use")
+    p.add_argument("--seed", metavar="N", type=common.SEED, default=0, help="seed of the images, batches and noise")
+    p.add_argument("--seeds", metavar="N", type=common.COUNT, default=48, help="sampling seeds judged after training")
+    p.add_argument("--threads", metavar="N", type=common.COUNT, default=2, help="CPU threads torch may use")
     p.add_argument("--measure-only", action="store_true", help="only judge the embedding at --out")
     p.add_argument("--json", type=Path, help="write the measured numbers here")
     return p.parse_args(argv)
 
 
-def load_vectors(path: Path) -> torch.Tensor:
-    from safetensors.torch import load_file
+def load_vectors(path: Path, base: Path) -> torch.Tensor:
+    """The vectors of the A1111 embedding at `path`, checked against the base's text encoder
+    (from its config, before the model loads)."""
+    tensors = common.read_tensors(path, "embedding")
+    vectors = tensors.get("emb_params")
+    if vectors is None:
+        keys = ", ".join(sorted(tensors)[:5])
+        raise common.TrainingInputError(f"{path} holds no 'emb_params' tensor (keys: {keys}); it is not an A1111 "
+                                        "embedding")
+    width = _text_width(base)
+    if vectors.ndim != 2 or not 1 <= len(vectors) <= MAX_VECTORS or (width and vectors.shape[1] != width):
+        raise common.TrainingInputError(f"{path}: emb_params is {list(vectors.shape)}; an embedding for {base.name} is "
+                                        f"[1 to {MAX_VECTORS} vectors, {width or 'the text width'}]")
+    return vectors.float()
 
-    return load_file(str(path))["emb_params"].float()
+
+def _text_width(base: Path) -> int | None:
+    config = base / "text_encoder" / "config.json"
+    try:
+        return int(json.loads(config.read_text(encoding="utf-8"))["hidden_size"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 @torch.no_grad()
@@ -146,21 +167,24 @@ def measure(base: Path, vectors: torch.Tensor, seeds: int) -> dict:
             "base_long_prompt": judge_rate(base, None, "a large orange circle on a purple background", seeds)}
 
 
+@common.guarded("train-embedding")
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    start(args.threads, args.seed)
-    base = resolve_base(args.base)
+    common.start(args.threads, args.seed)
+    base = common.resolve_base(args.base, "train-embedding", common.PIPELINE_PARTS + ("model_index.json",))
+    common.writable_output(args.json, "numbers (JSON)", "--json")
     if args.measure_only:
-        report(measure(base, load_vectors(args.out), args.seeds), args.json)
+        common.report(measure(base, load_vectors(args.out, base), args.seeds), args.json)
         return 0
+    common.writable_output(args.out, "embedding (.safetensors)")
 
     t0 = time.time()
     cpu = torch.device("cpu")
-    parts = load_base(base, cpu)
+    parts = common.load_base(base, cpu)
     for name in ("unet", "text_encoder"):
         parts[name].eval()
     with torch.no_grad():
-        latents = encode_images(parts["vae"], concept_images(args.images, args.seed), cpu)
+        latents = common.encode_images(parts["vae"], concept_images(args.images, args.seed), cpu)
     t1 = time.time()
     final = train_vectors(parts, latents, args)
     train_s = time.time() - t1
@@ -168,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     numbers = measure(base, final, args.seeds)
     numbers.update(steps=args.steps, vectors=args.vectors, lr=args.lr, images=args.images, train_s=round(train_s, 1))
     save_embedding(args, base, final, numbers)
-    report(numbers, args.json)
+    common.report(numbers, args.json)
     print(f"train-embedding: wrote {args.out} in {time.time() - t0:.0f} s", file=sys.stderr)
     return 0
 
@@ -188,7 +212,7 @@ def train_vectors(parts: dict, latents: torch.Tensor, args) -> torch.Tensor:
     gen = torch.Generator().manual_seed(args.seed)
     alphas = noise_scheduler.alphas_cumprod
     snr = alphas / (1 - alphas)
-    progress = Progress(args.steps, name="train-embedding")
+    progress = common.Progress(args.steps, name="train-embedding")
     for step in range(args.steps):
         idx = torch.randint(len(latents), (args.batch,), generator=gen)
         z0 = latents[idx]
@@ -200,7 +224,7 @@ def train_vectors(parts: dict, latents: torch.Tensor, args) -> torch.Tensor:
         loss = min_snr_loss(pred, noise, snr[t])
         for group in opt.param_groups:
             group["lr"] = args.lr * min(1.0, (step + 1) / 20)
-        optimizer_step(opt, loss)
+        common.optimizer_step(opt, loss)
         progress.update(step + 1, loss.item())
     sub.handle.remove()
     return vectors.detach().clone().contiguous()

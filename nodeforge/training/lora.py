@@ -4,13 +4,15 @@
         --steps N --lr X --text-encoder --conv --seed S --resolution R]
     python -m nodeforge.training.lora IMAGES_DIR --base resources/models/nodeforge-shapes --out x.safetensors
 
-IMAGES_DIR holds images (png, jpg, webp) with same-named .txt captions. CHECKPOINT is a diffusers
-folder (a path, or a name under resources/models). The file is in kohya's layout, written
-through `nodeforge.lora_format` (the module the LoRA node reads with): `lora_unet_...` and, with
---text-encoder, `lora_te_...` keys with down, up and alpha. With --conv the UNet's ResNet
-convolutions get a LoRA too, in kohya's LoCon layout (down: rank x in x 3 x 3, up:
-out x rank x 1 x 1). Applying it as W + strength * up @ down * alpha / rank makes strength 0
-exactly the base model.
+IMAGES_DIR holds images (png, jpg, webp, bmp) with same-named UTF-8 .txt captions; every image and
+caption is read and checked before the base model loads (nodeforge.training.common), and images
+without a caption are named. CHECKPOINT is a diffusers folder, a single .safetensors checkpoint of
+SD 1.x or 2.x (read by the CheckpointLoader node's code), or a name under resources/models. The
+file is in kohya's layout, written through `nodeforge.lora_format` (the module the LoRA node reads
+with): `lora_unet_...` and, with --text-encoder, `lora_te_...` keys with down, up and alpha. With
+--conv the UNet's ResNet convolutions get a LoRA too, in kohya's LoCon layout (down: rank x in x
+3 x 3, up: out x rank x 1 x 1). Applying it as W + strength * up @ down * alpha / rank makes
+strength 0 exactly the base model.
 """
 from __future__ import annotations
 
@@ -25,12 +27,11 @@ import numpy as np
 import torch
 
 from nodeforge.lora_format import ALPHA, DOWN, TEXT_PREFIX, UNET_PREFIX, UP, delta, kohya_key, kohya_tensors, scale
-from nodeforge.paths import builtin_dir
+from nodeforge.training import common
 
 UNET_TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]
 UNET_CONV_TARGETS = ["conv1", "conv2"]  # the ResNet blocks' 3x3 convolutions (LoCon)
 TEXT_TARGETS = ["q_proj", "k_proj", "v_proj", "out_proj"]
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp"}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -74,55 +75,25 @@ def apply_kohya_lora(model: torch.nn.Module, tensors: dict[str, torch.Tensor], p
 # training
 
 
-def resolve_base(base: str) -> Path:
-    path = Path(base)
-    if path.is_dir():
-        return path
-    # builtin_dir finds resources/ in a checkout, an installed wheel and the desktop bundle alike.
-    bundled = builtin_dir("resources") / "models" / base
-    if bundled.is_dir():
-        return bundled
-    names = sorted(p.name for p in bundled.parent.iterdir() if p.is_dir()) if bundled.parent.is_dir() else []
-    raise SystemExit(f"train-lora: --base {base!r} is neither a diffusers folder nor a bundled model name"
-                     f" (bundled: {', '.join(names) or 'none'})")
-
-
-def load_folder(folder: Path, resolution: int) -> tuple[np.ndarray, list[str]]:
+def load_folder(folder: Path, resolution: int, name: str = "train-lora") -> tuple[np.ndarray, list[str]]:
+    """The folder's images, centre-cropped square and resized to `resolution`, and their captions;
+    every file is checked and decoded here, before the base model loads (common.read_image,
+    common.read_caption), and images without a caption are named on stderr."""
     from PIL import Image
 
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-    if not files:
-        raise SystemExit(f"train-lora: no images in {folder}")
+    files = common.image_files(folder)
     images, captions = [], []
     for path in files:
-        img = Image.open(path).convert("RGB")
+        img = common.read_image(path, max(common.MIN_SIDE, resolution // 8))
         side = min(img.size)  # centre crop to a square, then resize
         left, top = (img.width - side) // 2, (img.height - side) // 2
         img = img.crop((left, top, left + side, top + side))
         if img.size != (resolution, resolution):
             img = img.resize((resolution, resolution), Image.BICUBIC)
         images.append(np.asarray(img))
-        txt = path.with_suffix(".txt")
-        captions.append(txt.read_text(encoding="utf-8").strip() if txt.exists() else "")
-    return np.stack(images), captions
-
-
-class Progress:
-    """A one-line progress bar on stderr (no tqdm dependency)."""
-
-    def __init__(self, total: int, stream=None, name: str = "train-lora"):
-        self.total, self.stream, self.t0, self.name = total, stream or sys.stderr, time.time(), name
-
-    def update(self, done: int, loss: float) -> None:
-        width = 30
-        filled = int(width * done / self.total)
-        rate = done / max(time.time() - self.t0, 1e-9)
-        eta = (self.total - done) / max(rate, 1e-9)
-        self.stream.write(f"\r{self.name} [{'#' * filled}{'.' * (width - filled)}] {done}/{self.total} "
-                          f"loss {loss:.4f} {rate:.2f} it/s eta {eta:.0f}s ")
-        if done == self.total:
-            self.stream.write("\n")
-        self.stream.flush()
+        captions.append(common.read_caption(path))
+    common.without_captions(name, files, captions)
+    return np.stack(images), [c or "" for c in captions]
 
 
 def lora_state(model: torch.nn.Module, prefix: str, alpha: float) -> dict[str, torch.Tensor]:
@@ -137,60 +108,55 @@ def lora_state(model: torch.nn.Module, prefix: str, alpha: float) -> dict[str, t
     return state
 
 
-class _DefaultsShown(argparse.HelpFormatter):
-    """Every option's default in its help, except for flags and required options (no default)."""
-
-    def _get_help_string(self, action: argparse.Action) -> str:
-        text = action.help or ""
-        if (action.default is not None and action.default is not argparse.SUPPRESS and action.nargs != 0
-                and "%(default)" not in text):
-            text += " (default: %(default)s)"
-        return text
-
-
-def parse_args(argv: list[str] | None):
-    p = argparse.ArgumentParser(
-        prog="nodeforge train-lora", formatter_class=_DefaultsShown,
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = common.TrainerParser(
+        prog="nodeforge train-lora",
         description="Train a LoRA on a folder of captioned images; writes a kohya-layout .safetensors "
                     "that the LoRA node (and ComfyUI, A1111) load.")
     p.add_argument("images_dir", type=Path, help="folder of images with same-named .txt captions")
-    p.add_argument("--base", required=True, help="diffusers folder (or bundled model name) to train on")
+    p.add_argument("--base", required=True, help="model to train on: a diffusers folder, a single .safetensors "
+                   "checkpoint of SD 1.x or 2.x, or a bundled model name")
     p.add_argument("--out", required=True, type=Path, help="output .safetensors (kohya layout)")
-    p.add_argument("--rank", metavar="N", type=int, default=4, help="LoRA rank: the size of each low-rank update (more "
-                   "learns more and makes a bigger file)")
-    p.add_argument("--alpha", metavar="A", type=float, default=4.0, help="LoRA alpha: the update is scaled by alpha/rank")
-    p.add_argument("--steps", metavar="N", type=int, default=500, help="optimizer steps to train for")
-    p.add_argument("--lr", metavar="RATE", type=float, default=1e-3, help="AdamW learning rate (after a 20-step warm-up)")
-    p.add_argument("--batch", metavar="N", type=int, default=16, help="images per step (at most the number of images)")
+    p.add_argument("--rank", metavar="N", type=common.COUNT, default=4, help="LoRA rank: the size of each low-rank "
+                   "update (more learns more and makes a bigger file)")
+    p.add_argument("--alpha", metavar="A", type=common.real(0.0, above=True), default=4.0,
+                   help="LoRA alpha: the update is scaled by alpha/rank")
+    p.add_argument("--steps", metavar="N", type=common.COUNT, default=500, help="optimizer steps to train for")
+    p.add_argument("--lr", metavar="RATE", type=common.RATE, default=1e-3,
+                   help="AdamW learning rate (after a 20-step warm-up)")
+    p.add_argument("--batch", metavar="N", type=common.COUNT, default=16,
+                   help="images per step (at most the number of images)")
     p.add_argument("--text-encoder", action="store_true", help="also train a LoRA on the text encoder")
     p.add_argument("--conv", action="store_true",
                    help="also train the UNet's ResNet convolutions (LoCon): needed to teach new shapes")
-    p.add_argument("--noise-offset", metavar="STD", type=float, default=0.0,
+    p.add_argument("--noise-offset", metavar="STD", type=common.STD, default=0.0,
                    help="std of a per-channel noise offset, as the base model was trained (nodeforge-shapes: 0.15)")
-    p.add_argument("--seed", metavar="N", type=int, default=0, help="seed of the LoRA's initial weights, batches and noise "
-                   "(the same seed and inputs give the same LoRA)")
-    p.add_argument("--resolution", metavar="PX", type=int, default=64, help="images are centre-cropped square and resized "
-                   "to this many pixels a side")
+    p.add_argument("--seed", metavar="N", type=common.SEED, default=0, help="seed of the LoRA's initial weights, "
+                   "batches and noise (the same seed and inputs give the same LoRA)")
+    p.add_argument("--resolution", metavar="PX", type=common.whole(8, 4096, multiple=8), default=64,
+                   help="images are centre-cropped square and resized to this many pixels a side")
     p.add_argument("--device", metavar="DEVICE", default="auto", help="cpu, cuda, cuda:N or mps; auto: CUDA when "
                    "available, then MPS, else cpu")
-    p.add_argument("--threads", metavar="N", type=int, default=2, help="CPU threads torch may use")
+    p.add_argument("--threads", metavar="N", type=common.COUNT, default=2, help="CPU threads torch may use")
     return p.parse_args(argv)
 
 
+@common.guarded("train-lora")
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     from safetensors.torch import save
 
     from nodeforge.core.files import atomic_write_bytes
-    from nodeforge.training.common import start
 
-    device = start(args.threads, args.seed, args.device, "train-lora")
-    base = resolve_base(args.base)
+    device = common.start(args.threads, args.seed, args.device, "train-lora")
+    # Every check before the base model loads: a mistake costs a second, not a load.
+    base = common.resolve_base(args.base, "train-lora", single_file=True)
+    common.writable_output(args.out, "LoRA (.safetensors)")
     images, captions = load_folder(args.images_dir, args.resolution)
     print(f"train-lora: {len(images)} images from {args.images_dir}, base {base}, device {device}", file=sys.stderr)
-    parts = load_base(base, device)
+    parts = common.load_base(base, device)
     with torch.no_grad():
-        latents = encode_images(parts["vae"], images, device)
+        latents = common.encode_images(parts["vae"], images, device)
     tokenizer = parts["tokenizer"]
     ids = tokenizer(captions, padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
                     return_tensors="pt").input_ids
@@ -205,28 +171,6 @@ def main(argv: list[str] | None = None) -> int:
     atomic_write_bytes(args.out, save(state, metadata=metadata))
     print(f"train-lora: wrote {len(state)} tensors to {args.out} in {time.time() - t0:.0f} s", file=sys.stderr)
     return 0
-
-
-def load_base(base: Path, device: torch.device) -> dict[str, Any]:
-    """The base model's parts, frozen: vae, unet, text_encoder, tokenizer and the DDPM scheduler."""
-    from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
-    from transformers import CLIPTextModel, CLIPTokenizer
-
-    parts = {"vae": AutoencoderKL.from_pretrained(base, subfolder="vae").to(device).eval(),
-             "unet": UNet2DConditionModel.from_pretrained(base, subfolder="unet").to(device),
-             "text_encoder": CLIPTextModel.from_pretrained(base, subfolder="text_encoder").to(device),
-             "tokenizer": CLIPTokenizer.from_pretrained(base, subfolder="tokenizer"),
-             "scheduler": DDPMScheduler.from_pretrained(base, subfolder="scheduler")}
-    for name in ("vae", "unet", "text_encoder"):
-        parts[name].requires_grad_(False)
-    return parts
-
-
-def encode_images(vae: Any, images: np.ndarray, device: torch.device) -> torch.Tensor:
-    """Scaled VAE latents (the distribution's mode) of uint8 HxWx3 images, 64 at a time."""
-    x = torch.from_numpy(images).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
-    return torch.cat([vae.encode(x[i:i + 64].to(device)).latent_dist.mode()
-                      for i in range(0, len(x), 64)]) * vae.config.scaling_factor
 
 
 def add_adapters(unet: Any, text_encoder: Any, args: argparse.Namespace) -> tuple[Any, Any, list[torch.nn.Parameter]]:
@@ -250,7 +194,6 @@ def add_adapters(unet: Any, text_encoder: Any, args: argparse.Namespace) -> tupl
 def train(unet: Any, text_encoder: Any, trainable: list[torch.nn.Parameter], latents: torch.Tensor,
           ids: torch.Tensor, noise_scheduler: Any, args: argparse.Namespace, device: torch.device) -> None:
     """`args.steps` AdamW steps on the noise-prediction loss (min-SNR 5 weighting, 20-step warm-up)."""
-    from nodeforge.training.common import optimizer_step
     from nodeforge.training.models import min_snr_loss, training_noise
 
     unet.train()
@@ -259,7 +202,7 @@ def train(unet: Any, text_encoder: Any, trainable: list[torch.nn.Parameter], lat
     gen = torch.Generator().manual_seed(args.seed)
     alphas = noise_scheduler.alphas_cumprod.to(device)
     snr = alphas / (1 - alphas)
-    progress = Progress(args.steps)
+    progress = common.Progress(args.steps, name="train-lora")
     for step in range(args.steps):
         idx = torch.randint(len(latents), (min(args.batch, len(latents)),), generator=gen)
         z0 = latents[idx]
@@ -272,7 +215,7 @@ def train(unet: Any, text_encoder: Any, trainable: list[torch.nn.Parameter], lat
         loss = min_snr_loss(pred, noise, snr[t])
         for group in opt.param_groups:  # short warm-up, then constant
             group["lr"] = args.lr * min(1.0, (step + 1) / 20)
-        optimizer_step(opt, loss, clip=trainable)
+        common.optimizer_step(opt, loss, clip=trainable)
         progress.update(step + 1, loss.item())
 
 

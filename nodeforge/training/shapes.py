@@ -21,7 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from nodeforge.training import data, models, vocab
+from nodeforge.training import common, data, models, vocab
 from nodeforge.training.common import due, optimizer_step, start
 
 
@@ -259,45 +259,67 @@ def save_pipeline(out: Path, vae, unet, text_encoder, tokenizer, ema: EMA | None
 
 
 def parse_args(argv: list[str] | None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = common.TrainerParser(prog="python -m nodeforge.training.shapes", description=__doc__.splitlines()[0])
     p.add_argument("--out", type=Path, default=Path("resources/models/nodeforge-shapes"))
     p.add_argument("--workdir", type=Path, default=Path(".train/shapes"), help="checkpoints and cached data")
     p.add_argument("--device", default="auto")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--images", type=int, default=24000, help="training images")
-    p.add_argument("--eval-images", type=int, default=256, help="held-out images for the VAE's PSNR")
-    p.add_argument("--vae-steps", type=int, default=1500)
-    p.add_argument("--vae-batch", type=int, default=8)
-    p.add_argument("--vae-lr", type=float, default=1e-3)
-    p.add_argument("--vae-kl", type=float, default=1e-4)
-    p.add_argument("--vae-edge-weight", type=float, default=0.0,
+    p.add_argument("--seed", type=common.SEED, default=0)
+    p.add_argument("--threads", type=common.COUNT, default=2)
+    p.add_argument("--images", type=common.COUNT, default=24000, help="training images")
+    p.add_argument("--eval-images", type=common.COUNT, default=256, help="held-out images for the VAE's PSNR")
+    p.add_argument("--vae-steps", type=common.COUNT, default=1500)
+    p.add_argument("--vae-batch", type=common.COUNT, default=8)
+    p.add_argument("--vae-lr", type=common.RATE, default=1e-3)
+    p.add_argument("--vae-kl", type=common.STD, default=1e-4)
+    p.add_argument("--vae-edge-weight", type=common.STD, default=0.0,
                    help="extra reconstruction-loss weight on shape outlines (0: plain mean)")
-    p.add_argument("--vae-channels", type=int, nargs="+", default=[32, 64, 64])
-    p.add_argument("--decoder-steps", type=int, default=800, help="final decoder-only fine-tune steps (0: none)")
-    p.add_argument("--decoder-edge-weight", type=float, default=5.0,
+    p.add_argument("--vae-channels", type=common.COUNT, nargs="+", default=[32, 64, 64])
+    p.add_argument("--decoder-steps", type=common.whole(0), default=800,
+                   help="final decoder-only fine-tune steps (0: none)")
+    p.add_argument("--decoder-edge-weight", type=common.STD, default=5.0,
                    help="extra decoder fine-tune loss weight on shape outlines (keeps small corners sharp)")
-    p.add_argument("--decoder-lr", type=float, default=3e-4)
-    p.add_argument("--decoder-latent-noise", type=float, nargs="+", default=[0.0, 0.0, 0.3],
+    p.add_argument("--decoder-lr", type=common.RATE, default=3e-4)
+    p.add_argument("--decoder-latent-noise", type=common.STD, nargs="+", default=[0.0, 0.0, 0.3],
                    help="one decoder fine-tune pass per value (each restarts its LR schedule on the same "
                         "batches): the pass adds Gaussian noise of std U(0, value), in scaled latent units, "
                         "to the latents, so the decoder draws clean shapes from a sampler's never exact "
                         "latents (0: clean latents)")
     p.add_argument("--decoder-only", action="store_true", help="only fine-tune the decoder of the saved --out")
-    p.add_argument("--unet-steps", type=int, default=11500)
-    p.add_argument("--unet-batch", type=int, default=32)
-    p.add_argument("--unet-lr", type=float, default=8e-4)
-    p.add_argument("--unet-channels", type=int, nargs="+", default=[64, 128, 128])
-    p.add_argument("--offset-noise", type=float, default=0.15, help="std of the per-channel noise offset (0: none)")
-    p.add_argument("--unet-layers", type=int, default=1)
-    p.add_argument("--unet-attention-from", type=int, default=1,
+    p.add_argument("--unet-steps", type=common.COUNT, default=11500)
+    p.add_argument("--unet-batch", type=common.COUNT, default=32)
+    p.add_argument("--unet-lr", type=common.RATE, default=8e-4)
+    p.add_argument("--unet-channels", type=common.COUNT, nargs="+", default=[64, 128, 128])
+    p.add_argument("--offset-noise", type=common.STD, default=0.15,
+                   help="std of the per-channel noise offset (0: none)")
+    p.add_argument("--unet-layers", type=common.COUNT, default=1)
+    p.add_argument("--unet-attention-from", type=common.whole(0), default=1,
                    help="first UNet level with attention (1: none at the full 16x16 latent resolution)")
-    p.add_argument("--text-layers", type=int, default=3)
-    p.add_argument("--ema-decay", type=float, default=0.999)
-    p.add_argument("--log-every", type=int, default=50)
-    p.add_argument("--ckpt-every", type=int, default=100)
+    p.add_argument("--text-layers", type=common.COUNT, default=3)
+    p.add_argument("--ema-decay", type=common.SHARE, default=0.999)
+    p.add_argument("--log-every", type=common.COUNT, default=50)
+    p.add_argument("--ckpt-every", type=common.COUNT, default=100)
     p.add_argument("--save-partial", action="store_true", help="also save the pipeline at each UNet checkpoint")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    problem = channel_problem(args)
+    if problem:
+        p.error(problem)
+    return args
+
+
+def channel_problem(args: argparse.Namespace) -> str | None:
+    """What is wrong with the networks' widths (they must fit the VAE's factor, the group norms and
+    the attention heads), or None."""
+    factor = models.VAE_FACTOR
+    if 2 ** (len(args.vae_channels) - 1) != factor:
+        return f"argument --vae-channels: give {factor.bit_length()} widths (the VAE's factor is {factor})"
+    unet_multiple = math.lcm(min(32, args.unet_channels[0]), 4)   # group norms and 4 attention heads
+    for flag, widths, multiple in (("--vae-channels", args.vae_channels, min(32, args.vae_channels[0])),
+                                   ("--unet-channels", args.unet_channels, unet_multiple)):
+        if any(w % multiple for w in widths):
+            return f"argument {flag}: every width must be a multiple of {multiple} (group norms and attention heads)"
+    if args.unet_attention_from >= len(args.unet_channels):
+        return f"argument --unet-attention-from: use a level below {len(args.unet_channels)} (the UNet's levels)"
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:

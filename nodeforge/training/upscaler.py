@@ -25,9 +25,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from nodeforge.training import data
-from nodeforge.training.common import optimizer_step, report, start
-from nodeforge.training.lora import Progress, _DefaultsShown, resolve_base
+from nodeforge.training import common, data
 
 SCALE = 4
 HIGH = data.IMAGE_SIZE * SCALE
@@ -131,52 +129,67 @@ def _augment(low: torch.Tensor, high: torch.Tensor, gen: torch.Generator) -> tup
     return low, high
 
 
-def parse_args(argv: list[str] | None):
-    p = argparse.ArgumentParser(
-        prog="nodeforge train-upscaler", formatter_class=_DefaultsShown,
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = common.TrainerParser(
+        prog="nodeforge train-upscaler",
         description="Train a small 4x Real-ESRGAN Compact upscaler on generated demo shapes (64 px -> 256 px); "
                     "writes a .safetensors the Load Upscale Model node (and ComfyUI) read.")
     p.add_argument("--out", required=True, type=Path, help="output .safetensors")
     p.add_argument("--base", default="nodeforge-shapes", help="demo model whose VAE degrades some inputs")
-    p.add_argument("--images", metavar="N", type=int, default=1200, help="training image pairs")
-    p.add_argument("--vae-fraction", metavar="F", type=float, default=0.25,
+    p.add_argument("--images", metavar="N", type=common.COUNT, default=1200, help="training image pairs")
+    p.add_argument("--vae-fraction", metavar="F", type=common.SHARE, default=0.25,
                    help="share of inputs passed through the base model's VAE first")
-    p.add_argument("--feat", metavar="N", type=int, default=32, help="channels of each convolution")
-    p.add_argument("--convs", metavar="N", type=int, default=8, help="hidden 3x3 convolutions")
-    p.add_argument("--steps", metavar="N", type=int, default=3000, help="optimizer steps")
-    p.add_argument("--lr", metavar="RATE", type=float, default=2e-3,
+    p.add_argument("--feat", metavar="N", type=common.whole(1, 1024), default=32, help="channels of each convolution")
+    p.add_argument("--convs", metavar="N", type=common.whole(1, 256), default=8, help="hidden 3x3 convolutions")
+    p.add_argument("--steps", metavar="N", type=common.COUNT, default=3000, help="optimizer steps")
+    p.add_argument("--lr", metavar="RATE", type=common.RATE, default=2e-3,
                    help="Adam learning rate (50-step warm-up, cosine decay to 1/20)")
-    p.add_argument("--batch", metavar="N", type=int, default=32, help="crops per step")
-    p.add_argument("--crop", metavar="PX", type=int, default=32, help="side of the 64 px input crops")
-    p.add_argument("--held-out", metavar="N", type=int, default=200, help="held-out images for the PSNR")
-    p.add_argument("--seed", metavar="N", type=int, default=0, help="seed of the weights, crops and augmentations")
-    p.add_argument("--threads", metavar="N", type=int, default=2, help="CPU threads torch may use")
+    p.add_argument("--batch", metavar="N", type=common.COUNT, default=32, help="crops per step")
+    p.add_argument("--crop", metavar="PX", type=common.whole(1, data.IMAGE_SIZE, why=(
+                   f" (crops of the {data.IMAGE_SIZE} px inputs)")), default=32, help="side of the 64 px input crops")
+    p.add_argument("--held-out", metavar="N", type=common.COUNT, default=200, help="held-out images for the PSNR")
+    p.add_argument("--seed", metavar="N", type=common.SEED, default=0,
+                   help="seed of the weights, crops and augmentations")
+    p.add_argument("--threads", metavar="N", type=common.COUNT, default=2, help="CPU threads torch may use")
     p.add_argument("--measure-only", action="store_true", help="only measure the PSNR of the model at --out")
     p.add_argument("--json", type=Path, help="write the measured numbers here")
     return p.parse_args(argv)
 
 
 def load(path: Path) -> torch.nn.Module:
-    from safetensors.torch import load_file
-
-    state = load_file(str(path))
-    last = max(int(k.split(".")[1]) for k in state if k.endswith(".weight"))
-    model = compact(state["body.0.weight"].shape[0], (last - 2) // 2)
+    """The Compact upscaler saved at `path`; a file that is not one (keys, shapes) is refused naming
+    it, checked against a model built on the meta device before any memory is taken."""
+    state = common.read_tensors(path, "upscaler")
+    first = state.get("body.0.weight")
+    layers = [int(k.split(".")[1]) for k in state if k.endswith(".weight") and k.split(".")[1].isdigit()]
+    if first is None or first.ndim != 4 or not layers or (max(layers) - 2) // 2 < 1:
+        raise common.TrainingInputError(f"{path} is not a Compact upscaler (no body.N.weight convolutions)")
+    feat, convs = first.shape[0], (max(layers) - 2) // 2
+    with torch.device("meta"):
+        expected = compact(feat, convs).state_dict()
+    wrong = sorted(set(expected) ^ set(state)) or [k for k in expected if expected[k].shape != state[k].shape]
+    if wrong:
+        raise common.TrainingInputError(f"{path} does not fit a {SCALE}x Compact upscaler of {feat} channels and "
+                                        f"{convs} convolutions (e.g. {wrong[0]}); train it with train-upscaler")
+    model = compact(feat, convs)
     model.load_state_dict(state)
     return model
 
 
+@common.guarded("train-upscaler")
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     from safetensors.torch import save
 
     from nodeforge.core.files import atomic_write_bytes
 
-    start(args.threads, args.seed)
-    base = resolve_base(args.base)
+    common.start(args.threads, args.seed)
+    base = common.resolve_base(args.base, "train-upscaler", ("vae",))
+    common.writable_output(args.json, "numbers (JSON)", "--json")
     if args.measure_only:
-        report(measure(load(args.out), args.held_out, base), args.json)
+        common.report(measure(load(args.out), args.held_out, base), args.json)
         return 0
+    common.writable_output(args.out, "upscaler (.safetensors)")
 
     t0 = time.time()
     low, high = pairs(args.images, TRAIN_SEED + args.seed)
@@ -189,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     model = compact(args.feat, args.convs)
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
     gen = torch.Generator().manual_seed(args.seed)
-    progress = Progress(args.steps, name="train-upscaler")
+    progress = common.Progress(args.steps, name="train-upscaler")
     c = args.crop
     edges = edge_pixels(high)
     t1 = time.time()
@@ -202,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
         loss = F.mse_loss(model(lo), hi)
         for group in opt.param_groups:
             group["lr"] = args.lr * min(1.0, (step + 1) / 50) * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * step / args.steps)))
-        optimizer_step(opt, loss, clip=model.parameters())   # at 3e-3 without it the loss blew up at step 200
+        common.optimizer_step(opt, loss, clip=model.parameters())   # at 3e-3 without it the loss blew up at step 200
         progress.update(step + 1, loss.item())
     train_s = time.time() - t1
 
@@ -213,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
     metadata = {"nodeforge_trainer": "nodeforge.training.upscaler", "architecture": "SRVGGNetCompact",
                 "scale": str(SCALE), **{k: str(v) for k, v in numbers.items()}}
     atomic_write_bytes(args.out, save(state, metadata=metadata))
-    report(numbers, args.json)
+    common.report(numbers, args.json)
     print(f"train-upscaler: wrote {args.out} ({args.out.stat().st_size // 1024} KiB) in {time.time() - t0:.0f} s",
           file=sys.stderr)
     return 0

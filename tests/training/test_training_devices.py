@@ -40,5 +40,5 @@ def test_train_lora_names_a_missing_device_in_one_line(machine, tmp_path):
     from nodeforge.training import lora
 
     machine(cuda=False, mps=False)
-    with pytest.raises(SystemExit, match="^train-lora: device 'mps' is not available here"):
+    with pytest.raises(SystemExit, match="^error: train-lora: device 'mps' is not available here"):
         lora.main([str(tmp_path), "--base", str(tmp_path), "--out", str(tmp_path / "x.safetensors"), "--device", "mps"])

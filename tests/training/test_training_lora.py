@@ -153,5 +153,7 @@ def test_the_bundled_model_is_a_base_by_name_from_any_folder(tmp_path, monkeypat
     tensors, metadata = lora.load_kohya(tmp_path / "star.safetensors")
     assert metadata["ss_base_model"] == "nodeforge-shapes"
     assert any(k.startswith("lora_unet_") for k in tensors)
-    with pytest.raises(SystemExit, match="bundled: nodeforge-shapes"):
-        lora.resolve_base("no-such-model")
+    from nodeforge.training.common import TrainingInputError, resolve_base
+
+    with pytest.raises(TrainingInputError, match="bundled: nodeforge-shapes"):
+        resolve_base("no-such-model", "train-lora")
