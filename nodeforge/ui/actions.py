@@ -12,9 +12,9 @@ from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QMenu, QSpinBox, QToolButton
 
 from nodeforge.ui import theme
-from nodeforge.ui.edges import EdgeItem, RerouteItem
-from nodeforge.ui.group_item import GroupItem
-from nodeforge.ui.node_item import NodeItem
+from nodeforge.ui.canvas.edges import EdgeItem, RerouteItem
+from nodeforge.ui.canvas.group_item import GroupItem
+from nodeforge.ui.canvas.node_item import NodeItem
 
 if TYPE_CHECKING:  # pragma: no cover
     from nodeforge.ui.main_window import MainWindow

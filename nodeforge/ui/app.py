@@ -15,8 +15,8 @@ from PySide6.QtWidgets import QApplication, QMessageBox
 from nodeforge.core.engine import Engine
 from nodeforge.core.models import user_data_dir
 from nodeforge.ui import theme
-from nodeforge.ui.autosave import find_recoverable, load_recoverable
-from nodeforge.ui.interrupt import TerminalInterrupt
+from nodeforge.ui.files.autosave import find_recoverable, load_recoverable
+from nodeforge.ui.run.interrupt import TerminalInterrupt
 from nodeforge.ui.main_window import MainWindow, register_window
 
 

@@ -13,23 +13,23 @@ from PySide6.QtWidgets import QApplication, QDockWidget, QInputDialog, QMainWind
 from nodeforge.core.engine import Engine
 from nodeforge.core.workflow import Workflow
 from nodeforge.ui.actions import WindowActions, context_menu, shortcuts_html
-from nodeforge.ui.controller import GraphController
-from nodeforge.ui.document import DocumentController
-from nodeforge.ui.edges import EdgeItem, RerouteItem
-from nodeforge.ui.group_item import GroupItem
-from nodeforge.ui.hint import CanvasHint
-from nodeforge.ui.image_panel import ImagePanel, ImageViewer
-from nodeforge.ui.layout import arrange, overlapping
-from nodeforge.ui.model import GraphModel
-from nodeforge.ui.node_item import NodeItem
-from nodeforge.ui.problems_panel import ProblemsPanel
-from nodeforge.ui.queue_panel import QueuePanel
-from nodeforge.ui.run_presenter import RunPresenter
-from nodeforge.ui.runner import RunController
-from nodeforge.ui.scene import GraphScene
-from nodeforge.ui.search import NodeSearchPopup
-from nodeforge.ui.status_bar import StatusBar
-from nodeforge.ui.view import GraphView
+from nodeforge.ui.graph.controller import GraphController
+from nodeforge.ui.files.document import DocumentController
+from nodeforge.ui.canvas.edges import EdgeItem, RerouteItem
+from nodeforge.ui.canvas.group_item import GroupItem
+from nodeforge.ui.canvas.hint import CanvasHint
+from nodeforge.ui.panels.image_panel import ImagePanel, ImageViewer
+from nodeforge.ui.canvas.layout import arrange, overlapping
+from nodeforge.ui.graph.model import GraphModel
+from nodeforge.ui.canvas.node_item import NodeItem
+from nodeforge.ui.panels.problems_panel import ProblemsPanel
+from nodeforge.ui.panels.queue_panel import QueuePanel
+from nodeforge.ui.run.run_presenter import RunPresenter
+from nodeforge.ui.run.runner import RunController
+from nodeforge.ui.canvas.scene import GraphScene
+from nodeforge.ui.canvas.search import NodeSearchPopup
+from nodeforge.ui.panels.status_bar import StatusBar
+from nodeforge.ui.canvas.view import GraphView
 
 AUTOSAVE_MS = 60_000
 _windows: list["MainWindow"] = []
@@ -243,7 +243,7 @@ class MainWindow(QMainWindow):
 
     def open_batch(self, target: str | None = None, value: str = ""):  # noqa: ANN201 - BatchDialog
         """Open (or raise) the Batch dialog, with an axis for `target` ("ID.param") when given."""
-        from nodeforge.ui.batch_dialog import BatchDialog
+        from nodeforge.ui.dialogs.batch_dialog import BatchDialog
 
         if self.batch_dialog is None:
             self.batch_dialog = BatchDialog(self)
@@ -256,7 +256,7 @@ class MainWindow(QMainWindow):
 
     def add_to_grid(self, nid: str, param: str):  # noqa: ANN201 - BatchDialog
         """Right-click a param, "Add to Batch Grid": the dialog with ID.param and its current value."""
-        from nodeforge.ui.batch_dialog import value_text
+        from nodeforge.ui.dialogs.batch_dialog import value_text
 
         node = self.model.nodes[nid]
         spec = self.registry.get(node.type)

@@ -160,7 +160,7 @@ def test_the_command_line_file_argument_opens_comfyui_files(qtbot, shared, monke
 
 
 def test_missing_models_dialog_picks_a_local_model_and_the_next_import_remembers_it(window, shared):
-    from nodeforge.ui.missing_models import LEAVE
+    from nodeforge.ui.dialogs.missing_models import LEAVE
 
     assert window.open_path(shared / "txt2img-0.4.json")
     dialog = window.document.missing_dialog

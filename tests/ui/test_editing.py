@@ -7,7 +7,7 @@ from PySide6.QtCore import QPointF
 from PySide6.QtGui import QGuiApplication
 
 from nodeforge.core.workflow import FORMAT_VERSION
-from nodeforge.ui.search import search
+from nodeforge.ui.canvas.search import search
 from tests.ui.helpers import add
 
 

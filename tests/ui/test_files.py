@@ -8,7 +8,7 @@ from PIL.PngImagePlugin import PngInfo
 from PySide6.QtCore import QPointF
 
 from nodeforge.core.workflow import load_workflow
-from nodeforge.ui.autosave import Autosaver, find_recoverable, load_recoverable
+from nodeforge.ui.files.autosave import Autosaver, find_recoverable, load_recoverable
 from tests.ui.helpers import DATA, add
 
 

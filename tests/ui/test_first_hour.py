@@ -159,7 +159,7 @@ def test_save_reports_os_errors_and_unexpected_ones(window, tmp_path, monkeypatc
     def broken(*_a, **_k):
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr("nodeforge.ui.document.save_workflow", broken)
+    monkeypatch.setattr("nodeforge.ui.files.document.save_workflow", broken)
     assert not window.save_to(tmp_path / "ok.json")
     assert "disk on fire" in window.last_error
 
@@ -221,7 +221,7 @@ def test_a_wire_passing_behind_a_node_is_drawn_faintly_over_it_with_a_gap_at_its
     behind Invert it would seem to plug into it."""
     from PySide6.QtGui import QColor
 
-    from nodeforge.ui.edges import WireCrossing
+    from nodeforge.ui.canvas.edges import WireCrossing
     from tests.ui.helpers import add
 
     win = window
@@ -267,7 +267,7 @@ def test_a_wire_passing_behind_a_node_is_drawn_faintly_over_it_with_a_gap_at_its
 
 # -- popups and quick add (item 4) ---------------------------------------------------------------------
 def test_quick_add_ranks_exact_word_starts_first(real_registry):
-    from nodeforge.ui.search import search
+    from nodeforge.ui.canvas.search import search
 
     titles = [s.title for s in search(real_registry, "lat")]
     assert titles.index("Empty Latent") < titles.index("Set Latent Mask")
@@ -429,7 +429,7 @@ def test_opening_before_the_window_shows_fits_the_shown_window(qtbot, engine, tm
     assert win.open_path(_far_graph(tmp_path, {"center": [0, 0], "zoom": 1.0}))
     win.show()
     qtbot.waitUntil(lambda: _visible(win).contains(win.view.graph_rect()))
-    from nodeforge.ui.view import READABLE_ZOOM
+    from nodeforge.ui.canvas.view import READABLE_ZOOM
 
     assert win.view.zoom() >= READABLE_ZOOM          # fitted in the real window, not a 100-pixel one
     win.autosaver.discard()
@@ -514,7 +514,7 @@ def _spread(win, width, height=0):
 
 
 def test_fit_never_goes_below_a_readable_zoom_for_a_graph_that_fits_at_it(window, qtbot):
-    from nodeforge.ui.view import READABLE_ZOOM
+    from nodeforge.ui.canvas.view import READABLE_ZOOM
 
     window.show()
     view = window.view
@@ -545,7 +545,7 @@ def test_fit_never_goes_below_a_readable_zoom_for_a_graph_that_fits_at_it(window
 def test_each_example_fits_readable_when_it_can(real_window, qtbot, path):
     """At the default window size the small examples fit at a readable zoom; the larger ones
     (hires-fix, outpaint, regions) are fitted whole in the level of detail for low zoom."""
-    from nodeforge.ui.view import READABLE_ZOOM
+    from nodeforge.ui.canvas.view import READABLE_ZOOM
 
     win = real_window
     win.show()
@@ -565,7 +565,7 @@ def _niceness_of_a_run_thread(monkeypatch, value: str | None) -> tuple[int, int]
     import os
     import threading
 
-    from nodeforge.ui import runner
+    from nodeforge.ui.run import runner
 
     if value is None:
         monkeypatch.delenv("NODEFORGE_RUN_NICE", raising=False)

@@ -10,7 +10,7 @@ import signal
 import pytest
 from PySide6.QtWidgets import QApplication, QMessageBox
 
-from nodeforge.ui.interrupt import TerminalInterrupt
+from nodeforge.ui.run.interrupt import TerminalInterrupt
 from tests.ui.helpers import add
 
 TIMEOUT = 30_000

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 
-from nodeforge.ui.layout import arrange, overlapping
+from nodeforge.ui.canvas.layout import arrange, overlapping
 from tests.ui.helpers import add
 
 

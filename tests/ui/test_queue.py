@@ -7,7 +7,7 @@ from PySide6.QtCore import QPointF, Qt
 from PySide6.QtGui import QImage
 
 from nodeforge.ui.actions import context_menu
-from nodeforge.ui.runner import CANCELLED, DONE, FAILED, PENDING, RUNNING
+from nodeforge.ui.run.runner import CANCELLED, DONE, FAILED, PENDING, RUNNING
 from tests.ui.helpers import add
 
 TIMEOUT = 30_000
@@ -291,7 +291,7 @@ def test_a_right_click_on_a_param_editor_offers_add_to_batch_grid(window, qtbot)
 
 def test_only_the_newest_finished_jobs_keep_full_size_images_the_rest_keep_a_thumbnail(
         window, qtbot, monkeypatch):
-    import nodeforge.ui.runner as runner_module
+    import nodeforge.ui.run.runner as runner_module
 
     monkeypatch.setattr(runner_module, "KEEP_IMAGES", 2)
     solid, mix, _ = solid_graph(window)

@@ -5,7 +5,7 @@ import sys
 
 from PySide6.QtWidgets import QLabel
 
-from nodeforge.ui.runner import runnable_copy
+from nodeforge.ui.run.runner import runnable_copy
 from tests.ui.helpers import add
 
 TIMEOUT = 30_000
@@ -184,7 +184,7 @@ def test_the_image_panel_shows_the_seed_and_copies_it_on_click(window, qtbot):
 
 
 def test_the_status_bar_shows_device_memory_and_cache(window, qtbot):
-    from nodeforge.ui.status_bar import human_size
+    from nodeforge.ui.panels.status_bar import human_size
 
     assert human_size(4 * 2**20) == "4 MB" and human_size(9.4 * 2**30) == "9.4 GB" and human_size(512) == "512 B"
     chain(window, "SolidImage", "PreviewOut")
@@ -263,7 +263,7 @@ def test_cancel_drops_queued_runs(window, qtbot, gate):
 
 
 def test_an_image_opens_at_full_size_from_the_panel(window, qtbot):
-    from nodeforge.ui.image_panel import ImageView
+    from nodeforge.ui.panels.image_panel import ImageView
 
     solid, preview = chain(window, "SolidImage", "PreviewOut")
     window.controller.set_param(solid, "width", 200)

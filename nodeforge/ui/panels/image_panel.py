@@ -10,7 +10,7 @@ from PySide6.QtWidgets import (
 )
 
 from nodeforge.core.metadata import GenerationInfo
-from nodeforge.ui.runner import RunImage
+from nodeforge.ui.run.runner import RunImage
 
 KEEP = 12
 

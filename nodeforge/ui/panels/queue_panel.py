@@ -13,7 +13,7 @@ from PySide6.QtWidgets import (
     QDockWidget, QHBoxLayout, QLabel, QListWidget, QListWidgetItem, QProgressBar, QToolButton, QVBoxLayout, QWidget,
 )
 
-from nodeforge.ui.runner import CANCELLED, DONE, FAILED, KEEP_IMAGES, PENDING, RUNNING, QueueJob, RunController
+from nodeforge.ui.run.runner import CANCELLED, DONE, FAILED, KEEP_IMAGES, PENDING, RUNNING, QueueJob, RunController
 
 THUMB = 44
 STATE_TEXT = {PENDING: "Pending", RUNNING: "Running", DONE: "Done", FAILED: "Failed", CANCELLED: "Cancelled"}

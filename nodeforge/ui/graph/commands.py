@@ -10,7 +10,7 @@ from typing import Any
 
 from PySide6.QtGui import QUndoCommand
 
-from nodeforge.ui.model import GraphModel
+from nodeforge.ui.graph.model import GraphModel
 
 PARAM_COMMAND_ID = 1001
 

@@ -9,7 +9,7 @@ from PySide6.QtGui import QColor, QPainter, QPen
 from PySide6.QtWidgets import QGraphicsProxyWidget, QGraphicsView, QPlainTextEdit
 
 from nodeforge.ui import theme
-from nodeforge.ui.scene import GraphScene
+from nodeforge.ui.canvas.scene import GraphScene
 
 MIN_ZOOM = 0.1
 MAX_ZOOM = 3.0

@@ -11,11 +11,11 @@ from typing import Any
 from PySide6.QtCore import QObject, Signal
 
 from nodeforge.core.errors import Problem
-from nodeforge.ui.image_panel import ImagePanel
-from nodeforge.ui.model import GraphModel
-from nodeforge.ui.runner import RunController, RunImage
-from nodeforge.ui.scene import GraphScene
-from nodeforge.ui.status_bar import StatusBar
+from nodeforge.ui.panels.image_panel import ImagePanel
+from nodeforge.ui.graph.model import GraphModel
+from nodeforge.ui.run.runner import RunController, RunImage
+from nodeforge.ui.canvas.scene import GraphScene
+from nodeforge.ui.panels.status_bar import StatusBar
 
 
 class RunPresenter(QObject):

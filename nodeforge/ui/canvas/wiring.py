@@ -20,11 +20,11 @@ from PySide6.QtWidgets import QGraphicsPathItem
 
 from nodeforge.core.types import ports_compatible
 from nodeforge.ui import theme
-from nodeforge.ui.edges import PortItem, RerouteItem, wire_path
-from nodeforge.ui.node_item import NodeItem
+from nodeforge.ui.canvas.edges import PortItem, RerouteItem, wire_path
+from nodeforge.ui.canvas.node_item import NodeItem
 
 if TYPE_CHECKING:  # pragma: no cover
-    from nodeforge.ui.scene import EdgeKey, GraphScene
+    from nodeforge.ui.canvas.scene import EdgeKey, GraphScene
 
 
 class WireDrag:

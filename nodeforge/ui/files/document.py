@@ -19,8 +19,8 @@ from nodeforge.core.errors import WorkflowError
 from nodeforge.core.types import FileKind
 from nodeforge.core.placeholder import is_placeholder, original_class
 from nodeforge.core.workflow import Workflow, save_workflow
-from nodeforge.ui.autosave import Autosaver
-from nodeforge.ui.controller import CLIPBOARD_MIME, looks_like_workflow, unencodable_text
+from nodeforge.ui.files.autosave import Autosaver
+from nodeforge.ui.graph.controller import CLIPBOARD_MIME, looks_like_workflow, unencodable_text
 
 if TYPE_CHECKING:  # pragma: no cover
     from nodeforge.ui.main_window import MainWindow
@@ -141,7 +141,7 @@ class DocumentController(QObject):
         """The file as an interop.Imported (NodeForge, ComfyUI or A1111); raises WorkflowError."""
         from nodeforge.interop import read_workflow
 
-        from nodeforge.ui.missing_models import remembered
+        from nodeforge.ui.dialogs.missing_models import remembered
 
         paths = self.win.engine.model_paths
         imported = read_workflow(path, registry=self.win.registry, model_paths=paths)
@@ -190,7 +190,7 @@ class DocumentController(QObject):
         names models this machine lacks and the user has models of those kinds to pick from. OK
         puts each choice on its nodes as one undoable step, and remembers the pairs."""
         from nodeforge.interop.model_names import local_models
-        from nodeforge.ui.missing_models import MissingModelsDialog
+        from nodeforge.ui.dialogs.missing_models import MissingModelsDialog
 
         missing = {key: places for key, places in imported.missing_models.items() if key[0] != "image"}
         choices = {kind: local_models(kind, self.win.engine.model_paths) for kind, _ in missing}
@@ -204,7 +204,7 @@ class DocumentController(QObject):
         dialog.show()
 
     def _use_chosen_models(self, dialog: Any, imported: Any) -> None:
-        from nodeforge.ui.missing_models import apply_choices, remember
+        from nodeforge.ui.dialogs.missing_models import apply_choices, remember
 
         self.missing_dialog = None
         chosen = dialog.chosen()
@@ -226,7 +226,7 @@ class DocumentController(QObject):
     def _set_imported_layout(self, workflow: Workflow) -> None:
         """Keep the sender's layout; where our (larger) nodes would overlap, give it room by
         scaling it, and only when that is not enough arrange it as any overlapping file."""
-        from nodeforge.ui.layout import spread
+        from nodeforge.ui.canvas.layout import spread
 
         self.set_document(workflow, None, untangle=False)
         if not self.win.nodes_overlap():

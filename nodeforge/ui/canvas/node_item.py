@@ -14,12 +14,12 @@ from PySide6.QtWidgets import QGraphicsItem, QGraphicsProxyWidget
 
 from nodeforge.core import placeholder
 from nodeforge.core.types import FileKind
-from nodeforge.ui.edges import PortItem, node_layout_changed
-from nodeforge.ui.node_graphic import GRIP, HEADER, MIN_WIDTH, WIDTH, NodeGraphic
-from nodeforge.ui.param_widgets import ParamPanel
+from nodeforge.ui.canvas.edges import PortItem, node_layout_changed
+from nodeforge.ui.canvas.node_graphic import GRIP, HEADER, MIN_WIDTH, WIDTH, NodeGraphic
+from nodeforge.ui.canvas.param_widgets import ParamPanel
 
 if TYPE_CHECKING:  # pragma: no cover
-    from nodeforge.ui.scene import GraphScene
+    from nodeforge.ui.canvas.scene import GraphScene
 
 __all__ = ["NodeItem", "HEADER"]
 

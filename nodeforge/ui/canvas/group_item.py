@@ -8,7 +8,7 @@ from PySide6.QtGui import QColor, QFont, QPainter, QPen
 from PySide6.QtWidgets import QGraphicsItem, QStyleOptionGraphicsItem, QWidget
 
 if TYPE_CHECKING:  # pragma: no cover
-    from nodeforge.ui.scene import GraphScene
+    from nodeforge.ui.canvas.scene import GraphScene
 
 TITLE = 30.0
 GRIP = 14.0

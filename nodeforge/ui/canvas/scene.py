@@ -2,7 +2,7 @@
 
 Items are created and removed only in response to model signals, so undo, redo, paste and
 file loading all draw through the same path. Wire drags are their own state machine
-(`nodeforge.ui.wiring.WireDragger`, the scene's `wires`).
+(`nodeforge.ui.canvas.wiring.WireDragger`, the scene's `wires`).
 """
 from __future__ import annotations
 
@@ -13,12 +13,12 @@ from typing import Any
 from PySide6.QtCore import QPointF, Qt, QTimer, Signal
 from PySide6.QtWidgets import QGraphicsItem, QGraphicsScene
 
-from nodeforge.ui.controller import GraphController
-from nodeforge.ui.edges import EdgeItem, PortItem, RerouteItem
-from nodeforge.ui.group_item import GroupItem
-from nodeforge.ui.model import GraphModel
-from nodeforge.ui.node_item import NodeItem
-from nodeforge.ui.wiring import WireDragger
+from nodeforge.ui.graph.controller import GraphController
+from nodeforge.ui.canvas.edges import EdgeItem, PortItem, RerouteItem
+from nodeforge.ui.canvas.group_item import GroupItem
+from nodeforge.ui.graph.model import GraphModel
+from nodeforge.ui.canvas.node_item import NodeItem
+from nodeforge.ui.canvas.wiring import WireDragger
 
 EdgeKey = tuple[str, str]   # (consumer node id, input name)
 

@@ -28,7 +28,7 @@ from nodeforge.batch.sheet import SheetLayout
 from nodeforge.batch.spec import Axis, BatchSpec, Job, SeedPolicy, expand, parse_axis
 from nodeforge.core.errors import WorkflowError
 from nodeforge.core.png_text import PNG_WORKFLOW_KEY
-from nodeforge.ui.runner import CANCELLED, FAILED, QueueJob, RunImage
+from nodeforge.ui.run.runner import CANCELLED, FAILED, QueueJob, RunImage
 
 if TYPE_CHECKING:
     from nodeforge.ui.main_window import MainWindow

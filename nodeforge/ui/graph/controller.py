@@ -16,8 +16,8 @@ from nodeforge.core import graph
 from nodeforge.core.errors import WorkflowFileError
 from nodeforge.core.types import ParamRole, ports_compatible
 from nodeforge.core.workflow import NodeRef, Workflow
-from nodeforge.ui import commands as cmd
-from nodeforge.ui.model import LIST_FLAGS, NODE_UI_KEYS, GraphModel
+from nodeforge.ui.graph import commands as cmd
+from nodeforge.ui.graph.model import LIST_FLAGS, NODE_UI_KEYS, GraphModel
 
 CLIPBOARD_MIME = "application/x-nodeforge-workflow"
 

@@ -14,11 +14,11 @@ from PySide6.QtWidgets import QGraphicsItem, QGraphicsProxyWidget, QStyleOptionG
 
 from nodeforge.core import placeholder
 from nodeforge.ui import theme
-from nodeforge.ui.edges import PortItem, node_layout_changed
-from nodeforge.ui.param_widgets import ParamPanel
+from nodeforge.ui.canvas.edges import PortItem, node_layout_changed
+from nodeforge.ui.canvas.param_widgets import ParamPanel
 
 if TYPE_CHECKING:  # pragma: no cover
-    from nodeforge.ui.scene import GraphScene
+    from nodeforge.ui.canvas.scene import GraphScene
 
 HEADER = 28.0
 ROW = 22.0

@@ -10,7 +10,7 @@ from PySide6.QtWidgets import QGraphicsItem, QGraphicsPathItem, QStyleOptionGrap
 from nodeforge.ui import theme
 
 if TYPE_CHECKING:  # pragma: no cover
-    from nodeforge.ui.node_item import NodeItem
+    from nodeforge.ui.canvas.node_item import NodeItem
 
 PORT_RADIUS = 5.5
 CROSSING_Z = 10.0        # above every node (0, 0.5 selected), below error notes (20)
@@ -196,7 +196,7 @@ class WireCrossing(QGraphicsItem):
             return area
         if self._cache[0] == ("generation", _layout_generation[0]):
             return self._cache[1]   # panning and repainting: nothing moved, nothing to recompute
-        from nodeforge.ui.node_item import NodeItem
+        from nodeforge.ui.canvas.node_item import NodeItem
 
         path = self.edge.path()
         ends = (self.edge.src, self.edge.dst)

@@ -1,0 +1,1 @@
+"""The docked panels (images, queue, problems) and the status bar."""
