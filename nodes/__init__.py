@@ -56,58 +56,6 @@ def _lazy(module: str, function: str) -> Callable[..., Any]:
     return run
 
 
-# Each imports its heavy module only when a graph actually runs.
-_checkpoint_loader = _lazy("loading", "run_checkpoint_loader")
-_lora_loader = _lazy("lora", "run_lora_loader")
-_text_encoder = _lazy("prompt", "run_text_encoder")
-_load_image = _lazy("images", "run_load_image")
-_vae_encode = _lazy("vae", "run_vae_encode")
-_vae_decode = _lazy("vae", "run_vae_decode")
-_set_latent_mask = _lazy("latents", "run_set_latent_mask")
-_unet_denoise = _lazy("sampling", "run_unet_denoise")
-_preview = _lazy("images", "run_preview")
-_save_image = _lazy("images", "run_save_image")
-_clip_set_last_layer = _lazy("prompt", "run_clip_set_last_layer")
-_latent_upscale = _lazy("geometry", "run_latent_upscale")
-_latent_upscale_by = _lazy("geometry", "run_latent_upscale_by")
-_image_scale = _lazy("geometry", "run_image_scale")
-_image_scale_by = _lazy("geometry", "run_image_scale_by")
-_image_pad_for_outpaint = _lazy("geometry", "run_image_pad_for_outpaint")
-_vae_encode_for_inpaint = _lazy("geometry", "run_vae_encode_for_inpaint")
-_vae_loader = _lazy("vae_loading", "run_vae_loader")
-_controlnet_loader = _lazy("controlnet", "run_controlnet_loader")
-_controlnet_apply = _lazy("controlnet", "run_controlnet_apply")
-_image_to_edges = _lazy("edges", "run_image_to_edges")
-_upscale_model_loader = _lazy("upscale", "run_upscale_model_loader")
-_image_upscale_with_model = _lazy("upscale", "run_image_upscale_with_model")
-_conditioning_set_area = _lazy("conditioning", "run_conditioning_set_area")
-_conditioning_combine = _lazy("conditioning", "run_conditioning_combine")
-_conditioning_set_aesthetic_score = _lazy("conditioning", "run_conditioning_set_aesthetic_score")
-_text_encoder_sdxl = _lazy("prompt", "run_text_encoder_sdxl")
-_text_encoder_sdxl_refiner = _lazy("prompt", "run_text_encoder_sdxl_refiner")
-_conditioning_set_area_percentage = _lazy("conditioning", "run_conditioning_set_area_percentage")
-_conditioning_zero_out = _lazy("conditioning", "run_conditioning_zero_out")
-_conditioning_average = _lazy("conditioning", "run_conditioning_average")
-_conditioning_concat = _lazy("conditioning", "run_conditioning_concat")
-_repeat_latent_batch = _lazy("latents", "run_repeat_latent_batch")
-_latent_from_batch = _lazy("latents", "run_latent_from_batch")
-_load_image_mask = _lazy("images", "run_load_image_mask")
-_invert_mask = _lazy("images", "run_invert_mask")
-_image_invert = _lazy("images", "run_image_invert")
-_image_to_mask = _lazy("images", "run_image_to_mask")
-_conditioning_set_timestep_range = _lazy("conditioning", "run_conditioning_set_timestep_range")
-_conditioning_set_area_strength = _lazy("conditioning", "run_conditioning_set_area_strength")
-_image_crop = _lazy("geometry", "run_image_crop")
-_image_batch = _lazy("geometry", "run_image_batch")
-_latent_blend = _lazy("geometry", "run_latent_blend")
-_empty_image = _lazy("images", "run_empty_image")
-_image_composite_masked = _lazy("geometry", "run_image_composite_masked")
-_latent_composite_masked = _lazy("geometry", "run_latent_composite_masked")
-_mask_to_image = _lazy("images", "run_mask_to_image")
-_solid_mask = _lazy("images", "run_solid_mask")
-_grow_mask = _lazy("images", "run_grow_mask")
-_image_scale_to_total_pixels = _lazy("geometry", "run_image_scale_to_total_pixels")
-
 # Resampling methods of the scale nodes (ComfyUI's names; its "bislerp" is not offered).
 LATENT_METHODS = ("nearest-exact", "bilinear", "area", "bicubic")
 IMAGE_METHODS = ("nearest-exact", "bilinear", "area", "bicubic", "lanczos")
@@ -134,7 +82,7 @@ CONTROLNET, UPSCALE_MODEL = PortType.CONTROLNET.value, PortType.UPSCALE_MODEL.va
 
 NODES: list[NodeSpec] = [
     NodeSpec(
-        "CheckpointLoader", "loaders", _checkpoint_loader,
+        "CheckpointLoader", "loaders", _lazy("loading", "run_checkpoint_loader"),
         params=(Param.choice("checkpoint", _names(FileKind.CHECKPOINT), default="nodeforge-shapes",
                              file=FileKind.CHECKPOINT,
                              description="a diffusers folder or a single .safetensors (SD 1.x, 2.x, XL base or refiner)"),),
@@ -142,7 +90,7 @@ NODES: list[NodeSpec] = [
         description="Load a Stable Diffusion model: denoising UNet, text encoder and VAE.",
         display_name="Load Checkpoint"),
     NodeSpec(
-        "LoRALoader", "loaders", _lora_loader,
+        "LoRALoader", "loaders", _lazy("lora", "run_lora_loader"),
         inputs=(Input("unet", MODEL), Input("clip", CLIP)),
         params=(Param.choice("lora", _names(FileKind.LORA), default="shapes-star", file=FileKind.LORA),
                 Param.float("strength_unet", 1.0, min=-10.0, max=10.0, step=0.05, role=ParamRole.LORA_STRENGTH),
@@ -151,7 +99,7 @@ NODES: list[NodeSpec] = [
         description="Apply a LoRA (kohya or diffusers/PEFT format) without changing the input model.",
         display_name="Load LoRA"),
     NodeSpec(
-        "TextEncoder", "conditioning", _text_encoder,
+        "TextEncoder", "conditioning", _lazy("prompt", "run_text_encoder"),
         inputs=(Input("clip", CLIP),),
         params=(Param.string("text", "", multiline=True, role=ParamRole.PROMPT,
                              description="prompt; (word:1.3) emphasises, [word] de-emphasises; "
@@ -168,25 +116,25 @@ NODES: list[NodeSpec] = [
         description="A blank latent of an image size (checked against the model's VAE factor when denoising).",
         display_name="Empty Latent"),
     NodeSpec(
-        "LoadImage", "image", _load_image,
+        "LoadImage", "image", _lazy("images", "run_load_image"),
         params=(Param.string("path", "", file=FileKind.IMAGE, description="PNG, JPEG or WebP"),),
         outputs=(Output("image", IMAGE), Output("mask", MASK)),
         description="Load an image; its transparent pixels become the mask (1 = repaint).",
         display_name="Load Image"),
     NodeSpec(
-        "VAEEncode", "latent", _vae_encode,
+        "VAEEncode", "latent", _lazy("vae", "run_vae_encode"),
         inputs=(Input("vae", VAE), Input("image", IMAGE)),
         outputs=(Output("latent", LATENT),),
         description="Encode an image into the model's latent space.",
         display_name="VAE Encode"),
     NodeSpec(
-        "SetLatentMask", "latent", _set_latent_mask,
+        "SetLatentMask", "latent", _lazy("latents", "run_set_latent_mask"),
         inputs=(Input("latent", LATENT), Input("mask", MASK)),
         outputs=(Output("latent", LATENT),),
         description="Restrict denoising to the masked area (inpainting).",
         display_name="Set Latent Mask"),
     NodeSpec(
-        "UNetDenoise", "sampling", _unet_denoise,
+        "UNetDenoise", "sampling", _lazy("sampling", "run_unet_denoise"),
         inputs=(Input("unet", MODEL), Input("positive", COND, role=InputRole.POSITIVE),
                 Input("negative", COND, role=InputRole.NEGATIVE), Input("latent", LATENT)),
         params=(Param.int("seed", 0, min=0, max=SEED_MAX, role=ParamRole.SEED),
@@ -210,26 +158,26 @@ NODES: list[NodeSpec] = [
         description="Denoise a latent with the UNet, guided by the prompts (txt2img, img2img, inpainting).",
         display_name="UNet Denoise"),
     NodeSpec(
-        "VAEDecode", "latent", _vae_decode,
+        "VAEDecode", "latent", _lazy("vae", "run_vae_decode"),
         inputs=(Input("vae", VAE), Input("latent", LATENT)),
         outputs=(Output("image", IMAGE),),
         description="Decode a latent into an image (tiled for large sizes).",
         display_name="VAE Decode"),
     NodeSpec(
-        "Preview", "image", _preview,
+        "Preview", "image", _lazy("images", "run_preview"),
         inputs=(Input("image", IMAGE),),
         output_node=True,
         description="Show the images (written to the output folder only with --previews).",
         display_name="Preview Image"),
     NodeSpec(
-        "SaveImage", "image", _save_image,
+        "SaveImage", "image", _lazy("images", "run_save_image"),
         inputs=(Input("image", IMAGE),),
         params=(Param.string("prefix", "nodeforge"),),
         output_node=True, cacheable=False, validate=_check_prefix,
         description="Save PNGs (prefix_00001.png, ...) carrying the workflow that made them.",
         display_name="Save Image"),
     NodeSpec(
-        "CLIPSetLastLayer", "conditioning", _clip_set_last_layer,
+        "CLIPSetLastLayer", "conditioning", _lazy("prompt", "run_clip_set_last_layer"),
         inputs=(Input("clip", CLIP),),
         params=(Param.int("stop_at_layer", -1, min=-24, max=-1,
                           description="-1: the last layer (no clip skip); -2: the one before (A1111's clip skip 2)"),),
@@ -237,7 +185,7 @@ NODES: list[NodeSpec] = [
         description="Clip skip: read the prompt from an earlier layer of the text encoder.",
         display_name="CLIP Set Last Layer"),
     NodeSpec(
-        "LatentUpscale", "latent", _latent_upscale,
+        "LatentUpscale", "latent", _lazy("geometry", "run_latent_upscale"),
         inputs=(Input("latent", LATENT),),
         params=(Param.choice("upscale_method", LATENT_METHODS, default="nearest-exact"),
                 Param.int("width", 1024, min=0, max=16384, step=8, role=ParamRole.WIDTH,
@@ -249,7 +197,7 @@ NODES: list[NodeSpec] = [
         description="Resize a latent to an image size (hires fix: upscale, then denoise again below 1).",
         display_name="Upscale Latent"),
     NodeSpec(
-        "LatentUpscaleBy", "latent", _latent_upscale_by,
+        "LatentUpscaleBy", "latent", _lazy("geometry", "run_latent_upscale_by"),
         inputs=(Input("latent", LATENT),),
         params=(Param.choice("upscale_method", LATENT_METHODS, default="nearest-exact"),
                 Param.float("scale_by", 1.5, min=0.01, max=8.0, step=0.01)),
@@ -257,7 +205,7 @@ NODES: list[NodeSpec] = [
         description="Resize a latent by a factor.",
         display_name="Upscale Latent By"),
     NodeSpec(
-        "ImageScale", "image", _image_scale,
+        "ImageScale", "image", _lazy("geometry", "run_image_scale"),
         inputs=(Input("image", IMAGE),),
         params=(Param.choice("upscale_method", IMAGE_METHODS, default="nearest-exact"),
                 Param.int("width", 512, min=0, max=16384, description="0 keeps the aspect ratio"),
@@ -267,7 +215,7 @@ NODES: list[NodeSpec] = [
         description="Resize images to a size (center crop keeps the aspect ratio).",
         display_name="Scale Image"),
     NodeSpec(
-        "ImageScaleBy", "image", _image_scale_by,
+        "ImageScaleBy", "image", _lazy("geometry", "run_image_scale_by"),
         inputs=(Input("image", IMAGE),),
         params=(Param.choice("upscale_method", IMAGE_METHODS, default="nearest-exact"),
                 Param.float("scale_by", 1.0, min=0.01, max=8.0, step=0.01)),
@@ -275,7 +223,7 @@ NODES: list[NodeSpec] = [
         description="Resize images by a factor.",
         display_name="Scale Image By"),
     NodeSpec(
-        "ImagePadForOutpaint", "image", _image_pad_for_outpaint,
+        "ImagePadForOutpaint", "image", _lazy("geometry", "run_image_pad_for_outpaint"),
         inputs=(Input("image", IMAGE),),
         params=(Param.int("left", 0, min=0, max=8192, step=8),
                 Param.int("top", 0, min=0, max=8192, step=8),
@@ -287,7 +235,7 @@ NODES: list[NodeSpec] = [
         description="Grow the canvas for outpainting: grey margins, and a mask of what to paint.",
         display_name="Pad Image for Outpainting"),
     NodeSpec(
-        "VAEEncodeForInpaint", "latent", _vae_encode_for_inpaint,
+        "VAEEncodeForInpaint", "latent", _lazy("geometry", "run_vae_encode_for_inpaint"),
         inputs=(Input("vae", VAE), Input("image", IMAGE), Input("mask", MASK)),
         params=(Param.int("grow_mask_by", 6, min=0, max=64,
                           description="pixels the mask grows by, so the seam is repainted too"),),
@@ -295,14 +243,14 @@ NODES: list[NodeSpec] = [
         description="Encode for inpainting: the masked area is greyed out and becomes the latent's noise mask.",
         display_name="VAE Encode for Inpainting"),
     NodeSpec(
-        "VAELoader", "loaders", _vae_loader,
+        "VAELoader", "loaders", _lazy("vae_loading", "run_vae_loader"),
         params=(Param.choice("vae", _names(FileKind.VAE), default="", file=FileKind.VAE,
                              description="a diffusers VAE folder or a single file (.safetensors) from the vae folder"),),
         outputs=(Output("vae", VAE),),
         description="Load a VAE on its own, to decode and encode with it instead of the checkpoint's.",
         display_name="Load VAE"),
     NodeSpec(
-        "ControlNetLoader", "loaders", _controlnet_loader,
+        "ControlNetLoader", "loaders", _lazy("controlnet", "run_controlnet_loader"),
         params=(Param.choice("controlnet", _names(FileKind.CONTROLNET), default="", file=FileKind.CONTROLNET,
                              description="a diffusers ControlNet or T2I-Adapter folder, or a single file "
                                          "(control_*.safetensors, t2iadapter_*)"),),
@@ -310,7 +258,7 @@ NODES: list[NodeSpec] = [
         description="Load a ControlNet (SD 1.x, 2.x or XL; diffusers folder or original single file) or a T2I-Adapter.",
         display_name="Load ControlNet"),
     NodeSpec(
-        "ControlNetApply", "conditioning", _controlnet_apply,
+        "ControlNetApply", "conditioning", _lazy("controlnet", "run_controlnet_apply"),
         inputs=(Input("positive", COND, role=InputRole.POSITIVE), Input("negative", COND, role=InputRole.NEGATIVE),
                 Input("controlnet", CONTROLNET), Input("image", IMAGE)),
         params=(Param.float("strength", 1.0, min=0.0, max=10.0, step=0.01),
@@ -322,7 +270,7 @@ NODES: list[NodeSpec] = [
         description="Steer composition with a ControlNet or T2I-Adapter and a control image; several stack.",
         display_name="Apply ControlNet"),
     NodeSpec(
-        "ImageToEdges", "image", _image_to_edges,
+        "ImageToEdges", "image", _lazy("edges", "run_image_to_edges"),
         inputs=(Input("image", IMAGE),),
         params=(Param.float("low_threshold", 0.4, min=0.01, max=0.99, step=0.01,
                             description="weaker edges count where they touch strong ones"),
@@ -332,14 +280,14 @@ NODES: list[NodeSpec] = [
         description="Canny edges: white outlines on black, a control image for an edges ControlNet.",
         display_name="Image to Edges (Canny)"),
     NodeSpec(
-        "UpscaleModelLoader", "loaders", _upscale_model_loader,
+        "UpscaleModelLoader", "loaders", _lazy("upscale", "run_upscale_model_loader"),
         params=(Param.choice("upscale_model", _names(FileKind.UPSCALE_MODEL), default="", file=FileKind.UPSCALE_MODEL,
                              description="an ESRGAN-family upscaler (.safetensors, or .pth read safely)"),),
         outputs=(Output("upscale_model", UPSCALE_MODEL),),
         description="Load an image upscaler (ESRGAN, Real-ESRGAN Compact; others through spandrel).",
         display_name="Load Upscale Model"),
     NodeSpec(
-        "ImageUpscaleWithModel", "image", _image_upscale_with_model,
+        "ImageUpscaleWithModel", "image", _lazy("upscale", "run_image_upscale_with_model"),
         inputs=(Input("upscale_model", UPSCALE_MODEL), Input("image", IMAGE)),
         params=(Param.int("tile", 512, min=32, max=4096, step=32,
                           description="input pixels per tile side: smaller tiles use less memory"),
@@ -349,7 +297,7 @@ NODES: list[NodeSpec] = [
         description="Upscale images with a model (x2, x4...), tile by tile.",
         display_name="Upscale Image (using Model)"),
     NodeSpec(
-        "ConditioningSetArea", "conditioning", _conditioning_set_area,
+        "ConditioningSetArea", "conditioning", _lazy("conditioning", "run_conditioning_set_area"),
         inputs=(Input("conditioning", COND),),
         params=(Param.int("width", 64, min=8, max=16384, step=8, multiple_of=8, description="area width in pixels"),
                 Param.int("height", 64, min=8, max=16384, step=8, multiple_of=8, description="area height in pixels"),
@@ -361,13 +309,13 @@ NODES: list[NodeSpec] = [
         description="Regional prompt: the conditioning applies only to a rectangle of the image.",
         display_name="Conditioning (Set Area)"),
     NodeSpec(
-        "ConditioningCombine", "conditioning", _conditioning_combine,
+        "ConditioningCombine", "conditioning", _lazy("conditioning", "run_conditioning_combine"),
         inputs=(Input("conditioning_1", COND), Input("conditioning_2", COND)),
         outputs=(Output("conditioning", COND),),
         description="Use both prompts (each in its area): the UNet's predictions are blended by area weights.",
         display_name="Conditioning (Combine)"),
     NodeSpec(
-        "ConditioningSetAestheticScore", "conditioning", _conditioning_set_aesthetic_score,
+        "ConditioningSetAestheticScore", "conditioning", _lazy("conditioning", "run_conditioning_set_aesthetic_score"),
         inputs=(Input("conditioning", COND),),
         params=(Param.float("aesthetic_score", 6.0, min=0.0, max=1000.0, step=0.5,
                             description="what an SDXL refiner aims for (diffusers' default: 6.0 for the positive, "
@@ -376,7 +324,7 @@ NODES: list[NodeSpec] = [
         description="SDXL refiner: the aesthetic score its micro-conditioning takes (other models ignore it).",
         display_name="Conditioning (Aesthetic Score)"),
     NodeSpec(
-        "TextEncoderSDXL", "conditioning", _text_encoder_sdxl,
+        "TextEncoderSDXL", "conditioning", _lazy("prompt", "run_text_encoder_sdxl"),
         inputs=(Input("clip", CLIP),),
         params=(Param.string("text_g", "", multiline=True, role=ParamRole.PROMPT,
                              description="prompt for the big OpenCLIP encoder (bigG), which also gives the pooled vector"),
@@ -395,7 +343,7 @@ NODES: list[NodeSpec] = [
                     "the UNet is told (TextEncoder uses the image size, no crop).",
         display_name="Text Encoder (SDXL)"),
     NodeSpec(
-        "TextEncoderSDXLRefiner", "conditioning", _text_encoder_sdxl_refiner,
+        "TextEncoderSDXLRefiner", "conditioning", _lazy("prompt", "run_text_encoder_sdxl_refiner"),
         inputs=(Input("clip", CLIP),),
         params=(Param.string("text", "", multiline=True, role=ParamRole.PROMPT,
                              description="prompt; (word:1.3) emphasises, embedding:NAME as in TextEncoder"),
@@ -407,7 +355,7 @@ NODES: list[NodeSpec] = [
         description="SDXL refiner prompt with its micro-conditioning: aesthetic score and image size.",
         display_name="Text Encoder (SDXL Refiner)"),
     NodeSpec(
-        "ConditioningSetAreaPercentage", "conditioning", _conditioning_set_area_percentage,
+        "ConditioningSetAreaPercentage", "conditioning", _lazy("conditioning", "run_conditioning_set_area_percentage"),
         inputs=(Input("conditioning", COND),),
         params=(Param.float("width", 1.0, min=0.0, max=1.0, step=0.01, description="area width, a fraction of the image"),
                 Param.float("height", 1.0, min=0.0, max=1.0, step=0.01, description="area height, a fraction of the image"),
@@ -419,7 +367,7 @@ NODES: list[NodeSpec] = [
         description="Regional prompt on a rectangle given in fractions of the image (any image size).",
         display_name="Conditioning (Set Area with Percentage)"),
     NodeSpec(
-        "ConditioningSetTimestepRange", "conditioning", _conditioning_set_timestep_range,
+        "ConditioningSetTimestepRange", "conditioning", _lazy("conditioning", "run_conditioning_set_timestep_range"),
         inputs=(Input("conditioning", COND),),
         params=(Param.float("start", 0.0, min=0.0, max=1.0, step=0.001,
                             description="where in the schedule it starts acting (0: from pure noise)"),
@@ -429,13 +377,13 @@ NODES: list[NodeSpec] = [
                     "another for the details: combine both).",
         display_name="Conditioning (Set Timestep Range)"),
     NodeSpec(
-        "ConditioningZeroOut", "conditioning", _conditioning_zero_out,
+        "ConditioningZeroOut", "conditioning", _lazy("conditioning", "run_conditioning_zero_out"),
         inputs=(Input("conditioning", COND),),
         outputs=(Output("conditioning", COND),),
         description="The conditioning with its prompt and pooled vector set to zeros (a 'nothing' prompt).",
         display_name="Conditioning (Zero Out)"),
     NodeSpec(
-        "ConditioningAverage", "conditioning", _conditioning_average,
+        "ConditioningAverage", "conditioning", _lazy("conditioning", "run_conditioning_average"),
         inputs=(Input("conditioning_to", COND), Input("conditioning_from", COND)),
         params=(Param.float("conditioning_to_strength", 1.0, min=0.0, max=1.0, step=0.01,
                             description="1: conditioning_to alone; 0: conditioning_from's prompt alone"),),
@@ -443,20 +391,20 @@ NODES: list[NodeSpec] = [
         description="Blend two prompts' embeddings: to x strength + from x (1 - strength).",
         display_name="Conditioning (Average)"),
     NodeSpec(
-        "ConditioningConcat", "conditioning", _conditioning_concat,
+        "ConditioningConcat", "conditioning", _lazy("conditioning", "run_conditioning_concat"),
         inputs=(Input("conditioning_to", COND), Input("conditioning_from", COND)),
         outputs=(Output("conditioning", COND),),
         description="Append conditioning_from's tokens to conditioning_to's (one longer prompt, encoded in parts).",
         display_name="Conditioning (Concat)"),
     NodeSpec(
-        "RepeatLatentBatch", "latent", _repeat_latent_batch,
+        "RepeatLatentBatch", "latent", _lazy("latents", "run_repeat_latent_batch"),
         inputs=(Input("latent", LATENT),),
         params=(Param.int("amount", 1, min=1, max=64, description="copies of the batch"),),
         outputs=(Output("latent", LATENT),),
         description="Repeat a latent batch; each copy denoises with its own noise.",
         display_name="Repeat Latent Batch"),
     NodeSpec(
-        "LatentFromBatch", "latent", _latent_from_batch,
+        "LatentFromBatch", "latent", _lazy("latents", "run_latent_from_batch"),
         inputs=(Input("latent", LATENT),),
         params=(Param.int("batch_index", 0, min=0, max=63, description="first item to take (0 = the first)"),
                 Param.int("length", 1, min=1, max=64, description="how many items")),
@@ -464,7 +412,7 @@ NODES: list[NodeSpec] = [
         description="Take some items of a latent batch; they keep their noise, so one image re-runs alone the same.",
         display_name="Latent From Batch"),
     NodeSpec(
-        "LoadImageMask", "image", _load_image_mask,
+        "LoadImageMask", "image", _lazy("images", "run_load_image_mask"),
         params=(Param.string("path", "", file=FileKind.IMAGE, description="PNG, JPEG or WebP"),
                 Param.choice("channel", ("alpha", "red", "green", "blue"), default="alpha",
                              description="alpha: transparent = 1 (repaint); a colour channel as it is")),
@@ -472,32 +420,32 @@ NODES: list[NodeSpec] = [
         description="Load one channel of an image as a mask.",
         display_name="Load Image (as Mask)"),
     NodeSpec(
-        "InvertMask", "image", _invert_mask,
+        "InvertMask", "image", _lazy("images", "run_invert_mask"),
         inputs=(Input("mask", MASK),),
         outputs=(Output("mask", MASK),),
         description="1 - mask: repaint what was kept and keep what was repainted.",
         display_name="Invert Mask"),
     NodeSpec(
-        "ImageInvert", "image", _image_invert,
+        "ImageInvert", "image", _lazy("images", "run_image_invert"),
         inputs=(Input("image", IMAGE),),
         outputs=(Output("image", IMAGE),),
         description="Invert the colours of images (1 - image).",
         display_name="Invert Image"),
     NodeSpec(
-        "ImageToMask", "image", _image_to_mask,
+        "ImageToMask", "image", _lazy("images", "run_image_to_mask"),
         inputs=(Input("image", IMAGE),),
         params=(Param.choice("channel", ("red", "green", "blue"), default="red"),),
         outputs=(Output("mask", MASK),),
         description="One colour channel of images as a mask (white = 1 = repaint).",
         display_name="Convert Image to Mask"),
     NodeSpec(
-        "MaskToImage", "image", _mask_to_image,
+        "MaskToImage", "image", _lazy("images", "run_mask_to_image"),
         inputs=(Input("mask", MASK),),
         outputs=(Output("image", IMAGE),),
         description="A mask as a grey image (1 = white), to preview or process it as an image.",
         display_name="Convert Mask to Image"),
     NodeSpec(
-        "SolidMask", "image", _solid_mask,
+        "SolidMask", "image", _lazy("images", "run_solid_mask"),
         params=(Param.float("value", 1.0, min=0.0, max=1.0, step=0.01),
                 Param.int("width", 512, min=1, max=16384, step=8),
                 Param.int("height", 512, min=1, max=16384, step=8)),
@@ -505,7 +453,7 @@ NODES: list[NodeSpec] = [
         description="A mask of one value everywhere.",
         display_name="Solid Mask"),
     NodeSpec(
-        "GrowMask", "image", _grow_mask,
+        "GrowMask", "image", _lazy("images", "run_grow_mask"),
         inputs=(Input("mask", MASK),),
         params=(Param.int("expand", 0, min=-16384, max=16384, description="pixels to grow by (negative: shrink)"),
                 Param.bool("tapered_corners", True, description="grow diagonally more slowly (rounder corners)")),
@@ -513,7 +461,7 @@ NODES: list[NodeSpec] = [
         description="Grow or shrink a mask by whole pixels.",
         display_name="Grow Mask"),
     NodeSpec(
-        "ImageScaleToTotalPixels", "image", _image_scale_to_total_pixels,
+        "ImageScaleToTotalPixels", "image", _lazy("geometry", "run_image_scale_to_total_pixels"),
         inputs=(Input("image", IMAGE),),
         params=(Param.choice("upscale_method", IMAGE_METHODS, default="nearest-exact"),
                 Param.float("megapixels", 1.0, min=0.01, max=16.0, step=0.01,
@@ -523,7 +471,7 @@ NODES: list[NodeSpec] = [
         description="Resize images to a number of pixels, keeping the aspect ratio.",
         display_name="Scale Image to Total Pixels"),
     NodeSpec(
-        "ConditioningSetAreaStrength", "conditioning", _conditioning_set_area_strength,
+        "ConditioningSetAreaStrength", "conditioning", _lazy("conditioning", "run_conditioning_set_area_strength"),
         inputs=(Input("conditioning", COND),),
         params=(Param.float("strength", 1.0, min=0.0, max=10.0, step=0.01,
                             description="weight against other prompts where areas overlap"),),
@@ -531,7 +479,7 @@ NODES: list[NodeSpec] = [
         description="Set a prompt's weight against the others where areas overlap.",
         display_name="Conditioning (Set Area Strength)"),
     NodeSpec(
-        "ImageCrop", "image", _image_crop,
+        "ImageCrop", "image", _lazy("geometry", "run_image_crop"),
         inputs=(Input("image", IMAGE),),
         params=(Param.int("width", 512, min=1, max=16384, step=8), Param.int("height", 512, min=1, max=16384, step=8),
                 Param.int("x", 0, min=0, max=16384, step=8), Param.int("y", 0, min=0, max=16384, step=8)),
@@ -539,13 +487,13 @@ NODES: list[NodeSpec] = [
         description="Cut a rectangle out of images (cut at their edges).",
         display_name="Crop Image"),
     NodeSpec(
-        "ImageBatch", "image", _image_batch,
+        "ImageBatch", "image", _lazy("geometry", "run_image_batch"),
         inputs=(Input("image1", IMAGE), Input("image2", IMAGE)),
         outputs=(Output("image", IMAGE),),
         description="One batch of both inputs' images (the second resized to the first's size).",
         display_name="Batch Images"),
     NodeSpec(
-        "LatentBlend", "latent", _latent_blend,
+        "LatentBlend", "latent", _lazy("geometry", "run_latent_blend"),
         inputs=(Input("latent_1", LATENT), Input("latent_2", LATENT)),
         params=(Param.float("blend_factor", 0.5, min=0.0, max=1.0, step=0.01,
                             description="1: latent_1 alone; 0: latent_2 alone"),),
@@ -553,7 +501,7 @@ NODES: list[NodeSpec] = [
         description="Mix two latents: latent_1 x factor + latent_2 x (1 - factor).",
         display_name="Latent Blend"),
     NodeSpec(
-        "EmptyImage", "image", _empty_image,
+        "EmptyImage", "image", _lazy("images", "run_empty_image"),
         params=(Param.int("width", 512, min=1, max=16384, step=8), Param.int("height", 512, min=1, max=16384, step=8),
                 Param.int("batch_size", 1, min=1, max=4096),
                 Param.int("color", 0, min=0, max=0xFFFFFF, description="0xRRGGBB as a number (white: 16777215)")),
@@ -561,7 +509,7 @@ NODES: list[NodeSpec] = [
         description="Images of one colour.",
         display_name="Empty Image"),
     NodeSpec(
-        "ImageCompositeMasked", "image", _image_composite_masked,
+        "ImageCompositeMasked", "image", _lazy("geometry", "run_image_composite_masked"),
         inputs=(Input("destination", IMAGE), Input("source", IMAGE), Input("mask", MASK, optional=True)),
         params=(Param.int("x", 0, min=0, max=16384), Param.int("y", 0, min=0, max=16384),
                 Param.bool("resize_source", False, description="resize source to destination's size first")),
@@ -569,7 +517,7 @@ NODES: list[NodeSpec] = [
         description="Paste source onto destination at (x, y) through the mask (all of it without one).",
         display_name="Composite Images (Masked)"),
     NodeSpec(
-        "LatentCompositeMasked", "latent", _latent_composite_masked,
+        "LatentCompositeMasked", "latent", _lazy("geometry", "run_latent_composite_masked"),
         inputs=(Input("destination", LATENT), Input("source", LATENT), Input("mask", MASK, optional=True)),
         params=(Param.int("x", 0, min=0, max=16384, step=8, description="in image pixels"),
                 Param.int("y", 0, min=0, max=16384, step=8, description="in image pixels"),

@@ -1,6 +1,7 @@
 """The pack's declarations: cheap to import, names as the file format fixes them (docs/architecture.md)."""
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -23,65 +24,10 @@ def test_importing_the_pack_leaves_torch_out():
     assert int(count) >= 11
 
 
-def test_node_table_matches_the_design(registry):
-    table = {
-        "CheckpointLoader": ([], ["checkpoint"], ["unet", "clip", "vae"]),
-        "LoRALoader": (["unet", "clip"], ["lora", "strength_unet", "strength_clip"], ["unet", "clip"]),
-        "TextEncoder": (["clip"], ["text"], ["conditioning"]),
-        "EmptyLatent": ([], ["width", "height", "batch_size"], ["latent"]),
-        "LoadImage": ([], ["path"], ["image", "mask"]),
-        "VAEEncode": (["vae", "image"], [], ["latent"]),
-        "SetLatentMask": (["latent", "mask"], [], ["latent"]),
-        "UNetDenoise": (["unet", "positive", "negative", "latent"], ["seed", "steps", "cfg", "sampler", "schedule", "denoise",
-                         "start_at_step", "end_at_step", "add_noise", "return_with_leftover_noise"],
-                        ["latent"]),
-        "VAEDecode": (["vae", "latent"], [], ["image"]),
-        "Preview": (["image"], [], []),
-        "SaveImage": (["image"], ["prefix"], []),
-        "ConditioningSetArea": (["conditioning"], ["width", "height", "x", "y", "strength"], ["conditioning"]),
-        "VAELoader": ([], ["vae"], ["vae"]),
-        "ControlNetLoader": ([], ["controlnet"], ["controlnet"]),
-        "ControlNetApply": (["positive", "negative", "controlnet", "image"], ["strength", "start_percent", "end_percent"],
-                            ["positive", "negative"]),
-        "ImageToEdges": (["image"], ["low_threshold", "high_threshold"], ["image"]),
-        "UpscaleModelLoader": ([], ["upscale_model"], ["upscale_model"]),
-        "ImageUpscaleWithModel": (["upscale_model", "image"], ["tile", "overlap"], ["image"]),
-        "ConditioningCombine": (["conditioning_1", "conditioning_2"], [], ["conditioning"]),
-        "ConditioningSetAestheticScore": (["conditioning"], ["aesthetic_score"], ["conditioning"]),
-        "TextEncoderSDXL": (["clip"], ["text_g", "text_l", "width", "height", "crop_w", "crop_h", "target_width",
-                                       "target_height"], ["conditioning"]),
-        "TextEncoderSDXLRefiner": (["clip"], ["text", "aesthetic_score", "width", "height"], ["conditioning"]),
-        "ConditioningSetAreaPercentage": (["conditioning"], ["width", "height", "x", "y", "strength"],
-                                          ["conditioning"]),
-        "ConditioningZeroOut": (["conditioning"], [], ["conditioning"]),
-        "ConditioningSetTimestepRange": (["conditioning"], ["start", "end"], ["conditioning"]),
-        "ConditioningAverage": (["conditioning_to", "conditioning_from"], ["conditioning_to_strength"],
-                                ["conditioning"]),
-        "ConditioningConcat": (["conditioning_to", "conditioning_from"], [], ["conditioning"]),
-        "RepeatLatentBatch": (["latent"], ["amount"], ["latent"]),
-        "LatentFromBatch": (["latent"], ["batch_index", "length"], ["latent"]),
-        "LoadImageMask": ([], ["path", "channel"], ["mask"]),
-        "InvertMask": (["mask"], [], ["mask"]),
-        "ImageInvert": (["image"], [], ["image"]),
-        "ImageToMask": (["image"], ["channel"], ["mask"]),
-        "MaskToImage": (["mask"], [], ["image"]),
-        "SolidMask": ([], ["value", "width", "height"], ["mask"]),
-        "GrowMask": (["mask"], ["expand", "tapered_corners"], ["mask"]),
-        "ImageScaleToTotalPixels": (["image"], ["upscale_method", "megapixels", "resolution_steps"], ["image"]),
-        "ConditioningSetAreaStrength": (["conditioning"], ["strength"], ["conditioning"]),
-        "ImageCrop": (["image"], ["width", "height", "x", "y"], ["image"]),
-        "ImageBatch": (["image1", "image2"], [], ["image"]),
-        "LatentBlend": (["latent_1", "latent_2"], ["blend_factor"], ["latent"]),
-        "EmptyImage": ([], ["width", "height", "batch_size", "color"], ["image"]),
-        "ImageCompositeMasked": (["destination", "source", "mask"], ["x", "y", "resize_source"], ["image"]),
-        "LatentCompositeMasked": (["destination", "source", "mask"], ["x", "y", "resize_source"], ["latent"]),
-    }
-    for name, (inputs, params, outputs) in table.items():
-        spec = registry.get(name)
-        assert spec is not None, name
-        assert [i.name for i in spec.inputs] == inputs, name
-        assert [p.name for p in spec.params] == params, name
-        assert [o.name for o in spec.outputs] == outputs, name
+def test_node_facts_users_rely_on(registry):
+    # No copy of the node table here (issue 26): port and param names are fixed by the files that name
+    # them (workflows/, the interop fixtures field by field, each node's own tests), so a rename fails
+    # there; the README is checked against the declarations below. Here: what no file shows.
     assert registry.get("Preview").output_node and registry.get("SaveImage").output_node
     assert not registry.get("SaveImage").cacheable
     empty = registry.get("EmptyLatent")
@@ -108,13 +54,46 @@ def test_prompt_weights_parse_like_a1111():
     assert parse("") == [("", 1.0)]
 
 
+def _pack_specs(registry):
+    pack = builtin_module().__name__
+    return pack, [spec for spec in registry if spec.run.__module__ == pack]
+
+
+def _run_module(spec) -> str:
+    """The pack module holding a node's run function ("__init__" for the few declared with it)."""
+    return spec.run.lazy_target[0] if hasattr(spec.run, "lazy_target") else "__init__"
+
+
 def test_every_lazy_run_function_of_the_pack_imports(registry):
     # The pack binds run functions by module and name so that listing stays torch-free; a renamed
     # function would only fail when a graph first runs that node. Import each one now.
     import importlib
 
-    pack = builtin_module().__name__
-    targets = {spec.type: spec.run.lazy_target for spec in registry if hasattr(spec.run, "lazy_target")}
-    assert len(targets) >= 20, targets
+    pack, specs = _pack_specs(registry)
+    targets = {spec.type: spec.run.lazy_target for spec in specs if hasattr(spec.run, "lazy_target")}
+    assert len(targets) >= len(specs) - 1, sorted({s.type for s in specs} - set(targets))
     for name, (module, function) in targets.items():
         assert callable(getattr(importlib.import_module(f"{pack}.{module}"), function, None)), (name, module, function)
+
+
+def _readme_rows() -> list[tuple[set[str], str]]:
+    """nodes/README.md's module table: (the modules a row names, the row's text)."""
+    rows, lines = [], (ROOT / "nodes" / "README.md").read_text(encoding="utf-8").splitlines()
+    table = lines[lines.index("| module | role |") + 2:]
+    for line in table[:next((i for i, l in enumerate(table) if not l.startswith("|")), len(table))]:
+        modules, text = line.strip("|").split("|", 1)
+        rows.append(({m.removesuffix(".py") for m in re.findall(r"`([\w.]+)`", modules)}, text))
+    return rows
+
+
+def test_nodes_readme_lists_each_node_in_its_modules_row(registry):
+    # The declarations are the truth (which module runs each node); the README's module table follows them.
+    _, specs = _pack_specs(registry)
+    types = {spec.type: _run_module(spec) for spec in specs}
+    rows = _readme_rows()
+    assert {m for m in types.values()} <= set().union(*(mods for mods, _ in rows)), "a module has no README row"
+    for modules, text in rows:
+        named = set(re.findall(r"\b[A-Z]\w+\b", text)) & set(types)
+        declared = {t for t, m in types.items() if m in modules}
+        assert named == declared, (f"nodes/README.md row {sorted(modules)}: names {sorted(named - declared)} not run "
+                                   f"there, misses {sorted(declared - named)}")
