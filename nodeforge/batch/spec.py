@@ -11,19 +11,21 @@ import hashlib
 import itertools
 import json
 import random
+import stat
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from nodeforge.core.errors import WorkflowError
+from nodeforge.core.errors import WorkflowError, WorkflowFileError
 from nodeforge.core.metadata import seed_params
-from nodeforge.core.workflow import Workflow, load_workflow, parse_json
+from nodeforge.core.workflow import Workflow, load_workflow, parse_json, read_regular_file
 
 SPEC_VERSION = 1
 SPEC_KEY = "nodeforge_batch"
 MAX_JOBS = 100_000
 SEED_MAX = 2 ** 32 - 1
+MAX_VALUES_FILE_BYTES = 8 * 1024 * 1024      # 100,000 prompts of 80 characters
 
 
 class BatchSpecError(WorkflowError):
@@ -84,11 +86,15 @@ def _range_parts(raw: str) -> list[int] | None:
         return None
 
 
-def parse_values(raw: str, base_dir: Path | None = None, *, where: str = "axis") -> list[Any]:
-    """The values of one axis from its text form (see `parse_axis`)."""
+def parse_values(raw: str, base_dir: Path | None = None, *, where: str = "axis", inside: bool = False) -> list[Any]:
+    """The values of one axis from its text form (see `parse_axis`).
+
+    `inside`: the text comes from a spec file, whose `@file` may only name a file in `base_dir`
+    (the spec's folder); what the user types on the command line or in the editor may name any.
+    """
     raw = raw.strip()
     if raw.startswith("@"):
-        return _values_from_file(raw[1:], base_dir, where)
+        return _values_from_file(raw[1:], base_dir, where, inside)
     bounds = _range_parts(raw)
     if bounds is not None:
         start, stop = bounds[0], bounds[1]
@@ -107,20 +113,56 @@ def parse_values(raw: str, base_dir: Path | None = None, *, where: str = "axis")
     return values
 
 
-def _values_from_file(name: str, base_dir: Path | None, where: str) -> list[str]:
-    path = Path(name).expanduser()
-    if not path.is_absolute() and base_dir is not None and not path.exists():
+def _values_from_file(name: str, base_dir: Path | None, where: str, inside: bool) -> list[str]:
+    path = _spec_file(name, base_dir, where) if inside else Path(name).expanduser()
+    if not inside and not path.is_absolute() and base_dir is not None and not path.exists():
         path = base_dir / path
     try:
-        text = path.read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise BatchSpecError(f"{where}: the values file {name} does not exist") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise BatchSpecError(f"{where}: cannot read the values file {name} ({exc})") from None
+        _check_values_file(path, name, where)
+        text = read_regular_file(path, MAX_VALUES_FILE_BYTES, "a values").decode("utf-8-sig")
+    except WorkflowFileError as exc:      # swapped for something else since the check
+        raise BatchSpecError(f"{where}: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise BatchSpecError(f"{where}: the values file {name} is not UTF-8 text ({exc.reason} at byte "
+                             f"{exc.start}); save it as UTF-8") from None
     values = [line.strip() for line in text.splitlines() if line.strip()]
     if not values:
         raise BatchSpecError(f"{where}: the values file {name} holds no values (one a line)")
     return values
+
+
+def _check_values_file(path: Path, name: str, where: str) -> None:
+    """Refuse a folder, device, pipe or huge file by its stat, before opening it."""
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        raise BatchSpecError(f"{where}: the values file {name} does not exist") from None
+    except (OSError, ValueError) as exc:
+        raise BatchSpecError(f"{where}: cannot read the values file {name} ({getattr(exc, 'strerror', None) or exc})") \
+            from None
+    if not stat.S_ISREG(info.st_mode):
+        kind = "a folder" if stat.S_ISDIR(info.st_mode) else "a pipe" if stat.S_ISFIFO(info.st_mode) \
+            else "a device or socket"
+        raise BatchSpecError(f"{where}: the values file {name} is {kind}, not a text file; put the values in "
+                             "a text file, one a line")
+    if info.st_size > MAX_VALUES_FILE_BYTES:
+        raise BatchSpecError(f"{where}: the values file {name} is {info.st_size // 2 ** 20} MB, more than "
+                             f"{MAX_VALUES_FILE_BYTES // 2 ** 20} MB; split it (a batch has at most {MAX_JOBS} jobs)")
+
+
+def _spec_file(name: str, base_dir: Path | None, where: str) -> Path:
+    """A file a spec names: only inside the spec's folder, so a shared spec cannot read ~/.ssh."""
+    folder = (base_dir or Path(".")).resolve()
+    path = folder / name
+    try:
+        inside = not Path(name).is_absolute() and not name.startswith("~") and path.resolve().is_relative_to(folder)
+    except (OSError, ValueError, RuntimeError):
+        inside = False
+    if not inside:
+        raise BatchSpecError(f"{where}: the spec names {name[:120]!r}, outside its folder {folder}; a batch spec "
+                             "may only read files beside it - copy the file there, or give the axis on the "
+                             "command line (--grid/--zip ID.param=@FILE)")
+    return path
 
 
 @dataclass
@@ -192,7 +234,8 @@ def _axes(raw: Any, base_dir: Path | None, name: str) -> list[Axis]:
             raise BatchSpecError(f"batch spec: each {name} axis needs a \"target\" (ID.param) and \"values\"")
         values = item.get("values")
         if isinstance(values, str):   # the text form: "1..100", "@prompts.txt", "a,b"
-            axes.append(Axis(item["target"], tuple(parse_values(values, base_dir, where=item["target"])), values))
+            axes.append(Axis(item["target"], tuple(parse_values(values, base_dir, where=item["target"], inside=True)),
+                             values))
         elif isinstance(values, list) and values:
             axes.append(Axis(item["target"], tuple(values), str(item.get("source", ""))))
         else:
@@ -210,9 +253,11 @@ def load_spec(path: str | Path) -> BatchSpec:
     """Read a batch spec file (its workflow is found relative to the spec)."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8-sig")
-    except OSError as exc:
-        raise BatchSpecError(f"{path}: cannot read the batch spec ({exc.strerror or exc})") from None
+        text = read_regular_file(path, what="a batch spec").decode("utf-8-sig")
+    except WorkflowFileError as exc:
+        raise BatchSpecError(str(exc)) from None
+    except UnicodeDecodeError:
+        raise BatchSpecError(f"{path}: the batch spec is not UTF-8 text; save it as UTF-8") from None
     data = parse_json(text, path)
     if not is_batch_spec(data):
         raise BatchSpecError(f"{path}: not a batch spec (no \"{SPEC_KEY}\" key)")
