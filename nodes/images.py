@@ -15,7 +15,7 @@ from nodeforge.core.errors import NodeError
 from nodeforge.core.files import write_new_file
 from nodeforge.core.metadata import GenerationInfo, generation_info
 from nodeforge.core.types import FileKind
-from nodeforge.core.png_text import PNG_PARAMETERS_KEY, PNG_WORKFLOW_KEY
+from nodeforge.core.png_text import PNG_PARAMETERS_KEY, PNG_WORKFLOW_KEY, version_chunks
 
 from .schedulers import SAMPLERS, SCHEDULES
 
@@ -164,8 +164,11 @@ def save_pngs(ctx: Any, image: torch.Tensor, prefix: str) -> list[str]:
     made = generation_info(ctx.workflow, ctx.registry, ctx.node_id) if known else GenerationInfo()
     height, width = image.shape[1], image.shape[2]
     written = []
+    versions = version_chunks()    # what made the pixels: another version may draw others
     for index, pil in enumerate(to_pil(image)):
         info = PngInfo()
+        for key, version in versions.items():
+            info.add_text(key, version)
         if workflow_text is not None:   # each image names its own seed, seed + index
             info.add_itxt(PNG_WORKFLOW_KEY, workflow_text)
             info.add_itxt(PNG_PARAMETERS_KEY, a1111_parameters(made.for_item(index), (width, height)))

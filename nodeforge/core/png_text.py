@@ -4,12 +4,16 @@ A PNG saved by NodeForge carries the workflow JSON in its `workflow` text chunk 
 generation parameters in `parameters` (ComfyUI writes `workflow` and `prompt`). The writers
 (`nodes/images.py` through Pillow, the editor's Batch dialog through Qt) take the chunk names from
 here; `read_png_text` reads them back for `load_workflow` and the importers without decoding a
-pixel, and caps what compressed text may inflate to.
+pixel, and caps what compressed text may inflate to. Each PNG also records the NodeForge, torch and
+diffusers versions that made it (`version_chunks`), since a new version of any of them may draw
+another picture from the same seed; `version_note` says so when an image from another version
+is opened.
 """
 from __future__ import annotations
 
 import struct
 import zlib
+from importlib import metadata
 from pathlib import Path
 
 from nodeforge.core.errors import WorkflowFileError, short_repr
@@ -17,6 +21,8 @@ from nodeforge.core.errors import WorkflowFileError, short_repr
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 PNG_WORKFLOW_KEY = "workflow"          # text chunk holding the workflow JSON
 PNG_PARAMETERS_KEY = "parameters"      # text chunk with A1111-style generation parameters
+# The programs whose versions decide the pixels, and the text chunk each one's version is kept in.
+PNG_VERSION_KEYS = {"NodeForge": "nodeforge-version", "torch": "torch-version", "diffusers": "diffusers-version"}
 # Decompressed PNG text: a 1 MB zTXt chunk can inflate to gigabytes. A workflow of 10,000 nodes
 # is a few MB, so these caps refuse only hostile files (Pillow's own caps are 1 MB and 64 MB).
 MAX_PNG_TEXT_CHUNK_BYTES = 16 * 1024 * 1024
@@ -69,3 +75,46 @@ def _inflate_text(compressed: bytes, name: str, budget: list[int], source: Path 
                                 "(the file may be a decompression bomb)")
     budget[0] -= len(inflated)
     return inflated
+
+
+def running_versions() -> dict[str, str]:
+    """The versions of NodeForge, torch and diffusers this process would draw with, read from the
+    installed packages' metadata (torch is not imported for it)."""
+    from nodeforge import __version__
+
+    versions = {"NodeForge": __version__}
+    for package in ("torch", "diffusers"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = "not installed"
+    return versions
+
+
+def version_chunks() -> dict[str, str]:
+    """The text chunks every PNG NodeForge saves carries: chunk name -> version."""
+    return {PNG_VERSION_KEYS[name]: version for name, version in running_versions().items()}
+
+
+def version_note(chunks: dict[str, str], source: Path | None = None) -> str | None:
+    """One line when a NodeForge PNG was made by other versions than the running ones (None when
+    they are the same): the same seed may then draw another picture."""
+    recorded = {name: chunks[key] for name, key in PNG_VERSION_KEYS.items() if key in chunks}
+    running = running_versions()
+    where = f"{source.name}: " if source is not None else ""
+    now = ", ".join(f"{name} {version}" for name, version in running.items())
+    if not recorded:
+        return (f"{where}this image records no versions (an earlier NodeForge saved it); this is "
+                f"{now}: the same seed may draw a different picture")
+    changed = [name for name in running if recorded.get(name) != running[name]]
+    if not changed:
+        return None
+    then = ", ".join(f"{name} {_shown(recorded.get(name, 'unknown'))}" for name in changed)
+    now = ", ".join(f"{name} {running[name]}" for name in changed)
+    return f"{where}this image was made with {then}; this is {now}: the same seed may draw a different picture"
+
+
+def _shown(version: str) -> str:
+    """A recorded version as text for one line: printable characters, at most 30 of them."""
+    text = "".join(ch for ch in version if ch.isprintable())
+    return text if len(text) <= 30 else text[:30] + "..."

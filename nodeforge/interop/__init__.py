@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from nodeforge.core.errors import WorkflowFileError
-from nodeforge.core.png_text import PNG_PARAMETERS_KEY, PNG_SIGNATURE, read_png_text
+from nodeforge.core.png_text import PNG_PARAMETERS_KEY, PNG_SIGNATURE, read_png_text, version_note
 from nodeforge.core.workflow import Workflow, parse_json, read_regular_file, unsaveable_problems
 from nodeforge.interop import a1111, comfy_graph, comfy_import
 from nodeforge.interop.comfy_export import ExportError, export_api
@@ -108,7 +108,11 @@ def _from_png(raw: bytes, source: Path | None, registry: Any) -> Imported:
                 continue
             raise WorkflowFileError(f"{where}the PNG's {key!r} text is not a workflow: "
                                     f"{str(exc).removeprefix(where)}") from None
-        return _from_json(data, source, registry)
+        imported = _from_json(data, source, registry)
+        note = version_note(chunks, source) if imported.format == NODEFORGE else None
+        if note:   # made by another NodeForge, torch or diffusers: the seed may draw another picture
+            imported.warnings.insert(0, note)
+        return imported
     if PNG_PARAMETERS_KEY in chunks:
         workflow, warnings = a1111.to_workflow(chunks[PNG_PARAMETERS_KEY], source)
         workflow.source = source

@@ -191,3 +191,42 @@ def test_leaving_a_model_missing_keeps_its_name_and_says_where_it_goes(window, s
     assert window.model.nodes["4"].params["checkpoint"] == "v1-5-pruned-emaonly.safetensors"
     assert any(w.startswith("missing checkpoint 'v1-5-pruned-emaonly.safetensors'")
                for w in window.document.import_warnings)
+
+
+def test_opening_an_image_made_with_another_torch_says_so_in_the_editor(window, tmp_path, qtbot):
+    """The note is shown (a NodeForge PNG otherwise opens silently), and the graph opens all the same."""
+    from nodeforge.core.png_text import version_chunks
+    from nodeforge.core.workflow import Workflow
+
+    wf = Workflow()
+    wf.add("EmptyLatent", {"width": 64, "height": 64, "batch_size": 1})
+    info = PngInfo()
+    info.add_text("workflow", wf.dumps())
+    for key, value in {**version_chunks(), "torch-version": "1.13.1"}.items():
+        info.add_text(key, value)
+    Image.new("RGB", (8, 8)).save(tmp_path / "old.png", pnginfo=info)
+    assert window.open_path(tmp_path / "old.png")
+    assert window.model.nodes["1"].params["width"] == 64
+    notice = window.document.import_notice
+    assert notice is not None and "old.png: this image was made with torch 1.13.1; this is torch " in notice.text()
+    notice.close()
+    qtbot.waitUntil(lambda: window.document.import_notice is None)
+    info = PngInfo()
+    info.add_text("workflow", wf.dumps())
+    for key, value in version_chunks().items():
+        info.add_text(key, value)
+    Image.new("RGB", (8, 8)).save(tmp_path / "same.png", pnginfo=info)
+    assert window.open_path(tmp_path / "same.png")
+    assert window.document.import_notice is None
+
+
+def test_the_batch_dialogs_preview_pngs_record_the_versions_too(qapp):
+    from PySide6.QtGui import QImage
+
+    from nodeforge.core.png_text import read_png_text, version_chunks
+    from nodeforge.ui.dialogs.batch_dialog import _png_bytes
+
+    image = QImage(4, 4, QImage.Format.Format_RGB32)
+    image.fill(0)
+    chunks = read_png_text(_png_bytes(image, '{"nodeforge": 2, "nodes": {}}'))
+    assert {key: chunks.get(key) for key in version_chunks()} == version_chunks()

@@ -50,7 +50,9 @@ def test_a_nodeforge_png_is_still_a_nodeforge_workflow(tmp_path, read):
 
     wf = Workflow()
     wf.add("EmptyLatent", {"width": 64, "height": 64, "batch_size": 1})
-    imported = read(png(tmp_path / "nf.png", workflow=wf.dumps(), parameters="a cat\nSteps: 20"))
+    from nodeforge.core.png_text import version_chunks
+
+    imported = read(png(tmp_path / "nf.png", workflow=wf.dumps(), parameters="a cat\nSteps: 20", **version_chunks()))
     assert imported.format == NODEFORGE and imported.warnings == []
     assert imported.workflow.nodes["1"].params["width"] == 64
 

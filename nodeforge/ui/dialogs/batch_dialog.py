@@ -27,7 +27,7 @@ from nodeforge.batch.runner import BatchPlan, JobOutcome, open_batch, plan_batch
 from nodeforge.batch.sheet import SheetLayout
 from nodeforge.batch.spec import Axis, BatchSpec, Job, SeedPolicy, expand, parse_axis
 from nodeforge.core.errors import WorkflowError
-from nodeforge.core.png_text import PNG_WORKFLOW_KEY
+from nodeforge.core.png_text import PNG_WORKFLOW_KEY, version_chunks
 from nodeforge.ui.run.runner import CANCELLED, FAILED, QueueJob, RunImage
 
 if TYPE_CHECKING:
@@ -58,6 +58,8 @@ def _png_bytes(image: QImage, workflow_text: str) -> bytes:
     """A preview image as PNG bytes, with the job's workflow embedded as SaveImage does."""
     image = QImage(image)
     image.setText(PNG_WORKFLOW_KEY, workflow_text)
+    for key, version in version_chunks().items():
+        image.setText(key, version)
     data = QByteArray()
     buffer = QBuffer(data)
     buffer.open(QIODevice.OpenModeFlag.WriteOnly)

@@ -173,6 +173,8 @@ class DocumentController(QObject):
             self.missing_dialog = None
         if not imported.foreign:
             self.set_document(imported.workflow, path if path.suffix.lower() == ".json" else None)
+            if imported.warnings:   # a PNG made with another NodeForge, torch or diffusers says so
+                self._show_import_notes(path, imported.warnings)
             return
         # Another tool's file: a new, unsaved NodeForge document. `source` stays the original, so
         # images named relative to it are found; Save asks where (never over the original).
