@@ -207,7 +207,12 @@ class SamplingBehaviour:
         """The latents after step `t`; `clean`: the step's prediction of the clean latent instead
         (the last step of a cut schedule; ComfyUI sets its last sigma to 0)."""
         result = plan.scheduler.step(prediction, t, latents, **kwargs)
-        return _denoised(result, result.prev_sample) if clean else result.prev_sample
+        return self.denoised(plan, result, prediction, latents) if clean else result.prev_sample
+
+    def denoised(self, plan: StepPlan, result: Any, prediction: torch.Tensor, latents: torch.Tensor) -> torch.Tensor:
+        """The clean latent a step predicts from `prediction` at `latents` (before the step): the
+        scheduler's own `pred_original_sample` (or `denoised`); the step's result where it has none."""
+        return _denoised(result, result.prev_sample)
 
     # -- phase 5: mask blend ---------------------------------------------------------------
     def blend_mask(self, plan: StepPlan, start: StartState, latents: torch.Tensor, i: int) -> torch.Tensor:
