@@ -31,29 +31,25 @@ class ExportError(WorkflowError):
         return self.args[0]
 
 
-_STAGE_DEFAULTS = {"start_at_step": 0, "end_at_step": 10000, "add_noise": True, "return_with_leftover_noise": False}
-
-
 def choose_row(nid: str, node: NodeRef, workflow: Workflow) -> table.ClassMap | None:
+    """The ComfyUI class a node exports as: the one recorded at import if it can still stand for the
+    node, else what the rows' `export_only_if` / `export_prefer_if` say (the first row by default)."""
     rows = table.rows_for(node.type)
     if len(rows) <= 1:
         return rows[0] if rows else None
-    hint = (node.extra.get(COMFY_KEY) or {}).get("class_type") if isinstance(node.extra.get(COMFY_KEY), dict) else None
-    by_name = {row.comfy: row for row in rows}
-    if node.type == "UNetDenoise":
-        staged = any(node.params.get(k, v) != v for k, v in _STAGE_DEFAULTS.items())
-        return by_name["KSamplerAdvanced" if staged or hint == "KSamplerAdvanced" else "KSampler"]
-    if node.type == "LoRALoader":
-        clip_used = any(src == nid and out == "clip" for other in workflow.nodes.values()
-                        for src, out in other.inputs.values())
-        model_only = not clip_used and float(node.params.get("strength_clip", 1.0) or 0.0) == 0.0
-        if hint == "LoraLoader":
-            model_only = False
-        return by_name["LoraLoaderModelOnly" if model_only else "LoraLoader"]
-    return by_name.get(hint) or rows[0]     # ControlNetApply: always the advanced form
+    record = node.extra.get(COMFY_KEY)
+    hint = record.get("class_type") if isinstance(record, dict) else None
+    able = [row for row in rows if row.export_only_if is None or row.export_only_if(nid, node, workflow)]
+    recorded = next((row for row in able if row.comfy == hint), None)
+    if recorded is not None:
+        return recorded
+    preferred = (row for row in able if row.export_prefer_if is not None and row.export_prefer_if(nid, node, workflow))
+    return next(preferred, able[0] if able else rows[0])
 
 
-def export_api(workflow: Workflow, registry: Any | None = None, warnings: list[str] | None = None) -> dict[str, Any]:
+def export_comfyui_api(workflow: Workflow, *, registry: Any | None = None,
+                       warnings: list[str] | None = None) -> dict[str, Any]:
+    """The workflow as a ComfyUI API prompt; ExportError names every node without an equivalent."""
     if registry is None:
         from nodeforge.core.registry import default_registry
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from nodeforge.core.placeholder import PLACEHOLDER_TYPE, RECORD_KEY, output_name
+from nodeforge.core.types import PortType
 from nodeforge.core.workflow import NodeRef, Workflow
 from nodeforge.interop import comfy_table as table
 from nodeforge.interop.comfy_graph import ComfyGraph, ComfyNode
@@ -283,6 +284,7 @@ class _Converter:
 
     # -- LoraLoaderModelOnly: NodeForge's LoRA node takes the model's own CLIP at strength 0 -------------------
     def _model_only_clips(self) -> None:
+        """Wire the CLIP of the nearest node up the MODEL chain that gives one (by port type)."""
         nodes = self.workflow.nodes
         for nid, ref in nodes.items():
             if ref.extra.get(COMFY_KEY, {}).get("class_type") != "LoraLoaderModelOnly" or "clip" in ref.inputs:
@@ -292,10 +294,15 @@ class _Converter:
             while link is not None and link[0] in nodes and link[0] not in seen:
                 seen.add(link[0])
                 up = nodes[link[0]]
-                if up.type in ("CheckpointLoader", "LoRALoader"):
-                    ref.inputs["clip"] = (link[0], "clip")
+                spec = self.registry.get(up.type) if self.registry is not None else None
+                if spec is None:
                     break
-                link = up.inputs.get("unet")
+                clip = next((o.name for o in spec.outputs if o.type == PortType.CLIP), None)
+                if clip is not None:
+                    ref.inputs["clip"] = (link[0], clip)
+                    break
+                model_in = next((i.name for i in spec.inputs if i.type == PortType.MODEL), None)
+                link = up.inputs.get(model_in) if model_in else None
 
     # -- ControlNetApply (one prompt): NodeForge's takes both, so the negative is wired through it ------
     def _old_controlnet_negatives(self) -> None:

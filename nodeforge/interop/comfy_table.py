@@ -15,6 +15,7 @@ from typing import Any, Callable
 from nodeforge.interop import samplers
 
 Convert = Callable[[Any, "Notes"], Any]
+NodeTest = Callable[[str, Any, Any], bool]   # (node id, NodeRef, Workflow) -> yes/no
 
 
 class Notes:
@@ -59,6 +60,11 @@ class ClassMap:
     fixed: dict[str, Any] = field(default_factory=dict)   # NodeForge params the class implies
     optional_inputs: tuple[str, ...] = ()          # ComfyUI inputs NodeForge does without
     remember: bool = True                          # record the class when several share a NodeForge type
+    # Export, when several ComfyUI classes share a NodeForge type: the row can stand for a node only
+    # when `export_only_if(id, node, workflow)` holds (None: always); with no class recorded on the
+    # node, the first row whose `export_prefer_if` holds is chosen, else the first row that can.
+    export_only_if: NodeTest | None = None
+    export_prefer_if: NodeTest | None = None
     note: str | None = None                        # a warning every import of the class gives
 
     def nf_input(self, comfy_name: str) -> str | None:
@@ -141,6 +147,26 @@ def _prefix_in(value: Any, notes: Notes) -> Any:
     return value
 
 
+# -- which class a node exports as -----------------------------------------------------------------------
+_STAGE_DEFAULTS = {"start_at_step": 0, "end_at_step": 10000, "add_noise": True, "return_with_leftover_noise": False}
+
+
+def _staged(nid: str, node: Any, workflow: Any) -> bool:
+    """A denoise that is one stage of several (KSamplerAdvanced's settings are not the defaults)."""
+    return any(node.params.get(k, v) != v for k, v in _STAGE_DEFAULTS.items())
+
+
+def _whole(nid: str, node: Any, workflow: Any) -> bool:
+    return not _staged(nid, node, workflow)
+
+
+def _model_only(nid: str, node: Any, workflow: Any) -> bool:
+    """A LoRA whose CLIP output nothing uses and whose CLIP strength is 0."""
+    clip_used = any(src == nid and out == "clip" for other in workflow.nodes.values()
+                    for src, out in other.inputs.values())
+    return not clip_used and float(node.params.get("strength_clip", 1.0) or 0.0) == 0.0
+
+
 # -- the table ----------------------------------------------------------------------------------------
 _SAMPLER_WIDGETS = (Widget("steps"), Widget("cfg"),
                     Widget("sampler_name", "sampler", load=_sampler_in, save=_sampler_out),
@@ -157,13 +183,13 @@ ROWS: tuple[ClassMap, ...] = (
              (Widget("width"), Widget("height"), Widget("batch_size")), (), ("latent",)),
     ClassMap("KSampler", "UNetDenoise", "KSampler",
              (Widget("seed", seed=True),) + _SAMPLER_WIDGETS + (Widget("denoise"),),
-             _SAMPLER_INPUTS, ("latent",)),
+             _SAMPLER_INPUTS, ("latent",), export_only_if=_whole),
     ClassMap("KSamplerAdvanced", "UNetDenoise", "KSampler (Advanced)",
              (Widget("add_noise", load=_enable_in, save=_enable_out), Widget("noise_seed", "seed", seed=True))
              + _SAMPLER_WIDGETS
              + (Widget("start_at_step"), Widget("end_at_step"),
                 Widget("return_with_leftover_noise", load=_enable_in, save=_enable_out)),
-             _SAMPLER_INPUTS, ("latent",)),
+             _SAMPLER_INPUTS, ("latent",), export_prefer_if=_staged),
     # The plain forms are what a NodeForge VAE node exports as; the tiled ones are remembered.
     ClassMap("VAEDecode", "VAEDecode", "VAE Decode", (), (("samples", "latent"), ("vae", "vae")), ("image",),
              remember=False),
@@ -185,7 +211,8 @@ ROWS: tuple[ClassMap, ...] = (
     # NodeForge's LoRA node always takes a CLIP: the importer wires the model's own (strength 0).
     ClassMap("LoraLoaderModelOnly", "LoRALoader", "LoraLoaderModelOnly",
              (Widget("lora_name", "lora", model="lora"), Widget("strength_model", "strength_unet")),
-             (("model", "unet"),), ("unet",), fixed={"strength_clip": 0.0}),
+             (("model", "unet"),), ("unet",), fixed={"strength_clip": 0.0},
+             export_only_if=_model_only, export_prefer_if=_model_only),
     ClassMap("CLIPSetLastLayer", "CLIPSetLastLayer", "CLIP Set Last Layer",
              (Widget("stop_at_clip_layer", "stop_at_layer"),), (("clip", "clip"),), ("clip",)),
     ClassMap("LatentUpscale", "LatentUpscale", "Upscale Latent",
