@@ -142,3 +142,13 @@ def test_evaluate_names_a_folder_that_is_not_a_controlnet(tmp_path, make, expect
     make(folder)
     message = _refused(["--evaluate", str(folder)])
     assert message.startswith("error: train-controlnet: ") and expected in message
+
+
+def test_the_folder_is_checked_again_when_training_ends(tmp_path):
+    """Hours pass between the check and the save: a folder the user filled meanwhile is not replaced."""
+    out = tmp_path / "cn"
+    out.mkdir()
+    (out / "mine.txt").write_text("written during training")
+    with pytest.raises(common.TrainingInputError, match="is not a ControlNet train-controlnet wrote"):
+        controlnet.save_controlnet(FakeControlNet(), {}, out)
+    assert [p.name for p in tmp_path.iterdir()] == ["cn"] and (out / "mine.txt").exists()

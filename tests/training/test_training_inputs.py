@@ -105,9 +105,10 @@ def test_a_bad_caption_is_named_before_the_base_loads(tmp_path, make, expected, 
 
 
 def test_images_without_captions_are_named_and_train_with_an_empty_one(tmp_path, monkeypatch, capsys):
-    folder = _folder(tmp_path, n=3)
+    folder = _folder(tmp_path, n=4)
     (folder / "0.txt").unlink()
     (folder / "2.txt").unlink()
+    (folder / "3.txt").write_text("\n")          # an empty caption is a caption, not a missing one
     seen = {}
 
     def load_base(base, device):
@@ -116,8 +117,8 @@ def test_images_without_captions_are_named_and_train_with_an_empty_one(tmp_path,
 
     monkeypatch.setattr(common, "load_base", load_base)
     images, captions = lora.load_folder(folder, 64)
-    assert captions == ["", "a red circle 1", ""] and images.shape == (3, 64, 64, 3)
-    assert "train-lora: warning: 2 of 3 images have no .txt caption and train with an empty one: 0.png, 2.png" \
+    assert captions == ["", "a red circle 1", "", ""] and images.shape == (4, 64, 64, 3)
+    assert "train-lora: warning: 2 of 4 images have no .txt caption and train with an empty one: 0.png, 2.png\n" \
         in capsys.readouterr().err
     assert _refused(_train_lora, (folder, tmp_path)) == "error: train-lora: stop here"
     assert seen["loaded"].name == "nodeforge-shapes"   # a warning, not a refusal: training goes on
@@ -269,4 +270,10 @@ def test_measure_only_refuses_tensors_of_the_wrong_shape_before_building_a_model
     # A file claiming 100000 channels: refused from its shapes, never allocated (100000^2 x 9 weights).
     save_file({"body.0.weight": torch.zeros(100000, 3, 1, 1), "body.4.weight": torch.zeros(48, 8, 3, 3)}, str(out))
     assert "does not fit a 4x Compact upscaler of 100000 channels and 1 convolutions" in _refused(
+        upscaler.main, ["--out", str(out), "--measure-only"])
+    # The right keys with one tensor of the wrong shape.
+    state = {k: torch.zeros(v.shape) for k, v in upscaler.compact(8, 1).state_dict().items()}
+    state["body.2.weight"] = torch.zeros(8, 8, 1, 1)
+    save_file(state, str(out))
+    assert "does not fit a 4x Compact upscaler of 8 channels and 1 convolutions (e.g. body.2.weight)" in _refused(
         upscaler.main, ["--out", str(out), "--measure-only"])
