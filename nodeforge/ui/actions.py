@@ -1,7 +1,9 @@
 """The window's actions, menus, toolbar and canvas context menu, built from one table each.
 
 The main window composes a WindowActions; slots stay on the window and its document
-controller, so this module only says what the user can trigger and where it is shown.
+controller, so this module only says what the user can trigger and where it is shown. It is given
+the parts it works on (document, graph controller, scene, view, the dock panels) and calls only the
+window's methods, never its attributes.
 """
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from PySide6.QtCore import QPointF, Qt
 from PySide6.QtGui import QAction, QKeySequence
-from PySide6.QtWidgets import QMenu, QSpinBox, QToolButton
+from PySide6.QtWidgets import QDockWidget, QMenu, QSpinBox, QToolButton
 
 from nodeforge.ui import theme
 from nodeforge.ui.canvas.edges import EdgeItem, RerouteItem
@@ -17,6 +19,11 @@ from nodeforge.ui.canvas.group_item import GroupItem
 from nodeforge.ui.canvas.node_item import NodeItem
 
 if TYPE_CHECKING:  # pragma: no cover
+    from nodeforge.core.registry import Registry
+    from nodeforge.ui.canvas.scene import GraphScene
+    from nodeforge.ui.canvas.view import GraphView
+    from nodeforge.ui.files.document import DocumentController
+    from nodeforge.ui.graph.controller import GraphController
     from nodeforge.ui.main_window import MainWindow
 
 # One name for the run shortcut everywhere (menu, tooltip, README, Help > Shortcuts).
@@ -75,8 +82,16 @@ def make_action(win: "MainWindow", text: str, slot: Callable, shortcut: Any = No
 class WindowActions:
     """Every QAction of a main window, plus the menus and the toolbar that show them."""
 
-    def __init__(self, win: "MainWindow") -> None:
+    def __init__(self, win: "MainWindow", document: "DocumentController", controller: "GraphController",
+                 scene: "GraphScene", view: "GraphView", registry: "Registry", panels: list[QDockWidget]) -> None:
         self.win = win
+        self.document = document
+        self.controller = controller
+        self.stack = controller.stack
+        self.scene = scene
+        self.view = view
+        self.registry = registry
+        self.panels = panels        # their toggles go in the View menu, in this order
         self._file_actions()
         self._edit_actions()
         self._node_actions()
@@ -85,7 +100,7 @@ class WindowActions:
         self._build_toolbar()
 
     def _file_actions(self) -> None:
-        win, doc, a, S = self.win, self.win.document, self._a, QKeySequence.StandardKey
+        win, doc, a, S = self.win, self.document, self._a, QKeySequence.StandardKey
         self.new = a("&New", doc.new_document, S.New, "new", "Start an empty graph")
         self.new_window = a("New &Window", win.new_window, "Ctrl+Shift+N")
         self.open = a("&Open…", doc.open_dialog, S.Open, "open", "Open a workflow (.json) or a NodeForge PNG")
@@ -94,11 +109,11 @@ class WindowActions:
         self.quit = a("&Quit", win.close, S.Quit)
 
     def _edit_actions(self) -> None:
-        win, doc, a, S = self.win, self.win.document, self._a, QKeySequence.StandardKey
-        self.undo = win.stack.createUndoAction(win, "&Undo")
+        win, doc, a, S = self.win, self.document, self._a, QKeySequence.StandardKey
+        self.undo = self.stack.createUndoAction(win, "&Undo")
         self.undo.setShortcuts(QKeySequence.keyBindings(S.Undo))
         self.undo.setIcon(theme.icon("undo"))
-        self.redo = win.stack.createRedoAction(win, "&Redo")
+        self.redo = self.stack.createRedoAction(win, "&Redo")
         self.redo.setShortcuts([QKeySequence("Ctrl+Shift+Z"), QKeySequence("Ctrl+Y")])
         self.redo.setIcon(theme.icon("redo"))
         win.addAction(self.undo)
@@ -111,9 +126,9 @@ class WindowActions:
         self.select_all = a("Select &All", win.select_all, S.SelectAll)
 
     def _node_actions(self) -> None:
-        win, a = self.win, self._a
-        flag = lambda name: lambda: win.controller.toggle_flag(win.scene.selected_node_ids(), name)  # noqa: E731
-        self.add = a("&Add Node…", lambda: win.open_search(win.view.cursor_scene_pos()), None, "add",
+        win, a, view = self.win, self._a, self.view
+        flag = lambda name: lambda: self.controller.toggle_flag(self.scene.selected_node_ids(), name)  # noqa: E731
+        self.add = a("&Add Node…", lambda: win.open_search(view.cursor_scene_pos()), None, "add",
                      "Add a node (Tab or double-click on the canvas)")
         self.rename = a("&Rename…", win.rename_selected, "F2")
         self.collapse = a("Co&llapse", flag("collapsed"), "Alt+C")
@@ -122,7 +137,7 @@ class WindowActions:
         self.group = a("&Group Selection", win.group_selection, "Ctrl+G")
         self.arrange = a("A&rrange Graph", win.arrange, "Ctrl+Shift+L", None,
                          "Lay the nodes (or the selection) out in columns along the wires")
-        self.fit = a("&Fit View", win.view.fit_selection, "F", "fit", "Fit the graph (or the selection) in view")
+        self.fit = a("&Fit View", view.fit_selection, "F", "fit", "Fit the graph (or the selection) in view")
         self.aligns = [a(label, lambda _=False, m=mode: win.align(m)) for mode, label in (
             ("left", "Align &Left"), ("right", "Align &Right"), ("top", "Align &Top"), ("bottom", "Align &Bottom"),
             ("hdistribute", "Distribute &Horizontally"), ("vdistribute", "Distribute &Vertically"))]
@@ -144,7 +159,7 @@ class WindowActions:
         return make_action(self.win, *args)
 
     def _build_menus(self) -> None:
-        win, doc = self.win, self.win.document
+        win, doc = self.win, self.document
         bar = win.menuBar()
         m = bar.addMenu("&File")
         m.addActions([self.new, self.new_window, self.open])
@@ -169,10 +184,7 @@ class WindowActions:
         m.addMenu("A&lign").addActions(self.aligns)
         self.view_menu = m = bar.addMenu("&View")
         m.addAction(self.fit)
-        m.addAction(win.images.toggleViewAction())
-        m.addAction(win.history.toggleViewAction())
-        m.addAction(win.problems.toggleViewAction())
-        m.addAction(win.queue.toggleViewAction())
+        m.addActions([panel.toggleViewAction() for panel in self.panels])
         m = bar.addMenu("&Run")
         m.addActions([self.run, self.cancel])
         m.addSeparator()
@@ -215,10 +227,10 @@ class WindowActions:
 def context_menu(win: "MainWindow", acts: WindowActions, item: Any, scene_pos: QPointF) -> QMenu:
     """The right-click menu for what is under the cursor: a node, a wire, a dot, a group or the canvas."""
     menu = QMenu(win)
-    c = win.controller
+    c = acts.controller
     if isinstance(item, NodeItem):
         if not item.isSelected():
-            win.scene.select_nodes([item.node_id])
+            acts.scene.select_nodes([item.node_id])
         param = item.param_at(scene_pos)
         if param is not None:
             nid = item.node_id
@@ -245,7 +257,7 @@ def context_menu(win: "MainWindow", acts: WindowActions, item: Any, scene_pos: Q
         menu.addAction("Remove Group (Keep Nodes)", lambda: c.remove_group(index))
     else:
         add = menu.addMenu("Add Node")
-        for category, specs in sorted(win.registry.categories().items()):
+        for category, specs in sorted(acts.registry.categories().items()):
             sub = add.addMenu(category)
             for spec in specs:
                 sub.addAction(spec.title, lambda t=spec.type: c.add_node(t, (scene_pos.x(), scene_pos.y())))

@@ -1,5 +1,9 @@
 """The main window: composes the canvas, panels, actions (actions.py) and the open document
-(document.py), and holds the editing commands that work on the selection and the run."""
+(files/document.py), and holds the editing commands that work on the selection and the run.
+
+Each helper gets the parts it works on when it is made; what it needs from the window itself is a
+small protocol the window provides (`DocumentHost`, `BatchHost`: `show_message`, `stop_runs`, ...),
+so no helper reads the window's attributes."""
 from __future__ import annotations
 
 import os
@@ -47,8 +51,10 @@ class MainWindow(QMainWindow):
         self._advancing_seeds = False
         self._build_canvas()
         self._build_panels()
-        self.document = DocumentController(self, autosave_ms)
-        self.acts = WindowActions(self)
+        self.document = DocumentController(self, self.engine, self.model, self.controller, self.scene, self.view,
+                                           autosave_ms)
+        self.acts = WindowActions(self, self.document, self.controller, self.scene, self.view, self.registry,
+                                  [self.images, self.history, self.problems, self.queue])
         self._connect()
         self.stats_timer = QTimer(self)
         self.stats_timer.timeout.connect(self._tick_stats)
@@ -246,7 +252,7 @@ class MainWindow(QMainWindow):
         from nodeforge.ui.dialogs.batch_dialog import BatchDialog
 
         if self.batch_dialog is None:
-            self.batch_dialog = BatchDialog(self)
+            self.batch_dialog = BatchDialog(self, self.engine, self.model, self.runner, self.images)
         if target:
             self.batch_dialog.add_axis(target, value)
         self.batch_dialog.show()
@@ -278,6 +284,15 @@ class MainWindow(QMainWindow):
         box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         box.open()   # window-modal, never blocks the event loop
         self.statusBar().showMessage(text.splitlines()[0], 10000)
+
+    def show_message(self, text: str, msecs: int = 0) -> None:
+        """One line in the status bar, for `msecs` (0: until the next one)."""
+        self.statusBar().showMessage(text, msecs)
+
+    def stop_runs(self) -> None:
+        """The graph on the canvas goes away: cancel its runs and clear the errors they showed."""
+        self.runner.cancel()
+        self.presenter.clear_errors()
 
     def show_hint(self, html: str) -> None:
         """One line over the canvas until the user runs or opens another graph."""

@@ -41,7 +41,7 @@ class GraphScene(QGraphicsScene):
         self._outgoing: dict[str, set[EdgeKey]] = {}
         self.low_detail = False
         self.fast_zoom = False
-        self.wires = WireDragger(self)
+        self.wires = WireDragger(self, model, controller)
         self.used_outputs: dict[str, set[str]] = {}
         # How a file param's value becomes a path (the window sets the engine's model paths).
         self.file_resolver: Any = None    # during rebuild only: node -> outputs in use

@@ -25,6 +25,8 @@ from nodeforge.ui.canvas.node_item import NodeItem
 
 if TYPE_CHECKING:  # pragma: no cover
     from nodeforge.ui.canvas.scene import EdgeKey, GraphScene
+    from nodeforge.ui.graph.controller import GraphController
+    from nodeforge.ui.graph.model import GraphModel
 
 
 class WireDrag:
@@ -48,8 +50,10 @@ class WireDrag:
 class WireDragger:
     """The wire drag of one scene; `drag` is the wire in flight, or None."""
 
-    def __init__(self, scene: "GraphScene") -> None:
+    def __init__(self, scene: "GraphScene", model: "GraphModel", controller: "GraphController") -> None:
         self.scene = scene
+        self.model = model
+        self.controller = controller
         self.drag: WireDrag | None = None
 
     # -- begin ------------------------------------------------------------------------------------
@@ -59,11 +63,11 @@ class WireDragger:
         if port.is_output:
             drag = WireDrag(port, source=(nid, port.name), port_type=port.port_type, anchor=port.scenePos())
         else:
-            link = scene.model.nodes[nid].inputs.get(port.name)
+            link = self.model.nodes[nid].inputs.get(port.name)
             if link is not None and link[0] in scene.nodes and link[1] in scene.nodes[link[0]].outputs:
                 # Pick the existing wire up by its input end, as in ComfyUI.
                 src_port = scene.nodes[link[0]].outputs[link[1]]
-                rid = scene.model.reroute_of(nid, port.name)
+                rid = self.model.reroute_of(nid, port.name)
                 anchor = scene.reroute_items[rid].scenePos() if rid in scene.reroute_items else src_port.scenePos()
                 drag = WireDrag(src_port, source=link, port_type=src_port.port_type, detaching=(nid, port.name),
                                 via_reroute=rid, anchor=anchor)
@@ -73,7 +77,7 @@ class WireDragger:
         return drag
 
     def begin_from_reroute(self, item: RerouteItem) -> WireDrag | None:
-        source = self.scene.controller.reroute_source(item.rid)
+        source = self.controller.reroute_source(item.rid)
         if source is None:
             return None
         drag = WireDrag(None, source=source, port_type=item.port_type, via_reroute=item.rid, anchor=item.scenePos())
@@ -121,7 +125,7 @@ class WireDragger:
         if on_node:
             return   # a node with no compatible port: nothing happens
         if drag.detaching:
-            scene.controller.disconnect(*drag.detaching)
+            self.controller.disconnect(*drag.detaching)
             return
         context: dict[str, Any] = {"type": drag.port_type, "via_reroute": drag.via_reroute}
         if drag.source is not None:
@@ -153,7 +157,7 @@ class WireDragger:
                 port.setOpacity(1.0 if not on or self.compatible(port) else 0.2)
 
     def _connect_dropped(self, drag: WireDrag, port: PortItem) -> None:
-        controller = self.scene.controller
+        controller = self.controller
         if drag.source is None:
             controller.connect(port.node_id, port.name, drag.target[0], drag.target[1])
             return

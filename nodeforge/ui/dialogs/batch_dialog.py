@@ -14,13 +14,13 @@ import random
 import shutil
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from PySide6.QtCore import QBuffer, QByteArray, QIODevice, Qt, QUrl, Signal
 from PySide6.QtGui import QDesktopServices, QImage, QPixmap
 from PySide6.QtWidgets import (
     QAbstractItemView, QComboBox, QDialog, QDialogButtonBox, QFileDialog, QFormLayout, QHBoxLayout, QHeaderView,
-    QLabel, QLineEdit, QPushButton, QScrollArea, QSpinBox, QTableWidget, QTableWidgetItem, QVBoxLayout,
+    QLabel, QLineEdit, QPushButton, QScrollArea, QSpinBox, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget,
 )
 
 from nodeforge.batch.runner import BatchPlan, JobOutcome, open_batch, plan_batch, write_sheet
@@ -31,7 +31,18 @@ from nodeforge.core.png_text import PNG_WORKFLOW_KEY, version_chunks
 from nodeforge.ui.run.runner import CANCELLED, FAILED, QueueJob, RunImage
 
 if TYPE_CHECKING:
-    from nodeforge.ui.main_window import MainWindow
+    from nodeforge.core.engine import Engine
+    from nodeforge.ui.graph.model import GraphModel
+    from nodeforge.ui.panels.image_panel import ImagePanel
+    from nodeforge.ui.run.runner import RunController
+
+
+class BatchHost(Protocol):
+    """What the Batch dialog needs from its window (MainWindow provides it)."""
+
+    def window(self) -> QWidget: ...                    # the dialog's parent
+    def show_queue(self) -> None: ...
+    def show_message(self, text: str, msecs: int = 0) -> None: ...
 
 GRID, ZIP = "grid", "zip"
 
@@ -116,9 +127,14 @@ class BatchDialog(QDialog):
     batchQueued = Signal(int)           # how many jobs went into the queue
     batchFinished = Signal(object)      # the contact sheet's Path, or None when no job ran
 
-    def __init__(self, win: "MainWindow") -> None:
-        super().__init__(win)
-        self.win = win
+    def __init__(self, host: BatchHost, engine: "Engine", model: "GraphModel", runner: "RunController",
+                 images: "ImagePanel") -> None:
+        super().__init__(host.window())
+        self.host = host
+        self.engine = engine
+        self.model = model
+        self.runner = runner
+        self.images = images        # the contact sheet shows there when the batch is done
         self.setWindowTitle("Batch")
         self.setObjectName("batchDialog")
         self.setModal(False)
@@ -127,7 +143,7 @@ class BatchDialog(QDialog):
         self.last: BatchRun | None = None
 
         axis_buttons, hint = self._build_axes()
-        form = self._build_options(win)
+        form = self._build_options()
         self._build_results()
         self._build_buttons()
 
@@ -141,8 +157,8 @@ class BatchDialog(QDialog):
         layout.addWidget(self.sheet_scroll, 2)
         layout.addWidget(self.buttons)
         self.resize(620, 460)
-        win.runner.jobFinished.connect(self._job_finished)
-        win.runner.queueChanged.connect(self._queue_changed)
+        runner.jobFinished.connect(self._job_finished)
+        runner.queueChanged.connect(self._queue_changed)
         self.update_summary()
 
     # -- construction -----------------------------------------------------------------------------------
@@ -171,7 +187,7 @@ class BatchDialog(QDialog):
         hint.setWordWrap(True)
         return axis_buttons, hint
 
-    def _build_options(self, win: "MainWindow") -> QFormLayout:
+    def _build_options(self) -> QFormLayout:
         """Combine (grid or list), repeat count and seed policy, output folder."""
         self.mode = QComboBox()
         self.mode.addItem("Grid: every combination of the axes", GRID)
@@ -192,7 +208,7 @@ class BatchDialog(QDialog):
         repeat.addWidget(QLabel("times, seed"))
         repeat.addWidget(self.seed_policy)
         repeat.addStretch(1)
-        self.folder = QLineEdit(str(Path(win.engine.output_dir) / "batch"))
+        self.folder = QLineEdit(str(Path(self.engine.output_dir) / "batch"))
         self.folder.setToolTip("Images, manifest.jsonl, batch.json and contact_sheet.png go here "
                                "(a folder that holds a batch already gets -2, -3...)")
         browse = QPushButton("Browse…")
@@ -270,7 +286,7 @@ class BatchDialog(QDialog):
 
     # -- the spec, built by the core ---------------------------------------------------------------------
     def _base_dir(self) -> Path:
-        source = self.win.model.workflow.source
+        source = self.model.workflow.source
         return source.parent if source is not None else Path.cwd()
 
     def build_spec(self) -> BatchSpec:
@@ -280,7 +296,7 @@ class BatchDialog(QDialog):
             if not target and not values:
                 continue
             axes.append(parse_axis(f"{target}={values}", self._base_dir()))
-        spec = BatchSpec(self.win.model.snapshot(), count=self.count.value(),
+        spec = BatchSpec(self.model.snapshot(), count=self.count.value(),
                          seed_policy=SeedPolicy(self.seed_policy.currentData()), random_seed=self.random_seed)
         if self.mode.currentData() == GRID:
             spec.grid = axes
@@ -290,13 +306,13 @@ class BatchDialog(QDialog):
 
     def jobs(self) -> list[Job]:
         """The jobs the batch would run, numbered as `nodeforge batch` numbers them."""
-        return expand(self.build_spec(), self.win.registry)
+        return expand(self.build_spec(), self.engine.registry)
 
     def update_summary(self, *_: Any) -> None:
         self.seed_policy.setEnabled(self.count.value() > 1)
         try:
             spec = self.build_spec()
-            jobs = expand(spec, self.win.registry)
+            jobs = expand(spec, self.engine.registry)
         except WorkflowError as exc:
             self.summary.setText(f"⚠ {exc}")
             self.summary.setStyleSheet("color: #ff7b72;")
@@ -320,7 +336,7 @@ class BatchDialog(QDialog):
     def run_batch(self) -> BatchRun | None:
         """Queue every job (the graph as it is now, with the job's values) and write its folder."""
         try:
-            plan = plan_batch(self.build_spec(), self.win.registry)
+            plan = plan_batch(self.build_spec(), self.engine.registry)
             out_dir = fresh_folder(Path(self.folder.text().strip() or "batch").expanduser())
             batch = BatchRun(plan, out_dir)
         except (WorkflowError, OSError) as exc:
@@ -333,11 +349,11 @@ class BatchDialog(QDialog):
         for job in plan.jobs:
             shown = ", ".join(f"{k}={value_text(v)}" for k, v in job.overrides_json().items())
             label = f"Batch {job.number}/{total}" + (f": {shown}" if shown else "")
-            qjob = self.win.runner.run(job.apply(plan.workflow), label=label,
+            qjob = self.runner.run(job.apply(plan.workflow), label=label,
                                        output_dir=batch.staging / f"job{job.number:05d}", tag=(batch, job))
             batch.queued[qjob.id] = job
         self.current = batch      # only now: the queue's signals while queuing must not end it
-        self.win.show_queue()
+        self.host.show_queue()
         self._show_progress()
         self.batchQueued.emit(total)
         return batch
@@ -350,7 +366,7 @@ class BatchDialog(QDialog):
         try:
             batch.record(qjob, job)
         except OSError as exc:
-            self.win.statusBar().showMessage(f"Batch: cannot write job {job.number} to {batch.out_dir} ({exc})", 10000)
+            self.host.show_message(f"Batch: cannot write job {job.number} to {batch.out_dir} ({exc})", 10000)
         if batch is self.current:
             self._show_progress()
         self._maybe_finish(batch)
@@ -362,7 +378,7 @@ class BatchDialog(QDialog):
 
     def _left(self, batch: BatchRun) -> list[int]:
         """Queue ids of the batch's jobs not yet written (a pending job removed from the queue is not)."""
-        runner = self.win.runner
+        runner = self.runner
         return [qid for qid in batch.queued if qid not in batch.handled and runner.job(qid) is not None]
 
     def _show_progress(self) -> None:
@@ -400,7 +416,7 @@ class BatchDialog(QDialog):
         self.sheet_scroll.show()
         failed = sum(1 for r in self.last.recorded.values() if r["status"] == "failed") if self.last else 0
         self.progress.setText(f"Contact sheet: {path}" + (f" ({failed} failed: see the Queue panel)" if failed else ""))
-        self.win.images.add_images([RunImage(image, str(path), "batch")])
+        self.images.add_images([RunImage(image, str(path), "batch")])
 
     def discard(self) -> None:
         """The window closes: the running batch stops here (its folder keeps what finished, and

@@ -5,15 +5,18 @@ counts as modified; every way of writing the graph (save, save as, autosave) rep
 failure to the user, because a silent failure there loses work. Other tools' files (ComfyUI,
 A1111) open through nodeforge.interop: the title says where they came from and Save asks for a
 new NodeForge file, so the original is never written over.
+
+It works on the graph through the model, controller, scene and view it is given, and needs from
+its window only what `DocumentHost` declares.
 """
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-from PySide6.QtCore import QMimeData, QObject, QPointF, Qt, QTimer, QUrl
+from PySide6.QtCore import QMimeData, QObject, QPointF, QSettings, Qt, QTimer, QUrl
 from PySide6.QtGui import QDesktopServices, QGuiApplication
-from PySide6.QtWidgets import QFileDialog, QMenu, QMessageBox
+from PySide6.QtWidgets import QFileDialog, QMenu, QMessageBox, QWidget
 
 from nodeforge.core.errors import WorkflowError
 from nodeforge.core.types import FileKind
@@ -23,7 +26,11 @@ from nodeforge.ui.files.autosave import Autosaver
 from nodeforge.ui.graph.controller import CLIPBOARD_MIME, looks_like_workflow, unencodable_text
 
 if TYPE_CHECKING:  # pragma: no cover
-    from nodeforge.ui.main_window import MainWindow
+    from nodeforge.core.engine import Engine
+    from nodeforge.ui.canvas.scene import GraphScene
+    from nodeforge.ui.canvas.view import GraphView
+    from nodeforge.ui.graph.controller import GraphController
+    from nodeforge.ui.graph.model import GraphModel
 
 MAX_RECENT = 10
 # The undo step that untangles a file whose nodes overlap: an edit the user can undo, but not one
@@ -53,10 +60,32 @@ def explain(exc: BaseException) -> str:
     return text
 
 
+class DocumentHost(Protocol):
+    """What the open document needs from its window (MainWindow provides it); the graph itself it
+    reaches through the model, controller, scene and view it is given."""
+
+    confirm_close: bool     # False: closing or replacing the graph never asks to save (tests, scripts)
+
+    def window(self) -> QWidget: ...                    # dialogs open over it; its title names the file
+    def settings(self) -> QSettings: ...
+    def show_error(self, title: str, text: str) -> None: ...
+    def show_message(self, text: str, msecs: int = 0) -> None: ...
+    def stop_runs(self) -> None: ...                     # the graph goes: cancel its runs, clear their errors
+    def nodes_overlap(self) -> bool: ...
+    def arrange(self, label: str = ...) -> None: ...
+
+
 class DocumentController(QObject):
-    def __init__(self, win: "MainWindow", autosave_ms: int) -> None:
-        super().__init__(win)
-        self.win = win
+    def __init__(self, host: DocumentHost, engine: "Engine", model: "GraphModel", controller: "GraphController",
+                 scene: "GraphScene", view: "GraphView", autosave_ms: int) -> None:
+        super().__init__(host.window())
+        self.host = host
+        self.engine = engine
+        self.model = model
+        self.controller = controller
+        self.stack = controller.stack
+        self.scene = scene
+        self.view = view
         self.path: Path | None = None
         self.imported_from: Path | None = None       # the ComfyUI/A1111 file on screen, never saved over
         self.imported_format: str | None = None
@@ -76,12 +105,12 @@ class DocumentController(QObject):
         if self.path is None and self.imported_from is not None:
             tool = "A1111" if (self.imported_format or "").startswith("A1111") else "ComfyUI"
             name = f"{self.imported_from.name} (imported from {tool})"
-        self.win.setWindowTitle(f"{name}[*] — NodeForge")
-        self.win.setWindowModified(self.is_modified())
+        self.host.window().setWindowTitle(f"{name}[*] — NodeForge")
+        self.host.window().setWindowModified(self.is_modified())
 
     def is_modified(self) -> bool:
         """Whether closing would lose an edit of the user's (the layout fix on opening is none)."""
-        stack = self.win.stack
+        stack = self.stack
         if stack.isClean():
             return False
         return not (stack.cleanIndex() == 0 and stack.index() == 1 and stack.count() >= 1
@@ -90,29 +119,27 @@ class DocumentController(QObject):
     # -- opening ----------------------------------------------------------------------------------
     def set_document(self, workflow: Workflow, path: Path | None, *, untangle: bool = True) -> None:
         """Show `workflow` as an unmodified document; a layout fix it needs is one undoable step."""
-        win = self.win
-        win.runner.cancel()
-        win.presenter.clear_errors()
-        win.model.set_workflow(workflow)
-        win.stack.clear()
-        win.stack.setClean()
+        self.host.stop_runs()
+        self.model.set_workflow(workflow)
+        self.stack.clear()
+        self.stack.setClean()
         self.path = path
         self.imported_from = self.imported_format = None
         self.import_warnings = []
         vp = workflow.ui.get("viewport") if isinstance(workflow.ui, dict) else None
         self._report_unknown_types()
-        if untangle and win.nodes_overlap():
+        if untangle and self.host.nodes_overlap():
             # Files written by hand or by scripts often stack nodes; untangle them as a step the
             # user sees and can undo, but opening a file is not an edit: the result counts as saved.
-            win.arrange(AUTO_ARRANGE)
-            win.statusBar().showMessage("The nodes overlapped, so they were arranged (Ctrl+Z puts them back)", 10000)
+            self.host.arrange(AUTO_ARRANGE)
+            self.host.show_message("The nodes overlapped, so they were arranged (Ctrl+Z puts them back)", 10000)
             vp = None
         self.update_title()
-        QTimer.singleShot(0, lambda: win.view.restore_viewport(vp))
+        QTimer.singleShot(0, lambda: self.view.restore_viewport(vp))
 
     def _report_unknown_types(self) -> None:
-        registry = self.win.registry
-        nodes = self.win.model.nodes.values()
+        registry = self.engine.registry
+        nodes = self.model.nodes.values()
         comfy = sorted({original_class(n) for n in nodes if is_placeholder(n)})
         unknown = sorted({n.type for n in nodes if registry.get(n.type) is None and not is_placeholder(n)})
         parts = []
@@ -121,7 +148,7 @@ class DocumentController(QObject):
         if unknown:
             parts.append(f"Unknown node types kept as placeholders: {', '.join(unknown)}")
         if parts:
-            self.win.statusBar().showMessage("; ".join(parts), 15000)
+            self.host.show_message("; ".join(parts), 15000)
 
     def new_document(self) -> None:
         if self.maybe_save():
@@ -131,7 +158,7 @@ class DocumentController(QObject):
         if not self.maybe_save():
             return
         start = str(self.path.parent) if self.path else ""
-        path, _ = QFileDialog.getOpenFileName(self.win, "Open workflow", start,
+        path, _ = QFileDialog.getOpenFileName(self.host.window(), "Open workflow", start,
                                               "Workflows: NodeForge, ComfyUI, A1111 (*.json *.png *.txt);;"
                                               "All files (*)")
         if path:
@@ -143,11 +170,11 @@ class DocumentController(QObject):
 
         from nodeforge.ui.dialogs.missing_models import remembered
 
-        paths = self.win.engine.model_paths
-        imported = read_workflow(path, registry=self.win.registry, model_paths=paths)
-        mapping = remembered(self.win.settings())
+        paths = self.engine.model_paths
+        imported = read_workflow(path, registry=self.engine.registry, model_paths=paths)
+        mapping = remembered(self.host.settings())
         if imported.foreign and mapping:   # names chosen in an earlier import's Missing models dialog
-            imported = read_workflow(path, registry=self.win.registry, model_paths=paths, model_map=mapping)
+            imported = read_workflow(path, registry=self.engine.registry, model_paths=paths, model_map=mapping)
             # The remembered pairs are not the user's typing: no "no model is named" notes for them.
             imported.warnings = [w for w in imported.warnings if not w.startswith("--model-map ")]
         bad = unencodable_text(imported.workflow)
@@ -161,7 +188,7 @@ class DocumentController(QObject):
         try:
             imported = self.read(path)
         except Exception as exc:  # never crash on a bad file
-            self.win.show_error("Cannot open workflow", explain(exc))
+            self.host.show_error("Cannot open workflow", explain(exc))
             return False
         self.show_imported(imported, path)
         self.add_recent(path)
@@ -195,10 +222,10 @@ class DocumentController(QObject):
         from nodeforge.ui.dialogs.missing_models import MissingModelsDialog
 
         missing = {key: places for key, places in imported.missing_models.items() if key[0] != "image"}
-        choices = {kind: local_models(kind, self.win.engine.model_paths) for kind, _ in missing}
+        choices = {kind: local_models(kind, self.engine.model_paths) for kind, _ in missing}
         if not any(choices.values()):
             return
-        dialog = MissingModelsDialog(missing, choices, self.win)
+        dialog = MissingModelsDialog(missing, choices, self.host.window())
         dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         dialog.accepted.connect(lambda: self._use_chosen_models(dialog, imported))
         dialog.destroyed.connect(lambda *_: setattr(self, "missing_dialog", None))
@@ -213,17 +240,17 @@ class DocumentController(QObject):
         if not chosen:
             return
         places = [(nid, param, replacement) for key, replacement in chosen.items()
-                  for nid, param in imported.missing_models.get(key, []) if nid in self.win.model.nodes]
-        stack = self.win.controller.stack
+                  for nid, param in imported.missing_models.get(key, []) if nid in self.model.nodes]
+        stack = self.stack
         stack.beginMacro("Use chosen models")
         for nid, param, replacement in places:
-            self.win.controller.set_param(nid, param, replacement)
+            self.controller.set_param(nid, param, replacement)
         stack.endMacro()
         apply_choices(imported, chosen)
         self.import_warnings = list(imported.warnings)
         if dialog.remember.isChecked():
-            remember(self.win.settings(), chosen)
-        self.win.statusBar().showMessage(f"Using {len(chosen)} of your models in place of the missing ones", 8000)
+            remember(self.host.settings(), chosen)
+        self.host.show_message(f"Using {len(chosen)} of your models in place of the missing ones", 8000)
 
     def _set_imported_layout(self, workflow: Workflow) -> None:
         """Keep the sender's layout; where our (larger) nodes would overlap, give it room by
@@ -231,14 +258,14 @@ class DocumentController(QObject):
         from nodeforge.ui.canvas.layout import spread
 
         self.set_document(workflow, None, untangle=False)
-        if not self.win.nodes_overlap():
+        if not self.host.nodes_overlap():
             return
         for factor in (1.25, 1.5, 1.75, 2.0):
             roomier = workflow.copy()
             roomier.source = workflow.source
             roomier.ui = spread(workflow.ui, factor)
             self.set_document(roomier, None, untangle=False)
-            if not self.win.nodes_overlap():
+            if not self.host.nodes_overlap():
                 return
         self.set_document(workflow, None)
 
@@ -249,14 +276,14 @@ class DocumentController(QObject):
         box = QMessageBox(QMessageBox.Icon.Information, "Imported with notes",
                           f"{path.name} was imported; {len(warnings)} thing{'s' if len(warnings) != 1 else ''} "
                           "to know:\n\n" + "\n".join(f"• {line}" for line in shown),
-                          QMessageBox.StandardButton.Ok, self.win)
+                          QMessageBox.StandardButton.Ok, self.host.window())
         box.setWindowModality(Qt.WindowModality.NonModal)
         box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         box.destroyed.connect(lambda *_: setattr(self, "import_notice", None))
         self.import_notice = box
         box.show()
-        self.win.statusBar().showMessage(f"Imported {path.name} with {len(warnings)} note"
-                                         f"{'s' if len(warnings) != 1 else ''}", 10000)
+        self.host.show_message(f"Imported {path.name} with {len(warnings)} note"
+                               f"{'s' if len(warnings) != 1 else ''}", 10000)
 
     def open_example(self, path: Path) -> bool:
         """An example opens as a new, unsaved graph, so Save does not overwrite the bundled file."""
@@ -282,7 +309,7 @@ class DocumentController(QObject):
         return "workflow.json"
 
     def save_as(self) -> bool:
-        path, _ = QFileDialog.getSaveFileName(self.win, "Save workflow", self.suggested_path(),
+        path, _ = QFileDialog.getSaveFileName(self.host.window(), "Save workflow", self.suggested_path(),
                                               "Workflows (*.json)")
         if not path:
             return False
@@ -291,36 +318,36 @@ class DocumentController(QObject):
         return self.save_to(Path(path))
 
     def save_to(self, path: Path) -> bool:
-        win = self.win
         if self.imported_from is not None and _same_file(Path(path), self.imported_from):
-            win.show_error("Cannot save", f"{path}:\nthat is the {self.imported_format or 'file'} this graph was "
-                                          "imported from; NodeForge does not write over it. Choose another name.")
+            self.host.show_error("Cannot save", f"{path}:\nthat is the {self.imported_format or 'file'} this graph "
+                                 "was imported from; NodeForge does not write over it. Choose another name.")
             return False
-        c = win.view.center()
-        win.model.set_viewport((c.x(), c.y()), win.view.zoom())
+        c = self.view.center()
+        self.model.set_viewport((c.x(), c.y()), self.view.zoom())
         try:
-            snapshot = win.model.snapshot()
+            snapshot = self.model.snapshot()
             bad = unencodable_text(snapshot)
             if bad:
                 raise WorkflowError(bad)
             save_workflow(snapshot, path)
         except Exception as exc:  # every failure is the user's to see: a silent one loses work
-            win.show_error("Cannot save", f"{path}:\n{explain(exc)}")
+            self.host.show_error("Cannot save", f"{path}:\n{explain(exc)}")
             return False
         self.path = Path(path)
         self.imported_from = self.imported_format = None
-        win.model.workflow.source = self.path
-        win.stack.setClean()
+        self.model.workflow.source = self.path
+        self.stack.setClean()
         self.update_title()
         self.add_recent(self.path)
-        win.statusBar().showMessage(f"Saved {path}", 4000)
+        self.host.show_message(f"Saved {path}", 4000)
         return True
 
     def maybe_save(self) -> bool:
         """Before the graph goes away: True to go on (saved, discarded or unmodified)."""
-        if not self.is_modified() or not self.win.confirm_close:
+        if not self.is_modified() or not self.host.confirm_close:
             return True
-        answer = QMessageBox.question(self.win, "Unsaved changes", "Save the changes to this graph first?",
+        answer = QMessageBox.question(self.host.window(), "Unsaved changes",
+                                      "Save the changes to this graph first?",
                                       QMessageBox.StandardButton.Save | QMessageBox.StandardButton.Discard
                                       | QMessageBox.StandardButton.Cancel)
         if answer == QMessageBox.StandardButton.Save:
@@ -330,10 +357,10 @@ class DocumentController(QObject):
     # -- autosave ---------------------------------------------------------------------------------
     def autosave(self) -> bool:
         """Write the crash-recovery copy; a failure shows a notice and the timer keeps retrying."""
-        if not self.is_modified() and not self.win.model.nodes:
+        if not self.is_modified() and not self.model.nodes:
             return False
         try:
-            snapshot = self.win.model.snapshot()
+            snapshot = self.model.snapshot()
             bad = unencodable_text(snapshot)
             if bad:
                 raise WorkflowError(bad)
@@ -343,7 +370,7 @@ class DocumentController(QObject):
             return False
         if self.autosave_failure is not None:
             self.autosave_failure = None
-            self.win.statusBar().showMessage("Autosave works again", 4000)
+            self.host.show_message("Autosave works again", 4000)
         return written
 
     def _autosave_failed(self, message: str) -> None:
@@ -354,17 +381,17 @@ class DocumentController(QObject):
         # Non-modal: the user can go on working (and fix the cause) while it shows.
         box = QMessageBox(QMessageBox.Icon.Warning, "Autosave failed",
                           f"The crash-recovery copy could not be written; NodeForge keeps trying every "
-                          f"minute.\n\n{message}", QMessageBox.StandardButton.Ok, self.win)
+                          f"minute.\n\n{message}", QMessageBox.StandardButton.Ok, self.host.window())
         box.setWindowModality(Qt.WindowModality.NonModal)
         box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         box.destroyed.connect(lambda *_: setattr(self, "autosave_notice", None))
         self.autosave_notice = box
         box.show()
-        self.win.statusBar().showMessage(f"Autosave failed: {message.splitlines()[0]}", 10000)
+        self.host.show_message(f"Autosave failed: {message.splitlines()[0]}", 10000)
 
     # -- recent files and examples -----------------------------------------------------------------
     def recent_files(self) -> list[str]:
-        value = self.win.settings().value("recentFiles", [])
+        value = self.host.settings().value("recentFiles", [])
         if isinstance(value, str):
             value = [value]
         return [str(v) for v in (value or [])]
@@ -372,7 +399,7 @@ class DocumentController(QObject):
     def add_recent(self, path: Path) -> None:
         path_s = str(Path(path).resolve())
         recent = [p for p in self.recent_files() if p != path_s]
-        self.win.settings().setValue("recentFiles", [path_s] + recent[:MAX_RECENT - 1])
+        self.host.settings().setValue("recentFiles", [path_s] + recent[:MAX_RECENT - 1])
 
     @staticmethod
     def example_files() -> list[Path]:
@@ -390,7 +417,7 @@ class DocumentController(QObject):
                    "(none)")
 
     def open_output_folder(self) -> None:
-        folder = self.win.engine.output_dir.resolve()
+        folder = self.engine.output_dir.resolve()
         folder.mkdir(parents=True, exist_ok=True)
         QDesktopServices.openUrl(QUrl.fromLocalFile(str(folder)))
 
@@ -402,60 +429,56 @@ class DocumentController(QObject):
     def drop_file(self, path: str | Path, scene_pos: QPointF) -> bool:
         """A dropped workflow opens (or, on a non-empty canvas, is added at the drop point);
         a plain image becomes an image-loading node."""
-        win = self.win
         path = Path(path)
         try:
             imported = self.read(path)
         except WorkflowError as exc:
             if path.suffix.lower() in IMAGE_SUFFIXES and self._add_image_node(path, scene_pos):
                 return True
-            win.show_error("Cannot open dropped file", explain(exc))
+            self.host.show_error("Cannot open dropped file", explain(exc))
             return False
-        if not win.model.nodes:
+        if not self.model.nodes:
             self.show_imported(imported, path)
             return True
         if imported.warnings:
             self._show_import_notes(path, imported.warnings)
-        ids = win.controller.paste_text(imported.workflow.dumps(), (scene_pos.x(), scene_pos.y()),
+        ids = self.controller.paste_text(imported.workflow.dumps(), (scene_pos.x(), scene_pos.y()),
                                         f"Drop {path.name}")
-        win.scene.select_nodes(ids)
+        self.scene.select_nodes(ids)
         return True
 
     def _add_image_node(self, path: Path, scene_pos: QPointF) -> bool:
-        win = self.win
-        for spec in win.registry:
+        for spec in self.engine.registry:
             for param in spec.params:
                 if param.file is FileKind.IMAGE:
-                    win.stack.beginMacro(f"Add {path.name}")
-                    nid = win.controller.add_node(spec.type, (scene_pos.x(), scene_pos.y()))
-                    win.controller.set_param(nid, param.name, str(path))
-                    win.stack.endMacro()
+                    self.stack.beginMacro(f"Add {path.name}")
+                    nid = self.controller.add_node(spec.type, (scene_pos.x(), scene_pos.y()))
+                    self.controller.set_param(nid, param.name, str(path))
+                    self.stack.endMacro()
                     return True
         return False
 
     # -- clipboard --------------------------------------------------------------------------------
     def copy(self) -> bool:
-        win = self.win
-        if win.scene.focusItem() is not None:
+        if self.scene.focusItem() is not None:
             return False   # a text field inside a node has the keyboard: let it copy text
-        ids = win.scene.selected_node_ids()
+        ids = self.scene.selected_node_ids()
         if not ids:
             return False
-        text = win.controller.copy_text(ids)
+        text = self.controller.copy_text(ids)
         mime = QMimeData()
         mime.setText(text)
         mime.setData(CLIPBOARD_MIME, text.encode("utf-8", "surrogatepass"))
         QGuiApplication.clipboard().setMimeData(mime)
-        win.statusBar().showMessage(f"Copied {len(ids)} node{'s' if len(ids) > 1 else ''}", 2000)
+        self.host.show_message(f"Copied {len(ids)} node{'s' if len(ids) > 1 else ''}", 2000)
         return True
 
     def cut(self) -> None:
         if self.copy():
-            self.win.controller.remove_nodes(self.win.scene.selected_node_ids())
+            self.controller.remove_nodes(self.scene.selected_node_ids())
 
     def paste(self) -> list[str]:
-        win = self.win
-        if win.scene.focusItem() is not None:
+        if self.scene.focusItem() is not None:
             return []
         mime = QGuiApplication.clipboard().mimeData()
         text = ""
@@ -464,15 +487,15 @@ class DocumentController(QObject):
         elif mime is not None and mime.hasText():
             text = mime.text()
         if not text or not looks_like_workflow(text):
-            win.statusBar().showMessage("Nothing to paste: the clipboard holds no nodes", 3000)
+            self.host.show_message("Nothing to paste: the clipboard holds no nodes", 3000)
             return []
         try:
-            pos = win.view.cursor_scene_pos()
-            ids = win.controller.paste_text(text, (pos.x(), pos.y()))
+            pos = self.view.cursor_scene_pos()
+            ids = self.controller.paste_text(text, (pos.x(), pos.y()))
         except WorkflowError as exc:
-            win.show_error("Cannot paste", explain(exc))
+            self.host.show_error("Cannot paste", explain(exc))
             return []
-        win.scene.select_nodes(ids)
+        self.scene.select_nodes(ids)
         return ids
 
 
