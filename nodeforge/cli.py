@@ -234,8 +234,7 @@ def _print_error(exc: WorkflowError | UsageError, debug: bool) -> int:
     fault), else one for the error; with --debug the traceback of what caused it. Exit status 1."""
     problems = getattr(exc, "problems", None)
     if isinstance(exc, WorkflowError) and problems and not isinstance(exc, WorkflowFileError):
-        for problem in problems:
-            print(f"error: {problem}", file=sys.stderr)
+        print_lines("error", [str(problem) for problem in problems])
         return 1
     print(f"error: {exc}", file=sys.stderr)
     if debug:
@@ -354,20 +353,28 @@ def read_any(path: str, model_map: Sequence[str], registry: Any, *, missing_is_e
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     imported = read_workflow(path, registry=registry, model_map=mapping)
-    for line in imported.warnings:
-        if not (missing_is_error and line in imported.missing):
-            print(f"warning: {line}", file=sys.stderr)
+    missing = set(imported.missing) if missing_is_error else set()
+    print_lines("warning", [line for line in imported.warnings if line not in missing])
     return imported
+
+
+MAX_LINES_SHOWN = 20     # a hostile file can hold 100,000 problems; the first ones are what to fix
+
+
+def print_lines(kind: str, lines: Sequence[str]) -> None:
+    """`kind: line` for the first MAX_LINES_SHOWN lines, then one line counting the rest."""
+    for line in lines[:MAX_LINES_SHOWN]:
+        print(f"{kind}: {line}", file=sys.stderr)
+    if len(lines) > MAX_LINES_SHOWN:
+        rest = len(lines) - MAX_LINES_SHOWN
+        print(f"{kind}: ... and {rest} more {kind}{'s' if rest != 1 else ''} ({len(lines)} in all; fix the ones "
+              "above first, or see them all in the editor's Problems panel)", file=sys.stderr)
 
 
 def report_problems(problems: Sequence[Any], imported: Any) -> None:
     """Every problem, one an error line; a model the import could not find by its import line."""
-    said = set()
-    for problem in problems:
-        line = imported.missing_params.get((problem.node_id, problem.field)) or str(problem)
-        if line not in said:
-            said.add(line)
-            print(f"error: {line}", file=sys.stderr)
+    lines = [imported.missing_params.get((problem.node_id, problem.field)) or str(problem) for problem in problems]
+    print_lines("error", list(dict.fromkeys(lines)))
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -399,8 +406,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     # As ComfyUI: the outputs whose ancestry is valid ran; the others fail the command.
     for nid, problems in result.skipped.items():
         print(f"error: output node {nid} ({workflow.nodes[nid].type}) was not run:", file=sys.stderr)
-        for problem in problems:
+        for problem in problems[:MAX_LINES_SHOWN]:
             print(f"  {problem}", file=sys.stderr)
+        if len(problems) > MAX_LINES_SHOWN:
+            print(f"  ... and {len(problems) - MAX_LINES_SHOWN} more", file=sys.stderr)
     return 1 if result.skipped else 0
 
 

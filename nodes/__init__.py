@@ -62,9 +62,17 @@ IMAGE_METHODS = ("nearest-exact", "bilinear", "area", "bicubic", "lanczos")
 CROPS = ("disabled", "center")
 
 
+MAX_PREFIX_CHARS = 200       # a file name holds 255 bytes; "_00001.png" and a folder or two must fit
+
+
 def _check_prefix(prefix: str, **_: Any) -> list[str]:
     if not prefix.strip():
         return ["prefix: give a file name prefix such as 'nodeforge'"]
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in prefix):
+        return ["prefix: has a control character (NUL, newline or tab), which no file name may hold; use letters, "
+                "digits, '-' and '_'"]
+    if len(prefix) > MAX_PREFIX_CHARS or any(len(p.encode("utf-8")) > 240 for p in prefix.split("/")):
+        return [f"prefix: {len(prefix)} characters is too long for a file name; use at most {MAX_PREFIX_CHARS}"]
     parts = prefix.replace("\\", "/").split("/")
     if prefix.startswith(("/", "\\")) or ".." in parts or ":" in prefix:
         return ["prefix: must stay inside the output folder (no absolute path, drive or '..')"]

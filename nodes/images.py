@@ -118,6 +118,10 @@ def free_png_names(folder: Path, prefix: str) -> Iterator[Path]:
     """`prefix_NNNNN.png` names from the first number after those already there, upwards."""
     stem = Path(prefix).name
     target = folder / Path(prefix).parent
+    # A sub-folder of the prefix that is a symlink may point anywhere: saving never follows it out.
+    if not target.resolve().is_relative_to(folder.resolve()):
+        raise NodeError(f"{target} leads outside the output folder {folder} (a symbolic link); images are saved "
+                        "only inside it - remove the link or change the prefix", field="prefix")
     target.mkdir(parents=True, exist_ok=True)
     pattern = re.compile(re.escape(stem) + r"_(\d+)\.png$")
     taken = [int(m.group(1)) for p in target.iterdir() if (m := pattern.match(p.name))]

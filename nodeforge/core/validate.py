@@ -97,7 +97,11 @@ def _check_params(nid: str, given: dict[str, Any], spec: NodeSpec, model_paths: 
                   result: Checked, base: Path | None) -> None:
     values: dict[str, Any] = {}
     for name in given:
-        if spec.param(name) is None and spec.input(name) is None:
+        if spec.param(name) is None and spec.input(name) is not None:
+            result.problems.append(Problem(f"{name!r} is an input of {spec.type}, not a param: link a "
+                                           f"{spec.input(name).type} output to it and remove {name!r} from the "
+                                           "node's params", nid, spec.type, name))
+        elif spec.param(name) is None:
             known = ", ".join(p.name for p in spec.params) or "none"
             result.problems.append(Problem(f"{spec.type} has no param {name!r} (params: {known})", nid, spec.type, name))
     for param in spec.params:
