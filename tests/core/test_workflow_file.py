@@ -72,6 +72,36 @@ def test_format_1_scheduler_becomes_sampler_and_schedule_in_place(tmp_path, old,
     assert load_workflow(tmp_path / "new.json") == wf
 
 
+def test_format_1_migration_keeps_inputs_title_and_unknown_keys_through_load_and_save(tmp_path):
+    """Only `scheduler` changes: the node's inputs, title and keys NodeForge does not know (another
+    tool's or a newer version's), the file's unknown top-level keys and its layout all survive."""
+    v1 = {"nodeforge": 1, "nodes": {
+        "4": {"type": "EmptyLatent", "params": {"width": 64, "height": 64, "batch_size": 1}},
+        "5": {"type": "UNetDenoise", "title": "my sampler", "color": "#335", "x-plugin": {"locked": True},
+              "params": {"seed": 7, "scheduler": "dpmpp_2m_karras"},
+              "inputs": {"unet": ["1", "unet"], "positive": ["2", "conditioning"], "negative": ["3", "conditioning"],
+                         "latent": ["4", "latent"]}}},
+          "ui": {"positions": {"5": [10, 20]}}, "author": "someone", "x-tool": [1, 2]}
+    (tmp_path / "v1.json").write_text(json.dumps(v1))
+    wf = load_workflow(tmp_path / "v1.json")
+    node = wf.nodes["5"]
+    assert node.params == {"seed": 7, "sampler": "dpmpp_2m", "schedule": "karras"}
+    assert node.title == "my sampler"
+    assert node.inputs == {"unet": ("1", "unet"), "positive": ("2", "conditioning"),
+                           "negative": ("3", "conditioning"), "latent": ("4", "latent")}
+    saved = json.loads(save_workflow(wf, tmp_path / "v2.json").read_text())
+    assert saved["nodeforge"] == 2
+    assert saved["nodes"]["5"] == {"type": "UNetDenoise", "title": "my sampler", "color": "#335",
+                                   "x-plugin": {"locked": True},
+                                   "params": {"seed": 7, "sampler": "dpmpp_2m", "schedule": "karras"},
+                                   "inputs": {"unet": ["1", "unet"], "positive": ["2", "conditioning"],
+                                              "negative": ["3", "conditioning"], "latent": ["4", "latent"]}}
+    assert saved["nodes"]["4"] == v1["nodes"]["4"]
+    assert saved["author"] == "someone" and saved["x-tool"] == [1, 2]
+    assert saved["ui"]["positions"] == {"5": [10, 20]}
+    assert load_workflow(tmp_path / "v2.json") == wf
+
+
 @pytest.mark.parametrize("text, needle", [
     ("{not json", "not valid JSON"),
     ("[1, 2, 3]", "top level is a list"),

@@ -136,3 +136,31 @@ def test_the_shipped_examples_export_and_come_back_valid(registry, name):
     again.source = original.source   # images are found beside the example, as in the original
     engine = Engine(device="cpu", registry=registry, model_paths=ModelPaths(roots=[]))
     assert engine.validate(again) == []
+
+
+def test_a_graph_left_at_its_defaults_exports_every_input_comfyui_requires(registry):
+    """A workflow file holds only the params a user changed; ComfyUI refuses a KSampler (or any node)
+    missing a required input, so export writes the defaults out. Expected: ComfyUI's KSampler,
+    EmptyLatentImage, CheckpointLoaderSimple and SaveImage inputs, written out by hand."""
+    from nodeforge.core.workflow import Workflow
+
+    wf = Workflow()
+    ckpt = wf.add("CheckpointLoader", {})
+    pos = wf.add("TextEncoder", {}, inputs={"clip": (ckpt, "clip")})
+    neg = wf.add("TextEncoder", {}, inputs={"clip": (ckpt, "clip")})
+    empty = wf.add("EmptyLatent", {})
+    denoise = wf.add("UNetDenoise", {}, inputs={"unet": (ckpt, "unet"), "positive": (pos, "conditioning"),
+                                               "negative": (neg, "conditioning"), "latent": (empty, "latent")})
+    decode = wf.add("VAEDecode", {}, inputs={"vae": (ckpt, "vae"), "latent": (denoise, "latent")})
+    wf.add("SaveImage", {}, inputs={"image": (decode, "image")})
+    assert all(node.params == {} for node in wf.nodes.values())
+    prompt = export_comfyui_api(wf, registry=registry)
+    assert prompt["5"]["class_type"] == "KSampler"
+    assert prompt["5"]["inputs"] == {"seed": 0, "steps": 20, "cfg": 7.0, "sampler_name": "euler", "scheduler": "normal",
+                                     "denoise": 1.0, "model": ["1", 0], "positive": ["2", 0], "negative": ["3", 0],
+                                     "latent_image": ["4", 0]}
+    assert prompt["1"]["inputs"] == {"ckpt_name": "nodeforge-shapes"}
+    assert prompt["2"]["inputs"] == prompt["3"]["inputs"] == {"text": "", "clip": ["1", 1]}
+    assert prompt["4"]["inputs"] == {"width": 512, "height": 512, "batch_size": 1}
+    assert prompt["6"]["inputs"] == {"vae": ["1", 2], "samples": ["5", 0]}
+    assert prompt["7"]["inputs"] == {"filename_prefix": "nodeforge", "images": ["6", 0]}

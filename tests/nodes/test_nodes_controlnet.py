@@ -168,6 +168,20 @@ def test_end_percent_stops_the_control_where_diffusers_guidance_end_does(cn_engi
     assert (ours - full).abs().max() > 1e-3
 
 
+@pytest.mark.parametrize("start", [0.25, 0.5])
+def test_start_percent_starts_the_control_where_diffusers_guidance_start_does(cn_engine, image_node, pipeline, start):
+    # 4 steps at timesteps 751, 501, 251, 1: start 0.25 (timestep 749.25) skips the first step and
+    # start 0.5 (499.5) the first two, as diffusers skips steps i with i / 4 < control_guidance_start
+    pipe, nets = pipeline
+    pipe.controlnet = nets[0]
+    image = _hint(4)
+    ours = _latent(cn_engine, _workflow(image_node, [("cn-a", image, 1.0, start, 1.0)]))
+    theirs = _theirs(pipe, image.permute(0, 3, 1, 2), 1.0, start=start)
+    torch.testing.assert_close(ours, theirs, atol=1e-4, rtol=1e-4)
+    full = _latent(cn_engine, _workflow(image_node, [("cn-a", image, 1.0, 0.0, 1.0)]))
+    assert (ours - full).abs().max() > 1e-3
+
+
 def test_strength_zero_and_end_percent_zero_are_bitwise_the_plain_run(cn_engine, image_node):
     plain = _latent(cn_engine, _workflow(image_node, batch_size=2))
     for strength, end in ((0.0, 1.0), (1.0, 0.0)):

@@ -1,6 +1,7 @@
 """LoRAs: formats, strengths, stacking, and the base model left as it was."""
 from __future__ import annotations
 
+import json
 
 import pytest
 import torch
@@ -180,6 +181,26 @@ def test_peft_alpha_comes_from_the_file_metadata(engine, make_txt2img):
     scales = {scale for _, _, scale in out["unet"].loras[0].deltas.values()}
     assert scales == {8 / 4}
     assert out["clip"].loras[0][1].deltas
+
+
+@pytest.mark.parametrize("config, scale", [({"lora_alpha": 16, "r": 4, "peft_type": "LORA"}, 16 / 4),
+                                           (None, 1.0)])
+def test_peft_alpha_comes_from_adapter_config_json_beside_the_file(engine, models_dir, make_txt2img, tmp_path,
+                                                                  config, scale):
+    """PEFT's save_pretrained writes adapter_model.safetensors with no alpha in it and
+    adapter_config.json beside it; without that file alpha is the rank (scale 1)."""
+    from safetensors.torch import load_file, save_file
+
+    folder = tmp_path / "my-peft-lora"
+    folder.mkdir()
+    state = load_file(str(models_dir / "loras" / "peft.safetensors"))   # rank 4; saved again without metadata
+    save_file(state, str(folder / "adapter_model.safetensors"))
+    if config is not None:
+        (folder / "adapter_config.json").write_text(json.dumps(config))
+    wf = make_txt2img(lora=[(str(folder / "adapter_model.safetensors"), 1.0, 1.0)])
+    out = engine.run(wf, outputs=["lora0"]).outputs["lora0"]
+    assert {s for _, _, s in out["unet"].loras[0].deltas.values()} == {scale}
+    assert {s for _, _, s in out["clip"].loras[0][1].deltas.values()} == {scale}
 
 
 def test_other_lora_spellings_are_understood():

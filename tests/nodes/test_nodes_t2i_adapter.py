@@ -187,6 +187,20 @@ def test_end_percent_limits_an_adapter_to_the_start_of_the_schedule(adapter_engi
     assert (ours - full).abs().max() > 1e-3
 
 
+@pytest.mark.parametrize("start", [0.25, 0.5])
+def test_start_percent_starts_an_adapter_where_diffusers_guidance_start_would(adapter_engine, tmp_path, start):
+    # diffusers' control_guidance_start rule (its adapter pipeline has none): step i of 4 is
+    # skipped while i / 4 < start; in timesteps 751, 501, 251, 1 against (1 - start) x 999
+    image = _hint(5)
+    wf = _workflow(tmp_path, [("t2i-a", image, 1.0, start, 1.0)])
+    ours = _latent(adapter_engine, wf)
+    model = _loaded(adapter_engine, wf, "cn0")["controlnet"].model
+    theirs = _by_hand(adapter_engine, tmp_path, [(model, image, 1.0)], active=lambda i: not i / STEPS < start)
+    torch.testing.assert_close(ours, theirs, atol=1e-4, rtol=1e-4)
+    full = _latent(adapter_engine, _workflow(tmp_path, [("t2i-a", image, 1.0, 0.0, 1.0)]))
+    assert (ours - full).abs().max() > 1e-3
+
+
 def test_the_adapter_runs_once_per_denoise_on_the_whole_cfg_batch(adapter_engine, tmp_path):
     wf = _workflow(tmp_path, [("t2i-a", _hint(1), 1.0, 0.0, 1.0)], batch_size=3)
     model = _loaded(adapter_engine, wf, "cn0")["controlnet"].model
