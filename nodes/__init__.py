@@ -534,3 +534,8 @@ NODES: list[NodeSpec] = [
         description="Paste one latent onto another at (x, y) through the mask.",
         display_name="Composite Latents (Masked)"),
 ]
+
+# The model families' own nodes (SD3's per-encoder prompt and sigma shift), declared beside them.
+from .families.specs import FAMILY_NODES  # noqa: E402
+
+NODES += FAMILY_NODES

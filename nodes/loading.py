@@ -324,12 +324,13 @@ def _yaml_prediction(path: Path) -> str | None:
     return None
 
 
-def load_single_file(path: Path, device: str) -> LoadedCheckpoint:
+def load_single_file(path: Path, device: str, read: tuple[dict, dict] | None = None) -> LoadedCheckpoint:
+    """A single file of the UNet generation; `read` is its (state dict, metadata) when already read."""
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from diffusers.loaders import single_file_utils as sfu
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
-    state, metadata = read_state_dict(path)
+    state, metadata = read if read is not None else read_state_dict(path)
     family, prediction = detect_family(state, metadata)
     prediction = _yaml_prediction(path) or prediction
     cfg = _config_folder(path, family, prediction)
@@ -422,13 +423,20 @@ def load_checkpoint(path: Path, device: str, shared: dict[str, Any] | None = Non
 
 
 def _read_checkpoint(path: Path, device: str) -> LoadedCheckpoint:
+    from . import families
+
     if path.is_dir():
-        if not (path / "model_index.json").exists() and not (path / "unet").is_dir():
+        family = families.for_folder(path)
+        if family is None:
             raise NodeError(f"{path} is a folder but not a diffusers model (no model_index.json)",
                             field="checkpoint")
-        loaded = load_diffusers_folder(path, device)
+        loaded = family.impl().load_folder(path, device)
     elif path.suffix.lower() in (".safetensors", ".ckpt", ".pt", ".pth", ".bin"):
-        loaded = load_single_file(path, device)
+        state, metadata = read_state_dict(path)
+        family = families.for_state(state.keys())
+        if family is None:
+            families.refuse_unknown(path, state.keys())
+        loaded = (family or families.FAMILIES[-1]).impl().load_file(path, device, state, metadata)
     else:
         raise NodeError(f"{path.name}: unknown checkpoint format; use a diffusers folder or .safetensors",
                         field="checkpoint")

@@ -24,6 +24,7 @@ from nodeforge.core.errors import NodeError
 from nodeforge.core.prompt_syntax import parse_weights, split_embeddings
 
 from .embeddings import EmbeddingLookup
+from .families.unet import MODEL_FAMILIES as UNET_FAMILIES
 from .wrappers import ClipModel
 
 WINDOW = 75
@@ -199,6 +200,9 @@ def encode(clip: ClipModel, text: str, embeddings: EmbeddingLookup | None = None
     `embeddings` finds the textual-inversion embeddings the prompt names. With `text_l` (ComfyUI's
     CLIPTextEncodeSDXL) an SDXL base's CLIP-L reads `text_l` and bigG `text`, the one with fewer
     windows padded with empty ones; a CLIP without bigG reads `text_l`, a refiner's `text`."""
+    if clip.family not in UNET_FAMILIES:
+        raise NodeError(f"this node encodes for the UNet generation, not for a {clip.family} model; use TextEncoder",
+                        field="clip")
     with torch.inference_mode(), clip.patched():
         sdxl = clip.text_encoder_2 is not None
         layer = encoder_layer(clip)
@@ -242,7 +246,9 @@ def same_count(tokenizer: Any, chunks: list, count: int) -> list:
 
 
 def run_text_encoder(ctx: Any, clip: ClipModel, text: str) -> dict[str, Any]:
-    return {"conditioning": [encode(clip, text, EmbeddingLookup.for_context(ctx))]}
+    from .families import of_model   # the CLIP's family encodes (SD3: CLIP-L + CLIP-G + T5)
+
+    return {"conditioning": [of_model(clip.family).encode(clip, text, EmbeddingLookup.for_context(ctx))]}
 
 
 def run_text_encoder_sdxl(ctx: Any, clip: ClipModel, text_g: str, text_l: str, width: int, height: int,

@@ -107,6 +107,8 @@ class UNetModel(OnModule):
     # The model's own latent -> RGB preview map, ((factors per channel), (bias)), from the optional
     # latent_preview.json of a diffusers folder; None: the family's table.
     preview_rgb: Any = field(default=None, compare=False, repr=False)
+    # The family's denoise phases (nodes/sampling.py SamplingBehaviour); None: the UNet families'.
+    sampling_behaviour: Any = field(default=None, compare=False, repr=False)
 
     @property
     def is_inpainting(self) -> bool:
@@ -129,7 +131,9 @@ class UNetModel(OnModule):
 @dataclass(frozen=True)
 class ClipModel:
     """CLIP: one tokenizer and text encoder (two for SDXL: `te2` gives the pooled embedding; an SDXL
-    refiner has only the second, OpenCLIP bigG, and None as the first, as diffusers' refiner)."""
+    refiner has only the second, OpenCLIP bigG, and None as the first, as diffusers' refiner). SD3
+    (family "sd3") has CLIP-L, CLIP-G and optionally T5 as the third; `context_width` is the width
+    its transformer reads prompts at (joint_attention_dim), for padding and for a missing T5."""
 
     tokenizer: Any
     text_encoder: Any
@@ -139,6 +143,9 @@ class ClipModel:
     loras: tuple[tuple[str, LoraPatch], ...] = ()   # (part "te"/"te2", patch)
     stop_at_layer: int | None = None   # clip skip (CLIPSetLastLayer); None: the family's default
     owner: Any = field(default=None, compare=False, repr=False)
+    tokenizer_3: Any = None
+    text_encoder_3: Any = None        # SD3's T5 (None when the model is used without it)
+    context_width: int | None = None
 
     @property
     def device(self) -> torch.device:
@@ -159,7 +166,7 @@ class ClipModel:
     def nodeforge_nbytes(self) -> int:
         if self.loras or self.stop_at_layer is not None:   # shares the base weights
             return sum(p.nbytes() for _, p in self.loras)
-        return _module_nbytes(self.text_encoder, self.text_encoder_2)
+        return _module_nbytes(self.text_encoder, self.text_encoder_2, self.text_encoder_3)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,192 @@
+"""Flow-matching sampling (rectified flow: SD3/SD3.5; Flux next), the flow families' denoise.
+
+The model predicts the velocity v = noise - x0 at sigma (timestep = 1000 x sigma); a noised
+latent is the interpolation x = sigma x noise + (1 - sigma) x x0 (img2img and the inpainting
+blend noise this way, not with a DDPM add_noise). Sigmas are shifted by the model's shift
+(`shift` in its scheduler config; ModelSamplingSD3 changes it): sigma' = shift x s / (1 + (shift - 1) x s).
+
+The samplers that can follow flow sigmas, as diffusers' flow schedulers (FLOW_SAMPLERS): euler
+(FlowMatchEulerDiscreteScheduler), euler_ancestral (the same with stochastic sampling: predict
+x0, re-noise to the next sigma with fresh noise), heun (FlowMatchHeunDiscreteScheduler),
+dpmpp_2m / dpmpp_2m_sde (DPMSolverMultistepScheduler on flow sigmas, flow prediction) and uni_pc
+(UniPCMultistepScheduler, the same). The others (DDIM, PNDM, LMS, ...) are built on a DDPM beta
+schedule and cannot; `check_flow_pair` gives the reason, UNetDenoise's validate refuses the
+pairs no family can run, and a flow model refuses the rest before its first step.
+
+This mirrors StableDiffusion3Pipeline's loop (noise from one CPU generator per batch item,
+seed + i, as the UNet family: item 0 equals diffusers' `Generator().manual_seed(seed)`); CFG
+batches the negative and positive prompts as diffusers does (cfg <= 1 runs the positive only).
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from nodeforge.core.errors import NodeError
+
+from ..conditioning import entries
+from ..sampling import DenoiseRequest, SamplingBehaviour, StartState, StepPlan
+
+FLOW_SIGMAS = {"use_flow_sigmas": True, "prediction_type": "flow_prediction"}
+
+
+@dataclass(frozen=True)
+class FlowSampler:
+    diffusers_class: str
+    overrides: dict[str, Any] = field(default_factory=dict)
+    schedules: tuple[str, ...] = ("default", "simple", "normal", "sgm_uniform")
+    shift_key: str = "shift"          # the config key the model's shift goes to
+
+
+_EULER_SCHEDULES = ("default", "simple", "normal", "sgm_uniform", "karras", "exponential", "beta")
+FLOW_SAMPLERS: dict[str, FlowSampler] = {
+    "euler": FlowSampler("FlowMatchEulerDiscreteScheduler", schedules=_EULER_SCHEDULES),
+    "euler_ancestral": FlowSampler("FlowMatchEulerDiscreteScheduler", {"stochastic_sampling": True},
+                                   schedules=_EULER_SCHEDULES),
+    "heun": FlowSampler("FlowMatchHeunDiscreteScheduler"),
+    "dpmpp_2m": FlowSampler("DPMSolverMultistepScheduler",
+                            dict(FLOW_SIGMAS, algorithm_type="dpmsolver++", solver_order=2), shift_key="flow_shift"),
+    "dpmpp_2m_sde": FlowSampler("DPMSolverMultistepScheduler",
+                                dict(FLOW_SIGMAS, algorithm_type="sde-dpmsolver++", solver_order=2),
+                                shift_key="flow_shift"),
+    # bh1 computes 0 x inf = NaN at the final flow sigma 0 (and ending at sigma_min would leave noise
+    # at flow's coarse last sigma): UniPC runs its bh2 variant on flow models.
+    "uni_pc": FlowSampler("UniPCMultistepScheduler", dict(FLOW_SIGMAS, solver_type="bh2"), shift_key="flow_shift"),
+}
+_SIGMA_OVERRIDES = {"karras": {"use_karras_sigmas": True}, "exponential": {"use_exponential_sigmas": True},
+                    "beta": {"use_beta_sigmas": True}}
+
+
+def check_flow_pair(sampler: str, schedule: str) -> str | None:
+    """Why a flow model cannot run this sampler/schedule pair (None when it can)."""
+    kind = FLOW_SAMPLERS.get(sampler)
+    if kind is None:
+        return (f"sampler: {sampler} works on a DDPM noise schedule and cannot follow a flow model's sigmas; "
+                f"choose one of {', '.join(FLOW_SAMPLERS)}")
+    if schedule not in kind.schedules:
+        return (f"schedule: {sampler} on a flow model follows the shifted flow sigmas only ({', '.join(kind.schedules)}); "
+                f"{schedule} needs euler or euler_ancestral")
+    return None
+
+
+def make_flow_scheduler(sampler: str, schedule: str, model_config: dict[str, Any]) -> Any:
+    import diffusers
+
+    problem = check_flow_pair(sampler, schedule)
+    if problem:
+        name, _, message = problem.partition(": ")
+        raise NodeError(message, field=name)
+    kind = FLOW_SAMPLERS[sampler]
+    shift = float(model_config.get("shift", 1.0))
+    config = {"num_train_timesteps": int(model_config.get("num_train_timesteps", 1000)), kind.shift_key: shift}
+    if kind.diffusers_class == "FlowMatchEulerDiscreteScheduler":
+        config = {k: v for k, v in model_config.items() if not k.startswith("_")}
+        config.update(_SIGMA_OVERRIDES.get(schedule, {}))
+    config.update(kind.overrides)
+    return getattr(diffusers, kind.diffusers_class).from_config(config)
+
+
+class FlowSampling(SamplingBehaviour):
+    """The denoise loop's phases (nodes/sampling.py) for a flow model: the flow scheduler of the
+    sampler with the model's shift, unit noise as the start, interpolation noising (start latent
+    and mask blend), no input scaling, the transformer's guided velocity, and x - sigma v as the
+    clean latent at the last step of a cut schedule."""
+
+    def make_scheduler(self, model: Any, request: DenoiseRequest) -> Any:
+        sched = make_flow_scheduler(request.sampler, request.schedule, model.scheduler_config)
+        sched.set_timesteps(request.steps, device=model.device)
+        return sched
+
+    def plan_steps(self, model: Any, request: DenoiseRequest) -> StepPlan:
+        # StableDiffusion3Img2ImgPipeline starts at int(steps - steps x strength) where the UNet
+        # pipelines take int(steps x strength) steps: pass the base plan the step count that gives.
+        start = int(max(request.steps - request.steps * request.denoise, 0))
+        taken = (request.steps - start + 0.5) / request.steps
+        return super().plan_steps(model, dataclasses.replace(request, denoise=taken))
+
+    def pure_noise(self, scheduler: Any, noise: torch.Tensor) -> torch.Tensor:
+        return noise
+
+    def noised(self, scheduler: Any, original: torch.Tensor, noise: torch.Tensor, timestep: Any) -> torch.Tensor:
+        sigma = sigma_at(scheduler, timestep).to(original.device, original.dtype)
+        return sigma * noise + (1.0 - sigma) * original
+
+    def model_input(self, scheduler: Any, latents: torch.Tensor, t: Any) -> torch.Tensor:
+        return latents
+
+    def predictor(self, model: Any, positive: Any, negative: Any, start: StartState,
+                  request: DenoiseRequest) -> "FlowGuidance":
+        return FlowGuidance.build(model, positive, negative, start.shape[0], request.cfg)
+
+    def denoised(self, plan: StepPlan, result: Any, prediction: torch.Tensor, latents: torch.Tensor) -> torch.Tensor:
+        sched = plan.scheduler
+        sigma = sched.sigmas[sched.step_index - 1].to(latents.device, latents.dtype)   # the step moved the index on
+        return latents - sigma * prediction
+
+
+FLOW_SAMPLING = FlowSampling()
+
+
+def sigma_at(scheduler: Any, timestep: Any) -> torch.Tensor:
+    """The sigma of a timestep of the schedule (its first occurrence; timestep = 1000 x sigma)."""
+    t = timestep.reshape(-1)[0] if isinstance(timestep, torch.Tensor) else torch.tensor(float(timestep))
+    found = (scheduler.timesteps.to(t.device) == t).nonzero()
+    if len(found):
+        return scheduler.sigmas[int(found[0, 0])]
+    return t.float() / scheduler.config.num_train_timesteps
+
+
+@dataclass
+class FlowGuidance:
+    """The transformer's guided velocity: one batched call over [negative, positive] (diffusers')."""
+
+    model: Any
+    positive: dict[str, Any]
+    negative: dict[str, Any] | None
+    cfg: float
+
+    @staticmethod
+    def build(model: Any, positive: Any, negative: Any, batch: int, cfg: float) -> "FlowGuidance":
+        pos = _one_entry(positive, "positive", batch, model)
+        neg = _one_entry(negative, "negative", batch, model) if cfg > 1.0 else None
+        if neg is not None and neg["embeds"].shape != pos["embeds"].shape:
+            neg = dict(neg, embeds=_pad_tokens(neg["embeds"], pos["embeds"].shape[1]))
+            pos = dict(pos, embeds=_pad_tokens(pos["embeds"], neg["embeds"].shape[1]))
+        return FlowGuidance(model, pos, neg, cfg)
+
+    def predict(self, latents: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        module, dtype = self.model.unet, self.model.dtype
+        sides = [self.positive] if self.negative is None else [self.negative, self.positive]
+        x = torch.cat([latents] * len(sides))
+        embeds = torch.cat([s["embeds"] for s in sides])
+        pooled = torch.cat([s["pooled"] for s in sides])
+        out = module(hidden_states=x.to(dtype), timestep=t.expand(x.shape[0]).to(x.device),
+                     encoder_hidden_states=embeds, pooled_projections=pooled, return_dict=False)[0].float()
+        if self.negative is None:
+            return out
+        uncond, cond = out.chunk(2)
+        return uncond + self.cfg * (cond - uncond)
+
+
+def _one_entry(conditioning: Any, field: str, batch: int, model: Any) -> dict[str, Any]:
+    found = entries(conditioning)
+    if len(found) != 1 or any(k in found[0] for k in ("area", "area_fraction", "control", "timestep_range")):
+        raise NodeError(f"SD3 models take one plain prompt per side for now (got {len(found)} entries or an "
+                        "area/ControlNet/timestep range); encode one prompt with TextEncoder", field=field)
+    entry = found[0]
+    if entry.get("family") != "sd3" or entry.get("pooled") is None:
+        raise NodeError(f"this prompt was encoded for a {entry.get('family')} model; encode it with this SD3 "
+                        "model's CLIP", field=field)
+    device, dtype = model.device, model.dtype
+    return {"embeds": entry["embeds"].to(device, dtype).expand(batch, -1, -1),
+            "pooled": entry["pooled"].to(device, dtype).expand(batch, -1)}
+
+
+def _pad_tokens(embeds: torch.Tensor, length: int) -> torch.Tensor:
+    """A longer prompt's partner padded with zero tokens so the two batch together."""
+    if embeds.shape[1] >= length:
+        return embeds
+    return torch.cat([embeds, embeds.new_zeros(embeds.shape[0], length - embeds.shape[1], embeds.shape[2])], 1)

@@ -1,0 +1,30 @@
+"""Run functions of the SD3 nodes (declared in nodes/families/specs.py)."""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from nodeforge.core.errors import NodeError
+
+from ..embeddings import EmbeddingLookup
+from ..wrappers import ClipModel, UNetModel
+from .sd3_text import encode_sd3
+
+
+def run_text_encoder_sd3(ctx: Any, clip: ClipModel, clip_l: str, clip_g: str, t5xxl: str) -> dict[str, Any]:
+    """ComfyUI's CLIPTextEncodeSD3: each encoder reads its own prompt."""
+    if clip.family != "sd3":
+        raise NodeError(f"TextEncoderSD3 needs an SD3 model's CLIP, not a {clip.family} one; use TextEncoder",
+                        field="clip")
+    entry = encode_sd3(clip, clip_l, EmbeddingLookup.for_context(ctx), clip_l=clip_l, clip_g=clip_g, t5xxl=t5xxl)
+    return {"conditioning": [entry]}
+
+
+def run_model_sampling_sd3(ctx: Any, unet: UNetModel, shift: float) -> dict[str, Any]:
+    """The same model with another sigma shift (its scheduler config's `shift`)."""
+    if unet.prediction_type != "flow":
+        raise NodeError(f"{unet.name} is not a flow model (it predicts {unet.prediction_type}); ModelSamplingSD3 "
+                        "applies to SD3/SD3.5 models", field="unet")
+    if shift <= 0:
+        raise NodeError("shift must be above 0 (1.0: no shift; SD3: 3.0)", field="shift")
+    return {"unet": dataclasses.replace(unet, scheduler_config=dict(unet.scheduler_config, shift=float(shift)))}

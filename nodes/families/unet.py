@@ -1,0 +1,39 @@
+"""The UNet generation as a family: SD 1.x, 2.x and SDXL (base and refiner), epsilon or v prediction.
+
+Its work lives where it always has (nodes/loading.py, nodes/prompt.py, and nodes/sampling.py, whose
+base SamplingBehaviour is this family's way to sample); this module is the family's face in the
+table of nodes/families/__init__.py.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+MODEL_FAMILIES = ("sd1", "sd2", "sdxl", "custom")
+
+
+def claims_folder(path: Path) -> bool:
+    return (path / "unet").is_dir() or (path / "model_index.json").is_file() and not (path / "transformer").is_dir()
+
+
+def claims_state(keys: Any) -> bool:
+    return any(k.startswith("model.diffusion_model.input_blocks.") for k in keys)
+
+
+def load_folder(path: Path, device: str) -> Any:
+    from ..loading import load_diffusers_folder
+
+    return load_diffusers_folder(path, device)
+
+
+def load_file(path: Path, device: str, state: dict, metadata: dict) -> Any:
+    from ..loading import load_single_file
+
+    return load_single_file(path, device, (state, metadata))
+
+
+def encode(clip: Any, text: str, embeddings: Any = None, **texts: str) -> dict[str, Any]:
+    from ..prompt import encode as encode_unet
+
+    return encode_unet(clip, text, embeddings, text_l=texts.get("text_l"))
+

@@ -1,0 +1,344 @@
+"""SD3 as the second model family, checked against diffusers' StableDiffusion3Pipeline on tiny
+random models (tests/nodes/tiny_sd3.py): loading (folder with and without T5, single file),
+text encoding, flow sampling, img2img, and refusals of files that cannot work."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+import tiny_sd3 as ts
+from nodeforge.core.errors import NodeError
+
+REPO = Path(__file__).resolve().parents[2]
+FLOW_SAMPLERS = ("euler", "euler_ancestral", "heun", "dpmpp_2m", "dpmpp_2m_sde", "uni_pc")
+
+
+@pytest.fixture(scope="module")
+def sd3_dir(tmp_path_factory) -> Path:
+    torch.set_num_threads(2)
+    root = tmp_path_factory.mktemp("sd3models")
+    (root / "checkpoints").mkdir()
+    parts = ts.make_sd3_components(0)
+    folder = ts.save_sd3_folder(parts, root / "checkpoints" / "tiny-sd3")
+    ts.save_sd3_single_file(parts, folder, root / "checkpoints" / "tiny-sd3-single.safetensors")
+    ts.save_sd3_folder(ts.make_sd3_components(0, t5=False), root / "checkpoints" / "tiny-sd3-no-t5")
+    return root
+
+
+@pytest.fixture(scope="module")
+def sd3_engine(make_engine, sd3_dir, tmp_path_factory):
+    return make_engine(tmp_path_factory.mktemp("sd3out"), sd3_dir)
+
+
+@pytest.fixture(scope="module")
+def pipe(sd3_dir):
+    from diffusers import StableDiffusion3Pipeline
+
+    pipe = StableDiffusion3Pipeline.from_pretrained(str(sd3_dir / "checkpoints" / "tiny-sd3"), local_files_only=True)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def shipped_txt2img(checkpoint: str, width: int = 32, height: int = 32, **denoise):
+    """workflows/txt2img.json with only the checkpoint and size switched (and denoise params if given)."""
+    from nodeforge import load_workflow
+
+    wf = load_workflow(REPO / "workflows" / "txt2img.json")
+    wf.nodes["1"].params["checkpoint"] = checkpoint
+    wf.nodes["4"].params.update(width=width, height=height)
+    wf.nodes["5"].params.update(denoise)
+    return wf
+
+
+def latent_of(engine, wf, node: str = "5") -> torch.Tensor:
+    return engine.run(wf, outputs=[node]).outputs[node]["latent"]["samples"]
+
+
+# -- loading -----------------------------------------------------------------------------------------------
+def test_a_diffusers_folder_loads_as_the_sd3_family_with_a_16_channel_latent(sd3_dir):
+    from nodes.loading import load_checkpoint
+
+    unet, clip, vae = load_checkpoint(sd3_dir / "checkpoints" / "tiny-sd3", "cpu").wrappers()
+    assert (unet.family, unet.prediction_type, unet.latent_channels, unet.vae_factor) == ("sd3", "flow", 16, 2)
+    assert unet.scheduler_config["shift"] == 3.0
+    assert clip.text_encoder_3 is not None and clip.context_width == 32
+    assert (vae.scaling_factor, vae.shift_factor, vae.latent_channels) == (1.5035, 0.0609, 16)
+
+
+def test_the_single_file_gives_the_folders_weights(sd3_dir):
+    from nodes.loading import load_checkpoint
+
+    folder = load_checkpoint(sd3_dir / "checkpoints" / "tiny-sd3", "cpu").wrappers()
+    single = load_checkpoint(sd3_dir / "checkpoints" / "tiny-sd3-single.safetensors", "cpu").wrappers()
+    pairs = [(folder[0].unet, single[0].unet), (folder[1].text_encoder, single[1].text_encoder),
+             (folder[1].text_encoder_2, single[1].text_encoder_2), (folder[1].text_encoder_3, single[1].text_encoder_3),
+             (folder[2].vae, single[2].vae)]
+    for a, b in pairs:
+        sa, sb = a.state_dict(), b.state_dict()
+        assert sa.keys() == sb.keys()
+        assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert single[0].family == "sd3" and single[0].scheduler_config["shift"] == 3.0
+
+
+def test_the_transformer_config_is_read_from_the_files_keys():
+    from diffusers import SD3Transformer2DModel
+
+    from nodes.families.sd3_file import transformer_config
+
+    base = SD3Transformer2DModel.load_config(str(REPO / "resources" / "configs" / "sd3" / "transformer"))
+    small = SD3Transformer2DModel(sample_size=32, patch_size=2, in_channels=16, num_layers=3, attention_head_dim=8,
+                                  num_attention_heads=4, caption_projection_dim=32, joint_attention_dim=24,
+                                  pooled_projection_dim=40, out_channels=16, qk_norm="rms_norm",
+                                  dual_attention_layers=(0, 1), pos_embed_max_size=12)
+    config = transformer_config(small.state_dict(), base)
+    for key in ("patch_size", "in_channels", "num_layers", "attention_head_dim", "num_attention_heads",
+                "caption_projection_dim", "joint_attention_dim", "pooled_projection_dim", "out_channels",
+                "qk_norm", "pos_embed_max_size"):
+        assert config[key] == small.config[key], key
+    assert tuple(config["dual_attention_layers"]) == (0, 1)
+
+
+def test_the_shipped_sd3_configs_build_sd3_medium(tmp_path):
+    from diffusers import SD3Transformer2DModel
+
+    with torch.device("meta"):
+        model = SD3Transformer2DModel.from_config(
+            SD3Transformer2DModel.load_config(str(REPO / "resources" / "configs" / "sd3" / "transformer")))
+    assert sum(p.numel() for p in model.parameters()) == pytest.approx(2.03e9, rel=0.01)
+
+
+# -- text ------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("text", ["a red circle on a blue background", ""])
+def test_text_encoder_gives_the_pipelines_prompt_embeddings(sd3_engine, pipe, text):
+    from nodeforge import Workflow
+
+    wf = Workflow()
+    wf.add("CheckpointLoader", {"checkpoint": "tiny-sd3"}, node_id="ckpt")
+    wf.add("TextEncoder", {"text": text}, {"clip": ("ckpt", "clip")}, node_id="pos")
+    entry = sd3_engine.run(wf, outputs=["pos"]).outputs["pos"]["conditioning"][0]
+    embeds, _, pooled, _ = pipe.encode_prompt(text, text, text, do_classifier_free_guidance=False)
+    assert entry["embeds"].shape == (1, 77 + 256, 32) and entry["pooled"].shape == (1, 64)
+    torch.testing.assert_close(entry["embeds"], embeds, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(entry["pooled"], pooled, atol=1e-5, rtol=1e-5)
+
+
+def test_text_encoder_sd3_reads_one_prompt_per_encoder(sd3_engine, pipe):
+    from nodeforge import Workflow
+
+    wf = Workflow()
+    wf.add("CheckpointLoader", {"checkpoint": "tiny-sd3"}, node_id="ckpt")
+    wf.add("TextEncoderSD3", {"clip_l": "a red circle", "clip_g": "a green square", "t5xxl": "a star"},
+           {"clip": ("ckpt", "clip")}, node_id="pos")
+    entry = sd3_engine.run(wf, outputs=["pos"]).outputs["pos"]["conditioning"][0]
+    embeds, _, pooled, _ = pipe.encode_prompt("a red circle", "a green square", "a star",
+                                              do_classifier_free_guidance=False)
+    torch.testing.assert_close(entry["embeds"], embeds, atol=1e-4, rtol=1e-4)
+    same, _, _, _ = pipe.encode_prompt("a red circle", None, None, do_classifier_free_guidance=False)
+    assert (entry["embeds"][:, :77, 16:] - same[:, :77, 16:]).abs().max() > 1e-3   # CLIP-G read its own text
+
+
+def test_without_t5_the_prompt_ends_in_256_zero_tokens(sd3_engine, sd3_dir):
+    from diffusers import StableDiffusion3Pipeline
+    from nodeforge import Workflow
+
+    wf = Workflow()
+    wf.add("CheckpointLoader", {"checkpoint": "tiny-sd3-no-t5"}, node_id="ckpt")
+    wf.add("TextEncoder", {"text": "a red circle"}, {"clip": ("ckpt", "clip")}, node_id="pos")
+    entry = sd3_engine.run(wf, outputs=["pos"]).outputs["pos"]["conditioning"][0]
+    assert entry["embeds"].shape == (1, 77 + 256, 32) and not entry["embeds"][:, 77:].any()
+    other = StableDiffusion3Pipeline.from_pretrained(str(sd3_dir / "checkpoints" / "tiny-sd3-no-t5"),
+                                                     text_encoder_3=None, tokenizer_3=None)
+    embeds, _, pooled, _ = other.encode_prompt("a red circle", None, None, do_classifier_free_guidance=False)
+    torch.testing.assert_close(entry["embeds"], embeds, atol=1e-4, rtol=1e-4)
+
+
+def test_prompt_weights_and_long_prompts_reach_the_sd3_encoders(sd3_engine):
+    from nodeforge import Workflow
+
+    def encoded(text):
+        wf = Workflow()
+        wf.add("CheckpointLoader", {"checkpoint": "tiny-sd3"}, node_id="ckpt")
+        wf.add("TextEncoder", {"text": text}, {"clip": ("ckpt", "clip")}, node_id="pos")
+        return sd3_engine.run(wf, outputs=["pos"]).outputs["pos"]["conditioning"][0]["embeds"]
+
+    plain, weighted = encoded("a red circle"), encoded("a (red:1.5) circle")
+    assert (plain[:, :77] - weighted[:, :77]).abs().max() > 1e-3     # CLIP part
+    assert (plain[:, 77:] - weighted[:, 77:]).abs().max() > 1e-3     # T5 part
+    long = encoded(" ".join(["red circle"] * 60))
+    assert long.shape == (1, 2 * 77 + 256, 32)
+
+
+# -- sampling ------------------------------------------------------------------------------------------------
+def test_shipped_txt2img_on_a_tiny_sd3_folder_gives_the_pipelines_latents(sd3_engine, pipe):
+    ours = latent_of(sd3_engine, shipped_txt2img("tiny-sd3", seed=7, steps=4))
+    wf_params = shipped_txt2img("tiny-sd3").nodes
+    theirs = pipe(wf_params["2"].params["text"], negative_prompt=wf_params["3"].params["text"], num_inference_steps=4,
+                  guidance_scale=wf_params["5"].params["cfg"], height=32, width=32,
+                  generator=torch.Generator().manual_seed(7), output_type="latent").images
+    assert ours.shape == (1, 16, 16, 16)
+    torch.testing.assert_close(ours, theirs, atol=1e-4, rtol=1e-4)
+
+
+def test_the_negative_prompt_and_cfg_steer_as_diffusers(sd3_engine, pipe):
+    wf = shipped_txt2img("tiny-sd3", seed=3, steps=3, cfg=3.0)
+    wf.nodes["3"].params["text"] = "a green square"
+    ours = latent_of(sd3_engine, wf)
+    theirs = pipe(wf.nodes["2"].params["text"], negative_prompt="a green square", num_inference_steps=3,
+                  guidance_scale=3.0, height=32, width=32, generator=torch.Generator().manual_seed(3),
+                  output_type="latent").images
+    torch.testing.assert_close(ours, theirs, atol=1e-4, rtol=1e-4)
+    one = latent_of(sd3_engine, shipped_txt2img("tiny-sd3", seed=3, steps=3, cfg=1.0))
+    uncond = pipe(wf.nodes["2"].params["text"], num_inference_steps=3, guidance_scale=1.0, height=32, width=32,
+                  generator=torch.Generator().manual_seed(3), output_type="latent").images
+    torch.testing.assert_close(one, uncond, atol=1e-4, rtol=1e-4)
+
+
+def _flow_reference(pipe, sampler: str, shift: float = 3.0):
+    import diffusers
+
+    from nodes.families.flow import FLOW_SAMPLERS as TABLE
+
+    kind = TABLE[sampler]
+    config = {"num_train_timesteps": 1000, kind.shift_key: shift, **kind.overrides}
+    return getattr(diffusers, kind.diffusers_class).from_config(config)
+
+
+@pytest.mark.parametrize("sampler", FLOW_SAMPLERS)
+def test_every_flow_sampler_matches_the_pipeline_with_that_scheduler(sd3_engine, pipe, sampler):
+    ours = latent_of(sd3_engine, shipped_txt2img("tiny-sd3", seed=11, steps=4, sampler=sampler))
+    original = pipe.scheduler
+    pipe.scheduler = _flow_reference(pipe, sampler)
+    generator = torch.Generator().manual_seed(11)
+    if sampler in ("euler_ancestral", "dpmpp_2m_sde"):   # the pipeline leaves step noise to the global RNG;
+        step = pipe.scheduler.step                        # NodeForge continues the seed's generator
+        pipe.scheduler.step = lambda *a, **k: step(*a, generator=generator, **k)
+    try:
+        theirs = pipe("a red circle on a blue background", negative_prompt="", num_inference_steps=4,
+                      guidance_scale=5.0, height=32, width=32, generator=generator, output_type="latent").images
+    finally:
+        pipe.scheduler = original
+    torch.testing.assert_close(ours, theirs, atol=1e-4, rtol=1e-4)
+
+
+def test_model_sampling_sd3_changes_the_shift(sd3_engine, pipe):
+    wf = shipped_txt2img("tiny-sd3", seed=5, steps=3)
+    wf.add("ModelSamplingSD3", {"shift": 1.0}, {"unet": ("1", "unet")}, node_id="shift")
+    wf.nodes["5"].inputs["unet"] = ("shift", "unet")
+    ours = latent_of(sd3_engine, wf)
+    original = pipe.scheduler
+    pipe.scheduler = _flow_reference(pipe, "euler", shift=1.0)
+    try:
+        theirs = pipe("a red circle on a blue background", num_inference_steps=3, guidance_scale=5.0, height=32,
+                      width=32, generator=torch.Generator().manual_seed(5), output_type="latent").images
+    finally:
+        pipe.scheduler = original
+    torch.testing.assert_close(ours, theirs, atol=1e-4, rtol=1e-4)
+    default = latent_of(sd3_engine, shipped_txt2img("tiny-sd3", seed=5, steps=3))
+    assert (default - ours).abs().max() > 1e-3
+
+
+def test_img2img_noises_by_interpolation_as_the_img2img_pipeline(sd3_engine, sd3_dir, tmp_path):
+    import numpy as np
+    from diffusers import StableDiffusion3Img2ImgPipeline
+    from PIL import Image
+
+    picture = tmp_path / "start.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(picture)
+    wf = shipped_txt2img("tiny-sd3", seed=4, steps=5, denoise=0.6)
+    wf.add("LoadImage", {"path": str(picture)}, node_id="img")
+    wf.add("VAEEncode", {}, {"vae": ("1", "vae"), "image": ("img", "image")}, node_id="enc")
+    wf.nodes["5"].inputs["latent"] = ("enc", "latent")
+    run = sd3_engine.run(wf, outputs=["5"])
+    encoded = sd3_engine.run(wf, outputs=["enc"]).outputs["enc"]["latent"]["samples"]
+    img2img = StableDiffusion3Img2ImgPipeline.from_pretrained(str(sd3_dir / "checkpoints" / "tiny-sd3"))
+    img2img.set_progress_bar_config(disable=True)
+    theirs = img2img("a red circle on a blue background", image=encoded, negative_prompt="", strength=0.6,
+                     num_inference_steps=5, guidance_scale=5.0, generator=torch.Generator().manual_seed(4),
+                     output_type="latent").images
+    ours = run.outputs["5"]["latent"]["samples"]
+    torch.testing.assert_close(ours, theirs, atol=1e-4, rtol=1e-4)
+    assert (ours - encoded).abs().mean() < (latent_of(sd3_engine, shipped_txt2img("tiny-sd3", seed=4, steps=5))
+                                            - encoded).abs().mean()
+
+
+def test_two_stages_of_a_flow_model_give_the_single_run(sd3_engine):
+    """KSamplerAdvanced-style stages: 0..2 of 4 keeping the leftover noise, then 2..4 adding none."""
+    whole = latent_of(sd3_engine, shipped_txt2img("tiny-sd3", seed=8, steps=4))
+    wf = shipped_txt2img("tiny-sd3", seed=8, steps=4, end_at_step=2, return_with_leftover_noise=True)
+    wf.add("UNetDenoise", dict(wf.nodes["5"].params, start_at_step=2, end_at_step=10000, add_noise=False,
+                               return_with_leftover_noise=False),
+           {"unet": ("1", "unet"), "positive": ("2", "conditioning"), "negative": ("3", "conditioning"),
+            "latent": ("5", "latent")}, node_id="second")
+    torch.testing.assert_close(latent_of(sd3_engine, wf, "second"), whole, atol=1e-5, rtol=1e-5)
+    cut = latent_of(sd3_engine, shipped_txt2img("tiny-sd3", seed=8, steps=4, end_at_step=2))
+    assert (cut - whole).abs().max() > 1e-3   # a cut schedule ends on its own clean prediction
+
+
+# -- refusals --------------------------------------------------------------------------------------------------
+def test_a_ddpm_only_sampler_is_refused_for_a_flow_model_with_the_reason(sd3_engine):
+    with pytest.raises(Exception) as info:
+        sd3_engine.run(shipped_txt2img("tiny-sd3", sampler="ddim", steps=2), outputs=["5"])
+    assert "ddim" in str(info.value) and "flow" in str(info.value) and "euler" in str(info.value)
+
+
+def test_a_folder_without_a_clip_encoder_names_it(sd3_engine, sd3_dir, tmp_path):
+    broken = tmp_path / "checkpoints" / "sd3-no-clip-g"
+    shutil.copytree(sd3_dir / "checkpoints" / "tiny-sd3", broken)
+    shutil.rmtree(broken / "text_encoder_2")
+    from nodes.loading import load_checkpoint
+
+    with pytest.raises(NodeError) as info:
+        load_checkpoint(broken, "cpu")
+    assert "sd3-no-clip-g" in str(info.value) and "text_encoder_2" in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_a_folder_with_another_familys_transformer_names_it(sd3_dir, tmp_path):
+    folder = tmp_path / "flux-like"
+    shutil.copytree(sd3_dir / "checkpoints" / "tiny-sd3", folder)
+    config = json.loads((folder / "transformer" / "config.json").read_text())
+    (folder / "transformer" / "config.json").write_text(json.dumps(dict(config, _class_name="FluxTransformer2DModel")))
+    from nodes.loading import load_checkpoint
+
+    with pytest.raises(NodeError) as info:
+        load_checkpoint(folder, "cpu")
+    assert "flux-like/transformer" in str(info.value) and "FluxTransformer2DModel" in str(info.value)
+
+
+def test_a_transformer_only_single_file_says_it_lacks_its_text_encoders(sd3_dir, tmp_path):
+    from nodes.loading import load_checkpoint
+
+    parts = ts.make_sd3_components(0, t5=False)
+    path = ts.save_sd3_single_file(parts, sd3_dir / "checkpoints" / "tiny-sd3", tmp_path / "bare.safetensors",
+                                   clips=False, vae=False)
+    with pytest.raises(NodeError) as info:
+        load_checkpoint(path, "cpu")
+    message = str(info.value)
+    assert "bare.safetensors" in message and "CLIP-L" in message and "VAE" in message and "incl_clips" in message
+
+
+def test_a_flux_file_is_refused_as_flux(tmp_path):
+    from safetensors.torch import save_file
+
+    from nodes.loading import load_checkpoint
+
+    path = tmp_path / "flux1-dev.safetensors"
+    save_file({"double_blocks.0.img_attn.qkv.weight": torch.zeros(6, 2), "img_in.weight": torch.zeros(2, 2)}, str(path))
+    with pytest.raises(NodeError) as info:
+        load_checkpoint(path, "cpu")
+    assert "flux1-dev.safetensors" in str(info.value) and "Flux" in str(info.value)
+
+
+def test_a_truncated_sd3_file_names_the_file(sd3_dir, tmp_path):
+    from nodes.loading import load_checkpoint
+
+    data = (sd3_dir / "checkpoints" / "tiny-sd3-single.safetensors").read_bytes()
+    path = tmp_path / "cut.safetensors"
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(NodeError) as info:
+        load_checkpoint(path, "cpu")
+    assert "cut.safetensors" in str(info.value) and "incomplete" in str(info.value)
