@@ -2,8 +2,8 @@
 
 The main window composes a WindowActions; slots stay on the window and its document
 controller, so this module only says what the user can trigger and where it is shown. It is given
-the parts it works on (document, graph controller, scene, view, the dock panels) and calls only the
-window's methods, never its attributes.
+the parts it works on (document, selection edits, graph controller, scene, view, the dock panels)
+and calls only the window's methods, never its attributes.
 """
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from nodeforge.ui.canvas.node_item import NodeItem
 
 if TYPE_CHECKING:  # pragma: no cover
     from nodeforge.core.registry import Registry
+    from nodeforge.ui.canvas.editing import SelectionEdits
     from nodeforge.ui.canvas.scene import GraphScene
     from nodeforge.ui.canvas.view import GraphView
     from nodeforge.ui.files.document import DocumentController
@@ -82,10 +83,12 @@ def make_action(win: "MainWindow", text: str, slot: Callable, shortcut: Any = No
 class WindowActions:
     """Every QAction of a main window, plus the menus and the toolbar that show them."""
 
-    def __init__(self, win: "MainWindow", document: "DocumentController", controller: "GraphController",
-                 scene: "GraphScene", view: "GraphView", registry: "Registry", panels: list[QDockWidget]) -> None:
+    def __init__(self, win: "MainWindow", document: "DocumentController", edits: "SelectionEdits",
+                 controller: "GraphController", scene: "GraphScene", view: "GraphView", registry: "Registry",
+                 panels: list[QDockWidget]) -> None:
         self.win = win
         self.document = document
+        self.edits = edits
         self.controller = controller
         self.stack = controller.stack
         self.scene = scene
@@ -109,7 +112,7 @@ class WindowActions:
         self.quit = a("&Quit", win.close, S.Quit)
 
     def _edit_actions(self) -> None:
-        win, doc, a, S = self.win, self.document, self._a, QKeySequence.StandardKey
+        win, doc, edits, a, S = self.win, self.document, self.edits, self._a, QKeySequence.StandardKey
         self.undo = self.stack.createUndoAction(win, "&Undo")
         self.undo.setShortcuts(QKeySequence.keyBindings(S.Undo))
         self.undo.setIcon(theme.icon("undo"))
@@ -121,24 +124,24 @@ class WindowActions:
         self.cut = a("Cu&t", doc.cut, S.Cut)
         self.copy = a("&Copy", doc.copy, S.Copy)
         self.paste = a("&Paste", doc.paste, S.Paste)
-        self.duplicate = a("&Duplicate", win.duplicate, "Ctrl+D")
+        self.duplicate = a("&Duplicate", edits.duplicate, "Ctrl+D")
         self.delete = a("De&lete", win.delete_selection, [S.Delete, "Backspace"])
-        self.select_all = a("Select &All", win.select_all, S.SelectAll)
+        self.select_all = a("Select &All", edits.select_all, S.SelectAll)
 
     def _node_actions(self) -> None:
-        win, a, view = self.win, self._a, self.view
-        flag = lambda name: lambda: self.controller.toggle_flag(self.scene.selected_node_ids(), name)  # noqa: E731
+        win, edits, a, view = self.win, self.edits, self._a, self.view
+        flag = lambda name: lambda: edits.toggle_flag(name)  # noqa: E731
         self.add = a("&Add Node…", lambda: win.open_search(view.cursor_scene_pos()), None, "add",
                      "Add a node (Tab or double-click on the canvas)")
-        self.rename = a("&Rename…", win.rename_selected, "F2")
+        self.rename = a("&Rename…", edits.rename_selected, "F2")
         self.collapse = a("Co&llapse", flag("collapsed"), "Alt+C")
         self.bypass = a("&Bypass", flag("bypassed"), "Ctrl+B", None, "Bypass: the node passes its input through")
         self.mute = a("&Mute", flag("muted"), "Ctrl+M", None, "Mute: the node and what needs it do not run")
-        self.group = a("&Group Selection", win.group_selection, "Ctrl+G")
-        self.arrange = a("A&rrange Graph", win.arrange, "Ctrl+Shift+L", None,
+        self.group = a("&Group Selection", edits.group_selection, "Ctrl+G")
+        self.arrange = a("A&rrange Graph", edits.arrange, "Ctrl+Shift+L", None,
                          "Lay the nodes (or the selection) out in columns along the wires")
         self.fit = a("&Fit View", view.fit_selection, "F", "fit", "Fit the graph (or the selection) in view")
-        self.aligns = [a(label, lambda _=False, m=mode: win.align(m)) for mode, label in (
+        self.aligns = [a(label, lambda _=False, m=mode: edits.align(m)) for mode, label in (
             ("left", "Align &Left"), ("right", "Align &Right"), ("top", "Align &Top"), ("bottom", "Align &Bottom"),
             ("hdistribute", "Distribute &Horizontally"), ("vdistribute", "Distribute &Vertically"))]
 
@@ -249,11 +252,11 @@ def context_menu(win: "MainWindow", acts: WindowActions, item: Any, scene_pos: Q
         menu.addAction("Remove Reroute Dot", lambda: c.remove_reroutes([item.rid]))
     elif isinstance(item, GroupItem):
         index = item.index
-        menu.addAction("Rename Group…", lambda: win.rename_group(index))
+        menu.addAction("Rename Group…", lambda: acts.edits.rename_group(index))
         colors = menu.addMenu("Color")
         for name, color in GROUP_COLORS.items():
             colors.addAction(name, lambda col=color: c.edit_group(index, color=col))
-        menu.addAction("Fit Group to Its Nodes", lambda: win.fit_group(index))
+        menu.addAction("Fit Group to Its Nodes", lambda: acts.edits.fit_group(index))
         menu.addAction("Remove Group (Keep Nodes)", lambda: c.remove_group(index))
     else:
         add = menu.addMenu("Add Node")

@@ -12,7 +12,7 @@ from typing import Any
 
 from PySide6.QtCore import QPoint, QPointF, QSettings, Qt, QTimer
 from PySide6.QtGui import QUndoStack
-from PySide6.QtWidgets import QApplication, QDockWidget, QInputDialog, QMainWindow, QMessageBox, QToolTip, QUndoView
+from PySide6.QtWidgets import QApplication, QDockWidget, QMainWindow, QMessageBox, QToolTip, QUndoView
 
 from nodeforge.core.engine import Engine
 from nodeforge.core.workflow import Workflow
@@ -21,9 +21,9 @@ from nodeforge.ui.graph.controller import GraphController
 from nodeforge.ui.files.document import DocumentController
 from nodeforge.ui.canvas.edges import EdgeItem, RerouteItem
 from nodeforge.ui.canvas.group_item import GroupItem
+from nodeforge.ui.canvas.editing import SelectionEdits
 from nodeforge.ui.canvas.hint import CanvasHint
 from nodeforge.ui.panels.image_panel import ImagePanel, ImageViewer
-from nodeforge.ui.canvas.layout import arrange, overlapping
 from nodeforge.ui.graph.model import GraphModel
 from nodeforge.ui.canvas.node_item import NodeItem
 from nodeforge.ui.panels.problems_panel import ProblemsPanel
@@ -52,9 +52,9 @@ class MainWindow(QMainWindow):
         self._build_canvas()
         self._build_panels()
         self.document = DocumentController(self, self.engine, self.model, self.controller, self.scene, self.view,
-                                           autosave_ms)
-        self.acts = WindowActions(self, self.document, self.controller, self.scene, self.view, self.registry,
-                                  [self.images, self.history, self.problems, self.queue])
+                                           self.edits, autosave_ms)
+        self.acts = WindowActions(self, self.document, self.edits, self.controller, self.scene, self.view,
+                                  self.registry, [self.images, self.history, self.problems, self.queue])
         self._connect()
         self.stats_timer = QTimer(self)
         self.stats_timer.timeout.connect(self._tick_stats)
@@ -78,6 +78,7 @@ class MainWindow(QMainWindow):
         self.scene = GraphScene(self.model, self.controller, self)
         self.scene.file_resolver = self._resolve_file
         self.view = GraphView(self.scene, self)
+        self.edits = SelectionEdits(self.model, self.controller, self.scene, self)
         self.setCentralWidget(self.view)
         self.hint = CanvasHint(self.view)
         self.search = NodeSearchPopup(self.registry, self)
@@ -110,8 +111,8 @@ class MainWindow(QMainWindow):
         self.view.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         self.view.customContextMenuRequested.connect(self._context_menu)
         self.scene.wireDropped.connect(self.open_search)
-        self.scene.renameRequested.connect(self.rename_node)
-        self.scene.groupRenameRequested.connect(self.rename_group)
+        self.scene.renameRequested.connect(self.edits.rename_node)
+        self.scene.groupRenameRequested.connect(self.edits.rename_group)
         self.search.chosen.connect(self._search_chosen)
         self.runner.runningChanged.connect(self.acts.cancel.setEnabled)
         self.runner.runningChanged.connect(self._running_changed)
@@ -392,28 +393,7 @@ class MainWindow(QMainWindow):
             return                           # typing in another panel or the toolbar: not the canvas
         if self.view.hasFocus() is False and self.scene.focusItem() is not None:
             return
-        nodes = self.scene.selected_node_ids()
-        edges = self.scene.selected_edges()
-        reroutes = self.scene.selected_reroutes()
-        groups = self.scene.selected_group_indexes()
-        if not (nodes or edges or reroutes or groups):
-            return
-        self.stack.beginMacro("Delete")
-        for dst, name in edges:
-            if dst not in nodes:
-                self.controller.disconnect(dst, name)
-        if reroutes:
-            self.controller.remove_reroutes(reroutes)
-        self.controller.remove_nodes(nodes)
-        for index in sorted(groups, reverse=True):
-            self.controller.remove_group(index)
-        self.stack.endMacro()
-
-    def select_all(self) -> None:
-        if self.scene.focusItem() is not None:
-            return
-        for item in self.scene.nodes.values():
-            item.setSelected(True)
+        self.edits.delete()
 
     def copy(self) -> bool:
         return self.document.copy()
@@ -423,67 +403,6 @@ class MainWindow(QMainWindow):
 
     def paste(self) -> list[str]:
         return self.document.paste()
-
-    def duplicate(self) -> list[str]:
-        ids = self.controller.duplicate(self.scene.selected_node_ids())
-        self.scene.select_nodes(ids)
-        return ids
-
-    def align(self, mode: str) -> None:
-        ids = self.scene.selected_node_ids()
-        sizes = {n: self.scene.nodes[n].size() for n in ids}
-        self.controller.align(ids, mode, sizes)
-
-    def nodes_overlap(self) -> bool:
-        rects = {}
-        for nid, item in self.scene.nodes.items():
-            x, y = self.model.position(nid)
-            rects[nid] = (x, y, item.width, item.height)
-        return overlapping(rects)
-
-    def arrange(self, label: str = "Arrange graph") -> None:
-        ids = self.scene.selected_node_ids() or list(self.model.nodes)
-        if not ids:
-            return
-        chosen = set(ids)
-        links = [(src, nid) for nid in ids for src, _ in self.model.nodes[nid].inputs.values() if src in chosen]
-        sizes = {n: self.scene.nodes[n].size() for n in ids}
-        origin = (min(self.model.position(n)[0] for n in ids), min(self.model.position(n)[1] for n in ids))
-        positions = arrange(ids, links, sizes, origin)
-        self.stack.beginMacro(label if isinstance(label, str) else "Arrange graph")
-        self.controller.move({n: (self.model.position(n), positions[n]) for n in ids})
-        self.stack.endMacro()
-
-    def group_selection(self) -> None:
-        items = [self.scene.nodes[n] for n in self.scene.selected_node_ids()]
-        if items:
-            rect = _united(items).adjusted(-20, -50, 20, 20)
-            self.controller.add_group((rect.x(), rect.y(), rect.width(), rect.height()), "Group")
-
-    def fit_group(self, index: int) -> None:
-        group = self.scene.group_items[index]
-        members = [m for m in self.scene.items_in_group(group) if isinstance(m, NodeItem)]
-        if members:
-            rect = _united(members).adjusted(-20, -50, 20, 20)
-            self.controller.edit_group(index, bounding=[round(v, 1) for v in (rect.x(), rect.y(), rect.width(),
-                                                                               rect.height())])
-
-    def rename_selected(self) -> None:
-        ids = self.scene.selected_node_ids()
-        if len(ids) == 1:
-            self.rename_node(ids[0])
-        elif len(self.scene.selected_group_indexes()) == 1:
-            self.rename_group(self.scene.selected_group_indexes()[0])
-
-    def rename_node(self, nid: str) -> None:
-        text, ok = QInputDialog.getText(self, "Rename node", "Title:", text=self.model.title(nid))
-        if ok:
-            self.controller.set_title(nid, text.strip() or None)
-
-    def rename_group(self, index: int) -> None:
-        text, ok = QInputDialog.getText(self, "Rename group", "Title:", text=self.model.groups[index].get("title", ""))
-        if ok:
-            self.controller.edit_group(index, title=text.strip() or "Group")
 
     def _context_menu(self, pos) -> None:
         scene_pos = self.view.mapToScene(pos)
@@ -515,13 +434,6 @@ class MainWindow(QMainWindow):
         if self.runner.running:
             self.runner.cancel()
             self.statusBar().showMessage("Cancelling…")
-
-
-def _united(items: list) -> Any:
-    rect = items[0].sceneBoundingRect()
-    for item in items[1:]:
-        rect = rect.united(item.sceneBoundingRect())
-    return rect
 
 
 def register_window(win: MainWindow) -> None:

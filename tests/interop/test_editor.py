@@ -58,7 +58,7 @@ def test_file_open_takes_a_comfyui_workflow_and_the_title_says_so(window, shared
     assert factor in (1.0, 1.25, 1.5, 1.75, 2.0)
     for nid, (x, y) in original.items():
         assert model.position(nid) == pytest.approx((x * factor, y * factor), abs=0.1), nid
-    assert not window.nodes_overlap()
+    assert not window.edits.nodes_overlap()
     assert model.groups[0]["title"] == "Inpaint"
     assert model.groups[0]["bounding"] == pytest.approx([-20 * factor, 740 * factor, 3000 * factor, 420 * factor])
     assert model.flag("14", "muted") and model.flag("17", "bypassed")

@@ -215,7 +215,7 @@ def test_duplicate_copies_params_and_internal_links(window):
     window.controller.connect(a, "image", b, "image")
     window.controller.set_param(a, "width", 128)
     window.scene.select_nodes([a, b])
-    new_a, new_b = window.duplicate()
+    new_a, new_b = window.edits.duplicate()
     assert window.model.nodes[new_a].params["width"] == 128
     assert window.model.nodes[new_b].inputs == {"image": (new_a, "image")}
     assert window.model.position(new_a) == (40, 40)
@@ -225,9 +225,9 @@ def test_align_left_and_top(window):
     a = add(window, "SolidImage", 10, 10)
     b = add(window, "Invert", 300, 200)
     window.scene.select_nodes([a, b])
-    window.align("left")
+    window.edits.align("left")
     assert window.model.position(b)[0] == 10
-    window.align("top")
+    window.edits.align("top")
     assert window.model.position(b)[1] == 10
     window.stack.undo()
     window.stack.undo()
@@ -238,7 +238,7 @@ def test_group_frames_the_selection_and_dragging_it_moves_its_nodes(window):
     a = add(window, "SolidImage", 0, 0)
     outside = add(window, "SolidImage", 2000, 2000)
     window.scene.select_nodes([a])
-    window.group_selection()
+    window.edits.group_selection()
     assert len(window.model.groups) == 1
     group = window.scene.group_items[0]
     members = window.scene.items_in_group(group)

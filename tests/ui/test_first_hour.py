@@ -57,7 +57,7 @@ def test_examples_open_laid_out_and_unmodified(real_window, qtbot, path):
     win.show()
     assert win.open_path(path)
     qtbot.waitUntil(lambda: win.scene.panels_pending() == 0)
-    assert not win.nodes_overlap()
+    assert not win.edits.nodes_overlap()
     assert win.stack.count() == 0                       # nothing was re-arranged
     assert not win.isWindowModified() and not win.document.is_modified()
     assert wires_through_bodies(win) == []               # no wire seems to plug into a node it skips

@@ -185,7 +185,7 @@ def test_dragging_a_group_by_its_title_moves_its_nodes_in_one_step(window, qtbot
     a = add(window, "Invert", 0, 0)
     outside = add(window, "Invert", 0, 600)
     window.scene.select_nodes([a])
-    window.group_selection()
+    window.edits.group_selection()
     view = window.view
     view.set_zoom(1.0)
     view.centerOn(150, 100)

@@ -209,7 +209,7 @@ def test_a_seed_set_to_randomize_changes_after_each_run_not_before(window, qtbot
     assert window.model.nodes[mix].params["seed"] == 6
     assert editor.spin.value() == 6
     window.scene.select_nodes([mix])
-    (copy,) = window.duplicate()
+    (copy,) = window.edits.duplicate()
     assert window.model.node_ui("seed_control", copy) == "increment"
     editor.seedModeChosen.emit("fixed")
     assert window.model.workflow.ui["seed_control"] == {copy: "increment"}

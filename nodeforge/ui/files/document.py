@@ -6,8 +6,8 @@ failure to the user, because a silent failure there loses work. Other tools' fil
 A1111) open through nodeforge.interop: the title says where they came from and Save asks for a
 new NodeForge file, so the original is never written over.
 
-It works on the graph through the model, controller, scene and view it is given, and needs from
-its window only what `DocumentHost` declares.
+It works on the graph through the model, controller, scene, view and selection edits it is given,
+and needs from its window only what `DocumentHost` declares.
 """
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ from nodeforge.ui.graph.controller import CLIPBOARD_MIME, looks_like_workflow, u
 
 if TYPE_CHECKING:  # pragma: no cover
     from nodeforge.core.engine import Engine
+    from nodeforge.ui.canvas.editing import SelectionEdits
     from nodeforge.ui.canvas.scene import GraphScene
     from nodeforge.ui.canvas.view import GraphView
     from nodeforge.ui.graph.controller import GraphController
@@ -62,7 +63,7 @@ def explain(exc: BaseException) -> str:
 
 class DocumentHost(Protocol):
     """What the open document needs from its window (MainWindow provides it); the graph itself it
-    reaches through the model, controller, scene and view it is given."""
+    reaches through the model, controller, scene, view and selection edits it is given."""
 
     confirm_close: bool     # False: closing or replacing the graph never asks to save (tests, scripts)
 
@@ -71,13 +72,11 @@ class DocumentHost(Protocol):
     def show_error(self, title: str, text: str) -> None: ...
     def show_message(self, text: str, msecs: int = 0) -> None: ...
     def stop_runs(self) -> None: ...                     # the graph goes: cancel its runs, clear their errors
-    def nodes_overlap(self) -> bool: ...
-    def arrange(self, label: str = ...) -> None: ...
 
 
 class DocumentController(QObject):
     def __init__(self, host: DocumentHost, engine: "Engine", model: "GraphModel", controller: "GraphController",
-                 scene: "GraphScene", view: "GraphView", autosave_ms: int) -> None:
+                 scene: "GraphScene", view: "GraphView", edits: "SelectionEdits", autosave_ms: int) -> None:
         super().__init__(host.window())
         self.host = host
         self.engine = engine
@@ -86,6 +85,7 @@ class DocumentController(QObject):
         self.stack = controller.stack
         self.scene = scene
         self.view = view
+        self.edits = edits          # untangles overlapping nodes on opening
         self.path: Path | None = None
         self.imported_from: Path | None = None       # the ComfyUI/A1111 file on screen, never saved over
         self.imported_format: str | None = None
@@ -128,10 +128,10 @@ class DocumentController(QObject):
         self.import_warnings = []
         vp = workflow.ui.get("viewport") if isinstance(workflow.ui, dict) else None
         self._report_unknown_types()
-        if untangle and self.host.nodes_overlap():
+        if untangle and self.edits.nodes_overlap():
             # Files written by hand or by scripts often stack nodes; untangle them as a step the
             # user sees and can undo, but opening a file is not an edit: the result counts as saved.
-            self.host.arrange(AUTO_ARRANGE)
+            self.edits.arrange(AUTO_ARRANGE)
             self.host.show_message("The nodes overlapped, so they were arranged (Ctrl+Z puts them back)", 10000)
             vp = None
         self.update_title()
@@ -258,14 +258,14 @@ class DocumentController(QObject):
         from nodeforge.ui.canvas.layout import spread
 
         self.set_document(workflow, None, untangle=False)
-        if not self.host.nodes_overlap():
+        if not self.edits.nodes_overlap():
             return
         for factor in (1.25, 1.5, 1.75, 2.0):
             roomier = workflow.copy()
             roomier.source = workflow.source
             roomier.ui = spread(workflow.ui, factor)
             self.set_document(roomier, None, untangle=False)
-            if not self.host.nodes_overlap():
+            if not self.edits.nodes_overlap():
                 return
         self.set_document(workflow, None)
 
