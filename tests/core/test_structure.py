@@ -1,5 +1,6 @@
 """The source stays readable as it grows: no function in nodeforge/ or the built-in node pack
-nodes/ over 60 lines, and every file path docs/architecture.md names is there."""
+nodes/ over 60 lines, every file path docs/architecture.md names is there, and no editor module
+reaching into more than a handful of another's internals."""
 from __future__ import annotations
 
 import ast
