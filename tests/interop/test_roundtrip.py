@@ -26,7 +26,8 @@ def comfy_records(workflow):
 @pytest.mark.parametrize("name", ["all-nodes-0.4.json", "all-nodes-1.json", "all-nodes-api.json",
                                   "txt2img-0.4.json", "subgraph-1.json", "controlnet-0.4.json",
                                   "controlnet-api.json", "comfy-extras-0.4.json", "comfy-extras-api.json",
-                                  "sdxl-refiner-0.4.json", "sdxl-refiner-api.json", "comfy-batch-api.json"])
+                                  "sdxl-refiner-0.4.json", "sdxl-refiner-api.json", "comfy-batch-api.json",
+                                  "comfy-sd3-0.4.json", "comfy-sd3-api.json"])
 def test_import_export_import_is_identical(read, registry, no_models, name):
     first = read(name).workflow
     prompt = export_comfyui_api(first, registry=registry)
