@@ -277,3 +277,11 @@ def test_measure_only_refuses_tensors_of_the_wrong_shape_before_building_a_model
     save_file(state, str(out))
     assert "does not fit a 4x Compact upscaler of 8 channels and 1 convolutions (e.g. body.2.weight)" in _refused(
         upscaler.main, ["--out", str(out), "--measure-only"])
+
+
+def test_the_trainers_own_pixel_limit_holds_where_pil_would_only_warn(tmp_path, monkeypatch, no_base_load):
+    """PIL refuses only past twice its limit; the trainers refuse past the limit itself."""
+    monkeypatch.setattr(common, "MAX_PIXELS", 40 * 40 - 1)
+    folder = _folder(tmp_path, size=40)
+    assert f"{folder / '0.png'} is 40x40 px, more than 1599 pixels (a decompression bomb or a huge image)" in \
+        _refused(_train_lora, (folder, tmp_path))
