@@ -281,6 +281,7 @@ def apply_overrides(workflow: Any, overrides: Sequence[str], registry: Any) -> N
         except LookupError as exc:
             raise UsageError(f"--set {item!r}: {exc}") from None
         node = workflow.nodes[nid]
+        workflow.origins.pop((nid, param), None)     # the user's own value: any path they type is allowed
         try:  # store "7" as 7 so that the workflow saved in the PNG is typed
             node.params[param] = declared.coerce(value) if declared is not None else value
         except ValueError:

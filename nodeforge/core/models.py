@@ -69,6 +69,15 @@ def user_data_dir() -> Path:
         return Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local" / "share")) / "nodeforge"
 
 
+def reaches_outside(name: str) -> bool:
+    """Whether a model name from a shared file would leave the model folders: an absolute path, a
+    drive, a home folder (~) or a '..' step. Judged on the text alone, so a link the user made
+    inside a model folder still works."""
+    text = name.replace("\\", "/")
+    return (text.startswith(("/", "~")) or os.path.isabs(name) or (len(text) > 1 and text[1] == ":")
+            or ".." in text.split("/"))
+
+
 class ModelNotFound(LookupError):
     """A model name or path that is not there; the message lists where we looked."""
 

@@ -13,11 +13,13 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from nodeforge.core.errors import Problem, short_repr
-from nodeforge.core.models import EXTENSIONS, FOLDER_MARKERS, ModelNotFound, ModelPaths, is_model_folder
+from nodeforge.core.models import (EXTENSIONS, FOLDER_MARKERS, KIND_NAMES, ModelNotFound, ModelPaths, is_model_folder,
+                                   reaches_outside)
 from nodeforge.core.placeholder import is_placeholder, original_class, placeholder_message
+from nodeforge.core.prompt_syntax import embedding_references, name_candidates
 from nodeforge.core.registry import Registry
 from nodeforge.core.spec import NodeSpec, Param
-from nodeforge.core.types import FileKind, ParamKind, ports_compatible
+from nodeforge.core.types import FileKind, ParamKind, ParamRole, ports_compatible
 from nodeforge.core.workflow import MAX_INT_DIGITS, Workflow, text_problems
 
 
@@ -52,7 +54,8 @@ def check_workflow(workflow: Workflow, registry: Registry, model_paths: ModelPat
             problems.append(Problem(_unknown_type_message(node.type, registry), nid, node.type, "type"))
             continue
         result.specs[nid] = spec
-        _check_params(nid, node.params, spec, model_paths if check_files else None, result, base)
+        _check_params(nid, node.params, spec, model_paths if check_files else None, result, base, workflow.origins)
+        _check_shared_names(nid, node.params, spec, workflow.origins, model_paths if check_files else None, result)
 
     for nid, node in nodes.items():
         spec = result.specs.get(nid)
@@ -94,7 +97,7 @@ def check_workflow(workflow: Workflow, registry: Registry, model_paths: ModelPat
 
 
 def _check_params(nid: str, given: dict[str, Any], spec: NodeSpec, model_paths: ModelPaths | None,
-                  result: Checked, base: Path | None) -> None:
+                  result: Checked, base: Path | None, origins: dict[tuple[str, str], str]) -> None:
     values: dict[str, Any] = {}
     for name in given:
         if spec.param(name) is None and spec.input(name) is not None:
@@ -112,6 +115,8 @@ def _check_params(nid: str, given: dict[str, Any], spec: NodeSpec, model_paths: 
             continue
         values[param.name] = value
         if param.file is not None and model_paths is not None:
+            if (nid, param.name) in origins and isinstance(value, str) and reaches_outside(value):
+                continue     # never looked up: _check_shared_names says why
             try:
                 path = model_paths.resolve(param.file, value, base)
             except ModelNotFound as exc:
@@ -125,6 +130,48 @@ def _check_params(nid: str, given: dict[str, Any], spec: NodeSpec, model_paths: 
     if spec.validate is not None and len(values) == len(spec.params):
         _cross_check(nid, spec, values, result)
     result.params[nid] = values
+
+
+def _check_shared_names(nid: str, given: dict[str, Any], spec: NodeSpec, origins: dict[tuple[str, str], str],
+                        model_paths: ModelPaths | None, result: Checked) -> None:
+    """Model names in another tool's file stay inside the model folders; an embedding a prompt
+    names must be an embedding file (as a checkpoint param must be a model file)."""
+    for param in spec.params:
+        value = given.get(param.name)
+        origin = origins.get((nid, param.name))
+        if not isinstance(value, str):
+            continue
+        if param.file is not None and origin and reaches_outside(value):
+            result.problems.append(Problem(_outside_message(KIND_NAMES[param.file], value, origin, nid, param.name),
+                                           nid, spec.type, param.name))
+        if param.role is not ParamRole.PROMPT:
+            continue
+        for name in embedding_references(value):
+            if origin and reaches_outside(name):
+                result.problems.append(Problem(_outside_message("embedding", name, origin, nid, param.name),
+                                               nid, spec.type, param.name))
+            elif model_paths is not None:
+                wrong = _embedding_problem(model_paths, name)
+                if wrong is not None:
+                    result.problems.append(Problem(wrong, nid, spec.type, param.name))
+
+
+def _outside_message(kind: str, name: str, origin: str, nid: str, param: str) -> str:
+    return (f"{kind} {short_repr(name, 80)} from the imported {origin} reaches outside the model folders (an absolute "
+            f"path or '..'), which a shared file may not do; choose one of your models, or if you trust the path "
+            f"type it in the editor or give --set {nid}.{param}=...")
+
+
+def _embedding_problem(model_paths: ModelPaths, name: str) -> str | None:
+    """Why the file `embedding:NAME` finds is not an embedding, or None (a missing one is run's to say)."""
+    for candidate in name_candidates(name):
+        try:
+            path = model_paths.resolve(FileKind.EMBEDDING, candidate)
+        except (ModelNotFound, OSError, ValueError):
+            continue
+        wrong = file_problem(FileKind.EMBEDDING, path)
+        return f"embedding:{name}: {wrong}" if wrong is not None else None
+    return None
 
 
 def _coerce(param: Param, raw: Any, spec: NodeSpec) -> tuple[str | None, Any]:
@@ -200,9 +247,11 @@ def file_problem(kind: FileKind, path: Path) -> str | None:
         return f"{path} is a folder, not {what}"
     if not stat.S_ISREG(mode):
         return f"{path} is not a regular file (a pipe or a device); choose a {kind.value} file"
-    if kind is FileKind.CHECKPOINT and path.suffix.lower() not in EXTENSIONS[kind]:
-        return (f"{path.name} is not a model file (known kinds: {', '.join(EXTENSIONS[kind])}, "
-                "or a diffusers folder)")
+    if kind is not FileKind.IMAGE and path.suffix.lower() not in EXTENSIONS[kind]:
+        folder = ", or a diffusers folder" if kind in FOLDER_MARKERS else ""
+        what = ("an " if KIND_NAMES[kind][0] in "aeiou" else "a ") + KIND_NAMES[kind]
+        return (f"{path.name} is not {what} file (NodeForge reads {', '.join(EXTENSIONS[kind])}{folder}); "
+                f"choose {what} file")
     return None
 
 

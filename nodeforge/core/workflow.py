@@ -66,6 +66,10 @@ class Workflow:
     ui: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
     source: Path | None = field(default=None, compare=False)
+    # Params whose value came from another tool's file, (node id, param) -> that file's format: a
+    # model name there must stay inside the model folders (validate). What the user sets in the
+    # editor or with --set drops its entry; never saved, so a NodeForge file is the user's own.
+    origins: dict[tuple[str, str], str] = field(default_factory=dict, compare=False)
 
     # -- building ---------------------------------------------------------------------------------
     def add(self, node_type: str, params: Mapping[str, Any] | None = None,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Mapping
 
+from nodeforge.core.models import reaches_outside
 from nodeforge.core.spec import NodeSpec, Param
 from nodeforge.core.types import ParamRole
 from nodeforge.interop.model_names import ModelResolver, resolve_embeddings
@@ -73,6 +74,8 @@ def resolve_models(imported: "Imported", registry: Any, model_map: Mapping[str, 
             value = node.params.get(param.name)
             if not isinstance(value, str):
                 continue
+            if imported.foreign and (param.file is not None or param.role is ParamRole.PROMPT):
+                workflow.origins[(nid, param.name)] = imported.format    # validate keeps it in the model folders
             if param.file is not None and imported.foreign:
                 _resolve_file(imported, resolver, nid, param, value)
             elif param.file is not None:
@@ -87,6 +90,10 @@ def resolve_models(imported: "Imported", registry: Any, model_map: Mapping[str, 
 
 def _resolve_file(imported: "Imported", resolver: ModelResolver, nid: str, param: Param, value: str) -> None:
     kind = param.file.value
+    if resolver.mapped(value) != value:
+        imported.workflow.origins.pop((nid, param.name), None)   # the user's --model-map chose it
+    elif reaches_outside(value):
+        return     # not looked for outside the model folders; validate refuses it with the fix
     name = resolver.resolve(kind, value, nid)
     imported.workflow.nodes[nid].params[param.name] = name
     if (kind, name) in resolver.missing:

@@ -132,3 +132,115 @@ def _a1111(folder, text):
     path = folder / "params.txt"
     path.write_text(text)
     return path
+
+
+# -- model names from shared files stay inside the model folders ------------------------------------------
+def _engine(registry, root):
+    from nodeforge import Engine
+    from nodeforge.core.models import ModelPaths
+
+    return Engine(device="cpu", registry=registry, model_paths=ModelPaths(roots=[root], include_builtin=False))
+
+
+def _problems(engine, workflow, field):
+    return [p.message for p in engine.validate(workflow) if p.field == field]
+
+
+def _api(ckpt="model.safetensors", text="a cat", lora=None):
+    prompt = {"1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": ckpt}},
+              "2": {"class_type": "CLIPTextEncode", "inputs": {"text": text, "clip": ["1", 1]}}}
+    if lora is not None:
+        prompt["3"] = {"class_type": "LoraLoader", "inputs": {"lora_name": lora, "strength_model": 1.0,
+                                                              "strength_clip": 1.0, "model": ["1", 0], "clip": ["1", 1]}}
+    return prompt
+
+
+@pytest.fixture
+def shared(tmp_path):
+    """A shared file's folder with a 'secret' beside it, and an empty models root."""
+    (tmp_path / "models").mkdir()
+    (tmp_path / "secret.safetensors").write_bytes(b"not yours")
+    (tmp_path / "inbox").mkdir()
+    return tmp_path
+
+
+@pytest.mark.parametrize("name", ["../secret.safetensors", "{root}/secret.safetensors", "..\\secret.safetensors",
+                                  "~/secret.safetensors", "C:/models/x.safetensors", "sub/../../secret.safetensors"])
+def test_a_checkpoint_name_from_a_shared_file_may_not_leave_the_model_folders(registry, shared, name):
+    from nodeforge.interop import read_workflow
+
+    path = shared / "inbox" / "shared.json"
+    path.write_text(json.dumps(_api(ckpt=name.format(root=shared))))
+    imported = read_workflow(path, registry=registry)
+    messages = _problems(_engine(registry, shared / "models"), imported.workflow, "checkpoint")
+    assert len(messages) == 1 and "from the imported ComfyUI API prompt reaches outside the model folders" in \
+        messages[0] and "--set 1.checkpoint=" in messages[0], messages
+    assert not any("secret" in line and "missing" in line for line in imported.warnings), "not even looked for"
+
+
+def test_a_lora_tag_and_an_embedding_from_a_shared_file_may_not_leave_the_model_folders(registry, shared):
+    from nodeforge.interop import read_workflow
+
+    path = shared / "inbox" / "params.txt"
+    path.write_text("a cat <lora:../../secret:0.5>, embedding:/etc/hostname\nSteps: 2, Size: 64x64, Seed: 1, "
+                    "Model: model")
+    wf = read_workflow(path, registry=registry).workflow
+    engine = _engine(registry, shared / "models")
+    assert any("LoRA '../../secret' from the imported A1111 parameters reaches outside" in m
+               for m in _problems(engine, wf, "lora"))
+    assert any("embedding '/etc/hostname' from the imported A1111 parameters reaches outside" in m
+               for m in _problems(engine, wf, "text"))
+
+
+def test_a_path_the_user_sets_stays_allowed(registry, shared):
+    from nodeforge.cli import apply_overrides
+    from nodeforge.interop import read_workflow
+
+    wf = read_workflow(_api(ckpt="../secret.safetensors"), registry=registry).workflow
+    apply_overrides(wf, [f"1.checkpoint={shared / 'secret.safetensors'}"], registry)
+    messages = _problems(_engine(registry, shared / "models"), wf, "checkpoint")
+    assert not any("reaches outside" in m for m in messages)
+
+
+def test_the_editor_typing_a_path_makes_it_the_users(registry, shared):
+    from nodeforge.interop import read_workflow
+    from nodeforge.ui.graph.model import GraphModel
+
+    model = GraphModel(registry)
+    model.set_workflow(read_workflow(_api(ckpt="/abs/x.safetensors"), registry=registry).workflow)
+    assert ("1", "checkpoint") in model.workflow.origins
+    model.set_param("1", "checkpoint", "/abs/x.safetensors")
+    assert ("1", "checkpoint") not in model.workflow.origins
+
+
+def test_a_nodeforge_file_is_the_users_own(registry, shared):
+    from nodeforge import Workflow
+
+    wf = Workflow()
+    wf.add("CheckpointLoader", {"checkpoint": str(shared / "secret.safetensors")})
+    assert not any("reaches outside" in m for m in _problems(_engine(registry, shared / "models"), wf, "checkpoint"))
+
+
+def test_a_lora_that_is_not_a_model_file_is_refused_at_validate(registry, shared):
+    from nodeforge import Workflow
+
+    (shared / "models" / "loras").mkdir()
+    (shared / "models" / "loras" / "notes.txt").write_text("hello")
+    wf = Workflow()
+    wf.add("CheckpointLoader", {"checkpoint": str(shared / "secret.safetensors")})
+    wf.add("LoRALoader", {"lora": "notes.txt"}, {"unet": ("1", "unet"), "clip": ("1", "clip")})
+    assert _problems(_engine(registry, shared / "models"), wf, "lora") == [
+        "notes.txt is not a LoRA file (NodeForge reads .safetensors, .ckpt, .pt, .bin); choose a LoRA file"]
+
+
+def test_an_embedding_that_is_not_a_model_file_is_refused_at_validate(registry, shared):
+    from nodeforge import Workflow
+
+    (shared / "models" / "embeddings").mkdir()
+    (shared / "models" / "embeddings" / "style.txt").write_text("hello")
+    wf = Workflow()
+    wf.add("CheckpointLoader", {"checkpoint": str(shared / "secret.safetensors")})
+    wf.add("TextEncoder", {"text": "a cat, embedding:style.txt"}, {"clip": ("1", "clip")})
+    assert _problems(_engine(registry, shared / "models"), wf, "text") == [
+        "embedding:style.txt: style.txt is not an embedding file (NodeForge reads .safetensors, .pt, .bin, or a "
+        "diffusers folder); choose an embedding file"]

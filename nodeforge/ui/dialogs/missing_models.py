@@ -76,6 +76,7 @@ def apply_choices(imported: Any, chosen: dict[tuple[str, str], str]) -> None:
     for key, replacement in chosen.items():
         for nid, param in imported.missing_models.get(key, []):
             imported.workflow.nodes[nid].params[param] = replacement
+            imported.workflow.origins.pop((nid, param), None)     # the user's choice
             line = imported.missing_params.pop((nid, param), None)
             if line in imported.warnings:
                 imported.warnings.remove(line)

@@ -200,6 +200,7 @@ class GraphModel(QObject):
 
     def set_param(self, node_id: str, name: str, value: Any) -> None:
         self.workflow.nodes[node_id].params[name] = value
+        self.workflow.origins.pop((node_id, name), None)   # typed by the user: no longer the shared file's
         self.paramChanged.emit(node_id, name)
 
     def unset_param(self, node_id: str, name: str) -> None:
