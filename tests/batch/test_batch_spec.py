@@ -36,6 +36,29 @@ def test_zip_pairs_values_and_refuses_unequal_lengths(batch_registry, tmp_path):
         expand(spec, batch_registry)
 
 
+def test_a_grid_a_zip_and_a_count_expand_to_this_exact_job_list(batch_registry, tmp_path):
+    """The whole list, written out by hand: the grid axis slowest, then the zip (its axes move
+    together), then the count (increment adds the repeat's index to the zipped seed)."""
+    spec = BatchSpec(seeded_workflow(), grid=[parse_axis("start.value=1,2")],
+                     zip=[parse_axis("2.seed=5,9"), parse_axis("3.prefix=a,b")], count=2,
+                     seed_policy=SeedPolicy.INCREMENT)
+    expected = [
+        (1, {"1.value": 1.0, "2.seed": 5, "3.prefix": "a"}, (0, 0, 0)),
+        (2, {"1.value": 1.0, "2.seed": 6, "3.prefix": "a"}, (0, 0, 1)),
+        (3, {"1.value": 1.0, "2.seed": 9, "3.prefix": "b"}, (0, 1, 0)),
+        (4, {"1.value": 1.0, "2.seed": 10, "3.prefix": "b"}, (0, 1, 1)),
+        (5, {"1.value": 2.0, "2.seed": 5, "3.prefix": "a"}, (1, 0, 0)),
+        (6, {"1.value": 2.0, "2.seed": 6, "3.prefix": "a"}, (1, 0, 1)),
+        (7, {"1.value": 2.0, "2.seed": 9, "3.prefix": "b"}, (1, 1, 0)),
+        (8, {"1.value": 2.0, "2.seed": 10, "3.prefix": "b"}, (1, 1, 1)),
+    ]
+    assert [(j.number, j.overrides_json(), j.coords) for j in expand(spec, batch_registry)] == expected
+    # The same spec written to a file and read back expands to the same list.
+    (tmp_path / "spec.json").write_text(spec.dumps(embed_workflow=True))
+    again = load_spec(tmp_path / "spec.json")
+    assert [(j.number, j.overrides_json(), j.coords) for j in expand(again, batch_registry)] == expected
+
+
 @pytest.mark.parametrize("policy, seeds", [
     ("fixed", [10, 10, 10]), ("increment", [10, 11, 12])])
 def test_count_changes_the_seed_by_policy(batch_registry, policy, seeds):

@@ -371,3 +371,88 @@ def test_half_precision_weights_run_as_on_a_gpu(models_dir):
     assert all(torch.equal(before[k], v) for k, v in unet.unet.state_dict().items())
     image = vae_mod.decode(vae, out["samples"])
     assert image.dtype == torch.float32 and image.shape == (1, 32, 32, 3)
+
+
+# -- the CFG formula and the negative prompt ---------------------------------------------------------
+def _with_negative(make_txt2img, positive, negative, cfg, seed=6, steps=3):
+    wf = make_txt2img(text=positive, cfg=cfg, seed=seed, steps=steps)
+    wf.nodes["neg"].params["text"] = negative
+    return wf
+
+
+def test_cfg_steps_from_the_negative_towards_the_positive_as_written_out_by_hand(engine, make_txt2img):
+    """The denoise loop written out with diffusers' Euler scheduler: noise = uncond + cfg x (cond -
+    uncond), uncond from the negative prompt. A flipped sign, swapped prompts or a dropped negative
+    all fail."""
+    from diffusers import EulerDiscreteScheduler
+
+    cfg, steps, seed = 4.0, 3, 6
+    wf = _with_negative(make_txt2img, "a red circle", "a green square", cfg, seed, steps)
+    ours = _latent(engine, wf)
+    out = engine.run(wf, outputs=["ckpt", "pos", "neg"]).outputs
+    unet = out["ckpt"]["unet"].unet
+    embeds = torch.cat([out["neg"]["conditioning"][0]["embeds"], out["pos"]["conditioning"][0]["embeds"]])
+    sched = EulerDiscreteScheduler.from_config(out["ckpt"]["unet"].scheduler_config)
+    sched.set_timesteps(steps)
+    latents = torch.randn(4, 8, 8, generator=torch.Generator().manual_seed(seed))[None] * sched.init_noise_sigma
+    with torch.inference_mode():
+        for t in sched.timesteps:
+            x = sched.scale_model_input(torch.cat([latents] * 2), t)
+            uncond, cond = unet(x, t, encoder_hidden_states=embeds).sample.chunk(2)
+            latents = sched.step(uncond + cfg * (cond - uncond), t, latents).prev_sample
+    torch.testing.assert_close(ours, latents, atol=1e-4, rtol=1e-4)
+
+
+def test_swapping_the_prompts_at_cfg_c_is_the_original_at_one_minus_c(engine, make_txt2img):
+    """neg + c (pos - neg) with the prompts swapped is pos + c (neg - pos) = neg + (1 - c)(pos - neg):
+    a property of the formula that holds only with the right sign and the right prompt on each side."""
+    a, b = "a red circle", "a green square"
+    original = _latent(engine, _with_negative(make_txt2img, a, b, 0.25))
+    swapped = _latent(engine, _with_negative(make_txt2img, b, a, 0.75))
+    torch.testing.assert_close(swapped, original, atol=1e-4, rtol=1e-4)
+    assert (original - _latent(engine, _with_negative(make_txt2img, a, b, 0.75))).abs().max() > 1e-2
+
+
+def test_the_negative_prompt_changes_the_image_above_cfg_one_and_not_at_cfg_one(engine, make_txt2img):
+    empty = _latent(engine, _with_negative(make_txt2img, "a red circle", "", 5.0))
+    negative = _latent(engine, _with_negative(make_txt2img, "a red circle", "a green square", 5.0))
+    assert (empty - negative).abs().max() > 1e-2
+    # At CFG 1 only the positive prompt is used (one UNet call a step): the negative is ignored exactly.
+    at_one = [_latent(engine, _with_negative(make_txt2img, "a red circle", neg, 1.0)) for neg in ("", "a green square")]
+    assert torch.equal(*at_one)
+
+
+# -- img2img runs exactly int(steps x denoise) steps -------------------------------------------------
+@pytest.mark.parametrize("steps, denoise, calls", [(10, 1.0, 10), (10, 0.5, 5), (10, 0.3, 3), (4, 0.75, 3),
+                                                   (7, 0.5, 3), (20, 0.55, 11)])
+def test_img2img_calls_the_unet_int_steps_times_denoise_times(engine, steps, denoise, calls):
+    """diffusers' img2img rule (strength x steps, rounded down), counted at the UNet: a slip that runs
+    every step, or rounds up, changes the count."""
+    wf = _img2img_workflow(denoise)
+    wf.nodes["denoise"].params["steps"] = steps
+    unet = engine.run(wf, outputs=["ckpt"]).outputs["ckpt"]["unet"].unet
+    batches = []
+    hook = unet.register_forward_pre_hook(lambda m, args: batches.append(args[0].shape[0]))
+    try:
+        engine.run(wf, outputs=["denoise"])
+    finally:
+        hook.remove()
+    assert batches == [2] * calls   # negative and positive in one call per step
+
+
+# -- a cancelled plain run caches nothing of the node it stopped in ------------------------------------
+def test_cancelling_a_plain_run_leaves_no_partial_result_in_the_cache(fresh_engine, make_txt2img):
+    wf = make_txt2img(steps=6, seed=9)
+
+    def listener(event):
+        if type(event).__name__ == "NodeProgress" and event.node_id == "denoise" and event.step == 3:
+            fresh_engine.cancel()
+
+    with pytest.raises(nodeforge.Cancelled):
+        fresh_engine.run(wf, on_event=listener)
+    result = fresh_engine.run(wf, outputs=["denoise"])
+    assert "denoise" in result.executed and "denoise" not in result.cached
+    assert {"ckpt", "pos", "neg", "empty"} <= set(result.cached)   # what finished before the cancel is kept
+    latent = result.outputs["denoise"]["latent"]["samples"]
+    fresh_engine.cache.clear()
+    assert torch.equal(_latent(fresh_engine, wf), latent)

@@ -75,6 +75,29 @@ def test_kohya_ldm_names_match_the_same_layers_as_diffusers_names(engine, make_t
     assert out["clip"].loras and out["clip"].loras[0][0] == "te"
 
 
+def test_the_tiny_unets_ldm_names_are_the_ones_written_by_hand():
+    """lora_format.unet_ldm_name against names written out independently (TINY_UNET_LDM_NAMES and
+    the layers around them): a block index, attention/resnet slot or resnet part off by one fails."""
+    import tiny_models as tm
+    from nodeforge.lora_format import unet_ldm_name
+
+    unet = tm.make_components(0)["unet"]
+    targets, _ = tm.lora_targets(unet, tm.make_components(0)["text_encoder"])
+    assert set(targets) == set(tm.TINY_UNET_LDM_NAMES)
+    more = {"conv_in": "input_blocks.0.0", "time_embedding.linear_2": "time_embed.2", "conv_norm_out": "out.0",
+            "conv_out": "out.2", "down_blocks.0.downsamplers.0.conv": "input_blocks.2.0.op",
+            "down_blocks.1.resnets.0.conv1": "input_blocks.3.0.in_layers.2",
+            "down_blocks.1.resnets.0.conv_shortcut": "input_blocks.3.0.skip_connection",
+            "mid_block.resnets.0.time_emb_proj": "middle_block.0.emb_layers.1",
+            "mid_block.resnets.1.conv2": "middle_block.2.out_layers.3",
+            "up_blocks.0.resnets.1.norm1": "output_blocks.1.0.in_layers.0",
+            "up_blocks.0.upsamplers.0.conv": "output_blocks.1.1.conv",
+            "up_blocks.1.resnets.0.norm2": "output_blocks.2.0.out_layers.0"}
+    for name, ldm in {**tm.TINY_UNET_LDM_NAMES, **more}.items():
+        unet.get_submodule(name)   # a real layer of the tiny UNet
+        assert unet_ldm_name(name, unet.config) == ldm, name
+
+
 def test_unet_and_clip_strengths_are_independent(engine, make_txt2img):
     base = _latent(engine, make_txt2img(seed=4))
     unet_only = _latent(engine, make_txt2img(seed=4, lora=[("kohya", 1.0, 0.0)]))

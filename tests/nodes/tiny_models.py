@@ -227,10 +227,38 @@ def _pair(module, rank: int, gen: torch.Generator):
     return down, up
 
 
-def kohya_lora(unet, te, path: Path, *, ldm_names: bool = False, seed: int = 1) -> Path:
-    from safetensors.torch import save_file
+# The tiny UNet's (make_components) LoRA targets under their original Stable Diffusion (LDM) names,
+# written out by hand from the LDM layout - input_blocks.0 is conv_in, each down block's layers then
+# its downsampler, output_blocks (layers_per_block + 1) per up block, middle_block resnet/attention/
+# resnet - and never computed by lora_format.unet_ldm_name, which the loader uses to read them.
+TINY_UNET_LDM_NAMES = {
+    "down_blocks.0.resnets.0.conv1": "input_blocks.1.0.in_layers.2",
+    "down_blocks.0.attentions.0.proj_in": "input_blocks.1.1.proj_in",
+    "down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q": "input_blocks.1.1.transformer_blocks.0.attn1.to_q",
+    "down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_out.0":
+        "input_blocks.1.1.transformer_blocks.0.attn1.to_out.0",
+    "down_blocks.0.attentions.0.transformer_blocks.0.attn2.to_k": "input_blocks.1.1.transformer_blocks.0.attn2.to_k",
+    "mid_block.attentions.0.proj_in": "middle_block.1.proj_in",
+    "mid_block.attentions.0.transformer_blocks.0.attn1.to_q": "middle_block.1.transformer_blocks.0.attn1.to_q",
+    "mid_block.attentions.0.transformer_blocks.0.attn1.to_out.0": "middle_block.1.transformer_blocks.0.attn1.to_out.0",
+    "mid_block.attentions.0.transformer_blocks.0.attn2.to_k": "middle_block.1.transformer_blocks.0.attn2.to_k",
+    "up_blocks.1.attentions.0.proj_in": "output_blocks.2.1.proj_in",
+    "up_blocks.1.attentions.0.transformer_blocks.0.attn1.to_q": "output_blocks.2.1.transformer_blocks.0.attn1.to_q",
+    "up_blocks.1.attentions.0.transformer_blocks.0.attn1.to_out.0":
+        "output_blocks.2.1.transformer_blocks.0.attn1.to_out.0",
+    "up_blocks.1.attentions.0.transformer_blocks.0.attn2.to_k": "output_blocks.2.1.transformer_blocks.0.attn2.to_k",
+    "up_blocks.1.attentions.1.proj_in": "output_blocks.3.1.proj_in",
+    "up_blocks.1.attentions.1.transformer_blocks.0.attn1.to_q": "output_blocks.3.1.transformer_blocks.0.attn1.to_q",
+    "up_blocks.1.attentions.1.transformer_blocks.0.attn1.to_out.0":
+        "output_blocks.3.1.transformer_blocks.0.attn1.to_out.0",
+    "up_blocks.1.attentions.1.transformer_blocks.0.attn2.to_k": "output_blocks.3.1.transformer_blocks.0.attn2.to_k",
+}
 
-    from nodeforge import lora_format as ldm
+
+def kohya_lora(unet, te, path: Path, *, ldm_names: bool = False, seed: int = 1) -> Path:
+    """A kohya LoRA (LoCon on one conv) of rank 4, alpha 2; `ldm_names`: UNet keys in the LDM
+    layout, from TINY_UNET_LDM_NAMES."""
+    from safetensors.torch import save_file
 
     gen = torch.Generator().manual_seed(seed)
     state = {}
@@ -238,7 +266,7 @@ def kohya_lora(unet, te, path: Path, *, ldm_names: bool = False, seed: int = 1) 
     for prefix, root, names in (("lora_unet_", unet, unet_names), ("lora_te_", te, te_names)):
         for name in names:
             down, up = _pair(root.get_submodule(name), 4, gen)
-            written = ldm.unet_ldm_name(name, unet.config) if ldm_names and root is unet else name
+            written = TINY_UNET_LDM_NAMES[name] if ldm_names and root is unet else name
             if root is te:
                 written = hf_clip_name(name)
             key = prefix + written.replace(".", "_")
