@@ -265,6 +265,36 @@ def test_img2img_noises_by_interpolation_as_the_img2img_pipeline(sd3_engine, sd3
                                             - encoded).abs().mean()
 
 
+def test_masked_inpainting_keeps_the_known_area_as_the_inpaint_pipeline(sd3_engine, sd3_dir, tmp_path):
+    import numpy as np
+    from diffusers import StableDiffusion3InpaintPipeline
+    from PIL import Image
+
+    rgba = np.random.default_rng(1).integers(0, 255, (32, 32, 4), dtype=np.uint8)
+    rgba[..., 3] = 255
+    rgba[:, :16, 3] = 0                     # transparent left half: LoadImage's mask, 1 = repaint
+    picture = tmp_path / "hole.png"
+    Image.fromarray(rgba, "RGBA").save(picture)
+    wf = shipped_txt2img("tiny-sd3", seed=6, steps=4)
+    wf.add("LoadImage", {"path": str(picture)}, node_id="img")
+    wf.add("VAEEncode", {}, {"vae": ("1", "vae"), "image": ("img", "image")}, node_id="enc")
+    wf.add("SetLatentMask", {}, {"latent": ("enc", "latent"), "mask": ("img", "mask")}, node_id="masked")
+    wf.nodes["5"].inputs["latent"] = ("masked", "latent")
+    run = sd3_engine.run(wf, outputs=["5", "enc"])
+    ours, encoded = run.outputs["5"]["latent"]["samples"], run.outputs["enc"]["latent"]["samples"]
+    inpaint = StableDiffusion3InpaintPipeline.from_pretrained(str(sd3_dir / "checkpoints" / "tiny-sd3"))
+    inpaint.set_progress_bar_config(disable=True)
+    mask = torch.zeros(1, 1, 32, 32)
+    mask[..., :16] = 1.0
+    theirs = inpaint("a red circle on a blue background", image=encoded, mask_image=mask, masked_image_latents=encoded,
+                     negative_prompt="",
+                     strength=1.0, num_inference_steps=4, guidance_scale=5.0, height=32, width=32,
+                     generator=torch.Generator().manual_seed(6), output_type="latent").images
+    torch.testing.assert_close(ours, theirs, atol=1e-4, rtol=1e-4)
+    assert torch.equal(ours[..., 8:], encoded[..., 8:])       # the kept half is the image's latent
+    assert (ours[..., :8] - encoded[..., :8]).abs().mean() > 0.1
+
+
 def test_two_stages_of_a_flow_model_give_the_single_run(sd3_engine):
     """KSamplerAdvanced-style stages: 0..2 of 4 keeping the leftover noise, then 2..4 adding none."""
     whole = latent_of(sd3_engine, shipped_txt2img("tiny-sd3", seed=8, steps=4))
