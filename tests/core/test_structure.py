@@ -1,6 +1,6 @@
 """The source stays readable as it grows: no function in nodeforge/ or the built-in node pack
-nodes/ over 60 lines, every file path docs/architecture.md names is there, and no editor module
-reaching into more than a handful of another's internals."""
+nodes/ over 60 lines, every file path and code name docs/architecture.md cites is there, and no
+editor module reaching into more than a handful of another's internals."""
 from __future__ import annotations
 
 import ast
@@ -167,3 +167,128 @@ def test_no_editor_module_reaches_into_more_than_a_handful_of_another_modules_in
             for (module, kind), used in sorted(reach.items()) if len(used) > MAX_REACH]
     assert not wide, ("talk to it through methods or a small interface (a Protocol) instead: "
                       + "; ".join(wide))
+
+
+# Names docs/architecture.md cites that come from other libraries, and where they are defined.
+EXTERNAL_NAMES = {
+    "QDockWidget": "PySide6",
+    "Protocol": "typing",
+    "scheduler.step": "diffusers (every scheduler)",
+    "scheduler.add_noise": "diffusers (every scheduler)",
+    "pred_original_sample": "diffusers (a scheduler step's output)",
+    "init_noise_sigma": "diffusers (a scheduler's attribute)",
+    "scale_model_input": "diffusers (a scheduler's method)",
+    "scale_noise": "diffusers (the flow-matching schedulers' forward process)",
+}
+# A cited name: `read_workflow`, `Workflow.find_param`, `ctx.progress(step, total, preview)`,
+# `@common.guarded("train-x")`, `Param.int/float/string/bool/choice`, `cacheable=False`.
+_CODE_NAME = re.compile(r"^@?([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*(?:/[A-Za-z_]\w*)*)(?:\(.*\))?(?:\s*->.*)?$"
+                        r"|^([A-Za-z_]\w*)=\S*$")
+
+
+class _Index:
+    """Every name defined in nodeforge/, nodes/ and tests/: module-level names per module, members
+    per class (methods, fields, `self.x` attributes), module and package names, and identifier-like
+    string constants (env variables, entry-point groups, PNG chunk keys)."""
+
+    def __init__(self, files: list[Path]) -> None:
+        self.anywhere: set[str] = set()
+        self.modules: dict[str, set[str]] = {}      # module or package basename -> its top-level names
+        self.classes: dict[str, set[str]] = {}      # class name -> member names
+        self.bases: dict[str, list[str]] = {}
+        for path in files:
+            self._read(path)
+
+    def _read(self, path: Path) -> None:
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        rel = path.relative_to(ROOT).with_suffix("")
+        parts = rel.parts[:-1] if rel.name == "__init__" else rel.parts
+        self.anywhere.update(parts)
+        self.anywhere.add(".".join(parts))
+        top = self.modules.setdefault(parts[-1], set())
+        for node in tree.body:
+            top.update(_defined(node))
+        for node in ast.walk(tree):
+            self.anywhere.update(_defined(node))
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and re.fullmatch(r"[\w.]+", node.value):
+                self.anywhere.add(node.value)
+            if isinstance(node, ast.ClassDef):
+                members = self.classes.setdefault(node.name, set())
+                self.bases.setdefault(node.name, []).extend(ast.unparse(b).split(".")[-1] for b in node.bases)
+                for item in node.body:
+                    members.update(_defined(item))
+                for item in ast.walk(node):
+                    if isinstance(item, ast.Attribute) and isinstance(item.ctx, ast.Store) \
+                            and isinstance(item.value, ast.Name) and item.value.id == "self":
+                        members.add(item.attr)
+        self.anywhere.update(m for ms in self.classes.values() for m in ms)
+
+    def members(self, cls: str, seen: frozenset[str] = frozenset()) -> set[str]:
+        own = set(self.classes.get(cls, ()))
+        for base in self.bases.get(cls, ()):
+            if base not in seen:
+                own |= self.members(base, seen | {cls})
+        return own
+
+    def problem(self, name: str) -> str | None:
+        head, _, rest = name.partition(".")
+        if not rest:
+            return None if name in self.anywhere else "is defined nowhere"
+        last = rest.split(".")[-1]
+        if head in self.classes:
+            return None if last in self.members(head) else f"{head} has no member {last!r}"
+        if head in self.modules and head not in ("nodeforge", "nodes"):
+            return None if rest.split(".")[0] in self.modules[head] else f"module {head} defines no {rest!r}"
+        if name in self.anywhere:
+            return None   # a dotted module path or string constant: `nodeforge.batch`, `nodeforge.nodes`
+        known = any(last in members for members in self.classes.values())
+        return None if known else f"no class has a member {last!r}"
+
+
+def _defined(node: ast.AST) -> set[str]:
+    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+        return {node.name}
+    return {t.id for target in _assigned(node) for t in ast.walk(target) if isinstance(t, ast.Name)}
+
+
+def _cited_names(text: str) -> set[str]:
+    names = set()
+    for quoted in re.findall(r"`([^`\n]+)`", text):
+        if _PATH.match(quoted) or quoted.endswith(":"):
+            continue
+        match = _CODE_NAME.match(quoted)
+        if match is None:
+            continue   # a command line or an expression: `nodeforge run FILE`, `x - sigma * v`
+        if match.group(2):
+            names.add(match.group(2))
+            continue
+        first, *alternatives = match.group(1).split("/")
+        names.add(first)
+        names.update(first.rsplit(".", 1)[0] + "." + alt for alt in alternatives if "." in first)
+    return names
+
+
+def test_every_code_name_docs_architecture_cites_exists():
+    """`Workflow.find_param` must be a member of Workflow, `graph.apply_switches` a function of the
+    graph module, `read_workflow` defined somewhere: a rename that leaves the page behind fails."""
+    doc = ROOT / "docs" / "architecture.md"
+    if not doc.is_file():
+        pytest.skip("no docs here")
+    cited = _cited_names(doc.read_text(encoding="utf-8")) - set(EXTERNAL_NAMES)
+    assert len(cited) >= 100 and "Workflow.find_param" in cited, sorted(cited)
+    files = [p for folder in ("nodeforge", "nodes", "tests") for p in sorted((ROOT / folder).rglob("*.py"))]
+    index = _Index(files)
+    wrong = {name: index.problem(name) for name in sorted(cited)}
+    wrong = {name: why for name, why in wrong.items() if why}
+    assert not wrong, "docs/architecture.md cites names that are not there: " + "; ".join(
+        f"`{name}` ({why})" for name, why in wrong.items())
+
+
+def test_the_name_check_catches_a_renamed_member_and_a_removed_function():
+    index = _Index([ROOT / "nodeforge" / "core" / "workflow.py", ROOT / "nodeforge" / "core" / "graph.py"])
+    assert index.problem("Workflow.find_param") is None and index.problem("graph.apply_switches") is None
+    assert index.problem("Workflow.find_parameter") == "Workflow has no member 'find_parameter'"
+    assert index.problem("graph.apply_switch") == "module graph defines no 'apply_switch'"
+    assert index.problem("load_workflow_file") == "is defined nowhere"
+    assert _cited_names("`Param.int/float` `@common.guarded(\"x\")` `cacheable=False` `nodeforge run FILE`") == {
+        "Param.int", "Param.float", "common.guarded", "cacheable"}
