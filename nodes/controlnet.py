@@ -142,7 +142,7 @@ def _config_beside(path: Path) -> dict | None:
 
 def config_from_unet(unet_config: dict[str, Any]) -> dict[str, Any]:
     """A ControlNet config of the same shape as a UNet (the encoder half and the middle block)."""
-    from diffusers import ControlNetModel
+    from diffusers.models.controlnets.controlnet import ControlNetModel
 
     accepted = set(inspect.signature(ControlNetModel.__init__).parameters) - {"self"}
     return {k: v for k, v in unet_config.items() if k in accepted}
@@ -159,7 +159,7 @@ def standard_config(path: Path, state: dict[str, torch.Tensor]) -> dict[str, Any
 
 
 def load_controlnet_file(path: Path) -> Any:
-    from diffusers import ControlNetModel
+    from diffusers.models.controlnets.controlnet import ControlNetModel
     from diffusers.loaders import single_file_utils as sfu
 
     state, _ = read_state_dict(path, field="controlnet")
@@ -181,7 +181,7 @@ def load_controlnet_file(path: Path) -> Any:
 
 
 def load_controlnet(path: Path, device: str, shared: dict[str, Any] | None = None) -> ControlNet:
-    from diffusers import ControlNetModel
+    from diffusers.models.controlnets.controlnet import ControlNetModel
 
     key = (file_identity(path), device)
     with _lock:
@@ -193,7 +193,7 @@ def load_controlnet(path: Path, device: str, shared: dict[str, Any] | None = Non
             if not (path / "config.json").is_file():
                 raise NodeError(f"{path.name} is a folder without a ControlNet config.json", field="controlnet")
             if json.loads((path / "config.json").read_text()).get("_class_name") == "T2IAdapter":
-                from diffusers import T2IAdapter as DiffusersT2IAdapter
+                from diffusers.models.adapter import T2IAdapter as DiffusersT2IAdapter
 
                 model = DiffusersT2IAdapter.from_pretrained(str(path), local_files_only=True)
             else:
@@ -207,7 +207,7 @@ def load_controlnet(path: Path, device: str, shared: dict[str, Any] | None = Non
 
 
 def _wrap(model: Any, name: str, holder: "_Loaded") -> ControlNet | T2IAdapter:
-    from diffusers import T2IAdapter as DiffusersT2IAdapter
+    from diffusers.models.adapter import T2IAdapter as DiffusersT2IAdapter
 
     return (T2IAdapter if isinstance(model, DiffusersT2IAdapter) else ControlNet)(model, name, owner=holder)
 
@@ -276,7 +276,7 @@ def adapter_config(path: Path, state: dict[str, torch.Tensor], original: bool) -
 
 
 def load_adapter_state(path: Path, state: dict[str, torch.Tensor]) -> Any:
-    from diffusers import T2IAdapter as DiffusersT2IAdapter
+    from diffusers.models.adapter import T2IAdapter as DiffusersT2IAdapter
 
     original = not any(k.startswith("adapter.") for k in state)
     config = _config_beside(path) or adapter_config(path, state, original)

@@ -149,7 +149,7 @@ def _finish(modules: list[Any], device: str, dtype: torch.dtype) -> None:
 def load_tokenizer(candidates: list[Path], pad_token: str | None, what: str) -> Any:
     """A CLIP tokenizer from the first folder holding its vocabulary, else the bundled CLIP BPE
     (so a single-file checkpoint needs no other file), else the HF cache."""
-    from transformers import CLIPTokenizer
+    from transformers.models.clip.tokenization_clip import CLIPTokenizer
 
     bundled = bundled_clip_vocabulary()
     for folder in candidates:
@@ -218,8 +218,10 @@ def _from_pretrained(cls: Any, path: Path, part: str, **kw: Any) -> Any:
 
 
 def load_diffusers_folder(path: Path, device: str) -> LoadedCheckpoint:
-    from diffusers import AutoencoderKL, UNet2DConditionModel
-    from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
+    from diffusers.models.autoencoders.autoencoder_kl import AutoencoderKL
+    from diffusers.models.unets.unet_2d_condition import UNet2DConditionModel
+    from transformers.models.clip.modeling_clip import CLIPTextModel, CLIPTextModelWithProjection
+    from transformers.models.clip.tokenization_clip import CLIPTokenizer
 
     dtype = pick_dtype(device)
     _quiet_progress_bars()
@@ -326,9 +328,11 @@ def _yaml_prediction(path: Path) -> str | None:
 
 def load_single_file(path: Path, device: str, read: tuple[dict, dict] | None = None) -> LoadedCheckpoint:
     """A single file of the UNet generation; `read` is its (state dict, metadata) when already read."""
-    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from diffusers.models.autoencoders.autoencoder_kl import AutoencoderKL
+    from diffusers.models.unets.unet_2d_condition import UNet2DConditionModel
     from diffusers.loaders import single_file_utils as sfu
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+    from transformers.models.clip.configuration_clip import CLIPTextConfig
+    from transformers.models.clip.modeling_clip import CLIPTextModel, CLIPTextModelWithProjection
 
     state, metadata = read if read is not None else read_state_dict(path)
     family, prediction = detect_family(state, metadata)

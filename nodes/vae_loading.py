@@ -68,7 +68,7 @@ def _config_beside(path: Path) -> Path | None:
 
 
 def load_vae_file(path: Path) -> Any:
-    from diffusers import AutoencoderKL
+    from diffusers.models.autoencoders.autoencoder_kl import AutoencoderKL
     from diffusers.loaders import single_file_utils as sfu
 
     state, metadata = read_state_dict(path, field="vae")
@@ -86,7 +86,7 @@ def load_vae_file(path: Path) -> Any:
 
 
 def load_vae_folder(path: Path) -> Any:
-    from diffusers import AutoencoderKL
+    from diffusers.models.autoencoders.autoencoder_kl import AutoencoderKL
 
     folder = path if (path / "config.json").is_file() else path / "vae"
     if not (folder / "config.json").is_file():
