@@ -3,8 +3,10 @@
 A row names the NodeForge type, the ComfyUI widgets in the order a UI file's `widgets_values`
 lists them (each with the NodeForge param it fills and, where the spellings differ, a value
 conversion each way), the ComfyUI input names with the NodeForge input each feeds, and the
-NodeForge output behind each ComfyUI output slot. The importer and the exporter both read it;
-adding a node is one row.
+NodeForge output behind each ComfyUI output slot. The importer and the exporter both read it:
+mapping a ComfyUI class onto a node the pack already declares is one row (when several classes
+share one NodeForge type, their `export_only_if` / `export_prefer_if` say which one a node
+exports as). A node new to the pack needs its declaration in `nodes/` first.
 """
 from __future__ import annotations
 
