@@ -4,7 +4,15 @@ from __future__ import annotations
 from enum import Enum
 
 
-class PortType(str, Enum):
+class _Named(str, Enum):
+    """A closed set of names: each member is its string (equal to it, hashed like it, printed as it),
+    as the workflow file and the messages spell it."""
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class PortType(_Named):
     """Types of values that travel along wires. Names are part of the file format."""
 
     MODEL = "MODEL"
@@ -17,11 +25,8 @@ class PortType(str, Enum):
     CONTROLNET = "CONTROLNET"
     UPSCALE_MODEL = "UPSCALE_MODEL"
 
-    def __str__(self) -> str:
-        return self.value
 
-
-class ParamKind(str, Enum):
+class ParamKind(_Named):
     """Kinds of widget values a node takes as params."""
 
     INT = "INT"
@@ -30,11 +35,8 @@ class ParamKind(str, Enum):
     BOOL = "BOOL"
     CHOICE = "CHOICE"
 
-    def __str__(self) -> str:
-        return self.value
 
-
-class FileKind(str, Enum):
+class FileKind(_Named):
     """What a file-naming STRING/CHOICE param points at; decides where names are looked up."""
 
     CHECKPOINT = "checkpoint"
@@ -45,11 +47,8 @@ class FileKind(str, Enum):
     CONTROLNET = "controlnet"
     UPSCALE_MODEL = "upscale_model"
 
-    def __str__(self) -> str:
-        return self.value
 
-
-class ParamRole(str, Enum):
+class ParamRole(_Named):
     """What a param means to the rest of the program, declared instead of guessed from its name.
 
     The editor gives a SEED param its keep/increment/randomize control, the batch layer varies
@@ -72,19 +71,13 @@ class ParamRole(str, Enum):
     IMAGE_PATH = "image_path"
     MODEL = "model"
 
-    def __str__(self) -> str:
-        return self.value
 
-
-class InputRole(str, Enum):
+class InputRole(_Named):
     """What an input port means where its name alone would have to say it (the prompts a sampler
     follows and the one it steers away from)."""
 
     POSITIVE = "positive"
     NEGATIVE = "negative"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 def file_role(kind: "FileKind | None") -> ParamRole | None:
