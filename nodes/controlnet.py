@@ -36,7 +36,7 @@ from nodeforge.core.models import file_identity
 from nodeforge.core.types import FileKind
 
 from .conditioning import entries
-from .loading import _finish, _load_into, configs_dir, pick_dtype, read_state_dict
+from .loading import _finish, _load_into, check_finite, configs_dir, pick_dtype, read_state_dict
 from .wrappers import OnModule
 
 _REGISTRY_KEY = "nodes.controlnets"
@@ -198,6 +198,7 @@ def load_controlnet(path: Path, device: str, shared: dict[str, Any] | None = Non
                 model = DiffusersT2IAdapter.from_pretrained(str(path), local_files_only=True)
             else:
                 model = ControlNetModel.from_pretrained(str(path), local_files_only=True)
+            check_finite(model.state_dict().items(), path.name, "controlnet")
         else:
             model = load_controlnet_file(path)
         _finish([model], device, pick_dtype(device))

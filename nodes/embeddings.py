@@ -101,8 +101,12 @@ def read_embedding(path: Path, name: str) -> Embedding:
         except Exception as exc:
             raise NodeError(f"cannot read embedding {path.name} safely ({type(exc).__name__}); files that need to "
                             "run code are refused: convert it to .safetensors", field="text") from None
+    from .loading import check_finite
+
+    blocks = vectors_of(data, name)
+    check_finite(((f"vector block {i}", b) for i, b in enumerate(blocks)), f"embedding {path.name}", "text")
     vectors: dict[int, torch.Tensor] = {}
-    for block in vectors_of(data, name):
+    for block in blocks:
         width = block.shape[-1]
         vectors[width] = torch.cat([vectors[width], block]) if width in vectors else block
     return Embedding(name, vectors)

@@ -88,8 +88,25 @@ def detect_family(state_dict: dict[str, Any], metadata: dict[str, str] | None = 
 
 
 # -- reading files -----------------------------------------------------------------------------------
+def check_finite(tensors: Any, what: str, field: str) -> None:
+    """Refuse weights holding NaN or infinity ((name, tensor) pairs of the file or model `what`): they
+    would draw a black or noise image many steps later, naming nothing."""
+    for name, tensor in tensors:
+        if isinstance(tensor, torch.Tensor) and tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise NodeError(f"{what} holds NaN or infinite weights ({name[:80]}): the file is damaged or was saved "
+                            "from a training run that diverged, and would draw a black image; use another copy "
+                            "or another file", field=field)
+
+
 def read_state_dict(path: Path, field: str = "checkpoint") -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """Tensors and metadata of a .safetensors file, or of a .ckpt read without running its code."""
+    """Tensors and metadata of a .safetensors file, or of a .ckpt read without running its code;
+    weights holding NaN or infinity are refused, naming the file."""
+    state, metadata = _read_state_dict(path, field)
+    check_finite(state.items(), path.name, field)
+    return state, metadata
+
+
+def _read_state_dict(path: Path, field: str) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     if path.suffix.lower() == ".safetensors":
         from safetensors import safe_open
 
@@ -211,10 +228,22 @@ def _quiet_progress_bars() -> None:
 
 # -- diffusers folders ------------------------------------------------------------------------------------
 def _from_pretrained(cls: Any, path: Path, part: str, **kw: Any) -> Any:
-    """A component of a diffusers folder; folders that only hold fp16 variant files work too."""
+    """A component of a diffusers folder; folders that only hold fp16 variant files work too.
+    Pickled weights (.bin) are refused before diffusers would unpickle them, unreadable ones are
+    one line, and NaN or infinite weights are refused naming the part."""
     files = list((path / part).glob("*.safetensors"))
+    if not files and any((path / part).glob("*.bin")):
+        raise NodeError(f"{path.name}/{part} holds its weights only as pickled .bin files, which NodeForge does "
+                        "not load (they can run code); convert the model to .safetensors", field="checkpoint")
     variant = "fp16" if files and all(f.name.endswith(".fp16.safetensors") for f in files) else None
-    return cls.from_pretrained(str(path), subfolder=part, local_files_only=True, variant=variant, **kw)
+    try:
+        model = cls.from_pretrained(str(path), subfolder=part, local_files_only=True, variant=variant, **kw)
+    except (OSError, ValueError, RuntimeError) as exc:   # a truncated or damaged file, a config that does not fit
+        line = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise NodeError(f"cannot load {path.name}/{part}: {line}; the file may be incomplete or damaged",
+                        field="checkpoint") from None
+    check_finite(model.state_dict().items(), f"{path.name}/{part}", "checkpoint")
+    return model
 
 
 def load_diffusers_folder(path: Path, device: str) -> LoadedCheckpoint:

@@ -25,7 +25,7 @@ from nodeforge.core.errors import NodeError
 from nodeforge.core.models import EXTENSIONS
 from nodeforge.core.types import FileKind
 
-from .loading import pick_dtype, read_state_dict
+from .loading import check_finite, pick_dtype, read_state_dict
 from .memory import memory_advice
 from .vae import tiled
 from .wrappers import OnModule
@@ -209,7 +209,9 @@ def read_upscale_state(path: Path) -> dict[str, torch.Tensor]:
             break
     if not isinstance(data, dict):
         raise NodeError(f"{path.name} holds no state dict", field="upscale_model")
-    return {k: v for k, v in data.items() if isinstance(v, torch.Tensor)}
+    state = {k: v for k, v in data.items() if isinstance(v, torch.Tensor)}
+    check_finite(state.items(), path.name, "upscale_model")
+    return state
 
 
 def load_upscale_model(path: Path, device: str) -> UpscaleModel:

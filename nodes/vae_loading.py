@@ -18,7 +18,7 @@ import torch
 from nodeforge.core.errors import NodeError
 from nodeforge.core.types import FileKind
 
-from .loading import _finish, _load_into, configs_dir, load_shared, read_state_dict, vae_dtype
+from .loading import _finish, _load_into, check_finite, configs_dir, load_shared, read_state_dict, vae_dtype
 from .wrappers import VAEModel
 
 _REGISTRY_KEY = "nodes.vaes"
@@ -95,9 +95,11 @@ def load_vae_folder(path: Path) -> Any:
     files = list(folder.glob("*.safetensors"))
     variant = "fp16" if files and all(f.name.endswith(".fp16.safetensors") for f in files) else None
     try:
-        return AutoencoderKL.from_pretrained(str(folder), local_files_only=True, variant=variant)
+        model = AutoencoderKL.from_pretrained(str(folder), local_files_only=True, variant=variant)
     except (OSError, ValueError) as exc:
         raise NodeError(f"cannot load the VAE in {path.name}: {exc}", field="vae") from None
+    check_finite(model.state_dict().items(), f"the VAE in {path.name}", "vae")
+    return model
 
 
 def load_vae(path: Path, device: str, shared: dict[str, Any] | None = None) -> LoadedVAE:
