@@ -58,6 +58,10 @@ def tokenize_prompt(tokenizer: Any, text: str, embeddings: EmbeddingLookup | Non
             for piece, is_embedding in pieces:
                 if is_embedding and embeddings is not None:
                     rows = embeddings.get(piece).for_width(width, what)
+                    if len(rows) > WINDOW:   # it would be cut across two windows, each read on its own
+                        raise NodeError(f"embedding {piece!r} has {len(rows)} vectors, more than the {WINDOW} a "
+                                        f"prompt window of the {what} holds; it cannot be used whole (train or "
+                                        f"pick one with at most {WINDOW})", field="text")
                     group = max(out.groups, default=0) + 1
                     # a placeholder id (BOS: never the EOS the pooled output is read at); the vector replaces it
                     out.ids.extend([tokenizer.bos_token_id] * len(rows))

@@ -93,3 +93,17 @@ def test_an_embedding_with_nan_vectors_is_an_error_naming_it(make_engine, make_t
     engine = make_engine(tmp_path / "out", tmp_path)
     error = _error(engine, make_txt2img(text="a red circle, embedding:broken"))
     assert error.field == "text" and "embedding broken.safetensors holds NaN or infinite weights" in str(error)
+
+
+def test_an_embedding_with_more_vectors_than_a_prompt_window_holds_is_one_line(make_engine, make_txt2img, tmp_path):
+    """CLIP reads 77 positions: BOS, 75 tokens, EOS. A 76-vector embedding would be cut across two
+    windows encoded apart; 75 still fits."""
+    (tmp_path / "embeddings").mkdir()
+    save_file({"emb_params": torch.randn(76, 32) * 0.01}, str(tmp_path / "embeddings" / "huge.safetensors"))
+    save_file({"emb_params": torch.randn(75, 32) * 0.01}, str(tmp_path / "embeddings" / "full.safetensors"))
+    engine = make_engine(tmp_path / "out", tmp_path)
+    error = _error(engine, make_txt2img(text="a red circle, embedding:huge"))
+    assert error.field == "text"
+    assert "embedding 'huge' has 76 vectors, more than the 75 a prompt window of the text encoder holds" in str(error)
+    wf = make_txt2img(text="embedding:full")
+    assert engine.run(wf, outputs=["pos"]).outputs["pos"]["conditioning"][0]["embeds"].shape[1] == 77
