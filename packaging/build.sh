@@ -4,14 +4,17 @@
 #   packaging/build.sh            # uses the active Python environment (NodeForge installed in it)
 #
 # Needs: the project installed in the active environment (`pip install .`), and PyInstaller
-# (installed here if missing). Writes dist/NodeForge/ (the one-folder bundle),
-# dist/nodeforge-VERSION-linux-ARCH.tar.gz (bundle + install.sh + uninstall.sh) and prints the
+# (installed here, at the pinned version, if missing). A release is built by packaging/release.sh,
+# which makes that environment fresh from the pins and then runs this. Writes dist/NodeForge/
+# (the one-folder bundle), dist/nodeforge-VERSION-linux-ARCH.tar.gz (bundle + install.sh + uninstall.sh) and prints the
 # time, sizes, the newest glibc symbol the bundle needs, and the smoke check's result.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 start=$(date +%s)
-python -c "import PyInstaller" 2>/dev/null || python -m pip install -q "pyinstaller>=6.5"
+python -c "import PyInstaller" 2>/dev/null || python -m pip install -q -c packaging/constraints.txt pyinstaller
 python -c "import nodeforge, torch, diffusers" || { echo "install NodeForge first: pip install ." >&2; exit 1; }
+# What the spec will copy besides code (packaging/bundle_data.py's rule), before the long part.
+python packaging/bundle_data.py
 
 rm -rf build/pyinstaller dist/NodeForge
 python -m PyInstaller --noconfirm --log-level WARN --workpath build/pyinstaller --distpath dist \

@@ -3,10 +3,12 @@
 #
 #   packaging/smoke.sh dist/NodeForge/nodeforge
 #
-# Runs every example workflow the command ships with (and checks each made a PNG), validates
-# each, lists the nodes, imports a ComfyUI API prompt exported from an example, trains a LoRA for
-# 3 steps on the demo model, and keeps the editor open offscreen for 8 seconds. Exits non-zero at
-# the first failure; prints one line per check.
+# Runs every example workflow the command ships with (each must validate, run and write a PNG; run
+# from a checkout, every workflows/*.json must be among them) and prints "examples: N of M", then
+# lists the nodes, imports a ComfyUI API prompt exported from an example, trains a LoRA for 3 steps
+# on the demo model, and keeps the editor open offscreen for 8 seconds. Exits non-zero if any
+# example failed (after trying them all, with each one's last error line) or at the first other
+# failure; prints one line per check.
 set -euo pipefail
 nf="$(realpath "${1:?usage: smoke.sh PATH/TO/nodeforge}")"
 work=$(mktemp -d)
@@ -38,17 +40,38 @@ for root in roots:
 PY
 )
 [ -n "$examples" ] || fail "no example workflows found beside $nf"
-count=0
+# Every example of the checkout this script sits in must be shipped (a bundle that lost one fails).
+checkout="$(dirname "$(realpath "$0")")/../workflows"
+if [ -d "$checkout" ]; then
+    for wf in "$checkout"/*.json; do
+        echo "$examples" | grep -q "/$(basename "$wf")$" || fail "example $(basename "$wf") is not shipped with $nf"
+    done
+fi
+# Run them all (a broken bundle shows how many fail and why), then fail if any did.
+total=0 count=0 failed=""
 for wf in $examples; do
     name=$(basename "$wf" .json)
-    "$nf" validate "$wf" > /dev/null || fail "validate $name"
-    (cd "$work" && "$nf" run "$wf" --out "$work/out-$name" -q > "$work/run-$name.log" 2>&1) \
-        || { cat "$work/run-$name.log" >&2; fail "run $name"; }
+    total=$((total + 1))
+    if ! "$nf" validate "$wf" > "$work/validate-$name.log" 2>&1; then
+        echo "FAIL validate $name: $(grep -v '^\s*$' "$work/validate-$name.log" | tail -1)" >&2
+        failed="$failed $name"; continue
+    fi
+    if ! (cd "$work" && "$nf" run "$wf" --out "$work/out-$name" -q --debug > "$work/run-$name.log" 2>&1); then
+        # The command's one line, and the innermost cause from the --debug traceback.
+        echo "FAIL run $name: $(grep -m1 '^error:' "$work/run-$name.log" || tail -1 "$work/run-$name.log")" >&2
+        echo "     cause: $(grep -m1 -E '^[A-Za-z_.]*(Error|Exception): ' "$work/run-$name.log" || true)" >&2
+        failed="$failed $name"; continue
+    fi
     pngs=$(find "$work/out-$name" -name "*.png" | wc -l)
-    [ "$pngs" -ge 1 ] || fail "run $name wrote no PNG"
+    if [ "$pngs" -lt 1 ]; then
+        echo "FAIL run $name wrote no PNG" >&2
+        failed="$failed $name"; continue
+    fi
     ok "run $name: $pngs PNG"
     count=$((count + 1))
 done
+echo "examples: $count of $total ran and wrote a PNG"
+[ "$count" -eq "$total" ] || fail "examples that failed:$failed"
 
 "$nf" export "$(echo "$examples" | grep txt2img.json)" --to comfyui-api -o "$work/api.json" > /dev/null \
     || fail "export to ComfyUI API"
@@ -81,4 +104,4 @@ rc=$?
 set -e
 [ "$rc" -eq 124 ] || { tail -5 "$work/gui.log" >&2; fail "the editor exited with $rc before 8 s"; }
 ok "editor stayed up 8 s offscreen"
-echo "smoke check passed: $count examples"
+echo "smoke check passed: $count of $total examples"
