@@ -253,8 +253,7 @@ class NodeGraphic(QGraphicsItem):
                     self._paint_param_text(painter)
                     if self.proxy is None:
                         self._schedule_panel()
-            if not low:
-                self._paint_ports(painter)
+            self._paint_ports(painter, lod if low else 1.0)
             self._paint_placeholder(painter)
             self._paint_images(painter)
             self._paint_progress(painter)
@@ -365,9 +364,14 @@ class NodeGraphic(QGraphicsItem):
             return "queued", theme.NODE_SUBTEXT
         return None
 
-    def _paint_ports(self, painter: QPainter) -> None:
-        painter.setFont(self.small_font)
-        fm = QFontMetricsF(self.small_font)
+    def _paint_ports(self, painter: QPainter, lod: float = 1.0) -> None:
+        """Each port's name; below the readable zoom in a larger font (up to a row's height), as
+        the title, so a zoomed-out graph still says what connects to what."""
+        font = QFont(self.small_font)
+        if lod < 1.0:
+            font.setPixelSize(int(min(ROW - 6, max(11.0, 9.0 / lod))))
+        painter.setFont(font)
+        fm = QFontMetricsF(font)
         half = self.width / 2 - 14
         for port in self.inputs.values():
             y = port.pos().y()

@@ -19,6 +19,16 @@ MAX_FIT_ZOOM = 1.25
 FIT_MARGIN_PX = 40
 
 
+def _fit_centre(rect: QRectF, width: float, height: float, margin: float) -> QPointF:
+    """The centre of a view `width` x `height` (scene units) showing `rect`: centred on each axis
+    where it fits (if only with a thin margin), else from its left or top edge plus `margin`."""
+    def axis(start: float, size: float, room: float) -> float:
+        if size <= room:
+            return start + size / 2
+        return start - margin + room / 2
+    return QPointF(axis(rect.left(), rect.width(), width), axis(rect.top(), rect.height(), height))
+
+
 class GraphView(QGraphicsView):
     searchRequested = Signal(QPointF)     # scene pos where a node should be added
     filesDropped = Signal(list, QPointF)  # local paths, scene pos
@@ -89,8 +99,9 @@ class GraphView(QGraphicsView):
         return rect
 
     def fit(self, rect: QRectF | None = None) -> None:
-        """Show `rect` (the graph by default) whole, but never below a readable zoom when the
-        graph fits at that zoom with a thinner margin."""
+        """Show `rect` (the graph by default) whole where it fits at a readable zoom; a larger one
+        opens at the readable zoom from its top-left corner (where a graph starts), to pan from:
+        a fit never hides the editors, values and port names (issue 31)."""
         if rect is None:
             rect = self.graph_rect()
         if rect.isNull() or rect.isEmpty():
@@ -99,12 +110,9 @@ class GraphView(QGraphicsView):
         margin = FIT_MARGIN_PX
         zoom = min((view.width() - 2 * margin) / rect.width(), (view.height() - 2 * margin) / rect.height(),
                    MAX_FIT_ZOOM)
-        if zoom < READABLE_ZOOM:
-            tight = min((view.width() - 8) / rect.width(), (view.height() - 8) / rect.height())
-            if tight >= READABLE_ZOOM:
-                zoom = READABLE_ZOOM
+        zoom = max(zoom, READABLE_ZOOM)
         self.set_zoom(zoom)
-        self.centerOn(rect.center())
+        self.centerOn(_fit_centre(rect, view.width() / zoom, view.height() / zoom, margin / zoom))
 
     def shows_graph(self) -> bool:
         """Whether most of the graph (or, for a graph larger than the view, a view full of it) is in view."""
@@ -124,7 +132,7 @@ class GraphView(QGraphicsView):
             zoom = float(viewport["zoom"])
             if not math.isfinite(zoom) or zoom <= 0:
                 raise ValueError(zoom)
-            self.set_zoom(zoom)
+            self.set_zoom(max(zoom, READABLE_ZOOM))     # a file opens readable, as a fit does
             self.centerOn(float(center[0]), float(center[1]))
         except (TypeError, KeyError, ValueError, IndexError):
             self.fit()

@@ -1,0 +1,114 @@
+"""Issue 31: what a new user tripped over in the editor's second hour."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from PySide6.QtCore import Qt
+from PySide6.QtTest import QTest
+from PySide6.QtWidgets import QApplication
+
+from nodeforge.paths import builtin_dir
+
+EXAMPLES = sorted(builtin_dir("workflows").glob("*.json"))
+INTEROP = Path(__file__).parents[1] / "interop" / "data"
+
+
+@pytest.fixture(scope="module")
+def real_registry():
+    from nodeforge.core.registry import load_registry
+
+    return load_registry(entry_points=False)
+
+
+@pytest.fixture
+def big_window(qtbot, real_registry, tmp_path):
+    """1600x1000 with the default docks and the Queue panel docked beside Images, as after a run."""
+    from nodeforge.core.engine import Engine
+    from nodeforge.ui.main_window import MainWindow
+
+    win = MainWindow(Engine(device="cpu", output_dir=tmp_path / "out", registry=real_registry))
+    win.confirm_close = False
+    qtbot.addWidget(win)
+    win.resize(1600, 1000)
+    win.show()
+    win.show_queue()
+    qtbot.waitExposed(win)
+    yield win
+    win.runner.cancel()
+    win.runner.wait(10)
+    win.autosaver.discard()
+
+
+def _visible(win):
+    return win.view.mapToScene(win.view.viewport().rect()).boundingRect()
+
+
+def _assert_readable(win, starts_in_view=True):
+    """Editors, values and port names are drawn: not the low level of detail, not grey boxes."""
+    from nodeforge.ui.canvas.view import READABLE_ZOOM
+
+    assert win.view.zoom() >= READABLE_ZOOM - 1e-9 and not win.scene.low_detail
+    visible = _visible(win)
+    shown = [item for item in win.scene.nodes.values() if visible.intersects(item.sceneBoundingRect())]
+    assert len(shown) >= 3
+    with_editors = [item for item in shown if item.proxy is not None]
+    assert all(item.proxy.isVisible() for item in with_editors if not item.collapsed)
+    assert win.view.shows_graph()
+    if starts_in_view:                              # a fit: the graph's start in view, the rest a pan away
+        assert visible.contains(win.view.graph_rect().topLeft())
+
+
+# -- item 1: graphs open readable ------------------------------------------------------------------
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.stem)
+def test_an_example_opened_and_fitted_with_f_stays_readable(big_window, qtbot, path):
+    win = big_window
+    assert win.document.open_example(path)
+    qtbot.waitUntil(lambda: win.scene.panels_pending() == 0)
+    _assert_readable(win)
+    win.view.set_zoom(0.2)                          # zoomed far out by hand, then F
+    win.view.setFocus()
+    QTest.keyClick(win.view, Qt.Key.Key_F)
+    qtbot.waitUntil(lambda: win.view.zoom() >= 0.6)
+    _assert_readable(win)
+
+
+@pytest.mark.parametrize("name", ["comfy-hires-api.json", "all-nodes-1.json", "comfy-inpaint-0.4.json"])
+def test_an_imported_comfyui_file_opens_readable(big_window, qtbot, name):
+    win = big_window
+    assert win.open_path(INTEROP / name)
+    qtbot.waitUntil(lambda: win.scene.panels_pending() == 0)
+    qtbot.wait(50)                                  # the viewport is restored after the event loop turns
+    _assert_readable(win, starts_in_view=False)     # the sender's viewport where it shows the graph
+    for box in (win.document.import_notice, win.document.missing_dialog):
+        if box is not None:                         # the user reads the notes and closes them
+            box.close()
+    qtbot.waitUntil(lambda: win.document.import_notice is None and win.document.missing_dialog is None)
+    win.activateWindow()
+    qtbot.waitUntil(lambda: QApplication.activeWindow() is win)
+    win.view.setFocus()
+    QTest.keyClick(win.view, Qt.Key.Key_F)
+    _assert_readable(win)
+
+
+def test_low_detail_still_draws_titles_and_port_names(big_window, qtbot, monkeypatch):
+    """Zoomed out by hand below the readable zoom: each node still paints its title and its ports' names."""
+    from nodeforge.ui.canvas.node_graphic import NodeGraphic
+
+    win = big_window
+    assert win.document.open_example(builtin_dir("workflows") / "txt2img.json")
+    qtbot.waitUntil(lambda: win.scene.panels_pending() == 0)
+    win.view.set_zoom(0.45)
+    assert win.scene.low_detail
+    drawn: list[str] = []
+    from PySide6.QtGui import QPainter
+
+    real = QPainter.drawText
+
+    def record(painter, *args):
+        drawn.append(str(args[-1]))
+        return real(painter, *args)
+
+    monkeypatch.setattr(QPainter, "drawText", record)
+    win.view.grab()
+    assert "Load Checkpoint" in drawn and {"unet", "clip", "vae", "latent", "conditioning"} <= set(drawn)
