@@ -31,7 +31,7 @@ from nodeforge.core.errors import NodeError
 
 from .conditioning import Guidance, inpainting_inputs
 from .latents import latent_shape, preview_image, resize_mask
-from .memory import memory_advice
+from .memory import check_denoise_fits, memory_advice
 from .schedulers import SAMPLERS, make_scheduler
 from .wrappers import UNetModel
 
@@ -270,6 +270,7 @@ def denoise_latent(ctx: Any, *, model: Any, positive: dict, negative: dict, late
     if not request.has_work():
         return latent
     family = sampling_behaviour(model)
+    check_denoise_fits(model, family.latent_shape(model, latent), request.cfg)    # before hours of swapping
     plan = family.plan_steps(model, request)
     start = family.start_latents(model, plan, latent, request)
     predictor = family.predictor(model, positive, negative, start, request)
