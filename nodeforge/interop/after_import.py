@@ -68,6 +68,7 @@ def resolve_models(imported: "Imported", registry: Any, model_map: Mapping[str, 
     workflow = imported.workflow
     base = workflow.source.parent if workflow.source is not None else None
     resolver = ModelResolver(model_paths, dict(model_map or {}), base)
+    unresolved: dict[tuple[str, str], tuple[str, str]] = {}    # (node id, param) -> (kind, name)
     for nid, node in workflow.nodes.items():
         spec = registry.get(node.type) if registry is not None else None
         for param in spec.params if spec is not None else ():
@@ -77,18 +78,19 @@ def resolve_models(imported: "Imported", registry: Any, model_map: Mapping[str, 
             if imported.foreign and (param.file is not None or param.role is ParamRole.PROMPT):
                 workflow.origins[(nid, param.name)] = imported.format    # validate keeps it in the model folders
             if param.file is not None and imported.foreign:
-                _resolve_file(imported, resolver, nid, param, value)
+                _resolve_file(imported, resolver, unresolved, nid, param, value)
             elif param.file is not None:
                 node.params[param.name] = resolver.mapped(value)
             if param.role is ParamRole.PROMPT and imported.foreign:
                 resolve_embeddings(resolver, value, nid)
-    imported.missing_params = {key: resolver.missing_line(*item) for key, item in imported.missing_params.items()}
+    imported.missing_line_at = {place: resolver.missing_line(*model) for place, model in unresolved.items()}
     imported.missing = resolver.missing_lines()
     imported.warnings.extend(imported.missing)
     imported.warnings.extend(resolver.unused_map_lines())
 
 
-def _resolve_file(imported: "Imported", resolver: ModelResolver, nid: str, param: Param, value: str) -> None:
+def _resolve_file(imported: "Imported", resolver: ModelResolver, unresolved: dict[tuple[str, str], tuple[str, str]],
+                  nid: str, param: Param, value: str) -> None:
     kind = param.file.value
     if resolver.mapped(value) != value:
         imported.workflow.origins.pop((nid, param.name), None)   # the user's --model-map chose it
@@ -97,5 +99,5 @@ def _resolve_file(imported: "Imported", resolver: ModelResolver, nid: str, param
     name = resolver.resolve(kind, value, nid)
     imported.workflow.nodes[nid].params[param.name] = name
     if (kind, name) in resolver.missing:
-        imported.missing_params[(nid, param.name)] = (kind, name)
+        unresolved[(nid, param.name)] = (kind, name)
         imported.missing_models.setdefault((kind, name), []).append((nid, param.name))

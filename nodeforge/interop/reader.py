@@ -31,7 +31,7 @@ class Imported:
     # The model files the import could not find: their lines (also in `warnings`), and for each
     # (node id, param) it leaves unresolved its line, so `run`/`validate` say it once, not twice.
     missing: list[str] = field(default_factory=list)
-    missing_params: dict[tuple[str, str], str] = field(default_factory=dict)
+    missing_line_at: dict[tuple[str, str], str] = field(default_factory=dict)
     # Each missing model file, (kind, name), and the (node id, param) places that name it: what
     # the editor's Missing models dialog offers to replace.
     missing_models: dict[tuple[str, str], list[tuple[str, str]]] = field(default_factory=dict)

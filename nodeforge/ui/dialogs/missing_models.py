@@ -77,7 +77,7 @@ def apply_choices(imported: Any, chosen: dict[tuple[str, str], str]) -> None:
         for nid, param in imported.missing_models.get(key, []):
             imported.workflow.nodes[nid].params[param] = replacement
             imported.workflow.origins.pop((nid, param), None)     # the user's choice
-            line = imported.missing_params.pop((nid, param), None)
+            line = imported.missing_line_at.pop((nid, param), None)
             if line in imported.warnings:
                 imported.warnings.remove(line)
             if line in imported.missing:
