@@ -28,7 +28,8 @@ from nodeforge.core.files import output_paths
 TRAINERS = {"train-lora": ("lora", "a LoRA on a folder of captioned images"),
             "train-upscaler": ("upscaler", "the demo 4x upscaler (shapes-x4) on generated shapes"),
             "train-embedding": ("embedding", "the demo textual-inversion embedding (shapes-sunset)"),
-            "train-controlnet": ("controlnet", "the demo outline ControlNet (shapes-outline) on generated shapes")}
+            "train-controlnet": ("controlnet", "the demo outline ControlNet (shapes-outline) on generated shapes"),
+            "train-flow": ("flow", "a small SD3-architecture flow model on generated shapes")}
 
 
 class UsageError(Exception):
