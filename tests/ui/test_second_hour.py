@@ -112,3 +112,58 @@ def test_low_detail_still_draws_titles_and_port_names(big_window, qtbot, monkeyp
     monkeypatch.setattr(QPainter, "drawText", record)
     win.view.grab()
     assert "Load Checkpoint" in drawn and {"unet", "clip", "vae", "latent", "conditioning"} <= set(drawn)
+
+
+# -- item 3: Save As rebases relative input paths --------------------------------------------------
+def _load_image_node(win):
+    return next(nid for nid, node in win.model.nodes.items() if node.type == "LoadImage")
+
+
+def test_save_as_an_example_elsewhere_rebases_its_input_image(big_window, qtbot, tmp_path, monkeypatch):
+    from PySide6.QtWidgets import QFileDialog
+
+    from nodeforge.core.validate import check_workflow
+    from nodeforge.core.workflow import load_workflow
+
+    win = big_window
+    example = builtin_dir("workflows") / "controlnet.json"
+    assert win.document.open_example(example)
+    nid = _load_image_node(win)
+    assert win.model.nodes[nid].params["path"] == "inputs/yellow-triangle.png"
+    target = tmp_path / "elsewhere" / "mine.json"
+    target.parent.mkdir()
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, **k: (str(target), ""))
+    QTest.keySequence(win, "Ctrl+Shift+S")          # File > Save As, as the user presses it
+    qtbot.waitUntil(lambda: target.exists())
+    saved = load_workflow(target)
+    rebased = saved.nodes[nid].params["path"]
+    assert rebased != "inputs/yellow-triangle.png" and not Path(rebased).is_absolute()
+    assert (target.parent / rebased).resolve() == (example.parent / "inputs/yellow-triangle.png").resolve()
+    assert win.model.nodes[nid].params["path"] == rebased and not win.document.is_modified()
+    assert "rebased" in win.statusBar().currentMessage() and "yellow-triangle.png" in win.statusBar().currentMessage()
+    checked = check_workflow(saved, win.engine.registry, win.engine.model_paths)
+    assert not [p for p in checked.problems if p.node_id == nid], checked.problems   # the copy finds it
+
+
+def test_save_as_says_which_relative_paths_it_cannot_rebase(big_window, tmp_path):
+    win = big_window
+    assert win.document.open_example(builtin_dir("workflows") / "controlnet.json")
+    nid = _load_image_node(win)
+    win.controller.set_param(nid, "path", "inputs/not-there.png")
+    target = tmp_path / "elsewhere" / "mine.json"
+    target.parent.mkdir()
+    assert win.document.save_to(target)
+    assert "inputs/not-there.png" in win.last_error and "could not be rebased" in win.last_error
+    assert "Load Image" in win.last_error
+
+
+def test_saving_again_in_the_same_folder_keeps_relative_paths(big_window, tmp_path):
+    win = big_window
+    assert win.document.open_example(builtin_dir("workflows") / "img2img.json")
+    assert win.document.save_to(tmp_path / "a.json")
+    nid = _load_image_node(win)
+    first = win.model.nodes[nid].params["path"]
+    assert (tmp_path / first).resolve() == (builtin_dir("workflows") / "inputs/red-circle.png").resolve()
+    assert win.document.save_to(tmp_path / "b.json")
+    assert win.model.nodes[nid].params["path"] == first
+    assert win.statusBar().currentMessage() == f"Saved {tmp_path / 'b.json'}"

@@ -21,6 +21,7 @@ from PySide6.QtWidgets import QFileDialog, QMenu, QMessageBox, QWidget
 from nodeforge.core.errors import WorkflowError
 from nodeforge.core.types import FileKind
 from nodeforge.core.placeholder import is_placeholder, original_class
+from nodeforge.core.relocate import Relocation, relocate
 from nodeforge.core.workflow import Workflow, save_workflow
 from nodeforge.ui.files.autosave import Autosaver
 from nodeforge.ui.graph.controller import CLIPBOARD_MIME, looks_like_workflow, unencodable_text
@@ -329,18 +330,41 @@ class DocumentController(QObject):
             bad = unencodable_text(snapshot)
             if bad:
                 raise WorkflowError(bad)
+            moved = relocate(snapshot, self.engine.registry, Path(path).parent)
+            for nid, name, _old, new in moved.changes:
+                snapshot.nodes[nid].params[name] = new
             save_workflow(snapshot, path)
         except Exception as exc:  # every failure is the user's to see: a silent one loses work
             self.host.show_error("Cannot save", f"{path}:\n{explain(exc)}")
             return False
+        self._follow_relocation(moved, Path(path))
         self.path = Path(path)
         self.imported_from = self.imported_format = None
         self.model.workflow.source = self.path
         self.stack.setClean()
         self.update_title()
         self.add_recent(self.path)
-        self.host.show_message(f"Saved {path}", 4000)
+        if not moved.changes:
+            self.host.show_message(f"Saved {path}", 4000)
         return True
+
+    def _follow_relocation(self, moved: Relocation, path: Path) -> None:
+        """The document takes the rebased paths it was saved with (one undoable step), and the
+        user hears of each relative path that the saved copy cannot find."""
+        if moved.changes:
+            self.stack.beginMacro("Rebase input paths")
+            for nid, name, _old, new in moved.changes:
+                self.controller.set_param(nid, name, new)
+            self.stack.endMacro()
+            shown = ", ".join(f"{old} -> {new}" for _nid, _name, old, new in moved.changes[:3])
+            more = f" and {len(moved.changes) - 3} more" if len(moved.changes) > 3 else ""
+            self.host.show_message(f"Saved {path}; input paths rebased to its folder: {shown}{more}", 10000)
+        if moved.lost:
+            lines = "\n".join(f"• {self.model.title(nid)} ({nid}), {name}: {value}" for nid, name, value in moved.lost)
+            self.host.show_error("Saved, but inputs are missing",
+                                 f"{path} was saved, but these relative paths were not found beside the old "
+                                 f"file nor the new one, so they could not be rebased:\n{lines}\n"
+                                 "Choose each file again (the ... button on the node) and save.")
 
     def maybe_save(self) -> bool:
         """Before the graph goes away: True to go on (saved, discarded or unmodified)."""
