@@ -375,7 +375,7 @@ def print_lines(kind: str, lines: Sequence[str]) -> None:
 
 def report_problems(problems: Sequence[Any], imported: Any) -> None:
     """Every problem, one an error line; a model the import could not find by its import line."""
-    lines = [imported.missing_line_at.get((problem.node_id, problem.field)) or str(problem) for problem in problems]
+    lines = [imported.line_for(problem) for problem in problems]
     print_lines("error", list(dict.fromkeys(lines)))
 
 

@@ -11,6 +11,7 @@ closed at the end of the text rather than refused, so any text is a valid prompt
 from __future__ import annotations
 
 import re
+from typing import Callable
 
 EMPHASIS = 1.1
 _TOKEN = re.compile(r"\\[()\[\]\\]|\(|\[|:\s*([+-]?(?:\d+\.?\d*|\.\d+))\s*\)|\)|\]|[^\\()\[\]:]+|:|\\", re.S)
@@ -112,3 +113,24 @@ def embedding_references(text: str, bare_names: frozenset[str] | set[str] = froz
             if is_embedding:
                 found.setdefault(piece)
     return list(found)
+
+
+_REF_START = re.compile(r"(?:(?<=^)|(?<=[\s,(\[]))embedding:", re.I)
+
+
+def rename_embeddings(text: str, rename: Callable[[str], str | None]) -> str:
+    """`text` with each `embedding:NAME` whose name `rename` maps to another name rewritten in place
+    (weights, brackets and the rest kept as written). `rename` gets each name as the parser reads it
+    (`embedding_references`) and returns the new name, or None to keep it."""
+    names = sorted(embedding_references(text), key=len, reverse=True)
+    if not names:
+        return text
+    out, at = [], 0
+    for match in _REF_START.finditer(text):
+        rest = text[match.end():]
+        name = next((n for n in names if rest.startswith(n)), None)
+        new = rename(name) if name is not None else None
+        if new is not None and new != name:
+            out.append(text[at:match.end()] + new)
+            at = match.end() + len(name)
+    return "".join(out) + text[at:]

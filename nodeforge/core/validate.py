@@ -55,7 +55,8 @@ def check_workflow(workflow: Workflow, registry: Registry, model_paths: ModelPat
             continue
         result.specs[nid] = spec
         _check_params(nid, node.params, spec, model_paths if check_files else None, result, base, workflow.origins)
-        _check_shared_names(nid, node.params, spec, workflow.origins, model_paths if check_files else None, result)
+        _check_shared_names(nid, node.params, spec, workflow.origins, model_paths if check_files else None, result,
+                            base)
 
     for nid, node in nodes.items():
         spec = result.specs.get(nid)
@@ -133,9 +134,9 @@ def _check_params(nid: str, given: dict[str, Any], spec: NodeSpec, model_paths: 
 
 
 def _check_shared_names(nid: str, given: dict[str, Any], spec: NodeSpec, origins: dict[tuple[str, str], str],
-                        model_paths: ModelPaths | None, result: Checked) -> None:
+                        model_paths: ModelPaths | None, result: Checked, base: Path | None = None) -> None:
     """Model names in another tool's file stay inside the model folders; an embedding a prompt
-    names must be an embedding file (as a checkpoint param must be a model file)."""
+    names must exist and be an embedding file (as a checkpoint param must be a model file)."""
     for param in spec.params:
         value = given.get(param.name)
         origin = origins.get((nid, param.name))
@@ -151,7 +152,7 @@ def _check_shared_names(nid: str, given: dict[str, Any], spec: NodeSpec, origins
                 result.problems.append(Problem(_outside_message("embedding", name, origin, nid, param.name),
                                                nid, spec.type, param.name))
             elif model_paths is not None:
-                wrong = _embedding_problem(model_paths, name)
+                wrong = _embedding_problem(model_paths, name, base)
                 if wrong is not None:
                     result.problems.append(Problem(wrong, nid, spec.type, param.name))
 
@@ -162,16 +163,21 @@ def _outside_message(kind: str, name: str, origin: str, nid: str, param: str) ->
             f"type it in the editor or give --set {nid}.{param}=...")
 
 
-def _embedding_problem(model_paths: ModelPaths, name: str) -> str | None:
-    """Why the file `embedding:NAME` finds is not an embedding, or None (a missing one is run's to say)."""
+def _embedding_problem(model_paths: ModelPaths, name: str, base: Path | None = None) -> str | None:
+    """Why `embedding:NAME` cannot be read: no file found as TextEncoder looks (as written, then
+    without trailing punctuation), or a file that is not an embedding; None when it can."""
+    missing = f"embedding:{name}: not found"
     for candidate in name_candidates(name):
         try:
-            path = model_paths.resolve(FileKind.EMBEDDING, candidate)
-        except (ModelNotFound, OSError, ValueError):
+            path = model_paths.resolve(FileKind.EMBEDDING, candidate, base)
+        except ModelNotFound as exc:
+            missing = f"embedding:{name}: {exc}"
+            continue
+        except (OSError, ValueError):
             continue
         wrong = file_problem(FileKind.EMBEDDING, path)
         return f"embedding:{name}: {wrong}" if wrong is not None else None
-    return None
+    return missing
 
 
 def _coerce(param: Param, raw: Any, spec: NodeSpec) -> tuple[str | None, Any]:

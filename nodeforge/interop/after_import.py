@@ -81,9 +81,11 @@ def resolve_models(imported: "Imported", registry: Any, model_map: Mapping[str, 
                 _resolve_file(imported, resolver, unresolved, nid, param, value)
             elif param.file is not None:
                 node.params[param.name] = resolver.mapped(value)
-            if param.role is ParamRole.PROMPT and imported.foreign:
-                resolve_embeddings(resolver, value, nid)
+            if param.role is ParamRole.PROMPT:     # `embedding:OLD` mapped too, found for another tool's file
+                node.params[param.name] = resolve_embeddings(resolver, value, nid, find=imported.foreign)
     imported.missing_line_at = {place: resolver.missing_line(*model) for place, model in unresolved.items()}
+    imported.missing_embeddings = {name: resolver.missing_line(kind, name) for kind, name in resolver.missing
+                                   if kind == "embedding"}
     imported.missing = resolver.missing_lines()
     imported.warnings.extend(imported.missing)
     imported.warnings.extend(resolver.unused_map_lines())

@@ -16,7 +16,7 @@ from typing import Iterable
 
 from nodeforge.core.models import (EXTENSIONS, FOLDER_MARKERS, KIND_NAMES, SUBFOLDERS, ModelNotFound, ModelPaths,
                                    is_model_folder)
-from nodeforge.core.prompt_syntax import embedding_references, name_candidates
+from nodeforge.core.prompt_syntax import name_candidates, rename_embeddings
 from nodeforge.core.types import FileKind
 
 MAX_WALK_ENTRIES = 50_000      # a models folder of a few thousand files is normal; stop well past that
@@ -188,14 +188,27 @@ def _quote(name: str) -> str:
     return name if re.fullmatch(r"[\w.\-/]+", name) else f'"{name}"'
 
 
-def resolve_embeddings(resolver: ModelResolver, text: str, node_id: str | None = None) -> None:
-    """Look up every `embedding:NAME` a prompt names, as TextEncoder will (one parser,
-    `nodeforge.core.prompt_syntax`): as written, then without trailing punctuation; a name found
-    neither way is recorded missing (without the punctuation)."""
-    for name in embedding_references(text or ""):
+def resolve_embeddings(resolver: ModelResolver, text: str, node_id: str | None = None, *, find: bool = True) -> str:
+    """The prompt with each `embedding:NAME` the user's --model-map names rewritten to the new name
+    (as NodeForge finds it), looking names up as TextEncoder will (one parser,
+    `nodeforge.core.prompt_syntax`): as written, then without trailing punctuation. With `find`
+    (another tool's file) a name found neither way is recorded missing (without the punctuation)."""
+    def rename(name: str) -> str | None:
         candidates = name_candidates(name)
-        if not any(resolver.find("embedding", resolver.mapped(candidate)) for candidate in candidates):
+        for candidate in reversed(candidates):     # "old." maps by "old", and keeps its "."
+            new = resolver.mapped(candidate)
+            if new == candidate:
+                continue
+            found = resolver.find("embedding", new) if find else None
+            if find and found is None:
+                resolver.resolve("embedding", new, node_id)
+            # the stored name where it stays one word of the prompt, else the name the user gave
+            shown = found if found is not None and not re.search(r"[\s,()\[\]]", found) else new
+            return shown + name[len(candidate):]
+        if find and not any(resolver.find("embedding", candidate) for candidate in candidates):
             resolver.resolve("embedding", candidates[-1], node_id)
+        return None
+    return rename_embeddings(text or "", rename)
 
 
 def local_models(kind: FileKind | str, model_paths: ModelPaths | None = None) -> list[str]:

@@ -14,6 +14,7 @@ from typing import Any, Mapping
 
 from nodeforge.core.errors import WorkflowFileError
 from nodeforge.core.png_text import PNG_PARAMETERS_KEY, PNG_SIGNATURE, read_png_text, version_note
+from nodeforge.core.prompt_syntax import name_candidates
 from nodeforge.core.workflow import Workflow, parse_json, read_regular_file, unsaveable_problems
 from nodeforge.interop import a1111, comfy_graph, comfy_import
 from nodeforge.interop.after_import import fit_sampler_pairs, resolve_models
@@ -35,10 +36,22 @@ class Imported:
     # Each missing model file, (kind, name), and the (node id, param) places that name it: what
     # the editor's Missing models dialog offers to replace.
     missing_models: dict[tuple[str, str], list[tuple[str, str]]] = field(default_factory=dict)
+    # Each embedding a prompt names that the import could not find: its line, by the name validate
+    # reports (`embedding:NAME: ...`, without trailing punctuation).
+    missing_embeddings: dict[str, str] = field(default_factory=dict)
 
     @property
     def foreign(self) -> bool:
         return self.format != NODEFORGE
+
+    def line_for(self, problem: Any) -> str:
+        """What to print for a validation problem: the import's own line for a model it could not
+        find (with where to put it and the --model-map fix), else the problem."""
+        line = self.missing_line_at.get((problem.node_id, problem.field))
+        if line is None and problem.message.startswith("embedding:"):
+            name = problem.message[len("embedding:"):].split(": ", 1)[0]
+            line = self.missing_embeddings.get(name_candidates(name)[-1])
+        return line or str(problem)
 
 
 def detect_format(data: Any) -> str:

@@ -109,3 +109,39 @@ def test_mistakes_are_one_line(tmp_path, monkeypatch, capsys, argv, message):
     assert code in (1, 2)
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
+
+
+def _with_prompt(tmp_path, text):
+    data = json.loads((DATA / "txt2img-0.4.json").read_text())
+    next(n for n in data["nodes"] if n["id"] == 6)["widgets_values"] = [text]
+    path = tmp_path / "shared.json"
+    path.write_text(json.dumps(data))
+    return str(path)
+
+
+def test_validate_says_an_embedding_the_prompt_names_is_missing_and_the_map_fixes_it(tmp_path, capsys):
+    """Issue 30 (a): validate said ok and the run failed after loading the checkpoint."""
+    source = _with_prompt(tmp_path, "a red circle, (embedding:sunsetstyle:1.2)")
+    checkpoint = "v1-5-pruned-emaonly.safetensors=nodeforge-shapes"
+    assert main(["validate", source, "--model-map", checkpoint]) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith("error: missing embedding 'sunsetstyle' (node 6): put it in "), err
+    assert err[0].endswith("--model-map sunsetstyle=NAME")
+    assert main(["run", source, "--model-map", checkpoint, "--out", str(tmp_path)]) == 1   # before loading anything
+    assert capsys.readouterr().err.splitlines() == err
+    out = tmp_path / "mine.json"
+    assert main(["import", source, "-o", str(out), "--model-map", checkpoint,
+                 "--model-map", "sunsetstyle=shapes-sunset"]) == 0
+    assert json.loads(out.read_text())["nodes"]["6"]["params"]["text"] == "a red circle, (embedding:shapes-sunset:1.2)"
+    assert main(["validate", source, "--model-map", checkpoint, "--model-map", "sunsetstyle=shapes-sunset"]) == 0
+
+
+def test_validate_refuses_a_missing_embedding_in_a_nodeforge_file(tmp_path, capsys):
+    path = tmp_path / "wf.json"
+    path.write_text(json.dumps({"nodeforge": 1, "nodes": {
+        "1": {"type": "CheckpointLoader", "params": {"checkpoint": "nodeforge-shapes"}},
+        "2": {"type": "TextEncoder", "params": {"text": "a, embedding:nowhere."}, "inputs": {"clip": ["1", "clip"]}}}}))
+    assert main(["validate", str(path)]) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith("error: node 2 (TextEncoder), text: embedding:nowhere.: embedding "
+                                               "'nowhere' not found"), err

@@ -146,3 +146,44 @@ def test_an_upscale_model_the_editor_lists_is_the_one_an_import_finds(registry, 
     imported = read_workflow(prompt, registry=registry, model_paths=paths)
     assert imported.workflow.nodes["1"].params["upscale_model"] == file_name
     assert paths.names("upscale_model") == [file_name] == local_models("upscale_model", paths)
+
+
+# Issue 30 (a): `--model-map OLD=NEW` rewrites `embedding:OLD` in the imported prompts, to the name
+# NodeForge finds; brackets, weights and trailing punctuation stay as written.
+@pytest.mark.parametrize("prompt, model_map, expected", [
+    ("a cat, embedding:EasyNegative", {"EasyNegative": "ink"}, "a cat, embedding:styles/ink.pt"),
+    ("(embedding:EasyNegative.pt:1.2), embedding:EasyNegativeV2", {"EasyNegative": "ink"},
+     "(embedding:styles/ink.pt:1.2), embedding:EasyNegativeV2"),                 # by stem; another name kept
+    ("drawn in embedding:old.", {"old": "ink"}, "drawn in embedding:styles/ink.pt."),
+    ("[embedding:a], embedding:b", {"a": "ink", "b": "styles/ink.pt"},
+     "[embedding:styles/ink.pt], embedding:styles/ink.pt"),
+])
+def test_a_model_map_rewrites_the_embeddings_a_prompt_names(registry, tmp_path, prompt, model_map, expected):
+    (tmp_path / "embeddings" / "styles").mkdir(parents=True)
+    (tmp_path / "embeddings" / "styles" / "ink.pt").write_bytes(b"x")
+    prompt_file = {"6": {"class_type": "CLIPTextEncode", "inputs": {"text": prompt, "clip": ["4", 1]}},
+                   **checkpoint_file("x.safetensors")}
+    paths = ModelPaths(roots=[tmp_path], include_builtin=False)
+    imported = read_workflow(prompt_file, registry=registry, model_paths=paths, model_map=model_map)
+    assert imported.workflow.nodes["6"].params["text"] == expected
+    assert list(imported.missing_embeddings) == (["EasyNegativeV2"] if "V2" in prompt else [])
+    assert not [line for line in imported.warnings if line.startswith("--model-map")]
+
+
+def test_an_embedding_mapped_to_one_that_is_not_there_is_missing_by_its_new_name(registry, tmp_path):
+    prompt_file = {"6": {"class_type": "CLIPTextEncode", "inputs": {"text": "embedding:old", "clip": ["4", 1]}},
+                   **checkpoint_file("x.safetensors")}
+    imported = read_workflow(prompt_file, registry=registry, model_map={"old": "typo"},
+                             model_paths=ModelPaths(roots=[tmp_path], include_builtin=False))
+    assert imported.workflow.nodes["6"].params["text"] == "embedding:typo"
+    line = next(line for line in imported.missing if "embedding" in line)
+    assert line.startswith("missing embedding 'typo' (node 6): put it in ")
+    assert imported.missing_embeddings == {"typo": line}
+
+
+def test_a_model_map_rewrites_embeddings_in_a_nodeforge_file_too(registry, tmp_path):
+    path = tmp_path / "wf.json"
+    path.write_text(json.dumps({"nodeforge": 1, "nodes": {"1": {"type": "TextEncoder",
+                                                                 "params": {"text": "a, embedding:theirs"}}}}))
+    imported = read_workflow(path, registry=registry, model_map={"theirs": "shapes-sunset"})
+    assert imported.workflow.nodes["1"].params["text"] == "a, embedding:shapes-sunset"
