@@ -46,6 +46,11 @@ FOLDER_MARKERS = {
     FileKind.EMBEDDING: ("learned_embeds.safetensors", "learned_embeds.bin"),
 }
 
+# A kind whose param may name a model of another kind: a VAE param naming a checkpoint uses the VAE
+# inside it (VAELoader reads a diffusers folder's vae/ and a single file's first_stage_model. part), so
+# `--model-map vae.safetensors=nodeforge-shapes` works.
+BORROWS = {FileKind.VAE: FileKind.CHECKPOINT}
+
 
 def is_model_folder(kind: FileKind, path: Path) -> bool:
     """Whether `path` is a folder that a param of `kind` may name (a diffusers-layout model)."""
@@ -126,7 +131,23 @@ class ModelPaths:
         return list(names)
 
     def resolve(self, kind: FileKind | str, name: str, base: Path | None = None) -> Path:
-        """The path for a name or path; raises ModelNotFound naming the folders searched.
+        """The path for a name or path; raises ModelNotFound naming the folders searched. A kind
+        that may name a model of another kind (`BORROWS`: a VAE may name a checkpoint, whose VAE
+        is then used) looks there after its own folders."""
+        kind = FileKind(kind)
+        try:
+            return self._resolve(kind, name, base)
+        except ModelNotFound:
+            if kind not in BORROWS or not name:
+                raise
+            try:
+                return self._resolve(BORROWS[kind], name, base)
+            except ModelNotFound:
+                pass
+            raise
+
+    def _resolve(self, kind: FileKind | str, name: str, base: Path | None = None) -> Path:
+        """The path for a name or path in the folders of `kind`; raises ModelNotFound naming them.
 
         A relative path is tried against `base` (the folder of the workflow file, so shared
         workflows find the images shipped beside them) and then the working folder.

@@ -145,3 +145,25 @@ def test_validate_refuses_a_missing_embedding_in_a_nodeforge_file(tmp_path, caps
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 1 and err[0].startswith("error: node 2 (TextEncoder), text: embedding:nowhere.: embedding "
                                                "'nowhere' not found"), err
+
+
+def test_a_vae_mapped_to_a_checkpoint_uses_that_checkpoints_vae(tmp_path, capsys):
+    """Issue 30 (b): `--model-map vae.safetensors=nodeforge-shapes` said "missing VAE"."""
+    from nodeforge.core.models import ModelPaths
+
+    prompt = {"4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "v1-5-pruned-emaonly.safetensors"}},
+              "5": {"class_type": "EmptyLatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 1}},
+              "10": {"class_type": "VAELoader", "inputs": {"vae_name": "vae-ft-mse-840000.safetensors"}},
+              "8": {"class_type": "VAEDecode", "inputs": {"samples": ["5", 0], "vae": ["10", 0]}},
+              "9": {"class_type": "PreviewImage", "inputs": {"images": ["8", 0]}}}
+    source = tmp_path / "api.json"
+    source.write_text(json.dumps(prompt))
+    maps = ["--model-map", "v1-5-pruned-emaonly.safetensors=nodeforge-shapes",
+            "--model-map", "vae-ft-mse-840000.safetensors=nodeforge-shapes"]
+    assert main(["validate", str(source), *maps]) == 0, capsys.readouterr().err
+    assert main(["import", str(source), "-o", str(tmp_path / "mine.json"), *maps]) == 0
+    assert json.loads((tmp_path / "mine.json").read_text())["nodes"]["10"]["params"] == {"vae": "nodeforge-shapes"}
+    paths = ModelPaths.default()
+    assert paths.resolve("vae", "nodeforge-shapes") == paths.resolve("checkpoint", "nodeforge-shapes")
+    assert main(["validate", str(source), *maps[:2]]) == 1
+    assert "missing VAE 'vae-ft-mse-840000.safetensors' (node 10)" in capsys.readouterr().err
