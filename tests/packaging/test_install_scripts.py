@@ -109,6 +109,10 @@ def test_the_rule_covers_the_data_file_kernels_opens_at_import_and_every_package
     datas = rule.bundle_datas(closure, excludes=("setuptools",))
     kernels_dir = Path(importlib.util.find_spec("kernels").origin).parent
     assert (str(kernels_dir / "_internals" / "python_depends.json"), "kernels/_internals") in datas
+    # A file directly in a top-level package counts too (requests' CA bundle, certifi/cacert.pem).
+    certifi = importlib.util.find_spec("certifi")
+    if certifi:
+        assert (str(Path(certifi.origin).parent / "cacert.pem"), "certifi") in datas
     # Each entry lands where the package looks for it: same path relative to site-packages.
     for source, folder in datas:
         assert Path(source).is_file() and Path(source).parent.as_posix().endswith("/" + folder)
