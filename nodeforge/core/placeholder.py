@@ -32,8 +32,20 @@ def original_class(node: "NodeRef") -> str:
 
 
 def placeholder_message(node: "NodeRef") -> str:
-    return ("ComfyUI node with no NodeForge equivalent; install a node pack that provides it, or replace "
-            "or bypass it (its widgets and links are kept, so exporting back to ComfyUI keeps it)")
+    """Why the node cannot run and what to do, from what the import recorded of its class
+    (`nodeforge.interop.comfy_packs`): a core ComfyUI node, a well-known pack's, and NodeForge's
+    equivalent node where there is one."""
+    record = _record(node)
+    pack, equivalent = record.get("pack"), record.get("equivalent")
+    if record.get("core"):
+        what = "a ComfyUI core node NodeForge does not support yet"
+    elif isinstance(pack, str):
+        what = f"from the custom node pack {pack}, which NodeForge cannot run"
+    else:
+        what = "a ComfyUI node with no NodeForge equivalent (NodeForge cannot run other tools' node packs)"
+    fix = (f"replace it with NodeForge's {equivalent}, which does the same, or bypass it" if isinstance(equivalent, str)
+           else "replace or bypass it")
+    return f"{what}; {fix} (its widgets and links are kept, so exporting back to ComfyUI keeps it)"
 
 
 def _record(node: "NodeRef") -> dict[str, Any]:

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from nodeforge.core.placeholder import PLACEHOLDER_TYPE, RECORD_KEY, output_name
+from nodeforge.core.placeholder import PLACEHOLDER_TYPE, RECORD_KEY, output_name, placeholder_message
 from nodeforge.core.types import PortType
 from nodeforge.core.workflow import NodeRef, Workflow
 from nodeforge.interop import comfy_table as table
 from nodeforge.interop.comfy_graph import ComfyGraph, ComfyNode
+from nodeforge.interop.comfy_packs import describe
 
 MUTED, BYPASSED = 2, 4
 # The editor's view: the ComfyUI offset is the canvas translation; NodeForge stores the centre.
@@ -52,6 +53,7 @@ class _Converter:
         self.workflow = Workflow()
         self.dots: dict[str, dict[str, Any]] = {}
         self.old_controlnets: list[str] = []
+        self.placeholders: dict[str, list[str]] = {}      # class -> ids of its placeholder nodes
 
     # -- what each node becomes ------------------------------------------------------------------------
     def row(self, node: ComfyNode) -> table.ClassMap | None:
@@ -89,6 +91,7 @@ class _Converter:
         self._model_only_clips()
         self._old_controlnet_negatives()
         self._placeholder_types()
+        self._placeholder_warnings()
         self._finish_layout()
         return self.workflow, self.warnings.lines
 
@@ -239,6 +242,7 @@ class _Converter:
         types = [t for _n, t in node.outputs] + ["*"] * count
         record = {"inputs": {name: node.input_types.get(name, "*") for name in node.links},
                   "outputs": types[:count]}
+        record.update(describe(node.class_type))
         ref = NodeRef(PLACEHOLDER_TYPE, params, title=self._title(node, None), extra={COMFY_KEY: record})
         for name in node.links:
             kind, found, dot = self.source(node, name)
@@ -251,10 +255,17 @@ class _Converter:
                     params["widgets"][name] = found
             else:
                 self.warnings.add(node, f"{found}; the input is left unconnected", name)
-        self.warnings.add(node, "ComfyUI node with no NodeForge equivalent; kept as a placeholder (its widgets "
-                                "and links are kept for export, but the graph cannot run until it is replaced "
-                                "or bypassed)")
+        self.placeholders.setdefault(node.class_type, []).append(node.id)
         return ref
+
+    def _placeholder_warnings(self) -> None:
+        """One line per class, however many nodes of it the file has (with their count and ids)."""
+        for class_type, ids in self.placeholders.items():
+            shown = ", ".join(ids[:5]) + (" ..." if len(ids) > 5 else "")
+            where = f"node {ids[0]}" if len(ids) == 1 else f"{len(ids)} nodes ({shown})"
+            message = placeholder_message(self.workflow.nodes[ids[0]]).split(" (its widgets")[0]
+            self.warnings.add(None, f"{where} ({class_type}): {message}; kept as a placeholder (its widgets and links "
+                                    "are kept for export, but the graph cannot run until it is replaced or bypassed)")
 
     def _placeholder_types(self) -> None:
         """Port types an API prompt does not record, read from the NodeForge nodes on the other end."""

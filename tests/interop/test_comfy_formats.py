@@ -150,7 +150,9 @@ def test_each_approximation_is_one_warning_naming_the_node(read, name):
            "'euler_ancestral'" in lines
     assert "node 22 (KSampler): schedule 'kl_optimal' is not in NodeForge; using the nearest, 'normal'" in lines
     assert any(line.startswith("node 24 (SaveImage): file name prefix '%date:yyyy-MM-dd%/inpaint'") for line in lines)
-    assert any(line.startswith("node 25 (FooSharpen): ComfyUI node with no NodeForge equivalent") for line in lines)
+    assert "node 25 (FooSharpen): a ComfyUI node with no NodeForge equivalent (NodeForge cannot run other tools' " \
+           "node packs); replace or bypass it; kept as a placeholder (its widgets and links are kept for export, but " \
+           "the graph cannot run until it is replaced or bypassed)" in lines
     missing = [line for line in lines if line.startswith("missing ")]
     assert [line.split(":")[0] for line in missing] == [
         "missing checkpoint 'sd15/v1-5-pruned-emaonly.safetensors' (node 1)",
@@ -194,9 +196,9 @@ def test_validate_names_the_placeholder_by_its_comfyui_class(read, registry, nam
 
     engine = Engine(device="cpu", registry=registry, model_paths=ModelPaths(roots=[], include_builtin=False))
     problems = [str(p) for p in engine.validate(read(name).workflow, check_files=False)]
-    assert problems == ["node 25 (FooSharpen): ComfyUI node with no NodeForge equivalent; install a node pack that "
-                        "provides it, or replace or bypass it (its widgets and links are kept, so exporting back "
-                        "to ComfyUI keeps it)"]
+    assert problems == ["node 25 (FooSharpen): a ComfyUI node with no NodeForge equivalent (NodeForge cannot run "
+                        "other tools' node packs); replace or bypass it (its widgets and links are kept, so exporting "
+                        "back to ComfyUI keeps it)"]
 
 
 @pytest.mark.parametrize("name", FORMATS)

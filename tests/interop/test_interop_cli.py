@@ -61,8 +61,8 @@ def test_run_says_a_missing_model_once_and_not_at_all_when_set_fixes_it(tmp_path
 def test_validate_names_each_placeholder(capsys):
     assert main(["validate", str(DATA / "all-nodes-api.json")]) == 1
     errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error: ")]
-    assert "error: node 25 (FooSharpen): ComfyUI node with no NodeForge equivalent; install a node pack that " \
-           "provides it, or replace or bypass it (its widgets and links are kept, so exporting back to ComfyUI " \
+    assert "error: node 25 (FooSharpen): a ComfyUI node with no NodeForge equivalent (NodeForge cannot run other " \
+           "tools' node packs); replace or bypass it (its widgets and links are kept, so exporting back to ComfyUI " \
            "keeps it)" in errors
 
 
@@ -167,3 +167,35 @@ def test_a_vae_mapped_to_a_checkpoint_uses_that_checkpoints_vae(tmp_path, capsys
     assert paths.resolve("vae", "nodeforge-shapes") == paths.resolve("checkpoint", "nodeforge-shapes")
     assert main(["validate", str(source), *maps[:2]]) == 1
     assert "missing VAE 'vae-ft-mse-840000.safetensors' (node 10)" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("class_type, said", [
+    ("CannyEdgePreprocessor", "from the custom node pack comfyui_controlnet_aux, which NodeForge cannot run; replace it "
+                              "with NodeForge's ImageToEdges, which does the same, or bypass it"),
+    ("Image Comparer (rgthree)", "from the custom node pack rgthree-comfy, which NodeForge cannot run; replace it with "
+                                 "NodeForge's Preview, which does the same, or bypass it"),
+    ("IPAdapterUnifiedLoader", "from the custom node pack ComfyUI_IPAdapter_plus, which NodeForge cannot run; replace "
+                               "or bypass it"),
+    ("ImageSharpen", "a ComfyUI core node NodeForge does not support yet; replace or bypass it"),
+])
+def test_a_placeholder_names_its_pack_or_says_it_is_core_and_is_said_once_per_class(tmp_path, capsys, class_type, said):
+    """Issue 30 (c): no "install a node pack" (NodeForge cannot); one import line for three nodes."""
+    prompt = {str(i): {"class_type": class_type, "inputs": {}} for i in (3, 5, 7)}
+    source = tmp_path / "api.json"
+    source.write_text(json.dumps(prompt))
+    assert main(["import", str(source), "-o", str(tmp_path / "mine.json")]) == 0
+    assert capsys.readouterr().err.splitlines() == [
+        f"warning: 3 nodes (3, 5, 7) ({class_type}): {said}; kept as a placeholder (its widgets and links are kept "
+        "for export, but the graph cannot run until it is replaced or bypassed)"]
+    assert main(["validate", str(source)]) == 1
+    assert [line for line in capsys.readouterr().err.splitlines() if line.startswith("error: ")][0] == (
+        f"error: node 3 ({class_type}): {said} (its widgets and links are kept, so exporting back to ComfyUI keeps it)")
+
+
+def test_every_equivalent_a_placeholder_names_is_a_nodeforge_node(registry):
+    from nodeforge.interop.comfy_packs import EQUIVALENTS
+    from nodeforge.interop.comfy_table import BY_COMFY
+
+    named = {v for v in EQUIVALENTS.values() if v != "a reroute dot"}
+    assert named <= set(registry.types())
+    assert not set(EQUIVALENTS) & set(BY_COMFY)    # a mapped class is never a placeholder
