@@ -152,3 +152,9 @@ def test_the_folder_is_checked_again_when_training_ends(tmp_path):
     with pytest.raises(common.TrainingInputError, match="is not a ControlNet train-controlnet wrote"):
         controlnet.save_controlnet(FakeControlNet(), {}, out)
     assert [p.name for p in tmp_path.iterdir()] == ["cn"] and (out / "mine.txt").exists()
+
+
+def test_conditioning_widths_that_do_not_fit_the_vae_are_refused_before_training(tmp_path, no_base_load):
+    message = _refused(["--out", str(tmp_path / "cn"), "--conditioning-channels", "16", "32"])
+    assert message == ("error: train-controlnet: --conditioning-channels: 2 widths shrink the control image 2x, "
+                       "but nodeforge-shapes's latents are 1/4 of the image: give 3 widths")
