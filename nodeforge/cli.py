@@ -10,6 +10,7 @@ status 1; `--debug` adds the traceback. Nothing here imports torch or Qt until a
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 import math
 import os
@@ -22,6 +23,7 @@ from typing import Any, NoReturn, Sequence, TextIO
 from nodeforge.core import events as ev
 from nodeforge.core.errors import Cancelled, ValidationError, WorkflowError, WorkflowFileError
 from nodeforge.core.files import output_paths
+from nodeforge.core.types import ParamKind, ParamRole
 
 # Trainers: command -> (module of nodeforge.training with a main(argv), what it trains). Each parses its own
 # arguments, so `nodeforge train-X --help` is the trainer's own help.
@@ -150,10 +152,10 @@ def _device(text: str) -> str:
 
 def _command_names(parser: argparse.ArgumentParser) -> list[str]:
     """The sub-commands the parser knows (so a command added there is known everywhere)."""
-    for action in parser._actions:  # argparse offers no public accessor for sub-parsers
-        if isinstance(action, argparse._SubParsersAction):
-            return list(action.choices)
-    raise AssertionError("build_parser adds no sub-commands")  # pragma: no cover
+    names = list(_sub_parsers(parser))
+    if not names:  # pragma: no cover
+        raise AssertionError("build_parser adds no sub-commands")
+    return names
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -186,7 +188,7 @@ def _main(argv: list[str]) -> int:
         return _open_editor(argv[0])
     if argv[0] in TRAINERS:
         return _train(argv[0], argv[1:])
-    args = build_parser().parse_args(argv)
+    args = _parse(build_parser(), argv)
     if args.command == "gui":
         return _open_editor(args.file)
     if args.command is None:
@@ -200,6 +202,32 @@ def _main(argv: list[str]) -> int:
         return _print_error(exc, getattr(args, "debug", False))
     except KeyboardInterrupt:
         return interrupted()
+
+
+def _parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
+    """parse_args, but an unknown flag is the sub-command's error (`see nodeforge run --help`), with
+    the flag it is spelled like: argparse would blame the top-level parser and suggest nothing."""
+    args, extras = parser.parse_known_args(argv)
+    if not extras:
+        return args
+    command = getattr(args, "command", None)
+    owner = _sub_parsers(parser).get(command, parser) if command else parser
+    flags = [option for action in owner._actions for option in action.option_strings]
+    unknown = next((extra for extra in extras if extra.startswith("-")), None)
+    if unknown is None:
+        owner.error(f"unrecognized arguments: {' '.join(extras)}")
+    name = unknown.partition("=")[0]
+    close = difflib.get_close_matches(name, flags, n=1, cutoff=0.6)
+    hint = f"; did you mean {close[0]}?" if close else ""
+    owner.error(f"unrecognized argument {name}{hint}")
+
+
+def _sub_parsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    """Each sub-command's own parser, by name."""
+    for action in parser._actions:  # argparse offers no public accessor for sub-parsers
+        if isinstance(action, argparse._SubParsersAction):
+            return dict(action.choices)
+    return {}
 
 
 def _train(command: str, argv: list[str]) -> int:
@@ -283,10 +311,48 @@ def apply_overrides(workflow: Any, overrides: Sequence[str], registry: Any) -> N
             raise UsageError(f"--set {item!r}: {exc}") from None
         node = workflow.nodes[nid]
         workflow.origins.pop((nid, param), None)     # the user's own value: any path they type is allowed
+        if declared is not None and declared.kind is ParamKind.CHOICE and declared.file is None:
+            value = _choice(item, f"node {nid} ({node.type})", declared, value, node.params, registry.get(node.type))
         try:  # store "7" as 7 so that the workflow saved in the PNG is typed
             node.params[param] = declared.coerce(value) if declared is not None else value
         except ValueError:
             node.params[param] = value  # validation reports it, naming the node and the field
+
+
+def _choice(item: str, where: str, declared: Any, value: str, params: dict[str, Any], spec: Any) -> str:
+    """A `--set` choice as the param spells it. A sampler may be given as A1111 or ComfyUI spell it
+    ("euler_a", "Euler a", "DPM++ 2M Karras": the folded schedule is set too); anything else the
+    param lacks is a UsageError with the closest-spelled choice and all of them."""
+    options = declared.choice_list()
+    if value in options:
+        return value
+    if declared.role is ParamRole.SAMPLER:
+        sampler, schedule = _sampler_alias(value)
+        if sampler in options:
+            target = next((p for p in spec.params if p.role is ParamRole.SCHEDULE), None)
+            if schedule is not None and target is not None and schedule in target.choice_list():
+                params[target.name] = schedule
+            return sampler
+    close = difflib.get_close_matches(value.strip().lower(), options, n=1, cutoff=0.5)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    raise UsageError(f"--set {item!r}: {where}, {declared.name}: {value[:60]!r} is not one of its "
+                     f"choices{hint} (choices: {', '.join(options)})")
+
+
+def _sampler_alias(text: str) -> tuple[str | None, str | None]:
+    """(sampler, folded schedule or None) for a ComfyUI or A1111 sampler name that names one of
+    NodeForge's exactly (interop's tables); (None, None) for a name it would only approximate."""
+    from nodeforge.interop.samplers import A1111_SAMPLERS, from_a1111, sampler_from_comfy
+
+    comfy = sampler_from_comfy(text)
+    if comfy.note is None:
+        return comfy.name, None
+    spaced = " ".join(text.replace("_", " ").split())
+    sampler, schedule = from_a1111(spaced)
+    if sampler.note is not None:
+        return None, None
+    folded = spaced.lower() not in A1111_SAMPLERS and schedule.note is None
+    return sampler.name, schedule.name if folded else None
 
 
 class ProgressPrinter:
@@ -398,6 +464,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         engine.resolved_device()
     except ValueError as exc:
         raise UsageError(f"--device {args.device}: {exc}") from None
+    _make_output_folder(args.out)
     interactive = sys.stderr.isatty()
     show = (interactive or args.verbose) and not args.quiet
     listener = ProgressPrinter(sys.stderr, interactive, workflow) if show else None
@@ -413,6 +480,21 @@ def cmd_run(args: argparse.Namespace) -> int:
         if len(problems) > MAX_LINES_SHOWN:
             print(f"  ... and {len(problems) - MAX_LINES_SHOWN} more", file=sys.stderr)
     return 1 if result.skipped else 0
+
+
+def _make_output_folder(out: str) -> None:
+    """--out made (or found writable) before the graph runs, so a folder that cannot be is one line
+    now rather than a FileNotFoundError after minutes of sampling."""
+    folder = Path(out)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".nodeforge-write-check-{os.getpid()}"
+        probe.touch()
+        probe.unlink()
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise UsageError(f"--out {out}: cannot create or write to this folder ({reason}); "
+                         "choose a folder you can write to") from None
 
 
 # -- validate ---------------------------------------------------------------------------------------------

@@ -344,3 +344,85 @@ def test_train_lora_help_explains_each_option_with_its_default(capsys):
         described = text[start + len(option):].split(" --", 1)[0]
         assert f"(default: {default})" in described, (option, described)
         assert len(described.replace(f"(default: {default})", "").split()) >= 3, (option, described)   # says what it is
+
+
+# -- issue 31, item 8: CLI manners -------------------------------------------------------------------------
+@pytest.mark.parametrize("argv, needle", [
+    (["--ot", "x"], "error: nodeforge run: unrecognized argument --ot; did you mean --out? (see nodeforge run --help)"),
+    (["--devcie", "cpu"], "did you mean --device? (see nodeforge run --help)"),
+    (["--sett=2.factor=3"], "unrecognized argument --sett; did you mean --set?"),
+    (["--zzz"], "error: nodeforge run: unrecognized argument --zzz (see nodeforge run --help)"),
+])
+def test_a_mistyped_flag_names_the_flag_meant_and_the_sub_commands_help(tmp_path, capsys, argv, needle):
+    path = write(tmp_path, simple())
+    with pytest.raises(SystemExit) as exit_:
+        main(["run", str(path), *argv])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and needle in err and err.count("\n") == 1
+    assert "nodeforge --help" not in err
+    assert not list(tmp_path.glob("result_*")), "nothing ran"
+
+
+def _sampler_registry():
+    from nodeforge.core.registry import Registry
+    from nodeforge.core.samplers import SAMPLER_NAMES, SCHEDULE_NAMES
+    from nodeforge.core.spec import NodeSpec, Param
+    from nodeforge.core.types import ParamRole
+
+    return Registry([NodeSpec("Denoise", "sampling", lambda ctx, **kw: {}, params=(
+        Param.choice("sampler", SAMPLER_NAMES, default="euler", role=ParamRole.SAMPLER),
+        Param.choice("schedule", SCHEDULE_NAMES, default="default", role=ParamRole.SCHEDULE),
+        Param.choice("mode", ("keep", "negate"))))])
+
+
+@pytest.mark.parametrize("value, sampler, schedule", [
+    ("euler_a", "euler_ancestral", "default"),
+    ("Euler a", "euler_ancestral", "default"),
+    ("DPM++ 2M Karras", "dpmpp_2m", "karras"),
+    ("DPM++ 2M SDE", "dpmpp_2m_sde", "default"),
+    ("UniPC", "uni_pc", "default"),
+    ("Heun", "heun", "default"),
+    ("dpmpp_2m", "dpmpp_2m", "default"),
+])
+def test_set_takes_a1111_and_comfyui_sampler_names(value, sampler, schedule):
+    from nodeforge.cli import apply_overrides
+
+    wf = Workflow()
+    wf.add("Denoise", {"sampler": "euler", "schedule": "default", "mode": "keep"})
+    apply_overrides(wf, [f"1.sampler={value}"], _sampler_registry())
+    assert (wf.nodes["1"].params["sampler"], wf.nodes["1"].params["schedule"]) == (sampler, schedule)
+
+
+@pytest.mark.parametrize("override, needle", [
+    ("1.sampler=eulr_ancestrl", "'eulr_ancestrl' is not one of its choices; did you mean 'euler_ancestral'?"),
+    ("1.sampler=DPM++ 2S a", "did you mean"),       # A1111 would only approximate it: not taken silently
+    ("1.mode=negat", "node 1 (Denoise), mode: 'negat' is not one of its choices; did you mean 'negate'? "
+                     "(choices: keep, negate)"),
+])
+def test_set_a_choice_the_param_lacks_suggests_the_closest_and_lists_them_all(override, needle):
+    from nodeforge.cli import UsageError, apply_overrides
+    from nodeforge.core.samplers import SAMPLER_NAMES
+
+    wf = Workflow()
+    wf.add("Denoise", {"sampler": "euler", "schedule": "default", "mode": "keep"})
+    with pytest.raises(UsageError) as error:
+        apply_overrides(wf, [override], _sampler_registry())
+    text = str(error.value)
+    assert needle in text and "..." not in text and "\n" not in text
+    if ".sampler=" in override:
+        assert f"(choices: {', '.join(SAMPLER_NAMES)})" in text
+    assert wf.nodes["1"].params == {"sampler": "euler", "schedule": "default", "mode": "keep"}
+
+
+@pytest.mark.parametrize("where", ["under-a-file", "proc"])
+def test_an_out_folder_that_cannot_be_made_is_refused_before_the_graph_runs(tmp_path, capsys, where):
+    if where == "proc" and not Path("/proc/self").is_dir():
+        pytest.skip("no /proc here")
+    (tmp_path / "afile").write_text("x")
+    out = tmp_path / "afile" / "o" if where == "under-a-file" else Path("/proc/nodeforge-out")
+    path = write(tmp_path, simple())
+    assert main(["run", str(path), "--out", str(out), "--device", "cpu", "-v"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: --out {out}: cannot create or write to this folder (")
+    assert err.endswith("choose a folder you can write to\n") and err.count("\n") == 1
+    assert "[1/3]" not in err and "Traceback" not in err, "the graph did not run"
