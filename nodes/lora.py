@@ -111,8 +111,9 @@ def _squeezed(shape: tuple[int, ...]) -> tuple[int, ...]:
 
 
 def resolve(entries: dict[str, dict[str, Any]], root: torch.nn.Module, name: str, strength: float,
-            unet_config: Any = None) -> tuple[LoraPatch, int]:
-    """A patch for `root` and the number of LoRA modules that matched nothing in it."""
+            unet_config: Any = None, source: str = "") -> tuple[LoraPatch, int]:
+    """A patch for `root` and the number of LoRA modules that matched nothing in it (`source`: the
+    file's name for errors)."""
     table = _lookup(root, unet_config)
     device = next(root.parameters()).device
     deltas = {}
@@ -121,7 +122,11 @@ def resolve(entries: dict[str, dict[str, Any]], root: torch.nn.Module, name: str
         path = table.get(underscored(module_name))
         variant = make_variant(module_name, entry, entry.get("config_rank")) if path is not None else None
         if variant is not None:
-            variant.diff(tuple(root.get_submodule(path).weight.shape))   # refuses a layer of another shape
+            reason = variant.misfit(tuple(root.get_submodule(path).weight.shape))
+            if reason:
+                raise NodeError(f"LoRA {source or name}: the {variant.kind} factors of layer {module_name} do not "
+                                f"fit it ({reason}); the file is damaged or made for another base model: use "
+                                "one made for this model", field="lora")
             deltas[path] = _on_device(variant, device)
             continue
         if path is None or "down" not in entry or "up" not in entry:
@@ -151,7 +156,8 @@ def run_lora_loader(ctx: Any, unet: UNetModel, clip: ClipModel, lora: str, stren
     matched = unmatched = 0
     new_unet, new_clip = unet, clip
     if "unet" in parts:
-        patch, missed = resolve(parts["unet"], unet.unet, path.stem, strength_unet, unet.unet.config)
+        patch, missed = resolve(parts["unet"], unet.unet, path.stem, strength_unet, unet.unet.config,
+                                path.name)
         matched, unmatched = matched + len(patch.deltas), unmatched + missed
         new_unet = unet.with_lora(patch)
     clip_patches = []
@@ -160,7 +166,7 @@ def run_lora_loader(ctx: Any, unet: UNetModel, clip: ClipModel, lora: str, stren
             if module is None:
                 unmatched += len(parts[part])
                 continue
-            patch, missed = resolve(parts[part], module, path.stem, strength_clip)
+            patch, missed = resolve(parts[part], module, path.stem, strength_clip, source=path.name)
             matched, unmatched = matched + len(patch.deltas), unmatched + missed
             clip_patches.append((part, patch))
     if clip_patches:

@@ -11,9 +11,13 @@ strength 0. The weight changes (tensors as LyCORIS/kohya and PEFT save them, the
 - DoRA (`dora_scale` kohya, `lora_magnitude_vector` PEFT): W' = m * (W + dW) / ||W + dW||, the norm
   per output channel (or per input column for a kohya scale of that shape); strength s gives
   W + s * (W' - W) (ComfyUI's).
+`misfit` checks every factor against the layer from the declared shapes before anything is multiplied
+(a hostile LoKr of 100000x1 and 1x100000 factors would make a 40 GB product); LoRALoader refuses a misfit
+in one line naming the file and the layer.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +30,21 @@ from nodeforge.lora_format import scale
 def _cp(t: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """The CP (Tucker) product of a conv factor: [out, in, k, k] from t [r, r, k, k], a [r, out], b [r, in]."""
     return torch.einsum("i j k l, i p, j r -> p r k l", t, a, b)
+
+
+def _factor(s: dict[str, tuple[int, ...]], a: str, b: str, t: str | None) -> tuple[int, ...]:
+    """The shape `a @ b` (or the CP product with `t`) makes, from the factors' shapes; ValueError if none."""
+    sa, sb = s[a], s[b]
+    if t is not None and t in s:
+        st = s[t]
+        if len(st) != 4 or len(sa) != 2 or len(sb) != 2 or st[0] != sa[0] or st[1] != sb[0]:
+            raise ValueError(f"{t} {st}, {a} {sa} and {b} {sb} do not chain")
+        return (sa[1], sb[1], st[2], st[3])
+    flat_b = (sb[0], math.prod(sb[1:])) if sb else ()
+    flat_a = (sa[0], math.prod(sa[1:])) if sa else ()
+    if len(flat_a) != 2 or len(flat_b) != 2 or flat_a[1] != flat_b[0]:
+        raise ValueError(f"{a} {sa} and {b} {sb} do not multiply")
+    return (flat_a[0], flat_b[1])
 
 
 @dataclass(frozen=True, eq=False)
@@ -41,6 +60,34 @@ class VariantDelta:
     @property
     def touches_bias(self) -> bool:
         return "diff_b" in self.tensors
+
+    def misfit(self, shape: tuple[int, ...]) -> str | None:
+        """Why these factors cannot patch a layer whose weight is `shape`, from the declared shapes
+        alone (nothing is multiplied: a hostile LoKr's kron product could be gigabytes), or None."""
+        s = {k: tuple(v.shape) for k, v in self.tensors.items()}
+        try:
+            if self.kind == "loha":
+                made = [_factor(s, "hada_w1_a", "hada_w1_b", "hada_t1"), _factor(s, "hada_w2_a", "hada_w2_b", "hada_t2")]
+                if any(math.prod(f) != math.prod(shape) for f in made):
+                    return f"its factors make {made[0]} and {made[1]}, not the layer's {math.prod(shape)} values"
+            elif self.kind == "lokr":
+                w1 = s["lokr_w1"] if "lokr_w1" in s else _factor(s, "lokr_w1_a", "lokr_w1_b", None)
+                w2 = s["lokr_w2"] if "lokr_w2" in s else _factor(s, "lokr_w2_a", "lokr_w2_b", "lokr_t2")
+                if w1[0] * w2[0] != shape[0] or math.prod(w1) * math.prod(w2) != math.prod(shape):
+                    return f"the Kronecker product of {w1} and {w2} does not make {tuple(shape)}"
+            elif self.kind == "dora":
+                made = _factor(s, "up", "down", None)
+                if made[0] != shape[0] or math.prod(made) != math.prod(shape):
+                    return f"up {s['up']} x down {s['down']} does not make {tuple(shape)}"
+                if math.prod(s["magnitude"]) not in (shape[0], shape[1]):
+                    return f"its magnitude {s['magnitude']} is neither {shape[0]} outputs nor {shape[1]} inputs"
+            elif s["diff"] != (0,) and math.prod(s["diff"]) != math.prod(shape):
+                return f"its diff {s['diff']} is not {tuple(shape)}"
+        except KeyError as missing:
+            return f"it has no {missing.args[0]} tensor"
+        except ValueError as reason:
+            return str(reason)
+        return None
 
     def diff(self, shape: tuple[int, ...]) -> torch.Tensor:
         """dW before strength, in the layer's weight shape (float32)."""
@@ -99,7 +146,7 @@ def make_variant(module_name: str, entry: dict[str, Any], peft_rank: float | Non
     tensors = {k: v for k, v in entry.items() if isinstance(v, torch.Tensor) and k != "alpha"}
     alpha = float(entry["alpha"]) if "alpha" in entry else None
     if any(k.startswith("hada_") for k in tensors):
-        rank = tensors["hada_w1_b"].shape[0]
+        rank = tensors["hada_w1_b"].shape[0] if "hada_w1_b" in tensors else 1   # missing: misfit says so
         return VariantDelta("loha", tensors, scale(alpha, rank), module_name)
     if any(k.startswith("lokr_") for k in tensors):
         factored = [tensors[k] for k in ("lokr_w1_b", "lokr_w2_b") if k in tensors]

@@ -181,5 +181,63 @@ def test_a_variant_made_for_another_shape_is_refused_naming_the_module(variant_e
     path = variant_root / "loras" / "wrong-loha.safetensors"
     save_file({f"{name}.hada_w1_a": torch.ones(5, 2), f"{name}.hada_w1_b": torch.ones(2, 7),
                f"{name}.hada_w2_a": torch.ones(5, 2), f"{name}.hada_w2_b": torch.ones(2, 7)}, str(path))
-    with pytest.raises(WorkflowError, match=r"loha module down_blocks_0_attentions_0_proj_in: its weights make 35"):
+    with pytest.raises(WorkflowError, match=r"wrong-loha.safetensors: the loha factors of layer "
+                                            r"down_blocks_0_attentions_0_proj_in do not fit it \(its factors make "
+                                            r"\(5, 7\) and \(5, 7\), not the layer's 1024 values\)"):
         _lora_unet(variant_engine, path)
+
+
+PROJ_IN = "lora_unet_down_blocks_0_attentions_0_proj_in"    # a 32 x 32 layer of the tiny UNet
+
+
+def _refused(engine, path, *fragments):
+    """LoRALoader refuses the file in one line naming the file, the layer and the fix (no torch message)."""
+    from nodeforge.core.errors import WorkflowError
+
+    with pytest.raises(WorkflowError) as raised:
+        _lora_unet(engine, path)
+    message = str(raised.value)
+    assert "\n" not in message and "Traceback" not in message, message
+    for fragment in (path.name, "down_blocks_0_attentions_0_proj_in", "use one made for this model", *fragments):
+        assert fragment in message, message
+
+
+def test_loha_factors_that_do_not_multiply_are_refused_naming_file_and_layer(variant_engine, variant_root):
+    path = variant_root / "loras" / "unchained-loha.safetensors"
+    save_file({f"{PROJ_IN}.hada_w1_a": torch.ones(32, 2), f"{PROJ_IN}.hada_w1_b": torch.ones(3, 32),
+               f"{PROJ_IN}.hada_w2_a": torch.ones(32, 2), f"{PROJ_IN}.hada_w2_b": torch.ones(2, 32)}, str(path))
+    _refused(variant_engine, path, "hada_w1_a (32, 2) and hada_w1_b (3, 32) do not multiply")
+
+
+def test_loha_missing_a_factor_is_refused_naming_it(variant_engine, variant_root):
+    path = variant_root / "loras" / "half-loha.safetensors"
+    save_file({f"{PROJ_IN}.hada_w1_a": torch.ones(32, 2), f"{PROJ_IN}.hada_w1_b": torch.ones(2, 32),
+               f"{PROJ_IN}.hada_w2_a": torch.ones(32, 2)}, str(path))
+    _refused(variant_engine, path, "it has no hada_w2_b tensor")
+
+
+def test_dora_magnitude_of_another_size_is_refused_at_load_not_while_sampling(variant_engine, variant_root):
+    path = variant_root / "loras" / "wrong-dora.safetensors"
+    save_file({f"{PROJ_IN}.lora_down.weight": torch.ones(2, 32), f"{PROJ_IN}.lora_up.weight": torch.ones(32, 2),
+               f"{PROJ_IN}.dora_scale": torch.ones(7)}, str(path))
+    _refused(variant_engine, path, "the dora factors", "magnitude (7,) is neither 32 outputs nor 32 inputs")
+
+
+def test_lokr_sizes_are_checked_before_the_kronecker_product(variant_engine, variant_root, monkeypatch):
+    """Factors of 100000x1 and 1x100000 (800 KB on disk) would make a 10^10-value (40 GB) product."""
+    path = variant_root / "loras" / "huge-lokr.safetensors"
+    save_file({f"{PROJ_IN}.lokr_w1": torch.ones(100000, 1), f"{PROJ_IN}.lokr_w2": torch.ones(1, 100000)},
+              str(path))
+
+    def never(*args, **kwargs):
+        raise AssertionError("torch.kron was called on factors whose declared shapes do not fit the layer")
+
+    monkeypatch.setattr(torch, "kron", never)
+    _refused(variant_engine, path, "the Kronecker product of (100000, 1) and (1, 100000) does not make")
+
+
+def test_lokr_of_the_right_count_but_wrong_rows_is_refused(variant_engine, variant_root):
+    """kron of 4x8 and 16x2 has the layer's 1024 values, as a 64 x 16 matrix: not the 32 x 32 layer."""
+    path = variant_root / "loras" / "rows-lokr.safetensors"
+    save_file({f"{PROJ_IN}.lokr_w1": torch.ones(4, 8), f"{PROJ_IN}.lokr_w2": torch.ones(16, 2)}, str(path))
+    _refused(variant_engine, path, "the Kronecker product of (4, 8) and (16, 2) does not make")
