@@ -16,6 +16,8 @@ T2I-Adapter files: a diffusers T2IAdapter folder (config.json, any adapter type)
 diffusers' layout (`adapter.*`) or TencentARC's original one (`conv_in`, `body.N.block1`, as the
 t2iadapter_*_sd14v1 files). Without a `<name>.config/` beside it, a single file is read as a full
 adapter whose shape the weights give (channels, blocks; 8x pixel unshuffle for SD, 16x for SDXL).
+A config.json of the other kind (a T2I-Adapter's over ControlNet weights, or the reverse, told apart by
+the weights' key names) is refused in one line naming the config and the fix.
 """
 from __future__ import annotations
 
@@ -132,11 +134,42 @@ class Control:
 
 
 # -- loading ------------------------------------------------------------------------------------------------
-def _config_beside(path: Path) -> dict | None:
+def _config_beside(path: Path, adapter: bool) -> dict | None:
+    """The config in the '<stem>.config' folder beside a single file, refused if it is the other kind's."""
     beside = path.with_name(path.stem + ".config")
     for file in (beside / "config.json", beside / "controlnet" / "config.json"):
         if file.is_file():
-            return json.loads(file.read_text())
+            config = json.loads(file.read_text())
+            _refuse_other_kind(f"{beside.name}/{file.relative_to(beside).as_posix()}", config, adapter,
+                               f"{path.name}'s")
+            return config
+    return None
+
+
+def _is_adapter_config(config: dict) -> bool:
+    return config.get("_class_name") == "T2IAdapter" or "adapter_type" in config
+
+
+def _refuse_other_kind(where: str, config: dict, adapter: bool, whose: str) -> None:
+    """A T2I-Adapter config over ControlNet weights, or the reverse, builds the wrong model: say so."""
+    if _is_adapter_config(config) != adapter:
+        weights, other = ("a T2I-Adapter", "a ControlNet") if adapter else ("a ControlNet", "a T2I-Adapter")
+        raise NodeError(f"{where} describes {other}, but {whose} weights are {weights}'s; put the config.json "
+                        f"that came with these weights there (or the weights that go with this config)",
+                        field="controlnet")
+
+
+def _folder_holds_adapter(path: Path) -> bool | None:
+    """Whether a diffusers folder's weights are a T2I-Adapter's (from the key names only), None if unknown."""
+    from safetensors import safe_open
+
+    for file in sorted(path.glob("diffusion_pytorch_model*.safetensors")):
+        try:
+            with safe_open(str(file), "pt") as f:
+                keys = dict.fromkeys(f.keys())
+        except Exception:    # a damaged file: from_pretrained says what is wrong with it
+            return None
+        return is_adapter_state(keys)
     return None
 
 
@@ -171,7 +204,7 @@ def load_controlnet_file(path: Path) -> Any:
     if not original and "controlnet_cond_embedding.conv_in.weight" not in state:
         raise NodeError(f"{path.name} holds no ControlNet (no input_hint_block or controlnet_cond_embedding "
                         "weights, nor T2I-Adapter ones); it may be a checkpoint or a LoRA", field="controlnet")
-    config = _config_beside(path) or standard_config(path, state)
+    config = _config_beside(path, adapter=False) or standard_config(path, state)
     with torch.device("meta"):
         model = ControlNetModel.from_config(config)
     if original:
@@ -192,7 +225,11 @@ def load_controlnet(path: Path, device: str, shared: dict[str, Any] | None = Non
         if path.is_dir():
             if not (path / "config.json").is_file():
                 raise NodeError(f"{path.name} is a folder without a ControlNet config.json", field="controlnet")
-            if json.loads((path / "config.json").read_text()).get("_class_name") == "T2IAdapter":
+            config = json.loads((path / "config.json").read_text())
+            holds_adapter = _folder_holds_adapter(path)
+            if holds_adapter is not None:
+                _refuse_other_kind(f"{path.name}/config.json", config, holds_adapter, "the folder's")
+            if _is_adapter_config(config):
                 from diffusers.models.adapter import T2IAdapter as DiffusersT2IAdapter
 
                 model = DiffusersT2IAdapter.from_pretrained(str(path), local_files_only=True)
@@ -280,7 +317,7 @@ def load_adapter_state(path: Path, state: dict[str, torch.Tensor]) -> Any:
     from diffusers.models.adapter import T2IAdapter as DiffusersT2IAdapter
 
     original = not any(k.startswith("adapter.") for k in state)
-    config = _config_beside(path) or adapter_config(path, state, original)
+    config = _config_beside(path, adapter=True) or adapter_config(path, state, original)
     with torch.device("meta"):
         model = DiffusersT2IAdapter.from_config(config)
     if original:

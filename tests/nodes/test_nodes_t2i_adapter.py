@@ -272,3 +272,38 @@ def test_the_loader_config_of_a_full_size_sd14_adapter_is_diffusers_default(tmp_
     config = controlnet.adapter_config(tmp_path / "x.safetensors", xl.state_dict(), False)
     assert config["adapter_type"] == "full_adapter_xl" and config["downscale_factor"] == 16
     assert json.dumps(config)   # plain data, as a config.json beside the file would hold
+
+
+@pytest.mark.parametrize("name, fragment", [
+    ("t2i-config-over-cn", "t2i-config-over-cn/config.json describes a T2I-Adapter, but the folder's weights are "
+                           "a ControlNet's"),
+    ("cn-config-over-t2i", "cn-config-over-t2i/config.json describes a ControlNet, but the folder's weights are "
+                           "a T2I-Adapter's"),
+    ("cn-file", "cn-file.config/config.json describes a T2I-Adapter, but cn-file.safetensors's weights are "
+                "a ControlNet's"),
+    ("t2i-file", "t2i-file.config/config.json describes a ControlNet, but t2i-file.safetensors's weights are "
+                 "a T2I-Adapter's")], ids=["t2i-config-over-cn", "cn-config-over-t2i", "cn-file", "t2i-file"])
+def test_a_config_of_the_other_kind_over_the_weights_is_one_line_naming_the_folder(adapter_engine, adapter_root,
+                                                                                  tmp_path, name, fragment):
+    """A T2I-Adapter config.json over ControlNet weights (or the reverse) builds the wrong model: refused."""
+    import shutil
+
+    folder = adapter_root / "controlnet"
+    weights = {"cn": folder / "cn" / "diffusion_pytorch_model.safetensors",
+               "t2i": folder / "t2i-a" / "diffusion_pytorch_model.safetensors"}
+    configs = {"cn": folder / "cn" / "config.json", "t2i": folder / "t2i-a" / "config.json"}
+    kind, other = ("cn", "t2i") if name in ("t2i-config-over-cn", "cn-file") else ("t2i", "cn")
+    if name.endswith("-file"):      # a single file with a '<stem>.config' folder beside it
+        shutil.copyfile(weights[kind], folder / f"{name}.safetensors")
+        (folder / f"{name}.config").mkdir()
+        shutil.copyfile(configs[other], folder / f"{name}.config" / "config.json")
+    else:                           # a diffusers folder
+        (folder / name).mkdir()
+        shutil.copyfile(weights[kind], folder / name / "diffusion_pytorch_model.safetensors")
+        shutil.copyfile(configs[other], folder / name / "config.json")
+    wf = _workflow(tmp_path, [(name, _hint(1), 1.0, 0.0, 1.0)])
+    with pytest.raises(WorkflowError) as raised:
+        _loaded(adapter_engine, wf, "cn0")
+    message = str(raised.value)
+    assert fragment in message and "put the config.json that came with these weights there" in message, message
+    assert "\n" not in message, message
