@@ -11,6 +11,7 @@ import pytest
 
 from nodeforge import Workflow, save_workflow
 from nodeforge.cli import main
+from nodeforge.paths import builtin_dir
 
 ROOT = Path(__file__).resolve().parents[2]
 ARITH = ROOT / "tests" / "packs"
@@ -145,12 +146,12 @@ def _a1111_png(path: Path) -> Path:
 
 COLD_COMMANDS = {
     "help": ["--help"],
-    "validate": ["validate", str(ROOT / "workflows" / "txt2img.json")],
+    "validate": ["validate", str(builtin_dir("workflows") / "txt2img.json")],
     "nodes": ["nodes"],
     "nodes --json": ["nodes", "--json"],
     "import ComfyUI": ["import", str(ROOT / "tests" / "interop" / "data" / "all-nodes-api.json"), "-o", "{tmp}/a.json"],
     "import PNG": ["import", "{tmp}/a1111.png", "-o", "{tmp}/b.json"],
-    "export": ["export", str(ROOT / "workflows" / "txt2img.json"), "--to", "comfyui-api", "-o", "{tmp}/c.json"],
+    "export": ["export", str(builtin_dir("workflows") / "txt2img.json"), "--to", "comfyui-api", "-o", "{tmp}/c.json"],
 }
 
 

@@ -21,7 +21,9 @@ def test_the_flow_target_is_the_velocity_from_the_clean_latent_to_the_noise():
 def test_a_three_step_run_saves_a_flow_model_both_loaders_read(tmp_path):
     from diffusers import StableDiffusion3Pipeline
 
-    from nodes.loading import load_checkpoint
+    from nodeforge.core.registry import builtin_module
+
+    load_checkpoint = builtin_module("loading").load_checkpoint   # the pack, as installed or checked out
 
     out = tmp_path / "shapes-flow"
     numbers = tmp_path / "numbers.json"
