@@ -307,3 +307,17 @@ def test_a_config_of_the_other_kind_over_the_weights_is_one_line_naming_the_fold
     message = str(raised.value)
     assert fragment in message and "put the config.json that came with these weights there" in message, message
     assert "\n" not in message, message
+
+
+def test_a_hand_written_adapter_config_without_class_name_is_still_an_adapters(adapter_engine, adapter_root, tmp_path):
+    """Told apart by `adapter_type` too: a config.json written by hand (no `_class_name`) is not a ControlNet's."""
+    import shutil
+
+    folder = adapter_root / "controlnet"
+    config = json.loads((folder / "t2i-light" / "config.json").read_text())
+    config.pop("_class_name", None)
+    shutil.copyfile(folder / "t2i-light-file.safetensors", folder / "t2i-light-handmade.safetensors")
+    (folder / "t2i-light-handmade.config").mkdir()
+    (folder / "t2i-light-handmade.config" / "config.json").write_text(json.dumps(config))
+    wf = _workflow(tmp_path, [("t2i-light-handmade", _hint(7), 1.0, 0.0, 1.0)])
+    assert _loaded(adapter_engine, wf, "cn0")["controlnet"].model.config.adapter_type == "light_adapter"
