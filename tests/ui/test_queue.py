@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from PySide6.QtCore import QPointF, Qt
 from PySide6.QtGui import QImage
@@ -243,6 +244,11 @@ def test_a_2x2_grid_runs_through_the_queue_and_ends_with_a_contact_sheet_of_4_ce
     assert (c.red(), c.green(), c.blue()) == (40, 200, 80)
     assert not dialog.sheet_label.pixmap().isNull() and dialog.sheet_scroll.isVisibleTo(dialog)
     assert window.images.records[0].path == str(sheet)
+    # Issue 31.2: each job's image is listed under the batch folder, where the file is, not under the
+    # deleted staging folder it was first written to.
+    listed = [Path(r.path) for r in window.images.records[1:5]]
+    assert sorted(p.name for p in listed) == [f"grid_0000{n}.png" for n in (1, 2, 3, 4)]
+    assert all(p.parent == out and p.is_file() for p in listed), listed
     assert "4 done" in dialog.progress.text() or "Contact sheet" in dialog.progress.text()
     assert not list((tmp_path / "out").glob("*.png"))     # the batch wrote only into its folder
 

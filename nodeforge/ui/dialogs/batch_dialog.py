@@ -95,12 +95,13 @@ class BatchRun:
         self.sheet: Path | None = None
         self.layout: SheetLayout | None = None
 
-    def record(self, qjob: QueueJob, job: Job) -> None:
-        """Write a finished job's files and manifest line (a cancelled job is left out: it never ran)."""
+    def record(self, qjob: QueueJob, job: Job) -> bool:
+        """Write a finished job's files and manifest line (a cancelled job is left out: it never ran);
+        True when the job's images now name other files (the panel showing them must redraw)."""
         self.handled.add(qjob.id)
         if qjob.state == CANCELLED:
             self.cancelled += 1
-            return
+            return False
         files: list[tuple[str, bytes]] = []
         staged = qjob.output_dir
         if staged is not None and staged.is_dir():
@@ -109,6 +110,19 @@ class BatchRun:
             files = [("preview_00001.png", _png_bytes(qjob.images[0].image, qjob.workflow.dumps()))]
         error = (qjob.error or "failed") if qjob.state == FAILED else None
         self.recorded[job.number] = self.writer.record(job, JobOutcome(job.number, files, qjob.seconds, error))
+        return self._point_at_batch_folder(qjob, staged, files, self.recorded[job.number]["outputs"])
+
+    def _point_at_batch_folder(self, qjob: QueueJob, staged: Path | None, files: list[tuple[str, bytes]],
+                               names: list[str]) -> bool:
+        """The job's images name their file in the batch folder, not in the staging folder that
+        finish() deletes (issue 31.2); True when one changed."""
+        if staged is None:
+            return False
+        final = {str(staged / rel): str(self.out_dir / name) for (rel, _), name in zip(files, names)}
+        moved = [image for image in qjob.images if image.path in final]
+        for image in moved:
+            image.path = final[image.path]
+        return bool(moved)
 
     def finish(self) -> Path | None:
         """Draw the contact sheet of the jobs that ran; its path (None when none ran)."""
@@ -364,7 +378,8 @@ class BatchDialog(QDialog):
             return
         batch, job = tag
         try:
-            batch.record(qjob, job)
+            if batch.record(qjob, job):
+                self.images.refresh()
         except OSError as exc:
             self.host.show_message(f"Batch: cannot write job {job.number} to {batch.out_dir} ({exc})", 10000)
         if batch is self.current:

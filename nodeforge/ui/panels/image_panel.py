@@ -161,6 +161,10 @@ class ImagePanel(QDockWidget):
         self.records = (list(records) + self.records)[:KEEP]
         self._render()
 
+    def refresh(self) -> None:
+        """Redraw the listed images (a batch moved their files into its folder)."""
+        self._render()
+
     def clear(self) -> None:
         self.records = []
         self._render()
