@@ -83,6 +83,26 @@ def _check_sampler(sampler: str = "euler", schedule: str = "default", **_: Any) 
     return check_pair(sampler, schedule)
 
 
+def _checkpoint_facts(files: dict[str, Any], **_: Any) -> dict[str, dict[str, Any]]:
+    # Torch-free: the family from the folder's config or the file's header (nodes/families/probe.py).
+    from .families.probe import model_facts
+
+    path = files.get("checkpoint")
+    found = model_facts(path) if path is not None else {}
+    return {"unet": found, "clip": {"family": found["family"]} if found else {}}
+
+
+def _check_model_sampler(facts: dict[str, dict[str, Any]], sampler: str = "euler", schedule: str = "default",
+                         **_: Any) -> list[str]:
+    # A flow model follows flow sigmas: refuse the DDPM-only samplers and the schedules it cannot follow.
+    from .families.flow_samplers import check_flow_pair
+
+    if not facts.get("unet", {}).get("flow") or check_pair(sampler, schedule):
+        return []
+    problem = check_flow_pair(sampler, schedule)
+    return [problem] if problem else []
+
+
 MODEL, CLIP, VAE = PortType.MODEL.value, PortType.CLIP.value, PortType.VAE.value
 COND, LATENT = PortType.CONDITIONING.value, PortType.LATENT.value
 IMAGE, MASK = PortType.IMAGE.value, PortType.MASK.value
@@ -94,7 +114,7 @@ NODES: list[NodeSpec] = [
         params=(Param.choice("checkpoint", _names(FileKind.CHECKPOINT), default="nodeforge-shapes",
                              file=FileKind.CHECKPOINT,
                              description="a diffusers folder or a single .safetensors (SD 1.x, 2.x, XL base or refiner)"),),
-        outputs=(Output("unet", MODEL), Output("clip", CLIP), Output("vae", VAE)),
+        outputs=(Output("unet", MODEL), Output("clip", CLIP), Output("vae", VAE)), facts=_checkpoint_facts,
         description="Load a Stable Diffusion model: denoising UNet, text encoder and VAE.",
         display_name="Load Checkpoint"),
     NodeSpec(
@@ -162,7 +182,7 @@ NODES: list[NodeSpec] = [
                            description="off: take the latent as it is (an earlier stage's leftover noise)"),
                 Param.bool("return_with_leftover_noise", False,
                            description="on: stop at end_at_step without denoising fully, for a next stage")),
-        outputs=(Output("latent", LATENT),), validate=_check_sampler,
+        outputs=(Output("latent", LATENT),), validate=_check_sampler, check_inputs=_check_model_sampler,
         description="Denoise a latent with the UNet, guided by the prompts (txt2img, img2img, inpainting).",
         display_name="UNet Denoise"),
     NodeSpec(

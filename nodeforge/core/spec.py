@@ -211,6 +211,9 @@ class NodeSpec:
     NodeContext (`resolve_file`, `workflow`, `settings`) and the node's params (not its inputs);
     a different answer from last time re-runs the node. `validate(**params) -> list[str]` adds
     cross-param checks (messages name the field themselves, "width: ...").
+    `facts(files, **params)` and `check_inputs(facts, **params)`: what a loader can say about its
+    outputs from its files alone, and what a node refuses given the facts of its inputs
+    (nodeforge/core/facts.py).
     `cacheable=False` runs the node every time (SaveImage writes new files on each run).
     """
 
@@ -225,6 +228,8 @@ class NodeSpec:
     cacheable: bool = True
     is_changed: Callable[..., Any] | None = None
     validate: Callable[..., list[str]] | None = None
+    facts: Callable[..., Mapping[str, Mapping[str, Any]]] | None = None
+    check_inputs: Callable[..., list[str]] | None = None
     display_name: str = ""
     pack: str = field(default="", compare=False)
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from nodeforge.core.errors import Problem, short_repr
+from nodeforge.core.facts import input_facts, output_facts
 from nodeforge.core.models import (EXTENSIONS, FOLDER_MARKERS, KIND_NAMES, ModelNotFound, ModelPaths, is_model_folder,
                                    reaches_outside)
 from nodeforge.core.placeholder import is_placeholder, original_class, placeholder_message
@@ -94,7 +95,27 @@ def check_workflow(workflow: Workflow, registry: Registry, model_paths: ModelPat
         problems.append(Problem("the graph has a cycle through nodes " + " -> ".join(cycle + cycle[:1]) +
                                 "; remove one of these links", cycle[0], nodes[cycle[0]].type, None))
     result.order = order
+    if not cycle:
+        _check_facts(workflow, result)
     return result
+
+
+def _check_facts(workflow: Workflow, result: Checked) -> None:
+    """Each node's `check_inputs` against what feeds it, as far as files alone tell (core/facts.py)."""
+    known: dict[str, dict[str, dict[str, Any]]] = {}
+    for nid in result.order:
+        spec, params = result.specs.get(nid), result.params.get(nid, {})
+        if spec is None or len(params) != len(spec.params):
+            continue
+        given = input_facts(workflow.nodes[nid], known)
+        try:
+            known[nid] = output_facts(spec, given, result.files.get(nid, {}), params)
+            checks = spec.check_inputs
+            messages = list(checks(given, **params) or []) if checks is not None and any(given.values()) else []
+        except Exception as exc:
+            result.problems.append(Problem(_pack_bug(spec, "reading what its inputs are", exc), nid, spec.type, None))
+            continue
+        _add_messages(nid, spec, messages, result)
 
 
 def _check_params(nid: str, given: dict[str, Any], spec: NodeSpec, model_paths: ModelPaths | None,
@@ -218,10 +239,15 @@ def _cross_check(nid: str, spec: NodeSpec, values: dict[str, Any], result: Check
     except Exception as exc:
         result.problems.append(Problem(_pack_bug(spec, "checking the params", exc), nid, spec.type, None))
         return
+    _add_messages(nid, spec, messages, result)
+
+
+def _add_messages(nid: str, spec: NodeSpec, messages: list[Any], result: Checked) -> None:
+    """A node's "field: text" messages as problems at that param or input (the node's otherwise)."""
     for message in messages:
         message = str(message)
         field_name, sep, text = message.partition(": ")
-        if sep and spec.param(field_name) is not None:
+        if sep and (spec.param(field_name) is not None or spec.input(field_name) is not None):
             result.problems.append(Problem(text, nid, spec.type, field_name))
         else:
             result.problems.append(Problem(message, nid, spec.type, None))

@@ -10,8 +10,9 @@ The samplers that can follow flow sigmas, as diffusers' flow schedulers (FLOW_SA
 x0, re-noise to the next sigma with fresh noise), heun (FlowMatchHeunDiscreteScheduler),
 dpmpp_2m / dpmpp_2m_sde (DPMSolverMultistepScheduler on flow sigmas, flow prediction) and uni_pc
 (UniPCMultistepScheduler, the same). The others (DDIM, PNDM, LMS, ...) are built on a DDPM beta
-schedule and cannot; `check_flow_pair` gives the reason, UNetDenoise's validate refuses the
-pairs no family can run, and a flow model refuses the rest before its first step.
+schedule and cannot; `check_flow_pair` (nodes/families/flow_samplers.py, torch-free) gives the
+reason, and UNetDenoise refuses such a pair at validate when its MODEL comes from a flow
+checkpoint (nodeforge/core/facts.py; the run refuses it too, for models validation cannot see).
 
 This mirrors StableDiffusion3Pipeline's loop (noise from one CPU generator per batch item,
 seed + i, as the UNet family: item 0 equals diffusers' `Generator().manual_seed(seed)`); CFG
@@ -20,7 +21,7 @@ batches the negative and positive prompts as diffusers does (cfg <= 1 runs the p
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -29,48 +30,7 @@ from nodeforge.core.errors import NodeError
 
 from ..conditioning import entries
 from ..sampling import DenoiseRequest, SamplingBehaviour, StartState, StepPlan
-
-FLOW_SIGMAS = {"use_flow_sigmas": True, "prediction_type": "flow_prediction"}
-
-
-@dataclass(frozen=True)
-class FlowSampler:
-    diffusers_class: str
-    overrides: dict[str, Any] = field(default_factory=dict)
-    schedules: tuple[str, ...] = ("default", "simple", "normal", "sgm_uniform")
-    shift_key: str = "shift"          # the config key the model's shift goes to
-
-
-_EULER_SCHEDULES = ("default", "simple", "normal", "sgm_uniform", "karras", "exponential", "beta")
-FLOW_SAMPLERS: dict[str, FlowSampler] = {
-    "euler": FlowSampler("FlowMatchEulerDiscreteScheduler", schedules=_EULER_SCHEDULES),
-    "euler_ancestral": FlowSampler("FlowMatchEulerDiscreteScheduler", {"stochastic_sampling": True},
-                                   schedules=_EULER_SCHEDULES),
-    "heun": FlowSampler("FlowMatchHeunDiscreteScheduler"),
-    "dpmpp_2m": FlowSampler("DPMSolverMultistepScheduler",
-                            dict(FLOW_SIGMAS, algorithm_type="dpmsolver++", solver_order=2), shift_key="flow_shift"),
-    "dpmpp_2m_sde": FlowSampler("DPMSolverMultistepScheduler",
-                                dict(FLOW_SIGMAS, algorithm_type="sde-dpmsolver++", solver_order=2),
-                                shift_key="flow_shift"),
-    # bh1 computes 0 x inf = NaN at the final flow sigma 0 (and ending at sigma_min would leave noise
-    # at flow's coarse last sigma): UniPC runs its bh2 variant on flow models.
-    "uni_pc": FlowSampler("UniPCMultistepScheduler", dict(FLOW_SIGMAS, solver_type="bh2"), shift_key="flow_shift"),
-}
-_SIGMA_OVERRIDES = {"karras": {"use_karras_sigmas": True}, "exponential": {"use_exponential_sigmas": True},
-                    "beta": {"use_beta_sigmas": True}}
-
-
-def check_flow_pair(sampler: str, schedule: str) -> str | None:
-    """Why a flow model cannot run this sampler/schedule pair (None when it can)."""
-    kind = FLOW_SAMPLERS.get(sampler)
-    if kind is None:
-        return (f"sampler: {sampler} works on a DDPM noise schedule and cannot follow a flow model's sigmas; "
-                f"choose one of {', '.join(FLOW_SAMPLERS)}")
-    if schedule not in kind.schedules:
-        return (f"schedule: {sampler} on a flow model follows the shifted flow sigmas only ({', '.join(kind.schedules)}); "
-                f"{schedule} needs euler or euler_ancestral")
-    return None
-
+from .flow_samplers import FLOW_SAMPLERS, SIGMA_OVERRIDES, FlowSampler, check_flow_pair  # noqa: F401 (re-exported)
 
 def make_flow_scheduler(sampler: str, schedule: str, model_config: dict[str, Any]) -> Any:
     import diffusers
@@ -84,7 +44,7 @@ def make_flow_scheduler(sampler: str, schedule: str, model_config: dict[str, Any
     config = {"num_train_timesteps": int(model_config.get("num_train_timesteps", 1000)), kind.shift_key: shift}
     if kind.diffusers_class == "FlowMatchEulerDiscreteScheduler":
         config = {k: v for k, v in model_config.items() if not k.startswith("_")}
-        config.update(_SIGMA_OVERRIDES.get(schedule, {}))
+        config.update(SIGMA_OVERRIDES.get(schedule, {}))
     config.update(kind.overrides)
     return getattr(diffusers, kind.diffusers_class).from_config(config)
 

@@ -26,6 +26,14 @@ def _changed(ctx: Any, clip_l: str, clip_g: str, t5xxl: str) -> Any:
     return (referenced_files(ctx, clip_l), referenced_files(ctx, clip_g))
 
 
+def _needs_flow_model(facts: dict[str, dict[str, Any]], **_: Any) -> list[str]:
+    model = facts.get("unet", {})
+    if model.get("flow") is False:
+        return [f"unet: comes from a {model.get('family')} checkpoint, which is not a flow model; ModelSamplingSD3 "
+                "applies to SD3/SD3.5 models (remove it, or pick an SD3 checkpoint)"]
+    return []
+
+
 FAMILY_NODES: list[NodeSpec] = [
     NodeSpec(
         "TextEncoderSD3", "conditioning", _lazy("run_text_encoder_sd3"),
@@ -44,7 +52,7 @@ FAMILY_NODES: list[NodeSpec] = [
         inputs=(Input("unet", MODEL),),
         params=(Param.float("shift", 3.0, min=0.0, max=100.0, step=0.01,
                             description="sigma shift: higher spends more steps at high noise (SD3: 3.0)"),),
-        outputs=(Output("unet", MODEL),),
+        outputs=(Output("unet", MODEL),), check_inputs=_needs_flow_model,
         description="Set a flow model's sigma shift (sigma' = shift s / (1 + (shift - 1) s)) without changing "
                     "the input model.",
         display_name="Model Sampling (SD3)"),

@@ -106,3 +106,54 @@ def test_a_type_from_a_pack_that_failed_to_load_points_at_the_pack(tmp_path):
     wf.add("FancyNode")
     [problem] = Engine(device="cpu", registry=registry).validate(wf)
     assert "unknown node type 'FancyNode'" in problem.message and "brokenpack" in problem.message
+
+
+def _facts_registry():
+    """A loader that knows its model's kind from a param, a pass-through, and a consumer that checks it."""
+    from nodeforge.core.registry import Registry
+    from nodeforge.core.spec import Input, NodeSpec, Output, Param
+
+    def refuse_slow(facts, mode="fast", **_):
+        return [f"mode: {mode} cannot run a {facts['model']['kind']} model"] if facts["model"].get("kind") == \
+            "slow" and mode == "fast" else []
+
+    def bad_facts(files, **_):
+        raise RuntimeError("boom")
+
+    return Registry([
+        NodeSpec("Load", "t", lambda ctx, kind: {"model": kind}, params=(Param.string("kind", "slow"),),
+                 outputs=(Output("model", "THING"),), facts=lambda files, kind: {"model": {"kind": kind}}),
+        NodeSpec("Broken", "t", lambda ctx: {"model": 1}, outputs=(Output("model", "THING"),), facts=bad_facts),
+        NodeSpec("Patch", "t", lambda ctx, model: {"model": model}, inputs=(Input("model", "THING"),),
+                 outputs=(Output("model", "THING"),)),
+        NodeSpec("Use", "t", lambda ctx, model, mode: {}, inputs=(Input("model", "THING"),),
+                 params=(Param.choice("mode", ("fast", "careful"), default="fast"),), output_node=True,
+                 check_inputs=refuse_slow),
+    ])
+
+
+def test_check_inputs_sees_a_loaders_facts_through_pass_through_nodes():
+    from nodeforge.core.validate import check_workflow
+
+    wf = Workflow()
+    wf.add("Load", {"kind": "slow"}, node_id="load")
+    wf.add("Patch", {}, {"model": ("load", "model")}, node_id="patch")
+    wf.add("Use", {"mode": "fast"}, {"model": ("patch", "model")}, node_id="use")
+    found = [(p.node_id, p.field, p.message) for p in check_workflow(wf, _facts_registry()).problems]
+    assert found == [("use", "mode", "fast cannot run a slow model")]
+    wf.nodes["use"].params["mode"] = "careful"
+    assert check_workflow(wf, _facts_registry()).problems == []
+    wf.nodes["load"].params["kind"] = "quick"
+    wf.nodes["use"].params["mode"] = "fast"
+    assert check_workflow(wf, _facts_registry()).problems == []
+
+
+def test_a_facts_hook_that_raises_is_named_as_the_packs_bug_and_says_nothing_downstream():
+    from nodeforge.core.validate import check_workflow
+
+    wf = Workflow()
+    wf.add("Broken", {}, node_id="load")
+    wf.add("Use", {"mode": "fast"}, {"model": ("load", "model")}, node_id="use")
+    problems = check_workflow(wf, _facts_registry()).problems
+    assert [(p.node_id, p.field) for p in problems] == [("load", None)]
+    assert "RuntimeError: boom" in problems[0].message and "bug in that pack" in problems[0].message

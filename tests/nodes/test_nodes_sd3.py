@@ -315,6 +315,57 @@ def test_a_ddpm_only_sampler_is_refused_for_a_flow_model_with_the_reason(sd3_eng
     assert "ddim" in str(info.value) and "flow" in str(info.value) and "euler" in str(info.value)
 
 
+def _validate_problems(engine, wf) -> dict:
+    return {(p.node_id, p.field): p.message for p in engine.validate(wf)}
+
+
+@pytest.mark.parametrize("checkpoint", ["tiny-sd3", "tiny-sd3-single.safetensors", "tiny-sd3-no-t5"])
+def test_validate_refuses_impossible_flow_pairs_before_loading_the_model(sd3_engine, checkpoint, monkeypatch):
+    import nodes.loading
+
+    def no_load(*a, **k):
+        raise AssertionError("validate loaded the checkpoint")
+
+    monkeypatch.setattr(nodes.loading, "load_checkpoint", no_load)
+    found = _validate_problems(sd3_engine, shipped_txt2img(checkpoint, sampler="ddim"))
+    assert list(found) == [("5", "sampler")]
+    assert "ddim" in found[("5", "sampler")] and "flow model" in found[("5", "sampler")]
+    assert "euler, euler_ancestral, heun, dpmpp_2m, dpmpp_2m_sde, uni_pc" in found[("5", "sampler")]
+    found = _validate_problems(sd3_engine, shipped_txt2img(checkpoint, sampler="heun", schedule="karras"))
+    assert list(found) == [("5", "schedule")] and "karras needs euler or euler_ancestral" in found[("5", "schedule")]
+    assert _validate_problems(sd3_engine, shipped_txt2img(checkpoint, sampler="euler", schedule="karras")) == {}
+
+
+def test_validate_reads_the_model_kind_without_importing_torch(sd3_dir):
+    import subprocess
+    import sys
+
+    code = ("import sys\n"
+            "from nodeforge import Engine, load_workflow\n"
+            "from nodeforge.core.models import ModelPaths\n"
+            "from pathlib import Path\n"
+            f"wf = load_workflow({str(REPO / 'workflows' / 'txt2img.json')!r})\n"
+            "wf.nodes['1'].params['checkpoint'] = 'tiny-sd3-single.safetensors'\n"
+            "wf.nodes['5'].params['sampler'] = 'pndm'\n"
+            f"engine = Engine(device='cpu', model_paths=ModelPaths(roots=[Path({str(sd3_dir)!r})]))\n"
+            "print([(p.node_id, p.field) for p in engine.validate(wf)], 'torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["[('5',", "'sampler')]", "False"], out.stdout + out.stderr
+
+
+def test_validate_follows_the_model_through_model_sampling_sd3(sd3_engine, engine):
+    wf = shipped_txt2img("tiny-sd3", sampler="lms")
+    wf.add("ModelSamplingSD3", {"shift": 2.0}, {"unet": ("1", "unet")}, node_id="shift")
+    wf.nodes["5"].inputs["unet"] = ("shift", "unet")
+    assert list(_validate_problems(sd3_engine, wf)) == [("5", "sampler")]
+    unet = shipped_txt2img("tiny-sd", width=64, height=64, sampler="ddim")    # DDPM samplers stay fine for a UNet
+    assert _validate_problems(engine, unet) == {}
+    unet.add("ModelSamplingSD3", {"shift": 2.0}, {"unet": ("1", "unet")}, node_id="shift")
+    unet.nodes["5"].inputs["unet"] = ("shift", "unet")
+    found = _validate_problems(engine, unet)
+    assert list(found) == [("shift", "unet")] and "not a flow model" in found[("shift", "unet")]
+
+
 def test_a_folder_without_a_clip_encoder_names_it(sd3_engine, sd3_dir, tmp_path):
     broken = tmp_path / "checkpoints" / "sd3-no-clip-g"
     shutil.copytree(sd3_dir / "checkpoints" / "tiny-sd3", broken)

@@ -1,0 +1,79 @@
+"""Which family a checkpoint is, told from its files without torch or its weights: a diffusers
+folder's model_index.json / transformer/config.json, or a single .safetensors file's header (its
+key names). Validation reads it through CheckpointLoader's `facts` (nodeforge/core/facts.py), so a
+sampler a flow model cannot run is refused before anything loads. A file it cannot read says
+nothing (an empty dict): the loader gives the real error when it runs.
+"""
+from __future__ import annotations
+
+import json
+import struct
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+FLOW_FAMILIES = frozenset({"sd3", "flux"})
+# A key every file of the family has (original or diffusers layout), first match wins.
+KEY_MARKERS: tuple[tuple[str, str], ...] = (
+    ("joint_blocks.", "sd3"), ("transformer_blocks.0.attn.add_q_proj.", "sd3"),
+    ("double_blocks.", "flux"), ("single_transformer_blocks.", "flux"),
+    ("input_blocks.", "unet"), ("down_blocks.", "unet"),
+)
+# Words in a diffusers folder's pipeline or transformer class name.
+CLASS_MARKERS: tuple[tuple[str, str], ...] = (("StableDiffusion3", "sd3"), ("SD3", "sd3"), ("Flux", "flux"))
+MAX_HEADER = 100 * 2 ** 20
+
+
+def model_facts(path: Path) -> dict[str, Any]:
+    """{"family": ..., "flow": bool} for a checkpoint folder or file, or {} when not known."""
+    try:
+        stat = path.stat()
+        family = _family_cached(str(path), stat.st_mtime_ns, stat.st_size)
+    except OSError:
+        return {}
+    return {"family": family, "flow": family in FLOW_FAMILIES} if family else {}
+
+
+@lru_cache(maxsize=64)
+def _family_cached(path: str, mtime_ns: int, size: int) -> str | None:
+    where = Path(path)
+    return _folder_family(where) if where.is_dir() else _file_family(where)
+
+
+def _folder_family(path: Path) -> str | None:
+    for config in (path / "model_index.json", path / "transformer" / "config.json"):
+        name = _class_name(config)
+        found = next((fam for word, fam in CLASS_MARKERS if word in name), None)
+        if found:
+            return found
+    return "unet" if (path / "unet").is_dir() else None
+
+
+def _class_name(config: Path) -> str:
+    try:
+        return str(json.loads(config.read_text(encoding="utf-8")).get("_class_name") or "")
+    except (OSError, ValueError, AttributeError):
+        return ""
+
+
+def safetensors_keys(path: Path) -> list[str]:
+    """The tensor names in a .safetensors header (reads only the header); [] if it is not one."""
+    if path.suffix.lower() != ".safetensors":
+        return []
+    try:
+        with path.open("rb") as handle:
+            size = struct.unpack("<Q", handle.read(8))[0]
+            if size > MAX_HEADER:
+                return []
+            header = json.loads(handle.read(size))
+    except (OSError, ValueError, struct.error):
+        return []
+    return [k for k in header if k != "__metadata__"] if isinstance(header, dict) else []
+
+
+def _file_family(path: Path) -> str | None:
+    keys = safetensors_keys(path)
+    for marker, family in KEY_MARKERS:
+        if any(marker in k for k in keys):
+            return family
+    return None
