@@ -50,14 +50,16 @@ def load_pipeline(model: Path, lora: Path | None = None, strength: float = 1.0):
 
 
 def sample(pipe, prompts: list[str], seeds: list[int], negative: list[str] | None = None,
-           batch: int = 48) -> np.ndarray:
-    """(n, 64, 64, 3) uint8 images; each image's noise comes from its own seeded generator."""
+           batch: int = 48, steps: int | None = None, cfg: float | None = None) -> np.ndarray:
+    """(n, 64, 64, 3) uint8 images; each image's noise comes from its own seeded generator.
+    `steps` and `cfg` default to STEPS and CFG."""
     out = []
     for i in range(0, len(prompts), batch):
         gens = [torch.Generator().manual_seed(s) for s in seeds[i:i + batch]]
         with torch.no_grad():
             images = pipe(prompts[i:i + batch], negative_prompt=None if negative is None else negative[i:i + batch],
-                          num_inference_steps=STEPS, guidance_scale=CFG, height=64, width=64,
+                          num_inference_steps=steps or STEPS, guidance_scale=CFG if cfg is None else cfg,
+                          height=64, width=64,
                           generator=gens, output_type="np").images
         out.append(np.clip(np.rint(images * 255), 0, 255).astype(np.uint8))
     return np.concatenate(out)
@@ -75,15 +77,16 @@ def grid(images: np.ndarray, columns: int = 12) -> "Image.Image":
     return Image.fromarray(canvas)
 
 
-def prompt_following(pipe, n: int, seed: int) -> tuple[dict, np.ndarray]:
-    """Accuracy over n (colour, shape, background) combos, each with its own seed."""
+def prompt_following(pipe, n: int, seed: int, steps: int | None = None, cfg: float | None = None) -> tuple[dict, np.ndarray]:
+    """Accuracy over n (colour, shape, background) combos, each with its own seed (STEPS and CFG
+    unless `steps` and `cfg` are given)."""
     combos = [(c, s, b) for c, s, b in itertools.product(data.COLOURS, data.SHAPES, data.COLOURS) if c != b]
     rng = np.random.default_rng(seed)
     picks = [combos[i] for i in rng.permutation(len(combos))[:n]] if n <= len(combos) else \
         [combos[i % len(combos)] for i in range(n)]
     prompts = [f"a {c} {s} on a {b} background" for c, s, b in picks]
     seeds = [seed * 10_000 + i for i in range(len(picks))]
-    images = sample(pipe, prompts, seeds)
+    images = sample(pipe, prompts, seeds, steps=steps, cfg=cfg)
     verdicts = [judge(im) for im in images]
     ok_colour = [v.colour == c for v, (c, s, b) in zip(verdicts, picks)]
     ok_shape = [v.shape == s for v, (c, s, b) in zip(verdicts, picks)]

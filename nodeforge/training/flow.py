@@ -2,35 +2,51 @@
 shapes data of `nodeforge-shapes`, saved as a StableDiffusion3Pipeline folder (no T5).
 
 It reuses the demo model's trained VAE and tokenizer (resources/models/nodeforge-shapes: the same
-latent space and vocabulary), and trains a fresh SD3Transformer2DModel with two small CLIP text
-encoders (CLIP-L and CLIP-G in SD3's roles) on the flow-matching objective: x_t = (1 - s) x0 + s n,
-the transformer at timestep 1000 s predicts the velocity n - x0, with s drawn logit-normally and
-shifted as the sampler will (SD3's recipe). The saved folder loads in NodeForge's CheckpointLoader
-and in diffusers' StableDiffusion3Pipeline.from_pretrained.
+latent space and vocabulary) and starts both CLIP encoders (CLIP-L and CLIP-G in SD3's roles) from
+its trained text encoder, then trains a fresh SD3Transformer2DModel together with them on the
+flow-matching objective: x_t = (1 - s) x0 + s n, the transformer at timestep 1000 s predicts the
+velocity n - x0, with s drawn logit-normally and shifted as the sampler will (SD3's recipe), mixed
+with a share of uniform draws so the last, low-noise steps are learned too.
+
+Without T5, StableDiffusion3Pipeline gives the transformer 256 zero tokens after the 77 CLIP tokens.
+Those tokens are identical at every layer (no position embedding reaches the text stream), so the
+trainer feeds one of them with log(256) added to its attention logit: the same function at a
+third of the cost (`KeyBiasJointAttention`; tests/training/test_training_flow.py checks it).
 """
 from __future__ import annotations
 
 import argparse
+import math
+import time
 from pathlib import Path
 from typing import Any
 
-from .common import Progress, TrainerParser, TrainingInputError, guarded, optimizer_step, report, start, whole
+from .common import Progress, TrainerParser, TrainingInputError, due, guarded, optimizer_step, real, report, start, whole
 
 NAME = "nodeforge train-flow"
+T5_TOKENS = 256   # StableDiffusion3Pipeline's default max_sequence_length: its zero T5 tokens
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = TrainerParser(prog=NAME, description=__doc__.split("\n\n")[0])
     p.add_argument("--out", type=Path, required=True, help="the StableDiffusion3Pipeline folder to write")
     p.add_argument("--base", type=Path, default=None,
-                   help="the demo model folder whose VAE and tokenizer are reused (default: the bundled nodeforge-shapes)")
-    p.add_argument("--steps", type=whole(1), default=20000)
+                   help="the demo model folder whose VAE, tokenizer and text encoder are reused "
+                        "(default: the bundled nodeforge-shapes)")
+    p.add_argument("--steps", type=whole(1), default=6000)
     p.add_argument("--batch", type=whole(1), default=32)
-    p.add_argument("--images", type=whole(8), default=20000, help="generated training images")
-    p.add_argument("--lr", type=float, default=3e-4)
-    p.add_argument("--width", type=whole(32, why="heads of 32"), default=128, help="transformer width")
+    p.add_argument("--images", type=whole(8), default=24000, help="generated training images")
+    p.add_argument("--lr", type=real(0, above=True), default=4e-4)
+    p.add_argument("--warmup", type=whole(0), default=200, help="steps of linear LR warm-up before the cosine decay")
+    p.add_argument("--ema-decay", type=real(0, 1), default=0.999)
+    p.add_argument("--uniform", type=real(0, 1), default=0.2, help="share of noise levels drawn uniformly")
+    p.add_argument("--width", type=whole(32, why="heads of 32", multiple=32), default=128, help="transformer width")
     p.add_argument("--layers", type=whole(1), default=6, help="transformer blocks")
-    p.add_argument("--shift", type=float, default=3.0, help="the sigma shift written to the scheduler config")
+    p.add_argument("--shift", type=real(0, above=True), default=3.0,
+                   help="the sigma shift written to the scheduler config")
+    p.add_argument("--work", type=Path, default=None,
+                   help="checkpoint folder: a killed run started again continues where it stopped")
+    p.add_argument("--save-every", type=whole(1), default=500, help="steps between checkpoints (with --work)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=whole(1), default=2)
     p.add_argument("--device", default="cpu")
@@ -38,40 +54,92 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def make_parts(args: argparse.Namespace, vae: Any, tokenizer: Any) -> dict[str, Any]:
-    """The fresh transformer and the two CLIP encoders (seeded: the same args give the same weights)."""
+class KeyBiasJointAttention:
+    """SD3's joint attention (diffusers' JointAttnProcessor2_0) with `bias` added to every query's
+    logit for each key: a key with bias log(k) stands for k identical keys."""
+
+    def __init__(self, bias: Any):
+        self.bias = bias
+
+    def __call__(self, attn: Any, hidden_states: Any, encoder_hidden_states: Any = None, *args: Any, **kwargs: Any):
+        import torch
+        import torch.nn.functional as F
+
+        batch, n_image = hidden_states.shape[0], hidden_states.shape[1]
+
+        def heads(x: Any) -> Any:
+            return x.view(batch, -1, attn.heads, x.shape[-1] // attn.heads).transpose(1, 2)
+
+        q, k, v = heads(attn.to_q(hidden_states)), heads(attn.to_k(hidden_states)), heads(attn.to_v(hidden_states))
+        if attn.norm_q is not None:
+            q, k = attn.norm_q(q), attn.norm_k(k)
+        cq, ck = heads(attn.add_q_proj(encoder_hidden_states)), heads(attn.add_k_proj(encoder_hidden_states))
+        cv = heads(attn.add_v_proj(encoder_hidden_states))
+        if attn.norm_added_q is not None:
+            cq, ck = attn.norm_added_q(cq), attn.norm_added_k(ck)
+        q, k, v = torch.cat([q, cq], 2), torch.cat([k, ck], 2), torch.cat([v, cv], 2)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=self.bias.to(q.dtype).view(1, 1, 1, -1))
+        out = out.transpose(1, 2).reshape(batch, -1, q.shape[1] * q.shape[-1])
+        image, context = out[:, :n_image], out[:, n_image:]
+        if not attn.context_pre_only:
+            context = attn.to_add_out(context)
+        return attn.to_out[1](attn.to_out[0](image)), context
+
+
+def use_shared_zero_token(transformer: Any, image_tokens: int, clip_tokens: int = 77, zeros: int = T5_TOKENS) -> None:
+    """Make `transformer` read one zero token as `zeros` of them (see KeyBiasJointAttention)."""
+    import torch
+
+    bias = torch.zeros(image_tokens + clip_tokens + 1)
+    bias[-1] = math.log(zeros)
+    transformer.set_attn_processor(KeyBiasJointAttention(bias))
+
+
+def make_parts(args: argparse.Namespace, vae: Any, base: Path) -> dict[str, Any]:
+    """The fresh transformer and the two CLIP encoders started from the base's trained text encoder
+    (seeded: the same args give the same weights)."""
     import torch
     from diffusers import SD3Transformer2DModel
-    from transformers import CLIPTextConfig, CLIPTextModelWithProjection
+    from transformers import CLIPTextModel, CLIPTextModelWithProjection
 
     torch.manual_seed(args.seed + 2)
-    clip = dict(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=256, projection_dim=64,
-                num_hidden_layers=2, num_attention_heads=4, max_position_embeddings=77, hidden_act="gelu",
-                bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-                pad_token_id=tokenizer.pad_token_id)
-    encoders = [CLIPTextModelWithProjection(CLIPTextConfig(**clip)) for _ in range(2)]
+    try:
+        trained = CLIPTextModel.from_pretrained(str(base / "text_encoder"), local_files_only=True)
+    except (OSError, ValueError) as exc:
+        raise TrainingInputError(f"--base {base}: its text_encoder/ is not a CLIP text model ({exc})") from None
+    config = trained.config
+    encoders = []
+    for _ in range(2):   # CLIP-L's and CLIP-G's places, both from the trained encoder; fresh projections
+        encoder = CLIPTextModelWithProjection(config)
+        encoder.text_model.load_state_dict(trained.state_dict())
+        encoders.append(encoder)
+    width = 2 * config.hidden_size
     channels = vae.config.latent_channels
     transformer = SD3Transformer2DModel(
         sample_size=32, patch_size=2, in_channels=channels, out_channels=channels, num_layers=args.layers,
         attention_head_dim=32, num_attention_heads=args.width // 32, caption_projection_dim=args.width,
-        joint_attention_dim=128, pooled_projection_dim=128, pos_embed_max_size=32)
+        joint_attention_dim=width, pooled_projection_dim=2 * config.projection_dim, pos_embed_max_size=32)
     return {"transformer": transformer, "text_encoder": encoders[0], "text_encoder_2": encoders[1]}
 
 
-def flow_batch(latents: Any, shift: float, generator: Any) -> tuple[Any, Any, Any]:
-    """(x_t, timesteps, velocity target) for clean latents: s logit-normal, then shifted."""
+def flow_batch(latents: Any, shift: float, generator: Any, uniform: float = 0.0) -> tuple[Any, Any, Any]:
+    """(x_t, timesteps, velocity target) for clean latents: s logit-normal, then shifted; a share
+    `uniform` of the rows draws s uniformly instead."""
     import torch
 
-    s = torch.sigmoid(torch.randn(latents.shape[0], generator=generator))
+    n = latents.shape[0]
+    s = torch.sigmoid(torch.randn(n, generator=generator))
     s = shift * s / (1 + (shift - 1) * s)
+    flat = torch.rand(n, generator=generator)
+    s = torch.where(torch.rand(n, generator=generator) < uniform, flat, s)
     noise = torch.randn(latents.shape, generator=generator)
     sigma = s.view(-1, 1, 1, 1)
     return (1 - sigma) * latents + sigma * noise, s * 1000, noise - latents
 
 
-def prompt_embeds(parts: dict[str, Any], tokenizer: Any, captions: list[str]) -> tuple[Any, Any]:
+def prompt_embeds(parts: dict[str, Any], tokenizer: Any, captions: list[str], zeros: int = T5_TOKENS) -> tuple[Any, Any]:
     """StableDiffusion3Pipeline's prompt without T5: both CLIPs' penultimate states side by side,
-    padded to the joint width, then 256 zero tokens; the pooled projections side by side."""
+    padded to the joint width, then `zeros` zero tokens; the pooled projections side by side."""
     import torch
     import torch.nn.functional as F
 
@@ -80,29 +148,127 @@ def prompt_embeds(parts: dict[str, Any], tokenizer: Any, captions: list[str]) ->
     hidden = torch.cat([o.hidden_states[-2] for o in outs], dim=-1)
     width = parts["transformer"].config.joint_attention_dim
     hidden = F.pad(hidden, (0, width - hidden.shape[-1]))
-    embeds = torch.cat([hidden, hidden.new_zeros(hidden.shape[0], 256, width)], dim=1)
+    embeds = torch.cat([hidden, hidden.new_zeros(hidden.shape[0], zeros, width)], dim=1)
     return embeds, torch.cat([o.text_embeds for o in outs], dim=-1)
 
 
-def train(args: argparse.Namespace, parts: dict[str, Any], latents: Any, captions: list[str], tokenizer: Any) -> float:
+def _checkpoint(work: Path | None, state: dict[str, Any] | None = None) -> dict[str, Any] | None:
+    """Write `state` to work/flow.pt atomically, or read it back (tensors and plain values only)."""
     import torch
 
-    params = [p for module in parts.values() for p in module.parameters()]
+    if work is None:
+        return None
+    path = work / "flow.pt"
+    if state is None:
+        return torch.load(path, weights_only=True) if path.exists() else None
+    work.mkdir(parents=True, exist_ok=True)
+    torch.save(state, work / "flow.pt.tmp")
+    (work / "flow.pt.tmp").replace(path)
+    return state
+
+
+def train(args: argparse.Namespace, parts: dict[str, Any], latents: Any, captions: list[str], tokenizer: Any) -> tuple[float, Any]:
+    """The training loop; returns the last loss and the EMA of the weights (what is saved)."""
+    import torch
+
+    from .shapes import EMA, lr_at
+
+    modules = list(parts.values())
+    params = [p for module in modules for p in module.parameters()]
     opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.01)
-    generator = torch.Generator().manual_seed(args.seed + 3)
-    progress, loss_value = Progress(args.steps, name=NAME), float("nan")
-    for step in range(1, args.steps + 1):
+    ema = EMA(modules, args.ema_decay)
+    generator, done, loss_value = torch.Generator().manual_seed(args.seed + 3), 0, float("nan")
+    state = _checkpoint(args.work)
+    if state is not None:
+        for module, weights in zip(modules, state["modules"]):
+            module.load_state_dict(weights)
+        opt.load_state_dict(state["opt"])
+        ema.shadow, ema.steps, done = state["ema"], state["step"], state["step"]
+        generator.set_state(state["generator"])
+    image_tokens = (latents.shape[-1] // parts["transformer"].config.patch_size) ** 2
+    use_shared_zero_token(parts["transformer"], image_tokens)
+    progress = Progress(args.steps, name=NAME)
+    for step in range(done + 1, args.steps + 1):
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step - 1, args.steps, args.lr, args.warmup)
         pick = torch.randint(0, latents.shape[0], (args.batch,), generator=generator)
-        x_t, t, target = flow_batch(latents[pick], args.shift, generator)
+        x_t, t, target = flow_batch(latents[pick], args.shift, generator, args.uniform)
         texts = [captions[i] if torch.rand(1, generator=generator) > 0.1 else "" for i in pick.tolist()]
-        embeds, pooled = prompt_embeds(parts, tokenizer, texts)
+        embeds, pooled = prompt_embeds(parts, tokenizer, texts, zeros=1)
         pred = parts["transformer"](hidden_states=x_t, timestep=t, encoder_hidden_states=embeds,
                                     pooled_projections=pooled, return_dict=False)[0]
         loss = torch.nn.functional.mse_loss(pred, target)
         optimizer_step(opt, loss, params)
+        ema.update()
         loss_value = float(loss.detach())
         progress.update(step, loss_value)
-    return loss_value
+        if args.work is not None and due(step, args.save_every, args.steps):
+            _checkpoint(args.work, {"modules": [m.state_dict() for m in modules], "opt": opt.state_dict(),
+                                    "ema": ema.shadow, "step": step, "generator": generator.get_state()})
+    from diffusers.models.attention_processor import JointAttnProcessor2_0
+
+    parts["transformer"].set_attn_processor(JointAttnProcessor2_0())   # the saved model is diffusers' own
+    return loss_value, ema
+
+
+def load_base(base: Path) -> tuple[Any, Any]:
+    """The base's VAE (frozen; shift_factor 0 written for SD3's pipeline) and tokenizer."""
+    from diffusers import AutoencoderKL
+    from transformers import CLIPTokenizer
+
+    for part in ("vae", "tokenizer", "text_encoder"):
+        if not (base / part).is_dir():
+            raise TrainingInputError(f"--base {base}: no {part}/ folder; give a nodeforge-shapes-style diffusers folder")
+    vae = AutoencoderKL.from_pretrained(str(base), subfolder="vae", local_files_only=True).eval().requires_grad_(False)
+    if vae.config.shift_factor is None:   # SD3's pipeline adds the shift when decoding: 0 is this VAE's
+        vae.register_to_config(shift_factor=0.0)
+    return vae, CLIPTokenizer.from_pretrained(str(base), subfolder="tokenizer", local_files_only=True)
+
+
+def training_latents(args: argparse.Namespace, vae: Any) -> tuple[Any, list[str]]:
+    """The generated shapes, encoded as the pipeline reads latents ((z - shift) x scaling), and captions."""
+    import numpy as np
+    import torch
+
+    from . import data
+    from .shapes import encode_latents
+
+    images, samples = data.generate(args.images, args.seed)
+    with torch.no_grad():
+        shift = vae.config.shift_factor or 0.0
+        latents = (encode_latents(vae, images, torch.device("cpu")) - shift) * vae.config.scaling_factor
+    rng = np.random.default_rng(args.seed + 1)
+    return latents, [data.caption(s, rng, empty_rate=0.0) for s in samples]
+
+
+def assemble(parts: dict[str, Any], vae: Any, tokenizer: Any, shift: float) -> Any:
+    """The StableDiffusion3Pipeline (no T5) that is saved."""
+    from diffusers import FlowMatchEulerDiscreteScheduler, StableDiffusion3Pipeline
+
+    return StableDiffusion3Pipeline(
+        transformer=parts["transformer"], vae=vae, text_encoder=parts["text_encoder"], tokenizer=tokenizer,
+        text_encoder_2=parts["text_encoder_2"], tokenizer_2=tokenizer, text_encoder_3=None, tokenizer_3=None,
+        scheduler=FlowMatchEulerDiscreteScheduler(shift=shift))
+
+
+def checkpoint_pipeline(argv: list[str]) -> Any:
+    """The EMA weights of a running (or killed) training's checkpoint as a pipeline, to measure it
+    midway: `argv` are the training's own arguments (--work names the checkpoint folder)."""
+    from nodeforge.paths import builtin_dir
+
+    from .shapes import EMA
+
+    args = parse_args(argv)
+    base = args.base or builtin_dir("resources") / "models" / "nodeforge-shapes"
+    vae, tokenizer = load_base(base)
+    parts = make_parts(args, vae, base)
+    state = _checkpoint(args.work)
+    if state is None:
+        raise TrainingInputError(f"--work {args.work}: no checkpoint there yet")
+    ema = EMA(list(parts.values()), args.ema_decay)
+    ema.shadow = state["ema"]
+    ema.copy_to(list(parts.values()))
+    return assemble(parts, vae, tokenizer, args.shift), state["step"]
 
 
 @guarded(NAME)
@@ -111,34 +277,17 @@ def main(argv: list[str] | None = None) -> int:
     if not args.out.parent.is_dir() or args.out.is_file():
         raise TrainingInputError(f"--out {args.out}: give a folder to write whose parent exists")
     start(args.threads, args.seed, args.device, NAME)
-    import numpy as np
-    import torch
-    from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, StableDiffusion3Pipeline
-    from transformers import CLIPTokenizer
-
     from nodeforge.paths import builtin_dir
 
-    from . import data
-    from .shapes import encode_latents
-
     base = args.base or builtin_dir("resources") / "models" / "nodeforge-shapes"
-    vae = AutoencoderKL.from_pretrained(str(base), subfolder="vae", local_files_only=True).eval().requires_grad_(False)
-    if vae.config.shift_factor is None:   # SD3's pipeline adds the shift when decoding: 0 is this VAE's
-        vae.register_to_config(shift_factor=0.0)
-    tokenizer = CLIPTokenizer.from_pretrained(str(base), subfolder="tokenizer", local_files_only=True)
-    images, samples = data.generate(args.images, args.seed)
-    with torch.no_grad():   # scaled as the pipeline reads them: (z - shift) x scaling
-        shift = vae.config.shift_factor or 0.0
-        latents = (encode_latents(vae, images, torch.device("cpu")) - shift) * vae.config.scaling_factor
-    parts = make_parts(args, vae, tokenizer)
-    rng = np.random.default_rng(args.seed + 1)
-    captions = [data.caption(s, rng, empty_rate=0.0) for s in samples]
-    final = train(args, parts, latents, captions, tokenizer)
-    pipe = StableDiffusion3Pipeline(
-        transformer=parts["transformer"], vae=vae, text_encoder=parts["text_encoder"], tokenizer=tokenizer,
-        text_encoder_2=parts["text_encoder_2"], tokenizer_2=tokenizer, text_encoder_3=None, tokenizer_3=None,
-        scheduler=FlowMatchEulerDiscreteScheduler(shift=args.shift))
+    vae, tokenizer = load_base(base)
+    t0 = time.time()
+    latents, captions = training_latents(args, vae)
+    parts = make_parts(args, vae, base)
+    final, ema = train(args, parts, latents, captions, tokenizer)
+    ema.copy_to(list(parts.values()))
+    pipe = assemble(parts, vae, tokenizer, args.shift)
     pipe.save_pretrained(str(args.out))
-    report({"steps": args.steps, "final_loss": final, "images": args.images,
+    report({"steps": args.steps, "final_loss": final, "images": args.images, "minutes": round((time.time() - t0) / 60, 1),
             "transformer_parameters": sum(p.numel() for p in parts["transformer"].parameters())}, args.json)
     return 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 
 from nodeforge.training import flow
@@ -16,6 +17,92 @@ def test_the_flow_target_is_the_velocity_from_the_clean_latent_to_the_noise():
     noise = target + x0
     torch.testing.assert_close(x_t, (1 - sigma) * x0 + sigma * noise)
     assert ((t > 0) & (t < 1000)).all() and t.float().mean() > 500   # shift 3 leans to high noise
+
+
+def test_a_share_of_the_noise_levels_is_drawn_uniformly_so_low_noise_is_learned_too():
+    x0 = torch.zeros(4000, 1, 1, 1)
+    _, shifted, _ = flow.flow_batch(x0, 3.0, torch.Generator().manual_seed(0))
+    _, mixed, _ = flow.flow_batch(x0, 3.0, torch.Generator().manual_seed(0), uniform=0.5)
+    low = lambda t: float((t < 200).float().mean())
+    assert low(shifted) < 0.02 and 0.08 < low(mixed) < 0.13   # half uniform: about 0.5 x 0.2 below 200
+
+
+def tiny_transformer():
+    from diffusers import SD3Transformer2DModel
+
+    torch.manual_seed(0)
+    return SD3Transformer2DModel(sample_size=16, patch_size=2, in_channels=4, out_channels=4, num_layers=2,
+                                 attention_head_dim=16, num_attention_heads=2, caption_projection_dim=32,
+                                 joint_attention_dim=32, pooled_projection_dim=16, pos_embed_max_size=16)
+
+
+def test_one_zero_token_with_a_log_256_attention_bias_is_the_pipelines_256_zero_t5_tokens():
+    transformer = tiny_transformer()
+    g = torch.Generator().manual_seed(1)
+    x, clip = torch.randn(2, 4, 8, 8, generator=g), torch.randn(2, 77, 32, generator=g)
+    pooled, t = torch.randn(2, 16, generator=g), torch.tensor([250.0, 900.0])
+    with torch.no_grad():
+        full = transformer(hidden_states=x, timestep=t, encoder_hidden_states=torch.cat([clip, torch.zeros(2, 256, 32)], 1),
+                           pooled_projections=pooled, return_dict=False)[0]
+        flow.use_shared_zero_token(transformer, image_tokens=16)
+        shared = transformer(hidden_states=x, timestep=t, encoder_hidden_states=torch.cat([clip, torch.zeros(2, 1, 32)], 1),
+                             pooled_projections=pooled, return_dict=False)[0]
+    torch.testing.assert_close(shared, full, atol=1e-5, rtol=1e-5)
+    assert full.abs().mean() > 0.1   # a real output, not zeros on both sides
+
+
+def test_both_clip_encoders_start_as_the_base_models_trained_text_encoder():
+    import argparse
+
+    from transformers import CLIPTextModel, CLIPTokenizer
+
+    from nodeforge.paths import builtin_dir
+
+    base = builtin_dir("resources") / "models" / "nodeforge-shapes"
+    vae, tokenizer = flow.load_base(base)
+    parts = flow.make_parts(argparse.Namespace(seed=0, width=64, layers=1), vae, base)
+    trained = CLIPTextModel.from_pretrained(str(base / "text_encoder"), local_files_only=True)
+    ids = CLIPTokenizer.from_pretrained(str(base / "tokenizer"))(["a red circle"], return_tensors="pt").input_ids
+    with torch.no_grad():
+        want = trained(ids).last_hidden_state
+        for key in ("text_encoder", "text_encoder_2"):
+            torch.testing.assert_close(parts[key](ids).last_hidden_state, want)
+    assert parts["transformer"].config.joint_attention_dim == 2 * trained.config.hidden_size
+
+
+TINY = ["--batch", "4", "--images", "16", "--layers", "1", "--width", "64", "--threads", "1"]
+
+
+class Killed(Exception):
+    pass
+
+
+def test_a_killed_run_started_again_ends_with_the_weights_of_an_uninterrupted_run(tmp_path, monkeypatch):
+    from safetensors.torch import load_file
+
+    assert flow.main(["--out", str(tmp_path / "whole"), "--steps", "4", *TINY]) == 0
+    real_step, calls = flow.optimizer_step, []
+
+    def dies_at_the_third_step(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise Killed
+        real_step(*args, **kwargs)
+
+    run = ["--out", str(tmp_path / "resumed"), "--steps", "4", "--work", str(tmp_path / "work"), "--save-every", "2", *TINY]
+    monkeypatch.setattr(flow, "optimizer_step", dies_at_the_third_step)
+    with pytest.raises(Killed):
+        flow.main(run)
+    assert not (tmp_path / "resumed").exists()
+    second = []
+    monkeypatch.setattr(flow, "optimizer_step", lambda *a, **k: (second.append(1), real_step(*a, **k)))
+    assert flow.main(run) == 0
+    assert len(second) == 2   # it went on from the checkpoint at step 2, not from the start
+    for part in ("transformer/diffusion_pytorch_model.safetensors", "text_encoder/model.safetensors"):
+        whole, resumed = load_file(str(tmp_path / "whole" / part)), load_file(str(tmp_path / "resumed" / part))
+        assert whole.keys() == resumed.keys()
+        for key in whole:
+            torch.testing.assert_close(resumed[key], whole[key], atol=1e-6, rtol=1e-5, msg=key)
 
 
 def test_a_three_step_run_saves_a_flow_model_both_loaders_read(tmp_path):
