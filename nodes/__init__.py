@@ -559,3 +559,8 @@ NODES: list[NodeSpec] = [
 from .families.specs import FAMILY_NODES  # noqa: E402
 
 NODES += FAMILY_NODES
+
+# ComfyUI's core latent, mask and image operations (LatentComposite, FeatherMask, ImageBlend, ...).
+from .operation_specs import OPERATION_NODES  # noqa: E402
+
+NODES += OPERATION_NODES

@@ -33,16 +33,14 @@ EQUIVALENTS = {
 # ComfyUI's own classes that NodeForge does not map yet (the ones shared files use most).
 CORE = frozenset({
     "SamplerCustom", "SamplerCustomAdvanced", "KSamplerSelect", "BasicScheduler", "BasicGuider", "CFGGuider",
-    "RandomNoise", "AlignYourStepsScheduler", "KarrasScheduler", "SplitSigmas", "EmptySD3LatentImage",
-    "UNETLoader", "CLIPLoader", "DualCLIPLoader", "TripleCLIPLoader", "FluxGuidance", "LatentComposite",
-    "LatentCrop", "LatentAdd", "LatentSubtract", "LatentMultiply", "LatentFlip", "LatentRotate", "LatentInterpolate",
-    "ImageBlend", "ImageBlur", "ImageSharpen", "ImageQuantize", "ConditioningSetMask", "FeatherMask", "ThresholdMask",
-    "MaskComposite", "CropMask", "CheckpointLoader", "CLIPVisionLoader", "CLIPVisionEncode", "unCLIPConditioning",
-    "unCLIPCheckpointLoader", "SaveLatent", "LoadLatent", "FreeU", "FreeU_V2", "PerpNeg", "SelfAttentionGuidance",
-    "VAEDecodeTiled", "VAEEncodeTiled", "DiffControlNetLoader", "StyleModelLoader", "StyleModelApply",
+    "RandomNoise", "AlignYourStepsScheduler", "KarrasScheduler", "SplitSigmas",
+    "UNETLoader", "CLIPLoader", "DualCLIPLoader", "TripleCLIPLoader", "FluxGuidance", "LatentInterpolate",
+    "ImageBlend", "ImageBlur", "ImageSharpen", "ImageQuantize", "ConditioningSetMask", "CheckpointLoader",
+    "CLIPVisionLoader", "CLIPVisionEncode", "unCLIPConditioning", "unCLIPCheckpointLoader", "SaveLatent",
+    "LoadLatent", "FreeU", "FreeU_V2", "PerpNeg", "SelfAttentionGuidance", "StyleModelLoader", "StyleModelApply",
     "GLIGENLoader", "GLIGENTextBoxApply", "InpaintModelConditioning", "DifferentialDiffusion", "RescaleCFG",
-    "ModelSamplingDiscrete", "PatchModelAddDownscale", "Canny", "ImageScaleToTotalPixels", "SaveAnimatedWEBP",
-    "ImageFromBatch", "RepeatImageBatch", "ModelMergeSimple", "CLIPMergeSimple", "CheckpointSave",
+    "ModelSamplingDiscrete", "PatchModelAddDownscale", "SaveAnimatedWEBP", "ImageFromBatch", "RepeatImageBatch",
+    "ModelMergeSimple", "CLIPMergeSimple", "CheckpointSave",
 })
 
 

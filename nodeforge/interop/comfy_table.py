@@ -337,6 +337,28 @@ ROWS: tuple[ClassMap, ...] = (
              note="loaded as a plain ControlNet (NodeForge's Load ControlNet); the model input is ignored, so a "
                   "diff ControlNet, whose weights are differences to its base model, does not work as intended: "
                   "use the full ControlNet file"),
+    # ComfyUI's core latent and mask operations (nodes/latent_ops.py, nodes/masks.py).
+    ClassMap("LatentComposite", "LatentComposite", "Latent Composite", (Widget("x"), Widget("y"), Widget("feather")),
+             (("samples_to", "destination"), ("samples_from", "source")), ("latent",)),
+    ClassMap("LatentCrop", "LatentCrop", "Crop Latent", (Widget("width"), Widget("height"), Widget("x"), Widget("y")),
+             (("samples", "latent"),), ("latent",)),
+    ClassMap("LatentAdd", "LatentAdd", "LatentAdd", (), (("samples1", "latent_1"), ("samples2", "latent_2")),
+             ("latent",)),
+    ClassMap("LatentSubtract", "LatentSubtract", "LatentSubtract", (),
+             (("samples1", "latent_1"), ("samples2", "latent_2")), ("latent",)),
+    ClassMap("LatentMultiply", "LatentMultiply", "LatentMultiply", (Widget("multiplier"),), (("samples", "latent"),),
+             ("latent",)),
+    ClassMap("LatentFlip", "LatentFlip", "Flip Latent", (Widget("flip_method"),), (("samples", "latent"),),
+             ("latent",)),
+    ClassMap("LatentRotate", "LatentRotate", "Rotate Latent", (Widget("rotation"),), (("samples", "latent"),),
+             ("latent",)),
+    ClassMap("FeatherMask", "FeatherMask", "FeatherMask",
+             (Widget("left"), Widget("top"), Widget("right"), Widget("bottom")), (("mask", "mask"),), ("mask",)),
+    ClassMap("ThresholdMask", "ThresholdMask", "ThresholdMask", (Widget("value"),), (("mask", "mask"),), ("mask",)),
+    ClassMap("MaskComposite", "MaskComposite", "MaskComposite", (Widget("x"), Widget("y"), Widget("operation")),
+             (("destination", "destination"), ("source", "source")), ("mask",)),
+    ClassMap("CropMask", "CropMask", "CropMask", (Widget("x"), Widget("y"), Widget("width"), Widget("height")),
+             (("mask", "mask"),), ("mask",)),
 )
 
 BY_COMFY: dict[str, ClassMap] = {row.comfy: row for row in ROWS}

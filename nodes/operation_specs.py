@@ -1,0 +1,101 @@
+"""Declarations of the latent, mask and image operation nodes that ComfyUI's core has (torch-free;
+run functions in nodes/latent_ops.py and nodes/masks.py, imported when a node first runs)."""
+from __future__ import annotations
+
+import importlib
+from typing import Any, Callable
+
+from nodeforge.core.spec import Input, NodeSpec, Output, Param
+from nodeforge.core.types import PortType
+
+LATENT, MASK = PortType.LATENT.value, PortType.MASK.value
+RES = 16384
+
+
+def _lazy(module: str, function: str) -> Callable[..., Any]:
+    def run(ctx: Any, **kw: Any) -> Any:
+        return getattr(importlib.import_module(f"{__package__}.{module}"), function)(ctx, **kw)
+
+    run.__name__ = function
+    run.lazy_target = (module, function)  # type: ignore[attr-defined]  # tests import every target
+    return run
+
+
+def _latent_node(name: str, function: str, params: tuple[Param, ...], description: str, display: str,
+                 inputs: tuple[Input, ...] = (Input("latent", LATENT),)) -> NodeSpec:
+    return NodeSpec(name, "latent", _lazy("latent_ops", function), inputs=inputs, params=params,
+                    outputs=(Output("latent", LATENT),), description=description, display_name=display)
+
+
+def _mask_node(name: str, function: str, params: tuple[Param, ...], description: str, display: str,
+               inputs: tuple[Input, ...] = (Input("mask", MASK),)) -> NodeSpec:
+    return NodeSpec(name, "image", _lazy("masks", function), inputs=inputs, params=params,
+                    outputs=(Output("mask", MASK),), description=description, display_name=display)
+
+
+LATENT_NODES: list[NodeSpec] = [
+    _latent_node(
+        "LatentComposite", "run_latent_composite",
+        (Param.int("x", 0, min=0, max=RES, step=8, description="left edge of the paste, in image pixels"),
+         Param.int("y", 0, min=0, max=RES, step=8, description="top edge of the paste, in image pixels"),
+         Param.int("feather", 0, min=0, max=RES, step=8,
+                   description="pixels over which the pasted edges fade into the destination (0: a hard edge)")),
+        "Paste one latent into another at (x, y), its inner edges feathered (noisy latent composition).",
+        "Latent Composite", inputs=(Input("destination", LATENT), Input("source", LATENT))),
+    _latent_node(
+        "LatentCrop", "run_latent_crop",
+        (Param.int("width", 512, min=8, max=RES, step=8, description="in image pixels"),
+         Param.int("height", 512, min=8, max=RES, step=8, description="in image pixels"),
+         Param.int("x", 0, min=0, max=RES, step=8, description="left edge, in image pixels"),
+         Param.int("y", 0, min=0, max=RES, step=8, description="top edge, in image pixels")),
+        "Cut a rectangle out of a latent (sizes in image pixels; its noise mask is cut too).", "Crop Latent"),
+    _latent_node(
+        "LatentAdd", "run_latent_add", (),
+        "latent_1 + latent_2 (latent_2 resized to latent_1's size first): add a difference to a latent.",
+        "Latent Add", inputs=(Input("latent_1", LATENT), Input("latent_2", LATENT))),
+    _latent_node(
+        "LatentSubtract", "run_latent_subtract", (),
+        "latent_1 - latent_2 (latent_2 resized to latent_1's size first): the difference of two latents.",
+        "Latent Subtract", inputs=(Input("latent_1", LATENT), Input("latent_2", LATENT))),
+    _latent_node(
+        "LatentMultiply", "run_latent_multiply",
+        (Param.float("multiplier", 1.0, min=-10.0, max=10.0, step=0.01),),
+        "Scale a latent's values (above 1: more contrast and detail after decoding; below: flatter).",
+        "Latent Multiply"),
+    _latent_node(
+        "LatentFlip", "run_latent_flip",
+        (Param.choice("flip_method", ("x-axis: vertically", "y-axis: horizontally"),
+                      description="vertically: top and bottom swap; horizontally: a mirror image"),),
+        "Flip a latent (the decoded image flips the same way).", "Flip Latent"),
+    _latent_node(
+        "LatentRotate", "run_latent_rotate",
+        (Param.choice("rotation", ("none", "90 degrees", "180 degrees", "270 degrees"), description="clockwise"),),
+        "Rotate a latent by quarter turns clockwise (the decoded image turns the same way).", "Rotate Latent"),
+]
+
+MASK_NODES: list[NodeSpec] = [
+    _mask_node(
+        "FeatherMask", "run_feather_mask",
+        tuple(Param.int(side, 0, min=0, max=RES, description=f"pixels at the {side} that fade to 0")
+              for side in ("left", "top", "right", "bottom")),
+        "Fade a mask linearly towards its edges (a soft seam where it meets the rest).", "Feather Mask"),
+    _mask_node(
+        "ThresholdMask", "run_threshold_mask",
+        (Param.float("value", 0.5, min=0.0, max=1.0, step=0.01, description="values above it become 1, others 0"),),
+        "Make a mask hard: 1 where it is above the threshold, else 0.", "Threshold Mask"),
+    _mask_node(
+        "MaskComposite", "run_mask_composite",
+        (Param.int("x", 0, min=0, max=RES, description="where source's left edge goes in destination"),
+         Param.int("y", 0, min=0, max=RES, description="where source's top edge goes in destination"),
+         Param.choice("operation", ("multiply", "add", "subtract", "and", "or", "xor"),
+                      description="how the overlap combines (and/or/xor round each mask to 0 or 1)")),
+        "Combine two masks where source overlaps destination at (x, y); the result is kept in 0..1.",
+        "Mask Composite", inputs=(Input("destination", MASK), Input("source", MASK))),
+    _mask_node(
+        "CropMask", "run_crop_mask",
+        (Param.int("x", 0, min=0, max=RES), Param.int("y", 0, min=0, max=RES),
+         Param.int("width", 512, min=1, max=RES), Param.int("height", 512, min=1, max=RES)),
+        "Cut a rectangle out of a mask (cut at its edges).", "Crop Mask"),
+]
+
+OPERATION_NODES: list[NodeSpec] = LATENT_NODES + MASK_NODES
