@@ -96,7 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--debug", action="store_true", help="show tracebacks")
     _add_model_map(exp)
 
-    nodes = sub.add_parser("nodes", help="list node types with their ports and params")
+    nodes = sub.add_parser("nodes", help="list node types with what they do, their ports and params")
+    nodes.add_argument("types", nargs="*", metavar="TYPE", help="only these node types (e.g. UNetDenoise)")
     nodes.add_argument("--json", action="store_true", help="machine-readable output")
 
     for command, (_, what) in TRAINERS.items():
@@ -570,21 +571,37 @@ def cmd_nodes(args: argparse.Namespace) -> int:
     registry = default_registry()
     for failure in registry.failures:
         print(f"warning: {failure}", file=sys.stderr)
+    wanted = list(getattr(args, "types", None) or [])
+    unknown = [name for name in wanted if name not in registry]
+    if unknown:
+        raise UsageError(f"unknown node type {unknown[0]!r}: `nodeforge nodes` lists them all")
     if args.json:
-        json.dump([spec.to_json() for spec in registry], sys.stdout, indent=2, default=str)
+        chosen = [spec for spec in registry if not wanted or spec.type in wanted]
+        json.dump([spec.to_json() for spec in chosen], sys.stdout, indent=2, default=str)
         sys.stdout.write("\n")
         return 0
     for category, specs in sorted(registry.categories().items()):
-        print(f"{category}:")
+        specs = [spec for spec in specs if not wanted or spec.type in wanted]
+        if specs:
+            print(f"{category}:")
         for spec in specs:
-            print(f"  {spec.type}")
-            for port in spec.inputs:
-                print(f"      in   {port.name}: {port.type}{' (optional)' if port.optional else ''}")
-            for param in spec.params:
-                print(f"      param {param.name}: {_describe_param(param)}")
-            for port in spec.outputs:
-                print(f"      out  {port.name}: {port.type}")
+            _print_node(spec)
     return 0
+
+
+def _print_node(spec: Any) -> None:
+    def said(description: str) -> str:
+        return f"  - {description}" if description else ""
+
+    print(f"  {spec.type}" + (f" ({spec.title})" if spec.title != spec.type else ""))
+    if spec.description:
+        print(f"      {spec.description}")
+    for port in spec.inputs:
+        print(f"      in   {port.name}: {port.type}{' (optional)' if port.optional else ''}{said(port.description)}")
+    for param in spec.params:
+        print(f"      param {param.name}: {_describe_param(param)}{said(param.description)}")
+    for port in spec.outputs:
+        print(f"      out  {port.name}: {port.type}{said(port.description)}")
 
 
 def _describe_param(param: Any) -> str:

@@ -282,9 +282,11 @@ class NodeSpec:
             "pack": self.pack,
             "output_node": self.output_node,
             "inputs": [{"name": i.name, "type": str(i.type), "optional": i.optional,
+                        **({"description": i.description} if i.description else {}),
                         **({"role": i.role.value} if i.role is not None else {})} for i in self.inputs],
             "params": [p.to_json() for p in self.params],
-            "outputs": [{"name": o.name, "type": str(o.type)} for o in self.outputs],
+            "outputs": [{"name": o.name, "type": str(o.type), **({"description": o.description} if o.description else {})}
+                        for o in self.outputs],
         }
 
 

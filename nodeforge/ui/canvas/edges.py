@@ -8,6 +8,7 @@ from PySide6.QtGui import QBrush, QColor, QPainter, QPainterPath, QPainterPathSt
 from PySide6.QtWidgets import QGraphicsItem, QGraphicsPathItem, QStyleOptionGraphicsItem, QWidget
 
 from nodeforge.ui import theme
+from nodeforge.ui.canvas.help_text import port_help
 
 if TYPE_CHECKING:  # pragma: no cover
     from nodeforge.ui.canvas.node_item import NodeItem
@@ -43,7 +44,8 @@ class Hovered:
 class PortItem(Hovered, QGraphicsItem):
     """A typed input or output socket on a node. Drags from it are handled by the scene."""
 
-    def __init__(self, node: "NodeItem", name: str, port_type: str, is_output: bool, optional: bool = False) -> None:
+    def __init__(self, node: "NodeItem", name: str, port_type: str, is_output: bool, optional: bool = False,
+                 description: str = "") -> None:
         super().__init__(node)
         self.node = node
         self.name = name
@@ -55,7 +57,7 @@ class PortItem(Hovered, QGraphicsItem):
         self.setAcceptHoverEvents(True)
         self.setCursor(Qt.CursorShape.CrossCursor)
         self.setZValue(2)
-        self.setToolTip(f"{name}: {port_type}" + (" (optional)" if optional else ""))
+        self.setToolTip(port_help(name, port_type, optional, description))
 
     @property
     def node_id(self) -> str:

@@ -15,6 +15,7 @@ from PySide6.QtWidgets import QGraphicsItem, QGraphicsProxyWidget
 from nodeforge.core import placeholder
 from nodeforge.core.types import FileKind
 from nodeforge.ui.canvas.edges import PortItem, node_layout_changed
+from nodeforge.ui.canvas.help_text import node_help
 from nodeforge.ui.canvas.node_graphic import GRIP, HEADER, MIN_WIDTH, WIDTH, NodeGraphic
 from nodeforge.ui.canvas.param_widgets import ParamPanel
 
@@ -41,6 +42,7 @@ class NodeItem(NodeGraphic):
         self._panel_scheduled = False
         self._resizing: tuple[float, float] | None = None
         self._build()
+        self.setToolTip(self._tooltip())
         if self.spec is not None and any(p.file is FileKind.IMAGE for p in self.spec.params):
             self.show_input_image()
         self.setPos(*self.model.position(node_id))
@@ -71,12 +73,16 @@ class NodeItem(NodeGraphic):
     def _build(self) -> None:
         ins, outs = self._port_decls()
         for name, port_type, optional in ins:
-            self.inputs[name] = PortItem(self, name, port_type, False, optional)
+            self.inputs[name] = PortItem(self, name, port_type, False, optional, self._port_description(name, False))
         for name, port_type in outs:
-            self.outputs[name] = PortItem(self, name, port_type, True)
+            self.outputs[name] = PortItem(self, name, port_type, True, description=self._port_description(name, True))
         self.width = self._wanted_width()
         self.sync_connections(self.graph.used_outputs.get(self.node_id) if self.graph.used_outputs else None)
         self.relayout()
+
+    def _port_description(self, name: str, is_output: bool) -> str:
+        port = None if self.spec is None else (self.spec.output(name) if is_output else self.spec.input(name))
+        return port.description if port is not None else ""
 
     def _natural_width(self) -> float:
         fm = QFontMetricsF(self._title_font)
@@ -206,8 +212,8 @@ class NodeItem(NodeGraphic):
 
     def _tooltip(self) -> str:
         node = self.model.nodes[self.node_id]
-        desc = self.spec.description if self.spec else "Unknown node type"
-        return f"{node.type} (id {self.node_id})" + (f"\n{desc}" if desc else "")
+        desc = node_help(self.spec) if self.spec else "Unknown node type"
+        return f"{self.model.title(self.node_id)}: {node.type} (id {self.node_id})\n{desc}"
 
     # -- interaction ------------------------------------------------------------------------------
     def _seed_mode_chosen(self, mode: str) -> None:

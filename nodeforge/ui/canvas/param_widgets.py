@@ -20,6 +20,7 @@ from PySide6.QtWidgets import (
 
 from nodeforge.core.spec import Param
 from nodeforge.core.types import FileKind, ParamKind, ParamRole
+from nodeforge.ui.canvas.help_text import param_help
 
 EditCallback = Callable[[Any, Any], None]
 _sessions = itertools.count(1)
@@ -508,9 +509,10 @@ class ParamPanel(QWidget):
         row = 0
         for param in params:
             editor = make_editor(param, lambda value, key, name=param.name: on_edit(name, value, key))
-            editor.setToolTip(param.description or param.name)
+            editor.setToolTip(param_help(param))
             editor.clamped.connect(lambda text, name=param.name: self.clamped.emit(name, text))
             label = QLabel(param.name.replace("_", " "))
+            label.setToolTip(param_help(param))
             if param.multiline:
                 label.setFixedHeight(LABEL_HEIGHT)
                 editor.setFixedHeight(PROMPT_HEIGHT)

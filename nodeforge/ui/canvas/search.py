@@ -9,6 +9,7 @@ from nodeforge.core.registry import Registry
 from nodeforge.core.spec import NodeSpec
 from nodeforge.core.types import ports_compatible
 from nodeforge.ui import theme
+from nodeforge.ui.canvas.help_text import node_help
 
 
 def fuzzy_score(query: str, text: str) -> float | None:
@@ -105,7 +106,15 @@ class NodeSearchPopup(QFrame):
         self.list.itemActivated.connect(lambda item: self._choose(item))
         self.list.itemClicked.connect(lambda item: self._choose(item))
         layout.addWidget(self.list)
-        self.resize(340, 380)
+        # What the highlighted node does, so a user picks by purpose, not only by name.
+        self.help = QLabel()
+        self.help.setObjectName("nodeHelp")
+        self.help.setWordWrap(True)
+        self.help.setMinimumHeight(64)
+        self.help.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
+        layout.addWidget(self.help)
+        self.list.currentItemChanged.connect(self._show_help)
+        self.resize(360, 460)
 
     def open_at(self, global_pos: QPoint, want: tuple[str, str] | None = None) -> None:
         self.want = want
@@ -127,12 +136,18 @@ class NodeSearchPopup(QFrame):
         for spec in search(self.registry, self.edit.text(), self.want):
             item = QListWidgetItem(f"{spec.title}    ·  {spec.category}")
             item.setData(Qt.ItemDataRole.UserRole, spec.type)
-            item.setToolTip(spec.description or spec.type)
+            item.setToolTip(node_help(spec))
             if spec.outputs:
                 item.setForeground(QColor(theme.NODE_TEXT))
             self.list.addItem(item)
         if self.list.count():
             self.list.setCurrentRow(0)
+        else:
+            self.help.setText("No node type matches." if self.edit.text() else "")
+
+    def _show_help(self, item: QListWidgetItem | None) -> None:
+        spec = self.registry.get(item.data(Qt.ItemDataRole.UserRole)) if item is not None else None
+        self.help.setText(node_help(spec) if spec is not None else "")
 
     def results(self) -> list[str]:
         return [self.list.item(i).data(Qt.ItemDataRole.UserRole) for i in range(self.list.count())]

@@ -1,0 +1,104 @@
+"""Screenshots of what artists expect beside the canvas (issue 31), one per named shot:
+
+    xvfb-run -s "-screen 0 1600x1000x24" sh -c 'openbox & sleep 1; python docs/screenshots/take_artist.py SHOT...'
+
+Shots: help-quick-add (quick add with the highlighted node's help), help-tooltip (a port's
+description on hover). Each writes docs/screenshots/artist-SHOT.png of the whole 1600x1000 screen,
+the editor built as a user starts it (built-in pack, default docks; no model is loaded).
+"""
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, ROOT)
+os.environ.setdefault("NODEFORGE_HOME", tempfile.mkdtemp(prefix="nf-shots-"))
+
+from PySide6.QtCore import QPoint, QTimer  # noqa: E402
+from PySide6.QtGui import QGuiApplication  # noqa: E402
+from PySide6.QtWidgets import QToolTip  # noqa: E402
+
+from nodeforge.core.engine import Engine  # noqa: E402
+from nodeforge.core.registry import load_registry  # noqa: E402
+from nodeforge.ui.app import make_app  # noqa: E402
+from nodeforge.ui.main_window import MainWindow  # noqa: E402
+
+OUT = os.path.join(ROOT, "docs", "screenshots")
+EXAMPLES = os.path.join(ROOT, "workflows")
+
+
+def grab(name: str) -> None:
+    QGuiApplication.processEvents()
+    path = os.path.join(OUT, f"artist-{name}.png")
+    QGuiApplication.primaryScreen().grabWindow(0).save(path)
+    print("saved", path)
+
+
+def window(registry) -> MainWindow:
+    win = MainWindow(Engine(device="cpu", registry=registry, output_dir=tempfile.mkdtemp()))
+    win.confirm_close = False
+    win.setGeometry(0, 0, 1600, 1000)
+    win.show()
+    return win
+
+
+def later(ms: int, *steps) -> None:
+    """Run `steps` one after another, `ms` apart (the window manager and Qt settle between)."""
+    if steps:
+        QTimer.singleShot(ms, lambda: (steps[0](), later(ms, *steps[1:])))
+
+
+def shot_help_quick_add(app, registry, done) -> None:
+    """Tab, type 'denoise': the list, and under it what the highlighted node does and takes."""
+    win = window(registry)
+    win.open_path(os.path.join(EXAMPLES, "txt2img.json"))
+
+    def search():
+        centre = win.view.viewport().rect().center()
+        win.search.open_at(win.view.viewport().mapToGlobal(centre - QPoint(300, 200)))
+        win.search.edit.setText("denoise")
+
+    later(700, search, lambda: grab("help-quick-add"), lambda: (win.search.hide(), win.close(), done()))
+
+
+def shot_help_tooltip(app, registry, done) -> None:
+    """Hovering UNet Denoise's positive input: its type and what it is for."""
+    win = window(registry)
+    win.open_path(os.path.join(EXAMPLES, "txt2img.json"))
+
+    def hover():
+        node = next(n for n, ref in win.model.nodes.items() if ref.type == "UNetDenoise")
+        item = win.scene.nodes[node]
+        win.view.set_zoom(1.0)
+        win.view.centerOn(item)
+        port = item.inputs["positive"]
+        at = win.view.viewport().mapToGlobal(win.view.mapFromScene(port.scenePos()))
+        QToolTip.showText(at + QPoint(8, 8), port.toolTip(), win.view.viewport())
+
+    later(700, hover, lambda: grab("help-tooltip"), lambda: (win.close(), done()))
+
+
+SHOTS = {"help-quick-add": shot_help_quick_add, "help-tooltip": shot_help_tooltip}
+
+
+def main(names: list[str]) -> int:
+    app = make_app(["nodeforge"])
+    app.setQuitOnLastWindowClosed(False)   # one window per shot
+    registry = load_registry(entry_points=False)
+    queue = list(names or SHOTS)
+
+    def next_shot() -> None:
+        if not queue:
+            app.quit()
+            return
+        SHOTS[queue.pop(0)](app, registry, lambda: QTimer.singleShot(0, next_shot))
+
+    QTimer.singleShot(0, next_shot)
+    app.exec()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
