@@ -10,6 +10,9 @@ by the same rules that read files from elsewhere.
   names come in diffusers form or in the original SD (LDM) form, `lora_unet_input_blocks_4_1_proj_in`.
 - diffusers/PEFT: `unet.<path>.lora_A.weight` / `.lora_B.weight`, `text_encoder.`,
   `text_encoder_2.`, plain PEFT `base_model.model.<path>`, the older `.lora.down.weight`.
+- SD3 (a transformer, not a UNet): `transformer.<path>` (diffusers), `lora_transformer_` (OneTrainer),
+  `lora_unet_joint_blocks_...` in the original MMDiT names (kohya, ComfyUI; renamed by the pack's
+  nodes/families/sd3_lora.py), `lora_te3_` / `text_encoder_3.` for T5.
 - Applying: W' = W + strength * (alpha / rank) * up @ down; without an alpha, alpha = rank.
 - LoRA variants' keys (LoHa `hada_*`, LoKr `lokr_*`, DoRA magnitudes, full `diff`) are named here
   too; their arithmetic is the pack's (nodes/lora_variants.py).
@@ -26,7 +29,7 @@ TEXT_PREFIX = "lora_te_"
 DOWN, UP, ALPHA = ".lora_down.weight", ".lora_up.weight", ".alpha"
 
 # Model parts a LoRA file patches, as the pack names them, and their PEFT names.
-PARTS = {"unet": "unet", "te": "text_encoder", "te2": "text_encoder_2"}
+PARTS = {"unet": "unet", "te": "text_encoder", "te2": "text_encoder_2", "te3": "text_encoder_3"}
 
 _SUFFIXES = (  # (suffix, which tensor)
     (DOWN, "down"), (UP, "up"), (".lora_A.weight", "down"), (".lora_B.weight", "up"),
@@ -40,8 +43,11 @@ _SUFFIXES = (  # (suffix, which tensor)
     (".lora_magnitude_vector", "magnitude"),
 )
 _PREFIXES = (  # (key prefix, part; "auto": decided by the module name)
-    (UNET_PREFIX, "unet"), ("lora_te1_", "te"), ("lora_te2_", "te2"), (TEXT_PREFIX, "te"),
-    ("unet.", "unet"), ("text_encoder_2.", "te2"), ("text_encoder.", "te"), ("base_model.model.", "auto"),
+    (UNET_PREFIX, "unet"), ("lora_te1_", "te"), ("lora_te2_", "te2"), ("lora_te3_", "te3"), (TEXT_PREFIX, "te"),
+    ("unet.", "unet"), ("text_encoder_3.", "te3"), ("text_encoder_2.", "te2"), ("text_encoder.", "te"),
+    ("base_model.model.", "auto"),
+    # SD3/Flux transformers: diffusers (`transformer.`) and OneTrainer (`lora_transformer_`) names
+    ("transformer.", "unet"), ("lora_transformer_", "unet"),
 )
 
 

@@ -19,6 +19,7 @@ from nodeforge.core.errors import NodeError
 from nodeforge.core.types import FileKind
 from nodeforge.lora_format import PARTS, read_key, scale, underscored, unet_ldm_name
 
+from .families import of_model
 from .loading import read_state_dict
 from .lora_variants import VariantDelta, make_variant
 from .wrappers import ClipModel, LoraPatch, UNetModel
@@ -156,12 +157,14 @@ def run_lora_loader(ctx: Any, unet: UNetModel, clip: ClipModel, lora: str, stren
     matched = unmatched = 0
     new_unet, new_clip = unet, clip
     if "unet" in parts:
-        patch, missed = resolve(parts["unet"], unet.unet, path.stem, strength_unet, unet.unet.config,
+        rename = getattr(of_model(unet.family), "lora_entries", None)   # a family's own module names (SD3)
+        entries = rename(parts["unet"], unet.unet, path.name) if rename else parts["unet"]
+        patch, missed = resolve(entries, unet.unet, path.stem, strength_unet, None if rename else unet.unet.config,
                                 path.name)
         matched, unmatched = matched + len(patch.deltas), unmatched + missed
         new_unet = unet.with_lora(patch)
     clip_patches = []
-    for part, module in (("te", clip.text_encoder), ("te2", clip.text_encoder_2)):
+    for part, module in (("te", clip.text_encoder), ("te2", clip.text_encoder_2), ("te3", clip.text_encoder_3)):
         if part in parts:
             if module is None:
                 unmatched += len(parts[part])

@@ -140,7 +140,7 @@ class ClipModel:
     family: str
     tokenizer_2: Any = None
     text_encoder_2: Any = None
-    loras: tuple[tuple[str, LoraPatch], ...] = ()   # (part "te"/"te2", patch)
+    loras: tuple[tuple[str, LoraPatch], ...] = ()   # (part "te"/"te2"/"te3", patch)
     stop_at_layer: int | None = None   # clip skip (CLIPSetLastLayer); None: the family's default
     owner: Any = field(default=None, compare=False, repr=False)
     tokenizer_3: Any = None
@@ -161,6 +161,8 @@ class ClipModel:
             modules["te"] = self.text_encoder
         if self.text_encoder_2 is not None:
             modules["te2"] = self.text_encoder_2
+        if self.text_encoder_3 is not None:
+            modules["te3"] = self.text_encoder_3
         return apply_patches(modules, self.loras)
 
     def nodeforge_nbytes(self) -> int:

@@ -132,6 +132,14 @@ def load_file(path: Path, device: str, state: dict, metadata: dict) -> LoadedChe
     return load_sd3_file(path, device, state)
 
 
+# -- LoRAs ---------------------------------------------------------------------------------------------------
+def lora_entries(entries: dict[str, dict[str, Any]], transformer: Any, source: str) -> dict[str, dict[str, Any]]:
+    """A LoRA's transformer entries on diffusers' module names (MMDiT-named files renamed and split)."""
+    from .sd3_lora import lora_entries as renamed
+
+    return renamed(entries, transformer, source)
+
+
 # -- text -------------------------------------------------------------------------------------------------------
 def encode(clip: Any, text: str, embeddings: Any = None, **texts: str) -> dict[str, Any]:
     from .sd3_text import encode_sd3

@@ -124,3 +124,80 @@ def save_sd3_single_file(parts: dict, folder: Path, path: Path, *, clips: bool =
     shutil.copytree(folder, path.with_name(path.stem + ".config"),
                     ignore=shutil.ignore_patterns("*.safetensors", "*.bin"))
     return path
+
+
+# -- LoRAs ---------------------------------------------------------------------------------------------------
+LORA_TARGETS = ("attn.to_q", "attn.to_k", "attn.to_v", "attn.to_out.0", "attn.add_q_proj", "attn.add_k_proj",
+                "attn.add_v_proj", "attn.to_add_out", "ff.net.0.proj", "ff.net.2", "ff_context.net.0.proj",
+                "ff_context.net.2", "norm1.linear", "norm1_context.linear", "norm_out.linear", "proj_out",
+                "context_embedder", "time_text_embed.text_embedder.linear_1")
+CLIP_TARGETS = ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.out_proj")
+
+
+def _lora_pair(module, rank: int, gen) -> tuple[torch.Tensor, torch.Tensor]:
+    out_f, in_f = module.weight.shape
+    return torch.randn(rank, in_f, generator=gen) * 0.3, torch.randn(out_f, rank, generator=gen) * 0.3
+
+
+def diffusers_sd3_lora(parts: dict, rank: int = 2, seed: int = 0, clips: bool = True) -> dict[str, torch.Tensor]:
+    """A random LoRA in diffusers' SD3 layout (transformer., text_encoder., text_encoder_2.; lora_A/lora_B)."""
+    gen = torch.Generator().manual_seed(seed)
+    state = {}
+    roots = [("transformer", parts["transformer"], LORA_TARGETS)]
+    if clips:
+        roots += [("text_encoder", parts["text_encoder"], CLIP_TARGETS),
+                  ("text_encoder_2", parts["text_encoder_2"], CLIP_TARGETS)]
+    for prefix, root, targets in roots:
+        for name, module in root.named_modules():
+            if isinstance(module, torch.nn.Linear) and name.endswith(targets):
+                down, up = _lora_pair(module, rank, gen)
+                state[f"{prefix}.{name}.lora_A.weight"], state[f"{prefix}.{name}.lora_B.weight"] = down, up
+    return state
+
+
+# diffusers module (in transformer_blocks.i / at the top) -> the MMDiT original (kohya, ComfyUI) name
+_BLOCK_NAMES = {"attn.to_out.0": "x_block.attn.proj", "attn.to_add_out": "context_block.attn.proj",
+                "ff.net.0.proj": "x_block.mlp.fc1", "ff.net.2": "x_block.mlp.fc2",
+                "ff_context.net.0.proj": "context_block.mlp.fc1", "ff_context.net.2": "context_block.mlp.fc2",
+                "norm1.linear": "x_block.adaLN_modulation.1", "norm1_context.linear": "context_block.adaLN_modulation.1"}
+_TOP_NAMES = {"norm_out.linear": "final_layer.adaLN_modulation.1", "proj_out": "final_layer.linear",
+              "context_embedder": "context_embedder", "time_text_embed.text_embedder.linear_1": "y_embedder.mlp.0"}
+_FUSED = {"attn.to_": "x_block.attn.qkv", "attn.add_": "context_block.attn.qkv"}
+
+
+def kohya_sd3_lora(diffusers_state: dict[str, torch.Tensor], layers: int) -> dict[str, torch.Tensor]:
+    """The same LoRA in kohya's MMDiT names (`lora_unet_joint_blocks_0_x_block_attn_qkv`, `lora_te1_`):
+    q/k/v fused into one qkv LoRA of rank 3r (down stacked, up block-diagonal, alpha 3r), the
+    adaLN layers diffusers stores half-swapped swapped back; the same deltas exactly."""
+    def pair(name):
+        return diffusers_state[f"{name}.lora_A.weight"], diffusers_state[f"{name}.lora_B.weight"]
+
+    out = {}
+
+    def put(original, down, up, alpha):
+        stem = "lora_unet_" + original.replace(".", "_")
+        out.update({stem + ".lora_down.weight": down, stem + ".lora_up.weight": up, stem + ".alpha": torch.tensor(alpha)})
+
+    for i in range(layers):
+        b = f"transformer.transformer_blocks.{i}."
+        for start, original in _FUSED.items():
+            names = [b + start + s for s in (("q", "k", "v") if start == "attn.to_" else ("q_proj", "k_proj", "v_proj"))]
+            if f"{names[0]}.lora_A.weight" in diffusers_state:
+                downs, ups = zip(*(pair(n) for n in names))
+                put(f"joint_blocks.{i}.{original}", torch.cat(downs), torch.block_diag(*ups), float(3 * downs[0].shape[0]))
+        for ours, original in _BLOCK_NAMES.items():
+            if f"{b}{ours}.lora_A.weight" in diffusers_state:
+                down, up = pair(b + ours)
+                swap = ours == "norm1_context.linear" and i == layers - 1
+                put(f"joint_blocks.{i}.{original}", down, _swap_halves(up) if swap else up, float(down.shape[0]))
+    for ours, original in _TOP_NAMES.items():
+        down, up = pair("transformer." + ours)
+        put(original, down, _swap_halves(up) if ours == "norm_out.linear" else up, float(down.shape[0]))
+    for key, value in diffusers_state.items():
+        for prefix, kohya in (("text_encoder.", "lora_te1_"), ("text_encoder_2.", "lora_te2_")):
+            if key.startswith(prefix) and key.endswith(".lora_A.weight"):
+                stem = kohya + key[len(prefix):-len(".lora_A.weight")].replace(".", "_")
+                up = diffusers_state[key.replace("lora_A", "lora_B")]
+                out.update({stem + ".lora_down.weight": value, stem + ".lora_up.weight": up,
+                            stem + ".alpha": torch.tensor(float(value.shape[0]))})
+    return out
