@@ -102,7 +102,10 @@ def _sampler_out(value: Any, notes: Notes) -> str:
 
 
 def _schedule_out(value: Any, notes: Notes) -> str:
-    return samplers.schedule_to_comfy(str(value)).name
+    mapped = samplers.schedule_to_comfy(str(value))
+    if mapped.note:
+        notes.warn(mapped.note)
+    return mapped.name
 
 
 def _enable_in(value: Any, notes: Notes) -> Any:

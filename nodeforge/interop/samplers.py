@@ -34,7 +34,9 @@ NEAREST_SCHEDULE = {"linear_quadratic": "normal", "kl_optimal": "normal", "align
                     "polyexponential": "exponential", "uniform": "normal", "turbo": "normal"}
 # NodeForge names ComfyUI lacks, for export.
 TO_COMFY_SAMPLER = {"pndm": "ipndm"}
-TO_COMFY_SCHEDULE = {"default": "normal"}
+# ComfyUI has no "default" (the model's own spacing, read from its scheduler config). "simple" is
+# trailing spacing: the same timesteps for the bundled models and for every trailing config.
+TO_COMFY_SCHEDULE = {"default": "simple"}
 
 
 @dataclass(frozen=True)
@@ -91,7 +93,12 @@ def sampler_to_comfy(name: str) -> Mapped:
 
 
 def schedule_to_comfy(name: str) -> Mapped:
-    return Mapped(TO_COMFY_SCHEDULE.get(name, name))
+    if name in TO_COMFY_SCHEDULE:
+        near = TO_COMFY_SCHEDULE[name]
+        return Mapped(near, f"ComfyUI has no schedule {name!r} (the model's own spacing); exported as {near!r}, "
+                            f"the same steps for the bundled models and any 'trailing' scheduler config "
+                            f"('linspace' matches 'normal', 'leading' matches 'ddim_uniform'): pick one to be exact")
+    return Mapped(name)
 
 
 # -- A1111 / Forge ----------------------------------------------------------------------------------

@@ -155,9 +155,12 @@ def test_a_graph_left_at_its_defaults_exports_every_input_comfyui_requires(regis
     decode = wf.add("VAEDecode", {}, inputs={"vae": (ckpt, "vae"), "latent": (denoise, "latent")})
     wf.add("SaveImage", {}, inputs={"image": (decode, "image")})
     assert all(node.params == {} for node in wf.nodes.values())
-    prompt = export_comfyui_api(wf, registry=registry)
+    warnings: list[str] = []
+    prompt = export_comfyui_api(wf, registry=registry, warnings=warnings)
     assert prompt["5"]["class_type"] == "KSampler"
-    assert prompt["5"]["inputs"] == {"seed": 0, "steps": 20, "cfg": 7.0, "sampler_name": "euler", "scheduler": "normal",
+    # "default" (the model's own spacing) has no ComfyUI name: the nearest, said, never silent
+    assert [w for w in warnings if "schedule 'default'" in w and "'simple'" in w and w.startswith("node 5")]
+    assert prompt["5"]["inputs"] == {"seed": 0, "steps": 20, "cfg": 7.0, "sampler_name": "euler", "scheduler": "simple",
                                      "denoise": 1.0, "model": ["1", 0], "positive": ["2", 0], "negative": ["3", 0],
                                      "latent_image": ["4", 0]}
     assert prompt["1"]["inputs"] == {"ckpt_name": "nodeforge-shapes"}
