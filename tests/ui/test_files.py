@@ -259,7 +259,8 @@ def test_examples_open_as_new_unsaved_graphs(window, monkeypatch, tmp_path):
     assert action.text() == "txt2img"
     action.trigger()
     assert len(window.model.nodes) == 7
-    assert window.path is None and "Untitled" in window.windowTitle()
+    assert window.path is None and "txt2img.json (example)" in window.windowTitle()   # not "Untitled"
+    assert window.document.suggested_path() == "txt2img.json"
 
 
 def test_relative_image_paths_resolve_from_the_workflow_folder(window, tmp_path):

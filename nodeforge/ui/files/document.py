@@ -90,6 +90,7 @@ class DocumentController(QObject):
         self.path: Path | None = None
         self.imported_from: Path | None = None       # the ComfyUI/A1111 file on screen, never saved over
         self.imported_format: str | None = None
+        self.example: Path | None = None              # the bundled example on screen, never saved over
         self.import_warnings: list[str] = []
         self.import_notice: QMessageBox | None = None
         self.missing_dialog: Any = None
@@ -103,6 +104,8 @@ class DocumentController(QObject):
     # -- title and state --------------------------------------------------------------------------
     def update_title(self) -> None:
         name = self.path.name if self.path else "Untitled"
+        if self.path is None and self.example is not None:
+            name = f"{self.example.name} (example)"
         if self.path is None and self.imported_from is not None:
             tool = "A1111" if (self.imported_format or "").startswith("A1111") else "ComfyUI"
             name = f"{self.imported_from.name} (imported from {tool})"
@@ -126,6 +129,7 @@ class DocumentController(QObject):
         self.stack.setClean()
         self.path = path
         self.imported_from = self.imported_format = None
+        self.example = None
         self.import_warnings = []
         vp = workflow.ui.get("viewport") if isinstance(workflow.ui, dict) else None
         self._report_unknown_types()
@@ -292,6 +296,7 @@ class DocumentController(QObject):
             return False
         # Save asks where; `source` stays, so paths relative to the example's folder still resolve.
         self.path = None
+        self.example = path
         self.update_title()
         return True
 
@@ -307,6 +312,8 @@ class DocumentController(QObject):
         if self.imported_from is not None:
             stem = self.imported_from.name.rsplit(".", 1)[0]
             return str(self.imported_from.with_name(f"{stem}.nodeforge.json"))
+        if self.example is not None:
+            return self.example.name     # in the working folder: never over the bundled file
         return "workflow.json"
 
     def save_as(self) -> bool:
@@ -340,6 +347,7 @@ class DocumentController(QObject):
         self._follow_relocation(moved, Path(path))
         self.path = Path(path)
         self.imported_from = self.imported_format = None
+        self.example = None
         self.model.workflow.source = self.path
         self.stack.setClean()
         self.update_title()

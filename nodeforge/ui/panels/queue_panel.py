@@ -20,6 +20,18 @@ STATE_TEXT = {PENDING: "Pending", RUNNING: "Running", DONE: "Done", FAILED: "Fai
 STATE_COLOR = {PENDING: "#9aa0a6", RUNNING: "#7fb3ff", DONE: "#7ccf8a", FAILED: "#ff7b72", CANCELLED: "#c9a86a"}
 
 
+def running_text(job: QueueJob) -> str:
+    """What a running job is doing, each number saying what it counts: "Running UNet Denoise ·
+    step 7/20 · node 9 of 11" (a bare percentage beside a step count read as a contradiction:
+    "76% · step 7/20"; the bar below shows the whole run)."""
+    parts = [f"Running {job.running_node}" if job.running_node else "Running"]
+    if job.total:
+        parts.append(f"step {job.step}/{job.total}")
+    if job.order:
+        parts.append(f"node {min(len(job.nodes_done) + 1, len(job.order))} of {len(job.order)}")
+    return " · ".join(parts)
+
+
 class ElidedLabel(QLabel):
     """One line, cut with "…" to the room there is; the whole text in the tooltip."""
 
@@ -77,9 +89,7 @@ class JobRow(QWidget):
         self.title.setToolTip(job.label)
         color = STATE_COLOR.get(job.state, "#9aa0a6")
         if job.state == RUNNING:
-            line = f"Running · {round(job.progress * 100)}%"
-            if job.total:
-                line += f" · step {job.step}/{job.total}"
+            line = running_text(job)
         elif job.state == DONE:
             count = len(job.images)
             line = f"Done in {job.seconds:.2f}s" if job.seconds < 1 else f"Done in {job.seconds:.1f}s"
@@ -93,6 +103,7 @@ class JobRow(QWidget):
         self.state.setStyleSheet(f"color: {color}; background: transparent;")
         self.bar.setVisible(job.state == RUNNING)
         self.bar.setValue(round(job.progress * 1000))
+        self.bar.setToolTip(f"The whole run: {round(job.progress * 100)}% of its nodes" if job.state == RUNNING else "")
         self._show_thumb(job, color)
 
     def _show_thumb(self, job: QueueJob, color: str) -> None:

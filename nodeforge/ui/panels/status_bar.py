@@ -1,10 +1,11 @@
 """The status bar: run progress, the device, the process's memory and the engine's cache."""
 from __future__ import annotations
 
+import re
 import sys
 
 from PySide6.QtCore import QSize, Qt, QTimer, Signal
-from PySide6.QtGui import QPainter
+from PySide6.QtGui import QFontMetrics, QPainter
 from PySide6.QtWidgets import QLabel, QProgressBar, QStatusBar, QWidget
 
 from nodeforge.core.engine import Engine
@@ -19,6 +20,26 @@ def human_size(nbytes: float) -> str:
     if nbytes >= 1024:
         return f"{nbytes / 1024:.0f} KB"
     return f"{nbytes:.0f} B"
+
+
+ASIDE = re.compile(r"\([^()]{12,}\)")     # a long aside in brackets: "(searched /a/models, /b/models)"
+
+
+def shorten_paths(line: str, metrics: QFontMetrics, room: int) -> str:
+    """`line` with its path-like words (a / or \\ in them) elided in the middle, longest first, until
+    it fits in `room` pixels or every path is down to about 10 characters at each end."""
+    words = line.split(" ")
+    paths = sorted((i for i, w in enumerate(words) if ("/" in w or "\\" in w) and len(w) > 12),
+                   key=lambda i: -len(words[i]))
+    for i in paths:
+        over = metrics.horizontalAdvance(" ".join(words)) - room
+        if over <= 0:
+            break
+        word = words[i]
+        least = 2 * metrics.horizontalAdvance(word[-10:])   # the middle goes: both ends keep 10 characters
+        words[i] = metrics.elidedText(word, Qt.TextElideMode.ElideMiddle,
+                                      max(least, metrics.horizontalAdvance(word) - over))
+    return " ".join(words)
 
 
 class ClickableLabel(QLabel):
@@ -47,8 +68,18 @@ class MessageLabel(ClickableLabel):
         self.update()
 
     def elided(self) -> str:
+        """The message in the room there is: long asides in brackets ("(searched ...)") go first, then
+        long paths are shortened in their middle (so "put it in /home/…/checkpoints, add its folder to
+        ..." still shows the fix), the end cut only if that is not enough. The tooltip has it in full."""
         line = " ".join(self.full_text.split())
-        return self.fontMetrics().elidedText(line, Qt.TextElideMode.ElideRight, max(0, self.width() - 8))
+        room = max(0, self.width() - 8)
+        metrics = self.fontMetrics()
+        while metrics.horizontalAdvance(line) > room and ASIDE.search(line):   # "(searched ...)" goes first
+            longest = max(ASIDE.finditer(line), key=lambda m: len(m.group()))
+            line = line[:longest.start()] + "(…)" + line[longest.end():]
+        if metrics.horizontalAdvance(line) > room:
+            line = shorten_paths(line, metrics, room)
+        return metrics.elidedText(line, Qt.TextElideMode.ElideRight, room)
 
     def sizeHint(self) -> QSize:  # noqa: N802 - grows with the window, never pushes the stats out
         return QSize(40, super().sizeHint().height())

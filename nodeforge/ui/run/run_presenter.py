@@ -118,10 +118,17 @@ class RunPresenter(QObject):
                 if problem.field and not text.startswith(problem.field):
                     text = f"{problem.field}: {text}"
                 item.set_error(text if not item.error else f"{item.error}; {text}")
-        first = problems[0] if problems else None
-        where = f" ({self._title(first.node_id)})" if first and first.node_id in self.model.nodes else ""
         more = f" (+{len(problems) - 1} more: click for the list)" if len(problems) > 1 else ""
-        self.status.showMessage(f"Run failed{where}: {message}{more}", 30000)
+        self.status.showMessage(f"Run failed: {self._where(problems, message)}{more}", 30000)
+
+    def _where(self, problems: list[Problem], message: str) -> str:
+        """The first problem as the canvas names it, "Load Checkpoint, checkpoint: ..." (not "node 1
+        (CheckpointLoader), checkpoint: ..." again after the title)."""
+        first = problems[0] if problems else None
+        if first is None or first.node_id not in self.model.nodes:
+            return message
+        field = f", {first.field}" if first.field else ""
+        return f"{self._title(first.node_id)}{field}: {first.message}"
 
     def clear_errors(self, *_: Any) -> None:
         for item in self.scene.nodes.values():

@@ -182,6 +182,7 @@ class QueueJob:
     nodes_done: set[str] = field(default_factory=set)
     started_at: float = 0.0
     thumbnail: QImage | None = None      # the first image, at most THUMB_SIDE px (kept when images go)
+    running_node: str = ""               # the title of the node running now ("" between nodes)
 
     @property
     def finished(self) -> bool:
@@ -365,7 +366,8 @@ class RunController(QObject):
         if output_dir is not None:
             self.engine.output_dir = Path(output_dir)   # one run at a time: the engine is ours now
         try:
-            self.engine.run(workflow, on_event=self._forward)
+            if not self._refuse_invalid(workflow):
+                self.engine.run(workflow, on_event=self._forward)
         except WorkflowError:
             pass   # the engine already sent RunFailed
         except BaseException as exc:  # a bug must reach the user, not kill the thread silently
@@ -373,6 +375,17 @@ class RunController(QObject):
         finally:
             self.engine.output_dir = previous
             self._done.emit()
+
+    def _refuse_invalid(self, workflow: Workflow) -> bool:
+        """On the worker thread: the core's own validation (`Engine.validate`, what `nodeforge
+        validate` prints and `nodeforge run` refuses) of the graph this job runs; any problem fails
+        the job before a node runs, as a ValidationError would. The copy holds only what the output
+        nodes need, so a half-built branch that feeds no output does not stop the run."""
+        problems = self.engine.validate(workflow)
+        if not problems:
+            return False
+        self._event.emit(("failed", problems[0].node_id, str(problems[0]), problems))
+        return True
 
     def _forward(self, event: ev.Event) -> None:
         """On the worker thread: turn heavy payloads into QImages, then hand over to the UI."""
@@ -434,6 +447,8 @@ class RunController(QObject):
                 job.order = list(payload[1])
             self.runStarted.emit(payload[1])
         elif kind == "started":
+            if job is not None:
+                job.running_node = self._title(job.workflow, payload[1])
             self.nodeStarted.emit(payload[1])
         elif kind == "finished":
             _, nid, cached, seconds, images = payload
@@ -441,6 +456,7 @@ class RunController(QObject):
             if job is not None:
                 job.nodes_done.add(nid)
                 job.step = job.total = 0
+                job.running_node = ""
                 job.add_images(records)
                 job._update_progress()
                 self.jobProgress.emit(job)
@@ -465,13 +481,19 @@ class RunController(QObject):
         first = problems[0] if problems else None
         if first is None or first.node_id is None or first.node_id not in workflow.nodes:
             return _one_line(message)
-        node = workflow.nodes[first.node_id]
-        spec = self.engine.registry.get(node.type)
-        where = node.title or (spec.title if spec is not None else node.type)
+        where = self._title(workflow, first.node_id)
         if first.field:
             where += f", {first.field}"
         more = f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""
         return f"{where}: {_one_line(first.message)}{more}"
+
+    def _title(self, workflow: Workflow, nid: str) -> str:
+        """The node's title as the canvas shows it."""
+        node = workflow.nodes.get(nid)
+        if node is None:
+            return nid
+        spec = self.engine.registry.get(node.type)
+        return node.title or (spec.title if spec is not None else node.type)
 
     def _records(self, nid: str, images: list[tuple[QImage, str | None]]) -> list[RunImage]:
         """The images of output `nid`, item i of a batch with its own seed (seed + i)."""

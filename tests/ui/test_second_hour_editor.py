@@ -1,0 +1,119 @@
+"""Issue 31, items 4-7 and 9-11: validation, re-runs, progress text, titles, dialogs, the status bar,
+visuals and where images go, as a new user met them in a 1600x1000 window with the default docks."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from PySide6.QtCore import Qt
+from PySide6.QtTest import QTest
+
+from nodeforge.paths import builtin_dir
+from tests.ui.test_second_hour import big_window, real_registry  # noqa: F401 - fixtures
+
+TXT2IMG = builtin_dir("workflows") / "txt2img.json"
+TIMEOUT = 60_000
+
+
+def _open(win, qtbot, path=TXT2IMG):
+    assert win.document.open_example(path)
+    qtbot.waitUntil(lambda: win.scene.panels_pending() == 0)
+
+
+def _press_run(win, qtbot):
+    win.activateWindow()
+    win.view.setFocus()
+    QTest.keySequence(win.view, "Ctrl+Return")
+
+
+# -- item 5: one validation for the editor and the command line -----------------------------------------
+def test_the_editor_refuses_an_unconnected_required_input_as_validate_and_run_do(big_window, qtbot, tmp_path,
+                                                                                  capsys):
+    """A second output whose image input is not wired: `nodeforge validate` and `nodeforge run` refuse
+    the file; Ctrl+Enter in the editor refuses it too, before any node runs, with the same problem."""
+    from nodeforge.cli import main
+
+    win = big_window
+    _open(win, qtbot)
+    preview = win.controller.add_node("Preview", (1400, 600))
+    path = tmp_path / "half-wired.json"
+    assert win.document.save_to(path)
+    capsys.readouterr()
+    assert main(["validate", str(path)]) == 1
+    cli_error = capsys.readouterr().err.strip()
+    assert cli_error == f"error: node {preview} (Preview), image: required input is not connected; " \
+                        "link a IMAGE output to it"
+    started = []
+    win.runner.nodeStarted.connect(started.append)
+    with qtbot.waitSignal(win.runner.runFailed, timeout=TIMEOUT) as failed:
+        _press_run(win, qtbot)
+    nid, message, problems = failed.args
+    assert nid == preview and f"error: {message}" == cli_error
+    assert started == [] and win.runner.jobs[-1].state == "failed"
+    assert win.problems.count() == 1 and "image: required input is not connected" in win.problems.text(0)
+    assert win.scene.nodes[preview].state == "failed"
+    assert win.statusBar().currentMessage() == "Run failed: Preview Image, image: required input is not connected; " \
+        "link a IMAGE output to it"
+
+
+# -- item 7: queue progress that reads sanely ------------------------------------------------------------
+def test_a_running_job_names_its_node_step_and_place_in_the_run(window, qtbot, gate):
+    """The row said "76% · step 7/20" (the run's share of nodes beside the sampler's step); now each
+    number says what it counts, and the bar's tooltip gives the whole run's share."""
+    from tests.ui.test_queue import start_held
+
+    solid, slow, preview = start_held(window, qtbot)
+    window.show_queue()
+    job = window.runner.jobs[-1]
+    row = window.queue.row(job.id)
+    qtbot.waitUntil(lambda: job.step == 9)
+    row.update_job(job)
+    assert row.state.text() == "Running Slow · step 9/20 · node 2 of 3"
+    assert row.bar.toolTip() == f"The whole run: {round(job.progress * 100)}% of its nodes"
+    gate.set()
+    qtbot.waitUntil(lambda: job.state == "done", timeout=TIMEOUT)
+    assert row.state.text().startswith("Done in")
+
+
+def test_an_example_opens_titled_by_its_file_name_and_saves_elsewhere(big_window, qtbot, tmp_path, monkeypatch):
+    from PySide6.QtWidgets import QFileDialog
+
+    win = big_window
+    win.acts.examples_menu.aboutToShow.emit()
+    action = next(a for a in win.acts.examples_menu.actions() if a.text() == "img2img")
+    action.trigger()                                  # File > Examples > img2img
+    assert win.windowTitle().startswith("img2img.json (example)") and win.path is None
+    asked = []
+
+    def save_dialog(parent, caption, suggested, *rest):
+        asked.append(suggested)
+        return str(tmp_path / "mine.json"), ""
+
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", save_dialog)
+    win.activateWindow()
+    QTest.keySequence(win, "Ctrl+S")                  # an example is never saved over: Save asks where
+    qtbot.waitUntil(lambda: (tmp_path / "mine.json").exists())
+    assert asked == ["img2img.json"] and win.windowTitle().startswith("mine.json")
+
+
+def test_a_long_error_in_the_status_bar_shortens_its_paths_not_its_fix(big_window, qtbot):
+    """A checkpoint that is not installed: the message names the folders searched and where to put
+    it. The status bar shortens the paths in their middle, so "put it in ..." and the fix after it
+    still show; the tooltip has every word, and a click opens the Problems panel with it in full."""
+    win = big_window
+    _open(win, qtbot)
+    loader = next(nid for nid, node in win.model.nodes.items() if node.type == "CheckpointLoader")
+    win.controller.set_param(loader, "checkpoint", "dreamshaper_8")
+    with qtbot.waitSignal(win.runner.runFailed, timeout=TIMEOUT):
+        _press_run(win, qtbot)
+    label = win.status.message
+    full = " ".join(label.full_text.split())
+    assert "put it in /" in full and full.endswith("add its folder to NODEFORGE_MODELS, or give a path")
+    metrics = label.fontMetrics()
+    assert metrics.horizontalAdvance(full) > label.width()        # too long for the bar, even at 1600 px
+    shown = label.elided()
+    assert shown.endswith("or give a path") and "put it in " in shown and "…" in shown
+    assert metrics.horizontalAdvance(shown) <= label.width()
+    assert label.toolTip() == label.full_text
+    QTest.mouseClick(label, Qt.MouseButton.LeftButton)
+    assert win.problems.isVisible() and "put it in /" in win.problems.text(0)
