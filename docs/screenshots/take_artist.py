@@ -3,7 +3,7 @@
     xvfb-run -s "-screen 0 1600x1000x24" sh -c 'openbox & sleep 1; python docs/screenshots/take_artist.py SHOT...'
 
 Shots: help-quick-add (quick add with the highlighted node's help), help-tooltip (a port's
-description on hover). Each writes docs/screenshots/artist-SHOT.png of the whole 1600x1000 screen,
+description on hover), models (Models > Installed Models). Each writes docs/screenshots/artist-SHOT.png of the whole 1600x1000 screen,
 the editor built as a user starts it (built-in pack, default docks; no model is loaded).
 """
 from __future__ import annotations
@@ -80,7 +80,21 @@ def shot_help_tooltip(app, registry, done) -> None:
     later(700, hover, lambda: grab("help-tooltip"), lambda: (win.close(), done()))
 
 
-SHOTS = {"help-quick-add": shot_help_quick_add, "help-tooltip": shot_help_tooltip}
+def shot_models(app, registry, done) -> None:
+    """Models > Installed Models, with one LoRA of the user's beside the bundled models."""
+    win = window(registry)
+    win.open_path(os.path.join(EXAMPLES, "txt2img.json"))
+    lora = win.engine.model_paths.make_user_folders() / "loras" / "watercolor-style.safetensors"
+    lora.write_bytes(b"\0" * 151 * 1024)
+
+    def show():
+        dialog = win.show_models()
+        dialog.move(win.geometry().center() - dialog.rect().center())
+
+    later(700, show, lambda: grab("models"), lambda: (win.models_dialog.close(), win.close(), done()))
+
+
+SHOTS = {"help-quick-add": shot_help_quick_add, "help-tooltip": shot_help_tooltip, "models": shot_models}
 
 
 def main(names: list[str]) -> int:

@@ -38,6 +38,8 @@ KIND_NAMES = {FileKind.CHECKPOINT: "checkpoint", FileKind.LORA: "LoRA", FileKind
 BUILTIN = {FileKind.CHECKPOINT: "models", FileKind.LORA: "loras", FileKind.IMAGE: "images",
            FileKind.VAE: "vae", FileKind.EMBEDDING: "embeddings", FileKind.CONTROLNET: "controlnet",
            FileKind.UPSCALE_MODEL: "upscale_models"}
+# The kinds that are models (what the editor's Models menu lists); images are inputs, not models.
+MODEL_KINDS = tuple(kind for kind in SUBFOLDERS if kind is not FileKind.IMAGE)
 # Kinds that may also be a folder (diffusers layout), and what such a folder holds (any one).
 FOLDER_MARKERS = {
     FileKind.CHECKPOINT: ("model_index.json", "unet"),
@@ -81,6 +83,23 @@ def reaches_outside(name: str) -> bool:
     text = name.replace("\\", "/")
     return (text.startswith(("/", "~")) or os.path.isabs(name) or (len(text) > 1 and text[1] == ":")
             or ".." in text.split("/"))
+
+
+@dataclass(frozen=True)
+class InstalledModel:
+    """One model a param of its kind can name: where it is, how big, and whether it ships with NodeForge."""
+
+    kind: FileKind
+    name: str
+    path: Path
+    size: int          # bytes; a diffusers folder counts every file below it
+    bundled: bool
+
+
+def _size(path: Path) -> int:
+    if path.is_file():
+        return path.stat().st_size
+    return sum(sub.stat().st_size for sub in path.rglob("*") if sub.is_file())
 
 
 class ModelNotFound(LookupError):
@@ -129,6 +148,37 @@ class ModelPaths:
                 elif entry.is_file() and entry.suffix.lower() in EXTENSIONS[kind]:
                     names.setdefault(entry.name)
         return list(names)
+
+    @property
+    def user_folder(self) -> Path | None:
+        """The user's own models folder (the first root): where the editor's Models menu opens."""
+        return self.roots[0] if self.roots else None
+
+    def make_user_folders(self) -> Path | None:
+        """Create the user's models folder with one sub-folder per kind, so a user sees where
+        each kind goes; returns it (None when there is no user root)."""
+        root = self.user_folder
+        if root is not None:
+            for kind in SUBFOLDERS:
+                (root / SUBFOLDERS[kind]).mkdir(parents=True, exist_ok=True)
+        return root
+
+    def installed(self, kind: FileKind | str) -> list[InstalledModel]:
+        """The models of `kind` found now (the names `names` lists), each with its file and size."""
+        kind = FileKind(kind)
+        bundled = builtin_dir("resources") / BUILTIN[kind] if self.include_builtin else None
+        found = []
+        for name in self.names(kind):
+            try:
+                path = self._resolve(kind, name)
+            except ModelNotFound:   # removed between listing and looking
+                continue
+            try:
+                size = _size(path)
+            except OSError:
+                size = 0
+            found.append(InstalledModel(kind, name, path, size, bundled is not None and path.parent == bundled))
+        return found
 
     def resolve(self, kind: FileKind | str, name: str, base: Path | None = None) -> Path:
         """The path for a name or path; raises ModelNotFound naming the folders searched. A kind

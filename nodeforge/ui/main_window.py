@@ -99,6 +99,7 @@ class MainWindow(QMainWindow):
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.queue)
         self.queue.hide()
         self.batch_dialog = None      # BatchDialog, made on first use
+        self.models_dialog = None     # ModelsDialog, made on first use
         self.status = StatusBar(self.engine, self)
         self.setStatusBar(self.status)
         self.presenter = RunPresenter(self.runner, self.model, self.scene, self.status, self.images, self)
@@ -260,6 +261,33 @@ class MainWindow(QMainWindow):
         self.batch_dialog.raise_()
         self.batch_dialog.activateWindow()
         return self.batch_dialog
+
+    # -- the Models menu ------------------------------------------------------------------------------
+    def show_models(self):  # noqa: ANN201 - ModelsDialog
+        """Models > Installed Models: what is installed, by kind (rescanned each time it opens)."""
+        from nodeforge.ui.dialogs.models_dialog import ModelsDialog
+
+        if self.models_dialog is None:
+            self.models_dialog = ModelsDialog(self.engine.model_paths, self.rescan_models, self)
+        else:
+            self.models_dialog.fill()
+        self.models_dialog.show()
+        self.models_dialog.raise_()
+        return self.models_dialog
+
+    def open_models_folder(self) -> None:
+        from nodeforge.ui.dialogs.models_dialog import open_models_folder
+
+        folder = open_models_folder(self.engine.model_paths)
+        if folder is not None:
+            self.show_message(f"Models folder: {folder}", 8000)
+
+    def rescan_models(self) -> None:
+        """Models > Rescan: every model list on the canvas (and the Installed models dialog) reads the folders again."""
+        count = self.scene.refresh_file_choices()
+        if self.models_dialog is not None and self.models_dialog.isVisible():
+            self.models_dialog.fill()
+        self.show_message(f"Rescanned the model folders ({count} model lists refreshed)", 8000)
 
     def add_to_grid(self, nid: str, param: str):  # noqa: ANN201 - BatchDialog
         """Right-click a param, "Add to Batch Grid": the dialog with ID.param and its current value."""

@@ -63,3 +63,24 @@ def window(qtbot, engine):
     win.runner.cancel()
     win.runner.wait(10)
     win.autosaver.discard()
+
+
+@pytest.fixture
+def studio(qtbot, tmp_path):
+    """The editor on the built-in node pack and the default model folders (the private home's
+    models/ and the bundled ones), as a user starts it."""
+    from nodeforge.core.engine import Engine
+    from nodeforge.core.registry import load_registry
+    from nodeforge.ui.main_window import MainWindow
+
+    win = MainWindow(Engine(device="cpu", registry=load_registry(), output_dir=tmp_path / "out"))
+    win.confirm_close = False
+    qtbot.addWidget(win)
+    win.resize(1200, 800)
+    win.show()
+    qtbot.waitExposed(win)
+    yield win
+    win.runner.cancel()
+    win.runner.wait(10)
+    win.autosaver.discard()
+

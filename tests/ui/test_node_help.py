@@ -2,28 +2,10 @@
 node's title, a param's editor or a port shows its description from the node's declaration."""
 from __future__ import annotations
 
-import pytest
-from PySide6.QtCore import QEvent, QPoint, Qt
+from PySide6.QtCore import QEvent, Qt
 from PySide6.QtGui import QHelpEvent
 from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QApplication, QToolTip
-
-
-@pytest.fixture
-def studio(qtbot, tmp_path):
-    """The editor on the built-in node pack, as a user starts it."""
-    from nodeforge.core.engine import Engine
-    from nodeforge.core.registry import load_registry
-    from nodeforge.ui.main_window import MainWindow
-
-    win = MainWindow(Engine(device="cpu", registry=load_registry(), output_dir=tmp_path / "out"))
-    win.confirm_close = False
-    qtbot.addWidget(win)
-    win.resize(1200, 800)
-    win.show()
-    qtbot.waitExposed(win)
-    yield win
-    win.autosaver.discard()
 
 
 def _hover_tooltip(qtbot, view, scene_point) -> str:

@@ -171,6 +171,15 @@ class NodeItem(NodeGraphic):
         value = params[name] if name in params else self.spec.param(name).default
         self._panel.editors[name].set_value(value)
 
+    def refresh_file_choices(self) -> int:
+        """Re-list the choices of this node's file params (built editors only); returns how many."""
+        if self._panel is None:
+            return 0
+        editors = [e for e in self._panel.editors.values() if e.param.file is not None and hasattr(e, "refresh")]
+        for editor in editors:
+            editor.refresh()
+        return len(editors)
+
     def show_input_image(self) -> None:
         """An image-loading node shows the picture its path names, as in ComfyUI's LoadImage."""
         for param in self.spec.params:

@@ -274,6 +274,11 @@ class GraphScene(QGraphicsScene):
     def selected_edges(self) -> list[EdgeKey]:
         return [(item.dst, item.input_name) for item in self.selectedItems() if isinstance(item, EdgeItem)]
 
+    def refresh_file_choices(self) -> int:
+        """Every model list on the canvas reads the model folders again (Models > Rescan); returns
+        how many lists were refreshed."""
+        return sum(item.refresh_file_choices() for item in self.nodes.values())
+
     def select_nodes(self, ids: list[str]) -> None:
         self.clearSelection()
         for nid in ids:
