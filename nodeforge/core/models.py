@@ -54,6 +54,12 @@ FOLDER_MARKERS = {
 BORROWS = {FileKind.VAE: FileKind.CHECKPOINT}
 
 
+def quoted(name: str) -> str:
+    """A model name as messages show it: quoted and escaped as repr() does (a hostile name cannot
+    break the line), but a Windows sub-folder's backslash shown once, as the user wrote it."""
+    return repr(name).replace("\\\\", "\\")
+
+
 def is_model_folder(kind: FileKind, path: Path) -> bool:
     """Whether `path` is a folder that a param of `kind` may name (a diffusers-layout model)."""
     return any((path / marker).exists() for marker in FOLDER_MARKERS.get(kind, ()))
@@ -217,7 +223,7 @@ class ModelPaths:
                         if option.exists():
                             return option
             beside = f" or beside the workflow in {base}" if base is not None else ""
-            raise ModelNotFound(f"{kind.value} file {name!r} does not exist (looked in the working folder{beside})")
+            raise ModelNotFound(f"{kind.value} file {quoted(name)} does not exist (looked in the working folder{beside})")
         for folder in self.folders(kind):
             for option in [folder / name] + [folder / (name + ext) for ext in EXTENSIONS[kind]]:
                 if option.exists():
@@ -227,7 +233,7 @@ class ModelPaths:
         existing = [str(f) for f in self.folders(kind) if f.is_dir()]
         searched = f"searched {', '.join(existing)}" if existing else "no model folder exists yet"
         raise ModelNotFound(
-            f"{kind.value} {name!r} not found ({searched}); put it in "
+            f"{kind.value} {quoted(name)} not found ({searched}); put it in "
             f"{self.roots[0] / SUBFOLDERS[kind] if self.roots else 'a models folder'}, "
             "add its folder to NODEFORGE_MODELS, or give a path"
         )

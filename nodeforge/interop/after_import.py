@@ -80,7 +80,7 @@ def resolve_models(imported: "Imported", registry: Any, model_map: Mapping[str, 
             if param.file is not None and imported.foreign:
                 _resolve_file(imported, resolver, unresolved, nid, param, value)
             elif param.file is not None:
-                node.params[param.name] = resolver.mapped(value)
+                node.params[param.name] = resolver.mapped_here(param.file, value)
             if param.role is ParamRole.PROMPT:     # `embedding:OLD` mapped too, found for another tool's file
                 node.params[param.name] = resolve_embeddings(resolver, value, nid, find=imported.foreign)
     imported.missing_line_at = {place: resolver.missing_line(*model) for place, model in unresolved.items()}
@@ -97,7 +97,10 @@ def _resolve_file(imported: "Imported", resolver: ModelResolver, unresolved: dic
     if resolver.mapped(value) != value:
         imported.workflow.origins.pop((nid, param.name), None)   # the user's --model-map chose it
     elif reaches_outside(value):
-        return     # not looked for outside the model folders; validate refuses it with the fix
+        if kind not in resolver.by_kind:
+            return     # not looked for outside the model folders; validate refuses it with the fix
+        value = resolver.spare(kind)     # never looked for: the user's `KIND:*` map stands in for it
+        imported.workflow.origins.pop((nid, param.name), None)
     name = resolver.resolve(kind, value, nid)
     imported.workflow.nodes[nid].params[param.name] = name
     if (kind, name) in resolver.missing:

@@ -118,6 +118,8 @@ def _links(raw: Any, source: object, where: str) -> list[_Link]:
             parent = item.get("parentId")
         else:
             raise _fail(f"{where}a link must be a list or an object, got {_kind(item)}", source=source)
+        if target is None or tslot is None:
+            continue     # a link saved half-drawn (no target node): dangling, dropped as ComfyUI's editor does
         out.append(_Link(_node_id(lid, "a link id", source), _node_id(origin, "a link's source", source),
                          _slot(oslot, "a link's source slot", source), _node_id(target, "a link's target", source),
                          _slot(tslot, "a link's target slot", source),

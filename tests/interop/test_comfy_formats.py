@@ -353,3 +353,16 @@ def test_an_ancestral_sampler_on_karras_sigmas_keeps_the_sampler_on_the_normal_s
     assert imported.workflow.nodes["3"].params["schedule"] == "normal"
     assert imported.warnings == ["node 3 (KSampler): NodeForge's euler_ancestral cannot follow karras sigmas; "
                                  "using the 'normal' schedule"]
+
+
+def test_a_link_saved_half_drawn_is_dropped(registry):
+    """A user's file (issue 30 corpus) held [5, 4, 0, null, null, "IMAGE"]: a link with no target node.
+    It imported as "a link's target must be a node id"; ComfyUI's editor opens the file without it."""
+    from nodeforge.interop import read_workflow
+
+    data = {"nodes": [_node(4, "EmptyLatentImage", widgets=[64, 64, 1], outputs=[("LATENT", "LATENT", [5, 6])]),
+                      _node(7, "VAEDecode", inputs=[("samples", "LATENT", 6), ("vae", "VAE", None)])],
+            "links": [[5, 4, 0, None, None, "LATENT"], [6, 4, 0, 7, 0, "LATENT"]]}
+    imported = read_workflow(data, registry=registry)
+    assert imported.workflow.nodes["7"].inputs == {"latent": ("4", "latent")}
+    assert imported.warnings == []

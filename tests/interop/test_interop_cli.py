@@ -46,7 +46,8 @@ def test_validate_takes_a_comfyui_file_and_model_maps(capsys):
     # Said once, as the error it is for validate, with where to put it and the --model-map fix.
     assert len(err) == 1, err
     assert err[0].startswith("error: missing checkpoint 'v1-5-pruned-emaonly.safetensors' (node 4): put it in ")
-    assert err[0].endswith("--model-map v1-5-pruned-emaonly.safetensors=NAME")
+    assert err[0].endswith("--model-map v1-5-pruned-emaonly.safetensors=NAME (every missing checkpoint: "
+                           "--model-map 'checkpoint:*=NAME')")
 
 
 def test_run_says_a_missing_model_once_and_not_at_all_when_set_fixes_it(tmp_path, capsys):
@@ -126,7 +127,7 @@ def test_validate_says_an_embedding_the_prompt_names_is_missing_and_the_map_fixe
     assert main(["validate", source, "--model-map", checkpoint]) == 1
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 1 and err[0].startswith("error: missing embedding 'sunsetstyle' (node 6): put it in "), err
-    assert err[0].endswith("--model-map sunsetstyle=NAME")
+    assert err[0].endswith("--model-map sunsetstyle=NAME (every missing embedding: --model-map 'embedding:*=NAME')")
     assert main(["run", source, "--model-map", checkpoint, "--out", str(tmp_path)]) == 1   # before loading anything
     assert capsys.readouterr().err.splitlines() == err
     out = tmp_path / "mine.json"
@@ -199,3 +200,59 @@ def test_every_equivalent_a_placeholder_names_is_a_nodeforge_node(registry):
     named = {v for v in EQUIVALENTS.values() if v != "a reroute dot"}
     assert named <= set(registry.types())
     assert not set(EQUIVALENTS) & set(BY_COMFY)    # a mapped class is never a placeholder
+
+
+def _shared_sd15_prompt(vae_from_loader: bool) -> dict:
+    """A user's SD1.5 API prompt as shared: their checkpoint, VAE, LoRA and embedding, none of them here."""
+    prompt = {
+        "4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "SD15\\dreamshaper_8.safetensors"}},
+        "11": {"class_type": "LoraLoader", "inputs": {"lora_name": "add_detail.safetensors", "strength_model": 0.7,
+                                                      "strength_clip": 0.7, "model": ["4", 0], "clip": ["4", 1]}},
+        "6": {"class_type": "CLIPTextEncode", "inputs": {"text": "a red circle", "clip": ["11", 1]}},
+        "7": {"class_type": "CLIPTextEncode", "inputs": {"text": "embedding:EasyNegative, blurry", "clip": ["11", 1]}},
+        "5": {"class_type": "EmptyLatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 1}},
+        "3": {"class_type": "KSampler", "inputs": {"seed": 7, "steps": 2, "cfg": 5.0, "sampler_name": "euler",
+                                                   "scheduler": "normal", "denoise": 1.0, "model": ["11", 0],
+                                                   "positive": ["6", 0], "negative": ["7", 0], "latent_image": ["5", 0]}},
+        "8": {"class_type": "VAEDecode", "inputs": {"samples": ["3", 0], "vae": ["10", 0] if vae_from_loader else ["4", 2]}},
+        "9": {"class_type": "SaveImage", "inputs": {"filename_prefix": "shared", "images": ["8", 0]}}}
+    if vae_from_loader:
+        prompt["10"] = {"class_type": "VAELoader", "inputs": {"vae_name": "vae-ft-mse-840000-ema-pruned.safetensors"}}
+    return prompt
+
+
+BY_KIND = ["--model-map", "checkpoint:*=nodeforge-shapes", "--model-map", "vae:*=nodeforge-shapes",
+           "--model-map", "lora:*=shapes-star", "--model-map", "embedding:*=shapes-sunset"]
+
+
+def test_a_shared_graph_runs_on_the_demo_models_mapped_by_kind(tmp_path, capsys):
+    """Issue 30, item 3: one map per kind, and the VAELoader mapped to the checkpoint decodes with its VAE:
+    the same pixels as the graph that takes the checkpoint's own VAE output."""
+    import numpy as np
+    from PIL import Image
+
+    images = []
+    for with_loader in (True, False):
+        source = tmp_path / f"shared-{with_loader}.json"
+        source.write_text(json.dumps(_shared_sd15_prompt(with_loader)))
+        out = tmp_path / f"out-{with_loader}"
+        assert main(["run", str(source), "--out", str(out), "-q", "--device", "cpu", *BY_KIND]) == 0
+        captured = capsys.readouterr()
+        assert captured.err == "", captured.err
+        written = [Path(line) for line in captured.out.splitlines()]
+        assert len(written) == 1
+        images.append(np.asarray(Image.open(written[0])))
+    assert images[0].shape == (64, 64, 3)
+    assert np.array_equal(images[0], images[1])
+
+
+def test_validate_without_the_kind_maps_says_each_missing_model_and_the_map_for_its_kind(tmp_path, capsys):
+    source = tmp_path / "shared.json"
+    source.write_text(json.dumps(_shared_sd15_prompt(True)))
+    assert main(["validate", str(source)]) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 4, err
+    assert err[0].startswith("error: missing checkpoint 'SD15\\dreamshaper_8.safetensors' (node 4): put it in ")
+    for kind in ("checkpoint", "LoRA", "VAE", "embedding"):
+        assert sum(f"(every missing {kind}: --model-map '{kind.lower()}:*=NAME')" in line for line in err) == 1, err
+    assert main(["validate", str(source), *BY_KIND]) == 0

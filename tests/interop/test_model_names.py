@@ -59,9 +59,9 @@ def test_missing_models_are_listed_once_each_with_their_folder(registry, models)
     root = models.roots[0]
     assert imported.warnings == [
         f"missing checkpoint 'nowhere.safetensors' (nodes 4, 6): put it in {root / 'checkpoints'}, or map it to one "
-        "you have with --model-map nowhere.safetensors=NAME",
+        "you have with --model-map nowhere.safetensors=NAME (every missing checkpoint: --model-map 'checkpoint:*=NAME')",
         f"missing LoRA 'gone.safetensors' (node 5): put it in {root / 'loras'}, or map it to one you have with "
-        "--model-map gone.safetensors=NAME"]
+        "--model-map gone.safetensors=NAME (every missing LoRA: --model-map 'lora:*=NAME')"]
 
 
 def test_model_map_substitutes_by_name_path_or_stem(registry, models):
@@ -187,3 +187,103 @@ def test_a_model_map_rewrites_embeddings_in_a_nodeforge_file_too(registry, tmp_p
                                                                  "params": {"text": "a, embedding:theirs"}}}}))
     imported = read_workflow(path, registry=registry, model_map={"theirs": "shapes-sunset"})
     assert imported.workflow.nodes["1"].params["text"] == "a, embedding:shapes-sunset"
+
+
+# -- a map by kind: `--model-map 'checkpoint:*=NAME'` (issue 30, item 3) ---------------------------------------
+def test_a_map_by_kind_stands_in_for_every_missing_model_of_that_kind_only(registry, models):
+    prompt = checkpoint_file("sd_xl_base_1.0.safetensors", lora="gone.safetensors")
+    prompt["6"] = {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "exact.safetensors"}}
+    imported = read_workflow(prompt, registry=registry, model_paths=models,
+                             model_map=parse_model_map(["checkpoint:*=dreamshaper", "lora:*=ink"]))
+    nodes = imported.workflow.nodes
+    assert nodes["4"].params["checkpoint"] == "dreamshaper"
+    assert nodes["6"].params["checkpoint"] == "exact.safetensors"     # found here: kept
+    assert nodes["5"].params["lora"] == "styles/ink.safetensors"
+    assert imported.warnings == [] and imported.missing_models == {}
+
+
+def test_a_name_map_wins_over_the_kind_map(registry, models):
+    prompt = checkpoint_file("a.safetensors")
+    prompt["6"] = {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "b.safetensors"}}
+    imported = read_workflow(prompt, registry=registry, model_paths=models,
+                             model_map=parse_model_map(["checkpoint:*=dreamshaper", "a=exact"]))
+    assert imported.workflow.nodes["4"].params["checkpoint"] == "exact"
+    assert imported.workflow.nodes["6"].params["checkpoint"] == "dreamshaper"
+
+
+@pytest.mark.parametrize("key, kind", [("checkpoint:*", "checkpoint"), ("LoRA:*", "lora"), ("lora:*", "lora"),
+                                       ("VAE:*", "vae"), ("controlnet:*", "controlnet"), ("ControlNet:*", "controlnet"),
+                                       ("upscale_model:*", "upscale_model"), ("upscale model:*", "upscale_model"),
+                                       ("embedding:*", "embedding"), ("image:*", "image"), ("model.safetensors", None),
+                                       ("embedding:ink", None)])
+def test_kind_keys_are_the_kinds_names_in_any_case(key, kind):
+    from nodeforge.interop.model_names import map_key_kind
+
+    found = map_key_kind(key)
+    assert (found.value if found is not None else None) == kind
+
+
+def test_a_kind_map_naming_no_kind_lists_the_kinds():
+    with pytest.raises(ValueError, match=r"'checkpionts' is not a kind of model; use one of checkpoint:\*, lora:\*"):
+        parse_model_map(["checkpionts:*=nodeforge-shapes"])
+
+
+def test_a_kind_map_replaces_a_path_outside_the_model_folders_without_looking_there(registry, models):
+    """A sender's `C:\\...` or `/home/...` path is never looked up; the user's kind map stands in."""
+    imported = read_workflow(checkpoint_file("C:\\Users\\me\\models\\mine.safetensors", lora="/etc/passwd"),
+                             registry=registry, model_paths=models,
+                             model_map=parse_model_map(["checkpoint:*=exact", "lora:*=ink"]))
+    assert imported.workflow.nodes["4"].params["checkpoint"] == "exact"
+    assert imported.workflow.nodes["5"].params["lora"] == "styles/ink.safetensors"
+
+
+def test_a_missing_stand_in_is_reported_once_as_the_maps(registry, models):
+    prompt = checkpoint_file("a.safetensors")
+    prompt["6"] = {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "b.safetensors"}}
+    imported = read_workflow(prompt, registry=registry, model_paths=models,
+                             model_map=parse_model_map(["checkpoint:*=typo"]))
+    assert imported.warnings == [
+        f"missing checkpoint 'typo' (nodes 4, 6), given by --model-map checkpoint:*: put it in "
+        f"{models.roots[0] / 'checkpoints'}, or map checkpoint:* to a checkpoint you have"]
+
+
+def test_a_kind_map_with_nothing_missing_of_its_kind_says_nothing(registry, models):
+    """The same kind maps are meant for any file; a name map that matches nothing is still said."""
+    imported = read_workflow(checkpoint_file("exact.safetensors"), registry=registry, model_paths=models,
+                             model_map=parse_model_map(["checkpoint:*=dreamshaper", "vae:*=dreamshaper", "typo=x"]))
+    assert imported.workflow.nodes["4"].params["checkpoint"] == "exact.safetensors"
+    assert imported.warnings == ["--model-map typo: no model in the file is named 'typo'"]
+
+
+def test_an_embedding_kind_map_renames_only_missing_embeddings_and_keeps_punctuation(registry, tmp_path):
+    (tmp_path / "embeddings").mkdir()
+    (tmp_path / "embeddings" / "here.safetensors").write_bytes(b"x")
+    (tmp_path / "embeddings" / "mine.safetensors").write_bytes(b"x")
+    prompt = {"6": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["4", 1],
+                                                              "text": "embedding:EasyNegative., (embedding:here:1.2)"}},
+              **checkpoint_file("x.safetensors")}
+    imported = read_workflow(prompt, registry=registry, model_paths=ModelPaths(roots=[tmp_path], include_builtin=False),
+                             model_map=parse_model_map(["embedding:*=mine", "checkpoint:*=x"]))
+    assert imported.workflow.nodes["6"].params["text"] == "embedding:mine., (embedding:here:1.2)"
+    assert imported.missing_embeddings == {}
+
+
+def test_a_nodeforge_file_takes_the_kind_map_where_its_model_is_not_here(registry, models, tmp_path):
+    path = tmp_path / "wf.json"
+    path.write_text(json.dumps({"nodeforge": 1, "nodes": {
+        "1": {"type": "CheckpointLoader", "params": {"checkpoint": "theirs"}},
+        "2": {"type": "CheckpointLoader", "params": {"checkpoint": "exact.safetensors"}}}}))
+    imported = read_workflow(path, registry=registry, model_paths=models,
+                             model_map=parse_model_map(["checkpoint:*=dreamshaper"]))
+    assert imported.workflow.nodes["1"].params["checkpoint"] == "dreamshaper"
+    assert imported.workflow.nodes["2"].params["checkpoint"] == "exact.safetensors"
+
+
+def test_a_windows_sub_folder_prints_with_single_backslashes(registry, models):
+    imported = read_workflow(checkpoint_file("illustrious\\wai_v160.safetensors"), registry=registry,
+                             model_paths=models)
+    assert imported.warnings[0].startswith("missing checkpoint 'illustrious\\wai_v160.safetensors' (node 4)")
+    assert "\\\\" not in imported.warnings[0]
+    with pytest.raises(LookupError) as caught:
+        models.resolve("checkpoint", "SDXL\\base")
+    assert str(caught.value).startswith("checkpoint 'SDXL\\base' not found")
