@@ -100,10 +100,31 @@ def check_finite(tensors: Any, what: str, field: str) -> None:
 
 def read_state_dict(path: Path, field: str = "checkpoint") -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """Tensors and metadata of a .safetensors file, or of a .ckpt read without running its code;
-    weights holding NaN or infinity are refused, naming the file."""
+    float8 weights upcast; weights holding NaN or infinity are refused, naming the file."""
     state, metadata = _read_state_dict(path, field)
+    state = upcast_float8(state)
     check_finite(state.items(), path.name, field)
     return state, metadata
+
+
+FLOAT8 = tuple(getattr(torch, name) for name in ("float8_e4m3fn", "float8_e5m2", "float8_e4m3fnuz", "float8_e5m2fnuz")
+               if hasattr(torch, name))
+
+
+def upcast_float8(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """float8 weights (fp8 checkpoints: flux1-dev-fp8, t5xxl_fp8_e4m3fn) as bfloat16, which holds every
+    e4m3/e5m2 value exactly; no layer computes in float8. A "scaled" fp8 file (ComfyUI's, with a
+    `scaled_fp8` marker) keeps a `<layer>.scale_weight` per layer: the weight times it."""
+    if not any(t.dtype in FLOAT8 for t in state.values()):
+        return state
+    out = {}
+    for key, tensor in state.items():
+        if key == "scaled_fp8" or key.endswith((".scale_weight", ".scale_input")):
+            continue
+        value = tensor.to(torch.bfloat16) if tensor.dtype in FLOAT8 else tensor
+        scale = state.get(key[:-len("weight")] + "scale_weight") if key.endswith(".weight") else None
+        out[key] = value * scale.to(torch.bfloat16) if scale is not None else value
+    return out
 
 
 def _read_state_dict(path: Path, field: str) -> tuple[dict[str, torch.Tensor], dict[str, str]]:

@@ -142,6 +142,11 @@ class SamplingBehaviour:
             sched.set_begin_index(start * sched.order)
         return StepPlan(sched, timesteps, next_timestep, steps, start, end, leftover)
 
+    def for_latent(self, model: Any, shape: tuple[int, int, int, int]) -> Any:
+        """The model as it samples a latent of `shape`: a family whose sigmas depend on the image
+        size (Flux's resolution-dependent shift) returns a copy that says so; the base: unchanged."""
+        return model
+
     # -- phase 2: start latents ------------------------------------------------------------
     def latent_shape(self, model: Any, latent: dict) -> tuple[int, int, int, int]:
         """[B, C, h, w] of the latent to denoise, checked against the model's channels."""
@@ -270,7 +275,9 @@ def denoise_latent(ctx: Any, *, model: Any, positive: dict, negative: dict, late
     if not request.has_work():
         return latent
     family = sampling_behaviour(model)
-    check_denoise_fits(model, family.latent_shape(model, latent), request.cfg)    # before hours of swapping
+    shape = family.latent_shape(model, latent)
+    check_denoise_fits(model, shape, request.cfg)    # before hours of swapping
+    model = family.for_latent(model, shape)
     plan = family.plan_steps(model, request)
     start = family.start_latents(model, plan, latent, request)
     predictor = family.predictor(model, positive, negative, start, request)

@@ -44,6 +44,8 @@ class Family:
 
 
 FAMILIES: tuple[Family, ...] = (
+    Family("flux", "flux", "Flux.1 dev / schnell: rectified-flow transformer over packed latents, CLIP-L + T5-XXL, "
+                           "distilled guidance"),
     Family("sd3", "sd3", "Stable Diffusion 3 / 3.5: MMDiT transformer, rectified flow, CLIP-L + CLIP-G (+ T5)"),
     Family("unet", "unet", "the UNet generation: SD 1.x, 2.x, SDXL base and refiner (epsilon or v prediction)"),
 )
@@ -71,9 +73,8 @@ def of_model(family: str) -> FamilyModule:
 # Files of model kinds no family runs yet, told apart by a key they always have: a clear refusal
 # instead of "no UNet keys".
 OTHER_KINDS: tuple[tuple[str, str, str], ...] = (
-    ("double_blocks.", "a Flux transformer", "Flux is not supported yet; pick an SD 1.x/2.x/XL or SD3 checkpoint"),
-    ("single_transformer_blocks.", "a Flux transformer in diffusers' layout",
-     "Flux is not supported yet; pick an SD 1.x/2.x/XL or SD3 checkpoint"),
+    ("single_transformer_blocks.", "a Flux transformer alone in diffusers' layout",
+     "put it in its FluxPipeline folder as transformer/diffusion_pytorch_model.safetensors and pick the folder"),
     ("transformer_blocks.0.attn.add_q_proj.", "an SD3 transformer alone in diffusers' layout",
      "put it in its StableDiffusion3Pipeline folder as transformer/diffusion_pytorch_model.safetensors and pick "
      "the folder"),

@@ -1,5 +1,5 @@
 """The node types the model families add (torch-free declarations; run functions in
-nodes/families/sd3_nodes.py, imported when a node first runs)."""
+nodes/families/sd3_nodes.py and flux_nodes.py, imported when a node first runs)."""
 from __future__ import annotations
 
 import importlib
@@ -9,14 +9,16 @@ from nodeforge.core.spec import Input, NodeSpec, Output, Param
 from nodeforge.core.types import ParamRole, PortType
 
 MODEL, CLIP, COND = PortType.MODEL.value, PortType.CLIP.value, PortType.CONDITIONING.value
+_GUIDANCE = ("distilled guidance Flux dev reads (FluxPipeline's guidance_scale; 3.5 by default); schnell "
+             "ignores it. Not CFG: UNetDenoise's cfg above 1 runs the negative prompt too")
 
 
-def _lazy(function: str) -> Callable[..., Any]:
+def _lazy(function: str, module: str = "sd3_nodes") -> Callable[..., Any]:
     def run(ctx: Any, **kw: Any) -> Any:
-        return getattr(importlib.import_module(f"{__package__}.sd3_nodes"), function)(ctx, **kw)
+        return getattr(importlib.import_module(f"{__package__}.{module}"), function)(ctx, **kw)
 
     run.__name__ = function
-    run.lazy_target = ("families.sd3_nodes", function)  # type: ignore[attr-defined]
+    run.lazy_target = (f"families.{module}", function)  # type: ignore[attr-defined]
     return run
 
 
@@ -32,6 +34,12 @@ def _needs_flow_model(facts: dict[str, dict[str, Any]], **_: Any) -> list[str]:
         return [f"unet: comes from a {model.get('family')} checkpoint, which is not a flow model; ModelSamplingSD3 "
                 "applies to SD3/SD3.5 models (remove it, or pick an SD3 checkpoint)"]
     return []
+
+
+def _changed_flux(ctx: Any, clip_l: str, t5xxl: str, guidance: float) -> Any:
+    from ..embeddings import referenced_files
+
+    return referenced_files(ctx, clip_l)
 
 
 FAMILY_NODES: list[NodeSpec] = [
@@ -57,4 +65,38 @@ FAMILY_NODES: list[NodeSpec] = [
         description="Set a flow model's sigma shift (sigma' = shift s / (1 + (shift - 1) s)) without changing "
                     "the input model.",
         display_name="Model Sampling (SD3)"),
+    NodeSpec(
+        "FluxGuidance", "advanced/conditioning", _lazy("run_flux_guidance", "flux_nodes"),
+        inputs=(Input("conditioning", COND),),
+        params=(Param.float("guidance", 3.5, min=0.0, max=100.0, step=0.1, description=_GUIDANCE),),
+        outputs=(Output("conditioning", COND),),
+        description="Set the guidance value of a Flux prompt (ComfyUI's FluxGuidance).",
+        display_name="Flux Guidance"),
+    NodeSpec(
+        "TextEncoderFlux", "conditioning", _lazy("run_text_encoder_flux", "flux_nodes"),
+        inputs=(Input("clip", CLIP),),
+        params=(Param.string("clip_l", "", multiline=True,
+                             description="prompt for CLIP-L (only its pooled vector is used)"),
+                Param.string("t5xxl", "", multiline=True, role=ParamRole.PROMPT,
+                             description="prompt for T5-XXL (the prompt the image follows)"),
+                Param.float("guidance", 3.5, min=0.0, max=100.0, step=0.1, description=_GUIDANCE)),
+        outputs=(Output("conditioning", COND),), is_changed=_changed_flux,
+        description="Flux prompt with one text per encoder and its guidance (ComfyUI's CLIPTextEncodeFlux); "
+                    "TextEncoder gives both the same text and guidance 3.5.",
+        display_name="Text Encoder (Flux)"),
+    NodeSpec(
+        "ModelSamplingFlux", "advanced/model", _lazy("run_model_sampling_flux", "flux_nodes"),
+        inputs=(Input("unet", MODEL),),
+        params=(Param.float("max_shift", 1.15, min=0.0, max=100.0, step=0.01,
+                            description="mu at 4096 packed latent tokens (1024x1024)"),
+                Param.float("base_shift", 0.5, min=0.0, max=100.0, step=0.01,
+                            description="mu at 256 packed latent tokens (256x256)"),
+                Param.int("width", 1024, min=16, max=16384, step=8,
+                          description="the image width the shift is computed for"),
+                Param.int("height", 1024, min=16, max=16384, step=8,
+                          description="the image height the shift is computed for")),
+        outputs=(Output("unet", MODEL),),
+        description="Fix a Flux model's resolution-dependent sigma shift to the one for width x height, "
+                    "between base_shift and max_shift (without it, the shift follows the latent's size).",
+        display_name="Model Sampling (Flux)"),
 ]

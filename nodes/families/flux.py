@@ -1,0 +1,141 @@
+"""Flux.1 (dev, schnell) as a family: a 12B rectified-flow transformer over packed 16-channel
+latents, CLIP-L (pooled) + T5-XXL (the prompt), a distilled guidance input (dev).
+
+Files: a diffusers folder in FluxPipeline's layout (transformer, vae, text_encoder + tokenizer =
+CLIP-L, text_encoder_2 + tokenizer_2 = T5; T5 is required), or single files in Black Forest
+Labs' layout (nodes/families/flux_file.py: a checkpoint with its text encoders and VAE, or the
+transformer alone with CLIP-L, T5 and the VAE as separate files), converted with diffusers'
+single-file functions; configs come from `resources/configs/flux/` (schnell told from dev by its
+missing guidance input). Text is encoded as FluxPipeline.encode_prompt does
+(nodes/families/flux_text.py); sampling is flow matching with Flux's packing, resolution-dependent
+shift, guidance and true CFG (nodes/families/flux_sampling.py). The MODEL is the pack's UNetModel
+holding the transformer (family "flux", prediction "flow"), so LoRAs, memory accounting, the cache
+and UNetDenoise treat it as any other model.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from nodeforge.core.errors import NodeError
+
+from ..loading import _finish, _from_pretrained, _quiet_progress_bars, configs_dir, pick_dtype, tokenizer_works, \
+    vae_dtype
+from ..wrappers import LoadedCheckpoint
+from .flux_sampling import FLUX_SAMPLING
+
+MODEL_FAMILIES = ("flux",)
+TRANSFORMER_CLASS = "FluxTransformer2DModel"
+T5_TOKENIZER_HUB = "google/t5-v1_1-xxl"
+FOLDER_PARTS = (("vae", "the VAE"), ("text_encoder", "CLIP-L"), ("tokenizer", "CLIP-L's tokenizer"),
+                ("text_encoder_2", "T5-XXL"), ("tokenizer_2", "T5's tokenizer"))
+
+
+def claims_folder(path: Path) -> bool:
+    try:
+        config = json.loads((path / "transformer" / "config.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return config.get("_class_name") == TRANSFORMER_CLASS
+
+
+def claims_state(keys: Any) -> bool:
+    return any(k.startswith(("double_blocks.", "model.diffusion_model.double_blocks.")) for k in keys)
+
+
+def shipped_configs() -> Path:
+    return configs_dir() / "flux"
+
+
+def scheduler_config(folder: Path | None, schnell: bool) -> dict[str, Any]:
+    """The folder's scheduler config, else the shipped one for dev or schnell."""
+    own = folder / "scheduler" / "scheduler_config.json" if folder is not None else None
+    name = "scheduler_config_schnell.json" if schnell else "scheduler_config.json"
+    return json.loads((own if own is not None and own.exists() else shipped_configs() / "scheduler" / name).read_text())
+
+
+# -- diffusers folders ------------------------------------------------------------------------------------
+def load_folder(path: Path, device: str) -> LoadedCheckpoint:
+    from diffusers import AutoencoderKL, FluxTransformer2DModel
+
+    _check_folder(path)
+    _quiet_progress_bars()
+    dtype = pick_dtype(device)
+    transformer = _from_pretrained(FluxTransformer2DModel, path, "transformer", torch_dtype=dtype)
+    vae = _from_pretrained(AutoencoderKL, path, "vae")
+    encoders = _folder_text_encoders(path, dtype)
+    sched = scheduler_config(path, not transformer.config.guidance_embeds)
+    return assemble(path.name, sched, transformer, vae, encoders, device, dtype)
+
+
+def _check_folder(path: Path) -> None:
+    """A Flux transformer in another pipeline's folder, or a folder without a part, in one line."""
+    try:
+        pipeline = json.loads((path / "model_index.json").read_text()).get("_class_name", "")
+    except (OSError, ValueError):
+        pipeline = ""
+    if pipeline and not pipeline.startswith("Flux"):
+        raise NodeError(f"{path.name}/transformer is a {TRANSFORMER_CLASS} but model_index.json says {pipeline}: "
+                        "the folder mixes two models; copy the whole FluxPipeline folder (or the whole "
+                        f"{pipeline} folder) again", field="checkpoint")
+    for part, what in FOLDER_PARTS:
+        if not (path / part).is_dir():
+            raise NodeError(f"{path.name} is not a complete Flux model: it has no '{part}' folder ({what}); Flux "
+                            "cannot run without it, copy the whole FluxPipeline folder (T5-XXL: text_encoder_2 "
+                            "and tokenizer_2 from black-forest-labs/FLUX.1-dev or -schnell)", field="checkpoint")
+
+
+def _folder_text_encoders(path: Path, dtype: torch.dtype) -> dict[str, Any]:
+    from transformers import AutoTokenizer, CLIPTextModel, CLIPTokenizer, T5EncoderModel
+
+    kw = {"local_files_only": True}
+    found: dict[str, Any] = {
+        "text_encoder": _from_pretrained(CLIPTextModel, path, "text_encoder", torch_dtype=dtype),
+        "text_encoder_2": _from_pretrained(T5EncoderModel, path, "text_encoder_2", torch_dtype=dtype),
+        "tokenizer": CLIPTokenizer.from_pretrained(str(path), subfolder="tokenizer", **kw),
+        "tokenizer_2": AutoTokenizer.from_pretrained(str(path), subfolder="tokenizer_2", **kw),
+    }
+    for part in ("tokenizer", "tokenizer_2"):
+        if not tokenizer_works(found[part]):
+            raise NodeError(f"{path.name}/{part} holds no usable vocabulary (tokenizer.json, or the tokenizer's "
+                            "vocabulary files); copy it from the model again", field="checkpoint")
+    return found
+
+
+def assemble(name: str, sched: dict, transformer: Any, vae: Any, encoders: dict[str, Any], device: str,
+             dtype: torch.dtype) -> LoadedCheckpoint:
+    """The MODEL, CLIP and VAE fields of a Flux model from its loaded parts."""
+    te, te2 = encoders["text_encoder"], encoders["text_encoder_2"]
+    _finish([transformer, te, te2], device, dtype)
+    _finish([vae], device, vae_dtype(device, bool(getattr(vae.config, "force_upcast", False))))
+    factor = 2 ** (len(vae.config.block_out_channels) - 1)
+    return LoadedCheckpoint(
+        dict(unet=transformer, scheduler_config=dict(sched), prediction_type="flow",
+             latent_channels=transformer.config.in_channels // 4, vae_factor=factor, family="flux", name=name,
+             sampling_behaviour=FLUX_SAMPLING),
+        dict(tokenizer=encoders["tokenizer"], text_encoder=te, family="flux", tokenizer_2=encoders["tokenizer_2"],
+             text_encoder_2=te2, context_width=int(transformer.config.joint_attention_dim)),
+        vae_fields(vae, factor))
+
+
+def vae_fields(vae: Any, factor: int) -> dict[str, Any]:
+    return dict(vae=vae, scaling_factor=float(vae.config.scaling_factor),
+                shift_factor=float(getattr(vae.config, "shift_factor", None) or 0.0), factor=factor,
+                latent_channels=vae.config.latent_channels)
+
+
+# -- single files -------------------------------------------------------------------------------------------
+def load_file(path: Path, device: str, state: dict, metadata: dict) -> LoadedCheckpoint:
+    from .flux_file import load_flux_file
+
+    return load_flux_file(path, device, state)
+
+
+# -- text -------------------------------------------------------------------------------------------------------
+def encode(clip: Any, text: str, embeddings: Any = None, **texts: str) -> dict[str, Any]:
+    from .flux_text import encode_flux
+
+    return encode_flux(clip, text, embeddings, texts.get("clip_l"), texts.get("t5xxl"))

@@ -1,0 +1,157 @@
+"""Flux's way to sample: the flow-matching phases (nodes/families/flow.py) with what Flux adds, as
+FluxPipeline does it.
+
+- Packed latents: the LATENT stays [B, 16, h, w] on the wires (VAE, masks, img2img as every
+  family); the model call packs it into 2x2 patches ([B, h/2 x w/2, 64]) with their (0, row, col)
+  position ids, and unpacks the velocity. Euler's step and the mask blend are per element, so
+  stepping the unpacked latent is FluxPipeline's step.
+- The resolution-dependent shift: mu grows linearly with the packed sequence length from
+  base_shift at base_image_seq_len (256) to max_shift at max_image_seq_len (4096), and the
+  sigmas linspace(1, 1/steps, steps) are time-shifted by exp(mu) (schedulers with
+  use_dynamic_shifting; schnell's has none and keeps its fixed shift). ModelSamplingFlux fixes mu
+  for a chosen width and height. Samplers without dynamic shifting get shift = exp(mu), the same
+  curve: exp(mu) s / (exp(mu) s + 1 - s).
+- The distilled guidance: dev's transformer reads a guidance value (FluxGuidance sets it on the
+  prompt, 3.5 by default, FluxPipeline's `guidance_scale`); schnell ignores it.
+- True CFG: with cfg above 1 the negative prompt is run too and the velocities are mixed
+  (FluxPipeline's `true_cfg_scale` with a negative prompt); cfg 1 runs the positive prompt once.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from nodeforge.core.errors import NodeError
+
+from ..conditioning import entries
+from ..sampling import DenoiseRequest, StartState
+from .flow import FlowSampling, make_flow_scheduler
+
+DEFAULT_GUIDANCE = 3.5      # FluxPipeline's guidance_scale and ComfyUI's default for Flux prompts
+DYNAMIC = ("euler", "euler_ancestral")   # the samplers that take FluxPipeline's sigmas and mu
+
+
+def calculate_shift(seq_len: int, config: dict[str, Any]) -> float:
+    """mu for a packed sequence of `seq_len` tokens (FluxPipeline's calculate_shift)."""
+    base_len, max_len = config.get("base_image_seq_len", 256), config.get("max_image_seq_len", 4096)
+    base, top = config.get("base_shift", 0.5), config.get("max_shift", 1.15)
+    slope = (top - base) / (max_len - base_len)
+    return seq_len * slope + base - slope * base_len
+
+
+def pack(latents: torch.Tensor) -> torch.Tensor:
+    """[B, C, h, w] -> [B, h/2 x w/2, 4C] (FluxPipeline._pack_latents)."""
+    b, c, h, w = latents.shape
+    x = latents.view(b, c, h // 2, 2, w // 2, 2).permute(0, 2, 4, 1, 3, 5)
+    return x.reshape(b, (h // 2) * (w // 2), c * 4)
+
+
+def unpack(packed: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """The inverse of `pack` for a latent h x w."""
+    b, _, width = packed.shape
+    x = packed.view(b, h // 2, w // 2, width // 4, 2, 2).permute(0, 3, 1, 4, 2, 5)
+    return x.reshape(b, width // 4, h, w)
+
+
+def image_ids(h: int, w: int, device: Any, dtype: torch.dtype) -> torch.Tensor:
+    """(0, row, col) of each packed patch (FluxPipeline._prepare_latent_image_ids)."""
+    ids = torch.zeros(h // 2, w // 2, 3)
+    ids[..., 1] += torch.arange(h // 2)[:, None]
+    ids[..., 2] += torch.arange(w // 2)[None, :]
+    return ids.reshape(-1, 3).to(device=device, dtype=dtype)
+
+
+class FluxSampling(FlowSampling):
+    """FlowSampling with Flux's sigmas (mu from the latent's size), packing and guidance."""
+
+    def for_latent(self, model: Any, shape: tuple[int, int, int, int]) -> Any:
+        config = model.scheduler_config
+        if shape[2] % 2 or shape[3] % 2:
+            raise NodeError(f"Flux packs the latent in 2x2 patches: its size ({shape[3]}x{shape[2]}) must be even; "
+                            f"use a width and height divisible by {2 * model.vae_factor}", field="latent")
+        mu = config.get("fixed_mu")
+        if mu is None:
+            mu = calculate_shift((shape[2] // 2) * (shape[3] // 2), config)
+        return dataclasses.replace(model, scheduler_config=dict(config, mu=float(mu)))
+
+    def make_scheduler(self, model: Any, request: DenoiseRequest) -> Any:
+        mu = float(model.scheduler_config.get("mu", 0.0))
+        config = {k: v for k, v in model.scheduler_config.items() if k not in ("mu", "fixed_mu")}
+        dynamic = bool(config.get("use_dynamic_shifting"))
+        if request.sampler in DYNAMIC:
+            sched = make_flow_scheduler(request.sampler, request.schedule, config)
+            sigmas = np.linspace(1.0, 1 / request.steps, request.steps)
+            sched.set_timesteps(sigmas=sigmas, mu=mu if dynamic else None, device=model.device)
+            return sched
+        static = dict(config, use_dynamic_shifting=False)
+        if dynamic:
+            static["shift"] = math.exp(mu)
+        sched = make_flow_scheduler(request.sampler, request.schedule, static)
+        sched.set_timesteps(request.steps, device=model.device)
+        return sched
+
+    def predictor(self, model: Any, positive: Any, negative: Any, start: StartState,
+                  request: DenoiseRequest) -> "FluxPredictor":
+        return FluxPredictor.build(model, positive, negative, start.shape, request.cfg)
+
+
+FLUX_SAMPLING = FluxSampling()
+
+
+@dataclass
+class FluxPredictor:
+    """The transformer's velocity for the positive prompt, mixed with the negative's when cfg > 1
+    (two calls, as FluxPipeline's true CFG)."""
+
+    model: Any
+    positive: dict[str, Any]
+    negative: dict[str, Any] | None
+    cfg: float
+    img_ids: torch.Tensor
+
+    @staticmethod
+    def build(model: Any, positive: Any, negative: Any, shape: tuple[int, ...], cfg: float) -> "FluxPredictor":
+        pos = _side(positive, "positive", shape[0], model)
+        neg = _side(negative, "negative", shape[0], model) if cfg > 1.0 else None
+        return FluxPredictor(model, pos, neg, cfg, image_ids(shape[2], shape[3], model.device, model.dtype))
+
+    def _call(self, side: dict[str, Any], packed: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        module, dtype = self.model.unet, self.model.dtype
+        batch = packed.shape[0]
+        guidance = None
+        if module.config.guidance_embeds:
+            guidance = torch.full([1], side["guidance"], device=packed.device, dtype=torch.float32).expand(batch)
+        timestep = t.reshape(-1)[:1].expand(batch).to(packed.device, dtype)
+        return module(hidden_states=packed.to(dtype), timestep=timestep / 1000, guidance=guidance,
+                      pooled_projections=side["pooled"], encoder_hidden_states=side["embeds"],
+                      txt_ids=side["txt_ids"], img_ids=self.img_ids, return_dict=False)[0].float()
+
+    def predict(self, latents: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        h, w = latents.shape[-2:]
+        packed = pack(latents)
+        out = self._call(self.positive, packed, t)
+        if self.negative is not None:
+            uncond = self._call(self.negative, packed, t)
+            out = uncond + self.cfg * (out - uncond)
+        return unpack(out, h, w)
+
+
+def _side(conditioning: Any, field: str, batch: int, model: Any) -> dict[str, Any]:
+    found = entries(conditioning)
+    if len(found) != 1 or any(k in found[0] for k in ("area", "area_fraction", "control", "timestep_range")):
+        raise NodeError(f"Flux models take one plain prompt per side for now (got {len(found)} entries or an "
+                        "area/ControlNet/timestep range); encode one prompt with TextEncoder", field=field)
+    entry = found[0]
+    if entry.get("family") != "flux" or entry.get("pooled") is None:
+        raise NodeError(f"this prompt was encoded for a {entry.get('family')} model; encode it with this Flux "
+                        "model's CLIP", field=field)
+    device, dtype = model.device, model.dtype
+    embeds = entry["embeds"].to(device, dtype).expand(batch, -1, -1)
+    return {"embeds": embeds, "pooled": entry["pooled"].to(device, dtype).expand(batch, -1),
+            "txt_ids": torch.zeros(embeds.shape[1], 3, device=device, dtype=dtype),
+            "guidance": float(entry.get("guidance", DEFAULT_GUIDANCE))}
