@@ -185,6 +185,61 @@ def test_missing_models_dialog_picks_a_local_model_and_the_next_import_remembers
     assert not any("model-map" in w or "missing" in w for w in window.document.import_warnings)
 
 
+def _shared_graph(tmp_path, *, checkpoints, vae=None):
+    """An API prompt naming models this machine lacks: one checkpoint loader per name, each decoded by
+    the file's VAELoader when it names one."""
+    import json
+
+    prompt = {"5": {"class_type": "EmptyLatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 1}}}
+    if vae:
+        prompt["10"] = {"class_type": "VAELoader", "inputs": {"vae_name": vae}}
+    for i, name in enumerate(checkpoints):
+        nid = str(20 + 10 * i)
+        prompt[nid] = {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": name}}
+        prompt[str(21 + 10 * i)] = {"class_type": "VAEDecode",
+                                    "inputs": {"samples": ["5", 0], "vae": ["10", 0] if vae else [nid, 2]}}
+        prompt[str(22 + 10 * i)] = {"class_type": "PreviewImage", "inputs": {"images": [str(21 + 10 * i), 0]}}
+    path = tmp_path / "shared-api.json"
+    path.write_text(json.dumps(prompt))
+    return path
+
+
+def test_missing_models_dialog_offers_a_checkpoints_vae_for_a_missing_vae(window, tmp_path):
+    """Issue 30: the dialog offered no VAE choice (the user has no VAE files, only checkpoints)."""
+    assert window.open_path(_shared_graph(tmp_path, checkpoints=["sdxl.safetensors"], vae="sdxl_vae.safetensors"))
+    dialog = window.document.missing_dialog
+    combo = dialog.combos[("vae", "sdxl_vae.safetensors")]
+    assert combo.isEnabled()
+    labels = [combo.itemText(i) for i in range(combo.count())]
+    assert "nodeforge-shapes (the VAE inside the checkpoint)" in labels
+    dialog.choose("vae", "sdxl_vae.safetensors", "nodeforge-shapes")
+    dialog.choose("checkpoint", "sdxl.safetensors", "nodeforge-shapes")
+    assert dialog.kind_combos == {}                            # one of each kind: no "Every missing" row
+    dialog.accept()
+    assert window.model.nodes["10"].params["vae"] == "nodeforge-shapes"
+    assert window.engine.validate(window.model.snapshot()) == []
+    assert not any("missing VAE" in w for w in window.document.import_warnings)
+
+
+def test_missing_models_dialog_chooses_one_model_for_every_missing_one_of_a_kind(window, tmp_path):
+    """Issue 30, item 3: the by-kind choice (`--model-map 'checkpoint:*=NAME'` in the editor)."""
+    from nodeforge.ui.dialogs.missing_models import LEAVE
+
+    names = ["a.safetensors", "SDXL\\b.safetensors", "c.ckpt"]
+    assert window.open_path(_shared_graph(tmp_path, checkpoints=names))
+    dialog = window.document.missing_dialog
+    assert set(dialog.kind_combos) == {"checkpoint"}          # one kind, three models missing
+    dialog.choose_for_kind("checkpoint", "nodeforge-shapes")
+    assert {key: combo.currentData() for key, combo in dialog.combos.items()} == {
+        ("checkpoint", name): "nodeforge-shapes" for name in names}
+    dialog.choose("checkpoint", "c.ckpt", LEAVE)               # each row can still be changed
+    dialog.accept()
+    assert [window.model.nodes[n].params["checkpoint"] for n in ("20", "30", "40")] == [
+        "nodeforge-shapes", "nodeforge-shapes", "c.ckpt"]
+    window.stack.undo()                                         # one undoable step
+    assert [window.model.nodes[n].params["checkpoint"] for n in ("20", "30")] == names[:2]
+
+
 def test_leaving_a_model_missing_keeps_its_name_and_says_where_it_goes(window, shared):
     assert window.open_path(shared / "txt2img-0.4.json")
     window.document.missing_dialog.accept()   # everything left at "(leave it missing)"

@@ -3,7 +3,10 @@ list of the user's own models of that kind; the choices are remembered for the n
 
 The document shows it after reading another tool's file (ComfyUI, A1111) when a model is
 missing and the user has models of that kind. Choosing one replaces the name on every node that
-uses it; "Remember" stores the pair (QSettings "modelMap") and later imports map it at once.
+uses it; "Remember" stores the pairs (QSettings "modelMap") and later imports map them at once.
+A kind with two or more missing models also gets an "Every missing KIND" row (the editor's
+`--model-map 'KIND:*=NAME'`): choosing there sets each row of that kind. A VAE may be given a
+checkpoint, whose own VAE is then used (`nodeforge.core.models.BORROWS`).
 """
 from __future__ import annotations
 
@@ -16,13 +19,29 @@ LEAVE = "(leave it missing)"
 SETTINGS_KEY = "modelMap"
 
 
-class MissingModelsDialog(QDialog):
-    def __init__(self, missing: dict[tuple[str, str], list[tuple[str, str]]], choices: dict[str, list[str]],
-                 parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        from nodeforge.core.models import KIND_NAMES
-        from nodeforge.core.types import FileKind
+def choices_for(kinds: Any, model_paths: Any) -> dict[str, list[tuple[str, str]]]:
+    """For each kind, the user's models as (label, name to store): its own kind's, then for a kind
+    that may name another (a VAE: a checkpoint) that kind's, labelled with what is used."""
+    from nodeforge.core.models import BORROWS, KIND_NAMES
+    from nodeforge.core.types import FileKind
+    from nodeforge.interop.model_names import local_models
 
+    out: dict[str, list[tuple[str, str]]] = {}
+    for kind in dict.fromkeys(kinds):
+        items = [(name, name) for name in local_models(kind, model_paths)]
+        lender = BORROWS.get(FileKind(kind))
+        if lender is not None:
+            what = f"the {KIND_NAMES[FileKind(kind)]} inside the {KIND_NAMES[lender]}"
+            items += [(f"{name} ({what})", name) for name in local_models(lender, model_paths)
+                      if name not in {n for _, n in items}]
+        out[kind] = items
+    return out
+
+
+class MissingModelsDialog(QDialog):
+    def __init__(self, missing: dict[tuple[str, str], list[tuple[str, str]]],
+                 choices: dict[str, list[str] | list[tuple[str, str]]], parent: QWidget | None = None) -> None:
+        super().__init__(parent)
         self.setWindowTitle("Missing models")
         layout = QVBoxLayout(self)
         intro = QLabel("This file names models that are not in your model folders. Pick one of yours "
@@ -30,19 +49,15 @@ class MissingModelsDialog(QDialog):
         intro.setWordWrap(True)
         layout.addWidget(intro)
         form = QFormLayout()
+        self.choices = {kind: [item if isinstance(item, tuple) else (item, item) for item in items]
+                        for kind, items in choices.items()}
+        self.kind_combos: dict[str, QComboBox] = {}
         self.combos: dict[tuple[str, str], QComboBox] = {}
+        for kind in dict.fromkeys(k for k, _ in missing):
+            if sum(k == kind for k, _ in missing) > 1 and self.choices.get(kind):
+                self._add_kind_row(form, kind)
         for (kind, name), places in missing.items():
-            combo = QComboBox()
-            combo.addItem(LEAVE)
-            combo.addItems(choices.get(kind, []))
-            combo.setEnabled(bool(choices.get(kind)))
-            if not choices.get(kind):
-                combo.setToolTip(f"you have no {KIND_NAMES[FileKind(kind)]} in your model folders")
-            nodes = ", ".join(sorted({nid for nid, _ in places}))
-            label = QLabel(f"{KIND_NAMES[FileKind(kind)]} <b>{name}</b> (node{'s' if len(places) > 1 else ''} {nodes})")
-            label.setToolTip(name)
-            form.addRow(label, combo)
-            self.combos[(kind, name)] = combo
+            self._add_row(form, kind, name, places)
         layout.addLayout(form)
         self.remember = QCheckBox("Remember these for the next import")
         self.remember.setChecked(True)
@@ -52,12 +67,65 @@ class MissingModelsDialog(QDialog):
         buttons.rejected.connect(self.reject)
         layout.addWidget(buttons)
 
+    def _combo(self, kind: str) -> QComboBox:
+        from nodeforge.core.models import KIND_NAMES
+        from nodeforge.core.types import FileKind
+
+        combo = QComboBox()
+        combo.addItem(LEAVE, None)
+        for label, name in self.choices.get(kind, []):
+            combo.addItem(label, name)
+        combo.setEnabled(bool(self.choices.get(kind)))
+        if not self.choices.get(kind):
+            combo.setToolTip(f"you have no {KIND_NAMES[FileKind(kind)]} in your model folders")
+        return combo
+
+    def _add_kind_row(self, form: QFormLayout, kind: str) -> None:
+        """The "Every missing KIND" row: its choice is put on each row of that kind (each can still be changed)."""
+        from nodeforge.core.models import KIND_NAMES
+        from nodeforge.core.types import FileKind
+
+        combo = self._combo(kind)
+        combo.setToolTip(f"use one of your models for every missing {KIND_NAMES[FileKind(kind)]} "
+                         f"(as --model-map '{kind}:*=NAME')")
+        combo.currentIndexChanged.connect(lambda index, k=kind: self._set_kind(k, index))
+        form.addRow(QLabel(f"<b>Every missing {KIND_NAMES[FileKind(kind)]}</b>"), combo)
+        self.kind_combos[kind] = combo
+
+    def _add_row(self, form: QFormLayout, kind: str, name: str, places: list[tuple[str, str]]) -> None:
+        from nodeforge.core.models import KIND_NAMES
+        from nodeforge.core.types import FileKind
+
+        combo = self._combo(kind)
+        nodes = ", ".join(sorted({nid for nid, _ in places}))
+        label = QLabel(f"{KIND_NAMES[FileKind(kind)]} <b>{name}</b> (node{'s' if len(places) > 1 else ''} {nodes})")
+        label.setToolTip(name)
+        form.addRow(label, combo)
+        self.combos[(kind, name)] = combo
+
+    def _set_kind(self, kind: str, index: int) -> None:
+        for (row_kind, _), combo in self.combos.items():
+            if row_kind == kind:
+                combo.setCurrentIndex(index)
+
     def choose(self, kind: str, name: str, replacement: str) -> None:
-        self.combos[(kind, name)].setCurrentText(replacement)
+        """Pick `replacement` (a stored name, or LEAVE) for one missing model, as the user would."""
+        _pick(self.combos[(kind, name)], replacement)
+
+    def choose_for_kind(self, kind: str, replacement: str) -> None:
+        """Pick `replacement` in the "Every missing KIND" row."""
+        _pick(self.kind_combos[kind], replacement)
 
     def chosen(self) -> dict[tuple[str, str], str]:
         """(kind, missing name) -> the user's model chosen for it (only those not left missing)."""
-        return {key: combo.currentText() for key, combo in self.combos.items() if combo.currentText() != LEAVE}
+        return {key: combo.currentData() for key, combo in self.combos.items() if combo.currentData() is not None}
+
+
+def _pick(combo: QComboBox, replacement: str) -> None:
+    index = 0 if replacement == LEAVE else combo.findData(replacement)
+    if index < 0:
+        raise ValueError(f"{replacement!r} is not offered here")
+    combo.setCurrentIndex(index)
 
 
 def remembered(settings: Any) -> dict[str, str]:

@@ -223,11 +223,10 @@ class DocumentController(QObject):
         """The Missing models dialog (not modal: the graph stays usable), when another tool's file
         names models this machine lacks and the user has models of those kinds to pick from. OK
         puts each choice on its nodes as one undoable step, and remembers the pairs."""
-        from nodeforge.interop.model_names import local_models
-        from nodeforge.ui.dialogs.missing_models import MissingModelsDialog
+        from nodeforge.ui.dialogs.missing_models import MissingModelsDialog, choices_for
 
         missing = {key: places for key, places in imported.missing_models.items() if key[0] != "image"}
-        choices = {kind: local_models(kind, self.engine.model_paths) for kind, _ in missing}
+        choices = choices_for((kind for kind, _ in missing), self.engine.model_paths)
         if not any(choices.values()):
             return
         dialog = MissingModelsDialog(missing, choices, self.host.window())
