@@ -310,6 +310,9 @@ class Guidance:
             if not control.active(timestep):
                 continue
             net = control.controlnet
+            if net.flow:
+                raise NodeError(f"ControlNet {net.name} is an SD3 ControlNet; it steers SD3 models only (pick "
+                                "a ControlNet made for this model)", field="positive")
             if net.is_adapter:
                 features = self._adapter_features(control, group)
                 intrablock = features if intrablock is None else [a + b for a, b in zip(intrablock, features)]

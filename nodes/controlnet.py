@@ -55,6 +55,7 @@ class _Control(OnModule):
     name: str
     owner: Any = field(default=None, repr=False)
     module_field = "model"
+    flow = False       # an SD3 ControlNet (nodes/families/sd3_control.py), driven by the flow guidance
 
 
 @dataclass(frozen=True, eq=False)
@@ -70,6 +71,13 @@ class ControlNet(_Control):
 
     def nodeforge_nbytes(self) -> int:
         return sum(p.nelement() * p.element_size() for p in self.model.parameters())
+
+
+@dataclass(frozen=True, eq=False)
+class FlowControlNet(ControlNet):
+    """CONTROLNET holding diffusers' SD3ControlNetModel (nodes/families/sd3_control.py)."""
+
+    flow = True
 
 
 @dataclass(frozen=True, eq=False)
@@ -110,6 +118,7 @@ class Control:
     strength: float
     start_percent: float
     end_percent: float
+    vae: Any = None                # the VAE an SD3 ControlNet encodes its image with
 
     def active(self, timestep: float) -> bool:
         """Whether the control acts at this timestep: ComfyUI's percent range over the model's
@@ -195,7 +204,11 @@ def load_controlnet_file(path: Path) -> Any:
     from diffusers.models.controlnets.controlnet import ControlNetModel
     from diffusers.loaders import single_file_utils as sfu
 
+    from .families.sd3_control import is_sd3_state, load_sd3_state
+
     state, _ = read_state_dict(path, field="controlnet")
+    if is_sd3_state(state):
+        return load_sd3_state(path, state)
     if is_adapter_state(state):
         return load_adapter_state(path, state)
     if any(k.startswith(ORIGINAL_PREFIX) for k in state):
@@ -229,7 +242,11 @@ def load_controlnet(path: Path, device: str, shared: dict[str, Any] | None = Non
             holds_adapter = _folder_holds_adapter(path)
             if holds_adapter is not None:
                 _refuse_other_kind(f"{path.name}/config.json", config, holds_adapter, "the folder's")
-            if _is_adapter_config(config):
+            from .families.sd3_control import is_sd3_config, load_sd3_folder
+
+            if is_sd3_config(config):
+                model = load_sd3_folder(path)
+            elif _is_adapter_config(config):
                 from diffusers.models.adapter import T2IAdapter as DiffusersT2IAdapter
 
                 model = DiffusersT2IAdapter.from_pretrained(str(path), local_files_only=True)
@@ -247,6 +264,8 @@ def load_controlnet(path: Path, device: str, shared: dict[str, Any] | None = Non
 def _wrap(model: Any, name: str, holder: "_Loaded") -> ControlNet | T2IAdapter:
     from diffusers.models.adapter import T2IAdapter as DiffusersT2IAdapter
 
+    if type(model).__name__ == "SD3ControlNetModel":
+        return FlowControlNet(model, name, owner=holder)
     return (T2IAdapter if isinstance(model, DiffusersT2IAdapter) else ControlNet)(model, name, owner=holder)
 
 
@@ -340,13 +359,16 @@ def run_controlnet_loader(ctx: Any, controlnet: str) -> dict[str, Any]:
 
 
 def run_controlnet_apply(ctx: Any, positive: Any, negative: Any, controlnet: ControlNet, image: torch.Tensor,
-                         strength: float, start_percent: float, end_percent: float) -> dict[str, Any]:
+                         strength: float, start_percent: float, end_percent: float, vae: Any = None) -> dict[str, Any]:
     if strength == 0:   # as ComfyUI: nothing to add, the conditioning passes through unchanged
         return {"positive": positive, "negative": negative}
     if start_percent > end_percent:
         raise NodeError("start_percent is after end_percent: the control would never act", field="start_percent")
+    if controlnet.flow and vae is None:
+        raise NodeError(f"{controlnet.name} is an SD3 ControlNet, which reads its image as latents: link the "
+                        "checkpoint's VAE to vae", field="vae")
     control = Control(controlnet, image.detach().cpu().float(), float(strength), float(start_percent),
-                      float(end_percent))
+                      float(end_percent), vae if controlnet.flow else None)
 
     def add(value: Any) -> list[dict[str, Any]]:
         return [dict(e, control=tuple(e.get("control", ())) + (control,)) for e in entries(value)]

@@ -243,8 +243,9 @@ ROWS: tuple[ClassMap, ...] = (
              (Widget("control_net_name", "controlnet", model="controlnet"),), (), ("controlnet",), remember=False),
     ClassMap("ControlNetApplyAdvanced", "ControlNetApply", "Apply ControlNet",
              (Widget("strength"), Widget("start_percent"), Widget("end_percent")),
-             (("positive", "positive"), ("negative", "negative"), ("control_net", "controlnet"), ("image", "image")),
-             ("positive", "negative"), optional_inputs=("vae",), remember=False),
+             (("positive", "positive"), ("negative", "negative"), ("control_net", "controlnet"), ("image", "image"),
+              ("vae", "vae")),   # optional: an SD3 ControlNet encodes its image with it
+             ("positive", "negative"), remember=False),
     # The older one-prompt form also steers the negative pass (ComfyUI applies it to both): the
     # importer wires the negative through it, which is the advanced form at full range.
     ClassMap("ControlNetApply", "ControlNetApply", "Apply ControlNet (OLD)", (Widget("strength"),),

@@ -107,6 +107,7 @@ class FlowGuidance:
     positive: dict[str, Any]
     negative: dict[str, Any] | None
     cfg: float
+    controls: Any = None      # sd3_control.FlowControls when a side carries ControlNets
 
     @staticmethod
     def build(model: Any, positive: Any, negative: Any, batch: int, cfg: float) -> "FlowGuidance":
@@ -115,7 +116,13 @@ class FlowGuidance:
         if neg is not None and neg["embeds"].shape != pos["embeds"].shape:
             neg = dict(neg, embeds=_pad_tokens(neg["embeds"], pos["embeds"].shape[1]))
             pos = dict(pos, embeds=_pad_tokens(pos["embeds"], neg["embeds"].shape[1]))
-        return FlowGuidance(model, pos, neg, cfg)
+        sides = [s["control"] for s in ([pos] if neg is None else [neg, pos])]
+        controls = None
+        if any(sides):
+            from .sd3_control import FlowControls
+
+            controls = FlowControls(sides, model)
+        return FlowGuidance(model, pos, neg, cfg, controls)
 
     def predict(self, latents: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         module, dtype = self.model.unet, self.model.dtype
@@ -123,8 +130,10 @@ class FlowGuidance:
         x = torch.cat([latents] * len(sides))
         embeds = torch.cat([s["embeds"] for s in sides])
         pooled = torch.cat([s["pooled"] for s in sides])
-        out = module(hidden_states=x.to(dtype), timestep=t.expand(x.shape[0]).to(x.device),
-                     encoder_hidden_states=embeds, pooled_projections=pooled, return_dict=False)[0].float()
+        timestep = t.expand(x.shape[0]).to(x.device)
+        blocks = self.controls.residuals(x, timestep, embeds, pooled) if self.controls is not None else None
+        out = module(hidden_states=x.to(dtype), timestep=timestep, encoder_hidden_states=embeds,
+                     pooled_projections=pooled, block_controlnet_hidden_states=blocks, return_dict=False)[0].float()
         if self.negative is None:
             return out
         uncond, cond = out.chunk(2)
@@ -133,16 +142,16 @@ class FlowGuidance:
 
 def _one_entry(conditioning: Any, field: str, batch: int, model: Any) -> dict[str, Any]:
     found = entries(conditioning)
-    if len(found) != 1 or any(k in found[0] for k in ("area", "area_fraction", "control", "timestep_range")):
-        raise NodeError(f"SD3 models take one plain prompt per side for now (got {len(found)} entries or an "
-                        "area/ControlNet/timestep range); encode one prompt with TextEncoder", field=field)
+    if len(found) != 1 or any(k in found[0] for k in ("area", "area_fraction", "timestep_range")):
+        raise NodeError(f"SD3 models take one prompt per side for now (got {len(found)} entries or an "
+                        "area/timestep range); encode one prompt with TextEncoder", field=field)
     entry = found[0]
     if entry.get("family") != "sd3" or entry.get("pooled") is None:
         raise NodeError(f"this prompt was encoded for a {entry.get('family')} model; encode it with this SD3 "
                         "model's CLIP", field=field)
     device, dtype = model.device, model.dtype
     return {"embeds": entry["embeds"].to(device, dtype).expand(batch, -1, -1),
-            "pooled": entry["pooled"].to(device, dtype).expand(batch, -1)}
+            "pooled": entry["pooled"].to(device, dtype).expand(batch, -1), "control": tuple(entry.get("control", ()))}
 
 
 def _pad_tokens(embeds: torch.Tensor, length: int) -> torch.Tensor:
