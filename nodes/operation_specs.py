@@ -1,5 +1,6 @@
 """Declarations of the latent, mask and image operation nodes that ComfyUI's core has (torch-free;
-run functions in nodes/latent_ops.py and nodes/masks.py, imported when a node first runs)."""
+run functions in nodes/latent_ops.py, nodes/masks.py and nodes/image_filters.py, imported when a
+node first runs)."""
 from __future__ import annotations
 
 import importlib
@@ -8,7 +9,7 @@ from typing import Any, Callable
 from nodeforge.core.spec import Input, NodeSpec, Output, Param
 from nodeforge.core.types import PortType
 
-LATENT, MASK = PortType.LATENT.value, PortType.MASK.value
+LATENT, MASK, IMAGE = PortType.LATENT.value, PortType.MASK.value, PortType.IMAGE.value
 RES = 16384
 
 
@@ -98,4 +99,43 @@ MASK_NODES: list[NodeSpec] = [
         "Cut a rectangle out of a mask (cut at its edges).", "Crop Mask"),
 ]
 
-OPERATION_NODES: list[NodeSpec] = LATENT_NODES + MASK_NODES
+
+def _image_node(name: str, function: str, params: tuple[Param, ...], description: str, display: str,
+                inputs: tuple[Input, ...] = (Input("image", IMAGE),)) -> NodeSpec:
+    return NodeSpec(name, "image", _lazy("image_filters", function), inputs=inputs, params=params,
+                    outputs=(Output("image", IMAGE),), description=description, display_name=display)
+
+
+def _sigma() -> Param:
+    return Param.float("sigma", 1.0, min=0.1, max=10.0, step=0.1,
+                       description="spread of the Gaussian, in units of the radius (ComfyUI's)")
+
+
+IMAGE_NODES: list[NodeSpec] = [
+    _image_node(
+        "ImageBlend", "run_image_blend",
+        (Param.float("blend_factor", 0.5, min=0.0, max=1.0, step=0.01,
+                     description="0: image1 alone; 1: the blend mode's result alone"),
+         Param.choice("blend_mode", ("normal", "multiply", "screen", "overlay", "soft_light", "difference"),
+                      description="how image2 combines with image1 (normal: image2 itself)")),
+        "Blend image2 over image1 with a blend mode (image2 resized to image1's size first).", "Image Blend",
+        inputs=(Input("image1", IMAGE), Input("image2", IMAGE))),
+    _image_node(
+        "ImageBlur", "run_image_blur",
+        (Param.int("blur_radius", 1, min=1, max=31, description="kernel half-width in pixels"), _sigma()),
+        "Gaussian blur (edges mirrored).", "Image Blur"),
+    _image_node(
+        "ImageSharpen", "run_image_sharpen",
+        (Param.int("sharpen_radius", 1, min=1, max=31, description="kernel half-width in pixels"), _sigma(),
+         Param.float("alpha", 1.0, min=0.0, max=5.0, step=0.01, description="strength of the sharpening")),
+        "Sharpen images (unsharp masking with a Gaussian).", "Image Sharpen"),
+    _image_node(
+        "ImageQuantize", "run_image_quantize",
+        (Param.int("colors", 256, min=1, max=256, description="colours in each image's palette"),
+         Param.choice("dither", ("none", "floyd-steinberg", "bayer-2", "bayer-4", "bayer-8", "bayer-16"),
+                      description="how colours between palette entries are mixed (bayer-N: an N x N ordered "
+                                  "pattern)")),
+        "Reduce images to a palette of a few colours (pixel-art and poster looks).", "Image Quantize"),
+]
+
+OPERATION_NODES: list[NodeSpec] = LATENT_NODES + MASK_NODES + IMAGE_NODES

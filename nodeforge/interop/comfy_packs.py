@@ -35,7 +35,7 @@ CORE = frozenset({
     "SamplerCustom", "SamplerCustomAdvanced", "KSamplerSelect", "BasicScheduler", "BasicGuider", "CFGGuider",
     "RandomNoise", "AlignYourStepsScheduler", "KarrasScheduler", "SplitSigmas",
     "UNETLoader", "CLIPLoader", "DualCLIPLoader", "TripleCLIPLoader", "FluxGuidance", "LatentInterpolate",
-    "ImageBlend", "ImageBlur", "ImageSharpen", "ImageQuantize", "ConditioningSetMask", "CheckpointLoader",
+    "ConditioningSetMask",
     "CLIPVisionLoader", "CLIPVisionEncode", "unCLIPConditioning", "unCLIPCheckpointLoader", "SaveLatent",
     "LoadLatent", "FreeU", "FreeU_V2", "PerpNeg", "SelfAttentionGuidance", "StyleModelLoader", "StyleModelApply",
     "GLIGENLoader", "GLIGENTextBoxApply", "InpaintModelConditioning", "DifferentialDiffusion", "RescaleCFG",

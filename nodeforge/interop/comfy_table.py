@@ -161,6 +161,10 @@ def _staged(nid: str, node: Any, workflow: Any) -> bool:
     return any(node.params.get(k, v) != v for k, v in _STAGE_DEFAULTS.items())
 
 
+def _never(nid: str, node: Any, workflow: Any) -> bool:
+    return False
+
+
 def _whole(nid: str, node: Any, workflow: Any) -> bool:
     return not _staged(nid, node, workflow)
 
@@ -181,7 +185,7 @@ _SAMPLER_INPUTS = (("model", "unet"), ("positive", "positive"), ("negative", "ne
 
 ROWS: tuple[ClassMap, ...] = (
     ClassMap("CheckpointLoaderSimple", "CheckpointLoader", "Load Checkpoint",
-             (Widget("ckpt_name", "checkpoint", model="checkpoint"),), (), ("unet", "clip", "vae")),
+             (Widget("ckpt_name", "checkpoint", model="checkpoint"),), (), ("unet", "clip", "vae"), remember=False),
     ClassMap("CLIPTextEncode", "TextEncoder", "CLIP Text Encode (Prompt)",
              (Widget("text"),), (("clip", "clip"),), ("conditioning",)),
     ClassMap("EmptyLatentImage", "EmptyLatent", "Empty Latent Image",
@@ -363,6 +367,21 @@ ROWS: tuple[ClassMap, ...] = (
              (("destination", "destination"), ("source", "source")), ("mask",)),
     ClassMap("CropMask", "CropMask", "CropMask", (Widget("x"), Widget("y"), Widget("width"), Widget("height")),
              (("mask", "mask"),), ("mask",)),
+    ClassMap("ImageBlend", "ImageBlend", "Image Blend", (Widget("blend_factor"), Widget("blend_mode")),
+             (("image1", "image1"), ("image2", "image2")), ("image",)),
+    ClassMap("ImageBlur", "ImageBlur", "Image Blur", (Widget("blur_radius"), Widget("sigma")), (("image", "image"),),
+             ("image",)),
+    ClassMap("ImageSharpen", "ImageSharpen", "Image Sharpen", (Widget("sharpen_radius"), Widget("sigma"),
+                                                                Widget("alpha")), (("image", "image"),), ("image",)),
+    ClassMap("ImageQuantize", "ImageQuantize", "Image Quantize", (Widget("colors"), Widget("dither")),
+             (("image", "image"),), ("image",)),
+    # The deprecated loader with a config file: NodeForge tells a checkpoint's kind from its weights, so the
+    # config is not needed; the node goes back to ComfyUI as the plain Load Checkpoint.
+    ClassMap("CheckpointLoader", "CheckpointLoader", "Load Checkpoint With Config (DEPRECATED)",
+             (Widget("config_name", None), Widget("ckpt_name", "checkpoint", model="checkpoint")), (),
+             ("unet", "clip", "vae"), remember=False, export_only_if=_never,
+             note="the config file is not used: NodeForge reads the model's kind (SD 1.x, 2.x, XL) from the "
+                  "checkpoint's own weights; it exports back as Load Checkpoint (CheckpointLoaderSimple)"),
 )
 
 BY_COMFY: dict[str, ClassMap] = {row.comfy: row for row in ROWS}

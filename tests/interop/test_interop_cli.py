@@ -177,7 +177,7 @@ def test_a_vae_mapped_to_a_checkpoint_uses_that_checkpoints_vae(tmp_path, capsys
                                  "NodeForge's Preview, which does the same, or bypass it"),
     ("IPAdapterUnifiedLoader", "from the custom node pack ComfyUI_IPAdapter_plus, which NodeForge cannot run; replace "
                                "or bypass it"),
-    ("ImageSharpen", "a ComfyUI core node NodeForge does not support yet; replace or bypass it"),
+    ("RescaleCFG", "a ComfyUI core node NodeForge does not support yet; replace or bypass it"),
 ])
 def test_a_placeholder_names_its_pack_or_says_it_is_core_and_is_said_once_per_class(tmp_path, capsys, class_type, said):
     """Issue 30 (c): no "install a node pack" (NodeForge cannot); one import line for three nodes."""

@@ -4,6 +4,8 @@ FeatherMask, ThresholdMask, MaskComposite, CropMask. Expected values are written
 the definitions, not computed by the code under test."""
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -164,3 +166,83 @@ def test_the_operations_run_in_a_graph_under_their_declared_names(engine):
     torch.testing.assert_close(out["rot"]["latent"]["samples"], (2 * encoded).flip(3), atol=1e-6, rtol=0)
     # 0.8 feathered over 4 columns: 0.2, 0.4, 0.6, 0.8; thresholded at 0.5 and multiplied back in
     torch.testing.assert_close(out["cm"]["mask"], torch.tensor([[[0.0, 0.0, 0.6, 0.8]]]), atol=1e-6, rtol=0)
+
+
+filters = builtin_module("image_filters")
+
+
+def test_image_blend_modes_on_one_pixel_pair():
+    a, b = torch.full((1, 2, 2, 3), 0.2), torch.full((1, 3, 3, 3), 0.6)   # b is resized to a's 2x2 (a constant)
+    soft = 0.2 + (2 * 0.6 - 1) * (((16 * 0.2 - 12) * 0.2 + 4) * 0.2 - 0.2)   # b > 0.5: the curve part
+    expected = {"normal": 0.6, "multiply": 0.12, "screen": 1 - 0.8 * 0.4, "overlay": 2 * 0.2 * 0.6,
+                "soft_light": soft, "difference": -0.4}
+    for mode, result in expected.items():
+        out = filters.run_image_blend(None, a, b, 0.5, mode)["image"]
+        assert out.shape == (1, 2, 2, 3)
+        torch.testing.assert_close(out, torch.full_like(a, max(0.0, 0.1 + result / 2)), atol=1e-6, rtol=0, msg=mode)
+    assert torch.equal(filters.run_image_blend(None, a, b, 0.0, "screen")["image"], a)
+
+
+def test_blur_uses_comfyuis_gaussian_sampled_on_minus_one_to_one():
+    image = torch.zeros(1, 5, 5, 3)
+    image[0, 2, 2] = 1.0
+    out = filters.run_image_blur(None, image, 1, 1.0)["image"][0, ..., 0]
+    centre, side, corner = 1.0, math.exp(-0.5), math.exp(-1.0)   # squared distances 0, 1, 2 on the [-1, 1] grid
+    total = centre + 4 * side + 4 * corner
+    torch.testing.assert_close(out[1:4, 1:4], torch.tensor([[corner, side, corner], [side, centre, side],
+                                                             [corner, side, corner]]) / total, atol=1e-6, rtol=0)
+    assert out.sum() == pytest.approx(1.0) and out[0].abs().sum() == 0
+    flat = torch.full((1, 4, 6, 3), 0.3)   # mirrored edges: a flat image stays flat
+    torch.testing.assert_close(filters.run_image_blur(None, flat, 2, 0.7)["image"], flat)
+    with pytest.raises(NodeError) as info:
+        filters.run_image_blur(None, flat, 4, 1.0)
+    assert info.value.field == "blur_radius"
+
+
+def test_sharpen_raises_the_centre_so_the_kernel_sums_to_one():
+    image = torch.full((1, 5, 5, 3), 0.5)
+    image[0, 2, 2] = 0.6
+    out = filters.run_image_sharpen(None, image, 1, 1.0, 0.5)["image"][0, ..., 0]
+    total = 1 + 4 * math.exp(-0.5) + 4 * math.exp(-1.0)
+    # kernel = -10 alpha x gaussian, centre + (1 - sum) = 6 - 5 g(0); the 0.1 bump spreads by the kernel
+    assert out[2, 2] == pytest.approx(0.5 + 0.1 * (6 - 5 / total), abs=1e-6)
+    assert out[2, 1] == pytest.approx(0.5 - 0.1 * 5 * math.exp(-0.5) / total, abs=1e-6)
+    assert out[0, 0] == pytest.approx(0.5, abs=1e-6)
+
+
+def test_quantize_maps_to_the_palette_and_dithers():
+    levels = torch.tensor([0, 85, 170, 255], dtype=torch.float32) / 255
+    image = levels[torch.arange(16).reshape(4, 4) % 4][None, ..., None].repeat(1, 1, 1, 3)
+    assert torch.equal(filters.run_image_quantize(None, image, 4, "none")["image"], image)   # 4 colours: exact
+    assert filters.bayer_matrix(2).tolist() == [[-0.375, 0.125], [0.375, -0.125]]
+    grey = torch.zeros(1, 4, 4, 3)
+    grey[0, :, :2] = 1.0
+    grey[0, :, 2:] = 100 / 255
+    two = filters.run_image_quantize(None, grey, 2, "none")["image"]
+    assert len(torch.unique(two.reshape(-1, 3), dim=0)) == 2
+    # bayer-2 with a 2-colour palette (255, 100): one palette step is 2 x 256 / 2 = 256, so the 2x2
+    # thresholds are 256 x [[-3/8, 1/8], [3/8, -1/8]] + 0.5 = [[-95.5, 32.5], [96.5, -31.5]]; white
+    # at (0, 0) drops to 159 (nearer 100), grey 100 at (1, 2) rises to 196 (nearer 255)
+    ordered = filters.run_image_quantize(None, grey, 2, "bayer-2")["image"][0, ..., 0] * 255
+    assert ordered.round().tolist() == [[100, 255, 100, 100], [255, 255, 255, 100]] * 2
+    for dither in ("floyd-steinberg", "bayer-2", "bayer-16"):
+        out = filters.run_image_quantize(None, grey, 2, dither)["image"]
+        assert set(map(tuple, out.reshape(-1, 3).tolist())) <= set(map(tuple, two.reshape(-1, 3).tolist())), dither
+
+
+def test_the_image_filters_run_in_a_graph_under_their_declared_names(engine):
+    wf = Workflow()
+    wf.add("EmptyImage", {"width": 8, "height": 8, "batch_size": 1, "color": 0x336699}, node_id="a")
+    wf.add("EmptyImage", {"width": 4, "height": 4, "batch_size": 1, "color": 0xFFFFFF}, node_id="b")
+    wf.add("ImageBlur", {"blur_radius": 2, "sigma": 1.0}, {"image": ("a", "image")}, node_id="blur")
+    wf.add("ImageSharpen", {"sharpen_radius": 1, "sigma": 1.0, "alpha": 2.0}, {"image": ("blur", "image")}, node_id="sh")
+    wf.add("ImageBlend", {"blend_factor": 1.0, "blend_mode": "multiply"},
+           {"image1": ("sh", "image"), "image2": ("b", "image")}, node_id="blend")
+    wf.add("ImageQuantize", {"colors": 4, "dither": "floyd-steinberg"}, {"image": ("blend", "image")}, node_id="q")
+    wf.add("Preview", {}, {"image": ("q", "image")}, node_id="p")
+    assert engine.validate(wf) == []
+    out = engine.run(wf, outputs=["a", "q"]).outputs
+    # a flat image stays flat through blur and sharpen and is itself multiplied by white; quantizing
+    # truncates to 8 bits as ComfyUI does, so float noise below a level can drop it by one step
+    torch.testing.assert_close(out["q"]["image"], out["a"]["image"], atol=1 / 255 + 1e-6, rtol=0)
+    assert len(torch.unique(out["q"]["image"].reshape(-1, 3), dim=0)) == 1
