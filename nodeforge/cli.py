@@ -452,7 +452,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     from nodeforge.core.engine import Engine
 
     engine = Engine(device=args.device if args.device else "auto", output_dir=args.out,
-                    cache_budget=args.cache_budget, settings={"previews": args.previews})
+                    cache_budget=args.cache_budget,
+                    # A one-shot run: nothing reuses its models, so the pack may load lite ones (nodes/lite).
+                    settings={"previews": args.previews, "lite_models": True})
     for failure in engine.registry.failures:
         print(f"warning: {failure}", file=sys.stderr)
     imported = read_any(args.file, args.model_map, engine.registry, missing_is_error=True)

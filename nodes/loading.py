@@ -296,6 +296,12 @@ def load_diffusers_folder(path: Path, device: str) -> LoadedCheckpoint:
         if found is not None and not tokenizer_works(found):
             raise NodeError(f"{path.name}/{part} holds no usable vocabulary (tokenizer.json, or vocab.json "
                             "and merges.txt)", field="checkpoint")
+    return finish_folder(path, unet, vae, te, tok, te2, tok2, device, dtype)
+
+
+def finish_folder(path: Path, unet: Any, vae: Any, te: Any, tok: Any, te2: Any, tok2: Any, device: str,
+                  dtype: torch.dtype) -> LoadedCheckpoint:
+    """A diffusers folder's loaded parts on `device` with its scheduler config, family and preview map."""
     sched_file = path / "scheduler" / "scheduler_config.json"
     sched = json.loads(sched_file.read_text()) if sched_file.exists() else \
         json.loads((configs_dir() / "sd1" / "scheduler" / "scheduler_config.json").read_text())
@@ -499,8 +505,26 @@ def _read_checkpoint(path: Path, device: str) -> LoadedCheckpoint:
     return loaded
 
 
+def lite_checkpoint(ctx: Any, path: Path) -> LoadedCheckpoint | None:
+    """The lite modules of a diffusers folder (nodes/lite) when this run may use them and the
+    folder is within what they implement; None otherwise. Kept for the run in `ctx.shared`."""
+    from . import lite
+
+    if not path.is_dir() or not lite.wanted(ctx):
+        return None
+    key = (file_identity(path), ctx.device)
+    with _lock:
+        found = (ctx.shared if ctx.shared is not None else {}).setdefault(_REGISTRY_KEY + ".lite", {})
+        if key not in found:
+            found[key] = lite.load_folder(path, ctx.device)
+            if found[key] is not None:
+                global load_count
+                load_count += 1
+        return found[key]
+
+
 def run_checkpoint_loader(ctx: Any, checkpoint: str) -> dict[str, Any]:
     path = ctx.resolve_file(FileKind.CHECKPOINT, checkpoint)
-    loaded = load_checkpoint(Path(path), ctx.device, ctx.shared)
+    loaded = lite_checkpoint(ctx, Path(path)) or load_checkpoint(Path(path), ctx.device, ctx.shared)
     unet, clip, vae = loaded.wrappers()
     return {"unet": unet, "clip": clip, "vae": vae}

@@ -44,13 +44,8 @@ class Tokens:
 def tokenize_prompt(tokenizer: Any, text: str, embeddings: EmbeddingLookup | None = None, width: int = 0,
                     what: str = "text encoder") -> Tokens:
     """The tokens of `text`; `embedding:NAME` (and A1111's bare names) become one position per vector."""
-    from transformers.utils import logging as transformers_logging
-
     out = Tokens()
-    # Long prompts are expected here (they are windowed below): silence the "longer than 77" warning.
-    level = transformers_logging.get_verbosity()
-    transformers_logging.set_verbosity_error()
-    try:
+    with _quiet(tokenizer):
         for fragment, weight in parse_weights(text):
             if not fragment.strip():
                 continue
@@ -74,9 +69,24 @@ def tokenize_prompt(tokenizer: Any, text: str, embeddings: EmbeddingLookup | Non
                     out.vectors.extend([None] * len(tokens))
                     out.groups.extend([0] * len(tokens))
                     out.weights.extend([weight] * len(tokens))
+    return out
+
+
+@contextlib.contextmanager
+def _quiet(tokenizer: Any) -> Iterator[None]:
+    """Long prompts are expected (they are windowed): silence transformers' "longer than 77" warning
+    while a transformers tokenizer runs (a lite tokenizer, nodes/lite, has none)."""
+    if not type(tokenizer).__module__.startswith("transformers"):
+        yield
+        return
+    from transformers.utils import logging as transformers_logging
+
+    level = transformers_logging.get_verbosity()
+    transformers_logging.set_verbosity_error()
+    try:
+        yield
     finally:
         transformers_logging.set_verbosity(level)
-    return out
 
 
 def tokenize_weighted(tokenizer: Any, text: str) -> tuple[list[int], list[float]]:

@@ -170,6 +170,21 @@ def test_commands_that_run_nothing_start_without_torch_diffusers_or_qt(tmp_path,
     assert proc.stdout.strip().splitlines()[-1] == "[]", (command, proc.stdout[-300:])
 
 
+def test_a_cold_run_of_the_demo_graph_imports_neither_diffusers_nor_transformers(tmp_path):
+    # Issue 26: their model classes cost ~6 s to import; the pack's lite models (nodes/lite) draw the
+    # same pixels (tests/nodes/test_lite_models.py) with torch alone.
+    argv = ["run", str(builtin_dir("workflows") / "txt2img.json"), "--out", str(tmp_path), "-q", "--device", "cpu"]
+    code = ("import sys; from nodeforge.cli import main\n"
+            "try:\n    rc = main(%r)\nexcept SystemExit as exc:\n    rc = exc.code\n"
+            "heavy = ('diffusers', 'transformers', 'peft', 'PySide6', 'scipy', 'torch._dynamo')\n"
+            "print([m for m in heavy if m in sys.modules]); sys.exit(rc)") % argv
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == "[]", proc.stdout[-300:]
+    assert len(list(tmp_path.glob("txt2img_*.png"))) == 1
+
+
 def test_asking_for_a_gpu_that_is_not_there_is_a_one_line_error(tmp_path, capsys):
     torch = pytest.importorskip("torch")
     if torch.cuda.is_available():
