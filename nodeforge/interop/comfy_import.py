@@ -24,19 +24,31 @@ COMFY_KEY = RECORD_KEY     # per-node record of what only re-export needs (class
 
 
 class _Warnings:
+    """The import's notes, in the order first met; the same note on several nodes of one class is
+    one line naming them all ("nodes 4, 9 (KSampler), sampler_name: ..."), not one line a node."""
+
     def __init__(self) -> None:
-        self.lines: list[str] = []
-        self._seen: set[str] = set()
+        self._notes: dict[tuple, list[str]] = {}     # (class, field, message) or (line,) -> node ids
 
     def add(self, node: ComfyNode | None, message: str, field: str | None = None) -> None:
         if node is None:
-            self.lines.append(message)
+            self._notes.setdefault((message,), [])
             return
-        where = f"node {node.id} ({node.class_type})" + (f", {field}" if field else "")
-        line = f"{where}: {message}"
-        if line not in self._seen:
-            self._seen.add(line)
-            self.lines.append(line)
+        ids = self._notes.setdefault((node.class_type, field, message), [])
+        if node.id not in ids:
+            ids.append(node.id)
+
+    @property
+    def lines(self) -> list[str]:
+        out = []
+        for key, ids in self._notes.items():
+            if len(key) == 1:
+                out.append(key[0])
+                continue
+            class_type, field, message = key
+            where = (f"node {ids[0]}" if len(ids) == 1 else f"nodes {', '.join(ids)}") + f" ({class_type})"
+            out.append(f"{where}{f', {field}' if field else ''}: {message}")
+        return out
 
 
 def to_workflow(graph: ComfyGraph, registry: Any | None = None) -> tuple[Workflow, list[str]]:

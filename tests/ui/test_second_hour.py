@@ -80,9 +80,10 @@ def test_an_imported_comfyui_file_opens_readable(big_window, qtbot, name):
     qtbot.waitUntil(lambda: win.scene.panels_pending() == 0)
     qtbot.wait(50)                                  # the viewport is restored after the event loop turns
     _assert_readable(win, starts_in_view=False)     # the sender's viewport where it shows the graph
-    for box in (win.document.import_notice, win.document.missing_dialog):
-        if box is not None:                         # the user reads the notes and closes them
-            box.close()
+    for _ in range(2):                              # the Missing models dialog, then the notes it leaves
+        for box in (win.document.missing_dialog, win.document.import_notice):
+            if box is not None:                     # the user reads the notes and closes them
+                box.close()
     qtbot.waitUntil(lambda: win.document.import_notice is None and win.document.missing_dialog is None)
     win.activateWindow()
     qtbot.waitUntil(lambda: QApplication.activeWindow() is win)

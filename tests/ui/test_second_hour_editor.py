@@ -117,3 +117,60 @@ def test_a_long_error_in_the_status_bar_shortens_its_paths_not_its_fix(big_windo
     assert label.toolTip() == label.full_text
     QTest.mouseClick(label, Qt.MouseButton.LeftButton)
     assert win.problems.isVisible() and "put it in /" in win.problems.text(0)
+
+
+# -- item 7: import dialogs one at a time, notes that fit the editor, one note per class -----------------
+def _friends_prompt(tmp_path):
+    """A ComfyUI API prompt (the hires example) whose two KSamplers use a sampler NodeForge lacks
+    and whose checkpoint this machine does not have."""
+    import json
+
+    prompt = json.loads((Path(__file__).parents[1] / "interop" / "data" / "comfy-hires-api.json").read_text())
+    prompt["4"]["inputs"]["ckpt_name"] = "friends-model-v3.safetensors"
+    for nid in ("3", "11"):
+        prompt[nid]["inputs"]["sampler_name"] = "dpmpp_2s_ancestral"
+    path = tmp_path / "from-a-friend.json"
+    path.write_text(json.dumps(prompt))
+    return path
+
+
+def test_the_same_import_note_on_several_nodes_of_a_class_is_one_line(real_registry, tmp_path):
+    from nodeforge.interop import read_workflow
+
+    imported = read_workflow(_friends_prompt(tmp_path), registry=real_registry)
+    sampler = [line for line in imported.warnings if "dpmpp_2s_ancestral" in line]
+    assert sampler == ["nodes 3, 11 (KSampler): sampler 'dpmpp_2s_ancestral' is not in NodeForge; "
+                       "using the nearest, 'euler_ancestral'"]
+
+
+def test_import_dialogs_come_one_at_a_time_and_the_notes_follow_the_choice(big_window, qtbot, tmp_path,
+                                                                           monkeypatch):
+    from PySide6.QtWidgets import QDialogButtonBox, QFileDialog
+
+    win = big_window
+    path = _friends_prompt(tmp_path)
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", lambda *a, **k: (str(path), ""))
+    win.activateWindow()
+    QTest.keySequence(win, "Ctrl+O")                      # File > Open
+    dialog = win.document.missing_dialog
+    assert dialog is not None and dialog.isVisible()
+    assert win.document.import_notice is None             # not stacked on it: the notes wait
+    dialog.remember.setChecked(False)
+    dialog.choose("checkpoint", "friends-model-v3.safetensors", "nodeforge-shapes")
+    ok = dialog.findChild(QDialogButtonBox).button(QDialogButtonBox.StandardButton.Ok)
+    QTest.mouseClick(ok, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: win.document.import_notice is not None)
+    notes = win.document.import_notice.text()
+    assert win.document.missing_dialog is None
+    assert "friends-model-v3" not in notes and "--model-map" not in notes    # mapped: not called missing
+    assert notes.count("dpmpp_2s_ancestral") == 1 and "nodes 3, 11 (KSampler)" in notes
+    assert win.model.nodes["4"].params["checkpoint"] == "nodeforge-shapes"
+    win.document.import_notice.close()
+    qtbot.waitUntil(lambda: win.document.import_notice is None)
+
+    assert win.open_path(path)                            # again, and this time leave it missing
+    win.document.missing_dialog.reject()
+    qtbot.waitUntil(lambda: win.document.import_notice is not None)
+    notes = win.document.import_notice.text()
+    assert "missing checkpoint 'friends-model-v3.safetensors' (node 4): put it in " in notes
+    assert "or pick one of yours in the node's list" in notes and "--model-map" not in notes

@@ -62,6 +62,15 @@ def explain(exc: BaseException) -> str:
     return text
 
 
+def for_the_editor(note: str) -> str:
+    """An import note as an editor user can act on it: the command line's "or map it to one you
+    have with --model-map NAME=..." becomes where to pick one in the editor."""
+    head, sep, _advice = note.partition(", or map ")
+    if not sep or "--model-map" not in note:
+        return note
+    return head + ", or pick one of yours in the node's list"
+
+
 class DocumentHost(Protocol):
     """What the open document needs from its window (MainWindow provides it); the graph itself it
     reaches through the model, controller, scene, view and selection edits it is given."""
@@ -215,31 +224,50 @@ class DocumentController(QObject):
         self.imported_from, self.imported_format = path, imported.format
         self.import_warnings = list(imported.warnings)
         self.update_title()
-        if imported.warnings:
-            self._show_import_notes(path, imported.warnings)
-        self.offer_missing_models(imported)
+        # One dialog at a time: the notes wait for the Missing models dialog, then say only what the
+        # choices left (a model mapped there is no longer called missing).
+        if not self.offer_missing_models(imported, path):
+            self._show_notes_left(path)
 
-    def offer_missing_models(self, imported: Any) -> None:
+    def _show_notes_left(self, path: Path) -> None:
+        if self.import_warnings:
+            self._show_import_notes(path, self.import_warnings)
+
+    def offer_missing_models(self, imported: Any, path: Path) -> bool:
         """The Missing models dialog (not modal: the graph stays usable), when another tool's file
         names models this machine lacks and the user has models of those kinds to pick from. OK
-        puts each choice on its nodes as one undoable step, and remembers the pairs."""
+        puts each choice on its nodes as one undoable step, and remembers the pairs. Whether it
+        opened; when it closes, the import's notes follow."""
         from nodeforge.ui.dialogs.missing_models import MissingModelsDialog, choices_for
 
         missing = {key: places for key, places in imported.missing_models.items() if key[0] != "image"}
         choices = choices_for((kind for kind, _ in missing), self.engine.model_paths)
         if not any(choices.values()):
-            return
+            return False
         dialog = MissingModelsDialog(missing, choices, self.host.window())
         dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
-        dialog.accepted.connect(lambda: self._use_chosen_models(dialog, imported))
+        dialog.accepted.connect(lambda: self._use_chosen_models(dialog, imported, path))
+        dialog.rejected.connect(lambda: self._missing_dialog_left(dialog, path))
         dialog.destroyed.connect(lambda *_: setattr(self, "missing_dialog", None))
         self.missing_dialog = dialog
         dialog.show()
+        return True
 
-    def _use_chosen_models(self, dialog: Any, imported: Any) -> None:
+    def _missing_dialog_left(self, dialog: Any, path: Path) -> None:
+        if self.missing_dialog is dialog:       # not replaced by another file's meanwhile
+            self.missing_dialog = None
+            self._show_notes_left(path)
+
+    def _use_chosen_models(self, dialog: Any, imported: Any, path: Path) -> None:
+        if self.missing_dialog is not dialog:
+            return
+        self.missing_dialog = None
+        self._put_chosen_models(dialog, imported)
+        self._show_notes_left(path)
+
+    def _put_chosen_models(self, dialog: Any, imported: Any) -> None:
         from nodeforge.ui.dialogs.missing_models import apply_choices, remember
 
-        self.missing_dialog = None
         chosen = dialog.chosen()
         if not chosen:
             return
@@ -276,6 +304,7 @@ class DocumentController(QObject):
     def _show_import_notes(self, path: Path, warnings: list[str]) -> None:
         if self.import_notice is not None:
             self.import_notice.close()
+        warnings = [for_the_editor(line) for line in warnings]
         shown = warnings[:30] + ([f"... and {len(warnings) - 30} more"] if len(warnings) > 30 else [])
         box = QMessageBox(QMessageBox.Icon.Information, "Imported with notes",
                           f"{path.name} was imported; {len(warnings)} thing{'s' if len(warnings) != 1 else ''} "
