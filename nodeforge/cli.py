@@ -474,9 +474,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     show = (interactive or args.verbose) and not args.quiet
     listener = ProgressPrinter(sys.stderr, interactive, workflow) if show else None
     result = engine.run(workflow, on_event=listener)
-    for nid in result.outputs:
-        for path in output_paths(result.outputs[nid]):
-            print(path)
+    written = [path for nid in result.outputs for path in output_paths(result.outputs[nid])]
+    for path in written:
+        print(path)
+    if not written and result.outputs and not args.previews:
+        print(f"warning: {_nothing_written(workflow, result, engine.registry, args.out)}", file=sys.stderr)
     # As ComfyUI: the outputs whose ancestry is valid ran; the others fail the command.
     for nid, problems in result.skipped.items():
         print(f"error: output node {nid} ({workflow.nodes[nid].type}) was not run:", file=sys.stderr)
@@ -485,6 +487,17 @@ def cmd_run(args: argparse.Namespace) -> int:
         if len(problems) > MAX_LINES_SHOWN:
             print(f"  ... and {len(problems) - MAX_LINES_SHOWN} more", file=sys.stderr)
     return 1 if result.skipped else 0
+
+
+def _nothing_written(workflow: Any, result: Any, registry: Any, out: str) -> str:
+    """Why a run that went well left --out empty: its outputs only show images (Preview nodes)."""
+    shown = []
+    for nid in list(result.outputs)[:5]:
+        spec = registry.get(workflow.nodes[nid].type)
+        shown.append(f"node {nid} ({spec.title if spec is not None else workflow.nodes[nid].type})")
+    more = " ..." if len(result.outputs) > 5 else ""
+    return (f"nothing was written: the graph's outputs ({', '.join(shown)}{more}) only show images; add --previews "
+            f"to write them to {out}, or end the graph in a Save Image node")
 
 
 def _make_output_folder(out: str) -> None:

@@ -256,3 +256,20 @@ def test_validate_without_the_kind_maps_says_each_missing_model_and_the_map_for_
     for kind in ("checkpoint", "LoRA", "VAE", "embedding"):
         assert sum(f"(every missing {kind}: --model-map '{kind.lower()}:*=NAME')" in line for line in err) == 1, err
     assert main(["validate", str(source), *BY_KIND]) == 0
+
+
+def test_a_graph_with_only_previews_says_that_run_wrote_nothing_and_what_to_add(tmp_path, capsys):
+    """Issue 30: many shared graphs end in PreviewImage; `run` wrote nothing and said nothing."""
+    prompt = _shared_sd15_prompt(False)
+    prompt["9"] = {"class_type": "PreviewImage", "inputs": {"images": ["8", 0]}}
+    source = tmp_path / "previews.json"
+    source.write_text(json.dumps(prompt))
+    out = tmp_path / "out"
+    assert main(["run", str(source), "--out", str(out), "-q", "--device", "cpu", *BY_KIND]) == 0
+    captured = capsys.readouterr()
+    assert captured.out == "" and list(out.iterdir()) == []
+    assert captured.err == (f"warning: nothing was written: the graph's outputs (node 9 (Preview Image)) only show "
+                            f"images; add --previews to write them to {out}, or end the graph in a Save Image node\n")
+    assert main(["run", str(source), "--out", str(out), "-q", "--device", "cpu", "--previews", *BY_KIND]) == 0
+    assert capsys.readouterr().err == ""
+    assert [p.suffix for p in out.iterdir()] == [".png"]
