@@ -10,7 +10,6 @@ thread and delivers events on the event loop's thread, for asyncio and qasync ca
 """
 from __future__ import annotations
 
-import asyncio
 import itertools
 import json
 import os
@@ -427,6 +426,8 @@ class Engine:
         Cancelling the awaiting task cancels this run only: a run still waiting for the engine
         never starts, and a run of another task goes on.
         """
+        import asyncio   # here, not at the top: a CLI run or validate does not pay for it (issue 26)
+
         loop = asyncio.get_running_loop()
 
         def forward(event: ev.Event) -> None:
