@@ -146,6 +146,7 @@ class ClipModel:
     tokenizer_3: Any = None
     text_encoder_3: Any = None        # SD3's T5 (None when the model is used without it)
     context_width: int | None = None
+    missing: str = ""                 # why a checkpoint without text encoders gives no usable CLIP
 
     @property
     def device(self) -> torch.device:

@@ -46,6 +46,7 @@ class FileKind(_Named):
     EMBEDDING = "embedding"
     CONTROLNET = "controlnet"
     UPSCALE_MODEL = "upscale_model"
+    TEXT_ENCODER = "text_encoder"      # one text encoder alone (CLIP-L, CLIP-G, T5), as ComfyUI's text_encoders/
 
 
 class ParamRole(_Named):

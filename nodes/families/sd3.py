@@ -117,7 +117,7 @@ def assemble(name: str, sched: dict, transformer: Any, vae: Any, encoders: dict[
         dict(unet=transformer, scheduler_config=sched, prediction_type="flow",
              latent_channels=transformer.config.out_channels, vae_factor=factor, family="sd3", name=name,
              sampling_behaviour=FLOW_SAMPLING),
-        dict(tokenizer=encoders["tokenizer"], text_encoder=te, family="sd3", tokenizer_2=encoders["tokenizer_2"],
+        dict(tokenizer=encoders.get("tokenizer"), text_encoder=te, family="sd3", tokenizer_2=encoders.get("tokenizer_2"),
              text_encoder_2=te2, tokenizer_3=encoders.get("tokenizer_3"), text_encoder_3=te3,
              context_width=int(transformer.config.joint_attention_dim)),
         dict(vae=vae, scaling_factor=float(vae.config.scaling_factor),

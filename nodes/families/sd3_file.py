@@ -33,7 +33,8 @@ def load_sd3_file(path: Path, device: str, state: dict[str, torch.Tensor]) -> An
     parts = split_parts(path, state)
     beside = path.with_name(path.stem + ".config")
     cfg = beside if beside.is_dir() else shipped_configs()
-    encoders = _tokenizers(path, cfg, T5 in parts)   # a missing vocabulary fails before the big reads
+    with_clips = CLIP_L in parts
+    encoders = _tokenizers(path, cfg, T5 in parts) if with_clips else {}   # a missing vocabulary fails first
     transformer_state = sfu.convert_sd3_transformer_checkpoint_to_diffusers(dict(parts["transformer"]))
     config = transformer_config(transformer_state, SD3Transformer2DModel.load_config(str(cfg / "transformer")))
     with torch.device("meta"):
@@ -41,9 +42,14 @@ def load_sd3_file(path: Path, device: str, state: dict[str, torch.Tensor]) -> An
         vae = AutoencoderKL.from_config(AutoencoderKL.load_config(str(cfg / "vae")))
     _load_into(transformer, transformer_state, "SD3 transformer")
     _load_into(vae, sfu.convert_ldm_vae_checkpoint(parts[VAE_PREFIX], vae.config), "VAE")
-    encoders.update(_text_encoders(cfg, parts))
+    encoders.update(_text_encoders(cfg, parts) if with_clips else {})
     sched = json.loads((cfg / "scheduler" / "scheduler_config.json").read_text())
-    return assemble(path.stem, sched, transformer, vae, encoders, device, pick_dtype(device))
+    loaded = assemble(path.stem, sched, transformer, vae, encoders, device, pick_dtype(device))
+    if not with_clips:
+        loaded.clip_fields["missing"] = (f"{path.name} holds no text encoders (only the transformer and the VAE): load "
+                                  "CLIP-L, CLIP-G and T5 with TextEncoderLoaderSD3 (ComfyUI's TripleCLIPLoader) and "
+                                  "link its clip instead of the checkpoint's")
+    return loaded
 
 
 def split_parts(path: Path, state: dict[str, torch.Tensor]) -> dict[str, dict[str, torch.Tensor]]:
@@ -60,6 +66,9 @@ def split_parts(path: Path, state: dict[str, torch.Tensor]) -> dict[str, dict[st
             parts["transformer"][key] = value   # a transformer-only file keeps no prefix
     lacking = [name for name, prefix in (("CLIP-L", CLIP_L), ("CLIP-G", CLIP_G), ("VAE", VAE_PREFIX))
                if not parts[prefix]]
+    if lacking == ["CLIP-L", "CLIP-G"] and not parts[T5]:
+        del parts[CLIP_L], parts[CLIP_G], parts[T5]   # transformer + VAE: its CLIP comes from TextEncoderLoaderSD3
+        return parts
     if lacking:
         raise NodeError(f"{path.name} is an SD3 transformer without its {' and '.join(lacking)} (no "
                         f"'{CLIP_L if 'CLIP-L' in lacking else VAE_PREFIX}' keys); use the file that includes "

@@ -20,6 +20,19 @@ def run_text_encoder_sd3(ctx: Any, clip: ClipModel, clip_l: str, clip_g: str, t5
     return {"conditioning": [entry]}
 
 
+def run_text_encoder_loader_sd3(ctx: Any, clip_l: str, clip_g: str, t5xxl: str) -> dict[str, Any]:
+    """ComfyUI's TripleCLIPLoader: CLIP-L, CLIP-G and T5 from their own files."""
+    from pathlib import Path
+
+    from nodeforge.core.types import FileKind
+
+    from .sd3_clips import load_sd3_clips
+
+    names = {"clip_l": clip_l, "clip_g": clip_g, "t5xxl": t5xxl}
+    paths = {param: Path(ctx.resolve_file(FileKind.TEXT_ENCODER, name)) for param, name in names.items()}
+    return {"clip": load_sd3_clips(paths, ctx.device)}
+
+
 def run_model_sampling_sd3(ctx: Any, unet: UNetModel, shift: float) -> dict[str, Any]:
     """The same model with another sigma shift (its scheduler config's `shift`)."""
     if unet.prediction_type != "flow":

@@ -31,6 +31,11 @@ T5_LENGTH = 256   # diffusers' default max_sequence_length for SD3
 def encode_sd3(clip: Any, text: str, embeddings: Any = None, clip_l: str | None = None, clip_g: str | None = None,
                t5xxl: str | None = None) -> dict[str, Any]:
     """One CONDITIONING entry: {"embeds": [1, 77k + 256, width], "pooled": [1, 2048], "family": "sd3"}."""
+    if clip.text_encoder is None and clip.text_encoder_2 is None:
+        from nodeforge.core.errors import NodeError
+
+        raise NodeError(clip.missing or "this CLIP holds no text encoders; load them with TextEncoderLoaderSD3",
+                        field="clip")
     with torch.inference_mode(), clip.patched():
         layer = encoder_layer(clip)
         chunks_l = prompt_chunks(clip.tokenizer, text if clip_l is None else clip_l, embeddings,

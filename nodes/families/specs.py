@@ -6,7 +6,7 @@ import importlib
 from typing import Any, Callable
 
 from nodeforge.core.spec import Input, NodeSpec, Output, Param
-from nodeforge.core.types import ParamRole, PortType
+from nodeforge.core.types import FileKind, ParamRole, PortType
 
 MODEL, CLIP, COND = PortType.MODEL.value, PortType.CLIP.value, PortType.CONDITIONING.value
 _GUIDANCE = ("distilled guidance Flux dev reads (FluxPipeline's guidance_scale; 3.5 by default); schnell "
@@ -26,6 +26,18 @@ def _changed(ctx: Any, clip_l: str, clip_g: str, t5xxl: str) -> Any:
     from ..embeddings import referenced_files
 
     return (referenced_files(ctx, clip_l), referenced_files(ctx, clip_g))
+
+
+def _encoder_names() -> list[str]:
+    from nodeforge.core.models import ModelPaths
+
+    return ModelPaths.default().names(FileKind.TEXT_ENCODER)
+
+
+def _encoder_file(name: str, default: str, what: str) -> Param:
+    return Param.choice(name, _encoder_names, default=default, file=FileKind.TEXT_ENCODER,
+                        description=f"the {what} file in text_encoders/ (transformers layout; a <name>.config/ folder "
+                                    "beside it for other shapes)")
 
 
 def _needs_flow_model(facts: dict[str, dict[str, Any]], **_: Any) -> list[str]:
@@ -55,6 +67,16 @@ FAMILY_NODES: list[NodeSpec] = [
         description="SD3 prompt with one text per encoder (ComfyUI's CLIPTextEncodeSD3); TextEncoder gives "
                     "all three the same text.",
         display_name="Text Encoder (SD3)"),
+    NodeSpec(
+        "TextEncoderLoaderSD3", "loaders", _lazy("run_text_encoder_loader_sd3"),
+        params=(_encoder_file("clip_l", "clip_l.safetensors", "CLIP-L (OpenAI ViT-L/14 text encoder, 768 wide)"),
+                _encoder_file("clip_g", "clip_g.safetensors", "CLIP-G (OpenCLIP bigG text encoder, 1280 wide)"),
+                _encoder_file("t5xxl", "t5xxl_fp16.safetensors", "T5-XXL encoder (t5xxl_fp16 or _fp8)")),
+        outputs=(Output("clip", CLIP, description="the SD3 text encoders, for TextEncoder or TextEncoderSD3"),),
+        facts=lambda files, **_: {"clip": {"family": "sd3"}},
+        description="Load SD3's three text encoders from separate files (ComfyUI's TripleCLIPLoader), for a "
+                    "checkpoint that holds only the transformer and the VAE.",
+        display_name="Load Text Encoders (SD3)"),
     NodeSpec(
         "ModelSamplingSD3", "advanced/model", _lazy("run_model_sampling_sd3"),
         inputs=(Input("unet", MODEL, description="the flow model to shift"),),
