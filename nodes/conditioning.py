@@ -4,7 +4,8 @@ A CONDITIONING value is a list of entries (ComfyUI's design), each a dict {"embe
 "family"} plus optional "area" (height, width, y, x in image pixels), "area_fraction" (the same in
 fractions of the image, ConditioningSetAreaPercentage), "strength", "aesthetic_score"
 (ConditioningSetAestheticScore; an SDXL refiner's, else 6.0 / negative 2.5), "timestep_range"
-(ConditioningSetTimestepRange: (start, end) percent of the schedule it acts in) and SDXL's "size",
+(ConditioningSetTimestepRange: (start, end) percent of the schedule it acts in), "mask",
+"mask_strength" and "mask_bounds" (ConditioningSetMask) and SDXL's "size",
 "crop" and "target_size" (TextEncoderSDXL; else the image size, no crop, the size). TextEncoder gives one entry; ConditioningCombine concatenates lists;
 ConditioningSetArea marks every entry with an area. A lone dict (a pack written before lists) is
 read as one entry.
@@ -16,7 +17,9 @@ run once per denoise on that batch's images, its features added in the down bloc
 predictions as ComfyUI does: each entry adds prediction x weight over its area, where the weight is
 its strength ramped down over 8 latent pixels at area edges inside the frame, and every pixel is
 divided by the sum of the weights that cover it. One full-frame entry per side is therefore
-exactly the plain two-prompt batch.
+exactly the plain two-prompt batch. An entry with a "mask" (ConditioningSetMask) weighs each latent
+pixel by the mask resized to the latent, times its "mask_strength" and strength, with no ramp, over
+the whole frame or ("mask_bounds") the mask's bounding box.
 """
 from __future__ import annotations
 
@@ -61,6 +64,20 @@ def run_conditioning_set_area_percentage(ctx: Any, conditioning: Any, width: flo
 
 def _without(entry: dict[str, Any], key: str) -> dict[str, Any]:
     return {k: v for k, v in entry.items() if k != key}
+
+
+def run_conditioning_set_mask(ctx: Any, conditioning: Any, mask: torch.Tensor, strength: float,
+                              set_cond_area: str) -> dict[str, Any]:
+    """ComfyUI's ConditioningSetMask: every entry acts through the mask (resized to the latent when
+    denoising), weighted mask x strength; "mask bounds" runs the UNet on the mask's bounding box only."""
+    if set_cond_area not in ("default", "mask bounds"):
+        raise NodeError(f"unknown set_cond_area {set_cond_area!r}; choose 'default' or 'mask bounds'",
+                        field="set_cond_area")
+    value = mask.float()
+    value = value[None] if value.ndim == 2 else value
+    return {"conditioning": [dict(_without(_without(e, "area"), "area_fraction"), mask=value,
+                                  mask_strength=float(strength), mask_bounds=set_cond_area == "mask bounds")
+                             for e in entries(conditioning)]}
 
 
 def run_conditioning_set_area_strength(ctx: Any, conditioning: Any, strength: float) -> dict[str, Any]:
@@ -160,7 +177,7 @@ class _Unit:
     side: int                           # 0: negative (unconditional), 1: positive
     entry: dict[str, Any]
     box: tuple[int, int, int, int]      # (h, w, y, x) in latent pixels, clipped to the frame
-    weight: torch.Tensor | float        # [1, 1, h, w] ramped strength, or the strength of a full frame
+    weight: torch.Tensor | float        # [1, 1, h, w] ramped strength ([B, 1, h, w] for a mask), or the strength of a full frame
 
 
 def _box(entry: dict[str, Any], factor: int, frame: tuple[int, int], field: str) -> tuple[int, int, int, int]:
@@ -201,6 +218,35 @@ def _weight(box: tuple[int, int, int, int], frame: tuple[int, int], strength: fl
     return weight
 
 
+def _mask_unit(entry: dict[str, Any], frame: tuple[int, int], batch: int
+               ) -> tuple[tuple[int, int, int, int], torch.Tensor]:
+    """A masked entry's box and weight, as ComfyUI: the mask resized (bilinear) to the latent, times
+    mask_strength and strength, no feathering; with mask bounds the box is the bounding box of the
+    mask's non-zero pixels over the batch, at least 8 latent pixels each way (all zero: an 8x8 corner)."""
+    import torch.nn.functional as F
+
+    mask = entry["mask"].float()
+    mask = mask.reshape(-1, 1, *mask.shape[-2:])
+    if tuple(mask.shape[-2:]) != frame:
+        mask = F.interpolate(mask, size=frame, mode="bilinear", align_corners=False)
+    if mask.shape[0] > batch:
+        mask = mask[:batch]
+    elif 1 < mask.shape[0] < batch:
+        mask = mask.repeat((batch + mask.shape[0] - 1) // mask.shape[0], 1, 1, 1)[:batch]
+    box = (frame[0], frame[1], 0, 0)
+    if entry.get("mask_bounds"):
+        rows, cols = torch.nonzero(mask.abs().amax(0)[0], as_tuple=True)
+        if len(rows) == 0:
+            box = (min(8, frame[0]), min(8, frame[1]), 0, 0)
+        else:
+            y, x = int(rows.min()), int(cols.min())
+            h, w = max(8, int(rows.max()) - y + 1), max(8, int(cols.max()) - x + 1)
+            box = (min(h, frame[0] - y), min(w, frame[1] - x), y, x)
+    h, w, y, x = box
+    strength = float(entry.get("mask_strength", 1.0)) * float(entry.get("strength", 1.0))
+    return box, mask[:, :, y:y + h, x:x + w] * strength
+
+
 def _repeat_to(embeds: torch.Tensor, length: int) -> torch.Tensor:
     # Prompts of different window counts: repeat each to a common length (as ComfyUI).
     return embeds if embeds.shape[1] == length else embeds.repeat(1, length // embeds.shape[1], 1)
@@ -221,6 +267,9 @@ class Guidance:
             if not found:
                 raise NodeError("this conditioning has no prompt in it", field=field)
             for entry in found:
+                if entry.get("mask") is not None:   # ConditioningSetMask
+                    units.append(_Unit(side, entry, *_mask_unit(entry, frame, batch)))
+                    continue
                 box = _box(entry, model.vae_factor, frame, field)
                 units.append(_Unit(side, entry, box, _weight(box, frame, float(entry.get("strength", 1.0)))))
         self.sdxl = model.unet.config.addition_embed_type == "text_time"
@@ -271,7 +320,8 @@ class Guidance:
         """The guided prediction for scaled latents `x` [B, C, H, W] at timestep `t` (float32)."""
         model = self.model
         sums = [torch.zeros(x.shape, device=x.device) for _ in range(2)]
-        weights = [torch.full((1, 1, *x.shape[2:]), EMPTY_WEIGHT, device=x.device) for _ in range(2)]
+        # per batch item: a mask (ConditioningSetMask) may weigh each item differently
+        weights = [torch.full((x.shape[0], 1, *x.shape[2:]), EMPTY_WEIGHT, device=x.device) for _ in range(2)]
         for group, embeds, added in self.groups:
             if not in_timestep_range(group[0].entry.get("timestep_range"), float(t)):
                 continue

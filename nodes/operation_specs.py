@@ -1,6 +1,6 @@
 """Declarations of the latent, mask and image operation nodes that ComfyUI's core has (torch-free;
-run functions in nodes/latent_ops.py, nodes/masks.py and nodes/image_filters.py, imported when a
-node first runs)."""
+run functions in nodes/latent_ops.py, nodes/masks.py, nodes/image_filters.py and
+nodes/conditioning.py, imported when a node first runs)."""
 from __future__ import annotations
 
 import importlib
@@ -10,6 +10,7 @@ from nodeforge.core.spec import Input, NodeSpec, Output, Param
 from nodeforge.core.types import PortType
 
 LATENT, MASK, IMAGE = PortType.LATENT.value, PortType.MASK.value, PortType.IMAGE.value
+COND = PortType.CONDITIONING.value
 RES = 16384
 
 
@@ -138,4 +139,18 @@ IMAGE_NODES: list[NodeSpec] = [
         "Reduce images to a palette of a few colours (pixel-art and poster looks).", "Image Quantize"),
 ]
 
-OPERATION_NODES: list[NodeSpec] = LATENT_NODES + MASK_NODES + IMAGE_NODES
+CONDITIONING_NODES: list[NodeSpec] = [
+    NodeSpec(
+        "ConditioningSetMask", "conditioning", _lazy("conditioning", "run_conditioning_set_mask"),
+        inputs=(Input("conditioning", COND), Input("mask", MASK)),
+        params=(Param.float("strength", 1.0, min=0.0, max=10.0, step=0.01,
+                            description="weight against other prompts where masks overlap"),
+                Param.choice("set_cond_area", ("default", "mask bounds"),
+                             description="mask bounds: denoise only the mask's bounding box with this prompt "
+                                         "(faster, and the prompt sees that part as a whole image)")),
+        outputs=(Output("conditioning", COND),),
+        description="Regional prompt through a mask: the prompt acts where the mask is, in proportion to it.",
+        display_name="Conditioning (Set Mask)"),
+]
+
+OPERATION_NODES: list[NodeSpec] = LATENT_NODES + MASK_NODES + IMAGE_NODES + CONDITIONING_NODES

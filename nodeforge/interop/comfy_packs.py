@@ -35,7 +35,6 @@ CORE = frozenset({
     "SamplerCustom", "SamplerCustomAdvanced", "KSamplerSelect", "BasicScheduler", "BasicGuider", "CFGGuider",
     "RandomNoise", "AlignYourStepsScheduler", "KarrasScheduler", "SplitSigmas",
     "UNETLoader", "CLIPLoader", "DualCLIPLoader", "TripleCLIPLoader", "FluxGuidance", "LatentInterpolate",
-    "ConditioningSetMask",
     "CLIPVisionLoader", "CLIPVisionEncode", "unCLIPConditioning", "unCLIPCheckpointLoader", "SaveLatent",
     "LoadLatent", "FreeU", "FreeU_V2", "PerpNeg", "SelfAttentionGuidance", "StyleModelLoader", "StyleModelApply",
     "GLIGENLoader", "GLIGENTextBoxApply", "InpaintModelConditioning", "DifferentialDiffusion", "RescaleCFG",

@@ -375,6 +375,9 @@ ROWS: tuple[ClassMap, ...] = (
                                                                 Widget("alpha")), (("image", "image"),), ("image",)),
     ClassMap("ImageQuantize", "ImageQuantize", "Image Quantize", (Widget("colors"), Widget("dither")),
              (("image", "image"),), ("image",)),
+    ClassMap("ConditioningSetMask", "ConditioningSetMask", "Conditioning (Set Mask)",
+             (Widget("strength"), Widget("set_cond_area")), (("conditioning", "conditioning"), ("mask", "mask")),
+             ("conditioning",)),
     # The deprecated loader with a config file: NodeForge tells a checkpoint's kind from its weights, so the
     # config is not needed; the node goes back to ComfyUI as the plain Load Checkpoint.
     ClassMap("CheckpointLoader", "CheckpointLoader", "Load Checkpoint With Config (DEPRECATED)",

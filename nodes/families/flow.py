@@ -142,9 +142,9 @@ class FlowGuidance:
 
 def _one_entry(conditioning: Any, field: str, batch: int, model: Any) -> dict[str, Any]:
     found = entries(conditioning)
-    if len(found) != 1 or any(k in found[0] for k in ("area", "area_fraction", "timestep_range")):
+    if len(found) != 1 or any(k in found[0] for k in ("area", "area_fraction", "timestep_range", "mask")):
         raise NodeError(f"SD3 models take one prompt per side for now (got {len(found)} entries or an "
-                        "area/timestep range); encode one prompt with TextEncoder", field=field)
+                        "area/timestep range/mask); encode one prompt with TextEncoder", field=field)
     entry = found[0]
     if entry.get("family") != "sd3" or entry.get("pooled") is None:
         raise NodeError(f"this prompt was encoded for a {entry.get('family')} model; encode it with this SD3 "

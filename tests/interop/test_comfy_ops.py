@@ -33,6 +33,8 @@ OPS = {
     "26": ("ImageBlend", {"blend_factor": 0.4, "blend_mode": "soft_light"},
            {"image1": ("25", "image"), "image2": ("14", "image")}),
     "27": ("ImageQuantize", {"colors": 16, "dither": "bayer-4"}, {"image": ("26", "image")}),
+    "30": ("ConditioningSetMask", {"strength": 0.8, "set_cond_area": "mask bounds"},
+           {"conditioning": ("2", "conditioning"), "mask": ("16", "mask")}),
     # the deprecated loader with a config: the checkpoint loader, the config left out (with a note)
     "29": ("CheckpointLoader", {"checkpoint": "v1-5-pruned-emaonly.safetensors"}, {}),
 }

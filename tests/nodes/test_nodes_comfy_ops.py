@@ -5,6 +5,7 @@ the definitions, not computed by the code under test."""
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -246,3 +247,47 @@ def test_the_image_filters_run_in_a_graph_under_their_declared_names(engine):
     # truncates to 8 bits as ComfyUI does, so float noise below a level can drop it by one step
     torch.testing.assert_close(out["q"]["image"], out["a"]["image"], atol=1 / 255 + 1e-6, rtol=0)
     assert len(torch.unique(out["q"]["image"].reshape(-1, 3), dim=0)) == 1
+
+
+class _FakeUNet:
+    """Predicts, for every latent pixel, the first embedding value of the prompt; records the call sizes."""
+
+    def __init__(self):
+        self.config = SimpleNamespace(addition_embed_type=None)
+        self.calls = []
+
+    def __call__(self, x, t, encoder_hidden_states, added_cond_kwargs=None):
+        self.calls.append((x.shape[0], tuple(x.shape[2:])))
+        return SimpleNamespace(sample=encoder_hidden_states[:, 0, 0].reshape(-1, 1, 1, 1).expand(x.shape).clone())
+
+
+def _prompt(value):
+    return [{"embeds": torch.full((1, 77, 8), float(value)), "pooled": None, "family": "sd1"}]
+
+
+def test_a_masked_prompt_weighs_each_latent_pixel_by_the_mask_as_comfyui():
+    conditioning = builtin_module("conditioning")
+    model = SimpleNamespace(unet=_FakeUNet(), device=torch.device("cpu"), dtype=torch.float32, vae_factor=4)
+    mask = torch.zeros(1, 32, 32)
+    mask[:, :, 16:] = 1.0                 # the right half of a 32x32 image: latent columns 4..7 of 8
+    masked = conditioning.run_conditioning_set_mask(None, _prompt(5.0), mask, 0.5, "default")["conditioning"]
+    plain = _prompt(1.0)
+    guidance = conditioning.Guidance(model, plain + masked, _prompt(0.0), 1, (8, 8), cfg=1.0)
+    out = guidance.predict(torch.zeros(1, 4, 8, 8), 10)[0, 0]
+    # the mask resized bilinear to 8x8 is 0 | 1 at the seam (its pixels average 4 image pixels each),
+    # weight mask x 0.5 against the plain prompt's 1: (1 x 1 + 5 x 0.5) / 1.5 on the right, 1 on the left
+    assert torch.equal(out[:, :4], torch.ones(8, 4))
+    torch.testing.assert_close(out[:, 4:], torch.full((8, 4), 3.5 / 1.5))
+    bounded = conditioning.run_conditioning_set_mask(None, _prompt(5.0), mask, 1.0, "mask bounds")["conditioning"]
+    [(units, _, _)] = conditioning.Guidance(model, bounded, _prompt(0.0), 1, (16, 16), cfg=1.0).groups
+    assert units[0].box == (16, 8, 0, 8)      # (h, w, y, x): the right half only, so the UNet sees 16x8
+    model.unet.calls.clear()
+    alone = conditioning.Guidance(model, bounded, _prompt(0.0), 1, (16, 16), cfg=1.0).predict(
+        torch.zeros(1, 4, 16, 16), 10)[0, 0]
+    assert model.unet.calls == [(1, (16, 8))]
+    assert torch.equal(alone[:, 8:], torch.full((16, 8), 5.0)) and alone[:, :8].abs().sum() == 0   # nothing else covers it
+    small = torch.zeros(1, 64, 64)
+    small[:, 4:8, 60:62] = 1.0            # bounds smaller than 8 latent pixels grow to 8, cut at the edge
+    [(units, _, _)] = conditioning.Guidance(model, conditioning.run_conditioning_set_mask(
+        None, _prompt(5.0), small, 1.0, "mask bounds")["conditioning"], _prompt(0.0), 1, (16, 16), cfg=1.0).groups
+    assert units[0].box == (8, 1, 1, 15)
