@@ -66,6 +66,12 @@ class _Converter:
         self.dots: dict[str, dict[str, Any]] = {}
         self.old_controlnets: list[str] = []
         self.placeholders: dict[str, list[str]] = {}      # class -> ids of its placeholder nodes
+        # KJNodes' named wires: each SetNode by its name (the first set wins, as the GetNode's list shows it)
+        self.setters: dict[str, ComfyNode] = {}
+        for node in graph.nodes.values():
+            name = self._constant(node) if node.class_type == table.SET_NODE else None
+            if isinstance(name, str):
+                self.setters.setdefault(name, node)
 
     # -- what each node becomes ------------------------------------------------------------------------
     def row(self, node: ComfyNode) -> table.ClassMap | None:
@@ -76,8 +82,8 @@ class _Converter:
 
     @staticmethod
     def folded(node: ComfyNode) -> bool:
-        return node.class_type in (table.REROUTE, table.PRIMITIVE) or node.class_type in table.CONSTANTS \
-            or node.class_type in table.NOTES
+        return node.class_type in (table.REROUTE, table.PRIMITIVE, table.SET_NODE, table.GET_NODE) \
+            or node.class_type in table.CONSTANTS or node.class_type in table.NOTES
 
     def run(self) -> tuple[Workflow, list[str]]:
         nodes = self.graph.nodes
@@ -125,19 +131,25 @@ class _Converter:
         if native is not None:
             dot = f"r{native}"
             self._dot(dot, self.graph.reroutes[native])
-        while src in nodes and nodes[src].class_type == table.REROUTE:
+        while src in nodes and nodes[src].class_type in (table.REROUTE, table.SET_NODE, table.GET_NODE):
             if src in seen:
                 return ("none", "its reroutes form a loop", dot)
             seen.add(src)
-            reroute = nodes[src]
-            if dot is None:
-                dot = f"r{reroute.id}"
-                if reroute.pos is not None:
-                    w, h = reroute.size or [75.0, 26.0]
-                    self._dot(dot, [reroute.pos[0] + w / 2, reroute.pos[1] + h / 2])
-            if not reroute.links:
-                return ("none", f"reroute {reroute.id} has no input", dot)
-            src, slot = next(iter(reroute.links.values()))
+            through = nodes[src]
+            if dot is None and through.class_type == table.REROUTE:
+                dot = f"r{through.id}"
+                if through.pos is not None:
+                    w, h = through.size or [75.0, 26.0]
+                    self._dot(dot, [through.pos[0] + w / 2, through.pos[1] + h / 2])
+            if through.class_type == table.GET_NODE:
+                name = self._constant(through)
+                through = self.setters.get(name) if isinstance(name, str) else None
+                if through is None:
+                    return ("none", f"GetNode {src} reads {name!r}, which no SetNode in the file sets", dot)
+            if not through.links:
+                what = "reroute" if through.class_type == table.REROUTE else through.class_type
+                return ("none", f"{what} {through.id} has no input", dot)
+            src, slot = next(iter(through.links.values()))
         origin = nodes.get(src)
         if origin is None:
             return ("none", f"linked to node {src}, which is not in the file", dot)

@@ -392,6 +392,9 @@ BY_COMFY: dict[str, ClassMap] = {row.comfy: row for row in ROWS}
 # ComfyUI nodes that only exist in its editor or hold a constant: folded away on import.
 REROUTE = "Reroute"
 PRIMITIVE = "PrimitiveNode"
+# ComfyUI-KJNodes' named wires (editor-only, never in an API prompt): a SetNode takes a value and a name,
+# each GetNode of that name gives it out. Folded into direct wires as reroutes are.
+SET_NODE, GET_NODE = "SetNode", "GetNode"
 NOTES = ("Note", "MarkdownNote")
 # Constant nodes (comfy_extras) whose one widget is the value they output.
 CONSTANTS = ("PrimitiveInt", "PrimitiveFloat", "PrimitiveString", "PrimitiveStringMultiline",

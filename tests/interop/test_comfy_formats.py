@@ -366,3 +366,24 @@ def test_a_link_saved_half_drawn_is_dropped(registry):
     imported = read_workflow(data, registry=registry)
     assert imported.workflow.nodes["7"].inputs == {"latent": ("4", "latent")}
     assert imported.warnings == []
+
+
+def test_kjnodes_named_wires_become_direct_wires(registry):
+    """SetNode/GetNode (ComfyUI-KJNodes, in 9 of 82 shared files) pass a value by name, as a reroute
+    passes it by a wire: each GetNode's consumers are wired to what its SetNode takes."""
+    from nodeforge.interop import read_workflow
+
+    data = {"nodes": [_node(4, "EmptyLatentImage", widgets=[64, 64, 1], outputs=[("LATENT", "LATENT", [1])]),
+                      _node(5, "SetNode", widgets=["latent"], inputs=[("LATENT", "LATENT", 1)],
+                            outputs=[("*", "*", None)]),
+                      _node(6, "GetNode", widgets=["latent"], outputs=[("LATENT", "LATENT", [2])]),
+                      _node(7, "VAEDecode", inputs=[("samples", "LATENT", 2), ("vae", "VAE", None)]),
+                      _node(8, "GetNode", widgets=["vae"], outputs=[("VAE", "VAE", [3])]),
+                      _node(9, "VAEDecode", inputs=[("samples", "LATENT", None), ("vae", "VAE", 3)])],
+            "links": [[1, 4, 0, 5, 0, "LATENT"], [2, 6, 0, 7, 0, "LATENT"], [3, 8, 0, 9, 1, "VAE"]]}
+    imported = read_workflow(data, registry=registry)
+    assert set(imported.workflow.nodes) == {"4", "7", "9"}          # the named wires are folded away
+    assert imported.workflow.nodes["7"].inputs == {"latent": ("4", "latent")}
+    assert imported.workflow.nodes["9"].inputs == {}
+    assert imported.warnings == ["node 9 (VAEDecode), vae: GetNode 8 reads 'vae', which no SetNode in the file "
+                                 "sets; the input is left unconnected"]
