@@ -43,6 +43,38 @@ CORE = frozenset({
 })
 
 
+# Met in the shared files of the issue-30 corpus (benchmarks/comfy_corpus/manifest.json): more packs by
+# their naming, ComfyUI's own video and edit-model classes, and two more resize nodes ImageScale does.
+_EXACT.update({
+    "ImageResizeKJv2": "ComfyUI-KJNodes", "GetImageSizeAndCount": "ComfyUI-KJNodes", "INTConstant": "ComfyUI-KJNodes",
+    "FloatConstant": "ComfyUI-KJNodes", "StringConstant": "ComfyUI-KJNodes", "ImageConcatMulti": "ComfyUI-KJNodes",
+    "StringConstantMultiline": "ComfyUI-KJNodes", "WidgetToString": "ComfyUI-KJNodes",
+    "Text to Conditioning": "WAS Node Suite", "Text to Console": "WAS Node Suite",
+    "FaceDetailerPipe": "ComfyUI-Impact-Pack", "ToDetailerPipe": "ComfyUI-Impact-Pack",
+    "EditDetailerPipe": "ComfyUI-Impact-Pack", "MaskToSEGS": "ComfyUI-Impact-Pack",
+    "Image Saver": "comfy-image-saver", "UltimateSDUpscale": "ComfyUI_UltimateSDUpscale",
+    "NNLatentUpscale": "ComfyUI-NNLatentUpscale", "AIO_Preprocessor": "comfyui_controlnet_aux",
+    "ICLightConditioning": "ComfyUI-IC-Light", "LoadAndApplyICLightUnet": "ComfyUI-IC-Light",
+    "PrepImageForClipVision": "ComfyUI_IPAdapter_plus",
+})
+_SUFFIXES += (("|pysssss", "ComfyUI-Custom-Scripts"), ("(LoraManager)", "ComfyUI-Lora-Manager"),
+              ("(Image Saver)", "comfy-image-saver"), ("GGUF", "ComfyUI-GGUF"), ("(mtb)", "comfy_mtb"),
+              ("(segment anything)", "comfyui_segment_anything"), ("+", "ComfyUI_essentials"))
+_PREFIXES += (("easy ", "ComfyUI-Easy-Use"), ("WanVideo", "ComfyUI-WanVideoWrapper"), ("ADE_", "ComfyUI-AnimateDiff-Evolved"),
+              ("ACN_", "ComfyUI-Advanced-ControlNet"), ("SeedVR2", "ComfyUI-SeedVR2_VideoUpscaler"),
+              ("Anything Everywhere", "cg-use-everywhere"), ("Searge", "SeargeSDXL"))
+EQUIVALENTS.update({"ImageResizeKJv2": "ImageScale", "ImageResize+": "ImageScale"})
+CORE = CORE | frozenset({
+    "StringConcatenate", "GetImageSize", "LoadAudio", "ReferenceLatent", "ResizeImageMaskNode",
+    "ImageScaleToMaxDimension", "CFGNorm", "CFGZeroStar", "Mahiro", "Epsilon Scaling", "Morphology", "JoinImageWithAlpha",
+    "CreateVideo", "SaveVideo", "LoadVideo", "GetVideoComponents", "EmptyHunyuanLatentVideo", "WanImageToVideo",
+    "WanVaceToVideo", "TrimVideoLatent", "TextEncodeQwenImageEdit", "TextEncodeQwenImageEditPlus", "ImageStitch",
+    "SkipLayerGuidanceSD3",
+})
+# Families of ComfyUI core classes, by the prefix their module gives them (a pack's suffix still wins).
+CORE_PREFIXES = ("LTXV", "EmptyLTXV", "StableCascade_")
+
+
 def pack_of(class_type: str) -> str | None:
     """The well-known custom node pack a class comes from, or None."""
     if class_type in _EXACT:
@@ -60,12 +92,11 @@ def describe(class_type: str) -> dict[str, str | bool]:
     """What a placeholder's record says of its class: {"core": True}, or its "pack" and the NodeForge
     "equivalent" where known (each only when known)."""
     out: dict[str, str | bool] = {}
-    if class_type in CORE:
+    pack = pack_of(class_type)
+    if class_type in CORE or (pack is None and class_type.startswith(CORE_PREFIXES)):
         out["core"] = True
-    else:
-        pack = pack_of(class_type)
-        if pack is not None:
-            out["pack"] = pack
+    elif pack is not None:
+        out["pack"] = pack
     if class_type in EQUIVALENTS:
         out["equivalent"] = EQUIVALENTS[class_type]
     return out

@@ -193,6 +193,23 @@ def test_a_placeholder_names_its_pack_or_says_it_is_core_and_is_said_once_per_cl
         f"error: node 3 ({class_type}): {said} (its widgets and links are kept, so exporting back to ComfyUI keeps it)")
 
 
+@pytest.mark.parametrize("class_type, expected", [
+    # classes of the issue-30 corpus that were "a ComfyUI node with no NodeForge equivalent" whatever they were
+    ("LTXVConditioning", {"core": True}), ("StableCascade_StageB_Conditioning", {"core": True}),
+    ("StableCascade_CheckpointLoader //Inspire", {"pack": "ComfyUI-Inspire-Pack"}),   # the pack's suffix wins
+    ("StringConcatenate", {"core": True}), ("TextEncodeQwenImageEditPlus", {"core": True}),
+    ("ImageResizeKJv2", {"pack": "ComfyUI-KJNodes", "equivalent": "ImageScale"}),
+    ("ImageResize+", {"pack": "ComfyUI_essentials", "equivalent": "ImageScale"}),
+    ("easy int", {"pack": "ComfyUI-Easy-Use"}), ("UnetLoaderGGUF", {"pack": "ComfyUI-GGUF"}),
+    ("WanVideoSampler", {"pack": "ComfyUI-WanVideoWrapper"}), ("ShowText|pysssss", {"pack": "ComfyUI-Custom-Scripts"}),
+    ("Lora Loader (LoraManager)", {"pack": "ComfyUI-Lora-Manager"}), ("SomeoneElsesNode", {}),
+])
+def test_the_corpus_classes_are_told_core_or_pack(class_type, expected):
+    from nodeforge.interop.comfy_packs import describe
+
+    assert describe(class_type) == expected
+
+
 def test_every_equivalent_a_placeholder_names_is_a_nodeforge_node(registry):
     from nodeforge.interop.comfy_packs import EQUIVALENTS
     from nodeforge.interop.comfy_table import BY_COMFY
