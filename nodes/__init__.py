@@ -642,3 +642,8 @@ NODES += FAMILY_NODES
 from .operation_specs import OPERATION_NODES  # noqa: E402
 
 NODES += OPERATION_NODES
+
+# ComfyUI's custom sampling (noise, guider, sampler and sigmas as their own nodes).
+from .custom_specs import CUSTOM_SAMPLING_NODES  # noqa: E402
+
+NODES += CUSTOM_SAMPLING_NODES

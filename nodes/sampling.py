@@ -21,10 +21,12 @@ names an instance as `sampling_behaviour` (docs/architecture.md, "A model family
 """
 from __future__ import annotations
 
+import dataclasses
 import inspect
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import numpy as np
 import torch
 
 from nodeforge.core.errors import NodeError
@@ -65,9 +67,14 @@ class DenoiseRequest:
     end_at_step: int = 10000
     add_noise: bool = True
     return_with_leftover_noise: bool = False
+    # Explicit noise levels (ComfyUI's SIGMAS, highest first) instead of steps/schedule/denoise and the
+    # start/end steps: one step from each to the next; a last sigma above 0 leaves that much noise.
+    sigmas: tuple[float, ...] | None = None
 
     def has_work(self) -> bool:
         """False when no step runs (denoise 0, or a start at or past the end): the latent passes through."""
+        if self.sigmas is not None:
+            return len(self.sigmas) > 1
         return self.denoise > 0 and self.start_at_step < min(self.end_at_step, self.steps)
 
 
@@ -127,6 +134,8 @@ class SamplingBehaviour:
 
     def plan_steps(self, model: Any, request: DenoiseRequest) -> StepPlan:
         """The slice of the schedule this run takes: (1 - denoise) of it skipped, then start/end_at_step."""
+        if request.sigmas is not None:
+            return self.plan_sigmas(model, request)
         sched = self.make_scheduler(model, request)
         steps = request.steps
         start = steps - min(max(int(steps * request.denoise), 1), steps)       # skip the first (1 - denoise)
@@ -146,6 +155,43 @@ class SamplingBehaviour:
         """The model as it samples a latent of `shape`: a family whose sigmas depend on the image
         size (Flux's resolution-dependent shift) returns a copy that says so; the base: unchanged."""
         return model
+
+    # Samplers whose scheduler steps from one sigma to the next with nothing else fixed by its own
+    # spacing, so it can take any sigmas (the others interleave or follow timesteps).
+    custom_sigma_samplers: tuple[str, ...] = ("euler", "euler_ancestral", "lms", "dpmpp_2m", "dpmpp_2m_sde",
+                                              "deis", "uni_pc_bh2")
+
+    def plan_sigmas(self, model: Any, request: DenoiseRequest) -> StepPlan:
+        """The steps through explicit sigmas: the sampler's scheduler set for as many steps, then its
+        sigmas and timesteps replaced by these (a 0 appended when the last is above 0: the run stops
+        one step before it and keeps the leftover noise)."""
+        if request.sampler not in self.custom_sigma_samplers:
+            raise NodeError(f"{request.sampler} cannot step through given sigmas on this model; use one of "
+                            f"{', '.join(self.custom_sigma_samplers)}, or BasicScheduler's sigmas", field="sampler")
+        values = torch.tensor(request.sigmas, dtype=torch.float32)
+        taken = len(values) - 1
+        full = values if float(values[-1]) == 0.0 else torch.cat([values, values.new_zeros(1)])
+        sched = self.make_scheduler(model, dataclasses.replace(request, steps=len(full) - 1, sigmas=None))
+        sched.sigmas = full.to(sched.sigmas.device, sched.sigmas.dtype)
+        sched.timesteps = self.sigma_timesteps(sched, full[:-1]).to(sched.timesteps.device)
+        if hasattr(sched, "set_begin_index"):
+            sched.set_begin_index(0)
+        leftover = taken < len(full) - 1
+        next_timestep = sched.timesteps[taken:taken + 1] if leftover else None
+        return StepPlan(sched, sched.timesteps[:taken], next_timestep, len(full) - 1, 0, taken, leftover)
+
+    def sigma_timesteps(self, scheduler: Any, sigmas: torch.Tensor) -> torch.Tensor:
+        """The model's timestep for each sigma: log-sigma interpolated over the training sigmas."""
+        cumprod = scheduler.alphas_cumprod.double()
+        log_sigmas = (((1 - cumprod) / cumprod) ** 0.5).log().numpy()
+        found = np.interp(np.log(sigmas.double().clamp(min=1e-10).numpy()), log_sigmas, np.arange(len(log_sigmas)))
+        return torch.from_numpy(found).float()
+
+    def timestep_sigmas(self, model: Any, timesteps: torch.Tensor) -> torch.Tensor:
+        """The model's sigma at each whole training timestep (SDTurboScheduler's levels)."""
+        request = DenoiseRequest(seed=0, steps=1, cfg=1.0, sampler="euler", schedule="default")
+        cumprod = self.make_scheduler(model, request).alphas_cumprod.double()[timesteps.long()]
+        return ((1 - cumprod) / cumprod) ** 0.5
 
     # -- phase 2: start latents ------------------------------------------------------------
     def latent_shape(self, model: Any, latent: dict) -> tuple[int, int, int, int]:
@@ -270,11 +316,12 @@ def sampling_behaviour(model: Any) -> SamplingBehaviour:
 
 
 def denoise_latent(ctx: Any, *, model: Any, positive: dict, negative: dict, latent: dict,
-                   request: DenoiseRequest) -> dict[str, Any]:
-    """Denoise `latent` with `model` guided by the prompts: the phases of the model's family in order."""
+                   request: DenoiseRequest, behaviour: SamplingBehaviour | None = None) -> dict[str, Any]:
+    """Denoise `latent` with `model` guided by the prompts: the phases of the model's family in order
+    (`behaviour`: those phases with some replaced, e.g. SamplerCustom's that keep the last clean latent)."""
     if not request.has_work():
         return latent
-    family = sampling_behaviour(model)
+    family = behaviour or sampling_behaviour(model)
     shape = family.latent_shape(model, latent)
     check_denoise_fits(model, shape, request.cfg)    # before hours of swapping
     model = family.for_latent(model, shape)

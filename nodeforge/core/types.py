@@ -24,6 +24,11 @@ class PortType(_Named):
     MASK = "MASK"
     CONTROLNET = "CONTROLNET"
     UPSCALE_MODEL = "UPSCALE_MODEL"
+    # ComfyUI's custom sampling splits a sampler node into its parts (nodes/custom_sampling.py).
+    SIGMAS = "SIGMAS"
+    SAMPLER = "SAMPLER"
+    GUIDER = "GUIDER"
+    NOISE = "NOISE"
 
 
 class ParamKind(_Named):

@@ -19,6 +19,10 @@ PORT_COLORS = {
     "MASK": "#81c784",
     "CONTROLNET": "#00d78d",
     "UPSCALE_MODEL": "#a1887f",
+    "SIGMAS": "#cddc39",
+    "SAMPLER": "#ecb4b4",
+    "GUIDER": "#66ffff",
+    "NOISE": "#b0b0b0",
 }
 CANVAS_BG = "#1b1c1f"
 GRID_MINOR = "#222327"

@@ -67,6 +67,17 @@ class FlowSampling(SamplingBehaviour):
         taken = (request.steps - start + 0.5) / request.steps
         return super().plan_steps(model, dataclasses.replace(request, denoise=taken))
 
+    custom_sigma_samplers = ("euler", "euler_ancestral", "dpmpp_2m", "dpmpp_2m_sde", "uni_pc")
+
+    def sigma_timesteps(self, scheduler: Any, sigmas: torch.Tensor) -> torch.Tensor:
+        # A flow model's timestep is its sigma on the training scale (given sigmas are already shifted).
+        return sigmas.float() * scheduler.config.num_train_timesteps
+
+    def timestep_sigmas(self, model: Any, timesteps: torch.Tensor) -> torch.Tensor:
+        shift = float(model.scheduler_config.get("shift", 1.0))
+        s = timesteps.double() / float(model.scheduler_config.get("num_train_timesteps", 1000))
+        return shift * s / (1 + (shift - 1) * s)
+
     def pure_noise(self, scheduler: Any, noise: torch.Tensor) -> torch.Tensor:
         return noise
 

@@ -1,0 +1,123 @@
+"""ComfyUI's custom-sampling nodes as NodeForge declarations (torch-free; run functions in
+nodes/custom_sampling.py, imported when a node first runs): noise, guider, sampler and sigmas
+made apart and joined by SamplerCustom / SamplerCustomAdvanced."""
+from __future__ import annotations
+
+import importlib
+from typing import Any, Callable
+
+from nodeforge.core.spec import Input, NodeSpec, Output, Param
+from nodeforge.core.types import InputRole, ParamRole, PortType
+
+from .schedulers import SAMPLERS, SCHEDULES
+
+MODEL, COND, LATENT = PortType.MODEL.value, PortType.CONDITIONING.value, PortType.LATENT.value
+SIGMAS, SAMPLER = PortType.SIGMAS.value, PortType.SAMPLER.value
+GUIDER, NOISE = PortType.GUIDER.value, PortType.NOISE.value
+SEED_MAX = 0xFFFFFFFFFFFFFFFF
+CATEGORY = "sampling/custom"
+
+
+def _lazy(function: str) -> Callable[..., Any]:
+    def run(ctx: Any, **kw: Any) -> Any:
+        return getattr(importlib.import_module(f"{__package__}.custom_sampling"), function)(ctx, **kw)
+
+    run.__name__ = function
+    run.lazy_target = ("custom_sampling", function)  # type: ignore[attr-defined]
+    return run
+
+
+def _denoise() -> Param:
+    return Param.float("denoise", 1.0, min=0.0, max=1.0, step=0.01, role=ParamRole.DENOISE,
+                       description="below 1: only the last part of the schedule (img2img)")
+
+
+_SAMPLED = (Output("output", LATENT), Output("denoised_output", LATENT))
+_SAMPLED_TEXT = ("output: the latent at the last sigma (still noisy when the sigmas stop above 0); "
+                 "denoised_output: the clean latent the model predicted at the last step.")
+
+CUSTOM_SAMPLING_NODES: list[NodeSpec] = [
+    NodeSpec(
+        "SamplerSelect", CATEGORY, _lazy("run_sampler_select"),
+        params=(Param.choice("sampler", tuple(SAMPLERS), default="euler", role=ParamRole.SAMPLER,
+                             description="the stepping method (ComfyUI's sampler_name)"),),
+        outputs=(Output("sampler", SAMPLER),),
+        description="A sampler (stepping method) for SamplerCustom (ComfyUI's KSamplerSelect).",
+        display_name="Sampler Select"),
+    NodeSpec(
+        "BasicScheduler", CATEGORY, _lazy("run_basic_scheduler"),
+        inputs=(Input("unet", MODEL),),
+        params=(Param.choice("schedule", tuple(SCHEDULES), default="default", role=ParamRole.SCHEDULE,
+                             description="where the steps fall on the noise levels (ComfyUI's scheduler)"),
+                Param.int("steps", 20, min=1, max=10000, role=ParamRole.STEPS),
+                _denoise()),
+        outputs=(Output("sigmas", SIGMAS),),
+        description="The sigmas UNet Denoise steps through for a schedule, steps and denoise; a sampler following "
+                    "them gives UNet Denoise's image.",
+        display_name="Basic Scheduler"),
+    NodeSpec(
+        "SDTurboScheduler", CATEGORY, _lazy("run_sd_turbo_scheduler"),
+        inputs=(Input("unet", MODEL),),
+        params=(Param.int("steps", 1, min=1, max=10, role=ParamRole.STEPS), _denoise()),
+        outputs=(Output("sigmas", SIGMAS),),
+        description="SD Turbo / SDXL Turbo's sigmas: the model's at timesteps 999, 899, 799, ... then 0.",
+        display_name="SD Turbo Scheduler"),
+    NodeSpec(
+        "AlignYourStepsScheduler", CATEGORY, _lazy("run_align_your_steps_scheduler"),
+        params=(Param.choice("model_type", ("SD1", "SDXL"), default="SD1"),
+                Param.int("steps", 10, min=1, max=10000, role=ParamRole.STEPS), _denoise()),
+        outputs=(Output("sigmas", SIGMAS),),
+        description="NVIDIA's Align Your Steps sigmas for SD 1.x or SDXL (the published 10 steps, interpolated "
+                    "log-linearly to other counts).",
+        display_name="Align Your Steps Scheduler"),
+    NodeSpec(
+        "SplitSigmas", CATEGORY, _lazy("run_split_sigmas"),
+        inputs=(Input("sigmas", SIGMAS),),
+        params=(Param.int("step", 0, min=0, max=10000, description="where to cut (both parts hold this sigma)"),),
+        outputs=(Output("high_sigmas", SIGMAS), Output("low_sigmas", SIGMAS)),
+        description="Cut sigmas in two stages: a first that stops with leftover noise and a second that goes on.",
+        display_name="Split Sigmas"),
+    NodeSpec(
+        "BasicGuider", CATEGORY, _lazy("run_basic_guider"),
+        inputs=(Input("unet", MODEL), Input("conditioning", COND, role=InputRole.POSITIVE)),
+        outputs=(Output("guider", GUIDER),),
+        description="Guide by one prompt, no negative (CFG 1; Flux's usual guider).",
+        display_name="Basic Guider"),
+    NodeSpec(
+        "CFGGuider", CATEGORY, _lazy("run_cfg_guider"),
+        inputs=(Input("unet", MODEL), Input("positive", COND, role=InputRole.POSITIVE),
+                Input("negative", COND, role=InputRole.NEGATIVE)),
+        params=(Param.float("cfg", 8.0, min=0.0, max=100.0, step=0.1, role=ParamRole.CFG),),
+        outputs=(Output("guider", GUIDER),),
+        description="Guide towards the positive prompt and away from the negative (classifier-free guidance).",
+        display_name="CFG Guider"),
+    NodeSpec(
+        "RandomNoise", CATEGORY, _lazy("run_random_noise"),
+        params=(Param.int("seed", 0, min=0, max=SEED_MAX, role=ParamRole.SEED),),
+        outputs=(Output("noise", NOISE),),
+        description="Seeded noise (one generator per batch item, seed + i, as UNet Denoise).",
+        display_name="Random Noise"),
+    NodeSpec(
+        "DisableNoise", CATEGORY, _lazy("run_disable_noise"),
+        outputs=(Output("noise", NOISE),),
+        description="No noise: the latent is taken as it is (a second stage going on from leftover noise).",
+        display_name="Disable Noise"),
+    NodeSpec(
+        "SamplerCustom", CATEGORY, _lazy("run_sampler_custom"),
+        inputs=(Input("unet", MODEL), Input("positive", COND, role=InputRole.POSITIVE),
+                Input("negative", COND, role=InputRole.NEGATIVE), Input("sampler", SAMPLER),
+                Input("sigmas", SIGMAS), Input("latent", LATENT)),
+        params=(Param.bool("add_noise", True, description="off: take the latent as it is"),
+                Param.int("seed", 0, min=0, max=SEED_MAX, role=ParamRole.SEED),
+                Param.float("cfg", 8.0, min=0.0, max=100.0, step=0.1, role=ParamRole.CFG)),
+        outputs=_SAMPLED,
+        description="Denoise with a sampler following given sigmas. " + _SAMPLED_TEXT,
+        display_name="Sampler Custom"),
+    NodeSpec(
+        "SamplerCustomAdvanced", CATEGORY, _lazy("run_sampler_custom_advanced"),
+        inputs=(Input("noise", NOISE), Input("guider", GUIDER), Input("sampler", SAMPLER), Input("sigmas", SIGMAS),
+                Input("latent", LATENT)),
+        outputs=_SAMPLED,
+        description="Denoise from noise, guider, sampler and sigmas made by their own nodes. " + _SAMPLED_TEXT,
+        display_name="Sampler Custom (Advanced)"),
+]
