@@ -24,15 +24,15 @@ def _lazy(module: str, function: str) -> Callable[..., Any]:
 
 
 def _latent_node(name: str, function: str, params: tuple[Param, ...], description: str, display: str,
-                 inputs: tuple[Input, ...] = (Input("latent", LATENT),)) -> NodeSpec:
+                 inputs: tuple[Input, ...] = (Input("latent", LATENT, description="the latent to change"),)) -> NodeSpec:
     return NodeSpec(name, "latent", _lazy("latent_ops", function), inputs=inputs, params=params,
-                    outputs=(Output("latent", LATENT),), description=description, display_name=display)
+                    outputs=(Output("latent", LATENT, description="the resulting latent"),), description=description, display_name=display)
 
 
 def _mask_node(name: str, function: str, params: tuple[Param, ...], description: str, display: str,
-               inputs: tuple[Input, ...] = (Input("mask", MASK),)) -> NodeSpec:
+               inputs: tuple[Input, ...] = (Input("mask", MASK, description="the mask to change (1: masked)"),)) -> NodeSpec:
     return NodeSpec(name, "image", _lazy("masks", function), inputs=inputs, params=params,
-                    outputs=(Output("mask", MASK),), description=description, display_name=display)
+                    outputs=(Output("mask", MASK, description="the resulting mask, values in 0..1"),), description=description, display_name=display)
 
 
 LATENT_NODES: list[NodeSpec] = [
@@ -43,7 +43,8 @@ LATENT_NODES: list[NodeSpec] = [
          Param.int("feather", 0, min=0, max=RES, step=8,
                    description="pixels over which the pasted edges fade into the destination (0: a hard edge)")),
         "Paste one latent into another at (x, y), its inner edges feathered (noisy latent composition).",
-        "Latent Composite", inputs=(Input("destination", LATENT), Input("source", LATENT))),
+        "Latent Composite", inputs=(Input("destination", LATENT, description="the latent pasted into (its size is kept)"),
+                                      Input("source", LATENT, description="the latent pasted at (x, y)"))),
     _latent_node(
         "LatentCrop", "run_latent_crop",
         (Param.int("width", 512, min=8, max=RES, step=8, description="in image pixels"),
@@ -54,14 +55,16 @@ LATENT_NODES: list[NodeSpec] = [
     _latent_node(
         "LatentAdd", "run_latent_add", (),
         "latent_1 + latent_2 (latent_2 resized to latent_1's size first): add a difference to a latent.",
-        "Latent Add", inputs=(Input("latent_1", LATENT), Input("latent_2", LATENT))),
+        "Latent Add", inputs=(Input("latent_1", LATENT, description="the first term (its size is kept)"),
+                                 Input("latent_2", LATENT, description="added to the first"))),
     _latent_node(
         "LatentSubtract", "run_latent_subtract", (),
         "latent_1 - latent_2 (latent_2 resized to latent_1's size first): the difference of two latents.",
-        "Latent Subtract", inputs=(Input("latent_1", LATENT), Input("latent_2", LATENT))),
+        "Latent Subtract", inputs=(Input("latent_1", LATENT, description="what is subtracted from (its size is kept)"),
+                                      Input("latent_2", LATENT, description="subtracted from the first"))),
     _latent_node(
         "LatentMultiply", "run_latent_multiply",
-        (Param.float("multiplier", 1.0, min=-10.0, max=10.0, step=0.01),),
+        (Param.float("multiplier", 1.0, min=-10.0, max=10.0, step=0.01, description="every value is multiplied by it"),),
         "Scale a latent's values (above 1: more contrast and detail after decoding; below: flatter).",
         "Latent Multiply"),
     _latent_node(
@@ -92,19 +95,22 @@ MASK_NODES: list[NodeSpec] = [
          Param.choice("operation", ("multiply", "add", "subtract", "and", "or", "xor"),
                       description="how the overlap combines (and/or/xor round each mask to 0 or 1)")),
         "Combine two masks where source overlaps destination at (x, y); the result is kept in 0..1.",
-        "Mask Composite", inputs=(Input("destination", MASK), Input("source", MASK))),
+        "Mask Composite", inputs=(Input("destination", MASK, description="the mask combined into (its size is kept)"),
+                                   Input("source", MASK, description="the mask placed at (x, y)"))),
     _mask_node(
         "CropMask", "run_crop_mask",
-        (Param.int("x", 0, min=0, max=RES), Param.int("y", 0, min=0, max=RES),
-         Param.int("width", 512, min=1, max=RES), Param.int("height", 512, min=1, max=RES)),
+        (Param.int("x", 0, min=0, max=RES, description="left edge of the cut, in pixels"),
+         Param.int("y", 0, min=0, max=RES, description="top edge of the cut, in pixels"),
+         Param.int("width", 512, min=1, max=RES, description="width of the cut, in pixels"),
+         Param.int("height", 512, min=1, max=RES, description="height of the cut, in pixels")),
         "Cut a rectangle out of a mask (cut at its edges).", "Crop Mask"),
 ]
 
 
 def _image_node(name: str, function: str, params: tuple[Param, ...], description: str, display: str,
-                inputs: tuple[Input, ...] = (Input("image", IMAGE),)) -> NodeSpec:
+                inputs: tuple[Input, ...] = (Input("image", IMAGE, description="the images to filter"),)) -> NodeSpec:
     return NodeSpec(name, "image", _lazy("image_filters", function), inputs=inputs, params=params,
-                    outputs=(Output("image", IMAGE),), description=description, display_name=display)
+                    outputs=(Output("image", IMAGE, description="the filtered images"),), description=description, display_name=display)
 
 
 def _sigma() -> Param:
@@ -120,7 +126,8 @@ IMAGE_NODES: list[NodeSpec] = [
          Param.choice("blend_mode", ("normal", "multiply", "screen", "overlay", "soft_light", "difference"),
                       description="how image2 combines with image1 (normal: image2 itself)")),
         "Blend image2 over image1 with a blend mode (image2 resized to image1's size first).", "Image Blend",
-        inputs=(Input("image1", IMAGE), Input("image2", IMAGE))),
+        inputs=(Input("image1", IMAGE, description="the base images (their size is kept)"),
+                Input("image2", IMAGE, description="the images blended over them"))),
     _image_node(
         "ImageBlur", "run_image_blur",
         (Param.int("blur_radius", 1, min=1, max=31, description="kernel half-width in pixels"), _sigma()),
