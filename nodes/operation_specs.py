@@ -1,6 +1,6 @@
 """Declarations of the latent, mask and image operation nodes that ComfyUI's core has (torch-free;
-run functions in nodes/latent_ops.py, nodes/masks.py, nodes/image_filters.py and
-nodes/conditioning.py, imported when a node first runs)."""
+run functions in nodes/latent_ops.py, nodes/latent_files.py, nodes/masks.py,
+nodes/image_filters.py and nodes/conditioning.py, imported when a node first runs)."""
 from __future__ import annotations
 
 import importlib
@@ -9,7 +9,7 @@ from typing import Any, Callable
 from nodeforge.core.spec import Input, NodeSpec, Output, Param
 from nodeforge.core.types import PortType
 
-LATENT, MASK, IMAGE = PortType.LATENT.value, PortType.MASK.value, PortType.IMAGE.value
+LATENT, MASK, IMAGE, VAE = PortType.LATENT.value, PortType.MASK.value, PortType.IMAGE.value, PortType.VAE.value
 COND = PortType.CONDITIONING.value
 RES = 16384
 
@@ -76,6 +76,34 @@ LATENT_NODES: list[NodeSpec] = [
         "LatentRotate", "run_latent_rotate",
         (Param.choice("rotation", ("none", "90 degrees", "180 degrees", "270 degrees"), description="clockwise"),),
         "Rotate a latent by quarter turns clockwise (the decoded image turns the same way).", "Rotate Latent"),
+]
+
+
+def _check_prefix(prefix: str, **_: Any) -> list[str]:
+    from . import _check_prefix as check   # SaveImage's rules (the pack's __init__ defines them first)
+
+    return check(prefix)
+
+
+_SCALE_VAE = "the model's VAE, whose scaling the file's values are stored without (unconnected: SD 1.x/2.x's)"
+
+LATENT_NODES += [
+    NodeSpec(
+        "SaveLatent", "latent", _lazy("latent_files", "run_save_latent"),
+        inputs=(Input("latent", LATENT), Input("vae", VAE, optional=True, description=_SCALE_VAE)),
+        params=(Param.string("prefix", "latents/nodeforge",
+                             description="file name prefix in the output folder (prefix_00001_.latent)"),),
+        output_node=True, cacheable=False, validate=_check_prefix,
+        description="Save a latent as a .latent file (safetensors, ComfyUI's format) to reuse or share it.",
+        display_name="Save Latent"),
+    NodeSpec(
+        "LoadLatent", "latent", _lazy("latent_files", "run_load_latent"),
+        inputs=(Input("vae", VAE, optional=True, description=_SCALE_VAE + "; a file NodeForge saved says its own"),),
+        params=(Param.string("path", "", description="a .latent file (ComfyUI's or SaveLatent's): a path, or a name "
+                                                     "beside the workflow or in the images folder"),),
+        outputs=(Output("latent", LATENT),),
+        description="Load a latent from a .latent file (ComfyUI's or SaveLatent's).",
+        display_name="Load Latent"),
 ]
 
 MASK_NODES: list[NodeSpec] = [

@@ -378,6 +378,11 @@ ROWS: tuple[ClassMap, ...] = (
     ClassMap("ConditioningSetMask", "ConditioningSetMask", "Conditioning (Set Mask)",
              (Widget("strength"), Widget("set_cond_area")), (("conditioning", "conditioning"), ("mask", "mask")),
              ("conditioning",)),
+    ClassMap("SaveLatent", "SaveLatent", "SaveLatent", (Widget("filename_prefix", "prefix", load=_prefix_in),),
+             (("samples", "latent"),), ()),
+    ClassMap("LoadLatent", "LoadLatent", "LoadLatent", (Widget("latent", "path", load=_image_in),), (), ("latent",),
+             note="ComfyUI stores latents without the VAE's scaling; NodeForge scales them by SD 1.x/2.x's 0.18215 "
+                  "unless the model's VAE is connected to the node's vae input (SDXL, SD3)"),
     # The deprecated loader with a config file: NodeForge tells a checkpoint's kind from its weights, so the
     # config is not needed; the node goes back to ComfyUI as the plain Load Checkpoint.
     ClassMap("CheckpointLoader", "CheckpointLoader", "Load Checkpoint With Config (DEPRECATED)",

@@ -18,7 +18,7 @@ OPS = {
           {"destination": ("6", "latent"), "source": ("5", "latent")}),
     "8": ("LatentCrop", {"width": 64, "height": 64, "x": 32, "y": 0}, {"latent": ("7", "latent")}),
     "9": ("LatentAdd", {}, {"latent_1": ("8", "latent"), "latent_2": ("5", "latent")}),
-    "10": ("LatentSubtract", {}, {"latent_1": ("9", "latent"), "latent_2": ("5", "latent")}),
+    "10": ("LatentSubtract", {}, {"latent_1": ("9", "latent"), "latent_2": ("32", "latent")}),
     "11": ("LatentMultiply", {"multiplier": 1.25}, {"latent": ("10", "latent")}),
     "12": ("LatentFlip", {"flip_method": "y-axis: horizontally"}, {"latent": ("11", "latent")}),
     "13": ("LatentRotate", {"rotation": "90 degrees"}, {"latent": ("12", "latent")}),
@@ -35,6 +35,8 @@ OPS = {
     "27": ("ImageQuantize", {"colors": 16, "dither": "bayer-4"}, {"image": ("26", "image")}),
     "30": ("ConditioningSetMask", {"strength": 0.8, "set_cond_area": "mask bounds"},
            {"conditioning": ("2", "conditioning"), "mask": ("16", "mask")}),
+    "31": ("SaveLatent", {"prefix": "latents/ops"}, {"latent": ("13", "latent")}),
+    "32": ("LoadLatent", {"path": "ops_00001_.latent"}, {}),
     # the deprecated loader with a config: the checkpoint loader, the config left out (with a note)
     "29": ("CheckpointLoader", {"checkpoint": "v1-5-pruned-emaonly.safetensors"}, {}),
 }
@@ -49,7 +51,9 @@ def test_each_operation_comes_in_with_its_values_and_links(read, name):
     assert all(n.type != "comfyui.Placeholder" for n in nodes.values())
     assert [line for line in imported.warnings if not line.startswith("missing ")] == [
         "node 29 (CheckpointLoader): the config file is not used: NodeForge reads the model's kind (SD 1.x, 2.x, "
-        "XL) from the checkpoint's own weights; it exports back as Load Checkpoint (CheckpointLoaderSimple)"]
+        "XL) from the checkpoint's own weights; it exports back as Load Checkpoint (CheckpointLoaderSimple)",
+        "node 32 (LoadLatent): ComfyUI stores latents without the VAE's scaling; NodeForge scales them by SD "
+        "1.x/2.x's 0.18215 unless the model's VAE is connected to the node's vae input (SDXL, SD3)"]
     assert nodes["29"].extra == {} and nodes["1"].extra == {}
 
 

@@ -5,6 +5,7 @@ the definitions, not computed by the code under test."""
 from __future__ import annotations
 
 import math
+import re
 from types import SimpleNamespace
 
 import pytest
@@ -291,3 +292,70 @@ def test_a_masked_prompt_weighs_each_latent_pixel_by_the_mask_as_comfyui():
     [(units, _, _)] = conditioning.Guidance(model, conditioning.run_conditioning_set_mask(
         None, _prompt(5.0), small, 1.0, "mask bounds")["conditioning"], _prompt(0.0), 1, (16, 16), cfg=1.0).groups
     assert units[0].box == (8, 1, 1, 15)
+
+
+files = builtin_module("latent_files")
+
+
+def test_save_latent_writes_comfyuis_unscaled_values_and_load_latent_scales_them_back(tmp_path):
+    from safetensors import safe_open
+
+    samples = torch.randn(2, 4, 3, 5, generator=torch.Generator().manual_seed(1))
+    ctx = SimpleNamespace(output_dir=tmp_path, resolve_file=lambda kind, name: tmp_path / name)
+    [first] = files.run_save_latent(ctx, {"samples": samples, "factor": 8}, "latents/run")
+    [second] = files.run_save_latent(ctx, {"samples": samples}, "latents/run")
+    assert (first, second) == (str(tmp_path / "latents" / "run_00001_.latent"), str(tmp_path / "latents" / "run_00002_.latent"))
+    with safe_open(first, framework="pt") as handle:
+        assert sorted(handle.keys()) == ["latent_format_version_0", "latent_tensor"]
+        torch.testing.assert_close(handle.get_tensor("latent_tensor"), samples / 0.18215)   # SD's VAE values
+    back = files.run_load_latent(ctx, "latents/run_00001_.latent")["latent"]
+    torch.testing.assert_close(back["samples"], samples)
+    # with a VAE its own factors: SD3's scale 1.5305 and shift 0.0609
+    vae = SimpleNamespace(scaling_factor=1.5305, shift_factor=0.0609, factor=8)
+    [sd3] = files.run_save_latent(ctx, {"samples": samples}, "sd3", vae=vae)
+    with safe_open(sd3, framework="pt") as handle:
+        torch.testing.assert_close(handle.get_tensor("latent_tensor"), samples / 1.5305 + 0.0609)
+    # a NodeForge file says its own factors; a VAE connected on loading takes precedence
+    torch.testing.assert_close(files.run_load_latent(ctx, "sd3_00001_.latent")["latent"]["samples"], samples)
+    loaded = files.run_load_latent(ctx, "sd3_00001_.latent", vae=vae)["latent"]
+    torch.testing.assert_close(loaded["samples"], samples)
+    assert loaded["factor"] == 8
+
+
+def test_load_latent_reads_comfyuis_files_both_versions(tmp_path):
+    from safetensors.torch import save_file
+
+    raw = torch.full((1, 4, 2, 2), 2.0)
+    save_file({"latent_tensor": raw, "latent_format_version_0": torch.tensor([])}, str(tmp_path / "comfy.latent"))
+    save_file({"latent_tensor": raw}, str(tmp_path / "old.latent"))   # before the version marker: already scaled
+    save_file({"something": raw}, str(tmp_path / "other.latent"))
+    (tmp_path / "broken.latent").write_bytes(b"not safetensors")
+    ctx = SimpleNamespace(resolve_file=lambda kind, name: tmp_path / name)
+    torch.testing.assert_close(files.run_load_latent(ctx, "comfy.latent")["latent"]["samples"], raw * 0.18215)
+    assert torch.equal(files.run_load_latent(ctx, "old.latent")["latent"]["samples"], raw)
+    for name, said in (("other.latent", "has no 'latent_tensor' (found: something)"),
+                       ("broken.latent", "cannot read broken.latent as a .latent file")):
+        with pytest.raises(NodeError, match=re.escape(said)) as info:
+            files.run_load_latent(ctx, name)
+        assert info.value.field == "path"
+    with pytest.raises(NodeError) as info:
+        files.run_save_latent(SimpleNamespace(output_dir=tmp_path), _lazy(64, 64), "x")
+    assert info.value.field == "latent"
+
+
+def test_save_and_load_latent_run_in_a_graph(make_engine, tmp_path):
+    engine = make_engine(tmp_path / "out")
+    wf = Workflow()
+    wf.add("CheckpointLoader", {"checkpoint": "tiny-sd"}, node_id="ckpt")
+    wf.add("EmptyImage", {"width": 16, "height": 16, "batch_size": 1, "color": 0x804020}, node_id="img")
+    wf.add("VAEEncode", {}, {"vae": ("ckpt", "vae"), "image": ("img", "image")}, node_id="enc")
+    wf.add("SaveLatent", {"prefix": "../escape"}, {"latent": ("enc", "latent"), "vae": ("ckpt", "vae")}, node_id="save")
+    assert [p.field for p in engine.validate(wf)] == ["prefix"]
+    wf.nodes["save"].params["prefix"] = "latents/enc"
+    result = engine.run(wf)
+    [path] = result.outputs["save"]
+    assert path == str(tmp_path / "out" / "latents" / "enc_00001_.latent")
+    load = Workflow()
+    load.add("LoadLatent", {"path": path}, node_id="load")
+    back = engine.run(load, outputs=["load"]).outputs["load"]["latent"]["samples"]
+    torch.testing.assert_close(back, engine.run(wf, outputs=["enc"]).outputs["enc"]["latent"]["samples"])
