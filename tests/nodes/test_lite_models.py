@@ -24,6 +24,9 @@ from nodes.lite.vae import LiteVAE
 from nodeforge.paths import builtin_dir
 
 DEMO = builtin_dir("resources") / "models" / "nodeforge-shapes"
+# The comparisons run on every device here (a GPU too, where there is one: nodes/lite's DEVICES
+# lists where they have passed, and only there are lite models used).
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
 
 def _randomise(module: torch.nn.Module, seed: int) -> torch.nn.Module:
@@ -61,18 +64,20 @@ SD1_UNET = dict(block_out_channels=(32, 64), layers_per_block=1, in_channels=9, 
                 norm_num_groups=8)
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("config", [SD1_UNET, SD2_UNET], ids=["sd1-inpaint-like", "sd2-like"])
-def test_the_unet_matches_diffusers_bit_for_bit(tmp_path, config):
+def test_the_unet_matches_diffusers_bit_for_bit(tmp_path, config, device):
     from diffusers.models.unets.unet_2d_condition import UNet2DConditionModel
 
     theirs = _randomise(UNet2DConditionModel(**config), 1)
     assert lite.unet.supports(dict(theirs.config, _class_name="UNet2DConditionModel"))
-    ours = _lite_copy(LiteUNet, theirs, tmp_path, "unet")
+    ours = _lite_copy(LiteUNet, theirs, tmp_path, "unet").to(device)
+    theirs.to(device)
     generator = torch.Generator().manual_seed(2)
-    context = torch.randn(2, 77, config["cross_attention_dim"], generator=generator)
+    context = torch.randn(2, 77, config["cross_attention_dim"], generator=generator).to(device)
     with torch.inference_mode():
         for size in ((8, 8), (7, 9)):   # 7x9: diffusers forwards the skip sizes to the upsamplers
-            x = torch.randn(2, config["in_channels"], *size, generator=generator)
+            x = torch.randn(2, config["in_channels"], *size, generator=generator).to(device)
             for t in (torch.tensor(999.0), torch.tensor(1.5), 500):
                 expected = theirs(x, t, encoder_hidden_states=context).sample
                 assert torch.equal(ours(x, t, encoder_hidden_states=context).sample, expected), (size, t)
@@ -101,25 +106,28 @@ def test_controlnet_residuals_and_adapter_features_are_added_where_diffusers_add
             assert torch.equal(results[0], results[1]), list(kwargs)
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("options", [{}, {"use_quant_conv": False, "mid_block_add_attention": False}],
                          ids=["sd", "no-quant-conv-no-attention"])
-def test_the_vae_matches_diffusers_bit_for_bit(tmp_path, options):
+def test_the_vae_matches_diffusers_bit_for_bit(tmp_path, options, device):
     from diffusers.models.autoencoders.autoencoder_kl import AutoencoderKL
 
     theirs = _randomise(AutoencoderKL(block_out_channels=(16, 32, 32), layers_per_block=2, latent_channels=4,
                                       norm_num_groups=8, down_block_types=("DownEncoderBlock2D",) * 3,
                                       up_block_types=("UpDecoderBlock2D",) * 3, **options), 5)
-    ours = _lite_copy(LiteVAE, theirs, tmp_path, "vae")
+    ours = _lite_copy(LiteVAE, theirs, tmp_path, "vae").to(device)
+    theirs.to(device)
     generator = torch.Generator().manual_seed(6)
     with torch.inference_mode():
-        latents = torch.randn(2, 4, 6, 5, generator=generator)
+        latents = torch.randn(2, 4, 6, 5, generator=generator).to(device)
         assert torch.equal(ours.decode(latents).sample, theirs.decode(latents).sample)
-        pixels = torch.rand(2, 3, 48, 40, generator=generator) * 2 - 1
+        pixels = (torch.rand(2, 3, 48, 40, generator=generator) * 2 - 1).to(device)
         assert torch.equal(ours.encode(pixels).latent_dist.mode(), theirs.encode(pixels).latent_dist.mode())
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("act", ["quick_gelu", "gelu"])
-def test_the_text_encoder_matches_transformers_bit_for_bit(tmp_path, act):
+def test_the_text_encoder_matches_transformers_bit_for_bit(tmp_path, act, device):
     from transformers.models.clip.configuration_clip import CLIPTextConfig
     from transformers.models.clip.modeling_clip import CLIPTextModel
 
@@ -127,9 +135,11 @@ def test_the_text_encoder_matches_transformers_bit_for_bit(tmp_path, act):
                                                      num_hidden_layers=3, vocab_size=99, hidden_act=act,
                                                      eos_token_id=98)), 7)
     assert theirs.config._attn_implementation == "sdpa"
-    ours = _lite_copy(LiteCLIPText, theirs, tmp_path, "te")
+    ours = _lite_copy(LiteCLIPText, theirs, tmp_path, "te").to(device)
+    theirs.to(device)
     ids = torch.randint(0, 98, (1, 77), generator=torch.Generator().manual_seed(8))
     ids[0, 10] = 98
+    ids = ids.to(device)
     with torch.inference_mode():
         expected, got = theirs(ids, output_hidden_states=True), ours(ids, output_hidden_states=True)
     assert torch.equal(got.last_hidden_state, expected.last_hidden_state)
@@ -221,15 +231,21 @@ def _workflow(name: str):
 
 def test_only_graphs_whose_model_nodes_all_fit_use_lite_models(registry):
     # ControlNets and upscale models are not SD models: their own loaders read them; the lite UNet
-    # takes ControlNet residuals as diffusers' does (compared above).
+    # takes ControlNet residuals as diffusers' does (compared above). ControlNetApply's optional VAE
+    # (for SD3 ControlNets) is not connected there.
     for name in ("txt2img", "img2img", "inpaint", "outpaint", "regions", "hires-fix", "embedding", "controlnet",
                  "upscale"):
         assert lite.graph_fits(_workflow(name), registry), name
     lora = _workflow("lora")
     assert not lite.graph_fits(lora, registry)   # LoRALoader patches the modules' weights
     skip = _workflow("txt2img")
-    skip.nodes["9"] = dataclasses.replace(skip.nodes["1"], type="CLIPSetLastLayer", params={"stop_at_layer": -2})
+    skip.nodes["9"] = dataclasses.replace(skip.nodes["1"], type="CLIPSetLastLayer", params={"stop_at_layer": -2},
+                                        inputs={"clip": ("1", "clip")})
     assert not lite.graph_fits(skip, registry)
+    controlnet = _workflow("controlnet")
+    apply = next(nid for nid, node in controlnet.nodes.items() if node.type == "ControlNetApply")
+    controlnet.nodes[apply].inputs["vae"] = ("1", "vae")
+    assert not lite.graph_fits(controlnet, registry)   # a node given the VAE that is not in LITE_NODES
 
 
 @pytest.mark.parametrize("name", ["txt2img", "img2img"])
