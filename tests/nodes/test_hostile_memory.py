@@ -51,3 +51,41 @@ def test_a_run_that_fits_is_not_refused(fresh_engine, make_txt2img, monkeypatch)
     monkeypatch.setattr(memory, "free_bytes", lambda device: seen.append(device) or real(device))
     fresh_engine.run(make_txt2img(steps=1))
     assert seen, "the check ran"
+
+
+def _shipped_config(family: str):
+    import json
+    from types import SimpleNamespace
+
+    from nodeforge.paths import builtin_dir
+
+    path = builtin_dir("resources") / "configs" / family / "transformer" / "config.json"
+    return SimpleNamespace(**json.loads(path.read_text()))
+
+
+def test_a_flow_transformer_is_estimated_from_its_image_tokens_and_width():
+    estimate = _memory().transformer_activation_bytes
+    sd3 = _shipped_config("sd3")        # SD3 medium: 24 heads x 64, patch 2
+    one_k = estimate(sd3, (1, 16, 128, 128), 2, True)     # 1024x1024 pixels, fp16, CFG: 4096 tokens
+    assert one_k == 2 * 4096 * 1536 * 2 * _memory().FLOW_LIVE_MAPS and one_k < 2 ** 30
+    assert 16 * 2 ** 30 < estimate(sd3, (1, 16, 1024, 1024), 2, True) < 64 * 2 ** 30    # 8192x8192
+    flux = _shipped_config("flux")      # 2x2 latents packed into 64 channels: the same 4096 tokens at 1024 px
+    assert estimate(flux, (1, 16, 128, 128), 2, False) == 4096 * 3072 * 2 * _memory().FLOW_LIVE_MAPS
+    assert estimate(object(), (1, 16, 128, 128), 2, False) is None
+
+
+def test_an_sd3_run_larger_than_the_device_is_refused_before_any_step(make_engine, tmp_path, monkeypatch):
+    import tiny_sd3 as ts
+
+    from nodeforge import load_workflow
+    from nodeforge.paths import builtin_dir
+
+    (tmp_path / "checkpoints").mkdir()
+    ts.save_sd3_folder(ts.make_sd3_components(0, t5=False), tmp_path / "checkpoints" / "tiny-sd3")
+    wf = load_workflow(builtin_dir("workflows") / "txt2img.json")
+    wf.nodes["1"].params["checkpoint"] = "tiny-sd3"
+    wf.nodes["4"].params.update(width=512, height=512)
+    monkeypatch.setattr(_memory(), "free_bytes", lambda device: 1_000)
+    with pytest.raises(nodeforge.WorkflowError) as caught:
+        make_engine(tmp_path / "out", tmp_path).run(wf)
+    assert "a 512x512 image (a 256x256 latent, batch 1, twice for CFG) needs about" in str(caught.value)
