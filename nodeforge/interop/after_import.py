@@ -102,6 +102,8 @@ def _resolve_file(imported: "Imported", resolver: ModelResolver, unresolved: dic
         value = resolver.spare(kind)     # never looked for: the user's `KIND:*` map stands in for it
         imported.workflow.origins.pop((nid, param.name), None)
     name = resolver.resolve(kind, value, nid)
+    if resolver.stood_in:
+        imported.workflow.origins.pop((nid, param.name), None)   # the user's `KIND:*` map chose it
     imported.workflow.nodes[nid].params[param.name] = name
     if (kind, name) in resolver.missing:
         unresolved[(nid, param.name)] = (kind, name)

@@ -91,6 +91,7 @@ class ModelResolver:
         self.base = base
         self.missing: dict[tuple[str, str], Missing] = {}
         self.used_map: set[str] = set()
+        self.stood_in = False      # whether the last resolve() took the kind's `KIND:*` stand-in
         self._index: dict[str, tuple[dict[str, str], dict[str, str]]] = {}
 
     # -- folders ----------------------------------------------------------------------------------------
@@ -130,7 +131,8 @@ class ModelResolver:
         kind = FileKind(kind).value
         name = self.mapped(name)
         hit = self.find(kind, name)
-        if hit is None and self.spare(kind) is not None:
+        self.stood_in = hit is None and self.spare(kind) is not None
+        if self.stood_in:
             name = self.spare(kind)
             hit = self.find(kind, name)
         if hit is not None:

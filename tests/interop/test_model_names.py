@@ -287,3 +287,23 @@ def test_a_windows_sub_folder_prints_with_single_backslashes(registry, models):
     with pytest.raises(LookupError) as caught:
         models.resolve("checkpoint", "SDXL\\base")
     assert str(caught.value).startswith("checkpoint 'SDXL\\base' not found")
+
+
+def test_an_image_kind_map_to_a_path_of_the_users_validates(registry, tmp_path):
+    """The user's own `image:*=/path/to/mine.png` is theirs to give; the sender's paths are still refused."""
+    from nodeforge.core.engine import Engine
+
+    mine = tmp_path / "mine.png"
+    from PIL import Image
+    Image.new("RGB", (8, 8)).save(mine)
+    prompt = {"1": {"class_type": "LoadImage", "inputs": {"image": "ComfyUI_00001_.png", "upload": "image"}},
+              "2": {"class_type": "PreviewImage", "inputs": {"images": ["1", 0]}}}
+    empty = ModelPaths(roots=[tmp_path / "models"], include_builtin=False)
+    engine = Engine(device="cpu", model_paths=empty)
+    imported = read_workflow(prompt, registry=registry, model_paths=empty,
+                             model_map=parse_model_map([f"image:*={mine}"]))
+    assert imported.workflow.nodes["1"].params["path"] == str(mine)
+    assert engine.validate(imported.workflow) == []
+    imported = read_workflow({**prompt, "1": {"class_type": "LoadImage", "inputs": {"image": str(mine)}}},
+                             registry=registry, model_paths=empty)
+    assert "reaches outside the model folders" in str(engine.validate(imported.workflow)[0])
