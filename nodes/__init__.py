@@ -79,6 +79,13 @@ def _check_prefix(prefix: str, **_: Any) -> list[str]:
     return []
 
 
+def _check_painted_mask(mask: str = "", **_: Any) -> list[str]:
+    from nodeforge.core import painted_mask
+
+    reason = painted_mask.check(mask)
+    return [f"mask: {reason}; open Edit Mask on the node and paint it again, or Clear it"] if reason else []
+
+
 def _check_sampler(sampler: str = "euler", schedule: str = "default", **_: Any) -> list[str]:
     return check_pair(sampler, schedule)
 
@@ -158,11 +165,16 @@ NODES: list[NodeSpec] = [
         display_name="Empty Latent"),
     NodeSpec(
         "LoadImage", "image", _lazy("images", "run_load_image"),
-        params=(Param.string("path", "", file=FileKind.IMAGE, description="PNG, JPEG or WebP"),),
+        params=(Param.string("path", "", file=FileKind.IMAGE, description="PNG, JPEG or WebP"),
+                Param.string("mask", "", role=ParamRole.PAINTED_MASK,
+                             description="a mask painted on the picture in the editor (Edit Mask on the node), kept "
+                                         "in the workflow; empty: the picture's transparent pixels")),
         outputs=(Output("image", IMAGE, description="the picture, RGB"),
                  Output("mask", MASK,
-                        description="where to repaint (1): the image's transparent pixels, or the mask painted in the editor")),
-        description="Load an image; its transparent pixels become the mask (1 = repaint).",
+                        description="where to repaint (1): the painted mask, or else the image's transparent pixels")),
+        validate=_check_painted_mask,
+        description="Load an image; the mask painted on it in the editor (or else its transparent pixels) becomes "
+                    "the mask (1 = repaint).",
         display_name="Load Image"),
     NodeSpec(
         "VAEEncode", "latent", _lazy("vae", "run_vae_encode"),

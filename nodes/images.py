@@ -67,18 +67,39 @@ def _open_image(ctx: Any, path: str) -> Any:
     return img
 
 
-def run_load_image(ctx: Any, path: str) -> dict[str, Any]:
+def _painted_mask(ctx: Any, value: str, size: tuple[int, int]) -> torch.Tensor:
+    """The mask painted in the editor (greyscale PNG data in the param), at the picture's size."""
+    import io
+
+    from PIL import Image
+
+    from nodeforge.core import painted_mask
+
+    try:
+        with Image.open(io.BytesIO(painted_mask.decode(value))) as opened:
+            if opened.size[0] * opened.size[1] > max_image_pixels(ctx.settings):
+                raise _too_large("the painted mask", f"{opened.size[0]}x{opened.size[1]}", max_image_pixels(ctx.settings))
+            grey = opened.convert("L")
+    except (ValueError, OSError) as exc:
+        raise NodeError(f"the painted mask cannot be read ({exc}); open Edit Mask on the node and paint it again, "
+                        "or Clear it", field="mask") from None
+    if grey.size != size:   # the picture was replaced by one of another size: stretch the mask to it
+        grey = grey.resize(size, Image.Resampling.BILINEAR)
+    return torch.from_numpy(np.asarray(grey, dtype=np.float32) / 255.0)[None]
+
+
+def run_load_image(ctx: Any, path: str, mask: str = "") -> dict[str, Any]:
     img = _open_image(ctx, path)
     has_alpha = "A" in img.getbands() or (img.mode == "P" and "transparency" in img.info)
     rgba = img.convert("RGBA") if has_alpha else None
     rgb = np.asarray(img.convert("RGB"), dtype=np.float32) / 255.0
     image = torch.from_numpy(rgb)[None]
+    if mask:               # painted in the editor: it replaces the transparency's mask
+        return {"image": image, "mask": _painted_mask(ctx, mask, img.size)}
     if rgba is not None:   # transparent = 1 = repaint, as ComfyUI
         alpha = np.asarray(rgba, dtype=np.float32)[..., 3] / 255.0
-        mask = 1.0 - torch.from_numpy(alpha)[None]
-    else:
-        mask = torch.zeros(image.shape[:3])
-    return {"image": image, "mask": mask}
+        return {"image": image, "mask": 1.0 - torch.from_numpy(alpha)[None]}
+    return {"image": image, "mask": torch.zeros(image.shape[:3])}
 
 
 _CHANNEL_INDEX = {"red": 0, "green": 1, "blue": 2, "alpha": 3}

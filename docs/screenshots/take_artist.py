@@ -3,7 +3,7 @@
     xvfb-run -s "-screen 0 1600x1000x24" sh -c 'openbox & sleep 1; python docs/screenshots/take_artist.py SHOT...'
 
 Shots: help-quick-add (quick add with the highlighted node's help), help-tooltip (a port's
-description on hover), models (Models > Installed Models). Each writes docs/screenshots/artist-SHOT.png of the whole 1600x1000 screen,
+description on hover), models (Models > Installed Models), mask (the mask editor on the inpaint example). Each writes docs/screenshots/artist-SHOT.png of the whole 1600x1000 screen,
 the editor built as a user starts it (built-in pack, default docks; no model is loaded).
 """
 from __future__ import annotations
@@ -94,7 +94,37 @@ def shot_models(app, registry, done) -> None:
     later(700, show, lambda: grab("models"), lambda: (win.models_dialog.close(), win.close(), done()))
 
 
-SHOTS = {"help-quick-add": shot_help_quick_add, "help-tooltip": shot_help_tooltip, "models": shot_models}
+def shot_mask(app, registry, done) -> None:
+    """The inpaint example's Load Image: the editor starts from the picture's transparent right half;
+    a blob is painted on the left with a feathered brush, stored with OK, and the editor opened again
+    beside the node, which shows the mask in red."""
+    from PySide6.QtCore import QPointF
+
+    win = window(registry)
+    win.open_path(os.path.join(EXAMPLES, "inpaint.json"))
+    node = next(n for n, ref in win.model.nodes.items() if ref.type == "LoadImage")
+
+    def paint():
+        dialog = win.edit_mask(node, "mask")
+        canvas = dialog.canvas
+        canvas.brush_size, canvas.feather = 14, 0.4
+        for y in range(14, 52, 6):          # a rough blob, as a hand paints it
+            for x in range(10 + (y % 12), 34, 3):
+                canvas.dab(QPointF(x, y), erase=False)
+        dialog.accept()
+
+    def reopen():
+        win.view.set_zoom(1.0)
+        item = win.scene.nodes[node]
+        win.view.centerOn(item.sceneBoundingRect().center() + QPointF(420, 0))
+        dialog = win.edit_mask(node, "mask")
+        dialog.size_spin.setValue(10)
+        dialog.move(win.geometry().right() - dialog.width() - 300, 110)
+
+    later(700, paint, reopen, lambda: grab("mask"), lambda: (win.close(), done()))
+
+
+SHOTS = {"mask": shot_mask, "help-quick-add": shot_help_quick_add, "help-tooltip": shot_help_tooltip, "models": shot_models}
 
 
 def main(names: list[str]) -> int:

@@ -76,6 +76,7 @@ class ParamRole(_Named):
     LORA_STRENGTH = "lora_strength"
     IMAGE_PATH = "image_path"
     MODEL = "model"
+    PAINTED_MASK = "painted_mask"    # a mask painted in the editor, PNG data (nodeforge/core/painted_mask.py)
 
 
 class InputRole(_Named):

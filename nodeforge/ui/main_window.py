@@ -132,6 +132,7 @@ class MainWindow(QMainWindow):
         self._auto_timer.setInterval(350)    # a slider drag is one run, not one per step
         self._auto_timer.timeout.connect(self._auto_run)
         self.scene.imageActivated.connect(self._show_images)
+        self.scene.maskEditRequested.connect(self.edit_mask)
         self.scene.paramClamped.connect(self._param_clamped)
 
     # -- what tests, scripts and the app call on the window; the document does the work ----------------
@@ -209,6 +210,21 @@ class MainWindow(QMainWindow):
             viewer = ImageViewer(item.images[-1], self.model.title(nid), self)
             viewer.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
             viewer.show()
+
+    def edit_mask(self, nid: str, param: str):  # noqa: ANN201 - MaskEditorDialog or None
+        """Edit Mask on an image node: paint on its picture; OK stores the mask as one undoable edit."""
+        from nodeforge.ui.dialogs.mask_editor import MaskEditorDialog, node_picture
+
+        node = self.model.nodes[nid]
+        picture, reason = node_picture(node.params, self.registry.get(node.type), self._resolve_file)
+        if picture.isNull():
+            self.show_error("Edit mask", f"{self.model.title(nid)}: {reason}; the mask is painted on the picture.")
+            return None
+        dialog = MaskEditorDialog(picture, str(node.params.get(param, "")), self.model.title(nid), self)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.accepted.connect(lambda: self.controller.set_param(nid, param, dialog.value()))
+        dialog.open()
+        return dialog
 
     def _param_clamped(self, nid: str, name: str, text: str) -> None:
         """A typed value outside the param's range was clamped: say so at the field and below."""

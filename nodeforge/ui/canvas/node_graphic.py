@@ -12,7 +12,8 @@ from PySide6.QtCore import QPointF, QRectF, Qt
 from PySide6.QtGui import QColor, QFont, QFontMetricsF, QImage, QPainter, QPainterPath, QPen
 from PySide6.QtWidgets import QGraphicsItem, QGraphicsProxyWidget, QStyleOptionGraphicsItem, QWidget
 
-from nodeforge.core import placeholder
+from nodeforge.core import painted_mask, placeholder
+from nodeforge.core.types import ParamRole
 from nodeforge.ui import theme
 from nodeforge.ui.canvas.edges import PortItem, node_layout_changed
 from nodeforge.ui.canvas.param_widgets import ParamPanel
@@ -424,6 +425,8 @@ class NodeGraphic(QGraphicsItem):
                              param.name.replace("_", " "))
             painter.setPen(QColor(theme.NODE_TEXT))
             text = str(value).replace("\n", " ")
+            if param.role is ParamRole.PAINTED_MASK:   # PNG data: say what it is, not its bytes
+                text = painted_mask.summary(text)
             painter.drawText(rect.adjusted(6, 16 if param.multiline else 0, -6, 0),
                              top_left if param.multiline else (Qt.AlignmentFlag.AlignRight
                                                                | Qt.AlignmentFlag.AlignVCenter),

@@ -13,11 +13,11 @@ from PySide6.QtGui import QFontMetricsF, QImage
 from PySide6.QtWidgets import QGraphicsItem, QGraphicsProxyWidget
 
 from nodeforge.core import placeholder
-from nodeforge.core.types import FileKind
+from nodeforge.core.types import FileKind, ParamRole
 from nodeforge.ui.canvas.edges import PortItem, node_layout_changed
 from nodeforge.ui.canvas.help_text import node_help
 from nodeforge.ui.canvas.node_graphic import GRIP, HEADER, MIN_WIDTH, WIDTH, NodeGraphic
-from nodeforge.ui.canvas.param_widgets import ParamPanel
+from nodeforge.ui.canvas.param_widgets import MaskEditor, ParamPanel
 
 if TYPE_CHECKING:  # pragma: no cover
     from nodeforge.ui.canvas.scene import GraphScene
@@ -120,6 +120,9 @@ class NodeItem(NodeGraphic):
         self._panel.clamped.connect(self._clamped)
         for name in self._panel.editors:
             self.sync_param(name)
+        for name, editor in self._panel.editors.items():
+            if isinstance(editor, MaskEditor):
+                editor.editRequested.connect(lambda name=name: self.graph.request_mask_edit(self.node_id, name))
         seed = self._panel.seed_editor
         if seed is not None:
             seed.seedModeChosen.connect(self._seed_mode_chosen)
@@ -162,7 +165,7 @@ class NodeItem(NodeGraphic):
     # -- model → item ---------------------------------------------------------------------------
     def sync_param(self, name: str) -> None:
         param = self.spec.param(name) if self.spec is not None else None
-        if param is not None and param.file is FileKind.IMAGE:
+        if param is not None and (param.file is FileKind.IMAGE or param.role is ParamRole.PAINTED_MASK):
             self.show_input_image()
         if self._panel is None or name not in self._panel.editors:
             self.update()
@@ -181,14 +184,21 @@ class NodeItem(NodeGraphic):
         return len(editors)
 
     def show_input_image(self) -> None:
-        """An image-loading node shows the picture its path names, as in ComfyUI's LoadImage."""
+        """An image-loading node shows the picture its path names, as in ComfyUI's LoadImage, with
+        the mask painted on it (if any) in red."""
         for param in self.spec.params:
             if param.file is not FileKind.IMAGE:
                 continue
-            value = self.model.nodes[self.node_id].params.get(param.name, param.default)
+            params = self.model.nodes[self.node_id].params
+            value = params.get(param.name, param.default)
             path = self.graph.resolve_file(param.file, value) if value else None
             image = QImage(str(path)) if path is not None else QImage()
             if not image.isNull():
+                mask = self.spec.param_with(ParamRole.PAINTED_MASK)
+                if mask is not None and params.get(mask.name):
+                    from nodeforge.ui.dialogs.mask_editor import with_mask
+
+                    image = with_mask(image, params[mask.name])
                 if image.width() > 512 or image.height() > 512:
                     image = image.scaled(512, 512, Qt.AspectRatioMode.KeepAspectRatio,
                                          Qt.TransformationMode.SmoothTransformation)

@@ -387,6 +387,29 @@ class BoolEditor(ParamEditor):
         self.box.setChecked(bool(value))
 
 
+class MaskEditor(ParamEditor):
+    """A painted mask (ParamRole.PAINTED_MASK): what is painted, and a button that opens the mask
+    editor (the node asks the window, which knows the picture)."""
+
+    editRequested = Signal()
+
+    def __init__(self, param: Param, on_edit: EditCallback, parent: QWidget | None = None) -> None:
+        super().__init__(param, on_edit, parent)
+        layout = self._row(3)
+        self.state = QLabel("none")
+        layout.addWidget(self.state, 1)
+        self.button = QToolButton()
+        self.button.setText("Edit Mask…")
+        self.button.setToolTip("Paint where to repaint on the picture (saved with the workflow)")
+        self.button.clicked.connect(self.editRequested.emit)
+        layout.addWidget(self.button)
+
+    def _show(self, value: Any) -> None:
+        from nodeforge.core import painted_mask
+
+        self.state.setText(painted_mask.summary("" if value is None else str(value)))
+
+
 class _ChoiceCombo(QComboBox):
     """Refreshes dynamic choices (model names) each time it opens."""
 
@@ -458,6 +481,8 @@ def make_editor(param: Param, on_edit: EditCallback) -> ParamEditor:
         return BoolEditor(param, on_edit)
     if param.kind is ParamKind.CHOICE:
         return ChoiceEditor(param, on_edit)
+    if param.role is ParamRole.PAINTED_MASK:
+        return MaskEditor(param, on_edit)
     return TextEditor(param, on_edit)
 
 

@@ -28,6 +28,7 @@ class GraphScene(QGraphicsScene):
     renameRequested = Signal(str)
     groupRenameRequested = Signal(int)
     imageActivated = Signal(str)
+    maskEditRequested = Signal(str, str)      # node id, painted-mask param
     paramClamped = Signal(str, str, str)      # node id, param, what the typed value became (in words)
 
     def __init__(self, model: GraphModel, controller: GraphController, parent=None) -> None:
@@ -317,6 +318,9 @@ class GraphScene(QGraphicsScene):
 
     def request_rename(self, nid: str) -> None:
         self.renameRequested.emit(nid)
+
+    def request_mask_edit(self, nid: str, param: str) -> None:
+        self.maskEditRequested.emit(nid, param)
 
     def request_group_rename(self, index: int) -> None:
         self.groupRenameRequested.emit(index)
