@@ -50,12 +50,14 @@ def standard_config(path: Path, state: dict[str, torch.Tensor], metadata: dict[s
     """The shipped config folder for a VAE of SD's standard shape: SDXL's or SD's (see the module)."""
     conv_in = state.get("encoder.conv_in.weight")
     conv_out = state.get("encoder.conv_out.weight")
+    said = " ".join([path.stem, *(f"{k} {v}" for k, v in metadata.items())]).lower()
+    if conv_in is not None and conv_out is not None and conv_in.shape[0] == 128 and conv_out.shape[0] == 32:
+        return configs_dir() / ("sd3" if "sd3" in said else "flux") / "vae"   # 16 channels: Flux's ae, SD3's
     if conv_in is None or conv_out is None or conv_in.shape[0] != 128 or conv_out.shape[0] != 8:
         channels = "?" if conv_out is None else conv_out.shape[0] // 2
         raise NodeError(f"{path.name} is not a VAE of Stable Diffusion's standard shape (latent channels "
                         f"{channels}); put a diffusers-layout config folder named '{path.stem}.config' beside it",
                         field="vae")
-    said = " ".join([path.stem, *(f"{k} {v}" for k, v in metadata.items())]).lower()
     return configs_dir() / ("sdxl" if "xl" in said else "sd1") / "vae"
 
 

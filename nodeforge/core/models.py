@@ -20,7 +20,8 @@ from nodeforge.paths import builtin_dir
 # Sub-folder of each models root per kind, as in ComfyUI's models/ layout.
 SUBFOLDERS = {FileKind.CHECKPOINT: "checkpoints", FileKind.LORA: "loras", FileKind.IMAGE: "images",
               FileKind.VAE: "vae", FileKind.EMBEDDING: "embeddings", FileKind.CONTROLNET: "controlnet",
-              FileKind.UPSCALE_MODEL: "upscale_models", FileKind.TEXT_ENCODER: "text_encoders"}
+              FileKind.UPSCALE_MODEL: "upscale_models", FileKind.DIFFUSION_MODEL: "diffusion_models",
+              FileKind.TEXT_ENCODER: "text_encoders"}
 EXTENSIONS = {
     FileKind.CHECKPOINT: (".safetensors", ".ckpt", ".pt", ".pth", ".bin"),
     FileKind.LORA: (".safetensors", ".ckpt", ".pt", ".bin"),
@@ -29,16 +30,19 @@ EXTENSIONS = {
     FileKind.EMBEDDING: (".safetensors", ".pt", ".bin"),
     FileKind.CONTROLNET: (".safetensors", ".ckpt", ".pt", ".pth", ".bin"),
     FileKind.UPSCALE_MODEL: (".safetensors", ".pth", ".pt", ".ckpt", ".bin"),
-    FileKind.TEXT_ENCODER: (".safetensors",),
+    FileKind.DIFFUSION_MODEL: (".safetensors", ".gguf", ".sft"),
+    FileKind.TEXT_ENCODER: (".safetensors", ".gguf", ".sft"),
 }
 # What messages and dialogs call each kind ("missing upscale model ...").
 KIND_NAMES = {FileKind.CHECKPOINT: "checkpoint", FileKind.LORA: "LoRA", FileKind.IMAGE: "image",
               FileKind.VAE: "VAE", FileKind.EMBEDDING: "embedding", FileKind.CONTROLNET: "ControlNet",
-              FileKind.UPSCALE_MODEL: "upscale model", FileKind.TEXT_ENCODER: "text encoder"}
+              FileKind.UPSCALE_MODEL: "upscale model", FileKind.DIFFUSION_MODEL: "diffusion model",
+              FileKind.TEXT_ENCODER: "text encoder"}
 # Folders inside the bundled resources/ for each kind.
 BUILTIN = {FileKind.CHECKPOINT: "models", FileKind.LORA: "loras", FileKind.IMAGE: "images",
            FileKind.VAE: "vae", FileKind.EMBEDDING: "embeddings", FileKind.CONTROLNET: "controlnet",
-           FileKind.UPSCALE_MODEL: "upscale_models", FileKind.TEXT_ENCODER: "text_encoders"}
+           FileKind.UPSCALE_MODEL: "upscale_models", FileKind.DIFFUSION_MODEL: "diffusion_models",
+           FileKind.TEXT_ENCODER: "text_encoders"}
 # The kinds that are models (what the editor's Models menu lists); images are inputs, not models.
 MODEL_KINDS = tuple(kind for kind in SUBFOLDERS if kind is not FileKind.IMAGE)
 # Kinds that may also be a folder (diffusers layout), and what such a folder holds (any one).
@@ -46,6 +50,8 @@ FOLDER_MARKERS = {
     FileKind.CHECKPOINT: ("model_index.json", "unet"),
     FileKind.VAE: ("config.json", "vae"),
     FileKind.CONTROLNET: ("config.json",),
+    FileKind.DIFFUSION_MODEL: ("config.json",),
+    FileKind.TEXT_ENCODER: ("config.json",),
     FileKind.EMBEDDING: ("learned_embeds.safetensors", "learned_embeds.bin"),
 }
 

@@ -51,7 +51,8 @@ class FileKind(_Named):
     EMBEDDING = "embedding"
     CONTROLNET = "controlnet"
     UPSCALE_MODEL = "upscale_model"
-    TEXT_ENCODER = "text_encoder"      # one text encoder alone (CLIP-L, CLIP-G, T5), as ComfyUI's text_encoders/
+    DIFFUSION_MODEL = "diffusion_model"   # a transformer or UNet alone (ComfyUI's models/diffusion_models, unet)
+    TEXT_ENCODER = "text_encoder"         # a text encoder alone (ComfyUI's models/text_encoders, clip)
 
 
 class ParamRole(_Named):

@@ -13,6 +13,14 @@ _GUIDANCE = ("distilled guidance Flux dev reads (FluxPipeline's guidance_scale; 
              "ignores it. Not CFG: UNetDenoise's cfg above 1 runs the negative prompt too")
 
 
+def _names(kind: FileKind) -> Callable[[], list[str]]:
+    def list_names() -> list[str]:
+        from nodeforge.core.models import ModelPaths
+
+        return ModelPaths.default().names(kind)
+    return list_names
+
+
 def _lazy(function: str, module: str = "sd3_nodes") -> Callable[..., Any]:
     def run(ctx: Any, **kw: Any) -> Any:
         return getattr(importlib.import_module(f"{__package__}.{module}"), function)(ctx, **kw)
@@ -121,4 +129,24 @@ FAMILY_NODES: list[NodeSpec] = [
         description="Fix a Flux model's resolution-dependent sigma shift to the one for width x height, "
                     "between base_shift and max_shift (without it, the shift follows the latent's size).",
         display_name="Model Sampling (Flux)"),
+    NodeSpec(
+        "DiffusionModelLoader", "loaders", _lazy("run_diffusion_model_loader", "separate"),
+        params=(Param.choice("model", _names(FileKind.DIFFUSION_MODEL), default="", file=FileKind.DIFFUSION_MODEL,
+                             description="a Flux transformer alone (flux1-dev.safetensors, an fp8 or GGUF file) "
+                                         "from the diffusion_models folder"),),
+        outputs=(Output("unet", MODEL, description="the transformer, for UNet Denoise and LoRAs"),),
+        description="Load a diffusion model kept apart from its text encoders and VAE (ComfyUI's UNETLoader); "
+                    "pair it with Dual Text Encoder Loader and Load VAE.",
+        display_name="Load Diffusion Model"),
+    NodeSpec(
+        "DualTextEncoderLoader", "loaders", _lazy("run_dual_text_encoder_loader", "separate"),
+        params=(Param.choice("text_encoder_1", _names(FileKind.TEXT_ENCODER), default="", file=FileKind.TEXT_ENCODER,
+                             description="CLIP-L (clip_l.safetensors) or T5-XXL, from the text_encoders folder"),
+                Param.choice("text_encoder_2", _names(FileKind.TEXT_ENCODER), default="", file=FileKind.TEXT_ENCODER,
+                             description="the other one (t5xxl_fp16 / t5xxl_fp8_e4m3fn.safetensors)"),
+                Param.choice("family", ["flux"], default="flux", description="the model family they encode for")),
+        outputs=(Output("clip", CLIP, description="the text encoders, for Text Encoder"),),
+        description="Load two text encoders kept as separate files (ComfyUI's DualCLIPLoader with type flux); "
+                    "either order.",
+        display_name="Load Dual Text Encoders"),
 ]

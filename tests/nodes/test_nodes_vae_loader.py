@@ -122,6 +122,8 @@ def test_a_standard_vae_file_is_sdxl_when_its_name_or_metadata_says_so(tmp_path)
     config = json.loads((vae_loading.standard_config(tmp_path / "sdxl_vae.safetensors", state, {}) / "config.json")
                         .read_text())
     assert config["scaling_factor"] == 0.13025
-    wide = dict(state, **{"encoder.conv_out.weight": torch.zeros(32, 512, 3, 3)})
-    with pytest.raises(NodeError, match="latent channels 16.*'flux-ae.config' beside it"):
-        vae_loading.standard_config(tmp_path / "flux-ae.safetensors", wide, {})
+    wide = dict(state, **{"encoder.conv_out.weight": torch.zeros(32, 512, 3, 3)})   # 16 channels: Flux's ae (issue 29)
+    assert vae_loading.standard_config(tmp_path / "flux-ae.safetensors", wide, {}).parent.name == "flux"
+    odd = dict(state, **{"encoder.conv_out.weight": torch.zeros(24, 512, 3, 3)})
+    with pytest.raises(NodeError, match="latent channels 12.*'odd-ae.config' beside it"):
+        vae_loading.standard_config(tmp_path / "odd-ae.safetensors", odd, {})

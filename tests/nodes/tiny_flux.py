@@ -7,6 +7,7 @@ layout (the inverse of diffusers' conversion) is in `bfl_transformer_state`.
 """
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import torch
@@ -54,3 +55,97 @@ def save_flux_folder(parts: dict, folder: Path) -> Path:
 
     FluxPipeline(**parts).save_pretrained(str(folder))
     return folder
+
+
+def _swap_halves(weight: torch.Tensor) -> torch.Tensor:
+    first, second = weight.chunk(2, dim=0)
+    return torch.cat([second, first], dim=0)
+
+
+def bfl_transformer_state(transformer) -> dict[str, torch.Tensor]:
+    """The transformer in Black Forest Labs' key layout (inverse of convert_flux_transformer_checkpoint_to_diffusers)."""
+    sd = {k: v.detach().clone() for k, v in transformer.state_dict().items()}
+    pairs = {"time_in.in_layer": "time_text_embed.timestep_embedder.linear_1",
+             "time_in.out_layer": "time_text_embed.timestep_embedder.linear_2",
+             "vector_in.in_layer": "time_text_embed.text_embedder.linear_1",
+             "vector_in.out_layer": "time_text_embed.text_embedder.linear_2",
+             "guidance_in.in_layer": "time_text_embed.guidance_embedder.linear_1",
+             "guidance_in.out_layer": "time_text_embed.guidance_embedder.linear_2",
+             "txt_in": "context_embedder", "img_in": "x_embedder", "final_layer.linear": "proj_out"}
+    for i in range(transformer.config.num_layers):
+        o, b = f"double_blocks.{i}.", f"transformer_blocks.{i}."
+        pairs.update({o + "img_mod.lin": b + "norm1.linear", o + "txt_mod.lin": b + "norm1_context.linear",
+                      o + "img_mlp.0": b + "ff.net.0.proj", o + "img_mlp.2": b + "ff.net.2",
+                      o + "txt_mlp.0": b + "ff_context.net.0.proj", o + "txt_mlp.2": b + "ff_context.net.2",
+                      o + "img_attn.proj": b + "attn.to_out.0", o + "txt_attn.proj": b + "attn.to_add_out"})
+    for i in range(transformer.config.num_single_layers):
+        pairs.update({f"single_blocks.{i}.modulation.lin": f"single_transformer_blocks.{i}.norm.linear",
+                      f"single_blocks.{i}.linear2": f"single_transformer_blocks.{i}.proj_out"})
+    out = {}
+    for ours, theirs in pairs.items():
+        for p in ("weight", "bias"):
+            if f"{theirs}.{p}" in sd:
+                out[f"{ours}.{p}"] = sd[f"{theirs}.{p}"]
+    for p in ("weight", "bias"):
+        out[f"final_layer.adaLN_modulation.1.{p}"] = _swap_halves(sd[f"norm_out.linear.{p}"])
+        for i in range(transformer.config.num_layers):
+            o, b = f"double_blocks.{i}.", f"transformer_blocks.{i}.attn."
+            out[f"{o}img_attn.qkv.{p}"] = torch.cat([sd[f"{b}to_{x}.{p}"] for x in "qkv"])
+            out[f"{o}txt_attn.qkv.{p}"] = torch.cat([sd[f"{b}add_{x}_proj.{p}"] for x in "qkv"])
+        for i in range(transformer.config.num_single_layers):
+            b = f"single_transformer_blocks.{i}."
+            out[f"single_blocks.{i}.linear1.{p}"] = torch.cat(
+                [sd[f"{b}attn.to_{x}.{p}"] for x in "qkv"] + [sd[f"{b}proj_mlp.{p}"]])
+    for i in range(transformer.config.num_layers):
+        o, b = f"double_blocks.{i}.", f"transformer_blocks.{i}.attn."
+        for side, ours in (("img_attn", ("norm_q", "norm_k")), ("txt_attn", ("norm_added_q", "norm_added_k"))):
+            out[f"{o}{side}.norm.query_norm.scale"] = sd[f"{b}{ours[0]}.weight"]
+            out[f"{o}{side}.norm.key_norm.scale"] = sd[f"{b}{ours[1]}.weight"]
+    for i in range(transformer.config.num_single_layers):
+        b = f"single_transformer_blocks.{i}.attn."
+        out[f"single_blocks.{i}.norm.query_norm.scale"] = sd[f"{b}norm_q.weight"]
+        out[f"single_blocks.{i}.norm.key_norm.scale"] = sd[f"{b}norm_k.weight"]
+    return out
+
+
+def _config_beside(folder: Path, path: Path) -> None:
+    shutil.copytree(folder, path.with_name(path.stem + ".config"),
+                    ignore=shutil.ignore_patterns("*.safetensors", "*.bin"))
+
+
+def save_flux_single_file(parts: dict, folder: Path, path: Path, dtype=None) -> Path:
+    """`path` in ComfyUI's all-in-one layout (model.diffusion_model. in BFL keys, text_encoders.clip_l/t5xxl,
+    vae.) plus `<stem>.config/` (configs and tokenizers of the diffusers `folder`, no weights); `dtype`
+    stores the weights in it (torch.float8_e4m3fn: an fp8 checkpoint)."""
+    from safetensors.torch import save_file
+
+    state = {"model.diffusion_model." + k: v for k, v in bfl_transformer_state(parts["transformer"]).items()}
+    state.update({"vae." + k[len("first_stage_model."):]: v for k, v in tm.vae_ldm_state(parts["vae"]).items()})
+    state.update({f"text_encoders.clip_l.transformer.{k}": v for k, v in tm.hf_clip_state(parts["text_encoder"]).items()})
+    state.update({f"text_encoders.t5xxl.transformer.{k}": v.detach().clone()
+                  for k, v in parts["text_encoder_2"].state_dict().items()})
+    if dtype is not None:
+        state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
+    save_file({k: v.contiguous() for k, v in state.items()}, str(path))
+    _config_beside(folder, path)
+    return path
+
+
+def save_separate_files(parts: dict, folder: Path, root: Path) -> dict[str, Path]:
+    """ComfyUI's layout: diffusion_models/flux-tiny.safetensors (BFL keys), text_encoders/clip_l and
+    t5xxl, vae/ae.safetensors, each with its `<stem>.config/`."""
+    from safetensors.torch import save_file
+
+    files = {"transformer": root / "diffusion_models" / "flux-tiny.safetensors",
+             "clip_l": root / "text_encoders" / "clip_l.safetensors",
+             "t5xxl": root / "text_encoders" / "t5xxl_fp16.safetensors", "vae": root / "vae" / "ae.safetensors"}
+    states = {"transformer": bfl_transformer_state(parts["transformer"]),
+              "clip_l": tm.hf_clip_state(parts["text_encoder"]),
+              "t5xxl": {k: v.detach().clone() for k, v in parts["text_encoder_2"].state_dict().items()
+                        if k != "encoder.embed_tokens.weight"},   # files keep the tied embedding once
+              "vae": {k[len("first_stage_model."):]: v for k, v in tm.vae_ldm_state(parts["vae"]).items()}}
+    for name, path in files.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_file({k: v.contiguous() for k, v in states[name].items()}, str(path))
+        _config_beside(folder, path)
+    return files
