@@ -387,3 +387,20 @@ def test_kjnodes_named_wires_become_direct_wires(registry):
     assert imported.workflow.nodes["9"].inputs == {}
     assert imported.warnings == ["node 9 (VAEDecode), vae: GetNode 8 reads 'vae', which no SetNode in the file "
                                  "sets; the input is left unconnected"]
+
+
+def test_a_model_only_lora_after_a_diffusion_model_loader_takes_the_graphs_one_clip(registry):
+    """LoraLoaderModelOnly after a loader with no CLIP (UNETLoader, here a placeholder) was left with
+    'clip: required input is not connected' in 5 of 82 shared files; at strength 0 any CLIP will do."""
+    from nodeforge.interop import read_workflow
+
+    prompt = {"1": {"class_type": "SomeDiffusionModelLoader", "inputs": {"unet_name": "flux1-dev.safetensors"}},
+              "2": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "x.safetensors"}},
+              "3": {"class_type": "LoraLoaderModelOnly", "inputs": {"lora_name": "l.safetensors",
+                                                                    "strength_model": 0.8, "model": ["1", 0]}},
+              "4": {"class_type": "CLIPSetLastLayer", "inputs": {"stop_at_clip_layer": -2, "clip": ["2", 1]}}}
+    imported = read_workflow(prompt, registry=registry)
+    lora = imported.workflow.nodes["3"]
+    assert lora.inputs["clip"] == ("2", "clip") and lora.params["strength_clip"] == 0.0
+    prompt["5"] = dict(prompt["2"])                     # two CLIP sources: not guessed
+    assert "clip" not in read_workflow(prompt, registry=registry).workflow.nodes["3"].inputs
