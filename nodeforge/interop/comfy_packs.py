@@ -32,9 +32,7 @@ EQUIVALENTS = {
 }
 # ComfyUI's own classes that NodeForge does not map yet (the ones shared files use most).
 CORE = frozenset({
-    "SamplerCustom", "SamplerCustomAdvanced", "KSamplerSelect", "BasicScheduler", "BasicGuider", "CFGGuider",
-    "RandomNoise", "AlignYourStepsScheduler", "KarrasScheduler", "SplitSigmas",
-    "UNETLoader", "CLIPLoader", "DualCLIPLoader", "TripleCLIPLoader", "FluxGuidance", "LatentInterpolate",
+    "KarrasScheduler", "UNETLoader", "CLIPLoader", "DualCLIPLoader", "LatentInterpolate",
     "CLIPVisionLoader", "CLIPVisionEncode", "unCLIPConditioning", "unCLIPCheckpointLoader",
     "FreeU", "FreeU_V2", "PerpNeg", "SelfAttentionGuidance", "StyleModelLoader", "StyleModelApply",
     "GLIGENLoader", "GLIGENTextBoxApply", "InpaintModelConditioning", "DifferentialDiffusion", "RescaleCFG",
