@@ -150,6 +150,9 @@ def run_lora_loader(ctx: Any, unet: UNetModel, clip: ClipModel, lora: str, stren
                     strength_clip: float) -> dict[str, Any]:
     path = Path(ctx.resolve_file(FileKind.LORA, lora))
     state, metadata = read_state_dict(path, field="lora")
+    convert = getattr(of_model(unet.family), "lora_state", None)   # a family's LoRA layouts (Flux: diffusers')
+    if convert is not None:
+        state = convert(state, path.name)
     parts, ignored = parse_lora(state, _alpha_settings(path, metadata))
     if not parts:
         raise NodeError(f"{path.name} holds no LoRA weights in a known format (kohya or diffusers/PEFT)",

@@ -134,6 +134,25 @@ def load_file(path: Path, device: str, state: dict, metadata: dict) -> LoadedChe
     return load_flux_file(path, device, state)
 
 
+# -- LoRAs ------------------------------------------------------------------------------------------------------
+def lora_state(state: dict[str, torch.Tensor], source: str) -> dict[str, torch.Tensor]:
+    """A Flux LoRA in diffusers' names, as FluxPipeline.load_lora_weights reads it: kohya/ComfyUI
+    (`lora_unet_double_blocks_0_img_attn_qkv`, `diffusion_model.` names: fused qkv split by
+    diffusers' converter, alpha folded in), XLabs, BFL Control LoRAs; diffusers' and PEFT's own
+    names pass through (nodes/lora.py reads them)."""
+    from diffusers.loaders import FluxLoraLoaderMixin
+
+    if any(k.startswith(("base_model.model.", "transformer.", "text_encoder.")) for k in state):
+        return state
+    try:
+        converted, alphas = FluxLoraLoaderMixin.lora_state_dict(dict(state), return_alphas=True)
+    except Exception as exc:   # diffusers' converters raise bare KeyError/ValueError on layouts they half know
+        line = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+        raise NodeError(f"LoRA {source} is not in a Flux LoRA layout diffusers can read ({line}); use a kohya, "
+                        "ComfyUI, XLabs or diffusers/PEFT Flux LoRA", field="lora") from None
+    return {**converted, **(alphas or {})}
+
+
 # -- text -------------------------------------------------------------------------------------------------------
 def encode(clip: Any, text: str, embeddings: Any = None, **texts: str) -> dict[str, Any]:
     from .flux_text import encode_flux

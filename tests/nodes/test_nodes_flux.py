@@ -25,6 +25,7 @@ def flux_dir(tmp_path_factory) -> Path:
     (root / "checkpoints").mkdir()
     tf.save_flux_folder(tf.make_flux_components(0), root / "checkpoints" / "tiny-flux")
     tf.save_flux_folder(tf.make_flux_components(1, guidance=False), root / "checkpoints" / "tiny-flux-schnell")
+    tf.flux_loras(tf.make_flux_components(0)["transformer"], root / "loras")
     return root
 
 
@@ -226,6 +227,35 @@ def test_masked_inpainting_matches_flux_inpaint_pipeline(flux_engine, flux_dir, 
     torch.testing.assert_close(ours, expected, atol=1e-4, rtol=1e-4)
     assert torch.equal(ours[..., 8:], encoded[..., 8:])       # the kept half is the image's latent
     assert (ours[..., :8] - encoded[..., :8]).abs().mean() > 0.1
+
+
+# -- LoRAs ------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("layout", ["kohya", "diffusers"])
+def test_a_flux_lora_gives_the_pipelines_latents_with_it_loaded(flux_engine, flux_dir, layout):
+    wf = shipped_txt2img("tiny-flux", seed=12, cfg=1.0)
+    wf.add("LoRALoader", {"lora": f"flux-{layout}", "strength_unet": 1.0, "strength_clip": 1.0},
+           {"unet": ("1", "unet"), "clip": ("1", "clip")}, node_id="lora")
+    wf.nodes["5"].inputs["unet"] = ("lora", "unet")
+    ours = latent_of(flux_engine, wf)
+    with_lora = _pipe(flux_dir)
+    with_lora.load_lora_weights(str(flux_dir / "loras" / f"flux-{layout}.safetensors"))
+    torch.testing.assert_close(ours, theirs(with_lora, seed=12), atol=1e-4, rtol=1e-4)
+    base = latent_of(flux_engine, shipped_txt2img("tiny-flux", seed=12, cfg=1.0))
+    assert (ours - base).abs().max() > 1e-3
+
+
+def test_both_lora_layouts_patch_the_same_weights(flux_engine, flux_dir):
+    from nodes.families.flux import lora_state
+    from nodes.loading import read_state_dict
+    from nodes.lora import parse_lora
+
+    entries = {}
+    for layout in ("kohya", "diffusers"):
+        state, _ = read_state_dict(flux_dir / "loras" / f"flux-{layout}.safetensors", field="lora")
+        entries[layout] = parse_lora(lora_state(state, layout))[0]["unet"]
+    assert set(entries["kohya"]) == set(entries["diffusers"]) == {
+        "transformer_blocks.0.attn.to_q", "transformer_blocks.0.attn.to_k", "transformer_blocks.0.attn.to_v",
+        "transformer_blocks.0.ff.net.0.proj", "single_transformer_blocks.0.proj_out"}
 
 
 # -- refusals --------------------------------------------------------------------------------------------------

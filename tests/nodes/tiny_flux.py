@@ -149,3 +149,38 @@ def save_separate_files(parts: dict, folder: Path, root: Path) -> dict[str, Path
         save_file({k: v.contiguous() for k, v in states[name].items()}, str(path))
         _config_beside(folder, path)
     return files
+
+
+def flux_loras(transformer, folder: Path, rank: int = 4, seed: int = 3) -> dict[str, Path]:
+    """Two LoRAs of the same layers in the layouts FluxPipeline.load_lora_weights reads: diffusers'
+    (`transformer.<module>.lora_A/B.weight`) and kohya's on Black Forest Labs' module names (a fused
+    qkv: one down, the three ups stacked; alpha = rank / 2)."""
+    from safetensors.torch import save_file
+
+    gen = torch.Generator().manual_seed(seed)
+    inner = transformer.config.num_attention_heads * transformer.config.attention_head_dim
+
+    def pair(out_dim: int, in_dim: int):
+        return torch.randn(rank, in_dim, generator=gen) * 0.3, torch.randn(out_dim, rank, generator=gen) * 0.3
+
+    kohya, diffusers = {}, {}
+    qkv_down, qkv_up = pair(3 * inner, inner)
+    mlp_down, mlp_up = pair(4 * inner, inner)
+    out_down, out_up = pair(inner, inner + 4 * inner)
+    for name, down, up in (("double_blocks_0_img_attn_qkv", qkv_down, qkv_up), ("double_blocks_0_img_mlp_0", mlp_down, mlp_up),
+                           ("single_blocks_0_linear2", out_down, out_up)):
+        kohya.update({f"lora_unet_{name}.lora_down.weight": down, f"lora_unet_{name}.lora_up.weight": up,
+                      f"lora_unet_{name}.alpha": torch.tensor(rank / 2)})
+    half = 0.5 ** 0.5   # alpha / rank = 0.5, split over down and up as diffusers' kohya converter does
+    for i, letter in enumerate("qkv"):
+        diffusers[f"transformer.transformer_blocks.0.attn.to_{letter}.lora_A.weight"] = qkv_down * half
+        diffusers[f"transformer.transformer_blocks.0.attn.to_{letter}.lora_B.weight"] = qkv_up.chunk(3)[i] * half
+    for module, down, up in (("transformer_blocks.0.ff.net.0.proj", mlp_down, mlp_up),
+                             ("single_transformer_blocks.0.proj_out", out_down, out_up)):
+        diffusers[f"transformer.{module}.lora_A.weight"] = down * half
+        diffusers[f"transformer.{module}.lora_B.weight"] = up * half
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = {"kohya": folder / "flux-kohya.safetensors", "diffusers": folder / "flux-diffusers.safetensors"}
+    save_file({k: v.contiguous() for k, v in kohya.items()}, str(paths["kohya"]))
+    save_file({k: v.contiguous() for k, v in diffusers.items()}, str(paths["diffusers"]))
+    return paths
