@@ -37,7 +37,10 @@ def test_installed_models_lists_every_kind_with_the_bundled_and_the_users_files(
     dialog = studio.models_dialog
     assert dialog.isVisible()
     shown = dialog.kinds_shown()
-    assert list(shown) == ["checkpoint", "lora", "vae", "embedding", "controlnet", "upscale_model"]
+    from nodeforge.core.models import MODEL_KINDS
+
+    assert list(shown) == [kind.value for kind in MODEL_KINDS]   # every kind the loaders read, in their order
+    assert {"checkpoint", "lora", "vae", "embedding", "controlnet", "upscale_model"} <= set(shown)
     assert "my-model.safetensors" in shown["checkpoint"] and "nodeforge-shapes" in shown["checkpoint"]
     assert "shapes-star.safetensors" in shown["lora"] and shown["vae"] == []
     top = dialog.tree.topLevelItem(0)
