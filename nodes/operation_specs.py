@@ -1,6 +1,6 @@
 """Declarations of the latent, mask and image operation nodes that ComfyUI's core has (torch-free;
 run functions in nodes/latent_ops.py, nodes/latent_files.py, nodes/masks.py,
-nodes/image_filters.py and nodes/conditioning.py, imported when a node first runs)."""
+nodes/image_filters.py, nodes/conditioning.py and nodes/freeu.py, imported when a node first runs)."""
 from __future__ import annotations
 
 import importlib
@@ -10,7 +10,7 @@ from nodeforge.core.spec import Input, NodeSpec, Output, Param
 from nodeforge.core.types import PortType
 
 LATENT, MASK, IMAGE, VAE = PortType.LATENT.value, PortType.MASK.value, PortType.IMAGE.value, PortType.VAE.value
-COND = PortType.CONDITIONING.value
+COND, MODEL = PortType.CONDITIONING.value, PortType.MODEL.value
 RES = 16384
 
 
@@ -188,4 +188,30 @@ CONDITIONING_NODES: list[NodeSpec] = [
         display_name="Conditioning (Set Mask)"),
 ]
 
-OPERATION_NODES: list[NodeSpec] = LATENT_NODES + MASK_NODES + IMAGE_NODES + CONDITIONING_NODES
+
+def _freeu(name: str, function: str, defaults: tuple[float, float, float, float], description: str,
+           display: str) -> NodeSpec:
+    b1, b2, s1, s2 = defaults
+    return NodeSpec(
+        name, "advanced/model", _lazy("freeu", function), inputs=(Input("unet", MODEL),),
+        params=(Param.float("b1", b1, min=0.0, max=10.0, step=0.01,
+                            description="backbone scale in the deepest decoder layers (4x the first block's width)"),
+                Param.float("b2", b2, min=0.0, max=10.0, step=0.01,
+                            description="backbone scale in the next layers (2x the first block's width)"),
+                Param.float("s1", s1, min=0.0, max=10.0, step=0.01,
+                            description="skip-connection low-frequency scale where b1 applies"),
+                Param.float("s2", s2, min=0.0, max=10.0, step=0.01,
+                            description="skip-connection low-frequency scale where b2 applies")),
+        outputs=(Output("unet", MODEL),), description=description, display_name=display)
+
+
+MODEL_NODES: list[NodeSpec] = [
+    _freeu("FreeU", "run_freeu", (1.1, 1.2, 0.9, 0.2),
+           "FreeU: strengthen the UNet's backbone features and damp its skip connections' low frequencies "
+           "(often more detail and contrast, no cost); the input model is not changed.", "FreeU"),
+    _freeu("FreeUV2", "run_freeu_v2", (1.3, 1.4, 0.9, 0.2),
+           "FreeU version 2: the backbone scale follows each pixel's mean feature strength (gentler on flat "
+           "areas); the input model is not changed.", "FreeU (V2)"),
+]
+
+OPERATION_NODES: list[NodeSpec] = LATENT_NODES + MASK_NODES + IMAGE_NODES + CONDITIONING_NODES + MODEL_NODES

@@ -109,6 +109,7 @@ class UNetModel(OnModule):
     preview_rgb: Any = field(default=None, compare=False, repr=False)
     # The family's denoise phases (nodes/sampling.py SamplingBehaviour); None: the UNet families'.
     sampling_behaviour: Any = field(default=None, compare=False, repr=False)
+    freeu: Any = None                 # nodes/freeu.py FreeU settings, hooked on only inside patched()
 
     @property
     def is_inpainting(self) -> bool:
@@ -118,12 +119,20 @@ class UNetModel(OnModule):
     def with_lora(self, patch: LoraPatch) -> "UNetModel":
         return dataclasses.replace(self, loras=self.loras + (patch,))
 
-    def patched(self) -> contextlib.AbstractContextManager:
-        return apply_patches({"unet": self.unet}, tuple(("unet", p) for p in self.loras))
+    @contextlib.contextmanager
+    def patched(self) -> Iterator[None]:
+        with apply_patches({"unet": self.unet}, tuple(("unet", p) for p in self.loras)):
+            if self.freeu is None:
+                yield
+                return
+            from .freeu import freeu_applied
+
+            with freeu_applied(self.unet, self.freeu):
+                yield
 
     def nodeforge_nbytes(self) -> int:
-        # A LoRA'd wrapper shares the base weights; count only what it adds.
-        if self.loras:
+        # A LoRA'd (or FreeU'd) wrapper shares the base weights; count only what it adds.
+        if self.loras or self.freeu is not None:
             return sum(p.nbytes() for p in self.loras)
         return _module_nbytes(self.unet)
 

@@ -34,7 +34,7 @@ EQUIVALENTS = {
 CORE = frozenset({
     "KarrasScheduler", "UNETLoader", "CLIPLoader", "DualCLIPLoader", "LatentInterpolate",
     "CLIPVisionLoader", "CLIPVisionEncode", "unCLIPConditioning", "unCLIPCheckpointLoader",
-    "FreeU", "FreeU_V2", "PerpNeg", "SelfAttentionGuidance", "StyleModelLoader", "StyleModelApply",
+    "PerpNeg", "SelfAttentionGuidance", "StyleModelLoader", "StyleModelApply",
     "GLIGENLoader", "GLIGENTextBoxApply", "InpaintModelConditioning", "DifferentialDiffusion", "RescaleCFG",
     "ModelSamplingDiscrete", "PatchModelAddDownscale", "SaveAnimatedWEBP", "ImageFromBatch", "RepeatImageBatch",
     "ModelMergeSimple", "CLIPMergeSimple", "CheckpointSave",

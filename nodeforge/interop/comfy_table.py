@@ -425,6 +425,10 @@ ROWS: tuple[ClassMap, ...] = (
     ClassMap("LoadLatent", "LoadLatent", "LoadLatent", (Widget("latent", "path", load=_image_in),), (), ("latent",),
              note="ComfyUI stores latents without the VAE's scaling; NodeForge scales them by SD 1.x/2.x's 0.18215 "
                   "unless the model's VAE is connected to the node's vae input (SDXL, SD3)"),
+    ClassMap("FreeU", "FreeU", "FreeU", (Widget("b1"), Widget("b2"), Widget("s1"), Widget("s2")),
+             (("model", "unet"),), ("unet",)),
+    ClassMap("FreeU_V2", "FreeUV2", "FreeU_V2", (Widget("b1"), Widget("b2"), Widget("s1"), Widget("s2")),
+             (("model", "unet"),), ("unet",)),
     # The deprecated loader with a config file: NodeForge tells a checkpoint's kind from its weights, so the
     # config is not needed; the node goes back to ComfyUI as the plain Load Checkpoint.
     ClassMap("CheckpointLoader", "CheckpointLoader", "Load Checkpoint With Config (DEPRECATED)",

@@ -37,6 +37,11 @@ OPS = {
            {"conditioning": ("2", "conditioning"), "mask": ("16", "mask")}),
     "31": ("SaveLatent", {"prefix": "latents/ops"}, {"latent": ("13", "latent")}),
     "32": ("LoadLatent", {"path": "ops_00001_.latent"}, {}),
+    "33": ("FreeU", {"b1": 1.1, "b2": 1.2, "s1": 0.9, "s2": 0.2}, {"unet": ("1", "unet")}),
+    "34": ("FreeUV2", {"b1": 1.3, "b2": 1.4, "s1": 0.85, "s2": 0.25}, {"unet": ("33", "unet")}),
+    "5": ("UNetDenoise", {"seed": 7, "steps": 4, "cfg": 6.5, "sampler": "euler", "schedule": "normal", "denoise": 1.0},
+          {"unet": ("34", "unet"), "positive": ("30", "conditioning"), "negative": ("3", "conditioning"),
+           "latent": ("4", "latent")}),
     # the deprecated loader with a config: the checkpoint loader, the config left out (with a note)
     "29": ("CheckpointLoader", {"checkpoint": "v1-5-pruned-emaonly.safetensors"}, {}),
 }

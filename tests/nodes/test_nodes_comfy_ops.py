@@ -359,3 +359,90 @@ def test_save_and_load_latent_run_in_a_graph(make_engine, tmp_path):
     load.add("LoadLatent", {"path": path}, node_id="load")
     back = engine.run(load, outputs=["load"]).outputs["load"]["latent"]["samples"]
     torch.testing.assert_close(back, engine.run(wf, outputs=["enc"]).outputs["enc"]["latent"]["samples"])
+
+
+freeu = builtin_module("freeu")
+
+
+def _tiny_unet(block_out_channels=(32, 64, 64)):
+    from diffusers import UNet2DConditionModel
+
+    torch.manual_seed(0)
+    n = len(block_out_channels)
+    return UNet2DConditionModel(block_out_channels=block_out_channels, layers_per_block=1, sample_size=8,
+                                in_channels=4, out_channels=4, down_block_types=("DownBlock2D",) * n,
+                                up_block_types=("UpBlock2D",) * n, cross_attention_dim=8, norm_num_groups=8).eval()
+
+
+def test_freeu_scales_the_backbone_half_and_filters_the_skip_features():
+    gen = torch.Generator().manual_seed(3)
+    h, hsp = torch.randn(2, 4, 6, 8, generator=gen), torch.randn(2, 3, 6, 8, generator=gen)
+    out_h, out_hsp = freeu.scale_features(h, hsp, 1.5, 0.25, 1)
+    assert torch.equal(out_h[:, :2], h[:, :2] * 1.5) and torch.equal(out_h[:, 2:], h[:, 2:])
+    # the 2x2 lowest frequencies (around the centre after the shift) times s, the rest kept
+    freq = torch.fft.fftshift(torch.fft.fftn(hsp, dim=(-2, -1)), dim=(-2, -1))
+    freq[..., 2:4, 3:5] *= 0.25
+    expected = torch.fft.ifftn(torch.fft.ifftshift(freq, dim=(-2, -1)), dim=(-2, -1)).real
+    torch.testing.assert_close(out_hsp, expected, atol=1e-5, rtol=0)
+    # V2: the scale follows the channel mean, normalised to 0..1 in each image
+    v2, _ = freeu.scale_features(h, hsp, 1.5, 1.0, 2)
+    mean = h.mean(1, keepdim=True)
+    low = mean.amin(dim=(2, 3), keepdim=True)
+    norm = (mean - low) / (mean.amax(dim=(2, 3), keepdim=True) - low)
+    torch.testing.assert_close(v2[:, :2], h[:, :2] * (0.5 * norm + 1), atol=1e-6, rtol=0)
+    assert torch.equal(v2[:, 2:], h[:, 2:])
+
+
+def test_freeu_hooks_the_layers_comfyui_picks_by_channel_count(monkeypatch):
+    import diffusers.models.unets.unet_2d_blocks as blocks
+
+    unet = _tiny_unet()
+    # diffusers hands each decoder resnet's hidden features to apply_freeu: record their widths
+    seen = []
+    monkeypatch.setattr(blocks, "apply_freeu", lambda idx, h, hsp, **kw: (seen.append(h.shape[1]), (h, hsp))[1])
+    unet.enable_freeu(s1=1.0, s2=1.0, b1=1.0, b2=1.0)
+    x, t, text = torch.randn(1, 4, 16, 16), torch.tensor(10), torch.randn(1, 77, 8)
+    with torch.no_grad():
+        unet(x, t, encoder_hidden_states=text)
+    unet.disable_freeu()
+    assert [channels for _resnet, channels in freeu.decoder_splits(unet)] == seen == [64, 64, 64, 64, 64, 32]
+    # block widths 32, 64, 64: b1/s1 where h is 4 x 32 = 128 wide (none here), b2/s2 where it is 64 wide
+    calls = []
+    monkeypatch.setattr(freeu, "scale_features", lambda h, hsp, b, s, v: (calls.append((h.shape[1], b, s)), (h, hsp))[1])
+    with freeu.freeu_applied(unet, freeu.FreeU(1.1, 1.2, 0.9, 0.2)), torch.no_grad():
+        unet(x, t, encoder_hidden_states=text)
+    assert calls == [(64, 1.2, 0.2)] * 5
+
+
+def test_freeu_changes_the_prediction_only_inside_patched_and_identity_settings_change_nothing():
+    from nodeforge.core.registry import builtin_module as pack
+
+    wrappers = pack("wrappers")
+    unet = _tiny_unet()
+    model = wrappers.UNetModel(unet, {}, "epsilon", 4, 8, "sd1", "tiny")
+    x, t, text = torch.randn(1, 4, 16, 16), torch.tensor(10), torch.randn(1, 77, 8)
+
+    def predict(m):
+        with torch.no_grad(), m.patched():
+            return unet(x, t, encoder_hidden_states=text).sample
+
+    plain = predict(model)
+    strong = freeu.run_freeu(None, model, 1.1, 1.6, 0.9, 0.3)["unet"]
+    assert model.freeu is None and strong.freeu == freeu.FreeU(1.1, 1.6, 0.9, 0.3, 1)
+    assert (predict(strong) - plain).abs().max() > 1e-3
+    assert torch.equal(predict(model), plain)          # the hooks are gone after the run
+    identity = freeu.run_freeu_v2(None, model, 1.0, 1.0, 1.0, 1.0)["unet"]
+    torch.testing.assert_close(predict(identity), plain, atol=1e-5, rtol=0)
+    with pytest.raises(NodeError) as info:
+        freeu.run_freeu(None, SimpleNamespace(unet=object(), family="sd3", freeu=None), 1.1, 1.2, 0.9, 0.2)
+    assert info.value.field == "unet" and "UNet models" in str(info.value)
+
+
+def test_freeu_runs_in_a_graph(engine, make_txt2img):
+    plain = engine.run(make_txt2img(), outputs=["denoise"]).outputs["denoise"]["latent"]["samples"]
+    wf = make_txt2img()
+    wf.add("FreeUV2", {"b1": 1.3, "b2": 1.4, "s1": 0.9, "s2": 0.2}, {"unet": ("ckpt", "unet")}, node_id="freeu")
+    wf.nodes["denoise"].inputs["unet"] = ("freeu", "unet")
+    assert engine.validate(wf) == []
+    boosted = engine.run(wf, outputs=["denoise"]).outputs["denoise"]["latent"]["samples"]
+    assert (boosted - plain).abs().max() > 1e-4
