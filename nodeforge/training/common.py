@@ -442,13 +442,14 @@ def optimizer_step(opt: torch.optim.Optimizer, loss: torch.Tensor, clip: Any = N
 class Progress:
     """A one-line progress bar on stderr (no tqdm dependency)."""
 
-    def __init__(self, total: int, stream: Any = None, name: str = "train"):
+    def __init__(self, total: int, stream: Any = None, name: str = "train", start: int = 0):
         self.total, self.stream, self.t0, self.name = total, stream or sys.stderr, time.time(), name
+        self.start = start   # steps done before this run (a resumed run's rate counts only its own)
 
     def update(self, done: int, loss: float) -> None:
         width = 30
         filled = int(width * done / self.total)
-        rate = done / max(time.time() - self.t0, 1e-9)
+        rate = (done - self.start) / max(time.time() - self.t0, 1e-9)
         eta = (self.total - done) / max(rate, 1e-9)
         self.stream.write(f"\r{self.name} [{'#' * filled}{'.' * (width - filled)}] {done}/{self.total} "
                           f"loss {loss:.4f} {rate:.2f} it/s eta {eta:.0f}s ")

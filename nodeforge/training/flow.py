@@ -187,7 +187,7 @@ def train(args: argparse.Namespace, parts: dict[str, Any], latents: Any, caption
         generator.set_state(state["generator"])
     image_tokens = (latents.shape[-1] // parts["transformer"].config.patch_size) ** 2
     use_shared_zero_token(parts["transformer"], image_tokens)
-    progress = Progress(args.steps, name=NAME)
+    progress = Progress(args.steps, name=NAME, start=done)
     for step in range(done + 1, args.steps + 1):
         for group in opt.param_groups:
             group["lr"] = lr_at(step - 1, args.steps, args.lr, args.warmup)
