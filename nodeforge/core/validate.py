@@ -179,7 +179,8 @@ def _check_shared_names(nid: str, given: dict[str, Any], spec: NodeSpec, origins
 
 
 def _outside_message(kind: str, name: str, origin: str, nid: str, param: str) -> str:
-    return (f"{kind} {short_repr(name, 80)} from the imported {origin} reaches outside the model folders (an absolute "
+    shown = short_repr(name, 80).replace("\\\\", "\\")     # a Windows path's backslashes shown once, as written
+    return (f"{kind} {shown} from the imported {origin} reaches outside the model folders (an absolute "
             f"path or '..'), which a shared file may not do; choose one of your models, or if you trust the path "
             f"type it in the editor or give --set {nid}.{param}=...")
 

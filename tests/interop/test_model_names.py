@@ -307,3 +307,15 @@ def test_an_image_kind_map_to_a_path_of_the_users_validates(registry, tmp_path):
     imported = read_workflow({**prompt, "1": {"class_type": "LoadImage", "inputs": {"image": str(mine)}}},
                              registry=registry, model_paths=empty)
     assert "reaches outside the model folders" in str(engine.validate(imported.workflow)[0])
+
+
+def test_a_windows_path_from_a_shared_file_is_refused_with_its_backslashes_as_written(registry, tmp_path):
+    from nodeforge.core.engine import Engine
+
+    prompt = {"1": {"class_type": "LoadImage", "inputs": {"image": "C:\\Users\\me\\Pictures\\cat.png"}},
+              "2": {"class_type": "PreviewImage", "inputs": {"images": ["1", 0]}}}
+    empty = ModelPaths(roots=[tmp_path / "models"], include_builtin=False)
+    imported = read_workflow(prompt, registry=registry, model_paths=empty)
+    [problem] = Engine(device="cpu", model_paths=empty).validate(imported.workflow)
+    assert problem.message.startswith("image 'C:\\Users\\me\\Pictures\\cat.png' from the imported ComfyUI API prompt "
+                                      "reaches outside the model folders")
