@@ -287,6 +287,14 @@ ROWS: tuple[ClassMap, ...] = (
     ClassMap("TripleCLIPLoader", "TextEncoderLoaderSD3", "TripleCLIPLoader",
              (Widget("clip_name1", "clip_l", model="text_encoder"), Widget("clip_name2", "clip_g", model="text_encoder"),
               Widget("clip_name3", "t5xxl", model="text_encoder")), (), ("clip",)),
+    # The separate files (Flux's layout): NodeForge reads fp8 weights upcast, so weight_dtype is not needed.
+    ClassMap("UNETLoader", "DiffusionModelLoader", "Load Diffusion Model",
+             (Widget("unet_name", "model", model="diffusion_model"),
+              Widget("weight_dtype", None, export_default="default")), (), ("unet",)),
+    ClassMap("DualCLIPLoader", "DualTextEncoderLoader", "DualCLIPLoader",
+             (Widget("clip_name1", "text_encoder_1", model="text_encoder"),
+              Widget("clip_name2", "text_encoder_2", model="text_encoder"), Widget("type", "family"),
+              Widget("device", None, export_default="default")), (), ("clip",)),
     # Flux (comfy_extras/nodes_flux.py and nodes_model_advanced.py).
     ClassMap("FluxGuidance", "FluxGuidance", "FluxGuidance", (Widget("guidance"),),
              (("conditioning", "conditioning"),), ("conditioning",)),

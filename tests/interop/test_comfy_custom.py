@@ -49,6 +49,24 @@ FLUX = {
     "17": ("BasicScheduler", {"schedule": "simple", "steps": 4, "denoise": 1.0}, {"unet": ("2", "unet")}),
 }
 
+FLUX_DEV = {
+    "12": ("DiffusionModelLoader", {"model": "flux1-dev.safetensors"}, {}),
+    "11": ("DualTextEncoderLoader", {"text_encoder_1": "t5xxl_fp16.safetensors", "text_encoder_2": "clip_l.safetensors",
+                                     "family": "flux"}, {}),
+    "10": ("VAELoader", {"vae": "ae.safetensors"}, {}),
+    "26": ("FluxGuidance", {"guidance": 3.5}, {"conditioning": ("6", "conditioning")}),
+    "13": ("SamplerCustomAdvanced", {}, {"noise": ("25", "noise"), "guider": ("22", "guider"),
+                                         "sampler": ("16", "sampler"), "sigmas": ("17", "sigmas"),
+                                         "latent": ("27", "latent")}),
+}
+FLUX_SCHNELL = {
+    "11": ("DualTextEncoderLoader", {"text_encoder_1": "clip_l.safetensors",
+                                     "text_encoder_2": "t5xxl_fp8_e4m3fn.safetensors", "family": "flux"}, {}),
+    "3": ("UNetDenoise", {"seed": 42, "steps": 4, "cfg": 1.0, "sampler": "euler", "schedule": "simple"},
+          {"unet": ("12", "unet"), "positive": ("6", "conditioning"), "negative": ("33", "conditioning"),
+           "latent": ("5", "latent")}),
+}
+
 
 def _check(imported, expected):
     nodes = imported.workflow.nodes
@@ -60,7 +78,10 @@ def _check(imported, expected):
 
 @pytest.mark.parametrize("name,expected", [("comfy-custom-0.4.json", CUSTOM), ("comfy-custom-api.json", CUSTOM),
                                            ("comfy-sd3-custom-0.4.json", SD3), ("comfy-sd3-custom-api.json", SD3),
-                                           ("comfy-flux-0.4.json", FLUX), ("comfy-flux-api.json", FLUX)])
+                                           ("comfy-flux-0.4.json", FLUX), ("comfy-flux-api.json", FLUX),
+                                           ("comfy-flux-dev-0.4.json", FLUX_DEV), ("comfy-flux-dev-api.json", FLUX_DEV),
+                                           ("comfy-flux-schnell-0.4.json", FLUX_SCHNELL),
+                                           ("comfy-flux-schnell-api.json", FLUX_SCHNELL)])
 def test_custom_sampling_classes_import_field_by_field_and_validate(read, registry, name, expected):
     from nodeforge import Engine
     from nodeforge.core.models import ModelPaths
@@ -72,7 +93,8 @@ def test_custom_sampling_classes_import_field_by_field_and_validate(read, regist
     assert not [w for w in imported.warnings if "no NodeForge equivalent" in w or "no value" in w], imported.warnings
 
 
-@pytest.mark.parametrize("stem", ["comfy-custom", "comfy-sd3-custom", "comfy-flux"])
+@pytest.mark.parametrize("stem", ["comfy-custom", "comfy-sd3-custom", "comfy-flux", "comfy-flux-dev",
+                                  "comfy-flux-schnell"])
 @pytest.mark.parametrize("form", ["0.4", "api"])
 def test_export_gives_back_the_classes_widgets_and_links_of_the_api_prompt(read, registry, stem, form):
     from nodeforge.interop import export_comfyui_api
