@@ -159,6 +159,9 @@ def run_lora_loader(ctx: Any, unet: UNetModel, clip: ClipModel, lora: str, stren
                         field="lora")
     matched = unmatched = 0
     new_unet, new_clip = unet, clip
+    if "unet" in parts and getattr(unet.unet, "is_quantized", False):
+        raise NodeError(f"{unet.name} is quantised (GGUF), and LoRAs cannot be added to its packed weights; load "
+                        f"the model's safetensors transformer (bf16 or fp8) to use {path.name}", field="lora")
     if "unet" in parts:
         rename = getattr(of_model(unet.family), "lora_entries", None)   # a family's own module names (SD3)
         entries = rename(parts["unet"], unet.unet, path.name) if rename else parts["unet"]

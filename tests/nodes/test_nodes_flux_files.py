@@ -200,6 +200,17 @@ def test_a_gguf_transformer_loads_through_diffusers_gguf_support(files, tmp_path
     with torch.no_grad():
         ours, theirs = unet.unet(**kw)[0], transformer(**kw)[0]
     assert (ours - theirs).abs().max() < 0.02 * theirs.abs().max()   # Q8_0 of one layer: close, not equal
+    lora = tf.flux_loras(transformer, tmp_path / "loras")["diffusers"]
+
+    class Ctx:
+        def resolve_file(self, kind, name):
+            return str(lora)
+
+    from nodes.lora import run_lora_loader
+
+    with pytest.raises(NodeError) as info:
+        run_lora_loader(Ctx(), unet, None, "flux-diffusers", 1.0, 1.0)
+    assert "GGUF" in str(info.value) and "flux-diffusers.safetensors" in str(info.value)
 
 
 def test_a_gguf_file_with_a_bad_header_is_one_line(tmp_path):
