@@ -5,7 +5,10 @@ torch is imported inside the functions, never at module import, so the editor st
 from __future__ import annotations
 
 import functools
+import platform
 import re
+import sys
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -69,6 +72,37 @@ def describe_device(name: str) -> str:
     if name == "mps":
         return "Apple GPU (MPS)"
     return f"CPU ({torch.get_num_threads()} threads)"
+
+
+def describe_before_torch(name: str) -> str:
+    """What `describe_device` will say, guessed without importing torch (the editor loads torch at
+    its first run; the status bar names the device from the start): "CPU", "Apple GPU (MPS)", or
+    an NVIDIA GPU's model read from the driver, marked as found rather than in use for "auto"."""
+    gpu = _nvidia_model()
+    if name == "cpu":
+        return "CPU"
+    if name == "mps":
+        return "Apple GPU (MPS)"
+    if name.startswith("cuda"):
+        return gpu or "CUDA GPU"
+    if gpu:
+        return f"auto: {gpu} found (used if torch has CUDA)"
+    if sys.platform == "darwin" and platform.machine() == "arm64":
+        return "auto: Apple GPU (MPS)"
+    return "CPU"
+
+
+def _nvidia_model() -> str | None:
+    """The first NVIDIA GPU's model from the Linux driver's /proc files (no torch, no nvidia-smi)."""
+    for info in sorted(Path("/proc/driver/nvidia/gpus").glob("*/information")):
+        try:
+            for line in info.read_text(encoding="utf-8", errors="replace").splitlines():
+                key, _, value = line.partition(":")
+                if key.strip() == "Model" and value.strip():
+                    return value.strip()
+        except OSError:
+            continue
+    return None
 
 
 def torch_support() -> str:

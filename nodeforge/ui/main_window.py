@@ -424,9 +424,33 @@ class MainWindow(QMainWindow):
         p = self._search_pos
         if "connect_to" in ctx:
             p = QPointF(p.x() - 280, p.y() - 20)   # a node feeding an input sits to its left
+        spec = self.registry.get(node_type)
+        self.stack.beginMacro(f"Add {spec.title if spec is not None else node_type}")
         nid = self.controller.add_node(node_type, (p.x(), p.y()), connect_from=ctx.get("connect_from"),
                                        connect_to=ctx.get("connect_to"), via_reroute=ctx.get("via_reroute"))
+        self._move_into_view(nid)
+        self.stack.endMacro()
         self.scene.select_nodes([nid])
+
+    def _move_into_view(self, nid: str) -> None:
+        """A node added near the canvas's edge (Tab or a double-click by the border) is moved just
+        inside it, so it is not half off screen; one undo step with the adding."""
+        item = self.scene.nodes.get(nid)
+        if item is None:
+            return
+        margin = 16 / self.view.zoom()
+        visible = self.view.mapToScene(self.view.viewport().rect()).boundingRect().adjusted(
+            margin, margin, -margin, -margin)
+        rect = item.sceneBoundingRect()
+        dx = min(0.0, visible.right() - rect.right()) or max(0.0, visible.left() - rect.left())
+        dy = min(0.0, visible.bottom() - rect.bottom()) or max(0.0, visible.top() - rect.top())
+        if rect.width() > visible.width():
+            dx = visible.left() - rect.left()
+        if rect.height() > visible.height():
+            dy = visible.top() - rect.top()       # a node taller than the view: its title in view
+        if dx or dy:
+            old = self.model.position(nid)
+            self.controller.move({nid: (old, (old[0] + dx, old[1] + dy))})
 
     def delete_selection(self) -> None:
         focus = QApplication.focusWidget()

@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QPoint, QPointF, Qt
 from PySide6.QtTest import QTest
+from PySide6.QtWidgets import QApplication
 
 from nodeforge.paths import builtin_dir
 from tests.ui.test_second_hour import big_window, real_registry  # noqa: F401 - fixtures
@@ -174,3 +175,142 @@ def test_import_dialogs_come_one_at_a_time_and_the_notes_follow_the_choice(big_w
     notes = win.document.import_notice.text()
     assert "missing checkpoint 'friends-model-v3.safetensors' (node 4): put it in " in notes
     assert "or pick one of yours in the node's list" in notes and "--model-map" not in notes
+
+
+# -- item 9: visuals ---------------------------------------------------------------------------------------
+def _indicator_contrast(win, item, box) -> float:
+    """How far the check box's indicator, as the canvas draws it, stands out from the node around it
+    (largest RGB distance of a pixel inside it to the node's body just right of it)."""
+    from PySide6.QtCore import QPointF
+    from PySide6.QtWidgets import QStyle, QStyleOptionButton
+
+    option = QStyleOptionButton()
+    box.initStyleOption(option)
+    rect = box.style().subElementRect(QStyle.SubElement.SE_CheckBoxIndicator, option, box)
+
+    def on_view(x, y):
+        point = box.mapTo(item.panel, rect.topLeft()).toPointF() + QPointF(x, y)
+        return win.view.mapFromScene(item.proxy.mapToScene(point))
+
+    image = win.view.viewport().grab().toImage()
+    ratio = image.devicePixelRatio()
+    pixel = lambda p: image.pixelColor(int(p.x() * ratio), int(p.y() * ratio))   # noqa: E731
+    around = pixel(on_view(rect.width() + 6, rect.height() / 2))
+    best = 0.0
+    for x in range(rect.width()):
+        for y in range(rect.height()):
+            c = pixel(on_view(x, y))
+            best = max(best, ((c.red() - around.red()) ** 2 + (c.green() - around.green()) ** 2
+                              + (c.blue() - around.blue()) ** 2) ** 0.5)
+    return best
+
+
+def test_an_unchecked_box_shows_in_the_dark_theme_and_a_click_checks_it(big_window, qtbot, request):
+    from nodeforge.ui import theme
+
+    win = big_window
+    app = QApplication.instance()
+    before = app.styleSheet()
+    app.setStyleSheet(theme.stylesheet())                 # as the app applies it
+    request.addfinalizer(lambda: app.setStyleSheet(before))
+    nid = win.controller.add_node("GrowMask", (0, 0))
+    win.controller.set_param(nid, "tapered_corners", False)
+    qtbot.waitUntil(lambda: win.scene.panels_pending() == 0)
+    item = win.scene.nodes[nid]
+    win.view.set_zoom(1.0)
+    win.view.centerOn(item.sceneBoundingRect().center())
+    box = item.panel.editors["tapered_corners"].box
+    assert not box.isChecked() and _indicator_contrast(win, item, box) > 90      # a light frame on the dark node
+    centre = box.mapTo(item.panel, box.rect().center())
+    at = win.view.mapFromScene(item.proxy.mapToScene(centre.toPointF()))
+    QTest.mouseClick(win.view.viewport(), Qt.MouseButton.LeftButton, pos=at)
+    qtbot.waitUntil(lambda: win.model.nodes[nid].params.get("tapered_corners") is True)
+    assert box.isChecked() and _indicator_contrast(win, item, box) > 90
+
+
+def test_a_node_quick_added_at_the_canvas_edge_lands_whole_in_view(big_window, qtbot):
+    """Tab with the mouse near the bottom-right corner, type, Enter: the node is moved just inside
+    the view (it used to hang half off screen), in the same undo step as the adding."""
+    win = big_window
+    _open(win, qtbot)
+    vp = win.view.viewport()
+    corner = QPoint(vp.width() - 30, vp.height() - 30)
+    QTest.mouseMove(vp, corner)
+    win.view.last_scene_pos = win.view.mapToScene(corner)
+    win.activateWindow()
+    win.view.setFocus()
+    QTest.keyClick(win.view, Qt.Key.Key_Tab)
+    qtbot.waitUntil(win.search.isVisible)
+    QTest.keyClicks(win.search.edit, "UNet Denoise")
+    before = set(win.model.nodes)
+    QTest.keyClick(win.search.edit, Qt.Key.Key_Return)
+    qtbot.waitUntil(lambda: len(win.model.nodes) == len(before) + 1)
+    (nid,) = set(win.model.nodes) - before
+    visible = win.view.mapToScene(vp.rect()).boundingRect()
+    assert visible.contains(win.scene.nodes[nid].sceneBoundingRect())
+    assert win.stack.undoText() == "Add UNet Denoise"
+    win.stack.undo()
+    assert set(win.model.nodes) == before
+
+
+def test_one_wheel_notch_zooms_ten_percent_at_the_cursor(big_window, qtbot):
+    from PySide6.QtGui import QWheelEvent
+
+    win = big_window
+    _open(win, qtbot)
+    vp = win.view.viewport()
+    at = QPointF(500, 400)
+    start, under = win.view.zoom(), win.view.mapToScene(at.toPoint())
+    wheel = QWheelEvent(at, vp.mapToGlobal(at), QPoint(0, 0), QPoint(0, 120), Qt.MouseButton.NoButton,
+                        Qt.KeyboardModifier.NoModifier, Qt.ScrollPhase.NoScrollPhase, False)
+    QApplication.sendEvent(vp, wheel)
+    assert win.view.zoom() / start == pytest.approx(1.1, abs=1e-3)   # was 1.2 a notch
+    assert (win.view.mapToScene(at.toPoint()) - under).manhattanLength() < 2
+
+
+def test_docking_the_queue_beside_the_images_keeps_a_fitted_graph_whole(qtbot, real_registry, tmp_path):
+    """At 1600x1000 with the default docks, txt2img opens whole; showing the Queue panel and widening
+    the dock column (as a user drags the splitter) re-fits it, so no node or title is cut at an edge."""
+    from nodeforge.core.engine import Engine
+    from nodeforge.ui.main_window import MainWindow
+
+    win = MainWindow(Engine(device="cpu", output_dir=tmp_path / "out", registry=real_registry))
+    win.confirm_close = False
+    qtbot.addWidget(win)
+    win.resize(1600, 1000)
+    win.show()
+    qtbot.waitExposed(win)
+    _open(win, qtbot)
+    qtbot.wait(50)
+    visible = lambda: win.view.mapToScene(win.view.viewport().rect()).boundingRect()   # noqa: E731
+    assert visible().contains(win.view.graph_rect())
+    win.show_queue()
+    win.resizeDocks([win.images], [520], Qt.Orientation.Horizontal)
+    qtbot.waitUntil(lambda: win.view.viewport().width() < 1100)
+    assert visible().contains(win.view.graph_rect()) and not win.scene.low_detail
+    win.autosaver.discard()
+
+
+def test_the_status_bar_names_the_device_before_the_first_run(qtbot, real_registry, tmp_path, monkeypatch):
+    """It said "Device: auto" until a run had loaded torch; now the device is named from the start,
+    without importing torch (the editor loads it at the first run)."""
+    import sys
+
+    from nodeforge import devices
+    from nodeforge.core.engine import Engine
+    from nodeforge.ui.main_window import MainWindow
+
+    monkeypatch.delitem(sys.modules, "torch", raising=False)     # as in a fresh editor
+    monkeypatch.setattr(devices, "_nvidia_model", lambda: None)
+    win = MainWindow(Engine(device="auto", output_dir=tmp_path / "out", registry=real_registry))
+    win.confirm_close = False
+    qtbot.addWidget(win)
+    assert win.status.device_label.text() == "Device: CPU"
+    monkeypatch.setattr(devices, "_nvidia_model", lambda: "NVIDIA H100 80GB HBM3")
+    win.status.update_stats()
+    assert win.status.device_label.text() == "Device: auto: NVIDIA H100 80GB HBM3 found (used if torch has CUDA)"
+    assert "torch" not in sys.modules
+    win.engine.device = "cpu"
+    win.status.update_stats()
+    assert win.status.device_label.text() == "Device: CPU"
+    win.autosaver.discard()

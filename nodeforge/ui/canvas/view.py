@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from PySide6.QtCore import QEvent, QLineF, QPointF, QRectF, Qt, QTimer, Signal
+from PySide6.QtCore import QEvent, QLineF, QPoint, QPointF, QRect, QRectF, Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QPainter, QPen
 from PySide6.QtWidgets import QGraphicsProxyWidget, QGraphicsView, QPlainTextEdit
 
@@ -17,6 +17,7 @@ LOW_DETAIL_BELOW = 0.6    # as ComfyUI: below this, editors are not shown (title
 READABLE_ZOOM = LOW_DETAIL_BELOW   # fit stops here when the graph fits at it
 MAX_FIT_ZOOM = 1.25
 FIT_MARGIN_PX = 40
+WHEEL_ZOOM_STEP = 1.1     # per notch of the wheel (120 units); 1.2 jumped past the zoom one wanted
 
 
 def _fit_centre(rect: QRectF, width: float, height: float, margin: float) -> QPointF:
@@ -140,6 +141,17 @@ class GraphView(QGraphicsView):
         if not self.shows_graph():
             self.fit()
 
+    def resizeEvent(self, event) -> None:  # noqa: N802
+        """A dock shown or widened beside the canvas (the Queue panel on a run) narrows the view:
+        a graph that was whole in view is fitted again, so no node is cut at an edge (issue 31)."""
+        old = event.oldSize()
+        graph = self.graph_rect()
+        was_whole = (old.width() > 0 and old.height() > 0 and not graph.isEmpty()
+                     and self.mapToScene(QRect(QPoint(0, 0), old)).boundingRect().contains(graph))
+        super().resizeEvent(event)
+        if was_whole and not self.mapToScene(self.viewport().rect()).boundingRect().contains(graph):
+            self.fit()
+
     def fit_selection(self) -> None:
         items = self.graph.selectedItems()
         if not items:
@@ -157,7 +169,7 @@ class GraphView(QGraphicsView):
         delta = event.angleDelta().y() or event.angleDelta().x()
         if delta == 0:
             return
-        self.set_zoom(self.zoom() * math.pow(1.0015, delta), event.position())
+        self.set_zoom(self.zoom() * math.pow(WHEEL_ZOOM_STEP, delta / 120), event.position())
         event.accept()
 
     def _wheel_scrolls_text(self, event) -> bool:

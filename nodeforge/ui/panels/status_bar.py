@@ -152,7 +152,9 @@ class StatusBar(QStatusBar):
         self.progress.setFormat(f"{step}/{total}")
 
     def update_stats(self, running: bool = False) -> None:
-        device = self.engine.device
+        from nodeforge.devices import describe_before_torch
+
+        device = describe_before_torch(self.engine.device)    # not "auto" until the first run ends
         if "torch" in sys.modules and not running:
             # torch is loaded once a graph has run; before that, naming the device would load it.
             try:
