@@ -13,7 +13,9 @@ uses them), and importing torch with the pack's lite models (nodes/lite), which 
 
 Measured (2-core CPU shared with a training job, under the lock, pinned to core 0; 5 pairs):
 before nodes/lite, run 7.95 s vs plain diffusers 7.56 s (ratio 1.05); with it, run 2.68 s vs
-7.58 s: ratio 0.35, images equal, validate 0.34 s, `import torch` 1.82 s, the library classes 6.11 s.
+7.58 s: ratio 0.35, images equal, validate 0.34 s, `import torch` 1.82 s, the library classes 6.11 s;
+again later, run 2.64 s vs 7.22 s: ratio 0.37, validate 0.23 s, `import torch` 1.60 s, torch with
+the lite models 1.80 s, the library classes 6.48 s.
 """
 from __future__ import annotations
 

@@ -15,32 +15,14 @@ import torch.nn.functional as F
 from torch import nn
 
 
-class Linear(nn.Linear):
-    """nn.Linear whose construction draws no random weights: lite modules are built on the meta
-    device and given the file's tensors (initialising meta tensors would import torch._dynamo)."""
-
-    def reset_parameters(self) -> None:
-        pass
+def _uninitialised(base: type) -> type:
+    """`base` (an nn layer) whose construction draws no random weights: lite modules are built on
+    the meta device and given the file's tensors (initialising meta tensors imports torch._dynamo)."""
+    return type(base.__name__, (base,), {"reset_parameters": lambda self: None, "__module__": __name__})
 
 
-class Conv2d(nn.Conv2d):
-    def reset_parameters(self) -> None:
-        pass
-
-
-class GroupNorm(nn.GroupNorm):
-    def reset_parameters(self) -> None:
-        pass
-
-
-class LayerNorm(nn.LayerNorm):
-    def reset_parameters(self) -> None:
-        pass
-
-
-class Embedding(nn.Embedding):
-    def reset_parameters(self) -> None:
-        pass
+Linear, Conv2d, GroupNorm, LayerNorm, Embedding = (
+    _uninitialised(layer) for layer in (nn.Linear, nn.Conv2d, nn.GroupNorm, nn.LayerNorm, nn.Embedding))
 
 
 class ResnetBlock(nn.Module):

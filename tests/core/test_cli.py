@@ -1,6 +1,7 @@
 """The command line: run, validate, nodes; one-line errors and exit codes; --set; PNG input."""
 from __future__ import annotations
 
+import ast
 import json
 import os
 import subprocess
@@ -155,33 +156,32 @@ COLD_COMMANDS = {
 }
 
 
+def _imported_after(argv: list[str], heavy: tuple[str, ...], cwd: Path) -> list[str]:
+    """Which of `heavy` a fresh process has imported after `nodeforge ARGV` (which must succeed)."""
+    code = ("import sys; from nodeforge.cli import main\n"
+            "try:\n    rc = main(%r)\nexcept SystemExit as exc:\n    rc = exc.code\n"
+            "print([m for m in %r if m in sys.modules]); sys.exit(rc)") % (argv, heavy)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=cwd)
+    assert proc.returncode == 0, proc.stderr
+    return ast.literal_eval(proc.stdout.strip().splitlines()[-1])
+
+
 @pytest.mark.parametrize("command", list(COLD_COMMANDS))
 def test_commands_that_run_nothing_start_without_torch_diffusers_or_qt(tmp_path, command):
     # Issue 26: --help, validate, nodes, import and export must stay fast; torch alone costs ~2 s.
     _a1111_png(tmp_path / "a1111.png")
     argv = [a.format(tmp=tmp_path) for a in COLD_COMMANDS[command]]
-    code = ("import sys; from nodeforge.cli import main\n"
-            "try:\n    rc = main(%r)\nexcept SystemExit as exc:\n    rc = exc.code\n"
-            "heavy = ('torch', 'diffusers', 'transformers', 'peft', 'PySide6', 'safetensors')\n"
-            "print([m for m in heavy if m in sys.modules]); sys.exit(rc)") % argv
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip().splitlines()[-1] == "[]", (command, proc.stdout[-300:])
+    heavy = ("torch", "diffusers", "transformers", "peft", "PySide6", "safetensors")
+    assert _imported_after(argv, heavy, tmp_path) == [], command
 
 
 def test_a_cold_run_of_the_demo_graph_imports_neither_diffusers_nor_transformers(tmp_path):
     # Issue 26: their model classes cost ~6 s to import; the pack's lite models (nodes/lite) draw the
     # same pixels (tests/nodes/test_lite_models.py) with torch alone.
     argv = ["run", str(builtin_dir("workflows") / "txt2img.json"), "--out", str(tmp_path), "-q", "--device", "cpu"]
-    code = ("import sys; from nodeforge.cli import main\n"
-            "try:\n    rc = main(%r)\nexcept SystemExit as exc:\n    rc = exc.code\n"
-            "heavy = ('diffusers', 'transformers', 'peft', 'PySide6', 'scipy', 'torch._dynamo')\n"
-            "print([m for m in heavy if m in sys.modules]); sys.exit(rc)") % argv
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip().splitlines()[-1] == "[]", proc.stdout[-300:]
+    heavy = ("diffusers", "transformers", "peft", "PySide6", "scipy", "torch._dynamo")
+    assert _imported_after(argv, heavy, tmp_path) == []
     assert len(list(tmp_path.glob("txt2img_*.png"))) == 1
 
 
