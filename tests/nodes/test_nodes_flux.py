@@ -119,6 +119,15 @@ def test_shipped_txt2img_with_cfg_1_gives_flux_pipelines_latents(flux_engine, pi
     torch.testing.assert_close(ours, theirs(pipe, seed=7), atol=1e-4, rtol=1e-4)
 
 
+def test_shipped_txt2img_decodes_to_flux_pipelines_image(flux_engine, pipe):
+    wf = shipped_txt2img("tiny-flux", seed=8, cfg=1.0)
+    image = flux_engine.run(wf, outputs=["6"]).outputs["6"]["image"]          # [1, 32, 32, 3] in 0..1
+    expected = pipe(PROMPT, num_inference_steps=4, height=32, width=32, generator=torch.Generator().manual_seed(8),
+                    output_type="pt").images                                  # [1, 3, 32, 32] in 0..1
+    assert image.shape == (1, 32, 32, 3)
+    torch.testing.assert_close(image, expected.permute(0, 2, 3, 1), atol=1e-4, rtol=1e-4)
+
+
 def test_shipped_txt2img_as_it_is_runs_true_cfg_with_its_negative_prompt(flux_engine, pipe):
     wf = shipped_txt2img("tiny-flux", seed=3)
     assert wf.nodes["5"].params["cfg"] == 5.0 and wf.nodes["3"].params["text"] == ""
