@@ -78,6 +78,14 @@ OTHER_KINDS: tuple[tuple[str, str, str], ...] = (
     ("transformer_blocks.0.attn.add_q_proj.", "an SD3 transformer alone in diffusers' layout",
      "put it in its StableDiffusion3Pipeline folder as transformer/diffusion_pytorch_model.safetensors and pick "
      "the folder"),
+    # parts that are not checkpoints at all, each with the loader that takes it
+    (".lora_A.", "a LoRA", "put it in models/loras and apply it with LoRALoader"),
+    (".lora_down.", "a LoRA", "put it in models/loras and apply it with LoRALoader"),
+    ("encoder.block.0.layer.0.SelfAttention.", "a T5 text encoder alone",
+     "put it in models/text_encoders and load it with TextEncoderLoaderSD3 (SD3) or DualTextEncoderLoader (Flux)"),
+    ("encoder.layers.0.self_attn.", "a CLIP text encoder alone",
+     "put it in models/text_encoders and load it with TextEncoderLoaderSD3 (SD3) or DualTextEncoderLoader (Flux)"),
+    ("decoder.up", "a VAE alone", "put it in models/vae and load it with VAELoader"),
 )
 
 
@@ -88,3 +96,7 @@ def refuse_unknown(path: Path, keys: Any) -> None:
     for marker, kind, fix in OTHER_KINDS:
         if any(marker in k for k in keys):
             raise NodeError(f"{path.name} is {kind}, which CheckpointLoader cannot load: {fix}", field="checkpoint")
+    if not any(str(k).startswith("model.diffusion_model.") for k in keys):
+        raise NodeError(f"{path.name} holds no model CheckpointLoader knows (no SD 1.x/2.x/XL UNet, SD3 or Flux "
+                        "transformer keys); it may be an upscaler, an embedding or another kind of model: load it "
+                        "with the loader for its kind", field="checkpoint")

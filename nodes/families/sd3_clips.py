@@ -54,7 +54,7 @@ def _encoder(param: str, path: Path, part: str) -> Any:
     from transformers import CLIPTextConfig, CLIPTextModelWithProjection, T5Config, T5EncoderModel
 
     state, _ = read_state_dict(path, field=param)
-    state = _unprefixed(state)
+    state = _slot_state(param, path, state)
     t5 = part == "text_encoder_3"
     _check_kind(param, path, state, t5)
     config_dir = _config_dir(path, part)
@@ -66,6 +66,18 @@ def _encoder(param: str, path: Path, part: str) -> Any:
     _check_width(param, path, state, model, t5)
     _load_into(model, state, f"{SLOTS[param][2]} text encoder", field=param)
     return model
+
+
+def _slot_state(param: str, path: Path, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """This slot's encoder: its part of an SD3 file that includes it, or the file's tensors as they are;
+    a whole checkpoint without that part is refused."""
+    own = f"text_encoders.{param}.transformer."
+    if any(k.startswith(own) for k in state):
+        return {k[len(own):]: v for k, v in state.items() if k.startswith(own)}
+    if any(k.startswith(("model.diffusion_model.", "first_stage_model.")) for k in state):
+        raise NodeError(f"{path.name} is a whole checkpoint without a separate {SLOTS[param][2]} (no '{own}' keys); "
+                        f"choose the {SLOTS[param][2]} text encoder file for {param}", field=param)
+    return _unprefixed(state)
 
 
 def _unprefixed(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -90,9 +102,12 @@ def _check_width(param: str, path: Path, state: dict[str, torch.Tensor], model: 
     width = int(state[key].shape[1]) if key in state else None
     expected = int(model.config.d_model if t5 else model.config.hidden_size)
     if width is not None and width != expected:
-        hint = " (CLIP-L is 768 wide, CLIP-G 1280: are clip_l and clip_g swapped?)" if not t5 else ""
-        raise NodeError(f"{path.name} is a text encoder {width} wide, but {SLOTS[param][2]} is {expected} "
-                        f"wide{hint}; choose the {SLOTS[param][2]} file for {param}", field=param)
+        fix = (f"are clip_l and clip_g swapped? choose the {SLOTS[param][2]} file for {param}"
+               if {width, expected} == {768, 1280} else
+               f"choose the {SLOTS[param][2]} file for {param}, or for a model of another size put its config.json "
+               f"in a folder named '{path.stem}.config' beside it")
+        raise NodeError(f"{path.name} is a text encoder {width} wide, but {SLOTS[param][2]} here is {expected} "
+                        f"wide: {fix}", field=param)
 
 
 def _tokenizer(param: str, path: Path, part: str, what: str) -> Any:

@@ -118,3 +118,66 @@ def test_a_truncated_encoder_file_names_the_file(clips_dir, tmp_path):
                        "cpu")
     assert "clip_g.safetensors" in str(info.value) and "incomplete" in str(info.value)
     assert info.value.field == "clip_g"
+
+
+# -- hostile files -------------------------------------------------------------------------------------------
+def test_an_sd3_file_with_its_encoders_can_fill_each_slot(clips_dir, tmp_path):
+    from nodes.families.sd3_clips import load_sd3_clips
+
+    whole = ts.save_sd3_single_file(ts.make_sd3_components(0), clips_dir / "checkpoints" / "tiny-sd3",
+                                    tmp_path / "all.safetensors")
+    enc = clips_dir / "text_encoders"
+    for slot, part in (("clip_l", "text_encoder"), ("clip_g", "text_encoder_2"), ("t5xxl", "text_encoder_3")):
+        paths = {"clip_l": enc / "clip_l.safetensors", "clip_g": enc / "clip_g.safetensors",
+                 "t5xxl": enc / "t5xxl_fp16.safetensors"}
+        config = {"clip_l": "clip_l", "clip_g": "clip_g", "t5xxl": "t5xxl_fp16"}[slot]
+        shutil.copytree(enc / f"{config}.config", tmp_path / "all.config", dirs_exist_ok=True)
+        loaded = getattr(load_sd3_clips(dict(paths, **{slot: whole}), "cpu"), part).state_dict()
+        expected = ts.make_sd3_components(0)[part].state_dict()
+        assert all(torch.equal(v, expected[k]) for k, v in loaded.items()), slot
+        shutil.rmtree(tmp_path / "all.config")
+
+
+def test_a_whole_checkpoint_without_that_encoder_is_refused_for_the_slot(clips_dir, models_dir):
+    from nodes.families.sd3_clips import load_sd3_clips
+
+    enc = clips_dir / "text_encoders"
+    with pytest.raises(NodeError) as info:
+        load_sd3_clips({"clip_l": models_dir / "checkpoints" / "tiny-sd-single.safetensors",
+                        "clip_g": enc / "clip_g.safetensors", "t5xxl": enc / "t5xxl_fp16.safetensors"}, "cpu")
+    assert info.value.field == "clip_l"
+    assert "tiny-sd-single.safetensors is a whole checkpoint without a separate CLIP-L" in str(info.value)
+
+
+@pytest.mark.parametrize("name, says", [
+    ("clip_l.safetensors", "is a CLIP text encoder alone, which CheckpointLoader cannot load: put it in "
+                           "models/text_encoders and load it with TextEncoderLoaderSD3"),
+    ("t5xxl_fp16.safetensors", "is a T5 text encoder alone"),
+])
+def test_a_text_encoder_given_as_a_checkpoint_says_which_loader_takes_it(clips_dir, name, says):
+    from nodes.loading import load_checkpoint
+
+    with pytest.raises(NodeError) as info:
+        load_checkpoint(clips_dir / "text_encoders" / name, "cpu")
+    assert str(info.value).startswith(name) and says in str(info.value) and "\n" not in str(info.value)
+
+
+def test_a_transformer_of_an_unknown_family_names_the_file(tmp_path):
+    from safetensors.torch import save_file
+
+    from nodes.loading import load_checkpoint
+
+    path = tmp_path / "pixart-sigma.safetensors"     # a DiT of a family NodeForge does not run
+    save_file({"blocks.0.attn.qkv.weight": torch.zeros(6, 2), "x_embedder.proj.weight": torch.zeros(2, 2, 1, 1),
+               "t_embedder.mlp.0.weight": torch.zeros(2, 2)}, str(path))
+    with pytest.raises(NodeError) as info:
+        load_checkpoint(path, "cpu")
+    assert str(info.value).startswith("pixart-sigma.safetensors holds no model CheckpointLoader knows")
+
+
+def test_a_lora_given_as_a_checkpoint_says_loraloader(models_dir):
+    from nodes.loading import load_checkpoint
+
+    with pytest.raises(NodeError) as info:
+        load_checkpoint(models_dir / "loras" / "peft.safetensors", "cpu")
+    assert "peft.safetensors is a LoRA" in str(info.value) and "LoRALoader" in str(info.value)
