@@ -37,6 +37,10 @@ def placeholder_message(node: "NodeRef") -> str:
     equivalent node where there is one."""
     record = _record(node)
     pack, equivalent = record.get("pack"), record.get("equivalent")
+    if record.get("group"):
+        return ("a ComfyUI group node, which NodeForge does not expand yet; open the file in ComfyUI, convert it "
+                "to nodes (right-click > Convert to nodes) and save, or replace or bypass it here (its widgets and "
+                "links are kept, so exporting back to ComfyUI keeps it)")
     if record.get("core"):
         what = "a ComfyUI core node NodeForge does not support yet"
     elif isinstance(pack, str):

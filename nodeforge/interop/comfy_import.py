@@ -233,7 +233,8 @@ class _Converter:
                 ref.params[target] = widget.load(values[widget.comfy], notes)
             elif node.values is None or widget.comfy not in node.links:
                 self.warnings.add(node, "no value in the file; NodeForge's default is used", widget.comfy)
-        known = {w.comfy for w in row.widgets} | {c for c, _ in row.inputs} | set(row.optional_inputs)
+        known = {w.comfy for w in row.widgets} | {c for c, _ in row.inputs} | set(row.optional_inputs) \
+            | table.EDITOR_ONLY_INPUTS
         for name in values:
             if name not in known:
                 self.warnings.add(node, f"{row.comfy}'s {name!r} has no NodeForge equivalent; it is ignored")

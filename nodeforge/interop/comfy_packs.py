@@ -69,6 +69,9 @@ CORE = CORE | frozenset({
     "WanVaceToVideo", "TrimVideoLatent", "TextEncodeQwenImageEdit", "TextEncodeQwenImageEditPlus", "ImageStitch",
     "SkipLayerGuidanceSD3",
 })
+# ComfyUI's old group nodes (before subgraphs): "workflow/NAME" or "workflow>NAME", defined in the file's
+# extra.groupNodes; NodeForge does not expand them yet.
+GROUP_NODE_PREFIXES = ("workflow/", "workflow>")
 # Families of ComfyUI core classes, by the prefix their module gives them (a pack's suffix still wins).
 CORE_PREFIXES = ("LTXV", "EmptyLTXV", "StableCascade_")
 
@@ -87,11 +90,13 @@ def pack_of(class_type: str) -> str | None:
 
 
 def describe(class_type: str) -> dict[str, str | bool]:
-    """What a placeholder's record says of its class: {"core": True}, or its "pack" and the NodeForge
-    "equivalent" where known (each only when known)."""
+    """What a placeholder's record says of its class: {"group": True} for an old group node,
+    {"core": True}, or its "pack" and the NodeForge "equivalent" where known (each only when known)."""
     out: dict[str, str | bool] = {}
     pack = pack_of(class_type)
-    if class_type in CORE or (pack is None and class_type.startswith(CORE_PREFIXES)):
+    if class_type.startswith(GROUP_NODE_PREFIXES):
+        out["group"] = True
+    elif class_type in CORE or (pack is None and class_type.startswith(CORE_PREFIXES)):
         out["core"] = True
     elif pack is not None:
         out["pack"] = pack

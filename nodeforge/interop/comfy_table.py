@@ -459,6 +459,8 @@ NOTES = ("Note", "MarkdownNote")
 CONSTANTS = ("PrimitiveInt", "PrimitiveFloat", "PrimitiveString", "PrimitiveStringMultiline",
              "PrimitiveBoolean")
 CONTROL_VALUES = ("fixed", "increment", "decrement", "randomize")
+# Inputs some ComfyUI versions write for an editor-only widget (Load Image's upload button): nothing to keep.
+EDITOR_ONLY_INPUTS = frozenset({"upload", "choose file to upload"})
 
 
 def rows_for(nodeforge_type: str) -> list[ClassMap]:

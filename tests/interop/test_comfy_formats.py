@@ -406,3 +406,15 @@ def test_a_model_only_lora_after_a_diffusion_model_loader_takes_the_graphs_one_c
     assert lora.inputs["clip"] == ("2", "clip") and lora.params["strength_clip"] == 0.0
     prompt["5"] = dict(prompt["2"])                     # two CLIP sources: not guessed
     assert "clip" not in read_workflow(prompt, registry=registry).workflow.nodes["3"].inputs
+
+
+def test_the_upload_button_an_api_prompt_records_is_not_a_warning(registry):
+    """Some ComfyUI versions write LoadImage's upload button as "choose file to upload": "image"; it was
+    'LoadImage's 'choose file to upload' has no NodeForge equivalent; it is ignored' in shared files."""
+    from nodeforge.interop import read_workflow
+
+    for key in ("upload", "choose file to upload"):
+        prompt = {"10": {"class_type": "LoadImage", "inputs": {"image": "in.png", key: "image"}}}
+        imported = read_workflow(prompt, registry=registry)
+        assert imported.workflow.nodes["10"].params["path"] == "in.png"
+        assert not any("upload" in line for line in imported.warnings), imported.warnings

@@ -178,6 +178,8 @@ def test_a_vae_mapped_to_a_checkpoint_uses_that_checkpoints_vae(tmp_path, capsys
     ("IPAdapterUnifiedLoader", "from the custom node pack ComfyUI_IPAdapter_plus, which NodeForge cannot run; replace "
                                "or bypass it"),
     ("RescaleCFG", "a ComfyUI core node NodeForge does not support yet; replace or bypass it"),
+    ("workflow/LoRA", "a ComfyUI group node, which NodeForge does not expand yet; open the file in ComfyUI, convert it "
+                      "to nodes (right-click > Convert to nodes) and save, or replace or bypass it here"),
 ])
 def test_a_placeholder_names_its_pack_or_says_it_is_core_and_is_said_once_per_class(tmp_path, capsys, class_type, said):
     """Issue 30 (c): no "install a node pack" (NodeForge cannot); one import line for three nodes."""
@@ -203,6 +205,7 @@ def test_a_placeholder_names_its_pack_or_says_it_is_core_and_is_said_once_per_cl
     ("easy int", {"pack": "ComfyUI-Easy-Use"}), ("UnetLoaderGGUF", {"pack": "ComfyUI-GGUF"}),
     ("WanVideoSampler", {"pack": "ComfyUI-WanVideoWrapper"}), ("ShowText|pysssss", {"pack": "ComfyUI-Custom-Scripts"}),
     ("Lora Loader (LoraManager)", {"pack": "ComfyUI-Lora-Manager"}), ("SomeoneElsesNode", {}),
+    ("workflow/Upscale Output", {"group": True}), ("workflow>Controls", {"group": True}),
 ])
 def test_the_corpus_classes_are_told_core_or_pack(class_type, expected):
     from nodeforge.interop.comfy_packs import describe
