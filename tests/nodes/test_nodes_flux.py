@@ -137,6 +137,26 @@ def test_shipped_txt2img_as_it_is_runs_true_cfg_with_its_negative_prompt(flux_en
     assert (ours - theirs(pipe, seed=3)).abs().max() > 1e-3   # the negative prompt steered
 
 
+def test_a_batch_of_two_is_two_single_runs_of_seed_and_seed_plus_one(flux_engine):
+    wf = shipped_txt2img("tiny-flux", seed=20, cfg=2.0)
+    wf.nodes["4"].params["batch_size"] = 2
+    both = latent_of(flux_engine, wf)
+    assert both.shape == (2, 16, 16, 16)
+    for i in range(2):
+        single = latent_of(flux_engine, shipped_txt2img("tiny-flux", seed=20 + i, cfg=2.0))
+        torch.testing.assert_close(both[i:i + 1], single, atol=1e-5, rtol=1e-5)
+
+
+def test_an_odd_latent_size_is_refused_with_the_sizes_that_work(flux_dir):
+    from nodes.families.flux_sampling import FLUX_SAMPLING
+    from nodes.loading import load_checkpoint
+
+    unet = load_checkpoint(flux_dir / "checkpoints" / "tiny-flux", "cpu").wrappers()[0]
+    with pytest.raises(NodeError) as info:   # a 1000 x 1000 image is 125 x 125 latents on the real Flux
+        FLUX_SAMPLING.for_latent(unet, (1, 16, 17, 16))
+    assert "2x2" in str(info.value) and "16x17" in str(info.value) and "divisible by 4" in str(info.value)
+
+
 def test_the_shift_follows_the_image_size_as_flux_pipeline(flux_engine, pipe):
     from nodes.families.flux_sampling import calculate_shift
 
