@@ -130,6 +130,18 @@ def align_your_steps_sigmas(model_type: str, steps: int, denoise: float) -> Sigm
     return Sigmas(torch.tensor(values, dtype=torch.float32))
 
 
+def karras_sigmas(steps: int, sigma_max: float, sigma_min: float, rho: float) -> Sigmas:
+    """KarrasScheduler: Karras et al. (2022), eq. 5: `steps` levels from sigma_max to sigma_min evenly
+    spaced in sigma^(1/rho), then 0."""
+    if sigma_min <= 0 or sigma_max <= sigma_min:
+        raise NodeError(f"sigma_max ({sigma_max}) must be above sigma_min ({sigma_min}), and both above 0",
+                        field="sigma_min" if sigma_min <= 0 else "sigma_max")
+    ramp = torch.linspace(0, 1, steps, dtype=torch.float64)
+    top, bottom = sigma_max ** (1 / rho), sigma_min ** (1 / rho)
+    levels = (top + ramp * (bottom - top)) ** rho
+    return Sigmas(torch.cat([levels, torch.zeros(1, dtype=torch.float64)]).float())
+
+
 def turbo_sigmas(model: Any, steps: int, denoise: float) -> Sigmas:
     """SDTurboScheduler: the sigmas of the turbo timesteps 999, 899, ... (the first 10 - 10 x denoise
     skipped), `steps` of them, then 0."""
@@ -217,6 +229,10 @@ def run_basic_scheduler(ctx: Any, unet: Any, schedule: str, steps: int, denoise:
 
 def run_sd_turbo_scheduler(ctx: Any, unet: Any, steps: int, denoise: float) -> dict[str, Any]:
     return {"sigmas": turbo_sigmas(unet, steps, denoise)}
+
+
+def run_karras_scheduler(ctx: Any, steps: int, sigma_max: float, sigma_min: float, rho: float) -> dict[str, Any]:
+    return {"sigmas": karras_sigmas(steps, sigma_max, sigma_min, rho)}
 
 
 def run_align_your_steps_scheduler(ctx: Any, model_type: str, steps: int, denoise: float) -> dict[str, Any]:

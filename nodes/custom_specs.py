@@ -71,6 +71,18 @@ CUSTOM_SAMPLING_NODES: list[NodeSpec] = [
                     "log-linearly to other counts).",
         display_name="Align Your Steps Scheduler"),
     NodeSpec(
+        "KarrasScheduler", CATEGORY, _lazy("run_karras_scheduler"),
+        params=(Param.int("steps", 20, min=1, max=10000, role=ParamRole.STEPS),
+                Param.float("sigma_max", 14.614642, min=0.0, max=5000.0, step=0.01,
+                            description="the first noise level (SD 1.x/XL: 14.61)"),
+                Param.float("sigma_min", 0.0291675, min=0.0, max=5000.0, step=0.01,
+                            description="the last before 0 (SD 1.x/XL: 0.029)"),
+                Param.float("rho", 7.0, min=0.0, max=100.0, step=0.01,
+                            description="higher: more steps at low noise (Karras et al.: 7)")),
+        outputs=(Output("sigmas", SIGMAS),),
+        description="Karras et al.'s sigmas between sigma_max and sigma_min (evenly spaced in sigma^(1/rho)), then 0.",
+        display_name="Karras Scheduler"),
+    NodeSpec(
         "SplitSigmas", CATEGORY, _lazy("run_split_sigmas"),
         inputs=(Input("sigmas", SIGMAS),),
         params=(Param.int("step", 0, min=0, max=10000, description="where to cut (both parts hold this sigma)"),),

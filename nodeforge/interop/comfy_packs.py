@@ -32,7 +32,7 @@ EQUIVALENTS = {
 }
 # ComfyUI's own classes that NodeForge does not map yet (the ones shared files use most).
 CORE = frozenset({
-    "KarrasScheduler", "CLIPLoader", "LatentInterpolate",
+    "CLIPLoader", "LatentInterpolate",
     "CLIPVisionLoader", "CLIPVisionEncode", "unCLIPConditioning", "unCLIPCheckpointLoader",
     "PerpNeg", "SelfAttentionGuidance", "StyleModelLoader", "StyleModelApply",
     "GLIGENLoader", "GLIGENTextBoxApply", "InpaintModelConditioning", "DifferentialDiffusion", "RescaleCFG",

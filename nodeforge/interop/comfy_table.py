@@ -314,6 +314,8 @@ ROWS: tuple[ClassMap, ...] = (
              (("model", "unet"),), ("sigmas",)),
     ClassMap("AlignYourStepsScheduler", "AlignYourStepsScheduler", "AlignYourStepsScheduler",
              (Widget("model_type"), Widget("steps"), Widget("denoise")), (), ("sigmas",)),
+    ClassMap("KarrasScheduler", "KarrasScheduler", "KarrasScheduler",
+             (Widget("steps"), Widget("sigma_max"), Widget("sigma_min"), Widget("rho")), (), ("sigmas",)),
     ClassMap("SplitSigmas", "SplitSigmas", "SplitSigmas", (Widget("step"),), (("sigmas", "sigmas"),),
              ("high_sigmas", "low_sigmas")),
     ClassMap("BasicGuider", "BasicGuider", "BasicGuider", (),

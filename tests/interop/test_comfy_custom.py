@@ -32,6 +32,7 @@ CUSTOM = {
     "32": ("VAEDecode", {}, {"vae": ("4", "vae"), "latent": ("31", "denoised_output")}),
     "40": ("SDTurboScheduler", {"steps": 1, "denoise": 1.0}, {"unet": ("4", "unet")}),
     "41": ("BasicGuider", {}, {"unet": ("4", "unet"), "conditioning": ("6", "conditioning")}),
+    "50": ("KarrasScheduler", {"steps": 12, "sigma_max": 14.614642, "sigma_min": 0.0291675, "rho": 7.0}, {}),
 }
 SD3 = {
     "2": ("TextEncoderLoaderSD3", {"clip_l": "clip_l.safetensors", "clip_g": "clip_g.safetensors",
@@ -126,7 +127,7 @@ def _small(prompt: dict) -> dict:
     prompt["5"]["inputs"].update(width=64, height=64)
     prompt["21"]["inputs"]["steps"] = 8
     prompt["22"]["inputs"]["step"] = 5
-    for nid in ("30", "31", "32", "33", "40", "41", "42", "43", "44"):
+    for nid in ("30", "31", "32", "33", "40", "41", "42", "43", "44", "50", "51", "52", "53"):
         del prompt[nid]
     return prompt
 
@@ -152,7 +153,7 @@ def test_the_split_custom_sampler_gives_the_two_stage_ksampler_advanced_pixels(t
     assert a.shape == (64, 64, 3) and a.std() > 5 and np.array_equal(a, b)
 
 
-def test_align_your_steps_and_turbo_branches_run_on_the_demo_model(tmp_path, capsys):
+def test_align_your_steps_karras_and_turbo_branches_run_on_the_demo_model(tmp_path, capsys):
     import numpy as np
     from PIL import Image
 
@@ -162,7 +163,9 @@ def test_align_your_steps_and_turbo_branches_run_on_the_demo_model(tmp_path, cap
     prompt["22"]["inputs"]["step"] = 2
     prompt["33"] = {"class_type": "SaveImage", "inputs": {"filename_prefix": "ays", "images": ["32", 0]}}
     prompt["44"] = {"class_type": "SaveImage", "inputs": {"filename_prefix": "turbo", "images": ["43", 0]}}
+    prompt["50"]["inputs"]["steps"] = 6
+    prompt["53"] = {"class_type": "SaveImage", "inputs": {"filename_prefix": "karras", "images": ["52", 0]}}
     paths = _run(tmp_path, capsys, prompt, "all.json")
-    assert len(paths) == 3
+    assert len(paths) == 4
     images = [np.asarray(Image.open(p).convert("RGB"), dtype=np.float32) for p in paths]
     assert all(im.shape == (64, 64, 3) and im.std() > 5 for im in images)

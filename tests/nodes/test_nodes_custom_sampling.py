@@ -156,6 +156,23 @@ def test_sd_turbo_sigmas_are_the_models_at_999_899_and_so_on(engine):
     assert torch.allclose(later, torch.tensor([sigma[499], sigma[399], 0.0]).float())
 
 
+def test_karras_scheduler_gives_karras_et_al_sigmas_and_the_models_own_karras_schedule(engine):
+    sigmas = _sigmas(engine, "KarrasScheduler", {"steps": 10, "sigma_max": 14.614642, "sigma_min": 0.0291675,
+                                                 "rho": 7.0}, False)
+    assert len(sigmas) == 11 and float(sigmas[-1]) == 0.0
+    assert math.isclose(float(sigmas[0]), 14.614642, rel_tol=1e-6)
+    assert math.isclose(float(sigmas[-2]), 0.0291675, rel_tol=1e-5)
+    i = 4    # (max^(1/7) + 4/9 (min^(1/7) - max^(1/7)))^7, written out
+    want = (14.614642 ** (1 / 7) + i / 9 * (0.0291675 ** (1 / 7) - 14.614642 ** (1 / 7))) ** 7
+    assert math.isclose(float(sigmas[i]), want, rel_tol=1e-5)
+    # the model's own karras schedule over its whole range (dpmpp_2m's) is the same curve
+    from nodes.sampling import DenoiseRequest, sampling_behaviour
+
+    model = engine.run(_base(), outputs=["ckpt"]).outputs["ckpt"]["unet"]
+    plan = sampling_behaviour(model).plan_steps(model, DenoiseRequest(0, 10, 1.0, "dpmpp_2m", "karras"))
+    assert torch.allclose(plan.scheduler.sigmas.float(), sigmas, rtol=1e-4)
+
+
 # Given sigmas find their timestep by log-sigma interpolation (as ComfyUI), which is how diffusers maps
 # karras sigmas too; its "normal" interpolates sigma linearly and DPM-Solver rounds the timesteps to whole
 # numbers, so there the model sees a timestep a little off.
@@ -208,6 +225,38 @@ def test_a_sampler_that_cannot_follow_given_sigmas_is_named(engine):
     _custom_advanced(wf, "ddim", "ays")
     with pytest.raises(NodeExecutionError, match=r"ddim cannot step through given sigmas.*euler"):
         engine.run(wf, outputs=["sca"])
+
+
+# -- SDXL: the same nodes on an SDXL UNet (two text encoders, micro-conditioning) ------------------------
+@pytest.fixture(scope="module")
+def xl_engine(make_engine, tmp_path_factory):
+    import tiny_models as tm
+
+    root = tmp_path_factory.mktemp("xlcustom")
+    tm.save_diffusers(tm.make_components(4, sdxl=True), root / "checkpoints" / "tiny-xl")
+    return make_engine(tmp_path_factory.mktemp("xlcustomout"), root)
+
+
+def test_sdxl_custom_sampler_with_split_sigmas_gives_the_ksampler_advanced_stages(xl_engine):
+    wf = _base()
+    wf.nodes["ckpt"].params["checkpoint"] = "tiny-xl"
+    _ksampler(wf, "euler", "karras", steps=6, end_at_step=4, return_with_leftover_noise=True)
+    wf.add("UNetDenoise", {"seed": 11, "steps": 6, "cfg": 4.0, "sampler": "euler", "schedule": "karras",
+                           "denoise": 1.0, "start_at_step": 4, "add_noise": False},
+           dict(CONDS, unet=("ckpt", "unet"), latent=("ks", "latent")), node_id="ks2")
+    wf.add("SamplerSelect", {"sampler": "euler"}, node_id="sel")
+    wf.add("BasicScheduler", {"schedule": "karras", "steps": 6, "denoise": 1.0}, {"unet": ("ckpt", "unet")},
+           node_id="sched")
+    wf.add("SplitSigmas", {"step": 4}, {"sigmas": ("sched", "sigmas")}, node_id="split")
+    for node, sigmas, latent, add in (("sc1", "high_sigmas", ("empty", "latent"), True),
+                                      ("sc2", "low_sigmas", ("sc1", "output"), False)):
+        wf.add("SamplerCustom", {"add_noise": add, "seed": 11, "cfg": 4.0},
+               dict(CONDS, unet=("ckpt", "unet"), sampler=("sel", "sampler"), sigmas=("split", sigmas),
+                    latent=latent), node_id=node)
+    out = xl_engine.run(wf, outputs=["ks", "ks2", "sc1", "sc2"]).outputs
+    assert torch.equal(_samples(out, "sc1"), out["ks"]["latent"]["samples"])
+    assert torch.equal(_samples(out, "sc2"), out["ks2"]["latent"]["samples"])
+    assert (_samples(out, "sc1") - _samples(out, "sc2")).abs().max() > 0.05
 
 
 # -- SD3 (flow): the same nodes on the transformer family ---------------------------------------------
