@@ -82,7 +82,8 @@ class _Converter:
 
     @staticmethod
     def folded(node: ComfyNode) -> bool:
-        return node.class_type in (table.REROUTE, table.PRIMITIVE, table.SET_NODE, table.GET_NODE) \
+        return node.class_type in (*table.REROUTES, table.ANY_SWITCH, table.PRIMITIVE, table.SET_NODE,
+                                   table.GET_NODE) \
             or node.class_type in table.CONSTANTS or node.class_type in table.NOTES
 
     def run(self) -> tuple[Workflow, list[str]]:
@@ -131,12 +132,13 @@ class _Converter:
         if native is not None:
             dot = f"r{native}"
             self._dot(dot, self.graph.reroutes[native])
-        while src in nodes and nodes[src].class_type in (table.REROUTE, table.SET_NODE, table.GET_NODE):
+        while src in nodes and nodes[src].class_type in (*table.REROUTES, table.ANY_SWITCH, table.SET_NODE,
+                                                         table.GET_NODE):
             if src in seen:
                 return ("none", "its reroutes form a loop", dot)
             seen.add(src)
             through = nodes[src]
-            if dot is None and through.class_type == table.REROUTE:
+            if dot is None and through.class_type in table.REROUTES:
                 dot = f"r{through.id}"
                 if through.pos is not None:
                     w, h = through.size or [75.0, 26.0]
@@ -146,10 +148,12 @@ class _Converter:
                 through = self.setters.get(name) if isinstance(name, str) else None
                 if through is None:
                     return ("none", f"GetNode {src} reads {name!r}, which no SetNode in the file sets", dot)
-            if not through.links:
-                what = "reroute" if through.class_type == table.REROUTE else through.class_type
-                return ("none", f"{what} {through.id} has no input", dot)
-            src, slot = next(iter(through.links.values()))
+            links = self._switched(through) if through.class_type == table.ANY_SWITCH else through.links
+            if not links:
+                what = "reroute" if through.class_type in table.REROUTES else through.class_type
+                return ("none", f"{what} {through.id} has no input" + (" from a node that is not muted"
+                                                                        if through.links else ""), dot)
+            src, slot = next(iter(links.values()))
         origin = nodes.get(src)
         if origin is None:
             return ("none", f"linked to node {src}, which is not in the file", dot)
@@ -162,6 +166,14 @@ class _Converter:
             return ("none", f"linked to output slot {slot} of node {src} ({origin.class_type}), which has "
                             f"{len(names)} output{'s' if len(names) != 1 else ''}", dot)
         return ("node", (src, names[slot]), dot)
+
+    def _switched(self, switch: ComfyNode) -> dict[str, tuple[str, int]]:
+        """An Any Switch's inputs, in order, from the first whose node is not muted (ComfyUI gives none
+        from a muted node, so the switch passes the next)."""
+        nodes = self.graph.nodes
+        live = [(name, link) for name, link in sorted(switch.links.items())
+                if link[0] not in nodes or nodes[link[0]].mode != MUTED]
+        return dict(live[:1])
 
     @staticmethod
     def _constant(origin: ComfyNode) -> Any:

@@ -24,11 +24,8 @@ _PREFIXES = (("Impact", "ComfyUI-Impact-Pack"), ("IPAdapter", "ComfyUI_IPAdapter
              ("Inspire", "ComfyUI-Inspire-Pack"))
 # The NodeForge node that does the same operation (the user replaces the placeholder with it).
 EQUIVALENTS = {
-    "KSampler //Inspire": "UNetDenoise", "KSampler (Efficient)": "UNetDenoise", "KSampler Adv. (Efficient)": "UNetDenoise",
-    "Image Resize": "ImageScale", "Latent Upscale by Factor (WAS)": "LatentUpscaleBy",
-    "CannyEdgePreprocessor": "ImageToEdges", "Power Lora Loader (rgthree)": "LoRALoader",
-    "Reroute (rgthree)": "a reroute dot", "Image Comparer (rgthree)": "Preview", "VHS_VideoCombine": "SaveImage",
-    "ImageResizeKJ": "ImageScale",
+    "KSampler (Efficient)": "UNetDenoise", "KSampler Adv. (Efficient)": "UNetDenoise", "Image Resize": "ImageScale",
+    "Power Lora Loader (rgthree)": "LoRALoader", "ImageResizeKJ": "ImageScale",
 }
 # ComfyUI's own classes that NodeForge does not map yet (the ones shared files use most).
 CORE = frozenset({

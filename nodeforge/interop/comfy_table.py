@@ -152,6 +152,17 @@ def _prefix_in(value: Any, notes: Notes) -> Any:
     return value
 
 
+def _threshold_255(value: Any, notes: Notes) -> Any:
+    # comfyui_controlnet_aux's Canny takes OpenCV's 0..255 thresholds; NodeForge's, fractions of 1.
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return round(min(0.99, max(0.01, value / 255)), 4)
+    return value
+
+
+def _was_method(value: Any, notes: Notes) -> Any:
+    return "nearest-exact" if value == "nearest" else _method(_LATENT_METHODS)(value, notes)
+
+
 # -- which class a node exports as -----------------------------------------------------------------------
 _STAGE_DEFAULTS = {"start_at_step": 0, "end_at_step": 10000, "add_noise": True, "return_with_leftover_noise": False}
 
@@ -215,8 +226,8 @@ ROWS: tuple[ClassMap, ...] = (
              (Widget("image", "path", model="image", load=_image_in), Widget("upload", None)), (),
              ("image", "mask")),
     ClassMap("SaveImage", "SaveImage", "Save Image",
-             (Widget("filename_prefix", "prefix", load=_prefix_in),), (("images", "image"),), ()),
-    ClassMap("PreviewImage", "Preview", "Preview Image", (), (("images", "image"),), ()),
+             (Widget("filename_prefix", "prefix", load=_prefix_in),), (("images", "image"),), (), remember=False),
+    ClassMap("PreviewImage", "Preview", "Preview Image", (), (("images", "image"),), (), remember=False),
     ClassMap("LoraLoader", "LoRALoader", "Load LoRA",
              (Widget("lora_name", "lora", model="lora"), Widget("strength_model", "strength_unet"),
               Widget("strength_clip")), (("model", "unet"), ("clip", "clip")), ("unet", "clip")),
@@ -232,7 +243,7 @@ ROWS: tuple[ClassMap, ...] = (
               Widget("crop")), (("samples", "latent"),), ("latent",)),
     ClassMap("LatentUpscaleBy", "LatentUpscaleBy", "Upscale Latent By",
              (Widget("upscale_method", load=_method(_LATENT_METHODS)), Widget("scale_by")),
-             (("samples", "latent"),), ("latent",)),
+             (("samples", "latent"),), ("latent",), remember=False),
     ClassMap("ImageScale", "ImageScale", "Upscale Image",
              (Widget("upscale_method", load=_method(_IMAGE_METHODS)), Widget("width"), Widget("height"),
               Widget("crop")), (("image", "image"),), ("image",)),
@@ -260,7 +271,7 @@ ROWS: tuple[ClassMap, ...] = (
     ClassMap("ImageUpscaleWithModel", "ImageUpscaleWithModel", "Upscale Image (using Model)", (),
              (("upscale_model", "upscale_model"), ("image", "image")), ("image",)),
     ClassMap("Canny", "ImageToEdges", "Canny", (Widget("low_threshold"), Widget("high_threshold")),
-             (("image", "image"),), ("image",)),
+             (("image", "image"),), ("image",), remember=False),
     ClassMap("ConditioningSetArea", "ConditioningSetArea", "Conditioning (Set Area)",
              (Widget("width"), Widget("height"), Widget("x"), Widget("y"), Widget("strength")),
              (("conditioning", "conditioning"),), ("conditioning",)),
@@ -439,6 +450,37 @@ ROWS: tuple[ClassMap, ...] = (
              (("model", "unet"),), ("unet",)),
     ClassMap("FreeU_V2", "FreeUV2", "FreeU_V2", (Widget("b1"), Widget("b2"), Widget("s1"), Widget("s2")),
              (("model", "unet"),), ("unet",)),
+    # Well-known custom-pack classes that are a NodeForge node's operation. They come in as that node and
+    # go back to ComfyUI as its core class (so the file needs no pack there).
+    ClassMap("KSampler //Inspire", "UNetDenoise", "KSampler //Inspire",
+             (Widget("seed", seed=True),) + _SAMPLER_WIDGETS + (Widget("denoise"),)
+             + tuple(Widget(name, None) for name in ("noise_mode", "batch_seed_mode", "variation_seed",
+                                                      "variation_strength", "variation_method")),
+             _SAMPLER_INPUTS, ("latent",), optional_inputs=("scheduler_func_opt",), remember=False,
+             export_only_if=_never,
+             note="Inspire's noise_mode, batch_seed_mode and variation seed/strength are not used: NodeForge draws "
+                  "its own noise from the seed (exported back as ComfyUI's KSampler)"),
+    ClassMap("Latent Upscale by Factor (WAS)", "LatentUpscaleBy", "Latent Upscale by Factor (WAS)",
+             (Widget("mode", "upscale_method", load=_was_method), Widget("factor", "scale_by"), Widget("align", None)),
+             (("samples", "latent"),), ("latent",), remember=False, export_only_if=_never,
+             note="resized as Upscale Latent By (sizes rounded, align_corners off; WAS's 'nearest' is "
+                  "nearest-exact here), exported back as ComfyUI's LatentUpscaleBy"),
+    ClassMap("CannyEdgePreprocessor", "ImageToEdges", "Canny Edge",
+             (Widget("low_threshold", load=_threshold_255), Widget("high_threshold", load=_threshold_255),
+              Widget("resolution", None)), (("image", "image"),), ("image",), remember=False, export_only_if=_never,
+             note="edges by NodeForge's Canny at the image's own size, the 0..255 thresholds as fractions (t / 255): "
+                  "close to the preprocessor's, not pixel for pixel (exported back as ComfyUI's Canny)"),
+    ClassMap("Image Comparer (rgthree)", "Preview", "Image Comparer (rgthree)", (), (("image_a", "image"),), (),
+             optional_inputs=("image_b",), remember=False, export_only_if=_never,
+             note="shown as a preview of image_a (NodeForge has no comparer; image_b is not shown)"),
+    ClassMap("VHS_VideoCombine", "SaveImage", "Video Combine 🎥🅥🅗🅢",
+             (Widget("frame_rate", None), Widget("loop_count", None), Widget("filename_prefix", "prefix", load=_prefix_in))
+             + tuple(Widget(name, None) for name in ("format", "pingpong", "save_output", "pix_fmt", "crf",
+                                                      "save_metadata", "trim_to_audio", "videopreview")),
+             (("images", "image"),), (), optional_inputs=("audio", "meta_batch", "vae"), remember=False,
+             export_only_if=_never,
+             note="the frames are saved as numbered PNGs (prefix_00001.png, ...), not as a video: frame rate, format "
+                  "and loop settings are not used (exported back as ComfyUI's SaveImage)"),
     # The deprecated loader with a config file: NodeForge tells a checkpoint's kind from its weights, so the
     # config is not needed; the node goes back to ComfyUI as the plain Load Checkpoint.
     ClassMap("CheckpointLoader", "CheckpointLoader", "Load Checkpoint With Config (DEPRECATED)",
@@ -452,6 +494,9 @@ BY_COMFY: dict[str, ClassMap] = {row.comfy: row for row in ROWS}
 
 # ComfyUI nodes that only exist in its editor or hold a constant: folded away on import.
 REROUTE = "Reroute"
+REROUTES = (REROUTE, "Reroute (rgthree)")   # rgthree's reroute is the same wire
+# rgthree's Any Switch gives the first of its inputs that has a value: the first whose node is not muted.
+ANY_SWITCH = "Any Switch (rgthree)"
 PRIMITIVE = "PrimitiveNode"
 # ComfyUI-KJNodes' named wires (editor-only, never in an API prompt): a SetNode takes a value and a name,
 # each GetNode of that name gives it out. Folded into direct wires as reroutes are.

@@ -24,14 +24,9 @@ def nodes_of(workflow):
 
 
 def test_the_fixtures_use_every_class_the_table_maps():
-    ui = [n["type"] for f in ("all-nodes-0.4.json", "controlnet-0.4.json", "comfy-extras-0.4.json", "comfy-sd3-0.4.json",
-                              "comfy-ops-0.4.json", "comfy-custom-0.4.json", "comfy-sd3-custom-0.4.json", "comfy-flux-0.4.json",
-                              "comfy-flux-dev-0.4.json")
-          for n in json.loads((DATA / f).read_text())["nodes"]]
-    api = [n["class_type"] for f in ("all-nodes-api.json", "controlnet-api.json", "comfy-extras-api.json",
-                                     "comfy-sd3-api.json", "comfy-ops-api.json", "comfy-custom-api.json",
-                                     "comfy-sd3-custom-api.json", "comfy-flux-api.json", "comfy-flux-dev-api.json")
-           for n in json.loads((DATA / f).read_text()).values()]
+    # every UI 0.4 fixture and every API prompt fixture (each new mapping adds its pair of files)
+    ui = [n["type"] for f in sorted(DATA.glob("*-0.4.json")) for n in json.loads(f.read_text())["nodes"]]
+    api = [n["class_type"] for f in sorted(DATA.glob("*-api.json")) for n in json.loads(f.read_text()).values()]
     assert set(comfy_table.BY_COMFY) <= set(ui)
     assert set(comfy_table.BY_COMFY) <= set(api)
 

@@ -171,10 +171,10 @@ def test_a_vae_mapped_to_a_checkpoint_uses_that_checkpoints_vae(tmp_path, capsys
 
 
 @pytest.mark.parametrize("class_type, said", [
-    ("CannyEdgePreprocessor", "from the custom node pack comfyui_controlnet_aux, which NodeForge cannot run; replace it "
-                              "with NodeForge's ImageToEdges, which does the same, or bypass it"),
-    ("Image Comparer (rgthree)", "from the custom node pack rgthree-comfy, which NodeForge cannot run; replace it with "
-                                 "NodeForge's Preview, which does the same, or bypass it"),
+    ("ImageResizeKJ", "from the custom node pack ComfyUI-KJNodes, which NodeForge cannot run; replace it "
+                      "with NodeForge's ImageScale, which does the same, or bypass it"),
+    ("Fast Groups Muter (rgthree)", "from the custom node pack rgthree-comfy, which NodeForge cannot run; replace or "
+                                    "bypass it"),
     ("IPAdapterUnifiedLoader", "from the custom node pack ComfyUI_IPAdapter_plus, which NodeForge cannot run; replace "
                                "or bypass it"),
     ("RescaleCFG", "a ComfyUI core node NodeForge does not support yet; replace or bypass it"),

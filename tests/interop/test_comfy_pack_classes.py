@@ -1,0 +1,78 @@
+"""Well-known custom-pack classes that are a NodeForge node's operation (issue 30, item 2) come in as
+that node, each approximation said once, and go back to ComfyUI as its core class
+(comfy-packs-*.json: KSampler //Inspire, Latent Upscale by Factor (WAS), CannyEdgePreprocessor,
+Image Comparer, Reroute and Any Switch (rgthree), VHS_VideoCombine)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from nodeforge.interop import comfy_export
+
+DATA = Path(__file__).resolve().parent / "data"
+FORMATS = ["comfy-packs-0.4.json", "comfy-packs-api.json"]
+
+MAPPED = {
+    "5": ("UNetDenoise", {"seed": 11, "steps": 6, "cfg": 5.0, "sampler": "dpmpp_2m", "schedule": "karras",
+                          "denoise": 1.0},
+          {"unet": ("1", "unet"), "positive": ("2", "conditioning"), "negative": ("3", "conditioning"),
+           "latent": ("4", "latent")}),
+    # WAS's nearest is torch's legacy nearest; the table says nearest-exact
+    "6": ("LatentUpscaleBy", {"upscale_method": "nearest-exact", "scale_by": 1.5}, {"latent": ("5", "latent")}),
+    # through rgthree's reroute (node 7, a UI-only node) as through ComfyUI's
+    "8": ("VAEDecode", {}, {"latent": ("6", "latent"), "vae": ("1", "vae")}),
+    # OpenCV's 0..255 thresholds 100 and 200 as fractions: 100 / 255, 200 / 255
+    "9": ("ImageToEdges", {"low_threshold": 0.3922, "high_threshold": 0.7843}, {"image": ("8", "image")}),
+    "10": ("Preview", {}, {"image": ("8", "image")}),
+    # Any Switch gives its first input from a node that is not muted: node 13 is muted, so LoadImage's
+    "14": ("SaveImage", {"prefix": "clip"}, {"image": ("11", "image")}),
+}
+
+
+@pytest.mark.parametrize("name", FORMATS)
+def test_pack_classes_come_in_as_the_nodeforge_node_with_one_note_each(read, name):
+    imported = read(name)
+    nodes = imported.workflow.nodes
+    for nid, (node_type, params, inputs) in MAPPED.items():
+        assert (nodes[nid].type, nodes[nid].params, nodes[nid].inputs) == (node_type, params, inputs), nid
+    assert "7" not in nodes and "12" not in nodes            # the reroute and the switch are wires
+    assert all(n.type != "comfyui.Placeholder" for n in nodes.values())
+    notes = [line.split(":")[0] for line in imported.warnings if not line.startswith("missing ")]
+    assert notes == ["node 5 (KSampler //Inspire)", "node 6 (Latent Upscale by Factor (WAS))",
+                     "node 9 (CannyEdgePreprocessor)", "node 10 (Image Comparer (rgthree))", "node 14 (VHS_VideoCombine)"]
+    assert any("not as a video" in line for line in imported.warnings)
+
+
+def test_the_rgthree_reroute_is_a_reroute_dot_in_the_ui_file(read):
+    ui = read("comfy-packs-0.4.json").workflow.ui
+    assert ui["reroutes"]["r7"]["links"] == [["8", "latent"]]
+
+
+@pytest.mark.parametrize("name", FORMATS)
+def test_pack_classes_export_as_comfyuis_core_classes(read, registry, name):
+    prompt = comfy_export.export_comfyui_api(read(name).workflow, registry=registry)
+    assert prompt["5"]["class_type"] == "KSampler" and prompt["5"]["inputs"] == {
+        "seed": 11, "steps": 6, "cfg": 5.0, "sampler_name": "dpmpp_2m", "scheduler": "karras", "denoise": 1.0,
+        "model": ["1", 0], "positive": ["2", 0], "negative": ["3", 0], "latent_image": ["4", 0]}
+    assert (prompt["6"]["class_type"], prompt["6"]["inputs"]) == (
+        "LatentUpscaleBy", {"upscale_method": "nearest-exact", "scale_by": 1.5, "samples": ["5", 0]})
+    assert (prompt["9"]["class_type"], prompt["9"]["inputs"]) == (
+        "Canny", {"low_threshold": 0.3922, "high_threshold": 0.7843, "image": ["8", 0]})
+    assert (prompt["10"]["class_type"], prompt["10"]["inputs"]) == ("PreviewImage", {"images": ["8", 0]})
+    assert (prompt["14"]["class_type"], prompt["14"]["inputs"]) == (
+        "SaveImage", {"filename_prefix": "clip", "images": ["11", 0]})
+
+
+def test_an_any_switch_with_every_input_muted_says_so(read, tmp_path):
+    data = json.loads((DATA / "comfy-packs-0.4.json").read_text())
+    for node in data["nodes"]:
+        if node["id"] == 11:
+            node["mode"] = 2
+    source = tmp_path / "muted.json"
+    source.write_text(json.dumps(data))
+    imported = read(source)
+    assert "image" not in imported.workflow.nodes["14"].inputs
+    assert "node 14 (VHS_VideoCombine), images: Any Switch (rgthree) 12 has no input from a node that is not " \
+           "muted; the input is left unconnected" in imported.warnings
