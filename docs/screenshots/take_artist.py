@@ -3,7 +3,8 @@
     xvfb-run -s "-screen 0 1600x1000x24" sh -c 'openbox & sleep 1; python docs/screenshots/take_artist.py SHOT...'
 
 Shots: help-quick-add (quick add with the highlighted node's help), help-tooltip (a port's
-description on hover), models (Models > Installed Models), mask (the mask editor on the inpaint example). Each writes docs/screenshots/artist-SHOT.png of the whole 1600x1000 screen,
+description on hover), models (Models > Installed Models), mask (the mask editor on the inpaint example), gallery (six runs in the Images panel, then
+gallery-compare: two of them compared). Each writes docs/screenshots/artist-SHOT.png of the whole 1600x1000 screen,
 the editor built as a user starts it (built-in pack, default docks; no model is loaded).
 """
 from __future__ import annotations
@@ -124,7 +125,38 @@ def shot_mask(app, registry, done) -> None:
     later(700, paint, reopen, lambda: grab("mask"), lambda: (win.close(), done()))
 
 
-SHOTS = {"mask": shot_mask, "help-quick-add": shot_help_quick_add, "help-tooltip": shot_help_tooltip, "models": shot_models}
+def shot_gallery(app, registry, done) -> None:
+    """Six runs of the txt2img example on the demo model (seed control: increment), the Images panel
+    as a grid of them with the second one selected; then two selected and compared with the slider."""
+    win = window(registry)
+    win.open_path(os.path.join(EXAMPLES, "txt2img.json"))
+    sampler = next(n for n, ref in win.model.nodes.items() if ref.type == "UNetDenoise")
+    win.controller.set_seed_control(sampler, "increment")
+    win.batch.setValue(6)
+    win.run()
+
+    def when_done():
+        if win.runner.running or win.runner.pending:
+            QTimer.singleShot(500, when_done)
+            return
+        grid = win.images.grid
+        grid.setCurrentRow(1)
+        later(600, lambda: grab("gallery"), compare, lambda: grab("gallery-compare"),
+              lambda: (win.images.compare_dialog.close(), win.close(), done()))
+
+    def compare():
+        grid = win.images.grid
+        grid.setCurrentRow(0)
+        grid.item(3).setSelected(True)
+        dialog = win.images.compare_selected()
+        dialog.resize(700, 560)
+        dialog.move(win.geometry().center() - dialog.rect().center())
+        dialog.view.split = 0.42
+
+    QTimer.singleShot(1000, when_done)
+
+
+SHOTS = {"gallery": shot_gallery, "mask": shot_mask, "help-quick-add": shot_help_quick_add, "help-tooltip": shot_help_tooltip, "models": shot_models}
 
 
 def main(names: list[str]) -> int:

@@ -1,4 +1,6 @@
-"""The image panel: the latest results at full size, with what made them and a click-to-copy seed."""
+"""The Images panel, a gallery: this session's results (or a folder's) as thumbnails; the selected
+one at the panel's width with what made it and a click-to-copy seed; compare, open, reveal, copy,
+drag out and load an image's workflow."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,13 +8,19 @@ from pathlib import Path
 from PySide6.QtCore import QRect, QSize, Qt, QUrl, Signal
 from PySide6.QtGui import QColor, QDesktopServices, QGuiApplication, QImage, QPainter, QPixmap
 from PySide6.QtWidgets import (
-    QDialog, QDockWidget, QLabel, QMenu, QScrollArea, QSizePolicy, QVBoxLayout, QWidget,
+    QComboBox, QDialog, QDockWidget, QFileDialog, QHBoxLayout, QLabel, QMenu, QPushButton, QScrollArea,
+    QSizePolicy, QSplitter, QVBoxLayout, QWidget,
 )
 
 from nodeforge.core.metadata import GenerationInfo
+from nodeforge.ui.dialogs.compare_dialog import CompareDialog
+from nodeforge.ui.panels.gallery import (FOLDER, GalleryGrid, folder_records, full_image, has_workflow, label,
+                                         parameters_text)
 from nodeforge.ui.run.runner import RunImage
 
-KEEP = 12
+KEEP = 100             # this session's results the panel lists (the newest)
+SESSION = "This session"
+OPEN_FOLDER = "Open folder…"
 
 
 class ClickLabel(QLabel):
@@ -130,21 +138,62 @@ class ImageViewer(QDialog):
 
 
 class ImagePanel(QDockWidget):
+    """This session's results (or a folder's PNGs) as a thumbnail grid, the selected one below at the
+    panel's width with what made it. Right-click a thumbnail: open, reveal, copy, compare, load its
+    workflow; select two and Compare; drag thumbnails out to copy their files."""
+
     seedCopied = Signal(str)
     openWorkflow = Signal(str)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__("Images", parent)
         self.setObjectName("imagePanel")
-        self.records: list[RunImage] = []
+        self.records: list[RunImage] = []          # this session's results, newest first
+        self.folder: Path | None = None             # a folder shown instead of them
+        self.compare_dialog: CompareDialog | None = None
+        container = QWidget()
+        outer = QVBoxLayout(container)
+        outer.setContentsMargins(4, 4, 4, 4)
+        outer.addLayout(self._bar())
+        self.grid = GalleryGrid()
+        self.grid.currentRowChanged.connect(lambda _row: self._show_current())
+        self.grid.itemSelectionChanged.connect(self._selection_changed)
+        self.grid.itemDoubleClicked.connect(lambda item: self.view_full(self.grid.record_at(self.grid.row(item))))
+        self.grid.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.grid.customContextMenuRequested.connect(self._grid_menu)
+        splitter = QSplitter(Qt.Orientation.Vertical)
+        splitter.setChildrenCollapsible(False)
+        splitter.addWidget(self.grid)
+        splitter.addWidget(self._detail_area())
+        splitter.setSizes([240, 640])
+        outer.addWidget(splitter, 1)
+        self.setWidget(container)
+        self.setMinimumWidth(280)
+        self._render()
+
+    def _bar(self) -> QHBoxLayout:
+        row = QHBoxLayout()
+        self.source = QComboBox()
+        self.source.addItems([SESSION, OPEN_FOLDER])
+        self.source.setToolTip("Show this session's results, or the PNGs of a folder (a batch's, the output folder)")
+        self.source.activated.connect(self._source_chosen)
+        row.addWidget(self.source, 1)
+        self.compare_button = QPushButton("Compare")
+        self.compare_button.setToolTip("Compare the two selected images (Ctrl+click to select two)")
+        self.compare_button.setEnabled(False)
+        self.compare_button.clicked.connect(self.compare_selected)
+        row.addWidget(self.compare_button)
+        return row
+
+    def _detail_area(self) -> QScrollArea:
         scroll = QScrollArea()
         scroll.setWidgetResizable(True)
-        # A scroll bar that comes and goes changes the width, hence every image's height: keep it.
+        # A scroll bar that comes and goes changes the width, hence the image's height: keep it.
         scroll.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOn)
         scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.body = QWidget()
         self.layout_ = QVBoxLayout(self.body)
-        self.layout_.setContentsMargins(8, 8, 8, 8)
+        self.layout_.setContentsMargins(4, 4, 4, 4)
         self.layout_.setSpacing(6)
         self.empty = QLabel("Run the graph (Ctrl+Enter) to see images here.")
         self.empty.setObjectName("panelCaption")
@@ -152,13 +201,14 @@ class ImagePanel(QDockWidget):
         self.layout_.addWidget(self.empty)
         self.layout_.addStretch(1)
         scroll.setWidget(self.body)
-        self.setWidget(scroll)
-        self.setMinimumWidth(280)
+        return scroll
 
+    # -- what is shown ------------------------------------------------------------------------------
     def add_images(self, records: list[RunImage]) -> None:
         if not records:
             return
         self.records = (list(records) + self.records)[:KEEP]
+        self.folder = None          # new results: back to this session's
         self._render()
 
     def refresh(self) -> None:
@@ -169,27 +219,82 @@ class ImagePanel(QDockWidget):
         self.records = []
         self._render()
 
+    def show_folder(self, folder: str | Path) -> int:
+        """Show the PNGs of `folder` (and its sub-folders) instead of this session's; returns how many."""
+        self.folder = Path(folder)
+        self._render()
+        return len(self.grid.records)
+
+    def show_session(self) -> None:
+        self.folder = None
+        self._render()
+
+    def shown(self) -> list[RunImage]:
+        return self.grid.records
+
+    def _source_chosen(self, index: int) -> None:
+        text = self.source.itemText(index)
+        if text == SESSION:
+            self.show_session()
+        elif text == OPEN_FOLDER:
+            start = str(self.folder or (Path(self.records[0].path).parent if self.records and self.records[0].path
+                                        else Path.home()))
+            folder = QFileDialog.getExistingDirectory(self, "Show the images of a folder", start)
+            if folder:
+                self.show_folder(folder)
+            else:
+                self._render()      # back to what was shown
+        else:
+            self.show_folder(self.source.itemData(index))
+
     def _render(self) -> None:
+        records = folder_records(self.folder) if self.folder is not None else self.records
+        self.grid.set_records(records)
+        self._sync_source()
+        if records:
+            self.grid.setCurrentRow(0)
+        self._show_current()
+        self._selection_changed()
+
+    def _sync_source(self) -> None:
+        """The source list: this session, the folder shown (if any), then "Open folder…" last."""
+        while self.source.count() > 2:
+            self.source.removeItem(1)
+        if self.folder is None:
+            self.source.setCurrentIndex(0)
+            return
+        self.source.insertItem(1, f"Folder: {self.folder.name or self.folder}", str(self.folder))
+        self.source.setItemData(1, str(self.folder), Qt.ItemDataRole.ToolTipRole)
+        self.source.setCurrentIndex(1)
+
+    def _show_current(self) -> None:
         while self.layout_.count():
-            item = self.layout_.takeAt(0)
-            if item.widget() is not None and item.widget() is not self.empty:
-                item.widget().deleteLater()
-        self.empty.setVisible(not self.records)
+            widget = self.layout_.takeAt(0).widget()
+            if widget is not None and widget is not self.empty:
+                widget.setParent(None)     # gone from findChild at once, deleted later
+                widget.deleteLater()
+        record = self.grid.record_at(self.grid.currentRow())
+        self.empty.setText("No PNG images in this folder." if self.folder is not None
+                           else "Run the graph (Ctrl+Enter) to see images here.")
+        self.empty.setVisible(record is None)
         self.layout_.addWidget(self.empty)
-        for record in self.records:
-            view = ImageView(record.image, record.path)
+        if record is not None:
+            image = full_image(record)
+            view = ImageView(image, record.path)
             view.openWorkflow.connect(self.openWorkflow)
             self.layout_.addWidget(view)
-            self.layout_.addWidget(self._caption(record))
+            self.layout_.addWidget(self._caption(record, image))
         self.layout_.addStretch(1)
 
-    def _caption(self, record: RunImage) -> QWidget:
+    def _selection_changed(self) -> None:
+        self.compare_button.setEnabled(len(self.grid.selectedItems()) == 2)
+
+    def _caption(self, record: RunImage, img: QImage) -> QWidget:
         box = QWidget()
         lay = QVBoxLayout(box)
         lay.setContentsMargins(0, 0, 0, 10)
         lay.setSpacing(2)
         info = record.info
-        img = record.image
         head = f"{img.width()}×{img.height()}"
         if record.path:
             head += f" · {record.path}"
@@ -216,7 +321,72 @@ class ImagePanel(QDockWidget):
             label.setWordWrap(True)
             label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
             lay.addWidget(label)
+        made = parameters_text(record.path) if record.node_id == FOLDER else ""
+        if made:    # a folder's image: what its PNG says made it
+            label = QLabel(_esc(made).replace("\n", "<br>"))
+            label.setWordWrap(True)
+            label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+            lay.addWidget(label)
         return box
+
+    # -- what a thumbnail offers ----------------------------------------------------------------------
+    def _grid_menu(self, pos) -> None:  # noqa: ANN001 - QPoint
+        item = self.grid.itemAt(pos)
+        if item is None:
+            return
+        if not item.isSelected():
+            self.grid.setCurrentItem(item)
+        self.grid_menu(self.grid.record_at(self.grid.row(item))).exec(self.grid.viewport().mapToGlobal(pos))
+
+    def grid_menu(self, record: RunImage) -> QMenu:
+        """The right-click menu of a thumbnail (built apart from showing it, for tests and scripts)."""
+        menu = QMenu(self)
+        menu.addAction("View at Full Size", lambda: self.view_full(record))
+        saved = bool(record.path) and Path(record.path).is_file()
+        for text, slot in (("Open", self.open_external), ("Reveal in Folder", self.reveal)):
+            menu.addAction(text, lambda slot=slot: slot(record)).setEnabled(saved)
+        menu.addAction("Copy Image", lambda: QGuiApplication.clipboard().setImage(full_image(record)))
+        menu.addAction("Copy Path", lambda: QGuiApplication.clipboard().setText(record.path or "")).setEnabled(saved)
+        load = menu.addAction("Load This Image's Workflow", lambda: self.openWorkflow.emit(record.path))
+        load.setEnabled(saved and has_workflow(record.path))
+        if not load.isEnabled():
+            load.setToolTip("this image carries no workflow")
+        menu.addSeparator()
+        menu.addAction("Compare Selected", self.compare_selected).setEnabled(len(self.grid.selectedItems()) == 2)
+        for action in menu.actions():
+            action.setObjectName(action.text())
+        return menu
+
+    def view_full(self, record: RunImage | None) -> "ImageViewer | None":
+        if record is None:
+            return None
+        viewer = ImageViewer(full_image(record), Path(record.path).name if record.path else "Image", self.window())
+        viewer.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        viewer.show()
+        return viewer
+
+    def open_external(self, record: RunImage) -> None:
+        """Open the file in the system's image viewer."""
+        QDesktopServices.openUrl(QUrl.fromLocalFile(record.path))
+
+    def reveal(self, record: RunImage) -> None:
+        """Open the folder that holds the file in the file manager."""
+        QDesktopServices.openUrl(QUrl.fromLocalFile(str(Path(record.path).parent)))
+
+    def compare_selected(self) -> "CompareDialog | None":
+        chosen = self.grid.selected_records()
+        return self.compare(*chosen) if len(chosen) == 2 else None
+
+    def compare(self, first: RunImage, second: RunImage) -> CompareDialog:
+        """The two images in the Compare dialog (the newer one on the left)."""
+        names = tuple(Path(r.path).name if r.path else label(r) for r in (first, second))
+        if self.compare_dialog is not None:
+            self.compare_dialog.close()
+        self.compare_dialog = CompareDialog(full_image(first), full_image(second), names, self.window())
+        self.compare_dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        self.compare_dialog.destroyed.connect(lambda: setattr(self, "compare_dialog", None))
+        self.compare_dialog.show()
+        return self.compare_dialog
 
     def copy_seed(self, seed: str) -> None:
         QGuiApplication.clipboard().setText(seed)
