@@ -2,8 +2,11 @@
 
 One extractor serves everything that describes a result: the A1111 `parameters` text that the
 pack writes into PNGs (nodes/images.py) and the editor's image panel. From an output node it
-walks upstream to the nearest node with a SEED param, the sampler, and reads:
-- the sampler's own roles: seed, steps, cfg, sampler, schedule, denoise;
+walks upstream to the nearest node with a SEED param or a NOISE input, the sampler, and reads:
+- the sampler's own roles: seed, steps, cfg, sampler, schedule, denoise; a role it lacks is read
+  from the nodes it takes NOISE, GUIDER, SAMPLER and SIGMAS from (ComfyUI's custom sampling: the
+  seed on RandomNoise, cfg and the prompts on CFGGuider, steps on BasicScheduler), as are the
+  prompts and the model when the sampler has no such inputs;
 - the prompt: the nearest PROMPT param through the sampler's POSITIVE input, along
   CONDITIONING wires (area and combine nodes pass through; a node that carries both prompts,
   such as a ControlNet, is passed through its own POSITIVE input); the negative likewise
@@ -74,35 +77,46 @@ class GenerationInfo:
         return replace(self, seed=seed)
 
 
+# The parts a sampler can be made of (ComfyUI's custom sampling): noise, guider, stepping method and
+# sigmas come from nodes of their own, and their settings are the sampler's.
+_SAMPLER_PARTS = (PortType.NOISE, PortType.GUIDER, PortType.SAMPLER, PortType.SIGMAS)
+
+
 def generation_info(workflow: "Workflow", registry: "Registry", output_node: str,
                     index: int = 0) -> GenerationInfo:
     """What made the image(s) of `output_node`; `index` is the image's place in its batch."""
     reader = _Reader(workflow, registry)
-    sampler = graph.nearest_upstream(workflow, output_node, lambda nid: reader.param(nid, ParamRole.SEED) is not None)
+    sampler = graph.nearest_upstream(workflow, output_node, reader.is_sampler)
     if sampler is None:
         return GenerationInfo()
-    seed_decl = reader.param(sampler, ParamRole.SEED)
+    parts = list(graph.walk_upstream(workflow, sampler, follow=reader.along(*_SAMPLER_PARTS)))
+    seed_node = reader.first(parts, ParamRole.SEED)
+    seed_decl = reader.param(seed_node, ParamRole.SEED)
+    guided = next((nid for nid in parts if reader.takes(nid, role=InputRole.POSITIVE)), sampler)
+    modelled = next((nid for nid in parts if reader.takes(nid, port_type=PortType.MODEL)), sampler)
     width_node = reader.nearest(sampler, ParamRole.WIDTH, PortType.LATENT)
     batch_node = reader.nearest(sampler, ParamRole.BATCH_SIZE, PortType.LATENT)
-    model_node = reader.nearest(sampler, ParamRole.MODEL, PortType.MODEL, FileKind.CHECKPOINT)
-    prompt_node = reader.prompt_node(sampler, InputRole.POSITIVE)
-    negative_node = reader.prompt_node(sampler, InputRole.NEGATIVE)
+    model_node = reader.nearest(modelled, ParamRole.MODEL, PortType.MODEL, FileKind.CHECKPOINT)
+    prompt_node = reader.prompt_node(guided, InputRole.POSITIVE)
+    negative_node = reader.prompt_node(guided, InputRole.NEGATIVE)
+
+    def setting(kind: type, role: ParamRole) -> Any:
+        return _as(kind, reader.value(reader.first(parts, role), role))
+
     info = GenerationInfo(
         sampler_node=sampler, params=reader.values(sampler),
-        seed=_as(int, reader.value(sampler, ParamRole.SEED)), seed_param=seed_decl.name,
-        seed_limit=int(seed_decl.max) if seed_decl.max is not None else None,
-        steps=_as(int, reader.value(sampler, ParamRole.STEPS)),
-        cfg=_as(float, reader.value(sampler, ParamRole.CFG)),
-        sampler=_as(str, reader.value(sampler, ParamRole.SAMPLER)),
-        schedule=_as(str, reader.value(sampler, ParamRole.SCHEDULE)),
-        denoise=_as(float, reader.value(sampler, ParamRole.DENOISE)),
+        seed=setting(int, ParamRole.SEED), seed_param=seed_decl.name if seed_decl is not None else None,
+        seed_limit=int(seed_decl.max) if seed_decl is not None and seed_decl.max is not None else None,
+        steps=setting(int, ParamRole.STEPS), cfg=setting(float, ParamRole.CFG),
+        sampler=setting(str, ParamRole.SAMPLER), schedule=setting(str, ParamRole.SCHEDULE),
+        denoise=setting(float, ParamRole.DENOISE),
         prompt=str(reader.value(prompt_node, ParamRole.PROMPT) or ""), prompt_node=prompt_node,
         negative=str(reader.value(negative_node, ParamRole.PROMPT) or ""), negative_node=negative_node,
         width=_size(reader.value(width_node, ParamRole.WIDTH)),
         height=_size(reader.value(width_node, ParamRole.HEIGHT)),
         batch_size=_as(int, reader.value(batch_node, ParamRole.BATCH_SIZE)),
         model=_as(str, reader.value(model_node, ParamRole.MODEL, FileKind.CHECKPOINT)),
-        loras=tuple(reader.loras(sampler)))
+        loras=tuple(reader.loras(modelled)))
     return info.for_item(index)
 
 
@@ -141,13 +155,29 @@ class _Reader:
         declared = self.param(nid, role, file)
         return None if declared is None else self.values(nid).get(declared.name)
 
-    def along(self, port_type: PortType) -> Callable[[str, str], bool]:
-        """Walk only through inputs of `port_type` (as declared, or as a placeholder recorded)."""
+    def along(self, *port_types: PortType) -> Callable[[str, str], bool]:
+        """Walk only through inputs of these types (as declared, or as a placeholder recorded)."""
+        wanted = {t.value for t in port_types}
+
         def follow(nid: str, input_name: str) -> bool:
             if nid not in self._input_types:
                 self._input_types[nid] = graph.port_types(self.workflow.nodes[nid], self.registry)[0]
-            return self._input_types[nid].get(input_name) == port_type.value
+            return self._input_types[nid].get(input_name) in wanted
         return follow
+
+    def takes(self, nid: str, *, role: InputRole | None = None, port_type: PortType | None = None) -> bool:
+        """The node declares an input with this role (or of this type)."""
+        spec = self.spec(nid)
+        return spec is not None and any((role is not None and i.role is role) or
+                                        (port_type is not None and i.type == port_type.value) for i in spec.inputs)
+
+    def is_sampler(self, nid: str) -> bool:
+        """A node with a seed, or one that takes its noise from another (ComfyUI's SamplerCustomAdvanced)."""
+        return self.param(nid, ParamRole.SEED) is not None or self.takes(nid, port_type=PortType.NOISE)
+
+    def first(self, nids: list[str], role: ParamRole) -> str | None:
+        """The first of `nids` that declares a param with `role`."""
+        return next((nid for nid in nids if self.param(nid, role) is not None), None)
 
     def nearest(self, start: str, role: ParamRole, port_type: PortType, file: FileKind | None = None,
                 via_input: str | None = None) -> str | None:

@@ -164,3 +164,32 @@ def test_a_node_carrying_both_prompts_is_passed_through_on_each_prompts_own_side
     wf.nodes["sample"].inputs.update(wanted=("guide", "plus"), unwanted=("guide", "minus"))
     info = metadata.generation_info(wf, REGISTRY, out)
     assert (info.prompt, info.negative) == ("a red fox", "blurry")
+
+
+def test_a_sampler_split_into_noise_guider_sampler_and_sigmas_reads_its_settings_from_its_parts():
+    """ComfyUI's custom sampling (the pack's nodes): the seed is RandomNoise's, cfg and the prompts
+    CFGGuider's, the stepping method SamplerSelect's, steps and schedule BasicScheduler's."""
+    from nodeforge.core.registry import load_registry
+
+    registry = load_registry(entry_points=False)
+    wf = Workflow()
+    wf.add("CheckpointLoader", {"checkpoint": "base.safetensors"}, node_id="ckpt")
+    wf.add("TextEncoder", {"text": "a red circle"}, {"clip": ("ckpt", "clip")}, node_id="pos")
+    wf.add("TextEncoder", {"text": "blurry"}, {"clip": ("ckpt", "clip")}, node_id="neg")
+    wf.add("EmptyLatent", {"width": 64, "height": 48, "batch_size": 2}, node_id="empty")
+    wf.add("RandomNoise", {"seed": 77}, node_id="noise")
+    wf.add("CFGGuider", {"cfg": 6.5}, {"unet": ("ckpt", "unet"), "positive": ("pos", "conditioning"),
+                                        "negative": ("neg", "conditioning")}, node_id="guider")
+    wf.add("SamplerSelect", {"sampler": "dpmpp_2m"}, node_id="select")
+    wf.add("BasicScheduler", {"schedule": "karras", "steps": 12, "denoise": 0.8}, {"unet": ("ckpt", "unet")},
+           node_id="sched")
+    wf.add("SamplerCustomAdvanced", {}, {"noise": ("noise", "noise"), "guider": ("guider", "guider"),
+                                         "sampler": ("select", "sampler"), "sigmas": ("sched", "sigmas"),
+                                         "latent": ("empty", "latent")}, node_id="sca")
+    wf.add("VAEDecode", {}, {"vae": ("ckpt", "vae"), "latent": ("sca", "output")}, node_id="dec")
+    wf.add("SaveImage", {"prefix": "x"}, {"image": ("dec", "image")}, node_id="save")
+    info = metadata.generation_info(wf, registry, "save", index=1)
+    assert (info.sampler_node, info.seed, info.seed_param, info.steps, info.cfg, info.sampler, info.schedule,
+            info.denoise) == ("sca", 78, "seed", 12, 6.5, "dpmpp_2m", "karras", 0.8)
+    assert (info.prompt, info.negative, info.width, info.height, info.batch_size, info.model) == \
+        ("a red circle", "blurry", 64, 48, 2, "base.safetensors")
