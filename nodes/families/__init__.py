@@ -4,7 +4,8 @@ A family is a module in this package with the same functions (see `FamilyModule`
 files apart (`claims_folder`, `claims_state`), load its parts into the MODEL/CLIP/VAE wrappers
 (`load_folder`, `load_file`) and encode a prompt (`encode`). It samples through the one denoise
 loop (nodes/sampling.py): its MODEL wrapper's `sampling_behaviour` is its `SamplingBehaviour`
-subclass, which replaces the phases that differ (SD3: `FlowSampling` in flow.py). The latent's
+subclass, which replaces the phases that differ (SD3: `FlowSampling` in flow.py; Flux:
+`FluxSampling` in flux_sampling.py). The latent's
 shape comes from the loaded model (`UNetModel.latent_channels` and `vae_factor`), so EmptyLatent
 stays lazy and works for every family. CheckpointLoader and TextEncoder ask this table which
 family a file or a CLIP belongs to, so a graph moves to another family by picking another
