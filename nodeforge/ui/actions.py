@@ -157,6 +157,11 @@ class WindowActions:
                               "Run a grid or a list of param values through the queue, with a contact sheet")
         self.auto.setCheckable(True)
         self.auto.setChecked(win.settings().value("autoQueue", False, type=bool))
+        self.skip_saves = a("&Skip Unchanged Saves", win.skip_saves_toggled, None, None,
+                            "A re-run that draws the same image as an earlier one this session does not "
+                            "save another copy of it")
+        self.skip_saves.setCheckable(True)
+        self.skip_saves.setChecked(win.settings().value("skipUnchangedSaves", False, type=bool))
 
     def _a(self, *args: Any) -> QAction:
         return make_action(self.win, *args)
@@ -197,7 +202,7 @@ class WindowActions:
         m.addSeparator()
         m.addAction(self.batch_action)
         m.addSeparator()
-        m.addAction(self.auto)
+        m.addActions([self.auto, self.skip_saves])
         m = bar.addMenu("&Help")
         m.addAction("&Canvas and Shortcuts", win.show_shortcuts)
         m.addAction("&About NodeForge", win.show_about)

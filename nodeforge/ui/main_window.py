@@ -56,6 +56,7 @@ class MainWindow(QMainWindow):
         self.acts = WindowActions(self, self.document, self.edits, self.controller, self.scene, self.view,
                                   self.registry, [self.images, self.history, self.problems, self.queue])
         self._connect()
+        self.runner.skip_unchanged_saves = self.acts.skip_saves.isChecked()
         self.stats_timer = QTimer(self)
         self.stats_timer.timeout.connect(self._tick_stats)
         self.stats_timer.start(2000)
@@ -190,6 +191,10 @@ class MainWindow(QMainWindow):
         self.settings().setValue("autoQueue", bool(on))
         if on and self.model.nodes:
             self._auto_timer.start()
+
+    def skip_saves_toggled(self, on: bool) -> None:
+        self.settings().setValue("skipUnchangedSaves", bool(on))
+        self.runner.skip_unchanged_saves = bool(on)
 
     def _graph_edited(self, *_: Any) -> None:
         if self._advancing_seeds:

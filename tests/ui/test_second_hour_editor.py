@@ -314,3 +314,44 @@ def test_the_status_bar_names_the_device_before_the_first_run(qtbot, real_regist
     win.status.update_stats()
     assert win.status.device_label.text() == "Device: CPU"
     win.autosaver.discard()
+
+
+# -- item 6: re-running an unchanged graph -----------------------------------------------------------------
+def test_a_rerun_of_an_unchanged_graph_says_it_is_the_same_image_and_can_skip_the_save(window, qtbot):
+    from PySide6.QtWidgets import QLabel
+
+    from tests.ui.test_queue import chain
+
+    window.show()
+    qtbot.waitExposed(window)
+    solid, save = chain(window, "SolidImage", "SaveOut")
+    out = window.engine.output_dir
+
+    def run_once():
+        with qtbot.waitSignal(window.runner.runFinished, timeout=TIMEOUT):
+            window.acts.run.trigger()                     # Run > Run
+        qtbot.waitUntil(lambda: not window.runner.running)
+        return window.runner.jobs[-1].images[0]
+
+    def captions():
+        return " ".join(label.text() for label in window.images.findChildren(QLabel))
+
+    first = run_once()
+    assert first.same_as is None and "same image" not in window.statusBar().currentMessage()
+    again = run_once()                                    # nothing changed: a second file, the same pixels
+    assert again.path != first.path and again.same_as == first.path and again.saved_again
+    assert sorted(p.name for p in out.glob("*.png")) == ["test_00000.png", "test_00001.png"]
+    assert "the same image as test_00000.png" in window.statusBar().currentMessage()
+    assert "the same image as test_00000.png" in captions()
+
+    window.acts.skip_saves.trigger()                      # Run > Skip Unchanged Saves
+    assert window.settings().value("skipUnchangedSaves", type=bool)
+    third = run_once()
+    assert third.path == first.path and not third.saved_again
+    assert sorted(p.name for p in out.glob("*.png")) == ["test_00000.png", "test_00001.png"]   # no third copy
+    assert "not saved again" in window.statusBar().currentMessage()
+
+    window.controller.set_param(solid, "color", "green")  # a change that changes the picture
+    fourth = run_once()
+    assert fourth.same_as is None and fourth.saved_again and Path(fourth.path).is_file()
+    window.acts.skip_saves.trigger()

@@ -298,6 +298,7 @@ class ImagePanel(QDockWidget):
         head = f"{img.width()}×{img.height()}"
         if record.path:
             head += f" · {record.path}"
+        head += same_note(record)
         top = QLabel(head)
         top.setObjectName("panelCaption")
         top.setWordWrap(True)
@@ -391,6 +392,15 @@ class ImagePanel(QDockWidget):
     def copy_seed(self, seed: str) -> None:
         QGuiApplication.clipboard().setText(seed)
         self.seedCopied.emit(seed)
+
+
+def same_note(record: RunImage) -> str:
+    """" · the same image as X" for a re-run that drew the pixels of an earlier image (issue 31)."""
+    if not record.same_as:
+        return ""
+    name = Path(record.same_as).name
+    return f" · the same image as {name} (not saved again)" if not record.saved_again else \
+        f" · the same image as {name}"
 
 
 def settings_line(info: GenerationInfo) -> list[str]:

@@ -6,6 +6,7 @@ bar and the image panel. Knows nothing of how the run is done.
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QObject, Signal
@@ -94,8 +95,15 @@ class RunPresenter(QObject):
             self.images.add_images(images)
 
     def _run_finished(self, result: Any) -> None:
-        self.status.showMessage(f"Done in {result.seconds:.2f}s: {len(result.executed)} ran, "
-                                f"{len(result.cached)} from cache", 8000)
+        done = f"Done in {result.seconds:.2f}s: {len(result.executed)} ran, {len(result.cached)} from cache"
+        job = self.runner.active
+        repeats = [record for record in (job.images if job is not None else []) if record.same_as]
+        if repeats:
+            first = repeats[0]
+            done += (f"; the same image as {Path(first.same_as).name} (nothing that changes the picture changed"
+                     + ("; not saved again)" if not first.saved_again else
+                        "; Run > Skip Unchanged Saves keeps one file)"))
+        self.status.showMessage(done, 8000 if not repeats else 15000)
 
     def _run_failed(self, nid: Any, message: str, problems: list[Problem]) -> None:
         for item in self.scene.nodes.values():

@@ -11,6 +11,7 @@ output node needs are left out of the copy that runs.
 """
 from __future__ import annotations
 
+import hashlib
 import itertools
 import threading
 import time
@@ -113,6 +114,8 @@ class RunImage:
     node_id: str
     info: GenerationInfo = field(default_factory=GenerationInfo)
     prompts: list[tuple[str, str]] = field(default_factory=list)   # (node title, text)
+    same_as: str | None = None      # an earlier image of this session with the same pixels (its file)
+    saved_again: bool = True        # False: "skip unchanged saves" removed this run's copy of it
 
 
 def titled_prompts(workflow: Workflow, registry: Registry, info: GenerationInfo) -> list[tuple[str, str]]:
@@ -244,6 +247,8 @@ class RunController(QObject):
         self._flush.timeout.connect(self._flush_progress)
         self._event.connect(self._on_event)
         self._done.connect(self._on_done)
+        self.skip_unchanged_saves = False      # Run > Skip Unchanged Saves
+        self._saved: dict[str, str] = {}       # pixel digest -> the first file of this session with them
 
     @property
     def pending(self) -> list[Workflow]:
@@ -501,7 +506,30 @@ class RunController(QObject):
             return []
         made = generation_info(self.current, self.engine.registry, nid)
         prompts = titled_prompts(self.current, self.engine.registry, made)
-        return [RunImage(img, path, nid, made.for_item(i), prompts) for i, (img, path) in enumerate(images)]
+        records = [RunImage(img, path, nid, made.for_item(i), prompts) for i, (img, path) in enumerate(images)]
+        self._note_repeats(records)
+        return records
+
+    def _note_repeats(self, records: list[RunImage]) -> None:
+        """An image with the pixels of one saved earlier this session (a re-run of an unchanged graph)
+        says so (`same_as`); with `skip_unchanged_saves`, this run's copy of the file is removed and the
+        record points at the earlier one (not for a batch's jobs, whose files the batch writer moves)."""
+        skip = self.skip_unchanged_saves and self.active is not None and self.active.output_dir is None
+        for record in records:
+            if record.path is None:
+                continue
+            digest = image_digest(record.image)
+            earlier = self._saved.get(digest)
+            if earlier is None or earlier == record.path or not Path(earlier).is_file():
+                self._saved[digest] = record.path
+                continue
+            record.same_as = earlier
+            if skip:
+                try:
+                    Path(record.path).unlink()
+                except OSError:
+                    continue
+                record.path, record.saved_again = earlier, False
 
     def _on_done(self) -> None:
         job, self.active = self.active, None
@@ -527,6 +555,13 @@ class RunController(QObject):
         thread = self._thread
         if thread is not None:
             thread.join(timeout)
+
+
+def image_digest(image: QImage) -> str:
+    """A digest of an image's pixels (size and RGBA bytes), to tell a repeated image from a new one."""
+    rgba = image.convertToFormat(QImage.Format.Format_RGBA8888)
+    data = bytes(rgba.constBits())[:rgba.sizeInBytes()]
+    return f"{rgba.width()}x{rgba.height()}:" + hashlib.sha1(data).hexdigest()
 
 
 def _one_line(message: str) -> str:
