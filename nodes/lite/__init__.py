@@ -111,8 +111,8 @@ def load_folder(path: Path, device: str) -> Any:
         if modules[part] is None:
             return None
         check_finite(modules[part].state_dict().items(), f"{path.name}/{part}", "checkpoint")
-    tokenizer = LiteTokenizer(path / "tokenizer")
-    if not tokenizer_works(tokenizer):
+    tokenizer = LiteTokenizer.read(path / "tokenizer")
+    if tokenizer is None or not tokenizer_works(tokenizer):
         return None
     loaded = finish_folder(path, modules["unet"], modules["vae"], modules["text_encoder"], tokenizer, None, None,
                            device, pick_dtype(device))

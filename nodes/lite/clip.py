@@ -111,27 +111,67 @@ class LiteCLIPText(nn.Module):
                                hidden_states=tuple(states) if output_hidden_states else None)
 
 
+SPECIALS = (("bos", "<|startoftext|>"), ("eos", "<|endoftext|>"), ("pad", "<|endoftext|>"), ("unk", "<|endoftext|>"))
+CLIP_SPLIT = r"""<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+"""
+
+
+def clip_pipeline(unk: str) -> dict[str, Any]:
+    """The normalizer, pre-tokenizer and BPE options transformers' CLIPTokenizer builds (whatever a
+    tokenizer.json says: it keeps only the vocabulary and merges), as the file would write them."""
+    from tokenizers import Regex, Tokenizer, normalizers, pre_tokenizers
+    from tokenizers.models import BPE
+
+    reference = Tokenizer(BPE(vocab={unk: 0}, merges=[], dropout=None, continuing_subword_prefix="",
+                              end_of_word_suffix="</w>", fuse_unk=False, unk_token=unk))
+    reference.normalizer = normalizers.Sequence(
+        [normalizers.NFC(), normalizers.Replace(Regex(r"\s+"), " "), normalizers.Lowercase()])
+    reference.pre_tokenizer = pre_tokenizers.Sequence(
+        [pre_tokenizers.Split(Regex(CLIP_SPLIT), behavior="removed", invert=True),
+         pre_tokenizers.ByteLevel(add_prefix_space=False)])
+    return _pipeline(json.loads(reference.to_str()))
+
+
+def _pipeline(spec: dict[str, Any]) -> dict[str, Any]:
+    model = {k: v for k, v in spec.get("model", {}).items() if k not in ("vocab", "merges")}
+    return {"normalizer": spec.get("normalizer"), "pre_tokenizer": spec.get("pre_tokenizer"), "model": model}
+
+
 class LiteTokenizer:
-    """A CLIP tokenizer from a folder's tokenizer.json (the `tokenizers` library transformers' own
-    CLIPTokenizer runs on), with the special tokens of its tokenizer_config.json."""
+    """A CLIP tokenizer from a folder's tokenizer.json on the `tokenizers` library, as transformers'
+    CLIPTokenizer builds it: `LiteTokenizer.read(folder)` gives one only when the file's pipeline
+    is exactly the one CLIPTokenizer would build, its added tokens are only the special tokens of
+    tokenizer_config.json and those are in the vocabulary (else None: transformers reads it)."""
 
-    def __init__(self, folder: Path) -> None:
-        from tokenizers import Tokenizer
-
-        self._tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+    def __init__(self, tokenizer: Any, ids: dict[str, int], max_length: int) -> None:
+        self._tokenizer = tokenizer
         self._tokenizer.no_padding()      # the pack frames and pads the windows itself
         self._tokenizer.no_truncation()
-        config_file = folder / "tokenizer_config.json"
-        config = json.loads(config_file.read_text(encoding="utf-8")) if config_file.is_file() else {}
-        ids = {}
-        for name, default in (("bos", "<|startoftext|>"), ("eos", "<|endoftext|>"), ("pad", "<|endoftext|>"),
-                              ("unk", "<|endoftext|>")):
-            token = config.get(f"{name}_token", default)
-            token = token.get("content") if isinstance(token, dict) else token
-            ids[name] = self._tokenizer.token_to_id(token) if token is not None else None
         self.bos_token_id, self.eos_token_id = ids["bos"], ids["eos"]
         self.pad_token_id, self.unk_token_id = ids["pad"], ids["unk"]
-        self.model_max_length = int(config.get("model_max_length", 77))
+        self.model_max_length = max_length
+
+    @classmethod
+    def read(cls, folder: Path) -> "LiteTokenizer | None":
+        from tokenizers import Tokenizer
+
+        try:
+            spec = json.loads((folder / "tokenizer.json").read_text(encoding="utf-8"))
+            config_file = folder / "tokenizer_config.json"
+            config = json.loads(config_file.read_text(encoding="utf-8")) if config_file.is_file() else {}
+            tokens = {}
+            for name, default in SPECIALS:
+                token = config.get(f"{name}_token", default)
+                tokens[name] = token.get("content") if isinstance(token, dict) else token
+            vocab = spec["model"]["vocab"]
+            if any(not isinstance(t, str) or t not in vocab for t in tokens.values()) \
+                    or {t.get("content") for t in spec.get("added_tokens") or ()} - set(tokens.values()) \
+                    or _pipeline(spec) != clip_pipeline(tokens["unk"]):
+                return None
+            tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+        except Exception:   # unreadable or unusual: transformers reads it and says what is wrong
+            return None
+        return cls(tokenizer, {name: tokenizer.token_to_id(token) for name, token in tokens.items()},
+                   int(config.get("model_max_length", 77)))
 
     def __call__(self, text: str, add_special_tokens: bool = True, truncation: bool = False) -> dict[str, list[int]]:
         if add_special_tokens or truncation:

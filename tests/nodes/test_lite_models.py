@@ -161,12 +161,35 @@ def test_the_tokenizer_gives_transformers_ids_for_the_demo_model_and_a_tiny_one(
 
     tm.make_tokenizer().save_pretrained(str(tmp_path / "tiny"))
     for folder in (DEMO / "tokenizer", tmp_path / "tiny"):
-        theirs, ours = CLIPTokenizer.from_pretrained(str(folder)), LiteTokenizer(folder)
+        theirs, ours = CLIPTokenizer.from_pretrained(str(folder)), LiteTokenizer.read(folder)
         for name in ("bos_token_id", "eos_token_id", "pad_token_id", "unk_token_id"):
             assert getattr(ours, name) == getattr(theirs, name), (folder, name)
         for text in _texts(9):
             expected = theirs(text, add_special_tokens=False, truncation=False)["input_ids"]
             assert ours(text, add_special_tokens=False)["input_ids"] == expected, (folder, text)
+
+
+def test_a_tokenizer_file_transformers_would_read_otherwise_is_left_to_transformers(tmp_path):
+    # transformers 5's CLIPTokenizer keeps only a tokenizer.json's vocabulary and merges and builds
+    # its own pipeline; the lite one runs the file's, so it takes only files whose pipeline is that one.
+    import shutil
+
+    def variant(name: str, change) -> Path:
+        folder = tmp_path / name
+        shutil.copytree(DEMO / "tokenizer", folder)
+        spec = json.loads((folder / "tokenizer.json").read_text())
+        change(spec)
+        (folder / "tokenizer.json").write_text(json.dumps(spec))
+        return folder
+
+    assert LiteTokenizer.read(variant("same", lambda spec: None)) is not None
+    assert LiteTokenizer.read(variant("no-lowercase", lambda spec: spec.update(normalizer={"type": "NFC"}))) is None
+    extra = {"id": 173, "content": "<extra>", "single_word": False, "lstrip": False, "rstrip": False,
+             "normalized": False, "special": True}
+    assert LiteTokenizer.read(variant("added", lambda spec: spec["added_tokens"].append(extra))) is None
+    assert LiteTokenizer.read(variant("dropout", lambda spec: spec["model"].update(dropout=0.1))) is None
+    (tmp_path / "same" / "tokenizer_config.json").write_text(json.dumps({"pad_token": "<|pad|>"}))
+    assert LiteTokenizer.read(tmp_path / "same") is None   # transformers would add the pad token
 
 
 @pytest.mark.parametrize("schedule", ["default", "normal", "simple", "sgm_uniform", "ddim_uniform"])
