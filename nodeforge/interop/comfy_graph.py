@@ -238,6 +238,9 @@ class _Level:
 
 
 def read_ui_workflow(data: dict[str, Any], source: object = None) -> ComfyGraph:
+    from nodeforge.interop.comfy_groups import expand_group_nodes
+
+    data = expand_group_nodes(data)      # old group nodes become the nodes they hold
     graph = ComfyGraph("ComfyUI workflow")
     definitions = _subgraph_definitions(data, source)
     top = _Level(data, source, "")

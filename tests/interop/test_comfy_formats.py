@@ -413,3 +413,49 @@ def test_the_upload_button_an_api_prompt_records_is_not_a_warning(registry):
         imported = read_workflow(prompt, registry=registry)
         assert imported.workflow.nodes["10"].params["path"] == "in.png"
         assert not any("upload" in line for line in imported.warnings), imported.warnings
+
+
+def _group_file(definition_links=None):
+    """A UI file with an old group node "workflow/Two LoRAs" (two LoraLoaderModelOnly in a chain, as a
+    shared SDXL file had three) between a checkpoint and a sampler's model input."""
+    lora = {"type": "LoraLoaderModelOnly", "inputs": [{"name": "model", "type": "MODEL", "link": None}],
+            "outputs": [{"name": "MODEL", "type": "MODEL", "links": []}], "widgets_values": ["x.safetensors", 1]}
+    definition = {"nodes": [dict(lora, index=0), dict(lora, index=1)],
+                  "links": definition_links if definition_links is not None else
+                  [[None, 0, 0, 0, 13, "MODEL"], [0, 0, 1, 0, 19, "MODEL"]], "external": []}
+    nodes = [_node(4, "CheckpointLoaderSimple", widgets=["sd.safetensors"],
+                   outputs=[("MODEL", "MODEL", [1]), ("CLIP", "CLIP", []), ("VAE", "VAE", [])]),
+             _node(9, "workflow/Two LoRAs", widgets=["a.safetensors", 0.5, "b\\c.safetensors", 0.25],
+                   inputs=[("model", "MODEL", 1)], outputs=[("MODEL", "MODEL", [2])]),
+             _node(3, "KSampler", widgets=[5, "fixed", 20, 7.0, "euler", "normal", 1.0],
+                   inputs=[("model", "MODEL", 2)])]
+    return {"nodes": nodes, "links": [[1, 4, 0, 9, 0, "MODEL"], [2, 9, 0, 3, 0, "MODEL"]],
+            "extra": {"groupNodes": {"Two LoRAs": definition}}, "version": 0.4}
+
+
+def test_an_old_group_node_becomes_the_nodes_it_holds(registry):
+    """Group nodes (before subgraphs) were placeholders in 4 of 82 shared files."""
+    from nodeforge.interop import export_comfyui_api, read_workflow
+
+    imported = read_workflow(_group_file(), registry=registry)
+    nodes = imported.workflow.nodes
+    assert sorted(nodes) == ["3", "4", "9:0", "9:1"]
+    assert (nodes["9:0"].type, nodes["9:0"].params["lora"], nodes["9:0"].params["strength_unet"]) == \
+        ("LoRALoader", "a.safetensors", 0.5)
+    assert (nodes["9:1"].params["lora"], nodes["9:1"].params["strength_unet"]) == ("b\\c.safetensors", 0.25)
+    assert nodes["9:0"].inputs["unet"] == ("4", "unet") and nodes["9:1"].inputs["unet"] == ("9:0", "unet")
+    assert nodes["3"].inputs["unet"] == ("9:1", "unet")
+    prompt = export_comfyui_api(imported.workflow, registry=registry)
+    assert prompt["9:1"]["class_type"] == "LoraLoaderModelOnly" and prompt["9:1"]["inputs"]["model"] == ["9:0", 0]
+
+
+def test_a_group_node_whose_definition_does_not_add_up_stays_and_says_what_it_is(registry):
+    from nodeforge.core.placeholder import is_placeholder, placeholder_message
+    from nodeforge.interop import read_workflow
+
+    for links in ([[0, 0, 1, 0, 19, "MODEL"], [1, 0, 0, 0, 20, "MODEL"]],     # no input left for the instance's
+                  [[{"x": 1}, 0, 0, 0], [0, "a", 1, 0]]):                      # hostile values
+        imported = read_workflow(_group_file(links), registry=registry)
+        node = imported.workflow.nodes["9"]
+        assert is_placeholder(node)
+        assert placeholder_message(node).startswith("a ComfyUI group node, which NodeForge does not expand yet")
