@@ -68,6 +68,7 @@ class _Converter:
         self.placeholders: dict[str, list[str]] = {}      # class -> ids of its placeholder nodes
         # KJNodes' named wires: each SetNode by its name (the first set wins, as the GetNode's list shows it)
         self.setters: dict[str, ComfyNode] = {}
+        self.power: dict[str, list[tuple[str, float, float]]] = {}   # Power Lora Loader id -> its LoRAs on
         for node in graph.nodes.values():
             name = self._constant(node) if node.class_type == table.SET_NODE else None
             if isinstance(name, str):
@@ -95,13 +96,20 @@ class _Converter:
             for src, slot in node.links.values():
                 self.top_slot[src] = max(self.top_slot.get(src, -1), slot)
         for node in nodes.values():
-            if not self.folded(node):
+            if node.class_type == table.POWER_LORA:   # a chain of LoRA nodes, or a wire when none is on
+                self.power[node.id] = table.power_loras(node.values if node.values is not None else node.widgets)
+                if self.power[node.id]:
+                    self.output_names[node.id] = ["unet", "clip"]
+            elif not self.folded(node):
                 row = self.row(node)
                 self.rows[node.id] = row
                 self.output_names[node.id] = list(row.outputs) if row is not None else self._placeholder_outputs(node)
         for node in nodes.values():
             if node.class_type in table.NOTES:
                 self._note(node)
+            elif self.power.get(node.id):
+                self._power_lora(node)
+                self._layout(node)
             elif node.id in self.rows:
                 row = self.rows[node.id]
                 ref = self._mapped(node, row) if row is not None else self._placeholder(node)
@@ -132,8 +140,8 @@ class _Converter:
         if native is not None:
             dot = f"r{native}"
             self._dot(dot, self.graph.reroutes[native])
-        while src in nodes and nodes[src].class_type in (*table.REROUTES, table.ANY_SWITCH, table.SET_NODE,
-                                                         table.GET_NODE):
+        while src in nodes and (nodes[src].class_type in (*table.REROUTES, table.ANY_SWITCH, table.SET_NODE,
+                                                          table.GET_NODE) or self.power.get(src) == []):
             if src in seen:
                 return ("none", "its reroutes form a loop", dot)
             seen.add(src)
@@ -149,6 +157,9 @@ class _Converter:
                 if through is None:
                     return ("none", f"GetNode {src} reads {name!r}, which no SetNode in the file sets", dot)
             links = self._switched(through) if through.class_type == table.ANY_SWITCH else through.links
+            if self.power.get(through.id) == []:    # no LoRA on: its MODEL and CLIP are its inputs'
+                name = ("model", "clip")[slot] if slot < 2 else ""
+                links = {name: through.links[name]} if name in through.links else {}
             if not links:
                 what = "reroute" if through.class_type in table.REROUTES else through.class_type
                 return ("none", f"{what} {through.id} has no input" + (" from a node that is not muted"
@@ -166,6 +177,29 @@ class _Converter:
             return ("none", f"linked to output slot {slot} of node {src} ({origin.class_type}), which has "
                             f"{len(names)} output{'s' if len(names) != 1 else ''}", dot)
         return ("node", (src, names[slot]), dot)
+
+    def _power_lora(self, node: ComfyNode) -> None:
+        """rgthree's Power Lora Loader as LoRA nodes in a chain, the last one under its id (so what it
+        feeds stays linked); the others are `id.1`, `id.2`, ... placed above it."""
+        entries = self.power[node.id]
+        links: dict[str, tuple[str, str] | None] = {"unet": None, "clip": None}
+        for comfy_name, nf_name in (("model", "unet"), ("clip", "clip")):
+            if comfy_name in node.links:
+                kind, found, _dot = self.source(node, comfy_name)
+                if kind == "node":
+                    links[nf_name] = found
+                else:
+                    self.warnings.add(node, f"{found}; the input is left unconnected", comfy_name)
+        for k, (name, strength_unet, strength_clip) in enumerate(entries, 1):
+            nid = node.id if k == len(entries) else f"{node.id}.{k}"
+            ref = NodeRef("LoRALoader", {"lora": name, "strength_unet": strength_unet, "strength_clip": strength_clip},
+                          {key: value for key, value in links.items() if value is not None},
+                          title=self._title(node, None) if nid == node.id else None)
+            self.workflow.nodes[nid] = ref
+            if nid != node.id and node.pos is not None:
+                above = 60.0 * (len(entries) - k)
+                self.workflow.ui.setdefault("positions", {})[nid] = [node.pos[0], node.pos[1] - above]
+            links = {"unet": (nid, "unet"), "clip": (nid, "clip")}
 
     def _switched(self, switch: ComfyNode) -> dict[str, tuple[str, int]]:
         """An Any Switch's inputs, in order, from the first whose node is not muted (ComfyUI gives none

@@ -25,7 +25,7 @@ _PREFIXES = (("Impact", "ComfyUI-Impact-Pack"), ("IPAdapter", "ComfyUI_IPAdapter
 # The NodeForge node that does the same operation (the user replaces the placeholder with it).
 EQUIVALENTS = {
     "KSampler (Efficient)": "UNetDenoise", "KSampler Adv. (Efficient)": "UNetDenoise", "Image Resize": "ImageScale",
-    "Power Lora Loader (rgthree)": "LoRALoader", "ImageResizeKJ": "ImageScale",
+    "ImageResizeKJ": "ImageScale",
 }
 # ComfyUI's own classes that NodeForge does not map yet (the ones shared files use most).
 CORE = frozenset({

@@ -495,6 +495,8 @@ BY_COMFY: dict[str, ClassMap] = {row.comfy: row for row in ROWS}
 # ComfyUI nodes that only exist in its editor or hold a constant: folded away on import.
 REROUTE = "Reroute"
 REROUTES = (REROUTE, "Reroute (rgthree)")   # rgthree's reroute is the same wire
+# rgthree's Power Lora Loader applies a list of LoRAs: it becomes a chain of NodeForge LoRA nodes.
+POWER_LORA = "Power Lora Loader (rgthree)"
 # rgthree's Any Switch gives the first of its inputs that has a value: the first whose node is not muted.
 ANY_SWITCH = "Any Switch (rgthree)"
 PRIMITIVE = "PrimitiveNode"
@@ -512,3 +514,17 @@ EDITOR_ONLY_INPUTS = frozenset({"upload", "choose file to upload"})
 
 def rows_for(nodeforge_type: str) -> list[ClassMap]:
     return [row for row in ROWS if row.nodeforge == nodeforge_type]
+
+
+def power_loras(values: Any) -> list[tuple[str, float, float]]:
+    """The LoRAs a Power Lora Loader applies, in order: (name, model strength, CLIP strength) of each
+    entry that is on; the CLIP strength is rgthree's strengthTwo where the file has one, else the same."""
+    items = values.values() if isinstance(values, dict) else (values or [])
+    out = []
+    for item in items:
+        name = item.get("lora") if isinstance(item, dict) else None
+        if item and isinstance(item, dict) and item.get("on") and isinstance(name, str) and name not in ("", "None"):
+            strength = float(item.get("strength", 1.0))
+            two = item.get("strengthTwo")
+            out.append((name, strength, strength if two is None else float(two)))
+    return out

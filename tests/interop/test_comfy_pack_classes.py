@@ -1,7 +1,7 @@
 """Well-known custom-pack classes that are a NodeForge node's operation (issue 30, item 2) come in as
 that node, each approximation said once, and go back to ComfyUI as its core class
 (comfy-packs-*.json: KSampler //Inspire, Latent Upscale by Factor (WAS), CannyEdgePreprocessor,
-Image Comparer, Reroute and Any Switch (rgthree), VHS_VideoCombine)."""
+Image Comparer, Power Lora Loader, Reroute and Any Switch (rgthree), VHS_VideoCombine)."""
 from __future__ import annotations
 
 import json
@@ -17,8 +17,15 @@ FORMATS = ["comfy-packs-0.4.json", "comfy-packs-api.json"]
 MAPPED = {
     "5": ("UNetDenoise", {"seed": 11, "steps": 6, "cfg": 5.0, "sampler": "dpmpp_2m", "schedule": "karras",
                           "denoise": 1.0},
-          {"unet": ("1", "unet"), "positive": ("2", "conditioning"), "negative": ("3", "conditioning"),
+          {"unet": ("15", "unet"), "positive": ("2", "conditioning"), "negative": ("3", "conditioning"),
            "latent": ("4", "latent")}),
+    # Power Lora Loader 15: its two LoRAs that are on, in order, as a chain ending under its id; the second
+    # has its own CLIP strength (strengthTwo). Power Lora Loader 16 has none on: a wire to 15's outputs.
+    "15.1": ("LoRALoader", {"lora": "detail.safetensors", "strength_unet": 0.8, "strength_clip": 0.8},
+             {"unet": ("1", "unet"), "clip": ("1", "clip")}),
+    "15": ("LoRALoader", {"lora": "style.safetensors", "strength_unet": 0.5, "strength_clip": 0.25},
+           {"unet": ("15.1", "unet"), "clip": ("15.1", "clip")}),
+    "2": ("TextEncoder", {"text": "a red circle"}, {"clip": ("15", "clip")}),
     # WAS's nearest is torch's legacy nearest; the table says nearest-exact
     "6": ("LatentUpscaleBy", {"upscale_method": "nearest-exact", "scale_by": 1.5}, {"latent": ("5", "latent")}),
     # through rgthree's reroute (node 7, a UI-only node) as through ComfyUI's
@@ -37,7 +44,7 @@ def test_pack_classes_come_in_as_the_nodeforge_node_with_one_note_each(read, nam
     nodes = imported.workflow.nodes
     for nid, (node_type, params, inputs) in MAPPED.items():
         assert (nodes[nid].type, nodes[nid].params, nodes[nid].inputs) == (node_type, params, inputs), nid
-    assert "7" not in nodes and "12" not in nodes            # the reroute and the switch are wires
+    assert "7" not in nodes and "12" not in nodes and "16" not in nodes   # the reroute, switch, empty loader: wires
     assert all(n.type != "comfyui.Placeholder" for n in nodes.values())
     notes = [line.split(":")[0] for line in imported.warnings if not line.startswith("missing ")]
     assert notes == ["node 5 (KSampler //Inspire)", "node 6 (Latent Upscale by Factor (WAS))",
@@ -55,7 +62,11 @@ def test_pack_classes_export_as_comfyuis_core_classes(read, registry, name):
     prompt = comfy_export.export_comfyui_api(read(name).workflow, registry=registry)
     assert prompt["5"]["class_type"] == "KSampler" and prompt["5"]["inputs"] == {
         "seed": 11, "steps": 6, "cfg": 5.0, "sampler_name": "dpmpp_2m", "scheduler": "karras", "denoise": 1.0,
-        "model": ["1", 0], "positive": ["2", 0], "negative": ["3", 0], "latent_image": ["4", 0]}
+        "model": ["15", 0], "positive": ["2", 0], "negative": ["3", 0], "latent_image": ["4", 0]}
+    assert (prompt["15.1"]["class_type"], prompt["15.1"]["inputs"]) == ("LoraLoader", {
+        "lora_name": "detail.safetensors", "strength_model": 0.8, "strength_clip": 0.8, "model": ["1", 0],
+        "clip": ["1", 1]})
+    assert prompt["15"]["inputs"]["model"] == ["15.1", 0] and prompt["15"]["inputs"]["strength_clip"] == 0.25
     assert (prompt["6"]["class_type"], prompt["6"]["inputs"]) == (
         "LatentUpscaleBy", {"upscale_method": "nearest-exact", "scale_by": 1.5, "samples": ["5", 0]})
     assert (prompt["9"]["class_type"], prompt["9"]["inputs"]) == (
