@@ -99,6 +99,21 @@ def _checkpoint_facts(files: dict[str, Any], **_: Any) -> dict[str, dict[str, An
     return {"unet": found, "clip": {"family": found["family"]} if found else {}}
 
 
+def _controlnet_facts(files: dict[str, Any], **_: Any) -> dict[str, dict[str, Any]]:
+    from .families.probe import controlnet_facts
+
+    path = files.get("controlnet")
+    return {"controlnet": controlnet_facts(path) if path is not None else {}}
+
+
+def _check_control_vae(facts: dict[str, dict[str, Any]], **_: Any) -> list[str]:
+    # An SD3 ControlNet reads its image as latents: without the VAE it cannot run.
+    if facts.get("controlnet", {}).get("flow") and "vae" not in facts:
+        return ["vae: the ControlNet is an SD3 ControlNet, which reads its image as latents: link the "
+                "checkpoint's VAE to vae"]
+    return []
+
+
 def _check_model_sampler(facts: dict[str, dict[str, Any]], sampler: str = "euler", schedule: str = "default",
                          **_: Any) -> list[str]:
     # A flow model follows flow sigmas: refuse the DDPM-only samplers and the schedules it cannot follow.
@@ -336,7 +351,7 @@ NODES: list[NodeSpec] = [
                              description="a diffusers ControlNet or T2I-Adapter folder, or a single file "
                                          "(control_*.safetensors, t2iadapter_*)"),),
         outputs=(Output("controlnet", CONTROLNET,
-                        description="the ControlNet or T2I-Adapter, for Apply ControlNet"),),
+                        description="the ControlNet or T2I-Adapter, for Apply ControlNet"),), facts=_controlnet_facts,
         description="Load a ControlNet (SD 1.x, 2.x or XL; diffusers folder or original single file) or a T2I-Adapter.",
         display_name="Load ControlNet"),
     NodeSpec(
@@ -358,6 +373,7 @@ NODES: list[NodeSpec] = [
                             description="where it stops (1: to the end)")),
         outputs=(Output("positive", COND, description="the positive prompt carrying the control"),
                  Output("negative", COND, description="the negative prompt carrying the control")),
+        check_inputs=_check_control_vae,
         description="Steer composition with a ControlNet or T2I-Adapter and a control image; several stack.",
         display_name="Apply ControlNet"),
     NodeSpec(

@@ -40,6 +40,16 @@ def _family_cached(path: str, mtime_ns: int, size: int) -> str | None:
     return _folder_family(where) if where.is_dir() else _file_family(where)
 
 
+def controlnet_facts(path: Path) -> dict[str, Any]:
+    """{"flow": True} for an SD3 ControlNet (diffusers' SD3ControlNetModel folder or file), {"flow": False}
+    for another readable ControlNet, {} when not known."""
+    if path.is_dir():
+        name = _class_name(path / "config.json")
+        return {"flow": name == "SD3ControlNetModel"} if name else {}
+    keys = safetensors_keys(path)
+    return {"flow": any(k.startswith(("pos_embed_input.", "controlnet_blocks.")) for k in keys)} if keys else {}
+
+
 def _folder_family(path: Path) -> str | None:
     for config in (path / "model_index.json", path / "transformer" / "config.json"):
         name = _class_name(config)

@@ -48,6 +48,12 @@ def _encoder_file(name: str, default: str, what: str) -> Param:
                                     "beside it for other shapes)")
 
 
+def _diffusion_model_facts(files: dict[str, Any], **_: Any) -> dict[str, dict[str, Any]]:
+    from .probe import model_facts     # torch-free: the family from the file's header
+
+    return {"unet": model_facts(files["model"]) if "model" in files else {}}
+
+
 def _needs_flow_model(facts: dict[str, dict[str, Any]], **_: Any) -> list[str]:
     model = facts.get("unet", {})
     if model.get("flow") is False:
@@ -135,6 +141,7 @@ FAMILY_NODES: list[NodeSpec] = [
                              description="a Flux transformer alone (flux1-dev.safetensors, an fp8 or GGUF file) "
                                          "from the diffusion_models folder"),),
         outputs=(Output("unet", MODEL, description="the transformer, for UNet Denoise and LoRAs"),),
+        facts=_diffusion_model_facts,
         description="Load a diffusion model kept apart from its text encoders and VAE (ComfyUI's UNETLoader); "
                     "pair it with Dual Text Encoder Loader and Load VAE.",
         display_name="Load Diffusion Model"),

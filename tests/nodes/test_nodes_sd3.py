@@ -353,6 +353,24 @@ def test_validate_reads_the_model_kind_without_importing_torch(sd3_dir):
     assert out.stdout.split() == ["[('5',", "'sampler')]", "False"], out.stdout + out.stderr
 
 
+def test_validate_knows_a_flux_transformer_from_diffusion_model_loader(registry, tmp_path):
+    from safetensors.torch import save_file
+
+    from nodeforge import Engine, Workflow
+    from nodeforge.core.models import ModelPaths
+
+    (tmp_path / "diffusion_models").mkdir()
+    save_file({"double_blocks.0.img_attn.qkv.weight": torch.zeros(6, 2)},   # only the header is read
+              str(tmp_path / "diffusion_models" / "flux1-dev.safetensors"))
+    wf = Workflow()
+    wf.add("DiffusionModelLoader", {"model": "flux1-dev.safetensors"}, node_id="m")
+    wf.add("ModelSamplingSD3", {"shift": 2.0}, {"unet": ("m", "unet")}, node_id="shift")
+    wf.add("UNetDenoise", {"sampler": "pndm"}, {"unet": ("shift", "unet")}, node_id="d")
+    engine = Engine(device="cpu", registry=registry, model_paths=ModelPaths(roots=[tmp_path]))
+    problems = [(p.node_id, p.field) for p in engine.validate(wf)]
+    assert ("d", "sampler") in problems and not any(node == "shift" for node, _ in problems)
+
+
 def test_validate_follows_the_model_through_model_sampling_sd3(sd3_engine, engine):
     wf = shipped_txt2img("tiny-sd3", sampler="lms")
     wf.add("ModelSamplingSD3", {"shift": 2.0}, {"unet": ("1", "unet")}, node_id="shift")

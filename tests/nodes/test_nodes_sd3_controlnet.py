@@ -118,10 +118,20 @@ def test_a_single_file_sd3_controlnet_with_its_config_beside_it_loads(cn_dir):
     assert "bare.safetensors" in str(info.value) and "bare.config" in str(info.value)
 
 
-def test_an_sd3_controlnet_without_the_vae_is_refused_naming_the_input(cn_engine, cn_dir):
-    with pytest.raises(Exception) as info:
-        cn_engine.run(controlled(cn_dir, "sd3-cn-True", vae=False), outputs=["5"])
-    assert "vae" in str(info.value) and "SD3 ControlNet" in str(info.value)
+@pytest.mark.parametrize("controlnet", ["sd3-cn-True", "sd3-cn.safetensors"])
+def test_an_sd3_controlnet_without_the_vae_is_refused_at_validate_naming_the_input(cn_engine, cn_dir, controlnet):
+    problems = [(p.node_id, p.field, p.message) for p in cn_engine.validate(controlled(cn_dir, controlnet, vae=False))]
+    assert len(problems) == 1 and problems[0][:2] == ("apply", "vae") and "SD3 ControlNet" in problems[0][2]
+    assert cn_engine.validate(controlled(cn_dir, controlnet)) == []
+
+
+def test_without_the_vae_the_run_names_the_input_too(cn_dir):
+    from nodes.controlnet import load_controlnet, run_controlnet_apply
+
+    net = load_controlnet(cn_dir / "controlnet" / "sd3-cn-True", "cpu")
+    with pytest.raises(NodeError) as info:
+        run_controlnet_apply(None, [], [], net, torch.zeros(1, 32, 32, 3), 1.0, 0.0, 1.0)
+    assert info.value.field == "vae" and "SD3 ControlNet" in str(info.value)
 
 
 def test_an_sd3_controlnet_on_a_unet_model_is_refused(engine, cn_dir, tmp_path):
