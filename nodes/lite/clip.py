@@ -31,7 +31,9 @@ def supports(config: dict[str, Any]) -> bool:
     c = {**DEFAULTS, **config}
     return (config.get("model_type", "clip_text_model") == "clip_text_model"
             and list(config.get("architectures") or ["CLIPTextModel"]) == ["CLIPTextModel"]
-            and c["hidden_act"] in ACTIVATIONS and c["hidden_size"] % c["num_attention_heads"] == 0)
+            and c["hidden_act"] in ACTIVATIONS and c["hidden_size"] % c["num_attention_heads"] == 0
+            # transformers runs SDPA unless the config asks for another attention (eager rounds otherwise)
+            and all(config.get(key) in (None, "sdpa") for key in ("_attn_implementation", "attn_implementation")))
 
 
 class EncoderLayer(nn.Module):

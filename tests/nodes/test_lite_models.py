@@ -244,6 +244,7 @@ def test_the_loader_takes_an_sd_folder_and_leaves_everything_else_to_diffusers(t
     config = json.loads((sd / "vae" / "config.json").read_text())
     (sd / "vae" / "config.json").write_text(json.dumps(dict(config, act_fn="gelu")))
     assert lite._configs(sd) is None
+    assert not lite.clip.supports({"hidden_act": "quick_gelu", "_attn_implementation": "eager"})
 
 
 def _workflow(name: str):
