@@ -12,8 +12,8 @@ the shipped examples' pixels are checked whole).
 When: only for a one-shot run (the engine setting `lite_models`, which `nodeforge run` sets)
 on a device in DEVICES, of a graph whose every node with a MODEL, CLIP or VAE input connected
 is one that calls the models only as these modules allow (`LITE_NODES`: no LoRA, clip skip,
-SDXL or SD3 node, ...; loaders of other models, a VAELoader or a ControlNet's, keep theirs), and only for a
-diffusers folder whose configs and weight files are within what they implement (`load_folder`
+SDXL or SD3 node, ...; loaders of other models, a VAELoader or a ControlNet's, keep theirs), and
+only for a diffusers folder whose configs and weight files are within what they implement (`load_folder`
 returns None otherwise and the usual loader reads the model). The editor, batches and every
 other graph keep diffusers' and transformers' own classes.
 """
