@@ -111,7 +111,7 @@ def _add_model_map(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model-map", dest="model_map", action="append", default=[], metavar="OLD=NEW",
                         help="use the model NEW wherever the file names OLD (a file name, path or stem; repeatable); "
                              "'KIND:*=NEW' for every missing model of a kind (checkpoint, lora, vae, controlnet, "
-                             "embedding, upscale_model, image)")
+                             "embedding, upscale_model, diffusion_model, text_encoder, image)")
 
 
 def _version() -> str:
