@@ -69,6 +69,7 @@ class _Converter:
         # KJNodes' named wires: each SetNode by its name (the first set wins, as the GetNode's list shows it)
         self.setters: dict[str, ComfyNode] = {}
         self.power: dict[str, list[tuple[str, float, float]]] = {}   # Power Lora Loader id -> its LoRAs on
+        self.decodes: dict[str, ComfyNode] = {}    # nodes whose decoded-latent output is used (ClassMap.decoded)
         for node in graph.nodes.values():
             name = self._constant(node) if node.class_type == table.SET_NODE else None
             if isinstance(name, str):
@@ -115,6 +116,7 @@ class _Converter:
                 ref = self._mapped(node, row) if row is not None else self._placeholder(node)
                 self.workflow.nodes[node.id] = ref
                 self._layout(node)
+        self._decoded_images()
         self._model_only_clips()
         self._old_controlnet_negatives()
         self._placeholder_types()
@@ -140,8 +142,7 @@ class _Converter:
         if native is not None:
             dot = f"r{native}"
             self._dot(dot, self.graph.reroutes[native])
-        while src in nodes and (nodes[src].class_type in (*table.REROUTES, table.ANY_SWITCH, table.SET_NODE,
-                                                          table.GET_NODE) or self.power.get(src) == []):
+        while src in nodes and self._wire(src, slot):
             if src in seen:
                 return ("none", "its reroutes form a loop", dot)
             seen.add(src)
@@ -157,8 +158,11 @@ class _Converter:
                 if through is None:
                     return ("none", f"GetNode {src} reads {name!r}, which no SetNode in the file sets", dot)
             links = self._switched(through) if through.class_type == table.ANY_SWITCH else through.links
+            passed = dict(self.rows[through.id].passthrough) if self.rows.get(through.id) is not None else {}
             if self.power.get(through.id) == []:    # no LoRA on: its MODEL and CLIP are its inputs'
-                name = ("model", "clip")[slot] if slot < 2 else ""
+                passed = {0: "model", 1: "clip"}
+            if through.id in self.rows or through.id in self.power:
+                name = passed.get(slot, "")
                 links = {name: through.links[name]} if name in through.links else {}
             if not links:
                 what = "reroute" if through.class_type in table.REROUTES else through.class_type
@@ -173,10 +177,38 @@ class _Converter:
         names = self.output_names.get(src)
         if names is None:
             return ("none", f"linked to node {src} ({origin.class_type}), which has no output here", dot)
+        row = self.rows.get(src)
+        if row is not None and row.decoded is not None and slot == row.decoded[0]:
+            self.decodes.setdefault(src, origin)
+            return ("node", (f"{src}.image", "image"), dot)
         if not 0 <= slot < len(names):
             return ("none", f"linked to output slot {slot} of node {src} ({origin.class_type}), which has "
                             f"{len(names)} output{'s' if len(names) != 1 else ''}", dot)
         return ("node", (src, names[slot]), dot)
+
+    def _wire(self, src: str, slot: int) -> bool:
+        """Whether output `slot` of node `src` is only a wire: a reroute, a switch, a named wire, a Power
+        Lora Loader with no LoRA on, or a mapped class's pass-through output."""
+        if self.graph.nodes[src].class_type in (*table.REROUTES, table.ANY_SWITCH, table.SET_NODE, table.GET_NODE):
+            return True
+        row = self.rows.get(src)
+        return self.power.get(src) == [] or (row is not None and slot in dict(row.passthrough))
+
+    def _decoded_images(self) -> None:
+        """A VAEDecode (id.image) for each mapped node whose decoded-latent output something uses."""
+        for nid, node in self.decodes.items():
+            vae_input = self.rows[nid].decoded[1]
+            ref = NodeRef("VAEDecode", {}, {"latent": (nid, "latent")})
+            kind, found, _dot = self.source(node, vae_input) if vae_input in node.links else ("none", None, None)
+            if kind == "node":
+                ref.inputs["vae"] = found
+            else:
+                self.warnings.add(node, f"its IMAGE output needs a VAE: connect the model's VAE to the vae input of "
+                                        f"node {nid}.image (VAE Decode)", vae_input)
+            self.workflow.nodes[f"{nid}.image"] = ref
+            if node.pos is not None:
+                below = [node.pos[0] + 40.0, node.pos[1] + 40.0]
+                self.workflow.ui.setdefault("positions", {})[f"{nid}.image"] = below
 
     def _power_lora(self, node: ComfyNode) -> None:
         """rgthree's Power Lora Loader as LoRA nodes in a chain, the last one under its id (so what it

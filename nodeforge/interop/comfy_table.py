@@ -68,6 +68,11 @@ class ClassMap:
     export_only_if: NodeTest | None = None
     export_prefer_if: NodeTest | None = None
     note: str | None = None                        # a warning every import of the class gives
+    # Output slots that give an input back unchanged (efficiency-nodes' samplers pass their model and
+    # prompts on): (slot, ComfyUI input); the importer wires their consumers to that input's source.
+    passthrough: tuple[tuple[int, str], ...] = ()
+    # (slot, ComfyUI VAE input): the slot is the output latent decoded; the importer adds a VAEDecode.
+    decoded: tuple[int, str] | None = None
 
     def nf_input(self, comfy_name: str) -> str | None:
         return next((nf for c, nf in self.inputs if c == comfy_name), None)
@@ -193,6 +198,13 @@ _SAMPLER_WIDGETS = (Widget("steps"), Widget("cfg"),
                     Widget("scheduler", "schedule", load=_schedule_in, save=_schedule_out))
 _SAMPLER_INPUTS = (("model", "unet"), ("positive", "positive"), ("negative", "negative"),
                    ("latent_image", "latent"))
+
+# efficiency-nodes' samplers give back MODEL, CONDITIONING+, CONDITIONING- (slots 0-2) and VAE (4) as they
+# took them, the latent (3) and the latent decoded (5).
+_EFFICIENT_PASSED = ((0, "model"), (1, "positive"), (2, "negative"), (4, "optional_vae"))
+_EFFICIENT_NOTE = ("its IMAGE output, where used, becomes a VAE Decode NodeForge adds beside it (its id + '.image'); "
+                   "preview_method and vae_decode are not used (exported back as ComfyUI's KSampler or "
+                   "KSamplerAdvanced and a VAEDecode)")
 
 ROWS: tuple[ClassMap, ...] = (
     ClassMap("CheckpointLoaderSimple", "CheckpointLoader", "Load Checkpoint",
@@ -460,6 +472,21 @@ ROWS: tuple[ClassMap, ...] = (
              export_only_if=_never,
              note="Inspire's noise_mode, batch_seed_mode and variation seed/strength are not used: NodeForge draws "
                   "its own noise from the seed (exported back as ComfyUI's KSampler)"),
+    ClassMap("KSampler (Efficient)", "UNetDenoise", "KSampler (Efficient)",
+             (Widget("seed", seed=True),) + _SAMPLER_WIDGETS + (Widget("denoise"), Widget("preview_method", None),
+                                                                Widget("vae_decode", None)),
+             _SAMPLER_INPUTS, ("", "", "", "latent", "", ""), optional_inputs=("optional_vae",), remember=False,
+             export_only_if=_never, passthrough=_EFFICIENT_PASSED, decoded=(5, "optional_vae"),
+             note=_EFFICIENT_NOTE),
+    ClassMap("KSampler Adv. (Efficient)", "UNetDenoise", "KSampler Adv. (Efficient)",
+             (Widget("add_noise", load=_enable_in, save=_enable_out), Widget("noise_seed", "seed", seed=True))
+             + _SAMPLER_WIDGETS
+             + (Widget("start_at_step"), Widget("end_at_step"),
+                Widget("return_with_leftover_noise", load=_enable_in, save=_enable_out),
+                Widget("preview_method", None), Widget("vae_decode", None)),
+             _SAMPLER_INPUTS, ("", "", "", "latent", "", ""), optional_inputs=("optional_vae",), remember=False,
+             export_only_if=_never, passthrough=_EFFICIENT_PASSED, decoded=(5, "optional_vae"),
+             note=_EFFICIENT_NOTE),
     ClassMap("Latent Upscale by Factor (WAS)", "LatentUpscaleBy", "Latent Upscale by Factor (WAS)",
              (Widget("mode", "upscale_method", load=_was_method), Widget("factor", "scale_by"), Widget("align", None)),
              (("samples", "latent"),), ("latent",), remember=False, export_only_if=_never,

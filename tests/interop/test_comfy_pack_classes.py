@@ -1,7 +1,8 @@
 """Well-known custom-pack classes that are a NodeForge node's operation (issue 30, item 2) come in as
 that node, each approximation said once, and go back to ComfyUI as its core class
 (comfy-packs-*.json: KSampler //Inspire, Latent Upscale by Factor (WAS), CannyEdgePreprocessor,
-Image Comparer, Power Lora Loader, Reroute and Any Switch (rgthree), VHS_VideoCombine)."""
+Image Comparer, Power Lora Loader, Reroute and Any Switch (rgthree), VHS_VideoCombine, KSampler
+(Efficient) and KSampler Adv. (Efficient))."""
 from __future__ import annotations
 
 import json
@@ -33,6 +34,19 @@ MAPPED = {
     # OpenCV's 0..255 thresholds 100 and 200 as fractions: 100 / 255, 200 / 255
     "9": ("ImageToEdges", {"low_threshold": 0.3922, "high_threshold": 0.7843}, {"image": ("8", "image")}),
     "10": ("Preview", {}, {"image": ("8", "image")}),
+    # efficiency-nodes' samplers: MODEL, CONDITIONING+/- and VAE out are their inputs (so 18's model is 17's,
+    # which is Power Lora Loader 15's through the empty 16); IMAGE out is a VAE Decode added as 18.image
+    "17": ("UNetDenoise", {"seed": 12, "steps": 4, "cfg": 6.0, "sampler": "euler", "schedule": "normal",
+                           "denoise": 0.5},
+           {"unet": ("15", "unet"), "positive": ("2", "conditioning"), "negative": ("3", "conditioning"),
+            "latent": ("6", "latent")}),
+    "18": ("UNetDenoise", {"add_noise": False, "seed": 13, "steps": 4, "cfg": 6.0, "sampler": "euler",
+                           "schedule": "normal", "start_at_step": 2, "end_at_step": 10000,
+                           "return_with_leftover_noise": False},
+           {"unet": ("15", "unet"), "positive": ("2", "conditioning"), "negative": ("3", "conditioning"),
+            "latent": ("17", "latent")}),
+    "18.image": ("VAEDecode", {}, {"latent": ("18", "latent"), "vae": ("1", "vae")}),
+    "19": ("SaveImage", {"prefix": "efficient"}, {"image": ("18.image", "image")}),
     # Any Switch gives its first input from a node that is not muted: node 13 is muted, so LoadImage's
     "14": ("SaveImage", {"prefix": "clip"}, {"image": ("11", "image")}),
 }
@@ -45,10 +59,12 @@ def test_pack_classes_come_in_as_the_nodeforge_node_with_one_note_each(read, nam
     for nid, (node_type, params, inputs) in MAPPED.items():
         assert (nodes[nid].type, nodes[nid].params, nodes[nid].inputs) == (node_type, params, inputs), nid
     assert "7" not in nodes and "12" not in nodes and "16" not in nodes   # the reroute, switch, empty loader: wires
+    assert "17.image" not in nodes     # nothing uses 17's IMAGE
     assert all(n.type != "comfyui.Placeholder" for n in nodes.values())
     notes = [line.split(":")[0] for line in imported.warnings if not line.startswith("missing ")]
     assert notes == ["node 5 (KSampler //Inspire)", "node 6 (Latent Upscale by Factor (WAS))",
-                     "node 9 (CannyEdgePreprocessor)", "node 10 (Image Comparer (rgthree))", "node 14 (VHS_VideoCombine)"]
+                     "node 9 (CannyEdgePreprocessor)", "node 10 (Image Comparer (rgthree))", "node 14 (VHS_VideoCombine)",
+                     "node 17 (KSampler (Efficient))", "node 18 (KSampler Adv. (Efficient))"]
     assert any("not as a video" in line for line in imported.warnings)
 
 
@@ -72,6 +88,10 @@ def test_pack_classes_export_as_comfyuis_core_classes(read, registry, name):
     assert (prompt["9"]["class_type"], prompt["9"]["inputs"]) == (
         "Canny", {"low_threshold": 0.3922, "high_threshold": 0.7843, "image": ["8", 0]})
     assert (prompt["10"]["class_type"], prompt["10"]["inputs"]) == ("PreviewImage", {"images": ["8", 0]})
+    assert (prompt["18"]["class_type"], prompt["18"]["inputs"]["model"]) == ("KSamplerAdvanced", ["15", 0])
+    assert (prompt["18.image"]["class_type"], prompt["18.image"]["inputs"]) == (
+        "VAEDecode", {"samples": ["18", 0], "vae": ["1", 2]})
+    assert prompt["19"]["inputs"]["images"] == ["18.image", 0]
     assert (prompt["14"]["class_type"], prompt["14"]["inputs"]) == (
         "SaveImage", {"filename_prefix": "clip", "images": ["11", 0]})
 
@@ -87,3 +107,14 @@ def test_an_any_switch_with_every_input_muted_says_so(read, tmp_path):
     assert "image" not in imported.workflow.nodes["14"].inputs
     assert "node 14 (VHS_VideoCombine), images: Any Switch (rgthree) 12 has no input from a node that is not " \
            "muted; the input is left unconnected" in imported.warnings
+
+
+def test_an_efficient_samplers_image_without_a_vae_says_what_to_connect(read, tmp_path):
+    prompt = json.loads((DATA / "comfy-packs-api.json").read_text())
+    del prompt["17"]["inputs"]["optional_vae"]          # 18's VAE is 17's pass-through: now nothing
+    source = tmp_path / "novae.json"
+    source.write_text(json.dumps(prompt))
+    imported = read(source)
+    assert imported.workflow.nodes["18.image"].inputs == {"latent": ("18", "latent")}
+    assert "node 18 (KSampler Adv. (Efficient)), optional_vae: its IMAGE output needs a VAE: connect the model's " \
+           "VAE to the vae input of node 18.image (VAE Decode)" in imported.warnings
