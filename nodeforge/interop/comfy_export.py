@@ -12,6 +12,7 @@ from nodeforge.core import graph
 from nodeforge.core.errors import Problem, WorkflowError
 from nodeforge.core.placeholder import PLACEHOLDER_TYPE, original_class, output_name, output_types
 from nodeforge.core.workflow import NodeRef, Workflow
+from nodeforge.core.types import ParamRole
 from nodeforge.interop import comfy_table as table
 from nodeforge.interop.comfy_import import COMFY_KEY
 
@@ -126,6 +127,10 @@ def _mapped_entry(nid: str, node: NodeRef, row: table.ClassMap, registry: Any, p
         else:
             continue
         inputs[widget.comfy] = widget.save(value, notes)
+    painted = spec.param_with(ParamRole.PAINTED_MASK) if spec is not None else None
+    if painted is not None and node.params.get(painted.name):
+        notes.warn(f"its mask painted in the editor is not exported (ComfyUI reads a Load Image mask from the "
+                   "picture's transparency): save the picture with the mask as transparent pixels, or mask it in ComfyUI")
     if row.comfy == "KSamplerAdvanced":
         denoise = node.params.get("denoise", 1.0)
         if isinstance(denoise, (int, float)) and denoise != 1.0:

@@ -72,3 +72,22 @@ def test_painted_mask_text_form_round_trips_and_names_what_is_wrong():
     assert "should start with" in painted_mask.check("mask.png")
     with pytest.raises(ValueError):
         painted_mask.encode(b"GIF89a")
+
+
+def test_exporting_to_comfyui_says_the_painted_mask_stays_behind():
+    from nodeforge.core.registry import load_registry
+    from nodeforge.interop.comfy_export import export_comfyui_api
+
+    wf = Workflow()
+    wf.add("LoadImage", {"path": "photo.png", "mask": _png(np.full((4, 4), 255, np.uint8))}, node_id="load")
+    wf.add("Preview", {}, {"image": ("load", "image")}, node_id="preview")
+    warnings: list[str] = []
+    prompt = export_comfyui_api(wf, registry=load_registry(), warnings=warnings)
+    assert prompt["load"]["inputs"]["image"] == "photo.png"
+    assert warnings == ["node load (LoadImage): its mask painted in the editor is not exported (ComfyUI reads a Load "
+                        "Image mask from the picture's transparency): save the picture with the mask as transparent "
+                        "pixels, or mask it in ComfyUI"]
+    wf.nodes["load"].params["mask"] = ""
+    warnings.clear()
+    export_comfyui_api(wf, registry=load_registry(), warnings=warnings)
+    assert warnings == []
