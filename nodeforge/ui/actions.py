@@ -13,6 +13,7 @@ from PySide6.QtCore import QPointF, Qt
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QDockWidget, QMenu, QSpinBox, QToolButton
 
+from nodeforge.core.types import ParamRole
 from nodeforge.ui import theme
 from nodeforge.ui.canvas.edges import EdgeItem, RerouteItem
 from nodeforge.ui.canvas.group_item import GroupItem
@@ -249,6 +250,11 @@ def context_menu(win: "MainWindow", acts: WindowActions, item: Any, scene_pos: Q
             grid = menu.addAction(f"Add “{param.replace('_', ' ')}” to Batch Grid",
                                   lambda: win.add_to_grid(nid, param))
             grid.setObjectName("addToGrid")
+            menu.addSeparator()
+        painted = item.spec.param_with(ParamRole.PAINTED_MASK) if item.spec is not None else None
+        if painted is not None:
+            nid = item.node_id
+            menu.addAction("Edit Mask…", lambda: win.edit_mask(nid, painted.name)).setObjectName("editMask")
             menu.addSeparator()
         menu.addActions([acts.rename, acts.collapse, acts.bypass, acts.mute])
         menu.addSeparator()

@@ -139,3 +139,20 @@ def test_an_unpainted_picture_with_transparency_starts_from_the_mask_the_node_gi
     assert "50% to repaint" in dialog.status.text()
     dialog.reject()
     assert studio.model.nodes[nid].params.get("mask", "") == ""      # Cancel changes nothing
+
+
+def test_the_node_menu_offers_edit_mask(studio, qtbot, picture):
+    from nodeforge.ui.actions import context_menu
+
+    nid = studio.controller.add_node("LoadImage", (0, 0))
+    studio.controller.set_param(nid, "path", str(picture))
+    item = studio.scene.nodes[nid]
+    menu = context_menu(studio, studio.acts, item, item.mapToScene(10, 5))
+    action = next(a for a in menu.actions() if a.objectName() == "editMask")
+    action.trigger()
+    dialog = studio.findChild(MaskEditorDialog)
+    assert dialog is not None and dialog.isVisible() and dialog.canvas.picture.width() == 64
+    dialog.reject()
+    other = studio.controller.add_node("SaveImage", (300, 0))
+    menu = context_menu(studio, studio.acts, studio.scene.nodes[other], studio.scene.nodes[other].mapToScene(10, 5))
+    assert not any(a.objectName() == "editMask" for a in menu.actions())
