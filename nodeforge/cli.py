@@ -110,8 +110,15 @@ def build_parser() -> argparse.ArgumentParser:
 def _add_model_map(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model-map", dest="model_map", action="append", default=[], metavar="OLD=NEW",
                         help="use the model NEW wherever the file names OLD (a file name, path or stem; repeatable); "
-                             "'KIND:*=NEW' for every missing model of a kind (checkpoint, lora, vae, controlnet, "
-                             "embedding, upscale_model, diffusion_model, text_encoder, image)")
+                             f"'KIND:*=NEW' for every missing model of a kind ({_map_kinds()})")
+
+
+def _map_kinds() -> str:
+    """The kinds a `KIND:*` map key takes, from the one table of kinds (models first, then image)."""
+    from nodeforge.core.models import MODEL_KINDS
+    from nodeforge.core.types import FileKind
+
+    return ", ".join(kind.value for kind in (*MODEL_KINDS, FileKind.IMAGE))
 
 
 def _version() -> str:

@@ -293,3 +293,17 @@ def test_a_graph_with_only_previews_says_that_run_wrote_nothing_and_what_to_add(
     assert main(["run", str(source), "--out", str(out), "-q", "--device", "cpu", "--previews", *BY_KIND]) == 0
     assert capsys.readouterr().err == ""
     assert [p.suffix for p in out.iterdir()] == [".png"]
+
+
+def test_model_map_help_names_every_kind_a_kind_map_takes(capsys):
+    # The kinds come from the one table of kinds, so a new kind is listed without editing the help.
+    from nodeforge.core.types import FileKind
+    from nodeforge.interop.model_names import map_key_kind
+
+    with pytest.raises(SystemExit):
+        main(["run", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    listed = text.split("every missing model of a kind (", 1)[1].split(")", 1)[0].split(", ")
+    assert sorted(listed) == sorted(kind.value for kind in FileKind)
+    assert listed[-1] == "image" and "diffusion_model" in listed and "text_encoder" in listed
+    assert all(map_key_kind(f"{name}:*") is FileKind(name) for name in listed)
