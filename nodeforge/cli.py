@@ -60,7 +60,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run a workflow headless (NodeForge, ComfyUI or A1111; JSON or PNG)")
     run.add_argument("file", help="workflow .json or .png (NodeForge, ComfyUI workflow or API prompt, A1111)")
-    run.add_argument("--out", default="output", help="folder for saved images (default: ./output)")
+    # NODEFORGE_OUTPUT is the editor's output folder too: set it and both save in one place.
+    run.add_argument("--out", default=os.environ.get("NODEFORGE_OUTPUT") or "output",
+                     help="folder for saved images (default: $NODEFORGE_OUTPUT, the editor's folder too, "
+                          "else ./output)")
     run.add_argument("--set", dest="overrides", action="append", default=[], metavar="ID.param=VALUE",
                      help="change a param before running; ID is a node id or a node's unique title (repeatable)")
     run.add_argument("--device", default="auto", type=_device, help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps")

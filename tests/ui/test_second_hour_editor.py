@@ -355,3 +355,18 @@ def test_a_rerun_of_an_unchanged_graph_says_it_is_the_same_image_and_can_skip_th
     fourth = run_once()
     assert fourth.same_as is None and fourth.saved_again and Path(fourth.path).is_file()
     window.acts.skip_saves.trigger()
+
+
+# -- item 11: one place for the editor's and the command line's images, when asked -----------------------
+def test_nodeforge_output_is_where_the_editor_and_run_both_save(monkeypatch, tmp_path):
+    from nodeforge.cli import build_parser
+    from nodeforge.ui.app import default_output_dir
+
+    monkeypatch.delenv("NODEFORGE_OUTPUT", raising=False)
+    assert build_parser().parse_args(["run", "x.json"]).out == "output"          # ./output, as the README says
+    monkeypatch.setenv("NODEFORGE_OUTPUT", str(tmp_path / "images"))
+    assert build_parser().parse_args(["run", "x.json"]).out == str(tmp_path / "images")
+    assert default_output_dir() == tmp_path / "images"
+    assert build_parser().parse_args(["run", "x.json", "--out", "o"]).out == "o"   # --out still wins
+    readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
+    assert "**Where images go.**" in readme and "`~/Pictures/NodeForge`" in readme and "`./output`" in readme
