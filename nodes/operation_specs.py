@@ -90,7 +90,8 @@ _SCALE_VAE = "the model's VAE, whose scaling the file's values are stored withou
 LATENT_NODES += [
     NodeSpec(
         "SaveLatent", "latent", _lazy("latent_files", "run_save_latent"),
-        inputs=(Input("latent", LATENT), Input("vae", VAE, optional=True, description=_SCALE_VAE)),
+        inputs=(Input("latent", LATENT, description="the latent to write (an empty latent has no values yet)"),
+                Input("vae", VAE, optional=True, description=_SCALE_VAE)),
         params=(Param.string("prefix", "latents/nodeforge",
                              description="file name prefix in the output folder (prefix_00001_.latent)"),),
         output_node=True, cacheable=False, validate=_check_prefix,
@@ -101,7 +102,7 @@ LATENT_NODES += [
         inputs=(Input("vae", VAE, optional=True, description=_SCALE_VAE + "; a file NodeForge saved says its own"),),
         params=(Param.string("path", "", description="a .latent file (ComfyUI's or SaveLatent's): a path, or a name "
                                                      "beside the workflow or in the images folder"),),
-        outputs=(Output("latent", LATENT),),
+        outputs=(Output("latent", LATENT, description="the file's latent, scaled as NodeForge's latents are"),),
         description="Load a latent from a .latent file (ComfyUI's or SaveLatent's).",
         display_name="Load Latent"),
 ]
@@ -177,13 +178,14 @@ IMAGE_NODES: list[NodeSpec] = [
 CONDITIONING_NODES: list[NodeSpec] = [
     NodeSpec(
         "ConditioningSetMask", "conditioning", _lazy("conditioning", "run_conditioning_set_mask"),
-        inputs=(Input("conditioning", COND), Input("mask", MASK)),
+        inputs=(Input("conditioning", COND, description="the prompt to restrict to the mask"),
+                Input("mask", MASK, description="where the prompt acts (1: fully), resized to the latent")),
         params=(Param.float("strength", 1.0, min=0.0, max=10.0, step=0.01,
                             description="weight against other prompts where masks overlap"),
                 Param.choice("set_cond_area", ("default", "mask bounds"),
                              description="mask bounds: denoise only the mask's bounding box with this prompt "
                                          "(faster, and the prompt sees that part as a whole image)")),
-        outputs=(Output("conditioning", COND),),
+        outputs=(Output("conditioning", COND, description="the prompt, acting through the mask"),),
         description="Regional prompt through a mask: the prompt acts where the mask is, in proportion to it.",
         display_name="Conditioning (Set Mask)"),
 ]
@@ -193,7 +195,8 @@ def _freeu(name: str, function: str, defaults: tuple[float, float, float, float]
            display: str) -> NodeSpec:
     b1, b2, s1, s2 = defaults
     return NodeSpec(
-        name, "advanced/model", _lazy("freeu", function), inputs=(Input("unet", MODEL),),
+        name, "advanced/model", _lazy("freeu", function),
+        inputs=(Input("unet", MODEL, description="a UNet model (SD 1.x, 2.x, XL); it is not changed"),),
         params=(Param.float("b1", b1, min=0.0, max=10.0, step=0.01,
                             description="backbone scale in the deepest decoder layers (4x the first block's width)"),
                 Param.float("b2", b2, min=0.0, max=10.0, step=0.01,
@@ -202,7 +205,8 @@ def _freeu(name: str, function: str, defaults: tuple[float, float, float, float]
                             description="skip-connection low-frequency scale where b1 applies"),
                 Param.float("s2", s2, min=0.0, max=10.0, step=0.01,
                             description="skip-connection low-frequency scale where b2 applies")),
-        outputs=(Output("unet", MODEL),), description=description, display_name=display)
+        outputs=(Output("unet", MODEL, description="the same model, sampled with FreeU"),), description=description,
+        display_name=display)
 
 
 MODEL_NODES: list[NodeSpec] = [
