@@ -38,6 +38,10 @@ def run_model_sampling_sd3(ctx: Any, unet: UNetModel, shift: float) -> dict[str,
     if unet.prediction_type != "flow":
         raise NodeError(f"{unet.name} is not a flow model (it predicts {unet.prediction_type}); ModelSamplingSD3 "
                         "applies to SD3/SD3.5 models", field="unet")
+    if unet.family == "flux":
+        from .specs import FLUX_SHIFT
+
+        raise NodeError(f"{unet.name} {FLUX_SHIFT}", field="unet")
     if shift <= 0:
         raise NodeError("shift must be above 0 (1.0: no shift; SD3: 3.0)", field="shift")
     return {"unet": dataclasses.replace(unet, scheduler_config=dict(unet.scheduler_config, shift=float(shift)))}

@@ -54,11 +54,18 @@ def _diffusion_model_facts(files: dict[str, Any], **_: Any) -> dict[str, dict[st
     return {"unet": model_facts(files["model"]) if "model" in files else {}}
 
 
+# ModelSamplingSD3's one fixed shift is not how Flux samples (dev's shift follows the image size).
+FLUX_SHIFT = ("is a Flux model, whose shift ModelSamplingSD3 does not set (Flux dev's follows the image size); "
+              "use ModelSamplingFlux (max_shift, base_shift, width, height) instead")
+
+
 def _needs_flow_model(facts: dict[str, dict[str, Any]], **_: Any) -> list[str]:
     model = facts.get("unet", {})
     if model.get("flow") is False:
         return [f"unet: comes from a {model.get('family')} checkpoint, which is not a flow model; ModelSamplingSD3 "
                 "applies to SD3/SD3.5 models (remove it, or pick an SD3 checkpoint)"]
+    if model.get("family") == "flux":
+        return [f"unet: {FLUX_SHIFT}"]
     return []
 
 

@@ -329,3 +329,21 @@ def test_flux_nodes_refuse_other_families_naming_the_input(flux_engine):
     with pytest.raises(Exception) as info:
         flux_engine.run(wf, outputs=["5"])
     assert "positive" in str(info.value) and "Flux" in str(info.value)
+
+
+def test_model_sampling_sd3_on_flux_is_refused_pointing_at_model_sampling_flux(flux_engine, flux_dir):
+    # Its fixed shift is not how Flux dev samples (the shift follows the image size), so it would be
+    # ignored silently: validate refuses it on the checkpoint's facts, the run on the loaded model.
+    from nodes.families.sd3_nodes import run_model_sampling_sd3
+    from nodes.loading import load_checkpoint
+
+    wf = shipped_txt2img("tiny-flux", cfg=1.0)
+    wf.add("ModelSamplingSD3", {"shift": 3.0}, {"unet": ("1", "unet")}, node_id="shift")
+    wf.nodes["5"].inputs["unet"] = ("shift", "unet")
+    problems = {(p.node_id, p.field): p.message for p in flux_engine.validate(wf)}
+    assert list(problems) == [("shift", "unet")]
+    assert "Flux model" in problems[("shift", "unet")] and "use ModelSamplingFlux" in problems[("shift", "unet")]
+    unet = load_checkpoint(flux_dir / "checkpoints" / "tiny-flux", "cpu").wrappers()[0]
+    with pytest.raises(NodeError) as info:
+        run_model_sampling_sd3(None, unet, 3.0)
+    assert info.value.field == "unet" and "ModelSamplingFlux" in str(info.value) and "\n" not in str(info.value)

@@ -367,8 +367,11 @@ def test_validate_knows_a_flux_transformer_from_diffusion_model_loader(registry,
     wf.add("ModelSamplingSD3", {"shift": 2.0}, {"unet": ("m", "unet")}, node_id="shift")
     wf.add("UNetDenoise", {"sampler": "pndm"}, {"unet": ("shift", "unet")}, node_id="d")
     engine = Engine(device="cpu", registry=registry, model_paths=ModelPaths(roots=[tmp_path]))
-    problems = [(p.node_id, p.field) for p in engine.validate(wf)]
-    assert ("d", "sampler") in problems and not any(node == "shift" for node, _ in problems)
+    problems = {(p.node_id, p.field): p.message for p in engine.validate(wf)}
+    assert ("d", "sampler") in problems
+    # ModelSamplingSD3's shift is not Flux's: refused at validate, pointing at ModelSamplingFlux.
+    said = problems[("shift", "unet")]
+    assert "Flux model" in said and "use ModelSamplingFlux" in said and "\n" not in said
 
 
 def test_validate_follows_the_model_through_model_sampling_sd3(sd3_engine, engine):
