@@ -166,3 +166,22 @@ def test_a_preview_that_was_not_saved_offers_no_file_actions(window):
     actions = {a.objectName(): a for a in panel.grid_menu(panel.shown()[0]).actions()}
     assert not actions["Open"].isEnabled() and not actions["Reveal in Folder"].isEnabled()
     assert not actions["Load This Image's Workflow"].isEnabled() and actions["Copy Image"].isEnabled()
+
+
+def test_older_saved_results_keep_a_thumbnail_and_show_the_file_when_chosen(window, qtbot, tmp_path):
+    from nodeforge.ui.panels.gallery import full_image
+    from nodeforge.ui.panels.image_panel import KEEP_WHOLE
+
+    window.show()
+    qtbot.waitExposed(window)
+    panel = window.images
+    for index in range(KEEP_WHOLE + 2):
+        image = _image("#30a050" if index == 0 else "#404040", 400, 300)
+        path = tmp_path / f"result_{index:05d}.png"
+        image.save(str(path))
+        panel.add_images([RunImage(image, str(path), "1")])
+    oldest = panel.records[-1]
+    assert oldest.image.width() <= 176 and panel.records[0].image.width() == 400     # memory: a thumbnail
+    assert full_image(oldest).width() == 400 and full_image(oldest).pixelColor(5, 5).green() > 150
+    _click(panel.grid, len(panel.records) - 1)
+    assert panel.findChild(ImageView).image.width() == 400

@@ -8,6 +8,7 @@ A folder's images are listed as `RunImage` records holding a thumbnail (`FOLDER`
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from PySide6.QtCore import QMimeData, QSize, Qt, QUrl
@@ -72,12 +73,24 @@ def parameters_text(path: str | None) -> str:
 
 
 def full_image(record: RunImage) -> QImage:
-    """The whole picture: a session result holds it; a folder image is read from its file."""
-    if record.node_id == FOLDER and record.path:
+    """The whole picture: a record that holds less than its file (a folder's, or an older result
+    kept as a thumbnail) reads the file."""
+    if record.path and (record.node_id == FOLDER or record.image.size() != QImageReader(record.path).size()):
         image = QImage(record.path)
         if not image.isNull():
             return image
     return record.image
+
+
+def slimmed(record: RunImage) -> RunImage:
+    """The record with a thumbnail instead of its picture when the file keeps the picture (older
+    results: a hundred 1024x1024 images would hold 400 MB)."""
+    big = record.image.width() > THUMB * 2 or record.image.height() > THUMB * 2
+    if not big or not record.path or not Path(record.path).is_file():
+        return record
+    small = record.image.scaled(THUMB * 2, THUMB * 2, Qt.AspectRatioMode.KeepAspectRatio,
+                                Qt.TransformationMode.SmoothTransformation)
+    return replace(record, image=small)
 
 
 def label(record: RunImage) -> str:

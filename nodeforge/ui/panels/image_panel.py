@@ -15,10 +15,11 @@ from PySide6.QtWidgets import (
 from nodeforge.core.metadata import GenerationInfo
 from nodeforge.ui.dialogs.compare_dialog import CompareDialog
 from nodeforge.ui.panels.gallery import (FOLDER, GalleryGrid, folder_records, full_image, has_workflow, label,
-                                         parameters_text)
+                                         parameters_text, slimmed)
 from nodeforge.ui.run.runner import RunImage
 
 KEEP = 100             # this session's results the panel lists (the newest)
+KEEP_WHOLE = 12        # of which the newest hold their whole picture; older saved ones a thumbnail
 SESSION = "This session"
 OPEN_FOLDER = "Open folder…"
 
@@ -207,7 +208,8 @@ class ImagePanel(QDockWidget):
     def add_images(self, records: list[RunImage]) -> None:
         if not records:
             return
-        self.records = (list(records) + self.records)[:KEEP]
+        merged = (list(records) + self.records)[:KEEP]
+        self.records = [record if index < KEEP_WHOLE else slimmed(record) for index, record in enumerate(merged)]
         self.folder = None          # new results: back to this session's
         self._render()
 
