@@ -173,6 +173,16 @@ IMAGE_NODES: list[NodeSpec] = [
                       description="how colours between palette entries are mixed (bayer-N: an N x N ordered "
                                   "pattern)")),
         "Reduce images to a palette of a few colours (pixel-art and poster looks).", "Image Quantize"),
+    _image_node(
+        "ImageResize", "run_image_resize",
+        (Param.choice("mode", ("rescale", "resize"), description="rescale: by the factor; resize: to the width and "
+                                                                 "height (rounded up to multiples of 8)"),
+         Param.bool("supersample", True, description="resize to 8x the target first, then down (smoother)"),
+         Param.choice("resampling", ("lanczos", "nearest", "bilinear", "bicubic"), description="Pillow's filter"),
+         Param.float("rescale_factor", 2.0, min=0.01, max=16.0, step=0.01, description="size factor in rescale mode"),
+         Param.int("resize_width", 1024, min=1, max=48000, description="target width in resize mode"),
+         Param.int("resize_height", 1536, min=1, max=48000, description="target height in resize mode")),
+        "Resize images by a factor or to a size with Pillow (WAS Node Suite's Image Resize).", "Image Resize"),
 ]
 
 CONDITIONING_NODES: list[NodeSpec] = [

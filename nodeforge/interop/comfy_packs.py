@@ -24,7 +24,6 @@ _PREFIXES = (("Impact", "ComfyUI-Impact-Pack"), ("IPAdapter", "ComfyUI_IPAdapter
              ("Inspire", "ComfyUI-Inspire-Pack"))
 # The NodeForge node that does the same operation (the user replaces the placeholder with it).
 EQUIVALENTS = {
-    "Image Resize": "ImageScale",
     "ImageResizeKJ": "ImageScale",
 }
 # ComfyUI's own classes that NodeForge does not map yet (the ones shared files use most).

@@ -164,6 +164,14 @@ def _threshold_255(value: Any, notes: Notes) -> Any:
     return value
 
 
+def _true_in(value: Any, notes: Notes) -> Any:
+    return value.lower() == "true" if isinstance(value, str) and value.lower() in ("true", "false") else value
+
+
+def _true_out(value: Any, notes: Notes) -> str:
+    return "true" if value else "false"
+
+
 def _was_method(value: Any, notes: Notes) -> Any:
     return "nearest-exact" if value == "nearest" else _method(_LATENT_METHODS)(value, notes)
 
@@ -487,6 +495,11 @@ ROWS: tuple[ClassMap, ...] = (
              _SAMPLER_INPUTS, ("", "", "", "latent", "", ""), optional_inputs=("optional_vae",), remember=False,
              export_only_if=_never, passthrough=_EFFICIENT_PASSED, decoded=(5, "optional_vae"),
              note=_EFFICIENT_NOTE),
+    # WAS Node Suite's Image Resize is a NodeForge node of its own (nodes/image_filters.py): it goes back as itself.
+    ClassMap("Image Resize", "ImageResize", "Image Resize",
+             (Widget("mode"), Widget("supersample", load=_true_in, save=_true_out), Widget("resampling"),
+              Widget("rescale_factor"), Widget("resize_width"), Widget("resize_height")), (("image", "image"),),
+             ("image",)),
     ClassMap("Latent Upscale by Factor (WAS)", "LatentUpscaleBy", "Latent Upscale by Factor (WAS)",
              (Widget("mode", "upscale_method", load=_was_method), Widget("factor", "scale_by"), Widget("align", None)),
              (("samples", "latent"),), ("latent",), remember=False, export_only_if=_never,

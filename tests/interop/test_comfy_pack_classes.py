@@ -47,6 +47,9 @@ MAPPED = {
             "latent": ("17", "latent")}),
     "18.image": ("VAEDecode", {}, {"latent": ("18", "latent"), "vae": ("1", "vae")}),
     "19": ("SaveImage", {"prefix": "efficient"}, {"image": ("18.image", "image")}),
+    # WAS's Image Resize is a NodeForge node of its own; "true" is a boolean here
+    "20": ("ImageResize", {"mode": "resize", "supersample": True, "resampling": "bicubic", "rescale_factor": 2.0,
+                           "resize_width": 100, "resize_height": 64}, {"image": ("11", "image")}),
     # Any Switch gives its first input from a node that is not muted: node 13 is muted, so LoadImage's
     "14": ("SaveImage", {"prefix": "clip"}, {"image": ("11", "image")}),
 }
@@ -92,6 +95,9 @@ def test_pack_classes_export_as_comfyuis_core_classes(read, registry, name):
     assert (prompt["18.image"]["class_type"], prompt["18.image"]["inputs"]) == (
         "VAEDecode", {"samples": ["18", 0], "vae": ["1", 2]})
     assert prompt["19"]["inputs"]["images"] == ["18.image", 0]
+    assert (prompt["20"]["class_type"], prompt["20"]["inputs"]) == ("Image Resize", {
+        "mode": "resize", "supersample": "true", "resampling": "bicubic", "rescale_factor": 2.0, "resize_width": 100,
+        "resize_height": 64, "image": ["11", 0]})
     assert (prompt["14"]["class_type"], prompt["14"]["inputs"]) == (
         "SaveImage", {"filename_prefix": "clip", "images": ["11", 0]})
 

@@ -1,12 +1,16 @@
-"""ComfyUI's core latent and mask operations, numerically as ComfyUI defines them (issue 30, item 2):
-LatentComposite, LatentCrop, LatentAdd, LatentSubtract, LatentMultiply, LatentFlip, LatentRotate,
-FeatherMask, ThresholdMask, MaskComposite, CropMask. Expected values are written out by hand from
+"""ComfyUI's core latent, mask, image, conditioning and model operations, numerically as ComfyUI
+defines them (issue 30, item 2): LatentComposite, LatentCrop, LatentAdd, LatentSubtract,
+LatentMultiply, LatentFlip, LatentRotate, FeatherMask, ThresholdMask, MaskComposite, CropMask,
+ImageBlend, ImageBlur, ImageSharpen, ImageQuantize, ConditioningSetMask, SaveLatent, LoadLatent,
+FreeU, FreeU_V2, and WAS Node Suite's Image Resize. Expected values are written out by hand from
 the definitions, not computed by the code under test."""
 from __future__ import annotations
 
 import math
 import re
 from types import SimpleNamespace
+
+import numpy as np
 
 import pytest
 import torch
@@ -446,3 +450,22 @@ def test_freeu_runs_in_a_graph(engine, make_txt2img):
     assert engine.validate(wf) == []
     boosted = engine.run(wf, outputs=["denoise"]).outputs["denoise"]["latent"]["samples"]
     assert (boosted - plain).abs().max() > 1e-4
+
+
+def test_image_resize_sizes_and_filters_as_was_node_suite():
+    from PIL import Image
+
+    assert filters.resize_size(30, 20, "rescale", 1.55, 0, 0) == (46, 31)        # int(46.5), int(31.0)
+    assert filters.resize_size(30, 20, "resize", 9.0, 100, 64) == (104, 64)      # up to multiples of 8
+    image = torch.rand(2, 20, 30, 3, generator=torch.Generator().manual_seed(5))
+    out = filters.run_image_resize(None, image, "rescale", False, "bicubic", 0.5, 0, 0)["image"]
+    assert out.shape == (2, 10, 15, 3)
+    first = Image.fromarray((image[0].numpy() * 255).astype(np.uint8))      # 8 bits, truncated
+    expected = np.asarray(first.resize((15, 10), resample=Image.Resampling.BICUBIC), dtype=np.float32) / 255
+    assert torch.equal(out[0], torch.from_numpy(expected))
+    big = first.resize((120, 80), resample=Image.Resampling.LANCZOS).resize((15, 10), resample=Image.Resampling.LANCZOS)
+    supersampled = filters.run_image_resize(None, image[:1], "rescale", True, "lanczos", 0.5, 0, 0)["image"]
+    assert torch.equal(supersampled[0], torch.from_numpy(np.asarray(big, dtype=np.float32) / 255))
+    with pytest.raises(NodeError) as info:
+        filters.run_image_resize(None, image, "stretch", False, "bicubic", 0.5, 0, 0)
+    assert info.value.field == "mode"
