@@ -441,7 +441,7 @@ class MainWindow(QMainWindow):
         """A node added near the canvas's edge (Tab or a double-click by the border) is moved just
         inside it, so it is not half off screen; one undo step with the adding."""
         item = self.scene.nodes.get(nid)
-        if item is None:
+        if item is None or not self.view.isVisible():    # no view on screen (a script, a test): as asked
             return
         margin = 16 / self.view.zoom()
         visible = self.view.mapToScene(self.view.viewport().rect()).boundingRect().adjusted(
