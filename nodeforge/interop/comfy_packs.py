@@ -28,7 +28,7 @@ EQUIVALENTS = {
 }
 # ComfyUI's own classes that NodeForge does not map yet (the ones shared files use most).
 CORE = frozenset({
-    "CLIPLoader", "LatentInterpolate",
+    "LatentInterpolate",
     "CLIPVisionLoader", "CLIPVisionEncode", "unCLIPConditioning", "unCLIPCheckpointLoader",
     "PerpNeg", "SelfAttentionGuidance", "StyleModelLoader", "StyleModelApply",
     "GLIGENLoader", "GLIGENTextBoxApply", "InpaintModelConditioning", "DifferentialDiffusion", "RescaleCFG",

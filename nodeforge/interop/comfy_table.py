@@ -326,6 +326,11 @@ ROWS: tuple[ClassMap, ...] = (
              (Widget("clip_name1", "text_encoder_1", model="text_encoder"),
               Widget("clip_name2", "text_encoder_2", model="text_encoder"), Widget("type", "family"),
               Widget("device", None, export_default="default")), (), ("clip",)),
+    # One text encoder file: NodeForge loads a CLIP-L for SD 1.x (type stable_diffusion); other types are
+    # refused at validate naming the loader that takes their encoders.
+    ClassMap("CLIPLoader", "TextEncoderLoader", "Load CLIP",
+             (Widget("clip_name", "text_encoder", model="text_encoder"), Widget("type", "type"),
+              Widget("device", None, export_default="default")), (), ("clip",)),
     # Flux (comfy_extras/nodes_flux.py and nodes_model_advanced.py).
     ClassMap("FluxGuidance", "FluxGuidance", "FluxGuidance", (Widget("guidance"),),
              (("conditioning", "conditioning"),), ("conditioning",)),

@@ -151,3 +151,31 @@ def _read_flux_text_encoders(paths: tuple[Path, Path], device: str) -> LoadedPar
     _finish([te, te2], device, pick_dtype(device))
     return LoadedPart(ClipModel, dict(tokenizer=tok, text_encoder=te, family="flux", tokenizer_2=tok2,
                                       text_encoder_2=te2, context_width=int(te2.config.d_model)))
+
+
+# -- TextEncoderLoader ---------------------------------------------------------------------------------------
+def run_text_encoder_loader(ctx: Any, text_encoder: str, type: str) -> dict[str, Any]:
+    """One text encoder file (ComfyUI's CLIPLoader): a CLIP-L for SD 1.x (type stable_diffusion)."""
+    path = Path(ctx.resolve_file(FileKind.TEXT_ENCODER, text_encoder))
+    if type != "stable_diffusion":
+        from .specs import single_encoder_refusal
+
+        raise NodeError(single_encoder_refusal(type), field="type")
+    loaded = load_shared(ctx.shared, "nodes.text_encoders:single", path, ctx.device, _lock,
+                         lambda: _read_sd1_text_encoder(path, ctx.device))
+    return {"clip": loaded.wrapper()}
+
+
+def _read_sd1_text_encoder(path: Path, device: str) -> LoadedPart:
+    if path.suffix.lower() == ".gguf":
+        raise NodeError(f"{path.name}: GGUF text encoders are not supported; use the .safetensors file",
+                        field="text_encoder")
+    state, _ = read_state_dict(path, field="text_encoder")
+    state = {k.removeprefix("cond_stage_model.transformer."): v for k, v in state.items()}
+    if not any("encoder.layers.0." in k for k in state):
+        raise NodeError(f"{path.name} holds no CLIP text encoder; type stable_diffusion takes an SD 1.x CLIP-L "
+                        "(clip_l.safetensors)", field="text_encoder")
+    cfg = ff.config_folder(path)
+    encoder = ff.clip_l_from_state(state, cfg, "text_encoder")
+    _finish([encoder], device, pick_dtype(device))
+    return LoadedPart(ClipModel, dict(tokenizer=ff.clip_tokenizer(path, cfg), text_encoder=encoder, family="sd1"))

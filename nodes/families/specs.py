@@ -69,6 +69,21 @@ def _needs_flow_model(facts: dict[str, dict[str, Any]], **_: Any) -> list[str]:
     return []
 
 
+def single_encoder_refusal(type: str) -> str:
+    """Why one text encoder file of this ComfyUI type is not loaded, and what loads it."""
+    fixes = {"sd3": "SD3 takes CLIP-L, CLIP-G and T5-XXL: load them with TextEncoderLoaderSD3 (ComfyUI's "
+                    "TripleCLIPLoader)",
+             "flux": "Flux takes CLIP-L and T5-XXL: load both with DualTextEncoderLoader (ComfyUI's DualCLIPLoader)"}
+    return (f"type {type!r}: " + fixes.get(type, "one text encoder file loads for stable_diffusion (an SD 1.x "
+                                                 "CLIP-L) only; for other models load their checkpoint"))
+
+
+def _single_encoder_type(type: str, **_: Any) -> list[str]:
+    if type == "stable_diffusion":
+        return []
+    return [f"type: {single_encoder_refusal(type)}"]
+
+
 def _changed_flux(ctx: Any, clip_l: str, t5xxl: str, guidance: float) -> Any:
     from ..embeddings import referenced_files
 
@@ -163,4 +178,17 @@ FAMILY_NODES: list[NodeSpec] = [
         description="Load two text encoders kept as separate files (ComfyUI's DualCLIPLoader with type flux); "
                     "either order.",
         display_name="Load Dual Text Encoders"),
+    NodeSpec(
+        "TextEncoderLoader", "loaders", _lazy("run_text_encoder_loader", "separate"),
+        params=(Param.choice("text_encoder", _names(FileKind.TEXT_ENCODER), default="", file=FileKind.TEXT_ENCODER,
+                             description="a CLIP-L text encoder (clip_l.safetensors) from the text_encoders folder"),
+                Param.string("type", "stable_diffusion",
+                             description="the model it encodes for, as ComfyUI's CLIPLoader says it: "
+                                         "stable_diffusion (SD 1.x)")),
+        outputs=(Output("clip", CLIP, description="the text encoder, for Text Encoder"),),
+        validate=_single_encoder_type,
+        description="Load one text encoder kept as its own file (ComfyUI's CLIPLoader), e.g. another CLIP-L "
+                    "for an SD 1.x checkpoint; SD3 and Flux take several (Load Text Encoders (SD3), Load Dual "
+                    "Text Encoders).",
+        display_name="Load Text Encoder"),
 ]
