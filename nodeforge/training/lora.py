@@ -1,7 +1,7 @@
 """Train a LoRA on a folder of captioned images and save it in the kohya layout artists share.
 
     nodeforge train-lora IMAGES_DIR --base CHECKPOINT --out FILE.safetensors [--rank 4 --alpha 4
-        --steps N --lr X --text-encoder --conv --seed S --resolution R]
+        --steps N --lr X --text-encoder --conv --dora --qlora --seed S --resolution R]
     python -m nodeforge.training.lora IMAGES_DIR --base resources/models/nodeforge-shapes --out x.safetensors
 
 IMAGES_DIR holds images (png, jpg, webp, bmp) with same-named UTF-8 .txt captions; every image and
@@ -13,6 +13,11 @@ with): `lora_unet_...` and, with --text-encoder, `lora_te_...` keys with down, u
 --conv the UNet's ResNet convolutions get a LoRA too, in kohya's LoCon layout (down: rank x in x
 3 x 3, up: out x rank x 1 x 1). Applying it as W + strength * up @ down * alpha / rank makes
 strength 0 exactly the base model.
+
+With --dora the layers are peft's DoRA (`use_dora=True`) and the file is in the diffusers/PEFT
+layout instead (`dora_state`: lora_A, lora_B with alpha/rank multiplied in, lora_magnitude_vector),
+the one layout both diffusers' `load_lora_weights` and the LoRA node read as a DoRA. --qlora loads
+the UNet in 4-bit NF4 through bitsandbytes (CUDA only; refused in one line elsewhere).
 """
 from __future__ import annotations
 
@@ -108,6 +113,54 @@ def lora_state(model: torch.nn.Module, prefix: str, alpha: float) -> dict[str, t
     return state
 
 
+def dora_state(model: torch.nn.Module, prefix: str, scaling: float) -> dict[str, torch.Tensor]:
+    """peft's DoRA layers in the diffusers/PEFT layout both diffusers' `load_lora_weights` and the
+    LoRA node read: `<prefix><module>.lora_A.weight`, `.lora_B.weight` (with alpha/rank multiplied
+    in, so the file needs no alpha: diffusers and the node both take scale 1 without one) and
+    `.lora_magnitude_vector` (one magnitude per output channel, in peft's shape)."""
+    state = {}
+    for name, module in model.named_modules():
+        if "default" not in getattr(module, "lora_magnitude_vector", {}):
+            continue
+        stem = prefix + name
+        state[stem + ".lora_A.weight"] = module.lora_A["default"].weight.detach().cpu().contiguous().clone()
+        state[stem + ".lora_B.weight"] = (module.lora_B["default"].weight.detach().float().cpu() * scaling).contiguous()
+        # peft's own shapes: [out] for a Linear, [1, out, 1, 1] for a Conv2d (what diffusers loads back)
+        magnitude = module.lora_magnitude_vector["default"].weight.detach().float().cpu()
+        # diffusers reads the UNet's as `.lora_magnitude_vector`, transformers (text encoder) with `.weight`
+        key = stem + ".lora_magnitude_vector" + (".weight" if prefix == "text_encoder." else "")
+        state[key] = magnitude.contiguous().clone()
+    return state
+
+
+def check_qlora(args: argparse.Namespace, base: Path, device: Any) -> None:
+    """--qlora's needs, checked before anything loads: a CUDA device, bitsandbytes and a diffusers
+    folder (the 4-bit UNet is loaded by diffusers' from_pretrained); never a silent fallback."""
+    if not args.qlora:
+        return
+    import importlib.util
+
+    missing = [what for what, ok in (("a CUDA GPU (--device cuda)", getattr(device, "type", "") == "cuda"),
+                                     ("the bitsandbytes package", importlib.util.find_spec("bitsandbytes") is not None))
+               if not ok]
+    if missing:
+        raise common.TrainingInputError(f"--qlora trains on a 4-bit base through bitsandbytes, which needs a CUDA GPU "
+                                        f"and the bitsandbytes package; here there is no {' and no '.join(missing)}: "
+                                        "train without --qlora (plain LoRA or --dora run on this device)")
+    if base.is_file():
+        raise common.TrainingInputError(f"--qlora quantises a diffusers folder's UNet; --base {base} is a single "
+                                        "file: convert it to a diffusers folder or train without --qlora")
+
+
+def quantised_unet(base: Path) -> Any:
+    """The base's UNet with its Linear layers in 4-bit NF4 (bitsandbytes, float32 compute), frozen."""
+    from diffusers import BitsAndBytesConfig, UNet2DConditionModel
+
+    config = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.float32)
+    unet = UNet2DConditionModel.from_pretrained(base, subfolder="unet", quantization_config=config)
+    return unet.requires_grad_(False)
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = common.TrainerParser(
         prog="nodeforge train-lora",
@@ -129,6 +182,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--text-encoder", action="store_true", help="also train a LoRA on the text encoder")
     p.add_argument("--conv", action="store_true",
                    help="also train the UNet's ResNet convolutions (LoCon): needed to teach new shapes")
+    p.add_argument("--dora", action="store_true", help="train a DoRA (weight-decomposed LoRA, peft's use_dora): "
+                   "a per-output magnitude besides the low-rank direction; saved in the diffusers/PEFT layout")
+    p.add_argument("--qlora", action="store_true", help="train on a 4-bit (NF4) quantised UNet through bitsandbytes "
+                   "(QLoRA); needs a CUDA GPU, the bitsandbytes package and a diffusers-folder base")
     p.add_argument("--noise-offset", metavar="STD", type=common.STD, default=0.0,
                    help="std of a per-channel noise offset, as the base model was trained (nodeforge-shapes: 0.15)")
     p.add_argument("--seed", metavar="N", type=common.SEED, default=0, help="seed of the LoRA's initial weights, "
@@ -152,9 +209,12 @@ def main(argv: list[str] | None = None) -> int:
     # Every check before the base model loads: a mistake costs a second, not a load.
     base = common.resolve_base(args.base, "train-lora", single_file=True)
     common.writable_output(args.out, "LoRA (.safetensors)")
+    check_qlora(args, base, device)
     images, captions = load_folder(args.images_dir, args.resolution)
     print(f"train-lora: {len(images)} images from {args.images_dir}, base {base}, device {device}", file=sys.stderr)
     parts = common.load_base(base, device)
+    if args.qlora:
+        parts["unet"] = quantised_unet(base)
     with torch.no_grad():
         latents = common.encode_images(parts["vae"], images, device)
     tokenizer = parts["tokenizer"]
@@ -163,9 +223,14 @@ def main(argv: list[str] | None = None) -> int:
     unet, text_encoder, trainable = add_adapters(parts["unet"], parts["text_encoder"], args)
     t0 = time.time()
     train(unet, text_encoder, trainable, latents, ids, parts["scheduler"], args, device)
-    state = lora_state(unet, UNET_PREFIX, args.alpha)
-    if args.text_encoder:
-        state.update(lora_state(text_encoder, TEXT_PREFIX, args.alpha))
+    if args.dora:
+        state = dora_state(unet, "unet.", args.alpha / args.rank)
+        if args.text_encoder:
+            state.update(dora_state(text_encoder, "text_encoder.", args.alpha / args.rank))
+    else:
+        state = lora_state(unet, UNET_PREFIX, args.alpha)
+        if args.text_encoder:
+            state.update(lora_state(text_encoder, TEXT_PREFIX, args.alpha))
     metadata = kohya_metadata(args, base, captions, time.time() - t0)
     # Whole or absent: an interrupted or failed write never leaves a truncated LoRA under the name.
     atomic_write_bytes(args.out, save(state, metadata=metadata))
@@ -178,12 +243,13 @@ def add_adapters(unet: Any, text_encoder: Any, args: argparse.Namespace) -> tupl
     from peft import LoraConfig, inject_adapter_in_model
 
     unet = inject_adapter_in_model(
-        LoraConfig(r=args.rank, lora_alpha=args.alpha, init_lora_weights="gaussian",
+        LoraConfig(r=args.rank, lora_alpha=args.alpha, init_lora_weights="gaussian", use_dora=args.dora,
                    target_modules=UNET_TARGETS + (UNET_CONV_TARGETS if args.conv else [])), unet)
     trainable = [p for n, p in unet.named_parameters() if "lora_" in n]
     if args.text_encoder:
         text_encoder = inject_adapter_in_model(
-            LoraConfig(r=args.rank, lora_alpha=args.alpha, target_modules=TEXT_TARGETS, init_lora_weights="gaussian"),
+            LoraConfig(r=args.rank, lora_alpha=args.alpha, target_modules=TEXT_TARGETS, init_lora_weights="gaussian",
+                       use_dora=args.dora),
             text_encoder)
         trainable += [p for n, p in text_encoder.named_parameters() if "lora_" in n]
     for p in trainable:
@@ -236,7 +302,9 @@ def kohya_metadata(args: argparse.Namespace, base: Path, captions: list[str], se
         "ss_num_train_images": str(len(captions)),
         "ss_text_encoder_lr": str(args.lr if args.text_encoder else 0),
         "ss_network_train_unet_only": str(not args.text_encoder),
-        "ss_network_args": json.dumps({"conv_dim": str(args.rank), "conv_alpha": str(args.alpha)} if args.conv else {}),
+        "ss_network_args": json.dumps({**({"conv_dim": str(args.rank), "conv_alpha": str(args.alpha)} if args.conv
+                                           else {}), **({"dora_wd": "true"} if args.dora else {})}),
+        "nodeforge_qlora": str(args.qlora),
         "ss_training_time_s": f"{seconds:.1f}",
         "ss_tag_frequency": json.dumps({args.images_dir.name: _word_counts(captions)}),
         "nodeforge_trainer": "nodeforge.training.lora",
