@@ -1,7 +1,8 @@
 """Models kept as separate files, as ComfyUI users keep Flux: the transformer alone in
 models/diffusion_models (DiffusionModelLoader; ComfyUI's UNETLoader), CLIP-L and T5-XXL in
 models/text_encoders (DualTextEncoderLoader; DualCLIPLoader with type flux), the VAE in models/vae
-(VAELoader). Each gives one wire (MODEL, CLIP); they are read once while used (engine's shared
+(VAELoader); an SD3/SD3.5 transformer alone (original keys) loads in DiffusionModelLoader too, its
+text encoders from TextEncoderLoaderSD3. Each gives one wire (MODEL, CLIP); they are read once while used (engine's shared
 registry), as checkpoints are.
 
 A transformer file is .safetensors (Black Forest Labs' or diffusers' keys; float8 upcast on read)
@@ -21,7 +22,7 @@ import torch
 from nodeforge.core.errors import NodeError
 from nodeforge.core.types import FileKind
 
-from ..loading import _finish, load_shared, pick_dtype, read_state_dict
+from ..loading import _finish, _load_into, load_shared, pick_dtype, read_state_dict
 from ..wrappers import ClipModel, UNetModel
 from . import flux_file as ff
 from .flux import scheduler_config, shipped_configs
@@ -56,7 +57,8 @@ def _read_diffusion_model(path: Path, device: str) -> LoadedPart:
         transformer = load_gguf_transformer(path, cfg, dtype)
     else:
         state, _ = read_state_dict(path, field="model")
-        _check_transformer_only(path, state)
+        if _check_transformer_only(path, state) == "sd3":
+            return _read_sd3_transformer(path, state, device, dtype)
         transformer = ff.transformer_from_state(ff.split_parts(state)["transformer"], cfg, path.name, "model")
         _finish([transformer], device, dtype)
     transformer.to(device).eval().requires_grad_(False)
@@ -73,14 +75,54 @@ def _read_diffusion_model(path: Path, device: str) -> LoadedPart:
         sampling_behaviour=FLUX_SAMPLING))
 
 
-def _check_transformer_only(path: Path, state: dict[str, torch.Tensor]) -> None:
+def _check_transformer_only(path: Path, state: dict[str, torch.Tensor]) -> str:
     from . import for_state
 
     family = for_state(state.keys())
+    if family is not None and family.name == "sd3" and not any(k.startswith(("first_stage_model.", "text_encoders."))
+                                                               for k in state):
+        return "sd3"
     if family is None or family.name != "flux":
         kind = "no known diffusion model" if family is None else f"a {family.name} model"
-        raise NodeError(f"{path.name} holds {kind}; DiffusionModelLoader loads Flux transformers (flux1-dev, "
-                        "flux1-schnell); load other checkpoints with CheckpointLoader", field="model")
+        raise NodeError(f"{path.name} holds {kind}; DiffusionModelLoader loads Flux and SD3 transformers alone "
+                        "(flux1-dev, sd3.5_large without clips); load other checkpoints with CheckpointLoader",
+                        field="model")
+    return "flux"
+
+
+def _read_sd3_transformer(path: Path, state: dict[str, torch.Tensor], device: str, dtype: torch.dtype) -> LoadedPart:
+    """An SD3/SD3.5 transformer alone in the original layout (ComfyUI's UNETLoader on an SD3 file); its
+    shape from the keys, the scheduler and latent factor from `<name>.config/` or the shipped SD3 configs."""
+    import json
+
+    from diffusers import SD3Transformer2DModel
+    from diffusers.loaders import single_file_utils as sfu
+
+    from .flow import FLOW_SAMPLING
+    from .sd3 import FILE_PREFIX
+    from .sd3 import shipped_configs as sd3_configs
+    from .sd3_file import transformer_config
+
+    beside = path.with_name(path.stem + ".config")
+    cfg = beside if beside.is_dir() else sd3_configs()
+    original = {k.removeprefix(FILE_PREFIX): v for k, v in state.items()}
+    try:
+        converted = sfu.convert_sd3_transformer_checkpoint_to_diffusers(original)
+    except (KeyError, IndexError, ValueError) as exc:   # diffusers names a key, not the file
+        raise NodeError(f"{path.name} is an incomplete SD3 transformer (no {exc}); the download may be damaged: "
+                        "download it again, or load the whole checkpoint with CheckpointLoader", field="model") from None
+    config = transformer_config(converted, SD3Transformer2DModel.load_config(str(cfg / "transformer")))
+    with torch.device("meta"):
+        transformer = SD3Transformer2DModel.from_config(config)
+    _load_into(transformer, converted, "SD3 transformer", field="model")
+    _finish([transformer], device, dtype)
+    transformer.to(device).eval().requires_grad_(False)
+    sched = dict(json.loads((cfg / "scheduler" / "scheduler_config.json").read_text()))
+    sched.setdefault("shift", 1.0)
+    blocks = json.loads((cfg / "vae" / "config.json").read_text())["block_out_channels"]
+    return LoadedPart(UNetModel, dict(
+        unet=transformer, scheduler_config=sched, prediction_type="flow", latent_channels=transformer.config.out_channels,
+        vae_factor=2 ** (len(blocks) - 1), family="sd3", name=path.stem, sampling_behaviour=FLOW_SAMPLING))
 
 
 def load_gguf_transformer(path: Path, cfg: Path, dtype: torch.dtype) -> Any:

@@ -161,11 +161,11 @@ FAMILY_NODES: list[NodeSpec] = [
         "DiffusionModelLoader", "loaders", _lazy("run_diffusion_model_loader", "separate"),
         params=(Param.choice("model", _names(FileKind.DIFFUSION_MODEL), default="", file=FileKind.DIFFUSION_MODEL,
                              description="a Flux transformer alone (flux1-dev.safetensors, an fp8 or GGUF file) "
-                                         "from the diffusion_models folder"),),
+                                         "or an SD3/SD3.5 one, from the diffusion_models folder"),),
         outputs=(Output("unet", MODEL, description="the transformer, for UNet Denoise and LoRAs"),),
         facts=_diffusion_model_facts,
         description="Load a diffusion model kept apart from its text encoders and VAE (ComfyUI's UNETLoader); "
-                    "pair it with Dual Text Encoder Loader and Load VAE.",
+                    "pair it with Dual Text Encoder Loader (Flux) or Load Text Encoders (SD3) and Load VAE.",
         display_name="Load Diffusion Model"),
     NodeSpec(
         "DualTextEncoderLoader", "loaders", _lazy("run_dual_text_encoder_loader", "separate"),

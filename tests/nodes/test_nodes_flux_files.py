@@ -151,11 +151,18 @@ def test_an_sd3_file_given_to_the_diffusion_model_loader_is_refused(files, tmp_p
 
     from nodes.families.separate import _read_diffusion_model
 
+    # A whole SD3 checkpoint (with its VAE) goes to CheckpointLoader; an SD3 transformer alone loads
+    # (tests/nodes/test_nodes_sd3.py), one missing its weights is refused naming the file.
     path = tmp_path / "sd3_medium.safetensors"
-    save_file({"model.diffusion_model.joint_blocks.0.x_block.attn.qkv.weight": torch.zeros(6, 2)}, str(path))
+    block = {"model.diffusion_model.joint_blocks.0.x_block.attn.qkv.weight": torch.zeros(6, 2)}
+    save_file({**block, "first_stage_model.decoder.conv_in.weight": torch.zeros(2, 2)}, str(path))
     with pytest.raises(NodeError) as info:
         _read_diffusion_model(path, "cpu")
     assert "sd3_medium.safetensors" in str(info.value) and "sd3" in str(info.value) and "CheckpointLoader" in str(info.value)
+    save_file(block, str(path))
+    with pytest.raises(NodeError) as info:
+        _read_diffusion_model(path, "cpu")
+    assert "sd3_medium.safetensors is an incomplete SD3 transformer" in str(info.value) and "\n" not in str(info.value)
 
 
 # -- GGUF ----------------------------------------------------------------------------------------------------

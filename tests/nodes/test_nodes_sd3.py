@@ -444,3 +444,32 @@ def test_a_truncated_sd3_file_names_the_file(sd3_dir, tmp_path):
     with pytest.raises(NodeError) as info:
         load_checkpoint(path, "cpu")
     assert "cut.safetensors" in str(info.value) and "incomplete" in str(info.value)
+
+
+@pytest.mark.parametrize("prefix", ["model.diffusion_model.", ""])
+def test_diffusion_model_loader_takes_an_sd3_transformer_alone(sd3_engine, sd3_dir, tmp_path, prefix):
+    # ComfyUI's UNETLoader on an SD3 file: the transformer alone (original keys, with or without the
+    # single file's prefix) gives the checkpoint's own latents, its text encoders and VAE from elsewhere.
+    from safetensors.torch import save_file
+
+    from nodeforge import Engine
+    from nodeforge.core.models import ModelPaths
+
+    folder = tmp_path / "diffusion_models"
+    folder.mkdir()
+    parts = ts.make_sd3_components(0)       # tiny-sd3's weights
+    save_file({prefix + k: v.contiguous() for k, v in ts.original_transformer_state(parts["transformer"]).items()},
+              str(folder / "sd3-tiny.safetensors"))
+    shutil.copytree(sd3_dir / "checkpoints" / "tiny-sd3", folder / "sd3-tiny.config",
+                    ignore=shutil.ignore_patterns("*.safetensors", "*.bin"))
+    engine = Engine(device="cpu", registry=sd3_engine.registry, output_dir=tmp_path,
+                    model_paths=ModelPaths(roots=[sd3_dir, tmp_path]))
+    wf = shipped_txt2img("tiny-sd3", seed=3)
+    expected = latent_of(engine, wf)
+    wf.add("DiffusionModelLoader", {"model": "sd3-tiny.safetensors"}, node_id="m")
+    wf.nodes["5"].inputs["unet"] = ("m", "unet")
+    assert engine.validate(wf) == []
+    got = latent_of(engine, wf)
+    assert got.shape == expected.shape and torch.equal(got, expected)
+    wf.nodes["5"].params["sampler"] = "pndm"      # the family fact reaches validate: a DDPM-only sampler is refused
+    assert ("5", "sampler") in _validate_problems(engine, wf)
