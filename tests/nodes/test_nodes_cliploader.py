@@ -86,3 +86,11 @@ def test_export_gives_back_cliploader(clip_engine, registry):
     exported = export_comfyui_api(_imported(clip_engine), registry=registry)
     assert exported["11"] == {**original["11"], "_meta": exported["11"].get("_meta", original["11"]["_meta"])}
     assert exported["6"]["inputs"]["clip"] == ["11", 0]
+
+
+def test_the_ui_form_imports_as_the_api_prompt(clip_engine):
+    """ComfyUI's editor file (widgets_values clip_name, type, device; links by id) gives the same graph."""
+    api, ui = _imported(clip_engine), _imported(clip_engine, DATA / "comfy-cliploader-0.4.json")
+    assert {nid: (n.type, n.params, dict(n.inputs)) for nid, n in ui.nodes.items()} == \
+        {nid: (n.type, n.params, dict(n.inputs)) for nid, n in api.nodes.items()}
+    assert ui.nodes["11"].params == {"text_encoder": "clip_l.safetensors", "type": "stable_diffusion"}
