@@ -140,12 +140,13 @@ def check_qlora(args: argparse.Namespace, base: Path, device: Any) -> None:
         return
     import importlib.util
 
-    missing = [what for what, ok in (("a CUDA GPU (--device cuda)", getattr(device, "type", "") == "cuda"),
-                                     ("the bitsandbytes package", importlib.util.find_spec("bitsandbytes") is not None))
+    missing = [what for what, ok in (("CUDA GPU (--device cuda)", getattr(device, "type", "") == "cuda"),
+                                     ("bitsandbytes package (pip install bitsandbytes)",
+                                      importlib.util.find_spec("bitsandbytes") is not None))
                if not ok]
     if missing:
         raise common.TrainingInputError(f"--qlora trains on a 4-bit base through bitsandbytes, which needs a CUDA GPU "
-                                        f"and the bitsandbytes package; here there is no {' and no '.join(missing)}: "
+                                        f"and the bitsandbytes package; this machine has no {' and no '.join(missing)}: "
                                         "train without --qlora (plain LoRA or --dora run on this device)")
     if base.is_file():
         raise common.TrainingInputError(f"--qlora quantises a diffusers folder's UNet; --base {base} is a single "

@@ -138,5 +138,5 @@ def test_qlora_without_cuda_and_bitsandbytes_is_refused_in_one_line(tiny_base, t
                    "--dora", "--device", "cpu"])
     message = str(exc.value)
     assert message.startswith("error: train-lora: --qlora") and "\n" not in message
-    assert "no a CUDA GPU (--device cuda)" in message and "train without --qlora" in message
+    assert "has no CUDA GPU (--device cuda)" in message and "train without --qlora" in message
     assert not (tmp_path / "q.safetensors").exists()
