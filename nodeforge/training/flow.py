@@ -42,6 +42,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--uniform", type=real(0, 1), default=0.2, help="share of noise levels drawn uniformly")
     p.add_argument("--width", type=whole(32, why="heads of 32", multiple=32), default=128, help="transformer width")
     p.add_argument("--layers", type=whole(1), default=6, help="transformer blocks")
+    p.add_argument("--patch", type=whole(1), default=2,
+                   help="latent pixels per token side (1: four times the tokens, finer edges, slower)")
     p.add_argument("--shift", type=real(0, above=True), default=3.0,
                    help="the sigma shift written to the scheduler config")
     p.add_argument("--work", type=Path, default=None,
@@ -116,7 +118,7 @@ def make_parts(args: argparse.Namespace, vae: Any, base: Path) -> dict[str, Any]
     width = 2 * config.hidden_size
     channels = vae.config.latent_channels
     transformer = SD3Transformer2DModel(
-        sample_size=32, patch_size=2, in_channels=channels, out_channels=channels, num_layers=args.layers,
+        sample_size=32, patch_size=args.patch, in_channels=channels, out_channels=channels, num_layers=args.layers,
         attention_head_dim=32, num_attention_heads=args.width // 32, caption_projection_dim=args.width,
         joint_attention_dim=width, pooled_projection_dim=2 * config.projection_dim, pos_embed_max_size=32)
     return {"transformer": transformer, "text_encoder": encoders[0], "text_encoder_2": encoders[1]}
