@@ -5,23 +5,16 @@ inside the run functions (from the sibling modules), so listing and validating s
 """
 from __future__ import annotations
 
-import importlib
-from typing import Any, Callable
+from typing import Any
 
 from nodeforge.core.spec import Input, NodeSpec, Output, Param
 from nodeforge.core.types import FileKind, InputRole, ParamRole, PortType
 
+from .declare import lazy as _lazy
+from .declare import model_names as _names
 from .schedulers import SAMPLERS, SCHEDULES, check_pair
 
 SEED_MAX = 0xFFFFFFFFFFFFFFFF
-
-
-def _names(kind: FileKind) -> Any:
-    def list_names() -> list[str]:
-        from nodeforge.core.models import ModelPaths
-
-        return ModelPaths.default().names(kind)
-    return list_names
 
 
 def _empty_latent(ctx: Any, width: int, height: int, batch_size: int) -> dict:
@@ -44,16 +37,6 @@ def _text_encoder_sdxl_changed(ctx: Any, text_g: str, text_l: str, **_: Any) -> 
 
 def _text_encoder_refiner_changed(ctx: Any, text: str, **_: Any) -> Any:
     return _text_encoder_changed(ctx, text)
-
-
-def _lazy(module: str, function: str) -> Callable[..., Any]:
-    """A run function that imports `.module` (and with it torch) only when the node first runs."""
-    def run(ctx: Any, **kw: Any) -> Any:
-        return getattr(importlib.import_module(f"{__name__}.{module}"), function)(ctx, **kw)
-
-    run.__name__ = function
-    run.lazy_target = (module, function)  # type: ignore[attr-defined]  # tests import every target
-    return run
 
 
 # Resampling methods of the scale nodes (ComfyUI's names; its "bislerp" is not offered).

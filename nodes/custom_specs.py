@@ -3,12 +3,12 @@ nodes/custom_sampling.py, imported when a node first runs): noise, guider, sampl
 made apart and joined by SamplerCustom / SamplerCustomAdvanced."""
 from __future__ import annotations
 
-import importlib
 from typing import Any, Callable
 
 from nodeforge.core.spec import Input, NodeSpec, Output, Param
 from nodeforge.core.types import InputRole, ParamRole, PortType
 
+from .declare import lazy
 from .schedulers import SAMPLERS, SCHEDULES
 
 MODEL, COND, LATENT = PortType.MODEL.value, PortType.CONDITIONING.value, PortType.LATENT.value
@@ -19,12 +19,7 @@ CATEGORY = "sampling/custom"
 
 
 def _lazy(function: str) -> Callable[..., Any]:
-    def run(ctx: Any, **kw: Any) -> Any:
-        return getattr(importlib.import_module(f"{__package__}.custom_sampling"), function)(ctx, **kw)
-
-    run.__name__ = function
-    run.lazy_target = ("custom_sampling", function)  # type: ignore[attr-defined]
-    return run
+    return lazy("custom_sampling", function)
 
 
 def _denoise() -> Param:

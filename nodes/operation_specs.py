@@ -3,24 +3,16 @@ run functions in nodes/latent_ops.py, nodes/latent_files.py, nodes/masks.py,
 nodes/image_filters.py, nodes/conditioning.py and nodes/freeu.py, imported when a node first runs)."""
 from __future__ import annotations
 
-import importlib
-from typing import Any, Callable
+from typing import Any
 
 from nodeforge.core.spec import Input, NodeSpec, Output, Param
 from nodeforge.core.types import PortType
 
+from .declare import lazy as _lazy
+
 LATENT, MASK, IMAGE, VAE = PortType.LATENT.value, PortType.MASK.value, PortType.IMAGE.value, PortType.VAE.value
 COND, MODEL = PortType.CONDITIONING.value, PortType.MODEL.value
 RES = 16384
-
-
-def _lazy(module: str, function: str) -> Callable[..., Any]:
-    def run(ctx: Any, **kw: Any) -> Any:
-        return getattr(importlib.import_module(f"{__package__}.{module}"), function)(ctx, **kw)
-
-    run.__name__ = function
-    run.lazy_target = (module, function)  # type: ignore[attr-defined]  # tests import every target
-    return run
 
 
 def _latent_node(name: str, function: str, params: tuple[Param, ...], description: str, display: str,

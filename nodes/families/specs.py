@@ -2,32 +2,21 @@
 nodes/families/sd3_nodes.py and flux_nodes.py, imported when a node first runs)."""
 from __future__ import annotations
 
-import importlib
 from typing import Any, Callable
 
 from nodeforge.core.spec import Input, NodeSpec, Output, Param
 from nodeforge.core.types import FileKind, ParamRole, PortType
+
+from ..declare import lazy
+from ..declare import model_names as _names
 
 MODEL, CLIP, COND = PortType.MODEL.value, PortType.CLIP.value, PortType.CONDITIONING.value
 _GUIDANCE = ("distilled guidance Flux dev reads (FluxPipeline's guidance_scale; 3.5 by default); schnell "
              "ignores it. Not CFG: UNetDenoise's cfg above 1 runs the negative prompt too")
 
 
-def _names(kind: FileKind) -> Callable[[], list[str]]:
-    def list_names() -> list[str]:
-        from nodeforge.core.models import ModelPaths
-
-        return ModelPaths.default().names(kind)
-    return list_names
-
-
 def _lazy(function: str, module: str = "sd3_nodes") -> Callable[..., Any]:
-    def run(ctx: Any, **kw: Any) -> Any:
-        return getattr(importlib.import_module(f"{__package__}.{module}"), function)(ctx, **kw)
-
-    run.__name__ = function
-    run.lazy_target = (f"families.{module}", function)  # type: ignore[attr-defined]
-    return run
+    return lazy(f"families.{module}", function)
 
 
 def _changed(ctx: Any, clip_l: str, clip_g: str, t5xxl: str) -> Any:
