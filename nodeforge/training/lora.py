@@ -1,7 +1,8 @@
 """Train a LoRA on a folder of captioned images and save it in the kohya layout artists share.
 
     nodeforge train-lora IMAGES_DIR --base CHECKPOINT --out FILE.safetensors [--rank 4 --alpha 4
-        --steps N --lr X --text-encoder --conv --dora --qlora --seed S --resolution R]
+        --steps N --lr X --text-encoder --conv --dora --qlora --seed S --resolution R
+        --work DIR --save-every N --sample-every N --sample-prompt TEXT --sample-seed S]
     python -m nodeforge.training.lora IMAGES_DIR --base resources/models/nodeforge-shapes --out x.safetensors
 
 IMAGES_DIR holds images (png, jpg, webp, bmp) with same-named UTF-8 .txt captions; every image and
@@ -18,6 +19,10 @@ With --dora the layers are peft's DoRA (`use_dora=True`) and the file is in the 
 layout instead (`dora_state`: lora_A, lora_B with alpha/rank multiplied in, lora_magnitude_vector),
 the one layout both diffusers' `load_lora_weights` and the LoRA node read as a DoRA. --qlora loads
 the UNet in 4-bit NF4 through bitsandbytes (CUDA only; refused in one line elsewhere).
+
+--work keeps a checkpoint a stopped run continues from, and --sample-every draws a fixed prompt and
+seed into it as the training goes (nodeforge.training.session); the editor's Train dialog runs
+this command with them.
 """
 from __future__ import annotations
 
@@ -32,7 +37,7 @@ import numpy as np
 import torch
 
 from nodeforge.lora_format import ALPHA, DOWN, TEXT_PREFIX, UNET_PREFIX, UP, delta, kohya_key, kohya_tensors, scale
-from nodeforge.training import common
+from nodeforge.training import common, session
 
 UNET_TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]
 UNET_CONV_TARGETS = ["conv1", "conv2"]  # the ResNet blocks' 3x3 convolutions (LoCon)
@@ -196,6 +201,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--device", metavar="DEVICE", default="auto", help="cpu, cuda, cuda:N or mps; auto: CUDA when "
                    "available, then MPS, else cpu")
     p.add_argument("--threads", metavar="N", type=common.COUNT, default=2, help="CPU threads torch may use")
+    session.add_arguments(p)
     return p.parse_args(argv)
 
 
@@ -210,6 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     # Every check before the base model loads: a mistake costs a second, not a load.
     base = common.resolve_base(args.base, "train-lora", single_file=True)
     common.writable_output(args.out, "LoRA (.safetensors)")
+    session.check_arguments(args)
     check_qlora(args, base, device)
     images, captions = load_folder(args.images_dir, args.resolution)
     print(f"train-lora: {len(images)} images from {args.images_dir}, base {base}, device {device}", file=sys.stderr)
@@ -223,7 +230,12 @@ def main(argv: list[str] | None = None) -> int:
                     return_tensors="pt").input_ids
     unet, text_encoder, trainable = add_adapters(parts["unet"], parts["text_encoder"], args)
     t0 = time.time()
-    train(unet, text_encoder, trainable, latents, ids, parts["scheduler"], args, device)
+
+    def sample(path: Path) -> None:
+        session.sample_image({**parts, "unet": unet, "text_encoder": text_encoder}, path, args.sample_prompt,
+                             args.sample_seed, args.resolution, args.sample_steps)
+
+    train(unet, text_encoder, trainable, latents, ids, parts["scheduler"], args, device, sample)
     if args.dora:
         state = dora_state(unet, "unet.", args.alpha / args.rank)
         if args.text_encoder:
@@ -259,8 +271,11 @@ def add_adapters(unet: Any, text_encoder: Any, args: argparse.Namespace) -> tupl
 
 
 def train(unet: Any, text_encoder: Any, trainable: list[torch.nn.Parameter], latents: torch.Tensor,
-          ids: torch.Tensor, noise_scheduler: Any, args: argparse.Namespace, device: torch.device) -> None:
-    """`args.steps` AdamW steps on the noise-prediction loss (min-SNR 5 weighting, 20-step warm-up)."""
+          ids: torch.Tensor, noise_scheduler: Any, args: argparse.Namespace, device: torch.device,
+          sample: Any = None) -> None:
+    """`args.steps` AdamW steps on the noise-prediction loss (min-SNR 5 weighting, 20-step warm-up);
+    with --work it continues from the folder's checkpoint and writes one as it goes (session.py),
+    and `sample(path)` draws the sample image every --sample-every steps."""
     from nodeforge.training.models import min_snr_loss, training_noise
 
     unet.train()
@@ -269,21 +284,47 @@ def train(unet: Any, text_encoder: Any, trainable: list[torch.nn.Parameter], lat
     gen = torch.Generator().manual_seed(args.seed)
     alphas = noise_scheduler.alphas_cumprod.to(device)
     snr = alphas / (1 - alphas)
-    progress = common.Progress(args.steps, name="train-lora")
-    for step in range(args.steps):
-        idx = torch.randint(len(latents), (min(args.batch, len(latents)),), generator=gen)
-        z0 = latents[idx]
-        noise = training_noise(z0.shape, gen, args.noise_offset).to(device)
-        t = torch.randint(0, noise_scheduler.config.num_train_timesteps, (len(z0),), generator=gen).to(device)
-        zt = noise_scheduler.add_noise(z0, noise, t)
-        with torch.set_grad_enabled(args.text_encoder):
-            cond = text_encoder(ids[idx].to(device))[0]
-        pred = unet(zt, t, encoder_hidden_states=cond).sample
-        loss = min_snr_loss(pred, noise, snr[t])
-        for group in opt.param_groups:  # short warm-up, then constant
-            group["lr"] = args.lr * min(1.0, (step + 1) / 20)
-        common.optimizer_step(opt, loss, clip=trainable)
-        progress.update(step + 1, loss.item())
+    run = session.Session("train-lora", args, resume_config(args))
+    done = resume(run, trainable, opt, gen)
+    progress = common.Progress(args.steps, name="train-lora", start=done)
+    with run:
+        for step in range(done, args.steps):
+            idx = torch.randint(len(latents), (min(args.batch, len(latents)),), generator=gen)
+            z0 = latents[idx]
+            noise = training_noise(z0.shape, gen, args.noise_offset).to(device)
+            t = torch.randint(0, noise_scheduler.config.num_train_timesteps, (len(z0),), generator=gen).to(device)
+            zt = noise_scheduler.add_noise(z0, noise, t)
+            with torch.set_grad_enabled(args.text_encoder):
+                cond = text_encoder(ids[idx].to(device))[0]
+            pred = unet(zt, t, encoder_hidden_states=cond).sample
+            loss = min_snr_loss(pred, noise, snr[t])
+            for group in opt.param_groups:  # short warm-up, then constant
+                group["lr"] = args.lr * min(1.0, (step + 1) / 20)
+            common.optimizer_step(opt, loss, clip=trainable)
+            progress.update(step + 1, loss.item())
+            run.after_step(step + 1, args.steps, lambda: {"trainable": [p.detach().cpu() for p in trainable],
+                                                          "opt": opt.state_dict(), "generator": gen.get_state()},
+                           sample)
+
+
+def resume_config(args: argparse.Namespace) -> dict[str, Any]:
+    """What a --work checkpoint must match to be continued: the adapters' shape and kind."""
+    return {"trainer": "train-lora", "rank": args.rank, "dora": args.dora, "conv": args.conv,
+            "text_encoder": args.text_encoder}
+
+
+def resume(run: session.Session, trainable: list[torch.nn.Parameter], opt: Any, gen: torch.Generator) -> int:
+    """The steps done by the checkpoint in --work (0 without one), its weights, optimizer and batch
+    generator loaded."""
+    state = run.resume()
+    if state is None:
+        return 0
+    with torch.no_grad():
+        for p, saved in zip(trainable, state["trainable"], strict=True):
+            p.copy_(saved.to(p.device))
+    opt.load_state_dict(state["opt"])
+    gen.set_state(state["generator"])
+    return int(state["step"])
 
 
 def kohya_metadata(args: argparse.Namespace, base: Path, captions: list[str], seconds: float) -> dict[str, str]:

@@ -1,0 +1,112 @@
+"""train-lora's --work checkpoint, sample images and clean stop (nodeforge.training.session): what
+the editor's Train dialog runs, cancels and resumes."""
+import re
+import signal
+
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("diffusers")
+pytest.importorskip("peft")
+
+from nodeforge.training import data, lora, models, session  # noqa: E402
+from nodeforge.training.vocab import build_tokenizer  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def tiny_base(tmp_path_factory):
+    """A random diffusers folder with the demo model's layout but tiny sizes."""
+    from diffusers import StableDiffusionPipeline
+
+    folder = tmp_path_factory.mktemp("tiny-base")
+    torch.manual_seed(0)
+    tokenizer = build_tokenizer()
+    StableDiffusionPipeline(
+        vae=models.make_vae((8, 8, 8)),
+        text_encoder=models.make_text_encoder(len(tokenizer), tokenizer.bos_token_id, tokenizer.eos_token_id, 1),
+        tokenizer=tokenizer, unet=models.make_unet((16, 16, 16)), scheduler=models.make_scheduler(),
+        safety_checker=None, feature_extractor=None, requires_safety_checker=False,
+    ).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def stars(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("stars")
+    data.write_folder(folder, 4, seed=0, shapes=("star",))
+    return folder
+
+
+def _argv(stars, base, out, *more):
+    return [str(stars), "--base", str(base), "--out", str(out), "--batch", "2", "--rank", "2", "--alpha", "2",
+            "--lr", "0.01", "--seed", "3", *map(str, more)]
+
+
+def test_samples_every_n_steps_from_the_fixed_prompt_and_seed_and_the_checkpoint(tiny_base, stars, tmp_path, capsys):
+    from PIL import Image
+
+    work = tmp_path / "work"
+    assert lora.main(_argv(stars, tiny_base, tmp_path / "l.safetensors", "--steps", 4, "--work", work,
+                           "--save-every", 3, "--sample-every", 2, "--sample-prompt", "a red star",
+                           "--sample-steps", 2)) == 0
+    err = capsys.readouterr().err
+    lines = [m.groups() for m in map(session.SAMPLE.match, err.replace("\r", "\n").splitlines()) if m]
+    assert lines == [("2", str(work / "samples" / "step-000002.png")), ("4", str(work / "samples" / "step-000004.png"))]
+    for step in (2, 4):
+        with Image.open(work / "samples" / f"step-{step:06d}.png") as img:
+            assert img.size == (64, 64) and img.mode == "RGB"
+    progress = [m.groups() for m in session.PROGRESS.finditer(err)]
+    assert [p[:2] for p in progress] == [("1", "4"), ("2", "4"), ("3", "4"), ("4", "4")]
+    assert all(float(p[2]) > 0 for p in progress)
+    state = torch.load(work / session.CHECKPOINT, weights_only=True)
+    assert state["step"] == 4 and state["config"]["rank"] == 2
+
+
+def test_a_run_continued_from_its_checkpoint_gives_the_same_lora_as_an_unbroken_run(tiny_base, stars, tmp_path, capsys):
+    whole, parts, work = tmp_path / "whole.safetensors", tmp_path / "parts.safetensors", tmp_path / "work"
+    assert lora.main(_argv(stars, tiny_base, whole, "--steps", 5)) == 0
+    assert lora.main(_argv(stars, tiny_base, parts, "--steps", 2, "--work", work)) == 0
+    assert lora.main(_argv(stars, tiny_base, parts, "--steps", 5, "--work", work)) == 0   # --steps raised: trains on
+    assert f"train-lora: resuming at step 2 from {work / session.CHECKPOINT}" in capsys.readouterr().err
+    a, _ = lora.load_kohya(whole)
+    b, _ = lora.load_kohya(parts)
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+def test_a_stop_request_writes_the_checkpoint_of_the_step_and_exits_naming_it(tiny_base, stars, tmp_path, monkeypatch,
+                                                                             capsys):
+    real = session.Session.after_step
+
+    def stop_at_3(self, step, total, state, sample):
+        if step == 3:
+            self._stop(signal.SIGTERM, None)   # what the SIGTERM handler does (the dialog's Cancel)
+        real(self, step, total, state, sample)
+
+    monkeypatch.setattr(session.Session, "after_step", stop_at_3)
+    work = tmp_path / "work"
+    with pytest.raises(SystemExit) as stopped:
+        lora.main(_argv(stars, tiny_base, tmp_path / "l.safetensors", "--steps", 50, "--work", work))
+    assert stopped.value.code == 128 + signal.SIGTERM
+    assert torch.load(work / session.CHECKPOINT, weights_only=True)["step"] == 3   # not the save-every 100 one
+    assert f"train-lora: stopped at step 3 of 50; the checkpoint is in {work}" in capsys.readouterr().err
+    assert not (tmp_path / "l.safetensors").exists()
+    assert signal.getsignal(signal.SIGTERM) is not session.Session._stop   # handlers restored
+
+
+def test_a_checkpoint_of_other_settings_is_refused_naming_what_differs(tiny_base, stars, tmp_path):
+    work = tmp_path / "work"
+    assert lora.main(_argv(stars, tiny_base, tmp_path / "a.safetensors", "--steps", 1, "--work", work)) == 0
+    with pytest.raises(SystemExit) as refused:
+        lora.main(_argv(stars, tiny_base, tmp_path / "b.safetensors", "--steps", 2, "--work", work, "--dora"))
+    assert str(refused.value) == (f"error: train-lora: --work {work} holds a checkpoint of another run: dora False "
+                                  "(this run: True); use another --work folder or the same settings")
+
+
+def test_samples_without_a_work_folder_are_refused_before_the_base_loads(stars, tmp_path, no_base_load):
+    with pytest.raises(SystemExit) as refused:
+        lora.main([str(stars), "--base", "nodeforge-shapes", "--out", str(tmp_path / "x.safetensors"),
+                   "--sample-every", "5"])
+    assert re.fullmatch(r"error: train-lora: --sample-every writes its images into the --work folder; give --work DIR",
+                        str(refused.value))
