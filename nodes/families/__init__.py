@@ -47,6 +47,8 @@ class Family:
 FAMILIES: tuple[Family, ...] = (
     Family("flux", "flux", "Flux.1 dev / schnell: rectified-flow transformer over packed latents, CLIP-L + T5-XXL, "
                            "distilled guidance"),
+    Family("zimage", "zimage", "Z-Image / Z-Image-Turbo: single-stream transformer, rectified flow, Qwen3-4B text "
+                               "encoder, the Flux VAE"),
     Family("sd3", "sd3", "Stable Diffusion 3 / 3.5: MMDiT transformer, rectified flow, CLIP-L + CLIP-G (+ T5)"),
     Family("unet", "unet", "the UNet generation: SD 1.x, 2.x, SDXL base and refiner (epsilon or v prediction)"),
 )
@@ -84,6 +86,8 @@ OTHER_KINDS: tuple[tuple[str, str, str], ...] = (
     (".lora_down.", "a LoRA", "put it in models/loras and apply it with LoRALoader"),
     ("encoder.block.0.layer.0.SelfAttention.", "a T5 text encoder alone",
      "put it in models/text_encoders and load it with TextEncoderLoaderSD3 (SD3) or DualTextEncoderLoader (Flux)"),
+    ("layers.0.self_attn.q_norm.", "a Qwen3 text encoder alone (Z-Image's qwen_3_4b)",
+     "put it in models/text_encoders and load it with TextEncoderLoader (type lumina2)"),
     ("encoder.layers.0.self_attn.", "a CLIP text encoder alone",
      "put it in models/text_encoders and load it with TextEncoderLoaderSD3 (SD3) or DualTextEncoderLoader (Flux)"),
     ("decoder.up", "a VAE alone", "put it in models/vae and load it with VAELoader"),

@@ -12,15 +12,17 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-FLOW_FAMILIES = frozenset({"sd3", "flux"})
+FLOW_FAMILIES = frozenset({"sd3", "flux", "zimage"})
 # A key every file of the family has (original or diffusers layout), first match wins.
 KEY_MARKERS: tuple[tuple[str, str], ...] = (
     ("joint_blocks.", "sd3"), ("transformer_blocks.0.attn.add_q_proj.", "sd3"),
     ("double_blocks.", "flux"), ("single_transformer_blocks.", "flux"),
+    ("all_x_embedder.", "zimage"), ("layers.0.adaLN_modulation.0.", "zimage"),
     ("input_blocks.", "unet"), ("down_blocks.", "unet"),
 )
 # Words in a diffusers folder's pipeline or transformer class name.
-CLASS_MARKERS: tuple[tuple[str, str], ...] = (("StableDiffusion3", "sd3"), ("SD3", "sd3"), ("Flux", "flux"))
+CLASS_MARKERS: tuple[tuple[str, str], ...] = (("StableDiffusion3", "sd3"), ("SD3", "sd3"), ("Flux", "flux"),
+                                              ("ZImage", "zimage"))
 MAX_HEADER = 100 * 2 ** 20
 
 

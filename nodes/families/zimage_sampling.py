@@ -1,0 +1,81 @@
+"""Z-Image's way to sample: the flow-matching phases with Flux's sigmas (nodes/families/flux_sampling.py)
+and Z-Image's own model call, as ZImagePipeline does it.
+
+- Sigmas: linspace(1, 1/steps, steps) through the model's FlowMatchEulerDiscreteScheduler, which
+  shifts them by its fixed `shift` (Z-Image-Turbo: 3.0, no dynamic shifting; ModelSamplingSD3 /
+  ComfyUI's ModelSamplingAuraFlow change it). Other flow samplers take the same shift.
+- The LATENT stays [B, 16, h, w] on the wires; the transformer patchifies it itself (2x2 patches, so
+  h and w must be even) and takes a list of [16, 1, h, w] frames and a list of prompts of their own
+  lengths (no padding tokens: nodes/families/zimage_text.py).
+- The model's timestep is 1 - sigma ((1000 - t) / 1000) and it predicts x0 - noise: the velocity the
+  scheduler steps on is its negation.
+- CFG: with cfg above 1 the negative prompt is run in the same call (positives first, as the
+  pipeline batches them) and mixed as pos + (cfg - 1) (pos - neg), which is ZImagePipeline's
+  `guidance_scale` = cfg - 1 (the pipeline's 0 is NodeForge's and ComfyUI's cfg 1: no negative).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from nodeforge.core.errors import NodeError
+
+from ..conditioning import entries
+from ..sampling import DenoiseRequest, StartState
+from .flux_sampling import FluxSampling
+
+
+class ZImageSampling(FluxSampling):
+    """FluxSampling's sigmas with Z-Image's model call."""
+
+    def for_latent(self, model: Any, shape: tuple[int, int, int, int]) -> Any:
+        if shape[2] % 2 or shape[3] % 2:
+            raise NodeError(f"Z-Image cuts the latent in 2x2 patches: its size ({shape[3]}x{shape[2]}) must be even; "
+                            f"use a width and height divisible by {2 * model.vae_factor}", field="latent")
+        return super().for_latent(model, shape)
+
+    def predictor(self, model: Any, positive: Any, negative: Any, start: StartState,
+                  request: DenoiseRequest) -> "ZImagePredictor":
+        pos = _prompt(positive, "positive", model)
+        neg = _prompt(negative, "negative", model) if request.cfg > 1.0 else None
+        return ZImagePredictor(model, pos, neg, float(request.cfg))
+
+
+ZIMAGE_SAMPLING = ZImageSampling()
+
+
+@dataclass
+class ZImagePredictor:
+    """The velocity for the positive prompt, guided by the negative's when cfg > 1 (one batched call)."""
+
+    model: Any
+    positive: torch.Tensor            # [tokens, width]
+    negative: torch.Tensor | None
+    cfg: float
+
+    def predict(self, latents: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        module, dtype = self.model.unet, self.model.dtype
+        batch = latents.shape[0]
+        prompts = [self.positive] * batch + ([self.negative] * batch if self.negative is not None else [])
+        frames = latents.to(dtype).repeat(len(prompts) // batch, 1, 1, 1).unsqueeze(2)
+        timestep = (1000 - t.reshape(-1)[:1].expand(len(prompts)).to(latents.device)) / 1000
+        out = module(list(frames.unbind(0)), timestep, prompts, return_dict=False)[0]
+        pos = torch.stack([o.float() for o in out[:batch]])
+        if self.negative is not None:
+            neg = torch.stack([o.float() for o in out[batch:]])
+            pos = pos + (self.cfg - 1.0) * (pos - neg)
+        return -pos.squeeze(2)
+
+
+def _prompt(conditioning: Any, field: str, model: Any) -> torch.Tensor:
+    found = entries(conditioning)
+    if len(found) != 1 or any(k in found[0] for k in ("area", "area_fraction", "control", "timestep_range", "mask")):
+        raise NodeError(f"Z-Image models take one plain prompt per side for now (got {len(found)} entries or an "
+                        "area/ControlNet/timestep range); encode one prompt with TextEncoder", field=field)
+    entry = found[0]
+    if entry.get("family") != "zimage":
+        raise NodeError(f"this prompt was encoded for a {entry.get('family')} model; encode it with this Z-Image "
+                        "model's CLIP (its Qwen3 text encoder)", field=field)
+    return entry["embeds"][0].to(model.device, model.dtype)
