@@ -31,7 +31,8 @@ TRAINERS = {"train-lora": ("lora", "a LoRA on a folder of captioned images"),
             "train-upscaler": ("upscaler", "the demo 4x upscaler (shapes-x4) on generated shapes"),
             "train-embedding": ("embedding", "the demo textual-inversion embedding (shapes-sunset)"),
             "train-controlnet": ("controlnet", "the demo outline ControlNet (shapes-outline) on generated shapes"),
-            "train-flow": ("flow", "a small SD3-architecture flow model on generated shapes")}
+            "train-flow": ("flow", "a small SD3-architecture flow model on generated shapes"),
+            "train-lcm": ("lcm", "an LCM-LoRA: few-step sampling distilled from a base model")}
 
 
 class UsageError(Exception):

@@ -458,6 +458,22 @@ class Progress:
         self.stream.flush()
 
 
+def checkpoint(work: Path | None, name: str, state: dict[str, Any] | None = None) -> dict[str, Any] | None:
+    """Write `state` (tensors and plain values) to work/name atomically and return it, or, without
+    `state`, read it back (None when there is none yet or no --work)."""
+    import torch
+
+    if work is None:
+        return None
+    path = work / name
+    if state is None:
+        return torch.load(path, weights_only=True) if path.exists() else None
+    work.mkdir(parents=True, exist_ok=True)
+    torch.save(state, work / f"{name}.tmp")
+    (work / f"{name}.tmp").replace(path)
+    return state
+
+
 def due(done: int, every: int, last: int) -> bool:
     """Whether step `done` (counted from 1) logs or checkpoints: every `every` steps and at the last."""
     return done % every == 0 or done == last

@@ -2,6 +2,7 @@
 
     python -m nodeforge.training.evaluate --model resources/models/nodeforge-shapes [--lora FILE]
     python -m nodeforge.training.evaluate --samplers [--samples 48]     # every sampler, same prompts
+    python -m nodeforge.training.evaluate --lcm LORA [--lcm-steps 4 --lcm-cfg 1]   # an LCM-LoRA vs the base
 
 Sampling uses diffusers' StableDiffusionPipeline with the Euler scheduler, 20 steps, CFG 5, 64x64.
 `--samplers` measures prompt following with each of UNetDenoise's samplers (its scheduler built
@@ -250,6 +251,27 @@ def per_sampler(model: Path, n: int, seed: int) -> dict:
     return results
 
 
+def lcm_comparison(model: Path, lcm_lora: Path, n: int, seed: int, steps: int = 4, cfg: float = 1.0) -> dict:
+    """Prompt following of the LCM-LoRA with the `lcm` sampler at `steps` and `cfg`, beside the base
+    with euler at the same steps and at STEPS (CFG 5), on the same prompts and seeds; seconds per image."""
+    from nodeforge.core.registry import builtin_module
+
+    runs = {f"base_euler_{steps}_steps": (load_pipeline(model), "euler", steps, CFG),
+            f"base_euler_{STEPS}_steps": (load_pipeline(model), "euler", STEPS, CFG),
+            f"lcm_lora_lcm_{steps}_steps": (load_pipeline(model, lcm_lora), "lcm", steps, cfg)}
+    results = {}
+    for name, (pipe, sampler, run_steps, run_cfg) in runs.items():
+        pipe.scheduler = builtin_module("schedulers").make_scheduler(sampler, "default", dict(pipe.scheduler.config),
+                                                                     seed)
+        t0 = time.time()
+        scores, _ = prompt_following(pipe, n, seed, steps=run_steps, cfg=run_cfg)
+        results[name] = {"sampler": sampler, "steps": run_steps, "cfg": run_cfg,
+                         **{k: v for k, v in scores.items() if k != "shape_accuracy_by_shape"},
+                         "seconds_per_image": round((time.time() - t0) / scores["samples"], 4)}
+        log(f"{name}: {results[name]}")
+    return results
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", type=Path, default=builtin_dir("resources") / "models" / "nodeforge-shapes")
@@ -260,6 +282,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--only-lora", action="store_true", help="skip the base-model measurements")
     p.add_argument("--samplers", action="store_true", help="only measure prompt following per sampler")
+    p.add_argument("--lcm", type=Path, metavar="LORA", help="only measure this LCM-LoRA (lcm sampler) against the "
+                   "base with euler at the same steps and at 20")
+    p.add_argument("--lcm-steps", type=int, default=4)
+    p.add_argument("--lcm-cfg", type=float, default=1.0)
     p.add_argument("--json", type=Path, help="write the results here")
     p.add_argument("--grid", type=Path, help="write a PNG grid of the prompt-following samples")
     p.add_argument("--threads", type=int, default=2)
@@ -267,7 +293,10 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     results: dict = {"model": str(args.model), "sampler": f"euler, {STEPS} steps, cfg {CFG}, 64x64"}
     t0 = time.time()
-    if args.samplers:
+    if args.lcm:
+        results = {"model": str(args.model), "lcm_lora": str(args.lcm), "samples": args.samples, "seed": args.seed,
+                   "lcm": lcm_comparison(args.model, args.lcm, args.samples, args.seed, args.lcm_steps, args.lcm_cfg)}
+    elif args.samplers:
         results = {"model": str(args.model), "per_sampler": per_sampler(args.model, args.samples, args.seed)}
     elif not args.only_lora:
         pipe = load_pipeline(args.model)
@@ -284,7 +313,7 @@ def main(argv: list[str] | None = None) -> int:
             f"one-step denoising: {results['denoiser_shape_kept']}")
         results["negative_prompt"] = negative_prompt_rate(pipe, args.negative_seeds, args.seed)
         log(f"negative prompt: {results['negative_prompt']}")
-    if args.lora and not args.samplers:
+    if args.lora and not (args.samplers or args.lcm):
         results["lora"], lora_images = lora_star_rate(args.model, args.lora, args.lora_seeds, args.seed)
         log(f"lora: {results['lora']}")
         if args.grid:
