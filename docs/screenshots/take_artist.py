@@ -11,38 +11,21 @@ from __future__ import annotations
 
 import os
 import sys
-import tempfile
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, ROOT)
-os.environ.setdefault("NODEFORGE_HOME", tempfile.mkdtemp(prefix="nf-shots-"))
+from shots import ROOT, editor_window, run_shots, save_screen
 
 from PySide6.QtCore import QPoint, QTimer  # noqa: E402
-from PySide6.QtGui import QGuiApplication  # noqa: E402
 from PySide6.QtWidgets import QToolTip  # noqa: E402
 
-from nodeforge.core.engine import Engine  # noqa: E402
-from nodeforge.core.registry import load_registry  # noqa: E402
-from nodeforge.ui.app import make_app  # noqa: E402
-from nodeforge.ui.main_window import MainWindow  # noqa: E402
-
-OUT = os.path.join(ROOT, "docs", "screenshots")
 EXAMPLES = os.path.join(ROOT, "workflows")
 
 
 def grab(name: str) -> None:
-    QGuiApplication.processEvents()
-    path = os.path.join(OUT, f"artist-{name}.png")
-    QGuiApplication.primaryScreen().grabWindow(0).save(path)
-    print("saved", path)
+    save_screen(f"artist-{name}.png")
 
 
-def window(registry) -> MainWindow:
-    win = MainWindow(Engine(device="cpu", registry=registry, output_dir=tempfile.mkdtemp()))
-    win.confirm_close = False
-    win.setGeometry(0, 0, 1600, 1000)
-    win.show()
-    return win
+def window(registry):
+    return editor_window(registry)
 
 
 def later(ms: int, *steps) -> None:
@@ -159,22 +142,5 @@ def shot_gallery(app, registry, done) -> None:
 SHOTS = {"gallery": shot_gallery, "mask": shot_mask, "help-quick-add": shot_help_quick_add, "help-tooltip": shot_help_tooltip, "models": shot_models}
 
 
-def main(names: list[str]) -> int:
-    app = make_app(["nodeforge"])
-    app.setQuitOnLastWindowClosed(False)   # one window per shot
-    registry = load_registry(entry_points=False)
-    queue = list(names or SHOTS)
-
-    def next_shot() -> None:
-        if not queue:
-            app.quit()
-            return
-        SHOTS[queue.pop(0)](app, registry, lambda: QTimer.singleShot(0, next_shot))
-
-    QTimer.singleShot(0, next_shot)
-    app.exec()
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(run_shots(SHOTS, sys.argv[1:]))

@@ -14,38 +14,19 @@ import os
 import sys
 import tempfile
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, ROOT)
-os.environ.setdefault("NODEFORGE_HOME", tempfile.mkdtemp(prefix="nf-shots-"))
+from shots import ROOT, editor_window, run_shots, save_screen
 
 from PySide6.QtCore import QPointF, QRect, QTimer  # noqa: E402
-from PySide6.QtGui import QGuiApplication  # noqa: E402
 
-from nodeforge.core.engine import Engine  # noqa: E402
-from nodeforge.core.registry import load_registry  # noqa: E402
-from nodeforge.ui.app import make_app  # noqa: E402
-from nodeforge.ui.main_window import MainWindow  # noqa: E402
-
-OUT = os.path.join(ROOT, "docs", "screenshots")
 EXAMPLE = os.path.join(ROOT, "workflows", "txt2img.json")
 
 
 def grab(win, name: str, rect: QRect | None = None) -> None:
-    QGuiApplication.processEvents()
-    shot = QGuiApplication.primaryScreen().grabWindow(0)
-    if rect is not None:
-        shot = shot.copy(rect)
-    path = os.path.join(OUT, f"first-hour-{name}.png")
-    shot.save(path)
-    print("saved", path)
+    save_screen(f"first-hour-{name}.png", rect)
 
 
-def window(app, registry) -> MainWindow:
-    win = MainWindow(Engine(device="cpu", registry=registry, output_dir=tempfile.mkdtemp()))
-    win.confirm_close = False
-    win.setGeometry(0, 0, 1600, 1000)
-    win.show()
-    return win
+def window(app, registry):
+    return editor_window(registry)
 
 
 def shot_wires(app, registry, done) -> None:
@@ -192,22 +173,5 @@ def shot_first_start(app, registry, done) -> None:
 SHOTS = {"png-open": shot_png_open, "fit": shot_fit, "first-start": shot_first_start, "preview": shot_preview, "wires": shot_wires, "clamp": shot_clamp, "shortcuts": shot_shortcuts, "run-menu": shot_run_menu}
 
 
-def main(names: list[str]) -> int:
-    app = make_app(["nodeforge"])
-    app.setQuitOnLastWindowClosed(False)   # one window per shot
-    registry = load_registry(entry_points=False)
-    queue = list(names or SHOTS)
-
-    def next_shot() -> None:
-        if not queue:
-            app.quit()
-            return
-        SHOTS[queue.pop(0)](app, registry, lambda: QTimer.singleShot(0, next_shot))
-
-    QTimer.singleShot(0, next_shot)
-    app.exec()
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(run_shots(SHOTS, sys.argv[1:]))

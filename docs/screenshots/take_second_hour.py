@@ -10,41 +10,29 @@ import-notes, visuals, same-image, inpaint.
 from __future__ import annotations
 
 import json
-import os
 import sys
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
-os.environ.setdefault("NODEFORGE_HOME", tempfile.mkdtemp(prefix="nf-shots-"))
+from shots import ROOT, editor_window, save_screen
 
 from PySide6.QtCore import QPoint, Qt  # noqa: E402
-from PySide6.QtGui import QGuiApplication  # noqa: E402
 from PySide6.QtTest import QTest  # noqa: E402
 
-from nodeforge.core.engine import Engine  # noqa: E402
 from nodeforge.core.registry import load_registry  # noqa: E402
 from nodeforge.ui.app import make_app  # noqa: E402
 from nodeforge.ui.main_window import MainWindow  # noqa: E402
-
-OUT = ROOT / "docs" / "screenshots"
 WORKFLOWS = ROOT / "workflows"
 DATA = ROOT / "tests" / "interop" / "data"
 
 
 def grab(name: str) -> None:
     QTest.qWait(400)
-    path = OUT / f"second-hour-{name}.png"
-    QGuiApplication.primaryScreen().grabWindow(0).save(str(path))
-    print("saved", path)
+    save_screen(f"second-hour-{name}.png")
 
 
-def window(registry) -> MainWindow:
-    win = MainWindow(Engine(device="cpu", registry=registry, output_dir=tempfile.mkdtemp()))
-    win.confirm_close = False
-    win.setGeometry(0, 0, 1600, 1000)
-    win.showMaximized()
+def window(registry):
+    win = editor_window(registry, maximized=True)
     QTest.qWait(300)
     return win
 
