@@ -87,7 +87,7 @@ def check_workflow(workflow: Workflow, registry: Registry, model_paths: ModelPat
                                         f"{out_decl.type}", nid, spec.type, name))
         for declared in spec.inputs:
             if not declared.optional and declared.name not in node.inputs:
-                problems.append(Problem(f"required input is not connected; link a {declared.type} output to it",
+                problems.append(Problem(f"required input is not connected; link {_a(str(declared.type))} output to it",
                                         nid, spec.type, declared.name))
 
     order, cycle = topological_order(workflow)
@@ -118,13 +118,18 @@ def _check_facts(workflow: Workflow, result: Checked) -> None:
         _add_messages(nid, spec, messages, result)
 
 
+def _a(port_type: str) -> str:
+    """'an IMAGE', 'a LATENT': the port type with the article it is read with."""
+    return f"{'an' if port_type[:1] in 'AEIO' else 'a'} {port_type}"
+
+
 def _check_params(nid: str, given: dict[str, Any], spec: NodeSpec, model_paths: ModelPaths | None,
                   result: Checked, base: Path | None, origins: dict[tuple[str, str], str]) -> None:
     values: dict[str, Any] = {}
     for name in given:
         if spec.param(name) is None and spec.input(name) is not None:
-            result.problems.append(Problem(f"{name!r} is an input of {spec.type}, not a param: link a "
-                                           f"{spec.input(name).type} output to it and remove {name!r} from the "
+            result.problems.append(Problem(f"{name!r} is an input of {spec.type}, not a param: link "
+                                           f"{_a(str(spec.input(name).type))} output to it and remove {name!r} from the "
                                            "node's params", nid, spec.type, name))
         elif spec.param(name) is None:
             known = ", ".join(p.name for p in spec.params) or "none"

@@ -43,7 +43,7 @@ def test_the_editor_refuses_an_unconnected_required_input_as_validate_and_run_do
     assert main(["validate", str(path)]) == 1
     cli_error = capsys.readouterr().err.strip()
     assert cli_error == f"error: node {preview} (Preview), image: required input is not connected; " \
-                        "link a IMAGE output to it"
+                        "link an IMAGE output to it"
     started = []
     win.runner.nodeStarted.connect(started.append)
     with qtbot.waitSignal(win.runner.runFailed, timeout=TIMEOUT) as failed:
@@ -54,7 +54,7 @@ def test_the_editor_refuses_an_unconnected_required_input_as_validate_and_run_do
     assert win.problems.count() == 1 and "image: required input is not connected" in win.problems.text(0)
     assert win.scene.nodes[preview].state == "failed"
     assert win.statusBar().currentMessage() == "Run failed: Preview Image, image: required input is not connected; " \
-        "link a IMAGE output to it"
+        "link an IMAGE output to it"
 
 
 # -- item 7: queue progress that reads sanely ------------------------------------------------------------
