@@ -156,6 +156,9 @@ class WindowActions:
                       "Run again after every change (a change during a run queues the next one)")
         self.batch_action = a("&Batch…", lambda: win.open_batch(), "Ctrl+Shift+B", None,
                               "Run a grid or a list of param values through the queue, with a contact sheet")
+        self.train_action = a("&Train LoRA…", lambda: win.open_train(), None, None,
+                              "Train a LoRA, DoRA or embedding on a folder of captioned images, with a loss "
+                              "curve and sample images; the result appears in the model lists")
         self.auto.setCheckable(True)
         self.auto.setChecked(win.settings().value("autoQueue", False, type=bool))
         self.skip_saves = a("&Skip Unchanged Saves", win.skip_saves_toggled, None, None,
@@ -202,6 +205,7 @@ class WindowActions:
         m.addActions([self.run, self.cancel])
         m.addSeparator()
         m.addAction(self.batch_action)
+        m.addAction(self.train_action)
         m.addSeparator()
         m.addActions([self.auto, self.skip_saves])
         m = bar.addMenu("&Help")

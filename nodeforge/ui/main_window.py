@@ -101,6 +101,7 @@ class MainWindow(QMainWindow):
         self.queue.hide()
         self.batch_dialog = None      # BatchDialog, made on first use
         self.models_dialog = None     # ModelsDialog, made on first use
+        self.train_dialog = None      # TrainDialog, made on first use
         self.status = StatusBar(self.engine, self)
         self.setStatusBar(self.status)
         self.presenter = RunPresenter(self.runner, self.model, self.scene, self.status, self.images, self)
@@ -283,6 +284,21 @@ class MainWindow(QMainWindow):
         self.batch_dialog.activateWindow()
         return self.batch_dialog
 
+    def open_train(self, folder: str | Path | None = None):  # noqa: ANN201 - TrainDialog
+        """Run > Train LoRA…: open (or raise) the Train dialog; a finished run rescans the model lists."""
+        from nodeforge.ui.dialogs.train_dialog import TrainDialog
+
+        if self.train_dialog is None:
+            self.train_dialog = TrainDialog(self.engine.model_paths, lambda kind: self.rescan_models(), self)
+        elif not self.train_dialog.running():
+            self.train_dialog.fill_bases()
+        if folder is not None:
+            self.train_dialog.set_folder(folder)
+        self.train_dialog.show()
+        self.train_dialog.raise_()
+        self.train_dialog.activateWindow()
+        return self.train_dialog
+
     # -- the Models menu ------------------------------------------------------------------------------
     def show_models(self):  # noqa: ANN201 - ModelsDialog
         """Models > Installed Models: what is installed, by kind (rescanned each time it opens)."""
@@ -405,6 +421,8 @@ class MainWindow(QMainWindow):
         self.runner.wait(5)
         if self.batch_dialog is not None:
             self.batch_dialog.discard()
+        if self.train_dialog is not None:
+            self.train_dialog.discard()
         self.document.autosave_timer.stop()
         self.autosaver.discard()
         if self in _windows:
