@@ -30,6 +30,7 @@ from .flux_sampling import FLUX_SAMPLING
 
 _lock = threading.Lock()
 GGUF_INSTALL = "pip install gguf (or pip install 'nodeforge[gguf]')"
+ZIMAGE_TYPES = ("lumina2", "z_image")   # CLIPLoader's type for Z-Image's Qwen3-4B, and our own name
 
 
 class LoadedPart:
@@ -57,8 +58,13 @@ def _read_diffusion_model(path: Path, device: str) -> LoadedPart:
         transformer = load_gguf_transformer(path, cfg, dtype)
     else:
         state, _ = read_state_dict(path, field="model")
-        if _check_transformer_only(path, state) == "sd3":
+        kind = _check_transformer_only(path, state)
+        if kind == "sd3":
             return _read_sd3_transformer(path, state, device, dtype)
+        if kind == "zimage":
+            from .zimage_file import read_transformer
+
+            return read_transformer(path, state, device, dtype)
         transformer = ff.transformer_from_state(ff.split_parts(state)["transformer"], cfg, path.name, "model")
         _finish([transformer], device, dtype)
     transformer.to(device).eval().requires_grad_(False)
@@ -82,11 +88,13 @@ def _check_transformer_only(path: Path, state: dict[str, torch.Tensor]) -> str:
     if family is not None and family.name == "sd3" and not any(k.startswith(("first_stage_model.", "text_encoders."))
                                                                for k in state):
         return "sd3"
+    if family is not None and family.name == "zimage":
+        return "zimage"
     if family is None or family.name != "flux":
         kind = "no known diffusion model" if family is None else f"a {family.name} model"
-        raise NodeError(f"{path.name} holds {kind}; DiffusionModelLoader loads Flux and SD3 transformers alone "
-                        "(flux1-dev, sd3.5_large without clips); load other checkpoints with CheckpointLoader",
-                        field="model")
+        raise NodeError(f"{path.name} holds {kind}; DiffusionModelLoader loads Flux, SD3 and Z-Image transformers "
+                        "alone (flux1-dev, sd3.5_large without clips, z_image_turbo); load other checkpoints with "
+                        "CheckpointLoader", field="model")
     return "flux"
 
 
@@ -197,8 +205,15 @@ def _read_flux_text_encoders(paths: tuple[Path, Path], device: str) -> LoadedPar
 
 # -- TextEncoderLoader ---------------------------------------------------------------------------------------
 def run_text_encoder_loader(ctx: Any, text_encoder: str, type: str) -> dict[str, Any]:
-    """One text encoder file (ComfyUI's CLIPLoader): a CLIP-L for SD 1.x (type stable_diffusion)."""
+    """One text encoder file (ComfyUI's CLIPLoader): a CLIP-L for SD 1.x (type stable_diffusion), Qwen3-4B
+    for Z-Image (type lumina2)."""
     path = Path(ctx.resolve_file(FileKind.TEXT_ENCODER, text_encoder))
+    if type in ZIMAGE_TYPES:   # Z-Image's Qwen3-4B (ComfyUI loads it as type lumina2)
+        from .zimage_file import read_text_encoder
+
+        loaded = load_shared(ctx.shared, "nodes.text_encoders:zimage", path, ctx.device, _lock,
+                             lambda: read_text_encoder(path, ctx.device))
+        return {"clip": loaded.wrapper()}
     if type != "stable_diffusion":
         from .specs import single_encoder_refusal
 
@@ -215,8 +230,10 @@ def _read_sd1_text_encoder(path: Path, device: str) -> LoadedPart:
     state, _ = read_state_dict(path, field="text_encoder")
     state = {k.removeprefix("cond_stage_model.transformer."): v for k, v in state.items()}
     if not any("encoder.layers.0." in k for k in state):
-        raise NodeError(f"{path.name} holds no CLIP text encoder; type stable_diffusion takes an SD 1.x CLIP-L "
-                        "(clip_l.safetensors)", field="text_encoder")
+        qwen = any("self_attn.q_norm." in k for k in state)
+        raise NodeError(f"{path.name} holds " + ("Qwen3 (Z-Image's text encoder): set type lumina2" if qwen else
+                        "no CLIP text encoder; type stable_diffusion takes an SD 1.x CLIP-L (clip_l.safetensors)"),
+                        field="text_encoder")
     cfg = ff.config_folder(path)
     encoder = ff.clip_l_from_state(state, cfg, "text_encoder")
     _finish([encoder], device, pick_dtype(device))

@@ -72,3 +72,44 @@ def save_zimage_folder(parts: dict, folder: Path) -> Path:
 
     ZImagePipeline(**parts).save_pretrained(str(folder))
     return folder
+
+
+def original_transformer_state(transformer) -> dict[str, torch.Tensor]:
+    """The transformer in the original (ComfyUI's z_image_turbo) key layout: the inverse of diffusers'
+    convert_z_image_transformer_checkpoint_to_diffusers (fused qkv, x_embedder, final_layer, q_norm/k_norm, out)."""
+    renames = (("all_x_embedder.2-1.", "x_embedder."), ("all_final_layer.2-1.", "final_layer."),
+               (".attention.to_out.0.", ".attention.out."), (".attention.norm_q.", ".attention.q_norm."),
+               (".attention.norm_k.", ".attention.k_norm."))
+    sd = {k: v.detach().clone() for k, v in transformer.state_dict().items()}
+    out = {}
+    for key, value in sd.items():
+        if ".attention.to_k." in key or ".attention.to_v." in key:
+            continue
+        if ".attention.to_q." in key:
+            out[key.replace(".to_q.", ".qkv.")] = torch.cat([sd[key.replace(".to_q.", f".to_{x}.")] for x in "qkv"])
+            continue
+        for theirs, ours in renames:
+            key = key.replace(theirs, ours)
+        out[key] = value
+    return out
+
+
+def save_separate_files(parts: dict, folder: Path, root: Path) -> dict[str, Path]:
+    """ComfyUI's layout: diffusion_models/z-image-tiny.safetensors (original keys), text_encoders/qwen_3_4b
+    (transformers' keys under `model.`, as ComfyUI's file), vae/ae.safetensors (LDM keys), each with its
+    `<stem>.config/` (the folder's configs and tokenizer, no weights)."""
+    import shutil
+
+    from safetensors.torch import save_file
+
+    files = {"transformer": root / "diffusion_models" / "z-image-tiny.safetensors",
+             "qwen": root / "text_encoders" / "qwen_3_4b.safetensors", "vae": root / "vae" / "ae.safetensors"}
+    states = {"transformer": original_transformer_state(parts["transformer"]),
+              "qwen": {"model." + k: v.detach().clone() for k, v in parts["text_encoder"].state_dict().items()},
+              "vae": {k[len("first_stage_model."):]: v for k, v in tm.vae_ldm_state(parts["vae"]).items()}}
+    for name, path in files.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_file({k: v.contiguous() for k, v in states[name].items()}, str(path))
+        shutil.copytree(folder, path.with_name(path.stem + ".config"),
+                        ignore=shutil.ignore_patterns("*.safetensors", "*.bin"))
+    return files
