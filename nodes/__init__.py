@@ -90,9 +90,11 @@ def _controlnet_facts(files: dict[str, Any], **_: Any) -> dict[str, dict[str, An
 
 
 def _check_control_vae(facts: dict[str, dict[str, Any]], **_: Any) -> list[str]:
-    # An SD3 ControlNet reads its image as latents: without the VAE it cannot run.
-    if facts.get("controlnet", {}).get("flow") and "vae" not in facts:
-        return ["vae: the ControlNet is an SD3 ControlNet, which reads its image as latents: link the "
+    # An SD3 ControlNet (and InstantX's Flux ones) reads its image as latents: without the VAE it cannot run.
+    found = facts.get("controlnet", {})
+    if found.get("flow") and found.get("latents", True) and "vae" not in facts:
+        label = "a Flux" if found.get("family") == "flux" else "an SD3"
+        return [f"vae: the ControlNet is {label} ControlNet, which reads its image as latents: link the "
                 "checkpoint's VAE to vae"]
     return []
 
@@ -335,7 +337,8 @@ NODES: list[NodeSpec] = [
                                          "(control_*.safetensors, t2iadapter_*)"),),
         outputs=(Output("controlnet", CONTROLNET,
                         description="the ControlNet or T2I-Adapter, for Apply ControlNet"),), facts=_controlnet_facts,
-        description="Load a ControlNet (SD 1.x, 2.x or XL; diffusers folder or original single file) or a T2I-Adapter.",
+        description="Load a ControlNet (SD 1.x, 2.x or XL; diffusers folder or original single file; SD3 or Flux) "
+                    "or a T2I-Adapter.",
         display_name="Load ControlNet"),
     NodeSpec(
         "ControlNetApply", "conditioning", _lazy("controlnet", "run_controlnet_apply"),
@@ -347,7 +350,8 @@ NODES: list[NodeSpec] = [
                 Input("image", IMAGE,
                       description="the control image (edges, depth, pose... as the ControlNet expects), resized to the latent"),
                 Input("vae", VAE, optional=True,
-                      description="the checkpoint's VAE: an SD3 ControlNet reads the control image as latents")),
+                      description="the checkpoint's VAE: an SD3 or InstantX Flux ControlNet reads the control image as "
+                                  "latents")),
         params=(Param.float("strength", 1.0, min=0.0, max=10.0, step=0.01,
                             description="how strongly the control image steers (0: not at all)"),
                 Param.float("start_percent", 0.0, min=0.0, max=1.0, step=0.001,

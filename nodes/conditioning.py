@@ -361,8 +361,8 @@ class Guidance:
                 continue
             net = control.controlnet
             if net.flow:
-                raise NodeError(f"ControlNet {net.name} is an SD3 ControlNet; it steers SD3 models only (pick "
-                                "a ControlNet made for this model)", field="positive")
+                raise NodeError(f"ControlNet {net.name} is {net.article} {net.label} ControlNet; it steers {net.label} models "
+                                "only (pick a ControlNet made for this model)", field="positive")
             if net.is_adapter:
                 features = self._adapter_features(control, group)
                 intrablock = features if intrablock is None else [a + b for a, b in zip(intrablock, features)]

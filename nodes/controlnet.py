@@ -55,7 +55,8 @@ class _Control(OnModule):
     name: str
     owner: Any = field(default=None, repr=False)
     module_field = "model"
-    flow = False       # an SD3 ControlNet (nodes/families/sd3_control.py), driven by the flow guidance
+    flow = False       # an SD3 or Flux ControlNet (nodes/families/sd3_control.py, flux_control.py)
+    family = None      # the transformer family it steers ("sd3", "flux"); None: UNet models
 
 
 @dataclass(frozen=True, eq=False)
@@ -78,6 +79,27 @@ class FlowControlNet(ControlNet):
     """CONTROLNET holding diffusers' SD3ControlNetModel (nodes/families/sd3_control.py)."""
 
     flow = True
+    family = "sd3"
+    label = "SD3"
+    article = "an"
+
+    @property
+    def reads_latents(self) -> bool:
+        """Whether it reads its image as VAE latents (ControlNetApply then needs the VAE)."""
+        return True
+
+
+@dataclass(frozen=True, eq=False)
+class FluxControlNet(FlowControlNet):
+    """CONTROLNET holding diffusers' FluxControlNetModel (nodes/families/flux_control.py)."""
+
+    family = "flux"
+    label = "Flux"
+    article = "a"
+
+    @property
+    def reads_latents(self) -> bool:
+        return self.model.input_hint_block is None    # InstantX's; XLabs' read the image itself
 
 
 @dataclass(frozen=True, eq=False)
@@ -118,7 +140,7 @@ class Control:
     strength: float
     start_percent: float
     end_percent: float
-    vae: Any = None                # the VAE an SD3 ControlNet encodes its image with
+    vae: Any = None                # the VAE an SD3 or InstantX Flux ControlNet encodes its image with
 
     def active(self, timestep: float) -> bool:
         """Whether the control acts at this timestep: ComfyUI's percent range over the model's
@@ -204,9 +226,14 @@ def load_controlnet_file(path: Path) -> Any:
     from diffusers.models.controlnets.controlnet import ControlNetModel
     from diffusers.loaders import single_file_utils as sfu
 
+    from .families import flux_control
     from .families.sd3_control import is_sd3_state, load_sd3_state
 
     state, _ = read_state_dict(path, field="controlnet")
+    if flux_control.is_flux_state(state):
+        return flux_control.load_flux_state(path, state)
+    if flux_control.is_xlabs_original(state):
+        flux_control.refuse_xlabs_original(path)
     if is_sd3_state(state):
         return load_sd3_state(path, state)
     if is_adapter_state(state):
@@ -242,10 +269,13 @@ def load_controlnet(path: Path, device: str, shared: dict[str, Any] | None = Non
             holds_adapter = _folder_holds_adapter(path)
             if holds_adapter is not None:
                 _refuse_other_kind(f"{path.name}/config.json", config, holds_adapter, "the folder's")
+            from .families.flux_control import is_flux_config, load_flux_folder
             from .families.sd3_control import is_sd3_config, load_sd3_folder
 
             if is_sd3_config(config):
                 model = load_sd3_folder(path)
+            elif is_flux_config(config):
+                model = load_flux_folder(path)
             elif _is_adapter_config(config):
                 from diffusers.models.adapter import T2IAdapter as DiffusersT2IAdapter
 
@@ -266,6 +296,8 @@ def _wrap(model: Any, name: str, holder: "_Loaded") -> ControlNet | T2IAdapter:
 
     if type(model).__name__ == "SD3ControlNetModel":
         return FlowControlNet(model, name, owner=holder)
+    if type(model).__name__ == "FluxControlNetModel":
+        return FluxControlNet(model, name, owner=holder)
     return (T2IAdapter if isinstance(model, DiffusersT2IAdapter) else ControlNet)(model, name, owner=holder)
 
 
@@ -364,11 +396,12 @@ def run_controlnet_apply(ctx: Any, positive: Any, negative: Any, controlnet: Con
         return {"positive": positive, "negative": negative}
     if start_percent > end_percent:
         raise NodeError("start_percent is after end_percent: the control would never act", field="start_percent")
-    if controlnet.flow and vae is None:
-        raise NodeError(f"{controlnet.name} is an SD3 ControlNet, which reads its image as latents: link the "
-                        "checkpoint's VAE to vae", field="vae")
+    latents = controlnet.flow and controlnet.reads_latents
+    if latents and vae is None:
+        raise NodeError(f"{controlnet.name} is {controlnet.article} {controlnet.label} ControlNet, which reads its image as latents: "
+                        "link the checkpoint's VAE to vae", field="vae")
     control = Control(controlnet, image.detach().cpu().float(), float(strength), float(start_percent),
-                      float(end_percent), vae if controlnet.flow else None)
+                      float(end_percent), vae if latents else None)
 
     def add(value: Any) -> list[dict[str, Any]]:
         return [dict(e, control=tuple(e.get("control", ())) + (control,)) for e in entries(value)]

@@ -15,6 +15,8 @@ FluxPipeline does it.
   prompt, 3.5 by default, FluxPipeline's `guidance_scale`); schnell ignores it.
 - True CFG: with cfg above 1 the negative prompt is run too and the velocities are mixed
   (FluxPipeline's `true_cfg_scale` with a negative prompt); cfg 1 runs the positive prompt once.
+- ControlNets (ControlNetApply with a Flux ControlNet): nodes/families/flux_control.py runs them
+  each step and hands each side's block outputs to the transformer call.
 """
 from __future__ import annotations
 
@@ -113,39 +115,64 @@ class FluxPredictor:
     negative: dict[str, Any] | None
     cfg: float
     img_ids: torch.Tensor
+    controls: Any = None     # flux_control.FluxControls when a side carries ControlNets
 
     @staticmethod
     def build(model: Any, positive: Any, negative: Any, shape: tuple[int, ...], cfg: float) -> "FluxPredictor":
         pos = _side(positive, "positive", shape[0], model)
         neg = _side(negative, "negative", shape[0], model) if cfg > 1.0 else None
-        return FluxPredictor(model, pos, neg, cfg, image_ids(shape[2], shape[3], model.device, model.dtype))
+        controls = None
+        if pos["control"] or (neg is not None and neg["control"]):
+            from .flux_control import FluxControls
 
-    def _call(self, side: dict[str, Any], packed: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            controls = FluxControls(pos["control"], neg["control"] if neg is not None else None, model)
+        return FluxPredictor(model, pos, neg, cfg, image_ids(shape[2], shape[3], model.device, model.dtype), controls)
+
+    @staticmethod
+    def _guidance(module: Any, side: dict[str, Any], packed: torch.Tensor) -> torch.Tensor | None:
+        if not module.config.guidance_embeds:
+            return None
+        return torch.full([1], side["guidance"], device=packed.device, dtype=torch.float32).expand(packed.shape[0])
+
+    def _call(self, side: dict[str, Any], packed: torch.Tensor, t: torch.Tensor, **control: Any) -> torch.Tensor:
         module, dtype = self.model.unet, self.model.dtype
-        batch = packed.shape[0]
-        guidance = None
-        if module.config.guidance_embeds:
-            guidance = torch.full([1], side["guidance"], device=packed.device, dtype=torch.float32).expand(batch)
-        timestep = t.reshape(-1)[:1].expand(batch).to(packed.device, dtype)
-        return module(hidden_states=packed.to(dtype), timestep=timestep / 1000, guidance=guidance,
-                      pooled_projections=side["pooled"], encoder_hidden_states=side["embeds"],
-                      txt_ids=side["txt_ids"], img_ids=self.img_ids, return_dict=False)[0].float()
+        timestep = t.reshape(-1)[:1].expand(packed.shape[0]).to(packed.device, dtype)
+        return module(hidden_states=packed.to(dtype), timestep=timestep / 1000,
+                      guidance=self._guidance(module, side, packed), pooled_projections=side["pooled"],
+                      encoder_hidden_states=side["embeds"], txt_ids=side["txt_ids"], img_ids=self.img_ids,
+                      return_dict=False, **control)[0].float()
+
+    def _controlnet(self, net: Any, side: dict[str, Any], packed: torch.Tensor, t: torch.Tensor,
+                    cond: torch.Tensor, strength: float) -> tuple[Any, Any]:
+        """One Flux ControlNet's (double, single) block outputs, on the transformer's device and dtype."""
+        device, dtype = net.device, net.dtype
+        timestep = t.reshape(-1)[:1].expand(packed.shape[0]).to(device, self.model.dtype)
+        double, single = net.model(
+            hidden_states=packed.to(device, dtype), controlnet_cond=cond.to(device, dtype), conditioning_scale=strength,
+            timestep=timestep / 1000, guidance=self._guidance(net.model, side, packed), return_dict=False,
+            pooled_projections=side["pooled"].to(device, dtype), encoder_hidden_states=side["embeds"].to(device, dtype),
+            txt_ids=side["txt_ids"].to(device, dtype), img_ids=self.img_ids.to(device, dtype))
+        moved = [[b.to(self.model.device, self.model.dtype) for b in part] if part else None for part in (double, single)]
+        return moved[0], moved[1]
 
     def predict(self, latents: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         h, w = latents.shape[-2:]
         packed = pack(latents)
-        out = self._call(self.positive, packed, t)
+        sides = [self.positive] if self.negative is None else [self.positive, self.negative]
+        extra = [{}] * len(sides) if self.controls is None else \
+            self.controls.step(packed, t, (h, w), sides, self._controlnet)
+        out = self._call(self.positive, packed, t, **extra[0])
         if self.negative is not None:
-            uncond = self._call(self.negative, packed, t)
+            uncond = self._call(self.negative, packed, t, **extra[1])
             out = uncond + self.cfg * (out - uncond)
         return unpack(out, h, w)
 
 
 def _side(conditioning: Any, field: str, batch: int, model: Any) -> dict[str, Any]:
     found = entries(conditioning)
-    if len(found) != 1 or any(k in found[0] for k in ("area", "area_fraction", "control", "timestep_range")):
-        raise NodeError(f"Flux models take one plain prompt per side for now (got {len(found)} entries or an "
-                        "area/ControlNet/timestep range); encode one prompt with TextEncoder", field=field)
+    if len(found) != 1 or any(k in found[0] for k in ("area", "area_fraction", "timestep_range")):
+        raise NodeError(f"Flux models take one prompt per side for now (got {len(found)} entries or an "
+                        "area/timestep range); encode one prompt with TextEncoder", field=field)
     entry = found[0]
     if entry.get("family") != "flux" or entry.get("pooled") is None:
         raise NodeError(f"this prompt was encoded for a {entry.get('family')} model; encode it with this Flux "
@@ -154,4 +181,4 @@ def _side(conditioning: Any, field: str, batch: int, model: Any) -> dict[str, An
     embeds = entry["embeds"].to(device, dtype).expand(batch, -1, -1)
     return {"embeds": embeds, "pooled": entry["pooled"].to(device, dtype).expand(batch, -1),
             "txt_ids": torch.zeros(embeds.shape[1], 3, device=device, dtype=dtype),
-            "guidance": float(entry.get("guidance", DEFAULT_GUIDANCE))}
+            "guidance": float(entry.get("guidance", DEFAULT_GUIDANCE)), "control": tuple(entry.get("control", ()))}

@@ -43,13 +43,28 @@ def _family_cached(path: str, mtime_ns: int, size: int) -> str | None:
 
 
 def controlnet_facts(path: Path) -> dict[str, Any]:
-    """{"flow": True} for an SD3 ControlNet (diffusers' SD3ControlNetModel folder or file), {"flow": False}
-    for another readable ControlNet, {} when not known."""
+    """{"flow": True, "family": "sd3" | "flux", "latents": bool} for an SD3 or Flux ControlNet (diffusers'
+    SD3ControlNetModel / FluxControlNetModel folder or file; "latents": it reads its image as VAE
+    latents, as all SD3 and InstantX's Flux ones do), {"flow": False} for another readable ControlNet,
+    {} when not known."""
     if path.is_dir():
-        name = _class_name(path / "config.json")
-        return {"flow": name == "SD3ControlNetModel"} if name else {}
+        try:
+            config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+            name = str(config.get("_class_name") or "")
+        except (OSError, ValueError, AttributeError):
+            return {}
+        if name == "FluxControlNetModel":
+            return {"flow": True, "family": "flux", "latents": config.get("conditioning_embedding_channels") is None}
+        return {"flow": name == "SD3ControlNetModel", **({"family": "sd3", "latents": True}
+                                                          if name == "SD3ControlNetModel" else {})} if name else {}
     keys = safetensors_keys(path)
-    return {"flow": any(k.startswith(("pos_embed_input.", "controlnet_blocks.")) for k in keys)} if keys else {}
+    if not keys:
+        return {}
+    if any(k.startswith(("controlnet_x_embedder.", "controlnet_single_blocks.")) for k in keys):
+        return {"flow": True, "family": "flux", "latents": not any(k.startswith("input_hint_block.") for k in keys)}
+    if any(k.startswith(("pos_embed_input.", "controlnet_blocks.")) for k in keys):
+        return {"flow": True, "family": "sd3", "latents": True}
+    return {"flow": False}
 
 
 def _folder_family(path: Path) -> str | None:

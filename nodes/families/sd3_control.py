@@ -55,33 +55,65 @@ def load_sd3_state(path: Path, state: dict[str, torch.Tensor]) -> Any:
     return model
 
 
-def control_latents(control: Any, height: int, width: int) -> torch.Tensor:
-    """The control image at the generated size as the ControlNet reads it: VAE latents [1, C, h, w]."""
+def encoded_image(control: Any, height: int, width: int) -> torch.Tensor:
+    """The control image at the generated size as VAE latents [1, C, h, w] (shifted and scaled; the
+    distribution's mean), for the ControlNets that read latents (SD3's, InstantX's Flux ones)."""
     from ..vae import encode
 
+    net = control.controlnet
     if control.vae is None:
-        raise NodeError(f"ControlNet {control.controlnet.name} is an SD3 ControlNet, which reads its image as "
+        raise NodeError(f"ControlNet {net.name} is {net.article} {net.label} ControlNet, which reads its image as "
                         "latents: link the checkpoint's VAE to ControlNetApply's vae input", field="positive")
     vae = control.vae
     image = control.hint(1, height * vae.factor, width * vae.factor).permute(0, 2, 3, 1)
-    latents = encode(vae, image)
+    return encode(vae, image)
+
+
+def control_latents(control: Any, height: int, width: int) -> torch.Tensor:
+    """The control image at the generated size as an SD3 ControlNet reads it: VAE latents [1, C, h, w]."""
+    latents = encoded_image(control, height, width)
     if control.controlnet.model.config.force_zeros_for_pooled_projection:
+        vae = control.vae
         latents = latents + vae.shift_factor * vae.scaling_factor   # InstantX's: no shift
     return latents
 
 
-class FlowControls:
-    """The controls of each side of a batched [negative, positive] call, and their latents."""
+class SideControls:
+    """The controls of each side of a transformer family's guided call (shared by SD3 and Flux,
+    nodes/families/flux_control.py): the unique controls, each refused unless it is this family's
+    ControlNet, and each one's image as its ControlNet reads it, prepared once per run."""
+
+    family = "sd3"
 
     def __init__(self, sides: list[tuple[Any, ...]], model: Any) -> None:
         self.sides = sides
         self.model = model
         self.unique = list({id(c): c for side in sides for c in side}.values())
-        self._latents: dict[int, torch.Tensor] = {}
+        self._prepared: dict[int, torch.Tensor] = {}
         for control in self.unique:
-            if not getattr(control.controlnet, "flow", False):
-                raise NodeError(f"ControlNet {control.controlnet.name} is for UNet models; an SD3 model needs an "
-                                "SD3 ControlNet (diffusers' SD3ControlNetModel)", field="positive")
+            family = getattr(control.controlnet, "family", None)
+            if family != self.family:
+                label = LABELS[self.family]
+                raise NodeError(f"ControlNet {control.controlnet.name} is for {LABELS.get(family, 'UNet')} models; "
+                                f"{'an' if label == 'SD3' else 'a'} {label} model needs {'an' if label == 'SD3' else 'a'} "
+                                f"{label} ControlNet ({CLASSES[self.family]})", field="positive")
+
+    def prepared(self, control: Any, height: int, width: int) -> torch.Tensor:
+        """The control's image for a latent `height` x `width`, made once (`prepare`)."""
+        if id(control) not in self._prepared:
+            self._prepared[id(control)] = self.prepare(control, height, width)
+        return self._prepared[id(control)]
+
+    def prepare(self, control: Any, height: int, width: int) -> torch.Tensor:
+        return control_latents(control, height, width)
+
+
+LABELS = {"sd3": "SD3", "flux": "Flux"}
+CLASSES = {"sd3": "diffusers' SD3ControlNetModel", "flux": "diffusers' FluxControlNetModel"}
+
+
+class FlowControls(SideControls):
+    """The controls of each side of a batched [negative, positive] SD3 call, and their latents."""
 
     def residuals(self, x: torch.Tensor, t: torch.Tensor, embeds: torch.Tensor,
                   pooled: torch.Tensor) -> list[torch.Tensor] | None:
@@ -92,7 +124,8 @@ class FlowControls:
             if not control.active(float(t.reshape(-1)[0])):
                 continue
             net = control.controlnet
-            cond = self._cond(control, x)
+            cond = self.prepared(control, x.shape[-2], x.shape[-1]).to(net.device, net.dtype).expand(
+                x.shape[0], -1, -1, -1)
             blocks = net.model(hidden_states=x.to(net.device, net.dtype), timestep=t.to(net.device),
                                encoder_hidden_states=embeds.to(net.device, net.dtype)
                                if net.model.config.joint_attention_dim is not None else None,
@@ -104,9 +137,3 @@ class FlowControls:
                 blocks = [b * mask.to(b.device, b.dtype).view(-1, *[1] * (b.ndim - 1)) for b in blocks]
             total = list(blocks) if total is None else [a + b for a, b in zip(total, blocks)]
         return None if total is None else [b.to(self.model.device, self.model.dtype) for b in total]
-
-    def _cond(self, control: Any, x: torch.Tensor) -> torch.Tensor:
-        if id(control) not in self._latents:
-            self._latents[id(control)] = control_latents(control, x.shape[-2], x.shape[-1])
-        net = control.controlnet
-        return self._latents[id(control)].to(net.device, net.dtype).expand(x.shape[0], -1, -1, -1)
