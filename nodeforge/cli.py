@@ -49,6 +49,10 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"error: {self.prog}: {message} (see {self.prog} --help)\n")
 
 
+_EXPORT_HELP = ("comfyui: a ComfyUI workflow (UI format 0.4, with the layout) its editor opens; "
+                "comfyui-api: the prompt JSON ComfyUI's /prompt endpoint takes")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="nodeforge",
@@ -94,8 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     exp = sub.add_parser("export", help="write a workflow in another tool's format")
     exp.add_argument("file", help="a workflow (any format NodeForge reads)")
-    exp.add_argument("--to", required=True, choices=["comfyui-api"],
-                     help="comfyui-api: the prompt JSON ComfyUI's /prompt endpoint takes")
+    exp.add_argument("--to", required=True, choices=["comfyui", "comfyui-api"], help=_EXPORT_HELP)
     exp.add_argument("-o", "--output", metavar="OUT.json", help="where to write it (default: standard output)")
     exp.add_argument("--debug", action="store_true", help="show tracebacks")
     _add_model_map(exp)
@@ -573,20 +576,23 @@ def _stem(path: Path) -> str:
 def cmd_export(args: argparse.Namespace) -> int:
     from nodeforge.core.files import atomic_write_bytes as write
     from nodeforge.core.registry import default_registry
-    from nodeforge.interop import export_comfyui_api
+    from nodeforge.interop import export_comfyui_api, export_comfyui_ui
 
     registry = default_registry()
     imported = read_any(args.file, args.model_map, registry)
     notes: list[str] = []
-    prompt = export_comfyui_api(imported.workflow, registry=registry, warnings=notes)
+    export, what = ((export_comfyui_ui, "ComfyUI workflow") if args.to == "comfyui"
+                    else (export_comfyui_api, "ComfyUI API prompt"))
+    data = export(imported.workflow, registry=registry, warnings=notes)
     for line in notes:
         print(f"warning: {line}", file=sys.stderr)
-    text = json.dumps(prompt, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+    text = json.dumps(data, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
     if args.output:
         if Path(args.output).resolve() == Path(args.file).resolve():
             raise UsageError(f"-o {args.output}: that is the file being exported; choose another name")
         write(Path(args.output), text.encode("utf-8"))
-        print(f"{args.output}: ComfyUI API prompt with {len(prompt)} nodes")
+        count = len(data["nodes"]) if args.to == "comfyui" else len(data)
+        print(f"{args.output}: {what} with {count} nodes")
     else:
         sys.stdout.write(text)
     return 0

@@ -127,6 +127,7 @@ def _mapped_entry(nid: str, node: NodeRef, row: table.ClassMap, registry: Any, p
         else:
             continue
         inputs[widget.comfy] = widget.save(value, notes)
+    _unmapped_params(node, row, spec, notes)
     painted = spec.param_with(ParamRole.PAINTED_MASK) if spec is not None else None
     if painted is not None and node.params.get(painted.name):
         notes.warn(f"its mask painted in the editor is not exported (ComfyUI reads a Load Image mask from the "
@@ -146,6 +147,19 @@ def _mapped_entry(nid: str, node: NodeRef, row: table.ClassMap, registry: Any, p
         if warnings is not None:
             warnings.append(f"node {nid} ({node.type}): {message}")
     return {"inputs": inputs, "class_type": row.comfy, "_meta": {"title": node.title or row.display}}
+
+
+def _unmapped_params(node: NodeRef, row: table.ClassMap, spec: Any, notes: table.Notes) -> None:
+    """Say each param set away from its default that the ComfyUI class has no widget for (it is lost there)."""
+    if spec is None:
+        return
+    mapped = {w.target for w in row.widgets} | set(row.fixed)
+    for param in spec.params:
+        if param.name in mapped or param.name not in node.params or param.role == ParamRole.PAINTED_MASK:
+            continue
+        if node.params[param.name] != param.default:
+            notes.warn(f"its {param.name} {node.params[param.name]!r} has no widget on ComfyUI's {row.comfy} and "
+                       "is left out of the export")
 
 
 def _placeholder_entry(nid: str, node: NodeRef, problems: list[Problem]) -> dict[str, Any] | None:

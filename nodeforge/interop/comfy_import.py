@@ -270,8 +270,17 @@ class _Converter:
             values[widget.comfy] = raw[i]
             i += 1
             if widget.seed and i < len(raw) and (isinstance(raw[i], bool) or raw[i] in table.CONTROL_VALUES):
-                i += 1   # control_after_generate: how the editor changes the seed, not a value
+                self._seed_control(node, raw[i])   # control_after_generate: what the editor does after a run
+                i += 1
         return values
+
+    def _seed_control(self, node: ComfyNode, control: Any) -> None:
+        """The seed's control_after_generate as the editor's seed control (as ComfyUI: after each run)."""
+        if control in ("increment", "randomize"):
+            self.workflow.ui.setdefault("seed_control", {})[node.id] = control
+        elif control == "decrement":
+            self.warnings.add(node, "its seed is set to decrement after each run, which NodeForge's editor does not "
+                                    "do; the seed stays as it is (choose increment or randomize on the node)")
 
     def _mapped(self, node: ComfyNode, row: table.ClassMap) -> NodeRef:
         values = self._named_values(node, row)
@@ -346,6 +355,9 @@ class _Converter:
         record = {"inputs": {name: node.input_types.get(name, "*") for name in node.links},
                   "outputs": types[:count]}
         record.update(describe(node.class_type))
+        if isinstance(node.widgets, list) and isinstance(params.get("widgets"), dict):
+            record["widgets_values"] = list(node.widgets)    # as the UI file lists them, for a UI export
+            record["widget_types"] = {name: node.input_types.get(name, "*") for name in params["widgets"]}
         ref = NodeRef(PLACEHOLDER_TYPE, params, title=self._title(node, None), extra={COMFY_KEY: record})
         for name in node.links:
             kind, found, dot = self.source(node, name)
@@ -511,9 +523,14 @@ def _placeholder_widgets(node: ComfyNode) -> dict[str, Any]:
     names = [name for name in node.input_order if name in node.widget_inputs]
     if len(names) == len(values):
         return {"widgets": dict(zip(names, values))}
-    kept = [v for i, v in enumerate(values)
-            if not (i > 0 and isinstance(v, str) and v in table.CONTROL_VALUES
-                    and isinstance(values[i - 1], int) and not isinstance(values[i - 1], bool))]
+    kept = drop_controls(values)
     if len(names) == len(kept):
         return {"widgets": dict(zip(names, kept))}
     return {"widgets_values": values}
+
+
+def drop_controls(values: list[Any]) -> list[Any]:
+    """A UI file's widget values without the control_after_generate value after each whole number."""
+    return [v for i, v in enumerate(values)
+            if not (i > 0 and isinstance(v, str) and v in table.CONTROL_VALUES
+                    and isinstance(values[i - 1], int) and not isinstance(values[i - 1], bool))]

@@ -45,6 +45,7 @@ class Widget:
     load: Convert = _same             # ComfyUI value -> NodeForge value
     save: Convert = _same             # NodeForge value -> ComfyUI value
     export_default: Any = None        # written on export when NodeForge has no such param
+    ui_value: Any = None              # a UI file's value for a widget the API prompt leaves out (a button)
 
     @property
     def target(self) -> str | None:
@@ -243,7 +244,7 @@ ROWS: tuple[ClassMap, ...] = (
     ClassMap("SetLatentNoiseMask", "SetLatentMask", "Set Latent Noise Mask", (),
              (("samples", "latent"), ("mask", "mask")), ("latent",)),
     ClassMap("LoadImage", "LoadImage", "Load Image",
-             (Widget("image", "path", model="image", load=_image_in), Widget("upload", None)), (),
+             (Widget("image", "path", model="image", load=_image_in), Widget("upload", None, ui_value="image")), (),
              ("image", "mask")),
     ClassMap("SaveImage", "SaveImage", "Save Image",
              (Widget("filename_prefix", "prefix", load=_prefix_in),), (("images", "image"),), (), remember=False),
@@ -397,7 +398,7 @@ ROWS: tuple[ClassMap, ...] = (
                   "file's tile_size and overlap are not used"),
     ClassMap("InvertMask", "InvertMask", "InvertMask", (), (("mask", "mask"),), ("mask",)),
     ClassMap("LoadImageMask", "LoadImageMask", "Load Image (as Mask)",
-             (Widget("image", "path", model="image", load=_image_in), Widget("channel"), Widget("upload", None)), (),
+             (Widget("image", "path", model="image", load=_image_in), Widget("channel"), Widget("upload", None, ui_value="image")), (),
              ("mask",)),
     ClassMap("ImageInvert", "ImageInvert", "Invert Image", (), (("image", "image"),), ("image",)),
     ClassMap("ImageToMask", "ImageToMask", "Convert Image to Mask", (Widget("channel"),), (("image", "image"),),
