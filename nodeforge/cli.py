@@ -1,5 +1,5 @@
 """The `nodeforge` command: the editor, `run`, `validate`, `import`, `export`, `nodes` and the trainers
-(`train-lora`, `train-upscaler`, `train-embedding`, `train-controlnet`).
+(`train-lora`, `train-dreambooth`, `train-upscaler`, `train-embedding`, `train-controlnet`, `train-flow`).
 
 `run`, `validate`, `import` and the editor read NodeForge files and other tools' files alike
 (ComfyUI workflows, API prompts and PNGs; A1111 parameters), detected from their content.
@@ -28,6 +28,8 @@ from nodeforge.core.types import ParamKind, ParamRole
 # Trainers: command -> (module of nodeforge.training with a main(argv), what it trains). Each parses its own
 # arguments, so `nodeforge train-X --help` is the trainer's own help.
 TRAINERS = {"train-lora": ("lora", "a LoRA on a folder of captioned images"),
+            "train-dreambooth": ("dreambooth", "a LoRA that teaches a subject from a few pictures (DreamBooth, "
+                                               "prior preservation)"),
             "train-upscaler": ("upscaler", "the demo 4x upscaler (shapes-x4) on generated shapes"),
             "train-embedding": ("embedding", "the demo textual-inversion embedding (shapes-sunset)"),
             "train-controlnet": ("controlnet", "the demo outline ControlNet (shapes-outline) on generated shapes"),

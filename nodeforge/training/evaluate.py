@@ -51,8 +51,8 @@ def load_pipeline(model: Path, lora: Path | None = None, strength: float = 1.0):
 
 
 def sample(pipe, prompts: list[str], seeds: list[int], negative: list[str] | None = None,
-           batch: int = 48, steps: int | None = None, cfg: float | None = None) -> np.ndarray:
-    """(n, 64, 64, 3) uint8 images; each image's noise comes from its own seeded generator.
+           batch: int = 48, steps: int | None = None, cfg: float | None = None, size: int = 64) -> np.ndarray:
+    """(n, size, size, 3) uint8 images; each image's noise comes from its own seeded generator.
     `steps` and `cfg` default to STEPS and CFG."""
     out = []
     for i in range(0, len(prompts), batch):
@@ -60,7 +60,7 @@ def sample(pipe, prompts: list[str], seeds: list[int], negative: list[str] | Non
         with torch.no_grad():
             images = pipe(prompts[i:i + batch], negative_prompt=None if negative is None else negative[i:i + batch],
                           num_inference_steps=steps or STEPS, guidance_scale=CFG if cfg is None else cfg,
-                          height=64, width=64,
+                          height=size, width=size,
                           generator=gens, output_type="np").images
         out.append(np.clip(np.rint(images * 255), 0, 255).astype(np.uint8))
     return np.concatenate(out)

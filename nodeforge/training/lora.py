@@ -30,6 +30,7 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,7 @@ import torch
 
 from nodeforge.lora_format import ALPHA, DOWN, TEXT_PREFIX, UNET_PREFIX, UP, delta, kohya_key, kohya_tensors, scale
 from nodeforge.training import common, session
+from nodeforge.training.models import min_snr_loss, training_noise
 
 UNET_TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]
 UNET_CONV_TARGETS = ["conv1", "conv2"]  # the ResNet blocks' 3x3 convolutions (LoCon)
@@ -89,21 +91,27 @@ def load_folder(folder: Path, resolution: int, name: str = "train-lora") -> tupl
     """The folder's images, centre-cropped square and resized to `resolution`, and their captions;
     every file is checked and decoded here, before the base model loads (common.read_image,
     common.read_caption), and images without a caption are named on stderr."""
-    from PIL import Image
-
     files = common.image_files(folder)
     images, captions = [], []
     for path in files:
-        img = common.read_image(path, max(common.MIN_SIDE, resolution // 8))
-        side = min(img.size)  # centre crop to a square, then resize
-        left, top = (img.width - side) // 2, (img.height - side) // 2
-        img = img.crop((left, top, left + side, top + side))
-        if img.size != (resolution, resolution):
-            img = img.resize((resolution, resolution), Image.BICUBIC)
-        images.append(np.asarray(img))
+        images.append(square_image(path, resolution))
         captions.append(common.read_caption(path))
     common.without_captions(name, files, captions)
     return np.stack(images), [c or "" for c in captions]
+
+
+def square_image(path: Path, resolution: int) -> np.ndarray:
+    """The image at `path`, checked and decoded (common.read_image), centre-cropped square and
+    resized to `resolution` pixels a side: (resolution, resolution, 3) uint8."""
+    from PIL import Image
+
+    img = common.read_image(path, max(common.MIN_SIDE, resolution // 8))
+    side = min(img.size)  # centre crop to a square, then resize
+    left, top = (img.width - side) // 2, (img.height - side) // 2
+    img = img.crop((left, top, left + side, top + side))
+    if img.size != (resolution, resolution):
+        img = img.resize((resolution, resolution), Image.BICUBIC)
+    return np.asarray(img)
 
 
 def lora_state(model: torch.nn.Module, prefix: str, alpha: float) -> dict[str, torch.Tensor]:
@@ -173,6 +181,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         description="Train a LoRA on a folder of captioned images; writes a kohya-layout .safetensors "
                     "that the LoRA node (and ComfyUI, A1111) load.")
     p.add_argument("images_dir", type=Path, help="folder of images with same-named .txt captions")
+    add_training_options(p)
+    return p.parse_args(argv)
+
+
+def add_training_options(p: argparse.ArgumentParser) -> None:
+    """The options of the LoRA trainer that train-dreambooth shares: base, output, adapter, run and
+    session (--work, --sample-*)."""
     p.add_argument("--base", required=True, help="model to train on: a diffusers folder, a single .safetensors "
                    "checkpoint of SD 1.x or 2.x, or a bundled model name")
     p.add_argument("--out", required=True, type=Path, help="output .safetensors (kohya layout)")
@@ -202,22 +217,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    "available, then MPS, else cpu")
     p.add_argument("--threads", metavar="N", type=common.COUNT, default=2, help="CPU threads torch may use")
     session.add_arguments(p)
-    return p.parse_args(argv)
 
 
 @common.guarded("train-lora")
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from safetensors.torch import save
-
-    from nodeforge.core.files import atomic_write_bytes
-
     device = common.start(args.threads, args.seed, args.device, "train-lora")
     # Every check before the base model loads: a mistake costs a second, not a load.
-    base = common.resolve_base(args.base, "train-lora", single_file=True)
-    common.writable_output(args.out, "LoRA (.safetensors)")
-    session.check_arguments(args)
-    check_qlora(args, base, device)
+    base = check_run(args, device, "train-lora")
     images, captions = load_folder(args.images_dir, args.resolution)
     print(f"train-lora: {len(images)} images from {args.images_dir}, base {base}, device {device}", file=sys.stderr)
     parts = common.load_base(base, device)
@@ -225,17 +232,47 @@ def main(argv: list[str] | None = None) -> int:
         parts["unet"] = quantised_unet(base)
     with torch.no_grad():
         latents = common.encode_images(parts["vae"], images, device)
-    tokenizer = parts["tokenizer"]
-    ids = tokenizer(captions, padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
-                    return_tensors="pt").input_ids
+    ids = token_ids(parts["tokenizer"], captions)
     unet, text_encoder, trainable = add_adapters(parts["unet"], parts["text_encoder"], args)
     t0 = time.time()
+    train(unet, text_encoder, trainable, latents, ids, parts["scheduler"], args, device,
+          sampler(parts, unet, text_encoder, args))
+    metadata = kohya_metadata(args, base, captions, time.time() - t0)
+    write_adapters(unet, text_encoder, args, metadata, "train-lora", t0)
+    return 0
 
+
+def check_run(args: argparse.Namespace, device: Any, name: str) -> Path:
+    """The checked base model path; --out, the session options and --qlora's needs checked too
+    (before anything loads)."""
+    base = common.resolve_base(args.base, name, single_file=True)
+    common.writable_output(args.out, "LoRA (.safetensors)")
+    session.check_arguments(args)
+    check_qlora(args, base, device)
+    return base
+
+
+def sampler(parts: dict[str, Any], unet: Any, text_encoder: Any, args: argparse.Namespace) -> Any:
+    """`sample(path)`: the --sample-prompt drawn with the adapters as they are (session.sample_image)."""
     def sample(path: Path) -> None:
         session.sample_image({**parts, "unet": unet, "text_encoder": text_encoder}, path, args.sample_prompt,
                              args.sample_seed, args.resolution, args.sample_steps)
+    return sample
 
-    train(unet, text_encoder, trainable, latents, ids, parts["scheduler"], args, device, sample)
+
+def token_ids(tokenizer: Any, prompts: list[str]) -> torch.Tensor:
+    """The prompts' token ids, padded to the tokenizer's length as the UNet was trained."""
+    return tokenizer(prompts, padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
+                     return_tensors="pt").input_ids
+
+
+def write_adapters(unet: Any, text_encoder: Any, args: argparse.Namespace, metadata: dict[str, str], name: str,
+                   t0: float) -> None:
+    """Save the trained adapters to args.out: kohya's layout, or the diffusers/PEFT one with --dora."""
+    from safetensors.torch import save
+
+    from nodeforge.core.files import atomic_write_bytes
+
     if args.dora:
         state = dora_state(unet, "unet.", args.alpha / args.rank)
         if args.text_encoder:
@@ -244,11 +281,9 @@ def main(argv: list[str] | None = None) -> int:
         state = lora_state(unet, UNET_PREFIX, args.alpha)
         if args.text_encoder:
             state.update(lora_state(text_encoder, TEXT_PREFIX, args.alpha))
-    metadata = kohya_metadata(args, base, captions, time.time() - t0)
     # Whole or absent: an interrupted or failed write never leaves a truncated LoRA under the name.
     atomic_write_bytes(args.out, save(state, metadata=metadata))
-    print(f"train-lora: wrote {len(state)} tensors to {args.out} in {time.time() - t0:.0f} s", file=sys.stderr)
-    return 0
+    print(f"{name}: wrote {len(state)} tensors to {args.out} in {time.time() - t0:.0f} s", file=sys.stderr)
 
 
 def add_adapters(unet: Any, text_encoder: Any, args: argparse.Namespace) -> tuple[Any, Any, list[torch.nn.Parameter]]:
@@ -270,34 +305,44 @@ def add_adapters(unet: Any, text_encoder: Any, args: argparse.Namespace) -> tupl
     return unet, text_encoder, trainable
 
 
+@dataclass
+class Prior:
+    """DreamBooth's prior preservation: the class images' latents and prompt ids, drawn beside the
+    instance images in every batch, and the weight of their loss."""
+    latents: torch.Tensor
+    ids: torch.Tensor
+    weight: float
+
+
 def train(unet: Any, text_encoder: Any, trainable: list[torch.nn.Parameter], latents: torch.Tensor,
           ids: torch.Tensor, noise_scheduler: Any, args: argparse.Namespace, device: torch.device,
-          sample: Any = None) -> None:
+          sample: Any = None, prior: Prior | None = None, name: str = "train-lora") -> None:
     """`args.steps` AdamW steps on the noise-prediction loss (min-SNR 5 weighting, 20-step warm-up);
     with --work it continues from the folder's checkpoint and writes one as it goes (session.py),
-    and `sample(path)` draws the sample image every --sample-every steps."""
-    from nodeforge.training.models import min_snr_loss, training_noise
-
+    and `sample(path)` draws the sample image every --sample-every steps. With `prior`, each batch
+    is the instance images and as many class images, and the loss is instance loss + prior.weight
+    x class loss (`batch_loss`)."""
     unet.train()
     text_encoder.train(args.text_encoder)
     opt = torch.optim.AdamW(trainable, lr=args.lr, weight_decay=0.0)
     gen = torch.Generator().manual_seed(args.seed)
     alphas = noise_scheduler.alphas_cumprod.to(device)
     snr = alphas / (1 - alphas)
-    run = session.Session("train-lora", args, resume_config(args))
+    run = session.Session(name, args, resume_config(args, name))
     done = resume(run, trainable, opt, gen)
-    progress = common.Progress(args.steps, name="train-lora", start=done)
+    progress = common.Progress(args.steps, name=name, start=done)
     with run:
         for step in range(done, args.steps):
             idx = torch.randint(len(latents), (min(args.batch, len(latents)),), generator=gen)
-            z0 = latents[idx]
+            z0, batch_ids = latents[idx], ids[idx]
+            if prior is not None:   # diffusers' train_dreambooth_lora.py: instance half, then class half
+                class_idx = torch.randint(len(prior.latents), (len(idx),), generator=gen)
+                z0 = torch.cat([z0, prior.latents[class_idx]])
+                batch_ids = torch.cat([batch_ids, prior.ids[class_idx]])
             noise = training_noise(z0.shape, gen, args.noise_offset).to(device)
             t = torch.randint(0, noise_scheduler.config.num_train_timesteps, (len(z0),), generator=gen).to(device)
-            zt = noise_scheduler.add_noise(z0, noise, t)
-            with torch.set_grad_enabled(args.text_encoder):
-                cond = text_encoder(ids[idx].to(device))[0]
-            pred = unet(zt, t, encoder_hidden_states=cond).sample
-            loss = min_snr_loss(pred, noise, snr[t])
+            loss = batch_loss(unet, text_encoder, noise_scheduler, z0, batch_ids.to(device), noise, t, snr[t],
+                              args.text_encoder, len(idx), prior.weight if prior is not None else 0.0)
             for group in opt.param_groups:  # short warm-up, then constant
                 group["lr"] = args.lr * min(1.0, (step + 1) / 20)
             common.optimizer_step(opt, loss, clip=trainable)
@@ -307,10 +352,32 @@ def train(unet: Any, text_encoder: Any, trainable: list[torch.nn.Parameter], lat
                            sample)
 
 
-def resume_config(args: argparse.Namespace) -> dict[str, Any]:
-    """What a --work checkpoint must match to be continued: the adapters' shape and kind."""
-    return {"trainer": "train-lora", "rank": args.rank, "dora": args.dora, "conv": args.conv,
-            "text_encoder": args.text_encoder}
+def batch_loss(unet: Any, text_encoder: Any, noise_scheduler: Any, z0: torch.Tensor, ids: torch.Tensor,
+               noise: torch.Tensor, t: torch.Tensor, snr_t: torch.Tensor, train_text: bool, instances: int,
+               prior_weight: float) -> torch.Tensor:
+    """The min-SNR noise-prediction loss of one batch. When the batch holds more than `instances`
+    images, the rest are class images (prior preservation): instance loss + prior_weight x class
+    loss, each the mean over its own half, so its gradient is the instance gradient plus
+    prior_weight times the class gradient."""
+    zt = noise_scheduler.add_noise(z0, noise, t)
+    with torch.set_grad_enabled(train_text):
+        cond = text_encoder(ids)[0]
+    pred = unet(zt, t, encoder_hidden_states=cond).sample
+    if instances == len(z0):
+        return min_snr_loss(pred, noise, snr_t)
+    n = instances
+    return min_snr_loss(pred[:n], noise[:n], snr_t[:n]) + prior_weight * min_snr_loss(pred[n:], noise[n:], snr_t[n:])
+
+
+def resume_config(args: argparse.Namespace, name: str = "train-lora") -> dict[str, Any]:
+    """What a --work checkpoint must match to be continued: the adapters' shape and kind (and
+    train-dreambooth's prompts and prior weight)."""
+    config = {"trainer": name, "rank": args.rank, "dora": args.dora, "conv": args.conv,
+              "text_encoder": args.text_encoder}
+    for key in ("instance_prompt", "class_prompt", "class_images", "prior_weight"):
+        if hasattr(args, key):
+            config[key] = getattr(args, key)
+    return config
 
 
 def resume(run: session.Session, trainable: list[torch.nn.Parameter], opt: Any, gen: torch.Generator) -> int:
@@ -327,8 +394,10 @@ def resume(run: session.Session, trainable: list[torch.nn.Parameter], opt: Any, 
     return int(state["step"])
 
 
-def kohya_metadata(args: argparse.Namespace, base: Path, captions: list[str], seconds: float) -> dict[str, str]:
-    """The `ss_*` training metadata kohya's scripts write, which LoRA browsers show."""
+def kohya_metadata(args: argparse.Namespace, base: Path, captions: list[str], seconds: float,
+                   folder: Path | None = None) -> dict[str, str]:
+    """The `ss_*` training metadata kohya's scripts write, which LoRA browsers show; the captions'
+    word counts under the name of `folder` (args.images_dir when None)."""
     return {
         "ss_network_module": "networks.lora",
         "ss_network_dim": str(args.rank),
@@ -348,7 +417,7 @@ def kohya_metadata(args: argparse.Namespace, base: Path, captions: list[str], se
                                            else {}), **({"dora_wd": "true"} if args.dora else {})}),
         "nodeforge_qlora": str(args.qlora),
         "ss_training_time_s": f"{seconds:.1f}",
-        "ss_tag_frequency": json.dumps({args.images_dir.name: _word_counts(captions)}),
+        "ss_tag_frequency": json.dumps({(folder or args.images_dir).name: _word_counts(captions)}),
         "nodeforge_trainer": "nodeforge.training.lora",
     }
 

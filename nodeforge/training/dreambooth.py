@@ -1,0 +1,257 @@
+"""Teach a base model one subject from a few pictures (DreamBooth), as a LoRA, with prior preservation.
+
+    nodeforge train-dreambooth --instance-dir DIR --instance-prompt "a sks shape" --base CHECKPOINT
+        --out FILE.safetensors [--class-prompt "a shape" --class-images 50 --class-dir DIR --prior-weight 1]
+        [train-lora's options: --rank --alpha --steps --lr --batch --text-encoder --conv --dora ...]
+
+Every instance image trains with the one instance prompt, which names the subject with a rare token
+(DreamBooth, Ruiz et al. 2022). With --class-prompt (the subject's class, without the token), the base
+model first draws --class-images images of that prompt, and every batch holds as many of them as
+instance images: the loss is instance loss + --prior-weight x class loss, as in diffusers'
+train_dreambooth_lora.py, so the class keeps what the base model drew for it (prior preservation)
+instead of drifting towards the subject.
+
+The class images are drawn by the base model itself (Euler, 20 steps, CFG 5, image i from seed i) into
+--class-dir, beside `class_images.json`, which records the prompt, the base (its path and its weight
+files' sizes and times), the sampler and the images. A later run with the same prompt, base and
+sampler reuses them, generating only the images a larger --class-images lacks; a changed prompt or
+base draws them again. The LoRA is trained by train-lora's code (nodeforge.training.lora) and written
+in its layouts: kohya's, or the diffusers/PEFT one with --dora.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from nodeforge.training import common, lora
+
+NAME = "train-dreambooth"
+RECORD = "class_images.json"
+CLASS_SAMPLER = {"sampler": "euler", "steps": 20, "cfg": 5.0, "first_seed": 0}
+CLASS_BATCH = 16
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = common.TrainerParser(
+        prog=f"nodeforge {NAME}",
+        description="Teach a base model a subject from a few pictures (DreamBooth) as a LoRA; with "
+                    "--class-prompt, class images drawn by the base model keep the class as it was "
+                    "(prior preservation).")
+    p.add_argument("--instance-dir", required=True, type=Path, help="folder of the subject's pictures (5-10 do)")
+    p.add_argument("--instance-prompt", required=True, help="the prompt of every instance picture, naming the "
+                   "subject with a rare token the model does not know: 'a sks shape'")
+    p.add_argument("--class-prompt", help="the subject's class without the token ('a shape'): the base model "
+                   "draws it for prior preservation; needed unless --prior-weight is 0")
+    p.add_argument("--class-images", metavar="N", type=common.COUNT, default=50,
+                   help="class images the base model draws (and each step draws --batch of)")
+    p.add_argument("--class-dir", type=Path, help="folder that keeps the class images for later runs "
+                   "(default: OUT's name + '-class-images', beside --out)")
+    p.add_argument("--prior-weight", metavar="W", type=common.real(0.0), default=1.0,
+                   help="weight of the class images' loss against the instance images' (0: no prior preservation)")
+    lora.add_training_options(p)
+    return p.parse_args(argv)
+
+
+def check_prompts(args: argparse.Namespace) -> None:
+    """The prompts and the prior-preservation options agree (before anything loads)."""
+    if not args.instance_prompt.strip():
+        raise common.TrainingInputError("--instance-prompt is empty: name the subject with a rare token and "
+                                        "its class, e.g. --instance-prompt 'a sks shape'")
+    if args.class_prompt is not None and not args.class_prompt.strip():
+        raise common.TrainingInputError("--class-prompt is empty: give the subject's class without the token "
+                                        "(--class-prompt 'a shape'), or leave it out with --prior-weight 0")
+    if args.class_prompt is None and args.prior_weight > 0:
+        raise common.TrainingInputError(f"--prior-weight {args.prior_weight:g} needs --class-prompt: give the "
+                                        "subject's class without the token (--class-prompt 'a shape'), or "
+                                        "--prior-weight 0 to train without prior preservation")
+    if args.class_prompt is not None and args.class_prompt.strip() == args.instance_prompt.strip():
+        raise common.TrainingInputError("--class-prompt is the same as --instance-prompt: the instance prompt "
+                                        "names the subject with a rare token the class prompt lacks "
+                                        "('a sks shape' against 'a shape')")
+    if args.class_prompt is not None and args.prior_weight == 0:
+        common.warn(NAME, "--prior-weight 0: the class images are drawn but do not count in the loss")
+
+
+def instance_images(folder: Path, resolution: int) -> np.ndarray:
+    """The subject's pictures in `folder`, checked, cropped square and resized (lora.square_image)."""
+    if not folder.is_dir():
+        what = "is a file" if folder.exists() else "does not exist"
+        raise common.TrainingInputError(f"--instance-dir {folder} {what}: give the folder that holds the "
+                                        "subject's pictures (5-10 do)")
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in common.IMAGE_SUFFIXES)
+    if not files:
+        others = sorted({p.suffix.lower() or p.name for p in folder.iterdir() if not p.name.startswith(".")})
+        found = f" (it holds only {', '.join(others)})" if others else " (it is empty)"
+        raise common.TrainingInputError(f"--instance-dir {folder} holds no images{found}: put 5-10 pictures of "
+                                        f"the subject there ({', '.join(sorted(common.IMAGE_SUFFIXES))})")
+    try:
+        return np.stack([lora.square_image(p, resolution) for p in files])
+    except common.TrainingInputError as exc:
+        raise common.TrainingInputError(f"--instance-dir: {exc}") from None
+
+
+# ---------------------------------------------------------------------------------------------
+# class images: drawn by the base model once, kept with a record, reused
+
+
+def class_folder(args: argparse.Namespace) -> Path:
+    """--class-dir (default: beside --out), checked: new, empty, or one this command filled."""
+    folder = args.class_dir or args.out.with_name(args.out.stem + "-class-images")
+    if folder.exists() and not folder.is_dir():
+        raise common.TrainingInputError(f"--class-dir {folder} is a file: give a folder for the class images")
+    if not folder.is_dir() and not folder.parent.is_dir():
+        raise common.TrainingInputError(f"--class-dir {folder}: no folder {folder.parent}; create it first")
+    if folder.is_dir() and not (folder / RECORD).exists() and any(
+            p.suffix.lower() in common.IMAGE_SUFFIXES for p in folder.iterdir()):
+        raise common.TrainingInputError(f"--class-dir {folder} holds images {NAME} did not draw (no {RECORD}): "
+                                        "give a new or empty folder")
+    read_record(folder)
+    return folder
+
+
+def read_record(folder: Path) -> dict | None:
+    """The folder's class_images.json, None without one; an unreadable one is refused."""
+    path = folder / RECORD
+    if not path.exists():
+        return None
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise common.TrainingInputError(f"--class-dir: {path} is not readable JSON ({exc}); remove the folder's "
+                                        "class images and the file to draw them again") from None
+    if not isinstance(record, dict) or not isinstance(record.get("images"), list):
+        raise common.TrainingInputError(f"--class-dir: {path} is not a class-image record; remove the folder's "
+                                        "class images and the file to draw them again")
+    return record
+
+
+def base_identity(base: Path) -> dict:
+    """What makes the base model the same one later: its path and its weight files' sizes and times."""
+    if base.is_file():
+        files = [base]
+    else:
+        files = sorted(p for part in common.PIPELINE_PARTS for p in (base / part).rglob("*") if p.is_file())
+    return {"base": str(base.resolve()),
+            "base_files": {(p.relative_to(base).as_posix() if base.is_dir() else p.name):
+                           f"{p.stat().st_size} bytes, modified {p.stat().st_mtime_ns} ns" for p in files}}
+
+
+def wanted_record(args: argparse.Namespace, base: Path) -> dict:
+    return {"prompt": args.class_prompt.strip(), "resolution": args.resolution, **CLASS_SAMPLER,
+            **base_identity(base)}
+
+
+def cached_images(folder: Path, wanted: dict) -> list[str]:
+    """The names of the class images already drawn as `wanted` asks (image i from seed first_seed + i),
+    in order; empty when the record is missing or differs, or an image is gone."""
+    record = read_record(folder)
+    if record is None or any(record.get(k) != v for k, v in wanted.items()):
+        return []
+    names = [n for n in record["images"] if isinstance(n, str)]
+    present = 0
+    while present < len(names) and (folder / names[present]).is_file():
+        present += 1
+    return names[:present]
+
+
+def class_pipeline(parts: dict[str, Any]) -> Any:
+    """A diffusers pipeline over the base model's own parts, sampling with Euler."""
+    from diffusers import EulerDiscreteScheduler, StableDiffusionPipeline
+
+    pipe = StableDiffusionPipeline(
+        vae=parts["vae"], text_encoder=parts["text_encoder"], tokenizer=parts["tokenizer"], unet=parts["unet"],
+        scheduler=EulerDiscreteScheduler.from_config(parts["scheduler"].config), safety_checker=None,
+        feature_extractor=None, requires_safety_checker=False)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def class_images(parts: dict[str, Any], args: argparse.Namespace, base: Path, folder: Path) -> list[Path]:
+    """The --class-images class images in `folder`: reused where already drawn as asked, the rest
+    drawn now by the base model; the record is rewritten after each batch, so a killed run keeps
+    what it drew."""
+    from PIL import Image
+
+    from nodeforge.core.files import atomic_write_bytes
+    from nodeforge.training.evaluate import sample
+
+    wanted = wanted_record(args, base)
+    names = cached_images(folder, wanted)
+    if not names:   # a record for another prompt or base: its images go
+        for stale in (read_record(folder) or {}).get("images", []) if folder.is_dir() else []:
+            (folder / Path(str(stale)).name).unlink(missing_ok=True)
+    have, need = len(names), args.class_images
+    print(f"{NAME}: {min(have, need)} class images of {wanted['prompt']!r} reused from {folder}, "
+          f"{max(0, need - have)} to draw", file=sys.stderr)
+    folder.mkdir(exist_ok=True)
+    pipe = class_pipeline(parts) if have < need else None
+    for start in range(have, need, CLASS_BATCH):
+        seeds = list(range(wanted["first_seed"] + start, wanted["first_seed"] + min(need, start + CLASS_BATCH)))
+        drawn = sample(pipe, [wanted["prompt"]] * len(seeds), seeds, batch=CLASS_BATCH, steps=wanted["steps"],
+                       cfg=wanted["cfg"], size=args.resolution)
+        for seed, image in zip(seeds, drawn):
+            name = f"class-{seed - wanted['first_seed']:05d}.png"
+            Image.fromarray(image).save(folder / name)
+            names.append(name)
+        atomic_write_bytes(folder / RECORD, (json.dumps({**wanted, "images": names}, indent=1) + "\n").encode())
+        print(f"{NAME}: drew class images {start + len(seeds)}/{need}", file=sys.stderr)
+    return [folder / n for n in names[:need]]
+
+
+# ---------------------------------------------------------------------------------------------
+# the command
+
+
+@common.guarded(NAME)
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    device = common.start(args.threads, args.seed, args.device, NAME)
+    # Every check before the base model loads: a mistake costs a second, not a load.
+    base = lora.check_run(args, device, NAME)
+    check_prompts(args)
+    images = instance_images(args.instance_dir, args.resolution)
+    folder = class_folder(args) if args.class_prompt is not None else None
+    print(f"{NAME}: {len(images)} instance images from {args.instance_dir}, base {base}, device {device}",
+          file=sys.stderr)
+    parts = common.load_base(base, device)
+    class_files = class_images(parts, args, base, folder) if folder is not None else []
+    if args.qlora:   # the class images are drawn by the full-precision base
+        parts["unet"] = lora.quantised_unet(base)
+    with torch.no_grad():
+        latents = common.encode_images(parts["vae"], images, device)
+        prior = None if folder is None else lora.Prior(
+            common.encode_images(parts["vae"], np.stack([lora.square_image(p, args.resolution) for p in class_files]),
+                                 device),
+            lora.token_ids(parts["tokenizer"], [args.class_prompt.strip()] * len(class_files)), args.prior_weight)
+    ids = lora.token_ids(parts["tokenizer"], [args.instance_prompt.strip()] * len(images))
+    unet, text_encoder, trainable = lora.add_adapters(parts["unet"], parts["text_encoder"], args)
+    t0 = time.time()
+    lora.train(unet, text_encoder, trainable, latents, ids, parts["scheduler"], args, device,
+               lora.sampler(parts, unet, text_encoder, args), prior=prior, name=NAME)
+    metadata = lora.kohya_metadata(args, base, [args.instance_prompt.strip()] * len(images), time.time() - t0,
+                                   folder=args.instance_dir)
+    metadata.update(dreambooth_metadata(args, folder, len(class_files)))
+    lora.write_adapters(unet, text_encoder, args, metadata, NAME, t0)
+    return 0
+
+
+def dreambooth_metadata(args: argparse.Namespace, folder: Path | None, class_count: int) -> dict[str, str]:
+    """kohya's regularisation-image fields (its name for class images) and the prompts."""
+    return {"ss_prior_loss_weight": str(args.prior_weight if folder is not None else 0.0),
+            "ss_num_reg_images": str(class_count),
+            "ss_reg_dataset_dirs": json.dumps({folder.name: {"n_repeats": 1, "img_count": class_count}}
+                                              if folder is not None else {}),
+            "nodeforge_instance_prompt": args.instance_prompt.strip(),
+            "nodeforge_class_prompt": (args.class_prompt or "").strip(),
+            "nodeforge_trainer": "nodeforge.training.dreambooth"}
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,235 @@
+"""train-dreambooth: a subject from a few pictures, with prior preservation. The combined loss's
+gradient is the instance gradient plus the weight times the class gradient; at weight 0 the class
+images change nothing; the base model draws the class images once and later runs reuse them; the
+LoRA it writes loads in NodeForge's LoRA node; bad inputs are refused in one line."""
+import json
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("diffusers")
+pytest.importorskip("peft")
+
+from PIL import Image  # noqa: E402
+
+from nodeforge.training import data, dreambooth, lora  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def instances(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("db") / "stars"
+    data.write_folder(folder, 3, seed=0, shapes=("star",))
+    for caption in folder.glob("*.txt"):   # DreamBooth trains every picture with the instance prompt
+        caption.unlink()
+    return folder
+
+
+@pytest.fixture
+def counted(monkeypatch):
+    """The number of images each call of the class-image pipeline draws."""
+    calls = []
+    real = dreambooth.class_pipeline
+
+    def counting(parts):
+        pipe = real(parts)
+
+        def call(prompts, *args, **kwargs):
+            calls.append(len(prompts))
+            return pipe(prompts, *args, **kwargs)
+        return call
+
+    monkeypatch.setattr(dreambooth, "class_pipeline", counting)
+    return calls
+
+
+def _train(base, instances, out, *extra):
+    argv = ["--instance-dir", str(instances), "--instance-prompt", "a sks shape", "--base", str(base),
+            "--out", str(out), "--steps", "2", "--batch", "2", "--rank", "2", "--threads", "1", "--seed", "3", *extra]
+    assert dreambooth.main(argv) == 0
+    return lora.load_kohya(out)
+
+
+def _refused(argv) -> str:
+    with pytest.raises(SystemExit) as exit_:
+        dreambooth.main(argv)
+    message = str(exit_.value.code)
+    assert message.startswith("error: train-dreambooth: ") and "\n" not in message
+    return message
+
+
+# -- the loss -----------------------------------------------------------------------------------------------
+def test_the_prior_loss_gradient_is_instance_gradient_plus_weight_times_class_gradient(tiny_base):
+    from argparse import Namespace
+
+    from diffusers import DDPMScheduler, UNet2DConditionModel
+    from transformers import CLIPTextModel
+
+    unet = UNet2DConditionModel.from_pretrained(tiny_base, subfolder="unet").requires_grad_(False)
+    text_encoder = CLIPTextModel.from_pretrained(tiny_base, subfolder="text_encoder").requires_grad_(False)
+    args = Namespace(rank=2, alpha=2.0, dora=False, conv=True, text_encoder=False)
+    unet, text_encoder, trainable = lora.add_adapters(unet, text_encoder, args)
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in trainable:   # lora_B starts at zero, which would leave lora_A without a gradient
+            p.copy_(torch.randn(p.shape, generator=gen) * 0.1)
+    scheduler = DDPMScheduler.from_pretrained(tiny_base, subfolder="scheduler")
+    snr = scheduler.alphas_cumprod / (1 - scheduler.alphas_cumprod)
+    z0, noise = torch.randn(4, 4, 16, 16, generator=gen), torch.randn(4, 4, 16, 16, generator=gen)
+    ids, t = torch.randint(0, 100, (4, 77), generator=gen), torch.tensor([100, 700, 300, 900])
+
+    def grads(rows, instances, weight):
+        loss = lora.batch_loss(unet, text_encoder, scheduler, z0[rows], ids[rows], noise[rows], t[rows],
+                               snr[t[rows]], False, instances, weight)
+        return loss.item(), torch.autograd.grad(loss, trainable)
+
+    weight = 0.7
+    combined, g = grads(slice(0, 4), 2, weight)     # two instance images, then two class images
+    instance, g_instance = grads(slice(0, 2), 2, 0.0)
+    cls, g_class = grads(slice(2, 4), 2, 0.0)
+    assert combined == pytest.approx(instance + weight * cls, rel=1e-6)
+    assert min(g_class[i].abs().max().item() for i in range(len(g_class))) > 0   # every LoRA weight feels the class
+    for got, gi, gc in zip(g, g_instance, g_class):
+        torch.testing.assert_close(got, gi + weight * gc, atol=1e-7, rtol=1e-5)
+    # and not a plain mean over all four images (that would halve both parts)
+    assert not all(torch.allclose(a, (gi + gc) / 2, atol=1e-6) for a, gi, gc in zip(g, g_instance, g_class))
+
+
+def test_with_prior_weight_zero_the_class_images_do_not_change_the_update(tiny_base, instances, tmp_path, counted):
+    a, b = tmp_path / "class-a", tmp_path / "class-b"
+    _train(tiny_base, instances, tmp_path / "first.safetensors", "--class-prompt", "a shape", "--class-images", "3",
+           "--class-dir", str(a))
+    b.mkdir()
+    for f in a.iterdir():   # the same record, other pictures: flipped and inverted
+        if f.suffix == ".png":
+            Image.fromarray(255 - np.asarray(Image.open(f))[::-1]).save(b / f.name)
+        else:
+            (b / f.name).write_bytes(f.read_bytes())
+    runs = {}
+    for weight in ("0", "1"):
+        for folder in (a, b):
+            out = tmp_path / f"w{weight}-{folder.name}.safetensors"
+            runs[weight, folder.name] = _train(tiny_base, instances, out, "--class-prompt", "a shape",
+                                               "--class-images", "3", "--class-dir", str(folder),
+                                               "--prior-weight", weight)[0]
+    assert counted == [3], "the class images are drawn once, then read back"
+    zero_a, zero_b = runs["0", "class-a"], runs["0", "class-b"]
+    assert all(torch.equal(zero_a[k], zero_b[k]) for k in zero_a)
+    one_a, one_b = runs["1", "class-a"], runs["1", "class-b"]
+    assert max((one_a[k] - one_b[k]).abs().max().item() for k in one_a) > 1e-6   # at weight 1 they count
+
+
+# -- class images -------------------------------------------------------------------------------------------
+def test_class_images_are_drawn_once_and_reused_while_prompt_count_and_base_match(tiny_base, instances, tmp_path,
+                                                                                  counted, capsys):
+    import shutil
+
+    base = shutil.copytree(tiny_base, tmp_path / "base")   # this test retrains it (a newer file)
+    folder = tmp_path / "shape-class"
+    options = ["--class-prompt", "a shape", "--class-dir", str(folder)]
+    _, metadata = _train(base, instances, tmp_path / "a.safetensors", *options, "--class-images", "3")
+    assert counted == [3]
+    record = json.loads((folder / "class_images.json").read_text())
+    assert record["prompt"] == "a shape" and record["images"] == [f"class-0000{i}.png" for i in range(3)]
+    assert record["steps"] == 20 and record["cfg"] == 5.0 and record["base"] == str(base.resolve())
+    assert "unet/diffusion_pytorch_model.safetensors" in record["base_files"]
+    first = {f.name: f.read_bytes() for f in folder.glob("*.png")}
+    assert metadata["ss_num_reg_images"] == "3" and metadata["ss_prior_loss_weight"] == "1.0"
+    assert metadata["nodeforge_class_prompt"] == "a shape" and metadata["nodeforge_instance_prompt"] == "a sks shape"
+
+    _train(base, instances, tmp_path / "b.safetensors", *options, "--class-images", "3")
+    assert counted == [3], "the second run must not draw again"
+    assert "3 class images of 'a shape' reused" in capsys.readouterr().err
+    _train(base, instances, tmp_path / "c.safetensors", *options, "--class-images", "2")
+    assert counted == [3], "fewer class images come from the same cache"
+    _train(base, instances, tmp_path / "d.safetensors", *options, "--class-images", "5")
+    assert counted == [3, 2], "more class images: only the missing two are drawn"
+    assert {f.name: f.read_bytes() for f in folder.glob("class-0000[012].png")} == first
+
+    _train(base, instances, tmp_path / "e.safetensors", "--class-prompt", "a red shape",
+           "--class-dir", str(folder), "--class-images", "2")
+    assert counted == [3, 2, 2], "another prompt draws them again"
+    assert sorted(f.name for f in folder.glob("*.png")) == ["class-00000.png", "class-00001.png"]
+    (base / "unet" / "diffusion_pytorch_model.safetensors").touch()   # a retrained base
+    _train(base, instances, tmp_path / "f.safetensors", "--class-prompt", "a red shape",
+           "--class-dir", str(folder), "--class-images", "2")
+    assert counted == [3, 2, 2, 2], "another base draws them again"
+
+
+# -- the file -----------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("variant", ["lora", "dora"])
+def test_the_lora_loads_in_the_lora_node_and_changes_the_output(tiny_base, instances, tmp_path, variant):
+    from diffusers import UNet2DConditionModel
+
+    from nodeforge.core.registry import builtin_module
+
+    out = tmp_path / f"sks-{variant}.safetensors"
+    extra = ["--dora"] if variant == "dora" else []
+    tensors, metadata = _train(tiny_base, instances, out, "--prior-weight", "0", "--lr", "0.05", "--steps", "3",
+                               "--conv", "--text-encoder", *extra)
+    assert metadata["ss_num_reg_images"] == "0" and json.loads(metadata["ss_tag_frequency"]) == {
+        "stars": {"a": 3, "sks": 3, "shape": 3}}
+    node_lora, wrappers = builtin_module("lora"), builtin_module("wrappers")
+    parts, ignored = node_lora.parse_lora(tensors)
+    assert not ignored and set(parts) == {"unet", "te"}
+    unet = UNet2DConditionModel.from_pretrained(tiny_base, subfolder="unet")
+    patch, unmatched = node_lora.resolve(parts["unet"], unet, variant, 1.0, unet.config)
+    assert unmatched == 0 and "down_blocks.0.resnets.0.conv1" in patch.deltas
+    gen = torch.Generator().manual_seed(3)
+    x, t, cond = torch.randn(1, 4, 16, 16, generator=gen), torch.tensor([500]), torch.randn(1, 77, 64, generator=gen)
+    with torch.no_grad():
+        base = unet(x, t, encoder_hidden_states=cond).sample
+        with wrappers.apply_patches({"unet": unet}, (("unet", patch),)):
+            got = unet(x, t, encoder_hidden_states=cond).sample
+    assert (got - base).abs().max() > 1e-3
+    if variant == "lora":   # the node applies what the trainer's own merge gives
+        merged = UNet2DConditionModel.from_pretrained(tiny_base, subfolder="unet")
+        lora.apply_kohya_lora(merged, tensors, lora.UNET_PREFIX, 1.0)
+        with torch.no_grad():
+            torch.testing.assert_close(got, merged(x, t, encoder_hidden_states=cond).sample, atol=1e-5, rtol=1e-4)
+
+
+# -- refusals -----------------------------------------------------------------------------------------------
+def test_bad_instance_folders_are_refused_in_one_line_naming_the_option(tmp_path, no_base_load):
+    def argv(folder, *extra):
+        return ["--instance-dir", str(folder), "--instance-prompt", "a sks shape", "--base", "nodeforge-shapes",
+                "--out", str(tmp_path / "x.safetensors"), "--prior-weight", "0", *extra]
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert _refused(argv(empty)) == (f"error: train-dreambooth: --instance-dir {empty} holds no images (it is "
+                                     "empty): put 5-10 pictures of the subject there (.bmp, .jpeg, .jpg, .png, .webp)")
+    texts = tmp_path / "texts"
+    texts.mkdir()
+    (texts / "a.txt").write_text("a sks shape")
+    (texts / "b.safetensors").write_bytes(b"")
+    assert "holds no images (it holds only .safetensors, .txt): put 5-10 pictures" in _refused(argv(texts))
+    fake = tmp_path / "fake"
+    fake.mkdir()
+    (fake / "0.png").write_text("not a picture")
+    assert _refused(argv(fake)) == (f"error: train-dreambooth: --instance-dir: {fake / '0.png'} is not an image PIL "
+                                    "can read; remove it or fix its extension")
+    assert "--instance-dir" in _refused(argv(tmp_path / "nowhere")) and "does not exist" in _refused(
+        argv(tmp_path / "nowhere"))
+
+
+def test_prompt_mistakes_are_refused_in_one_line_with_the_fix(instances, tmp_path, no_base_load):
+    def argv(*extra):
+        return ["--instance-dir", str(instances), "--base", "nodeforge-shapes",
+                "--out", str(tmp_path / "x.safetensors"), *extra]
+
+    assert _refused(argv("--instance-prompt", "a sks shape")) == (
+        "error: train-dreambooth: --prior-weight 1 needs --class-prompt: give the subject's class without the "
+        "token (--class-prompt 'a shape'), or --prior-weight 0 to train without prior preservation")
+    assert "--prior-weight 0.5 needs --class-prompt" in _refused(argv("--instance-prompt", "a sks shape",
+                                                                      "--prior-weight", "0.5"))
+    assert "--instance-prompt is empty" in _refused(argv("--instance-prompt", " ", "--prior-weight", "0"))
+    assert "--class-prompt is the same as --instance-prompt" in _refused(
+        argv("--instance-prompt", "a shape", "--class-prompt", "a shape"))
+    foreign = tmp_path / "mine"
+    foreign.mkdir()
+    Image.new("RGB", (64, 64)).save(foreign / "photo.png")
+    assert _refused(argv("--instance-prompt", "a sks shape", "--class-prompt", "a shape", "--class-dir",
+                         str(foreign))) == (f"error: train-dreambooth: --class-dir {foreign} holds images "
+                                            "train-dreambooth did not draw (no class_images.json): give a new or "
+                                            "empty folder")
