@@ -29,6 +29,10 @@ IMAGE_SIZE = 64
 SUPERSAMPLE = 4
 STAR_INNER_RATIO = 0.42  # inner/outer radius of the five-pointed star (0.38 is a pentagram)
 MARGIN = 1.5  # pixels kept free between the shape and the frame
+# A crescent (not one of the base model's shapes: the DreamBooth demo teaches it) is a disc with a
+# disc of the background's colour, CRESCENT_BITE times its radius, cut from it CRESCENT_OFFSET radii
+# off its centre, towards its rotation.
+CRESCENT_OFFSET, CRESCENT_BITE = 0.45, 0.85
 
 
 @dataclass(frozen=True)
@@ -69,9 +73,14 @@ def render(sample: ShapeSample, size: int = IMAGE_SIZE) -> np.ndarray:
     draw = ImageDraw.Draw(canvas)
     fill = PALETTE[sample.colour]
     cx, cy = sample.centre[0] * scale, sample.centre[1] * scale
-    if sample.shape == "circle":
+    if sample.shape in ("circle", "crescent"):
         r = sample.radius * scale
         draw.ellipse([cx - r, cy - r, cx + r, cy + r], fill=fill)
+        if sample.shape == "crescent":   # a bite of the background's colour, off-centre towards `rotation`
+            bx = cx + CRESCENT_OFFSET * r * math.cos(sample.rotation)
+            by = cy + CRESCENT_OFFSET * r * math.sin(sample.rotation)
+            b = CRESCENT_BITE * r
+            draw.ellipse([bx - b, by - b, bx + b, by + b], fill=PALETTE[sample.background])
     else:
         pts = shape_outline(sample.shape, sample.radius * scale, (cx, cy), sample.rotation)
         draw.polygon(pts, fill=fill)
@@ -148,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("out")
     p.add_argument("--n", type=common.whole(0), default=400)
     p.add_argument("--seed", type=common.SEED, default=0)
-    p.add_argument("--shapes", nargs="+", default=list(SHAPES), choices=[*SHAPES, "star"])
+    p.add_argument("--shapes", nargs="+", default=list(SHAPES), choices=[*SHAPES, "star", "crescent"])
     args = p.parse_args(argv)
     write_folder(args.out, args.n, args.seed, tuple(args.shapes))
     return 0

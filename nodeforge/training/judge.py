@@ -26,7 +26,7 @@ _COLOURS = np.array([PALETTE[n] for n in _NAMES], dtype=np.float32)
 
 @dataclass(frozen=True)
 class Verdict:
-    shape: str  # "circle", "square", "triangle", "star", "blob" (non-convex, not a star) or "none"
+    shape: str  # "circle", "square", "triangle", "star", "crescent", "blob" (non-convex, neither) or "none"
     colour: str | None  # palette name of the shape, None when no shape was found
     background: str  # palette name of the background
     solidity: float = 0.0
@@ -152,6 +152,29 @@ def count_points(blob: np.ndarray, bins: int = 72) -> int:
     return points
 
 
+def _largest_share(mask: np.ndarray) -> float:
+    """The share of `mask`'s pixels in its largest 4-connected component (0 when empty)."""
+    total = mask.sum()
+    return float(_largest_blob(mask).sum() / total) if total else 0.0
+
+
+def is_crescent(blob: np.ndarray, hull: np.ndarray, solidity: float) -> bool:
+    """A disc with one round bite out of its side: solidity from 0.3 to 0.75, the area its convex
+    hull adds (the bite) mostly in one piece (a star's five notches are five pieces, an irregular
+    blob's dents several), and the hull round: 4 pi area / perimeter^2 at least 0.84 (a disc 1, a
+    drawn crescent's hull 0.86 to 0.9, a square 0.79, an L-shape's hull 0.69 to 0.81)."""
+    from PIL import Image, ImageDraw
+
+    if not 0.3 <= solidity <= 0.75 or len(hull) < 3:
+        return False
+    perimeter = float(np.hypot(*(np.roll(hull, -1, axis=0) - hull).T).sum())
+    if 4 * np.pi * _polygon_area(hull) / max(perimeter, 1e-6) ** 2 < 0.84:
+        return False
+    canvas = Image.new("1", (blob.shape[1], blob.shape[0]), 0)
+    ImageDraw.Draw(canvas).polygon([(float(x), float(y)) for x, y in hull], fill=1)
+    return _largest_share(np.asarray(canvas, dtype=bool) & ~blob) >= 0.7
+
+
 def shape_mask(image) -> np.ndarray:
     """Where the shape is: the largest blob of pixels far from the background (as `judge` finds it)."""
     a = _as_array(image).astype(np.float32)
@@ -202,7 +225,7 @@ def judge(image) -> Verdict:
     points = 0
     if solidity < 0.8:
         points = count_points(blob)
-        shape = "star" if 4 <= points <= 6 else "blob"
+        shape = "star" if 4 <= points <= 6 else "crescent" if is_crescent(blob, hull, solidity) else "blob"
     elif rect_fill > 0.855:
         shape = "square"
     elif rect_fill > 0.655:
