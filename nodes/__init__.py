@@ -662,3 +662,8 @@ NODES += OPERATION_NODES
 from .custom_specs import CUSTOM_SAMPLING_NODES  # noqa: E402
 
 NODES += CUSTOM_SAMPLING_NODES
+
+# IP-Adapter: image prompts through the UNet's cross-attention, and the CLIP vision encoder they read with.
+from .ipadapter_specs import IPADAPTER_NODES  # noqa: E402
+
+NODES += IPADAPTER_NODES

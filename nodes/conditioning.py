@@ -286,6 +286,7 @@ class Guidance:
             by_key.setdefault(key, []).append(unit)
         for group in by_key.values():
             self.groups.append((group, *self._inputs(group, size)))
+        self._ip_tokens: dict[tuple, list[torch.Tensor]] = {}   # IP-Adapter tokens per call's sides (ipadapter.py)
         self._hints: dict[int, torch.Tensor] = {}   # id(control) -> its image at the frame's size
         self._features: dict[tuple, list[torch.Tensor]] = {}   # (id(adapter control), boxes) -> its features
 
@@ -332,8 +333,8 @@ class Guidance:
             if self.concat is not None:   # after the scheduler's input scaling, as diffusers' inpaint pipeline
                 extra = self.concat.to(x.device, x.dtype)
                 inputs = torch.cat([crops, torch.cat([extra[:, :, y:y + h, xx:xx + w] for h, w, y, xx in boxes])], 1)
-            pred = model.unet(inputs.to(model.dtype), t, encoder_hidden_states=embeds,
-                              added_cond_kwargs=added, **residuals).sample.float()
+            pred = model.unet(inputs.to(model.dtype), t, encoder_hidden_states=embeds, added_cond_kwargs=added,
+                              **residuals, **self._ip_arguments(group, t)).sample.float()
             for unit, part in zip(group, pred.split(self.batch)):
                 h, w, y, xx = unit.box
                 weight = unit.weight if isinstance(unit.weight, float) else unit.weight.to(x.device)
@@ -345,6 +346,15 @@ class Guidance:
         uncond = sums[0] / weights[0]
         return uncond + self.cfg * (cond - uncond)
 
+
+    def _ip_arguments(self, group: list[_Unit], t: Any) -> dict[str, Any]:
+        """The IP-Adapters' image tokens for this call's batch (nodes/ipadapter.py); none without any."""
+        applied = getattr(self.model, "ip_adapters", ())
+        if not applied:
+            return {}
+        from .ipadapter import call_arguments
+
+        return call_arguments(applied, [u.side for u in group], self.batch, float(t), self._ip_tokens)
 
     def _control_residuals(self, group: list[_Unit], x: torch.Tensor, t: Any, embeds: torch.Tensor,
                            added: dict[str, torch.Tensor] | None) -> dict[str, Any]:

@@ -110,6 +110,8 @@ class UNetModel(OnModule):
     # The family's denoise phases (nodes/sampling.py SamplingBehaviour); None: the UNet families'.
     sampling_behaviour: Any = field(default=None, compare=False, repr=False)
     freeu: Any = None                 # nodes/freeu.py FreeU settings, hooked on only inside patched()
+    # nodes/ipadapter.py AppliedIPAdapter each, their attention processors set only inside patched()
+    ip_adapters: tuple = ()
 
     @property
     def is_inpainting(self) -> bool:
@@ -119,21 +121,27 @@ class UNetModel(OnModule):
     def with_lora(self, patch: LoraPatch) -> "UNetModel":
         return dataclasses.replace(self, loras=self.loras + (patch,))
 
+    def with_ip_adapter(self, applied: Any) -> "UNetModel":
+        return dataclasses.replace(self, ip_adapters=self.ip_adapters + (applied,))
+
     @contextlib.contextmanager
     def patched(self) -> Iterator[None]:
-        with apply_patches({"unet": self.unet}, tuple(("unet", p) for p in self.loras)):
-            if self.freeu is None:
-                yield
-                return
-            from .freeu import freeu_applied
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(apply_patches({"unet": self.unet}, tuple(("unet", p) for p in self.loras)))
+            if self.freeu is not None:
+                from .freeu import freeu_applied
 
-            with freeu_applied(self.unet, self.freeu):
-                yield
+                stack.enter_context(freeu_applied(self.unet, self.freeu))
+            if self.ip_adapters:
+                from .ipadapter import ip_attention
+
+                stack.enter_context(ip_attention(self.unet, self.ip_adapters))
+            yield
 
     def nodeforge_nbytes(self) -> int:
-        # A LoRA'd (or FreeU'd) wrapper shares the base weights; count only what it adds.
-        if self.loras or self.freeu is not None:
-            return sum(p.nbytes() for p in self.loras)
+        # A LoRA'd (FreeU'd, IP-Adapted) wrapper shares the base weights; count only what it adds.
+        if self.loras or self.freeu is not None or self.ip_adapters:
+            return sum(p.nbytes() for p in self.loras) + sum(a.nbytes() for a in self.ip_adapters)
         return _module_nbytes(self.unet)
 
 

@@ -21,7 +21,8 @@ from nodeforge.paths import builtin_dir
 SUBFOLDERS = {FileKind.CHECKPOINT: "checkpoints", FileKind.LORA: "loras", FileKind.IMAGE: "images",
               FileKind.VAE: "vae", FileKind.EMBEDDING: "embeddings", FileKind.CONTROLNET: "controlnet",
               FileKind.UPSCALE_MODEL: "upscale_models", FileKind.DIFFUSION_MODEL: "diffusion_models",
-              FileKind.TEXT_ENCODER: "text_encoders"}
+              FileKind.TEXT_ENCODER: "text_encoders", FileKind.IPADAPTER: "ipadapter",
+              FileKind.CLIP_VISION: "clip_vision"}
 EXTENSIONS = {
     FileKind.CHECKPOINT: (".safetensors", ".ckpt", ".pt", ".pth", ".bin"),
     FileKind.LORA: (".safetensors", ".ckpt", ".pt", ".bin"),
@@ -32,17 +33,21 @@ EXTENSIONS = {
     FileKind.UPSCALE_MODEL: (".safetensors", ".pth", ".pt", ".ckpt", ".bin"),
     FileKind.DIFFUSION_MODEL: (".safetensors", ".gguf", ".sft"),
     FileKind.TEXT_ENCODER: (".safetensors", ".gguf", ".sft"),
+    FileKind.IPADAPTER: (".safetensors", ".bin"),
+    FileKind.CLIP_VISION: (".safetensors",),
 }
 # What messages and dialogs call each kind ("missing upscale model ...").
 KIND_NAMES = {FileKind.CHECKPOINT: "checkpoint", FileKind.LORA: "LoRA", FileKind.IMAGE: "image",
               FileKind.VAE: "VAE", FileKind.EMBEDDING: "embedding", FileKind.CONTROLNET: "ControlNet",
               FileKind.UPSCALE_MODEL: "upscale model", FileKind.DIFFUSION_MODEL: "diffusion model",
-              FileKind.TEXT_ENCODER: "text encoder"}
+              FileKind.TEXT_ENCODER: "text encoder", FileKind.IPADAPTER: "IP-Adapter",
+              FileKind.CLIP_VISION: "CLIP vision encoder"}
 # Folders inside the bundled resources/ for each kind.
 BUILTIN = {FileKind.CHECKPOINT: "models", FileKind.LORA: "loras", FileKind.IMAGE: "images",
            FileKind.VAE: "vae", FileKind.EMBEDDING: "embeddings", FileKind.CONTROLNET: "controlnet",
            FileKind.UPSCALE_MODEL: "upscale_models", FileKind.DIFFUSION_MODEL: "diffusion_models",
-           FileKind.TEXT_ENCODER: "text_encoders"}
+           FileKind.TEXT_ENCODER: "text_encoders", FileKind.IPADAPTER: "ipadapter",
+           FileKind.CLIP_VISION: "clip_vision"}
 # The kinds that are models (what the editor's Models menu lists); images are inputs, not models.
 MODEL_KINDS = tuple(kind for kind in SUBFOLDERS if kind is not FileKind.IMAGE)
 # Kinds that may also be a folder (diffusers layout), and what such a folder holds (any one).
@@ -52,6 +57,7 @@ FOLDER_MARKERS = {
     FileKind.CONTROLNET: ("config.json",),
     FileKind.DIFFUSION_MODEL: ("config.json",),
     FileKind.TEXT_ENCODER: ("config.json",),
+    FileKind.CLIP_VISION: ("config.json",),
     FileKind.EMBEDDING: ("learned_embeds.safetensors", "learned_embeds.bin"),
 }
 

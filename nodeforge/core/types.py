@@ -29,6 +29,9 @@ class PortType(_Named):
     SAMPLER = "SAMPLER"
     GUIDER = "GUIDER"
     NOISE = "NOISE"
+    # IP-Adapter (nodes/ipadapter.py): the adapter's weights and the CLIP vision encoder it reads images with.
+    IPADAPTER = "IPADAPTER"
+    CLIP_VISION = "CLIP_VISION"
 
 
 class ParamKind(_Named):
@@ -53,6 +56,8 @@ class FileKind(_Named):
     UPSCALE_MODEL = "upscale_model"
     DIFFUSION_MODEL = "diffusion_model"   # a transformer or UNet alone (ComfyUI's models/diffusion_models, unet)
     TEXT_ENCODER = "text_encoder"         # a text encoder alone (ComfyUI's models/text_encoders, clip)
+    IPADAPTER = "ipadapter"               # an IP-Adapter (ComfyUI's models/ipadapter)
+    CLIP_VISION = "clip_vision"           # a CLIP image encoder (ComfyUI's models/clip_vision)
 
 
 class ParamRole(_Named):

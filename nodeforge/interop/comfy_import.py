@@ -325,6 +325,8 @@ class _Converter:
         for name in values:
             if name not in known:
                 self.warnings.add(node, f"{row.comfy}'s {name!r} has no NodeForge equivalent; it is ignored")
+        if row.derive is not None:
+            row.derive(values, ref.params, notes)
         for message in notes.messages:
             self.warnings.add(node, message)
         if row.note:

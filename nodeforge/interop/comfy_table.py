@@ -74,6 +74,9 @@ class ClassMap:
     passthrough: tuple[tuple[int, str], ...] = ()
     # (slot, ComfyUI VAE input): the slot is the output latent decoded; the importer adds a VAEDecode.
     decoded: tuple[int, str] | None = None
+    # After the widgets: `derive(comfy values, NodeForge params, notes)` sets params one widget implies
+    # together (IPAdapter_plus's preset: the adapter and its encoder) and warns about values NodeForge ignores.
+    derive: Callable[[dict[str, Any], dict[str, Any], "Notes"], None] | None = None
 
     def nf_input(self, comfy_name: str) -> str | None:
         return next((nf for c, nf in self.inputs if c == comfy_name), None)
@@ -199,6 +202,66 @@ def _model_only(nid: str, node: Any, workflow: Any) -> bool:
     clip_used = any(src == nid and out == "clip" for other in workflow.nodes.values()
                     for src, out in other.inputs.values())
     return not clip_used and float(node.params.get("strength_clip", 1.0) or 0.0) == 0.0
+
+
+# -- IPAdapter_plus (cubiq/ComfyUI_IPAdapter_plus) -------------------------------------------------------
+VIT_H, VIT_G = "CLIP-ViT-H-14-laion2B-s32B-b79K.safetensors", "CLIP-ViT-bigG-14-laion2B-39B-b160k.safetensors"
+# The unified loader's presets: (SD 1.x file, SDXL file or None, encoder), the files IPAdapter_plus looks for.
+IPADAPTER_PRESETS = {
+    "LIGHT - SD1.5 only (low strength)": ("ip-adapter_sd15_light_v11.bin", None, VIT_H),
+    "STANDARD (medium strength)": ("ip-adapter_sd15.safetensors", "ip-adapter_sdxl_vit-h.safetensors", VIT_H),
+    "VIT-G (medium strength)": ("ip-adapter_sd15_vit-G.safetensors", "ip-adapter_sdxl.safetensors", VIT_G),
+    "PLUS (high strength)": ("ip-adapter-plus_sd15.safetensors", "ip-adapter-plus_sdxl_vit-h.safetensors", VIT_H),
+    "PLUS FACE (portraits)": ("ip-adapter-plus-face_sd15.safetensors", "ip-adapter-plus-face_sdxl_vit-h.safetensors",
+                              VIT_H),
+    "FULL FACE - SD1.5 only (portraits stronger)": ("ip-adapter-full-face_sd15.safetensors", None, VIT_H),
+}
+_STANDARD_PRESET = "STANDARD (medium strength)"
+
+
+def _preset_in(value: Any, notes: Notes) -> str:
+    preset = value if value in IPADAPTER_PRESETS else _STANDARD_PRESET
+    sd15, sdxl, encoder = IPADAPTER_PRESETS[preset]
+    if preset != value:
+        notes.warn(f"IPAdapter_plus preset {str(value)[:60]!r} is not one NodeForge maps (FaceID, Kolors, Flux and "
+                   f"SD3.5 presets are not supported); using {_STANDARD_PRESET!r}'s files")
+    xl = f" (for an SDXL model pick {sdxl} instead)" if sdxl else ""
+    notes.warn(f"preset {preset!r} loads {sd15} from the ipadapter folder with {encoder} from clip_vision{xl}")
+    return sd15
+
+
+def _preset_out(value: Any, notes: Notes) -> str:
+    for preset, files in IPADAPTER_PRESETS.items():
+        if value in files[:2]:
+            return preset
+    notes.warn(f"IP-Adapter {str(value)[:60]!r} is not a file of an IPAdapter_plus preset; exported as "
+               f"{_STANDARD_PRESET!r}")
+    return _STANDARD_PRESET
+
+
+def _preset_encoder(values: dict[str, Any], params: dict[str, Any], notes: Notes) -> None:
+    params["clip_vision"] = IPADAPTER_PRESETS.get(values.get("preset"), IPADAPTER_PRESETS[_STANDARD_PRESET])[2]
+
+
+def _ipadapter_options(defaults: dict[str, str]) -> Callable[[dict[str, Any], dict[str, Any], Notes], None]:
+    """Warn for each IPAdapter_plus option whose value is not what NodeForge does (diffusers' IP-Adapter:
+    one weight on every layer, several images' tokens joined, values scaled)."""
+    def derive(values: dict[str, Any], params: dict[str, Any], notes: Notes) -> None:
+        for name, same in defaults.items():
+            if name in values and values[name] != same:
+                notes.warn(f"{name} {str(values[name])[:40]!r} is not in NodeForge: it runs as {same!r} "
+                           "(diffusers' IP-Adapter)")
+    return derive
+
+
+def _no_encoder_link(nid: str, node: Any, workflow: Any) -> bool:
+    return "clip_vision" not in node.inputs
+
+
+_IPADAPTER_NOTE = ("runs as diffusers' IP-Adapter: the image prepared by CLIP's processor (resize, centre crop; no "
+                   "sharpening), a Plus adapter's negative from an all-zero encoder input (IPAdapter_plus encodes "
+                   "a black image), so results are close to ComfyUI's, not pixel for pixel")
+_IPADAPTER_INPUTS = (("model", "unet"), ("ipadapter", "ipadapter"), ("image", "image"))
 
 
 # -- the table ----------------------------------------------------------------------------------------
@@ -476,6 +539,26 @@ ROWS: tuple[ClassMap, ...] = (
              (("model", "unet"),), ("unet",)),
     ClassMap("FreeU_V2", "FreeUV2", "FreeU_V2", (Widget("b1"), Widget("b2"), Widget("s1"), Widget("s2")),
              (("model", "unet"),), ("unet",)),
+    # IP-Adapter: core ComfyUI's CLIP vision loader and IPAdapter_plus's loaders and apply nodes (nodes/ipadapter.py).
+    ClassMap("CLIPVisionLoader", "CLIPVisionLoader", "Load CLIP Vision",
+             (Widget("clip_name", "clip_vision", model="clip_vision"),), (), ("clip_vision",)),
+    ClassMap("IPAdapterModelLoader", "IPAdapterLoader", "IPAdapter Model Loader",
+             (Widget("ipadapter_file", "ipadapter", model="ipadapter"),), (), ("ipadapter",)),
+    ClassMap("IPAdapterUnifiedLoader", "IPAdapterLoaderWithEncoder", "IPAdapter Unified Loader",
+             (Widget("preset", "ipadapter", model="ipadapter", load=_preset_in, save=_preset_out),),
+             (("model", "unet"),), ("unet", "ipadapter"), optional_inputs=("ipadapter",), derive=_preset_encoder),
+    ClassMap("IPAdapterAdvanced", "IPAdapterApply", "IPAdapter Advanced",
+             (Widget("weight"), Widget("weight_type", None, export_default="linear"),
+              Widget("combine_embeds", None, export_default="concat"), Widget("start_at", "start_percent"),
+              Widget("end_at", "end_percent"), Widget("embeds_scaling", None, export_default="V only")),
+             _IPADAPTER_INPUTS + (("clip_vision", "clip_vision"),), ("unet",), note=_IPADAPTER_NOTE,
+             derive=_ipadapter_options({"weight_type": "linear", "combine_embeds": "concat",
+                                        "embeds_scaling": "V only"})),
+    ClassMap("IPAdapter", "IPAdapterApply", "IPAdapter",
+             (Widget("weight"), Widget("start_at", "start_percent"), Widget("end_at", "end_percent"),
+              Widget("weight_type", None, export_default="standard")),
+             _IPADAPTER_INPUTS, ("unet",), note=_IPADAPTER_NOTE, export_only_if=_no_encoder_link,
+             derive=_ipadapter_options({"weight_type": "standard"})),
     # Well-known custom-pack classes that are a NodeForge node's operation. They come in as that node and
     # go back to ComfyUI as its core class (so the file needs no pack there).
     ClassMap("KSampler //Inspire", "UNetDenoise", "KSampler //Inspire",

@@ -23,6 +23,8 @@ PORT_COLORS = {
     "SAMPLER": "#ecb4b4",
     "GUIDER": "#66ffff",
     "NOISE": "#b0b0b0",
+    "IPADAPTER": "#7e57c2",
+    "CLIP_VISION": "#a8dadc",
 }
 CANVAS_BG = "#1b1c1f"
 GRID_MINOR = "#222327"

@@ -1,0 +1,87 @@
+"""IP-Adapter's nodes as NodeForge declarations (torch-free; run functions in nodes/ipadapter.py,
+imported when a node first runs): the adapter and CLIP vision loaders and the node that applies an
+image prompt to a MODEL."""
+from __future__ import annotations
+
+import importlib
+from typing import Any, Callable
+
+from nodeforge.core.spec import Input, NodeSpec, Output, Param
+from nodeforge.core.types import FileKind, PortType
+
+MODEL, IMAGE = PortType.MODEL.value, PortType.IMAGE.value
+IPADAPTER, CLIP_VISION = PortType.IPADAPTER.value, PortType.CLIP_VISION.value
+
+
+def _lazy(function: str) -> Callable[..., Any]:
+    def run(ctx: Any, **kw: Any) -> Any:
+        return getattr(importlib.import_module(f"{__package__}.ipadapter"), function)(ctx, **kw)
+
+    run.__name__ = function
+    run.lazy_target = ("ipadapter", function)  # type: ignore[attr-defined]
+    return run
+
+
+def _names(kind: FileKind) -> Callable[[], list[str]]:
+    def list_names() -> list[str]:
+        from nodeforge.core.models import ModelPaths
+
+        return ModelPaths.default().names(kind)
+    return list_names
+
+
+def _check_range(start_percent: float = 0.0, end_percent: float = 1.0, **_: Any) -> list[str]:
+    if start_percent >= end_percent:
+        return ["start_percent: must be before end_percent, or the IP-Adapter never acts"]
+    return []
+
+
+IPADAPTER_NODES: list[NodeSpec] = [
+    NodeSpec(
+        "IPAdapterLoader", "loaders", _lazy("run_ipadapter_loader"),
+        params=(Param.choice("ipadapter", _names(FileKind.IPADAPTER), default="", file=FileKind.IPADAPTER,
+                             description="an IP-Adapter file from the ipadapter folder (ip-adapter_sd15.safetensors, "
+                                         "ip-adapter-plus_sd15, ip-adapter_sdxl_vit-h ...; .bin read as weights only)"),),
+        outputs=(Output("ipadapter", IPADAPTER, description="the IP-Adapter, for Apply IP-Adapter"),),
+        description="Load an IP-Adapter (plain, Plus or Full Face; h94/diffusers layout) for image prompts.",
+        display_name="Load IP-Adapter"),
+    NodeSpec(
+        "CLIPVisionLoader", "loaders", _lazy("run_clip_vision_loader"),
+        params=(Param.choice("clip_vision", _names(FileKind.CLIP_VISION), default="", file=FileKind.CLIP_VISION,
+                             description="a CLIP image encoder from the clip_vision folder: a transformers folder or "
+                                         "a single .safetensors file (CLIP-ViT-H-14-laion2B-s32B-b79K.safetensors)"),),
+        outputs=(Output("clip_vision", CLIP_VISION, description="the image encoder, for Apply IP-Adapter"),),
+        description="Load a CLIP vision encoder (the image encoder an IP-Adapter reads pictures with).",
+        display_name="Load CLIP Vision"),
+    NodeSpec(
+        "IPAdapterLoaderWithEncoder", "loaders", _lazy("run_ipadapter_loader_with_encoder"),
+        inputs=(Input("unet", MODEL, description="the model the adapter is for (passed through unchanged)"),),
+        params=(Param.choice("ipadapter", _names(FileKind.IPADAPTER), default="", file=FileKind.IPADAPTER,
+                             description="an IP-Adapter file from the ipadapter folder"),
+                Param.choice("clip_vision", _names(FileKind.CLIP_VISION), default="", file=FileKind.CLIP_VISION,
+                             description="the image encoder it was trained with, from the clip_vision folder")),
+        outputs=(Output("unet", MODEL, description="the input model, unchanged"),
+                 Output("ipadapter", IPADAPTER, description="the IP-Adapter with its image encoder, for Apply IP-Adapter")),
+        description="Load an IP-Adapter together with its CLIP vision encoder (IPAdapter_plus's unified loader), "
+                    "so Apply IP-Adapter needs no encoder link.",
+        display_name="Load IP-Adapter and Encoder"),
+    NodeSpec(
+        "IPAdapterApply", "conditioning", _lazy("run_ipadapter_apply"),
+        inputs=(Input("unet", MODEL, description="the model to steer (left unchanged; several IP-Adapters stack)"),
+                Input("ipadapter", IPADAPTER, description="the IP-Adapter from Load IP-Adapter"),
+                Input("image", IMAGE, description="the reference image (several in a batch: their tokens are joined)"),
+                Input("clip_vision", CLIP_VISION, optional=True,
+                      description="the image encoder the IP-Adapter was trained with (unlinked: the one loaded "
+                                  "with the adapter by Load IP-Adapter and Encoder)")),
+        params=(Param.float("weight", 1.0, min=-1.0, max=5.0, step=0.05,
+                            description="how strongly the image steers (diffusers' ip_adapter_scale; 0: not at all)"),
+                Param.float("start_percent", 0.0, min=0.0, max=1.0, step=0.001,
+                            description="where in the schedule it starts acting (0: from pure noise)"),
+                Param.float("end_percent", 1.0, min=0.0, max=1.0, step=0.001,
+                            description="where it stops (1: to the end)")),
+        outputs=(Output("unet", MODEL, description="the same model, its cross-attention also reading the image"),),
+        validate=_check_range,
+        description="Prompt with an image: the UNet's cross-attention also attends to the image's IP-Adapter "
+                    "tokens, times the weight (diffusers' IP-Adapter).",
+        display_name="Apply IP-Adapter"),
+]
