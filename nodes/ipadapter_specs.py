@@ -3,31 +3,19 @@ imported when a node first runs): the adapter and CLIP vision loaders and the no
 image prompt to a MODEL."""
 from __future__ import annotations
 
-import importlib
-from typing import Any, Callable
+from typing import Any
 
 from nodeforge.core.spec import Input, NodeSpec, Output, Param
 from nodeforge.core.types import FileKind, PortType
+
+from .declare import lazy, model_names as _names
 
 MODEL, IMAGE = PortType.MODEL.value, PortType.IMAGE.value
 IPADAPTER, CLIP_VISION = PortType.IPADAPTER.value, PortType.CLIP_VISION.value
 
 
-def _lazy(function: str) -> Callable[..., Any]:
-    def run(ctx: Any, **kw: Any) -> Any:
-        return getattr(importlib.import_module(f"{__package__}.ipadapter"), function)(ctx, **kw)
-
-    run.__name__ = function
-    run.lazy_target = ("ipadapter", function)  # type: ignore[attr-defined]
-    return run
-
-
-def _names(kind: FileKind) -> Callable[[], list[str]]:
-    def list_names() -> list[str]:
-        from nodeforge.core.models import ModelPaths
-
-        return ModelPaths.default().names(kind)
-    return list_names
+def _lazy(function: str) -> Any:
+    return lazy("ipadapter", function)
 
 
 def _check_range(start_percent: float = 0.0, end_percent: float = 1.0, **_: Any) -> list[str]:
