@@ -1,6 +1,7 @@
 """Train a textual-inversion embedding: new word vectors learned from images only.
 
     nodeforge train-embedding --out resources/embeddings/shapes-sunset.safetensors [--vectors 4 --steps N ...]
+    nodeforge train-embedding --images-dir MY_IMAGES --base MODEL --out my-thing.safetensors [--work DIR ...]
     python -m nodeforge.training.embedding --out x.safetensors --measure-only   (judge a saved embedding)
 
 The UNet, the VAE and the text encoder stay frozen; only the embedding's vectors (one token
@@ -13,6 +14,9 @@ The concept of the demo embedding, "sunset", is a large orange sun on a purple d
 orange circle on a purple background, which the base draws only from the seven-word prompt
 "a large orange circle on a purple background" (it never saw the word "sunset"). The training
 images come from the demo data generator.
+
+With --images-dir the vectors learn a folder's images instead (the editor's Train dialog runs
+that), and --work / --sample-every keep a checkpoint to resume and sample images (session.py).
 
 The file is an A1111 `.safetensors` embedding (`emb_params`: [vectors, 64]), which NodeForge's
 prompts read as `embedding:NAME` or as the bare file stem. It is judged from pixels by
@@ -30,7 +34,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from nodeforge.training import common, data
+from nodeforge.training import common, data, session
 
 SUNSET = dict(shape="circle", colour="orange", background="purple", size="large")
 INIT_WORD = "shape"
@@ -96,6 +100,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    f" (the text encoder's {CONTEXT} tokens also hold the start and end tokens and the word 'a')")),
                    default=4, help="token positions the embedding takes")
     p.add_argument("--images", metavar="N", type=common.COUNT, default=400, help="generated images of the concept")
+    p.add_argument("--images-dir", metavar="DIR", type=Path, default=None,
+                   help="train on this folder's images instead of the generated demo concept (their captions "
+                        "are not used; the judge, which knows only the demo concept, is skipped)")
+    p.add_argument("--resolution", metavar="PX", type=common.whole(8, 4096, multiple=8), default=64,
+                   help="--images-dir images are centre-cropped square and resized to this many pixels a side")
     p.add_argument("--steps", metavar="N", type=common.COUNT, default=600, help="optimizer steps")
     p.add_argument("--lr", metavar="RATE", type=common.RATE, default=5e-3,
                    help="AdamW learning rate (after a 20-step warm-up)")
@@ -107,6 +116,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--threads", metavar="N", type=common.COUNT, default=2, help="CPU threads torch may use")
     p.add_argument("--measure-only", action="store_true", help="only judge the embedding at --out")
     p.add_argument("--json", type=Path, help="write the measured numbers here")
+    session.add_arguments(p, ' ("{}" stands for the embedding, as in "a {}")')
     return p.parse_args(argv)
 
 
@@ -177,6 +187,8 @@ def main(argv: list[str] | None = None) -> int:
         common.report(measure(base, load_vectors(args.out, base), args.seeds), args.json)
         return 0
     common.writable_output(args.out, "embedding (.safetensors)")
+    session.check_arguments(args)
+    images = folder_images(args.images_dir, args.resolution) if args.images_dir else None
 
     t0 = time.time()
     cpu = torch.device("cpu")
@@ -184,17 +196,35 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("unet", "text_encoder"):
         parts[name].eval()
     with torch.no_grad():
-        latents = common.encode_images(parts["vae"], concept_images(args.images, args.seed), cpu)
+        pixels = images if images is not None else concept_images(args.images, args.seed)
+        latents = common.encode_images(parts["vae"], pixels, cpu)
     t1 = time.time()
     final = train_vectors(parts, latents, args)
     train_s = time.time() - t1
 
-    numbers = measure(base, final, args.seeds)
-    numbers.update(steps=args.steps, vectors=args.vectors, lr=args.lr, images=args.images, train_s=round(train_s, 1))
+    # The judge knows the demo concept only: a folder's embedding is not measured.
+    numbers = measure(base, final, args.seeds) if images is None else {}
+    numbers.update(steps=args.steps, vectors=args.vectors, lr=args.lr,
+                   images=args.images if images is None else len(images), train_s=round(train_s, 1))
     save_embedding(args, base, final, numbers)
     common.report(numbers, args.json)
     print(f"train-embedding: wrote {args.out} in {time.time() - t0:.0f} s", file=sys.stderr)
     return 0
+
+
+def folder_images(folder: Path, resolution: int) -> np.ndarray:
+    """--images-dir's images, checked and decoded before the base loads, centre-cropped square and
+    resized to `resolution` (uint8 HxWx3)."""
+    from PIL import Image
+
+    out = []
+    for path in common.image_files(folder):
+        img = common.read_image(path, max(common.MIN_SIDE, resolution // 8))
+        side = min(img.size)
+        left, top = (img.width - side) // 2, (img.height - side) // 2
+        img = img.crop((left, top, left + side, top + side)).resize((resolution, resolution), Image.BICUBIC)
+        out.append(np.asarray(img))
+    return np.stack(out)
 
 
 def train_vectors(parts: dict, latents: torch.Tensor, args) -> torch.Tensor:
@@ -212,22 +242,44 @@ def train_vectors(parts: dict, latents: torch.Tensor, args) -> torch.Tensor:
     gen = torch.Generator().manual_seed(args.seed)
     alphas = noise_scheduler.alphas_cumprod
     snr = alphas / (1 - alphas)
-    progress = common.Progress(args.steps, name="train-embedding")
-    for step in range(args.steps):
-        idx = torch.randint(len(latents), (args.batch,), generator=gen)
-        z0 = latents[idx]
-        noise = training_noise(z0.shape, gen, args.noise_offset)
-        t = torch.randint(0, noise_scheduler.config.num_train_timesteps, (len(z0),), generator=gen)
-        texts = [TEMPLATES[int(i)] for i in torch.randint(len(TEMPLATES), (len(z0),), generator=gen)]
-        cond = encode(text_encoder, tokenizer, sub, texts, args.vectors)
-        pred = unet(noise_scheduler.add_noise(z0, noise, t), t, encoder_hidden_states=cond).sample
-        loss = min_snr_loss(pred, noise, snr[t])
-        for group in opt.param_groups:
-            group["lr"] = args.lr * min(1.0, (step + 1) / 20)
-        common.optimizer_step(opt, loss)
-        progress.update(step + 1, loss.item())
+    run = session.Session("train-embedding", args, {"trainer": "train-embedding", "vectors": args.vectors})
+    done = resume(run, vectors, opt, gen)
+    progress = common.Progress(args.steps, name="train-embedding", start=done)
+
+    def sample(path: Path) -> None:
+        embeds = [encode(text_encoder, tokenizer, sub, [text], args.vectors) for text in (args.sample_prompt, "")]
+        session.sample_image(parts, path, "", args.sample_seed, args.resolution, args.sample_steps, tuple(embeds))
+
+    with run:
+        for step in range(done, args.steps):
+            idx = torch.randint(len(latents), (args.batch,), generator=gen)
+            z0 = latents[idx]
+            noise = training_noise(z0.shape, gen, args.noise_offset)
+            t = torch.randint(0, noise_scheduler.config.num_train_timesteps, (len(z0),), generator=gen)
+            texts = [TEMPLATES[int(i)] for i in torch.randint(len(TEMPLATES), (len(z0),), generator=gen)]
+            cond = encode(text_encoder, tokenizer, sub, texts, args.vectors)
+            pred = unet(noise_scheduler.add_noise(z0, noise, t), t, encoder_hidden_states=cond).sample
+            loss = min_snr_loss(pred, noise, snr[t])
+            for group in opt.param_groups:
+                group["lr"] = args.lr * min(1.0, (step + 1) / 20)
+            common.optimizer_step(opt, loss)
+            progress.update(step + 1, loss.item())
+            run.after_step(step + 1, args.steps, lambda: {"vectors": vectors.detach().clone(), "opt": opt.state_dict(),
+                                                          "generator": gen.get_state()}, sample)
     sub.handle.remove()
     return vectors.detach().clone().contiguous()
+
+
+def resume(run: session.Session, vectors: torch.nn.Parameter, opt, gen: torch.Generator) -> int:
+    """The steps done by the --work checkpoint (0 without one), its vectors, optimizer and generator loaded."""
+    state = run.resume()
+    if state is None:
+        return 0
+    with torch.no_grad():
+        vectors.copy_(state["vectors"])
+    opt.load_state_dict(state["opt"])
+    gen.set_state(state["generator"])
+    return int(state["step"])
 
 
 def save_embedding(args, base: Path, vectors: torch.Tensor, numbers: dict) -> None:
@@ -237,7 +289,7 @@ def save_embedding(args, base: Path, vectors: torch.Tensor, numbers: dict) -> No
     from nodeforge.core.files import atomic_write_bytes
 
     metadata = {"nodeforge_trainer": "nodeforge.training.embedding", "name": args.out.stem, "base_model": base.name,
-                "concept": json.dumps(SUNSET), "init_word": INIT_WORD, "steps": str(args.steps),
+                "concept": json.dumps(SUNSET) if args.images_dir is None else args.images_dir.name, "init_word": INIT_WORD, "steps": str(args.steps),
                 "vectors": str(args.vectors), "seed": str(args.seed), "judged": json.dumps(numbers)}
     atomic_write_bytes(args.out, save({"emb_params": vectors}, metadata=metadata))
 

@@ -1,5 +1,6 @@
 """train-lora's --work checkpoint, sample images and clean stop (nodeforge.training.session): what
 the editor's Train dialog runs, cancels and resumes."""
+import json
 import re
 import signal
 
@@ -110,3 +111,26 @@ def test_samples_without_a_work_folder_are_refused_before_the_base_loads(stars, 
                    "--sample-every", "5"])
     assert re.fullmatch(r"error: train-lora: --sample-every writes its images into the --work folder; give --work DIR",
                         str(refused.value))
+
+
+def test_train_embedding_on_a_folder_resumes_as_an_unbroken_run_and_samples_with_the_embedding(tiny_base, stars,
+                                                                                               tmp_path, capsys):
+    from safetensors.torch import load_file
+
+    from nodeforge.training import embedding
+
+    common = ["--images-dir", str(stars), "--base", str(tiny_base), "--vectors", "2", "--batch", "2", "--lr", "0.01",
+              "--seed", "1"]
+    whole, parts, work = tmp_path / "whole.safetensors", tmp_path / "parts.safetensors", tmp_path / "work"
+    assert embedding.main([*common, "--out", str(whole), "--steps", "4"]) == 0
+    assert embedding.main([*common, "--out", str(parts), "--steps", "2", "--work", str(work)]) == 0
+    capsys.readouterr()
+    assert embedding.main([*common, "--out", str(parts), "--steps", "4", "--work", str(work), "--sample-every", "4",
+                           "--sample-prompt", "a {} on a blue background", "--sample-steps", "2"]) == 0
+    out = capsys.readouterr()
+    assert f"train-embedding: sample step 4: {work / 'samples' / 'step-000004.png'}" in out.err
+    assert (work / "samples" / "step-000004.png").is_file()
+    numbers = json.loads(out.out)
+    assert numbers["images"] == 4 and "embedding" not in numbers    # a folder's embedding is not judged
+    a, b = load_file(str(whole))["emb_params"], load_file(str(parts))["emb_params"]
+    assert a.shape == (2, 64) and torch.equal(a, b)

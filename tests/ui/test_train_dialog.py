@@ -143,3 +143,22 @@ def test_a_trainer_refusal_shows_its_one_line_error(dialog, qtbot, tmp_path):
                                     "folder: it has no 'unet'"]
     assert dialog.status.text() == f"Training failed: {ended.args[1]}"
     assert dialog.start_button.isEnabled() and not dialog.resume_button.isEnabled()
+
+
+def test_an_embedding_trained_from_the_dialog_is_in_the_embedding_list(studio, dialog, qtbot):
+    dialog.method.setCurrentIndex(dialog.method.findData("embedding"))
+    assert not dialog.rank.isEnabled() and dialog.lr.value() == 5e-3
+    dialog.steps.setValue(2)
+    dialog.every.setValue(2)
+    dialog.prompt.setText("a embedding:red-stars on a blue background")
+    job = dialog.start()
+    assert job.argv[:3] == ["train-embedding", "--images-dir", str(dialog.table.images[0].parent)]
+    assert job.argv[job.argv.index("--sample-prompt") + 1] == "a {} on a blue background"
+    with qtbot.waitSignal(job.ended, timeout=RUN_MS) as ended:
+        pass
+    assert ended.args == ["done", ""], job.lines
+    assert dialog.result == studio.engine.model_paths.user_folder / "embeddings" / "red-stars.safetensors"
+    assert dialog.status.text() == (f"Done: wrote {dialog.result}; it is in the embedding lists now "
+                                    "(use embedding:red-stars).")
+    assert dialog.sample_path.endswith("step-000002.png")
+    assert "red-stars.safetensors" in studio.show_models().kinds_shown()["embedding"]
