@@ -245,3 +245,35 @@ def test_zimage_prompts_and_other_families_prompts_do_not_mix(zimage_engine):
     with pytest.raises(Exception) as info:
         zimage_engine.run(wf, outputs=["5"])
     assert "positive" in str(info.value) and "Z-Image" in str(info.value) and "sd1" in str(info.value)
+
+
+def test_masked_inpainting_matches_zimage_inpaint_pipeline(zimage_engine, zimage_dir, tmp_path):
+    from types import SimpleNamespace
+
+    import numpy as np
+    from PIL import Image
+
+    rgba = np.random.default_rng(1).integers(0, 255, (32, 32, 4), dtype=np.uint8)
+    rgba[..., 3] = 255
+    rgba[:, :16, 3] = 0                     # transparent left half: LoadImage's mask, 1 = repaint
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "masked.png")
+    wf = shipped_txt2img(seed=6, steps=4, cfg=1.0)
+    wf.add("LoadImage", {"path": str(tmp_path / "masked.png")}, node_id="img")
+    wf.add("VAEEncode", {}, {"vae": ("1", "vae"), "image": ("img", "image")}, node_id="enc")
+    wf.add("SetLatentMask", {}, {"latent": ("enc", "latent"), "mask": ("img", "mask")}, node_id="masked")
+    wf.nodes["5"].inputs["latent"] = ("masked", "latent")
+    run = zimage_engine.run(wf, outputs=["5", "enc"])
+    ours, encoded = run.outputs["5"]["latent"]["samples"], run.outputs["enc"]["latent"]["samples"]
+    mask = torch.zeros(1, 1, 32, 32)
+    mask[..., :16] = 1.0
+    inpaint = _pipe(zimage_dir, cls="ZImageInpaintPipeline")
+    # The pipeline VAE-encodes the image itself, sampling the latent with the seed's generator (which moves its
+    # noise): hand it VAEEncode's latent instead, as its encoder's output (it scales it back to `encoded`).
+    config = inpaint.vae.config
+    raw = encoded / config.scaling_factor + config.shift_factor
+    inpaint.vae.encode = lambda *a, **k: SimpleNamespace(latents=raw)
+    pixels = torch.from_numpy(rgba[..., :3]).permute(2, 0, 1)[None].float() / 255
+    expected = theirs(inpaint, seed=6, image=pixels, mask_image=mask, masked_image_latents=encoded, strength=1.0)
+    assert _max_diff(ours, expected) < 1e-4
+    assert torch.equal(ours[..., 8:], encoded[..., 8:])       # the kept half is the image's latent
+    assert (ours[..., :8] - encoded[..., :8]).abs().mean() > 0.1
