@@ -99,6 +99,9 @@ def ip_root(tmp_path_factory, models_dir):
               "ip_adapter": {k[len("ip_adapter."):]: v for k, v in state.items() if k.startswith("ip_adapter.")}}
     torch.save(nested, root / "ipadapter" / "ip-tiny-nested.bin")
     save_file(ip_adapter_plus_state(unet, VISION["hidden_size"]), str(root / "ipadapter" / "ip-tiny-plus.safetensors"))   # h94's .bin layout, weights only
+    xl = tm.make_components(0, sdxl=True)   # a tiny SDXL and an adapter for it
+    tm.save_diffusers(xl, root / "checkpoints" / "tiny-xl")
+    save_file(ip_adapter_state(xl["unet"], VISION["projection_dim"], seed=4), str(root / "ipadapter" / "for-xl.safetensors"))
     encoder = _encoder()
     encoder.save_pretrained(str(root / "clip_vision" / "tiny-vision"))
     _processor().save_pretrained(str(root / "clip_vision" / "tiny-vision"))
@@ -130,9 +133,9 @@ def _pil(image: torch.Tensor):
     return Image.fromarray((image[0].numpy() * 255).round().astype(np.uint8))
 
 
-def _workflow(folder, applies=(), batch_size=1, cfg=CFG):
-    """txt2img on tiny-sd with IPAdapterApply for each (adapter, encoder, image, weight, start, end), chained."""
-    wf = tm.txt2img(seed=SEED, steps=STEPS, cfg=cfg, batch_size=batch_size)
+def _workflow(folder, applies=(), batch_size=1, cfg=CFG, checkpoint="tiny-sd"):
+    """txt2img with IPAdapterApply for each (adapter, encoder, image, weight, start, end), chained."""
+    wf = tm.txt2img(checkpoint, seed=SEED, steps=STEPS, cfg=cfg, batch_size=batch_size)
     unet = ("ckpt", "unet")
     for i, (adapter, encoder, image, weight, start, end) in enumerate(applies):
         path = folder / f"ip-{i}-{abs(hash(image.numpy().tobytes()))}.png"
@@ -148,12 +151,17 @@ def _workflow(folder, applies=(), batch_size=1, cfg=CFG):
     return wf
 
 
-def _pipeline(models_dir, ip_root, adapters, scale):
-    from diffusers import StableDiffusionPipeline
+def _pipeline(models_dir, ip_root, adapters, scale, xl=False):
+    from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
 
-    pipe = StableDiffusionPipeline.from_pretrained(
-        str(models_dir / "checkpoints" / "tiny-sd"), image_encoder=_encoder(), feature_extractor=_processor(),
-        local_files_only=True, safety_checker=None, requires_safety_checker=False)
+    if xl:
+        pipe = StableDiffusionXLPipeline.from_pretrained(
+            str(ip_root / "checkpoints" / "tiny-xl"), image_encoder=_encoder(), feature_extractor=_processor(),
+            local_files_only=True)
+    else:
+        pipe = StableDiffusionPipeline.from_pretrained(
+            str(models_dir / "checkpoints" / "tiny-sd"), image_encoder=_encoder(), feature_extractor=_processor(),
+            local_files_only=True, safety_checker=None, requires_safety_checker=False)
     pipe.set_progress_bar_config(disable=True)
     pipe.load_ip_adapter(str(ip_root / "ipadapter"), subfolder="", weight_name=list(adapters),
                          image_encoder_folder=None)
@@ -188,6 +196,15 @@ def test_a_plus_adapter_reads_hidden_states_exactly_as_diffusers(ip_engine, ip_r
     pipe = _pipeline(models_dir, ip_root, ["ip-tiny-plus.safetensors"], 0.8)
     torch.testing.assert_close(ours, _theirs(pipe, [_pil(image)]), atol=1e-4, rtol=1e-4)
     assert (ours - tm.denoised(ip_engine, _workflow(tmp_path))).abs().max() > 1e-2
+
+
+def test_an_sdxl_model_with_its_adapter_matches_diffusers_sdxl_pipeline(ip_engine, ip_root, models_dir, tmp_path):
+    image = _image(9)
+    wf = _workflow(tmp_path, [("for-xl", "tiny-vision", image, 0.9, 0.0, 1.0)], checkpoint="tiny-xl")
+    ours = tm.denoised(ip_engine, wf)
+    pipe = _pipeline(models_dir, ip_root, ["for-xl.safetensors"], 0.9, xl=True)
+    torch.testing.assert_close(ours, _theirs(pipe, [_pil(image)]), atol=1e-4, rtol=1e-4)
+    assert (ours - tm.denoised(ip_engine, _workflow(tmp_path, checkpoint="tiny-xl"))).abs().max() > 1e-2
 
 
 def test_two_adapters_stack_and_a_batch_without_cfg_matches_diffusers(ip_engine, ip_root, models_dir, tmp_path):
@@ -290,8 +307,6 @@ def test_hostile_files_are_one_line_naming_the_file_and_the_fix(ip_engine, ip_ro
     save_file(ip_adapter_state(unet, 48), str(folder / "wide-encoder.safetensors"))
     message = _one_line(_error(ip_engine, _workflow(tmp_path, [("wide-encoder", "tiny-vision", image, 1.0, 0.0, 1.0)])))
     assert "reads image embeddings 48 wide, but tiny-vision gives 24" in message, message
-    xl = tm.make_components(0, sdxl=True)["unet"]
-    save_file(ip_adapter_state(xl, 24), str(folder / "for-xl.safetensors"))
     message = _one_line(_error(ip_engine, _workflow(tmp_path, [("for-xl", "tiny-vision", image, 1.0, 0.0, 1.0)])))
     assert "for-xl was made for a UNet with" in message and "pick the IP-Adapter made for this model" in message
 
