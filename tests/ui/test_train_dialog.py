@@ -162,3 +162,31 @@ def test_an_embedding_trained_from_the_dialog_is_in_the_embedding_list(studio, d
                                     "(use embedding:red-stars).")
     assert dialog.sample_path.endswith("step-000002.png")
     assert "red-stars.safetensors" in studio.show_models().kinds_shown()["embedding"]
+
+
+def test_dreambooth_with_prior_preservation_from_the_dialog(studio, dialog, qtbot):
+    assert not dialog.form.isRowVisible(dialog.class_prompt)
+    dialog.method.setCurrentIndex(dialog.method.findData("dreambooth"))
+    assert dialog.form.isRowVisible(dialog.class_prompt) and dialog.rank.isEnabled()
+    dialog.instance_prompt.setText("a sks star")
+    dialog.class_prompt.setText("a star")
+    dialog.class_images.setValue(2)
+    dialog.steps.setValue(2)
+    dialog.every.setValue(0)
+    job = dialog.start()
+    class_dir = dialog.work_root / "red-stars-class-images"
+    assert job.argv[:5] == ["train-dreambooth", "--instance-dir", str(dialog.table.images[0].parent),
+                            "--instance-prompt", "a sks star"]
+    assert job.argv[job.argv.index("--class-prompt"):][:8] == ["--class-prompt", "a star", "--class-images", "2",
+                                                             "--prior-weight", "1", "--class-dir", str(class_dir)]
+    with qtbot.waitSignal(job.ended, timeout=RUN_MS) as ended:
+        pass
+    assert ended.args == ["done", ""], job.lines
+    assert "train-dreambooth: drew class images 2/2" in job.lines
+    assert sorted(p.name for p in class_dir.glob("*.png")) == ["class-00000.png", "class-00001.png"]
+    from nodeforge.training.lora import load_kohya
+
+    _, metadata = load_kohya(dialog.result)
+    assert metadata["nodeforge_instance_prompt"] == "a sks star" and metadata["ss_num_reg_images"] == "2"
+    nid = studio.controller.add_node("LoRALoader", (0, 0))
+    assert "red-stars.safetensors" in _lora_choices(studio, nid)

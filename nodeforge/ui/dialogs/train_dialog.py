@@ -1,8 +1,9 @@
-"""Run > Train LoRA…: train a LoRA, DoRA or embedding on a folder of captioned images, from the editor.
+"""Run > Train LoRA…: train a LoRA, DoRA, DreamBooth LoRA or embedding on a folder of images, from the editor.
 
 Left: the image folder as thumbnails with their captions (the .txt beside each image), edited in
 place and saved back as they are typed. Right: the base model (the checkpoints the editor lists),
-the method and its settings, and a fixed sample prompt and seed. Start runs the command line's own
+the method and its settings (DreamBooth: the instance and class prompts and the prior
+preservation), and a fixed sample prompt and seed. Start runs the command line's own
 trainer in a separate process (`train_job.TrainJob`), so the canvas stays usable; the progress bar,
 a live loss curve and a sample image every N steps follow its output. Cancel stops it after the
 step under way with its checkpoint written in the run's work folder, and Resume continues from
@@ -170,7 +171,7 @@ class TrainDialog(QDialog):
     def __init__(self, paths: ModelPaths, on_trained: Callable[[FileKind], None] | None = None,
                  parent: QWidget | None = None, work_root: Path | None = None) -> None:
         super().__init__(parent)
-        self.setWindowTitle("Train LoRA / DoRA / embedding")
+        self.setWindowTitle("Train LoRA / DoRA / DreamBooth / embedding")
         self.paths = paths
         self.on_trained = on_trained
         self.work_root = work_root or user_data_dir() / "training"
@@ -233,14 +234,34 @@ class TrainDialog(QDialog):
         self.prompt = QLineEdit("a red star on a blue background")
         self.seed = _spin(0, 2 ** 31 - 1, 0, "the sample images' seed: the same every time, so they show the training")
         self.every = _spin(0, 100_000, 25, "steps between sample images (0: none)")
+        self.dreambooth_widgets = self._dreambooth_fields()
         for label, widget in (("Base model", self.base), ("Method", self.method), ("Output name", self.name),
                               ("Steps", self.steps), ("Rank", self.rank), ("Learning rate", self.lr),
                               ("Batch", self.batch), ("Resolution", self.resolution), ("Sample prompt", self.prompt),
-                              ("Sample seed", self.seed), ("Sample every", self.every)):
+                              ("Sample seed", self.seed), ("Sample every", self.every),
+                              *self.dreambooth_widgets.items()):
             form.addRow(label, widget)
+        self.form = form
         self.settings_widgets = [self.base, self.method, self.name, self.steps, self.rank, self.lr, self.batch,
-                                 self.resolution, self.prompt, self.seed, self.every, self.folder]
+                                 self.resolution, self.prompt, self.seed, self.every, self.folder,
+                                 *self.dreambooth_widgets.values()]
         return box
+
+    def _dreambooth_fields(self) -> dict[str, QWidget]:
+        """DreamBooth's own settings (shown with that method): the prompts and the prior preservation."""
+        self.instance_prompt = QLineEdit("a sks shape")
+        self.instance_prompt.setToolTip("Every picture trains with this prompt: a rare token ('sks') and the class")
+        self.class_prompt = QLineEdit("a shape")
+        self.class_prompt.setToolTip("The class without the token: the base draws it to keep the class as it was "
+                                     "(empty: no prior preservation)")
+        self.class_images = _spin(1, 10_000, 50, "class pictures the base draws once (kept for later runs)")
+        self.prior_weight = QDoubleSpinBox()
+        self.prior_weight.setRange(0.0, 10.0)
+        self.prior_weight.setSingleStep(0.1)
+        self.prior_weight.setValue(1.0)
+        self.prior_weight.setToolTip("Weight of the class pictures' loss (0: no prior preservation)")
+        return {"Instance prompt": self.instance_prompt, "Class prompt": self.class_prompt,
+                "Class images": self.class_images, "Prior weight": self.prior_weight}
 
     def _progress_box(self) -> QGroupBox:
         box = QGroupBox("Training")
@@ -330,9 +351,10 @@ class TrainDialog(QDialog):
 
     def _method_changed(self) -> None:
         key = self.method.currentData()
-        self.rank.setEnabled(METHODS[key].command == "train-lora")
         self.lr.setValue(5e-3 if key == "embedding" else 1e-3)
         self.method.setToolTip(METHODS[key].tip)
+        for widget in self.dreambooth_widgets.values():
+            self.form.setRowVisible(widget, key == "dreambooth")
         self._update_buttons()
 
     def settings(self) -> TrainSettings:
@@ -345,7 +367,9 @@ class TrainDialog(QDialog):
                              steps=self.steps.value(), rank=self.rank.value(), lr=self.lr.value(),
                              batch=self.batch.value(), resolution=self.resolution.value(),
                              sample_prompt=self._sample_prompt(key), sample_seed=self.seed.value(),
-                             sample_every=self.every.value())
+                             sample_every=self.every.value(), instance_prompt=self.instance_prompt.text().strip(),
+                             class_prompt=self.class_prompt.text().strip(), class_images=self.class_images.value(),
+                             prior_weight=self.prior_weight.value(), class_dir=self.work_root / f"{name}-class-images")
 
     def _sample_prompt(self, key: str) -> str:
         # The embedding's sample prompt names it as the editor's prompts do; the trainer takes "{}".
@@ -383,6 +407,7 @@ class TrainDialog(QDialog):
         self.job = TrainJob(build_argv(s), self)
         self.job.progressed.connect(self._progressed)
         self.job.sampled.connect(self._sampled)
+        self.job.said.connect(self._say)
         self.job.ended.connect(lambda state, message, s=s: self._ended(s, state, message))
         self.job.start()
         verb = "Resuming" if resume else "Starting"
@@ -435,7 +460,7 @@ class TrainDialog(QDialog):
         running = self.running()
         for widget in self.settings_widgets:
             widget.setEnabled(not running and (widget is not self.rank
-                                               or METHODS[self.method.currentData()].command == "train-lora"))
+                                               or METHODS[self.method.currentData()].command != "train-embedding"))
         self.table.setEnabled(not running)
         self.start_button.setEnabled(not running)
         self.cancel_button.setEnabled(running)

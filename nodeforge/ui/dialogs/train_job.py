@@ -8,9 +8,9 @@ sample lines (`session.SAMPLE`) and its one-line `error:`. Cancel sends SIGTERM:
 the step under way, writes its --work checkpoint and exits (`session.Session`); a process that has
 not gone after `KILL_AFTER_MS` is killed (the last periodic checkpoint stays).
 
-A method is a row of `METHODS`: the command, its extra flags and the kind of file it writes. A new
-trainer option (DreamBooth's instance/class prompts, say) is a new row, or new `extra` flags built
-from the settings in `build_argv`.
+A method is a row of `METHODS`: the command, its extra flags and the kind of file it writes; what a
+command needs besides the shared settings (DreamBooth's instance and class prompts) is built from
+`TrainSettings` in `build_argv`. A new trainer is a new row there and its fields here.
 """
 from __future__ import annotations
 
@@ -28,6 +28,7 @@ from nodeforge.training.session import CHECKPOINT, PROGRESS, SAMPLE
 KILL_AFTER_MS = 20_000
 ERROR = re.compile(r"^error: (.*)$")
 STOPPED = re.compile(r"^[\w-]+: stopped at step (\d+)")
+SAID = re.compile(r"^train-[\w-]+: ")
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,11 @@ METHODS = {
     "dora": Method("DoRA", "train-lora", ("--dora",), FileKind.LORA,
                    "Weight-decomposed LoRA (a magnitude per output besides the low-rank direction); "
                    "often closer to full fine-tuning at the same rank"),
+    "dreambooth": Method("DreamBooth", "train-dreambooth", (), FileKind.LORA,
+                         "A new subject from a handful of pictures, as a LoRA: every picture trains with the "
+                         "instance prompt (a rare token: 'a sks shape'; captions are not used); class pictures "
+                         "the base draws from the class prompt keep the class from drifting (prior "
+                         "preservation)"),
     "embedding": Method("Embedding", "train-embedding", (), FileKind.EMBEDDING,
                         "Textual inversion: new word vectors learned from the images, used in a prompt as "
                         "embedding:NAME; captions are not used (the prompt is 'a NAME')"),
@@ -67,6 +73,11 @@ class TrainSettings:
     sample_prompt: str = ""
     sample_seed: int = 0
     sample_every: int = 25
+    instance_prompt: str = "a sks shape"     # DreamBooth: the subject's rare token and class
+    class_prompt: str = "a shape"            # DreamBooth: the class alone ('' : no prior preservation)
+    class_images: int = 50
+    prior_weight: float = 1.0
+    class_dir: Path | None = None            # DreamBooth: where the drawn class pictures are kept
     extra: list[str] = field(default_factory=list)   # more flags, as typed (advanced)
 
 
@@ -76,6 +87,9 @@ def build_argv(s: TrainSettings) -> list[str]:
     argv = [method.command]
     if method.command == "train-embedding":
         argv += ["--images-dir", str(s.images), "--resolution", str(s.resolution)]
+    elif method.command == "train-dreambooth":
+        argv += ["--instance-dir", str(s.images), "--instance-prompt", s.instance_prompt, "--rank", str(s.rank),
+                 "--alpha", str(s.rank), "--resolution", str(s.resolution), *_prior(s)]
     else:
         argv += [str(s.images), "--rank", str(s.rank), "--alpha", str(s.rank), "--resolution", str(s.resolution)]
     argv += ["--base", str(s.base), "--out", str(s.out), "--steps", str(s.steps), "--lr", f"{s.lr:g}",
@@ -85,6 +99,14 @@ def build_argv(s: TrainSettings) -> list[str]:
         argv += ["--sample-every", str(s.sample_every), "--sample-prompt", s.sample_prompt,
                  "--sample-seed", str(s.sample_seed)]
     return argv
+
+
+def _prior(s: TrainSettings) -> list[str]:
+    """DreamBooth's prior preservation: the class prompt, its pictures and their weight (none without a class prompt)."""
+    if not s.class_prompt.strip() or s.prior_weight == 0:
+        return ["--prior-weight", "0"]
+    return ["--class-prompt", s.class_prompt, "--class-images", str(s.class_images), "--prior-weight",
+            f"{s.prior_weight:g}", *(["--class-dir", str(s.class_dir)] if s.class_dir is not None else [])]
 
 
 def has_checkpoint(work: Path) -> bool:
@@ -97,6 +119,7 @@ class TrainJob(QObject):
 
     progressed = Signal(int, int, float)
     sampled = Signal(int, str)
+    said = Signal(str)           # the trainer's other lines ("drew class images 16/50", warnings)
     ended = Signal(str, str)
 
     def __init__(self, argv: list[str], parent: QObject | None = None) -> None:
@@ -157,6 +180,8 @@ class TrainJob(QObject):
             self.error = error[1]
         elif stopped := STOPPED.match(line):
             self.stopped_at = int(stopped[1])
+        elif SAID.match(line):
+            self.said.emit(line)
 
     def _finished(self, code: int, status: QProcess.ExitStatus) -> None:
         self.kill_timer.stop()
