@@ -253,11 +253,13 @@ def per_sampler(model: Path, n: int, seed: int) -> dict:
 
 def lcm_comparison(model: Path, lcm_lora: Path, n: int, seed: int, steps: int = 4, cfg: float = 1.0) -> dict:
     """Prompt following of the LCM-LoRA with the `lcm` sampler at `steps` and `cfg`, beside the base
-    with euler at the same steps and at STEPS (CFG 5), on the same prompts and seeds; seconds per image."""
+    with euler at the same steps and at STEPS (CFG 5) and the base with the same sampler and CFG but
+    no LoRA, on the same prompts and seeds; seconds per image."""
     from nodeforge.core.registry import builtin_module
 
     runs = {f"base_euler_{steps}_steps": (load_pipeline(model), "euler", steps, CFG),
             f"base_euler_{STEPS}_steps": (load_pipeline(model), "euler", STEPS, CFG),
+            f"base_lcm_{steps}_steps": (load_pipeline(model), "lcm", steps, cfg),   # the sampler without the LoRA
             f"lcm_lora_lcm_{steps}_steps": (load_pipeline(model, lcm_lora), "lcm", steps, cfg)}
     results = {}
     for name, (pipe, sampler, run_steps, run_cfg) in runs.items():
@@ -266,8 +268,7 @@ def lcm_comparison(model: Path, lcm_lora: Path, n: int, seed: int, steps: int = 
         t0 = time.time()
         scores, _ = prompt_following(pipe, n, seed, steps=run_steps, cfg=run_cfg)
         results[name] = {"sampler": sampler, "steps": run_steps, "cfg": run_cfg,
-                         **{k: v for k, v in scores.items() if k != "shape_accuracy_by_shape"},
-                         "seconds_per_image": round((time.time() - t0) / scores["samples"], 4)}
+                         **scores, "seconds_per_image": round((time.time() - t0) / scores["samples"], 4)}
         log(f"{name}: {results[name]}")
     return results
 
