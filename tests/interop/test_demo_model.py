@@ -117,7 +117,8 @@ def engine(tmp_path_factory):
 
 
 EXPECTED = {"txt2img": ("red", "circle", "blue"), "hires-fix": ("red", "circle", "blue"),
-            "lora": ("yellow", "star", "blue"), "img2img": ("yellow", None, "blue")}
+            "lora": ("yellow", "star", "blue"), "img2img": ("yellow", None, "blue"),
+            "lcm": ("green", "triangle", "purple")}
 
 
 def _saved_image(engine, workflow):

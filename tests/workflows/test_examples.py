@@ -201,6 +201,21 @@ def test_the_lora_draws_a_star_and_strength_zero_is_the_base_model(engine):
     assert np.abs(np.asarray(with_lora, dtype=np.float32) - base).mean() > 2, "strength 1 changes the image"
 
 
+def test_the_lcm_lora_draws_the_prompt_in_four_steps_where_the_sampler_alone_draws_circles(engine):
+    """workflows/lcm.json: the LCM-LoRA with the lcm sampler, 4 steps, CFG 1. Without the LoRA
+    (strength 0) the same sampler rounds the triangle off on these seeds (measured: circles on all four)."""
+    from nodeforge.training.judge import judge
+
+    triangles = {1.0: 0, 0.0: 0}
+    for seed in (42, 1, 2, 3):
+        for strength in triangles:
+            _, _, image = run(engine, "lcm", **{"5__seed": seed, "8__strength_unet": strength})
+            verdict = judge(image)
+            assert (verdict.colour, verdict.background) == ("green", "purple"), (seed, strength, verdict)
+            triangles[strength] += verdict.shape == "triangle"
+    assert triangles[1.0] == 4 and triangles[0.0] < 4, triangles
+
+
 def test_the_headless_command_runs_an_example_from_another_folder(tmp_path, monkeypatch, capsys):
     from nodeforge.cli import main
 
