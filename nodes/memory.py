@@ -104,6 +104,9 @@ def transformer_activation_bytes(config: Any, shape: tuple[int, int, int, int], 
     packs 2x2 latents into its 64 input channels); the text tokens are left out (the estimate leans low)."""
     heads, head_dim = getattr(config, "num_attention_heads", None), getattr(config, "attention_head_dim", None)
     patch, inputs = getattr(config, "patch_size", None), getattr(config, "in_channels", None)
+    if heads is None and getattr(config, "n_heads", None) and getattr(config, "all_patch_size", None):
+        # Z-Image's names: n_heads over a `dim` width, patch sizes as a list
+        heads, head_dim, patch = config.n_heads, int(config.dim) // int(config.n_heads), config.all_patch_size[0]
     if not (heads and head_dim and patch and inputs):
         return None
     batch, channels, height, width = shape

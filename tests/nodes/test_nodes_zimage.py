@@ -277,3 +277,17 @@ def test_masked_inpainting_matches_zimage_inpaint_pipeline(zimage_engine, zimage
     assert _max_diff(ours, expected) < 1e-4
     assert torch.equal(ours[..., 8:], encoded[..., 8:])       # the kept half is the image's latent
     assert (ours[..., :8] - encoded[..., :8]).abs().mean() > 0.1
+
+
+def test_the_memory_check_estimates_zimages_image_tokens():
+    from types import SimpleNamespace
+
+    from nodeforge.paths import builtin_dir
+    from nodes import memory
+
+    config = SimpleNamespace(**json.loads((builtin_dir("resources") / "configs" / "zimage" / "transformer" /
+                                           "config.json").read_text()))
+    # 1024x1024 pixels: a 128x128 latent in 2x2 patches is 4096 image tokens, 3840 wide (30 heads x 128), bf16
+    one_k = memory.transformer_activation_bytes(config, (1, 16, 128, 128), 2, False)
+    assert one_k == 4096 * 3840 * 2 * memory.FLOW_LIVE_MAPS
+    assert memory.transformer_activation_bytes(config, (1, 16, 128, 128), 2, True) == 2 * one_k
