@@ -258,6 +258,22 @@ def _no_encoder_link(nid: str, node: Any, workflow: Any) -> bool:
     return "clip_vision" not in node.inputs
 
 
+def _encoder_link(nid: str, node: Any, workflow: Any) -> bool:
+    return "clip_vision" in node.inputs
+
+
+def _v1_options(values: dict[str, Any], params: dict[str, Any], notes: Notes) -> None:
+    """IPAdapter_plus v1's IPAdapterApply: noise (a noisy negative image), weight types and unfold_batch."""
+    if values.get("noise") not in (None, 0, 0.0):
+        notes.warn(f"noise {values['noise']!r} is not in NodeForge: the negative is the adapter's zero-image tokens "
+                   "(noise 0)")
+    if values.get("weight_type") not in (None, "original", "linear"):
+        notes.warn(f"weight_type {str(values['weight_type'])[:40]!r} is not in NodeForge: it runs as 'original' "
+                   "(diffusers' IP-Adapter)")
+    if values.get("unfold_batch"):
+        notes.warn("unfold_batch is not in NodeForge: the images' tokens are joined for every item of the batch")
+
+
 _IPADAPTER_NOTE = ("runs as diffusers' IP-Adapter: the image prepared by CLIP's processor (resize, centre crop; no "
                    "sharpening), a Plus adapter's negative from an all-zero encoder input (IPAdapter_plus encodes "
                    "a black image), so results are close to ComfyUI's, not pixel for pixel")
@@ -559,6 +575,14 @@ ROWS: tuple[ClassMap, ...] = (
               Widget("weight_type", None, export_default="standard")),
              _IPADAPTER_INPUTS, ("unet",), note=_IPADAPTER_NOTE, export_only_if=_no_encoder_link,
              derive=_ipadapter_options({"weight_type": "standard"})),
+    # IPAdapter_plus before version 2 (early 2024 files): the same apply node under the NodeForge name, its
+    # later widgets (weight_type, start_at, end_at, unfold_batch) absent from the oldest files.
+    ClassMap("IPAdapterApply", "IPAdapterApply", "Apply IPAdapter",
+             (Widget("weight"), Widget("noise", None, export_default=0.0),
+              Widget("weight_type", None, export_default="original"), Widget("start_at", "start_percent"),
+              Widget("end_at", "end_percent"), Widget("unfold_batch", None, export_default=False)),
+             (("ipadapter", "ipadapter"), ("clip_vision", "clip_vision"), ("image", "image"), ("model", "unet")),
+             ("unet",), note=_IPADAPTER_NOTE, export_only_if=_encoder_link, derive=_v1_options),
     # Well-known custom-pack classes that are a NodeForge node's operation. They come in as that node and
     # go back to ComfyUI as its core class (so the file needs no pack there).
     ClassMap("KSampler //Inspire", "UNetDenoise", "KSampler //Inspire",

@@ -389,3 +389,36 @@ def test_apply_without_an_encoder_says_which_to_link(ip_engine, tmp_path):
     del wf.nodes["apply0"].inputs["clip_vision"]
     message = _one_line(_error(ip_engine, wf))
     assert "ip-tiny needs the image encoder it was trained with: link Load CLIP Vision to clip_vision" in message
+
+
+V1_MAP = {"v1-5-pruned-emaonly.safetensors": "tiny-sd", "ip-adapter_sd15.bin": "ip-tiny-nested.bin",
+          "IPAdapter_image_encoder_sd15.safetensors": "tiny-vision-file"}
+
+
+@pytest.mark.parametrize("name, oldest", [("comfy-ipadapter-v1-api.json", False), ("comfy-ipadapter-v1-0.4.json", False),
+                                          ("comfy-ipadapter-v1-0.4.json", True)])
+def test_ipadapter_plus_v1_apply_imports_as_apply_ip_adapter_and_runs(ip_engine, tmp_path, name, oldest):
+    # IPAdapter_plus's first IPAdapterApply (weight, noise, weight_type, start_at, end_at, unfold_batch; the
+    # oldest files, as the corpus's cubiq IPAdapter_canny.json, list only weight and noise)
+    from nodeforge.interop import export_comfyui_api, read_workflow
+
+    image = _image(10, size=32)
+    original = json.loads((DATA / name).read_text())
+    if oldest:
+        next(n for n in original["nodes"] if n["id"] == 40)["widgets_values"] = [0.7, 0]
+    (tmp_path / name).write_text(json.dumps(original))
+    _pil(image).save(tmp_path / "reference.png")
+    imported = read_workflow(tmp_path / name, registry=ip_engine.registry, model_map=V1_MAP,
+                             model_paths=ip_engine.model_paths)
+    wf = imported.workflow
+    assert (wf.nodes["40"].type, wf.nodes["40"].params) == ("IPAdapterApply", {"weight": 0.7} if oldest else
+                                                           {"weight": 0.7, "start_percent": 0.0, "end_percent": 1.0})
+    assert ip_engine.validate(wf) == []
+    wf.nodes["5"].params.update(width=32, height=32)
+    wf.nodes["3"].params.update(seed=SEED, steps=STEPS, cfg=CFG, schedule="default")
+    ours = ip_engine.run(wf, outputs=["3"]).outputs["3"]["latent"]["samples"]
+    by_hand = tm.denoised(ip_engine, _workflow(tmp_path, [("ip-tiny", "tiny-vision", image, 0.7, 0.0, 1.0)]))
+    torch.testing.assert_close(ours, by_hand, atol=1e-5, rtol=1e-5)   # the single file's encoder, the .bin adapter
+    exported = export_comfyui_api(wf, registry=ip_engine.registry)["40"]
+    assert exported["class_type"] == "IPAdapterApply" and exported["inputs"]["weight"] == 0.7
+    assert exported["inputs"]["clip_vision"] == ["38", 0] and exported["inputs"]["model"] == ["4", 0]
