@@ -84,6 +84,21 @@ def ip_adapter_plus_state(unet, hidden_size: int, seed: int = 3) -> dict[str, to
     return {k: v.contiguous() for k, v in out.items()}
 
 
+def ip_adapter_full_face_state(unet, hidden_size: int, seed: int = 5) -> dict[str, torch.Tensor]:
+    """A Full Face IP-Adapter: a feed-forward over every hidden-state token (proj.0, proj.2) and a layer
+    norm (proj.3), in h94's names."""
+    gen = torch.Generator().manual_seed(seed)
+    cross = unet.config.cross_attention_dim
+    out = {"image_proj.proj.0.weight": torch.randn(hidden_size, hidden_size, generator=gen) * 0.3,
+           "image_proj.proj.0.bias": torch.randn(hidden_size, generator=gen) * 0.1,
+           "image_proj.proj.2.weight": torch.randn(cross, hidden_size, generator=gen) * 0.3,
+           "image_proj.proj.2.bias": torch.randn(cross, generator=gen) * 0.1,
+           "image_proj.proj.3.weight": 1 + torch.randn(cross, generator=gen) * 0.1,
+           "image_proj.proj.3.bias": torch.randn(cross, generator=gen) * 0.1}
+    out.update({k: v for k, v in ip_adapter_state(unet, 8, seed=seed).items() if k.startswith("ip_adapter.")})
+    return out
+
+
 @pytest.fixture(scope="module")
 def ip_root(tmp_path_factory, models_dir):
     from diffusers import UNet2DConditionModel
@@ -98,7 +113,9 @@ def ip_root(tmp_path_factory, models_dir):
     nested = {"image_proj": {k[len("image_proj."):]: v for k, v in state.items() if k.startswith("image_proj.")},
               "ip_adapter": {k[len("ip_adapter."):]: v for k, v in state.items() if k.startswith("ip_adapter.")}}
     torch.save(nested, root / "ipadapter" / "ip-tiny-nested.bin")
-    save_file(ip_adapter_plus_state(unet, VISION["hidden_size"]), str(root / "ipadapter" / "ip-tiny-plus.safetensors"))   # h94's .bin layout, weights only
+    save_file(ip_adapter_plus_state(unet, VISION["hidden_size"]), str(root / "ipadapter" / "ip-tiny-plus.safetensors"))
+    save_file(ip_adapter_full_face_state(unet, VISION["hidden_size"]),
+              str(root / "ipadapter" / "ip-tiny-full-face.safetensors"))   # h94's .bin layout, weights only
     xl = tm.make_components(0, sdxl=True)   # a tiny SDXL and an adapter for it
     tm.save_diffusers(xl, root / "checkpoints" / "tiny-xl")
     save_file(ip_adapter_state(xl["unet"], VISION["projection_dim"], seed=4), str(root / "ipadapter" / "for-xl.safetensors"))
@@ -190,10 +207,12 @@ def test_an_image_prompt_steers_the_denoise_exactly_as_diffusers_ip_adapter_pipe
     assert (ours - other).abs().max() > 1e-3   # and another image steers elsewhere
 
 
-def test_a_plus_adapter_reads_hidden_states_exactly_as_diffusers(ip_engine, ip_root, models_dir, tmp_path):
+@pytest.mark.parametrize("adapter", ["ip-tiny-plus", "ip-tiny-full-face"])
+def test_plus_and_full_face_adapters_read_hidden_states_exactly_as_diffusers(ip_engine, ip_root, models_dir,
+                                                                              tmp_path, adapter):
     image = _image(7)
-    ours = tm.denoised(ip_engine, _workflow(tmp_path, [("ip-tiny-plus", "tiny-vision", image, 0.8, 0.0, 1.0)]))
-    pipe = _pipeline(models_dir, ip_root, ["ip-tiny-plus.safetensors"], 0.8)
+    ours = tm.denoised(ip_engine, _workflow(tmp_path, [(adapter, "tiny-vision", image, 0.8, 0.0, 1.0)]))
+    pipe = _pipeline(models_dir, ip_root, [f"{adapter}.safetensors"], 0.8)
     torch.testing.assert_close(ours, _theirs(pipe, [_pil(image)]), atol=1e-4, rtol=1e-4)
     assert (ours - tm.denoised(ip_engine, _workflow(tmp_path))).abs().max() > 1e-2
 
