@@ -8,9 +8,9 @@ ComfyUI's UNETLoader), Qwen3-4B in text_encoders (qwen_3_4b.safetensors; TextEnc
 type lumina2, ComfyUI's CLIPLoader) and the Flux VAE (ae.safetensors; VAELoader). Configs come from
 `resources/configs/zimage/`. Text is encoded as ZImagePipeline.encode_prompt does
 (nodes/families/zimage_text.py); sampling is flow matching with Z-Image's model call
-(nodes/families/zimage_sampling.py). The MODEL is the pack's UNetModel holding the transformer
-(family "zimage", prediction "flow"), so memory accounting, the cache and UNetDenoise treat it as
-any other model.
+(nodes/families/zimage_sampling.py); LoRAs in the layouts diffusers reads (`lora_state`). The MODEL
+is the pack's UNetModel holding the transformer (family "zimage", prediction "flow"), so LoRA
+patching, memory accounting, the cache and UNetDenoise treat it as any other model.
 """
 from __future__ import annotations
 
@@ -133,6 +133,28 @@ def load_file(path: Path, device: str, state: dict, metadata: dict) -> LoadedChe
     """Z-Image's files come apart (transformer, Qwen3, VAE), not as one checkpoint: say which loaders take them."""
     raise NodeError(f"{path.name} is a Z-Image transformer alone, which CheckpointLoader cannot load: {SEPARATE}",
                     field="checkpoint")
+
+
+# -- LoRAs ------------------------------------------------------------------------------------------------------
+BLOCKS = ("layers.", "noise_refiner.", "context_refiner.", "all_x_embedder.", "all_final_layer.", "cap_embedder.",
+          "t_embedder.")
+
+
+def lora_state(state: dict[str, torch.Tensor], source: str) -> dict[str, torch.Tensor]:
+    """A Z-Image LoRA in diffusers' names, as ZImagePipeline.load_lora_weights reads it: kohya / musubi
+    (`lora_unet_layers_0_attention_to_q`, alpha folded in), ai-toolkit's `diffusion_model.` names and
+    diffusers' / PEFT's own (`transformer.` names, or the bare module names, which get the prefix)."""
+    from diffusers.loaders import ZImageLoraLoaderMixin
+
+    if any(k.startswith(("base_model.model.", "transformer.", "text_encoder.")) for k in state):
+        return state
+    try:
+        converted = ZImageLoraLoaderMixin.lora_state_dict(dict(state))
+    except Exception as exc:   # diffusers' converters raise bare KeyError/ValueError on layouts they half know
+        line = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+        raise NodeError(f"LoRA {source} is not in a Z-Image LoRA layout diffusers can read ({line}); use a kohya, "
+                        "ai-toolkit or diffusers/PEFT Z-Image LoRA", field="lora") from None
+    return {("transformer." + k if k.startswith(BLOCKS) else k): v for k, v in converted.items()}
 
 
 # -- text -------------------------------------------------------------------------------------------------------

@@ -23,7 +23,9 @@ def zimage_dir(tmp_path_factory) -> Path:
     torch.set_num_threads(2)
     root = tmp_path_factory.mktemp("zimagemodels")
     (root / "checkpoints").mkdir()
-    tz.save_zimage_folder(tz.make_zimage_components(0), root / "checkpoints" / "tiny-zimage")
+    parts = tz.make_zimage_components(0)
+    tz.save_zimage_folder(parts, root / "checkpoints" / "tiny-zimage")
+    tz.zimage_loras(parts["transformer"], root / "loras")
     return root
 
 
@@ -208,6 +210,20 @@ def test_img2img_matches_zimage_img2img_pipeline(zimage_engine, zimage_dir, tmp_
     assert _max_diff(ours, expected) < 1e-4
     full = latent_of(zimage_engine, shipped_txt2img(seed=4, steps=5, cfg=cfg))
     assert (ours - encoded).abs().mean() < (full - encoded).abs().mean()
+
+
+# -- LoRAs ------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("layout", ["kohya", "diffusers"])
+def test_a_zimage_lora_gives_the_pipelines_latents_with_it_loaded(zimage_engine, zimage_dir, layout):
+    wf = shipped_txt2img(seed=12, cfg=1.0)
+    wf.add("LoRALoader", {"lora": f"zimage-{layout}", "strength_unet": 1.0, "strength_clip": 1.0},
+           {"unet": ("1", "unet"), "clip": ("1", "clip")}, node_id="lora")
+    wf.nodes["5"].inputs["unet"] = ("lora", "unet")
+    ours = latent_of(zimage_engine, wf)
+    with_lora = _pipe(zimage_dir)
+    with_lora.load_lora_weights(str(zimage_dir / "loras" / f"zimage-{layout}.safetensors"))
+    assert _max_diff(ours, theirs(with_lora, seed=12)) < 1e-4
+    assert _max_diff(ours, latent_of(zimage_engine, shipped_txt2img(seed=12, cfg=1.0))) > 1e-3
 
 
 # -- refusals --------------------------------------------------------------------------------------------------

@@ -113,3 +113,29 @@ def save_separate_files(parts: dict, folder: Path, root: Path) -> dict[str, Path
         shutil.copytree(folder, path.with_name(path.stem + ".config"),
                         ignore=shutil.ignore_patterns("*.safetensors", "*.bin"))
     return files
+
+
+def zimage_loras(transformer, folder: Path, rank: int = 4, seed: int = 3) -> dict[str, Path]:
+    """Two LoRAs of the same layers in layouts ZImagePipeline.load_lora_weights reads: diffusers'
+    (`transformer.<module>.lora_A/B.weight`) and kohya's (`lora_unet_layers_0_attention_to_q.lora_down`,
+    alpha = rank / 2, which diffusers folds into the weights)."""
+    from safetensors.torch import save_file
+
+    gen = torch.Generator().manual_seed(seed)
+    modules = {name: module for name, module in transformer.named_modules()
+               if name in ("layers.0.attention.to_q", "layers.0.attention.to_v", "layers.1.feed_forward.w1",
+                           "noise_refiner.0.attention.to_out.0", "context_refiner.0.feed_forward.w2")}
+    kohya, diffusers = {}, {}
+    half = 0.5 ** 0.5
+    for name, module in modules.items():
+        down = torch.randn(rank, module.in_features, generator=gen) * 0.3
+        up = torch.randn(module.out_features, rank, generator=gen) * 0.3
+        flat = "lora_unet_" + name.replace(".", "_")
+        kohya.update({f"{flat}.lora_down.weight": down, f"{flat}.lora_up.weight": up,
+                      f"{flat}.alpha": torch.tensor(rank / 2)})
+        diffusers.update({f"transformer.{name}.lora_A.weight": down * half, f"transformer.{name}.lora_B.weight": up * half})
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = {"kohya": folder / "zimage-kohya.safetensors", "diffusers": folder / "zimage-diffusers.safetensors"}
+    save_file({k: v.contiguous() for k, v in kohya.items()}, str(paths["kohya"]))
+    save_file({k: v.contiguous() for k, v in diffusers.items()}, str(paths["diffusers"]))
+    return paths
