@@ -173,7 +173,7 @@ class _Converter:
         if origin is None:
             return ("none", f"linked to node {src}, which is not in the file", dot)
         if origin.class_type == table.PRIMITIVE or origin.class_type in table.CONSTANTS:
-            return ("value", self._constant(origin), dot)
+            return ("value", self._value_of(origin, consumer, input_name), dot)
         names = self.output_names.get(src)
         if names is None:
             return ("none", f"linked to node {src} ({origin.class_type}), which has no output here", dot)
@@ -251,6 +251,20 @@ class _Converter:
             return origin.values.get("value", next(iter(origin.values.values())))
         return None
 
+    def _value_of(self, origin: ComfyNode, consumer: ComfyNode, input_name: str) -> Any:
+        """A constant node's value; rgthree's Seed below 0 (-1: a new seed each run, -2: the last one + 1)
+        becomes seed 0 with the editor's seed control doing that after each run."""
+        value = self._constant(origin)
+        if origin.class_type != table.RGTHREE_SEED or not isinstance(value, int) or value >= 0:
+            return value
+        control = {-1: "randomize", -2: "increment"}.get(value)
+        if control is not None:
+            self.workflow.ui.setdefault("seed_control", {})[consumer.id] = control
+        done = f"set to {control} after each run in the editor" if control else "fixed"
+        self.warnings.add(consumer, f"Seed (rgthree) {origin.id} gives {value} (rgthree picks the seed when the graph is "
+                                    f"queued); NodeForge starts at 0, {done}", input_name)
+        return 0
+
     def _dot(self, rid: str, pos: list[float]) -> None:
         self.dots.setdefault(rid, {"pos": [float(pos[0]), float(pos[1])], "links": []})
 
@@ -284,6 +298,7 @@ class _Converter:
 
     def _mapped(self, node: ComfyNode, row: table.ClassMap) -> NodeRef:
         values = self._named_values(node, row)
+        notes = table.Notes()
         ref = NodeRef(row.nodeforge, title=self._title(node, row))
         comfy_extra: dict[str, Any] = {}
         for name in list(node.links):
@@ -311,7 +326,6 @@ class _Converter:
                 shown = f"{values[name]!r}" if name in values else "NodeForge's default"
                 self.warnings.add(node, f"its value comes from node {src}, which NodeForge cannot run; using "
                                         f"{shown} (the link is kept for export)", name)
-        notes = table.Notes()
         for widget in row.widgets:
             target = widget.target
             if target is None:

@@ -24,12 +24,12 @@ _PREFIXES = (("Impact", "ComfyUI-Impact-Pack"), ("IPAdapter", "ComfyUI_IPAdapter
              ("Inspire", "ComfyUI-Inspire-Pack"))
 # The NodeForge node that does the same operation (the user replaces the placeholder with it).
 EQUIVALENTS = {
-    "ImageResizeKJ": "ImageScale",
+    "VAELoaderKJ": "VAELoader",
 }
 # ComfyUI's own classes that NodeForge does not map yet (the ones shared files use most).
 CORE = frozenset({
     "LatentInterpolate",
-    "CLIPVisionLoader", "CLIPVisionEncode", "unCLIPConditioning", "unCLIPCheckpointLoader",
+    "CLIPVisionEncode", "unCLIPConditioning", "unCLIPCheckpointLoader",
     "PerpNeg", "SelfAttentionGuidance", "StyleModelLoader", "StyleModelApply",
     "GLIGENLoader", "GLIGENTextBoxApply", "InpaintModelConditioning", "DifferentialDiffusion", "RescaleCFG",
     "ModelSamplingDiscrete", "PatchModelAddDownscale", "SaveAnimatedWEBP", "ImageFromBatch", "RepeatImageBatch",
@@ -57,7 +57,6 @@ _SUFFIXES += (("|pysssss", "ComfyUI-Custom-Scripts"), ("(LoraManager)", "ComfyUI
 _PREFIXES += (("easy ", "ComfyUI-Easy-Use"), ("WanVideo", "ComfyUI-WanVideoWrapper"), ("ADE_", "ComfyUI-AnimateDiff-Evolved"),
               ("ACN_", "ComfyUI-Advanced-ControlNet"), ("SeedVR2", "ComfyUI-SeedVR2_VideoUpscaler"),
               ("Anything Everywhere", "cg-use-everywhere"), ("Searge", "SeargeSDXL"))
-EQUIVALENTS.update({"ImageResizeKJv2": "ImageScale", "ImageResize+": "ImageScale"})
 CORE = CORE | frozenset({
     "StringConcatenate", "GetImageSize", "LoadAudio", "ReferenceLatent", "ResizeImageMaskNode",
     "ImageScaleToMaxDimension", "CFGNorm", "CFGZeroStar", "Mahiro", "Epsilon Scaling", "Morphology", "JoinImageWithAlpha",

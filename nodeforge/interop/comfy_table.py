@@ -180,6 +180,68 @@ def _was_method(value: Any, notes: Notes) -> Any:
     return "nearest-exact" if value == "nearest" else _method(_LATENT_METHODS)(value, notes)
 
 
+def _rounded_size(params: dict[str, Any], multiple: Any, notes: Notes) -> None:
+    """width and height rounded down to a multiple, as KJNodes' and essentials' resize nodes do; a side of 0
+    (their "the image's own width/height") said, since NodeForge's Scale Image keeps the aspect ratio there."""
+    sides = [side for side in ("width", "height") if isinstance(params.get(side), int)]
+    if isinstance(multiple, int) and not isinstance(multiple, bool) and multiple > 1:
+        for side in sides:
+            params[side] -= params[side] % multiple
+    zero = [side for side in sides if params[side] == 0]
+    if len(zero) == 1:
+        notes.warn(f"{zero[0]} 0 keeps the image's own {zero[0]} in this node; NodeForge's Scale Image keeps the "
+                   f"aspect ratio instead: set the {zero[0]} you want")
+
+
+_STRETCHED = "is not in NodeForge's Scale Image; the image is stretched to width x height"
+
+
+def _kj_resize(values: dict[str, Any], params: dict[str, Any], notes: Notes) -> None:
+    """KJNodes' Resize Image v2: 'stretch' is Scale Image with crop disabled, 'crop' its center crop."""
+    mode = values.get("keep_proportion", "stretch")
+    params["crop"] = "center" if mode == "crop" else "disabled"
+    if mode not in ("stretch", "crop"):
+        notes.warn(f"keep_proportion {str(mode)[:40]!r} (fit inside, pad or total pixels) {_STRETCHED}")
+    elif mode == "crop" and values.get("crop_position", "center") != "center":
+        notes.warn(f"crop_position {str(values['crop_position'])[:40]!r} is not in NodeForge's Scale Image; "
+                   "it crops at the center")
+    _rounded_size(params, values.get("divisible_by"), notes)
+
+
+def _kj_resize_v1(values: dict[str, Any], params: dict[str, Any], notes: Notes) -> None:
+    """KJNodes' first Resize Image: keep_proportion off is Scale Image (crop 0 is KJNodes' old center)."""
+    crop = values.get("crop")
+    if isinstance(values.get("width_input"), str):    # saved without the width/height_input widgets
+        crop = values["width_input"]
+    for side in ("width", "height"):
+        given = values.get(f"{side}_input")
+        if isinstance(given, int) and not isinstance(given, bool) and given > 0:
+            params[side] = given                       # a linked size input wins, as in KJNodes
+    params["crop"] = "center" if crop in (0, "center") else "disabled"
+    if values.get("keep_proportion") is True:
+        notes.warn(f"keep_proportion (fit inside width x height) {_STRETCHED}")
+    _rounded_size(params, values.get("divisible_by"), notes)
+
+
+def _essentials_method(values: dict[str, Any], params: dict[str, Any], notes: Notes) -> None:
+    """essentials' Image Resize: 'stretch' is Scale Image with crop disabled, 'fill / crop' its center crop."""
+    method = values.get("method", "stretch")
+    if "keep_proportion" in values or isinstance(method, bool):   # older essentials: a keep_proportion switch
+        method = "keep proportion" if values.get("keep_proportion", method) is True else "stretch"
+    params["crop"] = "center" if str(method).startswith("fill") else "disabled"
+    if method not in ("stretch", "fill / crop"):
+        notes.warn(f"method {str(method)[:40]!r} (fit inside or pad) {_STRETCHED}")
+    if values.get("condition", "always") != "always":
+        notes.warn(f"condition {str(values['condition'])[:40]!r} is not in NodeForge's Scale Image; the image is "
+                   "always resized")
+    _rounded_size(params, values.get("multiple_of"), notes)
+
+
+def _essentials_interpolation(value: Any, notes: Notes) -> Any:
+    # torch's legacy nearest: NodeForge has the exact one
+    return "nearest-exact" if value == "nearest" else _method(_IMAGE_METHODS)(value, notes)
+
+
 # -- which class a node exports as -----------------------------------------------------------------------
 _STAGE_DEFAULTS = {"start_at_step": 0, "end_at_step": 10000, "add_noise": True, "return_with_leftover_noise": False}
 
@@ -634,6 +696,29 @@ ROWS: tuple[ClassMap, ...] = (
              export_only_if=_never,
              note="the frames are saved as numbered PNGs (prefix_00001.png, ...), not as a video: frame rate, format "
                   "and loop settings are not used (exported back as ComfyUI's SaveImage)"),
+    # KJNodes' and essentials' resize nodes are Scale Image where their mode is one of its own ('stretch'; a
+    # crop or fill at the center), the size rounded down to divisible_by / multiple_of first, as they do; other
+    # modes are stretched with a warning. Their width/height (and mask) outputs are not given. Scale Image's
+    # crop is no widget of theirs: `derive` sets it from the mode.
+    ClassMap("ImageResizeKJv2", "ImageScale", "Resize Image v2",
+             (Widget("width"), Widget("height"), Widget("upscale_method", load=_method(_IMAGE_METHODS)))
+             + tuple(Widget(name, None) for name in ("keep_proportion", "pad_color", "crop_position", "divisible_by",
+                                                      "device")),
+             (("image", "image"),), ("image",), remember=False, export_only_if=_never, derive=_kj_resize,
+             note="resized as Scale Image (exported back as ComfyUI's ImageScale)"),
+    ClassMap("ImageResizeKJ", "ImageScale", "Resize Image",
+             (Widget("width"), Widget("height"), Widget("upscale_method", load=_method(_IMAGE_METHODS)))
+             + tuple(Widget(name, None) for name in ("keep_proportion", "divisible_by", "width_input", "height_input",
+                                                      "crop")),
+             (("image", "image"),), ("image",), remember=False, export_only_if=_never, derive=_kj_resize_v1,
+             note="resized as Scale Image (exported back as ComfyUI's ImageScale)"),
+    # (older essentials had a keep_proportion switch where method is; API prompts name it)
+    ClassMap("ImageResize+", "ImageScale", "🔧 Image Resize",
+             (Widget("width"), Widget("height"), Widget("interpolation", "upscale_method", load=_essentials_interpolation))
+             + tuple(Widget(name, None) for name in ("method", "condition", "multiple_of", "keep_proportion")),
+             (("image", "image"),), ("image",), remember=False, export_only_if=_never, derive=_essentials_method,
+             note="resized as Scale Image (essentials' 'nearest' is nearest-exact here; exported back as ComfyUI's "
+                  "ImageScale)"),
     # The deprecated loader with a config file: NodeForge tells a checkpoint's kind from its weights, so the
     # config is not needed; the node goes back to ComfyUI as the plain Load Checkpoint.
     ClassMap("CheckpointLoader", "CheckpointLoader", "Load Checkpoint With Config (DEPRECATED)",
@@ -658,8 +743,10 @@ PRIMITIVE = "PrimitiveNode"
 SET_NODE, GET_NODE = "SetNode", "GetNode"
 NOTES = ("Note", "MarkdownNote")
 # Constant nodes (comfy_extras) whose one widget is the value they output.
+# KJNodes' INTConstant and rgthree's Seed node hold one too (a negative seed is rgthree's "new seed each run").
+RGTHREE_SEED = "Seed (rgthree)"
 CONSTANTS = ("PrimitiveInt", "PrimitiveFloat", "PrimitiveString", "PrimitiveStringMultiline",
-             "PrimitiveBoolean")
+             "PrimitiveBoolean", "INTConstant", RGTHREE_SEED)
 CONTROL_VALUES = ("fixed", "increment", "decrement", "randomize")
 # Inputs some ComfyUI versions write for an editor-only widget (Load Image's upload button): nothing to keep.
 EDITOR_ONLY_INPUTS = frozenset({"upload", "choose file to upload"})

@@ -170,16 +170,15 @@ def _placeholder(nid: str, node: NodeRef, workflow: Workflow, cid: int) -> _Node
     types = record.get("inputs") if isinstance(record.get("inputs"), dict) else {}
     inputs, sources = [], []
     for name, link in node.inputs.items():
-        port: dict[str, Any] = {"name": name, "type": str(types.get(name, "*"))}
-        if name in named:
-            port["widget"] = {"name": name}
-        inputs.append(port)
-        sources.append(link)
+        if name not in named:
+            inputs.append({"name": name, "type": str(types.get(name, "*"))})
+            sources.append(link)
+    # the widgets as inputs in the order of their values (how an importer names them), linked or not
     widget_types = record.get("widget_types") if isinstance(record.get("widget_types"), dict) else {}
     for name in named:
-        if name not in node.inputs:
-            inputs.append({"name": name, "type": str(widget_types.get(name, "*")), "widget": {"name": name}})
-            sources.append(None)
+        kind = types.get(name, "*") if name in node.inputs else widget_types.get(name, "*")
+        inputs.append({"name": name, "type": str(kind), "widget": {"name": name}})
+        sources.append(node.inputs.get(name))
     out_names = list(output_types(node)) or _outputs_used(nid, workflow)
     kinds = list(output_types(node).values())
     outputs = [{"name": kinds[i] if i < len(kinds) else "*", "type": kinds[i] if i < len(kinds) else "*"}

@@ -27,6 +27,9 @@ CHANGED_ON_IMPORT = {
     ("comfy-flux-schnell-0.4.json", "11"): ["clip_l.safetensors", "t5xxl_fp8_e4m3fn.safetensors", "flux", "default"],
     # NodeForge has no empty_padding param; ComfyUI's default is written
     ("comfy-sd3-0.4.json", "71"): ["blurry", "blurry, low quality", "a blurry picture", "empty_prompt"],
+    # the seed from rgthree's Seed node 9, and rgthree's -1 (a new seed each run) as 0 randomized after each run
+    ("comfy-resize-0.4.json", "10"): [1234, "fixed"],
+    ("comfy-resize-0.4.json", "12"): [0, "randomize"],
 }
 # Wires the importer moves: ComfyUI's one-prompt Apply ControlNet (node 8) also steers the negative pass,
 # so NodeForge runs the sampler's negative through it (and writes it back as the two-prompt class).
@@ -215,3 +218,21 @@ def test_cli_exports_a_ui_workflow(tmp_path, capsys):
     sampler = next(n for n in data["nodes"] if n["id"] == 5)
     assert sampler["type"] == "KSampler" and sampler["widgets_values"][:2] == [42, "fixed"]
     assert {n["id"] for n in data["nodes"]} == {1, 2, 3, 4, 5, 6, 7} and data["version"] == 0.4
+
+
+def test_a_placeholder_whose_widget_is_linked_keeps_its_values_by_name(registry, no_models):
+    # an API prompt names every value; the UI file lists them by position, with each widget as an input in
+    # that order (linked or not), so the values come back under the same names
+    prompt = {"1": {"class_type": "BarSeed", "inputs": {}},
+              "2": {"class_type": "FooNoise", "inputs": {"mode": "flow", "seed": ["1", 0], "strength": 0.25,
+                                                         "image": ["3", 0]}},
+              "3": {"class_type": "LoadImage", "inputs": {"image": "photo.png"}}}
+    first = read_workflow(prompt, registry=registry, model_paths=no_models).workflow
+    exported = json.loads(json.dumps(export_comfyui_ui(first, registry=registry)))
+    [foo] = [n for n in exported["nodes"] if n["type"] == "FooNoise"]
+    assert foo["widgets_values"] == ["flow", 0.25]
+    assert [(p["name"], p["link"] is not None, "widget" in p) for p in foo["inputs"]] == [
+        ("seed", True, False), ("image", True, False), ("mode", False, True), ("strength", False, True)]
+    again = read_workflow(exported, registry=registry, model_paths=no_models).workflow
+    assert again.nodes["2"].params == first.nodes["2"].params
+    assert again.nodes["2"].inputs == first.nodes["2"].inputs

@@ -171,12 +171,12 @@ def test_a_vae_mapped_to_a_checkpoint_uses_that_checkpoints_vae(tmp_path, capsys
 
 
 @pytest.mark.parametrize("class_type, said", [
-    ("ImageResizeKJ", "from the custom node pack ComfyUI-KJNodes, which NodeForge cannot run; replace it "
-                      "with NodeForge's ImageScale, which does the same, or bypass it"),
+    ("VAELoaderKJ", "from the custom node pack ComfyUI-KJNodes, which NodeForge cannot run; replace it "
+                    "with NodeForge's VAELoader, which does the same, or bypass it"),
     ("Fast Groups Muter (rgthree)", "from the custom node pack rgthree-comfy, which NodeForge cannot run; replace or "
                                     "bypass it"),
-    ("IPAdapterUnifiedLoader", "from the custom node pack ComfyUI_IPAdapter_plus, which NodeForge cannot run; replace "
-                               "or bypass it"),
+    ("IPAdapterFaceID", "from the custom node pack ComfyUI_IPAdapter_plus, which NodeForge cannot run; replace "
+                        "or bypass it"),
     ("RescaleCFG", "a ComfyUI core node NodeForge does not support yet; replace or bypass it"),
     ("workflow/LoRA", "a ComfyUI group node, which NodeForge does not expand yet; open the file in ComfyUI, convert it "
                       "to nodes (right-click > Convert to nodes) and save, or replace or bypass it here"),
@@ -200,8 +200,7 @@ def test_a_placeholder_names_its_pack_or_says_it_is_core_and_is_said_once_per_cl
     ("LTXVConditioning", {"core": True}), ("StableCascade_StageB_Conditioning", {"core": True}),
     ("StableCascade_CheckpointLoader //Inspire", {"pack": "ComfyUI-Inspire-Pack"}),   # the pack's suffix wins
     ("StringConcatenate", {"core": True}), ("TextEncodeQwenImageEditPlus", {"core": True}),
-    ("ImageResizeKJv2", {"pack": "ComfyUI-KJNodes", "equivalent": "ImageScale"}),
-    ("ImageResize+", {"pack": "ComfyUI_essentials", "equivalent": "ImageScale"}),
+    ("ImageResizeKJv2", {"pack": "ComfyUI-KJNodes"}), ("ImageResize+", {"pack": "ComfyUI_essentials"}),   # mapped now
     ("easy int", {"pack": "ComfyUI-Easy-Use"}), ("UnetLoaderGGUF", {"pack": "ComfyUI-GGUF"}),
     ("WanVideoSampler", {"pack": "ComfyUI-WanVideoWrapper"}), ("ShowText|pysssss", {"pack": "ComfyUI-Custom-Scripts"}),
     ("Lora Loader (LoraManager)", {"pack": "ComfyUI-Lora-Manager"}), ("SomeoneElsesNode", {}),
