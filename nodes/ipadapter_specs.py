@@ -18,6 +18,17 @@ def _lazy(function: str) -> Any:
     return lazy("ipadapter", function)
 
 
+def _adapter_facts(files: dict[str, Any], **_: Any) -> dict[str, dict[str, Any]]:
+    return {"ipadapter": {"encoder": False}}   # Load IP-Adapter gives no image encoder with it
+
+
+def _check_encoder(facts: dict[str, dict[str, Any]], **_: Any) -> list[str]:
+    if "clip_vision" not in facts and facts.get("ipadapter", {}).get("encoder") is False:
+        return ["clip_vision: the IP-Adapter comes without its image encoder: link Load CLIP Vision to clip_vision "
+                "(or load the adapter with Load IP-Adapter and Encoder)"]
+    return []
+
+
 def _check_range(start_percent: float = 0.0, end_percent: float = 1.0, **_: Any) -> list[str]:
     if start_percent >= end_percent:
         return ["start_percent: must be before end_percent, or the IP-Adapter never acts"]
@@ -31,6 +42,7 @@ IPADAPTER_NODES: list[NodeSpec] = [
                              description="an IP-Adapter file from the ipadapter folder (ip-adapter_sd15.safetensors, "
                                          "ip-adapter-plus_sd15, ip-adapter_sdxl_vit-h ...; .bin read as weights only)"),),
         outputs=(Output("ipadapter", IPADAPTER, description="the IP-Adapter, for Apply IP-Adapter"),),
+        facts=_adapter_facts,
         description="Load an IP-Adapter (plain, Plus or Full Face; h94/diffusers layout) for image prompts.",
         display_name="Load IP-Adapter"),
     NodeSpec(
@@ -68,7 +80,7 @@ IPADAPTER_NODES: list[NodeSpec] = [
                 Param.float("end_percent", 1.0, min=0.0, max=1.0, step=0.001,
                             description="where it stops (1: to the end)")),
         outputs=(Output("unet", MODEL, description="the same model, its cross-attention also reading the image"),),
-        validate=_check_range,
+        validate=_check_range, check_inputs=_check_encoder,
         description="Prompt with an image: the UNet's cross-attention also attends to the image's IP-Adapter "
                     "tokens, times the weight (diffusers' IP-Adapter).",
         display_name="Apply IP-Adapter"),

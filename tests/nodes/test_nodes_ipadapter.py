@@ -406,8 +406,18 @@ def test_options_nodeforge_does_not_have_are_named_on_import(ip_engine, tmp_path
 def test_apply_without_an_encoder_says_which_to_link(ip_engine, tmp_path):
     wf = _workflow(tmp_path, [("ip-tiny", "tiny-vision", _image(1), 1.0, 0.0, 1.0)])
     del wf.nodes["apply0"].inputs["clip_vision"]
+    problems = ip_engine.validate(wf)   # refused before anything loads
+    assert [(p.node_id, p.field) for p in problems] == [("apply0", "clip_vision")]
+    assert "link Load CLIP Vision to clip_vision" in problems[0].message
     message = _one_line(_error(ip_engine, wf))
-    assert "ip-tiny needs the image encoder it was trained with: link Load CLIP Vision to clip_vision" in message
+    assert "link Load CLIP Vision to clip_vision" in message
+    # the unified loader's adapter carries its encoder: no link needed
+    wf.add("IPAdapterLoaderWithEncoder", {"ipadapter": "ip-tiny", "clip_vision": "tiny-vision"},
+           {"unet": ("ckpt", "unet")}, node_id="unified")
+    wf.nodes["apply0"].inputs.update(unet=("unified", "unet"), ipadapter=("unified", "ipadapter"))
+    assert ip_engine.validate(wf) == []
+    linked = _workflow(tmp_path, [("ip-tiny", "tiny-vision", _image(1), 1.0, 0.0, 1.0)])
+    assert torch.equal(tm.denoised(ip_engine, wf), tm.denoised(ip_engine, linked))
 
 
 V1_MAP = {"v1-5-pruned-emaonly.safetensors": "tiny-sd", "ip-adapter_sd15.bin": "ip-tiny-nested.bin",
