@@ -89,6 +89,7 @@ def test_training_shows_progress_loss_and_samples_and_the_lora_is_listed_without
     assert job.argv[:2] == ["train-lora", str(dialog.table.images[0].parent)]   # the command line's trainer
     assert dialog.cancel_button.isEnabled() and not dialog.start_button.isEnabled()
     assert not dialog.steps.isEnabled()                           # settings stay as the run has them
+    assert dialog.table.isEnabled() and dialog.table.editTriggers() == dialog.table.EditTrigger.NoEditTriggers
     with qtbot.waitSignal(job.ended, timeout=RUN_MS) as ended:
         pass
     assert ended.args == ["done", ""], job.lines

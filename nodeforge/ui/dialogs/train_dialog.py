@@ -18,7 +18,7 @@ import shutil
 from pathlib import Path
 from typing import Callable
 
-from PySide6.QtCore import QPointF, QSize, Qt
+from PySide6.QtCore import QPointF, QRectF, QSize, Qt
 from PySide6.QtGui import QColor, QIcon, QImageReader, QPainter, QPen, QPixmap, QPolygonF
 from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QDialog, QDoubleSpinBox, QFileDialog, QFormLayout,
                                QGridLayout, QGroupBox, QHBoxLayout, QHeaderView, QLabel, QLineEdit, QMessageBox,
@@ -87,7 +87,9 @@ class LossCurve(QWidget):
         def at(step: int, loss: float) -> QPointF:
             return QPointF(left + w * step / self.total, top + h * (1 - (loss - low) / span))
 
-        p.drawText(8, 15, f"loss {losses[-1]:.4f} at step {self.points[-1][0]}   (range {low:.3f}–{high:.3f})")
+        p.drawText(8, 15, f"loss {losses[-1]:.4f} at step {self.points[-1][0]}")
+        p.drawText(QRectF(0, 0, self.width() - 8, 20), Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter,
+                   f"{low:.3g} – {high:.3g}")
         p.setPen(QPen(QColor(110, 140, 180, 110), 1))
         p.drawPolyline(QPolygonF([at(s, v) for s, v in self.points]))
         p.setPen(QPen(QColor("#f0a040"), 2))
@@ -108,8 +110,7 @@ class CaptionTable(QTableWidget):
         self.horizontalHeader().setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
         self.setColumnWidth(0, THUMB + 12)
         self.setWordWrap(True)
-        self.setEditTriggers(QAbstractItemView.EditTrigger.DoubleClicked | QAbstractItemView.EditTrigger.EditKeyPressed
-                             | QAbstractItemView.EditTrigger.AnyKeyPressed)
+        self.set_editable(True)
         self.itemChanged.connect(self._changed)
         self.error: Callable[[str], None] = lambda text: None
 
@@ -137,6 +138,11 @@ class CaptionTable(QTableWidget):
             self.setItem(row, 1, item)
         self.blockSignals(False)
         return len(self.images), missing
+
+    def set_editable(self, on: bool) -> None:
+        triggers = QAbstractItemView.EditTrigger
+        self.setEditTriggers(triggers.DoubleClicked | triggers.EditKeyPressed | triggers.AnyKeyPressed if on
+                             else triggers.NoEditTriggers)
 
     def caption(self, row: int) -> str:
         return self.item(row, 1).text()
@@ -461,7 +467,7 @@ class TrainDialog(QDialog):
         for widget in self.settings_widgets:
             widget.setEnabled(not running and (widget is not self.rank
                                                or METHODS[self.method.currentData()].command != "train-embedding"))
-        self.table.setEnabled(not running)
+        self.table.set_editable(not running)   # not disabled: its thumbnails would turn grey
         self.start_button.setEnabled(not running)
         self.cancel_button.setEnabled(running)
         name_ok = bool(NAME.match(self.name.text().strip()))
