@@ -204,6 +204,15 @@ def test_lcm_sampling_in_nodeforge_equals_diffusers_lcm_scheduler_with_the_lora(
     torch.testing.assert_close(got, unfused, atol=1e-6 * float(unfused.abs().max()), rtol=0)
 
 
+def test_a_folder_of_captioned_images_is_distilled_on_instead_of_the_shapes(tiny_base, tmp_path):
+    images = tmp_path / "imgs"
+    data.write_folder(images, 3, seed=0)
+    out = tmp_path / "folder.safetensors"
+    assert lcm.main(["--base", str(tiny_base), "--out", str(out), "--images-dir", str(images), "--steps", "1",
+                     "--batch", "2", "--threads", "1"]) == 0
+    assert lora.load_kohya(out)[1]["ss_num_train_images"] == "3"
+
+
 class Killed(Exception):
     pass
 
