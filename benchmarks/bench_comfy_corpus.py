@@ -14,7 +14,11 @@ goes through what a user trying it would do:
 4. runs: shrunk to 64 px (sizes scaled so the largest latent side is 64), 8 steps and batch 1,
    every output node runs on the CPU (previews written too).
 
-It prints the four fractions, then every failure's one line grouped by cause, the placeholder
+Besides, each imported file is exported as a ComfyUI UI workflow (`export --to comfyui`) and read
+back: the graph must be the same (ids renumbered where they were not numbers, params compared with
+their defaults filled in).
+
+It prints the four fractions and the UI round trip's, then every failure's one line grouped by cause, the placeholder
 classes by the number of files they block (and how many files each alone blocks), and any
 failure message that is not one line. On a tree without the by-kind map the same demo assets
 are given name by name (`--model-map OLD=NEW` for each missing file), so numbers compare.
@@ -119,6 +123,7 @@ def measure(path: Path, engine: Engine, run: bool) -> dict:
         return record
     record["passed"].append("imports")
     record["format"] = imported.format
+    record["ui_round_trip"] = ui_round_trip(imported.workflow, registry)
     nodes = imported.workflow.nodes
     held = {nid for nid, n in nodes.items() if is_placeholder(n)}
     record["placeholders"] = sorted({original_class(nodes[nid]) for nid in held})
@@ -134,6 +139,29 @@ def measure(path: Path, engine: Engine, run: bool) -> dict:
     if run:
         _run(imported, engine, record)
     return record
+
+
+def ui_round_trip(workflow: object, registry: object) -> str:
+    """'same' when the workflow exported as a ComfyUI UI file imports back to the same graph; else the
+    first node that differs, or the line that stopped the export."""
+    from nodeforge.interop import export_comfyui_ui
+
+    try:
+        data = json.loads(json.dumps(export_comfyui_ui(workflow, registry=registry), allow_nan=False))
+        again = read_workflow(data, registry=registry).workflow
+    except Exception as exc:  # every failure is data here
+        return one_line(exc)
+    ids = dict(zip(workflow.nodes, (str(n["id"]) for n in data["nodes"])))
+
+    def shown(node: object, rename: dict) -> tuple:
+        spec = registry.get(node.type)
+        params = {**({p.name: p.default for p in spec.params} if spec is not None else {}), **node.params}
+        return node.type, params, {k: (rename.get(s, s), o) for k, (s, o) in node.inputs.items()}, node.title
+
+    before = {ids[nid]: shown(node, ids) for nid, node in workflow.nodes.items()}
+    after = {nid: shown(node, {}) for nid, node in again.nodes.items()}
+    differ = sorted(set(before) ^ set(after) | {nid for nid in before if nid in after and before[nid] != after[nid]})
+    return "same" if not differ else f"node {differ[0]} differs ({len(differ)} nodes differ)"
 
 
 def _run(imported: object, engine: Engine, record: dict) -> None:
@@ -166,6 +194,10 @@ def report(records: list[dict], run: bool) -> list[str]:
     for stage in STAGES if run else STAGES[:3]:
         done = sum(stage in r["passed"] for r in records)
         out.append(f"  {stage:16} {done:3d}/{total}  {100 * done / max(total, 1):5.1f}%")
+    trips = [r for r in records if "ui_round_trip" in r]
+    same = sum(r["ui_round_trip"] == "same" for r in trips)
+    out.append(f"  exported as a ComfyUI UI file and read back to the same graph: {same}/{len(trips)} imported files")
+    out.extend(f"    {r['file']}: {r['ui_round_trip'][:200]}" for r in trips if r["ui_round_trip"] != "same")
     causes: dict[str, list[tuple[str, str]]] = defaultdict(list)
     for r in records:
         held = set(r.get("placeholder_lines", []))
