@@ -251,26 +251,28 @@ def per_sampler(model: Path, n: int, seed: int) -> dict:
     return results
 
 
-def lcm_comparison(model: Path, lcm_lora: Path, n: int, seed: int, steps: int = 4, cfg: float = 1.0) -> dict:
+def lcm_comparison(model: Path, lcm_lora: Path, n: int, seed: int, steps: int = 4,
+                   cfg: float = 1.0) -> tuple[dict, list[np.ndarray]]:
     """Prompt following of the LCM-LoRA with the `lcm` sampler at `steps` and `cfg`, beside the base
     with euler at the same steps and at STEPS (CFG 5) and the base with the same sampler and CFG but
-    no LoRA, on the same prompts and seeds; seconds per image."""
+    no LoRA, on the same prompts and seeds; seconds per image. Also each run's images, in that order."""
     from nodeforge.core.registry import builtin_module
 
     runs = {f"base_euler_{steps}_steps": (load_pipeline(model), "euler", steps, CFG),
             f"base_euler_{STEPS}_steps": (load_pipeline(model), "euler", STEPS, CFG),
             f"base_lcm_{steps}_steps": (load_pipeline(model), "lcm", steps, cfg),   # the sampler without the LoRA
             f"lcm_lora_lcm_{steps}_steps": (load_pipeline(model, lcm_lora), "lcm", steps, cfg)}
-    results = {}
+    results, images = {}, []
     for name, (pipe, sampler, run_steps, run_cfg) in runs.items():
         pipe.scheduler = builtin_module("schedulers").make_scheduler(sampler, "default", dict(pipe.scheduler.config),
                                                                      seed)
         t0 = time.time()
-        scores, _ = prompt_following(pipe, n, seed, steps=run_steps, cfg=run_cfg)
+        scores, drawn = prompt_following(pipe, n, seed, steps=run_steps, cfg=run_cfg)
+        images.append(drawn)
         results[name] = {"sampler": sampler, "steps": run_steps, "cfg": run_cfg,
                          **scores, "seconds_per_image": round((time.time() - t0) / scores["samples"], 4)}
         log(f"{name}: {results[name]}")
-    return results
+    return results, images
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -295,8 +297,11 @@ def main(argv: list[str] | None = None) -> int:
     results: dict = {"model": str(args.model), "sampler": f"euler, {STEPS} steps, cfg {CFG}, 64x64"}
     t0 = time.time()
     if args.lcm:
+        scores, images = lcm_comparison(args.model, args.lcm, args.samples, args.seed, args.lcm_steps, args.lcm_cfg)
         results = {"model": str(args.model), "lcm_lora": str(args.lcm), "samples": args.samples, "seed": args.seed,
-                   "lcm": lcm_comparison(args.model, args.lcm, args.samples, args.seed, args.lcm_steps, args.lcm_cfg)}
+                   "lcm": scores}
+        if args.grid:   # a row of the first 12 images per run, in the order of `scores`
+            grid(np.concatenate([drawn[:12] for drawn in images])).save(args.grid)
     elif args.samplers:
         results = {"model": str(args.model), "per_sampler": per_sampler(args.model, args.samples, args.seed)}
     elif not args.only_lora:
