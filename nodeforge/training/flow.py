@@ -44,6 +44,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--layers", type=whole(1), default=6, help="transformer blocks")
     p.add_argument("--patch", type=whole(1), default=2,
                    help="latent pixels per token side (1: four times the tokens, finer edges, slower)")
+    p.add_argument("--teacher-weight", type=real(0, 1), default=0.0,
+                   help="share of the velocity target taken from the base UNet model's prediction for the same "
+                        "noisy latent and caption (knowledge distillation; 0: the data's own target only)")
+    p.add_argument("--teacher-max-noise", type=real(0, 1), default=0.9,
+                   help="above this noise level the target is the data's own (the UNet's clean-image estimate "
+                        "is amplified too much there)")
     p.add_argument("--shift", type=real(0, above=True), default=3.0,
                    help="the sigma shift written to the scheduler config")
     p.add_argument("--work", type=Path, default=None,
@@ -154,6 +160,59 @@ def prompt_embeds(parts: dict[str, Any], tokenizer: Any, captions: list[str], ze
     return embeds, torch.cat([o.text_embeds for o in outs], dim=-1)
 
 
+class Teacher:
+    """The base UNet model (epsilon prediction on SD's DDPM schedule, same VAE latents) read as a
+    flow model: a flow sample x_t = (1 - s) x0 + s n is the DDPM sample x_t / r with alpha = (1 - s) / r,
+    sigma = s / r, r = sqrt((1 - s)^2 + s^2), at the (fractional) timestep whose log-SNR is
+    2 log((1 - s) / s); its velocity estimate is eps - x0_hat with x0_hat = (x - sigma eps) / alpha."""
+
+    def __init__(self, base: Path, tokenizer: Any):
+        import torch
+        from diffusers import DDPMScheduler, UNet2DConditionModel
+        from transformers import CLIPTextModel
+
+        kw = {"local_files_only": True}
+        self.unet = UNet2DConditionModel.from_pretrained(str(base), subfolder="unet", **kw).eval().requires_grad_(False)
+        self.text = CLIPTextModel.from_pretrained(str(base), subfolder="text_encoder", **kw).eval().requires_grad_(False)
+        done = DDPMScheduler.from_pretrained(str(base), subfolder="scheduler", **kw).alphas_cumprod.double()
+        self.log_snr = torch.log(done / (1 - done)).flip(0).float()   # increasing; index i is timestep 999 - i
+        self.tokenizer = tokenizer
+
+    def timesteps(self, s: Any) -> tuple[Any, Any]:
+        """The fractional DDPM timestep of each flow noise level, and whether it lies in the schedule."""
+        import torch
+
+        level = 2 * torch.log((1 - s) / s)
+        table = self.log_snr
+        idx = torch.searchsorted(table, level).clamp(1, len(table) - 1)
+        frac = (level - table[idx - 1]) / (table[idx] - table[idx - 1])
+        t = (len(table) - 1) - (idx - 1 + frac)
+        return t.clamp(0, len(table) - 1), (level >= table[0]) & (level <= table[-1])
+
+    def velocity(self, x_t: Any, s: Any, captions: list[str]) -> tuple[Any, Any]:
+        import torch
+
+        t, valid = self.timesteps(s)
+        r = torch.sqrt((1 - s) ** 2 + s ** 2).view(-1, 1, 1, 1)
+        alpha, sigma = (1 - s).view(-1, 1, 1, 1) / r, s.view(-1, 1, 1, 1) / r
+        ids = self.tokenizer(captions, padding="max_length", max_length=77, truncation=True, return_tensors="pt").input_ids
+        with torch.no_grad():
+            eps = self.unet(x_t / r, t, self.text(ids).last_hidden_state).sample
+        return eps - (x_t / r - sigma * eps) / alpha, valid
+
+
+def distilled_target(teacher: Teacher, x_t: Any, t: Any, target: Any, captions: list[str], weight: float,
+                     max_noise: float) -> Any:
+    """`weight` of the teacher's velocity plus the rest of the data's, where the teacher is defined
+    and the noise level is at most `max_noise`; the data's target elsewhere."""
+    import torch
+
+    s = t / 1000
+    taught, valid = teacher.velocity(x_t, s, captions)
+    use = (valid & (s <= max_noise)).view(-1, 1, 1, 1)
+    return torch.where(use, weight * taught + (1 - weight) * target, target)
+
+
 def _checkpoint(work: Path | None, state: dict[str, Any] | None = None) -> dict[str, Any] | None:
     """Write `state` to work/flow.pt atomically, or read it back (tensors and plain values only)."""
     import torch
@@ -169,7 +228,8 @@ def _checkpoint(work: Path | None, state: dict[str, Any] | None = None) -> dict[
     return state
 
 
-def train(args: argparse.Namespace, parts: dict[str, Any], latents: Any, captions: list[str], tokenizer: Any) -> tuple[float, Any]:
+def train(args: argparse.Namespace, parts: dict[str, Any], latents: Any, captions: list[str], tokenizer: Any,
+          teacher: Teacher | None = None) -> tuple[float, Any]:
     """The training loop; returns the last loss and the EMA of the weights (what is saved)."""
     import torch
 
@@ -196,6 +256,8 @@ def train(args: argparse.Namespace, parts: dict[str, Any], latents: Any, caption
         pick = torch.randint(0, latents.shape[0], (args.batch,), generator=generator)
         x_t, t, target = flow_batch(latents[pick], args.shift, generator, args.uniform)
         texts = [captions[i] if torch.rand(1, generator=generator) > 0.1 else "" for i in pick.tolist()]
+        if teacher is not None:
+            target = distilled_target(teacher, x_t, t, target, texts, args.teacher_weight, args.teacher_max_noise)
         embeds, pooled = prompt_embeds(parts, tokenizer, texts, zeros=1)
         pred = parts["transformer"](hidden_states=x_t, timestep=t, encoder_hidden_states=embeds,
                                     pooled_projections=pooled, return_dict=False)[0]
@@ -286,7 +348,8 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.time()
     latents, captions = training_latents(args, vae)
     parts = make_parts(args, vae, base)
-    final, ema = train(args, parts, latents, captions, tokenizer)
+    teacher = Teacher(base, tokenizer) if args.teacher_weight > 0 else None
+    final, ema = train(args, parts, latents, captions, tokenizer, teacher)
     ema.copy_to(list(parts.values()))
     pipe = assemble(parts, vae, tokenizer, args.shift)
     pipe.save_pretrained(str(args.out))

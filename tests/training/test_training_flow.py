@@ -60,7 +60,7 @@ def test_both_clip_encoders_start_as_the_base_models_trained_text_encoder():
 
     base = builtin_dir("resources") / "models" / "nodeforge-shapes"
     vae, tokenizer = flow.load_base(base)
-    parts = flow.make_parts(argparse.Namespace(seed=0, width=64, layers=1), vae, base)
+    parts = flow.make_parts(argparse.Namespace(seed=0, width=64, layers=1, patch=2), vae, base)
     trained = CLIPTextModel.from_pretrained(str(base / "text_encoder"), local_files_only=True)
     ids = CLIPTokenizer.from_pretrained(str(base / "tokenizer"))(["a red circle"], return_tensors="pt").input_ids
     with torch.no_grad():
@@ -126,3 +126,45 @@ def test_a_three_step_run_saves_a_flow_model_both_loaders_read(tmp_path):
     image = pipe("a red circle", num_inference_steps=2, height=64, width=64, output_type="np",
                  generator=torch.Generator().manual_seed(0)).images
     assert image.shape == (1, 64, 64, 3)
+
+
+def test_the_teacher_reads_a_flow_noise_level_as_the_ddpm_timestep_with_the_same_signal_to_noise():
+    from diffusers import DDPMScheduler
+    from transformers import CLIPTokenizer
+
+    from nodeforge.paths import builtin_dir
+
+    base = builtin_dir("resources") / "models" / "nodeforge-shapes"
+    teacher = flow.Teacher(base, CLIPTokenizer.from_pretrained(str(base), subfolder="tokenizer"))
+    done = DDPMScheduler.from_pretrained(str(base), subfolder="scheduler").alphas_cumprod
+    steps = torch.tensor([3, 250, 500, 997])
+    s = 1 / (1 + torch.sqrt(done[steps] / (1 - done[steps])))   # ((1 - s) / s)^2 = alpha_bar / (1 - alpha_bar)
+    t, valid = teacher.timesteps(s)
+    torch.testing.assert_close(t, steps.float(), atol=1e-3, rtol=0)
+    assert valid.all()
+    _, outside = teacher.timesteps(torch.tensor([0.001, 0.999]))   # cleaner / noisier than SD's schedule reaches
+    assert not outside.any()
+
+
+def test_the_teachers_velocity_is_far_closer_to_the_true_one_than_the_data_target_is_to_zero():
+    from transformers import CLIPTokenizer
+
+    from nodeforge.paths import builtin_dir
+    from nodeforge.training import data
+    from nodeforge.training.shapes import encode_latents
+
+    base = builtin_dir("resources") / "models" / "nodeforge-shapes"
+    vae, tokenizer = flow.load_base(base)
+    teacher = flow.Teacher(base, tokenizer)
+    images, samples = data.generate(8, 3)
+    x0 = encode_latents(vae, images, torch.device("cpu")) * vae.config.scaling_factor
+    captions = [f"a {s.colour} {s.shape} on a {s.background} background" for s in samples]
+    noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(0))
+    s = torch.full((8,), 0.4)
+    taught, valid = teacher.velocity(0.6 * x0 + 0.4 * noise, s, captions)
+    error = float(((taught - (noise - x0)) ** 2).mean())
+    assert valid.all() and error < 0.1 * float(((noise - x0) ** 2).mean())
+    mixed = flow.distilled_target(teacher, 0.6 * x0 + 0.4 * noise, s * 1000, noise - x0, captions, 0.5, 0.9)
+    torch.testing.assert_close(mixed, 0.5 * taught + 0.5 * (noise - x0))
+    kept = flow.distilled_target(teacher, 0.6 * x0 + 0.4 * noise, s * 1000, noise - x0, captions, 1.0, 0.3)
+    torch.testing.assert_close(kept, noise - x0)   # above --teacher-max-noise: the data's own target
