@@ -191,3 +191,13 @@ def test_dreambooth_with_prior_preservation_from_the_dialog(studio, dialog, qtbo
     assert metadata["nodeforge_instance_prompt"] == "a sks star" and metadata["ss_num_reg_images"] == "2"
     nid = studio.controller.add_node("LoRALoader", (0, 0))
     assert "red-stars.safetensors" in _lora_choices(studio, nid)
+
+
+def test_the_trainer_runs_as_this_python_or_as_the_packaged_apps_own_command(monkeypatch):
+    import sys
+
+    from nodeforge.ui.dialogs.train_job import command
+
+    assert command(["train-lora", "x"]) == (sys.executable, ["-m", "nodeforge", "train-lora", "x"])
+    monkeypatch.setattr(sys, "frozen", True, raising=False)   # PyInstaller's bundle: the exe is `nodeforge`
+    assert command(["train-lora", "x"]) == (sys.executable, ["train-lora", "x"])

@@ -1,7 +1,7 @@
 """A training run for the Train dialog: the command line's own trainer in a separate process.
 
 The dialog builds the argv of `nodeforge train-lora` / `train-embedding` (`build_argv`) and a
-`TrainJob` runs it with QProcess (`python -m nodeforge ...`), so the canvas stays usable, a crash
+`TrainJob` runs it with QProcess (`python -m nodeforge ...`, or the packaged app's executable), so the canvas stays usable, a crash
 of the training cannot take the editor with it, and what runs is exactly what the command line
 runs. The job reads the trainer's stderr as it comes: its progress bar (`session.PROGRESS`), its
 sample lines (`session.SAMPLE`) and its one-line `error:`. Cancel sends SIGTERM: the trainer ends
@@ -101,6 +101,14 @@ def build_argv(s: TrainSettings) -> list[str]:
     return argv
 
 
+def command(argv: list[str]) -> tuple[str, list[str]]:
+    """The program and arguments that run `nodeforge ARGV`: this Python with `-m nodeforge`, or the
+    packaged app's own executable (PyInstaller sets sys.frozen), whose entry point is the same CLI."""
+    if getattr(sys, "frozen", False):
+        return sys.executable, list(argv)
+    return sys.executable, ["-m", "nodeforge", *argv]
+
+
 def _prior(s: TrainSettings) -> list[str]:
     """DreamBooth's prior preservation: the class prompt, its pictures and their weight (none without a class prompt)."""
     if not s.class_prompt.strip() or s.prior_weight == 0:
@@ -144,7 +152,7 @@ class TrainJob(QObject):
         self.kill_timer.timeout.connect(self.process.kill)
 
     def start(self) -> None:
-        self.process.start(sys.executable, ["-m", "nodeforge", *self.argv])
+        self.process.start(*command(self.argv))
 
     def running(self) -> bool:
         return self.process.state() != QProcess.ProcessState.NotRunning
