@@ -242,6 +242,19 @@ def _essentials_interpolation(value: Any, notes: Notes) -> Any:
     return "nearest-exact" if value == "nearest" else _method(_IMAGE_METHODS)(value, notes)
 
 
+_HEX = re.compile(r"#?([0-9a-fA-F]{6}|[0-9a-fA-F]{3})")
+
+
+def _hex_color(value: Any, notes: Notes) -> Any:
+    # mtb's colour widget holds "#RRGGBB"; EmptyImage takes 0xRRGGBB as a number
+    match = _HEX.fullmatch(value.strip()) if isinstance(value, str) else None
+    if match is None:
+        notes.warn(f"color {str(value)[:40]!r} is not a #RRGGBB colour; black is used")
+        return 0
+    digits = match.group(1)
+    return int(digits if len(digits) == 6 else "".join(c * 2 for c in digits), 16)
+
+
 # -- which class a node exports as -----------------------------------------------------------------------
 _STAGE_DEFAULTS = {"start_at_step": 0, "end_at_step": 10000, "add_noise": True, "return_with_leftover_noise": False}
 
@@ -719,6 +732,11 @@ ROWS: tuple[ClassMap, ...] = (
              (("image", "image"),), ("image",), remember=False, export_only_if=_never, derive=_essentials_method,
              note="resized as Scale Image (essentials' 'nearest' is nearest-exact here; exported back as ComfyUI's "
                   "ImageScale)"),
+    # mtb's Colored Image without a foreground image is an image of one colour (PIL fills it with the colour).
+    ClassMap("Colored Image (mtb)", "EmptyImage", "Colored Image (mtb)",
+             (Widget("color", load=_hex_color), Widget("width"), Widget("height")), (), ("image",),
+             fixed={"batch_size": 1}, remember=False, export_only_if=_never,
+             note="an image of one colour, NodeForge's EmptyImage (exported back as ComfyUI's EmptyImage)"),
     # The deprecated loader with a config file: NodeForge tells a checkpoint's kind from its weights, so the
     # config is not needed; the node goes back to ComfyUI as the plain Load Checkpoint.
     ClassMap("CheckpointLoader", "CheckpointLoader", "Load Checkpoint With Config (DEPRECATED)",

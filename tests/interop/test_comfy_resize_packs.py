@@ -1,6 +1,7 @@
 """KJNodes' and essentials' resize nodes (ImageResizeKJv2, ImageResizeKJ, ImageResize+) come in as Scale Image
 where their mode is one of its own, with the size they would give; KJNodes' INTConstant and rgthree's Seed
-node become the values they feed (comfy-resize-*.json). All go back to ComfyUI as core classes."""
+node become the values they feed, mtb's Colored Image is Empty Image (comfy-resize-*.json). All go back to
+ComfyUI as core classes."""
 from __future__ import annotations
 
 import pytest
@@ -87,3 +88,18 @@ def test_the_crop_and_the_stretch_are_the_pixels_those_nodes_give():
     stretched = run_image_scale(None, image, "nearest-exact", 8, 4, "disabled")["image"]
     assert stretched.shape == (1, 4, 8, 3)
     assert torch.equal(stretched[0, 0, :, 0], torch.tensor([0.0, 0.0, 0.1, 0.1, 0.2, 0.2, 0.3, 0.3]))
+
+
+@pytest.mark.parametrize("name", FORMATS)
+def test_mtb_colored_image_is_an_empty_image_of_its_colour(read, registry, name):
+    from nodes.images import run_empty_image
+
+    node = read(name).workflow.nodes["14"]
+    assert (node.type, node.params) == ("EmptyImage", {"color": 0x654501, "width": 1344, "height": 768,
+                                                       "batch_size": 1})
+    image = run_empty_image(None, 4, 2, 1, node.params["color"])["image"]
+    # what PIL's Image.new("RGB", size, "#654501") gives, as ComfyUI's 0..1 floats
+    assert torch.equal(image[0, 0, 0], torch.tensor([0x65, 0x45, 0x01], dtype=torch.float32) / 255)
+    prompt = export_comfyui_api(read(name).workflow, registry=registry)
+    assert prompt["14"]["class_type"] == "EmptyImage"
+    assert prompt["14"]["inputs"] == {"width": 1344, "height": 768, "batch_size": 1, "color": 0x654501}
