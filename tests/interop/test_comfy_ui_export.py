@@ -152,8 +152,7 @@ def test_a_placeholder_goes_back_as_it_came(read, registry):
     assert [o["type"] for o in foo["outputs"]] == ["IMAGE"]
 
 
-@pytest.mark.parametrize("name", ["txt2img.json", "hires-fix.json", "inpaint.json", "regions.json",
-                                  "controlnet.json", "upscale.json"])
+@pytest.mark.parametrize("name", sorted(p.name for p in builtin_dir("workflows").glob("*.json")))
 def test_a_nodeforge_example_exports_to_a_ui_file_that_imports_to_the_same_graph(registry, no_models, name):
     source = builtin_dir("workflows") / name
     first = read_workflow(source, registry=registry, model_paths=no_models).workflow
