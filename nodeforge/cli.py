@@ -73,10 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
                           "else ./output)")
     run.add_argument("--set", dest="overrides", action="append", default=[], metavar="ID.param=VALUE",
                      help="change a param before running; ID is a node id or a node's unique title (repeatable)")
-    run.add_argument("--device", default="auto", type=_device, help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps")
     run.add_argument("--previews", action="store_true", help="also write Preview nodes' images to the output folder")
-    run.add_argument("--cache-budget", type=_size, default=None, metavar="BYTES",
-                     help="memory budget of the output cache (e.g. 4G); default 40%% of RAM")
+    _add_device_options(run)
     run.add_argument("-v", "--verbose", action="store_true", help="show progress even when output is piped")
     run.add_argument("-q", "--quiet", action="store_true", help="print only where outputs went")
     run.add_argument("--debug", action="store_true", help="show tracebacks")
@@ -114,6 +112,16 @@ def build_parser() -> argparse.ArgumentParser:
     gui = sub.add_parser("gui", help="open the editor (the default)")
     gui.add_argument("file", nargs="?")
     return parser
+
+
+def _add_device_options(run: argparse.ArgumentParser) -> None:
+    run.add_argument("--device", default="auto", type=_device, help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps")
+    run.add_argument("--offload", choices=("none", "model", "sequential"), default="none",
+                     help="keep models in CPU memory: 'model' moves only the running model to the GPU (Flux's "
+                          "transformer and T5 take turns), 'sequential' each layer as it runs (least GPU memory, "
+                          "slowest); default none")
+    run.add_argument("--cache-budget", type=_size, default=None, metavar="BYTES",
+                     help="memory budget of the output cache (e.g. 4G); default 40%% of RAM")
 
 
 def _add_model_map(parser: argparse.ArgumentParser) -> None:
@@ -470,7 +478,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     engine = Engine(device=args.device if args.device else "auto", output_dir=args.out,
                     cache_budget=args.cache_budget,
                     # A one-shot run: nothing reuses its models, so the pack may load lite ones (nodes/lite).
-                    settings={"previews": args.previews, "lite_models": True})
+                    settings={"previews": args.previews, "lite_models": args.offload == "none",
+                              "offload": args.offload})
     for failure in engine.registry.failures:
         print(f"warning: {failure}", file=sys.stderr)
     imported = read_any(args.file, args.model_map, engine.registry, missing_is_error=True)

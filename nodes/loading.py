@@ -172,12 +172,13 @@ def vae_dtype(device: str, force_upcast: bool) -> torch.dtype:
 
 
 def _finish(modules: list[Any], device: str, dtype: torch.dtype) -> None:
+    """Loaded modules in `dtype`, in eval mode, where nodes/placement.py keeps them for `device`."""
+    from .placement import place
+
     for module in modules:
         if module is None:
             continue
-        target = torch.device(device)
-        if any(p.device.type != target.type or p.dtype != dtype for p in module.parameters()):
-            module.to(device=device, dtype=dtype)
+        place(module, device, dtype)
         module.eval()
         module.requires_grad_(False)
     # Attention: diffusers and transformers use torch's SDPA by default on torch >= 2.

@@ -176,7 +176,9 @@ def embedding_width(encoder: Any) -> int:
 def _hidden(encoder: Any, ids: list[int], layer: int | None, norm: bool) -> tuple[torch.Tensor, Any]:
     """The encoder's output for one window: the last hidden state (layer None), or the hidden state
     after layer `layer` (-1 = the last), through the final layer norm when `norm` (SD 1.x/2.x)."""
-    device = next(encoder.parameters()).device
+    from .placement import device_of
+
+    device = device_of(encoder)
     out = encoder(torch.tensor([ids], device=device), output_hidden_states=layer is not None)
     if layer is None:
         return out.last_hidden_state, out
@@ -193,7 +195,9 @@ def final_layer_norm(encoder: Any) -> Any:
 
 def _encode_chunk(encoder: Any, ids: list[int], weights: list[float], layer: int | None,
                   norm: bool = False, rows: dict[int, torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
-    device = next(encoder.parameters()).device
+    from .placement import device_of
+
+    device = device_of(encoder)
     with substituted(encoder, rows or {}):
         hidden, out = _hidden(encoder, ids, layer, norm)
     hidden = hidden.float()

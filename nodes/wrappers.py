@@ -38,7 +38,9 @@ class OnModule:
 
     @property
     def device(self) -> torch.device:
-        return next(getattr(self, self.module_field).parameters()).device
+        from .placement import device_of
+
+        return device_of(getattr(self, self.module_field))
 
     @property
     def dtype(self) -> torch.dtype:
@@ -167,8 +169,9 @@ class ClipModel:
 
     @property
     def device(self) -> torch.device:
-        encoder = self.text_encoder if self.text_encoder is not None else self.text_encoder_2
-        return next(encoder.parameters()).device
+        from .placement import device_of
+
+        return device_of(self.text_encoder if self.text_encoder is not None else self.text_encoder_2)
 
     def with_lora(self, patches: tuple[tuple[str, LoraPatch], ...]) -> "ClipModel":
         return dataclasses.replace(self, loras=self.loras + tuple(patches))

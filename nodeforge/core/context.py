@@ -1,6 +1,7 @@
 """What a running node may ask of the engine: progress, cancellation, device, output folder."""
 from __future__ import annotations
 
+import contextvars
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,3 +60,20 @@ class NodeContext:
         """The path a file param names (a model name from the search paths, or a path)."""
         source = self.workflow.source
         return self.model_paths.resolve(kind, name, source.parent if source is not None else None)
+
+
+_CURRENT: contextvars.ContextVar["NodeContext | None"] = contextvars.ContextVar("nodeforge_node", default=None)
+
+
+def current_context() -> NodeContext | None:
+    """The context of the node running in this thread (the engine sets it around `NodeSpec.run`),
+    for code deep in a node pack that needs the run's settings; None outside a run."""
+    return _CURRENT.get()
+
+
+def running(ctx: NodeContext) -> contextvars.Token:
+    return _CURRENT.set(ctx)
+
+
+def finished(token: contextvars.Token) -> None:
+    _CURRENT.reset(token)

@@ -22,7 +22,7 @@ from typing import Any, Callable, Iterable
 from nodeforge.core import events as ev
 from nodeforge.core import graph
 from nodeforge.core.cache import OutputCache, make_key
-from nodeforge.core.context import NodeContext
+from nodeforge.core.context import NodeContext, finished, running
 from nodeforge.core.errors import Cancelled, NodeError, NodeExecutionError, Problem, ValidationError, WorkflowError
 from nodeforge.core.models import ModelPaths, file_identity
 from nodeforge.core.registry import Registry, default_registry
@@ -385,6 +385,7 @@ class Engine:
 
     @staticmethod
     def _call(spec: Any, nid: str, ctx: NodeContext, kwargs: dict[str, Any]) -> Any:
+        token = running(ctx)
         try:
             output = spec.run(ctx, **kwargs)
         except Cancelled as exc:
@@ -404,6 +405,8 @@ class Engine:
             else:
                 message = f"{type(exc).__name__}: {message}"
             raise NodeExecutionError(message, node_id=nid, node_type=spec.type, original=exc) from exc
+        finally:
+            finished(token)
         if spec.outputs:
             if not isinstance(output, dict):
                 raise NodeExecutionError(f"returned {type(output).__name__}, expected a dict of outputs "

@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from ..placement import device_of
 from ..prompt import _encode_chunk, embedding_width, prompt_chunks, substituted
 from .sd3_text import t5_tokens
 
@@ -28,7 +29,7 @@ def encode_flux(clip: Any, text: str, embeddings: Any = None, clip_l: str | None
                                      embedding_width(clip.text_encoder), "CLIP-L text encoder")[0]
         encoder = clip.text_encoder
         with substituted(encoder, rows or {}):
-            out = encoder(torch.tensor([ids], device=next(encoder.parameters()).device))
+            out = encoder(torch.tensor([ids], device=device_of(encoder)))
         pooled = out.pooler_output.float()
         t5_ids, weights = t5_tokens(clip.tokenizer_2, text if t5xxl is None else t5xxl, T5_LENGTH)
         embeds, _ = _encode_chunk(clip.text_encoder_2, t5_ids, weights, None)

@@ -23,6 +23,7 @@ from nodeforge.core.errors import NodeError
 from nodeforge.core.types import FileKind
 
 from ..loading import _finish, _load_into, load_shared, pick_dtype, read_state_dict
+from ..placement import place
 from ..wrappers import ClipModel, UNetModel
 from . import flux_file as ff
 from .flux import scheduler_config, shipped_configs
@@ -67,7 +68,8 @@ def _read_diffusion_model(path: Path, device: str) -> LoadedPart:
             return read_transformer(path, state, device, dtype)
         transformer = ff.transformer_from_state(ff.split_parts(state)["transformer"], cfg, path.name, "model")
         _finish([transformer], device, dtype)
-    transformer.to(device).eval().requires_grad_(False)
+    place(transformer, device)
+    transformer.eval().requires_grad_(False)
     sched = scheduler_config(cfg if cfg != shipped_configs() else None, not transformer.config.guidance_embeds)
     vae_config = cfg / "vae" / "config.json"
     factor = 8
@@ -124,7 +126,8 @@ def _read_sd3_transformer(path: Path, state: dict[str, torch.Tensor], device: st
         transformer = SD3Transformer2DModel.from_config(config)
     _load_into(transformer, converted, "SD3 transformer", field="model")
     _finish([transformer], device, dtype)
-    transformer.to(device).eval().requires_grad_(False)
+    place(transformer, device)
+    transformer.eval().requires_grad_(False)
     sched = dict(json.loads((cfg / "scheduler" / "scheduler_config.json").read_text()))
     sched.setdefault("shift", 1.0)
     blocks = json.loads((cfg / "vae" / "config.json").read_text())["block_out_channels"]
