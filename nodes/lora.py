@@ -22,7 +22,7 @@ from nodeforge.lora_format import PARTS, read_key, scale, underscored, unet_ldm_
 from .families import of_model
 from .loading import read_state_dict
 from .lora_variants import VariantDelta, make_variant
-from .wrappers import ClipModel, LoraPatch, UNetModel
+from .wrappers import ClipModel, LoraPatch, UNetModel, weight_shape
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +123,7 @@ def resolve(entries: dict[str, dict[str, Any]], root: torch.nn.Module, name: str
         path = table.get(underscored(module_name))
         variant = make_variant(module_name, entry, entry.get("config_rank")) if path is not None else None
         if variant is not None:
-            reason = variant.misfit(tuple(root.get_submodule(path).weight.shape))
+            reason = variant.misfit(weight_shape(root.get_submodule(path).weight))
             if reason:
                 raise NodeError(f"LoRA {source or name}: the {variant.kind} factors of layer {module_name} do not "
                                 f"fit it ({reason}); the file is damaged or made for another base model: use "
@@ -135,7 +135,7 @@ def resolve(entries: dict[str, dict[str, Any]], root: torch.nn.Module, name: str
             continue
         down, up = entry["down"].float(), entry["up"].float()
         weight = root.get_submodule(path).weight
-        _check_shapes(module_name, down, up, tuple(weight.shape))
+        _check_shapes(module_name, down, up, weight_shape(weight))
         alpha = float(entry["alpha"]) if "alpha" in entry else None
         deltas[path] = (down.to(device), up.to(device), scale(alpha, down.shape[0]))
     return LoraPatch(name, deltas, strength), unmatched
@@ -144,6 +144,18 @@ def resolve(entries: dict[str, dict[str, Any]], root: torch.nn.Module, name: str
 def _on_device(variant: VariantDelta, device: torch.device) -> VariantDelta:
     return VariantDelta(variant.kind, {k: v.to(device) for k, v in variant.tensors.items()}, variant.scale,
                         variant.name)
+
+
+def _check_quantized(root: torch.nn.Module, patch: LoraPatch, source: str) -> None:
+    """Quantised (GGUF) layers take plain LoRA layers only (added to their output, nodes/wrappers.py)."""
+    from .wrappers import is_quantized
+
+    for path, value in patch.deltas.items():
+        if is_quantized(root.get_submodule(path).weight) and (not isinstance(value, tuple) or value[0].ndim != 2):
+            kind = getattr(value, "kind", "conv")
+            raise NodeError(f"{source} changes {path} as a {kind} LoRA, which cannot be added to a quantised (GGUF) "
+                            "layer (only plain down/up LoRA layers can); load the safetensors transformer to use it",
+                            field="lora")
 
 
 def run_lora_loader(ctx: Any, unet: UNetModel, clip: ClipModel, lora: str, strength_unet: float,
@@ -159,15 +171,13 @@ def run_lora_loader(ctx: Any, unet: UNetModel, clip: ClipModel, lora: str, stren
                         field="lora")
     matched = unmatched = 0
     new_unet, new_clip = unet, clip
-    if "unet" in parts and getattr(unet.unet, "is_quantized", False):
-        raise NodeError(f"{unet.name} is quantised (GGUF), and LoRAs cannot be added to its packed weights; load "
-                        f"the model's safetensors transformer (bf16 or fp8) to use {path.name}", field="lora")
     if "unet" in parts:
         rename = getattr(of_model(unet.family), "lora_entries", None)   # a family's own module names (SD3)
         entries = rename(parts["unet"], unet.unet, path.name) if rename else parts["unet"]
         patch, missed = resolve(entries, unet.unet, path.stem, strength_unet, None if rename else unet.unet.config,
                                 path.name)
         matched, unmatched = matched + len(patch.deltas), unmatched + missed
+        _check_quantized(unet.unet, patch, path.name)
         new_unet = unet.with_lora(patch)
     clip_patches = []
     for part, module in (("te", clip.text_encoder), ("te2", clip.text_encoder_2), ("te3", clip.text_encoder_3)):

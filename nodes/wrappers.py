@@ -64,6 +64,7 @@ def apply_patches(modules: dict[str, torch.nn.Module], patches: tuple[tuple[str,
     patches are skipped, so they give bitwise the base model's output.
     """
     originals: dict[tuple[str, str], tuple[torch.Tensor, torch.Tensor]] = {}
+    hooks: list[Any] = []
     try:
         with torch.no_grad():
             for part, patch in patches:
@@ -73,6 +74,9 @@ def apply_patches(modules: dict[str, torch.nn.Module], patches: tuple[tuple[str,
                 for path, value in patch.deltas.items():
                     module = root.get_submodule(path)
                     weight = module.weight
+                    if is_quantized(weight):   # packed GGUF blocks: add the LoRA's output instead
+                        hooks.append(module.register_forward_hook(_low_rank(value, patch.strength, path)))
+                        continue
                     if (part, path) not in originals:
                         originals[(part, path)] = (weight, weight.detach().clone())
                     if not isinstance(value, tuple):   # a LoRA variant (lora_variants.VariantDelta)
@@ -86,9 +90,44 @@ def apply_patches(modules: dict[str, torch.nn.Module], patches: tuple[tuple[str,
                     weight.add_((patch.strength * scale * change).to(device=weight.device, dtype=weight.dtype))
         yield
     finally:
+        for hook in hooks:
+            hook.remove()
         with torch.no_grad():
             for weight, saved in originals.values():
                 weight.copy_(saved)
+
+
+def is_quantized(weight: Any) -> bool:
+    """A weight stored in quantised blocks (diffusers' GGUFParameter), which cannot be patched in place."""
+    return type(weight).__name__ == "GGUFParameter"
+
+
+def weight_shape(weight: Any) -> tuple[int, ...]:
+    """A weight's shape in elements (a GGUF weight's tensor holds its packed blocks' bytes)."""
+    if not is_quantized(weight):
+        return tuple(weight.shape)
+    from gguf import GGML_QUANT_SIZES
+
+    block, size = GGML_QUANT_SIZES[weight.quant_type]
+    return (*weight.shape[:-1], weight.shape[-1] // size * block)
+
+
+def _low_rank(value: Any, strength: float, path: str) -> Any:
+    """A forward hook adding a LoRA's `strength * scale * up(down(x))` to a quantised linear layer's
+    output: the unmerged LoRA, as PEFT runs one on diffusers' GGUF layers."""
+    if not isinstance(value, tuple) or value[0].ndim != 2:
+        from nodeforge.core.errors import NodeError
+
+        raise NodeError(f"the LoRA's {getattr(value, 'kind', 'conv')} change to {path} cannot be added to a quantised "
+                        "(GGUF) layer; only plain LoRA (down/up) layers can: load the safetensors transformer",
+                        field="unet")
+    down, up, scale = value
+
+    def hook(module: Any, args: Any, output: torch.Tensor) -> torch.Tensor:
+        x = args[0]
+        d, u = down.to(x.device, x.dtype), up.to(x.device, x.dtype)
+        return output + (strength * scale) * torch.nn.functional.linear(torch.nn.functional.linear(x, d), u)
+    return hook
 
 
 @dataclass(frozen=True)

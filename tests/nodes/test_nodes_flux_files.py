@@ -4,6 +4,8 @@ each checked to give the FluxPipeline folder's weights and latents (tests/nodes/
 the files that cannot work refused in one line naming the file and the fix."""
 from __future__ import annotations
 
+import types
+
 from pathlib import Path
 
 import pytest
@@ -207,17 +209,51 @@ def test_a_gguf_transformer_loads_through_diffusers_gguf_support(files, tmp_path
     with torch.no_grad():
         ours, theirs = unet.unet(**kw)[0], transformer(**kw)[0]
     assert (ours - theirs).abs().max() < 0.02 * theirs.abs().max()   # Q8_0 of one layer: close, not equal
-    lora = tf.flux_loras(transformer, tmp_path / "loras")["diffusers"]
+
+
+# the layers tiny_flux.flux_loras changes, quantised: a LoRA on them runs unmerged (added to their output)
+LORA_LAYERS = ("transformer_blocks.0.attn.to_q.weight", "transformer_blocks.0.attn.to_k.weight",
+               "transformer_blocks.0.attn.to_v.weight", "transformer_blocks.0.ff.net.0.proj.weight",
+               "single_transformer_blocks.0.proj_out.weight")
+
+
+@pytest.mark.parametrize("layout", ["diffusers", "kohya"])
+def test_a_lora_on_a_gguf_transformer_equals_diffusers_peft_lora_on_it(files, tmp_path, layout):
+    pytest.importorskip("gguf", reason="the optional gguf package (pip install gguf) is not installed")
+    from nodes.families.separate import _read_diffusion_model
+    from nodes.lora import run_lora_loader
+
+    transformer = files["parts"]["transformer"]
+    path = write_gguf(transformer, tmp_path / "flux-tiny-Q8_0.gguf", LORA_LAYERS)
+    tf._config_beside(files["folder"], path)
+    loras = tf.flux_loras(transformer, tmp_path / "loras")
 
     class Ctx:
         def resolve_file(self, kind, name):
-            return str(lora)
+            return str(loras[layout])
 
-    from nodes.lora import run_lora_loader
+    unet = _read_diffusion_model(path, "cpu").wrapper()
+    assert type(unet.unet.transformer_blocks[0].attn.to_q).__name__ == "GGUFLinear"
+    no_clip = types.SimpleNamespace(text_encoder=None, text_encoder_2=None, text_encoder_3=None)
+    with_lora = run_lora_loader(Ctx(), unet, no_clip, f"flux-{layout}", 0.8, 1.0)["unet"]
+    reference = _read_diffusion_model(path, "cpu").wrapper().unet      # diffusers' own: PEFT on the GGUF layers
+    from safetensors.torch import load_file
 
-    with pytest.raises(NodeError) as info:
-        run_lora_loader(Ctx(), unet, None, "flux-diffusers", 1.0, 1.0)
-    assert "GGUF" in str(info.value) and "flux-diffusers.safetensors" in str(info.value)
+    reference.load_lora_adapter(load_file(str(loras["diffusers"])), prefix="transformer", adapter_name="x")
+    reference.set_adapters(["x"], weights=[0.8])
+    packed = torch.randn(1, 16, 64, generator=torch.Generator().manual_seed(0))
+    kw = dict(hidden_states=packed, timestep=torch.tensor([0.5]), guidance=torch.tensor([3.5]),
+              pooled_projections=torch.randn(1, 32, generator=torch.Generator().manual_seed(1)),
+              encoder_hidden_states=torch.randn(1, 4, 32, generator=torch.Generator().manual_seed(2)),
+              txt_ids=torch.zeros(4, 3), img_ids=torch.zeros(16, 3), return_dict=False)
+    with torch.no_grad(), with_lora.patched():
+        ours = with_lora.unet(**kw)[0]
+    with torch.no_grad():
+        bare, theirs = unet.unet(**kw)[0], reference(**kw)[0]
+    print(f"GGUF LoRA {layout}: max abs vs PEFT {float((ours - theirs).abs().max()):.2e}")
+    torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=1e-5)
+    assert (ours - bare).abs().max() > 1e-2                 # the LoRA changed the output
+    assert torch.equal(unet.unet(**kw)[0], bare)            # and is gone outside `patched`
 
 
 def test_a_gguf_file_with_a_bad_header_is_one_line(tmp_path):
