@@ -7,9 +7,11 @@ import pytest
 
 pytest.importorskip("torch")
 
-from nodeforge.training import common, controlnet, data, embedding, lora, shapes, upscaler  # noqa: E402
+from nodeforge.training import common, controlnet, data, dreambooth, embedding, lora, shapes, upscaler  # noqa: E402
 
 LORA = ["imgs", "--base", "nodeforge-shapes", "--out", "x.safetensors"]
+DB = ["--instance-dir", "imgs", "--instance-prompt", "a sks shape", "--base", "nodeforge-shapes",
+      "--out", "x.safetensors"]
 CASES = [
     (lora, LORA + ["--rank", "0"], "train-lora: argument --rank: 0 is out of range"),
     (lora, LORA + ["--steps", "0"], "train-lora: argument --steps: 0 is out of range"),
@@ -23,6 +25,10 @@ CASES = [
     (lora, LORA + ["--threads", "0"], "train-lora: argument --threads: 0 is out of range"),
     (lora, LORA + ["--steps", "ten"], "train-lora: argument --steps: 'ten' is not a whole number"),
     (lora, ["imgs", "--out", "x.safetensors"], "train-lora: the following arguments are required: --base"),
+    (dreambooth, DB + ["--prior-weight", "-1"], "train-dreambooth: argument --prior-weight: -1 is out of range"),
+    (dreambooth, DB + ["--class-images", "0"], "train-dreambooth: argument --class-images: 0 is out of range"),
+    (dreambooth, DB + ["--rank", "0"], "train-dreambooth: argument --rank: 0 is out of range"),
+    (dreambooth, DB[2:], "train-dreambooth: the following arguments are required: --instance-dir"),
     (embedding, ["--out", "e.safetensors", "--vectors", "0"], "train-embedding: argument --vectors: 0 is out of range"),
     (embedding, ["--out", "e.safetensors", "--vectors", "75"], "from 1 to 74 (the text encoder's 77 tokens"),
     (embedding, ["--out", "e.safetensors", "--images", "0"], "train-embedding: argument --images: 0 is out of range"),

@@ -233,3 +233,13 @@ def test_prompt_mistakes_are_refused_in_one_line_with_the_fix(instances, tmp_pat
                          str(foreign))) == (f"error: train-dreambooth: --class-dir {foreign} holds images "
                                             "train-dreambooth did not draw (no class_images.json): give a new or "
                                             "empty folder")
+
+
+def test_the_demo_subject_pictures_are_yellow_crescents_on_blue(tmp_path):
+    from nodeforge.training import evaluate_dreambooth
+    from nodeforge.training.judge import judge
+
+    evaluate_dreambooth.write_instances(tmp_path / "moons", 8, seed=0)
+    verdicts = [judge(p) for p in sorted((tmp_path / "moons").glob("*.png"))]
+    assert [(v.shape, v.colour, v.background) for v in verdicts] == [("crescent", "yellow", "blue")] * 8
+    assert len({v.area for v in verdicts}) == 8   # sizes, places and rotations differ
