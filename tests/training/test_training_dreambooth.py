@@ -243,3 +243,26 @@ def test_the_demo_subject_pictures_are_yellow_crescents_on_blue(tmp_path):
     verdicts = [judge(p) for p in sorted((tmp_path / "moons").glob("*.png"))]
     assert [(v.shape, v.colour, v.background) for v in verdicts] == [("crescent", "yellow", "blue")] * 8
     assert len({v.area for v in verdicts}) == 8   # sizes, places and rotations differ
+
+
+def test_the_shipped_moon_lora_draws_crescents_through_the_lora_node():
+    """resources/loras/shapes-moon.safetensors (the DreamBooth demo, see its card), applied by the
+    LoRA node's code: 'a sks shape' is a crescent on most seeds, and never without it."""
+    from nodeforge.core.registry import builtin_module
+    from nodeforge.paths import builtin_dir
+    from nodeforge.training import evaluate
+    from nodeforge.training.judge import judge
+
+    node_lora, wrappers = builtin_module("lora"), builtin_module("wrappers")
+    pipe = evaluate.load_pipeline(builtin_dir("resources") / "models" / "nodeforge-shapes")
+    moon = builtin_dir("resources") / "loras" / "shapes-moon.safetensors"
+    parts, ignored = node_lora.parse_lora(lora.load_kohya(moon)[0])
+    unet_patch, unmatched_unet = node_lora.resolve(parts["unet"], pipe.unet, "lora", 1.0, pipe.unet.config)
+    te_patch, unmatched_te = node_lora.resolve(parts["te"], pipe.text_encoder, "lora", 1.0, None)
+    assert not ignored and unmatched_unet == unmatched_te == 0
+    seeds = [500_000 + i for i in range(6)]   # the card's first six seeds
+    without = [judge(im).shape for im in evaluate.sample(pipe, ["a sks shape"] * 6, seeds)]
+    with wrappers.apply_patches({"unet": pipe.unet, "te": pipe.text_encoder}, (("unet", unet_patch), ("te", te_patch))):
+        moons = [judge(im).shape for im in evaluate.sample(pipe, ["a sks shape"] * 6, seeds)]
+    assert "crescent" not in without
+    assert moons.count("crescent") >= 5, moons
