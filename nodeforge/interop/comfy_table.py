@@ -329,6 +329,20 @@ def _ipadapter_options(defaults: dict[str, str]) -> Callable[[dict[str, Any], di
     return derive
 
 
+def _simple_options(values: dict[str, Any], params: dict[str, Any], notes: Notes) -> None:
+    """IPAdapter_plus's IPAdapter; or, under the same class name, the older IPAdapter-ComfyUI pack's node
+    (widgets weight, model_name, dtype; a CLIP_VISION link), which has no IPADAPTER input."""
+    if isinstance(values.get("start_at"), str) or "model_name" in values:
+        name = values.get("model_name", values.get("start_at"))
+        params.pop("start_percent", None)
+        params.pop("end_percent", None)
+        notes.warn(f"this is the IPAdapter-ComfyUI pack's IPAdapter (adapter file {str(name)[:60]!r} as a widget), "
+                   "not IPAdapter_plus's: add Load IP-Adapter with that file, link it to ipadapter and link the "
+                   "CLIP vision loader to clip_vision")
+        return
+    _ipadapter_options({"weight_type": "standard"})(values, params, notes)
+
+
 def _no_encoder_link(nid: str, node: Any, workflow: Any) -> bool:
     return "clip_vision" not in node.inputs
 
@@ -649,7 +663,7 @@ ROWS: tuple[ClassMap, ...] = (
              (Widget("weight"), Widget("start_at", "start_percent"), Widget("end_at", "end_percent"),
               Widget("weight_type", None, export_default="standard")),
              _IPADAPTER_INPUTS, ("unet",), note=_IPADAPTER_NOTE, export_only_if=_no_encoder_link,
-             derive=_ipadapter_options({"weight_type": "standard"})),
+             derive=_simple_options),
     # IPAdapter_plus before version 2 (early 2024 files): the same apply node under the NodeForge name, its
     # later widgets (weight_type, start_at, end_at, unfold_batch) absent from the oldest files.
     ClassMap("IPAdapterApply", "IPAdapterApply", "Apply IPAdapter",

@@ -451,3 +451,38 @@ def test_ipadapter_plus_v1_apply_imports_as_apply_ip_adapter_and_runs(ip_engine,
     exported = export_comfyui_api(wf, registry=ip_engine.registry)["40"]
     assert exported["class_type"] == "IPAdapterApply" and exported["inputs"]["weight"] == 0.7
     assert exported["inputs"]["clip_vision"] == ["38", 0] and exported["inputs"]["model"] == ["4", 0]
+
+
+@pytest.mark.parametrize("form", ["api", "ui"])
+def test_the_older_ipadapter_comfyui_packs_node_is_named_with_its_fix(ip_engine, tmp_path, form):
+    # laksjdjf's IPAdapter-ComfyUI used the class name IPAdapter for a node taking the adapter file as a
+    # widget (weight, model_name, dtype) and a CLIP_VISION link: not mapped onto start/end, the fix is named
+    from nodeforge.interop import read_workflow
+
+    if form == "api":
+        prompt = json.loads((DATA / "comfy-ipadapter-v1-api.json").read_text())
+        prompt["40"] = {"class_type": "IPAdapter", "inputs": {
+            "weight": 1.0, "model_name": "ip-adapter_sd15.bin", "dtype": "fp16", "model": ["4", 0],
+            "image": ["24", 0], "clip_vision": ["38", 0]}}
+    else:
+        prompt = json.loads((DATA / "comfy-ipadapter-v1-0.4.json").read_text())
+        node = next(n for n in prompt["nodes"] if n["id"] == 40)
+        node.update(type="IPAdapter", widgets_values=[1, "ip-adapter_sd15.bin", "fp16"])
+        by_name = {i["name"]: i for i in node["inputs"]}   # its inputs: model, image, clip_vision, mask
+        dropped = by_name["ipadapter"]["link"]
+        node["inputs"] = [by_name["model"], by_name["image"], by_name["clip_vision"],
+                          {"name": "mask", "type": "MASK", "link": None}]
+        prompt["links"] = [link for link in prompt["links"] if link[0] != dropped]
+        for link in prompt["links"]:
+            if link[3] == 40:
+                link[4] = [i["link"] for i in node["inputs"]].index(link[0])
+    (tmp_path / "old.json").write_text(json.dumps(prompt))
+    _pil(_image(1)).save(tmp_path / "reference.png")
+    imported = read_workflow(tmp_path / "old.json", registry=ip_engine.registry, model_map=V1_MAP,
+                             model_paths=ip_engine.model_paths)
+    node = imported.workflow.nodes["40"]
+    assert node.type == "IPAdapterApply" and node.params == {"weight": 1.0}
+    text = "\n".join(imported.warnings)
+    assert "IPAdapter-ComfyUI pack's IPAdapter (adapter file 'ip-adapter_sd15.bin' as a widget)" in text
+    problems = ip_engine.validate(imported.workflow)
+    assert [(p.node_id, p.field) for p in problems] == [("40", "ipadapter")]
