@@ -200,3 +200,48 @@ def test_a_clip_file_given_as_zimages_text_encoder_is_refused(files, tmp_path):
     with pytest.raises(NodeError) as info:
         read_text_encoder(clip, "cpu")
     assert "clip_l.safetensors holds no Qwen3 text encoder" in str(info.value) and "qwen_3_4b" in str(info.value)
+
+
+def comfy_ui_graph(sampler: str) -> dict:
+    """The API graph above in ComfyUI's UI format (0.4), as its Z-Image template lays it out (KSampler widgets:
+    seed, control, steps, cfg, sampler, scheduler, denoise)."""
+    widgets = {"1": ["z_image_turbo_bf16.safetensors", "default"], "2": ["qwen_3_4b.safetensors", "lumina2", "default"],
+               "3": ["ae.safetensors"], "4": [3.0], "5": [PROMPT], "6": ["blurry"], "7": [32, 32, 1],
+               "8": [11, "fixed", 4, 2.5, sampler, "simple", 1.0], "9": [], "10": ["z-image"]}
+    kinds = {"1": "MODEL", "2": "CLIP", "3": "VAE", "4": "MODEL", "5": "CONDITIONING", "6": "CONDITIONING",
+             "7": "LATENT", "8": "LATENT", "9": "IMAGE"}
+    nodes = {nid: {"id": int(nid), "type": node["class_type"], "pos": [0, 0], "size": [300, 100], "flags": {},
+                   "order": 0, "mode": 0, "properties": {}, "widgets_values": widgets[nid], "inputs": [],
+                   "outputs": [{"name": kinds[nid], "type": kinds[nid], "links": [], "slot_index": 0}]
+                   if nid in kinds else []}
+             for nid, node in COMFY_API.items()}
+    links = []
+    for nid, node in COMFY_API.items():
+        for name, value in node["inputs"].items():
+            if isinstance(value, list):
+                link = len(links) + 1
+                links.append([link, int(value[0]), 0, int(nid), len(nodes[nid]["inputs"]), kinds[value[0]]])
+                nodes[nid]["inputs"].append({"name": name, "type": kinds[value[0]], "link": link})
+                nodes[value[0]]["outputs"][0]["links"].append(link)
+    return {"last_node_id": 10, "last_link_id": len(links), "nodes": list(nodes.values()), "links": links,
+            "groups": [], "config": {}, "extra": {}, "version": 0.4}
+
+
+@pytest.mark.parametrize("sampler", ["euler", "res_multistep"])
+def test_a_comfyui_zimage_ui_graph_imports_and_runs(engine, pipe, tmp_path, sampler):
+    from nodeforge.interop import read_workflow
+
+    path = tmp_path / "comfy-zimage-0.4.json"
+    path.write_text(json.dumps(comfy_ui_graph(sampler)))
+    imported = read_workflow(path, registry=engine.registry, model_paths=engine.model_paths,
+                             model_map={"z_image_turbo_bf16.safetensors": "z-image-tiny"})
+    assert imported.missing == [], imported.missing
+    nodes = imported.workflow.nodes
+    assert nodes["2"].params["type"] == "lumina2" and nodes["4"].params["shift"] == 3.0
+    ours = engine.run(imported.workflow, outputs=["8"]).outputs["8"]["latent"]["samples"]
+    expected = theirs(pipe, 11, 2.5, negative_prompt="blurry")
+    if sampler == "euler":
+        assert float((ours - expected).abs().max()) < 1e-4
+    else:   # ComfyUI's res_multistep runs as dpmpp_2m, the nearest NodeForge has: the same ODE, another solver
+        assert nodes["8"].params["sampler"] == "dpmpp_2m" and torch.isfinite(ours).all()
+        assert (ours - expected).abs().mean() < 0.25 * expected.abs().mean()
