@@ -208,9 +208,35 @@ class WindowActions:
         m.addAction(self.train_action)
         m.addSeparator()
         m.addActions([self.auto, self.skip_saves])
+        self._offload_menu(m.addMenu("&Offload Models"))
         m = bar.addMenu("&Help")
         m.addAction("&Canvas and Shortcuts", win.show_shortcuts)
         m.addAction("&About NodeForge", win.show_about)
+
+    OFFLOAD = (("none", "&Keep on the GPU", "every model stays on the device (fastest)"),
+               ("model", "Only the &Running Model on the GPU",
+                "models wait in CPU memory; each moves to the GPU while it runs (Flux on a 24 GB card)"),
+               ("sequential", "One &Layer at a Time", "each layer moves to the GPU for its own step (least GPU "
+                                                       "memory, slowest)"))
+
+    def _offload_menu(self, menu: QMenu) -> None:
+        """Run > Offload Models: the engine's offload setting (nodes/placement.py), remembered."""
+        from PySide6.QtGui import QActionGroup
+
+        group = QActionGroup(menu)
+        chosen = str(self.win.settings().value("offload", "none"))
+        self.offload: dict[str, QAction] = {}
+        for mode, text, tip in self.OFFLOAD:
+            action = menu.addAction(text)
+            action.setCheckable(True)
+            action.setToolTip(tip)
+            action.setStatusTip(tip)
+            action.setChecked(mode == chosen)
+            action.triggered.connect(lambda _=False, mode=mode: self.win.offload_chosen(mode))
+            group.addAction(action)
+            self.offload[mode] = action
+        menu.setToolTipsVisible(True)
+        self.win.engine.settings["offload"] = chosen if chosen in self.offload else "none"
 
     def _build_toolbar(self) -> None:
         tools = self.win.addToolBar("Main")

@@ -193,6 +193,15 @@ class MainWindow(QMainWindow):
         if on and self.model.nodes:
             self._auto_timer.start()
 
+    def offload_chosen(self, mode: str) -> None:
+        """Run > Offload Models: where models wait between uses. Loaded models are dropped from the
+        cache, so the next run loads them where the new setting keeps them."""
+        self.settings().setValue("offload", mode)
+        if self.engine.settings.get("offload", "none") != mode:
+            self.engine.settings["offload"] = mode
+            self.engine.cache.clear()
+        self.statusBar().showMessage(f"Offload: {mode} (models load again on the next run)", 5000)
+
     def skip_saves_toggled(self, on: bool) -> None:
         self.settings().setValue("skipUnchangedSaves", bool(on))
         self.runner.skip_unchanged_saves = bool(on)
