@@ -775,10 +775,12 @@ PRIMITIVE = "PrimitiveNode"
 SET_NODE, GET_NODE = "SetNode", "GetNode"
 NOTES = ("Note", "MarkdownNote")
 # Constant nodes (comfy_extras) whose one widget is the value they output.
-# KJNodes' INTConstant and rgthree's Seed node hold one too (a negative seed is rgthree's "new seed each run").
+# Packs' constant nodes hold one too: KJNodes' INTConstant and FloatConstant, Easy-Use's easy int and easy
+# float, ComfyUI-Logic's Int-🔬 and String-🔬, and rgthree's Seed (a negative seed is its "new seed each run").
 RGTHREE_SEED = "Seed (rgthree)"
 CONSTANTS = ("PrimitiveInt", "PrimitiveFloat", "PrimitiveString", "PrimitiveStringMultiline",
-             "PrimitiveBoolean", "INTConstant", RGTHREE_SEED)
+             "PrimitiveBoolean", "INTConstant", "FloatConstant", "easy int", "easy float", "Int-🔬", "String-🔬",
+             RGTHREE_SEED)
 CONTROL_VALUES = ("fixed", "increment", "decrement", "randomize")
 # Inputs some ComfyUI versions write for an editor-only widget (Load Image's upload button): nothing to keep.
 EDITOR_ONLY_INPUTS = frozenset({"upload", "choose file to upload"})

@@ -1,6 +1,6 @@
 """KJNodes' and essentials' resize nodes (ImageResizeKJv2, ImageResizeKJ, ImageResize+) come in as Scale Image
 where their mode is one of its own, with the size they would give; KJNodes' INTConstant and rgthree's Seed
-node become the values they feed, mtb's Colored Image is Empty Image (comfy-resize-*.json). All go back to
+node and other packs' constants (Easy-Use, ComfyUI-Logic, KJNodes) become the values they feed, mtb's Colored Image is Empty Image (comfy-resize-*.json). All go back to
 ComfyUI as core classes."""
 from __future__ import annotations
 
@@ -103,3 +103,15 @@ def test_mtb_colored_image_is_an_empty_image_of_its_colour(read, registry, name)
     prompt = export_comfyui_api(read(name).workflow, registry=registry)
     assert prompt["14"]["class_type"] == "EmptyImage"
     assert prompt["14"]["inputs"] == {"width": 1344, "height": 768, "batch_size": 1, "color": 0x654501}
+
+
+@pytest.mark.parametrize("name", FORMATS)
+def test_pack_constants_are_the_values_they_feed(read, registry, name):
+    nodes = read(name).workflow.nodes
+    assert nodes["15"].params == {"width": 640, "height": 384, "batch_size": 1}        # easy int, Int-🔬
+    assert nodes["16"].params == {"upscale_method": "bilinear", "scale_by": 1.5}      # FloatConstant
+    assert nodes["17"].params == {"upscale_method": "bicubic", "scale_by": 0.5}       # easy float
+    assert nodes["18"].params == {"prefix": "shapes"}                                 # String-🔬
+    assert not {"19", "20", "21", "22", "23"} & set(nodes)
+    ui = {n["id"]: n for n in export_comfyui_ui(read(name).workflow, registry=registry)["nodes"]}
+    assert ui[15]["widgets_values"] == [640, 384, 1] and ui[18]["widgets_values"] == ["shapes"]

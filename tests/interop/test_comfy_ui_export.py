@@ -30,6 +30,11 @@ CHANGED_ON_IMPORT = {
     # the seed from rgthree's Seed node 9, and rgthree's -1 (a new seed each run) as 0 randomized after each run
     ("comfy-resize-0.4.json", "10"): [1234, "fixed"],
     ("comfy-resize-0.4.json", "12"): [0, "randomize"],
+    # widgets fed by pack constants (easy int, Int-🔬, FloatConstant, easy float, String-🔬): their values
+    ("comfy-resize-0.4.json", "15"): [640, 384, 1],
+    ("comfy-resize-0.4.json", "16"): ["bilinear", 1.5],
+    ("comfy-resize-0.4.json", "17"): ["bicubic", 0.5],
+    ("comfy-resize-0.4.json", "18"): ["shapes"],
 }
 # Wires the importer moves: ComfyUI's one-prompt Apply ControlNet (node 8) also steers the negative pass,
 # so NodeForge runs the sampler's negative through it (and writes it back as the two-prompt class).
