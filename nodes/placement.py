@@ -118,11 +118,17 @@ class _ModelHook:
 
 
 def _manage_model(module: Any, device: str) -> None:
+    """The model moves when its forward starts, or any direct child's (a VAE's encode/decode run its
+    encoder/decoder: diffusers calls `_hf_hook` there only when accelerate is installed)."""
     hook = _ModelHook(device)
     module._nodeforge_execution = device
     module._hf_hook = hook
-    module._nodeforge_handles = [module.register_forward_pre_hook(
-        lambda m, args, kwargs: hook.pre_forward(m, *args, **kwargs), with_kwargs=True)]
+    handles = [module.register_forward_pre_hook(lambda m, args, kwargs: hook.pre_forward(m, *args, **kwargs),
+                                                with_kwargs=True)]
+    for child in module.children():
+        handles.append(child.register_forward_pre_hook(
+            lambda m, args, kwargs: hook.pre_forward(module, *args, **kwargs), with_kwargs=True))
+    module._nodeforge_handles = handles
 
 
 def _manage_sequential(module: Any, device: str) -> None:

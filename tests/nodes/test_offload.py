@@ -116,6 +116,7 @@ def _run_recorded(make_engine, flux_dir, tmp_path, monkeypatch, mode: str, watch
 def test_model_offload_keeps_only_the_running_model_on_the_device(make_engine, flux_dir, tmp_path, monkeypatch):
     def watch(parts, recorder, seen):
         assert recorder.on_device(parts) == set()     # loaded into CPU memory
+        del parts["vae"]._hf_hook     # as diffusers without accelerate: decode does not call it; the decoder moves it
         for name, module in (("transformer", parts["transformer"]), ("clip_l", parts["clip_l"]),
                              ("t5", parts["t5"]), ("vae", parts["vae"].decoder)):
             module.register_forward_pre_hook(lambda m, a, name=name: seen.append((name, recorder.on_device(parts))))
