@@ -151,15 +151,28 @@ class FlowGuidance:
         return uncond + self.cfg * (cond - uncond)
 
 
-def _one_entry(conditioning: Any, field: str, batch: int, model: Any) -> dict[str, Any]:
+REFUSED_PROMPT_KEYS = {"area": "area", "area_fraction": "area", "timestep_range": "timestep range", "mask": "mask",
+                       "control": "ControlNet"}
+
+
+def one_prompt(conditioning: Any, field: str, family: str, label: str, refused: tuple[str, ...],
+               encoder: str = "CLIP", pooled: bool = True) -> dict[str, Any]:
+    """The one plain prompt a transformer family takes per side: one entry, none of the `refused`
+    keys (area, mask, ...), encoded for `family` (with its pooled projection when `pooled`)."""
     found = entries(conditioning)
-    if len(found) != 1 or any(k in found[0] for k in ("area", "area_fraction", "timestep_range", "mask")):
-        raise NodeError(f"SD3 models take one prompt per side for now (got {len(found)} entries or an "
-                        "area/timestep range/mask); encode one prompt with TextEncoder", field=field)
+    if len(found) != 1 or any(k in found[0] for k in refused):
+        what = "/".join(dict.fromkeys(REFUSED_PROMPT_KEYS[k] for k in refused))
+        raise NodeError(f"{label} models take one plain prompt per side for now (got {len(found)} entries or an "
+                        f"{what}); encode one prompt with TextEncoder", field=field)
     entry = found[0]
-    if entry.get("family") != "sd3" or entry.get("pooled") is None:
-        raise NodeError(f"this prompt was encoded for a {entry.get('family')} model; encode it with this SD3 "
-                        "model's CLIP", field=field)
+    if entry.get("family") != family or (pooled and entry.get("pooled") is None):
+        raise NodeError(f"this prompt was encoded for a {entry.get('family')} model; encode it with this {label} "
+                        f"model's {encoder}", field=field)
+    return entry
+
+
+def _one_entry(conditioning: Any, field: str, batch: int, model: Any) -> dict[str, Any]:
+    entry = one_prompt(conditioning, field, "sd3", "SD3", ("area", "area_fraction", "timestep_range", "mask"))
     device, dtype = model.device, model.dtype
     return {"embeds": entry["embeds"].to(device, dtype).expand(batch, -1, -1),
             "pooled": entry["pooled"].to(device, dtype).expand(batch, -1), "control": tuple(entry.get("control", ()))}

@@ -30,9 +30,8 @@ import torch
 
 from nodeforge.core.errors import NodeError
 
-from ..conditioning import entries
 from ..sampling import DenoiseRequest, StartState
-from .flow import FlowSampling, make_flow_scheduler
+from .flow import FlowSampling, make_flow_scheduler, one_prompt
 
 DEFAULT_GUIDANCE = 3.5      # FluxPipeline's guidance_scale and ComfyUI's default for Flux prompts
 DYNAMIC = ("euler", "euler_ancestral")   # the samplers that take FluxPipeline's sigmas and mu
@@ -169,14 +168,7 @@ class FluxPredictor:
 
 
 def _side(conditioning: Any, field: str, batch: int, model: Any) -> dict[str, Any]:
-    found = entries(conditioning)
-    if len(found) != 1 or any(k in found[0] for k in ("area", "area_fraction", "timestep_range")):
-        raise NodeError(f"Flux models take one prompt per side for now (got {len(found)} entries or an "
-                        "area/timestep range); encode one prompt with TextEncoder", field=field)
-    entry = found[0]
-    if entry.get("family") != "flux" or entry.get("pooled") is None:
-        raise NodeError(f"this prompt was encoded for a {entry.get('family')} model; encode it with this Flux "
-                        "model's CLIP", field=field)
+    entry = one_prompt(conditioning, field, "flux", "Flux", ("area", "area_fraction", "timestep_range"))
     device, dtype = model.device, model.dtype
     embeds = entry["embeds"].to(device, dtype).expand(batch, -1, -1)
     return {"embeds": embeds, "pooled": entry["pooled"].to(device, dtype).expand(batch, -1),

@@ -22,8 +22,8 @@ import torch
 
 from nodeforge.core.errors import NodeError
 
-from ..conditioning import entries
 from ..sampling import DenoiseRequest, StartState
+from .flow import one_prompt
 from .flux_sampling import FluxSampling
 
 
@@ -70,12 +70,7 @@ class ZImagePredictor:
 
 
 def _prompt(conditioning: Any, field: str, model: Any) -> torch.Tensor:
-    found = entries(conditioning)
-    if len(found) != 1 or any(k in found[0] for k in ("area", "area_fraction", "control", "timestep_range", "mask")):
-        raise NodeError(f"Z-Image models take one plain prompt per side for now (got {len(found)} entries or an "
-                        "area/ControlNet/timestep range); encode one prompt with TextEncoder", field=field)
-    entry = found[0]
-    if entry.get("family") != "zimage":
-        raise NodeError(f"this prompt was encoded for a {entry.get('family')} model; encode it with this Z-Image "
-                        "model's CLIP (its Qwen3 text encoder)", field=field)
+    entry = one_prompt(conditioning, field, "zimage", "Z-Image",
+                       ("area", "area_fraction", "control", "timestep_range", "mask"),
+                       encoder="CLIP (its Qwen3 text encoder)", pooled=False)
     return entry["embeds"][0].to(model.device, model.dtype)
