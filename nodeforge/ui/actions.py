@@ -110,6 +110,8 @@ class WindowActions:
         self.open = a("&Open…", doc.open_dialog, S.Open, "open", "Open a workflow (.json) or a NodeForge PNG")
         self.save = a("&Save", doc.save, S.Save, "save", "Save the workflow")
         self.save_as = a("Save &As…", doc.save_as, S.SaveAs)
+        self.export_comfy = a("&Export to ComfyUI…", doc.export_comfyui, None, None,
+                              "Write the graph as a ComfyUI workflow (for ComfyUI's editor) or API prompt")
         self.quit = a("&Quit", win.close, S.Quit)
 
     def _edit_actions(self) -> None:
@@ -181,6 +183,7 @@ class WindowActions:
         self.examples_menu.aboutToShow.connect(lambda: doc.fill_examples(self.examples_menu))
         m.addSeparator()
         m.addActions([self.save, self.save_as])
+        m.addAction(self.export_comfy)
         m.addSeparator()
         m.addAction("Open &Output Folder", doc.open_output_folder)
         m.addSeparator()

@@ -24,6 +24,7 @@ from nodeforge.core.placeholder import is_placeholder, original_class
 from nodeforge.core.relocate import Relocation, relocate
 from nodeforge.core.workflow import Workflow, save_workflow
 from nodeforge.ui.files.autosave import Autosaver
+from nodeforge.ui.files.comfy_export import ComfyExport, suggested_name
 from nodeforge.ui.graph.controller import CLIPBOARD_MIME, looks_like_workflow, unencodable_text
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -102,6 +103,7 @@ class DocumentController(QObject):
         self.example: Path | None = None              # the bundled example on screen, never saved over
         self.import_warnings: list[str] = []
         self.import_notice: QMessageBox | None = None
+        self.exporter = ComfyExport(host, engine, model, view)    # File > Export to ComfyUI…
         self.missing_dialog: Any = None
         self.autosaver = Autosaver()
         self.autosave_failure: str | None = None     # the last autosave error, until one succeeds
@@ -352,6 +354,15 @@ class DocumentController(QObject):
         if not path.lower().endswith(".json"):
             path += ".json"
         return self.save_to(Path(path))
+
+    def export_comfyui(self) -> bool:
+        """File > Export to ComfyUI…: a workflow or an API prompt (nodeforge/ui/files/comfy_export.py);
+        neither this graph's file nor the one it was imported from is written over."""
+        keep = [(path, why) for path, why in (
+            (self.path, "this graph's own NodeForge file"),
+            (self.imported_from, f"the {self.imported_format or 'file'} this graph was imported from")) if path]
+        source = self.path or self.imported_from or self.example
+        return self.exporter.dialog(suggested_name(source, self.example), keep)
 
     def save_to(self, path: Path) -> bool:
         if self.imported_from is not None and _same_file(Path(path), self.imported_from):
