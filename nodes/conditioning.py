@@ -344,7 +344,13 @@ class Guidance:
         if not self.use_cfg:
             return cond
         uncond = sums[0] / weights[0]
-        return uncond + self.cfg * (cond - uncond)
+        guided = uncond + self.cfg * (cond - uncond)
+        multiplier = getattr(model, "cfg_rescale", 0.0)   # RescaleCFG (nodes/cfg_rescale.py)
+        if not multiplier:
+            return guided
+        from .cfg_rescale import rescaled
+
+        return rescaled(guided, cond, multiplier)
 
 
     def _ip_arguments(self, group: list[_Unit], t: Any) -> dict[str, Any]:

@@ -1,6 +1,7 @@
 """Declarations of the latent, mask and image operation nodes that ComfyUI's core has (torch-free;
 run functions in nodes/latent_ops.py, nodes/latent_files.py, nodes/masks.py,
-nodes/image_filters.py, nodes/conditioning.py and nodes/freeu.py, imported when a node first runs)."""
+nodes/image_filters.py, nodes/conditioning.py, nodes/freeu.py and nodes/cfg_rescale.py, imported when
+a node first runs)."""
 from __future__ import annotations
 
 from typing import Any
@@ -218,6 +219,19 @@ MODEL_NODES: list[NodeSpec] = [
     _freeu("FreeUV2", "run_freeu_v2", (1.3, 1.4, 0.9, 0.2),
            "FreeU version 2: the backbone scale follows each pixel's mean feature strength (gentler on flat "
            "areas); the input model is not changed.", "FreeU (V2)"),
+    NodeSpec(
+        "RescaleCFG", "advanced/model", _lazy("cfg_rescale", "run_rescale_cfg"),
+        inputs=(Input("unet", MODEL, description="a UNet model (SD 1.x, 2.x, XL); it is not changed"),),
+        params=(Param.float("multiplier", 0.7, min=0.0, max=1.0, step=0.01,
+                            description="how far the guided prediction's spread is pulled to the positive prompt's "
+                                        "(0: plain CFG, 1: fully rescaled)"),),
+        outputs=(Output("unet", MODEL, description="the same model, its CFG rescaled when sampled"),),
+        description="Rescale CFG (Lin et al. 2023, section 3.4): scale the guided prediction to the positive "
+                    "prediction's standard deviation and mix by the multiplier, which tames the over-exposure of "
+                    "high CFG (needed for zero-terminal-SNR and v-prediction models). As diffusers' guidance_rescale "
+                    "it acts on the UNet's output (noise for eps models); ComfyUI rescales in v-prediction form, "
+                    "so eps models' images differ slightly from ComfyUI's. The input model is not changed.",
+        display_name="Rescale CFG"),
 ]
 
 OPERATION_NODES: list[NodeSpec] = LATENT_NODES + MASK_NODES + IMAGE_NODES + CONDITIONING_NODES + MODEL_NODES

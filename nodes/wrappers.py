@@ -153,6 +153,7 @@ class UNetModel(OnModule):
     freeu: Any = None                 # nodes/freeu.py FreeU settings, hooked on only inside patched()
     # nodes/ipadapter.py AppliedIPAdapter each, their attention processors set only inside patched()
     ip_adapters: tuple = ()
+    cfg_rescale: float = 0.0          # nodes/cfg_rescale.py RescaleCFG's multiplier (0: off), used by the guidance step
 
     @property
     def is_inpainting(self) -> bool:
@@ -180,8 +181,8 @@ class UNetModel(OnModule):
             yield
 
     def nodeforge_nbytes(self) -> int:
-        # A LoRA'd (FreeU'd, IP-Adapted) wrapper shares the base weights; count only what it adds.
-        if self.loras or self.freeu is not None or self.ip_adapters:
+        # A LoRA'd (FreeU'd, IP-Adapted, CFG-rescaled) wrapper shares the base weights; count only what it adds.
+        if self.loras or self.freeu is not None or self.ip_adapters or self.cfg_rescale:
             return sum(p.nbytes() for p in self.loras) + sum(a.nbytes() for a in self.ip_adapters)
         return _module_nbytes(self.unet)
 

@@ -31,7 +31,7 @@ CORE = frozenset({
     "LatentInterpolate",
     "CLIPVisionEncode", "unCLIPConditioning", "unCLIPCheckpointLoader",
     "PerpNeg", "SelfAttentionGuidance", "StyleModelLoader", "StyleModelApply",
-    "GLIGENLoader", "GLIGENTextBoxApply", "InpaintModelConditioning", "DifferentialDiffusion", "RescaleCFG",
+    "GLIGENLoader", "GLIGENTextBoxApply", "InpaintModelConditioning", "DifferentialDiffusion",
     "ModelSamplingDiscrete", "PatchModelAddDownscale", "SaveAnimatedWEBP", "ImageFromBatch", "RepeatImageBatch",
     "ModelMergeSimple", "CLIPMergeSimple", "CheckpointSave",
 })

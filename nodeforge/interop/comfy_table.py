@@ -644,6 +644,9 @@ ROWS: tuple[ClassMap, ...] = (
              (("model", "unet"),), ("unet",)),
     ClassMap("FreeU_V2", "FreeUV2", "FreeU_V2", (Widget("b1"), Widget("b2"), Widget("s1"), Widget("s2")),
              (("model", "unet"),), ("unet",)),
+    ClassMap("RescaleCFG", "RescaleCFG", "RescaleCFG", (Widget("multiplier"),), (("model", "unet"),), ("unet",),
+             note="NodeForge rescales the UNet's noise prediction as diffusers' guidance_rescale does; ComfyUI "
+                  "rescales in v-prediction form, so on eps models (most SD 1.x and XL) the image differs slightly"),
     # IP-Adapter: core ComfyUI's CLIP vision loader and IPAdapter_plus's loaders and apply nodes (nodes/ipadapter.py).
     ClassMap("CLIPVisionLoader", "CLIPVisionLoader", "Load CLIP Vision",
              (Widget("clip_name", "clip_vision", model="clip_vision"),), (), ("clip_vision",)),
