@@ -41,13 +41,26 @@ def load_pipeline(model: Path, lora: Path | None = None, strength: float = 1.0):
     pipe = StableDiffusionPipeline.from_pretrained(model, local_files_only=True, safety_checker=None)
     pipe.scheduler = EulerDiscreteScheduler.from_config(pipe.scheduler.config)
     pipe.set_progress_bar_config(disable=True)
-    if lora is not None:
+    if lora is not None and _is_peft_layout(lora):
+        if strength:   # DoRA files (train-lora --dora) are in diffusers' PEFT layout: diffusers merges them
+            pipe.load_lora_weights(str(lora))
+            pipe.fuse_lora(lora_scale=strength)
+            pipe.unload_lora_weights()
+    elif lora is not None:
         from nodeforge.training.lora import TEXT_PREFIX, UNET_PREFIX, apply_kohya_lora, load_kohya
 
         tensors, _ = load_kohya(lora)
         apply_kohya_lora(pipe.unet, tensors, UNET_PREFIX, strength)
         apply_kohya_lora(pipe.text_encoder, tensors, TEXT_PREFIX, strength)
     return pipe
+
+
+def _is_peft_layout(lora: Path) -> bool:
+    """Whether a LoRA file is in diffusers' PEFT layout (`unet.<module>.lora_A.weight`), as DoRA files are."""
+    from safetensors import safe_open
+
+    with safe_open(str(lora), "pt") as f:
+        return any(k.startswith(("unet.", "text_encoder.")) for k in f.keys())
 
 
 def sample(pipe, prompts: list[str], seeds: list[int], negative: list[str] | None = None,

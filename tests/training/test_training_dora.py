@@ -121,3 +121,17 @@ def test_qlora_without_cuda_and_bitsandbytes_is_refused_in_one_line(tiny_base, t
     assert message.startswith("error: train-lora: --qlora") and "\n" not in message
     assert "has no CUDA GPU (--device cuda)" in message and "train without --qlora" in message
     assert not (tmp_path / "q.safetensors").exists()
+
+
+def test_the_evaluator_applies_a_dora_file_as_the_trained_model_and_nothing_at_strength_0(trained, tiny_base):
+    # evaluate --lora merged kohya keys only, so a DoRA file was measured as the bare base model
+    from nodeforge.training import evaluate
+
+    out, expected = trained
+    x, t, cond = _inputs()
+    with torch.no_grad():
+        got = evaluate.load_pipeline(tiny_base, out, 1.0).unet(x, t, encoder_hidden_states=cond).sample
+        base = evaluate.load_pipeline(tiny_base).unet(x, t, encoder_hidden_states=cond).sample
+        zero = evaluate.load_pipeline(tiny_base, out, 0.0).unet(x, t, encoder_hidden_states=cond).sample
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=0)
+    assert torch.equal(zero, base) and (got - base).abs().max() > 1e-3
