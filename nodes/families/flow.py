@@ -151,6 +151,26 @@ class FlowGuidance:
         return uncond + self.cfg * (cond - uncond)
 
 
+def check_pipeline_folder(path: Any, transformer_class: str, pipeline_class: str, label: str,
+                          parts: Any, fix: str) -> None:
+    """A family's transformer in another pipeline's folder, or its folder without a part, in one line
+    (`parts`: (folder, what it is) pairs; `fix`: what to do about a missing part)."""
+    import json
+
+    try:
+        pipeline = json.loads((path / "model_index.json").read_text()).get("_class_name", "")
+    except (OSError, ValueError):
+        pipeline = ""
+    if pipeline and not pipeline.startswith(pipeline_class.removesuffix("Pipeline")):
+        raise NodeError(f"{path.name}/transformer is a {transformer_class} but model_index.json says {pipeline}: "
+                        f"the folder mixes two models; copy the whole {pipeline_class} folder (or the whole "
+                        f"{pipeline} folder) again", field="checkpoint")
+    for part, what in parts:
+        if not (path / part).is_dir():
+            raise NodeError(f"{path.name} is not a complete {label} model: it has no '{part}' folder ({what}); "
+                            f"{fix}", field="checkpoint")
+
+
 REFUSED_PROMPT_KEYS = {"area": "area", "area_fraction": "area", "timestep_range": "timestep range", "mask": "mask",
                        "control": "ControlNet"}
 

@@ -26,6 +26,7 @@ from ..loading import _finish, _from_pretrained, _quiet_progress_bars, configs_d
     vae_dtype
 from ..wrappers import LoadedCheckpoint
 from .flux_sampling import FLUX_SAMPLING
+from .flow import check_pipeline_folder
 
 MODEL_FAMILIES = ("flux",)
 TRANSFORMER_CLASS = "FluxTransformer2DModel"
@@ -73,19 +74,9 @@ def load_folder(path: Path, device: str) -> LoadedCheckpoint:
 
 def _check_folder(path: Path) -> None:
     """A Flux transformer in another pipeline's folder, or a folder without a part, in one line."""
-    try:
-        pipeline = json.loads((path / "model_index.json").read_text()).get("_class_name", "")
-    except (OSError, ValueError):
-        pipeline = ""
-    if pipeline and not pipeline.startswith("Flux"):
-        raise NodeError(f"{path.name}/transformer is a {TRANSFORMER_CLASS} but model_index.json says {pipeline}: "
-                        "the folder mixes two models; copy the whole FluxPipeline folder (or the whole "
-                        f"{pipeline} folder) again", field="checkpoint")
-    for part, what in FOLDER_PARTS:
-        if not (path / part).is_dir():
-            raise NodeError(f"{path.name} is not a complete Flux model: it has no '{part}' folder ({what}); Flux "
-                            "cannot run without it, copy the whole FluxPipeline folder (T5-XXL: text_encoder_2 "
-                            "and tokenizer_2 from black-forest-labs/FLUX.1-dev or -schnell)", field="checkpoint")
+    check_pipeline_folder(path, TRANSFORMER_CLASS, "FluxPipeline", "Flux", FOLDER_PARTS,
+                          "Flux cannot run without it, copy the whole FluxPipeline folder (T5-XXL: text_encoder_2 "
+                          "and tokenizer_2 from black-forest-labs/FLUX.1-dev or -schnell)")
 
 
 def _folder_text_encoders(path: Path, dtype: torch.dtype) -> dict[str, Any]:

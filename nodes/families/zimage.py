@@ -26,6 +26,7 @@ from ..loading import _finish, _from_pretrained, _quiet_progress_bars, configs_d
     vae_dtype
 from ..wrappers import LoadedCheckpoint
 from .zimage_sampling import ZIMAGE_SAMPLING
+from .flow import check_pipeline_folder
 
 MODEL_FAMILIES = ("zimage",)
 TRANSFORMER_CLASS = "ZImageTransformer2DModel"
@@ -77,19 +78,9 @@ def load_folder(path: Path, device: str) -> LoadedCheckpoint:
 
 def _check_folder(path: Path) -> None:
     """A Z-Image transformer in another pipeline's folder, or a folder without a part, in one line."""
-    try:
-        pipeline = json.loads((path / "model_index.json").read_text()).get("_class_name", "")
-    except (OSError, ValueError):
-        pipeline = ""
-    if pipeline and not pipeline.startswith("ZImage"):
-        raise NodeError(f"{path.name}/transformer is a {TRANSFORMER_CLASS} but model_index.json says {pipeline}: "
-                        "the folder mixes two models; copy the whole ZImagePipeline folder (or the whole "
-                        f"{pipeline} folder) again", field="checkpoint")
-    for part, what in FOLDER_PARTS:
-        if not (path / part).is_dir():
-            raise NodeError(f"{path.name} is not a complete Z-Image model: it has no '{part}' folder ({what}); "
-                            "copy the whole ZImagePipeline folder (e.g. Tongyi-MAI/Z-Image-Turbo), or load "
-                            "qwen_3_4b.safetensors with TextEncoderLoader (type lumina2)", field="checkpoint")
+    check_pipeline_folder(path, TRANSFORMER_CLASS, "ZImagePipeline", "Z-Image", FOLDER_PARTS,
+                          "copy the whole ZImagePipeline folder (e.g. Tongyi-MAI/Z-Image-Turbo), or load "
+                          "qwen_3_4b.safetensors with TextEncoderLoader (type lumina2)")
 
 
 def _folder_text_encoder(path: Path, dtype: torch.dtype) -> tuple[Any, Any]:
