@@ -29,6 +29,7 @@ import torch
 from nodeforge.core.errors import NodeError
 
 from ..conditioning import entries
+from ..loading import _from_pretrained, tokenizer_works
 from ..sampling import DenoiseRequest, SamplingBehaviour, StartState, StepPlan
 from .flow_samplers import FLOW_SAMPLERS, SIGMA_OVERRIDES, FlowSampler, check_flow_pair  # noqa: F401 (re-exported)
 
@@ -169,6 +170,22 @@ def check_pipeline_folder(path: Any, transformer_class: str, pipeline_class: str
         if not (path / part).is_dir():
             raise NodeError(f"{path.name} is not a complete {label} model: it has no '{part}' folder ({what}); "
                             f"{fix}", field="checkpoint")
+
+
+def folder_text_encoders(path: Any, dtype: torch.dtype, parts: tuple[tuple[str, Any, Any], ...],
+                         checked: tuple[str, ...]) -> dict[str, Any]:
+    """A flow family's text encoders and tokenizers from its diffusers folder, keyed as the folders are:
+    `parts` pairs each suffix ("", "_2", ...) with its encoder and tokenizer classes; each tokenizer in
+    `checked` must hold a vocabulary (transformers 5 builds an empty one when its files are missing)."""
+    found = {f"text_encoder{s}": _from_pretrained(encoder, path, f"text_encoder{s}", torch_dtype=dtype)
+             for s, encoder, _ in parts}
+    for s, _, tokenizer in parts:
+        found[f"tokenizer{s}"] = tokenizer.from_pretrained(str(path), subfolder=f"tokenizer{s}", local_files_only=True)
+    for part in checked:
+        if not tokenizer_works(found[part]):
+            raise NodeError(f"{path.name}/{part} holds no usable vocabulary (tokenizer.json, or the tokenizer's "
+                            "vocabulary files); copy it from the model again", field="checkpoint")
+    return found
 
 
 REFUSED_PROMPT_KEYS = {"area": "area", "area_fraction": "area", "timestep_range": "timestep range", "mask": "mask",

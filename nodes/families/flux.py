@@ -22,11 +22,10 @@ import torch
 
 from nodeforge.core.errors import NodeError
 
-from ..loading import _finish, _from_pretrained, _quiet_progress_bars, configs_dir, pick_dtype, tokenizer_works, \
-    vae_dtype
+from ..loading import _finish, _from_pretrained, _quiet_progress_bars, configs_dir, pick_dtype, vae_dtype
 from ..wrappers import LoadedCheckpoint
 from .flux_sampling import FLUX_SAMPLING
-from .flow import check_pipeline_folder
+from .flow import check_pipeline_folder, folder_text_encoders
 
 MODEL_FAMILIES = ("flux",)
 TRANSFORMER_CLASS = "FluxTransformer2DModel"
@@ -82,18 +81,8 @@ def _check_folder(path: Path) -> None:
 def _folder_text_encoders(path: Path, dtype: torch.dtype) -> dict[str, Any]:
     from transformers import AutoTokenizer, CLIPTextModel, CLIPTokenizer, T5EncoderModel
 
-    kw = {"local_files_only": True}
-    found: dict[str, Any] = {
-        "text_encoder": _from_pretrained(CLIPTextModel, path, "text_encoder", torch_dtype=dtype),
-        "text_encoder_2": _from_pretrained(T5EncoderModel, path, "text_encoder_2", torch_dtype=dtype),
-        "tokenizer": CLIPTokenizer.from_pretrained(str(path), subfolder="tokenizer", **kw),
-        "tokenizer_2": AutoTokenizer.from_pretrained(str(path), subfolder="tokenizer_2", **kw),
-    }
-    for part in ("tokenizer", "tokenizer_2"):
-        if not tokenizer_works(found[part]):
-            raise NodeError(f"{path.name}/{part} holds no usable vocabulary (tokenizer.json, or the tokenizer's "
-                            "vocabulary files); copy it from the model again", field="checkpoint")
-    return found
+    parts = (("", CLIPTextModel, CLIPTokenizer), ("_2", T5EncoderModel, AutoTokenizer))
+    return folder_text_encoders(path, dtype, parts, checked=("tokenizer", "tokenizer_2"))
 
 
 def assemble(name: str, sched: dict, transformer: Any, vae: Any, encoders: dict[str, Any], device: str,

@@ -23,9 +23,9 @@ import torch
 from nodeforge.core.errors import NodeError
 
 from ..loading import _finish, _from_pretrained, _load_into, _quiet_progress_bars, configs_dir, pick_dtype, \
-    tokenizer_works, vae_dtype
+    vae_dtype
 from ..wrappers import LoadedCheckpoint
-from .flow import FLOW_SAMPLING
+from .flow import FLOW_SAMPLING, folder_text_encoders
 
 MODEL_FAMILIES = ("sd3",)
 TRANSFORMER_CLASS = "SD3Transformer2DModel"
@@ -84,24 +84,13 @@ def _check_transformer_class(path: Path) -> None:
 def _folder_text_encoders(path: Path, dtype: torch.dtype) -> dict[str, Any]:
     from transformers import AutoTokenizer, CLIPTextModelWithProjection, CLIPTokenizer, T5EncoderModel
 
-    kw = {"local_files_only": True}
-    found: dict[str, Any] = {
-        "text_encoder": _from_pretrained(CLIPTextModelWithProjection, path, "text_encoder", torch_dtype=dtype),
-        "text_encoder_2": _from_pretrained(CLIPTextModelWithProjection, path, "text_encoder_2", torch_dtype=dtype),
-        "tokenizer": CLIPTokenizer.from_pretrained(str(path), subfolder="tokenizer", **kw),
-        "tokenizer_2": CLIPTokenizer.from_pretrained(str(path), subfolder="tokenizer_2", **kw),
-    }
+    parts = [("", CLIPTextModelWithProjection, CLIPTokenizer), ("_2", CLIPTextModelWithProjection, CLIPTokenizer)]
     if (path / "text_encoder_3").is_dir():
         if not (path / "tokenizer_3").is_dir():
             raise NodeError(f"{path.name} has text_encoder_3 (T5) but no tokenizer_3 folder; copy it from the "
                             "model, or remove text_encoder_3 to run without T5", field="checkpoint")
-        found["text_encoder_3"] = _from_pretrained(T5EncoderModel, path, "text_encoder_3", torch_dtype=dtype)
-        found["tokenizer_3"] = AutoTokenizer.from_pretrained(str(path), subfolder="tokenizer_3", **kw)
-    for part in ("tokenizer", "tokenizer_2"):
-        if not tokenizer_works(found[part]):
-            raise NodeError(f"{path.name}/{part} holds no usable vocabulary (tokenizer.json, or vocab.json and "
-                            "merges.txt)", field="checkpoint")
-    return found
+        parts.append(("_3", T5EncoderModel, AutoTokenizer))
+    return folder_text_encoders(path, dtype, tuple(parts), checked=("tokenizer", "tokenizer_2"))
 
 
 def assemble(name: str, sched: dict, transformer: Any, vae: Any, encoders: dict[str, Any], device: str,
