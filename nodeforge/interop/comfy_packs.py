@@ -23,8 +23,9 @@ _PREFIXES = (("Impact", "ComfyUI-Impact-Pack"), ("IPAdapter", "ComfyUI_IPAdapter
              ("VHS_", "ComfyUI-VideoHelperSuite"), ("CR ", "ComfyUI_Comfyroll_CustomNodes"),
              ("Inspire", "ComfyUI-Inspire-Pack"))
 # The NodeForge node that does the same operation (the user replaces the placeholder with it).
+# (essentials' crop at a named position: NodeForge's Image Crop takes that position's x and y.)
 EQUIVALENTS = {
-    "VAELoaderKJ": "VAELoader",
+    "ImageCrop+": "ImageCrop",
 }
 # ComfyUI's own classes that NodeForge does not map yet (the ones shared files use most).
 CORE = frozenset({

@@ -279,6 +279,21 @@ def _model_only(nid: str, node: Any, workflow: Any) -> bool:
     return not clip_used and float(node.params.get("strength_clip", 1.0) or 0.0) == 0.0
 
 
+def _gguf(*params: str) -> NodeTest:
+    """A loader whose file (any of `params`) is a .gguf: ComfyUI loads those with ComfyUI-GGUF's loaders only."""
+    def test(nid: str, node: Any, workflow: Any) -> bool:
+        return any(str(node.params.get(name, "")).lower().endswith(".gguf") for name in params)
+    return test
+
+
+def _not(test: NodeTest) -> NodeTest:
+    return lambda nid, node, workflow: not test(nid, node, workflow)
+
+
+_GGUF_MODEL, _GGUF_ENCODER = _gguf("model"), _gguf("text_encoder")
+_GGUF_ENCODERS = _gguf("text_encoder_1", "text_encoder_2")
+
+
 # -- IPAdapter_plus (cubiq/ComfyUI_IPAdapter_plus) -------------------------------------------------------
 VIT_H, VIT_G = "CLIP-ViT-H-14-laion2B-s32B-b79K.safetensors", "CLIP-ViT-bigG-14-laion2B-39B-b160k.safetensors"
 # The unified loader's presets: (SD 1.x file, SDXL file or None, encoder), the files IPAdapter_plus looks for.
@@ -366,6 +381,8 @@ def _v1_options(values: dict[str, Any], params: dict[str, Any], notes: Notes) ->
 _IPADAPTER_NOTE = ("runs as diffusers' IP-Adapter: the image prepared by CLIP's processor (resize, centre crop; no "
                    "sharpening), a Plus adapter's negative from an all-zero encoder input (IPAdapter_plus encodes "
                    "a black image), so results are close to ComfyUI's, not pixel for pixel")
+_GGUF_ENCODER_NOTE = ("NodeForge reads text encoders from .safetensors files only: a .gguf one is refused when the "
+                      "graph runs; map it to the .safetensors encoder (--model-map 'text_encoder:*=NAME')")
 _IPADAPTER_INPUTS = (("model", "unet"), ("ipadapter", "ipadapter"), ("image", "image"))
 
 
@@ -442,7 +459,8 @@ ROWS: tuple[ClassMap, ...] = (
     ClassMap("ImagePadForOutpaint", "ImagePadForOutpaint", "Pad Image for Outpainting",
              (Widget("left"), Widget("top"), Widget("right"), Widget("bottom"), Widget("feathering")),
              (("image", "image"),), ("image", "mask")),
-    ClassMap("VAELoader", "VAELoader", "Load VAE", (Widget("vae_name", "vae", model="vae"),), (), ("vae",)),
+    ClassMap("VAELoader", "VAELoader", "Load VAE", (Widget("vae_name", "vae", model="vae"),), (), ("vae",),
+             remember=False),
     ClassMap("ControlNetLoader", "ControlNetLoader", "Load ControlNet Model",
              (Widget("control_net_name", "controlnet", model="controlnet"),), (), ("controlnet",), remember=False),
     ClassMap("ControlNetApplyAdvanced", "ControlNetApply", "Apply ControlNet",
@@ -488,18 +506,22 @@ ROWS: tuple[ClassMap, ...] = (
              (Widget("clip_name1", "clip_l", model="text_encoder"), Widget("clip_name2", "clip_g", model="text_encoder"),
               Widget("clip_name3", "t5xxl", model="text_encoder")), (), ("clip",)),
     # The separate files (Flux's layout): NodeForge reads fp8 weights upcast, so weight_dtype is not needed.
+    # (a .gguf file goes back as ComfyUI-GGUF's loader, the only one ComfyUI reads it with; see below)
     ClassMap("UNETLoader", "DiffusionModelLoader", "Load Diffusion Model",
              (Widget("unet_name", "model", model="diffusion_model"),
-              Widget("weight_dtype", None, export_default="default")), (), ("unet",)),
+              Widget("weight_dtype", None, export_default="default")), (), ("unet",), remember=False,
+             export_only_if=_not(_GGUF_MODEL)),
     ClassMap("DualCLIPLoader", "DualTextEncoderLoader", "DualCLIPLoader",
              (Widget("clip_name1", "text_encoder_1", model="text_encoder"),
               Widget("clip_name2", "text_encoder_2", model="text_encoder"), Widget("type", "family"),
-              Widget("device", None, export_default="default")), (), ("clip",)),
+              Widget("device", None, export_default="default")), (), ("clip",), remember=False,
+             export_only_if=_not(_GGUF_ENCODERS)),
     # One text encoder file: NodeForge loads a CLIP-L for SD 1.x (type stable_diffusion); other types are
     # refused at validate naming the loader that takes their encoders.
     ClassMap("CLIPLoader", "TextEncoderLoader", "Load CLIP",
              (Widget("clip_name", "text_encoder", model="text_encoder"), Widget("type", "type"),
-              Widget("device", None, export_default="default")), (), ("clip",)),
+              Widget("device", None, export_default="default")), (), ("clip",), remember=False,
+             export_only_if=_not(_GGUF_ENCODER)),
     # Flux (comfy_extras/nodes_flux.py and nodes_model_advanced.py).
     ClassMap("FluxGuidance", "FluxGuidance", "FluxGuidance", (Widget("guidance"),),
              (("conditioning", "conditioning"),), ("conditioning",)),
@@ -754,6 +776,35 @@ ROWS: tuple[ClassMap, ...] = (
              (Widget("color", load=_hex_color), Widget("width"), Widget("height")), (), ("image",),
              fixed={"batch_size": 1}, remember=False, export_only_if=_never,
              note="an image of one colour, NodeForge's EmptyImage (exported back as ComfyUI's EmptyImage)"),
+    # Packs' loaders that load the same files as ComfyUI's own (city96/ComfyUI-GGUF's quantised files, which
+    # NodeForge's loaders read where they can: a GGUF Flux transformer; GGUF text encoders are refused when the
+    # graph runs, naming the .safetensors to use; KJNodes' loaders with speed and precision options).
+    ClassMap("UnetLoaderGGUF", "DiffusionModelLoader", "Unet Loader (GGUF)",
+             (Widget("unet_name", "model", model="diffusion_model"),), (), ("unet",), remember=False,
+             export_only_if=_GGUF_MODEL, export_prefer_if=_GGUF_MODEL,
+             note="NodeForge reads a GGUF file as a Flux transformer (diffusers' GGUF support): another model's GGUF "
+                  "(Z-Image, Wan, LTX) is refused when the graph runs; map it to that model's .safetensors "
+                  "(--model-map 'diffusion_model:*=NAME')"),
+    ClassMap("CLIPLoaderGGUF", "TextEncoderLoader", "CLIPLoader (GGUF)",
+             (Widget("clip_name", "text_encoder", model="text_encoder"), Widget("type", "type")), (), ("clip",),
+             remember=False, export_only_if=_GGUF_ENCODER, export_prefer_if=_GGUF_ENCODER, note=_GGUF_ENCODER_NOTE),
+    ClassMap("DualCLIPLoaderGGUF", "DualTextEncoderLoader", "DualCLIPLoader (GGUF)",
+             (Widget("clip_name1", "text_encoder_1", model="text_encoder"),
+              Widget("clip_name2", "text_encoder_2", model="text_encoder"), Widget("type", "family")), (), ("clip",),
+             remember=False, export_only_if=_GGUF_ENCODERS, export_prefer_if=_GGUF_ENCODERS,
+             note=_GGUF_ENCODER_NOTE),
+    ClassMap("DiffusionModelLoaderKJ", "DiffusionModelLoader", "Diffusion Model Loader KJ",
+             (Widget("model_name", "model", model="diffusion_model"),)
+             + tuple(Widget(name, None) for name in ("weight_dtype", "compute_dtype", "patch_cublaslinear",
+                                                      "sage_attention", "enable_fp16_accumulation")),
+             (), ("unet",), optional_inputs=("extra_state_dict",), remember=False, export_only_if=_never,
+             note="its weight/compute dtype, cuBLAS, SageAttention and fp16 accumulation settings are not used "
+                  "(NodeForge picks the precision for the device); exported back as ComfyUI's UNETLoader"),
+    ClassMap("VAELoaderKJ", "VAELoader", "VAELoader KJ",
+             (Widget("vae_name", "vae", model="vae"), Widget("device", None), Widget("weight_dtype", None)), (),
+             ("vae",), remember=False, export_only_if=_never,
+             note="its device and weight_dtype are not used (NodeForge picks them for the device); exported back as "
+                  "ComfyUI's VAELoader"),
     # The deprecated loader with a config file: NodeForge tells a checkpoint's kind from its weights, so the
     # config is not needed; the node goes back to ComfyUI as the plain Load Checkpoint.
     ClassMap("CheckpointLoader", "CheckpointLoader", "Load Checkpoint With Config (DEPRECATED)",
