@@ -215,14 +215,24 @@ def run_image_batch(ctx: Any, image1: torch.Tensor, image2: torch.Tensor) -> dic
 
 def run_latent_blend(ctx: Any, latent_1: dict[str, Any], latent_2: dict[str, Any], blend_factor: float) -> dict[str, Any]:
     """ComfyUI's LatentBlend: latent_1 x f + latent_2 x (1 - f), latent_2 resized (bicubic, centre
-    crop) to latent_1's size when they differ; latent_1's other keys (noise mask) are kept."""
-    for field, latent in (("latent_1", latent_1), ("latent_2", latent_2)):
-        if latent.get("samples") is None:
-            raise NodeError("an empty latent has no values to blend yet; denoise or encode it first", field=field)
-    a, b = latent_1["samples"], latent_2["samples"]
+    crop) to latent_1's size when they differ; latent_1's other keys (noise mask) are kept. An
+    EmptyLatent's lazy latent is ComfyUI's zeros: beside a real latent it becomes zeros of that latent's
+    channels (so blending an encoded image with an empty latent scales the image's latent), and two
+    empty latents blend to latent_1's empty latent."""
+    a, b = latent_1.get("samples"), latent_2.get("samples")
+    if a is None and b is None:
+        return {"latent": dict(latent_1)}
+    f = float(blend_factor)
+    if b is None:
+        return {"latent": {**latent_1, "samples": a * f}}
+    if a is None:                       # zeros of latent_1's size: latent_2 resized to it, times 1 - f
+        factor = _factor(latent_2)
+        a = torch.zeros(int(latent_1["batch_size"]), b.shape[1], int(latent_1["height"]) // factor,
+                        int(latent_1["width"]) // factor, dtype=b.dtype)
+        latent_1 = {**{k: v for k, v in latent_1.items() if k not in ("width", "height", "batch_size")},
+                    "factor": factor}
     if a.shape != b.shape:
         b = _interpolate(_center_crop(b, a.shape[-1], a.shape[-2]), tuple(a.shape[-2:]), "bicubic")
-    f = float(blend_factor)
     return {"latent": {**latent_1, "samples": a * f + b * (1 - f)}}
 
 

@@ -92,16 +92,17 @@ def run_latent_rotate(ctx: Any, latent: dict[str, Any], rotation: str) -> dict[s
 
 def run_latent_crop(ctx: Any, latent: dict[str, Any], width: int, height: int, x: int, y: int) -> dict[str, Any]:
     """A width x height window from (x, y) in image pixels, as ComfyUI: the corner is kept at least
-    8 latent pixels from the right and bottom edges, and the window is cut at the edges."""
+    8 latent pixels from the right and bottom edges, and the window is cut at the edges. An empty
+    latent (ComfyUI's zeros) stays empty, with the window's size."""
     latents = latent.get("samples")
-    if latents is None:
-        raise NodeError("an empty latent has no values to crop yet; set the size on the Empty Latent node, or "
-                        "crop after denoising", field="latent")
     f = _factor(latent)
-    h, w = latents.shape[-2:]
+    h, w = latents.shape[-2:] if latents is not None else (int(latent["height"]) // f, int(latent["width"]) // f)
     left, top = min(int(x) // f, w - 8), min(int(y) // f, h - 8)
     left, top = max(left, 0), max(top, 0)
     rows, cols = slice(top, top + int(height) // f), slice(left, left + int(width) // f)
+    if latents is None:        # ComfyUI's zeros cropped: an empty latent of the window's size
+        kept = (len(range(h)[rows]), len(range(w)[cols]))
+        return {"latent": {**latent, "height": kept[0] * f, "width": kept[1] * f}}
     out = {**latent, "samples": latents[:, :, rows, cols].clone()}
     mask = latent.get("noise_mask")
     if mask is not None and tuple(mask.shape[-2:]) == (h, w):   # ComfyUI stretches it over the crop; cut it too

@@ -73,9 +73,16 @@ def test_latent_crop_keeps_the_corner_8_latent_pixels_from_the_far_edges_and_cut
     # x 80 px = 10 latent pixels, kept at 12 - 8 = 4; y 16 px = 2 (<= 10 - 8); 64x32 px = 8x4, cut at 12
     assert torch.equal(out["samples"], samples[:, :, 2:6, 4:12])
     assert torch.equal(out["noise_mask"], mask[:, :, 2:6, 4:12])
-    with pytest.raises(NodeError) as info:
-        ops.run_latent_crop(None, _lazy(64, 64), 64, 64, 0, 0)
-    assert info.value.field == "latent" and "Empty Latent" in str(info.value)
+
+
+def test_latent_crop_of_an_empty_latent_is_an_empty_latent_of_the_window():
+    # ComfyUI crops zeros: 96x80 px = 12x10 latent pixels; x 80 px = 10, kept at 12 - 8 = 4; y 16 px = 2;
+    # 64x32 px = 8x4 wanted, cut at the right edge to 8 columns: 64x32 px of zeros, still lazy
+    assert ops.run_latent_crop(None, _lazy(96, 80, 2), 64, 32, 80, 16)["latent"] == _lazy(64, 32, 2)
+    # a window past the bottom edge keeps what is left of it: 96 px (12 rows) from y 40 px (5, <= 16 - 8) of
+    # 16 rows = 11 rows, 88 px; a corner past the far edge moves back to 8 latent pixels from it (y 120 px -> 8)
+    assert ops.run_latent_crop(None, _lazy(64, 128), 64, 96, 0, 40)["latent"] == _lazy(64, 88)
+    assert ops.run_latent_crop(None, _lazy(64, 128), 64, 96, 0, 120)["latent"] == _lazy(64, 64)
 
 
 def test_latent_add_and_subtract_resize_and_batch_the_second_to_the_first():

@@ -280,9 +280,18 @@ def test_area_strength_crop_batch_blend_and_empty_image():
     out = geometry.run_latent_blend(None, a, b, 0.3)["latent"]
     torch.testing.assert_close(out["samples"], a["samples"] * 0.3 + b["samples"] * 0.7, atol=0, rtol=0)
     assert out["noise_mask"] is a["noise_mask"]
-    with pytest.raises(NodeError) as info:
-        geometry.run_latent_blend(None, a, {"samples": None, "width": 64, "height": 64, "batch_size": 1}, 0.5)
-    assert info.value.field == "latent_2"
+    # an EmptyLatent is ComfyUI's zeros (file 005 of the issue-30 corpus blends an encoded colour into one)
+    empty = {"samples": None, "width": 64, "height": 64, "batch_size": 1}
+    scaled = geometry.run_latent_blend(None, a, empty, 0.25)["latent"]
+    torch.testing.assert_close(scaled["samples"], a["samples"] * 0.25, atol=0, rtol=0)
+    assert scaled["noise_mask"] is a["noise_mask"]
+    first = geometry.run_latent_blend(None, empty, b, 0.25)["latent"]
+    torch.testing.assert_close(first["samples"], b["samples"] * 0.75, atol=0, rtol=0)
+    assert first["factor"] == 8 and "width" not in first and "batch_size" not in first
+    wide = {"samples": None, "width": 128, "height": 64, "batch_size": 2}   # zeros of latent_1's 2 x 4 x 8 x 16
+    resized = geometry.run_latent_blend(None, wide, b, 0.5)["latent"]["samples"]
+    assert resized.shape == (2, 4, 8, 16) and torch.equal(resized[0], resized[1])
+    assert geometry.run_latent_blend(None, empty, wide, 0.5)["latent"] == empty
     red = images.run_empty_image(None, 5, 3, 2, 0xFF8000)["image"]
     assert red.shape == (2, 3, 5, 3) and torch.equal(red[1, 2, 4], torch.tensor([255, 128, 0]) / 255.0)
 
