@@ -85,7 +85,7 @@ class _Converter:
     @staticmethod
     def folded(node: ComfyNode) -> bool:
         return node.class_type in (*table.REROUTES, table.ANY_SWITCH, table.PRIMITIVE, table.SET_NODE,
-                                   table.GET_NODE) \
+                                   table.GET_NODE, *table.PRESET_TEXTS, *table.LABELS, *table.EDITOR_PANELS) \
             or node.class_type in table.CONSTANTS or node.class_type in table.NOTES
 
     def run(self) -> tuple[Workflow, list[str]]:
@@ -106,8 +106,11 @@ class _Converter:
                 self.rows[node.id] = row
                 self.output_names[node.id] = list(row.outputs) if row is not None else self._placeholder_outputs(node)
         for node in nodes.values():
-            if node.class_type in table.NOTES:
+            if node.class_type in table.NOTES or node.class_type in table.LABELS:
                 self._note(node)
+            elif node.class_type in table.EDITOR_PANELS:
+                self.warnings.add(node, "an editor panel that mutes or bypasses groups in ComfyUI's editor (it never "
+                                        "runs): left out; the nodes keep the modes the file saved")
             elif self.power.get(node.id):
                 self._power_lora(node)
                 self._layout(node)
@@ -130,7 +133,8 @@ class _Converter:
 
     # -- sources ------------------------------------------------------------------------------------------
     def source(self, consumer: ComfyNode, input_name: str) -> tuple[str, Any, str | None]:
-        """("node", (id, output), dot) | ("value", value, dot) | ("none", reason, dot) for a linked input.
+        """("node", (id, output), dot) | ("value", value, dot) | ("kept", what, dot) (the consumer keeps the value
+        it saved) | ("none", reason, dot) for a linked input.
 
         Reroutes are walked through; the reroute nearest the consumer becomes its dot.
         """
@@ -174,6 +178,8 @@ class _Converter:
             return ("none", f"linked to node {src}, which is not in the file", dot)
         if origin.class_type == table.PRIMITIVE or origin.class_type in table.CONSTANTS:
             return ("value", self._value_of(origin, consumer, input_name), dot)
+        if origin.class_type in table.PRESET_TEXTS:
+            return ("kept", f"{origin.class_type} {origin.id} (preset {self._constant(origin)!r})", dot)
         names = self.output_names.get(src)
         if names is None:
             return ("none", f"linked to node {src} ({origin.class_type}), which has no output here", dot)
@@ -320,6 +326,11 @@ class _Converter:
                 continue
             if kind == "value":
                 values[name] = found
+            elif kind == "kept":
+                shown = f"{values[name]!r}" if name in values else "NodeForge's default"
+                self.warnings.add(node, f"its text comes from {found}, whose presets live in the browser that made "
+                                        f"the file; using the text this node saved, {shown} (the preset's text when "
+                                        "the graph was last queued)", name)
             elif kind == "node":
                 src, out = found
                 comfy_extra.setdefault("widget_links", {})[name] = [src, out]
@@ -384,7 +395,7 @@ class _Converter:
             elif kind == "value":
                 if "widgets" in params:
                     params["widgets"][name] = found
-            else:
+            elif kind != "kept":     # a preset text: the widget keeps the value it saved
                 self.warnings.add(node, f"{found}; the input is left unconnected", name)
         self.placeholders.setdefault(node.class_type, []).append(node.id)
         return ref
@@ -491,10 +502,11 @@ class _Converter:
             ui.setdefault("bypassed", []).append(node.id)
 
     def _note(self, node: ComfyNode) -> None:
-        text = self._constant(node)
+        label = node.class_type in table.LABELS      # a pack's label: its title is the text it shows
+        text = node.title if label else self._constant(node)
         note: dict[str, Any] = {"id": node.id, "text": text if isinstance(text, str) else "",
                                 "markdown": node.class_type == "MarkdownNote"}
-        if node.title and node.title not in table.NOTES:
+        if node.title and node.title not in table.NOTES and not label:
             note["title"] = node.title
         if node.pos is not None:
             note["pos"] = node.pos

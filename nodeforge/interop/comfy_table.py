@@ -832,9 +832,19 @@ NOTES = ("Note", "MarkdownNote")
 # Packs' constant nodes hold one too: KJNodes' INTConstant and FloatConstant, Easy-Use's easy int and easy
 # float, ComfyUI-Logic's Int-🔬 and String-🔬, and rgthree's Seed (a negative seed is its "new seed each run").
 RGTHREE_SEED = "Seed (rgthree)"
+# Text ones too: KJNodes' StringConstant and SeargeSDXL's Prompt text give their one widget as it is.
 CONSTANTS = ("PrimitiveInt", "PrimitiveFloat", "PrimitiveString", "PrimitiveStringMultiline",
              "PrimitiveBoolean", "INTConstant", "FloatConstant", "easy int", "easy float", "Int-🔬", "String-🔬",
-             RGTHREE_SEED)
+             RGTHREE_SEED, "StringConstant", "SeargePromptText")
+# pysssss' Preset Text (ComfyUI-Custom-Scripts; an editor-only node) writes its preset's text into the widget it
+# feeds when the graph is queued. The presets live in the browser that made the file, so the text is the one
+# that widget saved: the consumer keeps its own value.
+PRESET_TEXTS = ("PresetText", "PresetText|pysssss")
+# Packs' editor-only nodes, which ComfyUI never runs: rgthree's Label and LG's note show their title as text on the
+# canvas (they become notes); rgthree's group switch panels and bookmarks only act in the editor (left out: the
+# nodes keep the modes the file saved).
+LABELS = ("Label (rgthree)", "LG_Note")
+EDITOR_PANELS = ("Fast Groups Muter (rgthree)", "Fast Groups Bypasser (rgthree)", "Bookmark (rgthree)")
 CONTROL_VALUES = ("fixed", "increment", "decrement", "randomize")
 # Inputs some ComfyUI versions write for an editor-only widget (Load Image's upload button): nothing to keep.
 EDITOR_ONLY_INPUTS = frozenset({"upload", "choose file to upload"})
