@@ -173,8 +173,8 @@ def test_a_vae_mapped_to_a_checkpoint_uses_that_checkpoints_vae(tmp_path, capsys
 @pytest.mark.parametrize("class_type, said", [
     ("ImageCrop+", "from the custom node pack ComfyUI_essentials, which NodeForge cannot run; replace it "
                    "with NodeForge's ImageCrop, which does the same, or bypass it"),
-    ("Fast Groups Muter (rgthree)", "from the custom node pack rgthree-comfy, which NodeForge cannot run; replace or "
-                                    "bypass it"),
+    ("Display Any (rgthree)", "from the custom node pack rgthree-comfy, which NodeForge cannot run; replace or "
+                              "bypass it"),
     ("IPAdapterFaceID", "from the custom node pack ComfyUI_IPAdapter_plus, which NodeForge cannot run; replace "
                         "or bypass it"),
     ("DifferentialDiffusion", "a ComfyUI core node NodeForge does not support yet; replace or bypass it"),
