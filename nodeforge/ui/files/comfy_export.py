@@ -13,8 +13,9 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
-from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QFileDialog, QMessageBox
+
+from nodeforge.ui.dialogs.notes_box import show_notes_box
 
 if TYPE_CHECKING:  # pragma: no cover
     from nodeforge.core.engine import Engine
@@ -98,13 +99,6 @@ class ComfyExport:
         """What the export changed or left out, non-modal (the user can fix the graph meanwhile)."""
         if self.notice is not None:
             self.notice.close()
-        shown = notes[:30] + ([f"... and {len(notes) - 30} more"] if len(notes) > 30 else [])
-        box = QMessageBox(QMessageBox.Icon.Information, "Exported with notes",
-                          f"{path.name} was written as a {what}; {len(notes)} thing{'s' if len(notes) != 1 else ''} "
-                          "to know:\n\n" + "\n".join(f"• {line}" for line in shown),
-                          QMessageBox.StandardButton.Ok, self.host.window())
-        box.setWindowModality(Qt.WindowModality.NonModal)
-        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
-        box.destroyed.connect(lambda *_: setattr(self, "notice", None))
-        self.notice = box
-        box.show()
+        self.notice = show_notes_box(self.host.window(), "Exported with notes", f"{path.name} was written as a {what}",
+                                     notes)
+        self.notice.destroyed.connect(lambda *_: setattr(self, "notice", None))

@@ -23,6 +23,7 @@ from nodeforge.core.types import FileKind
 from nodeforge.core.placeholder import is_placeholder, original_class
 from nodeforge.core.relocate import Relocation, relocate
 from nodeforge.core.workflow import Workflow, save_workflow
+from nodeforge.ui.dialogs.notes_box import show_notes_box
 from nodeforge.ui.files.autosave import Autosaver
 from nodeforge.ui.files.comfy_export import ComfyExport, suggested_name
 from nodeforge.ui.graph.controller import CLIPBOARD_MIME, looks_like_workflow, unencodable_text
@@ -306,17 +307,9 @@ class DocumentController(QObject):
     def _show_import_notes(self, path: Path, warnings: list[str]) -> None:
         if self.import_notice is not None:
             self.import_notice.close()
-        warnings = [for_the_editor(line) for line in warnings]
-        shown = warnings[:30] + ([f"... and {len(warnings) - 30} more"] if len(warnings) > 30 else [])
-        box = QMessageBox(QMessageBox.Icon.Information, "Imported with notes",
-                          f"{path.name} was imported; {len(warnings)} thing{'s' if len(warnings) != 1 else ''} "
-                          "to know:\n\n" + "\n".join(f"• {line}" for line in shown),
-                          QMessageBox.StandardButton.Ok, self.host.window())
-        box.setWindowModality(Qt.WindowModality.NonModal)
-        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
-        box.destroyed.connect(lambda *_: setattr(self, "import_notice", None))
-        self.import_notice = box
-        box.show()
+        self.import_notice = show_notes_box(self.host.window(), "Imported with notes", f"{path.name} was imported",
+                                            [for_the_editor(line) for line in warnings])
+        self.import_notice.destroyed.connect(lambda *_: setattr(self, "import_notice", None))
         self.host.show_message(f"Imported {path.name} with {len(warnings)} note"
                                f"{'s' if len(warnings) != 1 else ''}", 10000)
 
