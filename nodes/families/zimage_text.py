@@ -13,6 +13,8 @@ from typing import Any
 
 import torch
 
+from ..placement import device_of
+
 MAX_TOKENS = 512   # ZImagePipeline's default max_sequence_length
 QWEN3_TURN = "<|im_start|>user\n{}<|im_end|>\n<|im_start|>assistant\n"
 
@@ -30,7 +32,7 @@ def encode_zimage(clip: Any, text: str) -> dict[str, Any]:
     tokens = clip.tokenizer([chat_text(clip.tokenizer, text)], padding="max_length", max_length=MAX_TOKENS,
                             truncation=True, return_tensors="pt")
     encoder = clip.text_encoder
-    device = next(encoder.parameters()).device
+    device = device_of(encoder)   # its execution device when offloaded, where the inputs must be
     mask = tokens.attention_mask.to(device).bool()
     with torch.inference_mode(), clip.patched():
         hidden = encoder(input_ids=tokens.input_ids.to(device), attention_mask=mask,
