@@ -12,6 +12,7 @@ from nodeforge.core.types import FileKind, InputRole, ParamRole, PortType
 
 from .declare import lazy as _lazy
 from .declare import model_names as _names
+from .declare import operation
 from .schedulers import SAMPLERS, SCHEDULES, check_pair
 
 SEED_MAX = 0xFFFFFFFFFFFFFFFF
@@ -43,6 +44,21 @@ def _text_encoder_refiner_changed(ctx: Any, text: str, **_: Any) -> Any:
 LATENT_METHODS = ("nearest-exact", "bilinear", "area", "bicubic")
 IMAGE_METHODS = ("nearest-exact", "bilinear", "area", "bicubic", "lanczos")
 CROPS = ("disabled", "center")
+
+
+def _latent_method() -> Param:
+    return Param.choice("upscale_method", LATENT_METHODS, default="nearest-exact",
+                        description="how new latent pixels are computed (nearest-exact keeps them crisp, bicubic smooth)")
+
+
+def _image_method() -> Param:
+    return Param.choice("upscale_method", IMAGE_METHODS, default="nearest-exact",
+                        description="the resampling filter (lanczos and bicubic are sharp, nearest-exact keeps hard pixels)")
+
+
+def _crop() -> Param:
+    return Param.choice("crop", CROPS, default="disabled",
+                        description="center: crop to keep the aspect ratio; disabled: stretch")
 
 
 MAX_PREFIX_CHARS = 200       # a file name holds 255 bytes; "_00001.png" and a folder or two must fit
@@ -114,6 +130,12 @@ MODEL, CLIP, VAE = PortType.MODEL.value, PortType.CLIP.value, PortType.VAE.value
 COND, LATENT = PortType.CONDITIONING.value, PortType.LATENT.value
 IMAGE, MASK = PortType.IMAGE.value, PortType.MASK.value
 CONTROLNET, UPSCALE_MODEL = PortType.CONTROLNET.value, PortType.UPSCALE_MODEL.value
+
+# The resize nodes' one port (nodes/geometry.py runs them).
+_RESIZE_LATENT = dict(category="latent", module="geometry", port=LATENT, takes="the latent to resize",
+                      gives="the resized latent")
+_RESIZE_IMAGE = dict(category="image", module="geometry", port=IMAGE, takes="the images to resize",
+                     gives="the resized images")
 
 NODES: list[NodeSpec] = [
     NodeSpec(
@@ -252,52 +274,35 @@ NODES: list[NodeSpec] = [
         outputs=(Output("clip", CLIP, description="the text encoder that stops at the chosen layer"),),
         description="Clip skip: read the prompt from an earlier layer of the text encoder.",
         display_name="CLIP Set Last Layer"),
-    NodeSpec(
-        "LatentUpscale", "latent", _lazy("geometry", "run_latent_upscale"),
-        inputs=(Input("latent", LATENT, description="the latent to resize"),),
-        params=(Param.choice("upscale_method", LATENT_METHODS, default="nearest-exact",
-                             description="how new latent pixels are computed (nearest-exact keeps them crisp, bicubic smooth)"),
-                Param.int("width", 1024, min=0, max=16384, step=8, role=ParamRole.WIDTH,
-                          description="image width in pixels; 0 keeps the aspect ratio"),
-                Param.int("height", 1024, min=0, max=16384, step=8, role=ParamRole.HEIGHT,
-                          description="image height in pixels; 0 keeps the aspect ratio"),
-                Param.choice("crop", CROPS, default="disabled",
-                             description="center: crop to keep the aspect ratio; disabled: stretch")),
-        outputs=(Output("latent", LATENT, description="the resized latent"),),
-        description="Resize a latent to an image size (hires fix: upscale, then denoise again below 1).",
-        display_name="Upscale Latent"),
-    NodeSpec(
-        "LatentUpscaleBy", "latent", _lazy("geometry", "run_latent_upscale_by"),
-        inputs=(Input("latent", LATENT, description="the latent to resize"),),
-        params=(Param.choice("upscale_method", LATENT_METHODS, default="nearest-exact",
-                             description="how new latent pixels are computed (nearest-exact keeps them crisp, bicubic smooth)"),
-                Param.float("scale_by", 1.5, min=0.01, max=8.0, step=0.01,
-                            description="the factor each side is multiplied by (1.5: 512 to 768)")),
-        outputs=(Output("latent", LATENT, description="the resized latent"),),
-        description="Resize a latent by a factor.",
-        display_name="Upscale Latent By"),
-    NodeSpec(
-        "ImageScale", "image", _lazy("geometry", "run_image_scale"),
-        inputs=(Input("image", IMAGE, description="the images to resize"),),
-        params=(Param.choice("upscale_method", IMAGE_METHODS, default="nearest-exact",
-                             description="the resampling filter (lanczos and bicubic are sharp, nearest-exact keeps hard pixels)"),
-                Param.int("width", 512, min=0, max=16384, description="0 keeps the aspect ratio"),
-                Param.int("height", 512, min=0, max=16384, description="0 keeps the aspect ratio"),
-                Param.choice("crop", CROPS, default="disabled",
-                             description="center: crop to keep the aspect ratio; disabled: stretch")),
-        outputs=(Output("image", IMAGE, description="the resized images"),),
-        description="Resize images to a size (center crop keeps the aspect ratio).",
-        display_name="Scale Image"),
-    NodeSpec(
-        "ImageScaleBy", "image", _lazy("geometry", "run_image_scale_by"),
-        inputs=(Input("image", IMAGE, description="the images to resize"),),
-        params=(Param.choice("upscale_method", IMAGE_METHODS, default="nearest-exact",
-                             description="the resampling filter (lanczos and bicubic are sharp, nearest-exact keeps hard pixels)"),
-                Param.float("scale_by", 1.0, min=0.01, max=8.0, step=0.01,
-                            description="the factor each side is multiplied by")),
-        outputs=(Output("image", IMAGE, description="the resized images"),),
-        description="Resize images by a factor.",
-        display_name="Scale Image By"),
+    operation(
+        "LatentUpscale", "run_latent_upscale",
+        (_latent_method(),
+         Param.int("width", 1024, min=0, max=16384, step=8, role=ParamRole.WIDTH,
+                   description="image width in pixels; 0 keeps the aspect ratio"),
+         Param.int("height", 1024, min=0, max=16384, step=8, role=ParamRole.HEIGHT,
+                   description="image height in pixels; 0 keeps the aspect ratio"),
+         _crop()),
+        "Resize a latent to an image size (hires fix: upscale, then denoise again below 1).", "Upscale Latent",
+        **_RESIZE_LATENT),
+    operation(
+        "LatentUpscaleBy", "run_latent_upscale_by",
+        (_latent_method(),
+         Param.float("scale_by", 1.5, min=0.01, max=8.0, step=0.01,
+                     description="the factor each side is multiplied by (1.5: 512 to 768)")),
+        "Resize a latent by a factor.", "Upscale Latent By", **_RESIZE_LATENT),
+    operation(
+        "ImageScale", "run_image_scale",
+        (_image_method(),
+         Param.int("width", 512, min=0, max=16384, description="0 keeps the aspect ratio"),
+         Param.int("height", 512, min=0, max=16384, description="0 keeps the aspect ratio"),
+         _crop()),
+        "Resize images to a size (center crop keeps the aspect ratio).", "Scale Image", **_RESIZE_IMAGE),
+    operation(
+        "ImageScaleBy", "run_image_scale_by",
+        (_image_method(),
+         Param.float("scale_by", 1.0, min=0.01, max=8.0, step=0.01,
+                     description="the factor each side is multiplied by")),
+        "Resize images by a factor.", "Scale Image By", **_RESIZE_IMAGE),
     NodeSpec(
         "ImagePadForOutpaint", "image", _lazy("geometry", "run_image_pad_for_outpaint"),
         inputs=(Input("image", IMAGE, description="the images to extend"),),
@@ -568,17 +573,14 @@ NODES: list[NodeSpec] = [
         outputs=(Output("mask", MASK, description="the grown or shrunk mask"),),
         description="Grow or shrink a mask by whole pixels.",
         display_name="Grow Mask"),
-    NodeSpec(
-        "ImageScaleToTotalPixels", "image", _lazy("geometry", "run_image_scale_to_total_pixels"),
-        inputs=(Input("image", IMAGE, description="the images to resize"),),
-        params=(Param.choice("upscale_method", IMAGE_METHODS, default="nearest-exact",
-                             description="the resampling filter (lanczos and bicubic are sharp, nearest-exact keeps hard pixels)"),
-                Param.float("megapixels", 1.0, min=0.01, max=16.0, step=0.01,
-                            description="target size in millions of pixels (x 1024 x 1024)"),
-                Param.int("resolution_steps", 1, min=1, max=256, description="each side a multiple of this")),
-        outputs=(Output("image", IMAGE, description="the resized images"),),
-        description="Resize images to a number of pixels, keeping the aspect ratio.",
-        display_name="Scale Image to Total Pixels"),
+    operation(
+        "ImageScaleToTotalPixels", "run_image_scale_to_total_pixels",
+        (_image_method(),
+         Param.float("megapixels", 1.0, min=0.01, max=16.0, step=0.01,
+                     description="target size in millions of pixels (x 1024 x 1024)"),
+         Param.int("resolution_steps", 1, min=1, max=256, description="each side a multiple of this")),
+        "Resize images to a number of pixels, keeping the aspect ratio.", "Scale Image to Total Pixels",
+        **_RESIZE_IMAGE),
     NodeSpec(
         "ConditioningSetAreaStrength", "conditioning", _lazy("conditioning", "run_conditioning_set_area_strength"),
         inputs=(Input("conditioning", COND, description="the prompt to weight"),),

@@ -4,28 +4,24 @@ nodes/image_filters.py, nodes/conditioning.py, nodes/freeu.py and nodes/cfg_resc
 a node first runs)."""
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from nodeforge.core.spec import Input, NodeSpec, Output, Param
 from nodeforge.core.types import PortType
 
 from .declare import lazy as _lazy
+from .declare import operation
 
 LATENT, MASK, IMAGE, VAE = PortType.LATENT.value, PortType.MASK.value, PortType.IMAGE.value, PortType.VAE.value
 COND, MODEL = PortType.CONDITIONING.value, PortType.MODEL.value
 RES = 16384
 
 
-def _latent_node(name: str, function: str, params: tuple[Param, ...], description: str, display: str,
-                 inputs: tuple[Input, ...] = (Input("latent", LATENT, description="the latent to change"),)) -> NodeSpec:
-    return NodeSpec(name, "latent", _lazy("latent_ops", function), inputs=inputs, params=params,
-                    outputs=(Output("latent", LATENT, description="the resulting latent"),), description=description, display_name=display)
-
-
-def _mask_node(name: str, function: str, params: tuple[Param, ...], description: str, display: str,
-               inputs: tuple[Input, ...] = (Input("mask", MASK, description="the mask to change (1: masked)"),)) -> NodeSpec:
-    return NodeSpec(name, "image", _lazy("masks", function), inputs=inputs, params=params,
-                    outputs=(Output("mask", MASK, description="the resulting mask, values in 0..1"),), description=description, display_name=display)
+# (name, run function, params, description, display name[, inputs=...]): the operations of each kind.
+_latent_node = partial(operation, category="latent", module="latent_ops", port=LATENT)
+_mask_node = partial(operation, category="image", module="masks", port=MASK)
+_image_node = partial(operation, category="image", module="image_filters", port=IMAGE)
 
 
 LATENT_NODES: list[NodeSpec] = [
@@ -129,12 +125,6 @@ MASK_NODES: list[NodeSpec] = [
 ]
 
 
-def _image_node(name: str, function: str, params: tuple[Param, ...], description: str, display: str,
-                inputs: tuple[Input, ...] = (Input("image", IMAGE, description="the images to filter"),)) -> NodeSpec:
-    return NodeSpec(name, "image", _lazy("image_filters", function), inputs=inputs, params=params,
-                    outputs=(Output("image", IMAGE, description="the filtered images"),), description=description, display_name=display)
-
-
 def _sigma() -> Param:
     return Param.float("sigma", 1.0, min=0.1, max=10.0, step=0.1,
                        description="spread of the Gaussian, in units of the radius (ComfyUI's)")
@@ -197,19 +187,18 @@ CONDITIONING_NODES: list[NodeSpec] = [
 def _freeu(name: str, function: str, defaults: tuple[float, float, float, float], description: str,
            display: str) -> NodeSpec:
     b1, b2, s1, s2 = defaults
-    return NodeSpec(
-        name, "advanced/model", _lazy("freeu", function),
-        inputs=(Input("unet", MODEL, description="a UNet model (SD 1.x, 2.x, XL); it is not changed"),),
-        params=(Param.float("b1", b1, min=0.0, max=10.0, step=0.01,
-                            description="backbone scale in the deepest decoder layers (4x the first block's width)"),
-                Param.float("b2", b2, min=0.0, max=10.0, step=0.01,
-                            description="backbone scale in the next layers (2x the first block's width)"),
-                Param.float("s1", s1, min=0.0, max=10.0, step=0.01,
-                            description="skip-connection low-frequency scale where b1 applies"),
-                Param.float("s2", s2, min=0.0, max=10.0, step=0.01,
-                            description="skip-connection low-frequency scale where b2 applies")),
-        outputs=(Output("unet", MODEL, description="the same model, sampled with FreeU"),), description=description,
-        display_name=display)
+    return operation(
+        name, function,
+        (Param.float("b1", b1, min=0.0, max=10.0, step=0.01,
+                     description="backbone scale in the deepest decoder layers (4x the first block's width)"),
+         Param.float("b2", b2, min=0.0, max=10.0, step=0.01,
+                     description="backbone scale in the next layers (2x the first block's width)"),
+         Param.float("s1", s1, min=0.0, max=10.0, step=0.01,
+                     description="skip-connection low-frequency scale where b1 applies"),
+         Param.float("s2", s2, min=0.0, max=10.0, step=0.01,
+                     description="skip-connection low-frequency scale where b2 applies")),
+        description, display, category="advanced/model", module="freeu", port=MODEL,
+        gives="the same model, sampled with FreeU")
 
 
 MODEL_NODES: list[NodeSpec] = [
@@ -219,19 +208,18 @@ MODEL_NODES: list[NodeSpec] = [
     _freeu("FreeUV2", "run_freeu_v2", (1.3, 1.4, 0.9, 0.2),
            "FreeU version 2: the backbone scale follows each pixel's mean feature strength (gentler on flat "
            "areas); the input model is not changed.", "FreeU (V2)"),
-    NodeSpec(
-        "RescaleCFG", "advanced/model", _lazy("cfg_rescale", "run_rescale_cfg"),
-        inputs=(Input("unet", MODEL, description="a UNet model (SD 1.x, 2.x, XL); it is not changed"),),
-        params=(Param.float("multiplier", 0.7, min=0.0, max=1.0, step=0.01,
-                            description="how far the guided prediction's spread is pulled to the positive prompt's "
-                                        "(0: plain CFG, 1: fully rescaled)"),),
-        outputs=(Output("unet", MODEL, description="the same model, its CFG rescaled when sampled"),),
-        description="Rescale CFG (Lin et al. 2023, section 3.4): scale the guided prediction to the positive "
-                    "prediction's standard deviation and mix by the multiplier, which tames the over-exposure of "
-                    "high CFG (needed for zero-terminal-SNR and v-prediction models). As diffusers' guidance_rescale "
-                    "it acts on the UNet's output (noise for eps models); ComfyUI rescales in v-prediction form, "
-                    "so eps models' images differ slightly from ComfyUI's. The input model is not changed.",
-        display_name="Rescale CFG"),
+    operation(
+        "RescaleCFG", "run_rescale_cfg",
+        (Param.float("multiplier", 0.7, min=0.0, max=1.0, step=0.01,
+                     description="how far the guided prediction's spread is pulled to the positive prompt's "
+                                 "(0: plain CFG, 1: fully rescaled)"),),
+        "Rescale CFG (Lin et al. 2023, section 3.4): scale the guided prediction to the positive "
+        "prediction's standard deviation and mix by the multiplier, which tames the over-exposure of "
+        "high CFG (needed for zero-terminal-SNR and v-prediction models). As diffusers' guidance_rescale "
+        "it acts on the UNet's output (noise for eps models); ComfyUI rescales in v-prediction form, "
+        "so eps models' images differ slightly from ComfyUI's. The input model is not changed.",
+        "Rescale CFG", category="advanced/model", module="cfg_rescale", port=MODEL,
+        gives="the same model, its CFG rescaled when sampled"),
 ]
 
 OPERATION_NODES: list[NodeSpec] = LATENT_NODES + MASK_NODES + IMAGE_NODES + CONDITIONING_NODES + MODEL_NODES
