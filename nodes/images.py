@@ -137,16 +137,22 @@ def to_pil(image: torch.Tensor) -> list[Any]:
 
 def free_png_names(folder: Path, prefix: str) -> Iterator[Path]:
     """`prefix_NNNNN.png` names from the first number after those already there, upwards."""
+    return free_names(folder, prefix, ".png", "images")
+
+
+def free_names(folder: Path, prefix: str, ending: str, what: str) -> Iterator[Path]:
+    """`prefix_NNNNN<ending>` names in the output folder from the first number after those already there,
+    upwards (SaveImage's `.png`, SaveLatent's `_.latent`); `what` is saved, for the error."""
     stem = Path(prefix).name
     target = folder / Path(prefix).parent
     # A sub-folder of the prefix that is a symlink may point anywhere: saving never follows it out.
     if not target.resolve().is_relative_to(folder.resolve()):
-        raise NodeError(f"{target} leads outside the output folder {folder} (a symbolic link); images are saved "
+        raise NodeError(f"{target} leads outside the output folder {folder} (a symbolic link); {what} are saved "
                         "only inside it - remove the link or change the prefix", field="prefix")
     target.mkdir(parents=True, exist_ok=True)
-    pattern = re.compile(re.escape(stem) + r"_(\d+)\.png$")
+    pattern = re.compile(re.escape(stem) + r"_(\d+)" + re.escape(ending) + "$")
     taken = [int(m.group(1)) for p in target.iterdir() if (m := pattern.match(p.name))]
-    return (target / f"{stem}_{number:05d}.png" for number in itertools.count(max(taken, default=0) + 1))
+    return (target / f"{stem}_{number:05d}{ending}" for number in itertools.count(max(taken, default=0) + 1))
 
 
 def a1111_parameters(info: GenerationInfo, size: tuple[int, int]) -> str:

@@ -9,8 +9,6 @@ written before ComfyUI's version marker hold scaled values already and are read 
 """
 from __future__ import annotations
 
-import itertools
-import re
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -19,6 +17,8 @@ import torch
 from nodeforge.core.errors import NodeError
 from nodeforge.core.files import write_new_file
 from nodeforge.core.types import FileKind
+
+from .images import free_names
 
 SD_SCALE = (0.18215, 0.0)           # SD 1.x/2.x VAE: scaling factor, shift
 TENSOR, VERSION = "latent_tensor", "latent_format_version_0"
@@ -31,15 +31,7 @@ def _scale_of(vae: Any) -> tuple[float, float]:
 
 def latent_names(folder: Path, prefix: str) -> Iterator[Path]:
     """ComfyUI's names, `prefix_NNNNN_.latent`, from the first number after those already there."""
-    stem = Path(prefix).name
-    target = folder / Path(prefix).parent
-    if not target.resolve().is_relative_to(folder.resolve()):
-        raise NodeError(f"{target} leads outside the output folder {folder} (a symbolic link); latents are saved "
-                        "only inside it - remove the link or change the prefix", field="prefix")
-    target.mkdir(parents=True, exist_ok=True)
-    pattern = re.compile(re.escape(stem) + r"_(\d+)_\.latent$")
-    taken = [int(m.group(1)) for p in target.iterdir() if (m := pattern.match(p.name))]
-    return (target / f"{stem}_{number:05d}_.latent" for number in itertools.count(max(taken, default=0) + 1))
+    return free_names(folder, prefix, "_.latent", "latents")
 
 
 def run_save_latent(ctx: Any, latent: dict[str, Any], prefix: str, vae: Any = None) -> list[str]:
