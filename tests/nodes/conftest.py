@@ -32,6 +32,24 @@ def models_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def flux_dir(tmp_path_factory) -> Path:
+    """tiny-flux (dev), tiny-flux-schnell and LoRAs of tiny-flux in each layout (tests/nodes/tiny_flux.py),
+    for the Flux and offload tests; read, never written."""
+    import torch
+
+    import tiny_flux as tf
+
+    torch.set_num_threads(2)
+    root = tmp_path_factory.mktemp("fluxmodels")
+    (root / "checkpoints").mkdir()
+    parts = tf.make_flux_components(0)
+    tf.save_flux_folder(parts, root / "checkpoints" / "tiny-flux")
+    tf.save_flux_folder(tf.make_flux_components(1, guidance=False), root / "checkpoints" / "tiny-flux-schnell")
+    tf.flux_loras(parts["transformer"], root / "loras")
+    return root
+
+
+@pytest.fixture(scope="session")
 def registry():
     from nodeforge.core.registry import load_registry
 

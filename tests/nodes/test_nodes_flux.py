@@ -4,29 +4,17 @@ packed latents with the resolution-dependent shift, the guidance embedding and F
 CFG, img2img, inpainting, and refusals of folders that cannot work."""
 from __future__ import annotations
 
-import json
-import shutil
+from functools import partial
 from pathlib import Path
 
 import pytest
 import torch
 
-import tiny_flux as tf
+import tiny_models as tm
 from nodeforge.core.errors import NodeError
+from tiny_models import latent_of
 
-REPO = Path(__file__).resolve().parents[2]
 PROMPT = "a red circle on a blue background"
-
-
-@pytest.fixture(scope="module")
-def flux_dir(tmp_path_factory) -> Path:
-    torch.set_num_threads(2)
-    root = tmp_path_factory.mktemp("fluxmodels")
-    (root / "checkpoints").mkdir()
-    tf.save_flux_folder(tf.make_flux_components(0), root / "checkpoints" / "tiny-flux")
-    tf.save_flux_folder(tf.make_flux_components(1, guidance=False), root / "checkpoints" / "tiny-flux-schnell")
-    tf.flux_loras(tf.make_flux_components(0)["transformer"], root / "loras")
-    return root
 
 
 @pytest.fixture(scope="module")
@@ -35,11 +23,7 @@ def flux_engine(make_engine, flux_dir, tmp_path_factory):
 
 
 def _pipe(flux_dir, name="tiny-flux", cls="FluxPipeline"):
-    import diffusers
-
-    pipe = getattr(diffusers, cls).from_pretrained(str(flux_dir / "checkpoints" / name), local_files_only=True)
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
+    return tm.pipeline(flux_dir / "checkpoints" / name, cls)
 
 
 @pytest.fixture(scope="module")
@@ -47,19 +31,7 @@ def pipe(flux_dir):
     return _pipe(flux_dir)
 
 
-def shipped_txt2img(checkpoint: str, width: int = 32, height: int = 32, steps: int = 4, **denoise):
-    """workflows/txt2img.json with only the checkpoint, size and steps switched (and denoise params if given)."""
-    from nodeforge import load_workflow
-
-    wf = load_workflow(REPO / "workflows" / "txt2img.json")
-    wf.nodes["1"].params["checkpoint"] = checkpoint
-    wf.nodes["4"].params.update(width=width, height=height)
-    wf.nodes["5"].params.update(dict(denoise, steps=steps))
-    return wf
-
-
-def latent_of(engine, wf, node: str = "5") -> torch.Tensor:
-    return engine.run(wf, outputs=[node]).outputs[node]["latent"]["samples"]
+shipped_txt2img = partial(tm.shipped_txt2img, steps=4)   # (checkpoint, width=32, height=32, **UNetDenoise params)
 
 
 def theirs(pipe, *, seed: int, steps: int = 4, width: int = 32, height: int = 32, **kw) -> torch.Tensor:
@@ -289,27 +261,14 @@ def test_both_lora_layouts_patch_the_same_weights(flux_engine, flux_dir):
 
 # -- refusals --------------------------------------------------------------------------------------------------
 def test_a_folder_without_t5_names_it_and_the_fix(flux_dir, tmp_path):
-    from nodes.loading import load_checkpoint
-
-    broken = tmp_path / "flux-no-t5"
-    shutil.copytree(flux_dir / "checkpoints" / "tiny-flux", broken)
-    shutil.rmtree(broken / "text_encoder_2")
-    with pytest.raises(NodeError) as info:
-        load_checkpoint(broken, "cpu")
-    message = str(info.value)
+    message = tm.refusal_of_copy(flux_dir / "checkpoints" / "tiny-flux", tmp_path / "flux-no-t5",
+                                 without="text_encoder_2")
     assert "flux-no-t5" in message and "text_encoder_2" in message and "T5" in message and "\n" not in message
 
 
 def test_a_flux_transformer_in_an_sd3_folder_is_refused_naming_both(flux_dir, tmp_path):
-    from nodes.loading import load_checkpoint
-
-    mixed = tmp_path / "sd3-with-flux"
-    shutil.copytree(flux_dir / "checkpoints" / "tiny-flux", mixed)
-    index = json.loads((mixed / "model_index.json").read_text())
-    (mixed / "model_index.json").write_text(json.dumps(dict(index, _class_name="StableDiffusion3Pipeline")))
-    with pytest.raises(NodeError) as info:
-        load_checkpoint(mixed, "cpu")
-    message = str(info.value)
+    message = tm.refusal_of_copy(flux_dir / "checkpoints" / "tiny-flux", tmp_path / "sd3-with-flux",
+                                 pipeline="StableDiffusion3Pipeline")
     assert "sd3-with-flux/transformer" in message and "StableDiffusion3Pipeline" in message and "\n" not in message
 
 

@@ -12,9 +12,9 @@ import pytest
 import torch
 
 import tiny_flux as tf
+import tiny_models as tm
 from nodeforge.core.errors import NodeError
-
-REPO = Path(__file__).resolve().parents[2]
+from tiny_models import latent_of
 PROMPT = "a red circle on a blue background"
 
 
@@ -28,10 +28,7 @@ def make_flux_controlnet(seed: int, *, hint: bool = False, head: int = 16, heads
                               pooled_projection_dim=32, guidance_embeds=True,
                               axes_dims_rope=[4, 4, 8] if head == 16 else [16, 56, 56],
                               conditioning_embedding_channels=16 if hint else None)
-    with torch.no_grad():    # diffusers zero-initialises the output blocks; a trained one is not zero
-        for p in net.parameters():
-            p.add_(torch.randn_like(p) * 0.1)
-    return net
+    return tm.trained_looking(net)
 
 
 def f8_components(seed: int) -> dict:
@@ -48,12 +45,6 @@ def f8_components(seed: int) -> dict:
     return parts
 
 
-def _save_single(net, path: Path) -> None:
-    from safetensors.torch import save_file
-
-    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(path))
-
-
 @pytest.fixture(scope="module")
 def cn_dir(tmp_path_factory) -> Path:
     from PIL import Image
@@ -68,9 +59,7 @@ def cn_dir(tmp_path_factory) -> Path:
     make_flux_controlnet(5).save_pretrained(str(cn / "flux-cn"))
     make_flux_controlnet(7).save_pretrained(str(cn / "flux-cn-b"))
     make_flux_controlnet(8, hint=True).save_pretrained(str(cn / "flux-cn-xlabs"))
-    _save_single(make_flux_controlnet(6), cn / "flux-cn.safetensors")
-    (cn / "flux-cn.config").mkdir()
-    shutil.copy(cn / "flux-cn" / "config.json", cn / "flux-cn.config")
+    tm.save_controlnet_file(make_flux_controlnet(6), cn / "flux-cn.safetensors")
     for name, size in (("edges.png", 32), ("edges64.png", 64)):
         rgb = np.zeros((size, size, 3), dtype=np.uint8)
         rgb[size // 4:3 * size // 4, size // 4:3 * size // 4] = 255
@@ -87,28 +76,8 @@ def cn_engine(make_engine, cn_dir, tmp_path_factory):
 def controlled(root: Path, controlnets: list[str], strength: float = 0.8, vae: bool = True, cfg: float = 1.0,
                checkpoint: str = "tiny-flux", size: int = 32):
     """workflows/txt2img.json on a Flux folder with one ControlNetApply per ControlNet, chained."""
-    from nodeforge import load_workflow
-
-    wf = load_workflow(REPO / "workflows" / "txt2img.json")
-    wf.nodes["1"].params["checkpoint"] = checkpoint
-    wf.nodes["4"].params.update(width=size, height=size)
-    wf.nodes["5"].params.update(seed=2, steps=3, cfg=cfg)
-    wf.add("LoadImage", {"path": str(root / ("edges.png" if size == 32 else "edges64.png"))}, node_id="img")
-    positive, negative = ("2", "conditioning"), ("3", "conditioning")
-    for i, name in enumerate(controlnets):
-        wf.add("ControlNetLoader", {"controlnet": name}, node_id=f"cn{i}")
-        inputs = {"positive": positive, "negative": negative, "controlnet": (f"cn{i}", "controlnet"),
-                  "image": ("img", "image")}
-        if vae:
-            inputs["vae"] = ("1", "vae")
-        wf.add("ControlNetApply", {"strength": strength}, inputs, node_id=f"apply{i}")
-        positive, negative = (f"apply{i}", "positive"), (f"apply{i}", "negative")
-    wf.nodes["5"].inputs.update(positive=positive, negative=negative)
-    return wf
-
-
-def latents(engine, wf) -> torch.Tensor:
-    return engine.run(wf, outputs=["5"]).outputs["5"]["latent"]["samples"]
+    wf = tm.shipped_txt2img(checkpoint, size, size, seed=2, steps=3, cfg=cfg)
+    return tm.with_controlnets(wf, root / ("edges.png" if size == 32 else "edges64.png"), controlnets, strength, vae)
 
 
 def pipeline_latents(root: Path, nets: list[str], strength: float, monkeypatch, checkpoint: str = "tiny-flux",
@@ -134,31 +103,31 @@ def pipeline_latents(root: Path, nets: list[str], strength: float, monkeypatch, 
 
 
 def test_a_flux_controlnet_steers_as_flux_controlnet_pipeline(cn_engine, cn_dir, monkeypatch):
-    ours = latents(cn_engine, controlled(cn_dir, ["flux-cn"]))
+    ours = latent_of(cn_engine, controlled(cn_dir, ["flux-cn"]))
     theirs = pipeline_latents(cn_dir, ["flux-cn"], 0.8, monkeypatch)
     torch.testing.assert_close(ours, theirs, atol=1e-4, rtol=0)
-    plain = latents(cn_engine, controlled(cn_dir, ["flux-cn"], strength=0.0))
+    plain = latent_of(cn_engine, controlled(cn_dir, ["flux-cn"], strength=0.0))
     assert (ours - plain).abs().mean() > 1e-2
 
 
 def test_with_true_cfg_the_negative_call_reuses_the_positive_controlnet_outputs(cn_engine, cn_dir, monkeypatch):
-    ours = latents(cn_engine, controlled(cn_dir, ["flux-cn"], cfg=4.0))
+    ours = latent_of(cn_engine, controlled(cn_dir, ["flux-cn"], cfg=4.0))
     theirs = pipeline_latents(cn_dir, ["flux-cn"], 0.8, monkeypatch, negative_prompt="", true_cfg_scale=4.0)
     torch.testing.assert_close(ours, theirs, atol=1e-4, rtol=0)
 
 
 def test_two_stacked_flux_controlnets_are_flux_multi_controlnet(cn_engine, cn_dir, monkeypatch):
-    ours = latents(cn_engine, controlled(cn_dir, ["flux-cn", "flux-cn-b"], strength=0.5))
+    ours = latent_of(cn_engine, controlled(cn_dir, ["flux-cn", "flux-cn-b"], strength=0.5))
     theirs = pipeline_latents(cn_dir, ["flux-cn", "flux-cn-b"], 0.5, monkeypatch)
     torch.testing.assert_close(ours, theirs, atol=1e-4, rtol=0)
-    one = latents(cn_engine, controlled(cn_dir, ["flux-cn"], strength=0.5))
+    one = latent_of(cn_engine, controlled(cn_dir, ["flux-cn"], strength=0.5))
     assert (ours - one).abs().mean() > 1e-3
 
 
 def test_an_xlabs_style_controlnet_reads_the_image_without_the_vae(cn_engine, cn_dir, monkeypatch):
     wf = controlled(cn_dir, ["flux-cn-xlabs"], vae=False, checkpoint="tiny-flux-f8", size=64)
     assert cn_engine.validate(wf) == []
-    ours = latents(cn_engine, wf)
+    ours = latent_of(cn_engine, wf)
     theirs = pipeline_latents(cn_dir, ["flux-cn-xlabs"], 0.8, monkeypatch, checkpoint="tiny-flux-f8", size=64)
     torch.testing.assert_close(ours, theirs, atol=1e-4, rtol=0)
 
@@ -177,7 +146,7 @@ def test_a_single_file_with_flux_heads_needs_no_config(tmp_path, hint):
     from nodes.controlnet import load_controlnet
 
     net = make_flux_controlnet(9, hint=hint, head=128, heads=1, layers=2)
-    _save_single(net, tmp_path / "instantx.safetensors")
+    tm.save_controlnet_file(net, tmp_path / "instantx.safetensors", config=False)
     loaded = load_controlnet(tmp_path / "instantx.safetensors", "cpu")
     ours = {k: v for k, v in loaded.model.config.items() if not k.startswith("_")}
     theirs = {k: v for k, v in net.config.items() if not k.startswith("_")}

@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 import torch
 
+import tiny_models as tm
 import tiny_sd3 as ts
 from nodeforge.core.errors import NodeError
+from tiny_models import REPO, latent_of, shipped_txt2img
 
-REPO = Path(__file__).resolve().parents[2]
 FLOW_SAMPLERS = ("euler", "euler_ancestral", "heun", "dpmpp_2m", "dpmpp_2m_sde", "uni_pc")
 
 
@@ -36,26 +37,7 @@ def sd3_engine(make_engine, sd3_dir, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def pipe(sd3_dir):
-    from diffusers import StableDiffusion3Pipeline
-
-    pipe = StableDiffusion3Pipeline.from_pretrained(str(sd3_dir / "checkpoints" / "tiny-sd3"), local_files_only=True)
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
-
-
-def shipped_txt2img(checkpoint: str, width: int = 32, height: int = 32, **denoise):
-    """workflows/txt2img.json with only the checkpoint and size switched (and denoise params if given)."""
-    from nodeforge import load_workflow
-
-    wf = load_workflow(REPO / "workflows" / "txt2img.json")
-    wf.nodes["1"].params["checkpoint"] = checkpoint
-    wf.nodes["4"].params.update(width=width, height=height)
-    wf.nodes["5"].params.update(denoise)
-    return wf
-
-
-def latent_of(engine, wf, node: str = "5") -> torch.Tensor:
-    return engine.run(wf, outputs=[node]).outputs[node]["latent"]["samples"]
+    return tm.pipeline(sd3_dir / "checkpoints" / "tiny-sd3", "StableDiffusion3Pipeline")
 
 
 # -- loading -----------------------------------------------------------------------------------------------
@@ -388,15 +370,9 @@ def test_validate_follows_the_model_through_model_sampling_sd3(sd3_engine, engin
 
 
 def test_a_folder_without_a_clip_encoder_names_it(sd3_engine, sd3_dir, tmp_path):
-    broken = tmp_path / "checkpoints" / "sd3-no-clip-g"
-    shutil.copytree(sd3_dir / "checkpoints" / "tiny-sd3", broken)
-    shutil.rmtree(broken / "text_encoder_2")
-    from nodes.loading import load_checkpoint
-
-    with pytest.raises(NodeError) as info:
-        load_checkpoint(broken, "cpu")
-    assert "sd3-no-clip-g" in str(info.value) and "text_encoder_2" in str(info.value)
-    assert "\n" not in str(info.value)
+    message = tm.refusal_of_copy(sd3_dir / "checkpoints" / "tiny-sd3", tmp_path / "checkpoints" / "sd3-no-clip-g",
+                                 without="text_encoder_2")
+    assert "sd3-no-clip-g" in message and "text_encoder_2" in message and "\n" not in message
 
 
 def test_a_folder_with_another_familys_transformer_names_it(sd3_dir, tmp_path):

@@ -11,8 +11,8 @@ import torch
 
 import tiny_sd3 as ts
 from nodeforge.core.errors import NodeError
+from tiny_models import shipped_txt2img
 
-REPO = Path(__file__).resolve().parents[2]
 PROMPT = "a red circle on a blue background"
 
 
@@ -47,12 +47,7 @@ def clips_engine(make_engine, clips_dir, tmp_path_factory):
 
 
 def separate(clip_l="clip_l.safetensors", clip_g="clip_g.safetensors", t5xxl="t5xxl_fp16.safetensors"):
-    from nodeforge import load_workflow
-
-    wf = load_workflow(REPO / "workflows" / "txt2img.json")
-    wf.nodes["1"].params["checkpoint"] = "tiny-sd3-bare.safetensors"
-    wf.nodes["4"].params.update(width=32, height=32)
-    wf.nodes["5"].params.update(seed=4, steps=3)
+    wf = shipped_txt2img("tiny-sd3-bare.safetensors", seed=4, steps=3)
     wf.add("TextEncoderLoaderSD3", {"clip_l": clip_l, "clip_g": clip_g, "t5xxl": t5xxl}, node_id="clips")
     for node in ("2", "3"):
         wf.nodes[node].inputs["clip"] = ("clips", "clip")

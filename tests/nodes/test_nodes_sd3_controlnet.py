@@ -2,7 +2,6 @@
 against StableDiffusion3ControlNetPipeline on tiny random models (tests/nodes/tiny_sd3.py)."""
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
@@ -10,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
+import tiny_models as tm
 import tiny_sd3 as ts
 from nodeforge.core.errors import NodeError
-
-REPO = Path(__file__).resolve().parents[2]
+from tiny_models import latent_of
 PROMPT = "a red circle on a blue background"
 
 
@@ -24,16 +23,12 @@ def make_sd3_controlnet(seed: int, force_zeros: bool):
     net = SD3ControlNetModel(sample_size=32, patch_size=1, in_channels=16, num_layers=1, attention_head_dim=8,
                              num_attention_heads=4, joint_attention_dim=32, caption_projection_dim=32,
                              pooled_projection_dim=64, out_channels=16, force_zeros_for_pooled_projection=force_zeros)
-    with torch.no_grad():    # diffusers zero-initialises the output blocks; a trained one is not zero
-        for p in net.parameters():
-            p.add_(torch.randn_like(p) * 0.1)
-    return net
+    return tm.trained_looking(net)
 
 
 @pytest.fixture(scope="module")
 def cn_dir(tmp_path_factory) -> Path:
     from PIL import Image
-    from safetensors.torch import save_file
 
     torch.set_num_threads(2)
     root = tmp_path_factory.mktemp("sd3cn")
@@ -42,10 +37,7 @@ def cn_dir(tmp_path_factory) -> Path:
     ts.save_sd3_folder(ts.make_sd3_components(0), root / "checkpoints" / "tiny-sd3")
     for force in (True, False):
         make_sd3_controlnet(5, force).save_pretrained(str(root / "controlnet" / f"sd3-cn-{force}"))
-    single = make_sd3_controlnet(6, True)
-    save_file({k: v.contiguous() for k, v in single.state_dict().items()}, str(root / "controlnet" / "sd3-cn.safetensors"))
-    (root / "controlnet" / "sd3-cn.config").mkdir()
-    shutil.copy(root / "controlnet" / "sd3-cn-True" / "config.json", root / "controlnet" / "sd3-cn.config")
+    tm.save_controlnet_file(make_sd3_controlnet(6, True), root / "controlnet" / "sd3-cn.safetensors")
     rgb = np.zeros((32, 32, 3), dtype=np.uint8)
     rgb[8:24, 8:24] = 255
     Image.fromarray(rgb).save(root / "edges.png")
@@ -58,25 +50,9 @@ def cn_engine(make_engine, cn_dir, tmp_path_factory):
 
 
 def controlled(root: Path, controlnet: str, strength: float = 0.8, vae: bool = True):
-    from nodeforge import load_workflow
-
-    wf = load_workflow(REPO / "workflows" / "txt2img.json")
-    wf.nodes["1"].params["checkpoint"] = "tiny-sd3"
-    wf.nodes["4"].params.update(width=32, height=32)
-    wf.nodes["5"].params.update(seed=2, steps=3)
-    wf.add("LoadImage", {"path": str(root / "edges.png")}, node_id="img")
-    wf.add("ControlNetLoader", {"controlnet": controlnet}, node_id="cn")
-    inputs = {"positive": ("2", "conditioning"), "negative": ("3", "conditioning"), "controlnet": ("cn", "controlnet"),
-              "image": ("img", "image")}
-    if vae:
-        inputs["vae"] = ("1", "vae")
-    wf.add("ControlNetApply", {"strength": strength}, inputs, node_id="apply")
-    wf.nodes["5"].inputs.update(positive=("apply", "positive"), negative=("apply", "negative"))
-    return wf
-
-
-def latents(engine, wf) -> torch.Tensor:
-    return engine.run(wf, outputs=["5"]).outputs["5"]["latent"]["samples"]
+    """workflows/txt2img.json on tiny-sd3 with one ControlNetApply ("apply0")."""
+    return tm.with_controlnets(tm.shipped_txt2img("tiny-sd3", seed=2, steps=3), root / "edges.png", [controlnet],
+                               strength, vae)
 
 
 def pipeline_latents(root: Path, controlnet: Path, strength: float, monkeypatch) -> torch.Tensor:
@@ -97,10 +73,10 @@ def pipeline_latents(root: Path, controlnet: Path, strength: float, monkeypatch)
 
 @pytest.mark.parametrize("force_zeros", [True, False])
 def test_an_sd3_controlnet_steers_as_the_sd3_controlnet_pipeline(cn_engine, cn_dir, force_zeros, monkeypatch):
-    ours = latents(cn_engine, controlled(cn_dir, f"sd3-cn-{force_zeros}"))
+    ours = latent_of(cn_engine, controlled(cn_dir, f"sd3-cn-{force_zeros}"))
     theirs = pipeline_latents(cn_dir, cn_dir / "controlnet" / f"sd3-cn-{force_zeros}", 0.8, monkeypatch)
     torch.testing.assert_close(ours, theirs, atol=1e-4, rtol=1e-4)
-    plain = latents(cn_engine, controlled(cn_dir, f"sd3-cn-{force_zeros}", strength=0.0))
+    plain = latent_of(cn_engine, controlled(cn_dir, f"sd3-cn-{force_zeros}", strength=0.0))
     assert (ours - plain).abs().mean() > 1e-2
 
 
@@ -121,7 +97,7 @@ def test_a_single_file_sd3_controlnet_with_its_config_beside_it_loads(cn_dir):
 @pytest.mark.parametrize("controlnet", ["sd3-cn-True", "sd3-cn.safetensors"])
 def test_an_sd3_controlnet_without_the_vae_is_refused_at_validate_naming_the_input(cn_engine, cn_dir, controlnet):
     problems = [(p.node_id, p.field, p.message) for p in cn_engine.validate(controlled(cn_dir, controlnet, vae=False))]
-    assert len(problems) == 1 and problems[0][:2] == ("apply", "vae") and "SD3 ControlNet" in problems[0][2]
+    assert len(problems) == 1 and problems[0][:2] == ("apply0", "vae") and "SD3 ControlNet" in problems[0][2]
     assert cn_engine.validate(controlled(cn_dir, controlnet)) == []
 
 

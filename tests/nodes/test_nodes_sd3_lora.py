@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 import torch
 
+import tiny_models as tm
 import tiny_sd3 as ts
+from tiny_models import latent_of
 
-REPO = Path(__file__).resolve().parents[2]
 PROMPT = "a red circle on a blue background"
 
 
@@ -48,23 +49,8 @@ def lora_engine(make_engine, sd3_lora_dir, tmp_path_factory):
 
 
 def with_lora(lora: str, strength: float, clip_strength: float | None = None, steps: int = 3):
-    from nodeforge import load_workflow
-
-    wf = load_workflow(REPO / "workflows" / "txt2img.json")
-    wf.nodes["1"].params["checkpoint"] = "tiny-sd3"
-    wf.nodes["4"].params.update(width=32, height=32)
-    wf.nodes["5"].params.update(seed=9, steps=steps)
-    wf.add("LoRALoader", {"lora": lora, "strength_unet": strength,
-                          "strength_clip": strength if clip_strength is None else clip_strength},
-           {"unet": ("1", "unet"), "clip": ("1", "clip")}, node_id="lora")
-    for node in ("2", "3"):
-        wf.nodes[node].inputs["clip"] = ("lora", "clip")
-    wf.nodes["5"].inputs["unet"] = ("lora", "unet")
-    return wf
-
-
-def latents(engine, wf) -> torch.Tensor:
-    return engine.run(wf, outputs=["5"]).outputs["5"]["latent"]["samples"]
+    return tm.with_lora(tm.shipped_txt2img("tiny-sd3", seed=9, steps=steps), lora, strength,
+                        strength if clip_strength is None else clip_strength)
 
 
 def diffusers_latents(root: Path, lora: Path | dict, scale: float, steps: int = 3) -> torch.Tensor:
@@ -80,10 +66,10 @@ def diffusers_latents(root: Path, lora: Path | dict, scale: float, steps: int = 
 
 @pytest.mark.parametrize("lora", ["sd3-diffusers.safetensors", "sd3-kohya.safetensors"])
 def test_an_sd3_lora_gives_diffusers_load_lora_weights_latents(lora_engine, sd3_lora_dir, lora):
-    ours = latents(lora_engine, with_lora(lora, 0.7))
+    ours = latent_of(lora_engine, with_lora(lora, 0.7))
     theirs = diffusers_latents(sd3_lora_dir, sd3_lora_dir / "loras" / "sd3-diffusers.safetensors", 0.7)
     torch.testing.assert_close(ours, theirs, atol=1e-4, rtol=1e-4)
-    plain = latents(lora_engine, with_lora(lora, 0.0))
+    plain = latent_of(lora_engine, with_lora(lora, 0.0))
     assert (ours - plain).abs().mean() > 1e-2      # the LoRA does change the image
 
 
@@ -115,7 +101,7 @@ def test_the_kohya_file_patches_the_same_weights_as_the_diffusers_file(sd3_lora_
 def test_a_peft_adapter_folder_file_uses_its_alpha_as_diffusers(lora_engine, sd3_lora_dir):
     from safetensors.torch import load_file
 
-    ours = latents(lora_engine, with_lora(str(sd3_lora_dir / "loras" / "peft" / "adapter_model.safetensors"), 1.0))
+    ours = latent_of(lora_engine, with_lora(str(sd3_lora_dir / "loras" / "peft" / "adapter_model.safetensors"), 1.0))
     full = load_file(str(sd3_lora_dir / "loras" / "sd3-diffusers.safetensors"))
     # lora_alpha 1 over r 2: the same as diffusers' file with every B halved
     halved = {k: v * 0.5 if "lora_B" in k else v for k, v in full.items() if k.startswith("transformer.")}

@@ -5,16 +5,17 @@ CFG as the pipeline's guidance_scale + 1, the shift, img2img, and refusals of fi
 from __future__ import annotations
 
 import json
-import shutil
+from functools import partial
 from pathlib import Path
 
 import pytest
 import torch
 
+import tiny_models as tm
 import tiny_zimage as tz
 from nodeforge.core.errors import NodeError
+from tiny_models import latent_of
 
-REPO = Path(__file__).resolve().parents[2]
 PROMPT = "a red circle on a blue background"
 
 
@@ -34,15 +35,8 @@ def zimage_engine(make_engine, zimage_dir, tmp_path_factory):
     return make_engine(tmp_path_factory.mktemp("zimageout"), zimage_dir)
 
 
-def _pipe(zimage_dir, cls="ZImagePipeline", **config):
-    import diffusers
-
-    pipe = getattr(diffusers, cls).from_pretrained(str(zimage_dir / "checkpoints" / "tiny-zimage"),
-                                                   local_files_only=True)
-    if config:
-        pipe.scheduler = type(pipe.scheduler).from_config(dict(pipe.scheduler.config, **config))
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
+def _pipe(zimage_dir, cls="ZImagePipeline", **scheduler):
+    return tm.pipeline(zimage_dir / "checkpoints" / "tiny-zimage", cls, **scheduler)
 
 
 @pytest.fixture(scope="module")
@@ -50,19 +44,7 @@ def pipe(zimage_dir):
     return _pipe(zimage_dir)
 
 
-def shipped_txt2img(checkpoint: str = "tiny-zimage", width: int = 32, height: int = 32, steps: int = 4, **denoise):
-    """workflows/txt2img.json with only the checkpoint, size and steps switched (and denoise params if given)."""
-    from nodeforge import load_workflow
-
-    wf = load_workflow(REPO / "workflows" / "txt2img.json")
-    wf.nodes["1"].params["checkpoint"] = checkpoint
-    wf.nodes["4"].params.update(width=width, height=height)
-    wf.nodes["5"].params.update(dict(denoise, steps=steps))
-    return wf
-
-
-def latent_of(engine, wf, node: str = "5") -> torch.Tensor:
-    return engine.run(wf, outputs=[node]).outputs[node]["latent"]["samples"]
+shipped_txt2img = partial(tm.shipped_txt2img, "tiny-zimage", steps=4)   # (width=32, height=32, **UNetDenoise params)
 
 
 def theirs(pipe, *, seed: int, steps: int = 4, width: int = 32, height: int = 32, cfg: float = 1.0,
@@ -228,28 +210,15 @@ def test_a_zimage_lora_gives_the_pipelines_latents_with_it_loaded(zimage_engine,
 
 # -- refusals --------------------------------------------------------------------------------------------------
 def test_a_folder_without_its_text_encoder_names_it_and_the_fix(zimage_dir, tmp_path):
-    from nodes.loading import load_checkpoint
-
-    broken = tmp_path / "zimage-no-qwen"
-    shutil.copytree(zimage_dir / "checkpoints" / "tiny-zimage", broken)
-    shutil.rmtree(broken / "text_encoder")
-    with pytest.raises(NodeError) as info:
-        load_checkpoint(broken, "cpu")
-    message = str(info.value)
+    message = tm.refusal_of_copy(zimage_dir / "checkpoints" / "tiny-zimage", tmp_path / "zimage-no-qwen",
+                                 without="text_encoder")
     assert "zimage-no-qwen" in message and "'text_encoder'" in message and "Qwen3" in message
     assert "TextEncoderLoader (type lumina2)" in message and "\n" not in message
 
 
 def test_a_zimage_transformer_in_an_sd3_folder_is_refused_naming_both(zimage_dir, tmp_path):
-    from nodes.loading import load_checkpoint
-
-    mixed = tmp_path / "sd3-with-zimage"
-    shutil.copytree(zimage_dir / "checkpoints" / "tiny-zimage", mixed)
-    index = json.loads((mixed / "model_index.json").read_text())
-    (mixed / "model_index.json").write_text(json.dumps(dict(index, _class_name="StableDiffusion3Pipeline")))
-    with pytest.raises(NodeError) as info:
-        load_checkpoint(mixed, "cpu")
-    message = str(info.value)
+    message = tm.refusal_of_copy(zimage_dir / "checkpoints" / "tiny-zimage", tmp_path / "sd3-with-zimage",
+                                 pipeline="StableDiffusion3Pipeline")
     assert "sd3-with-zimage/transformer" in message and "ZImageTransformer2DModel" in message
     assert "StableDiffusion3Pipeline" in message and "\n" not in message
 

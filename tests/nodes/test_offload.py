@@ -4,42 +4,17 @@ the CPU, so the test names the offload place "cpu:0" and a recorder of the moves
 where each part would be."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import torch
 
-import tiny_flux as tf
-
-REPO = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="module")
-def flux_dir(tmp_path_factory) -> Path:
-    torch.set_num_threads(2)
-    root = tmp_path_factory.mktemp("offload")
-    (root / "checkpoints").mkdir()
-    parts = tf.make_flux_components(0)
-    tf.save_flux_folder(parts, root / "checkpoints" / "tiny-flux")
-    tf.flux_loras(parts["transformer"], root / "loras")
-    return root
+from tiny_models import shipped_txt2img, with_lora
 
 
 def graph(lora: bool = False):
-    """The shipped txt2img on the tiny Flux folder (with a kohya LoRA on the transformer and CLIP-L)."""
-    from nodeforge import load_workflow
-
-    wf = load_workflow(REPO / "workflows" / "txt2img.json")
-    wf.nodes["1"].params["checkpoint"] = "tiny-flux"
-    wf.nodes["4"].params.update(width=32, height=32)
-    wf.nodes["5"].params.update(seed=3, steps=3, cfg=2.0)
-    if lora:
-        wf.add("LoRALoader", {"lora": "flux-kohya", "strength_unet": 1.0, "strength_clip": 1.0},
-               {"unet": ("1", "unet"), "clip": ("1", "clip")}, node_id="lora")
-        wf.nodes["5"].inputs["unet"] = ("lora", "unet")
-        for node in ("2", "3"):
-            wf.nodes[node].inputs["clip"] = ("lora", "clip")
-    return wf
+    """The shipped txt2img on the tiny Flux folder (conftest's flux_dir; with a kohya LoRA on the
+    transformer and CLIP-L)."""
+    wf = shipped_txt2img("tiny-flux", seed=3, steps=3, cfg=2.0)
+    return with_lora(wf, "flux-kohya", 1.0, 1.0) if lora else wf
 
 
 def pixels(make_engine, flux_dir, tmp_path, offload: str, lora: bool = False) -> torch.Tensor:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 
+REPO = Path(__file__).resolve().parents[2]
 WORDS = ("a red circle on a blue background green square yellow triangle star small big "
          "bright dark purple orange white black shape shapes of the and with in photo").split()
 
@@ -357,3 +358,98 @@ def with_controls(wf, folder: Path, controls=()):
 def denoised(engine, wf):
     """The latent UNetDenoise ("denoise") makes, running only what it needs."""
     return engine.run(wf, outputs=["denoise"]).outputs["denoise"]["latent"]["samples"]
+
+
+# -- the shipped graph and diffusers' pipelines on the tiny folders (every family's tests) -----------------
+def shipped_txt2img(checkpoint: str, width: int = 32, height: int = 32, **denoise):
+    """workflows/txt2img.json with only the checkpoint and size switched (and UNetDenoise's params, node
+    "5", where given)."""
+    from nodeforge import load_workflow
+
+    wf = load_workflow(REPO / "workflows" / "txt2img.json")
+    wf.nodes["1"].params["checkpoint"] = checkpoint
+    wf.nodes["4"].params.update(width=width, height=height)
+    wf.nodes["5"].params.update(denoise)
+    return wf
+
+
+def with_lora(wf, lora: str, strength_unet: float, strength_clip: float):
+    """The shipped graph with a LoRALoader between its checkpoint and the sampler and both prompts."""
+    wf.add("LoRALoader", {"lora": lora, "strength_unet": strength_unet, "strength_clip": strength_clip},
+           {"unet": ("1", "unet"), "clip": ("1", "clip")}, node_id="lora")
+    wf.nodes["5"].inputs["unet"] = ("lora", "unet")
+    for node in ("2", "3"):
+        wf.nodes[node].inputs["clip"] = ("lora", "clip")
+    return wf
+
+
+def refusal_of_copy(folder: Path, copy: Path, *, without: str = "", pipeline: str = "") -> str:
+    """The NodeError load_checkpoint gives for a copy of the model folder `folder` at `copy`, its part
+    `without` removed or its model_index.json naming the pipeline class `pipeline`."""
+    import pytest
+
+    from nodeforge.core.errors import NodeError
+    from nodes.loading import load_checkpoint
+
+    shutil.copytree(folder, copy)
+    if without:
+        shutil.rmtree(copy / without)
+    if pipeline:
+        index = json.loads((copy / "model_index.json").read_text())
+        (copy / "model_index.json").write_text(json.dumps(dict(index, _class_name=pipeline)))
+    with pytest.raises(NodeError) as info:
+        load_checkpoint(copy, "cpu")
+    return str(info.value)
+
+
+def latent_of(engine, wf, node: str = "5") -> torch.Tensor:
+    """The latent a sampler node of `wf` makes (the shipped graph's UNetDenoise by default)."""
+    return engine.run(wf, outputs=[node]).outputs[node]["latent"]["samples"]
+
+
+def pipeline(folder: Path, cls: str, **scheduler):
+    """diffusers' pipeline class `cls` on a tiny model folder, its scheduler config changed where given."""
+    import diffusers
+
+    pipe = getattr(diffusers, cls).from_pretrained(str(folder), local_files_only=True)
+    if scheduler:
+        pipe.scheduler = type(pipe.scheduler).from_config(dict(pipe.scheduler.config, **scheduler))
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+# -- ControlNets on the shipped graph (the flow families' ControlNet tests) ---------------------------------
+def trained_looking(net):
+    """`net` with every weight moved a little: diffusers zero-initialises a ControlNet's output blocks,
+    where a trained one is not zero (so it would steer nothing)."""
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(torch.randn_like(p) * 0.1)
+    return net
+
+
+def save_controlnet_file(net, path: Path, config: bool = True) -> Path:
+    """`net` as one .safetensors file, with its config in a `<name>.config/` folder beside it if `config`."""
+    from safetensors.torch import save_file
+
+    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(path))
+    if config:
+        net.save_config(str(path.with_suffix(".config")))
+    return path
+
+
+def with_controlnets(wf, image: Path, controlnets: list[str], strength: float, vae: bool = True):
+    """The shipped graph with `image` loaded ("img") and one ControlNetLoader ("cnN") + ControlNetApply
+    ("applyN", with the checkpoint's VAE when `vae`) per ControlNet, chained on both prompts."""
+    wf.add("LoadImage", {"path": str(image)}, node_id="img")
+    positive, negative = ("2", "conditioning"), ("3", "conditioning")
+    for i, name in enumerate(controlnets):
+        wf.add("ControlNetLoader", {"controlnet": name}, node_id=f"cn{i}")
+        inputs = {"positive": positive, "negative": negative, "controlnet": (f"cn{i}", "controlnet"),
+                  "image": ("img", "image")}
+        if vae:
+            inputs["vae"] = ("1", "vae")
+        wf.add("ControlNetApply", {"strength": strength}, inputs, node_id=f"apply{i}")
+        positive, negative = (f"apply{i}", "positive"), (f"apply{i}", "negative")
+    wf.nodes["5"].inputs.update(positive=positive, negative=negative)
+    return wf
