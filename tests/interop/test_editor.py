@@ -21,19 +21,15 @@ def window(qtbot, registry, tmp_path, monkeypatch):
 
     from nodeforge.core.engine import Engine
     from nodeforge.core.models import ModelPaths
-    from nodeforge.ui.main_window import MainWindow
+    from tests.ui.helpers import close_window, new_window
 
     QSettings.setDefaultFormat(QSettings.Format.IniFormat)
     QSettings.setPath(QSettings.Format.IniFormat, QSettings.Scope.UserScope, str(tmp_path / "settings"))
     engine = Engine(device="cpu", output_dir=tmp_path / "out", registry=registry,
                     model_paths=ModelPaths(roots=[tmp_path / "models"]))
-    win = MainWindow(engine)
-    win.confirm_close = False
-    qtbot.addWidget(win)
+    win = new_window(qtbot, engine, None)
     yield win
-    win.runner.cancel()
-    win.runner.wait(10)
-    win.autosaver.discard()
+    close_window(win)
 
 
 @pytest.fixture

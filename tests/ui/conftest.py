@@ -7,7 +7,7 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 import pytest  # noqa: E402
 
-from tests.ui.helpers import PACKS  # noqa: E402
+from tests.ui.helpers import PACKS, close_window, new_window  # noqa: E402
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -50,19 +50,12 @@ def gate():
 
 @pytest.fixture
 def window(qtbot, engine):
-    from nodeforge.ui.main_window import MainWindow
-
-    win = MainWindow(engine)
-    win.confirm_close = False
-    qtbot.addWidget(win)
-    win.resize(1200, 800)
+    win = new_window(qtbot, engine)
     yield win
     from nodeforge_packs.uitest_nodes import GATE
 
     GATE.set()
-    win.runner.cancel()
-    win.runner.wait(10)
-    win.autosaver.discard()
+    close_window(win)
 
 
 @pytest.fixture
@@ -71,16 +64,31 @@ def studio(qtbot, tmp_path):
     models/ and the bundled ones), as a user starts it."""
     from nodeforge.core.engine import Engine
     from nodeforge.core.registry import load_registry
-    from nodeforge.ui.main_window import MainWindow
 
-    win = MainWindow(Engine(device="cpu", registry=load_registry(), output_dir=tmp_path / "out"))
-    win.confirm_close = False
-    qtbot.addWidget(win)
-    win.resize(1200, 800)
+    win = new_window(qtbot, Engine(device="cpu", registry=load_registry(), output_dir=tmp_path / "out"))
     win.show()
     qtbot.waitExposed(win)
     yield win
-    win.runner.cancel()
-    win.runner.wait(10)
-    win.autosaver.discard()
+    close_window(win)
+
+
+@pytest.fixture(scope="session")
+def real_registry():
+    """The built-in pack's declarations (importing it loads no torch), so node sizes are the real ones."""
+    from nodeforge.core.registry import load_registry
+
+    return load_registry(entry_points=False)
+
+
+@pytest.fixture
+def big_window(qtbot, real_registry, tmp_path):
+    """1600x1000 with the default docks and the Queue panel docked beside Images, as after a run."""
+    from nodeforge.core.engine import Engine
+
+    win = new_window(qtbot, Engine(device="cpu", output_dir=tmp_path / "out", registry=real_registry), (1600, 1000))
+    win.show()
+    win.show_queue()
+    qtbot.waitExposed(win)
+    yield win
+    close_window(win)
 

@@ -9,31 +9,19 @@ import pytest
 from PySide6.QtCore import QPointF, QRectF
 
 from nodeforge.paths import builtin_dir
+from tests.ui.helpers import close_window, new_window
 
 EXAMPLES = sorted(builtin_dir("workflows").glob("*.json"))
 
 
-@pytest.fixture(scope="module")
-def real_registry():
-    """The built-in pack's declarations (importing it loads no torch), so sizes are the real ones."""
-    from nodeforge.core.registry import load_registry
-
-    return load_registry(entry_points=False)
-
-
 @pytest.fixture
 def real_window(qtbot, real_registry, tmp_path):
+    """The editor on the built-in pack's declarations (conftest's real_registry), at 1500x920."""
     from nodeforge.core.engine import Engine
-    from nodeforge.ui.main_window import MainWindow
 
-    win = MainWindow(Engine(device="cpu", output_dir=tmp_path / "out", registry=real_registry))
-    win.confirm_close = False
-    qtbot.addWidget(win)
-    win.resize(1500, 920)
+    win = new_window(qtbot, Engine(device="cpu", output_dir=tmp_path / "out", registry=real_registry), (1500, 920))
     yield win
-    win.runner.cancel()
-    win.runner.wait(10)
-    win.autosaver.discard()
+    close_window(win)
 
 
 def wires_through_bodies(win) -> list[tuple[str, str, str]]:

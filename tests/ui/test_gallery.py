@@ -15,16 +15,9 @@ from PySide6.QtTest import QTest
 
 from nodeforge.ui.panels.image_panel import ImageView, ImageViewer
 from nodeforge.ui.run.runner import RunImage
-from tests.ui.helpers import add
+from tests.ui.helpers import chain
 
 TIMEOUT = 30_000
-
-
-def chain(win, *types):
-    ids = [add(win, t, 300 * i, 0) for i, t in enumerate(types)]
-    for a, b in zip(ids, ids[1:]):
-        assert win.controller.connect(a, "image", b, "image")
-    return ids
 
 
 def _image(color: str, w: int = 40, h: int = 30) -> QImage:

@@ -9,16 +9,9 @@ from PySide6.QtGui import QImage
 
 from nodeforge.ui.actions import context_menu
 from nodeforge.ui.run.runner import CANCELLED, DONE, FAILED, PENDING, RUNNING
-from tests.ui.helpers import add
+from tests.ui.helpers import add, chain
 
 TIMEOUT = 30_000
-
-
-def chain(win, *types, y=0):
-    ids = [add(win, t, 300 * i, y) for i, t in enumerate(types)]
-    for a, b in zip(ids, ids[1:]):
-        assert win.controller.connect(a, "image", b, "image")
-    return ids
 
 
 def states(win):

@@ -6,16 +6,9 @@ import sys
 from PySide6.QtWidgets import QLabel
 
 from nodeforge.ui.run.runner import runnable_copy
-from tests.ui.helpers import add
+from tests.ui.helpers import add, chain
 
 TIMEOUT = 30_000
-
-
-def chain(win, *types):
-    ids = [add(win, t, 300 * i, 0) for i, t in enumerate(types)]
-    for a, b in zip(ids, ids[1:]):
-        assert win.controller.connect(a, "image", b, "image")
-    return ids
 
 
 def test_a_run_shows_progress_states_and_result_images(window, qtbot):

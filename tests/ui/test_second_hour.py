@@ -14,32 +14,6 @@ EXAMPLES = sorted(builtin_dir("workflows").glob("*.json"))
 INTEROP = Path(__file__).parents[1] / "interop" / "data"
 
 
-@pytest.fixture(scope="module")
-def real_registry():
-    from nodeforge.core.registry import load_registry
-
-    return load_registry(entry_points=False)
-
-
-@pytest.fixture
-def big_window(qtbot, real_registry, tmp_path):
-    """1600x1000 with the default docks and the Queue panel docked beside Images, as after a run."""
-    from nodeforge.core.engine import Engine
-    from nodeforge.ui.main_window import MainWindow
-
-    win = MainWindow(Engine(device="cpu", output_dir=tmp_path / "out", registry=real_registry))
-    win.confirm_close = False
-    qtbot.addWidget(win)
-    win.resize(1600, 1000)
-    win.show()
-    win.show_queue()
-    qtbot.waitExposed(win)
-    yield win
-    win.runner.cancel()
-    win.runner.wait(10)
-    win.autosaver.discard()
-
-
 def _visible(win):
     return win.view.mapToScene(win.view.viewport().rect()).boundingRect()
 

@@ -10,7 +10,7 @@ from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QApplication
 
 from nodeforge.paths import builtin_dir
-from tests.ui.test_second_hour import big_window, real_registry  # noqa: F401 - fixtures
+from tests.ui.helpers import new_window
 
 TXT2IMG = builtin_dir("workflows") / "txt2img.json"
 TIMEOUT = 60_000
@@ -272,12 +272,8 @@ def test_docking_the_queue_beside_the_images_keeps_a_fitted_graph_whole(qtbot, r
     """At 1600x1000 with the default docks, txt2img opens whole; showing the Queue panel and widening
     the dock column (as a user drags the splitter) re-fits it, so no node or title is cut at an edge."""
     from nodeforge.core.engine import Engine
-    from nodeforge.ui.main_window import MainWindow
 
-    win = MainWindow(Engine(device="cpu", output_dir=tmp_path / "out", registry=real_registry))
-    win.confirm_close = False
-    qtbot.addWidget(win)
-    win.resize(1600, 1000)
+    win = new_window(qtbot, Engine(device="cpu", output_dir=tmp_path / "out", registry=real_registry), (1600, 1000))
     win.show()
     qtbot.waitExposed(win)
     _open(win, qtbot)
@@ -298,13 +294,10 @@ def test_the_status_bar_names_the_device_before_the_first_run(qtbot, real_regist
 
     from nodeforge import devices
     from nodeforge.core.engine import Engine
-    from nodeforge.ui.main_window import MainWindow
 
     monkeypatch.delitem(sys.modules, "torch", raising=False)     # as in a fresh editor
     monkeypatch.setattr(devices, "_nvidia_model", lambda: None)
-    win = MainWindow(Engine(device="auto", output_dir=tmp_path / "out", registry=real_registry))
-    win.confirm_close = False
-    qtbot.addWidget(win)
+    win = new_window(qtbot, Engine(device="auto", output_dir=tmp_path / "out", registry=real_registry), None)
     assert win.status.device_label.text() == "Device: CPU"
     monkeypatch.setattr(devices, "_nvidia_model", lambda: "NVIDIA H100 80GB HBM3")
     win.status.update_stats()
@@ -320,7 +313,7 @@ def test_the_status_bar_names_the_device_before_the_first_run(qtbot, real_regist
 def test_a_rerun_of_an_unchanged_graph_says_it_is_the_same_image_and_can_skip_the_save(window, qtbot):
     from PySide6.QtWidgets import QLabel
 
-    from tests.ui.test_queue import chain
+    from tests.ui.helpers import chain
 
     window.show()
     qtbot.waitExposed(window)
