@@ -60,3 +60,25 @@ def engine(arith_registry, tmp_path):
 
     return Engine(device="cpu", output_dir=tmp_path / "out", registry=arith_registry,
                   model_paths=ModelPaths(roots=[tmp_path / "models"], include_builtin=False))
+
+
+@pytest.fixture(scope="session")
+def tiny_base(tmp_path_factory):
+    """A random diffusers folder with the demo model's layout but tiny sizes, for the trainers' tests and
+    the Train dialog's (tests/ui cannot see tests/training/conftest.py); read, never written."""
+    torch = pytest.importorskip("torch")
+    diffusers = pytest.importorskip("diffusers")
+    from nodeforge.training import models
+    from nodeforge.training.vocab import build_tokenizer
+
+    folder = tmp_path_factory.mktemp("tiny-base")
+    torch.manual_seed(0)
+    tokenizer = build_tokenizer()
+    pipe = diffusers.StableDiffusionPipeline(
+        vae=models.make_vae((8, 8, 8)),
+        text_encoder=models.make_text_encoder(len(tokenizer), tokenizer.bos_token_id, tokenizer.eos_token_id, 1),
+        tokenizer=tokenizer, unet=models.make_unet((16, 16, 16)), scheduler=models.make_scheduler(),
+        safety_checker=None, feature_extractor=None, requires_safety_checker=False,
+    )
+    pipe.save_pretrained(folder)
+    return folder

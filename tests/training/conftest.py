@@ -25,24 +25,3 @@ def no_base_load(monkeypatch):
 
     monkeypatch.setattr(common, "load_base", refuse)
     return refuse
-
-
-@pytest.fixture(scope="session")
-def tiny_base(tmp_path_factory):
-    """A random diffusers folder with the demo model's layout but tiny sizes (for trainer tests)."""
-    torch = pytest.importorskip("torch")
-    diffusers = pytest.importorskip("diffusers")
-    from nodeforge.training import models
-    from nodeforge.training.vocab import build_tokenizer
-
-    folder = tmp_path_factory.mktemp("tiny-base")
-    torch.manual_seed(0)
-    tokenizer = build_tokenizer()
-    pipe = diffusers.StableDiffusionPipeline(
-        vae=models.make_vae((8, 8, 8)),
-        text_encoder=models.make_text_encoder(len(tokenizer), tokenizer.bos_token_id, tokenizer.eos_token_id, 1),
-        tokenizer=tokenizer, unet=models.make_unet((16, 16, 16)), scheduler=models.make_scheduler(),
-        safety_checker=None, feature_extractor=None, requires_safety_checker=False,
-    )
-    pipe.save_pretrained(folder)
-    return folder

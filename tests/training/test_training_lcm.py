@@ -11,26 +11,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("diffusers")
 pytest.importorskip("peft")
 
-from nodeforge.training import data, lcm, lora, models  # noqa: E402
-from nodeforge.training.vocab import build_tokenizer  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def tiny_base(tmp_path_factory):
-    """A random diffusers folder with the demo model's layout but tiny sizes."""
-    from diffusers import StableDiffusionPipeline
-
-    folder = tmp_path_factory.mktemp("tiny-base")
-    torch.manual_seed(0)
-    tokenizer = build_tokenizer()
-    pipe = StableDiffusionPipeline(
-        vae=models.make_vae((8, 8, 8)),
-        text_encoder=models.make_text_encoder(len(tokenizer), tokenizer.bos_token_id, tokenizer.eos_token_id, 1),
-        tokenizer=tokenizer, unet=models.make_unet((16, 16, 16)), scheduler=models.make_scheduler(),
-        safety_checker=None, feature_extractor=None, requires_safety_checker=False,
-    )
-    pipe.save_pretrained(folder)
-    return folder
+from nodeforge.training import data, lcm, lora  # noqa: E402
 
 
 TINY = ["--steps", "3", "--batch", "2", "--images", "8", "--threads", "1"]

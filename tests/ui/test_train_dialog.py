@@ -13,26 +13,6 @@ pytest.importorskip("peft")
 RUN_MS = 240_000   # a generous bound on one trainer process (starting Python and torch); nothing waits for it
 
 
-@pytest.fixture(scope="module")
-def tiny_base(tmp_path_factory):
-    """A tiny random SD model (each test links it into its user's checkpoints folder)."""
-    from diffusers import StableDiffusionPipeline
-
-    from nodeforge.training import models
-    from nodeforge.training.vocab import build_tokenizer
-
-    folder = tmp_path_factory.mktemp("bases") / "tiny-train-base"
-    torch.manual_seed(0)
-    tokenizer = build_tokenizer()
-    StableDiffusionPipeline(
-        vae=models.make_vae((8, 8, 8)),
-        text_encoder=models.make_text_encoder(len(tokenizer), tokenizer.bos_token_id, tokenizer.eos_token_id, 1),
-        tokenizer=tokenizer, unet=models.make_unet((16, 16, 16)), scheduler=models.make_scheduler(),
-        safety_checker=None, feature_extractor=None, requires_safety_checker=False,
-    ).save_pretrained(folder)
-    return folder
-
-
 @pytest.fixture
 def stars(tmp_path):
     from nodeforge.training import data
