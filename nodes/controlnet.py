@@ -70,9 +70,6 @@ class ControlNet(_Control):
         """Control image pixels per latent pixel (its conditioning embedding's downsampling)."""
         return 2 ** (len(self.model.config.conditioning_embedding_out_channels) - 1)
 
-    def nodeforge_nbytes(self) -> int:
-        return sum(p.nelement() * p.element_size() for p in self.model.parameters())
-
 
 @dataclass(frozen=True, eq=False)
 class FlowControlNet(ControlNet):
@@ -126,9 +123,6 @@ class T2IAdapter(_Control):
                             f"(this one is {hints.shape[-1]}x{hints.shape[-2]}); change the image size",
                             field="latent")
         return [f * strength for f in self.model(hints.to(self.device, self.dtype))]
-
-    def nodeforge_nbytes(self) -> int:
-        return sum(p.nelement() * p.element_size() for p in self.model.parameters())
 
 
 @dataclass(frozen=True, eq=False)

@@ -68,9 +68,6 @@ class ClipVision(OnModule):
         frames = (image.detach().cpu().float().clamp(0, 1) * 255).round().to(torch.uint8).numpy()
         return self.processor(images=[Image.fromarray(f) for f in frames], return_tensors="pt").pixel_values
 
-    def nodeforge_nbytes(self) -> int:
-        return sum(p.nelement() * p.element_size() for p in self.model.parameters())
-
 
 @dataclass(frozen=True, eq=False)
 class IPAdapter:

@@ -43,9 +43,6 @@ class UpscaleModel(OnModule):
     name: str
     owner: Any = field(default=None, repr=False)
 
-    def nodeforge_nbytes(self) -> int:
-        return sum(p.nelement() * p.element_size() for p in self.module.parameters())
-
 
 # -- the built-in architectures ---------------------------------------------------------------------------
 class Compact(nn.Module):

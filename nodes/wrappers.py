@@ -32,9 +32,12 @@ class LoraPatch:
 
 class OnModule:
     """`device` and `dtype` of a wrapper: its module's (the field `module_field` names), read from
-    the first parameter."""
+    the first parameter; its size for the output cache: the module's parameters, unless it says otherwise."""
 
     module_field = "module"
+
+    def nodeforge_nbytes(self) -> int:
+        return sum(p.nelement() * p.element_size() for p in getattr(self, self.module_field).parameters())
 
     @property
     def device(self) -> torch.device:
