@@ -35,6 +35,9 @@ CHANGED_ON_IMPORT = {
     ("comfy-resize-0.4.json", "16"): ["bilinear", 1.5],
     ("comfy-resize-0.4.json", "17"): ["bicubic", 0.5],
     ("comfy-resize-0.4.json", "18"): ["shapes"],
+    # widgets fed by SeargeSDXL's Prompt text and KJNodes' StringConstant: their text over the widget's stale value
+    ("comfy-editor-packs-0.4.json", "5"): ["blurry, low quality"],
+    ("comfy-editor-packs-0.4.json", "10"): ["shapes"],
 }
 # Wires the importer moves: ComfyUI's one-prompt Apply ControlNet (node 8) also steers the negative pass,
 # so NodeForge runs the sampler's negative through it (and writes it back as the two-prompt class).
