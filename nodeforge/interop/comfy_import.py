@@ -324,19 +324,7 @@ class _Converter:
                     self.warnings.add(node, f"NodeForge's {row.nodeforge} has no input for this; its link is dropped",
                                       name)
                 continue
-            if kind == "value":
-                values[name] = found
-            elif kind == "kept":
-                shown = f"{values[name]!r}" if name in values else "NodeForge's default"
-                self.warnings.add(node, f"its text comes from {found}, whose presets live in the browser that made "
-                                        f"the file; using the text this node saved, {shown} (the preset's text when "
-                                        "the graph was last queued)", name)
-            elif kind == "node":
-                src, out = found
-                comfy_extra.setdefault("widget_links", {})[name] = [src, out]
-                shown = f"{values[name]!r}" if name in values else "NodeForge's default"
-                self.warnings.add(node, f"its value comes from node {src}, which NodeForge cannot run; using "
-                                        f"{shown} (the link is kept for export)", name)
+            self._widget_source(node, name, kind, found, values, comfy_extra)
         for widget in row.widgets:
             target = widget.target
             if target is None:
@@ -366,6 +354,23 @@ class _Converter:
         if comfy_extra:
             ref.extra[COMFY_KEY] = comfy_extra
         return ref
+
+    def _widget_source(self, node: ComfyNode, name: str, kind: str, found: Any, values: dict[str, Any],
+                       comfy_extra: dict[str, Any]) -> None:
+        """A widget fed by a link: a constant's value, the value it saved (a preset text), or a node NodeForge
+        cannot run (the saved value is used and the link kept for export)."""
+        shown = f"{values[name]!r}" if name in values else "NodeForge's default"
+        if kind == "value":
+            values[name] = found
+        elif kind == "kept":
+            self.warnings.add(node, f"its text comes from {found}, whose presets live in the browser that made the "
+                                    f"file; using the text this node saved, {shown} (the preset's text when the "
+                                    "graph was last queued)", name)
+        elif kind == "node":
+            src, out = found
+            comfy_extra.setdefault("widget_links", {})[name] = [src, out]
+            self.warnings.add(node, f"its value comes from node {src}, which NodeForge cannot run; using {shown} "
+                                    "(the link is kept for export)", name)
 
     def _title(self, node: ComfyNode, row: table.ClassMap | None) -> str | None:
         title = node.title
