@@ -39,7 +39,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--lr", type=real(0, above=True), default=4e-4)
     p.add_argument("--warmup", type=whole(0), default=200, help="steps of linear LR warm-up before the cosine decay")
     p.add_argument("--ema-decay", type=real(0, 1), default=0.999)
-    p.add_argument("--uniform", type=real(0, 1), default=0.2, help="share of noise levels drawn uniformly")
+    p.add_argument("--uniform", type=real(0, 1), default=0.3, help="share of noise levels drawn uniformly")
     p.add_argument("--width", type=whole(32, why="heads of 32", multiple=32), default=128, help="transformer width")
     p.add_argument("--layers", type=whole(1), default=6, help="transformer blocks")
     p.add_argument("--patch", type=whole(1), default=2,
@@ -50,8 +50,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--teacher-max-noise", type=real(0, 1), default=0.9,
                    help="above this noise level the target is the data's own (the UNet's clean-image estimate "
                         "is amplified too much there)")
-    p.add_argument("--shift", type=real(0, above=True), default=3.0,
-                   help="the sigma shift written to the scheduler config")
+    p.add_argument("--shift", type=real(0, above=True), default=1.0,
+                   help="the sigma shift of training's noise levels, written to the scheduler config (SD3 uses 3 "
+                        "at 1024 px; 64 px images with 64 tokens need no shift towards high noise)")
     p.add_argument("--work", type=Path, default=None,
                    help="checkpoint folder: a killed run started again continues where it stopped")
     p.add_argument("--save-every", type=whole(1), default=500, help="steps between checkpoints (with --work)")
@@ -110,6 +111,8 @@ def make_parts(args: argparse.Namespace, vae: Any, base: Path) -> dict[str, Any]
     from diffusers import SD3Transformer2DModel
     from transformers import CLIPTextModel, CLIPTextModelWithProjection
 
+    from . import data
+
     torch.manual_seed(args.seed + 2)
     try:
         trained = CLIPTextModel.from_pretrained(str(base / "text_encoder"), local_files_only=True)
@@ -123,10 +126,14 @@ def make_parts(args: argparse.Namespace, vae: Any, base: Path) -> dict[str, Any]
         encoders.append(encoder)
     width = 2 * config.hidden_size
     channels = vae.config.latent_channels
+    # sample_size = the training latents' side and no pos_embed_max_size: neighbouring tokens sit one
+    # unit apart in the sine-cosine position table (a 32 table cropped in the middle put them half a
+    # unit apart: positions twice as blurred) and the pipeline's default size is the training size.
+    side = data.IMAGE_SIZE // 2 ** (len(vae.config.block_out_channels) - 1)
     transformer = SD3Transformer2DModel(
-        sample_size=32, patch_size=args.patch, in_channels=channels, out_channels=channels, num_layers=args.layers,
+        sample_size=side, patch_size=args.patch, in_channels=channels, out_channels=channels, num_layers=args.layers,
         attention_head_dim=32, num_attention_heads=args.width // 32, caption_projection_dim=args.width,
-        joint_attention_dim=width, pooled_projection_dim=2 * config.projection_dim, pos_embed_max_size=32)
+        joint_attention_dim=width, pooled_projection_dim=2 * config.projection_dim, pos_embed_max_size=None)
     return {"transformer": transformer, "text_encoder": encoders[0], "text_encoder_2": encoders[1]}
 
 
