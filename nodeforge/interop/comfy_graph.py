@@ -37,6 +37,10 @@ class ComfyNode:
     collapsed: bool = False
     color: str | None = None
     subgraph: str | None = None                          # the subgraph name it was expanded from
+    # UI: the pack the editor recorded the node's class from (properties.cnr_id, the Comfy registry's id,
+    # "comfy-core" for ComfyUI's own classes; properties.aux_id, the pack's GitHub owner/name)
+    cnr_id: str | None = None
+    aux_id: str | None = None
 
 
 @dataclass
@@ -168,6 +172,11 @@ def _ui_node(raw: Any, source: object) -> ComfyNode:
     node.collapsed = isinstance(flags, dict) and flags.get("collapsed") is True
     color = raw.get("color")
     node.color = color if isinstance(color, str) else None
+    properties = raw.get("properties")
+    if isinstance(properties, dict):
+        for key in ("cnr_id", "aux_id"):
+            value = properties.get(key)
+            setattr(node, key, value.strip()[:100] if isinstance(value, str) and value.strip() else None)
     return node
 
 

@@ -386,7 +386,7 @@ class _Converter:
         types = [t for _n, t in node.outputs] + ["*"] * count
         record = {"inputs": {name: node.input_types.get(name, "*") for name in node.links},
                   "outputs": types[:count]}
-        record.update(describe(node.class_type))
+        record.update(describe(node.class_type, node.cnr_id, node.aux_id))
         if isinstance(node.widgets, list) and isinstance(params.get("widgets"), dict):
             record["widgets_values"] = list(node.widgets)    # as the UI file lists them, for a UI export
             record["widget_types"] = {name: node.input_types.get(name, "*") for name in params["widgets"]}

@@ -65,11 +65,59 @@ CORE = CORE | frozenset({
     "WanVaceToVideo", "TrimVideoLatent", "TextEncodeQwenImageEdit", "TextEncodeQwenImageEditPlus", "ImageStitch",
     "SkipLayerGuidanceSD3",
 })
+# Met in the corpus with ComfyUI's own record of their pack (properties.cnr_id / aux_id) or known by their
+# pack's naming, for files (API prompts, older editors) that record none.
+_EXACT.update({name: "WAS Node Suite" for name in (
+    "Text String", "Text Find and Replace Input", "Text Random Line", "Text String Truncate", "Load Text File",
+    "Number to Text", "Random Number", "Image Canny Filter", "MiDaS Depth Approximation")})
+_EXACT.update({name: "ComfyUI-KJNodes" for name in (
+    "JoinStringMulti", "ImageBatchMulti", "ImageConcatFromBatch", "SomethingToString", "AddLabel", "BlockifyMask",
+    "DrawMaskOnImage", "GrowMaskWithBlur", "ReplaceImagesInBatch")})
+_EXACT.update({name: "ComfyUI-FluxTrainer" for name in (
+    "InitFluxLoRATraining", "OptimizerConfig", "TrainDatasetAdd", "TrainDatasetGeneralConfig", "UploadToHuggingFace",
+    "VisualizeLoss")})
+_EXACT.update({
+    "CV2InpaintTexture": "ComfyUI-Hunyuan3DWrapper", "DownloadAndLoadHy3DDelightModel": "ComfyUI-Hunyuan3DWrapper",
+    "DownloadAndLoadHy3DPaintModel": "ComfyUI-Hunyuan3DWrapper", "LightSource": "ComfyUI-IC-Light",
+    "ControlNetLoaderAdvanced": "ComfyUI-Advanced-ControlNet", "OneButtonPrompt": "OneButtonPrompt",
+    "GridAnnotation": "images-grid-comfy-plugin", "ImagesGridByRows": "images-grid-comfy-plugin",
+    "AttentionCouplePPM": "ComfyUI-ppm", "CLIPNegPip": "ComfyUI-ppm", "PerturbedAttention": "sd-perturbed-attention",
+    "PresetText": "ComfyUI-Custom-Scripts",
+})
+_SUFFIXES += ((" _O", "ComfyUI-QualityOfLifeSuit_Omar92"),)
+_PREFIXES += (("FluxTrain", "ComfyUI-FluxTrainer"), ("Hy3D", "ComfyUI-Hunyuan3DWrapper"), ("FL_", "ComfyUI_Fill-Nodes"))
+CORE = CORE | frozenset({
+    "ModelSamplingContinuousEDM", "FlipSigmas", "DualCFGGuider", "InstructPixToPixConditioning", "ManualSigmas",
+    "LatentUpscaleModelLoader", "ComfySwitchNode", "ComfyMathExpression", "FluxKontextImageScale",
+    "FluxKontextMultiReferenceLatentMethod", "LoadImageOutput", "MaskPreview", "PreviewAny", "RegexReplace",
+    "ResizeAndPadImage", "ResizeImagesByLongerEdge", "SaveWEBM", "SaveAudio", "SaveAudioMP3", "TrimAudioDuration",
+    "VAEDecodeAudio", "VAEEncodeAudio", "LTXAVTextEncoderLoader", "EmptyAceStep1.5LatentAudio",
+    "TextEncodeAceStepAudio1.5", "ReferenceTimbreAudio",
+})
 # ComfyUI's old group nodes (before subgraphs): "workflow/NAME" or "workflow>NAME", defined in the file's
 # extra.groupNodes; NodeForge does not expand them yet.
 GROUP_NODE_PREFIXES = ("workflow/", "workflow>")
 # Families of ComfyUI core classes, by the prefix their module gives them (a pack's suffix still wins).
 CORE_PREFIXES = ("LTXV", "EmptyLTXV", "StableCascade_")
+
+
+CORE_ID = "comfy-core"      # the registry id ComfyUI's editor records for its own classes
+
+
+def _squeezed(name: str) -> str:
+    return "".join(c for c in name.lower() if c.isalnum())
+
+
+def _same_pack(known: str, *recorded: str | None) -> bool:
+    """Whether a pack the tables name is the one the file recorded (registry ids are lower-case spellings of the
+    repository's name, sometimes without its ComfyUI- prefix; aux ids are owner/name)."""
+    mine = _squeezed(known)
+    names = [_squeezed(r.rsplit("/", 1)[-1]) for r in recorded if r]
+    return any(name and (name in mine or mine in name) for name in names)
+
+
+def _pack_names() -> set[str]:
+    return set(_EXACT.values()) | {pack for _, pack in _SUFFIXES + _PREFIXES}
 
 
 def pack_of(class_type: str) -> str | None:
@@ -85,14 +133,23 @@ def pack_of(class_type: str) -> str | None:
     return None
 
 
-def describe(class_type: str) -> dict[str, str | bool]:
+def describe(class_type: str, cnr_id: str | None = None, aux_id: str | None = None) -> dict[str, str | bool]:
     """What a placeholder's record says of its class: {"group": True} for an old group node,
-    {"core": True}, or its "pack" and the NodeForge "equivalent" where known (each only when known)."""
+    {"core": True}, or its "pack" and the NodeForge "equivalent" where known (each only when known).
+
+    `cnr_id` / `aux_id` are what ComfyUI's editor recorded in the file for the node (the registry id, or
+    "comfy-core"; the pack's GitHub owner/name): they win over the name tables, which only guess from the
+    class name; the tables' spelling of a pack is kept where it is the same pack."""
     out: dict[str, str | bool] = {}
     pack = pack_of(class_type)
+    recorded = aux_id or cnr_id if cnr_id != CORE_ID else None
+    if recorded is not None and (pack is None or not _same_pack(pack, aux_id, cnr_id)):
+        named = {_squeezed(name): name for name in _pack_names()}
+        pack = named.get(_squeezed(cnr_id or ""), recorded)     # the tables' spelling of a registry id
     if class_type.startswith(GROUP_NODE_PREFIXES):
         out["group"] = True
-    elif class_type in CORE or (pack is None and class_type.startswith(CORE_PREFIXES)):
+    elif cnr_id == CORE_ID or (recorded is None and (class_type in CORE or (pack is None and
+                                                                            class_type.startswith(CORE_PREFIXES)))):
         out["core"] = True
     elif pack is not None:
         out["pack"] = pack

@@ -205,11 +205,51 @@ def test_a_placeholder_names_its_pack_or_says_it_is_core_and_is_said_once_per_cl
     ("WanVideoSampler", {"pack": "ComfyUI-WanVideoWrapper"}), ("ShowText|pysssss", {"pack": "ComfyUI-Custom-Scripts"}),
     ("Lora Loader (LoraManager)", {"pack": "ComfyUI-Lora-Manager"}), ("SomeoneElsesNode", {}),
     ("workflow/Upscale Output", {"group": True}), ("workflow>Controls", {"group": True}),
+    ("ManualSigmas", {"core": True}), ("ModelSamplingContinuousEDM", {"core": True}),
+    ("Text Random Line", {"pack": "WAS Node Suite"}), ("LatentUpscaleFactor _O", {"pack": "ComfyUI-QualityOfLifeSuit_Omar92"}),
+    ("FluxTrainLoop", {"pack": "ComfyUI-FluxTrainer"}), ("Hy3DGenerateMesh", {"pack": "ComfyUI-Hunyuan3DWrapper"}),
 ])
 def test_the_corpus_classes_are_told_core_or_pack(class_type, expected):
     from nodeforge.interop.comfy_packs import describe
 
     assert describe(class_type) == expected
+
+
+@pytest.mark.parametrize("class_type, cnr_id, aux_id, expected", [
+    ("SeedGenerator", "RES4LYF", None, {"pack": "RES4LYF"}),            # the name tables know no pack for it
+    ("FluxKontextImageScale", "comfy-core", None, {"core": True}),
+    ("SomeNewCoreNode", "comfy-core", None, {"core": True}),
+    ("DownloadAndLoadGIMMVFIModel", None, "kijai/ComfyUI-GIMM-VFI", {"pack": "kijai/ComfyUI-GIMM-VFI"}),
+    # a registry id the tables spell otherwise: the tables' spelling
+    ("BrandNewKJNode", "comfyui-kjnodes", None, {"pack": "ComfyUI-KJNodes"}),
+    ("ImageResizeKJv2", "comfyui-kjnodes", "kijai/ComfyUI-KJNodes", {"pack": "ComfyUI-KJNodes"}),
+    ("SeedVR2VideoUpscaler", "seedvr2_videoupscaler", None, {"pack": "ComfyUI-SeedVR2_VideoUpscaler"}),
+    # the name guessed wrong: WanVideo* is mostly WanVideoWrapper's, but this one is steerable-motion's
+    ("WanVideoBlender", "steerable-motion", None, {"pack": "steerable-motion"}),
+    ("UltralyticsDetectorProvider", "comfyui-impact-subpack", "ltdrdata/ComfyUI-Impact-Subpack",
+     {"pack": "ltdrdata/ComfyUI-Impact-Subpack"}),
+])
+def test_the_pack_the_file_records_for_a_node_wins_over_the_name_tables(class_type, cnr_id, aux_id, expected):
+    from nodeforge.interop.comfy_packs import describe
+
+    assert describe(class_type, cnr_id, aux_id) == expected
+
+
+def test_a_ui_files_record_of_the_pack_names_it_in_the_placeholder_message(tmp_path, capsys):
+    """ComfyUI's editor writes each node's pack into its properties (cnr_id, aux_id): the message names it."""
+    workflow = {"last_node_id": 2, "last_link_id": 0, "links": [], "version": 0.4, "nodes": [
+        {"id": 1, "type": "ZImageTimestepNoise", "pos": [0, 0], "size": [300, 100], "mode": 0, "inputs": [],
+         "outputs": [], "properties": {"cnr_id": "comfyui_lg_samplingutils", "ver": "1.0.2"}, "widgets_values": [0.5]},
+        {"id": 2, "type": "TrimAudioDuration", "pos": [0, 200], "size": [300, 100], "mode": 0, "inputs": [],
+         "outputs": [], "properties": {"cnr_id": "comfy-core", "ver": "0.3.60"}, "widgets_values": [0.0, 10.0]}]}
+    source = tmp_path / "ui.json"
+    source.write_text(json.dumps(workflow))
+    assert main(["import", str(source), "-o", str(tmp_path / "mine.json")]) == 0
+    err = capsys.readouterr().err.splitlines()
+    assert err[0].startswith("warning: node 1 (ZImageTimestepNoise): from the custom node pack "
+                             "comfyui_lg_samplingutils, which NodeForge cannot run; replace or bypass it; ")
+    assert err[1].startswith("warning: node 2 (TrimAudioDuration): a ComfyUI core node NodeForge does not support "
+                             "yet; replace or bypass it; ")
 
 
 def test_every_equivalent_a_placeholder_names_is_a_nodeforge_node(registry):
