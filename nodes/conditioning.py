@@ -5,7 +5,8 @@ A CONDITIONING value is a list of entries (ComfyUI's design), each a dict {"embe
 fractions of the image, ConditioningSetAreaPercentage), "strength", "aesthetic_score"
 (ConditioningSetAestheticScore; an SDXL refiner's, else 6.0 / negative 2.5), "timestep_range"
 (ConditioningSetTimestepRange: (start, end) percent of the schedule it acts in), "mask",
-"mask_strength" and "mask_bounds" (ConditioningSetMask) and SDXL's "size",
+"mask_strength" and "mask_bounds" (ConditioningSetMask), "unclip" (unCLIPConditioning's images, which
+an SDXL UNet reads as its pooled vector: nodes/unclip.py) and SDXL's "size",
 "crop" and "target_size" (TextEncoderSDXL; else the image size, no crop, the size). TextEncoder gives one entry; ConditioningCombine concatenates lists;
 ConditioningSetArea marks every entry with an area. A lone dict (a pack written before lists) is
 read as one entry.
@@ -247,6 +248,17 @@ def _mask_unit(entry: dict[str, Any], frame: tuple[int, int], batch: int
     return box, mask[:, :, y:y + h, x:x + w] * strength
 
 
+def _pooled(unit: "_Unit") -> torch.Tensor:
+    """An SDXL entry's pooled vector: its unCLIP images' (unCLIPConditioning, nodes/unclip.py) where it has
+    any, else its prompt's."""
+    pooled = unit.entry["pooled"]
+    if not unit.entry.get("unclip"):
+        return pooled
+    from .unclip import unclip_pooled
+
+    return unclip_pooled(unit.entry, pooled.shape[-1], "positive" if unit.side else "negative").to(pooled.dtype)
+
+
 def _repeat_to(embeds: torch.Tensor, length: int) -> torch.Tensor:
     # Prompts of different window counts: repeat each to a common length (as ComfyUI).
     return embeds if embeds.shape[1] == length else embeds.repeat(1, length // embeds.shape[1], 1)
@@ -309,7 +321,7 @@ class Guidance:
             raise NodeError("this is an SDXL model: connect prompts encoded with its own CLIP",
                             field="positive" if any(u.side for u in group if u.entry.get("pooled") is None)
                             else "negative")
-        pooled = torch.cat([u.entry["pooled"] for u in group])
+        pooled = torch.cat([_pooled(u) for u in group])
         time_ids = torch.cat([time_ids_for(model, pooled.shape[-1], size, u) for u in group])
         return embeds, {"text_embeds": pooled.repeat_interleave(batch, dim=0).to(model.device, model.dtype),
                         "time_ids": time_ids.repeat_interleave(batch, dim=0).to(model.device, model.dtype)}

@@ -1,6 +1,6 @@
 """IP-Adapter's nodes as NodeForge declarations (torch-free; run functions in nodes/ipadapter.py,
 imported when a node first runs): the adapter and CLIP vision loaders and the node that applies an
-image prompt to a MODEL."""
+image prompt to a MODEL; and CLIP Vision Encode / unCLIP Conditioning (nodes/unclip.py)."""
 from __future__ import annotations
 
 from typing import Any
@@ -84,4 +84,37 @@ IPADAPTER_NODES: list[NodeSpec] = [
         description="Prompt with an image: the UNet's cross-attention also attends to the image's IP-Adapter "
                     "tokens, times the weight (diffusers' IP-Adapter).",
         display_name="Apply IP-Adapter"),
+]
+
+# An image's CLIP embedding as a prompt (nodes/unclip.py): ComfyUI's CLIPVisionEncode and unCLIPConditioning.
+CONDITIONING, CLIP_VISION_OUTPUT = PortType.CONDITIONING.value, PortType.CLIP_VISION_OUTPUT.value
+
+IPADAPTER_NODES += [
+    NodeSpec(
+        "CLIPVisionEncode", "conditioning", lazy("unclip", "run_clip_vision_encode"),
+        inputs=(Input("clip_vision", CLIP_VISION, description="the CLIP image encoder from Load CLIP Vision"),
+                Input("image", IMAGE, description="the image to encode (a batch: one embedding each)")),
+        params=(Param.choice("crop", ("center", "none"), default="center",
+                             description="center: the shortest side fills the encoder's square, the rest is cut; "
+                                         "none: the whole image is stretched to the square"),),
+        outputs=(Output("clip_vision_output", CLIP_VISION_OUTPUT,
+                        description="the image's CLIP embedding and hidden states, for unCLIP Conditioning"),),
+        description="Encode an image with a CLIP vision encoder (CLIP's own preparation: resize, crop, "
+                    "normalise), for unCLIP Conditioning.",
+        display_name="CLIP Vision Encode"),
+    NodeSpec(
+        "UnCLIPConditioning", "conditioning", lazy("unclip", "run_unclip_conditioning"),
+        inputs=(Input("conditioning", CONDITIONING, description="the prompt to add the image to"),
+                Input("clip_vision_output", CLIP_VISION_OUTPUT, description="the image's embedding from CLIP "
+                                                                            "Vision Encode")),
+        params=(Param.float("strength", 1.0, min=-10.0, max=10.0, step=0.01,
+                            description="how much of the image's embedding goes in (several images add up)"),
+                Param.float("noise_augmentation", 0.0, min=0.0, max=1.0, step=0.01,
+                            description="noise mixed into the embedding first (0: none; 1: all noise), which "
+                                        "loosens how closely the image is followed")),
+        outputs=(Output("conditioning", CONDITIONING, description="the prompt carrying the image"),),
+        description="Prompt with an image's CLIP embedding (unCLIP). An SDXL model reads the images in place of "
+                    "the prompt's pooled vector (Revision: encode with CLIP ViT-bigG, clip_vision_g); SD 1.x and "
+                    "2.x models do not read them (as in ComfyUI; SD 2.1-unclip checkpoints are not supported).",
+        display_name="unCLIP Conditioning"),
 ]

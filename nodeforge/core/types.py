@@ -32,6 +32,8 @@ class PortType(_Named):
     # IP-Adapter (nodes/ipadapter.py): the adapter's weights and the CLIP vision encoder it reads images with.
     IPADAPTER = "IPADAPTER"
     CLIP_VISION = "CLIP_VISION"
+    # CLIPVisionEncode's output (nodes/unclip.py): an image's CLIP embeddings, for unCLIPConditioning.
+    CLIP_VISION_OUTPUT = "CLIP_VISION_OUTPUT"
 
 
 class ParamKind(_Named):

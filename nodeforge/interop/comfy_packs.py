@@ -30,7 +30,7 @@ EQUIVALENTS = {
 # ComfyUI's own classes that NodeForge does not map yet (the ones shared files use most).
 CORE = frozenset({
     "LatentInterpolate",
-    "CLIPVisionEncode", "unCLIPConditioning", "unCLIPCheckpointLoader",
+    "unCLIPCheckpointLoader",
     "PerpNeg", "SelfAttentionGuidance", "StyleModelLoader", "StyleModelApply",
     "GLIGENLoader", "GLIGENTextBoxApply", "InpaintModelConditioning", "DifferentialDiffusion",
     "ModelSamplingDiscrete", "PatchModelAddDownscale", "SaveAnimatedWEBP", "ImageFromBatch", "RepeatImageBatch",

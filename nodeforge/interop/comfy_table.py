@@ -672,6 +672,17 @@ ROWS: tuple[ClassMap, ...] = (
     # IP-Adapter: core ComfyUI's CLIP vision loader and IPAdapter_plus's loaders and apply nodes (nodes/ipadapter.py).
     ClassMap("CLIPVisionLoader", "CLIPVisionLoader", "Load CLIP Vision",
              (Widget("clip_name", "clip_vision", model="clip_vision"),), (), ("clip_vision",)),
+    # unCLIP / SDXL Revision (nodes/unclip.py): the image's embedding read by SDXL as its pooled vector.
+    ClassMap("CLIPVisionEncode", "CLIPVisionEncode", "CLIP Vision Encode", (Widget("crop"),),
+             (("clip_vision", "clip_vision"), ("image", "image")), ("clip_vision_output",),
+             note="the image is prepared by CLIP's processor (PIL's bicubic; ComfyUI resizes with torch's), so the "
+                  "embedding is close to ComfyUI's, not bit for bit"),
+    ClassMap("unCLIPConditioning", "UnCLIPConditioning", "unCLIPConditioning",
+             (Widget("strength"), Widget("noise_augmentation")),
+             (("conditioning", "conditioning"), ("clip_vision_output", "clip_vision_output")), ("conditioning",),
+             note="an SDXL model reads the image's embedding in place of the prompt's pooled vector (Revision; "
+                  "noise augmentation from a fixed seed, not the sampler's); SD 1.x/2.x models ignore it, as in "
+                  "ComfyUI, and SD 2.1-unclip checkpoints are not supported"),
     ClassMap("IPAdapterModelLoader", "IPAdapterLoader", "IPAdapter Model Loader",
              (Widget("ipadapter_file", "ipadapter", model="ipadapter"),), (), ("ipadapter",)),
     ClassMap("IPAdapterUnifiedLoader", "IPAdapterLoaderWithEncoder", "IPAdapter Unified Loader",
