@@ -3,6 +3,7 @@ UNet as peft's merged trained model, through the LoRA node and through diffusers
 one line what it needs where it cannot run."""
 import pytest
 
+np = pytest.importorskip("numpy")
 torch = pytest.importorskip("torch")
 pytest.importorskip("diffusers")
 pytest.importorskip("peft")
@@ -135,3 +136,24 @@ def test_the_evaluator_applies_a_dora_file_as_the_trained_model_and_nothing_at_s
         zero = evaluate.load_pipeline(tiny_base, out, 0.0).unet(x, t, encoder_hidden_states=cond).sample
     torch.testing.assert_close(got, expected, atol=1e-5, rtol=0)
     assert torch.equal(zero, base) and (got - base).abs().max() > 1e-3
+
+
+def test_the_evaluators_strength_0_check_draws_the_base_in_a_batch_of_the_same_size(trained, tiny_base, monkeypatch):
+    # evaluate --lora compared 8 strength-0 images with the first 8 of a batch of 48 base images; with one
+    # thread the demo model's convolutions round a batch of 48 and one of 8 differently (pixels 1/255
+    # apart), so identical weights were reported as different images. Here a batch over 8 is made to
+    # round differently on purpose: the check must still see strength 0 = the base.
+    from nodeforge.training import evaluate
+
+    real = evaluate.sample
+
+    def batch_rounding(pipe, prompts, *args, **kwargs):
+        images = real(pipe, prompts, *args, **kwargs)
+        return images ^ np.uint8(len(prompts) > 8)   # the last bit depends on the batch size
+
+    monkeypatch.setattr(evaluate, "sample", batch_rounding)
+    out, _ = trained
+    result, images = evaluate.lora_star_rate(tiny_base, out, 12, seed=1)
+    assert result["seeds"] == 12 and result["strength0_weights_identical"] is True
+    assert result["strength0_images_identical"] is True
+    assert images.shape == (24, 64, 64, 3) and not np.array_equal(images[:12], images[12:])   # the DoRA draws
