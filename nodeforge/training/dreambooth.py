@@ -1,7 +1,8 @@
 """Teach a base model one subject from a few pictures (DreamBooth), as a LoRA, with prior preservation.
 
     nodeforge train-dreambooth --instance-dir DIR --instance-prompt "a sks shape" --base CHECKPOINT
-        --out FILE.safetensors [--class-prompt "a shape" --class-images 50 --class-dir DIR --prior-weight 1]
+        --out FILE.safetensors [--class-prompt "a shape" | --class-prompts FILE] [--class-images 50
+        --class-dir DIR --prior-weight 1]
         [train-lora's options: --rank --alpha --steps --lr --batch --text-encoder --conv --dora ...]
 
 Every instance image trains with the one instance prompt, which names the subject with a rare token
@@ -9,7 +10,9 @@ Every instance image trains with the one instance prompt, which names the subjec
 model first draws --class-images images of that prompt, and every batch holds as many of them as
 instance images: the loss is instance loss + --prior-weight x class loss, as in diffusers'
 train_dreambooth_lora.py, so the class keeps what the base model drew for it (prior preservation)
-instead of drifting towards the subject.
+instead of drifting towards the subject. A class the base knows by several prompts ("a red circle on a
+blue background", "a green square on ...") can be given as --class-prompts FILE, one prompt a line:
+class image i is drawn from line i (cycling) and trains with it.
 
 The class images are drawn by the base model itself (Euler, 20 steps, CFG 5, image i from seed i) into
 --class-dir, beside `class_images.json`, which records the prompt, the base (its path and its weight
@@ -49,6 +52,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    "subject with a rare token the model does not know: 'a sks shape'")
     p.add_argument("--class-prompt", help="the subject's class without the token ('a shape'): the base model "
                    "draws it for prior preservation; needed unless --prior-weight is 0")
+    p.add_argument("--class-prompts", metavar="FILE", type=Path,
+                   help="instead of --class-prompt: a UTF-8 text file of the class's prompts, one a line, for a "
+                   "class the base knows by several prompts ('a red circle on a blue background', ...); class "
+                   "image i is drawn from line i (cycling) and trains with it")
     p.add_argument("--class-images", metavar="N", type=common.COUNT, default=50,
                    help="class images the base model draws (and each step draws --batch of)")
     p.add_argument("--class-dir", type=Path, help="folder that keeps the class images for later runs "
@@ -60,23 +67,51 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def check_prompts(args: argparse.Namespace) -> None:
-    """The prompts and the prior-preservation options agree (before anything loads)."""
+    """The prompts and the prior-preservation options agree (before anything loads); --class-prompts'
+    lines become args.class_prompt (a list when there are several)."""
+    read_class_prompts(args)
     if not args.instance_prompt.strip():
         raise common.TrainingInputError("--instance-prompt is empty: name the subject with a rare token and "
                                         "its class, e.g. --instance-prompt 'a sks shape'")
-    if args.class_prompt is not None and not args.class_prompt.strip():
+    if isinstance(args.class_prompt, str) and not args.class_prompt.strip():
         raise common.TrainingInputError("--class-prompt is empty: give the subject's class without the token "
                                         "(--class-prompt 'a shape'), or leave it out with --prior-weight 0")
     if args.class_prompt is None and args.prior_weight > 0:
         raise common.TrainingInputError(f"--prior-weight {args.prior_weight:g} needs --class-prompt: give the "
                                         "subject's class without the token (--class-prompt 'a shape'), or "
                                         "--prior-weight 0 to train without prior preservation")
-    if args.class_prompt is not None and args.class_prompt.strip() == args.instance_prompt.strip():
+    if args.class_prompt is not None and args.instance_prompt.strip() in class_prompts(args):
         raise common.TrainingInputError("--class-prompt is the same as --instance-prompt: the instance prompt "
                                         "names the subject with a rare token the class prompt lacks "
                                         "('a sks shape' against 'a shape')")
     if args.class_prompt is not None and args.prior_weight == 0:
         common.warn(NAME, "--prior-weight 0: the class images are drawn but do not count in the loss")
+
+
+def read_class_prompts(args: argparse.Namespace) -> None:
+    """--class-prompts FILE read into args.class_prompt: its non-blank lines, stripped (one line: that
+    prompt, as --class-prompt gives it); a missing, unreadable or empty file is refused."""
+    path = args.class_prompts
+    if path is None:
+        return
+    if args.class_prompt is not None:
+        raise common.TrainingInputError("--class-prompt and --class-prompts both given: give one prompt with "
+                                        "--class-prompt or a file of them with --class-prompts")
+    try:
+        lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    except (OSError, UnicodeDecodeError) as exc:
+        raise common.TrainingInputError(f"--class-prompts {path} cannot be read ({exc.__class__.__name__}): give "
+                                        "a UTF-8 text file with one class prompt a line") from None
+    if not lines:
+        raise common.TrainingInputError(f"--class-prompts {path} holds no prompt: write the class's prompts into "
+                                        "it, one a line ('a red circle on a blue background')")
+    args.class_prompt = lines[0] if len(lines) == 1 else lines
+
+
+def class_prompts(args: argparse.Namespace) -> list[str]:
+    """The class prompts, stripped: class image i is drawn from, and trains with, prompt i mod their number."""
+    given = args.class_prompt
+    return [given.strip()] if isinstance(given, str) else [p.strip() for p in given or []]
 
 
 def instance_images(folder: Path, resolution: int) -> np.ndarray:
@@ -144,7 +179,10 @@ def base_identity(base: Path) -> dict:
 
 
 def wanted_record(args: argparse.Namespace, base: Path) -> dict:
-    return {"prompt": args.class_prompt.strip(), "resolution": args.resolution, **CLASS_SAMPLER,
+    """What the class images are drawn as: the prompt (a list of them with --class-prompts), the
+    resolution, the sampler and the base."""
+    prompts = class_prompts(args)
+    return {"prompt": prompts[0] if len(prompts) == 1 else prompts, "resolution": args.resolution, **CLASS_SAMPLER,
             **base_identity(base)}
 
 
@@ -187,14 +225,16 @@ def class_images(parts: dict[str, Any], args: argparse.Namespace, base: Path, fo
     if not names:   # a record for another prompt or base: its images go
         for stale in (read_record(folder) or {}).get("images", []) if folder.is_dir() else []:
             (folder / Path(str(stale)).name).unlink(missing_ok=True)
-    have, need = len(names), args.class_images
-    print(f"{NAME}: {min(have, need)} class images of {wanted['prompt']!r} reused from {folder}, "
+    have, need, prompts = len(names), args.class_images, class_prompts(args)
+    what = repr(prompts[0]) if len(prompts) == 1 else f"{len(prompts)} prompts"
+    print(f"{NAME}: {min(have, need)} class images of {what} reused from {folder}, "
           f"{max(0, need - have)} to draw", file=sys.stderr)
     folder.mkdir(exist_ok=True)
     pipe = class_pipeline(parts) if have < need else None
     for start in range(have, need, CLASS_BATCH):
         seeds = list(range(wanted["first_seed"] + start, wanted["first_seed"] + min(need, start + CLASS_BATCH)))
-        drawn = sample(pipe, [wanted["prompt"]] * len(seeds), seeds, batch=CLASS_BATCH, steps=wanted["steps"],
+        drawn = sample(pipe, [prompts[(s - wanted["first_seed"]) % len(prompts)] for s in seeds], seeds,
+                       batch=CLASS_BATCH, steps=wanted["steps"],
                        cfg=wanted["cfg"], size=args.resolution)
         for seed, image in zip(seeds, drawn):
             name = f"class-{seed - wanted['first_seed']:05d}.png"
@@ -224,12 +264,14 @@ def main(argv: list[str] | None = None) -> int:
     class_files = class_images(parts, args, base, folder) if folder is not None else []
     if args.qlora:   # the class images are drawn by the full-precision base
         parts["unet"] = lora.quantised_unet(base)
+    prompts = class_prompts(args)   # class image i trains with prompts[i % len(prompts)], as it was drawn
     with torch.no_grad():
         latents = common.encode_images(parts["vae"], images, device)
         prior = None if folder is None else lora.Prior(
             common.encode_images(parts["vae"], np.stack([lora.square_image(p, args.resolution) for p in class_files]),
                                  device),
-            lora.token_ids(parts["tokenizer"], [args.class_prompt.strip()] * len(class_files)), args.prior_weight)
+            lora.token_ids(parts["tokenizer"], [prompts[i % len(prompts)] for i in range(len(class_files))]),
+            args.prior_weight)
     ids = lora.token_ids(parts["tokenizer"], [args.instance_prompt.strip()] * len(images))
     unet, text_encoder, trainable = lora.add_adapters(parts["unet"], parts["text_encoder"], args)
     t0 = time.time()
@@ -249,7 +291,7 @@ def dreambooth_metadata(args: argparse.Namespace, folder: Path | None, class_cou
             "ss_reg_dataset_dirs": json.dumps({folder.name: {"n_repeats": 1, "img_count": class_count}}
                                               if folder is not None else {}),
             "nodeforge_instance_prompt": args.instance_prompt.strip(),
-            "nodeforge_class_prompt": (args.class_prompt or "").strip(),
+            "nodeforge_class_prompt": "\n".join(class_prompts(args)),
             "nodeforge_trainer": "nodeforge.training.dreambooth"}
 
 

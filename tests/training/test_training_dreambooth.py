@@ -156,6 +156,36 @@ def test_class_images_are_drawn_once_and_reused_while_prompt_count_and_base_matc
     assert counted == [3, 2, 2, 2], "another base draws them again"
 
 
+def test_class_prompts_from_a_file_are_drawn_and_trained_in_turn(tiny_base, instances, tmp_path, monkeypatch):
+    from nodeforge.training.vocab import build_tokenizer
+
+    first, second = "a red circle on a blue background", "a green square on a white background"
+    prompts, folder = tmp_path / "class.txt", tmp_path / "class-many"
+    prompts.write_text(f"{first}\n\n  {second} \n", encoding="utf-8")
+    drawn, trained = [], {}
+    real_pipeline, real_train = dreambooth.class_pipeline, lora.train
+
+    def recording(parts):
+        pipe = real_pipeline(parts)
+        return lambda batch, *args, **kwargs: (drawn.extend(batch), pipe(batch, *args, **kwargs))[1]
+
+    def keep(*args, prior=None, **kwargs):
+        trained["ids"] = prior.ids
+        return real_train(*args, prior=prior, **kwargs)
+
+    monkeypatch.setattr(dreambooth, "class_pipeline", recording)
+    monkeypatch.setattr(lora, "train", keep)
+    _, metadata = _train(tiny_base, instances, tmp_path / "m.safetensors", "--class-prompts", str(prompts),
+                         "--class-images", "3", "--class-dir", str(folder))
+    assert drawn == [first, second, first]   # image i from line i, cycling; blank lines skipped
+    assert json.loads((folder / "class_images.json").read_text())["prompt"] == [first, second]
+    assert torch.equal(trained["ids"], lora.token_ids(build_tokenizer(), [first, second, first]))
+    assert metadata["nodeforge_class_prompt"] == f"{first}\n{second}" and metadata["ss_num_reg_images"] == "3"
+    _train(tiny_base, instances, tmp_path / "n.safetensors", "--class-prompts", str(prompts), "--class-images", "3",
+           "--class-dir", str(folder))
+    assert len(drawn) == 3, "the same file's class images are reused"
+
+
 # -- the file -----------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("variant", ["lora", "dora"])
 def test_the_lora_loads_in_the_lora_node_and_changes_the_output(tiny_base, instances, tmp_path, variant):
@@ -226,6 +256,20 @@ def test_prompt_mistakes_are_refused_in_one_line_with_the_fix(instances, tmp_pat
     assert "--instance-prompt is empty" in _refused(argv("--instance-prompt", " ", "--prior-weight", "0"))
     assert "--class-prompt is the same as --instance-prompt" in _refused(
         argv("--instance-prompt", "a shape", "--class-prompt", "a shape"))
+    listed = tmp_path / "class.txt"
+    listed.write_text("a red circle on a blue background\n", encoding="utf-8")
+    assert _refused(argv("--instance-prompt", "a sks shape", "--class-prompt", "a shape", "--class-prompts",
+                         str(listed))) == ("error: train-dreambooth: --class-prompt and --class-prompts both given: "
+                                           "give one prompt with --class-prompt or a file of them with --class-prompts")
+    blank = tmp_path / "blank.txt"
+    blank.write_text("\n  \n", encoding="utf-8")
+    assert _refused(argv("--instance-prompt", "a sks shape", "--class-prompts", str(blank))) == (
+        f"error: train-dreambooth: --class-prompts {blank} holds no prompt: write the class's prompts into it, "
+        "one a line ('a red circle on a blue background')")
+    assert f"--class-prompts {tmp_path / 'none.txt'} cannot be read (FileNotFoundError)" in _refused(
+        argv("--instance-prompt", "a sks shape", "--class-prompts", str(tmp_path / "none.txt")))
+    assert "--class-prompt is the same as --instance-prompt" in _refused(
+        argv("--instance-prompt", "a red circle on a blue background", "--class-prompts", str(listed)))
     foreign = tmp_path / "mine"
     foreign.mkdir()
     Image.new("RGB", (64, 64)).save(foreign / "photo.png")
