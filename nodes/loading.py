@@ -239,6 +239,13 @@ def tokenizer_works(tok: Any) -> bool:
     return bool(ids) and any(i != tok.unk_token_id for i in ids)
 
 
+def check_vocabulary(path: Path, part: str, tok: Any) -> None:
+    """Refuse, naming the diffusers folder's part, a tokenizer built without its vocabulary files."""
+    if not tokenizer_works(tok):
+        raise NodeError(f"{path.name}/{part} holds no usable vocabulary (tokenizer.json, or the tokenizer's "
+                        "vocabulary files); copy it from the model again", field="checkpoint")
+
+
 def _quiet_progress_bars() -> None:
     # The engine reports progress itself; library bars would only clutter the CLI and the log.
     from diffusers.utils import logging as diffusers_logging
@@ -294,9 +301,8 @@ def load_diffusers_folder(path: Path, device: str) -> LoadedCheckpoint:
         te2 = _from_pretrained(CLIPTextModelWithProjection, path, "text_encoder_2", torch_dtype=dtype)
         tok2 = CLIPTokenizer.from_pretrained(str(path), subfolder="tokenizer_2", **kw)
     for part, found in (("tokenizer", tok), ("tokenizer_2", tok2)):
-        if found is not None and not tokenizer_works(found):
-            raise NodeError(f"{path.name}/{part} holds no usable vocabulary (tokenizer.json, or vocab.json "
-                            "and merges.txt)", field="checkpoint")
+        if found is not None:
+            check_vocabulary(path, part, found)
     return finish_folder(path, unet, vae, te, tok, te2, tok2, device, dtype)
 
 

@@ -29,7 +29,7 @@ import torch
 from nodeforge.core.errors import NodeError
 
 from ..conditioning import entries
-from ..loading import _from_pretrained, tokenizer_works
+from ..loading import _from_pretrained, check_vocabulary
 from ..sampling import DenoiseRequest, SamplingBehaviour, StartState, StepPlan
 from .flow_samplers import FLOW_SAMPLERS, SIGMA_OVERRIDES, FlowSampler, check_flow_pair  # noqa: F401 (re-exported)
 
@@ -182,9 +182,7 @@ def folder_text_encoders(path: Any, dtype: torch.dtype, parts: tuple[tuple[str, 
     for s, _, tokenizer in parts:
         found[f"tokenizer{s}"] = tokenizer.from_pretrained(str(path), subfolder=f"tokenizer{s}", local_files_only=True)
     for part in checked:
-        if not tokenizer_works(found[part]):
-            raise NodeError(f"{path.name}/{part} holds no usable vocabulary (tokenizer.json, or the tokenizer's "
-                            "vocabulary files); copy it from the model again", field="checkpoint")
+        check_vocabulary(path, part, found[part])
     return found
 
 

@@ -339,3 +339,18 @@ def test_a_models_preview_decoder_is_read_run_and_checked(tmp_path, caplog):
         bad.write_text(json.dumps({**linear, "layers": broken}))
         assert read(bad, 4) is None
     assert "ignoring" in caplog.text
+
+
+def test_a_diffusers_folder_whose_tokenizer_lost_its_vocabulary_names_the_part_and_the_fix(models_dir, tmp_path):
+    """transformers builds an empty tokenizer when the vocabulary files are missing; loading a folder
+    refuses it (loading.check_vocabulary, which the flow families' folders use too)."""
+    from nodes.loading import load_checkpoint
+
+    folder = shutil.copytree(models_dir / "checkpoints" / "tiny-sd", tmp_path / "no-vocab")
+    for name in ("vocab.json", "merges.txt", "tokenizer.json"):
+        (folder / "tokenizer" / name).unlink(missing_ok=True)
+    with pytest.raises(NodeError) as info:
+        load_checkpoint(folder, "cpu")
+    message = str(info.value)
+    assert "no-vocab/tokenizer holds no usable vocabulary" in message and "copy it from the model again" in message
+    assert "\n" not in message
