@@ -85,8 +85,9 @@ class _Converter:
     @staticmethod
     def folded(node: ComfyNode) -> bool:
         return node.class_type in (*table.REROUTES, table.ANY_SWITCH, table.PRIMITIVE, table.SET_NODE,
-                                   table.GET_NODE, *table.PRESET_TEXTS, *table.LABELS, *table.EDITOR_PANELS) \
-            or node.class_type in table.CONSTANTS or node.class_type in table.NOTES
+                                   table.GET_NODE, *table.PRESET_TEXTS, *table.LABELS, *table.EDITOR_PANELS,
+                                   *table.TEXT_PRINTS) \
+            or node.class_type in table.VALUE_NODES or node.class_type in table.NOTES
 
     def run(self) -> tuple[Workflow, list[str]]:
         nodes = self.graph.nodes
@@ -108,6 +109,9 @@ class _Converter:
         for node in nodes.values():
             if node.class_type in table.NOTES or node.class_type in table.LABELS:
                 self._note(node)
+            elif node.class_type in table.TEXT_PRINTS:
+                self.warnings.add(node, "prints its text in ComfyUI's console: left out (its text goes on to what it "
+                                        "feeds)")
             elif node.class_type in table.EDITOR_PANELS:
                 self.warnings.add(node, "an editor panel that mutes or bypasses groups in ComfyUI's editor (it never "
                                         "runs): left out; the nodes keep the modes the file saved")
@@ -176,8 +180,8 @@ class _Converter:
         origin = nodes.get(src)
         if origin is None:
             return ("none", f"linked to node {src}, which is not in the file", dot)
-        if origin.class_type == table.PRIMITIVE or origin.class_type in table.CONSTANTS:
-            return ("value", self._value_of(origin, consumer, input_name), dot)
+        if origin.class_type == table.PRIMITIVE or origin.class_type in table.VALUE_NODES:
+            return ("value", self._value_of(origin, consumer, input_name, slot), dot)
         if origin.class_type in table.PRESET_TEXTS:
             return ("kept", f"{origin.class_type} {origin.id} (preset {self._constant(origin)!r})", dot)
         names = self.output_names.get(src)
@@ -195,7 +199,8 @@ class _Converter:
     def _wire(self, src: str, slot: int) -> bool:
         """Whether output `slot` of node `src` is only a wire: a reroute, a switch, a named wire, a Power
         Lora Loader with no LoRA on, or a mapped class's pass-through output."""
-        if self.graph.nodes[src].class_type in (*table.REROUTES, table.ANY_SWITCH, table.SET_NODE, table.GET_NODE):
+        if self.graph.nodes[src].class_type in (*table.REROUTES, table.ANY_SWITCH, table.SET_NODE, table.GET_NODE,
+                                                *table.TEXT_PRINTS):
             return True
         row = self.rows.get(src)
         return self.power.get(src) == [] or (row is not None and slot in dict(row.passthrough))
@@ -257,9 +262,18 @@ class _Converter:
             return origin.values.get("value", next(iter(origin.values.values())))
         return None
 
-    def _value_of(self, origin: ComfyNode, consumer: ComfyNode, input_name: str) -> Any:
-        """A constant node's value; rgthree's Seed below 0 (-1: a new seed each run, -2: the last one + 1)
-        becomes seed 0 with the editor's seed control doing that after each run."""
+    def _value_of(self, origin: ComfyNode, consumer: ComfyNode, input_name: str, slot: int) -> Any:
+        """A constant node's value (output `slot`'s, worked out from its widgets for table.COMPUTED); rgthree's
+        Seed below 0 (-1: a new seed each run, -2: the last one + 1) becomes seed 0 with the editor's seed
+        control doing that after each run."""
+        if origin.class_type in table.COMPUTED:
+            names, work_out = table.COMPUTED[origin.class_type]
+            raw = origin.values if origin.values is not None else origin.widgets
+            notes = table.Notes()
+            value = work_out(dict(raw) if isinstance(raw, dict) else dict(zip(names, raw or [])), slot, notes)
+            for message in notes.messages:
+                self.warnings.add(origin, message)
+            return value
         value = self._constant(origin)
         if origin.class_type != table.RGTHREE_SEED or not isinstance(value, int) or value >= 0:
             return value
@@ -351,9 +365,23 @@ class _Converter:
             comfy_extra["class_type"] = row.comfy
         if row.comfy == "ControlNetApply":
             self.old_controlnets.append(node.id)
+        if row.through is not None:
+            self._through(node, row, ref)
         if comfy_extra:
             ref.extra[COMFY_KEY] = comfy_extra
         return ref
+
+    def _through(self, node: ComfyNode, row: table.ClassMap, ref: NodeRef) -> None:
+        """The NodeForge node between an input and the node (ClassMap.through), added as <id>.<input> beside it."""
+        comfy_input, node_type, its_input, its_output = row.through
+        nf_input = row.nf_input(comfy_input)
+        if nf_input not in ref.inputs:
+            return
+        nid = f"{node.id}.{comfy_input}"
+        self.workflow.nodes[nid] = NodeRef(node_type, {}, {its_input: ref.inputs[nf_input]})
+        ref.inputs[nf_input] = (nid, its_output)
+        if node.pos is not None:
+            self.workflow.ui.setdefault("positions", {})[nid] = [node.pos[0] - 40.0, node.pos[1] + 40.0]
 
     def _widget_source(self, node: ComfyNode, name: str, kind: str, found: Any, values: dict[str, Any],
                        comfy_extra: dict[str, Any]) -> None:

@@ -10,6 +10,7 @@ exports as). A node new to the pack needs its declaration in `nodes/` first.
 """
 from __future__ import annotations
 
+import io
 import re
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -77,6 +78,9 @@ class ClassMap:
     # After the widgets: `derive(comfy values, NodeForge params, notes)` sets params one widget implies
     # together (IPAdapter_plus's preset: the adapter and its encoder) and warns about values NodeForge ignores.
     derive: Callable[[dict[str, Any], dict[str, Any], "Notes"], None] | None = None
+    # (ComfyUI input, NodeForge type, its input, its output): the input reaches the node through a NodeForge node
+    # the importer adds as <id>.<input> (a mask preview is a preview of the mask as an image).
+    through: tuple[str, str, str, str] | None = None
 
     def nf_input(self, comfy_name: str) -> str | None:
         return next((nf for c, nf in self.inputs if c == comfy_name), None)
@@ -404,7 +408,7 @@ ROWS: tuple[ClassMap, ...] = (
     ClassMap("CheckpointLoaderSimple", "CheckpointLoader", "Load Checkpoint",
              (Widget("ckpt_name", "checkpoint", model="checkpoint"),), (), ("unet", "clip", "vae"), remember=False),
     ClassMap("CLIPTextEncode", "TextEncoder", "CLIP Text Encode (Prompt)",
-             (Widget("text"),), (("clip", "clip"),), ("conditioning",)),
+             (Widget("text"),), (("clip", "clip"),), ("conditioning",), remember=False),
     ClassMap("EmptyLatentImage", "EmptyLatent", "Empty Latent Image",
              (Widget("width"), Widget("height"), Widget("batch_size")), (), ("latent",)),
     # SD3's own empty latent is EmptyLatent: UNetDenoise gives it the model's 16 channels.
@@ -816,6 +820,15 @@ ROWS: tuple[ClassMap, ...] = (
              ("vae",), remember=False, export_only_if=_never,
              note="its device and weight_dtype are not used (NodeForge picks them for the device); exported back as "
                   "ComfyUI's VAELoader"),
+    # A mask previewed as a grey image: ComfyUI's MaskPreview and essentials' MaskPreview+ show the mask as the image
+    # Convert Mask to Image gives, so they are that node and a Preview (exported back as those two core nodes).
+    ClassMap("MaskPreview", "Preview", "MaskPreview", (), (("mask", "image"),), (), remember=False,
+             export_only_if=_never, through=("mask", "MaskToImage", "mask", "image")),
+    ClassMap("MaskPreview+", "Preview", "🔧 Mask Preview", (), (("mask", "image"),), (), remember=False,
+             export_only_if=_never, through=("mask", "MaskToImage", "mask", "image")),
+    # WAS Node Suite's Text to Conditioning encodes its text input with the CLIP as CLIP Text Encode does.
+    ClassMap("Text to Conditioning", "TextEncoder", "Text to Conditioning", (Widget("text"),), (("clip", "clip"),),
+             ("conditioning",), remember=False, export_only_if=_never),
     # The deprecated loader with a config file: NodeForge tells a checkpoint's kind from its weights, so the
     # config is not needed; the node goes back to ComfyUI as the plain Load Checkpoint.
     ClassMap("CheckpointLoader", "CheckpointLoader", "Load Checkpoint With Config (DEPRECATED)",
@@ -847,6 +860,55 @@ RGTHREE_SEED = "Seed (rgthree)"
 CONSTANTS = ("PrimitiveInt", "PrimitiveFloat", "PrimitiveString", "PrimitiveStringMultiline",
              "PrimitiveBoolean", "INTConstant", "FloatConstant", "easy int", "easy float", "Int-🔬", "String-🔬",
              RGTHREE_SEED, "StringConstant", "SeargePromptText")
+
+
+def _kj_multiline(values: dict[str, Any], slot: int, notes: Notes) -> Any:
+    """KJNodes' String Constant Multiline: with strip_newlines each line loses its newline and the lines are joined
+    by newlines again (so only a last newline goes); without, each line's own newline is kept and one more added."""
+    strip = values.get("strip_newlines", True)
+    lines = [line.replace("\n", "") if strip else line for line in io.StringIO(str(values.get("string", "")))]
+    return "\n".join(lines)
+
+
+_WAS_TOKEN = re.compile(r"\[[A-Za-z_]+(\([^)]*\))?\]")
+
+
+def _was_tokens(text: str, notes: Notes) -> str:
+    if _WAS_TOKEN.search(text):
+        notes.warn(f"WAS replaces [name] tokens ([time], [hostname], [cuda_device], [cuda_name] and those set in its "
+                   f"config) when the graph runs; NodeForge keeps {_WAS_TOKEN.search(text).group(0)!r} as written")
+    return text
+
+
+def _was_multiline(values: dict[str, Any], slot: int, notes: Notes) -> Any:
+    """WAS Node Suite's Text Multiline: lines starting with # left out, the others joined by newlines."""
+    lines = [line.replace("\n", "") for line in io.StringIO(str(values.get("text", "")))
+             if not line.strip().startswith("#")]
+    return _was_tokens("\n".join(lines), notes)
+
+
+def _was_strings(values: dict[str, Any], slot: int, notes: Notes) -> Any:
+    """WAS Node Suite's Text String: four texts, one per output."""
+    return _was_tokens(str(values.get(("text", "text_b", "text_c", "text_d")[min(slot, 3)], "")), notes)
+
+
+def _seed_and_next(values: dict[str, Any], slot: int, notes: Notes) -> Any:
+    """RES4LYF's Seed Generator: its seed, and the seed + 1."""
+    seed = values.get("seed", 0)
+    return seed + slot if isinstance(seed, int) and not isinstance(seed, bool) else seed
+
+
+# Packs' constants whose outputs are worked out from their widgets: class -> (widget names in a UI file's order,
+# f(values by name, output slot, notes) -> the output's value).
+COMPUTED: dict[str, tuple[tuple[str, ...], Callable[[dict[str, Any], int, Notes], Any]]] = {
+    "StringConstantMultiline": (("string", "strip_newlines"), _kj_multiline),
+    "Text Multiline": (("text",), _was_multiline),
+    "Text String": (("text", "text_b", "text_c", "text_d"), _was_strings),
+    "SeedGenerator": (("seed",), _seed_and_next),
+}
+VALUE_NODES = CONSTANTS + tuple(COMPUTED)
+# WAS Node Suite's Text to Console prints its text in ComfyUI's console and passes it on: a wire here.
+TEXT_PRINTS = ("Text to Console",)
 # pysssss' Preset Text (ComfyUI-Custom-Scripts; an editor-only node) writes its preset's text into the widget it
 # feeds when the graph is queued. The presets live in the browser that made the file, so the text is the one
 # that widget saved: the consumer keeps its own value.

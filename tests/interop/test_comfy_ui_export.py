@@ -38,6 +38,11 @@ CHANGED_ON_IMPORT = {
     # widgets fed by SeargeSDXL's Prompt text and KJNodes' StringConstant: their text over the widget's stale value
     ("comfy-editor-packs-0.4.json", "5"): ["blurry, low quality"],
     ("comfy-editor-packs-0.4.json", "10"): ["shapes"],
+    # widgets fed by KJNodes' String Constant Multiline, WAS's Text String and RES4LYF's Seed Generator (seed, seed + 1)
+    ("comfy-text-packs-0.4.json", "5"): ["blurry\nlow quality"],
+    ("comfy-text-packs-0.4.json", "10"): [1234, "fixed", 20, 7.0, "euler", "normal", 1.0],
+    ("comfy-text-packs-0.4.json", "11"): [1235, "fixed", 20, 7.0, "euler", "normal", 0.5],
+    ("comfy-text-packs-0.4.json", "13"): ["shapes"],
 }
 # Wires the importer moves: ComfyUI's one-prompt Apply ControlNet (node 8) also steers the negative pass,
 # so NodeForge runs the sampler's negative through it (and writes it back as the two-prompt class).
