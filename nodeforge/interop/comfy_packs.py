@@ -89,7 +89,7 @@ _PREFIXES += (("FluxTrain", "ComfyUI-FluxTrainer"), ("Hy3D", "ComfyUI-Hunyuan3DW
 CORE = CORE | frozenset({
     "ModelSamplingContinuousEDM", "FlipSigmas", "DualCFGGuider", "InstructPixToPixConditioning", "ManualSigmas",
     "LatentUpscaleModelLoader", "ComfySwitchNode", "ComfyMathExpression", "FluxKontextImageScale",
-    "FluxKontextMultiReferenceLatentMethod", "LoadImageOutput", "MaskPreview", "PreviewAny", "RegexReplace",
+    "FluxKontextMultiReferenceLatentMethod", "LoadImageOutput", "PreviewAny", "RegexReplace",
     "ResizeAndPadImage", "ResizeImagesByLongerEdge", "SaveWEBM", "SaveAudio", "SaveAudioMP3", "TrimAudioDuration",
     "VAEDecodeAudio", "VAEEncodeAudio", "LTXAVTextEncoderLoader", "EmptyAceStep1.5LatentAudio",
     "TextEncodeAceStepAudio1.5", "ReferenceTimbreAudio",

@@ -893,8 +893,11 @@ def _was_strings(values: dict[str, Any], slot: int, notes: Notes) -> Any:
 
 
 def _seed_and_next(values: dict[str, Any], slot: int, notes: Notes) -> Any:
-    """RES4LYF's Seed Generator: its seed, and the seed + 1."""
+    """RES4LYF's Seed Generator: its seed, and the seed + 1 (a UI file saves its control_after_generate too)."""
     seed = values.get("seed", 0)
+    if values.get("control_after_generate") in ("increment", "decrement", "randomize"):
+        notes.warn(f"its seed is set to {values['control_after_generate']} after each run in ComfyUI; NodeForge "
+                   f"keeps {seed} (and {seed} + 1) in the nodes it feeds: change them there")
     return seed + slot if isinstance(seed, int) and not isinstance(seed, bool) else seed
 
 
@@ -904,7 +907,7 @@ COMPUTED: dict[str, tuple[tuple[str, ...], Callable[[dict[str, Any], int, Notes]
     "StringConstantMultiline": (("string", "strip_newlines"), _kj_multiline),
     "Text Multiline": (("text",), _was_multiline),
     "Text String": (("text", "text_b", "text_c", "text_d"), _was_strings),
-    "SeedGenerator": (("seed",), _seed_and_next),
+    "SeedGenerator": (("seed", "control_after_generate"), _seed_and_next),
 }
 VALUE_NODES = CONSTANTS + tuple(COMPUTED)
 # WAS Node Suite's Text to Console prints its text in ComfyUI's console and passes it on: a wire here.

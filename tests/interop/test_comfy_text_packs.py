@@ -27,6 +27,10 @@ def test_text_and_seed_constants_are_the_values_their_outputs_give(read, name):
            "those set in its config) when the graph runs; NodeForge keeps '[time]' as written" in imported.warnings
     assert "node 7 (Text to Console): prints its text in ComfyUI's console: left out (its text goes on to what it " \
            "feeds)" in imported.warnings
+    # a UI file saves the generator's control_after_generate (an API prompt, queued, has no such thing)
+    randomized = "node 8 (SeedGenerator): its seed is set to randomize after each run in ComfyUI; NodeForge keeps " \
+                 "1234 (and 1234 + 1) in the nodes it feeds: change them there"
+    assert (randomized in imported.warnings) == name.endswith("0.4.json")
 
 
 @pytest.mark.parametrize("values, expected", [
