@@ -70,6 +70,7 @@ class _Converter:
         self.setters: dict[str, ComfyNode] = {}
         self.power: dict[str, list[tuple[str, float, float]]] = {}   # Power Lora Loader id -> its LoRAs on
         self.decodes: dict[str, ComfyNode] = {}    # nodes whose decoded-latent output is used (ClassMap.decoded)
+        self.joined: dict[str, str] = {}           # StringConcatenate ids -> the constant string each folds into
         for node in graph.nodes.values():
             name = self._constant(node) if node.class_type == table.SET_NODE else None
             if isinstance(name, str):
@@ -82,12 +83,32 @@ class _Converter:
             return None
         return row
 
-    @staticmethod
-    def folded(node: ComfyNode) -> bool:
+    def folded(self, node: ComfyNode) -> bool:
         return node.class_type in (*table.REROUTES, table.ANY_SWITCH, table.PRIMITIVE, table.SET_NODE,
                                    table.GET_NODE, *table.PRESET_TEXTS, *table.LABELS, *table.EDITOR_PANELS,
                                    *table.TEXT_PRINTS) \
-            or node.class_type in table.VALUE_NODES or node.class_type in table.NOTES
+            or node.class_type in table.VALUE_NODES or node.class_type in table.NOTES or node.id in self.joined
+
+    def _join(self, node: ComfyNode, seen: frozenset[str] = frozenset()) -> str | None:
+        """A StringConcatenate's string_a + delimiter + string_b when each is its own widget or a linked
+        constant (or another such join); else None (it stays a placeholder)."""
+        if node.id in self.joined or node.id in seen:
+            return self.joined.get(node.id)
+        raw = node.values if node.values is not None else node.widgets
+        values = dict(raw) if isinstance(raw, dict) else dict(zip(table.STRING_JOIN_WIDGETS, raw or []))
+        for name in table.STRING_JOIN_WIDGETS:
+            if name in node.links:
+                src = self.graph.nodes.get(node.links[name][0])
+                if src is not None and src.class_type == table.STRING_JOIN:
+                    values[name] = self._join(src, seen | {node.id})
+                else:
+                    kind, found, _dot = self.source(node, name)
+                    values[name] = found if kind == "value" else None
+        parts = [values.get(name, "") for name in table.STRING_JOIN_WIDGETS]
+        if not all(isinstance(part, str) for part in parts):
+            return None
+        self.joined[node.id] = parts[0] + parts[2] + parts[1]
+        return self.joined[node.id]
 
     def run(self) -> tuple[Workflow, list[str]]:
         nodes = self.graph.nodes
@@ -97,6 +118,9 @@ class _Converter:
         for node in nodes.values():
             for src, slot in node.links.values():
                 self.top_slot[src] = max(self.top_slot.get(src, -1), slot)
+        for node in nodes.values():
+            if node.class_type == table.STRING_JOIN:
+                self._join(node)
         for node in nodes.values():
             if node.class_type == table.POWER_LORA:   # a chain of LoRA nodes, or a wire when none is on
                 self.power[node.id] = table.power_loras(node.values if node.values is not None else node.widgets)
@@ -180,10 +204,9 @@ class _Converter:
         origin = nodes.get(src)
         if origin is None:
             return ("none", f"linked to node {src}, which is not in the file", dot)
-        if origin.class_type == table.PRIMITIVE or origin.class_type in table.VALUE_NODES:
-            return ("value", self._value_of(origin, consumer, input_name, slot), dot)
-        if origin.class_type in table.PRESET_TEXTS:
-            return ("kept", f"{origin.class_type} {origin.id} (preset {self._constant(origin)!r})", dot)
+        fixed = self._fixed_source(origin, consumer, input_name, slot)
+        if fixed is not None:
+            return (*fixed, dot)
         names = self.output_names.get(src)
         if names is None:
             return ("none", f"linked to node {src} ({origin.class_type}), which has no output here", dot)
@@ -195,6 +218,18 @@ class _Converter:
             return ("none", f"linked to output slot {slot} of node {src} ({origin.class_type}), which has "
                             f"{len(names)} output{'s' if len(names) != 1 else ''}", dot)
         return ("node", (src, names[slot]), dot)
+
+    def _fixed_source(self, origin: ComfyNode, consumer: ComfyNode, input_name: str,
+                      slot: int) -> tuple[str, Any] | None:
+        """("value", v) for a constant, a PrimitiveNode or a folded StringConcatenate; ("kept", what) for a preset
+        text (the consumer keeps the value it saved); None for a node that runs."""
+        if origin.class_type == table.PRIMITIVE or origin.class_type in table.VALUE_NODES:
+            return ("value", self._value_of(origin, consumer, input_name, slot))
+        if origin.id in self.joined:
+            return ("value", self.joined[origin.id])
+        if origin.class_type in table.PRESET_TEXTS:
+            return ("kept", f"{origin.class_type} {origin.id} (preset {self._constant(origin)!r})")
+        return None
 
     def _wire(self, src: str, slot: int) -> bool:
         """Whether output `slot` of node `src` is only a wire: a reroute, a switch, a named wire, a Power

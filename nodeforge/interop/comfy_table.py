@@ -916,6 +916,11 @@ TEXT_PRINTS = ("Text to Console",)
 # feeds when the graph is queued. The presets live in the browser that made the file, so the text is the one
 # that widget saved: the consumer keeps its own value.
 PRESET_TEXTS = ("PresetText", "PresetText|pysssss")
+# ComfyUI's StringConcatenate (string_a + delimiter + string_b) gives a STRING, which NodeForge has no wire for:
+# where both strings are constants (its own widgets, or linked constants) it folds into the value it feeds;
+# otherwise it stays a placeholder.
+STRING_JOIN = "StringConcatenate"
+STRING_JOIN_WIDGETS = ("string_a", "string_b", "delimiter")
 # Packs' editor-only nodes, which ComfyUI never runs: rgthree's Label and LG's note show their title as text on the
 # canvas (they become notes); rgthree's group switch panels and bookmarks only act in the editor (left out: the
 # nodes keep the modes the file saved).

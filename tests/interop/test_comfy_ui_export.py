@@ -43,6 +43,8 @@ CHANGED_ON_IMPORT = {
     ("comfy-text-packs-0.4.json", "10"): [1234, "fixed", 20, 7.0, "euler", "normal", 1.0],
     ("comfy-text-packs-0.4.json", "11"): [1235, "fixed", 20, 7.0, "euler", "normal", 0.5],
     ("comfy-text-packs-0.4.json", "13"): ["shapes"],
+    # a filename prefix fed by two StringConcatenates of constants: their joined value
+    ("comfy-string-join-0.4.json", "24"): ["portraits/night_v2"],
 }
 # Wires the importer moves: ComfyUI's one-prompt Apply ControlNet (node 8) also steers the negative pass,
 # so NodeForge runs the sampler's negative through it (and writes it back as the two-prompt class).
