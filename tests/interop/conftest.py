@@ -37,3 +37,14 @@ def read(registry, no_models):
         source = DATA / name if isinstance(name, str) else name
         return read_workflow(source, registry=registry, **kw)
     return go
+
+
+@pytest.fixture
+def validate(registry):
+    """The problems Engine.validate finds in a workflow (files not checked), on the real pack with no
+    model folders: what an imported graph must pass before it can run."""
+    from nodeforge import Engine
+    from nodeforge.core.models import ModelPaths
+
+    engine = Engine(device="cpu", registry=registry, model_paths=ModelPaths(roots=[], include_builtin=False))
+    return lambda workflow: engine.validate(workflow, check_files=False)

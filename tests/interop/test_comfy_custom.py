@@ -83,14 +83,10 @@ def _check(imported, expected):
                                            ("comfy-flux-dev-0.4.json", FLUX_DEV), ("comfy-flux-dev-api.json", FLUX_DEV),
                                            ("comfy-flux-schnell-0.4.json", FLUX_SCHNELL),
                                            ("comfy-flux-schnell-api.json", FLUX_SCHNELL)])
-def test_custom_sampling_classes_import_field_by_field_and_validate(read, registry, name, expected):
-    from nodeforge import Engine
-    from nodeforge.core.models import ModelPaths
-
+def test_custom_sampling_classes_import_field_by_field_and_validate(read, validate, name, expected):
     imported = read(name)
     _check(imported, expected)
-    engine = Engine(device="cpu", registry=registry, model_paths=ModelPaths(roots=[], include_builtin=False))
-    assert engine.validate(imported.workflow, check_files=False) == []
+    assert validate(imported.workflow) == []
     assert not [w for w in imported.warnings if "no NodeForge equivalent" in w or "no value" in w], imported.warnings
 
 

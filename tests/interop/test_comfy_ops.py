@@ -63,13 +63,9 @@ def test_each_operation_comes_in_with_its_values_and_links(read, name):
 
 
 @pytest.mark.parametrize("name", FORMATS)
-def test_the_graph_validates_and_exports_back_under_comfyuis_names(read, registry, name):
-    from nodeforge import Engine
-    from nodeforge.core.models import ModelPaths
-
+def test_the_graph_validates_and_exports_back_under_comfyuis_names(read, registry, validate, name):
     workflow = read(name).workflow
-    engine = Engine(device="cpu", registry=registry, model_paths=ModelPaths(roots=[], include_builtin=False))
-    assert engine.validate(workflow, check_files=False) == []
+    assert validate(workflow) == []
     prompt = comfy_export.export_comfyui_api(workflow, registry=registry)
     original = json.loads((DATA / "comfy-ops-api.json").read_text())
     for nid in set(original) - {"29"}:

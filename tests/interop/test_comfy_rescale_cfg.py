@@ -28,13 +28,9 @@ def test_rescale_cfg_comes_in_with_its_multiplier_between_the_loader_and_the_sam
 
 
 @pytest.mark.parametrize("name", FORMATS)
-def test_rescale_cfg_validates_and_exports_back_with_the_same_values(read, registry, name):
-    from nodeforge import Engine
-    from nodeforge.core.models import ModelPaths
-
+def test_rescale_cfg_validates_and_exports_back_with_the_same_values(read, registry, validate, name):
     workflow = read(name).workflow
-    engine = Engine(device="cpu", registry=registry, model_paths=ModelPaths(roots=[], include_builtin=False))
-    assert engine.validate(workflow, check_files=False) == []
+    assert validate(workflow) == []
     prompt = comfy_export.export_comfyui_api(workflow, registry=registry)
     assert prompt["10"]["class_type"] == "RescaleCFG"
     assert prompt["10"]["inputs"] == {"multiplier": 0.65, "model": ["4", 0]}

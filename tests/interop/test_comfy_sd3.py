@@ -20,10 +20,7 @@ SD3 = {
 
 
 @pytest.mark.parametrize("name", ["comfy-sd3-0.4.json", "comfy-sd3-api.json"])
-def test_comfyuis_sd3_classes_import_field_by_field(read, registry, name):
-    from nodeforge import Engine
-    from nodeforge.core.models import ModelPaths
-
+def test_comfyuis_sd3_classes_import_field_by_field(read, validate, name):
     imported = read(name)
     nodes = imported.workflow.nodes
     for nid, (node_type, params, inputs) in SD3.items():
@@ -31,8 +28,7 @@ def test_comfyuis_sd3_classes_import_field_by_field(read, registry, name):
         assert (node.type, {k: node.params[k] for k in params}, node.inputs) == (node_type, params, inputs), nid
     assert nodes["135"].extra == {"comfyui": {"class_type": "EmptySD3LatentImage"}}
     assert all(n.type != "comfyui.Placeholder" for n in nodes.values())
-    engine = Engine(device="cpu", registry=registry, model_paths=ModelPaths(roots=[], include_builtin=False))
-    assert engine.validate(imported.workflow, check_files=False) == []
+    assert validate(imported.workflow) == []
 
 
 def test_sd3_classes_export_back_to_comfyuis(read, registry):

@@ -33,13 +33,9 @@ def test_unclip_graph_comes_in_with_its_crop_strengths_and_chain(read, name):
 
 
 @pytest.mark.parametrize("name", FORMATS)
-def test_unclip_graph_validates_and_exports_back_with_the_same_values(read, registry, name):
-    from nodeforge import Engine
-    from nodeforge.core.models import ModelPaths
-
+def test_unclip_graph_validates_and_exports_back_with_the_same_values(read, registry, validate, name):
     workflow = read(name).workflow
-    engine = Engine(device="cpu", registry=registry, model_paths=ModelPaths(roots=[], include_builtin=False))
-    assert engine.validate(workflow, check_files=False) == []
+    assert validate(workflow) == []
     prompt = comfy_export.export_comfyui_api(workflow, registry=registry)
     original = json.loads((DATA / "comfy-unclip-api.json").read_text())
     for nid in ("12", "13", "14"):
