@@ -10,7 +10,8 @@ goes through what a user trying it would do:
 2. no placeholders: no node became a placeholder (a ComfyUI class NodeForge cannot run);
 3. validates: with every missing model mapped by kind onto the demo assets (`--model-map
    'checkpoint:*=nodeforge-shapes'` and so on; images onto workflows/inputs/red-circle.png), the
-   validator finds nothing;
+   validator finds nothing that stops an output (`nodeforge validate` on another tool's file: a
+   half-wired node that leads to no output is a warning, as ComfyUI never checks it);
 4. runs: shrunk to 64 px (sizes scaled so the largest latent side is 64), 8 steps and batch 1,
    every output node runs on the CPU (previews written too).
 
@@ -129,7 +130,9 @@ def measure(path: Path, engine: Engine, run: bool) -> dict:
     record["placeholders"] = sorted({original_class(nodes[nid]) for nid in held})
     if not held:
         record["passed"].append("no placeholders")
-    problems = engine.validate(imported.workflow)
+    # As `nodeforge validate` checks another tool's file: a node that leads to no output is a warning.
+    problems, unreached = engine.validate_outputs(imported.workflow)
+    record["unreached_lines"] = [str(p) for p in unreached]
     record["placeholder_lines"] = [str(p) for p in problems if p.node_id in held]
     record["lines"] = list(dict.fromkeys(imported.line_for(p) for p in problems if p.node_id not in held))
     if problems:

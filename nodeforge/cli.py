@@ -473,7 +473,7 @@ def report_problems(problems: Sequence[Any], imported: Any) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from nodeforge.core.engine import Engine
+    from nodeforge.core.engine import Engine, split_unreached, unreached_warning
 
     engine = Engine(device=args.device if args.device else "auto", output_dir=args.out,
                     cache_budget=args.cache_budget,
@@ -486,10 +486,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     workflow = imported.workflow
     apply_overrides(workflow, args.overrides, engine.registry)
     try:
-        engine.plan(workflow)  # validate everything before loading torch
+        plan = engine.plan(workflow)  # validate everything before loading torch
     except ValidationError as exc:
         report_problems(exc.problems, imported)
         return 1
+    unreached = split_unreached(plan.workflow, plan.checked.problems, engine.registry)[1]
+    print_lines("warning", [unreached_warning(problem) for problem in unreached])
     try:
         engine.resolved_device()
     except ValueError as exc:
@@ -542,7 +544,7 @@ def _make_output_folder(out: str) -> None:
 
 # -- validate ---------------------------------------------------------------------------------------------
 def cmd_validate(args: argparse.Namespace) -> int:
-    from nodeforge.core.engine import Engine
+    from nodeforge.core.engine import Engine, unreached_warning
 
     started = time.perf_counter()
     engine = Engine(device="cpu")
@@ -550,7 +552,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
         print(f"warning: {failure}", file=sys.stderr)
     imported = read_any(args.file, args.model_map, engine.registry, missing_is_error=True)
     workflow = imported.workflow
-    problems = engine.validate(workflow)
+    # A file made in ComfyUI is checked as ComfyUI does: a half-wired node that leads to no output
+    # is a warning there (it never runs); in a NodeForge file it is an error to fix.
+    problems, unreached = engine.validate_outputs(workflow) if imported.foreign else (engine.validate(workflow), [])
+    print_lines("warning", [unreached_warning(problem) for problem in unreached])
     if problems:
         report_problems(problems, imported)
         return 1

@@ -102,6 +102,30 @@ def _problems_per_output(workflow: Workflow, targets: list[str],
     return blocked
 
 
+def split_unreached(workflow: Workflow, problems: list[Problem],
+                    registry: Registry) -> tuple[list[Problem], list[Problem]]:
+    """(the problems that can stop an output, the problems of nodes that lead to no output).
+
+    ComfyUI checks and runs only what its output nodes need, so a shared file with a half-wired
+    node left beside the graph opens and runs there. A node of unknown type (a placeholder) might
+    be an output, so what feeds it counts as reached; a problem naming no node, and every problem
+    of a graph with no output, can stop a run.
+    """
+    outputs = [nid for nid, node in workflow.nodes.items()
+               if (spec := registry.get(node.type)) is None or spec.output_node]
+    if not outputs:
+        return list(problems), []
+    reached = graph.ancestors(workflow, outputs)
+    left_out = {nid for nid in workflow.nodes if nid not in reached}
+    return ([p for p in problems if p.node_id not in left_out],
+            [p for p in problems if p.node_id in left_out])
+
+
+def unreached_warning(problem: Problem) -> str:
+    """An unreached node's problem as a warning line: what is wrong, and why nothing stops."""
+    return f"{problem} (this node leads to no output, so it does not run; connect it or delete it)"
+
+
 def _same_file(path: Path, identity: tuple) -> bool:
     try:
         return file_identity(path) == identity
@@ -165,6 +189,14 @@ class Engine:
         if checked.ok and not self._default_targets(workflow, checked):
             problems.append(Problem(_NOTHING_TO_RUN))
         return problems
+
+    def validate_outputs(self, workflow: Workflow, *,
+                         check_files: bool = True) -> tuple[list[Problem], list[Problem]]:
+        """ComfyUI's rule for a file made there: (the problems that stop an output, the problems
+        of nodes that lead to no output, which ComfyUI never checks; warnings, see
+        `split_unreached`). `validate` keeps both, so the editor shows each on its node."""
+        problems = self.validate(workflow, check_files=check_files)
+        return split_unreached(self._effective(workflow), problems, self.registry)
 
     def _effective(self, workflow: Workflow) -> Workflow:
         """The graph that runs: the editor's bypass and mute applied (graph.apply_switches)."""

@@ -165,3 +165,58 @@ def test_cli_run_exits_1_after_running_the_valid_outputs_and_names_the_failed_on
     assert code == 1
     assert out.strip().endswith("made_5.txt") and (tmp_path / "out" / "made_5.txt").read_text() == "5.0\n"
     assert "output node 4 (Show) was not run" in err and "FancyNumber" in err
+
+
+def _with_a_half_wired_scale() -> Workflow:
+    """1 Number -> 2 Show, and 3 Scale with its value not linked, feeding nothing (left beside the graph)."""
+    wf = Workflow()
+    wf.add("Number", {"value": 5})
+    wf.add("Show", {"label": "good"}, {"value": ("1", "value")})
+    wf.add("Scale", {"factor": 2})
+    return wf
+
+
+def test_a_half_wired_node_that_feeds_no_output_is_a_warning_by_comfyuis_rule_and_does_not_run(engine):
+    wf = _with_a_half_wired_scale()
+    # The whole graph's report (the editor) still shows the problem on the node.
+    [problem] = engine.validate(wf)
+    assert (problem.node_id, problem.node_type, problem.field) == ("3", "Scale", "value")
+    assert engine.validate_outputs(wf) == ([], [problem])
+    result = engine.run(wf)
+    assert result.outputs == {"2": {"label": "good", "value": 5.0}} and "3" not in result.executed
+
+
+def test_what_stops_an_output_stays_an_error_and_an_unknown_node_may_be_an_output(engine):
+    wf = _with_a_half_wired_scale()
+    wf.nodes["2"].inputs.clear()                               # the Show now lacks its value
+    wf.add("FancyNumber", {}, {"value": ("3", "value")})       # unknown: might be an output
+    blocking, unreached = engine.validate_outputs(wf)
+    assert {(p.node_id, p.field) for p in blocking} == {("2", "value"), ("3", "value"), ("4", "type")}
+    assert unreached == []
+
+
+def test_with_no_output_node_every_problem_stops_the_run(engine):
+    wf = _with_a_half_wired_scale()
+    del wf.nodes["2"]
+    blocking, unreached = engine.validate_outputs(wf)
+    assert [(p.node_id, p.field) for p in blocking] == [("3", "value")] and unreached == []
+
+
+def test_cli_run_warns_of_a_half_wired_node_and_runs_the_rest(tmp_path, monkeypatch, capsys):
+    from nodeforge.cli import main
+    from nodeforge.core import registry
+
+    monkeypatch.setenv("NODEFORGE_NODE_PATH", str(Path(__file__).parents[1] / "packs"))
+    registry.reset_default_registry()
+    try:
+        wf = _with_a_half_wired_scale()
+        wf.add("WriteText", {"prefix": "made"}, {"value": ("1", "value")})
+        path = save_workflow(wf, tmp_path / "wf.json")
+        code = main(["run", str(path), "--out", str(tmp_path / "out"), "--device", "cpu", "--quiet"])
+    finally:
+        registry.reset_default_registry()
+    out, err = capsys.readouterr()
+    assert code == 0 and (tmp_path / "out" / "made_4.txt").read_text() == "5.0\n"
+    assert err.splitlines() == ["warning: node 3 (Scale), value: required input is not connected; link a NUMBER "
+                                "output to it (this node leads to no output, so it does not run; connect it or "
+                                "delete it)"]

@@ -346,3 +346,33 @@ def test_model_map_help_names_every_kind_a_kind_map_takes(capsys):
     assert sorted(listed) == sorted(kind.value for kind in FileKind)
     assert listed[-1] == "image" and "diffusion_model" in listed and "text_encoder" in listed
     assert all(map_key_kind(f"{name}:*") is FileKind(name) for name in listed)
+
+
+def _with_a_dangling_vae_encode(tmp_path: Path) -> Path:
+    """txt2img with a VAE Encode left beside the graph, nothing linked to it and it to nothing."""
+    data = json.loads((DATA / "txt2img-0.4.json").read_text())
+    data["nodes"].append({"id": 10, "type": "VAEEncode", "pos": [0, 600], "size": [210, 46], "flags": {},
+                          "order": 9, "mode": 0, "inputs": [{"name": "pixels", "type": "IMAGE", "link": None},
+                                                            {"name": "vae", "type": "VAE", "link": None}],
+                          "outputs": [{"name": "LATENT", "type": "LATENT", "links": []}], "properties": {}})
+    path = tmp_path / "dangling.json"
+    path.write_text(json.dumps(data))
+    return path
+
+
+def test_a_comfyui_file_with_a_half_wired_node_validates_with_a_warning_naming_node_and_input(tmp_path, capsys):
+    source = str(_with_a_dangling_vae_encode(tmp_path))
+    mapped = ["--model-map", "v1-5-pruned-emaonly.safetensors=nodeforge-shapes"]
+    assert main(["validate", source, *mapped]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.startswith("ok: ")
+    assert captured.err.splitlines() == [
+        f"warning: node 10 (VAEEncode), {name}: required input is not connected; link {kind} output to it (this "
+        "node leads to no output, so it does not run; connect it or delete it)"
+        for name, kind in (("vae", "a VAE"), ("image", "an IMAGE"))]
+    # Saved as a NodeForge graph, the same node is an error to fix, as in the editor.
+    mine = tmp_path / "mine.json"
+    assert main(["import", source, *mapped, "-o", str(mine)]) == 0
+    capsys.readouterr()
+    assert main(["validate", str(mine)]) == 1
+    assert "error: node 10 (VAEEncode), image: required input is not connected" in capsys.readouterr().err
