@@ -89,6 +89,23 @@ def test_low_detail_still_draws_titles_and_port_names(big_window, qtbot, monkeyp
     assert "Load Checkpoint" in drawn and {"unet", "clip", "vae", "latent", "conditioning"} <= set(drawn)
 
 
+def test_a_zoom_without_an_anchor_keeps_the_view_centre_wherever_the_mouse_was_left(big_window, qtbot):
+    """set_zoom with no anchor (a fit, a restored viewport, a test) zooms about the view's centre,
+    not about a mouse left over the canvas (the view's anchor for the wheel): that made the
+    low-detail test above fail after the quick-add test had moved the mouse to a corner."""
+    from PySide6.QtCore import QPoint
+
+    win = big_window
+    assert win.document.open_example(builtin_dir("workflows") / "txt2img.json")
+    qtbot.waitUntil(lambda: win.scene.panels_pending() == 0)
+    vp = win.view.viewport()
+    QTest.mouseMove(vp, QPoint(vp.width() - 30, vp.height() - 30))
+    before = win.view.center()
+    win.view.set_zoom(0.45)
+    assert win.view.zoom() == pytest.approx(0.45)
+    assert (win.view.center() - before).manhattanLength() < 4 / 0.45   # a few view pixels of rounding
+
+
 # -- item 3: Save As rebases relative input paths --------------------------------------------------
 def _load_image_node(win):
     return next(nid for nid, node in win.model.nodes.items() if node.type == "LoadImage")

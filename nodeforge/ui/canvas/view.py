@@ -79,9 +79,11 @@ class GraphView(QGraphicsView):
             after = self.mapToScene(anchor_view_pos.toPoint())
             delta = after - before
             self.translate_view(-delta.x() * self.zoom(), -delta.y() * self.zoom())
-        else:
+        else:   # keeps the view's centre: the AnchorUnderMouse anchor would follow wherever the mouse was left
             self.graph.set_fast_zoom(False)
+            centre = self.center()
             self.scale(factor, factor)
+            self.centerOn(centre)
         self.graph.set_low_detail(self.zoom() < LOW_DETAIL_BELOW)
         self.zoomChanged.emit(self.zoom())
 
