@@ -486,6 +486,8 @@ class MainWindow(QMainWindow):
 
     def delete_selection(self) -> None:
         focus = QApplication.focusWidget()
+        if focus is not None and not focus.isVisible():
+            focus = None                     # a hidden popup that kept the focus: no panel is being typed in
         if focus is not None and self.queue.isAncestorOf(focus):
             self.queue.cancel_selected()     # Delete in the Queue panel is about its jobs, not the nodes
             return

@@ -217,3 +217,18 @@ def test_tab_opens_the_search_even_when_nodes_have_focusable_widgets(window, qtb
     QTest.keyClick(window.view, Qt.Key.Key_Tab)
     assert window.search.isVisible()
     window.search.hide()
+
+
+def test_delete_acts_on_the_canvas_once_the_search_popup_is_hidden(window, qtbot):
+    """A hidden popup can keep the application's focus (it did on the offscreen platform, into the
+    next test's window): a widget nobody sees is no panel being typed in, so Delete deletes."""
+    window.show()
+    qtbot.waitExposed(window)
+    nid = add(window, "Prompt", 0, 0)
+    window.view.setFocus()
+    QTest.keyClick(window.view, Qt.Key.Key_Tab)
+    assert window.search.isVisible()
+    window.search.hide()
+    window.scene.select_nodes([nid])
+    window.delete_selection()
+    assert nid not in window.model.nodes
