@@ -63,7 +63,6 @@ CORE = CORE | frozenset({
     "ImageScaleToMaxDimension", "CFGNorm", "CFGZeroStar", "Mahiro", "Epsilon Scaling", "Morphology", "JoinImageWithAlpha",
     "CreateVideo", "SaveVideo", "LoadVideo", "GetVideoComponents", "EmptyHunyuanLatentVideo", "WanImageToVideo",
     "WanVaceToVideo", "TrimVideoLatent", "TextEncodeQwenImageEdit", "TextEncodeQwenImageEditPlus", "ImageStitch",
-    "SkipLayerGuidanceSD3",
 })
 # Met in the corpus with ComfyUI's own record of their pack (properties.cnr_id / aux_id) or known by their
 # pack's naming, for files (API prompts, older editors) that record none.

@@ -502,6 +502,9 @@ ROWS: tuple[ClassMap, ...] = (
               Widget("empty_padding", None, export_default="empty_prompt")), (("clip", "clip"),), ("conditioning",)),
     ClassMap("ModelSamplingSD3", "ModelSamplingSD3", "ModelSamplingSD3", (Widget("shift"),),
              (("model", "unet"),), ("unet",)),
+    ClassMap("SkipLayerGuidanceSD3", "SkipLayerGuidanceSD3", "SkipLayerGuidanceSD3",
+             (Widget("layers"), Widget("scale"), Widget("start_percent"), Widget("end_percent")),
+             (("model", "unet"),), ("unet",)),
     # AuraFlow's shift node sets the same flow shift (ComfyUI scales its timesteps by 1 instead of 1000,
     # which the model's own timestep scale already says in NodeForge).
     ClassMap("ModelSamplingAuraFlow", "ModelSamplingSD3", "ModelSamplingAuraFlow", (Widget("shift"),),

@@ -146,10 +146,17 @@ class FlowGuidance:
         blocks = self.controls.residuals(x, timestep, embeds, pooled) if self.controls is not None else None
         out = module(hidden_states=x.to(dtype), timestep=timestep, encoder_hidden_states=embeds,
                      pooled_projections=pooled, block_controlnet_hidden_states=blocks, return_dict=False)[0].float()
-        if self.negative is None:
-            return out
-        uncond, cond = out.chunk(2)
-        return uncond + self.cfg * (cond - uncond)
+        cond = guided = out.chunk(len(sides))[-1]
+        if self.negative is not None:
+            uncond = out.chunk(2)[0]
+            guided = uncond + self.cfg * (cond - uncond)
+        if getattr(self.model, "skip_layer_guidance", None) is None:
+            return guided
+        from .skip_layers import skip_layer_velocity
+
+        positive_blocks = None if blocks is None else [b.chunk(len(sides))[-1] for b in blocks]
+        skipped = skip_layer_velocity(self, latents, timestep, positive_blocks)
+        return guided if skipped is None else guided + self.model.skip_layer_guidance.scale * (cond - skipped)
 
 
 def check_pipeline_folder(path: Any, transformer_class: str, pipeline_class: str, label: str,

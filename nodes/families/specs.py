@@ -58,6 +58,15 @@ def _needs_flow_model(facts: dict[str, dict[str, Any]], **_: Any) -> list[str]:
     return []
 
 
+def _needs_sd3_model(facts: dict[str, dict[str, Any]], **_: Any) -> list[str]:
+    family = facts.get("unet", {}).get("family")
+    if family is not None and family != "sd3":
+        what = "a UNet (SD 1.x/2.x/XL)" if family == "unet" else f"a {family}"
+        return [f"unet: the model is {what} one; SkipLayerGuidanceSD3 skips blocks of an SD3/SD3.5 transformer "
+                "(remove it, or pick an SD3 checkpoint)"]
+    return []
+
+
 def single_encoder_refusal(type: str) -> str:
     """Why one text encoder file of this ComfyUI type is not loaded, and what loads it."""
     fixes = {"sd3": "SD3 takes CLIP-L, CLIP-G and T5-XXL: load them with TextEncoderLoaderSD3 (ComfyUI's "
@@ -113,6 +122,24 @@ FAMILY_NODES: list[NodeSpec] = [
         description="Set a flow model's sigma shift (sigma' = shift s / (1 + (shift - 1) s)) without changing "
                     "the input model.",
         display_name="Model Sampling (SD3)"),
+    NodeSpec(
+        "SkipLayerGuidanceSD3", "advanced/guidance", _lazy("run_skip_layer_guidance_sd3", "skip_layers"),
+        inputs=(Input("unet", MODEL, description="an SD3/SD3.5 model (left unchanged)"),),
+        params=(Param.string("layers", "7, 8, 9",
+                             description="the transformer blocks to skip, by number (SD3.5 medium: 7, 8, 9)"),
+                Param.float("scale", 3.0, min=0.0, max=10.0, step=0.1,
+                            description="how far the guided velocity moves away from the skipped-blocks one "
+                                        "(0: off)"),
+                Param.float("start_percent", 0.01, min=0.0, max=1.0, step=0.001,
+                            description="where in sampling it starts (0: the first step, at sigma 1)"),
+                Param.float("end_percent", 0.15, min=0.0, max=1.0, step=0.001,
+                            description="where in sampling it stops (1: the last step)")),
+        outputs=(Output("unet", MODEL, description="the model with skip-layer guidance, for a sampler"),),
+        check_inputs=_needs_sd3_model,
+        description="Skip-layer guidance for SD3/SD3.5 (ComfyUI's SkipLayerGuidanceSD3, diffusers' "
+                    "skip_guidance_layers): in the window, steer away from the positive prompt's prediction with "
+                    "these blocks skipped, for cleaner structure; costs one more transformer call per step there.",
+        display_name="Skip Layer Guidance (SD3)"),
     NodeSpec(
         "FluxGuidance", "advanced/conditioning", _lazy("run_flux_guidance", "flux_nodes"),
         inputs=(Input("conditioning", COND, description="a Flux prompt (from TextEncoder or TextEncoderFlux)"),),

@@ -27,6 +27,7 @@ CHANGED_ON_IMPORT = {
     ("comfy-flux-schnell-0.4.json", "11"): ["clip_l.safetensors", "t5xxl_fp8_e4m3fn.safetensors", "flux", "default"],
     # NodeForge has no empty_padding param; ComfyUI's default is written
     ("comfy-sd3-0.4.json", "71"): ["blurry", "blurry, low quality", "a blurry picture", "empty_prompt"],
+    ("comfy-slg-0.4.json", "71"): ["blurry", "blurry, low quality", "a blurry picture", "empty_prompt"],
     # the seed from rgthree's Seed node 9, and rgthree's -1 (a new seed each run) as 0 randomized after each run
     ("comfy-resize-0.4.json", "10"): [1234, "fixed"],
     ("comfy-resize-0.4.json", "12"): [0, "randomize"],

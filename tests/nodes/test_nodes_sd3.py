@@ -449,3 +449,63 @@ def test_diffusion_model_loader_takes_an_sd3_transformer_alone(sd3_engine, sd3_d
     assert got.shape == expected.shape and torch.equal(got, expected)
     wf.nodes["5"].params["sampler"] = "pndm"      # the family fact reaches validate: a DDPM-only sampler is refused
     assert ("5", "sampler") in _validate_problems(engine, wf)
+
+
+# -- skip-layer guidance (ComfyUI's SkipLayerGuidanceSD3) -----------------------------------------------------
+def _with_skip_layer_guidance(wf, **params):
+    wf.add("SkipLayerGuidanceSD3", params, {"unet": ("1", "unet")}, node_id="slg")
+    wf.nodes["5"].inputs["unet"] = ("slg", "unet")
+    return wf
+
+
+def _percent_of(sigma: float, shift: float = 3.0) -> float:
+    """The inverse of ComfyUI's percent_to_sigma on a shifted flow schedule."""
+    return 1.0 - sigma / (shift - (shift - 1.0) * sigma)
+
+
+def test_skip_layer_guidance_gives_the_pipelines_latents_for_the_same_steps(sd3_engine, pipe):
+    # diffusers picks steps by index (i > 4 x 0.01 and i < 4 x 0.6: steps 1 and 2); ComfyUI's node by
+    # sigma (start >= sigma > end): an end between the sigmas of steps 2 and 3 picks the same two.
+    pipe.scheduler.set_timesteps(4)
+    sigmas = [float(s) for s in pipe.scheduler.sigmas[:4]]
+    end = _percent_of((sigmas[2] + sigmas[3]) / 2)
+    wf = _with_skip_layer_guidance(shipped_txt2img("tiny-sd3", seed=7, steps=4), layers="1", scale=2.0,
+                                   start_percent=0.01, end_percent=end)
+    ours = latent_of(sd3_engine, wf)
+    params = wf.nodes
+    theirs = pipe(params["2"].params["text"], negative_prompt=params["3"].params["text"], num_inference_steps=4,
+                  guidance_scale=params["5"].params["cfg"], height=32, width=32,
+                  generator=torch.Generator().manual_seed(7), output_type="latent", skip_guidance_layers=[1],
+                  skip_layer_guidance_scale=2.0, skip_layer_guidance_start=0.01,
+                  skip_layer_guidance_stop=0.6).images
+    torch.testing.assert_close(ours, theirs, atol=1e-4, rtol=1e-4)
+    plain = latent_of(sd3_engine, shipped_txt2img("tiny-sd3", seed=7, steps=4))
+    assert (plain - ours).abs().max() > 1e-3
+    off = _with_skip_layer_guidance(shipped_txt2img("tiny-sd3", seed=7, steps=4), layers="1", scale=0.0)
+    assert torch.equal(latent_of(sd3_engine, off), plain)
+
+
+def test_skip_layer_guidance_reads_comfyuis_layers_text_and_percent_window():
+    from nodes.families.skip_layers import SkipLayerGuidance, layer_numbers, percent_to_sigma
+
+    assert layer_numbers("7, 8, 9") == (7, 8, 9) and layer_numbers("6,7,8") == (6, 7, 8)
+    assert layer_numbers(" 3;3 , 10 ") == (3, 10) and layer_numbers("") == ()
+    assert percent_to_sigma(0.0, 3.0) == 1.0 and percent_to_sigma(1.0, 3.0) == 0.0
+    assert percent_to_sigma(0.5, 1.0) == pytest.approx(0.5)
+    assert percent_to_sigma(0.15, 3.0) == pytest.approx(3 * 0.85 / (1 + 2 * 0.85))
+    window = SkipLayerGuidance((7,), 3.0, percent_to_sigma(0.01, 3.0), percent_to_sigma(0.15, 3.0))
+    assert [window.applies(s) for s in (1.0, 0.99, 0.95, 0.944, 0.5)] == [False, True, True, False, False]
+
+
+def test_skip_layer_guidance_refuses_a_block_the_model_lacks_and_a_unet_model(sd3_engine, make_engine, tmp_path):
+    from nodeforge.core.errors import NodeExecutionError
+
+    wf = _with_skip_layer_guidance(shipped_txt2img("tiny-sd3", seed=7, steps=2), layers="1, 2", scale=3.0)
+    with pytest.raises(NodeExecutionError, match="block 2 is not in tiny-sd3, whose transformer has blocks 0-1"):
+        sd3_engine.run(wf)
+    sd1 = _with_skip_layer_guidance(shipped_txt2img("tiny-sd3", seed=7, steps=2), layers="1", scale=3.0)
+    sd1.nodes["1"].params["checkpoint"] = "nodeforge-shapes"
+    problems = make_engine(tmp_path, tmp_path).validate(sd1)
+    assert [(p.node_id, p.field) for p in problems] == [("slg", "unet")]
+    assert problems[0].message == ("the model is a UNet (SD 1.x/2.x/XL) one; SkipLayerGuidanceSD3 skips blocks of an "
+                                   "SD3/SD3.5 transformer (remove it, or pick an SD3 checkpoint)")
