@@ -5,6 +5,8 @@ from __future__ import annotations
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QMessageBox, QWidget
 
+from nodeforge.ui.dialogs.held import hold
+
 MAX_SHOWN = 30   # notes listed; the rest are counted
 
 
@@ -19,4 +21,17 @@ def show_notes_box(parent: QWidget, title: str, done: str, notes: list[str]) -> 
     box.setWindowModality(Qt.WindowModality.NonModal)
     box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
     box.show()
+    return box
+
+
+def replace_notes_box(owner: object, attr: str, parent: QWidget, title: str, done: str,
+                      notes: list[str]) -> QMessageBox:
+    """Close the box `owner.<attr>` holds, show a new one there, and set `attr` back to None once
+    that box is gone (hold: not when the old box is deleted after the new one opened, which let a
+    third box stack on the second)."""
+    old = getattr(owner, attr)
+    if old is not None:
+        old.close()
+    box = show_notes_box(parent, title, done, notes)
+    hold(owner, attr, box)
     return box

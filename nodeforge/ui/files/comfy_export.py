@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from PySide6.QtWidgets import QFileDialog, QMessageBox
 
-from nodeforge.ui.dialogs.notes_box import show_notes_box
+from nodeforge.ui.dialogs.notes_box import replace_notes_box
 
 if TYPE_CHECKING:  # pragma: no cover
     from nodeforge.core.engine import Engine
@@ -97,8 +97,5 @@ class ComfyExport:
 
     def show_notes(self, path: Path, what: str, notes: list[str]) -> None:
         """What the export changed or left out, non-modal (the user can fix the graph meanwhile)."""
-        if self.notice is not None:
-            self.notice.close()
-        self.notice = show_notes_box(self.host.window(), "Exported with notes", f"{path.name} was written as a {what}",
-                                     notes)
-        self.notice.destroyed.connect(lambda *_: setattr(self, "notice", None))
+        replace_notes_box(self, "notice", self.host.window(), "Exported with notes",
+                          f"{path.name} was written as a {what}", notes)

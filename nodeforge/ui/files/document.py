@@ -23,7 +23,8 @@ from nodeforge.core.types import FileKind
 from nodeforge.core.placeholder import is_placeholder, original_class
 from nodeforge.core.relocate import Relocation, relocate
 from nodeforge.core.workflow import Workflow, save_workflow
-from nodeforge.ui.dialogs.notes_box import show_notes_box
+from nodeforge.ui.dialogs.held import hold
+from nodeforge.ui.dialogs.notes_box import replace_notes_box
 from nodeforge.ui.files.autosave import Autosaver
 from nodeforge.ui.files.comfy_export import ComfyExport, suggested_name
 from nodeforge.ui.graph.controller import CLIPBOARD_MIME, looks_like_workflow, unencodable_text
@@ -251,8 +252,7 @@ class DocumentController(QObject):
         dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         dialog.accepted.connect(lambda: self._use_chosen_models(dialog, imported, path))
         dialog.rejected.connect(lambda: self._missing_dialog_left(dialog, path))
-        dialog.destroyed.connect(lambda *_: setattr(self, "missing_dialog", None))
-        self.missing_dialog = dialog
+        hold(self, "missing_dialog", dialog)
         dialog.show()
         return True
 
@@ -305,11 +305,8 @@ class DocumentController(QObject):
         self.set_document(workflow, None)
 
     def _show_import_notes(self, path: Path, warnings: list[str]) -> None:
-        if self.import_notice is not None:
-            self.import_notice.close()
-        self.import_notice = show_notes_box(self.host.window(), "Imported with notes", f"{path.name} was imported",
-                                            [for_the_editor(line) for line in warnings])
-        self.import_notice.destroyed.connect(lambda *_: setattr(self, "import_notice", None))
+        replace_notes_box(self, "import_notice", self.host.window(), "Imported with notes",
+                          f"{path.name} was imported", [for_the_editor(line) for line in warnings])
         self.host.show_message(f"Imported {path.name} with {len(warnings)} note"
                                f"{'s' if len(warnings) != 1 else ''}", 10000)
 
@@ -448,8 +445,7 @@ class DocumentController(QObject):
                           f"minute.\n\n{message}", QMessageBox.StandardButton.Ok, self.host.window())
         box.setWindowModality(Qt.WindowModality.NonModal)
         box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
-        box.destroyed.connect(lambda *_: setattr(self, "autosave_notice", None))
-        self.autosave_notice = box
+        hold(self, "autosave_notice", box)
         box.show()
         self.host.show_message(f"Autosave failed: {message.splitlines()[0]}", 10000)
 

@@ -14,6 +14,7 @@ from PySide6.QtWidgets import (
 
 from nodeforge.core.metadata import GenerationInfo
 from nodeforge.ui.dialogs.compare_dialog import CompareDialog
+from nodeforge.ui.dialogs.held import hold
 from nodeforge.ui.panels.gallery import (FOLDER, GalleryGrid, folder_records, full_image, has_workflow, label,
                                          parameters_text, slimmed)
 from nodeforge.ui.run.runner import RunImage
@@ -385,11 +386,11 @@ class ImagePanel(QDockWidget):
         names = tuple(Path(r.path).name if r.path else label(r) for r in (first, second))
         if self.compare_dialog is not None:
             self.compare_dialog.close()
-        self.compare_dialog = CompareDialog(full_image(first), full_image(second), names, self.window())
-        self.compare_dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
-        self.compare_dialog.destroyed.connect(lambda: setattr(self, "compare_dialog", None))
-        self.compare_dialog.show()
-        return self.compare_dialog
+        dialog = CompareDialog(full_image(first), full_image(second), names, self.window())
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        hold(self, "compare_dialog", dialog)
+        dialog.show()
+        return dialog
 
     def copy_seed(self, seed: str) -> None:
         QGuiApplication.clipboard().setText(seed)
