@@ -581,6 +581,15 @@ NODES: list[NodeSpec] = [
          Param.int("resolution_steps", 1, min=1, max=256, description="each side a multiple of this")),
         "Resize images to a number of pixels, keeping the aspect ratio.", "Scale Image to Total Pixels",
         **_RESIZE_IMAGE),
+    operation(
+        "ImageScaleToMaxDimension", "run_image_scale_to_max_dimension",
+        (Param.choice("upscale_method", IMAGE_METHODS, default="area",
+                      description="the resampling filter (area averages when shrinking; lanczos and bicubic are "
+                                  "sharp; nearest-exact keeps hard pixels)"),
+         Param.int("largest_size", 512, min=1, max=16384,
+                   description="the longer side's new length in pixels (a square gets this on both sides)")),
+        "Resize images so their longer side is largest_size pixels, keeping the aspect ratio.",
+        "Scale Image to Max Dimension", **_RESIZE_IMAGE),
     NodeSpec(
         "ConditioningSetAreaStrength", "conditioning", _lazy("conditioning", "run_conditioning_set_area_strength"),
         inputs=(Input("conditioning", COND, description="the prompt to weight"),),

@@ -142,6 +142,23 @@ def run_image_scale_to_total_pixels(ctx: Any, image: torch.Tensor, upscale_metho
     return {"image": scale_image(image, width, height, upscale_method, "disabled")}
 
 
+def max_dimension_size(width: int, height: int, largest: int) -> tuple[int, int]:
+    """ComfyUI's ImageScaleToMaxDimension size: the longer side becomes `largest`, the shorter one keeps
+    the aspect ratio (Python's round, halves to even; never below 1); a square gets largest x largest."""
+    if height > width:
+        return max(1, round(width / height * largest)), largest
+    if width > height:
+        return largest, max(1, round(height / width * largest))
+    return largest, largest
+
+
+def run_image_scale_to_max_dimension(ctx: Any, image: torch.Tensor, upscale_method: str,
+                                     largest_size: int) -> dict[str, Any]:
+    h, w = image.shape[1:3]
+    width, height = max_dimension_size(w, h, largest_size)
+    return {"image": scale_image(image, width, height, upscale_method, "disabled")}
+
+
 def pad_for_outpaint(image: torch.Tensor, left: int, top: int, right: int, bottom: int,
                      feathering: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The image on a grey canvas grown by the margins, and the mask of what to paint (1 = new).

@@ -1,7 +1,7 @@
 """ComfyUI's small utility nodes, numerically as ComfyUI defines them: ConditioningZeroOut,
 ConditioningAverage, ConditioningConcat, ConditioningSetAreaPercentage, RepeatLatentBatch,
 LatentFromBatch, LoadImageMask, InvertMask, ImageInvert, ImageToMask, MaskToImage, SolidMask, GrowMask,
-ImageScaleToTotalPixels, ConditioningSetTimestepRange, ConditioningSetAreaStrength, ImageCrop, ImageBatch,
+ImageScaleToTotalPixels, ImageScaleToMaxDimension, ConditioningSetTimestepRange, ConditioningSetAreaStrength, ImageCrop, ImageBatch,
 LatentBlend, EmptyImage, ImageCompositeMasked, LatentCompositeMasked."""
 from __future__ import annotations
 
@@ -221,6 +221,22 @@ def test_scale_to_total_pixels_keeps_the_aspect_and_rounds_to_the_steps():
     assert out.shape == (1, 443, 591, 3)
     stepped = geometry.run_image_scale_to_total_pixels(None, image, "nearest-exact", 0.25, 64)["image"]
     assert stepped.shape == (1, 448, 576, 3)
+
+
+def test_scale_to_max_dimension_makes_the_longer_side_the_size_as_comfyui():
+    geometry = builtin_module("geometry")
+    image = torch.rand(2, 300, 600, 3)
+    out = geometry.run_image_scale_to_max_dimension(None, image, "area", 512)["image"]
+    # ComfyUI's area method is torch's area interpolation on [B, C, H, W]
+    expected = torch.nn.functional.interpolate(image.permute(0, 3, 1, 2), size=(256, 512), mode="area")
+    torch.testing.assert_close(out, expected.clamp(0, 1).permute(0, 2, 3, 1))
+    tall = geometry.run_image_scale_to_max_dimension(None, torch.rand(1, 700, 300, 3), "bilinear", 100)["image"]
+    assert tall.shape == (1, 100, 43, 3)                       # 300 / 700 x 100 = 42.86
+    square = geometry.run_image_scale_to_max_dimension(None, torch.rand(1, 40, 40, 3), "lanczos", 1024)["image"]
+    assert square.shape == (1, 1024, 1024, 3)
+    # Python's round, as ComfyUI: halves go to the even side; a sliver never becomes 0 pixels
+    assert geometry.max_dimension_size(1, 2, 5) == (2, 5) and geometry.max_dimension_size(3, 1, 9) == (9, 3)
+    assert geometry.max_dimension_size(1000, 1, 64) == (64, 1)
 
 
 def _ranged(wf, nid, src, start, end):
