@@ -240,10 +240,13 @@ def tokenizer_works(tok: Any) -> bool:
 
 
 def check_vocabulary(path: Path, part: str, tok: Any) -> None:
-    """Refuse, naming the diffusers folder's part, a tokenizer built without its vocabulary files."""
+    """Refuse, naming the diffusers folder's part and the files it lacks (its class's: vocab.json and
+    merges.txt for CLIP and Qwen, spiece.model for T5), a tokenizer built without its vocabulary files."""
     if not tokenizer_works(tok):
-        raise NodeError(f"{path.name}/{part} holds no usable vocabulary (tokenizer.json, or the tokenizer's "
-                        "vocabulary files); copy it from the model again", field="checkpoint")
+        files = [f for f in getattr(tok, "vocab_files_names", {}).values() if f != "tokenizer.json"]
+        raise NodeError(f"{path.name}/{part} holds no usable vocabulary (tokenizer.json, or "
+                        f"{' and '.join(files) or 'the vocabulary files'}); copy it from the model again",
+                        field="checkpoint")
 
 
 def _quiet_progress_bars() -> None:

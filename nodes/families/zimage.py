@@ -22,11 +22,10 @@ import torch
 
 from nodeforge.core.errors import NodeError
 
-from ..loading import _finish, _from_pretrained, _quiet_progress_bars, configs_dir, pick_dtype, tokenizer_works, \
-    vae_dtype
+from ..loading import _finish, _from_pretrained, _quiet_progress_bars, configs_dir, pick_dtype, vae_dtype
 from ..wrappers import LoadedCheckpoint
 from .zimage_sampling import ZIMAGE_SAMPLING
-from .flow import check_pipeline_folder
+from .flow import check_pipeline_folder, folder_text_encoders
 
 MODEL_FAMILIES = ("zimage",)
 TRANSFORMER_CLASS = "ZImageTransformer2DModel"
@@ -86,12 +85,8 @@ def _check_folder(path: Path) -> None:
 def _folder_text_encoder(path: Path, dtype: torch.dtype) -> tuple[Any, Any]:
     from transformers import AutoTokenizer, Qwen3Model
 
-    encoder = _from_pretrained(Qwen3Model, path, "text_encoder", torch_dtype=dtype)
-    tokenizer = AutoTokenizer.from_pretrained(str(path), subfolder="tokenizer", local_files_only=True)
-    if not tokenizer_works(tokenizer):
-        raise NodeError(f"{path.name}/tokenizer holds no usable vocabulary (tokenizer.json, or vocab.json and "
-                        "merges.txt); copy it from the model again", field="checkpoint")
-    return tokenizer, encoder
+    found = folder_text_encoders(path, dtype, (("", Qwen3Model, AutoTokenizer),), checked=("tokenizer",))
+    return found["tokenizer"], found["text_encoder"]
 
 
 def model_fields(name: str, sched: dict, transformer: Any, factor: int) -> dict[str, Any]:

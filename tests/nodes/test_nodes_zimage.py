@@ -216,6 +216,22 @@ def test_a_folder_without_its_text_encoder_names_it_and_the_fix(zimage_dir, tmp_
     assert "TextEncoderLoader (type lumina2)" in message and "\n" not in message
 
 
+def test_a_folder_whose_qwen3_tokenizer_lost_its_vocabulary_names_the_files(zimage_dir, tmp_path):
+    """The flow families' folder check (flow.folder_text_encoders): Qwen3's tokenizer is BPE, so the
+    refusal names its files as Z-Image's own check did before it."""
+    import shutil
+
+    from nodes.loading import load_checkpoint
+
+    folder = shutil.copytree(zimage_dir / "checkpoints" / "tiny-zimage", tmp_path / "zimage-no-vocab")
+    for name in ("vocab.json", "merges.txt", "tokenizer.json"):
+        (folder / "tokenizer" / name).unlink(missing_ok=True)
+    with pytest.raises(NodeError) as info:
+        load_checkpoint(folder, "cpu")
+    assert str(info.value) == ("zimage-no-vocab/tokenizer holds no usable vocabulary (tokenizer.json, or vocab.json "
+                               "and merges.txt); copy it from the model again")
+
+
 def test_a_zimage_transformer_in_an_sd3_folder_is_refused_naming_both(zimage_dir, tmp_path):
     message = tm.refusal_of_copy(zimage_dir / "checkpoints" / "tiny-zimage", tmp_path / "sd3-with-zimage",
                                  pipeline="StableDiffusion3Pipeline")
