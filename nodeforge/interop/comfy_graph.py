@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from nodeforge.core.errors import WorkflowFileError
+from nodeforge.interop.comfy_everywhere import EVERYWHERE
 
 MAX_SUBGRAPH_DEPTH = 16
 # Nested instances multiply (a 14 KB file can ask for 10^9 nodes); no real workflow comes near this.
@@ -247,16 +248,18 @@ class _Level:
 
 
 def read_ui_workflow(data: dict[str, Any], source: object = None) -> ComfyGraph:
+    from nodeforge.interop.comfy_everywhere import wire_everywhere
     from nodeforge.interop.comfy_groups import expand_group_nodes
 
     data = expand_group_nodes(data)      # old group nodes become the nodes they hold
+    data, wired = wire_everywhere(data)  # cg-use-everywhere's senders become the links they make
     graph = ComfyGraph("ComfyUI workflow")
     definitions = _subgraph_definitions(data, source)
     top = _Level(data, source, "")
     graph.groups = _groups(data.get("groups"))
     tally = _Tally()
     graph.nodes = _expand(top, definitions, source, [], graph, tally)
-    graph.warnings = list(tally.warnings)
+    graph.warnings = list(tally.warnings) + wired
     extra = data.get("extra") if isinstance(data.get("extra"), dict) else {}
     ds = extra.get("ds")
     if isinstance(ds, dict):
@@ -437,6 +440,10 @@ def read_api_prompt(data: dict[str, Any], source: object = None) -> ComfyGraph:
         inputs = {} if inputs is None else inputs
         if not isinstance(inputs, dict):
             raise _fail("\"inputs\" must be an object", nid, class_type, "inputs", source)
+        if class_type in EVERYWHERE:    # the prompt already holds the links it made (queued through the editor)
+            graph.warnings.append(f"node {nid} ({class_type}): left out; in an API prompt the inputs it fed are "
+                                  "already linked")
+            continue
         node = ComfyNode(nid, class_type, values={})
         for name, value in inputs.items():
             if is_link(value):
