@@ -441,6 +441,15 @@ def load_single_file(path: Path, device: str, read: tuple[dict, dict] | None = N
                      tok2, device, dtype)
 
 
+def model_from_state(cls: Any, config: Any, state: dict[str, torch.Tensor], what: str, field: str = "checkpoint") -> Any:
+    """A diffusers model of class `cls` built from `config` on the meta device (no memory spent on
+    weights about to be replaced), holding `state`'s tensors (_load_into's checks)."""
+    with torch.device("meta"):
+        model = cls.from_config(config)
+    _load_into(model, state, what, field=field)
+    return model
+
+
 def _load_into(module: torch.nn.Module, state: dict[str, torch.Tensor], what: str, field: str = "checkpoint") -> None:
     """Give a meta-device module the checkpoint's tensors, refusing a checkpoint of another shape."""
     expected = module.state_dict()

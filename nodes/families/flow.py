@@ -193,6 +193,32 @@ def folder_text_encoders(path: Any, dtype: torch.dtype, parts: tuple[tuple[str, 
     return found
 
 
+T5_TOKENIZER_HUB = "google/t5-v1_1-xxl"   # T5-XXL's tokenizer, which Flux and SD3 share
+
+
+def t5_tokenizer(path: Any, part: str, cfg: Any, whose: str, field: str) -> Any:
+    """T5-XXL's tokenizer for the single file `path`: its `part` folder (Flux's tokenizer_2, SD3's
+    tokenizer_3) in the config folder `cfg` or beside the file, where it is not empty, else the one in
+    the Hugging Face cache; offline without one, a refusal saying where to put `whose` folder."""
+    from transformers import AutoTokenizer
+
+    for folder in (cfg / part, path.parent / part):
+        if folder.is_dir() and any(folder.iterdir()):
+            return AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+    try:
+        return AutoTokenizer.from_pretrained(T5_TOKENIZER_HUB, local_files_only=True)
+    except Exception:
+        raise NodeError(f"{path.name}: no T5 tokenizer was found offline; put {whose} {part} folder (from its "
+                        f"diffusers repository) beside the file or in {path.stem}.config/, or download "
+                        f"'{T5_TOKENIZER_HUB}' into the Hugging Face cache once", field=field) from None
+
+
+def check_clip_family(clip: Any, family: str, node: str, model: str) -> None:
+    """A family's own text encoder node (TextEncoderFlux, TextEncoderSD3) refuses another family's CLIP."""
+    if clip.family != family:
+        raise NodeError(f"{node} needs {model} CLIP, not a {clip.family} one; use TextEncoder", field="clip")
+
+
 REFUSED_PROMPT_KEYS = {"area": "area", "area_fraction": "area", "timestep_range": "timestep range", "mask": "mask",
                        "control": "ControlNet"}
 

@@ -29,7 +29,6 @@ from .flow import check_pipeline_folder, folder_text_encoders
 
 MODEL_FAMILIES = ("flux",)
 TRANSFORMER_CLASS = "FluxTransformer2DModel"
-T5_TOKENIZER_HUB = "google/t5-v1_1-xxl"
 FOLDER_PARTS = (("vae", "the VAE"), ("text_encoder", "CLIP-L"), ("tokenizer", "CLIP-L's tokenizer"),
                 ("text_encoder_2", "T5-XXL"), ("tokenizer_2", "T5's tokenizer"))
 

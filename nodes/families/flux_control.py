@@ -94,15 +94,12 @@ def config_from_state(path: Path, state: dict[str, torch.Tensor]) -> dict[str, A
 def load_flux_state(path: Path, state: dict[str, torch.Tensor]) -> Any:
     from diffusers import FluxControlNetModel
 
-    from ..loading import _load_into
+    from ..loading import model_from_state
 
     config_file = path.with_name(path.stem + ".config") / "config.json"
     config = json.loads(config_file.read_text()) if config_file.is_file() else config_from_state(path, state)
     _refuse_union(path.name, config)
-    with torch.device("meta"):
-        model = FluxControlNetModel.from_config(config)
-    _load_into(model, state, "Flux ControlNet", field="controlnet")
-    return model
+    return model_from_state(FluxControlNetModel, config, state, "Flux ControlNet", field="controlnet")
 
 
 def refuse_xlabs_original(path: Path) -> None:

@@ -26,8 +26,9 @@ import torch
 
 from nodeforge.core.errors import NodeError
 
-from ..loading import _load_into, _quiet_progress_bars, load_tokenizer, pick_dtype
-from .flux import T5_TOKENIZER_HUB, assemble, scheduler_config, shipped_configs
+from ..loading import _load_into, _quiet_progress_bars, load_tokenizer, model_from_state, pick_dtype
+from .flow import t5_tokenizer as flow_t5_tokenizer
+from .flux import assemble, scheduler_config, shipped_configs
 
 MODEL_PREFIX = "model.diffusion_model."
 CLIP_L, T5 = "text_encoders.clip_l.transformer.", "text_encoders.t5xxl.transformer."
@@ -87,10 +88,7 @@ def transformer_from_state(state: dict[str, torch.Tensor], cfg: Path, name: str,
         raise NodeError(f"{name} holds no Flux transformer (no img_in / x_embedder weights); it may be another kind "
                         "of model", field=field)
     config = transformer_config(converted, FluxTransformer2DModel.load_config(str(cfg / "transformer")))
-    with torch.device("meta"):
-        transformer = FluxTransformer2DModel.from_config(config)
-    _load_into(transformer, converted, "Flux transformer", field=field)
-    return transformer
+    return model_from_state(FluxTransformer2DModel, config, converted, "Flux transformer", field=field)
 
 
 def convert_bfl(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -183,14 +181,4 @@ def clip_tokenizer(path: Path, cfg: Path) -> Any:
 
 
 def t5_tokenizer(path: Path, cfg: Path, field: str) -> Any:
-    from transformers import AutoTokenizer
-
-    for folder in (cfg / "tokenizer_2", path.parent / "tokenizer_2"):
-        if folder.is_dir() and any(folder.iterdir()):
-            return AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
-    try:
-        return AutoTokenizer.from_pretrained(T5_TOKENIZER_HUB, local_files_only=True)
-    except Exception:
-        raise NodeError(f"{path.name}: no T5 tokenizer was found offline; put FLUX.1's tokenizer_2 folder (from its "
-                        f"diffusers repository) beside the file or in {path.stem}.config/, or download "
-                        f"'{T5_TOKENIZER_HUB}' into the Hugging Face cache once", field=field) from None
+    return flow_t5_tokenizer(path, "tokenizer_2", cfg, "FLUX.1's", field)

@@ -9,6 +9,7 @@ from nodeforge.core.errors import NodeError
 from ..conditioning import entries
 from ..embeddings import EmbeddingLookup
 from ..wrappers import ClipModel, UNetModel
+from .flow import check_clip_family
 from .flux_sampling import calculate_shift
 from .flux_text import encode_flux
 
@@ -25,9 +26,7 @@ def run_flux_guidance(ctx: Any, conditioning: Any, guidance: float) -> dict[str,
 
 def run_text_encoder_flux(ctx: Any, clip: ClipModel, clip_l: str, t5xxl: str, guidance: float) -> dict[str, Any]:
     """ComfyUI's CLIPTextEncodeFlux: CLIP-L and T5 each read their own prompt; the guidance is set too."""
-    if clip.family != "flux":
-        raise NodeError(f"TextEncoderFlux needs a Flux model's CLIP, not a {clip.family} one; use TextEncoder",
-                        field="clip")
+    check_clip_family(clip, "flux", "TextEncoderFlux", "a Flux model's")
     entry = encode_flux(clip, t5xxl, EmbeddingLookup.for_context(ctx), clip_l=clip_l, t5xxl=t5xxl, guidance=guidance)
     return {"conditioning": [entry]}
 

@@ -22,7 +22,7 @@ import torch
 
 from nodeforge.core.errors import NodeError
 
-from ..loading import _finish, _from_pretrained, _load_into, _quiet_progress_bars, configs_dir, pick_dtype, \
+from ..loading import _finish, _from_pretrained, _quiet_progress_bars, configs_dir, pick_dtype, \
     vae_dtype
 from ..wrappers import LoadedCheckpoint
 from .flow import FLOW_SAMPLING, folder_text_encoders
@@ -33,7 +33,6 @@ FILE_PREFIX = "model.diffusion_model."
 CLIP_L, CLIP_G, T5 = "text_encoders.clip_l.transformer.", "text_encoders.clip_g.transformer.", \
     "text_encoders.t5xxl.transformer."
 VAE_PREFIX = "first_stage_model."
-T5_TOKENIZER_HUB = "google/t5-v1_1-xxl"
 
 
 def claims_folder(path: Path) -> bool:

@@ -41,7 +41,7 @@ def load_sd3_folder(path: Path) -> Any:
 def load_sd3_state(path: Path, state: dict[str, torch.Tensor]) -> Any:
     from diffusers import SD3ControlNetModel
 
-    from ..loading import _load_into
+    from ..loading import model_from_state
 
     config_file = path.with_name(path.stem + ".config") / "config.json"
     if not config_file.is_file():
@@ -49,10 +49,7 @@ def load_sd3_state(path: Path, state: dict[str, torch.Tensor]) -> Any:
                         f"the config.json from its repository in a folder named '{path.stem}.config' beside it, or "
                         "use the whole diffusers folder", field="controlnet")
     config = json.loads(config_file.read_text())
-    with torch.device("meta"):
-        model = SD3ControlNetModel.from_config(config)
-    _load_into(model, state, "SD3 ControlNet", field="controlnet")
-    return model
+    return model_from_state(SD3ControlNetModel, config, state, "SD3 ControlNet", field="controlnet")
 
 
 def encoded_image(control: Any, height: int, width: int) -> torch.Tensor:

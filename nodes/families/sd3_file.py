@@ -22,7 +22,8 @@ import torch
 from nodeforge.core.errors import NodeError
 
 from ..loading import _load_into, _quiet_progress_bars, load_tokenizer, pick_dtype
-from .sd3 import CLIP_G, CLIP_L, FILE_PREFIX, T5, T5_TOKENIZER_HUB, VAE_PREFIX, assemble, shipped_configs
+from .flow import t5_tokenizer
+from .sd3 import CLIP_G, CLIP_L, FILE_PREFIX, T5, VAE_PREFIX, assemble, shipped_configs
 
 
 def load_sd3_file(path: Path, device: str, state: dict[str, torch.Tensor]) -> Any:
@@ -112,18 +113,7 @@ def _tokenizers(path: Path, cfg: Path, with_t5: bool) -> dict[str, Any]:
 
 
 def _t5_tokenizer(path: Path, cfg: Path) -> Any:
-    from transformers import AutoTokenizer
-
-    for folder in (cfg / "tokenizer_3", path.parent / "tokenizer_3"):
-        if folder.is_dir():
-            return AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
-    try:
-        return AutoTokenizer.from_pretrained(T5_TOKENIZER_HUB, local_files_only=True)
-    except Exception:
-        raise NodeError(f"{path.name} includes T5 but no T5 tokenizer was found offline: put the model's "
-                        f"tokenizer_3 folder (from its diffusers repository) beside the file or in "
-                        f"{path.stem}.config/, or download '{T5_TOKENIZER_HUB}' into the Hugging Face cache "
-                        "once", field="checkpoint") from None
+    return t5_tokenizer(path, "tokenizer_3", cfg, "the model's", "checkpoint")
 
 
 def _text_encoders(cfg: Path, parts: dict[str, dict[str, torch.Tensor]]) -> dict[str, Any]:

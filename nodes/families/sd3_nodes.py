@@ -8,14 +8,13 @@ from nodeforge.core.errors import NodeError
 
 from ..embeddings import EmbeddingLookup
 from ..wrappers import ClipModel, UNetModel
+from .flow import check_clip_family
 from .sd3_text import encode_sd3
 
 
 def run_text_encoder_sd3(ctx: Any, clip: ClipModel, clip_l: str, clip_g: str, t5xxl: str) -> dict[str, Any]:
     """ComfyUI's CLIPTextEncodeSD3: each encoder reads its own prompt."""
-    if clip.family != "sd3":
-        raise NodeError(f"TextEncoderSD3 needs an SD3 model's CLIP, not a {clip.family} one; use TextEncoder",
-                        field="clip")
+    check_clip_family(clip, "sd3", "TextEncoderSD3", "an SD3 model's")
     entry = encode_sd3(clip, clip_l, EmbeddingLookup.for_context(ctx), clip_l=clip_l, clip_g=clip_g, t5xxl=t5xxl)
     return {"conditioning": [entry]}
 

@@ -22,7 +22,7 @@ import torch
 from nodeforge.core.errors import NodeError
 from nodeforge.core.types import FileKind
 
-from ..loading import _finish, _load_into, load_shared, pick_dtype, read_state_dict
+from ..loading import _finish, load_shared, model_from_state, pick_dtype, read_state_dict
 from ..placement import place
 from ..wrappers import ClipModel, UNetModel
 from . import flux_file as ff
@@ -122,9 +122,7 @@ def _read_sd3_transformer(path: Path, state: dict[str, torch.Tensor], device: st
         raise NodeError(f"{path.name} is an incomplete SD3 transformer (no {exc}); the download may be damaged: "
                         "download it again, or load the whole checkpoint with CheckpointLoader", field="model") from None
     config = transformer_config(converted, SD3Transformer2DModel.load_config(str(cfg / "transformer")))
-    with torch.device("meta"):
-        transformer = SD3Transformer2DModel.from_config(config)
-    _load_into(transformer, converted, "SD3 transformer", field="model")
+    transformer = model_from_state(SD3Transformer2DModel, config, converted, "SD3 transformer", field="model")
     _finish([transformer], device, dtype)
     place(transformer, device)
     transformer.eval().requires_grad_(False)

@@ -24,7 +24,7 @@ import torch
 
 from nodeforge.core.errors import NodeError
 
-from ..loading import _finish, _load_into, pick_dtype, read_state_dict, tokenizer_works
+from ..loading import _finish, _load_into, model_from_state, pick_dtype, read_state_dict, tokenizer_works
 from .separate import LoadedPart
 
 QWEN_TOKENIZER_HUB = "Qwen/Qwen3-4B"
@@ -51,9 +51,7 @@ def read_transformer(path: Path, state: dict[str, torch.Tensor], device: str, dt
         raise NodeError(f"{path.name} is an incomplete Z-Image transformer (no x_embedder weights); the download may "
                         "be damaged: download it again", field="model")
     config = transformer_config(converted, ZImageTransformer2DModel.load_config(str(cfg / "transformer")))
-    with torch.device("meta"):
-        transformer = ZImageTransformer2DModel.from_config(config)
-    _load_into(transformer, converted, "Z-Image transformer", field="model")
+    transformer = model_from_state(ZImageTransformer2DModel, config, converted, "Z-Image transformer", field="model")
     _finish([transformer], device, dtype)
     blocks = json.loads((cfg / "vae" / "config.json").read_text())["block_out_channels"]
     sched = scheduler_config(cfg if cfg != shipped_configs() else None)

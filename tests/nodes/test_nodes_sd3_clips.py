@@ -176,3 +176,25 @@ def test_a_lora_given_as_a_checkpoint_says_loraloader(models_dir):
     with pytest.raises(NodeError) as info:
         load_checkpoint(models_dir / "loras" / "peft.safetensors", "cpu")
     assert "peft.safetensors is a LoRA" in str(info.value) and "LoRALoader" in str(info.value)
+
+
+def test_a_single_files_t5_tokenizer_skips_an_empty_folder_and_says_where_to_put_one(tmp_path, monkeypatch):
+    """Flux's and SD3's single files find T5's tokenizer the same way (nodes/families/flow.py):
+    the config folder's or the one beside the file, an empty folder passed over; offline without
+    one, one line that says which folder to put where."""
+    from nodes.families import flow
+    from nodes.families.flux_file import t5_tokenizer as flux_t5
+    from nodes.families.sd3_file import _t5_tokenizer as sd3_t5
+
+    model = tmp_path / "sd3_medium.safetensors"
+    cfg = tmp_path / "sd3_medium.config"
+    (cfg / "tokenizer_3").mkdir(parents=True)                     # empty: not a tokenizer
+    ts.make_t5_tokenizer().save_pretrained(str(tmp_path / "tokenizer_3"))
+    assert sd3_t5(model, cfg)("a red circle")["input_ids"] == ts.make_t5_tokenizer()("a red circle")["input_ids"]
+    monkeypatch.setattr(flow, "T5_TOKENIZER_HUB", "nodeforge-tests/no-such-tokenizer")
+    with pytest.raises(NodeError) as info:
+        flux_t5(tmp_path / "flux1-dev.safetensors", cfg, "clip_name2")
+    assert str(info.value) == ("flux1-dev.safetensors: no T5 tokenizer was found offline; put FLUX.1's tokenizer_2 "
+                               "folder (from its diffusers repository) beside the file or in flux1-dev.config/, or "
+                               "download 'nodeforge-tests/no-such-tokenizer' into the Hugging Face cache once")
+    assert info.value.field == "clip_name2"
