@@ -16,6 +16,7 @@ from nodeforge.core.workflow import NodeRef, Workflow
 from nodeforge.interop import comfy_table as table
 from nodeforge.interop.comfy_graph import ComfyGraph, ComfyNode
 from nodeforge.interop.comfy_packs import describe
+from nodeforge.interop.comfy_text import TEXT_OPS
 
 MUTED, BYPASSED = 2, 4
 # The editor's view: the ComfyUI offset is the canvas translation; NodeForge stores the centre.
@@ -70,7 +71,8 @@ class _Converter:
         self.setters: dict[str, ComfyNode] = {}
         self.power: dict[str, list[tuple[str, float, float]]] = {}   # Power Lora Loader id -> its LoRAs on
         self.decodes: dict[str, ComfyNode] = {}    # nodes whose decoded-latent output is used (ClassMap.decoded)
-        self.joined: dict[str, str] = {}           # StringConcatenate ids -> the constant string each folds into
+        self.joined: dict[str, str] = {}           # text operations' ids -> the constant text each folds into
+        self.folding: set[str] = set()             # the text operations being worked out (a loop stays unfolded)
         for node in graph.nodes.values():
             name = self._constant(node) if node.class_type == table.SET_NODE else None
             if isinstance(name, str):
@@ -89,26 +91,30 @@ class _Converter:
                                    *table.TEXT_PRINTS) \
             or node.class_type in table.VALUE_NODES or node.class_type in table.NOTES or node.id in self.joined
 
-    def _join(self, node: ComfyNode, seen: frozenset[str] = frozenset()) -> str | None:
-        """A StringConcatenate's string_a + delimiter + string_b when each is its own widget or a linked
-        constant (or another such join); else None (it stays a placeholder)."""
-        if node.id in self.joined or node.id in seen:
+    def _fold(self, node: ComfyNode) -> str | None:
+        """A text operation's result (comfy_text.TEXT_OPS) when each text it reads is a widget, a linked
+        constant or another such operation; else None (it stays a placeholder; so does a loop of them)."""
+        if node.id in self.joined or node.id in self.folding:
             return self.joined.get(node.id)
+        self.folding.add(node.id)
+        op = TEXT_OPS[node.class_type]
         raw = node.values if node.values is not None else node.widgets
-        values = dict(raw) if isinstance(raw, dict) else dict(zip(table.STRING_JOIN_WIDGETS, raw or []))
-        for name in table.STRING_JOIN_WIDGETS:
-            if name in node.links:
-                src = self.graph.nodes.get(node.links[name][0])
-                if src is not None and src.class_type == table.STRING_JOIN:
-                    values[name] = self._join(src, seen | {node.id})
-                else:
-                    kind, found, _dot = self.source(node, name)
-                    values[name] = found if kind == "value" else None
-        parts = [values.get(name, "") for name in table.STRING_JOIN_WIDGETS]
-        if not all(isinstance(part, str) for part in parts):
+        values = dict(raw) if isinstance(raw, dict) else dict(zip(op.widget_names(list(raw or [])), raw or []))
+        for name in node.links:
+            src = self.graph.nodes.get(node.links[name][0])
+            if src is not None and src.class_type in TEXT_OPS:
+                values[name] = self._fold(src)
+            else:
+                kind, found, _dot = self.source(node, name)
+                values[name] = found if kind == "value" else None
+        notes = table.Notes()
+        text = op.work(values, notes)
+        if text is None:
             return None
-        self.joined[node.id] = parts[0] + parts[2] + parts[1]
-        return self.joined[node.id]
+        for message in notes.messages:
+            self.warnings.add(node, message)
+        self.joined[node.id] = text
+        return text
 
     def run(self) -> tuple[Workflow, list[str]]:
         nodes = self.graph.nodes
@@ -119,8 +125,8 @@ class _Converter:
             for src, slot in node.links.values():
                 self.top_slot[src] = max(self.top_slot.get(src, -1), slot)
         for node in nodes.values():
-            if node.class_type == table.STRING_JOIN:
-                self._join(node)
+            if node.class_type in TEXT_OPS:
+                self._fold(node)
         for node in nodes.values():
             if node.class_type == table.POWER_LORA:   # a chain of LoRA nodes, or a wire when none is on
                 self.power[node.id] = table.power_loras(node.values if node.values is not None else node.widgets)
@@ -225,7 +231,7 @@ class _Converter:
         text (the consumer keeps the value it saved); None for a node that runs."""
         if origin.class_type == table.PRIMITIVE or origin.class_type in table.VALUE_NODES:
             return ("value", self._value_of(origin, consumer, input_name, slot))
-        if origin.id in self.joined:
+        if origin.class_type in TEXT_OPS and self._fold(origin) is not None:
             return ("value", self.joined[origin.id])
         if origin.class_type in table.PRESET_TEXTS:
             return ("kept", f"{origin.class_type} {origin.id} (preset {self._constant(origin)!r})")
