@@ -28,6 +28,12 @@ class Problem:
         return where + self.message
 
 
+def and_more(problems: list[Problem]) -> str:
+    """What a one-line message adds after the first of `problems`: " (and 2 more problems)", or nothing."""
+    more = len(problems) - 1
+    return f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
+
+
 class WorkflowError(Exception):
     """Base of every error a user can cause with a workflow."""
 
@@ -70,9 +76,7 @@ class WorkflowSaveError(WorkflowFileError):
     def __init__(self, problems: list[Problem], *, source: object | None = None) -> None:
         self.problems = list(problems)
         first = self.problems[0]
-        more = len(self.problems) - 1
-        suffix = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
-        super().__init__(first.message + suffix, node_id=first.node_id, node_type=first.node_type,
+        super().__init__(first.message + and_more(self.problems), node_id=first.node_id, node_type=first.node_type,
                          field=first.field, source=source)
 
 
@@ -82,8 +86,7 @@ class ValidationError(WorkflowError):
     def __init__(self, problems: list[Problem]) -> None:
         self.problems = list(problems)
         first = self.problems[0]
-        more = len(self.problems) - 1
-        suffix = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
+        suffix = and_more(self.problems)
         super().__init__(first.message + suffix, node_id=first.node_id, node_type=first.node_type,
                          field=first.field)
         self.args = (str(first) + suffix,)

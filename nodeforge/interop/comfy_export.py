@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from nodeforge.core import graph
-from nodeforge.core.errors import Problem, WorkflowError
+from nodeforge.core.errors import Problem, WorkflowError, and_more
 from nodeforge.core.placeholder import PLACEHOLDER_TYPE, original_class, output_name, output_types
 from nodeforge.core.workflow import NodeRef, Workflow
 from nodeforge.core.types import ParamRole
@@ -22,8 +22,7 @@ class ExportError(WorkflowError):
 
     def __init__(self, problems: list[Problem]) -> None:
         self.problems = list(problems)
-        more = len(self.problems) - 1
-        suffix = f" (and {more} more)" if more else ""
+        suffix = and_more(self.problems)
         first = self.problems[0]
         super().__init__(first.message + suffix, node_id=first.node_id, node_type=first.node_type, field=first.field)
         self.args = (f"{first}{suffix}",)
@@ -48,6 +47,15 @@ def choose_row(nid: str, node: NodeRef, workflow: Workflow) -> table.ClassMap | 
     return next(preferred, able[0] if able else rows[0])
 
 
+def exported_row(nid: str, node: NodeRef, workflow: Workflow, problems: list[Problem]) -> table.ClassMap | None:
+    """choose_row, or None with the refusal added to `problems` for a node ComfyUI has no class for."""
+    row = choose_row(nid, node, workflow)
+    if row is None:
+        problems.append(Problem("has no ComfyUI equivalent; remove it or replace it with a node ComfyUI has",
+                                nid, node.type))
+    return row
+
+
 def export_comfyui_api(workflow: Workflow, *, registry: Any | None = None,
                        warnings: list[str] | None = None) -> dict[str, Any]:
     """The workflow as a ComfyUI API prompt; ExportError names every node without an equivalent."""
@@ -63,10 +71,8 @@ def export_comfyui_api(workflow: Workflow, *, registry: Any | None = None,
         if node.type == PLACEHOLDER_TYPE:
             outputs[nid] = list(output_types(node)) or _outputs_used(nid, wf)
             continue
-        row = choose_row(nid, node, wf)
+        row = exported_row(nid, node, wf, problems)
         if row is None:
-            problems.append(Problem("has no ComfyUI equivalent; remove it or replace it with a node ComfyUI has",
-                                    nid, node.type))
             continue
         rows[nid] = row
         outputs[nid] = list(row.outputs)

@@ -17,7 +17,7 @@ from nodeforge.core.errors import Problem
 from nodeforge.core.placeholder import PLACEHOLDER_TYPE, original_class, output_types
 from nodeforge.core.workflow import NodeRef, Workflow
 from nodeforge.interop import comfy_table as table
-from nodeforge.interop.comfy_export import ExportError, _mapped_entry, _outputs_used, choose_row
+from nodeforge.interop.comfy_export import ExportError, _mapped_entry, _outputs_used, exported_row
 from nodeforge.interop.comfy_import import _VIEW_HALF, BYPASSED, COMFY_KEY, MUTED, drop_controls
 
 # NodeForge port types ComfyUI spells otherwise.
@@ -65,10 +65,8 @@ def export_comfyui_ui(workflow: Workflow, *, registry: Any | None = None,
         if node.type == PLACEHOLDER_TYPE:
             made[nid] = _placeholder(nid, node, workflow, ids[nid])
             continue
-        row = choose_row(nid, node, workflow)
+        row = exported_row(nid, node, workflow, problems)
         if row is None:
-            problems.append(Problem("has no ComfyUI equivalent; remove it or replace it with a node ComfyUI has",
-                                    nid, node.type))
             continue
         entry = _mapped(nid, node, row, workflow, registry, ids[nid], problems, warnings)
         if entry is not None:

@@ -157,3 +157,16 @@ def test_a_facts_hook_that_raises_is_named_as_the_packs_bug_and_says_nothing_dow
     problems = check_workflow(wf, _facts_registry()).problems
     assert [(p.node_id, p.field) for p in problems] == [("load", None)]
     assert "RuntimeError: boom" in problems[0].message and "bug in that pack" in problems[0].message
+
+
+def test_the_one_line_message_counts_the_problems_after_the_first():
+    """ValidationError and WorkflowSaveError (and interop's ExportError) end their one line alike."""
+    from nodeforge.core.errors import Problem, WorkflowSaveError
+
+    problems = [Problem("not connected", "2", "Add", "a"), Problem("unknown node type", "3"),
+                Problem("expected a number", "1", "Number", "value")]
+    assert str(ValidationError(problems[:1])) == "node 2 (Add), a: not connected"
+    assert str(ValidationError(problems[:2])) == "node 2 (Add), a: not connected (and 1 more problem)"
+    assert str(ValidationError(problems)) == "node 2 (Add), a: not connected (and 2 more problems)"
+    assert str(WorkflowSaveError(problems, source="wf.json")) == \
+        "wf.json: node 2 (Add), a: not connected (and 2 more problems)"
