@@ -3,8 +3,6 @@ nodes/custom_sampling.py, imported when a node first runs): noise, guider, sampl
 made apart and joined by SamplerCustom / SamplerCustomAdvanced."""
 from __future__ import annotations
 
-from typing import Any, Callable
-
 from nodeforge.core.spec import Input, NodeSpec, Output, Param
 from nodeforge.core.types import InputRole, ParamRole, PortType
 
@@ -16,10 +14,6 @@ SIGMAS, SAMPLER = PortType.SIGMAS.value, PortType.SAMPLER.value
 GUIDER, NOISE = PortType.GUIDER.value, PortType.NOISE.value
 SEED_MAX = 0xFFFFFFFFFFFFFFFF
 CATEGORY = "sampling/custom"
-
-
-def _lazy(function: str) -> Callable[..., Any]:
-    return lazy("custom_sampling", function)
 
 
 def _denoise() -> Param:
@@ -34,14 +28,14 @@ _SAMPLED_TEXT = ("output: the latent at the last sigma (still noisy when the sig
 
 CUSTOM_SAMPLING_NODES: list[NodeSpec] = [
     NodeSpec(
-        "SamplerSelect", CATEGORY, _lazy("run_sampler_select"),
+        "SamplerSelect", CATEGORY, lazy("custom_sampling", "run_sampler_select"),
         params=(Param.choice("sampler", tuple(SAMPLERS), default="euler", role=ParamRole.SAMPLER,
                              description="the stepping method (ComfyUI's sampler_name)"),),
         outputs=(Output("sampler", SAMPLER, description="the chosen sampler, for SamplerCustom's sampler input"),),
         description="A sampler (stepping method) for SamplerCustom (ComfyUI's KSamplerSelect).",
         display_name="Sampler Select"),
     NodeSpec(
-        "BasicScheduler", CATEGORY, _lazy("run_basic_scheduler"),
+        "BasicScheduler", CATEGORY, lazy("custom_sampling", "run_basic_scheduler"),
         inputs=(Input("unet", MODEL, description="the model (its noise levels; it denoises)"),),
         params=(Param.choice("schedule", tuple(SCHEDULES), default="default", role=ParamRole.SCHEDULE,
                              description="where the steps fall on the noise levels (ComfyUI's scheduler)"),
@@ -53,7 +47,7 @@ CUSTOM_SAMPLING_NODES: list[NodeSpec] = [
                     "them gives UNet Denoise's image.",
         display_name="Basic Scheduler"),
     NodeSpec(
-        "SDTurboScheduler", CATEGORY, _lazy("run_sd_turbo_scheduler"),
+        "SDTurboScheduler", CATEGORY, lazy("custom_sampling", "run_sd_turbo_scheduler"),
         inputs=(Input("unet", MODEL, description="the model (its noise levels; it denoises)"),),
         params=(Param.int("steps", 1, min=1, max=10, role=ParamRole.STEPS,
                           description="how many steps: sigmas before the final 0"), _denoise()),
@@ -61,7 +55,7 @@ CUSTOM_SAMPLING_NODES: list[NodeSpec] = [
         description="SD Turbo / SDXL Turbo's sigmas: the model's at timesteps 999, 899, 799, ... then 0.",
         display_name="SD Turbo Scheduler"),
     NodeSpec(
-        "AlignYourStepsScheduler", CATEGORY, _lazy("run_align_your_steps_scheduler"),
+        "AlignYourStepsScheduler", CATEGORY, lazy("custom_sampling", "run_align_your_steps_scheduler"),
         params=(Param.choice("model_type", ("SD1", "SDXL"), default="SD1",
                              description="which published schedule: SD 1.x/2.x or SDXL"),
                 Param.int("steps", 10, min=1, max=10000, role=ParamRole.STEPS,
@@ -71,7 +65,7 @@ CUSTOM_SAMPLING_NODES: list[NodeSpec] = [
                     "log-linearly to other counts).",
         display_name="Align Your Steps Scheduler"),
     NodeSpec(
-        "KarrasScheduler", CATEGORY, _lazy("run_karras_scheduler"),
+        "KarrasScheduler", CATEGORY, lazy("custom_sampling", "run_karras_scheduler"),
         params=(Param.int("steps", 20, min=1, max=10000, role=ParamRole.STEPS,
                           description="how many steps: sigmas before the final 0"),
                 Param.float("sigma_max", 14.614642, min=0.0, max=5000.0, step=0.01,
@@ -84,7 +78,7 @@ CUSTOM_SAMPLING_NODES: list[NodeSpec] = [
         description="Karras et al.'s sigmas between sigma_max and sigma_min (evenly spaced in sigma^(1/rho)), then 0.",
         display_name="Karras Scheduler"),
     NodeSpec(
-        "SplitSigmas", CATEGORY, _lazy("run_split_sigmas"),
+        "SplitSigmas", CATEGORY, lazy("custom_sampling", "run_split_sigmas"),
         inputs=(Input("sigmas", SIGMAS, description="the sigmas to cut in two"),),
         params=(Param.int("step", 0, min=0, max=10000, description="where to cut (both parts hold this sigma)"),),
         outputs=(Output("high_sigmas", SIGMAS, description="the first stage: from the start to the cut"),
@@ -92,13 +86,13 @@ CUSTOM_SAMPLING_NODES: list[NodeSpec] = [
         description="Cut sigmas in two stages: a first that stops with leftover noise and a second that goes on.",
         display_name="Split Sigmas"),
     NodeSpec(
-        "BasicGuider", CATEGORY, _lazy("run_basic_guider"),
+        "BasicGuider", CATEGORY, lazy("custom_sampling", "run_basic_guider"),
         inputs=(Input("unet", MODEL, description="the model (its noise levels; it denoises)"), Input("conditioning", COND, role=InputRole.POSITIVE, description="the prompt to follow")),
         outputs=(Output("guider", GUIDER, description="the guider, for SamplerCustomAdvanced"),),
         description="Guide by one prompt, no negative (CFG 1; Flux's usual guider).",
         display_name="Basic Guider"),
     NodeSpec(
-        "CFGGuider", CATEGORY, _lazy("run_cfg_guider"),
+        "CFGGuider", CATEGORY, lazy("custom_sampling", "run_cfg_guider"),
         inputs=(Input("unet", MODEL, description="the model (its noise levels; it denoises)"), Input("positive", COND, role=InputRole.POSITIVE, description="the prompt to follow"),
                 Input("negative", COND, role=InputRole.NEGATIVE, description="the prompt to steer away from")),
         params=(Param.float("cfg", 8.0, min=0.0, max=100.0, step=0.1, role=ParamRole.CFG,
@@ -107,19 +101,19 @@ CUSTOM_SAMPLING_NODES: list[NodeSpec] = [
         description="Guide towards the positive prompt and away from the negative (classifier-free guidance).",
         display_name="CFG Guider"),
     NodeSpec(
-        "RandomNoise", CATEGORY, _lazy("run_random_noise"),
+        "RandomNoise", CATEGORY, lazy("custom_sampling", "run_random_noise"),
         params=(Param.int("seed", 0, min=0, max=SEED_MAX, role=ParamRole.SEED,
                           description="the noise's seed (the same seed gives the same image)"),),
         outputs=(Output("noise", NOISE, description="the noise, for SamplerCustomAdvanced"),),
         description="Seeded noise (one generator per batch item, seed + i, as UNet Denoise).",
         display_name="Random Noise"),
     NodeSpec(
-        "DisableNoise", CATEGORY, _lazy("run_disable_noise"),
+        "DisableNoise", CATEGORY, lazy("custom_sampling", "run_disable_noise"),
         outputs=(Output("noise", NOISE, description="the noise, for SamplerCustomAdvanced"),),
         description="No noise: the latent is taken as it is (a second stage going on from leftover noise).",
         display_name="Disable Noise"),
     NodeSpec(
-        "SamplerCustom", CATEGORY, _lazy("run_sampler_custom"),
+        "SamplerCustom", CATEGORY, lazy("custom_sampling", "run_sampler_custom"),
         inputs=(Input("unet", MODEL, description="the model (its noise levels; it denoises)"), Input("positive", COND, role=InputRole.POSITIVE, description="the prompt to follow"),
                 Input("negative", COND, role=InputRole.NEGATIVE, description="the prompt to steer away from"), Input("sampler", SAMPLER, description="the stepping method (from Sampler Select)"),
                 Input("sigmas", SIGMAS, description="the noise levels to step through (from a scheduler node)"), Input("latent", LATENT, description="the starting latent (empty, or an image's for img2img)")),
@@ -132,7 +126,7 @@ CUSTOM_SAMPLING_NODES: list[NodeSpec] = [
         description="Denoise with a sampler following given sigmas. " + _SAMPLED_TEXT,
         display_name="Sampler Custom"),
     NodeSpec(
-        "SamplerCustomAdvanced", CATEGORY, _lazy("run_sampler_custom_advanced"),
+        "SamplerCustomAdvanced", CATEGORY, lazy("custom_sampling", "run_sampler_custom_advanced"),
         inputs=(Input("noise", NOISE, description="the noise to start from (Random Noise or Disable Noise)"), Input("guider", GUIDER, description="how the prompts steer (Basic Guider or CFG Guider)"), Input("sampler", SAMPLER, description="the stepping method (from Sampler Select)"), Input("sigmas", SIGMAS, description="the noise levels to step through (from a scheduler node)"),
                 Input("latent", LATENT, description="the starting latent (empty, or an image's for img2img)")),
         outputs=_SAMPLED,

@@ -14,10 +14,6 @@ MODEL, IMAGE = PortType.MODEL.value, PortType.IMAGE.value
 IPADAPTER, CLIP_VISION = PortType.IPADAPTER.value, PortType.CLIP_VISION.value
 
 
-def _lazy(function: str) -> Any:
-    return lazy("ipadapter", function)
-
-
 def _adapter_facts(files: dict[str, Any], **_: Any) -> dict[str, dict[str, Any]]:
     return {"ipadapter": {"encoder": False}}   # Load IP-Adapter gives no image encoder with it
 
@@ -37,7 +33,7 @@ def _check_range(start_percent: float = 0.0, end_percent: float = 1.0, **_: Any)
 
 IPADAPTER_NODES: list[NodeSpec] = [
     NodeSpec(
-        "IPAdapterLoader", "loaders", _lazy("run_ipadapter_loader"),
+        "IPAdapterLoader", "loaders", lazy("ipadapter", "run_ipadapter_loader"),
         params=(Param.choice("ipadapter", _names(FileKind.IPADAPTER), default="", file=FileKind.IPADAPTER,
                              description="an IP-Adapter file from the ipadapter folder (ip-adapter_sd15.safetensors, "
                                          "ip-adapter-plus_sd15, ip-adapter_sdxl_vit-h ...; .bin read as weights only)"),),
@@ -46,7 +42,7 @@ IPADAPTER_NODES: list[NodeSpec] = [
         description="Load an IP-Adapter (plain, Plus or Full Face; h94/diffusers layout) for image prompts.",
         display_name="Load IP-Adapter"),
     NodeSpec(
-        "CLIPVisionLoader", "loaders", _lazy("run_clip_vision_loader"),
+        "CLIPVisionLoader", "loaders", lazy("ipadapter", "run_clip_vision_loader"),
         params=(Param.choice("clip_vision", _names(FileKind.CLIP_VISION), default="", file=FileKind.CLIP_VISION,
                              description="a CLIP image encoder from the clip_vision folder: a transformers folder or "
                                          "a single .safetensors file (CLIP-ViT-H-14-laion2B-s32B-b79K.safetensors)"),),
@@ -54,7 +50,7 @@ IPADAPTER_NODES: list[NodeSpec] = [
         description="Load a CLIP vision encoder (the image encoder an IP-Adapter reads pictures with).",
         display_name="Load CLIP Vision"),
     NodeSpec(
-        "IPAdapterLoaderWithEncoder", "loaders", _lazy("run_ipadapter_loader_with_encoder"),
+        "IPAdapterLoaderWithEncoder", "loaders", lazy("ipadapter", "run_ipadapter_loader_with_encoder"),
         inputs=(Input("unet", MODEL, description="the model the adapter is for (passed through unchanged)"),),
         params=(Param.choice("ipadapter", _names(FileKind.IPADAPTER), default="", file=FileKind.IPADAPTER,
                              description="an IP-Adapter file from the ipadapter folder"),
@@ -66,7 +62,7 @@ IPADAPTER_NODES: list[NodeSpec] = [
                     "so Apply IP-Adapter needs no encoder link.",
         display_name="Load IP-Adapter and Encoder"),
     NodeSpec(
-        "IPAdapterApply", "conditioning", _lazy("run_ipadapter_apply"),
+        "IPAdapterApply", "conditioning", lazy("ipadapter", "run_ipadapter_apply"),
         inputs=(Input("unet", MODEL, description="the model to steer (left unchanged; several IP-Adapters stack)"),
                 Input("ipadapter", IPADAPTER, description="the IP-Adapter from Load IP-Adapter"),
                 Input("image", IMAGE, description="the reference image (several in a batch: their tokens are joined)"),

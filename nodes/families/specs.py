@@ -2,7 +2,7 @@
 nodes/families/sd3_nodes.py and flux_nodes.py, imported when a node first runs)."""
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
 
 from nodeforge.core.spec import Input, NodeSpec, Output, Param
 from nodeforge.core.types import FileKind, ParamRole, PortType
@@ -13,10 +13,6 @@ from ..declare import model_names as _names
 MODEL, CLIP, COND = PortType.MODEL.value, PortType.CLIP.value, PortType.CONDITIONING.value
 _GUIDANCE = ("distilled guidance Flux dev reads (FluxPipeline's guidance_scale; 3.5 by default); schnell "
              "ignores it. Not CFG: UNetDenoise's cfg above 1 runs the negative prompt too")
-
-
-def _lazy(function: str, module: str = "sd3_nodes") -> Callable[..., Any]:
-    return lazy(f"families.{module}", function)
 
 
 def _changed(ctx: Any, clip_l: str, clip_g: str, t5xxl: str) -> Any:
@@ -91,7 +87,7 @@ def _changed_flux(ctx: Any, clip_l: str, t5xxl: str, guidance: float) -> Any:
 
 FAMILY_NODES: list[NodeSpec] = [
     NodeSpec(
-        "TextEncoderSD3", "conditioning", _lazy("run_text_encoder_sd3"),
+        "TextEncoderSD3", "conditioning", lazy("families.sd3_nodes", "run_text_encoder_sd3"),
         inputs=(Input("clip", CLIP, description="the SD3 text encoders from Load Checkpoint"),),
         params=(Param.string("clip_l", "", multiline=True, role=ParamRole.PROMPT,
                              description="prompt for CLIP-L (its pooled vector is half of the pooled prompt)"),
@@ -103,7 +99,7 @@ FAMILY_NODES: list[NodeSpec] = [
                     "all three the same text.",
         display_name="Text Encoder (SD3)"),
     NodeSpec(
-        "TextEncoderLoaderSD3", "loaders", _lazy("run_text_encoder_loader_sd3"),
+        "TextEncoderLoaderSD3", "loaders", lazy("families.sd3_nodes", "run_text_encoder_loader_sd3"),
         params=(_encoder_file("clip_l", "clip_l.safetensors", "CLIP-L (OpenAI ViT-L/14 text encoder, 768 wide)"),
                 _encoder_file("clip_g", "clip_g.safetensors", "CLIP-G (OpenCLIP bigG text encoder, 1280 wide)"),
                 _encoder_file("t5xxl", "t5xxl_fp16.safetensors", "T5-XXL encoder (t5xxl_fp16 or _fp8)")),
@@ -113,7 +109,7 @@ FAMILY_NODES: list[NodeSpec] = [
                     "checkpoint that holds only the transformer and the VAE.",
         display_name="Load Text Encoders (SD3)"),
     NodeSpec(
-        "ModelSamplingSD3", "advanced/model", _lazy("run_model_sampling_sd3"),
+        "ModelSamplingSD3", "advanced/model", lazy("families.sd3_nodes", "run_model_sampling_sd3"),
         inputs=(Input("unet", MODEL, description="the flow model to shift"),),
         params=(Param.float("shift", 3.0, min=0.0, max=100.0, step=0.01,
                             description="sigma shift: higher spends more steps at high noise (SD3: 3.0)"),),
@@ -123,7 +119,7 @@ FAMILY_NODES: list[NodeSpec] = [
                     "the input model.",
         display_name="Model Sampling (SD3)"),
     NodeSpec(
-        "SkipLayerGuidanceSD3", "advanced/guidance", _lazy("run_skip_layer_guidance_sd3", "skip_layers"),
+        "SkipLayerGuidanceSD3", "advanced/guidance", lazy("families.skip_layers", "run_skip_layer_guidance_sd3"),
         inputs=(Input("unet", MODEL, description="an SD3/SD3.5 model (left unchanged)"),),
         params=(Param.string("layers", "7, 8, 9",
                              description="the transformer blocks to skip, by number (SD3.5 medium: 7, 8, 9)"),
@@ -141,14 +137,14 @@ FAMILY_NODES: list[NodeSpec] = [
                     "these blocks skipped, for cleaner structure; costs one more transformer call per step there.",
         display_name="Skip Layer Guidance (SD3)"),
     NodeSpec(
-        "FluxGuidance", "advanced/conditioning", _lazy("run_flux_guidance", "flux_nodes"),
+        "FluxGuidance", "advanced/conditioning", lazy("families.flux_nodes", "run_flux_guidance"),
         inputs=(Input("conditioning", COND, description="a Flux prompt (from TextEncoder or TextEncoderFlux)"),),
         params=(Param.float("guidance", 3.5, min=0.0, max=100.0, step=0.1, description=_GUIDANCE),),
         outputs=(Output("conditioning", COND, description="the same prompt with this guidance value"),),
         description="Set the guidance value of a Flux prompt (ComfyUI's FluxGuidance).",
         display_name="Flux Guidance"),
     NodeSpec(
-        "TextEncoderFlux", "conditioning", _lazy("run_text_encoder_flux", "flux_nodes"),
+        "TextEncoderFlux", "conditioning", lazy("families.flux_nodes", "run_text_encoder_flux"),
         inputs=(Input("clip", CLIP, description="a Flux model's text encoders (CLIP-L and T5-XXL)"),),
         params=(Param.string("clip_l", "", multiline=True,
                              description="prompt for CLIP-L (only its pooled vector is used)"),
@@ -160,7 +156,7 @@ FAMILY_NODES: list[NodeSpec] = [
                     "TextEncoder gives both the same text and guidance 3.5.",
         display_name="Text Encoder (Flux)"),
     NodeSpec(
-        "ModelSamplingFlux", "advanced/model", _lazy("run_model_sampling_flux", "flux_nodes"),
+        "ModelSamplingFlux", "advanced/model", lazy("families.flux_nodes", "run_model_sampling_flux"),
         inputs=(Input("unet", MODEL, description="a Flux model (left unchanged)"),),
         params=(Param.float("max_shift", 1.15, min=0.0, max=100.0, step=0.01,
                             description="mu at 4096 packed latent tokens (1024x1024)"),
@@ -175,7 +171,7 @@ FAMILY_NODES: list[NodeSpec] = [
                     "between base_shift and max_shift (without it, the shift follows the latent's size).",
         display_name="Model Sampling (Flux)"),
     NodeSpec(
-        "DiffusionModelLoader", "loaders", _lazy("run_diffusion_model_loader", "separate"),
+        "DiffusionModelLoader", "loaders", lazy("families.separate", "run_diffusion_model_loader"),
         params=(Param.choice("model", _names(FileKind.DIFFUSION_MODEL), default="", file=FileKind.DIFFUSION_MODEL,
                              description="a Flux transformer alone (flux1-dev.safetensors, an fp8 or GGUF file), "
                                          "an SD3/SD3.5 one or a Z-Image one (z_image_turbo_bf16.safetensors), from "
@@ -187,7 +183,7 @@ FAMILY_NODES: list[NodeSpec] = [
                     "lumina2) and Load VAE.",
         display_name="Load Diffusion Model"),
     NodeSpec(
-        "DualTextEncoderLoader", "loaders", _lazy("run_dual_text_encoder_loader", "separate"),
+        "DualTextEncoderLoader", "loaders", lazy("families.separate", "run_dual_text_encoder_loader"),
         params=(Param.choice("text_encoder_1", _names(FileKind.TEXT_ENCODER), default="", file=FileKind.TEXT_ENCODER,
                              description="CLIP-L (clip_l.safetensors) or T5-XXL, from the text_encoders folder"),
                 Param.choice("text_encoder_2", _names(FileKind.TEXT_ENCODER), default="", file=FileKind.TEXT_ENCODER,
@@ -198,7 +194,7 @@ FAMILY_NODES: list[NodeSpec] = [
                     "either order.",
         display_name="Load Dual Text Encoders"),
     NodeSpec(
-        "TextEncoderLoader", "loaders", _lazy("run_text_encoder_loader", "separate"),
+        "TextEncoderLoader", "loaders", lazy("families.separate", "run_text_encoder_loader"),
         params=(Param.choice("text_encoder", _names(FileKind.TEXT_ENCODER), default="", file=FileKind.TEXT_ENCODER,
                              description="a CLIP-L text encoder (clip_l.safetensors) or Z-Image's Qwen3-4B "
                                          "(qwen_3_4b.safetensors) from the text_encoders folder"),
