@@ -26,6 +26,7 @@ from ..loading import _finish, _from_pretrained, _quiet_progress_bars, configs_d
 from ..wrappers import LoadedCheckpoint
 from .flux_sampling import FLUX_SAMPLING
 from .flow import check_pipeline_folder, folder_text_encoders
+from .probe import class_name
 
 MODEL_FAMILIES = ("flux",)
 TRANSFORMER_CLASS = "FluxTransformer2DModel"
@@ -34,11 +35,7 @@ FOLDER_PARTS = (("vae", "the VAE"), ("text_encoder", "CLIP-L"), ("tokenizer", "C
 
 
 def claims_folder(path: Path) -> bool:
-    try:
-        config = json.loads((path / "transformer" / "config.json").read_text())
-    except (OSError, ValueError):
-        return False
-    return config.get("_class_name") == TRANSFORMER_CLASS
+    return class_name(path / "transformer" / "config.json") == TRANSFORMER_CLASS
 
 
 def claims_state(keys: Any) -> bool:

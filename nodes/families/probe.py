@@ -69,14 +69,15 @@ def controlnet_facts(path: Path) -> dict[str, Any]:
 
 def _folder_family(path: Path) -> str | None:
     for config in (path / "model_index.json", path / "transformer" / "config.json"):
-        name = _class_name(config)
+        name = class_name(config)
         found = next((fam for word, fam in CLASS_MARKERS if word in name), None)
         if found:
             return found
     return "unet" if (path / "unet").is_dir() else None
 
 
-def _class_name(config: Path) -> str:
+def class_name(config: Path) -> str:
+    """A diffusers config file's `_class_name`; "" when it is missing or unreadable."""
     try:
         return str(json.loads(config.read_text(encoding="utf-8")).get("_class_name") or "")
     except (OSError, ValueError, AttributeError):

@@ -26,6 +26,7 @@ from ..loading import _finish, _from_pretrained, _quiet_progress_bars, configs_d
 from ..wrappers import LoadedCheckpoint
 from .zimage_sampling import ZIMAGE_SAMPLING
 from .flow import check_pipeline_folder, folder_text_encoders
+from .probe import class_name
 
 MODEL_FAMILIES = ("zimage",)
 TRANSFORMER_CLASS = "ZImageTransformer2DModel"
@@ -40,11 +41,7 @@ SEPARATE = ("load it with DiffusionModelLoader, qwen_3_4b.safetensors with TextE
 
 
 def claims_folder(path: Path) -> bool:
-    try:
-        config = json.loads((path / "transformer" / "config.json").read_text())
-    except (OSError, ValueError):
-        return False
-    return config.get("_class_name") == TRANSFORMER_CLASS
+    return class_name(path / "transformer" / "config.json") == TRANSFORMER_CLASS
 
 
 def claims_state(keys: Any) -> bool:

@@ -292,3 +292,16 @@ def test_the_memory_check_estimates_zimages_image_tokens():
     one_k = memory.transformer_activation_bytes(config, (1, 16, 128, 128), 2, False)
     assert one_k == 4096 * 3840 * 2 * memory.FLOW_LIVE_MAPS
     assert memory.transformer_activation_bytes(config, (1, 16, 128, 128), 2, True) == 2 * one_k
+
+
+@pytest.mark.parametrize("config", ["[]", "{not json", None], ids=["a-list", "broken", "missing"])
+def test_a_transformer_folder_with_an_unreadable_config_is_no_flux_or_zimage_folder(tmp_path, config):
+    """Flux and Z-Image read the transformer's class name as the probe does (probe.class_name): a
+    config.json that is not a JSON object no longer raises out of Flux's and Z-Image's check."""
+    from nodes.families import for_folder
+
+    (tmp_path / "transformer").mkdir()
+    if config is not None:
+        (tmp_path / "transformer" / "config.json").write_text(config)
+    found = for_folder(tmp_path)
+    assert found is not None and found.name == "sd3"      # SD3 claims any folder with a transformer/
