@@ -24,6 +24,7 @@ the whole frame or ("mask_bounds") the mask's bounding box.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -31,6 +32,8 @@ from typing import Any
 import torch
 
 from nodeforge.core.errors import NodeError
+
+from .sag import guidance_term, stored_attention
 
 FEATHER = 8          # latent pixels an area's weight ramps over at edges inside the frame (ComfyUI's)
 EMPTY_WEIGHT = 1e-37  # what a pixel no entry covers divides by (ComfyUI's), so it stays 0, not NaN
@@ -335,6 +338,25 @@ class Guidance:
         sums = [torch.zeros(x.shape, device=x.device) for _ in range(2)]
         # per batch item: a mask (ConditioningSetMask) may weigh each item differently
         weights = [torch.full((x.shape[0], 1, *x.shape[2:]), EMPTY_WEIGHT, device=x.device) for _ in range(2)]
+        sag = getattr(model, "self_attention_guidance", None)    # SelfAttentionGuidance (nodes/sag.py)
+        with contextlib.ExitStack() as stack:
+            store = stack.enter_context(stored_attention(model.unet)) if sag is not None else None
+            self._add_calls(x, t, sums, weights)
+        cond = sums[1] / weights[1]
+        uncond = sums[0] / weights[0] if self.use_cfg else None
+        guided = cond if uncond is None else uncond + self.cfg * (cond - uncond)
+        if sag is not None:
+            guided = guided + guidance_term(self, x, t, cond if uncond is None else uncond, store)
+        multiplier = getattr(model, "cfg_rescale", 0.0)   # RescaleCFG (nodes/cfg_rescale.py)
+        if not multiplier or uncond is None:
+            return guided
+        from .cfg_rescale import rescaled
+
+        return rescaled(guided, cond, multiplier)
+
+    def _add_calls(self, x: torch.Tensor, t: Any, sums: list[torch.Tensor], weights: list[torch.Tensor]) -> None:
+        """Each group's UNet call on its crops, its predictions added into `sums` by side, weighed."""
+        model = self.model
         for group, embeds, added in self.groups:
             if not in_timestep_range(group[0].entry.get("timestep_range"), float(t)):
                 continue
@@ -352,17 +374,6 @@ class Guidance:
                 weight = unit.weight if isinstance(unit.weight, float) else unit.weight.to(x.device)
                 sums[unit.side][:, :, y:y + h, xx:xx + w] += part * weight
                 weights[unit.side][:, :, y:y + h, xx:xx + w] += weight
-        cond = sums[1] / weights[1]
-        if not self.use_cfg:
-            return cond
-        uncond = sums[0] / weights[0]
-        guided = uncond + self.cfg * (cond - uncond)
-        multiplier = getattr(model, "cfg_rescale", 0.0)   # RescaleCFG (nodes/cfg_rescale.py)
-        if not multiplier:
-            return guided
-        from .cfg_rescale import rescaled
-
-        return rescaled(guided, cond, multiplier)
 
 
     def _ip_arguments(self, group: list[_Unit], t: Any) -> dict[str, Any]:

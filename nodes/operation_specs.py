@@ -220,6 +220,18 @@ MODEL_NODES: list[NodeSpec] = [
         "so eps models' images differ slightly from ComfyUI's. The input model is not changed.",
         "Rescale CFG", category="advanced/model", module="cfg_rescale", port=MODEL,
         gives="the same model, its CFG rescaled when sampled"),
+    operation(
+        "SelfAttentionGuidance", "run_self_attention_guidance",
+        (Param.float("scale", 0.5, min=-2.0, max=5.0, step=0.01,
+                     description="how far each step moves away from the prediction on the blurred latent "
+                                 "(0: off)"),
+         Param.float("blur_sigma", 2.0, min=0.0, max=10.0, step=0.1,
+                     description="the Gaussian blur's sigma in latent pixels (9-tap kernel)")),
+        "Self-attention guidance (Hong et al. 2022, as diffusers' StableDiffusionSAGPipeline): where the "
+        "mid block's self-attention looks, blur the predicted image, and steer away from what the UNet makes "
+        "of that; often cleaner structure, one more UNet call per step. UNet models, one plain prompt per side.",
+        "Self-Attention Guidance", category="advanced/model", module="sag", port=MODEL,
+        gives="the same model, sampled with self-attention guidance"),
 ]
 
 OPERATION_NODES: list[NodeSpec] = LATENT_NODES + MASK_NODES + IMAGE_NODES + CONDITIONING_NODES + MODEL_NODES

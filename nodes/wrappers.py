@@ -158,6 +158,7 @@ class UNetModel(OnModule):
     ip_adapters: tuple = ()
     cfg_rescale: float = 0.0          # nodes/cfg_rescale.py RescaleCFG's multiplier (0: off), used by the guidance step
     skip_layer_guidance: Any = None   # nodes/families/skip_layers.py settings (SD3), used by the flow guidance step
+    self_attention_guidance: Any = None   # nodes/sag.py settings (UNet models), used by the guidance step
 
     @property
     def is_inpainting(self) -> bool:

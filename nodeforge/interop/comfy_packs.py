@@ -31,7 +31,7 @@ EQUIVALENTS = {
 CORE = frozenset({
     "LatentInterpolate",
     "unCLIPCheckpointLoader",
-    "PerpNeg", "SelfAttentionGuidance", "StyleModelLoader", "StyleModelApply",
+    "PerpNeg", "StyleModelLoader", "StyleModelApply",
     "GLIGENLoader", "GLIGENTextBoxApply", "InpaintModelConditioning", "DifferentialDiffusion",
     "ModelSamplingDiscrete", "PatchModelAddDownscale", "SaveAnimatedWEBP", "ImageFromBatch", "RepeatImageBatch",
     "ModelMergeSimple", "CLIPMergeSimple", "CheckpointSave",
