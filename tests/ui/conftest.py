@@ -21,6 +21,19 @@ def private_home(tmp_path_factory):
     return home
 
 
+@pytest.fixture(autouse=True)
+def no_window_outlives_its_test(qapp):
+    """Close what a test left open: pytest-qt closes the main windows, but their non-modal dialogs
+    (notes boxes, error boxes, Compare) stay shown with the application's focus, and the next test's
+    window (not shown, never active) then read that focus as a panel being typed in."""
+    yield
+    from PySide6.QtWidgets import QApplication, QDialog
+
+    for widget in QApplication.topLevelWidgets():
+        if isinstance(widget, QDialog) and widget.isVisible():
+            widget.close()
+
+
 @pytest.fixture(scope="session")
 def registry():
     from nodeforge.core.registry import load_registry
