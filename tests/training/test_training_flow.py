@@ -170,3 +170,29 @@ def test_the_teachers_velocity_is_far_closer_to_the_true_one_than_the_data_targe
     torch.testing.assert_close(mixed, 0.5 * taught + 0.5 * (noise - x0))
     kept = flow.distilled_target(teacher, 0.6 * x0 + 0.4 * noise, s * 1000, noise - x0, captions, 1.0, 0.3)
     torch.testing.assert_close(kept, noise - x0)   # above --teacher-max-noise: the data's own target
+
+
+def test_every_block_starts_as_the_identity_and_the_model_predicts_zero_velocity():
+    """adaLN-Zero (DiT): the modulation and the output layer start at zero, so a fresh transformer's
+    blocks pass their input through unchanged and its first prediction is zero velocity."""
+    import argparse
+
+    from nodeforge.paths import builtin_dir
+
+    base = builtin_dir("resources") / "models" / "nodeforge-shapes"
+    vae, tokenizer = flow.load_base(base)
+    parts = flow.make_parts(argparse.Namespace(seed=0, width=64, layers=2, patch=2), vae, base)
+    transformer = parts["transformer"]
+    x = torch.randn(2, 4, 16, 16)
+    embeds, pooled = flow.prompt_embeds(parts, tokenizer, ["a red circle", "a blue square"], zeros=1)
+    block = transformer.transformer_blocks[0]
+    hidden = transformer.pos_embed(x)
+    context = transformer.context_embedder(embeds)
+    temb = transformer.time_text_embed(torch.tensor([500.0, 500.0]), pooled)
+    with torch.no_grad():
+        context_out, hidden_out = block(hidden_states=hidden, encoder_hidden_states=context, temb=temb)
+        velocity = transformer(hidden_states=x, timestep=torch.tensor([500.0, 500.0]), encoder_hidden_states=embeds,
+                               pooled_projections=pooled, return_dict=False)[0]
+    torch.testing.assert_close(hidden_out, hidden)
+    torch.testing.assert_close(context_out, context)
+    assert velocity.shape == x.shape and float(velocity.abs().max()) == 0.0
