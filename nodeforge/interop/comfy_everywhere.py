@@ -68,9 +68,10 @@ class _Wiring:
         node = self.by_id.get(target)
         if node is None or target in self.senders or origin not in self.by_id:
             return
-        port = node["inputs"][tslot]
-        if port.get("link") is not None:
-            return
+        inputs = node.get("inputs") if isinstance(node.get("inputs"), list) else []
+        port = inputs[tslot] if 0 <= tslot < len(inputs) else None
+        if not isinstance(port, dict) or port.get("link") is not None:
+            return                     # a slot the node lacks (a stale record) or an input already linked
         lid, kind = self.next_id, str(port.get("type", "*"))
         self.next_id += 1
         port["link"] = lid

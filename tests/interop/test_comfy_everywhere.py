@@ -106,3 +106,14 @@ def test_exported_back_the_links_are_plain_links(registry):
     assert "Anything Everywhere" not in {n["type"] for n in exported["nodes"]}
     decode = next(n for n in exported["nodes"] if n["id"] == 11)
     assert next(p for p in decode["inputs"] if p["name"] == "vae")["link"] is not None
+
+
+def test_a_recorded_link_to_a_slot_the_node_lacks_is_passed_over(registry):
+    data = _file()
+    data["extra"]["ue_links"] += [{"downstream": 8, "downstream_slot": -1, "upstream": "4", "upstream_slot": 2,
+                                   "controller": 10, "type": "VAE"},
+                                  {"downstream": 8, "downstream_slot": 7, "upstream": "4", "upstream_slot": 2,
+                                   "controller": 10, "type": "VAE"}]
+    imported = read_workflow(data, registry=registry)
+    assert _fed(imported.workflow) == FED
+    assert imported.workflow.nodes["8"].inputs["latent"] == ("3", "latent")
