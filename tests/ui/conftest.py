@@ -21,6 +21,14 @@ def private_home(tmp_path_factory):
     return home
 
 
+@pytest.fixture(scope="session", autouse=True)
+def clipboard_emptied_at_the_end(qapp):
+    """Copy and paste tests leave the workflow on the clipboard; Qt crashed at exit (signal 11, after
+    every test passed) when the session ended with it there."""
+    yield
+    qapp.clipboard().clear()
+
+
 @pytest.fixture(autouse=True)
 def no_window_outlives_its_test(qapp):
     """Close what a test left open: pytest-qt closes the main windows, but their non-modal dialogs
