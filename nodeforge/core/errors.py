@@ -80,8 +80,9 @@ class WorkflowSaveError(WorkflowFileError):
                          field=first.field, source=source)
 
 
-class ValidationError(WorkflowError):
-    """The graph is not runnable. `problems` lists every problem found, not only the first."""
+class ProblemsError(WorkflowError):
+    """Problems found all at once: `problems` lists each; the one-line message names the first and
+    counts the rest ("node 2 (Add), a: not connected (and 2 more problems)")."""
 
     def __init__(self, problems: list[Problem]) -> None:
         self.problems = list(problems)
@@ -97,6 +98,10 @@ class ValidationError(WorkflowError):
     def report(self) -> str:
         """Every problem, one a line."""
         return "\n".join(str(p) for p in self.problems)
+
+
+class ValidationError(ProblemsError):
+    """The graph is not runnable. `problems` lists every problem found, not only the first."""
 
 
 class NodeExecutionError(WorkflowError):

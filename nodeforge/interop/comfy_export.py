@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from nodeforge.core import graph
-from nodeforge.core.errors import Problem, WorkflowError, and_more
+from nodeforge.core.errors import Problem, ProblemsError
 from nodeforge.core.placeholder import PLACEHOLDER_TYPE, original_class, output_name, output_types
 from nodeforge.core.workflow import NodeRef, Workflow
 from nodeforge.core.types import ParamRole
@@ -17,18 +17,8 @@ from nodeforge.interop import comfy_table as table
 from nodeforge.interop.comfy_import import COMFY_KEY
 
 
-class ExportError(WorkflowError):
+class ExportError(ProblemsError):
     """The workflow cannot be exported as it is; `problems` names every node at fault."""
-
-    def __init__(self, problems: list[Problem]) -> None:
-        self.problems = list(problems)
-        suffix = and_more(self.problems)
-        first = self.problems[0]
-        super().__init__(first.message + suffix, node_id=first.node_id, node_type=first.node_type, field=first.field)
-        self.args = (f"{first}{suffix}",)
-
-    def __str__(self) -> str:
-        return self.args[0]
 
 
 def choose_row(nid: str, node: NodeRef, workflow: Workflow) -> table.ClassMap | None:

@@ -100,6 +100,7 @@ def test_export_names_every_node_without_a_comfyui_equivalent(registry):
         "node 3 (MyGlow): has no ComfyUI equivalent; remove it or replace it with a node ComfyUI has"]
     assert str(caught.value) == ("node 2 (MyBlur): has no ComfyUI equivalent; remove it or replace it with a node "
                                  "ComfyUI has (and 1 more problem)")     # as ValidationError counts them
+    assert caught.value.report().splitlines() == [str(p) for p in caught.value.problems]
     assert isinstance(caught.value, WorkflowError)
 
 
