@@ -126,7 +126,7 @@ def _mapped_entry(nid: str, node: NodeRef, row: table.ClassMap, registry: Any, p
     _unmapped_params(node, row, spec, notes)
     painted = spec.param_with(ParamRole.PAINTED_MASK) if spec is not None else None
     if painted is not None and node.params.get(painted.name):
-        notes.warn(f"its mask painted in the editor is not exported (ComfyUI reads a Load Image mask from the "
+        notes.warn("its mask painted in the editor is not exported (ComfyUI reads a Load Image mask from the "
                    "picture's transparency): save the picture with the mask as transparent pixels, or mask it in ComfyUI")
     if row.comfy == "KSamplerAdvanced":
         denoise = node.params.get("denoise", 1.0)

@@ -120,11 +120,13 @@ class FlowGuidance:
     negative: dict[str, Any] | None
     cfg: float
     controls: Any = None      # sd3_control.FlowControls when a side carries ControlNets
+    positive_alone: Any = None   # the positive before padding to the negative's length (skip-layer guidance)
 
     @staticmethod
     def build(model: Any, positive: Any, negative: Any, batch: int, cfg: float) -> "FlowGuidance":
         pos = _one_entry(positive, "positive", batch, model)
         neg = _one_entry(negative, "negative", batch, model) if cfg > 1.0 else None
+        alone = pos
         if neg is not None and neg["embeds"].shape != pos["embeds"].shape:
             neg = dict(neg, embeds=_pad_tokens(neg["embeds"], pos["embeds"].shape[1]))
             pos = dict(pos, embeds=_pad_tokens(pos["embeds"], neg["embeds"].shape[1]))
@@ -134,7 +136,7 @@ class FlowGuidance:
             from .sd3_control import FlowControls
 
             controls = FlowControls(sides, model)
-        return FlowGuidance(model, pos, neg, cfg, controls)
+        return FlowGuidance(model, pos, neg, cfg, controls, alone)
 
     def predict(self, latents: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         module, dtype = self.model.unet, self.model.dtype

@@ -76,7 +76,8 @@ def skip_layer_velocity(guidance: Any, latents: torch.Tensor, timestep: torch.Te
     sigma = float(timestep.reshape(-1)[0]) / float(guidance.model.scheduler_config.get("num_train_timesteps", 1000))
     if not settings.applies(sigma):
         return None
-    pos, dtype = guidance.positive, guidance.model.dtype
+    # the positive as encoded, not padded to a longer negative's length (diffusers' original_prompt_embeds)
+    pos, dtype = guidance.positive_alone or guidance.positive, guidance.model.dtype
     return guidance.model.unet(hidden_states=latents.to(dtype), timestep=timestep[:latents.shape[0]],
                                encoder_hidden_states=pos["embeds"], pooled_projections=pos["pooled"],
                                block_controlnet_hidden_states=blocks, skip_layers=list(settings.layers),

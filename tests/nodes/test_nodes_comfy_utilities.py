@@ -5,8 +5,6 @@ ImageScaleToTotalPixels, ImageScaleToMaxDimension, ConditioningSetTimestepRange,
 LatentBlend, EmptyImage, ImageCompositeMasked, LatentCompositeMasked."""
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import numpy as np
 import pytest
 import torch

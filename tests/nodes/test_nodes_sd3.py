@@ -509,3 +509,41 @@ def test_skip_layer_guidance_refuses_a_block_the_model_lacks_and_a_unet_model(sd
     assert [(p.node_id, p.field) for p in problems] == [("slg", "unet")]
     assert problems[0].message == ("the model is a UNet (SD 1.x/2.x/XL) one; SkipLayerGuidanceSD3 skips blocks of an "
                                    "SD3/SD3.5 transformer (remove it, or pick an SD3 checkpoint)")
+
+
+def test_skip_layer_guidance_skips_on_the_positive_as_encoded_when_the_negative_is_longer(sd3_dir):
+    # the two sides are padded with zero tokens to batch together, but the skipped-layer call takes the
+    # positive alone, unpadded, as diffusers' pipeline does (its original_prompt_embeds)
+    from nodes.families.flow import FlowGuidance
+    from nodes.families.skip_layers import run_skip_layer_guidance_sd3, skip_layer_velocity
+    from nodes.loading import load_checkpoint
+
+    unet = load_checkpoint(sd3_dir / "checkpoints" / "tiny-sd3", "cpu").wrappers()[0]
+    model = run_skip_layer_guidance_sd3(None, unet, "1", 2.0, 0.0, 1.0)["unet"]
+    width = int(unet.unet.config.joint_attention_dim)
+    pooled_width = int(unet.unet.config.pooled_projection_dim)
+    g = torch.Generator().manual_seed(3)
+
+    def prompt(tokens):
+        return {"family": "sd3", "embeds": torch.randn(1, tokens, width, generator=g),
+                "pooled": torch.randn(1, pooled_width, generator=g)}
+
+    positive, negative = prompt(5), prompt(9)
+    guidance = FlowGuidance.build(model, [positive], [negative], 1, 4.0)
+    assert guidance.positive["embeds"].shape[1] == 9 and guidance.positive_alone["embeds"].shape[1] == 5
+    latents = torch.randn(1, unet.latent_channels, 4, 4, generator=g)
+    t = torch.tensor([500.0])
+    skipped = skip_layer_velocity(guidance, latents, t, None)
+
+    def call(embeds, skip):
+        with torch.no_grad():
+            return unet.unet(hidden_states=latents, timestep=t, encoder_hidden_states=embeds,
+                             pooled_projections=positive["pooled"], skip_layers=skip, return_dict=False)[0]
+
+    torch.testing.assert_close(skipped, call(positive["embeds"], [1]))
+    assert (skipped - call(guidance.positive["embeds"], [1])).abs().max() > 1e-4   # the padded prompt differs
+    with torch.no_grad():
+        together = guidance.predict(latents, t)
+        plain = FlowGuidance.build(unet, [positive], [negative], 1, 4.0).predict(latents, t)
+    cond = call(guidance.positive["embeds"], None)      # the positive side of the batched (padded) call
+    torch.testing.assert_close(together, plain + 2.0 * (cond - skipped), atol=1e-5, rtol=1e-5)
