@@ -148,20 +148,25 @@ def test_named_outputs_must_all_be_valid(engine):
     assert engine.run(_two_outputs(), outputs=["2"]).outputs["2"]["value"] == 5.0
 
 
-def test_cli_run_exits_1_after_running_the_valid_outputs_and_names_the_failed_one(tmp_path, monkeypatch, capsys):
+def _cli_run_writing_node_1(wf: Workflow, tmp_path, monkeypatch, capsys) -> tuple[int, str, str]:
+    """`nodeforge run` on `wf` with a WriteText of node 1's value added, on the test packs: the exit
+    code, stdout and stderr."""
     from nodeforge.cli import main
     from nodeforge.core import registry
 
     monkeypatch.setenv("NODEFORGE_NODE_PATH", str(Path(__file__).parents[1] / "packs"))
     registry.reset_default_registry()
     try:
-        wf = _two_outputs()
         wf.add("WriteText", {"prefix": "made"}, {"value": ("1", "value")})
         path = save_workflow(wf, tmp_path / "wf.json")
         code = main(["run", str(path), "--out", str(tmp_path / "out"), "--device", "cpu", "--quiet"])
     finally:
         registry.reset_default_registry()
-    out, err = capsys.readouterr()
+    return (code, *capsys.readouterr())
+
+
+def test_cli_run_exits_1_after_running_the_valid_outputs_and_names_the_failed_one(tmp_path, monkeypatch, capsys):
+    code, out, err = _cli_run_writing_node_1(_two_outputs(), tmp_path, monkeypatch, capsys)
     assert code == 1
     assert out.strip().endswith("made_5.txt") and (tmp_path / "out" / "made_5.txt").read_text() == "5.0\n"
     assert "output node 4 (Show) was not run" in err and "FancyNumber" in err
@@ -203,19 +208,7 @@ def test_with_no_output_node_every_problem_stops_the_run(engine):
 
 
 def test_cli_run_warns_of_a_half_wired_node_and_runs_the_rest(tmp_path, monkeypatch, capsys):
-    from nodeforge.cli import main
-    from nodeforge.core import registry
-
-    monkeypatch.setenv("NODEFORGE_NODE_PATH", str(Path(__file__).parents[1] / "packs"))
-    registry.reset_default_registry()
-    try:
-        wf = _with_a_half_wired_scale()
-        wf.add("WriteText", {"prefix": "made"}, {"value": ("1", "value")})
-        path = save_workflow(wf, tmp_path / "wf.json")
-        code = main(["run", str(path), "--out", str(tmp_path / "out"), "--device", "cpu", "--quiet"])
-    finally:
-        registry.reset_default_registry()
-    out, err = capsys.readouterr()
+    code, out, err = _cli_run_writing_node_1(_with_a_half_wired_scale(), tmp_path, monkeypatch, capsys)
     assert code == 0 and (tmp_path / "out" / "made_4.txt").read_text() == "5.0\n"
     assert err.splitlines() == ["warning: node 3 (Scale), value: required input is not connected; link a NUMBER "
                                 "output to it (this node leads to no output, so it does not run; connect it or "
