@@ -379,6 +379,17 @@ NODES: list[NodeSpec] = [
         description="Canny edges: white outlines on black, a control image for an edges ControlNet.",
         display_name="Image to Edges (Canny)"),
     NodeSpec(
+        "DepthMap", "image", _lazy("depth", "run_depth_map"),
+        inputs=(Input("image", IMAGE, description="the images to estimate depth in"),),
+        params=(Param.choice("model", _names(FileKind.DEPTH), default="", file=FileKind.DEPTH,
+                             description="a transformers depth model folder from the depth folder (DPT/MiDaS as "
+                                         "Intel/dpt-hybrid-midas, ZoeDepth, Depth Anything v1/v2)"),
+                Param.int("resolution", 512, min=64, max=16384, step=64,
+                          description="the map's shorter side in pixels (the aspect ratio is kept)")),
+        outputs=(Output("image", IMAGE, description="the depth map, grey, near bright and far dark, 0 to 1 per image"),),
+        description="Estimate a depth map (near bright, as MiDaS maps are): a control image for a depth ControlNet.",
+        display_name="Image to Depth Map"),
+    NodeSpec(
         "UpscaleModelLoader", "loaders", _lazy("upscale", "run_upscale_model_loader"),
         params=(Param.choice("upscale_model", _names(FileKind.UPSCALE_MODEL), default="", file=FileKind.UPSCALE_MODEL,
                              description="an ESRGAN-family upscaler (.safetensors, or .pth read safely)"),),

@@ -22,7 +22,7 @@ SUBFOLDERS = {FileKind.CHECKPOINT: "checkpoints", FileKind.LORA: "loras", FileKi
               FileKind.VAE: "vae", FileKind.EMBEDDING: "embeddings", FileKind.CONTROLNET: "controlnet",
               FileKind.UPSCALE_MODEL: "upscale_models", FileKind.DIFFUSION_MODEL: "diffusion_models",
               FileKind.TEXT_ENCODER: "text_encoders", FileKind.IPADAPTER: "ipadapter",
-              FileKind.CLIP_VISION: "clip_vision"}
+              FileKind.CLIP_VISION: "clip_vision", FileKind.DEPTH: "depth"}
 EXTENSIONS = {
     FileKind.CHECKPOINT: (".safetensors", ".ckpt", ".pt", ".pth", ".bin"),
     FileKind.LORA: (".safetensors", ".ckpt", ".pt", ".bin"),
@@ -35,19 +35,20 @@ EXTENSIONS = {
     FileKind.TEXT_ENCODER: (".safetensors", ".gguf", ".sft"),
     FileKind.IPADAPTER: (".safetensors", ".bin"),
     FileKind.CLIP_VISION: (".safetensors",),
+    FileKind.DEPTH: (),     # folders only (a transformers repository's folder)
 }
 # What messages and dialogs call each kind ("missing upscale model ...").
 KIND_NAMES = {FileKind.CHECKPOINT: "checkpoint", FileKind.LORA: "LoRA", FileKind.IMAGE: "image",
               FileKind.VAE: "VAE", FileKind.EMBEDDING: "embedding", FileKind.CONTROLNET: "ControlNet",
               FileKind.UPSCALE_MODEL: "upscale model", FileKind.DIFFUSION_MODEL: "diffusion model",
               FileKind.TEXT_ENCODER: "text encoder", FileKind.IPADAPTER: "IP-Adapter",
-              FileKind.CLIP_VISION: "CLIP vision encoder"}
+              FileKind.CLIP_VISION: "CLIP vision encoder", FileKind.DEPTH: "depth model"}
 # Folders inside the bundled resources/ for each kind.
 BUILTIN = {FileKind.CHECKPOINT: "models", FileKind.LORA: "loras", FileKind.IMAGE: "images",
            FileKind.VAE: "vae", FileKind.EMBEDDING: "embeddings", FileKind.CONTROLNET: "controlnet",
            FileKind.UPSCALE_MODEL: "upscale_models", FileKind.DIFFUSION_MODEL: "diffusion_models",
            FileKind.TEXT_ENCODER: "text_encoders", FileKind.IPADAPTER: "ipadapter",
-           FileKind.CLIP_VISION: "clip_vision"}
+           FileKind.CLIP_VISION: "clip_vision", FileKind.DEPTH: "depth"}
 # The kinds that are models (what the editor's Models menu lists); images are inputs, not models.
 MODEL_KINDS = tuple(kind for kind in SUBFOLDERS if kind is not FileKind.IMAGE)
 # Kinds that may also be a folder (diffusers layout), and what such a folder holds (any one).
@@ -58,6 +59,7 @@ FOLDER_MARKERS = {
     FileKind.DIFFUSION_MODEL: ("config.json",),
     FileKind.TEXT_ENCODER: ("config.json",),
     FileKind.CLIP_VISION: ("config.json",),
+    FileKind.DEPTH: ("config.json",),
     FileKind.EMBEDDING: ("learned_embeds.safetensors", "learned_embeds.bin"),
 }
 

@@ -60,6 +60,7 @@ class FileKind(_Named):
     TEXT_ENCODER = "text_encoder"         # a text encoder alone (ComfyUI's models/text_encoders, clip)
     IPADAPTER = "ipadapter"               # an IP-Adapter (ComfyUI's models/ipadapter)
     CLIP_VISION = "clip_vision"           # a CLIP image encoder (ComfyUI's models/clip_vision)
+    DEPTH = "depth"                       # a transformers depth-estimation model folder (models/depth)
 
 
 class ParamRole(_Named):

@@ -285,6 +285,9 @@ def file_problem(kind: FileKind, path: Path) -> str | None:
         return f"{path} is a folder, not {what}"
     if not stat.S_ISREG(mode):
         return f"{path} is not a regular file (a pipe or a device); choose a {kind.value} file"
+    if kind is not FileKind.IMAGE and not EXTENSIONS[kind]:
+        return (f"{path.name} is a single file; a {KIND_NAMES[kind]} is a folder (its Hugging Face repository's "
+                f"files: {', '.join(FOLDER_MARKERS[kind])}, the weights, ...); choose or copy in such a folder")
     if kind is not FileKind.IMAGE and path.suffix.lower() not in EXTENSIONS[kind]:
         folder = ", or a diffusers folder" if kind in FOLDER_MARKERS else ""
         what = ("an " if KIND_NAMES[kind][0] in "aeiou" else "a ") + KIND_NAMES[kind]

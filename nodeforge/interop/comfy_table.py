@@ -268,6 +268,33 @@ def _staged(nid: str, node: Any, workflow: Any) -> bool:
     return any(node.params.get(k, v) != v for k, v in _STAGE_DEFAULTS.items())
 
 
+# comfyui_controlnet_aux's depth preprocessors: the transformers folder (models/depth/<repository name>) that
+# holds the model each runs; its .pth checkpoint names for Depth Anything v1 and v2.
+MIDAS_DEPTH, ZOE_DEPTH = "dpt-hybrid-midas", "zoedepth-nyu-kitti"
+_DEPTH_ANYTHING = {"depth_anything_vitl14.pth": "depth-anything-large-hf",
+                   "depth_anything_vitb14.pth": "depth-anything-base-hf",
+                   "depth_anything_vits14.pth": "depth-anything-small-hf"}
+_DEPTH_ANYTHING_V2 = {"depth_anything_v2_vitl.pth": "Depth-Anything-V2-Large-hf",
+                      "depth_anything_v2_vitb.pth": "Depth-Anything-V2-Base-hf",
+                      "depth_anything_v2_vits.pth": "Depth-Anything-V2-Small-hf"}
+_DEPTH_NOTE = ("the depth map is estimated by NodeForge's Image to Depth Map with the transformers model in "
+               "models/depth/{folder} (the folder of the Hugging Face repository {repo}), at that model's own input "
+               "size: close to the preprocessor's map, not pixel for pixel")
+
+
+def _table_in(table: dict[str, str]) -> Convert:
+    return lambda value, notes: table.get(value, value)
+
+
+def _table_out(table: dict[str, str]) -> Convert:
+    back = {folder: name for name, folder in table.items()}
+    return lambda value, notes: back.get(value, value)
+
+
+def _depth_model_is(*names: str) -> NodeTest:
+    return lambda nid, node, workflow: node.params.get("model") in names
+
+
 def _never(nid: str, node: Any, workflow: Any) -> bool:
     return False
 
@@ -760,6 +787,28 @@ ROWS: tuple[ClassMap, ...] = (
               Widget("resolution", None)), (("image", "image"),), ("image",), remember=False, export_only_if=_never,
              note="edges by NodeForge's Canny at the image's own size, the 0..255 thresholds as fractions (t / 255): "
                   "close to the preprocessor's, not pixel for pixel (exported back as ComfyUI's Canny)"),
+    # comfyui_controlnet_aux's depth preprocessors: NodeForge's DepthMap with the model each runs (nodes/depth.py)
+    ClassMap("MiDaS-DepthMapPreprocessor", "DepthMap", "MiDaS Depth Map",
+             (Widget("a", None, export_default=6.283185307179586), Widget("bg_threshold", None, export_default=0.1),
+              Widget("resolution")), (("image", "image"),), ("image",), fixed={"model": MIDAS_DEPTH},
+             export_only_if=_depth_model_is(MIDAS_DEPTH),
+             note=_DEPTH_NOTE.format(folder=MIDAS_DEPTH, repo="Intel/dpt-hybrid-midas")
+             + "; a and bg_threshold shape MiDaS's normal map, which the depth map does not use (as in ComfyUI), "
+               "and are not kept"),
+    ClassMap("Zoe-DepthMapPreprocessor", "DepthMap", "Zoe Depth Map", (Widget("resolution"),), (("image", "image"),),
+             ("image",), fixed={"model": ZOE_DEPTH}, export_only_if=_depth_model_is(ZOE_DEPTH),
+             note=_DEPTH_NOTE.format(folder=ZOE_DEPTH, repo="Intel/zoedepth-nyu-kitti")),
+    ClassMap("DepthAnythingPreprocessor", "DepthMap", "Depth Anything",
+             (Widget("ckpt_name", "model", load=_table_in(_DEPTH_ANYTHING), save=_table_out(_DEPTH_ANYTHING)),
+              Widget("resolution")), (("image", "image"),), ("image",),
+             export_only_if=_depth_model_is(*_DEPTH_ANYTHING.values()),
+             note=_DEPTH_NOTE.format(folder="depth-anything-large-hf (vitl14; base-hf, small-hf)",
+                                      repo="LiheYoung/depth-anything-large-hf")),
+    ClassMap("DepthAnythingV2Preprocessor", "DepthMap", "Depth Anything V2 - Relative",
+             (Widget("ckpt_name", "model", load=_table_in(_DEPTH_ANYTHING_V2), save=_table_out(_DEPTH_ANYTHING_V2)),
+              Widget("resolution")), (("image", "image"),), ("image",),
+             note=_DEPTH_NOTE.format(folder="Depth-Anything-V2-Large-hf (vitl; Base-hf, Small-hf)",
+                                      repo="depth-anything/Depth-Anything-V2-Large-hf")),
     ClassMap("Image Comparer (rgthree)", "Preview", "Image Comparer (rgthree)", (), (("image_a", "image"),), (),
              optional_inputs=("image_b",), remember=False, export_only_if=_never,
              note="shown as a preview of image_a (NodeForge has no comparer; image_b is not shown)"),

@@ -29,6 +29,8 @@ CHANGED_ON_IMPORT = {
     ("comfy-sd3-0.4.json", "71"): ["blurry", "blurry, low quality", "a blurry picture", "empty_prompt"],
     ("comfy-slg-0.4.json", "71"): ["blurry", "blurry, low quality", "a blurry picture", "empty_prompt"],
     # the seed from rgthree's Seed node 9, and rgthree's -1 (a new seed each run) as 0 randomized after each run
+    # MiDaS's a and bg_threshold only shape its normal map: not kept, ComfyUI's defaults written
+    ("comfy-depth-0.4.json", "2"): [6.283185307179586, 0.1, 1024],
     ("comfy-resize-0.4.json", "10"): [1234, "fixed"],
     ("comfy-resize-0.4.json", "12"): [0, "randomize"],
     # widgets fed by pack constants (easy int, Int-🔬, FloatConstant, easy float, String-🔬): their values
