@@ -2,7 +2,8 @@
 preprocessors): a control image for a depth ControlNet.
 
 The model is a transformers folder in models/depth/ (config.json, the weights, preprocessor_config.json),
-as its Hugging Face repository gives it: Intel/dpt-hybrid-midas (MiDaS v3 hybrid, what ComfyUI's
+as its Hugging Face repository gives it, or that repository in the Hugging Face cache (found by its name or
+id: nodeforge/core/models.py `hub_snapshot`): Intel/dpt-hybrid-midas (MiDaS v3 hybrid, what ComfyUI's
 MiDaS preprocessor runs), Intel/zoedepth-nyu-kitti, LiheYoung/depth-anything-*-hf,
 depth-anything/Depth-Anything-V2-*-hf; AutoModelForDepthEstimation reads any of them. The image is
 prepared by the model's own image processor, its prediction resized back by the processor's
@@ -60,7 +61,9 @@ def read_depth_model(path: Path, device: str) -> DepthModel:
                         "model's repository into the folder", field="model") from None
     config = model.config
     metric = config.model_type == "zoedepth" or getattr(config, "depth_estimation_type", "relative") == "metric"
-    return DepthModel(path.name, model.to(device).eval(), processor, metric)
+    cached = path.parent.name == "snapshots"     # the Hugging Face cache's models--ORG--NAME/snapshots/<revision>
+    name = path.parent.parent.name.split("--")[-1] if cached else path.name
+    return DepthModel(name, model.to(device).eval(), processor, metric)
 
 
 def load_depth_model(path: Path, device: str, shared: dict[str, Any] | None = None) -> DepthModel:

@@ -67,6 +67,36 @@ FOLDER_MARKERS = {
 # inside it (VAELoader reads a diffusers folder's vae/ and a single file's first_stage_model. part), so
 # `--model-map vae.safetensors=nodeforge-shapes` works.
 BORROWS = {FileKind.VAE: FileKind.CHECKPOINT}
+# Kinds that are whole Hugging Face repositories (transformers folders): a name not in the model folders is
+# also looked for in the Hugging Face cache, as the repository's name ("dpt-hybrid-midas") or id
+# ("Intel/dpt-hybrid-midas"), so a user who downloaded it once (`hf download Intel/dpt-hybrid-midas`) has it.
+HUB_KINDS = (FileKind.DEPTH,)
+
+
+def hub_cache_dir() -> Path:
+    """The Hugging Face hub cache (HF_HUB_CACHE, else HF_HOME/hub, else ~/.cache/huggingface/hub)."""
+    if os.environ.get("HF_HUB_CACHE"):
+        return Path(os.environ["HF_HUB_CACHE"]).expanduser()
+    home = os.environ.get("HF_HOME") or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "huggingface"
+    return Path(home).expanduser() / "hub"
+
+
+def hub_snapshot(name: str, marker: str = "config.json") -> Path | None:
+    """The cached snapshot folder of the repository `name` (an id or a bare repository name) that holds
+    `marker`: the one refs/main names, else the newest; None when the cache has none."""
+    cache = hub_cache_dir()
+    if not name or ".." in name or not cache.is_dir():
+        return None
+    parts = name.replace("\\", "/").strip("/").split("/")
+    pattern = f"models--{parts[0]}--{parts[1]}" if len(parts) == 2 else f"models--*--{parts[-1]}"
+    for repo in sorted(cache.glob(pattern)):
+        main = repo / "refs" / "main"
+        pinned = repo / "snapshots" / main.read_text().strip() if main.is_file() else None
+        snapshots = sorted((repo / "snapshots").glob("*"), key=lambda p: p.stat().st_mtime, reverse=True)
+        for snapshot in ([pinned] if pinned is not None else []) + snapshots:
+            if (snapshot / marker).is_file():
+                return snapshot
+    return None
 
 
 def quoted(name: str) -> str:
@@ -208,7 +238,13 @@ class ModelPaths:
         kind = FileKind(kind)
         try:
             return self._resolve(kind, name, base)
-        except ModelNotFound:
+        except ModelNotFound as exc:
+            cached = hub_snapshot(name) if kind in HUB_KINDS else None
+            if cached is not None:
+                return cached
+            if kind in HUB_KINDS and name:
+                raise ModelNotFound(f"{exc}, or download its Hugging Face repository into the Hugging Face cache "
+                                    f"({hub_cache_dir()})") from None
             if kind not in BORROWS or not name:
                 raise
             try:

@@ -135,3 +135,30 @@ def test_a_missing_model_or_a_folder_that_is_not_one_says_what_to_put_where(dept
     wf.nodes["d"].params["model"] = str(tmp_path / "depth" / "single.pt")
     problems = engine.validate(wf)
     assert problems[0].message.startswith("single.pt is a single file; a depth model is a folder")
+
+
+def test_a_model_in_the_hugging_face_cache_is_found_by_its_name_or_id(depth_root, make_engine, tmp_path, monkeypatch):
+    import shutil
+
+    cache = tmp_path / "hub"
+    repo = cache / "models--Intel--tiny-cached-dpt"
+    shutil.copytree(depth_root / "depth" / "tiny-dpt", repo / "snapshots" / "abc123")
+    (repo / "snapshots" / "old").mkdir()                   # an older revision without the model: passed over
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("abc123")
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    engine = make_engine(tmp_path / "out", tmp_path / "models")
+    wf = Workflow()
+    wf.add("EmptyImage", {"width": 48, "height": 32}, node_id="img")
+    wf.add("DepthMap", {"model": "", "resolution": 64}, {"image": ("img", "image")}, node_id="d")
+    wf.add("Preview", {}, {"image": ("d", "image")}, node_id="p")
+    for name in ("tiny-cached-dpt", "Intel/tiny-cached-dpt"):
+        wf.nodes["d"].params["model"] = name
+        assert engine.validate(wf) == [], name
+    ctx = _ctx(tmp_path / "models")
+    cached = builtin_module("depth").run_depth_map(ctx, _ramp(), "tiny-cached-dpt", 64)["image"]
+    local = builtin_module("depth").run_depth_map(_ctx(depth_root), _ramp(), "tiny-dpt", 64)["image"]
+    assert torch.equal(cached, local)
+    wf.nodes["d"].params["model"] = "dpt-hybrid-midas"
+    message = engine.validate(wf)[0].message
+    assert message.endswith(f"or download its Hugging Face repository into the Hugging Face cache ({cache})")
