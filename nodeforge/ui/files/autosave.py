@@ -34,16 +34,16 @@ class Autosaver:
         self._last_text: str | None = None
 
     def save(self, workflow: Workflow) -> bool:
-        """Write the graph if it changed since the last autosave; True when written."""
+        """Write the graph if it changed since the last autosave; True when written, OSError when
+        it cannot be."""
         data = workflow.to_json()
         data["autosave"] = {"source": str(workflow.source) if workflow.source else None}
         text = json.dumps(data, indent=1, ensure_ascii=False)
         if text == self._last_text:
             return False
-        try:
-            atomic_write_bytes(self.path, text.encode("utf-8"))
-        except OSError:
-            return False
+        # A failure (full disk, a folder that cannot be made) raises: the document shows it and
+        # retries, where returning False here read as "nothing changed" and hid it.
+        atomic_write_bytes(self.path, text.encode("utf-8"))
         self._last_text = text
         return True
 
