@@ -574,11 +574,22 @@ def cmd_import(args: argparse.Namespace) -> int:
     out = Path(args.output) if args.output else source.with_name(_stem(source) + ".nodeforge.json")
     if out.resolve() == source.resolve():
         raise UsageError(f"-o {out}: that is the file being imported; choose another name")
-    save_workflow(imported.workflow, out)
+    _writing(f"-o {out}", lambda: save_workflow(imported.workflow, out))
     print(f"{out}: {len(imported.workflow.nodes)} nodes from a {imported.format}"
           + (f", {len(imported.warnings)} warning{'s' if len(imported.warnings) != 1 else ''}"
              if imported.warnings else ""))
     return 0
+
+
+def _writing(flag: str, write: Any) -> None:
+    """Run `write`; a file that cannot be written (read-only, a full disk, a folder that is a file)
+    is one line naming the flag's path, the file there left as it was."""
+    try:
+        write()
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        fix = "" if "another name" in reason else "; choose another name or a folder you can write to"
+        raise UsageError(f"{flag}: cannot write it ({reason}){fix}") from None
 
 
 def _stem(path: Path) -> str:
@@ -590,7 +601,7 @@ def _stem(path: Path) -> str:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from nodeforge.core.files import atomic_write_bytes as write
+    from nodeforge.core.files import atomic_write_bytes as write, refuse_read_only
     from nodeforge.core.registry import default_registry
     from nodeforge.interop import export_comfyui_api, export_comfyui_ui
 
@@ -606,7 +617,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     if args.output:
         if Path(args.output).resolve() == Path(args.file).resolve():
             raise UsageError(f"-o {args.output}: that is the file being exported; choose another name")
-        write(Path(args.output), text.encode("utf-8"))
+        _writing(f"-o {args.output}", lambda: refuse_read_only(args.output) or write(Path(args.output),
+                                                                                    text.encode("utf-8")))
         count = len(data["nodes"]) if args.to == "comfyui" else len(data)
         print(f"{args.output}: {what} with {count} nodes")
     else:

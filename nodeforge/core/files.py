@@ -8,6 +8,7 @@ The temporary file is in the same folder because a rename is atomic only within 
 """
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from pathlib import Path
@@ -83,6 +84,22 @@ def atomic_write(path: str | os.PathLike[str], write: Writer) -> Path:
         raise
     _sync_folder(path.parent)
     return path
+
+
+def refuse_read_only(path: str | os.PathLike[str]) -> None:
+    """PermissionError naming `path` when it is a file the user made read-only (or may not write).
+
+    `atomic_write` replaces a file by a rename, which only the folder's permission governs, and
+    keeps its mode: a read-only workflow or export would be overwritten and stay read-only, so
+    nobody would notice. The user's documents call this first.
+    """
+    try:
+        mode = os.stat(path).st_mode          # through a symlink, as the write goes
+    except OSError:
+        return
+    if stat.S_ISREG(mode) and (not mode & 0o222 or not os.access(path, os.W_OK)):
+        raise PermissionError(errno.EACCES, "the file is read-only; save under another name, or make it "
+                              "writable first", str(path))
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from nodeforge.core.errors import Problem, WorkflowFileError, WorkflowSaveError, short_repr
-from nodeforge.core.files import atomic_write_bytes
+from nodeforge.core.files import atomic_write_bytes, refuse_read_only
 from nodeforge.core.png_text import PNG_SIGNATURE, PNG_WORKFLOW_KEY, read_png_text
 
 FORMAT_VERSION = 2
@@ -467,7 +467,7 @@ def save_workflow(workflow: Workflow, path: str | os.PathLike[str]) -> Path:
     """Write standard UTF-8 JSON atomically: a temporary file beside the target, then a rename.
 
     Raises WorkflowSaveError (nothing written) for content JSON or UTF-8 cannot hold, naming the
-    node and field; disk failures raise OSError. The file keeps its permissions, and a symlink
+    node and field; disk failures and a read-only file raise OSError. The file keeps its permissions, and a symlink
     is written through to its target (`nodeforge.core.files.atomic_write`).
     """
     path = Path(path)
@@ -479,5 +479,6 @@ def save_workflow(workflow: Workflow, path: str | os.PathLike[str]) -> Path:
         data = (text + "\n").encode("utf-8")
     except (ValueError, TypeError) as exc:  # anything the checks above missed
         raise WorkflowSaveError([Problem(f"cannot be written as JSON ({exc})")], source=path) from None
+    refuse_read_only(path)
     atomic_write_bytes(path, data)
     return path

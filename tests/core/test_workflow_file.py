@@ -350,3 +350,17 @@ def test_png_text_under_the_cap_still_loads(tmp_path):
     path = tmp_path / "big.png"
     path.write_bytes(_png_with_text({"workflow": wf.dumps()}, itxt=True))
     assert load_workflow(path) == wf
+
+
+def test_save_refuses_a_read_only_file_and_leaves_it(tmp_path):
+    path = tmp_path / "locked.json"
+    path.write_text("{}")
+    path.chmod(0o444)
+    with pytest.raises(PermissionError) as info:
+        save_workflow(Workflow.from_json(EXAMPLE), path)
+    assert info.value.filename == str(path) and "read-only" in info.value.strerror
+    assert path.read_text() == "{}" and sorted(p.name for p in tmp_path.iterdir()) == ["locked.json"]
+    link = tmp_path / "link.json"                  # through a link, the target is what counts
+    link.symlink_to(path)
+    with pytest.raises(PermissionError):
+        save_workflow(Workflow.from_json(EXAMPLE), link)

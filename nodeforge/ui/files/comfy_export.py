@@ -68,7 +68,7 @@ class ComfyExport:
 
     def export_to(self, path: Path, to: str = "comfyui", keep: Sequence[tuple[Path, str]] = ()) -> bool:
         """Write the graph on screen to `path` as `to` ("comfyui" or "comfyui-api"); whether it did."""
-        from nodeforge.core.files import atomic_write_bytes
+        from nodeforge.core.files import atomic_write_bytes, refuse_read_only
         from nodeforge.ui.files.document import _same_file, explain
 
         what = next(name for name, key in FORMATS.values() if key == to)
@@ -83,6 +83,7 @@ class ComfyExport:
         try:
             data = exporter(to)(self.model.snapshot(), registry=self.engine.registry, warnings=notes)
             text = json.dumps(data, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+            refuse_read_only(path)
             atomic_write_bytes(path, text.encode("utf-8"))
         except Exception as exc:  # the user's to see, in one message: never a traceback
             self.host.show_error("Cannot export", f"{path}:\n{explain(exc)}")
