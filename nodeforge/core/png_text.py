@@ -33,7 +33,8 @@ def read_png_text(data: bytes, source: Path | None = None) -> dict[str, str]:
     """The tEXt/zTXt/iTXt chunks of a PNG, without decoding pixels (and without Pillow).
 
     Compressed text is inflated with a cap (MAX_PNG_TEXT_CHUNK_BYTES a chunk, MAX_PNG_TEXT_TOTAL_BYTES
-    in all): a zTXt bomb is refused with a WorkflowFileError after at most that much work.
+    in all): a zTXt bomb is refused with a WorkflowFileError after at most that much work, as is a
+    file that ends inside a text chunk (its text would be read cut short).
     """
     out: dict[str, str] = {}
     budget = [MAX_PNG_TEXT_TOTAL_BYTES]
@@ -42,6 +43,10 @@ def read_png_text(data: bytes, source: Path | None = None) -> dict[str, str]:
         length, kind = struct.unpack(">I4s", data[pos:pos + 8])
         body = data[pos + 8:pos + 8 + length]
         pos += 12 + length
+        if len(body) < length and kind in (b"tEXt", b"zTXt", b"iTXt"):
+            where, name = f"{source}: " if source else "", body.partition(b"\0")[0].decode("latin-1")
+            raise WorkflowFileError(f"{where}the file ends inside the PNG text chunk {short_repr(name)} "
+                                    f"({len(body)} of {length} bytes): it is cut short; copy or download it again")
         try:
             if kind == b"tEXt":
                 key, _, value = body.partition(b"\0")

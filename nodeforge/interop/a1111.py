@@ -8,6 +8,7 @@ NodeForge's sampler and schedule.
 from __future__ import annotations
 
 import json
+import math
 import re
 from typing import Any
 
@@ -32,7 +33,9 @@ MAX_PARAMETERS_CHARS = 200_000
 
 
 def looks_like_parameters(text: str) -> bool:
-    return bool(re.search(r"(^|\n)\s*Steps:\s*\d", text))
+    """A line starting "Steps:" (whatever its value: "Steps: abc" is A1111's text with a bad
+    setting, which to_workflow says, not a JSON file)."""
+    return bool(re.search(r"(^|\n)[ \t]*Steps:", text))
 
 
 def parse_parameters(text: str, source: object | None = None) -> tuple[str, str, dict[str, str]]:
@@ -42,7 +45,7 @@ def parse_parameters(text: str, source: object | None = None) -> tuple[str, str,
                                 f"{MAX_PARAMETERS_CHARS} is not generation parameters", source=source)
     lines = text.strip().split("\n")
     settings_line = ""
-    if lines and (re.match(r"\s*Steps:\s*\d", lines[-1]) or len(_PAIR.findall(lines[-1])) >= 3):
+    if lines and (re.match(r"\s*Steps:", lines[-1]) or len(_PAIR.findall(lines[-1])) >= 3):
         settings_line = lines.pop()
     prompt_lines: list[str] = []
     negative_lines: list[str] = []
@@ -70,7 +73,9 @@ def _number(settings: dict[str, str], key: str, kind: type, warnings: list[str])
         return None
     try:
         value = kind(float(raw)) if kind is int and "." in raw else kind(raw)
-    except ValueError:
+        if kind is float and not math.isfinite(value):
+            raise ValueError(raw)
+    except (ValueError, OverflowError):     # "1.5e309": int(inf) overflows; "nan", "inf": no setting
         warnings.append(f"A1111 parameters: {key} {raw[:40]!r} is not a number; NodeForge's default is used")
         return None
     return value

@@ -110,7 +110,12 @@ def _from_png(raw: bytes, source: Path | None, registry: Any) -> Imported:
                 continue
             raise WorkflowFileError(f"{where}the PNG's {key!r} text is not a workflow: "
                                     f"{str(exc).removeprefix(where)}") from None
-        imported = _from_json(data, source, registry)
+        try:
+            imported = _from_json(data, source, registry)
+        except WorkflowFileError as exc:
+            if exc.source is not None or str(exc).startswith(where or "\0"):
+                raise
+            raise WorkflowFileError(f"{where}the PNG's {key!r} text is not a workflow: {exc}") from None
         note = version_note(chunks, source) if imported.format == NODEFORGE else None
         if note:   # made by another NodeForge, torch or diffusers: the seed may draw another picture
             imported.warnings.insert(0, note)
@@ -156,7 +161,32 @@ def read_workflow(source: str | os.PathLike[str] | Mapping[str, Any], *, registr
     return imported
 
 
+# Images that carry no workflow NodeForge reads, by their first bytes: said as what they are.
+_IMAGE_MAGIC = ((b"\xff\xd8\xff", "a JPEG image"), (b"GIF87a", "a GIF image"), (b"GIF89a", "a GIF image"),
+                (b"BM", "a BMP image"), (b"II*\0", "a TIFF image"), (b"MM\0*", "a TIFF image"))
+
+
+def _not_a_workflow(raw: bytes, path: Path) -> str | None:
+    """What a file plainly is when it cannot be a workflow (empty, another image, a damaged
+    PNG), to say instead of "not valid JSON"; None for anything that may be text."""
+    if not raw.strip():
+        return f"{path}: the file is empty" + (" (nothing was saved in it)" if not raw else " (only spaces)")
+    image = next((name for magic, name in _IMAGE_MAGIC if raw.startswith(magic)), None)
+    if image is None and raw[:4] == b"RIFF" and raw[8:12] == b"WEBP":
+        image = "a WebP image"
+    if image is not None:
+        return (f"{path}: is {image}, not a PNG; a workflow is read from a PNG's text chunks (NodeForge, ComfyUI "
+                "or A1111 metadata) or a JSON file: open the PNG the image was saved as")
+    if path.suffix.lower() == ".png" and not raw.lstrip().startswith((b"{", b"[")):
+        return (f"{path}: named .png but is not a PNG image (it does not start with the PNG signature); the "
+                "file is damaged or not what its name says")
+    return None
+
+
 def _from_text(raw: bytes, path: Path, registry: Any) -> Imported:
+    plainly = _not_a_workflow(raw, path)
+    if plainly:
+        raise WorkflowFileError(plainly)
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError:

@@ -15,6 +15,7 @@ from PySide6.QtCore import QMimeData, QSize, Qt, QUrl
 from PySide6.QtGui import QColor, QIcon, QImage, QImageReader, QPainter, QPixmap
 from PySide6.QtWidgets import QAbstractItemView, QListView, QListWidget, QListWidgetItem, QWidget
 
+from nodeforge.core.errors import WorkflowError
 from nodeforge.core.png_text import PNG_PARAMETERS_KEY, PNG_WORKFLOW_KEY, read_png_text
 from nodeforge.ui.run.runner import RunImage
 
@@ -59,7 +60,7 @@ def png_chunks(path: str | None) -> dict[str, str]:
         return {}
     try:
         return read_png_text(Path(path).read_bytes(), Path(path))
-    except (OSError, ValueError):
+    except (OSError, ValueError, WorkflowError):      # WorkflowError: a zTXt bomb, a file cut short
         return {}
 
 
