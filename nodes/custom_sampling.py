@@ -7,11 +7,13 @@ clean result) meet in SamplerCustom / SamplerCustomAdvanced, which run the one d
 schedule, steps and denoise of UNetDenoise, and the stage a SplitSigmas cut), so a custom graph
 with BasicScheduler runs exactly the UNetDenoise request its widgets say and gives the KSampler
 graph's pixels for every sampler. Other sigmas (AlignYourSteps, SDTurbo, a split of those) run
-through the sampler's scheduler with its sigmas replaced (`SamplingBehaviour.plan_sigmas`).
+through the sampler's scheduler with its sigmas replaced (`SamplingBehaviour.plan_sigmas`);
+ManualSigmas gives the numbers written in its text.
 """
 from __future__ import annotations
 
 import copy
+import re
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -233,6 +235,25 @@ def run_sd_turbo_scheduler(ctx: Any, unet: Any, steps: int, denoise: float) -> d
 
 def run_karras_scheduler(ctx: Any, steps: int, sigma_max: float, sigma_min: float, rho: float) -> dict[str, Any]:
     return {"sigmas": karras_sigmas(steps, sigma_max, sigma_min, rho)}
+
+
+_NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
+
+
+def manual_sigmas(text: str) -> Sigmas:
+    """ManualSigmas: the numbers written in `text`, in order (any separators: "1.0, 0.5, 0.0"), as sigmas."""
+    values = [float(found) for found in _NUMBER.findall(text)]
+    if not values:
+        raise NodeError(f"no numbers in {text[:40]!r}; write the sigmas highest first, e.g. '1.0, 0.72, 0.42, 0.0'",
+                        field="sigmas")
+    if any(a < b for a, b in zip(values, values[1:])) or min(values) < 0:
+        shown = ", ".join(f"{v:g}" for v in values)
+        raise NodeError(f"sigmas must fall (highest first) and stay at or above 0; got {shown}", field="sigmas")
+    return Sigmas(torch.tensor(values, dtype=torch.float32))
+
+
+def run_manual_sigmas(ctx: Any, sigmas: str) -> dict[str, Any]:
+    return {"sigmas": manual_sigmas(sigmas)}
 
 
 def run_align_your_steps_scheduler(ctx: Any, model_type: str, steps: int, denoise: float) -> dict[str, Any]:

@@ -78,6 +78,13 @@ CUSTOM_SAMPLING_NODES: list[NodeSpec] = [
         description="Karras et al.'s sigmas between sigma_max and sigma_min (evenly spaced in sigma^(1/rho)), then 0.",
         display_name="Karras Scheduler"),
     NodeSpec(
+        "ManualSigmas", CATEGORY, lazy("custom_sampling", "run_manual_sigmas"),
+        params=(Param.string("sigmas", "1, 0.5", description="the noise levels, highest first, as numbers separated by "
+                                                          "commas or spaces (end with 0 to denoise fully)"),),
+        outputs=(Output("sigmas", SIGMAS, description="the noise levels to step through (for SamplerCustom)"),),
+        description="Sigmas written out by hand (a distilled model's published schedule, for example).",
+        display_name="Manual Sigmas"),
+    NodeSpec(
         "SplitSigmas", CATEGORY, lazy("custom_sampling", "run_split_sigmas"),
         inputs=(Input("sigmas", SIGMAS, description="the sigmas to cut in two"),),
         params=(Param.int("step", 0, min=0, max=10000, description="where to cut (both parts hold this sigma)"),),

@@ -577,6 +577,7 @@ ROWS: tuple[ClassMap, ...] = (
              (Widget("model_type"), Widget("steps"), Widget("denoise")), (), ("sigmas",)),
     ClassMap("KarrasScheduler", "KarrasScheduler", "KarrasScheduler",
              (Widget("steps"), Widget("sigma_max"), Widget("sigma_min"), Widget("rho")), (), ("sigmas",)),
+    ClassMap("ManualSigmas", "ManualSigmas", "ManualSigmas", (Widget("sigmas"),), (), ("sigmas",)),
     ClassMap("SplitSigmas", "SplitSigmas", "SplitSigmas", (Widget("step"),), (("sigmas", "sigmas"),),
              ("high_sigmas", "low_sigmas")),
     ClassMap("BasicGuider", "BasicGuider", "BasicGuider", (),

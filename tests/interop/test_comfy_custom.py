@@ -33,6 +33,10 @@ CUSTOM = {
     "40": ("SDTurboScheduler", {"steps": 1, "denoise": 1.0}, {"unet": ("4", "unet")}),
     "41": ("BasicGuider", {}, {"unet": ("4", "unet"), "conditioning": ("6", "conditioning")}),
     "50": ("KarrasScheduler", {"steps": 12, "sigma_max": 14.614642, "sigma_min": 0.0291675, "rho": 7.0}, {}),
+    "60": ("ManualSigmas", {"sigmas": "1.0, 0.725, 0.4219, 0.0"}, {}),
+    "61": ("SamplerCustomAdvanced", {}, {"noise": ("23", "noise"), "guider": ("41", "guider"),
+                                         "sampler": ("20", "sampler"), "sigmas": ("60", "sigmas"),
+                                         "latent": ("5", "latent")}),
 }
 SD3 = {
     "2": ("TextEncoderLoaderSD3", {"clip_l": "clip_l.safetensors", "clip_g": "clip_g.safetensors",

@@ -4,6 +4,7 @@ UNetDenoise's latents for the same settings."""
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -214,6 +215,29 @@ def test_align_your_steps_runs_a_tiny_sd_graph_and_differs_from_normal(engine):
     assert not torch.allclose(got, out["ks"]["latent"]["samples"], atol=1e-3)
     # denoised_output at a last sigma of 0 is the clean result itself
     assert torch.allclose(_samples(out, "sca", "denoised_output"), got, atol=1e-4)
+
+
+def test_manual_sigmas_are_the_numbers_written_and_sample_as_the_same_sigmas_from_a_scheduler(engine):
+    from nodeforge.core.errors import NodeExecutionError
+
+    got = _sigmas(engine, "ManualSigmas", {"sigmas": "1., 0.99375, 0.725,0.421875 0.0"}, False)
+    assert torch.equal(got, torch.tensor([1.0, 0.99375, 0.725, 0.421875, 0.0], dtype=torch.float32))
+    assert _sigmas(engine, "ManualSigmas", {"sigmas": "14.6, 1.5e-1, 0"}, False).tolist() == pytest.approx(
+        [14.6, 0.15, 0.0])
+    karras = _sigmas(engine, "KarrasScheduler", {"steps": 5, "sigma_max": 14.614642, "sigma_min": 0.0291675,
+                                                 "rho": 7.0}, False)
+    wf = _base()
+    wf.add("RandomNoise", {"seed": 11}, node_id="noise")
+    wf.add("KarrasScheduler", {"steps": 5, "sigma_max": 14.614642, "sigma_min": 0.0291675, "rho": 7.0}, node_id="k")
+    wf.add("ManualSigmas", {"sigmas": ", ".join(repr(float(v)) for v in karras)}, node_id="m")
+    _custom_advanced(wf, "euler", "k", node_id="a")
+    _custom_advanced(wf, "euler", "m", node_id="b")
+    out = engine.run(wf, outputs=["a", "b"]).outputs
+    assert torch.equal(_samples(out, "a"), _samples(out, "b"))
+    for text, message in (("none", "no numbers in 'none'"), ("0.5, 1.0, 0", "sigmas must fall (highest first)")):
+        wf.nodes["m"].params["sigmas"] = text
+        with pytest.raises(NodeExecutionError, match=re.escape(message)):
+            engine.run(wf, outputs=["b"])
 
 
 def test_a_sampler_that_cannot_follow_given_sigmas_is_named(engine):
