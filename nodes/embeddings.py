@@ -57,7 +57,8 @@ def _as_rows(value: Any) -> torch.Tensor | None:
         value = value[None]
     while value.ndim > 2 and value.shape[0] == 1:
         value = value[0]
-    return value if value.ndim == 2 else None
+    # No rows (or no width): a token that would vanish from the prompt without a word said.
+    return value if value.ndim == 2 and value.numel() else None
 
 
 def vectors_of(data: Any, name: str) -> list[torch.Tensor]:
