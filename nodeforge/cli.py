@@ -385,9 +385,10 @@ def _sampler_alias(text: str) -> tuple[str | None, str | None]:
 class ProgressPrinter:
     """Prints run events: a line per node and a step bar for long nodes (terminal only)."""
 
-    def __init__(self, stream: TextIO, interactive: bool, workflow: Any) -> None:
+    def __init__(self, stream: TextIO, interactive: bool, workflow: Any, progress: bool = True) -> None:
         self.stream = stream
         self.interactive = interactive
+        self.progress = progress        # False (-q, a pipe): only the nodes' warnings
         self.workflow = workflow
         self.total = 0
         self.done = 0
@@ -399,7 +400,13 @@ class ProgressPrinter:
 
     def __call__(self, event: ev.Event) -> None:
         out = self.stream
-        if isinstance(event, ev.RunStarted):
+        if isinstance(event, ev.NodeWarning):       # said even when progress is not shown
+            self._end_bar()
+            out.write(f"warning: node {event.node_id} ({event.node_type}): {event.message}\n")
+            out.flush()
+        elif not self.progress:
+            return
+        elif isinstance(event, ev.RunStarted):
             self.total = len(event.order)
         elif isinstance(event, ev.NodeProgress):
             if self.interactive:
@@ -499,8 +506,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     _make_output_folder(args.out)
     interactive = sys.stderr.isatty()
     show = (interactive or args.verbose) and not args.quiet
-    listener = ProgressPrinter(sys.stderr, interactive, workflow) if show else None
-    result = engine.run(workflow, on_event=listener)
+    result = engine.run(workflow, on_event=ProgressPrinter(sys.stderr, interactive, workflow, progress=show))
     written = [path for nid in result.outputs for path in output_paths(result.outputs[nid])]
     for path in written:
         print(path)

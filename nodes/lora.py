@@ -8,8 +8,6 @@ adapter_config.json beside it (else alpha = rank). LoHa, LoKr, DoRA and full dif
 from __future__ import annotations
 
 import json
-import logging
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +22,6 @@ from .loading import read_state_dict
 from .lora_variants import VariantDelta, make_variant
 from .wrappers import ClipModel, LoraPatch, UNetModel, weight_shape
 
-log = logging.getLogger(__name__)
 
 def _alpha_settings(path: Path, metadata: dict[str, str]) -> dict[str, float]:
     """lora_alpha and r by part ("" for all) from safetensors metadata or adapter_config.json."""
@@ -196,6 +193,5 @@ def run_lora_loader(ctx: Any, unet: UNetModel, clip: ClipModel, lora: str, stren
     if unmatched or ignored:
         message = (f"LoRA {path.name}: {unmatched} of {matched + unmatched} modules matched no layer of "
                    f"this model and {len(ignored)} keys were not understood; they are ignored")
-        log.warning(message)
-        warnings.warn(message, stacklevel=2)
+        ctx.warn(message)
     return {"unet": new_unet, "clip": new_clip}

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextvars
 import threading
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
@@ -36,6 +37,7 @@ class NodeContext:
     title: str | None = None
     shared: dict[str, Any] = field(default_factory=dict)
     registry: "Registry | None" = None   # the node types of the run (to read declared roles)
+    _emit_warning: Callable[[str], None] | None = None
 
     @property
     def device(self) -> str:
@@ -55,6 +57,14 @@ class NodeContext:
         self.check_cancelled()
         self._emit_progress(step, total, preview)
         self.check_cancelled()
+
+    def warn(self, message: str) -> None:
+        """Tell the user of something this node passed over (a LoRA's modules that matched no
+        layer) while the run goes on; outside an engine, a Python warning."""
+        if self._emit_warning is not None:
+            self._emit_warning(message)
+        else:
+            warnings.warn(message, stacklevel=2)
 
     def resolve_file(self, kind: str, name: str) -> Path:
         """The path a file param names (a model name from the search paths, or a path)."""

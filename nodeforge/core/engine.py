@@ -15,6 +15,7 @@ import json
 import os
 import threading
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -408,12 +409,17 @@ class Engine:
         def emit_progress(step: int, total: int, preview: Any) -> None:
             self._emit(ev.NodeProgress(run_id, nid, step, total, preview), on_event)
 
+        def emit_warning(message: str) -> None:
+            if not self._listeners and on_event is None:   # nobody listens: a Python warning
+                warnings.warn(f"node {nid} ({node_type}): {message}", stacklevel=3)
+            self._emit(ev.NodeWarning(run_id, nid, node_type, message), on_event)
+
         return NodeContext(
             node_id=nid, node_type=node_type, workflow=workflow, output_dir=self.output_dir,
             model_paths=self.model_paths, settings=self.settings, _device=self.device,
             _resolve_device=lambda _name: self.resolved_device(), _cancel=self._cancel,
             _emit_progress=emit_progress, title=workflow.nodes[nid].title, shared=self._shared,
-            registry=self.registry)
+            registry=self.registry, _emit_warning=emit_warning)
 
     @staticmethod
     def _call(spec: Any, nid: str, ctx: NodeContext, kwargs: dict[str, Any]) -> Any:

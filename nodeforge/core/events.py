@@ -47,6 +47,16 @@ class NodeFinished:
 
 
 @dataclass(frozen=True)
+class NodeWarning:
+    """A running node's note that something was passed over (`NodeContext.warn`): the run goes
+    on, and the user hears of it (the CLI's `warning:` line, the editor's status bar)."""
+    run_id: int
+    node_id: str
+    node_type: str
+    message: str
+
+
+@dataclass(frozen=True)
 class RunFinished:
     run_id: int
     result: "RunResult"
@@ -60,5 +70,5 @@ class RunFailed:
     error: "WorkflowError"
 
 
-Event = RunStarted | NodeStarted | NodeProgress | NodeFinished | RunFinished | RunFailed
+Event = RunStarted | NodeStarted | NodeProgress | NodeWarning | NodeFinished | RunFinished | RunFailed
 Listener = Callable[[Event], None]

@@ -50,3 +50,29 @@ def test_saving_over_a_read_only_file_keeps_it_and_the_graph_unsaved(window, tmp
     writable = tmp_path / "mine.json"
     assert window.document.save_to(writable)
     assert json.loads(writable.read_text())["nodes"]["1"]["type"] == "SolidImage"
+
+
+def test_a_nodes_warning_reaches_the_status_bar_and_the_job(window, qtbot, monkeypatch):
+    """A node that passes something over (a LoRA's unmatched modules) says so in the editor too,
+    and the run's last status line keeps it (it used to go to the terminal only, if any)."""
+    from nodeforge.core.spec import Input, NodeSpec, Output
+    from tests.ui.helpers import chain
+
+    def half_done(ctx, image):
+        ctx.warn("2 of 9 modules matched no layer of this model; they are ignored")
+        return {"image": image}
+
+    spec = NodeSpec("HalfDone", "test", half_done, inputs=(Input("image", "IMAGE"),),
+                    outputs=(Output("image", "IMAGE"),), output_node=True)
+    monkeypatch.setitem(window.engine.registry._specs, "HalfDone", spec)
+    _solid, warner = chain(window, "SolidImage", "HalfDone")
+    heard = []
+    window.runner.nodeWarning.connect(lambda nid, message: heard.append((nid, message)))
+    with qtbot.waitSignal(window.runner.runFinished, timeout=30_000):
+        window.run()
+    assert heard == [(warner, "2 of 9 modules matched no layer of this model; they are ignored")]
+    job = window.runner.jobs[-1]
+    assert job.warnings == ["HalfDone: 2 of 9 modules matched no layer of this model; they are ignored"]
+    status = window.statusBar().currentMessage()
+    assert status.startswith("Done in ") and status.endswith(
+        "; warning: HalfDone: 2 of 9 modules matched no layer of this model; they are ignored")

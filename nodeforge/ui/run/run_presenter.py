@@ -38,6 +38,7 @@ class RunPresenter(QObject):
         runner.nodeStarted.connect(self._node_started)
         runner.nodeProgress.connect(self._node_progress)
         runner.nodeFinished.connect(self._node_finished)
+        runner.nodeWarning.connect(self._node_warning)
         runner.runFinished.connect(self._run_finished)
         runner.runFailed.connect(self._run_failed)
 
@@ -94,6 +95,9 @@ class RunPresenter(QObject):
         if images:
             self.images.add_images(images)
 
+    def _node_warning(self, nid: str, message: str) -> None:
+        self.status.showMessage(f"Warning: {self._title(nid)}: {message}", 30000)
+
     def _run_finished(self, result: Any) -> None:
         done = f"Done in {result.seconds:.2f}s: {len(result.executed)} ran, {len(result.cached)} from cache"
         job = self.runner.active
@@ -103,7 +107,10 @@ class RunPresenter(QObject):
             done += (f"; the same image as {Path(first.same_as).name} (nothing that changes the picture changed"
                      + ("; not saved again)" if not first.saved_again else
                         "; Run > Skip Unchanged Saves keeps one file)"))
-        self.status.showMessage(done, 8000 if not repeats else 15000)
+        warned = job.warnings if job is not None else []
+        if warned:    # the last word of the run: a warning shown before it would be gone
+            done += f"; warning: {warned[0]}" + (f" (+{len(warned) - 1} more)" if len(warned) > 1 else "")
+        self.status.showMessage(done, 30000 if warned else 8000 if not repeats else 15000)
 
     def _run_failed(self, nid: Any, message: str, problems: list[Problem]) -> None:
         for item in self.scene.nodes.values():

@@ -186,6 +186,7 @@ class QueueJob:
     started_at: float = 0.0
     thumbnail: QImage | None = None      # the first image, at most THUMB_SIDE px (kept when images go)
     running_node: str = ""               # the title of the node running now ("" between nodes)
+    warnings: list[str] = field(default_factory=list)   # "Title: message" of each node's warning
 
     @property
     def finished(self) -> bool:
@@ -223,6 +224,7 @@ class RunController(QObject):
     nodeStarted = Signal(str)
     nodeProgress = Signal(str, int, int, object)  # node, step, total, QImage or None
     nodeFinished = Signal(str, bool, float, list)  # node, cached, seconds, [RunImage]
+    nodeWarning = Signal(str, str)              # node, what it passed over (the run goes on)
     runFinished = Signal(object)                # RunResult
     runFailed = Signal(object, str, list)       # node id or None, message, [Problem]
     runningChanged = Signal(bool)
@@ -402,6 +404,8 @@ class RunController(QObject):
             self._event.emit(("finished", event.node_id, event.cached, event.seconds, images))
         elif isinstance(event, ev.NodeStarted):
             self._event.emit(("started", event.node_id))
+        elif isinstance(event, ev.NodeWarning):
+            self._event.emit(("warning", event.node_id, event.message))
         elif isinstance(event, ev.RunStarted):
             self._event.emit(("run", list(event.order)))
         elif isinstance(event, ev.RunFinished):
@@ -455,6 +459,10 @@ class RunController(QObject):
             if job is not None:
                 job.running_node = self._title(job.workflow, payload[1])
             self.nodeStarted.emit(payload[1])
+        elif kind == "warning":
+            if job is not None:
+                job.warnings.append(f"{self._title(job.workflow, payload[1])}: {payload[2]}")
+            self.nodeWarning.emit(payload[1], payload[2])
         elif kind == "finished":
             _, nid, cached, seconds, images = payload
             records = self._records(nid, images)
