@@ -17,6 +17,7 @@ scheduler configs set it false, and so does every row here.
 """
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -135,4 +136,10 @@ def make_scheduler(sampler: str, schedule: str, config: dict[str, Any], seed: in
     import diffusers
 
     class_name, full = scheduler_config(sampler, schedule, config, seed)
-    return getattr(diffusers, class_name).from_config(full)
+    cls = getattr(diffusers, class_name)
+    if full.get("rescale_betas_zero_snr") and "rescale_betas_zero_snr" not in inspect.signature(cls.__init__).parameters:
+        able = ", ".join(s.name for s in SAMPLER_TABLE if "rescale_betas_zero_snr" in
+                         inspect.signature(getattr(diffusers, s.diffusers_class).__init__).parameters)
+        raise NodeError(f"{sampler} cannot sample a zero-terminal-SNR model (ModelSamplingDiscrete's zsnr); choose "
+                        f"one of {able}", field="sampler")
+    return cls.from_config(full)

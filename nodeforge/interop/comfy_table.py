@@ -295,6 +295,12 @@ def _depth_model_is(*names: str) -> NodeTest:
     return lambda nid, node, workflow: node.params.get("model") in names
 
 
+def _zsnr_note(values: dict[str, Any], params: dict[str, Any], notes: Notes) -> None:
+    if params.get("zsnr") is True:
+        notes.warn("zsnr follows diffusers' zero-terminal-SNR rescale (its samplers' own last noise level); "
+                   "ComfyUI's puts the top sigma a little higher, so the first step differs slightly")
+
+
 def _never(nid: str, node: Any, workflow: Any) -> bool:
     return False
 
@@ -527,6 +533,8 @@ ROWS: tuple[ClassMap, ...] = (
     ClassMap("CLIPTextEncodeSD3", "TextEncoderSD3", "CLIPTextEncodeSD3",
              (Widget("clip_l"), Widget("clip_g"), Widget("t5xxl"),
               Widget("empty_padding", None, export_default="empty_prompt")), (("clip", "clip"),), ("conditioning",)),
+    ClassMap("ModelSamplingDiscrete", "ModelSamplingDiscrete", "ModelSamplingDiscrete",
+             (Widget("sampling"), Widget("zsnr")), (("model", "unet"),), ("unet",), derive=_zsnr_note),
     ClassMap("ModelSamplingSD3", "ModelSamplingSD3", "ModelSamplingSD3", (Widget("shift"),),
              (("model", "unet"),), ("unet",)),
     ClassMap("SkipLayerGuidanceSD3", "SkipLayerGuidanceSD3", "SkipLayerGuidanceSD3",

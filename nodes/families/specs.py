@@ -119,6 +119,18 @@ FAMILY_NODES: list[NodeSpec] = [
                     "the input model.",
         display_name="Model Sampling (SD3)"),
     NodeSpec(
+        "ModelSamplingDiscrete", "advanced/model", lazy("families.unet", "run_model_sampling_discrete"),
+        inputs=(Input("unet", MODEL, description="an SD 1.x/2.x/XL model (left unchanged)"),),
+        params=(Param.choice("sampling", ("eps", "v_prediction", "lcm", "x0", "img_to_img"), default="eps",
+                             description="what the model predicts: eps (noise) or v_prediction (lcm, x0 and "
+                                         "img_to_img are not supported yet)"),
+                Param.bool("zsnr", False, description="the noise schedule rescaled to zero terminal SNR, for "
+                                                      "models trained so (some v-prediction SDXL finetunes)")),
+        outputs=(Output("unet", MODEL, description="the same model sampled as set here"),),
+        description="Say what a UNet model predicts (noise or v) and whether it was trained with zero terminal "
+                    "SNR, for a checkpoint whose file does not say it.",
+        display_name="Model Sampling (Discrete)"),
+    NodeSpec(
         "SkipLayerGuidanceSD3", "advanced/guidance", lazy("families.skip_layers", "run_skip_layer_guidance_sd3"),
         inputs=(Input("unet", MODEL, description="an SD3/SD3.5 model (left unchanged)"),),
         params=(Param.string("layers", "7, 8, 9",

@@ -37,3 +37,25 @@ def encode(clip: Any, text: str, embeddings: Any = None, **texts: str) -> dict[s
 
     return encode_unet(clip, text, embeddings, text_l=texts.get("text_l"))
 
+
+
+MODEL_SAMPLINGS = ("eps", "v_prediction", "lcm", "x0", "img_to_img")
+_PREDICTIONS = {"eps": "epsilon", "v_prediction": "v_prediction"}
+
+
+def run_model_sampling_discrete(ctx: Any, unet: Any, sampling: str, zsnr: bool) -> dict[str, Any]:
+    """ComfyUI's ModelSamplingDiscrete on a UNet model: what its output predicts (noise or v) and, with
+    zsnr, the noise schedule rescaled to zero terminal SNR (diffusers' rescale_betas_zero_snr), for
+    models trained so (v-prediction SDXL finetunes); the input model is unchanged."""
+    import dataclasses
+
+    from nodeforge.core.errors import NodeError
+
+    if unet.prediction_type not in ("epsilon", "v_prediction"):
+        raise NodeError(f"{unet.name} is a {unet.family} model predicting {unet.prediction_type}; ModelSamplingDiscrete "
+                        "applies to SD 1.x/2.x/XL UNet models (for SD3 use ModelSamplingSD3)", field="unet")
+    if sampling not in _PREDICTIONS:
+        raise NodeError(f"sampling {sampling!r} is not supported yet (only eps and v_prediction); use eps or "
+                        "v_prediction, or for an LCM model the lcm sampler of UNet Denoise", field="sampling")
+    config = dict(unet.scheduler_config, prediction_type=_PREDICTIONS[sampling], rescale_betas_zero_snr=bool(zsnr))
+    return {"unet": dataclasses.replace(unet, scheduler_config=config, prediction_type=_PREDICTIONS[sampling])}

@@ -456,3 +456,40 @@ def test_cancelling_a_plain_run_leaves_no_partial_result_in_the_cache(fresh_engi
     latent = result.outputs["denoise"]["latent"]["samples"]
     fresh_engine.cache.clear()
     assert torch.equal(_latent(fresh_engine, wf), latent)
+
+
+@pytest.mark.parametrize("sampler, zsnr", [("euler", False), ("euler", True), ("dpmpp_2m", True)])
+def test_model_sampling_discrete_samples_as_the_pipeline_with_that_prediction_and_schedule(
+        engine, pipeline, make_txt2img, sampler, zsnr):
+    # ComfyUI's ModelSamplingDiscrete: the tiny model read as a v-prediction model, with zsnr on a zero-terminal-
+    # SNR schedule: the latents of diffusers' pipeline with that scheduler config
+    wf = make_txt2img(text="a red circle", seed=21, steps=4, cfg=5.0, sampler=sampler, schedule="normal")
+    wf.add("ModelSamplingDiscrete", {"sampling": "v_prediction", "zsnr": zsnr}, {"unet": ("ckpt", "unet")},
+           node_id="msd")
+    wf.nodes["denoise"].inputs["unet"] = ("msd", "unet")
+    ours = _latent(engine, wf)
+    pipe = pipeline
+    pipe.scheduler = _reference_scheduler(pipe, sampler, "normal")
+    pipe.scheduler = type(pipe.scheduler).from_config(dict(pipe.scheduler.config, prediction_type="v_prediction",
+                                                           rescale_betas_zero_snr=zsnr))
+    theirs = pipe("a red circle", negative_prompt="", num_inference_steps=4, guidance_scale=5.0, height=32,
+                  width=32, generator=torch.Generator().manual_seed(21), output_type="latent").images
+    torch.testing.assert_close(ours, theirs, atol=1e-4, rtol=1e-4)
+    plain = _latent(engine, make_txt2img(text="a red circle", seed=21, steps=4, cfg=5.0, sampler=sampler,
+                                         schedule="normal"))
+    assert (plain - ours).abs().max() > 1e-2
+
+
+def test_model_sampling_discrete_refuses_what_it_cannot_do(engine, make_txt2img):
+    from nodeforge.core.errors import NodeExecutionError
+
+    wf = make_txt2img(sampler="heun")
+    wf.add("ModelSamplingDiscrete", {"sampling": "v_prediction", "zsnr": True}, {"unet": ("ckpt", "unet")},
+           node_id="msd")
+    wf.nodes["denoise"].inputs["unet"] = ("msd", "unet")
+    with pytest.raises(NodeExecutionError, match=r"heun cannot sample a zero-terminal-SNR model .*choose one of "
+                                                 r"euler, euler_ancestral, dpmpp_2m"):
+        engine.run(wf, outputs=["denoise"])
+    wf.nodes["msd"].params["sampling"] = "lcm"
+    with pytest.raises(NodeExecutionError, match="sampling 'lcm' is not supported yet"):
+        engine.run(wf, outputs=["msd"])
