@@ -22,6 +22,7 @@ import torch
 
 from nodeforge.core.errors import NodeError
 from nodeforge.core.prompt_syntax import parse_weights, split_embeddings
+from nodeforge.core.spec import check_prompt_length
 
 from .embeddings import EmbeddingLookup
 from .families.unet import MODEL_FAMILIES as UNET_FAMILIES
@@ -135,6 +136,10 @@ def chunk_tokens(tokenizer: Any, ids: list[int], weights: list[float], tokens: T
 def prompt_chunks(tokenizer: Any, text: str, embeddings: EmbeddingLookup | None = None, width: int = 0,
                   what: str = "text encoder") -> list[Chunk]:
     """The windows of a prompt; A1111's `BREAK` (a whole upper-case word) starts a new window."""
+    try:
+        check_prompt_length(text)       # text from a wire was not checked at validate
+    except ValueError as exc:
+        raise NodeError(str(exc), field="text") from None
     chunks = []
     for segment in re.split(r"\bBREAK\b", text):
         tokens = tokenize_prompt(tokenizer, segment, embeddings, width, what)

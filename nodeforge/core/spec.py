@@ -17,6 +17,19 @@ if TYPE_CHECKING:  # pragma: no cover
 RunFunction = Callable[..., Mapping[str, Any] | Any]
 
 
+# A prompt longer than this is no prompt (a file pasted in, a hostile workflow): tokenizing and
+# encoding 64 MB of text took minutes and 8 GB before the first step. ~25,000 CLIP tokens.
+MAX_PROMPT_CHARS = 100_000
+
+
+def check_prompt_length(text: str) -> str:
+    """`text`, or ValueError when it is longer than any prompt (MAX_PROMPT_CHARS)."""
+    if len(text) > MAX_PROMPT_CHARS:
+        raise ValueError(f"the prompt is {len(text):,} characters; more than {MAX_PROMPT_CHARS:,} is not a "
+                         "prompt (was a file pasted in?): shorten it")
+    return text
+
+
 @dataclass(frozen=True)
 class Input:
     """A typed input port. Optional inputs may be left unconnected (the run gets None).
@@ -162,7 +175,7 @@ class Param:
         if kind is ParamKind.STRING:
             if not isinstance(value, str):
                 raise ValueError(f"expected text, got {value!r}")
-            return value
+            return check_prompt_length(value) if self.role is ParamRole.PROMPT else value
         if kind is ParamKind.CHOICE:
             if not isinstance(value, str):
                 raise ValueError(f"expected one of the listed choices, got {value!r}")

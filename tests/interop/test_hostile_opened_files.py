@@ -112,3 +112,18 @@ def test_an_a1111_setting_that_is_no_number_is_a_warning_and_the_default(tmp_pat
         assert "steps" not in params and params["cfg"] == 7.0       # the node's default steps
     else:
         assert params["steps"] == 20 and "cfg" not in params
+
+
+def test_a_prompt_of_megabytes_is_refused_at_validate_not_tokenized_for_minutes(tmp_path, capsys):
+    """A 64 MB prompt (just under the file limit) took over 5 minutes and 8.5 GB in `nodeforge run`
+    before this; now validate refuses it, naming the node and field."""
+    workflow = json.loads(DEMO)
+    workflow["nodes"]["2"]["params"]["text"] = "a red circle, " * 20_000      # 280,000 characters
+    path = tmp_path / "long.json"
+    path.write_text(json.dumps(workflow))
+    rc, err = validate(path, capsys)
+    assert rc == 1 and err == ["error: node 2 (TextEncoder), text: the prompt is 280,000 characters; more than "
+                               "100,000 is not a prompt (was a file pasted in?): shorten it"]
+    workflow["nodes"]["2"]["params"]["text"] = "a red circle, " * 7_000       # 98,000: a long prompt, allowed
+    path.write_text(json.dumps(workflow))
+    assert validate(path, capsys)[0] == 0

@@ -29,3 +29,11 @@ def test_an_embedding_with_vectors_still_reads(tmp_path):
     path = tmp_path / "fine.safetensors"
     save_file({"emb_params": torch.ones(2, 64)}, str(path))
     assert embeddings.read_embedding(path, "fine").for_width(64, "text encoder").shape == (2, 64)
+
+
+def test_a_prompt_from_a_wire_is_held_to_the_same_length_before_tokenizing():
+    prompt = builtin_module("prompt")
+    with pytest.raises(NodeError) as info:
+        prompt.prompt_chunks(None, "x" * 100_001)      # refused before the tokenizer is asked
+    assert "the prompt is 100,001 characters; more than 100,000" in str(info.value)
+    assert info.value.field == "text"
