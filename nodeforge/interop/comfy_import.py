@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from nodeforge.core.errors import short_repr
 from nodeforge.core.placeholder import PLACEHOLDER_TYPE, RECORD_KEY, output_name, placeholder_message
 from nodeforge.core.types import PortType
 from nodeforge.core.workflow import NodeRef, Workflow
@@ -349,6 +350,18 @@ class _Converter:
                 i += 1
         return values
 
+    def _leftover_values(self, node: ComfyNode, row: table.ClassMap, values: dict[str, Any]) -> None:
+        """A warning for each value no widget takes: a name NodeForge lacks, or a link input given
+        something that is no link (an API prompt's `[6.0, 0]` or `["6", "0"]`)."""
+        ports = {c for c, _ in row.inputs}
+        known = {w.comfy for w in row.widgets} | ports | set(row.optional_inputs) | table.EDITOR_ONLY_INPUTS
+        for name in values:
+            if name not in known:
+                self.warnings.add(node, f"{row.comfy}'s {name!r} has no NodeForge equivalent; it is ignored")
+            elif name in ports and row.widget(name) is None and name not in node.links:
+                self.warnings.add(node, f"{short_repr(values[name])} is not a link ([node id, output slot number]); "
+                                        "the input is left unconnected", name)
+
     def _seed_control(self, node: ComfyNode, control: Any) -> None:
         """The seed's control_after_generate as the editor's seed control (as ComfyUI: after each run)."""
         if control in ("increment", "randomize"):
@@ -388,11 +401,7 @@ class _Converter:
                 ref.params[target] = widget.load(values[widget.comfy], notes)
             elif node.values is None or widget.comfy not in node.links:
                 self.warnings.add(node, "no value in the file; NodeForge's default is used", widget.comfy)
-        known = {w.comfy for w in row.widgets} | {c for c, _ in row.inputs} | set(row.optional_inputs) \
-            | table.EDITOR_ONLY_INPUTS
-        for name in values:
-            if name not in known:
-                self.warnings.add(node, f"{row.comfy}'s {name!r} has no NodeForge equivalent; it is ignored")
+        self._leftover_values(node, row, values)
         if row.derive is not None:
             row.derive(values, ref.params, notes)
         for message in notes.messages:

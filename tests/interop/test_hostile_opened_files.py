@@ -127,3 +127,25 @@ def test_a_prompt_of_megabytes_is_refused_at_validate_not_tokenized_for_minutes(
     workflow["nodes"]["2"]["params"]["text"] = "a red circle, " * 7_000       # 98,000: a long prompt, allowed
     path.write_text(json.dumps(workflow))
     assert validate(path, capsys)[0] == 0
+
+
+@pytest.mark.parametrize("link", [[6.0, 0], ["6", "0"], ["6", True]])
+def test_an_api_link_that_is_no_link_is_a_warning_not_dropped_silently(tmp_path, capsys, link):
+    prompt = {
+        "4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "nodeforge-shapes"}},
+        "6": {"class_type": "CLIPTextEncode", "inputs": {"text": "a cat", "clip": ["4", 1]}},
+        "7": {"class_type": "CLIPTextEncode", "inputs": {"text": "", "clip": ["4", 1]}},
+        "5": {"class_type": "EmptyLatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 1}},
+        "3": {"class_type": "KSampler", "inputs": {
+            "seed": 1, "steps": 2, "cfg": 5, "sampler_name": "euler", "scheduler": "normal", "denoise": 1,
+            "model": ["4", 0], "positive": link, "negative": ["7", 0], "latent_image": ["5", 0]}},
+        "8": {"class_type": "VAEDecode", "inputs": {"samples": ["3", 0], "vae": ["4", 2]}},
+        "9": {"class_type": "SaveImage", "inputs": {"filename_prefix": "x", "images": ["8", 0]}},
+    }
+    path = tmp_path / "api.json"
+    path.write_text(json.dumps(prompt))
+    rc, err = validate(path, capsys)
+    assert rc == 1 and err == [
+        f"warning: node 3 (KSampler), positive: {link!r} is not a link ([node id, output slot number]); the input "
+        "is left unconnected",
+        "error: node 3 (UNetDenoise), positive: required input is not connected; link a CONDITIONING output to it"]
