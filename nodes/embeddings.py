@@ -84,26 +84,18 @@ def read_embedding(path: Path, name: str) -> Embedding:
     """An embedding from its file (or a diffusers folder holding learned_embeds)."""
     import torch
 
+    from .loading import check_finite
+    from .weight_files import load_pickle, read_safetensors
+
     if path.is_dir():
         inner = [path / f for f in ("learned_embeds.safetensors", "learned_embeds.bin") if (path / f).is_file()]
         if not inner:
             raise NodeError(f"embedding folder {path} has no learned_embeds.safetensors or .bin", field="text")
         path = inner[0]
     if path.suffix.lower() == ".safetensors":
-        from safetensors.torch import load_file
-
-        try:
-            data: Any = load_file(str(path))
-        except Exception as exc:
-            raise NodeError(f"cannot read embedding {path.name}: {exc}", field="text") from None
+        data: Any = read_safetensors(path, "text", what="embedding ")[0]
     else:
-        try:
-            data = torch.load(str(path), map_location="cpu", weights_only=True)
-        except Exception as exc:
-            raise NodeError(f"cannot read embedding {path.name} safely ({type(exc).__name__}); files that need to "
-                            "run code are refused: convert it to .safetensors", field="text") from None
-    from .loading import check_finite
-
+        data = load_pickle(path, "text", what="embedding ")
     blocks = vectors_of(data, name)
     check_finite(((f"vector block {i}", b) for i, b in enumerate(blocks)), f"embedding {path.name}", "text")
     vectors: dict[int, torch.Tensor] = {}

@@ -203,11 +203,9 @@ def _adapter_tensors(path: Path) -> dict[str, torch.Tensor]:
         from .loading import read_state_dict
 
         return read_state_dict(path, "ipadapter")[0]
-    try:
-        data = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise NodeError(f"cannot read {path.name} safely ({type(exc).__name__}): .bin files that need to run code "
-                        "are refused; use the .safetensors version of this IP-Adapter", field="ipadapter") from None
+    from .weight_files import load_pickle
+
+    data = load_pickle(path, "ipadapter")
     flat: dict[str, torch.Tensor] = {}
     for part, value in (data.items() if isinstance(data, dict) else ()):
         if isinstance(value, dict):

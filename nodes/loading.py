@@ -128,24 +128,11 @@ def upcast_float8(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 
 def _read_state_dict(path: Path, field: str) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    if path.suffix.lower() == ".safetensors":
-        from safetensors import safe_open
+    from .weight_files import load_pickle, read_safetensors
 
-        tensors: dict[str, torch.Tensor] = {}
-        try:
-            with safe_open(str(path), framework="pt") as f:
-                metadata = f.metadata() or {}
-                for key in f.keys():
-                    tensors[key] = f.get_tensor(key)
-        except Exception as exc:   # truncated download, not a safetensors file
-            raise NodeError(f"cannot read {path.name}: {exc}; the file may be incomplete or damaged",
-                            field=field) from None
-        return tensors, metadata
-    try:
-        data = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise NodeError(f"cannot read {path.name} safely ({type(exc).__name__}); .ckpt files that need "
-                        "to run code are refused; convert it to .safetensors", field=field) from None
+    if path.suffix.lower() == ".safetensors":
+        return read_safetensors(path, field)
+    data = load_pickle(path, field)
     if isinstance(data, dict) and isinstance(data.get("state_dict"), dict):
         data = data["state_dict"]
     if not isinstance(data, dict):

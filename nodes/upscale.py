@@ -195,11 +195,9 @@ def read_upscale_state(path: Path) -> dict[str, torch.Tensor]:
     if path.suffix.lower() == ".safetensors":
         state, _ = read_state_dict(path, field="upscale_model")
         return state
-    try:
-        data = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise NodeError(f"cannot read {path.name} safely ({type(exc).__name__}); .pth files that need to run "
-                        "code are refused: convert it to .safetensors", field="upscale_model") from None
+    from .weight_files import load_pickle
+
+    data = load_pickle(path, "upscale_model")
     for key in WRAPPERS:
         if isinstance(data, dict) and isinstance(data.get(key), dict):
             data = data[key]

@@ -273,6 +273,7 @@ class ModelPaths:
                     for option in [folder / candidate] + [folder / (name + ext) for ext in EXTENSIONS[kind]]:
                         if option.exists():
                             return option
+            _refuse_broken_link(kind, candidate)
             beside = f" or beside the workflow in {base}" if base is not None else ""
             raise ModelNotFound(f"{kind.value} file {quoted(name)} does not exist (looked in the working folder{beside})")
         for folder in self.folders(kind):
@@ -281,6 +282,9 @@ class ModelPaths:
                     return option
         if candidate.exists():  # a bare relative file name in the working folder
             return candidate
+        for folder in self.folders(kind):
+            for option in [folder / name] + [folder / (name + ext) for ext in EXTENSIONS[kind]]:
+                _refuse_broken_link(kind, option)
         existing = [str(f) for f in self.folders(kind) if f.is_dir()]
         searched = f"searched {', '.join(existing)}" if existing else "no model folder exists yet"
         raise ModelNotFound(
@@ -288,6 +292,18 @@ class ModelPaths:
             f"{self.roots[0] / SUBFOLDERS[kind] if self.roots else 'a models folder'}, "
             "add its folder to NODEFORGE_MODELS, or give a path"
         )
+
+
+def _refuse_broken_link(kind: FileKind, path: Path) -> None:
+    """A symbolic link that leads nowhere (its target gone, or a loop) is named as such, not 'not found'."""
+    if not path.is_symlink():
+        return
+    try:
+        target = os.readlink(path)
+    except OSError:
+        target = "?"
+    raise ModelNotFound(f"{kind.value} {quoted(str(path))} is a symbolic link to {quoted(target)}, which does not "
+                        "exist or links back to itself; point the link at the model file, or remove it")
 
 
 def file_identity(path: Path) -> tuple:

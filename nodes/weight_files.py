@@ -1,0 +1,129 @@
+"""Reading weight files without running their code, and saying in one line what is wrong with a file
+that cannot be read: empty, cut short, a Git LFS pointer or a web page saved in its place, a zip or
+random bytes that are no PyTorch checkpoint, a pickle that needs code, or a file with the wrong suffix.
+
+Pickles go through `torch.load(weights_only=True)` only: NodeForge never runs code from a model file.
+"""
+from __future__ import annotations
+
+import re
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from nodeforge.core.errors import NodeError
+
+REDOWNLOAD = "download it again (or use its .safetensors version)"
+_PICKLE_PROTOCOL = 0x80       # the first byte of a pickle written with protocol 2 or later (torch's legacy format)
+_ZIP_MAGIC = b"PK\x03\x04"    # torch.save's zip archive (PyTorch >= 1.6)
+
+
+def _head(path: Path, size: int = 512) -> bytes:
+    with open(path, "rb") as handle:
+        return handle.read(size)
+
+
+def looks_like_safetensors(head: bytes, size: int) -> bool:
+    """A little-endian header length that fits the file, then a JSON object."""
+    if len(head) < 9:
+        return False
+    length = int.from_bytes(head[:8], "little")
+    return 2 <= length <= size - 8 and head[8:9] == b"{"
+
+
+def not_weights(path: Path) -> str | None:
+    """Why the file is no weight file at all, from its size and first bytes; None when it may be one."""
+    try:
+        size = path.stat().st_size
+        head = _head(path)
+    except OSError as exc:
+        return f"it cannot be opened ({exc.strerror or exc}); check that it is a readable file"
+    if size == 0:
+        return "it is empty (0 bytes): the download or copy did not finish; download it again"
+    if head.startswith(b"version https://git-lfs"):
+        return (f"it is a Git LFS pointer ({size} bytes), not the weights: fetch the file itself "
+                "('git lfs pull' in its repository) or download it from the model page")
+    if head.lstrip()[:15].lower().startswith((b"<!doctype html", b"<html", b"<?xml")):
+        return ("it is a web page, not model weights: the download saved a login or error page; "
+                "download the file itself (logged in, if the model page asks for it)")
+    return None
+
+
+def wrong_suffix(path: Path, head: bytes, size: int) -> str | None:
+    """A torch checkpoint named .safetensors, or a safetensors file named .ckpt/.pt/.pth/.bin."""
+    is_safetensors = path.suffix.lower() == ".safetensors"
+    if is_safetensors and (head.startswith(_ZIP_MAGIC) or head[:1] == bytes([_PICKLE_PROTOCOL])):
+        return "it is a PyTorch checkpoint (pickle), not a .safetensors file: rename it to .ckpt"
+    if not is_safetensors and looks_like_safetensors(head, size):
+        return f"it is a .safetensors file named {path.suffix}: rename it to .safetensors"
+    return None
+
+
+def _torch_problem(path: Path, exc: Exception, what: str) -> str:
+    """What a failed `torch.load(weights_only=True)` means for the user, and what to do."""
+    name = what + path.name
+    code = re.search(r"GLOBAL ([\w.]+)", str(exc))
+    if code:
+        return (f"cannot read {name} safely: it holds Python code to run ({code.group(1)}) besides its "
+                "weights, and NodeForge never runs code from a model file; convert it to .safetensors or "
+                "download the .safetensors version")
+    try:
+        size, head = path.stat().st_size, _head(path)
+    except OSError:
+        size, head = 0, b""
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+        if not any(name.endswith("data.pkl") for name in names):
+            return (f"cannot read {name}: it is a zip archive of {len(names)} file(s) but not a PyTorch "
+                    "checkpoint (no data.pkl in it); unzip it and choose the model file inside, or download "
+                    "the model file itself")
+        return f"cannot read {name}: the PyTorch checkpoint is damaged; {REDOWNLOAD}"
+    if head.startswith(_ZIP_MAGIC) or head[:1] == bytes([_PICKLE_PROTOCOL]):
+        return (f"cannot read {name}: the PyTorch checkpoint is cut short or damaged ({size} bytes); "
+                f"{REDOWNLOAD}")
+    return (f"cannot read {name}: it is not a PyTorch checkpoint (neither a pickle nor a zip archive); "
+            f"the file is damaged or another kind of file renamed; {REDOWNLOAD}")
+
+
+def _refuse_non_weights(path: Path, field: str, what: str) -> None:
+    problem = not_weights(path)
+    if problem is None:
+        head, size = _head(path, 16), path.stat().st_size
+        problem = wrong_suffix(path, head, size)
+    if problem is not None:
+        raise NodeError(f"cannot read {what}{path.name}: {problem}", field=field)
+
+
+def load_pickle(path: Path, field: str, what: str = "") -> Any:
+    """`torch.load(weights_only=True)` of a .ckpt/.pt/.pth/.bin; a file that cannot be read so is one
+    NodeError naming the file (after `what`: "embedding "), what is wrong with it and what to do."""
+    _refuse_non_weights(path, field, what)
+    try:
+        return torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise NodeError(_torch_problem(path, exc, what), field=field) from None
+
+
+def _safetensors_problem(path: Path, exc: Exception, what: str) -> str:
+    reason = str(exc).split(":")[-1].strip() or type(exc).__name__
+    return (f"cannot read {what}{path.name}: it is not a complete .safetensors file ({reason[:120]}); the download "
+            "stopped early or the file is damaged; download it again")
+
+
+def read_safetensors(path: Path, field: str, what: str = "") -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Tensors and metadata of a .safetensors file; a damaged file is one NodeError naming it."""
+    from safetensors import safe_open
+
+    _refuse_non_weights(path, field, what)
+    tensors: dict[str, torch.Tensor] = {}
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = dict(handle.metadata() or {})
+            for key in handle.keys():
+                tensors[key] = handle.get_tensor(key)
+    except Exception as exc:   # truncated download, a header claiming more than the file holds
+        raise NodeError(_safetensors_problem(path, exc, what), field=field) from None
+    return tensors, metadata
