@@ -159,6 +159,98 @@ def run_image_scale_to_max_dimension(ctx: Any, image: torch.Tensor, upscale_meth
     return {"image": scale_image(image, width, height, upscale_method, "disabled")}
 
 
+MAX_FACTOR_SIDE = 8192   # the longest side QualityOfLifeSuit's factor nodes give (its MAX_RESOLUTION)
+
+
+def nearest_multiple_of_8(side: float) -> float:
+    """QualityOfLifeSuit's enforce_mul_of_64: a remainder below 4 is cut off, 4 or more rounds up."""
+    left = side % 8
+    return side - left if left < 4 else side + 8 - left
+
+
+def _factored(side: int, factor: float, what: str, field: str) -> float:
+    if factor <= 0 or side * factor < 1:
+        raise NodeError(f"{field} {factor} makes the {what} {side * factor:g} pixels wide; use a factor that keeps "
+                        f"at least one pixel (1: the same size)", field=field)
+    return min(side * factor, MAX_FACTOR_SIDE)
+
+
+def factor_image_size(width: int, height: int, width_factor: float, height_factor: float,
+                      multiple_of_8: bool) -> tuple[int, int]:
+    """QualityOfLifeSuit's image factor nodes: each side times its factor (at most 8192), rounded to a
+    multiple of 8 (remainder below 4 down, else up) when asked, then cut to a whole pixel (int)."""
+    w = _factored(width, width_factor, "image's width", "width_factor")
+    h = _factored(height, height_factor, "image's height", "height_factor")
+    if multiple_of_8:
+        w, h = nearest_multiple_of_8(w), nearest_multiple_of_8(h)
+    if int(w) < 1 or int(h) < 1:
+        raise NodeError(f"the image of {width}x{height} scaled and rounded to a multiple of 8 is {int(w)}x{int(h)}; "
+                        "use larger factors or turn multiple_of_8 off", field="width_factor")
+    return int(w), int(h)
+
+
+def run_image_scale_by_factors(ctx: Any, image: torch.Tensor, upscale_method: str, width_factor: float,
+                               height_factor: float, multiple_of_8: bool = True, crop: str = "disabled") -> dict[str, Any]:
+    h, w = image.shape[1:3]
+    width, height = factor_image_size(w, h, width_factor, height_factor, multiple_of_8)
+    return {"image": scale_image(image, width, height, upscale_method, crop)}
+
+
+def factor_latent_size(width: int, height: int, width_factor: float, height_factor: float) -> tuple[int, int]:
+    """QualityOfLifeSuit's latent factor nodes, in latent pixels: int(side x factor) (at most 8192), then to a
+    multiple of 8 latent pixels (64 image pixels; remainder below 4 down, else up)."""
+    w = nearest_multiple_of_8(int(_factored(width, width_factor, "latent's width", "width_factor")))
+    h = nearest_multiple_of_8(int(_factored(height, height_factor, "latent's height", "height_factor")))
+    if w < 1 or h < 1:
+        raise NodeError(f"the latent of {width}x{height} latent pixels scaled and rounded to a multiple of 8 is "
+                        f"{w}x{h}; use larger factors", field="width_factor")
+    return w, h
+
+
+def run_latent_scale_by_factors(ctx: Any, latent: dict[str, Any], upscale_method: str, width_factor: float,
+                                height_factor: float, crop: str = "disabled") -> dict[str, Any]:
+    factor = _factor(latent)
+    samples = latent.get("samples")
+    h, w = (latent["height"] // factor, latent["width"] // factor) if samples is None else samples.shape[-2:]
+    width, height = factor_latent_size(int(w), int(h), width_factor, height_factor)
+    return {"latent": scale_latent(latent, width * factor, height * factor, upscale_method, crop)}
+
+
+def _zeros_like_empty(empty: dict[str, Any], channels: int, dtype: torch.dtype) -> torch.Tensor:
+    """An EmptyLatent's lazy latent as the zeros ComfyUI's would be, with the other latent's channels."""
+    factor = _factor(empty)
+    return torch.zeros(int(empty["batch_size"]), channels, int(empty["height"]) // factor,
+                       int(empty["width"]) // factor, dtype=dtype)
+
+
+def run_latent_weighted_blend(ctx: Any, latent_1: dict[str, Any], latent_2: dict[str, Any], weight_1: float,
+                              weight_2: float, width: int, height: int) -> dict[str, Any]:
+    """deadinside's LatentWeightedBlendResize: both latents resized (torch's plain nearest) to
+    height // 8 x width // 8 latent pixels, then w1 x latent_1 + w2 x latent_2 with the weights divided
+    by their sum when it is above 0; latent_1's other keys are kept, its noise mask is not (as the pack's
+    output has none). An empty latent is ComfyUI's zeros; two give an empty latent of the new size."""
+    a, b = latent_1.get("samples"), latent_2.get("samples")
+    size = (max(1, height // LATENT_FACTOR), max(1, width // LATENT_FACTOR))
+    if a is None and b is None:
+        return {"latent": {**latent_1, "width": size[1] * _factor(latent_1), "height": size[0] * _factor(latent_1)}}
+    a = _zeros_like_empty(latent_1, b.shape[1], b.dtype) if a is None else a
+    b = _zeros_like_empty(latent_2, a.shape[1], a.dtype) if b is None else b
+    if a.shape[1] != b.shape[1]:
+        raise NodeError(f"latent_1 has {a.shape[1]} channels and latent_2 {b.shape[1]}: they come from different "
+                        "model families; blend latents of one family", field="latent_2")
+    if a.shape[0] != b.shape[0] and 1 not in (a.shape[0], b.shape[0]):
+        raise NodeError(f"latent_1 holds {a.shape[0]} latents and latent_2 {b.shape[0]}; give both the same batch "
+                        "(or one a single latent)", field="latent_2")
+    a = F.interpolate(a.float(), size=size, mode="nearest")
+    b = F.interpolate(b.float(), size=size, mode="nearest")
+    total = weight_1 + weight_2
+    if total > 0:
+        weight_1, weight_2 = weight_1 / total, weight_2 / total
+    kept = {k: v for k, v in latent_1.items() if k not in ("noise_mask", "width", "height", "batch_size")}
+    factor = _factor(latent_1) if latent_1.get("samples") is not None else _factor(latent_2)
+    return {"latent": {**kept, "factor": factor, "samples": a * weight_1 + b * weight_2}}
+
+
 def pad_for_outpaint(image: torch.Tensor, left: int, top: int, right: int, bottom: int,
                      feathering: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The image on a grey canvas grown by the margins, and the mask of what to paint (1 = new).

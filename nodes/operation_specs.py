@@ -8,7 +8,7 @@ from functools import partial
 from typing import Any
 
 from nodeforge.core.spec import Input, NodeSpec, Output, Param
-from nodeforge.core.types import PortType
+from nodeforge.core.types import ParamRole, PortType
 
 from .declare import lazy as _lazy
 from .declare import operation
@@ -96,6 +96,44 @@ LATENT_NODES += [
         display_name="Load Latent"),
 ]
 
+# Packs' factor and blend nodes that resize as they compute (run in nodes/geometry.py).
+_RESIZE_METHODS = ("nearest-exact", "bilinear", "area", "bicubic")
+_CROP = Param.choice("crop", ("disabled", "center"), description="center: crop to the new aspect ratio first; "
+                                                                  "disabled: stretch")
+
+
+def _factor_param(side: str) -> Param:
+    return Param.float(f"{side}_factor", 1.25, min=0.01, max=10.0, step=0.01,
+                       description=f"the {side} is multiplied by this (1.25: 512 to 640)")
+
+
+LATENT_NODES += [
+    operation(
+        "LatentScaleByFactors", "run_latent_scale_by_factors",
+        (Param.choice("upscale_method", _RESIZE_METHODS, description="how new latent pixels are computed"),
+         _factor_param("width"), _factor_param("height"), _CROP),
+        "Resize a latent by a factor per side, each side then rounded to a multiple of 64 image pixels (8 latent "
+        "pixels; QualityOfLifeSuit's Latent Upscale Factor).", "Upscale Latent by Factors",
+        category="latent", module="geometry", port=LATENT, takes="the latent to resize",
+        gives="the resized latent, its sides multiples of 8 latent pixels"),
+    operation(
+        "LatentWeightedBlend", "run_latent_weighted_blend",
+        (Param.float("weight_1", 0.5, min=0.0, max=1.0, step=0.01,
+                     description="latent_1's share, divided by weight_1 + weight_2"),
+         Param.float("weight_2", 0.5, min=0.0, max=1.0, step=0.01,
+                     description="latent_2's share, divided by weight_1 + weight_2"),
+         Param.int("width", 1024, min=8, max=8192, step=8, role=ParamRole.WIDTH,
+                   description="the result's image width in pixels (the latent's is width // 8)"),
+         Param.int("height", 1024, min=8, max=8192, step=8, role=ParamRole.HEIGHT,
+                   description="the result's image height in pixels (the latent's is height // 8)")),
+        "Mix two latents by weights (normalised to sum 1), both first resized to one size (nearest pixel; "
+        "deadinside's Latent Weighted Blend (Resize)).", "Latent Weighted Blend (Resize)",
+        category="latent", module="geometry", port=LATENT,
+        inputs=(Input("latent_1", LATENT, description="the latent weighted by weight_1"),
+                Input("latent_2", LATENT, description="the latent weighted by weight_2")),
+        gives="the mixed latent at width x height"),
+]
+
 MASK_NODES: list[NodeSpec] = [
     _mask_node(
         "FeatherMask", "run_feather_mask",
@@ -166,6 +204,19 @@ IMAGE_NODES: list[NodeSpec] = [
          Param.int("resize_width", 1024, min=1, max=48000, description="target width in resize mode"),
          Param.int("resize_height", 1536, min=1, max=48000, description="target height in resize mode")),
         "Resize images by a factor or to a size with Pillow (WAS Node Suite's Image Resize).", "Image Resize"),
+]
+
+IMAGE_NODES += [
+    operation(
+        "ImageScaleByFactors", "run_image_scale_by_factors",
+        (Param.choice("upscale_method", _RESIZE_METHODS, description="the resampling filter"),
+         _factor_param("width"), _factor_param("height"),
+         Param.bool("multiple_of_8", True, description="round each side to a multiple of 8 (a remainder below 4 "
+                                                       "down, else up)"),
+         _CROP),
+        "Resize images by a factor per side (QualityOfLifeSuit's Image Scale Factor): the sizes are cut to whole "
+        "pixels, after rounding to a multiple of 8 if asked.", "Scale Image by Factors",
+        category="image", module="geometry", port=IMAGE, takes="the images to resize", gives="the resized images"),
 ]
 
 CONDITIONING_NODES: list[NodeSpec] = [

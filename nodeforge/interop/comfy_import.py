@@ -90,7 +90,12 @@ class _Converter:
         return node.class_type in (*table.REROUTES, table.ANY_SWITCH, table.PRIMITIVE, table.SET_NODE,
                                    table.GET_NODE, *table.PRESET_TEXTS, *table.LABELS, *table.EDITOR_PANELS,
                                    *table.TEXT_PRINTS) \
-            or node.class_type in table.VALUE_NODES or node.class_type in table.NOTES or node.id in self.joined
+            or node.class_type in table.VALUE_NODES or node.class_type in table.NOTES or node.id in self.joined \
+            or self.idle(node)
+
+    def idle(self, node: ComfyNode) -> bool:
+        """A node of table.IDLE_SOURCES whose outputs feed nothing: ComfyUI never runs it."""
+        return node.class_type in table.IDLE_SOURCES and self.top_slot.get(node.id, -1) < 0
 
     def _fold(self, node: ComfyNode) -> str | None:
         """A text operation's result (comfy_text.TEXT_OPS) when each text it reads is a widget, a linked
@@ -143,6 +148,9 @@ class _Converter:
             elif node.class_type in table.TEXT_PRINTS:
                 self.warnings.add(node, "prints its text in ComfyUI's console: left out (its text goes on to what it "
                                         "feeds)")
+            elif self.idle(node):
+                self.warnings.add(node, "its outputs feed nothing and it is no output node, so ComfyUI never runs it: "
+                                        "left out")
             elif node.class_type in table.EDITOR_PANELS:
                 self.warnings.add(node, "an editor panel that mutes or bypasses groups in ComfyUI's editor (it never "
                                         "runs): left out; the nodes keep the modes the file saved")

@@ -301,6 +301,23 @@ def _zsnr_note(values: dict[str, Any], params: dict[str, Any], notes: Notes) -> 
                    "ComfyUI's puts the top sigma a little higher, so the first step differs slightly")
 
 
+def _enabled_in(value: Any, notes: Notes) -> Any:
+    return value == "enabled" if value in ("enabled", "disabled") else value
+
+
+def _enabled_out(value: Any, notes: Notes) -> str:
+    return "enabled" if value else "disabled"
+
+
+def _one_factor(values: dict[str, Any], params: dict[str, Any], notes: Notes) -> None:
+    """QualityOfLifeSuit's Simple factor nodes: their one factor is both sides'."""
+    params["height_factor"] = params.get("width_factor")
+
+
+def _same_factors(nid: str, node: Any, workflow: Any) -> bool:
+    return node.params.get("width_factor", 1.25) == node.params.get("height_factor", 1.25)
+
+
 def _never(nid: str, node: Any, workflow: Any) -> bool:
     return False
 
@@ -796,6 +813,25 @@ ROWS: tuple[ClassMap, ...] = (
               Widget("resolution", None)), (("image", "image"),), ("image",), remember=False, export_only_if=_never,
              note="edges by NodeForge's Canny at the image's own size, the 0..255 thresholds as fractions (t / 255): "
                   "close to the preprocessor's, not pixel for pixel (exported back as ComfyUI's Canny)"),
+    # QualityOfLifeSuit (omar92)'s factor nodes and deadinside's weighted blend are NodeForge nodes of their own
+    # (nodes/geometry.py): they go back as themselves.
+    ClassMap("ImageScaleFactor _O", "ImageScaleByFactors", "ImageScaleFactor _O",
+             (Widget("upscale_method"), Widget("WidthFactor", "width_factor"), Widget("HeightFactor", "height_factor"),
+              Widget("MulOf46", "multiple_of_8", load=_enabled_in, save=_enabled_out), Widget("crop")),
+             (("image", "image"),), ("image",)),
+    ClassMap("ImageScaleFactorSimple _O", "ImageScaleByFactors", "ImageScaleFactorSimple _O",
+             (Widget("upscale_method"), Widget("Factor", "width_factor"),
+              Widget("MulOf46", "multiple_of_8", load=_enabled_in, save=_enabled_out), Widget("crop")),
+             (("image", "image"),), ("image",), derive=_one_factor, export_only_if=_same_factors),
+    ClassMap("LatentUpscaleFactor _O", "LatentScaleByFactors", "LatentUpscaleFactor _O",
+             (Widget("upscale_method"), Widget("WidthFactor", "width_factor"), Widget("HeightFactor", "height_factor"),
+              Widget("crop")), (("samples", "latent"),), ("latent",)),
+    ClassMap("LatentUpscaleFactorSimple _O", "LatentScaleByFactors", "LatentUpscaleFactorSimple _O",
+             (Widget("upscale_method"), Widget("factor", "width_factor"), Widget("crop")), (("samples", "latent"),),
+             ("latent",), derive=_one_factor, export_only_if=_same_factors),
+    ClassMap("LatentWeightedBlendResize", "LatentWeightedBlend", "Latent Weighted Blend (Resize, Turbo Safe)",
+             (Widget("weight1", "weight_1"), Widget("weight2", "weight_2"), Widget("width"), Widget("height")),
+             (("samples1", "latent_1"), ("samples2", "latent_2")), ("latent",)),
     # comfyui_controlnet_aux's depth preprocessors: NodeForge's DepthMap with the model each runs (nodes/depth.py)
     ClassMap("MiDaS-DepthMapPreprocessor", "DepthMap", "MiDaS Depth Map",
              (Widget("a", None, export_default=6.283185307179586), Widget("bg_threshold", None, export_default=0.1),
@@ -992,6 +1028,9 @@ STRING_JOIN_WIDGETS = ("string_a", "string_b", "delimiter")
 # nodes keep the modes the file saved).
 LABELS = ("Label (rgthree)", "LG_Note")
 EDITOR_PANELS = ("Fast Groups Muter (rgthree)", "Fast Groups Bypasser (rgthree)", "Bookmark (rgthree)")
+# Packs' nodes that only read something and give it out (never output nodes): ComfyUI runs a node only on the way to
+# an output, so one whose outputs feed nothing never runs. Left out then, with a line; linked, it stays a placeholder.
+IDLE_SOURCES = ("Load Text File",)
 CONTROL_VALUES = ("fixed", "increment", "decrement", "randomize")
 # Inputs some ComfyUI versions write for an editor-only widget (Load Image's upload button): nothing to keep.
 EDITOR_ONLY_INPUTS = frozenset({"upload", "choose file to upload"})
