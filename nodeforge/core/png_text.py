@@ -62,7 +62,7 @@ def read_png_text(data: bytes, source: Path | None = None) -> dict[str, str]:
                 _lang, _, rest = rest[2:].partition(b"\0")
                 _tkey, _, text = rest.partition(b"\0")
                 raw = _inflate_text(text, name, budget, source) if compressed else text
-                out[name] = raw.decode("utf-8")
+                out[name] = raw.decode("utf-8", errors="replace")   # a stray byte costs one character, not the text
             elif kind == b"IEND":
                 break
         except (zlib.error, UnicodeDecodeError, IndexError):

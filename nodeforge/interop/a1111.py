@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import random
 import re
 from typing import Any
 
@@ -30,6 +31,11 @@ _METADATA = {"model hash", "version", "lora hashes", "ti hashes", "vae hash", "h
              "module 3", "hires module 1", "hires prompt", "hires negative prompt", "hires cfg scale",
              "hires schedule type", "hires sampler", "downcast alphas_cumprod", "noise schedule"}
 MAX_PARAMETERS_CHARS = 200_000
+# The ranges of the UNetDenoise and LatentUpscaleBy params the importer writes (tests/interop/
+# test_hostile_imports.py keeps them equal to the pack's): a value outside is brought inside, with a warning.
+RANGES: dict[str, tuple[float, float]] = {"seed": (0, 2 ** 64 - 1), "steps": (1, 1000), "cfg": (0.0, 100.0),
+                                          "denoise": (0.0, 1.0), "scale_by": (0.01, 8.0)}
+RANDOM_SEED_MAX = 2 ** 32 - 1    # what A1111 draws for Seed -1, and what the editor's randomize draws
 
 
 def looks_like_parameters(text: str) -> bool:
@@ -118,9 +124,14 @@ def loras_in(prompt: str, warnings: list[str]) -> tuple[str, list[tuple[str, flo
 def to_workflow(text: str, source: object | None = None) -> tuple[Workflow, list[str]]:
     warnings: list[str] = []
     prompt, negative, settings = parse_parameters(text, source)
+    if not prompt and not negative and not settings:
+        raise WorkflowFileError("the A1111 parameters are empty (no prompt and no \"Steps: ..., Sampler: ...\" "
+                                "line)", source=source)
     if not settings:
-        raise WorkflowFileError("the A1111 parameters have no settings line (\"Steps: ..., Sampler: ...\")",
-                                source=source)
+        warnings.append("A1111 parameters: only a prompt, no settings line (\"Steps: ..., Sampler: ...\"); "
+                        "NodeForge's defaults are used for the rest")
+    if "\ufffd" in text:
+        warnings.append("A1111 parameters: some bytes were not UTF-8 text and show as '\ufffd'; check the prompts")
     prompt, loras = loras_in(prompt, warnings)
     negative, negative_loras = loras_in(negative, warnings)
     if negative_loras:
@@ -136,6 +147,10 @@ def to_workflow(text: str, source: object | None = None) -> tuple[Workflow, list
     if ignored:
         warnings.append("A1111 parameters NodeForge does not use: " + ", ".join(k[:40] for k in ignored[:12]))
     return build.wf, warnings
+
+
+def _shown(value: float) -> str:
+    return str(value) if isinstance(value, int) else f"{value:g}"
 
 
 def _sides(text: str | None) -> tuple[int, int] | None:
@@ -156,9 +171,29 @@ class _Builder:
         self.warnings = warnings
         self.col = 0.0
         self.denoise_params: dict[str, Any] = {}
+        self.random_seed = False
 
-    def number(self, key: str, kind: type) -> Any:
-        return _number(self.settings, key, kind, self.warnings)
+    def number(self, key: str, kind: type, param: str | None = None) -> Any:
+        """A setting as a number; with `param`, None (the node's default, said in a warning) outside its range."""
+        value = _number(self.settings, key, kind, self.warnings)
+        if value is None or param is None or RANGES[param][0] <= value <= RANGES[param][1]:
+            return value
+        low, high = RANGES[param]
+        self.warnings.append(f"A1111 parameters: {key} {self.settings[key][:40]} is outside what NodeForge takes "
+                             f"({_shown(low)} to {_shown(high)}); NodeForge's default is used")
+        return None
+
+    def seed(self) -> int | None:
+        """The seed; A1111's -1 (a new random seed each time) draws one as A1111 would, and the editor
+        is set to randomize it after each run."""
+        raw = self.number("Seed", int)
+        if raw is None or raw >= 0:
+            return self.number("Seed", int, "seed")
+        seed = random.randint(0, RANDOM_SEED_MAX)
+        self.random_seed = True
+        self.warnings.append(f"A1111 parameters: Seed {raw} means a random seed in A1111; NodeForge drew {seed} and "
+                             "randomizes the seed after each run in the editor (set the seed to keep an image)")
+        return seed
 
     def add(self, node_type: str, params: dict[str, Any], inputs: dict[str, tuple[str, str]] | None = None,
             row: float = 1, title: str | None = None, col: float | None = None) -> str:
@@ -182,6 +217,9 @@ class _Builder:
                            {"unet": self.unet, "clip": self.clip}, row=0)
             self.unet, self.clip = (nid, "unet"), (nid, "clip")
         clip_skip = self.number("Clip skip", int)
+        if clip_skip is not None and clip_skip > 24:
+            self.warnings.append(f"A1111 parameters: Clip skip {clip_skip} is more layers than a CLIP text encoder "
+                                 "has; using 24, the most CLIPSetLastLayer skips")
         if clip_skip is not None and clip_skip > 1:
             nid = self.add("CLIPSetLastLayer", {"stop_at_layer": -min(clip_skip, 24)}, {"clip": self.clip})
             self.clip = (nid, "clip")
@@ -200,10 +238,15 @@ class _Builder:
                                  f" than NodeForge makes ({MIN_SIDE} to {MAX_SIDE} pixels a side); NodeForge's "
                                  "default is used - set EmptyLatent's width and height")
         elif sides:
-            params["width"], params["height"] = sides[0], sides[1]
+            params["width"], params["height"] = (side // 8 * 8 for side in sides)
+            if sides != (params["width"], params["height"]):
+                self.warnings.append(f"A1111 parameters: Size {size} is not a multiple of 8, as a latent needs; "
+                                     f"using {params['width']}x{params['height']} (as A1111 and diffusers round)")
         elif size:
             self.warnings.append(f"A1111 parameters: Size {size[:40]!r} is not WIDTHxHEIGHT; NodeForge's default "
                                  "is used")
+        elif self.settings:
+            self.warnings.append("A1111 parameters: no Size; NodeForge's default (512x512) is used")
         self.empty_latent = self.add("EmptyLatent", params, row=3, col=self.col - 1)
 
     def denoise(self, params: dict[str, Any], latent: str, title: str | None = None) -> str:
@@ -218,18 +261,21 @@ class _Builder:
             if mapped.note:
                 self.warnings.append(f"A1111 parameters: {mapped.note}")
         params: dict[str, Any] = {"sampler": sampler.name, "schedule": schedule.name, "denoise": 1.0}
-        for key, param, kind in (("Seed", "seed", int), ("Steps", "steps", int), ("CFG scale", "cfg", float)):
-            value = self.number(key, kind)
+        for param, value in (("seed", self.seed()), ("steps", self.number("Steps", int, "steps")),
+                             ("cfg", self.number("CFG scale", float, "cfg"))):
             if value is not None:
                 params[param] = value
         self.denoise_params = params
-        return self.denoise(params, self.empty_latent)
+        nid = self.denoise(params, self.empty_latent)
+        if self.random_seed:
+            self.wf.ui.setdefault("seed_control", {})[nid] = "randomize"
+        return nid
 
     def hires_pass(self, first: str) -> str:
         """A latent upscale and a second UNetDenoise for A1111's hires fix; `first` when there is none."""
-        hires = self.number("Hires upscale", float)
+        hires = self.number("Hires upscale", float, "scale_by")
         resize = _sides(self.settings.get("Hires resize"))
-        if hires is None and not resize:
+        if "Hires upscale" not in self.settings and not resize:
             if "Denoising strength" in self.settings:
                 self.warnings.append("A1111 parameters: these are img2img settings, but the source image is not "
                                      "in the file; built as txt2img")
@@ -248,13 +294,13 @@ class _Builder:
                                             "height": resize[1], "crop": "disabled"},
                           {"latent": (first, "latent")})
         else:
-            up = self.add("LatentUpscaleBy", {"upscale_method": method, "scale_by": hires},
-                          {"latent": (first, "latent")})
+            by = {"scale_by": hires} if hires is not None else {}
+            up = self.add("LatentUpscaleBy", {"upscale_method": method, **by}, {"latent": (first, "latent")})
         second = dict(self.denoise_params)
-        hires_steps = self.number("Hires steps", int)
-        if hires_steps:
+        hires_steps = self.number("Hires steps", int, "steps") if self.settings.get("Hires steps") != "0" else None
+        if hires_steps:   # A1111's 0: as many as the first pass
             second["steps"] = hires_steps
-        strength = self.number("Denoising strength", float)
+        strength = self.number("Denoising strength", float, "denoise")
         second["denoise"] = strength if strength is not None else 0.7
         return self.denoise(second, up, title="hires pass")
 

@@ -187,12 +187,20 @@ def _from_text(raw: bytes, path: Path, registry: Any) -> Imported:
     plainly = _not_a_workflow(raw, path)
     if plainly:
         raise WorkflowFileError(plainly)
+    # UTF-16 with its byte-order mark: what Windows PowerShell's `>` and Notepad's "Unicode" write
+    encoding = "utf-16" if raw[:2] in (b"\xff\xfe", b"\xfe\xff") else "utf-8-sig"
     try:
-        text = raw.decode("utf-8-sig")
+        text = raw.decode(encoding)
     except UnicodeDecodeError:
-        raise WorkflowFileError(f"{path}: not a text file or a PNG (a workflow is UTF-8 JSON)") from None
+        encoding = "cp1252"      # A1111 text saved by a Windows editor
+        text = raw.decode(encoding, errors="replace")
+        if text.lstrip().startswith(("{", "[")) or not a1111.looks_like_parameters(text):
+            raise WorkflowFileError(f"{path}: not a text file or a PNG (a workflow is UTF-8 JSON)") from None
     if not text.lstrip().startswith(("{", "[")) and a1111.looks_like_parameters(text):
         workflow, warnings = a1111.to_workflow(text, path)
+        if encoding == "cp1252":
+            warnings.insert(0, "A1111 parameters: the file is not UTF-8 text; read as Windows-1252 (check accented "
+                               "letters in the prompts)")
         workflow.source = path
         return Imported(workflow, warnings, A1111)
     try:

@@ -112,6 +112,8 @@ A1111_SAMPLERS = {
     "deis": "deis", "ipndm": "ipndm", "ipndm_v": "ipndm_v", "dpm++ 2m sde gpu": "dpmpp_2m_sde_gpu",
     "dpm++ sde gpu": "dpmpp_sde_gpu", "euler cfg++": "euler_cfg_pp", "dpm++ 2m cfg++": "dpmpp_2m_cfg_pp",
 }
+# A1111 samplers mapped onto a different one (the table's entry is only the nearest).
+A1111_APPROXIMATE = {"restart", "dpm++ 2m sde heun"}
 A1111_SCHEDULES = {
     "automatic": "normal", "uniform": "normal", "karras": "karras", "exponential": "exponential",
     "polyexponential": "polyexponential", "sgm uniform": "sgm_uniform", "kl optimal": "kl_optimal",
@@ -121,20 +123,36 @@ A1111_SCHEDULES = {
 
 
 def from_a1111(sampler: str, schedule_type: str | None = None) -> tuple[Mapped, Mapped]:
-    """("DPM++ 2M Karras") or ("DPM++ 2M", "Karras") -> (sampler, schedule) as NodeForge spells them."""
+    """("DPM++ 2M Karras") or ("DPM++ 2M", "Karras") -> (sampler, schedule) as NodeForge spells them.
+    ComfyUI's names, which tools saving A1111-style text from ComfyUI write ("dpmpp_2m", "euler_karras"),
+    are taken as they are."""
     text = " ".join(sampler.split()).lower()
     schedule = None
     for suffix in ("karras", "exponential", "sgm uniform", "polyexponential"):
-        if text.endswith(" " + suffix) and text[: -len(suffix) - 1] in A1111_SAMPLERS:
-            text, schedule = text[: -len(suffix) - 1], suffix
+        for sep in (" ", "_"):
+            head = text[: -len(suffix) - 1]
+            if text.endswith(sep + suffix) and (head in A1111_SAMPLERS or _comfy_sampler(head)):
+                text, schedule = head, suffix
+                break
+        if schedule:
             break
     if schedule_type:
         schedule = " ".join(schedule_type.split()).lower()
-    mapped = _a1111_name("sampler", sampler, text, A1111_SAMPLERS, sampler_from_comfy, "euler")
+    if text not in A1111_SAMPLERS and _comfy_sampler(text):
+        mapped = sampler_from_comfy(text)
+    elif text in A1111_APPROXIMATE:
+        near = sampler_from_comfy(A1111_SAMPLERS[text]).name
+        mapped = Mapped(near, f"sampler {sampler[:60]!r} is not in NodeForge; using the nearest, {near!r}")
+    else:
+        mapped = _a1111_name("sampler", sampler, text, A1111_SAMPLERS, sampler_from_comfy, "euler")
     if schedule is None:
         schedule = "ddim" if text == "ddim" else "automatic"
     sched = _a1111_name("schedule type", schedule, schedule, A1111_SCHEDULES, schedule_from_comfy, "normal")
     return mapped, sched
+
+
+def _comfy_sampler(name: str) -> bool:
+    return name in SAMPLERS or name in SAME_SAMPLER or name in NEAREST_SAMPLER
 
 
 def _a1111_name(what: str, shown: str, key: str, table: dict[str, str],

@@ -244,3 +244,148 @@ def test_an_embedding_that_is_not_a_model_file_is_refused_at_validate(registry, 
     assert _problems(_engine(registry, shared / "models"), wf, "text") == [
         "embedding:style.txt: style.txt is not an embedding file (NodeForge reads .safetensors, .pt, .bin, or a "
         "diffusers folder); choose an embedding file"]
+
+
+# -- A1111 oddities: imported with a warning, never an error at validate ---------------------------------
+def _a1111_import(registry, tmp_path, settings, prompt="a cat"):
+    from nodeforge.interop import read_workflow
+
+    imported = read_workflow(_a1111(tmp_path, f"{prompt}\n{settings}"), registry=registry)
+    assert not [p for p in _validate(registry, imported.workflow) if p.field != "checkpoint"]
+    nodes = {n.type: (nid, n) for nid, n in reversed(list(imported.workflow.nodes.items()))}
+    return imported, nodes
+
+
+def _validate(registry, workflow):
+    from nodeforge.core.validate import check_workflow
+
+    return check_workflow(workflow, registry, check_files=False).problems
+
+
+def test_a1111_seed_minus_one_is_a_random_seed_the_editor_keeps_randomizing(registry, tmp_path):
+    from nodeforge.interop import a1111
+
+    seeds = set()
+    for _ in range(3):
+        imported, nodes = _a1111_import(registry, tmp_path, "Steps: 20, Sampler: Euler a, Seed: -1, Size: 64x64")
+        nid, denoise = nodes["UNetDenoise"]
+        seed = denoise.params["seed"]
+        assert 0 <= seed <= a1111.RANDOM_SEED_MAX and imported.workflow.ui["seed_control"] == {nid: "randomize"}
+        assert f"A1111 parameters: Seed -1 means a random seed in A1111; NodeForge drew {seed} and randomizes the " \
+               "seed after each run in the editor (set the seed to keep an image)" in imported.warnings
+        seeds.add(seed)
+    assert len(seeds) > 1
+
+
+@pytest.mark.parametrize("settings, param, warning", [
+    ("Steps: 0, Seed: 1, Size: 64x64", "steps", "Steps 0 is outside what NodeForge takes (1 to 1000); NodeForge's "
+                                                "default is used"),
+    ("Steps: 20, CFG scale: 250, Seed: 1, Size: 64x64", "cfg", "CFG scale 250 is outside what NodeForge takes "
+                                                               "(0 to 100)"),
+    ("Steps: 20, Seed: 99999999999999999999999, Size: 64x64", "seed", "Seed 99999999999999999999999 is outside "
+                                                                      "what NodeForge takes (0 to 18446744073709551615)"),
+])
+def test_a1111_numbers_the_sampler_cannot_take_keep_its_default_with_a_warning(registry, tmp_path, settings, param,
+                                                                                warning):
+    imported, nodes = _a1111_import(registry, tmp_path, settings)
+    assert param not in nodes["UNetDenoise"][1].params
+    assert "A1111 parameters: " + warning in " | ".join(imported.warnings)
+
+
+def test_a1111_ranges_are_the_packs(registry):
+    from nodeforge.interop import a1111
+
+    def bounds(node_type, name):
+        param = next(p for p in registry.get(node_type).params if p.name == name)
+        return (param.min, param.max)
+
+    assert {name: bounds("UNetDenoise", name) for name in ("seed", "steps", "cfg", "denoise")} | \
+        {"scale_by": bounds("LatentUpscaleBy", "scale_by")} == a1111.RANGES
+
+
+def test_a1111_odd_sizes_missing_sizes_and_hires_values(registry, tmp_path):
+    imported, nodes = _a1111_import(registry, tmp_path, "Steps: 20, Seed: 1, Size: 515x509")
+    assert nodes["EmptyLatent"][1].params == {"batch_size": 1, "width": 512, "height": 504}
+    assert "A1111 parameters: Size 515x509 is not a multiple of 8, as a latent needs; using 512x504 (as A1111 and " \
+           "diffusers round)" in imported.warnings
+    imported, nodes = _a1111_import(registry, tmp_path, "Steps: 20, Seed: 1")
+    assert "width" not in nodes["EmptyLatent"][1].params
+    assert "A1111 parameters: no Size; NodeForge's default (512x512) is used" in imported.warnings
+    imported, nodes = _a1111_import(registry, tmp_path, "Steps: 20, Seed: 1, Size: 64x64, Hires upscale: 20, "
+                                                        "Hires steps: 0, Denoising strength: 1.5, Clip skip: 40")
+    assert nodes["LatentUpscaleBy"][1].params == {"upscale_method": "bilinear"}       # the node's own 1.5
+    first, second = (n for n in imported.workflow.nodes.values() if n.type == "UNetDenoise")
+    assert second.params["denoise"] == 0.7 and second.params.get("steps") == first.params.get("steps")
+    assert nodes["CLIPSetLastLayer"][1].params == {"stop_at_layer": -24}
+    text = " | ".join(imported.warnings)
+    assert "Hires upscale 20 is outside what NodeForge takes (0.01 to 8)" in text
+    assert "Denoising strength 1.5 is outside what NodeForge takes (0 to 1)" in text
+    assert "Clip skip 40 is more layers than a CLIP text encoder has; using 24" in text
+
+
+@pytest.mark.parametrize("sampler, expected, note", [
+    ("DPM++ 2M Karras", ("dpmpp_2m", "karras"), None), ("DPM++ SDE", ("dpmpp_sde", "normal"), None),
+    ("UniPC", ("uni_pc", "normal"), None), ("LCM", ("lcm", "normal"), None),
+    ("Euler a", ("euler_ancestral", "normal"), None),
+    ("euler_ancestral", ("euler_ancestral", "normal"), None),          # ComfyUI's names, from ComfyUI savers
+    ("dpmpp_2m_karras", ("dpmpp_2m", "karras"), None),
+    ("Restart", ("euler", "normal"), "sampler 'Restart' is not in NodeForge; using the nearest, 'euler'"),
+    ("DPM++ 2M SDE Heun", ("dpmpp_2m_sde", "normal"), "sampler 'DPM++ 2M SDE Heun' is not in NodeForge"),
+])
+def test_a1111_sampler_names_from_every_version(sampler, expected, note):
+    from nodeforge.interop.samplers import from_a1111
+
+    mapped, schedule = from_a1111(sampler)
+    assert (mapped.name, schedule.name) == expected
+    assert (mapped.note is None) if note is None else mapped.note.startswith(note)
+
+
+def test_a1111_text_with_only_a_prompt_imports_the_prompt(registry, tmp_path):
+    from nodeforge.interop.a1111 import to_workflow
+
+    wf, warnings = to_workflow("a cat BREAK a hat, <lora:x:0.5>\nNegative prompt: blurry")
+    texts = [n.params["text"] for n in wf.nodes.values() if n.type == "TextEncoder"]
+    assert texts == ["a cat BREAK a hat", "blurry"]
+    assert "A1111 parameters: only a prompt, no settings line (\"Steps: ..., Sampler: ...\"); NodeForge's " \
+           "defaults are used for the rest" in warnings
+
+
+def test_a1111_hashes_are_read_quietly_and_ti_names_stay_in_the_prompt(registry, tmp_path):
+    imported, nodes = _a1111_import(
+        registry, tmp_path, 'Steps: 20, Seed: 1, Size: 64x64, Lora hashes: "x: 1234", TI hashes: "EasyNegative: '
+                            'abcd, bad-hands-5: 99", Model hash: 00, Version: v1.9.0', prompt="a cat, EasyNegative")
+    assert not [w for w in imported.warnings if "does not use" in w]
+    assert nodes["TextEncoder"][1].params["text"] == "a cat, EasyNegative"   # read as a bare embedding name
+
+
+def test_a1111_text_in_windows_1252_or_utf_16_is_read(registry, tmp_path):
+    from nodeforge.interop import read_workflow
+
+    text = "a caf\u00e9 \u2013 table\nSteps: 20, Seed: 1, Size: 64x64"
+    for encoding, note in [("cp1252", True), ("utf-16", False)]:
+        path = tmp_path / f"{encoding}.txt"
+        path.write_bytes(text.encode(encoding))
+        imported = read_workflow(path, registry=registry)
+        prompt = next(n for n in imported.workflow.nodes.values() if n.type == "TextEncoder")
+        assert prompt.params["text"] == "a caf\u00e9 \u2013 table"
+        assert ("A1111 parameters: the file is not UTF-8 text; read as Windows-1252 (check accented letters in "
+                "the prompts)" in imported.warnings) == note
+
+
+def test_a1111_png_text_with_bytes_that_are_not_utf8_keeps_the_rest(registry, tmp_path):
+    import struct
+    import zlib
+
+    from nodeforge.interop import read_workflow
+
+    def chunk(kind, body):
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    body = b"parameters\0\0\0\0\0" + b"a red \xff circle\nSteps: 12, Seed: 3, Size: 64x64"
+    path = tmp_path / "odd.png"
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 1, 1, 8, 2, 0, 0, 0))
+                     + chunk(b"iTXt", body) + chunk(b"IEND", b""))
+    imported = read_workflow(path, registry=registry)
+    prompt = next(n for n in imported.workflow.nodes.values() if n.type == "TextEncoder")
+    assert prompt.params["text"] == "a red \ufffd circle"
+    assert "A1111 parameters: some bytes were not UTF-8 text and show as '\ufffd'; check the prompts" in imported.warnings

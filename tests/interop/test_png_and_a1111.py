@@ -139,7 +139,7 @@ HOSTILE = [
      "node 1 (X), inputs: \"inputs\" must be an object"),
     (_raw_png(_chunk(b"tEXt", b"Comment\0hello")), "this PNG holds no workflow"),
     (_raw_png()[:20], "this PNG holds no workflow"),
-    (_raw_png(_chunk(b"tEXt", b"parameters\0just a caption")), "the A1111 parameters have no settings line"),
+    (_raw_png(_chunk(b"tEXt", b"parameters\0 \n ")), "the A1111 parameters are empty"),
     (b"\x89PNG\r\n\x1a\n" + b"\xff" * 64, "this PNG holds no workflow"),
 ]
 
