@@ -1030,7 +1030,7 @@ LABELS = ("Label (rgthree)", "LG_Note")
 EDITOR_PANELS = ("Fast Groups Muter (rgthree)", "Fast Groups Bypasser (rgthree)", "Bookmark (rgthree)")
 # Packs' nodes that only read something and give it out (never output nodes): ComfyUI runs a node only on the way to
 # an output, so one whose outputs feed nothing never runs. Left out then, with a line; linked, it stays a placeholder.
-IDLE_SOURCES = ("Load Text File",)
+IDLE_SOURCES = ("Load Text File", "EZLoadImgFromUrlNode")   # WAS Node Suite's text file; ComfyUI-EZ-AF-Nodes' image from a URL
 CONTROL_VALUES = ("fixed", "increment", "decrement", "randomize")
 # Inputs some ComfyUI versions write for an editor-only widget (Load Image's upload button): nothing to keep.
 EDITOR_ONLY_INPUTS = frozenset({"upload", "choose file to upload"})

@@ -1,8 +1,8 @@
 """QualityOfLifeSuit (omar92)'s Image Scale Factor and Latent Upscale Factor nodes (each in its Simple
 form too) and deadinside's LatentWeightedBlendResize come in as NodeForge's Scale Image by Factors,
 Upscale Latent by Factors and Latent Weighted Blend (Resize) with their values, from a UI 0.4 file and an
-API prompt alike, and go back under their own class names (issue 30). WAS's Load Text File that feeds
-nothing is left out: ComfyUI never runs it. (comfy-factor-*.json, one graph in both forms; nodes 3, 7, 9
+API prompt alike, and go back under their own class names (issue 30). WAS's Load Text File and EZ's
+Load Img From URL that feed nothing are left out: ComfyUI never runs them. (comfy-factor-*.json, one graph in both forms; nodes 3, 7, 9
 and 12 carry the values of two shared files.)"""
 from __future__ import annotations
 
@@ -42,11 +42,12 @@ def test_factor_and_blend_nodes_come_in_with_their_values(read, validate, name):
 
 
 @pytest.mark.parametrize("name", FORMATS)
-def test_a_load_text_file_that_feeds_nothing_is_left_out_with_one_line(read, name):
+def test_a_load_text_file_or_url_image_that_feeds_nothing_is_left_out_with_one_line(read, name):
     imported = read(name)
-    assert "12" not in imported.workflow.nodes
-    assert imported.warnings.count("node 12 (Load Text File): its outputs feed nothing and it is no output node, "
-                                   "so ComfyUI never runs it: left out") == 1
+    assert "12" not in imported.workflow.nodes and "13" not in imported.workflow.nodes
+    for nid, comfy in (("12", "Load Text File"), ("13", "EZLoadImgFromUrlNode")):
+        assert imported.warnings.count(f"node {nid} ({comfy}): its outputs feed nothing and it is no output node, "
+                                       "so ComfyUI never runs it: left out") == 1
 
 
 def test_a_load_text_file_that_feeds_something_stays_a_placeholder(read, tmp_path):
