@@ -229,8 +229,11 @@ def _mask_unit(entry: dict[str, Any], frame: tuple[int, int], batch: int
     mask's non-zero pixels over the batch, at least 8 latent pixels each way (all zero: an 8x8 corner)."""
     import torch.nn.functional as F
 
+    from .latents import warn_if_stretched
+
     mask = entry["mask"].float()
     mask = mask.reshape(-1, 1, *mask.shape[-2:])
+    warn_if_stretched(mask, frame[0] * 8, frame[1] * 8, "the image being made")
     if tuple(mask.shape[-2:]) != frame:
         mask = F.interpolate(mask, size=frame, mode="bilinear", align_corners=False)
     if mask.shape[0] > batch:

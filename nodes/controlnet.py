@@ -151,11 +151,25 @@ class Control:
         from .geometry import scale_image
 
         image = self.image[..., :3].float()
+        warn_if_other_shape(image.shape[2], image.shape[1], width, height)
         if tuple(image.shape[1:3]) != (height, width):
             image = scale_image(image, width, height, "nearest-exact", "center")
         if image.shape[0] != batch:
             image = image.repeat((batch + image.shape[0] - 1) // image.shape[0], 1, 1, 1)[:batch]
         return image.permute(0, 3, 1, 2)
+
+
+def warn_if_other_shape(width: int, height: int, target_width: int, target_height: int) -> None:
+    """Tell the user (the running node's warning) when a control image is not the shape of the image
+    being made: its centre is cropped to that shape, which ComfyUI does without a word."""
+    from nodeforge.core.context import current_context
+
+    ctx = current_context()
+    if ctx is None or abs(width * target_height - height * target_width) <= 0.02 * width * target_height:
+        return
+    ctx.warn(f"the ControlNet image is {width}x{height} but the image being made is {target_width}x{target_height}: "
+             "its centre is cropped to that shape, so the control misses its edges; give a control image of the "
+             "same shape")
 
 
 # -- loading ------------------------------------------------------------------------------------------------
@@ -390,6 +404,9 @@ def run_controlnet_apply(ctx: Any, positive: Any, negative: Any, controlnet: Con
         return {"positive": positive, "negative": negative}
     if start_percent > end_percent:
         raise NodeError("start_percent is after end_percent: the control would never act", field="start_percent")
+    if end_percent <= 0 or start_percent >= 1:
+        ctx.warn(f"the control acts from {start_percent:g} to {end_percent:g} of the steps, which is no step: it "
+                 "never acts; set start_percent 0 and end_percent 1 to use it all the way")
     latents = controlnet.flow and controlnet.reads_latents
     if latents and vae is None:
         raise NodeError(f"{controlnet.name} is {controlnet.article} {controlnet.label} ControlNet, which reads its image as latents: "

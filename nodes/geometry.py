@@ -13,8 +13,8 @@ import torch.nn.functional as F
 
 from nodeforge.core.errors import NodeError
 
-from .latents import resize_mask
-from .vae import encode
+from .latents import resize_mask, warn_if_stretched
+from .vae import encode, warn_if_cropped
 from .wrappers import VAEModel
 
 LATENT_FACTOR = 8   # pixels per latent pixel when a latent does not say (SD's VAEs)
@@ -297,6 +297,8 @@ def run_vae_encode_for_inpaint(ctx: Any, vae: VAEModel, image: torch.Tensor, mas
         raise NodeError(f"the image ({w}x{h}) is smaller than the VAE factor {f}", field="image")
     top, left = (h - nh) // 2, (w - nw) // 2
     image = image[:, top:top + nh, left:left + nw, :3]
+    warn_if_cropped(w, h, f)
+    warn_if_stretched(mask, h, w, "the image")
     pixel_mask = resize_mask(mask, b, h, w)[:, :, top:top + nh, left:left + nw]
     grown = grow_mask(pixel_mask.round(), grow_mask_by)
     keep = (1 - grown.round()).permute(0, 2, 3, 1)

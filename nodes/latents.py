@@ -31,6 +31,20 @@ def latent_shape(latent: dict[str, Any], channels: int, factor: int) -> tuple[in
     return (latent["batch_size"], channels, latent["height"] // factor, latent["width"] // factor)
 
 
+def warn_if_stretched(mask: torch.Tensor, height: int, width: int, what: str) -> None:
+    """Tell the user (the running node's warning) when a MASK is not the shape of what it masks
+    (`what`, width x height pixels): it is stretched to fit, which ComfyUI does without a word."""
+    from nodeforge.core.context import current_context
+
+    mh, mw = mask.shape[-2:]
+    if not (mh and mw and height and width) or abs(mh * width - mw * height) <= 0.02 * mw * height:
+        return
+    ctx = current_context()
+    if ctx is not None:
+        ctx.warn(f"the mask is {mw}x{mh} but {what} is {width}x{height}: the mask is stretched to that shape and "
+                 "may miss what it was painted over; give a mask of the same shape")
+
+
 def resize_mask(mask: torch.Tensor, batch: int, height: int, width: int) -> torch.Tensor:
     """A MASK [B, H, W] (or [H, W]) as [batch, 1, height, width] in 0..1."""
     mask = mask.float()
@@ -50,6 +64,8 @@ def run_set_latent_mask(ctx: Any, latent: dict[str, Any], mask: torch.Tensor) ->
     out = dict(latent)
     if latent.get("samples") is not None:
         b, _, h, w = latent["samples"].shape
+        factor = latent.get("factor", 8)
+        warn_if_stretched(mask, h * factor, w * factor, "the latent's image")
         out["noise_mask"] = resize_mask(mask, b, h, w)
     else:   # lazy latent: UNetDenoise resizes it once the latent size is known
         out["noise_mask"] = mask.float()

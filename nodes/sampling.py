@@ -32,7 +32,7 @@ import torch
 from nodeforge.core.errors import NodeError
 
 from .conditioning import Guidance, inpainting_inputs
-from .latents import latent_shape, preview_image, resize_mask
+from .latents import latent_shape, preview_image, resize_mask, warn_if_stretched
 from .memory import check_denoise_fits, memory_advice
 from .schedulers import SAMPLERS, make_scheduler
 from .wrappers import UNetModel
@@ -229,6 +229,8 @@ class SamplingBehaviour:
         else:
             latents = self.noised(plan.scheduler, original, noise, plan.timesteps[:1])
         if mask is not None:
+            factor = latent.get("factor", 8)
+            warn_if_stretched(mask, shape[2] * factor, shape[3] * factor, "the latent's image")
             mask = resize_mask(mask, batch, shape[2], shape[3]).to(device)
         return StartState(shape, generators, noise, original, mask, latents)
 
@@ -347,5 +349,10 @@ def run_unet_denoise(ctx: Any, unet: UNetModel, positive: dict, negative: dict, 
     request = DenoiseRequest(seed=seed, steps=steps, cfg=cfg, sampler=sampler, schedule=schedule, denoise=denoise,
                              start_at_step=start_at_step, end_at_step=end_at_step, add_noise=add_noise,
                              return_with_leftover_noise=return_with_leftover_noise)
+    if not request.has_work():
+        why = ("denoise is 0" if denoise <= 0 else
+               f"start_at_step {start_at_step} is at or past the last step ({min(end_at_step, steps)})")
+        ctx.warn(f"{why}: no step runs and the latent passes through unchanged; raise denoise (or lower "
+                 "start_at_step) to draw")
     return {"latent": denoise_latent(ctx, model=unet, positive=positive, negative=negative, latent=latent,
                                      request=request)}

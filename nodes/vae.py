@@ -82,6 +82,18 @@ def decode(vae: VAEModel, latents: torch.Tensor, tiled: bool | None = None) -> t
     return (pixels / 2 + 0.5).clamp(0, 1).permute(0, 2, 3, 1).contiguous()
 
 
+def warn_if_cropped(width: int, height: int, factor: int) -> None:
+    """Tell the user (the running node's warning) when an image is cut to a multiple of the VAE
+    factor before encoding, which ComfyUI does without a word."""
+    from nodeforge.core.context import current_context
+
+    ctx = current_context()
+    if ctx is not None and (width % factor or height % factor):
+        ctx.warn(f"the image is {width}x{height}, not a multiple of {factor} as the VAE needs: its centre "
+                 f"{width // factor * factor}x{height // factor * factor} is encoded and the edges are cut; "
+                 f"scale or crop it to a multiple of {factor} to choose what is kept")
+
+
 def encode(vae: VAEModel, image: torch.Tensor) -> torch.Tensor:
     """Scaled latents of an IMAGE, centre-cropped to a multiple of the VAE factor."""
     f = vae.factor
@@ -90,6 +102,7 @@ def encode(vae: VAEModel, image: torch.Tensor) -> torch.Tensor:
     if nh == 0 or nw == 0:
         raise NodeError(f"the image ({w}x{h}) is smaller than the VAE factor {f}", field="image")
     top, left = (h - nh) // 2, (w - nw) // 2
+    warn_if_cropped(w, h, f)
     pixels = image[:, top:top + nh, left:left + nw, :3].permute(0, 3, 1, 2) * 2 - 1
     large = nh * nw > TILE_ABOVE * f * f
     with torch.inference_mode(), memory_advice():

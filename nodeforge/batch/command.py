@@ -80,6 +80,7 @@ class BatchProgress:
         self.show = show
         self.started = time.perf_counter()
         self.ran = 0
+        self.warned: set[str] = set()     # each node's note once a batch, not once a job
 
     def __call__(self, event: Any) -> None:
         if isinstance(event, rn.BatchStarted):
@@ -91,6 +92,10 @@ class BatchProgress:
         elif isinstance(event, rn.JobFinished):
             self.ran += 1
             record = event.record
+            for note in record.get("warnings", ()):     # said even with -q, as `nodeforge run` does
+                if note not in self.warned:
+                    self.warned.add(note)
+                    self.stream.write(f"warning: job {event.job.number}, {note}\n")
             if record["status"] != "done":
                 self.stream.write(f"error: job {event.job.number} failed: {record.get('error')}\n")
             elif self.show:

@@ -19,6 +19,7 @@ from nodeforge.batch.manifest import DONE, FAILED, RETRY, Manifest
 from nodeforge.batch.order import order_jobs
 from nodeforge.batch.spec import BatchSpec, Job, expand, fingerprint
 from nodeforge.core.errors import Cancelled, Problem, ValidationError, WorkflowError
+from nodeforge.core.events import NodeWarning
 from nodeforge.core.files import atomic_write_bytes, output_paths
 from nodeforge.core.workflow import Workflow
 
@@ -74,16 +75,23 @@ class JobOutcome:
     seconds: float = 0.0
     error: str | None = None
     worker: str = IN_PROCESS
+    warnings: list[str] = field(default_factory=list)   # the nodes' notes ("node 2 (LoRALoader): ...")
 
 
 def execute_job(engine: Any, workflow: Workflow, job: Job, *, worker: str = IN_PROCESS) -> JobOutcome:
     """Run one job on `engine`; a user error becomes `error`, cancelling propagates."""
     started = time.perf_counter()
     previous = engine.output_dir
+    notes: list[str] = []
+
+    def listen(event: Any) -> None:      # the nodes' warnings, as `nodeforge run` prints them
+        if isinstance(event, NodeWarning):
+            notes.append(f"node {event.node_id} ({event.node_type}): {event.message}")
+
     with tempfile.TemporaryDirectory(prefix=f"nodeforge-job{job.number}-") as staging:
         engine.output_dir = Path(staging)
         try:
-            result = engine.run(job.apply(workflow))
+            result = engine.run(job.apply(workflow), on_event=listen)
             files = _read_outputs(Path(staging), result.outputs)
             error = _skipped_text(result.skipped) if result.skipped else None
         except Cancelled:
@@ -92,7 +100,7 @@ def execute_job(engine: Any, workflow: Workflow, job: Job, *, worker: str = IN_P
             files, error = [], str(exc)
         finally:
             engine.output_dir = previous
-    return JobOutcome(job.number, files, time.perf_counter() - started, error, worker)
+    return JobOutcome(job.number, files, time.perf_counter() - started, error, worker, notes)
 
 
 def _skipped_text(skipped: dict[str, list[Problem]]) -> str:
@@ -181,6 +189,8 @@ class BatchWriter:
                                   "worker": outcome.worker, "attempt": attempt}
         if outcome.error:
             record["error"] = outcome.error
+        if outcome.warnings:
+            record["warnings"] = list(outcome.warnings)
         self.manifest.append(record)
         self.finished += 1
         self.failed += status == FAILED

@@ -38,6 +38,7 @@ class NodeContext:
     shared: dict[str, Any] = field(default_factory=dict)
     registry: "Registry | None" = None   # the node types of the run (to read declared roles)
     _emit_warning: Callable[[str], None] | None = None
+    _warned: set[str] = field(default_factory=set)   # each note once a run, however often a loop meets it
 
     @property
     def device(self) -> str:
@@ -60,7 +61,10 @@ class NodeContext:
 
     def warn(self, message: str) -> None:
         """Tell the user of something this node passed over (a LoRA's modules that matched no
-        layer) while the run goes on; outside an engine, a Python warning."""
+        layer) while the run goes on; outside an engine, a Python warning. The same note twice is said once."""
+        if message in self._warned:
+            return
+        self._warned.add(message)
         if self._emit_warning is not None:
             self._emit_warning(message)
         else:

@@ -66,3 +66,45 @@ def test_nodeforge_run_prints_it_once_as_a_warning_line(tmp_path, capsys, monkey
     assert rc == 0 and warned == ["warning: node 1 (HalfDone): 1.0 of 3 parts matched nothing; they are ignored",
                                   "warning: node 2 (HalfDone): 2.0 of 3 parts matched nothing; they are ignored"]
     assert not any("UserWarning" in line for line in err)
+
+
+def _saying_twice(ctx, value):
+    for _ in range(3):          # a loop meeting the same thing each step
+        ctx.warn("the same note")
+    return {"value": value}
+
+
+def test_the_same_note_in_one_run_is_said_once(tmp_path):
+    registry = Registry([NodeSpec("Loop", "t", _saying_twice, params=(Param.float("value", 1.0),),
+                                  outputs=(Output("value", "FLOAT"),), output_node=True)])
+    engine = Engine(device="cpu", output_dir=tmp_path, registry=registry,
+                    model_paths=ModelPaths(roots=[tmp_path], include_builtin=False))
+    wf = Workflow()
+    wf.add("Loop", {"value": 1.0})
+    heard = []
+    engine.run(wf, on_event=heard.append)
+    assert [e.message for e in heard if isinstance(e, ev.NodeWarning)] == ["the same note"]
+
+
+@pytest.mark.parametrize("flags", [[], ["-q"]])
+def test_nodeforge_batch_prints_each_nodes_warning_once_and_keeps_it_in_the_manifest(tmp_path, capsys, monkeypatch,
+                                                                                      flags):
+    import json
+
+    from nodeforge.cli import main
+    from nodeforge.core import registry
+    from nodeforge.core.workflow import save_workflow
+
+    monkeypatch.setattr(registry, "_default", Registry(SPECS))
+    path = save_workflow(graph(), tmp_path / "wf.json")
+    out = tmp_path / "o"
+    rc = main(["batch", str(path), "--grid", "1.value=1,2,1", "--out", str(out), "--device", "cpu", *flags])
+    err = capsys.readouterr().err.splitlines()
+    assert rc == 0 and [line for line in err if line.startswith("warning:")] == [
+        "warning: job 1, node 1 (HalfDone): 1.0 of 3 parts matched nothing; they are ignored",
+        "warning: job 2, node 1 (HalfDone): 2.0 of 3 parts matched nothing; they are ignored"]
+    records = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
+    assert [r.get("warnings") for r in records if "job" in r] == [
+        ["node 1 (HalfDone): 1.0 of 3 parts matched nothing; they are ignored"],
+        ["node 1 (HalfDone): 2.0 of 3 parts matched nothing; they are ignored"],
+        None]     # job 3 repeats job 1: its node came from the cache and did not run again

@@ -310,3 +310,21 @@ def test_an_sdxl_controlnet_gets_the_micro_conditioning_and_matches_diffusers(cn
                   guidance_scale=5.0, height=32, width=32, generator=torch.Generator().manual_seed(5),
                   output_type="latent", controlnet_conditioning_scale=0.8).images
     torch.testing.assert_close(ours, theirs, atol=1e-4, rtol=1e-4)
+
+
+def test_a_control_image_of_another_shape_or_a_control_that_never_acts_is_said(cn_engine, image_node):
+    from nodeforge.core import events as ev
+
+    def said(controls):
+        heard = []
+        cn_engine.run(_workflow(image_node, controls), outputs=["denoise"], on_event=heard.append)
+        return [(e.node_id, e.message) for e in heard if isinstance(e, ev.NodeWarning)]
+
+    wide = _hint(3, 32).repeat(1, 1, 2, 1)[:, :, :48]            # 48x32 for a 32x32 image: the centre is used
+    assert said([("cn-a", wide, 0.7, 0.0, 1.0)]) == [
+        ("denoise", "the ControlNet image is 48x32 but the image being made is 32x32: its centre is cropped to that "
+                    "shape, so the control misses its edges; give a control image of the same shape")]
+    assert said([("cn-a", _hint(3, 64), 0.7, 0.0, 1.0)]) == []      # the same shape, larger: scaled, as meant
+    assert said([("cn-a", _hint(3), 0.7, 0.0, 0.0)]) == [
+        ("apply0", "the control acts from 0 to 0 of the steps, which is no step: it never acts; set start_percent 0 "
+                   "and end_percent 1 to use it all the way")]

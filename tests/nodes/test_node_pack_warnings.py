@@ -1,0 +1,66 @@
+"""Values a node would change without a word, said through `NodeContext.warn` (ComfyUI and diffusers
+stretch, crop or skip silently): a mask of another shape, an image not a multiple of the VAE factor,
+a denoise that runs no step. The run goes on and draws the same pixels; the user hears of it."""
+from __future__ import annotations
+
+import pytest
+
+from nodeforge.core import events as ev
+
+
+def _warnings(engine, wf, outputs):
+    heard = []
+    engine.run(wf, outputs=outputs, on_event=heard.append)
+    return [(e.node_id, e.message) for e in heard if isinstance(e, ev.NodeWarning)]
+
+
+def _encoded(wf, width, height):
+    wf.add("EmptyImage", {"width": width, "height": height, "color": 0x808080}, node_id="img")
+    wf.add("VAEEncode", {}, {"vae": ("ckpt", "vae"), "image": ("img", "image")}, node_id="enc")
+
+
+def test_an_image_not_a_multiple_of_the_vae_factor_is_said_to_lose_its_edges(engine, make_txt2img):
+    wf = make_txt2img()
+    _encoded(wf, 34, 29)
+    assert _warnings(engine, wf, ["enc"]) == [
+        ("enc", "the image is 34x29, not a multiple of 4 as the VAE needs: its centre 32x28 is encoded and the edges "
+                "are cut; scale or crop it to a multiple of 4 to choose what is kept")]
+    wf = make_txt2img()
+    _encoded(wf, 32, 28)
+    assert _warnings(engine, wf, ["enc"]) == []
+
+
+@pytest.mark.parametrize("mask_size, warned", [((48, 16), True), ((64, 64), False), ((32, 32), False)])
+def test_a_noise_mask_of_another_shape_is_said_to_be_stretched(engine, make_txt2img, mask_size, warned):
+    wf = make_txt2img()
+    _encoded(wf, 32, 32)
+    wf.add("SolidMask", {"value": 1.0, "width": mask_size[0], "height": mask_size[1]}, node_id="mask")
+    wf.add("SetLatentMask", {}, {"latent": ("enc", "latent"), "mask": ("mask", "mask")}, node_id="masked")
+    said = _warnings(engine, wf, ["masked"])
+    expected = [("masked", f"the mask is {mask_size[0]}x{mask_size[1]} but the latent's image is 32x32: the mask is "
+                           "stretched to that shape and may miss what it was painted over; give a mask of the same "
+                           "shape")]
+    assert said == (expected if warned else [])
+
+
+def test_an_inpaint_mask_of_another_shape_is_said_to_be_stretched(engine, make_txt2img):
+    wf = make_txt2img()
+    wf.add("EmptyImage", {"width": 32, "height": 32}, node_id="img")
+    wf.add("SolidMask", {"value": 1.0, "width": 16, "height": 32}, node_id="mask")
+    wf.add("VAEEncodeForInpaint", {"grow_mask_by": 0}, {"vae": ("ckpt", "vae"), "image": ("img", "image"),
+                                                         "mask": ("mask", "mask")}, node_id="enc")
+    assert _warnings(engine, wf, ["enc"]) == [
+        ("enc", "the mask is 16x32 but the image is 32x32: the mask is stretched to that shape and may miss what it "
+                "was painted over; give a mask of the same shape")]
+
+
+@pytest.mark.parametrize("params, why", [
+    ({"denoise": 0.0}, "denoise is 0"),
+    ({"start_at_step": 3}, "start_at_step 3 is at or past the last step (3)"),
+])
+def test_a_denoise_that_runs_no_step_says_the_latent_passes_through(engine, make_txt2img, params, why):
+    wf = make_txt2img(steps=3)
+    wf.nodes["denoise"].params.update(params)
+    assert _warnings(engine, wf, ["denoise"]) == [
+        ("denoise", f"{why}: no step runs and the latent passes through unchanged; raise denoise (or lower "
+                    "start_at_step) to draw")]
