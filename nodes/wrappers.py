@@ -159,6 +159,7 @@ class UNetModel(OnModule):
     cfg_rescale: float = 0.0          # nodes/cfg_rescale.py RescaleCFG's multiplier (0: off), used by the guidance step
     skip_layer_guidance: Any = None   # nodes/families/skip_layers.py settings (SD3), used by the flow guidance step
     self_attention_guidance: Any = None   # nodes/sag.py settings (UNet models), used by the guidance step
+    timestep_noise: Any = None        # nodes/families/timestep_noise.py settings (Z-Image), used by its model call
 
     @property
     def is_inpainting(self) -> bool:
@@ -187,7 +188,7 @@ class UNetModel(OnModule):
 
     def nodeforge_nbytes(self) -> int:
         # A LoRA'd (FreeU'd, IP-Adapted, CFG-rescaled) wrapper shares the base weights; count only what it adds.
-        if self.loras or self.freeu is not None or self.ip_adapters or self.cfg_rescale:
+        if self.loras or self.freeu is not None or self.ip_adapters or self.cfg_rescale or self.timestep_noise:
             return sum(p.nbytes() for p in self.loras) + sum(a.nbytes() for a in self.ip_adapters)
         return _module_nbytes(self.unet)
 

@@ -832,6 +832,12 @@ ROWS: tuple[ClassMap, ...] = (
     ClassMap("LatentWeightedBlendResize", "LatentWeightedBlend", "Latent Weighted Blend (Resize, Turbo Safe)",
              (Widget("weight1", "weight_1"), Widget("weight2", "weight_2"), Widget("width"), Widget("height")),
              (("samples1", "latent_1"), ("samples2", "latent_2")), ("latent",)),
+    # LG_SamplingUtils' ZImageTimestepNoise is NodeForge's Timestep Noise (nodes/families/timestep_noise.py).
+    ClassMap("ZImageTimestepNoise", "TimestepNoise", "ZImage Timestep Noise",
+             (Widget("mode"), Widget("noise_strength"), Widget("seed", seed=True), Widget("start_percent"),
+              Widget("end_percent")), (("model", "unet"), ("sigmas", "sigmas"), ("mask", "mask")), ("unet",),
+             note="each step's noise is drawn from a CPU generator and counted from the first step of each run; "
+                  "ComfyUI draws it on the model's device (a GPU gives other numbers) and keeps counting across runs"),
     # comfyui_controlnet_aux's depth preprocessors: NodeForge's DepthMap with the model each runs (nodes/depth.py)
     ClassMap("MiDaS-DepthMapPreprocessor", "DepthMap", "MiDaS Depth Map",
              (Widget("a", None, export_default=6.283185307179586), Widget("bg_threshold", None, export_default=0.1),

@@ -85,6 +85,16 @@ def _changed_flux(ctx: Any, clip_l: str, t5xxl: str, guidance: float) -> Any:
     return referenced_files(ctx, clip_l)
 
 
+def _timestep_noise_checks(facts: dict[str, dict[str, Any]], mode: str = "flow", **_: Any) -> list[str]:
+    problems = [] if mode == "flow" else [f"mode: {mode!r} (for UNet models) is not supported; flow is, for Z-Image "
+                                          "models"]
+    family = facts.get("unet", {}).get("family")
+    if family is not None and family != "zimage":
+        problems.append(f"unet: the model is a {family} one; Timestep Noise is for Z-Image models here (remove it, or "
+                        "pick a Z-Image checkpoint)")
+    return problems
+
+
 FAMILY_NODES: list[NodeSpec] = [
     NodeSpec(
         "TextEncoderSD3", "conditioning", lazy("families.sd3_nodes", "run_text_encoder_sd3"),
@@ -219,4 +229,28 @@ FAMILY_NODES: list[NodeSpec] = [
                     "for an SD 1.x checkpoint or Z-Image's Qwen3-4B; SD3 and Flux take several (Load Text Encoders (SD3), Load Dual "
                     "Text Encoders).",
         display_name="Load Text Encoder"),
+    NodeSpec(
+        "TimestepNoise", "advanced/model", lazy("families.timestep_noise", "run_timestep_noise"),
+        inputs=(Input("unet", MODEL, description="a Z-Image model (left unchanged)"),
+                Input("sigmas", PortType.SIGMAS.value,
+                      description="the sigmas the sampler steps through: where each step is in them gives its "
+                                  "progress for the window"),
+                Input("mask", PortType.MASK.value, optional=True,
+                      description="where the noise applies (1), bilinear to the latent; unconnected: everywhere")),
+        params=(Param.choice("mode", ("flow", "sigma"), default="flow",
+                             description="flow: the noise level moves up or down by up to noise_strength, within "
+                                         "0..1 (sigma, the pack's mode for UNet models, is not supported)"),
+                Param.float("noise_strength", 0.05, min=0.0, max=2.0, step=0.01,
+                            description="the largest move of the noise level the model is told (0: off)"),
+                Param.int("seed", 0, min=0, max=2 ** 64 - 1, role=ParamRole.SEED,
+                          description="seeds the moves (call n of a run draws with seed + n)"),
+                Param.float("start_percent", 0.0, min=0.0, max=1.0, step=0.01,
+                            description="where in the sigmas the noise starts (0: the first step)"),
+                Param.float("end_percent", 0.5, min=0.0, max=1.0, step=0.01,
+                            description="where it stops (1: the last step)")),
+        outputs=(Output("unet", MODEL, description="the model told slightly wrong noise levels in the window"),),
+        check_inputs=_timestep_noise_checks,
+        description="Tell a Z-Image model a slightly wrong noise level in part of the sampling, so that different "
+                    "seeds give more different images (LG_SamplingUtils' ZImageTimestepNoise, flow mode).",
+        display_name="Timestep Noise"),
 ]

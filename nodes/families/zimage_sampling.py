@@ -54,13 +54,28 @@ class ZImagePredictor:
     positive: torch.Tensor            # [tokens, width]
     negative: torch.Tensor | None
     cfg: float
+    calls: int = 0                    # model calls so far this run (TimestepNoise counts them)
 
     def predict(self, latents: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        settings = getattr(self.model, "timestep_noise", None)
+        self.calls += 1
+        model_t = (1000 - t.reshape(-1)[:1].to(latents.device)) / 1000     # the model's timestep: 1 - sigma
+        if settings is not None:
+            from .timestep_noise import noisy_velocity
+
+            told = lambda s: self.velocity(latents, torch.tensor([1.0 - s], device=latents.device))  # noqa: E731
+            noisy = noisy_velocity(settings, told, latents, float(t.reshape(-1)[0]) / 1000, self.calls)
+            if noisy is not None:
+                return noisy
+        return self.velocity(latents, model_t)
+
+    def velocity(self, latents: torch.Tensor, model_t: torch.Tensor) -> torch.Tensor:
+        """The velocity at the model's timestep `model_t` ([1]; 1 - the flow sigma)."""
         module, dtype = self.model.unet, self.model.dtype
         batch = latents.shape[0]
         prompts = [self.positive] * batch + ([self.negative] * batch if self.negative is not None else [])
         frames = latents.to(dtype).repeat(len(prompts) // batch, 1, 1, 1).unsqueeze(2)
-        timestep = (1000 - t.reshape(-1)[:1].expand(len(prompts)).to(latents.device)) / 1000
+        timestep = model_t.expand(len(prompts))
         out = module(list(frames.unbind(0)), timestep, prompts, return_dict=False)[0]
         pos = torch.stack([o.float() for o in out[:batch]])
         if self.negative is not None:

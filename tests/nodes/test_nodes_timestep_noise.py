@@ -1,0 +1,87 @@
+"""Timestep Noise (LG_SamplingUtils' ZImageTimestepNoise, flow mode) on the tiny Z-Image model: strength 0
+and a zero mask are the plain run; in its window each model call is told a sigma moved by the pack's
+rule and the sampler steps on that call's clean-latent estimate, checked against a hand-written Euler
+loop over diffusers' ZImagePipeline parts (tests/nodes/tiny_zimage.py); other models and the sigma
+mode are refused at validate."""
+from __future__ import annotations
+
+from functools import partial
+
+import pytest
+import torch
+
+import tiny_models as tm
+import tiny_zimage as tz
+from tiny_models import latent_of
+
+PROMPT = "a red circle on a blue background"
+shipped_txt2img = partial(tm.shipped_txt2img, "tiny-zimage", steps=4)
+
+
+@pytest.fixture(scope="module")
+def zimage_dir(tmp_path_factory):
+    torch.set_num_threads(2)
+    root = tmp_path_factory.mktemp("zimagenoise")
+    (root / "checkpoints").mkdir()
+    tz.save_zimage_folder(tz.make_zimage_components(0), root / "checkpoints" / "tiny-zimage")
+    return root
+
+
+@pytest.fixture(scope="module")
+def zimage_engine(make_engine, zimage_dir, tmp_path_factory):
+    return make_engine(tmp_path_factory.mktemp("zimagenoiseout"), zimage_dir)
+
+
+def _noised(seed=1, mask=None, **noise):
+    """The shipped graph (cfg 1) with BasicScheduler -> Timestep Noise between its checkpoint and sampler."""
+    wf = shipped_txt2img(seed=seed, cfg=1.0)
+    wf.add("BasicScheduler", {"schedule": "simple", "steps": 4, "denoise": 1.0}, {"unet": ("1", "unet")},
+           node_id="sched")
+    inputs = {"unet": ("1", "unet"), "sigmas": ("sched", "sigmas")}
+    if mask is not None:
+        wf.add("SolidMask", {"value": mask, "width": 32, "height": 32}, node_id="mask")
+        inputs["mask"] = ("mask", "mask")
+    wf.add("TimestepNoise", dict({"noise_strength": 0.3, "seed": 11, "start_percent": 0.0, "end_percent": 0.5},
+                                 **noise), inputs, node_id="noise")
+    wf.nodes["5"].inputs["unet"] = ("noise", "unet")
+    return wf
+
+
+def _told(sigma: float, call: int, strength: float, seed: int) -> float:
+    # the pack's flow rule: r from seed + call, spread over [-min(strength, s), +min(strength, 1 - s)]
+    r = torch.rand(1, generator=torch.Generator().manual_seed(seed + call)).item()
+    down, up = min(strength, sigma), min(strength, 1 - sigma)
+    return min(1.0, max(0.0, sigma + r * (up + down) - down))
+
+
+def test_strength_0_and_a_zero_mask_are_the_plain_run(zimage_engine):
+    plain = latent_of(zimage_engine, shipped_txt2img(seed=1, cfg=1.0))
+    assert torch.equal(latent_of(zimage_engine, _noised(noise_strength=0.0)), plain)
+    assert torch.equal(latent_of(zimage_engine, _noised(mask=0.0)), plain)
+    assert (latent_of(zimage_engine, _noised()) - plain).abs().max() > 1e-3
+
+
+def test_each_call_in_the_window_is_told_the_moved_sigma_and_steps_on_its_estimate(zimage_engine, zimage_dir):
+    pipe = tm.pipeline(zimage_dir / "checkpoints" / "tiny-zimage", "ZImagePipeline")
+    pipe.scheduler.set_timesteps(sigmas=[1.0, 0.75, 0.5, 0.25])     # ZImagePipeline's linspace(1, 1 / steps)
+    sigmas = [float(s) for s in pipe.scheduler.sigmas]                # shifted by 3: 1, 0.9, 0.75, 0.5, then 0
+    embeds = pipe.encode_prompt(PROMPT, do_classifier_free_guidance=False)[0][0]
+    x = pipe.prepare_latents(1, 16, 32, 32, torch.float32, "cpu", torch.Generator().manual_seed(1), None)
+    with torch.no_grad():
+        for i, (s, s_next) in enumerate(zip(sigmas[:-1], sigmas[1:])):
+            told = _told(s, i + 1, 0.3, 11) if i / 4 <= 0.5 else s      # progress i / 4 within 0..0.5
+            v = -pipe.transformer([x[0][:, None]], torch.tensor([1 - told]), [embeds], return_dict=False)[0][0][:, 0]
+            x = x + (s_next - s) * v[None] * (told / s)                  # x0 = x - told v, stepped from s
+    ours = latent_of(zimage_engine, _noised())
+    assert (ours - x).abs().max() < 1e-4
+    # a mask of ones is the noise everywhere: the same as no mask
+    assert (latent_of(zimage_engine, _noised(mask=1.0)) - ours).abs().max() < 1e-6
+
+
+def test_other_models_and_the_sigma_mode_are_refused_at_validate(zimage_engine, engine):
+    found = {(p.node_id, p.field): p.message for p in zimage_engine.validate(_noised(mode="sigma"))}
+    assert "not supported" in found[("noise", "mode")]
+    wf = _noised()
+    wf.nodes["1"].params["checkpoint"] = "tiny-sd"
+    found = {(p.node_id, p.field): p.message for p in engine.validate(wf)}
+    assert "Z-Image" in found[("noise", "unet")]
