@@ -40,9 +40,11 @@ def add_parser(sub: Any) -> None:
     batch.add_argument("--debug", action="store_true", help="show tracebacks")
 
 
-def build_spec(args: argparse.Namespace) -> BatchSpec:
-    """The spec from FILE (a spec, or a workflow) plus the command line's axes and count."""
-    from nodeforge.core.workflow import load_workflow, parse_json
+def build_spec(args: argparse.Namespace, registry: Any = None) -> BatchSpec:
+    """The spec from FILE (a spec, or a workflow in any format `nodeforge run` reads, its import's
+    warnings printed) plus the command line's axes and count."""
+    from nodeforge.cli import read_any
+    from nodeforge.core.workflow import parse_json
 
     path = Path(args.file)
     spec = None
@@ -53,8 +55,13 @@ def build_spec(args: argparse.Namespace) -> BatchSpec:
             data = None
         if is_batch_spec(data):
             spec = load_spec(path)
+        elif isinstance(data, dict) and "workflow" in data and "nodes" not in data and "nodeforge" not in data:
+            raise BatchSpecError(f"{path}: looks like a batch spec but has no \"nodeforge_batch\" version key; "
+                                 "add \"nodeforge_batch\": 1")
     if spec is None:
-        spec = BatchSpec(load_workflow(path), workflow_path=path.name)
+        imported = read_any(str(path), [], registry)
+        # Another tool's file is embedded in a saved spec: re-importing it could differ (A1111's Seed -1).
+        spec = BatchSpec(imported.workflow, workflow_path=None if imported.foreign else path.name)
     spec.grid += [parse_axis(text, Path.cwd()) for text in args.grid]
     spec.zip += [parse_axis(text, Path.cwd()) for text in args.zip]
     if args.count is not None:
@@ -127,10 +134,10 @@ def _runner(args: argparse.Namespace, engine: Any) -> Any:
 def cmd_batch(args: argparse.Namespace) -> int:
     from nodeforge.core.engine import Engine
 
-    spec = build_spec(args)
     engine = Engine(device=args.device, output_dir=args.out, cache_budget=args.cache_budget)
     for failure in engine.registry.failures:
         print(f"warning: {failure}", file=sys.stderr)
+    spec = build_spec(args, engine.registry)
     plan = rn.plan_batch(spec, engine.registry)
     rn.check_jobs(plan, engine)          # every job valid before anything runs
     if args.save and spec.workflow.source is not None:

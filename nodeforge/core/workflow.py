@@ -299,8 +299,8 @@ def parse_json(text: str, source: Path | None = None) -> Any:
         raise WorkflowFileError(f"{where}not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from None
     except _DuplicateKey as exc:
         if exc.node_like:
-            raise WorkflowFileError(f"{where}node id {short_repr(exc.key)} is used twice; give each node its own id "
-                                    "(only the last would be kept)", node_id=exc.key) from None
+            raise WorkflowFileError(f"its id {short_repr(exc.key)} is used by two nodes; give each node its own id "
+                                    "(only the last would be kept)", node_id=exc.key, source=source) from None
         raise WorkflowFileError(f"{where}the key {short_repr(exc.key)} appears twice in one object; keep one "
                                 "(only the last would be kept)") from None
     except _LongNumber as exc:

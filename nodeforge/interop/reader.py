@@ -180,6 +180,9 @@ def _not_a_workflow(raw: bytes, path: Path) -> str | None:
     if path.suffix.lower() == ".png" and not raw.lstrip().startswith((b"{", b"[")):
         return (f"{path}: named .png but is not a PNG image (it does not start with the PNG signature); the "
                 "file is damaged or not what its name says")
+    if b"\0" in raw[:4096] and raw[:2] not in (b"\xff\xfe", b"\xfe\xff"):    # UTF-16 text has NULs too
+        return (f"{path}: holds binary data, not text; a workflow is a JSON file or a PNG with NodeForge, ComfyUI "
+                "or A1111 metadata (the file may be damaged or another kind of file)")
     return None
 
 

@@ -200,3 +200,34 @@ def test_a_done_job_whose_output_is_outside_the_batch_folder_is_not_done(tmp_pat
                {"job": 3, "status": "done", "outputs": ["link.png"]}]
     assert _finished(out, *records) == set()
     assert _finished(out, {"job": 3, "status": "done", "outputs": ["mine.png"]}) == {3}
+
+
+def _args(path, **more):
+    import argparse
+
+    return argparse.Namespace(file=str(path), grid=more.get("grid", []), zip=[], count=more.get("count"),
+                              seed_policy=None)
+
+
+def test_a_spec_without_its_version_key_says_which_key_to_add(tmp_path):
+    from nodeforge.batch.command import build_spec
+
+    path = tmp_path / "wf.batch.json"
+    path.write_text(json.dumps({"workflow": "wf.json", "count": 3}))
+    _refused(lambda: build_spec(_args(path)), f"{path}: looks like a batch spec but has no \"nodeforge_batch\" "
+                                              "version key; add \"nodeforge_batch\": 1")
+
+
+def test_a_batch_of_another_tools_file_imports_it_and_a_saved_spec_embeds_it(tmp_path, capsys):
+    """As `nodeforge run`: an A1111 text (or a ComfyUI file) is imported, its warnings printed; the spec
+    embeds what was imported, since importing again may differ (Seed -1 draws a new seed)."""
+    from nodeforge.batch.command import build_spec
+    from nodeforge.core.registry import default_registry
+
+    path = tmp_path / "params.txt"
+    path.write_text("a cat\nSteps: 2, Seed: -1, Size: 64x64, Model: nodeforge-shapes")
+    spec = build_spec(_args(path, count=2), default_registry())
+    assert [n.type for n in spec.workflow.nodes.values()][-3:] == ["UNetDenoise", "VAEDecode", "SaveImage"]
+    assert "warning: A1111 parameters: Seed -1 means a random seed" in capsys.readouterr().err
+    saved = json.loads(spec.dumps())
+    assert saved["workflow"] == spec.workflow.to_json() and saved["count"] == 2

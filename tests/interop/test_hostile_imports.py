@@ -389,3 +389,18 @@ def test_a1111_png_text_with_bytes_that_are_not_utf8_keeps_the_rest(registry, tm
     prompt = next(n for n in imported.workflow.nodes.values() if n.type == "TextEncoder")
     assert prompt.params["text"] == "a red \ufffd circle"
     assert "A1111 parameters: some bytes were not UTF-8 text and show as '\ufffd'; check the prompts" in imported.warnings
+
+
+def test_a_workflow_saved_as_utf16_opens_and_binary_data_says_so(registry, tmp_path):
+    from nodeforge.core.errors import WorkflowFileError
+    from nodeforge.interop import read_workflow
+
+    path = tmp_path / "powershell.json"     # `Get-Content a.json > b.json` writes UTF-16 with a BOM
+    path.write_bytes(json.dumps({"nodeforge": 2, "nodes": {"1": {"type": "EmptyLatent"}}}).encode("utf-16"))
+    assert read_workflow(path, registry=registry).workflow.nodes["1"].type == "EmptyLatent"
+    path = tmp_path / "zeros.json"
+    path.write_bytes(b"\0" * 64 + b"{}")
+    with pytest.raises(WorkflowFileError) as info:
+        read_workflow(path, registry=registry)
+    assert str(info.value) == (f"{path}: holds binary data, not text; a workflow is a JSON file or a PNG with "
+                               "NodeForge, ComfyUI or A1111 metadata (the file may be damaged or another kind of file)")
