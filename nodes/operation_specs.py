@@ -260,6 +260,17 @@ MODEL_NODES: list[NodeSpec] = [
            "FreeU version 2: the backbone scale follows each pixel's mean feature strength (gentler on flat "
            "areas); the input model is not changed.", "FreeU (V2)"),
     operation(
+        "DifferentialDiffusion", "run_differential_diffusion",
+        (Param.float("strength", 1.0, min=0.0, max=1.0, step=0.01,
+                     description="1: each step uses the thresholded mask alone; below 1 it is mixed with the soft "
+                                 "mask (0 acts as 1, as in ComfyUI)"),),
+        "Differential diffusion (ComfyUI's DifferentialDiffusion): a soft inpainting mask (a noise mask on the "
+        "latent) becomes how much each pixel changes: at each step only pixels whose mask reaches the step's place "
+        "in the run (1 at the start, 0 at the end) are repainted, so grey areas change less than white ones. The "
+        "input model is not changed.",
+        "Differential Diffusion", category="advanced/model", module="differential", port=MODEL,
+        takes="the model to inpaint with (any family); it is not changed", gives="the same model, its inpainting masks applied step by step"),
+    operation(
         "RescaleCFG", "run_rescale_cfg",
         (Param.float("multiplier", 0.7, min=0.0, max=1.0, step=0.01,
                      description="how far the guided prediction's spread is pulled to the positive prompt's "

@@ -99,6 +99,19 @@ class StepPlan:
         return i + 1 == self.total and self.end < self.steps and not self.leftover
 
 
+def differential_mask(mask: torch.Tensor, plan: StepPlan, i: int, strength: float) -> torch.Tensor:
+    """Differential diffusion's mask for step i (ComfyUI's DifferentialDiffusion): 1 where the mask is at
+    least the step's place between the run's first timestep (1) and its end (0: timestep 0, or the one
+    after a slice that keeps leftover noise), else 0; a strength between 0 and 1 mixes that with the mask
+    as it is (0 and 1 alike give the thresholded mask, as ComfyUI's)."""
+    first = float(plan.timesteps[0])
+    cut = plan.leftover and plan.next_timestep is not None and plan.next_timestep.numel() > 0
+    end = float(plan.next_timestep.reshape(-1)[0]) if cut else 0.0
+    place = (float(plan.timesteps[i]) - end) / (first - end) if first != end else 0.0
+    binary = (mask >= place).to(mask.dtype)
+    return strength * binary + (1 - strength) * mask if 0 < strength < 1 else binary
+
+
 @dataclass(frozen=True)
 class StartState:
     """Where the steps start from, and what the mask blend and the stepping need of the start."""
@@ -109,6 +122,7 @@ class StartState:
     original: torch.Tensor | None        # the input latent (zeros for an empty one that is needed)
     mask: torch.Tensor | None            # [B, 1, h, w] on the model's device, 1 = denoise
     latents: torch.Tensor                # the noised start
+    differential: float | None = None    # DifferentialDiffusion's strength on the mask (None: off)
 
 
 class Predictor(Protocol):
@@ -232,7 +246,8 @@ class SamplingBehaviour:
             factor = latent.get("factor", 8)
             warn_if_stretched(mask, shape[2] * factor, shape[3] * factor, "the latent's image")
             mask = resize_mask(mask, batch, shape[2], shape[3]).to(device)
-        return StartState(shape, generators, noise, original, mask, latents)
+        differential = getattr(model, "differential_diffusion", None) if mask is not None else None
+        return StartState(shape, generators, noise, original, mask, latents, differential)
 
     # -- phase 3: guidance / model call ----------------------------------------------------
     def predictor(self, model: Any, positive: dict, negative: dict, start: StartState,
@@ -278,7 +293,8 @@ class SamplingBehaviour:
             known = self.noised(plan.scheduler, start.original, start.noise, plan.next_timestep)
         else:
             known = start.original
-        return (1 - start.mask) * known + start.mask * latents
+        mask = start.mask if start.differential is None else differential_mask(start.mask, plan, i, start.differential)
+        return (1 - mask) * known + mask * latents
 
     # -- phase 6: callbacks / progress -----------------------------------------------------
     def report(self, ctx: Any, model: Any, i: int, total: int, latents: torch.Tensor) -> None:

@@ -160,6 +160,7 @@ class UNetModel(OnModule):
     skip_layer_guidance: Any = None   # nodes/families/skip_layers.py settings (SD3), used by the flow guidance step
     self_attention_guidance: Any = None   # nodes/sag.py settings (UNet models), used by the guidance step
     timestep_noise: Any = None        # nodes/families/timestep_noise.py settings (Z-Image), used by its model call
+    differential_diffusion: float | None = None   # DifferentialDiffusion's strength, used by the mask blend (sampling.py)
 
     @property
     def is_inpainting(self) -> bool:
@@ -188,7 +189,8 @@ class UNetModel(OnModule):
 
     def nodeforge_nbytes(self) -> int:
         # A LoRA'd (FreeU'd, IP-Adapted, CFG-rescaled) wrapper shares the base weights; count only what it adds.
-        if self.loras or self.freeu is not None or self.ip_adapters or self.cfg_rescale or self.timestep_noise:
+        if self.loras or self.freeu is not None or self.ip_adapters or self.cfg_rescale or self.timestep_noise \
+                or self.differential_diffusion is not None:
             return sum(p.nbytes() for p in self.loras) + sum(a.nbytes() for a in self.ip_adapters)
         return _module_nbytes(self.unet)
 

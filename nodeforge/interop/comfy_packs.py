@@ -32,7 +32,7 @@ CORE = frozenset({
     "LatentInterpolate",
     "unCLIPCheckpointLoader",
     "PerpNeg", "StyleModelLoader", "StyleModelApply",
-    "GLIGENLoader", "GLIGENTextBoxApply", "InpaintModelConditioning", "DifferentialDiffusion",
+    "GLIGENLoader", "GLIGENTextBoxApply", "InpaintModelConditioning",
     "PatchModelAddDownscale", "SaveAnimatedWEBP", "ImageFromBatch", "RepeatImageBatch",
     "ModelMergeSimple", "CLIPMergeSimple", "CheckpointSave",
 })

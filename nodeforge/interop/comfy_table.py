@@ -731,6 +731,8 @@ ROWS: tuple[ClassMap, ...] = (
              (("model", "unet"),), ("unet",)),
     ClassMap("SelfAttentionGuidance", "SelfAttentionGuidance", "Self-Attention Guidance",
              (Widget("scale"), Widget("blur_sigma")), (("model", "unet"),), ("unet",)),
+    ClassMap("DifferentialDiffusion", "DifferentialDiffusion", "Differential Diffusion", (Widget("strength"),),
+             (("model", "unet"),), ("unet",)),
     ClassMap("RescaleCFG", "RescaleCFG", "RescaleCFG", (Widget("multiplier"),), (("model", "unet"),), ("unet",),
              note="NodeForge rescales the UNet's noise prediction as diffusers' guidance_rescale does; ComfyUI "
                   "rescales in v-prediction form, so on eps models (most SD 1.x and XL) the image differs slightly"),

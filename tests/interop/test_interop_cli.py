@@ -177,7 +177,7 @@ def test_a_vae_mapped_to_a_checkpoint_uses_that_checkpoints_vae(tmp_path, capsys
                               "bypass it"),
     ("IPAdapterFaceID", "from the custom node pack ComfyUI_IPAdapter_plus, which NodeForge cannot run; replace "
                         "or bypass it"),
-    ("DifferentialDiffusion", "a ComfyUI core node NodeForge does not support yet; replace or bypass it"),
+    ("PerpNeg", "a ComfyUI core node NodeForge does not support yet; replace or bypass it"),
     ("workflow/LoRA", "a ComfyUI group node, which NodeForge does not expand yet; open the file in ComfyUI, convert it "
                       "to nodes (right-click > Convert to nodes) and save, or replace or bypass it here"),
 ])
