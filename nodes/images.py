@@ -63,8 +63,41 @@ def _open_image(ctx: Any, path: str) -> Any:
         raise _too_large(Path(file).name, "more than twice Pillow's limit of "
                          f"{Image.MAX_IMAGE_PIXELS:,}", limit) from None
     except (UnidentifiedImageError, OSError) as exc:
-        raise NodeError(f"cannot read {Path(file).name} as an image ({exc})", field="path") from None
-    return img
+        raise NodeError(_unreadable(Path(file), exc), field="path") from None
+    return _eight_bit(img)
+
+
+def _unreadable(file: Path, exc: Exception) -> str:
+    """Why Pillow could not read an image file, and what to do, in one line."""
+    from PIL import UnidentifiedImageError
+
+    try:
+        empty = file.stat().st_size == 0
+    except OSError:
+        empty = False
+    if empty:
+        return f"{file.name} is empty (0 bytes): the copy or download did not finish; copy it again or choose another image"
+    if "truncated" in str(exc) or "broken data stream" in str(exc):
+        return f"{file.name} is cut short (its image data ends early): copy or download it again"
+    if isinstance(exc, UnidentifiedImageError):
+        return (f"{file.name} is not an image NodeForge can read (PNG, JPEG, WebP, BMP, TIFF or GIF); the file is "
+                "damaged or of another kind: choose an image file")
+    return f"cannot read {file.name} as an image ({getattr(exc, 'strerror', None) or exc})"
+
+
+_SIXTEEN_BIT = ("I", "I;16", "I;16B", "I;16L", "I;16N")
+
+
+def _eight_bit(img: Any) -> Any:
+    """16-bit greyscale (depth maps: Pillow's modes I;16 and I) as 8-bit grey, the whole range kept;
+    convert("RGB") would clip every value above 255 to white."""
+    from PIL import Image
+
+    if img.mode not in _SIXTEEN_BIT:
+        return img
+    values = np.asarray(img, dtype=np.float32)
+    scale = 65535.0 if img.mode != "I" or values.max(initial=0) > 255 else 255.0
+    return Image.fromarray(np.clip(values / scale * 255 + 0.5, 0, 255).astype(np.uint8), "L")
 
 
 def _painted_mask(ctx: Any, value: str, size: tuple[int, int]) -> torch.Tensor:
@@ -84,6 +117,8 @@ def _painted_mask(ctx: Any, value: str, size: tuple[int, int]) -> torch.Tensor:
         raise NodeError(f"the painted mask cannot be read ({exc}); open Edit Mask on the node and paint it again, "
                         "or Clear it", field="mask") from None
     if grey.size != size:   # the picture was replaced by one of another size: stretch the mask to it
+        ctx.warn(f"the painted mask is {grey.size[0]}x{grey.size[1]} but the picture is {size[0]}x{size[1]} (it was "
+                 "replaced?): the mask is stretched to fit; open Edit Mask to check it")
         grey = grey.resize(size, Image.Resampling.BILINEAR)
     return torch.from_numpy(np.asarray(grey, dtype=np.float32) / 255.0)[None]
 

@@ -190,6 +190,10 @@ class Param:
 
     def _check_range(self, value: float) -> None:
         if self.min is not None and value < self.min:
+            if self.role is ParamRole.SEED and value < 0:    # A1111's and ComfyUI packs' "random seed"
+                raise ValueError(f"{value} is below the minimum {self.min}; NodeForge has no 'random' seed value: "
+                                 "set a seed, or let the editor's seed control randomize it (or run nodeforge batch "
+                                 "--count N --seed-policy random)")
             raise ValueError(f"{value} is below the minimum {self.min}")
         if self.max is not None and value > self.max:
             raise ValueError(f"{value} is above the maximum {self.max}")

@@ -108,3 +108,16 @@ def test_nodeforge_batch_prints_each_nodes_warning_once_and_keeps_it_in_the_mani
         ["node 1 (HalfDone): 1.0 of 3 parts matched nothing; they are ignored"],
         ["node 1 (HalfDone): 2.0 of 3 parts matched nothing; they are ignored"],
         None]     # job 3 repeats job 1: its node came from the cache and did not run again
+
+
+def test_a_negative_seed_says_how_to_get_a_random_one():
+    from nodeforge.core.types import ParamRole
+
+    seed = Param.int("seed", 0, min=0, max=2 ** 32 - 1, role=ParamRole.SEED)
+    with pytest.raises(ValueError) as info:
+        seed.coerce(-1)
+    assert str(info.value) == ("-1 is below the minimum 0; NodeForge has no 'random' seed value: set a seed, or let "
+                               "the editor's seed control randomize it (or run nodeforge batch --count N --seed-policy "
+                               "random)")
+    with pytest.raises(ValueError, match=r"^-1 is below the minimum 0$"):
+        Param.int("steps", 1, min=0).coerce(-1)

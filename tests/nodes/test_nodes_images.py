@@ -106,11 +106,33 @@ def test_load_image_alpha_becomes_a_repaint_mask(fresh_engine, tmp_path):
     assert torch.all(out["mask"][0, :8] == 1) and torch.all(out["mask"][0, 8:] == 0)
 
 
-def test_load_image_of_a_non_image_is_a_clear_error(fresh_engine, tmp_path):
-    (tmp_path / "bad.png").write_text("not an image")
+def _cut_short(path):
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(path)
+    path.write_bytes(path.read_bytes()[:2000])
+
+
+@pytest.mark.parametrize("name, make, message", [
+    ("bad.png", lambda p: p.write_text("not an image"),
+     "bad.png is not an image NodeForge can read (PNG, JPEG, WebP, BMP, TIFF or GIF); the file is damaged or of "
+     "another kind: choose an image file"),
+    ("empty.png", lambda p: p.write_bytes(b""),
+     "empty.png is empty (0 bytes): the copy or download did not finish; copy it again or choose another image"),
+    ("cut.png", _cut_short, "cut.png is cut short (its image data ends early): copy or download it again"),
+])
+def test_load_image_of_a_non_image_is_a_clear_error(fresh_engine, tmp_path, name, make, message):
+    make(tmp_path / name)
     with pytest.raises(nodeforge.NodeExecutionError) as info:
-        _load(fresh_engine, tmp_path / "bad.png")
-    assert info.value.field == "path"
+        _load(fresh_engine, tmp_path / name)
+    assert info.value.field == "path" and str(info.value) == f"node load (LoadImage), path: {message}"
+
+
+def test_a_16_bit_greyscale_image_keeps_its_range(fresh_engine, tmp_path):
+    # Pillow opens a 16-bit PNG (a depth map) as mode I;16; convert("RGB") would make it all white
+    ramp = np.linspace(0, 65535, 32 * 32).reshape(32, 32).astype(np.uint16)
+    Image.fromarray(ramp).save(tmp_path / "depth16.png")
+    image = _load(fresh_engine, tmp_path / "depth16.png")["image"]
+    assert image.shape == (1, 32, 32, 3)
+    assert image[0, 0, 0, 0] == 0 and image[0, -1, -1, 0] == 1 and abs(float(image.mean()) - 0.5) < 0.01
 
 
 def test_tiled_decode_matches_full_decode(engine, make_txt2img):
