@@ -60,8 +60,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="class images the base model draws (and each step draws --batch of)")
     p.add_argument("--class-dir", type=Path, help="folder that keeps the class images for later runs "
                    "(default: OUT's name + '-class-images', beside --out)")
+    p.add_argument("--class-cfg", metavar="CFG", type=common.real(0.0), default=CLASS_SAMPLER["cfg"],
+                   help="guidance scale the base model draws the class images with (1: no guidance, the base's "
+                   "own conditional distribution, which the class then keeps)")
     p.add_argument("--prior-weight", metavar="W", type=common.real(0.0), default=1.0,
                    help="weight of the class images' loss against the instance images' (0: no prior preservation)")
+    p.add_argument("--prior-target", choices=("noise", "base"), default="noise",
+                   help="what the class images' half learns: the noise added to them (DreamBooth's loss), or the "
+                   "base model's own prediction for the same noisy image and prompt (base: the class keeps the "
+                   "base's function itself, guidance included; one more base pass per step)")
     lora.add_training_options(p)
     return p.parse_args(argv)
 
@@ -180,10 +187,10 @@ def base_identity(base: Path) -> dict:
 
 def wanted_record(args: argparse.Namespace, base: Path) -> dict:
     """What the class images are drawn as: the prompt (a list of them with --class-prompts), the
-    resolution, the sampler and the base."""
+    resolution, the sampler (--class-cfg its guidance) and the base."""
     prompts = class_prompts(args)
     return {"prompt": prompts[0] if len(prompts) == 1 else prompts, "resolution": args.resolution, **CLASS_SAMPLER,
-            **base_identity(base)}
+            "cfg": args.class_cfg, **base_identity(base)}
 
 
 def cached_images(folder: Path, wanted: dict) -> list[str]:
@@ -273,6 +280,8 @@ def main(argv: list[str] | None = None) -> int:
             lora.token_ids(parts["tokenizer"], [prompts[i % len(prompts)] for i in range(len(class_files))]),
             args.prior_weight)
     ids = lora.token_ids(parts["tokenizer"], [args.instance_prompt.strip()] * len(images))
+    if prior is not None and args.prior_target == "base":
+        prior.teacher = teacher(parts["unet"], parts["text_encoder"])
     unet, text_encoder, trainable = lora.add_adapters(parts["unet"], parts["text_encoder"], args)
     t0 = time.time()
     lora.train(unet, text_encoder, trainable, latents, ids, parts["scheduler"], args, device,
@@ -284,6 +293,20 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def teacher(unet: Any, text_encoder: Any) -> Any:
+    """--prior-target base: frozen copies of the base UNet and text encoder (taken before the
+    adapters go in) as (noisy latents, timesteps, ids) -> the base's noise prediction, no gradient."""
+    import copy
+
+    unet, text_encoder = copy.deepcopy(unet).eval().requires_grad_(False), \
+        copy.deepcopy(text_encoder).eval().requires_grad_(False)
+
+    def predict(zt: torch.Tensor, t: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return unet(zt, t, encoder_hidden_states=text_encoder(ids)[0]).sample
+    return predict
+
+
 def dreambooth_metadata(args: argparse.Namespace, folder: Path | None, class_count: int) -> dict[str, str]:
     """kohya's regularisation-image fields (its name for class images) and the prompts."""
     return {"ss_prior_loss_weight": str(args.prior_weight if folder is not None else 0.0),
@@ -292,6 +315,7 @@ def dreambooth_metadata(args: argparse.Namespace, folder: Path | None, class_cou
                                               if folder is not None else {}),
             "nodeforge_instance_prompt": args.instance_prompt.strip(),
             "nodeforge_class_prompt": "\n".join(class_prompts(args)),
+            "nodeforge_prior_target": args.prior_target if folder is not None else "",
             "nodeforge_trainer": "nodeforge.training.dreambooth"}
 
 

@@ -91,10 +91,16 @@ def grid(images: np.ndarray, columns: int = 12) -> "Image.Image":
     return Image.fromarray(canvas)
 
 
+def prompt_combos() -> list[tuple[str, str, str]]:
+    """Every (colour, shape, background) the class prompts "a <colour> <shape> on a <background>
+    background" name: 168, the colour never the background's."""
+    return [(c, s, b) for c, s, b in itertools.product(data.COLOURS, data.SHAPES, data.COLOURS) if c != b]
+
+
 def prompt_following(pipe, n: int, seed: int, steps: int | None = None, cfg: float | None = None) -> tuple[dict, np.ndarray]:
     """Accuracy over n (colour, shape, background) combos, each with its own seed (STEPS and CFG
     unless `steps` and `cfg` are given)."""
-    combos = [(c, s, b) for c, s, b in itertools.product(data.COLOURS, data.SHAPES, data.COLOURS) if c != b]
+    combos = prompt_combos()
     rng = np.random.default_rng(seed)
     picks = [combos[i] for i in rng.permutation(len(combos))[:n]] if n <= len(combos) else \
         [combos[i % len(combos)] for i in range(n)]

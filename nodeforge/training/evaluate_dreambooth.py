@@ -1,6 +1,7 @@
 """The DreamBooth demo: teach nodeforge-shapes the crescent, a shape it cannot draw, and measure it.
 
     python -m nodeforge.training.evaluate_dreambooth --write-instances DIR [--n 8]   # the subject's pictures
+    python -m nodeforge.training.evaluate_dreambooth --write-class-prompts FILE   # the class's 168 prompts
     python -m nodeforge.training.evaluate_dreambooth --lora A.safetensors [--lora B.safetensors ...] [--json F]
 
 The subject is a yellow crescent on a blue background (a moon), drawn by nodeforge.training.data at
@@ -64,6 +65,9 @@ def main(argv: list[str] | None = None) -> int:
     p = common.TrainerParser(prog="python -m nodeforge.training.evaluate_dreambooth",
                              description=__doc__.splitlines()[0])
     p.add_argument("--write-instances", type=Path, metavar="DIR", help="write the subject's pictures and stop")
+    p.add_argument("--write-class-prompts", type=Path, metavar="FILE", help="write the class prompts, one a line "
+                   "(every 'a <colour> <shape> on a <colour> background' the class measure draws from: "
+                   "train-dreambooth --class-prompts FILE), and stop")
     p.add_argument("--n", type=common.COUNT, default=8, help="pictures to write")
     p.add_argument("--model", type=Path, default=builtin_dir("resources") / "models" / "nodeforge-shapes")
     p.add_argument("--lora", type=Path, action="append", default=[], help="a LoRA to measure (repeatable)")
@@ -77,6 +81,10 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.write_instances:
         write_instances(args.write_instances, args.n, args.seed)
+        return 0
+    if args.write_class_prompts:
+        args.write_class_prompts.write_text("".join(f"a {c} {s} on a {b} background\n"
+                                                    for c, s, b in evaluate.prompt_combos()), encoding="utf-8")
         return 0
     torch.set_num_threads(args.threads)
     t0, results, rows = time.time(), {"prompt": args.prompt, "seeds": args.seeds, "sampler": "euler 20 steps cfg 5"}, []

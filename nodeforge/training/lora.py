@@ -308,10 +308,13 @@ def add_adapters(unet: Any, text_encoder: Any, args: argparse.Namespace) -> tupl
 @dataclass
 class Prior:
     """DreamBooth's prior preservation: the class images' latents and prompt ids, drawn beside the
-    instance images in every batch, and the weight of their loss."""
+    instance images in every batch, and the weight of their loss. With `teacher` (the frozen base
+    model: (noisy latents, timesteps, ids) -> its noise prediction), the class half learns the base's
+    own prediction instead of the noise that was added."""
     latents: torch.Tensor
     ids: torch.Tensor
     weight: float
+    teacher: Any = None
 
 
 def train(unet: Any, text_encoder: Any, trainable: list[torch.nn.Parameter], latents: torch.Tensor,
@@ -342,7 +345,8 @@ def train(unet: Any, text_encoder: Any, trainable: list[torch.nn.Parameter], lat
             noise = training_noise(z0.shape, gen, args.noise_offset).to(device)
             t = torch.randint(0, noise_scheduler.config.num_train_timesteps, (len(z0),), generator=gen).to(device)
             loss = batch_loss(unet, text_encoder, noise_scheduler, z0, batch_ids.to(device), noise, t, snr[t],
-                              args.text_encoder, len(idx), prior.weight if prior is not None else 0.0)
+                              args.text_encoder, len(idx), prior.weight if prior is not None else 0.0,
+                              prior.teacher if prior is not None else None)
             for group in opt.param_groups:  # short warm-up, then constant
                 group["lr"] = args.lr * min(1.0, (step + 1) / 20)
             common.optimizer_step(opt, loss, clip=trainable)
@@ -354,11 +358,12 @@ def train(unet: Any, text_encoder: Any, trainable: list[torch.nn.Parameter], lat
 
 def batch_loss(unet: Any, text_encoder: Any, noise_scheduler: Any, z0: torch.Tensor, ids: torch.Tensor,
                noise: torch.Tensor, t: torch.Tensor, snr_t: torch.Tensor, train_text: bool, instances: int,
-               prior_weight: float) -> torch.Tensor:
+               prior_weight: float, teacher: Any = None) -> torch.Tensor:
     """The min-SNR noise-prediction loss of one batch. When the batch holds more than `instances`
     images, the rest are class images (prior preservation): instance loss + prior_weight x class
     loss, each the mean over its own half, so its gradient is the instance gradient plus
-    prior_weight times the class gradient."""
+    prior_weight times the class gradient. With `teacher`, the class half's target is the teacher's
+    prediction for the same noisy latents and prompts (Prior.teacher), not the noise."""
     zt = noise_scheduler.add_noise(z0, noise, t)
     with torch.set_grad_enabled(train_text):
         cond = text_encoder(ids)[0]
@@ -366,7 +371,8 @@ def batch_loss(unet: Any, text_encoder: Any, noise_scheduler: Any, z0: torch.Ten
     if instances == len(z0):
         return min_snr_loss(pred, noise, snr_t)
     n = instances
-    return min_snr_loss(pred[:n], noise[:n], snr_t[:n]) + prior_weight * min_snr_loss(pred[n:], noise[n:], snr_t[n:])
+    target = noise[n:] if teacher is None else teacher(zt[n:], t[n:], ids[n:])
+    return min_snr_loss(pred[:n], noise[:n], snr_t[:n]) + prior_weight * min_snr_loss(pred[n:], target, snr_t[n:])
 
 
 def resume_config(args: argparse.Namespace, name: str = "train-lora") -> dict[str, Any]:
@@ -374,7 +380,7 @@ def resume_config(args: argparse.Namespace, name: str = "train-lora") -> dict[st
     train-dreambooth's prompts and prior weight)."""
     config = {"trainer": name, "rank": args.rank, "dora": args.dora, "conv": args.conv,
               "text_encoder": args.text_encoder}
-    for key in ("instance_prompt", "class_prompt", "class_images", "prior_weight"):
+    for key in ("instance_prompt", "class_prompt", "class_images", "prior_weight", "class_cfg", "prior_target"):
         if hasattr(args, key):
             config[key] = getattr(args, key)
     return config

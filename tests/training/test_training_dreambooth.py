@@ -14,6 +14,7 @@ pytest.importorskip("peft")
 from PIL import Image  # noqa: E402
 
 from nodeforge.training import data, dreambooth, lora  # noqa: E402
+from nodeforge.training.models import min_snr_loss as min_snr  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -93,6 +94,45 @@ def test_the_prior_loss_gradient_is_instance_gradient_plus_weight_times_class_gr
         torch.testing.assert_close(got, gi + weight * gc, atol=1e-7, rtol=1e-5)
     # and not a plain mean over all four images (that would halve both parts)
     assert not all(torch.allclose(a, (gi + gc) / 2, atol=1e-6) for a, gi, gc in zip(g, g_instance, g_class))
+
+
+def test_with_the_base_as_prior_target_the_class_half_learns_the_base_prediction(tiny_base):
+    from argparse import Namespace
+
+    from diffusers import DDPMScheduler, UNet2DConditionModel
+    from transformers import CLIPTextModel
+
+    unet = UNet2DConditionModel.from_pretrained(tiny_base, subfolder="unet").requires_grad_(False)
+    text_encoder = CLIPTextModel.from_pretrained(tiny_base, subfolder="text_encoder").requires_grad_(False)
+    base_unet = UNet2DConditionModel.from_pretrained(tiny_base, subfolder="unet")
+    teacher = dreambooth.teacher(unet, text_encoder)   # taken before the adapters go in, as main() does
+    args = Namespace(rank=2, alpha=2.0, dora=False, conv=True, text_encoder=True)
+    unet, text_encoder, trainable = lora.add_adapters(unet, text_encoder, args)
+    gen = torch.Generator().manual_seed(1)
+    scheduler = DDPMScheduler.from_pretrained(tiny_base, subfolder="scheduler")
+    snr = scheduler.alphas_cumprod / (1 - scheduler.alphas_cumprod)
+    z0, noise = torch.randn(4, 4, 16, 16, generator=gen), torch.randn(4, 4, 16, 16, generator=gen)
+    ids, t = torch.randint(0, 100, (4, 77), generator=gen), torch.tensor([100, 700, 300, 900])
+
+    def loss(teach, weight=0.7):
+        return lora.batch_loss(unet, text_encoder, scheduler, z0, ids, noise, t, snr[t], True, 2, weight, teach)
+
+    # at the start (lora_B is zero) the LoRA model is the base: the class half has nothing to learn
+    # (up to float rounding: the teacher runs on the class half alone, the LoRA model on the whole batch)
+    g_teacher = torch.autograd.grad(loss(teacher), trainable, allow_unused=True)
+    g_instance = torch.autograd.grad(loss(None, 0.0), trainable, allow_unused=True)
+    for a, b in zip(g_teacher, g_instance):
+        assert (a is None and b is None) or (a - b).abs().max() <= 1e-4 * b.abs().max()
+    with torch.no_grad():
+        for p in trainable:
+            p.copy_(torch.randn(p.shape, generator=gen) * 0.1)
+        zt = scheduler.add_noise(z0, noise, t)
+        pred = unet(zt, t, encoder_hidden_states=text_encoder(ids)[0]).sample
+        plain_te = CLIPTextModel.from_pretrained(tiny_base, subfolder="text_encoder")
+        target = base_unet(zt[2:], t[2:], encoder_hidden_states=plain_te(ids[2:])[0]).sample
+        expected = min_snr(pred[:2], noise[:2], snr[t[:2]]) + 0.7 * min_snr(pred[2:], target, snr[t[2:]])
+        assert loss(teacher).item() == pytest.approx(expected.item(), rel=1e-5)
+        assert abs(loss(teacher).item() - loss(None).item()) > 1e-4   # not the noise target
 
 
 def test_with_prior_weight_zero_the_class_images_do_not_change_the_update(tiny_base, instances, tmp_path, counted):
@@ -184,6 +224,28 @@ def test_class_prompts_from_a_file_are_drawn_and_trained_in_turn(tiny_base, inst
     _train(tiny_base, instances, tmp_path / "n.safetensors", "--class-prompts", str(prompts), "--class-images", "3",
            "--class-dir", str(folder))
     assert len(drawn) == 3, "the same file's class images are reused"
+
+
+def test_class_cfg_sets_the_guidance_the_class_images_are_drawn_with_and_a_change_draws_them_again(
+        tiny_base, instances, tmp_path, monkeypatch):
+    guidance = []
+    real = dreambooth.class_pipeline
+
+    def recording(parts):
+        pipe = real(parts)
+        return lambda batch, *args, **kwargs: (guidance.append(kwargs["guidance_scale"]), pipe(batch, *args, **kwargs))[1]
+
+    monkeypatch.setattr(dreambooth, "class_pipeline", recording)
+    folder = tmp_path / "cfg-class"
+    options = ["--class-prompt", "a shape", "--class-dir", str(folder), "--class-images", "2"]
+    _, metadata = _train(tiny_base, instances, tmp_path / "a.safetensors", *options, "--class-cfg", "1",
+                         "--prior-target", "base")
+    assert metadata["nodeforge_prior_target"] == "base"
+    assert guidance == [1.0] and json.loads((folder / "class_images.json").read_text())["cfg"] == 1.0
+    _train(tiny_base, instances, tmp_path / "b.safetensors", *options, "--class-cfg", "1")
+    assert guidance == [1.0], "the same guidance reuses the class images"
+    _train(tiny_base, instances, tmp_path / "c.safetensors", *options)
+    assert guidance == [1.0, 5.0], "another guidance draws them again (default 5)"
 
 
 # -- the file -----------------------------------------------------------------------------------------------
@@ -287,6 +349,17 @@ def test_the_demo_subject_pictures_are_yellow_crescents_on_blue(tmp_path):
     verdicts = [judge(p) for p in sorted((tmp_path / "moons").glob("*.png"))]
     assert [(v.shape, v.colour, v.background) for v in verdicts] == [("crescent", "yellow", "blue")] * 8
     assert len({v.area for v in verdicts}) == 8   # sizes, places and rotations differ
+
+
+def test_the_class_prompts_file_holds_every_prompt_the_class_measure_draws_from(tmp_path):
+    from nodeforge.training import evaluate_dreambooth
+
+    assert evaluate_dreambooth.main(["--write-class-prompts", str(tmp_path / "class.txt")]) == 0
+    lines = (tmp_path / "class.txt").read_text(encoding="utf-8").splitlines()
+    assert len(lines) == len(set(lines)) == 168 and lines[0] == "a red circle on a green background"
+    words = [line.split() for line in lines]
+    assert all(w[1] != w[5] and w[3:5] == ["on", "a"] and w[6] == "background" for w in words)
+    assert {s: sum(w[2] == s for w in words) for s in data.SHAPES} == {s: 56 for s in data.SHAPES}
 
 
 def test_the_shipped_moon_lora_draws_crescents_through_the_lora_node():
