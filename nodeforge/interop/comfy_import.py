@@ -74,6 +74,7 @@ class _Converter:
         self.decodes: dict[str, ComfyNode] = {}    # nodes whose decoded-latent output is used (ClassMap.decoded)
         self.joined: dict[str, str] = {}           # text operations' ids -> the constant text each folds into
         self.folding: set[str] = set()             # the text operations being worked out (a loop stays unfolded)
+        self.switches: dict[str, str] = {}         # Impact switches that are wires -> the input they pass
         for node in graph.nodes.values():
             name = self._constant(node) if node.class_type == table.SET_NODE else None
             if isinstance(name, str):
@@ -91,7 +92,25 @@ class _Converter:
                                    table.GET_NODE, *table.PRESET_TEXTS, *table.LABELS, *table.EDITOR_PANELS,
                                    *table.TEXT_PRINTS) \
             or node.class_type in table.VALUE_NODES or node.class_type in table.NOTES or node.id in self.joined \
-            or self.idle(node)
+            or self.idle(node) or node.id in self.switches
+
+    def _impact_switches(self) -> dict[str, str]:
+        """Impact Pack's switches that are wires: id -> the input their constant select picks ("input<n>")."""
+        found = {}
+        for node in self.graph.nodes.values():
+            if node.class_type != table.IMPACT_SWITCH or node.mode != 0 or self.top_slot.get(node.id, -1) > 0:
+                continue
+            if "select" in node.links:
+                origin = self.graph.nodes.get(node.links["select"][0])
+                constant = origin is not None and (origin.class_type == table.PRIMITIVE
+                                                   or origin.class_type in table.VALUE_NODES)
+                select = self._value_of(origin, node, "select", node.links["select"][1]) if constant else None
+            else:
+                raw = node.values if node.values is not None else node.widgets
+                select = raw.get("select") if isinstance(raw, dict) else (raw or [None])[0]
+            if isinstance(select, int) and not isinstance(select, bool):
+                found[node.id] = f"input{select}"
+        return found
 
     def idle(self, node: ComfyNode) -> bool:
         """A node of table.IDLE_SOURCES whose outputs feed nothing: ComfyUI never runs it."""
@@ -130,6 +149,7 @@ class _Converter:
         for node in nodes.values():
             for src, slot in node.links.values():
                 self.top_slot[src] = max(self.top_slot.get(src, -1), slot)
+        self.switches = self._impact_switches()
         for node in nodes.values():
             if node.class_type in TEXT_OPS:
                 self._fold(node)
@@ -204,7 +224,7 @@ class _Converter:
                 through = self.setters.get(name) if isinstance(name, str) else None
                 if through is None:
                     return ("none", f"GetNode {src} reads {name!r}, which no SetNode in the file sets", dot)
-            links = self._switched(through) if through.class_type == table.ANY_SWITCH else through.links
+            links = self._passed_links(through)
             passed = dict(self.rows[through.id].passthrough) if self.rows.get(through.id) is not None else {}
             if self.power.get(through.id) == []:    # no LoRA on: its MODEL and CLIP are its inputs'
                 passed = {0: "model", 1: "clip"}
@@ -253,7 +273,8 @@ class _Converter:
                                                 *table.TEXT_PRINTS):
             return True
         row = self.rows.get(src)
-        return self.power.get(src) == [] or (row is not None and slot in dict(row.passthrough))
+        return self.power.get(src) == [] or (row is not None and slot in dict(row.passthrough)) \
+            or src in self.switches
 
     def _decoded_images(self) -> None:
         """A VAEDecode (id.image) for each mapped node whose decoded-latent output something uses."""
@@ -293,6 +314,15 @@ class _Converter:
                 above = 60.0 * (len(entries) - k)
                 self.workflow.ui.setdefault("positions", {})[nid] = [node.pos[0], node.pos[1] - above]
             links = {"unet": (nid, "unet"), "clip": (nid, "clip")}
+
+    def _passed_links(self, through: ComfyNode) -> dict[str, tuple[str, int]]:
+        """The links a wire-like node passes on: a switch's chosen input, else all of its links."""
+        if through.class_type == table.ANY_SWITCH:
+            return self._switched(through)
+        if through.id in self.switches:
+            picked = self.switches[through.id]
+            return {picked: through.links[picked]} if picked in through.links else {}
+        return through.links
 
     def _switched(self, switch: ComfyNode) -> dict[str, tuple[str, int]]:
         """An Any Switch's inputs, in order, from the first whose node is not muted (ComfyUI gives none

@@ -957,6 +957,9 @@ REROUTES = (REROUTE, "Reroute (rgthree)")   # rgthree's reroute is the same wire
 POWER_LORA = "Power Lora Loader (rgthree)"
 # rgthree's Any Switch gives the first of its inputs that has a value: the first whose node is not muted.
 ANY_SWITCH = "Any Switch (rgthree)"
+# Impact Pack's Switch (Any) gives its input number `select` (from 1): with a constant select and only its value
+# output used, it is the wire from that input (its label and index outputs used: it stays a placeholder).
+IMPACT_SWITCH = "ImpactSwitch"
 PRIMITIVE = "PrimitiveNode"
 # ComfyUI-KJNodes' named wires (editor-only, never in an API prompt): a SetNode takes a value and a name,
 # each GetNode of that name gives it out. Folded into direct wires as reroutes are.
@@ -1011,6 +1014,24 @@ def _seed_and_next(values: dict[str, Any], slot: int, notes: Notes) -> Any:
     return seed + slot if isinstance(seed, int) and not isinstance(seed, bool) else seed
 
 
+_PRESET_SIZE = re.compile(r"(\d+)\s*x\s*(\d+)")
+
+
+def _resolution_preset(values: dict[str, Any], slot: int, notes: Notes) -> Any:
+    """SDXLResolutionPresets (two packs of that name): the preset's W x H, written "Photo (1216x832)" with an
+    aspect (Vertical swaps the sides) or "832x1216 | 13:19"; output 0 the width, 1 the height."""
+    preset = str(values.get("resolution", "1024x1024"))
+    found = _PRESET_SIZE.search(preset)
+    if found is None:
+        notes.warn(f"resolution {preset[:60]!r} names no size (WxH); 1024 x 1024 is used")
+        width, height = 1024, 1024
+    else:
+        width, height = int(found.group(1)), int(found.group(2))
+    if values.get("aspect") == "Vertical":
+        width, height = height, width
+    return (width, height)[min(slot, 1)]
+
+
 # Packs' constants whose outputs are worked out from their widgets: class -> (widget names in a UI file's order,
 # f(values by name, output slot, notes) -> the output's value).
 COMPUTED: dict[str, tuple[tuple[str, ...], Callable[[dict[str, Any], int, Notes], Any]]] = {
@@ -1018,6 +1039,7 @@ COMPUTED: dict[str, tuple[tuple[str, ...], Callable[[dict[str, Any], int, Notes]
     "Text Multiline": (("text",), _was_multiline),
     "Text String": (("text", "text_b", "text_c", "text_d"), _was_strings),
     "SeedGenerator": (("seed", "control_after_generate"), _seed_and_next),
+    "SDXLResolutionPresets": (("resolution", "aspect"), _resolution_preset),
 }
 VALUE_NODES = CONSTANTS + tuple(COMPUTED)
 # WAS Node Suite's Text to Console prints its text in ComfyUI's console and passes it on: a wire here.
