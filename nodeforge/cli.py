@@ -92,7 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
     imp = sub.add_parser("import", help="convert a ComfyUI or A1111 file into a NodeForge workflow")
     imp.add_argument("file", help="ComfyUI workflow or API prompt (.json or .png), or an A1111 .png")
     imp.add_argument("-o", "--output", metavar="OUT.json",
-                     help="where to write it (default: FILE's name with .nodeforge.json, beside it)")
+                     help="where to write it (default: FILE's name with .nodeforge.json, beside it; never over an "
+                          "earlier one: give -o to replace it)")
     imp.add_argument("--debug", action="store_true", help="show tracebacks")
     _add_model_map(imp)
 
@@ -580,6 +581,9 @@ def cmd_import(args: argparse.Namespace) -> int:
     out = Path(args.output) if args.output else source.with_name(_stem(source) + ".nodeforge.json")
     if out.resolve() == source.resolve():
         raise UsageError(f"-o {out}: that is the file being imported; choose another name")
+    if not args.output and out.exists():    # an earlier import the user may have edited since
+        raise UsageError(f"{out} already exists (an earlier import, perhaps edited since); give -o NEW.json, or "
+                         f"-o {out} to replace it")
     _writing(f"-o {out}", lambda: save_workflow(imported.workflow, out))
     print(f"{out}: {len(imported.workflow.nodes)} nodes from a {imported.format}"
           + (f", {len(imported.warnings)} warning{'s' if len(imported.warnings) != 1 else ''}"

@@ -127,3 +127,17 @@ def read_safetensors(path: Path, field: str, what: str = "") -> tuple[dict[str, 
     except Exception as exc:   # truncated download, a header claiming more than the file holds
         raise NodeError(_safetensors_problem(path, exc, what), field=field) from None
     return tensors, metadata
+
+
+def check_safetensors_header(path: Path, field: str, what: str = "") -> None:
+    """Refuse a .safetensors file that cannot be opened (empty, a Git LFS pointer, cut short: the
+    header is checked against the file's size), naming it; cheap, as no tensor is read. For weights
+    another library reads (diffusers and transformers folders), whose own errors name no fix."""
+    from safetensors import safe_open
+
+    _refuse_non_weights(path, field, what)
+    try:
+        with safe_open(str(path), framework="pt"):
+            pass
+    except Exception as exc:
+        raise NodeError(_safetensors_problem(path, exc, what), field=field) from None

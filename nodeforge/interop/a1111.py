@@ -18,7 +18,7 @@ from nodeforge.core.workflow import Workflow
 from nodeforge.interop import samplers
 
 _PAIR = re.compile(r'\s*([A-Za-z][\w \-/+.()]*?):\s*("(?:\\.|[^\\"])*"|[^,]*)(?:,|$)')
-_LORA = re.compile(r"<(lora|lyco):([^:>]+)((?::[^:>]*)*)>", re.IGNORECASE)
+_LORA = re.compile(r"<(lora|lyco):([^:>]*)((?::[^:>]*)*)>", re.IGNORECASE)
 _OTHER_TAG = re.compile(r"<(hypernet):([^>]*)>", re.IGNORECASE)
 _SIZE = re.compile(r"^\s*(\d+)\s*x\s*(\d+)\s*$")
 # EmptyLatent's width/height range (tests/interop/test_png_and_a1111.py keeps it equal to the pack's).
@@ -35,6 +35,7 @@ MAX_PARAMETERS_CHARS = 200_000
 # test_hostile_imports.py keeps them equal to the pack's): a value outside is brought inside, with a warning.
 RANGES: dict[str, tuple[float, float]] = {"seed": (0, 2 ** 64 - 1), "steps": (1, 1000), "cfg": (0.0, 100.0),
                                           "denoise": (0.0, 1.0), "scale_by": (0.01, 8.0)}
+LORA_STRENGTH_MAX = 10.0         # LoRALoader's strength_unet and strength_clip: -10 to 10
 RANDOM_SEED_MAX = 2 ** 32 - 1    # what A1111 draws for Seed -1, and what the editor's randomize draws
 
 
@@ -95,13 +96,20 @@ def loras_in(prompt: str, warnings: list[str]) -> tuple[str, list[tuple[str, flo
         name = match.group(2).strip()
         numbers = [part for part in match.group(3).split(":")[1:] if part.strip()]
         weights: list[float] = []
+        if not name:
+            warnings.append(f"A1111 parameters: a <{match.group(1)}:...> tag names no LoRA; removed from the prompt")
+            return ""
         for part in numbers:
             part = part.split("=")[-1]      # Forge's "te=0.5" / "unet=1"
             try:
-                weights.append(float(part))
+                weight = float(part)
             except ValueError:
+                weight = math.nan
+            if not -LORA_STRENGTH_MAX <= weight <= LORA_STRENGTH_MAX:   # NaN too
                 warnings.append(f"A1111 parameters: <{match.group(1)}:{name}> has a strength {part[:20]!r} that is "
-                                "not a number; using 1")
+                                f"not a number from -{LORA_STRENGTH_MAX:g} to {LORA_STRENGTH_MAX:g}; using 1")
+                weight = 1.0
+            weights.append(weight)
         te = weights[0] if weights else 1.0
         unet = weights[1] if len(weights) > 1 else te     # A1111: <lora:name:te:unet>
         found.append((name, unet, te))
@@ -186,7 +194,7 @@ class _Builder:
     def seed(self) -> int | None:
         """The seed; A1111's -1 (a new random seed each time) draws one as A1111 would, and the editor
         is set to randomize it after each run."""
-        raw = self.number("Seed", int)
+        raw = _number(self.settings, "Seed", int, [])     # said once, by the call below
         if raw is None or raw >= 0:
             return self.number("Seed", int, "seed")
         seed = random.randint(0, RANDOM_SEED_MAX)
@@ -275,6 +283,7 @@ class _Builder:
         """A latent upscale and a second UNetDenoise for A1111's hires fix; `first` when there is none."""
         hires = self.number("Hires upscale", float, "scale_by")
         resize = _sides(self.settings.get("Hires resize"))
+        resize = resize if resize and any(resize) else None    # A1111's 0x0: scale by Hires upscale instead
         if "Hires upscale" not in self.settings and not resize:
             if "Denoising strength" in self.settings:
                 self.warnings.append("A1111 parameters: these are img2img settings, but the source image is not "

@@ -39,3 +39,18 @@ def test_a_read_only_file_is_not_replaced(tmp_path, capsys, command):
            "writable first)" in err.splitlines()
     assert out.read_text() == '{"mine": true}' and out.stat().st_mode & 0o777 == 0o444
     assert sorted(p.name for p in tmp_path.iterdir()) == ["kept.json"]     # no temporary file left
+
+
+def test_import_never_replaces_an_earlier_import_unless_told(tmp_path, capsys):
+    source = tmp_path / "params.txt"
+    source.write_text("a cat\nSteps: 2, Seed: 1, Size: 64x64, Model: nodeforge-shapes")
+    assert main(["import", str(source)]) == 0
+    target = tmp_path / "params.nodeforge.json"
+    target.write_text('{"edited": true}')
+    capsys.readouterr()
+    assert main(["import", str(source)]) == 1
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"error: {target} already exists (an earlier import, perhaps edited since); give -o NEW.json, or -o {target} "
+        "to replace it"]
+    assert target.read_text() == '{"edited": true}'
+    assert main(["import", str(source), "-o", str(target)]) == 0 and '"nodeforge"' in target.read_text()

@@ -301,6 +301,8 @@ def test_a1111_ranges_are_the_packs(registry):
 
     assert {name: bounds("UNetDenoise", name) for name in ("seed", "steps", "cfg", "denoise")} | \
         {"scale_by": bounds("LatentUpscaleBy", "scale_by")} == a1111.RANGES
+    assert bounds("LoRALoader", "strength_unet") == bounds("LoRALoader", "strength_clip") == \
+        (-a1111.LORA_STRENGTH_MAX, a1111.LORA_STRENGTH_MAX)
 
 
 def test_a1111_odd_sizes_missing_sizes_and_hires_values(registry, tmp_path):
@@ -404,3 +406,29 @@ def test_a_workflow_saved_as_utf16_opens_and_binary_data_says_so(registry, tmp_p
         read_workflow(path, registry=registry)
     assert str(info.value) == (f"{path}: holds binary data, not text; a workflow is a JSON file or a PNG with "
                                "NodeForge, ComfyUI or A1111 metadata (the file may be damaged or another kind of file)")
+
+
+@pytest.mark.parametrize("tag, strengths, warning", [
+    ("<lora:x:nan>", (1.0, 1.0), "<lora:x> has a strength 'nan' that is not a number from -10 to 10; using 1"),
+    ("<lora:x:1e999:0.5>", (0.5, 1.0), "<lora:x> has a strength '1e999' that is not a number from -10 to 10; using 1"),
+    ("<lora:x:250>", (1.0, 1.0), "<lora:x> has a strength '250' that is not a number from -10 to 10; using 1"),
+    ("<lora::0.5>", None, "a <lora:...> tag names no LoRA; removed from the prompt"),
+])
+def test_a1111_lora_tags_with_absurd_strengths_or_no_name(registry, tmp_path, tag, strengths, warning):
+    imported, nodes = _a1111_import(registry, tmp_path, "Steps: 2, Seed: 1, Size: 64x64", prompt=f"a {tag} cat")
+    assert "A1111 parameters: " + warning in imported.warnings
+    if strengths is None:
+        assert "LoRALoader" not in nodes
+    else:
+        params = nodes["LoRALoader"][1].params
+        assert (params["strength_unet"], params["strength_clip"]) == strengths
+    assert nodes["TextEncoder"][1].params["text"] == "a cat"
+
+
+def test_a1111_odd_seed_text_is_said_once_and_hires_resize_0x0_scales(registry, tmp_path):
+    imported, _ = _a1111_import(registry, tmp_path, "Steps: 2, Seed: 0x10, Size: 64x64")
+    assert [w for w in imported.warnings if "Seed" in w] == [
+        "A1111 parameters: Seed '0x10' is not a number; NodeForge's default is used"]
+    imported, nodes = _a1111_import(registry, tmp_path, "Steps: 2, Seed: 1, Size: 64x64, Hires resize: 0x0, "
+                                                        "Hires upscale: 2, Denoising strength: 0.5")
+    assert nodes["LatentUpscaleBy"][1].params["scale_by"] == 2.0 and "LatentUpscale" not in nodes

@@ -82,7 +82,31 @@ def test_a_diffusers_folder_with_a_truncated_file_is_one_line(engine, models_dir
     weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
     error = _error(engine, make_txt2img(str(folder)))
     assert error.field == "checkpoint"
-    assert "cannot load copy/unet: " in str(error) and "incomplete or damaged" in str(error)
+    assert str(error).startswith(f"node ckpt (CheckpointLoader), checkpoint: cannot read copy/unet/{weights.name}: "
+                                 "it is not a complete .safetensors file (")
+    assert str(error).endswith("the download stopped early or the file is damaged; download it again")
+
+
+@pytest.mark.parametrize("part, spoil, said", [
+    ("unet", lambda f: f.write_bytes(b""), "it is empty (0 bytes)"),
+    ("text_encoder", lambda f: f.write_text("version https://git-lfs.github.com/spec/v1\noid sha256:0\nsize 9\n"),
+     "it is a Git LFS pointer (63 bytes), not the weights"),
+])
+def test_a_diffusers_folder_with_an_empty_or_pointer_file_names_the_file(engine, models_dir, make_txt2img, tmp_path,
+                                                                         part, spoil, said):
+    folder = _folder_copy(models_dir, tmp_path)
+    [weights] = (folder / part).glob("*.safetensors")
+    spoil(weights)
+    error = _error(engine, make_txt2img(str(folder)))
+    assert error.field == "checkpoint" and f"cannot read copy/{part}/{weights.name}: {said}" in str(error)
+
+
+def test_a_diffusers_folder_with_a_broken_config_is_one_line_without_library_punctuation(engine, models_dir,
+                                                                                        make_txt2img, tmp_path):
+    folder = _folder_copy(models_dir, tmp_path)
+    (folder / "vae" / "config.json").write_text("[1, 2")
+    message = str(_error(engine, make_txt2img(str(folder))))
+    assert "cannot load copy/vae: " in message and ".;" not in message and message.endswith("incomplete or damaged")
 
 
 def test_an_embedding_with_nan_vectors_is_an_error_naming_it(make_engine, make_txt2img, tmp_path):
