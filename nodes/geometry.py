@@ -85,6 +85,13 @@ def scale_latent(latent: dict[str, Any], width: int, height: int, method: str, c
         return {**latent, "width": width, "height": height}
     width, height = target_size(width, height, (samples.shape[-2] * factor, samples.shape[-1] * factor))
     size = (max(1, height // factor), max(1, width // factor))
+    if (size[1] * factor, size[0] * factor) != (width, height):
+        from nodeforge.core.context import current_context
+
+        ctx = current_context()
+        if ctx is not None:    # a latent holds whole cells of `factor` pixels; ComfyUI rounds down without a word
+            ctx.warn(f"{width}x{height} is not a multiple of {factor}, the size of a latent cell: the latent is "
+                     f"scaled to {size[1] * factor}x{size[0] * factor}; choose a multiple of {factor}")
     if crop == "center":
         samples = _center_crop(samples, size[1], size[0])
     out = {**latent, "samples": _interpolate(samples, size, method)}

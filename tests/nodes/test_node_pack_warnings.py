@@ -64,3 +64,14 @@ def test_a_denoise_that_runs_no_step_says_the_latent_passes_through(engine, make
     assert _warnings(engine, wf, ["denoise"]) == [
         ("denoise", f"{why}: no step runs and the latent passes through unchanged; raise denoise (or lower "
                     "start_at_step) to draw")]
+
+
+def test_a_latent_upscale_to_a_size_between_latent_cells_says_what_it_made(engine, make_txt2img):
+    wf = make_txt2img()
+    _encoded(wf, 32, 32)
+    wf.add("LatentUpscale", {"upscale_method": "bilinear", "width": 50, "height": 40, "crop": "disabled"},
+           {"latent": ("enc", "latent")}, node_id="up")
+    assert _warnings(engine, wf, ["up"]) == [
+        ("up", "50x40 is not a multiple of 4, the size of a latent cell: the latent is scaled to 48x40; choose a "
+               "multiple of 4")]
+    assert engine.run(wf, outputs=["up"]).outputs["up"]["latent"]["samples"].shape[-2:] == (10, 12)
