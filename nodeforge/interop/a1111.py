@@ -192,10 +192,10 @@ class _Builder:
         return None
 
     def seed(self) -> int | None:
-        """The seed; A1111's -1 (a new random seed each time) draws one as A1111 would, and the editor
-        is set to randomize it after each run."""
+        """The seed; A1111's -1 (a new random seed each time; only -1, as its get_fixed_seed) draws one
+        as A1111 would, and the editor is set to randomize it after each run."""
         raw = _number(self.settings, "Seed", int, [])     # said once, by the call below
-        if raw is None or raw >= 0:
+        if raw != -1:   # another negative seed is out of range, said so
             return self.number("Seed", int, "seed")
         seed = random.randint(0, RANDOM_SEED_MAX)
         self.random_seed = True

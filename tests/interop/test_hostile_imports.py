@@ -284,6 +284,8 @@ def test_a1111_seed_minus_one_is_a_random_seed_the_editor_keeps_randomizing(regi
                                                                "(0 to 100)"),
     ("Steps: 20, Seed: 99999999999999999999999, Size: 64x64", "seed", "Seed 99999999999999999999999 is outside "
                                                                       "what NodeForge takes (0 to 18446744073709551615)"),
+    # only -1 is A1111's random seed (its get_fixed_seed); another negative one is out of range
+    ("Steps: 20, Seed: -5, Size: 64x64", "seed", "Seed -5 is outside what NodeForge takes (0 to 18446744073709551615)"),
 ])
 def test_a1111_numbers_the_sampler_cannot_take_keep_its_default_with_a_warning(registry, tmp_path, settings, param,
                                                                                 warning):
