@@ -164,8 +164,10 @@ def warn_if_other_shape(width: int, height: int, target_width: int, target_heigh
     being made: its centre is cropped to that shape, which ComfyUI does without a word."""
     from nodeforge.core.context import current_context
 
+    from .latents import other_shape
+
     ctx = current_context()
-    if ctx is None or abs(width * target_height - height * target_width) <= 0.02 * width * target_height:
+    if ctx is None or not other_shape(width, height, target_width, target_height):
         return
     ctx.warn(f"the ControlNet image is {width}x{height} but the image being made is {target_width}x{target_height}: "
              "its centre is cropped to that shape, so the control misses its edges; give a control image of the "

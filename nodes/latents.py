@@ -31,13 +31,21 @@ def latent_shape(latent: dict[str, Any], channels: int, factor: int) -> tuple[in
     return (latent["batch_size"], channels, latent["height"] // factor, latent["width"] // factor)
 
 
+def other_shape(width: int, height: int, target_width: int, target_height: int) -> bool:
+    """Whether width x height has another aspect ratio than the target's (more than 2% off): what the
+    pack warns of when it stretches a mask or crops a control image to fit. A side of 0 is never."""
+    if not (width and height and target_width and target_height):
+        return False
+    return abs(width * target_height - height * target_width) > 0.02 * width * target_height
+
+
 def warn_if_stretched(mask: torch.Tensor, height: int, width: int, what: str) -> None:
     """Tell the user (the running node's warning) when a MASK is not the shape of what it masks
     (`what`, width x height pixels): it is stretched to fit, which ComfyUI does without a word."""
     from nodeforge.core.context import current_context
 
     mh, mw = mask.shape[-2:]
-    if not (mh and mw and height and width) or abs(mh * width - mw * height) <= 0.02 * mw * height:
+    if not other_shape(mw, mh, width, height):
         return
     ctx = current_context()
     if ctx is not None:
