@@ -50,11 +50,11 @@ def read_png_text(data: bytes, source: Path | None = None) -> dict[str, str]:
         try:
             if kind == b"tEXt":
                 key, _, value = body.partition(b"\0")
-                out[key.decode("latin-1")] = value.decode("latin-1")
+                out[key.decode("latin-1")] = _latin1_text(value)
             elif kind == b"zTXt":
                 key, _, rest = body.partition(b"\0")
                 name = key.decode("latin-1")
-                out[name] = _inflate_text(rest[1:], name, budget, source).decode("latin-1")
+                out[name] = _latin1_text(_inflate_text(rest[1:], name, budget, source))
             elif kind == b"iTXt":
                 key, _, rest = body.partition(b"\0")
                 name = key.decode("latin-1")
@@ -68,6 +68,15 @@ def read_png_text(data: bytes, source: Path | None = None) -> dict[str, str]:
         except (zlib.error, UnicodeDecodeError, IndexError):
             continue
     return out
+
+
+def _latin1_text(raw: bytes) -> str:
+    """tEXt/zTXt text is Latin-1 by the PNG standard, but some tools write UTF-8 there (a prompt's
+    "café" would read "cafÃ©"): text that is valid UTF-8 is read as UTF-8."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw.decode("latin-1")
 
 
 def _inflate_text(compressed: bytes, name: str, budget: list[int], source: Path | None) -> bytes:

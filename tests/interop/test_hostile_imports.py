@@ -434,3 +434,22 @@ def test_a1111_odd_seed_text_is_said_once_and_hires_resize_0x0_scales(registry, 
     imported, nodes = _a1111_import(registry, tmp_path, "Steps: 2, Seed: 1, Size: 64x64, Hires resize: 0x0, "
                                                         "Hires upscale: 2, Denoising strength: 0.5")
     assert nodes["LatentUpscaleBy"][1].params["scale_by"] == 2.0 and "LatentUpscale" not in nodes
+
+
+def test_png_text_chunks_in_latin1_or_in_utf8_both_read_right(registry, tmp_path):
+    import struct
+    import zlib
+
+    from nodeforge.interop import read_workflow
+
+    def chunk(kind, body):
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    for encoding in ("latin-1", "utf-8"):    # the standard's, and what some tools write into tEXt anyway
+        text = "a caf\u00e9 table\nSteps: 12, Seed: 3, Size: 64x64".encode(encoding)
+        path = tmp_path / f"{encoding}.png"
+        path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 1, 1, 8, 2, 0, 0, 0))
+                         + chunk(b"tEXt", b"parameters\0" + text) + chunk(b"IEND", b""))
+        prompt = next(n for n in read_workflow(path, registry=registry).workflow.nodes.values()
+                      if n.type == "TextEncoder")
+        assert prompt.params["text"] == "a caf\u00e9 table"
