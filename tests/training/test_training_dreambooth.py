@@ -383,3 +383,18 @@ def test_the_shipped_moon_lora_draws_crescents_through_the_lora_node():
         moons = [judge(im).shape for im in evaluate.sample(pipe, ["a sks shape"] * 6, seeds)]
     assert "crescent" not in without
     assert moons.count("crescent") >= 5, moons
+
+
+def test_the_shipped_moon_lora_was_trained_as_its_card_says():
+    """shapes-moon's metadata: prior preservation against the base's own predictions, weight 3, the 96
+    class prompts shipped beside it ('a shape' and the coloured class prompts in turn)."""
+    from nodeforge.paths import builtin_dir
+
+    folder = builtin_dir("resources") / "loras"
+    prompts = (folder / "shapes-moon-class-prompts.txt").read_text(encoding="utf-8").splitlines()
+    assert len(prompts) == 96 and prompts[::2] == ["a shape"] * 48
+    assert {p.split()[2] for p in prompts[1::2]} == set(data.SHAPES)
+    metadata = lora.load_kohya(folder / "shapes-moon.safetensors")[1]
+    assert metadata["nodeforge_prior_target"] == "base" and metadata["ss_prior_loss_weight"] == "3.0"
+    assert metadata["ss_num_reg_images"] == "96" and metadata["nodeforge_class_prompt"].split("\n") == prompts
+    assert metadata["nodeforge_instance_prompt"] == "a sks shape"
