@@ -188,11 +188,22 @@ class UNetModel(OnModule):
             yield
 
     def nodeforge_nbytes(self) -> int:
-        # A LoRA'd (FreeU'd, IP-Adapted, CFG-rescaled) wrapper shares the base weights; count only what it adds.
-        if self.loras or self.freeu is not None or self.ip_adapters or self.cfg_rescale or self.timestep_noise \
-                or self.differential_diffusion is not None:
+        # A LoRA'd (FreeU'd, IP-Adapted, guided...) wrapper shares the base weights; count only what it adds.
+        defaults = {f.name: f.default for f in dataclasses.fields(self) if f.name in _UNET_ADDED}
+        if any(_set(getattr(self, name), default) for name, default in defaults.items()):
             return sum(p.nbytes() for p in self.loras) + sum(a.nbytes() for a in self.ip_adapters)
         return _module_nbytes(self.unet)
+
+
+# What the model nodes add to a copy of a UNetModel (dataclasses.replace), which shares its base's weights.
+_UNET_ADDED = ("loras", "freeu", "ip_adapters", "cfg_rescale", "skip_layer_guidance", "self_attention_guidance",
+               "timestep_noise", "differential_diffusion")
+
+
+def _set(value: Any, default: Any) -> bool:
+    """Whether a setting differs from its default (None, 0.0 or ()); settings may hold tensors, so None is
+    compared by identity."""
+    return value is not None if default is None else value != default
 
 
 @dataclass(frozen=True)

@@ -285,3 +285,20 @@ def test_one_format_module_names_the_keys_the_trainer_writes_and_the_loader_read
     assert fmt.scale(2.0, 4) == 0.5 and fmt.scale(None, 4) == 1.0
     down, up = torch.randn(4, 8, 3, 3), torch.randn(16, 4, 1, 1)       # LoCon: 3x3 down, 1x1 up
     assert torch.equal(fmt.delta(down, up, (16, 8, 3, 3)), (up.flatten(1) @ down.flatten(1)).reshape(16, 8, 3, 3))
+
+
+@pytest.mark.parametrize("setting", [{"freeu": object()}, {"cfg_rescale": 0.7}, {"skip_layer_guidance": object()},
+                                     {"self_attention_guidance": object()}, {"timestep_noise": object()},
+                                     {"differential_diffusion": 0.0}])
+def test_a_model_node_s_copy_of_the_unet_counts_only_what_it_adds(setting):
+    """FreeU, RescaleCFG, SAG, skip-layer guidance, Timestep Noise and DifferentialDiffusion (strength 0
+    too) give a copy sharing the base's weights: the cache must not count them twice."""
+    import dataclasses
+
+    from nodeforge.core.cache import estimate_nbytes
+
+    wrappers = builtin_module("wrappers")
+    module = torch.nn.Linear(256, 256)
+    base = wrappers.UNetModel(module, {}, "epsilon", 4, 8, "sd1", "base")
+    assert estimate_nbytes(base) == sum(p.numel() * p.element_size() for p in module.parameters())
+    assert estimate_nbytes(dataclasses.replace(base, **setting)) == 0
