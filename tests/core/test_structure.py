@@ -292,3 +292,17 @@ def test_the_name_check_catches_a_renamed_member_and_a_removed_function():
     assert index.problem("load_workflow_file") == "is defined nowhere"
     assert _cited_names("`Param.int/float` `@common.guarded(\"x\")` `cacheable=False` `nodeforge run FILE`") == {
         "Param.int", "Param.float", "common.guarded", "cacheable"}
+
+
+def test_third_party_names_every_bundled_weight_file():
+    """THIRD-PARTY.md lists every asset the wheel ships: each weights file under resources/ is named
+    there, or lies in a folder it names (a demo LoRA added without its row is a licence gap)."""
+    listing = ROOT / "THIRD-PARTY.md"
+    if not listing.is_file():
+        pytest.skip("no source tree here")
+    named = re.findall(r"`(resources/[^`]+)`", listing.read_text(encoding="utf-8"))
+    weights = sorted((ROOT / "resources").rglob("*.safetensors"))
+    assert weights, "no bundled weights found"
+    missing = [str(f.relative_to(ROOT)) for f in weights
+               if not any(str(f.relative_to(ROOT)).startswith(name) for name in named)]
+    assert missing == [], f"add a row to THIRD-PARTY.md for {missing}"
