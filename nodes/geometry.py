@@ -327,6 +327,14 @@ def run_image_batch(ctx: Any, image1: torch.Tensor, image2: torch.Tensor) -> dic
     """ComfyUI's ImageBatch: image2 after image1, resized to image1's size first (bilinear, centre
     crop to its aspect) when the sizes differ."""
     if image2.shape[1:3] != image1.shape[1:3]:
+        h2, w2, h1, w1 = *image2.shape[1:3], *image1.shape[1:3]
+        if abs(w2 * h1 - h2 * w1) > 0.02 * w2 * h1:
+            from nodeforge.core.context import current_context
+
+            ctx = current_context()
+            if ctx is not None:   # ComfyUI crops without a word
+                ctx.warn(f"image2 is {w2}x{h2} but image1 is {w1}x{h1}: image2's centre is cropped to that shape "
+                         "and resized, so its edges are lost; give images of one shape")
         image2 = scale_image(image2, image1.shape[2], image1.shape[1], "bilinear", "center")
     return {"image": torch.cat([image1, image2.to(image1.dtype)])}
 

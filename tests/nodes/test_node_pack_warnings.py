@@ -75,3 +75,15 @@ def test_a_latent_upscale_to_a_size_between_latent_cells_says_what_it_made(engin
         ("up", "50x40 is not a multiple of 4, the size of a latent cell: the latent is scaled to 48x40; choose a "
                "multiple of 4")]
     assert engine.run(wf, outputs=["up"]).outputs["up"]["latent"]["samples"].shape[-2:] == (10, 12)
+
+
+def test_an_image_batch_of_two_shapes_says_the_second_is_cropped(engine):
+    from nodeforge import Workflow
+
+    wf = Workflow()
+    wf.add("EmptyImage", {"width": 32, "height": 32}, node_id="a")
+    wf.add("EmptyImage", {"width": 64, "height": 32}, node_id="b")
+    wf.add("ImageBatch", {}, {"image1": ("a", "image"), "image2": ("b", "image")}, node_id="both")
+    assert _warnings(engine, wf, ["both"]) == [
+        ("both", "image2 is 64x32 but image1 is 32x32: image2's centre is cropped to that shape and resized, so its "
+                 "edges are lost; give images of one shape")]
