@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from nodeforge.core.errors import NodeError
 
-from .latents import resize_mask, warn_if_stretched
+from .latents import other_shape, resize_mask, warn_if_stretched
 from .vae import encode, warn_if_cropped
 from .wrappers import VAEModel
 
@@ -328,7 +328,7 @@ def run_image_batch(ctx: Any, image1: torch.Tensor, image2: torch.Tensor) -> dic
     crop to its aspect) when the sizes differ."""
     if image2.shape[1:3] != image1.shape[1:3]:
         h2, w2, h1, w1 = *image2.shape[1:3], *image1.shape[1:3]
-        if abs(w2 * h1 - h2 * w1) > 0.02 * w2 * h1:
+        if other_shape(w2, h2, w1, h1):
             from nodeforge.core.context import current_context
 
             ctx = current_context()
