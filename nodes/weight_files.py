@@ -74,8 +74,12 @@ def _torch_problem(path: Path, exc: Exception, what: str) -> str:
     except OSError:
         size, head = 0, b""
     if zipfile.is_zipfile(path):
-        with zipfile.ZipFile(path) as archive:
-            names = archive.namelist()
+        try:
+            with zipfile.ZipFile(path) as archive:
+                names = archive.namelist()
+        except (zipfile.BadZipFile, OSError, ValueError):   # its table of contents is damaged
+            return (f"cannot read {name}: it is a damaged zip archive (its table of contents cannot be read); "
+                    f"{REDOWNLOAD}")
         if not any(name.endswith("data.pkl") for name in names):
             return (f"cannot read {name}: it is a zip archive of {len(names)} file(s) but not a PyTorch "
                     "checkpoint (no data.pkl in it); unzip it and choose the model file inside, or download "

@@ -72,7 +72,20 @@ def _safetensors_claiming_a_huge_tensor(path):
     path.write_bytes(struct.pack("<Q", len(header)) + header)
 
 
+def _zip_with_a_damaged_table(path):
+    import zipfile
+
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("archive/data.pkl", b"x" * 100)
+    data = bytearray(path.read_bytes())
+    entry = data.find(b"PK\x01\x02")        # the central directory's first entry: its signature broken
+    data[entry + 3] = 9
+    path.write_bytes(bytes(data))
+
+
 HOSTILE_FILES = [
+    ("table.ckpt", _zip_with_a_damaged_table, "cannot read table.ckpt: it is a damaged zip archive (its table of "
+                                              "contents cannot be read); download it again"),
     ("random.ckpt", lambda p: p.write_bytes(bytes(range(256)) * 16),
      "cannot read random.ckpt: it is not a PyTorch checkpoint (neither a pickle nor a zip archive); the file is "
      "damaged or another kind of file renamed; download it again (or use its .safetensors version)"),
