@@ -255,15 +255,14 @@ def _from_pretrained(cls: Any, path: Path, part: str, **kw: Any) -> Any:
         raise NodeError(f"{path.name}/{part} holds its weights only as pickled .bin files, which NodeForge does "
                         "not load (they can run code); convert the model to .safetensors", field="checkpoint")
     variant = "fp16" if files and all(f.name.endswith(".fp16.safetensors") for f in files) else None
-    from .weight_files import check_safetensors_header
+    from .weight_files import check_safetensors_header, refuse_if_out_of_memory
 
     for file in files:    # empty, cut short, a Git LFS pointer: said with the file's name and the fix
         check_safetensors_header(file, "checkpoint", what=f"{path.name}/{part}/")
     try:
         model = cls.from_pretrained(str(path), subfolder=part, local_files_only=True, variant=variant, **kw)
-    except MemoryError:
-        raise
     except Exception as exc:   # a damaged file, a config that does not fit (libraries raise many kinds)
+        refuse_if_out_of_memory(exc, f"{path.name}/{part}", "checkpoint")
         line = str(exc).strip().splitlines()[0][:200].rstrip(".") if str(exc).strip() else type(exc).__name__
         raise NodeError(f"cannot load {path.name}/{part}: {line}; the file may be incomplete or damaged",
                         field="checkpoint") from None

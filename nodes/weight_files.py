@@ -101,6 +101,16 @@ def _refuse_non_weights(path: Path, field: str, what: str) -> None:
         raise NodeError(f"cannot read {what}{path.name}: {problem}", field=field)
 
 
+def refuse_if_out_of_memory(exc: BaseException, name: str, field: str) -> None:
+    """Reading `name` ran out of memory (MemoryError, or torch's allocator saying so): that is no damaged
+    file, so say what it is, naming the file, instead of advising to download it again."""
+    from .memory import is_out_of_memory
+
+    if isinstance(exc, MemoryError) or is_out_of_memory(str(exc)):
+        raise NodeError(f"ran out of memory reading {name}: it is larger than the memory free now; close other "
+                        "programs, or use a smaller version of the model (fp16 or pruned)", field=field) from exc
+
+
 def load_pickle(path: Path, field: str, what: str = "") -> Any:
     """`torch.load(weights_only=True)` of a .ckpt/.pt/.pth/.bin; a file that cannot be read so is one
     NodeError naming the file (after `what`: "embedding "), what is wrong with it and what to do."""
@@ -108,6 +118,7 @@ def load_pickle(path: Path, field: str, what: str = "") -> Any:
     try:
         return torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as exc:
+        refuse_if_out_of_memory(exc, what + path.name, field)
         raise NodeError(_torch_problem(path, exc, what), field=field) from None
 
 
@@ -129,6 +140,7 @@ def read_safetensors(path: Path, field: str, what: str = "") -> tuple[dict[str, 
             for key in handle.keys():
                 tensors[key] = handle.get_tensor(key)
     except Exception as exc:   # truncated download, a header claiming more than the file holds
+        refuse_if_out_of_memory(exc, what + path.name, field)
         raise NodeError(_safetensors_problem(path, exc, what), field=field) from None
     return tensors, metadata
 

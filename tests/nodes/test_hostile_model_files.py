@@ -166,3 +166,26 @@ def test_a_model_link_that_leads_nowhere_is_named_as_a_link(tmp_path, target):
             ModelPaths(roots=[tmp_path], include_builtin=False).resolve("checkpoint", name)
         assert f"is a symbolic link to '{target}', which does not exist or links back to itself; point the link " \
                "at the model file, or remove it" in str(info.value)
+
+
+@pytest.mark.parametrize("error", [MemoryError(), RuntimeError("[enforce fail at alloc_cpu.cpp:118] data. "
+                                                               "DefaultCPUAllocator: not enough memory: you tried "
+                                                               "to allocate 6871947674 bytes.")])
+@pytest.mark.parametrize("name", ["big.ckpt", "big.safetensors"])
+def test_a_weight_file_larger_than_free_memory_is_not_called_damaged(tmp_path, monkeypatch, error, name):
+    """Running out of memory while reading is said as that, naming the file; never 'download it again'."""
+    import safetensors
+
+    path = tmp_path / name
+    (torch.save({"w": torch.zeros(2)}, path) if name.endswith(".ckpt") else save_file({"w": torch.zeros(2)}, str(path)))
+
+    def out_of_memory(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(torch, "load", out_of_memory)
+    monkeypatch.setattr(safetensors, "safe_open", out_of_memory)
+    with pytest.raises(NodeError) as info:
+        loading.read_state_dict(path, field="checkpoint")
+    assert str(info.value) == (f"ran out of memory reading {name}: it is larger than the memory free now; close "
+                               "other programs, or use a smaller version of the model (fp16 or pruned)")
+    assert info.value.field == "checkpoint"
