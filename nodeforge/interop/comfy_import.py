@@ -232,9 +232,7 @@ class _Converter:
                 name = passed.get(slot, "")
                 links = {name: through.links[name]} if name in through.links else {}
             if not links:
-                what = "reroute" if through.class_type in table.REROUTES else through.class_type
-                return ("none", f"{what} {through.id} has no input" + (" from a node that is not muted"
-                                                                        if through.links else ""), dot)
+                return ("none", self._no_input(through), dot)
             src, slot = next(iter(links.values()))
         origin = nodes.get(src)
         if origin is None:
@@ -253,6 +251,15 @@ class _Converter:
             return ("none", f"linked to output slot {slot} of node {src} ({origin.class_type}), which has "
                             f"{len(names)} output{'s' if len(names) != 1 else ''}", dot)
         return ("node", (src, names[slot]), dot)
+
+    def _no_input(self, through: ComfyNode) -> str:
+        """Why a wire-like node passes nothing on: no input at all, only muted ones, or (an Impact switch)
+        a select that picks an input with no link."""
+        if through.id in self.switches:
+            return (f"ImpactSwitch {through.id} selects {self.switches[through.id]}, which has no link; link it, "
+                    "or set select to a linked input")
+        what = "reroute" if through.class_type in table.REROUTES else through.class_type
+        return f"{what} {through.id} has no input" + (" from a node that is not muted" if through.links else "")
 
     def _fixed_source(self, origin: ComfyNode, consumer: ComfyNode, input_name: str,
                       slot: int) -> tuple[str, Any] | None:

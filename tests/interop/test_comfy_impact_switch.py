@@ -45,4 +45,5 @@ def test_a_select_past_the_linked_inputs_leaves_the_consumer_unconnected_with_a_
     source.write_text(json.dumps(prompt))
     imported = read(source)
     assert "positive" not in imported.workflow.nodes["9"].inputs
-    assert any(line.startswith("node 9 (KSampler), positive: ImpactSwitch 4 has no input") for line in imported.warnings)
+    assert "node 9 (KSampler), positive: ImpactSwitch 4 selects input3, which has no link; link it, or set select " \
+           "to a linked input; the input is left unconnected" in imported.warnings
