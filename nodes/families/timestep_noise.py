@@ -24,8 +24,6 @@ import torch.nn.functional as F
 
 from nodeforge.core.errors import NodeError
 
-MODES = ("flow", "sigma")
-
 
 @dataclass(frozen=True)
 class TimestepNoise:
