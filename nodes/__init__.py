@@ -10,6 +10,7 @@ from typing import Any
 from nodeforge.core.spec import Input, NodeSpec, Output, Param
 from nodeforge.core.types import FileKind, InputRole, ParamRole, PortType
 
+from .declare import CROPS, IMAGE_METHODS, LATENT_METHODS
 from .declare import lazy as _lazy
 from .declare import model_names as _names
 from .declare import operation
@@ -38,12 +39,6 @@ def _text_encoder_sdxl_changed(ctx: Any, text_g: str, text_l: str, **_: Any) -> 
 
 def _text_encoder_refiner_changed(ctx: Any, text: str, **_: Any) -> Any:
     return _text_encoder_changed(ctx, text)
-
-
-# Resampling methods of the scale nodes (ComfyUI's names; its "bislerp" is not offered).
-LATENT_METHODS = ("nearest-exact", "bilinear", "area", "bicubic")
-IMAGE_METHODS = ("nearest-exact", "bilinear", "area", "bicubic", "lanczos")
-CROPS = ("disabled", "center")
 
 
 def _latent_method() -> Param:

@@ -9,6 +9,11 @@ from typing import Any, Callable
 from nodeforge.core.spec import Input, NodeSpec, Output, Param
 from nodeforge.core.types import FileKind, PortType
 
+# Resampling methods of the scale nodes (ComfyUI's names; its "bislerp" is not offered), and their crops.
+LATENT_METHODS = ("nearest-exact", "bilinear", "area", "bicubic")
+IMAGE_METHODS = ("nearest-exact", "bilinear", "area", "bicubic", "lanczos")
+CROPS = ("disabled", "center")
+
 
 def lazy(module: str, function: str) -> Callable[..., Any]:
     """A run function that imports `module` (relative to this node pack, e.g. "families.sd3_nodes";

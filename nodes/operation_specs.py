@@ -10,6 +10,7 @@ from typing import Any
 from nodeforge.core.spec import Input, NodeSpec, Output, Param
 from nodeforge.core.types import ParamRole, PortType
 
+from .declare import CROPS, LATENT_METHODS
 from .declare import lazy as _lazy
 from .declare import operation
 
@@ -97,8 +98,7 @@ LATENT_NODES += [
 ]
 
 # Packs' factor and blend nodes that resize as they compute (run in nodes/geometry.py).
-_RESIZE_METHODS = ("nearest-exact", "bilinear", "area", "bicubic")
-_CROP = Param.choice("crop", ("disabled", "center"), description="center: crop to the new aspect ratio first; "
+_CROP = Param.choice("crop", CROPS, description="center: crop to the new aspect ratio first; "
                                                                   "disabled: stretch")
 
 
@@ -110,7 +110,7 @@ def _factor_param(side: str) -> Param:
 LATENT_NODES += [
     operation(
         "LatentScaleByFactors", "run_latent_scale_by_factors",
-        (Param.choice("upscale_method", _RESIZE_METHODS, description="how new latent pixels are computed"),
+        (Param.choice("upscale_method", LATENT_METHODS, description="how new latent pixels are computed"),
          _factor_param("width"), _factor_param("height"), _CROP),
         "Resize a latent by a factor per side, each side then rounded to a multiple of 64 image pixels (8 latent "
         "pixels; QualityOfLifeSuit's Latent Upscale Factor).", "Upscale Latent by Factors",
@@ -209,7 +209,7 @@ IMAGE_NODES: list[NodeSpec] = [
 IMAGE_NODES += [
     operation(
         "ImageScaleByFactors", "run_image_scale_by_factors",
-        (Param.choice("upscale_method", _RESIZE_METHODS, description="the resampling filter"),
+        (Param.choice("upscale_method", LATENT_METHODS, description="the resampling filter"),
          _factor_param("width"), _factor_param("height"),
          Param.bool("multiple_of_8", True, description="round each side to a multiple of 8 (a remainder below 4 "
                                                        "down, else up)"),
