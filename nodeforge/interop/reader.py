@@ -119,6 +119,9 @@ def _from_png(raw: bytes, source: Path | None, registry: Any) -> Imported:
         note = version_note(chunks, source) if imported.format == NODEFORGE else None
         if note:   # made by another NodeForge, torch or diffusers: the seed may draw another picture
             imported.warnings.insert(0, note)
+        if "\ufffd" in text:   # read_png_text replaces bytes that are not UTF-8 rather than drop the chunk
+            imported.warnings.insert(0, f"the PNG's {key!r} text has bytes that are not UTF-8, shown as '\ufffd'; "
+                                        "check the prompts and file names")
         return imported
     if PNG_PARAMETERS_KEY in chunks:
         workflow, warnings = a1111.to_workflow(chunks[PNG_PARAMETERS_KEY], source)

@@ -453,3 +453,26 @@ def test_png_text_chunks_in_latin1_or_in_utf8_both_read_right(registry, tmp_path
         prompt = next(n for n in read_workflow(path, registry=registry).workflow.nodes.values()
                       if n.type == "TextEncoder")
         assert prompt.params["text"] == "a caf\u00e9 table"
+
+
+def test_a_comfyui_png_whose_text_has_bytes_that_are_not_utf8_imports_and_says_so(registry, tmp_path):
+    """A stray byte in a ComfyUI PNG's iTXt costs one character (read_png_text), and the import says so."""
+    import struct
+    import zlib
+
+    from nodeforge.interop import read_workflow
+
+    def chunk(kind, body):
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    prompt = json.dumps({"1": {"class_type": "CLIPTextEncode", "inputs": {"text": "a red XX circle",
+                                                                          "clip": ["2", 1]}},
+                         "2": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "m.safetensors"}}})
+    body = b"prompt\0\0\0\0\0" + prompt.encode().replace(b"XX", b"\xff")
+    path = tmp_path / "odd.png"
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 1, 1, 8, 2, 0, 0, 0))
+                     + chunk(b"iTXt", body) + chunk(b"IEND", b""))
+    imported = read_workflow(path, registry=registry)
+    assert imported.workflow.nodes["1"].params["text"] == "a red \ufffd circle"
+    assert imported.warnings[0] == ("the PNG's 'prompt' text has bytes that are not UTF-8, shown as '\ufffd'; "
+                                    "check the prompts and file names")
