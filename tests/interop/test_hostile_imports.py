@@ -376,19 +376,23 @@ def test_a1111_text_in_windows_1252_or_utf_16_is_read(registry, tmp_path):
                 "the prompts)" in imported.warnings) == note
 
 
-def test_a1111_png_text_with_bytes_that_are_not_utf8_keeps_the_rest(registry, tmp_path):
+def _png_with_itxt(path, key, text):
+    """A 1x1 PNG whose one iTXt chunk holds `text` (bytes, as they are) under `key`."""
     import struct
     import zlib
-
-    from nodeforge.interop import read_workflow
 
     def chunk(kind, body):
         return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
 
-    body = b"parameters\0\0\0\0\0" + b"a red \xff circle\nSteps: 12, Seed: 3, Size: 64x64"
-    path = tmp_path / "odd.png"
     path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 1, 1, 8, 2, 0, 0, 0))
-                     + chunk(b"iTXt", body) + chunk(b"IEND", b""))
+                     + chunk(b"iTXt", key + b"\0\0\0\0\0" + text) + chunk(b"IEND", b""))
+    return path
+
+
+def test_a1111_png_text_with_bytes_that_are_not_utf8_keeps_the_rest(registry, tmp_path):
+    from nodeforge.interop import read_workflow
+
+    path = _png_with_itxt(tmp_path / "odd.png", b"parameters", b"a red \xff circle\nSteps: 12, Seed: 3, Size: 64x64")
     imported = read_workflow(path, registry=registry)
     prompt = next(n for n in imported.workflow.nodes.values() if n.type == "TextEncoder")
     assert prompt.params["text"] == "a red \ufffd circle"
@@ -457,21 +461,12 @@ def test_png_text_chunks_in_latin1_or_in_utf8_both_read_right(registry, tmp_path
 
 def test_a_comfyui_png_whose_text_has_bytes_that_are_not_utf8_imports_and_says_so(registry, tmp_path):
     """A stray byte in a ComfyUI PNG's iTXt costs one character (read_png_text), and the import says so."""
-    import struct
-    import zlib
-
     from nodeforge.interop import read_workflow
-
-    def chunk(kind, body):
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
 
     prompt = json.dumps({"1": {"class_type": "CLIPTextEncode", "inputs": {"text": "a red XX circle",
                                                                           "clip": ["2", 1]}},
                          "2": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "m.safetensors"}}})
-    body = b"prompt\0\0\0\0\0" + prompt.encode().replace(b"XX", b"\xff")
-    path = tmp_path / "odd.png"
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 1, 1, 8, 2, 0, 0, 0))
-                     + chunk(b"iTXt", body) + chunk(b"IEND", b""))
+    path = _png_with_itxt(tmp_path / "odd.png", b"prompt", prompt.encode().replace(b"XX", b"\xff"))
     imported = read_workflow(path, registry=registry)
     assert imported.workflow.nodes["1"].params["text"] == "a red \ufffd circle"
     assert imported.warnings[0] == ("the PNG's 'prompt' text has bytes that are not UTF-8, shown as '\ufffd'; "
