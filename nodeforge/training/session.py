@@ -66,6 +66,15 @@ def check_arguments(args: argparse.Namespace) -> None:
         args.work.mkdir(parents=True, exist_ok=True)
 
 
+def differences(saved: dict[str, Any], config: dict[str, Any]) -> list[str]:
+    """What a checkpoint's config says against this run's, one "key saved (this run: value)" each; a key
+    the checkpoint lacks (an option added since it was written, e.g. train-dreambooth's --class-cfg)
+    is said as not recorded, not as None."""
+    return [f"{key} {saved[key]!r} (this run: {value!r})" if key in saved
+            else f"{key} not recorded (an older checkpoint; this run: {value!r})"
+            for key, value in config.items() if saved.get(key) != value]
+
+
 class Session:
     """One trainer run's checkpoint, samples and stop request.
 
@@ -108,8 +117,7 @@ class Session:
         except Exception as exc:  # truncated, or not a torch file
             raise common.TrainingInputError(f"--work {self.work}: {CHECKPOINT} is not a readable checkpoint "
                                             f"({exc}); remove it to start over") from None
-        differ = [f"{key} {state.get('config', {}).get(key)!r} (this run: {value!r})"
-                  for key, value in self.config.items() if state.get("config", {}).get(key) != value]
+        differ = differences(state.get("config", {}), self.config)
         if differ:
             raise common.TrainingInputError(f"--work {self.work} holds a checkpoint of another run: "
                                             f"{', '.join(differ)}; use another --work folder or the same settings")

@@ -116,3 +116,9 @@ def test_train_embedding_on_a_folder_resumes_as_an_unbroken_run_and_samples_with
     assert numbers["images"] == 4 and "embedding" not in numbers    # a folder's embedding is not judged
     a, b = load_file(str(whole))["emb_params"], load_file(str(parts))["emb_params"]
     assert a.shape == (2, 64) and torch.equal(a, b)
+
+
+def test_a_setting_an_older_checkpoint_does_not_record_is_named_as_not_recorded():
+    differ = session.differences({"rank": 4, "dora": False}, {"rank": 4, "dora": True, "class_cfg": 5.0})
+    assert differ == ["dora False (this run: True)", "class_cfg not recorded (an older checkpoint; this run: 5.0)"]
+    assert session.differences({"rank": 4}, {"rank": 4, "class_prompt": None}) == []   # as before: None matches
