@@ -54,7 +54,10 @@ def not_weights(path: Path) -> str | None:
 def wrong_suffix(path: Path, head: bytes, size: int) -> str | None:
     """A torch checkpoint named .safetensors, or a safetensors file named .ckpt/.pt/.pth/.bin."""
     is_safetensors = path.suffix.lower() == ".safetensors"
-    if is_safetensors and (head.startswith(_ZIP_MAGIC) or head[:1] == bytes([_PICKLE_PROTOCOL])):
+    torch_format = head.startswith(_ZIP_MAGIC) or head[:1] == bytes([_PICKLE_PROTOCOL])
+    # A safetensors header length whose low byte is 0x80 (one file in 256) starts like a pickle: a
+    # file that reads as a safetensors header is one.
+    if is_safetensors and torch_format and not looks_like_safetensors(head, size):
         return "it is a PyTorch checkpoint (pickle), not a .safetensors file: rename it to .ckpt"
     if not is_safetensors and looks_like_safetensors(head, size):
         return f"it is a .safetensors file named {path.suffix}: rename it to .safetensors"

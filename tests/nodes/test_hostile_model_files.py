@@ -189,3 +189,20 @@ def test_a_weight_file_larger_than_free_memory_is_not_called_damaged(tmp_path, m
     assert str(info.value) == (f"ran out of memory reading {name}: it is larger than the memory free now; close "
                                "other programs, or use a smaller version of the model (fp16 or pruned)")
     assert info.value.field == "checkpoint"
+
+
+@pytest.mark.parametrize("second", [0x00, 0x02, 0x03])   # 0x02-0x05 after 0x80 is also how a pickle begins
+def test_a_safetensors_file_whose_header_length_starts_like_a_pickle_reads(tmp_path, second):
+    """One safetensors file in 256 has a header length whose low byte is 0x80, a pickle's first byte:
+    it is still read as the safetensors file it is (it was refused as 'a PyTorch checkpoint')."""
+    path = tmp_path / "lucky.safetensors"
+    weight = torch.arange(6.0).reshape(2, 3)
+    for pad in range(1000):
+        save_file({"w": weight}, str(path), metadata={"note": "x" * pad})
+        head = path.read_bytes()[:2]
+        if head[0] == 0x80 and head[1] == second:
+            break
+    else:
+        pytest.fail("no padding gave the header length wanted")
+    state, _ = loading.read_state_dict(path, field="lora")
+    assert torch.equal(state["w"], weight)
