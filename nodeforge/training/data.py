@@ -117,8 +117,14 @@ def caption(sample: ShapeSample, rng: np.random.Generator, empty_rate: float = 0
     return " ".join(words)
 
 
+def class_prompt(colour: str, shape: str, background: str) -> str:
+    """The full caption of a (colour, shape, background): the one wording the training captions,
+    the prompt-following measure and the DreamBooth class prompts all use."""
+    return f"a {colour} {shape} on a {background} background"
+
+
 def full_caption(sample: ShapeSample) -> str:
-    return f"a {sample.colour} {sample.shape} on a {sample.background} background"
+    return class_prompt(sample.colour, sample.shape, sample.background)
 
 
 def generate(n: int, seed: int, shapes: tuple[str, ...] = SHAPES) -> tuple[np.ndarray, list[ShapeSample]]:

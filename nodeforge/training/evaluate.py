@@ -104,7 +104,7 @@ def prompt_following(pipe, n: int, seed: int, steps: int | None = None, cfg: flo
     rng = np.random.default_rng(seed)
     picks = [combos[i] for i in rng.permutation(len(combos))[:n]] if n <= len(combos) else \
         [combos[i % len(combos)] for i in range(n)]
-    prompts = [f"a {c} {s} on a {b} background" for c, s, b in picks]
+    prompts = [data.class_prompt(*pick) for pick in picks]
     seeds = [seed * 10_000 + i for i in range(len(picks))]
     images = sample(pipe, prompts, seeds, steps=steps, cfg=cfg)
     verdicts = [judge(im) for im in images]

@@ -83,8 +83,8 @@ def main(argv: list[str] | None = None) -> int:
         write_instances(args.write_instances, args.n, args.seed)
         return 0
     if args.write_class_prompts:
-        args.write_class_prompts.write_text("".join(f"a {c} {s} on a {b} background\n"
-                                                    for c, s, b in evaluate.prompt_combos()), encoding="utf-8")
+        args.write_class_prompts.write_text("".join(data.class_prompt(*combo) + "\n"
+                                                    for combo in evaluate.prompt_combos()), encoding="utf-8")
         return 0
     torch.set_num_threads(args.threads)
     t0, results, rows = time.time(), {"prompt": args.prompt, "seeds": args.seeds, "sampler": "euler 20 steps cfg 5"}, []

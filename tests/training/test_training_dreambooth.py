@@ -362,6 +362,25 @@ def test_the_class_prompts_file_holds_every_prompt_the_class_measure_draws_from(
     assert {s: sum(w[2] == s for w in words) for s in data.SHAPES} == {s: 56 for s in data.SHAPES}
 
 
+def test_the_class_prompts_are_the_training_captions_and_the_prompts_the_class_measure_draws(tmp_path, monkeypatch):
+    from nodeforge.training import evaluate, evaluate_dreambooth
+
+    assert evaluate_dreambooth.main(["--write-class-prompts", str(tmp_path / "class.txt")]) == 0
+    lines = (tmp_path / "class.txt").read_text(encoding="utf-8").splitlines()
+    triangle = data.ShapeSample("triangle", "yellow", "blue", "large", 20, (32, 32), 0.0)
+    assert data.full_caption(triangle) == "a yellow triangle on a blue background" and data.full_caption(triangle) in lines
+    drawn = []
+
+    def drawing(pipe, prompts, seeds, **_):
+        drawn.extend(prompts)
+        return np.stack([data.render(triangle)] * len(prompts))
+
+    monkeypatch.setattr(evaluate, "sample", drawing)
+    result, _ = evaluate.prompt_following(None, 20, seed=7)
+    assert result["samples"] == 20 and len(drawn) == 20 and set(drawn) <= set(lines)
+    assert result["all_three_accuracy"] == round(sum(p == data.full_caption(triangle) for p in drawn) / 20, 3)
+
+
 def test_the_shipped_moon_lora_draws_crescents_through_the_lora_node():
     """resources/loras/shapes-moon.safetensors (the DreamBooth demo, see its card), applied by the
     LoRA node's code: 'a sks shape' is a crescent on most seeds, and never without it."""
