@@ -85,14 +85,20 @@ def _changed_flux(ctx: Any, clip_l: str, t5xxl: str, guidance: float) -> Any:
     return referenced_files(ctx, clip_l)
 
 
-def _timestep_noise_checks(facts: dict[str, dict[str, Any]], mode: str = "flow", **_: Any) -> list[str]:
-    problems = [] if mode == "flow" else [f"mode: {mode!r} (for UNet models) is not supported; flow is, for Z-Image "
-                                          "models"]
-    family = facts.get("unet", {}).get("family")
+def timestep_noise_refusals(mode: str, family: str | None, model: str = "the model") -> list[tuple[str, str]]:
+    """(field, message) for each reason Timestep Noise cannot run: the one wording validate
+    (before the run, the family from the file's header) and the node's run (`model`: its name) give."""
+    problems = [] if mode == "flow" else [("mode", f"{mode!r} (for UNet models) is not supported; flow is, for "
+                                                   "Z-Image models")]
     if family is not None and family != "zimage":
-        problems.append(f"unet: the model is a {family} one; Timestep Noise is for Z-Image models here (remove it, or "
-                        "pick a Z-Image checkpoint)")
+        problems.append(("unet", f"{model} is a {family} model; Timestep Noise is for Z-Image models here: remove "
+                                 "the node, or load a Z-Image model"))
     return problems
+
+
+def _timestep_noise_checks(facts: dict[str, dict[str, Any]], mode: str = "flow", **_: Any) -> list[str]:
+    family = facts.get("unet", {}).get("family")
+    return [f"{field}: {message}" for field, message in timestep_noise_refusals(mode, family)]
 
 
 FAMILY_NODES: list[NodeSpec] = [

@@ -72,12 +72,12 @@ def noisy_velocity(settings: TimestepNoise, velocity: Any, latents: torch.Tensor
 def run_timestep_noise(ctx: Any, unet: Any, sigmas: Any, mode: str = "flow", noise_strength: float = 0.05,
                        seed: int = 0, start_percent: float = 0.0, end_percent: float = 0.5,
                        mask: torch.Tensor | None = None) -> dict[str, Any]:
-    if mode != "flow":
-        raise NodeError(f"mode {mode!r} (for UNet models) is not supported; flow is, for Z-Image models",
-                        field="mode")
-    if unet.family != "zimage":
-        raise NodeError(f"{unet.name} is a {unet.family} model; Timestep Noise is for Z-Image models here: remove "
-                        "the node, or load a Z-Image model", field="unet")
+    from .specs import timestep_noise_refusals
+
+    refusals = timestep_noise_refusals(mode, unet.family, unet.name)
+    if refusals:
+        field, message = refusals[0]
+        raise NodeError(message, field=field)
     if noise_strength <= 0:               # as the pack: the same model
         return {"unet": unet}
     values = getattr(sigmas, "values", sigmas)

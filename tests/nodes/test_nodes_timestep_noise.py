@@ -78,10 +78,25 @@ def test_each_call_in_the_window_is_told_the_moved_sigma_and_steps_on_its_estima
     assert (latent_of(zimage_engine, _noised(mask=1.0)) - ours).abs().max() < 1e-6
 
 
-def test_other_models_and_the_sigma_mode_are_refused_at_validate(zimage_engine, engine):
+def test_other_models_and_the_sigma_mode_are_refused_at_validate_and_at_run_in_the_same_words(zimage_engine, engine):
+    from types import SimpleNamespace
+
+    from nodeforge.core.errors import NodeError
+    from nodes.families.timestep_noise import run_timestep_noise
+
     found = {(p.node_id, p.field): p.message for p in zimage_engine.validate(_noised(mode="sigma"))}
-    assert "not supported" in found[("noise", "mode")]
+    sigma_mode = "'sigma' (for UNet models) is not supported; flow is, for Z-Image models"
+    assert found[("noise", "mode")] == sigma_mode
     wf = _noised()
     wf.nodes["1"].params["checkpoint"] = "tiny-sd"
     found = {(p.node_id, p.field): p.message for p in engine.validate(wf)}
-    assert "Z-Image" in found[("noise", "unet")]
+    not_zimage = "is a {} model; Timestep Noise is for Z-Image models here: remove the node, or load a Z-Image model"
+    assert found[("noise", "unet")] == "the model " + not_zimage.format("unet")   # the header tells UNet from flow
+    # the run (a graph that skipped validate) refuses with the same words, naming the model
+    zimage, sd = SimpleNamespace(family="zimage", name="tiny-zimage"), SimpleNamespace(family="sd1", name="tiny-sd")
+    with pytest.raises(NodeError) as refused:
+        run_timestep_noise(None, zimage, [1.0, 0.0], mode="sigma")
+    assert (refused.value.field, str(refused.value)) == ("mode", sigma_mode)
+    with pytest.raises(NodeError) as refused:
+        run_timestep_noise(None, sd, [1.0, 0.0])
+    assert (refused.value.field, str(refused.value)) == ("unet", "tiny-sd " + not_zimage.format("sd1"))
