@@ -68,7 +68,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--prior-target", choices=("noise", "base"), default="noise",
                    help="what the class images' half learns: the noise added to them (DreamBooth's loss), or the "
                    "base model's own prediction for the same noisy image and prompt (base: the class keeps the "
-                   "base's function itself, guidance included; one more base pass per step)")
+                   "base's prompted noise prediction, one more base pass per step; without guidance: the base "
+                   "runs on the class prompt alone, whatever --class-cfg drew the class images with)")
     lora.add_training_options(p)
     return p.parse_args(argv)
 

@@ -135,6 +135,29 @@ def test_with_the_base_as_prior_target_the_class_half_learns_the_base_prediction
         assert abs(loss(teacher).item() - loss(None).item()) > 1e-4   # not the noise target
 
 
+def test_the_prior_target_help_says_what_the_teacher_predicts_the_prompted_base_without_guidance(tiny_base, capsys):
+    from diffusers import UNet2DConditionModel
+    from transformers import CLIPTextModel
+
+    with pytest.raises(SystemExit):
+        dreambooth.main(["--help"])
+    help_text = " ".join(capsys.readouterr().out.split()).replace("- ", "-")   # argparse wraps at hyphens
+    assert "guidance included" not in help_text
+    assert "without guidance: the base runs on the class prompt alone, whatever --class-cfg drew" in help_text
+    unet = UNet2DConditionModel.from_pretrained(tiny_base, subfolder="unet")
+    text_encoder = CLIPTextModel.from_pretrained(tiny_base, subfolder="text_encoder")
+    gen = torch.Generator().manual_seed(2)
+    zt, t = torch.randn(2, 4, 16, 16, generator=gen), torch.tensor([300, 800])
+    ids, empty = torch.randint(0, 100, (2, 77), generator=gen), torch.zeros(2, 77, dtype=torch.long)
+    with torch.no_grad():
+        prompted = unet(zt, t, encoder_hidden_states=text_encoder(ids)[0]).sample
+        unprompted = unet(zt, t, encoder_hidden_states=text_encoder(empty)[0]).sample
+        taught = dreambooth.teacher(unet, text_encoder)(zt, t, ids)
+    assert torch.allclose(taught, prompted, atol=1e-6)
+    guided = unprompted + 5.0 * (prompted - unprompted)   # what CFG 5 would have taught
+    assert (taught - guided).abs().max() > 1e-3
+
+
 def test_with_prior_weight_zero_the_class_images_do_not_change_the_update(tiny_base, instances, tmp_path, counted):
     a, b = tmp_path / "class-a", tmp_path / "class-b"
     _train(tiny_base, instances, tmp_path / "first.safetensors", "--class-prompt", "a shape", "--class-images", "3",
