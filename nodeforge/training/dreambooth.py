@@ -69,7 +69,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="what the class images' half learns: the noise added to them (DreamBooth's loss), or the "
                    "base model's own prediction for the same noisy image and prompt (base: the class keeps the "
                    "base's prompted noise prediction, one more base pass per step; without guidance: the base "
-                   "runs on the class prompt alone, whatever --class-cfg drew the class images with)")
+                   "runs on the class prompt alone, whatever --class-cfg drew the class images with; with --qlora: "
+                   "the full-precision base, kept in memory beside the 4-bit UNet that trains)")
     lora.add_training_options(p)
     return p.parse_args(argv)
 
@@ -270,7 +271,8 @@ def main(argv: list[str] | None = None) -> int:
           file=sys.stderr)
     parts = common.load_base(base, device)
     class_files = class_images(parts, args, base, folder) if folder is not None else []
-    if args.qlora:   # the class images are drawn by the full-precision base
+    full_precision = parts["unet"]   # the class images are drawn, and the prior teacher predicts, with it
+    if args.qlora:
         parts["unet"] = lora.quantised_unet(base)
     prompts = class_prompts(args)   # class image i trains with prompts[i % len(prompts)], as it was drawn
     with torch.no_grad():
@@ -281,8 +283,8 @@ def main(argv: list[str] | None = None) -> int:
             lora.token_ids(parts["tokenizer"], [prompts[i % len(prompts)] for i in range(len(class_files))]),
             args.prior_weight)
     ids = lora.token_ids(parts["tokenizer"], [args.instance_prompt.strip()] * len(images))
-    if prior is not None and args.prior_target == "base":
-        prior.teacher = teacher(parts["unet"], parts["text_encoder"])
+    if prior is not None and args.prior_target == "base":   # the base itself, not its 4-bit copy that trains
+        prior.teacher = teacher(full_precision, parts["text_encoder"], copy_unet=not args.qlora)
     unet, text_encoder, trainable = lora.add_adapters(parts["unet"], parts["text_encoder"], args)
     t0 = time.time()
     lora.train(unet, text_encoder, trainable, latents, ids, parts["scheduler"], args, device,
@@ -294,13 +296,15 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def teacher(unet: Any, text_encoder: Any) -> Any:
+def teacher(unet: Any, text_encoder: Any, copy_unet: bool = True) -> Any:
     """--prior-target base: frozen copies of the base UNet and text encoder (taken before the
-    adapters go in) as (noisy latents, timesteps, ids) -> the base's noise prediction, no gradient."""
+    adapters go in) as (noisy latents, timesteps, ids) -> the base's noise prediction, no gradient.
+    `copy_unet` False: `unet` is the full-precision base that --qlora's 4-bit UNet replaced, which
+    nothing trains, so it is frozen as it is instead of copied."""
     import copy
 
-    unet, text_encoder = copy.deepcopy(unet).eval().requires_grad_(False), \
-        copy.deepcopy(text_encoder).eval().requires_grad_(False)
+    unet = (copy.deepcopy(unet) if copy_unet else unet).eval().requires_grad_(False)
+    text_encoder = copy.deepcopy(text_encoder).eval().requires_grad_(False)
 
     def predict(zt: torch.Tensor, t: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():

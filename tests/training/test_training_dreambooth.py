@@ -158,6 +158,37 @@ def test_the_prior_target_help_says_what_the_teacher_predicts_the_prompted_base_
     assert (taught - guided).abs().max() > 1e-3
 
 
+def test_with_qlora_the_base_prior_target_is_the_full_precision_base_not_the_4bit_unet_that_trains(
+        tiny_base, instances, tmp_path, monkeypatch):
+    from diffusers import UNet2DConditionModel
+    from transformers import CLIPTextModel
+
+    def quantised(base):   # a stand-in for bitsandbytes' NF4 UNet (CUDA only): the base's weights, rounded
+        unet = UNet2DConditionModel.from_pretrained(base, subfolder="unet")
+        with torch.no_grad():
+            for p in unet.parameters():
+                p.copy_(torch.round(p * 8) / 8)
+        return unet.requires_grad_(False)
+
+    seen = {}
+    monkeypatch.setattr(lora, "check_qlora", lambda *a: None)
+    monkeypatch.setattr(lora, "quantised_unet", quantised)
+    monkeypatch.setattr(lora, "train", lambda unet, *a, prior=None, **k: seen.update(unet=unet, prior=prior))
+    _train(tiny_base, instances, tmp_path / "q.safetensors", "--qlora", "--class-prompt", "a shape",
+           "--class-images", "2", "--class-dir", str(tmp_path / "class"), "--prior-target", "base")
+    gen = torch.Generator().manual_seed(4)
+    zt, t, ids = torch.randn(2, 4, 16, 16, generator=gen), torch.tensor([200, 700]), seen["prior"].ids[:2]
+    base = UNet2DConditionModel.from_pretrained(tiny_base, subfolder="unet")
+    with torch.no_grad():
+        cond = CLIPTextModel.from_pretrained(tiny_base, subfolder="text_encoder")(ids)[0]
+        taught = seen["prior"].teacher(zt, t, ids)
+        assert torch.allclose(taught, base(zt, t, encoder_hidden_states=cond).sample, atol=1e-5)
+        four_bit = quantised(tiny_base)(zt, t, encoder_hidden_states=cond).sample
+        assert (taught - four_bit).abs().max() > 1e-3   # the rounded UNet (what trains) predicts otherwise
+        trains = seen["unet"](zt, t, encoder_hidden_states=cond).sample   # lora_B is zero: the 4-bit UNet
+        assert torch.allclose(trains, four_bit, atol=1e-5)
+
+
 def test_with_prior_weight_zero_the_class_images_do_not_change_the_update(tiny_base, instances, tmp_path, counted):
     a, b = tmp_path / "class-a", tmp_path / "class-b"
     _train(tiny_base, instances, tmp_path / "first.safetensors", "--class-prompt", "a shape", "--class-images", "3",
