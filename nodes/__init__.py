@@ -385,6 +385,23 @@ NODES: list[NodeSpec] = [
         description="Estimate a depth map (near bright, as MiDaS maps are): a control image for a depth ControlNet.",
         display_name="Image to Depth Map"),
     NodeSpec(
+        "PoseMap", "image", _lazy("pose", "run_pose_map"),
+        inputs=(Input("image", IMAGE, description="the images, one person in each (the whole image is searched "
+                                                  "as that person's box)"),),
+        params=(Param.choice("model", _names(FileKind.POSE), default="", file=FileKind.POSE,
+                             description="a transformers ViTPose model folder from the pose folder (COCO's 17 "
+                                         "body points, as usyd-community/vitpose-base-simple)"),
+                Param.int("resolution", 512, min=64, max=16384, step=64,
+                          description="the map's shorter side in pixels (the aspect ratio is kept)"),
+                Param.float("threshold", 0.3, min=0.0, max=1.0, step=0.01,
+                            description="the least score a keypoint needs to be drawn"),
+                Param.bool("xinsir_sticks", False,
+                           description="wider sticks on large maps, for xinsir's OpenPose ControlNets")),
+        outputs=(Output("image", IMAGE, description="the body in OpenPose's 18-point colours on black"),),
+        description="Estimate a person's pose and draw it as OpenPose's body skeleton: a control image for an "
+                    "OpenPose ControlNet (hands and face are not drawn).",
+        display_name="Image to Pose Map"),
+    NodeSpec(
         "UpscaleModelLoader", "loaders", _lazy("upscale", "run_upscale_model_loader"),
         params=(Param.choice("upscale_model", _names(FileKind.UPSCALE_MODEL), default="", file=FileKind.UPSCALE_MODEL,
                              description="an ESRGAN-family upscaler (.safetensors, or .pth read safely)"),),

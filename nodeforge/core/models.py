@@ -22,7 +22,8 @@ SUBFOLDERS = {FileKind.CHECKPOINT: "checkpoints", FileKind.LORA: "loras", FileKi
               FileKind.VAE: "vae", FileKind.EMBEDDING: "embeddings", FileKind.CONTROLNET: "controlnet",
               FileKind.UPSCALE_MODEL: "upscale_models", FileKind.DIFFUSION_MODEL: "diffusion_models",
               FileKind.TEXT_ENCODER: "text_encoders", FileKind.IPADAPTER: "ipadapter",
-              FileKind.CLIP_VISION: "clip_vision", FileKind.DEPTH: "depth"}
+              FileKind.CLIP_VISION: "clip_vision", FileKind.DEPTH: "depth",
+              FileKind.POSE: "pose"}
 EXTENSIONS = {
     FileKind.CHECKPOINT: (".safetensors", ".ckpt", ".pt", ".pth", ".bin"),
     FileKind.LORA: (".safetensors", ".ckpt", ".pt", ".bin"),
@@ -36,19 +37,22 @@ EXTENSIONS = {
     FileKind.IPADAPTER: (".safetensors", ".bin"),
     FileKind.CLIP_VISION: (".safetensors",),
     FileKind.DEPTH: (),     # folders only (a transformers repository's folder)
+    FileKind.POSE: (),
 }
 # What messages and dialogs call each kind ("missing upscale model ...").
 KIND_NAMES = {FileKind.CHECKPOINT: "checkpoint", FileKind.LORA: "LoRA", FileKind.IMAGE: "image",
               FileKind.VAE: "VAE", FileKind.EMBEDDING: "embedding", FileKind.CONTROLNET: "ControlNet",
               FileKind.UPSCALE_MODEL: "upscale model", FileKind.DIFFUSION_MODEL: "diffusion model",
               FileKind.TEXT_ENCODER: "text encoder", FileKind.IPADAPTER: "IP-Adapter",
-              FileKind.CLIP_VISION: "CLIP vision encoder", FileKind.DEPTH: "depth model"}
+              FileKind.CLIP_VISION: "CLIP vision encoder", FileKind.DEPTH: "depth model",
+              FileKind.POSE: "pose model"}
 # Folders inside the bundled resources/ for each kind.
 BUILTIN = {FileKind.CHECKPOINT: "models", FileKind.LORA: "loras", FileKind.IMAGE: "images",
            FileKind.VAE: "vae", FileKind.EMBEDDING: "embeddings", FileKind.CONTROLNET: "controlnet",
            FileKind.UPSCALE_MODEL: "upscale_models", FileKind.DIFFUSION_MODEL: "diffusion_models",
            FileKind.TEXT_ENCODER: "text_encoders", FileKind.IPADAPTER: "ipadapter",
-           FileKind.CLIP_VISION: "clip_vision", FileKind.DEPTH: "depth"}
+           FileKind.CLIP_VISION: "clip_vision", FileKind.DEPTH: "depth",
+           FileKind.POSE: "pose"}
 # The kinds that are models (what the editor's Models menu lists); images are inputs, not models.
 MODEL_KINDS = tuple(kind for kind in SUBFOLDERS if kind is not FileKind.IMAGE)
 # Kinds that may also be a folder (diffusers layout), and what such a folder holds (any one).
@@ -60,6 +64,7 @@ FOLDER_MARKERS = {
     FileKind.TEXT_ENCODER: ("config.json",),
     FileKind.CLIP_VISION: ("config.json",),
     FileKind.DEPTH: ("config.json",),
+    FileKind.POSE: ("config.json",),
     FileKind.EMBEDDING: ("learned_embeds.safetensors", "learned_embeds.bin"),
 }
 
@@ -70,7 +75,7 @@ BORROWS = {FileKind.VAE: FileKind.CHECKPOINT}
 # Kinds that are whole Hugging Face repositories (transformers folders): a name not in the model folders is
 # also looked for in the Hugging Face cache, as the repository's name ("dpt-hybrid-midas") or id
 # ("Intel/dpt-hybrid-midas"), so a user who downloaded it once (`hf download Intel/dpt-hybrid-midas`) has it.
-HUB_KINDS = (FileKind.DEPTH,)
+HUB_KINDS = (FileKind.DEPTH, FileKind.POSE)
 
 
 def hub_cache_dir() -> Path:

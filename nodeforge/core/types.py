@@ -61,6 +61,7 @@ class FileKind(_Named):
     IPADAPTER = "ipadapter"               # an IP-Adapter (ComfyUI's models/ipadapter)
     CLIP_VISION = "clip_vision"           # a CLIP image encoder (ComfyUI's models/clip_vision)
     DEPTH = "depth"                       # a transformers depth-estimation model folder (models/depth)
+    POSE = "pose"                         # a transformers ViTPose model folder (models/pose)
 
 
 class ParamRole(_Named):

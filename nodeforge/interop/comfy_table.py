@@ -295,6 +295,27 @@ def _depth_model_is(*names: str) -> NodeTest:
     return lambda nid, node, workflow: node.params.get("model") in names
 
 
+# comfyui_controlnet_aux's OpenPose preprocessor: NodeForge's PoseMap with a ViTPose model (nodes/pose.py).
+VITPOSE = "vitpose-base-simple"
+_POSE_NOTE = ("the pose is estimated by NodeForge's Image to Pose Map with the transformers ViTPose model in "
+              f"models/pose/{VITPOSE} (the folder of the Hugging Face repository usyd-community/{VITPOSE}), not "
+              "OpenPose's own network, and drawn in OpenPose's body format: the same kind of map, not pixel for "
+              "pixel; one person per image (the whole image is that person's box)")
+
+
+def _pose_widgets(values: dict[str, Any], params: dict[str, Any], notes: Notes) -> None:
+    """Hands and face are not drawn (said when the file asks for them); an old version's 'v1'/'v1.1' in the
+    resolution's place keeps the default resolution."""
+    if not isinstance(params.get("resolution", 512), (int, float)):
+        params.pop("resolution")
+    parts = [part for part in ("hand", "face") if values.get(f"detect_{part}") == "enable"]
+    if parts:
+        notes.warn(f"detect_{' and detect_'.join(parts)} are on: NodeForge draws the body only (no "
+                   f"{' and no '.join(parts)} keypoints)")
+    if values.get("detect_body") == "disable":
+        notes.warn("detect_body is off, but NodeForge's pose map is the body: it is drawn")
+
+
 def _zsnr_note(values: dict[str, Any], params: dict[str, Any], notes: Notes) -> None:
     if params.get("zsnr") is True:
         notes.warn("zsnr follows diffusers' zero-terminal-SNR rescale (its samplers' own last noise level); "
@@ -307,6 +328,14 @@ def _enabled_in(value: Any, notes: Notes) -> Any:
 
 def _enabled_out(value: Any, notes: Notes) -> str:
     return "enabled" if value else "disabled"
+
+
+def _on_in(value: Any, notes: Notes) -> Any:
+    return value == "enable" if value in ("enable", "disable") else value
+
+
+def _on_out(value: Any, notes: Notes) -> str:
+    return "enable" if value else "disable"
 
 
 def _one_factor(values: dict[str, Any], params: dict[str, Any], notes: Notes) -> None:
@@ -862,6 +891,11 @@ ROWS: tuple[ClassMap, ...] = (
               Widget("resolution")), (("image", "image"),), ("image",),
              note=_DEPTH_NOTE.format(folder="Depth-Anything-V2-Large-hf (vitl; Base-hf, Small-hf)",
                                       repo="depth-anything/Depth-Anything-V2-Large-hf")),
+    ClassMap("OpenposePreprocessor", "PoseMap", "OpenPose Pose Recognition",
+             (Widget("detect_hand", None, export_default="disable"), Widget("detect_body", None, export_default="enable"),
+              Widget("detect_face", None, export_default="disable"), Widget("resolution"),
+              Widget("scale_stick_for_xinsr_cn", "xinsir_sticks", load=_on_in, save=_on_out)),
+             (("image", "image"),), ("image",), fixed={"model": VITPOSE}, derive=_pose_widgets, note=_POSE_NOTE),
     ClassMap("Image Comparer (rgthree)", "Preview", "Image Comparer (rgthree)", (), (("image_a", "image"),), (),
              optional_inputs=("image_b",), remember=False, export_only_if=_never,
              note="shown as a preview of image_a (NodeForge has no comparer; image_b is not shown)"),

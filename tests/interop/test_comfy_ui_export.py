@@ -31,6 +31,8 @@ CHANGED_ON_IMPORT = {
     # the seed from rgthree's Seed node 9, and rgthree's -1 (a new seed each run) as 0 randomized after each run
     # MiDaS's a and bg_threshold only shape its normal map: not kept, ComfyUI's defaults written
     ("comfy-depth-0.4.json", "2"): [6.283185307179586, 0.1, 1024],
+    # NodeForge's pose map draws the body only: hands and face go back off
+    ("comfy-pose-0.4.json", "2"): ["disable", "enable", "disable", 768, "enable"],
     ("comfy-resize-0.4.json", "10"): [1234, "fixed"],
     ("comfy-resize-0.4.json", "12"): [0, "randomize"],
     # widgets fed by pack constants (easy int, Int-🔬, FloatConstant, easy float, String-🔬): their values
