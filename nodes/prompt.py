@@ -31,6 +31,13 @@ from .wrappers import ClipModel
 WINDOW = 75
 
 
+def window_of(tokenizer: Any) -> int:
+    """Tokens per window: 75, or fewer where the tokenizer pads to less than 77 (its
+    model_max_length, which diffusers' pipelines pad to: a small model trained on short contexts)."""
+    length = getattr(tokenizer, "model_max_length", None)
+    return min(WINDOW, length - 2) if isinstance(length, int) and length > 2 else WINDOW
+
+
 @dataclasses.dataclass
 class Tokens:
     """A prompt's tokens without BOS/EOS: ids, one weight each, and for embedding positions the
@@ -54,10 +61,11 @@ def tokenize_prompt(tokenizer: Any, text: str, embeddings: EmbeddingLookup | Non
             for piece, is_embedding in pieces:
                 if is_embedding and embeddings is not None:
                     rows = embeddings.get(piece).for_width(width, what)
-                    if len(rows) > WINDOW:   # it would be cut across two windows, each read on its own
-                        raise NodeError(f"embedding {piece!r} has {len(rows)} vectors, more than the {WINDOW} a "
+                    window = window_of(tokenizer)
+                    if len(rows) > window:   # it would be cut across two windows, each read on its own
+                        raise NodeError(f"embedding {piece!r} has {len(rows)} vectors, more than the {window} a "
                                         f"prompt window of the {what} holds; it cannot be used whole (train or "
-                                        f"pick one with at most {WINDOW})", field="text")
+                                        f"pick one with at most {window})", field="text")
                     group = max(out.groups, default=0) + 1
                     # a placeholder id (BOS: never the EOS the pooled output is read at); the vector replaces it
                     out.ids.extend([tokenizer.bos_token_id] * len(rows))
@@ -100,8 +108,10 @@ Chunk = tuple[list[int], list[float], dict[int, torch.Tensor]]   # 77 ids, weigh
 
 
 def chunk_tokens(tokenizer: Any, ids: list[int], weights: list[float], tokens: Tokens | None = None) -> list[Chunk]:
-    """Windows of 75 tokens framed as BOS + tokens + EOS + padding = 77 (at least one window). An
-    embedding that would straddle two windows moves whole to the next one (as ComfyUI keeps words)."""
+    """Windows of 75 tokens framed as BOS + tokens + EOS + padding = 77 (at least one window; shorter
+    where the tokenizer pads to less, see window_of). An embedding that would straddle two windows
+    moves whole to the next one (as ComfyUI keeps words)."""
+    size = window_of(tokenizer)
     bos, eos = tokenizer.bos_token_id, tokenizer.eos_token_id
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos
     groups = tokens.groups if tokens is not None else [0] * len(ids)
@@ -113,12 +123,12 @@ def chunk_tokens(tokenizer: Any, ids: list[int], weights: list[float], tokens: T
         j = i + 1
         while groups[i] and j < len(ids) and groups[j] == groups[i]:
             j += 1
-        if current and len(current) + (j - i) > WINDOW >= j - i:
+        if current and len(current) + (j - i) > size >= j - i:
             windows.append(current)
             current = []
         for k in range(i, j):
             current.append(k)
-            if len(current) == WINDOW:
+            if len(current) == size:
                 windows.append(current)
                 current = []
         i = j
@@ -126,7 +136,7 @@ def chunk_tokens(tokenizer: Any, ids: list[int], weights: list[float], tokens: T
         windows.append(current)
     chunks = []
     for window in windows:
-        fill = WINDOW - len(window)
+        fill = size - len(window)
         rows = {1 + n: vectors[k] for n, k in enumerate(window) if vectors[k] is not None}
         chunks.append(([bos] + [ids[k] for k in window] + [eos] + [pad] * fill,
                        [1.0] + [weights[k] for k in window] + [1.0] + [1.0] * fill, rows))

@@ -8,7 +8,9 @@ flow-matching objective: x_t = (1 - s) x0 + s n, the transformer at timestep 100
 velocity n - x0, with s drawn logit-normally and shifted as the sampler will (SD3's recipe), mixed
 with a share of uniform draws so the last, low-noise steps are learned too.
 
-Without T5, StableDiffusion3Pipeline gives the transformer 256 zero tokens after the 77 CLIP tokens.
+The CLIP encoders read 16 tokens (`--context`, saved as the tokenizer's model_max_length, which the
+pipeline and NodeForge pad to): the longest caption takes 10, and 77 would double a step's time.
+Without T5, StableDiffusion3Pipeline gives the transformer 256 zero tokens after the CLIP tokens.
 Those tokens are identical at every layer (no position embedding reaches the text stream), so the
 trainer feeds one of them with log(256) added to its attention logit: the same function at a
 third of the cost (`KeyBiasJointAttention`; tests/training/test_training_flow.py checks it).
@@ -42,6 +44,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--uniform", type=real(0, 1), default=0.3, help="share of noise levels drawn uniformly")
     p.add_argument("--width", type=whole(32, why="heads of 32", multiple=32), default=128, help="transformer width")
     p.add_argument("--layers", type=whole(1), default=6, help="transformer blocks")
+    p.add_argument("--context", type=whole(4), default=16,
+                   help="tokens each CLIP encoder reads, written as the saved tokenizer's model_max_length (what "
+                        "StableDiffusion3Pipeline pads to): the longest caption takes 10; 77 doubles a step's time")
     p.add_argument("--patch", type=whole(1), default=2,
                    help="latent pixels per token side (1: four times the tokens, finer edges, slower)")
     p.add_argument("--teacher-weight", type=real(0, 1), default=0.0,
@@ -172,7 +177,8 @@ def prompt_embeds(parts: dict[str, Any], tokenizer: Any, captions: list[str], ze
     import torch
     import torch.nn.functional as F
 
-    ids = tokenizer(captions, padding="max_length", max_length=77, truncation=True, return_tensors="pt").input_ids
+    ids = tokenizer(captions, padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
+                    return_tensors="pt").input_ids
     outs = [parts[k](ids, output_hidden_states=True) for k in ("text_encoder", "text_encoder_2")]
     hidden = torch.cat([o.hidden_states[-2] for o in outs], dim=-1)
     width = parts["transformer"].config.joint_attention_dim
@@ -269,7 +275,7 @@ def train(args: argparse.Namespace, parts: dict[str, Any], latents: Any, caption
         ema.shadow, ema.steps, done = state["ema"], state["step"], state["step"]
         generator.set_state(state["generator"])
     image_tokens = (latents.shape[-1] // parts["transformer"].config.patch_size) ** 2
-    use_shared_zero_token(parts["transformer"], image_tokens)
+    use_shared_zero_token(parts["transformer"], image_tokens, clip_tokens=tokenizer.model_max_length)
     progress = Progress(args.steps, name=NAME, start=done)
     for step in range(done + 1, args.steps + 1):
         for group in opt.param_groups:
@@ -296,8 +302,9 @@ def train(args: argparse.Namespace, parts: dict[str, Any], latents: Any, caption
     return loss_value, ema
 
 
-def load_base(base: Path) -> tuple[Any, Any]:
-    """The base's VAE (frozen; shift_factor 0 written for SD3's pipeline) and tokenizer."""
+def load_base(base: Path, context: int = 77) -> tuple[Any, Any]:
+    """The base's VAE (frozen; shift_factor 0 written for SD3's pipeline) and tokenizer (reading
+    `context` tokens)."""
     from diffusers import AutoencoderKL
     from transformers import CLIPTokenizer
 
@@ -307,7 +314,9 @@ def load_base(base: Path) -> tuple[Any, Any]:
     vae = AutoencoderKL.from_pretrained(str(base), subfolder="vae", local_files_only=True).eval().requires_grad_(False)
     if vae.config.shift_factor is None:   # SD3's pipeline adds the shift when decoding: 0 is this VAE's
         vae.register_to_config(shift_factor=0.0)
-    return vae, CLIPTokenizer.from_pretrained(str(base), subfolder="tokenizer", local_files_only=True)
+    tokenizer = CLIPTokenizer.from_pretrained(str(base), subfolder="tokenizer", local_files_only=True)
+    tokenizer.model_max_length = context
+    return vae, tokenizer
 
 
 def training_latents(args: argparse.Namespace, vae: Any) -> tuple[Any, list[str]]:
@@ -345,7 +354,7 @@ def checkpoint_pipeline(argv: list[str]) -> Any:
 
     args = parse_args(argv)
     base = args.base or builtin_dir("resources") / "models" / "nodeforge-shapes"
-    vae, tokenizer = load_base(base)
+    vae, tokenizer = load_base(base, args.context)
     parts = make_parts(args, vae, base)
     state = _checkpoint(args.work)
     if state is None:
@@ -365,7 +374,7 @@ def main(argv: list[str] | None = None) -> int:
     from nodeforge.paths import builtin_dir
 
     base = args.base or builtin_dir("resources") / "models" / "nodeforge-shapes"
-    vae, tokenizer = load_base(base)
+    vae, tokenizer = load_base(base, args.context)
     t0 = time.time()
     latents, captions = training_latents(args, vae)
     parts = make_parts(args, vae, base)

@@ -1,7 +1,7 @@
 """SD3 text encoding, as StableDiffusion3Pipeline.encode_prompt does it.
 
 CLIP-L and CLIP-G each read the prompt padded to 77 tokens (BOS + tokens + EOS + the tokenizer's
-pad) and give their penultimate hidden states (clip skip moves that layer, as CLIPSetLastLayer)
+pad; fewer where the tokenizer's model_max_length says so, as the pipeline pads) and give their penultimate hidden states (clip skip moves that layer, as CLIPSetLastLayer)
 and their pooled projections; the two hidden states are concatenated (768 + 1280 wide), padded
 with zeros to the transformer's width (joint_attention_dim, 4096) and followed by T5-XXL's
 last hidden state over the prompt padded to 256 tokens (zeros in its place when the model has no

@@ -138,6 +138,34 @@ def test_without_t5_the_prompt_ends_in_256_zero_tokens(sd3_engine, sd3_dir):
     torch.testing.assert_close(entry["embeds"], embeds, atol=1e-4, rtol=1e-4)
 
 
+def test_a_tokenizer_that_pads_to_16_gives_the_pipelines_shorter_prompt(make_engine, tmp_path):
+    """A small model trained on short contexts saves model_max_length 16 (nodeforge-shapes-flow):
+    the pipeline pads to it, and so does NodeForge, window by window for longer prompts."""
+    from diffusers import StableDiffusion3Pipeline
+    from nodeforge import Workflow
+
+    parts = ts.make_sd3_components(4, t5=False)
+    parts["tokenizer"].model_max_length = parts["tokenizer_2"].model_max_length = 16
+    ts.save_sd3_folder(parts, tmp_path / "checkpoints" / "short")
+    engine = make_engine(tmp_path / "out", tmp_path)
+
+    def encoded(text):
+        wf = Workflow()
+        wf.add("CheckpointLoader", {"checkpoint": "short"}, node_id="ckpt")
+        wf.add("TextEncoder", {"text": text}, {"clip": ("ckpt", "clip")}, node_id="pos")
+        return engine.run(wf, outputs=["pos"]).outputs["pos"]["conditioning"][0]
+
+    pipe = StableDiffusion3Pipeline.from_pretrained(str(tmp_path / "checkpoints" / "short"), text_encoder_3=None,
+                                                    tokenizer_3=None)
+    entry = encoded("a red circle on a blue background")
+    embeds, _, pooled, _ = pipe.encode_prompt("a red circle on a blue background", None, None,
+                                              do_classifier_free_guidance=False)
+    assert entry["embeds"].shape == (1, 16 + 256, 32)
+    torch.testing.assert_close(entry["embeds"], embeds, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(entry["pooled"], pooled, atol=1e-5, rtol=1e-5)
+    assert encoded(" ".join(["red circle"] * 10))["embeds"].shape == (1, 2 * 16 + 256, 32)   # 20 tokens: 2 windows
+
+
 def test_prompt_weights_and_long_prompts_reach_the_sd3_encoders(sd3_engine):
     from nodeforge import Workflow
 

@@ -123,6 +123,9 @@ def test_a_three_step_run_saves_a_flow_model_both_loaders_read(tmp_path):
     assert pipe.text_encoder_3 is None and pipe.scheduler.config.shift == 1.0   # the default: no shift at 64 px
     config = pipe.transformer.config   # positions one unit apart; the pipeline's default size is the training size
     assert (config.sample_size, config.pos_embed_max_size) == (16, None) and pipe.default_sample_size == 16
+    embeds, _, _, _ = pipe.encode_prompt("a small red circle on a blue background", None, None,
+                                         do_classifier_free_guidance=False)
+    assert pipe.tokenizer_max_length == 16 and embeds.shape[1] == 16 + 256   # --context: what training read
     unet, clip, vae = load_checkpoint(out, "cpu").wrappers()
     assert (unet.family, unet.latent_channels, vae.factor) == ("sd3", 4, 4) and clip.text_encoder_3 is None
     image = pipe("a red circle", num_inference_steps=2, height=64, width=64, output_type="np",
