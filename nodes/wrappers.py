@@ -188,11 +188,21 @@ class UNetModel(OnModule):
             yield
 
     def nodeforge_nbytes(self) -> int:
-        # A LoRA'd (FreeU'd, IP-Adapted, guided...) wrapper shares the base weights; count only what it adds.
-        defaults = {f.name: f.default for f in dataclasses.fields(self) if f.name in _UNET_ADDED}
-        if any(_set(getattr(self, name), default) for name, default in defaults.items()):
+        # A LoRA'd (FreeU'd, IP-Adapted, resampled...) wrapper shares the base weights; count only what it adds.
+        if self.is_copy():
             return sum(p.nbytes() for p in self.loras) + sum(a.nbytes() for a in self.ip_adapters)
         return _module_nbytes(self.unet)
+
+    def is_copy(self) -> bool:
+        """Whether a model node made this wrapper from another (dataclasses.replace, sharing its weights).
+        With a loader's record (`owner`): any field that is not the loader's own object, so a node that
+        changes the sampling (ModelSamplingDiscrete, ModelSamplingSD3, ...) counts too; without one:
+        any of the settings the model nodes add."""
+        loaded = getattr(self.owner, "unet_fields", None) or getattr(self.owner, "fields", None)
+        if isinstance(loaded, dict):
+            return any(getattr(self, f.name) is not loaded.get(f.name, f.default)
+                       for f in dataclasses.fields(self) if f.name != "owner")
+        return any(_set(getattr(self, f.name), f.default) for f in dataclasses.fields(self) if f.name in _UNET_ADDED)
 
 
 # What the model nodes add to a copy of a UNetModel (dataclasses.replace), which shares its base's weights.

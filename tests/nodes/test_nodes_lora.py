@@ -260,6 +260,24 @@ def test_cache_sizes_count_shared_weights_once(engine, make_txt2img):
     assert estimate_nbytes(out["ckpt"]["vae"]) > 0
 
 
+@pytest.mark.parametrize("sampling, zsnr", [("v_prediction", True), ("eps", False)])
+def test_model_sampling_discrete_s_copy_of_the_unet_is_counted_once_in_the_cache(fresh_engine, make_txt2img,
+                                                                                 sampling, zsnr):
+    from nodeforge.core.cache import estimate_nbytes
+
+    wf = make_txt2img()
+    fresh_engine.run(wf, outputs=["ckpt"])
+    loaded = fresh_engine.cache.stats().nbytes
+    wf.add("ModelSamplingDiscrete", {"sampling": sampling, "zsnr": zsnr}, {"unet": ("ckpt", "unet")}, node_id="msd")
+    out = fresh_engine.run(wf, outputs=["ckpt", "msd"]).outputs
+    base, resampled = out["ckpt"]["unet"], out["msd"]["unet"]
+    params = sum(p.numel() * p.element_size() for p in base.unet.parameters())
+    buffers = sum(b.numel() * b.element_size() for b in base.unet.buffers())
+    assert resampled is not base and resampled.unet is base.unet   # eps, no zsnr: the same config, a copy still
+    assert (estimate_nbytes(base), estimate_nbytes(resampled)) == (params + buffers, 0)
+    assert fresh_engine.cache.stats().entries == 2 and fresh_engine.cache.stats().nbytes == loaded
+
+
 def test_a_damaged_lora_file_is_an_error_on_the_lora_field(engine, models_dir, make_txt2img):
     (models_dir / "loras" / "damaged.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json")
     with pytest.raises(NodeExecutionError) as info:
