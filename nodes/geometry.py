@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from nodeforge.core.errors import NodeError
 
-from .latents import other_shape, resize_mask, warn_if_stretched
+from .latents import other_shape, resize_mask, warn_if_latent_cropped, warn_if_stretched
 from .vae import encode, warn_if_cropped
 from .wrappers import VAEModel
 
@@ -358,6 +358,7 @@ def run_latent_blend(ctx: Any, latent_1: dict[str, Any], latent_2: dict[str, Any
         latent_1 = {**{k: v for k, v in latent_1.items() if k not in ("width", "height", "batch_size")},
                     "factor": factor}
     if a.shape != b.shape:
+        warn_if_latent_cropped(ctx, b, a, _factor(latent_1))
         b = _interpolate(_center_crop(b, a.shape[-1], a.shape[-2]), tuple(a.shape[-2:]), "bicubic")
     return {"latent": {**latent_1, "samples": a * f + b * (1 - f)}}
 

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from nodeforge.core.errors import NodeError
 
 from .geometry import _center_crop, _factor, _to_batch
+from .latents import warn_if_latent_cropped
 
 FLIPS = {"x-axis: vertically": 2, "y-axis: horizontally": 3}          # ComfyUI's choice -> tensor dim
 ROTATIONS = {"none": 0, "90 degrees": 1, "180 degrees": 2, "270 degrees": 3}   # clockwise quarter turns
@@ -47,21 +48,23 @@ def reshape_to(target: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return _to_batch(x, target.shape[0])
 
 
-def _arithmetic(latent_1: dict[str, Any], latent_2: dict[str, Any], sign: float) -> dict[str, Any]:
+def _arithmetic(ctx: Any, latent_1: dict[str, Any], latent_2: dict[str, Any], sign: float) -> dict[str, Any]:
     a, b = _pair(latent_1, latent_2)
     if a is None:              # zeros and zeros
         return {"latent": dict(latent_1)}
+    warn_if_latent_cropped(ctx, b, a, _factor(latent_1 if latent_1.get("samples") is not None else latent_2))
     return {"latent": {**latent_1, "samples": a + sign * reshape_to(a, b)}}
 
 
 def run_latent_add(ctx: Any, latent_1: dict[str, Any], latent_2: dict[str, Any]) -> dict[str, Any]:
-    """latent_1 + latent_2 (latent_2 resized and batched to latent_1's shape); latent_1's mask is kept."""
-    return _arithmetic(latent_1, latent_2, 1.0)
+    """latent_1 + latent_2 (latent_2 resized and batched to latent_1's shape; a crop to its aspect is
+    warned of); latent_1's mask is kept."""
+    return _arithmetic(ctx, latent_1, latent_2, 1.0)
 
 
 def run_latent_subtract(ctx: Any, latent_1: dict[str, Any], latent_2: dict[str, Any]) -> dict[str, Any]:
     """latent_1 - latent_2, as LatentAdd."""
-    return _arithmetic(latent_1, latent_2, -1.0)
+    return _arithmetic(ctx, latent_1, latent_2, -1.0)
 
 
 def run_latent_multiply(ctx: Any, latent: dict[str, Any], multiplier: float) -> dict[str, Any]:
@@ -128,6 +131,15 @@ def _feather_mask(shape: tuple[int, ...], feather: int, edges: tuple[bool, bool,
     return mask
 
 
+def _cut_note(source: tuple[int, int], kept: tuple[int, int], destination: tuple[int, int], at: tuple[int, int],
+              factor: int) -> str:
+    """What LatentComposite's cut at the destination's edges lost, in image pixels."""
+    (sh, sw), (kh, kw), (dh, dw) = ((a * factor, b * factor) for a, b in (source, kept, destination))
+    what = "nothing of it is pasted" if kh * kw == 0 else f"only its top-left {kw}x{kh} is pasted, the rest is cut"
+    return (f"the source is {sw}x{sh} but the destination is {dw}x{dh} and the source goes at x {at[0]}, y "
+            f"{at[1]}: {what}; move x/y, or crop or scale the source to fit")
+
+
 def run_latent_composite(ctx: Any, destination: dict[str, Any], source: dict[str, Any], x: int, y: int,
                          feather: int) -> dict[str, Any]:
     """ComfyUI's LatentComposite: source pasted into destination at (x, y) image pixels, cut at
@@ -142,6 +154,8 @@ def run_latent_composite(ctx: Any, destination: dict[str, Any], source: dict[str
     part = _to_batch(pasted, dest.shape[0])[:, :, :max(0, height - top), :max(0, width - left)].to(dest.dtype)
     out = dest.clone()
     ph, pw = part.shape[-2:]
+    if ctx is not None and (ph, pw) != tuple(pasted.shape[-2:]):   # ComfyUI cuts without a word
+        ctx.warn(_cut_note(tuple(pasted.shape[-2:]), (ph, pw), (height, width), (x, y), f))
     if blend > 0:
         mask = _feather_mask(tuple(part.shape), blend, (top != 0, top + ph < height, left != 0, left + pw < width))
         part = part * mask + out[:, :, top:top + ph, left:left + pw] * (1 - mask)

@@ -53,6 +53,17 @@ def warn_if_stretched(mask: torch.Tensor, height: int, width: int, what: str) ->
                  "may miss what it was painted over; give a mask of the same shape")
 
 
+def warn_if_latent_cropped(ctx: Any, latent_2: torch.Tensor, latent_1: torch.Tensor, factor: int) -> None:
+    """Tell the user (the running node's warning) when LatentAdd, LatentSubtract or LatentBlend brings
+    latent_2 of another aspect to latent_1's shape: its centre is cropped, which ComfyUI does without
+    a word. Sizes in image pixels (latent pixels x the VAE factor)."""
+    (h2, w2), (h1, w1) = (tuple(int(n) * factor for n in t.shape[-2:]) for t in (latent_2, latent_1))
+    if ctx is not None and other_shape(w2, h2, w1, h1):
+        ctx.warn(f"latent_2 is {w2}x{h2} but latent_1 is {w1}x{h1}: latent_2's centre is cropped to that shape and "
+                 f"resized, so its edges are lost; give latents of one shape (crop or upscale latent_2 to "
+                 f"{w1}x{h1} first)")
+
+
 def resize_mask(mask: torch.Tensor, batch: int, height: int, width: int) -> torch.Tensor:
     """A MASK [B, H, W] (or [H, W]) as [batch, 1, height, width] in 0..1."""
     mask = mask.float()

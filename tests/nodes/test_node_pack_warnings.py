@@ -87,3 +87,46 @@ def test_an_image_batch_of_two_shapes_says_the_second_is_cropped(engine):
     assert _warnings(engine, wf, ["both"]) == [
         ("both", "image2 is 64x32 but image1 is 32x32: image2's centre is cropped to that shape and resized, so its "
                  "edges are lost; give images of one shape")]
+
+
+def _two_latents(make_txt2img, first, second):
+    """The tiny model's encodes of two grey images of the given (width, height): nodes "one" and "two"."""
+    wf = make_txt2img()
+    for nid, (width, height) in (("one", first), ("two", second)):
+        wf.add("EmptyImage", {"width": width, "height": height, "color": 0x808080}, node_id=f"{nid}-img")
+        wf.add("VAEEncode", {}, {"vae": ("ckpt", "vae"), "image": (f"{nid}-img", "image")}, node_id=nid)
+    return wf
+
+
+@pytest.mark.parametrize("node_type, params", [("LatentAdd", {}), ("LatentSubtract", {}),
+                                               ("LatentBlend", {"blend_factor": 0.5})])
+def test_latent_maths_on_a_latent_of_another_shape_says_its_edges_are_cropped(engine, make_txt2img, node_type,
+                                                                               params):
+    wf = _two_latents(make_txt2img, (32, 32), (64, 32))
+    wf.add(node_type, params, {"latent_1": ("one", "latent"), "latent_2": ("two", "latent")}, node_id="maths")
+    heard = []
+    out = engine.run(wf, outputs=["maths"], on_event=heard.append).outputs
+    said = [(e.node_id, e.node_type, e.message) for e in heard if isinstance(e, ev.NodeWarning)]
+    assert said == [("maths", node_type, "latent_2 is 64x32 but latent_1 is 32x32: latent_2's centre is cropped to "
+                                         "that shape and resized, so its edges are lost; give latents of one shape "
+                                         "(crop or upscale latent_2 to 32x32 first)")]
+    assert out["maths"]["latent"]["samples"].shape[-2:] == (8, 8)   # the run goes on, in latent_1's shape
+    same_aspect = _two_latents(make_txt2img, (32, 32), (64, 64))     # only resized: nothing lost, nothing said
+    same_aspect.add(node_type, params, {"latent_1": ("one", "latent"), "latent_2": ("two", "latent")},
+                    node_id="maths")
+    assert _warnings(engine, same_aspect, ["maths"]) == []
+
+
+@pytest.mark.parametrize("x, y, said", [
+    (16, 0, "only its top-left 16x16 is pasted, the rest is cut"),
+    (32, 0, "nothing of it is pasted"),
+    (0, 16, None),
+])
+def test_latent_composite_says_what_the_destination_s_edges_cut_from_the_source(engine, make_txt2img, x, y, said):
+    wf = _two_latents(make_txt2img, (32, 32), (32, 16))
+    wf.add("LatentComposite", {"x": x, "y": y, "feather": 0},
+           {"destination": ("one", "latent"), "source": ("two", "latent")}, node_id="paste")
+    expected = [] if said is None else [
+        ("paste", f"the source is 32x16 but the destination is 32x32 and the source goes at x {x}, y {y}: {said}; "
+                  "move x/y, or crop or scale the source to fit")]
+    assert _warnings(engine, wf, ["paste"]) == expected
