@@ -48,3 +48,34 @@ def validate(registry):
 
     engine = Engine(device="cpu", registry=registry, model_paths=ModelPaths(roots=[], include_builtin=False))
     return lambda workflow: engine.validate(workflow, check_files=False)
+
+
+class ExportedBack:
+    """A fixture file imported and exported again as an API prompt (`prompt`), beside the API prompt it
+    was made from (`original`); `workflow`: the imported graph."""
+
+    def __init__(self, workflow, prompt: dict, original: dict) -> None:
+        self.workflow, self.prompt, self.original = workflow, prompt, original
+
+    def assert_kept(self, nids, class_type: str | None = None) -> None:
+        """Each node of `nids` went back as its original class (or `class_type`) with the original's inputs."""
+        for nid in nids:
+            assert self.prompt[nid]["class_type"] == (class_type or self.original[nid]["class_type"]), nid
+            assert self.prompt[nid]["inputs"] == self.original[nid]["inputs"], (nid, self.original[nid]["class_type"])
+
+
+@pytest.fixture
+def exported_back(read, registry, validate):
+    """`exported_back(name, original)`: the fixture `name` (UI 0.4 or API) imported and exported as an API
+    prompt, beside the API prompt `original` in data/; with `valid=True` the imported graph must validate."""
+    import json
+
+    from nodeforge.interop import export_comfyui_api
+
+    def go(name, original: str, valid: bool = False) -> ExportedBack:
+        workflow = read(name).workflow
+        if valid:
+            assert validate(workflow) == []
+        prompt = export_comfyui_api(workflow, registry=registry)
+        return ExportedBack(workflow, prompt, json.loads((DATA / original).read_text()))
+    return go

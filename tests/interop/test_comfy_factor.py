@@ -61,12 +61,10 @@ def test_a_load_text_file_that_feeds_something_stays_a_placeholder(read, tmp_pat
 
 
 @pytest.mark.parametrize("name", FORMATS)
-def test_factor_and_blend_nodes_export_back_as_their_classes_with_the_same_values(read, registry, name):
-    prompt = comfy_export.export_comfyui_api(read(name).workflow, registry=registry)
-    original = json.loads((DATA / "comfy-factor-api.json").read_text())
+def test_factor_and_blend_nodes_export_back_as_their_classes_with_the_same_values(exported_back, name):
+    back = exported_back(name, "comfy-factor-api.json")
     for nid, comfy in CLASSES.items():
-        assert prompt[nid]["class_type"] == comfy, nid
-        assert prompt[nid]["inputs"] == original[nid]["inputs"], nid
+        back.assert_kept([nid], comfy)
 
 
 def test_a_simple_factor_node_with_two_factors_goes_back_as_the_two_factor_class(read, registry):

@@ -3,14 +3,10 @@ with every value and link, in a UI file and an API prompt alike, and go back und
 names (comfy-ops-*.json, one graph in both forms)."""
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import pytest
 
-from nodeforge.interop import comfy_export, comfy_packs, comfy_table
+from nodeforge.interop import comfy_packs, comfy_table
 
-DATA = Path(__file__).resolve().parent / "data"
 FORMATS = ["comfy-ops-0.4.json", "comfy-ops-api.json"]
 
 OPS = {
@@ -63,16 +59,11 @@ def test_each_operation_comes_in_with_its_values_and_links(read, name):
 
 
 @pytest.mark.parametrize("name", FORMATS)
-def test_the_graph_validates_and_exports_back_under_comfyuis_names(read, registry, validate, name):
-    workflow = read(name).workflow
-    assert validate(workflow) == []
-    prompt = comfy_export.export_comfyui_api(workflow, registry=registry)
-    original = json.loads((DATA / "comfy-ops-api.json").read_text())
-    for nid in set(original) - {"29"}:
-        assert prompt[nid]["class_type"] == original[nid]["class_type"], nid
-        assert prompt[nid]["inputs"] == original[nid]["inputs"], nid
-    assert prompt["29"] == {"class_type": "CheckpointLoaderSimple", "_meta": {"title": "Load Checkpoint"},
-                            "inputs": {"ckpt_name": "v1-5-pruned-emaonly.safetensors"}}
+def test_the_graph_validates_and_exports_back_under_comfyuis_names(exported_back, name):
+    back = exported_back(name, "comfy-ops-api.json", valid=True)
+    back.assert_kept(sorted(set(back.original) - {"29"}))
+    assert back.prompt["29"] == {"class_type": "CheckpointLoaderSimple", "_meta": {"title": "Load Checkpoint"},
+                                 "inputs": {"ckpt_name": "v1-5-pruned-emaonly.safetensors"}}
 
 
 def test_no_class_is_both_mapped_and_listed_as_unsupported():

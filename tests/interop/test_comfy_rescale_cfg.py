@@ -3,14 +3,10 @@ from a UI 0.4 file and an API prompt alike, warns that eps models differ from Co
 under its ComfyUI name with the same values (comfy-rescale-cfg-*.json, one graph in both forms)."""
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import pytest
 
-from nodeforge.interop import comfy_export, comfy_packs, comfy_table
+from nodeforge.interop import comfy_packs, comfy_table
 
-DATA = Path(__file__).resolve().parent / "data"
 FORMATS = ["comfy-rescale-cfg-0.4.json", "comfy-rescale-cfg-api.json"]
 NOTE = ("node 10 (RescaleCFG): NodeForge rescales the UNet's noise prediction as diffusers' guidance_rescale does; "
         "ComfyUI rescales in v-prediction form, so on eps models (most SD 1.x and XL) the image differs slightly")
@@ -28,15 +24,11 @@ def test_rescale_cfg_comes_in_with_its_multiplier_between_the_loader_and_the_sam
 
 
 @pytest.mark.parametrize("name", FORMATS)
-def test_rescale_cfg_validates_and_exports_back_with_the_same_values(read, registry, validate, name):
-    workflow = read(name).workflow
-    assert validate(workflow) == []
-    prompt = comfy_export.export_comfyui_api(workflow, registry=registry)
-    assert prompt["10"]["class_type"] == "RescaleCFG"
-    assert prompt["10"]["inputs"] == {"multiplier": 0.65, "model": ["4", 0]}
-    assert prompt["3"]["inputs"]["model"] == ["10", 0]
-    original = json.loads((DATA / "comfy-rescale-cfg-api.json").read_text())
-    assert prompt["10"]["inputs"] == original["10"]["inputs"]
+def test_rescale_cfg_validates_and_exports_back_with_the_same_values(exported_back, name):
+    back = exported_back(name, "comfy-rescale-cfg-api.json", valid=True)
+    back.assert_kept(["10"], "RescaleCFG")
+    assert back.prompt["10"]["inputs"] == {"multiplier": 0.65, "model": ["4", 0]}
+    assert back.prompt["3"]["inputs"]["model"] == ["10", 0]
 
 
 def test_rescale_cfg_is_mapped_and_no_longer_listed_as_unsupported():

@@ -4,14 +4,10 @@ and goes back under its ComfyUI name with the same values (comfy-sag-*.json: one
 the values of a shared CosXL workflow)."""
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import pytest
 
-from nodeforge.interop import comfy_export, comfy_packs, comfy_table
+from nodeforge.interop import comfy_packs, comfy_table
 
-DATA = Path(__file__).resolve().parent / "data"
 FORMATS = ["comfy-sag-0.4.json", "comfy-sag-api.json"]
 
 
@@ -27,12 +23,10 @@ def test_self_attention_guidance_comes_in_between_the_loader_and_the_sampler(rea
 
 
 @pytest.mark.parametrize("name", FORMATS)
-def test_self_attention_guidance_exports_back_with_the_same_values(read, registry, name):
-    prompt = comfy_export.export_comfyui_api(read(name).workflow, registry=registry)
-    original = json.loads((DATA / "comfy-sag-api.json").read_text())
-    assert prompt["10"]["class_type"] == "SelfAttentionGuidance"
-    assert prompt["10"]["inputs"] == original["10"]["inputs"]
-    assert prompt["3"]["inputs"]["model"] == ["10", 0]
+def test_self_attention_guidance_exports_back_with_the_same_values(exported_back, name):
+    back = exported_back(name, "comfy-sag-api.json")
+    back.assert_kept(["10"], "SelfAttentionGuidance")
+    assert back.prompt["3"]["inputs"]["model"] == ["10", 0]
 
 
 def test_self_attention_guidance_is_mapped_and_no_longer_listed_as_unsupported():

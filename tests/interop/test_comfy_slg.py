@@ -4,14 +4,10 @@ alike, and goes back under its ComfyUI name with the same values (comfy-slg-*.js
 example graph with the node added, its values those of a shared SD3.5 workflow)."""
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import pytest
 
-from nodeforge.interop import comfy_export, comfy_packs, comfy_table
+from nodeforge.interop import comfy_packs, comfy_table
 
-DATA = Path(__file__).resolve().parent / "data"
 FORMATS = ["comfy-slg-0.4.json", "comfy-slg-api.json"]
 
 
@@ -28,12 +24,10 @@ def test_skip_layer_guidance_comes_in_with_its_widgets_between_the_shift_and_the
 
 
 @pytest.mark.parametrize("name", FORMATS)
-def test_skip_layer_guidance_exports_back_with_the_same_values(read, registry, name):
-    prompt = comfy_export.export_comfyui_api(read(name).workflow, registry=registry)
-    original = json.loads((DATA / "comfy-slg-api.json").read_text())
-    assert prompt["91"]["class_type"] == "SkipLayerGuidanceSD3"
-    assert prompt["91"]["inputs"] == original["91"]["inputs"]
-    assert prompt["3"]["inputs"]["model"] == ["91", 0]
+def test_skip_layer_guidance_exports_back_with_the_same_values(exported_back, name):
+    back = exported_back(name, "comfy-slg-api.json")
+    back.assert_kept(["91"], "SkipLayerGuidanceSD3")
+    assert back.prompt["3"]["inputs"]["model"] == ["91", 0]
 
 
 def test_skip_layer_guidance_is_mapped_and_no_longer_listed_as_unsupported():
