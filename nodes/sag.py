@@ -114,6 +114,12 @@ def alpha_at(scheduler_config: dict[str, Any], t: Any) -> torch.Tensor:
     return 1 / (1 + sigma ** 2)
 
 
+def _alpha(model: Any, t: Any) -> torch.Tensor:
+    """alphas_cumprod at t: an EDM model's (ModelSamplingContinuousEDM) from its sigma, else the training schedule's."""
+    edm = getattr(getattr(model, "sampling_behaviour", None), "alpha_at", None)
+    return edm(t) if edm is not None else alpha_at(model.scheduler_config, t)
+
+
 def degraded_input(x: torch.Tensor, prediction: torch.Tensor, probs: torch.Tensor, map_size: tuple[int, int],
                    alpha: torch.Tensor, prediction_type: str, sigma: float) -> torch.Tensor:
     """The model input with its predicted x0 blurred where the attention map says, noised back with the
@@ -139,8 +145,8 @@ def guidance_term(guidance: Any, x: torch.Tensor, t: Any, base: torch.Tensor, st
     rows = slice(0, guidance.batch)                   # the side `base` is: the call's first unit
     heads = model.unet.mid_block.attentions[0].transformer_blocks[0].attn1.heads
     probs = store.probs[: guidance.batch * heads]
-    degraded = degraded_input(x, base, probs, store.map_size, alpha_at(model.scheduler_config, t),
-                              model.prediction_type, settings.blur_sigma)
+    degraded = degraded_input(x, base, probs, store.map_size, _alpha(model, t), model.prediction_type,
+                              settings.blur_sigma)
     if guidance.concat is not None:
         degraded = torch.cat([degraded, guidance.concat.to(x.device, x.dtype)], 1)
     extra = None if added is None else {k: v[rows] for k, v in added.items()}

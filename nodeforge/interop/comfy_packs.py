@@ -86,7 +86,7 @@ _EXACT.update({
 _SUFFIXES += ((" _O", "ComfyUI-QualityOfLifeSuit_Omar92"),)
 _PREFIXES += (("FluxTrain", "ComfyUI-FluxTrainer"), ("Hy3D", "ComfyUI-Hunyuan3DWrapper"), ("FL_", "ComfyUI_Fill-Nodes"))
 CORE = CORE | frozenset({
-    "ModelSamplingContinuousEDM", "FlipSigmas", "DualCFGGuider", "InstructPixToPixConditioning",
+    "FlipSigmas", "DualCFGGuider", "InstructPixToPixConditioning",
     "LatentUpscaleModelLoader", "ComfySwitchNode", "ComfyMathExpression", "FluxKontextImageScale",
     "FluxKontextMultiReferenceLatentMethod", "LoadImageOutput", "PreviewAny", "RegexReplace",
     "ResizeAndPadImage", "ResizeImagesByLongerEdge", "SaveWEBM", "SaveAudio", "SaveAudioMP3", "TrimAudioDuration",

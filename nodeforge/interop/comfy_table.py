@@ -581,6 +581,8 @@ ROWS: tuple[ClassMap, ...] = (
               Widget("empty_padding", None, export_default="empty_prompt")), (("clip", "clip"),), ("conditioning",)),
     ClassMap("ModelSamplingDiscrete", "ModelSamplingDiscrete", "ModelSamplingDiscrete",
              (Widget("sampling"), Widget("zsnr")), (("model", "unet"),), ("unet",), derive=_zsnr_note),
+    ClassMap("ModelSamplingContinuousEDM", "ModelSamplingContinuousEDM", "ModelSamplingContinuousEDM",
+             (Widget("sampling"), Widget("sigma_max"), Widget("sigma_min")), (("model", "unet"),), ("unet",)),
     ClassMap("ModelSamplingSD3", "ModelSamplingSD3", "ModelSamplingSD3", (Widget("shift"),),
              (("model", "unet"),), ("unet",)),
     ClassMap("SkipLayerGuidanceSD3", "SkipLayerGuidanceSD3", "SkipLayerGuidanceSD3",

@@ -147,6 +147,24 @@ FAMILY_NODES: list[NodeSpec] = [
                     "SNR, for a checkpoint whose file does not say it.",
         display_name="Model Sampling (Discrete)"),
     NodeSpec(
+        "ModelSamplingContinuousEDM", "advanced/model", lazy("edm_sampling", "run_model_sampling_continuous_edm"),
+        inputs=(Input("unet", MODEL, description="an SD 1.x/2.x/XL model trained as a continuous EDM model, as "
+                                                 "CosXL (left unchanged)"),),
+        params=(Param.choice("sampling", ("v_prediction", "edm", "edm_playground_v2.5", "eps", "cosmos_rflow"),
+                             default="v_prediction",
+                             description="what the model predicts: v_prediction (CosXL) or edm (EDM's own "
+                                         "preconditioning); edm_playground_v2.5, eps and cosmos_rflow are not "
+                                         "supported yet"),
+                Param.float("sigma_max", 120.0, min=0.0, max=1000.0, step=0.001,
+                            description="the highest noise level the model was trained at (CosXL: 120)"),
+                Param.float("sigma_min", 0.002, min=0.0, max=1000.0, step=0.001,
+                            description="the lowest noise level the model was trained at (CosXL: 0.002)")),
+        outputs=(Output("unet", MODEL, description="the same model sampled as a continuous EDM model (euler, "
+                                                   "dpmpp_2m or dpmpp_2m_sde; karras or exponential sigmas)"),),
+        description="Sample a UNet model as a continuous-noise EDM model (its timestep 0.25 ln sigma, its input "
+                    "and output scaled by sigma), for CosXL and other EDM finetunes whose file does not say it.",
+        display_name="Model Sampling (Continuous EDM)"),
+    NodeSpec(
         "SkipLayerGuidanceSD3", "advanced/guidance", lazy("families.skip_layers", "run_skip_layer_guidance_sd3"),
         inputs=(Input("unet", MODEL, description="an SD3/SD3.5 model (left unchanged)"),),
         params=(Param.string("layers", "7, 8, 9",
