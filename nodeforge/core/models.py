@@ -1,8 +1,8 @@
 """Where model files are found: the bundled folder, the user's folder, and NODEFORGE_MODELS.
 
-The one vocabulary of model kinds: each `FileKind` has its sub-folder, file extensions, bundled
-folder, folder markers and display name here, and the engine, the editor and the importers
-(`nodeforge/interop/model_names.py`) all read these tables.
+The one vocabulary of model kinds: each `FileKind` has one row of KINDS here (its sub-folder, file
+extensions, display name, bundled folder and folder markers), and the engine, the editor and the
+importers (`nodeforge/interop/model_names.py`) all read its columns (SUBFOLDERS, EXTENSIONS, ...).
 
 A checkpoint or LoRA param holds a name found in these folders (a diffusers folder name, or a
 file name with or without its extension) or a path. No torch here: only files and names.
@@ -17,57 +17,51 @@ from pathlib import Path
 from nodeforge.core.types import FileKind
 from nodeforge.paths import builtin_dir
 
-# Sub-folder of each models root per kind, as in ComfyUI's models/ layout.
-SUBFOLDERS = {FileKind.CHECKPOINT: "checkpoints", FileKind.LORA: "loras", FileKind.IMAGE: "images",
-              FileKind.VAE: "vae", FileKind.EMBEDDING: "embeddings", FileKind.CONTROLNET: "controlnet",
-              FileKind.UPSCALE_MODEL: "upscale_models", FileKind.DIFFUSION_MODEL: "diffusion_models",
-              FileKind.TEXT_ENCODER: "text_encoders", FileKind.IPADAPTER: "ipadapter",
-              FileKind.CLIP_VISION: "clip_vision", FileKind.DEPTH: "depth",
-              FileKind.POSE: "pose"}
-EXTENSIONS = {
-    FileKind.CHECKPOINT: (".safetensors", ".ckpt", ".pt", ".pth", ".bin"),
-    FileKind.LORA: (".safetensors", ".ckpt", ".pt", ".bin"),
-    FileKind.IMAGE: (".png", ".jpg", ".jpeg", ".webp", ".bmp"),
-    FileKind.VAE: (".safetensors", ".ckpt", ".pt", ".pth", ".bin"),
-    FileKind.EMBEDDING: (".safetensors", ".pt", ".bin"),
-    FileKind.CONTROLNET: (".safetensors", ".ckpt", ".pt", ".pth", ".bin"),
-    FileKind.UPSCALE_MODEL: (".safetensors", ".pth", ".pt", ".ckpt", ".bin"),
-    FileKind.DIFFUSION_MODEL: (".safetensors", ".gguf", ".sft"),
-    FileKind.TEXT_ENCODER: (".safetensors", ".gguf", ".sft"),
-    FileKind.IPADAPTER: (".safetensors", ".bin"),
-    FileKind.CLIP_VISION: (".safetensors",),
-    FileKind.DEPTH: (),     # folders only (a transformers repository's folder)
-    FileKind.POSE: (),
-}
-# What messages and dialogs call each kind ("missing upscale model ...").
-KIND_NAMES = {FileKind.CHECKPOINT: "checkpoint", FileKind.LORA: "LoRA", FileKind.IMAGE: "image",
-              FileKind.VAE: "VAE", FileKind.EMBEDDING: "embedding", FileKind.CONTROLNET: "ControlNet",
-              FileKind.UPSCALE_MODEL: "upscale model", FileKind.DIFFUSION_MODEL: "diffusion model",
-              FileKind.TEXT_ENCODER: "text encoder", FileKind.IPADAPTER: "IP-Adapter",
-              FileKind.CLIP_VISION: "CLIP vision encoder", FileKind.DEPTH: "depth model",
-              FileKind.POSE: "pose model"}
-# Folders inside the bundled resources/ for each kind.
-BUILTIN = {FileKind.CHECKPOINT: "models", FileKind.LORA: "loras", FileKind.IMAGE: "images",
-           FileKind.VAE: "vae", FileKind.EMBEDDING: "embeddings", FileKind.CONTROLNET: "controlnet",
-           FileKind.UPSCALE_MODEL: "upscale_models", FileKind.DIFFUSION_MODEL: "diffusion_models",
-           FileKind.TEXT_ENCODER: "text_encoders", FileKind.IPADAPTER: "ipadapter",
-           FileKind.CLIP_VISION: "clip_vision", FileKind.DEPTH: "depth",
-           FileKind.POSE: "pose"}
-# The kinds that are models (what the editor's Models menu lists); images are inputs, not models.
-MODEL_KINDS = tuple(kind for kind in SUBFOLDERS if kind is not FileKind.IMAGE)
-# Kinds that may also be a folder (diffusers layout), and what such a folder holds (any one).
-FOLDER_MARKERS = {
-    FileKind.CHECKPOINT: ("model_index.json", "unet"),
-    FileKind.VAE: ("config.json", "vae"),
-    FileKind.CONTROLNET: ("config.json",),
-    FileKind.DIFFUSION_MODEL: ("config.json",),
-    FileKind.TEXT_ENCODER: ("config.json",),
-    FileKind.CLIP_VISION: ("config.json",),
-    FileKind.DEPTH: ("config.json",),
-    FileKind.POSE: ("config.json",),
-    FileKind.EMBEDDING: ("learned_embeds.safetensors", "learned_embeds.bin"),
-}
+_MODEL_FILES = (".safetensors", ".ckpt", ".pt", ".pth", ".bin")
+_SPLIT_FILES = (".safetensors", ".gguf", ".sft")    # a transformer or text encoder alone
 
+
+@dataclass(frozen=True)
+class KindFacts:
+    """What NodeForge knows of one FileKind. Adding a kind is one row of KINDS."""
+
+    folder: str                     # sub-folder of each models root, as in ComfyUI's models/ layout
+    extensions: tuple[str, ...]     # the files a param of the kind may name (none: folders only)
+    name: str                       # what messages and dialogs call it ("missing upscale model ...")
+    builtin: str                    # the folder inside the bundled resources/
+    markers: tuple[str, ...] = ()   # a folder of this kind (diffusers layout) holds one of these
+
+
+KINDS: dict[FileKind, KindFacts] = {
+    FileKind.CHECKPOINT: KindFacts("checkpoints", _MODEL_FILES, "checkpoint", "models", ("model_index.json", "unet")),
+    FileKind.LORA: KindFacts("loras", (".safetensors", ".ckpt", ".pt", ".bin"), "LoRA", "loras"),
+    FileKind.IMAGE: KindFacts("images", (".png", ".jpg", ".jpeg", ".webp", ".bmp"), "image", "images"),
+    FileKind.VAE: KindFacts("vae", _MODEL_FILES, "VAE", "vae", ("config.json", "vae")),
+    FileKind.EMBEDDING: KindFacts("embeddings", (".safetensors", ".pt", ".bin"), "embedding", "embeddings",
+                                  ("learned_embeds.safetensors", "learned_embeds.bin")),
+    FileKind.CONTROLNET: KindFacts("controlnet", _MODEL_FILES, "ControlNet", "controlnet", ("config.json",)),
+    FileKind.UPSCALE_MODEL: KindFacts("upscale_models", (".safetensors", ".pth", ".pt", ".ckpt", ".bin"),
+                                      "upscale model", "upscale_models"),
+    FileKind.DIFFUSION_MODEL: KindFacts("diffusion_models", _SPLIT_FILES, "diffusion model", "diffusion_models",
+                                        ("config.json",)),
+    FileKind.TEXT_ENCODER: KindFacts("text_encoders", _SPLIT_FILES, "text encoder", "text_encoders",
+                                     ("config.json",)),
+    FileKind.IPADAPTER: KindFacts("ipadapter", (".safetensors", ".bin"), "IP-Adapter", "ipadapter"),
+    FileKind.CLIP_VISION: KindFacts("clip_vision", (".safetensors",), "CLIP vision encoder", "clip_vision",
+                                    ("config.json",)),
+    # transformers repositories' folders only
+    FileKind.DEPTH: KindFacts("depth", (), "depth model", "depth", ("config.json",)),
+    FileKind.POSE: KindFacts("pose", (), "pose model", "pose", ("config.json",)),
+}
+# The tables the rest of the program reads, each one column of KINDS.
+SUBFOLDERS = {kind: facts.folder for kind, facts in KINDS.items()}
+EXTENSIONS = {kind: facts.extensions for kind, facts in KINDS.items()}
+KIND_NAMES = {kind: facts.name for kind, facts in KINDS.items()}
+BUILTIN = {kind: facts.builtin for kind, facts in KINDS.items()}
+# Kinds that may also be a folder (diffusers layout), and what such a folder holds (any one).
+FOLDER_MARKERS = {kind: facts.markers for kind, facts in KINDS.items() if facts.markers}
+# The kinds that are models (what the editor's Models menu lists); images are inputs, not models.
+MODEL_KINDS = tuple(kind for kind in KINDS if kind is not FileKind.IMAGE)
 # A kind whose param may name a model of another kind: a VAE param naming a checkpoint uses the VAE
 # inside it (VAELoader reads a diffusers folder's vae/ and a single file's first_stage_model. part), so
 # `--model-map vae.safetensors=nodeforge-shapes` works.
