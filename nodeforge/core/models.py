@@ -52,6 +52,8 @@ KINDS: dict[FileKind, KindFacts] = {
     # transformers repositories' folders only
     FileKind.DEPTH: KindFacts("depth", (), "depth model", "depth", ("config.json",)),
     FileKind.POSE: KindFacts("pose", (), "pose model", "pose", ("config.json",)),
+    FileKind.LATENT_UPSCALE_MODEL: KindFacts("latent_upscale_models", (".safetensors", ".pt", ".pth"),
+                                             "latent upscale model", "latent_upscale_models"),
 }
 # The tables the rest of the program reads, each one column of KINDS.
 SUBFOLDERS = {kind: facts.folder for kind, facts in KINDS.items()}

@@ -62,6 +62,7 @@ class FileKind(_Named):
     CLIP_VISION = "clip_vision"           # a CLIP image encoder (ComfyUI's models/clip_vision)
     DEPTH = "depth"                       # a transformers depth-estimation model folder (models/depth)
     POSE = "pose"                         # a transformers ViTPose model folder (models/pose)
+    LATENT_UPSCALE_MODEL = "latent_upscale_model"   # a latent upscaler (ComfyUI's models/latent_upscale_models)
 
 
 class ParamRole(_Named):

@@ -48,7 +48,7 @@ _EXACT.update({
     "FaceDetailerPipe": "ComfyUI-Impact-Pack", "ToDetailerPipe": "ComfyUI-Impact-Pack",
     "EditDetailerPipe": "ComfyUI-Impact-Pack", "MaskToSEGS": "ComfyUI-Impact-Pack",
     "Image Saver": "comfy-image-saver", "UltimateSDUpscale": "ComfyUI_UltimateSDUpscale",
-    "NNLatentUpscale": "ComfyUI-NNLatentUpscale", "AIO_Preprocessor": "comfyui_controlnet_aux",
+"AIO_Preprocessor": "comfyui_controlnet_aux",
     "ICLightConditioning": "ComfyUI-IC-Light", "LoadAndApplyICLightUnet": "ComfyUI-IC-Light",
     "PrepImageForClipVision": "ComfyUI_IPAdapter_plus",
 })

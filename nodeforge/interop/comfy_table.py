@@ -277,6 +277,7 @@ _DEPTH_ANYTHING = {"depth_anything_vitl14.pth": "depth-anything-large-hf",
 _DEPTH_ANYTHING_V2 = {"depth_anything_v2_vitl.pth": "Depth-Anything-V2-Large-hf",
                       "depth_anything_v2_vitb.pth": "Depth-Anything-V2-Base-hf",
                       "depth_anything_v2_vits.pth": "Depth-Anything-V2-Small-hf"}
+NN_RESIZERS = {"SDXL": "sdxl_resizer.pt", "SD 1.x": "sd15_resizer.pt"}   # NNLatentUpscale's version -> its file
 _DEPTH_NOTE = ("the depth map is estimated by NodeForge's Image to Depth Map with the transformers model in "
                "models/depth/{folder} (the folder of the Hugging Face repository {repo}), at that model's own input "
                "size: close to the preprocessor's map, not pixel for pixel")
@@ -533,6 +534,13 @@ ROWS: tuple[ClassMap, ...] = (
     ClassMap("LatentUpscaleBy", "LatentUpscaleBy", "Upscale Latent By",
              (Widget("upscale_method", load=_method(_LATENT_METHODS)), Widget("scale_by")),
              (("samples", "latent"),), ("latent",), remember=False),
+    # Ttl's ComfyUi_NNLatentUpscale (nodes/latent_resizer.py): its version is the weight file it loads.
+    ClassMap("NNLatentUpscale", "LatentUpscaleNN", "NNLatentUpscale",
+             (Widget("version", "model", model="latent_upscale_model", load=_table_in(NN_RESIZERS),
+                     save=_table_out(NN_RESIZERS)), Widget("upscale", "scale_by")),
+             (("latent", "latent"),), ("latent",),
+             note="the pack ships its networks inside itself: NodeForge reads them from models/latent_upscale_models "
+                  "(copy sdxl_resizer.pt / sd15_resizer.pt from ComfyUi_NNLatentUpscale's folder there)"),
     ClassMap("ImageScale", "ImageScale", "Upscale Image",
              (Widget("upscale_method", load=_method(_IMAGE_METHODS)), Widget("width"), Widget("height"),
               Widget("crop")), (("image", "image"),), ("image",)),
