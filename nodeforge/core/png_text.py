@@ -58,7 +58,7 @@ def read_png_text(data: bytes, source: Path | None = None) -> dict[str, str]:
             elif kind == b"iTXt":
                 key, _, rest = body.partition(b"\0")
                 name = key.decode("latin-1")
-                compressed, _method = rest[0], rest[1]
+                compressed = rest[0]   # rest[1], the method, is always zlib
                 _lang, _, rest = rest[2:].partition(b"\0")
                 _tkey, _, text = rest.partition(b"\0")
                 raw = _inflate_text(text, name, budget, source) if compressed else text

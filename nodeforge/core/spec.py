@@ -7,12 +7,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from nodeforge.core.types import FileKind, InputRole, ParamKind, ParamRole, PortType, file_role
-
-if TYPE_CHECKING:  # pragma: no cover
-    from nodeforge.core.context import NodeContext
 
 RunFunction = Callable[..., Mapping[str, Any] | Any]
 

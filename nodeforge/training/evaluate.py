@@ -11,7 +11,6 @@ by the node pack's own table, with the schedule each sampler is usually run with
 from __future__ import annotations
 
 import argparse
-import copy
 import itertools
 import json
 import math
@@ -21,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 
 from nodeforge.paths import builtin_dir
 from nodeforge.training import data
@@ -79,9 +79,7 @@ def sample(pipe, prompts: list[str], seeds: list[int], negative: list[str] | Non
     return np.concatenate(out)
 
 
-def grid(images: np.ndarray, columns: int = 12) -> "Image.Image":
-    from PIL import Image
-
+def grid(images: np.ndarray, columns: int = 12) -> Image.Image:
     n = len(images)
     rows = math.ceil(n / columns)
     canvas = np.full((rows * 66, columns * 66, 3), 128, np.uint8)

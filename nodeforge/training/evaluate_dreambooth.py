@@ -13,7 +13,6 @@ combos) keep their colour, shape and background. Seeds are unseen: the class ima
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import sys

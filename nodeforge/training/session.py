@@ -24,12 +24,9 @@ import signal
 import sys
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
 from nodeforge.training import common
-
-if TYPE_CHECKING:
-    import torch
 
 CHECKPOINT = "checkpoint.pt"
 SAMPLES = "samples"

@@ -1,7 +1,6 @@
 """The editor opens ComfyUI and A1111 files, says so in the title, and never saves over them."""
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 

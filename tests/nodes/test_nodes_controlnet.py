@@ -11,7 +11,6 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from nodeforge import Workflow
 from nodeforge.core.errors import NodeError, WorkflowError
 from nodeforge.core.registry import builtin_module
 

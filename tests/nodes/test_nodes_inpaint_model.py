@@ -8,7 +8,6 @@ import pytest
 import torch
 from PIL import Image
 
-from nodeforge import Workflow
 
 
 @pytest.fixture(scope="module")

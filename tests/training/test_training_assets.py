@@ -7,7 +7,7 @@ pytest.importorskip("diffusers")
 
 from nodeforge.core.registry import builtin_module  # noqa: E402
 from nodeforge.paths import builtin_dir  # noqa: E402
-from nodeforge.training import data, embedding, upscaler  # noqa: E402
+from nodeforge.training import embedding, upscaler  # noqa: E402
 
 BASE = builtin_dir("resources") / "models" / "nodeforge-shapes"
 

@@ -76,3 +76,22 @@ def test_one_step_denoising_of_a_lightly_noised_shape_keeps_it(pipe):
     (rates,) = denoiser_shape_kept(pipe, 48, 99_999, timesteps=(50,)).values()
     assert rates["all"] >= 0.7, rates
     assert set(rates) >= {"small square", "large square", "small triangle", "large triangle"}
+
+
+def test_the_evaluation_grid_tiles_64px_samples_with_a_grey_1px_border_and_says_it_is_a_pil_image():
+    """`--grid` (evaluate, evaluate_dreambooth, evaluate_flow) saves this picture; its return annotation
+    names PIL's Image, which must resolve (typing.get_type_hints, docs tools)."""
+    import typing
+
+    import numpy as np
+    from PIL import Image
+
+    from nodeforge.training.evaluate import grid
+
+    images = np.stack([np.full((64, 64, 3), (10 * k, 200, 255 - k), np.uint8) for k in range(5)])
+    picture = grid(images, columns=3)
+    pixels = np.asarray(picture)
+    assert typing.get_type_hints(grid)["return"] is Image.Image
+    assert picture.size == (3 * 66, 2 * 66) and picture.mode == "RGB"
+    assert tuple(pixels[0, 0]) == (128, 128, 128) and tuple(pixels[66 + 1, 66 + 1]) == (40, 200, 251)
+    assert tuple(pixels[1, 2 * 66 + 64]) == (20, 200, 253) and tuple(pixels[66 + 5, 2 * 66 + 5]) == (128, 128, 128)

@@ -2,11 +2,10 @@
 popups, wires, fitting, first start, small things."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
-from PySide6.QtCore import QPointF, QRectF
+from PySide6.QtCore import QPointF
 
 from nodeforge.paths import builtin_dir
 from tests.ui.helpers import close_window, new_window

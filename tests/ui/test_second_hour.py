@@ -68,8 +68,6 @@ def test_an_imported_comfyui_file_opens_readable(big_window, qtbot, name):
 
 def test_low_detail_still_draws_titles_and_port_names(big_window, qtbot, monkeypatch):
     """Zoomed out by hand below the readable zoom: each node still paints its title and its ports' names."""
-    from nodeforge.ui.canvas.node_graphic import NodeGraphic
-
     win = big_window
     assert win.document.open_example(builtin_dir("workflows") / "txt2img.json")
     qtbot.waitUntil(lambda: win.scene.panels_pending() == 0)
