@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from nodeforge.core.errors import NodeError
 
-from .latents import other_shape, resize_mask, warn_if_latent_cropped, warn_if_stretched
+from .latents import other_shape, resize_mask, warn_if_batches_differ, warn_if_latent_cropped, warn_if_stretched
 from .vae import encode, warn_if_cropped
 from .wrappers import VAEModel
 
@@ -344,7 +344,8 @@ def run_latent_blend(ctx: Any, latent_1: dict[str, Any], latent_2: dict[str, Any
     crop) to latent_1's size when they differ; latent_1's other keys (noise mask) are kept. An
     EmptyLatent's lazy latent is ComfyUI's zeros: beside a real latent it becomes zeros of that latent's
     channels (so blending an encoded image with an empty latent scales the image's latent), and two
-    empty latents blend to latent_1's empty latent."""
+    empty latents blend to latent_1's empty latent. A batch of 1 beside a longer one is repeated to it
+    (warned of); two other batch sizes are refused."""
     a, b = latent_1.get("samples"), latent_2.get("samples")
     if a is None and b is None:
         return {"latent": dict(latent_1)}
@@ -357,10 +358,21 @@ def run_latent_blend(ctx: Any, latent_1: dict[str, Any], latent_2: dict[str, Any
                         int(latent_1["width"]) // factor, dtype=b.dtype)
         latent_1 = {**{k: v for k, v in latent_1.items() if k not in ("width", "height", "batch_size")},
                     "factor": factor}
+    _check_blend_batches(ctx, a, b)
     if a.shape != b.shape:
         warn_if_latent_cropped(ctx, b, a, _factor(latent_1))
         b = _interpolate(_center_crop(b, a.shape[-1], a.shape[-2]), tuple(a.shape[-2:]), "bicubic")
     return {"latent": {**latent_1, "samples": a * f + b * (1 - f)}}
+
+
+def _check_blend_batches(ctx: Any, a: torch.Tensor, b: torch.Tensor) -> None:
+    """A blend repeats a batch of 1 to the other's size (broadcasting, as ComfyUI), said as a warning;
+    two other sizes cannot be paired, refused here rather than as torch's shape error."""
+    if a.shape[0] != b.shape[0] and 1 not in (a.shape[0], b.shape[0]):
+        raise NodeError(f"latent_2 has a batch of {b.shape[0]} but latent_1 has {a.shape[0]}: a blend pairs them "
+                        f"item by item, or repeats a batch of 1; give latents of one batch size (RepeatLatentBatch "
+                        f"or LatentFromBatch first)", field="latent_2")
+    warn_if_batches_differ(ctx, b, a, max(a.shape[0], b.shape[0]))
 
 
 def _to_batch(x: torch.Tensor, batch: int) -> torch.Tensor:

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from nodeforge.core.errors import NodeError
 
 from .geometry import _center_crop, _factor, _to_batch
-from .latents import warn_if_latent_cropped
+from .latents import warn_if_batches_differ, warn_if_latent_cropped
 
 FLIPS = {"x-axis: vertically": 2, "y-axis: horizontally": 3}          # ComfyUI's choice -> tensor dim
 ROTATIONS = {"none": 0, "90 degrees": 1, "180 degrees": 2, "270 degrees": 3}   # clockwise quarter turns
@@ -53,12 +53,13 @@ def _arithmetic(ctx: Any, latent_1: dict[str, Any], latent_2: dict[str, Any], si
     if a is None:              # zeros and zeros
         return {"latent": dict(latent_1)}
     warn_if_latent_cropped(ctx, b, a, _factor(latent_1 if latent_1.get("samples") is not None else latent_2))
+    warn_if_batches_differ(ctx, b, a, a.shape[0])
     return {"latent": {**latent_1, "samples": a + sign * reshape_to(a, b)}}
 
 
 def run_latent_add(ctx: Any, latent_1: dict[str, Any], latent_2: dict[str, Any]) -> dict[str, Any]:
-    """latent_1 + latent_2 (latent_2 resized and batched to latent_1's shape; a crop to its aspect is
-    warned of); latent_1's mask is kept."""
+    """latent_1 + latent_2 (latent_2 resized and batched to latent_1's shape; a crop to its aspect and
+    a batch repeated or cut are warned of); latent_1's mask is kept."""
     return _arithmetic(ctx, latent_1, latent_2, 1.0)
 
 

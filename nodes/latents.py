@@ -64,6 +64,23 @@ def warn_if_latent_cropped(ctx: Any, latent_2: torch.Tensor, latent_1: torch.Ten
                  f"{w1}x{h1} first)")
 
 
+
+def warn_if_batches_differ(ctx: Any, latent_2: torch.Tensor, latent_1: torch.Tensor, result: int) -> None:
+    """Tell the user (the running node's warning) when LatentAdd, LatentSubtract or LatentBlend pairs
+    batches of two sizes: the shorter is repeated, or latent_2's items past latent_1's batch are
+    dropped, which ComfyUI does without a word. `result` is the batch the node gives."""
+    b2, b1 = int(latent_2.shape[0]), int(latent_1.shape[0])
+    if ctx is None or b1 == b2:
+        return
+    if result < b2:
+        done, fix = f"only latent_2's first {result} used", f"LatentFromBatch (length {result}) on latent_2"
+    else:
+        short = "latent_1" if b1 < result else "latent_2"
+        done, fix = f"{short} repeated to {result}", f"RepeatLatentBatch on {short}"
+    ctx.warn(f"latent_2 has a batch of {b2} but latent_1 has {b1}: the result has {result}, {done}; give latents "
+             f"of one batch size ({fix} first)")
+
+
 def resize_mask(mask: torch.Tensor, batch: int, height: int, width: int) -> torch.Tensor:
     """A MASK [B, H, W] (or [H, W]) as [batch, 1, height, width] in 0..1."""
     mask = mask.float()

@@ -130,3 +130,48 @@ def test_latent_composite_says_what_the_destination_s_edges_cut_from_the_source(
         ("paste", f"the source is 32x16 but the destination is 32x32 and the source goes at x {x}, y {y}: {said}; "
                   "move x/y, or crop or scale the source to fit")]
     assert _warnings(engine, wf, ["paste"]) == expected
+
+
+def _batches(make_txt2img, first, second):
+    """_two_latents of 32x32 grey images, repeated to batches of `first` ("one") and `second` ("two")."""
+    wf = _two_latents(make_txt2img, (32, 32), (32, 32))
+    for nid, amount in (("one", first), ("two", second)):
+        wf.add("RepeatLatentBatch", {"amount": amount}, {"latent": (nid, "latent")}, node_id=f"{nid}-batch")
+    return wf
+
+
+@pytest.mark.parametrize("node_type, params, first, second, result, said", [
+    ("LatentAdd", {}, 3, 1, 3, "the result has 3, latent_2 repeated to 3; give latents of one batch size "
+                               "(RepeatLatentBatch on latent_2 first)"),
+    ("LatentSubtract", {}, 2, 4, 2, "the result has 2, only latent_2's first 2 used; give latents of one batch size "
+                                    "(LatentFromBatch (length 2) on latent_2 first)"),
+    ("LatentBlend", {"blend_factor": 0.25}, 2, 1, 2, "the result has 2, latent_2 repeated to 2; give latents of one "
+                                                     "batch size (RepeatLatentBatch on latent_2 first)"),
+    ("LatentBlend", {"blend_factor": 0.25}, 1, 3, 3, "the result has 3, latent_1 repeated to 3; give latents of one "
+                                                     "batch size (RepeatLatentBatch on latent_1 first)"),
+    ("LatentAdd", {}, 2, 2, 2, None),
+])
+def test_latent_maths_on_two_batch_sizes_says_which_batch_is_repeated_or_cut(engine, make_txt2img, node_type, params,
+                                                                             first, second, result, said):
+    wf = _batches(make_txt2img, first, second)
+    wf.add(node_type, params, {"latent_1": ("one-batch", "latent"), "latent_2": ("two-batch", "latent")},
+           node_id="maths")
+    heard = []
+    out = engine.run(wf, outputs=["maths"], on_event=heard.append).outputs
+    expected = [] if said is None else [("maths", node_type, f"latent_2 has a batch of {second} but latent_1 has "
+                                                             f"{first}: {said}")]
+    assert [(e.node_id, e.node_type, e.message) for e in heard if isinstance(e, ev.NodeWarning)] == expected
+    assert out["maths"]["latent"]["samples"].shape[0] == result   # the run goes on, as before
+
+
+def test_latent_blend_of_two_batch_sizes_neither_one_is_refused_on_latent_2(engine, make_txt2img):
+    from nodeforge.core.errors import NodeExecutionError
+
+    wf = _batches(make_txt2img, 2, 3)
+    wf.add("LatentBlend", {"blend_factor": 0.5}, {"latent_1": ("one-batch", "latent"),
+                                                   "latent_2": ("two-batch", "latent")}, node_id="blend")
+    with pytest.raises(NodeExecutionError) as info:
+        engine.run(wf, outputs=["blend"])
+    assert info.value.node_id == "blend" and info.value.field == "latent_2"
+    assert "latent_2 has a batch of 3 but latent_1 has 2: a blend pairs them item by item, or repeats a batch of 1; " \
+           "give latents of one batch size (RepeatLatentBatch or LatentFromBatch first)" in str(info.value)
