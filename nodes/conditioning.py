@@ -351,11 +351,15 @@ class Guidance:
         if sag is not None:
             guided = guided + guidance_term(self, x, t, cond if uncond is None else uncond, store)
         multiplier = getattr(model, "cfg_rescale", 0.0)   # RescaleCFG (nodes/cfg_rescale.py)
-        if not multiplier or uncond is None:
-            return guided
-        from .cfg_rescale import rescaled
+        if multiplier and uncond is not None:
+            from .cfg_rescale import rescaled
 
-        return rescaled(guided, cond, multiplier)
+            guided = rescaled(guided, cond, multiplier)
+        if getattr(model, "perturbed_attention", None) is not None:   # after CFG (nodes/pag.py)
+            from .pag import guidance_term as perturbed_term
+
+            guided = guided + perturbed_term(self, x, t, cond)
+        return guided
 
     def _add_calls(self, x: torch.Tensor, t: Any, sums: list[torch.Tensor], weights: list[torch.Tensor]) -> None:
         """Each group's UNet call on its crops, its predictions added into `sums` by side, weighed."""

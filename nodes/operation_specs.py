@@ -294,6 +294,20 @@ MODEL_NODES: list[NodeSpec] = [
         "of that; often cleaner structure, one more UNet call per step. UNet models, one plain prompt per side.",
         "Self-Attention Guidance", category="advanced/model", module="sag", port=MODEL,
         gives="the same model, sampled with self-attention guidance"),
+    operation(
+        "PerturbedAttentionGuidance", "run_perturbed_attention_guidance",
+        (Param.float("scale", 3.0, min=0.0, max=100.0, step=0.01,
+                     description="how far each step moves away from the prediction with perturbed self-attention "
+                                 "(0: off)"),
+         Param.float("adaptive_scale", 0.0, min=0.0, max=1.0, step=0.001,
+                     description="lowers the scale at high noise: scale x (1 - adaptive^4 x (1000 - t)), not "
+                                 "below 0 (0: the same scale at every step)")),
+        "Perturbed-attention guidance (Ahn et al. 2024; ComfyUI's PerturbedAttentionGuidance): each step the "
+        "UNet also predicts the positive prompt with its middle block's self-attention made the identity, and "
+        "the guided prediction moves away from that; often cleaner structure, one more UNet call per step. UNet "
+        "models, one plain prompt per side.",
+        "Perturbed-Attention Guidance", category="advanced/model", module="pag", port=MODEL,
+        gives="the same model, sampled with perturbed-attention guidance"),
 ]
 
 OPERATION_NODES: list[NodeSpec] = LATENT_NODES + MASK_NODES + IMAGE_NODES + CONDITIONING_NODES + MODEL_NODES

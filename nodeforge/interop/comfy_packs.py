@@ -80,7 +80,7 @@ _EXACT.update({
     "DownloadAndLoadHy3DPaintModel": "ComfyUI-Hunyuan3DWrapper", "LightSource": "ComfyUI-IC-Light",
     "ControlNetLoaderAdvanced": "ComfyUI-Advanced-ControlNet", "OneButtonPrompt": "OneButtonPrompt",
     "GridAnnotation": "images-grid-comfy-plugin", "ImagesGridByRows": "images-grid-comfy-plugin",
-    "AttentionCouplePPM": "ComfyUI-ppm", "CLIPNegPip": "ComfyUI-ppm", "PerturbedAttention": "sd-perturbed-attention",
+    "AttentionCouplePPM": "ComfyUI-ppm", "CLIPNegPip": "ComfyUI-ppm",
     "PresetText": "ComfyUI-Custom-Scripts",
 })
 _SUFFIXES += ((" _O", "ComfyUI-QualityOfLifeSuit_Omar92"),)

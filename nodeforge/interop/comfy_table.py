@@ -317,6 +317,19 @@ def _pose_widgets(values: dict[str, Any], params: dict[str, Any], notes: Notes) 
         notes.warn("detect_body is off, but NodeForge's pose map is the body: it is drawn")
 
 
+def _pag_pack_widgets(values: dict[str, Any], params: dict[str, Any], notes: Notes) -> None:
+    """sd-perturbed-attention's choices NodeForge's guidance does not make, each said once."""
+    if (values.get("unet_block", "middle"), values.get("unet_block_id", 0)) != ("middle", 0) or \
+            values.get("unet_block_list"):
+        notes.warn(f"NodeForge perturbs the middle block's self-attention; unet_block {values.get('unet_block')!r} "
+                   f"{values.get('unet_block_id')} / unet_block_list {values.get('unet_block_list', '')!r} are not used")
+    window = [values.get(k, -1) for k in ("sigma_start", "sigma_end")]
+    if any(isinstance(v, (int, float)) and v >= 0 for v in window):
+        notes.warn(f"the sigma window {window[0]} to {window[1]} is not applied: the guidance acts at every step")
+    if isinstance(values.get("rescale"), (int, float)) and values["rescale"] > 0:
+        notes.warn(f"rescale {values['rescale']} is not applied (use Rescale CFG before it)")
+
+
 def _zsnr_note(values: dict[str, Any], params: dict[str, Any], notes: Notes) -> None:
     if params.get("zsnr") is True:
         notes.warn("zsnr follows diffusers' zero-terminal-SNR rescale (its samplers' own last noise level); "
@@ -770,6 +783,17 @@ ROWS: tuple[ClassMap, ...] = (
              (("model", "unet"),), ("unet",)),
     ClassMap("SelfAttentionGuidance", "SelfAttentionGuidance", "Self-Attention Guidance",
              (Widget("scale"), Widget("blur_sigma")), (("model", "unet"),), ("unet",)),
+    # Perturbed-attention guidance (nodes/pag.py): ComfyUI's own node, and sd-perturbed-attention's with the
+    # adaptive scale (its other block, sigma window and rescale choices are said and not used).
+    ClassMap("PerturbedAttentionGuidance", "PerturbedAttentionGuidance", "PerturbedAttentionGuidance",
+             (Widget("scale"),), (("model", "unet"),), ("unet",),
+             export_only_if=lambda nid, node, workflow: not node.params.get("adaptive_scale")),
+    ClassMap("PerturbedAttention", "PerturbedAttentionGuidance", "Perturbed-Attention Guidance (Advanced)",
+             (Widget("scale"), Widget("adaptive_scale"), Widget("unet_block", None, export_default="middle"),
+              Widget("unet_block_id", None, export_default=0), Widget("sigma_start", None, export_default=-1.0),
+              Widget("sigma_end", None, export_default=-1.0), Widget("rescale", None, export_default=0.0),
+              Widget("rescale_mode", None, export_default="full"), Widget("unet_block_list", None, export_default="")),
+             (("model", "unet"),), ("unet",), derive=_pag_pack_widgets),
     ClassMap("DifferentialDiffusion", "DifferentialDiffusion", "Differential Diffusion", (Widget("strength"),),
              (("model", "unet"),), ("unet",)),
     ClassMap("RescaleCFG", "RescaleCFG", "RescaleCFG", (Widget("multiplier"),), (("model", "unet"),), ("unet",),

@@ -33,6 +33,8 @@ CHANGED_ON_IMPORT = {
     ("comfy-depth-0.4.json", "2"): [6.283185307179586, 0.1, 1024],
     # NodeForge's pose map draws the body only: hands and face go back off
     ("comfy-pose-0.4.json", "2"): ["disable", "enable", "disable", 768, "enable"],
+    # an older sd-perturbed-attention's six widgets: the current nine go back (the new ones at their defaults)
+    ("comfy-pag-0.4.json", "3"): [1.5, 0.1, "middle", 0, -1.0, -1.0, 0.0, "full", ""],
     ("comfy-resize-0.4.json", "10"): [1234, "fixed"],
     ("comfy-resize-0.4.json", "12"): [0, "randomize"],
     # widgets fed by pack constants (easy int, Int-🔬, FloatConstant, easy float, String-🔬): their values
