@@ -20,6 +20,11 @@ KEY_MARKERS: tuple[tuple[str, str], ...] = (
     ("all_x_embedder.", "zimage"), ("layers.0.adaLN_modulation.0.", "zimage"),
     ("input_blocks.", "unet"), ("down_blocks.", "unet"),
 )
+# Which UNet model a single file in the original layout is, by its text encoders' keys (first match wins), as
+# nodes/loading.py's detect_family tells them apart: an SDXL refiner (only OpenCLIP bigG) loads as "sdxl" too.
+UNET_MODEL_MARKERS: tuple[tuple[str, str], ...] = (
+    ("conditioner.embedders.", "sdxl"), ("cond_stage_model.model.", "sd2"), ("cond_stage_model.transformer.", "sd1"),
+)
 # Words in a diffusers folder's pipeline or transformer class name.
 CLASS_MARKERS: tuple[tuple[str, str], ...] = (("StableDiffusion3", "sd3"), ("SD3", "sd3"), ("Flux", "flux"),
                                               ("ZImage", "zimage"))
@@ -27,19 +32,44 @@ MAX_HEADER = 100 * 2 ** 20
 
 
 def model_facts(path: Path) -> dict[str, Any]:
-    """{"family": ..., "flow": bool} for a checkpoint folder or file, or {} when not known."""
+    """{"family": ..., "flow": bool} for a checkpoint folder or file, or {} when not known. A UNet
+    checkpoint (family "unet", the module that loads it) adds "model_family" where its files tell:
+    the family the loaded model names (sd1, sd2, sdxl), which messages give."""
     try:
         stat = path.stat()
-        family = _family_cached(str(path), stat.st_mtime_ns, stat.st_size)
+        family, model_family = _family_cached(str(path), stat.st_mtime_ns, stat.st_size)
     except OSError:
         return {}
-    return {"family": family, "flow": family in FLOW_FAMILIES} if family else {}
+    if not family:
+        return {}
+    return {"family": family, "flow": family in FLOW_FAMILIES, **({"model_family": model_family} if model_family else {})}
 
 
 @lru_cache(maxsize=64)
-def _family_cached(path: str, mtime_ns: int, size: int) -> str | None:
+def _family_cached(path: str, mtime_ns: int, size: int) -> tuple[str | None, str | None]:
     where = Path(path)
-    return _folder_family(where) if where.is_dir() else _file_family(where)
+    family = _folder_family(where) if where.is_dir() else _file_family(where)
+    if family != "unet":
+        return family, None
+    return family, _folder_unet_model(where) if where.is_dir() else _file_unet_model(where)
+
+
+def _folder_unet_model(path: Path) -> str | None:
+    """As nodes/loading.py's finish_folder: sdxl with a second text encoder, else sd2 for a UNet that reads
+    1024-wide prompts, else sd1; None when the UNet's config cannot be read."""
+    if (path / "text_encoder_2").is_dir():
+        return "sdxl"
+    try:
+        config = json.loads((path / "unet" / "config.json").read_text(encoding="utf-8"))
+        width = config.get("cross_attention_dim")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return "sd2" if width == 1024 else "sd1"
+
+
+def _file_unet_model(path: Path) -> str | None:
+    keys = safetensors_keys(path)
+    return next((model for marker, model in UNET_MODEL_MARKERS if any(k.startswith(marker) for k in keys)), None)
 
 
 def controlnet_facts(path: Path) -> dict[str, Any]:

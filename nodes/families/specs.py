@@ -87,7 +87,7 @@ def _changed_flux(ctx: Any, clip_l: str, t5xxl: str, guidance: float) -> Any:
 
 def timestep_noise_refusals(mode: str, family: str | None, model: str = "the model") -> list[tuple[str, str]]:
     """(field, message) for each reason Timestep Noise cannot run: the one wording validate
-    (before the run, the family from the file's header) and the node's run (`model`: its name) give."""
+    (before the run, the family from the file's header or config) and the node's run (`model`: its name) give."""
     problems = [] if mode == "flow" else [("mode", f"{mode!r} (for UNet models) is not supported; flow is, for "
                                                    "Z-Image models")]
     if family is not None and family != "zimage":
@@ -97,7 +97,10 @@ def timestep_noise_refusals(mode: str, family: str | None, model: str = "the mod
 
 
 def _timestep_noise_checks(facts: dict[str, dict[str, Any]], mode: str = "flow", **_: Any) -> list[str]:
-    family = facts.get("unet", {}).get("family")
+    model = facts.get("unet", {})
+    # The loaded model's own family (sd1, sdxl...) as the run names it; a UNet file that does not tell: SD 1.x/2.x/XL.
+    family = model.get("model_family") or ("UNet (SD 1.x/2.x/XL)" if model.get("family") == "unet"
+                                           else model.get("family"))
     return [f"{field}: {message}" for field, message in timestep_noise_refusals(mode, family)]
 
 

@@ -91,7 +91,7 @@ def test_other_models_and_the_sigma_mode_are_refused_at_validate_and_at_run_in_t
     wf.nodes["1"].params["checkpoint"] = "tiny-sd"
     found = {(p.node_id, p.field): p.message for p in engine.validate(wf)}
     not_zimage = "is a {} model; Timestep Noise is for Z-Image models here: remove the node, or load a Z-Image model"
-    assert found[("noise", "unet")] == "the model " + not_zimage.format("unet")   # the header tells UNet from flow
+    assert found[("noise", "unet")] == "the model " + not_zimage.format("sd1")   # the folder's config tells sd1
     # the run (a graph that skipped validate) refuses with the same words, naming the model
     zimage, sd = SimpleNamespace(family="zimage", name="tiny-zimage"), SimpleNamespace(family="sd1", name="tiny-sd")
     with pytest.raises(NodeError) as refused:
@@ -100,3 +100,44 @@ def test_other_models_and_the_sigma_mode_are_refused_at_validate_and_at_run_in_t
     with pytest.raises(NodeError) as refused:
         run_timestep_noise(None, sd, [1.0, 0.0])
     assert (refused.value.field, str(refused.value)) == ("unet", "tiny-sd " + not_zimage.format("sd1"))
+
+
+def _header_only(path, keys):
+    """A .safetensors file holding one tiny tensor under each key: all the probe reads is the header."""
+    from safetensors.torch import save_file
+
+    save_file({k: torch.zeros(1) for k in keys}, str(path))
+    return path
+
+
+@pytest.mark.parametrize("keys, said", [
+    (["model.diffusion_model.input_blocks.0.0.weight", "cond_stage_model.transformer.text_model.x"], "sd1"),
+    (["model.diffusion_model.input_blocks.0.0.weight", "cond_stage_model.model.ln_final.bias"], "sd2"),
+    (["model.diffusion_model.input_blocks.0.0.weight", "conditioner.embedders.1.model.ln_final.bias",
+      "conditioner.embedders.0.transformer.text_model.x"], "sdxl"),
+    (["model.diffusion_model.input_blocks.0.0.weight", "conditioner.embedders.0.model.ln_final.bias"], "sdxl"),
+    (["model.diffusion_model.input_blocks.0.0.weight"], "UNet (SD 1.x/2.x/XL)"),   # no text encoder: not told
+])
+def test_validate_names_a_single_file_s_model_family_from_its_text_encoder_keys(engine, models_dir, keys, said):
+    """The words the run gives (`unet.family`: sd1, sd2, sdxl; a refiner loads as sdxl), before any weight loads."""
+    checkpoint = _header_only(models_dir / "checkpoints" / f"header-{len(keys)}-{said[:4]}.safetensors", keys)
+    wf = _noised()
+    wf.nodes["1"].params["checkpoint"] = checkpoint.name
+    found = {(p.node_id, p.field): p.message for p in engine.validate(wf)}
+    assert found[("noise", "unet")] == (f"the model is a {said} model; Timestep Noise is for Z-Image models here: "
+                                        "remove the node, or load a Z-Image model")
+
+
+@pytest.mark.parametrize("checkpoint", ["tiny-sd-single.safetensors", "tiny-sd"])
+def test_validate_and_the_run_name_the_same_family_for_the_tiny_sd_file_and_folder(engine, checkpoint):
+    from nodeforge.core.errors import NodeError
+    from nodes.families.timestep_noise import run_timestep_noise
+
+    wf = _noised()
+    wf.nodes["1"].params["checkpoint"] = checkpoint
+    found = {(p.node_id, p.field): p.message for p in engine.validate(wf)}
+    loaded = engine.run(wf, outputs=["1"]).outputs["1"]["unet"]   # the run's words come from the loaded model
+    with pytest.raises(NodeError) as refused:
+        run_timestep_noise(None, loaded, [1.0, 0.0])
+    said = " is a sd1 model; Timestep Noise is for Z-Image models here: remove the node, or load a Z-Image model"
+    assert (found[("noise", "unet")], str(refused.value)) == ("the model" + said, loaded.name + said)
