@@ -307,6 +307,7 @@ class Guidance:
         self._ip_tokens: dict[tuple, list[torch.Tensor]] = {}   # IP-Adapter tokens per call's sides (ipadapter.py)
         self._hints: dict[int, torch.Tensor] = {}   # id(control) -> its image at the frame's size
         self._features: dict[tuple, list[torch.Tensor]] = {}   # (id(adapter control), boxes) -> its features
+        self.cads_generator: torch.Generator | None = None   # CADS's noise, seeded once per run (nodes/cads.py)
 
     def _inputs(self, group: list[_Unit], size: tuple[int, int]) -> tuple[torch.Tensor, dict | None]:
         model, batch = self.model, self.batch
@@ -374,14 +375,22 @@ class Guidance:
             if self.concat is not None:   # after the scheduler's input scaling, as diffusers' inpaint pipeline
                 extra = self.concat.to(x.device, x.dtype)
                 inputs = torch.cat([crops, torch.cat([extra[:, :, y:y + h, xx:xx + w] for h, w, y, xx in boxes])], 1)
-            pred = model.unet(inputs.to(model.dtype), t, encoder_hidden_states=embeds, added_cond_kwargs=added,
-                              **residuals, **self._ip_arguments(group, t)).sample.float()
+            with self._cads(group, embeds, t) as call_embeds:     # CADS (nodes/cads.py): noised prompts
+                pred = model.unet(inputs.to(model.dtype), t, encoder_hidden_states=call_embeds, added_cond_kwargs=added,
+                                  **residuals, **self._ip_arguments(group, t)).sample.float()
             for unit, part in zip(group, pred.split(self.batch)):
                 h, w, y, xx = unit.box
                 weight = unit.weight if isinstance(unit.weight, float) else unit.weight.to(x.device)
                 sums[unit.side][:, :, y:y + h, xx:xx + w] += part * weight
                 weights[unit.side][:, :, y:y + h, xx:xx + w] += weight
 
+
+    def _cads(self, group: list[_Unit], embeds: torch.Tensor, t: Any) -> Any:
+        if getattr(self.model, "cads", None) is None:
+            return contextlib.nullcontext(embeds)
+        from .cads import conditioning_noise
+
+        return conditioning_noise(self, [u.side for u in group], embeds, t)
 
     def _ip_arguments(self, group: list[_Unit], t: Any) -> dict[str, Any]:
         """The IP-Adapters' image tokens for this call's batch (nodes/ipadapter.py); none without any."""

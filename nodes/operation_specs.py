@@ -308,6 +308,31 @@ MODEL_NODES: list[NodeSpec] = [
         "models, one plain prompt per side.",
         "Perturbed-Attention Guidance", category="advanced/model", module="pag", port=MODEL,
         gives="the same model, sampled with perturbed-attention guidance"),
+    operation(
+        "CADS", "run_cads",
+        (Param.float("noise_scale", 0.25, min=-5.0, max=5.0, step=0.01,
+                     description="how much noise the conditioning gets at high noise (0: off)"),
+         Param.float("t1", 0.6, min=0.0, max=1.0, step=0.01,
+                     description="below this point of sampling (1: pure noise, 0: clean) the prompt is left as it is"),
+         Param.float("t2", 0.9, min=0.0, max=1.0, step=0.01,
+                     description="above this point the prompt gets the full noise; between t1 and t2 it fades"),
+         Param.float("rescale", 0.0, min=0.0, max=1.0, step=0.01,
+                     description="how much of the noised prompt is standardised back to the prompt's mean and std "
+                                 "(0: none)"),
+         Param.choice("apply_to", ("both", "cond", "uncond"), default="both",
+                      description="which prompts get noise: the positive (cond), the negative (uncond) or both"),
+         Param.choice("key", ("y", "c_crossattn", "both"), default="y",
+                      description="what is noised: y (SDXL's pooled prompt and size vector; SD 1.x has none), "
+                                  "c_crossattn (the prompt's token embeddings) or both"),
+         Param.choice("noise_type", ("normal", "uniform", "exponential"), default="normal",
+                      description="the distribution of the added noise"),
+         Param.int("seed", 0, min=0, max=2 ** 32, role=ParamRole.SEED,
+                   description="the noise's seed (drawn afresh at each step from it, per run)")),
+        "Condition-annealed sampling (Sadat et al. 2023, as asagi4's ComfyUI-CADS): noise the conditioning "
+        "early in sampling and fade it out between t2 and t1, for more varied images from one prompt. UNet models; "
+        "the input model is not changed.",
+        "CADS", category="advanced/model", module="cads", port=MODEL,
+        gives="the same model, its conditioning noised early in sampling"),
 ]
 
 OPERATION_NODES: list[NodeSpec] = LATENT_NODES + MASK_NODES + IMAGE_NODES + CONDITIONING_NODES + MODEL_NODES

@@ -160,6 +160,7 @@ class UNetModel(OnModule):
     skip_layer_guidance: Any = None   # nodes/families/skip_layers.py settings (SD3), used by the flow guidance step
     self_attention_guidance: Any = None   # nodes/sag.py settings (UNet models), used by the guidance step
     perturbed_attention: Any = None  # nodes/pag.py settings (UNet models), used by the guidance step
+    cads: Any = None                  # nodes/cads.py settings (UNet models), used by the guidance step's UNet calls
     timestep_noise: Any = None        # nodes/families/timestep_noise.py settings (Z-Image), used by its model call
     differential_diffusion: float | None = None   # DifferentialDiffusion's strength, used by the mask blend (sampling.py)
 
@@ -208,7 +209,7 @@ class UNetModel(OnModule):
 
 # What the model nodes add to a copy of a UNetModel (dataclasses.replace), which shares its base's weights.
 _UNET_ADDED = ("loras", "freeu", "ip_adapters", "cfg_rescale", "skip_layer_guidance", "self_attention_guidance",
-               "perturbed_attention",
+               "perturbed_attention", "cads",
                "timestep_noise", "differential_diffusion")
 
 

@@ -330,6 +330,20 @@ def _pag_pack_widgets(values: dict[str, Any], params: dict[str, Any], notes: Not
         notes.warn(f"rescale {values['rescale']} is not applied (use Rescale CFG before it)")
 
 
+def _cads_seed(value: Any, notes: Notes) -> Any:
+    if isinstance(value, int) and value < 0:
+        notes.warn(f"seed {value} draws CADS's noise from ComfyUI's global random state; NodeForge seeds it with 0")
+        return 0
+    return value
+
+
+def _cads_steps(values: dict[str, Any], params: dict[str, Any], notes: Notes) -> None:
+    start, total = values.get("start_step", 0), values.get("total_steps", 0)
+    if isinstance(start, int) and isinstance(total, int) and start < total:
+        notes.warn(f"start_step {start} / total_steps {total} ask for a step-count schedule, which NodeForge does "
+                   "not make: the noise follows the timestep (as with start_step >= total_steps)")
+
+
 def _zsnr_note(values: dict[str, Any], params: dict[str, Any], notes: Notes) -> None:
     if params.get("zsnr") is True:
         notes.warn("zsnr follows diffusers' zero-terminal-SNR rescale (its samplers' own last noise level); "
@@ -794,6 +808,12 @@ ROWS: tuple[ClassMap, ...] = (
               Widget("sigma_end", None, export_default=-1.0), Widget("rescale", None, export_default=0.0),
               Widget("rescale_mode", None, export_default="full"), Widget("unet_block_list", None, export_default="")),
              (("model", "unet"),), ("unet",), derive=_pag_pack_widgets),
+    # asagi4's ComfyUI-CADS (nodes/cads.py): the timestep's schedule; the step-count one is said and not made.
+    ClassMap("CADS", "CADS", "CADS",
+             (Widget("noise_scale"), Widget("t1"), Widget("t2"), Widget("rescale"),
+              Widget("start_step", None, export_default=0), Widget("total_steps", None, export_default=0),
+              Widget("apply_to"), Widget("key"), Widget("noise_type"), Widget("seed", seed=True, load=_cads_seed)),
+             (("model", "unet"),), ("unet",), derive=_cads_steps),
     ClassMap("DifferentialDiffusion", "DifferentialDiffusion", "Differential Diffusion", (Widget("strength"),),
              (("model", "unet"),), ("unet",)),
     ClassMap("RescaleCFG", "RescaleCFG", "RescaleCFG", (Widget("multiplier"),), (("model", "unet"),), ("unet",),
