@@ -587,6 +587,15 @@ NODES: list[NodeSpec] = [
         description="One colour channel of images as a mask (white = 1 = repaint).",
         display_name="Convert Image to Mask"),
     NodeSpec(
+        "JoinImageWithAlpha", "image", _lazy("images", "run_join_image_with_alpha"),
+        inputs=(Input("image", IMAGE, description="the images to give transparency (their colour channels)"),
+                Input("alpha", MASK, description="where they are transparent: 1 = fully (a mask, as Load Image "
+                                                 "gives a PNG's transparency), resized to the images")),
+        outputs=(Output("image", IMAGE, description="the images with an alpha channel (1 - the mask): Save Image "
+                                                    "writes them as RGBA PNGs"),),
+        description="Join images and a mask into images with transparency (ComfyUI's JoinImageWithAlpha).",
+        display_name="Join Image with Alpha"),
+    NodeSpec(
         "MaskToImage", "image", _lazy("images", "run_mask_to_image"),
         inputs=(Input("mask", MASK, description="the mask to show as an image"),),
         outputs=(Output("image", IMAGE, description="the mask as a grey image"),),

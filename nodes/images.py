@@ -163,11 +163,14 @@ def run_image_invert(ctx: Any, image: torch.Tensor) -> dict[str, Any]:
     return {"image": 1.0 - image}
 
 
-def to_pil(image: torch.Tensor) -> list[Any]:
+def to_pil(image: torch.Tensor, alpha: bool = False) -> list[Any]:
+    """8-bit PIL images: RGB (grey for one channel); RGBA where `alpha` and the image has a 4th channel
+    (JoinImageWithAlpha's), as saved PNGs keep it."""
     from PIL import Image
 
     arrays = (image.detach().float().clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
-    return [Image.fromarray(a[..., :3] if a.shape[-1] >= 3 else a[..., 0]) for a in arrays]
+    keep = 4 if alpha else 3
+    return [Image.fromarray(a[..., :keep] if a.shape[-1] >= 3 else a[..., 0]) for a in arrays]
 
 
 def free_png_names(folder: Path, prefix: str) -> Iterator[Path]:
@@ -231,7 +234,7 @@ def save_pngs(ctx: Any, image: torch.Tensor, prefix: str) -> list[str]:
     height, width = image.shape[1], image.shape[2]
     written = []
     versions = version_chunks()    # what made the pixels: another version may draw others
-    for index, pil in enumerate(to_pil(image)):
+    for index, pil in enumerate(to_pil(image, alpha=True)):
         info = PngInfo()
         for key, version in versions.items():
             info.add_text(key, version)
@@ -256,6 +259,20 @@ def run_preview(ctx: Any, image: torch.Tensor) -> list[Any]:
 
 
 _IMAGE_CHANNELS = {"red": 0, "green": 1, "blue": 2}
+
+
+def run_join_image_with_alpha(ctx: Any, image: torch.Tensor, alpha: torch.Tensor) -> dict[str, Any]:
+    """ComfyUI's JoinImageWithAlpha: RGBA images whose alpha is 1 - the mask (a mask's 1 = transparent, as
+    Load Image gives a PNG's transparency), the mask resized bilinearly to the image; the batch is the shorter
+    of the two."""
+    import torch.nn.functional as F
+
+    mask = alpha.float().reshape(-1, 1, alpha.shape[-2], alpha.shape[-1]).to(image.device)
+    if tuple(mask.shape[-2:]) != tuple(image.shape[1:3]):
+        mask = F.interpolate(mask, size=tuple(image.shape[1:3]), mode="bilinear")
+    count = min(image.shape[0], mask.shape[0])
+    opacity = (1.0 - mask[:count, 0]).unsqueeze(-1).to(image.dtype)
+    return {"image": torch.cat([image[:count, ..., :3], opacity], dim=-1)}
 
 
 def run_image_to_mask(ctx: Any, image: torch.Tensor, channel: str) -> dict[str, Any]:

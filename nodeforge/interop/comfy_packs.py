@@ -60,7 +60,7 @@ _PREFIXES += (("easy ", "ComfyUI-Easy-Use"), ("WanVideo", "ComfyUI-WanVideoWrapp
               ("Anything Everywhere", "cg-use-everywhere"), ("Searge", "SeargeSDXL"))
 CORE = CORE | frozenset({
     "StringConcatenate", "GetImageSize", "LoadAudio", "ReferenceLatent", "ResizeImageMaskNode",
-    "CFGNorm", "CFGZeroStar", "Mahiro", "Epsilon Scaling", "Morphology", "JoinImageWithAlpha",
+    "CFGNorm", "CFGZeroStar", "Mahiro", "Epsilon Scaling", "Morphology",
     "CreateVideo", "SaveVideo", "LoadVideo", "GetVideoComponents", "EmptyHunyuanLatentVideo", "WanImageToVideo",
     "WanVaceToVideo", "TrimVideoLatent", "TextEncodeQwenImageEdit", "TextEncodeQwenImageEditPlus", "ImageStitch",
 })

@@ -719,6 +719,8 @@ ROWS: tuple[ClassMap, ...] = (
     ClassMap("ImageInvert", "ImageInvert", "Invert Image", (), (("image", "image"),), ("image",)),
     ClassMap("ImageToMask", "ImageToMask", "Convert Image to Mask", (Widget("channel"),), (("image", "image"),),
              ("mask",)),
+    ClassMap("JoinImageWithAlpha", "JoinImageWithAlpha", "Join Image with Alpha", (),
+             (("image", "image"), ("alpha", "alpha")), ("image",)),
     ClassMap("MaskToImage", "MaskToImage", "Convert Mask to Image", (), (("mask", "mask"),), ("image",)),
     ClassMap("SolidMask", "SolidMask", "SolidMask", (Widget("value"), Widget("width"), Widget("height")), (),
              ("mask",)),
