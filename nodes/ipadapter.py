@@ -114,9 +114,6 @@ class AppliedIPAdapter:
         last = float("-inf") if self.end_percent >= 1 else (1 - self.end_percent) * 999
         return last <= timestep <= first
 
-    def nbytes(self) -> int:
-        return self.cond.nbytes + self.uncond.nbytes
-
 
 # -- loading -------------------------------------------------------------------------------------------------
 def _image_processor(folder: Path | None, size: int) -> Any:

@@ -54,9 +54,6 @@ class VariantDelta:
     scale: float = 1.0
     name: str = field(default="", compare=False)
 
-    def nbytes(self) -> int:
-        return sum(t.nbytes for t in self.tensors.values())
-
     @property
     def touches_bias(self) -> bool:
         return "diff_b" in self.tensors

@@ -19,7 +19,7 @@ from nodeforge.core.errors import NodeError
 from nodeforge.core.types import FileKind
 
 from .loading import _finish, _load_into, check_finite, configs_dir, load_shared, read_state_dict, vae_dtype
-from .wrappers import VAEModel
+from .wrappers import VAEModel, loaded_modules
 
 _REGISTRY_KEY = "nodes.vaes"
 _lock = threading.Lock()
@@ -32,6 +32,9 @@ class LoadedVAE:
 
     def __init__(self, fields: dict[str, Any]) -> None:
         self.fields = fields
+
+    def nodeforge_holds(self) -> list[Any]:
+        return loaded_modules(self.fields)
 
     def wrapper(self) -> VAEModel:
         return VAEModel(**self.fields, owner=self)

@@ -25,19 +25,15 @@ class LoraPatch:
     deltas: dict[str, tuple[torch.Tensor, torch.Tensor, float]]
     strength: float
 
-    def nbytes(self) -> int:
-        return sum(v.nbytes() if hasattr(v, "nbytes") and not isinstance(v, tuple) else v[0].nbytes + v[1].nbytes
-                   for v in self.deltas.values())
-
 
 class OnModule:
     """`device` and `dtype` of a wrapper: its module's (the field `module_field` names), read from
-    the first parameter; its size for the output cache: the module's parameters, unless it says otherwise."""
+    the first parameter; what it holds for the output cache: the module and its loader's record."""
 
     module_field = "module"
 
-    def nodeforge_nbytes(self) -> int:
-        return sum(p.nelement() * p.element_size() for p in getattr(self, self.module_field).parameters())
+    def nodeforge_holds(self) -> tuple:
+        return (getattr(self, self.module_field), getattr(self, "owner", None))
 
     @property
     def device(self) -> torch.device:
@@ -50,13 +46,10 @@ class OnModule:
         return next(getattr(self, self.module_field).parameters()).dtype
 
 
-def _module_nbytes(*modules: Any) -> int:
-    total = 0
-    for module in modules:
-        if module is not None:
-            total += sum(t.nelement() * t.element_size() for t in module.parameters())
-            total += sum(t.nelement() * t.element_size() for t in module.buffers())
-    return total
+def loaded_modules(*fields: dict[str, Any]) -> list[Any]:
+    """The modules among a loader's record's fields: what keeps a loaded file in memory (its configs and
+    tokenizers are small; walking a tokenizer's vocabulary would take longer than the run)."""
+    return [value for group in fields for value in group.values() if isinstance(value, torch.nn.Module)]
 
 
 @contextlib.contextmanager
@@ -189,34 +182,16 @@ class UNetModel(OnModule):
                 stack.enter_context(ip_attention(self.unet, self.ip_adapters))
             yield
 
-    def nodeforge_nbytes(self) -> int:
-        # A LoRA'd (FreeU'd, IP-Adapted, resampled...) wrapper shares the base weights; count only what it adds.
-        if self.is_copy():
-            return sum(p.nbytes() for p in self.loras) + sum(a.nbytes() for a in self.ip_adapters)
-        return _module_nbytes(self.unet)
-
-    def is_copy(self) -> bool:
-        """Whether a model node made this wrapper from another (dataclasses.replace, sharing its weights).
-        With a loader's record (`owner`): any field that is not the loader's own object, so a node that
-        changes the sampling (ModelSamplingDiscrete, ModelSamplingSD3, ...) counts too; without one:
-        any of the settings the model nodes add."""
-        loaded = getattr(self.owner, "unet_fields", None) or getattr(self.owner, "fields", None)
-        if isinstance(loaded, dict):
-            return any(getattr(self, f.name) is not loaded.get(f.name, f.default)
-                       for f in dataclasses.fields(self) if f.name != "owner")
-        return any(_set(getattr(self, f.name), f.default) for f in dataclasses.fields(self) if f.name in _UNET_ADDED)
+    def nodeforge_holds(self) -> tuple:
+        """For the output cache: the network, what the model nodes added (LoRA deltas, IP-Adapters, masks in
+        settings) and the loader's record, which a copy (dataclasses.replace) keeps alive as its base does;
+        the cache counts each once across the copies it holds."""
+        return (self.unet, self.owner, *(getattr(self, name) for name in _UNET_ADDED))
 
 
 # What the model nodes add to a copy of a UNetModel (dataclasses.replace), which shares its base's weights.
-_UNET_ADDED = ("loras", "freeu", "ip_adapters", "cfg_rescale", "skip_layer_guidance", "self_attention_guidance",
-               "perturbed_attention", "cads",
-               "timestep_noise", "differential_diffusion")
-
-
-def _set(value: Any, default: Any) -> bool:
-    """Whether a setting differs from its default (None, 0.0 or ()); settings may hold tensors, so None is
-    compared by identity."""
-    return value is not None if default is None else value != default
+_UNET_ADDED = ("loras", "freeu", "ip_adapters", "skip_layer_guidance", "self_attention_guidance", "perturbed_attention",
+               "cads", "timestep_noise")
 
 
 @dataclass(frozen=True)
@@ -258,10 +233,9 @@ class ClipModel:
             modules["te3"] = self.text_encoder_3
         return apply_patches(modules, self.loras)
 
-    def nodeforge_nbytes(self) -> int:
-        if self.loras or self.stop_at_layer is not None:   # shares the base weights
-            return sum(p.nbytes() for _, p in self.loras)
-        return _module_nbytes(self.text_encoder, self.text_encoder_2, self.text_encoder_3)
+    def nodeforge_holds(self) -> tuple:
+        """For the output cache: the text encoders, the LoRA deltas and the loader's record (as UNetModel's)."""
+        return (self.text_encoder, self.text_encoder_2, self.text_encoder_3, self.loras, self.owner)
 
 
 @dataclass(frozen=True)
@@ -277,9 +251,6 @@ class VAEModel(OnModule):
     latent_channels: int
     owner: Any = field(default=None, compare=False, repr=False)
 
-    def nodeforge_nbytes(self) -> int:
-        return _module_nbytes(self.vae)
-
 
 @dataclass
 class LoadedCheckpoint:
@@ -293,6 +264,10 @@ class LoadedCheckpoint:
     clip_fields: dict[str, Any]
     vae_fields: dict[str, Any]
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def nodeforge_holds(self) -> list[Any]:
+        """What keeps this checkpoint in memory while any of its wrappers lives (the output cache's count)."""
+        return loaded_modules(self.unet_fields, self.clip_fields, self.vae_fields, self.extra)
 
     def wrappers(self) -> tuple[UNetModel, ClipModel, VAEModel]:
         return (UNetModel(**self.unet_fields, owner=self), ClipModel(**self.clip_fields, owner=self),

@@ -1,9 +1,13 @@
 """The output cache: node outputs by content key, least recently used evicted over a byte budget.
 
 A key is a hash over the node type, its params, the keys of its inputs and the identity of any
-file it reads, so equal keys mean equal results. Sizes are estimated without importing torch:
-anything with `nbytes`, torch tensors (by duck typing), modules (their parameters and buffers),
-objects that say their size through `nodeforge_nbytes()`, and containers of those.
+file it reads, so equal keys mean equal results. Memory is counted without importing torch, as a
+footprint: each piece an entry holds (a tensor's storage, a module, an array) under its identity,
+so a piece several entries hold (a model and its LoRA'd copy, a node that passes its input on)
+counts once, and stays counted while any entry holds it. Pieces are found by duck typing: torch
+tensors, modules (their parameters and buffers), anything with `nbytes`, PIL images, objects that
+say what they hold through `nodeforge_holds()` or their size through `nodeforge_nbytes()`, and
+containers of those.
 """
 from __future__ import annotations
 
@@ -12,8 +16,11 @@ import json
 import os
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
-from typing import Any, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Hashable, Iterable
+
+# What one value holds in memory: each piece's identity -> its bytes.
+Footprint = dict[Hashable, int]
 
 
 def make_key(node_type: str, params: dict[str, Any], input_keys: Iterable[tuple[str, str, str]],
@@ -24,44 +31,60 @@ def make_key(node_type: str, params: dict[str, Any], input_keys: Iterable[tuple[
     return hashlib.blake2b(payload.encode("utf-8"), digest_size=16).hexdigest()
 
 
-def estimate_nbytes(value: Any, _seen: set[int] | None = None, _depth: int = 0) -> int:
-    """Bytes a cached value holds in memory (tensors, arrays, models); small objects count as 0."""
-    if value is None or isinstance(value, (bool, int, float)) or _depth > 6:
-        return 0
-    seen = _seen if _seen is not None else set()
-    if id(value) in seen:
-        return 0
-    seen.add(id(value))
+def estimate_nbytes(value: Any) -> int:
+    """Bytes a value holds in memory (tensors, arrays, models); small objects (numbers, text) count as 0."""
+    return sum(footprint(value).values())
+
+
+def footprint(value: Any) -> Footprint:
+    """The pieces of memory a value holds, each under its identity (see the module's docstring)."""
+    found: Footprint = {}
+    _walk(value, found, {}, 0)
+    return found
+
+
+def _walk(value: Any, found: Footprint, seen: dict[int, Any], depth: int) -> None:
+    if value is None or isinstance(value, (bool, int, float, str)) or depth > 8 or id(value) in seen:
+        return
+    seen[id(value)] = value   # held until the walk ends, so no id is reused by a passing object
+    holds = getattr(value, "nodeforge_holds", None)
+    if callable(holds):        # a pack's wrapper: its modules and tensors, not its configs or tokenizers
+        for part in holds():
+            _walk(part, found, seen, depth + 1)
+        return
     custom = getattr(value, "nodeforge_nbytes", None)
     if callable(custom):
-        return int(custom())
-    if isinstance(value, (str, bytes, bytearray)):
-        return len(value)
-    # torch.Tensor: count its storage once however many views share it.
-    if hasattr(value, "untyped_storage") and hasattr(value, "element_size"):
-        storage = value.untyped_storage()
-        key = ("storage", storage.data_ptr())
-        if key in seen:  # type: ignore[comparison-overlap]
-            return 0
-        seen.add(key)  # type: ignore[arg-type]
-        return int(storage.nbytes())
-    nbytes = getattr(value, "nbytes", None)
-    if isinstance(nbytes, int):
-        return nbytes
-    if hasattr(value, "parameters") and hasattr(value, "buffers") and callable(value.parameters):
-        return sum(estimate_nbytes(t, seen, _depth + 1) for t in value.parameters()) + \
-            sum(estimate_nbytes(t, seen, _depth + 1) for t in value.buffers())
-    if hasattr(value, "size") and hasattr(value, "mode") and hasattr(value, "tobytes"):  # PIL image
+        found[("object", id(value))] = int(custom())
+    elif isinstance(value, (bytes, bytearray)):
+        found[("object", id(value))] = len(value)
+    elif hasattr(value, "untyped_storage") and hasattr(value, "element_size"):   # a torch tensor
+        _add_storage(value, found)
+    elif isinstance(getattr(value, "nbytes", None), int):                      # a numpy array
+        found[("object", id(value))] = value.nbytes
+    elif hasattr(value, "parameters") and hasattr(value, "buffers") and callable(value.parameters):
+        # A module by its identity, not its tensors': offloading moves the weights to new storage
+        # (device and back) while the module stays the one its wrappers share.
+        tensors: Footprint = {}
+        for tensor in (*value.parameters(), *value.buffers()):
+            _add_storage(tensor, tensors)
+        found[("module", id(value))] = sum(tensors.values())
+    elif hasattr(value, "size") and hasattr(value, "mode") and hasattr(value, "tobytes"):  # PIL image
         w, h = value.size
-        return w * h * len(value.getbands())
-    if isinstance(value, dict):
-        return sum(estimate_nbytes(v, seen, _depth + 1) for v in value.values())
-    if isinstance(value, (list, tuple, set, frozenset)):
-        return sum(estimate_nbytes(v, seen, _depth + 1) for v in value)
-    inner = getattr(value, "__dict__", None)
-    if isinstance(inner, dict):
-        return sum(estimate_nbytes(v, seen, _depth + 1) for v in inner.values())
-    return 0
+        found[("object", id(value))] = w * h * len(value.getbands())
+    else:
+        inner = value.values() if isinstance(value, dict) else value if \
+            isinstance(value, (list, tuple, set, frozenset)) else getattr(value, "__dict__", {}).values()
+        for part in list(inner):
+            _walk(part, found, seen, depth + 1)
+
+
+def _add_storage(tensor: Any, found: Footprint) -> None:
+    """A tensor's storage, once however many views share it (meta tensors hold no memory)."""
+    device = getattr(tensor, "device", None)
+    if getattr(device, "type", None) == "meta":
+        return
+    storage = tensor.untyped_storage()
+    found[("storage", str(device), storage.data_ptr())] = int(storage.nbytes())
 
 
 def default_budget() -> int:
@@ -82,8 +105,9 @@ def default_budget() -> int:
 @dataclass
 class CacheEntry:
     outputs: Any
-    nbytes: int
+    nbytes: int                       # all it holds, shared with other entries or not
     node_type: str
+    footprint: Footprint = field(default_factory=dict, repr=False)
 
 
 @dataclass(frozen=True)
@@ -97,7 +121,11 @@ class CacheStats:
 
 
 class OutputCache:
-    """Thread-safe LRU of node outputs bounded by `budget` bytes (None: the default budget)."""
+    """Thread-safe LRU of node outputs bounded by `budget` bytes (None: the default budget).
+
+    `nbytes` counts each piece of memory once, however many entries hold it; evicting an entry frees
+    only the pieces no other entry holds (a model's weights stay counted while a copy of it is cached).
+    """
 
     def __init__(self, budget: int | None = None) -> None:
         self._entries: OrderedDict[str, CacheEntry] = OrderedDict()
@@ -105,6 +133,7 @@ class OutputCache:
         self.budget = default_budget() if budget is None else int(budget)
         self.nbytes = 0
         self.hits = self.misses = self.evictions = 0
+        self._held: dict[Hashable, list[int]] = {}   # piece -> [entries holding it, its bytes]
         self._pins: dict[str, int] = {}   # key -> how many runs hold it (never evicted meanwhile)
 
     def __contains__(self, key: str) -> bool:
@@ -155,14 +184,31 @@ class OutputCache:
             self._evict(keep=next(reversed(self._entries), None))
 
     def put(self, key: str, outputs: Any, node_type: str = "") -> None:
-        size = estimate_nbytes(outputs)
+        pieces = footprint(outputs)
         with self._lock:
             old = self._entries.pop(key, None)
+            self._hold(pieces)
             if old is not None:
-                self.nbytes -= old.nbytes
-            self._entries[key] = CacheEntry(outputs, size, node_type)
-            self.nbytes += size
+                self._release(old.footprint)
+            self._entries[key] = CacheEntry(outputs, sum(pieces.values()), node_type, pieces)
             self._evict(keep=key)
+
+    def _hold(self, pieces: Footprint) -> None:
+        for piece, size in pieces.items():
+            held = self._held.get(piece)
+            if held is None:
+                self._held[piece] = [1, size]
+                self.nbytes += size
+            else:
+                held[0] += 1
+
+    def _release(self, pieces: Footprint) -> None:
+        for piece in pieces:
+            held = self._held[piece]
+            held[0] -= 1
+            if held[0] == 0:
+                del self._held[piece]
+                self.nbytes -= held[1]
 
     def set_budget(self, budget: int) -> None:
         with self._lock:
@@ -178,13 +224,13 @@ class OutputCache:
                 break
             if key == keep or key in self._pins:
                 continue
-            entry = self._entries.pop(key)
-            self.nbytes -= entry.nbytes
+            self._release(self._entries.pop(key).footprint)
             self.evictions += 1
 
     def clear(self) -> None:
         with self._lock:
             self._entries.clear()
+            self._held.clear()
             self.nbytes = 0
 
     def stats(self) -> CacheStats:

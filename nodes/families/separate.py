@@ -24,7 +24,7 @@ from nodeforge.core.types import FileKind
 
 from ..loading import _finish, load_shared, model_from_state, pick_dtype, read_state_dict
 from ..placement import place
-from ..wrappers import ClipModel, UNetModel
+from ..wrappers import ClipModel, UNetModel, loaded_modules
 from . import flux_file as ff
 from .flux import scheduler_config, shipped_configs
 from .flux_sampling import FLUX_SAMPLING
@@ -39,6 +39,9 @@ class LoadedPart:
 
     def __init__(self, cls: type, fields: dict[str, Any]) -> None:
         self.cls, self.fields = cls, fields
+
+    def nodeforge_holds(self) -> list[Any]:
+        return loaded_modules(self.fields)
 
     def wrapper(self) -> Any:
         return self.cls(**self.fields, owner=self)

@@ -248,36 +248,6 @@ def test_other_lora_spellings_are_understood():
     assert ignored == ["something_else.weight"]
 
 
-def test_cache_sizes_count_shared_weights_once(engine, make_txt2img):
-    from nodeforge.core.cache import estimate_nbytes
-
-    out = engine.run(make_txt2img(lora=[("kohya", 1.0, 1.0)]), outputs=["ckpt", "lora0"]).outputs
-    base, patched = out["ckpt"]["unet"], out["lora0"]["unet"]
-    params = sum(p.numel() * p.element_size() for p in base.unet.parameters())
-    assert estimate_nbytes(base) >= params
-    assert 0 < estimate_nbytes(patched) < params / 4
-    assert 0 < estimate_nbytes(out["lora0"]["clip"]) < estimate_nbytes(out["ckpt"]["clip"])
-    assert estimate_nbytes(out["ckpt"]["vae"]) > 0
-
-
-@pytest.mark.parametrize("sampling, zsnr", [("v_prediction", True), ("eps", False)])
-def test_model_sampling_discrete_s_copy_of_the_unet_is_counted_once_in_the_cache(fresh_engine, make_txt2img,
-                                                                                 sampling, zsnr):
-    from nodeforge.core.cache import estimate_nbytes
-
-    wf = make_txt2img()
-    fresh_engine.run(wf, outputs=["ckpt"])
-    loaded = fresh_engine.cache.stats().nbytes
-    wf.add("ModelSamplingDiscrete", {"sampling": sampling, "zsnr": zsnr}, {"unet": ("ckpt", "unet")}, node_id="msd")
-    out = fresh_engine.run(wf, outputs=["ckpt", "msd"]).outputs
-    base, resampled = out["ckpt"]["unet"], out["msd"]["unet"]
-    params = sum(p.numel() * p.element_size() for p in base.unet.parameters())
-    buffers = sum(b.numel() * b.element_size() for b in base.unet.buffers())
-    assert resampled is not base and resampled.unet is base.unet   # eps, no zsnr: the same config, a copy still
-    assert (estimate_nbytes(base), estimate_nbytes(resampled)) == (params + buffers, 0)
-    assert fresh_engine.cache.stats().entries == 2 and fresh_engine.cache.stats().nbytes == loaded
-
-
 def test_a_damaged_lora_file_is_an_error_on_the_lora_field(engine, models_dir, make_txt2img):
     (models_dir / "loras" / "damaged.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json")
     with pytest.raises(NodeExecutionError) as info:
@@ -303,20 +273,3 @@ def test_one_format_module_names_the_keys_the_trainer_writes_and_the_loader_read
     assert fmt.scale(2.0, 4) == 0.5 and fmt.scale(None, 4) == 1.0
     down, up = torch.randn(4, 8, 3, 3), torch.randn(16, 4, 1, 1)       # LoCon: 3x3 down, 1x1 up
     assert torch.equal(fmt.delta(down, up, (16, 8, 3, 3)), (up.flatten(1) @ down.flatten(1)).reshape(16, 8, 3, 3))
-
-
-@pytest.mark.parametrize("setting", [{"freeu": object()}, {"cfg_rescale": 0.7}, {"skip_layer_guidance": object()},
-                                     {"self_attention_guidance": object()}, {"timestep_noise": object()},
-                                     {"differential_diffusion": 0.0}])
-def test_a_model_node_s_copy_of_the_unet_counts_only_what_it_adds(setting):
-    """FreeU, RescaleCFG, SAG, skip-layer guidance, Timestep Noise and DifferentialDiffusion (strength 0
-    too) give a copy sharing the base's weights: the cache must not count them twice."""
-    import dataclasses
-
-    from nodeforge.core.cache import estimate_nbytes
-
-    wrappers = builtin_module("wrappers")
-    module = torch.nn.Linear(256, 256)
-    base = wrappers.UNetModel(module, {}, "epsilon", 4, 8, "sd1", "base")
-    assert estimate_nbytes(base) == sum(p.numel() * p.element_size() for p in module.parameters())
-    assert estimate_nbytes(dataclasses.replace(base, **setting)) == 0

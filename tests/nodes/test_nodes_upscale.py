@@ -7,6 +7,7 @@ import torch
 from safetensors.torch import save_file
 
 from nodeforge import Workflow
+from nodeforge.core.cache import estimate_nbytes
 from nodeforge.core.errors import WorkflowError
 from nodeforge.core.registry import builtin_module
 
@@ -92,8 +93,9 @@ def test_each_layout_loads_and_upscales_as_the_network_itself(up_engine, up_root
     image = _image(1)
     out, model = _upscaled(up_engine, name, image)
     assert model.scale == scale and out.shape == (1, 24 * scale, 24 * scale, 3)
-    # what the output cache counts for it (wrappers.OnModule): the network's parameters
-    assert model.nodeforge_nbytes() == sum(p.numel() * p.element_size() for p in up_root[1][reference].parameters())
+    # what the output cache counts for it (wrappers.OnModule: its module): the network's parameters and buffers
+    network = up_root[1][reference]
+    assert estimate_nbytes(model) == sum(t.numel() * t.element_size() for t in (*network.parameters(), *network.buffers()))
     with torch.no_grad():
         expected = up_root[1][reference](image.permute(0, 3, 1, 2)).clamp(0, 1).permute(0, 2, 3, 1)
     torch.testing.assert_close(out, expected, atol=1e-5, rtol=0)
