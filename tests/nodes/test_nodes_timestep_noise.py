@@ -141,3 +141,15 @@ def test_validate_and_the_run_name_the_same_family_for_the_tiny_sd_file_and_fold
         run_timestep_noise(None, loaded, [1.0, 0.0])
     said = " is a sd1 model; Timestep Noise is for Z-Image models here: remove the node, or load a Z-Image model"
     assert (found[("noise", "unet")], str(refused.value)) == ("the model" + said, loaded.name + said)
+
+
+def test_timestep_noise_at_strength_0_passes_the_model_on_and_the_cache_counts_it_once(make_engine, zimage_dir,
+                                                                                        tmp_path):
+    engine = make_engine(tmp_path / "out", zimage_dir)
+    wf = _noised(noise_strength=0.0)
+    engine.run(wf, outputs=["1", "sched"])
+    before = engine.cache.stats()
+    out = engine.run(wf, outputs=["1", "sched", "noise"]).outputs
+    assert out["noise"]["unet"] is out["1"]["unet"]
+    after = engine.cache.stats()
+    assert (after.entries, after.nbytes) == (before.entries + 1, before.nbytes)   # it counted the transformer twice
