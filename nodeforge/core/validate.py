@@ -316,7 +316,7 @@ def topological_order(workflow: Workflow, subset: Iterable[str] | None = None) -
     wanted = set(nodes) if subset is None else set(subset)
     indegree = {nid: 0 for nid in wanted}
     consumers: dict[str, list[str]] = {nid: [] for nid in wanted}
-    for nid in wanted:
+    for nid in (n for n in nodes if n in wanted):   # file order: a set's order changes with PYTHONHASHSEED
         for src, _out in nodes[nid].inputs.values():
             if src in wanted:
                 indegree[nid] += 1

@@ -213,3 +213,30 @@ def test_cli_run_warns_of_a_half_wired_node_and_runs_the_rest(tmp_path, monkeypa
     assert err.splitlines() == ["warning: node 3 (Scale), value: required input is not connected; link a NUMBER "
                                 "output to it (this node leads to no output, so it does not run; connect it or "
                                 "delete it)"]
+
+
+def test_the_run_order_is_the_same_in_every_process():
+    """Independent nodes are ordered from the file's order, not a set's (which changes with
+    PYTHONHASHSEED): eviction, progress and the order of side effects are the same run after run."""
+    import os
+    import subprocess
+    import sys
+
+    script = (
+        "from nodeforge import Workflow\n"
+        "from nodeforge.core.validate import topological_order\n"
+        "wf = Workflow()\n"
+        "wf.add('Load', {}, node_id='src')\n"
+        "for i in range(24):\n"
+        "    wf.add('Use', {}, {'x': ('src', 'out')}, node_id=f'use{i}')\n"
+        "    wf.add('Save', {}, {'x': (f'use{i}', 'out')}, node_id=f'save{i}')\n"
+        "print(' '.join(topological_order(wf)[0]))\n")
+    orders = set()
+    for seed in ("0", "1", "2", "3"):
+        env = {**os.environ, "PYTHONHASHSEED": seed}
+        out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True)
+        orders.add(out.stdout.strip())
+    assert len(orders) == 1
+    order = orders.pop().split()
+    assert order[0] == "src" and sorted(order) == sorted(["src"] + [f"{k}{i}" for i in range(24) for k in ("use", "save")])
+    assert all(order.index(f"use{i}") < order.index(f"save{i}") for i in range(24))
