@@ -147,7 +147,9 @@ def _lower_thread_priority() -> None:
         level = 0
     if sys.platform.startswith("linux") and level > 0:
         try:
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), level)
+            thread = threading.get_native_id()
+            if level > os.getpriority(os.PRIO_PROCESS, thread):   # only ever lower it (root could raise it)
+                os.setpriority(os.PRIO_PROCESS, thread, level)
         except (OSError, AttributeError):
             pass
 
