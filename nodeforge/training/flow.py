@@ -49,6 +49,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         "StableDiffusion3Pipeline pads to): the longest caption takes 10; 77 doubles a step's time")
     p.add_argument("--patch", type=whole(1), default=2,
                    help="latent pixels per token side (1: four times the tokens, finer edges, slower)")
+    p.add_argument("--levels", choices=("logit-normal", "ddpm"), default="logit-normal",
+                   help="noise levels: logit-normal (SD3's, with --uniform and --shift), or ddpm: SD's 1000 DDPM "
+                        "timesteps drawn uniformly and read as flow levels s = sigma / (alpha + sigma), as the UNet "
+                        "demo model's recipe draws them")
+    p.add_argument("--weighting", choices=("none", "min-snr"), default="none",
+                   help="min-snr: each velocity error weighted as epsilon prediction's Min-SNR-5 weighs it "
+                        "(min(SNR, 5) / SNR x (1 - s)^2, SNR = ((1 - s) / s)^2; 4x, so its peak is ~1.9)")
     p.add_argument("--teacher-weight", type=real(0, 1), default=0.0,
                    help="share of the velocity target taken from the base UNet model's prediction for the same "
                         "noisy latent and caption (knowledge distillation; 0: the data's own target only)")
@@ -156,9 +163,32 @@ def zero_modulation(transformer: Any) -> None:
             torch.nn.init.zeros_(module.bias)
 
 
-def flow_batch(latents: Any, shift: float, generator: Any, uniform: float = 0.0) -> tuple[Any, Any, Any]:
+def ddpm_levels() -> Any:
+    """SD's 1000 DDPM timesteps (scaled-linear betas 0.00085..0.012) as flow levels: a DDPM sample
+    alpha x0 + sigma n is the flow sample at s = sigma / (alpha + sigma), scaled by 1 / (alpha + sigma)."""
+    import torch
+
+    from .models import NOISE_SCHEDULE
+
+    betas = torch.linspace(NOISE_SCHEDULE["beta_start"] ** 0.5, NOISE_SCHEDULE["beta_end"] ** 0.5,
+                           NOISE_SCHEDULE["num_train_timesteps"], dtype=torch.float64) ** 2
+    done = torch.cumprod(1 - betas, 0)
+    return ((1 - done).sqrt() / (done.sqrt() + (1 - done).sqrt())).float()
+
+
+def min_snr_weight(s: Any, gamma: float = 5.0) -> Any:
+    """Epsilon prediction's Min-SNR-gamma weight read on the velocity error at flow level s (the
+    velocity error is the epsilon error over 1 - s), times 4 so the peak (s ~0.31) is ~1.9."""
+    import torch
+
+    snr = ((1 - s) / s.clamp(min=1e-4)) ** 2
+    return 4 * torch.clamp(snr, max=gamma) / snr * (1 - s) ** 2
+
+
+def flow_batch(latents: Any, shift: float, generator: Any, uniform: float = 0.0,
+               levels: str = "logit-normal") -> tuple[Any, Any, Any]:
     """(x_t, timesteps, velocity target) for clean latents: s logit-normal, then shifted; a share
-    `uniform` of the rows draws s uniformly instead."""
+    `uniform` of the rows draws s uniformly instead (levels "ddpm": SD's DDPM timesteps, uniformly)."""
     import torch
 
     n = latents.shape[0]
@@ -166,6 +196,9 @@ def flow_batch(latents: Any, shift: float, generator: Any, uniform: float = 0.0)
     s = shift * s / (1 + (shift - 1) * s)
     flat = torch.rand(n, generator=generator)
     s = torch.where(torch.rand(n, generator=generator) < uniform, flat, s)
+    if levels == "ddpm":
+        table = ddpm_levels()
+        s = table[torch.randint(0, len(table), (n,), generator=generator)]
     noise = torch.randn(latents.shape, generator=generator)
     sigma = s.view(-1, 1, 1, 1)
     return (1 - sigma) * latents + sigma * noise, s * 1000, noise - latents
@@ -281,14 +314,15 @@ def train(args: argparse.Namespace, parts: dict[str, Any], latents: Any, caption
         for group in opt.param_groups:
             group["lr"] = lr_at(step - 1, args.steps, args.lr, args.warmup)
         pick = torch.randint(0, latents.shape[0], (args.batch,), generator=generator)
-        x_t, t, target = flow_batch(latents[pick], args.shift, generator, args.uniform)
+        x_t, t, target = flow_batch(latents[pick], args.shift, generator, args.uniform, args.levels)
         texts = [captions[i] if torch.rand(1, generator=generator) > 0.1 else "" for i in pick.tolist()]
         if teacher is not None:
             target = distilled_target(teacher, x_t, t, target, texts, args.teacher_weight, args.teacher_max_noise)
         embeds, pooled = prompt_embeds(parts, tokenizer, texts, zeros=1)
         pred = parts["transformer"](hidden_states=x_t, timestep=t, encoder_hidden_states=embeds,
                                     pooled_projections=pooled, return_dict=False)[0]
-        loss = torch.nn.functional.mse_loss(pred, target)
+        per_image = (pred - target).pow(2).mean(dim=(1, 2, 3))
+        loss = (per_image * min_snr_weight(t / 1000)).mean() if args.weighting == "min-snr" else per_image.mean()
         optimizer_step(opt, loss, params)
         ema.update()
         loss_value = float(loss.detach())
