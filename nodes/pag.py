@@ -19,6 +19,8 @@ import torch
 
 from nodeforge.core.errors import NodeError
 
+from .sag import plain_call
+
 
 @dataclass(frozen=True)
 class PerturbedAttention:
@@ -59,7 +61,7 @@ def guidance_term(guidance: Any, x: torch.Tensor, t: Any, cond: torch.Tensor) ->
     scale = signal_scale(model.perturbed_attention, float(torch.as_tensor(t).reshape(-1)[0]))
     if scale == 0:
         return 0.0
-    [(units, embeds, added)] = _plain_call(guidance)
+    [(units, embeds, added)] = plain_call(guidance, "PerturbedAttentionGuidance")
     rows = slice(guidance.batch, 2 * guidance.batch) if guidance.use_cfg else slice(0, guidance.batch)
     inputs = x if guidance.concat is None else torch.cat([x, guidance.concat.to(x.device, x.dtype)], 1)
     extra = None if added is None else {k: v[rows] for k, v in added.items()}
@@ -67,20 +69,6 @@ def guidance_term(guidance: Any, x: torch.Tensor, t: Any, cond: torch.Tensor) ->
         pred = model.unet(inputs.to(model.dtype), t, encoder_hidden_states=embeds[rows],
                           added_cond_kwargs=extra).sample.float()
     return scale * (cond - pred)
-
-
-def _plain_call(guidance: Any) -> list[tuple[Any, torch.Tensor, Any]]:
-    groups = guidance.groups
-    full = (guidance.frame[0], guidance.frame[1], 0, 0)
-    units = groups[0][0] if len(groups) == 1 else []
-    plain = units and all(u.box == full and isinstance(u.weight, float) and not u.entry.get("control")
-                          and u.entry.get("timestep_range") is None for u in units) \
-        and [u.side for u in units] == ([0, 1] if guidance.use_cfg else [1])
-    if not plain or getattr(guidance.model, "ip_adapters", ()):
-        raise NodeError("PerturbedAttentionGuidance works with one plain prompt per side for now (no area, mask, "
-                        "timestep range, combined prompts, ControlNet or IP-Adapter); remove it or simplify the "
-                        "prompts", field="unet")
-    return groups
 
 
 def run_perturbed_attention_guidance(ctx: Any, unet: Any, scale: float, adaptive_scale: float = 0.0) -> dict[str, Any]:

@@ -141,7 +141,7 @@ def guidance_term(guidance: Any, x: torch.Tensor, t: Any, base: torch.Tensor, st
     """scale x (base - the prediction on the degraded input): `base` is the negative prompt's prediction
     (the positive's without CFG), `guidance` the step's Guidance, whose one UNet call `store` watched."""
     model, settings = guidance.model, guidance.model.self_attention_guidance
-    [(units, embeds, added)] = _plain_call(guidance)
+    [(units, embeds, added)] = plain_call(guidance)
     rows = slice(0, guidance.batch)                   # the side `base` is: the call's first unit
     heads = model.unet.mid_block.attentions[0].transformer_blocks[0].attn1.heads
     probs = store.probs[: guidance.batch * heads]
@@ -155,8 +155,8 @@ def guidance_term(guidance: Any, x: torch.Tensor, t: Any, base: torch.Tensor, st
     return settings.scale * (base - pred)
 
 
-def _plain_call(guidance: Any) -> list[tuple[Any, torch.Tensor, Any]]:
-    """The step's one UNet call, refused (naming what) when the prompts need more than a plain one."""
+def plain_call(guidance: Any, node: str = "SelfAttentionGuidance") -> list[tuple[Any, torch.Tensor, Any]]:
+    """The step's one UNet call, refused (naming what, and `node`) when the prompts need more than a plain one."""
     groups = guidance.groups
     full = (guidance.frame[0], guidance.frame[1], 0, 0)
     units = groups[0][0] if len(groups) == 1 else []
@@ -164,7 +164,6 @@ def _plain_call(guidance: Any) -> list[tuple[Any, torch.Tensor, Any]]:
                           and u.entry.get("timestep_range") is None for u in units) \
         and [u.side for u in units] == ([0, 1] if guidance.use_cfg else [1])
     if not plain or getattr(guidance.model, "ip_adapters", ()):
-        raise NodeError("SelfAttentionGuidance works with one plain prompt per side for now (no area, mask, timestep "
-                        "range, combined prompts, ControlNet or IP-Adapter); remove it or simplify the prompts",
-                        field="unet")
+        raise NodeError(f"{node} works with one plain prompt per side for now (no area, mask, timestep range, "
+                        "combined prompts, ControlNet or IP-Adapter); remove it or simplify the prompts", field="unet")
     return groups
