@@ -7,12 +7,19 @@ latent channels to C, a stack of residual blocks (GroupNorm 32, SiLU, 3x3 convol
 embedding of (scale - 1), then GroupNorm, SiLU, 3x3 convolution, added to the input) with single-head
 self-attention blocks (GroupNorm, 1x1 q/k/v, softmax(q k / sqrt(C)) v, 1x1 projection, added) before the
 second and the last residual block, a bilinear resize to round(side x scale), the same stack again, then
-GroupNorm, SiLU and a 3x3 convolution back to 4 channels. The block counts and C come from the file. The
-latent is multiplied by 0.13025 (SDXL's VAE scale, which the pack uses for both versions) before and divided
-after. A scale that leaves the size as it is gives the latent back unchanged.
+GroupNorm, SiLU and a 3x3 convolution back to 4 channels. The block counts and C come from the file.
+
+The pack's networks take the VAE's own values (ComfyUI's latents) times 0.13025, for both versions.
+NodeForge's latents are already multiplied by their VAE's scaling factor, so they are divided by the
+factor of the VAE the file was made for and multiplied by 0.13025 on the way in, and the other way on
+the way out: SDXL's 0.13025 (sdxl_resizer.pt: the latent goes in as it is), SD 1.x's 0.18215 for a file
+named sd15_*, or the factor a .safetensors file names in its metadata (`nodeforge_vae_scaling_factor`,
+as the demo resizer shapes-resizer made by `nodeforge train-latent-upscaler` does). A scale that
+leaves the size as it is gives the latent back unchanged.
 """
 from __future__ import annotations
 
+import math
 import threading
 from pathlib import Path
 from typing import Any
@@ -27,6 +34,8 @@ from nodeforge.core.types import FileKind
 from .loading import load_shared
 
 LATENT_SCALE = 0.13025
+SD15_SCALE = 0.18215
+SCALE_KEY = "nodeforge_vae_scaling_factor"
 EMBED = 32
 _KEY = "nodes.latent_resizers"
 _lock = threading.Lock()
@@ -77,6 +86,7 @@ class LatentResizer(nn.Module):
         self.out_blocks = _stack(out_blocks, channels, attention)
         self.norm_out = nn.GroupNorm(32, channels)
         self.conv_out = nn.Conv2d(channels, 4, 3, padding=1)
+        self.vae_scale = LATENT_SCALE     # the scaling factor of the VAE whose latents it takes (read_resizer)
 
     def forward(self, x: torch.Tensor, scale: float) -> torch.Tensor:
         size = (int(round(x.shape[-2] * scale)), int(round(x.shape[-1] * scale)))
@@ -107,7 +117,8 @@ def read_resizer(path: Path, device: str) -> LatentResizer:
     from .weight_files import load_pickle, read_safetensors
 
     what = "an NN latent upscaler"
-    state = read_safetensors(path, "model", what)[0] if path.suffix == ".safetensors" else load_pickle(path, "model", what)
+    state, metadata = (read_safetensors(path, "model", what) if path.suffix == ".safetensors"
+                       else (load_pickle(path, "model", what), {}))
     if not isinstance(state, dict) or "conv_in.bias" not in state or not any(k.startswith("in_blocks.") for k in state):
         raise NodeError(f"{path.name} is not an NN latent upscaler (ComfyUi_NNLatentUpscale's sd15_resizer.pt or "
                         "sdxl_resizer.pt); put one of those in models/latent_upscale_models", field="model")
@@ -119,7 +130,23 @@ def read_resizer(path: Path, device: str) -> LatentResizer:
         first = str(exc).strip().splitlines()[0]
         raise NodeError(f"{path.name} does not fit the NN latent upscaler's layout ({first[:120]})",
                         field="model") from None
+    model.vae_scale = vae_scale_of(path, metadata)
     return model.to(device).eval()
+
+
+def vae_scale_of(path: Path, metadata: dict[str, str]) -> float:
+    """The scaling factor of the VAE whose latents the resizer at `path` takes (see the module's docstring)."""
+    value = metadata.get(SCALE_KEY)
+    if value is None:
+        return SD15_SCALE if path.stem.lower().startswith(("sd15", "sd1.5", "sd_15")) else LATENT_SCALE
+    try:
+        scale = float(value)
+    except ValueError:
+        scale = 0.0
+    if not math.isfinite(scale) or scale <= 0:
+        raise NodeError(f"{path.name} names a VAE scaling factor of {value[:40]!r} in its metadata; "
+                        "train it again with nodeforge train-latent-upscaler", field="model")
+    return scale
 
 
 def load_resizer(path: Path, device: str, shared: dict[str, Any] | None = None) -> LatentResizer:
@@ -133,11 +160,12 @@ def run_latent_upscale_nn(ctx: Any, latent: dict, model: str, scale_by: float) -
                         f"{samples.shape[1] if samples.ndim == 4 else samples.ndim} channels: use Upscale Latent",
                         field="latent")
     resizer = load_resizer(Path(ctx.resolve_file(FileKind.LATENT_UPSCALE_MODEL, model)), ctx.device, ctx.shared)
+    k = LATENT_SCALE / resizer.vae_scale     # NodeForge's scaled latent -> the pack's units (1 for SDXL)
     size = (int(round(samples.shape[-2] * scale_by)), int(round(samples.shape[-1] * scale_by)))
     if size == tuple(samples.shape[-2:]):
         return {"latent": latent}
     weights = next(resizer.parameters())
     with torch.inference_mode():
-        out = resizer(samples.to(weights.device, weights.dtype) * LATENT_SCALE, float(scale_by)) / LATENT_SCALE
+        out = resizer(samples.to(weights.device, weights.dtype) * k, float(scale_by)) / k
     kept = {k: v for k, v in latent.items() if k not in ("samples", "noise_mask", "width", "height", "batch_size")}
     return {"latent": {**kept, "samples": out.float().cpu()}}

@@ -1,5 +1,6 @@
 """LatentUpscaleNN (Ttl's NNLatentUpscale): a random resizer saved with the pack's key names loads by its
-layout, and the node's output is the network's as written out here with functional ops on the state dict."""
+layout, and the node's output is the network's as written out here with functional ops on the state dict,
+on the VAE's values x 0.13025 as the pack gives it (NodeForge's latents being scaled by their VAE's factor)."""
 from __future__ import annotations
 
 from types import SimpleNamespace
@@ -74,7 +75,7 @@ def test_the_layout_comes_from_the_file_and_the_output_is_the_networks(resizer_r
                                     "tiny_resizer.pt", 1.5)["latent"]
     assert set(out) == {"samples", "factor"} and out["samples"].shape == (2, 4, 12, 18)
     with torch.no_grad():
-        expected = _reference(sd, samples * 0.13025, 1.5) / 0.13025
+        expected = _reference(sd, samples, 1.5)      # SDXL's latents: already the pack's VAE values x 0.13025
     torch.testing.assert_close(out["samples"], expected, atol=1e-4, rtol=1e-4)
     same = mod.run_latent_upscale_nn(_ctx(resizer_root), {"samples": samples}, "tiny_resizer.pt", 1.04)["latent"]
     assert same["samples"] is samples           # round(8 x 1.04) = 8, round(12 x 1.04) = 12: unchanged
@@ -87,3 +88,38 @@ def test_other_files_and_latents_are_refused_with_what_to_use(resizer_root, tmp_
         mod.read_resizer(tmp_path / "other.pt", "cpu")
     with pytest.raises(NodeError, match="takes SD 1.x and SDXL latents \\(4 channels\\); this one has 16 channels"):
         mod.run_latent_upscale_nn(_ctx(resizer_root), {"samples": torch.zeros(1, 16, 8, 8)}, "tiny_resizer.pt", 1.5)
+
+
+@pytest.mark.parametrize("name,metadata,vae_scale", [
+    ("sdxl_resizer.pt", None, 0.13025),                  # SDXL's latents go in as they are
+    ("sd15_resizer.pt", None, 0.18215),                  # SD 1.x's: VAE values x 0.13025 = samples x 0.13025 / 0.18215
+    ("shapes.safetensors", {"nodeforge_vae_scaling_factor": "0.37924"}, 0.37924),   # the demo model's, from the file
+])
+def test_the_network_sees_the_vae_values_times_0_13025_whatever_the_latents_scale(tmp_path, name, metadata, vae_scale):
+    from safetensors.torch import save_file
+
+    mod = builtin_module("latent_resizer")
+    torch.manual_seed(2)
+    sd = mod.LatentResizer(2, 2, 32, True).state_dict()
+    (tmp_path / "latent_upscale_models").mkdir()
+    path = tmp_path / "latent_upscale_models" / name
+    if name.endswith(".pt"):
+        torch.save(sd, path)
+    else:
+        save_file({k: v.contiguous() for k, v in sd.items()}, str(path), metadata=metadata)
+    raw = torch.randn(1, 4, 8, 8)                         # the VAE's own values (ComfyUI's latent)
+    out = mod.run_latent_upscale_nn(_ctx(tmp_path), {"samples": raw * vae_scale}, name, 2.0)["latent"]["samples"]
+    with torch.no_grad():
+        expected = _reference(sd, raw * 0.13025, 2.0) / 0.13025 * vae_scale
+    torch.testing.assert_close(out, expected, atol=1e-4, rtol=1e-4)
+
+
+def test_a_file_naming_a_broken_scaling_factor_is_refused(tmp_path):
+    from safetensors.torch import save_file
+
+    mod = builtin_module("latent_resizer")
+    sd = mod.LatentResizer(1, 1, 32, False).state_dict()
+    save_file({k: v.contiguous() for k, v in sd.items()}, str(tmp_path / "bad.safetensors"),
+              metadata={"nodeforge_vae_scaling_factor": "-1"})
+    with pytest.raises(NodeError, match="bad.safetensors names a VAE scaling factor of '-1' in its metadata"):
+        mod.read_resizer(tmp_path / "bad.safetensors", "cpu")

@@ -7,7 +7,8 @@ import pytest
 
 pytest.importorskip("torch")
 
-from nodeforge.training import common, controlnet, data, dreambooth, embedding, lora, shapes, upscaler  # noqa: E402
+from nodeforge.training import (common, controlnet, data, dreambooth, embedding, latent_upscaler, lora,  # noqa: E402
+                                shapes, upscaler)
 
 LORA = ["imgs", "--base", "nodeforge-shapes", "--out", "x.safetensors"]
 DB = ["--instance-dir", "imgs", "--instance-prompt", "a sks shape", "--base", "nodeforge-shapes",
@@ -37,6 +38,9 @@ CASES = [
     (upscaler, ["--out", "u.safetensors", "--crop", "65"], "from 1 to 64 (crops of the 64 px inputs)"),
     (upscaler, ["--out", "u.safetensors", "--vae-fraction", "1.5"], "argument --vae-fraction: 1.5 is out of range"),
     (upscaler, ["--out", "u.safetensors", "--held-out", "0"], "train-upscaler: argument --held-out: 0 is out of"),
+    (latent_upscaler, ["--out", "r.safetensors", "--channels", "48"],
+     "train-latent-upscaler: argument --channels: 48 is not a multiple of 32"),
+    (latent_upscaler, ["--out", "r.safetensors", "--blocks", "1"], "argument --blocks: 1 is out of range"),
     (controlnet, ["--out", "cn", "--images", "0"], "train-controlnet: argument --images: 0 is out of range"),
     (controlnet, ["--out", "cn", "--empty-rate", "2"], "train-controlnet: argument --empty-rate: 2 is out of range"),
     (controlnet, ["--out", "cn", "--conditioning-channels", "16", "0", "64"], "argument --conditioning-channels: 0"),

@@ -1,4 +1,4 @@
-"""The demo-asset trainers (train-upscaler, train-embedding, train-controlnet) run end to end on tiny
+"""The demo-asset trainers (train-upscaler, train-latent-upscaler, train-embedding, train-controlnet) run end to end on tiny
 settings and write files the nodes load. The bundled assets' quality is tested in tests/workflows/test_demo_assets.py."""
 import pytest
 
@@ -7,7 +7,7 @@ pytest.importorskip("diffusers")
 
 from nodeforge.core.registry import builtin_module  # noqa: E402
 from nodeforge.paths import builtin_dir  # noqa: E402
-from nodeforge.training import embedding, upscaler  # noqa: E402
+from nodeforge.training import embedding, latent_upscaler, upscaler  # noqa: E402
 
 BASE = builtin_dir("resources") / "models" / "nodeforge-shapes"
 
@@ -40,6 +40,36 @@ def test_train_upscaler_writes_a_compact_model_the_loader_reads(tmp_path, capsys
     assert (model.scale, model.architecture) == (4, "Real-ESRGAN Compact")
     image = torch.rand(1, 20, 24, 3)
     assert builtin_module("upscale").upscale(model, image, 512, 32).shape == (1, 80, 96, 3)
+
+
+def test_latent_upscaler_pairs_are_the_demo_vaes_latents_of_the_same_shape_at_two_sizes():
+    vae = latent_upscaler.load_vae(BASE)
+    low, larger, measured = latent_upscaler.sides(vae)
+    assert (low, larger, measured) == (16, (18, 20, 22, 24, 26, 28, 30, 32), (24, 32))   # 64 px, VAE factor 4
+    [(small, big, render)] = latent_upscaler.pairs(3, 7, vae, (32,)).values()
+    assert small.shape == (3, 4, 16, 16) and big.shape == (3, 4, 32, 32) and render.shape == (3, 3, 128, 128)
+    # The same shape: the larger latent pooled to the smaller size is much closer to it than another shape's.
+    pooled = torch.nn.functional.avg_pool2d(big, 2)
+    same = (pooled - small).pow(2).mean(dim=(1, 2, 3))
+    other = (pooled - small.roll(1, 0)).pow(2).mean(dim=(1, 2, 3))
+    assert bool((same < 0.5 * other).all()), (same, other)
+
+
+def test_train_latent_upscaler_writes_a_resizer_the_node_reads_with_the_vaes_scale(tmp_path, capsys):
+    from safetensors import safe_open
+
+    out = tmp_path / "resizer.safetensors"
+    assert latent_upscaler.main(["--out", str(out), "--steps", "2", "--images", "2", "--batch", "2",
+                                 "--held-out", "2", "--channels", "32", "--blocks", "2", "--base", str(BASE)]) == 0
+    captured = capsys.readouterr()
+    assert "train-latent-upscaler [" in captured.err and '"x1.5_latent_mse_bilinear"' in captured.out
+    with safe_open(str(out), framework="pt") as f:
+        assert f.metadata()["nodeforge_vae_scaling_factor"] == "0.37924"   # the demo VAE's
+    resizer = builtin_module("latent_resizer").read_resizer(out, "cpu")
+    assert builtin_module("latent_resizer").layout(resizer.state_dict()) == (2, 2, 32, True)
+    assert resizer.vae_scale == 0.37924
+    assert latent_upscaler.main(["--out", str(out), "--measure-only", "--held-out", "2", "--base", str(BASE)]) == 0
+    assert '"x2_psnr_model"' in capsys.readouterr().out
 
 
 def test_embedding_training_images_are_the_concept_only():

@@ -141,6 +141,7 @@ def test_checked_images_decode_to_the_same_pixels_as_before(tmp_path):
     (lora, "train-lora", ["imgs", "--out", "x.safetensors"]),
     (embedding, "train-embedding", ["--out", "e.safetensors"]),
     (upscaler, "train-upscaler", ["--out", "u.safetensors"]),
+    (pytest.importorskip("nodeforge.training.latent_upscaler"), "train-latent-upscaler", ["--out", "r.safetensors"]),
     (pytest.importorskip("nodeforge.training.controlnet"), "train-controlnet", ["--out", "cn"]),
 ])
 def test_each_trainer_names_itself_for_a_base_that_is_not_there(module, name, argv, tmp_path, monkeypatch,

@@ -169,3 +169,43 @@ def test_the_controlnet_moves_the_shape_to_an_outline_anywhere_in_the_frame(engi
     wf.nodes["5"].inputs.update(positive=("2", "conditioning"), negative=("3", "conditioning"))
     without = _outline_iou(saved_image(engine.run(wf)), source)
     assert with_control >= 0.7 and with_control > without + 0.3, (with_control, without)
+
+
+# -- shapes-resizer ----------------------------------------------------------------------------------------
+RESIZER = RESOURCES / "latent_upscale_models" / "shapes-resizer.safetensors"
+
+
+def test_the_bundled_latent_resizer_has_a_quarter_of_bilinears_error_on_held_out_shapes():
+    from nodeforge.core.models import ModelPaths
+    from nodeforge.core.types import FileKind
+    from nodeforge.training import latent_upscaler as trainer
+
+    assert RESIZER.is_file(), f"the bundled latent upscaler {RESIZER} is missing"
+    paths = ModelPaths(roots=[])                       # the bundled folders only, as the node sees them
+    assert "shapes-resizer.safetensors" in paths.names(FileKind.LATENT_UPSCALE_MODEL)   # found by its stem too
+    ctx = type("Ctx", (), {"resolve_file": staticmethod(paths.resolve), "device": "cpu", "shared": {}})()
+    vae = trainer.load_vae(RESOURCES / "models" / "nodeforge-shapes")
+    node = builtin_module("latent_resizer").run_latent_upscale_nn
+    for side, (low, high, _) in trainer.pairs(40, trainer.HELD_OUT_SEED, vae, (24, 32)).items():
+        ours = node(ctx, {"samples": low}, "shapes-resizer", side / 16)["latent"]["samples"]
+        plain = trainer.bilinear(low, side)
+        error, bilinear = float((ours - high).pow(2).mean()), float((plain - high).pow(2).mean())
+        assert ours.shape == high.shape and error < 0.35 * bilinear, (side, error, bilinear)
+
+
+def test_a_generated_latent_upscaled_by_the_resizer_decodes_to_the_same_shape_twice_the_size(engine):
+    from nodeforge.training.judge import judge, mask_iou, shape_mask
+
+    wf = load_workflow(WORKFLOWS / "upscale.json")
+    del wf.nodes["8"], wf.nodes["9"]
+    small = wf.add("SaveImage", {"prefix": "small"}, {"image": ("6", "image")})
+    up = wf.add("LatentUpscaleNN", {"model": "shapes-resizer", "scale_by": 2.0}, {"latent": ("5", "latent")})
+    decoded = wf.add("VAEDecode", inputs={"vae": ("1", "vae"), "latent": (up, "latent")})
+    wf.nodes["7"].inputs["image"] = (decoded, "image")
+    result = engine.run(wf)
+    [big_path], [small_path] = result.outputs["7"], result.outputs[small]
+    big, little = Image.open(big_path).convert("RGB"), Image.open(small_path).convert("RGB")
+    assert (little.size, big.size) == ((64, 64), (128, 128))
+    verdict = judge(big.resize((64, 64), Image.BOX))
+    assert (verdict.shape, verdict.colour, verdict.background) == ("triangle", "yellow", "purple"), verdict
+    assert mask_iou(shape_mask(big), shape_mask(little.resize((128, 128), Image.NEAREST))) > 0.85
