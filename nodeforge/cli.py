@@ -408,6 +408,12 @@ class ProgressPrinter:
             self._end_bar()
             out.write(f"warning: node {event.node_id} ({event.node_type}): {event.message}\n")
             out.flush()
+        elif isinstance(event, ev.NodeFinished) and isinstance(event.output, dict) \
+                and isinstance(event.output.get("text"), str):     # Show Value: said even when progress is not
+            self._end_bar()
+            self.done += 1
+            out.write(f"{self._label(event.node_id, event.node_type)}: {event.output['text']}\n")
+            out.flush()
         elif not self.progress:
             return
         elif isinstance(event, ev.RunStarted):
@@ -514,7 +520,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     written = [path for nid in result.outputs for path in output_paths(result.outputs[nid])]
     for path in written:
         print(path)
-    if not written and result.outputs and not args.previews:
+    images = [nid for nid, value in result.outputs.items() if not (isinstance(value, dict) and "text" in value)]
+    if not written and images and not args.previews:      # (Show Value's text is printed above)
         print(f"warning: {_nothing_written(workflow, result, engine.registry, args.out)}", file=sys.stderr)
     # As ComfyUI: the outputs whose ancestry is valid ran; the others fail the command.
     for nid, problems in result.skipped.items():

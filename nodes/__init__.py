@@ -723,3 +723,8 @@ NODES += CUSTOM_SAMPLING_NODES
 from .ipadapter_specs import IPADAPTER_NODES  # noqa: E402
 
 NODES += IPADAPTER_NODES
+
+# Plain values on wires: an image's size, math expressions, text joined or rewritten, and a value shown.
+from .value_specs import VALUE_NODES  # noqa: E402
+
+NODES += VALUE_NODES

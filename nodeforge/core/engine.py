@@ -88,6 +88,21 @@ def _fits_port(value: Any, port_type: str) -> bool:
     return True
 
 
+def _wired_params(spec: Any, nid: str, workflow: Workflow, kwargs: dict[str, Any]) -> None:
+    """The values wires give to params (an INT output feeding a width), checked as the param checks a
+    value typed on the node (kind, range, multiple, choices), else a NodeExecutionError naming the wire."""
+    for name, (src, out) in workflow.nodes[nid].inputs.items():
+        param = spec.param(name) if spec.input(name) is None else None
+        if param is None:
+            continue
+        try:
+            kwargs[name] = param.coerce(kwargs[name])
+        except ValueError as exc:
+            raise NodeExecutionError(f"{name} from {src}.{out} ({workflow.nodes[src].type}): {exc}; change what "
+                                     f"feeds it, or remove the link and set {name} on the node",
+                                     node_id=nid, node_type=spec.type, field=name) from None
+
+
 def _problems_per_output(workflow: Workflow, targets: list[str],
                          problems: list[Problem]) -> dict[str, list[Problem]]:
     """For each output that cannot run, the problems in its ancestry (a problem naming no node
@@ -377,6 +392,7 @@ class Engine:
             kwargs = dict(plan.checked.params[nid])
             for name, (src, out) in nodes[nid].inputs.items():
                 kwargs[name] = values[src][out]
+            _wired_params(spec, nid, workflow, kwargs)
             for declared in spec.inputs:
                 kwargs.setdefault(declared.name, None)
             self._emit(ev.NodeStarted(run_id, nid, spec.type), on_event)

@@ -34,6 +34,12 @@ class PortType(_Named):
     CLIP_VISION = "CLIP_VISION"
     # CLIPVisionEncode's output (nodes/unclip.py): an image's CLIP embeddings, for unCLIPConditioning.
     CLIP_VISION_OUTPUT = "CLIP_VISION_OUTPUT"
+    # Plain values (nodes/values.py: an image's size, a math expression, text): an output of one of these may
+    # feed a param of the matching kind (`feeds_param`); the wire's value replaces the param's when the graph runs.
+    INT = "INT"
+    FLOAT = "FLOAT"
+    STRING = "STRING"
+    BOOLEAN = "BOOLEAN"
 
 
 class ParamKind(_Named):
@@ -111,3 +117,22 @@ def ports_compatible(output_type: str, input_type: str) -> bool:
     "*" is a wildcard that accepts anything (used by reroute dots in the editor).
     """
     return output_type == input_type or "*" in (output_type, input_type)
+
+
+# Which outputs may feed a param of each kind through a wire (a widget converted to an input, as ComfyUI
+# calls it): a whole number may feed a FLOAT param too (lossless); text feeds a choice, checked when it runs.
+_PARAM_FEEDS = {
+    ParamKind.INT: ("INT",),
+    ParamKind.FLOAT: ("FLOAT", "INT"),
+    ParamKind.STRING: ("STRING",),
+    ParamKind.CHOICE: ("STRING",),
+    ParamKind.BOOL: ("BOOLEAN",),
+}
+# The port type a param shows when a wire feeds it (the editor's port, ComfyUI's widget input type).
+PARAM_PORTS = {ParamKind.INT: "INT", ParamKind.FLOAT: "FLOAT", ParamKind.STRING: "STRING",
+               ParamKind.CHOICE: "STRING", ParamKind.BOOL: "BOOLEAN"}
+
+
+def feeds_param(output_type: str, kind: ParamKind) -> bool:
+    """Whether an output of `output_type` may feed a param of `kind` ("*", a reroute's, may feed any)."""
+    return output_type == "*" or output_type in _PARAM_FEEDS.get(kind, ())

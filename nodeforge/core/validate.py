@@ -20,7 +20,7 @@ from nodeforge.core.placeholder import is_placeholder, original_class, placehold
 from nodeforge.core.prompt_syntax import embedding_references, name_candidates
 from nodeforge.core.registry import Registry
 from nodeforge.core.spec import NodeSpec, Param
-from nodeforge.core.types import FileKind, ParamKind, ParamRole, ports_compatible
+from nodeforge.core.types import PARAM_PORTS, FileKind, ParamKind, ParamRole, feeds_param, ports_compatible
 from nodeforge.core.workflow import MAX_INT_DIGITS, Workflow, text_problems
 
 
@@ -55,7 +55,8 @@ def check_workflow(workflow: Workflow, registry: Registry, model_paths: ModelPat
             problems.append(Problem(_unknown_type_message(node.type, registry), nid, node.type, "type"))
             continue
         result.specs[nid] = spec
-        _check_params(nid, node.params, spec, model_paths if check_files else None, result, base, workflow.origins)
+        _check_params(nid, node.params, spec, model_paths if check_files else None, result, base, workflow.origins,
+                      wired=set(node.inputs))
         _check_shared_names(nid, node.params, spec, workflow.origins, model_paths if check_files else None, result,
                             base)
 
@@ -64,27 +65,7 @@ def check_workflow(workflow: Workflow, registry: Registry, model_paths: ModelPat
         if spec is None:
             continue
         for name, (src, out) in node.inputs.items():
-            declared = spec.input(name)
-            if declared is None:
-                known = ", ".join(i.name for i in spec.inputs) or "none"
-                problems.append(Problem(f"{spec.type} has no input {name!r} (inputs: {known})", nid, spec.type, name))
-                continue
-            if src not in nodes:
-                problems.append(Problem(f"linked to node {src!r}, which is not in the workflow; "
-                                        "reconnect the input", nid, spec.type, name))
-                continue
-            src_spec = result.specs.get(src)
-            if src_spec is None:
-                continue  # already reported as an unknown type
-            out_decl = src_spec.output(out)
-            if out_decl is None:
-                outs = ", ".join(o.name for o in src_spec.outputs) or "none"
-                problems.append(Problem(f"linked to output {out!r} of node {src} ({src_spec.type}), which has no "
-                                        f"such output (outputs: {outs})", nid, spec.type, name))
-                continue
-            if not ports_compatible(str(out_decl.type), str(declared.type)):
-                problems.append(Problem(f"expects {declared.type} but is linked to {src}.{out}, which gives "
-                                        f"{out_decl.type}", nid, spec.type, name))
+            _check_link(nid, spec, name, src, out, workflow, result)
         for declared in spec.inputs:
             if not declared.optional and declared.name not in node.inputs:
                 problems.append(Problem(f"required input is not connected; link {_a(str(declared.type))} output to it",
@@ -98,6 +79,41 @@ def check_workflow(workflow: Workflow, registry: Registry, model_paths: ModelPat
     if not cycle:
         _check_facts(workflow, result)
     return result
+
+
+def _check_link(nid: str, spec: NodeSpec, name: str, src: str, out: str, workflow: Workflow, result: Checked) -> None:
+    """One wire into node `nid`: to an input of its type, or to a param a plain value (INT, FLOAT, STRING,
+    BOOLEAN) may feed (the wire's value replaces the param's when the graph runs)."""
+    problems = result.problems
+    declared, param = spec.input(name), spec.param(name)
+    if declared is None and param is None:
+        known = ", ".join([i.name for i in spec.inputs] + [p.name for p in spec.params]) or "none"
+        problems.append(Problem(f"{spec.type} has no input or param {name!r} (inputs and params: {known})", nid,
+                                spec.type, name))
+        return
+    if src not in workflow.nodes:
+        problems.append(Problem(f"linked to node {src!r}, which is not in the workflow; "
+                                "reconnect the input", nid, spec.type, name))
+        return
+    src_spec = result.specs.get(src)
+    if src_spec is None:
+        return  # already reported as an unknown type
+    out_decl = src_spec.output(out)
+    if out_decl is None:
+        outs = ", ".join(o.name for o in src_spec.outputs) or "none"
+        problems.append(Problem(f"linked to output {out!r} of node {src} ({src_spec.type}), which has no "
+                                f"such output (outputs: {outs})", nid, spec.type, name))
+    elif declared is not None and not ports_compatible(str(out_decl.type), str(declared.type)):
+        problems.append(Problem(f"expects {declared.type} but is linked to {src}.{out}, which gives "
+                                f"{out_decl.type}", nid, spec.type, name))
+    elif declared is None and param.file is not None:
+        problems.append(Problem(f"names a file, which NodeForge reads from the node's own setting, not from a wire: "
+                                f"remove the link from {src}.{out} and choose the file on the node", nid, spec.type,
+                                name))
+    elif declared is None and not feeds_param(str(out_decl.type), param.kind):
+        port = PARAM_PORTS.get(param.kind, str(param.kind))
+        problems.append(Problem(f"{_a(port)} setting cannot take {src}.{out}, which gives {out_decl.type}; link "
+                                f"{_a(port)} output to it or remove the link", nid, spec.type, name))
 
 
 def _check_facts(workflow: Workflow, result: Checked) -> None:
@@ -124,7 +140,10 @@ def _a(port_type: str) -> str:
 
 
 def _check_params(nid: str, given: dict[str, Any], spec: NodeSpec, model_paths: ModelPaths | None,
-                  result: Checked, base: Path | None, origins: dict[tuple[str, str], str]) -> None:
+                  result: Checked, base: Path | None, origins: dict[tuple[str, str], str],
+                  wired: set[str] | None = None) -> None:
+    """Each param's value coerced (a param a wire feeds keeps its saved value here, or its default where that
+    one is no longer valid: the wire's value replaces it when the graph runs)."""
     values: dict[str, Any] = {}
     for name in given:
         if spec.param(name) is None and spec.input(name) is not None:
@@ -137,6 +156,8 @@ def _check_params(nid: str, given: dict[str, Any], spec: NodeSpec, model_paths: 
     for param in spec.params:
         raw = given.get(param.name, param.default)
         message, value = _coerce(param, raw, spec)
+        if message is not None and param.name in (wired or ()):
+            message, value = None, param.default
         if message is not None:
             result.problems.append(Problem(message, nid, spec.type, param.name))
             continue

@@ -77,7 +77,7 @@ def export_comfyui_api(workflow: Workflow, *, registry: Any | None = None,
         if entry is None:
             continue
         for name, (src, out) in node.inputs.items():
-            comfy_name = rows[nid].comfy_input(name) if nid in rows else name
+            comfy_name = _comfy_name(rows[nid], name) if nid in rows else name
             if comfy_name is None:
                 continue       # LoraLoaderModelOnly takes no CLIP
             if src not in outputs:
@@ -95,6 +95,15 @@ def export_comfyui_api(workflow: Workflow, *, registry: Any | None = None,
         raise ExportError(problems)
     resolve_widget_links(prompt, outputs)
     return prompt
+
+
+def _comfy_name(row: table.ClassMap, nf_name: str) -> str | None:
+    """The ComfyUI input a NodeForge input goes to, or for a param a wire feeds, its widget (ComfyUI takes a
+    link in a widget's place)."""
+    name = row.comfy_input(nf_name)
+    if name is None and row.widget_for(nf_name) is not None:
+        return row.widget_for(nf_name).comfy
+    return name
 
 
 def _outputs_used(nid: str, workflow: Workflow) -> list[str]:

@@ -437,6 +437,11 @@ class _Converter:
                     self.warnings.add(node, f"NodeForge's {row.nodeforge} has no input for this; its link is dropped",
                                       name)
                 continue
+            if kind == "node" and widget.wireable and self.rows.get(found[0]) is not None:
+                ref.inputs[widget.target] = found      # a value from a node NodeForge runs: the wire stays
+                if dot is not None:
+                    self.dots[dot]["links"].append([node.id, widget.target])
+                continue
             self._widget_source(node, name, kind, found, values, comfy_extra)
         for widget in row.widgets:
             target = widget.target
@@ -454,7 +459,7 @@ class _Converter:
         if row.note:
             self.warnings.add(node, row.note)
         ref.params.update(row.fixed)
-        order = [nf for _c, nf in row.inputs]
+        order = [nf for _c, nf in row.inputs] + [w.target for w in row.widgets]
         ref.inputs = dict(sorted(ref.inputs.items(), key=lambda item: order.index(item[0])))
         if len(table.rows_for(row.nodeforge)) > 1 and row.remember:
             comfy_extra["class_type"] = row.comfy
@@ -492,8 +497,10 @@ class _Converter:
         elif kind == "node":
             src, out = found
             comfy_extra.setdefault("widget_links", {})[name] = [src, out]
-            self.warnings.add(node, f"its value comes from node {src}, which NodeForge cannot run; using {shown} "
-                                    "(the link is kept for export)", name)
+            why = "whose value NodeForge cannot wire into this setting" if self.rows.get(src) is not None \
+                else "which NodeForge cannot run"
+            self.warnings.add(node, f"its value comes from node {src}, {why}; using {shown} (the link is kept for "
+                                    "export)", name)
 
     def _title(self, node: ComfyNode, row: table.ClassMap | None) -> str | None:
         title = node.title

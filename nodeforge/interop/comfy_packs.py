@@ -59,7 +59,7 @@ _PREFIXES += (("easy ", "ComfyUI-Easy-Use"), ("WanVideo", "ComfyUI-WanVideoWrapp
               ("ACN_", "ComfyUI-Advanced-ControlNet"), ("SeedVR2", "ComfyUI-SeedVR2_VideoUpscaler"),
               ("Anything Everywhere", "cg-use-everywhere"), ("Searge", "SeargeSDXL"))
 CORE = CORE | frozenset({
-    "StringConcatenate", "GetImageSize", "LoadAudio", "ReferenceLatent", "ResizeImageMaskNode",
+    "LoadAudio", "ReferenceLatent", "ResizeImageMaskNode",
     "CFGNorm", "CFGZeroStar", "Mahiro", "Epsilon Scaling", "Morphology",
     "CreateVideo", "SaveVideo", "LoadVideo", "GetVideoComponents", "EmptyHunyuanLatentVideo", "WanImageToVideo",
     "WanVaceToVideo", "TrimVideoLatent", "TextEncodeQwenImageEdit", "TextEncodeQwenImageEditPlus", "ImageStitch",
@@ -87,8 +87,8 @@ _SUFFIXES += ((" _O", "ComfyUI-QualityOfLifeSuit_Omar92"),)
 _PREFIXES += (("FluxTrain", "ComfyUI-FluxTrainer"), ("Hy3D", "ComfyUI-Hunyuan3DWrapper"), ("FL_", "ComfyUI_Fill-Nodes"))
 CORE = CORE | frozenset({
     "FlipSigmas", "DualCFGGuider", "InstructPixToPixConditioning",
-    "LatentUpscaleModelLoader", "ComfySwitchNode", "ComfyMathExpression", "FluxKontextImageScale",
-    "FluxKontextMultiReferenceLatentMethod", "LoadImageOutput", "PreviewAny", "RegexReplace",
+    "LatentUpscaleModelLoader", "ComfySwitchNode", "FluxKontextImageScale",
+    "FluxKontextMultiReferenceLatentMethod", "LoadImageOutput",
     "ResizeAndPadImage", "ResizeImagesByLongerEdge", "SaveWEBM", "SaveAudio", "SaveAudioMP3", "TrimAudioDuration",
     "VAEDecodeAudio", "VAEEncodeAudio", "LTXAVTextEncoderLoader", "EmptyAceStep1.5LatentAudio",
     "TextEncodeAceStepAudio1.5", "ReferenceTimbreAudio",

@@ -52,6 +52,12 @@ class Widget:
     def target(self) -> str | None:
         return self.comfy if self.param == "" else self.param
 
+    @property
+    def wireable(self) -> bool:
+        """Whether a link into this widget can stay a wire into its NodeForge param: the param takes the value
+        as ComfyUI gives it (no conversion) and names no model file."""
+        return self.target is not None and self.model is None and self.load is _same
+
 
 @dataclass(frozen=True)
 class ClassMap:
@@ -81,6 +87,8 @@ class ClassMap:
     # (ComfyUI input, NodeForge type, its input, its output): the input reaches the node through a NodeForge node
     # the importer adds as <id>.<input> (a mask preview is a preview of the mask as an image).
     through: tuple[str, str, str, str] | None = None
+    # ComfyUI's type of an input NodeForge takes as any value ("*"), written by the UI export: "FLOAT,INT,BOOLEAN"
+    any_type: str | None = None
 
     def nf_input(self, comfy_name: str) -> str | None:
         return next((nf for c, nf in self.inputs if c == comfy_name), None)
@@ -90,6 +98,10 @@ class ClassMap:
 
     def widget(self, comfy_name: str) -> Widget | None:
         return next((w for w in self.widgets if w.comfy == comfy_name), None)
+
+    def widget_for(self, nf_param: str) -> Widget | None:
+        """The widget that fills NodeForge param `nf_param` (where a wire feeding the param goes on export)."""
+        return next((w for w in self.widgets if w.target == nf_param), None)
 
 
 # -- value conversions --------------------------------------------------------------------------------
@@ -373,6 +385,10 @@ def _one_factor(values: dict[str, Any], params: dict[str, Any], notes: Notes) ->
 
 def _same_factors(nid: str, node: Any, workflow: Any) -> bool:
     return node.params.get("width_factor", 1.25) == node.params.get("height_factor", 1.25)
+
+
+def _essentials_style(nid: str, node: Any, workflow: Any) -> bool:
+    return node.params.get("style") == "essentials"
 
 
 def _never(nid: str, node: Any, workflow: Any) -> bool:
@@ -1038,6 +1054,42 @@ ROWS: tuple[ClassMap, ...] = (
                   "checkpoint's own weights; it exports back as Load Checkpoint (CheckpointLoaderSimple)"),
 )
 
+# Plain values on wires (nodes/values.py): an image's size, math expressions, text, and nodes that show a value.
+_MATH_NOTE = ("its expression runs in NodeForge's own parser (numbers, a b c d, + - * / // % **, comparisons, "
+              "and/or/not, x if c else y, a.width/a.height, min max abs round sum pow sqrt ceil floor log sin cos "
+              "tan int float iif); anything else is refused when the graph runs")
+ROWS += (
+    ClassMap("GetImageSize", "GetImageSize", "Get Image Size", (), (("image", "image"),),
+             ("width", "height", "batch_size")),
+    ClassMap("GetImageSizeAndCount", "GetImageSize", "Get Image Size & Count", (), (("image", "image"),),
+             ("", "width", "height", "batch_size"), remember=False, export_only_if=_never, passthrough=((0, "image"),),
+             note="its image output is its input passed on (NodeForge wires what it fed to the image itself); "
+                  "exported back as ComfyUI's Get Image Size"),
+    ClassMap("ComfyMathExpression", "MathExpression", "Math Expression", (Widget("expression"),),
+             tuple((f"values.{name}", name) for name in "abcd"), ("float", "int", "bool"),
+             fixed={"style": "ComfyUI"}, any_type="FLOAT,INT,BOOLEAN"),
+    ClassMap("MathExpression|pysssss", "MathExpression", "Math Expression 🐍", (Widget("expression"),),
+             tuple((name, name) for name in "abc"), ("int", "float"), fixed={"style": "ComfyUI"}, note=_MATH_NOTE,
+             any_type="INT,FLOAT,IMAGE,LATENT"),
+    ClassMap("SimpleMath+", "MathExpression", "🔧 Simple Math", (Widget("value", "expression"),),
+             tuple((name, name) for name in "abc"), ("int", "float"), fixed={"style": "essentials"},
+             export_prefer_if=_essentials_style, note=_MATH_NOTE, any_type="*"),
+    ClassMap("StringConcatenate", "JoinText", "Concatenate",
+             (Widget("string_a"), Widget("string_b"), Widget("delimiter")), (), ("string",)),
+    ClassMap("RegexReplace", "RegexReplace", "Regex Replace",
+             (Widget("string"), Widget("regex_pattern"), Widget("replace"), Widget("case_insensitive"),
+              Widget("multiline"), Widget("dotall"), Widget("count")), (), ("string",)),
+    ClassMap("PreviewAny", "ShowValue", "Preview Any", (), (("source", "value"),), (), any_type="*"),
+    ClassMap("ShowText|pysssss", "ShowValue", "Show Text 🐍", (), (("text", "value"),), ("",),
+             passthrough=((0, "text"),), remember=False, export_only_if=_never,
+             note="shows its text; what its output fed takes the text from where it came (exported back as "
+                  "ComfyUI's Preview Any)"),
+    ClassMap("Display Any (rgthree)", "ShowValue", "Display Any (rgthree)", (Widget("text", None, ui_value=""),),
+             (("source", "value"),), (), any_type="*"),
+    ClassMap("Display Int (rgthree)", "ShowValue", "Display Int (rgthree)",
+             (Widget("input", None, ui_value=0), Widget("text", None, ui_value="")), (("input", "value"),), ()),
+)
+
 BY_COMFY: dict[str, ClassMap] = {row.comfy: row for row in ROWS}
 
 # ComfyUI nodes that only exist in its editor or hold a constant: folded away on import.
@@ -1138,9 +1190,8 @@ TEXT_PRINTS = ("Text to Console",)
 # feeds when the graph is queued. The presets live in the browser that made the file, so the text is the one
 # that widget saved: the consumer keeps its own value.
 PRESET_TEXTS = ("PresetText", "PresetText|pysssss")
-# ComfyUI's StringConcatenate (string_a + delimiter + string_b) gives a STRING, which NodeForge has no wire for:
-# where both strings are constants (its own widgets, or linked constants) it folds into the value it feeds;
-# otherwise it stays a placeholder.
+# ComfyUI's StringConcatenate (string_a + delimiter + string_b): where both strings are constants (its own widgets,
+# or linked constants) it folds into the value it feeds; otherwise it is NodeForge's Join Text (its row above).
 STRING_JOIN = "StringConcatenate"
 STRING_JOIN_WIDGETS = ("string_a", "string_b", "delimiter")
 # Packs' editor-only nodes, which ComfyUI never runs: rgthree's Label and LG's note show their title as text on the

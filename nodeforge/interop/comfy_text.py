@@ -1,9 +1,9 @@
 """Text operations of ComfyUI and its packs, worked out on import into the value they feed.
 
-NodeForge has no text wires (DESIGN section 3): a prompt is a node's setting. So a text operation
-whose every text is a constant (a widget, a constant node, or another such operation) folds into
-the prompt or name it feeds, computed as the class does; fed by a node that runs, it stays a
-placeholder. ComfyUI's StringConcatenate and WAS Node Suite's Text Concatenate (each of its three
+A text operation whose every text is a constant (a widget, a constant node, or another such operation)
+folds into the prompt or name it feeds, computed as the class does, so the imported graph holds the
+text itself; fed by a node that runs, it stays a placeholder (StringConcatenate: NodeForge's Join Text,
+whose STRING output feeds the param it fed in ComfyUI). ComfyUI's StringConcatenate and WAS Node Suite's Text Concatenate (each of its three
 widget layouts: linebreak_addition; linebreak_addition and delimiter; delimiter and
 clean_whitespace), Text Find and Replace Input and Text Random Line (Python's random.choice after
 random.seed(seed), as WAS does) are here.

@@ -15,6 +15,7 @@ from typing import Any
 
 from nodeforge.core.errors import Problem
 from nodeforge.core.placeholder import PLACEHOLDER_TYPE, original_class, output_types
+from nodeforge.core.types import PARAM_PORTS
 from nodeforge.core.workflow import NodeRef, Workflow
 from nodeforge.interop import comfy_table as table
 from nodeforge.interop.comfy_export import ExportError, _mapped_entry, _outputs_used, exported_row
@@ -138,19 +139,31 @@ def _mapped(nid: str, node: NodeRef, row: table.ClassMap, workflow: Workflow, re
     inputs, sources = [], []
     for comfy_name, nf_name in row.inputs:
         port = spec.input(nf_name) if spec is not None else None
-        inputs.append({"name": comfy_name, "type": comfy_type(port.type if port is not None else None)})
+        kind = comfy_type(port.type if port is not None else None)
+        inputs.append({"name": comfy_name, "type": row.any_type if kind == "*" and row.any_type else kind})
+        if row.widget(comfy_name) is not None:    # a widget ComfyUI shows as an input (Display Int's input)
+            inputs[-1]["widget"] = {"name": comfy_name}
         sources.append(node.inputs.get(nf_name))
     for name, link in widget_links.items():
         if isinstance(link, (list, tuple)) and len(link) == 2:
             inputs.append({"name": name, "type": "*", "widget": {"name": name}})
             sources.append((str(link[0]), str(link[1])))
+    for widget in row.widgets:      # params a wire feeds: ComfyUI's widgets converted to inputs
+        param = spec.param(widget.target) if spec is not None and widget.target is not None else None
+        if param is not None and widget.target in node.inputs and row.comfy_input(widget.target) is None:
+            inputs.append({"name": widget.comfy, "type": PARAM_PORTS.get(param.kind, "*"),
+                           "widget": {"name": widget.comfy}})
+            sources.append(node.inputs[widget.target])
     outputs = []
     for name in row.outputs:
         port = spec.output(name) if spec is not None else None
         kind = comfy_type(port.type if port is not None else None)
         shown = kind if name.lower() in (kind.lower(), "unet") else name
         outputs.append({"name": shown, "type": kind})
-    return _Node(cid, row.comfy, node.title or row.display, widgets, inputs, sources, outputs, list(row.outputs))
+    made = _Node(cid, row.comfy, node.title or row.display, widgets, inputs, sources, outputs, list(row.outputs))
+    if row.any_type == "*":     # ComfyUI declares these inputs as any type: they keep "*" when linked
+        made.extra["any_slots"] = {i for i, port in enumerate(inputs) if port["type"] == "*" and "widget" not in port}
+    return made
 
 
 def _placeholder(nid: str, node: NodeRef, workflow: Workflow, cid: int) -> _Node:
@@ -284,7 +297,7 @@ def _link(made: dict[str, _Node], reroutes: list[_Reroute]) -> list[list[Any]]:
     for entry in made.values():
         for slot, (port, source) in enumerate(zip(entry.inputs, entry.sources)):
             port["link"] = wire(source, entry.cid, slot) if source is not None else None
-            if source is not None and port["type"] == "*":
+            if source is not None and port["type"] == "*" and slot not in entry.extra.get("any_slots", ()):
                 port["type"] = links[-1][5]
     return links
 

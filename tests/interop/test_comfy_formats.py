@@ -275,7 +275,8 @@ def test_a_stale_link_the_node_does_not_record_is_ignored(registry):
 def test_a_widget_fed_by_a_node_nodeforge_cannot_run_keeps_its_value_and_the_link(registry):
     from nodeforge.interop import export_comfyui_api, read_workflow
 
-    prompt = {"1": {"class_type": "SimpleMath+", "inputs": {"value": "a + b", "a": 2, "b": 3}},
+    prompt = {"1": {"class_type": "Random Number", "inputs": {"number_type": "float", "minimum": 1, "maximum": 2,
+                                                              "seed": 0}},
               "2": {"class_type": "EmptyLatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 1}},
               "3": {"class_type": "LatentUpscaleBy", "inputs": {"upscale_method": "area", "scale_by": ["1", 0],
                                                                 "samples": ["2", 0]}}}

@@ -173,7 +173,7 @@ def test_a_vae_mapped_to_a_checkpoint_uses_that_checkpoints_vae(tmp_path, capsys
 @pytest.mark.parametrize("class_type, said", [
     ("ImageCrop+", "from the custom node pack ComfyUI_essentials, which NodeForge cannot run; replace it "
                    "with NodeForge's ImageCrop, which does the same, or bypass it"),
-    ("Display Any (rgthree)", "from the custom node pack rgthree-comfy, which NodeForge cannot run; replace or "
+    ("Power Prompt (rgthree)", "from the custom node pack rgthree-comfy, which NodeForge cannot run; replace or "
                               "bypass it"),
     ("IPAdapterFaceID", "from the custom node pack ComfyUI_IPAdapter_plus, which NodeForge cannot run; replace "
                         "or bypass it"),
@@ -199,7 +199,7 @@ def test_a_placeholder_names_its_pack_or_says_it_is_core_and_is_said_once_per_cl
     # classes of the issue-30 corpus that were "a ComfyUI node with no NodeForge equivalent" whatever they were
     ("LTXVConditioning", {"core": True}), ("StableCascade_StageB_Conditioning", {"core": True}),
     ("StableCascade_CheckpointLoader //Inspire", {"pack": "ComfyUI-Inspire-Pack"}),   # the pack's suffix wins
-    ("StringConcatenate", {"core": True}), ("TextEncodeQwenImageEditPlus", {"core": True}),
+    ("LoadAudio", {"core": True}), ("TextEncodeQwenImageEditPlus", {"core": True}),   # StringConcatenate: mapped now
     ("ImageResizeKJv2", {"pack": "ComfyUI-KJNodes"}), ("ImageResize+", {"pack": "ComfyUI_essentials"}),   # mapped now
     ("easy int", {"pack": "ComfyUI-Easy-Use"}), ("UnetLoaderGGUF", {"pack": "ComfyUI-GGUF"}),
     ("WanVideoSampler", {"pack": "ComfyUI-WanVideoWrapper"}), ("ShowText|pysssss", {"pack": "ComfyUI-Custom-Scripts"}),

@@ -13,7 +13,7 @@ from PySide6.QtGui import QFontMetricsF, QImage
 from PySide6.QtWidgets import QGraphicsItem, QGraphicsProxyWidget
 
 from nodeforge.core import placeholder
-from nodeforge.core.types import FileKind, ParamRole
+from nodeforge.core.types import PARAM_PORTS, FileKind, ParamRole
 from nodeforge.ui.canvas.edges import PortItem, node_layout_changed
 from nodeforge.ui.canvas.help_text import node_help
 from nodeforge.ui.canvas.node_graphic import GRIP, HEADER, MIN_WIDTH, WIDTH, NodeGraphic
@@ -51,6 +51,9 @@ class NodeItem(NodeGraphic):
     def _port_decls(self) -> tuple[list[tuple[str, str, bool]], list[tuple[str, str]]]:
         if self.spec is not None:
             ins = [(i.name, str(i.type), i.optional) for i in self.spec.inputs]
+            # a param a wire feeds (an INT output into a width) shows a port while the wire is there
+            node = self.model.nodes[self.node_id]
+            ins += [(p.name, PARAM_PORTS.get(p.kind, "*"), True) for p in self.spec.params if p.name in node.inputs]
             outs = [(o.name, str(o.type)) for o in self.spec.outputs]
             return ins, outs
         # An unknown type: keep whatever ports its links use, so nothing is lost.
@@ -143,8 +146,8 @@ class NodeItem(NodeGraphic):
             self.graph.want_panel(self)
 
     def rebuild_ports(self) -> None:
-        """For placeholders, whose ports follow their links."""
-        if not self.is_placeholder:
+        """For placeholders, whose ports follow their links, and for params a wire feeds."""
+        if not self.is_placeholder and (self.spec is None or not self.spec.params):
             return
         ins, outs = self._port_decls()
         if [n for n, *_ in ins] == list(self.inputs) and [n for n, _ in outs] == list(self.outputs):

@@ -14,7 +14,7 @@ from PySide6.QtGui import QUndoStack
 
 from nodeforge.core import graph
 from nodeforge.core.errors import WorkflowFileError
-from nodeforge.core.types import ParamRole, ports_compatible
+from nodeforge.core.types import ParamRole, feeds_param, ports_compatible
 from nodeforge.core.workflow import NodeRef, Workflow
 from nodeforge.ui.graph import commands as cmd
 from nodeforge.ui.graph.model import LIST_FLAGS, NODE_UI_KEYS, GraphModel
@@ -101,6 +101,10 @@ class GraphController:
             return False
         if self._reaches(dst, src):
             return False   # would make a cycle
+        spec = self.model.spec(dst)
+        param = spec.param(input_name) if spec is not None and spec.input(input_name) is None else None
+        if param is not None:     # a plain value (an INT output) into a param of its kind; never a file param
+            return param.file is None and feeds_param(self.model.output_type(src, output), param.kind)
         return ports_compatible(self.model.output_type(src, output), self.model.input_type(dst, input_name))
 
     def _reaches(self, start: str, goal: str) -> bool:
