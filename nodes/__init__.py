@@ -635,6 +635,13 @@ NODES: list[NodeSpec] = [
                    description="the longer side's new length in pixels (a square gets this on both sides)")),
         "Resize images so their longer side is largest_size pixels, keeping the aspect ratio.",
         "Scale Image to Max Dimension", **_RESIZE_IMAGE),
+    operation(
+        "ResizeImagesByLongerEdge", "run_resize_images_by_longer_edge",
+        (Param.int("longer_edge", 1024, min=1, max=8192,
+                   description="the longer side's new length in pixels; the shorter keeps the aspect ratio, cut "
+                               "down to a whole pixel"),),
+        "Resize images with Lanczos so their longer side is longer_edge pixels (ComfyUI's Resize Images by Longer "
+        "Edge).", "Resize Images by Longer Edge", **_RESIZE_IMAGE),
     NodeSpec(
         "ConditioningSetAreaStrength", "conditioning", _lazy("conditioning", "run_conditioning_set_area_strength"),
         inputs=(Input("conditioning", COND, description="the prompt to weight"),),

@@ -166,6 +166,20 @@ def run_image_scale_to_max_dimension(ctx: Any, image: torch.Tensor, upscale_meth
     return {"image": scale_image(image, width, height, upscale_method, "disabled")}
 
 
+def longer_edge_size(width: int, height: int, longer_edge: int) -> tuple[int, int]:
+    """ComfyUI's ResizeImagesByLongerEdge size: the longer side becomes `longer_edge` (a square's height decides),
+    the other keeps the aspect ratio cut down to a whole pixel (never below 1)."""
+    if width > height:
+        return longer_edge, max(1, int(height * (longer_edge / width)))
+    return max(1, int(width * (longer_edge / height))), longer_edge
+
+
+def run_resize_images_by_longer_edge(ctx: Any, image: torch.Tensor, longer_edge: int) -> dict[str, Any]:
+    h, w = image.shape[1:3]
+    width, height = longer_edge_size(w, h, longer_edge)
+    return {"image": scale_image(image, width, height, "lanczos", "disabled")}
+
+
 MAX_FACTOR_SIDE = 8192   # the longest side QualityOfLifeSuit's factor nodes give (its MAX_RESOLUTION)
 
 

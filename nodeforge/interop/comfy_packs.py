@@ -89,7 +89,7 @@ CORE = CORE | frozenset({
     "FlipSigmas", "DualCFGGuider", "InstructPixToPixConditioning",
     "LatentUpscaleModelLoader", "ComfySwitchNode", "FluxKontextImageScale",
     "FluxKontextMultiReferenceLatentMethod", "LoadImageOutput",
-    "ResizeAndPadImage", "ResizeImagesByLongerEdge", "SaveWEBM", "SaveAudio", "SaveAudioMP3", "TrimAudioDuration",
+    "ResizeAndPadImage", "SaveWEBM", "SaveAudio", "SaveAudioMP3", "TrimAudioDuration",
     "VAEDecodeAudio", "VAEEncodeAudio", "LTXAVTextEncoderLoader", "EmptyAceStep1.5LatentAudio",
     "TextEncodeAceStepAudio1.5", "ReferenceTimbreAudio",
 })

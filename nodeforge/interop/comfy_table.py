@@ -748,6 +748,8 @@ ROWS: tuple[ClassMap, ...] = (
     ClassMap("ImageScaleToMaxDimension", "ImageScaleToMaxDimension", "ImageScaleToMaxDimension",
              (Widget("upscale_method", load=_method(_IMAGE_METHODS)), Widget("largest_size")),
              (("image", "image"),), ("image",)),
+    ClassMap("ResizeImagesByLongerEdge", "ResizeImagesByLongerEdge", "Resize Images by Longer Edge",
+             (Widget("longer_edge"),), (("images", "image"),), ("image",)),
     ClassMap("ConditioningSetAreaStrength", "ConditioningSetAreaStrength", "ConditioningSetAreaStrength",
              (Widget("strength"),), (("conditioning", "conditioning"),), ("conditioning",)),
     ClassMap("ImageCrop", "ImageCrop", "Image Crop", (Widget("width"), Widget("height"), Widget("x"), Widget("y")),
@@ -1174,6 +1176,13 @@ def _resolution_preset(values: dict[str, Any], slot: int, notes: Notes) -> Any:
     return (width, height)[min(slot, 1)]
 
 
+def _custom_combo(values: dict[str, Any], slot: int, notes: Notes) -> Any:
+    """ComfyUI's Custom Combo: the option chosen (STRING) and its index (INDEX), which the editor keeps in its
+    index widget beside the options the user wrote."""
+    index = values.get("index", 0)
+    return values.get("choice", "") if slot == 0 else (index if isinstance(index, int) else 0)
+
+
 # Packs' constants whose outputs are worked out from their widgets: class -> (widget names in a UI file's order,
 # f(values by name, output slot, notes) -> the output's value).
 COMPUTED: dict[str, tuple[tuple[str, ...], Callable[[dict[str, Any], int, Notes], Any]]] = {
@@ -1182,6 +1191,7 @@ COMPUTED: dict[str, tuple[tuple[str, ...], Callable[[dict[str, Any], int, Notes]
     "Text String": (("text", "text_b", "text_c", "text_d"), _was_strings),
     "SeedGenerator": (("seed", "control_after_generate"), _seed_and_next),
     "SDXLResolutionPresets": (("resolution", "aspect"), _resolution_preset),
+    "CustomCombo": (("choice", "index"), _custom_combo),
 }
 VALUE_NODES = CONSTANTS + tuple(COMPUTED)
 # WAS Node Suite's Text to Console prints its text in ComfyUI's console and passes it on: a wire here.

@@ -20,6 +20,9 @@ CHANGED_ON_IMPORT = {
     # what Show Text and Preview Any showed at the last run in ComfyUI (display only): written empty
     ("comfy-values-0.4.json", "12"): [],
     ("comfy-values-0.4.json", "13"): [],
+    # Custom Combo's index and option (a constant) are the values themselves
+    ("comfy-values-0.4.json", "7"): [512, 512, 2],
+    ("comfy-values-0.4.json", "8"): ["a red circle", "", ", "],
     # " [input]" is where ComfyUI found the upload; NodeForge takes the plain name
     ("all-nodes-0.4.json", "15"): ["photo.png", "image"],
     # the seed came from a PrimitiveNode (now the value itself); NodeForge has neither dpmpp_2s_ancestral nor

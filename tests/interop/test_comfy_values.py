@@ -13,7 +13,7 @@ from nodeforge.interop import comfy_packs, comfy_table, export_comfyui_ui
 
 CLASSES = ("GetImageSize", "GetImageSizeAndCount", "ComfyMathExpression", "MathExpression|pysssss", "SimpleMath+",
            "StringConcatenate", "RegexReplace", "PreviewAny", "ShowText|pysssss", "Display Any (rgthree)",
-           "Display Int (rgthree)")
+           "Display Int (rgthree)", "ResizeImagesByLongerEdge")
 
 NODES = {
     "2": ("GetImageSize", {}, {"image": ("1", "image")}),
@@ -28,6 +28,7 @@ NODES = {
     "14": ("ShowValue", {}, {"value": ("5", "float")}),
     "15": ("ShowValue", {}, {"value": ("2", "batch_size")}),
     "16": ("Preview", {}, {"image": ("1", "image")}),         # Get Image Size & Count's image: its input
+    "17": ("ResizeImagesByLongerEdge", {"longer_edge": 32}, {"image": ("1", "image")}),
 }
 
 
@@ -43,8 +44,10 @@ def test_values_stay_wired_into_the_params_they_feed(read, validate, name):
     for nid, (node_type, params, inputs) in NODES.items():
         assert (nodes[nid].type, nodes[nid].params, nodes[nid].inputs) == (node_type, params, inputs), nid
     assert nodes["7"].type == "EmptyLatent" and nodes["7"].inputs == {"width": ("4", "int"), "height": ("6", "int")}
+    assert nodes["7"].params["batch_size"] == 2                # Custom Combo's INDEX, a constant: the value itself
     assert nodes["8"].type == "JoinText" and nodes["8"].inputs == {"string_b": ("9", "string")}
-    assert nodes["8"].params["string_a"] == "a red circle" and nodes["8"].params["delimiter"] == ", "
+    assert nodes["8"].params["string_a"] == "a red circle" and nodes["8"].params["delimiter"] == ", "   # its STRING
+    assert "19" not in nodes
     assert nodes["11"].type == "TextEncoder" and nodes["11"].inputs == {"clip": ("10", "clip"), "text": ("8", "string")}
     assert not any("cannot run" in line or "placeholder" in line for line in imported.warnings)
     assert validate(imported.workflow) == []
@@ -53,7 +56,10 @@ def test_values_stay_wired_into_the_params_they_feed(read, validate, name):
 @pytest.mark.parametrize("name", ["comfy-values-0.4.json", "comfy-values-api.json"])
 def test_they_export_back_with_their_links(exported_back, name):
     back = exported_back(name, "comfy-values-api.json", valid=True)
-    back.assert_kept(["2", "5", "6", "7", "8", "9", "11", "14", "15"])
+    back.assert_kept(["2", "5", "6", "9", "11", "14", "15", "17", "18"])
+    # Custom Combo is a constant: its values are written where it fed them
+    assert back.prompt["7"]["inputs"] == {"width": ["4", 1], "height": ["6", 0], "batch_size": 2}
+    assert back.prompt["8"]["inputs"] == {"string_a": "a red circle", "string_b": ["9", 0], "delimiter": ", "}
     assert (back.prompt["12"]["class_type"], back.prompt["12"]["inputs"]) == ("PreviewAny", {"source": ["8", 0]})
     assert back.prompt["13"]["inputs"] == {"source": ["8", 0]}   # through Show Text's output: its input
     # Get Image Size & Count goes back as Get Image Size (its image output was a wire): count is slot 2 there
@@ -71,7 +77,7 @@ def test_the_ui_export_writes_the_wired_widgets_as_widget_inputs(read, registry)
     latent = nodes[7]
     wired = {p["name"]: (p["type"], p.get("widget"), links[p["link"]][1:3]) for p in latent["inputs"]}
     assert wired == {"width": ("INT", {"name": "width"}, [4, 1]), "height": ("INT", {"name": "height"}, [6, 0])}
-    assert latent["widgets_values"] == [512, 512, 1]
+    assert latent["widgets_values"] == [512, 512, 2]
     encoder = {p["name"]: p for p in nodes[11]["inputs"]}
     assert encoder["text"]["widget"] == {"name": "text"} and links[encoder["text"]["link"]][1:3] == [8, 0]
     assert json.loads(json.dumps(ui)) == ui

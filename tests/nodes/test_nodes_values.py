@@ -147,3 +147,17 @@ def test_nodeforge_run_prints_what_show_value_shows(tmp_path, capsys):
     save_workflow(wf, path)
     assert main(["run", str(path), "--out", str(tmp_path / "out"), "-q"]) == 0
     assert capsys.readouterr().err == "4 ShowValue (pixels): 3072\n"     # said even with -q; nothing to write
+
+
+@pytest.mark.parametrize("width, height, longer, size", [(64, 48, 32, (32, 24)), (48, 64, 32, (24, 32)),
+                                                         (30, 20, 16, (16, 10)), (20, 20, 7, (7, 7))])
+def test_resize_images_by_longer_edge_sizes_and_lanczos(width, height, longer, size):
+    from PIL import Image
+
+    from nodes import geometry
+
+    image = torch.rand(1, height, width, 3)
+    out = geometry.run_resize_images_by_longer_edge(None, image, longer)["image"]
+    assert tuple(out.shape) == (1, size[1], size[0], 3)       # 20 x 16 / 30 = 10.67: cut down to 10, as ComfyUI
+    pil = Image.fromarray((image[0].numpy() * 255).round().astype("uint8")).resize(size, Image.Resampling.LANCZOS)
+    assert torch.equal(out[0], torch.from_numpy(__import__("numpy").asarray(pil).astype("float32") / 255))
