@@ -22,7 +22,8 @@ from typing import Any
 
 import torch
 
-from nodeforge.core.errors import NodeError
+from nodeforge.core.errors import NodeError, first_line
+from nodeforge.core.models import snapshot_name
 from nodeforge.core.types import FileKind
 
 from .loading import load_shared
@@ -51,7 +52,7 @@ def read_depth_model(path: Path, device: str) -> DepthModel:
     try:
         model = AutoModelForDepthEstimation.from_pretrained(str(path), local_files_only=True)
     except (OSError, ValueError, KeyError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         raise NodeError(f"{path.name} is not a depth-estimation model transformers can read ({first}); use a DPT, "
                         "ZoeDepth or Depth Anything folder", field="model") from None
     try:
@@ -61,9 +62,7 @@ def read_depth_model(path: Path, device: str) -> DepthModel:
                         "model's repository into the folder", field="model") from None
     config = model.config
     metric = config.model_type == "zoedepth" or getattr(config, "depth_estimation_type", "relative") == "metric"
-    cached = path.parent.name == "snapshots"     # the Hugging Face cache's models--ORG--NAME/snapshots/<revision>
-    name = path.parent.parent.name.split("--")[-1] if cached else path.name
-    return DepthModel(name, model.to(device).eval(), processor, metric)
+    return DepthModel(snapshot_name(path), model.to(device).eval(), processor, metric)
 
 
 def load_depth_model(path: Path, device: str, shared: dict[str, Any] | None = None) -> DepthModel:

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nodeforge.core.errors import NodeError
+from nodeforge.core.errors import NodeError, first_line
 from nodeforge.core.types import FileKind
 
 from .loading import load_shared
@@ -127,7 +127,7 @@ def read_resizer(path: Path, device: str) -> LatentResizer:
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:
-        first = str(exc).strip().splitlines()[0]
+        first = first_line(exc)
         raise NodeError(f"{path.name} does not fit the NN latent upscaler's layout ({first[:120]})",
                         field="model") from None
     model.vae_scale = vae_scale_of(path, metadata)

@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from nodeforge.core.errors import NodeError
+from nodeforge.core.errors import NodeError, first_line
 from nodeforge.core.models import file_identity
 from nodeforge.core.types import FileKind
 from nodeforge.paths import builtin_dir
@@ -263,7 +263,7 @@ def _from_pretrained(cls: Any, path: Path, part: str, **kw: Any) -> Any:
         model = cls.from_pretrained(str(path), subfolder=part, local_files_only=True, variant=variant, **kw)
     except Exception as exc:   # a damaged file, a config that does not fit (libraries raise many kinds)
         refuse_if_out_of_memory(exc, f"{path.name}/{part}", "checkpoint")
-        line = str(exc).strip().splitlines()[0][:200].rstrip(".") if str(exc).strip() else type(exc).__name__
+        line = first_line(exc)[:200].rstrip(".")
         raise NodeError(f"cannot load {path.name}/{part}: {line}; the file may be incomplete or damaged",
                         field="checkpoint") from None
     check_finite(model.state_dict().items(), f"{path.name}/{part}", "checkpoint")

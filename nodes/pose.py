@@ -26,7 +26,8 @@ from typing import Any
 
 import torch
 
-from nodeforge.core.errors import NodeError
+from nodeforge.core.errors import NodeError, first_line
+from nodeforge.core.models import snapshot_name
 from nodeforge.core.types import FileKind
 
 from .depth import output_size
@@ -66,15 +67,13 @@ def read_pose_model(path: Path, device: str) -> PoseModel:
         model = VitPoseForPoseEstimation.from_pretrained(str(path), local_files_only=True)
         processor = AutoImageProcessor.from_pretrained(str(path), local_files_only=True)
     except (OSError, ValueError, KeyError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         raise NodeError(f"{path.name} is not a ViTPose model folder transformers can read ({first}); use one such "
                         "as usyd-community/vitpose-base-simple", field="model") from None
     if model.config.num_labels < 17:
         raise NodeError(f"{path.name} finds {model.config.num_labels} keypoints, not COCO's 17 body points; use a "
                         "COCO ViTPose model (usyd-community/vitpose-base-simple)", field="model")
-    cached = path.parent.name == "snapshots"     # the Hugging Face cache's models--ORG--NAME/snapshots/<revision>
-    name = path.parent.parent.name.split("--")[-1] if cached else path.name
-    return PoseModel(name, model.to(device).eval(), processor)
+    return PoseModel(snapshot_name(path), model.to(device).eval(), processor)
 
 
 def load_pose_model(path: Path, device: str, shared: dict[str, Any] | None = None) -> PoseModel:

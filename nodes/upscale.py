@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nodeforge.core.errors import NodeError
+from nodeforge.core.errors import NodeError, first_line
 from nodeforge.core.models import EXTENSIONS
 from nodeforge.core.types import FileKind
 
@@ -170,7 +170,7 @@ def build_builtin(state: dict[str, torch.Tensor], name: str) -> tuple[nn.Module,
     try:
         module.load_state_dict(state, strict=True)
     except RuntimeError as exc:
-        raise NodeError(f"{name}: the {arch} weights do not fit ({str(exc).splitlines()[0]})",
+        raise NodeError(f"{name}: the {arch} weights do not fit ({first_line(exc)})",
                         field="upscale_model") from None
     return module, module.scale, arch
 

@@ -24,7 +24,8 @@ from nodeforge.core import events as ev
 from nodeforge.core import graph
 from nodeforge.core.cache import OutputCache, make_key
 from nodeforge.core.context import NodeContext, finished, running
-from nodeforge.core.errors import Cancelled, NodeError, NodeExecutionError, Problem, ValidationError, WorkflowError
+from nodeforge.core.errors import (Cancelled, NodeError, NodeExecutionError, Problem, ValidationError, WorkflowError,
+                                   first_line)
 from nodeforge.core.models import ModelPaths, file_identity
 from nodeforge.core.registry import Registry, default_registry
 from nodeforge.core.types import PortType
@@ -453,10 +454,10 @@ class Engine:
             raise NodeExecutionError("ran out of memory; try a smaller size or batch", node_id=nid,
                                      node_type=spec.type, original=exc) from exc
         except Exception as exc:
-            message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            message = first_line(exc)
             if "out of memory" in message.lower():
                 message = f"ran out of memory ({message}); try a smaller size or batch"
-            else:
+            elif message != type(exc).__name__:   # an empty message says the class once
                 message = f"{type(exc).__name__}: {message}"
             raise NodeExecutionError(message, node_id=nid, node_type=spec.type, original=exc) from exc
         finally:

@@ -129,6 +129,12 @@ class Cancelled(WorkflowError):
     """The run was cancelled. Finished nodes stay cached; the interrupted node is not cached."""
 
 
+def first_line(exc: BaseException) -> str:
+    """An exception's first line, for a one-line message; its class name when it says nothing."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def short_repr(value: object, limit: int = 60) -> str:
     """repr() for messages, cut short: a 5,000-character value must not make a 5,000-character line."""
     try:

@@ -100,6 +100,12 @@ def hub_snapshot(name: str, marker: str = "config.json") -> Path | None:
     return None
 
 
+def snapshot_name(path: Path) -> str:
+    """A model folder's name as users know it: NAME for a Hugging Face cache snapshot
+    (models--ORG--NAME/snapshots/<revision>), else the folder's own name."""
+    return path.parent.parent.name.split("--")[-1] if path.parent.name == "snapshots" else path.name
+
+
 def quoted(name: str) -> str:
     """A model name as messages show it: quoted and escaped as repr() does (a hostile name cannot
     break the line), but a Windows sub-folder's backslash shown once, as the user wrote it."""

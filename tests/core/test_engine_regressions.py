@@ -186,6 +186,30 @@ def test_is_changed_that_raises_names_the_node(eng):
     assert info.value.node_id == "1" and "ZeroDivisionError" in str(info.value)
 
 
+@pytest.mark.parametrize("error, shown", [(KeyError(), "(Fails): KeyError"),
+                                          (RuntimeError("weights do not fit\n  size mismatch for a.b"),
+                                           "RuntimeError: weights do not fit")])
+def test_a_node_error_is_one_line_and_never_empty(eng, error, shown):
+    def fail(ctx):
+        raise error
+
+    eng.registry.register(NodeSpec("Fails", "t", fail, outputs=(Output("data", BLOB),)))
+    wf = Workflow()
+    wf.add("Fails")
+    wf.add("Keep", {}, {"data": ("1", "data")})
+    with pytest.raises(NodeExecutionError) as info:
+        eng.run(wf)
+    assert info.value.node_id == "1" and str(info.value).endswith(shown) and "\n" not in str(info.value)
+
+
+def test_a_hugging_face_cache_snapshot_is_named_as_its_repository(tmp_path):
+    from nodeforge.core.models import snapshot_name
+
+    assert snapshot_name(tmp_path / "hub" / "models--Intel--dpt-hybrid-midas" / "snapshots" / "abc123") == \
+        "dpt-hybrid-midas"
+    assert snapshot_name(tmp_path / "models" / "depth" / "dpt-hybrid-midas") == "dpt-hybrid-midas"
+
+
 @pytest.mark.parametrize("kind, shown", [("str", "str"), ("int", "int")])
 def test_a_wrong_output_type_is_reported_at_the_node_that_returned_it(eng, kind, shown):
     registry = eng.registry
