@@ -75,8 +75,9 @@ def noised(settings: CADS, rows: torch.Tensor, chosen: list[bool], g: float, gen
 
 
 def chosen_rows(settings: CADS, sides: list[int], batch: int) -> list[bool]:
-    """Which rows of a call (`batch` per unit, units of side 0 = negative, 1 = positive) get noise."""
-    want = {"both": (0, 1), "cond": (1,), "uncond": (0,)}[settings.apply_to]
+    """Which rows of a call (`batch` per unit, units of side 0 = negative, 1 = positive, 2 = DualCFGGuider's
+    middle prompt, a positive one) get noise."""
+    want = {"both": (0, 1, 2), "cond": (1, 2), "uncond": (0,)}[settings.apply_to]
     return [side in want for side in sides for _ in range(batch)]
 
 

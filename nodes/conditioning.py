@@ -274,11 +274,15 @@ class Guidance:
     """The classifier-free-guided prediction of a UNet for a negative and a positive CONDITIONING."""
 
     def __init__(self, model: Any, positive: Any, negative: Any, batch: int, frame: tuple[int, int],
-                 cfg: float, concat: torch.Tensor | None = None) -> None:
+                 cfg: float, concat: torch.Tensor | None = None, middle: Any = None, middle_cfg: float = 1.0) -> None:
         self.model, self.batch, self.frame, self.cfg = model, batch, frame, cfg
         self.concat = concat   # an inpainting UNet's extra input channels (inpainting_inputs)
-        self.use_cfg = cfg != 1.0
+        # DualCFGGuider (nodes/ip2p.py): a middle prompt (side 2) between the negative and the positive
+        self.middle, self.middle_cfg = middle, middle_cfg
+        self.use_cfg = cfg != 1.0 or middle is not None
         sides = [(0, negative, "negative"), (1, positive, "positive")] if self.use_cfg else [(1, positive, "positive")]
+        if middle is not None:
+            sides.insert(1, (2, middle, "cond2"))
         units: list[_Unit] = []
         for side, value, field in sides:
             found = entries(value)
@@ -308,6 +312,9 @@ class Guidance:
         self._hints: dict[int, torch.Tensor] = {}   # id(control) -> its image at the frame's size
         self._features: dict[tuple, list[torch.Tensor]] = {}   # (id(adapter control), boxes) -> its features
         self.cads_generator: torch.Generator | None = None   # CADS's noise, seeded once per run (nodes/cads.py)
+        from .ip2p import image_inputs
+
+        self.images = image_inputs(model, units, batch, frame) if concat is None else None   # InstructPix2Pix UNets
 
     def _inputs(self, group: list[_Unit], size: tuple[int, int]) -> tuple[torch.Tensor, dict | None]:
         model, batch = self.model, self.batch
@@ -333,22 +340,32 @@ class Guidance:
         return embeds, {"text_embeds": pooled.repeat_interleave(batch, dim=0).to(model.device, model.dtype),
                         "time_ids": time_ids.repeat_interleave(batch, dim=0).to(model.device, model.dtype)}
 
+    def extra_channels(self, index: int) -> torch.Tensor | None:
+        """What a UNet taking more than the latent gets after it for unit `index` of the one plain call (an
+        inpainting UNet's mask and masked latent, an InstructPix2Pix UNet's image latent); None for others."""
+        if self.concat is not None:
+            return self.concat
+        return None if self.images is None else self.images[id(self.groups[0][0][index])]
+
     def unet_calls_per_step(self) -> int:
         return len(self.groups)
 
     def predict(self, x: torch.Tensor, t: Any) -> torch.Tensor:
         """The guided prediction for scaled latents `x` [B, C, H, W] at timestep `t` (float32)."""
         model = self.model
-        sums = [torch.zeros(x.shape, device=x.device) for _ in range(2)]
+        sums = [torch.zeros(x.shape, device=x.device) for _ in range(3)]
         # per batch item: a mask (ConditioningSetMask) may weigh each item differently
-        weights = [torch.full((x.shape[0], 1, *x.shape[2:]), EMPTY_WEIGHT, device=x.device) for _ in range(2)]
+        weights = [torch.full((x.shape[0], 1, *x.shape[2:]), EMPTY_WEIGHT, device=x.device) for _ in range(3)]
         sag = getattr(model, "self_attention_guidance", None)    # SelfAttentionGuidance (nodes/sag.py)
         with contextlib.ExitStack() as stack:
             store = stack.enter_context(stored_attention(model.unet)) if sag is not None else None
             self._add_calls(x, t, sums, weights)
         cond = sums[1] / weights[1]
         uncond = sums[0] / weights[0] if self.use_cfg else None
-        guided = cond if uncond is None else uncond + self.cfg * (cond - uncond)
+        positive, cfg = cond, self.cfg
+        if self.middle is not None:   # DualCFGGuider: CFG of the middle over the negative, then towards the positive
+            cond, cfg = sums[2] / weights[2], self.middle_cfg
+        guided = cond if uncond is None else uncond + cfg * (cond - uncond)
         if sag is not None:
             guided = guided + guidance_term(self, x, t, cond if uncond is None else uncond, store)
         multiplier = getattr(model, "cfg_rescale", 0.0)   # RescaleCFG (nodes/cfg_rescale.py)
@@ -360,6 +377,8 @@ class Guidance:
             from .pag import guidance_term as perturbed_term
 
             guided = guided + perturbed_term(self, x, t, cond)
+        if self.middle is not None:
+            guided = guided + self.cfg * (positive - cond)
         return guided
 
     def _add_calls(self, x: torch.Tensor, t: Any, sums: list[torch.Tensor], weights: list[torch.Tensor]) -> None:
@@ -375,6 +394,9 @@ class Guidance:
             if self.concat is not None:   # after the scheduler's input scaling, as diffusers' inpaint pipeline
                 extra = self.concat.to(x.device, x.dtype)
                 inputs = torch.cat([crops, torch.cat([extra[:, :, y:y + h, xx:xx + w] for h, w, y, xx in boxes])], 1)
+            elif self.images is not None:   # an InstructPix2Pix UNet: each entry's image latent (nodes/ip2p.py)
+                inputs = torch.cat([crops, torch.cat([self.images[id(u)][:, :, y:y + h, xx:xx + w].to(x.device, x.dtype)
+                                                      for u, (h, w, y, xx) in zip(group, boxes)])], 1)
             with self._cads(group, embeds, t) as call_embeds:     # CADS (nodes/cads.py): noised prompts
                 pred = model.unet(inputs.to(model.dtype), t, encoder_hidden_states=call_embeds, added_cond_kwargs=added,
                                   **residuals, **self._ip_arguments(group, t)).sample.float()

@@ -54,12 +54,15 @@ class Noise:
 
 @dataclass(frozen=True)
 class Guider:
-    """GUIDER: the model and its prompts; negative None is BasicGuider (the positive alone, cfg 1)."""
+    """GUIDER: the model and its prompts; negative None is BasicGuider (the positive alone, cfg 1); a
+    middle prompt is DualCFGGuider's cond2 (nodes/ip2p.py), guided over the negative by middle_cfg."""
 
     model: Any
     positive: Any
     negative: Any
     cfg: float
+    middle: Any = None
+    middle_cfg: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -175,7 +178,8 @@ def _request(model: Any, noise: Noise, guider: Guider, sampler: SamplerChoice, s
     """UNetDenoise's request for BasicScheduler's sigmas where the sampler can follow that schedule
     on this model; else the sigmas themselves."""
     base = DenoiseRequest(seed=noise.seed, steps=max(len(sigmas.values) - 1, 1), cfg=guider.cfg,
-                          sampler=sampler.name, schedule="default", add_noise=noise.add)
+                          sampler=sampler.name, schedule="default", add_noise=noise.add, middle=guider.middle,
+                          middle_cfg=guider.middle_cfg)
     recipe = sigmas.recipe
     if recipe is not None:
         staged = replace(base, steps=recipe.steps, schedule=recipe.schedule, denoise=recipe.denoise,
@@ -212,11 +216,13 @@ def _recording(family: SamplingBehaviour) -> SamplingBehaviour:
                 out = super().step(plan, prediction, t, latents, kwargs, clean)
             finally:
                 del scheduler.step
-            self.last_denoised = out if clean else self.denoised(plan, results[-1], prediction, latents)
+            # object.__setattr__: a family may be a frozen dataclass (EDMSampling)
+            object.__setattr__(self, "last_denoised",
+                               out if clean else self.denoised(plan, results[-1], prediction, latents))
             return out
 
     recording = copy.copy(family)
-    recording.__class__ = Recording
+    object.__setattr__(recording, "__class__", Recording)
     return recording
 
 

@@ -10,6 +10,7 @@ from .declare import lazy
 from .schedulers import SAMPLERS, SCHEDULES
 
 MODEL, COND, LATENT = PortType.MODEL.value, PortType.CONDITIONING.value, PortType.LATENT.value
+VAE, IMAGE = PortType.VAE.value, PortType.IMAGE.value
 SIGMAS, SAMPLER = PortType.SIGMAS.value, PortType.SAMPLER.value
 GUIDER, NOISE = PortType.GUIDER.value, PortType.NOISE.value
 SEED_MAX = 0xFFFFFFFFFFFFFFFF
@@ -107,6 +108,36 @@ CUSTOM_SAMPLING_NODES: list[NodeSpec] = [
         outputs=(Output("guider", GUIDER, description="the guider, for SamplerCustomAdvanced"),),
         description="Guide towards the positive prompt and away from the negative (classifier-free guidance).",
         display_name="CFG Guider"),
+    NodeSpec(
+        "DualCFGGuider", CATEGORY, lazy("ip2p", "run_dual_cfg_guider"),
+        inputs=(Input("unet", MODEL, description="the model (its noise levels; it denoises)"),
+                Input("cond1", COND, role=InputRole.POSITIVE,
+                      description="the prompt to follow most (an edit: the instruction with the image)"),
+                Input("cond2", COND, description="the prompt in between (an edit: the negative with the image)"),
+                Input("negative", COND, role=InputRole.NEGATIVE,
+                      description="the prompt to steer away from (an edit: the negative alone, no image)")),
+        params=(Param.float("cfg_conds", 8.0, min=0.0, max=100.0, step=0.1, role=ParamRole.CFG,
+                            description="guidance from cond2 towards cond1 (InstructPix2Pix's text guidance)"),
+                Param.float("cfg_cond2_negative", 8.0, min=0.0, max=100.0, step=0.1,
+                            description="guidance from the negative towards cond2 (InstructPix2Pix's image "
+                                        "guidance)")),
+        outputs=(Output("guider", GUIDER, description="the guider, for SamplerCustomAdvanced"),),
+        description="Guide by two prompts over a negative: negative + cfg_cond2_negative x (cond2 - negative) + "
+                    "cfg_conds x (cond1 - cond2) (InstructPix2Pix and CosXL Edit: the instruction, the image, and how "
+                    "strongly each is followed).",
+        display_name="Dual CFG Guider"),
+    NodeSpec(
+        "InstructPixToPixConditioning", "conditioning", lazy("ip2p", "run_instruct_pix_to_pix_conditioning"),
+        inputs=(Input("positive", COND, role=InputRole.POSITIVE, description="the instruction (what to change)"),
+                Input("negative", COND, role=InputRole.NEGATIVE, description="the negative prompt"),
+                Input("vae", VAE, description="the model's VAE, to encode the image"),
+                Input("pixels", IMAGE, description="the image to edit")),
+        outputs=(Output("positive", COND, description="the instruction with the image's latent"),
+                 Output("negative", COND, description="the negative with the image's latent"),
+                 Output("latent", LATENT, description="an empty latent of the image's size, to denoise from")),
+        description="Give an InstructPix2Pix model (CosXL Edit) the image to edit: its latent goes with both "
+                    "prompts into the UNet's extra input channels (other UNets ignore it).",
+        display_name="InstructPixToPix Conditioning"),
     NodeSpec(
         "RandomNoise", CATEGORY, lazy("custom_sampling", "run_random_noise"),
         params=(Param.int("seed", 0, min=0, max=SEED_MAX, role=ParamRole.SEED,

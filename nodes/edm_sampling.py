@@ -90,6 +90,8 @@ class EDMSampling(SamplingBehaviour):
     def predictor(self, model: Any, positive: dict, negative: dict, start: Any, request: DenoiseRequest) -> Any:
         _refuse_windows(positive, "positive")
         _refuse_windows(negative, "negative")
+        if request.middle is not None:
+            _refuse_windows(request.middle, "cond2")
         for applied in getattr(model, "ip_adapters", ()):
             if applied.weight != 0 and (applied.start_percent > 0 or applied.end_percent < 1):
                 raise NodeError(f"an IP-Adapter's window ({applied.start_percent:g} to {applied.end_percent:g}) "

@@ -62,8 +62,11 @@ def guidance_term(guidance: Any, x: torch.Tensor, t: Any, cond: torch.Tensor) ->
     if scale == 0:
         return 0.0
     [(units, embeds, added)] = plain_call(guidance, "PerturbedAttentionGuidance")
-    rows = slice(guidance.batch, 2 * guidance.batch) if guidance.use_cfg else slice(0, guidance.batch)
-    inputs = x if guidance.concat is None else torch.cat([x, guidance.concat.to(x.device, x.dtype)], 1)
+    # the positive's rows (DualCFGGuider's: the middle prompt's, which `cond` is there)
+    index = 1 if guidance.use_cfg else 0
+    rows = slice(index * guidance.batch, (index + 1) * guidance.batch)
+    extra_channels = guidance.extra_channels(index)
+    inputs = x if extra_channels is None else torch.cat([x, extra_channels.to(x.device, x.dtype)], 1)
     extra = None if added is None else {k: v[rows] for k, v in added.items()}
     with perturbed(model.unet):
         pred = model.unet(inputs.to(model.dtype), t, encoder_hidden_states=embeds[rows],

@@ -147,8 +147,9 @@ def guidance_term(guidance: Any, x: torch.Tensor, t: Any, base: torch.Tensor, st
     probs = store.probs[: guidance.batch * heads]
     degraded = degraded_input(x, base, probs, store.map_size, _alpha(model, t), model.prediction_type,
                               settings.blur_sigma)
-    if guidance.concat is not None:
-        degraded = torch.cat([degraded, guidance.concat.to(x.device, x.dtype)], 1)
+    extra_channels = guidance.extra_channels(0)       # the negative's (an inpainting or InstructPix2Pix UNet)
+    if extra_channels is not None:
+        degraded = torch.cat([degraded, extra_channels.to(x.device, x.dtype)], 1)
     extra = None if added is None else {k: v[rows] for k, v in added.items()}
     pred = model.unet(degraded.to(model.dtype), t, encoder_hidden_states=embeds[rows],
                       added_cond_kwargs=extra).sample.float()
@@ -160,9 +161,10 @@ def plain_call(guidance: Any, node: str = "SelfAttentionGuidance") -> list[tuple
     groups = guidance.groups
     full = (guidance.frame[0], guidance.frame[1], 0, 0)
     units = groups[0][0] if len(groups) == 1 else []
+    sides = [0, 2, 1] if guidance.middle is not None else [0, 1] if guidance.use_cfg else [1]
     plain = units and all(u.box == full and isinstance(u.weight, float) and not u.entry.get("control")
                           and u.entry.get("timestep_range") is None for u in units) \
-        and [u.side for u in units] == ([0, 1] if guidance.use_cfg else [1])
+        and [u.side for u in units] == sides
     if not plain or getattr(guidance.model, "ip_adapters", ()):
         raise NodeError(f"{node} works with one plain prompt per side for now (no area, mask, timestep range, "
                         "combined prompts, ControlNet or IP-Adapter); remove it or simplify the prompts", field="unet")

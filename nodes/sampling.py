@@ -70,6 +70,10 @@ class DenoiseRequest:
     # Explicit noise levels (ComfyUI's SIGMAS, highest first) instead of steps/schedule/denoise and the
     # start/end steps: one step from each to the next; a last sigma above 0 leaves that much noise.
     sigmas: tuple[float, ...] | None = None
+    # DualCFGGuider's second prompt (nodes/ip2p.py), guided over the negative by middle_cfg; cfg then
+    # guides the positive over it.
+    middle: Any = None
+    middle_cfg: float = 1.0
 
     def has_work(self) -> bool:
         """False when no step runs (denoise 0, or a start at or past the end): the latent passes through."""
@@ -255,7 +259,8 @@ class SamplingBehaviour:
         """The classifier-free-guided model (an inpainting UNet also gets the mask and masked latent)."""
         shape = start.shape
         concat = inpainting_inputs(start.original, start.mask, shape) if model.is_inpainting else None
-        return Guidance(model, positive, negative, shape[0], (shape[2], shape[3]), request.cfg, concat)
+        return Guidance(model, positive, negative, shape[0], (shape[2], shape[3]), request.cfg, concat,
+                        middle=request.middle, middle_cfg=request.middle_cfg)
 
     def model_input(self, scheduler: Any, latents: torch.Tensor, t: Any) -> torch.Tensor:
         """What the model is called on at timestep `t` (the scheduler's input scaling)."""

@@ -86,7 +86,7 @@ _EXACT.update({
 _SUFFIXES += ((" _O", "ComfyUI-QualityOfLifeSuit_Omar92"),)
 _PREFIXES += (("FluxTrain", "ComfyUI-FluxTrainer"), ("Hy3D", "ComfyUI-Hunyuan3DWrapper"), ("FL_", "ComfyUI_Fill-Nodes"))
 CORE = CORE | frozenset({
-    "FlipSigmas", "DualCFGGuider", "InstructPixToPixConditioning",
+    "FlipSigmas",
     "LatentUpscaleModelLoader", "ComfySwitchNode", "FluxKontextImageScale",
     "FluxKontextMultiReferenceLatentMethod", "LoadImageOutput",
     "ResizeAndPadImage", "SaveWEBM", "SaveAudio", "SaveAudioMP3", "TrimAudioDuration",

@@ -691,6 +691,12 @@ ROWS: tuple[ClassMap, ...] = (
              (("model", "unet"), ("conditioning", "conditioning")), ("guider",)),
     ClassMap("CFGGuider", "CFGGuider", "CFGGuider", (Widget("cfg"),),
              (("model", "unet"), ("positive", "positive"), ("negative", "negative")), ("guider",)),
+    # InstructPix2Pix / CosXL Edit (nodes/ip2p.py)
+    ClassMap("DualCFGGuider", "DualCFGGuider", "DualCFGGuider", (Widget("cfg_conds"), Widget("cfg_cond2_negative")),
+             (("model", "unet"), ("cond1", "cond1"), ("cond2", "cond2"), ("negative", "negative")), ("guider",)),
+    ClassMap("InstructPixToPixConditioning", "InstructPixToPixConditioning", "InstructPixToPixConditioning", (),
+             (("positive", "positive"), ("negative", "negative"), ("vae", "vae"), ("pixels", "pixels")),
+             ("positive", "negative", "latent")),
     ClassMap("RandomNoise", "RandomNoise", "RandomNoise", (Widget("noise_seed", "seed", seed=True),), (),
              ("noise",)),
     ClassMap("DisableNoise", "DisableNoise", "DisableNoise", (), (), ("noise",)),

@@ -104,3 +104,21 @@ def test_edm_refuses_what_it_cannot_do(engine, make_txt2img):
     wf.nodes["denoise"].inputs["positive"] = ("range", "conditioning")
     with pytest.raises(NodeExecutionError, match=r"a window of the sampling \(0 to 0.5\) cannot be placed on an EDM"):
         engine.run(wf, outputs=["denoise"])
+
+
+def test_sampler_custom_advanced_samples_an_edm_model_as_the_ksampler_does(engine, make_txt2img):
+    """SamplerCustomAdvanced with BasicScheduler on an EDM model (CosXL Edit's graph) runs the same request as
+    UNetDenoise: the same latent, and its denoised output (it failed on the frozen EDM family before)."""
+    wf = _edm_graph(make_txt2img, "euler", "karras")
+    wf.add("CFGGuider", {"cfg": 5.0}, {"unet": ("edm", "unet"), "positive": ("pos", "conditioning"),
+                                       "negative": ("neg", "conditioning")}, node_id="guider")
+    wf.add("RandomNoise", {"seed": 21}, node_id="noise")
+    wf.add("SamplerSelect", {"sampler": "euler"}, node_id="sampler")
+    wf.add("BasicScheduler", {"schedule": "karras", "steps": 4, "denoise": 1.0}, {"unet": ("edm", "unet")},
+           node_id="sigmas")
+    wf.add("SamplerCustomAdvanced", {}, {"noise": ("noise", "noise"), "guider": ("guider", "guider"),
+                                         "sampler": ("sampler", "sampler"), "sigmas": ("sigmas", "sigmas"),
+                                         "latent": ("empty", "latent")}, node_id="custom")
+    out = engine.run(wf, outputs=["denoise", "custom"]).outputs
+    torch.testing.assert_close(out["custom"]["output"]["samples"], out["denoise"]["latent"]["samples"])
+    assert out["custom"]["denoised_output"]["samples"].shape == (1, 4, 8, 8)
