@@ -64,9 +64,10 @@ def detect_family(state_dict: dict[str, Any], metadata: dict[str, str] | None = 
         raise NodeError("this file holds no Stable Diffusion UNet (no 'model.diffusion_model.' keys); "
                         "it may be a LoRA, a VAE or another kind of model", field="checkpoint")
     first_conv = state_dict.get(UNET_PREFIX + "input_blocks.0.0.weight")
-    if first_conv is not None and first_conv.ndim == 4 and first_conv.shape[1] not in (4, 9):
+    if first_conv is not None and first_conv.ndim == 4 and first_conv.shape[1] not in (4, 8, 9):
         raise NodeError(f"this is a special model (its UNet takes {first_conv.shape[1]} input channels); "
-                        "standard (4) and inpainting (9) models are supported", field="checkpoint")
+                        "standard (4), InstructPix2Pix (8: CosXL Edit) and inpainting (9) models are supported",
+                        field="checkpoint")
     if has(REFINER_CLIP_PREFIX) and not has(XL_CLIP1_PREFIX):
         return "sdxl-refiner", "epsilon"
     if has(XL_CLIP2_PREFIX):

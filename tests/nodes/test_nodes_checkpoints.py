@@ -70,8 +70,10 @@ def test_unsupported_kinds_of_checkpoint_are_named():
     unet = "model.diffusion_model.input_blocks.0.0.weight"
     inpainting = {unet: torch.zeros(320, 9, 3, 3), "cond_stage_model.transformer.x": torch.zeros(1)}
     assert loading.detect_family(inpainting) == ("sd1", "epsilon")   # 9 channels: an inpainting model
-    other = {unet: torch.zeros(320, 8, 3, 3), "cond_stage_model.transformer.x": torch.zeros(1)}
-    with pytest.raises(NodeError, match="takes 8 input channels.*standard \\(4\\) and inpainting \\(9\\)"):
+    ip2p = {unet: torch.zeros(320, 8, 3, 3), "cond_stage_model.transformer.x": torch.zeros(1)}
+    assert loading.detect_family(ip2p) == ("sd1", "epsilon")         # 8 channels: InstructPix2Pix (nodes/ip2p.py)
+    other = {unet: torch.zeros(320, 5, 3, 3), "cond_stage_model.transformer.x": torch.zeros(1)}
+    with pytest.raises(NodeError, match="takes 5 input channels.*standard \\(4\\), InstructPix2Pix \\(8"):
         loading.detect_family(other)
     # OpenCLIP bigG as the only embedder: an SDXL refiner (tests/nodes/test_nodes_refiner.py)
     assert loading.detect_family(_keys(unet, "conditioner.embedders.0.model.ln_final.bias")) == \

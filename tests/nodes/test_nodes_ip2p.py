@@ -25,18 +25,23 @@ def ip2p_root(tmp_path_factory):
     parts["unet"] = UNet2DConditionModel(**dict(parts["unet"].config, in_channels=8))
     root = tmp_path_factory.mktemp("ip2p")
     (root / "checkpoints").mkdir()
-    tm.save_diffusers(parts, root / "checkpoints" / "tiny-ip2p")
+    folder = tm.save_diffusers(parts, root / "checkpoints" / "tiny-ip2p")
+    # The same weights as one file (CosXL Edit's form); its config folder says 4 input channels, so the 8
+    # the loader builds come from the file's first convolution.
+    single = tm.save_single_file(parts, folder, root / "checkpoints" / "tiny-ip2p-single.safetensors", "sd1")
+    unet_config = single.with_name(single.stem + ".config") / "unet" / "config.json"
+    unet_config.write_text(unet_config.read_text().replace('"in_channels": 8', '"in_channels": 4'))
     rng = np.random.default_rng(0)
     image = (rng.random((32, 32, 3)) * 255).astype(np.uint8)
     Image.fromarray(image).save(root / "source.png")
     return root
 
 
-def _graph(root, cfg_conds, cfg_image, steps=4, seed=11):
+def _graph(root, cfg_conds, cfg_image, steps=4, seed=11, checkpoint="tiny-ip2p"):
     from nodeforge import Workflow
 
     wf = Workflow()
-    wf.add("CheckpointLoader", {"checkpoint": "tiny-ip2p"}, node_id="ckpt")
+    wf.add("CheckpointLoader", {"checkpoint": checkpoint}, node_id="ckpt")
     wf.add("TextEncoder", {"text": "a red circle"}, {"clip": ("ckpt", "clip")}, node_id="pos")
     wf.add("TextEncoder", {"text": ""}, {"clip": ("ckpt", "clip")}, node_id="neg")
     wf.add("LoadImage", {"path": str(root / "source.png")}, node_id="img")
@@ -93,6 +98,29 @@ def test_the_image_steers_the_result(ip2p_engine, ip2p_root, tmp_path):
     wf.nodes["img"].params["path"] = str(other)
     second = ip2p_engine.run(wf, outputs=["sample"]).outputs["sample"]["output"]["samples"]
     assert (first - second).abs().mean() > 1e-2
+
+
+def test_a_single_file_instruct_pix2pix_checkpoint_gives_the_same_edit(ip2p_engine, ip2p_root):
+    def edit(checkpoint):
+        wf = _graph(ip2p_root, 7.5, 1.5, checkpoint=checkpoint)
+        return ip2p_engine.run(wf, outputs=["sample"]).outputs["sample"]["output"]["samples"]
+
+    torch.testing.assert_close(edit("tiny-ip2p-single.safetensors"), edit("tiny-ip2p"), atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("node, params", [("SelfAttentionGuidance", {"scale": 0.5, "blur_sigma": 2.0}),
+                                          ("PerturbedAttentionGuidance", {"scale": 3.0, "adaptive_scale": 0.0})])
+def test_attention_guidance_acts_on_the_dual_cfg_edit(ip2p_engine, ip2p_root, node, params):
+    """CosXL Edit's shared graph puts SelfAttentionGuidance on the model: its extra UNet call gets the image
+    latent too (the negative's for SAG, cond2's for PAG), and it changes the result."""
+    plain = ip2p_engine.run(_graph(ip2p_root, 7.5, 1.5), outputs=["sample"]).outputs["sample"]["output"]["samples"]
+    wf = _graph(ip2p_root, 7.5, 1.5)
+    wf.add(node, params, {"unet": ("ckpt", "unet")}, node_id="extra")
+    for target in ("guider", "sigmas"):
+        wf.nodes[target].inputs["unet"] = ("extra", "unet")
+    guided = ip2p_engine.run(wf, outputs=["sample"]).outputs["sample"]["output"]["samples"]
+    assert guided.shape == plain.shape and torch.isfinite(guided).all()
+    assert (guided - plain).abs().max() > 1e-3
 
 
 def test_conditioning_puts_the_vae_latent_on_both_prompts_and_gives_an_empty_latent(monkeypatch):
