@@ -735,3 +735,38 @@ NODES += IPADAPTER_NODES
 from .value_specs import VALUE_NODES  # noqa: E402
 
 NODES += VALUE_NODES
+
+# Masks from a text prompt: Grounding DINO's boxes made masks by Segment Anything (nodes/segment.py).
+GROUNDING_DINO, SAM_MODEL = PortType.GROUNDING_DINO.value, PortType.SAM_MODEL.value
+NODES += [
+    NodeSpec(
+        "GroundingDinoLoader", "loaders", _lazy("segment", "run_grounding_dino_loader"),
+        params=(Param.choice("model", _names(FileKind.GROUNDING_DINO), default="", file=FileKind.GROUNDING_DINO,
+                             description="a transformers Grounding DINO folder from the grounding-dino folder "
+                                         "(IDEA-Research/grounding-dino-tiny or -base)"),),
+        outputs=(Output("grounding_dino", GROUNDING_DINO, description="the detector that finds what a text names"),),
+        description="Load a Grounding DINO model, which finds the boxes of what a text prompt names.",
+        display_name="Load Grounding DINO"),
+    NodeSpec(
+        "SegmentAnythingLoader", "loaders", _lazy("segment", "run_sam_loader"),
+        params=(Param.choice("model", _names(FileKind.SAM), default="", file=FileKind.SAM,
+                             description="a transformers Segment Anything folder from the sams folder "
+                                         "(facebook/sam-vit-base, -large or -huge)"),),
+        outputs=(Output("sam", SAM_MODEL, description="the model that turns boxes into masks"),),
+        description="Load a Segment Anything model, which turns boxes into masks.",
+        display_name="Load Segment Anything"),
+    NodeSpec(
+        "TextSegment", "mask", _lazy("segment", "run_text_segment"),
+        inputs=(Input("image", IMAGE, description="the images to find the prompt in"),
+                Input("grounding_dino", GROUNDING_DINO, description="the detector (Load Grounding DINO)"),
+                Input("sam", SAM_MODEL, description="the segmenter (Load Segment Anything)")),
+        params=(Param.string("prompt", "", description="what to mask, e.g. 'person' ('cat . dog' for several)",
+                             role=None),
+                Param.float("threshold", 0.3, min=0.0, max=1.0, step=0.01,
+                            description="how sure Grounding DINO must be of a box (its best token score)")),
+        outputs=(Output("image", IMAGE, description="the images, black outside the mask"),
+                 Output("mask", MASK, description="1 where SAM found what the prompt names (the union of its boxes)")),
+        description="Mask what a text prompt names: Grounding DINO finds its boxes, Segment Anything makes them a mask "
+                    "(comfyui_segment_anything's GroundingDinoSAMSegment).",
+        display_name="Mask from Text (Grounding DINO + SAM)"),
+]

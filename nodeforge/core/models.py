@@ -54,6 +54,8 @@ KINDS: dict[FileKind, KindFacts] = {
     FileKind.POSE: KindFacts("pose", (), "pose model", "pose", ("config.json",)),
     FileKind.LATENT_UPSCALE_MODEL: KindFacts("latent_upscale_models", (".safetensors", ".pt", ".pth"),
                                              "latent upscale model", "latent_upscale_models"),
+    FileKind.GROUNDING_DINO: KindFacts("grounding-dino", (), "Grounding DINO model", "grounding-dino", ("config.json",)),
+    FileKind.SAM: KindFacts("sams", (), "Segment Anything model", "sams", ("config.json",)),
 }
 # The tables the rest of the program reads, each one column of KINDS.
 SUBFOLDERS = {kind: facts.folder for kind, facts in KINDS.items()}
@@ -71,7 +73,7 @@ BORROWS = {FileKind.VAE: FileKind.CHECKPOINT}
 # Kinds that are whole Hugging Face repositories (transformers folders): a name not in the model folders is
 # also looked for in the Hugging Face cache, as the repository's name ("dpt-hybrid-midas") or id
 # ("Intel/dpt-hybrid-midas"), so a user who downloaded it once (`hf download Intel/dpt-hybrid-midas`) has it.
-HUB_KINDS = (FileKind.DEPTH, FileKind.POSE)
+HUB_KINDS = (FileKind.DEPTH, FileKind.POSE, FileKind.GROUNDING_DINO, FileKind.SAM)
 
 
 def hub_cache_dir() -> Path:

@@ -34,6 +34,9 @@ class PortType(_Named):
     CLIP_VISION = "CLIP_VISION"
     # CLIPVisionEncode's output (nodes/unclip.py): an image's CLIP embeddings, for unCLIPConditioning.
     CLIP_VISION_OUTPUT = "CLIP_VISION_OUTPUT"
+    # Text-prompted masks (nodes/segment.py): a Grounding DINO detector and a Segment Anything model.
+    GROUNDING_DINO = "GROUNDING_DINO_MODEL"
+    SAM_MODEL = "SAM_MODEL"
     # Plain values (nodes/values.py: an image's size, a math expression, text): an output of one of these may
     # feed a param of the matching kind (`feeds_param`); the wire's value replaces the param's when the graph runs.
     INT = "INT"
@@ -69,6 +72,8 @@ class FileKind(_Named):
     DEPTH = "depth"                       # a transformers depth-estimation model folder (models/depth)
     POSE = "pose"                         # a transformers ViTPose model folder (models/pose)
     LATENT_UPSCALE_MODEL = "latent_upscale_model"   # a latent upscaler (ComfyUI's models/latent_upscale_models)
+    GROUNDING_DINO = "grounding_dino"     # a transformers Grounding DINO folder (models/grounding-dino)
+    SAM = "sam"                           # a transformers Segment Anything folder (models/sams)
 
 
 class ParamRole(_Named):

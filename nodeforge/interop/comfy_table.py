@@ -1062,6 +1062,25 @@ ROWS: tuple[ClassMap, ...] = (
                   "checkpoint's own weights; it exports back as Load Checkpoint (CheckpointLoaderSimple)"),
 )
 
+# comfyui_segment_anything's model names (its download list, with and without the size it shows) -> the folders of
+# the Hugging Face repositories transformers reads (IDEA-Research/grounding-dino-*, facebook/sam-vit-*): the same
+# checkpoints, converted. SAM-HQ and MobileSAM have no transformers port: their names stay as written.
+_GROUNDING_DINO = {"GroundingDINO_SwinT_OGC": "grounding-dino-tiny", "GroundingDINO_SwinT_OGC (694MB)": "grounding-dino-tiny",
+                   "GroundingDINO_SwinB": "grounding-dino-base", "GroundingDINO_SwinB (938MB)": "grounding-dino-base"}
+_SAM = {"sam_vit_h": "sam-vit-huge", "sam_vit_h (2.56GB)": "sam-vit-huge", "sam_vit_l": "sam-vit-large",
+        "sam_vit_l (1.25GB)": "sam-vit-large", "sam_vit_b": "sam-vit-base", "sam_vit_b (375MB)": "sam-vit-base"}
+ROWS += (
+    ClassMap("GroundingDinoModelLoader (segment anything)", "GroundingDinoLoader", "GroundingDinoModelLoader (segment anything)",
+             (Widget("model_name", "model", model="grounding_dino", load=_table_in(_GROUNDING_DINO),
+                     save=_table_out(_GROUNDING_DINO)),), (), ("grounding_dino",)),
+    ClassMap("SAMModelLoader (segment anything)", "SegmentAnythingLoader", "SAMModelLoader (segment anything)",
+             (Widget("model_name", "model", model="sam", load=_table_in(_SAM), save=_table_out(_SAM)),), (),
+             ("sam",)),
+    ClassMap("GroundingDinoSAMSegment (segment anything)", "TextSegment", "GroundingDinoSAMSegment (segment anything)",
+             (Widget("prompt"), Widget("threshold")),
+             (("sam_model", "sam"), ("grounding_dino_model", "grounding_dino"), ("image", "image")), ("image", "mask")),
+)
+
 # Plain values on wires (nodes/values.py): an image's size, math expressions, text, and nodes that show a value.
 _MATH_NOTE = ("its expression runs in NodeForge's own parser (numbers, a b c d, + - * / // % **, comparisons, "
               "and/or/not, x if c else y, a.width/a.height, min max abs round sum pow sqrt ceil floor log sin cos "
