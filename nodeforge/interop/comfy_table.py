@@ -356,6 +356,12 @@ def _cads_steps(values: dict[str, Any], params: dict[str, Any], notes: Notes) ->
                    "not make: the noise follows the timestep (as with start_step >= total_steps)")
 
 
+def _dual_cfg_style(values: dict[str, Any], params: dict[str, Any], notes: Notes) -> None:
+    if values.get("style") not in (None, "regular"):
+        notes.warn(f"style {values['style']!r} is not supported: it guides as regular (negative + cfg_cond2_negative "
+                   "x (cond2 - negative) + cfg_conds x (cond1 - cond2)), so the result differs from ComfyUI's")
+
+
 def _zsnr_note(values: dict[str, Any], params: dict[str, Any], notes: Notes) -> None:
     if params.get("zsnr") is True:
         notes.warn("zsnr follows diffusers' zero-terminal-SNR rescale (its samplers' own last noise level); "
@@ -692,8 +698,11 @@ ROWS: tuple[ClassMap, ...] = (
     ClassMap("CFGGuider", "CFGGuider", "CFGGuider", (Widget("cfg"),),
              (("model", "unet"), ("positive", "positive"), ("negative", "negative")), ("guider",)),
     # InstructPix2Pix / CosXL Edit (nodes/ip2p.py)
-    ClassMap("DualCFGGuider", "DualCFGGuider", "DualCFGGuider", (Widget("cfg_conds"), Widget("cfg_cond2_negative")),
-             (("model", "unet"), ("cond1", "cond1"), ("cond2", "cond2"), ("negative", "negative")), ("guider",)),
+    # Newer ComfyUI adds a style widget (regular, nested); NodeForge combines as regular (exported so).
+    ClassMap("DualCFGGuider", "DualCFGGuider", "DualCFGGuider",
+             (Widget("cfg_conds"), Widget("cfg_cond2_negative"), Widget("style", None, export_default="regular")),
+             (("model", "unet"), ("cond1", "cond1"), ("cond2", "cond2"), ("negative", "negative")), ("guider",),
+             derive=_dual_cfg_style),
     ClassMap("InstructPixToPixConditioning", "InstructPixToPixConditioning", "InstructPixToPixConditioning", (),
              (("positive", "positive"), ("negative", "negative"), ("vae", "vae"), ("pixels", "pixels")),
              ("positive", "negative", "latent")),
