@@ -635,6 +635,22 @@ NODES: list[NodeSpec] = [
                    description="the longer side's new length in pixels (a square gets this on both sides)")),
         "Resize images so their longer side is largest_size pixels, keeping the aspect ratio.",
         "Scale Image to Max Dimension", **_RESIZE_IMAGE),
+    NodeSpec(
+        "ImageConcat", "image", _lazy("geometry", "run_image_concat"),
+        inputs=tuple(Input(f"image_{i}", IMAGE, optional=i > 2,
+                           description="the first images (their size is what match_image_size matches)" if i == 1
+                           else f"the images joined {'next' if i == 2 else 'after those before'}")
+                     for i in range(1, 9)),
+        params=(Param.int("inputcount", 2, min=2, max=8,
+                          description="how many images are joined: image_1 to image_<inputcount>"),
+                Param.choice("direction", ("right", "down", "left", "up"), default="right",
+                             description="where each next image goes: right of, below, left of or above the result"),
+                Param.bool("match_image_size", True,
+                           description="resize each next image (Lanczos, aspect ratio kept) to the first one's height "
+                                       "(right, left) or width (down, up)")),
+        outputs=(Output("image", IMAGE, description="the images side by side (a shorter batch repeats its last image)"),),
+        description="Join up to 8 images side by side or one above another (KJNodes' Image Concatenate Multi).",
+        display_name="Image Concatenate"),
     operation(
         "ResizeImagesByLongerEdge", "run_resize_images_by_longer_edge",
         (Param.int("longer_edge", 1024, min=1, max=8192,

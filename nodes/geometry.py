@@ -180,6 +180,60 @@ def run_resize_images_by_longer_edge(ctx: Any, image: torch.Tensor, longer_edge:
     return {"image": scale_image(image, width, height, "lanczos", "disabled")}
 
 
+CONCAT_INPUTS = 8     # Image Concatenate's image inputs (image_1 .. image_8)
+
+
+def _same_batch(first: torch.Tensor, second: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The shorter batch made as long as the other by repeating its last image (KJNodes' ImageConcanate)."""
+    size = max(first.shape[0], second.shape[0])
+    grow = lambda x: torch.cat([x, x[-1:].expand(size - x.shape[0], *x.shape[1:])]) if x.shape[0] < size else x
+    return grow(first), grow(second)
+
+
+def _same_channels(first: torch.Tensor, second: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """An image without the other's alpha channel gets an opaque one."""
+    need = max(first.shape[-1], second.shape[-1])
+    pad = lambda x: torch.cat([x, x.new_ones(*x.shape[:-1], need - x.shape[-1])], -1) if x.shape[-1] < need else x
+    return pad(first), pad(second)
+
+
+def concat_two(first: torch.Tensor, second: torch.Tensor, direction: str, match: bool,
+               reference: tuple[int, ...]) -> torch.Tensor:
+    """KJNodes' ImageConcanate: `second` beside `first` (right/left) or below/above it; with `match` it is first
+    resized with Lanczos to the reference image's height (or width), its aspect ratio kept (cut to whole pixels)."""
+    first, second = _same_batch(first, second)
+    if match:
+        height, width = second.shape[1:3]
+        if direction in ("left", "right"):
+            size = (int(reference[1] * (width / height)), reference[1])
+        else:
+            size = (reference[2], int(reference[2] / (width / height)))
+        second = scale_image(second, size[0], size[1], "lanczos", "disabled")
+    first, second = _same_channels(first, second)
+    axis = 2 if direction in ("left", "right") else 1
+    if first.shape[3 - axis] != second.shape[3 - axis]:
+        side = "heights" if axis == 2 else "widths"
+        raise NodeError(f"the images' {side} differ ({first.shape[3 - axis]} and {second.shape[3 - axis]} pixels); "
+                        "turn match_image_size on", field="match_image_size")
+    pair = (first, second) if direction in ("right", "down") else (second, first)
+    return torch.cat(pair, dim=axis)
+
+
+def run_image_concat(ctx: Any, inputcount: int, direction: str, match_image_size: bool,
+                     **images: Any) -> dict[str, Any]:
+    """image_1 .. image_<inputcount> joined in order (KJNodes' ImageConcatMulti): each next one against the first's
+    size."""
+    given = [images.get(f"image_{i}") for i in range(1, inputcount + 1)]
+    missing = [f"image_{i}" for i, image in enumerate(given, 1) if image is None]
+    if missing:
+        raise NodeError(f"{missing[0]} is not connected but inputcount is {inputcount}: link an image to it or lower "
+                        "inputcount", field=missing[0])
+    result = given[0]
+    for image in given[1:]:
+        result = concat_two(result, image, direction, match_image_size, tuple(given[0].shape))
+    return {"image": result}
+
+
 MAX_FACTOR_SIDE = 8192   # the longest side QualityOfLifeSuit's factor nodes give (its MAX_RESOLUTION)
 
 

@@ -393,6 +393,14 @@ def _same_factors(nid: str, node: Any, workflow: Any) -> bool:
     return node.params.get("width_factor", 1.25) == node.params.get("height_factor", 1.25)
 
 
+def _concat_count(value: Any, notes: Notes) -> Any:
+    if isinstance(value, int) and not isinstance(value, bool) and value > 8:
+        notes.warn(f"its inputcount {value} is more than NodeForge's Image Concatenate takes: the first 8 images "
+                   "are joined")
+        return 8
+    return value
+
+
 def _essentials_style(nid: str, node: Any, workflow: Any) -> bool:
     return node.params.get("style") == "essentials"
 
@@ -763,6 +771,10 @@ ROWS: tuple[ClassMap, ...] = (
     ClassMap("ImageScaleToMaxDimension", "ImageScaleToMaxDimension", "ImageScaleToMaxDimension",
              (Widget("upscale_method", load=_method(_IMAGE_METHODS)), Widget("largest_size")),
              (("image", "image"),), ("image",)),
+    ClassMap("ImageConcatMulti", "ImageConcat", "Image Concatenate Multi",
+             (Widget("inputcount", load=_concat_count), Widget("direction"), Widget("match_image_size"),
+              Widget("Update inputs", None)),
+             tuple((f"image_{i}", f"image_{i}") for i in range(1, 9)), ("image",)),
     ClassMap("ResizeImagesByLongerEdge", "ResizeImagesByLongerEdge", "Resize Images by Longer Edge",
              (Widget("longer_edge"),), (("images", "image"),), ("image",)),
     ClassMap("ConditioningSetAreaStrength", "ConditioningSetAreaStrength", "ConditioningSetAreaStrength",

@@ -13,7 +13,7 @@ from nodeforge.interop import comfy_packs, comfy_table, export_comfyui_ui
 
 CLASSES = ("GetImageSize", "GetImageSizeAndCount", "ComfyMathExpression", "MathExpression|pysssss", "SimpleMath+",
            "StringConcatenate", "RegexReplace", "PreviewAny", "ShowText|pysssss", "Display Any (rgthree)",
-           "Display Int (rgthree)", "ResizeImagesByLongerEdge")
+           "Display Int (rgthree)", "ResizeImagesByLongerEdge", "ImageConcatMulti")
 
 NODES = {
     "2": ("GetImageSize", {}, {"image": ("1", "image")}),
@@ -29,6 +29,8 @@ NODES = {
     "15": ("ShowValue", {}, {"value": ("2", "batch_size")}),
     "16": ("Preview", {}, {"image": ("1", "image")}),         # Get Image Size & Count's image: its input
     "17": ("ResizeImagesByLongerEdge", {"longer_edge": 32}, {"image": ("1", "image")}),
+    "20": ("ImageConcat", {"inputcount": 3, "direction": "right", "match_image_size": True},
+           {"image_1": ("1", "image"), "image_2": ("17", "image"), "image_3": ("1", "image")}),
 }
 
 
@@ -56,7 +58,9 @@ def test_values_stay_wired_into_the_params_they_feed(read, validate, name):
 @pytest.mark.parametrize("name", ["comfy-values-0.4.json", "comfy-values-api.json"])
 def test_they_export_back_with_their_links(exported_back, name):
     back = exported_back(name, "comfy-values-api.json", valid=True)
-    back.assert_kept(["2", "5", "6", "9", "11", "14", "15", "17", "18"])
+    back.assert_kept(["2", "5", "6", "9", "11", "14", "15", "17", "18", "21"])
+    assert back.prompt["20"]["inputs"] == {"inputcount": 3, "direction": "right", "match_image_size": True,
+                                           "image_1": ["1", 0], "image_2": ["17", 0], "image_3": ["1", 0]}
     # Custom Combo is a constant: its values are written where it fed them
     assert back.prompt["7"]["inputs"] == {"width": ["4", 1], "height": ["6", 0], "batch_size": 2}
     assert back.prompt["8"]["inputs"] == {"string_a": "a red circle", "string_b": ["9", 0], "delimiter": ", "}

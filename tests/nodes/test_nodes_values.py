@@ -161,3 +161,26 @@ def test_resize_images_by_longer_edge_sizes_and_lanczos(width, height, longer, s
     assert tuple(out.shape) == (1, size[1], size[0], 3)       # 20 x 16 / 30 = 10.67: cut down to 10, as ComfyUI
     pil = Image.fromarray((image[0].numpy() * 255).round().astype("uint8")).resize(size, Image.Resampling.LANCZOS)
     assert torch.equal(out[0], torch.from_numpy(__import__("numpy").asarray(pil).astype("float32") / 255))
+
+
+def test_image_concatenate_as_kjnodes_joins_them():
+    from nodeforge.core.errors import NodeError as Error
+    from nodes import geometry
+
+    a = torch.full((2, 4, 6, 3), 0.2)                        # a batch of two, 6 wide and 4 high
+    b = torch.rand(1, 8, 4, 3)                               # one image, 4 wide and 8 high
+    right = geometry.run_image_concat(None, 2, "right", True, image_1=a, image_2=b)["image"]
+    assert right.shape == (2, 4, 6 + 2, 3)                   # b at a's height 4: 4 x 4 / 8 = 2 wide
+    assert torch.equal(right[:, :, :6], a) and torch.equal(right[0, :, 6:], right[1, :, 6:])   # b's last repeated
+    assert torch.equal(right[0, :, 6:], geometry.scale_image(b, 2, 4, "lanczos", "disabled")[0])
+    down = geometry.run_image_concat(None, 2, "down", True, image_1=a, image_2=b)["image"]
+    assert down.shape == (2, 4 + 12, 6, 3)                   # b at a's width 6: 6 / (4 / 8) = 12 high
+    up = geometry.run_image_concat(None, 3, "up", True, image_1=a, image_2=a, image_3=a)["image"]
+    assert up.shape == (2, 12, 6, 3) and torch.equal(up[:, 8:], a)
+    rgba = torch.cat([a, torch.zeros(2, 4, 6, 1)], -1)
+    mixed = geometry.run_image_concat(None, 2, "left", False, image_1=rgba, image_2=a)["image"]
+    assert mixed.shape == (2, 4, 12, 4) and torch.equal(mixed[..., :6, 3], torch.ones(2, 4, 6))  # opaque alpha added
+    with pytest.raises(Error, match="the images' heights differ \\(4 and 8 pixels\\); turn match_image_size on"):
+        geometry.run_image_concat(None, 2, "right", False, image_1=a, image_2=b)
+    with pytest.raises(Error, match="image_3 is not connected but inputcount is 3"):
+        geometry.run_image_concat(None, 3, "right", True, image_1=a, image_2=b)
