@@ -17,3 +17,4 @@ def test_an_int_output_wires_into_an_int_param_and_shows_its_port(studio):
     assert (latent, "width") in studio.scene.edges
     studio.stack.undo()
     assert "width" not in studio.model.nodes[latent].inputs and (latent, "width") not in studio.scene.edges
+    assert "width" not in studio.scene.nodes[latent].inputs      # the param's port went with its wire

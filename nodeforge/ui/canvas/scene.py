@@ -137,6 +137,7 @@ class GraphScene(QGraphicsScene):
         old_src = getattr(old, "src", None)
         self._refresh_edge((nid, name))
         if nid in self.nodes:
+            self.nodes[nid].rebuild_ports()      # a param's port goes with the wire that fed it
             self.nodes[nid].sync_connections()
         for src in {old_src, (self.model.nodes[nid].inputs.get(name) or (None,))[0]}:
             if src in self.nodes:
