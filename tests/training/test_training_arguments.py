@@ -7,8 +7,8 @@ import pytest
 
 pytest.importorskip("torch")
 
-from nodeforge.training import (common, controlnet, data, dreambooth, embedding, latent_upscaler, lora,  # noqa: E402
-                                shapes, upscaler)
+from nodeforge.training import (common, controlnet, data, depth, dreambooth, embedding, latent_upscaler,  # noqa: E402
+                                lora, shapes, upscaler)
 
 LORA = ["imgs", "--base", "nodeforge-shapes", "--out", "x.safetensors"]
 DB = ["--instance-dir", "imgs", "--instance-prompt", "a sks shape", "--base", "nodeforge-shapes",
@@ -41,6 +41,7 @@ CASES = [
     (latent_upscaler, ["--out", "r.safetensors", "--channels", "48"],
      "train-latent-upscaler: argument --channels: 48 is not a multiple of 32"),
     (latent_upscaler, ["--out", "r.safetensors", "--blocks", "1"], "argument --blocks: 1 is out of range"),
+    (depth, ["--out", "d", "--hidden", "24"], "train-depth: argument --hidden: 24 is not a multiple of 16"),
     (controlnet, ["--out", "cn", "--images", "0"], "train-controlnet: argument --images: 0 is out of range"),
     (controlnet, ["--out", "cn", "--empty-rate", "2"], "train-controlnet: argument --empty-rate: 2 is out of range"),
     (controlnet, ["--out", "cn", "--conditioning-channels", "16", "0", "64"], "argument --conditioning-channels: 0"),

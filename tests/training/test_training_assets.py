@@ -1,5 +1,6 @@
-"""The demo-asset trainers (train-upscaler, train-latent-upscaler, train-embedding, train-controlnet) run end to end on tiny
-settings and write files the nodes load. The bundled assets' quality is tested in tests/workflows/test_demo_assets.py."""
+"""The demo-asset trainers (train-upscaler, train-latent-upscaler, train-depth, train-embedding,
+train-controlnet) run end to end on tiny settings and write files the nodes load. The bundled assets'
+quality is tested in tests/workflows/test_demo_assets.py."""
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -7,7 +8,7 @@ pytest.importorskip("diffusers")
 
 from nodeforge.core.registry import builtin_module  # noqa: E402
 from nodeforge.paths import builtin_dir  # noqa: E402
-from nodeforge.training import embedding, latent_upscaler, upscaler  # noqa: E402
+from nodeforge.training import depth, embedding, latent_upscaler, upscaler  # noqa: E402
 
 BASE = builtin_dir("resources") / "models" / "nodeforge-shapes"
 
@@ -70,6 +71,45 @@ def test_train_latent_upscaler_writes_a_resizer_the_node_reads_with_the_vaes_sca
     assert resizer.vae_scale == 0.37924
     assert latent_upscaler.main(["--out", str(out), "--measure-only", "--held-out", "2", "--base", str(BASE)]) == 0
     assert '"x2_psnr_model"' in capsys.readouterr().out
+
+
+def test_depth_targets_are_the_scenes_inverse_depth_wall_one_and_larger_shapes_nearer():
+    images, targets, samples = depth.dataset(6, seed=3)
+    assert images.shape == (6, 3, 64, 64) and targets.shape == (6, 64, 64)
+    for target, sample in zip(targets, samples):
+        corners = target[[0, 0, -1, -1], [0, -1, 0, -1]]
+        assert torch.allclose(corners, torch.ones(4))                        # the wall, at distance 8
+        centre = target[round(sample.centre[1]), round(sample.centre[0])]
+        if sample.shape != "crescent":                                      # a crescent's centre is bitten out
+            assert float(centre) == pytest.approx(sample.radius / 8, abs=1e-5)  # 8 / (64 / r)
+        assert float(target.max()) == pytest.approx(sample.radius / 8, abs=1e-5)
+        assert float(target.min()) == pytest.approx(1.0, abs=1e-6)
+
+
+def test_train_depth_writes_a_folder_the_depth_node_reads_and_measures_it(tmp_path, capsys):
+    out = tmp_path / "depth-model"
+    assert depth.main(["--out", str(out), "--steps", "2", "--images", "4", "--batch", "2", "--held-out", "4",
+                       "--hidden", "16", "--layers", "4"]) == 0
+    captured = capsys.readouterr()
+    assert "train-depth [" in captured.err and '"rmse_mean_map"' in captured.out
+    loaded = builtin_module("depth").read_depth_model(out, "cpu")
+    assert loaded.model.config.model_type == "dpt" and not loaded.metric and loaded.model.config.hidden_size == 16
+    maps = builtin_module("depth").depth_map(loaded, torch.rand(1, 48, 64, 3), 96)
+    assert maps.shape == (1, 96, 128, 3) and float(maps.min()) >= 0 and float(maps.max()) <= 1
+    assert depth.main(["--out", str(out), "--measure-only", "--held-out", "4"]) == 0
+    assert '"shape_depth_correlation"' in capsys.readouterr().out
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["depth-model"]      # no half-written folder left
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--out", "no-such-folder/d"], "error: train-depth: --out no-such-folder/d: no folder no-such-folder"),
+    (["--out", "d", "--measure-only"], "error: train-depth: --out d holds no depth model (config.json)"),
+])
+def test_train_depth_says_what_is_missing_in_one_line(argv, message, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_:
+        depth.main(argv)
+    assert str(exit_.value.code).startswith(message)
 
 
 def test_embedding_training_images_are_the_concept_only():
