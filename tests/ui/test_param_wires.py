@@ -18,3 +18,25 @@ def test_an_int_output_wires_into_an_int_param_and_shows_its_port(studio):
     studio.stack.undo()
     assert "width" not in studio.model.nodes[latent].inputs and (latent, "width") not in studio.scene.edges
     assert "width" not in studio.scene.nodes[latent].inputs      # the param's port went with its wire
+
+
+def test_a_value_dropped_on_a_params_row_wires_it_and_greys_its_editor_until_disconnected(studio):
+    size, latent = add(studio, "GetImageSize"), add(studio, "EmptyLatent", 400)
+    scene, model = studio.scene, studio.model
+    item = scene.nodes[latent]
+    item.ensure_panel()
+    row = next(rect for rect, param in item._param_rows() if param.name == "height")
+    editor = item.panel.editors["height"]
+    assert editor.isEnabled()
+    scene.wires.begin(scene.nodes[size].outputs["batch_size"])
+    scene.wires.finish(item.mapToScene(row.center()))            # dropped on Empty Latent's height row
+    assert model.nodes[latent].inputs == {"height": (size, "batch_size")}
+    assert not editor.isEnabled() and "wire from node" in editor.toolTip()
+    assert item.inputs["height"].connected
+    studio.stack.undo()                                           # one undo step takes it away again
+    assert model.nodes[latent].inputs == {} and editor.isEnabled()
+    assert "height" not in item.inputs                            # its port goes with the wire
+    image = add(studio, "EmptyImage", 0, 400)
+    scene.wires.begin(scene.nodes[image].outputs["image"])
+    scene.wires.finish(item.mapToScene(row.center()))             # an IMAGE is no number: nothing happens
+    assert model.nodes[latent].inputs == {} and editor.isEnabled()

@@ -15,7 +15,7 @@ from PySide6.QtWidgets import QGraphicsItem, QGraphicsProxyWidget
 from nodeforge.core import placeholder
 from nodeforge.core.types import PARAM_PORTS, FileKind, ParamRole
 from nodeforge.ui.canvas.edges import PortItem, node_layout_changed
-from nodeforge.ui.canvas.help_text import node_help
+from nodeforge.ui.canvas.help_text import node_help, param_help
 from nodeforge.ui.canvas.node_graphic import GRIP, HEADER, MIN_WIDTH, WIDTH, NodeGraphic
 from nodeforge.ui.canvas.param_widgets import MaskEditor, ParamPanel
 
@@ -123,6 +123,7 @@ class NodeItem(NodeGraphic):
         self._panel.clamped.connect(self._clamped)
         for name in self._panel.editors:
             self.sync_param(name)
+        self.sync_wired_editors()
         for name, editor in self._panel.editors.items():
             if isinstance(editor, MaskEditor):
                 editor.editRequested.connect(lambda name=name: self.graph.request_mask_edit(self.node_id, name))
@@ -149,6 +150,7 @@ class NodeItem(NodeGraphic):
         """For placeholders, whose ports follow their links, and for params a wire feeds."""
         if not self.is_placeholder and (self.spec is None or not self.spec.params):
             return
+        self.sync_wired_editors()
         ins, outs = self._port_decls()
         if [n for n, *_ in ins] == list(self.inputs) and [n for n, _ in outs] == list(self.outputs):
             return
@@ -164,6 +166,17 @@ class NodeItem(NodeGraphic):
             self.outputs[name] = PortItem(self, name, port_type, True)
         self.sync_connections()
         self.relayout()
+
+    def sync_wired_editors(self) -> None:
+        """A param a wire feeds takes its value from the wire: its editor is greyed and says so."""
+        if self._panel is None:
+            return
+        wired = self.model.nodes[self.node_id].inputs
+        for name, editor in self._panel.editors.items():
+            link = wired.get(name)
+            editor.setEnabled(link is None)
+            editor.setToolTip(param_help(self.spec.param(name)) if link is None else
+                              f"set by the wire from node {link[0]}'s {link[1]}; disconnect it to edit the value here")
 
     # -- model → item ---------------------------------------------------------------------------
     def sync_param(self, name: str) -> None:

@@ -116,6 +116,8 @@ class WireDragger:
         scene = self.scene
         port = scene.port_at(scene_pos)
         on_node = any(isinstance(i, NodeItem) for i in scene.items(scene_pos))
+        if port is None and on_node and self._connect_to_param(drag, scene_pos):
+            return
         if port is None and on_node:
             port = self._first_free_port(scene_pos, drag)
         if port is not None:
@@ -168,6 +170,21 @@ class WireDragger:
         if ok and drag.detaching:
             controller.disconnect(*drag.detaching)
         controller.stack.endMacro()
+
+    def _connect_to_param(self, drag: WireDrag, scene_pos: QPointF) -> bool:
+        """A plain value (an INT output, say) dropped on a param's row wires into that param, as ComfyUI does
+        when a link is dropped on a widget; False when it is no such row or the value does not fit it."""
+        node = next((i for i in self.scene.items(scene_pos) if isinstance(i, NodeItem)), None)
+        name = node.param_at(scene_pos) if node is not None and drag.source is not None else None
+        controller = self.controller
+        if name is None or not controller.can_connect(drag.source[0], drag.source[1], node.node_id, name):
+            return False
+        controller.stack.beginMacro("Connect")
+        controller.connect(drag.source[0], drag.source[1], node.node_id, name, via_reroute=drag.via_reroute)
+        if drag.detaching and drag.detaching != (node.node_id, name):
+            controller.disconnect(*drag.detaching)
+        controller.stack.endMacro()
+        return True
 
     def _first_free_port(self, scene_pos: QPointF, drag: WireDrag) -> PortItem | None:
         """Dropped on a node's body: its first compatible port, preferring an unconnected one."""
