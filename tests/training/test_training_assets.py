@@ -8,7 +8,7 @@ pytest.importorskip("diffusers")
 
 from nodeforge.core.registry import builtin_module  # noqa: E402
 from nodeforge.paths import builtin_dir  # noqa: E402
-from nodeforge.training import depth, embedding, latent_upscaler, upscaler  # noqa: E402
+from nodeforge.training import clip_vision, data, depth, embedding, latent_upscaler, upscaler  # noqa: E402
 
 BASE = builtin_dir("resources") / "models" / "nodeforge-shapes"
 
@@ -110,6 +110,25 @@ def test_train_depth_says_what_is_missing_in_one_line(argv, message, tmp_path, m
     with pytest.raises(SystemExit) as exit_:
         depth.main(argv)
     assert str(exit_.value.code).startswith(message)
+
+
+def test_clip_vision_captions_are_every_full_caption_and_the_labels_name_each_pictures():
+    names = clip_vision.captions()
+    assert len(names) == len(set(names)) == 3 * 8 * 7
+    images, labels = clip_vision.dataset(5, seed=2)
+    _, samples = data.generate(5, 2)
+    assert images.shape == (5, 3, 64, 64) and [names[i] for i in labels] == [data.full_caption(s) for s in samples]
+
+
+def test_train_clip_vision_writes_a_folder_the_clip_vision_loader_reads(tmp_path, capsys):
+    out = tmp_path / "encoder"
+    assert clip_vision.main(["--out", str(out), "--steps", "2", "--images", "8", "--batch", "4", "--held-out", "4",
+                             "--hidden", "32", "--layers", "1", "--base", str(BASE)]) == 0
+    captured = capsys.readouterr()
+    assert "train-clip-vision [" in captured.err and '"chance_top1": 0.006' in captured.out
+    encoder = builtin_module("ipadapter").load_clip_vision(out, "cpu")
+    embeds = builtin_module("unclip").run_clip_vision_encode(None, encoder, torch.rand(2, 64, 64, 3))
+    assert embeds["clip_vision_output"]["image_embeds"].shape == (2, 64)   # the demo text encoder's pooled width
 
 
 def test_embedding_training_images_are_the_concept_only():
