@@ -17,7 +17,6 @@ held-out pictures: the share whose own caption is the nearest of the 168, next t
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 import time
@@ -184,18 +183,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def write(model: torch.nn.Module, proc, args: argparse.Namespace, numbers: dict) -> None:
-    """The folder, written beside --out and swapped in (a kill leaves the old one or the new one)."""
-    import shutil
-
-    new = args.out.with_name(args.out.name + ".new")
-    shutil.rmtree(new, ignore_errors=True)
-    model.save_pretrained(str(new))
-    proc.save_pretrained(str(new))
+    """The folder with its facts and numbers, swapped in whole (a kill leaves the old one or the new one)."""
     facts = {"trainer": "nodeforge.training.clip_vision", "base": args.base, "images": args.images,
              "seed": args.seed, "steps": args.steps, "batch": args.batch, "lr": args.lr}
-    (new / "training.json").write_text(json.dumps(facts, indent=1) + "\n", encoding="utf-8")
-    (new / "evaluation.json").write_text(json.dumps(numbers, indent=1) + "\n", encoding="utf-8")
-    common.replace_folder(new, args.out)
+    common.write_pretrained_folder(args.out, (model, proc), facts, numbers)
 
 
 if __name__ == "__main__":

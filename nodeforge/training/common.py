@@ -244,6 +244,18 @@ def writable_output(path: Path | None, what: str, flag: str = "--out") -> Path |
     return path
 
 
+def write_pretrained_folder(out: Path, parts: tuple[Any, ...], facts: dict, numbers: dict) -> None:
+    """`parts` (a model, its processor: anything with save_pretrained) saved with training.json (`facts`)
+    and evaluation.json (`numbers`) beside `out`, then swapped in (see replace_folder)."""
+    new = out.with_name(out.name + ".new")
+    shutil.rmtree(new, ignore_errors=True)
+    for part in parts:
+        part.save_pretrained(str(new))
+    (new / "training.json").write_text(json.dumps(facts, indent=1) + "\n", encoding="utf-8")
+    (new / "evaluation.json").write_text(json.dumps(numbers, indent=1) + "\n", encoding="utf-8")
+    replace_folder(new, out)
+
+
 def replace_folder(new: Path, out: Path) -> None:
     """Put the folder `new` at its sibling `out` in one step where the system can, so a kill leaves
     the old folder there or the new one, never neither: Linux swaps the two names (renameat2's
