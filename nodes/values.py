@@ -242,7 +242,12 @@ def shown(value: Any) -> str:
     if isinstance(value, str):
         return value
     if hasattr(value, "shape"):
-        return f"{type(value).__name__} of shape {list(value.shape)}"
+        shape = list(value.shape)
+        if len(shape) == 4 and shape[-1] in (1, 3, 4):       # IMAGE: [B, H, W, C]
+            return f"image {shape[2]}x{shape[1]}, batch {shape[0]}"
+        if len(shape) == 3:                                   # MASK: [B, H, W]
+            return f"mask {shape[2]}x{shape[1]}, batch {shape[0]}"
+        return f"{type(value).__name__} of shape {shape}"
     if isinstance(value, dict) and "samples" in value:
         return f"latent {size_of(value, 'width')}x{size_of(value, 'height')}, batch {size_of(value, 'batch_size')}"
     return str(value)

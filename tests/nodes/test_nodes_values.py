@@ -103,7 +103,9 @@ def test_regex_errors_name_the_field_in_one_line():
 
 def test_show_value_says_what_arrives():
     assert values.run_show_value(None, 7) == {"text": "7"}
-    assert values.run_show_value(None, torch.zeros(1, 4, 5, 3)) == {"text": "Tensor of shape [1, 4, 5, 3]"}
+    assert values.run_show_value(None, torch.zeros(1, 4, 5, 3)) == {"text": "image 5x4, batch 1"}
+    assert values.run_show_value(None, torch.zeros(2, 4, 5)) == {"text": "mask 5x4, batch 2"}
+    assert values.run_show_value(None, torch.zeros(7)) == {"text": "Tensor of shape [7]"}
 
 
 def _size_graph(width: int = 48, height: int = 64) -> Workflow:

@@ -40,3 +40,19 @@ def test_a_value_dropped_on_a_params_row_wires_it_and_greys_its_editor_until_dis
     scene.wires.begin(scene.nodes[image].outputs["image"])
     scene.wires.finish(item.mapToScene(row.center()))             # an IMAGE is no number: nothing happens
     assert model.nodes[latent].inputs == {} and editor.isEnabled()
+
+
+def test_show_value_draws_what_it_received_in_its_node_after_a_run(studio, qtbot):
+    image, size, show = add(studio, "EmptyImage"), add(studio, "GetImageSize", 300), add(studio, "ShowValue", 600)
+    controller = studio.controller
+    controller.set_param(image, "width", 96)
+    assert controller.connect(image, "image", size, "image") and controller.connect(size, "width", show, "value")
+    item = studio.scene.nodes[show]
+    before = item.height
+    with qtbot.waitSignal(studio.runner.runFinished, timeout=60_000):
+        studio.run()
+    assert item.shown_text == "96" and item._text_lines() == ["96"]
+    assert item.height > before and "96" in item.toolTip()       # the node grows by the line it draws
+    item.set_shown_text("\n".join(f"line {i}" for i in range(20)))
+    lines = item._text_lines()
+    assert len(lines) == 8 and lines[-1] == "… 13 more lines"     # long text is cut; the tooltip has it all

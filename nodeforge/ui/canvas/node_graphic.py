@@ -29,7 +29,8 @@ RADIUS = 7.0
 MIN_WIDTH = 160.0
 GRIP = 12.0   # the resize grip in the bottom-right corner
 TINY = 0.3   # below this zoom a node is drawn as a coloured block with its title only
-NOTE_Z = 20.0   # error notes draw above every node and wire
+NOTE_Z = 20.0
+SHOWN_LINES = 8   # at most this many lines of an output node's text are drawn (the tooltip has it all)   # error notes draw above every node and wire
 
 
 class ErrorNote(QGraphicsItem):
@@ -90,6 +91,7 @@ class NodeGraphic(QGraphicsItem):
         self.progress: tuple[int, int] | None = None
         self.images: list[QImage] = []
         self.error: str | None = None
+        self.shown_text: str | None = None    # what an output node shows after a run (Show Value)
         self.note: ErrorNote | None = None
         self._title_font = QFont()
         self._title_font.setPointSizeF(10.0)
@@ -120,6 +122,33 @@ class NodeGraphic(QGraphicsItem):
     def _body_rows(self) -> int:
         return max(len(self.inputs), len(self.outputs))
 
+    def _text_lines(self) -> list[str]:
+        """The lines drawn under the params: a placeholder's explanation, or what the node showed last run."""
+        if self.is_placeholder:
+            return self._placeholder_lines()
+        if not self.shown_text:
+            return []
+        fm = QFontMetricsF(self.small_font)
+        lines: list[str] = []
+        for paragraph in self.shown_text.splitlines() or [""]:
+            words, line = paragraph.split(" "), ""
+            for word in words:
+                wider = f"{line} {word}" if line else word
+                if line and fm.horizontalAdvance(wider) > self.width - 20:
+                    lines.append(line)
+                    line = word
+                else:
+                    line = wider
+            lines.append(line)
+        if len(lines) > SHOWN_LINES:
+            lines = lines[:SHOWN_LINES - 1] + [f"… {len(lines) - SHOWN_LINES + 1} more lines"]
+        return [fm.elidedText(line, Qt.TextElideMode.ElideRight, self.width - 20) for line in lines]
+
+    def set_shown_text(self, text: str | None) -> None:
+        self.shown_text = text
+        self.setToolTip(text or self._tooltip())
+        self.relayout()
+
     def _placeholder_lines(self) -> list[str]:
         if not self.is_placeholder:
             return []
@@ -148,7 +177,7 @@ class NodeGraphic(QGraphicsItem):
     def _images_top(self) -> float:
         top = HEADER + self._body_rows() * ROW + 4
         top += self._panel_height()
-        top += len(self._placeholder_lines()) * 16
+        top += len(self._text_lines()) * 16
         return top
 
     def relayout(self) -> None:
@@ -433,13 +462,14 @@ class NodeGraphic(QGraphicsItem):
                              fm.elidedText(text, Qt.TextElideMode.ElideRight, rect.width() - 12))
 
     def _paint_placeholder(self, painter: QPainter) -> None:
-        lines = self._placeholder_lines()
+        lines = self._text_lines()
         if not lines:
             return
         painter.setFont(self.small_font)
-        y = HEADER + self._body_rows() * ROW + 2
+        y = HEADER + self._body_rows() * ROW + 2 + self._panel_height()
         for i, line in enumerate(lines):
-            painter.setPen(QColor("#ff8a80") if i == 0 else QColor(theme.NODE_SUBTEXT))
+            painter.setPen(QColor("#ff8a80") if i == 0 and self.is_placeholder else
+                           QColor(theme.NODE_SUBTEXT if self.is_placeholder else theme.NODE_TEXT))
             painter.drawText(QRectF(10, y + 16 * i, self.width - 20, 16), Qt.AlignmentFlag.AlignVCenter, line)
 
     def _paint_images(self, painter: QPainter) -> None:

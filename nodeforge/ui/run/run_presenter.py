@@ -39,6 +39,7 @@ class RunPresenter(QObject):
         runner.nodeProgress.connect(self._node_progress)
         runner.nodeFinished.connect(self._node_finished)
         runner.nodeWarning.connect(self._node_warning)
+        runner.nodeShown.connect(self._node_shown)
         runner.runFinished.connect(self._run_finished)
         runner.runFailed.connect(self._run_failed)
 
@@ -94,6 +95,11 @@ class RunPresenter(QObject):
                 item.set_images([r.image for r in images])
         if images:
             self.images.add_images(images)
+
+    def _node_shown(self, nid: str, text: str) -> None:
+        item = self.scene.nodes.get(nid)
+        if item is not None:
+            item.set_shown_text(text)
 
     def _node_warning(self, nid: str, message: str) -> None:
         self.status.showMessage(f"Warning: {self._title(nid)}: {message}", 30000)

@@ -227,6 +227,7 @@ class RunController(QObject):
     nodeProgress = Signal(str, int, int, object)  # node, step, total, QImage or None
     nodeFinished = Signal(str, bool, float, list)  # node, cached, seconds, [RunImage]
     nodeWarning = Signal(str, str)              # node, what it passed over (the run goes on)
+    nodeShown = Signal(str, str)                # node, the text an output node shows (Show Value)
     runFinished = Signal(object)                # RunResult
     runFailed = Signal(object, str, list)       # node id or None, message, [Problem]
     runningChanged = Signal(bool)
@@ -403,7 +404,9 @@ class RunController(QObject):
             self._event.emit(("progress", event.node_id, event.step, event.total, preview))
         elif isinstance(event, ev.NodeFinished):
             images = collect_images(event.output) if event.output is not None else []
-            self._event.emit(("finished", event.node_id, event.cached, event.seconds, images))
+            text = event.output.get("text") if isinstance(event.output, dict) else None
+            self._event.emit(("finished", event.node_id, event.cached, event.seconds, images,
+                              text if isinstance(text, str) else None))
         elif isinstance(event, ev.NodeStarted):
             self._event.emit(("started", event.node_id))
         elif isinstance(event, ev.NodeWarning):
@@ -466,7 +469,7 @@ class RunController(QObject):
                 job.warnings.append(f"{self._title(job.workflow, payload[1])}: {payload[2]}")
             self.nodeWarning.emit(payload[1], payload[2])
         elif kind == "finished":
-            _, nid, cached, seconds, images = payload
+            _, nid, cached, seconds, images, text = payload
             records = self._records(nid, images)
             if job is not None:
                 job.nodes_done.add(nid)
@@ -476,6 +479,8 @@ class RunController(QObject):
                 job._update_progress()
                 self.jobProgress.emit(job)
             self.nodeFinished.emit(nid, cached, seconds, records)
+            if text is not None:
+                self.nodeShown.emit(nid, text)
         elif kind == "done":
             if job is not None and job.state == RUNNING:
                 job.state, job.progress, job.seconds = DONE, 1.0, float(payload[1].seconds)
