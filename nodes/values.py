@@ -10,7 +10,6 @@ from __future__ import annotations
 import ast
 import math
 import operator
-import re
 from typing import Any, Callable
 
 from nodeforge.core.errors import NodeError
@@ -19,6 +18,7 @@ MAX_EXPRESSION_CHARS = 1000
 MAX_EXPONENT = 4000           # as ComfyUI's Math Expression caps pow()
 MAX_INT_BITS = 4096           # a whole-number power whose result would be longer than this is refused
 VARIABLES = ("a", "b", "c", "d")
+REGEX_SECONDS = 5.0           # a regular expression still matching after this long is stopped
 
 _BINARY: dict[type, Callable[[Any, Any], Any]] = {
     ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
@@ -223,17 +223,25 @@ def run_join_text(ctx: Any, string_a: str, string_b: str, delimiter: str) -> dic
 def run_regex_replace(ctx: Any, string: str, regex_pattern: str, replace: str, case_insensitive: bool,
                       multiline: bool, dotall: bool, count: int) -> dict[str, Any]:
     """ComfyUI's RegexReplace: Python's re.sub (\\1 or \\g<name> in `replace` are the groups), `count`
-    replacements at most (0: all), with the flags asked for."""
-    flags = (re.IGNORECASE if case_insensitive else 0) | (re.MULTILINE if multiline else 0) | \
-        (re.DOTALL if dotall else 0)
+    replacements at most (0: all), with the flags asked for. Run by the `regex` module (installed with
+    transformers) in its re-compatible mode, which can stop a pattern from a shared file that would
+    backtrack for hours (re cannot, and it would hold the whole app)."""
+    import regex
+
+    flags = regex.VERSION0 | (regex.IGNORECASE if case_insensitive else 0) | \
+        (regex.MULTILINE if multiline else 0) | (regex.DOTALL if dotall else 0)
     try:
-        pattern = re.compile(regex_pattern, flags)
-    except re.error as exc:
+        pattern = regex.compile(regex_pattern, flags)
+    except regex.error as exc:
         raise NodeError(f"regex_pattern {regex_pattern[:60]!r} is not a regular expression: {exc}",
                         "regex_pattern") from None
     try:
-        return {"string": pattern.sub(replace, string, count=count)}
-    except (re.error, IndexError) as exc:
+        return {"string": pattern.sub(replace, string, count=count, timeout=REGEX_SECONDS)}
+    except TimeoutError:
+        raise NodeError(f"regex_pattern {regex_pattern[:60]!r} was still matching after {REGEX_SECONDS:g} s on "
+                        f"a text of {len(string)} characters (nested repeats such as (a|aa)+ can take forever); "
+                        "simplify the pattern", "regex_pattern") from None
+    except (regex.error, IndexError) as exc:
         raise NodeError(f"replace {replace[:60]!r}: {exc} (write a backslash as \\\\)", "replace") from None
 
 
