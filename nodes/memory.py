@@ -114,24 +114,27 @@ def transformer_activation_bytes(config: Any, shape: tuple[int, int, int, int], 
     return (2 if guided else 1) * batch * tokens * int(heads) * int(head_dim) * element_size * FLOW_LIVE_MAPS
 
 
-def check_denoise_fits(model: Any, shape: tuple[int, int, int, int], cfg: float) -> None:
-    """NodeError with the estimate and the advice when the denoise cannot fit in the device's free memory."""
+def check_denoise_fits(model: Any, shape: tuple[int, int, int, int], cfg: float, prompts: int = 2) -> None:
+    """NodeError with the estimate and the advice when the denoise cannot fit in the device's free memory.
+    With CFG each step runs the model once a prompt (`prompts`: 3 for DualCFGGuider's), batched together."""
     network = getattr(model, getattr(model, "module_field", "unet"), None)
     config = getattr(network, "config", None)
     channels = getattr(config, "block_out_channels", None)
     batch, _c, height, width = shape
+    passes = prompts if cfg != 1.0 else 1
     if channels:
-        need = activation_bytes(batch, height, width, int(channels[0]), model.dtype.itemsize, cfg != 1.0)
+        need = activation_bytes(batch, height, width, int(channels[0]), model.dtype.itemsize, False) * passes
     else:
-        found = transformer_activation_bytes(config, shape, model.dtype.itemsize, cfg != 1.0)
+        found = transformer_activation_bytes(config, shape, model.dtype.itemsize, False)
         if found is None:
             return      # neither a UNet nor a patch transformer: no estimate to give
-        need = found
+        need = found * passes
     have = free_bytes(model.device)
     if have is None or need <= have:
         return
     factor = getattr(model, "vae_factor", 8)
+    times = {1: "", 2: ", twice for CFG"}.get(passes, f", {passes} times for CFG")
     raise NodeError(f"a {width * factor}x{height * factor} image (a {width}x{height} latent, batch {batch}"
-                    f"{', twice for CFG' if cfg != 1.0 else ''}) needs about {_gb(need)} on {model.device} "
+                    f"{times}) needs about {_gb(need)} on {model.device} "
                     f"besides the model, which has {_gb(have)} free; make a smaller image and upscale it in tiles, "
                     "make fewer images at once, or run on another device (--device)", field="latent")

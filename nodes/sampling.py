@@ -346,7 +346,7 @@ def denoise_latent(ctx: Any, *, model: Any, positive: dict, negative: dict, late
         return latent
     family = behaviour or sampling_behaviour(model)
     shape = family.latent_shape(model, latent)
-    check_denoise_fits(model, shape, request.cfg)    # before hours of swapping
+    check_denoise_fits(model, shape, request.cfg, 3 if request.middle is not None else 2)   # before hours of swapping
     model = family.for_latent(model, shape)
     plan = family.plan_steps(model, request)
     start = family.start_latents(model, plan, latent, request)

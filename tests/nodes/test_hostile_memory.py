@@ -89,3 +89,22 @@ def test_an_sd3_run_larger_than_the_device_is_refused_before_any_step(make_engin
     with pytest.raises(nodeforge.WorkflowError) as caught:
         make_engine(tmp_path / "out", tmp_path).run(wf)
     assert "a 512x512 image (a 256x256 latent, batch 1, twice for CFG) needs about" in str(caught.value)
+
+
+def test_dual_cfg_guidance_is_estimated_at_three_passes_a_step(monkeypatch):
+    from types import SimpleNamespace
+
+    import torch
+
+    from nodeforge.core.errors import NodeError
+
+    memory = _memory()
+    model = SimpleNamespace(unet=SimpleNamespace(config=SimpleNamespace(block_out_channels=(320,))),
+                            dtype=torch.float16, device="cpu", vae_factor=8)
+    one = memory.activation_bytes(1, 128, 128, 320, 2, False)
+    monkeypatch.setattr(memory, "free_bytes", lambda device: int(2.5 * one))
+    memory.check_denoise_fits(model, (1, 4, 128, 128), 7.0)                  # positive + negative: fits
+    memory.check_denoise_fits(model, (1, 4, 128, 128), 1.0, prompts=3)       # no CFG: one pass
+    with pytest.raises(NodeError) as caught:                                 # DualCFGGuider: three prompts a step
+        memory.check_denoise_fits(model, (1, 4, 128, 128), 7.0, prompts=3)
+    assert "batch 1, 3 times for CFG) needs about" in str(caught.value)
