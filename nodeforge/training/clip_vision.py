@@ -141,7 +141,7 @@ def train(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, te
         logits = scale.clamp(max=math.log(100)).exp() * embed(model, images[idx]) @ texts.T
         loss = F.cross_entropy(logits, labels[idx])
         for group in opt.param_groups:
-            group["lr"] = args.lr * min(1.0, (step + 1) / 50) * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * step / args.steps)))
+            group["lr"] = common.warm_cosine_lr(step, args.steps, args.lr)
         common.optimizer_step(opt, loss, clip=model.parameters())
         progress.update(step + 1, loss.item())
     return time.time() - t0

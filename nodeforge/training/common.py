@@ -244,6 +244,12 @@ def writable_output(path: Path | None, what: str, flag: str = "--out") -> Path |
     return path
 
 
+def warm_cosine_lr(step: int, steps: int, base: float, warmup: int = 50, floor: float = 0.05) -> float:
+    """The small trainers' learning rate: a linear warm-up over `warmup` steps times a cosine decay over
+    the whole run from `base` down to `floor * base`."""
+    return base * min(1.0, (step + 1) / warmup) * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * step / steps)))
+
+
 def write_pretrained_folder(out: Path, parts: tuple[Any, ...], facts: dict, numbers: dict) -> None:
     """`parts` (a model, its processor: anything with save_pretrained) saved with training.json (`facts`)
     and evaluation.json (`numbers`) beside `out`, then swapped in (see replace_folder)."""

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import time
 from pathlib import Path
@@ -165,7 +164,7 @@ def train(model: torch.nn.Module, images: torch.Tensor, targets: torch.Tensor, a
             target = targets[idx]
         loss = F.l1_loss(predict(model, batch), target)
         for group in opt.param_groups:
-            group["lr"] = args.lr * min(1.0, (step + 1) / 50) * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * step / args.steps)))
+            group["lr"] = common.warm_cosine_lr(step, args.steps, args.lr)
         common.optimizer_step(opt, loss, clip=model.parameters())
         progress.update(step + 1, loss.item())
     return time.time() - t0

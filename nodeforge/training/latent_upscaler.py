@@ -18,7 +18,6 @@ larger render.
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 import time
 from pathlib import Path
@@ -162,7 +161,7 @@ def train(model: torch.nn.Module, sets: dict, args: argparse.Namespace, scale: f
         idx = torch.randint(len(low), (args.batch,), generator=gen)
         loss = F.mse_loss(upscale(model, low[idx], side, scale), high[idx])
         for group in opt.param_groups:
-            group["lr"] = args.lr * min(1.0, (step + 1) / 50) * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * step / args.steps)))
+            group["lr"] = common.warm_cosine_lr(step, args.steps, args.lr)
         common.optimizer_step(opt, loss, clip=model.parameters())
         progress.update(step + 1, loss.item())
     return time.time() - t0

@@ -16,7 +16,6 @@ the last convolution's width. Quality is PSNR on held-out images against bicubic
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 import time
 from pathlib import Path
@@ -214,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
         # the residual's median stays 0 and the network never leaves nearest upscaling (measured).
         loss = F.mse_loss(model(lo), hi)
         for group in opt.param_groups:
-            group["lr"] = args.lr * min(1.0, (step + 1) / 50) * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * step / args.steps)))
+            group["lr"] = common.warm_cosine_lr(step, args.steps, args.lr)
         common.optimizer_step(opt, loss, clip=model.parameters())   # at 3e-3 without it the loss blew up at step 200
         progress.update(step + 1, loss.item())
     train_s = time.time() - t1
