@@ -21,7 +21,7 @@ import argparse
 import math
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from .common import Progress, TrainerParser, TrainingInputError, due, guarded, optimizer_step, real, report, start, whole
 
@@ -293,8 +293,10 @@ def _checkpoint(work: Path | None, state: dict[str, Any] | None = None) -> dict[
 
 
 def train(args: argparse.Namespace, parts: dict[str, Any], latents: Any, captions: list[str], tokenizer: Any,
-          teacher: Teacher | None = None) -> tuple[float, Any]:
-    """The training loop; returns the last loss and the EMA of the weights (what is saved)."""
+          teacher: Teacher | None = None, stop: Callable[[int], bool] | None = None) -> tuple[float, Any]:
+    """The training loop; returns the last loss and the EMA of the weights (what is saved). `stop`,
+    asked after each step with its number, ends the loop early when it says so (a benchmark's
+    wall-clock budget: benchmarks/bench_flow_memorise.py)."""
     import torch
 
     from .shapes import EMA, lr_at
@@ -334,6 +336,8 @@ def train(args: argparse.Namespace, parts: dict[str, Any], latents: Any, caption
         if args.work is not None and due(step, args.save_every, args.steps):
             _checkpoint(args.work, {"modules": [m.state_dict() for m in modules], "opt": opt.state_dict(),
                                     "ema": ema.shadow, "step": step, "generator": generator.get_state()})
+        if stop is not None and stop(step):
+            break
     from diffusers.models.attention_processor import JointAttnProcessor2_0
 
     parts["transformer"].set_attn_processor(JointAttnProcessor2_0())   # the saved model is diffusers' own
@@ -360,17 +364,23 @@ def load_base(base: Path, context: int = 77) -> tuple[Any, Any]:
 def training_latents(args: argparse.Namespace, vae: Any) -> tuple[Any, list[str]]:
     """The generated shapes, encoded as the pipeline reads latents ((z - shift) x scaling), and captions."""
     import numpy as np
-    import torch
 
     from . import data
-    from .shapes import encode_latents
 
     images, samples = data.generate(args.images, args.seed)
+    rng = np.random.default_rng(args.seed + 1)
+    return pipeline_latents(vae, images), [data.caption(s, rng, empty_rate=0.0) for s in samples]
+
+
+def pipeline_latents(vae: Any, images: Any) -> Any:
+    """(n, 64, 64, 3) uint8 images as the pipeline reads latents: (z - shift) x scaling."""
+    import torch
+
+    from .shapes import encode_latents
+
     with torch.no_grad():
         shift = vae.config.shift_factor or 0.0
-        latents = (encode_latents(vae, images, torch.device("cpu")) - shift) * vae.config.scaling_factor
-    rng = np.random.default_rng(args.seed + 1)
-    return latents, [data.caption(s, rng, empty_rate=0.0) for s in samples]
+        return (encode_latents(vae, images, torch.device("cpu")) - shift) * vae.config.scaling_factor
 
 
 def assemble(parts: dict[str, Any], vae: Any, tokenizer: Any, shift: float) -> Any:

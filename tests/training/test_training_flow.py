@@ -237,3 +237,22 @@ def test_a_run_with_ddpm_levels_and_min_snr_weighting_trains(tmp_path):
 
     transformer = SD3Transformer2DModel.from_pretrained(str(tmp_path / "m" / "transformer"), local_files_only=True)
     assert transformer.config.qk_norm == "rms_norm" and transformer.transformer_blocks[0].attn.norm_q is not None
+
+
+def test_the_loop_ends_early_when_asked_after_a_step_and_the_saved_attention_is_diffusers_own(monkeypatch):
+    from diffusers.models.attention_processor import JointAttnProcessor2_0
+
+    from nodeforge.paths import builtin_dir
+
+    args = flow.parse_args(["--out", "unused", "--steps", "50", *TINY])
+    base = builtin_dir("resources") / "models" / "nodeforge-shapes"
+    vae, tokenizer = flow.load_base(base, args.context)
+    parts = flow.make_parts(args, vae, base)
+    steps, asked = [], []
+    real_step = flow.optimizer_step
+    monkeypatch.setattr(flow, "optimizer_step", lambda *a, **k: (steps.append(1), real_step(*a, **k)))
+    latents = torch.randn(8, 4, 16, 16, generator=torch.Generator().manual_seed(0))
+    flow.train(args, parts, latents, ["a red square"] * 8, tokenizer, stop=lambda step: asked.append(step) or step == 3)
+    assert len(steps) == 3 and asked == [1, 2, 3]   # a budget's stop: three of the fifty steps
+    processors = parts["transformer"].attn_processors.values()
+    assert all(isinstance(p, JointAttnProcessor2_0) for p in processors)
