@@ -148,10 +148,13 @@ def measure(path: Path, engine: Engine, run: bool) -> dict:
 
 def ui_round_trip(workflow: object, registry: object) -> str:
     """'same' when the workflow exported as a ComfyUI UI file imports back to the same graph; else the
-    first node that differs, or the line that stopped the export."""
+    first node that differs, or the line that stopped the export. The graph compared is the one the export
+    writes: a node no one ComfyUI class stands for as the nodes that run the same (comfy_export.in_comfy_classes)."""
     from nodeforge.interop import export_comfyui_ui
+    from nodeforge.interop.comfy_export import in_comfy_classes
 
     try:
+        workflow = in_comfy_classes(workflow)
         data = json.loads(json.dumps(export_comfyui_ui(workflow, registry=registry), allow_nan=False))
         again = read_workflow(data, registry=registry).workflow
     except Exception as exc:  # every failure is data here

@@ -46,6 +46,58 @@ def exported_row(nid: str, node: NodeRef, workflow: Workflow, problems: list[Pro
     return row
 
 
+def in_comfy_classes(workflow: Workflow, warnings: list[str] | None = None) -> Workflow:
+    """The workflow (a copy) with each node that no one ComfyUI class can stand for rewritten as the
+    NodeForge nodes that run the same and that ComfyUI has classes for; both exports write this.
+
+    So far one: Load IP-Adapter and Encoder whose files are not one IPAdapter_plus preset's (ComfyUI's
+    IPAdapterUnifiedLoader has only the preset; it finds the files itself) becomes Load IP-Adapter (the
+    node's id, as IPAdapterModelLoader) and Load CLIP Vision (`<id>.clip_vision`, linked to each Apply
+    IP-Adapter it fed, unless one has its own encoder linked), its model's users linked to its model's source.
+    """
+    wf = workflow.copy()
+    for nid, node in list(wf.nodes.items()):
+        if node.type == "IPAdapterLoaderWithEncoder":
+            _split_unified_loader(wf, nid, node, warnings)
+    return wf
+
+
+def _split_unified_loader(wf: Workflow, nid: str, node: NodeRef, warnings: list[str] | None) -> None:
+    adapter, encoder = node.params.get("ipadapter", ""), node.params.get("clip_vision", "")
+    if any(adapter in files[:2] and encoder == files[2] for files in table.IPADAPTER_PRESETS.values()):
+        return
+    users = [(uid, name) for uid, user in wf.nodes.items() for name, (src, out) in user.inputs.items()
+             if src == nid and out == "ipadapter"]
+    others = sorted({uid for uid, _ in users if wf.nodes[uid].type != "IPAdapterApply"})
+    if others:
+        if warnings is not None:
+            warnings.append(f"node {nid} ({node.type}): exported as IPAdapterUnifiedLoader's preset, which finds its "
+                            f"own encoder: clip_vision {str(encoder)[:60]!r} is lost, as node(s) {', '.join(others)} "
+                            "cannot take an encoder of their own; link Load IP-Adapter and Load CLIP Vision instead")
+        return
+    model = node.inputs.get("unet")
+    for user in wf.nodes.values():
+        for name, (src, out) in list(user.inputs.items()):
+            if src == nid and out == "unet":
+                if model is None:
+                    del user.inputs[name]
+                else:
+                    user.inputs[name] = model
+    extra = {k: v for k, v in node.extra.items() if k != COMFY_KEY}
+    wf.nodes[nid] = NodeRef("IPAdapterLoader", {"ipadapter": adapter}, title=node.title, extra=extra)
+    loader = f"{nid}.clip_vision"
+    wf.nodes[loader] = NodeRef("CLIPVisionLoader", {"clip_vision": encoder})
+    for uid, _name in users:
+        wf.nodes[uid].inputs.setdefault("clip_vision", (loader, "clip_vision"))
+    ui = wf.ui
+    position = (ui.get("positions") or {}).get(nid)
+    if isinstance(position, list) and len(position) == 2:
+        ui["positions"][loader] = [position[0], position[1] + 120.0]
+    for key in ("muted", "bypassed", "collapsed"):
+        if isinstance(ui.get(key), list) and nid in ui[key]:
+            ui[key].append(loader)
+
+
 def export_comfyui_api(workflow: Workflow, *, registry: Any | None = None,
                        warnings: list[str] | None = None) -> dict[str, Any]:
     """The workflow as a ComfyUI API prompt; ExportError names every node without an equivalent."""
@@ -53,7 +105,7 @@ def export_comfyui_api(workflow: Workflow, *, registry: Any | None = None,
         from nodeforge.core.registry import default_registry
 
         registry = default_registry()
-    wf = graph.apply_switches(workflow, registry)
+    wf = graph.apply_switches(in_comfy_classes(workflow, warnings), registry)
     problems: list[Problem] = []
     rows: dict[str, table.ClassMap] = {}
     outputs: dict[str, list[str]] = {}

@@ -18,7 +18,7 @@ from nodeforge.core.placeholder import PLACEHOLDER_TYPE, original_class, output_
 from nodeforge.core.types import PARAM_PORTS
 from nodeforge.core.workflow import NodeRef, Workflow
 from nodeforge.interop import comfy_table as table
-from nodeforge.interop.comfy_export import ExportError, _mapped_entry, _outputs_used, exported_row
+from nodeforge.interop.comfy_export import ExportError, _mapped_entry, _outputs_used, exported_row, in_comfy_classes
 from nodeforge.interop.comfy_import import _VIEW_HALF, BYPASSED, COMFY_KEY, MUTED, drop_controls
 
 # NodeForge port types ComfyUI spells otherwise.
@@ -59,6 +59,7 @@ def export_comfyui_ui(workflow: Workflow, *, registry: Any | None = None,
         from nodeforge.core.registry import default_registry
 
         registry = default_registry()
+    workflow = in_comfy_classes(workflow, warnings)
     ids = _numbering(workflow)
     problems: list[Problem] = []
     made: dict[str, _Node] = {}

@@ -391,6 +391,47 @@ def test_export_gives_back_the_ipadapter_plus_classes(ip_engine, registry, tmp_p
         assert exported[nid]["inputs"] == original[nid]["inputs"], nid
 
 
+def test_unified_loader_with_files_of_no_preset_exports_as_model_and_clip_vision_loaders(ip_engine, tmp_path):
+    # the unified loader mapped onto ip-tiny-plus + tiny-vision (no IPAdapter_plus preset finds those): the
+    # UI file gets IPAdapterModelLoader + CLIPVisionLoader linked into the apply node (IPAdapter, which takes no
+    # encoder, becomes IPAdapterAdvanced) and the model wired past it; read back, it runs to the same latents
+    from nodeforge.interop import export_comfyui_api, export_comfyui_ui, read_workflow
+
+    image = _image(8, size=32)
+    wf = _imported(ip_engine, "comfy-ipadapter-0.4.json", tmp_path, image).workflow
+    ours = ip_engine.run(wf, outputs=["3"]).outputs["3"]["latent"]["samples"]
+    warnings: list[str] = []
+    ui = json.loads(json.dumps(export_comfyui_ui(wf, registry=ip_engine.registry, warnings=warnings)))
+    assert not [w for w in warnings if "preset" in w]
+    by_id = {n["id"]: n for n in ui["nodes"]}
+    encoder = next(n for n in ui["nodes"] if n["type"] == "CLIPVisionLoader" and n["widgets_values"] == ["tiny-vision"]
+                   and n["id"] not in (14,))
+    assert (by_id[10]["type"], by_id[10]["widgets_values"]) == ("IPAdapterModelLoader", ["ip-tiny-plus"])
+    assert by_id[12]["type"] == "IPAdapterAdvanced" and by_id[12]["widgets_values"][0] == 0.8
+    links = {link[0]: link for link in ui["links"]}
+    into = {port["name"]: links[port["link"]][1:3] for port in by_id[12]["inputs"] if port.get("link")}
+    assert into == {"model": [4, 0], "ipadapter": [10, 0], "image": [11, 0], "clip_vision": [encoder["id"], 0]}
+    path = tmp_path / "exported.json"
+    path.write_text(json.dumps(ui))
+    again = read_workflow(path, registry=ip_engine.registry, model_paths=ip_engine.model_paths).workflow
+    assert again.nodes["10"].type == "IPAdapterLoader"
+    again.nodes["3"].params.update(schedule="default")    # ComfyUI has no 'default' schedule: exported as 'simple'
+    assert torch.equal(ip_engine.run(again, outputs=["3"]).outputs["3"]["latent"]["samples"], ours)
+    # exported again, the file is the same; the API prompt is split alike
+    assert export_comfyui_ui(again, registry=ip_engine.registry)["nodes"] == ui["nodes"]
+    prompt = export_comfyui_api(wf, registry=ip_engine.registry)
+    assert prompt["10"] == {"inputs": {"ipadapter_file": "ip-tiny-plus"}, "class_type": "IPAdapterModelLoader",
+                            "_meta": {"title": "IPAdapter Model Loader"}}
+    assert prompt["12"]["inputs"]["clip_vision"] == ["10.clip_vision", 0]
+    assert prompt["12"]["inputs"]["model"] == ["4", 0]
+    # with a preset's own files it stays the unified loader
+    wf.nodes["10"].params.update(ipadapter="ip-adapter-plus_sd15.safetensors",
+                                 clip_vision="CLIP-ViT-H-14-laion2B-s32B-b79K.safetensors")
+    prompt = export_comfyui_api(wf, registry=ip_engine.registry)
+    assert prompt["10"]["class_type"] == "IPAdapterUnifiedLoader"
+    assert prompt["10"]["inputs"]["preset"] == "PLUS (high strength)" and "10.clip_vision" not in prompt
+
+
 def test_options_nodeforge_does_not_have_are_named_on_import(ip_engine, tmp_path):
     def edit(prompt):
         prompt["15"]["inputs"].update(weight_type="style transfer", embeds_scaling="K+V")
