@@ -262,6 +262,22 @@ NODES: list[NodeSpec] = [
         description="Save PNGs (prefix_00001.png, ...) carrying the workflow that made them.",
         display_name="Save Image"),
     NodeSpec(
+        "SaveAnimatedWEBP", "image", _lazy("images", "run_save_animated_webp"),
+        inputs=(Input("images", IMAGE, description="the frames, in batch order"),),
+        params=(Param.string("prefix", "nodeforge",
+                             description="start of the file name (a sub/folder/ prefix writes into that folder of the "
+                                         "output folder)"),
+                Param.float("fps", 6.0, min=0.01, max=1000.0, step=0.01,
+                            description="frames a second (each frame shows int(1000 / fps) milliseconds)"),
+                Param.bool("lossless", True, description="lossless WebP (quality then sets the effort)"),
+                Param.int("quality", 80, min=0, max=100, description="0-100: lossy quality, or lossless effort"),
+                Param.choice("method", ("default", "fastest", "slowest"), default="default",
+                             description="encoder speed against size (libwebp's method 4, 0 or 6)")),
+        output_node=True, cacheable=False, validate=_check_prefix,
+        description="Save the images as one animated WebP (prefix_00001_.webp) carrying the workflow that made it, "
+                    "as ComfyUI's Save Animated WEBP.",
+        display_name="Save Animated WEBP"),
+    NodeSpec(
         "CLIPSetLastLayer", "conditioning", _lazy("prompt", "run_clip_set_last_layer"),
         inputs=(Input("clip", CLIP, description="the text encoder to cut"),),
         params=(Param.int("stop_at_layer", -1, min=-24, max=-1,

@@ -391,6 +391,50 @@ def run_image_crop(ctx: Any, image: torch.Tensor, width: int, height: int, x: in
     return {"image": image[:, y:y + int(height), x:x + int(width)].clone()}
 
 
+def run_image_crop_at_position(ctx: Any, image: torch.Tensor, width: int, height: int, position: str,
+                               x_offset: int, y_offset: int) -> dict[str, Any]:
+    """ComfyUI_essentials' ImageCrop+: a window at most the image's size placed by `position` (a centre rounds
+    half to even), moved by the offsets; its right/bottom edge is cut at the image's before a negative left/top
+    is raised to 0, so a window moved off the top-left loses that part. x and y are where it starts."""
+    oh, ow = image.shape[1:3]
+    width, height = min(ow, int(width)), min(oh, int(height))
+    x = 0 if "left" in position else ow - width if "right" in position else round((ow - width) / 2)
+    y = 0 if "top" in position else oh - height if "bottom" in position else round((oh - height) / 2)
+    x, y = x + int(x_offset), y + int(y_offset)
+    x2, y2 = min(x + width, ow), min(y + height, oh)
+    x, y = max(x, 0), max(y, 0)
+    return {"image": image[:, y:y2, x:x2].clone(), "x": x, "y": y}
+
+
+def run_resize_and_pad_image(ctx: Any, image: torch.Tensor, target_width: int, target_height: int,
+                             padding_color: str, interpolation: str) -> dict[str, Any]:
+    """ComfyUI's ResizeAndPadImage: scaled by the smaller of the two ratios (sides cut to whole pixels), centred
+    (offsets rounded down) on a canvas of 1 (white) or 0 (black)."""
+    batch, oh, ow, channels = image.shape
+    scale = min(target_width / ow, target_height / oh)
+    new_w, new_h = int(ow * scale), int(oh * scale)
+    resized = scale_image(image, new_w, new_h, interpolation, "disabled")
+    canvas = torch.full((batch, target_height, target_width, channels), 0.0 if padding_color == "black" else 1.0,
+                        dtype=resized.dtype, device=resized.device)
+    top, left = (target_height - new_h) // 2, (target_width - new_w) // 2
+    canvas[:, top:top + new_h, left:left + new_w] = resized
+    return {"image": canvas}
+
+
+def run_resize_image_mask(ctx: Any, input: Any, resize_type: str, width: int, height: int, crop: str,
+                          scale_method: str) -> dict[str, Any]:
+    """ComfyUI's ResizeImageMaskNode as 'scale dimensions': an IMAGE [B, H, W, C] as Scale Image does it, a MASK
+    [B, H, W] the same way channel for channel (0 and 0: unchanged)."""
+    if not isinstance(input, torch.Tensor) or input.ndim not in (3, 4):
+        raise NodeError("input takes images (IMAGE) or masks (MASK); link one of those", field="input")
+    if int(width) == 0 and int(height) == 0:
+        return {"resized": input}
+    if input.ndim == 4:
+        return {"resized": scale_image(input, width, height, scale_method, crop)}
+    grey = input.float()[..., None].expand(*input.shape, 3)
+    return {"resized": scale_image(grey, width, height, scale_method, crop)[..., 0].contiguous()}
+
+
 def run_image_batch(ctx: Any, image1: torch.Tensor, image2: torch.Tensor) -> dict[str, Any]:
     """ComfyUI's ImageBatch: image2 after image1, resized to image1's size first (bilinear, centre
     crop to its aspect) when the sizes differ."""

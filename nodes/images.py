@@ -252,6 +252,67 @@ def run_save_image(ctx: Any, image: torch.Tensor, prefix: str) -> list[str]:
     return save_pngs(ctx, image, prefix)
 
 
+def _rgb(color: str, field: str) -> tuple[int, int, int]:
+    text = str(color).strip()
+    try:
+        if text.startswith("#") and len(text) == 7:
+            rgb = tuple(int(text[i:i + 2], 16) for i in (1, 3, 5))
+        else:
+            rgb = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        rgb = ()
+    if len(rgb) != 3:
+        raise NodeError(f"{text[:40]!r} is not a colour: write #RRGGBB or R,G,B (0-255)", field=field)
+    return rgb  # type: ignore[return-value]
+
+
+def run_light_source(ctx: Any, light_position: str, multiplier: float, start_color: str, end_color: str, width: int,
+                     height: int, batch_size: int = 1, prev_image: torch.Tensor | None = None) -> dict[str, Any]:
+    """kijai's IC-Light LightSource: t = linspace(0, 1)^multiplier across the image from the light's side (a corner:
+    the two sides' t combined as sqrt(tx^2 + ty^2) / sqrt(2)), each channel start + (end - start) x t cut to whole
+    0-255 values; batch_size copies after prev_image's images."""
+    start, end = _rgb(start_color, "start_color"), _rgb(end_color, "end_color")
+    width, height = int(width), int(height)
+    words = light_position.lower().split()
+    xs = np.linspace(0, 1, width) if "left" in words else np.linspace(1, 0, width)
+    ys = np.linspace(0, 1, height) if "top" in words else np.linspace(1, 0, height)
+    xs, ys = xs ** multiplier, ys ** multiplier
+    if words[:2] in (["left", "light"], ["right", "light"]):
+        t = np.tile(xs, (height, 1))
+    elif words[:2] in (["top", "light"], ["bottom", "light"]):
+        t = np.tile(ys, (width, 1)).T
+    else:
+        x, y = np.meshgrid(xs, ys)
+        t = np.sqrt(x ** 2 + y ** 2) / np.sqrt(2.0)
+    picture = np.zeros((height, width, 3), dtype=np.float32)
+    for i in range(3):
+        picture[..., i] = start[i] + (end[i] - start[i]) * t
+    maps = torch.from_numpy(np.clip(picture, 0, 255).astype(np.uint8).astype(np.float32) / 255.0)[None]
+    maps = maps.repeat(int(batch_size), 1, 1, 1)
+    return {"image": maps if prev_image is None else torch.cat((prev_image, maps.to(prev_image)), dim=0)}
+
+
+WEBP_METHODS = {"default": 4, "fastest": 0, "slowest": 6}
+
+
+def run_save_animated_webp(ctx: Any, images: torch.Tensor, prefix: str, fps: float, lossless: bool, quality: int,
+                           method: str) -> list[str]:
+    """ComfyUI's SaveAnimatedWEBP: every image of the batch a frame of one WebP (8-bit values cut down, as ComfyUI
+    does), int(1000 / fps) ms each, the workflow in its EXIF (0x0110 as ComfyUI puts its prompt there)."""
+    from PIL import Image
+
+    frames = [Image.fromarray(a) for a in (images.detach().float().cpu().clamp(0, 1) * 255).to(torch.uint8).numpy()]
+    exif = frames[0].getexif()
+    if ctx.workflow is not None:
+        exif[0x0110] = f"workflow:{ctx.workflow.dumps(indent=None)}"
+    folder = Path(ctx.output_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = write_new_file(free_names(folder, prefix, "_.webp", "images"), lambda handle: frames[0].save(
+        handle, format="WEBP", save_all=True, append_images=frames[1:], duration=int(1000.0 / fps), exif=exif,
+        lossless=bool(lossless), quality=int(quality), method=WEBP_METHODS.get(method, 4)))
+    return [str(path)]
+
+
 def run_preview(ctx: Any, image: torch.Tensor) -> list[Any]:
     if ctx.settings.get("previews"):
         save_pngs(ctx, image, "preview")

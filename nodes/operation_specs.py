@@ -219,6 +219,74 @@ IMAGE_NODES += [
         category="image", module="geometry", port=IMAGE, takes="the images to resize", gives="the resized images"),
 ]
 
+# ComfyUI core's and popular packs' fitting and cropping of images (run functions in nodes/geometry.py).
+_POSITIONS = ("top-left", "top-center", "top-right", "right-center", "bottom-right", "bottom-center", "bottom-left",
+              "left-center", "center")
+INT = PortType.INT.value
+LIGHT_POSITIONS = ("Left Light", "Right Light", "Top Light", "Bottom Light", "Top Left Light", "Top Right Light",
+                   "Bottom Left Light", "Bottom Right Light")
+IMAGE_NODES += [
+    operation(
+        "ResizeAndPadImage", "run_resize_and_pad_image",
+        (Param.int("target_width", 512, min=1, max=RES, description="the width of the result in pixels"),
+         Param.int("target_height", 512, min=1, max=RES, description="the height of the result in pixels"),
+         Param.choice("padding_color", ("white", "black"), default="white",
+                      description="the colour of the bands around the resized image"),
+         Param.choice("interpolation", ("area", "bicubic", "nearest-exact", "bilinear", "lanczos"), default="area",
+                      description="the resampling filter")),
+        "Fit images inside target_width x target_height, keeping their aspect ratio (each side cut to a whole "
+        "pixel), centred on a white or black canvas of that size (ComfyUI's Resize And Pad Image).",
+        "Resize and Pad Image", category="image", module="geometry", port=IMAGE, takes="the images to fit",
+        gives="target_width x target_height images"),
+    NodeSpec(
+        "ImageCropAtPosition", "image", _lazy("geometry", "run_image_crop_at_position"),
+        inputs=(Input("image", IMAGE, description="the images to cut from"),),
+        params=(Param.int("width", 256, min=0, max=RES, step=8,
+                          description="width of the cut in pixels (at most the image's)"),
+                Param.int("height", 256, min=0, max=RES, step=8,
+                          description="height of the cut in pixels (at most the image's)"),
+                Param.choice("position", _POSITIONS, default="top-left",
+                             description="where the cut sits in the image before the offsets move it"),
+                Param.int("x_offset", 0, min=-99999, max=99999, description="pixels the cut moves right (left if < 0)"),
+                Param.int("y_offset", 0, min=-99999, max=99999, description="pixels the cut moves down (up if < 0)")),
+        outputs=(Output("image", IMAGE, description="the cut-out rectangle (cut at the image's edges)"),
+                 Output("x", INT, description="the cut's left edge in the image"),
+                 Output("y", INT, description="the cut's top edge in the image")),
+        description="Cut a rectangle out of images at a named position plus offsets (ComfyUI_essentials' Image "
+                    "Crop).", display_name="Crop Image at Position"),
+    NodeSpec(
+        "ResizeImageMask", "image", _lazy("geometry", "run_resize_image_mask"),
+        inputs=(Input("input", "*", description="the images (IMAGE) or masks (MASK) to resize"),),
+        params=(Param.choice("resize_type", ("scale dimensions",), default="scale dimensions",
+                             description="how to resize: to width x height (ComfyUI's other ways, by a factor, a "
+                                         "side or a pixel count, are NodeForge's other Scale Image nodes)"),
+                Param.int("width", 512, min=0, max=RES, description="0 keeps the aspect ratio from height"),
+                Param.int("height", 512, min=0, max=RES, description="0 keeps the aspect ratio from width"),
+                Param.choice("crop", CROPS, default="center",
+                             description="center: crop to width x height's aspect ratio first; disabled: stretch"),
+                Param.choice("scale_method", ("nearest-exact", "bilinear", "area", "bicubic", "lanczos"),
+                             default="area", description="the resampling filter")),
+        outputs=(Output("resized", "*", description="the resized images or masks (the input's type)"),),
+        description="Resize images or masks to width x height (ComfyUI's Resize Image/Mask, 'scale dimensions').",
+        display_name="Resize Image/Mask"),
+    NodeSpec(
+        "LightSource", "image", _lazy("images", "run_light_source"),
+        inputs=(Input("prev_image", IMAGE, optional=True,
+                      description="images put before the light maps in the batch (of the same size)"),),
+        params=(Param.choice("light_position", LIGHT_POSITIONS, default="Left Light",
+                             description="the side (or corner) start_color is on; end_color is on the opposite one"),
+                Param.float("multiplier", 1.0, min=0.0, max=100.0, step=0.001,
+                            description="the gradient's power (1: linear; above 1 the start colour falls off faster)"),
+                Param.string("start_color", "#FFFFFF", description="#RRGGBB or R,G,B (0-255): the light's colour"),
+                Param.string("end_color", "#000000", description="#RRGGBB or R,G,B (0-255): the far side's colour"),
+                Param.int("width", 512, min=0, max=RES, step=8, description="image width in pixels"),
+                Param.int("height", 512, min=0, max=RES, step=8, description="image height in pixels"),
+                Param.int("batch_size", 1, min=1, max=4096, description="how many copies")),
+        outputs=(Output("image", IMAGE, description="the light maps (after prev_image's images)"),),
+        description="A gradient from start_color to end_color across the image, as a light map for IC-Light "
+                    "(kijai's ComfyUI-IC-Light Simple Light Source).", display_name="Simple Light Source"),
+]
+
 CONDITIONING_NODES: list[NodeSpec] = [
     NodeSpec(
         "ConditioningSetMask", "conditioning", _lazy("conditioning", "run_conditioning_set_mask"),

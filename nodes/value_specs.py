@@ -32,10 +32,12 @@ VALUE_NODES: list[NodeSpec] = [
                              description="numbers, a b c d, + - * / // % **, comparisons, and/or/not, "
                                          "x if test else y, a.width/a.height of an image, and min max abs round sum "
                                          "pow sqrt ceil floor log log2 log10 sin cos tan int float iif"),
-                Param.choice("style", ("ComfyUI", "essentials"), default="ComfyUI",
+                Param.choice("style", ("ComfyUI", "essentials", "KJNodes"), default="ComfyUI",
                              description="ComfyUI (its Math Expression, pysssss'): the INT output is cut towards 0 "
                                          "and an unconnected input used is an error; essentials (its Simple Math): "
-                                         "the INT is rounded half to even, unconnected inputs and NaN read as 0")),
+                                         "the INT is rounded half to even, unconnected inputs and NaN read as 0; "
+                                         "KJNodes (its Simple Calculator): its functions, pi, euler, << >>, and/or "
+                                         "as True/False, the INT cut towards 0, any error giving 0")),
         outputs=(Output("float", FLOAT, description="the value"),
                  Output("int", INT, description="the value as a whole number (see style)"),
                  Output("bool", BOOLEAN, description="whether the value is not 0")),

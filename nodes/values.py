@@ -52,6 +52,12 @@ FUNCTIONS: dict[str, Callable[..., Any]] = {
     "iif": lambda test, yes, no: yes if test else no,       # pysssss' iif(value, truepart, falsepart)
 }
 _SIZES = ("width", "height", "batch_size", "count")
+# KJNodes' Simple Calculator (style "KJNodes"): its functions, constants and shifts; and/or give True/False.
+KJ_FUNCTIONS = ("abs", "round", "min", "max", "pow", "sqrt", "sin", "cos", "tan", "log", "log10", "exp", "floor",
+                "ceil")
+_KJ_EXTRA: dict[str, Callable[..., Any]] = {"exp": math.exp}
+_KJ_CONSTANTS = {"pi": math.pi, "euler": math.e, "True": True, "False": False}
+_KJ_BINARY: dict[type, Callable[[Any, Any], Any]] = {ast.LShift: operator.lshift, ast.RShift: operator.rshift}
 
 
 def size_of(value: Any, what: str) -> int:
@@ -71,9 +77,10 @@ def size_of(value: Any, what: str) -> int:
 class _Walker:
     """Evaluates one parsed expression over the inputs' values."""
 
-    def __init__(self, expression: str, names: dict[str, Any]) -> None:
+    def __init__(self, expression: str, names: dict[str, Any], kj: bool = False) -> None:
         self.expression = expression
-        self.names = names
+        self.names = {**_KJ_CONSTANTS, **names} if kj else names
+        self.kj = kj
 
     def fail(self, message: str) -> NodeError:
         return NodeError(f"expression {self.expression.strip()[:80]!r}: {message}", "expression")
@@ -83,12 +90,18 @@ class _Walker:
             return node.value
         if isinstance(node, ast.Name):
             return self.number(node.id)
-        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.attr in _SIZES:
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.attr in _SIZES \
+                and not self.kj:
             return self.size(node.value.id, node.attr)
+        if isinstance(node, ast.BinOp) and self.kj and type(node.op) in _KJ_BINARY:
+            return _KJ_BINARY[type(node.op)](self.value(node.left), self.value(node.right))
         if isinstance(node, ast.BinOp) and (type(node.op) in _BINARY or isinstance(node.op, ast.Pow)):
             return self.binary(node)
         if isinstance(node, ast.UnaryOp) and type(node.op) in _UNARY:
             return _UNARY[type(node.op)](self.value(node.operand))
+        if isinstance(node, ast.BoolOp) and self.kj:     # KJNodes: every operand worked out, all()/any()
+            values = [self.value(item) for item in node.values]
+            return all(values) if isinstance(node.op, ast.And) else any(values)
         if isinstance(node, ast.BoolOp):      # Python's: the operand that decides (short-circuit)
             for item in node.values[:-1]:
                 value = self.value(item)
@@ -97,7 +110,7 @@ class _Walker:
             return self.value(node.values[-1])
         if isinstance(node, ast.Compare):
             return self.compare(node)
-        if isinstance(node, ast.IfExp):
+        if isinstance(node, ast.IfExp) and not self.kj:
             return self.value(node.body) if self.value(node.test) else self.value(node.orelse)
         if isinstance(node, ast.Call):
             return self.call(node)
@@ -146,11 +159,12 @@ class _Walker:
 
     def call(self, node: ast.Call) -> Any:
         name = node.func.id if isinstance(node.func, ast.Name) else None
-        if name not in FUNCTIONS or node.keywords:
-            raise self.fail(f"the function {_shown(node.func)} is not one of {', '.join(FUNCTIONS)}")
+        known = KJ_FUNCTIONS if self.kj else tuple(FUNCTIONS)
+        if name not in known or node.keywords:
+            raise self.fail(f"the function {_shown(node.func)} is not one of {', '.join(known)}")
         args = [self.value(arg) for arg in node.args]
         try:
-            return FUNCTIONS[name](*args)
+            return {**FUNCTIONS, **_KJ_EXTRA}[name](*args)
         except NodeError:
             raise
         except (TypeError, ValueError, OverflowError, ZeroDivisionError) as exc:
@@ -164,8 +178,9 @@ def _shown(node: ast.AST) -> str:
         return type(node).__name__
 
 
-def evaluate(expression: str, names: dict[str, Any]) -> Any:
-    """The expression's value over `names` (numbers, images, latents), or NodeError naming what is wrong."""
+def evaluate(expression: str, names: dict[str, Any], kj: bool = False) -> Any:
+    """The expression's value over `names` (numbers, images, latents), or NodeError naming what is wrong; `kj`:
+    KJNodes' Simple Calculator's language (its functions, pi/euler/True/False, << >>, and/or as True/False)."""
     text = expression.replace("\r", " ").replace("\n", " ").strip()
     if not text:
         raise NodeError("expression: it is empty; write one such as a * 2 + b", "expression")
@@ -177,7 +192,7 @@ def evaluate(expression: str, names: dict[str, Any]) -> Any:
         raise NodeError(f"expression {text[:80]!r} is not a valid expression ({exc.msg}, column "
                         f"{exc.offset})", "expression") from None
     try:
-        result = _Walker(text, names).value(tree.body)
+        result = _Walker(text, names, kj).value(tree.body)
     except RecursionError:
         raise NodeError(f"expression {text[:80]!r} is nested too deeply", "expression") from None
     if not isinstance(result, (bool, int, float)):
@@ -192,6 +207,8 @@ def run_math_expression(ctx: Any, expression: str, style: str, a: Any = None, b:
     refused; "essentials" (its Simple Math): unconnected inputs are 0.0, NaN is 0 and the INT is rounded half to
     even (Python's round)."""
     names = {"a": a, "b": b, "c": c, "d": d}
+    if style == "KJNodes":
+        return _kj_calculator(ctx, expression, names)
     if style == "essentials":
         names = {key: 0.0 if value is None else value for key, value in names.items()}
     result = evaluate(expression, names)
@@ -207,6 +224,18 @@ def run_math_expression(ctx: Any, expression: str, style: str, a: Any = None, b:
                         "expression")
     whole = round(result) if style == "essentials" else int(result)
     return {"float": value, "int": int(whole), "bool": bool(result)}
+
+
+def _kj_calculator(ctx: Any, expression: str, names: dict[str, Any]) -> dict[str, Any]:
+    """KJNodes' SimpleCalculatorKJ: float(), int() (cut towards 0) and bool() of the value; anything that fails
+    (an unconnected input used, a name or function it lacks, a division by zero, int of inf or NaN) gives
+    0.0, 0 and False, said in a warning (KJNodes logs it)."""
+    try:
+        result = evaluate(expression, {k: v for k, v in names.items() if v is not None}, kj=True)
+        return {"float": float(result), "int": int(result), "bool": bool(result)}
+    except (NodeError, ArithmeticError, ValueError, TypeError) as exc:
+        ctx.warn(f"{exc}; giving 0, as KJNodes' Simple Calculator does on an error")
+        return {"float": 0.0, "int": 0, "bool": False}
 
 
 def run_image_size(ctx: Any, image: Any) -> dict[str, Any]:

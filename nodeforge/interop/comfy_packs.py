@@ -23,17 +23,14 @@ _PREFIXES = (("Impact", "ComfyUI-Impact-Pack"), ("IPAdapter", "ComfyUI_IPAdapter
              ("VHS_", "ComfyUI-VideoHelperSuite"), ("CR ", "ComfyUI_Comfyroll_CustomNodes"),
              ("Inspire", "ComfyUI-Inspire-Pack"))
 # The NodeForge node that does the same operation (the user replaces the placeholder with it).
-# (essentials' crop at a named position: NodeForge's Image Crop takes that position's x and y.)
-EQUIVALENTS = {
-    "ImageCrop+": "ImageCrop",
-}
+EQUIVALENTS: dict[str, str] = {}
 # ComfyUI's own classes that NodeForge does not map yet (the ones shared files use most).
 CORE = frozenset({
     "LatentInterpolate",
     "unCLIPCheckpointLoader",
     "PerpNeg", "StyleModelLoader", "StyleModelApply",
     "GLIGENLoader", "GLIGENTextBoxApply", "InpaintModelConditioning",
-    "PatchModelAddDownscale", "SaveAnimatedWEBP", "ImageFromBatch", "RepeatImageBatch",
+    "PatchModelAddDownscale", "ImageFromBatch", "RepeatImageBatch",
     "ModelMergeSimple", "CLIPMergeSimple", "CheckpointSave",
 })
 
@@ -59,7 +56,7 @@ _PREFIXES += (("easy ", "ComfyUI-Easy-Use"), ("WanVideo", "ComfyUI-WanVideoWrapp
               ("ACN_", "ComfyUI-Advanced-ControlNet"), ("SeedVR2", "ComfyUI-SeedVR2_VideoUpscaler"),
               ("Anything Everywhere", "cg-use-everywhere"), ("Searge", "SeargeSDXL"))
 CORE = CORE | frozenset({
-    "LoadAudio", "ReferenceLatent", "ResizeImageMaskNode",
+    "LoadAudio", "ReferenceLatent",
     "CFGNorm", "CFGZeroStar", "Mahiro", "Epsilon Scaling", "Morphology",
     "CreateVideo", "SaveVideo", "LoadVideo", "GetVideoComponents", "EmptyHunyuanLatentVideo", "WanImageToVideo",
     "WanVaceToVideo", "TrimVideoLatent", "TextEncodeQwenImageEdit", "TextEncodeQwenImageEditPlus", "ImageStitch",
@@ -77,7 +74,7 @@ _EXACT.update({name: "ComfyUI-FluxTrainer" for name in (
     "VisualizeLoss")})
 _EXACT.update({
     "CV2InpaintTexture": "ComfyUI-Hunyuan3DWrapper", "DownloadAndLoadHy3DDelightModel": "ComfyUI-Hunyuan3DWrapper",
-    "DownloadAndLoadHy3DPaintModel": "ComfyUI-Hunyuan3DWrapper", "LightSource": "ComfyUI-IC-Light",
+    "DownloadAndLoadHy3DPaintModel": "ComfyUI-Hunyuan3DWrapper",
     "ControlNetLoaderAdvanced": "ComfyUI-Advanced-ControlNet", "OneButtonPrompt": "OneButtonPrompt",
     "GridAnnotation": "images-grid-comfy-plugin", "ImagesGridByRows": "images-grid-comfy-plugin",
     "AttentionCouplePPM": "ComfyUI-ppm", "CLIPNegPip": "ComfyUI-ppm",
@@ -88,8 +85,8 @@ _PREFIXES += (("FluxTrain", "ComfyUI-FluxTrainer"), ("Hy3D", "ComfyUI-Hunyuan3DW
 CORE = CORE | frozenset({
     "FlipSigmas",
     "LatentUpscaleModelLoader", "ComfySwitchNode", "FluxKontextImageScale",
-    "FluxKontextMultiReferenceLatentMethod", "LoadImageOutput",
-    "ResizeAndPadImage", "SaveWEBM", "SaveAudio", "SaveAudioMP3", "TrimAudioDuration",
+    "FluxKontextMultiReferenceLatentMethod",
+    "SaveWEBM", "SaveAudio", "SaveAudioMP3", "TrimAudioDuration",
     "VAEDecodeAudio", "VAEEncodeAudio", "LTXAVTextEncoderLoader", "EmptyAceStep1.5LatentAudio",
     "TextEncodeAceStepAudio1.5", "ReferenceTimbreAudio",
 })

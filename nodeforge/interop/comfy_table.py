@@ -405,6 +405,10 @@ def _essentials_style(nid: str, node: Any, workflow: Any) -> bool:
     return node.params.get("style") == "essentials"
 
 
+def _kj_style(nid: str, node: Any, workflow: Any) -> bool:
+    return node.params.get("style") == "KJNodes"
+
+
 def _never(nid: str, node: Any, workflow: Any) -> bool:
     return False
 
@@ -1136,6 +1140,66 @@ ROWS += (
              (("source", "value"),), (), any_type="*"),
     ClassMap("Display Int (rgthree)", "ShowValue", "Display Int (rgthree)",
              (Widget("input", None, ui_value=0), Widget("text", None, ui_value="")), (("input", "value"),), ()),
+    ClassMap("SimpleCalculatorKJ", "MathExpression", "Simple Calculator KJ", (Widget("expression"),),
+             tuple((f"variables.{name}", name) for name in "abcd"), ("float", "int", "bool"),
+             fixed={"style": "KJNodes"}, export_prefer_if=_kj_style, any_type="INT,FLOAT,BOOLEAN"),
+)
+
+
+# -- ComfyUI core's and packs' image fitting, cropping and saving (nodes/geometry.py, nodes/images.py) ----------
+def _output_image_in(value: Any, notes: Notes) -> Any:
+    notes.warn("ComfyUI loads this picture from its output folder; NodeForge looks for it as Load Image does (beside "
+               "the workflow, then in the input folders): copy it there or pick another")
+    return _image_in(value, notes)
+
+
+def _output_image_out(value: Any, notes: Notes) -> Any:
+    return f"{value} [output]" if isinstance(value, str) and value and not _ANNOTATION.search(value) else value
+
+
+def _scale_dimensions_only(values: dict[str, Any], params: dict[str, Any], notes: Notes) -> None:
+    """Resize Image/Mask's other resize types list other widgets after resize_type: theirs are not NodeForge's
+    width/height/crop, so they are left at their defaults and the node is refused by its resize_type."""
+    if values.get("resize_type", "scale dimensions") != "scale dimensions":
+        for name in ("width", "height", "crop", "scale_method"):
+            params.pop(name, None)
+        notes.warn(f"resize_type {str(values['resize_type'])[:40]!r} is not in NodeForge (only 'scale dimensions'); "
+                   "replace the node with Scale Image By, Scale Image to Total Pixels or Scale Image to Max Dimension")
+
+
+def _light_sizes(values: dict[str, Any], params: dict[str, Any], notes: Notes) -> None:
+    """Files saved by an older Simple Light Source hold a colour where width is now (their widgets were
+    ordered otherwise): such a width or height is left at its default, with a warning."""
+    for name in ("width", "height", "batch_size"):
+        if name in params and (not isinstance(params[name], (int, float)) or isinstance(params[name], bool)):
+            notes.warn(f"its {name} {str(params.pop(name))[:20]!r} is no number (a file from an older IC-Light "
+                       "whose widgets were in another order); NodeForge's default is used: check width and height")
+
+
+ROWS += (
+    ClassMap("ResizeAndPadImage", "ResizeAndPadImage", "Resize And Pad Image",
+             (Widget("target_width"), Widget("target_height"), Widget("padding_color"), Widget("interpolation")),
+             (("image", "image"),), ("image",)),
+    ClassMap("ImageCrop+", "ImageCropAtPosition", "🔧 Image Crop",
+             (Widget("width"), Widget("height"), Widget("position"), Widget("x_offset"), Widget("y_offset")),
+             (("image", "image"),), ("image", "x", "y")),
+    ClassMap("ResizeImageMaskNode", "ResizeImageMask", "Resize Image/Mask",
+             (Widget("resize_type"), Widget("resize_type.width", "width"), Widget("resize_type.height", "height"),
+              Widget("resize_type.crop", "crop"), Widget("scale_method")),
+             (("input", "input"),), ("resized",), derive=_scale_dimensions_only, any_type="IMAGE,MASK"),
+    ClassMap("SaveAnimatedWEBP", "SaveAnimatedWEBP", "SaveAnimatedWEBP",
+             (Widget("filename_prefix", "prefix", load=_prefix_in), Widget("fps"), Widget("lossless"),
+              Widget("quality"), Widget("method")), (("images", "images"),), ()),
+    ClassMap("LightSource", "LightSource", "Simple Light Source",
+             (Widget("light_position"), Widget("multiplier"), Widget("start_color"), Widget("end_color"),
+              Widget("width"), Widget("height"), Widget("batch_size")), (("prev_image", "prev_image"),), ("image",),
+             derive=_light_sizes),
+    # Load Image (from Outputs): Load Image on ComfyUI's output folder; the editor adds a toggle and a refresh
+    # button after the picture (no API input).
+    ClassMap("LoadImageOutput", "LoadImage", "Load Image (from Outputs)",
+             (Widget("image", "path", model="image", load=_output_image_in, save=_output_image_out),
+              Widget("auto_refresh", None, ui_value=False), Widget("refresh", None, ui_value="refresh"),
+              Widget("upload", None, ui_value="image")), (), ("image", "mask"), export_prefer_if=_never),
 )
 
 BY_COMFY: dict[str, ClassMap] = {row.comfy: row for row in ROWS}

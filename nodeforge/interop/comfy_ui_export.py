@@ -160,11 +160,27 @@ def _mapped(nid: str, node: NodeRef, row: table.ClassMap, workflow: Workflow, re
         port = spec.output(name) if spec is not None else None
         kind = comfy_type(port.type if port is not None else None)
         shown = kind if name.lower() in (kind.lower(), "unet") else name
+        if kind == "*":    # a node whose output is its input's type (Resize Image/Mask): that type
+            kind = _matched_type(node, spec, workflow, registry)
         outputs.append({"name": shown, "type": kind})
     made = _Node(cid, row.comfy, node.title or row.display, widgets, inputs, sources, outputs, list(row.outputs))
     if row.any_type == "*":     # ComfyUI declares these inputs as any type: they keep "*" when linked
         made.extra["any_slots"] = {i for i, port in enumerate(inputs) if port["type"] == "*" and "widget" not in port}
     return made
+
+
+def _matched_type(node: NodeRef, spec: Any, workflow: Workflow, registry: Any) -> str:
+    """The ComfyUI type of what feeds the node's first linked any-type ("*") input, else "*"."""
+    for port in spec.inputs if spec is not None else ():
+        link = node.inputs.get(port.name)
+        if port.type != "*" or link is None or link[0] not in workflow.nodes:
+            continue
+        source = workflow.nodes[link[0]]
+        if source.type == PLACEHOLDER_TYPE:
+            return comfy_type(output_types(source).get(link[1], "*"))
+        out = registry.get(source.type).output(link[1]) if registry.get(source.type) is not None else None
+        return comfy_type(out.type if out is not None else None)
+    return "*"
 
 
 def _placeholder(nid: str, node: NodeRef, workflow: Workflow, cid: int) -> _Node:

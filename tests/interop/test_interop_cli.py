@@ -171,8 +171,8 @@ def test_a_vae_mapped_to_a_checkpoint_uses_that_checkpoints_vae(tmp_path, capsys
 
 
 @pytest.mark.parametrize("class_type, said", [
-    ("ImageCrop+", "from the custom node pack ComfyUI_essentials, which NodeForge cannot run; replace it "
-                   "with NodeForge's ImageCrop, which does the same, or bypass it"),
+    ("ImageCropAt+", "from the custom node pack ComfyUI_essentials, which NodeForge cannot run; replace it "
+                     "with NodeForge's ImageCrop, which does the same, or bypass it"),
     ("Power Prompt (rgthree)", "from the custom node pack rgthree-comfy, which NodeForge cannot run; replace or "
                               "bypass it"),
     ("IPAdapterFaceID", "from the custom node pack ComfyUI_IPAdapter_plus, which NodeForge cannot run; replace "
@@ -181,8 +181,13 @@ def test_a_vae_mapped_to_a_checkpoint_uses_that_checkpoints_vae(tmp_path, capsys
     ("workflow/LoRA", "a ComfyUI group node, which NodeForge does not expand yet; open the file in ComfyUI, convert it "
                       "to nodes (right-click > Convert to nodes) and save, or replace or bypass it here"),
 ])
-def test_a_placeholder_names_its_pack_or_says_it_is_core_and_is_said_once_per_class(tmp_path, capsys, class_type, said):
-    """Issue 30 (c): no "install a node pack" (NodeForge cannot); one import line for three nodes."""
+def test_a_placeholder_names_its_pack_or_says_it_is_core_and_is_said_once_per_class(tmp_path, capsys, monkeypatch,
+                                                                                   class_type, said):
+    """Issue 30 (c): no "install a node pack" (NodeForge cannot); one import line for three nodes. (The pack
+    class with an equivalent is made up: the real ones met so far are mapped.)"""
+    from nodeforge.interop import comfy_packs
+
+    monkeypatch.setitem(comfy_packs.EQUIVALENTS, "ImageCropAt+", "ImageCrop")
     prompt = {str(i): {"class_type": class_type, "inputs": {}} for i in (3, 5, 7)}
     source = tmp_path / "api.json"
     source.write_text(json.dumps(prompt))
