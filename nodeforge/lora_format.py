@@ -111,7 +111,9 @@ _RESNET = {"norm1": "in_layers.0", "conv1": "in_layers.2", "norm2": "out_layers.
            "time_emb_proj": "emb_layers.1", "conv_shortcut": "skip_connection"}
 _TOP = {"time_embedding.linear_1": "time_embed.0", "time_embedding.linear_2": "time_embed.2",
         "conv_in": "input_blocks.0.0", "conv_norm_out": "out.0", "conv_out": "out.2",
-        "add_embedding.linear_1": "label_emb.0.0", "add_embedding.linear_2": "label_emb.0.2"}
+        "add_embedding.linear_1": "label_emb.0.0", "add_embedding.linear_2": "label_emb.0.2",
+        # SD 2.1 unCLIP's class embedding (diffusers' class_embed_type "projection") has the same LDM name
+        "class_embedding.linear_1": "label_emb.0.0", "class_embedding.linear_2": "label_emb.0.2"}
 _BLOCK = re.compile(r"(down_blocks|up_blocks|mid_block)\.(?:(\d+)\.)?(resnets|attentions|downsamplers|upsamplers)"
                     r"\.(\d+)\.?(.*)")
 

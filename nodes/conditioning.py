@@ -265,6 +265,14 @@ def _pooled(unit: "_Unit") -> torch.Tensor:
     return unclip_pooled(unit.entry, pooled.shape[-1], "positive" if unit.side else "negative").to(pooled.dtype)
 
 
+def unet_conditions(added: dict[str, torch.Tensor] | None) -> dict[str, Any]:
+    """A UNet call's keyword arguments for a group's extra inputs (Guidance._inputs): SDXL's added_cond_kwargs, or an
+    SD 2.1 unCLIP UNet's class_labels."""
+    if added is None or "class_labels" not in added:
+        return {"added_cond_kwargs": added}
+    return {"added_cond_kwargs": None, "class_labels": added["class_labels"]}
+
+
 def _repeat_to(embeds: torch.Tensor, length: int) -> torch.Tensor:
     # Prompts of different window counts: repeat each to a common length (as ComfyUI).
     return embeds if embeds.shape[1] == length else embeds.repeat(1, length // embeds.shape[1], 1)
@@ -330,7 +338,11 @@ class Guidance:
         embeds = torch.cat([_repeat_to(u.entry["embeds"], length) for u in group])
         embeds = embeds.repeat_interleave(batch, dim=0).to(model.device, model.dtype)
         if not self.sdxl:
-            return embeds, None
+            from .unclip import class_labels   # an SD 2.1 unCLIP UNet's image embeddings; None for others
+
+            labels = class_labels(model, group)
+            return embeds, None if labels is None else {
+                "class_labels": labels.repeat_interleave(batch, dim=0).to(model.device, model.dtype)}
         if any(u.entry.get("pooled") is None for u in group):
             raise NodeError("this is an SDXL model: connect prompts encoded with its own CLIP",
                             field="positive" if any(u.side for u in group if u.entry.get("pooled") is None)
@@ -398,7 +410,7 @@ class Guidance:
                 inputs = torch.cat([crops, torch.cat([self.images[id(u)][:, :, y:y + h, xx:xx + w].to(x.device, x.dtype)
                                                       for u, (h, w, y, xx) in zip(group, boxes)])], 1)
             with self._cads(group, embeds, t) as call_embeds:     # CADS (nodes/cads.py): noised prompts
-                pred = model.unet(inputs.to(model.dtype), t, encoder_hidden_states=call_embeds, added_cond_kwargs=added,
+                pred = model.unet(inputs.to(model.dtype), t, encoder_hidden_states=call_embeds, **unet_conditions(added),
                                   **residuals, **self._ip_arguments(group, t)).sample.float()
             for unit, part in zip(group, pred.split(self.batch)):
                 h, w, y, xx = unit.box

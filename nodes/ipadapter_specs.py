@@ -1,6 +1,7 @@
 """IP-Adapter's nodes as NodeForge declarations (torch-free; run functions in nodes/ipadapter.py,
 imported when a node first runs): the adapter and CLIP vision loaders and the node that applies an
-image prompt to a MODEL; and CLIP Vision Encode / unCLIP Conditioning (nodes/unclip.py)."""
+image prompt to a MODEL; and CLIP Vision Encode / unCLIP Conditioning (nodes/unclip.py) and the SD 2.1
+unCLIP checkpoint loader (nodes/unclip_model.py)."""
 from __future__ import annotations
 
 from typing import Any
@@ -19,6 +20,8 @@ def _adapter_facts(files: dict[str, Any], **_: Any) -> dict[str, dict[str, Any]]
 
 
 def _check_encoder(facts: dict[str, dict[str, Any]], **_: Any) -> list[str]:
+    if facts.get("clip_vision", {}).get("absent"):
+        return _check_vision_encoder(facts)
     if "clip_vision" not in facts and facts.get("ipadapter", {}).get("encoder") is False:
         return ["clip_vision: the IP-Adapter comes without its image encoder: link Load CLIP Vision to clip_vision "
                 "(or load the adapter with Load IP-Adapter and Encoder)"]
@@ -82,19 +85,46 @@ IPADAPTER_NODES: list[NodeSpec] = [
         display_name="Apply IP-Adapter"),
 ]
 
+
+def _unclip_checkpoint_facts(files: dict[str, Any], **_: Any) -> dict[str, dict[str, Any]]:
+    # Torch-free, as Load Checkpoint's: the family from the folder's config or the file's header, and whether
+    # it holds an image encoder (clip_vision "absent": the checkpoint's name, where it is known to have none).
+    from .families.probe import has_unclip_encoder, model_facts
+
+    path = files.get("checkpoint")
+    found = model_facts(path) if path is not None else {}
+    facts = {"unet": found, "clip": {"family": found["family"]} if found else {}}
+    if path is not None and has_unclip_encoder(path) is False:
+        facts["clip_vision"] = {"absent": path.name if path.is_dir() else path.stem}
+    return facts
+
+
+def absent_encoder(checkpoint: str) -> str:
+    """What a node given unCLIP Checkpoint Loader's clip_vision of a checkpoint without one says (at validate and run)."""
+    return (f"{checkpoint} is not an SD 2.1 unCLIP checkpoint, so unCLIP Checkpoint Loader gives no CLIP vision "
+            "encoder: pick an unCLIP checkpoint (sd21-unclip-h.ckpt) in it, or load the encoder with Load CLIP Vision")
+
+
+def _check_vision_encoder(facts: dict[str, dict[str, Any]], **_: Any) -> list[str]:
+    absent = facts.get("clip_vision", {}).get("absent")
+    return [f"clip_vision: {absent_encoder(absent)}"] if absent else []
+
+
 # An image's CLIP embedding as a prompt (nodes/unclip.py): ComfyUI's CLIPVisionEncode and unCLIPConditioning.
 CONDITIONING, CLIP_VISION_OUTPUT = PortType.CONDITIONING.value, PortType.CLIP_VISION_OUTPUT.value
 
 IPADAPTER_NODES += [
     NodeSpec(
         "CLIPVisionEncode", "conditioning", lazy("unclip", "run_clip_vision_encode"),
-        inputs=(Input("clip_vision", CLIP_VISION, description="the CLIP image encoder from Load CLIP Vision"),
+        inputs=(Input("clip_vision", CLIP_VISION, description="the CLIP image encoder from Load CLIP Vision (or an "
+                                                              "unCLIP checkpoint's, from unCLIP Checkpoint Loader)"),
                 Input("image", IMAGE, description="the image to encode (a batch: one embedding each)")),
         params=(Param.choice("crop", ("center", "none"), default="center",
                              description="center: the shortest side fills the encoder's square, the rest is cut; "
                                          "none: the whole image is stretched to the square"),),
         outputs=(Output("clip_vision_output", CLIP_VISION_OUTPUT,
                         description="the image's CLIP embedding and hidden states, for unCLIP Conditioning"),),
+        check_inputs=_check_vision_encoder,
         description="Encode an image with a CLIP vision encoder (CLIP's own preparation: resize, crop, "
                     "normalise), for unCLIP Conditioning.",
         display_name="CLIP Vision Encode"),
@@ -109,8 +139,28 @@ IPADAPTER_NODES += [
                             description="noise mixed into the embedding first (0: none; 1: all noise), which "
                                         "loosens how closely the image is followed")),
         outputs=(Output("conditioning", CONDITIONING, description="the prompt carrying the image"),),
-        description="Prompt with an image's CLIP embedding (unCLIP). An SDXL model reads the images in place of "
-                    "the prompt's pooled vector (Revision: encode with CLIP ViT-bigG, clip_vision_g); SD 1.x and "
-                    "2.x models do not read them (as in ComfyUI; SD 2.1-unclip checkpoints are not supported).",
+        description="Prompt with an image's CLIP embedding (unCLIP). An SD 2.1 unCLIP model (unCLIP Checkpoint "
+                    "Loader) reads the noise-augmented images as its UNet's class label; an SDXL model reads them in "
+                    "place of the prompt's pooled vector (Revision: encode with CLIP ViT-bigG, clip_vision_g); other "
+                    "SD 1.x and 2.x models do not read them (as in ComfyUI).",
         display_name="unCLIP Conditioning"),
+]
+
+
+IPADAPTER_NODES += [
+    NodeSpec(
+        "UnCLIPCheckpointLoader", "loaders", lazy("unclip_model", "run_unclip_checkpoint_loader"),
+        params=(Param.choice("checkpoint", _names(FileKind.CHECKPOINT), default="", file=FileKind.CHECKPOINT,
+                             description="an SD 2.1 unCLIP checkpoint: sd21-unclip-h.ckpt or -l (.safetensors, or "
+                                         ".ckpt read as weights only) or a StableUnCLIPImg2ImgPipeline folder"),),
+        outputs=(Output("unet", MODEL, description="the denoising UNet with its noise augmentor, for UNet Denoise"),
+                 Output("clip", PortType.CLIP.value, description="the text encoder, for the prompt nodes"),
+                 Output("vae", PortType.VAE.value, description="the image encoder/decoder"),
+                 Output("clip_vision", CLIP_VISION, description="the checkpoint's CLIP image encoder, for CLIP "
+                                                                "Vision Encode (none for other checkpoints)")),
+        facts=_unclip_checkpoint_facts,
+        description="Load an SD 2.1 unCLIP model (Stability's stable-diffusion-2-1-unclip, -h or -l): its UNet "
+                    "reads images given by CLIP Vision Encode and unCLIP Conditioning. Other checkpoints load as "
+                    "with Load Checkpoint, without a CLIP vision encoder (as in ComfyUI).",
+        display_name="unCLIP Checkpoint Loader"),
 ]

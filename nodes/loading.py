@@ -299,7 +299,16 @@ def load_diffusers_folder(path: Path, device: str) -> LoadedCheckpoint:
     for part, found in (("tokenizer", tok), ("tokenizer_2", tok2)):
         if found is not None:
             check_vocabulary(path, part, found)
-    return finish_folder(path, unet, vae, te, tok, te2, tok2, device, dtype)
+    loaded = finish_folder(path, unet, vae, te, tok, te2, tok2, device, dtype)
+    from .unclip_model import AbsentClipVision, folder_augmentor, folder_clip_vision, is_unclip_folder
+
+    if is_unclip_folder(path):   # SD 2.1 unCLIP (StableUnCLIPImg2ImgPipeline): its noise augmentor and image encoder
+        loaded.unet_fields["unclip"] = folder_augmentor(path)
+        loaded.extra["clip_vision"] = folder_clip_vision(path, device)
+        vision = loaded.extra["clip_vision"]
+        if not isinstance(vision, AbsentClipVision):
+            loaded.extra["image_encoder"] = vision.model   # counted by the output cache
+    return loaded
 
 
 def finish_folder(path: Path, unet: Any, vae: Any, te: Any, tok: Any, te2: Any, tok2: Any, device: str,
@@ -393,10 +402,19 @@ def load_single_file(path: Path, device: str, read: tuple[dict, dict] | None = N
     from transformers.models.clip.configuration_clip import CLIPTextConfig
     from transformers.models.clip.modeling_clip import CLIPTextModel, CLIPTextModelWithProjection
 
+    from . import unclip_model
+
     state, metadata = read if read is not None else read_state_dict(path)
     family, prediction = detect_family(state, metadata)
-    prediction = _yaml_prediction(path) or prediction
-    cfg = _config_folder(path, family, prediction)
+    unclip = family == "sd2" and unclip_model.is_unclip_state(state)   # SD 2.1 unCLIP (-h, -l)
+    if unclip:
+        beside = path.with_name(path.stem + ".config")
+        cfg = beside if beside.is_dir() else unclip_model.shipped_config(path, state)
+        prediction = _yaml_prediction(path) or json.loads(
+            (cfg / "scheduler" / "scheduler_config.json").read_text()).get("prediction_type", prediction)
+    else:
+        prediction = _yaml_prediction(path) or prediction
+        cfg = _config_folder(path, family, prediction)
     dtype = pick_dtype(device)
     # The tokenizer first: a missing vocabulary should fail before gigabytes are read.
     tok, tok2 = family_tokenizers(cfg, family, path.parent)
@@ -425,13 +443,22 @@ def load_single_file(path: Path, device: str, read: tuple[dict, dict] | None = N
     else:
         _load_into(te, sfu.convert_ldm_clip_checkpoint(state, remove_prefix=XL_CLIP1_PREFIX), "text encoder")
         _load_into(te2, sfu.convert_open_clip_checkpoint(te2, state, prefix=XL_CLIP2_PREFIX), "second text encoder")
+    extra: dict[str, Any] = {}
+    if unclip:
+        extra["unclip"] = unclip_model.file_augmentor(state, cfg, unet.config.projection_class_embeddings_input_dim // 2)
+        extra["clip_vision"] = unclip_model.file_clip_vision(path, state, cfg, device)
     del state
 
     sched = json.loads((cfg / "scheduler" / "scheduler_config.json").read_text())
     sched["prediction_type"] = prediction
     # A refiner is an SDXL model (same latent space and VAE); its UNet and CLIP tell it apart.
-    return _assemble(path.stem, "sdxl" if family == "sdxl-refiner" else family, sched, unet, vae, te, tok, te2,
-                     tok2, device, dtype)
+    loaded = _assemble(path.stem, "sdxl" if family == "sdxl-refiner" else family, sched, unet, vae, te, tok, te2,
+                       tok2, device, dtype)
+    if unclip:
+        loaded.unet_fields["unclip"] = extra["unclip"]
+        loaded.extra["clip_vision"] = extra["clip_vision"]
+        loaded.extra["image_encoder"] = extra["clip_vision"].model   # counted by the output cache
+    return loaded
 
 
 def model_from_state(cls: Any, config: Any, state: dict[str, torch.Tensor], what: str, field: str = "checkpoint") -> Any:

@@ -62,6 +62,8 @@ def guidance_term(guidance: Any, x: torch.Tensor, t: Any, cond: torch.Tensor) ->
     if scale == 0:
         return 0.0
     [(units, embeds, added)] = plain_call(guidance, "PerturbedAttentionGuidance")
+    from .conditioning import unet_conditions
+
     # the positive's rows (DualCFGGuider's: the middle prompt's, which `cond` is there)
     index = 1 if guidance.use_cfg else 0
     rows = slice(index * guidance.batch, (index + 1) * guidance.batch)
@@ -70,7 +72,7 @@ def guidance_term(guidance: Any, x: torch.Tensor, t: Any, cond: torch.Tensor) ->
     extra = None if added is None else {k: v[rows] for k, v in added.items()}
     with perturbed(model.unet):
         pred = model.unet(inputs.to(model.dtype), t, encoder_hidden_states=embeds[rows],
-                          added_cond_kwargs=extra).sample.float()
+                          **unet_conditions(extra)).sample.float()
     return scale * (cond - pred)
 
 

@@ -142,6 +142,8 @@ def guidance_term(guidance: Any, x: torch.Tensor, t: Any, base: torch.Tensor, st
     (the positive's without CFG), `guidance` the step's Guidance, whose one UNet call `store` watched."""
     model, settings = guidance.model, guidance.model.self_attention_guidance
     [(units, embeds, added)] = plain_call(guidance)
+    from .conditioning import unet_conditions
+
     rows = slice(0, guidance.batch)                   # the side `base` is: the call's first unit
     heads = model.unet.mid_block.attentions[0].transformer_blocks[0].attn1.heads
     probs = store.probs[: guidance.batch * heads]
@@ -152,7 +154,7 @@ def guidance_term(guidance: Any, x: torch.Tensor, t: Any, base: torch.Tensor, st
         degraded = torch.cat([degraded, extra_channels.to(x.device, x.dtype)], 1)
     extra = None if added is None else {k: v[rows] for k, v in added.items()}
     pred = model.unet(degraded.to(model.dtype), t, encoder_hidden_states=embeds[rows],
-                      added_cond_kwargs=extra).sample.float()
+                      **unet_conditions(extra)).sample.float()
     return settings.scale * (base - pred)
 
 

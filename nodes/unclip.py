@@ -17,9 +17,11 @@ Noise augmentation q-samples the embedding at level round(999 x noise_augmentati
 squaredcos_cap_v2 schedule (Nichol and Dhariwal's cosine schedule) with Gaussian noise from a
 generator seeded with 0; level 0 leaves the embedding as it is (ComfyUI's noise comes from the
 sampler's seed and its level 0 still adds sqrt(beta_0) ~ 0.6% noise, so augmented values differ).
-UNets without such a slot (SD 1.x, SD 2.x) do not read them, as in ComfyUI; SD 2.1-unclip
-checkpoints (whose UNet takes the noise-augmented embedding as a class label) are not a family
-NodeForge loads.
+An SD 2.1 unCLIP model (-h, -l: loaded by unCLIP Checkpoint Loader or Load Checkpoint) reads them as its
+UNet's class label: its own noise augmentor (nodes/unclip_model.py) makes it from the list as ComfyUI does
+(each image augmented at its level and weighted, several summed and augmented again; zeros for a prompt
+without images), and one image at strength 1 is diffusers' StableUnCLIPImg2ImgPipeline at that noise level.
+Other UNets without such a slot (SD 1.x, SD 2.x) do not read them, as in ComfyUI.
 """
 from __future__ import annotations
 
@@ -102,3 +104,26 @@ def unclip_pooled(entry: dict[str, Any], width: int, field: str) -> torch.Tensor
                             "unCLIP (Revision) reads", field=field)
         total = total + strength * augmented(embeds, noise).float().sum(0, keepdim=True)
     return total
+
+
+def class_labels(model: Any, group: list[Any]) -> torch.Tensor | None:
+    """The class labels [units, 2D] of an SD 2.1 unCLIP UNet's call for a group of prompt units (each entry's
+    unCLIP images through the model's noise augmentor; zeros without any); None for a UNet without a
+    projection class embedding."""
+    config = model.unet.config
+    if getattr(config, "class_embed_type", None) != "projection" or getattr(config, "addition_embed_type", None):
+        return None
+    augmentor = getattr(model, "unclip", None)
+    rows = []
+    for unit in group:
+        items = unit.entry.get("unclip") or ()
+        field = "positive" if unit.side else "negative"
+        if augmentor is not None:
+            rows.append(augmentor.class_label(tuple(items), field))
+        elif items:
+            raise NodeError(f"{model.name}'s UNet reads an image embedding but it was loaded without its noise "
+                            "augmentor (a diffusers folder needs image_normalizer/ and image_noising_scheduler/): "
+                            "load the whole StableUnCLIPImg2ImgPipeline folder", field=field)
+        else:
+            rows.append(torch.zeros(1, int(config.projection_class_embeddings_input_dim)))
+    return torch.cat(rows)

@@ -156,6 +156,8 @@ class UNetModel(OnModule):
     cads: Any = None                  # nodes/cads.py settings (UNet models), used by the guidance step's UNet calls
     timestep_noise: Any = None        # nodes/families/timestep_noise.py settings (Z-Image), used by its model call
     differential_diffusion: float | None = None   # DifferentialDiffusion's strength, used by the mask blend (sampling.py)
+    # an SD 2.1 unCLIP model's noise augmentor (nodes/unclip_model.py), which makes its UNet's class labels
+    unclip: Any = field(default=None, compare=False, repr=False)
 
     @property
     def is_inpainting(self) -> bool:

@@ -72,6 +72,15 @@ def _file_unet_model(path: Path) -> str | None:
     return next((model for marker, model in UNET_MODEL_MARKERS if any(k.startswith(marker) for k in keys)), None)
 
 
+def has_unclip_encoder(path: Path) -> bool | None:
+    """Whether a checkpoint holds an SD 2.1 unCLIP image encoder (a StableUnCLIPImg2ImgPipeline folder's
+    image_encoder/, a single file's `embedder.model.visual.` keys); None when its files do not tell (a .ckpt)."""
+    if path.is_dir():
+        return (path / "image_encoder").is_dir() if (path / "model_index.json").is_file() else None
+    keys = safetensors_keys(path)
+    return any(k.startswith("embedder.model.visual.") for k in keys) if keys else None
+
+
 def controlnet_facts(path: Path) -> dict[str, Any]:
     """{"flow": True, "family": "sd3" | "flux", "latents": bool} for an SD3 or Flux ControlNet (diffusers'
     SD3ControlNetModel / FluxControlNetModel folder or file; "latents": it reads its image as VAE
