@@ -27,7 +27,6 @@ EQUIVALENTS: dict[str, str] = {}
 # ComfyUI's own classes that NodeForge does not map yet (the ones shared files use most).
 CORE = frozenset({
     "LatentInterpolate",
-    "unCLIPCheckpointLoader",
     "PerpNeg", "StyleModelLoader", "StyleModelApply",
     "GLIGENLoader", "GLIGENTextBoxApply", "InpaintModelConditioning",
     "PatchModelAddDownscale", "ImageFromBatch", "RepeatImageBatch",

@@ -881,9 +881,11 @@ ROWS: tuple[ClassMap, ...] = (
     ClassMap("unCLIPConditioning", "UnCLIPConditioning", "unCLIPConditioning",
              (Widget("strength"), Widget("noise_augmentation")),
              (("conditioning", "conditioning"), ("clip_vision_output", "clip_vision_output")), ("conditioning",),
-             note="an SDXL model reads the image's embedding in place of the prompt's pooled vector (Revision; "
-                  "noise augmentation from a fixed seed, not the sampler's); SD 1.x/2.x models ignore it, as in "
-                  "ComfyUI, and SD 2.1-unclip checkpoints are not supported"),
+             note="an SD 2.1 unCLIP model reads the image's embedding as its UNet's class label, an SDXL model in "
+                  "place of the prompt's pooled vector (Revision); noise augmentation draws from a fixed seed, not "
+                  "the sampler's; other SD 1.x/2.x models ignore it, as in ComfyUI"),
+    ClassMap("unCLIPCheckpointLoader", "UnCLIPCheckpointLoader", "unCLIPCheckpointLoader",
+             (Widget("ckpt_name", "checkpoint", model="checkpoint"),), (), ("unet", "clip", "vae", "clip_vision")),
     ClassMap("IPAdapterModelLoader", "IPAdapterLoader", "IPAdapter Model Loader",
              (Widget("ipadapter_file", "ipadapter", model="ipadapter"),), (), ("ipadapter",)),
     ClassMap("IPAdapterUnifiedLoader", "IPAdapterLoaderWithEncoder", "IPAdapter Unified Loader",

@@ -210,8 +210,8 @@ def test_a_placeholder_names_its_pack_or_says_it_is_core_and_is_said_once_per_cl
     ("WanVideoSampler", {"pack": "ComfyUI-WanVideoWrapper"}), ("ShowText|pysssss", {"pack": "ComfyUI-Custom-Scripts"}),
     ("Lora Loader (LoraManager)", {"pack": "ComfyUI-Lora-Manager"}), ("SomeoneElsesNode", {}),
     ("workflow/Upscale Output", {"group": True}), ("workflow>Controls", {"group": True}),
-    ("FlipSigmas", {"core": True}), ("unCLIPCheckpointLoader", {"core": True}),   # ManualSigmas, ModelSamplingContinuousEDM,
-    # DualCFGGuider: mapped now
+    ("FlipSigmas", {"core": True}), ("GLIGENLoader", {"core": True}),   # ManualSigmas, ModelSamplingContinuousEDM,
+    # DualCFGGuider, unCLIPCheckpointLoader: mapped now
     ("Text Random Line", {"pack": "WAS Node Suite"}), ("LatentUpscaleFactor _O", {"pack": "ComfyUI-QualityOfLifeSuit_Omar92"}),
     ("FluxTrainLoop", {"pack": "ComfyUI-FluxTrainer"}), ("Hy3DGenerateMesh", {"pack": "ComfyUI-Hunyuan3DWrapper"}),
 ])
