@@ -49,6 +49,7 @@ KINDS: dict[FileKind, KindFacts] = {
     FileKind.IPADAPTER: KindFacts("ipadapter", (".safetensors", ".bin"), "IP-Adapter", "ipadapter"),
     FileKind.CLIP_VISION: KindFacts("clip_vision", (".safetensors",), "CLIP vision encoder", "clip_vision",
                                     ("config.json",)),
+    FileKind.MODEL_PATCH: KindFacts("model_patches", (".safetensors",), "model patch", "model_patches"),
     # transformers repositories' folders only
     FileKind.DEPTH: KindFacts("depth", (), "depth model", "depth", ("config.json",)),
     FileKind.POSE: KindFacts("pose", (), "pose model", "pose", ("config.json",)),

@@ -34,6 +34,9 @@ class PortType(_Named):
     CLIP_VISION = "CLIP_VISION"
     # CLIPVisionEncode's output (nodes/unclip.py): an image's CLIP embeddings, for unCLIPConditioning.
     CLIP_VISION_OUTPUT = "CLIP_VISION_OUTPUT"
+    # A model patch (nodes/families/zimage_control.py): weights that change how a MODEL runs, as ComfyUI's
+    # ModelPatchLoader gives them (Z-Image's Fun ControlNet Union).
+    MODEL_PATCH = "MODEL_PATCH"
     # Text-prompted masks (nodes/segment.py): a Grounding DINO detector and a Segment Anything model.
     GROUNDING_DINO = "GROUNDING_DINO_MODEL"
     SAM_MODEL = "SAM_MODEL"
@@ -69,6 +72,7 @@ class FileKind(_Named):
     TEXT_ENCODER = "text_encoder"         # a text encoder alone (ComfyUI's models/text_encoders, clip)
     IPADAPTER = "ipadapter"               # an IP-Adapter (ComfyUI's models/ipadapter)
     CLIP_VISION = "clip_vision"           # a CLIP image encoder (ComfyUI's models/clip_vision)
+    MODEL_PATCH = "model_patch"           # a model patch such as a Z-Image Fun ControlNet (ComfyUI's models/model_patches)
     DEPTH = "depth"                       # a transformers depth-estimation model folder (models/depth)
     POSE = "pose"                         # a transformers ViTPose model folder (models/pose)
     LATENT_UPSCALE_MODEL = "latent_upscale_model"   # a latent upscaler (ComfyUI's models/latent_upscale_models)

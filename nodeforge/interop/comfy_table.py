@@ -870,6 +870,16 @@ ROWS: tuple[ClassMap, ...] = (
     ClassMap("RescaleCFG", "RescaleCFG", "RescaleCFG", (Widget("multiplier"),), (("model", "unet"),), ("unet",),
              note="NodeForge rescales the UNet's noise prediction as diffusers' guidance_rescale does; ComfyUI "
                   "rescales in v-prediction form, so on eps models (most SD 1.x and XL) the image differs slightly"),
+    # Z-Image's Fun ControlNet Union as core ComfyUI's model patch (nodes/families/zimage_control.py); the newer
+    # ZImageFunControlnet is the same node with an inpaint_image input, chosen on export when one is linked.
+    ClassMap("ModelPatchLoader", "ModelPatchLoader", "ModelPatchLoader",
+             (Widget("name", "model_patch", model="model_patch"),), (), ("model_patch",)),
+    ClassMap("QwenImageDiffsynthControlnet", "ZImageFunControlNet", "QwenImageDiffsynthControlnet", (Widget("strength"),),
+             (("model", "unet"), ("model_patch", "model_patch"), ("vae", "vae"), ("image", "image"), ("mask", "mask")),
+             ("unet",), export_only_if=lambda nid, node, workflow: "inpaint_image" not in node.inputs),
+    ClassMap("ZImageFunControlnet", "ZImageFunControlNet", "ZImageFunControlnet", (Widget("strength"),),
+             (("model", "unet"), ("model_patch", "model_patch"), ("vae", "vae"), ("image", "image"),
+              ("inpaint_image", "inpaint_image"), ("mask", "mask")), ("unet",)),
     # IP-Adapter: core ComfyUI's CLIP vision loader and IPAdapter_plus's loaders and apply nodes (nodes/ipadapter.py).
     ClassMap("CLIPVisionLoader", "CLIPVisionLoader", "Load CLIP Vision",
              (Widget("clip_name", "clip_vision", model="clip_vision"),), (), ("clip_vision",)),

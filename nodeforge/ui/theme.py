@@ -25,6 +25,7 @@ PORT_COLORS = {
     "NOISE": "#b0b0b0",
     "IPADAPTER": "#7e57c2",
     "CLIP_VISION": "#a8dadc",
+    "MODEL_PATCH": "#b5838d",
     "CLIP_VISION_OUTPUT": "#74b3b6",
 }
 CANVAS_BG = "#1b1c1f"

@@ -281,3 +281,38 @@ FAMILY_NODES: list[NodeSpec] = [
                     "seeds give more different images (LG_SamplingUtils' ZImageTimestepNoise, flow mode).",
         display_name="Timestep Noise"),
 ]
+
+# Z-Image's Fun ControlNet Union as ComfyUI's model patch (nodes/families/zimage_control.py).
+MODEL_PATCH, VAE, IMAGE, MASK = (PortType.MODEL_PATCH.value, PortType.VAE.value, PortType.IMAGE.value,
+                                 PortType.MASK.value)
+
+FAMILY_NODES += [
+    NodeSpec(
+        "ModelPatchLoader", "loaders", lazy("families.zimage_control", "run_model_patch_loader"),
+        params=(Param.choice("model_patch", _names(FileKind.MODEL_PATCH), default="", file=FileKind.MODEL_PATCH,
+                             description="a model patch from the model_patches folder: a Z-Image Fun ControlNet "
+                                         "Union file (Z-Image-Turbo-Fun-Controlnet-Union-2.1.safetensors, 2.0, 1.0)"),),
+        outputs=(Output("model_patch", MODEL_PATCH, description="the patch, for Apply Z-Image Fun ControlNet"),),
+        description="Load a model patch (ComfyUI's ModelPatchLoader): alibaba-pai's Z-Image Fun ControlNet Union "
+                    "(canny, depth, pose, HED, MLSD control images; 2.x also inpaints).",
+        display_name="Load Model Patch"),
+    NodeSpec(
+        "ZImageFunControlNet", "conditioning", lazy("families.zimage_control", "run_zimage_fun_controlnet"),
+        inputs=(Input("unet", MODEL, description="a Z-Image model (left unchanged; several patches stack)"),
+                Input("model_patch", MODEL_PATCH, description="the Fun ControlNet from Load Model Patch"),
+                Input("vae", VAE, description="the Z-Image VAE (the Flux VAE): it encodes the images"),
+                Input("image", IMAGE, description="the control image (canny edges, depth, pose ...), scaled to "
+                                                  "the image being made"),
+                Input("mask", MASK, optional=True,
+                      description="2.x only: the area to repaint (1), with inpaint_image"),
+                Input("inpaint_image", IMAGE, optional=True,
+                      description="2.x only: the image to inpaint, kept outside the mask")),
+        params=(Param.float("strength", 1.0, min=-10.0, max=10.0, step=0.01,
+                            description="how strongly the control image steers (diffusers' "
+                                        "controlnet_conditioning_scale; 0: not at all)"),),
+        outputs=(Output("unet", MODEL, description="the model steered by the control image"),),
+        description="Steer a Z-Image model with a control image through alibaba-pai's Fun ControlNet Union "
+                    "(ComfyUI's QwenImageDiffsynthControlnet; diffusers' ZImageControlNetPipeline); 2.x files "
+                    "also inpaint with a mask and the image to inpaint.",
+        display_name="Apply Z-Image Fun ControlNet"),
+]

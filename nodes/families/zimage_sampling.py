@@ -12,6 +12,8 @@ and Z-Image's own model call, as ZImagePipeline does it.
 - CFG: with cfg above 1 the negative prompt is run in the same call (positives first, as the
   pipeline batches them) and mixed as pos + (cfg - 1) (pos - neg), which is ZImagePipeline's
   `guidance_scale` = cfg - 1 (the pipeline's 0 is NodeForge's and ComfyUI's cfg 1: no negative).
+- Fun ControlNets (nodes/families/zimage_control.py) applied to the MODEL run in each model call on the
+  same inputs, as ZImageControlNetPipeline runs them; their outputs go into the transformer's layers.
 """
 from __future__ import annotations
 
@@ -76,7 +78,13 @@ class ZImagePredictor:
         prompts = [self.positive] * batch + ([self.negative] * batch if self.negative is not None else [])
         frames = latents.to(dtype).repeat(len(prompts) // batch, 1, 1, 1).unsqueeze(2)
         timestep = model_t.expand(len(prompts))
-        out = module(list(frames.unbind(0)), timestep, prompts, return_dict=False)[0]
+        frames = list(frames.unbind(0))
+        controls = None
+        if self.model.zimage_controls:
+            from .zimage_control import block_samples
+
+            controls = block_samples(self.model.zimage_controls, module, frames, timestep, prompts, batch)
+        out = module(frames, timestep, prompts, controlnet_block_samples=controls, return_dict=False)[0]
         pos = torch.stack([o.float() for o in out[:batch]])
         if self.negative is not None:
             neg = torch.stack([o.float() for o in out[batch:]])
