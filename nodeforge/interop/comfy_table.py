@@ -874,7 +874,8 @@ ROWS: tuple[ClassMap, ...] = (
     # ZImageFunControlnet is the same node with an inpaint_image input, chosen on export when one is linked.
     ClassMap("ModelPatchLoader", "ModelPatchLoader", "ModelPatchLoader",
              (Widget("name", "model_patch", model="model_patch"),), (), ("model_patch",)),
-    ClassMap("QwenImageDiffsynthControlnet", "ZImageFunControlNet", "QwenImageDiffsynthControlnet", (Widget("strength"),),
+    ClassMap("QwenImageDiffsynthControlnet", "ZImageFunControlNet", "QwenImageDiffsynthControlnet",
+             (Widget("strength"),),
              (("model", "unet"), ("model_patch", "model_patch"), ("vae", "vae"), ("image", "image"), ("mask", "mask")),
              ("unet",), export_only_if=lambda nid, node, workflow: "inpaint_image" not in node.inputs),
     ClassMap("ZImageFunControlnet", "ZImageFunControlNet", "ZImageFunControlnet", (Widget("strength"),),

@@ -286,6 +286,23 @@ FAMILY_NODES: list[NodeSpec] = [
 MODEL_PATCH, VAE, IMAGE, MASK = (PortType.MODEL_PATCH.value, PortType.VAE.value, PortType.IMAGE.value,
                                  PortType.MASK.value)
 
+def fun_controlnet_refusal(family: str | None, model: str = "the model") -> str | None:
+    """Why a Fun ControlNet cannot steer a model of `family`: the one wording validate (the family from the
+    file's header or config) and the node's run give."""
+    if family is None or family == "zimage":
+        return None
+    return (f"{model} is a {family} model; the Z-Image Fun ControlNet steers Z-Image models: link a Z-Image "
+            "model (DiffusionModelLoader or a ZImagePipeline folder)")
+
+
+def _fun_controlnet_checks(facts: dict[str, dict[str, Any]], **_: Any) -> list[str]:
+    model = facts.get("unet", {})
+    family = model.get("model_family") or ("UNet (SD 1.x/2.x/XL)" if model.get("family") == "unet"
+                                           else model.get("family"))
+    refusal = fun_controlnet_refusal(family)
+    return [f"unet: {refusal}"] if refusal else []
+
+
 FAMILY_NODES += [
     NodeSpec(
         "ModelPatchLoader", "loaders", lazy("families.zimage_control", "run_model_patch_loader"),
@@ -311,6 +328,7 @@ FAMILY_NODES += [
                             description="how strongly the control image steers (diffusers' "
                                         "controlnet_conditioning_scale; 0: not at all)"),),
         outputs=(Output("unet", MODEL, description="the model steered by the control image"),),
+        check_inputs=_fun_controlnet_checks,
         description="Steer a Z-Image model with a control image through alibaba-pai's Fun ControlNet Union "
                     "(ComfyUI's QwenImageDiffsynthControlnet; diffusers' ZImageControlNetPipeline); 2.x files "
                     "also inpaint with a mask and the image to inpaint.",

@@ -247,9 +247,11 @@ def run_zimage_fun_controlnet(ctx: Any, unet: Any, model_patch: ModelPatch, vae:
                               inpaint_image: torch.Tensor | None = None) -> dict[str, Any]:
     import dataclasses
 
-    if unet.family != "zimage":
-        raise NodeError(f"{model_patch.name} is a Z-Image Fun ControlNet; {unet.name} is a {unet.family} model: "
-                        "link a Z-Image model (DiffusionModelLoader or a ZImagePipeline folder)", field="unet")
+    from .specs import fun_controlnet_refusal
+
+    refusal = fun_controlnet_refusal(unet.family, unet.name)
+    if refusal is not None:
+        raise NodeError(refusal, field="unet")
     width, theirs = int(unet.unet.config.dim), int(model_patch.model.config.dim)
     if width != theirs:
         raise NodeError(f"{model_patch.name} was made for a Z-Image transformer {theirs} wide, but {unet.name} is "

@@ -222,8 +222,17 @@ def test_a_patch_on_another_family_is_refused(zc_engine, zc_dir):
 
     wf = controlled(zc_dir, "fun-2.1", 1.0, seed=1)
     wf.nodes["1"].params["checkpoint"] = "tiny-sd"
-    with pytest.raises(WorkflowError, match="is a Z-Image Fun ControlNet; .* link a Z-Image model"):
+    problems = [(p.node_id, p.field, p.message) for p in zc_engine.validate(wf) if p.node_id == "fun"]
+    assert len(problems) == 1 and problems[0][:2] == ("fun", "unet")
+    assert "sd1 model; the Z-Image Fun ControlNet steers Z-Image models" in problems[0][2]
+    with pytest.raises(WorkflowError, match="the Z-Image Fun ControlNet steers Z-Image models: link a Z-Image"):
         zc_engine.run(wf, outputs=["5"])
+    with pytest.raises(NodeError, match="tiny-sd is a sd1 model; the Z-Image Fun ControlNet steers"):
+        from nodes.families.zimage_control import run_zimage_fun_controlnet
+        from nodes.loading import load_checkpoint
+
+        unet = load_checkpoint(zc_engine.model_paths.roots[0] / "checkpoints" / "tiny-sd", "cpu").wrappers()[0]
+        run_zimage_fun_controlnet(None, unet, None, None, torch.zeros(1, 8, 8, 3), 1.0)
 
 
 def test_model_patches_are_a_model_kind_with_its_folder():
@@ -240,7 +249,8 @@ COMFY_MAP = {"ZImageTurbo\\z_image_turbo_bf16.safetensors": "z-image-tiny",
 
 def test_comfyuis_fun_controlnet_graph_imports_runs_and_exports_back(zc_engine, zc_dir, tmp_path):
     # modelled on a shared ComfyUI graph: separate Z-Image files, ModelPatchLoader + QwenImageDiffsynthControlnet,
-    # ModelSamplingAuraFlow, the latent sized from the control image; euler here, to compare with diffusers
+    # ModelSamplingAuraFlow, the latent sized from the control image; euler here, to compare with diffusers;
+    # beside it the newer ZImageFunControlnet class, which nothing samples
     import json
 
     from nodeforge.interop import export_comfyui_api, read_workflow
@@ -265,7 +275,7 @@ def test_comfyuis_fun_controlnet_graph_imports_runs_and_exports_back(zc_engine, 
     original = json.loads(path.read_text())
     exported = export_comfyui_api(read_workflow(path, registry=zc_engine.registry).workflow,
                                   registry=zc_engine.registry)
-    for nid in ("64", "60"):
+    for nid in ("64", "60", "61"):
         assert exported[nid]["class_type"] == original[nid]["class_type"]
         assert exported[nid]["inputs"] == original[nid]["inputs"], nid
 
@@ -287,3 +297,17 @@ def test_comfyuis_zimage_fun_controlnet_class_imports_with_its_inpaint_image_and
                                           "inpaint_image": ("4", "image"), "mask": ("4", "mask")}
     back = export_comfyui_api(wf, registry=zc_engine.registry)["5"]
     assert (back["class_type"], back["inputs"]) == ("ZImageFunControlnet", prompt["5"]["inputs"])
+
+
+def test_the_ui_form_imports_as_the_api_form(registry):
+    from nodeforge.interop import read_workflow
+
+    ui = read_workflow(DATA / "comfy-zimage-fun-controlnet-0.4.json", registry=registry).workflow
+    assert (ui.nodes["3"].type, ui.nodes["3"].params) == (
+        "ModelPatchLoader", {"model_patch": "Z-Image-Turbo-Fun-Controlnet-Union-2.1.safetensors"})
+    assert (ui.nodes["5"].type, ui.nodes["5"].params, dict(ui.nodes["5"].inputs)) == (
+        "ZImageFunControlNet", {"strength": 0.75},
+        {"unet": ("1", "unet"), "model_patch": ("3", "model_patch"), "vae": ("2", "vae"), "image": ("4", "image")})
+    assert (ui.nodes["6"].params, dict(ui.nodes["6"].inputs)) == (
+        {"strength": 0.5}, {"unet": ("5", "unet"), "model_patch": ("3", "model_patch"), "vae": ("2", "vae"),
+                            "image": ("4", "image"), "inpaint_image": ("4", "image"), "mask": ("4", "mask")})
