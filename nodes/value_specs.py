@@ -73,4 +73,14 @@ VALUE_NODES: list[NodeSpec] = [
         output_node=True,
         description="Show a value as text (`nodeforge run` prints it).",
         display_name="Show Value"),
+    NodeSpec(
+        "Switch", "utilities", lazy("values", "run_switch"),
+        inputs=(Input("on_false", "*", optional=True, description="what passes on while switch is off"),
+                Input("on_true", "*", optional=True, description="what passes on while switch is on")),
+        params=(Param.bool("switch", False, description="which input passes on (a BOOLEAN wire may set it)"),),
+        outputs=(Output("output", "*", description="on_true if switch is on, else on_false (the one linked when "
+                                                   "only one is)"),),
+        description="Pass on one of two values by a switch (ComfyUI's Switch). Both linked inputs are worked out "
+                    "(ComfyUI works out only the chosen one): the value is the same.",
+        display_name="Switch"),
 ]

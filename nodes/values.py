@@ -290,6 +290,17 @@ def shown(value: Any) -> str:
     return str(value)
 
 
+def run_switch(ctx: Any, switch: bool, on_false: Any = None, on_true: Any = None) -> dict[str, Any]:
+    """ComfyUI's ComfySwitchNode: on_true if switch else on_false; with one input linked, that one."""
+    if on_false is None and on_true is None:
+        raise NodeError("neither on_false nor on_true is linked; link the values to choose from", field="on_false")
+    if on_true is None:
+        return {"output": on_false}
+    if on_false is None:
+        return {"output": on_true}
+    return {"output": on_true if switch else on_false}
+
+
 def run_show_value(ctx: Any, value: Any) -> dict[str, Any]:
     """Show what arrives (the text is the node's output: `nodeforge run` prints it)."""
     return {"text": shown(value)}

@@ -83,7 +83,7 @@ _SUFFIXES += ((" _O", "ComfyUI-QualityOfLifeSuit_Omar92"),)
 _PREFIXES += (("FluxTrain", "ComfyUI-FluxTrainer"), ("Hy3D", "ComfyUI-Hunyuan3DWrapper"), ("FL_", "ComfyUI_Fill-Nodes"))
 CORE = CORE | frozenset({
     "FlipSigmas",
-    "LatentUpscaleModelLoader", "ComfySwitchNode", "FluxKontextImageScale",
+    "LatentUpscaleModelLoader", "FluxKontextImageScale",
     "FluxKontextMultiReferenceLatentMethod",
     "SaveWEBM", "SaveAudio", "SaveAudioMP3", "TrimAudioDuration",
     "VAEDecodeAudio", "VAEEncodeAudio", "LTXAVTextEncoderLoader", "EmptyAceStep1.5LatentAudio",

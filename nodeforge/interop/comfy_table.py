@@ -1207,6 +1207,8 @@ ROWS += (
              (Widget("light_position"), Widget("multiplier"), Widget("start_color"), Widget("end_color"),
               Widget("width"), Widget("height"), Widget("batch_size")), (("prev_image", "prev_image"),), ("image",),
              derive=_light_sizes),
+    ClassMap("ComfySwitchNode", "Switch", "Switch", (Widget("switch"),),
+             (("on_false", "on_false"), ("on_true", "on_true")), ("output",)),
     # Load Image (from Outputs): Load Image on ComfyUI's output folder; the editor adds a toggle and a refresh
     # button after the picture (no API input).
     ClassMap("LoadImageOutput", "LoadImage", "Load Image (from Outputs)",

@@ -1,6 +1,6 @@
 """ComfyUI core's Resize Image/Mask ('scale dimensions'), Resize And Pad Image, Save Animated WEBP and Load Image
-(from Outputs), ComfyUI_essentials' Image Crop, KJNodes' Simple Calculator and kijai's IC-Light Simple Light Source
-(issue 30; widget values from the corpus files 041, 042, 046 and 052) come in as NodeForge nodes, from a UI 0.4 file and an API prompt alike, and go
+(from Outputs), ComfyUI_essentials' Image Crop, KJNodes' Simple Calculator, kijai's IC-Light Simple Light Source and ComfyUI's
+Switch (issue 30; widget values from the corpus files 041, 042, 046 and 052) come in as NodeForge nodes, from a UI 0.4 file and an API prompt alike, and go
 back as the same classes with the same values (comfy-fit-nodes-*.json, one graph in both forms). What each node
 computes: tests/nodes/test_nodes_fit.py."""
 from __future__ import annotations
@@ -14,7 +14,7 @@ from nodeforge.interop import comfy_packs, comfy_table
 DATA = __import__("pathlib").Path(__file__).resolve().parent / "data"
 FORMATS = ["comfy-fit-nodes-0.4.json", "comfy-fit-nodes-api.json"]
 CLASSES = ("LoadImageOutput", "ResizeImageMaskNode", "ImageCrop+", "ResizeAndPadImage", "SimpleCalculatorKJ",
-           "SaveAnimatedWEBP", "LightSource")
+           "SaveAnimatedWEBP", "LightSource", "ComfySwitchNode")
 
 
 @pytest.mark.parametrize("name", FORMATS)
@@ -33,14 +33,15 @@ def test_the_classes_come_in_as_nodeforge_nodes_with_their_values(read, validate
         "6": ("SaveAnimatedWEBP", {"prefix": "ComfyUI", "fps": 16, "lossless": False, "quality": 100,
                                    "method": "default"}, {"images": ("4", "image")}),
         "7": ("LightSource", {"light_position": "Top Left Light", "multiplier": 2.5, "start_color": "#FF8000",
-                              "end_color": "0,0,64", "width": 64, "height": 48, "batch_size": 2}, {})}
+                              "end_color": "0,0,64", "width": 64, "height": 48, "batch_size": 2}, {}),
+        "8": ("Switch", {"switch": True}, {"on_false": ("4", "image"), "on_true": ("3", "image")})}
     assert validate(imported.workflow) == []
     assert any("from its output folder" in w for w in imported.warnings)
 
 
 @pytest.mark.parametrize("name", FORMATS)
 def test_they_export_back_as_the_same_classes_with_the_same_values(exported_back, name):
-    exported_back(name, "comfy-fit-nodes-api.json").assert_kept(["1", "2", "3", "4", "5", "6", "7"])
+    exported_back(name, "comfy-fit-nodes-api.json").assert_kept(["1", "2", "3", "4", "5", "6", "7", "8"])
 
 
 def test_the_ui_file_goes_back_with_the_same_widgets_and_links(read, registry):

@@ -143,3 +143,31 @@ def test_light_source_refuses_a_colour_it_cannot_read_naming_the_field():
     with pytest.raises(NodeError) as caught:
         images.run_light_source(None, "Left Light", 1.0, "white", "#000000", 8, 8)
     assert caught.value.field == "start_color" and "#RRGGBB or R,G,B" in str(caught.value)
+
+
+def test_switch_passes_on_true_when_on_else_on_false_or_the_one_linked():
+    from nodeforge.core.errors import NodeError
+
+    a, b = torch.zeros(1), torch.ones(1)
+    assert values.run_switch(None, True, a, b)["output"] is b
+    assert values.run_switch(None, False, a, b)["output"] is a
+    assert values.run_switch(None, True, on_false=a)["output"] is a          # only on_false linked
+    assert values.run_switch(None, False, on_true=b)["output"] is b
+    with pytest.raises(NodeError):
+        values.run_switch(None, True)
+
+
+def test_switch_runs_in_a_graph_fed_by_a_boolean_wire(tmp_path):
+    from nodeforge import Engine
+    from nodeforge.core.workflow import Workflow
+
+    wf = Workflow()
+    wf.add("EmptyImage", {"width": 8, "height": 8, "color": 0}, node_id="black")
+    wf.add("EmptyImage", {"width": 8, "height": 8, "color": 0xFFFFFF}, node_id="white")
+    wf.add("MathExpression", {"expression": "1 > 0"}, node_id="test")
+    wf.add("Switch", {}, {"on_false": ("black", "image"), "on_true": ("white", "image"), "switch": ("test", "bool")},
+           node_id="pick")
+    wf.add("Preview", {}, {"image": ("pick", "output")}, node_id="shown")
+    engine = Engine(device="cpu", output_dir=tmp_path)
+    assert engine.validate(wf) == []
+    assert torch.equal(engine.run(wf, outputs=["pick"]).outputs["pick"]["output"], torch.ones(1, 8, 8, 3))
