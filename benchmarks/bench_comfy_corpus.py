@@ -47,7 +47,7 @@ from nodeforge.interop import model_names  # noqa: E402
 DEMO = {"checkpoint": "nodeforge-shapes", "vae": "nodeforge-shapes", "lora": "shapes-star",
         "embedding": "shapes-sunset", "controlnet": "shapes-outline", "upscale_model": "shapes-x4",
         "latent_upscale_model": "shapes-resizer", "depth": "shapes-depth",
-        "clip_vision": "shapes-clip-vision",
+        "clip_vision": "shapes-clip-vision", "ipadapter": "shapes-ipadapter",
         "image": str(ROOT / "workflows" / "inputs" / "red-circle.png")}
 SIDE, STEPS = 64, 8
 STAGES = ("imports", "no placeholders", "validates", "runs")

@@ -1,6 +1,6 @@
 """The `nodeforge` command: the editor, `run`, `validate`, `import`, `export`, `nodes` and the trainers
 (`train-lora`, `train-dreambooth`, `train-upscaler`, `train-latent-upscaler`, `train-depth`,
-`train-clip-vision`, `train-embedding`, `train-controlnet`, `train-flow`).
+`train-clip-vision`, `train-ipadapter`, `train-embedding`, `train-controlnet`, `train-flow`).
 
 `run`, `validate`, `import` and the editor read NodeForge files and other tools' files alike
 (ComfyUI workflows, API prompts and PNGs; A1111 parameters), detected from their content.
@@ -37,6 +37,8 @@ TRAINERS = {"train-lora": ("lora", "a LoRA on a folder of captioned images"),
             "train-depth": ("depth", "the demo depth estimator (shapes-depth, a tiny DPT) on generated shapes"),
             "train-clip-vision": ("clip_vision", "the demo CLIP vision encoder (shapes-clip-vision) on generated "
                                                   "shapes"),
+            "train-ipadapter": ("ipadapter", "the demo IP-Adapter (shapes-ipadapter) for the demo model and "
+                                             "shapes-clip-vision"),
             "train-embedding": ("embedding", "the demo textual-inversion embedding (shapes-sunset)"),
             "train-controlnet": ("controlnet", "the demo outline ControlNet (shapes-outline) on generated shapes"),
             "train-flow": ("flow", "a small SD3-architecture flow model on generated shapes"),
