@@ -394,6 +394,37 @@ def _yaml_prediction(path: Path) -> str | None:
     return None
 
 
+def _single_file_config(path: Path, state: dict, family: str, prediction: str | None,
+                        unclip: bool) -> tuple[Path, str | None]:
+    """The config folder a single file is built from, and its prediction type: an SD 2.1 unCLIP file's from
+    `<name>.config/` beside it or the shipped -h/-l config; the others' as `_config_folder` picks it. A
+    `<name>.yaml` beside the file (A1111) overrides the prediction."""
+    from . import unclip_model
+
+    if unclip:
+        beside = path.with_name(path.stem + ".config")
+        cfg = beside if beside.is_dir() else unclip_model.shipped_config(path, state)
+        return cfg, _yaml_prediction(path) or json.loads(
+            (cfg / "scheduler" / "scheduler_config.json").read_text()).get("prediction_type", prediction)
+    prediction = _yaml_prediction(path) or prediction
+    return _config_folder(path, family, prediction), prediction
+
+
+def _load_text_encoders(state: dict, family: str, te: Any, te2: Any) -> None:
+    """The file's CLIP weights into the family's text encoder(s), converted from the original layout."""
+    from diffusers.loaders import single_file_utils as sfu
+
+    if family == "sd1":
+        _load_into(te, sfu.convert_ldm_clip_checkpoint(state), "text encoder")
+    elif family == "sd2":
+        _load_into(te, sfu.convert_open_clip_checkpoint(te, state, prefix=SD2_CLIP_PREFIX), "text encoder")
+    elif family == "sdxl-refiner":
+        _load_into(te2, sfu.convert_open_clip_checkpoint(te2, state, prefix=REFINER_CLIP_PREFIX), "text encoder")
+    else:
+        _load_into(te, sfu.convert_ldm_clip_checkpoint(state, remove_prefix=XL_CLIP1_PREFIX), "text encoder")
+        _load_into(te2, sfu.convert_open_clip_checkpoint(te2, state, prefix=XL_CLIP2_PREFIX), "second text encoder")
+
+
 def load_single_file(path: Path, device: str, read: tuple[dict, dict] | None = None) -> LoadedCheckpoint:
     """A single file of the UNet generation; `read` is its (state dict, metadata) when already read."""
     from diffusers.models.autoencoders.autoencoder_kl import AutoencoderKL
@@ -407,14 +438,7 @@ def load_single_file(path: Path, device: str, read: tuple[dict, dict] | None = N
     state, metadata = read if read is not None else read_state_dict(path)
     family, prediction = detect_family(state, metadata)
     unclip = family == "sd2" and unclip_model.is_unclip_state(state)   # SD 2.1 unCLIP (-h, -l)
-    if unclip:
-        beside = path.with_name(path.stem + ".config")
-        cfg = beside if beside.is_dir() else unclip_model.shipped_config(path, state)
-        prediction = _yaml_prediction(path) or json.loads(
-            (cfg / "scheduler" / "scheduler_config.json").read_text()).get("prediction_type", prediction)
-    else:
-        prediction = _yaml_prediction(path) or prediction
-        cfg = _config_folder(path, family, prediction)
+    cfg, prediction = _single_file_config(path, state, family, prediction, unclip)
     dtype = pick_dtype(device)
     # The tokenizer first: a missing vocabulary should fail before gigabytes are read.
     tok, tok2 = family_tokenizers(cfg, family, path.parent)
@@ -434,15 +458,7 @@ def load_single_file(path: Path, device: str, read: tuple[dict, dict] | None = N
             if family in ("sdxl", "sdxl-refiner") else None
     _load_into(unet, sfu.convert_ldm_unet_checkpoint(state, unet.config), "UNet")
     _load_into(vae, sfu.convert_ldm_vae_checkpoint(state, vae.config), "VAE")
-    if family == "sd1":
-        _load_into(te, sfu.convert_ldm_clip_checkpoint(state), "text encoder")
-    elif family == "sd2":
-        _load_into(te, sfu.convert_open_clip_checkpoint(te, state, prefix=SD2_CLIP_PREFIX), "text encoder")
-    elif family == "sdxl-refiner":
-        _load_into(te2, sfu.convert_open_clip_checkpoint(te2, state, prefix=REFINER_CLIP_PREFIX), "text encoder")
-    else:
-        _load_into(te, sfu.convert_ldm_clip_checkpoint(state, remove_prefix=XL_CLIP1_PREFIX), "text encoder")
-        _load_into(te2, sfu.convert_open_clip_checkpoint(te2, state, prefix=XL_CLIP2_PREFIX), "second text encoder")
+    _load_text_encoders(state, family, te, te2)
     extra: dict[str, Any] = {}
     if unclip:
         extra["unclip"] = unclip_model.file_augmentor(state, cfg, unet.config.projection_class_embeddings_input_dim // 2)
