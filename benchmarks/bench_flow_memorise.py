@@ -34,10 +34,10 @@ sys.path.insert(0, str(ROOT))
 LEVELS = (0.25, 0.5, 0.75)
 
 
-def squares(n: int, seed: int):
+def squares(n: int, seed: int, shapes: tuple[str, ...] = ("square",)):
     from nodeforge.training import data
 
-    images, samples = data.generate(n, seed, shapes=("square",))
+    images, samples = data.generate(n, seed, shapes=shapes)
     return images, samples, [data.full_caption(s) for s in samples]
 
 
@@ -70,6 +70,7 @@ def measure(pipe, parts, tokenizer, train_set, held_out, samples: int) -> dict:
     verdicts = [judge(im) for im in images]
     return {
         "squares": sum(v.shape == "square" for v in verdicts),
+        "shape": sum(v.shape == t.shape for v, t in zip(verdicts, truths)),
         "colour": sum(v.colour == t.colour for v, t in zip(verdicts, truths)),
         "background": sum(v.background == t.background for v, t in zip(verdicts, truths)),
         "shapes_drawn": [v.shape for v in verdicts],
@@ -130,6 +131,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--minutes", type=float, default=None, help="training wall-clock budget (else train-flow's --steps)")
     p.add_argument("--samples", type=int, default=12, help="training captions sampled and judged")
     p.add_argument("--data-seed", type=int, default=0)
+    p.add_argument("--shapes", default="square",
+                   help="comma-separated shapes of the generated data (circle,square,triangle: the test then measures "
+                        "whether the shape word steers the picture, 'shape' = drawn as captioned)")
     p.add_argument("--label", default="", help="a name for the RESULT line")
     p.add_argument("--json", type=Path, default=None)
     p.add_argument("--grid", type=Path, default=None, help="PNG: EMA samples above raw samples")
@@ -145,9 +149,10 @@ def main(argv: list[str] | None = None) -> int:
     common.start(args.threads, args.seed, "cpu", "bench_flow_memorise")
     base = args.base or builtin_dir("resources") / "models" / "nodeforge-shapes"
     vae, tokenizer = flow.load_base(base, args.context)
-    images, truths, captions = squares(ours.n, ours.data_seed)
+    shapes = tuple(ours.shapes.split(","))
+    images, truths, captions = squares(ours.n, ours.data_seed, shapes)
     latents = flow.pipeline_latents(vae, images)
-    other, _, other_captions = squares(ours.n, ours.data_seed + 1000)
+    other, _, other_captions = squares(ours.n, ours.data_seed + 1000, shapes)
     held_out = (flow.pipeline_latents(vae, other), other_captions)
 
     parts, ema, steps, seconds, seconds_per_step = train_for(args, ours.minutes, vae, base, latents, captions, tokenizer)
@@ -170,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     print(json.dumps(result, indent=1))
 
     def brief(r: dict) -> str:
-        return (f"squares {r['squares']}/{ours.samples} colour {r['colour']}/{ours.samples} "
+        return (f"squares {r['squares']}/{ours.samples} shape {r['shape']}/{ours.samples} colour {r['colour']}/{ours.samples} "
                 f"bg {r['background']}/{ours.samples} mse fit {'/'.join(map(str, r['mse_fit']))} "
                 f"held-out {'/'.join(map(str, r['mse_held_out']))}")
 
