@@ -29,8 +29,8 @@ RADIUS = 7.0
 MIN_WIDTH = 160.0
 GRIP = 12.0   # the resize grip in the bottom-right corner
 TINY = 0.3   # below this zoom a node is drawn as a coloured block with its title only
-NOTE_Z = 20.0
-SHOWN_LINES = 8   # at most this many lines of an output node's text are drawn (the tooltip has it all)   # error notes draw above every node and wire
+NOTE_Z = 20.0   # error notes draw above every node and wire
+SHOWN_LINES = 8   # at most this many lines of an output node's text are drawn (the tooltip has it all)
 
 
 class ErrorNote(QGraphicsItem):
@@ -284,7 +284,7 @@ class NodeGraphic(QGraphicsItem):
                     if self.proxy is None:
                         self._schedule_panel()
             self._paint_ports(painter, lod if low else 1.0)
-            self._paint_placeholder(painter)
+            self._paint_text_lines(painter)
             self._paint_images(painter)
             self._paint_progress(painter)
         self._paint_border(painter)
@@ -461,7 +461,7 @@ class NodeGraphic(QGraphicsItem):
                                                                | Qt.AlignmentFlag.AlignVCenter),
                              fm.elidedText(text, Qt.TextElideMode.ElideRight, rect.width() - 12))
 
-    def _paint_placeholder(self, painter: QPainter) -> None:
+    def _paint_text_lines(self, painter: QPainter) -> None:
         lines = self._text_lines()
         if not lines:
             return
