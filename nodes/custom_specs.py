@@ -94,6 +94,18 @@ CUSTOM_SAMPLING_NODES: list[NodeSpec] = [
         description="Cut sigmas in two stages: a first that stops with leftover noise and a second that goes on.",
         display_name="Split Sigmas"),
     NodeSpec(
+        "VisualizeSigmas", CATEGORY, lazy("sigma_plot", "run_visualize_sigmas"),
+        inputs=(Input("sigmas", SIGMAS, description="the sigmas to plot"),),
+        params=(Param.int("start_step", 0, min=-1, max=1000,
+                          description="the first step passed on, marked green (0 or -1: from the first)"),
+                Param.int("end_step", -1, min=-1, max=1000,
+                          description="the last step passed on, marked red (-1: to the last)")),
+        outputs=(Output("sigmas", SIGMAS, description="sigmas[start_step : end_step + 1] (all of them by default)"),
+                 Output("image", IMAGE, description="the plot: sigma against step, the kept range shaded")),
+        description="Plot sigmas as an image (KJNodes' Visualize Sigmas KJ) and pass them on, cut to a range of "
+                    "steps if asked.",
+        display_name="Visualize Sigmas"),
+    NodeSpec(
         "BasicGuider", CATEGORY, lazy("custom_sampling", "run_basic_guider"),
         inputs=(Input("unet", MODEL, description="the model (its noise levels; it denoises)"), Input("conditioning", COND, role=InputRole.POSITIVE, description="the prompt to follow")),
         outputs=(Output("guider", GUIDER, description="the guider, for SamplerCustomAdvanced"),),

@@ -219,6 +219,28 @@ IMAGE_NODES += [
         category="image", module="geometry", port=IMAGE, takes="the images to resize", gives="the resized images"),
 ]
 
+# RES4LYF's Film Grain (WAS Node Suite's Image Film Grain rewritten; run in nodes/film_grain.py).
+IMAGE_NODES += [
+    operation(
+        "FilmGrain", "run_film_grain",
+        (Param.float("density", 1.0, min=0.01, max=1.0, step=0.01,
+                     description="the share of the enlarged grey layer's pixels given a random grey (drawn with "
+                                 "replacement: 1 changes about 63%)"),
+         Param.float("intensity", 1.0, min=0.01, max=1.0, step=0.01,
+                     description="how much grain is mixed in: image x (1 - intensity) + grain x intensity"),
+         Param.float("highlights", 1.0, min=0.01, max=255.0, step=0.01,
+                     description="brightness factor applied last (1: unchanged; clipped at white)"),
+         Param.int("supersample_factor", 4, min=1, max=8,
+                   description="the grain is drawn this many times finer, then shrunk (Lanczos): finer grain"),
+         Param.int("repeats", 1, min=1, max=1000, description="copies of the batch, each with its own grain"),
+         Param.int("seed", 0, min=0, max=2 ** 63 - 1, role=ParamRole.SEED,
+                   description="seeds the grain (image n: seed + n); NodeForge's own, ComfyUI's node has none")),
+        "Film grain on images (RES4LYF's Film Grain, WAS's noise model): random greys sprinkled on the enlarged "
+        "luma, shrunk and sharpened, mixed in by intensity, brightness times highlights.", "Film Grain",
+        category="image", module="film_grain", port=IMAGE, takes="the images to grain",
+        gives="the grained images (8 bits)"),
+]
+
 # ComfyUI core's and popular packs' fitting and cropping of images (run functions in nodes/geometry.py).
 _POSITIONS = ("top-left", "top-center", "top-right", "right-center", "bottom-right", "bottom-center", "bottom-left",
               "left-center", "center")

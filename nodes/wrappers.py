@@ -156,6 +156,7 @@ class UNetModel(OnModule):
     cads: Any = None                  # nodes/cads.py settings (UNet models), used by the guidance step's UNet calls
     timestep_noise: Any = None        # nodes/families/timestep_noise.py settings (Z-Image), used by its model call
     zimage_controls: tuple = ()       # nodes/families/zimage_control.py ZImageControl each (Z-Image's Fun ControlNet)
+    normalized_attention: Any = None  # nodes/families/nag.py settings (Z-Image), used by its model call
     differential_diffusion: float | None = None   # DifferentialDiffusion's strength, used by the mask blend (sampling.py)
     # an SD 2.1 unCLIP model's noise augmentor (nodes/unclip_model.py), which makes its UNet's class labels
     unclip: Any = field(default=None, compare=False, repr=False)
@@ -194,7 +195,7 @@ class UNetModel(OnModule):
 
 # What the model nodes add to a copy of a UNetModel (dataclasses.replace), which shares its base's weights.
 _UNET_ADDED = ("loras", "freeu", "ip_adapters", "skip_layer_guidance", "self_attention_guidance", "perturbed_attention",
-               "cads", "timestep_noise", "zimage_controls")
+               "cads", "timestep_noise", "zimage_controls", "normalized_attention")
 
 
 @dataclass(frozen=True)

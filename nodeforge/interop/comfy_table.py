@@ -987,6 +987,17 @@ ROWS: tuple[ClassMap, ...] = (
               Widget("end_percent")), (("model", "unet"), ("sigmas", "sigmas"), ("mask", "mask")), ("unet",),
              note="each step's noise is drawn from a CPU generator and counted from the first step of each run; "
                   "ComfyUI draws it on the model's device (a GPU gives other numbers) and keeps counting across runs"),
+    # RES4LYF's Film Grain (WAS's noise model; nodes/film_grain.py), KJNodes' Visualize Sigmas KJ
+    # (nodes/sigma_plot.py) and ComfyUI's NAGuidance (nodes/families/nag.py).
+    ClassMap("Film Grain", "FilmGrain", "Film Grain",
+             (Widget("density"), Widget("intensity"), Widget("highlights"), Widget("supersample_factor"),
+              Widget("repeats")), (("image", "image"),), ("image",),
+             note="the grain is drawn from a CPU generator seeded with the node's seed (0 on import), so it is the "
+                  "same each run; RES4LYF draws new grain each run"),
+    ClassMap("VisualizeSigmasKJ", "VisualizeSigmas", "Visualize Sigmas KJ", (Widget("start_step"), Widget("end_step")),
+             (("sigmas", "sigmas"),), ("sigmas", "image")),
+    ClassMap("NAGuidance", "NormalizedAttentionGuidance", "Normalized Attention Guidance",
+             (Widget("nag_scale"), Widget("nag_alpha"), Widget("nag_tau")), (("model", "unet"),), ("unet",)),
     # comfyui_controlnet_aux's depth preprocessors: NodeForge's DepthMap with the model each runs (nodes/depth.py)
     ClassMap("MiDaS-DepthMapPreprocessor", "DepthMap", "MiDaS Depth Map",
              (Widget("a", None, export_default=6.283185307179586), Widget("bg_threshold", None, export_default=0.1),

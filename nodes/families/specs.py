@@ -104,6 +104,16 @@ def _timestep_noise_checks(facts: dict[str, dict[str, Any]], mode: str = "flow",
     return [f"{field}: {message}" for field, message in timestep_noise_refusals(mode, family)]
 
 
+def _nag_checks(facts: dict[str, dict[str, Any]], **_: Any) -> list[str]:
+    from .nag import nag_refusal
+
+    model = facts.get("unet", {})
+    family = model.get("model_family") or ("UNet (SD 1.x/2.x/XL)" if model.get("family") == "unet"
+                                           else model.get("family"))
+    refusal = nag_refusal(family)
+    return [f"unet: {refusal}"] if refusal else []
+
+
 FAMILY_NODES: list[NodeSpec] = [
     NodeSpec(
         "TextEncoderSD3", "conditioning", lazy("families.sd3_nodes", "run_text_encoder_sd3"),
@@ -280,6 +290,24 @@ FAMILY_NODES: list[NodeSpec] = [
         description="Tell a Z-Image model a slightly wrong noise level in part of the sampling, so that different "
                     "seeds give more different images (LG_SamplingUtils' ZImageTimestepNoise, flow mode).",
         display_name="Timestep Noise"),
+]
+
+FAMILY_NODES += [
+    NodeSpec(
+        "NormalizedAttentionGuidance", "advanced/guidance", lazy("families.nag", "run_normalized_attention_guidance"),
+        inputs=(Input("unet", MODEL, description="a Z-Image model (left unchanged)"),),
+        params=(Param.float("nag_scale", 5.0, min=0.0, max=50.0, step=0.1,
+                            description="how far the attention is pushed from the negative prompt's (1: not at all)"),
+                Param.float("nag_alpha", 0.5, min=0.0, max=1.0, step=0.01,
+                            description="how much of the guided attention replaces the plain one (0: none, 1: all)"),
+                Param.float("nag_tau", 1.5, min=1.0, max=10.0, step=0.01,
+                            description="the guided attention's L1 norm is held to tau x the plain one's")),
+        outputs=(Output("unet", MODEL, description="the model guided away from the negative prompt in its attention"),),
+        check_inputs=_nag_checks,
+        description="Normalized Attention Guidance (ComfyUI's NAGuidance): the negative prompt steers the image "
+                    "tokens' attention in every call, so it works at cfg 1 (distilled models such as "
+                    "Z-Image-Turbo); Z-Image models.",
+        display_name="Normalized Attention Guidance"),
 ]
 
 # Z-Image's Fun ControlNet Union as ComfyUI's model patch (nodes/families/zimage_control.py).

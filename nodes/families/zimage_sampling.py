@@ -12,6 +12,8 @@ and Z-Image's own model call, as ZImagePipeline does it.
 - CFG: with cfg above 1 the negative prompt is run in the same call (positives first, as the
   pipeline batches them) and mixed as pos + (cfg - 1) (pos - neg), which is ZImagePipeline's
   `guidance_scale` = cfg - 1 (the pipeline's 0 is NodeForge's and ComfyUI's cfg 1: no negative).
+- NAG (nodes/families/nag.py, NormalizedAttentionGuidance on the MODEL) runs the negative prompt in the
+  call at any cfg and guides the image tokens' attention in the main layers by it.
 - Fun ControlNets (nodes/families/zimage_control.py) applied to the MODEL run in each model call on the
   same inputs, as ZImageControlNetPipeline runs them; their outputs go into the transformer's layers.
 """
@@ -27,6 +29,7 @@ from nodeforge.core.errors import NodeError
 from ..sampling import DenoiseRequest, StartState
 from .flow import one_prompt
 from .flux_sampling import FluxSampling
+from .nag import guided_attention
 
 
 class ZImageSampling(FluxSampling):
@@ -41,7 +44,10 @@ class ZImageSampling(FluxSampling):
     def predictor(self, model: Any, positive: Any, negative: Any, start: StartState,
                   request: DenoiseRequest) -> "ZImagePredictor":
         pos = _prompt(positive, "positive", model)
-        neg = _prompt(negative, "negative", model) if request.cfg > 1.0 else None
+        # NAG (nodes/families/nag.py) guides by the negative prompt at any cfg, when there is one
+        guides = (getattr(model, "normalized_attention", None) is not None and negative is not None
+                  and negative is not positive)
+        neg = _prompt(negative, "negative", model) if request.cfg > 1.0 or guides else None
         return ZImagePredictor(model, pos, neg, float(request.cfg))
 
 
@@ -84,9 +90,12 @@ class ZImagePredictor:
             from .zimage_control import block_samples
 
             controls = block_samples(self.model.zimage_controls, module, frames, timestep, prompts, batch)
-        out = module(frames, timestep, prompts, controlnet_block_samples=controls, return_dict=False)[0]
+        nag = getattr(self.model, "normalized_attention", None) if self.negative is not None else None
+        image_tokens = (latents.shape[2] // 2) * (latents.shape[3] // 2)
+        with guided_attention(module, nag, batch, image_tokens):
+            out = module(frames, timestep, prompts, controlnet_block_samples=controls, return_dict=False)[0]
         pos = torch.stack([o.float() for o in out[:batch]])
-        if self.negative is not None:
+        if self.negative is not None and self.cfg > 1.0:
             neg = torch.stack([o.float() for o in out[batch:]])
             pos = pos + (self.cfg - 1.0) * (pos - neg)
         return -pos.squeeze(2)
