@@ -763,6 +763,11 @@ from .ipadapter_specs import IPADAPTER_NODES  # noqa: E402
 
 NODES += IPADAPTER_NODES
 
+# Edit models: reference latents (FLUX.1 Kontext), Kontext's image sizes, CFGNorm.
+from .edit_specs import EDIT_NODES  # noqa: E402
+
+NODES += EDIT_NODES
+
 # Plain values on wires: an image's size, math expressions, text joined or rewritten, and a value shown.
 from .value_specs import VALUE_NODES  # noqa: E402
 

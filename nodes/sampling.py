@@ -32,6 +32,7 @@ import torch
 from nodeforge.core.errors import NodeError
 
 from .conditioning import Guidance, inpainting_inputs
+from .edit_model import check_reference_latents
 from .latents import latent_shape, preview_image, resize_mask, warn_if_stretched
 from .memory import check_denoise_fits, memory_advice
 from .schedulers import SAMPLERS, make_scheduler
@@ -345,6 +346,7 @@ def denoise_latent(ctx: Any, *, model: Any, positive: dict, negative: dict, late
     if not request.has_work():
         return latent
     family = behaviour or sampling_behaviour(model)
+    check_reference_latents(model, positive, negative)   # a family that cannot read them would ignore them
     shape = family.latent_shape(model, latent)
     check_denoise_fits(model, shape, request.cfg, 3 if request.middle is not None else 2)   # before hours of swapping
     model = family.for_latent(model, shape)

@@ -157,6 +157,7 @@ class UNetModel(OnModule):
     timestep_noise: Any = None        # nodes/families/timestep_noise.py settings (Z-Image), used by its model call
     zimage_controls: tuple = ()       # nodes/families/zimage_control.py ZImageControl each (Z-Image's Fun ControlNet)
     normalized_attention: Any = None  # nodes/families/nag.py settings (Z-Image), used by its model call
+    cfg_norm: float | None = None     # nodes/cfg_norm.py CFGNorm's strength (None: off), used by the guidance step
     differential_diffusion: float | None = None   # DifferentialDiffusion's strength, used by the mask blend (sampling.py)
     # an SD 2.1 unCLIP model's noise augmentor (nodes/unclip_model.py), which makes its UNet's class labels
     unclip: Any = field(default=None, compare=False, repr=False)

@@ -55,8 +55,8 @@ _PREFIXES += (("easy ", "ComfyUI-Easy-Use"), ("WanVideo", "ComfyUI-WanVideoWrapp
               ("ACN_", "ComfyUI-Advanced-ControlNet"), ("SeedVR2", "ComfyUI-SeedVR2_VideoUpscaler"),
               ("Anything Everywhere", "cg-use-everywhere"), ("Searge", "SeargeSDXL"))
 CORE = CORE | frozenset({
-    "LoadAudio", "ReferenceLatent",
-    "CFGNorm", "CFGZeroStar", "Mahiro", "Epsilon Scaling", "Morphology",
+    "LoadAudio",
+    "CFGZeroStar", "Mahiro", "Epsilon Scaling", "Morphology",
     "CreateVideo", "SaveVideo", "LoadVideo", "GetVideoComponents", "EmptyHunyuanLatentVideo", "WanImageToVideo",
     "WanVaceToVideo", "TrimVideoLatent", "TextEncodeQwenImageEdit", "TextEncodeQwenImageEditPlus", "ImageStitch",
 })
@@ -83,8 +83,7 @@ _SUFFIXES += ((" _O", "ComfyUI-QualityOfLifeSuit_Omar92"),)
 _PREFIXES += (("FluxTrain", "ComfyUI-FluxTrainer"), ("Hy3D", "ComfyUI-Hunyuan3DWrapper"), ("FL_", "ComfyUI_Fill-Nodes"))
 CORE = CORE | frozenset({
     "FlipSigmas",
-    "LatentUpscaleModelLoader", "FluxKontextImageScale",
-    "FluxKontextMultiReferenceLatentMethod",
+    "LatentUpscaleModelLoader",
     "SaveWEBM", "SaveAudio", "SaveAudioMP3", "TrimAudioDuration",
     "VAEDecodeAudio", "VAEEncodeAudio", "LTXAVTextEncoderLoader", "EmptyAceStep1.5LatentAudio",
     "TextEncodeAceStepAudio1.5", "ReferenceTimbreAudio",

@@ -1130,6 +1130,25 @@ ROWS += (
              (("sam_model", "sam"), ("grounding_dino_model", "grounding_dino"), ("image", "image")), ("image", "mask")),
 )
 
+# Edit models (nodes/edit_specs.py): reference latents (comfy_extras/nodes_edit_model.py, nodes_flux.py), CFGNorm
+# (nodes_cfg.py). Newer CFGNorm files carry a second widget, pre_cfg; off is the behaviour NodeForge has.
+def _cfg_norm_pre(values: dict[str, Any], params: dict[str, Any], notes: Notes) -> None:
+    if values.get("pre_cfg") is True:
+        notes.warn("pre_cfg on is not supported: NodeForge normalises after CFG (pre_cfg off), so the result "
+                   "differs from ComfyUI's")
+
+
+ROWS += (
+    ClassMap("ReferenceLatent", "ReferenceLatent", "ReferenceLatent", (),
+             (("conditioning", "conditioning"), ("latent", "latent")), ("conditioning",)),
+    ClassMap("FluxKontextMultiReferenceLatentMethod", "ReferenceLatentMethod", "FluxKontextMultiReferenceLatentMethod",
+             (Widget("reference_latents_method"),), (("conditioning", "conditioning"),), ("conditioning",)),
+    ClassMap("FluxKontextImageScale", "FluxKontextImageScale", "FluxKontextImageScale", (), (("image", "image"),),
+             ("image",)),
+    ClassMap("CFGNorm", "CFGNorm", "CFGNorm", (Widget("strength"), Widget("pre_cfg", None, ui_value=False)), (("model", "unet"),),
+             ("unet",), derive=_cfg_norm_pre),
+)
+
 # Plain values on wires (nodes/values.py): an image's size, math expressions, text, and nodes that show a value.
 _MATH_NOTE = ("its expression runs in NodeForge's own parser (numbers, a b c d, + - * / // % **, comparisons, "
               "and/or/not, x if c else y, a.width/a.height, min max abs round sum pow sqrt ceil floor log sin cos "

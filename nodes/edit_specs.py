@@ -1,0 +1,84 @@
+"""Declarations of the edit-model nodes (torch-free; run functions in nodes/edit_model.py and
+nodes/cfg_norm.py, imported when a node first runs): reference latents for edit models (FLUX.1 Kontext),
+how several are placed, Kontext's image sizes, and CFGNorm."""
+from __future__ import annotations
+
+from typing import Any
+
+from nodeforge.core.spec import Input, NodeSpec, Output, Param
+from nodeforge.core.types import PortType
+
+from .declare import lazy
+
+COND, LATENT, IMAGE, MODEL = (PortType.CONDITIONING.value, PortType.LATENT.value, PortType.IMAGE.value,
+                              PortType.MODEL.value)
+
+# The `family` of the models whose guidance step applies CFGNorm (nodes/cfg_norm.py).
+APPLIES_CFG_NORM = {"flux": "Flux"}
+
+
+def cfg_norm_refusal(family: str | None, model: str = "the model") -> str | None:
+    """Why CFGNorm cannot patch a model of `family` (None: it can): one wording for validate and the run."""
+    if family is None or family in APPLIES_CFG_NORM:
+        return None
+    which = ", ".join(APPLIES_CFG_NORM.values())
+    return (f"{model} is a {family} model; CFGNorm is applied by the guidance of {which} models here: remove the "
+            "node (RescaleCFG tames high CFG on UNet models)")
+
+
+def _cfg_norm_checks(facts: dict[str, dict[str, Any]], **_: Any) -> list[str]:
+    model = facts.get("unet", {})
+    if model.get("family") in APPLIES_CFG_NORM:
+        return []
+    family = model.get("model_family") or ("UNet (SD 1.x/2.x/XL)" if model.get("family") == "unet"
+                                           else model.get("family"))
+    refusal = cfg_norm_refusal(family)
+    return [f"unet: {refusal}"] if refusal else []
+
+
+_METHODS = ("offset", "index", "uxo/uno", "index_timestep_zero")   # nodes/edit_model.py REFERENCE_METHODS
+
+EDIT_NODES: list[NodeSpec] = [
+    NodeSpec(
+        "ReferenceLatent", "advanced/conditioning", lazy("edit_model", "run_reference_latent"),
+        inputs=(Input("conditioning", COND, description="the prompt of an edit model (both sides usually)"),
+                Input("latent", LATENT, optional=True,
+                      description="the image to edit or refer to, VAE-encoded; unlinked: the prompt as it was")),
+        outputs=(Output("conditioning", COND, description="the prompt with this reference latent appended"),),
+        description="Give an edit model (FLUX.1 Kontext) an image to work from: the latent is appended to the "
+                    "prompt's reference latents (chain several for several images), and the model sees their tokens "
+                    "beside the ones it draws (ComfyUI's ReferenceLatent; diffusers' FluxKontextPipeline image).",
+        display_name="Reference Latent"),
+    NodeSpec(
+        "ReferenceLatentMethod", "advanced/conditioning", lazy("edit_model", "run_reference_latents_method"),
+        inputs=(Input("conditioning", COND, description="a prompt with reference latents"),),
+        params=(Param.choice("reference_latents_method", list(_METHODS), default="offset",
+                             description="offset (Kontext's): one frame, references side by side; index: frame 1, "
+                                         "2, 3 ... per reference; uxo/uno: frame 0, diagonally past the image; "
+                                         "index_timestep_zero: as index, for Qwen-Image-Edit 2511 and Flux 2 (not "
+                                         "FLUX.1)"),),
+        outputs=(Output("conditioning", COND, description="the prompt with this placement of its references"),),
+        description="How several reference latents are placed in the edit model's positions (ComfyUI's "
+                    "FluxKontextMultiReferenceLatentMethod).",
+        display_name="Reference Latent Method"),
+    NodeSpec(
+        "FluxKontextImageScale", "image", lazy("edit_model", "run_kontext_image_scale"),
+        inputs=(Input("image", IMAGE, description="the image to edit"),),
+        outputs=(Output("image", IMAGE, description="the image at the Kontext size nearest its aspect ratio"),),
+        description="Scale an image to the one of FLUX.1 Kontext's preferred sizes (672x1568 ... 1024x1024 ... "
+                    "1568x672, about one megapixel) whose aspect ratio is nearest its own: centre-cropped to that "
+                    "aspect, Lanczos (ComfyUI's FluxKontextImageScale, FluxKontextPipeline's auto-resize).",
+        display_name="Flux Kontext Image Scale"),
+    NodeSpec(
+        "CFGNorm", "advanced/model", lazy("cfg_norm", "run_cfg_norm"),
+        inputs=(Input("unet", MODEL, description="a Flux model (left unchanged)"),),
+        params=(Param.float("strength", 1.0, min=0.0, max=100.0, step=0.01,
+                            description="multiplies the capped prediction (1: only capped; 0 draws nothing)"),),
+        outputs=(Output("unet", MODEL, description="the model with its guided prediction normalised"),),
+        check_inputs=_cfg_norm_checks,
+        description="CFG normalisation (ComfyUI's CFGNorm): after guidance, each pixel's clean-image prediction "
+                    "is scaled down so its norm over the latent channels is no larger than the positive prompt's "
+                    "prediction's, then multiplied by the strength; it keeps strong guidance from over-saturating. "
+                    "The input model is not changed.",
+        display_name="CFG Norm"),
+]
