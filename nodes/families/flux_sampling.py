@@ -17,6 +17,11 @@ FluxPipeline does it.
   (FluxPipeline's `true_cfg_scale` with a negative prompt); cfg 1 runs the positive prompt once.
 - ControlNets (ControlNetApply with a Flux ControlNet): nodes/families/flux_control.py runs them
   each step and hands each side's block outputs to the transformer call.
+- Reference latents (FLUX.1 Kontext; ReferenceLatent, nodes/edit_model.py): each reference of a side's
+  prompt is packed and appended to the image tokens with its own position ids (frame index and
+  offsets from the prompt's method; one reference: (1, row, col), FluxKontextPipeline's image ids),
+  and only the generated tokens' velocity is kept. The shift follows the generated tokens alone.
+- CFGNorm (nodes/cfg_norm.py) caps the guided prediction's clean image at the positive's norm.
 """
 from __future__ import annotations
 
@@ -30,6 +35,7 @@ import torch
 
 from nodeforge.core.errors import NodeError
 
+from ..edit_model import prompt_references, reference_positions
 from ..sampling import DenoiseRequest, StartState
 from .flow import FlowSampling, make_flow_scheduler, one_prompt
 
@@ -118,10 +124,13 @@ class FluxPredictor:
 
     @staticmethod
     def build(model: Any, positive: Any, negative: Any, shape: tuple[int, ...], cfg: float) -> "FluxPredictor":
-        pos = _side(positive, "positive", shape[0], model)
-        neg = _side(negative, "negative", shape[0], model) if cfg > 1.0 else None
+        pos = _side(positive, "positive", shape, model)
+        neg = _side(negative, "negative", shape, model) if cfg > 1.0 else None
         controls = None
         if pos["control"] or (neg is not None and neg["control"]):
+            if pos["references"] is not None or (neg is not None and neg["references"] is not None):
+                raise NodeError("a Flux ControlNet cannot steer a model drawing with reference latents "
+                                "(ReferenceLatent) here: remove the ControlNet or the reference", field="positive")
             from .flux_control import FluxControls
 
             controls = FluxControls(pos["control"], neg["control"] if neg is not None else None, model)
@@ -136,10 +145,15 @@ class FluxPredictor:
     def _call(self, side: dict[str, Any], packed: torch.Tensor, t: torch.Tensor, **control: Any) -> torch.Tensor:
         module, dtype = self.model.unet, self.model.dtype
         timestep = t.reshape(-1)[:1].expand(packed.shape[0]).to(packed.device, dtype)
-        return module(hidden_states=packed.to(dtype), timestep=timestep / 1000,
-                      guidance=self._guidance(module, side, packed), pooled_projections=side["pooled"],
-                      encoder_hidden_states=side["embeds"], txt_ids=side["txt_ids"], img_ids=self.img_ids,
-                      return_dict=False, **control)[0].float()
+        tokens, ids = packed.to(dtype), self.img_ids
+        if side["references"] is not None:   # Kontext: the references' tokens after the generated ones
+            tokens = torch.cat([tokens, side["references"]], dim=1)
+            ids = torch.cat([ids, side["reference_ids"]], dim=0)
+        out = module(hidden_states=tokens, timestep=timestep / 1000,
+                     guidance=self._guidance(module, side, packed), pooled_projections=side["pooled"],
+                     encoder_hidden_states=side["embeds"], txt_ids=side["txt_ids"], img_ids=ids,
+                     return_dict=False, **control)[0]
+        return out[:, :packed.shape[1]].float()
 
     def _controlnet(self, net: Any, side: dict[str, Any], packed: torch.Tensor, t: torch.Tensor,
                     cond: torch.Tensor, strength: float) -> tuple[Any, Any]:
@@ -160,17 +174,56 @@ class FluxPredictor:
         sides = [self.positive] if self.negative is None else [self.positive, self.negative]
         extra = [{}] * len(sides) if self.controls is None else \
             self.controls.step(packed, t, (h, w), sides, self._controlnet)
-        out = self._call(self.positive, packed, t, **extra[0])
+        cond = guided = self._call(self.positive, packed, t, **extra[0])
         if self.negative is not None:
             uncond = self._call(self.negative, packed, t, **extra[1])
-            out = uncond + self.cfg * (out - uncond)
-        return unpack(out, h, w)
+            guided = uncond + self.cfg * (cond - uncond)
+        strength = getattr(self.model, "cfg_norm", None)
+        if strength is None:
+            return unpack(guided, h, w)
+        from ..cfg_norm import normalized_velocity
+
+        sigma = t.reshape(-1)[0].float() / 1000   # Flux's timestep is 1000 x sigma
+        return normalized_velocity(unpack(guided, h, w), unpack(cond, h, w), latents.float(), sigma, strength)
 
 
-def _side(conditioning: Any, field: str, batch: int, model: Any) -> dict[str, Any]:
+def _side(conditioning: Any, field: str, shape: tuple[int, ...], model: Any) -> dict[str, Any]:
     entry = one_prompt(conditioning, field, "flux", "Flux", ("area", "area_fraction", "timestep_range"))
     device, dtype = model.device, model.dtype
+    batch = shape[0]
     embeds = entry["embeds"].to(device, dtype).expand(batch, -1, -1)
-    return {"embeds": embeds, "pooled": entry["pooled"].to(device, dtype).expand(batch, -1),
+    side = {"embeds": embeds, "pooled": entry["pooled"].to(device, dtype).expand(batch, -1),
             "txt_ids": torch.zeros(embeds.shape[1], 3, device=device, dtype=dtype),
-            "guidance": float(entry.get("guidance", DEFAULT_GUIDANCE)), "control": tuple(entry.get("control", ()))}
+            "guidance": float(entry.get("guidance", DEFAULT_GUIDANCE)), "control": tuple(entry.get("control", ())),
+            "references": None, "reference_ids": None}
+    refs, method = prompt_references(entry)
+    if refs:
+        side["references"], side["reference_ids"] = reference_tokens(refs, method, shape, field, model)
+    return side
+
+
+def reference_tokens(refs: list[torch.Tensor], method: str, shape: tuple[int, ...], field: str,
+                     model: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """The packed tokens of a prompt's reference latents, in order, and their (index, row, col) ids."""
+    if method == "index_timestep_zero":
+        raise NodeError("reference_latents_method index_timestep_zero is for Qwen-Image-Edit 2511 and Flux 2 models; "
+                        "a FLUX.1 (Kontext) model takes offset, index or uxo/uno: change the Reference Latent Method "
+                        "node", field=field)
+    tokens, ids = [], []
+    places = reference_positions(method, (shape[2], shape[3]), [tuple(r.shape[-2:]) for r in refs])
+    for ref, (index, row, col) in zip(refs, places):
+        b, c, h, w = ref.shape
+        if c != shape[1] or h % 2 or w % 2:
+            raise NodeError(f"a reference latent ({c}x{h}x{w}) must have the model's {shape[1]} channels and an even "
+                            f"size for Flux's 2x2 patches: encode the image with this model's VAE at a width and height "
+                            f"divisible by {2 * model.vae_factor}", field=field)
+        if b not in (1, shape[0]):
+            raise NodeError(f"a reference latent has a batch of {b} for a batch of {shape[0]} images: give one "
+                            "reference image or one per image", field=field)
+        tokens.append(pack(ref.to(model.device, model.dtype)).expand(shape[0], -1, -1))
+        place = image_ids(h, w, model.device, model.dtype)
+        place[:, 0] = index
+        place[:, 1] += row
+        place[:, 2] += col
+        ids.append(place)
+    return torch.cat(tokens, dim=1), torch.cat(ids, dim=0)
