@@ -807,3 +807,52 @@ NODES += [
                     "(comfyui_segment_anything's GroundingDinoSAMSegment).",
         display_name="Mask from Text (Grounding DINO + SAM)"),
 ]
+
+# IC-Light (nodes/iclight.py): an SD 1.5 UNet relit from a foreground (and background) latent.
+NODES += [
+    NodeSpec(
+        "LoadAndApplyICLightUnet", "loaders", _lazy("iclight", "run_load_iclight"),
+        inputs=(Input("unet", MODEL, description="an SD 1.5 checkpoint's model"),),
+        params=(Param.choice("iclight", _names(FileKind.DIFFUSION_MODEL), default="", file=FileKind.DIFFUSION_MODEL,
+                             description="an IC-Light file from the diffusion_models (unet) folder: "
+                                         "iclight_sd15_fc.safetensors (foreground) or iclight_sd15_fbc.safetensors "
+                                         "(foreground and background), lllyasviel/ic-light"),),
+        outputs=(Output("unet", MODEL, description="the model with IC-Light's offsets added and its conv_in widened "
+                                                   "to take the foreground (and background) latent"),),
+        description="Make an SD 1.5 model IC-Light: its file's offsets are added to every weight and conv_in takes the "
+                    "latents IC-Light Conditioning gives (kijai's LoadAndApplyICLightUnet).",
+        display_name="Load And Apply IC-Light"),
+    NodeSpec(
+        "ICLightConditioning", "conditioning", _lazy("iclight", "run_iclight_conditioning"),
+        inputs=(Input("positive", COND, role=InputRole.POSITIVE, description="the prompt"),
+                Input("negative", COND, role=InputRole.NEGATIVE, description="the negative prompt"),
+                Input("vae", VAE, description="the VAE that encoded the latents"),
+                Input("foreground", LATENT, description="the subject's latent (VAE Encode of it on grey)"),
+                Input("opt_background", LATENT, optional=True,
+                      description="the background's latent, for an IC-Light fbc model only")),
+        params=(Param.float("multiplier", 0.18215, min=0.0, max=1.0, step=0.001,
+                            description="the latents' scale (SD 1.5's VAE factor 0.18215 gives what IC-Light was "
+                                        "trained on)"),),
+        outputs=(Output("positive", COND, description="the prompt with the latents for the UNet's extra channels"),
+                 Output("negative", COND, description="the negative with the same latents"),
+                 Output("empty_latent", LATENT, description="an empty latent of the foreground's size")),
+        description="Give an IC-Light model its foreground (and background) latent, times multiplier, with both "
+                    "prompts (kijai's ICLightConditioning).",
+        display_name="IC-Light Conditioning"),
+]
+
+# Background removal with BRIA RMBG-1.4 (nodes/background_removal.py).
+NODES += [
+    NodeSpec(
+        "RemoveBackground", "image", _lazy("background_removal", "run_remove_background"),
+        inputs=(Input("image", IMAGE, description="the pictures to cut out"),),
+        params=(Param.choice("model", _names(FileKind.BACKGROUND_REMOVAL), default="",
+                             file=FileKind.BACKGROUND_REMOVAL,
+                             description="briaai/RMBG-1.4's model.safetensors (or its folder) from the rmbg folder"),
+                Param.string("bg_color", "#7F7F7F", description="what replaces the background: a colour name or "
+                                                                "#hex (grey suits IC-Light)")),
+        outputs=(Output("image", IMAGE, description="the pictures over bg_color outside the subject"),
+                 Output("mask", MASK, description="RMBG's matte: 1 on the subject, 0 on the background")),
+        description="Remove the background with BRIA RMBG-1.4 (ComfyUI-Video-Matting's BRIAAI Matting).",
+        display_name="Remove Background (BRIA RMBG)"),
+]

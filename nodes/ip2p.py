@@ -8,8 +8,10 @@ InstructPix2Pix UNet (twice the latent's channels in: 8) gets each entry's image
 latent at every call, after the scheduler's input scaling: as diffusers' StableDiffusionInstructPix2Pix-
 Pipeline, the VAE's own values (its latent distribution's mode), or on a model sampled as EDM
 (ModelSamplingContinuousEDM: CosXL Edit) the scaled latent, as ComfyUI gives CosXL Edit. An entry without
-an image (a plain prompt) gets zeros; a latent of another size is resized bilinearly to the frame. Other
-UNets have no input for the image and ignore it, as in ComfyUI.
+an image (a plain prompt) gets zeros; a latent of another size is resized bilinearly to the frame. An IC-Light UNet
+(nodes/iclight.py: 8 or 12 channels in) takes its foreground and background latents the same way, ICLightConditioning
+having put them on the prompts already in the VAE's values (no "concat_scale"). Other UNets have no input for the
+image and ignore it, as in ComfyUI.
 
 DualCFGGuider guides by two prompts and a negative: with predictions n (negative), m (cond2) and p (cond1),
 n + cfg_cond2_negative (m - n) + cfg_conds (p - m). With cond1 = the instruction and the image, cond2 = the
@@ -53,24 +55,39 @@ def run_dual_cfg_guider(ctx: Any, unet: Any, cond1: Any, cond2: Any, negative: A
     return {"guider": Guider(unet, cond1, negative, float(cfg_conds), middle=cond2, middle_cfg=float(cfg_cond2_negative))}
 
 
-def takes_image(model: Any) -> bool:
-    """Whether the UNet takes an image latent after the noisy one (InstructPix2Pix: twice the channels)."""
+def image_channels(model: Any) -> int:
+    """How many channels of image latents the UNet takes after the noisy latent: InstructPix2Pix one latent's (twice
+    the channels in), IC-Light one or two (nodes/iclight.py: fc 8 in, fbc 12); 0 for other UNets."""
     channels = getattr(model, "latent_channels", None)
-    return channels is not None and getattr(model.unet.config, "in_channels", None) == 2 * channels
+    if channels is None or not hasattr(getattr(model, "unet", None), "config"):
+        return 0
+    extra = getattr(model, "in_channels", model.unet.config.in_channels) - channels
+    return extra if extra > 0 and extra % channels == 0 else 0
+
+
+def takes_image(model: Any) -> bool:
+    """Whether the UNet takes image latents after the noisy one (InstructPix2Pix, IC-Light)."""
+    return image_channels(model) > 0
 
 
 def image_inputs(model: Any, units: list[Any], batch: int, frame: tuple[int, int]) -> dict[int, torch.Tensor] | None:
-    """id(unit) -> the image latent [batch, C, h, w] an InstructPix2Pix UNet gets after the noisy latent for
-    that unit (zeros for a prompt without one); None when the UNet takes no image."""
-    if not hasattr(model, "unet") or not hasattr(model.unet, "config") or not takes_image(model):
+    """id(unit) -> the image latent [batch, C, h, w] an InstructPix2Pix or IC-Light UNet gets after the noisy latent
+    for that unit (zeros for a prompt without one); None when the UNet takes no image."""
+    extra = image_channels(model)
+    if not extra:
         return None
     from .edm_sampling import EDMSampling
 
     edm = isinstance(getattr(model, "sampling_behaviour", None), EDMSampling)
-    zeros = torch.zeros(batch, model.latent_channels, *frame)
+    zeros = torch.zeros(batch, extra, *frame)
     out = {}
     for unit in units:
         image = unit.entry.get("concat_latent")
+        if image is not None and image.shape[1] != extra:
+            raise NodeError(f"the prompt carries {image.shape[1]} channels of image latents but this UNet takes {extra} "
+                            "after the latent: an IC-Light fbc model needs ICLightConditioning's opt_background and an "
+                            "fc model none; give the model the conditioning made for it",
+                            field="positive" if unit.side else "negative")
         out[id(unit)] = zeros if image is None else _fitted(image, unit.entry.get("concat_scale"), edm, batch, frame)
     return out
 

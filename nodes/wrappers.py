@@ -161,11 +161,18 @@ class UNetModel(OnModule):
     differential_diffusion: float | None = None   # DifferentialDiffusion's strength, used by the mask blend (sampling.py)
     # an SD 2.1 unCLIP model's noise augmentor (nodes/unclip_model.py), which makes its UNet's class labels
     unclip: Any = field(default=None, compare=False, repr=False)
+    # nodes/iclight.py ICLightInput: an IC-Light file's widened conv_in, swapped in only inside patched()
+    iclight: Any = None
+
+    @property
+    def in_channels(self) -> int:
+        """The channels the UNet takes: the latent's, and an inpainting, InstructPix2Pix or IC-Light UNet's more."""
+        return self.iclight.in_channels if self.iclight is not None else self.unet.config.in_channels
 
     @property
     def is_inpainting(self) -> bool:
         """An inpainting UNet (SD 1.5/2 inpaint): it also takes the mask and the masked image's latent."""
-        return self.unet.config.in_channels == 2 * self.latent_channels + 1
+        return self.in_channels == 2 * self.latent_channels + 1
 
     def with_lora(self, patch: LoraPatch) -> "UNetModel":
         return dataclasses.replace(self, loras=self.loras + (patch,))
@@ -177,6 +184,10 @@ class UNetModel(OnModule):
     def patched(self) -> Iterator[None]:
         with contextlib.ExitStack() as stack:
             stack.enter_context(apply_patches({"unet": self.unet}, tuple(("unet", p) for p in self.loras)))
+            if self.iclight is not None:   # after the LoRAs: the widened conv_in starts from their weight
+                from .iclight import widened_conv_in
+
+                stack.enter_context(widened_conv_in(self.unet, self.iclight))
             if self.freeu is not None:
                 from .freeu import freeu_applied
 
@@ -196,7 +207,8 @@ class UNetModel(OnModule):
 
 # What the model nodes add to a copy of a UNetModel (dataclasses.replace), which shares its base's weights.
 _UNET_ADDED = ("loras", "freeu", "ip_adapters", "skip_layer_guidance", "self_attention_guidance", "perturbed_attention",
-               "cads", "timestep_noise", "zimage_controls", "normalized_attention")
+               "cads", "timestep_noise", "zimage_controls", "normalized_attention",
+               "iclight")
 
 
 @dataclass(frozen=True)

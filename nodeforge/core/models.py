@@ -57,6 +57,9 @@ KINDS: dict[FileKind, KindFacts] = {
                                              "latent upscale model", "latent_upscale_models"),
     FileKind.GROUNDING_DINO: KindFacts("grounding-dino", (), "Grounding DINO model", "grounding-dino", ("config.json",)),
     FileKind.SAM: KindFacts("sams", (), "Segment Anything model", "sams", ("config.json",)),
+    # briaai/RMBG-1.4's model.safetensors (or model.pth), alone or in its repository's folder
+    FileKind.BACKGROUND_REMOVAL: KindFacts("rmbg", (".safetensors", ".pth"), "background removal model", "rmbg",
+                                           ("model.safetensors", "model.pth")),
 }
 # The tables the rest of the program reads, each one column of KINDS.
 SUBFOLDERS = {kind: facts.folder for kind, facts in KINDS.items()}

@@ -78,6 +78,7 @@ class FileKind(_Named):
     LATENT_UPSCALE_MODEL = "latent_upscale_model"   # a latent upscaler (ComfyUI's models/latent_upscale_models)
     GROUNDING_DINO = "grounding_dino"     # a transformers Grounding DINO folder (models/grounding-dino)
     SAM = "sam"                           # a transformers Segment Anything folder (models/sams)
+    BACKGROUND_REMOVAL = "background_removal"   # a BRIA RMBG-1.4 background-removal model (models/rmbg)
 
 
 class ParamRole(_Named):

@@ -45,7 +45,6 @@ _EXACT.update({
     "EditDetailerPipe": "ComfyUI-Impact-Pack", "MaskToSEGS": "ComfyUI-Impact-Pack",
     "Image Saver": "comfy-image-saver", "UltimateSDUpscale": "ComfyUI_UltimateSDUpscale",
 "AIO_Preprocessor": "comfyui_controlnet_aux",
-    "ICLightConditioning": "ComfyUI-IC-Light", "LoadAndApplyICLightUnet": "ComfyUI-IC-Light",
     "PrepImageForClipVision": "ComfyUI_IPAdapter_plus",
 })
 _SUFFIXES += (("|pysssss", "ComfyUI-Custom-Scripts"), ("(LoraManager)", "ComfyUI-Lora-Manager"),

@@ -1111,6 +1111,8 @@ ROWS: tuple[ClassMap, ...] = (
                   "checkpoint's own weights; it exports back as Load Checkpoint (CheckpointLoaderSimple)"),
 )
 
+# ComfyUI-Video-Matting's BRIAAI Matting versions -> the name of the RMBG file (or folder) in models/rmbg
+_RMBG = {"v1.4": "RMBG-1.4"}
 # comfyui_segment_anything's model names (its download list, with and without the size it shows) -> the folders of
 # the Hugging Face repositories transformers reads (IDEA-Research/grounding-dino-*, facebook/sam-vit-*): the same
 # checkpoints, converted. SAM-HQ and MobileSAM have no transformers port: their names stay as written.
@@ -1237,6 +1239,19 @@ ROWS += (
              (Widget("light_position"), Widget("multiplier"), Widget("start_color"), Widget("end_color"),
               Widget("width"), Widget("height"), Widget("batch_size")), (("prev_image", "prev_image"),), ("image",),
              derive=_light_sizes),
+    # kijai's ComfyUI-IC-Light (nodes/iclight.py); the IC-Light file lives in ComfyUI's unet folder
+    ClassMap("LoadAndApplyICLightUnet", "LoadAndApplyICLightUnet", "Load And Apply IC-Light",
+             (Widget("model_path", "iclight", model="diffusion_model"),), (("model", "unet"),), ("unet",)),
+    ClassMap("ICLightConditioning", "ICLightConditioning", "IC-Light Conditioning", (Widget("multiplier"),),
+             (("positive", "positive"), ("negative", "negative"), ("vae", "vae"), ("foreground", "foreground"),
+              ("opt_background", "opt_background")), ("positive", "negative", "empty_latent")),
+    # ComfyUI-Video-Matting's BRIAAI Matting (nodes/background_removal.py): its only version is RMBG-1.4, whose file
+    # NodeForge reads from models/rmbg; it runs in float32 and by picture (fp16 and batch_size only kept on export).
+    ClassMap("BRIAAI Matting", "RemoveBackground", "BRIAAI Matting",
+             (Widget("version", "model", model="background_removal", load=_table_in(_RMBG), save=_table_out(_RMBG)),
+              Widget("fp16", None, export_default=True), Widget("bg_color"),
+              Widget("batch_size", None, export_default=4)),
+             (("video_frames", "image"),), ("image", "mask")),
     ClassMap("ComfySwitchNode", "Switch", "Switch", (Widget("switch"),),
              (("on_false", "on_false"), ("on_true", "on_true")), ("output",)),
     # Load Image (from Outputs): Load Image on ComfyUI's output folder; the editor adds a toggle and a refresh
