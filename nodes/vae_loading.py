@@ -72,11 +72,10 @@ def _config_beside(path: Path) -> Path | None:
     return None
 
 
-def load_vae_file(path: Path) -> Any:
+def load_vae_file(path: Path, state: dict[str, torch.Tensor], metadata: dict[str, str]) -> Any:
     from diffusers.models.autoencoders.autoencoder_kl import AutoencoderKL
     from diffusers.loaders import single_file_utils as sfu
 
-    state, metadata = read_state_dict(path, field="vae")
     state = vae_tensors(state)
     if not any(k.startswith("decoder.") for k in state):
         raise NodeError(f"{path.name} holds no VAE (no encoder/decoder weights); it may be a LoRA, an "
@@ -113,7 +112,15 @@ def load_vae(path: Path, device: str, shared: dict[str, Any] | None = None) -> L
 
 
 def _read_vae(path: Path, device: str) -> LoadedVAE:
-    vae = load_vae_folder(path) if path.is_dir() else load_vae_file(path)
+    if path.is_dir():
+        vae = load_vae_folder(path)
+    else:
+        state, metadata = read_state_dict(path, field="vae")
+        from .families.qwenimage_file import is_qwen_vae, read_vae
+
+        if is_qwen_vae(state):   # Qwen-Image's (Wan 2.1's) VAE, qwen_image_vae.safetensors
+            return LoadedVAE(read_vae(path, state, device))
+        vae = load_vae_file(path, state, metadata)
     _finish([vae], device, vae_dtype(device, bool(getattr(vae.config, "force_upcast", False))))
     shift = getattr(vae.config, "shift_factor", None) or 0.0
     return LoadedVAE(dict(vae=vae, scaling_factor=float(vae.config.scaling_factor), shift_factor=float(shift),

@@ -49,6 +49,8 @@ FAMILIES: tuple[Family, ...] = (
                            "distilled guidance"),
     Family("zimage", "zimage", "Z-Image / Z-Image-Turbo: single-stream transformer, rectified flow, Qwen3-4B text "
                                "encoder, the Flux VAE"),
+    Family("qwenimage", "qwenimage", "Qwen-Image / Qwen-Image-Edit: MMDiT over packed latents, rectified flow, "
+                                     "Qwen2.5-VL-7B text encoder (reads the edit models' pictures), Qwen's VAE"),
     Family("sd3", "sd3", "Stable Diffusion 3 / 3.5: MMDiT transformer, rectified flow, CLIP-L + CLIP-G (+ T5)"),
     Family("unet", "unet", "the UNet generation: SD 1.x, 2.x, SDXL base and refiner (epsilon or v prediction)"),
 )
@@ -88,6 +90,8 @@ OTHER_KINDS: tuple[tuple[str, str, str], ...] = (
      "put it in models/text_encoders and load it with TextEncoderLoaderSD3 (SD3) or DualTextEncoderLoader (Flux)"),
     ("layers.0.self_attn.q_norm.", "a Qwen3 text encoder alone (Z-Image's qwen_3_4b)",
      "put it in models/text_encoders and load it with TextEncoderLoader (type lumina2)"),
+    ("visual.blocks.0.attn.qkv.", "a Qwen2.5-VL text encoder alone (Qwen-Image's qwen_2.5_vl_7b)",
+     "put it in models/text_encoders and load it with TextEncoderLoader (type qwen_image)"),
     ("encoder.layers.0.self_attn.", "a CLIP text encoder alone",
      "put it in models/text_encoders and load it with TextEncoderLoaderSD3 (SD3) or DualTextEncoderLoader (Flux)"),
     ("decoder.up", "a VAE alone", "put it in models/vae and load it with VAELoader"),

@@ -43,4 +43,7 @@ def run_model_sampling_sd3(ctx: Any, unet: UNetModel, shift: float) -> dict[str,
         raise NodeError(f"{unet.name} {FLUX_SHIFT}", field="unet")
     if shift <= 0:
         raise NodeError("shift must be above 0 (1.0: no shift; SD3: 3.0)", field="shift")
-    return {"unet": dataclasses.replace(unet, scheduler_config=dict(unet.scheduler_config, shift=float(shift)))}
+    config = dict(unet.scheduler_config, shift=float(shift))
+    if unet.family == "qwenimage":   # a fixed shift in place of the resolution-dependent one (ComfyUI's)
+        config.update(use_dynamic_shifting=False, shift_terminal=None)
+    return {"unet": dataclasses.replace(unet, scheduler_config=config)}

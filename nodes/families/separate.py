@@ -32,6 +32,7 @@ from .flux_sampling import FLUX_SAMPLING
 _lock = threading.Lock()
 GGUF_INSTALL = "pip install gguf (or pip install 'nodeforge[gguf]')"
 ZIMAGE_TYPES = ("lumina2", "z_image")   # CLIPLoader's type for Z-Image's Qwen3-4B, and our own name
+QWEN_TYPES = ("qwen_image",)            # CLIPLoader's type for Qwen-Image's Qwen2.5-VL-7B
 
 
 class LoadedPart:
@@ -69,6 +70,10 @@ def _read_diffusion_model(path: Path, device: str) -> LoadedPart:
             from .zimage_file import read_transformer
 
             return read_transformer(path, state, device, dtype)
+        if kind == "qwenimage":
+            from .qwenimage_file import read_transformer as read_qwenimage
+
+            return read_qwenimage(path, state, device, dtype)
         transformer = ff.transformer_from_state(ff.split_parts(state)["transformer"], cfg, path.name, "model")
         _finish([transformer], device, dtype)
     place(transformer, device)
@@ -93,12 +98,12 @@ def _check_transformer_only(path: Path, state: dict[str, torch.Tensor]) -> str:
     if family is not None and family.name == "sd3" and not any(k.startswith(("first_stage_model.", "text_encoders."))
                                                                for k in state):
         return "sd3"
-    if family is not None and family.name == "zimage":
-        return "zimage"
+    if family is not None and family.name in ("zimage", "qwenimage"):
+        return family.name
     if family is None or family.name != "flux":
         kind = "no known diffusion model" if family is None else f"a {family.name} model"
-        raise NodeError(f"{path.name} holds {kind}; DiffusionModelLoader loads Flux, SD3 and Z-Image transformers "
-                        "alone (flux1-dev, sd3.5_large without clips, z_image_turbo); load other checkpoints with "
+        raise NodeError(f"{path.name} holds {kind}; DiffusionModelLoader loads Flux, SD3, Z-Image and Qwen-Image "
+                        "transformers alone (flux1-dev, sd3.5_large without clips, z_image_turbo, qwen_image); load other checkpoints with "
                         "CheckpointLoader", field="model")
     return "flux"
 
@@ -210,13 +215,19 @@ def _read_flux_text_encoders(paths: tuple[Path, Path], device: str) -> LoadedPar
 # -- TextEncoderLoader ---------------------------------------------------------------------------------------
 def run_text_encoder_loader(ctx: Any, text_encoder: str, type: str) -> dict[str, Any]:
     """One text encoder file (ComfyUI's CLIPLoader): a CLIP-L for SD 1.x (type stable_diffusion), Qwen3-4B
-    for Z-Image (type lumina2)."""
+    for Z-Image (type lumina2), Qwen2.5-VL-7B for Qwen-Image (type qwen_image)."""
     path = Path(ctx.resolve_file(FileKind.TEXT_ENCODER, text_encoder))
     if type in ZIMAGE_TYPES:   # Z-Image's Qwen3-4B (ComfyUI loads it as type lumina2)
         from .zimage_file import read_text_encoder
 
         loaded = load_shared(ctx.shared, "nodes.text_encoders:zimage", path, ctx.device, _lock,
                              lambda: read_text_encoder(path, ctx.device))
+        return {"clip": loaded.wrapper()}
+    if type in QWEN_TYPES:   # Qwen-Image's Qwen2.5-VL-7B (ComfyUI's type qwen_image)
+        from .qwenimage_file import read_text_encoder as read_qwen25
+
+        loaded = load_shared(ctx.shared, "nodes.text_encoders:qwenimage", path, ctx.device, _lock,
+                             lambda: read_qwen25(path, ctx.device))
         return {"clip": loaded.wrapper()}
     if type != "stable_diffusion":
         from .specs import single_encoder_refusal

@@ -69,12 +69,13 @@ def single_encoder_refusal(type: str) -> str:
                     "TripleCLIPLoader)",
              "flux": "Flux takes CLIP-L and T5-XXL: load both with DualTextEncoderLoader (ComfyUI's DualCLIPLoader)"}
     return (f"type {type!r}: " + fixes.get(type, "one text encoder file loads for stable_diffusion (an SD 1.x "
-                                                 "CLIP-L) and lumina2 (Z-Image's Qwen3-4B) only; for other models "
+                                                 "CLIP-L), lumina2 (Z-Image's Qwen3-4B) and qwen_image (Qwen-Image's "
+                                                 "Qwen2.5-VL) only; for other models "
                                                  "load their checkpoint"))
 
 
 def _single_encoder_type(type: str, **_: Any) -> list[str]:
-    if type in ("stable_diffusion", "lumina2", "z_image"):
+    if type in ("stable_diffusion", "lumina2", "z_image", "qwen_image"):
         return []
     return [f"type: {single_encoder_refusal(type)}"]
 
@@ -233,13 +234,14 @@ FAMILY_NODES: list[NodeSpec] = [
         "DiffusionModelLoader", "loaders", lazy("families.separate", "run_diffusion_model_loader"),
         params=(Param.choice("model", _names(FileKind.DIFFUSION_MODEL), default="", file=FileKind.DIFFUSION_MODEL,
                              description="a Flux transformer alone (flux1-dev.safetensors, an fp8 or GGUF file), "
-                                         "an SD3/SD3.5 one or a Z-Image one (z_image_turbo_bf16.safetensors), from "
+                                         "an SD3/SD3.5 one, a Z-Image one (z_image_turbo_bf16.safetensors) or a "
+                                         "Qwen-Image one (qwen_image_fp8_e4m3fn, qwen_image_edit_2509), from "
                                          "the diffusion_models folder"),),
         outputs=(Output("unet", MODEL, description="the transformer, for UNet Denoise and LoRAs"),),
         facts=_diffusion_model_facts,
         description="Load a diffusion model kept apart from its text encoders and VAE (ComfyUI's UNETLoader); "
                     "pair it with Dual Text Encoder Loader (Flux), Load Text Encoders (SD3) or Load Text Encoder (Z-Image, type "
-                    "lumina2) and Load VAE.",
+                    "lumina2; Qwen-Image, type qwen_image) and Load VAE.",
         display_name="Load Diffusion Model"),
     NodeSpec(
         "DualTextEncoderLoader", "loaders", lazy("families.separate", "run_dual_text_encoder_loader"),
@@ -255,15 +257,16 @@ FAMILY_NODES: list[NodeSpec] = [
     NodeSpec(
         "TextEncoderLoader", "loaders", lazy("families.separate", "run_text_encoder_loader"),
         params=(Param.choice("text_encoder", _names(FileKind.TEXT_ENCODER), default="", file=FileKind.TEXT_ENCODER,
-                             description="a CLIP-L text encoder (clip_l.safetensors) or Z-Image's Qwen3-4B "
-                                         "(qwen_3_4b.safetensors) from the text_encoders folder"),
+                             description="a CLIP-L text encoder (clip_l.safetensors), Z-Image's Qwen3-4B "
+                                         "(qwen_3_4b.safetensors) or Qwen-Image's Qwen2.5-VL-7B "
+                                         "(qwen_2.5_vl_7b_fp8_scaled.safetensors) from the text_encoders folder"),
                 Param.string("type", "stable_diffusion",
                              description="the model it encodes for, as ComfyUI's CLIPLoader says it: "
-                                         "stable_diffusion (SD 1.x) or lumina2 (Z-Image)")),
+                                         "stable_diffusion (SD 1.x), lumina2 (Z-Image) or qwen_image (Qwen-Image)")),
         outputs=(Output("clip", CLIP, description="the text encoder, for Text Encoder"),),
         validate=_single_encoder_type,
         description="Load one text encoder kept as its own file (ComfyUI's CLIPLoader), e.g. another CLIP-L "
-                    "for an SD 1.x checkpoint or Z-Image's Qwen3-4B; SD3 and Flux take several (Load Text Encoders (SD3), Load Dual "
+                    "for an SD 1.x checkpoint, Z-Image's Qwen3-4B or Qwen-Image's Qwen2.5-VL; SD3 and Flux take several (Load Text Encoders (SD3), Load Dual "
                     "Text Encoders).",
         display_name="Load Text Encoder"),
     NodeSpec(

@@ -101,6 +101,9 @@ def read_text_encoder(path: Path, device: str) -> LoadedPart:
     state, _ = read_state_dict(path, field="text_encoder")
     state = {k.removeprefix("model."): v for k, v in state.items() if not k.startswith("lm_head.")}
     if "layers.0.self_attn.q_norm.weight" not in state or "embed_tokens.weight" not in state:
+        if any(k.startswith(("visual.", "model.visual.")) for k in state) or "layers.0.self_attn.q_proj.bias" in state:
+            raise NodeError(f"{path.name} holds Qwen2.5-VL (Qwen-Image's text encoder), not Qwen3: set type "
+                            "qwen_image", field="text_encoder")
         raise NodeError(f"{path.name} holds no Qwen3 text encoder; type lumina2 (Z-Image) takes Qwen3-4B "
                         "(qwen_3_4b.safetensors) from the text_encoders folder", field="text_encoder")
     cfg = config_folder(path)
