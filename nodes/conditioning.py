@@ -354,7 +354,7 @@ class Guidance:
 
     def extra_channels(self, index: int) -> torch.Tensor | None:
         """What a UNet taking more than the latent gets after it for unit `index` of the one plain call (an
-        inpainting UNet's mask and masked latent, an InstructPix2Pix UNet's image latent); None for others."""
+        inpainting UNet's mask and masked latent, an InstructPix2Pix or IC-Light UNet's image latents); None for others."""
         if self.concat is not None:
             return self.concat
         return None if self.images is None else self.images[id(self.groups[0][0][index])]
@@ -406,7 +406,7 @@ class Guidance:
             if self.concat is not None:   # after the scheduler's input scaling, as diffusers' inpaint pipeline
                 extra = self.concat.to(x.device, x.dtype)
                 inputs = torch.cat([crops, torch.cat([extra[:, :, y:y + h, xx:xx + w] for h, w, y, xx in boxes])], 1)
-            elif self.images is not None:   # an InstructPix2Pix UNet: each entry's image latent (nodes/ip2p.py)
+            elif self.images is not None:   # an InstructPix2Pix or IC-Light UNet: each entry's image latents (nodes/ip2p.py)
                 inputs = torch.cat([crops, torch.cat([self.images[id(u)][:, :, y:y + h, xx:xx + w].to(x.device, x.dtype)
                                                       for u, (h, w, y, xx) in zip(group, boxes)])], 1)
             with self._cads(group, embeds, t) as call_embeds:     # CADS (nodes/cads.py): noised prompts

@@ -149,7 +149,7 @@ def guidance_term(guidance: Any, x: torch.Tensor, t: Any, base: torch.Tensor, st
     probs = store.probs[: guidance.batch * heads]
     degraded = degraded_input(x, base, probs, store.map_size, _alpha(model, t), model.prediction_type,
                               settings.blur_sigma)
-    extra_channels = guidance.extra_channels(0)       # the negative's (an inpainting or InstructPix2Pix UNet)
+    extra_channels = guidance.extra_channels(0)       # the negative's (an inpainting, InstructPix2Pix or IC-Light UNet)
     if extra_channels is not None:
         degraded = torch.cat([degraded, extra_channels.to(x.device, x.dtype)], 1)
     extra = None if added is None else {k: v[rows] for k, v in added.items()}
