@@ -758,6 +758,11 @@ from .custom_specs import CUSTOM_SAMPLING_NODES  # noqa: E402
 
 NODES += CUSTOM_SAMPLING_NODES
 
+# An XYZ plot: a sampler's settings on one wire, every combination of value lists in one batch, a grid of it.
+from .xyz_specs import XYZ_NODES  # noqa: E402
+
+NODES += XYZ_NODES
+
 # IP-Adapter: image prompts through the UNet's cross-attention, and the CLIP vision encoder they read with.
 from .ipadapter_specs import IPADAPTER_NODES  # noqa: E402
 

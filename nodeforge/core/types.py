@@ -37,6 +37,9 @@ class PortType(_Named):
     # A model patch (nodes/families/zimage_control.py): weights that change how a MODEL runs, as ComfyUI's
     # ModelPatchLoader gives them (Z-Image's Fun ControlNet Union).
     MODEL_PATCH = "MODEL_PATCH"
+    # A sampler's model, prompts, latent and settings on one wire (nodes/xyz.py: Sampler Settings -> Sampler XYZ;
+    # ComfyUI's KSamplerSetting gives it as a DICT).
+    SAMPLER_SETTING = "SAMPLER_SETTING"
     # Text-prompted masks (nodes/segment.py): a Grounding DINO detector and a Segment Anything model.
     GROUNDING_DINO = "GROUNDING_DINO_MODEL"
     SAM_MODEL = "SAM_MODEL"

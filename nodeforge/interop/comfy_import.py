@@ -378,7 +378,12 @@ class _Converter:
     # -- mapped nodes -------------------------------------------------------------------------------------
     def _named_values(self, node: ComfyNode, row: table.ClassMap) -> dict[str, Any]:
         if node.values is not None:
-            return dict(node.values)
+            values = dict(node.values)
+            for widget in row.widgets:
+                given = next((name for name in widget.aliases if name in values), None)
+                if widget.comfy not in values and given is not None:
+                    values[widget.comfy] = values.pop(given)
+            return values
         raw = node.widgets
         if isinstance(raw, dict):
             return dict(raw)

@@ -70,6 +70,10 @@ _EXACT.update({name: "ComfyUI-KJNodes" for name in (
 _EXACT.update({name: "ComfyUI-FluxTrainer" for name in (
     "InitFluxLoRATraining", "OptimizerConfig", "TrainDatasetAdd", "TrainDatasetGeneralConfig", "UploadToHuggingFace",
     "VisualizeLoss")})
+# hnmr293's pack besides its XYZ plot (KSamplerSetting, KSamplerXYZ, VAEDecodeBatched, GridImage: NodeForge nodes).
+_EXACT.update({name: "ComfyUI-nodes-hnmr" for name in (
+    "KSamplerOverrided", "VAEEncodeBatched", "RandomLatentImage", "StateDictLoader", "Dict2Model", "StateDictMerger",
+    "StateDictMergerBlockWeighted", "CLIPTextEncode2")})
 _EXACT.update({
     "CV2InpaintTexture": "ComfyUI-Hunyuan3DWrapper", "DownloadAndLoadHy3DDelightModel": "ComfyUI-Hunyuan3DWrapper",
     "DownloadAndLoadHy3DPaintModel": "ComfyUI-Hunyuan3DWrapper",

@@ -47,6 +47,7 @@ class Widget:
     save: Convert = _same             # NodeForge value -> ComfyUI value
     export_default: Any = None        # written on export when NodeForge has no such param
     ui_value: Any = None              # a UI file's value for a widget the API prompt leaves out (a button)
+    aliases: tuple[str, ...] = ()     # other names an API prompt may give it (another pack's class of that name)
 
     @property
     def target(self) -> str | None:
@@ -1210,6 +1211,37 @@ def _scale_dimensions_only(values: dict[str, Any], params: dict[str, Any], notes
             params.pop(name, None)
         notes.warn(f"resize_type {str(values['resize_type'])[:40]!r} is not in NodeForge (only 'scale dimensions'); "
                    "replace the node with Scale Image By, Scale Image to Total Pixels or Scale Image to Max Dimension")
+
+
+def _each(convert: Convert) -> Convert:
+    """A conversion of one name applied to each name of a comma-separated list (KSamplerXYZ's); a list whose
+    names all stay as they are is kept as written."""
+    def go(value: Any, notes: Notes) -> Any:
+        if not isinstance(value, str) or not value.strip():
+            return value
+        names = [part.strip() for part in value.split(",")]
+        mapped = [convert(name, notes) if name else name for name in names]
+        return value if mapped == names else ", ".join(mapped)
+    return go
+
+
+# hnmr293's ComfyUI-nodes-hnmr XYZ plot (corpus 039): the settings on a DICT wire, the sampler over value lists,
+# a decode in chunks (VideoHelperSuite's VAEDecodeBatched has the same widget) and a saved grid.
+ROWS += (
+    ClassMap("KSamplerSetting", "SamplerSettings", "KSamplerSetting",
+             (Widget("seed", seed=True),) + _SAMPLER_WIDGETS + (Widget("denoise"),), _SAMPLER_INPUTS, ("setting",)),
+    ClassMap("KSamplerXYZ", "SamplerXYZ", "KSamplerXYZ",
+             (Widget("seed", "seeds"), Widget("steps"), Widget("cfg", "cfgs"),
+              Widget("sampler_name", "samplers", load=_each(_sampler_in), save=_each(_sampler_out)),
+              Widget("scheduler", "schedules", load=_each(_schedule_in), save=_each(_schedule_out))),
+             (("setting", "setting"), ("model", "unet")), ("latent",)),
+    # hnmr's VAEDecodeBatched calls VideoHelperSuite's per_batch batch_size (an API prompt names it).
+    ClassMap("VAEDecodeBatched", "VAEDecodeBatched", "VAEDecodeBatched",
+             (Widget("per_batch", aliases=("batch_size",)),), (("samples", "latent"), ("vae", "vae")), ("image",)),
+    ClassMap("GridImage", "SaveImageGrid", "GridImage",
+             (Widget("filename_prefix", "prefix", load=_prefix_in), Widget("x", "columns"), Widget("gap")),
+             (("images", "image"),), ()),
+)
 
 
 def _light_sizes(values: dict[str, Any], params: dict[str, Any], notes: Notes) -> None:

@@ -22,7 +22,7 @@ from nodeforge.interop.comfy_export import ExportError, _mapped_entry, _outputs_
 from nodeforge.interop.comfy_import import _VIEW_HALF, BYPASSED, COMFY_KEY, MUTED, drop_controls
 
 # NodeForge port types ComfyUI spells otherwise.
-_COMFY_TYPES = {"CONTROLNET": "CONTROL_NET"}
+_COMFY_TYPES = {"CONTROLNET": "CONTROL_NET", "SAMPLER_SETTING": "DICT"}
 _WIDTH, _ROW, _WIDGET_ROW, _HEAD = 315.0, 22.0, 26.0, 30.0     # a node's size when the workflow has none
 _COLUMN, _LINE = 360.0, 240.0                                   # the grid for nodes with no position
 _REROUTE_SIZE = [75.0, 26.0]

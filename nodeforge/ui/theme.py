@@ -27,6 +27,7 @@ PORT_COLORS = {
     "CLIP_VISION": "#a8dadc",
     "MODEL_PATCH": "#b5838d",
     "CLIP_VISION_OUTPUT": "#74b3b6",
+    "SAMPLER_SETTING": "#d4a373",
 }
 CANVAS_BG = "#1b1c1f"
 GRID_MINOR = "#222327"
