@@ -502,10 +502,26 @@ class _Converter:
         elif kind == "node":
             src, out = found
             comfy_extra.setdefault("widget_links", {})[name] = [src, out]
+            literal = self._literal(src, name) if name not in values and self.rows.get(src) is None else None
+            if literal is not None:
+                values[name] = literal[1]
+                shown = f"{literal[1]!r}, node {src}'s {literal[0]}"
             why = "whose value NodeForge cannot wire into this setting" if self.rows.get(src) is not None \
                 else "which NodeForge cannot run"
             self.warnings.add(node, f"its value comes from node {src}, {why}; using {shown} (the link is kept for "
                                     "export)", name)
+
+    def _literal(self, src: str, name: str) -> tuple[str, Any] | None:
+        """(input, value): the value an API prompt's node `src` (one NodeForge cannot run) holds for a widget called
+        `name` (sampler_name and sampler, scheduler and scheduler_name count as one), as a settings node such as
+        Image Saver's Input Parameters passes its own values on; None when it holds none. The consumer, which in an
+        API prompt saved no value of its own, then takes it and exports it back."""
+        origin = self.graph.nodes.get(src)
+        if origin is None or origin.values is None:
+            return None
+        key = name.removesuffix("_name")
+        return next(((given, value) for given, value in origin.values.items()
+                     if given.removesuffix("_name") == key and isinstance(value, (bool, int, float, str))), None)
 
     def _title(self, node: ComfyNode, row: table.ClassMap | None) -> str | None:
         title = node.title
