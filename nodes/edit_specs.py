@@ -1,12 +1,13 @@
-"""Declarations of the edit-model nodes (torch-free; run functions in nodes/edit_model.py and
-nodes/cfg_norm.py, imported when a node first runs): reference latents for edit models (FLUX.1 Kontext),
-how several are placed, Kontext's image sizes, and CFGNorm."""
+"""Declarations of the edit-model nodes (torch-free; run functions in nodes/edit_model.py,
+nodes/cfg_norm.py and nodes/lanpaint.py, imported when a node first runs): reference latents for edit
+models (FLUX.1 Kontext), how several are placed, Kontext's image sizes, CFGNorm, and LanPaint's
+inpainting sampler."""
 from __future__ import annotations
 
 from typing import Any
 
 from nodeforge.core.spec import Input, NodeSpec, Output, Param
-from nodeforge.core.types import PortType
+from nodeforge.core.types import InputRole, ParamRole, PortType
 
 from .declare import lazy
 
@@ -82,3 +83,45 @@ EDIT_NODES: list[NodeSpec] = [
                     "The input model is not changed.",
         display_name="CFG Norm"),
 ]
+
+
+def _lanpaint_nodes() -> list[NodeSpec]:
+    # UNetDenoise's sampling params and checks, declared once in nodes/__init__.py (imported before this module).
+    from . import SEED_MAX, _check_model_sampler, _check_sampler
+    from .schedulers import SAMPLERS, SCHEDULES
+
+    return [NodeSpec(
+        "LanPaintSampler", "sampling", lazy("lanpaint", "run_lanpaint_ksampler"),
+        inputs=(Input("unet", MODEL, description="the denoising model (any family; UNet models with an Euler-type "
+                                                 "sampler)"),
+                Input("positive", COND, role=InputRole.POSITIVE, description="what the repainted area should show"),
+                Input("negative", COND, role=InputRole.NEGATIVE, description="what to steer away from"),
+                Input("latent", LATENT, description="the image to inpaint, encoded, with its mask (1: repaint)")),
+        params=(Param.int("seed", 0, min=0, max=SEED_MAX, role=ParamRole.SEED,
+                          description="the noise's seed (and the Langevin iterations')"),
+                Param.int("steps", 30, min=1, max=1000, role=ParamRole.STEPS, description="sampling steps"),
+                Param.float("cfg", 5.0, min=0.0, max=100.0, step=0.1, role=ParamRole.CFG,
+                            description="classifier-free guidance, as UNetDenoise's"),
+                Param.choice("sampler", tuple(SAMPLERS), default="euler", role=ParamRole.SAMPLER,
+                             description="the stepping method (LanPaint recommends euler)"),
+                Param.choice("schedule", tuple(SCHEDULES), default="default", role=ParamRole.SCHEDULE,
+                             description="where the steps fall on the noise levels"),
+                Param.float("denoise", 1.0, min=0.0, max=1.0, step=0.01, role=ParamRole.DENOISE,
+                            description="how much to repaint, as UNetDenoise's"),
+                Param.int("lanpaint_steps", 5, min=0, max=100,
+                          description="Langevin iterations before each step's model call at full noise (fewer as "
+                                      "the noise falls, none at the last step; 0: plain inpainting); each costs a "
+                                      "model call"),
+                Param.choice("prompt_mode", ("Image First", "Prompt First"), default="Image First",
+                             description="Image First: the known area is matched with the step's guidance (image "
+                                         "quality); Prompt First: with guidance -0.5 (follows the prompt more); Flux "
+                                         "models use their prompt alone")),
+        outputs=(Output("latent", LATENT, description="the inpainted latent"),),
+        validate=_check_sampler, check_inputs=_check_model_sampler,
+        description="Inpaint with LanPaint (scraed/LanPaint's LanPaint_KSampler): before each step the latent "
+                    "follows a few Langevin iterations that pull the known area to the image and the masked area to "
+                    "what the model makes of it, so the two agree; works with any model, no inpainting model needed.",
+        display_name="LanPaint Sampler")]
+
+
+EDIT_NODES += _lanpaint_nodes()

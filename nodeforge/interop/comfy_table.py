@@ -1152,6 +1152,24 @@ ROWS += (
              ("unet",), derive=_cfg_norm_pre),
 )
 
+# scraed/LanPaint's LanPaint_KSampler (nodes/lanpaint.py): KSampler's widgets, then its Langevin iterations and prompt mode;
+# its info text and image/video mode are not NodeForge params (video inpainting is not supported).
+def _lanpaint_mode(values: dict[str, Any], params: dict[str, Any], notes: Notes) -> None:
+    mode = values.get("Inpainting_mode")
+    if isinstance(mode, str) and "Video" in mode:
+        notes.warn("Inpainting_mode video is not supported: NodeForge inpaints each frame as an image")
+
+
+ROWS += (
+    ClassMap("LanPaint_KSampler", "LanPaintSampler", "LanPaint KSampler",
+             (Widget("seed", seed=True),) + _SAMPLER_WIDGETS
+             + (Widget("denoise"), Widget("LanPaint_NumSteps", "lanpaint_steps"),
+                Widget("LanPaint_PromptMode", "prompt_mode"),
+                Widget("LanPaint_Info", None, export_default="LanPaint KSampler."),
+                Widget("Inpainting_mode", None, export_default="\U0001f5bc\ufe0f Image Inpainting")),
+             _SAMPLER_INPUTS, ("latent",), derive=_lanpaint_mode),
+)
+
 # Plain values on wires (nodes/values.py): an image's size, math expressions, text, and nodes that show a value.
 _MATH_NOTE = ("its expression runs in NodeForge's own parser (numbers, a b c d, + - * / // % **, comparisons, "
               "and/or/not, x if c else y, a.width/a.height, min max abs round sum pow sqrt ceil floor log sin cos "

@@ -1,0 +1,48 @@
+"""scraed/LanPaint's LanPaint_KSampler (issue 30, corpus 042) comes in as NodeForge's LanPaint Sampler with
+KSampler's settings, its Langevin iterations and prompt mode, from a UI 0.4 file and an API prompt alike
+(comfy-lanpaint-*.json, our own SD 1.5 inpainting graph), validates, and goes back under its ComfyUI name with
+the same values; video inpainting mode is said not to be supported."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from nodeforge.interop import comfy_table
+
+DATA = Path(__file__).resolve().parent / "data"
+FORMATS = ["comfy-lanpaint-0.4.json", "comfy-lanpaint-api.json"]
+
+
+@pytest.mark.parametrize("name", FORMATS)
+def test_lanpaint_comes_in_with_its_sampler_settings_iterations_and_prompt_mode(read, name):
+    imported = read(name)
+    node = imported.workflow.nodes["7"]
+    assert node.type == "LanPaintSampler"
+    assert node.params == {"seed": 11, "steps": 20, "cfg": 5.0, "sampler": "euler", "schedule": "karras",
+                           "denoise": 1, "lanpaint_steps": 3, "prompt_mode": "Prompt First"}
+    assert node.inputs == {"unet": ("1", "unet"), "positive": ("5", "conditioning"),
+                           "negative": ("6", "conditioning"), "latent": ("4", "latent")}
+    assert all(n.type != "comfyui.Placeholder" for n in imported.workflow.nodes.values())
+    assert not [line for line in imported.warnings if not line.startswith("missing ")]
+
+
+@pytest.mark.parametrize("name", FORMATS)
+def test_lanpaint_validates_and_exports_back_with_the_same_values(exported_back, name):
+    back = exported_back(name, "comfy-lanpaint-api.json", valid=True)
+    back.assert_kept(["7"])
+
+
+def test_video_inpainting_mode_warns_that_frames_are_inpainted_as_images(read, tmp_path):
+    prompt = json.loads((DATA / "comfy-lanpaint-api.json").read_text())
+    prompt["7"]["inputs"]["Inpainting_mode"] = "\U0001f3ac Video Inpainting"
+    source = tmp_path / "video.json"
+    source.write_text(json.dumps(prompt))
+    warnings = [line for line in read(source).warnings if not line.startswith("missing ")]
+    assert warnings == ["node 7 (LanPaint_KSampler): Inpainting_mode video is not supported: NodeForge inpaints "
+                        "each frame as an image"]
+
+
+def test_lanpaint_is_mapped():
+    assert comfy_table.BY_COMFY["LanPaint_KSampler"].nodeforge == "LanPaintSampler"
