@@ -241,6 +241,46 @@ IMAGE_NODES += [
         gives="the grained images (8 bits)"),
 ]
 
+# ComfyUI's GLSL Shader (comfy_extras/nodes_glsl.py; run in nodes/glsl.py through EGL and OpenGL ES 3).
+GLSL_SIZE_MODES = ("from_input", "custom")
+DEFAULT_SHADER = """#version 300 es
+precision highp float;
+
+uniform sampler2D u_image0;
+uniform vec2 u_resolution;
+
+in vec2 v_texCoord;
+layout(location = 0) out vec4 fragColor0;
+
+void main() {
+    fragColor0 = texture(u_image0, v_texCoord);
+}
+"""
+IMAGE_NODES += [
+    NodeSpec(
+        "GLSLShader", "image", _lazy("glsl", "run_glsl_shader"),
+        inputs=(Input("image0", IMAGE, description="the shader's u_image0 (and the output size in from_input mode)"),
+                *(Input(f"image{i}", IMAGE, optional=True, description=f"u_image{i} in the shader")
+                  for i in range(1, 5))),
+        params=(Param.string("fragment_shader", DEFAULT_SHADER, multiline=True,
+                             description="a GLSL ES 3.00 fragment shader: reads v_texCoord, u_image0-4, u_resolution, "
+                                         "u_float0-4, u_int0-4 (u_pass with #pragma passes N); writes fragColor or "
+                                         "fragColor0-3"),
+                Param.choice("size_mode", GLSL_SIZE_MODES, default="from_input",
+                             description="from_input: image0's size; custom: width x height"),
+                Param.int("width", 512, min=1, max=RES, description="the output width in custom mode"),
+                Param.int("height", 512, min=1, max=RES, description="the output height in custom mode"),
+                *(Param.float(f"u_float{i}", 0.0, min=-1e9, max=1e9, step=0.01,
+                              description=f"the shader's float u_float{i}") for i in range(5)),
+                *(Param.int(f"u_int{i}", 0, min=-2 ** 31, max=2 ** 31 - 1, description=f"the shader's int u_int{i}")
+                  for i in range(5))),
+        outputs=tuple(Output(f"image{i}", IMAGE, description=f"what the shader writes to fragColor{i} (RGBA; black "
+                                                               "if it writes none)") for i in range(4)),
+        description="Run a GLSL ES fragment shader over images (ComfyUI's GLSL Shader), drawn by OpenGL ES 3 "
+                    "through EGL (on the CPU with Mesa's llvmpipe where there is no GPU).",
+        display_name="GLSL Shader"),
+]
+
 # ComfyUI core's and popular packs' fitting and cropping of images (run functions in nodes/geometry.py).
 _POSITIONS = ("top-left", "top-center", "top-right", "right-center", "bottom-right", "bottom-center", "bottom-left",
               "left-center", "center")

@@ -454,7 +454,7 @@ class _Converter:
                 continue
             if widget.comfy in values:
                 ref.params[target] = widget.load(values[widget.comfy], notes)
-            elif node.values is None or widget.comfy not in node.links:
+            elif (node.values is None or widget.comfy not in node.links) and not widget.absent_ok:
                 self.warnings.add(node, "no value in the file; NodeForge's default is used", widget.comfy)
         self._leftover_values(node, row, values)
         if row.derive is not None:

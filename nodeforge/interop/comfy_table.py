@@ -48,6 +48,11 @@ class Widget:
     export_default: Any = None        # written on export when NodeForge has no such param
     ui_value: Any = None              # a UI file's value for a widget the API prompt leaves out (a button)
     aliases: tuple[str, ...] = ()     # other names an API prompt may give it (another pack's class of that name)
+    absent_ok: bool = False           # a file may leave it out (a DynamicCombo option's widget): no warning
+    ui_when: tuple[str, Any] | None = None   # (widget, value): a UI file lists it only while that widget has that value
+    # A ComfyUI input socket NodeForge keeps as a param (constants linked to it fold in): a UI file gets no widget
+    # value for it but, away from its default, a constant node of this class linked to it.
+    socket: str | None = None
 
     @property
     def target(self) -> str | None:
@@ -999,6 +1004,16 @@ ROWS: tuple[ClassMap, ...] = (
              (("sigmas", "sigmas"),), ("sigmas", "image")),
     ClassMap("NAGuidance", "NormalizedAttentionGuidance", "Normalized Attention Guidance",
              (Widget("nag_scale"), Widget("nag_alpha"), Widget("nag_tau")), (("model", "unet"),), ("unet",)),
+    # ComfyUI's GLSL Shader (nodes/glsl.py): its Autogrow sockets images.imageN (inputs), floats.u_floatN and
+    # ints.u_intN (params: constants linked to them fold in, other nodes' values stay wires) and its size_mode
+    # DynamicCombo, whose width and height a UI file lists only in custom mode.
+    ClassMap("GLSLShader", "GLSLShader", "GLSL Shader",
+             (Widget("fragment_shader"), Widget("size_mode"),
+              Widget("size_mode.width", "width", absent_ok=True, ui_when=("size_mode", "custom")),
+              Widget("size_mode.height", "height", absent_ok=True, ui_when=("size_mode", "custom")),
+              *(Widget(f"floats.u_float{i}", f"u_float{i}", absent_ok=True, socket="PrimitiveFloat") for i in range(5)),
+              *(Widget(f"ints.u_int{i}", f"u_int{i}", absent_ok=True, socket="PrimitiveInt") for i in range(5))),
+             tuple((f"images.image{i}", f"image{i}") for i in range(5)), tuple(f"image{i}" for i in range(4))),
     # comfyui_controlnet_aux's depth preprocessors: NodeForge's DepthMap with the model each runs (nodes/depth.py)
     ClassMap("MiDaS-DepthMapPreprocessor", "DepthMap", "MiDaS Depth Map",
              (Widget("a", None, export_default=6.283185307179586), Widget("bg_threshold", None, export_default=0.1),

@@ -76,6 +76,7 @@ def export_comfyui_ui(workflow: Workflow, *, registry: Any | None = None,
     _check_sources(workflow, made, problems)
     if problems:
         raise ExportError(problems)
+    _socket_constants(made, ids)
     _flags(workflow, made)
     reroutes = _reroutes(workflow, made, ids)
     links = _link(made, reroutes)
@@ -134,6 +135,9 @@ def _mapped(nid: str, node: NodeRef, row: table.ClassMap, workflow: Workflow, re
     seeds = workflow.ui.get("seed_control") or {}
     widgets: list[Any] = []
     for widget in row.widgets:
+        if widget.socket is not None or (widget.ui_when is not None
+                                          and values.get(widget.ui_when[0]) != widget.ui_when[1]):
+            continue
         widgets.append(values[widget.comfy] if widget.comfy in values else widget.ui_value)
         if widget.seed:
             widgets.append(seeds.get(nid, "fixed") if isinstance(seeds, dict) else "fixed")
@@ -145,13 +149,24 @@ def _mapped(nid: str, node: NodeRef, row: table.ClassMap, workflow: Workflow, re
         if row.widget(comfy_name) is not None:    # a widget ComfyUI shows as an input (Display Int's input)
             inputs[-1]["widget"] = {"name": comfy_name}
         sources.append(node.inputs.get(nf_name))
+    constants: dict[int, tuple[str, Any]] = {}
+    for widget in row.widgets:     # sockets: wired, given a constant node away from the default, or left open
+        if widget.socket is None:
+            continue
+        param = spec.param(widget.target) if spec is not None else None
+        inputs.append({"name": widget.comfy, "type": PARAM_PORTS.get(param.kind, "*") if param else "*"})
+        sources.append(node.inputs.get(widget.target))
+        value = node.params.get(widget.target, param.default if param is not None else None)
+        if widget.target not in node.inputs and param is not None and value != param.default:
+            constants[len(inputs) - 1] = (widget.socket, value)
     for name, link in widget_links.items():
         if isinstance(link, (list, tuple)) and len(link) == 2:
             inputs.append({"name": name, "type": "*", "widget": {"name": name}})
             sources.append((str(link[0]), str(link[1])))
     for widget in row.widgets:      # params a wire feeds: ComfyUI's widgets converted to inputs
         param = spec.param(widget.target) if spec is not None and widget.target is not None else None
-        if param is not None and widget.target in node.inputs and row.comfy_input(widget.target) is None:
+        if param is not None and widget.target in node.inputs and row.comfy_input(widget.target) is None \
+                and widget.socket is None:
             inputs.append({"name": widget.comfy, "type": PARAM_PORTS.get(param.kind, "*"),
                            "widget": {"name": widget.comfy}})
             sources.append(node.inputs[widget.target])
@@ -166,7 +181,24 @@ def _mapped(nid: str, node: NodeRef, row: table.ClassMap, workflow: Workflow, re
     made = _Node(cid, row.comfy, node.title or row.display, widgets, inputs, sources, outputs, list(row.outputs))
     if row.any_type == "*":     # ComfyUI declares these inputs as any type: they keep "*" when linked
         made.extra["any_slots"] = {i for i, port in enumerate(inputs) if port["type"] == "*" and "widget" not in port}
+    if constants:
+        made.extra["constants"] = constants
     return made
+
+
+def _socket_constants(made: dict[str, _Node], ids: dict[str, int]) -> None:
+    """A constant node (PrimitiveFloat, PrimitiveInt) for each socket value a node holds, linked to the socket
+    (numbered after every id the file has: nodes, notes, reroutes)."""
+    top = max(ids.values(), default=0)
+    for nid, entry in list(made.items()):
+        for slot, (class_type, value) in sorted(entry.extra.pop("constants", {}).items()):
+            top += 1
+            kind = entry.inputs[slot]["type"]
+            widgets = [value, "fixed"] if class_type == "PrimitiveInt" else [value]
+            key = f"\0constant:{nid}:{slot}"
+            made[key] = _Node(top, class_type, entry.inputs[slot]["name"].rpartition(".")[2], widgets, [], [],
+                              [{"name": kind, "type": kind}], ["value"], mode=entry.mode)
+            entry.sources[slot] = (key, "value")
 
 
 def _matched_type(node: NodeRef, spec: Any, workflow: Workflow, registry: Any) -> str:
