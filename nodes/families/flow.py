@@ -152,6 +152,11 @@ class FlowGuidance:
         if self.negative is not None:
             uncond = out.chunk(2)[0]
             guided = uncond + self.cfg * (cond - uncond)
+        if getattr(self.model, "cfg_norm", None) is not None:   # CFGNorm (nodes/cfg_norm.py); timestep = 1000 sigma
+            from ..cfg_norm import normalized_velocity
+
+            sigma = t.reshape(-1)[0].float() / 1000
+            guided = normalized_velocity(guided, cond, latents.float(), sigma, self.model.cfg_norm)
         if getattr(self.model, "skip_layer_guidance", None) is None:
             return guided
         from .skip_layers import skip_layer_velocity

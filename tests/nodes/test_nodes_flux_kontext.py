@@ -136,6 +136,8 @@ def test_cfg_norm_caps_the_guided_prediction_in_the_denoise_loop(kontext_engine,
     guided = latent_of(kontext_engine, kontext_graph([path], seed=4, cfg=4.0), "denoise")
     capped = latent_of(kontext_engine, kontext_graph([path], seed=4, cfg=4.0, cfg_norm=1.0), "denoise")
     assert (guided - capped).abs().max() > 1e-3
+    nothing = latent_of(kontext_engine, kontext_graph([path], seed=4, cfg=4.0, cfg_norm=0.0), "denoise")
+    assert nothing.abs().max() < 1e-5      # strength 0: every clean image 0, so Euler ends on 0 (as ComfyUI's)
 
 
 def test_index_timestep_zero_is_refused_on_flux_naming_the_methods_it_takes(kontext_engine, tmp_path):

@@ -575,3 +575,22 @@ def test_skip_layer_guidance_skips_on_the_positive_as_encoded_when_the_negative_
         plain = FlowGuidance.build(unet, [positive], [negative], 1, 4.0).predict(latents, t)
     cond = call(guidance.positive["embeds"], None)      # the positive side of the batched (padded) call
     torch.testing.assert_close(together, plain + 2.0 * (cond - skipped), atol=1e-5, rtol=1e-5)
+
+
+def _with_cfg_norm(wf, strength: float):
+    wf.add("CFGNorm", {"strength": strength}, {"unet": ("1", "unet")}, node_id="norm")
+    wf.nodes["5"].inputs["unet"] = ("norm", "unet")
+    return wf
+
+
+def test_cfg_norm_on_sd3_caps_the_guided_prediction_and_scales_it_by_the_strength(sd3_engine):
+    """Strength 1 at cfg 1 changes nothing (the guided prediction is the positive's); at cfg 5 it changes the
+    latents; strength 0 makes every step's clean image 0, so Euler ends on an all-zero latent (as ComfyUI's)."""
+    plain = latent_of(sd3_engine, shipped_txt2img("tiny-sd3", seed=3, steps=4, cfg=1.0))
+    same = latent_of(sd3_engine, _with_cfg_norm(shipped_txt2img("tiny-sd3", seed=3, steps=4, cfg=1.0), 1.0))
+    torch.testing.assert_close(same, plain, atol=1e-5, rtol=1e-5)
+    guided = latent_of(sd3_engine, shipped_txt2img("tiny-sd3", seed=3, steps=4, cfg=5.0))
+    capped = latent_of(sd3_engine, _with_cfg_norm(shipped_txt2img("tiny-sd3", seed=3, steps=4, cfg=5.0), 1.0))
+    assert (guided - capped).abs().max() > 1e-3
+    nothing = latent_of(sd3_engine, _with_cfg_norm(shipped_txt2img("tiny-sd3", seed=3, steps=4, cfg=5.0), 0.0))
+    assert nothing.abs().max() < 1e-5
