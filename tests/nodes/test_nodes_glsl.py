@@ -10,7 +10,7 @@ import torch
 
 from nodes.gl_context import gl_available
 
-pytestmark = pytest.mark.skipif(not gl_available(), reason="no OpenGL ES 3 context through EGL on this machine")
+needs_gl = pytest.mark.skipif(not gl_available(), reason="no OpenGL ES 3 context through EGL on this machine")
 
 HEADER = """#version 300 es
 precision highp float;
@@ -31,6 +31,7 @@ def _run(shader: str, image: torch.Tensor, **more):
     return run_glsl_shader(None, image, shader, **more)
 
 
+@needs_gl
 def test_the_default_shader_gives_the_image_back_with_alpha_1():
     from nodes.operation_specs import DEFAULT_SHADER
 
@@ -43,6 +44,7 @@ def test_the_default_shader_gives_the_image_back_with_alpha_1():
     assert torch.equal(out["image3"], torch.zeros(2, 6, 9, 4))      # outputs the shader does not write: black
 
 
+@needs_gl
 def test_uniforms_and_two_outputs_reach_the_shader_and_y_runs_up():
     shader = HEADER + """layout(location = 0) out vec4 fragColor0;
 layout(location = 1) out vec4 fragColor1;
@@ -62,6 +64,7 @@ void main() {
     assert torch.allclose(coords[:, 0, 1], 1 - (torch.arange(5) + 0.5) / 5, atol=1e-4)
 
 
+@needs_gl
 def test_an_hsl_desaturation_gives_the_numbers_worked_out_by_hand():
     # fragColor (no index) as 041's Hue and Saturation shader writes it; no #version: one is added
     shader = """precision highp float;
@@ -83,6 +86,7 @@ void main() {
     assert torch.allclose(half, torch.tensor([[0.75, 0.25, 0.25], [0.3, 0.5, 0.4], [0.7, 0.7, 0.3]]), atol=2e-3)
 
 
+@needs_gl
 def test_each_pass_reads_the_last_ones_result():
     shader = "#pragma passes 3\n" + HEADER + """out vec4 fragColor0;
 void main() {
@@ -96,6 +100,7 @@ void main() {
     assert torch.equal(out[..., 3], torch.full((1, 4, 4), 2.0))       # the last pass is number 2
 
 
+@needs_gl
 def test_a_second_image_and_a_custom_size():
     shader = HEADER + """out vec4 fragColor0;
 void main() {
@@ -109,6 +114,7 @@ void main() {
     assert torch.allclose(out["image0"][..., 3], torch.zeros(1, 7, 3), atol=1e-6)      # 1 - 1
 
 
+@needs_gl
 def test_a_shader_that_does_not_compile_and_short_batches_are_refused_in_one_line():
     from nodeforge.core.errors import NodeError
 
@@ -123,6 +129,7 @@ def test_a_shader_that_does_not_compile_and_short_batches_are_refused_in_one_lin
     assert refused.value.field == "image1" and "image0 2" in str(refused.value)
 
 
+@needs_gl
 def test_an_imported_comfyui_graph_runs_its_shader_on_the_loaded_image(engine):
     """comfy-glsl-shader-0.4.json (LoadImage -> GLSLShader with u_float0 0.5 and u_int0 2 from linked
     constants): the shader's output is the image x 0.5 + 0.2, its alpha kept."""
@@ -138,3 +145,22 @@ def test_an_imported_comfyui_graph_runs_its_shader_on_the_loaded_image(engine):
     assert shaded.shape[:3] == image.shape[:3] and shaded.shape[-1] == 4
     assert (shaded[..., :3] - (image[..., :3] * 0.5 + 0.2)).abs().max() < 3e-3
     assert torch.equal(shaded[..., 3], torch.ones_like(shaded[..., 3]))
+
+
+def test_a_machine_without_egl_gets_one_line_naming_what_to_install(monkeypatch):
+    import ctypes.util
+
+    from nodeforge.core.errors import NodeError
+    from nodes import gl_context
+    from nodes.glsl import run_glsl_shader
+    from nodes.operation_specs import DEFAULT_SHADER
+
+    monkeypatch.setattr(gl_context, "_CONTEXT", None)
+    monkeypatch.setattr(gl_context, "_FAILED", None)
+    monkeypatch.setattr(ctypes.util, "find_library", lambda name: None)
+    with pytest.raises(NodeError) as refused:
+        run_glsl_shader(None, torch.rand(1, 2, 2, 3), DEFAULT_SHADER)
+    message = str(refused.value)
+    assert refused.value.field == "fragment_shader" and "\n" not in message
+    assert message.startswith("no OpenGL ES 3 context can be made here (libEGL or libGLESv2 is not installed")
+    assert "sudo apt-get install libegl1 libgles2 libgl1-mesa-dri" in message
