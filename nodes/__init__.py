@@ -408,8 +408,9 @@ NODES: list[NodeSpec] = [
         params=(Param.choice("model", _names(FileKind.DEPTH), default="", file=FileKind.DEPTH,
                              description="a transformers depth model folder from the depth folder (DPT/MiDaS as "
                                          "Intel/dpt-hybrid-midas, ZoeDepth, Depth Anything v1/v2)"),
-                Param.int("resolution", 512, min=64, max=16384, step=64,
-                          description="the map's shorter side in pixels (the aspect ratio is kept)")),
+                Param.int("resolution", 512, min=0, max=16384, step=64,
+                          description="the map's shorter side in pixels (the aspect ratio is kept; 0: the image's "
+                                      "own size)")),
         outputs=(Output("image", IMAGE, description="the depth map, grey, near bright and far dark, 0 to 1 per image"),),
         description="Estimate a depth map (near bright, as MiDaS maps are): a control image for a depth ControlNet.",
         display_name="Image to Depth Map"),
@@ -860,4 +861,44 @@ NODES += [
                  Output("mask", MASK, description="RMBG's matte: 1 on the subject, 0 on the background")),
         description="Remove the background with BRIA RMBG-1.4 (ComfyUI-Video-Matting's BRIAAI Matting).",
         display_name="Remove Background (BRIA RMBG)"),
+]
+
+# comfyui_controlnet_aux's inpaint and lineart preprocessors (nodes/inpaint_control.py, nodes/lineart.py).
+NODES += [
+    NodeSpec(
+        "InpaintControlImage", "image", _lazy("inpaint_control", "run_inpaint_control"),
+        inputs=(Input("image", IMAGE, description="the pictures to inpaint"),
+                Input("mask", MASK, description="where to inpaint (above 0.5 after resizing to the picture)")),
+        params=(Param.bool("xinsir_black", False,
+                           description="masked pixels black (0), as xinsir's ControlNets expect, instead of -1"),),
+        outputs=(Output("image", IMAGE, description="the pictures with the masked pixels at -1 (or 0), for an "
+                                                    "inpaint ControlNet"),),
+        description="Mark the pixels to inpaint with -1, the control image an inpaint ControlNet takes "
+                    "(comfyui_controlnet_aux's Inpaint Preprocessor).",
+        display_name="Inpaint Control Image"),
+    NodeSpec(
+        "LineartStandard", "image", _lazy("lineart", "run_lineart_standard"),
+        inputs=(Input("image", IMAGE, description="the pictures to draw lines from"),),
+        params=(Param.float("guassian_sigma", 6.0, min=0.0, max=100.0, step=0.01,
+                            description="the blur's sigma in pixels of the resized picture (wider: thicker lines)"),
+                Param.int("intensity_threshold", 8, min=0, max=16,
+                          description="the least line strength (0..255) counted when the lines are normalised"),
+                Param.int("resolution", 512, min=64, max=16384, step=64,
+                          description="the map's shorter side in pixels (the aspect ratio is kept)")),
+        outputs=(Output("image", IMAGE, description="the lines, grey to white on black"),),
+        description="Lines where the picture is darker than its blurred surround, no model needed "
+                    "(comfyui_controlnet_aux's Standard Lineart).",
+        display_name="Standard Lineart"),
+    NodeSpec(
+        "LineArt", "image", _lazy("lineart", "run_lineart"),
+        inputs=(Input("image", IMAGE, description="the pictures to draw lines from"),),
+        params=(Param.choice("model", _names(FileKind.LINEART), default="", file=FileKind.LINEART,
+                             description="sk_model.pth (fine) or sk_model2.pth (coarse) from lllyasviel/Annotators, "
+                                         "in the lineart folder"),
+                Param.int("resolution", 512, min=64, max=16384, step=64,
+                          description="the map's shorter side in pixels (the aspect ratio is kept)")),
+        outputs=(Output("image", IMAGE, description="the lines, white on black"),),
+        description="Line drawing by the informative-drawings network, for a lineart ControlNet "
+                    "(comfyui_controlnet_aux's Realistic Lineart).",
+        display_name="Realistic Lineart"),
 ]

@@ -8,8 +8,9 @@ MiDaS preprocessor runs), Intel/zoedepth-nyu-kitti, LiheYoung/depth-anything-*-h
 depth-anything/Depth-Anything-V2-*-hf; AutoModelForDepthEstimation reads any of them. The image is
 prepared by the model's own image processor, its prediction resized back by the processor's
 post-processing to the requested resolution (the shorter side, as the preprocessors' `resolution`;
-the aspect ratio kept) and normalised per image to 0..1 with near bright: a relative model's
-prediction (inverse depth: MiDaS, Depth Anything) from its minimum to its maximum, a metric
+the aspect ratio kept; 0 keeps the image's own size, as WAS's MiDaS Depth Approximation does) and
+normalised per image to 0..1 with near bright: a relative model's prediction
+(inverse depth: MiDaS, Depth Anything) from its minimum to its maximum, a metric
 model's (ZoeDepth, metric Depth Anything: metres, far large) from its 2nd to 85th percentile and
 turned over, as comfyui_controlnet_aux shows Zoe's. The map is grey in three channels.
 """
@@ -70,7 +71,9 @@ def load_depth_model(path: Path, device: str, shared: dict[str, Any] | None = No
 
 
 def output_size(height: int, width: int, resolution: int) -> tuple[int, int]:
-    """The map's size: the shorter side at `resolution`, the aspect ratio kept (rounded)."""
+    """The map's size: the shorter side at `resolution`, the aspect ratio kept (rounded); 0: the image's own."""
+    if resolution <= 0:
+        return height, width
     scale = resolution / min(height, width)
     return max(1, round(height * scale)), max(1, round(width * scale))
 

@@ -60,6 +60,8 @@ KINDS: dict[FileKind, KindFacts] = {
     # briaai/RMBG-1.4's model.safetensors (or model.pth), alone or in its repository's folder
     FileKind.BACKGROUND_REMOVAL: KindFacts("rmbg", (".safetensors", ".pth"), "background removal model", "rmbg",
                                            ("model.safetensors", "model.pth")),
+    # lllyasviel/Annotators' sk_model.pth and sk_model2.pth (coarse), or their .safetensors conversions
+    FileKind.LINEART: KindFacts("lineart", (".safetensors", ".pth"), "lineart model", "lineart"),
 }
 # The tables the rest of the program reads, each one column of KINDS.
 SUBFOLDERS = {kind: facts.folder for kind, facts in KINDS.items()}

@@ -82,6 +82,7 @@ class FileKind(_Named):
     GROUNDING_DINO = "grounding_dino"     # a transformers Grounding DINO folder (models/grounding-dino)
     SAM = "sam"                           # a transformers Segment Anything folder (models/sams)
     BACKGROUND_REMOVAL = "background_removal"   # a BRIA RMBG-1.4 background-removal model (models/rmbg)
+    LINEART = "lineart"                   # a lineart annotator network, sk_model.pth (models/lineart)
 
 
 class ParamRole(_Named):

@@ -23,7 +23,7 @@ _PREFIXES = (("Impact", "ComfyUI-Impact-Pack"), ("IPAdapter", "ComfyUI_IPAdapter
              ("VHS_", "ComfyUI-VideoHelperSuite"), ("CR ", "ComfyUI_Comfyroll_CustomNodes"),
              ("Inspire", "ComfyUI-Inspire-Pack"))
 # The NodeForge node that does the same operation (the user replaces the placeholder with it).
-EQUIVALENTS: dict[str, str] = {}
+EQUIVALENTS: dict[str, str] = {"LeReS-DepthMapPreprocessor": "DepthMap"}
 # ComfyUI's own classes that NodeForge does not map yet (the ones shared files use most).
 CORE = frozenset({
     "LatentInterpolate",
@@ -63,7 +63,7 @@ CORE = CORE | frozenset({
 # pack's naming, for files (API prompts, older editors) that record none.
 _EXACT.update({name: "WAS Node Suite" for name in (
     "Text String", "Text Find and Replace Input", "Text Random Line", "Text String Truncate", "Load Text File",
-    "Number to Text", "Random Number", "Image Canny Filter", "MiDaS Depth Approximation")})
+    "Number to Text", "Random Number")})
 _EXACT.update({name: "ComfyUI-KJNodes" for name in (
     "JoinStringMulti", "ImageBatchMulti", "ImageConcatFromBatch", "SomethingToString", "AddLabel", "BlockifyMask",
     "DrawMaskOnImage", "GrowMaskWithBlur", "ReplaceImagesInBatch")})

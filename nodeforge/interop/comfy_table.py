@@ -314,6 +314,32 @@ def _depth_model_is(*names: str) -> NodeTest:
     return lambda nid, node, workflow: node.params.get("model") in names
 
 
+# Zoe Depth Anything's environment -> the metric Depth Anything folder in models/depth; WAS's MiDaS types -> the
+# DPT folder (Intel/dpt-large, Intel/dpt-hybrid-midas).
+_DEPTH_METRIC = {"indoor": "Depth-Anything-V2-Metric-Indoor-Large-hf",
+                 "outdoor": "Depth-Anything-V2-Metric-Outdoor-Large-hf"}
+_WAS_MIDAS = {"DPT_Large": "dpt-large", "DPT_Hybrid": MIDAS_DEPTH}
+
+
+def _was_midas_own_size(nid: str, node: Any, workflow: Any) -> bool:
+    return node.params.get("model") in _WAS_MIDAS.values() and node.params.get("resolution") == 0
+
+
+def _was_midas(values: dict[str, Any], params: dict[str, Any], notes: Notes) -> None:
+    if values.get("invert_depth") == "true":
+        notes.warn("invert_depth is on: NodeForge's depth map keeps near bright (add Invert Image after it for far "
+                   "bright)")
+
+
+def _lineart_in(value: Any, notes: Notes) -> Any:
+    return {"disable": "sk_model.pth", "enable": "sk_model2.pth"}.get(value, value)
+
+
+def _lineart_out(value: Any, notes: Notes) -> str:
+    # the pack picks its file by the switch alone: sk_model2 (under any suffix) is the coarse one
+    return "enable" if "sk_model2" in str(value) else "disable"
+
+
 # comfyui_controlnet_aux's OpenPose preprocessor: NodeForge's PoseMap with a ViTPose model (nodes/pose.py).
 VITPOSE = "vitpose-base-simple"
 _POSE_NOTE = ("the pose is estimated by NodeForge's Image to Pose Map with the transformers ViTPose model in "
@@ -963,6 +989,15 @@ ROWS: tuple[ClassMap, ...] = (
              (("samples", "latent"),), ("latent",), remember=False, export_only_if=_never,
              note="resized as Upscale Latent By (sizes rounded, align_corners off; WAS's 'nearest' is "
                   "nearest-exact here), exported back as ComfyUI's LatentUpscaleBy"),
+    ClassMap("Image Canny Filter", "ImageToEdges", "Image Canny Filter",
+             (Widget("enable_threshold", None), Widget("threshold_low", None), Widget("threshold_high", None)),
+             (("images", "image"),), ("image",), fixed={"low_threshold": 0.25, "high_threshold": 0.25}, remember=False,
+             export_only_if=_never,
+             note="edges by NodeForge's Canny with both thresholds 0.25 (about a tenth of a sharp black-to-white "
+                  "step), white lines: WAS keeps the thinned gradient (no hysteresis) above a tenth of the picture's "
+                  "strongest, grey where weak, on the picture's grey with red and blue swapped (its thresholds, when "
+                  "enabled, are compared with gradients of 0..255 pictures and keep nearly every thinned pixel), and "
+                  "gives only the batch's last picture: close, not pixel for pixel (exported back as ComfyUI's Canny)"),
     ClassMap("CannyEdgePreprocessor", "ImageToEdges", "Canny Edge",
              (Widget("low_threshold", load=_threshold_255), Widget("high_threshold", load=_threshold_255),
               Widget("resolution", None)), (("image", "image"),), ("image",), remember=False, export_only_if=_never,
@@ -1031,11 +1066,44 @@ ROWS: tuple[ClassMap, ...] = (
              export_only_if=_depth_model_is(*_DEPTH_ANYTHING.values()),
              note=_DEPTH_NOTE.format(folder="depth-anything-large-hf (vitl14; base-hf, small-hf)",
                                       repo="LiheYoung/depth-anything-large-hf")),
+    ClassMap("Zoe_DepthAnythingPreprocessor", "DepthMap", "Zoe Depth Anything",
+             (Widget("environment", "model", load=_table_in(_DEPTH_METRIC), save=_table_out(_DEPTH_METRIC)),
+              Widget("resolution")), (("image", "image"),), ("image",),
+             export_only_if=_depth_model_is(*_DEPTH_METRIC.values()),
+             note=_DEPTH_NOTE.format(folder="Depth-Anything-V2-Metric-Indoor-Large-hf (outdoor: "
+                                            "Depth-Anything-V2-Metric-Outdoor-Large-hf)",
+                                     repo="depth-anything/Depth-Anything-V2-Metric-Indoor-Large-hf")
+             + "; the pack ran Depth Anything v1 with ZoeDepth's metric head trained on NYU (indoor) or KITTI "
+               "(outdoor), newer versions Intel/zoedepth-nyu-kitti for both: NodeForge runs Depth Anything V2's "
+               "metric model for that environment, shown as Zoe's (2nd to 85th percentile, near bright)"),
+    # WAS Node Suite's MiDaS Depth Approximation: DepthMap at the image's own size (resolution 0)
+    ClassMap("MiDaS Depth Approximation", "DepthMap", "MiDaS Depth Approximation",
+             (Widget("use_cpu", None, export_default="false"),
+              Widget("midas_type", "model", load=_table_in(_WAS_MIDAS), save=_table_out(_WAS_MIDAS)),
+              Widget("invert_depth", None, export_default="false")), (("image", "image"),), ("image",),
+             fixed={"resolution": 0}, optional_inputs=("midas_model",), derive=_was_midas,
+             export_only_if=_was_midas_own_size, export_prefer_if=_was_midas_own_size,
+             note=_DEPTH_NOTE.format(folder="dpt-large (DPT_Hybrid: dpt-hybrid-midas)", repo="Intel/dpt-large")
+             + "; WAS gives the model the picture's channels swapped (blue for red), NodeForge the picture as it "
+               "is; use_cpu is not used (NodeForge's device setting is) and a midas_model input is not taken"),
     ClassMap("DepthAnythingV2Preprocessor", "DepthMap", "Depth Anything V2 - Relative",
              (Widget("ckpt_name", "model", load=_table_in(_DEPTH_ANYTHING_V2), save=_table_out(_DEPTH_ANYTHING_V2)),
               Widget("resolution")), (("image", "image"),), ("image",),
              note=_DEPTH_NOTE.format(folder="Depth-Anything-V2-Large-hf (vitl; Base-hf, Small-hf)",
                                       repo="depth-anything/Depth-Anything-V2-Large-hf")),
+    # comfyui_controlnet_aux's inpaint and lineart preprocessors: NodeForge nodes of their own (nodes/inpaint_control.py,
+    # nodes/lineart.py)
+    ClassMap("InpaintPreprocessor", "InpaintControlImage", "Inpaint Preprocessor",
+             (Widget("black_pixel_for_xinsir_cn", "xinsir_black"),), (("image", "image"), ("mask", "mask")),
+             ("image",)),
+    ClassMap("LineartStandardPreprocessor", "LineartStandard", "Standard Lineart",
+             (Widget("guassian_sigma"), Widget("intensity_threshold"), Widget("resolution")), (("image", "image"),),
+             ("image",)),
+    ClassMap("LineArtPreprocessor", "LineArt", "Realistic Lineart",
+             (Widget("coarse", "model", model="lineart", load=_lineart_in, save=_lineart_out), Widget("resolution")),
+             (("image", "image"),), ("image",),
+             note="the lines are drawn by NodeForge's Realistic Lineart with the pack's own network: put sk_model.pth "
+                  "(coarse: sk_model2.pth) from lllyasviel/Annotators in models/lineart/"),
     ClassMap("OpenposePreprocessor", "PoseMap", "OpenPose Pose Recognition",
              (Widget("detect_hand", None, export_default="disable"), Widget("detect_body", None, export_default="enable"),
               Widget("detect_face", None, export_default="disable"), Widget("resolution"),

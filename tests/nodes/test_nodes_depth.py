@@ -109,6 +109,7 @@ def test_resolution_sets_the_shorter_side_and_a_batch_keeps_each_image_apart(dep
     tall = _ramp(60, 30)
     assert depth.run_depth_map(ctx, tall, "tiny-dpt", 128)["image"].shape == (1, 256, 128, 3)
     assert depth.output_size(512, 768, 1024) == (1024, 1536)
+    assert depth.run_depth_map(ctx, tall, "tiny-dpt", 0)["image"].shape == (1, 60, 30, 3)   # 0: its own size
     pair = torch.cat([_ramp(), _ramp().flip(1)])
     both = depth.run_depth_map(ctx, pair, "tiny-dpt", 64)["image"]
     alone = depth.run_depth_map(ctx, pair[1:], "tiny-dpt", 64)["image"]
