@@ -693,6 +693,23 @@ ROWS: tuple[ClassMap, ...] = (
     # which the model's own timestep scale already says in NodeForge).
     ClassMap("ModelSamplingAuraFlow", "ModelSamplingSD3", "ModelSamplingAuraFlow", (Widget("shift"),),
              (("model", "unet"),), ("unet",)),
+    # Stable Cascade (nodes/families/cascade_nodes.py): core ComfyUI's stage nodes and Inspire's two-stage loader.
+    ClassMap("StableCascade_EmptyLatentImage", "EmptyLatentCascade", "StableCascade_EmptyLatentImage",
+             (Widget("width"), Widget("height"), Widget("compression"), Widget("batch_size")), (),
+             ("stage_c", "stage_b")),
+    ClassMap("StableCascade_StageB_Conditioning", "StageBConditioning", "StableCascade_StageB_Conditioning", (),
+             (("conditioning", "conditioning"), ("stage_c", "stage_c")), ("conditioning",)),
+    ClassMap("StableCascade_StageC_VAEEncode", "StageCVAEEncode", "StableCascade_StageC_VAEEncode",
+             (Widget("compression"),), (("image", "image"), ("vae", "vae")), ("stage_c", "stage_b")),
+    ClassMap("ModelSamplingStableCascade", "ModelSamplingStableCascade", "ModelSamplingStableCascade",
+             (Widget("shift"),), (("model", "unet"),), ("unet",)),
+    ClassMap("StableCascade_CheckpointLoader //Inspire", "CascadeCheckpointLoader", "Stable Cascade Checkpoint Loader",
+             (Widget("stage_b", model="checkpoint"), Widget("key_opt_b", None, export_default=""),
+              Widget("stage_c", model="checkpoint"), Widget("key_opt_c", None, export_default=""),
+              Widget("cache_mode", None, export_default="none")), (),
+             ("b_model", "b_vae", "c_model", "c_vae", "c_clip_vision", "clip", "", ""),
+             note="Inspire's cache keys (key_opt_b/c, cache_mode) are not used: NodeForge's cache keeps a loaded "
+                  "checkpoint while anything uses it"),
     ClassMap("TripleCLIPLoader", "TextEncoderLoaderSD3", "TripleCLIPLoader",
              (Widget("clip_name1", "clip_l", model="text_encoder"), Widget("clip_name2", "clip_g", model="text_encoder"),
               Widget("clip_name3", "t5xxl", model="text_encoder")), (), ("clip",)),
@@ -925,8 +942,9 @@ ROWS: tuple[ClassMap, ...] = (
              (Widget("strength"), Widget("noise_augmentation")),
              (("conditioning", "conditioning"), ("clip_vision_output", "clip_vision_output")), ("conditioning",),
              note="an SD 2.1 unCLIP model reads the image's embedding as its UNet's class label, an SDXL model in "
-                  "place of the prompt's pooled vector (Revision); noise augmentation draws from a fixed seed, not "
-                  "the sampler's; other SD 1.x/2.x models ignore it, as in ComfyUI"),
+                  "place of the prompt's pooled vector (Revision), a Stable Cascade stage C model as an image token; "
+                  "noise augmentation draws from a fixed seed, not the sampler's; other SD 1.x/2.x models ignore it, "
+                  "as in ComfyUI"),
     ClassMap("unCLIPCheckpointLoader", "UnCLIPCheckpointLoader", "unCLIPCheckpointLoader",
              (Widget("ckpt_name", "checkpoint", model="checkpoint"),), (), ("unet", "clip", "vae", "clip_vision")),
     ClassMap("IPAdapterModelLoader", "IPAdapterLoader", "IPAdapter Model Loader",

@@ -51,6 +51,8 @@ FAMILIES: tuple[Family, ...] = (
                                "encoder, the Flux VAE"),
     Family("qwenimage", "qwenimage", "Qwen-Image / Qwen-Image-Edit: MMDiT over packed latents, rectified flow, "
                                      "Qwen2.5-VL-7B text encoder (reads the edit models' pictures), Qwen's VAE"),
+    Family("cascade", "cascade", "Stable Cascade (Würstchen v3): stage C draws a 16-channel latent at 1/42 of the "
+                                 "image from CLIP-G, stage B draws stage A's latent from it, stage A decodes"),
     Family("sd3", "sd3", "Stable Diffusion 3 / 3.5: MMDiT transformer, rectified flow, CLIP-L + CLIP-G (+ T5)"),
     Family("unet", "unet", "the UNet generation: SD 1.x, 2.x, SDXL base and refiner (epsilon or v prediction)"),
 )

@@ -16,6 +16,7 @@ FLOW_FAMILIES = frozenset({"sd3", "flux", "zimage", "qwenimage"})
 # A key every file of the family has (original or diffusers layout), first match wins.
 KEY_MARKERS: tuple[tuple[str, str], ...] = (
     ("transformer_blocks.0.img_mod.", "qwenimage"),   # before SD3's: it has add_q_proj too
+    ("clip_txt_mapper.", "cascade"), ("effnet_mapper.", "cascade"),   # before "down_blocks.", which they have too
     ("joint_blocks.", "sd3"), ("transformer_blocks.0.attn.add_q_proj.", "sd3"),
     ("double_blocks.", "flux"), ("single_transformer_blocks.", "flux"),
     ("all_x_embedder.", "zimage"), ("layers.0.adaLN_modulation.0.", "zimage"),
@@ -28,7 +29,8 @@ UNET_MODEL_MARKERS: tuple[tuple[str, str], ...] = (
 )
 # Words in a diffusers folder's pipeline or transformer class name.
 CLASS_MARKERS: tuple[tuple[str, str], ...] = (("StableDiffusion3", "sd3"), ("SD3", "sd3"), ("Flux", "flux"),
-                                              ("ZImage", "zimage"), ("QwenImage", "qwenimage"))
+                                              ("ZImage", "zimage"), ("QwenImage", "qwenimage"),
+                                              ("StableCascade", "cascade"))
 MAX_HEADER = 100 * 2 ** 20
 
 

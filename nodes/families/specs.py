@@ -365,3 +365,71 @@ FAMILY_NODES += [
                     "also inpaint with a mask and the image to inpaint.",
         display_name="Apply Z-Image Fun ControlNet"),
 ]
+
+# Stable Cascade (nodes/families/cascade_nodes.py): both stages' latents, stage B's conditioning on stage C's
+# result, stage C's image encoding and both stages' loader.
+LATENT, CLIP_VISION = PortType.LATENT.value, PortType.CLIP_VISION.value
+_COMPRESSION = Param.int("compression", 42, min=4, max=128, step=1,
+                         description="image pixels per stage C latent pixel (42: 1024 px -> 24; lower spends more "
+                                     "of stage C on detail)")
+FAMILY_NODES += [
+    NodeSpec(
+        "EmptyLatentCascade", "latent", lazy("families.cascade_nodes", "run_empty_latent"),
+        params=(Param.int("width", 1024, min=32, max=16384, step=8, description="image width in pixels"),
+                Param.int("height", 1024, min=32, max=16384, step=8, description="image height in pixels"),
+                _COMPRESSION,
+                Param.int("batch_size", 1, min=1, max=4096, description="images at once")),
+        outputs=(Output("stage_c", LATENT, description="zeros, 16 channels at size // compression: for the stage C "
+                                                       "sampler"),
+                 Output("stage_b", LATENT, description="zeros, 4 channels at size // 4: for the stage B sampler")),
+        description="Empty latents for Stable Cascade's two stages (ComfyUI's StableCascade_EmptyLatentImage).",
+        display_name="Empty Latent (Stable Cascade)"),
+    NodeSpec(
+        "StageBConditioning", "conditioning", lazy("families.cascade_nodes", "run_stage_b_conditioning"),
+        inputs=(Input("conditioning", COND, description="the prompt for stage B"),
+                Input("stage_c", LATENT, description="stage C's sampled latent")),
+        outputs=(Output("conditioning", COND, description="the prompt carrying stage C's latent, for the stage B "
+                                                          "sampler's positive"),),
+        description="Give stage B what stage C drew (ComfyUI's StableCascade_StageB_Conditioning): stage B reads "
+                    "the latent as its EfficientNet features; a prompt without it (the negative) reads zeros.",
+        display_name="Stage B Conditioning (Stable Cascade)"),
+    NodeSpec(
+        "StageCVAEEncode", "latent", lazy("families.cascade_nodes", "run_stage_c_vae_encode"),
+        inputs=(Input("image", IMAGE, description="the image to start from"),
+                Input("vae", VAE, description="stage C's VAE (its EfficientNet encoder: the checkpoint loader's "
+                                              "c_vae)")),
+        params=(_COMPRESSION,),
+        outputs=(Output("stage_c", LATENT, description="the image's stage C latent, for an image-to-image stage C "
+                                                       "sampler (denoise below 1)"),
+                 Output("stage_b", LATENT, description="zeros at the image's size // 4, for the stage B sampler")),
+        description="Encode an image for Stable Cascade's stage C (ComfyUI's StableCascade_StageC_VAEEncode): "
+                    "centre-cropped and resized to size // compression x 32, then encoded.",
+        display_name="Stage C VAE Encode (Stable Cascade)"),
+    NodeSpec(
+        "ModelSamplingStableCascade", "advanced/model", lazy("families.cascade_nodes", "run_model_sampling"),
+        inputs=(Input("unet", MODEL, description="a Stable Cascade stage B or C model (left unchanged)"),),
+        params=(Param.float("shift", 2.0, min=0.0, max=100.0, step=0.01,
+                            description="noise-level shift: the log-SNR moved by -2 ln(shift) (stage C loads with "
+                                        "2, stage B with 1: the pipelines' unshifted schedule)"),),
+        outputs=(Output("unet", MODEL, description="the same model sampling with this shift"),),
+        description="Set a Stable Cascade model's noise-level shift (ComfyUI's ModelSamplingStableCascade).",
+        display_name="Model Sampling (Stable Cascade)"),
+    NodeSpec(
+        "CascadeCheckpointLoader", "loaders", lazy("families.cascade_nodes", "run_checkpoint_loader"),
+        params=(Param.choice("stage_b", _names(FileKind.CHECKPOINT), default="", file=FileKind.CHECKPOINT,
+                             description="stage B: a StableCascadeDecoderPipeline folder (decoder + stage A)"),
+                Param.choice("stage_c", _names(FileKind.CHECKPOINT), default="", file=FileKind.CHECKPOINT,
+                             description="stage C: a StableCascadePriorPipeline folder (prior, CLIP-G, optional "
+                                         "image encoder)")),
+        outputs=(Output("b_model", MODEL, description="stage B, for the second sampler"),
+                 Output("b_vae", VAE, description="stage A, which decodes stage B's latent"),
+                 Output("c_model", MODEL, description="stage C, for the first sampler"),
+                 Output("c_vae", VAE, description="stage C's image encoder, for Stage C VAE Encode"),
+                 Output("c_clip_vision", CLIP_VISION, description="stage C's CLIP image encoder, for CLIP Vision "
+                                                                  "Encode (image prompts)"),
+                 Output("clip", CLIP, description="stage C's text encoder, for both stages' prompts")),
+        facts=lambda files, **_: {"clip": {"family": "cascade"}},
+        description="Load Stable Cascade's stage B and stage C together (Inspire pack's "
+                    "StableCascade_CheckpointLoader).",
+        display_name="Stable Cascade Checkpoint Loader"),
+]
