@@ -152,7 +152,7 @@ def check_stage(loaded: Any, path: Path, field: str, stage: str) -> None:
 
     fields = loaded.unet_fields
     if fields.get("family") != "cascade":
-        raise NodeError(f"{path.name} is not a Stable Cascade model (it is a {fields.get('family')} checkpoint); pick "
+        raise NodeError(f"{path.name} is not a Stable Cascade model (its family is {fields.get('family')}); pick "
                         f"the stage {stage.upper()} checkpoint for {field}", field=field)
     found = stage_of(fields["unet"])
     if found != stage:
