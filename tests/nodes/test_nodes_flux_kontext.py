@@ -172,3 +172,20 @@ def test_an_odd_reference_latent_is_refused_naming_the_size_that_works(flux_dir)
     with pytest.raises(NodeError) as info:
         reference_tokens([torch.zeros(1, 16, 15, 16)], "offset", (1, 16, 16, 16), "positive", unet)
     assert info.value.field == "positive" and "divisible by 4" in str(info.value)
+
+
+def test_a_flux_kontext_pipeline_folder_loads_as_flux_and_edits_as_the_pipeline(make_engine, flux_dir, tmp_path):
+    """black-forest-labs/FLUX.1-Kontext-dev as diffusers saves it (model_index.json: FluxKontextPipeline)."""
+    import tiny_flux as tf
+    from diffusers import FluxKontextPipeline
+
+    root = tmp_path / "models"
+    (root / "checkpoints").mkdir(parents=True)
+    FluxKontextPipeline(**tf.make_flux_components(0)).save_pretrained(str(root / "checkpoints" / "tiny-kontext"))
+    engine = make_engine(tmp_path / "out", root)
+    path, image = _picture(tmp_path, 32, 32, seed=7)
+    wf = kontext_graph([path], seed=3)
+    wf.nodes["ckpt"].params["checkpoint"] = "tiny-kontext"
+    ours = latent_of(engine, wf, "denoise")
+    pipe = tm.pipeline(root / "checkpoints" / "tiny-kontext", "FluxKontextPipeline")
+    torch.testing.assert_close(ours, theirs(pipe, image, seed=3), atol=1e-4, rtol=1e-4)
