@@ -189,3 +189,18 @@ def test_a_flux_kontext_pipeline_folder_loads_as_flux_and_edits_as_the_pipeline(
     ours = latent_of(engine, wf, "denoise")
     pipe = tm.pipeline(root / "checkpoints" / "tiny-kontext", "FluxKontextPipeline")
     torch.testing.assert_close(ours, theirs(pipe, image, seed=3), atol=1e-4, rtol=1e-4)
+
+
+def test_references_with_a_flux_controlnet_or_a_batch_that_does_not_fit_are_refused_in_one_line(flux_dir):
+    from nodes.families.flux_sampling import FluxPredictor, reference_tokens
+    from nodes.loading import load_checkpoint
+
+    unet = load_checkpoint(flux_dir / "checkpoints" / "tiny-flux", "cpu").wrappers()[0]
+    prompt = [{"embeds": torch.zeros(1, 8, 32), "pooled": torch.zeros(1, 32), "family": "flux",
+               "reference_latents": (torch.zeros(1, 16, 8, 8),), "control": ("a ControlNet",)}]
+    with pytest.raises(NodeError) as info:
+        FluxPredictor.build(unet, prompt, None, (1, 16, 8, 8), 1.0)
+    assert info.value.field == "positive" and "ControlNet" in str(info.value) and "\n" not in str(info.value)
+    with pytest.raises(NodeError) as info:
+        reference_tokens([torch.zeros(2, 16, 8, 8)], "offset", (3, 16, 8, 8), "negative", unet)
+    assert info.value.field == "negative" and "batch of 2 for a batch of 3" in str(info.value)
