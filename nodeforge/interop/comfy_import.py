@@ -435,6 +435,8 @@ class _Converter:
                         self.dots[dot]["links"].append([node.id, nf_input])
                 elif kind == "none":
                     self.warnings.add(node, f"{found}; the input is left unconnected", name)
+                elif kind == "value":
+                    self._constant_input(node, name, nf_input, found, ref)
                 continue
             widget = row.widget(name)
             if widget is None:
@@ -475,6 +477,21 @@ class _Converter:
         if comfy_extra:
             ref.extra[COMFY_KEY] = comfy_extra
         return ref
+
+    def _constant_input(self, node: ComfyNode, comfy_input: str, nf_input: str, value: Any, ref: NodeRef) -> None:
+        """A constant (PrimitiveFloat, FloatConstant ...) linked to an input that is no widget (a Simple Calculator's
+        b): a Math Expression giving that number, added as <id>.<input>; a text or other value is said and dropped."""
+        if not isinstance(value, (bool, int, float)) or value != value or value in (float("inf"), float("-inf")):
+            self.warnings.add(node, f"its value {short_repr(value)} comes from a constant, which NodeForge cannot pass "
+                                    "into this input; the input is left unconnected", comfy_input)
+            return
+        nid = f"{node.id}.{comfy_input}"
+        output = "bool" if isinstance(value, bool) else "int" if isinstance(value, int) else "float"
+        expression = str(int(value)) if isinstance(value, bool) else repr(value)
+        self.workflow.nodes[nid] = NodeRef("MathExpression", {"expression": expression, "style": "ComfyUI"}, {})
+        ref.inputs[nf_input] = (nid, output)
+        if node.pos is not None:
+            self.workflow.ui.setdefault("positions", {})[nid] = [node.pos[0] - 40.0, node.pos[1] + 40.0]
 
     def _through(self, node: ComfyNode, row: table.ClassMap, ref: NodeRef) -> None:
         """The NodeForge node between an input and the node (ClassMap.through), added as <id>.<input> beside it."""
