@@ -32,7 +32,7 @@ REFERENCE_METHODS = ("offset", "index", "uxo/uno", "index_timestep_zero")
 DEFAULT_METHOD = "offset"     # Flux Kontext's, when no method node sets one
 
 # The `family` of the models whose samplers read reference latents.
-READS_REFERENCES = {"flux": "Flux (Kontext)"}
+READS_REFERENCES = {"flux": "Flux (Kontext)", "qwenimage": "Qwen-Image (Edit)"}
 
 
 def run_reference_latent(ctx: Any, conditioning: Any, latent: dict | None = None) -> dict[str, Any]:

@@ -15,7 +15,7 @@ COND, LATENT, IMAGE, MODEL = (PortType.CONDITIONING.value, PortType.LATENT.value
                               PortType.MODEL.value)
 
 # The `family` of the models whose guidance step applies CFGNorm (nodes/cfg_norm.py).
-APPLIES_CFG_NORM = {"flux": "Flux", "sd3": "SD3/SD3.5"}
+APPLIES_CFG_NORM = {"flux": "Flux", "sd3": "SD3/SD3.5", "qwenimage": "Qwen-Image"}
 
 
 def cfg_norm_refusal(family: str | None, model: str = "the model") -> str | None:
@@ -72,7 +72,7 @@ EDIT_NODES: list[NodeSpec] = [
         display_name="Flux Kontext Image Scale"),
     NodeSpec(
         "CFGNorm", "advanced/model", lazy("cfg_norm", "run_cfg_norm"),
-        inputs=(Input("unet", MODEL, description="a Flux or SD3 model (left unchanged)"),),
+        inputs=(Input("unet", MODEL, description="a Flux, SD3 or Qwen-Image model (left unchanged)"),),
         params=(Param.float("strength", 1.0, min=0.0, max=100.0, step=0.01,
                             description="multiplies the capped prediction (1: only capped; 0 draws nothing)"),),
         outputs=(Output("unet", MODEL, description="the model with its guided prediction normalised"),),

@@ -1251,6 +1251,10 @@ ROWS += (
              ("image",)),
     ClassMap("CFGNorm", "CFGNorm", "CFGNorm", (Widget("strength"), Widget("pre_cfg", None, ui_value=False)), (("model", "unet"),),
              ("unet",), derive=_cfg_norm_pre),
+    # Qwen-Image-Edit 2509 / 2511's prompt with up to three pictures (comfy_extras/nodes_qwen.py).
+    ClassMap("TextEncodeQwenImageEditPlus", "TextEncodeQwenImageEditPlus", "TextEncodeQwenImageEditPlus",
+             (Widget("prompt"),), (("clip", "clip"), ("vae", "vae"), ("image1", "image1"), ("image2", "image2"),
+                                   ("image3", "image3")), ("conditioning",)),
 )
 
 # scraed/LanPaint's LanPaint_KSampler (nodes/lanpaint.py): KSampler's widgets, then its Langevin iterations and prompt mode;

@@ -5,7 +5,7 @@ QwenImagePipeline and QwenImageEditPlusPipeline do it.
 
 - The model reads the packed latent, the prompt (no pooled vector, no guidance input) and `img_shapes`,
   the (frames, rows, columns) of each packed picture, from which it builds its positions.
-- Reference latents (TextEncodeQwenImageEditPlus with a VAE; ComfyUI's ReferenceLatent) are packed the same
+- Reference latents (TextEncodeQwenImageEditPlus with a VAE; ReferenceLatent, nodes/edit_model.py) are packed the same
   way and put after the latent's tokens, each as the next frame in `img_shapes` (the pipeline's and ComfyUI's
   "index" method); only the latent's tokens of the output are kept. A reference of odd latent size is padded
   to even with its own opposite edge (ComfyUI's circular padding). With the method "index_timestep_zero"
@@ -15,7 +15,8 @@ QwenImagePipeline and QwenImageEditPlusPipeline do it.
   workflows set 3.1 this way), which replaces the resolution-dependent one.
 - CFG: with cfg above 1 the negative prompt is run too and mixed as uncond + cfg (cond - uncond), ComfyUI's
   CFG. QwenImagePipeline's `true_cfg_scale` then also rescales the result to the positive's norm per
-  token; ComfyUI does that only with CFGNorm, and so does NodeForge.
+  token; ComfyUI tames it only with CFGNorm (nodes/cfg_norm.py: the clean-image prediction's norm per
+  latent pixel capped at the positive's), and so does NodeForge.
 """
 from __future__ import annotations
 
@@ -79,11 +80,17 @@ class QwenImagePredictor:
     def predict(self, latents: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         h, w = latents.shape[-2:]
         packed = pack(latents)
-        out = self._call(self.positive, packed, (h, w), t)
+        cond = guided = self._call(self.positive, packed, (h, w), t)
         if self.negative is not None:
             uncond = self._call(self.negative, packed, (h, w), t)
-            out = uncond + self.cfg * (out - uncond)
-        return unpack(out, h, w)
+            guided = uncond + self.cfg * (cond - uncond)
+        strength = getattr(self.model, "cfg_norm", None)
+        if strength is None:
+            return unpack(guided, h, w)
+        from ..cfg_norm import normalized_velocity
+
+        sigma = t.reshape(-1)[0].float() / 1000   # the model's timestep is 1000 x sigma
+        return normalized_velocity(unpack(guided, h, w), unpack(cond, h, w), latents.float(), sigma, strength)
 
 
 def _even(latent: torch.Tensor) -> torch.Tensor:
@@ -113,10 +120,14 @@ def _side(conditioning: Any, field: str, model: Any) -> dict[str, Any]:
                        ("area", "area_fraction", "control", "timestep_range", "mask"),
                        encoder="CLIP (its Qwen2.5-VL text encoder)", pooled=False)
     references = tuple(entry.get("reference_latents", ()))
+    method = entry.get("reference_latents_method") or "index"
+    if references and method not in ("index", ZERO_TIMESTEP_METHOD):
+        raise NodeError(f"Qwen-Image places each reference latent as its own frame (index, or index_timestep_zero for "
+                        f"Qwen-Image-Edit-2511), not {method!r}: set Reference Latent Method to index or remove it",
+                        field=field)
     for ref in references:
         if ref.shape[1] != model.latent_channels:
             raise NodeError(f"a reference latent has {ref.shape[1]} channels but this model's latents have "
                             f"{model.latent_channels}; encode the reference with the Qwen-Image VAE", field=field)
-    zero = bool(getattr(model.unet.config, "zero_cond_t", False)) or \
-        entry.get("reference_latents_method") == ZERO_TIMESTEP_METHOD
+    zero = bool(getattr(model.unet.config, "zero_cond_t", False)) or method == ZERO_TIMESTEP_METHOD
     return {"embeds": entry["embeds"].to(model.device, model.dtype), "references": references, "zero_cond_t": zero}

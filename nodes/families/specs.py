@@ -433,3 +433,23 @@ FAMILY_NODES += [
                     "StableCascade_CheckpointLoader).",
         display_name="Stable Cascade Checkpoint Loader"),
 ]
+
+# Qwen-Image-Edit's prompt with pictures (nodes/families/qwenimage_nodes.py).
+FAMILY_NODES += [
+    NodeSpec(
+        "TextEncodeQwenImageEditPlus", "advanced/conditioning",
+        lazy("families.qwenimage_nodes", "run_text_encode_qwen_image_edit_plus"),
+        inputs=(Input("clip", CLIP, description="Qwen-Image's Qwen2.5-VL (TextEncoderLoader type qwen_image)"),
+                Input("vae", VAE, optional=True,
+                      description="Qwen-Image's VAE: with it each picture is also a reference latent"),
+                *(Input(f"image{n}", IMAGE, optional=True, description=f"picture {n} the prompt refers to")
+                  for n in (1, 2, 3))),
+        params=(Param.string("prompt", "", multiline=True, role=ParamRole.PROMPT,
+                             description="the edit, referring to the pictures as Picture 1, 2, 3"),),
+        outputs=(Output("conditioning", COND, description="the prompt with the pictures, for a sampler"),),
+        description="Prompt of Qwen-Image-Edit 2509 / 2511 (ComfyUI's TextEncodeQwenImageEditPlus; diffusers' "
+                    "QwenImageEditPlusPipeline): Qwen2.5-VL reads up to three pictures (scaled to about 384x384) with "
+                    "the text, and with a VAE each picture (about 1024x1024) becomes a reference latent the model "
+                    "sees beside the image it draws.",
+        display_name="Text Encode Qwen Image Edit Plus"),
+]
