@@ -902,3 +902,23 @@ NODES += [
                     "(comfyui_controlnet_aux's Realistic Lineart).",
         display_name="Realistic Lineart"),
 ]
+
+# comfyui_controlnet_aux's LeReS depth preprocessor (nodes/leres.py).
+NODES += [
+    NodeSpec(
+        "LeReSDepthMap", "image", _lazy("leres", "run_leres_depth_map"),
+        inputs=(Input("image", IMAGE, description="the images to estimate depth in"),),
+        params=(Param.choice("model", _names(FileKind.LERES), default="", file=FileKind.LERES,
+                             description="res101.pth from lllyasviel/Annotators, in the leres folder"),
+                Param.float("rm_nearest", 0.0, min=0.0, max=100.0, step=0.01,
+                            description="depth levels up to this percent of white (the nearest) set to 0 before the "
+                                        "map is turned over, so they come out white (0: off)"),
+                Param.float("rm_background", 0.0, min=0.0, max=100.0, step=0.01,
+                            description="map levels up to this percent of white (the farthest) set to black (0: off)"),
+                Param.int("resolution", 512, min=64, max=16384, step=64,
+                          description="the map's shorter side in pixels (the aspect ratio is kept)")),
+        outputs=(Output("image", IMAGE, description="the depth map, grey, near bright"),),
+        description="Estimate a depth map with LeReS's ResNeXt-101 network (comfyui_controlnet_aux's LeReS "
+                    "preprocessor, without its boost).",
+        display_name="LeReS Depth Map"),
+]

@@ -62,6 +62,8 @@ KINDS: dict[FileKind, KindFacts] = {
                                            ("model.safetensors", "model.pth")),
     # lllyasviel/Annotators' sk_model.pth and sk_model2.pth (coarse), or their .safetensors conversions
     FileKind.LINEART: KindFacts("lineart", (".safetensors", ".pth"), "lineart model", "lineart"),
+    # lllyasviel/Annotators' res101.pth (LeReS's ResNeXt-101 depth network)
+    FileKind.LERES: KindFacts("leres", (".safetensors", ".pth"), "LeReS depth model", "leres"),
 }
 # The tables the rest of the program reads, each one column of KINDS.
 SUBFOLDERS = {kind: facts.folder for kind, facts in KINDS.items()}

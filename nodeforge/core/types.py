@@ -83,6 +83,7 @@ class FileKind(_Named):
     SAM = "sam"                           # a transformers Segment Anything folder (models/sams)
     BACKGROUND_REMOVAL = "background_removal"   # a BRIA RMBG-1.4 background-removal model (models/rmbg)
     LINEART = "lineart"                   # a lineart annotator network, sk_model.pth (models/lineart)
+    LERES = "leres"                       # a LeReS depth network, res101.pth (models/leres)
 
 
 class ParamRole(_Named):

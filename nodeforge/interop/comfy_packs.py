@@ -23,7 +23,7 @@ _PREFIXES = (("Impact", "ComfyUI-Impact-Pack"), ("IPAdapter", "ComfyUI_IPAdapter
              ("VHS_", "ComfyUI-VideoHelperSuite"), ("CR ", "ComfyUI_Comfyroll_CustomNodes"),
              ("Inspire", "ComfyUI-Inspire-Pack"))
 # The NodeForge node that does the same operation (the user replaces the placeholder with it).
-EQUIVALENTS: dict[str, str] = {"LeReS-DepthMapPreprocessor": "DepthMap"}
+EQUIVALENTS: dict[str, str] = {}
 # ComfyUI's own classes that NodeForge does not map yet (the ones shared files use most).
 CORE = frozenset({
     "LatentInterpolate",

@@ -331,6 +331,12 @@ def _was_midas(values: dict[str, Any], params: dict[str, Any], notes: Notes) -> 
                    "bright)")
 
 
+def _leres_boost(values: dict[str, Any], params: dict[str, Any], notes: Notes) -> None:
+    if values.get("boost") == "enable":
+        notes.warn("boost is on: LeReS++'s pix2pix merging of several resolutions is not in NodeForge; the depth is "
+                   "estimated once, at resolution")
+
+
 def _lineart_in(value: Any, notes: Notes) -> Any:
     return {"disable": "sk_model.pth", "enable": "sk_model2.pth"}.get(value, value)
 
@@ -1122,6 +1128,12 @@ ROWS: tuple[ClassMap, ...] = (
              (("image", "image"),), ("image",),
              note="the lines are drawn by NodeForge's Realistic Lineart with the pack's own network: put sk_model.pth "
                   "(coarse: sk_model2.pth) from lllyasviel/Annotators in models/lineart/"),
+    ClassMap("LeReS-DepthMapPreprocessor", "LeReSDepthMap", "LeReS Depth Map (enable boost for leres++)",
+             (Widget("rm_nearest"), Widget("rm_background"), Widget("boost", None, export_default="disable"),
+              Widget("resolution")), (("image", "image"),), ("image",), fixed={"model": "res101.pth"},
+             derive=_leres_boost,
+             note="the depth is estimated by NodeForge's LeReS Depth Map with the pack's own network: put res101.pth "
+                  "from lllyasviel/Annotators in models/leres/"),
     ClassMap("OpenposePreprocessor", "PoseMap", "OpenPose Pose Recognition",
              (Widget("detect_hand", None, export_default="disable"), Widget("detect_body", None, export_default="enable"),
               Widget("detect_face", None, export_default="disable"), Widget("resolution"),

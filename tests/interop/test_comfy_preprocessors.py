@@ -94,3 +94,21 @@ def test_invert_depth_is_said_and_an_old_inpaint_node_without_widgets_comes_in(r
     imported = read(source)
     assert imported.workflow.nodes["5"].params == {}    # xinsir_black: its default, off
     assert any("invert_depth is on" in line and "Invert Image" in line for line in imported.warnings)
+
+
+def test_leres_comes_in_as_leres_depth_map_and_goes_back_with_boost_off(read, registry, tmp_path):
+    data = json.loads((DATA / FORMATS[1]).read_text())
+    data["20"] = {"class_type": "LeReS-DepthMapPreprocessor",
+                  "inputs": {"rm_nearest": 12.5, "rm_background": 40.0, "boost": "enable", "resolution": 768,
+                             "image": ["1", 0]}}
+    source = tmp_path / "leres.json"
+    source.write_text(json.dumps(data))
+    imported = read(source)
+    node = imported.workflow.nodes["20"]
+    assert (node.type, node.params) == ("LeReSDepthMap", {"model": "res101.pth", "rm_nearest": 12.5,
+                                                          "rm_background": 40.0, "resolution": 768})
+    assert any("boost is on" in line for line in imported.warnings)
+    assert any(line.startswith("missing LeReS depth model 'res101.pth'") for line in imported.warnings)
+    prompt = comfy_export.export_comfyui_api(imported.workflow, registry=registry)
+    assert (prompt["20"]["class_type"], prompt["20"]["inputs"]) == ("LeReS-DepthMapPreprocessor", {
+        "rm_nearest": 12.5, "rm_background": 40.0, "boost": "disable", "resolution": 768, "image": ["1", 0]})
