@@ -4,8 +4,8 @@ ResNeXt-101 32x8d encoder and LeReS's decoder; a ResNet-50 one reads too, its wi
 
 The encoder is a ResNet without its classifier (a 7x7 stride-2 stem and max pool, then four stages of bottleneck
 blocks, grouped 3x3 convolutions in ResNeXt), giving features at 1/4, 1/8, 1/16 and 1/32. The decoder refines the
-1/32 features (a feature transfer block: a 3x3 convolution plus a residual branch of ReLU, convolution, batch norm,
-ReLU, convolution, then ReLU), reduces them to 256 channels, and at each finer scale adds the upsampled coarser
+1/32 features (a feature transfer block: a 3x3 convolution and ReLU plus a residual branch of convolution, batch
+norm, ReLU, convolution, then ReLU), reduces them to 256 channels, and at each finer scale adds the upsampled coarser
 result to that scale's refined features (bilinear x2, corners aligned); a last head of two 3x3 convolutions gives
 one channel at the picture's size: depth, far large.
 
@@ -91,7 +91,7 @@ def _up(x: torch.Tensor) -> torch.Tensor:
 
 
 class _Transfer(nn.Module):
-    """A 3x3 convolution to `outputs` channels, plus a residual branch (ReLU, conv, batch norm, ReLU, conv), ReLU."""
+    """A 3x3 convolution to `outputs` channels and ReLU, plus a residual branch (conv, batch norm, ReLU, conv), ReLU."""
 
     def __init__(self, inputs: int, outputs: int) -> None:
         super().__init__()
@@ -102,8 +102,10 @@ class _Transfer(nn.Module):
                                           "4": nn.Conv2d(outputs, outputs, 3, padding=1)})
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.conv1(x)
-        branch = self.conv_branch["4"](F.relu(self.conv_branch["2"](self.conv_branch["1"](F.relu(x)))))
+        # The original's branch opens with an in-place ReLU, so the sum adds the branch to relu(conv1(x)), not to
+        # conv1(x): the weights were trained so, and it is kept.
+        x = F.relu(self.conv1(x))
+        branch = self.conv_branch["4"](F.relu(self.conv_branch["2"](self.conv_branch["1"](x))))
         return F.relu(x + branch)
 
 

@@ -103,3 +103,22 @@ def test_the_node_reads_a_pth_without_running_code_and_gives_the_map_at_the_reso
 
     out = leres.run_leres_depth_map(Ctx(), torch.rand(1, 40, 60, 3), "res101.pth", 0, 0, 64)["image"]
     assert out.shape == (1, 64, 96, 3) and 0 <= float(out.min()) <= float(out.max()) <= 1
+
+
+def test_a_transfer_block_adds_its_branch_to_the_rectified_convolution_as_the_original_does():
+    # The original's branch opens with an in-place ReLU, which rectifies the convolution's output the sum then reads.
+    import torch.nn.functional as F
+
+    torch.manual_seed(0)
+    block = leres._Transfer(4, 6).eval()
+    branch = block.conv_branch
+    branch["2"].running_mean.uniform_(-0.5, 0.5)
+    x = torch.randn(1, 4, 8, 8)
+    with torch.no_grad():
+        c = F.relu(block.conv1(x))
+        norm = branch["2"]
+        y = F.batch_norm(branch["1"](c), norm.running_mean, norm.running_var, norm.weight, norm.bias, eps=norm.eps)
+        expected = F.relu(c + branch["4"](F.relu(y)))
+        assert torch.allclose(block(x), expected, atol=1e-6)
+        naive = F.relu(block.conv1(x) + branch["4"](F.relu(norm(branch["1"](F.relu(block.conv1(x)))))))
+        assert not torch.allclose(block(x), naive, atol=1e-4)        # the sum with conv1's negatives kept differs
