@@ -149,16 +149,7 @@ def _mapped(nid: str, node: NodeRef, row: table.ClassMap, workflow: Workflow, re
         if row.widget(comfy_name) is not None:    # a widget ComfyUI shows as an input (Display Int's input)
             inputs[-1]["widget"] = {"name": comfy_name}
         sources.append(node.inputs.get(nf_name))
-    constants: dict[int, tuple[str, Any]] = {}
-    for widget in row.widgets:     # sockets: wired, given a constant node away from the default, or left open
-        if widget.socket is None:
-            continue
-        param = spec.param(widget.target) if spec is not None else None
-        inputs.append({"name": widget.comfy, "type": PARAM_PORTS.get(param.kind, "*") if param else "*"})
-        sources.append(node.inputs.get(widget.target))
-        value = node.params.get(widget.target, param.default if param is not None else None)
-        if widget.target not in node.inputs and param is not None and value != param.default:
-            constants[len(inputs) - 1] = (widget.socket, value)
+    constants = _sockets(node, row, spec, inputs, sources)
     for name, link in widget_links.items():
         if isinstance(link, (list, tuple)) and len(link) == 2:
             inputs.append({"name": name, "type": "*", "widget": {"name": name}})
@@ -184,6 +175,23 @@ def _mapped(nid: str, node: NodeRef, row: table.ClassMap, workflow: Workflow, re
     if constants:
         made.extra["constants"] = constants
     return made
+
+
+def _sockets(node: NodeRef, row: table.ClassMap, spec: Any, inputs: list[dict[str, Any]],
+             sources: list[tuple[str, str] | None]) -> dict[int, tuple[str, Any]]:
+    """The row's socket params as inputs (wired, or left open); {slot: (constant class, value)} for each that
+    holds a value away from its default, which gets a constant node (`_socket_constants`)."""
+    constants: dict[int, tuple[str, Any]] = {}
+    for widget in row.widgets:
+        if widget.socket is None:
+            continue
+        param = spec.param(widget.target) if spec is not None else None
+        inputs.append({"name": widget.comfy, "type": PARAM_PORTS.get(param.kind, "*") if param else "*"})
+        sources.append(node.inputs.get(widget.target))
+        value = node.params.get(widget.target, param.default if param is not None else None)
+        if widget.target not in node.inputs and param is not None and value != param.default:
+            constants[len(inputs) - 1] = (widget.socket, value)
+    return constants
 
 
 def _socket_constants(made: dict[str, _Node], ids: dict[str, int]) -> None:
