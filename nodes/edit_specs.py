@@ -13,6 +13,7 @@ from .declare import lazy
 
 COND, LATENT, IMAGE, MODEL = (PortType.CONDITIONING.value, PortType.LATENT.value, PortType.IMAGE.value,
                               PortType.MODEL.value)
+VAE, MASK = PortType.VAE.value, PortType.MASK.value
 
 # The `family` of the models whose guidance step applies CFGNorm (nodes/cfg_norm.py).
 APPLIES_CFG_NORM = {"flux": "Flux", "sd3": "SD3/SD3.5", "qwenimage": "Qwen-Image"}
@@ -121,7 +122,31 @@ def _lanpaint_nodes() -> list[NodeSpec]:
         description="Inpaint with LanPaint (scraed/LanPaint's LanPaint_KSampler): before each step the latent "
                     "follows a few Langevin iterations that pull the known area to the image and the masked area to "
                     "what the model makes of it, so the two agree; works with any model, no inpainting model needed.",
-        display_name="LanPaint Sampler")]
+        display_name="LanPaint Sampler"),
+        NodeSpec(
+            "LanPaintImageEncode", "latent", lazy("lanpaint_images", "run_lanpaint_image_encode"),
+            inputs=(Input("vae", VAE, description="the model's VAE"),
+                    Input("image", IMAGE, description="the image to inpaint"),
+                    Input("mask", MASK, optional=True, description="where to repaint (1); unlinked: a plain encode")),
+            outputs=(Output("latent", LATENT, description="the encoded image with its mask, for LanPaint Sampler"),),
+            description="Encode an image and attach its inpainting mask, resized to the latent by nearest-exact "
+                        "(scraed/LanPaint's LanPaint_ImageEncode: VAEEncode + SetLatentMask in one).",
+            display_name="LanPaint Image Encode"),
+        NodeSpec(
+            "LanPaintImageDecode", "latent", lazy("lanpaint_images", "run_lanpaint_image_decode"),
+            inputs=(Input("vae", VAE, description="the model's VAE"),
+                    Input("latent", LATENT, description="the inpainted latent"),
+                    Input("image", IMAGE, optional=True,
+                          description="the original image: the decoded one is resized to its size"),
+                    Input("mask", MASK, optional=True,
+                          description="with the image: the decoded pixels replace the original's inside it (1)")),
+            params=(Param.int("blend_overlap", 9, min=1, max=51, step=2,
+                              description="pixels over which the mask's edge is widened and blurred into the "
+                                          "original (odd; 1: a hard edge)"),),
+            outputs=(Output("image", IMAGE, description="the decoded image, blended into the original"),),
+            description="Decode an inpainted latent and paste it into the original inside the mask with a soft "
+                        "edge (scraed/LanPaint's LanPaint_ImageDecode: VAEDecode + resize + LanPaint_MaskBlend).",
+            display_name="LanPaint Image Decode")]
 
 
 EDIT_NODES += _lanpaint_nodes()

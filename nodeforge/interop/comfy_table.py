@@ -1285,6 +1285,10 @@ ROWS += (
                 Widget("LanPaint_Info", None, export_default="LanPaint KSampler."),
                 Widget("Inpainting_mode", None, export_default="\U0001f5bc\ufe0f Image Inpainting")),
              _SAMPLER_INPUTS, ("latent",), derive=_lanpaint_mode),
+    ClassMap("LanPaint_ImageEncode", "LanPaintImageEncode", "LanPaint Image Encode", (),
+             (("image", "image"), ("vae", "vae"), ("mask", "mask")), ("latent",)),
+    ClassMap("LanPaint_ImageDecode", "LanPaintImageDecode", "LanPaint Image Decode", (Widget("blend_overlap"),),
+             (("samples", "latent"), ("vae", "vae"), ("image", "image"), ("mask", "mask")), ("image",)),
 )
 
 # Plain values on wires (nodes/values.py): an image's size, math expressions, text, and nodes that show a value.

@@ -46,3 +46,15 @@ def test_video_inpainting_mode_warns_that_frames_are_inpainted_as_images(read, t
 
 def test_lanpaint_is_mapped():
     assert comfy_table.BY_COMFY["LanPaint_KSampler"].nodeforge == "LanPaintSampler"
+
+
+@pytest.mark.parametrize("name", ["comfy-lanpaint-images-0.4.json", "comfy-lanpaint-images-api.json"])
+def test_lanpaints_image_encode_and_decode_come_in_validate_and_go_back(read, exported_back, name):
+    nodes = read(name).workflow.nodes
+    assert (nodes["3"].type, nodes["3"].inputs) == (
+        "LanPaintImageEncode", {"image": ("2", "image"), "vae": ("1", "vae"), "mask": ("2", "mask")})
+    assert (nodes["8"].type, nodes["8"].params, nodes["8"].inputs) == (
+        "LanPaintImageDecode", {"blend_overlap": 7},
+        {"latent": ("7", "latent"), "vae": ("1", "vae"), "image": ("2", "image"), "mask": ("2", "mask")})
+    back = exported_back(name, "comfy-lanpaint-images-api.json", valid=True)
+    back.assert_kept(["3", "7", "8"])

@@ -124,3 +124,63 @@ def test_lanpaint_refuses_a_non_sigma_scheduler_in_words(flux_dir):
     with pytest.raises(NodeError) as info:
         check_lanpaint_scheduler(Unet(), DDIMScheduler())
     assert info.value.field == "sampler" and "DDIMScheduler" in str(info.value)
+
+
+def test_image_encode_is_vae_encode_with_the_mask_nearest_at_the_latents_size(paint_engine, tmp_path):
+    from nodeforge import Workflow
+
+    wf = Workflow()
+    wf.add("CheckpointLoader", {"checkpoint": "tiny-sd"}, node_id="ckpt")
+    wf.add("LoadImage", {"path": str(_picture(tmp_path))}, node_id="img")
+    wf.add("VAEEncode", {}, {"vae": ("ckpt", "vae"), "image": ("img", "image")}, node_id="enc")
+    wf.add("LanPaintImageEncode", {}, {"vae": ("ckpt", "vae"), "image": ("img", "image"), "mask": ("img", "mask")},
+           node_id="lp")
+    run = paint_engine.run(wf, outputs=["enc", "lp", "img"])
+    latent = run.outputs["lp"]["latent"]
+    torch.testing.assert_close(latent["samples"], run.outputs["enc"]["latent"]["samples"])
+    h, w = latent["samples"].shape[-2:]
+    expected = torch.zeros(1, 1, h, w)
+    expected[..., : w // 2] = 1.0                 # the transparent left half, no bilinear in-between values
+    assert torch.equal(latent["noise_mask"], expected)
+
+
+def test_image_decode_blends_the_decoded_picture_into_the_original_inside_the_widened_soft_mask():
+    from nodes.lanpaint_images import blend_weights, gaussian_kernel
+
+    kernel = gaussian_kernel(5)
+    assert kernel.shape == (5, 5) and float(kernel.sum()) == pytest.approx(1.0)
+    assert float(kernel[2, 2] / kernel[2, 4]) == pytest.approx(math.exp(2.0))     # sigma (5 - 1) / 4 = 1
+    mask = torch.zeros(1, 20, 20)
+    mask[:, 8:12, 8:12] = 1.0
+    hard = blend_weights(mask, 20, 20, 1)
+    assert torch.equal(hard, mask)               # 1: the mask itself, a hard edge
+    soft = blend_weights(mask, 20, 20, 5)        # widened to 6..13, blurred 2 px further
+    assert float(soft[0, 10, 10]) == pytest.approx(1.0)           # deep inside: fully decoded
+    assert float(soft[0, 0, 0]) == 0.0 and float(soft[0, 10, 3]) == 0.0   # beyond the blur: the original
+    assert 0.0 < float(soft[0, 10, 4]) < float(soft[0, 10, 5]) < float(soft[0, 10, 6]) < 1.0   # the edge fades
+    assert torch.all(soft[0, 8:12, 8:12] > 0.99)
+
+
+def test_image_decode_pastes_into_the_original_and_refuses_an_even_overlap(paint_engine, tmp_path):
+    from nodeforge import Workflow
+
+    wf = Workflow()
+    wf.add("CheckpointLoader", {"checkpoint": "tiny-sd"}, node_id="ckpt")
+    wf.add("LoadImage", {"path": str(_picture(tmp_path))}, node_id="img")
+    wf.add("VAEEncode", {}, {"vae": ("ckpt", "vae"), "image": ("img", "image")}, node_id="enc")
+    wf.add("VAEDecode", {}, {"vae": ("ckpt", "vae"), "latent": ("enc", "latent")}, node_id="plain")
+    wf.add("LanPaintImageDecode", {"blend_overlap": 1}, {"vae": ("ckpt", "vae"), "latent": ("enc", "latent"),
+                                                         "image": ("img", "image"), "mask": ("img", "mask")},
+           node_id="dec")
+    run = paint_engine.run(wf, outputs=["img", "plain", "dec"])
+    original, decoded, out = (run.outputs["img"]["image"], run.outputs["plain"]["image"],
+                              run.outputs["dec"]["image"])
+    torch.testing.assert_close(out[:, :, 16:], original[:, :, 16:])       # kept half: the original's pixels
+    torch.testing.assert_close(out[:, :, :16], decoded[:, :, :16])        # masked half: the decoded ones
+    from nodeforge.core.errors import WorkflowError
+
+    wf.nodes["dec"].params["blend_overlap"] = 4   # a param's step is not checked at validate: the run says it
+    with pytest.raises(WorkflowError) as info:
+        paint_engine.run(wf, outputs=["dec"])
+    message = str(info.value)
+    assert "dec" in message and "blend_overlap" in message and "use 5" in message and "\n" not in message
