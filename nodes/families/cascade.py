@@ -6,9 +6,11 @@ Conditioning) and the prompt's pooled vector; stage A (Paella's VQ-GAN) decodes 
 
 Files: diffusers folders in StableCascadePriorPipeline's layout (prior, text_encoder = CLIP-G with
 projection, tokenizer, optional image_encoder + feature_extractor) and StableCascadeDecoderPipeline's
-(decoder, vqgan = stage A, text_encoder, tokenizer); a stage C or stage B UNet alone in the original
-layout (stage_c.safetensors, stage_b.safetensors: converted by diffusers' own single-file converter,
-its config from `<name>.config/` beside it) is refused by CheckpointLoader with the loader to use.
+(decoder, vqgan = stage A, text_encoder, tokenizer); ComfyUI's single files: the bundled
+stable_cascade_stage_c.safetensors (UNet + CLIP-G + CLIP-L image encoder + EfficientNet) and
+stable_cascade_stage_b.safetensors (UNet + stage A), or a stage's UNet alone (stage_c.safetensors,
+stage_b_lite.safetensors ...), the UNet converted by diffusers' own single-file converter, its config from
+`<name>.config/` beside it or the shipped full / lite one (resources/configs/cascade/).
 Both stages are MODELs of family "cascade" (the stage from the network's config); sampling is
 nodes/families/cascade_sampling.py, the stage nodes nodes/families/cascade_nodes.py.
 """
@@ -35,8 +37,6 @@ NUM_TRAIN_TIMESTEPS = 1000
 COSINE_S = 0.008
 # ComfyUI samples stage C with its noise levels shifted by 2 (more steps at high noise), stage B unshifted.
 STAGE_SHIFT = {"c": 2.0, "b": 1.0}
-SEPARATE = ("load it with Stable Cascade Checkpoint Loader from its StableCascadePriorPipeline (stage C) or "
-            "StableCascadeDecoderPipeline (stage B) folder")
 
 
 def claims_folder(path: Path) -> bool:
@@ -148,20 +148,144 @@ def stage_a_fields(vqgan: Any) -> dict[str, Any]:
                 latent_channels=int(vqgan.config.latent_channels))
 
 
-def absent_encoder_fields(name: str) -> dict[str, Any]:
-    """A stage C folder's VAE: diffusers' prior pipeline has no EfficientNet encoder (ComfyUI's c_vae), so
-    encoding or decoding with it is refused in one line."""
+def absent_encoder_fields(name: str, bundled: bool = False) -> dict[str, Any]:
+    """Stage C's VAE: NodeForge does not run its EfficientNet encoder (ComfyUI's c_vae; diffusers' prior folder
+    has none), so encoding or decoding with it is refused in one line."""
     from .cascade_nodes import AbsentStageCCoder
 
-    return dict(vae=AbsentStageCCoder(name), scaling_factor=1.0, shift_factor=0.0, factor=32, latent_channels=16)
+    return dict(vae=AbsentStageCCoder(name, bundled), scaling_factor=1.0, shift_factor=0.0, factor=32,
+                latent_channels=16)
+
+
+def absent_stage_a_fields(name: str) -> dict[str, Any]:
+    """A stage B file without stage A: decoding with its VAE is refused in one line."""
+    from .cascade_nodes import AbsentStageA
+
+    return dict(vae=AbsentStageA(name), scaling_factor=1.0, shift_factor=0.0, factor=4, latent_channels=4)
 
 
 # -- single files -------------------------------------------------------------------------------------------
+# ComfyUI's bundled checkpoints (stabilityai/stable-cascade comfyui_checkpoints/stable_cascade_stage_c.safetensors
+# and _stage_b) hold the UNet under "model.diffusion_model." beside these parts; the stage files alone
+# (stage_c.safetensors, stage_b_bf16.safetensors, the _lite ones) hold only the UNet, without a prefix.
+UNET_PREFIX = "model.diffusion_model."
+TEXT_PREFIX, VISION_PREFIX, VAE_PREFIX = "text_encoder.", "clip_l_vision.", "vae."
+PART_PREFIXES = (TEXT_PREFIX, VISION_PREFIX, VAE_PREFIX)
+
+
 def load_file(path: Path, device: str, state: dict, metadata: dict) -> LoadedCheckpoint:
-    """A stage's UNet file alone has no text encoder or VAE: say what CheckpointLoader needs instead."""
-    stage = "C" if any(k.endswith(STAGE_C_MARKER) for k in state) else "B"
-    raise NodeError(f"{path.name} is a Stable Cascade stage {stage} UNet alone, which CheckpointLoader cannot "
-                    f"load: {SEPARATE}", field="checkpoint")
+    """A stage C or stage B single file: its UNet (diffusers' own conversion of the original layout, the config
+    from `<name>.config/` beside it or the shipped full / lite one its widths name), and whatever the file
+    bundles: CLIP-G and the CLIP-L image encoder (stage C), stage A (stage B)."""
+    from diffusers import StableCascadeUNet
+    from diffusers.loaders.single_file_utils import convert_stable_cascade_unet_single_file_to_diffusers
+
+    from ..loading import model_from_state
+
+    parts = {prefix: {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)} for prefix in PART_PREFIXES}
+    unet_state = {k[len(UNET_PREFIX):]: v for k, v in state.items() if k.startswith(UNET_PREFIX)} or \
+        {k: v for k, v in state.items() if not k.startswith(PART_PREFIXES)}
+    stage = "c" if STAGE_C_MARKER in unet_state else "b"
+    converted = convert_stable_cascade_unet_single_file_to_diffusers(unet_state)
+    beside = path.with_name(path.stem + ".config")
+    _quiet_progress_bars()
+    unet = model_from_state(StableCascadeUNet, _unet_config(beside, stage, converted), converted,
+                            f"stage {stage.upper()} UNet")
+    dtype = pick_dtype(device)
+    tokenizer, encoder = _file_text_encoder(path, beside, parts[TEXT_PREFIX])
+    _finish([m for m in (unet, encoder) if m is not None], device, dtype)
+    clip = clip_fields(tokenizer, encoder) if encoder is not None else dict(
+        tokenizer=None, text_encoder=None, family="cascade",
+        missing=f"{path.name} holds no text encoder (only the stage {stage.upper()} UNet): link the clip of the stage C "
+                "checkpoint (ComfyUI's comfyui_checkpoints/stable_cascade_stage_c.safetensors, or the "
+                "StableCascadePriorPipeline folder)")
+    extra: dict[str, Any] = {}
+    if parts[VISION_PREFIX]:
+        extra["clip_vision"] = _file_clip_vision(path, beside, parts[VISION_PREFIX], device)
+    if stage == "b" and parts[VAE_PREFIX]:
+        vae = stage_a_fields(_file_stage_a(beside, parts[VAE_PREFIX]))
+    elif stage == "b":
+        vae = absent_stage_a_fields(path.name)
+    else:
+        vae = absent_encoder_fields(path.name, bundled=bool(parts[VAE_PREFIX]))
+    return LoadedCheckpoint(model_fields(path.stem, unet), clip, vae, extra)
+
+
+def _unet_config(beside: Path, stage: str, state: dict) -> dict[str, Any]:
+    """`<name>.config/`'s UNet config (its prior/ or decoder/ folder, or its own config.json), else the shipped
+    one: full or lite, told by the width of stage C's text mapper (2048 / 1536) or stage B's level 1 (640 / 576)."""
+    from diffusers import StableCascadeUNet
+
+    from ..loading import configs_dir
+
+    for folder in (beside / ("prior" if stage == "c" else "decoder"), beside):
+        if (folder / "config.json").is_file():
+            return StableCascadeUNet.load_config(str(folder))
+    if stage == "c":
+        lite = int(state["clip_txt_mapper.weight"].shape[0]) == 1536
+    else:
+        found = state.get("down_blocks.1.0.channelwise.0.weight")
+        lite = found is not None and int(found.shape[-1]) == 576
+    name = f"stage_{stage}" + ("_lite" if lite else "")
+    return StableCascadeUNet.load_config(str(configs_dir() / "cascade" / name))
+
+
+def _file_text_encoder(path: Path, beside: Path, state: dict) -> tuple[Any, Any]:
+    """CLIP-G with its projection (transformers' layout under "text_encoder."), its config from `<name>.config/
+    text_encoder` or SDXL's second encoder's (OpenCLIP bigG), its tokenizer padding with "!" as OpenCLIP's."""
+    if not state:
+        return None, None
+    from transformers import CLIPTextConfig, CLIPTextModelWithProjection
+
+    from ..loading import configs_dir, load_tokenizer
+
+    if "text_projection" in state and "text_projection.weight" not in state:   # OpenCLIP's (in, out) matrix
+        state = dict(state, **{"text_projection.weight": state.pop("text_projection").t().contiguous()})
+    own = beside / "text_encoder"
+    config = CLIPTextConfig.from_pretrained(str(own if own.is_dir() else configs_dir() / "sdxl" / "text_encoder_2"))
+    encoder = _transformers_model(CLIPTextModelWithProjection, config, state, "text encoder (CLIP-G)")
+    tokenizer = load_tokenizer([beside / "tokenizer", path.parent / "tokenizer"], "!", "text encoder (CLIP-G)")
+    return tokenizer, encoder
+
+
+def _file_clip_vision(path: Path, beside: Path, state: dict, device: str) -> Any:
+    """The bundled CLIP-L image encoder (transformers' layout under "clip_l_vision.") as a CLIP_VISION."""
+    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    from ..ipadapter import ClipVision, _image_processor
+    from ..loading import configs_dir
+
+    own = beside / "image_encoder"
+    config = CLIPVisionConfig.from_pretrained(str(own if own.is_dir() else configs_dir() / "clip_vision" / "vit-l-14"))
+    model = _transformers_model(CLIPVisionModelWithProjection, config, state, "CLIP vision encoder")
+    _finish([model], device, pick_dtype(device))
+    processor = beside / "feature_extractor"
+    return ClipVision(model, _image_processor(processor if processor.is_dir() else None, int(config.image_size)),
+                      path.stem)
+
+
+def _transformers_model(cls: Any, config: Any, state: dict, what: str) -> Any:
+    """A transformers model built on the meta device and given the file's tensors (loading.py's checks)."""
+    from ..loading import _load_into
+
+    with torch.device("meta"):
+        model = cls(config)
+    _load_into(model, state, what)
+    return model.eval()
+
+
+def _file_stage_a(beside: Path, state: dict) -> Any:
+    """Stage A (Paella's VQ-GAN, the original names: diffusers calls the codebook `embedding`)."""
+    from diffusers.pipelines.deprecated.wuerstchen import PaellaVQModel
+
+    from ..loading import configs_dir, model_from_state
+
+    state = {k.replace("vquantizer.codebook.", "vquantizer.embedding."): v for k, v in state.items()}
+    own = beside / "vqgan"
+    config = PaellaVQModel.load_config(str(own if own.is_dir() else configs_dir() / "cascade" / "vqgan"))
+    vqgan = model_from_state(PaellaVQModel, config, state, "stage A (VQ-GAN)")
+    vqgan.to(torch.float32)
+    return vqgan
 
 
 # -- text -------------------------------------------------------------------------------------------------------
@@ -171,6 +295,9 @@ def encode(clip: Any, text: str, embeddings: Any = None, **texts: str) -> dict[s
     from ..placement import device_of
 
     tok, encoder = clip.tokenizer, clip.text_encoder
+    if encoder is None:
+        raise NodeError(clip.missing or "this CLIP holds no text encoder; link the stage C checkpoint's clip",
+                        field="clip")
     tokens = tok(text, padding="max_length", max_length=tok.model_max_length, truncation=True, return_tensors="pt")
     device = device_of(encoder)
     with torch.inference_mode(), clip.patched():

@@ -49,26 +49,39 @@ class StageA(torch.nn.Module):
         return _Output(self.vqgan.decode(latents, force_not_quantize=True).sample * 2 - 1)
 
 
-class AbsentStageCCoder(torch.nn.Module):
-    """The VAE of a stage C model loaded without ComfyUI's EfficientNet encoder (diffusers' prior folder has
-    none): what would encode or decode with it says so in one line."""
+class _AbsentCoder(torch.nn.Module):
+    """A VAE a Stable Cascade checkpoint cannot give: encoding or decoding with it is refused in one line."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, message: str) -> None:
         super().__init__()
-        self.name = name
+        self.message = message
         self.register_parameter("placeholder", torch.nn.Parameter(torch.zeros(0), requires_grad=False))
 
-    def _refuse(self) -> NodeError:
-        return NodeError(f"{self.name} has no stage C encoder (EfficientNet; diffusers' StableCascadePriorPipeline "
-                         "folder does not include one), so its VAE cannot encode or decode; for image-to-image use "
-                         "stage B's VAE (stage A) with VAEEncode, or start stage C from an empty latent",
-                         field="vae")
-
     def encode(self, pixels: torch.Tensor) -> Any:
-        raise self._refuse()
+        raise NodeError(self.message, field="vae")
 
     def decode(self, latents: torch.Tensor) -> Any:
-        raise self._refuse()
+        raise NodeError(self.message, field="vae")
+
+
+class AbsentStageCCoder(_AbsentCoder):
+    """Stage C's VAE: ComfyUI's EfficientNet encoder, which NodeForge does not run yet (a diffusers prior folder
+    has none at all)."""
+
+    def __init__(self, name: str, bundled: bool = False) -> None:
+        why = ("NodeForge does not run its EfficientNet encoder yet" if bundled else
+               "diffusers' StableCascadePriorPipeline folder does not include one")
+        super().__init__(f"{name}'s stage C encoder (EfficientNet) cannot encode or decode: {why}; start stage C "
+                         "from Empty Latent (Stable Cascade), or decode stage B's latent with stage B's VAE (stage A)")
+
+
+class AbsentStageA(_AbsentCoder):
+    """The VAE of a stage B file that holds only the UNet."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"{name} holds only the stage B UNet, no stage A to decode with: use ComfyUI's "
+                         "comfyui_checkpoints/stable_cascade_stage_b.safetensors (stage B with stage A) or the "
+                         "StableCascadeDecoderPipeline folder as stage_b")
 
 
 # -- the nodes -----------------------------------------------------------------------------------------------

@@ -417,10 +417,12 @@ FAMILY_NODES += [
     NodeSpec(
         "CascadeCheckpointLoader", "loaders", lazy("families.cascade_nodes", "run_checkpoint_loader"),
         params=(Param.choice("stage_b", _names(FileKind.CHECKPOINT), default="", file=FileKind.CHECKPOINT,
-                             description="stage B: a StableCascadeDecoderPipeline folder (decoder + stage A)"),
+                             description="stage B: ComfyUI's stable_cascade_stage_b.safetensors (with stage A), a "
+                                         "stage_b UNet file alone, or a StableCascadeDecoderPipeline folder"),
                 Param.choice("stage_c", _names(FileKind.CHECKPOINT), default="", file=FileKind.CHECKPOINT,
-                             description="stage C: a StableCascadePriorPipeline folder (prior, CLIP-G, optional "
-                                         "image encoder)")),
+                             description="stage C: ComfyUI's stable_cascade_stage_c.safetensors (with CLIP-G and the "
+                                         "image encoder), a stage_c UNet file alone, or a StableCascadePriorPipeline "
+                                         "folder")),
         outputs=(Output("b_model", MODEL, description="stage B, for the second sampler"),
                  Output("b_vae", VAE, description="stage A, which decodes stage B's latent"),
                  Output("c_model", MODEL, description="stage C, for the first sampler"),

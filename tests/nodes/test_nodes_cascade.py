@@ -4,6 +4,8 @@ folders, the CLIP-G prompt, stage C and stage B sampled with euler_ancestral on 
 pipelines' DDPM step is the same ancestral step), stage A decoding, the stage nodes' values, and refusals."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -132,7 +134,7 @@ def test_both_stage_folders_load_as_the_cascade_family(cascade_dir):
     assert clip.family == "cascade" and type(clip.text_encoder).__name__ == "CLIPTextModelWithProjection"
     assert (b_vae.factor, b_vae.latent_channels) == (4, 4) and abs(b_vae.scaling_factor * 0.3764 - 1) < 1e-6
     assert model_facts(cascade_dir / "checkpoints" / "tiny-cascade-c") == {"family": "cascade", "flow": False}
-    with pytest.raises(NodeError, match="no stage C encoder"):
+    with pytest.raises(NodeError, match="cannot encode or decode"):
         c_vae.vae.encode(torch.zeros(1, 3, 32, 32))
 
 
@@ -358,3 +360,67 @@ def test_a_stage_b_checkpoint_given_as_stage_c_is_refused_in_one_line(cascade_en
     message = str(info.value)
     assert "\n" not in message and "ckpt" in message and "stage_b" in message
     assert "tiny-cascade-c is Stable Cascade's stage C, not stage B; swap it into stage_c" in message
+
+
+# -- ComfyUI's single files ---------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def comfy_files(cascade_dir):
+    from transformers import CLIPTokenizer
+
+    folder = cascade_dir / "checkpoints"
+    prior = tc.make_prior_components(0)   # the same weights; the tokenizer the folder's (a new one trains anew)
+    prior["tokenizer"] = CLIPTokenizer.from_pretrained(str(folder / "tiny-cascade-c" / "tokenizer"))
+    tc.save_comfy_file(prior, folder / "stable_cascade_stage_c.safetensors")
+    tc.save_comfy_file(tc.make_decoder_components(0), folder / "stable_cascade_stage_b.safetensors")
+    tc.save_comfy_file(tc.make_decoder_components(0), folder / "stage_b.safetensors", bundled=False)
+    return folder
+
+
+def test_comfyuis_bundled_stage_files_give_the_folders_latents_and_image(cascade_engine, comfy_files):
+    wf = graph(shift=None)
+    folders = cascade_engine.run(wf, outputs=["c", "decode"]).outputs
+    wf.nodes["ckpt"].params.update(stage_b="stable_cascade_stage_b.safetensors",
+                                   stage_c="stable_cascade_stage_c.safetensors")
+    files = cascade_engine.run(wf, outputs=["c", "decode"]).outputs
+    assert _relative(files["c"]["latent"]["samples"], folders["c"]["latent"]["samples"]) < 1e-4   # float32 rounding
+    torch.testing.assert_close(files["decode"]["image"], folders["decode"]["image"], atol=1e-4, rtol=0)
+
+
+def test_the_files_image_encoder_is_stage_cs_clip_vision(cascade_engine, comfy_files, comfy_file, prior):
+    from nodeforge.interop import read_workflow
+
+    wf = read_workflow(comfy_file, registry=cascade_engine.registry, model_paths=cascade_engine.model_paths,
+                       model_map={"stable_cascade_stage_b.safetensors": "stable_cascade_stage_b.safetensors",
+                                  "stable_cascade_stage_c.safetensors": "stable_cascade_stage_c.safetensors"}).workflow
+    embeds = cascade_engine.run(wf, outputs=["50"]).outputs["50"]["clip_vision_output"]["image_embeds"]
+    assert embeds.shape == (1, tc.IMAGE_WIDTH)
+    wf_folders = read_workflow(comfy_file, registry=cascade_engine.registry, model_paths=cascade_engine.model_paths,
+                               model_map=MAP).workflow
+    expected = cascade_engine.run(wf_folders, outputs=["50"]).outputs["50"]["clip_vision_output"]["image_embeds"]
+    torch.testing.assert_close(embeds, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_a_stage_b_unet_alone_samples_but_says_what_it_lacks(cascade_engine, comfy_files):
+    from nodeforge.core.errors import NodeExecutionError
+
+    wf = graph()
+    wf.nodes["ckpt"].params.update(stage_b="stage_b.safetensors")
+    latent = cascade_engine.run(wf, outputs=["b"]).outputs["b"]["latent"]["samples"]
+    assert _relative(latent, _latent(cascade_engine, graph(), "b")) < 1e-4
+    with pytest.raises(NodeExecutionError, match="holds only the stage B UNet, no stage A") as info:
+        cascade_engine.run(wf, outputs=["decode"])
+    assert "\n" not in str(info.value)
+
+
+def test_the_shipped_configs_are_chosen_by_the_files_widths():
+    from nodes.families.cascade import _unet_config
+
+    nowhere = Path("/nonexistent.config")
+    lite_c = _unet_config(nowhere, "c", {"clip_txt_mapper.weight": torch.empty(1536, 1)})
+    full_c = _unet_config(nowhere, "c", {"clip_txt_mapper.weight": torch.empty(2048, 1)})
+    lite_b = _unet_config(nowhere, "b", {"down_blocks.1.0.channelwise.0.weight": torch.empty(1, 1, 576)})
+    full_b = _unet_config(nowhere, "b", {"down_blocks.1.0.channelwise.0.weight": torch.empty(1, 1, 640)})
+    assert (lite_c["block_out_channels"], full_c["block_out_channels"]) == ([1536, 1536], [2048, 2048])
+    assert (lite_b["block_out_channels"], full_b["block_out_channels"]) == ([320, 576, 1152, 1152],
+                                                                            [320, 640, 1280, 1280])
+    assert full_c["clip_text_in_channels"] == 1280 and full_b["effnet_in_channels"] == 16

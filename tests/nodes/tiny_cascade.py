@@ -91,3 +91,49 @@ def save_decoder_folder(parts: dict, folder: Path) -> Path:
 
     StableCascadeDecoderPipeline(**parts, latent_dim_scale=10.67).save_pretrained(str(folder))
     return folder
+
+
+# -- ComfyUI's single files ----------------------------------------------------------------------------------------
+def original_unet_state(unet) -> dict[str, torch.Tensor]:
+    """A StableCascadeUNet's weights in the original layout (the inverse of diffusers' single-file conversion):
+    q, k and v in one `attn.in_proj_*`, `attn.out_proj`, stage B's pooled-text mapper as `clip_mapper`."""
+    state = unet.state_dict()
+    out: dict[str, torch.Tensor] = {}
+    for key, value in state.items():
+        for kind in ("weight", "bias"):
+            if key.endswith(f"to_q.{kind}"):
+                base = key[:-len(f"to_q.{kind}")]
+                out[f"{base}attn.in_proj_{kind}"] = torch.cat([state[f"{base}to_{p}.{kind}"] for p in "qkv"])
+            elif key.endswith(f"to_out.0.{kind}"):
+                out[key.replace(f"to_out.0.{kind}", f"attn.out_proj.{kind}")] = value
+        if not any(key.endswith(f"to_{p}.{k}") for p in ("q", "k", "v", "out.0") for k in ("weight", "bias")):
+            out[key.replace("clip_txt_pooled_mapper.", "clip_mapper.") if unet.config.clip_text_in_channels is None
+                else key] = value
+    return {k: v.contiguous() for k, v in out.items()}
+
+
+def save_comfy_file(parts: dict, path: Path, *, bundled: bool = True) -> Path:
+    """ComfyUI's stable_cascade_stage_c / _stage_b.safetensors (bundled: the UNet under model.diffusion_model.,
+    CLIP-G under text_encoder., the CLIP-L image encoder under clip_l_vision., stage A under vae.) or the stage's
+    UNet alone; `<stem>.config/` beside it with the tiny models' configs and tokenizer (no weights)."""
+    from safetensors.torch import save_file
+
+    unet = parts.get("prior") or parts.get("decoder")
+    state = original_unet_state(unet)
+    config = path.with_name(path.stem + ".config")
+    config.mkdir(parents=True, exist_ok=True)
+    unet.save_config(str(config / ("prior" if "prior" in parts else "decoder")))
+    if bundled:
+        state = {"model.diffusion_model." + k: v for k, v in state.items()}
+        if "prior" in parts:
+            state.update({"text_encoder." + k: v for k, v in parts["text_encoder"].state_dict().items()})
+            state.update({"clip_l_vision." + k: v for k, v in parts["image_encoder"].state_dict().items()})
+            parts["text_encoder"].config.save_pretrained(str(config / "text_encoder"))
+            parts["image_encoder"].config.save_pretrained(str(config / "image_encoder"))
+            parts["tokenizer"].save_pretrained(str(config / "tokenizer"))
+        else:
+            state.update({"vae." + k.replace("vquantizer.embedding.", "vquantizer.codebook."): v
+                          for k, v in parts["vqgan"].state_dict().items()})
+            parts["vqgan"].save_config(str(config / "vqgan"))
+    save_file({k: v.contiguous() for k, v in state.items()}, str(path))
+    return path
