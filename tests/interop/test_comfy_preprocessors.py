@@ -1,8 +1,8 @@
-"""comfyui_controlnet_aux's Inpaint Preprocessor, Standard and Realistic Lineart and Zoe Depth Anything, and WAS Node
-Suite's Image Canny Filter and MiDaS Depth Approximation (issue 30; corpus 078, pwillia7's ControlNet toolkit) come in
-as NodeForge nodes from a UI 0.4 file and an API prompt alike (comfy-preprocessors-*.json, one graph in both forms)
-with their widgets converted, and go back as the same classes (Image Canny Filter as ComfyUI's Canny). What the nodes
-compute: tests/nodes/test_nodes_lineart.py and test_nodes_inpaint_control.py."""
+"""comfyui_controlnet_aux's Inpaint Preprocessor, Standard and Realistic Lineart, LeReS and Zoe Depth Anything, and
+WAS Node Suite's Image Canny Filter and MiDaS Depth Approximation (issue 30; corpus 078, pwillia7's ControlNet
+toolkit) come in as NodeForge nodes from a UI 0.4 file and an API prompt alike (comfy-preprocessors-*.json, one graph
+in both forms) with their widgets converted, and go back as the same classes (Image Canny Filter as ComfyUI's Canny).
+What the nodes compute: tests/nodes/test_nodes_lineart.py, test_nodes_leres.py and test_nodes_inpaint_control.py."""
 from __future__ import annotations
 
 import json
@@ -21,6 +21,7 @@ MAPPED = {
     "5": ("InpaintControlImage", {"xinsir_black": True}),
     "6": ("LineartStandard", {"guassian_sigma": 2.5, "intensity_threshold": 4, "resolution": 1024}),
     "7": ("LineArt", {"model": "sk_model2.pth", "resolution": 640}),    # coarse: enable
+    "14": ("LeReSDepthMap", {"model": "res101.pth", "rm_nearest": 10.0, "rm_background": 0.0, "resolution": 512}),
 }
 
 
@@ -34,7 +35,8 @@ def test_the_classes_come_in_as_nodeforge_nodes_with_their_widgets_converted(rea
     assert nodes["5"].inputs["mask"] == ("1", "mask")
     notes = {line.split(":")[0]: line for line in imported.warnings if not line.startswith("missing ")}
     assert set(notes) == {"node 2 (Image Canny Filter)", "node 3 (MiDaS Depth Approximation)",
-                          "node 4 (Zoe_DepthAnythingPreprocessor)", "node 7 (LineArtPreprocessor)"}
+                          "node 4 (Zoe_DepthAnythingPreprocessor)", "node 7 (LineArtPreprocessor)",
+                          "node 14 (LeReS-DepthMapPreprocessor)"}
     assert "channels swapped (blue for red)" in notes["node 3 (MiDaS Depth Approximation)"]
     assert "Depth-Anything-V2-Metric-Indoor-Large-hf" in notes["node 4 (Zoe_DepthAnythingPreprocessor)"]
     assert "sk_model.pth" in notes["node 7 (LineArtPreprocessor)"]
@@ -45,7 +47,7 @@ def test_the_classes_come_in_as_nodeforge_nodes_with_their_widgets_converted(rea
 @pytest.mark.parametrize("name", FORMATS)
 def test_they_export_back_as_the_same_classes_with_the_same_values(exported_back, name):
     back = exported_back(name, "comfy-preprocessors-api.json")
-    back.assert_kept(["3", "4", "5", "6", "7"])
+    back.assert_kept(["3", "4", "5", "6", "7", "14"])
     assert (back.prompt["2"]["class_type"], back.prompt["2"]["inputs"]) == (
         "Canny", {"low_threshold": 0.25, "high_threshold": 0.25, "image": ["1", 0]})
 
@@ -56,7 +58,7 @@ def test_the_ui_file_goes_back_with_the_same_widgets(read, registry):
     original = {n["id"]: n for n in json.loads((DATA / FORMATS[0]).read_text())["nodes"]}
     ui = export_comfyui_ui(read(FORMATS[0]).workflow, registry=registry)
     for node in ui["nodes"]:
-        if node["id"] in (3, 4, 5, 6, 7):
+        if node["id"] in (3, 4, 5, 6, 7, 14):
             assert (node["type"], node["widgets_values"]) == (original[node["id"]]["type"],
                                                               original[node["id"]]["widgets_values"])
 
