@@ -779,6 +779,11 @@ from .value_specs import VALUE_NODES  # noqa: E402
 
 NODES += VALUE_NODES
 
+# How a graph runs: a model through torch.compile, memory given back.
+from .runtime_specs import RUNTIME_NODES  # noqa: E402
+
+NODES += RUNTIME_NODES
+
 # Masks from a text prompt: Grounding DINO's boxes made masks by Segment Anything (nodes/segment.py).
 GROUNDING_DINO, SAM_MODEL = PortType.GROUNDING_DINO.value, PortType.SAM_MODEL.value
 NODES += [

@@ -138,3 +138,16 @@ def check_denoise_fits(model: Any, shape: tuple[int, int, int, int], cfg: float,
                     f"{times}) needs about {_gb(need)} on {model.device} "
                     f"besides the model, which has {_gb(have)} free; make a smaller image and upscale it in tiles, "
                     "make fewer images at once, or run on another device (--device)", field="latent")
+
+
+def run_free_memory(ctx: Any, value: Any) -> dict[str, Any]:
+    """FreeMemory: the value passed on after Python's garbage is collected and the GPU's cached blocks are freed."""
+    import gc
+
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+        torch.cuda.ipc_collect()
+    return {"output": value}

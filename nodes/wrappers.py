@@ -163,6 +163,7 @@ class UNetModel(OnModule):
     unclip: Any = field(default=None, compare=False, repr=False)
     # nodes/iclight.py ICLightInput: an IC-Light file's widened conv_in, swapped in only inside patched()
     iclight: Any = None
+    torch_compile: Any = None         # nodes/torch_compile.py CompileSettings: the network compiled inside patched()
 
     @property
     def in_channels(self) -> int:
@@ -196,6 +197,10 @@ class UNetModel(OnModule):
                 from .ipadapter import ip_attention
 
                 stack.enter_context(ip_attention(self.unet, self.ip_adapters))
+            if self.torch_compile is not None:   # last: it wraps the blocks as the patches above left them
+                from .torch_compile import compiled
+
+                stack.enter_context(compiled(self.unet, self.torch_compile))
             yield
 
     def nodeforge_holds(self) -> tuple:
@@ -208,7 +213,7 @@ class UNetModel(OnModule):
 # What the model nodes add to a copy of a UNetModel (dataclasses.replace), which shares its base's weights.
 _UNET_ADDED = ("loras", "freeu", "ip_adapters", "skip_layer_guidance", "self_attention_guidance", "perturbed_attention",
                "cads", "timestep_noise", "zimage_controls", "normalized_attention",
-               "iclight")
+               "iclight", "torch_compile")
 
 
 @dataclass(frozen=True)

@@ -1246,6 +1246,14 @@ ROWS += (
              (("sam_model", "sam"), ("grounding_dino_model", "grounding_dino"), ("image", "image")), ("image", "mask")),
 )
 
+def _core_compile(nid: str, node: Any, workflow: Any) -> bool:
+    """A TorchCompileModel ComfyUI's own node says in full: the whole model, a backend it offers, the rest default."""
+    p = node.params
+    return (p.get("backend", "inductor") in ("inductor", "cudagraphs") and p.get("blocks_only") is False
+            and p.get("mode", "default") == "default" and not p.get("fullgraph") and not p.get("dynamic")
+            and int(p.get("cache_size_limit", 64)) == 64)
+
+
 # Edit models (nodes/edit_specs.py): reference latents (comfy_extras/nodes_edit_model.py, nodes_flux.py), CFGNorm
 # (nodes_cfg.py). Newer CFGNorm files carry a second widget, pre_cfg; off is the behaviour NodeForge has.
 def _cfg_norm_pre(values: dict[str, Any], params: dict[str, Any], notes: Notes) -> None:
@@ -1263,6 +1271,16 @@ ROWS += (
              ("image",)),
     ClassMap("CFGNorm", "CFGNorm", "CFGNorm", (Widget("strength"), Widget("pre_cfg", None, ui_value=False)), (("model", "unet"),),
              ("unet",), derive=_cfg_norm_pre),
+    # torch.compile on the model (comfy_extras/nodes_torch_compile.py: the whole model, backend only; KJNodes'
+    # TorchCompileModelQwenImage: its blocks by default, with mode, fullgraph, dynamic and the cache limit).
+    ClassMap("TorchCompileModelQwenImage", "TorchCompileModel", "TorchCompileModelQwenImage",
+             (Widget("backend"), Widget("fullgraph"), Widget("mode"), Widget("dynamic"),
+              Widget("compile_transformer_blocks_only", "blocks_only"), Widget("dynamo_cache_size_limit", "cache_size_limit")),
+             (("model", "unet"),), ("unet",), export_only_if=_not(_core_compile)),
+    ClassMap("TorchCompileModel", "TorchCompileModel", "TorchCompileModel", (Widget("backend"),), (("model", "unet"),),
+             ("unet",), fixed={"blocks_only": False}, export_only_if=_core_compile),
+    # Easy-Use's easy cleanGpuUsed passes its input on after freeing memory (NodeForge's FreeMemory).
+    ClassMap("easy cleanGpuUsed", "FreeMemory", "Clean VRAM Used", (), (("anything", "value"),), ("output",)),
     # Qwen-Image-Edit 2509 / 2511's prompt with up to three pictures (comfy_extras/nodes_qwen.py).
     ClassMap("TextEncodeQwenImageEditPlus", "TextEncodeQwenImageEditPlus", "TextEncodeQwenImageEditPlus",
              (Widget("prompt"),), (("clip", "clip"), ("vae", "vae"), ("image1", "image1"), ("image2", "image2"),
