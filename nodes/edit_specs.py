@@ -146,7 +146,19 @@ def _lanpaint_nodes() -> list[NodeSpec]:
             outputs=(Output("image", IMAGE, description="the decoded image, blended into the original"),),
             description="Decode an inpainted latent and paste it into the original inside the mask with a soft "
                         "edge (scraed/LanPaint's LanPaint_ImageDecode: VAEDecode + resize + LanPaint_MaskBlend).",
-            display_name="LanPaint Image Decode")]
+            display_name="LanPaint Image Decode"),
+        NodeSpec(
+            "LanPaintMaskBlend", "image", lazy("lanpaint_images", "run_lanpaint_mask_blend"),
+            inputs=(Input("image1", IMAGE, description="the image before inpainting (kept outside the mask)"),
+                    Input("image2", IMAGE, description="the image after inpainting (taken inside the mask)"),
+                    Input("mask", MASK, description="where image2 is taken (1), the images' size")),
+            params=(Param.int("blend_overlap", 1, min=1, max=51, step=2,
+                              description="pixels over which the mask's edge is widened and blurred (odd; 1: a hard "
+                                          "edge)"),),
+            outputs=(Output("image", IMAGE, description="the blended images"),),
+            description="Paste the inpainted image into the original inside the mask with a soft edge "
+                        "(scraed/LanPaint's LanPaint_MaskBlend).",
+            display_name="LanPaint Mask Blend")]
 
 
 EDIT_NODES += _lanpaint_nodes()

@@ -1,9 +1,11 @@
-"""LanPaint's image nodes (scraed/LanPaint's LanPaint_ImageEncode and LanPaint_ImageDecode), which its
+"""LanPaint's image nodes (scraed/LanPaint's LanPaint_ImageEncode, LanPaint_ImageDecode, LanPaint_MaskBlend), which its
 example workflows wire around LanPaint_KSampler:
 
 - Image Encode: VAEEncode with the inpainting mask (1: repaint) attached to the latent, its first
   frame resized to the latent's size by nearest-exact (LanPaint's mask convention; SetLatentMask is
   bilinear), so the mask always matches whatever size the VAE gave.
+- Mask Blend (LanPaint_MaskBlend): image1 outside the mask, image2 inside it, over the same soft edge
+  (the images and the mask of one size).
 - Image Decode: VAEDecode; given the original image, the decoded one is resized to its exact size
   (bilinear); given the mask too, the decoded pixels replace the original's inside the mask, its
   edge widened by blend_overlap pixels (a max filter) and smoothed by a Gaussian of that size
@@ -50,23 +52,52 @@ def gaussian_kernel(size: int) -> torch.Tensor:
     return kernel / kernel.sum()
 
 
+def soft_edges(masks: torch.Tensor, overlap: int) -> torch.Tensor:
+    """Masks [B, 1, H, W] widened by `overlap` pixels (a max filter) and smoothed over them (the Gaussian)."""
+    m = F.max_pool2d(masks.float(), kernel_size=overlap, stride=1, padding=overlap // 2)
+    return F.conv2d(m, gaussian_kernel(overlap)[None, None], padding=overlap // 2)
+
+
 def blend_weights(mask: torch.Tensor, height: int, width: int, overlap: int) -> torch.Tensor:
     """The decoded picture's weight per pixel, [1, H, W]: the mask at the image's size (nearest-exact),
     widened by `overlap` pixels and smoothed over them."""
     m = _first_frame(mask)[None, None]
     if tuple(m.shape[-2:]) != (height, width):
         m = F.interpolate(m, size=(height, width), mode="nearest-exact")
-    m = F.max_pool2d(m, kernel_size=overlap, stride=1, padding=overlap // 2)
-    return F.conv2d(m, gaussian_kernel(overlap)[None, None], padding=overlap // 2)[:, 0]
+    return soft_edges(m, overlap)[:, 0]
+
+
+def _odd(overlap: int) -> None:
+    if overlap % 2 == 0:
+        raise NodeError(f"blend_overlap {overlap} must be odd (the blend is centred on each pixel): use "
+                        f"{overlap + 1}", field="blend_overlap")
+
+
+def run_lanpaint_mask_blend(ctx: Any, image1: torch.Tensor, image2: torch.Tensor, mask: torch.Tensor,
+                            blend_overlap: int) -> dict[str, Any]:
+    """LanPaint_MaskBlend: image1 outside the mask, image2 inside, over a soft edge of blend_overlap pixels."""
+    _odd(int(blend_overlap))
+    if tuple(image1.shape[1:3]) != tuple(image2.shape[1:3]):
+        raise NodeError(f"image1 is {image1.shape[2]}x{image1.shape[1]} and image2 {image2.shape[2]}x{image2.shape[1]}: "
+                        "they must be the same size (scale one, or give sizes that are multiples of 8 so the VAE's "
+                        "round trip keeps them)", field="image2")
+    m = mask.float()
+    if m.ndim == 2:
+        m = m[None]
+    if m.ndim == 3:
+        m = m[:, None]
+    if tuple(m.shape[-2:]) != tuple(image1.shape[1:3]):
+        raise NodeError(f"the mask is {m.shape[-1]}x{m.shape[-2]} and the images {image1.shape[2]}x{image1.shape[1]}: "
+                        "scale the mask to the images' size", field="mask")
+    weight = soft_edges(m, int(blend_overlap))[:, 0, ..., None]
+    return {"image": (image1[..., :3] * (1 - weight) + image2[..., :3].to(image1.dtype) * weight).contiguous()}
 
 
 def run_lanpaint_image_decode(ctx: Any, vae: Any, latent: dict[str, Any], image: torch.Tensor | None = None,
                               mask: torch.Tensor | None = None, blend_overlap: int = 9) -> dict[str, Any]:
     from .vae import run_vae_decode
 
-    if blend_overlap % 2 == 0:
-        raise NodeError(f"blend_overlap {blend_overlap} must be odd (the blend is centred on each pixel): use "
-                        f"{blend_overlap + 1}", field="blend_overlap")
+    _odd(int(blend_overlap))
     decoded = run_vae_decode(ctx, vae, latent)["image"]
     if image is None:
         return {"image": decoded}

@@ -1307,6 +1307,8 @@ ROWS += (
              (("image", "image"), ("vae", "vae"), ("mask", "mask")), ("latent",)),
     ClassMap("LanPaint_ImageDecode", "LanPaintImageDecode", "LanPaint Image Decode", (Widget("blend_overlap"),),
              (("samples", "latent"), ("vae", "vae"), ("image", "image"), ("mask", "mask")), ("image",)),
+    ClassMap("LanPaint_MaskBlend", "LanPaintMaskBlend", "LanPaint Mask Blend", (Widget("blend_overlap"),),
+             (("image1", "image1"), ("image2", "image2"), ("mask", "mask")), ("image",)),
 )
 
 # Plain values on wires (nodes/values.py): an image's size, math expressions, text, and nodes that show a value.

@@ -56,5 +56,8 @@ def test_lanpaints_image_encode_and_decode_come_in_validate_and_go_back(read, ex
     assert (nodes["8"].type, nodes["8"].params, nodes["8"].inputs) == (
         "LanPaintImageDecode", {"blend_overlap": 7},
         {"latent": ("7", "latent"), "vae": ("1", "vae"), "image": ("2", "image"), "mask": ("2", "mask")})
+    assert (nodes["10"].type, nodes["10"].params, nodes["10"].inputs) == (
+        "LanPaintMaskBlend", {"blend_overlap": 5},
+        {"image1": ("2", "image"), "image2": ("8", "image"), "mask": ("2", "mask")})
     back = exported_back(name, "comfy-lanpaint-images-api.json", valid=True)
-    back.assert_kept(["3", "7", "8"])
+    back.assert_kept(["3", "7", "8", "10"])

@@ -184,3 +184,19 @@ def test_image_decode_pastes_into_the_original_and_refuses_an_even_overlap(paint
         paint_engine.run(wf, outputs=["dec"])
     message = str(info.value)
     assert "dec" in message and "blend_overlap" in message and "use 5" in message and "\n" not in message
+
+
+def test_mask_blend_takes_image2_inside_the_mask_with_a_soft_edge_and_refuses_other_sizes():
+    from nodes.lanpaint_images import run_lanpaint_mask_blend, soft_edges
+
+    first, second = torch.zeros(1, 20, 20, 3), torch.ones(1, 20, 20, 3)
+    mask = torch.zeros(1, 20, 20)
+    mask[:, 8:12, 8:12] = 1.0
+    hard = run_lanpaint_mask_blend(None, first, second, mask, 1)["image"]
+    torch.testing.assert_close(hard[..., 0], mask)                     # 1: image2 exactly where the mask is
+    soft = run_lanpaint_mask_blend(None, first, second, mask, 5)["image"]
+    torch.testing.assert_close(soft[..., 0], soft_edges(mask[:, None], 5)[:, 0])
+    assert float(soft[0, 10, 5, 0]) > 0.0 and float(soft[0, 0, 0, 0]) == 0.0
+    with pytest.raises(NodeError) as info:
+        run_lanpaint_mask_blend(None, first, torch.ones(1, 24, 20, 3), mask, 1)
+    assert info.value.field == "image2" and "20x20" in str(info.value) and "20x24" in str(info.value)
