@@ -149,8 +149,8 @@ def stage_a_fields(vqgan: Any) -> dict[str, Any]:
 
 
 def absent_encoder_fields(name: str, bundled: bool = False) -> dict[str, Any]:
-    """Stage C's VAE: NodeForge does not run its EfficientNet encoder (ComfyUI's c_vae; diffusers' prior folder
-    has none), so encoding or decoding with it is refused in one line."""
+    """Stage C's VAE where the checkpoint has no EfficientNet encoder (ComfyUI's c_vae; diffusers' prior folder
+    has none): encoding or decoding with it is refused in one line."""
     from .cascade_nodes import AbsentStageCCoder
 
     return dict(vae=AbsentStageCCoder(name, bundled), scaling_factor=1.0, shift_factor=0.0, factor=32,
@@ -206,9 +206,31 @@ def load_file(path: Path, device: str, state: dict, metadata: dict) -> LoadedChe
         vae = stage_a_fields(_file_stage_a(beside, parts[VAE_PREFIX]))
     elif stage == "b":
         vae = absent_stage_a_fields(path.name)
+    elif any(k.startswith("encoder.backbone.") for k in parts[VAE_PREFIX]):
+        vae = stage_c_coder_fields(parts[VAE_PREFIX], path.name)
     else:
         vae = absent_encoder_fields(path.name, bundled=bool(parts[VAE_PREFIX]))
     return LoadedCheckpoint(model_fields(path.stem, unet), clip, vae, extra)
+
+
+def stage_c_coder_fields(state: dict, name: str) -> dict[str, Any]:
+    """Stage C's VAE from the file's `vae.` tensors: the EfficientNet encoder (ImageNet's mean and std where the
+    file leaves them out) and the previewer where it has one (without, decoding is refused in one line)."""
+    from .cascade_effnet import IMAGENET_MEAN, IMAGENET_STD, StageCCoder
+
+    from ..loading import _load_into
+
+    state = dict(state)
+    state.setdefault("encoder.mean", torch.tensor(IMAGENET_MEAN))
+    state.setdefault("encoder.std", torch.tensor(IMAGENET_STD))
+    with torch.device("meta"):
+        coder = StageCCoder()
+    if not any(k.startswith("previewer.") for k in state):
+        coder.previewer = None
+    _load_into(coder, state, "stage C encoder (EfficientNet)")
+    coder.eval().to(torch.float32)
+    coder.name = name
+    return dict(vae=coder, scaling_factor=1.0, shift_factor=0.0, factor=32, latent_channels=16)
 
 
 def _unet_config(beside: Path, stage: str, state: dict) -> dict[str, Any]:

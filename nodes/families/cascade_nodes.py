@@ -1,7 +1,7 @@
 """Stable Cascade's nodes (ComfyUI's StableCascade_EmptyLatentImage, StableCascade_StageB_Conditioning,
-StableCascade_StageC_VAEEncode, and Inspire's StableCascade_CheckpointLoader) and the VAE modules of the
-stages: stage A (Paella's VQ-GAN) as a VAE, and the refusal a stage C model without its EfficientNet
-encoder gives."""
+StableCascade_StageC_VAEEncode, ModelSamplingStableCascade and Inspire's StableCascade_CheckpointLoader) and
+the VAE modules of the stages: stage A (Paella's VQ-GAN) as a VAE, and the refusals of a checkpoint without
+stage C's EfficientNet encoder (nodes/families/cascade_effnet.py) or stage A."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -65,11 +65,10 @@ class _AbsentCoder(torch.nn.Module):
 
 
 class AbsentStageCCoder(_AbsentCoder):
-    """Stage C's VAE: ComfyUI's EfficientNet encoder, which NodeForge does not run yet (a diffusers prior folder
-    has none at all)."""
+    """Stage C's VAE where the checkpoint has no EfficientNet encoder (a diffusers prior folder has none)."""
 
     def __init__(self, name: str, bundled: bool = False) -> None:
-        why = ("NodeForge does not run its EfficientNet encoder yet" if bundled else
+        why = ("the file's vae. tensors hold no EfficientNet encoder" if bundled else
                "diffusers' StableCascadePriorPipeline folder does not include one")
         super().__init__(f"{name}'s stage C encoder (EfficientNet) cannot encode or decode: {why}; start stage C "
                          "from Empty Latent (Stable Cascade), or decode stage B's latent with stage B's VAE (stage A)")

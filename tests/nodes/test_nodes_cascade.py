@@ -221,8 +221,8 @@ def test_stage_b_steps_as_the_decoder_pipeline_on_stage_cs_latent(cascade_engine
                        guidance_scale=1.5, generator=torch.Generator().manual_seed(5))
     first = _latent(cascade_engine, graph(stop_b=1), "b")
     assert first.shape == theirs[0].shape == (1, 4, 32, 32)
-    assert _relative(_to_vp(first, _sigma(0.75)), theirs[0]) < 1e-4
-    ours = _latent(cascade_engine, graph(stop_b=3), "b")   # float32 rounding grows over the steps (1.1e-4 here)
+    assert _relative(_to_vp(first, _sigma(0.75)), theirs[0]) < 2e-4   # float32 rounding: 1.0e-4 measured
+    ours = _latent(cascade_engine, graph(stop_b=3), "b")   # and it grows over the steps (1.1e-4 measured)
     assert _relative(_to_vp(ours, _sigma(0.25)), theirs[2]) < 3e-4
     # stage B reads the latent: another stage C result changes it
     other = cascade_engine.run(graph(stop_b=3, seed=6), outputs=["b"]).outputs["b"]["latent"]["samples"]
@@ -370,7 +370,10 @@ def comfy_files(cascade_dir):
     folder = cascade_dir / "checkpoints"
     prior = tc.make_prior_components(0)   # the same weights; the tokenizer the folder's (a new one trains anew)
     prior["tokenizer"] = CLIPTokenizer.from_pretrained(str(folder / "tiny-cascade-c" / "tokenizer"))
-    tc.save_comfy_file(prior, folder / "stable_cascade_stage_c.safetensors")
+    from nodes.families.cascade_effnet import StageCCoder
+
+    torch.manual_seed(3)
+    tc.save_comfy_file(prior, folder / "stable_cascade_stage_c.safetensors", coder=StageCCoder().eval())
     tc.save_comfy_file(tc.make_decoder_components(0), folder / "stable_cascade_stage_b.safetensors")
     tc.save_comfy_file(tc.make_decoder_components(0), folder / "stage_b.safetensors", bundled=False)
     return folder
@@ -424,3 +427,48 @@ def test_the_shipped_configs_are_chosen_by_the_files_widths():
     assert (lite_b["block_out_channels"], full_b["block_out_channels"]) == ([320, 576, 1152, 1152],
                                                                             [320, 640, 1280, 1280])
     assert full_c["clip_text_in_channels"] == 1280 and full_b["effnet_in_channels"] == 16
+
+
+def test_stage_cs_encoder_is_efficientnet_v2_s_with_torchvisions_names():
+    from nodes.families.cascade_effnet import StageCCoder, efficientnet_v2_s_features
+
+    features = efficientnet_v2_s_features()
+    # torchvision's EfficientNet_V2_S has 21,458,488 parameters, 1,281,000 of them its 1280 -> 1000 classifier
+    assert sum(p.numel() for p in features.parameters()) == 21_458_488 - 1_281_000
+    keys = set(StageCCoder().state_dict())
+    assert "encoder.backbone.1.0.block.0.1.num_batches_tracked" in keys   # what ComfyUI detects the coder by
+    assert {"encoder.backbone.7.0.weight", "encoder.backbone.4.0.block.2.fc1.weight", "encoder.mapper.0.weight",
+            "encoder.mapper.1.running_var", "encoder.mean", "previewer.blocks.24.weight", "previewer.blocks.6.weight"} <= keys
+
+
+def test_image_to_image_from_the_bundled_stage_c_encodes_with_its_efficientnet(cascade_engine, comfy_files, tmp_path):
+    """ComfyUI's image-to-image graph: StageCVAEEncode with the file's c_vae, stage C at denoise 0.6, stage B."""
+    import numpy as np
+    from PIL import Image
+
+    from nodes.families.cascade_effnet import StageCCoder
+    from nodes.loading import load_checkpoint
+
+    Image.fromarray((np.random.default_rng(1).random((150, 200, 3)) * 255).astype(np.uint8)).save(tmp_path / "in.png")
+    wf = graph(shift=None)
+    wf.nodes["ckpt"].params.update(stage_b="stable_cascade_stage_b.safetensors",
+                                   stage_c="stable_cascade_stage_c.safetensors")
+    wf.add("LoadImage", {"path": str(tmp_path / "in.png")}, node_id="image")
+    wf.add("StageCVAEEncode", {"compression": 42}, {"image": ("image", "image"), "vae": ("ckpt", "c_vae")},
+           node_id="encode")
+    wf.nodes["c"].params.update(denoise=0.6, end_at_step=10000)
+    wf.nodes["c"].inputs["latent"] = ("encode", "stage_c")
+    wf.nodes["b"].inputs["latent"] = ("encode", "stage_b")
+    out = cascade_engine.run(wf, outputs=["encode", "c", "decode"]).outputs
+    stage_c = out["encode"]["stage_c"]["samples"]
+    assert stage_c.shape == (1, 16, 3, 4) and out["encode"]["stage_b"]["samples"].shape == (1, 4, 36, 50)
+    assert out["c"]["latent"]["samples"].shape == (1, 16, 3, 4) and out["decode"]["image"].shape == (1, 144, 200, 3)
+    # the encoding is the file's EfficientNet on the image cut and resized for it (x 32 per latent pixel)
+    coder = load_checkpoint(comfy_files / "stable_cascade_stage_c.safetensors", "cpu").vae_fields["vae"]
+    assert isinstance(coder, StageCCoder)
+    from nodes.families.cascade_nodes import centre_resize
+
+    image = torch.from_numpy(np.asarray(Image.open(tmp_path / "in.png"), dtype=np.float32) / 255)[None]
+    with torch.no_grad():
+        expected = coder.encoder(centre_resize(image, 4 * 32, 3 * 32).permute(0, 3, 1, 2) * 2 - 1)
+    torch.testing.assert_close(stage_c, expected, atol=1e-4, rtol=1e-4)

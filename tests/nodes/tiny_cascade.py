@@ -112,10 +112,11 @@ def original_unet_state(unet) -> dict[str, torch.Tensor]:
     return {k: v.contiguous() for k, v in out.items()}
 
 
-def save_comfy_file(parts: dict, path: Path, *, bundled: bool = True) -> Path:
+def save_comfy_file(parts: dict, path: Path, *, bundled: bool = True, coder=None) -> Path:
     """ComfyUI's stable_cascade_stage_c / _stage_b.safetensors (bundled: the UNet under model.diffusion_model.,
     CLIP-G under text_encoder., the CLIP-L image encoder under clip_l_vision., stage A under vae.) or the stage's
-    UNet alone; `<stem>.config/` beside it with the tiny models' configs and tokenizer (no weights)."""
+    UNet alone; `<stem>.config/` beside it with the tiny models' configs and tokenizer (no weights). `coder`: a
+    StageCCoder written under vae. (real size: EfficientNetV2-S has no tiny form in the files)."""
     from safetensors.torch import save_file
 
     unet = parts.get("prior") or parts.get("decoder")
@@ -128,6 +129,9 @@ def save_comfy_file(parts: dict, path: Path, *, bundled: bool = True) -> Path:
         if "prior" in parts:
             state.update({"text_encoder." + k: v for k, v in parts["text_encoder"].state_dict().items()})
             state.update({"clip_l_vision." + k: v for k, v in parts["image_encoder"].state_dict().items()})
+            if coder is not None:   # stage C's EfficientNet encoder and previewer, stored in half precision
+                state.update({"vae." + k: (v.half() if v.is_floating_point() else v)
+                              for k, v in coder.state_dict().items()})
             parts["text_encoder"].config.save_pretrained(str(config / "text_encoder"))
             parts["image_encoder"].config.save_pretrained(str(config / "image_encoder"))
             parts["tokenizer"].save_pretrained(str(config / "tokenizer"))
