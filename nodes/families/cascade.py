@@ -254,7 +254,7 @@ def _unet_config(beside: Path, stage: str, state: dict) -> dict[str, Any]:
 
 def _file_text_encoder(path: Path, beside: Path, state: dict) -> tuple[Any, Any]:
     """CLIP-G with its projection (transformers' layout under "text_encoder."), its config from `<name>.config/
-    text_encoder` or SDXL's second encoder's (OpenCLIP bigG), its tokenizer padding with "!" as OpenCLIP's."""
+    text_encoder` or SDXL's second encoder's (OpenCLIP bigG)."""
     if not state:
         return None, None
     from transformers import CLIPTextConfig, CLIPTextModelWithProjection
@@ -266,7 +266,9 @@ def _file_text_encoder(path: Path, beside: Path, state: dict) -> tuple[Any, Any]
     own = beside / "text_encoder"
     config = CLIPTextConfig.from_pretrained(str(own if own.is_dir() else configs_dir() / "sdxl" / "text_encoder_2"))
     encoder = _transformers_model(CLIPTextModelWithProjection, config, state, "text encoder (CLIP-G)")
-    tokenizer = load_tokenizer([beside / "tokenizer", path.parent / "tokenizer"], "!", "text encoder (CLIP-G)")
+    # padded with <|endoftext|> (ComfyUI's Stable Cascade tokenizer pads with the end token, under an attention mask)
+    tokenizer = load_tokenizer([beside / "tokenizer", path.parent / "tokenizer"], "<|endoftext|>",
+                               "text encoder (CLIP-G)")
     return tokenizer, encoder
 
 
