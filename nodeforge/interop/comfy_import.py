@@ -629,18 +629,22 @@ class _Converter:
                     break
                 model_in = next((i.name for i in spec.inputs if i.type == PortType.MODEL), None)
                 link = up.inputs.get(model_in) if model_in else None
-            if "clip" not in ref.inputs and self._only_clip() is not None:
-                ref.inputs["clip"] = self._only_clip()    # a diffusion-model loader's chain: the graph's one CLIP
+            if "clip" not in ref.inputs and self._only_clip(nid) is not None:
+                ref.inputs["clip"] = self._only_clip(nid)    # a diffusion-model loader's chain: the graph's one CLIP
 
-    def _only_clip(self) -> tuple[str, str] | None:
-        """The output of the graph's only CLIP source (a UNETLoader graph loads its CLIP apart), or None.
+    def _only_clip(self, nid: str) -> tuple[str, str] | None:
+        """The output of the graph's only CLIP source (a UNETLoader graph loads its CLIP apart), or of the only one
+        in node `nid`'s subgraph (ids "433:89" and "433:38"; a file with one edit graph per subgraph), or None.
         At strength 0 the LoRA leaves it as it is; NodeForge's LoRA node only needs one to take."""
         found = []
-        for nid, node in self.workflow.nodes.items():
+        for source, node in self.workflow.nodes.items():
             spec = self.registry.get(node.type) if self.registry is not None else None
             if spec is None or any(i.type == PortType.CLIP for i in spec.inputs):
                 continue    # not a source: it passes a CLIP on (a LoRA, CLIP Set Last Layer)
-            found += [(nid, o.name) for o in spec.outputs if o.type == PortType.CLIP]
+            found += [(source, o.name) for o in spec.outputs if o.type == PortType.CLIP]
+        scope = nid.rpartition(":")[0]
+        if len(found) > 1 and scope:
+            found = [f for f in found if f[0].rpartition(":")[0] == scope]
         return found[0] if len(found) == 1 else None
 
     # -- ControlNetApply (one prompt): NodeForge's takes both, so the negative is wired through it ------

@@ -404,6 +404,27 @@ def test_a_model_only_lora_after_a_diffusion_model_loader_takes_the_graphs_one_c
     assert "clip" not in read_workflow(prompt, registry=registry).workflow.nodes["3"].inputs
 
 
+def test_a_model_only_lora_in_a_subgraph_takes_its_subgraphs_one_clip(registry):
+    """Corpus 045 has two subgraphs, each with a UNETLoader, a CLIPLoader and a LoraLoaderModelOnly (API ids
+    "433:89"): each LoRA takes the CLIP of its own subgraph; a subgraph with two is not guessed."""
+    from nodeforge.interop import read_workflow
+
+    def graph(sub: str) -> dict:
+        return {f"{sub}:1": {"class_type": "UNETLoader", "inputs": {"unet_name": "q.safetensors",
+                                                                   "weight_dtype": "default"}},
+                f"{sub}:2": {"class_type": "CLIPLoader", "inputs": {"clip_name": "qwen.safetensors",
+                                                                    "type": "qwen_image", "device": "default"}},
+                f"{sub}:3": {"class_type": "LoraLoaderModelOnly", "inputs": {"lora_name": "l.safetensors",
+                                                                             "strength_model": 1.0,
+                                                                             "model": [f"{sub}:1", 0]}}}
+    prompt = {**graph("433"), **graph("466")}
+    nodes = read_workflow(prompt, registry=registry).workflow.nodes
+    assert nodes["433:3"].inputs["clip"] == ("433:2", "clip") and nodes["466:3"].inputs["clip"] == ("466:2", "clip")
+    prompt["433:4"] = dict(prompt["433:2"])
+    nodes = read_workflow(prompt, registry=registry).workflow.nodes
+    assert "clip" not in nodes["433:3"].inputs and nodes["466:3"].inputs["clip"] == ("466:2", "clip")
+
+
 def test_the_upload_button_an_api_prompt_records_is_not_a_warning(registry):
     """Some ComfyUI versions write LoadImage's upload button as "choose file to upload": "image"; it was
     'LoadImage's 'choose file to upload' has no NodeForge equivalent; it is ignored' in shared files."""
