@@ -156,6 +156,27 @@ def load_file(path: Path, device: str, state: dict, metadata: dict) -> LoadedChe
                     field="checkpoint")
 
 
+# -- LoRAs ------------------------------------------------------------------------------------------------------
+BLOCKS = ("transformer_blocks.", "img_in.", "txt_in.", "txt_norm.", "time_text_embed.", "norm_out.", "proj_out.")
+
+
+def lora_state(state: dict[str, torch.Tensor], source: str) -> dict[str, torch.Tensor]:
+    """A Qwen-Image LoRA in diffusers' names, as QwenImagePipeline.load_lora_weights reads it: kohya / musubi /
+    ComfyUI's `diffusion_model.` names (lightx2v's Lightning LoRAs), alpha folded in, and diffusers' / PEFT's own
+    (`transformer.` names, or the bare module names, which get the prefix)."""
+    from diffusers.loaders import QwenImageLoraLoaderMixin
+
+    if any(k.startswith(("base_model.model.", "transformer.")) for k in state):
+        return state
+    try:
+        converted = QwenImageLoraLoaderMixin.lora_state_dict(dict(state))
+    except Exception as exc:   # diffusers' converters raise bare KeyError/ValueError on layouts they half know
+        line = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+        raise NodeError(f"LoRA {source} is not in a Qwen-Image LoRA layout diffusers can read ({line}); use a kohya, "
+                        "ComfyUI (diffusion_model.) or diffusers/PEFT Qwen-Image LoRA", field="lora") from None
+    return {("transformer." + k if k.startswith(BLOCKS) else k): v for k, v in converted.items()}
+
+
 # -- text -------------------------------------------------------------------------------------------------------
 def encode(clip: Any, text: str, embeddings: Any = None, **texts: str) -> dict[str, Any]:
     from .qwenimage_text import encode_qwenimage

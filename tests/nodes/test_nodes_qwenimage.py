@@ -24,7 +24,9 @@ def qwen_dir(tmp_path_factory) -> Path:
     torch.set_num_threads(2)
     root = tmp_path_factory.mktemp("qwenmodels")
     (root / "checkpoints").mkdir()
-    tq.save_qwenimage_folder(tq.make_qwenimage_components(0), root / "checkpoints" / "tiny-qwen")
+    parts = tq.make_qwenimage_components(0)
+    tq.save_qwenimage_folder(parts, root / "checkpoints" / "tiny-qwen")
+    tq.qwen_loras(parts["transformer"], root / "loras")
     return root
 
 
@@ -151,6 +153,20 @@ def test_img2img_round_trips_through_the_qwen_vae(qwen_engine, pipe):
     mean = torch.tensor(pipe.vae.config.latents_mean).view(1, -1, 1, 1)
     std = torch.tensor(pipe.vae.config.latents_std).view(1, -1, 1, 1)
     torch.testing.assert_close(ours, (raw - mean) / std, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("layout", ["comfy", "diffusers"])
+def test_a_qwenimage_lora_gives_the_pipelines_latents_with_it_loaded(qwen_engine, qwen_dir, layout):
+    """LoraLoaderModelOnly's job on Qwen-Image: a LoRA in ComfyUI's (lightx2v's Lightning) or diffusers' layout."""
+    wf = shipped_txt2img(seed=12, cfg=1.0)
+    wf.add("LoRALoader", {"lora": f"qwen-{layout}", "strength_unet": 1.0, "strength_clip": 0.0},
+           {"unet": ("1", "unet"), "clip": ("1", "clip")}, node_id="lora")
+    wf.nodes["5"].inputs["unet"] = ("lora", "unet")
+    ours = latent_of(qwen_engine, wf)
+    with_lora = _pipe(qwen_dir)
+    with_lora.load_lora_weights(str(qwen_dir / "loras" / f"qwen-{layout}.safetensors"))
+    assert _max_diff(ours, theirs(with_lora, seed=12)) < 1e-4
+    assert _max_diff(ours, latent_of(qwen_engine, shipped_txt2img(seed=12, cfg=1.0))) > 1e-3
 
 
 def test_an_odd_latent_size_is_refused_with_the_sizes_that_work(qwen_dir):

@@ -197,3 +197,28 @@ def save_separate_files(parts: dict, folder: Path, root: Path, *, prefix: str = 
         shutil.copytree(folder, path.with_name(path.stem + ".config"),
                         ignore=shutil.ignore_patterns("*.safetensors", "*.bin"))
     return files
+
+
+def qwen_loras(transformer, folder: Path, rank: int = 4, seed: int = 3) -> dict[str, Path]:
+    """Two LoRAs of the same layers in layouts QwenImagePipeline.load_lora_weights reads: diffusers'
+    (`transformer.<module>.lora_A/B.weight`) and ComfyUI's / musubi's (`diffusion_model.<module>.lora_down/up` with
+    alpha = rank / 2, which diffusers folds into the weights), as lightx2v's Lightning LoRAs come."""
+    from safetensors.torch import save_file
+
+    gen = torch.Generator().manual_seed(seed)
+    names = ("transformer_blocks.0.attn.to_q", "transformer_blocks.0.attn.add_v_proj", "transformer_blocks.1.img_mlp.net.2",
+             "transformer_blocks.1.txt_mod.1")
+    modules = {name: module for name, module in transformer.named_modules() if name in names}
+    comfy, diffusers = {}, {}
+    half = 0.5 ** 0.5
+    for name, module in modules.items():
+        down = torch.randn(rank, module.in_features, generator=gen) * 0.3
+        up = torch.randn(module.out_features, rank, generator=gen) * 0.3
+        comfy.update({f"diffusion_model.{name}.lora_down.weight": down, f"diffusion_model.{name}.lora_up.weight": up,
+                      f"diffusion_model.{name}.alpha": torch.tensor(rank / 2)})
+        diffusers.update({f"transformer.{name}.lora_A.weight": down * half, f"transformer.{name}.lora_B.weight": up * half})
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = {"comfy": folder / "qwen-comfy.safetensors", "diffusers": folder / "qwen-diffusers.safetensors"}
+    save_file({k: v.contiguous() for k, v in comfy.items()}, str(paths["comfy"]))
+    save_file({k: v.contiguous() for k, v in diffusers.items()}, str(paths["diffusers"]))
+    return paths
