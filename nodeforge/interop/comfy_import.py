@@ -332,11 +332,15 @@ class _Converter:
         return through.links
 
     def _switched(self, switch: ComfyNode) -> dict[str, tuple[str, int]]:
-        """An Any Switch's inputs, in order, from the first whose node is not muted (ComfyUI gives none
-        from a muted node, so the switch passes the next)."""
+        """An Any Switch's inputs, in order, from the first whose node gives a value: not muted, and not bypassed
+        with nothing linked to pass on (ComfyUI gives none from those, so the switch passes the next: corpus 047's
+        bypassed EmptySD3LatentImage before its VAEEncode)."""
         nodes = self.graph.nodes
-        live = [(name, link) for name, link in sorted(switch.links.items())
-                if link[0] not in nodes or nodes[link[0]].mode != MUTED]
+
+        def gives(source: str) -> bool:
+            node = nodes.get(source)
+            return node is None or not (node.mode == MUTED or (node.mode == BYPASSED and not node.links))
+        live = [(name, link) for name, link in sorted(switch.links.items()) if gives(link[0])]
         return dict(live[:1])
 
     @staticmethod

@@ -115,6 +115,19 @@ def test_an_any_switch_with_every_input_muted_says_so(read, tmp_path):
            "muted; the input is left unconnected" in imported.warnings
 
 
+def test_an_any_switch_passes_over_a_bypassed_node_with_nothing_to_pass_on(read, tmp_path):
+    """A bypassed node gives its linked input of the same type; one with none linked gives nothing, so rgthree's
+    switch takes its next input (corpus 047: a bypassed EmptySD3LatentImage, then the VAEEncode)."""
+    data = json.loads((DATA / "comfy-packs-0.4.json").read_text())
+    for node in data["nodes"]:
+        if node["id"] == 13:
+            node["mode"], node["inputs"][0]["link"] = 4, None
+    data["links"] = [link for link in data["links"] if link[0] != 14]
+    source = tmp_path / "bypassed.json"
+    source.write_text(json.dumps(data))
+    assert read(source).workflow.nodes["14"].inputs == {"image": ("11", "image")}
+
+
 def test_an_efficient_samplers_image_without_a_vae_says_what_to_connect(read, tmp_path):
     prompt = json.loads((DATA / "comfy-packs-api.json").read_text())
     del prompt["17"]["inputs"]["optional_vae"]          # 18's VAE is 17's pass-through: now nothing
