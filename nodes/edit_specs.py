@@ -116,10 +116,21 @@ def _lanpaint_nodes() -> list[NodeSpec]:
                 Param.choice("prompt_mode", ("Image First", "Prompt First"), default="Image First",
                              description="Image First: the known area is matched with the step's guidance (image "
                                          "quality); Prompt First: with guidance -0.5 (follows the prompt more); Flux "
-                                         "models use their prompt alone")),
+                                         "models use their prompt alone"),
+                Param.float("lanpaint_lambda", 5.0, min=0.1, max=50.0, step=0.1,
+                            description="how strongly the known area is pulled to the image (higher: closer, but "
+                                        "may be unstable)"),
+                Param.float("lanpaint_step_size", 0.2, min=0.0001, max=1.0, step=0.01,
+                            description="each Langevin iteration's time step (higher: faster, may be unstable)"),
+                Param.int("start_at_step", 0, min=0, max=10000,
+                          description="first step of the schedule to run (a later stage)"),
+                Param.int("end_at_step", 10000, min=0, max=10000, description="step to stop at"),
+                Param.bool("add_noise", True, description="off: take the latent as it is (an earlier stage's noise)"),
+                Param.bool("return_with_leftover_noise", False,
+                           description="on: stop at end_at_step without denoising fully, for a next stage")),
         outputs=(Output("latent", LATENT, description="the inpainted latent"),),
         validate=_check_sampler, check_inputs=_check_model_sampler,
-        description="Inpaint with LanPaint (scraed/LanPaint's LanPaint_KSampler): before each step the latent "
+        description="Inpaint with LanPaint (scraed/LanPaint's LanPaint_KSampler and LanPaint_KSamplerAdvanced): before each step the latent "
                     "follows a few Langevin iterations that pull the known area to the image and the masked area to "
                     "what the model makes of it, so the two agree; works with any model, no inpainting model needed.",
         display_name="LanPaint Sampler"),

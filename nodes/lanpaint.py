@@ -48,6 +48,8 @@ class LanPaintSettings:
     iterations: int          # LanPaint_NumSteps: Langevin iterations per step (at full noise)
     cfg_big: float | None    # the big guidance's cfg; None: the positive prompt alone (Flux)
     seed: int
+    lam: float = LAMBDA      # LanPaint_Lambda: how strongly the known area is pulled to the original
+    step_size: float = STEP_SIZE   # LanPaint_StepSize: each iteration's time step
 
 
 def iterations_at(settings: LanPaintSettings, abt: float, i: int, total: int) -> int:
@@ -123,10 +125,10 @@ class LanPaintLoop:
 
     def think(self, scheduler: Any, level: NoiseLevel, x: torch.Tensor, t: Any, n: int) -> torch.Tensor:
         """x after n Langevin iterations at this step's level (x in the sampler's form)."""
-        m, y, lam = self.known, self.original, LAMBDA
+        m, y, lam, step = self.known, self.original, self.settings.lam, self.settings.step_size
         one_minus = max(1.0 - level.abt, 1e-8)
         a = (1.0 / one_minus) * (1 - m) + ((1.0 + lam) / one_minus) * m
-        dt = STEP_SIZE * (1 - m) + STEP_SIZE * BETA * m
+        dt = step * (1 - m) + step * BETA * m
         root_abt = math.sqrt(level.abt)
 
         def drift(x_t: torch.Tensor) -> torch.Tensor:
@@ -234,14 +236,20 @@ def _big_guidance(build: Any, model: Any, positive: Any, negative: Any, start: A
 
 def run_lanpaint_ksampler(ctx: Any, unet: Any, positive: Any, negative: Any, latent: dict, seed: int, steps: int,
                           cfg: float, sampler: str, schedule: str, denoise: float, lanpaint_steps: int,
-                          prompt_mode: str) -> dict[str, Any]:
-    """LanPaint_KSampler: UNetDenoise's run with LanPaint's iterations where the latent's mask repaints."""
+                          prompt_mode: str, lanpaint_lambda: float = LAMBDA, lanpaint_step_size: float = STEP_SIZE,
+                          start_at_step: int = 0, end_at_step: int = 10000, add_noise: bool = True,
+                          return_with_leftover_noise: bool = False) -> dict[str, Any]:
+    """LanPaint_KSampler (and its Advanced form's stages): UNetDenoise's run with LanPaint's iterations where the
+    latent's mask repaints."""
     cfg_big = None if unet.family == "flux" else (float(cfg) if prompt_mode == "Image First" else -0.5)
-    settings = LanPaintSettings(int(lanpaint_steps), cfg_big, int(seed))
+    settings = LanPaintSettings(int(lanpaint_steps), cfg_big, int(seed), float(lanpaint_lambda),
+                                float(lanpaint_step_size))
     if latent.get("noise_mask") is None:
         ctx.warn("the latent has no mask, so LanPaint has nothing to inpaint and samples as UNetDenoise does; "
                  "set one with Set Latent Noise Mask or VAE Encode (for Inpainting)")
-    request = DenoiseRequest(seed=seed, steps=steps, cfg=cfg, sampler=sampler, schedule=schedule, denoise=denoise)
+    request = DenoiseRequest(seed=seed, steps=steps, cfg=cfg, sampler=sampler, schedule=schedule, denoise=denoise,
+                             start_at_step=start_at_step, end_at_step=end_at_step, add_noise=add_noise,
+                             return_with_leftover_noise=return_with_leftover_noise)
     behaviour = lanpaint_behaviour(sampling_behaviour(unet), settings)
     return {"latent": denoise_latent(ctx, model=unet, positive=positive, negative=negative, latent=latent,
                                      request=request, behaviour=behaviour)}

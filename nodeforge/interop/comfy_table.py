@@ -1289,20 +1289,52 @@ ROWS += (
 
 # scraed/LanPaint's LanPaint_KSampler (nodes/lanpaint.py): KSampler's widgets, then its Langevin iterations and prompt mode;
 # its info text and image/video mode are not NodeForge params (video inpainting is not supported).
+_PROMPT_MODES = ("Image First", "Prompt First")
+
+
 def _lanpaint_mode(values: dict[str, Any], params: dict[str, Any], notes: Notes) -> None:
+    if params.get("prompt_mode") not in _PROMPT_MODES:
+        # files saved before LanPaint retired Beta and Friction (after StepSize) and EarlyStop (after PromptMode)
+        # list those values too, so the prompt mode sits two places later, where Inpainting_mode is now
+        shifted = values.get("Inpainting_mode")
+        params["prompt_mode"] = shifted if shifted in _PROMPT_MODES else "Image First"
+        return
     mode = values.get("Inpainting_mode")
     if isinstance(mode, str) and "Video" in mode:
         notes.warn("Inpainting_mode video is not supported: NodeForge inpaints each frame as an image")
 
 
+_LANPAINT_DEFAULTS = {**_STAGE_DEFAULTS, "lanpaint_lambda": 5.0, "lanpaint_step_size": 0.2}
+
+
+def _lanpaint_simple(nid: str, node: Any, workflow: Any) -> bool:
+    """LanPaint_KSampler can stand for the node: no stage, LanPaint's own lambda and step size."""
+    return all(node.params.get(k, v) == v for k, v in _LANPAINT_DEFAULTS.items())
+
+
+def _lanpaint_full_denoise(nid: str, node: Any, workflow: Any) -> bool:
+    """LanPaint_KSamplerAdvanced has no denoise: it can stand for the node at denoise 1."""
+    return float(node.params.get("denoise", 1.0)) == 1.0
+
+
+_LANPAINT_TAIL = (Widget("LanPaint_NumSteps", "lanpaint_steps"),)
+_LANPAINT_MODE = Widget("Inpainting_mode", None, export_default="\U0001f5bc\ufe0f Image Inpainting")
 ROWS += (
     ClassMap("LanPaint_KSampler", "LanPaintSampler", "LanPaint KSampler",
-             (Widget("seed", seed=True),) + _SAMPLER_WIDGETS
-             + (Widget("denoise"), Widget("LanPaint_NumSteps", "lanpaint_steps"),
+             (Widget("seed", seed=True),) + _SAMPLER_WIDGETS + (Widget("denoise"),) + _LANPAINT_TAIL
+             + (Widget("LanPaint_PromptMode", "prompt_mode"),
+                Widget("LanPaint_Info", None, export_default="LanPaint KSampler."), _LANPAINT_MODE),
+             _SAMPLER_INPUTS, ("latent",), derive=_lanpaint_mode, export_only_if=_lanpaint_simple),
+    ClassMap("LanPaint_KSamplerAdvanced", "LanPaintSampler", "LanPaint KSampler (Advanced)",
+             (Widget("add_noise", load=_enable_in, save=_enable_out), Widget("noise_seed", "seed", seed=True))
+             + _SAMPLER_WIDGETS
+             + (Widget("start_at_step"), Widget("end_at_step"),
+                Widget("return_with_leftover_noise", load=_enable_in, save=_enable_out))
+             + _LANPAINT_TAIL
+             + (Widget("LanPaint_Lambda", "lanpaint_lambda"), Widget("LanPaint_StepSize", "lanpaint_step_size"),
                 Widget("LanPaint_PromptMode", "prompt_mode"),
-                Widget("LanPaint_Info", None, export_default="LanPaint KSampler."),
-                Widget("Inpainting_mode", None, export_default="\U0001f5bc\ufe0f Image Inpainting")),
-             _SAMPLER_INPUTS, ("latent",), derive=_lanpaint_mode),
+                Widget("LanPaint_Info", None, export_default="LanPaint KSampler Adv."), _LANPAINT_MODE),
+             _SAMPLER_INPUTS, ("latent",), derive=_lanpaint_mode, export_only_if=_lanpaint_full_denoise),
     ClassMap("LanPaint_ImageEncode", "LanPaintImageEncode", "LanPaint Image Encode", (),
              (("image", "image"), ("vae", "vae"), ("mask", "mask")), ("latent",)),
     ClassMap("LanPaint_ImageDecode", "LanPaintImageDecode", "LanPaint Image Decode", (Widget("blend_overlap"),),

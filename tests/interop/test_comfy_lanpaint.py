@@ -29,9 +29,32 @@ def test_lanpaint_comes_in_with_its_sampler_settings_iterations_and_prompt_mode(
 
 
 @pytest.mark.parametrize("name", FORMATS)
+def test_lanpaint_advanced_comes_in_as_the_same_node_with_its_stage_lambda_and_step_size(read, name):
+    node = read(name).workflow.nodes["10"]
+    assert node.type == "LanPaintSampler" and node.inputs["latent"] == ("7", "latent")
+    assert node.params == {"add_noise": False, "seed": 11, "steps": 20, "cfg": 5.0, "sampler": "euler",
+                           "schedule": "karras", "start_at_step": 12, "end_at_step": 10000,
+                           "return_with_leftover_noise": False, "lanpaint_steps": 4, "lanpaint_lambda": 8.0,
+                           "lanpaint_step_size": 0.15, "prompt_mode": "Image First"}
+
+
+@pytest.mark.parametrize("name", FORMATS)
 def test_lanpaint_validates_and_exports_back_with_the_same_values(exported_back, name):
     back = exported_back(name, "comfy-lanpaint-api.json", valid=True)
-    back.assert_kept(["7"])
+    back.assert_kept(["7", "10"])
+
+
+def test_an_older_advanced_file_with_the_retired_widgets_keeps_its_prompt_mode(read, tmp_path):
+    """Files saved before LanPaint retired Beta, Friction and EarlyStop list them among the widgets."""
+    workflow = json.loads((DATA / "comfy-lanpaint-0.4.json").read_text())
+    [node] = [n for n in workflow["nodes"] if n["type"] == "LanPaint_KSamplerAdvanced"]
+    node["widgets_values"] = ["enable", 542259685031634, "fixed", 20, 2, "euler", "sgm_uniform", 7, 10000, "disable",
+                              5, 16, 0.15, 1, 15, "Prompt First", 1, "LanPaint KSampler Adv."]
+    source = tmp_path / "old.json"
+    source.write_text(json.dumps(workflow))
+    params = read(source).workflow.nodes[str(node["id"])].params
+    assert (params["prompt_mode"], params["lanpaint_lambda"], params["lanpaint_step_size"], params["start_at_step"]) \
+        == ("Prompt First", 16, 0.15, 7)
 
 
 def test_video_inpainting_mode_warns_that_frames_are_inpainted_as_images(read, tmp_path):

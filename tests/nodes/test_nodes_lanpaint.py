@@ -200,3 +200,19 @@ def test_mask_blend_takes_image2_inside_the_mask_with_a_soft_edge_and_refuses_ot
     with pytest.raises(NodeError) as info:
         run_lanpaint_mask_blend(None, first, torch.ones(1, 24, 20, 3), mask, 1)
     assert info.value.field == "image2" and "20x20" in str(info.value) and "20x24" in str(info.value)
+
+
+def test_lambda_and_step_size_steer_and_a_later_stage_without_iterations_is_unet_denoises(paint_engine, tmp_path):
+    wf = _graphs("tiny-sd", tmp_path, iterations=3)
+    base = paint_engine.run(wf, outputs=["lp"]).outputs["lp"]["latent"]["samples"]
+    for change in ({"lanpaint_lambda": 12.0}, {"lanpaint_step_size": 0.05}):
+        other = _graphs("tiny-sd", tmp_path, iterations=3)
+        other.nodes["lp"].params.update(change)
+        changed = paint_engine.run(other, outputs=["lp"]).outputs["lp"]["latent"]["samples"]
+        assert (changed - base).abs().max() > 1e-4, change
+    staged = _graphs("tiny-sd", tmp_path, iterations=0)
+    for node in ("5", "lp"):
+        staged.nodes[node].params.update(start_at_step=2, add_noise=True)
+    run = paint_engine.run(staged, outputs=["5", "lp"])
+    torch.testing.assert_close(run.outputs["lp"]["latent"]["samples"], run.outputs["5"]["latent"]["samples"],
+                               atol=1e-4, rtol=1e-4)
