@@ -12,7 +12,7 @@ clean image, the unknown area towards the model's clean image:
 
 x0_big is the clean image at the "big" guidance: the step's cfg for prompt mode "Image First", -0.5 for
 "Prompt First" (1 for Flux models: their prompt alone). Each iteration is an exact step of the
-linear part over dt = step size (0.2) with C held, C refreshed at the half step as LanPaint does (the
+linear part over dt = step size (0.2 unless set) with C held, C refreshed at the half step as LanPaint does (the
 first iteration one full step). The number of iterations is LanPaint_NumSteps x (1 - abt), rounded (the
 node's fixed MinStepFrac 1), and none at the last step. The known area starts each step at the
 original noised to the step's level (as NodeForge's mask blend keeps it), and the step's clean image is
@@ -36,8 +36,7 @@ from nodeforge.core.errors import NodeError
 from .sampling import DenoiseRequest, SamplingBehaviour, denoise_latent, sampling_behaviour
 from .memory import memory_advice
 
-LAMBDA, STEP_SIZE, BETA = 5.0, 0.2, 1.0      # LanPaint_KSampler's fixed Lambda, StepSize and Beta
-PROMPT_MODES = ("Image First", "Prompt First")
+LAMBDA, STEP_SIZE, BETA = 5.0, 0.2, 1.0      # LanPaint_KSampler's fixed Lambda, StepSize (the Advanced node's defaults) and Beta
 # UNet schedulers whose state is x0 + sigma x noise (k-diffusion's), the form LanPaint's conversions take.
 VE_SCHEDULERS = ("EulerDiscreteScheduler", "EulerAncestralDiscreteScheduler", "HeunDiscreteScheduler",
                  "LMSDiscreteScheduler", "KDPM2DiscreteScheduler", "KDPM2AncestralDiscreteScheduler")
