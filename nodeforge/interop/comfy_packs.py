@@ -57,7 +57,7 @@ CORE = CORE | frozenset({
     "LoadAudio",
     "CFGZeroStar", "Mahiro", "Epsilon Scaling", "Morphology",
     "CreateVideo", "SaveVideo", "LoadVideo", "GetVideoComponents", "EmptyHunyuanLatentVideo", "WanImageToVideo",
-    "WanVaceToVideo", "TrimVideoLatent", "TextEncodeQwenImageEdit", "ImageStitch",
+    "WanVaceToVideo", "TrimVideoLatent", "ImageStitch",
 })
 # Met in the corpus with ComfyUI's own record of their pack (properties.cnr_id / aux_id) or known by their
 # pack's naming, for files (API prompts, older editors) that record none.

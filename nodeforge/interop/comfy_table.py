@@ -1281,7 +1281,9 @@ ROWS += (
              ("unet",), fixed={"blocks_only": False}, export_only_if=_core_compile),
     # Easy-Use's easy cleanGpuUsed passes its input on after freeing memory (NodeForge's FreeMemory).
     ClassMap("easy cleanGpuUsed", "FreeMemory", "Clean VRAM Used", (), (("anything", "value"),), ("output",)),
-    # Qwen-Image-Edit 2509 / 2511's prompt with up to three pictures (comfy_extras/nodes_qwen.py).
+    # Qwen-Image-Edit's prompt with one picture, and 2509 / 2511's with up to three (comfy_extras/nodes_qwen.py).
+    ClassMap("TextEncodeQwenImageEdit", "TextEncodeQwenImageEdit", "TextEncodeQwenImageEdit", (Widget("prompt"),),
+             (("clip", "clip"), ("vae", "vae"), ("image", "image")), ("conditioning",)),
     ClassMap("TextEncodeQwenImageEditPlus", "TextEncodeQwenImageEditPlus", "TextEncodeQwenImageEditPlus",
              (Widget("prompt"),), (("clip", "clip"), ("vae", "vae"), ("image1", "image1"), ("image2", "image2"),
                                    ("image3", "image3")), ("conditioning",)),

@@ -6,7 +6,7 @@ tokens before the prompt are dropped (the pipelines' `prompt_template_encode_sta
 Qwen's tokenizer: here counted with the CLIP's own tokenizer, as ComfyUI finds the second <|im_start|>
 and its "user\\n"). The edit models' prompt (TextEncodeQwenImageEditPlus) starts with
 "Picture N: <|vision_start|><|image_pad|><|vision_end|>" per reference picture and uses the edit
-template; each <|image_pad|> becomes one token per 2x2 group of the picture's 14-pixel patches, which
+template (the first edit model's, TextEncodeQwenImageEdit, has its one picture's tokens in the template); each <|image_pad|> becomes one token per 2x2 group of the picture's 14-pixel patches, which
 Qwen2.5-VL's vision tower fills with what it sees (Qwen2-VL's image processor: sides rounded to 28,
 CLIP's mean and deviation). The text is read as written: no (word:1.2) weights or embedding:NAME.
 Unlike the pipelines' default max_sequence_length of 512, the prompt is not cut after the template
@@ -29,15 +29,18 @@ EDIT_TEMPLATE = ("<|im_start|>system\nDescribe the key features of the input ima
                  "image. Generate a new image that meets the user's requirements while maintaining consistency with "
                  "the original input where appropriate.<|im_end|>\n<|im_start|>user\n{}<|im_end|>\n"
                  "<|im_start|>assistant\n")
+# Qwen-Image-Edit's first model (TextEncodeQwenImageEdit, QwenImageEditPipeline): one picture, before the prompt.
+EDIT_ONE_TEMPLATE = EDIT_TEMPLATE.replace("user\n{}", "user\n<|vision_start|><|image_pad|><|vision_end|>{}")
 PICTURE = "Picture {}: <|vision_start|><|image_pad|><|vision_end|>"
+USER_TURN = "<|im_start|>user\n"
 IMAGE_PAD = "<|image_pad|>"
 # Qwen2.5-VL's preprocessor_config: min_pixels 56 x 56, max_pixels 28 x 28 x 16384.
 MIN_PIXELS, MAX_PIXELS = 56 * 56, 28 * 28 * 16384
 
 
 def prefix_tokens(tokenizer: Any, template: str) -> int:
-    """How many tokens the template puts before the prompt (dropped from the output)."""
-    return len(tokenizer(template.split("{}")[0]).input_ids)
+    """How many tokens the template puts before the user's turn's content (dropped from the output)."""
+    return len(tokenizer(template[:template.index(USER_TURN) + len(USER_TURN)]).input_ids)
 
 
 def image_processor() -> Any:
@@ -65,11 +68,12 @@ def _expand_pads(text: str, grids: torch.Tensor, merge: int = 2) -> str:
     return out
 
 
-def encode_qwenimage(clip: Any, text: str, pictures: Sequence[torch.Tensor] = ()) -> dict[str, Any]:
+def encode_qwenimage(clip: Any, text: str, pictures: Sequence[torch.Tensor] = (), numbered: bool = True) -> dict[str, Any]:
     """One CONDITIONING entry: {"embeds": [1, tokens, width], "family": "qwenimage"}; `pictures` (the edit
-    models' references, already at the size the vision tower reads) go in the prompt."""
-    template = EDIT_TEMPLATE if pictures else TXT2IMG_TEMPLATE
-    prompt = "".join(PICTURE.format(i + 1) for i in range(len(pictures))) + text
+    models' references, already at the size the vision tower reads) go in the prompt, as "Picture N" (Edit
+    Plus) or, not `numbered`, one picture in the template (the first Edit model)."""
+    template = (EDIT_TEMPLATE if numbered else EDIT_ONE_TEMPLATE) if pictures else TXT2IMG_TEMPLATE
+    prompt = "".join(PICTURE.format(i + 1) for i in range(len(pictures) if numbered else 0)) + text
     drop = prefix_tokens(clip.tokenizer, template)
     encoder = clip.text_encoder
     device = device_of(encoder)   # its execution device when offloaded, where the inputs must be

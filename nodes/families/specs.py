@@ -439,6 +439,19 @@ FAMILY_NODES += [
 # Qwen-Image-Edit's prompt with pictures (nodes/families/qwenimage_nodes.py).
 FAMILY_NODES += [
     NodeSpec(
+        "TextEncodeQwenImageEdit", "advanced/conditioning",
+        lazy("families.qwenimage_nodes", "run_text_encode_qwen_image_edit"),
+        inputs=(Input("clip", CLIP, description="Qwen-Image's Qwen2.5-VL (TextEncoderLoader type qwen_image)"),
+                Input("vae", VAE, optional=True,
+                      description="Qwen-Image's VAE: with it the picture is also a reference latent"),
+                Input("image", IMAGE, optional=True, description="the picture to edit")),
+        params=(Param.string("prompt", "", multiline=True, role=ParamRole.PROMPT, description="the edit"),),
+        outputs=(Output("conditioning", COND, description="the prompt with the picture, for a sampler"),),
+        description="Prompt of the first Qwen-Image-Edit (ComfyUI's TextEncodeQwenImageEdit; diffusers' "
+                    "QwenImageEditPipeline): the picture, scaled to about 1024x1024, is read by Qwen2.5-VL with the "
+                    "text and, with a VAE, becomes a reference latent.",
+        display_name="Text Encode Qwen Image Edit"),
+    NodeSpec(
         "TextEncodeQwenImageEditPlus", "advanced/conditioning",
         lazy("families.qwenimage_nodes", "run_text_encode_qwen_image_edit_plus"),
         inputs=(Input("clip", CLIP, description="Qwen-Image's Qwen2.5-VL (TextEncoderLoader type qwen_image)"),

@@ -204,8 +204,8 @@ def test_a_placeholder_names_its_pack_or_says_it_is_core_and_is_said_once_per_cl
     # classes of the issue-30 corpus that were "a ComfyUI node with no NodeForge equivalent" whatever they were
     ("LTXVConditioning", {"core": True}), ("StableCascade_StageB_Conditioning", {"core": True}),
     ("StableCascade_CheckpointLoader //Inspire", {"pack": "ComfyUI-Inspire-Pack"}),   # the pack's suffix wins
-    ("LoadAudio", {"core": True}), ("TextEncodeQwenImageEdit", {"core": True}),   # StringConcatenate and
-    # TextEncodeQwenImageEditPlus: mapped now
+    ("LoadAudio", {"core": True}), ("ImageStitch", {"core": True}),   # StringConcatenate and
+    # TextEncodeQwenImageEdit(Plus): mapped now
     ("ImageResizeKJv2", {"pack": "ComfyUI-KJNodes"}), ("ImageResize+", {"pack": "ComfyUI_essentials"}),   # mapped now
     ("easy int", {"pack": "ComfyUI-Easy-Use"}), ("UnetLoaderGGUF", {"pack": "ComfyUI-GGUF"}),
     ("WanVideoSampler", {"pack": "ComfyUI-WanVideoWrapper"}), ("ShowText|pysssss", {"pack": "ComfyUI-Custom-Scripts"}),

@@ -120,6 +120,29 @@ def test_index_timestep_zero_gives_the_2511_transformers_latents(qwen_engine, se
     assert float((ours - index["samples"]).abs().max()) > 1e-4
 
 
+def test_the_first_edit_models_node_gives_qwenimage_edit_pipelines_latents(qwen_engine, setup):
+    """TextEncodeQwenImageEdit: one picture (1024 x 1024 here, so neither side scales it) in the template, read by
+    the vision tower and as the reference latent, as QwenImageEditPipeline does."""
+    from diffusers import QwenImageEditPipeline
+
+    from nodes.families.qwenimage_text import EDIT_ONE_TEMPLATE
+
+    wf = tm.shipped_txt2img("tiny-qwen", width=64, height=64, steps=2, seed=5, cfg=1.0)
+    wf.add("LoadImage", {"path": str(setup["picture"])}, node_id="img")
+    wf.add("TextEncodeQwenImageEdit", {"prompt": PROMPT}, {"clip": ("1", "clip"), "vae": ("1", "vae"),
+                                                           "image": ("img", "image")}, node_id="edit")
+    wf.nodes["5"].inputs["positive"] = ("edit", "conditioning")
+    ours = qwen_engine.run(wf, outputs=["5"]).outputs["5"]["latent"]["samples"]
+    parts = setup["parts"]
+    pipe = QwenImageEditPipeline(processor=tq.make_processor(parts["tokenizer"]), **parts)
+    pipe.set_progress_bar_config(disable=True)
+    user = EDIT_ONE_TEMPLATE.index("<|im_start|>user\n") + len("<|im_start|>user\n")
+    pipe.prompt_template_encode_start_idx = len(pipe.tokenizer(EDIT_ONE_TEMPLATE[:user]).input_ids)   # 64 in Qwen's
+    packed = pipe(image=Image.open(setup["picture"]).convert("RGB"), prompt=PROMPT, num_inference_steps=2, height=64,
+                  width=64, true_cfg_scale=1.0, generator=torch.Generator().manual_seed(5), output_type="latent").images
+    assert float((ours - type(pipe)._unpack_latents(packed, 64, 64, 8)[:, :, 0]).abs().max()) < 1e-4
+
+
 def test_the_pictures_sizes_follow_comfyuis_node(setup):
     from nodes.families.qwenimage_nodes import VAE_PIXELS, VISION_PIXELS, area_scale
 
