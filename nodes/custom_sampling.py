@@ -160,12 +160,14 @@ def turbo_sigmas(model: Any, steps: int, denoise: float) -> Sigmas:
 
 # -- sampling --------------------------------------------------------------------------------------
 def sample(ctx: Any, noise: Noise, guider: Guider, sampler: SamplerChoice, sigmas: Sigmas,
-           latent: dict) -> dict[str, Any]:
+           latent: dict, wrap: Any = None) -> dict[str, Any]:
     """SamplerCustomAdvanced: `output` (the latent at the last sigma) and `denoised_output` (the clean
-    latent the model predicted at the last step; the output itself when no step runs)."""
+    latent the model predicted at the last step; the output itself when no step runs). `wrap`: a function
+    giving the family's phases with some replaced (LanPaint's, nodes/lanpaint.py)."""
     model = guider.model
     request = _request(model, noise, guider, sampler, sigmas)
-    behaviour = _recording(sampling_behaviour(model))
+    family = sampling_behaviour(model)
+    behaviour = _recording(family if wrap is None else wrap(family))
     negative = guider.negative if guider.negative is not None else guider.positive
     out = denoise_latent(ctx, model=model, positive=guider.positive, negative=negative, latent=latent,
                          request=request, behaviour=behaviour)

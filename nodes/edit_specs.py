@@ -169,7 +169,30 @@ def _lanpaint_nodes() -> list[NodeSpec]:
             outputs=(Output("image", IMAGE, description="the blended images"),),
             description="Paste the inpainted image into the original inside the mask with a soft edge "
                         "(scraed/LanPaint's LanPaint_MaskBlend).",
-            display_name="LanPaint Mask Blend")]
+            display_name="LanPaint Mask Blend"),
+        NodeSpec(
+            "LanPaintSamplerCustomAdvanced", "sampling", lazy("lanpaint", "run_lanpaint_sampler_custom_advanced"),
+            inputs=(Input("noise", PortType.NOISE.value, description="the noise to start from (Random Noise)"),
+                    Input("guider", PortType.GUIDER.value, description="how the prompts steer (CFG Guider, Basic "
+                                                                       "Guider)"),
+                    Input("sampler", PortType.SAMPLER.value, description="the stepping method (Sampler Select)"),
+                    Input("sigmas", PortType.SIGMAS.value, description="the noise levels to step through"),
+                    Input("latent", LATENT, description="the image to inpaint, encoded, with its mask (1: repaint)")),
+            params=(Param.int("lanpaint_steps", 5, min=0, max=100,
+                              description="Langevin iterations before each step's model call at full noise"),
+                    Param.float("lanpaint_lambda", 5.0, min=0.1, max=50.0, step=0.1,
+                                description="how strongly the known area is pulled to the image"),
+                    Param.float("lanpaint_step_size", 0.2, min=0.0001, max=1.0, step=0.01,
+                                description="each Langevin iteration's time step"),
+                    Param.choice("prompt_mode", ("Image First", "Prompt First"), default="Image First",
+                                 description="Image First: the known area matched at the guider's cfg; Prompt First: "
+                                             "at -0.5")),
+            outputs=(Output("output", LATENT, description="the latent at the last sigma"),
+                     Output("denoised_output", LATENT, description="the clean latent the model predicted at the last "
+                                                                  "step")),
+            description="Sampler Custom (Advanced) with LanPaint's inpainting iterations (scraed/LanPaint's "
+                        "LanPaint_SamplerCustomAdvanced).",
+            display_name="LanPaint Sampler Custom (Advanced)")]
 
 
 EDIT_NODES += _lanpaint_nodes()

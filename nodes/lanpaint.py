@@ -252,3 +252,19 @@ def run_lanpaint_ksampler(ctx: Any, unet: Any, positive: Any, negative: Any, lat
     behaviour = lanpaint_behaviour(sampling_behaviour(unet), settings)
     return {"latent": denoise_latent(ctx, model=unet, positive=positive, negative=negative, latent=latent,
                                      request=request, behaviour=behaviour)}
+
+
+def run_lanpaint_sampler_custom_advanced(ctx: Any, noise: Any, guider: Any, sampler: Any, sigmas: Any, latent: dict,
+                                         lanpaint_steps: int, prompt_mode: str, lanpaint_lambda: float = LAMBDA,
+                                         lanpaint_step_size: float = STEP_SIZE) -> dict[str, Any]:
+    """LanPaint_SamplerCustomAdvanced: SamplerCustomAdvanced with LanPaint's iterations (the guider's cfg as
+    the step's guidance)."""
+    from .custom_sampling import sample
+
+    cfg_big = None if guider.model.family == "flux" else (float(guider.cfg) if prompt_mode == "Image First" else -0.5)
+    settings = LanPaintSettings(int(lanpaint_steps), cfg_big, int(noise.seed), float(lanpaint_lambda),
+                                float(lanpaint_step_size))
+    if latent.get("noise_mask") is None:
+        ctx.warn("the latent has no mask, so LanPaint has nothing to inpaint and samples as SamplerCustomAdvanced "
+                 "does; set one with Set Latent Noise Mask or LanPaint Image Encode")
+    return sample(ctx, noise, guider, sampler, sigmas, latent, wrap=lambda family: lanpaint_behaviour(family, settings))

@@ -1300,6 +1300,10 @@ def _lanpaint_mode(values: dict[str, Any], params: dict[str, Any], notes: Notes)
         # list those values too, so the prompt mode sits two places later, where Inpainting_mode is now
         shifted = values.get("Inpainting_mode")
         params["prompt_mode"] = shifted if shifted in _PROMPT_MODES else "Image First"
+        if shifted not in _PROMPT_MODES:
+            notes.warn("the file lists LanPaint's retired widgets (Beta, Friction, EarlyStop) where its prompt mode is "
+                       "now, so the mode could not be read: Image First is used (set prompt_mode if it meant Prompt "
+                       "First)")
         return
     mode = values.get("Inpainting_mode")
     if isinstance(mode, str) and "Video" in mode:
@@ -1343,6 +1347,12 @@ ROWS += (
              (("samples", "latent"), ("vae", "vae"), ("image", "image"), ("mask", "mask")), ("image",)),
     ClassMap("LanPaint_MaskBlend", "LanPaintMaskBlend", "LanPaint Mask Blend", (Widget("blend_overlap"),),
              (("image1", "image1"), ("image2", "image2"), ("mask", "mask")), ("image",)),
+    ClassMap("LanPaint_SamplerCustomAdvanced", "LanPaintSamplerCustomAdvanced", "LanPaint Sampler Custom (Advanced)",
+             _LANPAINT_TAIL + (Widget("LanPaint_Lambda", "lanpaint_lambda"), Widget("LanPaint_StepSize", "lanpaint_step_size"),
+                               Widget("LanPaint_PromptMode", "prompt_mode"),
+                               Widget("LanPaint_Info", None, export_default="LanPaint Custom Sampler Adv.")),
+             (("noise", "noise"), ("guider", "guider"), ("sampler", "sampler"), ("sigmas", "sigmas"),
+              ("latent_image", "latent")), ("output", "denoised_output"), derive=_lanpaint_mode),
 )
 
 # Plain values on wires (nodes/values.py): an image's size, math expressions, text, and nodes that show a value.

@@ -84,3 +84,30 @@ def test_lanpaints_image_encode_and_decode_come_in_validate_and_go_back(read, ex
         {"image1": ("2", "image"), "image2": ("8", "image"), "mask": ("2", "mask")})
     back = exported_back(name, "comfy-lanpaint-images-api.json", valid=True)
     back.assert_kept(["3", "7", "8", "10"])
+
+
+@pytest.mark.parametrize("name", ["comfy-lanpaint-images-0.4.json", "comfy-lanpaint-images-api.json"])
+def test_lanpaints_custom_sampler_comes_in_with_its_parts_and_goes_back(read, exported_back, name):
+    node = read(name).workflow.nodes["16"]
+    assert node.type == "LanPaintSamplerCustomAdvanced"
+    assert node.params == {"lanpaint_steps": 3, "lanpaint_lambda": 6.0, "lanpaint_step_size": 0.25,
+                           "prompt_mode": "Prompt First"}
+    assert node.inputs == {"noise": ("12", "noise"), "guider": ("13", "guider"), "sampler": ("14", "sampler"),
+                           "sigmas": ("15", "sigmas"), "latent": ("3", "latent")}
+    assert read(name).workflow.nodes["17"].inputs["latent"] == ("16", "denoised_output")
+    back = exported_back(name, "comfy-lanpaint-images-api.json", valid=True)
+    back.assert_kept(["16", "17"])
+
+
+def test_an_older_custom_sampler_file_with_the_retired_widgets_says_its_prompt_mode_was_not_read(read, tmp_path):
+    workflow = json.loads((DATA / "comfy-lanpaint-images-0.4.json").read_text())
+    [node] = [n for n in workflow["nodes"] if n["type"] == "LanPaint_SamplerCustomAdvanced"]
+    node["widgets_values"] = [2, 5.0, 0.2, 1, 15, "Prompt First", 1, "LanPaint Custom Sampler Adv.", 0, 1]
+    source = tmp_path / "old.json"
+    source.write_text(json.dumps(workflow))
+    imported = read(source)
+    assert imported.workflow.nodes[str(node["id"])].params["prompt_mode"] == "Image First"
+    assert [w for w in imported.warnings if "retired" in w] == [
+        f"node {node['id']} (LanPaint_SamplerCustomAdvanced): the file lists LanPaint's retired widgets (Beta, "
+        "Friction, EarlyStop) where its prompt mode is now, so the mode could not be read: Image First is used (set "
+        "prompt_mode if it meant Prompt First)"]

@@ -216,3 +216,39 @@ def test_lambda_and_step_size_steer_and_a_later_stage_without_iterations_is_unet
     run = paint_engine.run(staged, outputs=["5", "lp"])
     torch.testing.assert_close(run.outputs["lp"]["latent"]["samples"], run.outputs["5"]["latent"]["samples"],
                                atol=1e-4, rtol=1e-4)
+
+
+def _custom(checkpoint: str, tmp_path: Path, iterations: int):
+    """The masked latent sampled by SamplerCustomAdvanced (node "sca") and LanPaint's form of it ("lpc")."""
+    wf = _graphs(checkpoint, tmp_path, iterations=0)
+    wf.add("RandomNoise", {"seed": 5}, node_id="noise")
+    wf.add("CFGGuider", {"cfg": 3.0}, {"unet": ("1", "unet"), "positive": ("2", "conditioning"),
+                                       "negative": ("3", "conditioning")}, node_id="guider")
+    wf.add("SamplerSelect", {"sampler": "euler"}, node_id="sampler")
+    wf.add("BasicScheduler", {"schedule": "default", "steps": 4, "denoise": 1.0}, {"unet": ("1", "unet")},
+           node_id="sigmas")
+    parts = {"noise": ("noise", "noise"), "guider": ("guider", "guider"), "sampler": ("sampler", "sampler"),
+             "sigmas": ("sigmas", "sigmas"), "latent": ("masked", "latent")}
+    wf.add("SamplerCustomAdvanced", {}, dict(parts), node_id="sca")
+    wf.add("LanPaintSamplerCustomAdvanced", {"lanpaint_steps": iterations, "prompt_mode": "Image First"}, dict(parts),
+           node_id="lpc")
+    return wf
+
+
+@pytest.mark.parametrize("checkpoint", ["tiny-sd", "tiny-flux"])
+def test_the_custom_sampler_form_is_sampler_custom_advanced_without_iterations_and_keeps_the_known_area(
+        paint_engine, tmp_path, checkpoint):
+    run = paint_engine.run(_custom(checkpoint, tmp_path, 0), outputs=["sca", "lpc", "enc"])
+    lanpaint, plain = run.outputs["lpc"], run.outputs["sca"]
+    half = plain["output"]["samples"].shape[-1] // 2
+    torch.testing.assert_close(lanpaint["output"]["samples"], plain["output"]["samples"], atol=1e-4, rtol=1e-4)
+    # the last step's clean latent: the model's where the mask repaints, the original where it is known (LanPaint's)
+    torch.testing.assert_close(lanpaint["denoised_output"]["samples"][..., :half],
+                               plain["denoised_output"]["samples"][..., :half], atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(lanpaint["denoised_output"]["samples"][..., half:],
+                               run.outputs["enc"]["latent"]["samples"][..., half:], atol=1e-5, rtol=1e-5)
+    run = paint_engine.run(_custom(checkpoint, tmp_path, 3), outputs=["sca", "lpc", "enc"])
+    painted, plain = run.outputs["lpc"]["output"]["samples"], run.outputs["sca"]["output"]["samples"]
+    torch.testing.assert_close(painted[..., half:], run.outputs["enc"]["latent"]["samples"][..., half:],
+                               atol=1e-5, rtol=1e-5)
+    assert (painted[..., :half] - plain[..., :half]).abs().max() > 1e-3
