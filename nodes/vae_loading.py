@@ -113,6 +113,13 @@ def load_vae(path: Path, device: str, shared: dict[str, Any] | None = None) -> L
 
 def _read_vae(path: Path, device: str) -> LoadedVAE:
     if path.is_dir():
+        from .families.probe import class_name
+
+        folder = path if (path / "config.json").is_file() else path / "vae"
+        if class_name(folder / "config.json") == "AutoencoderKLQwenImage":   # Qwen-Image's own VAE folder
+            from .families.qwenimage_file import read_vae_folder
+
+            return LoadedVAE(read_vae_folder(folder, device))
         vae = load_vae_folder(path)
     else:
         state, metadata = read_state_dict(path, field="vae")

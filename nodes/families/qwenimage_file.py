@@ -170,3 +170,19 @@ def read_vae(path: Path, state: dict[str, torch.Tensor], device: str) -> dict[st
     _load_into(vae, state, "Qwen-Image VAE", field="vae")
     _finish([vae], device, vae_dtype(device, False))
     return vae_fields(vae)
+
+
+def read_vae_folder(folder: Path, device: str) -> dict[str, Any]:
+    """The VAE wrapper's fields for a diffusers AutoencoderKLQwenImage folder (a QwenImagePipeline's vae/)."""
+    from diffusers import AutoencoderKLQwenImage
+
+    from ..loading import check_finite
+    from .qwenimage import vae_fields
+
+    try:
+        vae = AutoencoderKLQwenImage.from_pretrained(str(folder), local_files_only=True)
+    except (OSError, ValueError) as exc:
+        raise NodeError(f"cannot load the Qwen-Image VAE in {folder.name}: {exc}", field="vae") from None
+    check_finite(vae.state_dict().items(), f"the VAE in {folder.name}", "vae")
+    _finish([vae], device, vae_dtype(device, False))
+    return vae_fields(vae)

@@ -35,10 +35,10 @@ def qwen_engine(make_engine, qwen_dir, tmp_path_factory):
     return make_engine(tmp_path_factory.mktemp("qwenout"), qwen_dir)
 
 
-def _pipe(qwen_dir, **scheduler):
+def _pipe(qwen_dir, cls: str = "QwenImagePipeline", **scheduler):
     from nodes.families.qwenimage_text import TXT2IMG_TEMPLATE
 
-    pipe = tm.pipeline(qwen_dir / "checkpoints" / "tiny-qwen", "QwenImagePipeline", **scheduler)
+    pipe = tm.pipeline(qwen_dir / "checkpoints" / "tiny-qwen", cls, **scheduler)
     # the template's prefix in this tokenizer (34 tokens in Qwen's own)
     pipe.prompt_template_encode_start_idx = tq.prefix_length(pipe.tokenizer, TXT2IMG_TEMPLATE)
     return pipe
@@ -167,6 +167,35 @@ def test_a_qwenimage_lora_gives_the_pipelines_latents_with_it_loaded(qwen_engine
     with_lora.load_lora_weights(str(qwen_dir / "loras" / f"qwen-{layout}.safetensors"))
     assert _max_diff(ours, theirs(with_lora, seed=12)) < 1e-4
     assert _max_diff(ours, latent_of(qwen_engine, shipped_txt2img(seed=12, cfg=1.0))) > 1e-3
+
+
+@pytest.mark.parametrize("cfg", [1.0, 3.0])
+def test_img2img_matches_qwenimage_img2img_pipeline(qwen_engine, qwen_dir, tmp_path, cfg):
+    """VAEEncode's latent noised by interpolation at the plan's first sigma, as QwenImageImg2ImgPipeline's
+    scale_noise (its strength = denoise); cfg 3 with the pipeline's norm rescale neutralised, as above."""
+    import numpy as np
+    from PIL import Image
+
+    import diffusers.pipelines.qwenimage.pipeline_qwenimage_img2img as module
+
+    path = tmp_path / "start.png"
+    Image.fromarray(np.random.default_rng(1).integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(path)
+    wf = shipped_txt2img(seed=4, steps=5, denoise=0.6, cfg=cfg)
+    wf.add("LoadImage", {"path": str(path)}, node_id="img")
+    wf.add("VAEEncode", {}, {"vae": ("1", "vae"), "image": ("img", "image")}, node_id="enc")
+    wf.nodes["5"].inputs["latent"] = ("enc", "latent")
+    run = qwen_engine.run(wf, outputs=["5", "enc"])
+    ours, encoded = run.outputs["5"]["latent"]["samples"], run.outputs["enc"]["latent"]["samples"]
+    norm = torch.norm
+    module.torch.norm = lambda x, dim=None, keepdim=False: torch.ones_like(norm(x, dim=dim, keepdim=keepdim))
+    try:
+        expected = theirs(_pipe(qwen_dir, "QwenImageImg2ImgPipeline"), seed=4, steps=5, image=encoded, strength=0.6,
+                          true_cfg_scale=cfg, negative_prompt="")
+    finally:
+        module.torch.norm = norm
+    assert _max_diff(ours, expected) < 1e-4
+    full = latent_of(qwen_engine, shipped_txt2img(seed=4, steps=5, cfg=cfg))
+    assert (ours - encoded).abs().mean() < (full - encoded).abs().mean()
 
 
 def test_an_odd_latent_size_is_refused_with_the_sizes_that_work(qwen_dir):

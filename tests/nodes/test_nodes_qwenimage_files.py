@@ -100,6 +100,15 @@ def test_the_separate_files_give_qwenimage_pipelines_latents_and_image(engine, p
     torch.testing.assert_close(run.outputs["6"]["image"], image.permute(0, 2, 3, 1), atol=1e-4, rtol=1e-4)
 
 
+def test_vae_loader_takes_the_pipelines_vae_folder_as_the_vae_file(engine, files):
+    """VAELoader on a QwenImagePipeline folder (or its vae/) decodes as qwen_image_vae.safetensors does."""
+    wf = separate_txt2img(seed=6)
+    image = engine.run(wf, outputs=["6"]).outputs["6"]["image"]
+    for folder in (files["folder"], files["folder"] / "vae"):
+        wf.nodes["vae"].params["vae"] = str(folder)
+        torch.testing.assert_close(engine.run(wf, outputs=["6"]).outputs["6"]["image"], image, atol=1e-5, rtol=1e-5)
+
+
 def _refusal(engine, wf) -> Exception:
     from nodeforge.core.errors import NodeExecutionError
 
