@@ -47,6 +47,13 @@ def claims_state(keys: Any) -> bool:
     return any(marker in k for k in keys for marker in STATE_MARKERS)
 
 
+def transformer_dtype(device: str) -> torch.dtype:
+    """bf16 where the device has it, else fp32: Qwen-Image's transformer and VAE overflow in fp16 (black pictures),
+    so an fp16-only device (MPS, older NVIDIA GPUs) runs them in fp32, as ComfyUI does."""
+    dtype = pick_dtype(device)
+    return torch.float32 if dtype == torch.float16 else dtype
+
+
 def shipped_configs() -> Path:
     return configs_dir() / "qwenimage"
 
@@ -118,8 +125,9 @@ def load_folder(path: Path, device: str) -> LoadedCheckpoint:
     transformer = _from_pretrained(QwenImageTransformer2DModel, path, "transformer", torch_dtype=dtype)
     vae = _from_pretrained(AutoencoderKLQwenImage, path, "vae")
     tokenizer, encoder = _folder_text_encoder(path, dtype)
-    _finish([transformer, encoder], device, dtype)
-    _finish([vae], device, vae_dtype(device, False))
+    _finish([transformer], device, transformer_dtype(device))
+    _finish([encoder], device, dtype)
+    _finish([vae], device, vae_dtype(device, True))
     factor = 2 ** len(vae.config.temperal_downsample)
     return LoadedCheckpoint(model_fields(path.name, scheduler_config(path), transformer, factor),
                             clip_fields(tokenizer, encoder), vae_fields(vae))

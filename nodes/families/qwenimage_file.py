@@ -45,8 +45,9 @@ def read_transformer(path: Path, state: dict[str, torch.Tensor], device: str, dt
     from diffusers import QwenImageTransformer2DModel
 
     from ..wrappers import UNetModel
-    from .qwenimage import model_fields, scheduler_config, shipped_configs
+    from .qwenimage import model_fields, scheduler_config, shipped_configs, transformer_dtype
 
+    dtype = transformer_dtype(device)   # not fp16, which overflows in this transformer
     cfg = config_folder(path)
     plain = {next((k[len(p):] for p in PREFIXES if k.startswith(p)), k): v for k, v in state.items()}
     if "img_in.weight" not in plain or "proj_out.weight" not in plain:
@@ -168,7 +169,7 @@ def read_vae(path: Path, state: dict[str, torch.Tensor], device: str) -> dict[st
     with torch.device("meta"):
         vae = AutoencoderKLQwenImage.from_config(config)
     _load_into(vae, state, "Qwen-Image VAE", field="vae")
-    _finish([vae], device, vae_dtype(device, False))
+    _finish([vae], device, vae_dtype(device, True))
     return vae_fields(vae)
 
 
@@ -184,5 +185,5 @@ def read_vae_folder(folder: Path, device: str) -> dict[str, Any]:
     except (OSError, ValueError) as exc:
         raise NodeError(f"cannot load the Qwen-Image VAE in {folder.name}: {exc}", field="vae") from None
     check_finite(vae.state_dict().items(), f"the VAE in {folder.name}", "vae")
-    _finish([vae], device, vae_dtype(device, False))
+    _finish([vae], device, vae_dtype(device, True))
     return vae_fields(vae)

@@ -198,6 +198,19 @@ def test_img2img_matches_qwenimage_img2img_pipeline(qwen_engine, qwen_dir, tmp_p
     assert (ours - encoded).abs().mean() < (full - encoded).abs().mean()
 
 
+def test_qwenimage_runs_in_bf16_or_fp32_never_fp16(monkeypatch):
+    """fp16 overflows in Qwen-Image's transformer and VAE: an fp16-only device runs them in fp32."""
+    from nodes import loading
+    from nodes.families import qwenimage
+
+    assert qwenimage.transformer_dtype("cpu") == torch.float32
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    assert qwenimage.transformer_dtype("cuda") == torch.bfloat16 and loading.vae_dtype("cuda", True) == torch.bfloat16
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    assert qwenimage.transformer_dtype("cuda") == torch.float32 and loading.vae_dtype("cuda", True) == torch.float32
+    assert qwenimage.transformer_dtype("mps") == torch.float32
+
+
 def test_an_odd_latent_size_is_refused_with_the_sizes_that_work(qwen_dir):
     from nodes.families.qwenimage_sampling import QWENIMAGE_SAMPLING
     from nodes.loading import load_checkpoint
