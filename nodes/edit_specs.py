@@ -86,12 +86,12 @@ EDIT_NODES: list[NodeSpec] = [
 ]
 
 
-def _lanpaint_nodes() -> list[NodeSpec]:
+def _lanpaint_sampler() -> NodeSpec:
     # UNetDenoise's sampling params and checks, declared once in nodes/__init__.py (imported before this module).
     from . import SEED_MAX, _check_model_sampler, _check_sampler
     from .schedulers import SAMPLERS, SCHEDULES
 
-    return [NodeSpec(
+    return NodeSpec(
         "LanPaintSampler", "sampling", lazy("lanpaint", "run_lanpaint_ksampler"),
         inputs=(Input("unet", MODEL, description="the denoising model (any family; UNet models with an Euler-type "
                                                  "sampler)"),
@@ -133,7 +133,11 @@ def _lanpaint_nodes() -> list[NodeSpec]:
         description="Inpaint with LanPaint (scraed/LanPaint's LanPaint_KSampler and LanPaint_KSamplerAdvanced): before each step the latent "
                     "follows a few Langevin iterations that pull the known area to the image and the masked area to "
                     "what the model makes of it, so the two agree; works with any model, no inpainting model needed.",
-        display_name="LanPaint Sampler"),
+        display_name="LanPaint Sampler")
+
+
+def _lanpaint_image_nodes() -> list[NodeSpec]:
+    return [
         NodeSpec(
             "LanPaintImageEncode", "latent", lazy("lanpaint_images", "run_lanpaint_image_encode"),
             inputs=(Input("vae", VAE, description="the model's VAE"),
@@ -169,8 +173,11 @@ def _lanpaint_nodes() -> list[NodeSpec]:
             outputs=(Output("image", IMAGE, description="the blended images"),),
             description="Paste the inpainted image into the original inside the mask with a soft edge "
                         "(scraed/LanPaint's LanPaint_MaskBlend).",
-            display_name="LanPaint Mask Blend"),
-        NodeSpec(
+            display_name="LanPaint Mask Blend")]
+
+
+def _lanpaint_sampler_custom() -> NodeSpec:
+    return NodeSpec(
             "LanPaintSamplerCustomAdvanced", "sampling", lazy("lanpaint", "run_lanpaint_sampler_custom_advanced"),
             inputs=(Input("noise", PortType.NOISE.value, description="the noise to start from (Random Noise)"),
                     Input("guider", PortType.GUIDER.value, description="how the prompts steer (CFG Guider, Basic "
@@ -192,7 +199,7 @@ def _lanpaint_nodes() -> list[NodeSpec]:
                                                                   "step")),
             description="Sampler Custom (Advanced) with LanPaint's inpainting iterations (scraed/LanPaint's "
                         "LanPaint_SamplerCustomAdvanced).",
-            display_name="LanPaint Sampler Custom (Advanced)")]
+            display_name="LanPaint Sampler Custom (Advanced)")
 
 
-EDIT_NODES += _lanpaint_nodes()
+EDIT_NODES += [_lanpaint_sampler(), *_lanpaint_image_nodes(), _lanpaint_sampler_custom()]
