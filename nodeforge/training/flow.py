@@ -65,6 +65,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--teacher-max-noise", type=real(0, 1), default=0.9,
                    help="above this noise level the target is the data's own (the UNet's clean-image estimate "
                         "is amplified too much there)")
+    p.add_argument("--reflow", type=whole(0), default=0,
+                   help="train on this many (noise, image) pairs that the base UNet model draws from that noise "
+                        "for the data's captions (rectified flow's reflow: straight paths, one target per noisy "
+                        "latent) instead of on the shapes with fresh noise; 0: the data itself")
+    p.add_argument("--reflow-steps", type=whole(1), default=20, help="the base model's Euler steps for each pair")
+    p.add_argument("--reflow-cfg", type=real(1), default=3.0, help="the base model's CFG for each captioned pair")
     p.add_argument("--shift", type=real(0, above=True), default=1.0,
                    help="the sigma shift of training's noise levels, written to the scheduler config (SD3 uses 3 "
                         "at 1024 px; 64 px images with 64 tokens need no shift towards high noise)")
@@ -190,9 +196,10 @@ def min_snr_weight(s: Any, gamma: float = 5.0) -> Any:
 
 
 def flow_batch(latents: Any, shift: float, generator: Any, uniform: float = 0.0,
-               levels: str = "logit-normal") -> tuple[Any, Any, Any]:
+               levels: str = "logit-normal", noise: Any = None) -> tuple[Any, Any, Any]:
     """(x_t, timesteps, velocity target) for clean latents: s logit-normal, then shifted; a share
-    `uniform` of the rows draws s uniformly instead (levels "ddpm": SD's DDPM timesteps, uniformly)."""
+    `uniform` of the rows draws s uniformly instead (levels "ddpm": SD's DDPM timesteps, uniformly).
+    `noise` pairs each latent with its own noise (reflow); else fresh noise is drawn."""
     import torch
 
     n = latents.shape[0]
@@ -203,7 +210,8 @@ def flow_batch(latents: Any, shift: float, generator: Any, uniform: float = 0.0,
     if levels == "ddpm":
         table = ddpm_levels()
         s = table[torch.randint(0, len(table), (n,), generator=generator)]
-    noise = torch.randn(latents.shape, generator=generator)
+    if noise is None:
+        noise = torch.randn(latents.shape, generator=generator)
     sigma = s.view(-1, 1, 1, 1)
     return (1 - sigma) * latents + sigma * noise, s * 1000, noise - latents
 
@@ -277,6 +285,44 @@ def distilled_target(teacher: Teacher, x_t: Any, t: Any, target: Any, captions: 
     return torch.where(use, weight * taught + (1 - weight) * target, target)
 
 
+def reflow_pairs(args: argparse.Namespace, base: Path, shape: tuple[int, ...], captions: list[str]) -> tuple[Any, Any, list[str]]:
+    """`args.reflow` (noise, latent) pairs: the base UNet model's Euler ODE (`--reflow-steps`, CFG
+    `--reflow-cfg`) from each noise for the data's captions in turn, a tenth of them unconditional
+    (caption "", CFG 1, so the trained model's CFG has an unconditional side). Returns the noise, the
+    latents (as the pipeline reads them) and the captions; kept in --work (reflow.safetensors)."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    from .evaluate import load_pipeline
+
+    n = args.reflow
+    generator = torch.Generator().manual_seed(args.seed + 5)
+    texts = [captions[i % len(captions)] if torch.rand(1, generator=generator) > 0.1 else "" for i in range(n)]
+    noise = torch.randn((n, *shape), generator=generator)
+    path = args.work / "reflow.safetensors" if args.work is not None else None
+    if path is not None and path.exists():
+        kept = load_file(str(path))
+        if kept["noise"].shape == noise.shape and torch.equal(kept["noise"], noise):
+            return noise, kept["latents"], texts
+    pipe = load_pipeline(base)
+    latents = torch.empty_like(noise)
+    for empty in (False, True):
+        rows = [i for i, text in enumerate(texts) if (text == "") == empty]
+        for k in range(0, len(rows), 64):
+            pick = rows[k:k + 64]
+            with torch.no_grad():
+                latents[pick] = pipe([texts[i] for i in pick], negative_prompt=None if empty else [""] * len(pick),
+                                     latents=noise[pick], num_inference_steps=args.reflow_steps,
+                                     guidance_scale=1.0 if empty else args.reflow_cfg, height=64, width=64,
+                                     output_type="latent").images
+            print(f"[{time.strftime('%H:%M:%S')}] reflow pairs: {k + len(pick)} of {len(rows)} "
+                  f"{'unconditional' if empty else 'captioned'}", flush=True)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_file({"noise": noise, "latents": latents.contiguous()}, str(path))
+    return noise, latents, texts
+
+
 def _checkpoint(work: Path | None, state: dict[str, Any] | None = None) -> dict[str, Any] | None:
     """Write `state` to work/flow.pt atomically, or read it back (tensors and plain values only)."""
     import torch
@@ -293,10 +339,12 @@ def _checkpoint(work: Path | None, state: dict[str, Any] | None = None) -> dict[
 
 
 def train(args: argparse.Namespace, parts: dict[str, Any], latents: Any, captions: list[str], tokenizer: Any,
-          teacher: Teacher | None = None, stop: Callable[[int], bool] | None = None) -> tuple[float, Any]:
+          teacher: Teacher | None = None, stop: Callable[[int], bool] | None = None,
+          noise: Any = None) -> tuple[float, Any]:
     """The training loop; returns the last loss and the EMA of the weights (what is saved). `stop`,
     asked after each step with its number, ends the loop early when it says so (a benchmark's
-    wall-clock budget: benchmarks/bench_flow_memorise.py)."""
+    wall-clock budget: benchmarks/bench_flow_memorise.py). `noise` (reflow pairs) gives each latent
+    its own noise; their captions are used as they are (the unconditional pairs carry "")."""
     import torch
 
     from .shapes import EMA, lr_at
@@ -320,8 +368,10 @@ def train(args: argparse.Namespace, parts: dict[str, Any], latents: Any, caption
         for group in opt.param_groups:
             group["lr"] = lr_at(step - 1, args.steps, args.lr, args.warmup)
         pick = torch.randint(0, latents.shape[0], (args.batch,), generator=generator)
-        x_t, t, target = flow_batch(latents[pick], args.shift, generator, args.uniform, args.levels)
-        texts = [captions[i] if torch.rand(1, generator=generator) > 0.1 else "" for i in pick.tolist()]
+        x_t, t, target = flow_batch(latents[pick], args.shift, generator, args.uniform, args.levels,
+                                    None if noise is None else noise[pick])
+        texts = [captions[i] if noise is not None or torch.rand(1, generator=generator) > 0.1 else ""
+                 for i in pick.tolist()]
         if teacher is not None:
             target = distilled_target(teacher, x_t, t, target, texts, args.teacher_weight, args.teacher_max_noise)
         embeds, pooled = prompt_embeds(parts, tokenizer, texts, zeros=1)
@@ -425,9 +475,12 @@ def main(argv: list[str] | None = None) -> int:
     vae, tokenizer = load_base(base, args.context)
     t0 = time.time()
     latents, captions = training_latents(args, vae)
+    noise = None
+    if args.reflow:
+        noise, latents, captions = reflow_pairs(args, base, tuple(latents.shape[1:]), captions)
     parts = make_parts(args, vae, base)
     teacher = Teacher(base, tokenizer) if args.teacher_weight > 0 else None
-    final, ema = train(args, parts, latents, captions, tokenizer, teacher)
+    final, ema = train(args, parts, latents, captions, tokenizer, teacher, noise=noise)
     ema.copy_to(list(parts.values()))
     pipe = assemble(parts, vae, tokenizer, args.shift)
     pipe.save_pretrained(str(args.out))

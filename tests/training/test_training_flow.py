@@ -256,3 +256,47 @@ def test_the_loop_ends_early_when_asked_after_a_step_and_the_saved_attention_is_
     assert len(steps) == 3 and asked == [1, 2, 3]   # a budget's stop: three of the fifty steps
     processors = parts["transformer"].attn_processors.values()
     assert all(isinstance(p, JointAttnProcessor2_0) for p in processors)
+
+
+def test_reflow_pairs_are_the_base_models_own_drawings_from_that_noise_kept_for_a_restart(tmp_path, monkeypatch):
+    from nodeforge.paths import builtin_dir
+    from nodeforge.training import evaluate
+
+    base = builtin_dir("resources") / "models" / "nodeforge-shapes"
+    args = flow.parse_args(["--out", "unused", "--reflow", "12", "--reflow-steps", "2", "--reflow-cfg", "4",
+                            "--work", str(tmp_path / "work")])
+    captions = ["a red square on a blue background", "a green circle"]
+    noise, latents, texts = flow.reflow_pairs(args, base, (4, 16, 16), captions)
+    assert noise.shape == latents.shape == (12, 4, 16, 16) and len(texts) == 12
+    assert "" in texts and {t for t in texts if t} == set(captions)   # a tenth unconditional, else the captions in turn
+    pipe = evaluate.load_pipeline(base)
+    for i in (texts.index(""), texts.index(captions[0])):
+        empty = texts[i] == ""
+        with torch.no_grad():
+            drawn = pipe([texts[i]], negative_prompt=None if empty else [""], latents=noise[i:i + 1],
+                         num_inference_steps=2, guidance_scale=1.0 if empty else 4.0, height=64, width=64,
+                         output_type="latent").images
+        torch.testing.assert_close(latents[i:i + 1], drawn, atol=1e-4, rtol=1e-4)
+    monkeypatch.setattr(evaluate, "load_pipeline", lambda *a: pytest.fail("the kept pairs were drawn again"))
+    again = flow.reflow_pairs(args, base, (4, 16, 16), captions)
+    assert torch.equal(again[0], noise) and torch.equal(again[1], latents) and again[2] == texts
+
+
+def test_with_reflow_pairs_each_latent_keeps_its_own_noise_and_its_caption(monkeypatch):
+    x0, noise = torch.randn(6, 4, 8, 8), torch.randn(6, 4, 8, 8)
+    x_t, t, target = flow.flow_batch(x0, 1.0, torch.Generator().manual_seed(1), noise=noise)
+    sigma = (t / 1000).view(-1, 1, 1, 1)
+    torch.testing.assert_close(target, noise - x0)   # the straight path from this latent to its own noise
+    torch.testing.assert_close(x_t, (1 - sigma) * x0 + sigma * noise)
+
+    from nodeforge.paths import builtin_dir
+
+    args = flow.parse_args(["--out", "unused", "--steps", "30", *TINY])
+    base = builtin_dir("resources") / "models" / "nodeforge-shapes"
+    vae, tokenizer = flow.load_base(base, args.context)
+    parts = flow.make_parts(args, vae, base)
+    seen, real_embeds = [], flow.prompt_embeds
+    monkeypatch.setattr(flow, "prompt_embeds", lambda p, tok, texts, **k: (seen.extend(texts), real_embeds(p, tok, texts, **k))[1])
+    latents = torch.randn(4, 4, 16, 16)
+    flow.train(args, parts, latents, ["a red square"] * 4, tokenizer, noise=torch.randn(4, 4, 16, 16))
+    assert len(seen) == 30 * args.batch and set(seen) == {"a red square"}   # no caption dropped: "" pairs are their own
