@@ -245,16 +245,16 @@ def test_the_pack_the_file_records_for_a_node_wins_over_the_name_tables(class_ty
 def test_a_ui_files_record_of_the_pack_names_it_in_the_placeholder_message(tmp_path, capsys):
     """ComfyUI's editor writes each node's pack into its properties (cnr_id, aux_id): the message names it."""
     workflow = {"last_node_id": 2, "last_link_id": 0, "links": [], "version": 0.4, "nodes": [
-        {"id": 1, "type": "LanPaint_SamplerCustomAdvanced", "pos": [0, 0], "size": [300, 100], "mode": 0, "inputs": [],
-         "outputs": [], "properties": {"cnr_id": "lanpaint", "ver": "1.4.10"}, "widgets_values": [0.5]},
+        {"id": 1, "type": "WanVideoBlender", "pos": [0, 0], "size": [300, 100], "mode": 0, "inputs": [],
+         "outputs": [], "properties": {"cnr_id": "steerable-motion", "ver": "1.4.10"}, "widgets_values": [0.5]},
         {"id": 2, "type": "TrimAudioDuration", "pos": [0, 200], "size": [300, 100], "mode": 0, "inputs": [],
          "outputs": [], "properties": {"cnr_id": "comfy-core", "ver": "0.3.60"}, "widgets_values": [0.0, 10.0]}]}
     source = tmp_path / "ui.json"
     source.write_text(json.dumps(workflow))
     assert main(["import", str(source), "-o", str(tmp_path / "mine.json")]) == 0
     err = capsys.readouterr().err.splitlines()
-    assert err[0].startswith("warning: node 1 (LanPaint_SamplerCustomAdvanced): from the custom node pack "
-                             "lanpaint, which NodeForge cannot run; replace or bypass it; ")
+    assert err[0].startswith("warning: node 1 (WanVideoBlender): from the custom node pack "
+                             "steerable-motion, which NodeForge cannot run; replace or bypass it; ")
     assert err[1].startswith("warning: node 2 (TrimAudioDuration): a ComfyUI core node NodeForge does not support "
                              "yet; replace or bypass it; ")
 
