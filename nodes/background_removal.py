@@ -29,6 +29,7 @@ from nodeforge.core.errors import NodeError
 from nodeforge.core.types import FileKind
 
 from .loading import load_shared
+from .weight_files import load_exact
 
 SIZE = 1024          # the side RMBG-1.4 was trained at
 BASE = 64            # conv_in's width in RMBG-1.4; every other width scales with it
@@ -135,18 +136,7 @@ def build(state: dict[str, torch.Tensor], source: str) -> BriaRMBG:
         raise NodeError(f"{source} is not an RMBG-1.4 model (no 3-channel conv_in.weight): use model.safetensors from "
                         "briaai/RMBG-1.4", field="model")
     model = BriaRMBG(int(conv.shape[0]))
-    mine = model.state_dict()
-    missing = [key for key in mine if key not in state and not key.endswith("num_batches_tracked")]
-    unknown = [key for key in state if key not in mine]
-    wrong = [key for key in mine if key in state and tuple(state[key].shape) != tuple(mine[key].shape)]
-    if missing or unknown or wrong:
-        key = (missing or unknown or wrong)[0]
-        what = "lacks" if missing else "has an unknown" if unknown else "has a misshapen"
-        raise NodeError(f"{source} {what} {key} ({len(missing)} missing, {len(unknown)} unknown, {len(wrong)} "
-                        "misshapen): it is not an RMBG-1.4 model; use model.safetensors from briaai/RMBG-1.4",
-                        field="model")
-    model.load_state_dict({key: value.float() for key, value in state.items()}, strict=False)
-    return model.eval()
+    return load_exact(model, state, source, "an RMBG-1.4 model", "use model.safetensors from briaai/RMBG-1.4")
 
 
 def load_rmbg(path: Path, device: str, shared: dict[str, Any] | None = None) -> BriaRMBG:

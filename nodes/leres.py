@@ -30,6 +30,7 @@ from nodeforge.core.types import FileKind
 
 from .annotator_size import prepared
 from .loading import load_shared
+from .weight_files import load_exact
 
 _lock = threading.Lock()
 FIX = "use res101.pth from lllyasviel/Annotators"
@@ -204,17 +205,7 @@ def build_leres(data: Any, source: str) -> LeReS:
     dropped), its encoder's depth, widths and groups read from it; refused in one line when it is not one."""
     state = _depth_model_state(data, source)
     model = LeReS(_encoder_shape(state, source))
-    mine = model.state_dict()
-    missing = [key for key in mine if key not in state and not key.endswith("num_batches_tracked")]
-    unknown = [key for key in state if key not in mine]
-    wrong = [key for key in mine if key in state and tuple(state[key].shape) != tuple(mine[key].shape)]
-    if missing or unknown or wrong:
-        key = (missing or unknown or wrong)[0]
-        what = "lacks" if missing else "has an unknown" if unknown else "has a misshapen"
-        raise NodeError(f"{source} {what} {key} ({len(missing)} missing, {len(unknown)} unknown, {len(wrong)} "
-                        f"misshapen): it is not a LeReS depth model; {FIX}", field="model")
-    model.load_state_dict({key: value.float() for key, value in state.items()}, strict=False)
-    return model.eval()
+    return load_exact(model, state, source, "a LeReS depth model", FIX)
 
 
 def load_leres(path: Path, device: str, shared: dict[str, Any] | None = None) -> LeReS:

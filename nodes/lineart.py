@@ -32,6 +32,7 @@ from nodeforge.core.types import FileKind
 
 from .annotator_size import prepared
 from .loading import load_shared
+from .weight_files import load_exact
 
 _lock = threading.Lock()
 ANNOTATORS = "lllyasviel/Annotators"
@@ -158,18 +159,7 @@ def build_generator(state: dict[str, torch.Tensor], source: str) -> LineartGener
                         f"sk_model.pth or sk_model2.pth from {ANNOTATORS}", field="model")
     blocks = len({key.split(".")[1] for key in state if key.startswith("model2.")})
     model = LineartGenerator(int(first.shape[0]), blocks)
-    mine = model.state_dict()
-    missing = [key for key in mine if key not in state]
-    unknown = [key for key in state if key not in mine]
-    wrong = [key for key in mine if key in state and tuple(state[key].shape) != tuple(mine[key].shape)]
-    if missing or unknown or wrong:
-        key = (missing or unknown or wrong)[0]
-        what = "lacks" if missing else "has an unknown" if unknown else "has a misshapen"
-        raise NodeError(f"{source} {what} {key} ({len(missing)} missing, {len(unknown)} unknown, {len(wrong)} "
-                        f"misshapen): it is not a lineart model; use sk_model.pth or sk_model2.pth from {ANNOTATORS}",
-                        field="model")
-    model.load_state_dict({key: value.float() for key, value in state.items()})
-    return model.eval()
+    return load_exact(model, state, source, "a lineart model", f"use sk_model.pth or sk_model2.pth from {ANNOTATORS}")
 
 
 def load_generator(path: Path, device: str, shared: dict[str, Any] | None = None) -> LineartGenerator:

@@ -160,3 +160,21 @@ def check_safetensors_header(path: Path, field: str, what: str = "") -> None:
             pass
     except Exception as exc:
         raise NodeError(_safetensors_problem(path, exc, what), field=field) from None
+
+
+def load_exact(model: torch.nn.Module, state: dict[str, torch.Tensor], source: str, what: str,
+               fix: str) -> torch.nn.Module:
+    """`model` (in eval mode) holding `state`: every one of its parameters there with its shape and no key it
+    does not know (batch-norm step counters aside); else one line naming the first key at fault, saying the
+    file is not `what` ("an RMBG-1.4 model") and giving `fix`."""
+    mine = model.state_dict()
+    missing = [key for key in mine if key not in state and not key.endswith("num_batches_tracked")]
+    unknown = [key for key in state if key not in mine]
+    wrong = [key for key in mine if key in state and tuple(state[key].shape) != tuple(mine[key].shape)]
+    if missing or unknown or wrong:
+        key = (missing or unknown or wrong)[0]
+        fault = "lacks" if missing else "has an unknown" if unknown else "has a misshapen"
+        raise NodeError(f"{source} {fault} {key} ({len(missing)} missing, {len(unknown)} unknown, {len(wrong)} "
+                        f"misshapen): it is not {what}; {fix}", field="model")
+    model.load_state_dict({key: value.float() for key, value in state.items()}, strict=False)
+    return model.eval()
