@@ -94,9 +94,9 @@ def warn_if_cropped(width: int, height: int, factor: int) -> None:
                  f"scale or crop it to a multiple of {factor} to choose what is kept")
 
 
-def encode(vae: VAEModel, image: torch.Tensor, tiled: bool | None = None) -> torch.Tensor:
+def encode(vae: VAEModel, image: torch.Tensor, tiles: bool | None = None) -> torch.Tensor:
     """Scaled latents of an IMAGE, centre-cropped to a multiple of the VAE factor (in tiles when large, unless
-    `tiled` says)."""
+    `tiles` says)."""
     f = vae.factor
     _, h, w, _ = image.shape
     nh, nw = h // f * f, w // f * f
@@ -105,7 +105,7 @@ def encode(vae: VAEModel, image: torch.Tensor, tiled: bool | None = None) -> tor
     top, left = (h - nh) // 2, (w - nw) // 2
     warn_if_cropped(w, h, f)
     pixels = image[:, top:top + nh, left:left + nw, :3].permute(0, 3, 1, 2) * 2 - 1
-    large = nh * nw > TILE_ABOVE * f * f if tiled is None else tiled
+    large = nh * nw > TILE_ABOVE * f * f if tiles is None else tiles
     with torch.inference_mode(), memory_advice():
         if large:
             z = tiled(lambda p: _encode(vae, p), pixels, TILE * f, OVERLAP * f, 1 / f, vae.latent_channels)

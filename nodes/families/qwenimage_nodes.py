@@ -57,7 +57,7 @@ def run_text_encode_qwen_image_edit(ctx: Any, clip: ClipModel, prompt: str, vae:
     pictures = [] if image is None else [area_scale(image[:1, :, :, :3], VAE_PIXELS)]
     entry = encode_qwenimage(clip, prompt, pictures, numbered=False)
     if vae is not None and pictures:
-        entry["reference_latents"] = (encode(vae, pictures[0], tiled=False),)
+        entry["reference_latents"] = (encode(vae, pictures[0], tiles=False),)
     return {"conditioning": [entry]}
 
 
@@ -71,5 +71,5 @@ def run_text_encode_qwen_image_edit_plus(ctx: Any, clip: ClipModel, prompt: str,
     pictures = [image[:1, :, :, :3] for image in (image1, image2, image3) if image is not None]
     entry = encode_qwenimage(clip, prompt, [area_scale(p, VISION_PIXELS) for p in pictures])
     if vae is not None and pictures:
-        entry["reference_latents"] = tuple(encode(vae, area_scale(p, VAE_PIXELS, 8), tiled=False) for p in pictures)
+        entry["reference_latents"] = tuple(encode(vae, area_scale(p, VAE_PIXELS, 8), tiles=False) for p in pictures)
     return {"conditioning": [entry]}

@@ -205,6 +205,25 @@ def test_large_latents_decode_in_tiles_automatically(engine, make_txt2img, monke
     assert calls == [8]
 
 
+def test_large_images_encode_in_tiles_automatically(engine, make_txt2img, monkeypatch):
+    from nodeforge.core.registry import builtin_module
+
+    vae_mod = builtin_module("vae")
+    vae = engine.run(make_txt2img(), outputs=["ckpt"]).outputs["ckpt"]["vae"]
+    calls = []
+    original = vae_mod._encode
+    monkeypatch.setattr(vae_mod, "_encode", lambda v, p: calls.append(p.shape[-1]) or original(v, p))
+    monkeypatch.setattr(vae_mod, "TILE_ABOVE", 16 * 16)
+    monkeypatch.setattr(vae_mod, "TILE", 16)
+    monkeypatch.setattr(vae_mod, "OVERLAP", 4)
+    image = torch.rand(1, 128, 128, 3, generator=torch.Generator().manual_seed(0))
+    latents = vae_mod.encode(vae, image)   # 32x32 latent pixels, over the (lowered) threshold: in tiles
+    assert latents.shape == (1, 4, 32, 32) and len(calls) == 9 and max(calls) == 16 * 4
+    calls.clear()
+    whole = vae_mod.encode(vae, image, tiles=False)   # a caller that needs one piece (Qwen-Image-Edit's references)
+    assert calls == [128] and (latents - whole).abs().mean() < 0.1 * whole.abs().mean()
+
+
 def _png_header_only(path, width, height):
     """A PNG that claims width x height (a bomb's header: the size is known before decoding)."""
     import struct
