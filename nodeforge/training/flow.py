@@ -71,6 +71,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         "latent) instead of on the shapes with fresh noise; 0: the data itself")
     p.add_argument("--reflow-steps", type=whole(1), default=20, help="the base model's Euler steps for each pair")
     p.add_argument("--reflow-cfg", type=real(1), default=3.0, help="the base model's CFG for each captioned pair")
+    p.add_argument("--freeze-text", action="store_true",
+                   help="keep both CLIP encoders as the base model trained them (only their fresh pooled "
+                        "projections learn): the shape and colour words keep what the UNet model taught them")
     p.add_argument("--shift", type=real(0, above=True), default=1.0,
                    help="the sigma shift of training's noise levels, written to the scheduler config (SD3 uses 3 "
                         "at 1024 px; 64 px images with 64 tokens need no shift towards high noise)")
@@ -157,6 +160,9 @@ def make_parts(args: argparse.Namespace, vae: Any, base: Path) -> dict[str, Any]
         joint_attention_dim=width, pooled_projection_dim=2 * config.projection_dim, pos_embed_max_size=None,
         qk_norm="rms_norm" if getattr(args, "qk_norm", False) else None)
     zero_modulation(transformer)
+    if getattr(args, "freeze_text", False):
+        for encoder in encoders:
+            encoder.text_model.requires_grad_(False)
     return {"transformer": transformer, "text_encoder": encoders[0], "text_encoder_2": encoders[1]}
 
 

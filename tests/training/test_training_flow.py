@@ -300,3 +300,18 @@ def test_with_reflow_pairs_each_latent_keeps_its_own_noise_and_its_caption(monke
     latents = torch.randn(4, 4, 16, 16)
     flow.train(args, parts, latents, ["a red square"] * 4, tokenizer, noise=torch.randn(4, 4, 16, 16))
     assert len(seen) == 30 * args.batch and set(seen) == {"a red square"}   # no caption dropped: "" pairs are their own
+
+
+def test_freeze_text_keeps_both_clip_encoders_as_trained_and_lets_their_pooled_projections_learn():
+    from nodeforge.paths import builtin_dir
+
+    args = flow.parse_args(["--out", "unused", "--steps", "3", "--freeze-text", "--lr", "1e-2", *TINY])
+    base = builtin_dir("resources") / "models" / "nodeforge-shapes"
+    vae, tokenizer = flow.load_base(base, args.context)
+    parts = flow.make_parts(args, vae, base)
+    before = {k: {n: p.detach().clone() for n, p in parts[k].named_parameters()} for k in ("text_encoder", "text_encoder_2")}
+    flow.train(args, parts, torch.randn(8, 4, 16, 16), ["a red square on a blue background"] * 8, tokenizer)
+    for key, weights in before.items():
+        for name, param in parts[key].named_parameters():
+            moved = not torch.equal(param, weights[name])
+            assert moved == name.startswith("text_projection"), (key, name)
