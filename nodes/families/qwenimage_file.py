@@ -25,7 +25,7 @@ import torch
 
 from nodeforge.core.errors import NodeError
 
-from ..loading import _finish, _load_into, model_from_state, pick_dtype, read_state_dict, tokenizer_works, vae_dtype
+from ..loading import _finish, _load_into, model_from_state, pick_dtype, read_state_dict, vae_dtype
 from .separate import LoadedPart
 
 PREFIXES = ("model.diffusion_model.", "diffusion_model.")
@@ -128,23 +128,10 @@ def _restore_buffers(encoder: Any, config: Any) -> None:
 
 
 def qwen_tokenizer(path: Path, cfg: Path) -> Any:
-    """Qwen's BPE tokenizer from beside the file, else the Hugging Face cache (never downloaded)."""
-    from transformers import AutoTokenizer
+    """Qwen-Image's Qwen2.5-VL tokenizer for the text encoder file at `path` (zimage_file.find_qwen_tokenizer)."""
+    from .zimage_file import find_qwen_tokenizer
 
-    for folder in (cfg / "tokenizer", path.parent / "tokenizer"):
-        if folder.is_dir() and any(folder.iterdir()):
-            tok = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
-            if tokenizer_works(tok):
-                return tok
-    try:
-        tok = AutoTokenizer.from_pretrained(TOKENIZER_HUB, subfolder="tokenizer", local_files_only=True)
-        if tokenizer_works(tok):
-            return tok
-    except Exception:
-        pass
-    raise NodeError(f"{path.name}: no Qwen tokenizer was found offline; put Qwen-Image's tokenizer folder (from its "
-                    f"diffusers repository) beside the file as tokenizer/ or in {path.stem}.config/tokenizer/, or "
-                    f"download '{TOKENIZER_HUB}' into the Hugging Face cache once", field="text_encoder")
+    return find_qwen_tokenizer(path, cfg, TOKENIZER_HUB, "tokenizer", "Qwen-Image")
 
 
 # -- the VAE (VAELoader) ------------------------------------------------------------------------------------------

@@ -132,7 +132,13 @@ def qwen3_shape(state: dict[str, torch.Tensor]) -> dict[str, int]:
 
 
 def qwen_tokenizer(path: Path, cfg: Path) -> Any:
-    """Qwen's BPE tokenizer from beside the file, else the Hugging Face cache (never downloaded)."""
+    """Z-Image's Qwen3 tokenizer for the text encoder file at `path` (see find_qwen_tokenizer)."""
+    return find_qwen_tokenizer(path, cfg, QWEN_TOKENIZER_HUB, None, "Z-Image-Turbo")
+
+
+def find_qwen_tokenizer(path: Path, cfg: Path, hub: str, subfolder: str | None, model: str) -> Any:
+    """Qwen's BPE tokenizer from beside the file (tokenizer/ in its config folder or its own folder), else `hub`
+    (its `subfolder`) in the Hugging Face cache, never downloaded; refused in one line naming `model`'s folder."""
     from transformers import AutoTokenizer
 
     for folder in (cfg / "tokenizer", path.parent / "tokenizer"):
@@ -141,11 +147,11 @@ def qwen_tokenizer(path: Path, cfg: Path) -> Any:
             if tokenizer_works(tok):
                 return tok
     try:
-        tok = AutoTokenizer.from_pretrained(QWEN_TOKENIZER_HUB, local_files_only=True)
+        tok = AutoTokenizer.from_pretrained(hub, local_files_only=True, **({"subfolder": subfolder} if subfolder else {}))
         if tokenizer_works(tok):
             return tok
     except Exception:
         pass
-    raise NodeError(f"{path.name}: no Qwen tokenizer was found offline; put Z-Image-Turbo's tokenizer folder (from "
+    raise NodeError(f"{path.name}: no Qwen tokenizer was found offline; put {model}'s tokenizer folder (from "
                     f"its diffusers repository) beside the file as tokenizer/ or in {path.stem}.config/tokenizer/, or "
-                    f"download '{QWEN_TOKENIZER_HUB}' into the Hugging Face cache once", field="text_encoder")
+                    f"download '{hub}' into the Hugging Face cache once", field="text_encoder")
